@@ -1,0 +1,43 @@
+# Quick start:  make demo   (install, train a VAE on the embedded digits set, write samples)
+#               make test   (install with the test extras, run the tests)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PIP     = $(BIN)/python -m pip install -q -c constraints.txt
+
+.PHONY: demo test test-all install bench-vae-mnist clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) torch==2.13.0
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	@run=runs/demo-$$(date +%Y%m%d-%H%M%S); \
+	$(BIN)/genzoo train vae --run-dir $$run && \
+	$(BIN)/genzoo sample $$run -n 64 -o $$run/grid.png && \
+	$(BIN)/genzoo eval $$run --iwae-k 1000 --no-progress && \
+	echo "samples: $$run/grid.png (training evolution in $$run/samples/)"
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q
+
+test-all: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m ''
+
+# VAE on dynamically binarized MNIST (BENCHMARKS.md); MNIST from ../shared/data/mnist or $GENZOO_DATA
+bench-vae-mnist: $(VENV)/.installed
+	$(BIN)/genzoo train --config configs/vae-mnist-binarized.toml --data-root $${GENZOO_DATA:-../shared/data/mnist} --run-dir runs/vae-mnist-bench --no-progress
+	$(BIN)/genzoo eval runs/vae-mnist-bench --iwae-k 5000 --no-progress
+
+clean:
+	rm -rf $(VENV) build *.egg-info

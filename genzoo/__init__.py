@@ -1,0 +1,31 @@
+"""genzoo: the classic zoo of deep generative models behind one interface.
+
+>>> import genzoo, torch
+>>> model = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4)
+>>> model.sample(3).shape
+torch.Size([3, 1, 8, 8])
+"""
+
+from .base import Batch, Density, GenerativeModel, Generator, Invertible, LatentVariable
+from .errors import CheckpointError, ConfigError, DataError, GenZooError, TrainingDiverged
+from .registry import build, list_models, register
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Batch", "Density", "GenerativeModel", "Generator", "Invertible", "LatentVariable",
+    "CheckpointError", "ConfigError", "DataError", "GenZooError", "TrainingDiverged",
+    "build", "list_models", "register", "save", "load", "fit", "__version__",
+]
+
+
+def __getattr__(name):  # lazy: keeps `import genzoo` light for the CLI
+    if name in ("save", "load"):
+        from . import io
+
+        return getattr(io, name)
+    if name == "fit":
+        from .train.loop import fit
+
+        return fit
+    raise AttributeError(name)

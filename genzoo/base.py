@@ -1,0 +1,127 @@
+"""The model contract: one base class and the capability protocols.
+
+Every family subclasses :class:`GenerativeModel` (an ``nn.Module``) and is registered by name
+with :func:`genzoo.registry.register`. What a model *can* do beyond sampling is told by the
+runtime-checkable protocols below, never by a class hierarchy: ``isinstance(model, Density)``.
+
+The training contract, used by :func:`genzoo.fit` and nothing else:
+
+* ``configure_optimizers()`` returns the optimizers (an empty list for EM-fitted models);
+* ``setup(x, generator)`` does data-dependent initialisation once, before step 0 (not on resume);
+* ``training_step(batch, optimizers)`` does one update and returns floats to log. The default
+  calls ``loss(batch.x)["loss"]``, then zero_grad / backward / step. Adversarial models override
+  it to alternate critic and generator updates; the GMM does an EM iteration with no optimizer.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+
+class Batch(NamedTuple):
+    """One mini-batch: data ``x`` (B, ...) and labels ``y`` (B,) or None."""
+
+    x: Tensor
+    y: Tensor | None = None
+
+
+class GenerativeModel(nn.Module):
+    """Base class of every genzoo model.
+
+    Subclasses take only keyword arguments in ``__init__`` (recorded by ``@register`` into
+    ``self.config`` and saved as ``config.json``) and always receive ``data_shape``: the shape
+    of one example, e.g. ``(1, 28, 28)`` or ``(2,)``.
+    """
+
+    #: registry name, set by ``@register``
+    name: ClassVar[str] = ""
+    #: one-line description, shown by ``genzoo models``
+    description: ClassVar[str] = ""
+    #: True for models whose step sees the whole training set (full-batch EM)
+    full_batch: ClassVar[bool] = False
+    #: constructor arguments, set by ``@register``
+    config: dict
+
+    @classmethod
+    def defaults(cls, config: dict) -> dict:
+        """Data and training settings the CLI uses where the user gives none (see ``genzoo train``)."""
+        return {"data": {"name": "digits"}, "train": {"steps": 2000, "batch_size": 128}}
+
+    # -- sampling ---------------------------------------------------------------------------
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` examples, shape (n, *data_shape)."""
+        raise NotImplementedError
+
+    # -- training ---------------------------------------------------------------------------
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        """Return a dict with a scalar ``"loss"`` to minimise, plus any terms worth logging."""
+        raise NotImplementedError
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return []
+
+    def setup(self, x: Tensor, generator: torch.Generator) -> None:
+        """Data-dependent initialisation from (a sample of) the training set; default: none."""
+
+    def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        (opt,) = optimizers
+        terms = self.loss(batch.x)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    @property
+    def device(self) -> torch.device:
+        for t in self.parameters():
+            return t.device
+        for t in self.buffers():
+            return t.device
+        return torch.device("cpu")
+
+
+@runtime_checkable
+class Density(Protocol):
+    """Exact log-density: ``log_prob(x)`` (B, ...) -> (B,) in nats (GMM, flows)."""
+
+    def log_prob(self, x: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class LatentVariable(Protocol):
+    """A latent-variable model: q(z|x), p(x|z), the ELBO and the IWAE bound (VAE, M2)."""
+
+    latent_dim: int
+
+    def encode(self, x: Tensor) -> Distribution: ...
+
+    def decode(self, z: Tensor) -> Distribution: ...
+
+    def elbo(self, x: Tensor) -> Tensor: ...
+
+    def iwae_bound(self, x: Tensor, k: int) -> Tensor: ...
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A deterministic map from a latent prior to data space (GAN, GMMN, VAE decoder, flows)."""
+
+    latent_dim: int
+
+    @property
+    def prior(self) -> Distribution: ...
+
+    def generate(self, z: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class Invertible(Protocol):
+    """A transform returning ``(y, log|det J|)`` with an exact ``inverse``."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]: ...

@@ -1,0 +1,244 @@
+"""Datasets by name: toy densities, digits, MNIST, and the user's own ``.npz`` files or image folders.
+
+``load_dataset(name, split)`` returns a :class:`Dataset` (float32 ``x``, optional labels ``y``,
+the number of discrete ``levels``, and the per-batch transform: dynamic binarization or uniform
+dequantization). ``name`` is a registered name (see :func:`list_datasets`), a path to a ``.npz``
+file or to a folder of images, or one of the explicit forms ``npz:PATH`` / ``folder:PATH``.
+Options of a dataset are keyword arguments; values may be strings from the command line.
+
+>>> from genzoo.data import load_dataset
+>>> ds = load_dataset("ring", "test", n=100, n_modes="4")
+>>> len(ds), ds.shape, ds.space, ds.density.centres.shape
+(100, (2,), 'continuous', torch.Size([4, 2]))
+>>> load_dataset("rnig")
+Traceback (most recent call last):
+...
+genzoo.errors.DataError: unknown dataset 'rnig' (did you mean 'ring'?); known: checkerboard, digits, grid, mixture1d, mnist, moons, ring, spirals (or a .npz file or an image folder)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import DataError, did_you_mean
+from . import toy
+from .dataset import SPLITS, Dataset, check_n, check_split
+from .images import load_digits, load_folder, load_npz
+from .mnist import DEFAULT_MIRRORS, MNIST_MD5, download_mnist, load_mnist, read_idx
+from .toy import ToyDensity
+
+__all__ = [
+    "Dataset", "ToyDensity", "SPLITS", "load_dataset", "list_datasets", "dataset_options",
+    "download_mnist", "DEFAULT_MIRRORS", "MNIST_MD5", "read_idx",
+]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    load: Callable[..., Dataset]  # load(split, n=, seed=, root=, **params)
+    description: str
+    params: dict[str, tuple[Any, Any]]  # option -> (type hint, default)
+
+
+def _params_of(fn: Callable, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
+    hints = typing.get_type_hints(fn)
+    return {
+        k: (hints.get(k, type(p.default)), p.default)
+        for k, p in inspect.signature(fn).parameters.items()
+        if k not in skip and p.default is not inspect.Parameter.empty
+    }
+
+
+def _toy_entry(name: str, factory: Callable[..., ToyDensity], description: str) -> _Entry:
+    def load(split: str, *, n: int | None, seed: int, root: str | None, **params: Any) -> Dataset:
+        return toy.load_toy(name, factory(**params), split, n=n, seed=seed)
+
+    return _Entry(load, description, _params_of(factory))
+
+
+_DATASETS: dict[str, _Entry] = {
+    "ring": _toy_entry("ring", toy.ring, "2-D: equal mixture of Gaussians on a circle (exact density)"),
+    "grid": _toy_entry("grid", toy.grid, "2-D: equal mixture of Gaussians on a square grid (exact density)"),
+    "moons": _toy_entry("moons", toy.moons, "2-D: two interleaving half circles plus noise (density by quadrature)"),
+    "spirals": _toy_entry("spirals", toy.spirals, "2-D: two interleaved spirals plus noise (density by quadrature)"),
+    "checkerboard": _toy_entry(
+        "checkerboard", toy.checkerboard, "2-D: uniform on the black squares of a checkerboard (exact density)"
+    ),
+    "mixture1d": _toy_entry("mixture1d", toy.mixture1d, "1-D: Gaussian mixture (exact density)"),
+    "digits": _Entry(
+        lambda split, *, n, seed, root: load_digits(split, n=n),
+        "8x8 handwritten digits from scikit-learn, 17 levels (1297/200/300 split, no download)",
+        {},
+    ),
+    "mnist": _Entry(
+        lambda split, *, n, seed, root: load_mnist(split, root=root, n=n),
+        "MNIST 28x28, 256 levels (50k/10k/10k split; needs --data-root or GENZOO_DATA)",
+        {},
+    ),
+}
+
+_FOLDER_PARAMS = _params_of(load_folder, skip=("path", "split", "n"))
+
+
+def list_datasets() -> dict[str, str]:
+    """Registered dataset name -> one-line description (``.npz`` files and folders are not listed)."""
+    return {k: _DATASETS[k].description for k in sorted(_DATASETS)}
+
+
+def dataset_options(name: str) -> dict[str, Any]:
+    """The options of a registered dataset and their defaults.
+
+    >>> dataset_options("ring")
+    {'n_modes': 8, 'radius': 1.0, 'std': 0.01}
+    """
+    kind, target = _resolve(name)
+    if kind == "folder":
+        return {k: d for k, (_, d) in _FOLDER_PARAMS.items()}
+    if kind == "npz":
+        return {}
+    return {k: d for k, (_, d) in _DATASETS[target].params.items()}
+
+
+# -- option values from the command line ----------------------------------------------------
+
+_TRUE, _FALSE = {"1", "true", "yes", "on", "y"}, {"0", "false", "no", "off", "n"}
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _coerce(dataset: str, key: str, value: Any, hint: Any) -> Any:
+    """Convert ``value`` (possibly a string) to ``hint``: int, float, bool, str, tuple[float, ...], X | None."""
+    bad = DataError(f"dataset '{dataset}': option {key}={value!r} is not a valid {_type_name(hint)}")
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            if type(None) in args:
+                return None
+            raise bad
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1:
+            raise bad
+        hint, args = rest[0], typing.get_args(rest[0])
+    if value is None:
+        raise bad
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE | _FALSE:
+                return str(value).strip().lower() in _TRUE
+            raise bad
+        if hint is int:
+            if isinstance(value, bool):
+                raise bad
+            if isinstance(value, str):
+                return int(value.strip())
+            if isinstance(value, float) and not value.is_integer():
+                raise bad
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise bad
+            out = float(value.strip() if isinstance(value, str) else value)
+            if math.isnan(out):
+                raise bad
+            return out
+        if hint is str:
+            return str(value)
+        if typing.get_origin(hint) is tuple:
+            elem = args[0] if args else float
+            if isinstance(value, str):
+                value = [v for v in value.strip().strip("()[]").split(",") if v.strip()]
+            if not isinstance(value, (list, tuple)):
+                raise bad
+            return tuple(_coerce(dataset, key, v, elem) for v in value)
+    except (TypeError, ValueError):
+        raise bad from None
+    return value
+
+
+def _check_params(dataset: str, spec: dict[str, tuple[Any, Any]], params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in params.items():
+        if key not in spec:
+            valid = f"valid options: {', '.join(spec)}" if spec else "it takes no options"
+            raise DataError(f"dataset '{dataset}' has no option '{key}'{did_you_mean(key, spec)}; {valid}")
+        out[key] = _coerce(dataset, key, value, spec[key][0])
+    return out
+
+
+# -- loading --------------------------------------------------------------------------------
+
+
+def _resolve(name: str | os.PathLike) -> tuple[str, str]:
+    """("registered" | "npz" | "folder", name or path)."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise DataError(f"dataset name must be a string or a path, got {type(name).__name__}")
+    s = os.fspath(name)
+    if s.startswith("npz:"):
+        return "npz", s[4:]
+    if s.startswith("folder:"):
+        return "folder", s[7:]
+    if s in _DATASETS:
+        return "registered", s
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return "folder", str(p)
+    if p.is_file():
+        return "npz", str(p)
+    if s.endswith((".npz", ".npy")) or "/" in s or os.sep in s:
+        raise DataError(f"data file {s}: not found")
+    raise DataError(
+        f"unknown dataset '{s}'{did_you_mean(s, _DATASETS)}; known: {', '.join(sorted(_DATASETS))} "
+        "(or a .npz file or an image folder)"
+    )
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    *,
+    root: str | None = None,
+    binarize: bool = False,
+    dequantize: bool = False,
+    n: int | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> Dataset:
+    """Load one split (``"train"``, ``"valid"`` or ``"test"``) of dataset ``name``.
+
+    ``root`` is where MNIST lives (else ``$GENZOO_DATA``); ``binarize`` turns on dynamic
+    binarization, ``dequantize`` uniform dequantization (at most one; dequantization needs
+    discrete data). ``n`` limits the split to its first ``n`` examples (all of them when the split
+    is smaller; toy sets draw ``n``).
+    ``seed`` only affects the toy sets. ``params`` are the dataset's options
+    (:func:`dataset_options`); strings are converted to the option's type.
+    """
+    check_split(split)
+    binarize = _coerce(str(name), "binarize", binarize, bool)
+    dequantize = _coerce(str(name), "dequantize", dequantize, bool)
+    if binarize and dequantize:
+        raise DataError("binarize and dequantize cannot be used together: choose one")
+    n = check_n(None if n is None else _coerce(str(name), "n", n, int))
+    seed = _coerce(str(name), "seed", seed, int)
+    kind, target = _resolve(name)
+    if kind == "registered":
+        entry = _DATASETS[target]
+        ds = entry.load(split, n=n, seed=seed, root=root, **_check_params(target, entry.params, params))
+    elif kind == "folder":
+        ds = load_folder(target, split, n=n, **_check_params(f"folder:{target}", _FOLDER_PARAMS, params))
+    else:
+        ds = load_npz(target, split, n=n, **_check_params(f"npz:{target}", {}, params))
+    if binarize or dequantize:
+        ds = dataclasses.replace(ds, binarize=binarize, dequantize=dequantize)
+    return ds

@@ -1,0 +1,180 @@
+"""The :class:`Dataset` record every loader returns, and the split helpers the loaders share.
+
+A dataset holds the raw data in memory (``x`` float32, images in [0, 1]) and applies its per-batch
+transform -- dynamic binarization or uniform dequantization -- whenever a batch is taken, with the
+caller's ``torch.Generator`` so that training is reproducible.
+
+>>> import torch
+>>> ds = Dataset("demo", "train", torch.tensor([[0.0], [0.5], [1.0]]), None, levels=3, dequantize=True)
+>>> len(ds), ds.shape, ds.space
+(3, (1,), 'dequantized')
+>>> b = ds.batch(torch.tensor([2, 0]), generator=torch.Generator().manual_seed(0))   # (2, 1)
+>>> torch.floor(b * 3).flatten().tolist()
+[2.0, 0.0]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import DataError, did_you_mean
+from . import transforms as T
+
+if TYPE_CHECKING:
+    from .toy import ToyDensity
+
+__all__ = ["Dataset", "SPLITS", "check_split", "split_slices", "take_first", "check_n"]
+
+SPLITS = ("train", "valid", "test")
+
+
+def check_split(split: str) -> str:
+    """Return ``split`` if it is one of train / valid / test, else raise DataError."""
+    if split not in SPLITS:
+        raise DataError(f"unknown split '{split}'{did_you_mean(str(split), SPLITS)}; known: {', '.join(SPLITS)}")
+    return split
+
+
+def check_n(n: int | None) -> int | None:
+    """``n`` must be None or a positive integer."""
+    if n is None:
+        return None
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise DataError(f"n must be a positive integer, got {n!r}")
+    return int(n)
+
+
+def split_slices(total: int) -> dict[str, slice]:
+    """The fixed 80/10/10 train/valid/test split of ``total`` (permuted) examples.
+
+    ``valid`` and ``test`` get ``total // 10`` examples each and ``train`` the rest, so fewer
+    than 10 examples all go to ``train`` (the other splits are then empty).
+
+    >>> {k: (s.start, s.stop) for k, s in split_slices(25).items()}
+    {'train': (0, 21), 'valid': (21, 23), 'test': (23, 25)}
+    """
+    k = total // 10
+    return {"train": slice(0, total - 2 * k), "valid": slice(total - 2 * k, total - k), "test": slice(total - k, total)}
+
+
+def take_first(x: Tensor, y: Tensor | None, n: int | None) -> tuple[Tensor, Tensor | None]:
+    """The first ``n`` examples (all of them when ``n`` is None or larger than the split)."""
+    if n is None or n >= len(x):
+        return x, y
+    return x[:n], (None if y is None else y[:n])
+
+
+@dataclass(repr=False, eq=False)
+class Dataset:
+    """One split of a dataset, in memory.
+
+    ``x`` is float32: images (N, C, H, W) in [0, 1], vectors (N, D). ``levels`` is the number of
+    discrete intensity levels of the raw data (images are stored as ``v / (levels - 1)``), or None
+    for continuous data. At most one of ``binarize`` / ``dequantize`` is set; it is applied by
+    :meth:`batch` and :meth:`transformed`, never to ``x`` itself.
+    """
+
+    name: str
+    split: str  # "train" | "valid" | "test"
+    x: Tensor  # (N, C, H, W) or (N, D), float32
+    y: Tensor | None  # (N,) int64, or None
+    levels: int | None = None
+    binarize: bool = False
+    dequantize: bool = False
+    density: ToyDensity | None = None
+
+    def __post_init__(self) -> None:
+        check_split(self.split)
+        if not isinstance(self.x, Tensor):
+            raise DataError(f"dataset '{self.name}': x must be a torch.Tensor, got {type(self.x).__name__}")
+        if self.x.dim() < 2:
+            raise DataError(f"dataset '{self.name}': x must have shape (N, ...), got {tuple(self.x.shape)}")
+        if self.x.dtype != torch.float32:
+            self.x = self.x.to(torch.float32)
+        if self.y is not None:
+            if self.y.shape != (len(self.x),):
+                raise DataError(f"dataset '{self.name}': y has shape {tuple(self.y.shape)}, expected ({len(self.x)},)")
+            if self.y.dtype != torch.int64:
+                self.y = self.y.to(torch.int64)
+        if isinstance(self.levels, np.integer):
+            self.levels = int(self.levels)
+        if self.levels is not None and (not isinstance(self.levels, int) or isinstance(self.levels, bool) or self.levels < 2):
+            raise DataError(f"dataset '{self.name}': levels must be an integer >= 2 or None, got {self.levels!r}")
+        if self.binarize and self.dequantize:
+            raise DataError("binarize and dequantize cannot be used together: choose one")
+        if self.binarize and self.x.numel():
+            lo, hi = self.x.min().item(), self.x.max().item()
+            if lo < 0 or hi > 1:
+                raise DataError(
+                    f"cannot binarize dataset '{self.name}': values lie in [{lo:.4g}, {hi:.4g}], binarization needs [0, 1]"
+                )
+        if self.dequantize:
+            if self.levels is None:
+                raise DataError(
+                    f"cannot dequantize dataset '{self.name}': it is continuous (no discrete levels); "
+                    "dequantization is for discrete data such as images"
+                )
+            if self.x.numel():
+                scaled = self.x.flatten()[:1_000_000] * (self.levels - 1)  # a sample is enough to catch misuse
+                if self.x.min() < 0 or self.x.max() > 1 or (scaled - scaled.round()).abs().max() > 1e-3:
+                    raise DataError(
+                        f"cannot dequantize dataset '{self.name}': values are not on the grid v / {self.levels - 1}"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset(name={self.name!r}, split={self.split!r}, n={len(self)}, shape={self.shape}, "
+            f"levels={self.levels}, space={self.space!r})"
+        )
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape of one example, e.g. ``(1, 28, 28)`` or ``(2,)``."""
+        return tuple(self.x.shape[1:])
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.dim() == 4
+
+    @property
+    def space(self) -> str:
+        """What a model sees, for labelling likelihood units.
+
+        ``"binarized"`` (Bernoulli draws in {0, 1}), ``"dequantized"`` (continuous, bits/dim
+        are meaningful), ``"continuous"`` (truly real-valued data, nats) or ``"discrete-as-real"``
+        (discrete levels fed as reals: a continuous density there is not a likelihood of the data).
+        """
+        if self.binarize:
+            return "binarized"
+        if self.dequantize:
+            return "dequantized"
+        if self.levels is None:
+            return "continuous"
+        return "discrete-as-real"
+
+    def _apply(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
+        if self.binarize:
+            return T.binarize(x, generator=generator)
+        if self.dequantize:
+            assert self.levels is not None
+            return T.dequantize(x, self.levels, generator=generator)
+        return x
+
+    def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """``x[idx]`` with the per-batch transform applied, drawn from ``generator``.
+
+        The same generator state gives the same batch; the next call gives fresh noise.
+        """
+        return self._apply(self.x[idx], generator)  # (B, *shape)
+
+    def transformed(self, generator: torch.Generator | None = None) -> Tensor:
+        """The whole of ``x`` with the transform applied once (for evaluation)."""
+        return self._apply(self.x, generator)  # (N, *shape)

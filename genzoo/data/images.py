@@ -1,0 +1,269 @@
+"""Image datasets that need no download: scikit-learn's 8x8 digits, and the user's own data.
+
+* :func:`load_digits` -- the UCI optical digits shipped inside scikit-learn (1,797 images).
+* :func:`load_folder` -- a folder of PNG / JPEG images (Pillow), optionally one sub-folder per class.
+* :func:`load_npz` -- a ``.npz`` file with an array ``x`` (and optional labels ``y``).
+
+Every problem with the user's files is a one-line :class:`~genzoo.errors.DataError`.
+
+>>> ds = load_digits("valid")
+>>> len(ds), ds.shape, ds.levels, float(ds.x.max())
+(200, (1, 8, 8), 17, 1.0)
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .dataset import Dataset, check_n, check_split, split_slices, take_first
+
+__all__ = ["load_digits", "load_folder", "load_npz", "DIGITS_SPLIT", "IMAGE_EXTENSIONS"]
+
+#: sizes of the fixed digits split (train / valid / test), in permutation order
+DIGITS_SPLIT = {"train": (0, 1297), "valid": (1297, 1497), "test": (1497, 1797)}
+_DIGITS_PERM_SEED = 20_14  # fixed: the split never depends on the user's seed
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+# -- digits ---------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    d = _sk_load_digits()
+    perm = np.random.default_rng(_DIGITS_PERM_SEED).permutation(len(d.target))
+    images = np.rint(d.images[perm]).astype(np.uint8)  # (1797, 8, 8), values 0..16
+    return images, d.target[perm].astype(np.int64)
+
+
+def load_digits(split: str = "train", *, n: int | None = None) -> Dataset:
+    """scikit-learn's 8x8 handwritten digits: x = v / 16, shape (N, 1, 8, 8), 17 levels, y the digit.
+
+    The 1,797 images are shuffled by a permutation with a fixed seed (independent of the
+    user's ``seed``) and cut into train 1,297 / valid 200 / test 300, in that order, so the
+    splits are disjoint and identical on every machine. ``n`` takes the first ``n`` of the split.
+    Source: Alpaydin & Kaynak (1998), UCI "Optical Recognition of Handwritten Digits" (test part).
+    """
+    check_split(split)
+    images, labels = _digits_arrays()
+    a, b = DIGITS_SPLIT[split]
+    x = torch.from_numpy(images[a:b].astype(np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
+    y = torch.from_numpy(labels[a:b].copy())  # (N,)
+    x, y = take_first(x, y, check_n(n))
+    return Dataset("digits", split, x, y, levels=17)
+
+
+# -- shared helpers for the user's own data -------------------------------------------------
+
+
+def _permuted_split(x: torch.Tensor, y: torch.Tensor | None, split: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fixed 80/10/10 split of a permutation with seed 0 (see :func:`split_slices`)."""
+    perm = torch.from_numpy(np.random.default_rng(0).permutation(len(x)))
+    idx = perm[split_slices(len(x))[split]]
+    return x[idx], (None if y is None else y[idx])
+
+
+# -- folder of images -----------------------------------------------------------------------
+
+
+def _channels_option(channels: int | None, mode: str | None) -> int | None:
+    by_mode = {"l": 1, "gray": 1, "grey": 1, "grayscale": 1, "greyscale": 1, "rgb": 3, "color": 3, "colour": 3}
+    c = None
+    if mode is not None:
+        if str(mode).lower() not in by_mode:
+            raise DataError(f"unknown image mode '{mode}'; use 'L' (grayscale) or 'RGB'")
+        c = by_mode[str(mode).lower()]
+    if channels is not None:
+        if channels not in (1, 3):
+            raise DataError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}")
+        if c is not None and c != channels:
+            raise DataError(f"mode '{mode}' and channels={channels} disagree")
+        c = channels
+    return c
+
+
+def _image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
+    """Image files directly in ``root``; else one class per sub-folder (labels by sorted name)."""
+
+    def images_in(d: Path) -> list[Path]:
+        return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+    files = images_in(root)
+    if files:
+        return files, None, []
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and images_in(d))
+    files, labels = [], []
+    for k, c in enumerate(classes):
+        found = images_in(root / c)
+        files += found
+        labels += [k] * len(found)
+    return files, (labels if files else None), classes
+
+
+def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
+                channels: int | None = None, mode: str | None = None) -> Dataset:
+    """A folder of PNG / JPEG / BMP images of one size, x in [0, 1] with 256 levels.
+
+    Images directly inside ``path`` are unlabelled; if there are none, each sub-folder holding
+    images is a class (labels 0, 1, ... by sorted sub-folder name). ``channels`` (1 or 3) or
+    ``mode`` (``"L"`` / ``"RGB"``) picks grayscale or colour; the default is 1 if every image is
+    grayscale, else 3. Split: a fixed permutation (seed 0) cut 80 / 10 / 10 into train / valid /
+    test (every image goes to train when there are fewer than 10).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    check_split(split)
+    want = _channels_option(channels, mode)
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"image folder {root}: not found")
+    files, labels, _ = _image_files(root)
+    if not files:
+        raise DataError(f"image folder {root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
+    images, size0, gray = [], None, True
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                img = im.copy()
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            why = str(e).splitlines()[0] if str(e) else "unreadable"
+            raise DataError(f"image file {f}: cannot be read ({type(e).__name__}: {why})") from None
+        if size0 is None:
+            size0 = img.size
+        elif img.size != size0:
+            raise DataError(
+                f"image folder {root}: {f.name} is {img.size[0]}x{img.size[1]} but {files[0].name} is "
+                f"{size0[0]}x{size0[1]}; all images must have the same size"
+            )
+        gray = gray and img.mode in _GRAY_MODES
+        images.append(img)
+    c = want or (1 if gray else 3)
+    arr = np.stack([np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8) for im in images])
+    arr = arr[:, None] if c == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
+    x = torch.from_numpy(arr.astype(np.float32) / 255.0)  # (N, C, H, W)
+    y = None if labels is None else torch.tensor(labels, dtype=torch.int64)
+    x, y = take_first(*_permuted_split(x, y, split), check_n(n))
+    return Dataset(f"folder:{root.resolve()}", split, x, y, levels=256)
+
+
+# -- .npz -----------------------------------------------------------------------------------
+
+
+def _as_nchw(a: np.ndarray, where: str) -> np.ndarray:
+    """(N, D) vectors stay; images become (N, C, H, W) with C in {1, 3}."""
+    if a.ndim == 2:
+        return a
+    if a.ndim == 3:
+        return a[:, None]  # (N, 1, H, W)
+    if a.ndim == 4 and a.shape[1] in (1, 3):
+        return a  # (N, C, H, W)
+    if a.ndim == 4 and a.shape[3] in (1, 3) and a.shape[1] > 4 and a.shape[2] > 4:
+        return a.transpose(0, 3, 1, 2)  # (N, H, W, C) -> (N, C, H, W)
+    raise DataError(
+        f"{where} has the wrong image shape {a.shape}; expected (N, D) vectors or images (N, H, W), "
+        "(N, C, H, W) or (N, H, W, C) with C in {1, 3}"
+    )
+
+
+def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
+    """Validate one data array; return float32 x and its number of levels (None: continuous)."""
+    if a.dtype.kind not in "biuf":
+        raise DataError(f"{where} has non-numeric dtype {a.dtype}")
+    if a.ndim == 0 or len(a) == 0:
+        raise DataError(f"{where} is empty")
+    if a.dtype.kind == "f":
+        if np.isnan(a).any():
+            raise DataError(f"{where} contains NaN")
+        if np.isinf(a).any():
+            raise DataError(f"{where} contains inf")
+    a = _as_nchw(a, where)
+    image = a.ndim == 4
+    levels: int | None = None
+    if a.dtype == np.uint8:
+        levels, a = 256, a.astype(np.float32) / 255.0
+    elif a.dtype.kind == "b":
+        levels, a = 2, a.astype(np.float32)
+    elif a.dtype.kind in "iu" and image:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 255:
+            raise DataError(f"{where} has integer image values in [{lo}, {hi}]; expected 0..255")
+        levels, a = 256, a.astype(np.float32) / 255.0
+    else:
+        a = a.astype(np.float32)
+        if image:
+            lo, hi = float(a.min()), float(a.max())
+            if lo < 0 or hi > 1:
+                raise DataError(f"{where} has image values in [{lo:.4g}, {hi:.4g}]; float images must lie in [0, 1] (or be uint8)")
+    return torch.from_numpy(np.ascontiguousarray(a)), levels
+
+
+def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
+    if a.shape != (n,):
+        raise DataError(f"{where} has shape {a.shape}, expected ({n},)")
+    if a.dtype.kind == "f":
+        if not np.isfinite(a).all() or not (a == np.round(a)).all():
+            raise DataError(f"{where} must hold integer labels")
+    elif a.dtype.kind not in "biu":
+        raise DataError(f"{where} must hold integer labels, got dtype {a.dtype}")
+    return torch.from_numpy(a.astype(np.int64))
+
+
+def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = None) -> Dataset:
+    """Data from a ``.npz`` file: array ``x`` (or the file's only array) and optional labels ``y``.
+
+    * uint8 -> ``x / 255`` with 256 levels; other integer images must lie in 0..255 (same);
+      bool -> 2 levels; float images must lie in [0, 1]; float vectors are continuous.
+    * Shapes: (N, D) vectors; (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
+      C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
+    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present, else a fixed
+      permutation (seed 0) cut 80 / 10 / 10.
+    """
+    check_split(split)
+    p = Path(path)
+    label = f"data file {p}"
+    if not p.is_file():
+        raise DataError(f"{label}: not found")
+    try:
+        loaded = np.load(p, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # a plain .npy file: its array is x
+            arrays = {"x": loaded}
+        else:
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, TypeError) as e:
+        why = str(e).splitlines()[0] if str(e) else ""
+        raise DataError(f"{label}: not a valid .npz file ({type(e).__name__}{': ' + why if why else ''})") from None
+    if not arrays:
+        raise DataError(f"{label}: contains no arrays")
+    split_keys = [k for k in arrays if k in ("x_train", "x_valid", "x_test")]
+    if split_keys:
+        key = f"x_{split}"
+        if key not in arrays:
+            raise DataError(f"{label}: has {', '.join(sorted(split_keys))} but no '{key}' for the {split} split")
+        x, levels = _convert_x(arrays[key], f"{label}: array '{key}'")
+        ykey = f"y_{split}"
+        y = _convert_y(arrays[ykey], len(x), f"{label}: array '{ykey}'") if ykey in arrays else None
+    else:
+        if "x" in arrays:
+            key = "x"
+        elif len(arrays) == 1:
+            key = next(iter(arrays))
+        else:
+            raise DataError(f"{label}: no array 'x' (found {', '.join(sorted(arrays))}); name the data array 'x'")
+        x, levels = _convert_x(arrays[key], f"{label}: array '{key}'")
+        y = _convert_y(arrays["y"], len(x), f"{label}: array 'y'") if "y" in arrays and key != "y" else None
+        x, y = _permuted_split(x, y, split)
+    x, y = take_first(x, y, check_n(n))
+    return Dataset(f"npz:{p.resolve()}", split, x, y, levels=levels)

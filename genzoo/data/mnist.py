@@ -1,0 +1,299 @@
+"""MNIST (LeCun et al. 1998) from the four standard IDX files, and a downloader for them.
+
+The split is the one of Goodfellow et al. (2014, "Generative Adversarial Nets") and most
+likelihood papers since: train = the first 50,000 of the 60,000 training images, valid = the
+last 10,000, test = the 10,000 ``t10k`` images. ``x = v / 255``, shape (N, 1, 28, 28), 256 levels.
+
+Files are found in ``root`` (argument), else in ``$GENZOO_DATA`` or ``$GENZOO_DATA/mnist``; each
+may be plain or gzipped (``.gz``). The IDX format is parsed by hand (magic number, dimensions,
+byte count), so a truncated or corrupt file is a one-line DataError, never a traceback.
+
+>>> import numpy as np, tempfile, os
+>>> p = os.path.join(tempfile.mkdtemp(), "tiny-idx1-ubyte")
+>>> write_idx(p, np.arange(5, dtype=np.uint8))
+>>> read_idx(p).tolist()
+[0, 1, 2, 3, 4]
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.client
+import os
+import struct
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+from .dataset import Dataset, check_n, check_split, take_first
+
+__all__ = [
+    "load_mnist", "download_mnist", "find_mnist", "read_idx", "write_idx",
+    "MNIST_FILES", "MNIST_MD5", "DEFAULT_MIRRORS", "ENV_VAR",
+]
+
+ENV_VAR = "GENZOO_DATA"
+
+#: the four files, by role
+MNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+#: md5 of the four official ``.gz`` files
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+#: tried in order (the list torchvision uses)
+DEFAULT_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+
+N_TRAIN = 50_000  # of the 60,000 training images; the rest is the validation split
+
+# IDX type codes -> big-endian numpy dtypes
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_CODES = {np.dtype(v).newbyteorder("=").str: k for k, v in _IDX_DTYPES.items()}
+
+
+# -- IDX ------------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"IDX file {path}: cannot be read ({e.strerror or e})") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            return zlib.decompress(raw, 16 + zlib.MAX_WBITS)  # faster than gzip.decompress
+        except zlib.error as e:
+            raise DataError(f"IDX file {path}: corrupt or truncated gzip data ({e})") from None
+    if path.suffix == ".gz":
+        raise DataError(f"IDX file {path}: not a gzip file (bad magic bytes {raw[:2].hex() or 'none'})")
+    return raw
+
+
+def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
+    if len(raw) < 4:
+        raise DataError(f"IDX file {path}: truncated header ({len(raw)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", raw[:4])
+    if zero != 0 or code not in _IDX_DTYPES:
+        raise DataError(f"IDX file {path}: bad magic number 0x{raw[:4].hex()} (not an IDX file)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"IDX file {path}: truncated header ({len(raw)} of {header} bytes)")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    found = len(raw) - header
+    if found < expected:
+        raise DataError(f"IDX file {path}: truncated: {found} data bytes, expected {expected} for shape {dims}")
+    if found > expected:
+        raise DataError(f"IDX file {path}: {found - expected} unexpected bytes after the data of shape {dims}")
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
+
+
+@functools.lru_cache(maxsize=8)
+def _read_idx_cached(resolved: str, mtime_ns: int, size: int) -> np.ndarray:
+    arr = _parse_idx(_read_bytes(Path(resolved)), Path(resolved))
+    arr.flags.writeable = False  # shared between callers: never modified in place
+    return arr
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Parse an IDX file (plain or gzipped) into a read-only array; cached per resolved path."""
+    p = Path(path)
+    try:
+        st = p.resolve().stat()
+    except OSError:
+        raise DataError(f"IDX file {p}: not found") from None
+    return _read_idx_cached(str(p.resolve()), st.st_mtime_ns, st.st_size)
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file (gzipped when ``path`` ends in ``.gz``); used by tests."""
+    a = np.asarray(array)
+    code = _IDX_CODES.get(a.dtype.newbyteorder("=").str)
+    if code is None:
+        raise DataError(f"IDX cannot store dtype {a.dtype}")
+    data = struct.pack(">HBB", 0, code, a.ndim) + struct.pack(f">{a.ndim}I", *a.shape)
+    data += a.astype(np.dtype(_IDX_DTYPES[code])).tobytes()
+    if str(path).endswith(".gz"):
+        data = gzip.compress(data, mtime=0)
+    Path(path).write_bytes(data)
+
+
+# -- locating and loading -------------------------------------------------------------------
+
+_NOT_FOUND_HINT = "pass --data-root DIR or set GENZOO_DATA; `genzoo data download mnist --root DIR` fetches it"
+
+
+def _file_in(d: Path, stem: str) -> Path | None:
+    for name in (stem, stem + ".gz"):
+        if (d / name).is_file():
+            return d / name
+    return None
+
+
+def find_mnist(root: str | os.PathLike | None = None, stems: tuple[str, ...] = tuple(MNIST_FILES.values())) -> dict[str, Path]:
+    """Locate the IDX files ``stems`` (plain or ``.gz``) in ``root`` or ``$GENZOO_DATA``[/mnist].
+
+    >>> find_mnist("/nonexistent")
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.DataError: MNIST not found in /nonexistent or /nonexistent/mnist (missing train-images-idx3-ubyte[.gz]); `genzoo data download mnist --root /nonexistent` fetches it
+    """
+    if root is None:
+        root = os.environ.get(ENV_VAR) or None
+        if root is None:
+            raise DataError(f"MNIST not found: {_NOT_FOUND_HINT}")
+    base = Path(root).expanduser()
+    for d in (base, base / "mnist"):
+        found = {s: _file_in(d, s) for s in stems}
+        if all(found.values()):
+            return found  # type: ignore[return-value]
+    missing = next(s for s in stems if _file_in(base, s) is None)
+    raise DataError(
+        f"MNIST not found in {base} or {base / 'mnist'} (missing {missing}[.gz]); "
+        f"`genzoo data download mnist --root {base}` fetches it"
+    )
+
+
+def _images_and_labels(img_path: Path, lab_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = read_idx(img_path), read_idx(lab_path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(f"IDX file {img_path}: expected uint8 images of shape (N, 28, 28), got {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(f"IDX file {lab_path}: expected uint8 labels of shape (N,), got {labels.dtype} {labels.shape}")
+    if len(labels) != len(images):
+        raise DataError(f"IDX file {lab_path}: {len(labels)} labels for {len(images)} images in {img_path.name}")
+    if len(labels) and labels.max() > 9:
+        raise DataError(f"IDX file {lab_path}: label {int(labels.max())} is not a digit 0..9")
+    return images, labels
+
+
+def load_mnist(split: str = "train", *, root: str | os.PathLike | None = None, n: int | None = None) -> Dataset:
+    """MNIST, split as Goodfellow et al. (2014): train 50,000 / valid 10,000 / test 10,000.
+
+    ``x = v / 255`` float32 (N, 1, 28, 28), 256 levels, ``y`` the digit. The decoded files are
+    cached in-process, so loading train then valid parses the training file once. ``n`` takes
+    the first ``n`` of the split. If the training file holds fewer than 60,000 images, the last
+    sixth of it (rounded down) is the validation split.
+    """
+    check_split(split)
+    kind = "test" if split == "test" else "train"
+    paths = find_mnist(root, (MNIST_FILES[f"{kind}_images"], MNIST_FILES[f"{kind}_labels"]))
+    images, labels = _images_and_labels(*paths.values())
+    if split != "test":
+        cut = N_TRAIN if len(images) == 60_000 else len(images) - len(images) // 6
+        sl = slice(0, cut) if split == "train" else slice(cut, len(images))
+        images, labels = images[sl], labels[sl]
+    images, labels = take_first(images, labels, check_n(n))  # numpy slicing works the same way
+    x = torch.from_numpy(images.astype(np.float32)).div_(255.0)[:, None]  # (N, 1, 28, 28)
+    y = torch.from_numpy(labels.astype(np.int64))  # (N,)
+    return Dataset("mnist", split, x, y, levels=256)
+
+
+# -- download -------------------------------------------------------------------------------
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fetch(url: str, part: Path, name: str, progress: bool, timeout: float) -> str:
+    """Stream ``url`` into ``part``; return the md5 of what was written."""
+    from tqdm import tqdm
+
+    h = hashlib.md5()
+    req = urllib.request.Request(url, headers={"User-Agent": "genzoo (python urllib)"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp, open(part, "wb") as out:
+        total = resp.headers.get("Content-Length")
+        total = int(total) if total and total.isdigit() else None
+        got = 0
+        with tqdm(total=total, unit="B", unit_scale=True, desc=name, disable=not progress, leave=False) as bar:
+            for block in iter(lambda: resp.read(1 << 16), b""):
+                out.write(block)
+                h.update(block)
+                got += len(block)
+                bar.update(len(block))
+    if total is not None and got != total:
+        raise OSError(f"incomplete download ({got} of {total} bytes)")
+    return h.hexdigest()
+
+
+def download_mnist(
+    root: str | os.PathLike,
+    *,
+    mirrors: tuple[str, ...] | list[str] = DEFAULT_MIRRORS,
+    checksums: dict[str, str] | None = MNIST_MD5,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download the four MNIST ``.gz`` files into ``root``; return ``root`` as a Path.
+
+    Mirrors are tried in order for each file. Each file is written to ``NAME.part``, its md5
+    checked against ``checksums`` (when given; keys are the ``.gz`` file names), then moved into
+    place atomically with ``os.replace``. Files already present (and matching their checksum)
+    are skipped. A file that no mirror delivers intact is a DataError naming it and the last
+    error; no partial file is left behind.
+    """
+    dest = Path(root).expanduser()
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create data folder {dest}: {e.strerror or e}") from None
+    if isinstance(mirrors, str):
+        mirrors = (mirrors,)
+    if not mirrors:
+        raise DataError("download_mnist needs at least one mirror URL")
+    for stem in MNIST_FILES.values():
+        name = stem + ".gz"
+        target = dest / name
+        want = None if checksums is None else checksums.get(name)
+        if target.is_file() and (want is None or _md5(target) == want):
+            continue
+        part = dest / (name + ".part")
+        last_error = "no mirror tried"
+        for mirror in mirrors:
+            url = mirror if mirror.endswith("/") else mirror + "/"
+            url += name
+            try:
+                got = _fetch(url, part, name, progress, timeout)
+            except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
+                reason = getattr(e, "reason", None) or e
+                last_error = f"{url}: {reason}"
+                part.unlink(missing_ok=True)
+                continue
+            except BaseException:  # Ctrl-C mid-download: leave no partial file
+                part.unlink(missing_ok=True)
+                raise
+            if want is not None and got != want:
+                last_error = f"{url}: md5 mismatch (got {got}, expected {want})"
+                part.unlink(missing_ok=True)
+                continue
+            os.replace(part, target)
+            break
+        else:
+            raise DataError(f"could not download {name}: {last_error}")
+    return dest

@@ -1,0 +1,334 @@
+"""Toy 1-D and 2-D datasets whose true density is known.
+
+Each toy set is a :class:`ToyDensity` -- ``sample(n, generator)`` (n, D) and ``log_prob(x)`` (n,)
+in nats -- built by a factory (:func:`ring`, :func:`grid`, :func:`moons`, :func:`spirals`,
+:func:`checkerboard`, :func:`mixture1d`). :func:`load_toy` draws the train / valid / test splits
+from it with independent, fixed seeds derived from ``seed`` and the split name.
+
+* Gaussian mixtures (ring, grid, mixture1d): exact density via ``torch.distributions``.
+* Curves plus Gaussian noise (moons, spirals): the density is a 1-D integral over the curve
+  parameter, computed by midpoint quadrature (see :class:`CurveDensity`).
+* Checkerboard (the FFJORD toy, Grathwohl et al. 2019): uniform on the black squares, exact.
+
+>>> import torch
+>>> d = ring(n_modes=4, radius=2.0, std=0.1)
+>>> x = d.sample(5, generator=torch.Generator().manual_seed(0))     # (5, 2)
+>>> x.shape, d.log_prob(x).shape
+(torch.Size([5, 2]), torch.Size([5]))
+>>> round(d.log_prob(torch.tensor([[2.0, 0.0]])).item(), 3)          # log(1/4 * N(0; 0, 0.01 I))
+1.381
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+from ..errors import DataError
+from .dataset import SPLITS, Dataset, check_n, check_split
+
+__all__ = [
+    "ToyDensity", "GaussianMixtureDensity", "CurveDensity", "CheckerboardDensity",
+    "ring", "grid", "moons", "spirals", "checkerboard", "mixture1d", "load_toy", "split_generator",
+    "TOY_SIZES",
+]
+
+#: default number of examples per split; ``n`` overrides it
+TOY_SIZES = {"train": 20_000, "valid": 5_000, "test": 5_000}
+
+
+def _out_dtype(x: Tensor) -> torch.dtype:
+    return x.dtype if x.is_floating_point() else torch.float32
+
+
+class ToyDensity:
+    """A distribution on R^D that can be sampled and evaluated exactly (or by fine quadrature)."""
+
+    dim: int
+
+    def sample_labeled(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+        """``n`` samples (n, D) float32 and their labels (n,) int64 (mode / curve index), or None."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` samples, shape (n, D), float32."""
+        return self.sample_labeled(n, generator)[0]
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Log-density in nats at ``x`` (n, D); shape (n,)."""
+        raise NotImplementedError
+
+    def bounds(self) -> list[tuple[float, float]]:
+        """A box ``[(lo, hi)] * D`` holding essentially all of the mass (for plots and grids)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(dim={self.dim})"
+
+    def _check(self, x: Tensor) -> Tensor:
+        if x.dim() != 2 or x.shape[1] != self.dim:
+            raise DataError(f"{type(self).__name__}.log_prob expects shape (n, {self.dim}), got {tuple(x.shape)}")
+        return x.double()
+
+
+class GaussianMixtureDensity(ToyDensity):
+    """Mixture of isotropic Gaussians: ``sum_k w_k N(x; centres[k], std_k^2 I)``.
+
+    ``centres`` is (K, D); ``std`` a float (shared) or a (K,) tensor; ``weights`` (K,) or None
+    for equal weights. Labels of samples are the mode index.
+
+    >>> d = GaussianMixtureDensity(torch.zeros(1, 1), 1.0)
+    >>> round(d.log_prob(torch.zeros(1, 1)).item(), 4)    # -0.5 log(2 pi)
+    -0.9189
+    """
+
+    def __init__(self, centres: Tensor, std: float | Tensor, weights: Tensor | Sequence[float] | None = None):
+        centres = torch.as_tensor(centres, dtype=torch.float64)
+        if centres.dim() != 2 or len(centres) == 0:
+            raise DataError(f"mixture centres must have shape (K, D) with K >= 1, got {tuple(centres.shape)}")
+        K, D = centres.shape
+        std_t = torch.as_tensor(std, dtype=torch.float64).expand(K).clone()  # (K,)
+        if not bool(torch.all(std_t > 0)) or not bool(torch.all(torch.isfinite(std_t))):
+            raise DataError(f"mixture standard deviations must be positive and finite, got {std_t.tolist()}")
+        w = torch.full((K,), 1.0 / K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if w.shape != (K,) or not bool(torch.all(w >= 0)) or not float(w.sum()) > 0 or not bool(torch.all(torch.isfinite(w))):
+            raise DataError(f"mixture weights must be {K} non-negative numbers with a positive sum, got {w.tolist()}")
+        self.dim = D
+        self.centres = centres  # (K, D)
+        self.std: float | Tensor = float(std) if isinstance(std, (int, float)) else std_t  # float or (K,)
+        self.weights = w / w.sum()  # (K,)
+        self._scale = std_t  # (K,)
+        self.distribution = MixtureSameFamily(
+            Categorical(probs=self.weights, validate_args=False),
+            Independent(Normal(centres, std_t[:, None].expand(K, D), validate_args=False), 1, validate_args=False),
+            validate_args=False,
+        )
+
+    def sample_labeled(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
+        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)  # (n, D)
+        x = self.centres[k] + self._scale[k, None] * eps  # (n, D)
+        return x.float(), k
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        return self.distribution.log_prob(self._check(x)).to(_out_dtype(x))  # (n,)
+
+    def bounds(self) -> list[tuple[float, float]]:
+        pad = 4 * float(self._scale.max())
+        lo, hi = self.centres.min(0).values - pad, self.centres.max(0).values + pad
+        return [(float(a), float(b)) for a, b in zip(lo, hi)]
+
+
+Curve = Callable[[Tensor], Tensor]  # s (T,) in [0, 1] -> points (T, D)
+
+
+class CurveDensity(ToyDensity):
+    """Points on curves plus isotropic Gaussian noise: ``x = c_i(s) + noise * eps``.
+
+    Curve ``i`` is chosen with probability ``weights[i]`` (equal by default), ``eps ~ N(0, I)``,
+    and the curve parameter is ``s = t ** (1 / power)`` with ``t ~ U[0, 1]`` -- uniform for
+    ``power=1``; density ``power * s ** (power - 1)`` in general. The density
+    ``p(x) = sum_i w_i int_0^1 p(s) N(x; c_i(s), noise^2 I) ds`` has no closed form;
+    :meth:`log_prob` computes it by **midpoint quadrature** in ``s`` with ``n_quad`` nodes per
+    curve, i.e. as the exact density of a mixture of ``n_quad`` Gaussians per curve (so it is a
+    normalised density in its own right). With nodes much closer than ``noise`` the quadrature
+    error is negligible.
+    """
+
+    def __init__(self, curves: Sequence[Curve], noise: float, n_quad: int = 2000,
+                 weights: Sequence[float] | None = None, power: float = 1.0):
+        if not noise > 0 or not math.isfinite(noise):
+            raise DataError(f"noise must be positive, got {noise}")
+        if n_quad < 1:
+            raise DataError(f"n_quad must be a positive integer, got {n_quad}")
+        self.curves = list(curves)
+        C = len(self.curves)
+        w = torch.full((C,), 1.0 / C, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        self.weights = w / w.sum()  # (C,)
+        self.noise = float(noise)
+        self.n_quad = int(n_quad)
+        self.power = float(power)
+        s = (torch.arange(self.n_quad, dtype=torch.float64) + 0.5) / self.n_quad  # (M,) midpoints
+        log_ps = torch.log_softmax((self.power - 1) * torch.log(s), 0)  # (M,) quadrature weights of p(s)
+        self.nodes = torch.cat([c(s) for c in self.curves])  # (C * M, D)
+        self.dim = self.nodes.shape[1]
+        self._log_w = (torch.log(self.weights)[:, None] + log_ps).flatten()  # (C * M,)
+
+    def sample_labeled(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        label = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
+        s = torch.rand(n, generator=generator, dtype=torch.float64) ** (1 / self.power)  # (n,)
+        eps = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)  # (n, D)
+        x = torch.empty(n, self.dim, dtype=torch.float64)
+        for i, curve in enumerate(self.curves):
+            m = label == i
+            x[m] = curve(s[m])
+        return (x + self.noise * eps).float(), label
+
+    def log_prob(self, x: Tensor, chunk: int = 2048) -> Tensor:
+        x64 = self._check(x)  # (n, D)
+        s2 = self.noise**2
+        const = -0.5 * self.dim * math.log(2 * math.pi * s2)
+        c2 = (self.nodes**2).sum(1)  # (CM,)
+        out = []
+        for xb in x64.split(chunk):
+            d2 = ((xb**2).sum(1, keepdim=True) - 2 * xb @ self.nodes.T + c2).clamp_min_(0)  # (b, CM)
+            out.append(torch.logsumexp(self._log_w - d2 / (2 * s2), dim=1) + const)  # (b,)
+        res = torch.cat(out) if out else x64.new_zeros(0)
+        return res.to(_out_dtype(x))  # (n,)
+
+    def bounds(self) -> list[tuple[float, float]]:
+        pad = 4 * self.noise
+        lo, hi = self.nodes.min(0).values - pad, self.nodes.max(0).values + pad
+        return [(float(a), float(b)) for a, b in zip(lo, hi)]
+
+
+class CheckerboardDensity(ToyDensity):
+    """Uniform on the black squares of a ``side`` x ``side`` board covering ``[-size/2, size/2)^2``.
+
+    Square ``(i, j)`` (column, row, counted from the lower-left corner) is black when ``i + j`` is
+    even -- for ``side=4, size=4`` this is exactly FFJORD's checkerboard (8 unit squares).
+    ``log_prob`` is exact: ``-log(black area)`` inside, ``-inf`` outside.
+    """
+
+    def __init__(self, side: int = 4, size: float = 4.0):
+        if side < 1:
+            raise DataError(f"checkerboard side must be a positive integer, got {side}")
+        if not size > 0 or not math.isfinite(size):
+            raise DataError(f"checkerboard size must be positive, got {size}")
+        self.dim = 2
+        self.side, self.size = int(side), float(size)
+        self.cell = self.size / self.side
+        ij = torch.cartesian_prod(torch.arange(self.side), torch.arange(self.side))  # (side^2, 2)
+        self.black = ij[(ij.sum(1) % 2) == 0]  # (B, 2) cell indices (i, j)
+        self.area = len(self.black) * self.cell**2
+
+    def sample_labeled(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, None]:
+        k = torch.randint(len(self.black), (n,), generator=generator)  # (n,)
+        u = torch.rand(n, 2, generator=generator, dtype=torch.float64)  # (n, 2)
+        x = (self.black[k].double() + u) * self.cell - self.size / 2  # (n, 2)
+        return x.float(), None
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        x64 = self._check(x)
+        ij = torch.floor((x64 + self.size / 2) / self.cell)  # (n, 2)
+        inside = ((ij >= 0) & (ij < self.side)).all(1) & ((ij.sum(1) % 2) == 0)
+        lp = torch.full((len(x64),), -math.inf, dtype=torch.float64)
+        lp[inside] = -math.log(self.area)
+        return lp.to(_out_dtype(x))  # (n,)
+
+    def bounds(self) -> list[tuple[float, float]]:
+        return [(-self.size / 2, self.size / 2)] * 2
+
+
+# -- factories ------------------------------------------------------------------------------
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0 or not math.isfinite(value):
+        raise DataError(f"{name} must be positive, got {value}")
+
+
+def ring(n_modes: int = 8, radius: float = 1.0, std: float = 0.01) -> GaussianMixtureDensity:
+    """Equal mixture of ``n_modes`` Gaussians with centres on a circle, the first at angle 0."""
+    if n_modes < 1:
+        raise DataError(f"n_modes must be a positive integer, got {n_modes}")
+    _positive("std", std)
+    angle = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes  # (K,)
+    centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], 1)  # (K, 2)
+    return GaussianMixtureDensity(centres, std)
+
+
+def grid(side: int = 5, spacing: float = 2.0, std: float = 0.05) -> GaussianMixtureDensity:
+    """Equal mixture on a ``side`` x ``side`` grid centred at the origin.
+
+    Centres are ``spacing * (i - (side - 1) / 2)`` per axis; mode ``k = i * side + j``.
+    """
+    if side < 1:
+        raise DataError(f"side must be a positive integer, got {side}")
+    _positive("std", std)
+    ax = spacing * (torch.arange(side, dtype=torch.float64) - (side - 1) / 2)  # (side,)
+    centres = torch.cartesian_prod(ax, ax).reshape(-1, 2)  # (side^2, 2)
+    return GaussianMixtureDensity(centres, std)
+
+
+def mixture1d(
+    means: tuple[float, ...] = (-2.0, 2.0), stds: tuple[float, ...] = (0.5, 0.5), weights: tuple[float, ...] | None = None
+) -> GaussianMixtureDensity:
+    """1-D Gaussian mixture ``sum_k w_k N(x; means[k], stds[k]^2)``; samples have shape (n, 1)."""
+    means, stds = tuple(means), tuple(stds)
+    if len(means) == 0 or len(stds) != len(means) or (weights is not None and len(weights) != len(means)):
+        raise DataError(
+            f"mixture1d needs as many stds (and weights) as means: got {len(means)} means, {len(stds)} stds"
+            + ("" if weights is None else f", {len(weights)} weights")
+        )
+    centres = torch.tensor(means, dtype=torch.float64)[:, None]  # (K, 1)
+    return GaussianMixtureDensity(centres, torch.tensor(stds, dtype=torch.float64), weights)
+
+
+def moons(noise: float = 0.1, n_quad: int = 2000) -> CurveDensity:
+    """Two interleaving half circles, as scikit-learn's ``make_moons``, plus Gaussian noise.
+
+    Upper moon ``(cos pi t, sin pi t)``, lower moon ``(1 - cos pi t, 0.5 - sin pi t)``,
+    ``t ~ U[0, 1]``; labels are the moon (0 upper, 1 lower). ``log_prob`` is a midpoint
+    **quadrature** over ``t`` with ``n_quad`` nodes per moon (see :class:`CurveDensity`).
+    """
+    _positive("noise", noise)
+
+    def upper(s: Tensor) -> Tensor:
+        return torch.stack([torch.cos(math.pi * s), torch.sin(math.pi * s)], 1)  # (T, 2)
+
+    def lower(s: Tensor) -> Tensor:
+        return torch.stack([1 - torch.cos(math.pi * s), 0.5 - torch.sin(math.pi * s)], 1)  # (T, 2)
+
+    return CurveDensity([upper, lower], noise, n_quad)
+
+
+def spirals(noise: float = 0.05, turns: float = 1.5, radius: float = 2.0, n_quad: int = 2000) -> CurveDensity:
+    """Two interleaved Archimedean spirals (the second is the first turned by 180 degrees).
+
+    The first arm is ``radius * s * (cos 2 pi turns s, sin 2 pi turns s)`` with ``s = sqrt(t)``,
+    ``t ~ U[0, 1]`` (so points are roughly uniform along the arc, as in FFJORD's "2spirals"),
+    plus Gaussian noise. Labels are the arm. ``log_prob`` is a midpoint **quadrature** over ``s``
+    (weights ``2 s``) with ``n_quad`` nodes per arm (see :class:`CurveDensity`).
+    """
+    _positive("noise", noise)
+    _positive("turns", turns)
+    _positive("radius", radius)
+
+    def arm(s: Tensor) -> Tensor:
+        theta = 2 * math.pi * turns * s
+        return radius * s[:, None] * torch.stack([torch.cos(theta), torch.sin(theta)], 1)  # (T, 2)
+
+    return CurveDensity([arm, lambda s: -arm(s)], noise, n_quad, power=2.0)
+
+
+def checkerboard(side: int = 4, size: float = 4.0) -> CheckerboardDensity:
+    """Uniform on the black squares of a checkerboard in ``[-size/2, size/2]^2`` (FFJORD's toy)."""
+    return CheckerboardDensity(side, size)
+
+
+# -- splits ---------------------------------------------------------------------------------
+
+
+def split_generator(seed: int, split: str) -> torch.Generator:
+    """A generator seeded from (``seed``, split): independent, fixed streams per split.
+
+    >>> a, b = split_generator(0, "train"), split_generator(0, "test")
+    >>> torch.rand(1, generator=a).item() != torch.rand(1, generator=b).item()
+    True
+    """
+    state = np.random.SeedSequence([int(seed) % 2**63, SPLITS.index(check_split(split))]).generate_state(2, np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def load_toy(name: str, density: ToyDensity, split: str = "train", *, n: int | None = None, seed: int = 0) -> Dataset:
+    """Draw one split from ``density``: ``n`` examples (default :data:`TOY_SIZES`)."""
+    check_split(split)
+    size = check_n(n) or TOY_SIZES[split]
+    x, y = density.sample_labeled(size, split_generator(seed, split))  # (size, D)
+    return Dataset(name, split, x, y, levels=None, density=density)

@@ -1,0 +1,245 @@
+"""Saving and loading: ``config.json`` + ``model.safetensors``, checkpoints, atomic writes.
+
+Nothing here unpickles: weights are safetensors, everything else is JSON. Every file is written to a
+temporary name in the same folder and renamed into place, and a checkpoint is a folder renamed
+into place whole, so an interrupted run never leaves a half-written file behind.
+
+>>> import tempfile, genzoo
+>>> m = genzoo.build("gmm", data_shape=(2,), n_components=2)
+>>> d = tempfile.mkdtemp()
+>>> genzoo.save(m, d); genzoo.load(d).config == m.config
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from .errors import CheckpointError, ConfigError, GenZooError
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CHECKPOINTS = "checkpoints"
+
+
+# -- atomic writes ------------------------------------------------------------------------------
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename (fsynced)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    # safetensors refuses shared or strided storage: give it contiguous copies
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
+    atomic_write_bytes(path, safetensors_bytes(_tensors(tensors), metadata={"format": "pt", "writer": "genzoo"}))
+
+
+def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing weights file {path}")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"corrupt weights file {path}: {str(e).splitlines()[0]}") from None
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"missing {what} {path}")
+    try:
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"corrupt {what} {path}: {e}") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"corrupt {what} {path}: expected a JSON object")
+    return obj
+
+
+# -- models -------------------------------------------------------------------------------------
+def model_config(model) -> dict:
+    from . import __version__
+
+    return {"model": model.name, "genzoo_version": __version__, "config": model.config}
+
+
+def save(model, directory: str | os.PathLike) -> None:
+    """Write ``config.json`` (model name, constructor arguments, version) and ``model.safetensors``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_tensors(directory / WEIGHTS, model.state_dict())
+    atomic_write_json(directory / CONFIG, model_config(model))
+
+
+def build_from_config(directory: str | os.PathLike):
+    """Rebuild the (untrained) model described by ``directory/config.json``."""
+    from .registry import build
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"not a genzoo run: {directory} is not a directory")
+    if not (directory / CONFIG).is_file():
+        raise CheckpointError(f"not a genzoo run: {directory} has no {CONFIG}")
+    cfg = read_json(directory / CONFIG, "model config")
+    if "model" not in cfg or "genzoo_version" not in cfg or not isinstance(cfg.get("config"), dict):
+        raise CheckpointError(f"{directory / CONFIG} is not a genzoo model config (no 'model'/'config'/'genzoo_version')")
+    try:
+        return build(cfg["model"], **cfg["config"])
+    except ConfigError as e:
+        raise CheckpointError(f"{directory / CONFIG}: {e}") from None
+
+
+def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as e:
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"weights in {source} do not fit the model: {first}") from None
+
+
+def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
+    """Load a model saved by :func:`save`, or the newest weights of a run directory.
+
+    A run killed before it finished has no ``model.safetensors`` yet; its latest checkpoint is used.
+    """
+    directory = Path(directory)
+    model = build_from_config(directory)
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        ckpt = latest_checkpoint(directory)
+        if ckpt is None:
+            raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint")
+        weights = ckpt / WEIGHTS
+    load_state(model, load_tensors(weights), weights)
+    return model.to(map_location).eval()
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def _flatten_optimizer(i: int, opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer's state_dict into tensors (for safetensors) and plain data (for JSON)."""
+    sd = opt.state_dict()
+    tensors, plain_state = {}, {}
+    for pid, st in sd["state"].items():
+        plain_state[str(pid)] = {}
+        for key, val in st.items():
+            if isinstance(val, torch.Tensor):
+                tensors[f"opt{i}.{pid}.{key}"] = val
+            else:
+                plain_state[str(pid)][key] = val
+    return tensors, {"state": plain_state, "param_groups": sd["param_groups"]}
+
+
+def _unflatten_optimizer(i: int, tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state: dict[int, dict] = {int(pid): dict(v) for pid, v in plain["state"].items()}
+    prefix = f"opt{i}."
+    for name, t in tensors.items():
+        if name.startswith(prefix):
+            pid, key = name[len(prefix):].split(".", 1)
+            state.setdefault(int(pid), {})[key] = t
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    dirs = checkpoint_dirs(run_dir)
+    return dirs[-1] if dirs else None
+
+
+def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, state: dict,
+                    rng: dict[str, torch.Tensor], keep: int = 3) -> Path:
+    """Write ``checkpoints/step-NNNNNNNN/`` atomically: the folder is filled under a temporary
+    name and renamed into place, then all but the newest ``keep`` checkpoints are removed."""
+    root = Path(run_dir) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step:08d}-"))
+    try:
+        save_tensors(tmp / WEIGHTS, model.state_dict())
+        opt_tensors, opt_plain = {}, []
+        for i, opt in enumerate(optimizers):
+            t, p = _flatten_optimizer(i, opt)
+            opt_tensors.update(t)
+            opt_plain.append(p)
+        opt_tensors.update({f"rng.{k}": v for k, v in rng.items()})
+        save_tensors(tmp / "state.safetensors", opt_tensors)
+        atomic_write_json(tmp / "state.json", {"step": step, "optimizers": opt_plain, **state})
+        if final.exists():  # a checkpoint of the same step from an earlier attempt
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Restore model and optimizers from a checkpoint folder; return (state.json, rng tensors)."""
+    path = Path(path)
+    load_state(model, load_tensors(path / WEIGHTS), path / WEIGHTS)
+    tensors = load_tensors(path / "state.safetensors")
+    state = read_json(path / "state.json", "checkpoint state")
+    plain = state.pop("optimizers", [])
+    if len(plain) != len(optimizers):
+        raise CheckpointError(f"{path} holds {len(plain)} optimizer states, the model has {len(optimizers)}")
+    for i, opt in enumerate(optimizers):
+        try:
+            opt.load_state_dict(_unflatten_optimizer(i, tensors, plain[i]))
+        except (ValueError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"optimizer state in {path} does not fit: {e}") from None
+    rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    return state, rng
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "GenZooError"]

@@ -1,0 +1,394 @@
+"""Gaussian mixture model fit by expectation-maximisation (full or diagonal covariance).
+
+The density is :math:`p(x) = \\sum_k \\pi_k \\mathcal{N}(x \\mid \\mu_k, \\Sigma_k)` over the flattened
+example ``x`` (D = prod(data_shape)). Training is full-batch EM: every ``training_step`` is one
+E-step + M-step over the whole training set, computed in chunks of ``chunk_size`` rows so memory
+stays bounded, with the sufficient statistics (N_k, sum r x, sum r x x^T) accumulated in float64.
+Initialisation (``setup``) is k-means++ seeding plus a few Lloyd iterations, then one M-step from
+the hard assignments, as scikit-learn's ``init_params="kmeans"`` does.
+
+Parameters are buffers (saved with the state dict): ``weights`` (K,), ``means`` (K, D) and
+``precisions_cholesky``, stored as scikit-learn stores ``precisions_cholesky_``: for "full" an
+upper-triangular (K, D, D) ``U_k`` with precision ``U_k U_k^T`` (so the Mahalanobis term is
+``|(x - mu_k) U_k|^2``); for "diag" (K, D) the inverse standard deviations. ``covariances`` is a
+property.
+
+References:
+    A. P. Dempster, N. M. Laird, D. B. Rubin, "Maximum likelihood from incomplete data via the
+    EM algorithm", J. Royal Statistical Society B 39(1), 1977.
+    C. M. Bishop, "Pattern Recognition and Machine Learning", Springer 2006, §9.2 (the E/M
+    formulas; equation numbers are written beside the lines that implement them).
+    D. Arthur, S. Vassilvitskii, "k-means++: the advantages of careful seeding", SODA 2007.
+
+>>> import torch
+>>> from genzoo.base import Batch
+>>> from genzoo.models.gmm import GaussianMixture
+>>> g = torch.Generator().manual_seed(0)
+>>> x = torch.cat([torch.randn(300, 2, generator=g) - 4, torch.randn(300, 2, generator=g) + 4])
+>>> model = GaussianMixture(data_shape=(2,), n_components=2, covariance="diag")
+>>> model.setup(x, g)
+>>> logs = [model.training_step(Batch(x), []) for _ in range(5)]
+>>> logs[-1]["loss"] <= logs[0]["loss"]
+True
+>>> sorted(round(m) for m in model.means[:, 0].tolist())
+[-4, 4]
+>>> model.sample(3, generator=g).shape, model.log_prob(x).shape
+(torch.Size([3, 2]), torch.Size([600]))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import Tensor
+from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal, Normal
+
+from ..base import Batch, GenerativeModel
+from ..errors import ConfigError, DataError, GenZooError, TrainingDiverged
+from ..registry import register
+
+_LLOYD_ITERS = 10  # Lloyd refinements after the seeding (stops early once assignments settle)
+_LOG_2PI = math.log(2 * math.pi)
+_EPS64 = torch.finfo(torch.float64).eps
+
+
+@register("gmm", "Gaussian mixture fit by EM (diagonal or full covariance, k-means++ init)")
+class GaussianMixture(GenerativeModel):
+    """Gaussian mixture fit by EM (diagonal or full covariance, k-means++ init).
+
+    Args:
+        data_shape: shape of one example; inputs (N, *data_shape) are flattened to (N, D).
+        n_components: number of mixture components K.
+        covariance: "full" (K, D, D) or "diag" (K, D) covariances.
+        reg_covar: added to the diagonal of every covariance after each M-step (a variance
+            floor, as scikit-learn's ``reg_covar``); keeps constant pixels finite.
+        init: "kmeans++" seeding or "random" (K distinct random examples) for the centres,
+            each followed by a few Lloyd iterations and an M-step from the hard assignments.
+        chunk_size: rows per chunk in the E-step / statistics; bounds memory to O(chunk * D).
+        dtype: computation and storage dtype of the parameters.
+    """
+
+    full_batch = True
+
+    @classmethod
+    def defaults(cls, config: dict) -> dict:
+        """Digits, dequantized once (a density on [0,1]^64 is then a likelihood bound); 100 EM steps."""
+        return {"data": {"name": "digits", "dequantize": True}, "train": {"steps": 100, "checkpoint_every": 25}}
+
+    def __init__(self, *, data_shape: tuple[int, ...], n_components: int = 10,
+                 covariance: Literal["full", "diag"] = "full", reg_covar: float = 1e-6,
+                 init: Literal["kmeans++", "random"] = "kmeans++", chunk_size: int = 4096,
+                 dtype: Literal["float32", "float64"] = "float32") -> None:
+        super().__init__()
+        data_shape = tuple(int(s) for s in data_shape)
+        if not data_shape or any(s < 1 for s in data_shape):
+            raise ConfigError(f"gmm: data_shape must be positive sizes, got {data_shape}")
+        if int(n_components) != n_components or n_components < 1:
+            raise ConfigError(f"gmm: n_components must be an integer >= 1, got {n_components}")
+        if not reg_covar >= 0:  # also rejects NaN
+            raise ConfigError(f"gmm: reg_covar must be >= 0, got {reg_covar}")
+        if covariance not in ("full", "diag"):
+            raise ConfigError(f"gmm: covariance must be 'full' or 'diag', got {covariance!r}")
+        if init not in ("kmeans++", "random"):
+            raise ConfigError(f"gmm: init must be 'kmeans++' or 'random', got {init!r}")
+        if int(chunk_size) != chunk_size or chunk_size < 1:
+            raise ConfigError(f"gmm: chunk_size must be an integer >= 1, got {chunk_size}")
+        if dtype not in ("float32", "float64"):
+            raise ConfigError(f"gmm: dtype must be 'float32' or 'float64', got {dtype!r}")
+        self.data_shape = data_shape
+        self.n_components = K = int(n_components)
+        self.covariance_type = covariance
+        self.reg_covar = float(reg_covar)
+        self.init = init
+        self.chunk_size = int(chunk_size)
+        self.dim = D = math.prod(data_shape)
+        dt = getattr(torch, dtype)
+        # Before setup: K standard normals at the origin with equal weights (a valid density).
+        self.register_buffer("weights", torch.full((K,), 1.0 / K, dtype=dt))  # (K,)
+        self.register_buffer("means", torch.zeros(K, D, dtype=dt))  # (K, D)
+        if covariance == "full":
+            self.register_buffer("precisions_cholesky", torch.eye(D, dtype=dt).repeat(K, 1, 1))  # (K, D, D)
+        else:
+            self.register_buffer("precisions_cholesky", torch.ones(K, D, dtype=dt))  # (K, D)
+
+    def extra_repr(self) -> str:
+        return (f"data_shape={self.data_shape}, n_components={self.n_components}, "
+                f"covariance={self.covariance_type!r}, reg_covar={self.reg_covar}")
+
+    # -- derived parameters -------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.means.dtype
+
+    @property
+    def scale_tril(self) -> Tensor:
+        """Lower Cholesky factor of each covariance, (K, D, D) (full) or std devs (K, D) (diag)."""
+        if self.covariance_type == "diag":
+            return self.precisions_cholesky.reciprocal()  # (K, D)
+        eye = torch.eye(self.dim, dtype=self.dtype, device=self.means.device)
+        # cov = (U U^T)^-1 = U^-T U^-1, and U^-T is lower triangular
+        return torch.linalg.solve_triangular(self.precisions_cholesky, eye, upper=True).mT  # (K, D, D)
+
+    @property
+    def covariances(self) -> Tensor:
+        """Covariance of each component: (K, D, D) for "full", variances (K, D) for "diag"."""
+        L = self.scale_tril
+        return L.square() if self.covariance_type == "diag" else L @ L.mT
+
+    @property
+    def precisions(self) -> Tensor:
+        """Inverse covariances: (K, D, D) for "full", (K, D) for "diag"."""
+        U = self.precisions_cholesky
+        return U.square() if self.covariance_type == "diag" else U @ U.mT
+
+    @property
+    def n_parameters(self) -> int:
+        """Free parameters, counted as scikit-learn's ``_n_parameters`` (used by :meth:`bic`)."""
+        K, D = self.n_components, self.dim
+        cov = K * D * (D + 1) // 2 if self.covariance_type == "full" else K * D
+        return int(cov + K * D + K - 1)
+
+    def distribution(self) -> MixtureSameFamily:
+        """The mixture as a ``torch.distributions`` object over flattened examples (D,)."""
+        mix = Categorical(probs=self.weights)
+        if self.covariance_type == "full":
+            comp = MultivariateNormal(self.means, scale_tril=self.scale_tril)
+        else:
+            comp = Independent(Normal(self.means, self.scale_tril), 1)
+        return MixtureSameFamily(mix, comp)
+
+    # -- density ------------------------------------------------------------------------------
+    def _flatten(self, x: Tensor) -> Tensor:
+        """(N, *data_shape) or (N, D) -> (N, D) in the model's dtype and device."""
+        if x.dim() >= 1 and tuple(x.shape[1:]) in (self.data_shape, (self.dim,)):
+            return x.reshape(x.shape[0], self.dim).to(self.means.device, self.dtype)
+        raise DataError(f"gmm: expected data of shape (N, {', '.join(map(str, self.data_shape))}), "
+                        f"got {tuple(x.shape)}")
+
+    def _component_log_prob(self, x: Tensor) -> Tensor:
+        """log N(x_n | mu_k, Sigma_k) for a chunk x (n, D) -> (n, K)."""
+        U, mu = self.precisions_cholesky, self.means
+        n, D = x.shape
+        # log|Sigma_k|^{-1/2} = sum log diag(U_k)
+        if self.covariance_type == "full":
+            log_det = U.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (K,)
+            # Mahalanobis |(x - mu_k) U_k|^2: a (n, D) @ (D, D) product per component, computed
+            # from the difference (not |x|^2 + |m|^2 - 2 x m^T) so float32 keeps full accuracy
+            maha = torch.stack([((x - mu[k]) @ U[k]).square().sum(-1) for k in range(self.n_components)], 1)  # (n, K)
+        else:
+            log_det = U.log().sum(-1)  # (K,)
+            # same difference form: |x|^2 p - 2 x (m p) + |m|^2 p loses float32 digits when a
+            # pixel's variance is at the reg_covar floor (p ~ 1e6) -- several nats on images
+            maha = torch.stack([((x - mu[k]) * U[k]).square().sum(-1) for k in range(self.n_components)], 1)  # (n, K)
+        return -0.5 * (D * _LOG_2PI + maha) + log_det  # (n, K)
+
+    def _weighted_log_prob(self, x: Tensor) -> Tensor:
+        """log pi_k + log N(x_n | mu_k, Sigma_k), chunk (n, D) -> (n, K)."""
+        return self._component_log_prob(x) + self.weights.log()  # (n, K)
+
+    def _chunks(self, x: Tensor):
+        for start in range(0, x.shape[0], self.chunk_size):
+            yield x[start:start + self.chunk_size]
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact log-density in nats: (N, *data_shape) -> (N,)."""
+        x = self._flatten(x)  # (N, D)
+        out = [torch.logsumexp(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)]  # [(n,)]
+        return torch.cat(out) if out else x.new_zeros(0)  # (N,)
+
+    def responsibilities(self, x: Tensor) -> Tensor:
+        """Posterior component probabilities gamma(z_nk), (N, *data_shape) -> (N, K)."""
+        x = self._flatten(x)  # (N, D)
+        out = [torch.softmax(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)]  # [(n, K)]
+        return torch.cat(out) if out else x.new_zeros(0, self.n_components)  # (N, K)
+
+    def bic(self, x: Tensor) -> float:
+        """Bayesian information criterion: -2 * total log-likelihood + n_parameters * log N."""
+        lp = self.log_prob(x).double()  # (N,)
+        return float(-2.0 * lp.sum() + self.n_parameters * math.log(lp.shape[0]))
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        return {"loss": -self.log_prob(x).mean()}
+
+    # -- sampling -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Draw ``n`` examples, (n, *data_shape): a component by weight, then mu_k + L_k eps."""
+        if n < 0:
+            raise ConfigError(f"gmm: cannot draw a negative number of samples ({n})")
+        if n == 0:
+            return self.means.new_zeros(0, *self.data_shape)
+        dev = generator.device if generator is not None else self.means.device
+        comp = torch.multinomial(self.weights.to(dev, torch.float64), n, replacement=True,
+                                 generator=generator).to(self.means.device)  # (n,)
+        eps = torch.randn(n, self.dim, generator=generator, device=dev, dtype=self.dtype).to(self.means.device)  # (n, D)
+        L = self.scale_tril
+        if self.covariance_type == "diag":
+            x = self.means[comp] + eps * L[comp]  # (n, D)
+        else:
+            x = torch.empty_like(eps)  # (n, D)
+            for k in range(self.n_components):
+                idx = (comp == k).nonzero().squeeze(1)  # (n_k,)
+                x[idx] = self.means[k] + eps[idx] @ L[k].mT  # (n_k, D)
+        return x.reshape(n, *self.data_shape)
+
+    # -- fitting ------------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return []
+
+    @torch.no_grad()
+    def setup(self, x: Tensor, generator: torch.Generator) -> None:
+        """k-means++ (or random) seeding, Lloyd refinement, then an M-step from hard assignments.
+
+        Every random draw uses ``generator``, so the result is a function of its state.
+        """
+        x = self._flatten(x)  # (N, D)
+        N, K = x.shape[0], self.n_components
+        if N < K:
+            raise DataError(f"gmm: need at least n_components={K} examples, got {N}")
+        if not torch.isfinite(x).all():
+            raise DataError("gmm: training data contains NaN or infinite values")
+        center = x.double().mean(0).to(self.dtype)  # (D,) shift for accurate squared distances
+        x_sq = torch.cat([(c - center).square().sum(1) for c in self._chunks(x)])  # (N,)
+        if self.init == "kmeans++":
+            centres = self._kmeans_plusplus(x, x_sq, center, generator)  # (K, D)
+        else:
+            idx = torch.randperm(N, generator=generator, device=_gen_device(generator))[:K]  # (K,)
+            centres = x[idx.to(x.device)]  # (K, D)
+        centres, labels = self._lloyd(x, x_sq, center, centres)  # (K, D), (N,)
+        nk, sum_d, sum_dd, _ = self._statistics(x, centres, labels=labels)
+        self._m_step(nk, sum_d, sum_dd, centres, N, DataError)
+
+    def _sq_dist(self, x: Tensor, x_sq: Tensor, center: Tensor, c: Tensor) -> Tensor:
+        """Squared Euclidean distances of every row of x (N, D) to c (m, D) -> (N, m)."""
+        cc = c - center  # (m, D)
+        c_sq = cc.square().sum(1)  # (m,)
+        out = [(x_sq[s:s + len(xc), None] + c_sq - 2 * (xc - center) @ cc.T).clamp_min_(0)  # (n, m)
+               for s, xc in zip(range(0, x.shape[0], self.chunk_size), self._chunks(x))]
+        return torch.cat(out)  # (N, m)
+
+    def _kmeans_plusplus(self, x: Tensor, x_sq: Tensor, center: Tensor, generator: torch.Generator) -> Tensor:
+        """Greedy k-means++ (Arthur & Vassilvitskii 2007, with scikit-learn's 2 + log K local trials)."""
+        N, K = x.shape[0], self.n_components
+        gdev = _gen_device(generator)
+        trials = 2 + int(math.log(K))
+        first = torch.randint(N, (1,), generator=generator, device=gdev).to(x.device)  # (1,)
+        centres = [x[first]]  # [(1, D)]
+        closest = self._sq_dist(x, x_sq, center, x[first]).squeeze(1).double()  # (N,)
+        for _ in range(1, K):
+            cum = torch.cumsum(closest, 0)  # (N,)
+            u = torch.rand(trials, generator=generator, device=gdev, dtype=torch.float64).to(x.device)  # (T,)
+            cand = torch.searchsorted(cum, u * cum[-1]).clamp_(max=N - 1)  # (T,) sampled ∝ D(x)^2
+            d = torch.minimum(closest[:, None], self._sq_dist(x, x_sq, center, x[cand]).double())  # (N, T)
+            best = int(d.sum(0).argmin())  # the candidate that lowers the potential most
+            closest = d[:, best]  # (N,)
+            centres.append(x[cand[best:best + 1]])
+        return torch.cat(centres)  # (K, D)
+
+    def _lloyd(self, x: Tensor, x_sq: Tensor, center: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
+        """A few Lloyd iterations; returns the centres and the nearest-centre labels (N,)."""
+        K = self.n_components
+        labels = self._sq_dist(x, x_sq, center, centres).argmin(1)  # (N,)
+        for _ in range(_LLOYD_ITERS):
+            sums = x.new_zeros(K, self.dim, dtype=torch.float64)  # (K, D)
+            counts = x.new_zeros(K, dtype=torch.float64)  # (K,)
+            for s, xc in zip(range(0, x.shape[0], self.chunk_size), self._chunks(x)):
+                onehot = torch.nn.functional.one_hot(labels[s:s + len(xc)], K).to(x.dtype)  # (n, K)
+                sums += (onehot.T @ (xc - center)).double()  # (K, D)  (a GEMM: deterministic)
+                counts += onehot.sum(0).double()  # (K,)
+            keep = counts == 0  # an empty cluster keeps its centre
+            new = (sums / counts.clamp_min(1)[:, None]).to(x.dtype) + center  # (K, D)
+            centres = torch.where(keep[:, None], centres, new)  # (K, D)
+            new_labels = self._sq_dist(x, x_sq, center, centres).argmin(1)  # (N,)
+            if torch.equal(new_labels, labels):
+                break
+            labels = new_labels
+        return centres, labels
+
+    def _statistics(self, x: Tensor, shift: Tensor, labels: Tensor | None = None):
+        """Sufficient statistics, accumulated over chunks in float64 about ``shift`` (K, D).
+
+        With ``labels`` the responsibilities are hard (one-hot); otherwise it runs the E-step.
+        Returns N_k (K,), sum_n r_nk d_nk (K, D), sum_n r_nk d_nk d_nk^T (K, D, D) or
+        sum_n r_nk d_nk^2 (K, D) with d_nk = x_n - shift_k, and the total log-likelihood.
+        """
+        K, D = self.n_components, self.dim
+        f64 = dict(dtype=torch.float64, device=x.device)
+        nk = torch.zeros(K, **f64)  # (K,)
+        sum_d = torch.zeros(K, D, **f64)  # (K, D)
+        sum_dd = torch.zeros(K, D, D, **f64) if self.covariance_type == "full" else torch.zeros(K, D, **f64)
+        total_ll = torch.zeros((), **f64)
+        for s, xc in zip(range(0, x.shape[0], self.chunk_size), self._chunks(x)):
+            if labels is None:
+                wlp = self._weighted_log_prob(xc)  # (n, K)  log pi_k N(x_n | mu_k, Sigma_k)
+                lse = torch.logsumexp(wlp, dim=1, keepdim=True)  # (n, 1)  log p(x_n)      (9.14)
+                r = (wlp - lse).exp()  # (n, K)  gamma(z_nk)                                  (9.13)
+                total_ll += lse.sum().double()
+            else:
+                r = torch.nn.functional.one_hot(labels[s:s + len(xc)], K).to(xc.dtype)  # (n, K)
+            nk += r.sum(0).double()  # (K,)  N_k = sum_n gamma(z_nk)                          (9.18)
+            for k in range(K):
+                d = xc - shift[k]  # (n, D)
+                rd = d * r[:, k:k + 1]  # (n, D)
+                sum_d[k] += rd.sum(0).double()  # (D,)
+                if self.covariance_type == "full":
+                    sum_dd[k] += (rd.T @ d).double()  # (D, D)
+                else:
+                    sum_dd[k] += (rd * d).sum(0).double()  # (D,)
+        return nk, sum_d, sum_dd, total_ll
+
+    def _m_step(self, nk: Tensor, sum_d: Tensor, sum_dd: Tensor, shift: Tensor, n: int,
+                error: type[GenZooError]) -> None:
+        """New weights, means and covariances (+ reg_covar) from float64 statistics."""
+        nk = nk + 10 * _EPS64  # (K,)  as scikit-learn: an empty component stays finite
+        delta = sum_d / nk[:, None]  # (K, D)  mu_k^new - shift_k
+        means = shift.double() + delta  # (K, D)  mu_k = (1/N_k) sum_n gamma_nk x_n              (9.17)
+        weights = nk / n  # (K,)  pi_k = N_k / N                                                  (9.22)
+        if self.covariance_type == "full":
+            # Sigma_k = (1/N_k) sum_n gamma_nk (x_n - mu_k)(x_n - mu_k)^T (+ reg_covar I)           (9.19)
+            cov = sum_dd / nk[:, None, None] - delta[:, :, None] * delta[:, None, :]  # (K, D, D)
+            cov = 0.5 * (cov + cov.mT)
+            cov.diagonal(dim1=-2, dim2=-1).add_(self.reg_covar)
+            L, info = torch.linalg.cholesky_ex(cov)  # (K, D, D)
+            if bool((info > 0).any()):
+                k = int((info > 0).nonzero()[0])
+                raise error(f"gmm: covariance of component {k} is not positive definite; "
+                            f"increase reg_covar (now {self.reg_covar:g})")
+            eye = torch.eye(self.dim, dtype=torch.float64, device=L.device)
+            prec_chol = torch.linalg.solve_triangular(L, eye, upper=False).mT  # (K, D, D)  U = L^-T
+        else:
+            var = sum_dd / nk[:, None] - delta.square()  # (K, D)                                 (9.19)
+            var = var.clamp_min(0) + self.reg_covar  # (K, D)
+            if bool((var <= 0).any()):
+                k = int((var <= 0).any(1).nonzero()[0])
+                raise error(f"gmm: a variance of component {k} is zero; "
+                            f"increase reg_covar (now {self.reg_covar:g})")
+            prec_chol = var.rsqrt()  # (K, D)
+        self.weights.copy_(weights)
+        self.means.copy_(means)
+        self.precisions_cholesky.copy_(prec_chol)
+
+    @torch.no_grad()
+    def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        """One EM iteration on the whole training set ``batch.x``.
+
+        Returns the mean log-likelihood per example (nats) of the parameters *before* the
+        update, as ``log_likelihood`` and its negative as ``loss``. A non-finite E-step leaves
+        the parameters unchanged (the trainer then sees the non-finite loss).
+        """
+        x = self._flatten(batch.x)  # (N, D)
+        N = x.shape[0]
+        if N == 0:
+            raise DataError("gmm: empty training set")
+        shift = self.means.clone()  # (K, D)  statistics about the old means: no cancellation
+        nk, sum_d, sum_dd, total_ll = self._statistics(x, shift)  # E-step
+        ll = float(total_ll) / N  # mean of (9.14) per example
+        if math.isfinite(ll):
+            self._m_step(nk, sum_d, sum_dd, shift, N, TrainingDiverged)  # M-step
+        return {"loss": -ll, "log_likelihood": ll}
+
+
+def _gen_device(generator: torch.Generator | None) -> torch.device | None:
+    return generator.device if generator is not None else None

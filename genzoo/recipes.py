@@ -1,0 +1,96 @@
+"""Recipes: TOML files with ``[model]``, ``[data]`` and ``[train]`` tables, plus ``--set`` overrides.
+
+A recipe (``configs/vae-mnist-binarized.toml``)::
+
+    [model]
+    name = "vae"
+    latent_dim = 50
+    hidden = [500, 500]
+
+    [data]
+    name = "mnist"
+    binarize = true
+
+    [train]
+    epochs = 200
+    batch_size = 100
+
+``--set key=value`` overrides one entry: ``model.latent_dim=8``, ``data.n_modes=4``,
+``train.batch_size=64``, or a bare key (``latent_dim=8``) when it names exactly one known option.
+Unknown keys are errors that name the key, never silently ignored.
+
+>>> r = apply_sets(new_recipe("vae"), ["latent_dim=8", "train.steps=10"])
+>>> r["model"]["latent_dim"], r["train"]["steps"]
+('8', '10')
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from .errors import ConfigError, did_you_mean
+from .registry import options
+
+TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep")
+DATA_KEYS = ("name", "root", "binarize", "dequantize", "n")
+SECTIONS = ("model", "data", "train")
+
+
+def new_recipe(model: str | None = None) -> dict:
+    return {"model": {"name": model} if model else {}, "data": {}, "train": {}}
+
+
+def load_recipe(path: str | Path) -> dict:
+    """Read a TOML recipe; unknown tables or training keys are errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"recipe {path} is not valid TOML: {e}") from None
+    for k in raw:
+        if k not in SECTIONS:
+            raise ConfigError(f"recipe {path}: unknown table [{k}]{did_you_mean(k, SECTIONS)}; use [model], [data], [train]")
+        if not isinstance(raw[k], dict):
+            raise ConfigError(f"recipe {path}: '{k}' must be a table [{k}]")
+    recipe = new_recipe()
+    for k in SECTIONS:
+        recipe[k].update(raw.get(k, {}))
+    for k in recipe["train"]:
+        if k not in TRAIN_KEYS:
+            raise ConfigError(f"recipe {path}: unknown [train] key '{k}'{did_you_mean(k, TRAIN_KEYS)}")
+    return recipe
+
+
+def apply_sets(recipe: dict, sets: list[str]) -> dict:
+    """Apply ``key=value`` overrides (values stay strings; the builders coerce and check them)."""
+    model = recipe["model"].get("name")
+    model_keys = list(options(model)) if model else []
+    for item in sets:
+        if "=" not in item:
+            raise ConfigError(f"--set takes key=value, got '{item}'")
+        key, value = (s.strip() for s in item.split("=", 1))
+        section, _, name = key.rpartition(".")
+        if section:
+            if section not in SECTIONS:
+                raise ConfigError(f"unknown --set section '{section}' in '{key}': use model., data. or train.")
+            if section == "model" and name not in model_keys:
+                raise ConfigError(f"unknown --set key '{key}' for model '{model}'{did_you_mean(name, model_keys)}")
+            if section == "train" and name not in TRAIN_KEYS:
+                raise ConfigError(f"unknown --set key '{key}'{did_you_mean(name, TRAIN_KEYS)}")
+            # data.* may also be dataset parameters (n_modes, std, ...): load_dataset checks them
+        else:
+            places = [s for s, keys in (("model", model_keys), ("train", TRAIN_KEYS), ("data", DATA_KEYS)) if name in keys]
+            if not places:
+                known = model_keys + list(TRAIN_KEYS) + list(DATA_KEYS)
+                raise ConfigError(f"unknown --set key '{name}'{did_you_mean(name, known)} "
+                                  f"(dataset parameters take a prefix: data.{name}=...)")
+            if len(places) > 1:
+                raise ConfigError(f"--set key '{name}' is ambiguous: write {' or '.join(p + '.' + name for p in places)}")
+            section = places[0]
+        if section == "model" and name == "name":
+            raise ConfigError("the model is chosen by `genzoo train MODEL`, not by --set")
+        recipe[section][name] = value
+    return recipe

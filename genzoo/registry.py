@@ -1,0 +1,150 @@
+"""Models by name: ``@register("vae")`` records a class and its constructor arguments.
+
+``build("vae", data_shape=(1, 28, 28), latent_dim=20)`` makes a model; its ``config`` holds every
+constructor argument (defaults included) as plain JSON data, so ``config.json`` can rebuild it.
+
+>>> import genzoo
+>>> m = genzoo.build("gmm", data_shape=(2,), n_components=3)
+>>> m.config["n_components"], m.name
+(3, 'gmm')
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import types
+import typing
+from typing import Any, Literal, get_args, get_origin
+
+from .errors import ConfigError, did_you_mean
+
+_MODELS: dict[str, type] = {}
+
+
+def register(name: str, description: str = ""):
+    """Class decorator: make ``cls`` buildable as ``name`` and record its arguments in ``config``."""
+
+    def decorate(cls):
+        sig = inspect.signature(cls.__init__)
+        for p in list(sig.parameters.values())[1:]:
+            if p.kind is not inspect.Parameter.KEYWORD_ONLY:
+                raise TypeError(f"{cls.__name__}.__init__ must take keyword-only arguments ({p.name})")
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def __init__(self, **kwargs):
+            bound = sig.bind(self, **kwargs)
+            bound.apply_defaults()
+            init(self, **kwargs)
+            self.config = {k: _plain(v) for k, v in list(bound.arguments.items())[1:]}
+
+        cls.__init__ = __init__
+        cls.name = name
+        cls.description = description or (cls.__doc__ or "").strip().splitlines()[0]
+        _MODELS[name] = cls
+        return cls
+
+    return decorate
+
+
+def _plain(v: Any) -> Any:
+    """Tuples become lists so that config.json round-trips."""
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _ensure_loaded() -> None:
+    from . import models  # noqa: F401  (importing the package registers every family)
+
+
+def list_models() -> dict[str, str]:
+    """Name -> one-line description of every registered model."""
+    _ensure_loaded()
+    return {k: _MODELS[k].description for k in sorted(_MODELS)}
+
+
+def get(name: str) -> type:
+    _ensure_loaded()
+    if name not in _MODELS:
+        raise ConfigError(f"unknown model '{name}'{did_you_mean(name, _MODELS)}; known: {', '.join(sorted(_MODELS))}")
+    return _MODELS[name]
+
+
+def options(name: str) -> dict[str, inspect.Parameter]:
+    """The constructor parameters of model ``name`` (without ``data_shape``)."""
+    sig = inspect.signature(get(name).__init__)
+    return {k: p for k, p in sig.parameters.items() if k not in ("self", "data_shape")}
+
+
+def build(name: str, **kwargs):
+    """Build model ``name``; unknown options raise :class:`ConfigError` naming the option."""
+    cls = get(name)
+    params = inspect.signature(cls.__init__).parameters
+    for k in kwargs:
+        if k not in params or k == "self":
+            valid = [p for p in params if p != "self"]
+            raise ConfigError(f"unknown option '{k}' for model '{name}'{did_you_mean(k, valid)}")
+    hints = typing.get_type_hints(cls.__init__)
+    kwargs = {k: coerce(v, hints.get(k, Any), f"{name}.{k}") for k, v in kwargs.items()}
+    if "data_shape" in kwargs:
+        kwargs["data_shape"] = tuple(kwargs["data_shape"])
+    return cls(**kwargs)
+
+
+def coerce(value: Any, annotation: Any, what: str) -> Any:
+    """Turn ``value`` (a string from ``--set``, or TOML/JSON data) into ``annotation``'s type.
+
+    >>> coerce("3", int, "k"), coerce("1e-3", float, "lr"), coerce("true", bool, "b")
+    (3, 0.001, True)
+    >>> coerce("64,32", tuple[int, ...], "hidden")
+    (64, 32)
+    """
+    origin, args = get_origin(annotation), get_args(annotation)
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in args):
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(value, a, what)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"bad value {value!r} for {what}")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"bad value {value!r} for {what}: choose one of {', '.join(map(str, args))}")
+    if origin in (tuple, list):
+        if isinstance(value, str):
+            value = [s for s in value.replace("(", "").replace(")", "").split(",") if s.strip()]
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        item = args[0] if args else Any
+        return tuple(coerce(v, item, what) for v in value)
+    try:
+        if annotation is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if annotation is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if annotation is float:
+            return float(value)
+        if annotation is str:
+            return str(value)
+    except (TypeError, ValueError):
+        name = getattr(annotation, "__name__", str(annotation))
+        raise ConfigError(f"bad value {value!r} for {what}: expected {name}") from None
+    return value

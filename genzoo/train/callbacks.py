@@ -1,0 +1,204 @@
+"""Callbacks of :func:`genzoo.fit`: each does one thing at ``on_start`` / ``on_step_end`` / ``on_end``.
+
+Order matters and is fixed by ``default_callbacks``: the divergence guard runs first, so a step
+whose loss is NaN raises before anything is written; checkpoints run last among the writers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections import deque
+from pathlib import Path
+
+import torch
+
+from ..errors import TrainingDiverged
+from ..io import atomic_write_bytes, latest_checkpoint, save_checkpoint
+
+
+class Callback:
+    def on_start(self, state) -> None: ...
+
+    def on_step_end(self, state, logs: dict[str, float]) -> None: ...
+
+    def on_end(self, state) -> None: ...
+
+
+class DivergenceGuard(Callback):
+    """Stop with :class:`TrainingDiverged` when the loss is NaN/inf, or explodes: larger than
+    ``factor`` times the median absolute loss of the last ``window`` steps (plus one)."""
+
+    def __init__(self, factor: float = 1e4, window: int = 50):
+        self.factor, self.recent = factor, deque(maxlen=window)
+
+    def on_step_end(self, state, logs):
+        loss = logs.get("loss", 0.0)
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)} (try a smaller lr)")
+        if len(self.recent) == self.recent.maxlen:
+            typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
+            if abs(loss) > self.factor * (typical + 1.0):
+                raise TrainingDiverged(f"training diverged at step {state.step}: loss {loss:.3g} exploded "
+                                       f"(typical {typical:.3g}){kept(state.run_dir)} (try a smaller lr)")
+        self.recent.append(loss)
+
+
+def kept(run_dir) -> str:
+    """The tail of a divergence message: which checkpoint survives."""
+    if run_dir is None:
+        return ""
+    ck = latest_checkpoint(run_dir)
+    return f"; the last good checkpoint is kept: {ck}" if ck else "; no checkpoint was written yet"
+
+
+class MetricsLogger(Callback):
+    """Append the mean of each logged term over ``every`` steps to ``metrics.jsonl`` (and to
+    TensorBoard when it is installed). Validation losses join when a ``valid`` set is given."""
+
+    def __init__(self, run_dir: Path, every: int = 10, valid_every: int | None = None, valid_size: int = 2000):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.every, self.valid_every, self.valid_size = max(1, every), valid_every, valid_size
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.tb = None
+
+    def on_start(self, state):
+        self._truncate(state.step)
+        self.valid_every = self.valid_every or max(self.every, 10 * self.every)
+        self.t0, self.step0 = time.time(), state.step
+        try:  # optional: only when tensorboard is installed
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+        except Exception:
+            self.tb = None
+
+    def _truncate(self, step: int) -> None:
+        """On resume, drop lines written after the checkpoint we restart from."""
+        if not self.path.exists():
+            return
+        keep = []
+        for line in self.path.read_text().splitlines():
+            try:
+                if json.loads(line).get("step", 0) <= step:
+                    keep.append(line)
+            except json.JSONDecodeError:
+                break  # a line cut by a kill: everything after it is dropped too
+        atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
+
+    def on_step_end(self, state, logs):
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        if state.step % self.every and state.step != state.total_steps:
+            return
+        row = {"step": state.step, "epoch": round(state.epoch, 4)}
+        row.update({k: v / self.count for k, v in self.sums.items()})
+        dt = time.time() - self.t0
+        row["examples_per_s"] = round((state.step - self.step0) * state.batch_size / max(dt, 1e-9), 1)
+        if state.valid is not None and (state.step % self.valid_every == 0 or state.step == state.total_steps):
+            row.update(validation_losses(state.model, state.valid, self.valid_size))
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, state.step)
+        self.sums, self.count = {}, 0
+        self.t0, self.step0 = time.time(), state.step
+
+    def on_end(self, state):
+        if self.tb is not None:
+            self.tb.close()
+
+
+@torch.no_grad()
+def validation_losses(model, valid, size: int) -> dict[str, float]:
+    """Mean loss terms on the first ``size`` validation examples, without touching the RNG streams."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        x = valid.transformed(torch.Generator().manual_seed(0))[:size].to(model.device)
+        was = model.training
+        model.eval()
+        terms = model.loss(x)
+        model.train(was)
+    return {f"valid_{k}": float(v) for k, v in terms.items()}
+
+
+class SampleGrid(Callback):
+    """Every ``every`` steps, ``samples/step-NNNNNNNN.png`` from the same fixed noise: the
+    training-evolution picture."""
+
+    def __init__(self, run_dir: Path, every: int, n: int = 64):
+        self.dir, self.every, self.n = Path(run_dir) / "samples", every, n
+
+    def on_step_end(self, state, logs):
+        if state.step % self.every == 0 or state.step == state.total_steps:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            write_samples(state.model, self.dir / f"step-{state.step:08d}.png", self.n, seed=state.seed,
+                          title=f"step {state.step}", density=getattr(state.data, "density", None))
+
+
+@torch.no_grad()
+def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", density=None) -> torch.Tensor:
+    """Sample ``n`` from fixed noise (``seed``) and save a picture; global RNG untouched."""
+    from ..viz import save_samples
+
+    with torch.random.fork_rng(devices=[]):
+        was = model.training
+        model.eval()
+        x = model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed))
+        model.train(was)
+    save_samples(x, path, title=title, density=density)
+    return x
+
+
+class Checkpoint(Callback):
+    """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``."""
+
+    def __init__(self, run_dir: Path, every: int, keep: int = 3):
+        self.run_dir, self.every, self.keep = Path(run_dir), max(1, every), keep
+        self.last = -1
+
+    def on_start(self, state):
+        """Remove the temporary folders of checkpoints whose writing was interrupted."""
+        root = self.run_dir / "checkpoints"
+        if root.is_dir():
+            for p in root.glob(".tmp-step-*"):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def on_step_end(self, state, logs):
+        if state.step % self.every == 0 or state.step == state.total_steps:
+            self.write(state)
+
+    def write(self, state):
+        if state.step == self.last:
+            return
+        for name, t in state.model.state_dict().items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise TrainingDiverged(f"training diverged at step {state.step}: '{name}' holds NaN/inf"
+                                       f"{kept(self.run_dir)}")
+        save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
+                        {"epoch": state.epoch, "seed": state.seed}, state.rng_state(), keep=self.keep)
+        self.last = state.step
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over steps with the running loss (quiet when stderr is not a terminal)."""
+
+    def on_start(self, state):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=state.total_steps, initial=state.step, desc=state.model.name, unit="step",
+                        dynamic_ncols=True, disable=None)
+
+    def on_step_end(self, state, logs):
+        self.bar.update(1)
+        if state.step % 10 == 0:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]}, refresh=False)
+
+    def on_end(self, state):
+        self.bar.close()

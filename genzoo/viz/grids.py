@@ -1,0 +1,61 @@
+"""Sample grids as PNG (Pillow), and the one entry point ``save_samples`` for any data shape.
+
+>>> import torch, tempfile, os
+>>> p = os.path.join(tempfile.mkdtemp(), "g.png")
+>>> save_grid(torch.rand(10, 1, 8, 8), p, nrow=5)
+>>> from PIL import Image; Image.open(p).size
+(47, 20)
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from ..io import atomic_write_bytes
+
+
+def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
+    """(N, C, H, W) in [0, 1] -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array."""
+    x = images.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = x.shape
+    cols = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    grid = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad) * 0.5  # grey border
+    for i in range(n):
+        r, k = divmod(i, cols)
+        top, left = pad + r * (h + pad), pad + k * (w + pad)
+        grid[:, top:top + h, left:left + w] = x[i]
+    arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # (H', W', C)
+    if scale > 1:
+        arr = arr.repeat(scale, 0).repeat(scale, 1)
+    return arr
+
+
+def _png_bytes(arr: np.ndarray) -> bytes:
+    img = Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, scale: int = 1) -> None:
+    """Write (N, C, H, W) images in [0, 1] as one PNG grid, atomically."""
+    atomic_write_bytes(path, _png_bytes(image_grid(images, nrow, scale=scale)))
+
+
+def save_samples(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
+    """A PNG for any samples: a grid for images, a scatter for 2-D points, a histogram for 1-D."""
+    if samples.dim() == 4:
+        h = samples.shape[-1]
+        save_grid(samples, path, scale=max(1, 56 // h))
+        return
+    from .plots import save_points
+
+    save_points(samples, path, title=title, density=density)

@@ -1,0 +1,140 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genzoo.cli import main
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_models_lists_families(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and "vae" in out and "gmm" in out
+
+
+def test_train_sample_eval_end_to_end(tmp_path, capsys):
+    rd = tmp_path / "run"
+    code, _, err = run(capsys, "train", "vae", "--steps", "300", "--run-dir", str(rd), "--no-progress",
+                       "--set", "latent_dim=4", "--set", "hidden=64", "--sample-every", "100")
+    assert code == 0, err
+    run_json = json.loads((rd / "run.json").read_text())
+    assert run_json["recipe"]["data"] == {"name": "digits", "binarize": True}
+    assert run_json["recipe"]["model"]["latent_dim"] == "4"
+    assert json.loads((rd / "config.json").read_text())["config"]["latent_dim"] == 4
+    assert len(list((rd / "samples").glob("step-*.png"))) == 3
+    code, out, err = run(capsys, "sample", str(rd), "-n", "16", "-o", str(tmp_path / "g.png"))
+    assert code == 0, err
+    img = np.asarray(Image.open(tmp_path / "g.png"))
+    assert img.ndim == 2 and img.std() > 10  # a grid with content, not a blank picture
+    code, out, err = run(capsys, "eval", str(rd), "--iwae-k", "50", "--no-progress")
+    assert code == 0, err
+    assert "NLL (IWAE k=50)" in out and "bits/dim" in out
+    rep = json.loads((rd / "eval.json").read_text())
+    kinds = {r["kind"]: r for r in rep["rows"]}
+    assert set(kinds) == {"elbo", "iwae-50"} and rep["space"] == "binarized" and rep["n"] == 300
+    assert kinds["iwae-50"]["nats"] <= kinds["elbo"]["nats"]  # the IWAE bound is tighter
+    assert kinds["elbo"]["bits_per_dim"] == pytest.approx(kinds["elbo"]["nats"] / (64 * np.log(2)))
+
+
+def test_gmm_recipe_and_eval(tmp_path, capsys):
+    rd = tmp_path / "gmm"
+    code, _, err = run(capsys, "train", "--config", "configs/gmm-ring.toml", "--run-dir", str(rd), "--no-progress",
+                       "--steps", "20")
+    assert code == 0, err
+    code, out, err = run(capsys, "eval", str(rd), "--no-progress")
+    assert code == 0, err
+    rep = json.loads((rd / "eval.json").read_text())
+    assert rep["rows"][0]["kind"] == "exact" and rep["space"] == "continuous"
+    assert run(capsys, "sample", str(rd), "-n", "500")[0] == 0 and (rd / "samples.png").exists()
+
+
+def test_gmm_digits_reports_discrete_units(tmp_path, capsys):
+    rd = tmp_path / "g"
+    assert run(capsys, "train", "gmm", "--steps", "5", "--run-dir", str(rd), "--no-progress",
+               "--set", "n_components=3", "--set", "covariance=diag")[0] == 0
+    code, out, err = run(capsys, "eval", str(rd), "--no-progress")
+    rep = json.loads((rd / "eval.json").read_text())
+    assert rep["space"] == "dequantized" and rep["levels"] == 17
+    # a density on [0,1]^64 reported on the 17-level data: bits/dim between 0 and log2(17)
+    assert 0 < rep["rows"][0]["bits_per_dim"] < np.log2(17)
+
+
+def _npz(path, x):
+    np.savez(path, x=x)
+    return str(path)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["train", "vea"], "unknown model 'vea' (did you mean 'vae'?)"),
+    (["train", "vae", "--data", "mnits"], "unknown dataset 'mnits'"),
+    (["train", "vae", "--set", "latnt_dim=3"], "unknown --set key 'latnt_dim' (did you mean 'latent_dim'?)"),
+    (["train", "vae", "--set", "latent_dim=three"], "bad value 'three' for vae.latent_dim: expected int"),
+    (["train", "vae", "--set", "model.hiden=3"], "did you mean 'hidden'"),
+    (["train", "vae", "--data", "/no/such/file.npz"], "/no/such/file.npz"),
+    (["train", "vae", "--config", "/no/recipe.toml"], "recipe not found"),
+    (["sample", "/no/such/run"], "not a genzoo run"),
+    (["eval", "."], "not a genzoo run"),
+    (["train", "--resume"], "--resume needs --run-dir"),
+])
+def test_bad_input_one_line_exit_2(capsys, args, needle):
+    code, out, err = run(capsys, *args)
+    assert code == 2
+    assert needle in err and err.count("\n") == 1 and err.startswith("genzoo: error: "), err
+
+
+def test_bad_user_data(tmp_path, capsys):
+    x = np.random.rand(20, 1, 8, 8).astype(np.float32)
+    x[3, 0, 2, 2] = np.nan
+    code, _, err = run(capsys, "train", "vae", "--data", _npz(tmp_path / "nan.npz", x), "--steps", "1")
+    assert code == 2 and "NaN" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "train", "vae", "--data", _npz(tmp_path / "shape.npz", np.zeros((5, 2, 3, 4, 5))))
+    assert code == 2 and "shape" in err and err.count("\n") == 1
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    code, _, err = run(capsys, "train", "vae", "--data", str(tmp_path / "corrupt.npz"))
+    assert code == 2 and "corrupt.npz" in err and err.count("\n") == 1
+
+
+def test_bad_runs(tmp_path, capsys):
+    rd = tmp_path / "run"
+    assert run(capsys, "train", "vae", "--steps", "20", "--run-dir", str(rd), "--no-progress")[0] == 0
+    before = (rd / "model.safetensors").read_bytes()
+    code, _, err = run(capsys, "train", "vae", "--steps", "20", "--run-dir", str(rd), "--no-progress")
+    assert code == 2 and "already holds a run" in err
+    assert (rd / "model.safetensors").read_bytes() == before  # nothing lost
+    (rd / "model.safetensors").write_bytes(b"not safetensors")
+    code, _, err = run(capsys, "sample", str(rd))
+    assert code == 2 and "corrupt weights" in err and err.count("\n") == 1
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))
+    code, _, err = run(capsys, "sample", str(foreign))
+    assert code == 2 and "not a genzoo model config" in err
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "genzoo", "train", "nosuchmodel"], capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "unknown model" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "genzoo", "train", "vae", "--stesp", "3"], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "--stesp" in p.stderr
+
+
+def test_recipe_errors(tmp_path, capsys):
+    bad = tmp_path / "r.toml"
+    bad.write_text("[modle]\nname='vae'\n")
+    code, _, err = run(capsys, "train", "--config", str(bad))
+    assert code == 2 and "unknown table [modle]" in err
+    bad.write_text("[model]\nname='vae'\n[train]\nstpes=3\n")
+    code, _, err = run(capsys, "train", "--config", str(bad))
+    assert code == 2 and "unknown [train] key 'stpes'" in err
+    bad.write_text("[model\n")
+    code, _, err = run(capsys, "train", "--config", str(bad))
+    assert code == 2 and "not valid TOML" in err

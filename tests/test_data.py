@@ -1,0 +1,550 @@
+"""Tests of genzoo.data: toy densities, digits, MNIST (IDX + downloader), user data, transforms."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import math
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from genzoo.data import Dataset, dataset_options, download_mnist, list_datasets, load_dataset
+from genzoo.data import toy
+from genzoo.data.mnist import MNIST_FILES, _read_idx_cached, read_idx, write_idx
+from genzoo.data.transforms import dequantize, inverse_logit_transform, logit_transform
+from genzoo.errors import DataError
+
+MNIST_DIR = Path("/work/shared/data/mnist")
+needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), reason="MNIST files absent")
+TOYS = ["ring", "grid", "moons", "spirals", "checkerboard", "mixture1d"]
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg and msg
+    return msg
+
+
+# -- registry and options -------------------------------------------------------------------
+
+
+def test_list_datasets_names_and_descriptions():
+    ds = list_datasets()
+    assert set(ds) == set(TOYS) | {"digits", "mnist"}
+    assert all(isinstance(v, str) and v and "\n" not in v for v in ds.values())
+    assert dataset_options("grid") == {"side": 5, "spacing": 2.0, "std": 0.05}
+
+
+def test_unknown_name_split_and_options():
+    with pytest.raises(DataError) as e:
+        load_dataset("rign")
+    assert "unknown dataset 'rign'" in one_line(e) and "did you mean 'ring'" in str(e.value) and "mnist" in str(e.value)
+    with pytest.raises(DataError) as e:
+        load_dataset("ring", "val")
+    assert "did you mean 'valid'" in one_line(e)
+    with pytest.raises(DataError) as e:
+        load_dataset("ring", n_mode=4)
+    assert "n_mode" in one_line(e) and "n_modes" in str(e.value) and "radius" in str(e.value)
+    with pytest.raises(DataError) as e:
+        load_dataset("digits", std=1)
+    assert "no option 'std'" in one_line(e)
+    with pytest.raises(DataError) as e:
+        load_dataset("ring", n_modes="eight")
+    assert "n_modes='eight'" in one_line(e)
+    with pytest.raises(DataError):
+        load_dataset("ring", n_modes="2.5")
+    with pytest.raises(DataError) as e:
+        load_dataset("ring", std="-1")
+    assert "std" in one_line(e)
+    with pytest.raises(DataError):
+        load_dataset("ring", n=0)
+    with pytest.raises(DataError) as e:
+        load_dataset("mixture1d", means="0,1,2", stds="1,1")
+    one_line(e)
+
+
+def test_string_options_are_coerced():
+    ds = load_dataset("ring", "valid", n="50", seed="3", n_modes="4", radius="2", std="0.01")
+    assert len(ds) == 50 and ds.density.centres.shape == (4, 2)
+    assert torch.allclose(ds.density.centres[1].float(), torch.tensor([0.0, 2.0]), atol=1e-6)
+    m = load_dataset("mixture1d", n=10, means="[-1, 0, 3]", stds="0.1,0.2,0.3", weights="1,1,2")
+    assert torch.allclose(m.density.weights, torch.tensor([0.25, 0.25, 0.5], dtype=torch.float64))
+    assert m.density.std.tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert load_dataset("mixture1d", n=10, weights="none").density.weights.tolist() == [0.5, 0.5]
+
+
+def test_transform_flags_are_validated():
+    with pytest.raises(DataError) as e:
+        load_dataset("digits", binarize=True, dequantize=True)
+    assert "binarize and dequantize" in one_line(e)
+    with pytest.raises(DataError) as e:
+        load_dataset("ring", n=10, dequantize=True)
+    assert "continuous" in one_line(e)
+    with pytest.raises(DataError) as e:
+        load_dataset("ring", n=10, binarize=True)
+    assert "[0, 1]" in one_line(e)
+
+
+# -- toy sets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", TOYS)
+def test_toy_splits_shapes_and_seeds(name):
+    tr = load_dataset(name, "train", n=300)
+    va = load_dataset(name, "valid", n=300)
+    dim = 1 if name == "mixture1d" else 2
+    assert tr.x.shape == (300, dim) and tr.x.dtype == torch.float32 and torch.isfinite(tr.x).all()
+    assert tr.levels is None and tr.space == "continuous" and not tr.is_image and tr.shape == (dim,)
+    assert tr.density is not None and tr.density is not va.density
+    assert not torch.equal(tr.x, va.x)  # independent draws per split
+    assert torch.equal(tr.x, load_dataset(name, "train", n=300).x)  # fixed seed per split
+    assert not torch.equal(tr.x, load_dataset(name, "train", n=300, seed=1).x)
+    lp = tr.density.log_prob(tr.x)
+    assert lp.shape == (300,) and torch.isfinite(lp).all()
+    if tr.y is not None:
+        assert tr.y.shape == (300,) and tr.y.dtype == torch.int64
+
+
+def test_toy_default_sizes():
+    assert [len(load_dataset("ring", s)) for s in ("train", "valid", "test")] == [20_000, 5_000, 5_000]
+
+
+def test_mixture_log_prob_matches_scipy():
+    d = toy.ring(n_modes=3, radius=1.5, std=0.4)
+    pts = np.array([[0.0, 0.0], [1.5, 0.0], [-1.0, 0.7], [3.0, -2.0]])
+    want = np.log(sum(stats.multivariate_normal(c, 0.16 * np.eye(2)).pdf(pts) for c in d.centres.numpy()) / 3)
+    got = d.log_prob(torch.tensor(pts, dtype=torch.float64))
+    assert got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-9)
+    # centres of the ring: first at angle 0, counter-clockwise
+    np.testing.assert_allclose(d.centres[1].numpy(), [1.5 * math.cos(2 * math.pi / 3), 1.5 * math.sin(2 * math.pi / 3)])
+
+    g = toy.grid(side=3, spacing=2.0, std=0.5)
+    assert sorted(set(g.centres[:, 0].tolist())) == [-2.0, 0.0, 2.0]
+    want = np.log(sum(stats.multivariate_normal(c, 0.25 * np.eye(2)).pdf(pts) for c in g.centres.numpy()) / 9)
+    np.testing.assert_allclose(g.log_prob(torch.tensor(pts)).numpy(), want, rtol=1e-9)
+
+    m = toy.mixture1d(means=(-1.0, 2.0), stds=(0.5, 1.5), weights=(1.0, 3.0))
+    xs = np.array([-3.0, -1.0, 0.3, 2.0, 6.0])
+    want = np.log(0.25 * stats.norm(-1, 0.5).pdf(xs) + 0.75 * stats.norm(2, 1.5).pdf(xs))
+    np.testing.assert_allclose(m.log_prob(torch.tensor(xs)[:, None]).numpy(), want, rtol=1e-9)
+
+
+def test_mixture_samples_match_parameters():
+    ds = load_dataset("grid", n=20_000, side=3, spacing=3.0, std=0.2)
+    for k in range(9):
+        xk = ds.x[ds.y == k].double()
+        assert abs(len(xk) / 20_000 - 1 / 9) < 0.015
+        assert torch.allclose(xk.mean(0), ds.density.centres[k], atol=4 * 0.2 / math.sqrt(len(xk)))
+        assert torch.allclose(xk.std(0), torch.full((2,), 0.2, dtype=torch.float64), rtol=0.06)
+    m = load_dataset("mixture1d", n=20_000, means="-3,3", stds="0.5,1.0", weights="1,3")
+    assert abs((m.y == 1).double().mean().item() - 0.75) < 0.015
+    assert abs(m.x[m.y == 1].std().item() - 1.0) < 0.03 and abs(m.x[m.y == 0].mean().item() + 3) < 0.03
+
+
+def _grid_integral(density, step: float) -> float:
+    (x0, x1), (y0, y1) = density.bounds()
+    xs = torch.arange(x0, x1, step, dtype=torch.float64) + step / 2  # the bounds hold all but ~1e-3 of the mass
+    ys = torch.arange(y0, y1, step, dtype=torch.float64) + step / 2
+    pts = torch.cartesian_prod(xs, ys)  # (G, 2)
+    return float(density.log_prob(pts).exp().sum() * step**2)
+
+
+def test_checkerboard_exact_density():
+    d = toy.checkerboard()
+    assert len(d.black) == 8 and d.area == pytest.approx(8.0)
+    assert abs(_grid_integral(d, 0.01) - 1) < 0.01
+    lp = d.log_prob(torch.tensor([[0.5, 0.5], [-0.5, 0.5], [-1.5, -1.5], [2.5, 0.0]]))
+    assert lp[0].item() == pytest.approx(-math.log(8)) and lp[2].item() == pytest.approx(-math.log(8))
+    assert lp[1].item() == -math.inf and lp[3].item() == -math.inf
+    ds = load_dataset("checkerboard", n=4000)
+    assert torch.isfinite(ds.density.log_prob(ds.x)).all() and ds.x.abs().max() <= 2
+
+
+@pytest.mark.parametrize("name,step", [("moons", 0.1), ("spirals", 0.05)])  # step = noise: ample for Gaussians
+def test_curve_density_quadrature(name, step):
+    ds = load_dataset(name, n=2000)
+    d = ds.density
+    assert abs(_grid_integral(d, step) - 1) < 0.02
+    lp = d.log_prob(ds.x)
+    assert torch.isfinite(lp).all() and -4 < lp.mean().item() < 2
+    # the quadrature has converged: a 4x finer one agrees (up to ~1% in the tails past a curve's end)
+    diff = ((toy.moons if name == "moons" else toy.spirals)(n_quad=8000).log_prob(ds.x[:300]) - lp[:300]).abs()
+    assert diff.mean() < 1e-3 and diff.max() < 0.02
+    if name == "moons":  # sklearn's layout: label 0 is the upper moon
+        assert ds.x[ds.y == 0, 1].mean() > ds.x[ds.y == 1, 1].mean()
+
+
+# -- digits -----------------------------------------------------------------------------------
+
+
+def test_digits_splits():
+    from sklearn.datasets import load_digits
+
+    splits = [load_dataset("digits", s) for s in ("train", "valid", "test")]
+    assert [len(s) for s in splits] == [1297, 200, 300]
+    for s in splits:
+        assert s.x.shape[1:] == (1, 8, 8) and s.x.dtype == torch.float32 and s.levels == 17 and s.is_image
+        assert s.x.min() >= 0 and s.x.max() <= 1 and torch.equal(s.x * 16, (s.x * 16).round())
+        assert s.y.dtype == torch.int64 and set(s.y.tolist()) <= set(range(10))
+    # together the splits are exactly the 1,797 digits: a partition (hence disjoint)
+    ours = torch.cat([torch.cat([s.x.flatten(1) * 16, s.y[:, None].float()], 1) for s in splits]).numpy()
+    sk = load_digits()
+    theirs = np.concatenate([sk.data, sk.target[:, None]], 1)
+    assert np.array_equal(np.unique(ours, axis=0, return_counts=True)[1], np.unique(theirs, axis=0, return_counts=True)[1])
+    assert np.array_equal(np.unique(ours, axis=0), np.unique(theirs, axis=0))
+    first = load_dataset("digits", "test", n=7)
+    assert torch.equal(first.x, splits[2].x[:7]) and torch.equal(first.y, splits[2].y[:7])
+
+
+# -- transforms -------------------------------------------------------------------------------
+
+
+def test_dynamic_binarization():
+    ds = load_dataset("digits", "train", binarize=True)
+    assert ds.space == "binarized"
+    idx = torch.arange(64)
+    g = torch.Generator().manual_seed(5)
+    b1, b2 = ds.batch(idx, g), ds.batch(idx, g)
+    assert b1.shape == (64, 1, 8, 8) and set(b1.unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(b1, b2)  # fresh draws
+    assert torch.equal(b1, ds.batch(idx, torch.Generator().manual_seed(5)))  # reproducible
+    assert torch.equal(ds.x, load_dataset("digits", "train").x)  # x itself is untouched
+    draws = torch.stack([ds.transformed(g) for _ in range(40)])  # (40, N, 1, 8, 8)
+    err = (draws.mean(0) - ds.x).flatten()
+    assert abs(err.mean().item()) < 2e-3 and err.std().item() < 0.06  # Bernoulli sd / sqrt(40) <= 0.08
+    assert (draws.mean(0)[ds.x == 0] == 0).all() and (draws.mean(0)[ds.x == 1] == 1).all()
+
+
+def test_dequantization():
+    ds = load_dataset("digits", "valid", dequantize=True)
+    assert ds.space == "dequantized" and load_dataset("digits").space == "discrete-as-real"
+    g = torch.Generator().manual_seed(0)
+    d1, d2 = ds.transformed(g), ds.transformed(g)
+    assert d1.min() >= 0 and d1.max() < 1 and not torch.equal(d1, d2)
+    assert torch.equal(torch.floor(d1.double() * 17), (ds.x.double() * 16).round())
+    assert torch.equal(ds.batch(torch.tensor([3, 1]), torch.Generator().manual_seed(2)),
+                       ds.batch(torch.tensor([3, 1]), torch.Generator().manual_seed(2)))
+    # uniform within the level: the fractional part is U[0, 1)
+    frac = (d1.double() * 17).frac().flatten()
+    assert abs(frac.mean().item() - 0.5) < 0.02 and abs(frac.var().item() - 1 / 12) < 0.01
+    # float32 boundary cases: top level, many draws, never reaches 1 nor leaves the level
+    x = torch.ones(200_000)
+    assert dequantize(x, 256, torch.Generator().manual_seed(1)).max() < 1
+    x = torch.randint(0, 256, (200_000,)).float() / 255
+    assert torch.equal(torch.floor(dequantize(x, 256).double() * 256), (x.double() * 255).round())
+
+
+def test_logit_transform_roundtrip_and_log_det():
+    x = torch.rand(3, 4, dtype=torch.float64)
+    y, ld = logit_transform(x, alpha=0.05)
+    assert torch.allclose(inverse_logit_transform(y, alpha=0.05), x)
+    jac = torch.autograd.functional.jacobian(lambda t: logit_transform(t[None], 0.05)[0][0], x[0])  # (4, 4)
+    assert torch.allclose(ld[0], torch.logdet(jac))
+
+
+def test_dataset_record_validation():
+    with pytest.raises(DataError):
+        Dataset("d", "train", torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(DataError):
+        Dataset("d", "training", torch.zeros(3, 2), None)
+    with pytest.raises(DataError):
+        Dataset("d", "train", torch.full((3, 2), 0.3), None, levels=256, dequantize=True)  # not on the grid
+    ds = Dataset("d", "test", torch.zeros(3, 2, dtype=torch.float64), torch.zeros(3, dtype=torch.int32))
+    assert ds.x.dtype == torch.float32 and ds.y.dtype == torch.int64 and "n=3" in repr(ds)
+
+
+# -- MNIST ------------------------------------------------------------------------------------
+
+
+@needs_mnist
+def test_mnist_real_files():
+    tr = load_dataset("mnist", "train", root=str(MNIST_DIR))
+    hits = _read_idx_cached.cache_info().hits
+    va = load_dataset("mnist", "valid", root=str(MNIST_DIR))
+    assert _read_idx_cached.cache_info().hits >= hits + 2  # the training files were not parsed again
+    te = load_dataset("mnist", "test", root=str(MNIST_DIR), n=2000)
+    assert (len(tr), len(va), len(te)) == (50_000, 10_000, 2_000)
+    assert tr.x.shape == (50_000, 1, 28, 28) and tr.x.dtype == torch.float32 and tr.levels == 256
+    assert tr.x.min() == 0 and tr.x.max() == 1
+    for s in (tr, va, te):
+        assert set(s.y.tolist()) == set(range(10))
+    raw = read_idx(MNIST_DIR / "train-images-idx3-ubyte.gz")
+    assert torch.equal(va.x[0, 0] * 255, torch.from_numpy(raw[50_000].astype(np.float32)))
+    assert torch.equal(tr.x[-1, 0] * 255, torch.from_numpy(raw[49_999].astype(np.float32)))
+    assert torch.equal(load_dataset("mnist", "test", root=str(MNIST_DIR)).x[:2000], te.x)
+
+
+@needs_mnist
+def test_mnist_env_var_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("GENZOO_DATA", raising=False)
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", "test")
+    assert "GENZOO_DATA" in one_line(e) and "--data-root" in str(e.value)
+    for where in (MNIST_DIR, MNIST_DIR.parent):  # $GENZOO_DATA itself or $GENZOO_DATA/mnist
+        monkeypatch.setenv("GENZOO_DATA", str(where))
+        assert len(load_dataset("mnist", "test", n=5)) == 5
+    monkeypatch.setenv("GENZOO_DATA", str(tmp_path))
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", "test")
+    assert str(tmp_path) in one_line(e)
+    # an explicit root wins over the environment
+    assert len(load_dataset("mnist", "valid", root=str(MNIST_DIR), n=3)) == 3
+
+
+def _tiny_mnist(d: Path, n_train: int = 30, n_test: int = 12, gz: bool = True, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for kind, n in (("train", n_train), ("test", n_test)):
+        write_idx(d / (MNIST_FILES[f"{kind}_images"] + ext), rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(d / (MNIST_FILES[f"{kind}_labels"] + ext), rng.integers(0, 10, n).astype(np.uint8))
+
+
+def test_mnist_tiny_idx_files(tmp_path):
+    _tiny_mnist(tmp_path / "gz")
+    _tiny_mnist(tmp_path / "plain", gz=False)
+    for d in ("gz", "plain"):
+        sizes = [len(load_dataset("mnist", s, root=str(tmp_path / d))) for s in ("train", "valid", "test")]
+        assert sizes == [25, 5, 12]
+    a = load_dataset("mnist", "valid", root=str(tmp_path / "gz"), binarize=True)
+    b = load_dataset("mnist", "valid", root=str(tmp_path / "plain"), dequantize=True)
+    assert torch.equal(a.x, b.x) and a.space == "binarized" and b.space == "dequantized"
+
+
+def test_corrupt_idx_files(tmp_path):
+    def case(name: str, mutate) -> str:
+        d = tmp_path / name
+        _tiny_mnist(d, gz=False)
+        f = d / "t10k-images-idx3-ubyte"
+        mutate(f)
+        with pytest.raises(DataError) as e:
+            load_dataset("mnist", "test", root=str(d))
+        return one_line(e)
+
+    msg = case("trunc", lambda f: f.write_bytes(f.read_bytes()[:-100]))
+    assert "t10k-images-idx3-ubyte" in msg and "truncated" in msg
+    assert "truncated" in case("header", lambda f: f.write_bytes(f.read_bytes()[:10]))
+    assert "magic" in case("magic", lambda f: f.write_bytes(b"\x12\x34" + f.read_bytes()[2:]))
+    assert "unexpected bytes" in case("extra", lambda f: f.write_bytes(f.read_bytes() + b"xx"))
+
+    def bad_gz(f: Path):  # a .gz name holding plain bytes
+        f.rename(f.with_name(f.name + ".gz"))
+
+    assert "not a gzip" in case("badgz", bad_gz)
+
+    def cut_gz(f: Path):  # a truncated gzip stream
+        f.with_name(f.name + ".gz").write_bytes(gzip.compress(f.read_bytes())[:-200])
+        f.unlink()
+
+    assert "gzip" in case("cutgz", cut_gz)
+
+    def few_labels(f: Path):
+        write_idx(f.with_name("t10k-labels-idx1-ubyte"), np.zeros(3, dtype=np.uint8))
+
+    assert "3 labels for 12 images" in case("labels", few_labels)
+
+
+# -- downloader (local HTTP server only) ------------------------------------------------------
+
+
+@pytest.fixture
+def http_mirror(tmp_path, monkeypatch):
+    """Serve ``tmp_path/srv`` on 127.0.0.1; yields (url, served folder, list of requested paths)."""
+    for k in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("no_proxy", "*")
+    srv_dir = tmp_path / "srv"
+    _tiny_mnist(srv_dir, seed=1)
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(srv_dir)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", srv_dir, requests
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def _md5s(d: Path) -> dict[str, str]:
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in d.glob("*.gz")}
+
+
+def _dead_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"  # nothing listens there any more
+
+
+def test_download_from_local_mirror(http_mirror, tmp_path, capsys):
+    url, srv, requests = http_mirror
+    sums = _md5s(srv)
+    dest = tmp_path / "dest"
+    out = download_mnist(dest, mirrors=(_dead_url(), url), checksums=sums, progress=True, timeout=5)
+    assert out == dest and _md5s(dest) == sums and not list(dest.glob("*.part"))
+    assert len(requests) == 4  # the dead first mirror fell through to the second
+    assert len(load_dataset("mnist", "test", root=str(dest))) == 12
+    download_mnist(str(dest), mirrors=(url,), checksums=sums, progress=False)
+    assert len(requests) == 4  # files present and valid: nothing fetched again
+    (dest / "t10k-labels-idx1-ubyte.gz").write_bytes(b"junk")
+    download_mnist(dest, mirrors=(url.rstrip("/"),), checksums=sums, progress=False)
+    assert len(requests) == 5 and _md5s(dest) == sums  # the corrupt file was replaced
+
+
+def test_download_failures_leave_no_partial_file(http_mirror, tmp_path):
+    url, srv, _ = http_mirror
+    sums = _md5s(srv)
+    sums["train-labels-idx1-ubyte.gz"] = "0" * 32
+    dest = tmp_path / "dest"
+    with pytest.raises(DataError) as e:
+        download_mnist(dest, mirrors=(url,), checksums=sums, progress=False)
+    msg = one_line(e)
+    assert "train-labels-idx1-ubyte.gz" in msg and "md5" in msg
+    assert sorted(p.name for p in dest.iterdir()) == ["train-images-idx3-ubyte.gz"]  # fetched before; no .part
+    (srv / "t10k-images-idx3-ubyte.gz").unlink()  # 404 on the only mirror
+    with pytest.raises(DataError) as e:
+        download_mnist(tmp_path / "d2", mirrors=(url,), checksums=None, progress=False)
+    assert "t10k-images-idx3-ubyte.gz" in one_line(e) and "not found" in str(e.value).lower()
+    assert not list((tmp_path / "d2").glob("*.part")) and not (tmp_path / "d2" / "t10k-images-idx3-ubyte.gz").exists()
+    with pytest.raises(DataError) as e:
+        download_mnist(tmp_path / "d3", mirrors=(_dead_url(),), progress=False, timeout=5)
+    assert "could not download train-images-idx3-ubyte.gz" in one_line(e)
+
+
+# -- the user's own data ----------------------------------------------------------------------
+
+
+def _write_pngs(d: Path, n: int, size=(6, 5), mode="L", seed=0) -> list[np.ndarray]:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    d.mkdir(parents=True, exist_ok=True)
+    shape = (size[1], size[0]) if mode == "L" else (size[1], size[0], 3)
+    arrays = [rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
+    for i, a in enumerate(arrays):
+        Image.fromarray(a, mode=mode).save(d / f"img{i:02d}.png")
+    return arrays
+
+
+def test_image_folder(tmp_path):
+    arrays = _write_pngs(tmp_path / "gray", 12)
+    splits = [load_dataset(str(tmp_path / "gray"), s) for s in ("train", "valid", "test")]
+    assert [len(s) for s in splits] == [10, 1, 1]
+    assert splits[0].x.shape == (10, 1, 5, 6) and splits[0].levels == 256 and splits[0].y is None
+    got = sorted(tuple((s.x[i, 0] * 255).round().flatten().tolist()) for s in splits for i in range(len(s)))
+    assert got == sorted(tuple(a.astype(float).flatten().tolist()) for a in arrays)
+    assert torch.equal(load_dataset(f"folder:{tmp_path / 'gray'}").x, splits[0].x)
+    assert load_dataset(str(tmp_path / "gray"), channels="3").x.shape == (10, 3, 5, 6)
+
+    _write_pngs(tmp_path / "rgb", 4, mode="RGB")
+    rgb = load_dataset(str(tmp_path / "rgb"))
+    assert rgb.x.shape == (4, 3, 5, 6) and len(load_dataset(str(tmp_path / "rgb"), "test")) == 0
+    assert load_dataset(str(tmp_path / "rgb"), mode="L").x.shape == (4, 1, 5, 6)
+
+    _write_pngs(tmp_path / "classes" / "cat", 3)
+    _write_pngs(tmp_path / "classes" / "dog", 2, seed=1)
+    cls = load_dataset(str(tmp_path / "classes"))
+    assert sorted(cls.y.tolist()) == [0, 0, 0, 1, 1]
+
+
+def test_image_folder_errors(tmp_path):
+    from PIL import Image
+
+    _write_pngs(tmp_path / "odd", 3)
+    Image.fromarray(np.zeros((7, 7), np.uint8)).save(tmp_path / "odd" / "img01b.png")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "odd"))
+    assert "img01b.png is 7x7" in one_line(e) and "6x5" in str(e.value)
+    _write_pngs(tmp_path / "bad", 2)
+    (tmp_path / "bad" / "broken.png").write_bytes(b"not a png at all")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "bad"))
+    assert "broken.png" in one_line(e)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError) as e:
+        load_dataset(f"folder:{tmp_path / 'empty'}")
+    assert "no images" in one_line(e)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "bad"), channels=2)
+    one_line(e)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "bad"), colour=1)
+    assert "channels" in one_line(e)
+
+
+def test_npz_images_and_vectors(tmp_path):
+    rng = np.random.default_rng(0)
+    nhwc = rng.integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "nhwc.npz", x=nhwc, y=np.arange(20))
+    tr = load_dataset(str(tmp_path / "nhwc.npz"))
+    assert tr.x.shape == (16, 3, 8, 8) and tr.levels == 256 and tr.is_image
+    full = torch.cat([load_dataset(f"npz:{tmp_path / 'nhwc.npz'}", s).x for s in ("train", "valid", "test")])
+    ys = torch.cat([load_dataset(str(tmp_path / "nhwc.npz"), s).y for s in ("train", "valid", "test")])
+    assert sorted(ys.tolist()) == list(range(20))
+    want = torch.from_numpy(nhwc.transpose(0, 3, 1, 2).astype(np.float32) / 255)[ys]
+    assert torch.equal(full, want)  # NHWC -> NCHW, labels follow their images
+
+    np.savez(tmp_path / "vec.npz", data=rng.normal(size=(50, 5)))  # the only array is x, whatever its name
+    v = load_dataset(str(tmp_path / "vec.npz"), "test")
+    assert v.x.shape == (5, 5) and v.levels is None and v.space == "continuous" and v.y is None
+
+    np.savez(tmp_path / "split.npz", x_train=np.zeros((7, 28, 28), np.uint8), y_train=np.ones(7, np.int64),
+             x_valid=np.ones((2, 28, 28), np.float32), x_test=np.zeros((3, 1, 28, 28), np.uint8))
+    s = load_dataset(str(tmp_path / "split.npz"), "train")
+    assert s.x.shape == (7, 1, 28, 28) and s.y.tolist() == [1] * 7
+    assert load_dataset(str(tmp_path / "split.npz"), "valid", binarize=True).y is None
+    assert len(load_dataset(str(tmp_path / "split.npz"), "test")) == 3
+
+
+def test_npz_errors(tmp_path):
+    def err(arrays=None, raw: bytes | None = None, name="f.npz") -> str:
+        p = tmp_path / name
+        if raw is not None:
+            p.write_bytes(raw)
+        else:
+            np.savez(p, **arrays)
+        with pytest.raises(DataError) as e:
+            load_dataset(str(p))
+        return one_line(e)
+
+    x = np.random.default_rng(0).random((10, 4, 4))
+    x[3, 1, 2] = np.nan
+    msg = err({"x": x})
+    assert msg == f"data file {tmp_path / 'f.npz'}: array 'x' contains NaN"
+    x[3, 1, 2] = np.inf
+    assert "contains inf" in err({"x": x})
+    assert "[0, 1]" in err({"x": np.full((10, 4, 4), 2.0)})
+    assert "wrong image shape" in err({"x": np.zeros((10, 2, 6, 2))})
+    assert "wrong image shape" in err({"x": np.zeros(10)})
+    assert "no array 'x'" in err({"a": np.zeros((3, 2)), "b": np.zeros((3, 2))})
+    assert "y" in err({"x": np.zeros((10, 2)), "y": np.zeros(9)})
+    assert "not a valid .npz" in err(raw=b"this is not a zip file", name="junk.npz")
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.zeros((10, 3)))
+    assert "not a valid .npz" in err(raw=good.read_bytes()[:40], name="cut.npz")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "missing.npz"))
+    assert "not found" in one_line(e)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(good), channels=1)
+    assert "no option 'channels'" in one_line(e)

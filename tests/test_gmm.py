@@ -1,0 +1,269 @@
+"""Tests of the Gaussian mixture (genzoo/models/gmm.py): EM, scikit-learn agreement, density."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
+from safetensors.torch import load_file, save_file
+
+from genzoo.base import Batch, Density
+from genzoo.errors import ConfigError, DataError
+from genzoo.models.gmm import GaussianMixture
+
+sklearn_mixture = pytest.importorskip("sklearn.mixture")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: on a shared 2-core machine torch's OpenMP pool only spins (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def mixture_data(n: int, dim: int, k: int, seed: int, spread: float = 4.0) -> np.ndarray:
+    """n points from a random k-component full-covariance mixture in ``dim`` dimensions."""
+    rng = np.random.default_rng(seed)
+    means = rng.normal(scale=spread, size=(k, dim))
+    weights = rng.dirichlet(np.full(k, 5.0))
+    comp = rng.choice(k, size=n, p=weights)
+    a = rng.normal(scale=0.6, size=(k, dim, dim)) + np.eye(dim)  # (k, D, D) covariance factors
+    eps = rng.standard_normal((n, dim))
+    return means[comp] + np.einsum("nij,nj->ni", a[comp], eps)
+
+
+def fitted(x: np.ndarray, steps: int, seed: int = 0, **kw) -> tuple[GaussianMixture, list[float]]:
+    xt = torch.as_tensor(x)
+    model = GaussianMixture(data_shape=tuple(x.shape[1:]), **kw)
+    model.setup(xt, torch.Generator().manual_seed(seed))
+    lls = [model.training_step(Batch(xt), [])["log_likelihood"] for _ in range(steps)]
+    return model, lls
+
+
+def sklearn_with_params(model: GaussianMixture, **kw):
+    """A scikit-learn GaussianMixture holding ``model``'s parameters (no fitting)."""
+    sk = sklearn_mixture.GaussianMixture(model.n_components, covariance_type=model.covariance_type, **kw)
+    sk.weights_ = model.weights.double().numpy()
+    sk.means_ = model.means.double().numpy()
+    sk.covariances_ = model.covariances.double().numpy()
+    sk.precisions_cholesky_ = model.precisions_cholesky.double().numpy()
+    sk.precisions_ = model.precisions.double().numpy()
+    sk.n_features_in_ = model.dim
+    sk.converged_, sk.n_iter_, sk.lower_bound_ = True, 0, 0.0
+    return sk
+
+
+# 1. EM never decreases the training log-likelihood ------------------------------------------
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-6), ("float32", 1e-4)])
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+@pytest.mark.parametrize("dim,init", [(2, "kmeans++"), (5, "kmeans++"), (5, "random")])
+def test_em_is_monotone(dim, init, covariance, dtype, tol):
+    x = mixture_data(1500, dim, k=4, seed=dim)
+    _, lls = fitted(x, 30, n_components=5, covariance=covariance, dtype=dtype, init=init, chunk_size=512)
+    assert all(math.isfinite(v) for v in lls)
+    diffs = np.diff(lls)
+    assert diffs.min() >= -tol, f"log-likelihood decreased by {-diffs.min():g} at iteration {diffs.argmin() + 1}"
+    assert lls[-1] > lls[0] + 1e-3  # and it actually improved on the k-means start
+
+
+# 2. Same trajectory as scikit-learn from the same initial parameters --------------------------
+@pytest.mark.parametrize("dtype,mean_tol", [("float64", 1e-6), ("float32", 1e-4)])
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_matches_sklearn_from_same_init(covariance, dtype, mean_tol):
+    x = mixture_data(2000, 5, k=4, seed=11)
+    xt = torch.as_tensor(x)
+    model = GaussianMixture(data_shape=(5,), n_components=4, covariance=covariance, dtype=dtype, reg_covar=1e-4)
+    model.setup(xt, torch.Generator().manual_seed(3))
+    w0 = model.weights.double().numpy()
+    sk = sklearn_mixture.GaussianMixture(
+        4, covariance_type=covariance, reg_covar=1e-4, tol=0.0, max_iter=25, n_init=1,
+        weights_init=w0 / w0.sum(), means_init=model.means.double().numpy(),
+        precisions_init=model.precisions.double().numpy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: we stop at max_iter on purpose
+        sk.fit(x)
+    for _ in range(25):
+        model.training_step(Batch(xt), [])
+    ours = float(model.log_prob(xt).double().mean())
+    assert abs(ours - sk.score(x)) < 1e-3
+    np.testing.assert_allclose(model.means.double().numpy(), sk.means_, atol=mean_tol)
+    np.testing.assert_allclose(model.weights.double().numpy(), sk.weights_, atol=mean_tol)
+    np.testing.assert_allclose(model.covariances.double().numpy(), sk.covariances_, atol=10 * mean_tol)
+
+
+def test_chunking_does_not_change_the_result():
+    x = torch.as_tensor(mixture_data(1000, 3, k=3, seed=5))
+    a = GaussianMixture(data_shape=(3,), n_components=3, dtype="float64", chunk_size=4096)
+    b = GaussianMixture(data_shape=(3,), n_components=3, dtype="float64", chunk_size=97)
+    a.setup(x, torch.Generator().manual_seed(1))
+    b.setup(x, torch.Generator().manual_seed(1))
+    for _ in range(3):
+        la, lb = a.training_step(Batch(x), []), b.training_step(Batch(x), [])
+        assert la["loss"] == pytest.approx(lb["loss"], abs=1e-10)
+    for name, t in a.state_dict().items():
+        torch.testing.assert_close(t, b.state_dict()[name], rtol=1e-9, atol=1e-9)
+
+
+# 3. Recovers the means of a known, well-separated mixture -------------------------------------
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_recovers_known_means(covariance):
+    rng = np.random.default_rng(2)
+    true_means = np.array([[-5.0, 0.0], [5.0, 1.0], [0.0, 7.0]])
+    covs = np.array([[[0.10, 0.05], [0.05, 0.20]], [[0.15, -0.06], [-0.06, 0.10]], [[0.20, 0.0], [0.0, 0.08]]])
+    comp = rng.choice(3, size=3000, p=[0.3, 0.3, 0.4])
+    x = true_means[comp] + np.einsum("nij,nj->ni", np.linalg.cholesky(covs)[comp], rng.standard_normal((3000, 2)))
+    model, _ = fitted(x.astype(np.float32), 30, n_components=3, covariance=covariance)
+    got = model.means.double().numpy()
+    dist = np.linalg.norm(true_means[:, None] - got[None], axis=-1)  # (true, fitted)
+    assert sorted(dist.argmin(1).tolist()) == [0, 1, 2]  # a one-to-one match
+    assert dist.min(1).max() < 0.05
+    np.testing.assert_allclose(np.sort(model.weights.numpy()), [0.3, 0.3, 0.4], atol=0.03)
+
+
+# 4. Density, sampling, responsibilities, BIC --------------------------------------------------
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_log_prob_matches_scipy(covariance):
+    x = mixture_data(600, 4, k=3, seed=8)
+    model, _ = fitted(x, 5, n_components=3, covariance=covariance, dtype="float64")
+    pts = x[:10] + 0.5
+    w, mu, cov = model.weights.numpy(), model.means.numpy(), model.covariances.numpy()
+    if covariance == "diag":
+        cov = np.stack([np.diag(c) for c in cov])
+    ref = logsumexp([np.log(w[k]) + multivariate_normal(mu[k], cov[k]).logpdf(pts) for k in range(3)], axis=0)
+    np.testing.assert_allclose(model.log_prob(torch.as_tensor(pts)).numpy(), ref, rtol=1e-10, atol=1e-10)
+    # the torch.distributions view agrees as well
+    torch.testing.assert_close(model.distribution().log_prob(torch.as_tensor(pts)), model.log_prob(torch.as_tensor(pts)))
+    # and so does a float32 copy of the same parameters
+    m32 = GaussianMixture(**{**model.config, "dtype": "float32"})
+    m32.load_state_dict({k: v.float() for k, v in model.state_dict().items()})
+    np.testing.assert_allclose(m32.log_prob(torch.as_tensor(pts)).double().numpy(), ref, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_samples_follow_the_density(covariance):
+    x = mixture_data(1500, 2, k=3, seed=21)
+    model, _ = fitted(x, 10, n_components=3, covariance=covariance, dtype="float64")
+    n = 100_000
+    s = model.sample(n, generator=torch.Generator().manual_seed(0))  # (n, 2)
+    assert s.shape == (n, 2) and torch.isfinite(s).all()
+    w, mu = model.weights, model.means
+    cov = model.covariances if covariance == "full" else torch.diag_embed(model.covariances)
+    mean = w @ mu  # (D,)
+    second = (w[:, None, None] * (cov + mu[:, :, None] * mu[:, None, :])).sum(0)  # (D, D)
+    scale = float(torch.linalg.matrix_norm(second - torch.outer(mean, mean), ord=2))
+    torch.testing.assert_close(s.mean(0), mean, atol=0.02 * math.sqrt(scale), rtol=0)
+    torch.testing.assert_close(torch.cov(s.T), second - torch.outer(mean, mean), atol=0.03 * scale, rtol=0)
+    # Monte Carlo cross-entropy: our samples vs torch.distributions' samples, under log_prob
+    torch.manual_seed(0)
+    ref = model.distribution().sample((n,))  # (n, 2)
+    h_ours, h_ref = -model.log_prob(s).mean(), -model.log_prob(ref).mean()
+    assert abs(float(h_ours - h_ref)) < 0.03
+
+
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_responsibilities_and_bic(covariance):
+    x = mixture_data(800, 3, k=3, seed=4)
+    model, _ = fitted(x, 8, n_components=4, covariance=covariance, dtype="float64")
+    xt = torch.as_tensor(x)
+    r = model.responsibilities(xt)
+    assert r.shape == (800, 4) and (r >= 0).all()
+    torch.testing.assert_close(r.sum(1), torch.ones(800, dtype=torch.float64))
+    sk = sklearn_with_params(model)
+    np.testing.assert_allclose(r.numpy(), sk.predict_proba(x), atol=1e-8)
+    assert model.bic(xt) == pytest.approx(sk.bic(x), rel=1e-3)
+    assert model.n_parameters == sk._n_parameters()
+    assert float(model.loss(xt)["loss"]) == pytest.approx(-sk.score(x), abs=1e-8)
+
+
+# 5. Flattened images with constant pixels ------------------------------------------------------
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_images_with_constant_pixels(covariance):
+    g = torch.Generator().manual_seed(0)
+    protos = (torch.rand(3, 1, 8, 8, generator=g) > 0.5).float()
+    x = protos[torch.randint(3, (400,), generator=g)] + 0.05 * torch.randn(400, 1, 8, 8, generator=g)
+    x[:, :, 0, :] = 0.0  # a constant border row
+    x[:, :, :, 0] = 1.0  # and a constant column
+    model = GaussianMixture(data_shape=(1, 8, 8), n_components=4, covariance=covariance)
+    model.setup(x, g)
+    logs = [model.training_step(Batch(x), []) for _ in range(5)]
+    assert all(math.isfinite(v["loss"]) for v in logs)
+    s = model.sample(16, generator=g)
+    assert s.shape == (16, 1, 8, 8) and torch.isfinite(s).all()
+    assert torch.isfinite(model.log_prob(x)).all() and torch.isfinite(model.log_prob(s)).all()
+    assert model.log_prob(x).shape == (400,)
+
+
+# 6. Determinism --------------------------------------------------------------------------------
+@pytest.mark.parametrize("init", ["kmeans++", "random"])
+def test_setup_is_deterministic(init):
+    x = torch.as_tensor(mixture_data(700, 3, k=5, seed=9), dtype=torch.float32)
+
+    def state(seed):
+        m = GaussianMixture(data_shape=(3,), n_components=5, init=init)
+        m.setup(x, torch.Generator().manual_seed(seed))
+        return m, m.state_dict()
+
+    (m1, a), (_, b), (_, c) = state(123), state(123), state(124)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    s1 = m1.sample(50, generator=torch.Generator().manual_seed(5))
+    s2 = m1.sample(50, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(s1, s2)
+
+
+# 7. Save / load round trip ---------------------------------------------------------------------
+@pytest.mark.parametrize("covariance", ["full", "diag"])
+def test_safetensors_round_trip(covariance, tmp_path):
+    x = mixture_data(500, 3, k=3, seed=6)
+    model, _ = fitted(x.astype(np.float32), 4, n_components=3, covariance=covariance)
+    save_file(model.state_dict(), str(tmp_path / "gmm.safetensors"))
+    again = GaussianMixture(**model.config)
+    again.load_state_dict(load_file(str(tmp_path / "gmm.safetensors")))
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    assert torch.equal(again.log_prob(xt), model.log_prob(xt))
+    assert set(model.state_dict()) == {"weights", "means", "precisions_cholesky"}
+
+
+# 8. Bad input and configuration ----------------------------------------------------------------
+def test_bad_data_and_config():
+    model = GaussianMixture(data_shape=(2,), n_components=3)
+    g = torch.Generator().manual_seed(0)
+    bad = torch.randn(50, 2)
+    bad[7, 1] = float("nan")
+    with pytest.raises(DataError, match="NaN"):
+        model.setup(bad, g)
+    with pytest.raises(DataError, match="at least"):
+        model.setup(torch.randn(2, 2), g)
+    with pytest.raises(DataError, match="shape"):
+        model.setup(torch.randn(50, 3), g)
+    three_points = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 0.0]]).repeat(10, 1)
+    for covariance in ("full", "diag"):  # zero-variance clusters need the covariance floor
+        with pytest.raises(DataError, match="reg_covar"):
+            GaussianMixture(data_shape=(2,), n_components=3, covariance=covariance, reg_covar=0.0).setup(three_points, g)
+        floored = GaussianMixture(data_shape=(2,), n_components=3, covariance=covariance)
+        floored.setup(three_points, g)
+        assert torch.isfinite(floored.log_prob(three_points)).all()
+    with pytest.raises(ConfigError):
+        GaussianMixture(data_shape=(2,), n_components=0)
+    with pytest.raises(ConfigError):
+        GaussianMixture(data_shape=(2,), reg_covar=-1e-3)
+
+
+def test_registry_and_protocol():
+    import genzoo
+
+    model = genzoo.build("gmm", data_shape=[2], n_components="3", covariance="diag")
+    assert isinstance(model, GaussianMixture) and isinstance(model, Density)
+    assert model.config["n_components"] == 3 and model.full_batch
+    assert model.configure_optimizers() == []
+    # before setup the model is a valid density (K standard normals at the origin)
+    torch.testing.assert_close(model.log_prob(torch.zeros(1, 2)), torch.tensor([-math.log(2 * math.pi)]))
+    with pytest.raises(ConfigError):
+        genzoo.build("gmm", data_shape=[2], covariance="spherical")

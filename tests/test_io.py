@@ -1,0 +1,113 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+import genzoo
+from genzoo import io
+from genzoo.errors import CheckpointError
+
+
+def _vae():
+    return genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,))
+
+
+@pytest.mark.parametrize("name,kw", [("vae", {"latent_dim": 3, "hidden": (16,)}),
+                                      ("gmm", {"n_components": 3})])
+def test_save_load_round_trip(tmp_path, name, kw):
+    m = genzoo.build(name, data_shape=(1, 8, 8), **kw)
+    if name == "gmm":
+        m.setup(torch.rand(100, 1, 8, 8), torch.Generator().manual_seed(0))
+    genzoo.save(m, tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["model"] == name and cfg["genzoo_version"] == genzoo.__version__
+    assert cfg["config"]["data_shape"] == [1, 8, 8]
+    m2 = genzoo.load(tmp_path)
+    for (k, a), (k2, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    g = torch.Generator()
+    assert torch.equal(m.eval().sample(4, generator=g.manual_seed(1)), m2.sample(4, generator=g.manual_seed(1)))
+
+
+def test_load_never_unpickles(tmp_path, monkeypatch):
+    genzoo.save(_vae(), tmp_path)
+
+    def boom(*a, **k):
+        raise AssertionError("pickle used while loading")
+
+    monkeypatch.setattr(pickle, "loads", boom)
+    monkeypatch.setattr(pickle, "load", boom)
+    monkeypatch.setattr(torch, "load", boom)
+    genzoo.load(tmp_path)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="not a directory"):
+        genzoo.load(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="no config.json"):
+        genzoo.load(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="corrupt model config"):
+        genzoo.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel", "sample_size": 64}))
+    with pytest.raises(CheckpointError, match="not a genzoo model config"):
+        genzoo.load(tmp_path)
+    genzoo.save(_vae(), tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="corrupt weights"):
+        genzoo.load(tmp_path)
+    other = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=5, hidden=(16,))
+    io.save_tensors(tmp_path / "model.safetensors", other.state_dict())
+    with pytest.raises(CheckpointError, match="do not fit"):
+        genzoo.load(tmp_path)
+
+
+def test_checkpoint_round_trip_restores_optimizer(tmp_path):
+    m = _vae()
+    (opt,) = m.configure_optimizers()
+    m.loss(torch.rand(4, 1, 8, 8).bernoulli())["loss"].backward()
+    opt.step()
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().manual_seed(3).get_state()}
+    path = io.save_checkpoint(tmp_path, 7, m, [opt], {"epoch": 1.5}, rng)
+    m2 = _vae()
+    (opt2,) = m2.configure_optimizers()
+    state, rng2 = io.load_checkpoint(path, m2, [opt2])
+    assert state["step"] == 7 and state["epoch"] == 1.5
+    assert torch.equal(rng2["torch"], rng["torch"]) and torch.equal(rng2["data"], rng["data"])
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    for pid in s1["state"]:
+        for key, v in s1["state"][pid].items():
+            assert torch.equal(v, s2["state"][pid][key])
+    assert json.loads(json.dumps(s1["param_groups"])) == s2["param_groups"]
+
+
+def test_interrupted_checkpoint_leaves_previous_intact(tmp_path, monkeypatch):
+    m = _vae()
+    opts = m.configure_optimizers()
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    io.save_checkpoint(tmp_path, 10, m, opts, {}, rng)
+    calls = {"n": 0}
+    real = io.atomic_write_bytes
+
+    def dies_midway(path, data):
+        calls["n"] += 1
+        if calls["n"] == 2:  # model written, then the process "dies" writing the state
+            raise KeyboardInterrupt
+        real(path, data)
+
+    monkeypatch.setattr(io, "atomic_write_bytes", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
+    monkeypatch.undo()
+    assert [p.name for p in io.checkpoint_dirs(tmp_path)] == ["step-00000010"]
+    assert list((tmp_path / "checkpoints").iterdir()) == [tmp_path / "checkpoints" / "step-00000010"]
+    io.load_checkpoint(io.latest_checkpoint(tmp_path), _vae(), _vae().configure_optimizers())
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    p = tmp_path / "f.json"
+    io.atomic_write_json(p, {"a": 1})
+    io.atomic_write_json(p, {"a": 2})
+    assert json.loads(p.read_text()) == {"a": 2}
+    assert [x.name for x in tmp_path.iterdir()] == ["f.json"]

@@ -1,0 +1,118 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import genzoo
+from genzoo import io
+from genzoo.data import load_dataset
+from genzoo.errors import TrainingDiverged
+from genzoo.models.vae import VAE
+
+
+def _model():
+    torch.manual_seed(0)
+    return genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
+
+
+def test_resume_is_bitwise_identical(tmp_path):
+    """100 steps, stop, resume to 200 == 200 uninterrupted steps (dynamic binarization included)."""
+    data = load_dataset("digits", binarize=True)
+    a = _model()
+    genzoo.fit(a, data, steps=200, batch_size=50, seed=5, run_dir=tmp_path / "a", checkpoint_every=50, progress=False)
+    b = _model()
+    genzoo.fit(b, data, steps=100, batch_size=50, seed=5, run_dir=tmp_path / "b", checkpoint_every=50, progress=False)
+    torch.manual_seed(123)  # the resumed process starts from different global state
+    c = _model()
+    state = genzoo.fit(c, data, steps=200, batch_size=50, seed=5, run_dir=tmp_path / "b", resume=True,
+                       checkpoint_every=50, progress=False)
+    assert state.step == 200
+    for (k, x), (_, y) in zip(a.state_dict().items(), c.state_dict().items()):
+        assert torch.equal(x, y), k
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 200
+
+
+def test_epochs_and_files(tmp_path):
+    data = load_dataset("digits", binarize=True)
+    state = genzoo.fit(_model(), data, epochs=2, batch_size=100, run_dir=tmp_path, sample_every=10,
+                       checkpoint_every=10, keep=2, valid=load_dataset("digits", "valid", binarize=True), progress=False)
+    assert state.step == 2 * (len(data) // 100)
+    assert (tmp_path / "model.safetensors").exists() and (tmp_path / "config.json").exists()
+    assert len(io.checkpoint_dirs(tmp_path)) == 2
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir())[0] == "step-00000010.png"
+    last = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"loss", "elbo", "kl", "valid_loss", "examples_per_s"} <= set(last)
+
+
+class _NaNAfter(VAE):
+    calls = 0
+
+    def loss(self, x):
+        terms = super().loss(x)
+        type(self).calls += 1
+        if type(self).calls > 25:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+
+def test_divergence_guard_keeps_last_good_checkpoint(tmp_path):
+    m = _NaNAfter(data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    with pytest.raises(TrainingDiverged, match="step 26: loss is nan.*step-00000020"):
+        genzoo.fit(m, load_dataset("digits"), steps=100, batch_size=32, run_dir=tmp_path, checkpoint_every=10,
+                   progress=False)
+    assert [p.name for p in io.checkpoint_dirs(tmp_path)][-1] == "step-00000020"
+    assert not (tmp_path / "model.safetensors").exists()
+    for t in io.load_tensors(io.latest_checkpoint(tmp_path) / "model.safetensors").values():
+        assert torch.isfinite(t).all()
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "genzoo", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
+    """A CLI run killed with SIGKILL after step 100 of 200, then resumed, ends bitwise equal to an
+    uninterrupted run; every checkpoint folder on disk is complete."""
+    common = ["train", "vae", "--steps", "200", "--checkpoint-every", "10", "--seed", "3", "--no-progress",
+              "--set", "hidden=64", "--set", "batch_size=32", "--device", "cpu"]
+    victim = _cli(*common, "--run-dir", str(tmp_path / "run"), "--set", "train.keep=50")
+    # kill as soon as the step-100 checkpoint exists: the run is mid-flight, possibly mid-write
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "checkpoints" / "step-00000100").exists():
+        assert victim.poll() is None and time.time() < deadline, "run ended before it could be killed"
+        time.sleep(0.002)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(30) == -signal.SIGKILL
+    for ck in io.checkpoint_dirs(tmp_path / "run"):  # whatever is named step-* is whole
+        assert {"model.safetensors", "state.json", "state.safetensors"} <= {p.name for p in ck.iterdir()}
+        io.load_tensors(ck / "model.safetensors")
+    ref = _cli(*common, "--run-dir", str(tmp_path / "ref"))
+    resumed = _cli("train", "--resume", "--run-dir", str(tmp_path / "run"), "--no-progress", "--device", "cpu")
+    assert resumed.wait(120) == 0, resumed.stderr.read()
+    assert ref.wait(120) == 0, ref.stderr.read()
+    a = io.load_tensors(tmp_path / "ref" / "model.safetensors")
+    b = io.load_tensors(tmp_path / "run" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_full_batch_em_through_fit(tmp_path):
+    data = load_dataset("ring", n=2000, std=0.05)
+    m = genzoo.build("gmm", data_shape=(2,), n_components=8)
+    genzoo.fit(m, data, steps=30, run_dir=tmp_path, checkpoint_every=10, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    lls = [r["log_likelihood"] for r in rows]
+    assert all(b >= a - 1e-4 for a, b in zip(lls, lls[1:]))
+    test = load_dataset("ring", "test", n=2000, std=0.05)
+    assert m.log_prob(test.x).mean() > test.density.log_prob(test.x).mean() - 0.1
