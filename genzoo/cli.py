@@ -7,8 +7,8 @@ training diverged); nothing already written is lost.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    sub.add_parser("models", help="list the models with one-line descriptions")
+    m = sub.add_parser("models", help="list the models, or one model's options")
+    m.add_argument("name", nargs="?", help="show this model's options (the keys of --set) with defaults")
 
     d = sub.add_parser("data", help="list datasets, or download MNIST")
     d.add_argument("action", nargs="?", choices=["list", "download"], default="list")
@@ -84,10 +85,21 @@ def _parser() -> argparse.ArgumentParser:
 
 # -- commands -----------------------------------------------------------------------------------
 def cmd_models(args) -> int:
-    from .registry import list_models
+    import typing
 
-    for name, desc in list_models().items():
-        print(f"{name:<10} {desc}")
+    from .registry import get, list_models, options
+
+    if args.name is None:
+        for name, desc in list_models().items():
+            print(f"{name:<10} {desc}")
+        return 0
+    cls = get(args.name)
+    hints = typing.get_type_hints(cls.__init__)
+    print(f"{args.name}: {cls.description}\noptions (--set KEY=VALUE):")
+    for key, p in options(args.name).items():
+        hint = hints.get(key, "")
+        kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+        print(f"  {key:<14} = {p.default!r:<14} {kind}")
     return 0
 
 
@@ -95,8 +107,12 @@ def cmd_data(args) -> int:
     from .data import download_mnist, list_datasets
 
     if args.action == "list":
+        from .data import dataset_options
+
         for name, desc in list_datasets().items():
-            print(f"{name:<14} {desc}")
+            opts = ", ".join(f"{k}={v}" for k, v in dataset_options(name).items())
+            print(f"{name:<14} {desc}" + (f"\n{'':<14} options (--set data.KEY=VALUE): {opts}" if opts else ""))
+        print("or a .npz file (array x, optional y) or a folder of PNG/JPEG images: --data PATH")
         return 0
     if args.name != "mnist":
         raise DataError(f"only mnist can be downloaded, not '{args.name}'")
@@ -158,11 +174,16 @@ def _resolve(args) -> tuple[dict, dict]:
     recipe = apply_sets(recipe, args.set)
     model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
     defaults = cls.defaults(model_kw)
-    data = dict(defaults["data"]) if "name" not in recipe["data"] or recipe["data"]["name"] == defaults["data"]["name"] else {}
-    data.update(recipe["data"])
-    recipe["data"] = data
+    recipe["data"].setdefault("name", defaults["data"]["name"])
+    # the model's transform (binarize / dequantize) applies to discrete data the user did not set one for
+    if not {"binarize", "dequantize"} & recipe["data"].keys():
+        recipe["data"]["_default_transform"] = {k: v for k, v in defaults["data"].items() if k in ("binarize", "dequantize")}
     train = {"batch_size": 128, "seed": 0, "checkpoint_every": 1000, "sample_every": 500, "log_every": 10, "keep": 3}
-    train.update({k: v for k, v in defaults["train"].items() if not ({"steps", "epochs"} & set(recipe["train"]) and k in ("steps", "epochs"))})
+    model_train = dict(defaults["train"])
+    if {"steps", "epochs"} & recipe["train"].keys():  # the user's length replaces the model's
+        model_train.pop("steps", None)
+        model_train.pop("epochs", None)
+    train.update(model_train)
     train.update(recipe["train"])
     recipe["train"] = train
     return recipe, model_kw
@@ -201,7 +222,11 @@ def cmd_train(args) -> int:
     seed = _int(train, "seed") or 0
     device = _device(args.device)
 
+    transform = recipe["data"].pop("_default_transform", {})
     data = load_data(recipe["data"], "train")
+    if transform and data.levels is not None:
+        recipe["data"].update(transform)
+        data = load_data(recipe["data"], "train")
     valid = load_data(recipe["data"], "valid")
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
@@ -211,21 +236,29 @@ def cmd_train(args) -> int:
         run_dir = Path("runs") / f"{model.name}-{Path(str(data.name)).stem}-{stamp}"
     if not args.resume and run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
-                                                 "command": ["genzoo", *sys.argv[1:]], "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     steps, epochs = _int(train, "steps"), train.get("epochs")
     epochs = coerce(epochs, float, "train.epochs") if epochs is not None and steps is None else None
     if steps is None and epochs is None:
         raise ConfigError("give --steps N or --epochs N")
+    new_dir = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
+        atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
+                                                 "command": ["genzoo", *sys.argv[1:]], "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     print(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape {data.shape}) "
           f"-> {run_dir}", file=sys.stderr)
     t0 = time.time()
-    state = fit(model, data, steps=steps, epochs=epochs if steps is None else None,
-                batch_size=_int(train, "batch_size"), seed=seed, run_dir=run_dir, resume=args.resume,
-                checkpoint_every=_int(train, "checkpoint_every"), sample_every=_int(train, "sample_every"),
-                log_every=_int(train, "log_every"), keep=_int(train, "keep"), valid=valid, progress=not args.no_progress)
+    try:
+        state = fit(model, data, steps=steps, epochs=epochs, batch_size=_int(train, "batch_size"), seed=seed,
+                    run_dir=run_dir, resume=args.resume, checkpoint_every=_int(train, "checkpoint_every"),
+                    sample_every=_int(train, "sample_every"), log_every=_int(train, "log_every"),
+                    keep=_int(train, "keep"), valid=valid, progress=not args.no_progress,
+                    lr_schedule=str(train.get("lr_schedule", "constant")),
+                    max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))
+    except GenZooError:
+        if new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     print(f"genzoo: {state.step} steps in {time.time() - t0:.1f} s; run in {run_dir}", file=sys.stderr)
     return 0
 
@@ -294,6 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenZooError as e:
         sys.stderr.write(f"genzoo: error: {e}\n")
         return e.exit_code
+    except BrokenPipeError:  # `genzoo data | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         sys.stderr.write("genzoo: interrupted; checkpoints written so far are intact (resume with --resume)\n")
         return 130

@@ -32,7 +32,8 @@ from pathlib import Path
 from .errors import ConfigError, did_you_mean
 from .registry import options
 
-TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep")
+TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep",
+              "lr_schedule", "max_minutes")
 DATA_KEYS = ("name", "root", "binarize", "dequantize", "n")
 SECTIONS = ("model", "data", "train")
 

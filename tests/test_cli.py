@@ -81,6 +81,10 @@ def _npz(path, x):
     (["train", "vae", "--set", "model.hiden=3"], "did you mean 'hidden'"),
     (["train", "vae", "--data", "/no/such/file.npz"], "/no/such/file.npz"),
     (["train", "vae", "--config", "/no/recipe.toml"], "recipe not found"),
+    (["train", "vae", "--data", "mnist", "--data-root", "/no/such/dir"], "/no/such/dir"),
+    (["train", "vae", "--set", "data.n_modes=4"], "n_modes"),
+    (["train", "gmm", "--data", "ring", "--set", "data.std=wide"], "wide"),
+    (["train", "vae", "--device", "tpu"], "unknown device 'tpu'"),
     (["sample", "/no/such/run"], "not a genzoo run"),
     (["eval", "."], "not a genzoo run"),
     (["train", "--resume"], "--resume needs --run-dir"),
@@ -138,3 +142,24 @@ def test_recipe_errors(tmp_path, capsys):
     bad.write_text("[model\n")
     code, _, err = run(capsys, "train", "--config", str(bad))
     assert code == 2 and "not valid TOML" in err
+
+
+def test_model_transform_applies_to_discrete_data_only(tmp_path, capsys, mnist_root):
+    rd = tmp_path / "m"
+    code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--data-root", str(mnist_root), "--steps", "2",
+                       "--run-dir", str(rd), "--no-progress", "--set", "data.n=256")
+    assert code == 0, err
+    assert json.loads((rd / "run.json").read_text())["recipe"]["data"]["binarize"] is True
+    code, _, err = run(capsys, "train", "vae", "--data", "ring", "--steps", "2", "--run-dir", str(tmp_path / "r"))
+    assert code == 2 and "Bernoulli decoder needs data in [0, 1]" in err
+    assert not (tmp_path / "r").exists()  # a run that never started leaves no folder behind
+    rd = tmp_path / "g"
+    code, _, err = run(capsys, "train", "vae", "--data", "ring", "--set", "likelihood=gaussian", "--steps", "2",
+                       "--run-dir", str(rd), "--no-progress")
+    assert code == 0, err
+    assert "binarize" not in json.loads((rd / "run.json").read_text())["recipe"]["data"]
+
+
+def test_models_options_listing(capsys):
+    code, out, _ = run(capsys, "models", "vae")
+    assert code == 0 and "latent_dim" in out and "Literal['bernoulli', 'gaussian']" in out

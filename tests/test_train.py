@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import genzoo
+import genzoo.train
 from genzoo import io
 from genzoo.data import load_dataset
 from genzoo.errors import TrainingDiverged
@@ -20,17 +21,30 @@ def _model():
     return genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
 
 
+class _StopAt(genzoo.train.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, state, logs):
+        if state.step == self.step:
+            raise KeyboardInterrupt
+
+
 def test_resume_is_bitwise_identical(tmp_path):
-    """100 steps, stop, resume to 200 == 200 uninterrupted steps (dynamic binarization included)."""
+    """Stopped by the time budget at step 1, resumed, interrupted at 100, resumed to 200: equal to
+    200 uninterrupted steps (dynamic binarization and the cosine lr schedule included)."""
     data = load_dataset("digits", binarize=True)
     a = _model()
-    genzoo.fit(a, data, steps=200, batch_size=50, seed=5, run_dir=tmp_path / "a", checkpoint_every=50, progress=False)
+    kw = dict(batch_size=50, seed=5, checkpoint_every=50, progress=False, lr_schedule="cosine")
+    genzoo.fit(a, data, steps=200, run_dir=tmp_path / "a", **kw)
     b = _model()
-    genzoo.fit(b, data, steps=100, batch_size=50, seed=5, run_dir=tmp_path / "b", checkpoint_every=50, progress=False)
+    genzoo.fit(b, data, steps=200, run_dir=tmp_path / "b", max_minutes=1e-9, **kw)  # stops after one step
+    assert io.latest_checkpoint(tmp_path / "b").name == "step-00000001" and (tmp_path / "b" / "model.safetensors").exists()
+    with pytest.raises(KeyboardInterrupt):  # resumed, then interrupted right after step 100
+        genzoo.fit(b, data, steps=200, run_dir=tmp_path / "b", resume=True, callbacks=[_StopAt(100)], **kw)
     torch.manual_seed(123)  # the resumed process starts from different global state
     c = _model()
-    state = genzoo.fit(c, data, steps=200, batch_size=50, seed=5, run_dir=tmp_path / "b", resume=True,
-                       checkpoint_every=50, progress=False)
+    state = genzoo.fit(c, data, steps=200, run_dir=tmp_path / "b", resume=True, **kw)
     assert state.step == 200
     for (k, x), (_, y) in zip(a.state_dict().items(), c.state_dict().items()):
         assert torch.equal(x, y), k

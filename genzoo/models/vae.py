@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 from ..base import GenerativeModel
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..nn import ConvDecoder, ConvEncoder, mlp
 from ..registry import register
 
@@ -149,6 +149,9 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Start the Bernoulli decoder's output bias at the logit of the mean pixel (Burda et al. 2015)."""
+        if self.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
+            raise DataError(f"vae: a Bernoulli decoder needs data in [0, 1], got values in "
+                            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; use --set likelihood=gaussian")
         last = self.decoder[0][-1] if isinstance(self.decoder, nn.Sequential) else None
         if self.likelihood == "bernoulli" and isinstance(last, nn.Linear):
             p = x.float().mean(0).reshape(-1).clamp(1e-3, 1 - 1e-3)

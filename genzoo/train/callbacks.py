@@ -97,6 +97,8 @@ class MetricsLogger(Callback):
             return
         row = {"step": state.step, "epoch": round(state.epoch, 4)}
         row.update({k: v / self.count for k, v in self.sums.items()})
+        if state.optimizers:
+            row["lr"] = state.optimizers[0].param_groups[0]["lr"]
         dt = time.time() - self.t0
         row["examples_per_s"] = round((state.step - self.step0) * state.batch_size / max(dt, 1e-9), 1)
         if state.valid is not None and (state.step % self.valid_every == 0 or state.step == state.total_steps):

@@ -48,6 +48,7 @@ class TrainState:
     data_generator: torch.Generator = field(default_factory=torch.Generator)
     start_time: float = field(default_factory=time.time)
     valid: object | None = None
+    _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -58,6 +59,13 @@ class TrainState:
     @property
     def epoch(self) -> float:
         return self.step / self.steps_per_epoch
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The example order of ``epoch``: a permutation fixed by (seed, epoch) alone."""
+        if self._order is None or self._order[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._order = (epoch, torch.randperm(len(self.data), generator=g))
+        return self._order[1]
 
     def rng_state(self) -> dict[str, torch.Tensor]:
         rng = {"torch": torch.get_rng_state(), "data": self.data_generator.get_state()}
@@ -89,18 +97,23 @@ def default_callbacks(run_dir: Path | None, *, checkpoint_every: int, sample_eve
 def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float | None = None,
         batch_size: int = 128, seed: int = 0, run_dir: str | Path | None = None, resume: bool = False,
         checkpoint_every: int = 1000, sample_every: int = 0, log_every: int = 10, valid=None,
-        callbacks: tuple[Callback, ...] | list[Callback] = (), progress: bool = True, keep: int = 3) -> TrainState:
+        callbacks: tuple[Callback, ...] | list[Callback] = (), progress: bool = True, keep: int = 3,
+        lr_schedule: str = "constant", max_minutes: float | None = None) -> TrainState:
     """Train ``model`` on ``data`` (a :class:`genzoo.data.Dataset`) for ``steps`` or ``epochs``.
 
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
     checkpoint in ``run_dir``. ``valid`` (a Dataset) adds validation losses to the metrics.
+    ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps;
+    ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
     """
     if (steps is None) == (epochs is None):
         raise ConfigError("give exactly one of steps and epochs")
     if batch_size < 1:
         raise ConfigError("batch_size must be >= 1")
+    if lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use constant or cosine")
     run_dir = Path(run_dir) if run_dir is not None else None
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=min(batch_size, len(data)),
                        seed=seed, run_dir=run_dir, valid=valid)
@@ -130,10 +143,15 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         cb.on_start(state)
     model.train()
     try:
+        planned, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
         while state.step < state.total_steps:
+            if lr_schedule != "constant":
+                set_lr(state.optimizers, lr_schedule, state.step, planned)
             batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
             logs = model.training_step(batch, state.optimizers)
             state.step += 1
+            if time.time() > deadline:  # the time budget is spent: this step is the last one
+                state.total_steps = state.step
             for cb in cbs:
                 cb.on_step_end(state, logs)
     finally:
@@ -144,6 +162,20 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     return state
 
 
+def set_lr(optimizers, schedule: str, step: int, total: int) -> None:
+    """Set every group's lr from its ``initial_lr`` and the step alone (so resume is exact).
+
+    ``cosine``: lr_0 * (1 + cos(pi * step / total)) / 2 (Loshchilov & Hutter 2017, no restarts).
+    """
+    if schedule != "cosine":
+        raise ConfigError(f"unknown lr_schedule '{schedule}': use constant or cosine")
+    factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
+
+
 def full_batch(full_x: torch.Tensor, data) -> Batch:
     return Batch(full_x, data.y.to(full_x.device) if data.y is not None else None)
 
@@ -151,8 +183,7 @@ def full_batch(full_x: torch.Tensor, data) -> Batch:
 def next_batch(state: TrainState, device: torch.device) -> Batch:
     """The batch of ``state.step``: a deterministic function of (seed, step) and the data generator."""
     epoch, pos = divmod(state.step, state.steps_per_epoch)
-    order = torch.randperm(len(state.data), generator=torch.Generator().manual_seed(state.seed * 1_000_003 + epoch))
-    idx = order[pos * state.batch_size:(pos + 1) * state.batch_size]
+    idx = state.epoch_order(epoch)[pos * state.batch_size:(pos + 1) * state.batch_size]
     x = state.data.batch(idx, state.data_generator).to(device, non_blocking=True)
     y = state.data.y[idx].to(device) if state.data.y is not None else None
     return Batch(x, y)

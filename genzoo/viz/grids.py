@@ -4,7 +4,7 @@
 >>> p = os.path.join(tempfile.mkdtemp(), "g.png")
 >>> save_grid(torch.rand(10, 1, 8, 8), p, nrow=5)
 >>> from PIL import Image; Image.open(p).size
-(47, 20)
+(46, 19)
 """
 
 from __future__ import annotations
