@@ -148,7 +148,7 @@ def load_data(spec: dict, split: str):
 
 
 def _resolve(args) -> tuple[dict, dict]:
-    """(recipe, defaults) from defaults < recipe < flags < --set."""
+    """(recipe, model options): the model's defaults < the recipe < the flags < --set."""
     from .recipes import apply_sets, load_recipe, new_recipe
     from .registry import get
 
@@ -199,7 +199,7 @@ def cmd_train(args) -> int:
     import torch
 
     from . import __version__
-    from .io import atomic_write_json, latest_checkpoint, read_json
+    from .io import atomic_write_json, latest_checkpoint
     from .registry import build, coerce
     from .train import fit
 
@@ -209,9 +209,13 @@ def cmd_train(args) -> int:
             raise ConfigError("--resume needs --run-dir DIR (the run to continue)")
         if not (run_dir / "run.json").is_file():
             raise CheckpointError(f"nothing to resume: {run_dir} has no run.json")
-        run = read_json(run_dir / "run.json", "run file")
-        recipe, model_kw = run["recipe"], run["recipe"]["model"].copy()
-        model_kw.pop("name")
+        fixed = [f for f, v in (("MODEL", args.model), ("--config", args.config), ("--data", args.data),
+                                ("--set", args.set), ("--seed", args.seed), ("--batch-size", args.batch_size)) if v]
+        if fixed:
+            raise ConfigError(f"--resume continues the run as recorded in its run.json: drop {', '.join(fixed)} "
+                              "(only --steps or --epochs may change)")
+        recipe = read_recipe(run_dir)
+        model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
         if args.steps is not None:
             recipe["train"]["steps"], recipe["train"]["epochs"] = args.steps, None
         if args.epochs is not None:
@@ -228,6 +232,7 @@ def cmd_train(args) -> int:
         recipe["data"].update(transform)
         data = load_data(recipe["data"], "train")
     valid = load_data(recipe["data"], "valid")
+    valid = valid if len(valid) else None  # a tiny user dataset may have no validation split
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
 
@@ -263,6 +268,17 @@ def cmd_train(args) -> int:
     return 0
 
 
+def read_recipe(run_dir: Path) -> dict:
+    """The resolved recipe a run was trained with (its run.json), checked."""
+    from .io import read_json
+
+    run = read_json(Path(run_dir) / "run.json", "run file")
+    recipe = run.get("recipe")
+    if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k), dict) for k in ("model", "data", "train")):
+        raise CheckpointError(f"{Path(run_dir) / 'run.json'} is not a genzoo run file (no model/data/train recipe)")
+    return recipe
+
+
 def _run(path: str):
     from .io import load
 
@@ -275,7 +291,6 @@ def _run(path: str):
 def cmd_sample(args) -> int:
     import torch
 
-    from .io import read_json
     from .viz import save_samples
 
     if args.n < 1:
@@ -285,9 +300,8 @@ def cmd_sample(args) -> int:
     run_file = Path(args.run) / "run.json"
     if run_file.is_file():
         try:
-            data = load_data(read_json(run_file)["recipe"]["data"], "test")
-            density = data.density
-        except (GenZooError, KeyError):
+            density = load_data(read_recipe(Path(args.run))["data"], "test").density
+        except GenZooError:
             density = None  # the picture does without the true density
     out = Path(args.output) if args.output else Path(args.run) / "samples.png"
     if out.parent and not out.parent.exists():
@@ -300,16 +314,17 @@ def cmd_sample(args) -> int:
 
 def cmd_eval(args) -> int:
     from .eval.likelihood import format_table, likelihood_report
-    from .io import atomic_write_json, read_json
+    from .io import atomic_write_json
 
     model = _run(args.run)
-    run_file = Path(args.run) / "run.json"
-    if not run_file.is_file():
+    if not (Path(args.run) / "run.json").is_file():
         raise CheckpointError(f"{args.run} has no run.json: it was not written by `genzoo train`")
-    spec = dict(read_json(run_file, "run file")["recipe"]["data"])
+    spec = dict(read_recipe(Path(args.run))["data"])
     if args.data_root:
         spec["root"] = str(Path(args.data_root).resolve())
     data = load_data(spec, args.split)
+    if len(data) == 0:
+        raise DataError(f"the {args.split} split of '{data.name}' is empty: nothing to evaluate")
     report = likelihood_report(model, data, iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed,
                                n=args.n, progress=not args.no_progress)
     print(format_table(report))

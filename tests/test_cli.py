@@ -117,6 +117,12 @@ def test_bad_runs(tmp_path, capsys):
     (rd / "model.safetensors").write_bytes(b"not safetensors")
     code, _, err = run(capsys, "sample", str(rd))
     assert code == 2 and "corrupt weights" in err and err.count("\n") == 1
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--set", "latent_dim=3")
+    assert code == 2 and "drop --set" in err
+    (rd / "model.safetensors").write_bytes(before)
+    (rd / "run.json").write_text(json.dumps({"some": "thing"}))
+    code, _, err = run(capsys, "eval", str(rd))
+    assert code == 2 and "not a genzoo run file" in err
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"]}))

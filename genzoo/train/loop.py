@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..base import Batch, GenerativeModel
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, latest_checkpoint, load_checkpoint, model_config, save
 from .callbacks import Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -112,6 +112,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError("give exactly one of steps and epochs")
     if batch_size < 1:
         raise ConfigError("batch_size must be >= 1")
+    if len(data) == 0:
+        raise DataError(f"the training split of '{data.name}' is empty")
     if lr_schedule not in ("constant", "cosine"):
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use constant or cosine")
     run_dir = Path(run_dir) if run_dir is not None else None
