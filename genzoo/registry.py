@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import types
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -105,7 +106,7 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() == "none" and type(None) in args):
+        if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))):
             return None
         errors = []
         for a in args:
@@ -122,7 +123,7 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
         raise ConfigError(f"bad value {value!r} for {what}: choose one of {', '.join(map(str, args))}")
     if origin in (tuple, list):
         if isinstance(value, str):
-            value = [s for s in value.replace("(", "").replace(")", "").split(",") if s.strip()]
+            value = [s for s in value.strip().strip("()[]").split(",") if s.strip()]
         if not isinstance(value, (list, tuple)):
             value = [value]
         item = args[0] if args else Any
@@ -141,7 +142,9 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
                 raise ValueError
             return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
         if annotation is float:
-            return float(value)
+            if isinstance(value, bool) or math.isnan(out := float(value)):
+                raise ValueError
+            return out
         if annotation is str:
             return str(value)
     except (TypeError, ValueError):

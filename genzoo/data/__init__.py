@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 import os
-import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import DataError, did_you_mean
+from ..errors import ConfigError, DataError, did_you_mean
+from ..registry import coerce
 from . import toy
 from .dataset import SPLITS, Dataset, check_n, check_split
 from .images import load_digits, load_folder, load_npz
@@ -109,62 +108,12 @@ def dataset_options(name: str) -> dict[str, Any]:
 
 # -- option values from the command line ----------------------------------------------------
 
-_TRUE, _FALSE = {"1", "true", "yes", "on", "y"}, {"0", "false", "no", "off", "n"}
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
 def _coerce(dataset: str, key: str, value: Any, hint: Any) -> Any:
-    """Convert ``value`` (possibly a string) to ``hint``: int, float, bool, str, tuple[float, ...], X | None."""
-    bad = DataError(f"dataset '{dataset}': option {key}={value!r} is not a valid {_type_name(hint)}")
-    args = typing.get_args(hint)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
-            raise bad
-        rest = [a for a in args if a is not type(None)]
-        if len(rest) != 1:
-            raise bad
-        hint, args = rest[0], typing.get_args(rest[0])
-    if value is None:
-        raise bad
+    """Convert ``value`` (possibly a string from the command line) to ``hint``, as model options are."""
     try:
-        if hint is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, (str, int)) and str(value).strip().lower() in _TRUE | _FALSE:
-                return str(value).strip().lower() in _TRUE
-            raise bad
-        if hint is int:
-            if isinstance(value, bool):
-                raise bad
-            if isinstance(value, str):
-                return int(value.strip())
-            if isinstance(value, float) and not value.is_integer():
-                raise bad
-            return int(value)
-        if hint is float:
-            if isinstance(value, bool):
-                raise bad
-            out = float(value.strip() if isinstance(value, str) else value)
-            if math.isnan(out):
-                raise bad
-            return out
-        if hint is str:
-            return str(value)
-        if typing.get_origin(hint) is tuple:
-            elem = args[0] if args else float
-            if isinstance(value, str):
-                value = [v for v in value.strip().strip("()[]").split(",") if v.strip()]
-            if not isinstance(value, (list, tuple)):
-                raise bad
-            return tuple(_coerce(dataset, key, v, elem) for v in value)
-    except (TypeError, ValueError):
-        raise bad from None
-    return value
+        return coerce(value, hint, f"dataset '{dataset}' option {key}")
+    except ConfigError as e:
+        raise DataError(str(e)) from None
 
 
 def _check_params(dataset: str, spec: dict[str, tuple[Any, Any]], params: dict[str, Any]) -> dict[str, Any]:

@@ -122,7 +122,7 @@ def validation_losses(model, valid, size: int) -> dict[str, float]:
     """Mean loss terms on the first ``size`` validation examples, without touching the RNG streams."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        x = valid.transformed(torch.Generator().manual_seed(0))[:size].to(model.device)
+        x = valid.batch(torch.arange(min(size, len(valid))), torch.Generator().manual_seed(0)).to(model.device)
         was = model.training
         model.eval()
         terms = model.loss(x)
