@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .errors import CheckpointError, ConfigError, GenZooError
+from .errors import CheckpointError, ConfigError
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -242,4 +242,5 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "GenZooError"]
+__all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "atomic_write_bytes",
+           "atomic_write_json"]

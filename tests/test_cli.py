@@ -169,3 +169,11 @@ def test_model_transform_applies_to_discrete_data_only(tmp_path, capsys, mnist_r
 def test_models_options_listing(capsys):
     code, out, _ = run(capsys, "models", "vae")
     assert code == 0 and "latent_dim" in out and "Literal['bernoulli', 'gaussian']" in out
+
+
+def test_data_download_needs_a_folder(capsys, monkeypatch):
+    monkeypatch.delenv("GENZOO_DATA", raising=False)
+    code, _, err = run(capsys, "data", "download", "mnist")
+    assert code == 2 and "--root DIR" in err
+    code, _, err = run(capsys, "data", "download", "cifar10", "--root", "/tmp")
+    assert code == 2 and "only mnist" in err

@@ -33,6 +33,9 @@ from ..io import atomic_write_json, latest_checkpoint, load_checkpoint, model_co
 from .callbacks import Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class TrainState:
     """What callbacks see: the model, its optimizers, the step counter and the data stream."""
@@ -114,8 +117,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError("batch_size must be >= 1")
     if len(data) == 0:
         raise DataError(f"the training split of '{data.name}' is empty")
-    if lr_schedule not in ("constant", "cosine"):
-        raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use constant or cosine")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     run_dir = Path(run_dir) if run_dir is not None else None
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=min(batch_size, len(data)),
                        seed=seed, run_dir=run_dir, valid=valid)
@@ -148,7 +151,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         planned, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
         while state.step < state.total_steps:
             if lr_schedule != "constant":
-                set_lr(state.optimizers, lr_schedule, state.step, planned)
+                set_lr(state.optimizers, state.step, planned)
             batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
             logs = model.training_step(batch, state.optimizers)
             state.step += 1
@@ -164,13 +167,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     return state
 
 
-def set_lr(optimizers, schedule: str, step: int, total: int) -> None:
-    """Set every group's lr from its ``initial_lr`` and the step alone (so resume is exact).
-
-    ``cosine``: lr_0 * (1 + cos(pi * step / total)) / 2 (Loshchilov & Hutter 2017, no restarts).
+def set_lr(optimizers, step: int, total: int) -> None:
+    """Set every group's lr from its ``initial_lr`` and the step alone (so resume is exact):
+    the cosine schedule lr_0 * (1 + cos(pi * step / total)) / 2 (Loshchilov & Hutter 2017, no restarts).
     """
-    if schedule != "cosine":
-        raise ConfigError(f"unknown lr_schedule '{schedule}': use constant or cosine")
     factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
     for opt in optimizers:
         for group in opt.param_groups:
