@@ -147,8 +147,22 @@ def load_data(spec: dict, split: str):
     return load_dataset(name, split, **spec)
 
 
-def _resolve(args) -> tuple[dict, dict]:
-    """(recipe, model options): the model's defaults < the recipe < the flags < --set."""
+def _train_defaults() -> dict:
+    """fit()'s own defaults for the recipe's [train] keys, with sample grids on for CLI runs."""
+    import inspect
+
+    from .recipes import TRAIN_KEYS
+    from .train import fit
+
+    params = inspect.signature(fit).parameters
+    out = {k: params[k].default for k in TRAIN_KEYS if k in params and params[k].default is not None}
+    out["sample_every"] = 500
+    return out
+
+
+def _resolve(args) -> tuple[dict, dict, dict]:
+    """(recipe, model options, the model's default data transform): the model's defaults < the
+    recipe < the flags < --set. The transform applies only to discrete data (see cmd_train)."""
     from .recipes import apply_sets, load_recipe, new_recipe
     from .registry import get
 
@@ -175,10 +189,10 @@ def _resolve(args) -> tuple[dict, dict]:
     model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
     defaults = cls.defaults(model_kw)
     recipe["data"].setdefault("name", defaults["data"]["name"])
-    # the model's transform (binarize / dequantize) applies to discrete data the user did not set one for
-    if not {"binarize", "dequantize"} & recipe["data"].keys():
-        recipe["data"]["_default_transform"] = {k: v for k, v in defaults["data"].items() if k in ("binarize", "dequantize")}
-    train = {"batch_size": 128, "seed": 0, "checkpoint_every": 1000, "sample_every": 500, "log_every": 10, "keep": 3}
+    transform = {}
+    if not {"binarize", "dequantize"} & recipe["data"].keys():  # the user chose none
+        transform = {k: v for k, v in defaults["data"].items() if k in ("binarize", "dequantize")}
+    train = _train_defaults()
     model_train = dict(defaults["train"])
     if {"steps", "epochs"} & recipe["train"].keys():  # the user's length replaces the model's
         model_train.pop("steps", None)
@@ -186,7 +200,7 @@ def _resolve(args) -> tuple[dict, dict]:
     train.update(model_train)
     train.update(recipe["train"])
     recipe["train"] = train
-    return recipe, model_kw
+    return recipe, model_kw, transform
 
 
 def _int(train: dict, key: str) -> int | None:
@@ -214,19 +228,18 @@ def cmd_train(args) -> int:
         if fixed:
             raise ConfigError(f"--resume continues the run as recorded in its run.json: drop {', '.join(fixed)} "
                               "(only --steps or --epochs may change)")
-        recipe = read_recipe(run_dir)
+        recipe, transform = read_recipe(run_dir), {}
         model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
         if args.steps is not None:
             recipe["train"]["steps"], recipe["train"]["epochs"] = args.steps, None
         if args.epochs is not None:
             recipe["train"]["epochs"], recipe["train"]["steps"] = args.epochs, None
     else:
-        recipe, model_kw = _resolve(args)
+        recipe, model_kw, transform = _resolve(args)
     train = recipe["train"]
     seed = _int(train, "seed") or 0
     device = _device(args.device)
 
-    transform = recipe["data"].pop("_default_transform", {})
     data = load_data(recipe["data"], "train")
     if transform and data.levels is not None:
         recipe["data"].update(transform)
