@@ -1,4 +1,4 @@
-"""The ``genzoo`` command line: models, data, train, sample, eval.
+"""The ``genzoo`` command line: models, data, train, sample, eval, bench.
 
 Every problem a user can fix ends in one line, ``genzoo: error: ...``, and exit status 2 (3 when
 training diverged); nothing already written is lost.
@@ -21,6 +21,8 @@ EXAMPLES = """examples:
   genzoo eval runs/vae-digits-...
   genzoo train --config configs/vae-mnist-binarized.toml --data-root ../shared/data/mnist
   genzoo train gmm --data ring --set n_components=8 --set data.std=0.05
+  genzoo train gan --set pack=4                      # PacGAN on the ring of 8 Gaussians
+  genzoo bench modes                                 # mode collapse table -> BENCHMARKS.md
 """
 
 
@@ -80,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--data-root", help="override the data root recorded in the run")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--no-progress", action="store_true")
+    b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md")
+    b.add_argument("name", nargs="?", help="the benchmark (none: list them)")
+    b.add_argument("--quick", action="store_true", help="a tiny version to check it runs; writes nothing")
+    b.add_argument("--seeds", type=int, help="seeds per configuration (default: the benchmark's)")
+    b.add_argument("--steps", type=int, help="training steps per run (default: the benchmark's)")
+    b.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="runs in parallel (default: CPU count, at most 4)")
+    b.add_argument("--runs-dir", default="runs/bench", help="where the benchmark's runs and pictures go (default runs/bench)")
+    b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")
+    b.add_argument("--no-write", dest="output", action="store_const", const=None, help="print the table only")
+    b.add_argument("--no-progress", action="store_true")
     return p
 
 
@@ -345,7 +357,17 @@ def cmd_eval(args) -> int:
     return 0
 
 
-COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval}
+def cmd_bench(args) -> int:
+    from . import bench
+
+    for key in ("seeds", "steps", "jobs"):
+        if getattr(args, key) is not None and getattr(args, key) < 1:
+            raise ConfigError(f"--{key} must be >= 1")
+    return bench.main(args)
+
+
+COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+            "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

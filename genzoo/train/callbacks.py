@@ -62,7 +62,7 @@ class MetricsLogger(Callback):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.every, self.valid_every, self.valid_size = max(1, every), valid_every, valid_size
         self.sums: dict[str, float] = {}
-        self.count = 0
+        self.counts: dict[str, int] = {}
         self.tb = None
 
     def on_start(self, state):
@@ -90,13 +90,13 @@ class MetricsLogger(Callback):
         atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
 
     def on_step_end(self, state, logs):
-        for k, v in logs.items():
+        for k, v in logs.items():  # a term logged on some steps only (a GAN's g_loss) is averaged over those
             self.sums[k] = self.sums.get(k, 0.0) + v
-        self.count += 1
+            self.counts[k] = self.counts.get(k, 0) + 1
         if state.step % self.every and state.step != state.total_steps:
             return
         row = {"step": state.step, "epoch": round(state.epoch, 4)}
-        row.update({k: v / self.count for k, v in self.sums.items()})
+        row.update({k: v / self.counts[k] for k, v in self.sums.items()})
         if state.optimizers:
             row["lr"] = state.optimizers[0].param_groups[0]["lr"]
         dt = time.time() - self.t0
@@ -109,7 +109,7 @@ class MetricsLogger(Callback):
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, state.step)
-        self.sums, self.count = {}, 0
+        self.sums, self.counts = {}, {}
         self.t0, self.step0 = time.time(), state.step
 
     def on_end(self, state):

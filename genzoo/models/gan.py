@@ -1,0 +1,416 @@
+"""Adversarial models: the GAN (Goodfellow et al. 2014), the Wasserstein GAN (Arjovsky et al. 2017;
+Gulrajani et al. 2017) and the f-GAN (Nowozin et al. 2016).
+
+All three share :class:`Adversarial`: a generator G(z) with z ~ N(0, I) and a discriminator (critic)
+D(x), each an MLP for vectors or the DCGAN stack for images (:mod:`genzoo.nn.dcgan`). One call of
+``training_step`` is **one discriminator update**; every ``d_steps``-th call is followed by one
+generator update, so ``--steps`` counts discriminator updates and the generator gets
+``steps / d_steps`` of them. The subclasses differ only in their two losses.
+
+Images live in [0, 1] in genzoo; the networks see them in [-1, 1] (tanh output, Radford et al.
+2016), and ``generate`` maps back. Vector data is standardised for the networks in the same way
+(mean and standard deviation per dimension, from the training set in ``setup``).
+
+>>> import torch, genzoo
+>>> gan = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(16,))
+>>> opts = gan.configure_optimizers()
+>>> logs = gan.training_step(genzoo.Batch(torch.randn(32, 2)), opts)
+>>> sorted(k for k in logs if k.startswith("d_")), gan.sample(5).shape
+(['d_acc', 'd_fake', 'd_loss', 'd_real'], torch.Size([5, 2]))
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal
+
+from .. import divergences
+from ..base import Batch, GenerativeModel
+from ..errors import ConfigError
+from ..nn import mlp
+from ..nn.dcgan import DCGANDiscriminator, DCGANGenerator
+from ..registry import register
+
+Arch = Literal["mlp", "dcgan", "affine"]
+
+
+class Affine(nn.Module):
+    """x = mu + sigma * z elementwise: the one-Gaussian generator of Nowozin et al. 2016, Section 4."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.mu = nn.Parameter(torch.zeros(dim))
+        self.log_sigma = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.mu + self.log_sigma.exp() * z  # (B, D)
+
+
+class Adversarial(GenerativeModel):
+    """Generator, discriminator and the alternating update; subclasses give the losses.
+
+    Shared arguments: ``latent_dim``; ``arch`` ("mlp", "dcgan" for images, "affine" for the
+    x = mu + sigma z generator); ``hidden`` (MLP hidden sizes of both networks); ``width`` (DCGAN
+    channels); ``d_norm`` (the DCGAN discriminator's normalisation); ``d_steps`` (k discriminator
+    updates per generator update); ``pack`` (PacGAN, Lin et al. 2018: the discriminator judges
+    ``pack`` samples at once); ``lr`` and ``betas`` (Adam) for both networks.
+    """
+
+    def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int, arch: Arch, hidden: tuple[int, ...],
+                 width: int, d_norm: str, d_steps: int, pack: int, lr: float, betas: tuple[float, float],
+                 d_activation: str = "leaky_relu"):
+        super().__init__()
+        if latent_dim < 1 or d_steps < 1 or pack < 1 or width < 1:
+            raise ConfigError("latent_dim, d_steps, pack and width must be >= 1")
+        if len(betas) != 2:
+            raise ConfigError(f"betas must be two numbers, got {list(betas)}")
+        self.data_shape, self.latent_dim = tuple(data_shape), latent_dim
+        self.d_steps, self.pack, self.lr, self.betas = d_steps, pack, lr, tuple(betas)
+        self.is_image = len(self.data_shape) == 3
+        d = math.prod(self.data_shape)
+        self.arch, self.hidden, self.width, self.d_activation = arch, tuple(hidden), width, d_activation
+        if arch == "dcgan":
+            if not self.is_image:
+                raise ConfigError(f"arch='dcgan' needs images (C, H, W), the data has shape {self.data_shape}")
+            self.generator: nn.Module = DCGANGenerator(latent_dim, self.data_shape, width)
+        elif arch == "affine":
+            if latent_dim != d:
+                raise ConfigError(f"arch='affine' needs latent_dim equal to the data dimension ({d})")
+            self.generator = Affine(d)
+        else:
+            out = [nn.Tanh()] if self.is_image else []
+            self.generator = nn.Sequential(mlp([latent_dim, *hidden, d], "relu"), *out)
+        self.discriminator = self._discriminator(pack, d_norm)
+        # discriminator updates so far: fixes the generator's turn and the instance-noise schedule
+        self.register_buffer("updates", torch.zeros((), dtype=torch.long))
+        # vector data is standardised for the networks (set by setup from the training set)
+        self.register_buffer("data_loc", torch.zeros(d))
+        self.register_buffer("data_scale", torch.ones(d))
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)
+
+    def _discriminator(self, pack: int, d_norm: str) -> nn.Module:
+        """(B / pack, pack * C, H, W) or (B / pack, pack * D) -> (B / pack,) raw scores."""
+        if self.arch == "dcgan":
+            c, h, w = self.data_shape
+            return DCGANDiscriminator((pack * c, h, w), self.width, d_norm)
+        d = math.prod(self.data_shape)
+        return nn.Sequential(nn.Flatten(), mlp([pack * d, *self.hidden, 1], self.d_activation), nn.Flatten(0))
+
+    @classmethod
+    def defaults(cls, config: dict) -> dict:
+        """The ring of 8 Gaussians for vector models; digits (grey levels in [0, 1]) for DCGAN."""
+        if config.get("arch") == "dcgan":
+            return {"data": {"name": "digits"}, "train": {"steps": 4000, "batch_size": 64}}
+        return {"data": {"name": "ring"}, "train": {"steps": 4000, "batch_size": 256}}
+
+    # -- the Generator capability ------------------------------------------------------------
+    @property
+    def prior(self) -> Distribution:
+        """p(z) = N(0, I)."""
+        zeros = self._zero.expand(self.latent_dim)
+        return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def setup(self, x: Tensor, generator: torch.Generator) -> None:
+        """Vector data (arch "mlp"): the networks see it standardised per dimension, so one learning
+        rate suits a ring of radius 1 and a grid spanning [-4, 4] alike."""
+        if not self.is_image and self.arch == "mlp" and x.shape[0] > 1:
+            flat = x.reshape(x.shape[0], -1).to(self.data_loc)  # (N, D)
+            self.data_loc.copy_(flat.mean(0))
+            self.data_scale.copy_(flat.std(0).clamp_min(1e-6))
+
+    def generate(self, z: Tensor) -> Tensor:
+        """G(z) in data space, (B, *data_shape); images in [0, 1]."""
+        return self._from_net(self.generator(z).reshape(-1, *self.data_shape))
+
+    def _from_net(self, x: Tensor) -> Tensor:
+        if self.is_image:
+            return (x + 1) / 2
+        return x * self.data_scale.reshape(self.data_shape) + self.data_loc.reshape(self.data_shape)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self._zero.device)  # (n, L)
+        return self.generate(z)
+
+    # -- the networks in their own space ----------------------------------------------------
+    def _fake(self, n: int) -> Tensor:
+        """n generated examples in network space ([-1, 1] for images), with gradients to G."""
+        z = torch.randn(n, self.latent_dim, device=self._zero.device)  # (n, L)
+        return self.generator(z).reshape(n, *self.data_shape)
+
+    def _to_net(self, x: Tensor) -> Tensor:
+        if self.is_image:
+            return 2 * x - 1
+        return (x - self.data_loc.reshape(self.data_shape)) / self.data_scale.reshape(self.data_shape)
+
+    def critic(self, x: Tensor) -> Tensor:
+        """Raw discriminator scores of network-space examples, (B,) -> (B / pack,) groups of ``pack``."""
+        if self.pack > 1:  # PacGAN: concatenate consecutive examples (channels for images, features otherwise)
+            x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
+        return self.discriminator(x)
+
+    def discriminator_input_noise(self) -> float:
+        """Standard deviation of the instance noise added to the discriminator's inputs now (0: none)."""
+        return 0.0
+
+    # -- training ---------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[discriminator optimizer, generator optimizer]: Adam unless a subclass says otherwise."""
+        return [torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=self.betas, fused=True),
+                torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas, fused=True)]
+
+    def discriminator_loss(self, real: Tensor, fake: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """(loss to minimise, terms to log) for network-space real and fake batches."""
+        raise NotImplementedError
+
+    def generator_loss(self, v_fake: Tensor) -> Tensor:
+        """The generator's loss from the critic's raw scores of fresh fakes."""
+        raise NotImplementedError
+
+    def after_discriminator_step(self) -> None:
+        """Hook after each discriminator update (WGAN: weight clipping)."""
+
+    def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        opt_d, opt_g = optimizers
+        n = batch.x.shape[0] // self.pack * self.pack
+        if n == 0:
+            raise ConfigError(f"batch_size must be at least pack ({self.pack})")
+        real = self._to_net(batch.x[:n])                                  # (n, ...)
+        with torch.no_grad():
+            fake = self._fake(n)                                          # (n, ...), G frozen here
+        sigma = self.discriminator_input_noise()
+        if sigma > 0:  # instance noise on both inputs (Sonderby et al. 2017; Arjovsky & Bottou 2017)
+            real, fake = real + sigma * torch.randn_like(real), fake + sigma * torch.randn_like(fake)
+        d_loss, logs = self.discriminator_loss(real, fake)
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        self.after_discriminator_step()
+        self.updates += 1
+        out = {"loss": float(d_loss.detach()), "d_loss": float(d_loss.detach())}
+        out.update({k: float(v.detach()) for k, v in logs.items()})
+        if int(self.updates) % self.d_steps == 0:  # the generator's turn
+            for p in self.discriminator.parameters():
+                p.requires_grad_(False)
+            fake = self._fake(n)
+            if sigma > 0:
+                fake = fake + sigma * torch.randn_like(fake)
+            g_loss = self.generator_loss(self.critic(fake))
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            for p in self.discriminator.parameters():
+                p.requires_grad_(True)
+            out["g_loss"] = float(g_loss.detach())
+        return out
+
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        """Discriminator terms on ``x`` against fresh fakes (validation metrics; no update)."""
+        n = x.shape[0] // self.pack * self.pack
+        d_loss, logs = self.discriminator_loss(self._to_net(x[:n]), self._fake(n))
+        return {"loss": d_loss, **logs}
+
+
+@register("gan", "GAN (Goodfellow et al. 2014): minimax or non-saturating loss, MLP or DCGAN, optional training aids")
+class GAN(Adversarial):
+    """The original GAN: D(x) = sigmoid(critic(x)) trained by cross-entropy, and a generator loss.
+
+    ``loss``: "minimax", the generator minimises E log(1 - D(G(z))) (Goodfellow et al. 2014, eq. 1),
+    or "nonsaturating", it minimises -E log D(G(z)) (same fixed point, stronger gradients early;
+    their Section 3). Training aids, each off by default: ``instance_noise`` (std of Gaussian noise
+    added to both discriminator inputs, decaying linearly to 0 over ``instance_noise_steps``
+    discriminator updates), ``label_smoothing`` (one-sided: real targets 1 - s; Salimans et al. 2016,
+    Section 3.4) and ``label_flip`` (each discriminator target flipped with this probability).
+    ``rejection`` trains a second, unpacked discriminator beside the first and makes ``sample``
+    keep only what it accepts (discriminator rejection sampling, Azadi et al. 2019; see ``sample``
+    for ``rejection_sharpness``); ``generate`` stays the plain G(z).
+
+    Logged every step: ``d_real`` and ``d_fake`` (mean D on real and fake), ``d_acc`` (share of both
+    classified right at 0.5), and ``js``, the Jensen-Shannon estimate (V + log 4) / 2 that is exact
+    when D is the optimal discriminator (Goodfellow et al. 2014, Theorem 1).
+    """
+
+    def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
+                 hidden: tuple[int, ...] = (128, 128, 128), width: int = 64,
+                 d_norm: Literal["batch", "layer", "none"] = "batch", loss: Literal["minimax", "nonsaturating"] = "nonsaturating",
+                 d_steps: int = 1, pack: int = 1, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
+                 instance_noise: float = 0.0, instance_noise_steps: int = 10000, label_smoothing: float = 0.0,
+                 label_flip: float = 0.0, rejection: bool = False, rejection_sharpness: float = 1.0):
+        super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
+                         d_norm=d_norm, d_steps=d_steps, pack=pack, lr=lr, betas=betas)
+        # discriminator rejection sampling (Azadi et al. 2019): a second, unpacked discriminator trained
+        # beside the first on the same batches, whose logit estimates log p_data(x) / p_model(x)
+        self.rejector = self._discriminator(pack=1, d_norm=d_norm) if rejection else None
+        if rejection_sharpness <= 0:
+            raise ConfigError("rejection_sharpness must be > 0")
+        self.rejection_sharpness = rejection_sharpness
+        if instance_noise < 0 or not 0 <= label_smoothing < 1 or not 0 <= label_flip < 0.5:
+            raise ConfigError("instance_noise must be >= 0, label_smoothing in [0, 1), label_flip in [0, 0.5)")
+        self.g_loss_kind = loss
+        self.instance_noise, self.instance_noise_steps = instance_noise, max(1, instance_noise_steps)
+        self.label_smoothing, self.label_flip = label_smoothing, label_flip
+
+    def discriminator_input_noise(self) -> float:
+        return self.instance_noise * max(0.0, 1.0 - int(self.updates) / self.instance_noise_steps)
+
+    def configure_optimizers(self):
+        opts = super().configure_optimizers()
+        if self.rejector is not None:  # one optimizer over both discriminators: their losses add
+            opts[0].add_param_group({"params": list(self.rejector.parameters())})
+        return opts
+
+    def _rejector_loss(self, real: Tensor, fake: Tensor) -> Tensor:
+        """Plain cross-entropy of the rejection discriminator; its optimum is log p_data / p_model."""
+        return (F.binary_cross_entropy_with_logits(self.rejector(real), torch.ones(real.shape[0], device=real.device))
+                + F.binary_cross_entropy_with_logits(self.rejector(fake), torch.zeros(fake.shape[0], device=fake.device)))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """G(z), or with ``rejection`` the samples the rejection discriminator accepts: a proposal x
+        is kept with probability min(1, exp(s (logit(x) - M))) (Azadi et al. 2019, Section 3.1),
+        which turns p_model into p_data where the logit is exact and below M. M is the 99th
+        percentile of the first proposals' logits rather than their maximum, which a few outliers
+        would set (the role of the paper's shift gamma); s > 1 (``rejection_sharpness``) trades
+        diversity for quality."""
+        if self.rejector is None:
+            return super().sample(n, generator)
+        was, kept, m = self.training, [], None
+        self.eval()
+        chunk, tries = max(4 * n, 4096), 0
+        while sum(len(k) for k in kept) < n:
+            tries += 1
+            if tries > 200:
+                raise ConfigError("rejection sampling accepts almost nothing: train longer or set rejection=false")
+            z = torch.randn(chunk, self.latent_dim, generator=generator, device=self._zero.device)  # (chunk, L)
+            x = self.generator(z).reshape(chunk, *self.data_shape)
+            logit = self.rejector(x)                                                             # (chunk,)
+            if m is None:
+                m = torch.quantile(logit.float(), 0.99)
+            u = torch.rand(chunk, generator=generator, device=self._zero.device)
+            kept.append(x[u < (self.rejection_sharpness * (logit - m)).exp()])
+        self.train(was)
+        return self._from_net(torch.cat(kept)[:n])
+
+    def discriminator_loss(self, real, fake):
+        v_real, v_fake = self.critic(real), self.critic(fake)                 # (B,) logits each
+        t_real = torch.full_like(v_real, 1.0 - self.label_smoothing)          # one-sided smoothing
+        t_fake = torch.zeros_like(v_fake)
+        if self.label_flip > 0:
+            flip_r = torch.rand_like(t_real) < self.label_flip
+            flip_f = torch.rand_like(t_fake) < self.label_flip
+            t_real = torch.where(flip_r, 1.0 - t_real, t_real)
+            t_fake = torch.where(flip_f, 1.0 - t_fake, t_fake)
+        # -E[t log D + (1 - t) log(1 - D)] on both batches, with D = sigmoid(v)
+        loss = (F.binary_cross_entropy_with_logits(v_real, t_real)
+                + F.binary_cross_entropy_with_logits(v_fake, t_fake))
+        if self.rejector is not None:
+            loss = loss + self._rejector_loss(real, fake)
+        with torch.no_grad():
+            # V(D, G) = E log D(x) + E log(1 - D(G(z))) (Goodfellow et al. 2014, eq. 1)
+            value = F.logsigmoid(v_real).mean() + F.logsigmoid(-v_fake).mean()
+            logs = {"d_real": torch.sigmoid(v_real).mean(), "d_fake": torch.sigmoid(v_fake).mean(),
+                    "d_acc": 0.5 * ((v_real > 0).float().mean() + (v_fake < 0).float().mean()),
+                    "js": (value + math.log(4)) / 2}  # C(G) = -log 4 + 2 JS (Theorem 1)
+        return loss, logs
+
+    def generator_loss(self, v_fake):
+        if self.g_loss_kind == "minimax":
+            return -F.softplus(v_fake).mean()  # E log(1 - D(G(z))) = E -softplus(v)
+        return F.softplus(-v_fake).mean()      # -E log D(G(z)) = E softplus(-v)
+
+
+@register("wgan", "Wasserstein GAN: weight clipping (Arjovsky et al. 2017) or gradient penalty (Gulrajani et al. 2017)")
+class WGAN(Adversarial):
+    """The critic maximises E f(x) - E f(G(z)) over 1-Lipschitz f (Arjovsky et al. 2017, eq. 3); the
+    generator minimises -E f(G(z)).
+
+    ``penalty``: "clip" keeps every critic weight in [-clip, clip] after each critic update
+    (Arjovsky et al., Algorithm 1: c = 0.01, RMSProp, lr 5e-5, 5 critic steps); "gp" adds
+    ``gp_weight`` * E (|grad f(x_hat)| - 1)^2 at random interpolates x_hat (Gulrajani et al. 2017,
+    Algorithm 1: lambda = 10, Adam lr 1e-4, betas (0, 0.9), 5 critic steps). ``lr`` and ``betas``
+    left at None take the paper's values. Logged: ``wasserstein``, the critic's estimate
+    E f(x) - E f(G(z)), and ``gp``.
+    """
+
+    def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
+                 hidden: tuple[int, ...] = (128, 128, 128), width: int = 64, penalty: Literal["clip", "gp"] = "gp",
+                 clip: float = 0.01, gp_weight: float = 10.0, d_steps: int = 5, pack: int = 1,
+                 lr: float | None = None, betas: tuple[float, float] | None = None):
+        lr = lr if lr is not None else (5e-5 if penalty == "clip" else 1e-4)
+        betas = betas if betas is not None else (0.0, 0.9)
+        # a gradient-penalty critic must not use batch norm (Gulrajani et al. 2017, Section 4)
+        super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
+                         d_norm="batch" if penalty == "clip" else "layer", d_steps=d_steps, pack=pack, lr=lr,
+                         betas=betas)
+        if clip <= 0 or gp_weight < 0:
+            raise ConfigError("clip must be > 0 and gp_weight >= 0")
+        self.penalty, self.clip, self.gp_weight = penalty, clip, gp_weight
+
+    def configure_optimizers(self):
+        if self.penalty == "clip":  # momentum-free RMSProp: Arjovsky et al. 2017, Section 3
+            return [torch.optim.RMSprop(self.discriminator.parameters(), lr=self.lr),
+                    torch.optim.RMSprop(self.generator.parameters(), lr=self.lr)]
+        return super().configure_optimizers()
+
+    def gradient_penalty(self, real: Tensor, fake: Tensor) -> Tensor:
+        """E (|grad_x f(x_hat)|_2 - 1)^2, x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1] per example
+        (Gulrajani et al. 2017, eq. 3)."""
+        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)  # (B, 1, ...)
+        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)                     # (B, ...)
+        (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
+        if self.pack > 1:  # the gradient of one packed critic output is over its pack of examples
+            grad = grad.reshape(real.shape[0] // self.pack, -1)
+        return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+    def discriminator_loss(self, real, fake):
+        w = self.critic(real).mean() - self.critic(fake).mean()  # the Wasserstein estimate
+        loss = -w
+        logs = {"wasserstein": w.detach()}
+        if self.penalty == "gp":
+            gp = self.gradient_penalty(real, fake)
+            loss = loss + self.gp_weight * gp
+            logs["gp"] = gp.detach()
+        return loss, logs
+
+    def after_discriminator_step(self):
+        if self.penalty == "clip":
+            with torch.no_grad():
+                for p in self.discriminator.parameters():
+                    p.clamp_(-self.clip, self.clip)
+
+    def generator_loss(self, v_fake):
+        return -v_fake.mean()
+
+
+@register("fgan", "f-GAN (Nowozin et al. 2016): variational divergence minimisation for KL, reverse KL, JS, ...")
+class FGAN(Adversarial):
+    """The critic V maximises F = E_P g_f(V(x)) - E_Q f*(g_f(V(x))) (Nowozin et al. 2016, eq. 6), a
+    lower bound on D_f(P || Q) that is tight at the optimal critic; the generator minimises it.
+
+    ``divergence``: one of :data:`genzoo.divergences.DIVERGENCES` ("kl", "reverse_kl", "js",
+    "jeffrey", "pearson", "hellinger", "gan"). ``g_loss``: "minimax" (the saddle-point objective
+    above) or "alternative", the generator maximises E_Q g_f(V(G(z))) instead (their Section 3.2).
+    Logged: ``divergence``, the critic's current estimate F.
+    """
+
+    def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
+                 hidden: tuple[int, ...] = (64, 64), width: int = 64, divergence: str = "js",
+                 g_loss: Literal["minimax", "alternative"] = "minimax", d_steps: int = 1, pack: int = 1,
+                 lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), d_activation: str = "tanh"):
+        super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
+                         d_norm="batch", d_steps=d_steps, pack=pack, lr=lr, betas=betas, d_activation=d_activation)
+        self.div = divergences.get(divergence)
+        self.g_loss_kind = g_loss
+
+    def discriminator_loss(self, real, fake):
+        value = self.div.objective(self.critic(real), self.critic(fake))  # F(theta, omega)
+        return -value, {"divergence": value.detach()}
+
+    def generator_loss(self, v_fake):
+        if self.g_loss_kind == "alternative":
+            return -self.div.activation(v_fake).mean()
+        return -self.div.conjugate_of_activation(v_fake).mean()  # the Q-part of F, the only one with G in it

@@ -1,0 +1,219 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import genzoo
+from genzoo.data import load_dataset
+from genzoo.errors import ConfigError
+from genzoo.models.gan import GAN, WGAN
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _sum_critic(model):
+    """Replace the critic by v(x) = sum of x, so that losses can be computed by hand."""
+    model.critic = lambda x: x.reshape(x.shape[0], -1).sum(-1)
+    return model
+
+
+REAL, FAKE = torch.tensor([[0.0], [1.0]]), torch.tensor([[-1.0], [2.0]])  # critic scores [0, 1] and [-1, 2]
+
+
+def sp(v):
+    return math.log1p(math.exp(v))
+
+
+def test_gan_losses_by_hand():
+    m = _sum_critic(genzoo.build("gan", data_shape=(1,), latent_dim=1, hidden=(4,)))
+    loss, logs = m.discriminator_loss(REAL, FAKE)
+    # -[mean log sigmoid(v_real) + mean log(1 - sigmoid(v_fake))], log sigmoid(v) = -softplus(-v)
+    want = (sp(-0.0) + sp(-1.0)) / 2 + (sp(-1.0) + sp(2.0)) / 2
+    assert float(loss) == pytest.approx(want, rel=1e-6)
+    assert float(logs["js"]) == pytest.approx((-want + math.log(4)) / 2, rel=1e-6)
+    sig = lambda v: 1 / (1 + math.exp(-v))  # noqa: E731
+    assert float(logs["d_real"]) == pytest.approx((sig(0) + sig(1)) / 2)
+    assert float(logs["d_fake"]) == pytest.approx((sig(-1) + sig(2)) / 2)
+    assert float(logs["d_acc"]) == pytest.approx(0.5 * (0.5 + 0.5))  # v=0 counts as wrong; -1 right, 2 wrong
+    v = torch.tensor([-1.0, 2.0])
+    assert float(m.generator_loss(v)) == pytest.approx((sp(1.0) + sp(-2.0)) / 2)  # -log D(G(z))
+    m.g_loss_kind = "minimax"
+    assert float(m.generator_loss(v)) == pytest.approx(-(sp(-1.0) + sp(2.0)) / 2)  # log(1 - D(G(z)))
+
+
+def test_one_sided_label_smoothing_by_hand():
+    m = _sum_critic(genzoo.build("gan", data_shape=(1,), latent_dim=1, hidden=(4,), label_smoothing=0.1))
+    loss, _ = m.discriminator_loss(REAL, FAKE)
+    bce = lambda v, t: t * sp(-v) + (1 - t) * sp(v)  # noqa: E731
+    want = (bce(0, 0.9) + bce(1, 0.9)) / 2 + (bce(-1, 0) + bce(2, 0)) / 2  # fake targets stay 0
+    assert float(loss) == pytest.approx(want, rel=1e-6)
+
+
+def test_label_flip_rate():
+    m = _sum_critic(genzoo.build("gan", data_shape=(1,), latent_dim=1, hidden=(4,), label_flip=0.2))
+    torch.manual_seed(0)
+    big = torch.full((20000, 1), 30.0)  # D is sure these are real: each flipped label costs 30 nats
+    loss, _ = m.discriminator_loss(big, -big)
+    assert float(loss) / 30 == pytest.approx(2 * 0.2, abs=0.02)
+
+
+def test_wgan_losses_by_hand():
+    m = _sum_critic(genzoo.build("wgan", data_shape=(1,), latent_dim=1, hidden=(4,), penalty="clip"))
+    loss, logs = m.discriminator_loss(REAL, FAKE)
+    assert float(logs["wasserstein"]) == pytest.approx(0.5 - 0.5) and float(loss) == pytest.approx(0.0)
+    assert float(m.generator_loss(torch.tensor([-1.0, 2.0]))) == pytest.approx(-0.5)
+
+
+def test_gradient_penalty_against_closed_forms_and_autograd():
+    m = genzoo.build("wgan", data_shape=(3,), latent_dim=3, hidden=(8,))
+    a = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.0, 0.4]])
+    m.critic = lambda x: 0.5 * x.pow(2).sum(-1)  # grad f(x) = x, and x_hat = a when real = fake = a
+    assert float(m.gradient_penalty(a, a)) == pytest.approx(((5 - 1) ** 2 + (0.5 - 1) ** 2) / 2, rel=1e-6)
+    # an MLP critic: the penalty equals the one computed example by example with autograd's Jacobian
+    m = genzoo.build("wgan", data_shape=(3,), latent_dim=3, hidden=(8, 8))
+    real, fake = torch.randn(5, 3), torch.randn(5, 3)
+    torch.manual_seed(3)
+    gp = m.gradient_penalty(real, fake)
+    torch.manual_seed(3)
+    eps = torch.rand(5, 1)
+    x_hat = eps * real + (1 - eps) * fake
+    norms = [torch.autograd.functional.jacobian(lambda x: m.critic(x[None])[0], x_hat[i]).norm() for i in range(5)]
+    assert float(gp) == pytest.approx(float(sum((n - 1) ** 2 for n in norms) / 5), rel=1e-5)
+    gp.backward()  # the penalty's own gradient reaches the critic (double backward)
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m.discriminator.parameters())
+
+
+def test_weight_clipping_holds_after_every_critic_step():
+    m = genzoo.build("wgan", data_shape=(2,), latent_dim=2, hidden=(16, 16), penalty="clip", clip=0.01, lr=0.05)
+    opts = m.configure_optimizers()
+    assert isinstance(opts[0], torch.optim.RMSprop)
+    for _ in range(12):
+        m.training_step(genzoo.Batch(torch.randn(64, 2) * 3), opts)
+        bound = max(float(p.abs().max()) for p in m.discriminator.parameters())
+        assert bound <= 0.01 + 1e-9
+    # a large lr moves the weights to the bound, so the clipping did something
+    assert bound == pytest.approx(0.01)
+
+
+def test_generator_updates_every_k_discriminator_steps():
+    m = genzoo.build("wgan", data_shape=(2,), latent_dim=2, hidden=(8,), d_steps=3)
+    opts = m.configure_optimizers()
+    g0 = [p.detach().clone() for p in m.generator.parameters()]
+    for step in range(1, 7):
+        d0 = [p.detach().clone() for p in m.discriminator.parameters()]
+        logs = m.training_step(genzoo.Batch(torch.randn(16, 2)), opts)
+        assert any(not torch.equal(a, b) for a, b in zip(d0, m.discriminator.parameters()))
+        moved = any(not torch.equal(a, b) for a, b in zip(g0, m.generator.parameters()))
+        assert moved == (step >= 3) and ("g_loss" in logs) == (step % 3 == 0)
+        if step == 3:
+            g0 = [p.detach().clone() for p in m.generator.parameters()]
+    assert int(m.updates) == 6
+
+
+@pytest.mark.parametrize("name,kw", [("gan", {}), ("gan", {"arch": "dcgan", "width": 8}),
+                                     ("wgan", {"arch": "dcgan", "width": 8}), ("gan", {"pack": 2}),
+                                     ("gan", {"arch": "dcgan", "width": 8, "pack": 2})])
+def test_shapes_gradients_and_capabilities(name, kw):
+    shape = (1, 8, 8)
+    m = genzoo.build(name, data_shape=shape, latent_dim=4, hidden=(16,), **kw)
+    x = torch.rand(8, *shape)
+    s = m.sample(5, generator=torch.Generator().manual_seed(0))
+    assert s.shape == (5, *shape) and float(s.min()) >= 0 and float(s.max()) <= 1  # images in [0, 1]
+    assert m.critic(m._to_net(x)).shape == (8 // m.pack,)
+    assert isinstance(m, genzoo.Generator) and not isinstance(m, genzoo.Density)
+    before = {n: p.detach().clone() for n, p in m.named_parameters()}
+    m.training_step(genzoo.Batch(x), m.configure_optimizers())
+    for n, p in m.named_parameters():
+        assert not torch.equal(before[n], p), f"{n} was not updated"
+
+
+def test_dcgan_follows_radford_rules():
+    m = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=10)
+    g, d = list(m.generator.modules()), list(m.discriminator.modules())
+    assert not any(isinstance(x, (nn.MaxPool2d, nn.AvgPool2d)) for x in g + d)  # no pooling
+    assert isinstance(m.generator.net[-1], nn.Tanh) and sum(isinstance(x, nn.ReLU) for x in g) == 2
+    assert sum(isinstance(x, nn.LeakyReLU) for x in d) == 2
+    assert isinstance(d[2], nn.Conv2d) and isinstance(d[3], nn.LeakyReLU)  # no batch norm on D's input layer
+    assert sum(isinstance(x, nn.BatchNorm2d) for x in g) == 2 and sum(isinstance(x, nn.BatchNorm2d) for x in d) == 1
+    assert sum(isinstance(x, nn.ConvTranspose2d) for x in g) == 2  # fractionally strided convolutions
+    wgp = genzoo.build("wgan", data_shape=(1, 28, 28), arch="dcgan", penalty="gp")
+    assert not any(isinstance(x, nn.BatchNorm2d) for x in wgp.discriminator.modules())  # no BN in a GP critic
+
+
+def test_instance_noise_decays_linearly():
+    m = genzoo.build("gan", data_shape=(2,), hidden=(8,), instance_noise=0.2, instance_noise_steps=100)
+    assert m.discriminator_input_noise() == pytest.approx(0.2)
+    m.updates.fill_(50)
+    assert m.discriminator_input_noise() == pytest.approx(0.1)
+    m.updates.fill_(150)
+    assert m.discriminator_input_noise() == 0.0
+    assert genzoo.build("gan", data_shape=(2,), hidden=(8,)).discriminator_input_noise() == 0.0  # off by default
+
+
+def test_optimal_discriminator_is_density_ratio():
+    """D*(x) = p_data(x) / (p_data(x) + p_model(x)) (Goodfellow et al. 2014, Proposition 1), with a
+    frozen Gaussian generator: p_data = N(0, 1), p_model = N(1, 0.7^2)."""
+    torch.manual_seed(0)
+    m = genzoo.build("gan", data_shape=(1,), latent_dim=1, arch="affine", hidden=(64, 64), lr=3e-3)
+    with torch.no_grad():
+        m.generator.mu.fill_(1.0)
+        m.generator.log_sigma.fill_(math.log(0.7))
+    opt = torch.optim.Adam(m.discriminator.parameters(), lr=3e-3)
+    for _ in range(1500):
+        loss, _ = m.discriminator_loss(torch.randn(512, 1), m._fake(512).detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.linspace(-1.5, 2.0, 50)[:, None]
+    p = torch.distributions.Normal(0.0, 1.0).log_prob(x[:, 0]).exp()
+    q = torch.distributions.Normal(1.0, 0.7).log_prob(x[:, 0]).exp()
+    with torch.no_grad():
+        d = torch.sigmoid(m.critic(x))
+    assert float((d - p / (p + q)).abs().max()) < 0.05
+
+
+def test_gan_learns_a_gaussian():
+    data = load_dataset("mixture1d", n=4000, means=(2.0,), stds=(0.5,))
+    m = genzoo.build("gan", data_shape=(1,), latent_dim=1, hidden=(32, 32), lr=1e-3)
+    genzoo.fit(m, data, steps=1500, batch_size=256, progress=False)
+    s = m.sample(20000, generator=torch.Generator().manual_seed(0))[:, 0]
+    assert abs(float(s.mean()) - 2.0) < 0.1 and abs(float(s.std()) - 0.5) < 0.1
+
+
+def test_save_load_and_exact_resume(tmp_path):
+    data = load_dataset("ring", n=512)
+    kw = dict(data_shape=(2,), latent_dim=2, hidden=(16,), d_steps=2, instance_noise=0.1, instance_noise_steps=30)
+    torch.manual_seed(0)
+    a = genzoo.build("gan", **kw)
+    genzoo.fit(a, data, steps=20, batch_size=64, progress=False, run_dir=tmp_path / "a")
+    torch.manual_seed(0)
+    b = genzoo.build("gan", **kw)
+    genzoo.fit(b, data, steps=10, batch_size=64, progress=False, run_dir=tmp_path / "b", checkpoint_every=10)
+    b = genzoo.build("gan", **kw)
+    genzoo.fit(b, data, steps=20, batch_size=64, progress=False, run_dir=tmp_path / "b", resume=True)
+    for (n, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), n
+    c = genzoo.load(tmp_path / "a")
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    a.eval()
+    assert torch.equal(a.sample(10, g()), c.sample(10, g())) and int(c.updates) == 20
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="dcgan"):
+        genzoo.build("gan", data_shape=(2,), arch="dcgan")
+    with pytest.raises(ConfigError, match="affine"):
+        genzoo.build("gan", data_shape=(2,), arch="affine", latent_dim=3)
+    with pytest.raises(ConfigError):
+        genzoo.build("gan", data_shape=(2,), label_flip=0.7)
+    with pytest.raises(ConfigError, match="pack"):
+        m = genzoo.build("gan", data_shape=(2,), pack=8)
+        m.training_step(genzoo.Batch(torch.randn(4, 2)), m.configure_optimizers())
+    assert isinstance(genzoo.build("gan", data_shape=(2,)), GAN) and isinstance(genzoo.build("wgan", data_shape=(2,)), WGAN)

@@ -1,0 +1,297 @@
+"""Tests of implicit 1-D densities (genzoo/eval/implicit.py) against closed forms from scipy.stats."""
+
+from __future__ import annotations
+
+import copy
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from torch import nn
+from torch.distributions import Gamma, Independent, Normal, Uniform
+
+from genzoo.errors import ConfigError, DataError
+from genzoo.eval.implicit import (
+    density_change_of_variables,
+    density_histogram,
+    density_kde,
+    implicit_density,
+    plot_implicit_density,
+)
+
+F64 = torch.float64
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors on a shared 2-core machine: torch's OpenMP pool would only spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def normal64(mu: float = 0.0, sigma: float = 1.0) -> Normal:
+    """A float64 prior, so that sigma = 0.7 is 0.7 and not float32(0.7) when compared to scipy."""
+    return Normal(torch.tensor(mu, dtype=F64), torch.tensor(sigma, dtype=F64))
+
+
+def rel_err(p: torch.Tensor, ref: np.ndarray) -> float:
+    return float(np.max(np.abs(p.numpy() / ref - 1)))
+
+
+def cubic(h):
+    return h**3 - 3 * h
+
+
+def cubic_cdf(x: float) -> float:
+    """P(h**3 - 3h <= x), h ~ N(0, 1): the prior's mass where the cubic lies below x."""
+    r = np.roots([1.0, 0.0, -3.0, -x])
+    roots = np.sort(r.real[np.abs(r.imag) < 1e-9])
+    phi = stats.norm.cdf
+    if len(roots) == 3:
+        return phi(roots[0]) + phi(roots[2]) - phi(roots[1])
+    return phi(roots[0])
+
+
+def bin_masses(p_fn, edges: np.ndarray, per_bin: int = 201) -> np.ndarray:
+    """Integral of a density over each bin, by trapezoid on per_bin points."""
+    out = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        t = torch.linspace(float(a), float(b), per_bin, dtype=F64)
+        out.append(float(torch.trapezoid(p_fn(t), t)))
+    return np.array(out)
+
+
+# ------------------------------------------------------------------------- closed forms
+
+
+def test_exp_of_normal_is_lognormal():
+    x = torch.linspace(0.05, 5, 2001, dtype=F64)
+    p = density_change_of_variables(torch.exp, Normal(0.0, 1.0), x)
+    assert p.shape == (2001,) and p.dtype == F64
+    assert rel_err(p, stats.lognorm(s=1).pdf(x.numpy())) < 1e-7  # measured 5e-10
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.7, 1.0, 2.0])
+def test_square_of_normal_is_scaled_chi2_two_pieces(sigma):
+    x = torch.linspace(0.05, 5, 2001, dtype=F64)
+    p = density_change_of_variables(lambda h: h**2, normal64(0.0, sigma), x)
+    assert rel_err(p, stats.chi2(df=1, scale=sigma**2).pdf(x.numpy())) < 1e-7  # measured 2e-11
+
+
+def test_square_near_and_at_the_turning_point():
+    x = torch.tensor([1e-12, 1e-9, 1e-6, 1e-3], dtype=F64)
+    p = density_change_of_variables(lambda h: h**2, Normal(0.0, 1.0), x)
+    assert rel_err(p, stats.chi2(df=1).pdf(x.numpy())) < 1e-7  # both pieces meet at h = 0
+    at = density_change_of_variables(lambda h: h**2, Normal(0.0, 1.0), torch.tensor([0.0, -1.0, 1.0]))
+    assert at[0] == float("inf") and at[1] == 0 and torch.isfinite(at[2])
+    assert at.dtype == torch.float32  # x's dtype
+
+
+def test_other_priors_gamma_without_icdf_and_uniform():
+    x = torch.linspace(-2, 2, 201, dtype=F64)
+    prior = Gamma(torch.tensor(2.0, dtype=F64), torch.tensor(1.0, dtype=F64))  # no icdf: mean -+ 12 std
+    p = density_change_of_variables(torch.log, prior, x)
+    ex = np.exp(x.numpy())
+    assert rel_err(p, stats.gamma(2).pdf(ex) * ex) < 1e-6  # measured 1e-7
+    x = torch.linspace(0.05, 5, 201, dtype=F64)
+    p = density_change_of_variables(lambda h: -torch.log(h), Uniform(0.0, 1.0), x)
+    assert rel_err(p, stats.expon.pdf(x.numpy())) < 1e-6  # exponential; measured 1.3e-7
+
+
+def test_monotone_examples_integrate_to_one():
+    lo, hi = np.exp(-6.0), np.exp(6.0)  # f(h range) for exp
+    x = torch.logspace(np.log10(lo), np.log10(hi), 20001, dtype=F64)
+    mass = float(torch.trapezoid(density_change_of_variables(torch.exp, Normal(0.0, 1.0), x), x))
+    assert abs(mass - 1) < 1e-6
+    x = torch.linspace(-12, 14, 20001, dtype=F64)
+    p = density_change_of_variables(lambda h: 2 * h + 1, Normal(0.0, 1.0), x)
+    assert abs(float(torch.trapezoid(p, x)) - 1) < 1e-6
+    assert rel_err(p[5000:15000], stats.norm(1, 2).pdf(x[5000:15000].numpy())) < 1e-9
+
+
+# ------------------------------------------------------------------------- non-monotone f
+
+
+def test_cubic_three_pieces_matches_exact_masses_and_monte_carlo():
+    # turning points at h = -1, 1 (x = 2, -2): keep the bins away from those singular values
+    edges = np.concatenate([np.linspace(-6, -2.2, 8), np.linspace(-1.8, 1.8, 19), np.linspace(2.2, 6, 8)])
+    prior = Normal(0.0, 1.0)
+    inner = [(a, b) for a, b in zip(edges[:-1], edges[1:]) if not (a < -2 < b or a < 2 < b or b - a > 1)]
+    exact = np.array([cubic_cdf(b) - cubic_cdf(a) for a, b in inner])
+    got = np.array([bin_masses(lambda t: density_change_of_variables(cubic, prior, t),
+                               np.array([a, b]))[0] for a, b in inner])
+    assert np.max(np.abs(got / exact - 1)) < 1e-6
+    # three pieces between -2 and 2: there the density exceeds the outer branch's alone
+    p = density_change_of_variables(cubic, prior, torch.tensor([0.0, 3.0], dtype=F64))
+    assert p[0] > 0.16 and p[1] < 0.02
+    # Monte Carlo: counts per bin within 5 binomial standard errors
+    n = 200_000
+    xs = cubic(torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=F64))
+    for (a, b), mass in zip(inner, got):
+        c = int(((xs >= a) & (xs < b)).sum())
+        assert abs(c - n * mass) < 5 * np.sqrt(n * mass * (1 - mass)) + 1
+
+
+def test_sin_agrees_with_monte_carlo_histogram_and_kde():
+    gen = torch.Generator().manual_seed(1)
+    n = 200_000
+    samples = torch.sin(torch.randn(n, generator=gen, dtype=F64))
+    edges, hist = density_histogram(samples, bins=40, range=(-0.9, 0.9))
+    centers = (edges[1:] + edges[:-1]) / 2
+    masses = bin_masses(lambda t: density_change_of_variables(torch.sin, Normal(0.0, 1.0), t), edges.numpy(), 51)
+    se = np.sqrt(masses * (1 - masses) / n) / np.diff(edges.numpy())  # density units
+    assert np.all(np.abs(hist.numpy() - masses / np.diff(edges.numpy())) < 5 * se)
+    inner = centers[centers.abs() < 0.7]  # the KDE smooths the singularities at -1, 1 away
+    kde = density_kde(samples[:20_000], inner)
+    cov = density_change_of_variables(torch.sin, Normal(0.0, 1.0), inner)
+    assert float((kde - cov).abs().max()) < 0.03  # KDE smoothing bias + noise, density ~0.42
+
+
+def test_tanh_mlp_change_of_variables_agrees_with_kde():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1))  # float32, (N, 1) -> (N, 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    prior = Normal(0.0, 1.0)
+    gen = torch.Generator().manual_seed(0)
+    xs = net(torch.randn(20_000, 1, generator=gen)).detach().reshape(-1).to(F64)
+    lo, hi = np.quantile(xs.numpy(), [0.05, 0.95])
+    x = torch.linspace(float(lo), float(hi), 60, dtype=F64)
+    # this net turns twice (three monotone pieces); the density is singular at the turning values,
+    # where a KDE cannot follow: compare away from them
+    with torch.no_grad():
+        y = copy.deepcopy(net).double()(torch.linspace(-6, 6, 100_001, dtype=F64)[:, None]).reshape(-1)
+    turns = y[1:-1][(y[1:-1] - y[:-2]) * (y[2:] - y[1:-1]) <= 0]
+    assert turns.numel() == 2
+    x = x[(x[:, None] - turns[None, :]).abs().min(1).values > 0.05]
+    assert x.numel() > 40
+    cov = implicit_density(net, prior, x, method="change_of_variables")
+    kde = implicit_density(net, prior, x, method="kde", n_samples=20_000,
+                           generator=torch.Generator().manual_seed(1))
+    err = (cov - kde).abs() / cov.max()
+    assert float(err.max()) < 0.1 and float(err.mean()) < 0.03
+    # "auto" is the change of variables for a smooth f, the module is untouched and still float32
+    assert torch.equal(implicit_density(net, prior, x), cov)
+    assert all(torch.equal(v, before[k]) and v.dtype == torch.float32 for k, v in net.state_dict().items())
+
+
+def test_float32_callable_falls_back_and_auto_uses_kde_for_a_noisy_f():
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1))
+    x = torch.tensor([0.0, 0.3], dtype=F64)
+    closure = lambda h: net(h.reshape(-1, 1))  # noqa: E731  float64 input fails, float32 is used
+    ref = implicit_density(net, Normal(0.0, 1.0), x)
+    got = implicit_density(closure, Normal(0.0, 1.0), x, n_samples=20_000, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(got, ref, rtol=0.1)  # a float32 grid is too noisy: auto took the KDE
+
+    def noisy(h):
+        return h + 0.05 * torch.randn_like(h)
+
+    state = torch.get_rng_state()
+    a = implicit_density(noisy, Normal(0.0, 1.0), x, n_samples=5_000, generator=torch.Generator().manual_seed(5))
+    torch.set_rng_state(state)
+    b = implicit_density(noisy, Normal(0.0, 1.0), x, n_samples=5_000, generator=torch.Generator().manual_seed(5))
+    assert torch.allclose(a, b)
+    assert torch.allclose(a, torch.as_tensor(stats.norm.pdf(x.numpy())), rtol=0.1)
+    with pytest.warns(RuntimeWarning, match="monotone pieces"):
+        density_change_of_variables(noisy, Normal(0.0, 1.0), x, n_grid=4_001)
+
+
+def test_kde_generator_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    x = torch.tensor([0.5, 1.0])
+    a = implicit_density(torch.exp, Normal(0.0, 1.0), x, method="kde", n_samples=2_000,
+                         generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.get_rng_state(), state)
+    b = implicit_density(torch.exp, Normal(0.0, 1.0), x, method="kde", n_samples=2_000,
+                         generator=torch.Generator().manual_seed(7))
+    assert torch.equal(a, b) and a.dtype == torch.float32
+
+
+# ------------------------------------------------------------------------- KDE and histogram
+
+
+def test_kde_matches_scipy_gaussian_kde():
+    gen = torch.Generator().manual_seed(0)
+    s = torch.randn(3_000, generator=gen, dtype=F64) ** 3
+    x = torch.linspace(-3, 3, 50, dtype=F64)
+    assert rel_err(density_kde(s, x, "scott"), stats.gaussian_kde(s.numpy(), "scott")(x.numpy())) < 1e-10
+    ref = stats.gaussian_kde(s.numpy(), 0.2 / s.numpy().std(ddof=1))(x.numpy())  # kernel std 0.2
+    assert rel_err(density_kde(s, x, 0.2), ref) < 1e-10
+    default = density_kde(s, x)  # Silverman
+    assert torch.isfinite(default).all() and float(torch.trapezoid(default, x)) < 1.0
+    far = density_kde(s, torch.tensor([1e6], dtype=F64), 0.2)  # underflows to 0, no NaN
+    assert far.item() == 0.0
+
+
+def test_histogram_density_counts_against_all_samples():
+    s = torch.tensor([0.1, 0.2, 0.2, 0.9, 5.0], dtype=F64)
+    edges, dens = density_histogram(s, bins=2, range=(0.0, 1.0))
+    assert torch.allclose(edges, torch.tensor([0.0, 0.5, 1.0], dtype=F64))
+    assert torch.allclose(dens, torch.tensor([3 / (5 * 0.5), 1 / (5 * 0.5)], dtype=F64))
+    edges, dens = density_histogram(s, bins=7)
+    assert float((dens * (edges[1:] - edges[:-1])).sum()) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def one_line(excinfo) -> None:
+    assert "\n" not in str(excinfo.value) and str(excinfo.value)
+
+
+@pytest.mark.parametrize("call, err", [
+    (lambda: density_kde(torch.zeros(4, 2), torch.zeros(3)), DataError),
+    (lambda: density_kde(torch.randn(4), torch.zeros(0)), DataError),
+    (lambda: density_kde(torch.tensor([0.0, float("nan")]), torch.zeros(3)), DataError),
+    (lambda: density_kde(torch.ones(5), torch.zeros(3)), DataError),
+    (lambda: density_kde(torch.randn(5), torch.zeros(3), bandwidth="scot"), ConfigError),
+    (lambda: density_kde(torch.randn(5), torch.zeros(3), bandwidth=-1.0), ConfigError),
+    (lambda: density_change_of_variables(torch.exp, Normal(0.0, 1.0), torch.zeros(0)), DataError),
+    (lambda: density_change_of_variables(torch.exp, Normal(0.0, 1.0), torch.zeros(2, 2)), DataError),
+    (lambda: density_change_of_variables(torch.exp, Normal(0.0, 1.0), torch.tensor([float("inf")])), DataError),
+    (lambda: density_change_of_variables(lambda h: torch.stack([h, h], -1), Normal(0.0, 1.0), [1.0]), DataError),
+    (lambda: density_change_of_variables(lambda h: h[:3], Normal(0.0, 1.0), [1.0]), DataError),
+    (lambda: density_change_of_variables(torch.log, Normal(0.0, 1.0), [1.0]), DataError),
+    (lambda: density_change_of_variables(nn.Linear(2, 1), Normal(0.0, 1.0), [1.0]), DataError),
+    (lambda: density_change_of_variables(torch.exp, Normal(torch.zeros(2), 1.0), [1.0]), ConfigError),
+    (lambda: density_change_of_variables(torch.exp, Independent(Normal(torch.zeros(2), 1.0), 1), [1.0]),
+     ConfigError),
+    (lambda: density_change_of_variables(torch.exp, "normal", [1.0]), ConfigError),
+    (lambda: density_change_of_variables(torch.exp, Normal(0.0, 1.0), [1.0], n_grid=2), ConfigError),
+    (lambda: density_change_of_variables(torch.exp, Normal(0.0, 1.0), [1.0], h_range=(1, -1)), ConfigError),
+    (lambda: implicit_density(torch.exp, Normal(0.0, 1.0), [1.0], method="kdee"), ConfigError),
+    (lambda: implicit_density(torch.exp, Normal(0.0, 1.0), [1.0], method="kde", n_samples=1), ConfigError),
+    (lambda: density_histogram(torch.randn(5), bins=0), ConfigError),
+])
+def test_bad_input_raises_one_line_errors(call, err):
+    with pytest.raises(err) as excinfo:
+        call()
+    one_line(excinfo)
+
+
+def test_unknown_method_suggests_a_name():
+    with pytest.raises(ConfigError, match="did you mean 'kde'"):
+        implicit_density(torch.exp, Normal(0.0, 1.0), [1.0], method="kdee")
+
+
+# ------------------------------------------------------------------------- plot
+
+
+def test_plot_writes_pngs_atomically(tmp_path):
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    out = tmp_path / "lognormal.png"
+    plot_implicit_density(torch.exp, Normal(0.0, 1.0), out, n_samples=5_000, title="exp(h)",
+                          reference=stats.lognorm(s=1).pdf, generator=gen)
+    out2 = tmp_path / "chi2.png"  # infinite density at 0 is masked, the axis stays readable
+    plot_implicit_density(lambda h: h**2, Normal(0.0, 1.0), out2, n_samples=5_000,
+                          reference=lambda t: torch.as_tensor(stats.chi2(1).pdf(t)), generator=gen)
+    out3 = tmp_path / "kde.png"
+    plot_implicit_density(torch.sin, Normal(0.0, 1.0), out3, n_samples=2_000, method="kde", generator=gen)
+    for p in (out, out2, out3):
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.size[0] > 300
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["chi2.png", "kde.png", "lognormal.png"]

@@ -1,0 +1,45 @@
+import math
+
+import pytest
+import torch
+
+from genzoo.data.toy import grid, ring
+from genzoo.errors import DataError
+from genzoo.eval.modes import mode_coverage
+
+
+def test_true_samples_score_all_modes_and_the_2d_ceiling():
+    for d in (ring(), grid()):
+        x = d.sample(20000, torch.Generator().manual_seed(0))
+        r = mode_coverage(x, d.centres, d.std)
+        assert r["modes"] == r["n_modes"] == len(d.centres)
+        assert r["high_quality"] == pytest.approx(1 - math.exp(-4.5), abs=0.005)  # chi(2) mass within 3 std
+        assert r["reverse_kl"] < 0.01
+
+
+def test_collapse_to_one_mode_gives_log_k():
+    d = ring()
+    x = d.centres[3].float() + 0.005 * torch.randn(1000, 2)
+    r = mode_coverage(x, d.centres, d.std)
+    assert (r["modes"], r["high_quality"]) == (1, 1.0)
+    assert r["reverse_kl"] == pytest.approx(math.log(8))
+    assert r["counts"][3] == 1000
+
+
+def test_hand_counted_histogram():
+    c = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = torch.tensor([[0.1, 0.0], [0.0, 0.2], [10.0, 0.25], [5.0, 5.0], [float("nan"), 0.0]])
+    r = mode_coverage(x, c, std=0.1)  # radius 0.3: the first three are high quality
+    assert r["counts"] == [2, 1, 0] and r["modes"] == 2 and r["high_quality"] == pytest.approx(3 / 5)
+    p = torch.tensor([2 / 3, 1 / 3])
+    assert r["reverse_kl"] == pytest.approx(float((p * (p * 3).log()).sum()))
+
+
+def test_nothing_near_any_mode_and_bad_input():
+    d = ring()
+    r = mode_coverage(torch.full((10, 2), 5.0), d.centres, d.std)
+    assert r["modes"] == 0 and r["high_quality"] == 0 and r["reverse_kl"] == math.inf
+    with pytest.raises(DataError, match="dimensions"):
+        mode_coverage(torch.zeros(3, 3), d.centres, d.std)
+    with pytest.raises(DataError, match="at least one"):
+        mode_coverage(torch.zeros(0, 2), d.centres, d.std)
