@@ -24,7 +24,7 @@ RECIPES = {
     "WGAN-GP": ("wgan", {"penalty": "gp"}),
     "genzoo best: PacGAN4 + rejection sampling": ("gan", {"pack": 4, "rejection": True, "rejection_sharpness": 5.0}),
 }
-STEPS, BATCH, N_SAMPLES, SEEDS = 8000, 256, 2500, 5
+STEPS, BATCH, N_SAMPLES, SEEDS = 5000, 256, 2500, 5
 
 PUBLISHED = [  # (model, ring modes, ring HQ %, ring KL, grid modes, grid HQ %, grid KL)
     ("VEEGAN (Srivastava et al. 2017)", "8.0", "52.9", "", "24.6", "40.0", ""),

@@ -41,10 +41,10 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float, threshold: float
     high-quality share, the reverse KL of the mode histogram to the uniform one, and the number of
     high-quality samples per mode.
     """
+    if samples.shape[0] == 0:
+        raise DataError("mode coverage needs at least one sample")
     x = samples.detach().double().cpu().reshape(samples.shape[0], -1)  # (N, D)
     c = torch.as_tensor(centres).detach().double().cpu()                 # (K, D)
-    if x.shape[0] == 0:
-        raise DataError("mode coverage needs at least one sample")
     if x.shape[1] != c.shape[1]:
         raise DataError(f"samples have {x.shape[1]} dimensions but the mode centres {c.shape[1]}")
     finite = torch.isfinite(x).all(1)                                    # NaN samples are never high quality

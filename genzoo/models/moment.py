@@ -7,21 +7,37 @@ statistically indistinguishable, with no discriminator and no encoder:
   discrepancy with a sum of Gaussian kernels, which compares *all* moments of the two
   distributions at once (the kernel is characteristic, so MMD = 0 iff the distributions agree);
 * ``statistic="moments"``: match only the mean and the covariance. Any distribution with the
-  data's first two moments is a minimiser, so on a ring of 8 Gaussians the generator is free to
-  settle on one blob with mean 0 and covariance 0.5 I -- the failure of plain statistic matching.
+  data's first two moments is a minimiser: on the ring of 8 Gaussians a single blob N(0, I/2)
+  scores as well as the ring itself -- the failure of plain statistic matching.
 
-The MMD estimator (:func:`mmd2`) is the biased V-statistic of Gretton et al. 2012 (eq. 5), the
-one Li et al. 2015 write as their eq. 2: all pairs, diagonals included, so MMD^2 >= 0 and its
-square root is defined. Following Li et al. (Section 3) the model trains on ``sqrt(MMD^2)``, which
-keeps gradients from vanishing as MMD^2 -> 0. ``mmd2(..., unbiased=True)`` gives the U-statistic
-(Gretton et al. 2012, eq. 3), unbiased but possibly negative.
+The MMD estimator (:func:`mmd2`) is the biased V-statistic MMD_b^2 of Gretton et al. 2012
+(eq. 5), the all-pairs form Li et al. 2015 write in their eqs. 1-2: diagonals included, so
+MMD_b^2 >= 0 and its square root is defined. Following Li et al.'s practical considerations
+(Section 3) the model trains on ``sqrt(MMD_b^2)``, whose gradient does not shrink with MMD^2 as the
+fit gets good, and uses a *sum* of Gaussian kernels of several bandwidths, so that no single
+length scale has to be right. ``mmd2(..., unbiased=True)`` gives the U-statistic MMD_u^2
+(Gretton et al. 2012, Lemma 6, eq. 3): unbiased, but it can be negative. Dziugaite et al. 2015
+train the same kind of generator on the MMD (their "MMD nets") and analyse the estimator.
 
-Kernel bandwidths: ``bandwidths=()`` (the default) sets them in :meth:`GMMN.setup` from the data,
-``sigma_s = f_s * median pairwise distance`` with ``f_s = 2^-6 .. 2^2`` in octaves (the median
-heuristic of Gretton et al. 2012, Section 8, widened to a multi-scale family as Li et al. use). The
-smallest kernels resolve local structure (on the unit ring, sigma ~ 0.02, the scale of its modes)
-and the largest ones see the global layout. They are stored in a buffer, so they travel with the
-weights through ``save``/``load`` and checkpoints.
+Kernel bandwidths: ``bandwidths=()`` (the default) sets them in :meth:`GMMN.setup` from the data:
+``sigma_s = f_s * m`` with ``m`` the median pairwise distance of 1,000 training examples (the
+median heuristic of Gretton et al. 2012, widened to a multi-scale family) and
+``f_s = 1/64, 1/16, 1/4, 1, 4``. The data's own scale fixes the range, so one default serves the
+unit ring (m = 1.41: sigma = 0.022 .. 5.7, the smallest at the scale of its modes, std 0.01 at
+radius 1, the largest seeing the whole ring) and images (8x8 digits: m = 3.1, sigma = 0.05 .. 12;
+MNIST: m = 10.3, sigma = 0.16 .. 41). Spacing by factors of 4 costs half as much as factors of 2
+and measured the same on the ring. The bandwidths live in a buffer, so they travel with the
+weights through ``save``/``load`` and checkpoints; given explicitly they are used as they are.
+
+Measured on the ring (the defaults: 6,000 steps of 128, 10-12 s of ``fit`` on one CPU thread;
+2,500 samples scored by :func:`genzoo.eval.modes.mode_coverage`, seeds 0-2): "mmd" captures 8/8
+modes, high-quality share 0.65-0.76; "moments" gets the mean (within 0.06) and covariance (within
+0.04 of I/2) but not the modes: high-quality share 0.007-0.014, one smear over the annulus
+0.5 < |x| < 1.4 with no mode structure (its "modes captured", 6-8, counts a handful of stray
+samples). It is an annulus rather than a Gaussian blob because the loss on batches also pays the
+batch covariance's own variance, which is smaller for light tails: with batches of 128 its
+expectation is 0.024 against the ring itself or a uniform circle, 0.032 against N(0, I/2) -- and
+nothing in it prefers the ring's 8 modes to the circle.
 
 References:
     Y. Li, K. Swersky, R. Zemel, "Generative Moment Matching Networks", ICML 2015.
@@ -45,7 +61,7 @@ True
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import Literal, Sequence, get_args
 
 import torch
 from torch import Tensor, nn
@@ -59,8 +75,8 @@ from ..registry import register
 Activation = Literal["relu", "tanh", "leaky_relu", "elu", "softplus", "gelu"]
 assert set(get_args(Activation)) == set(ACTIVATIONS), "keep Activation in step with genzoo.nn.ACTIVATIONS"
 
-#: ``bandwidths=()``: sigma_s = factor * (median pairwise distance of the data), factors 2^-6 .. 2^2
-BANDWIDTH_FACTORS = tuple(2.0**k for k in range(-6, 3))
+#: ``bandwidths=()``: sigma_s = factor * (median pairwise distance of the data), factors 4^-3 .. 4
+BANDWIDTH_FACTORS = (1 / 64, 1 / 16, 1 / 4, 1.0, 4.0)
 #: examples used for the median pairwise distance in ``setup`` (1,000 give ~500k pairs)
 MEDIAN_SUBSAMPLE = 1000
 
@@ -74,14 +90,15 @@ def sq_distances(a: Tensor, b: Tensor | None = None) -> Tensor:
     """
     same = b is None
     b = a if same else b
-    d2 = (a.pow(2).sum(1, keepdim=True) + b.pow(2).sum(1)[None, :] - 2 * a @ b.T).clamp_min(0)  # (N, M)
+    d2 = torch.addmm(a.pow(2).sum(1, keepdim=True), a, b.T, alpha=-2)  # |a_i|^2 - 2 a_i.b_j  (N, M)
+    d2 = d2.add_(b.pow(2).sum(1)).clamp_min_(0)                        # + |b_j|^2, >= 0     (N, M)
     if same:
-        d2 = d2.masked_fill(torch.eye(len(a), dtype=torch.bool, device=a.device), 0.0)  # (N, N)
+        d2.fill_diagonal_(0)                                            # (N, N)
     return d2
 
 
-def gaussian_kernel(d2: Tensor, bandwidths: Tensor) -> Tensor:
-    """Sum of Gaussian kernels k = sum_s exp(-d^2 / (2 sigma_s^2)) (Li et al. 2015, Section 3.2),
+def gaussian_kernel(d2: Tensor, bandwidths: Tensor | Sequence[float]) -> Tensor:
+    """Sum of Gaussian kernels k = sum_s exp(-d^2 / (2 sigma_s^2)) (Li et al. 2015, Section 3),
     from squared distances ``d2`` (...) and bandwidths sigma_s (S,): shape (...).
 
     The exponent is floored at -80 (exp(-80) = 2e-35, an error far below float32 resolution of the
@@ -89,19 +106,29 @@ def gaussian_kernel(d2: Tensor, bandwidths: Tensor) -> Tensor:
     subnormal numbers and runs ~15x slower on x86 CPUs.
     """
     k = torch.zeros_like(d2)
-    for sigma in bandwidths.tolist():  # one (...) exp per kernel: faster than an (..., S) tensor
-        k = k + torch.exp((d2 * (-0.5 / sigma**2)).clamp_min(-80.0))  # (...)
+    if d2.requires_grad and torch.is_grad_enabled():
+        for sigma in _floats(bandwidths):  # one (...) exp per kernel: faster than an (..., S) tensor
+            k = k + torch.exp((d2 * (-0.5 / sigma**2)).clamp_min(-80.0))  # (...)
+        return k
+    e = torch.empty_like(d2)  # no graph to keep (a data batch, validation): in place, one buffer
+    for sigma in _floats(bandwidths):
+        k += torch.mul(d2, -0.5 / sigma**2, out=e).clamp_min_(-80.0).exp_()  # (...)
     return k
 
 
-def mmd2(x: Tensor, y: Tensor, bandwidths: Tensor, unbiased: bool = False) -> Tensor:
+def _floats(bandwidths: Tensor | Sequence[float]) -> list[float]:
+    return bandwidths.tolist() if isinstance(bandwidths, Tensor) else [float(b) for b in bandwidths]
+
+
+def mmd2(x: Tensor, y: Tensor, bandwidths: Tensor | Sequence[float], unbiased: bool = False) -> Tensor:
     """Squared maximum mean discrepancy between samples ``x`` (N, ...) and ``y`` (M, ...), a scalar.
 
-    Biased (V-statistic; Gretton et al. 2012, eq. 5; Li et al. 2015, eq. 2):
+    Biased (V-statistic; Gretton et al. 2012, eq. 5; Li et al. 2015, eqs. 1-2):
         MMD_b^2 = 1/N^2 sum_ij k(x_i, x_j) - 2/(N M) sum_ij k(x_i, y_j) + 1/M^2 sum_ij k(y_i, y_j),
     always >= 0 (the squared RKHS distance between the two empirical mean embeddings).
-    Unbiased (U-statistic; Gretton et al. 2012, eq. 3): the within-sample sums leave out i = j and
-    divide by N(N-1) and M(M-1); its expectation is the population MMD^2, so it can be < 0.
+    Unbiased (U-statistic; Gretton et al. 2012, Lemma 6, eq. 3): the within-sample sums leave out
+    i = j and divide by N(N-1) and M(M-1); its expectation is the population MMD^2, so it can be < 0.
+    ``bandwidths`` are the sigma_s of :func:`gaussian_kernel`.
 
     >>> x, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0]])
     >>> round(float(mmd2(x, y, torch.tensor([1.0]))), 4)   # (2 + 2e^-1/2)/4 - 2(1 + e^-1/2)/2 + 1
@@ -110,13 +137,14 @@ def mmd2(x: Tensor, y: Tensor, bandwidths: Tensor, unbiased: bool = False) -> Te
     n, m = x.shape[0], y.shape[0]
     if unbiased and (n < 2 or m < 2):
         raise ValueError("the unbiased MMD needs at least 2 examples in each sample")
+    sigmas = _floats(bandwidths)                              # once: no device sync per block
     x, y = x.reshape(n, -1), y.reshape(m, -1).to(x.dtype)    # (N, D), (M, D)
     # three blocks, so that k(x, x') of a data batch is computed once and stays out of the graph
-    kxx = gaussian_kernel(sq_distances(x), bandwidths)       # (N, N)
-    kyy = gaussian_kernel(sq_distances(y), bandwidths)       # (M, M)
-    kxy = gaussian_kernel(sq_distances(x, y), bandwidths)    # (N, M)
+    kxx = gaussian_kernel(sq_distances(x), sigmas)           # (N, N)
+    kyy = gaussian_kernel(sq_distances(y), sigmas)           # (M, M)
+    kxy = gaussian_kernel(sq_distances(x, y), sigmas)        # (N, M)
     if unbiased:
-        s = bandwidths.numel()  # k(a, a) = S on the diagonal
+        s = len(sigmas)  # k(a, a) = S exactly on the diagonal (its distances are exactly 0)
         return ((kxx.sum() - s * n) / (n * (n - 1)) + (kyy.sum() - s * m) / (m * (m - 1))
                 - 2 * kxy.mean())
     return kxx.mean() + kyy.mean() - 2 * kxy.mean()
@@ -148,18 +176,19 @@ class GMMN(GenerativeModel):
         data_shape: shape of one example. Images (C, H, W) get a sigmoid output, so samples lie in
             [0, 1] as the data do (Li et al. 2015 use a sigmoid output layer on MNIST); vectors an
             unbounded linear one.
-        latent_dim: size of z. The prior is N(0, I) (Li et al. draw uniform noise; the Gaussian is
-            the genzoo convention shared with the VAE decoder and GANs).
+        latent_dim: size of z; 2 suits the 2-D toy sets (on the ring it reached 8 modes sooner than
+            8 did, same final quality); images want more (say 10-50). The prior is N(0, I): Li et
+            al. draw uniform noise, the Gaussian is the genzoo convention (the VAE decoder, GANs).
         hidden: hidden sizes of the generator MLP latent -> hidden -> prod(data_shape).
         activation: nonlinearity between layers (a name in ``genzoo.nn.ACTIVATIONS``).
         statistic: "mmd" (the GMMN: sqrt of the biased MMD^2 with a sum of Gaussian kernels) or
             "moments" (|mean gap|^2 + |covariance gap|_F^2).
         bandwidths: kernel sigmas in data units; ``()`` sets them in ``setup`` from the data as
-            ``BANDWIDTH_FACTORS`` (2^-6 .. 2^2) times the median pairwise distance.
+            ``BANDWIDTH_FACTORS`` (1/64 .. 4) times the median pairwise distance (see above).
         lr: Adam learning rate.
     """
 
-    def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 8, hidden: tuple[int, ...] = (128, 128),
+    def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, hidden: tuple[int, ...] = (128, 128),
                  activation: Activation = "relu", statistic: Literal["mmd", "moments"] = "mmd",
                  bandwidths: tuple[float, ...] = (), lr: float = 1e-3) -> None:
         super().__init__()
@@ -194,8 +223,8 @@ class GMMN(GenerativeModel):
 
     @classmethod
     def defaults(cls, config: dict) -> dict:
-        """The ring of 8 Gaussians: ~20 s on one CPU core, all 8 modes."""
-        return {"data": {"name": "ring"}, "train": {"steps": 2000, "batch_size": 256}}
+        """The ring of 8 Gaussians: 6,000 steps of 128, ~15 s on one CPU thread, all 8 modes."""
+        return {"data": {"name": "ring"}, "train": {"steps": 6000, "batch_size": 128, "log_every": 50}}
 
     def extra_repr(self) -> str:
         return f"statistic={self.statistic!r}, bandwidths={[round(b, 4) for b in self.bandwidths.tolist()]}"
@@ -253,11 +282,13 @@ class GMMN(GenerativeModel):
         if self.statistic == "moments":
             mean_gap, cov_gap = moment_gaps(x, g)
             return {"loss": mean_gap + cov_gap, "mean_gap": mean_gap.detach(), "cov_gap": cov_gap.detach()}
-        if not bool(self.bandwidths.any()):  # neither given nor set by setup(): from this batch
+        sigmas = self.bandwidths.tolist()
+        if not any(sigmas):  # neither given nor set by setup() (a bare model): from this batch
             self.set_bandwidths(x)
-        d2 = mmd2(x, g, self.bandwidths)  # biased, >= 0: Li et al. 2015 eq. 2
+            sigmas = self.bandwidths.tolist()
+        d2 = mmd2(x, g, sigmas)  # biased V-statistic, >= 0: Gretton et al. 2012 eq. 5, Li et al. 2015 eqs. 1-2
         # Li et al. 2015, Section 3: minimise sqrt(MMD^2), whose gradient does not vanish as MMD -> 0
         return {"loss": d2.clamp_min(1e-12).sqrt(), "mmd2": d2.detach()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [torch.optim.Adam(self.parameters(), lr=self.lr)]
+        return [torch.optim.Adam(self.parameters(), lr=self.lr, fused=True)]

@@ -1,0 +1,192 @@
+import math
+
+import pytest
+import torch
+
+import genzoo
+from genzoo.data import load_dataset
+from genzoo.data.toy import ring
+from genzoo.errors import ConfigError, DataError
+from genzoo.eval.modes import mode_coverage
+from genzoo.models.moment import BANDWIDTH_FACTORS, GMMN, gaussian_kernel, mmd2, moment_gaps, sq_distances
+
+# The ring test recipe: shorter than the CLI default (6,000 steps), which it shares everything else with.
+RING_STEPS, RING_BATCH = 1500, 128
+
+
+# -- the estimators ---------------------------------------------------------------------------------
+def test_sq_distances_and_kernel():
+    a, b = torch.randn(5, 3), torch.randn(4, 3)
+    torch.testing.assert_close(sq_distances(a, b), torch.cdist(a, b) ** 2, rtol=1e-5, atol=1e-5)
+    within = sq_distances(a + 100.0)  # large norms: the matmul form cancels badly, the diagonal must not
+    assert torch.equal(within.diagonal(), torch.zeros(5)) and (within >= 0).all()
+    d2 = torch.tensor([0.0, 1.0, 4.0])
+    torch.testing.assert_close(gaussian_kernel(d2, torch.tensor([1.0, 2.0])),
+                               torch.exp(-d2 / 2) + torch.exp(-d2 / 8))
+    assert gaussian_kernel(torch.tensor([1e6]), [0.01]).item() < 1e-30  # floored exponent, still ~0
+
+
+def test_mmd_against_hand_computed_values():
+    """x = {0, 1}, y = {0, 2}, one kernel of sigma 1: a = k(0,1) = k(1,2) = e^-1/2, c = k(0,2) = e^-2.
+
+    biased:   (2 + 2a)/4 + (2 + 2c)/4 - 2 (1 + c + 2a)/4 = (1 - a)/2
+    unbiased: 2a/2 + 2c/2 - 2 (1 + c + 2a)/4            = (c - 1)/2  (< 0: the U-statistic can be)
+    """
+    x, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0], [2.0]])
+    a, c = math.exp(-0.5), math.exp(-2.0)
+    assert mmd2(x, y, [1.0]).item() == pytest.approx((1 - a) / 2, rel=1e-6)
+    assert mmd2(x, y, [1.0], unbiased=True).item() == pytest.approx((c - 1) / 2, rel=1e-6)
+    # a sum of kernels gives the sum of the MMDs; symmetric in its two samples; shapes are flattened
+    both = mmd2(x, y, torch.tensor([1.0, 2.0]))
+    assert both.item() == pytest.approx((mmd2(x, y, [1.0]) + mmd2(x, y, [2.0])).item(), rel=1e-6)
+    assert mmd2(y, x, [1.0, 2.0]).item() == pytest.approx(both.item(), rel=1e-6)
+    assert mmd2(x.reshape(2, 1, 1, 1), y.reshape(2, 1, 1, 1), [1.0, 2.0]).item() == pytest.approx(both.item(), rel=1e-6)
+
+
+def test_mmd_near_zero_for_one_distribution_and_positive_for_two():
+    g = torch.Generator().manual_seed(0)
+    bw, shift = [0.5, 1.0, 2.0], torch.tensor([1.0, 0.0])
+    draw = lambda: torch.randn(200, 2, generator=g)  # noqa: E731
+    same_u = torch.stack([mmd2(draw(), draw(), bw, unbiased=True) for _ in range(40)])
+    same_b = torch.stack([mmd2(draw(), draw(), bw) for _ in range(40)])
+    diff_u = torch.stack([mmd2(draw(), draw() + shift, bw, unbiased=True) for _ in range(40)])
+    # unbiased: mean 0 within 4 standard errors, and some draws below 0
+    assert abs(same_u.mean()) < 4 * same_u.std() / math.sqrt(40) and (same_u < 0).any()
+    # biased: always >= 0, small (its bias is O(1/n)), above the unbiased value
+    assert (same_b >= 0).all() and same_b.mean() < 0.05 and (same_b.mean() > same_u.mean())
+    # a shift of one standard deviation: every draw well above every same-distribution draw
+    assert same_b.max() < 0.04 and same_u.abs().max() < 0.04 and diff_u.min() > 0.1
+
+
+def test_moment_gaps_against_torch_cov():
+    x, y = torch.randn(50, 3), torch.randn(40, 3) * 2 + 1
+    mean_gap, cov_gap = moment_gaps(x, y)
+    assert mean_gap.item() == pytest.approx((x.mean(0) - y.mean(0)).pow(2).sum().item(), rel=1e-5)
+    assert cov_gap.item() == pytest.approx((torch.cov(x.T) - torch.cov(y.T)).pow(2).sum().item(), rel=1e-5)
+    assert [t.item() for t in moment_gaps(x, x)] == [0.0, 0.0]
+
+
+# -- the model --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("statistic", ["mmd", "moments"])
+@pytest.mark.parametrize("shape", [(2,), (1, 8, 8)])
+def test_shapes_protocol_and_gradients(statistic, shape):
+    m = genzoo.build("gmmn", data_shape=shape, latent_dim=3, hidden=(16, 16), statistic=statistic)
+    assert isinstance(m, genzoo.Generator) and not isinstance(m, genzoo.Density)
+    assert m.prior.event_shape == (3,) and m.prior.sample((4,)).shape == (4, 3)
+    g = torch.Generator()
+    s = m.sample(7, generator=g.manual_seed(1))
+    assert s.shape == (7, *shape) and s.dtype == torch.float32
+    assert torch.equal(s, m.sample(7, generator=g.manual_seed(1)))       # the noise is the generator's
+    assert not torch.equal(s, m.sample(7, generator=g.manual_seed(2)))
+    assert m.generate(torch.randn(2, 5, 3)).shape == (2, 5, *shape)      # any batch dimensions
+    if len(shape) == 3:
+        assert (s >= 0).all() and (s <= 1).all()                          # sigmoid output for images
+    x = torch.rand(6, *shape)
+    terms = m.loss(x)
+    assert set(terms) == ({"loss", "mmd2"} if statistic == "mmd" else {"loss", "mean_gap", "cov_gap"})
+    terms["loss"].backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_bandwidths_from_the_data():
+    x = torch.randn(3000, 2) * 5
+    m = genzoo.build("gmmn", data_shape=(2,))
+    assert not m.bandwidths.any()                                          # unset until setup
+    m.setup(x, torch.Generator().manual_seed(0))
+    med = torch.pdist(x[:1000].double()).median().item()                   # ~ 5 * 1.67 for N(0, 25 I)
+    ratios = (m.bandwidths / med).tolist()
+    assert ratios == pytest.approx(list(BANDWIDTH_FACTORS), rel=0.05)
+    # explicit bandwidths are kept; a model that never saw setup() takes them from its first batch
+    fixed = genzoo.build("gmmn", data_shape=(2,), bandwidths=(0.3, 3.0))
+    fixed.setup(x, torch.Generator().manual_seed(0))
+    assert fixed.bandwidths.tolist() == pytest.approx([0.3, 3.0])
+    bare = genzoo.build("gmmn", data_shape=(2,))
+    bare.loss(x[:200])
+    ratios = (bare.bandwidths / torch.pdist(x[:200]).median()).tolist()
+    assert ratios == pytest.approx(list(BANDWIDTH_FACTORS), rel=1e-4)
+
+
+def test_setup_starts_at_the_data_mean_and_checks_image_range():
+    m = genzoo.build("gmmn", data_shape=(1, 4, 4), hidden=(8,))
+    x = torch.rand(100, 1, 4, 4) * 0.5
+    m.setup(x, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(torch.sigmoid(m.net[0][-1].bias), x.mean(0).reshape(-1), rtol=1e-4, atol=1e-4)
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        m.setup(x * 4 - 1, torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("kw", [{"bandwidths": (1.0, -1.0)}, {"bandwidths": (float("nan"),)}, {"latent_dim": 0},
+                                {"statistic": "kurtosis"}, {"activation": "swish"}, {"lr": 0.0}, {"hidden": (0,)}])
+def test_bad_options(kw):
+    with pytest.raises(ConfigError):
+        genzoo.build("gmmn", data_shape=(2,), **kw)
+
+
+def test_defaults_train_on_the_ring():
+    d = GMMN.defaults({})
+    assert d["data"] == {"name": "ring"} and d["train"]["steps"] * d["train"]["batch_size"] > 0
+    assert "bandwidths" in genzoo.registry.options("gmmn") and "gmmn" in genzoo.list_models()
+
+
+def test_save_load_round_trip(tmp_path):
+    m = genzoo.build("gmmn", data_shape=(2,), hidden=(16,))
+    m.setup(torch.randn(500, 2), torch.Generator().manual_seed(0))
+    genzoo.save(m, tmp_path)
+    m2 = genzoo.load(tmp_path)
+    assert m2.config == m.config and torch.equal(m2.bandwidths, m.bandwidths)   # data-set bandwidths travel
+    for (k, a), (k2, b) in zip(m.state_dict().items(), m2.state_dict().items()):
+        assert k == k2 and torch.equal(a, b)
+    g = torch.Generator()
+    assert torch.equal(m.eval().sample(64, generator=g.manual_seed(3)), m2.sample(64, generator=g.manual_seed(3)))
+    x = torch.randn(32, 2)
+    torch.manual_seed(5)
+    a = m.loss(x)["loss"]
+    torch.manual_seed(5)
+    assert torch.equal(a, m2.loss(x)["loss"])
+
+
+# -- training on the ring of 8 Gaussians ------------------------------------------------------------
+def _train_on_ring(statistic: str, seed: int):
+    data = load_dataset("ring", n=10_000)
+    torch.manual_seed(seed)
+    m = genzoo.build("gmmn", data_shape=data.shape, statistic=statistic)
+    genzoo.fit(m, data, steps=RING_STEPS, batch_size=RING_BATCH, seed=seed, progress=False)
+    x = m.eval().sample(2500, generator=torch.Generator().manual_seed(100 + seed))  # (2500, 2)
+    d = ring()
+    return x, mode_coverage(x, d.centres, d.std)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mmd_covers_all_eight_modes(seed):
+    x, r = _train_on_ring("mmd", seed)
+    assert r["modes"] == 8, r
+    assert r["high_quality"] > 0.08, r           # measured 0.16-0.34 over seeds 0-4 at this length
+    assert (x.norm(dim=1) < 0.5).float().mean() < 0.03   # little in the empty middle (measured 0.004-0.016)
+
+
+def test_mean_and_covariance_cannot_tell_the_ring_from_a_blob():
+    """N(0, I/2) and the uniform unit circle have the ring's mean and covariance: their moment gaps
+    are at sampling-noise level (as between two samples of the ring itself), while the MMD
+    separates them from the ring clearly."""
+    g = torch.Generator().manual_seed(0)
+    d = ring()
+    x, x2 = d.sample(2000, g), d.sample(2000, g)                    # (2000, 2) each
+    blob = torch.randn(2000, 2, generator=g) * math.sqrt(0.5)       # one Gaussian blob
+    angle = 2 * math.pi * torch.rand(2000, generator=g)
+    circle = torch.stack([angle.cos(), angle.sin()], 1)             # (2000, 2): no modes
+    bw = [0.02, 0.1, 0.5, 2.0]
+    assert sum(moment_gaps(x, x2)) < 0.01 and abs(mmd2(x, x2, bw, unbiased=True)) < 0.005
+    for other in (blob, circle):
+        assert sum(moment_gaps(x, other)) < 0.01
+        assert mmd2(x, other, bw, unbiased=True) > 0.1
+
+
+def test_moments_matches_two_moments_and_misses_the_modes():
+    """Trained on the ring, "moments" gets its mean and covariance right, yet puts almost no
+    sample near a mode: one smear (over the annulus 0.5 < |x| < 1.4) instead of 8 Gaussians."""
+    x, r = _train_on_ring("moments", 0)
+    assert x.mean(0).abs().max() < 0.15                                        # the ring's mean, 0
+    assert (torch.cov(x.T) - 0.5 * torch.eye(2)).abs().max() < 0.15            # and covariance, I/2
+    assert r["high_quality"] < 0.05, r                                          # measured 0.004-0.02
+    assert x.norm(dim=1).std() > 0.1      # radii spread 10x wider than the ring's (std 0.01)
