@@ -11,12 +11,7 @@ from genzoo.errors import ConfigError
 from genzoo.models.gan import GAN, WGAN
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _sum_critic(model):

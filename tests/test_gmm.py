@@ -19,13 +19,7 @@ from genzoo.models.gmm import GaussianMixture
 sklearn_mixture = pytest.importorskip("sklearn.mixture")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: on a shared 2-core machine torch's OpenMP pool only spins (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mixture_data(n: int, dim: int, k: int, seed: int, spread: float = 4.0) -> np.ndarray:

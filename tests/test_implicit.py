@@ -22,13 +22,7 @@ from genzoo.eval.implicit import (
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: torch's OpenMP pool would only spin."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def normal64(mu: float = 0.0, sigma: float = 1.0) -> Normal:

@@ -60,6 +60,17 @@ _KDE_BLOCK = 1 << 22  # query x sample pairs per log-sum-exp block (32 MiB in fl
 
 # ----------------------------------------------------------------------------- input checks
 
+
+def _interval(value, name: str) -> tuple[float, float]:
+    """A finite pair (lo, hi) with lo < hi, or a one-line ConfigError naming ``name``."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a pair (lo, hi) of numbers, got {value!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ConfigError(f"{name} must be finite with lo < hi, got ({lo}, {hi})")
+    return lo, hi
+
 def _vector(name: str, v, *, min_len: int = 1) -> Tensor:
     """A finite 1-D float64 tensor from ``v``; DataError otherwise."""
     try:
@@ -240,12 +251,7 @@ def _grid(f, prior: Distribution, h_range, n_grid: int) -> _Grid:
     if h_range is None:
         lo, hi = _default_h_range(prior)
     else:
-        try:
-            lo, hi = (float(v) for v in h_range)
-        except (TypeError, ValueError):
-            raise ConfigError(f"h_range must be a pair (lo, hi) of numbers, got {h_range!r}") from None
-    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ConfigError(f"h_range must be finite with lo < hi, got ({lo}, {hi})")
+        lo, hi = _interval(h_range, "h_range")
     u = torch.linspace(-1.0, 1.0, n_grid, dtype=torch.float64)  # (G,)
     u = (u - u.flip(0)) / 2  # (G,) exactly antisymmetric: the centre is exactly 0 for odd n_grid
     c, w = (lo + hi) / 2, (hi - lo) / 2
@@ -415,12 +421,7 @@ def density_histogram(samples, bins: int = 100,
         if lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
     else:
-        try:
-            lo, hi = (float(v) for v in range)
-        except (TypeError, ValueError):
-            raise ConfigError(f"range must be a pair (lo, hi) of numbers, got {range!r}") from None
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ConfigError(f"range must be finite with lo < hi, got ({lo}, {hi})")
+        lo, hi = _interval(range, "range")
     edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)  # (bins+1,)
     counts = torch.histc(s, bins=bins, min=lo, max=hi)  # (bins,) values outside [lo, hi] ignored
     density = counts / (s.shape[0] * (hi - lo) / bins)  # (bins,)
