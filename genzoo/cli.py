@@ -87,6 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a tiny version to check it runs; writes nothing")
     b.add_argument("--seeds", type=int, help="seeds per configuration (default: the benchmark's)")
     b.add_argument("--steps", type=int, help="training steps per run (default: the benchmark's)")
+    b.add_argument("--minutes", type=float, help="CPU budget per training run, for the budgeted benchmarks (nice-mnist, realnvp-mnist)")
+    b.add_argument("--data-root", help="folder of the MNIST files (default: $GENZOO_DATA, else ../shared/data/mnist)")
     b.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="runs in parallel (default: CPU count, at most 4)")
     b.add_argument("--runs-dir", default="runs/bench", help="where the benchmark's runs and pictures go (default runs/bench)")
     b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")
@@ -290,7 +292,24 @@ def cmd_train(args) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     print(f"genzoo: {state.step} steps in {time.time() - t0:.1f} s; run in {run_dir}", file=sys.stderr)
+    _density_picture(model, data, run_dir)
     return 0
+
+
+def _density_picture(model, data, run_dir: Path) -> None:
+    """For a model with an exact density on 2-D data: RUN/density.png, the model density beside the true one."""
+    from .base import Density
+
+    if not isinstance(model, Density) or tuple(data.shape) != (2,):
+        return
+    from .viz.plots import save_density
+
+    truth = getattr(data, "density", None)
+    box = truth.bounds() if truth is not None else [(float(data.x[:, i].min()), float(data.x[:, i].max())) for i in range(2)]
+    bounds = [(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo)) for lo, hi in box]
+    model.eval()
+    save_density(model.log_prob, run_dir / "density.png", bounds, title=model.name, density=truth)
+    print(f"genzoo: density picture in {run_dir / 'density.png'}", file=sys.stderr)
 
 
 def read_recipe(run_dir: Path) -> dict:

@@ -27,6 +27,11 @@ from ..io import atomic_write_bytes
 BENCHES = {
     "modes": "modes",
     "fgan-gaussian": "fgan_gaussian",
+    "nice-mnist": "nice_mnist",
+    "realnvp-mnist": "realnvp_mnist",
+    "flow-speed": "flow_speed",
+    "vae-planar": "vae_planar",
+    "flows-2d": "flows_2d",
 }
 
 

@@ -4,6 +4,11 @@ q(z|x) = N(mu(x), diag sigma(x)^2), p(z) = N(0, I), p(x|z) Bernoulli (binary dat
 (continuous data). Training maximises the ELBO with S reparameterised samples per example; the
 importance-weighted bound of Burda et al. 2015 gives likelihood estimates.
 
+``posterior_flow="planar"`` makes q(z|x) richer (Rezende & Mohamed 2015, Section 4): z_0 ~ N(mu, sigma^2)
+goes through ``flow_length`` planar maps whose parameters (u, w, b) the encoder outputs for each x, and
+the ELBO counts the log-determinants, E_q0[log p(x, z_K) - log q_0(z_0) + sum_k log|det dz_k/dz_(k-1)|]
+(their eq. 15); the KL is then a Monte Carlo term.
+
 >>> import torch, genzoo
 >>> vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
 >>> x = torch.rand(5, 1, 8, 8).bernoulli()
@@ -19,12 +24,15 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Distribution, Independent, Normal
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, TransformedDistribution
+from torch.distributions import Transform as _TorchTransform
+from torch.distributions import constraints
 
 from ..base import GenerativeModel
 from ..errors import ConfigError, DataError
 from ..nn import ConvDecoder, ConvEncoder, mlp
 from ..registry import register
+from .flows.transforms import constrain_u, planar, planar_inverse
 
 
 @register("vae", "Variational auto-encoder (Kingma & Welling 2014), MLP or conv, Bernoulli or Gaussian decoder")
@@ -34,16 +42,23 @@ class VAE(GenerativeModel):
     Arguments: ``latent_dim`` (size of z), ``hidden`` (MLP hidden sizes, mirrored in the decoder),
     ``arch`` ("mlp" or "conv"), ``likelihood`` ("bernoulli" for binary data, "gaussian" for
     continuous data with a learned per-pixel scale floored at ``min_std``), ``n_samples`` (S
-    reparameterised samples per example in the training ELBO), ``lr`` (Adam).
+    reparameterised samples per example in the training ELBO), ``lr`` (Adam), ``posterior_flow``
+    ("none" or "planar") and ``flow_length`` (K planar maps, amortised: the encoder outputs them).
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 20, hidden: tuple[int, ...] = (400,),
                  arch: Literal["mlp", "conv"] = "mlp", activation: Literal["relu", "tanh", "elu", "softplus"] = "relu",
                  likelihood: Literal["bernoulli", "gaussian"] = "bernoulli", n_samples: int = 1,
-                 min_std: float = 1e-2, lr: float = 1e-3) -> None:
+                 min_std: float = 1e-2, lr: float = 1e-3, posterior_flow: Literal["none", "planar"] = "none",
+                 flow_length: int = 10) -> None:
         super().__init__()
         if latent_dim < 1 or n_samples < 1:
             raise ConfigError("latent_dim and n_samples must be >= 1")
+        if posterior_flow not in ("none", "planar"):
+            raise ConfigError(f"unknown posterior_flow '{posterior_flow}': use none or planar")
+        if posterior_flow == "planar" and flow_length < 1:
+            raise ConfigError("flow_length must be >= 1 with posterior_flow=planar")
+        self.flow_length = flow_length if posterior_flow == "planar" else 0
         self.data_shape = tuple(data_shape)
         self.latent_dim = latent_dim
         self.likelihood = likelihood
@@ -52,12 +67,13 @@ class VAE(GenerativeModel):
         self.lr = lr
         d = math.prod(self.data_shape)
         out = 1 if likelihood == "bernoulli" else 2  # Gaussian: loc and scale per dimension
+        n_enc = 2 * latent_dim + self.flow_length * (2 * latent_dim + 1)  # mu, log sigma, then (u, w, b) per map
         if arch == "mlp":
-            self.encoder = nn.Sequential(nn.Flatten(), mlp([d, *hidden, 2 * latent_dim], activation))
+            self.encoder = nn.Sequential(nn.Flatten(), mlp([d, *hidden, n_enc], activation))
             self.decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), out * d], activation),
                                          nn.Unflatten(1, (out * self.data_shape[0], *self.data_shape[1:])))
         else:
-            self.encoder = ConvEncoder(self.data_shape, 2 * latent_dim, activation=activation)
+            self.encoder = ConvEncoder(self.data_shape, n_enc, activation=activation)
             self.decoder = ConvDecoder(latent_dim, self.data_shape, activation=activation,
                                        out_channels=out * self.data_shape[0])
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
@@ -75,10 +91,27 @@ class VAE(GenerativeModel):
         zeros = self._zero.expand(self.latent_dim)
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
+    def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
+        """mu, log sigma (B, L) and, with a planar posterior, K triples (u_hat, w, b): (B, L), (B, L), (B,)."""
+        h = self.encoder(x)                                                   # (B, 2L + K(2L+1))
+        L = self.latent_dim
+        mu, log_sigma, rest = h[:, :L], h[:, L:2 * L], h[:, 2 * L:]
+        maps = []
+        for k in range(self.flow_length):
+            p = rest[:, k * (2 * L + 1):(k + 1) * (2 * L + 1)]
+            u, w, b = p[:, :L], p[:, L:2 * L], p[:, 2 * L]
+            maps.append((constrain_u(u, w), w, b))
+        return mu, log_sigma, maps
+
     def encode(self, x: Tensor) -> Distribution:
-        """q(z|x) = N(mu, sigma^2), batch shape (B,), event shape (latent_dim,)."""
-        mu, log_sigma = self.encoder(x).chunk(2, dim=-1)  # (B, L) each
-        return Independent(Normal(mu, log_sigma.exp(), validate_args=False), 1)
+        """q(z|x), batch shape (B,), event shape (latent_dim,): N(mu, sigma^2), or with a planar posterior
+        that Gaussian pushed through the K planar maps (a ``TransformedDistribution``: ``rsample`` and
+        ``log_prob`` work; its mean has no closed form, use ``encode(x).base_dist.mean`` for mu)."""
+        mu, log_sigma, maps = self._posterior(x)
+        q0 = Independent(Normal(mu, log_sigma.exp(), validate_args=False), 1)
+        if not maps:
+            return q0
+        return TransformedDistribution(q0, [_PlanarMap(*m) for m in maps], validate_args=False)
 
     def decode(self, z: Tensor) -> Distribution:
         """p(x|z), batch shape z.shape[:-1], event shape data_shape."""
@@ -103,14 +136,27 @@ class VAE(GenerativeModel):
             return -ce.sum(-1)
         return self.decode(z).log_prob(x)
 
-    def _terms(self, x: Tensor, n_samples: int) -> tuple[Tensor, Tensor]:
-        """Monte Carlo E_q[log p(x|z)] over ``n_samples`` draws and the closed-form KL, each (B,)."""
-        mu, log_sigma = self.encoder(x).chunk(2, dim=-1)                                   # (B, L)
+    def _draw(self, x: Tensor, n_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """z_K (S, B, L) from q(z|x) by reparameterisation, log q(z_K|x) (S, B), and mu, log sigma (B, L)."""
+        mu, log_sigma, maps = self._posterior(x)                                            # (B, L) each
         eps = torch.randn(n_samples, *mu.shape, dtype=mu.dtype, device=mu.device)           # (S, B, L)
         z = mu + log_sigma.exp() * eps                                                      # reparameterisation trick
+        # log N(z_0; mu, sigma^2), then log q_K(z_K) = log q_0(z_0) - sum_k log|det| (Rezende & Mohamed 2015, eq. 13)
+        log_q = (-0.5 * eps.pow(2) - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)      # (S, B)
+        for u, w, b in maps:
+            z, log_det = planar(z, u, w, b)                                                 # (S, B, L), (S, B)
+            log_q = log_q - log_det
+        return z, log_q, mu, log_sigma
+
+    def _terms(self, x: Tensor, n_samples: int) -> tuple[Tensor, Tensor]:
+        """Monte Carlo E_q[log p(x|z)] over ``n_samples`` draws and the KL term, each (B,): in closed form
+        for a Gaussian q, by Monte Carlo, log q(z_K|x) - log p(z_K), with a planar posterior."""
+        z, log_q, mu, log_sigma = self._draw(x, n_samples)
         rec = self._log_px(x, z).mean(0)                                                    # (B,)
-        # KL(N(mu, sigma^2) || N(0, I)) in closed form: Kingma & Welling 2014, Appendix B
-        kl = 0.5 * (mu.pow(2) + (2 * log_sigma).exp() - 1 - 2 * log_sigma).sum(-1)        # (B,)
+        if self.flow_length:
+            kl = (log_q - self.prior.log_prob(z)).mean(0)                                   # (B,)
+        else:  # KL(N(mu, sigma^2) || N(0, I)) in closed form: Kingma & Welling 2014, Appendix B
+            kl = 0.5 * (mu.pow(2) + (2 * log_sigma).exp() - 1 - 2 * log_sigma).sum(-1)    # (B,)
         return rec, kl
 
     def elbo(self, x: Tensor, n_samples: int | None = None) -> Tensor:
@@ -130,14 +176,13 @@ class VAE(GenerativeModel):
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x); k=1 is the ELBO, k -> inf log p(x).
         Samples are drawn in chunks of at most ``chunk_rows`` decoder rows to bound memory.
         """
-        q = self.encode(x)
         chunk = max(1, min(k, chunk_rows // max(1, x.shape[0])))
-        total = torch.full((x.shape[0],), -math.inf, dtype=q.mean.dtype, device=x.device)
+        total = torch.full((x.shape[0],), -math.inf, dtype=self._zero.dtype, device=x.device)
         done = 0
         while done < k:
             s = min(chunk, k - done)
-            z = q.sample((s,))                                                       # (s, B, L)
-            log_w = self._log_px(x, z) + self.prior.log_prob(z) - q.log_prob(z)     # (s, B)
+            z, log_q, _, _ = self._draw(x, s)                                        # (s, B, L), (s, B)
+            log_w = self._log_px(x, z) + self.prior.log_prob(z) - log_q              # (s, B)
             total = torch.logaddexp(total, torch.logsumexp(log_w, 0))
             done += s
         return total - math.log(k)
@@ -165,3 +210,30 @@ class VAE(GenerativeModel):
         if mean:
             return px.mean
         return px.sample()
+
+
+class _PlanarMap(_TorchTransform):
+    """One amortised planar map as a ``torch.distributions.Transform``, so that :meth:`VAE.encode` can return
+    the flow posterior as a ``TransformedDistribution``; the inverse is the 1-D root search of
+    :func:`~genzoo.models.flows.transforms.planar_inverse`."""
+
+    domain = constraints.independent(constraints.real, 1)
+    codomain = constraints.independent(constraints.real, 1)
+    bijective = True
+
+    def __init__(self, u: Tensor, w: Tensor, b: Tensor):
+        super().__init__(cache_size=1)
+        self.u, self.w, self.b = u, w, b
+
+    def _call(self, z: Tensor) -> Tensor:
+        return planar(z, self.u, self.w, self.b)[0]
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        shape = y.shape
+        flat = y.reshape(-1, shape[-1])
+        reps = flat.shape[0] // self.u.shape[0]
+        u, w, b = self.u.repeat(reps, 1), self.w.repeat(reps, 1), self.b.repeat(reps)
+        return planar_inverse(flat, u, w, b).reshape(shape)
+
+    def log_abs_det_jacobian(self, z: Tensor, y: Tensor) -> Tensor:
+        return planar(z, self.u, self.w, self.b)[1]

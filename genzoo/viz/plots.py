@@ -41,3 +41,30 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
     fig.savefig(buf, format="png", bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+@torch.no_grad()
+def save_density(log_prob, path: str | os.PathLike, bounds: list[tuple[float, float]], title: str = "",
+                 density=None, n: int = 200) -> None:
+    """Heat maps of a 2-D model density ``exp(log_prob(x))`` over ``bounds`` [(x0, x1), (y0, y1)], beside the
+    true density when known (same colour scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (x0, x1), (y0, y1) = bounds
+    gx, gy = torch.meshgrid(torch.linspace(x0, x1, n), torch.linspace(y0, y1, n), indexing="xy")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)                           # (n*n, 2)
+    maps = [(f"{title} model".strip(), torch.cat([log_prob(c) for c in grid.split(8192)]).exp().reshape(n, n))]
+    if density is not None:
+        maps.append(("true density", density.log_prob(grid).exp().reshape(n, n)))
+    vmax = max(float(m.max()) for _, m in maps)
+    fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4), dpi=100, squeeze=False)
+    for ax, (name, m) in zip(axes[0], maps):
+        ax.imshow(m.cpu().numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(name)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

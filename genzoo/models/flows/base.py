@@ -1,0 +1,181 @@
+"""What every flow model shares: a base distribution, a transform in the normalizing direction, and the
+exact log-likelihood ``log p(x) = log p_base(f(x)) + log|det df/dx|`` (Dinh et al. 2014, eq. 1).
+
+A flow is a :class:`~genzoo.base.Density` (``log_prob``) and a :class:`~genzoo.base.Generator`
+(``prior``, ``generate``), with ``encode`` (x to z) and ``decode`` (z to x) for the applications.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal, constraints
+
+from ...base import GenerativeModel
+from ...errors import ConfigError
+from .transforms import Transform
+
+Base = Literal["normal", "logistic"]
+
+
+class Logistic(Distribution):
+    """The logistic distribution: density ``exp(-(x - loc)/s) / (s (1 + exp(-(x - loc)/s))^2)``, evaluated
+    stably as ``-softplus(-u) - softplus(u) - log s``, ``u = (x - loc) / s``. NICE's prior (Dinh et al. 2014,
+    Section 3.4). torch's ``TransformedDistribution(Uniform, SigmoidTransform.inv)`` returns -inf where
+    float32 sigmoid rounds to 1 (|u| > 17); this does not.
+
+    >>> d = Logistic(torch.zeros(1), torch.ones(1))
+    >>> round(float(d.log_prob(torch.zeros(1))), 4) == round(-math.log(4), 4), bool(d.log_prob(torch.tensor([50.0])).isfinite())
+    (True, True)
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+    support = constraints.real
+    has_rsample = True
+
+    def __init__(self, loc: Tensor, scale: Tensor, validate_args: bool | None = False):
+        self.loc, self.scale = torch.broadcast_tensors(torch.as_tensor(loc), torch.as_tensor(scale))
+        super().__init__(self.loc.shape, validate_args=validate_args)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> Tensor:
+        return self.scale.pow(2) * math.pi ** 2 / 3
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        u = (value - self.loc) / self.scale
+        return -F.softplus(-u) - F.softplus(u) - self.scale.log()
+
+    def cdf(self, value: Tensor) -> Tensor:
+        return torch.sigmoid((value - self.loc) / self.scale)
+
+    def icdf(self, value: Tensor) -> Tensor:
+        return self.loc + self.scale * (torch.log(value) - torch.log1p(-value))
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        shape = self._extended_shape(sample_shape)
+        u = torch.rand(shape, dtype=self.loc.dtype, device=self.loc.device).clamp_(1e-7, 1 - 1e-7)
+        return self.icdf(u)
+
+
+class Flow(GenerativeModel):
+    """Base class of the flow models: subclasses set ``self.transform`` (data to latent) in ``__init__``
+    after calling ``super().__init__(...)``.
+
+    ``log_prob(x)`` (B,) is exact, in nats, on the space the data are given in; ``encode(x)`` returns
+    z (B, D), ``decode(z)`` x (B, *data_shape); ``sample`` draws z from the base and decodes it.
+    """
+
+    transform: Transform
+
+    def __init__(self, data_shape: tuple[int, ...], base: Base, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, max_grad_norm: float = 0.0):
+        super().__init__()
+        if base not in ("normal", "logistic"):
+            raise ConfigError(f"unknown base distribution '{base}': use normal or logistic")
+        if lr <= 0 or weight_decay < 0 or max_grad_norm < 0:
+            raise ConfigError("lr must be > 0, weight_decay and max_grad_norm >= 0")
+        self.data_shape = tuple(data_shape)
+        self.latent_dim = math.prod(self.data_shape)
+        self.base_name = base
+        self.lr, self.betas, self.eps, self.weight_decay = lr, tuple(betas), eps, weight_decay
+        self.max_grad_norm = max_grad_norm
+        self.register_buffer("_zero", torch.zeros(()), persistent=False)
+
+    @classmethod
+    def defaults(cls, config: dict) -> dict:
+        """Digits dequantized to [0, 1) (a density there bounds the discrete likelihood); 3,000 steps of 128."""
+        return {"data": {"name": "digits", "dequantize": True}, "train": {"steps": 3000, "batch_size": 128}}
+
+    # -- distributions -------------------------------------------------------------------------
+    @property
+    def prior(self) -> Distribution:
+        """The base distribution over z (D,): standard normal or standard logistic, independent dimensions."""
+        zeros = self._zero.expand(self.latent_dim)
+        ones = torch.ones_like(zeros)
+        if self.base_name == "logistic":
+            return Independent(Logistic(zeros, ones), 1)
+        return Independent(Normal(zeros, ones, validate_args=False), 1)
+
+    def _draw_base(self, n: int, generator: torch.Generator | None) -> Tensor:
+        shape = (n, self.latent_dim)
+        if self.base_name == "logistic":
+            u = torch.rand(shape, generator=generator, device=self._zero.device).clamp_(1e-7, 1 - 1e-7)
+            return torch.log(u) - torch.log1p(-u)                                 # (n, D) inverse cdf
+        return torch.randn(shape, generator=generator, device=self._zero.device)  # (n, D)
+
+    def _check(self, x: Tensor) -> None:
+        if tuple(x.shape[1:]) != self.data_shape:
+            raise ConfigError(f"{self.name}: expected examples of shape {self.data_shape}, got {tuple(x.shape[1:])}")
+
+    # -- the two directions -----------------------------------------------------------------------
+    def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """z = f(x) flattened (B, D), and log|det df/dx| (B,)."""
+        self._check(x)
+        z, ld = self.transform(x)
+        return z.reshape(x.shape[0], -1), ld
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact log-density (B,) in nats: log p_base(f(x)) + log|det df/dx|."""
+        z, ld = self.forward_and_log_det(x)
+        return self.prior.log_prob(z) + ld
+
+    def encode(self, x: Tensor) -> Tensor:
+        """x (B, *data_shape) -> z (B, D)."""
+        return self.forward_and_log_det(x)[0]
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z (B, D) -> x (B, *data_shape), the exact inverse of :meth:`encode`."""
+        return self.transform.inverse(self._latent_shape(z))[0].reshape(z.shape[0], *self.data_shape)
+
+    def generate(self, z: Tensor) -> Tensor:
+        return self.decode(z)
+
+    def _latent_shape(self, z: Tensor) -> Tensor:
+        """z as the transform's output shape; flat by default (multi-scale flows override)."""
+        return z.reshape(z.shape[0], *self.data_shape)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws (n, *data_shape): z from the base, decoded."""
+        was = self.training
+        self.eval()
+        x = self.decode(self._draw_base(n, generator))
+        self.train(was)
+        return x
+
+    # -- training ---------------------------------------------------------------------------------
+    def loss(self, x: Tensor) -> dict[str, Tensor]:
+        """Mean negative log-likelihood in nats per example."""
+        nll = -self.log_prob(x)                                                   # (B,)
+        return {"loss": nll.mean(), "nll": nll.mean().detach()}
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas, eps=self.eps,
+                                 weight_decay=self.weight_decay)]
+
+    def training_step(self, batch, optimizers):
+        (opt,) = optimizers
+        terms = self.loss(batch.x)
+        opt.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
+        opt.step()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    @torch.no_grad()
+    def setup(self, x: Tensor, generator: torch.Generator) -> None:
+        """Data-dependent initialisation: one forward pass over up to 512 examples sets activation norms."""
+        idx = torch.randperm(x.shape[0], generator=generator)[:512]
+        was = self.training
+        self.train()
+        self.transform(x[idx.to(x.device)])
+        self.train(was)

@@ -1,0 +1,159 @@
+"""RealNVP: real-valued non-volume preserving flows (Dinh, Sohl-Dickstein & Bengio 2016).
+
+Affine coupling layers ``y_B = x_B * exp(s(x_A)) + t(x_A)`` (Section 3.3) with activation or batch
+normalisation between them (Section 3.7). Two architectures, chosen by the data:
+
+* **vectors** (D,): ``n_couplings`` couplings with MLP nets over alternating halves, a fixed random
+  permutation between couplings so every dimension is conditioned on many others;
+* **images** (C, H, W): the multi-scale architecture (Section 3.6). Each of ``n_scales`` scales is
+  3 checkerboard couplings, a squeeze (C, H, W) -> (4C, H/2, W/2), 3 channel-wise couplings, then half
+  the channels are factored out to the base; a last block of 4 checkerboard couplings takes the rest.
+  The s and t nets are small residual convolutional networks.
+
+``preprocess="logit"`` (the default on images) maps [0, 1] data through ``logit(alpha + (1 - 2 alpha) x)``
+first and counts its Jacobian, so ``log_prob`` stays a density on [0, 1]^D (Section 4.1).
+
+>>> import torch, genzoo
+>>> m = genzoo.build("realnvp", data_shape=(1, 4, 4), n_scales=1, width=8, n_blocks=1)
+>>> x = torch.rand(2, 1, 4, 4)
+>>> m.log_prob(x).shape, m.encode(x).shape
+(torch.Size([2]), torch.Size([2, 16]))
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ...errors import ConfigError
+from ...nn.masks import alternating, channel_mask, checkerboard
+from ...registry import register
+from .base import Base, Flow
+from .nice import coupling_net
+from .transforms import ActNorm, BatchNorm, Compose, Coupling, Logit, Permutation, Squeeze, Transform
+
+Norm = Literal["actnorm", "batch", "none"]
+
+
+class ResidualNet(nn.Module):
+    """(B, C_in, H, W) -> (B, C_out, H, W): a 3x3 convolution to ``width`` channels, ``n_blocks`` residual
+    blocks (ReLU, 3x3 conv, ReLU, 3x3 conv), and a zero-initialised 3x3 convolution out, so each coupling
+    starts as the identity (the role of RealNVP's ResNet s and t, He et al. 2016)."""
+
+    def __init__(self, c_in: int, c_out: int, width: int, n_blocks: int):
+        super().__init__()
+        self.inp = nn.Conv2d(c_in, width, 3, padding=1)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1))
+            for _ in range(n_blocks))
+        self.out = nn.Sequential(nn.ReLU(), nn.Conv2d(width, c_out, 3, padding=1))
+        nn.init.zeros_(self.out[1].weight)
+        nn.init.zeros_(self.out[1].bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.inp(x)                                   # (B, width, H, W)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(h)                                # (B, c_out, H, W)
+
+
+def _norm(kind: Norm, shape: tuple[int, ...]) -> list[Transform]:
+    return {"actnorm": [ActNorm(shape)], "batch": [BatchNorm(shape)], "none": []}[kind]
+
+
+class MultiScale(Transform):
+    """The multi-scale RealNVP transform on (C, H, W) images; the output is flat (B, C H W): the factored
+    halves of every scale, then the last block's output."""
+
+    def __init__(self, shape: tuple[int, int, int], n_scales: int, width: int, n_blocks: int, norm: Norm):
+        super().__init__()
+        c, h, w = shape
+        if h % (2 ** n_scales) or w % (2 ** n_scales):
+            raise ConfigError(f"realnvp: {n_scales} scales need H and W divisible by {2 ** n_scales}, got {h}x{w}")
+
+        def couplings(s: tuple[int, int, int], masks: list[Tensor]) -> list[Transform]:
+            out: list[Transform] = []
+            for m in masks:
+                out += [Coupling(m, ResidualNet(s[0], 2 * s[0], width, n_blocks)), *_norm(norm, s)]
+            return out
+
+        self.scales = nn.ModuleList()
+        self.shapes: list[tuple[int, int, int]] = []     # the shape entering each scale
+        s = (c, h, w)
+        for _ in range(n_scales):
+            self.shapes.append(s)
+            sq = (4 * s[0], s[1] // 2, s[2] // 2)
+            layers = couplings(s, [checkerboard(s, p % 2) for p in range(3)]) + [Squeeze()]
+            layers += couplings(sq, [channel_mask(sq, p % 2) for p in range(3)])
+            self.scales.append(Compose(*layers))
+            s = (sq[0] // 2, sq[1], sq[2])               # half the channels go on
+        self.final_shape = s
+        self.final = Compose(*couplings(s, [checkerboard(s, p % 2) for p in range(4)]))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        total, outs = x.new_zeros(x.shape[0]), []
+        for scale in self.scales:
+            x, ld = scale(x)
+            total = total + ld
+            out, x = x.chunk(2, dim=1)                    # factor out half the channels
+            outs.append(out.flatten(1))
+        x, ld = self.final(x)
+        outs.append(x.flatten(1))
+        return torch.cat(outs, 1), total + ld             # (B, C H W), (B,)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        sizes = [4 * s[0] * (s[1] // 2) * (s[2] // 2) // 2 for s in self.shapes] + [
+            self.final_shape[0] * self.final_shape[1] * self.final_shape[2]]
+        parts = list(y.split(sizes, dim=1))
+        x, total = self.final.inverse(parts[-1].reshape(y.shape[0], *self.final_shape))
+        for scale, s, part in zip(reversed(self.scales), reversed(self.shapes), reversed(parts[:-1])):
+            half = (2 * s[0], s[1] // 2, s[2] // 2)
+            x = torch.cat([part.reshape(y.shape[0], *half), x], 1)
+            x, ld = scale.inverse(x)
+            total = total + ld
+        return x, total
+
+
+@register("realnvp", "RealNVP (Dinh et al. 2016): affine couplings; multi-scale on images, MLP couplings on vectors")
+class RealNVP(Flow):
+    """Vectors: ``n_couplings`` affine couplings with MLPs of ``hidden`` sizes and fixed random permutations.
+    Images: ``n_scales`` scales of the multi-scale architecture with residual nets of ``width`` channels and
+    ``n_blocks`` blocks. ``norm`` is "actnorm" (Glow), "batch" (the paper) or "none"; ``preprocess`` "auto"
+    is "logit" for images and "none" for vectors. Adam, ``weight_decay`` an L2 penalty (the paper: 5e-5).
+    """
+
+    def __init__(self, *, data_shape: tuple[int, ...], n_couplings: int = 8, hidden: tuple[int, ...] = (128, 128),
+                 n_scales: int = 2, width: int = 32, n_blocks: int = 2, norm: Norm = "actnorm",
+                 base: Base = "normal", preprocess: Literal["auto", "none", "logit"] = "auto", alpha: float = 1e-6,
+                 lr: float = 1e-3, weight_decay: float = 0.0, max_grad_norm: float = 100.0, seed: int = 0):
+        super().__init__(data_shape, base, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
+        if norm not in ("actnorm", "batch", "none"):
+            raise ConfigError(f"unknown norm '{norm}': use actnorm, batch or none")
+        image = len(self.data_shape) == 3
+        if preprocess == "auto":
+            preprocess = "logit" if image else "none"
+        layers: list[Transform] = [Logit(alpha)] if preprocess == "logit" else []
+        if image:
+            if n_scales < 1:
+                raise ConfigError("n_scales must be >= 1")
+            layers.append(MultiScale(self.data_shape, n_scales, width, n_blocks, norm))
+        elif len(self.data_shape) == 1:
+            d = self.latent_dim
+            if d < 2 or n_couplings < 1:
+                raise ConfigError("realnvp on vectors needs at least 2 dimensions and n_couplings >= 1")
+            layers += _norm(norm, (d,))
+            for i in range(n_couplings):
+                mask = alternating(d, parity=i % 2)
+                n_a = int(mask.sum())
+                layers += [Coupling(mask, coupling_net(n_a, tuple(hidden), 2 * (d - n_a))), *_norm(norm, (d,))]
+                if d > 2 and i < n_couplings - 1:
+                    layers.append(Permutation(d, seed=seed + i))
+        else:
+            raise ConfigError(f"realnvp works on vectors (D,) or images (C, H, W), got examples of shape {self.data_shape}")
+        self.image = image
+        self.transform = Compose(*layers)
+
+    def _latent_shape(self, z: Tensor) -> Tensor:
+        return z if self.image else z.reshape(z.shape[0], *self.data_shape)

@@ -1,0 +1,358 @@
+"""Invertible transforms with tractable Jacobians: the pieces every flow is built from.
+
+Every :class:`Transform` maps a batch ``x`` (B, *event) to ``(y, log|det dy/dx|)`` with the
+log-determinant per example, shape (B,), and has an exact ``inverse(y) -> (x, log|det dx/dy|)``.
+:class:`Compose` chains them and sums the log-determinants (the nflows convention). Flow models
+apply them in the *normalizing* direction, data to latent, so that
+``log p(x) = log p_base(f(x)) + log|det df/dx|`` (Dinh et al. 2014, eq. 1).
+
+>>> import torch
+>>> t = Compose(DiagonalScaling((3,)), Permutation(3, seed=0), Planar(3))
+>>> x = torch.randn(5, 3)
+>>> y, ld = t(x)
+>>> x2, ld_inv = t.inverse(y)
+>>> bool(torch.allclose(x, x2, atol=1e-5)), bool(torch.allclose(ld, -ld_inv, atol=1e-5))
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ...data.transforms import inverse_logit_transform, logit_transform
+
+__all__ = ["Transform", "Compose", "Planar", "planar", "planar_inverse", "constrain_u", "Coupling",
+           "DiagonalScaling", "ActNorm", "BatchNorm", "Permutation", "Squeeze", "Flatten", "Logit"]
+
+
+def _sum_event(t: Tensor) -> Tensor:
+    """Sum every dimension but the batch one: (B, ...) -> (B,)."""
+    return t.flatten(1).sum(1)
+
+
+class Transform(nn.Module):
+    """Base class: ``forward(x) -> (y, log|det J|)``, ``inverse(y) -> (x, log|det J^-1|)``."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Compose(Transform):
+    """Transforms applied in order; log-determinants add (chain rule)."""
+
+    def __init__(self, *transforms: Transform):
+        super().__init__()
+        self.transforms = nn.ModuleList(transforms)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        total = x.new_zeros(x.shape[0])
+        for t in self.transforms:
+            x, ld = t(x)
+            total = total + ld
+        return x, total
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        total = y.new_zeros(y.shape[0])
+        for t in reversed(self.transforms):
+            y, ld = t.inverse(y)
+            total = total + ld
+        return y, total
+
+
+# -- planar flows (Rezende & Mohamed 2015) ---------------------------------------------------------
+def constrain_u(u: Tensor, w: Tensor) -> Tensor:
+    """Rezende & Mohamed 2015, Appendix A.1: u_hat = u + (m(w'u) - w'u) w / |w|^2, m(a) = -1 + softplus(a),
+    so that w'u_hat > -1 and ``z + u_hat tanh(w'z + b)`` is invertible. u, w: (..., D)."""
+    wu = (w * u).sum(-1, keepdim=True)                            # (..., 1)
+    return u + (F.softplus(wu) - 1 - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """One planar map ``f(z) = z + u tanh(w'z + b)`` and ``log|det df/dz| = log|1 + u'psi(z)|``,
+    ``psi(z) = (1 - tanh^2(w'z + b)) w`` (Rezende & Mohamed 2015, eqs. 10-12).
+
+    z: (B, D); u, w: (D,) or (B, D) (per-example parameters from an encoder); b: () or (B,).
+    u must already satisfy w'u >= -1 (see :func:`constrain_u`).
+    """
+    a = (z * w).sum(-1) + b                                       # (B,)
+    h = torch.tanh(a)                                             # (B,)
+    y = z + u * h.unsqueeze(-1)                                   # (B, D)
+    det = 1 + (1 - h.pow(2)) * (w * u).sum(-1)                    # (B,): 1 + u' psi(z), > 0 when w'u > -1
+    return y, torch.log(det.abs().clamp_min(1e-12))
+
+
+@torch.no_grad()
+def planar_inverse(y: Tensor, u: Tensor, w: Tensor, b: Tensor, iters: int = 60) -> Tensor:
+    """Solve ``y = z + u tanh(w'z + b)`` for z. Along w the map is the scalar, increasing
+    ``g(a) = a + (w'u) tanh(a + b)`` of ``a = w'z``, with ``a`` within ``|w'u|`` of ``w'y``: bisection
+    in float64 finds it to machine precision, then ``z = y - u tanh(a + b)``."""
+    yd, ud, wd, bd = y.double(), u.double(), w.double(), torch.as_tensor(b).double()
+    wy, wu = (yd * wd).sum(-1), (wd * ud).sum(-1).expand(y.shape[0])  # (B,) each
+    lo, hi = wy - wu.abs() - 1e-6, wy + wu.abs() + 1e-6                 # (B,) brackets
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        above = mid + wu * torch.tanh(mid + bd) > wy
+        hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
+    a = 0.5 * (lo + hi)                                                  # (B,)
+    return (yd - ud * torch.tanh(a + bd).unsqueeze(-1)).to(y.dtype)
+
+
+class Planar(Transform):
+    """A planar flow layer with its own parameters on vectors of size ``dim``.
+
+    >>> t = Planar(2)
+    >>> z = torch.randn(4, 2)
+    >>> bool(torch.allclose(t.inverse(t(z)[0])[0], z, atol=1e-5))
+    True
+    """
+
+    def __init__(self, dim: int, init_scale: float = 0.1):
+        super().__init__()
+        self.u = nn.Parameter(torch.randn(dim) * init_scale)
+        self.w = nn.Parameter(torch.randn(dim) * init_scale)
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return planar(x, constrain_u(self.u, self.w), self.w, self.b)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = planar_inverse(y, constrain_u(self.u, self.w), self.w, self.b)
+        return x, -self.forward(x)[1]
+
+
+# -- coupling layers (NICE, RealNVP) ----------------------------------------------------------------
+class Coupling(Transform):
+    """``y_A = x_A``, ``y_B = x_B * exp(s(x_A)) + t(x_A)``: affine coupling (Dinh et al. 2016, eq. 4-5), or
+    ``y_B = x_B + t(x_A)`` with ``additive=True`` (Dinh et al. 2014, eq. 2: unit Jacobian).
+
+    ``mask`` (event shape, bool) is True on the conditioning part A. On vectors (1-D events) the net
+    sees only ``x_A`` (B, |A|) and returns (B, k |B|), k = 1 (additive) or 2 (affine), so no weights are
+    spent on masked zeros; on images the net sees ``x * mask`` (B, C, H, W) and returns (B, k C, H, W),
+    used where the mask is False (checkerboard and channel masks, Dinh et al. 2016, Section 3.4).
+    The log-scale is bounded, ``s = scale * tanh(raw / scale)`` with a learned per-dimension ``scale``
+    initialised at 1, which keeps early training stable.
+    """
+
+    def __init__(self, mask: Tensor, net: nn.Module, additive: bool = False):
+        super().__init__()
+        mask = mask.bool()
+        self.additive = additive
+        self.vector = mask.dim() == 1
+        self.net = net
+        self.register_buffer("mask", mask)
+        if self.vector:
+            idx_a, idx_b = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
+            self.register_buffer("idx_a", idx_a, persistent=False)
+            self.register_buffer("idx_b", idx_b, persistent=False)
+            self.register_buffer("order", torch.argsort(torch.cat([idx_a, idx_b])), persistent=False)
+            n_out = idx_b.numel()
+            self.log_scale_bound = nn.Parameter(torch.zeros(n_out)) if not additive else None
+        else:
+            self.log_scale_bound = nn.Parameter(torch.zeros(mask.shape[0], 1, 1)) if not additive else None
+
+    def _params(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(x_B, s or None, t) from the conditioning part; shapes (B, |B|) on vectors, (B, C, H, W) on images."""
+        if self.vector:
+            xa, xb = x[:, self.idx_a], x[:, self.idx_b]                  # (B, |A|), (B, |B|)
+            h = self.net(xa)                                             # (B, k |B|)
+        else:
+            m = self.mask.to(x.dtype)
+            xb = x
+            h = self.net(x * m)                                          # (B, k C, H, W)
+        if self.additive:
+            return xb, None, h
+        raw, t = h.chunk(2, dim=1)
+        bound = self.log_scale_bound.exp()
+        s = bound * torch.tanh(raw / bound)
+        return xb, s, t
+
+    def _merge(self, x: Tensor, yb: Tensor) -> Tensor:
+        if self.vector:
+            return torch.cat([x[:, self.idx_a], yb], 1)[:, self.order]    # (B, D)
+        return torch.where(self.mask, x, yb)                              # (B, C, H, W)
+
+    def _free(self, s: Tensor) -> Tensor:
+        """The log-scale on the transformed part only (images: zero where the mask is True)."""
+        return s if self.vector else s.masked_fill(self.mask, 0.0)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        xb, s, t = self._params(x)
+        if s is None:
+            return self._merge(x, xb + t), x.new_zeros(x.shape[0])
+        s = self._free(s)
+        return self._merge(x, xb * s.exp() + t), _sum_event(s)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        yb, s, t = self._params(y)  # y_A = x_A, so the parameters are the same
+        if s is None:
+            return self._merge(y, yb - t), y.new_zeros(y.shape[0])
+        s = self._free(s)
+        return self._merge(y, (yb - t) * (-s).exp()), -_sum_event(s)
+
+
+# -- element-wise and volume-preserving layers ----------------------------------------------------
+class DiagonalScaling(Transform):
+    """``y = x * exp(s)``, one learned ``s`` per dimension: NICE's final scaling layer (Dinh et al. 2014,
+    Section 3.3); log|det| = sum(s)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x * self.log_scale.exp(), self.log_scale.sum().expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y * (-self.log_scale).exp(), (-self.log_scale.sum()).expand(y.shape[0])
+
+
+def _stat_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-feature statistics for vectors (D,), per-channel for images (C, 1, 1)."""
+    return (shape[0],) if len(shape) == 1 else (shape[0],) + (1,) * (len(shape) - 1)
+
+
+def _reduce_dims(x: Tensor) -> list[int]:
+    return [0] if x.dim() == 2 else [0] + list(range(2, x.dim()))
+
+
+class ActNorm(Transform):
+    """Activation normalisation (Kingma & Dhariwal 2018, Glow, Section 3.1): ``y = (x - loc) * exp(-log_scale)``
+    per channel, initialised from the first batch it sees so that y has zero mean and unit variance."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(_stat_shape(shape)))
+        self.log_scale = nn.Parameter(torch.zeros(_stat_shape(shape)))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.per_stat = math.prod(shape[1:]) if len(shape) > 1 else 1  # pixels per channel
+
+    @torch.no_grad()
+    def _init(self, x: Tensor) -> None:
+        dims = _reduce_dims(x)
+        if x.numel() // x.shape[1] < 2:  # one value per statistic has no spread: wait for a real batch
+            return
+        self.loc.copy_(x.mean(dims).reshape(self.loc.shape))
+        self.log_scale.copy_(x.std(dims).clamp_min(1e-6).log().reshape(self.log_scale.shape))
+        self.initialized.fill_(True)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training and not bool(self.initialized):
+            self._init(x)
+        ld = -self.log_scale.sum() * self.per_stat
+        return (x - self.loc) * (-self.log_scale).exp(), ld.expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        ld = self.log_scale.sum() * self.per_stat
+        return y * self.log_scale.exp() + self.loc, ld.expand(y.shape[0])
+
+
+class BatchNorm(Transform):
+    """Batch normalisation as a transform (Dinh et al. 2016, Section 3.7): ``y = (x - mu) / sqrt(var + eps)
+    * exp(log_gamma) + beta`` with batch statistics in training and running averages in eval;
+    log|det| counts ``log_gamma - 0.5 log(var + eps)`` per pixel."""
+
+    def __init__(self, shape: tuple[int, ...], momentum: float = 0.05, eps: float = 1e-5):
+        super().__init__()
+        stat = _stat_shape(shape)
+        self.log_gamma = nn.Parameter(torch.zeros(stat))
+        self.beta = nn.Parameter(torch.zeros(stat))
+        self.register_buffer("running_mean", torch.zeros(stat))
+        self.register_buffer("running_var", torch.ones(stat))
+        self.momentum, self.eps = momentum, eps
+        self.per_stat = math.prod(shape[1:]) if len(shape) > 1 else 1
+
+    def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not self.training:
+            return self.running_mean, self.running_var
+        dims = _reduce_dims(x)
+        mean = x.mean(dims).reshape(self.running_mean.shape)
+        var = x.var(dims, unbiased=False).reshape(self.running_var.shape)
+        with torch.no_grad():
+            self.running_mean.lerp_(mean, self.momentum)
+            self.running_var.lerp_(var, self.momentum)
+        return mean, var
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mean, var = self._stats(x)
+        y = (x - mean) * torch.rsqrt(var + self.eps) * self.log_gamma.exp() + self.beta
+        ld = (self.log_gamma - 0.5 * torch.log(var + self.eps)).sum() * self.per_stat
+        return y, ld.expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        mean, var = self.running_mean, self.running_var  # sampling uses the running statistics
+        x = (y - self.beta) * (-self.log_gamma).exp() * torch.sqrt(var + self.eps) + mean
+        ld = -(self.log_gamma - 0.5 * torch.log(var + self.eps)).sum() * self.per_stat
+        return x, ld.expand(y.shape[0])
+
+
+class Permutation(Transform):
+    """A fixed permutation of features (vectors) or channels (images), random from ``seed`` or reversed
+    (``seed=None``); volume-preserving."""
+
+    def __init__(self, n: int, seed: int | None = None):
+        super().__init__()
+        perm = torch.arange(n - 1, -1, -1) if seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("perm", perm)
+        self.register_buffer("inv", torch.argsort(perm), persistent=False)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self.inv = torch.argsort(self.perm)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x[:, self.perm], x.new_zeros(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y[:, self.inv], y.new_zeros(y.shape[0])
+
+
+class Squeeze(Transform):
+    """(C, H, W) -> (4C, H/2, W/2): each 2x2 spatial block becomes 4 channels (Dinh et al. 2016, Section 3.6)."""
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        b, c, h, w = x.shape
+        y = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)   # (B, C, 2, 2, H/2, W/2)
+        return y.reshape(b, 4 * c, h // 2, w // 2), x.new_zeros(b)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        b, c4, h, w = y.shape
+        x = y.reshape(b, c4 // 4, 2, 2, h, w).permute(0, 1, 4, 2, 5, 3)      # (B, C, H, 2, W, 2)
+        return x.reshape(b, c4 // 4, 2 * h, 2 * w), y.new_zeros(b)
+
+
+class Flatten(Transform):
+    """(B, *shape) <-> (B, D): a reshape, volume-preserving."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return x.reshape(x.shape[0], -1), x.new_zeros(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return y.reshape(y.shape[0], *self.shape), y.new_zeros(y.shape[0])
+
+
+class Logit(Transform):
+    """The logit pre-processing of data in [0, 1] (Dinh et al. 2016, Section 4.1; Papamakarios et al. 2017):
+    ``y = logit(alpha + (1 - 2 alpha) x)`` with its log-Jacobian, so a flow's ``log_prob`` stays a density
+    on [0, 1]^D. See :func:`genzoo.data.transforms.logit_transform`."""
+
+    def __init__(self, alpha: float = 1e-6):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return logit_transform(x, self.alpha)
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        x = inverse_logit_transform(y, self.alpha)
+        return x, -logit_transform(x, self.alpha)[1]

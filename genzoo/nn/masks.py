@@ -1,0 +1,37 @@
+"""Binary masks for coupling layers (Dinh et al. 2016, "RealNVP", Section 3.4).
+
+A mask is True on the part a coupling layer conditions on and leaves unchanged.
+
+>>> checkerboard((1, 2, 2), parity=0).int().tolist()
+[[[1, 0], [0, 1]]]
+>>> channel_mask((4, 1, 1), parity=1).flatten().int().tolist()
+[0, 0, 1, 1]
+>>> alternating(5, parity=0).int().tolist()
+[1, 0, 1, 0, 1]
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def checkerboard(shape: tuple[int, int, int], parity: int = 0) -> Tensor:
+    """(C, H, W) mask, True where (row + column) % 2 == parity, the same in every channel."""
+    c, h, w = shape
+    ij = torch.arange(h).unsqueeze(1) + torch.arange(w).unsqueeze(0)  # (H, W)
+    return ((ij % 2) == parity).unsqueeze(0).expand(c, h, w).clone()
+
+
+def channel_mask(shape: tuple[int, int, int], parity: int = 0) -> Tensor:
+    """(C, H, W) mask, True on the first half of the channels (parity 0) or the second (parity 1)."""
+    c, h, w = shape
+    first = torch.arange(c) < c // 2                                 # (C,)
+    keep = first if parity == 0 else ~first
+    return keep.reshape(c, 1, 1).expand(c, h, w).clone()
+
+
+def alternating(dim: int, parity: int = 0) -> Tensor:
+    """(D,) mask, True on the even (parity 0) or odd (parity 1) indices: NICE's partition (Dinh et al. 2014,
+    Section 5.1)."""
+    return (torch.arange(dim) % 2) == parity
