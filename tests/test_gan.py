@@ -230,3 +230,13 @@ def test_cli_trains_a_gan_and_lists_benchmarks(tmp_path, capsys):
     assert "modes" in capsys.readouterr().out
     assert main(["bench", "mode"]) == 2
     assert "did you mean 'modes'" in capsys.readouterr().err
+
+
+def test_cli_trains_a_wgan_gp_with_validation_metrics(tmp_path):
+    """Validation runs under no_grad; the gradient penalty must still be computable there."""
+    from genzoo.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "wgan", "--steps", "10", "--run-dir", str(run), "--no-progress", "--set", "data.n=256"]) == 0
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"valid_wasserstein", "valid_gp"} <= last.keys() and math.isfinite(last["valid_gp"])

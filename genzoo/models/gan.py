@@ -360,8 +360,9 @@ class WGAN(Adversarial):
         """E (|grad_x f(x_hat)|_2 - 1)^2, x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1] per example
         (Gulrajani et al. 2017, eq. 3)."""
         eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)  # (B, 1, ...)
-        x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)                     # (B, ...)
-        (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
+        with torch.enable_grad():  # also under no_grad (validation metrics): the penalty is a gradient
+            x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)                 # (B, ...)
+            (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
         if self.pack > 1:  # the gradient of one packed critic output is over its pack of examples
             grad = grad.reshape(real.shape[0] // self.pack, -1)
         return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
