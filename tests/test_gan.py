@@ -120,6 +120,7 @@ def test_shapes_gradients_and_capabilities(name, kw):
     x = torch.rand(8, *shape)
     s = m.sample(5, generator=torch.Generator().manual_seed(0))
     assert s.shape == (5, *shape) and float(s.min()) >= 0 and float(s.max()) <= 1  # images in [0, 1]
+    assert not s.requires_grad  # samples carry no graph
     assert m.critic(m._to_net(x)).shape == (8 // m.pack,)
     assert isinstance(m, genzoo.Generator) and not isinstance(m, genzoo.Density)
     before = {n: p.detach().clone() for n, p in m.named_parameters()}

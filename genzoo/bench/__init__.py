@@ -5,8 +5,8 @@ result as Markdown; the harness adds what was run, where and when, prints it and
 ``BENCHMARKS.md`` between ``<!-- bench:NAME -->`` markers (replacing the previous result of the
 same benchmark, keeping everything else).
 
->>> sorted(BENCHES)[:2]
-['fgan-gaussian', 'modes']
+>>> {"modes", "fgan-gaussian", "nice-mnist"} <= set(BENCHES)
+True
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ steps with a cosine learning rate; ``--steps`` fixes the steps instead.
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 DESCRIPTION = "NICE (paper architecture) on dequantized MNIST: test log-likelihood vs 1980.50 nats"
@@ -24,6 +25,7 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
     import genzoo
     from genzoo.data import load_dataset
     from genzoo.eval.likelihood import likelihood_report
+    from genzoo.viz import save_grid
 
     from .common import mnist_root, report_row, steps_in, train_for
 
@@ -33,7 +35,8 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
     torch.manual_seed(0)
     model = genzoo.build(name, data_shape=train.shape, **options)
     steps = 20 if args.quick else (args.steps or steps_in(model, train, minutes, batch))
-    run_dir = None if args.quick else Path(args.runs_dir) / f"{name}-mnist"
+    run_dir = Path(args.runs_dir) / f"{name}-mnist{'-quick' if args.quick else ''}"  # --quick runs every line too
+    shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
     done, seconds = train_for(model, train, steps=steps, batch_size=batch, run_dir=run_dir,
                               progress=not args.no_progress, max_minutes=None if args.steps else 1.5 * minutes)
     rep = likelihood_report(model, test, progress=not args.no_progress)
@@ -42,9 +45,8 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
     params = sum(p.numel() for p in model.parameters())
     lines = [f"| {title} | {params / 1e6:.1f} M | {done:,} ({epochs:.1f} epochs) | {seconds / 60:.1f} | "
              f"{ll:.1f} +- {se:.1f} | {bpd:.3f} |"]
-    if run_dir is not None:
-        genzoo.viz.save_grid(model.sample(64, torch.Generator().manual_seed(0)).clamp(0, 1), run_dir / "samples-final.png", scale=2)
-    return lines, {"ll": ll, "bpd": bpd, "steps": done, "seconds": seconds}
+    save_grid(model.sample(64, torch.Generator().manual_seed(0)).clamp(0, 1), run_dir / "samples-final.png", scale=2)
+    return lines, {"ll": ll, "bpd": bpd, "steps": done, "seconds": seconds, "run_dir": run_dir}
 
 
 def run(args) -> str:
@@ -60,5 +62,5 @@ def run(args) -> str:
     lines.append(f"| NICE, Dinh et al. 2014 (Table 2; 1,500 epochs on a GPU) | 20.3 M | | | {PAPER_LL:.2f} | {paper_bpd:.2f} |")
     gap = PAPER_LL - out["ll"]
     lines += ["", f"genzoo is {abs(gap):.1f} nats {'below' if gap > 0 else 'above'} the paper after "
-                  f"{out['seconds'] / 60:.1f} minutes of CPU; samples in `{args.runs_dir}/nice-mnist/samples-final.png`."]
+                  f"{out['seconds'] / 60:.1f} minutes of CPU; samples in `{out['run_dir']}/samples-final.png`."]
     return "\n".join(lines)

@@ -25,5 +25,5 @@ def run(args) -> str:
              "| model | parameters | steps | minutes | test log-likelihood (nats) | bits/dim |", "|---|---|---|---|---|---|"]
     lines += rows
     lines.append("| RealNVP / Glow as listed by Grathwohl et al. 2019, Table 2 (GPU, days) | | | | | 1.06 / 1.05 |")
-    lines += ["", f"Samples in `{args.runs_dir}/realnvp-mnist/samples-final.png`; NICE's row is in the `nice-mnist` table."]
+    lines += ["", f"Samples in `{out['run_dir']}/samples-final.png`; NICE's row is in the `nice-mnist` table."]
     return "\n".join(lines)

@@ -9,6 +9,7 @@ figures on the 10,000 test images: the ELBO (mean of 10 draws per image) and the
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def one(label: str, root: str, steps: int, run_dir: str | None, quick: bool) -> 
     torch.set_num_threads(1)
     train = load_dataset("mnist", "train", root=root, binarize=True, n=1000 if quick else None)
     test = load_dataset("mnist", "test", root=root, binarize=True, n=200 if quick else None)
+    if run_dir is not None:
+        shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
     torch.manual_seed(0)
     model = genzoo.build("vae", data_shape=train.shape, latent_dim=LATENT, hidden=HIDDEN, **VARIANTS[label])
     t0 = time.time()

@@ -132,7 +132,9 @@ class Adversarial(GenerativeModel):
             return (x + 1) / 2
         return x * self.data_scale.reshape(self.data_shape) + self.data_loc.reshape(self.data_shape)
 
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` draws G(z), z ~ N(0, I), in data space (n, *data_shape), without a graph."""
         z = torch.randn(n, self.latent_dim, generator=generator, device=self._zero.device)  # (n, L)
         return self.generate(z)
 

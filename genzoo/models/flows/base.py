@@ -159,7 +159,7 @@ class Flow(GenerativeModel):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas, eps=self.eps,
-                                 weight_decay=self.weight_decay)]
+                                 weight_decay=self.weight_decay, fused=True)]
 
     def training_step(self, batch, optimizers):
         (opt,) = optimizers

@@ -3,8 +3,9 @@
 Affine coupling layers ``y_B = x_B * exp(s(x_A)) + t(x_A)`` (Section 3.3) with activation or batch
 normalisation between them (Section 3.7). Two architectures, chosen by the data:
 
-* **vectors** (D,): ``n_couplings`` couplings with MLP nets over alternating halves, a fixed random
-  permutation between couplings so every dimension is conditioned on many others;
+* **vectors** (D,): ``n_couplings`` couplings with MLP nets, the first half of the features
+  conditioning the second, and a fixed permutation between couplings (reversal in 2-D, random
+  above) so every dimension is transformed and conditions the others in turn;
 * **images** (C, H, W): the multi-scale architecture (Section 3.6). Each of ``n_scales`` scales is
   3 checkerboard couplings, a squeeze (C, H, W) -> (4C, H/2, W/2), 3 channel-wise couplings, then half
   the channels are factored out to the base; a last block of 4 checkerboard couplings takes the rest.
@@ -28,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ...nn.masks import alternating, channel_mask, checkerboard
+from ...nn.masks import channel_mask, checkerboard
 from ...registry import register
 from .base import Base, Flow
 from .nice import coupling_net
@@ -144,12 +145,12 @@ class RealNVP(Flow):
             if d < 2 or n_couplings < 1:
                 raise ConfigError("realnvp on vectors needs at least 2 dimensions and n_couplings >= 1")
             layers += _norm(norm, (d,))
+            n_a = d // 2
+            mask = torch.arange(d) < n_a                                 # (D,): the first half conditions
             for i in range(n_couplings):
-                mask = alternating(d, parity=i % 2)
-                n_a = int(mask.sum())
                 layers += [Coupling(mask, coupling_net(n_a, tuple(hidden), 2 * (d - n_a))), *_norm(norm, (d,))]
-                if d > 2 and i < n_couplings - 1:
-                    layers.append(Permutation(d, seed=seed + i))
+                if i < n_couplings - 1:  # a fixed permutation: reversal in 2-D, random (from seed) above
+                    layers.append(Permutation(d, seed=None if d == 2 else seed + i))
         else:
             raise ConfigError(f"realnvp works on vectors (D,) or images (C, H, W), got examples of shape {self.data_shape}")
         self.image = image

@@ -149,6 +149,8 @@ class Coupling(Transform):
         self.register_buffer("mask", mask)
         if self.vector:
             idx_a, idx_b = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
+            # a mask that is a prefix (A = the first |A| features) needs no gather: slices and a cat
+            self.prefix = int(idx_a.numel()) if bool(mask[:idx_a.numel()].all()) else 0
             self.register_buffer("idx_a", idx_a, persistent=False)
             self.register_buffer("idx_b", idx_b, persistent=False)
             self.register_buffer("order", torch.argsort(torch.cat([idx_a, idx_b])), persistent=False)
@@ -160,7 +162,10 @@ class Coupling(Transform):
     def _params(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         """(x_B, s or None, t) from the conditioning part; shapes (B, |B|) on vectors, (B, C, H, W) on images."""
         if self.vector:
-            xa, xb = x[:, self.idx_a], x[:, self.idx_b]                  # (B, |A|), (B, |B|)
+            if self.prefix:
+                xa, xb = x[:, :self.prefix], x[:, self.prefix:]          # (B, |A|), (B, |B|) views
+            else:
+                xa, xb = x[:, self.idx_a], x[:, self.idx_b]              # (B, |A|), (B, |B|)
             h = self.net(xa)                                             # (B, k |B|)
         else:
             m = self.mask.to(x.dtype)
@@ -175,6 +180,8 @@ class Coupling(Transform):
 
     def _merge(self, x: Tensor, yb: Tensor) -> Tensor:
         if self.vector:
+            if self.prefix:
+                return torch.cat([x[:, :self.prefix], yb], 1)            # (B, D)
             return torch.cat([x[:, self.idx_a], yb], 1)[:, self.order]    # (B, D)
         return torch.where(self.mask, x, yb)                              # (B, C, H, W)
 
