@@ -30,9 +30,9 @@ RECIPES = {
 #: (7/8 at 10); below 10 the grid keeps too many off-mode samples (90-96% high quality at 5)
 PER_DATASET = {"genzoo best: PacGAN4 + rejection sampling": {"ring": {"rejection_sharpness": 3.0},
                                                               "grid": {"rejection_sharpness": 10.0}}}
-#: the 25-mode grid gets twice the ring's budget, for every recipe alike: at 10,000 steps the best recipe's
-#: generator still starved one grid mode in one seed of five (3 high-quality samples of 2,500)
-STEPS = {"ring": 10000, "grid": 20000}
+#: discriminator updates per dataset, the same for every recipe (20,000 on the grid was tried: more
+#: high-quality samples, no more modes; see BENCHMARKS.md)
+STEPS = {"ring": 10000, "grid": 10000}
 BATCH, N_SAMPLES, SEEDS = 256, 2500, 5
 
 PUBLISHED = [  # (model, ring modes, ring HQ %, ring KL, grid modes, grid HQ %, grid KL)
