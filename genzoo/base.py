@@ -9,8 +9,9 @@ The training contract, used by :func:`genzoo.fit` and nothing else:
 * ``configure_optimizers()`` returns the optimizers (an empty list for EM-fitted models);
 * ``setup(x, generator)`` does data-dependent initialisation once, before step 0 (not on resume);
 * ``training_step(batch, optimizers)`` does one update and returns floats to log. The default
-  calls ``loss(batch.x)["loss"]``, then zero_grad / backward / step. Adversarial models override
-  it to alternate critic and generator updates; the GMM does an EM iteration with no optimizer.
+  calls ``loss(batch.x)["loss"]``, then zero_grad / backward / (clip to ``max_grad_norm``) / step.
+  Adversarial models override it to alternate critic and generator updates; the GMM does an EM
+  iteration with no optimizer.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class GenerativeModel(nn.Module):
     full_batch: ClassVar[bool] = False
     #: constructor arguments, set by ``@register``
     config: dict
+    #: the default training step clips the gradient norm to this when > 0 (a model option where offered)
+    max_grad_norm: float = 0.0
 
     @classmethod
     def defaults(cls, config: dict) -> dict:
@@ -72,6 +75,8 @@ class GenerativeModel(nn.Module):
         terms = self.loss(batch.x)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        if self.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
         opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 

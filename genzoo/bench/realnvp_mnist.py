@@ -15,14 +15,14 @@ OPTIONS = {"n_scales": 2, "width": 32, "n_blocks": 2, "norm": "actnorm", "lr": 1
 
 
 def run(args) -> str:
-    from .nice_mnist import run_flow_on_mnist
+    from .common import TABLE_HEAD, run_flow_on_mnist
 
     minutes = args.minutes or 12.0
     rows, out = run_flow_on_mnist(args, "realnvp", OPTIONS, minutes, BATCH, "genzoo RealNVP (2 scales, width 32, 2 blocks)")
     lines = ["## RealNVP on MNIST (`genzoo bench realnvp-mnist`)", "",
              f"Same protocol as `nice-mnist` (dequantized test set, nats on [0, 1]^784, bits/dim on 256 levels); "
              f"batch {BATCH}, Adam lr 1e-3 with a cosine schedule over the planned steps.", "",
-             "| model | parameters | steps | minutes | test log-likelihood (nats) | bits/dim |", "|---|---|---|---|---|---|"]
+             *TABLE_HEAD]
     lines += rows
     lines.append("| RealNVP / Glow as listed by Grathwohl et al. 2019, Table 2 (GPU, days) | | | | | 1.06 / 1.05 |")
     lines += ["", f"Samples in `{out['run_dir']}/samples-final.png`; NICE's row is in the `nice-mnist` table."]

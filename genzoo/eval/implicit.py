@@ -28,7 +28,6 @@ entry point, :func:`plot_implicit_density` draws the histogram of samples under 
 from __future__ import annotations
 
 import copy
-import io
 import math
 import os
 import warnings
@@ -40,7 +39,6 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..errors import ConfigError, DataError, did_you_mean
-from ..io import atomic_write_bytes
 
 __all__ = [
     "density_change_of_variables",
@@ -504,11 +502,11 @@ def plot_implicit_density(f: Callable[[Tensor], Tensor], prior: Distribution, pa
         curve, label = density_kde(xs, t), "Gaussian KDE"  # (600,)
     curve = torch.where(torch.isfinite(curve), curve, torch.full_like(curve, float("nan")))  # (600,)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from ..viz.plots import pyplot, save_figure
+
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
     ax.stairs(hist.numpy(), edges.numpy(), fill=True, alpha=0.35, color="tab:blue",
@@ -525,7 +523,4 @@ def plot_implicit_density(f: Callable[[Tensor], Tensor], prior: Distribution, pa
     ax.set_ylabel("density")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)

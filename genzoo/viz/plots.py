@@ -11,13 +11,27 @@ from torch import Tensor
 from ..io import atomic_write_bytes
 
 
-def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
-    """Scatter (N, 2) points over the true density's contours when known; histogram (N, 1) points."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: it is slow to import)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    """Write ``fig`` as a PNG atomically (never a half-written picture) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    pyplot().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
+    """Scatter (N, 2) points over the true density's contours when known; histogram (N, 1) points."""
+    plt = pyplot()
     x = samples.detach().float().cpu().reshape(samples.shape[0], -1)
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
     if x.shape[1] == 1:
@@ -37,10 +51,7 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, c="crimson", alpha=0.6)
         ax.set_aspect("equal", adjustable="datalim")
     ax.set_title(title)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -48,11 +59,7 @@ def save_density(log_prob, path: str | os.PathLike, bounds: list[tuple[float, fl
                  density=None, n: int = 200) -> None:
     """Heat maps of a 2-D model density ``exp(log_prob(x))`` over ``bounds`` [(x0, x1), (y0, y1)], beside the
     true density when known (same colour scale)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     (x0, x1), (y0, y1) = bounds
     gx, gy = torch.meshgrid(torch.linspace(x0, x1, n), torch.linspace(y0, y1, n), indexing="xy")
     grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)                           # (n*n, 2)
@@ -64,7 +71,4 @@ def save_density(log_prob, path: str | os.PathLike, bounds: list[tuple[float, fl
     for ax, (name, m) in zip(axes[0], maps):
         ax.imshow(m.cpu().numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", vmin=0, vmax=vmax)
         ax.set_title(name)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)

@@ -161,16 +161,6 @@ class Flow(GenerativeModel):
         return [torch.optim.Adam(self.parameters(), lr=self.lr, betas=self.betas, eps=self.eps,
                                  weight_decay=self.weight_decay, fused=True)]
 
-    def training_step(self, batch, optimizers):
-        (opt,) = optimizers
-        terms = self.loss(batch.x)
-        opt.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
-        opt.step()
-        return {k: float(v.detach()) for k, v in terms.items()}
-
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Data-dependent initialisation: one forward pass over up to 512 examples sets activation norms."""

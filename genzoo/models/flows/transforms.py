@@ -238,7 +238,7 @@ class ActNorm(Transform):
         self.loc = nn.Parameter(torch.zeros(_stat_shape(shape)))
         self.log_scale = nn.Parameter(torch.zeros(_stat_shape(shape)))
         self.register_buffer("initialized", torch.tensor(False))
-        self.per_stat = math.prod(shape[1:]) if len(shape) > 1 else 1  # pixels per channel
+        self.per_stat = math.prod(shape[1:])  # pixels per channel (1 for vectors)
 
     @torch.no_grad()
     def _init(self, x: Tensor) -> None:
@@ -273,7 +273,7 @@ class BatchNorm(Transform):
         self.register_buffer("running_mean", torch.zeros(stat))
         self.register_buffer("running_var", torch.ones(stat))
         self.momentum, self.eps = momentum, eps
-        self.per_stat = math.prod(shape[1:]) if len(shape) > 1 else 1
+        self.per_stat = math.prod(shape[1:])  # pixels per channel (1 for vectors)
 
     def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if not self.training:
