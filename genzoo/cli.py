@@ -382,6 +382,8 @@ def cmd_bench(args) -> int:
     for key in ("seeds", "steps", "jobs"):
         if getattr(args, key) is not None and getattr(args, key) < 1:
             raise ConfigError(f"--{key} must be >= 1")
+    if args.minutes is not None and not args.minutes > 0:
+        raise ConfigError("--minutes must be > 0")
     return bench.main(args)
 
 

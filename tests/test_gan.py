@@ -231,6 +231,8 @@ def test_cli_trains_a_gan_and_lists_benchmarks(tmp_path, capsys):
     assert "modes" in capsys.readouterr().out
     assert main(["bench", "mode"]) == 2
     assert "did you mean 'modes'" in capsys.readouterr().err
+    assert main(["bench", "nice-mnist", "--minutes", "0"]) == 2
+    assert "--minutes must be > 0" in capsys.readouterr().err
 
 
 def test_cli_trains_a_wgan_gp_with_validation_metrics(tmp_path):
