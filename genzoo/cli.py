@@ -73,15 +73,50 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default=None, help="PNG to write (default RUN/samples.png)")
     s.add_argument("--seed", type=int, default=0)
 
-    e = sub.add_parser("eval", help="test likelihoods of a run (written to RUN/eval.json)")
+    e = sub.add_parser("eval", help="every metric a run admits (likelihoods, Parzen, FID...); writes RUN/eval.json")
     e.add_argument("run", help="run directory")
-    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
-    e.add_argument("-n", type=int, default=None, help="evaluate the first N examples only")
-    e.add_argument("--batch-size", type=int, default=100)
-    e.add_argument("--data-root", help="override the data root recorded in the run")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--no-progress", action="store_true")
+    c = sub.add_parser("compare", help="one table of the metrics of several runs (Markdown and CSV)")
+    c.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    c.add_argument("-o", "--output", default="compare", help="write OUTPUT.md and OUTPUT.csv (default: compare)")
+    c.add_argument("--no-write", dest="output", action="store_const", const=None, help="print the table only")
+    c.add_argument("--recompute", action="store_true", help="evaluate again even where RUN/eval.json has the metrics")
+    for q, default in ((e, "auto"), (c, "all")):
+        q.add_argument("--metrics", default=default,
+                       help="comma-separated: nll, parzen, fid, kid, pr, dc, is, modes; or auto (likelihoods, else "
+                            f"Parzen) or all (everything the run admits); default {default}")
+        q.add_argument("--split", default="test", choices=["train", "valid", "test"])
+        q.add_argument("--n-samples", type=int, default=10_000, help="samples for Parzen, FID and the rest (default 10000)")
+        q.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
+        q.add_argument("-n", type=int, default=None, help="evaluate on the first N examples of the split only")
+        q.add_argument("--batch-size", type=int, default=100)
+        q.add_argument("--data-root", help="override the data root recorded in the run")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--no-progress", action="store_true")
+    i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
+    i.add_argument("run", help="run directory")
+    i.add_argument("--pairs", type=int, default=6, help="rows of interpolations between prior draws (default 6)")
+    i.add_argument("--between", nargs=2, type=int, action="append", metavar=("I", "J"), default=[],
+                   help="a row between test images I and J, their latents inferred (repeatable)")
+    i.add_argument("--arithmetic", metavar="A-B+C",
+                   help="vector arithmetic on test-image indices, each concept averaged: e.g. 1,2,3-4,5,6+7,8,9")
+    i.add_argument("--steps", type=int, default=10, help="images per row, ends included (default 10)")
+    i.add_argument("--kind", default="slerp", choices=["slerp", "lerp"], help="path (default slerp)")
+    i.add_argument("-o", "--output", help="PNG to write (default RUN/interpolation.png or RUN/arithmetic.png)")
+    i.add_argument("--data-root", help="override the data root recorded in the run")
+    i.add_argument("--seed", type=int, default=0)
+    n_ = sub.add_parser("inpaint", help="fill missing pixels by latent optimisation (Yeh et al. 2016)")
+    n_.add_argument("run", help="run directory (a GAN, GMMN, VAE or flow trained on images)")
+    src = n_.add_mutually_exclusive_group()
+    src.add_argument("--image", action="append", default=[], help="an image file to inpaint (repeatable)")
+    src.add_argument("--test-index", type=int, nargs="+", metavar="I", help="test-set images by index (default: 0-7)")
+    n_.add_argument("--mask", default="center", help="center, left, random:P (P missing) or a PNG (white = known); default center")
+    n_.add_argument("--blend", default="poisson", choices=["poisson", "mask"], help="how G(z) meets the known pixels")
+    n_.add_argument("--steps", type=int, default=1000, help="Adam steps on z (default 1000)")
+    n_.add_argument("--restarts", type=int, default=4, help="random starts; the lowest loss wins (default 4)")
+    n_.add_argument("--lam", type=float, default=0.003, help="weight of the perceptual / prior loss (default 0.003)")
+    n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
+    n_.add_argument("--data-root", help="override the data root recorded in the run")
+    n_.add_argument("--seed", type=int, default=0)
     b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md")
     b.add_argument("name", nargs="?", help="the benchmark (none: list them)")
     b.add_argument("--quick", action="store_true", help="a tiny version to check it runs; writes nothing")
@@ -150,17 +185,6 @@ def _device(name: str):
     return torch.device(name)
 
 
-def load_data(spec: dict, split: str):
-    """A Dataset from a run's data spec (name, root, binarize, dequantize, n, dataset params)."""
-    from .data import load_dataset
-
-    spec = dict(spec)
-    name = spec.pop("name")
-    if split != "train":
-        spec.pop("n", None)  # a size limit applies to the training split only
-    return load_dataset(name, split, **spec)
-
-
 def _train_defaults() -> dict:
     """fit()'s own defaults for the recipe's [train] keys, with sample grids on for CLI runs."""
     import inspect
@@ -226,6 +250,8 @@ def _int(train: dict, key: str) -> int | None:
 def cmd_train(args) -> int:
     import torch
 
+    from .data import load_spec
+
     from . import __version__
     from .io import atomic_write_json, latest_checkpoint
     from .registry import build, coerce
@@ -254,11 +280,11 @@ def cmd_train(args) -> int:
     seed = _int(train, "seed") or 0
     device = _device(args.device)
 
-    data = load_data(recipe["data"], "train")
+    data = load_spec(recipe["data"], "train")
     if transform and data.levels is not None:
         recipe["data"].update(transform)
-        data = load_data(recipe["data"], "train")
-    valid = load_data(recipe["data"], "valid")
+        data = load_spec(recipe["data"], "train")
+    valid = load_spec(recipe["data"], "valid")
     valid = valid if len(valid) else None  # a tiny user dataset may have no validation split
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
@@ -335,6 +361,7 @@ def _run(path: str):
 def cmd_sample(args) -> int:
     import torch
 
+    from .data import load_spec
     from .viz import save_samples
 
     if args.n < 1:
@@ -344,7 +371,7 @@ def cmd_sample(args) -> int:
     run_file = Path(args.run) / "run.json"
     if run_file.is_file():
         try:
-            density = load_data(read_recipe(Path(args.run))["data"], "test").density
+            density = load_spec(read_recipe(Path(args.run))["data"], "test").density
         except GenZooError:
             density = None  # the picture does without the true density
     out = Path(args.output) if args.output else Path(args.run) / "samples.png"
@@ -356,23 +383,175 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def cmd_eval(args) -> int:
-    from .eval.likelihood import format_table, likelihood_report
-    from .io import atomic_write_json
+def _eval_run(path: str, args, metrics: str):
+    """(run directory, result) of :func:`genzoo.eval.metrics.evaluate` on one run, as the flags ask."""
+    from .eval.metrics import evaluate
 
-    model = _run(args.run)
-    if not (Path(args.run) / "run.json").is_file():
-        raise CheckpointError(f"{args.run} has no run.json: it was not written by `genzoo train`")
-    spec = dict(read_recipe(Path(args.run))["data"])
+    model = _run(path)
+    if not (Path(path) / "run.json").is_file():
+        raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
+    spec = dict(read_recipe(Path(path))["data"])
     if args.data_root:
         spec["root"] = str(Path(args.data_root).resolve())
-    data = load_data(spec, args.split)
-    if len(data) == 0:
-        raise DataError(f"the {args.split} split of '{data.name}' is empty: nothing to evaluate")
-    report = likelihood_report(model, data, iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed,
-                               n=args.n, progress=not args.no_progress)
-    print(format_table(report))
-    atomic_write_json(Path(args.run) / "eval.json", report)
+    if args.n is not None and args.n < 1 or args.n_samples < 2 or args.iwae_k < 0 or args.batch_size < 1:
+        raise ConfigError("-n, --batch-size must be >= 1, --n-samples >= 2 and --iwae-k >= 0")
+    return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
+                    iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+
+
+def cmd_eval(args) -> int:
+    from .eval.metrics import format_result
+    from .io import atomic_write_json
+
+    result = _eval_run(args.run, args, args.metrics)
+    print(format_result(result))
+    atomic_write_json(Path(args.run) / "eval.json", result)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .eval.compare import compare_table, write_table
+    from .io import atomic_write_json, read_json
+
+    if len(set(args.runs)) != len(args.runs):
+        raise ConfigError("a run is named twice")
+    rows = []
+    for path in args.runs:
+        cached = Path(path) / "eval.json"
+        result = None
+        if cached.is_file() and not args.recompute:
+            old = read_json(cached, "evaluation file")
+            same = all(old.get(k) == v for k, v in (("split", args.split), ("n_samples", args.n_samples), ("seed", args.seed)))
+            if same and old.get("metrics_asked") == args.metrics:
+                result = old
+        if result is None:
+            result = _eval_run(path, args, args.metrics)
+            result["metrics_asked"] = args.metrics
+            atomic_write_json(cached, result)
+        rows.append((path, result))
+    table = compare_table(rows)
+    print(table.markdown)
+    if args.output:
+        for f in write_table(table, args.output):
+            print(f"wrote {f}", file=sys.stderr)
+    return 0
+
+
+def _indices(text: str, n: int) -> list[int]:
+    try:
+        out = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--arithmetic takes comma-separated test indices, got '{text}'") from None
+    if not out or any(not 0 <= v < n for v in out):
+        raise ConfigError(f"--arithmetic indices must lie in 0..{n - 1}, got '{text}'")
+    return out
+
+
+def cmd_interpolate(args) -> int:
+    import re
+
+    import torch
+
+    from .apps.interpolate import arithmetic, check_latent_model, draw_prior, infer_latent, interpolate
+    from .data import load_spec
+    from .viz import save_grid
+
+    model = _run(args.run)
+    check_latent_model(model)
+    if len(model.data_shape) != 3:
+        raise ConfigError(f"interpolation pictures need image data; this {model.name} models vectors of shape {model.data_shape}")
+    if args.steps < 2 or args.pairs < 0:
+        raise ConfigError("--steps must be >= 2 and --pairs >= 0")
+    test = None
+    if args.between or args.arithmetic:
+        spec = dict(read_recipe(Path(args.run))["data"])
+        if args.data_root:
+            spec["root"] = str(Path(args.data_root).resolve())
+        test = load_spec(spec, "test")
+    g = torch.Generator().manual_seed(args.seed)
+    if args.arithmetic:
+        m = re.fullmatch(r"\s*([\d,\s]+)-([\d,\s]+)\+([\d,\s]+)\s*", args.arithmetic)
+        if not m:
+            raise ConfigError(f"--arithmetic takes A-B+C with comma-separated test indices, got '{args.arithmetic}'")
+        groups = [_indices(t, len(test)) for t in m.groups()]
+        _, images = arithmetic(model, *(test.x[idx] for idx in groups), generator=g)
+        exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
+        out = Path(args.output) if args.output else Path(args.run) / "arithmetic.png"
+        save_grid(torch.cat([torch.stack(exemplars), images]), out, nrow=4, scale=2)
+        print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
+        return 0
+    rows = []
+    for i, j in args.between:
+        if not (0 <= i < len(test) and 0 <= j < len(test)):
+            raise ConfigError(f"--between indices must lie in 0..{len(test) - 1}, got {i} {j}")
+        z = infer_latent(model, test.x[[i, j]], generator=g)
+        rows.append(interpolate(model, z[0].cpu(), z[1].cpu(), args.steps, args.kind))
+    for _ in range(args.pairs):
+        z = draw_prior(model, 2, g)
+        rows.append(interpolate(model, z[0], z[1], args.steps, args.kind))
+    if not rows:
+        raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
+    out = Path(args.output) if args.output else Path(args.run) / "interpolation.png"
+    if out.parent and not out.parent.exists():
+        raise ConfigError(f"output folder {out.parent} does not exist")
+    save_grid(torch.cat(rows), out, nrow=args.steps, scale=2)
+    print(f"wrote {out} ({len(rows)} rows of {args.steps}, {args.kind})")
+    return 0
+
+
+def _read_image(path: str, shape: tuple[int, ...]):
+    """An image file as a (C, H, W) tensor in [0, 1] of the model's shape (grey or RGB, resized)."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    C, H, W = shape
+    try:
+        img = Image.open(path).convert("L" if C == 1 else "RGB").resize((W, H), Image.BILINEAR)
+    except (OSError, UnidentifiedImageError) as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(a[None] if C == 1 else a.transpose(2, 0, 1).copy())
+
+
+def cmd_inpaint(args) -> int:
+    import torch
+
+    from .apps.inpaint import inpaint, make_mask, psnr
+    from .apps.interpolate import check_latent_model
+    from .data import load_spec
+    from .viz import save_grid
+
+    model = _run(args.run)
+    check_latent_model(model)
+    if len(model.data_shape) != 3:
+        raise ConfigError(f"inpainting needs an image model; this {model.name} models vectors of shape {model.data_shape}")
+    if args.steps < 1 or args.restarts < 1 or args.lam < 0:
+        raise ConfigError("--steps and --restarts must be >= 1, --lam >= 0")
+    truth = None
+    if args.image:
+        y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
+    else:
+        spec = dict(read_recipe(Path(args.run))["data"])
+        if args.data_root:
+            spec["root"] = str(Path(args.data_root).resolve())
+        test = load_spec(spec, "test")
+        idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))
+        if any(not 0 <= i < len(test) for i in idx):
+            raise ConfigError(f"--test-index must lie in 0..{len(test) - 1}")
+        y = truth = test.x[idx]
+    g = torch.Generator().manual_seed(args.seed)
+    mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
+    out = inpaint(model, y, mask, lam=args.lam, steps=args.steps, restarts=args.restarts, blend=args.blend, generator=g)
+    panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, G(z*), blended
+    path = Path(args.output) if args.output else Path(args.run) / "inpaint.png"
+    if path.parent and not path.parent.exists():
+        raise ConfigError(f"output folder {path.parent} does not exist")
+    save_grid(panel, path, nrow=len(y), scale=2)
+    print(f"wrote {path} (rows: image, masked input, G(z*), {args.blend}-blended)")
+    if truth is not None:
+        p = psnr(out["filled"], truth, 1 - mask)
+        print(f"PSNR on the missing pixels: {float(p.mean()):.2f} dB (mean over {len(p)} images)")
     return 0
 
 
@@ -388,6 +567,8 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+            "compare": cmd_compare, "interpolate": cmd_interpolate,
+            "inpaint": cmd_inpaint,
             "bench": cmd_bench}
 
 

@@ -38,7 +38,7 @@ def test_train_sample_eval_end_to_end(tmp_path, capsys):
     code, out, err = run(capsys, "eval", str(rd), "--iwae-k", "50", "--no-progress")
     assert code == 0, err
     assert "NLL (IWAE k=50)" in out and "bits/dim" in out
-    rep = json.loads((rd / "eval.json").read_text())
+    rep = json.loads((rd / "eval.json").read_text())["likelihood"]
     kinds = {r["kind"]: r for r in rep["rows"]}
     assert set(kinds) == {"elbo", "iwae-50"} and rep["space"] == "binarized" and rep["n"] == 300
     assert kinds["iwae-50"]["nats"] <= kinds["elbo"]["nats"]  # the IWAE bound is tighter
@@ -52,8 +52,11 @@ def test_gmm_recipe_and_eval(tmp_path, capsys):
     assert code == 0, err
     code, out, err = run(capsys, "eval", str(rd), "--no-progress")
     assert code == 0, err
-    rep = json.loads((rd / "eval.json").read_text())
+    result = json.loads((rd / "eval.json").read_text())
+    rep = result["likelihood"]
     assert rep["rows"][0]["kind"] == "exact" and rep["space"] == "continuous"
+    assert result["metrics"] == ["nll", "modes"] and result["modes"]["n_modes"] == 8  # auto: the ring has centres
+    assert "modes captured" in out
     assert run(capsys, "sample", str(rd), "-n", "500")[0] == 0 and (rd / "samples.png").exists()
 
 
@@ -62,7 +65,7 @@ def test_gmm_digits_reports_discrete_units(tmp_path, capsys):
     assert run(capsys, "train", "gmm", "--steps", "5", "--run-dir", str(rd), "--no-progress",
                "--set", "n_components=3", "--set", "covariance=diag")[0] == 0
     code, out, err = run(capsys, "eval", str(rd), "--no-progress")
-    rep = json.loads((rd / "eval.json").read_text())
+    rep = json.loads((rd / "eval.json").read_text())["likelihood"]
     assert rep["space"] == "dequantized" and rep["levels"] == 17
     # a density on [0,1]^64 reported on the 17-level data: bits/dim between 0 and log2(17)
     assert 0 < rep["rows"][0]["bits_per_dim"] < np.log2(17)

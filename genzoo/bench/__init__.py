@@ -32,6 +32,7 @@ BENCHES = {
     "flow-speed": "flow_speed",
     "vae-planar": "vae_planar",
     "flows-2d": "flows_2d",
+    "parzen-mnist": "parzen_mnist",
 }
 
 

@@ -35,7 +35,7 @@ from .mnist import DEFAULT_MIRRORS, MNIST_MD5, download_mnist, load_mnist, read_
 from .toy import ToyDensity
 
 __all__ = [
-    "Dataset", "ToyDensity", "SPLITS", "load_dataset", "list_datasets", "dataset_options",
+    "Dataset", "ToyDensity", "SPLITS", "load_dataset", "load_spec", "list_datasets", "dataset_options",
     "download_mnist", "DEFAULT_MIRRORS", "MNIST_MD5", "read_idx",
 ]
 
@@ -191,3 +191,17 @@ def load_dataset(
     if binarize or dequantize:
         ds = dataclasses.replace(ds, binarize=binarize, dequantize=dequantize)
     return ds
+
+
+def load_spec(spec: dict, split: str) -> Dataset:
+    """The ``split`` of the dataset a run's data recipe describes (``name`` plus the keyword arguments
+    of :func:`load_dataset`); the size limit ``n`` applies to the training split only.
+
+    >>> len(load_spec({"name": "ring", "n": 100}, "train")), len(load_spec({"name": "ring", "n": 100}, "test")) > 100
+    (100, True)
+    """
+    spec = dict(spec)
+    name = spec.pop("name")
+    if split != "train":
+        spec.pop("n", None)
+    return load_dataset(name, split, **spec)

@@ -1,0 +1,164 @@
+"""Latent interpolation and vector arithmetic for any model with a latent space (VAE, flows, GAN, GMMN).
+
+Paths between two latents are linear or spherical. Spherical interpolation (slerp; Shoemake 1985,
+advocated for generative models by White 2016, "Sampling Generative Networks") keeps the path at the
+norm that a high-dimensional Gaussian prior puts its mass on, where a straight line passes through
+the improbable region near the origin::
+
+    slerp(z0, z1; t) = sin((1 - t) w) / sin(w) z0 + sin(t w) / sin(w) z1,   cos(w) = z0.z1 / (|z0| |z1|)
+
+Latents come from the prior, or are inferred from images (:func:`infer_latent`): the posterior mean
+of a VAE's encoder, the exact inverse of a flow, and for a GAN or GMMN, which have no encoder, the z
+whose image is nearest in L2 after gradient descent from several starts (as in Yeh et al. 2016 and
+the "projection" of Zhu et al. 2016). Vector arithmetic averages each concept's latent over a few
+exemplars (Radford et al. 2016, Section 6.3: three per concept) before adding and subtracting.
+
+>>> import torch, genzoo
+>>> vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
+>>> z0, z1 = torch.randn(2, 4)
+>>> path = latent_path(z0, z1, 5, "slerp")
+>>> path.shape, bool(torch.allclose(path[0], z0)), bool(torch.allclose(path[-1], z1, atol=1e-6))
+(torch.Size([5, 4]), True, True)
+>>> interpolate(vae, z0, z1, steps=5).shape
+torch.Size([5, 1, 8, 8])
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..base import Density, Generator, LatentVariable
+from ..errors import ConfigError
+
+Kind = Literal["lerp", "slerp"]
+
+
+def lerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
+    """(1 - t) z0 + t z1 for each t: (T,) x (L,) -> (T, L)."""
+    t = t.reshape(-1, 1).to(z0)  # (T, 1)
+    return (1 - t) * z0 + t * z1  # (T, L)
+
+
+def slerp(z0: Tensor, z1: Tensor, t: Tensor, eps: float = 1e-7) -> Tensor:
+    """Spherical interpolation (Shoemake 1985) of (L,) latents at times t (T,) -> (T, L); lerp for
+    (anti)parallel ends, where the great circle is undefined or not unique."""
+    t = t.reshape(-1, 1).to(z0)  # (T, 1)
+    a, b = z0.double(), z1.double()
+    cos = (a @ b / (a.norm() * b.norm()).clamp_min(eps)).clamp(-1, 1)
+    omega = torch.arccos(cos)
+    if float(torch.sin(omega)) < 1e-4:
+        return lerp(z0, z1, t)
+    s = torch.sin(omega)
+    out = torch.sin((1 - t.double()) * omega) / s * a + torch.sin(t.double() * omega) / s * b  # (T, L)
+    return out.to(z0.dtype)
+
+
+def latent_path(z0: Tensor, z1: Tensor, steps: int, kind: Kind = "slerp") -> Tensor:
+    """``steps`` latents from z0 to z1 inclusive, (steps, L)."""
+    if steps < 2:
+        raise ConfigError(f"an interpolation needs at least 2 steps, got {steps}")
+    if kind not in ("lerp", "slerp"):
+        raise ConfigError(f"unknown interpolation '{kind}': use lerp or slerp")
+    if z0.shape != z1.shape or z0.dim() != 1:
+        raise ConfigError(f"the two ends must be latents of the same shape (L,), got {tuple(z0.shape)} and {tuple(z1.shape)}")
+    t = torch.linspace(0, 1, steps)
+    return (slerp if kind == "slerp" else lerp)(z0, z1, t)
+
+
+def check_latent_model(model) -> None:
+    """A one-line error unless ``model`` maps latents to data (the ``Generator`` capability)."""
+    if not isinstance(model, Generator):
+        raise ConfigError(f"{model.name} has no latent space to interpolate in (it needs generate(z) and a prior)")
+
+
+def draw_prior(model, n: int, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` latents (n, L) from the model's prior (standard normal, or the standard logistic of NICE),
+    on the CPU, reproducibly from ``generator``."""
+    prior = model.prior
+    base = prior.base_dist if hasattr(prior, "base_dist") else prior
+    if isinstance(base, torch.distributions.Normal):
+        return torch.randn(n, model.latent_dim, generator=generator)
+    u = torch.rand(n, model.latent_dim, generator=generator).clamp(1e-6, 1 - 1e-6)
+    return torch.log(u) - torch.log1p(-u)  # the logistic's inverse cdf
+
+
+@torch.no_grad()
+def generate(model, z: Tensor, batch_size: int = 256) -> Tensor:
+    """Images (or vectors) for latents (N, L), in eval mode, on the CPU; images clipped to [0, 1]."""
+    check_latent_model(model)
+    model.eval()
+    out = torch.cat([model.generate(z[i:i + batch_size].to(model.device)).float().cpu() for i in range(0, len(z), batch_size)])
+    return out.clamp(0, 1) if out.dim() == 4 else out
+
+
+def interpolate(model, z0: Tensor, z1: Tensor, steps: int = 8, kind: Kind = "slerp") -> Tensor:
+    """The model's outputs along the path from z0 to z1: (steps, *data_shape)."""
+    return generate(model, latent_path(z0, z1, steps, kind))
+
+
+def infer_latent(model, x: Tensor, *, steps: int = 300, lr: float = 0.05, restarts: int = 4,
+                 prior_weight: float = 1e-3, generator: torch.Generator | None = None) -> Tensor:
+    """Latents (B, L) for data ``x`` (B, *data_shape).
+
+    VAE: the mean of q(z|x) (pushed through the planar maps when the posterior is a flow). Flow: f(x),
+    exact. GAN/GMMN: argmin_z ||G(z) - x||^2 + prior_weight ||z||^2 / 2 (a weak pull towards the prior's
+    mass), by Adam from ``restarts`` prior draws with a cosine-annealed step, keeping each example's best.
+    """
+    check_latent_model(model)
+    model.eval()
+    x = x.to(model.device)
+    if isinstance(model, LatentVariable):
+        with torch.no_grad():
+            q = model.encode(x)
+            if hasattr(q, "transforms"):  # a flow posterior: the base mean through the maps
+                z = q.base_dist.mean
+                for t in q.transforms:
+                    z = t(z)
+                return z
+            return q.mean  # (B, L)
+    if isinstance(model, Density) and hasattr(model, "encode"):
+        with torch.no_grad():
+            return model.encode(x)  # (B, L), exact
+    return _project(model, x, steps=steps, lr=lr, restarts=restarts, prior_weight=prior_weight, generator=generator)
+
+
+def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_weight: float,
+             generator: torch.Generator | None) -> Tensor:
+    """Gradient descent on z for each example, from several starts (the model's weights stay fixed)."""
+    B = x.shape[0]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        best, best_err = None, None
+        for _ in range(max(1, restarts)):
+            z = draw_prior(model, B, generator).to(model.device).requires_grad_(True)  # (B, L)
+            opt = torch.optim.Adam([z], lr=lr)
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps))
+            for _ in range(steps):
+                opt.zero_grad()
+                err = ((model.generate(z) - x) ** 2).reshape(B, -1).sum(1)  # (B,)
+                (err + prior_weight * (z * z).sum(1) / 2).sum().backward()
+                opt.step()
+                sched.step()
+            with torch.no_grad():
+                err = ((model.generate(z) - x) ** 2).reshape(B, -1).sum(1)  # (B,)
+                if best is None:
+                    best, best_err = z.detach().clone(), err
+                else:
+                    better = err < best_err
+                    best[better], best_err = z.detach()[better], torch.where(better, err, best_err)
+        return best
+    finally:
+        for p in model.parameters():
+            p.requires_grad_(True)
+
+
+def arithmetic(model, a: Tensor, b: Tensor, c: Tensor, **infer) -> tuple[Tensor, Tensor]:
+    """Radford et al. 2016's vector arithmetic: z = mean z(a) - mean z(b) + mean z(c), each concept an
+    (n_i, *data_shape) batch of exemplars. Returns (the three concept means and z, (4, L); their images)."""
+    zs = [infer_latent(model, e, **infer).mean(0) for e in (a, b, c)]  # 3 x (L,)
+    z = torch.stack([*zs, zs[0] - zs[1] + zs[2]])  # (4, L)
+    return z, generate(model, z)

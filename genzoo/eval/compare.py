@@ -1,0 +1,98 @@
+"""One table over several runs: every metric any of them admits, each column labelled with its kind.
+
+The likelihood column holds each run's best figure with its kind and data space beside it (``exact`` < ``iwae-k`` <
+``elbo``: an exact NLL, an importance-weighted bound, the ELBO), so a bound is never read as an exact
+value; Parzen estimates have their own column (log-likelihood, higher is better). Columns that no run
+has are left out.
+
+>>> rows = [("runs/a", {"model": "gmm", "dataset": "ring", "likelihood": {"space": "continuous", "rows": [
+...     {"metric": "NLL", "kind": "exact", "nats": -1.5, "stderr": 0.01, "bits_per_dim": -1.08}]}})]
+>>> print(compare_table(rows).markdown)
+| run | model | data | NLL nats (kind, space) | bits/dim |
+|---|---|---|---|---|
+| runs/a | gmm | ring | -1.500 (exact, continuous) | -1.0800 |
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from .metrics import summary_row
+
+#: (key in summary_row, Markdown heading, format); higher-is-better is said in the README
+COLUMNS = [
+    ("nll", "NLL nats (kind, space)", None),
+    ("bits_per_dim", "bits/dim", "{:.4f}"),
+    ("parzen_ll", "Parzen LL nats", None),
+    ("fid", "FID", "{:.3f}"),
+    ("kid", "KID", "{:.5f}"),
+    ("precision", "precision", "{:.3f}"),
+    ("recall", "recall", "{:.3f}"),
+    ("density", "density", "{:.3f}"),
+    ("coverage", "coverage", "{:.3f}"),
+    ("is", "IS", "{:.3f}"),
+    ("modes", "modes", "{}"),
+    ("high_quality", "high quality", "{:.3f}"),
+]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]  # Markdown cells
+    records: list[dict]  # the raw numbers, one dict per run (for CSV)
+
+    @property
+    def markdown(self) -> str:
+        lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines)
+
+    @property
+    def csv(self) -> str:
+        keys = list(self.records[0]) if self.records else []
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        w.writeheader()
+        w.writerows(self.records)
+        return buf.getvalue()
+
+
+def _cell(key: str, fmt: str | None, row: dict) -> str:
+    v = row.get(key)
+    if v is None:
+        return ""
+    if key == "nll":
+        return f"{v:.3f} ({row['nll_kind']}, {row['nll_space']})" if row.get("nll_space") else f"{v:.3f} ({row['nll_kind']})"
+    if key == "parzen_ll":
+        return f"{v:.1f} +- {row['parzen_se']:.1f}"
+    return fmt.format(v)
+
+
+def compare_table(results: list[tuple[str, dict]]) -> Table:
+    """A :class:`Table` from ``(run name, evaluate() result)`` pairs."""
+    summaries = [summary_row(r) for _, r in results]
+    keep = [(k, h, f) for k, h, f in COLUMNS if any(s.get(k) is not None for s in summaries)]
+    header = ["run", "model", "data"] + [h for _, h, _ in keep]
+    rows, records = [], []
+    for (name, res), s in zip(results, summaries):
+        rows.append([str(name), res.get("model", ""), res.get("dataset", "")] + [_cell(k, f, s) for k, _, f in keep])
+        records.append({"run": str(name), "model": res.get("model", ""), "data": res.get("dataset", ""), **s})
+    return Table(header, rows, records)
+
+
+def write_table(table: Table, prefix: str | Path) -> list[Path]:
+    """Write ``PREFIX.md`` and ``PREFIX.csv`` (atomically); return the two paths."""
+    from ..errors import ConfigError
+    from ..io import atomic_write_bytes
+
+    prefix = Path(prefix)
+    if prefix.parent and not prefix.parent.exists():
+        raise ConfigError(f"output folder {prefix.parent} does not exist")
+    paths = [prefix.with_name(prefix.name + ".md"), prefix.with_name(prefix.name + ".csv")]
+    atomic_write_bytes(paths[0], (table.markdown + "\n").encode())
+    atomic_write_bytes(paths[1], table.csv.encode())
+    return paths

@@ -1,0 +1,175 @@
+"""Every metric a model admits, in one call: what ``genzoo eval``, ``genzoo compare`` and the benchmarks use.
+
+Metrics by name (``--metrics``):
+
+* ``nll``: the likelihood figures of :func:`~genzoo.eval.likelihood.likelihood_report`: exact
+  ``log_prob`` (GMM, flows), ELBO and IWAE bound (VAE); admitted by models with ``Density`` or
+  ``LatentVariable``;
+* ``parzen``: the Parzen-window estimate of :mod:`genzoo.eval.parzen` (Goodfellow et al. 2014) on
+  samples: admitted by every model (all can sample); a different kind from ``nll``, never mixed with it;
+* ``fid``, ``kid``, ``pr`` (precision/recall), ``dc`` (density/coverage), ``is`` (the Inception-Score
+  analogue and class histogram): from the features of genzoo's own digit classifier
+  (:mod:`genzoo.eval.features`); admitted on MNIST and the 8x8 digits;
+* ``modes``: mode coverage (:mod:`genzoo.eval.modes`) on toy mixtures with known centres (ring, grid).
+
+``"auto"`` is ``nll`` where admitted, else ``parzen``, plus ``modes`` where admitted; ``"all"`` is
+every admitted metric. Samples are drawn once (``n_samples``, seed ``seed``) and shared by the
+sample-based metrics; images are clipped to [0, 1], the data space.
+
+>>> import genzoo
+>>> from genzoo.data import load_dataset
+>>> gmm = genzoo.build("gmm", data_shape=(2,), n_components=8)
+>>> _ = genzoo.fit(gmm, load_dataset("ring", n=2000), steps=30, progress=False)
+>>> out = evaluate(gmm, {"name": "ring"}, metrics="all", n_samples=2000, progress=False)
+>>> sorted(out["metrics"]), out["modes"]["n_modes"]
+(['modes', 'nll', 'parzen'], 8)
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..base import Density, LatentVariable
+from ..data import load_spec
+from ..errors import ConfigError
+from .likelihood import likelihood_report
+
+FEATURE_METRICS = ("fid", "kid", "pr", "dc", "is")
+METRICS = ("nll", "parzen", *FEATURE_METRICS, "modes")
+#: datasets with a shipped classifier for the feature metrics
+FEATURE_SETS = ("mnist", "digits")
+
+
+def admitted(model, data) -> list[str]:
+    """The metrics ``model`` admits on ``data`` (a Dataset), in :data:`METRICS` order."""
+    out = []
+    if isinstance(model, (Density, LatentVariable)):
+        out.append("nll")
+    out.append("parzen")
+    if data.name in FEATURE_SETS and data.is_image:
+        out += FEATURE_METRICS
+    if getattr(data.density, "centres", None) is not None:
+        out.append("modes")
+    return out
+
+
+def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
+    """``"auto"``, ``"all"`` or a list / comma-separated names -> the metrics to compute, checked."""
+    ok = admitted(model, data)
+    if isinstance(metrics, str):
+        if metrics == "all":
+            return ok
+        if metrics == "auto":
+            return [m for m in ok if m in ("nll", "modes") or (m == "parzen" and "nll" not in ok)]
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if not metrics:
+        raise ConfigError("no metrics named: give e.g. --metrics nll,parzen,fid or all")
+    for m in metrics:
+        if m not in METRICS:
+            raise ConfigError(f"unknown metric '{m}': choose from {', '.join(METRICS)}, auto or all")
+        if m not in ok:
+            why = {"nll": f"{model.name} has no likelihood or bound (it is a sampler: use parzen)",
+                   "modes": f"dataset '{data.name}' has no known mode centres"}.get(
+                       m, f"the feature metrics need MNIST or digits images, not '{data.name}'")
+            raise ConfigError(f"metric '{m}' does not apply: {why}")
+    return [m for m in METRICS if m in metrics]
+
+
+@torch.no_grad()
+def draw(model, n: int, seed: int, data, batch_size: int = 1000) -> torch.Tensor:
+    """``n`` samples in blocks, on the CPU; images clipped to the data space [0, 1]."""
+    g = torch.Generator(device=model.device).manual_seed(seed)
+    model.eval()
+    x = torch.cat([model.sample(min(batch_size, n - i), generator=g).float().cpu() for i in range(0, n, batch_size)])
+    return x.clamp(0, 1) if data.is_image else x  # (n, *shape)
+
+
+def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split: str = "test", n: int | None = None,
+             n_samples: int = 10_000, iwae_k: int = 5000, batch_size: int = 100, seed: int = 0,
+             progress: bool = True) -> dict:
+    """Compute ``metrics`` for ``model`` on the ``split`` of the dataset described by ``data_spec`` (a run's
+    data recipe: name, root, binarize/dequantize, dataset options).
+
+    Returns ``{"metrics": [...], "dataset", "split", "n_samples", "seconds": {metric: s}}`` plus one entry per
+    family of results: ``"likelihood"`` (a likelihood report), ``"parzen"``, ``"features"``, ``"modes"``.
+    """
+    test = load_spec(data_spec, split)
+    chosen = resolve_metrics(metrics, model, test)
+    out: dict = {"model": model.name, "metrics": chosen, "dataset": test.name, "split": split, "n_samples": n_samples, "seed": seed,
+                 "seconds": {}}
+    samples = None
+    if set(chosen) - {"nll"}:
+        t0 = time.time()
+        samples = draw(model, n_samples, seed, test)
+        out["seconds"]["sampling"] = time.time() - t0
+    if {"nll", "parzen"} & set(chosen):
+        t0 = time.time()
+        valid = load_spec(data_spec, "valid") if "parzen" in chosen else None
+        out["likelihood"] = likelihood_report(model, test, iwae_k=iwae_k, batch_size=batch_size, seed=seed, n=n,
+                                              progress=progress, bounds="nll" in chosen, valid=valid, samples=samples)
+        if "parzen" in chosen:
+            out["parzen"] = out["likelihood"].pop("parzen")
+        out["seconds"]["likelihood"] = time.time() - t0
+    if set(chosen) & set(FEATURE_METRICS):
+        from .features import feature_metrics
+
+        t0 = time.time()
+        out["features"] = feature_metrics(samples, test.name, root=data_spec.get("root"), split=split,
+                                          n_real=n, seed=seed, progress=progress)
+        out["seconds"]["features"] = time.time() - t0
+    if "modes" in chosen:
+        from .modes import mode_coverage
+
+        out["modes"] = mode_coverage(samples, test.density.centres, test.density.std)
+        out["modes"]["counts"] = [int(c) for c in out["modes"]["counts"]]
+    return out
+
+
+def summary_row(result: dict) -> dict:
+    """One flat row of the headline numbers of :func:`evaluate`'s result (None where not computed):
+    the best likelihood figure with its kind, Parzen, the feature metrics, mode coverage."""
+    row: dict = {}
+    rows = result.get("likelihood", {}).get("rows", [])  # the Parzen row has its own column
+    best = (next((r for r in rows if r["kind"] == "exact"), None) or next((r for r in rows if r["kind"].startswith("iwae")), None)
+            or next((r for r in rows if r["kind"] == "elbo"), None))
+    row["nll"] = best["nats"] if best else None
+    row["nll_kind"] = best["kind"] if best else None
+    row["nll_space"] = result["likelihood"].get("space") if best else None
+    row["bits_per_dim"] = best["bits_per_dim"] if best else None
+    p = result.get("parzen")
+    row["parzen_ll"], row["parzen_se"] = (p["ll"], p["stderr"]) if p else (None, None)
+    f = result.get("features", {})
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is"):
+        row[key] = f.get(key)
+    m = result.get("modes")
+    row["modes"] = f"{m['modes']}/{m['n_modes']}" if m else None
+    row["high_quality"] = m["high_quality"] if m else None
+    return row
+
+
+def format_result(result: dict) -> str:
+    """The plain-text lines of an :func:`evaluate` result (the likelihood table first)."""
+    from .likelihood import format_table
+
+    lines = []
+    if "likelihood" in result:
+        lines.append(format_table(result["likelihood"]))
+    if "parzen" in result:
+        p = result["parzen"]
+        edge = "  (sigma at the edge of the grid: widen it)" if p["sigma_at_edge"] else ""
+        lines.append(f"Parzen window (Goodfellow et al. 2014): test log-likelihood {p['ll']:.2f} +- {p['stderr']:.2f} "
+                     f"nats/example, sigma {p['sigma']:.4g} from {p['n_samples']:,} samples{edge}")
+    if "features" in result:
+        f = result["features"]
+        lines.append(f"features of genzoo's {f['classifier']} classifier ({100 * f['classifier_accuracy']:.2f}% test "
+                     f"accuracy; {f['n_fake']:,} samples vs {f['n_real']:,} {result['split']} images):")
+        lines.append(f"  FID {f['fid']:.3f}  KID {f['kid']:.5f} +- {f['kid_std']:.5f}  precision {f['precision']:.3f}  "
+                     f"recall {f['recall']:.3f}  density {f['density']:.3f}  coverage {f['coverage']:.3f}  IS {f['is']:.3f}")
+        lines.append("  class histogram of samples: " + " ".join(f"{100 * c:.1f}" for c in f["class_histogram"]) + " (%)")
+    if "modes" in result:
+        m = result["modes"]
+        lines.append(f"modes captured {m['modes']}/{m['n_modes']}, high quality {100 * m['high_quality']:.1f}%, "
+                     f"reverse KL {m['reverse_kl']:.3f}")
+    return "\n".join(lines)

@@ -1,0 +1,121 @@
+"""Inpainting by latent optimisation (Yeh et al.): masks, importance weights, Poisson blending, the search."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+from torch.distributions import Independent, Normal
+
+from genzoo.apps.inpaint import context_weights, inpaint, make_mask, poisson_blend, psnr
+from genzoo.cli import main
+from genzoo.errors import ConfigError
+
+
+def test_masks():
+    c = make_mask("center", (1, 28, 28))
+    assert c.shape == (1, 28, 28) and int((c == 0).sum()) == 14 * 14 and float(c[0, 14, 14]) == 0
+    left = make_mask("left", (3, 8, 8))
+    assert left.shape == (3, 8, 8) and float(left[:, :, :4].sum()) == 0 and float(left[:, :, 4:].min()) == 1
+    r = make_mask("random:0.8", (1, 100, 100), torch.Generator().manual_seed(0))
+    assert abs(float(1 - r.mean()) - 0.8) < 0.02
+
+
+def test_mask_from_png_and_errors(tmp_path):
+    a = np.full((16, 16), 255, np.uint8)
+    a[:, :8] = 0  # black = missing
+    Image.fromarray(a).save(tmp_path / "m.png")
+    m = make_mask(str(tmp_path / "m.png"), (1, 8, 8))
+    assert float(m[0, :, :4].sum()) == 0 and float(m[0, :, 4:].min()) == 1
+    for bad, needle in (("middle", "unknown mask"), ("random:1.5", "in \\[0, 1\\)"), ("random:x", "needs a number")):
+        with pytest.raises(ConfigError, match=needle):
+            make_mask(bad, (1, 8, 8))
+    with pytest.raises(ConfigError, match="nothing to fill"):
+        make_mask("random:0.0", (1, 4, 4), torch.Generator().manual_seed(0))
+
+
+def test_context_weights_match_the_definition():
+    m = make_mask("random:0.5", (1, 9, 9), torch.Generator().manual_seed(1))[0].numpy()
+    w = context_weights(torch.from_numpy(m)[None])[0].numpy()
+    ref = np.zeros_like(m)
+    for i in range(9):
+        for j in range(9):
+            if m[i, j]:
+                win = m[max(0, i - 3):i + 4, max(0, j - 3):j + 4]
+                ref[i, j] = (1 - win).sum() / 49  # zero padding counts as known
+    np.testing.assert_allclose(w, ref, atol=1e-6)
+
+
+def test_poisson_blend_keeps_known_pixels_and_source_gradients():
+    g = torch.Generator().manual_seed(2)
+    y, mask = torch.rand(1, 10, 10, generator=g), make_mask("center", (1, 10, 10))
+    assert torch.allclose(poisson_blend(y, y, mask), y, atol=1e-6)  # source = target: nothing changes
+    shifted = (y * 0.5 + 0.2)  # same picture at another brightness: the fill keeps y's border, source's gradients
+    out = poisson_blend(y, shifted.clone(), mask)
+    assert torch.equal(out[mask > 0], y[mask > 0])
+    hole = mask[0] < 0.5
+    ref_grad = (shifted[0, 1:, :] - shifted[0, :-1, :])[hole[1:, :] & hole[:-1, :]]
+    out_grad = (out[0, 1:, :] - out[0, :-1, :])[hole[1:, :] & hole[:-1, :]]
+    assert float((out_grad - ref_grad).abs().mean()) < float((shifted - y).abs().mean())
+
+
+def test_psnr():
+    x = torch.zeros(2, 1, 4, 4)
+    y = x.clone()
+    y[0] += 0.1
+    y[1, :, :2] += 0.01
+    where = torch.ones_like(x)
+    np.testing.assert_allclose(psnr(x, y, where).numpy(), [20.0, 40 + 10 * np.log10(2)], rtol=1e-5)
+    only_changed = torch.zeros_like(x)
+    only_changed[:, :, :2] = 1
+    assert float(psnr(x, y, only_changed)[1]) == pytest.approx(40.0, rel=1e-5)
+
+
+class LinearGenerator(nn.Module):
+    """x = sigmoid(A z): a known generator whose latent the known pixels determine."""
+
+    name, data_shape, latent_dim = "linear", (1, 4, 4), 6
+
+    def __init__(self):
+        super().__init__()
+        self.A = nn.Parameter(torch.randn(16, 6, generator=torch.Generator().manual_seed(3)) / 2)
+
+    @property
+    def device(self):
+        return self.A.device
+
+    @property
+    def prior(self):
+        return Independent(Normal(torch.zeros(6), torch.ones(6)), 1)
+
+    def generate(self, z):
+        return torch.sigmoid(z @ self.A.T).reshape(-1, 1, 4, 4)
+
+
+def test_search_recovers_the_missing_pixels_of_an_image_the_model_can_make():
+    model = LinearGenerator()
+    z_true = torch.randn(3, 6, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        y = model.generate(z_true)
+    mask = make_mask("center", (1, 4, 4)).expand(3, 1, 4, 4)
+    out = inpaint(model, y, mask, lam=0.0, steps=1500, lr=0.05, restarts=2, blend="mask",
+                  generator=torch.Generator().manual_seed(5))
+    assert float(psnr(out["filled"], y, 1 - mask).min()) > 35
+    assert torch.equal(out["filled"][mask > 0], y[mask > 0])  # known pixels kept as they were
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_cli_inpaint_panel_and_psnr(tmp_path, capsys):
+    rd = tmp_path / "vae"
+    assert main(["train", "vae", "--steps", "50", "--run-dir", str(rd), "--no-progress", "--set", "latent_dim=4"]) == 0
+    capsys.readouterr()
+    assert main(["inpaint", str(rd), "--test-index", "0", "1", "2", "--steps", "30", "--restarts", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR on the missing pixels" in out and (rd / "inpaint.png").is_file()
+    Image.fromarray((np.random.default_rng(0).random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "x.png")
+    assert main(["inpaint", str(rd), "--image", str(tmp_path / "x.png"), "--mask", "left", "--steps", "5",
+                 "--blend", "mask", "-o", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").is_file()
+    assert main(["inpaint", str(rd), "--mask", "middle"]) == 2
+    assert "unknown mask" in capsys.readouterr().err
+    assert main(["inpaint", str(rd), "--image", str(tmp_path / "none.png")]) == 2

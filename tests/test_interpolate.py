@@ -1,0 +1,93 @@
+"""Latent paths, latent inference for each family, vector arithmetic, and `genzoo interpolate`."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import genzoo
+from genzoo.apps.interpolate import arithmetic, infer_latent, interpolate, latent_path, lerp, slerp
+from genzoo.cli import main
+from genzoo.data import load_dataset
+from genzoo.errors import ConfigError
+
+
+def test_slerp_stays_on_the_sphere_and_lerp_is_straight():
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(2, 64, generator=g)
+    z1 = z1 / z1.norm() * z0.norm()  # equal norms: the great circle keeps them
+    path = slerp(z0, z1, torch.linspace(0, 1, 11))
+    np.testing.assert_allclose(path.norm(dim=1).numpy(), float(z0.norm()), rtol=1e-5)
+    # equal angles between neighbours: constant speed along the arc
+    cos = torch.nn.functional.cosine_similarity(path[1:], path[:-1])
+    assert float(cos.max() - cos.min()) < 1e-5
+    mid = lerp(z0, z1, torch.tensor([0.5]))[0]
+    assert torch.allclose(mid, (z0 + z1) / 2) and mid.norm() < z0.norm()  # the straight line cuts inside
+    assert torch.allclose(slerp(z0, 2 * z0, torch.tensor([0.5]))[0], 1.5 * z0)  # parallel ends: lerp
+
+
+def test_path_errors():
+    with pytest.raises(ConfigError, match="at least 2"):
+        latent_path(torch.zeros(3), torch.ones(3), 1)
+    with pytest.raises(ConfigError, match="same shape"):
+        latent_path(torch.zeros(3), torch.ones(4), 5)
+    with pytest.raises(ConfigError, match="unknown interpolation"):
+        latent_path(torch.zeros(3), torch.ones(3), 5, "cubic")
+
+
+def test_flow_latents_are_exact_and_vae_latents_are_posterior_means():
+    x = load_dataset("digits", "test", n=6).x
+    flow = genzoo.build("realnvp", data_shape=(1, 8, 8), n_scales=1, width=8, n_blocks=1)
+    z = infer_latent(flow, x)
+    assert torch.allclose(flow.decode(z), x, atol=1e-4)
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,))
+    assert torch.allclose(infer_latent(vae, x), vae.encode(x).mean)
+    vae_pf = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,), posterior_flow="planar", flow_length=2)
+    q = vae_pf.encode(x)
+    z = infer_latent(vae_pf, x)
+    assert z.shape == (6, 3) and torch.isfinite(q.log_prob(z)).all()
+
+
+def test_gan_projection_recovers_a_latent_it_generated():
+    torch.manual_seed(0)
+    gan = genzoo.build("gan", data_shape=(6,), latent_dim=2, hidden=(16,))
+    gan.eval()
+    z_true = torch.randn(5, 2)
+    with torch.no_grad():
+        x = gan.generate(z_true)
+    z = infer_latent(gan, x, steps=400, lr=0.05, restarts=3, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        err = ((gan.generate(z) - x) ** 2).sum(1)
+    assert float(err.max()) < 1e-3
+    assert all(p.requires_grad for p in gan.parameters())  # weights handed back trainable
+
+
+def test_arithmetic_is_the_mean_difference_of_concepts():
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,))
+    x = load_dataset("digits", "test", n=9).x
+    z, images = arithmetic(vae, x[:3], x[3:6], x[6:])
+    mean = lambda e: vae.encode(e).mean.mean(0)
+    assert torch.allclose(z[3], mean(x[:3]) - mean(x[3:6]) + mean(x[6:]), atol=1e-6)
+    assert images.shape == (4, 1, 8, 8) and float(images.min()) >= 0 and float(images.max()) <= 1
+
+
+def test_cli_interpolate_writes_strips_and_arithmetic(tmp_path, capsys):
+    rd = tmp_path / "vae"
+    assert main(["train", "vae", "--steps", "30", "--run-dir", str(rd), "--no-progress", "--set", "latent_dim=4"]) == 0
+    assert main(["interpolate", str(rd), "--pairs", "2", "--between", "0", "1", "--steps", "5"]) == 0
+    img = np.asarray(Image.open(rd / "interpolation.png"))
+    assert img.shape[0] > img.shape[1] / 5 * 2  # three rows of five 8x8 images
+    assert main(["interpolate", str(rd), "--arithmetic", "0,1,2-3,4,5+6,7,8", "-o", str(tmp_path / "a.png")]) == 0
+    assert (tmp_path / "a.png").is_file()
+    capsys.readouterr()
+    assert main(["interpolate", str(rd), "--arithmetic", "0,1-2"]) == 2
+    assert "A-B+C" in capsys.readouterr().err
+    assert main(["interpolate", str(rd), "--between", "0", "100000"]) == 2
+
+
+def test_cli_interpolate_refuses_models_without_latents(tmp_path, capsys):
+    rd = tmp_path / "gmm"
+    assert main(["train", "gmm", "--steps", "3", "--run-dir", str(rd), "--no-progress", "--set", "covariance=diag"]) == 0
+    capsys.readouterr()
+    assert main(["interpolate", str(rd)]) == 2
+    assert "no latent space" in capsys.readouterr().err

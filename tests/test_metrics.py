@@ -1,0 +1,100 @@
+"""genzoo.eval.metrics.evaluate (which metrics a model admits, one result) and `genzoo compare` (one table)."""
+
+import csv
+import json
+
+import pytest
+import torch
+
+import genzoo
+from genzoo.cli import main
+from genzoo.data import load_dataset
+from genzoo.errors import ConfigError
+from genzoo.eval.metrics import evaluate, resolve_metrics, summary_row
+from genzoo.eval.parzen import parzen_protocol
+
+
+@pytest.fixture(scope="module")
+def ring_models():
+    data = load_dataset("ring", n=2000)
+    gmm = genzoo.build("gmm", data_shape=(2,), n_components=8)
+    genzoo.fit(gmm, data, steps=30, progress=False, seed=0)
+    gan = genzoo.build("gan", data_shape=(2,), hidden=(32, 32))
+    genzoo.fit(gan, data, steps=50, progress=False, seed=0)
+    return gmm, gan, load_dataset("ring", "test")
+
+
+def test_metrics_admitted_and_auto(ring_models):
+    gmm, gan, test = ring_models
+    assert resolve_metrics("auto", gmm, test) == ["nll", "modes"]
+    assert resolve_metrics("auto", gan, test) == ["parzen", "modes"]  # a sampler: Parzen instead of a likelihood
+    assert resolve_metrics("all", gmm, test) == ["nll", "parzen", "modes"]
+    assert resolve_metrics("modes, parzen", gan, test) == ["parzen", "modes"]  # canonical order
+    digits = load_dataset("digits", "test")
+    vae = genzoo.build("vae", data_shape=(1, 8, 8))
+    assert resolve_metrics("all", vae, digits) == ["nll", "parzen", "fid", "kid", "pr", "dc", "is"]
+
+
+@pytest.mark.parametrize("metrics, needle", [
+    ("nll", "no likelihood or bound"), ("fid", "MNIST or digits"), ("bogus", "unknown metric 'bogus'"), ("", "no metrics"),
+])
+def test_metrics_that_do_not_apply_are_one_line_errors(ring_models, metrics, needle):
+    _, gan, test = ring_models
+    with pytest.raises(ConfigError, match=needle):
+        resolve_metrics(metrics, gan, test)
+
+
+def test_evaluate_uses_the_same_parzen_protocol_and_samples(ring_models):
+    _, gan, test = ring_models
+    out = evaluate(gan, {"name": "ring"}, metrics="parzen,modes", n_samples=1500, seed=3, progress=False)
+    assert out["model"] == "gan" and out["metrics"] == ["parzen", "modes"]
+    (row,) = out["likelihood"]["rows"]  # a sampler's only likelihood figure, labelled as an estimate
+    assert row["kind"] == "parzen" and row["nats"] == -out["parzen"]["ll"] and row["bits_per_dim"] is None
+    g = torch.Generator().manual_seed(3)
+    gan.eval()
+    samples = torch.cat([gan.sample(1000, generator=g), gan.sample(500, generator=g)])
+    ref = parzen_protocol(samples, load_dataset("ring", "valid").x, test.x, progress=False)
+    assert out["parzen"]["ll"] == pytest.approx(ref["ll"]) and out["parzen"]["sigma"] == ref["sigma"]
+    assert sum(out["modes"]["counts"]) == round(out["modes"]["high_quality"] * 1500)
+
+
+def test_summary_row_prefers_exact_then_iwae_then_elbo():
+    rows = [{"kind": "elbo", "nats": 3.0, "bits_per_dim": 1.0}, {"kind": "iwae-50", "nats": 2.0, "bits_per_dim": 0.5}]
+    assert summary_row({"likelihood": {"rows": rows}})["nll_kind"] == "iwae-50"
+    assert summary_row({"likelihood": {"rows": rows[:1]}})["nll"] == 3.0
+    exact = [*rows, {"kind": "exact", "nats": 1.0, "bits_per_dim": 0.2}]
+    assert summary_row({"likelihood": {"rows": exact}})["nll_kind"] == "exact"
+    assert summary_row({})["nll"] is None and summary_row({})["parzen_ll"] is None
+
+
+def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, capsys, monkeypatch):
+    runs = []
+    for model, extra in (("gmm", ["--set", "n_components=8"]), ("gan", ["--set", "hidden=[32,32]"])):
+        rd = tmp_path / model
+        assert main(["train", model, "--data", "ring", "--steps", "30", "--run-dir", str(rd), "--no-progress", *extra]) == 0
+        runs.append(str(rd))
+    capsys.readouterr()
+    out_prefix = tmp_path / "table"
+    assert main(["compare", *runs, "--n-samples", "1000", "-o", str(out_prefix), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| NLL nats (kind, space) |" in printed and "(exact, continuous)" in printed and "Parzen LL nats" in printed
+    md = (tmp_path / "table.md").read_text()
+    assert md.strip() == printed.strip()
+    with open(tmp_path / "table.csv") as f:
+        recs = list(csv.DictReader(f))
+    assert [r["model"] for r in recs] == ["gmm", "gan"]
+    assert recs[0]["nll_kind"] == "exact" and recs[1]["nll"] == "" and float(recs[1]["parzen_ll"]) < 10
+    assert json.loads((tmp_path / "gan" / "eval.json").read_text())["metrics"] == ["parzen", "modes"]
+
+    def fail(*a, **k):
+        raise AssertionError("evaluated again although eval.json has the same metrics")
+
+    monkeypatch.setattr("genzoo.eval.metrics.evaluate", fail)
+    assert main(["compare", *runs, "--n-samples", "1000", "--no-write", "--no-progress"]) == 0
+    assert "(exact, continuous)" in capsys.readouterr().out
+
+
+def test_cli_compare_bad_input(tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "not a genzoo run" in capsys.readouterr().err
+    assert main(["compare", "a", "a"]) == 2

@@ -1,0 +1,82 @@
+"""Parzen-window estimates: exact on closed forms, the right sigma on data from a known Parzen model."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from scipy.special import logsumexp
+
+from genzoo.errors import DataError
+from genzoo.eval.parzen import SIGMAS, parzen_log_prob, parzen_protocol, select_sigma
+
+
+def test_one_kernel_is_an_isotropic_gaussian():
+    g = torch.Generator().manual_seed(0)
+    mu, x = torch.randn(1, 5, generator=g), torch.randn(50, 5, generator=g)
+    for sigma in (0.1, 0.7, 3.0):
+        ref = stats.multivariate_normal(mu[0].numpy(), sigma**2 * np.eye(5)).logpdf(x.numpy())
+        np.testing.assert_allclose(parzen_log_prob(x, mu, sigma).numpy(), ref, rtol=1e-6, atol=1e-5)
+
+
+def test_two_kernels_are_an_equal_mixture():
+    a, b, sigma = np.array([0.0, 0.0, 1.0]), np.array([2.0, -1.0, 0.5]), 0.8
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = np.logaddexp(stats.multivariate_normal(a, sigma**2 * np.eye(3)).logpdf(x.numpy()),
+                       stats.multivariate_normal(b, sigma**2 * np.eye(3)).logpdf(x.numpy())) - math.log(2)
+    got = parzen_log_prob(x, torch.tensor(np.stack([a, b])), sigma)
+    np.testing.assert_allclose(got.numpy(), ref, rtol=1e-6, atol=1e-5)
+
+
+def test_blocks_and_sigma_grid_match_a_direct_computation():
+    g = torch.Generator().manual_seed(2)
+    samples, x = torch.rand(300, 4, 4, generator=g), torch.rand(70, 4, 4, generator=g)  # images are flattened
+    d2 = ((x.reshape(70, 1, 16).double() - samples.reshape(1, 300, 16).double()) ** 2).sum(-1).numpy()  # (70, 300)
+    got = parzen_log_prob(x, samples, SIGMAS, batch_size=16)  # (10, 70), blocks of 16 points
+    assert got.shape == (10, 70) and got.dtype == torch.float64
+    for k, s in enumerate(SIGMAS.tolist()):
+        ref = logsumexp(-d2 / (2 * s * s), axis=1) - math.log(300) - 16 * math.log(s * math.sqrt(2 * math.pi))
+        np.testing.assert_allclose(got[k].numpy(), ref, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("true_index", [2, 5, 8])
+def test_sigma_selection_recovers_the_sigma_of_a_known_parzen_model(true_index):
+    g = torch.Generator().manual_seed(true_index)
+    centres = torch.rand(500, 10, generator=g) * 4  # (S, D): the model's samples
+    sigma = float(SIGMAS[true_index])
+    pick = torch.randint(0, 500, (3000,), generator=g)
+    valid = centres[pick] + sigma * torch.randn(3000, 10, generator=g)  # drawn from the Parzen model itself
+    chosen, means = select_sigma(centres, valid)
+    assert chosen == pytest.approx(sigma)
+    assert int(means.argmax()) == true_index and means.shape == (10,)
+
+
+def test_protocol_uses_the_first_validation_points_and_scores_the_test_set():
+    g = torch.Generator().manual_seed(3)
+    samples, valid, test = torch.randn(800, 3, generator=g), torch.randn(1500, 3, generator=g), torch.randn(400, 3, generator=g)
+    out = parzen_protocol(samples, valid, test, n_valid=1000, progress=False)
+    sigma, _ = select_sigma(samples, valid[:1000])
+    assert out["sigma"] == sigma and out["n_test"] == 400 and out["n_samples"] == 800
+    lp = parzen_log_prob(test, samples, sigma)
+    assert out["ll"] == pytest.approx(float(lp.mean()))
+    assert out["stderr"] == pytest.approx(float(lp.std() / 20.0))
+    assert len(out["valid_ll"]) == 10 and not out["sigma_at_edge"]
+
+
+def test_too_narrow_a_grid_is_flagged():
+    g = torch.Generator().manual_seed(4)
+    samples, valid = torch.randn(500, 2, generator=g) * 10, torch.randn(300, 2, generator=g) * 10
+    out = parzen_protocol(samples, valid, valid, progress=False)  # the best width is above the grid's 1.0
+    assert out["sigma"] == pytest.approx(1.0) and out["sigma_at_edge"]
+
+
+def test_bad_inputs_give_one_line_errors():
+    with pytest.raises(DataError, match="dimensions"):
+        parzen_log_prob(torch.zeros(3, 4), torch.zeros(5, 3), 0.5)
+    with pytest.raises(DataError, match="sigma must be > 0"):
+        parzen_log_prob(torch.zeros(3, 4), torch.zeros(5, 4), 0.0)
+    with pytest.raises(DataError, match="NaN"):
+        parzen_log_prob(torch.zeros(3, 4), torch.full((5, 4), float("nan")), 0.5)
+    with pytest.raises(DataError, match="shape"):
+        parzen_log_prob(torch.zeros(3, 4), torch.zeros(0, 4), 0.5)
