@@ -98,3 +98,20 @@ def test_cli_compare_bad_input(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "not a genzoo run" in capsys.readouterr().err
     assert main(["compare", "a", "a"]) == 2
+
+
+def test_feature_metrics_of_a_digits_model_through_the_cli(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    rd = tmp_path / "vae"
+    assert main(["train", "vae", "--steps", "100", "--run-dir", str(rd), "--no-progress", "--set", "latent_dim=4"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(rd), "--metrics", "fid,kid,pr,dc,is", "--n-samples", "600", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "FID" in out and "class histogram" in out and "NLL" not in out  # only what was asked
+    f = json.loads((rd / "eval.json").read_text())["features"]
+    assert f["classifier"] == "digits" and f["n_fake"] == 600 and f["n_real"] == 300
+    assert f["fid"] > 0 and 0 <= f["precision"] <= 1 and 0 <= f["coverage"] <= 1 and abs(sum(f["class_histogram"]) - 1) < 1e-6
+    assert 1 <= f["is"] <= 10
+    assert main(["compare", str(rd), "--metrics", "fid,pr", "--no-write", "--no-progress", "--n-samples", "600"]) == 0
+    table = capsys.readouterr().out
+    assert "| FID |" in table and "| precision |" in table and "Parzen" not in table

@@ -116,6 +116,7 @@ def run(args) -> str:
               f"the best likelihood figure each admits with its kind and data space (exact NLL; IWAE bound with "
               f"k = {IWAE_K:,}; lower is better), the Parzen estimate, and the metrics of genzoo's MNIST "
               "classifier's features (FID, KID: lower is better; precision, recall, density, coverage, IS: higher "
-              "is better; the test set scores FID ~0, precision/recall ~0.7-0.8, IS ~9.8 against itself).", "",
+              "is better). For scale, 10,000 real training images score FID 1.41, precision 0.937, recall 0.942, "
+              "density 0.928, coverage 0.939 against the test set, whose IS is 9.78.", "",
               table.markdown]
     return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Feature-based metrics for digit images, from small classifiers that genzoo trained and ships.
+
+Inception-v3 weights cannot be downloaded here, and an ImageNet network is a poor judge of 28x28
+digits anyway, so FID & co. use a small CNN per dataset (:class:`DigitClassifier`), trained by
+:mod:`genzoo.eval.train_classifier` and shipped in ``genzoo/eval/weights/`` as safetensors plus
+a JSON record of the exact recipe, the torch version and the test accuracy. Numbers computed with
+these features are comparable with each other, not with published Inception-based FIDs; say so
+beside any table (the ``classifier`` and ``classifier_accuracy`` entries of the result do).
+
+* penultimate features (post-ReLU hidden layer) give FID and KID (:mod:`genzoo.eval.fid`), and
+  precision / recall / density / coverage (:mod:`genzoo.eval.prdc`);
+* predicted class probabilities give an Inception-Score analogue and the class histogram.
+
+Features of the real split are computed once and cached (:func:`reference_stats`) in
+``$GENZOO_CACHE``, else ``~/.cache/genzoo``, under a key made of the data's contents and the
+classifier weights' hash, so new data or new weights never meet stale statistics.
+
+>>> load_classifier("digits").features(torch.zeros(2, 1, 8, 8)).shape
+torch.Size([2, 64])
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+from torch import Tensor, nn
+
+from ..errors import ConfigError, DataError, did_you_mean
+from ..io import atomic_write_bytes, load_tensors, read_json
+from .fid import class_histogram, feature_stats, frechet_distance, inception_score, kid
+from .prdc import prdc
+
+__all__ = [
+    "DigitClassifier", "CLASSIFIERS", "WEIGHTS_DIR", "classifier_info", "load_classifier", "check_images",
+    "extract", "reference_stats", "cache_dir", "feature_metrics",
+]
+
+#: the shipped classifiers, by the dataset they were trained on
+CLASSIFIERS = ("mnist", "digits")
+WEIGHTS_DIR = Path(__file__).with_name("weights")
+_CACHE_FORMAT = "genzoo-reference-stats/1"
+
+
+class DigitClassifier(nn.Module):
+    """A small CNN for (N, 1, S, S) grey images in [0, 1]: conv blocks, one hidden layer, logits.
+
+    Each entry of ``channels`` is a block ``conv 3x3 (padding 1) -> ReLU -> max-pool 2`` that halves
+    the side (rounding down); the flattened output goes through ``Linear -> ReLU`` to ``features``
+    units, the feature vector of the metrics, then dropout and a linear layer to ``n_classes``
+    logits.
+
+    >>> DigitClassifier(image_size=8, channels=(8,), features=16)(torch.zeros(3, 1, 8, 8)).shape
+    torch.Size([3, 10])
+    """
+
+    def __init__(self, image_size: int = 28, channels: tuple[int, ...] = (16, 32, 64), features: int = 128,
+                 n_classes: int = 10, dropout: float = 0.25) -> None:
+        super().__init__()
+        self.image_size = image_size
+        layers: list[nn.Module] = []
+        c_in, side = 1, image_size
+        for c in channels:
+            layers += [nn.Conv2d(c_in, c, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
+            c_in, side = c, side // 2
+        if side < 1:
+            raise ConfigError(f"{len(channels)} pooling blocks are too many for {image_size}x{image_size} images")
+        self.conv = nn.Sequential(*layers)
+        self.hidden = nn.Linear(c_in * side * side, features)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(features, n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        """(N, 1, S, S) images -> (N, features) penultimate activations (after the ReLU)."""
+        h = self.conv(x).flatten(1)        # (N, C * s * s), s = S / 2^blocks
+        return F.relu(self.hidden(h))      # (N, features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, 1, S, S) images -> (N, n_classes) logits."""
+        return self.head(self.dropout(self.features(x)))   # (N, n_classes)
+
+
+# -- the shipped weights -----------------------------------------------------------------------
+
+
+def _check_name(name: str) -> str:
+    if name not in CLASSIFIERS:
+        raise ConfigError(f"no feature classifier '{name}'{did_you_mean(str(name), CLASSIFIERS)}; known: {', '.join(CLASSIFIERS)}")
+    return name
+
+
+def _weights_path(name: str) -> Path:
+    return WEIGHTS_DIR / f"{_check_name(name)}-classifier.safetensors"
+
+
+def classifier_info(name: str) -> dict:
+    """The JSON record of a shipped classifier: architecture, recipe, torch version, accuracy, command."""
+    return read_json(WEIGHTS_DIR / f"{_check_name(name)}-classifier.json", "classifier record")
+
+
+def load_classifier(name: str) -> DigitClassifier:
+    """The shipped classifier ``name`` ("mnist" or "digits"), in eval mode, on the CPU (no pickle)."""
+    info = classifier_info(name)
+    arch = dict(info["architecture"])
+    arch["channels"] = tuple(arch["channels"])
+    model = DigitClassifier(**arch)
+    model.load_state_dict(load_tensors(_weights_path(name)))
+    return model.eval()
+
+
+@functools.lru_cache(maxsize=len(CLASSIFIERS))
+def _shared_classifier(name: str) -> DigitClassifier:
+    return load_classifier(name).requires_grad_(False)
+
+
+@functools.lru_cache(maxsize=len(CLASSIFIERS))
+def _weights_sha256(name: str) -> str:
+    return hashlib.sha256(_weights_path(name).read_bytes()).hexdigest()
+
+
+def check_images(x: Tensor, name: str) -> Tensor:
+    """``x`` as a float32 CPU tensor (N, 1, S, S) in [0, 1] for classifier ``name``, else a DataError."""
+    side = int(classifier_info(name)["architecture"]["image_size"])
+    x = torch.as_tensor(x).detach().cpu()
+    if x.ndim != 4 or x.shape[1:] != (1, side, side):
+        raise DataError(f"the '{name}' classifier takes images of shape (N, 1, {side}, {side}), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise DataError("no images to score")
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise DataError("images contain NaN or infinite values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 1 + 1e-6:
+        raise DataError(f"images must have values in [0, 1], got values in [{lo:.4g}, {hi:.4g}]")
+    return x.clamp(0, 1)
+
+
+@torch.no_grad()
+def extract(x: Tensor, name: str, batch_size: int = 500, progress: bool = False) -> tuple[Tensor, Tensor]:
+    """Features (N, F) and class probabilities (N, 10), float64, of images ``x`` (N, 1, S, S) in [0, 1].
+
+    The classifier runs in eval mode (no dropout) under ``no_grad``, ``batch_size`` images at a time.
+    """
+    from tqdm.auto import tqdm
+
+    x = check_images(x, name)
+    model = _shared_classifier(name)
+    feats, probs = [], []
+    for i in tqdm(range(0, x.shape[0], batch_size), desc=f"{name} features", disable=None if progress else True, leave=False):
+        h = model.features(x[i:i + batch_size])                   # (b, F)
+        feats.append(h.double())
+        probs.append(model.head(h).double().softmax(1))           # (b, 10)
+    return torch.cat(feats), torch.cat(probs)
+
+
+# -- cached statistics of the real data -------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where reference statistics are cached: ``$GENZOO_CACHE``, else ``~/.cache/genzoo``."""
+    return Path(os.environ.get("GENZOO_CACHE") or "~/.cache/genzoo").expanduser()
+
+
+def _cache_file(name: str, split: str, x: Tensor) -> Path:
+    h = hashlib.sha256(f"{_CACHE_FORMAT}|{name}|{split}|{_weights_sha256(name)}|{tuple(x.shape)}|".encode())
+    h.update(x.contiguous().numpy())        # the data itself: new files or another split never hit
+    return cache_dir() / "reference" / f"{name}-{split}-{h.hexdigest()[:24]}.safetensors"
+
+
+def reference_stats(name: str, split: str = "test", root: str | None = None, progress: bool = False) -> dict[str, Tensor]:
+    """Features of the real ``split`` of dataset ``name`` under its classifier, cached on disk.
+
+    Returns float64 tensors ``{"features": (N, F), "probs": (N, 10), "mu": (F,), "sigma": (F, F)}``.
+    ``root`` is where MNIST lives (as for :func:`genzoo.data.load_dataset`). The cache file lives
+    in :func:`cache_dir` under a key hashed from the split's pixels and the classifier weights; it is
+    written to a temporary file and renamed into place, and an unreadable one is recomputed. When the
+    cache folder cannot be written, the statistics are returned with a warning.
+    """
+    from ..data import load_dataset
+
+    data = load_dataset(classifier_info(name)["dataset"], split, root=root)
+    path = _cache_file(name, split, data.x)
+    if path.is_file():
+        try:
+            stored = load_file(str(path))
+            return {k: v.double() for k, v in stored.items()}
+        except (SafetensorError, OSError, ValueError):
+            pass  # corrupt or truncated by hand: recompute and overwrite
+    feats, probs = extract(data.x, name, progress=progress)   # (N, F), (N, 10)
+    mu, sigma = feature_stats(feats)
+    stats = {"features": feats, "probs": probs, "mu": mu, "sigma": sigma}
+    # the features are float32 activations: storing them as float32 loses nothing
+    stored = {"features": feats.float(), "probs": probs, "mu": mu, "sigma": sigma}
+    meta = {"format": _CACHE_FORMAT, "classifier": name, "split": split, "n": str(feats.shape[0])}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, safetensors_bytes({k: v.contiguous() for k, v in stored.items()}, metadata=meta))
+    except OSError as e:
+        warnings.warn(f"could not cache reference statistics in {path.parent}: {e.strerror or e}", stacklevel=2)
+    return stats
+
+
+# -- the one function the CLI calls -------------------------------------------------------------
+
+
+def _positive_int(value: object, what: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def feature_metrics(
+    fake: Tensor,
+    name: str,
+    *,
+    root: str | None = None,
+    split: str = "test",
+    n_real: int | None = None,
+    k: int = 5,
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """FID, KID, precision/recall, density/coverage, IS and class histogram of ``fake`` images.
+
+    ``fake`` is (N, 1, S, S) in [0, 1], with S the classifier's side (28 for "mnist", 8 for
+    "digits"). It is compared with the real ``split`` of the classifier's dataset (``n_real`` of its
+    images drawn at random with ``seed`` when given, else all; ``root`` locates MNIST), through the
+    features of the shipped classifier ``name``:
+
+    * ``fid``: Frechet distance of the feature Gaussians (Heusel et al. 2017); near 0 for real data;
+    * ``kid``, ``kid_std``: unbiased polynomial-kernel MMD^2 over ``kid_subsets`` random subsets of
+      ``kid_subset_size`` (Binkowski et al. 2018), drawn with ``seed``;
+    * ``precision``, ``recall`` (Kynkaanniemi et al. 2019) and ``density``, ``coverage`` (Naeem et al.
+      2020) with ``k`` nearest neighbours;
+    * ``is``, ``is_std``: the Inception-Score analogue over 10 splits (Salimans et al. 2016), at most 10;
+    * ``class_histogram``: the share of each predicted digit among the fakes (empty bins: mode collapse).
+
+    Also ``n_fake``, ``n_real``, ``classifier`` and ``classifier_accuracy`` (its test accuracy).
+    All values are plain Python numbers.
+
+    >>> import os, tempfile
+    >>> from unittest import mock
+    >>> from genzoo.data import load_dataset
+    >>> real = load_dataset("digits", "test").x                           # (300, 1, 8, 8)
+    >>> noisy = (real + 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    >>> with mock.patch.dict(os.environ, GENZOO_CACHE=tempfile.mkdtemp()):   # keep ~/.cache clean
+    ...     same = feature_metrics(real, "digits", kid_subset_size=100, progress=False)
+    ...     worse = feature_metrics(noisy, "digits", kid_subset_size=100, progress=False)
+    >>> round(same["fid"], 6), same["precision"], same["coverage"], same["n_real"]
+    (0.0, 1.0, 1.0, 300)
+    >>> worse["fid"] > 10 * max(abs(same["fid"]), 1e-3) and worse["kid"] > same["kid"]
+    True
+    """
+    _check_name(name)
+    k = _positive_int(k, "k")
+    kid_subsets = _positive_int(kid_subsets, "kid_subsets")
+    kid_subset_size = _positive_int(kid_subset_size, "kid_subset_size", 2)
+    if n_real is not None:
+        n_real = _positive_int(n_real, "n_real", 2)
+    x = check_images(fake, name)
+    if x.shape[0] <= k:
+        raise DataError(f"feature metrics need more than k = {k} fake images, got {x.shape[0]}")
+
+    ref = reference_stats(name, split, root, progress=progress)
+    real = ref["features"]                                          # (N_real, F)
+    if n_real is not None and n_real < real.shape[0]:
+        # a random subset, not the first n_real: MNIST's test set is ordered by writer population
+        keep = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))[:n_real]
+        real = real[keep.sort().values]
+        mu_r, sigma_r = feature_stats(real)
+    else:
+        mu_r, sigma_r = ref["mu"], ref["sigma"]
+    if real.shape[0] <= k:
+        raise DataError(f"feature metrics need more than k = {k} real images, got {real.shape[0]}")
+
+    feats, probs = extract(x, name, progress=progress)              # (N, F), (N, 10)
+    kid_mean, kid_std = kid(real, feats, kid_subsets, kid_subset_size, torch.Generator().manual_seed(seed))
+    is_mean, is_std = inception_score(probs, splits=min(10, x.shape[0]))
+    pr = prdc(real, feats, k)
+    return {
+        "fid": frechet_distance(mu_r, sigma_r, *feature_stats(feats)),
+        "kid": kid_mean,
+        "kid_std": kid_std,
+        **pr,
+        "is": is_mean,
+        "is_std": is_std,
+        "class_histogram": class_histogram(probs).tolist(),
+        "n_fake": int(x.shape[0]),
+        "n_real": int(real.shape[0]),
+        "classifier": name,
+        "classifier_accuracy": float(classifier_info(name)["test_accuracy"]),
+    }

@@ -1,0 +1,222 @@
+"""The shipped digit classifiers, cached reference statistics, and feature_metrics on real images.
+
+Figures measured when the MNIST classifier was shipped (torch 2.13.0 CPU), quoted in the asserts:
+FID(first 5,000 training images, 10,000 test images) = 2.10. Against the same 5,000, a random
+2,000 of the test images score 2.86; Gaussian blur of sigma 0.5, 1, 1.5, 2 px gives 20.3, 209,
+495, 722, and additive noise of std 0.1, 0.2, 0.3, 0.4 (clipped to [0, 1]) gives 12.5, 73.8, 222,
+411. (The subset is random because the test set is ordered by writer population: its first 2,000
+images alone score 10.6.)
+"""
+
+import functools
+import hashlib
+import json
+import math
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import genzoo.eval.features as feat
+from genzoo.data import load_dataset
+from genzoo.errors import ConfigError, DataError
+from genzoo.eval.features import (
+    CLASSIFIERS, WEIGHTS_DIR, classifier_info, extract, feature_metrics, load_classifier, reference_stats,
+)
+from genzoo.eval.fid import class_histogram, feature_stats, frechet_distance, inception_score
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("genzoo-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(monkeypatch, shared_cache, one_thread):
+    """Never write to ~/.cache: every test caches into a temporary folder shared by this module."""
+    monkeypatch.setenv("GENZOO_CACHE", str(shared_cache))
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist(root: str) -> dict:
+    """Reference statistics of the MNIST test set (cached in the module's folder) and train features."""
+    ref = reference_stats("mnist", "test", root)
+    train_feats, _ = extract(load_dataset("mnist", "train", root=root, n=5000).x, "mnist")
+    return {"ref": ref, "train": train_feats}
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, 1, H, W) images, zero padding."""
+    r = math.ceil(3 * sigma)
+    t = torch.arange(-r, r + 1.0)
+    k = torch.exp(-t**2 / (2 * sigma**2))
+    k = k / k.sum()
+    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
+    return F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))
+
+
+# -- the shipped classifiers ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_shipped_classifier_record(name):
+    info = classifier_info(name)
+    weights = WEIGHTS_DIR / f"{name}-classifier.safetensors"
+    assert weights.stat().st_size < 2 * 2**20
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == info["weights_sha256"]
+    recipe = info["recipe"]
+    for key in ("optimizer", "lr", "epochs", "batch_size", "augmentation", "seed"):
+        assert key in recipe
+    assert info["torch_version"] and info["command"].startswith(f"python -m genzoo.eval.train_classifier {name}")
+    model = load_classifier(name)
+    assert not model.training
+    side = info["architecture"]["image_size"]
+    assert model.features(torch.zeros(2, 1, side, side)).shape == (2, info["architecture"]["features"])
+
+
+def test_mnist_classifier_accuracy(mnist_root):
+    ref = _mnist(str(mnist_root))["ref"]
+    y = load_dataset("mnist", "test", root=str(mnist_root)).y
+    acc = float((ref["probs"].argmax(1) == y).double().mean())
+    assert acc >= 0.99
+    assert acc == pytest.approx(classifier_info("mnist")["test_accuracy"], abs=1e-3)
+
+
+def test_digits_classifier_accuracy():
+    test = load_dataset("digits", "test")
+    _, probs = extract(test.x, "digits")
+    acc = float((probs.argmax(1) == test.y).double().mean())
+    assert acc == pytest.approx(classifier_info("digits")["test_accuracy"], abs=0.005)
+    assert acc >= 0.97
+
+
+# -- FID on real images -----------------------------------------------------------------------
+
+
+def test_fid_train_vs_test_near_zero_and_rising_with_blur_and_noise(mnist_root):
+    m = _mnist(str(mnist_root))
+    train = m["train"]                                             # (5000, 128)
+    # 5,000 training images against the cached statistics of the 10,000 test images: measured 2.10
+    base = frechet_distance(*feature_stats(train), m["ref"]["mu"], m["ref"]["sigma"])
+    assert 0 <= base < 3.5
+
+    g = torch.Generator().manual_seed(0)
+    x = load_dataset("mnist", "test", root=str(mnist_root)).x[torch.randperm(10_000, generator=g)[:2000]]
+    noise = torch.randn(x.shape, generator=g)
+
+    def fid_to_train(images: torch.Tensor) -> float:
+        return frechet_distance(*feature_stats(train), *feature_stats(extract(images, "mnist")[0]))
+
+    clean = fid_to_train(x)
+    blurred = [clean] + [fid_to_train(_blur(x, s).clamp(0, 1)) for s in (0.5, 1.0, 1.5, 2.0)]
+    noised = [clean] + [fid_to_train((x + s * noise).clamp(0, 1)) for s in (0.1, 0.2, 0.3, 0.4)]
+    assert clean < 5
+    assert all(a < b for a, b in zip(blurred, blurred[1:])), blurred
+    assert all(a < b for a, b in zip(noised, noised[1:])), noised
+    assert blurred[1] > 4 * clean and noised[1] > 2 * clean
+
+
+# -- predictions: IS and the class histogram ---------------------------------------------------
+
+
+def test_inception_score_and_histogram_of_real_and_collapsed_sets(mnist_root):
+    probs = _mnist(str(mnist_root))["ref"]["probs"]                # (10000, 10)
+    y = load_dataset("mnist", "test", root=str(mnist_root)).y
+    is_real, _ = inception_score(probs)
+    assert 9.5 < is_real <= 10.0                                    # measured 9.78
+    hist = class_histogram(probs)
+    assert hist.sum() == pytest.approx(1.0) and bool((hist > 0.08).all() and (hist < 0.12).all())
+
+    ones = probs[y == 1]                                            # a "generator" that only draws 1s
+    assert inception_score(ones)[0] < 1.2
+    assert class_histogram(y[y == 1]).tolist() == [0.0, 1.0] + [0.0] * 8
+    assert class_histogram(ones)[1] > 0.99
+
+
+# -- cached reference statistics ---------------------------------------------------------------
+
+
+def test_reference_stats_cache_is_written_atomically_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path))
+
+    def crash(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as mp:                               # the rename fails: nothing left behind
+        mp.setattr(os, "replace", crash)
+        with pytest.warns(UserWarning, match="could not cache"):
+            first = reference_stats("digits", "test")
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+    first = reference_stats("digits", "test")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 1 and files[0].suffix == ".safetensors" and files[0].parent == tmp_path / "reference"
+    assert first["features"].shape == (300, 64) and first["probs"].shape == (300, 10)
+    assert first["sigma"].shape == (64, 64) and first["mu"].dtype == torch.float64
+
+    def no_extract(*args, **kwargs):
+        raise AssertionError("the cache should have been read")
+
+    monkeypatch.setattr(feat, "extract", no_extract)
+    second = reference_stats("digits", "test")
+    assert set(second) == set(first) and all(torch.equal(first[k], second[k]) for k in first)
+
+    files[0].write_bytes(files[0].read_bytes()[:100])               # truncated: recomputed, not trusted
+    monkeypatch.undo()
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path))
+    third = reference_stats("digits", "test")
+    assert torch.equal(third["features"], first["features"])
+    reference_stats("digits", "valid")                              # other data: another key
+    assert len([p for p in tmp_path.rglob("*") if p.is_file()]) == 2
+
+
+# -- feature_metrics ---------------------------------------------------------------------------
+
+
+def test_feature_metrics_digits_real_and_degraded():
+    real = load_dataset("digits", "test").x
+    noisy = (real + 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    same = feature_metrics(real, "digits", kid_subset_size=100, progress=False)
+    worse = feature_metrics(noisy, "digits", kid_subset_size=100, progress=False)
+    expected = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is", "is_std",
+                "class_histogram", "n_fake", "n_real", "classifier", "classifier_accuracy"}
+    assert set(same) == expected
+    json.dumps(same)                                                # plain Python values only
+    assert same["fid"] == pytest.approx(0, abs=1e-6) and same["density"] == pytest.approx(1.0)
+    assert same["classifier"] == "digits" and same["classifier_accuracy"] == classifier_info("digits")["test_accuracy"]
+    assert worse["fid"] > 10 and worse["kid"] > same["kid"] and worse["precision"] < same["precision"]
+    assert len(same["class_histogram"]) == 10 and sum(same["class_histogram"]) == pytest.approx(1.0)
+
+
+def test_feature_metrics_mnist_subsets(mnist_root):
+    _mnist(str(mnist_root))                                         # the test statistics are cached
+    train = load_dataset("mnist", "train", root=str(mnist_root), n=1000).x
+    r = feature_metrics(train, "mnist", root=str(mnist_root), n_real=2000, kid_subsets=10,
+                        kid_subset_size=500, progress=False)
+    assert r["n_fake"] == 1000 and r["n_real"] == 2000
+    assert r["classifier_accuracy"] >= 0.99
+    assert r["precision"] > 0.85 and r["recall"] > 0.85 and r["coverage"] > 0.6 and 0.7 < r["density"] < 1.3
+    assert r["fid"] < 10 and abs(r["kid"]) < 3 * r["kid_std"] + 1.0
+    assert 9 < r["is"] <= 10
+
+
+@pytest.mark.parametrize("fake,name,error,needle", [
+    (torch.rand(10, 1, 28, 28), "digits", DataError, "shape (N, 1, 8, 8), got (10, 1, 28, 28)"),
+    (torch.rand(10, 3, 8, 8), "digits", DataError, "shape (N, 1, 8, 8)"),
+    (255 * torch.rand(10, 1, 8, 8), "digits", DataError, "values in [0, 1]"),
+    (torch.full((10, 1, 8, 8), float("nan")), "digits", DataError, "NaN"),
+    (torch.rand(4, 1, 8, 8), "digits", DataError, "more than k = 5 fake images"),
+    (torch.rand(10, 1, 8, 8), "digts", ConfigError, "did you mean 'digits'"),
+])
+def test_feature_metrics_errors_are_one_line(fake, name, error, needle):
+    with pytest.raises(error) as e:
+        feature_metrics(fake, name, progress=False)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_feature_metrics_option_errors():
+    with pytest.raises(ConfigError, match="k must be an integer >= 1"):
+        feature_metrics(torch.rand(10, 1, 8, 8), "digits", k=0)
+    with pytest.raises(ConfigError, match="kid_subset_size"):
+        feature_metrics(torch.rand(10, 1, 8, 8), "digits", kid_subset_size=1)
