@@ -70,6 +70,9 @@ class GenerativeModel(nn.Module):
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Data-dependent initialisation from (a sample of) the training set; default: none."""
 
+    def setup_labels(self, x: Tensor, y: Tensor, generator: torch.Generator) -> None:
+        """For training sets with labels: the raw examples (N, ...) and labels (N,); default: ignore them."""
+
     def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         (opt,) = optimizers
         terms = self.loss(batch.x)

@@ -10,9 +10,10 @@ Metrics by name (``--metrics``):
 * ``fid``, ``kid``, ``pr`` (precision/recall), ``dc`` (density/coverage), ``is`` (the Inception-Score
   analogue and class histogram): from the features of genzoo's own digit classifier
   (:mod:`genzoo.eval.features`); admitted on MNIST and the 8x8 digits;
-* ``modes``: mode coverage (:mod:`genzoo.eval.modes`) on toy mixtures with known centres (ring, grid).
+* ``modes``: mode coverage (:mod:`genzoo.eval.modes`) on toy mixtures with known centres (ring, grid);
+* ``error``: the test classification error of models that classify (the semi-supervised M2).
 
-``"auto"`` is ``nll`` where admitted, else ``parzen``, plus ``modes`` where admitted; ``"all"`` is
+``"auto"`` is ``nll`` where admitted, else ``parzen``, plus ``modes`` and ``error`` where admitted; ``"all"`` is
 every admitted metric. Samples are drawn once (``n_samples``, seed ``seed``) and shared by the
 sample-based metrics; images are clipped to [0, 1], the data space.
 
@@ -37,7 +38,7 @@ from ..errors import ConfigError
 from .likelihood import likelihood_report
 
 FEATURE_METRICS = ("fid", "kid", "pr", "dc", "is")
-METRICS = ("nll", "parzen", *FEATURE_METRICS, "modes")
+METRICS = ("nll", "parzen", *FEATURE_METRICS, "modes", "error")
 #: datasets with a shipped classifier for the feature metrics
 FEATURE_SETS = ("mnist", "digits")
 
@@ -52,6 +53,8 @@ def admitted(model, data) -> list[str]:
         out += FEATURE_METRICS
     if getattr(data.density, "centres", None) is not None:
         out.append("modes")
+    if hasattr(model, "classify") and data.y is not None:
+        out.append("error")
     return out
 
 
@@ -62,7 +65,7 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
         if metrics == "all":
             return ok
         if metrics == "auto":
-            return [m for m in ok if m in ("nll", "modes") or (m == "parzen" and "nll" not in ok)]
+            return [m for m in ok if m in ("nll", "modes", "error") or (m == "parzen" and "nll" not in ok)]
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     if not metrics:
         raise ConfigError("no metrics named: give e.g. --metrics nll,parzen,fid or all")
@@ -71,7 +74,8 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
             raise ConfigError(f"unknown metric '{m}': choose from {', '.join(METRICS)}, auto or all")
         if m not in ok:
             why = {"nll": f"{model.name} has no likelihood or bound (it is a sampler: use parzen)",
-                   "modes": f"dataset '{data.name}' has no known mode centres"}.get(
+                   "modes": f"dataset '{data.name}' has no known mode centres",
+                   "error": f"{model.name} does not classify, or '{data.name}' has no labels"}.get(
                        m, f"the feature metrics need MNIST or digits images, not '{data.name}'")
             raise ConfigError(f"metric '{m}' does not apply: {why}")
     return [m for m in METRICS if m in metrics]
@@ -124,6 +128,11 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
 
         out["modes"] = mode_coverage(samples, test.density.centres, test.density.std)
         out["modes"]["counts"] = [int(c) for c in out["modes"]["counts"]]
+    if "error" in chosen:
+        x, y = (test.x, test.y) if n is None else (test.x[:n], test.y[:n])
+        model.eval()
+        pred = torch.cat([model.classify(x[i:i + 1000].to(model.device)).cpu() for i in range(0, len(x), 1000)])
+        out["error"] = {"error": float((pred != y).double().mean()), "n": int(len(y))}
     return out
 
 
@@ -146,6 +155,7 @@ def summary_row(result: dict) -> dict:
     m = result.get("modes")
     row["modes"] = f"{m['modes']}/{m['n_modes']}" if m else None
     row["high_quality"] = m["high_quality"] if m else None
+    row["error"] = result["error"]["error"] if "error" in result else None
     return row
 
 
@@ -172,4 +182,6 @@ def format_result(result: dict) -> str:
         m = result["modes"]
         lines.append(f"modes captured {m['modes']}/{m['n_modes']}, high quality {100 * m['high_quality']:.1f}%, "
                      f"reverse KL {m['reverse_kl']:.3f}")
+    if "error" in result:
+        lines.append(f"classification error {100 * result['error']['error']:.2f}% on {result['error']['n']:,} {result['split']} examples")
     return "\n".join(lines)

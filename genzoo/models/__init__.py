@@ -1,3 +1,3 @@
 """One file per family; importing this package registers them all."""
 
-from . import flows, gan, gmm, moment, vae  # noqa: F401
+from . import flows, gan, gmm, moment, ssvae, vae  # noqa: F401

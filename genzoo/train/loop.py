@@ -140,6 +140,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         # setup sees the data as training batches will (binarized or dequantized), from its own seed
         setup_x = full_x if full_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2)).to(device)
         model.setup(setup_x, state.data_generator)
+        if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
+            model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", model_config(model))

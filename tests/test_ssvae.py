@@ -1,0 +1,137 @@
+"""The semi-supervised VAE M2 (Kingma et al. 2014): its bounds by hand, the labelled subset, learning."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy import integrate, stats
+
+import genzoo
+from genzoo.base import Batch
+from genzoo.cli import main
+from genzoo.data import load_dataset
+from genzoo.errors import ConfigError, DataError
+
+
+def tiny(seed=0, **kw):
+    torch.manual_seed(seed)
+    opts = dict(data_shape=(3,), latent_dim=1, hidden=(), n_classes=2, labels=4, labelled_batch=2)
+    return genzoo.build("ssvae", **{**opts, **kw})
+
+
+def deterministic_encoder(m):
+    """Make q(z|x,y) a point mass in effect: log sigma = -30, so z = mu to 1e-13."""
+    with torch.no_grad():
+        m.encoder[-1].weight[1].zero_()
+        m.encoder[-1].bias[1] = -30.0
+
+
+def by_hand_labelled(m, x, y):
+    """-L(x, y) from the weights: z = mu (sigma ~ 0), log p(x|y,z) + log p(y) - KL(N(mu, sigma^2) || N(0,1))."""
+    W, b = m.encoder[-1].weight.detach(), m.encoder[-1].bias.detach()
+    inp = torch.cat([x, F.one_hot(y, 2).float()], -1)
+    mu, log_sigma = inp @ W[0] + b[0], inp @ W[1] + b[1]
+    Wd, bd = m.decoder[-1].weight.detach(), m.decoder[-1].bias.detach()
+    logits = torch.cat([mu[:, None], F.one_hot(y, 2).float()], -1) @ Wd.T + bd  # (B, 3)
+    p = torch.sigmoid(logits)
+    log_px = (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum(-1)
+    kl = 0.5 * (mu**2 + torch.exp(2 * log_sigma) - 1 - 2 * log_sigma)
+    return log_px + math.log(0.5) - kl
+
+
+def test_labelled_and_unlabelled_bounds_against_hand_computation():
+    m = tiny()
+    deterministic_encoder(m)
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    y = torch.tensor([1, 0])
+    np.testing.assert_allclose(m.labelled_bound(x, y).detach(), by_hand_labelled(m, x, y), rtol=1e-5)
+    q = torch.softmax(x @ m.classifier[-1].weight.detach().T + m.classifier[-1].bias.detach(), -1)  # (B, 2)
+    per_class = torch.stack([by_hand_labelled(m, x, torch.full((2,), c)) for c in (0, 1)], -1)  # (B, 2)
+    ref = (q * per_class).sum(-1) - (q * q.log()).sum(-1)  # sum_y q(y|x)(-L) + H(q)
+    np.testing.assert_allclose(m.unlabelled_bound(x).detach(), ref, rtol=1e-5)
+
+
+def test_training_objective_is_labelled_plus_unlabelled_plus_alpha_ce():
+    m = tiny()
+    deterministic_encoder(m)
+    assert m.alpha == pytest.approx(0.1 * 4)  # the paper's 0.1 N on sums, per-example means: 0.1 N_l
+    xs = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0], [0, 0, 1.0]])
+    m.setup_labels(xs, torch.tensor([0, 1, 0, 1]), torch.Generator().manual_seed(0))
+    xu = torch.tensor([[1.0, 1.0, 1.0], [0.0, 1.0, 1.0]])
+    torch.manual_seed(5)
+    idx = torch.randint(4, (2,))
+    xl, yl = torch.bernoulli(m.labelled_x[idx]), m.labelled_y[idx]
+    ce = F.cross_entropy(m.class_logits(xl), yl)
+    expected = -by_hand_labelled(m, xl, yl).mean() - m.unlabelled_bound(xu).mean() + m.alpha * ce
+    opt = torch.optim.SGD(m.parameters(), lr=0.0)
+    torch.manual_seed(5)
+    logs = m.training_step(Batch(xu), [opt])
+    assert logs["loss"] == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert logs["ce"] == pytest.approx(float(ce.detach()), rel=1e-5)
+
+
+def test_labelled_subset_is_balanced_reproducible_and_saved(tmp_path):
+    data = load_dataset("digits", n=600)
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=30)
+    m.setup_labels(data.x, data.y, torch.Generator().manual_seed(1))
+    assert torch.bincount(m.labelled_y, minlength=10).tolist() == [3] * 10
+    for xi, yi in zip(m.labelled_x, m.labelled_y):  # each kept example is a real one with its own label
+        match = (data.x == xi).flatten(1).all(1)
+        assert bool(match.any()) and int(yi) in data.y[match].tolist()
+    m2 = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=30)
+    m2.setup_labels(data.x, data.y, torch.Generator().manual_seed(1))
+    assert torch.equal(m.labelled_y, m2.labelled_y) and torch.equal(m.labelled_x, m2.labelled_x)
+    genzoo.save(m, tmp_path / "m")
+    back = genzoo.load(tmp_path / "m")
+    assert torch.equal(back.labelled_x, m.labelled_x) and bool(back.labels_ready)
+
+
+def test_bad_options_and_missing_labels():
+    with pytest.raises(ConfigError, match="multiple of n_classes"):
+        genzoo.build("ssvae", data_shape=(4,), labels=15)
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=10)
+    with pytest.raises(DataError, match="fewer than"):
+        m.setup_labels(torch.rand(20, 1, 8, 8), torch.zeros(20, dtype=torch.long), torch.Generator())
+    unlabelled = genzoo.build("ssvae", data_shape=(2,), latent_dim=2, hidden=(8,), labels=10)
+    with pytest.raises(DataError, match="needs a training set with labels"):
+        genzoo.fit(unlabelled, load_dataset("checkerboard", n=100), steps=1, progress=False)
+
+
+def test_iwae_bound_tends_to_the_exact_log_likelihood():
+    m = tiny(seed=3)
+    x = torch.tensor([[1.0, 0.0, 1.0]])
+
+    def log_joint(z, c):  # log p(x, y=c, z) for a scalar z
+        logits = torch.cat([torch.tensor([z]), F.one_hot(torch.tensor(c), 2).float()]) @ m.decoder[-1].weight.detach().T \
+            + m.decoder[-1].bias.detach()
+        p = torch.sigmoid(logits).double()
+        return float((x[0] * p.log() + (1 - x[0]) * (1 - p).log()).sum()) + math.log(0.5) + stats.norm.logpdf(z)
+
+    exact = math.log(sum(integrate.quad(lambda z: math.exp(log_joint(z, c)), -12, 12, limit=200)[0] for c in (0, 1)))
+    torch.manual_seed(0)
+    iw = float(m.iwae_bound(x, k=20000))
+    with torch.no_grad():
+        elbo = float(torch.stack([m.elbo(x) for _ in range(200)]).mean())
+    assert abs(iw - exact) < 0.02 and elbo < exact
+
+
+def test_m2_learns_digits_from_100_labels(tmp_path, capsys):
+    rd = tmp_path / "m2"
+    assert main(["train", "ssvae", "--steps", "800", "--run-dir", str(rd), "--no-progress",
+                 "--set", "hidden=[128]", "--set", "latent_dim=16"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(rd), "--iwae-k", "10", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((rd / "eval.json").read_text())
+    assert "classification error" in out and result["metrics"] == ["nll", "error"]
+    assert result["error"]["error"] < 0.2  # 100 labels of 1,297 images: 12.7% here, 10.7% after 3,000 steps at (500,)
+    m = genzoo.load(rd)
+    x = load_dataset("digits", "test", n=3).x
+    grid = m.analogies(x.bernoulli())
+    assert grid.shape == (3, 10, 1, 8, 8)
+    # samples of a chosen class are read as that class by q(y|x) far above chance (10%): 31% after 800 steps
+    y = torch.arange(10).repeat(20)
+    assert float((m.classify(m.sample(200, generator=torch.Generator().manual_seed(0), y=y)) == y).float().mean()) > 0.2
