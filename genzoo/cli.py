@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
     n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
     n_.add_argument("--data-root", help="override the data root recorded in the run")
     n_.add_argument("--seed", type=int, default=0)
+    r = sub.add_parser("report", help="one self-contained report.html (samples, evolution GIF, curves, metrics)")
+    r.add_argument("run", help="run directory")
+    r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
     b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md")
     b.add_argument("name", nargs="?", help="the benchmark (none: list them)")
     b.add_argument("--quick", action="store_true", help="a tiny version to check it runs; writes nothing")
@@ -555,6 +558,18 @@ def cmd_inpaint(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .viz.report import write_report
+
+    if not Path(args.run).is_dir():
+        raise CheckpointError(f"not a genzoo run: {args.run} is not a directory")
+    out = Path(args.output) if args.output else None
+    if out is not None and out.parent and not out.parent.exists():
+        raise ConfigError(f"output folder {out.parent} does not exist")
+    print(f"wrote {write_report(args.run, out)}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from . import bench
 
@@ -568,7 +583,7 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
             "compare": cmd_compare, "interpolate": cmd_interpolate,
-            "inpaint": cmd_inpaint,
+            "inpaint": cmd_inpaint, "report": cmd_report,
             "bench": cmd_bench}
 
 

@@ -1,0 +1,167 @@
+"""Pictures a person would rather look at than read: the training-evolution GIF and one self-contained
+``report.html`` per run (samples, evolution, loss curves, metrics, and any interpolation, inpainting or
+density pictures the run holds), every image embedded as a data URI, so the file opens in a browser
+with no server and links nothing outside itself.
+
+>>> import genzoo, tempfile
+>>> from genzoo.data import load_dataset
+>>> run = tempfile.mkdtemp()
+>>> vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
+>>> _ = genzoo.fit(vae, load_dataset("digits", binarize=True), steps=40, run_dir=run, sample_every=20, progress=False)
+>>> evolution_gif(run).name, write_report(run).name
+('evolution.gif', 'report.html')
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from pathlib import Path
+
+from ..errors import CheckpointError
+from ..io import atomic_write_bytes
+
+#: pictures other commands leave in a run directory, shown when present: (file, heading)
+EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolation.png", "Latent interpolation"),
+                  ("arithmetic.png", "Latent vector arithmetic"), ("inpaint.png", "Inpainting: image, masked, G(z*), blended"),
+                  ("samples.png", "Samples (genzoo sample)")]
+
+
+def _frames(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "samples").glob("step-*.png"))
+
+
+def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, ms_per_frame: int = 400) -> Path:
+    """``RUN/evolution.gif``: the fixed-noise sample grids of ``RUN/samples/`` in step order, the last one
+    held three times as long. Raises CheckpointError when the run has no sample grids."""
+    from PIL import Image
+
+    run_dir = Path(run_dir)
+    frames = _frames(run_dir)
+    if not frames:
+        raise CheckpointError(f"{run_dir} has no sample grids (samples/step-*.png): train with --sample-every N")
+    images = [Image.open(p).convert("RGB") for p in frames]
+    size = images[-1].size  # grids of one run share a size; guard against a changed one
+    images = [im if im.size == size else im.resize(size) for im in images]
+    buf = io.BytesIO()
+    durations = [ms_per_frame] * (len(images) - 1) + [3 * ms_per_frame]
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
+    out = Path(out) if out else run_dir / "evolution.gif"
+    atomic_write_bytes(out, buf.getvalue())
+    return out
+
+
+def _data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
+
+
+def _img(data: bytes, mime: str, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="{_data_uri(data, mime)}">'
+
+
+def _curves(run_dir: Path) -> bytes | None:
+    """A PNG of every logged loss term against the step (training and validation), or None."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    skip = {"step", "epoch", "lr", "examples_per_s"}
+    keys = sorted({k for r in rows for k, v in r.items() if k not in skip and isinstance(v, (int, float))})
+    if not keys:
+        return None
+    from .plots import pyplot
+
+    plt = pyplot()
+    train = [k for k in keys if not k.startswith("valid_")]
+    fig, axes = plt.subplots(1, len(train), figsize=(3.2 * len(train), 2.6), squeeze=False)
+    for ax, k in zip(axes[0], train):
+        pts = [(r["step"], r[k]) for r in rows if k in r]
+        ax.plot(*zip(*pts), lw=1, label="train")
+        vk = f"valid_{k}"
+        vpts = [(r["step"], r[vk]) for r in rows if vk in r]
+        if vpts:
+            ax.plot(*zip(*vpts), "o-", ms=3, lw=1, label="valid")
+            ax.legend(fontsize=7)
+        ax.set_title(k, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _metrics_table(run_dir: Path) -> str:
+    """The run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval."""
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        return "<p>No metrics yet: run <code>genzoo eval RUN</code> (or <code>--metrics all</code>) and report again.</p>"
+    from ..eval.metrics import format_result
+
+    result = json.loads(path.read_text())
+    if "metrics" not in result:  # an eval.json of an older genzoo: the likelihood report alone
+        result = {"likelihood": result, "split": result.get("split", "test")}
+    rows = []
+    for r in result.get("likelihood", {}).get("rows", []):
+        bpd = "" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.4f}"
+        rows.append((r["metric"], r["kind"], f"{r['nats']:.3f} +- {r['stderr']:.3f}", bpd))
+    f = result.get("features", {})
+    for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is"):
+        if key in f:
+            rows.append((key.upper() if key in ("fid", "kid", "is") else key, "features", f"{f[key]:.4g}", ""))
+    if "modes" in result:
+        m = result["modes"]
+        rows.append(("modes captured", "modes", f"{m['modes']}/{m['n_modes']}", f"{100 * m['high_quality']:.1f}% high quality"))
+    if "error" in result:
+        rows.append(("classification error", "error", f"{100 * result['error']['error']:.2f}%", ""))
+    cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td><td>{html.escape(d)}</td></tr>"
+                    for a, b, c, d in rows)
+    table = (f'<table id="metrics"><thead><tr><th>metric</th><th>kind</th><th>value (nats where a likelihood)</th>'
+             f"<th>bits/dim or note</th></tr></thead><tbody>{cells}</tbody></table>")
+    return table + f"<details><summary>as printed by genzoo eval</summary><pre>{html.escape(format_result(result))}</pre></details>"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
+img{image-rendering:pixelated;max-width:100%;border:1px solid #eee}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:.25em .6em;font-size:.9em;text-align:left}code,pre{background:#f6f6f6}
+pre{padding:.6em;overflow-x:auto}.meta{color:#555;font-size:.9em}"""
+
+
+def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write ``RUN/report.html`` (or ``out``): one file, images inline, nothing linked."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise CheckpointError(f"not a genzoo run: {run_dir} has no config.json")
+    config = json.loads((run_dir / "config.json").read_text())
+    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    name = config.get("model", "model")
+    data = run.get("recipe", {}).get("data", {}).get("name", "")
+    parts = [f"<h1>genzoo report: {html.escape(name)}{' on ' + html.escape(data) if data else ''}</h1>",
+             f'<p class="meta">run <code>{html.escape(str(run_dir))}</code>'
+             + (f"; command <code>{html.escape(' '.join(run['command']))}</code>" if run.get("command") else "")
+             + (f"; created {html.escape(run['created'])}" if run.get("created") else "") + "</p>"]
+    frames = _frames(run_dir)
+    if frames:
+        parts += [f"<h2>Samples at step {int(frames[-1].stem.split('-')[1]):,}</h2>",
+                  _img(frames[-1].read_bytes(), "image/png", "samples")]
+        gif = evolution_gif(run_dir)
+        parts += [f"<h2>Training evolution ({len(frames)} grids from the same noise)</h2>",
+                  _img(gif.read_bytes(), "image/gif", "training evolution")]
+    curves = _curves(run_dir)
+    if curves:
+        parts += ["<h2>Loss curves</h2>", _img(curves, "image/png", "loss curves")]
+    parts += ["<h2>Metrics</h2>", _metrics_table(run_dir)]
+    for file, heading in EXTRA_PICTURES:
+        if (run_dir / file).is_file():
+            parts += [f"<h2>{html.escape(heading)}</h2>", _img((run_dir / file).read_bytes(), "image/png", file)]
+    parts.append(f'<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>')
+    doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
+           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+    out = Path(out) if out else run_dir / "report.html"
+    atomic_write_bytes(out, doc.encode())
+    return out
