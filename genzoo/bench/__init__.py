@@ -33,6 +33,8 @@ BENCHES = {
     "vae-planar": "vae_planar",
     "flows-2d": "flows_2d",
     "parzen-mnist": "parzen_mnist",
+    "inpaint-mnist": "inpaint_mnist",
+    "m2-mnist": "m2_mnist",
 }
 
 

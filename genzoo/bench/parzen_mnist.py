@@ -41,16 +41,10 @@ def _configs() -> Path:
     return here
 
 
-def train_and_score(label: str, root: str, runs_dir: str, quick: bool) -> dict:
-    """Train one model from its recipe (one thread) and evaluate every metric it admits."""
-    import torch
-
-    import genzoo
+def train(label: str, root: str, runs_dir: str, quick: bool) -> tuple[Path, float]:
+    """Train one model from its recipe through the CLI: (run directory, seconds)."""
     from genzoo.cli import main as cli
-    from genzoo.cli import read_recipe
-    from genzoo.eval.metrics import evaluate
 
-    torch.set_num_threads(1)
     recipe, extra = MODELS[label]
     run = Path(runs_dir) / label.lower()
     shutil.rmtree(run, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
@@ -59,12 +53,24 @@ def train_and_score(label: str, root: str, runs_dir: str, quick: bool) -> dict:
     t0 = time.time()
     if cli(args) != 0:
         raise RuntimeError(f"genzoo {' '.join(args)} failed")
-    seconds = time.time() - t0
+    return run, time.time() - t0
+
+
+def train_and_score(label: str, root: str, runs_dir: str, quick: bool) -> dict:
+    """Train one model and evaluate every metric it admits, on one thread (runs go in parallel)."""
+    import torch
+
+    import genzoo
+    from genzoo.cli import read_recipe
+    from genzoo.eval.metrics import evaluate
+
+    torch.set_num_threads(1)
+    run, seconds = train(label, root, runs_dir, quick)
     model = genzoo.load(run)
     spec = read_recipe(run)["data"]
     result = evaluate(model, spec, metrics="all", n=300 if quick else None, n_samples=500 if quick else 10_000,
                       iwae_k=20 if quick else IWAE_K, progress=False)
-    return {"label": label, "run": str(run), "recipe": recipe, "seconds": seconds, "steps": model_steps(run),
+    return {"label": label, "run": str(run), "recipe": MODELS[label][0], "seconds": seconds, "steps": model_steps(run),
             "result": result}
 
 
