@@ -204,6 +204,68 @@ def test_save_load_and_exact_resume(tmp_path):
     assert torch.equal(a.sample(10, g()), c.sample(10, g())) and int(c.updates) == 20
 
 
+def _steps(model, n, batch=16):
+    """n training steps (d_steps=1: n generator updates); the generator's weights after each."""
+    opts = model.configure_optimizers()
+    after = []
+    for _ in range(n):
+        model.training_step(genzoo.Batch(torch.randn(batch, 2)), opts)
+        after.append({k: v.detach().clone() for k, v in model.generator.named_parameters()})
+    return after
+
+
+def test_ema_with_decay_zero_is_the_generator():
+    torch.manual_seed(0)
+    m = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(8,), g_ema=0.0)
+    last = _steps(m, 3)[-1]
+    ema = dict(m.generator_ema.named_buffers())
+    assert ema.keys() == last.keys() and all(torch.equal(ema[k], last[k]) for k in last)
+    m.eval()
+    z = torch.randn(7, 2)
+    assert torch.equal(m.generate(z), m._from_net(m.generator(z)))
+
+
+def test_ema_is_the_hand_computed_average():
+    torch.manual_seed(0)
+    beta = 0.7
+    m = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(4,), lr=0.05, g_ema=beta)
+    start = {k: v.detach().clone() for k, v in m.generator.named_parameters()}
+    after = _steps(m, 4)
+    for k, w0 in start.items():  # beta^4 w0 + (1 - beta) sum_t beta^(4 - t) w_t (Yazici et al. 2019, eq. 2)
+        want = beta ** 4 * w0 + sum((1 - beta) * beta ** (4 - t) * after[t - 1][k] for t in range(1, 5))
+        assert torch.allclose(dict(m.generator_ema.named_buffers())[k], want, atol=1e-6), k
+        assert not torch.allclose(want, after[-1][k])  # the average is not the last generator
+    m.eval()  # sampling uses the average in eval mode, the trained generator while training
+    z = torch.randn(5, 2)
+    assert torch.equal(m.generate(z), m._from_net(m.generator_ema(z)))
+    m.train()
+    assert torch.equal(m.generate(z), m._from_net(m.generator(z)))
+
+
+def test_ema_weights_are_saved_buffers_not_parameters(tmp_path):
+    plain = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(8,))
+    torch.manual_seed(0)
+    m = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(8,), g_ema=0.5, rejection=True)
+    assert sum(p.numel() for p in m.parameters()) == sum(p.numel() for p in plain.parameters()) + sum(
+        p.numel() for p in m.rejector.parameters())  # not optimised, not counted
+    _steps(m, 3)
+    genzoo.save(m, tmp_path)
+    c = genzoo.load(tmp_path)
+    assert c.g_ema == 0.5
+    for k, v in m.generator_ema.named_buffers():
+        assert torch.equal(dict(c.generator_ema.named_buffers())[k], v), k
+    m.eval(), c.eval()
+    g = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    assert torch.equal(m.sample(20, g()), c.sample(20, g()))  # rejection sampling from the average
+
+
+def test_generator_hidden_sizes():
+    m = genzoo.build("gan", data_shape=(2,), latent_dim=3, hidden=(8,), g_hidden=(16, 16))
+    g_sizes = [lin.out_features for lin in m.generator.modules() if isinstance(lin, nn.Linear)]
+    d_sizes = [lin.out_features for lin in m.discriminator.modules() if isinstance(lin, nn.Linear)]
+    assert g_sizes == [16, 16, 2] and d_sizes == [8, 1]
+
+
 def test_bad_options_are_config_errors():
     with pytest.raises(ConfigError, match="dcgan"):
         genzoo.build("gan", data_shape=(2,), arch="dcgan")
@@ -211,6 +273,8 @@ def test_bad_options_are_config_errors():
         genzoo.build("gan", data_shape=(2,), arch="affine", latent_dim=3)
     with pytest.raises(ConfigError):
         genzoo.build("gan", data_shape=(2,), label_flip=0.7)
+    with pytest.raises(ConfigError, match="g_ema"):
+        genzoo.build("gan", data_shape=(2,), g_ema=1.0)
     with pytest.raises(ConfigError, match="pack"):
         m = genzoo.build("gan", data_shape=(2,), pack=8)
         m.training_step(genzoo.Batch(torch.randn(4, 2)), m.configure_optimizers())

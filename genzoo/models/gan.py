@@ -21,6 +21,7 @@ Images live in [0, 1] in genzoo; the networks see them in [-1, 1] (tanh output, 
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Literal
 
@@ -58,17 +59,23 @@ class Adversarial(GenerativeModel):
     x = mu + sigma z generator); ``hidden`` (MLP hidden sizes of both networks); ``width`` (DCGAN
     channels); ``d_norm`` (the DCGAN discriminator's normalisation); ``d_steps`` (k discriminator
     updates per generator update); ``pack`` (PacGAN, Lin et al. 2018: the discriminator judges
-    ``pack`` samples at once); ``lr`` and ``betas`` (Adam) for both networks.
+    ``pack`` samples at once); ``lr`` and ``betas`` (Adam) for both networks; ``g_hidden`` (the MLP
+    generator's hidden sizes when they differ from ``hidden``); ``g_ema`` (None: off; a decay beta in
+    [0, 1): sample from an exponential moving average of the generator's weights, see
+    :meth:`update_ema`).
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int, arch: Arch, hidden: tuple[int, ...],
                  width: int, d_norm: str, d_steps: int, pack: int, lr: float, betas: tuple[float, float],
-                 d_activation: str = "leaky_relu"):
+                 d_activation: str = "leaky_relu", g_hidden: tuple[int, ...] | None = None,
+                 g_ema: float | None = None):
         super().__init__()
         if latent_dim < 1 or d_steps < 1 or pack < 1 or width < 1:
             raise ConfigError("latent_dim, d_steps, pack and width must be >= 1")
         if len(betas) != 2:
             raise ConfigError(f"betas must be two numbers, got {list(betas)}")
+        if g_ema is not None and not 0 <= g_ema < 1:
+            raise ConfigError(f"g_ema must be a decay in [0, 1) or None (off), got {g_ema}")
         self.data_shape, self.latent_dim = tuple(data_shape), latent_dim
         self.d_steps, self.pack, self.lr, self.betas = d_steps, pack, lr, tuple(betas)
         self.is_image = len(self.data_shape) == 3
@@ -84,7 +91,11 @@ class Adversarial(GenerativeModel):
             self.generator = Affine(d)
         else:
             out = [nn.Tanh()] if self.is_image else []
-            self.generator = nn.Sequential(mlp([latent_dim, *hidden, d], "relu"), *out)
+            g_sizes = hidden if g_hidden is None else g_hidden
+            self.generator = nn.Sequential(mlp([latent_dim, *g_sizes, d], "relu"), *out)
+        self.g_ema = g_ema
+        # the averaged generator: a copy whose weights are buffers (saved, never optimised or counted)
+        self.generator_ema = _buffers_only(copy.deepcopy(self.generator)) if g_ema is not None else None
         self.discriminator = self._discriminator(pack, d_norm)
         # discriminator updates so far: fixes the generator's turn and the instance-noise schedule
         self.register_buffer("updates", torch.zeros((), dtype=torch.long))
@@ -124,8 +135,26 @@ class Adversarial(GenerativeModel):
             self.data_scale.copy_(flat.std(0).clamp_min(1e-6))
 
     def generate(self, z: Tensor) -> Tensor:
-        """G(z) in data space, (B, *data_shape); images in [0, 1]."""
-        return self._from_net(self.generator(z).reshape(-1, *self.data_shape))
+        """G(z) in data space, (B, *data_shape); images in [0, 1]. With ``g_ema`` in eval mode, the
+        averaged generator."""
+        return self._from_net(self.sampler(z).reshape(-1, *self.data_shape))
+
+    def sampler(self, z: Tensor) -> Tensor:
+        """The generator that samples, in network space: the averaged one with ``g_ema`` in eval mode,
+        else the trained one."""
+        g = self.generator_ema if (self.generator_ema is not None and not self.training) else self.generator
+        return g(z)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """After each generator update: theta_ema <- beta theta_ema + (1 - beta) theta, from theta_ema
+        = theta at initialisation (Yazici et al. 2019, eq. 2; Karras et al. 2018, Section 3); the
+        generator's own buffers (batch-norm statistics) are copied."""
+        ema = dict(self.generator_ema.named_buffers())
+        for name, p in self.generator.named_parameters():
+            ema[name].lerp_(p, 1.0 - self.g_ema)
+        for name, b in self.generator.named_buffers():
+            ema[name].copy_(b)
 
     def _from_net(self, x: Tensor) -> Tensor:
         if self.is_image:
@@ -205,6 +234,8 @@ class Adversarial(GenerativeModel):
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
+            if self.generator_ema is not None:
+                self.update_ema()
             for p in self.discriminator.parameters():
                 p.requires_grad_(True)
             out["g_loss"] = float(g_loss.detach())
@@ -215,6 +246,16 @@ class Adversarial(GenerativeModel):
         n = x.shape[0] // self.pack * self.pack
         d_loss, logs = self.discriminator_loss(self._to_net(x[:n]), self._fake(n))
         return {"loss": d_loss, **logs}
+
+
+def _buffers_only(module: nn.Module) -> nn.Module:
+    """``module`` with every parameter turned into a buffer of the same name (no gradient)."""
+    for m in module.modules():
+        for name, p in list(m._parameters.items()):
+            if p is not None:
+                del m._parameters[name]
+                m.register_buffer(name, p.detach().clone())
+    return module
 
 
 @register("gan", "GAN (Goodfellow et al. 2014): minimax or non-saturating loss, MLP or DCGAN, optional training aids")
@@ -229,7 +270,8 @@ class GAN(Adversarial):
     Section 3.4) and ``label_flip`` (each discriminator target flipped with this probability).
     ``rejection`` trains a second, unpacked discriminator beside the first and makes ``sample``
     keep only what it accepts (discriminator rejection sampling, Azadi et al. 2019; see ``sample``
-    for ``rejection_sharpness``); ``generate`` stays the plain G(z).
+    for ``rejection_sharpness``); ``generate`` stays the plain G(z). ``g_hidden`` and ``g_ema`` (a
+    moving average of the generator's weights to sample from) are described in :class:`Adversarial`.
 
     Logged every step: ``d_real`` and ``d_fake`` (mean D on real and fake), ``d_acc`` (share of both
     classified right at 0.5), and ``js``, the Jensen-Shannon estimate (V + log 4) / 2 that is exact
@@ -241,9 +283,11 @@ class GAN(Adversarial):
                  d_norm: Literal["batch", "layer", "none"] = "batch", loss: Literal["minimax", "nonsaturating"] = "nonsaturating",
                  d_steps: int = 1, pack: int = 1, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
                  instance_noise: float = 0.0, instance_noise_steps: int = 10000, label_smoothing: float = 0.0,
-                 label_flip: float = 0.0, rejection: bool = False, rejection_sharpness: float = 1.0):
+                 label_flip: float = 0.0, rejection: bool = False, rejection_sharpness: float = 1.0,
+                 g_hidden: tuple[int, ...] | None = None, g_ema: float | None = None):
         super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
-                         d_norm=d_norm, d_steps=d_steps, pack=pack, lr=lr, betas=betas)
+                         d_norm=d_norm, d_steps=d_steps, pack=pack, lr=lr, betas=betas, g_hidden=g_hidden,
+                         g_ema=g_ema)
         # discriminator rejection sampling (Azadi et al. 2019): a second, unpacked discriminator trained
         # beside the first on the same batches, whose logit estimates log p_data(x) / p_model(x)
         self.rejector = self._discriminator(pack=1, d_norm=d_norm) if rejection else None
@@ -288,7 +332,7 @@ class GAN(Adversarial):
             if tries > 200:
                 raise ConfigError("rejection sampling accepts almost nothing: train longer or set rejection=false")
             z = torch.randn(chunk, self.latent_dim, generator=generator, device=self._zero.device)  # (chunk, L)
-            x = self.generator(z).reshape(chunk, *self.data_shape)
+            x = self.sampler(z).reshape(chunk, *self.data_shape)
             logit = self.rejector(x)                                                             # (chunk,)
             if m is None:
                 m = torch.quantile(logit.float(), 0.99)
