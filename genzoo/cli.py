@@ -258,7 +258,7 @@ def cmd_train(args) -> int:
     from . import __version__
     from .io import atomic_write_json, latest_checkpoint
     from .registry import build, coerce
-    from .train import fit
+    from .train import distributed, fit
 
     run_dir = Path(args.run_dir) if args.run_dir else None
     if args.resume:
@@ -282,6 +282,10 @@ def cmd_train(args) -> int:
     train = recipe["train"]
     seed = _int(train, "seed") or 0
     device = _device(args.device)
+    rank, world_size = distributed.init(device)  # under torchrun: join the process group
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    main_rank = rank == 0
 
     data = load_spec(recipe["data"], "train")
     if transform and data.levels is not None:
@@ -302,12 +306,16 @@ def cmd_train(args) -> int:
     if steps is None and epochs is None:
         raise ConfigError("give --steps N or --epochs N")
     new_dir = not run_dir.exists()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
-        atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
-                                                 "command": ["genzoo", *sys.argv[1:]], "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-    print(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape {data.shape}) "
-          f"-> {run_dir}", file=sys.stderr)
+    if world_size > 1:
+        torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
+    if main_rank:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not args.resume:
+            atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
+                                                     "command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
+                                                     "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        print(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape {data.shape}) "
+              f"-> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""), file=sys.stderr)
     t0 = time.time()
     try:
         state = fit(model, data, steps=steps, epochs=epochs, batch_size=_int(train, "batch_size"), seed=seed,
@@ -317,11 +325,15 @@ def cmd_train(args) -> int:
                     lr_schedule=str(train.get("lr_schedule", "constant")),
                     max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))
     except GenZooError:
-        if new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder
+        if main_rank and new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
-    print(f"genzoo: {state.step} steps in {time.time() - t0:.1f} s; run in {run_dir}", file=sys.stderr)
-    _density_picture(model, data, run_dir)
+    if main_rank:
+        print(f"genzoo: {state.step} steps in {time.time() - t0:.1f} s; run in {run_dir}", file=sys.stderr)
+        _density_picture(model, data, run_dir)
+    if world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return 0
 
 

@@ -36,6 +36,7 @@ from ..errors import ConfigError
 from ..nn import mlp
 from ..nn.dcgan import DCGANDiscriminator, DCGANGenerator
 from ..registry import register
+from ..train import distributed
 
 Arch = Literal["mlp", "dcgan", "affine"]
 
@@ -170,7 +171,7 @@ class Adversarial(GenerativeModel):
     # -- the networks in their own space ----------------------------------------------------
     def _fake(self, n: int) -> Tensor:
         """n generated examples in network space ([-1, 1] for images), with gradients to G."""
-        z = torch.randn(n, self.latent_dim, device=self._zero.device)  # (n, L)
+        z = distributed.randn(n, self.latent_dim, device=self._zero.device)  # (n, L); under torchrun, a slice
         return self.generator(z).reshape(n, *self.data_shape)
 
     def _to_net(self, x: Tensor) -> Tensor:
@@ -215,7 +216,7 @@ class Adversarial(GenerativeModel):
             fake = self._fake(n)                                          # (n, ...), G frozen here
         sigma = self.discriminator_input_noise()
         if sigma > 0:  # instance noise on both inputs (Sonderby et al. 2017; Arjovsky & Bottou 2017)
-            real, fake = real + sigma * torch.randn_like(real), fake + sigma * torch.randn_like(fake)
+            real, fake = real + sigma * distributed.randn_like(real), fake + sigma * distributed.randn_like(fake)
         d_loss, logs = self.discriminator_loss(real, fake)
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -229,7 +230,7 @@ class Adversarial(GenerativeModel):
                 p.requires_grad_(False)
             fake = self._fake(n)
             if sigma > 0:
-                fake = fake + sigma * torch.randn_like(fake)
+                fake = fake + sigma * distributed.randn_like(fake)
             g_loss = self.generator_loss(self.critic(fake))
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
@@ -405,7 +406,7 @@ class WGAN(Adversarial):
     def gradient_penalty(self, real: Tensor, fake: Tensor) -> Tensor:
         """E (|grad_x f(x_hat)|_2 - 1)^2, x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1] per example
         (Gulrajani et al. 2017, eq. 3)."""
-        eps = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)  # (B, 1, ...)
+        eps = distributed.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)  # (B, 1, ...)
         with torch.enable_grad():  # also under no_grad (validation metrics): the penalty is a gradient
             x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)                 # (B, ...)
             (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)

@@ -378,12 +378,18 @@ class GaussianMixture(GenerativeModel):
         update, as ``log_likelihood`` and its negative as ``loss``. A non-finite E-step leaves
         the parameters unchanged (the trainer then sees the non-finite loss).
         """
-        x = self._flatten(batch.x)  # (N, D)
-        N = x.shape[0]
-        if N == 0:
-            raise DataError("gmm: empty training set")
+        from ..train.distributed import all_reduce_sum
+
+        x = self._flatten(batch.x)  # (N, D), this rank's shard under torchrun
         shift = self.means.clone()  # (K, D)  statistics about the old means: no cancellation
         nk, sum_d, sum_dd, total_ll = self._statistics(x, shift)  # E-step
+        # data-parallel EM: the statistics are sums over examples, so the shards' sums add up
+        N = int(all_reduce_sum(torch.tensor([float(x.shape[0])], dtype=torch.float64, device=nk.device)))
+        if N == 0:
+            raise DataError("gmm: empty training set")
+        for t in (nk, sum_d, sum_dd):
+            all_reduce_sum(t)
+        total_ll = all_reduce_sum(torch.as_tensor(total_ll, dtype=torch.float64, device=nk.device).reshape(1))[0]
         ll = float(total_ll) / N  # mean of (9.14) per example
         if math.isfinite(ll):
             self._m_step(nk, sum_d, sum_dd, shift, N, TrainingDiverged)  # M-step

@@ -32,6 +32,7 @@ from ..base import GenerativeModel
 from ..errors import ConfigError, DataError
 from ..nn import ConvDecoder, ConvEncoder, mlp
 from ..registry import register
+from ..train import distributed
 from .flows.transforms import constrain_u, planar, planar_inverse
 
 
@@ -139,7 +140,7 @@ class VAE(GenerativeModel):
     def _draw(self, x: Tensor, n_samples: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """z_K (S, B, L) from q(z|x) by reparameterisation, log q(z_K|x) (S, B), and mu, log sigma (B, L)."""
         mu, log_sigma, maps = self._posterior(x)                                            # (B, L) each
-        eps = torch.randn(n_samples, *mu.shape, dtype=mu.dtype, device=mu.device)           # (S, B, L)
+        eps = distributed.randn(n_samples, *mu.shape, dim=1, dtype=mu.dtype, device=mu.device)  # (S, B, L)
         z = mu + log_sigma.exp() * eps                                                      # reparameterisation trick
         # log N(z_0; mu, sigma^2), then log q_K(z_K) = log q_0(z_0) - sum_k log|det| (Rezende & Mohamed 2015, eq. 13)
         log_q = (-0.5 * eps.pow(2) - log_sigma - 0.5 * math.log(2 * math.pi)).sum(-1)      # (S, B)

@@ -9,6 +9,10 @@ Exact resume: the batch order of epoch ``e`` is ``randperm(N)`` from a generator
 generator, used by the model, and the data generator, used by dynamic binarization) are saved in
 every checkpoint. A run killed at any point and resumed ends bitwise equal to an uninterrupted one.
 
+Under torchrun (a ``torch.distributed`` process group, :mod:`genzoo.train.distributed`) each rank
+trains on its slice of every global batch, gradients are averaged before each optimizer step, and
+rank 0 alone writes the run directory.
+
 >>> import genzoo
 >>> from genzoo.data import load_dataset
 >>> data = load_dataset("ring", n=512)
@@ -30,6 +34,7 @@ import torch
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, latest_checkpoint, load_checkpoint, model_config, save
+from . import distributed
 from .callbacks import Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
 
@@ -120,15 +125,21 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     run_dir = Path(run_dir) if run_dir is not None else None
+    rank, world_size = distributed.world()
+    if world_size > 1 and (batch_size % world_size or (model.full_batch and len(data) < world_size)):
+        raise ConfigError(f"batch_size {batch_size} must be a multiple of the {world_size} processes")
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=min(batch_size, len(data)),
                        seed=seed, run_dir=run_dir, valid=valid)
     state.total_steps = int(steps) if steps is not None else max(1, math.ceil(epochs * state.steps_per_epoch))
     device = model.device
-    full_x = None
+    full_x = all_x = None
     if model.full_batch:  # the whole set, transformed once with a seed-fixed draw, every step
-        full_x = data.transformed(torch.Generator().manual_seed(seed + 1)).to(device)
+        all_x = data.transformed(torch.Generator().manual_seed(seed + 1))
+        full_x = all_x[rank::world_size].to(device)  # under torchrun: this rank's shard
 
     state.optimizers = model.configure_optimizers()
+    for opt in state.optimizers if world_size > 1 else ():
+        distributed.average_gradients_before_step(opt)
     ckpt = latest_checkpoint(run_dir) if (resume and run_dir is not None) else None
     if ckpt is not None:
         saved, rng = load_checkpoint(ckpt, model, state.optimizers)
@@ -138,16 +149,17 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         torch.manual_seed(seed)
         state.data_generator.manual_seed(seed)
         # setup sees the data as training batches will (binarized or dequantized), from its own seed
-        setup_x = full_x if full_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2)).to(device)
+        setup_x = (all_x if all_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2))).to(device)
         model.setup(setup_x, state.data_generator)
         if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
             model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", model_config(model))
+    writes = run_dir if rank == 0 else None  # rank 0 alone writes files
+    if writes is not None:
+        writes.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(writes / "config.json", model_config(model))
 
-    cbs = default_callbacks(run_dir, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                            log_every=log_every, progress=progress, keep=keep) + list(callbacks)
+    cbs = default_callbacks(writes, checkpoint_every=checkpoint_every, sample_every=sample_every,
+                            log_every=log_every, progress=progress and rank == 0, keep=keep) + list(callbacks)
     for cb in cbs:
         cb.on_start(state)
     model.train()
@@ -166,8 +178,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     finally:
         for cb in cbs:
             cb.on_end(state)
-    if run_dir is not None:
-        save(model, run_dir)
+    if writes is not None:
+        save(model, writes)
     return state
 
 
@@ -183,13 +195,16 @@ def set_lr(optimizers, step: int, total: int) -> None:
 
 
 def full_batch(full_x: torch.Tensor, data) -> Batch:
-    return Batch(full_x, data.y.to(full_x.device) if data.y is not None else None)
+    rank, size = distributed.world()
+    return Batch(full_x, data.y[rank::size].to(full_x.device) if data.y is not None else None)
 
 
 def next_batch(state: TrainState, device: torch.device) -> Batch:
     """The batch of ``state.step``: a deterministic function of (seed, step) and the data generator."""
     epoch, pos = divmod(state.step, state.steps_per_epoch)
     idx = state.epoch_order(epoch)[pos * state.batch_size:(pos + 1) * state.batch_size]
-    x = state.data.batch(idx, state.data_generator).to(device, non_blocking=True)
-    y = state.data.y[idx].to(device) if state.data.y is not None else None
+    x = state.data.batch(idx, state.data_generator)  # every rank draws the global batch's noise ...
+    part = distributed.local_slice(len(idx))  # ... and keeps its own slice of it
+    x = x[part].to(device, non_blocking=True)
+    y = state.data.y[idx][part].to(device) if state.data.y is not None else None
     return Batch(x, y)

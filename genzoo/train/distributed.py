@@ -1,0 +1,128 @@
+"""Data-parallel training with PyTorch's own engine: ``torchrun --nproc_per_node=N -m genzoo train ...``.
+
+torchrun starts N processes and sets RANK / WORLD_SIZE / MASTER_ADDR; :func:`init` joins them in a
+``torch.distributed`` process group (gloo on the CPU, NCCL on GPUs). Then :func:`genzoo.train.fit`:
+
+* gives every rank its contiguous share of each global batch: all ranks draw the global batch's indices
+  and its binarization or dequantization noise from the same generator and keep their slice, so the
+  data are exactly those of a single process with the same ``batch_size`` (which must divide by N);
+* averages gradients before every optimizer step (:func:`average_gradients_before_step`: a pre-step hook
+  on each optimizer all-reduces the gradients it is about to apply, one flat buffer per optimizer).
+  Because every loss is a mean over the examples, the average of the shards' gradients is the gradient
+  of the global batch;
+* lets rank 0 alone write files (checkpoints, metrics, pictures, the final weights).
+
+Models draw their own noise (the VAE's eps, the GAN's z) through :func:`randn`, which draws for the
+global batch and keeps the rank's slice, so a run on N processes equals the single-process run with the
+same global batch up to floating-point summation order (tested on the CPU with gloo). EM-fitted models
+all-reduce their sufficient statistics with :func:`all_reduce_sum`.
+
+Why not ``DistributedDataParallel``: genzoo's models run their own steps (a GAN updates two networks,
+calls its discriminator on real and fake batches and differentiates twice for the gradient penalty;
+EM has no gradients), which DDP's "one forward, one backward" contract does not fit without wrappers
+per network and per step. Averaging at the optimizer is exact for all of them; what it gives up is
+DDP's overlap of communication with the backward pass, which matters little for models of this size.
+Batch norm uses each rank's shard statistics (``SyncBatchNorm`` needs GPUs); the mean of the shards'
+gradients is then not the single-process gradient, so models with batch norm (DCGAN, RealNVP with
+``norm="batch"``) match a single process only in distribution.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ..errors import ConfigError
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size): (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main() -> bool:
+    """True on rank 0 (or without a process group): the process that writes files."""
+    return world()[0] == 0
+
+
+def launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: torch.device) -> tuple[int, int]:
+    """Join torchrun's process group (once): NCCL for CUDA devices, gloo otherwise. Returns (rank, world)."""
+    if launched_by_torchrun() and not dist.is_initialized():
+        if not dist.is_available():
+            raise ConfigError("this torch build has no torch.distributed: cannot run under torchrun")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend)
+    return world()
+
+
+def local_slice(n_global: int) -> slice:
+    """This rank's contiguous part of a global batch of ``n_global`` (which the world size divides)."""
+    rank, size = world()
+    n = n_global // size
+    return slice(rank * n, (rank + 1) * n)
+
+
+def _global_draw(draw, shape: tuple[int, ...], dim: int, **kw) -> Tensor:
+    rank, size = world()
+    if size == 1:
+        return draw(*shape, **kw)
+    full = list(shape)
+    full[dim] *= size
+    return draw(*full, **kw).narrow(dim, rank * shape[dim], shape[dim])
+
+
+def randn(*shape: int, dim: int = 0, device=None, dtype=None, generator: torch.Generator | None = None) -> Tensor:
+    """``torch.randn(*shape)`` for this rank's part of a global batch along ``dim``: every rank draws the
+    global tensor (``shape[dim] x world``) from the same stream and keeps its slice, so the noise is the
+    single-process noise. Without a process group, plain ``torch.randn``."""
+    return _global_draw(torch.randn, shape, dim, device=device, dtype=dtype, generator=generator)
+
+
+def rand(*shape: int, dim: int = 0, device=None, dtype=None, generator: torch.Generator | None = None) -> Tensor:
+    """:func:`randn`'s uniform twin."""
+    return _global_draw(torch.rand, shape, dim, device=device, dtype=dtype, generator=generator)
+
+
+def randn_like(t: Tensor, dim: int = 0) -> Tensor:
+    return randn(*t.shape, dim=dim, device=t.device, dtype=t.dtype)
+
+
+def all_reduce_sum(t: Tensor) -> Tensor:
+    """Sum ``t`` over the ranks in place (no-op alone); returns ``t``."""
+    if world()[1] > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def average_gradients_before_step(optimizer: torch.optim.Optimizer):
+    """Register a pre-step hook that replaces each gradient the optimizer holds by its mean over the ranks
+    (one all-reduce of one flat buffer). Returns the hook handle (``.remove()`` to undo)."""
+
+    def hook(opt, args, kwargs):
+        size = world()[1]
+        if size == 1:
+            return None
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return None
+        flat = torch.cat([g.reshape(-1) for g in grads])  # (P,)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+        flat /= size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+        return None
+
+    return optimizer.register_step_pre_hook(hook)

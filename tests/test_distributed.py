@@ -1,0 +1,117 @@
+"""Data-parallel training under torchrun (gloo on the CPU): equal to one process with the same global batch,
+and rank 0 alone writes files."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import genzoo
+from genzoo.data import load_dataset
+
+WORKER = textwrap.dedent('''
+    import sys, torch, torch.distributed as dist
+    import genzoo
+    from genzoo.data import load_dataset
+    from genzoo.train import distributed
+    from safetensors.torch import save_file
+
+    name, out, run_dir = sys.argv[1], sys.argv[2], sys.argv[3]
+    torch.set_num_threads(1)
+    distributed.init(torch.device("cpu"))
+    rank, size = distributed.world()
+    torch.manual_seed(0)
+    model = MODELS[name]()
+    genzoo.fit(model, DATA[name](), steps=6, batch_size=32, seed=0, progress=False, run_dir=run_dir,
+               checkpoint_every=3, sample_every=3, log_every=1)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.safetensors")
+    dist.destroy_process_group()
+''')
+SETUP = textwrap.dedent('''
+    MODELS = {
+        "vae": lambda: genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(32,)),
+        "gan": lambda: genzoo.build("gan", data_shape=(2,), hidden=(16, 16), d_norm="none", instance_noise=0.1),
+        "wgan": lambda: genzoo.build("wgan", data_shape=(2,), hidden=(16,), penalty="gp"),
+        "gmm": lambda: genzoo.build("gmm", data_shape=(2,), n_components=4),
+    }
+    DATA = {
+        "vae": lambda: load_dataset("digits", binarize=True, n=256),
+        "gan": lambda: load_dataset("ring", n=256),
+        "wgan": lambda: load_dataset("ring", n=256),
+        "gmm": lambda: load_dataset("ring", n=256),
+    }
+''')
+
+
+def single_process(name):
+    ns = {"genzoo": genzoo, "load_dataset": load_dataset}
+    exec(SETUP, ns)
+    torch.manual_seed(0)
+    model = ns["MODELS"][name]()
+    genzoo.fit(model, ns["DATA"][name](), steps=6, batch_size=32, seed=0, progress=False)
+    return model.state_dict()
+
+
+@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm"])
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.replace("from safetensors.torch import save_file\n", "from safetensors.torch import save_file\n" + SETUP))
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script), name, str(tmp_path), str(run_dir)],
+                          capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ref = single_process(name)
+    for rank in (0, 1):
+        got = load_file(tmp_path / f"rank{rank}.safetensors")
+        assert set(got) == set(ref)
+        for k, v in ref.items():
+            if v.is_floating_point():
+                torch.testing.assert_close(got[k], v, rtol=1e-4, atol=1e-5, msg=lambda m: f"{name} rank {rank} {k}: {m}")
+            else:
+                assert torch.equal(got[k], v), k
+    # rank 0 alone wrote the run: one metrics file with one line per step, one set of checkpoints
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [int(line.split('"step": ')[1].split(",")[0]) for line in lines] == list(range(1, 7))
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
+
+
+def test_batch_must_divide_among_processes(tmp_path):
+    script = tmp_path / "w.py"
+    script.write_text(textwrap.dedent('''
+        import torch, genzoo
+        from genzoo.data import load_dataset
+        from genzoo.errors import ConfigError
+        from genzoo.train import distributed
+        distributed.init(torch.device("cpu"))
+        try:
+            genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=64),
+                       steps=1, batch_size=31, progress=False)
+        except ConfigError as e:
+            print("ERR", e)
+    '''))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           str(script)], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.stdout.count("ERR batch_size 31 must be a multiple of the 2 processes") == 2, proc.stderr[-2000:]
+
+
+def test_cli_under_torchrun_writes_one_run(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "genzoo", "train", "vae", "--steps", "4", "--batch-size", "32", "--run-dir", str(run_dir),
+                           "--no-progress", "--sample-every", "2", "--set", "hidden=[16]"],
+                          capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("-> ") == 1 and "on 2 processes" in proc.stderr  # rank 0 alone speaks
+    assert (run_dir / "model.safetensors").is_file() and len(list((run_dir / "samples").glob("*.png"))) == 2
+    import json
+    assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
+    # and a distributed run resumes on one process
+    from genzoo.cli import main
+    assert main(["train", "--resume", "--run-dir", str(run_dir), "--steps", "6", "--no-progress"]) == 0
