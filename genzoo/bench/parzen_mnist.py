@@ -31,7 +31,7 @@ MODELS = {
 PAPER = [("DBN (Bengio et al. 2013)", "138 +- 2"), ("Stacked CAE (Bengio et al. 2013)", "121 +- 1.6"),
          ("Deep GSN (Bengio et al. 2014)", "214 +- 1.1"), ("Adversarial nets (Goodfellow et al. 2014)", "225 +- 2")]
 GOAL = 225.0
-IWAE_K = 1000
+IWAE_K = 100
 
 
 def _configs() -> Path:
