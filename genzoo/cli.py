@@ -492,7 +492,8 @@ def cmd_interpolate(args) -> int:
         _, images = arithmetic(model, *(test.x[idx] for idx in groups), generator=g)
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
         out = Path(args.output) if args.output else Path(args.run) / "arithmetic.png"
-        save_grid(torch.cat([torch.stack(exemplars), images]), out, nrow=4, scale=2)
+        top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
+        save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
         return 0
     rows = []
