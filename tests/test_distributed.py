@@ -29,6 +29,7 @@ WORKER = textwrap.dedent('''
     genzoo.fit(model, DATA[name](), steps=6, batch_size=32, seed=0, progress=False, run_dir=run_dir,
                checkpoint_every=3, sample_every=3, log_every=1)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.safetensors")
+    dist.barrier()  # both ranks done before the group goes away (gloo aborts a peer torn down mid-call)
     dist.destroy_process_group()
 ''')
 SETUP = textwrap.dedent('''
