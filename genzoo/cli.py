@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--sample-every", type=int)
-    t.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if present)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="draw samples from a trained run and save a picture")
@@ -182,9 +182,11 @@ def _device(name: str):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ConfigError(f"unknown device '{name}': use cpu, cuda or auto")
+        raise ConfigError(f"unknown device '{name}': use cpu, cuda, mps or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps asked for, but torch sees no Apple GPU (MPS)")
     return torch.device(name)
 
 

@@ -180,3 +180,11 @@ def test_data_download_needs_a_folder(capsys, monkeypatch):
     assert code == 2 and "--root DIR" in err
     code, _, err = run(capsys, "data", "download", "cifar10", "--root", "/tmp")
     assert code == 2 and "only mnist" in err
+
+
+def test_devices_that_are_not_there_are_one_line_errors(tmp_path, capsys):
+    assert run(capsys, "train", "gmm", "--device", "tpu", "--steps", "1", "--run-dir", str(tmp_path / "a"))[0] == 2
+    if not torch.backends.mps.is_available():
+        code, _, err = run(capsys, "train", "gmm", "--device", "mps", "--steps", "1", "--run-dir", str(tmp_path / "b"))
+        assert code == 2 and "no Apple GPU" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
