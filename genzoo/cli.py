@@ -366,6 +366,14 @@ def read_recipe(run_dir: Path) -> dict:
     return recipe
 
 
+def _data_spec(run: str, data_root: str | None) -> dict:
+    """A run's recorded data recipe, with ``--data-root`` applied when given."""
+    spec = dict(read_recipe(Path(run))["data"])
+    if data_root:
+        spec["root"] = str(Path(data_root).resolve())
+    return spec
+
+
 def _run(path: str):
     from .io import load
 
@@ -407,9 +415,7 @@ def _eval_run(path: str, args, metrics: str):
     model = _run(path)
     if not (Path(path) / "run.json").is_file():
         raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
-    spec = dict(read_recipe(Path(path))["data"])
-    if args.data_root:
-        spec["root"] = str(Path(args.data_root).resolve())
+    spec = _data_spec(path, args.data_root)
     if args.n is not None and args.n < 1 or args.n_samples < 2 or args.iwae_k < 0 or args.batch_size < 1:
         raise ConfigError("-n, --batch-size must be >= 1, --n-samples >= 2 and --iwae-k >= 0")
     return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
@@ -481,10 +487,7 @@ def cmd_interpolate(args) -> int:
         raise ConfigError("--steps must be >= 2 and --pairs >= 0")
     test = None
     if args.between or args.arithmetic:
-        spec = dict(read_recipe(Path(args.run))["data"])
-        if args.data_root:
-            spec["root"] = str(Path(args.data_root).resolve())
-        test = load_spec(spec, "test")
+        test = load_spec(_data_spec(args.run, args.data_root), "test")
     g = torch.Generator().manual_seed(args.seed)
     if args.arithmetic:
         m = re.fullmatch(r"\s*([\d,\s]+)-([\d,\s]+)\+([\d,\s]+)\s*", args.arithmetic)
@@ -550,10 +553,7 @@ def cmd_inpaint(args) -> int:
     if args.image:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
     else:
-        spec = dict(read_recipe(Path(args.run))["data"])
-        if args.data_root:
-            spec["root"] = str(Path(args.data_root).resolve())
-        test = load_spec(spec, "test")
+        test = load_spec(_data_spec(args.run, args.data_root), "test")
         idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))
         if any(not 0 <= i < len(test) for i in idx):
             raise ConfigError(f"--test-index must lie in 0..{len(test) - 1}")

@@ -124,7 +124,9 @@ def poisson_blend(target: Tensor, source: Tensor, mask: Tensor) -> Tensor:
 
 def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
     """The per-example realism term: log(1 - D(G(z))) for a GAN, else the model's own -log-likelihood."""
-    disc = getattr(model, "rejector", None) or (getattr(model, "discriminator", None) if getattr(model, "pack", 1) == 1 else None)
+    disc = getattr(model, "rejector", None)  # the unpacked discriminator of a packed GAN, where it has one
+    if disc is None and getattr(model, "pack", 1) == 1:
+        disc = getattr(model, "discriminator", None)
     if disc is not None:
         logit = disc(model._to_net(x)).reshape(-1)  # (B,)
         return -F.softplus(logit)  # log(1 - sigmoid(logit)) = log(1 - D(G(z)))

@@ -94,3 +94,26 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
              f"{ll:.1f} +- {se:.1f} | {bpd:.3f} |"]
     save_grid(model.sample(64, torch.Generator().manual_seed(0)).clamp(0, 1), run_dir / "samples-final.png", scale=2)
     return lines, {"ll": ll, "bpd": bpd, "steps": done, "seconds": seconds, "run_dir": run_dir}
+
+
+def configs_dir() -> Path:
+    """The ``configs/`` folder of the checkout the benchmarks run from."""
+    from ..errors import ConfigError
+
+    here = Path(__file__).resolve().parents[2] / "configs"
+    if not here.is_dir():
+        raise ConfigError(f"the recipes folder {here} is missing: run the benchmark from a genzoo checkout")
+    return here
+
+
+def train_recipe(recipe: str, run: Path, root: str, extra: list[str]) -> float:
+    """``genzoo train --config configs/RECIPE`` into a fresh scratch ``run`` (the benchmark's own); seconds."""
+    from ..cli import main as cli
+
+    shutil.rmtree(run, ignore_errors=True)
+    args = ["train", "--config", str(configs_dir() / recipe), "--data-root", root, "--run-dir", str(run),
+            "--no-progress", *extra]
+    t0 = time.time()
+    if cli(args) != 0:
+        raise RuntimeError(f"genzoo {' '.join(args)} failed")
+    return time.time() - t0

@@ -6,9 +6,7 @@ picks the 100 labelled images, 10 per class), then classifies the 10,000 test im
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,18 +21,13 @@ def one(seed: int, root: str, runs_dir: str, steps: int | None, quick: bool) -> 
 
     from genzoo.cli import main as cli
 
-    from .parzen_mnist import _configs
+    from .common import train_recipe
 
     torch.set_num_threads(1)
     run = Path(runs_dir) / f"seed{seed}"
-    shutil.rmtree(run, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
-    args = ["train", "--config", str(_configs() / "ssvae-mnist.toml"), "--data-root", root, "--run-dir", str(run),
-            "--seed", str(seed), "--no-progress"]
-    args += ["--steps", "20", "--set", "data.n=2000"] if quick else (["--steps", str(steps)] if steps else [])
-    t0 = time.time()
-    if cli(args) != 0:
-        raise RuntimeError(f"genzoo {' '.join(args)} failed")
-    seconds = time.time() - t0
+    extra = ["--seed", str(seed)]
+    extra += ["--steps", "20", "--set", "data.n=2000"] if quick else (["--steps", str(steps)] if steps else [])
+    seconds = train_recipe("ssvae-mnist.toml", run, root, extra)
     if cli(["eval", str(run), "--metrics", "error", "--no-progress"] + (["-n", "500"] if quick else [])) != 0:
         raise RuntimeError(f"genzoo eval {run} failed")
     result = json.loads((run / "eval.json").read_text())

@@ -10,12 +10,8 @@ metrics of genzoo's MNIST classifier side by side.
 
 from __future__ import annotations
 
-import shutil
-import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-
-from ..errors import ConfigError
 
 DESCRIPTION = "Parzen log-likelihood on MNIST (Goodfellow et al. 2014, Table 1): GAN, GMMN, VAE, GMM, flow"
 
@@ -34,26 +30,13 @@ GOAL = 225.0
 IWAE_K = 100
 
 
-def _configs() -> Path:
-    here = Path(__file__).resolve().parents[2] / "configs"
-    if not here.is_dir():
-        raise ConfigError(f"the recipes folder {here} is missing: run the benchmark from a genzoo checkout")
-    return here
-
-
 def train(label: str, root: str, runs_dir: str, quick: bool) -> tuple[Path, float]:
     """Train one model from its recipe through the CLI: (run directory, seconds)."""
-    from genzoo.cli import main as cli
+    from .common import train_recipe
 
     recipe, extra = MODELS[label]
     run = Path(runs_dir) / label.lower()
-    shutil.rmtree(run, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
-    args = ["train", "--config", str(_configs() / recipe), "--data-root", root, "--run-dir", str(run), "--no-progress",
-            *(["--steps", "30", "--set", "data.n=2000"] if quick else extra)]
-    t0 = time.time()
-    if cli(args) != 0:
-        raise RuntimeError(f"genzoo {' '.join(args)} failed")
-    return run, time.time() - t0
+    return run, train_recipe(recipe, run, root, ["--steps", "30", "--set", "data.n=2000"] if quick else extra)
 
 
 def train_and_score(label: str, root: str, runs_dir: str, quick: bool) -> dict:

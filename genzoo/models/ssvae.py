@@ -130,22 +130,24 @@ class SSVAE(GenerativeModel):
         return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1)
 
     # -- bounds -------------------------------------------------------------------------------------------
+    def _log_px(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:
+        """log p(x | y, z) for z (..., B, L): Bernoulli pixels from logits, (..., B)."""
+        logits = self.decoder(torch.cat([z, self._onehot(y).expand(*z.shape[:-1], self.n_classes)], -1))  # (..., B, D)
+        target = x.reshape(x.shape[0], -1).expand_as(logits)
+        return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+
     def _log_w(self, x: Tensor, y: Tensor, k: int) -> Tensor:
         """log p(x, y, z_i) - log q(z_i|x, y) for k reparameterised z_i ~ q(z|x, y): (k, B)."""
         q = self.encode(x, y)
         z = q.rsample((k,))  # (k, B, L)
-        logits = self.decoder(torch.cat([z, self._onehot(y).expand(k, *y.shape, self.n_classes)], -1))  # (k, B, D)
-        log_px = -F.binary_cross_entropy_with_logits(logits, x.reshape(1, x.shape[0], -1).expand_as(logits),
-                                                     reduction="none").sum(-1)  # (k, B)
-        return log_px + self.prior.log_prob(z) - q.log_prob(z) - math.log(self.n_classes)  # log p(y) uniform
+        return self._log_px(x, y, z) + self.prior.log_prob(z) - q.log_prob(z) - math.log(self.n_classes)  # log p(y) uniform
 
     def labelled_bound(self, x: Tensor, y: Tensor) -> Tensor:
         """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B)."""
         q = self.encode(x, y)
         mu, sigma = q.base_dist.loc, q.base_dist.scale
         z = q.rsample()  # (B, L)
-        logits = self.decoder(torch.cat([z, self._onehot(y)], -1))  # (B, D)
-        log_px = -F.binary_cross_entropy_with_logits(logits, x.reshape(x.shape[0], -1), reduction="none").sum(-1)
+        log_px = self._log_px(x, y, z)  # (B,)
         kl = 0.5 * (mu.pow(2) + sigma.pow(2) - 1 - 2 * sigma.log()).sum(-1)  # (B,)
         return log_px - kl - math.log(self.n_classes)
 
