@@ -85,7 +85,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
 def test_batch_must_divide_among_processes(tmp_path):
     script = tmp_path / "w.py"
     script.write_text(textwrap.dedent('''
-        import torch, genzoo
+        import sys, torch, genzoo
         from genzoo.data import load_dataset
         from genzoo.errors import ConfigError
         from genzoo.train import distributed
@@ -93,13 +93,16 @@ def test_batch_must_divide_among_processes(tmp_path):
         try:
             genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=64),
                        steps=1, batch_size=31, progress=False)
-        except ConfigError as e:
-            print("ERR", e)
+        except ConfigError as e:  # one file per rank: two processes printing to one pipe interleave
+            open(f"{sys.argv[1]}/err{distributed.world()[0]}.txt", "w").write(str(e))
     '''))
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script)], capture_output=True, text=True, timeout=120,
+                           str(script), str(tmp_path)], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert proc.stdout.count("ERR batch_size 31 must be a multiple of the 2 processes") == 2, proc.stderr[-2000:]
+    for rank in (0, 1):
+        err = tmp_path / f"err{rank}.txt"
+        assert err.exists(), proc.stderr[-2000:]
+        assert err.read_text().startswith("batch_size 31 must be a multiple of the 2 processes")
 
 
 def test_cli_under_torchrun_writes_one_run(tmp_path):
