@@ -65,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--sample-every", type=int)
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if present)")
+    t.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="fp32 (default) or bf16 autocast for the models that allow it (VAE, GANs, flows)")
+    t.add_argument("--channels-last", choices=["auto", "on", "off"],
+                   help="NHWC layout for convolutions (default auto: on for convolutional models)")
+    t.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's networks")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="draw samples from a trained run and save a picture")
@@ -203,6 +208,18 @@ def _train_defaults() -> dict:
     return out
 
 
+def _speed_flags(args, train: dict) -> None:
+    """--precision, --channels-last and --compile into the recipe's [train] table."""
+    if args.precision is not None:
+        train["precision"] = args.precision
+    if args.compile:
+        train["compile"] = True
+    if args.channels_last is not None:
+        train.pop("channels_last", None)
+        if args.channels_last != "auto":
+            train["channels_last"] = args.channels_last == "on"
+
+
 def _resolve(args) -> tuple[dict, dict, dict]:
     """(recipe, model options, the model's default data transform): the model's defaults < the
     recipe < the flags < --set. The transform applies only to discrete data (see cmd_train)."""
@@ -224,6 +241,7 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     for key in ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every"):
         if getattr(args, key) is not None:
             recipe["train"][key] = getattr(args, key)
+    _speed_flags(args, recipe["train"])
     if args.steps is not None:
         recipe["train"].pop("epochs", None)
     if args.epochs is not None:
@@ -279,6 +297,7 @@ def cmd_train(args) -> int:
             recipe["train"]["steps"], recipe["train"]["epochs"] = args.steps, None
         if args.epochs is not None:
             recipe["train"]["epochs"], recipe["train"]["steps"] = args.epochs, None
+        _speed_flags(args, recipe["train"])  # speed options may change on resume (e.g. on another machine)
     else:
         recipe, model_kw, transform = _resolve(args)
     train = recipe["train"]
@@ -324,7 +343,9 @@ def cmd_train(args) -> int:
                     run_dir=run_dir, resume=args.resume, checkpoint_every=_int(train, "checkpoint_every"),
                     sample_every=_int(train, "sample_every"), log_every=_int(train, "log_every"),
                     keep=_int(train, "keep"), valid=valid, progress=not args.no_progress,
-                    lr_schedule=str(train.get("lr_schedule", "constant")),
+                    lr_schedule=str(train.get("lr_schedule", "constant")), precision=str(train.get("precision", "fp32")),
+                    channels_last=None if train.get("channels_last") is None else coerce(train["channels_last"], bool, "train.channels_last"),
+                    compile=coerce(train.get("compile", False), bool, "train.compile"),
                     max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))
     except GenZooError:
         if main_rank and new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder

@@ -29,7 +29,7 @@ BENCHES = {
     "fgan-gaussian": "fgan_gaussian",
     "nice-mnist": "nice_mnist",
     "realnvp-mnist": "realnvp_mnist",
-    "flow-speed": "flow_speed",
+    "speed": "speed",
     "vae-planar": "vae_planar",
     "flows-2d": "flows_2d",
     "parzen-mnist": "parzen_mnist",

@@ -63,8 +63,11 @@ class Adversarial(GenerativeModel):
     ``pack`` samples at once); ``lr`` and ``betas`` (Adam) for both networks; ``g_hidden`` (the MLP
     generator's hidden sizes when they differ from ``hidden``); ``g_ema`` (None: off; a decay beta in
     [0, 1): sample from an exponential moving average of the generator's weights, see
-    :meth:`update_ema`).
+    :meth:`update_ema`). Under bf16 autocast, samples and critic scores are cast to float32 before
+    any loss.
     """
+
+    autocast_safe = True
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int, arch: Arch, hidden: tuple[int, ...],
                  width: int, d_norm: str, d_steps: int, pack: int, lr: float, betas: tuple[float, float],
@@ -172,7 +175,7 @@ class Adversarial(GenerativeModel):
     def _fake(self, n: int) -> Tensor:
         """n generated examples in network space ([-1, 1] for images), with gradients to G."""
         z = distributed.randn(n, self.latent_dim, device=self._zero.device)  # (n, L); under torchrun, a slice
-        return self.generator(z).reshape(n, *self.data_shape)
+        return self.generator(z).to(z.dtype).reshape(n, *self.data_shape)  # fp32 under autocast
 
     def _to_net(self, x: Tensor) -> Tensor:
         if self.is_image:
@@ -183,7 +186,7 @@ class Adversarial(GenerativeModel):
         """Raw discriminator scores of network-space examples, (B,) -> (B / pack,) groups of ``pack``."""
         if self.pack > 1:  # PacGAN: concatenate consecutive examples (channels for images, features otherwise)
             x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
-        return self.discriminator(x)
+        return self.discriminator(x).to(self._zero.dtype)  # losses in fp32 under autocast
 
     def discriminator_input_noise(self) -> float:
         """Standard deviation of the instance noise added to the discriminator's inputs now (0: none)."""
@@ -212,8 +215,13 @@ class Adversarial(GenerativeModel):
         if n == 0:
             raise ConfigError(f"batch_size must be at least pack ({self.pack})")
         real = self._to_net(batch.x[:n])                                  # (n, ...)
-        with torch.no_grad():
-            fake = self._fake(n)                                          # (n, ...), G frozen here
+        g_turn = (int(self.updates) + 1) % self.d_steps == 0               # the generator updates after this
+        if g_turn:  # one G(z) serves both updates, as in the DCGAN reference loop: D sees it detached
+            fake_g = self._fake(n)                                        # (n, ...), with G's graph
+            fake = fake_g.detach()
+        else:
+            with torch.no_grad():
+                fake = self._fake(n)                                      # (n, ...), G frozen here
         sigma = self.discriminator_input_noise()
         if sigma > 0:  # instance noise on both inputs (Sonderby et al. 2017; Arjovsky & Bottou 2017)
             real, fake = real + sigma * distributed.randn_like(real), fake + sigma * distributed.randn_like(fake)
@@ -225,10 +233,10 @@ class Adversarial(GenerativeModel):
         self.updates += 1
         out = {"loss": float(d_loss.detach()), "d_loss": float(d_loss.detach())}
         out.update({k: float(v.detach()) for k, v in logs.items()})
-        if int(self.updates) % self.d_steps == 0:  # the generator's turn
-            for p in self.discriminator.parameters():
+        if g_turn:
+            for p in self.discriminator.parameters():  # no discriminator gradients in the generator's update
                 p.requires_grad_(False)
-            fake = self._fake(n)
+            fake = fake_g
             if sigma > 0:
                 fake = fake + sigma * distributed.randn_like(fake)
             g_loss = self.generator_loss(self.critic(fake))

@@ -45,7 +45,11 @@ class VAE(GenerativeModel):
     continuous data with a learned per-pixel scale floored at ``min_std``), ``n_samples`` (S
     reparameterised samples per example in the training ELBO), ``lr`` (Adam), ``posterior_flow``
     ("none" or "planar") and ``flow_length`` (K planar maps, amortised: the encoder outputs them).
+    Under bf16 autocast the networks' outputs are cast to float32, so the KL, the planar log-dets and
+    the likelihood are accumulated in float32.
     """
+
+    autocast_safe = True
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 20, hidden: tuple[int, ...] = (400,),
                  arch: Literal["mlp", "conv"] = "mlp", activation: Literal["relu", "tanh", "elu", "softplus"] = "relu",
@@ -94,7 +98,7 @@ class VAE(GenerativeModel):
 
     def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor, Tensor]]]:
         """mu, log sigma (B, L) and, with a planar posterior, K triples (u_hat, w, b): (B, L), (B, L), (B,)."""
-        h = self.encoder(x)                                                   # (B, 2L + K(2L+1))
+        h = self.encoder(x).to(self._zero.dtype)                             # (B, 2L + K(2L+1)), fp32 under autocast
         L = self.latent_dim
         mu, log_sigma, rest = h[:, :L], h[:, L:2 * L], h[:, 2 * L:]
         maps = []
@@ -116,7 +120,7 @@ class VAE(GenerativeModel):
 
     def decode(self, z: Tensor) -> Distribution:
         """p(x|z), batch shape z.shape[:-1], event shape data_shape."""
-        h = self.decoder(z.reshape(-1, self.latent_dim))  # (B, out*C, H, W) or (B, out*D)
+        h = self.decoder(z.reshape(-1, self.latent_dim)).to(z.dtype)  # (B, out*C, H, W) or (B, out*D)
         h = h.reshape(*z.shape[:-1], -1, *self.data_shape[1:])
         if self.likelihood == "bernoulli":
             return Independent(Bernoulli(logits=h, validate_args=False), len(self.data_shape))
@@ -131,7 +135,7 @@ class VAE(GenerativeModel):
     def _log_px(self, x: Tensor, z: Tensor) -> Tensor:
         """log p(x|z) summed over dimensions; z (S, B, L) -> (S, B)."""
         if self.likelihood == "bernoulli":
-            logits = self.decoder(z.reshape(-1, self.latent_dim)).reshape(*z.shape[:2], -1)  # (S, B, D)
+            logits = self.decoder(z.reshape(-1, self.latent_dim)).to(z.dtype).reshape(*z.shape[:2], -1)  # (S, B, D)
             # -BCE with logits avoids the sigmoid-then-log round trip (stable and faster)
             ce = F.binary_cross_entropy_with_logits(logits, x.reshape(1, x.shape[0], -1).expand_as(logits), reduction="none")
             return -ce.sum(-1)

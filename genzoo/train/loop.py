@@ -34,7 +34,7 @@ import torch
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, latest_checkpoint, load_checkpoint, model_config, save
-from . import distributed
+from . import acceleration, distributed
 from .callbacks import Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
 
@@ -106,7 +106,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         batch_size: int = 128, seed: int = 0, run_dir: str | Path | None = None, resume: bool = False,
         checkpoint_every: int = 1000, sample_every: int = 0, log_every: int = 10, valid=None,
         callbacks: tuple[Callback, ...] | list[Callback] = (), progress: bool = True, keep: int = 3,
-        lr_schedule: str = "constant", max_minutes: float | None = None) -> TrainState:
+        lr_schedule: str = "constant", max_minutes: float | None = None, precision: str = "fp32",
+        channels_last: bool | None = None, compile: bool = False) -> TrainState:
     """Train ``model`` on ``data`` (a :class:`genzoo.data.Dataset`) for ``steps`` or ``epochs``.
 
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
@@ -115,6 +116,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     checkpoint in ``run_dir``. ``valid`` (a Dataset) adds validation losses to the metrics.
     ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps;
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
+    ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
+    and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`.
     """
     if (steps is None) == (epochs is None):
         raise ConfigError("give exactly one of steps and epochs")
@@ -124,6 +127,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise DataError(f"the training split of '{data.name}' is empty")
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
+    acceleration.check_precision(model, precision)
     run_dir = Path(run_dir) if run_dir is not None else None
     rank, world_size = distributed.world()
     if world_size > 1 and (batch_size % world_size or (model.full_batch and len(data) < world_size)):
@@ -137,6 +141,11 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         all_x = data.transformed(torch.Generator().manual_seed(seed + 1))
         full_x = all_x[rank::world_size].to(device)  # under torchrun: this rank's shard
 
+    channels_last = acceleration.has_convolutions(model) if channels_last is None else bool(channels_last)
+    if channels_last:
+        acceleration.to_channels_last(model)
+    if compile:
+        acceleration.compile_networks(model)
     state.optimizers = model.configure_optimizers()
     for opt in state.optimizers if world_size > 1 else ():
         distributed.average_gradients_before_step(opt)
@@ -169,7 +178,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             if lr_schedule != "constant":
                 set_lr(state.optimizers, state.step, planned)
             batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
-            logs = model.training_step(batch, state.optimizers)
+            with acceleration.autocast(device, precision):
+                logs = model.training_step(Batch(acceleration.batch_layout(batch.x, channels_last), batch.y),
+                                           state.optimizers)
             state.step += 1
             if time.time() > deadline:  # the time budget is spent: this step is the last one
                 state.total_steps = state.step

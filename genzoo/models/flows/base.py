@@ -71,9 +71,12 @@ class Flow(GenerativeModel):
 
     ``log_prob(x)`` (B,) is exact, in nats, on the space the data are given in; ``encode(x)`` returns
     z (B, D), ``decode(z)`` x (B, *data_shape); ``sample`` draws z from the base and decodes it.
+    Under bf16 autocast only the coupling networks run in bf16; every transform returns float32 values
+    and log-determinants, so the likelihood is accumulated in float32.
     """
 
     transform: Transform
+    autocast_safe = True
 
     def __init__(self, data_shape: tuple[int, ...], base: Base, lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, max_grad_norm: float = 0.0):

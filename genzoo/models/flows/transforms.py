@@ -171,6 +171,7 @@ class Coupling(Transform):
             m = self.mask.to(x.dtype)
             xb = x
             h = self.net(x * m)                                          # (B, k C, H, W)
+        h = h.to(x.dtype)  # under bf16 autocast: s, t and the log-det in fp32
         if self.additive:
             return xb, None, h
         raw, t = h.chunk(2, dim=1)

@@ -1,0 +1,505 @@
+"""Training and evaluation throughput of every family beside the reference implementations, in one process.
+
+Each family is timed on MNIST-size data with the same architecture and batch size as its peers, in
+alternating rounds (so every contender sees the same machine) and reported as the median rate:
+
+* **VAE**, 784-400-20 MLP, Bernoulli decoder on grey levels, batch 128, Adam 1e-3: genzoo's ``fit``
+  against the plain PyTorch reference (pytorch/examples ``vae/main.py``: a ``DataLoader`` converting
+  each image to float, sigmoid + ``binary_cross_entropy``) and against pythae's ``VAE`` with the same
+  encoder and decoder, fed by the same loader.
+* **RealNVP** on 784-D vectors (dequantized, logit MNIST), 8 affine couplings with MLPs of two hidden
+  layers of 1,024 units, batch 256, Adam 1e-4: genzoo's ``fit`` (which dequantizes and takes the logit
+  of each batch itself) against normflows (``AffineCouplingBlock`` + swap permutations) and zuko
+  (``flows.RealNVP``), both fed precomputed logits.
+* **DCGAN** on 28x28 MNIST, genzoo's DCGAN networks (width 64, z of 100), batch 64, Adam 2e-4: genzoo's
+  ``fit`` against the plain loop of pytorch/examples ``dcgan/main.py`` on the same networks.
+* **EM**, full covariances, 10 components, MNIST projected on 50 principal components: seconds per
+  iteration of genzoo's GMM against scikit-learn's ``GaussianMixture`` from the same initial
+  parameters, and the mean log-likelihood both reach after the same number of iterations.
+* **Parzen** windows: one sigma, 10,000 test images against 10,000 kernels, genzoo against NumPy
+  (float32 matrix products, SciPy's log-sum-exp); and genzoo's whole protocol (sigma search plus test).
+
+genzoo runs at its defaults (fp32; channels-last for the convolutional DCGAN) and again with bf16
+autocast. The machine's matmul peak (fp32 and bf16, 2048x2048 products) is measured first, and each
+row's achieved FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a
+share of it. The peers are optional extras (``pip install pythae normflows zuko``); a missing one
+leaves its row out with a note.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DESCRIPTION = ("training and evaluation throughput of each family beside plain PyTorch, pythae, normflows, zuko, "
+               "scikit-learn and NumPy (pip install pythae normflows zuko)")
+ROUNDS, QUICK_ROUNDS = 5, 2
+
+
+# -- timing ---------------------------------------------------------------------------------------------
+def _alternate(contenders: dict, rounds: int) -> dict[str, list[float]]:
+    """Call each contender's ``round()`` (-> examples per second) in turn, ``rounds`` times; one warm-up each."""
+    for c in contenders.values():
+        c.round()
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, c in contenders.items():
+            rates[name].append(c.round())
+    return rates
+
+
+def _flops(step) -> float:
+    """Floating-point operations of one call of ``step`` (matrix products and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return float(counter.get_total_flops())
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of an n x n matrix product in ``dtype`` on this machine's threads."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    best = math.inf
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n ** 3 / best
+
+
+class _Loop:
+    """A contender that times ``per`` calls of ``step`` (each one batch of ``batch`` examples)."""
+
+    def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32"):
+        self.step, self.batch, self.per, self.evaluate, self.precision = step, batch, per, evaluate, precision
+
+    def round(self) -> float:
+        t0 = time.perf_counter()
+        for _ in range(self.per):
+            self.step()
+        return self.batch * self.per / (time.perf_counter() - t0)
+
+
+class _Fit(_Loop):
+    """genzoo's own trainer: ``fit`` for ``warm + per`` steps, timed from step ``warm`` to the end."""
+
+    def __init__(self, model, data, batch: int, per: int, evaluate=None, warm: int = 3, **options):
+        from genzoo.train.callbacks import Callback
+
+        clock = self.clock = {}
+
+        class Clock(Callback):
+            def on_step_end(self, state, logs):
+                clock[state.step] = time.perf_counter()
+
+        self.model, self.data, self.options, self.warm, self.callback = model, data, options, warm, Clock()
+        super().__init__(self._one_step, batch, per, evaluate, options.get("precision", "fp32"))
+
+    def round(self) -> float:
+        import genzoo
+
+        self.clock.clear()
+        genzoo.fit(self.model, self.data, steps=self.warm + self.per, batch_size=self.batch, progress=False,
+                   log_every=10 ** 9, checkpoint_every=10 ** 9, callbacks=[self.callback], **self.options)
+        return self.batch * self.per / (self.clock[self.warm + self.per] - self.clock[self.warm])
+
+    def _one_step(self):  # for the FLOP count: one training step as fit runs it
+        from genzoo.base import Batch
+        from genzoo.train import acceleration
+
+        opts = self.model.configure_optimizers()
+        x = self.data.batch(torch.arange(self.batch), torch.Generator().manual_seed(0))
+        cl = self.options.get("channels_last", acceleration.has_convolutions(self.model))
+        with acceleration.autocast(torch.device("cpu"), self.precision):
+            self.model.training_step(Batch(acceleration.batch_layout(x, cl)), opts)
+
+
+def _eval_rate(fn, n: int, repeats: int = 3) -> float:
+    """Examples per second of ``fn()`` (which handles ``n`` examples), best of ``repeats``, no gradients."""
+    with torch.no_grad():
+        fn()
+        best = min(_timed(fn) for _ in range(repeats))
+    return n / best
+
+
+def _version(package: str) -> str:
+    from importlib.metadata import version
+
+    return version(package)
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _table(title: str, unit: str, contenders: dict, rates: dict, peaks: dict, goals: dict, notes: list[str]) -> list[str]:
+    """One family's Markdown table, ratios against every peer."""
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    lines = [f"### {title}", "", f"| implementation | training {unit}/s (median) | min - max | evaluation {unit}/s "
+             f"| GFLOP/s | share of peak |", "|---|---|---|---|---|---|"]
+    for name, c in contenders.items():
+        fl = getattr(c, "flops_per_example", None)
+        gf = fl * med[name] / 1e9 if fl else None
+        peak = peaks["bf16" if c.precision == "bf16" else "fp32"]
+        ev = f"{c.eval_rate:,.0f}" if getattr(c, "eval_rate", None) else ""
+        lines.append(f"| {name} | {med[name]:,.0f} | {min(rates[name]):,.0f} - {max(rates[name]):,.0f} | {ev} | "
+                     + (f"{gf:.1f} | {100 * gf * 1e9 / peak:.0f}% of {c.precision} |" if gf else " | |"))
+    lines.append("")
+    for ours, theirs, goal in goals:
+        if ours in med and theirs in med:
+            r = med[ours] / med[theirs]
+            lines.append(f"- {ours} / {theirs}: **{r:.2f}x** (goal >= {goal}x: {'met' if r >= goal else 'missed'})")
+    lines += [f"- {n}" for n in notes]
+    return lines + [""]
+
+
+def _attach(contenders: dict, n_eval: int):
+    """FLOPs per training example and evaluation rate of each contender."""
+    for c in contenders.values():
+        c.flops_per_example = _flops(c.step) / c.batch
+        c.eval_rate = _eval_rate(c.evaluate, n_eval) if c.evaluate else None
+
+
+def _loader(images_u8: torch.Tensor, batch: int, to_float):
+    """An endless pytorch/examples-style loader: shuffled, each image converted to float on access."""
+    class Images(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images_u8)
+
+        def __getitem__(self, i):
+            return to_float(images_u8[i]), 0
+
+    loader = torch.utils.data.DataLoader(Images(), batch_size=batch, shuffle=True, drop_last=True)
+
+    def endless():
+        while True:
+            for x, _ in loader:
+                yield x
+    return endless()
+
+
+# -- the families -----------------------------------------------------------------------------------------
+def vae(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
+    import genzoo
+
+    batch, notes = 128, []
+    u8 = (mnist.x * 255).round().to(torch.uint8)                                   # (N, 1, 28, 28)
+    test = mnist.x[:2000]
+
+    class Plain(nn.Module):  # pytorch/examples vae/main.py
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+        def forward(self, x):
+            h = F.relu(self.fc1(x.view(-1, 784)))
+            mu, logvar = self.fc21(h), self.fc22(h)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+    def plain_loss(model, x):
+        recon, mu, logvar = model(x)
+        return (F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
+                - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
+
+    contenders = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        m = genzoo.build("vae", data_shape=(1, 28, 28), latent_dim=20, hidden=(400,), lr=1e-3)
+        contenders[f"genzoo ({precision})"] = _Fit(m, mnist, batch, per, evaluate=lambda m=m: m.elbo(test, 1),
+                                                   precision=precision)
+    plain = Plain()
+    opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
+    batches = _loader(u8, batch, lambda im: im.float().div(255))
+
+    def plain_step():
+        x = next(batches)
+        opt.zero_grad()
+        loss = plain_loss(plain, x)
+        loss.backward()
+        loss.item()
+        opt.step()
+
+    contenders["plain PyTorch (pytorch/examples)"] = _Loop(plain_step, batch, per, lambda: plain_loss(plain, test))
+    try:
+        from pythae.models import VAE, VAEConfig
+        from pythae.models.base.base_utils import ModelOutput
+        from pythae.models.nn import BaseDecoder, BaseEncoder
+    except ImportError:
+        notes.append("pythae is not installed (pip install pythae): its row is left out.")
+    else:
+        class Encoder(BaseEncoder):
+            def __init__(self):
+                super().__init__()
+                self.fc1, self.mu, self.logvar = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+
+            def forward(self, x):
+                h = F.relu(self.fc1(x.reshape(-1, 784)))
+                return ModelOutput(embedding=self.mu(h), log_covariance=self.logvar(h))
+
+        class Decoder(BaseDecoder):
+            def __init__(self):
+                super().__init__()
+                self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+            def forward(self, z):
+                return ModelOutput(reconstruction=torch.sigmoid(self.fc4(F.relu(self.fc3(z)))).reshape(-1, 1, 28, 28))
+
+        py = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce"),
+                 encoder=Encoder(), decoder=Decoder())
+        py_opt = torch.optim.Adam(py.parameters(), lr=1e-3)
+
+        def pythae_step():
+            loss = py({"data": next(batches)}).loss
+            py_opt.zero_grad()
+            loss.backward()
+            loss.item()
+            py_opt.step()
+
+        contenders[f"pythae {_version('pythae')}"] = _Loop(pythae_step, batch, per, lambda: py({"data": test}).loss)
+    _attach(contenders, len(test))
+    rates = _alternate(contenders, rounds)
+    peers = [k for k in contenders if not k.startswith("genzoo")]
+    goals = [("genzoo (fp32)", peers[0], 1.2)] + [("genzoo (fp32)", p, 1.4) for p in peers[1:]]
+    goals += [("genzoo (bf16)", peers[0], 1.2)] + [("genzoo (bf16)", p, 1.4) for p in peers[1:]]
+    notes.append("evaluation: the ELBO (one z per image) of 2,000 test images; genzoo's fit includes its batch "
+                 "sampling, the references their DataLoader.")
+    return _table("VAE (784-400-20, batch 128)", "examples", contenders, rates, peaks, goals, notes)
+
+
+def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
+    import genzoo
+    from genzoo.data import Dataset
+    from genzoo.data.transforms import logit_transform
+
+    batch, hidden, couplings, d, notes = 256, (1024, 1024), 8, 784, []
+    flat = Dataset("mnist-784", "train", mnist.x[:20000].flatten(1), None, levels=256, dequantize=True)
+    x01 = flat.transformed(torch.Generator().manual_seed(0))                      # (N, 784) dequantized
+    x = logit_transform(x01, 1e-6)[0]                                              # (N, 784) logits
+    test = x[:1000]
+    g = torch.Generator().manual_seed(0)
+
+    def batch_of_logits():
+        return x[torch.randint(len(x), (batch,), generator=g)]
+
+    contenders = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        m = genzoo.build("realnvp", data_shape=(d,), n_couplings=couplings, hidden=hidden, norm="none",
+                         preprocess="logit", lr=1e-4)
+        contenders[f"genzoo ({precision})"] = _Fit(m, flat, batch, per, precision=precision,
+                                                   evaluate=lambda m=m: m.log_prob(x01[:1000]))
+    try:
+        import normflows as nf
+    except ImportError:
+        notes.append("normflows is not installed (pip install normflows): its row is left out.")
+    else:
+        torch.manual_seed(0)
+        layers = []
+        for _ in range(couplings):
+            layers += [nf.flows.AffineCouplingBlock(nf.nets.MLP([d // 2, *hidden, d], init_zeros=True)),
+                       nf.flows.Permute(d, mode="swap")]
+        nfm = nf.NormalizingFlow(nf.distributions.DiagGaussian(d, trainable=False), layers)
+        nf_opt = torch.optim.Adam(nfm.parameters(), lr=1e-4, fused=True)
+
+        def nf_step():
+            loss = nfm.forward_kld(batch_of_logits())
+            nf_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            nf_opt.step()
+
+        contenders[f"normflows {_version('normflows')}"] = _Loop(nf_step, batch, per, lambda: nfm.log_prob(test))
+    try:
+        import zuko
+    except ImportError:
+        notes.append("zuko is not installed (pip install zuko): its row is left out.")
+    else:
+        torch.manual_seed(0)
+        zm = zuko.flows.RealNVP(d, transforms=couplings, hidden_features=hidden)
+        z_opt = torch.optim.Adam(zm.parameters(), lr=1e-4, fused=True)
+
+        def zuko_step():
+            loss = -zm().log_prob(batch_of_logits()).mean()
+            z_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            z_opt.step()
+
+        contenders[f"zuko {_version('zuko')}"] = _Loop(zuko_step, batch, per, lambda: zm().log_prob(test))
+    _attach(contenders, len(test))
+    rates = _alternate(contenders, rounds)
+    peers = [k for k in contenders if not k.startswith("genzoo")]
+    goals = [(ours, p, 1.2) for ours in ("genzoo (fp32)", "genzoo (bf16)") for p in peers]
+    notes.append("evaluation: exact log-likelihood of 1,000 images (genzoo from [0, 1], with the logit's Jacobian).")
+    return _table(f"RealNVP (784-D, {couplings} affine couplings, MLPs {hidden}, batch {batch})", "samples",
+                  contenders, rates, peaks, goals, notes)
+
+
+def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
+    import genzoo
+
+    batch, nz = 64, 100
+    u8 = (mnist.x * 255).round().to(torch.uint8)
+    contenders = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        m = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz)
+        contenders[f"genzoo ({precision})"] = _Fit(m, mnist, batch, per, precision=precision,
+                                                   evaluate=lambda m=m: m.sample(1000))
+    for layout in ("contiguous", "channels-last"):
+        torch.manual_seed(0)
+        ref = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz)
+        net_g, net_d = ref.generator, nn.Sequential(ref.discriminator, nn.Sigmoid())
+        fmt = torch.channels_last if layout == "channels-last" else torch.contiguous_format
+        net_g.to(memory_format=fmt), net_d.to(memory_format=fmt)
+        crit = nn.BCELoss()
+        opt_d = torch.optim.Adam(net_d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        opt_g = torch.optim.Adam(net_g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+        batches = _loader(u8, batch, lambda im: im.float().div(255).sub(0.5).div(0.5))
+
+        def plain_step(net_g=net_g, net_d=net_d, opt_d=opt_d, opt_g=opt_g, batches=batches, fmt=fmt):
+            real = next(batches).contiguous(memory_format=fmt)  # pytorch/examples dcgan/main.py
+            net_d.zero_grad()
+            label = torch.full((batch,), 1.0)
+            err_real = crit(net_d(real).view(-1), label)
+            err_real.backward()
+            fake = net_g(torch.randn(batch, nz))
+            label.fill_(0.0)
+            err_fake = crit(net_d(fake.detach()).view(-1), label)
+            err_fake.backward()
+            opt_d.step()
+            net_g.zero_grad()
+            label.fill_(1.0)
+            err_g = crit(net_d(fake).view(-1), label)
+            err_g.backward()
+            opt_g.step()
+            err_real.item(), err_g.item()
+
+        contenders[f"plain loop ({layout})"] = _Loop(plain_step, batch, per,
+                                                     lambda net_g=net_g: net_g(torch.randn(1000, nz)))
+    _attach(contenders, 1000)
+    rates = _alternate(contenders, rounds)
+    goals = [(ours, "plain loop (contiguous)", 1.15) for ours in ("genzoo (fp32)", "genzoo (bf16)")]
+    notes = ["genzoo's defaults put a convolutional model in channels-last layout; its generator update reuses the "
+             "discriminator step's G(z), as the plain loop does.", "evaluation: sampling 1,000 images."]
+    return _table("DCGAN (28x28 MNIST, width 64, z 100, batch 64)", "images", contenders, rates, peaks, goals, notes)
+
+
+def em(mnist, quick: bool) -> list[str]:
+    import numpy as np
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    import genzoo
+    from genzoo.base import Batch
+
+    iters = 4 if quick else 20
+    z = PCA(50, random_state=0).fit_transform(mnist.x.flatten(1).numpy()).astype(np.float64)  # (N, 50)
+    zt = torch.from_numpy(z).float()
+    m = genzoo.build("gmm", data_shape=(50,), n_components=10, covariance="full")
+    m.setup(zt, torch.Generator().manual_seed(0))
+    init = {k: v.clone() for k, v in m.state_dict().items()}
+    w0, mu0 = m.weights.double().numpy(), m.means.double().numpy()
+    w0 = w0 / w0.sum()                                                             # sums to 1 in float64
+    u = m.precisions_cholesky.double()
+    prec0 = (u @ u.mT).numpy()                                                     # (K, D, D), symmetric
+
+    def sklearn_fit(n_iter: int):
+        sk = SkGMM(10, covariance_type="full", max_iter=n_iter, tol=0, reg_covar=m.reg_covar, weights_init=w0,
+                   means_init=mu0, precisions_init=prec0, init_params="random_from_data")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tol=0 never converges: every iteration runs
+            t = _timed(lambda: sk.fit(z))
+        return t, sk
+
+    # scikit-learn's time per iteration: the difference of two fits, which removes its set-up
+    t_lo, _ = sklearn_fit(2)
+    t_hi, sk = sklearn_fit(2 + iters)
+    sk_iter = (t_hi - t_lo) / iters
+    m.load_state_dict(init)
+    times = [_timed(lambda: m.training_step(Batch(zt), [])) for _ in range(2 + iters)]  # as many as scikit-learn
+    ours_iter = statistics.median(times)
+    with torch.no_grad():
+        ll_ours = float(m.log_prob(zt).double().mean())
+    ll_sk = float(sk.score(z))
+    ev_ours = _eval_rate(lambda: m.log_prob(zt), len(zt))
+    t0 = time.perf_counter()
+    sk.score_samples(z)
+    ev_sk = len(z) / (time.perf_counter() - t0)
+    r = sk_iter / ours_iter
+    return ["### EM (MNIST on 50 principal components, 10 full-covariance components, 60,000 points)", "",
+            "| implementation | s per iteration | mean log-likelihood after the same iterations | evaluation points/s |",
+            "|---|---|---|---|",
+            f"| genzoo (float32, float64 statistics) | {ours_iter:.3f} | {ll_ours:.5f} | {ev_ours:,.0f} |",
+            f"| scikit-learn (float64) | {sk_iter:.3f} | {ll_sk:.5f} | {ev_sk:,.0f} |", "",
+            f"- scikit-learn / genzoo time per iteration: **{r:.2f}x** (goal >= 1.5x: {'met' if r >= 1.5 else 'missed'}); "
+            f"log-likelihoods {abs(ll_ours - ll_sk):.1e} nats per example apart after {2 + iters} iterations from the "
+            f"same start (goal <= 1e-3: {'met' if abs(ll_ours - ll_sk) <= 1e-3 else 'missed'}).", ""]
+
+
+def parzen(mnist, test_images) -> list[str]:
+    import numpy as np
+    from scipy.special import logsumexp
+
+    from genzoo.eval.parzen import parzen_log_prob, parzen_protocol
+
+    samples = mnist.x[:10000].flatten(1)             # (10000, 784) as kernel centres
+    test = test_images.x[:10000].flatten(1)          # (10000, 784)
+    valid = mnist.x[-1000:].flatten(1)              # (1000, 784), outside the kernel centres
+    sigma = 0.2
+
+    def numpy_parzen(x: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        d = x.shape[1]
+        mu_sq = (mu * mu).sum(1)
+        out = []
+        for s in range(0, len(x), 500):
+            xb = x[s:s + 500]
+            sq = (xb * xb).sum(1)[:, None] + mu_sq[None] - 2 * xb @ mu.T            # (b, S)
+            out.append(logsumexp(-sq.astype(np.float64) / (2 * sigma ** 2), axis=1))
+        return np.concatenate(out) - math.log(len(mu)) - d * math.log(sigma * math.sqrt(2 * math.pi))
+
+    xn, mn = test.numpy(), samples.numpy()
+    t_np = min(_timed(lambda: numpy_parzen(xn, mn)) for _ in range(2))
+    t_ours = min(_timed(lambda: parzen_log_prob(test, samples, sigma)) for _ in range(2))
+    diff = float(np.abs(parzen_log_prob(test, samples, sigma).double().numpy() - numpy_parzen(xn, mn)).max())
+    t_protocol = _timed(lambda: parzen_protocol(samples, valid, test, progress=False))
+    return ["### Parzen windows (10,000 test images, 10,000 kernels, 784-D)", "",
+            "| implementation | one sigma, s | full protocol (10-sigma search on 1,000 validation images, then the test set), s |",
+            "|---|---|---|",
+            f"| genzoo | {t_ours:.2f} | {t_protocol:.2f} |", f"| NumPy float32 + SciPy log-sum-exp | {t_np:.2f} | |", "",
+            f"- NumPy / genzoo at one sigma: **{t_np / t_ours:.2f}x**; the two agree to {diff:.1e} nats; the full "
+            f"protocol in {t_protocol:.1f} s (goal <= 10 s: {'met' if t_protocol <= 10 else 'missed'}).", ""]
+
+
+def run(args) -> str:
+    from genzoo.data import load_dataset
+
+    from .common import mnist_root
+
+    quick = args.quick
+    rounds, per = (QUICK_ROUNDS, 3) if quick else (ROUNDS, 20)
+    root = mnist_root(args)
+    mnist = load_dataset("mnist", "train", root=root, n=12800 if quick else None)
+    test = load_dataset("mnist", "test", root=root)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    lines = ["## Throughput beside the peers (`genzoo bench speed`)", "",
+             f"Median of {rounds} alternating rounds per contender, {torch.get_num_threads()} threads. Matmul peak "
+             f"of this machine (2048 x 2048): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} "
+             "GFLOP/s; GFLOP/s counts the products of one training step (torch.utils.flop_counter).", ""]
+    lines += vae(mnist, per * 5, rounds, peaks)
+    lines += realnvp(mnist, per, rounds, peaks)
+    lines += dcgan(mnist, per, rounds, peaks)
+    lines += em(mnist, quick)
+    lines += parzen(mnist, test)
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Speed options of the training loop: mixed precision, channels-last layout and ``torch.compile``.
+
+* ``precision="bf16"`` runs each training step under ``torch.autocast`` with bfloat16: matrix
+  products and convolutions in bf16, everything else in float32. Only models whose class sets
+  ``autocast_safe = True`` accept it; they cast their networks' outputs to float32 before any
+  log-determinant, log-sum-exp or loss is accumulated (the VAE, the GANs, NICE, RealNVP and the
+  planar flows). The GMM (EM sufficient statistics), the GMMN (kernel sums) and M2 (a sum over
+  classes) stay float32. fp16 is refused: it needs loss scaling, which the models' own optimizer
+  steps do not do. Measured on 2 cores of an AVX512-BF16 CPU (``genzoo bench speed``): RealNVP on
+  784-D data trains 2.7x faster, the DCGAN 1.6x.
+* ``channels_last``: 4-D weights and image batches in NHWC layout, which oneDNN (CPU) and cuDNN
+  convolve faster; ``None`` ("auto") turns it on for models with convolutions (measured 1.1x for
+  the DCGAN on CPU). Values are unchanged; only the layout differs.
+* ``compile=True``: ``torch.compile`` on each of the model's top-level networks (in place, so
+  parameter names and checkpoints are unchanged). Off by default: compilation takes tens of
+  seconds and the small MLPs here gain little on CPU.
+
+>>> import torch
+>>> from torch import nn
+>>> has_convolutions(nn.Sequential(nn.Conv2d(1, 2, 3))), has_convolutions(nn.Linear(2, 2))
+(True, False)
+>>> with autocast(torch.device("cpu"), "bf16"):
+...     (torch.ones(2, 2) @ torch.ones(2, 2)).dtype
+torch.bfloat16
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def check_precision(model: nn.Module, precision: str) -> None:
+    """Raise ConfigError unless ``model`` can train at ``precision``."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision '{precision}': use fp32 or bf16")
+    if precision == "fp16":
+        raise ConfigError("precision fp16 needs loss scaling, which genzoo's training steps do not do; use bf16")
+    if precision == "bf16" and not getattr(model, "autocast_safe", False):
+        raise ConfigError(f"precision bf16: {type(model).__name__} keeps float32 (its accumulations are not safe "
+                          "in bfloat16); use fp32")
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a training step runs in: bf16 autocast, or nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def has_convolutions(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def to_channels_last(model: nn.Module) -> None:
+    """4-D parameters and buffers in NHWC layout, in place (the same Parameter objects)."""
+    model.to(memory_format=torch.channels_last)
+
+
+def batch_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def compile_networks(model: nn.Module) -> None:
+    """``torch.compile`` every top-level submodule that has parameters, in place."""
+    for child in model.children():
+        if any(True for _ in child.parameters()):
+            child.compile()

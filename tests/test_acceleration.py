@@ -1,0 +1,154 @@
+"""Speed options of the training loop: bf16 autocast, channels-last, torch.compile, and the GAN's shared G(z)."""
+
+import json
+
+import pytest
+import torch
+
+import genzoo
+from genzoo.cli import main
+from genzoo.data import load_dataset
+from genzoo.errors import ConfigError
+from genzoo.io import load
+
+
+def _valid_elbo(model, x):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        return float(model.elbo(x, 10).mean())
+
+
+def test_bf16_vae_trains_like_fp32():
+    train = load_dataset("digits", "train", binarize=True)
+    x = load_dataset("digits", "test", binarize=True).transformed(torch.Generator().manual_seed(0))
+    elbos = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        m = genzoo.build("vae", data_shape=train.shape, latent_dim=8, hidden=(128,))
+        genzoo.fit(m, train, steps=400, batch_size=64, progress=False, precision=precision)
+        assert all(p.dtype == torch.float32 for p in m.parameters())  # master weights stay fp32
+        elbos[precision] = _valid_elbo(m, x)
+    assert elbos["fp32"] > -30  # it learned (the untrained ELBO is about -45)
+    assert abs(elbos["bf16"] - elbos["fp32"]) < 0.5, elbos
+
+
+def test_bf16_keeps_likelihood_terms_in_fp32():
+    x = torch.rand(16, 64).round()
+    vae = genzoo.build("vae", data_shape=(64,), latent_dim=4, hidden=(32,), posterior_flow="planar", flow_length=2)
+    flow = genzoo.build("realnvp", data_shape=(6,), n_couplings=2, hidden=(16,))
+    gan = genzoo.build("gan", data_shape=(1, 8, 8), arch="dcgan", latent_dim=4, width=4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert vae.elbo(x).dtype == torch.float32
+        y, log_det = flow.transform(torch.randn(16, 6))
+        assert y.dtype == log_det.dtype == torch.float32
+        assert flow.log_prob(torch.randn(16, 6)).dtype == torch.float32
+        assert gan.critic(gan._fake(4)).dtype == torch.float32
+
+
+def test_bf16_flow_inverts_and_matches_fp32_log_prob():
+    torch.manual_seed(0)
+    flow = genzoo.build("realnvp", data_shape=(8,), n_couplings=4, hidden=(32, 32))
+    for p in flow.parameters():  # a flow away from the identity
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(64, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, _ = flow.transform(x)
+        back, _ = flow.transform.inverse(y)
+        lp16 = flow.log_prob(x)
+    torch.testing.assert_close(back, x, atol=1e-4, rtol=0)  # the same bf16 nets both ways: still a bijection
+    torch.testing.assert_close(lp16, flow.log_prob(x), atol=0.1, rtol=0.01)
+
+
+@pytest.mark.parametrize("name", ["gmm", "gmmn"])
+def test_models_that_must_stay_fp32_refuse_bf16(name):
+    model = genzoo.build(name, data_shape=(2,))
+    with pytest.raises(ConfigError, match="keeps float32"):
+        genzoo.fit(model, load_dataset("ring", n=64), steps=1, progress=False, precision="bf16")
+
+
+def test_fp16_and_unknown_precisions_are_refused():
+    model = genzoo.build("vae", data_shape=(2,), latent_dim=2, hidden=(8,), likelihood="gaussian")
+    with pytest.raises(ConfigError, match="loss scaling"):
+        genzoo.fit(model, load_dataset("ring", n=64), steps=1, progress=False, precision="fp16")
+    with pytest.raises(ConfigError, match="unknown precision"):
+        genzoo.fit(model, load_dataset("ring", n=64), steps=1, progress=False, precision="fp64")
+
+
+def test_channels_last_is_automatic_for_convolutions_and_checkpoints_load(tmp_path):
+    data = load_dataset("digits", n=128)
+    gan = genzoo.build("gan", data_shape=data.shape, arch="dcgan", latent_dim=4, width=4)
+    genzoo.fit(gan, data, steps=3, batch_size=32, progress=False, run_dir=tmp_path / "run")
+    conv = gan.discriminator.net[2].weight  # (2w, w, 4, 4)
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    back = load(tmp_path / "run")
+    for k, v in gan.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[k], v, rtol=0, atol=0)
+    mlp = genzoo.build("vae", data_shape=data.shape, latent_dim=2, hidden=(8,))
+    genzoo.fit(mlp, data, steps=1, progress=False, channels_last=None)  # no convolutions: nothing changes
+    assert all(p.is_contiguous() for p in mlp.parameters())
+
+
+def test_channels_last_changes_layout_not_values():
+    data = load_dataset("digits", n=128)
+    out = {}
+    for cl in (False, True):
+        torch.manual_seed(0)
+        gan = genzoo.build("gan", data_shape=data.shape, arch="dcgan", latent_dim=4, width=4)
+        genzoo.fit(gan, data, steps=3, batch_size=32, progress=False, channels_last=cl)
+        out[cl] = gan.generator.net[0].weight.detach()
+    torch.testing.assert_close(out[True], out[False], rtol=1e-4, atol=1e-5)
+
+
+def test_gan_generator_step_reuses_the_discriminator_steps_sample():
+    gan = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(8,))
+    calls = []
+    gan.generator.register_forward_hook(lambda *a: calls.append(1))
+    opts = gan.configure_optimizers()
+    logs = gan.training_step(genzoo.Batch(torch.randn(16, 2)), opts)
+    assert "g_loss" in logs and len(calls) == 1  # one G(z) for both updates
+    wgan = genzoo.build("wgan", data_shape=(2,), latent_dim=2, hidden=(8,), d_steps=3)
+    calls.clear()
+    wgan.generator.register_forward_hook(lambda *a: calls.append(1))
+    opts = wgan.configure_optimizers()
+    steps = [wgan.training_step(genzoo.Batch(torch.randn(16, 2)), opts) for _ in range(3)]
+    assert ["g_loss" in s for s in steps] == [False, False, True] and len(calls) == 3
+
+
+def test_cli_precision_is_recorded_and_refused_with_one_line(tmp_path, capsys):
+    rd = tmp_path / "run"
+    code = main(["train", "vae", "--steps", "3", "--run-dir", str(rd), "--no-progress", "--precision", "bf16",
+                 "--set", "hidden=16", "--set", "latent_dim=2"])
+    assert code == 0
+    assert json.loads((rd / "run.json").read_text())["recipe"]["train"]["precision"] == "bf16"
+    code = main(["train", "gmm", "--steps", "1", "--run-dir", str(tmp_path / "g"), "--no-progress",
+                 "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert code != 0 and "keeps float32" in err and "Traceback" not in err
+    assert not (tmp_path / "g").exists()  # a run that never started leaves no folder
+
+
+@pytest.mark.slow
+def test_compile_trains_to_the_same_weights():
+    data = load_dataset("ring", n=256)
+    out = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        m = genzoo.build("vae", data_shape=(2,), latent_dim=2, hidden=(16,), likelihood="gaussian")
+        genzoo.fit(m, data, steps=5, batch_size=64, progress=False, compile=compile)
+        out.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+    assert out[0].keys() == out[1].keys()  # compiled in place: the same parameter names
+    for k in out[0]:
+        torch.testing.assert_close(out[1][k], out[0][k], rtol=1e-4, atol=1e-5)
+
+
+def test_speed_bench_counts_flops_and_times_genzoos_trainer():
+    from genzoo.bench import speed
+
+    lin = torch.nn.Linear(30, 20)
+    assert speed._flops(lambda: lin(torch.randn(8, 30))) == 2 * 8 * 30 * 20
+    data = load_dataset("ring", n=512)
+    fit = speed._Fit(genzoo.build("vae", data_shape=(2,), latent_dim=2, hidden=(8,), likelihood="gaussian"),
+                     data, batch=64, per=4)
+    rates = speed._alternate({"genzoo": fit}, rounds=2)
+    assert len(rates["genzoo"]) == 2 and all(r > 0 for r in rates["genzoo"])
+    assert speed.matmul_peak(torch.float32, n=128, repeats=2) > 1e6
