@@ -119,3 +119,18 @@ def test_cli_under_torchrun_writes_one_run(tmp_path):
     # and a distributed run resumes on one process
     from genzoo.cli import main
     assert main(["train", "--resume", "--run-dir", str(run_dir), "--steps", "6", "--no-progress"]) == 0
+
+
+def test_sync_batch_norm_keeps_parameters_and_checkpoint_keys():
+    from genzoo.train import distributed
+
+    gan = genzoo.build("gan", data_shape=(1, 8, 8), arch="dcgan", latent_dim=4, width=4)
+    before = {k: v.clone() for k, v in gan.state_dict().items()}
+    params = list(gan.parameters())
+    distributed.sync_batch_norm(gan)
+    kinds = {type(m).__name__ for m in gan.modules()}
+    assert "SyncBatchNorm" in kinds and "BatchNorm2d" not in kinds
+    assert all(a is b for a, b in zip(gan.parameters(), params))  # optimizers built before stay valid
+    assert gan.state_dict().keys() == before.keys()
+    for k, v in gan.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)

@@ -126,3 +126,13 @@ def average_gradients_before_step(optimizer: torch.optim.Optimizer):
         return None
 
     return optimizer.register_step_pre_hook(hook)
+
+
+def sync_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """Every ``nn.BatchNorm*`` layer of ``model`` made a ``SyncBatchNorm``, in place (same parameters and
+    state-dict keys): batch statistics over the global batch instead of each rank's slice (Ioffe & Szegedy
+    2015 statistics, as one process would see them). PyTorch runs it on GPUs only; ``fit`` applies it
+    under torchrun on CUDA. Returns ``model``."""
+    for name, child in list(model.named_children()):
+        setattr(model, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return model

@@ -141,6 +141,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         all_x = data.transformed(torch.Generator().manual_seed(seed + 1))
         full_x = all_x[rank::world_size].to(device)  # under torchrun: this rank's shard
 
+    if world_size > 1 and device.type == "cuda":  # batch statistics over the global batch (GPU only in PyTorch)
+        distributed.sync_batch_norm(model)
     channels_last = acceleration.has_convolutions(model) if channels_last is None else bool(channels_last)
     if channels_last:
         acceleration.to_channels_last(model)
