@@ -119,6 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     n_.add_argument("--steps", type=int, default=1000, help="Adam steps on z (default 1000)")
     n_.add_argument("--restarts", type=int, default=4, help="random starts; the lowest loss wins (default 4)")
     n_.add_argument("--lam", type=float, default=0.003, help="weight of the perceptual / prior loss (default 0.003)")
+    n_.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16 autocast for the search (VAE, GAN, flows; 2-3x faster on CPUs with bf16)")
     n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
     n_.add_argument("--data-root", help="override the data root recorded in the run")
     n_.add_argument("--seed", type=int, default=0)
@@ -581,7 +583,8 @@ def cmd_inpaint(args) -> int:
         y = truth = test.x[idx]
     g = torch.Generator().manual_seed(args.seed)
     mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
-    out = inpaint(model, y, mask, lam=args.lam, steps=args.steps, restarts=args.restarts, blend=args.blend, generator=g)
+    out = inpaint(model, y, mask, lam=args.lam, steps=args.steps, restarts=args.restarts, blend=args.blend, generator=g,
+                  precision=args.precision)
     panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, G(z*), blended
     path = Path(args.output) if args.output else Path(args.run) / "inpaint.png"
     if path.parent and not path.parent.exists():

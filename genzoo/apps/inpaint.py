@@ -36,6 +36,7 @@ from torch import Tensor
 
 from ..base import Density
 from ..errors import ConfigError, DataError
+from ..train import acceleration
 from .interpolate import check_latent_model, draw_prior
 
 LAMBDA = 0.003  # Yeh et al.: the weight of the perceptual loss
@@ -128,7 +129,7 @@ def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
     if disc is None and getattr(model, "pack", 1) == 1:
         disc = getattr(model, "discriminator", None)
     if disc is not None:
-        logit = disc(model._to_net(x)).reshape(-1)  # (B,)
+        logit = disc(model._to_net(x)).reshape(-1).to(x.dtype)  # (B,), fp32 under autocast
         return -F.softplus(logit)  # log(1 - sigmoid(logit)) = log(1 - D(G(z)))
     if isinstance(model, Density):
         return -model.log_prob(x) / x[0].numel()  # nats per dimension: a flow's likelihood of the fill
@@ -136,13 +137,17 @@ def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
 
 
 def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = 1000, lr: float = 0.03,
-            restarts: int = 4, blend: str = "poisson", generator: torch.Generator | None = None) -> dict:
+            restarts: int = 4, blend: str = "poisson", generator: torch.Generator | None = None,
+            precision: str = "fp32") -> dict:
     """Fill the holes of images ``y`` (N, C, H, W) in [0, 1], ``mask`` (N or 1, C, H, W) 1 = known.
 
     Returns ``{"filled": blended (N, C, H, W), "generated": G(z*) (N, C, H, W), "z": (N, L)}``.
     A flow's latent starts from its exact code of the mask-blended mean image, a useful warm start.
+    ``precision="bf16"`` runs the search under bf16 autocast (models with ``autocast_safe``; the
+    losses stay float32), see :mod:`genzoo.train.acceleration`.
     """
     check_latent_model(model)
+    acceleration.check_precision(model, precision)
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
     if y.dim() != 4 or tuple(y.shape[1:]) != tuple(model.data_shape):
@@ -166,8 +171,9 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
             opt = torch.optim.Adam([z], lr=lr)
             for _ in range(steps):
                 opt.zero_grad()
-                x = model.generate(z)  # (N, C, H, W)
-                loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)  # (N,)
+                with acceleration.autocast(dev, precision):
+                    x = model.generate(z).to(y.dtype)  # (N, C, H, W)
+                    loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)  # (N,)
                 loss.sum().backward()
                 opt.step()
             with torch.no_grad():
