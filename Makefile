@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test test-all install bench-vae-mnist clean
+.PHONY: demo test test-all test-gpu install bench-vae-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,11 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 test-all: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -m ''
+	$(BIN)/python -m pytest -q -m 'not gpu'
+
+# on a machine with CUDA: one model per family on the GPU (tests/test_gpu.py)
+test-gpu: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m gpu
 
 # VAE on dynamically binarized MNIST (BENCHMARKS.md); MNIST from ../shared/data/mnist or $GENZOO_DATA
 bench-vae-mnist: $(VENV)/.installed

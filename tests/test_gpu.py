@@ -1,0 +1,83 @@
+"""GPU checks, kept out of the default run: ``make test-gpu`` (``pytest -m gpu``) on a machine with CUDA.
+
+One model per family trains on the GPU through ``fit``, stays finite, and computes what the same weights
+compute on the CPU; bf16 autocast and channels-last run there too. ``GENZOO_TEST_DEVICE`` names another
+device (``cpu`` checks the tests themselves on a machine without a GPU).
+"""
+
+import copy
+import os
+
+import pytest
+import torch
+
+import genzoo
+from genzoo.base import Density, Generator
+from genzoo.data import load_dataset
+
+pytestmark = pytest.mark.gpu
+
+#: family -> (model, options, dataset, dataset options)
+FAMILIES = {
+    "mixture": ("gmm", {"n_components": 4}, "ring", {}),
+    "vae": ("vae", {"latent_dim": 4, "hidden": (64,)}, "digits", {"binarize": True}),
+    "gan": ("gan", {"arch": "dcgan", "latent_dim": 8, "width": 8}, "digits", {}),
+    "wgan-gp": ("wgan", {"arch": "dcgan", "latent_dim": 8, "width": 8, "penalty": "gp"}, "digits", {}),
+    "moment matching": ("gmmn", {"latent_dim": 2, "hidden": (32, 32)}, "ring", {}),
+    "flow": ("realnvp", {"width": 8, "n_blocks": 1}, "digits", {"dequantize": True}),
+    "semi-supervised": ("ssvae", {"latent_dim": 4, "hidden": (64,), "labels": 20}, "digits", {"binarize": True}),
+}
+
+
+@pytest.fixture(scope="module")
+def device():
+    dev = torch.device(os.environ.get("GENZOO_TEST_DEVICE", "cuda"))
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        pytest.fail("the gpu tests need CUDA (or GENZOO_TEST_DEVICE=cpu to check the tests themselves)")
+    return dev
+
+
+def _outputs(model, x):
+    """What the model computes deterministically: the density, q(y|x)'s logits, or G(z) for fixed z."""
+    with torch.no_grad():
+        if isinstance(model, Density):
+            return model.log_prob(x)
+        if hasattr(model, "class_logits"):  # M2
+            return model.class_logits(x)
+        assert isinstance(model, Generator)
+        z = torch.randn(16, model.latent_dim, generator=torch.Generator().manual_seed(0)).to(model.device)
+        return model.generate(z)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_trains_on_the_device_and_matches_the_cpu(device, family):
+    name, options, data_name, data_options = FAMILIES[family]
+    data = load_dataset(data_name, n=512, **data_options)
+    torch.manual_seed(0)
+    model = genzoo.build(name, data_shape=data.shape, **options).to(device)
+    losses = []
+
+    class Record(genzoo.train.callbacks.Callback):
+        def on_step_end(self, state, logs):
+            losses.append(logs["loss"])
+
+    genzoo.fit(model, data, steps=20, batch_size=64, progress=False, callbacks=[Record()])
+    assert model.device.type == device.type
+    assert len(losses) == 20 and all(torch.isfinite(torch.tensor(losses)))
+    model.eval()
+    x = data.transformed(torch.Generator().manual_seed(1))[:16]
+    on_device = _outputs(model, x.to(device)).cpu()
+    on_cpu = _outputs(copy.deepcopy(model).cpu(), x)
+    # convolutions may use TF32 on the GPU: agreement to about 1e-3 relative
+    torch.testing.assert_close(on_device, on_cpu, rtol=1e-2, atol=1e-2)
+
+
+@pytest.mark.parametrize("name, options", [("vae", {"latent_dim": 4, "hidden": (64,)}),
+                                           ("gan", {"arch": "dcgan", "latent_dim": 8, "width": 8})])
+def test_bf16_and_channels_last_on_the_device(device, name, options):
+    data = load_dataset("digits", n=512, binarize=name == "vae")
+    torch.manual_seed(0)
+    model = genzoo.build(name, data_shape=data.shape, **options).to(device)
+    state = genzoo.fit(model, data, steps=10, batch_size=64, progress=False, precision="bf16", channels_last=True)
+    assert state.step == 10
+    assert all(p.dtype == torch.float32 and bool(torch.isfinite(p).all()) for p in model.parameters())
