@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 PIP     = $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: demo test test-all test-gpu install bench-vae-mnist clean
+.PHONY: demo test test-all test-gpu chromium install bench-vae-mnist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,10 +28,17 @@ demo: $(VENV)/.installed
 	$(BIN)/genzoo eval $$run --iwae-k 1000 --no-progress && \
 	echo "samples: $$run/grid.png (training evolution in $$run/samples/)"
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest -q
 
-test-all: $(VENV)/.installed-test
+# headless Chromium for the report.html test (Debian's package; the test drives it with playwright)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for tests/test_report.py (apt-get)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null || { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+test-all: $(VENV)/.installed-test chromium
 	$(BIN)/python -m pytest -q -m 'not gpu'
 
 # on a machine with CUDA: one model per family on the GPU (tests/test_gpu.py)

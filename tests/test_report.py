@@ -70,3 +70,36 @@ def test_report_errors(tmp_path, capsys):
     assert "not a genzoo run" in capsys.readouterr().err
     with pytest.raises(CheckpointError, match="no sample grids"):
         evolution_gif(tmp_path / "empty")
+
+
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    """Open report.html in headless Chromium: every picture loads, the metrics table is there, nothing outside
+    the file is fetched, and the screenshot is a page with content. `.ci/run` installs Debian's chromium."""
+    import shutil
+
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "this test needs headless Chromium: apt-get install chromium (as .ci/run does)"
+    assert main(["report", str(run)]) == 0
+    url = (run / "report.html").resolve().as_uri()
+    requests = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(url, wait_until="load")
+            loaded = page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+            rows = page.evaluate("document.querySelectorAll('table#metrics tr').length")
+            page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        finally:
+            browser.close()
+    assert len(loaded) >= 4 and all(loaded), loaded  # samples, evolution, curves, interpolation: all decoded
+    assert rows >= 3  # a header and the metrics
+    assert all(u == url or u.startswith("data:") for u in requests), requests  # nothing outside the file
+    shot = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
+    assert shot.shape[0] >= 900 and shot.std() > 10  # a rendered page, not a blank one

@@ -150,7 +150,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         parts += [f"<h2>Samples at step {int(frames[-1].stem.split('-')[1]):,}</h2>",
                   _img(frames[-1].read_bytes(), "image/png", "samples")]
         gif = evolution_gif(run_dir)
-        parts += [f"<h2>Training evolution ({len(frames)} grids from the same noise)</h2>",
+        parts += [f"<h2>Training evolution ({len(frames)} grid{'s' * (len(frames) != 1)} from the same noise)</h2>",
                   _img(gif.read_bytes(), "image/gif", "training evolution")]
     curves = _curves(run_dir)
     if curves:
