@@ -134,3 +134,16 @@ def test_bf16_search_fills_like_fp32_and_keeps_known_pixels():
         assert o["filled"].dtype == torch.float32 and torch.isfinite(o["filled"]).all()
     gap = (out["bf16"]["generated"] - out["fp32"]["generated"]).abs().mean()
     assert gap < 0.05, gap  # the same search, to bf16 rounding
+
+
+def test_bench_nearest_neighbour_baseline_matches_brute_force():
+    from genzoo.bench.inpaint_mnist import nearest_fill
+
+    g = torch.Generator().manual_seed(0)
+    train, y = torch.rand(3000, 1, 6, 6, generator=g), torch.rand(40, 1, 6, 6, generator=g)
+    mask = (torch.rand(40, 1, 6, 6, generator=g) > 0.5).float()
+    expected = []
+    for yi, mi in zip(y.flatten(1), mask.flatten(1)):
+        j = int((((train.flatten(1) - yi) * mi) ** 2).sum(1).argmin())
+        expected.append(mi * yi + (1 - mi) * train.flatten(1)[j])
+    torch.testing.assert_close(nearest_fill(train, y, mask, chunk=700), torch.stack(expected).reshape(y.shape))

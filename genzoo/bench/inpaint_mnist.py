@@ -24,21 +24,25 @@ N_IMAGES, BATCH = 1000, 250
 SEARCH = {"GAN": (300, 2, "fp32"), "VAE": (300, 2, "fp32"), "RealNVP": (100, 1, "bf16")}
 
 
-def nearest_fill(train_x, y, mask, chunk: int = 1000):
-    """Each image's missing pixels copied from the training image nearest in L2 on its known pixels."""
+def nearest_fill(train_x, y, mask, chunk: int = 10_000):
+    """Each image's missing pixels copied from the training image nearest in L2 on its known pixels.
+
+    sum_d m_d (t_d - y_d)^2 = (t^2) . m - 2 t . (m y) + (m y) . y: two matrix products per chunk of the
+    training set instead of a loop over images.
+    """
     import torch
 
-    t = train_x.flatten(1)  # (N, D)
-    out = []
-    for yi, mi in zip(y.flatten(1), mask.flatten(1)):
-        best, best_d = None, None
-        for s in range(0, len(t), 50_000):
-            d = (((t[s:s + 50_000] - yi) * mi) ** 2).sum(1)  # (n,)
-            j = int(d.argmin())
-            if best_d is None or d[j] < best_d:
-                best, best_d = t[s + j], d[j]
-        out.append(mi * yi + (1 - mi) * best)
-    return torch.stack(out).reshape(y.shape)
+    t, yf, m = train_x.flatten(1).double(), y.flatten(1).double(), mask.flatten(1).double()  # (N, D), (B, D), (B, D)
+    best_d = torch.full((len(yf),), float("inf"), dtype=torch.float64)
+    best = torch.zeros(len(yf), dtype=torch.long)
+    for s in range(0, len(t), chunk):
+        tc = t[s:s + chunk]
+        d = tc.square() @ m.T - 2 * tc @ (m * yf).T + ((m * yf) * yf).sum(1)  # (n, B)
+        v, j = d.min(0)
+        better = v < best_d
+        best_d, best = torch.where(better, v, best_d), torch.where(better, j + s, best)
+    fill = train_x.flatten(1)[best]  # (B, D)
+    return (mask.flatten(1) * y.flatten(1) + (1 - mask.flatten(1)) * fill).reshape(y.shape)
 
 
 def model_run(label: str, root: str, runs_dir: Path, quick: bool) -> Path:
