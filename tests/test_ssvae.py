@@ -135,3 +135,50 @@ def test_m2_learns_digits_from_100_labels(tmp_path, capsys):
     # samples of a chosen class are read as that class by q(y|x) far above chance (10%): 31% after 800 steps
     y = torch.arange(10).repeat(20)
     assert float((m.classify(m.sample(200, generator=torch.Generator().manual_seed(0), y=y)) == y).float().mean()) > 0.2
+
+
+def test_options_y_every_layer_batch_norm_and_separate_hidden_sizes(tmp_path):
+    torch.manual_seed(0)
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,), classifier_hidden=(24, 12),
+                     decoder_hidden=(20, 18), y_every_layer=True, batch_norm=True, labels=20)
+    assert [l.in_features for l in m.decoder.layers] == [3 + 10, 20 + 10, 18 + 10]  # y reaches every layer
+    assert m.decoder[-1].out_features == 64 and m.classifier[-1].in_features == 12
+    assert sum(isinstance(l, torch.nn.BatchNorm1d) for l in m.classifier) == 2
+    assert sum(isinstance(l, torch.nn.BatchNorm1d) for l in m.encoder) == 1
+    x = torch.rand(6, 1, 8, 8).bernoulli()
+    assert m.unlabelled_bound(x).shape == (6,) and m.iwae_bound(x, 3).shape == (6,)
+    # p(x|y,z) by hand: y concatenated to the input of each of the three layers
+    z, y = torch.randn(2, 3), torch.tensor([0, 7])
+    h, y1 = z, F.one_hot(y, 10).float()
+    for i, layer in enumerate(m.decoder.layers):
+        h = torch.cat([h, y1], -1) @ layer.weight.T + layer.bias
+        h = F.softplus(h) if i < 2 else h
+    np.testing.assert_allclose(m._decoder_logits(z, y).detach(), h.detach(), rtol=1e-5, atol=1e-6)
+    m.eval()  # batch norm from running statistics: one image classifies alone
+    assert m.classify(x[:1]).shape == (1,) and m.analogies(x[:2]).shape == (2, 10, 1, 8, 8)
+    genzoo.save(m, tmp_path / "m")
+    back = genzoo.load(tmp_path / "m").eval()
+    assert torch.equal(back.classify(x), m.classify(x))
+
+
+def test_shared_trunk_and_labelled_weight():
+    torch.manual_seed(0)
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=20, shared_trunk=True,
+                     labelled_weight=0.25, alpha=3.0)
+    x = torch.rand(5, 1, 8, 8).bernoulli()
+    # q(y|x) and q(z|x,y) both read the trunk's features: a change to the trunk moves both
+    before = m.class_logits(x).detach(), m.encode(x, torch.zeros(5, dtype=torch.long)).mean.detach()
+    with torch.no_grad():
+        m.trunk[0].weight.add_(0.1)
+    assert not torch.allclose(m.class_logits(x), before[0])
+    assert not torch.allclose(m.encode(x, torch.zeros(5, dtype=torch.long)).mean, before[1])
+    assert m.classifier[0].in_features == 16 and m.encoder[0].in_features == 16 + 10
+    assert m.unlabelled_bound(x).shape == (5,)
+    data = load_dataset("digits", n=300)
+    m.setup_labels(data.x, data.y, torch.Generator().manual_seed(0))
+    logs = m.training_step(Batch(data.x[:8].bernoulli()), m.configure_optimizers())
+    assert logs["loss"] == pytest.approx(0.25 * logs["labelled"] + logs["unlabelled"] + 3.0 * logs["ce"], rel=1e-5)
+    with pytest.raises(ConfigError, match="shared_trunk needs"):
+        genzoo.build("ssvae", data_shape=(4,), hidden=(), shared_trunk=True)
+    with pytest.raises(ConfigError, match="labelled_weight"):
+        genzoo.build("ssvae", data_shape=(4,), labelled_weight=-1.0)
