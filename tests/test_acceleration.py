@@ -45,9 +45,10 @@ def test_bf16_keeps_likelihood_terms_in_fp32():
         assert gan.critic(gan._fake(4)).dtype == torch.float32
 
 
-def test_bf16_flow_inverts_and_matches_fp32_log_prob():
+@pytest.mark.parametrize("mixing", ["permutation", "linear"])
+def test_bf16_flow_inverts_and_matches_fp32_log_prob(mixing):
     torch.manual_seed(0)
-    flow = genzoo.build("realnvp", data_shape=(8,), n_couplings=4, hidden=(32, 32))
+    flow = genzoo.build("realnvp", data_shape=(8,), n_couplings=4, hidden=(32, 32), mixing=mixing)
     for p in flow.parameters():  # a flow away from the identity
         p.data.add_(0.1 * torch.randn_like(p))
     x = torch.randn(64, 8)

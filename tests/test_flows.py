@@ -26,7 +26,7 @@ from genzoo.models.flows import Logistic
 from genzoo.models.flows.nice import coupling_net
 from genzoo.models.flows.realnvp import MultiScale, ResidualNet
 from genzoo.models.flows.transforms import (ActNorm, BatchNorm, Compose, Coupling, DiagonalScaling, Flatten, Logit,
-                                            Permutation, Planar, Squeeze, Transform, constrain_u, planar,
+                                            LULinear, Permutation, Planar, Squeeze, Transform, constrain_u, planar,
                                             planar_inverse)
 from genzoo.nn.masks import alternating, channel_mask, checkerboard
 
@@ -90,6 +90,7 @@ CASES: dict[str, Case] = {
     "batchnorm-image": Case(lambda: BatchNorm((2, 4, 4)), (2, 4, 4)),
     "permutation-seeded": Case(lambda: Permutation(5, seed=3), (5,), other=lambda: Permutation(5, seed=99)),
     "permutation-reversed": Case(lambda: Permutation(5), (5,), other=lambda: Permutation(5, seed=1)),
+    "lu-linear": Case(lambda: LULinear(5, seed=3), (5,), other=lambda: LULinear(5, seed=99)),
     "permutation-channels": Case(lambda: Permutation(4, seed=1), (4, 2, 2), other=lambda: Permutation(4, seed=7)),
     "squeeze": Case(Squeeze, (2, 4, 4)),
     "flatten": Case(lambda: Flatten((2, 4, 4)), (2, 4, 4)),
@@ -254,6 +255,25 @@ def test_model_setup_initialises_its_actnorm_from_the_data(name):
     assert not m.training  # and restores the mode it found
 
 
+def test_realnvp_mixing_linear_puts_lu_maps_between_couplings_and_the_default_keeps_permutations():
+    kw = {"data_shape": (2,), "hidden": (8,), "n_couplings": 3}
+    default = [type(t) for t in genzoo.build("realnvp", **kw).transform.transforms]
+    linear = [type(t) for t in genzoo.build("realnvp", mixing="linear", **kw).transform.transforms]
+    assert default.count(Permutation) == 2 and LULinear not in default
+    assert linear.count(LULinear) == 2 and Permutation not in linear
+    assert [t for t in linear if t is not LULinear] == [t for t in default if t is not Permutation]
+    # a fresh LU map is a rotation: volume-preserving, orthogonal, different per seed
+    t1, t2 = LULinear(4, seed=0), LULinear(4, seed=1)
+    with torch.no_grad():
+        x = torch.randn(7, 4)
+        y, ld = t1(x)
+        w = t1(torch.eye(4))[0].T
+    torch.testing.assert_close(ld, torch.zeros(7), atol=1e-5, rtol=0)
+    torch.testing.assert_close(w @ w.T, torch.eye(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.norm(dim=1), x.norm(dim=1), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(t2(x)[0], y)
+
+
 # ================================================================================================
 # 2. Planar layers: the invertibility constraint, per-example parameters
 # ================================================================================================
@@ -322,6 +342,8 @@ MODELS: dict[str, tuple[str, dict]] = {
     "realnvp-2d": ("realnvp", {"data_shape": (2,), "hidden": (16, 16), "n_couplings": 4}),
     "realnvp-2d-batchnorm": ("realnvp", {"data_shape": (2,), "hidden": (16, 16), "n_couplings": 4, "norm": "batch"}),
     "realnvp-4d": ("realnvp", {"data_shape": (4,), "hidden": (16, 16), "n_couplings": 4}),
+    "realnvp-2d-linear": ("realnvp", {"data_shape": (2,), "hidden": (16, 16), "n_couplings": 4, "mixing": "linear"}),
+    "realnvp-3d-linear": ("realnvp", {"data_shape": (3,), "hidden": (16, 16), "n_couplings": 3, "mixing": "linear"}),
     "nice-image-logit": ("nice", {"data_shape": (1, 4, 4), "hidden": (16,), "preprocess": "logit"}),
     "realnvp-image": ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 1, "width": 8, "n_blocks": 1}),
     "realnvp-image-batchnorm": ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 1, "width": 8, "n_blocks": 1,
@@ -621,6 +643,7 @@ def test_trained_moons_flow_is_normalised_and_its_samples_fit_its_density(moons_
     ("realnvp", {"data_shape": (2, 3)}),                              # neither vectors nor images
     ("realnvp", {"data_shape": (1,)}),
     ("realnvp", {"data_shape": (2,), "norm": "layer"}),
+    ("realnvp", {"data_shape": (2,), "mixing": "rotation"}),
     ("nice", {"data_shape": (1,)}),
     ("nice", {"data_shape": (2,), "base": "cauchy"}),
     ("planar", {"data_shape": (2,), "n_layers": 0}),

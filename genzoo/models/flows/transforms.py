@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from ...data.transforms import inverse_logit_transform, logit_transform
 
 __all__ = ["Transform", "Compose", "Planar", "planar", "planar_inverse", "constrain_u", "Coupling",
-           "DiagonalScaling", "ActNorm", "BatchNorm", "Permutation", "Squeeze", "Flatten", "Logit"]
+           "DiagonalScaling", "ActNorm", "BatchNorm", "Permutation", "LULinear", "Squeeze", "Flatten", "Logit"]
 
 
 def _sum_event(t: Tensor) -> Tensor:
@@ -319,6 +319,45 @@ class Permutation(Transform):
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return y[:, self.inv], y.new_zeros(y.shape[0])
+
+
+class LULinear(Transform):
+    """A learned invertible linear map of vectors, ``y = W x`` with ``W = P L U`` (Kingma & Dhariwal 2018, Glow,
+    Section 3.2, the LU-decomposed 1x1 convolution, here on features): P a fixed permutation, L unit lower
+    triangular, U upper triangular with diagonal ``sign * exp(log_diag)``; log|det| = sum(log_diag).
+    Starts at a random rotation drawn from ``seed``, so it generalises the fixed :class:`Permutation`."""
+
+    def __init__(self, n: int, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))   # (n, n) orthogonal
+        p, lower, upper = torch.linalg.lu(q)
+        diag = upper.diagonal()
+        self.register_buffer("p", p.float())
+        self.register_buffer("sign", diag.sign().float())
+        self.register_buffer("eye", torch.eye(n), persistent=False)
+        self.lower = nn.Parameter(lower.tril(-1).float())
+        self.upper = nn.Parameter(upper.triu(1).float())
+        self.log_diag = nn.Parameter(diag.abs().log().float())
+
+    def _lu(self) -> tuple[Tensor, Tensor]:
+        lower = self.lower.tril(-1) + self.eye
+        upper = self.upper.triu(1) + torch.diag(self.sign * self.log_diag.exp())
+        return lower, upper
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.autocast(x.device.type, enabled=False):  # a bijection on the data itself: fp32 always
+            lower, upper = self._lu()
+            w = self.p @ lower @ upper                                        # (n, n)
+            return x @ w.T, self.log_diag.sum().expand(x.shape[0])
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        with torch.autocast(y.device.type, enabled=False):
+            lower, upper = self._lu()
+            h = (y @ self.p).T                                                # P^T y, (n, B)
+            h = torch.linalg.solve_triangular(lower, h, upper=False, unitriangular=True)
+            x = torch.linalg.solve_triangular(upper, h, upper=True).T         # (B, n)
+            return x, (-self.log_diag.sum()).expand(y.shape[0])
 
 
 class Squeeze(Transform):
