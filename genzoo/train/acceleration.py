@@ -6,14 +6,14 @@
   log-determinant, log-sum-exp or loss is accumulated (the VAE, the GANs, NICE, RealNVP and the
   planar flows). The GMM (EM sufficient statistics), the GMMN (kernel sums) and M2 (a sum over
   classes) stay float32. fp16 is refused: it needs loss scaling, which the models' own optimizer
-  steps do not do. Measured on 2 cores of an AVX512-BF16 CPU (``genzoo bench speed``): RealNVP on
-  784-D data trains 2.7x faster, the DCGAN 1.6x.
+  steps do not do. Measured on 2 cores of an AVX512-BF16 CPU (``genzoo bench speed``): against fp32,
+  RealNVP on 784-D data trains 2.5x as fast, the VAE 1.6x, the DCGAN 1.3x.
 * ``channels_last``: 4-D weights and image batches in NHWC layout, which oneDNN (CPU) and cuDNN
-  convolve faster; ``None`` ("auto") turns it on for models with convolutions (measured 1.1x for
-  the DCGAN on CPU). Values are unchanged; only the layout differs.
+  prefer; ``None`` ("auto") turns it on for models with convolutions (the DCGAN: 1.1x on one CPU
+  thread, no measurable difference on two). Values are unchanged; only the layout differs.
 * ``compile=True``: ``torch.compile`` on each of the model's top-level networks (in place, so
-  parameter names and checkpoints are unchanged). Off by default: compilation takes tens of
-  seconds and the small MLPs here gain little on CPU.
+  parameter names and checkpoints are unchanged). Off by default: it costs compilation time at the
+  start of every run and its gain on these models has not been measured yet.
 
 >>> import torch
 >>> from torch import nn
