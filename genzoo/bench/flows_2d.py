@@ -5,6 +5,7 @@ negative entropy, estimated on the same test points), and a density picture per 
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def one(model: str, dataset: str, steps: int, runs_dir: str) -> dict:
 
     torch.set_num_threads(1)
     run = Path(runs_dir) / f"{model}-{dataset}"
+    shutil.rmtree(run, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
     args = ["train", model, "--data", dataset, "--steps", str(steps), "--batch-size", str(BATCH), "--run-dir", str(run),
             "--no-progress", "--set", "lr_schedule=cosine", "--set", "data.n=50000"]
     for kv in RECIPES[model]:
