@@ -118,7 +118,7 @@ class _Fit(_Loop):
 
         opts = self.model.configure_optimizers()
         x = self.data.batch(torch.arange(self.batch), torch.Generator().manual_seed(0))
-        cl = self.options.get("channels_last", acceleration.has_convolutions(self.model))
+        cl = acceleration.use_channels_last(self.model, self.options.get("channels_last"))
         with acceleration.autocast(torch.device("cpu"), self.precision):
             self.model.training_step(Batch(acceleration.batch_layout(x, cl)), opts)
 

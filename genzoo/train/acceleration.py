@@ -58,6 +58,11 @@ def has_convolutions(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules())
 
 
+def use_channels_last(model: nn.Module, option: bool | None) -> bool:
+    """The ``channels_last`` option resolved: None ("auto") is on for models with convolutions."""
+    return has_convolutions(model) if option is None else bool(option)
+
+
 def to_channels_last(model: nn.Module) -> None:
     """4-D parameters and buffers in NHWC layout, in place (the same Parameter objects)."""
     model.to(memory_format=torch.channels_last)

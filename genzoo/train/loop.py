@@ -143,7 +143,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
 
     if world_size > 1 and device.type == "cuda":  # batch statistics over the global batch (GPU only in PyTorch)
         distributed.sync_batch_norm(model)
-    channels_last = acceleration.has_convolutions(model) if channels_last is None else bool(channels_last)
+    channels_last = acceleration.use_channels_last(model, channels_last)
     if channels_last:
         acceleration.to_channels_last(model)
     if compile:
