@@ -106,14 +106,19 @@ def configs_dir() -> Path:
     return here
 
 
-def train_recipe(recipe: str, run: Path, root: str, extra: list[str]) -> float:
-    """``genzoo train --config configs/RECIPE`` into a fresh scratch ``run`` (the benchmark's own); seconds."""
+def train_cli(run: Path, args: list[str]) -> float:
+    """``genzoo train ARGS --run-dir RUN --no-progress`` into a fresh scratch ``run`` (the benchmark's own);
+    seconds."""
     from ..cli import main as cli
 
     shutil.rmtree(run, ignore_errors=True)
-    args = ["train", "--config", str(configs_dir() / recipe), "--data-root", root, "--run-dir", str(run),
-            "--no-progress", *extra]
+    args = ["train", *args, "--run-dir", str(run), "--no-progress"]
     t0 = time.time()
     if cli(args) != 0:
         raise RuntimeError(f"genzoo {' '.join(args)} failed")
     return time.time() - t0
+
+
+def train_recipe(recipe: str, run: Path, root: str, extra: list[str]) -> float:
+    """``genzoo train --config configs/RECIPE`` into a fresh scratch ``run``; seconds."""
+    return train_cli(run, ["--config", str(configs_dir() / recipe), "--data-root", root, *extra])

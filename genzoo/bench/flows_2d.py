@@ -5,7 +5,6 @@ negative entropy, estimated on the same test points), and a density picture per 
 
 from __future__ import annotations
 
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -23,25 +22,20 @@ STEPS, BATCH, N_TEST = 8000, 256, 5000
 
 
 def one(model: str, dataset: str, steps: int, runs_dir: str) -> dict:
-    import time
-
     import torch
 
     import genzoo
-    from genzoo.cli import main as cli
     from genzoo.data import load_dataset
+
+    from .common import train_cli
 
     torch.set_num_threads(1)
     run = Path(runs_dir) / f"{model}-{dataset}"
-    shutil.rmtree(run, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
-    args = ["train", model, "--data", dataset, "--steps", str(steps), "--batch-size", str(BATCH), "--run-dir", str(run),
-            "--no-progress", "--set", "lr_schedule=cosine", "--set", "data.n=50000"]
+    args = [model, "--data", dataset, "--steps", str(steps), "--batch-size", str(BATCH),
+            "--set", "lr_schedule=cosine", "--set", "data.n=50000"]
     for kv in RECIPES[model]:
         args += ["--set", kv]
-    t0 = time.time()
-    if cli(args) != 0:
-        raise RuntimeError(f"genzoo {' '.join(args)} failed")
-    seconds = time.time() - t0
+    seconds = train_cli(run, args)
     m = genzoo.load(run).eval()
     test = load_dataset(dataset, "test", n=N_TEST)
     with torch.no_grad():

@@ -116,11 +116,9 @@ class _Fit(_Loop):
         from genzoo.base import Batch
         from genzoo.train import acceleration
 
-        opts = self.model.configure_optimizers()
         x = self.data.batch(torch.arange(self.batch), torch.Generator().manual_seed(0))
-        cl = acceleration.use_channels_last(self.model, self.options.get("channels_last"))
-        with acceleration.autocast(torch.device("cpu"), self.precision):
-            self.model.training_step(Batch(acceleration.batch_layout(x, cl)), opts)
+        acceleration.training_step(self.model, Batch(x), self.model.configure_optimizers(), torch.device("cpu"),
+                                   self.precision, acceleration.use_channels_last(self.model, self.options.get("channels_last")))
 
 
 def _eval_rate(fn, n: int, repeats: int = 3) -> float:

@@ -47,6 +47,7 @@ torch.Size([2, 10, 1, 8, 8])
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Literal
 
@@ -96,7 +97,7 @@ class SSVAE(GenerativeModel):
         hidden = tuple(hidden)
         chidden = hidden if classifier_hidden is None else tuple(classifier_hidden)
         dhidden = tuple(reversed(hidden)) if decoder_hidden is None else tuple(decoder_hidden)
-        net = _bn_mlp if batch_norm else mlp
+        net = functools.partial(mlp, batch_norm=batch_norm)
         if shared_trunk:  # q(y|x) and q(z|x,y) read the same features of x
             if not hidden:
                 raise ConfigError("ssvae: shared_trunk needs at least one hidden layer")
@@ -267,16 +268,6 @@ class SSVAE(GenerativeModel):
         B, K = x.shape[0], self.n_classes
         ys = torch.arange(K, device=x.device).repeat(B)  # (B*K,)
         return self.decode(z.repeat_interleave(K, 0), ys).mean.reshape(B, K, *self.data_shape)
-
-
-def _bn_mlp(sizes: list[int], activation: str) -> torch.nn.Sequential:
-    """An MLP with batch normalisation before each hidden activation (none after the last layer)."""
-    layers: list[torch.nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(torch.nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers += [torch.nn.BatchNorm1d(b), ACTIVATIONS[activation]()]
-    return torch.nn.Sequential(*layers)
 
 
 class _ConditionedMLP(torch.nn.Module):

@@ -14,15 +14,17 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 
 
-def mlp(sizes: tuple[int, ...] | list[int], activation: str = "relu") -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them (none after the last).
+def mlp(sizes: tuple[int, ...] | list[int], activation: str = "relu", batch_norm: bool = False) -> nn.Sequential:
+    """Linear layers of the given sizes with ``activation`` between them (none after the last);
+    ``batch_norm`` puts a ``BatchNorm1d`` before each hidden activation.
 
-    >>> mlp([784, 400, 40]).__len__()
-    3
+    >>> len(mlp([784, 400, 40])), len(mlp([784, 400, 40], batch_norm=True))
+    (3, 4)
     """
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
+            layers += [nn.BatchNorm1d(b)] if batch_norm else []
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)

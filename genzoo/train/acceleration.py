@@ -31,6 +31,7 @@ import contextlib
 import torch
 from torch import nn
 
+from ..base import Batch
 from ..errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -70,6 +71,12 @@ def to_channels_last(model: nn.Module) -> None:
 
 def batch_layout(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
+
+
+def training_step(model, batch: Batch, optimizers, device: torch.device, precision: str, channels_last: bool) -> dict:
+    """``model.training_step`` as ``fit`` runs it: under ``precision``, the batch in the chosen layout."""
+    with autocast(device, precision):
+        return model.training_step(Batch(batch_layout(batch.x, channels_last), batch.y), optimizers)
 
 
 def compile_networks(model: nn.Module) -> None:

@@ -180,9 +180,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             if lr_schedule != "constant":
                 set_lr(state.optimizers, state.step, planned)
             batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
-            with acceleration.autocast(device, precision):
-                logs = model.training_step(Batch(acceleration.batch_layout(batch.x, channels_last), batch.y),
-                                           state.optimizers)
+            logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
             state.step += 1
             if time.time() > deadline:  # the time budget is spent: this step is the last one
                 state.total_steps = state.step
