@@ -116,8 +116,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--test-index", type=int, nargs="+", metavar="I", help="test-set images by index (default: 0-7)")
     n_.add_argument("--mask", default="center", help="center, left, random:P (P missing) or a PNG (white = known); default center")
     n_.add_argument("--blend", default="poisson", choices=["poisson", "mask"], help="how G(z) meets the known pixels")
-    n_.add_argument("--steps", type=int, default=1000, help="Adam steps on z (default 1000)")
-    n_.add_argument("--restarts", type=int, default=4, help="random starts; the lowest loss wins (default 4)")
+    n_.add_argument("--steps", type=int, default=300, help="Adam steps on z (default 300)")
+    n_.add_argument("--restarts", type=int, default=8, help="random starts; the lowest loss wins (default 8)")
     n_.add_argument("--lam", type=float, default=0.003, help="weight of the perceptual / prior loss (default 0.003)")
     n_.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16 autocast for the search (VAE, GAN, flows; 2-3x faster on CPUs with bf16)")

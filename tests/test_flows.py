@@ -694,3 +694,19 @@ def test_cli_trains_a_2d_flow_with_a_density_picture_and_a_planar_vae(tmp_path, 
     assert genzoo.load(vae).flow_length == 2
     assert not (vae / "density.png").exists()  # a VAE has no exact density
     assert main(["train", "vae", "--steps", "5", "--run-dir", str(tmp_path / "bad"), "--set", "posterior_flow=radial"]) == 2
+
+
+def test_flows_2d_figure_stacks_every_picture_in_order(tmp_path):
+    from PIL import Image
+
+    from genzoo.bench.flows_2d import stack_pictures
+
+    paths = []
+    for k, (w, h) in enumerate([(30, 10), (20, 15)]):
+        p = tmp_path / f"{k}.png"
+        Image.new("RGB", (w, h), (50 * (k + 1), 0, 0)).save(p)
+        paths.append(str(p))
+    out = np.asarray(Image.open(stack_pictures(paths, tmp_path / "sheet.png")))
+    assert out.shape == (25, 30, 3)
+    assert (out[:10, :, 0] == 50).all() and (out[10:, :20, 0] == 100).all()
+    assert (out[10:, 20:] == 255).all()  # the narrower picture is padded with white

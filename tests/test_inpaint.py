@@ -136,6 +136,20 @@ def test_bf16_search_fills_like_fp32_and_keeps_known_pixels():
     assert gap < 0.05, gap  # the same search, to bf16 rounding
 
 
+@pytest.mark.parametrize("name", ["realnvp", "vae"])
+def test_fill_never_reads_the_hidden_pixels(name):
+    torch.manual_seed(0)
+    kw = {"width": 8, "n_blocks": 1, "n_scales": 1} if name == "realnvp" else {"latent_dim": 3, "hidden": (16,)}
+    model = genzoo.build(name, data_shape=(1, 8, 8), **kw)
+    y = torch.rand(2, 1, 8, 8) * 0.8 + 0.1
+    mask = make_mask("center", (1, 8, 8))
+    other = y.clone()
+    other[:, :, 2:6, 2:6] = 1 - other[:, :, 2:6, 2:6]  # different hidden pixels, the same known ones
+    a, b = (inpaint(model, t, mask, steps=5, restarts=2, blend="mask", generator=torch.Generator().manual_seed(1))
+            for t in (y, other))
+    assert torch.equal(a["generated"], b["generated"])
+
+
 def test_bench_nearest_neighbour_baseline_matches_brute_force():
     from genzoo.bench.inpaint_mnist import nearest_fill
 

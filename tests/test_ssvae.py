@@ -182,3 +182,42 @@ def test_shared_trunk_and_labelled_weight():
         genzoo.build("ssvae", data_shape=(4,), hidden=(), shared_trunk=True)
     with pytest.raises(ConfigError, match="labelled_weight"):
         genzoo.build("ssvae", data_shape=(4,), labelled_weight=-1.0)
+
+
+def test_classifier_dropout_options_act_in_training_only():
+    torch.manual_seed(0)
+    kw = dict(data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=20, shared_trunk=True, batch_norm=True)
+    x = torch.rand(32, 1, 8, 8).bernoulli()
+    plain = genzoo.build("ssvae", **kw)  # defaults: no dropout, the classifier is deterministic in training
+    torch.manual_seed(1)
+    a = plain.class_logits(x)
+    torch.manual_seed(2)
+    assert torch.equal(a, plain.class_logits(x))
+    m = genzoo.build("ssvae", **kw, classifier_dropout=0.5, classifier_input_dropout=0.3)
+    m.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    noisy = m.class_logits(x)
+    torch.manual_seed(2)
+    assert not torch.allclose(noisy, m.class_logits(x))  # training: dropped pixels and features
+    assert m.unlabelled_bound(x).shape == (32,)
+    m.load_state_dict(plain.state_dict())  # the same batch-norm statistics as well
+    m.eval(), plain.eval()
+    assert torch.equal(m.class_logits(x), plain.class_logits(x))  # evaluation: no dropout at all
+    assert torch.equal(m.class_logits(x), m.classifier(m.trunk(x.flatten(1))))
+    with pytest.raises(ConfigError, match="classifier_dropout"):
+        genzoo.build("ssvae", data_shape=(4,), classifier_dropout=1.0)
+
+
+def test_kl_weight_scales_the_kl_of_z_in_training_only():
+    m = tiny(kl_weight=3.0)
+    deterministic_encoder(m)  # z = mu, so log p(x|y,z) does not depend on the draw
+    x, y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), torch.tensor([1, 0])
+    q = m.encode(x, y)
+    mu, sigma = q.base_dist.loc, q.base_dist.scale
+    kl = (0.5 * (mu**2 + sigma**2 - 1 - 2 * sigma.log())).sum(-1).detach()
+    m.eval()
+    np.testing.assert_allclose(m.labelled_bound(x, y).detach(), by_hand_labelled(m, x, y), rtol=1e-5)  # the true bound
+    m.train()
+    np.testing.assert_allclose(m.labelled_bound(x, y).detach(), by_hand_labelled(m, x, y) - 2.0 * kl, rtol=1e-5)
+    with pytest.raises(ConfigError, match="kl_weight"):
+        genzoo.build("ssvae", data_shape=(4,), kl_weight=0.0)

@@ -136,13 +136,17 @@ def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
     return -model.prior.log_prob(z)  # (B,) VAE decoder, GMMN
 
 
-def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = 1000, lr: float = 0.03,
-            restarts: int = 4, blend: str = "poisson", generator: torch.Generator | None = None,
+def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = 300, lr: float = 0.03,
+            restarts: int = 8, blend: str = "poisson", generator: torch.Generator | None = None,
             precision: str = "fp32") -> dict:
     """Fill the holes of images ``y`` (N, C, H, W) in [0, 1], ``mask`` (N or 1, C, H, W) 1 = known.
 
     Returns ``{"filled": blended (N, C, H, W), "generated": G(z*) (N, C, H, W), "z": (N, L)}``.
-    A flow's latent starts from its exact code of the mask-blended mean image, a useful warm start.
+    The defaults were measured on 100 MNIST test digits (``genzoo bench inpaint-mnist``'s GAN, centre
+    mask): starts matter and steps past 300 do not, 6.95 / 8.06 / 8.62 / 9.09 dB from 2 / 4 / 8 / 16
+    starts of 300 steps, 8.05 dB from 4 starts of 1,000.
+    A flow's first start is its exact code of the image with each hole filled by the mean of its known
+    pixels (the hidden pixels are never read).
     ``precision="bf16"`` runs the search under bf16 autocast (models with ``autocast_safe``; the
     losses stay float32), see :mod:`genzoo.train.acceleration`.
     """
@@ -165,8 +169,9 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
         for r in range(max(1, restarts)):
             z = draw_prior(model, N, generator).to(dev)  # (N, L)
             if r == 0 and isinstance(model, Density) and hasattr(model, "encode"):
+                known_mean = (mask * y).flatten(1).sum(1) / mask.flatten(1).sum(1)  # (N,) the known pixels' mean
                 with torch.no_grad():
-                    z = model.encode(mask * y + (1 - mask) * y.mean()).reshape(N, -1)
+                    z = model.encode(mask * y + (1 - mask) * known_mean.reshape(N, 1, 1, 1)).reshape(N, -1)
             z = z.detach().requires_grad_(True)
             opt = torch.optim.Adam([z], lr=lr)
             for _ in range(steps):

@@ -47,6 +47,20 @@ def one(model: str, dataset: str, steps: int, runs_dir: str) -> dict:
             "picture": str(run / "density.png")}
 
 
+def stack_pictures(paths: list[str], out: Path) -> Path:
+    """The density pictures of one data set, one model a row, stacked into one PNG (the README's figures)."""
+    from PIL import Image
+
+    images = [Image.open(p).convert("RGB") for p in paths]
+    sheet = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
+    top = 0
+    for img in images:
+        sheet.paste(img, (0, top))
+        top += img.height
+    sheet.save(out)
+    return out
+
+
 def run(args) -> str:
     steps = 200 if args.quick else (args.steps or STEPS)
     runs_dir = str(Path(args.runs_dir) / ("flows-2d-quick" if args.quick else "flows-2d"))
@@ -67,5 +81,9 @@ def run(args) -> str:
             cells.append(f"{r['ll']:.3f} / {r['true']:.3f} / {r['gap']:.3f} +- {r['gap_se']:.3f}")
             secs.append(r["seconds"])
         lines.append(f"| {m} | {', '.join(RECIPES[m])} | " + " | ".join(cells) + f" | {sum(secs) / len(secs):.0f} |")
-    lines += ["", f"Density pictures (model beside truth): `{runs_dir}/MODEL-SET/density.png`."]
+    for d in DATASETS:  # one figure per set, the models in RECIPES order
+        stack_pictures([r["picture"] for m in RECIPES for r in results if r["model"] == m and r["dataset"] == d],
+                       Path(runs_dir) / f"flows-{d}.png")
+    lines += ["", f"Density pictures (model beside truth): `{runs_dir}/MODEL-SET/density.png`; the three models "
+              f"stacked per set in `{runs_dir}/flows-SET.png` (copied to `docs/` for the README)."]
     return "\n".join(lines)
