@@ -161,3 +161,13 @@ def test_bench_nearest_neighbour_baseline_matches_brute_force():
         j = int((((train.flatten(1) - yi) * mi) ** 2).sum(1).argmin())
         expected.append(mi * yi + (1 - mi) * train.flatten(1)[j])
     torch.testing.assert_close(nearest_fill(train, y, mask, chunk=700), torch.stack(expected).reshape(y.shape))
+
+
+def test_cli_search_defaults_are_the_library_defaults():
+    import inspect
+
+    from genzoo.cli import _parser
+
+    args = _parser().parse_args(["inpaint", "RUN"])
+    defaults = inspect.signature(inpaint).parameters
+    assert (args.steps, args.restarts, args.lam) == tuple(defaults[k].default for k in ("steps", "restarts", "lam"))

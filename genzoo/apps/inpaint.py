@@ -41,6 +41,7 @@ from .interpolate import check_latent_model, draw_prior
 
 LAMBDA = 0.003  # Yeh et al.: the weight of the perceptual loss
 WINDOW = 7  # Yeh et al.: the neighbourhood of the importance weights
+STEPS, RESTARTS = 300, 8  # the search's defaults, by measurement (see inpaint)
 
 
 def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
@@ -136,8 +137,8 @@ def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
     return -model.prior.log_prob(z)  # (B,) VAE decoder, GMMN
 
 
-def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = 300, lr: float = 0.03,
-            restarts: int = 8, blend: str = "poisson", generator: torch.Generator | None = None,
+def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = STEPS, lr: float = 0.03,
+            restarts: int = RESTARTS, blend: str = "poisson", generator: torch.Generator | None = None,
             precision: str = "fp32") -> dict:
     """Fill the holes of images ``y`` (N, C, H, W) in [0, 1], ``mask`` (N or 1, C, H, W) 1 = known.
 

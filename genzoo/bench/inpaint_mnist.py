@@ -18,12 +18,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from ..apps.inpaint import RESTARTS, STEPS
+
 DESCRIPTION = "PSNR of inpainted MNIST digits (centre, random 80%): GAN, VAE, flow vs mean fill and nearest neighbour"
 MASKS = {"center": "centre 14x14", "random:0.8": "random 80%"}
 MODELS = ("GAN", "VAE", "RealNVP")
 N_IMAGES, BATCH = 1000, 250
 #: model -> (Adam steps, starts, precision) of its search
-SEARCH = {"GAN": (300, 8, "fp32"), "VAE": (300, 8, "fp32"), "RealNVP": (100, 1, "bf16")}
+SEARCH = {"GAN": (STEPS, RESTARTS, "fp32"), "VAE": (STEPS, RESTARTS, "fp32"), "RealNVP": (100, 1, "bf16")}
 
 
 def nearest_fill(train_x, y, mask, chunk: int = 10_000):

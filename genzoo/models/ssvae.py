@@ -34,20 +34,14 @@ That recipe (shared trunk, batch normalisation, y at every layer, alpha' = 1, Ad
 after 2,000 steps (3 seeds) and 29.5% after 10,000 (seed 0). Its generative posterior argmax_y -L(x, y) was
 wrong on ~70% of test digits, so the unlabelled bound had nothing to teach q(y|x).
 
-Three more options, off by default, moved it (MNIST, 100 labels, seed 0, 2,000 steps unless said):
-``classifier_dropout`` and ``classifier_input_dropout`` (dropout, Srivastava et al. 2014, JMLR 15) on the
-features the classifier reads and on the pixels of its own pass through the trunk, in training only, so that
-q(y|x) fits the 100 labels more slowly: 22.7% (from 25.1%). ``kl_weight`` (beta of Higgins et al. 2017,
-"beta-VAE", ICLR) multiplies KL(q(z|x,y) || p(z)) in both bounds during training (evaluation and the
-validation loss keep the true bound): with z's information dearer, the class goes into y and the
-generative posterior becomes a classifier (its error falls from ~70% to ~25%): beta = 3 20.7%. Then a
-larger step size, since the generative model is far from trained after a few epochs: beta = 3 with Adam
-1e-3 18.0%, 2e-3 17.4%, 4e-3 with beta = 5 14.7% (8e-3 diverges to 28.5%).
-``configs/ssvae-mnist.toml`` (these with beta = 5, dropout 0.2 on the pixels and 0.5 on the features, Adam
-4e-3 with a cosine schedule, 6,000 steps) gives 13.0 +- 0.3% (seeds 0-2: 13.25, 13.09, 12.70; ~8 minutes each
-on one thread), 14.8% after 2,000 of its steps and 13.3% after 4,000: still above the paper's 11.97 +- 1.71.
-q(y|x) now agrees with the generative posterior on ~92% of test digits, and both err about as often: the
-unlabelled bound teaches the classifier what the generative model knows, no more.
+Three more options, off by default and in training only, make that posterior a classifier:
+``kl_weight`` (beta of Higgins et al. 2017, "beta-VAE", ICLR) multiplies KL(q(z|x,y) || p(z)) in both
+bounds, so that z's information costs more and the class goes into y (evaluation and the validation loss
+keep the true bound); ``classifier_dropout`` and ``classifier_input_dropout`` (Srivastava et al. 2014,
+JMLR 15) drop the features the classifier reads and the pixels of its own pass through the trunk, so that
+q(y|x) fits the 100 labels more slowly. ``configs/ssvae-mnist.toml`` (beta = 5, dropout 0.2 on the pixels
+and 0.5 on the features, Adam 4e-3, 6,000 steps) gives 13.0 +- 0.3% (3 seeds), still above the paper's
+11.97 +- 1.71; the pilots between the two recipes are in BENCHMARKS.md (``m2-mnist`` notes).
 
 The labelled subset is balanced (``labels / n_classes`` per class), chosen once from the training
 set by the run's seed, and kept in the checkpoint, so a resumed run trains on the same labels.
