@@ -6,9 +6,8 @@ missing). Each fills the first 1,000 test digits under two masks, the central 14
 pixels missing at random; the score is the PSNR (dB, peak 1) on the missing pixels, mean +- standard
 error over the images. The search: Adam on z, lambda = 0.003, then Poisson blending (which changes only
 the missing pixels, so the PSNR measures the fill). ``SEARCH`` gives each model's steps, starts and
-precision: the GAN and the VAE search at the library's defaults, 300 steps from 8 random starts in fp32
-(with 2 starts the GAN's centre fills were below mean fill: 6.95 against 8.62 dB on the first 100
-digits); the flow, whose first start is its exact code of the image with each hole filled by
+precision: the GAN and the VAE search at the library's defaults (``inpaint.STEPS`` and ``RESTARTS``,
+measured in :func:`genzoo.apps.inpaint.inpaint`'s docstring) in fp32; the flow, whose first start is its exact code of the image with each hole filled by
 the mean of its known pixels, 100 steps from that start alone under bf16 autocast (its convolutions are
 the cost: 2.7x faster than fp32 on an AVX512-BF16 CPU, the likelihood still in fp32).
 """
@@ -36,16 +35,18 @@ def nearest_fill(train_x, y, mask, chunk: int = 10_000):
     """
     import torch
 
-    t, yf, m = train_x.flatten(1).double(), y.flatten(1).double(), mask.flatten(1).double()  # (N, D), (B, D), (B, D)
+    t, yf, m = train_x.flatten(1), y.flatten(1).double(), mask.flatten(1).double()  # (N, D), (B, D), (B, D)
+    my = m * yf                                                                    # (B, D)
+    known_sq = (my * yf).sum(1)                                                    # (B,)
     best_d = torch.full((len(yf),), float("inf"), dtype=torch.float64)
     best = torch.zeros(len(yf), dtype=torch.long)
     for s in range(0, len(t), chunk):
-        tc = t[s:s + chunk]
-        d = tc.square() @ m.T - 2 * tc @ (m * yf).T + ((m * yf) * yf).sum(1)  # (n, B)
+        tc = t[s:s + chunk].double()  # float64 a chunk at a time, not the whole training set at once
+        d = tc.square() @ m.T - 2 * tc @ my.T + known_sq  # (n, B)
         v, j = d.min(0)
         better = v < best_d
         best_d, best = torch.where(better, v, best_d), torch.where(better, j + s, best)
-    fill = train_x.flatten(1)[best]  # (B, D)
+    fill = t[best]  # (B, D)
     return (mask.flatten(1) * y.flatten(1) + (1 - mask.flatten(1)) * fill).reshape(y.shape)
 
 
