@@ -109,13 +109,20 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("-o", "--output", help="PNG to write (default RUN/interpolation.png or RUN/arithmetic.png)")
     i.add_argument("--data-root", help="override the data root recorded in the run")
     i.add_argument("--seed", type=int, default=0)
-    n_ = sub.add_parser("inpaint", help="fill missing pixels by latent optimisation (Yeh et al. 2016)")
+    n_ = sub.add_parser("inpaint", help="fill missing pixels by latent optimisation (Yeh et al. 2016) or by the posterior mean")
     n_.add_argument("run", help="run directory (a GAN, GMMN, VAE or flow trained on images)")
     src = n_.add_mutually_exclusive_group()
     src.add_argument("--image", action="append", default=[], help="an image file to inpaint (repeatable)")
     src.add_argument("--test-index", type=int, nargs="+", metavar="I", help="test-set images by index (default: 0-7)")
     n_.add_argument("--mask", default="center", help="center, left, random:P (P missing) or a PNG (white = known); default center")
-    n_.add_argument("--blend", default="poisson", choices=["poisson", "mask"], help="how G(z) meets the known pixels")
+    n_.add_argument("--method", default="auto", choices=["auto", "search", "posterior"],
+                    help="search: Adam on z (Yeh et al.); posterior: the model's posterior mean of the holes from its "
+                         "own draws; auto (default): posterior for flows, search for the others (by measurement)")
+    n_.add_argument("--blend", choices=["poisson", "mask"],
+                    help="how the fill meets the known pixels (default poisson for search, mask for posterior)")
+    n_.add_argument("--samples", type=int, default=10_000,
+                    help="posterior: draws of the model (default 10,000)")
+    n_.add_argument("--sigma", type=float, help="posterior: noise std on the known pixels (default: chosen on the draws)")
     n_.add_argument("--steps", type=int, default=300, help="Adam steps on z (default 300)")
     n_.add_argument("--restarts", type=int, default=8, help="random starts; the lowest loss wins (default 8)")
     n_.add_argument("--lam", type=float, default=0.003, help="weight of the perceptual / prior loss (default 0.003)")
@@ -561,7 +568,8 @@ def _read_image(path: str, shape: tuple[int, ...]):
 def cmd_inpaint(args) -> int:
     import torch
 
-    from .apps.inpaint import inpaint, make_mask, psnr
+    from .apps.inpaint import inpaint, make_mask, posterior_fill, psnr
+    from .base import Density
     from .apps.interpolate import check_latent_model
     from .data import load_spec
     from .viz import save_grid
@@ -572,6 +580,9 @@ def cmd_inpaint(args) -> int:
         raise ConfigError(f"inpainting needs an image model; this {model.name} models vectors of shape {model.data_shape}")
     if args.steps < 1 or args.restarts < 1 or args.lam < 0:
         raise ConfigError("--steps and --restarts must be >= 1, --lam >= 0")
+    if args.samples < 400 or (args.sigma is not None and args.sigma <= 0):
+        raise ConfigError("--samples must be >= 400 and --sigma > 0")
+    method = args.method if args.method != "auto" else ("posterior" if isinstance(model, Density) else "search")
     truth = None
     if args.image:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
@@ -583,14 +594,22 @@ def cmd_inpaint(args) -> int:
         y = truth = test.x[idx]
     g = torch.Generator().manual_seed(args.seed)
     mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
-    out = inpaint(model, y, mask, lam=args.lam, steps=args.steps, restarts=args.restarts, blend=args.blend, generator=g,
-                  precision=args.precision)
-    panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, G(z*), blended
+    blend = args.blend or ("poisson" if method == "search" else "mask")
+    if method == "search":
+        out = inpaint(model, y, mask, lam=args.lam, steps=args.steps, restarts=args.restarts, blend=blend, generator=g,
+                      precision=args.precision)
+        made = "G(z*)"
+    else:
+        out = posterior_fill(model, y, mask, n_samples=args.samples, sigma=args.sigma, blend=blend, generator=g)
+        made = "posterior mean"
+        print(f"posterior mean from {args.samples:,} draws, sigma {out['sigma']:.3g}, "
+              f"effective sample size {float(out['ess'].median()):.1f} (median)")
+    panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, the fill, blended
     path = Path(args.output) if args.output else Path(args.run) / "inpaint.png"
     if path.parent and not path.parent.exists():
         raise ConfigError(f"output folder {path.parent} does not exist")
     save_grid(panel, path, nrow=len(y), scale=2)
-    print(f"wrote {path} (rows: image, masked input, G(z*), {args.blend}-blended)")
+    print(f"wrote {path} (rows: image, masked input, {made}, {blend}-blended)")
     if truth is not None:
         p = psnr(out["filled"], truth, 1 - mask)
         print(f"PSNR on the missing pixels: {float(p.mean()):.2f} dB (mean over {len(p)} images)")

@@ -8,7 +8,8 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 import genzoo
-from genzoo.apps.inpaint import context_weights, inpaint, make_mask, poisson_blend, psnr
+from genzoo.apps.inpaint import (SAMPLES, choose_sigma, context_weights, effective_sample_size, inpaint, make_mask,
+                                 model_draws, poisson_blend, posterior_fill, posterior_mean, psnr)
 from genzoo.cli import main
 from genzoo.errors import ConfigError
 
@@ -171,3 +172,94 @@ def test_cli_search_defaults_are_the_library_defaults():
     args = _parser().parse_args(["inpaint", "RUN"])
     defaults = inspect.signature(inpaint).parameters
     assert (args.steps, args.restarts, args.lam) == tuple(defaults[k].default for k in ("steps", "restarts", "lam"))
+    assert args.samples == SAMPLES == inspect.signature(posterior_fill).parameters["n_samples"].default
+
+
+# -- the posterior mean by importance sampling -----------------------------------------------------------
+def test_posterior_mean_matches_the_gaussian_conditional_in_closed_form():
+    """Draws of N(mu, S) in 5-D, 2 coordinates known through noise sigma: the importance-sampling average
+    equals mu + S[:, k] (S[k, k] + sigma^2 I)^-1 (y_k - mu_k), the exact posterior mean."""
+    g = torch.Generator().manual_seed(0)
+    L = torch.randn(5, 5, generator=g, dtype=torch.float64) / 2
+    cov, mu = L @ L.T + 0.1 * torch.eye(5, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    bank = mu + torch.randn(400_000, 5, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T  # (S, 5)
+    y = mu + torch.randn(3, 5, generator=g, dtype=torch.float64) @ torch.linalg.cholesky(cov).T
+    mask = torch.tensor([1., 0., 1., 0., 0.], dtype=torch.float64).expand(3, 5)
+    k, sigma = [0, 2], 0.5
+    gain = cov[:, k] @ torch.linalg.inv(cov[k][:, k] + sigma ** 2 * torch.eye(2, dtype=torch.float64))  # (5, 2)
+    exact = mu + (y[:, k] - mu[k]) @ gain.T                                                              # (3, 5)
+    got = posterior_mean(bank, y, mask, sigma).double()
+    torch.testing.assert_close(got, exact, atol=0.03, rtol=0)
+    ess = effective_sample_size(bank, y, mask, sigma)
+    assert ((ess > 1) & (ess < len(bank))).all()
+
+
+def test_posterior_mean_agrees_with_explicit_weights_in_chunks():
+    g = torch.Generator().manual_seed(1)
+    bank, y = torch.rand(500, 12, generator=g), torch.rand(7, 12, generator=g)
+    mask = (torch.rand(7, 12, generator=g) > 0.4).float()
+    expected = []
+    for yi, mi in zip(y, mask):
+        logw = -(((bank - yi) * mi) ** 2).sum(1) / (2 * 0.2 ** 2)
+        expected.append(torch.softmax(logw, 0) @ bank)
+    torch.testing.assert_close(posterior_mean(bank, y, mask, 0.2, chunk=3), torch.stack(expected))
+
+
+def test_chosen_sigma_fills_fresh_draws_better_than_the_grid_ends():
+    """sigma is chosen on held-out draws of the model; on fresh draws it must beat the extremes of the grid."""
+    model = LinearGenerator()
+    g = torch.Generator().manual_seed(2)
+    bank, fresh = model_draws(model, 3000, g), model_draws(model, 300, g)          # (S, 16), (300, 16)
+    mask = make_mask("random:0.5", (1, 4, 4), g).flatten(1)
+    grid = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+    s = choose_sigma(bank, mask, grid)
+    assert s not in (grid[0], grid[-1])
+
+    def err(sig):
+        return float((((posterior_mean(bank, fresh, mask.expand_as(fresh), sig) - fresh) * (1 - mask)) ** 2).mean())
+
+    assert err(s) < min(err(grid[0]), err(grid[-1]))
+
+
+def test_posterior_fill_keeps_known_pixels_and_beats_the_mean_of_the_draws():
+    model = LinearGenerator()
+    g = torch.Generator().manual_seed(3)
+    y = model_draws(model, 50, g).reshape(50, 1, 4, 4)                      # images the model makes
+    mask = make_mask("center", (1, 4, 4))
+    out = posterior_fill(model, y, mask, n_samples=5000, generator=g)
+    known = mask.bool().expand_as(y)
+    assert torch.equal(out["filled"][known], y[known]) and out["sigma"] > 0
+    bank_mean = model_draws(model, 5000, g).mean(0).reshape(1, 4, 4)
+    mean_fill = mask * y + (1 - mask) * bank_mean
+    assert float(psnr(out["filled"], y, 1 - mask).mean()) > float(psnr(mean_fill, y, 1 - mask).mean()) + 3
+    with pytest.raises(ConfigError, match="sigma"):
+        posterior_fill(model, y, mask, sigma=0.0, n_samples=500)
+    with pytest.raises(ConfigError, match="at least 400"):
+        posterior_fill(model, y, mask, n_samples=100)
+
+
+@pytest.mark.parametrize("name", ["realnvp", "vae"])
+def test_posterior_fill_never_reads_the_hidden_pixels(name):
+    torch.manual_seed(0)
+    kw = {"width": 8, "n_blocks": 1, "n_scales": 1} if name == "realnvp" else {"latent_dim": 3, "hidden": (16,)}
+    model = genzoo.build(name, data_shape=(1, 8, 8), **kw)
+    y = torch.rand(2, 1, 8, 8) * 0.8 + 0.1
+    mask = make_mask("center", (1, 8, 8))
+    other = y.clone()
+    other[:, :, 2:6, 2:6] = 1 - other[:, :, 2:6, 2:6]
+    a, b = (posterior_fill(model, t, mask, n_samples=600, generator=torch.Generator().manual_seed(1)) for t in (y, other))
+    assert torch.equal(a["generated"], b["generated"])
+
+
+def test_cli_inpaint_posterior_method(tmp_path, capsys):
+    rd = tmp_path / "flow"
+    assert main(["train", "realnvp", "--steps", "20", "--run-dir", str(rd), "--no-progress",
+                 "--set", "width=8", "--set", "n_blocks=1", "--set", "n_scales=1"]) == 0
+    capsys.readouterr()
+    assert main(["inpaint", str(rd), "--test-index", "0", "1", "--samples", "600"]) == 0  # auto: a flow's posterior
+    out = capsys.readouterr().out
+    assert "posterior mean from 600 draws" in out and "mask-blended" in out and "PSNR" in out
+    assert main(["inpaint", str(rd), "--test-index", "0", "--method", "search", "--steps", "3", "--restarts", "1"]) == 0
+    assert "G(z*), poisson-blended" in capsys.readouterr().out
+    assert main(["inpaint", str(rd), "--samples", "10"]) == 2
+    assert "--samples" in capsys.readouterr().err

@@ -15,6 +15,17 @@ Models without a discriminator use their own prior instead of L_p (the issue's "
 likelihood"): ``-log p(z)`` for a VAE decoder or a GMMN, and for a flow, whose latent is the image's
 code, ``-log p_flow(G(z))`` per dimension.
 
+:func:`posterior_fill` asks the model a different question, without a search: the posterior mean of the
+missing pixels given the known ones, under the model as the prior and Gaussian noise of std sigma on the
+known pixels (Bayes' rule), estimated by self-normalised importance sampling with the model's own draws
+as the proposal:
+
+    E[x_missing | y_known] ~= sum_s w_s x_s,missing,   w_s ∝ exp(-|| M * (x_s - y) ||^2 / (2 sigma^2))
+
+sigma is chosen on the model's own draws (held-out draws masked the same way, the sigma whose fill of
+their holes has the smallest squared error), so no data is needed. It is the flows' default: a flow's
+search for a likely code fails on MNIST (``genzoo bench inpaint-mnist``, BENCHMARKS.md).
+
 >>> import torch
 >>> m = make_mask("center", (1, 8, 8))
 >>> int(m.sum()), m.shape                                 # 8x8 with the central 4x4 missing
@@ -22,6 +33,9 @@ code, ``-log p_flow(G(z))`` per dimension.
 >>> w = context_weights(m)
 >>> round(float(w[0, 0, 0]), 4), float(w[0, 4, 4])        # a corner: 4 holes among its 49 neighbours; holes weigh 0
 (0.0816, 0.0)
+>>> bank = torch.tensor([[0., 0.], [1., 1.]])             # two "draws" of 2 pixels; pixel 0 known, pixel 1 missing
+>>> posterior_mean(bank, torch.tensor([[1., 0.]]), torch.tensor([[1., 0.]]), sigma=0.1)
+tensor([[1., 1.]])
 """
 
 from __future__ import annotations
@@ -42,6 +56,8 @@ from .interpolate import check_latent_model, draw_prior
 LAMBDA = 0.003  # Yeh et al.: the weight of the perceptual loss
 WINDOW = 7  # Yeh et al.: the neighbourhood of the importance weights
 STEPS, RESTARTS = 300, 8  # the search's defaults, by measurement (see inpaint)
+SAMPLES = 10_000  # posterior_fill's draws from the model
+SIGMAS = tuple(round(float(s), 4) for s in torch.logspace(-1.3, 0.3, 17))  # posterior_fill's grid, 0.05 to 2
 
 
 def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
@@ -203,3 +219,87 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
         filled = mask * y + (1 - mask) * gen
     return {"filled": filled, "generated": gen, "z": best_z.cpu()}
 
+
+
+# -- the posterior mean by importance sampling ---------------------------------------------------------
+@torch.no_grad()
+def model_draws(model, n: int, generator: torch.Generator | None = None, batch_size: int = 500) -> Tensor:
+    """``n`` draws (n, D) from the model, flattened, in [0, 1], on the CPU: G(z) with z from its prior."""
+    from .interpolate import generate
+
+    check_latent_model(model)
+    return torch.cat([generate(model, draw_prior(model, min(batch_size, n - i), generator)).flatten(1)
+                      for i in range(0, n, batch_size)])
+
+
+def _log_weights(bank: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    """log w (S, N) up to a constant per image: -|| M (x_s - y) ||^2 / (2 sigma^2), from bank (S, D),
+    y and mask (N, D): |M(x - y)|^2 = (x^2) . m - 2 x . (m y) + (m y) . y, two matrix products."""
+    my = mask * y                                                             # (N, D)
+    d = bank.square() @ mask.T - 2 * bank @ my.T + (my * y).sum(1)            # (S, N)
+    return -d.clamp_min(0) / (2 * sigma ** 2)
+
+
+def posterior_mean(bank: Tensor, y: Tensor, mask: Tensor, sigma: float, chunk: int = 256) -> Tensor:
+    """E[x | the known pixels of y] (N, D) under the empirical prior ``bank`` (S, D) and Gaussian noise
+    of std ``sigma`` on the known pixels: the self-normalised importance-sampling average of the draws."""
+    bank = bank.float()
+    y, mask = y.flatten(1).float(), mask.flatten(1).float()
+    out = []
+    for i in range(0, len(y), chunk):
+        w = torch.softmax(_log_weights(bank, y[i:i + chunk], mask[i:i + chunk], sigma), dim=0)  # (S, n)
+        out.append(w.T @ bank)                                                 # (n, D)
+    return torch.cat(out)
+
+
+def effective_sample_size(bank: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
+    """Kish's effective sample size (N,) of the importance weights, 1 (one draw decides) to S (uniform)."""
+    w = torch.softmax(_log_weights(bank.float(), y.flatten(1).float(), mask.flatten(1).float(), sigma), dim=0)
+    return 1 / w.square().sum(0)
+
+
+def choose_sigma(bank: Tensor, mask: Tensor, grid: tuple[float, ...] = SIGMAS, n_probe: int = 200) -> float:
+    """The sigma of ``grid`` whose posterior mean best fills the holes of the model's own held-out draws
+    (the first ``n_probe`` rows of ``bank``, masked by ``mask`` (N, D) in turn; the rest is the prior):
+    the smallest mean squared error on the missing pixels, the loss the posterior mean minimises."""
+    if len(bank) < 2 * n_probe:
+        raise ConfigError(f"the posterior fill needs at least {2 * n_probe} draws, got {len(bank)}")
+    probe, rest = bank[:n_probe].float(), bank[n_probe:]
+    m = mask.flatten(1).float()[torch.arange(n_probe) % len(mask)]                # (n_probe, D)
+    holes = (1 - m).sum().clamp_min(1)
+
+    def err(s: float) -> float:
+        return float((((posterior_mean(rest, probe, m, s) - probe) * (1 - m)) ** 2).sum() / holes)
+
+    return min(grid, key=err)
+
+
+def posterior_fill(model, y: Tensor, mask: Tensor, *, n_samples: int = SAMPLES, sigma: float | None = None,
+                   blend: str = "mask", generator: torch.Generator | None = None, bank: Tensor | None = None) -> dict:
+    """Fill the holes of ``y`` (N, C, H, W) in [0, 1] (``mask`` (N or 1, C, H, W), 1 = known) with the
+    model's posterior mean given the known pixels (see the module docstring), from ``n_samples`` of its
+    draws (or the draws ``bank`` (S, D) given). ``sigma`` None chooses it with :func:`choose_sigma`.
+
+    Returns ``{"filled", "generated": the posterior mean (N, C, H, W), "sigma", "ess": (N,)}``; the
+    posterior mean is already the best guess of the holes in squared error, so ``blend`` defaults to the
+    plain mask blend (``"poisson"`` is offered as in :func:`inpaint`).
+    """
+    check_latent_model(model)
+    if blend not in ("poisson", "mask"):
+        raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
+    if y.dim() != 4 or tuple(y.shape[1:]) != tuple(model.data_shape):
+        raise DataError(f"images of shape {tuple(model.data_shape)} expected, got {tuple(y.shape[1:])}")
+    if sigma is not None and sigma <= 0:
+        raise ConfigError(f"sigma must be > 0, got {sigma}")
+    y, mask = y.cpu().float(), mask.cpu().float().expand_as(y)
+    if bank is None:
+        if n_samples < 400:
+            raise ConfigError(f"the posterior fill needs at least 400 draws, got {n_samples}")
+        bank = model_draws(model, n_samples, generator)                        # (S, D)
+    sigma = choose_sigma(bank, mask) if sigma is None else float(sigma)
+    gen = posterior_mean(bank, y, mask, sigma).reshape(y.shape)                # (N, C, H, W)
+    if blend == "poisson":
+        filled = torch.stack([poisson_blend(y[i], gen[i], mask[i]) for i in range(len(y))])
+    else:
+        filled = mask * y + (1 - mask) * gen
+    return {"filled": filled, "generated": gen, "sigma": sigma, "ess": effective_sample_size(bank, y, mask, sigma)}
