@@ -82,7 +82,7 @@ class GenerativeModel(nn.Module):
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), self.max_grad_norm)
+            clip_grad_norm(self.parameters(), self.max_grad_norm)
         opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -93,6 +93,19 @@ class GenerativeModel(nn.Module):
         for t in self.buffers():
             return t.device
         return torch.device("cpu")
+
+
+def clip_grad_norm(parameters, max_norm: float) -> float:
+    """``torch.nn.utils.clip_grad_norm_`` that rescales the gradients only when their total norm exceeds
+    ``max_norm`` (torch's multiplies every gradient by min(1, ...) on every step, a pass over all of them
+    that a rarely-clipping model pays for nothing); returns the total norm before clipping."""
+    params = [p for p in parameters if p.grad is not None]
+    if not params:
+        return 0.0
+    total = torch.nn.utils.get_total_norm([p.grad for p in params])
+    if float(total) > max_norm:
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return float(total)
 
 
 @runtime_checkable

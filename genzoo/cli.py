@@ -352,7 +352,8 @@ def cmd_train(args) -> int:
                     run_dir=run_dir, resume=args.resume, checkpoint_every=_int(train, "checkpoint_every"),
                     sample_every=_int(train, "sample_every"), log_every=_int(train, "log_every"),
                     keep=_int(train, "keep"), valid=valid, progress=not args.no_progress,
-                    lr_schedule=str(train.get("lr_schedule", "constant")), precision=str(train.get("precision", "fp32")),
+                    lr_schedule=str(train.get("lr_schedule", "constant")), warmup_steps=_int(train, "warmup_steps") or 0,
+                    precision=str(train.get("precision", "fp32")),
                     channels_last=None if train.get("channels_last") is None else coerce(train["channels_last"], bool, "train.channels_last"),
                     compile=coerce(train.get("compile", False), bool, "train.compile"),
                     max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))

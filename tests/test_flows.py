@@ -710,3 +710,17 @@ def test_flows_2d_figure_stacks_every_picture_in_order(tmp_path):
     assert out.shape == (25, 30, 3)
     assert (out[:10, :, 0] == 50).all() and (out[10:, :20, 0] == 100).all()
     assert (out[10:, 20:] == 255).all()  # the narrower picture is padded with white
+
+
+def test_permutation_gradient_is_the_inverse_gather_to_second_order():
+    from genzoo.models.flows.transforms import Permutation
+
+    p = Permutation(7, seed=3)
+    x = torch.randn(4, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: p(x)[0], (x,))
+    assert torch.autograd.gradgradcheck(lambda x: p(x)[0], (x,))
+    assert torch.autograd.gradcheck(lambda y: p.inverse(y)[0], (x,))
+    j = jacobian(lambda x: p(x)[0], x, vectorize=True)  # vmap over the custom backward
+    assert torch.equal(j, jacobian(lambda x: x[:, p.perm], x))
+    _, tangent = torch.func.jvp(lambda x: p(x)[0], (x.detach(),), (x.detach(),))  # forward mode
+    assert torch.equal(tangent, x.detach()[:, p.perm])

@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -87,6 +88,25 @@ def test_divergence_guard_keeps_last_good_checkpoint(tmp_path):
         assert torch.isfinite(t).all()
 
 
+def test_divergence_guard_lets_one_outlying_batch_through_but_not_a_run_of_them():
+    from genzoo.train import DivergenceGuard
+
+    class S:  # the state the guard reads
+        step, run_dir = 0, None
+
+    guard = DivergenceGuard(window=5)
+    for v in [1.0] * 5 + [1e7, 1.0, 1e7, 1e7, 1.0]:  # outliers alone or in pairs: training goes on
+        S.step += 1
+        guard.on_step_end(S, {"loss": v})
+    assert 1e7 not in guard.recent  # outliers stay out of the median
+    with pytest.raises(TrainingDiverged, match="exploded for 3 steps"):
+        for v in [1e7, 1e7, 1e7]:
+            S.step += 1
+            guard.on_step_end(S, {"loss": v})
+    with pytest.raises(TrainingDiverged, match="loss is inf"):
+        DivergenceGuard().on_step_end(S, {"loss": float("inf")})  # NaN or inf stops at once
+
+
 def _cli(*args, **kw):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "genzoo", *args], env=env, stdout=subprocess.PIPE,
@@ -130,3 +150,37 @@ def test_full_batch_em_through_fit(tmp_path):
     assert all(b >= a - 1e-4 for a, b in zip(lls, lls[1:]))
     test = load_dataset("ring", "test", n=2000, std=0.05)
     assert m.log_prob(test.x).mean() > test.density.log_prob(test.x).mean() - 0.1
+
+
+def test_warmup_ramps_the_lr_linearly_then_follows_the_schedule():
+    class Lr(genzoo.train.Callback):
+        def __init__(self):
+            self.lrs = []
+
+        def on_step_end(self, state, logs):
+            self.lrs.append(state.optimizers[0].param_groups[0]["lr"])
+
+    data = load_dataset("digits", binarize=True)
+    for schedule in ("constant", "cosine"):
+        rec = Lr()
+        m = _model()
+        genzoo.fit(m, data, steps=40, batch_size=50, progress=False, lr_schedule=schedule, warmup_steps=10, callbacks=[rec])
+        for step, lr in enumerate(rec.lrs):
+            cos = 0.5 * (1 + math.cos(math.pi * step / 40)) if schedule == "cosine" else 1.0
+            assert lr == pytest.approx(m.lr * cos * min(1.0, (step + 1) / 10)), (schedule, step)
+    with pytest.raises(genzoo.errors.ConfigError, match="warmup_steps"):
+        genzoo.fit(_model(), data, steps=5, progress=False, warmup_steps=-1)
+
+
+@pytest.mark.parametrize("scale", [1.0, 100.0])
+def test_clip_grad_norm_equals_torch_bitwise_and_skips_the_rescale_below_the_limit(scale):
+    from genzoo.base import clip_grad_norm
+
+    a, b = (torch.nn.Linear(5, 3) for _ in range(2))
+    b.load_state_dict(a.state_dict())
+    for net in (a, b):
+        (scale * net(torch.ones(2, 5))).sum().backward()
+    norm_torch, norm = torch.nn.utils.clip_grad_norm_(a.parameters(), 50.0), clip_grad_norm(b.parameters(), 50.0)
+    assert float(norm_torch) == pytest.approx(norm)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
+    assert (norm > 50) == (scale == 100.0)  # one case clips, the other does not

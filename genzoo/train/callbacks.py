@@ -28,11 +28,13 @@ class Callback:
 
 
 class DivergenceGuard(Callback):
-    """Stop with :class:`TrainingDiverged` when the loss is NaN/inf, or explodes: larger than
-    ``factor`` times the median absolute loss of the last ``window`` steps (plus one)."""
+    """Stop with :class:`TrainingDiverged` when the loss is NaN/inf, or explodes for ``patience`` steps in a
+    row: larger than ``factor`` times the median absolute loss of the last ``window`` ordinary steps (plus
+    one). One outlying batch (a flow meeting a point far in a sharp density's tail) is let through, and
+    left out of the median."""
 
-    def __init__(self, factor: float = 1e4, window: int = 50):
-        self.factor, self.recent = factor, deque(maxlen=window)
+    def __init__(self, factor: float = 1e4, window: int = 50, patience: int = 3):
+        self.factor, self.patience, self.recent, self.run = factor, patience, deque(maxlen=window), 0
 
     def on_step_end(self, state, logs):
         loss = logs.get("loss", 0.0)
@@ -41,8 +43,12 @@ class DivergenceGuard(Callback):
         if len(self.recent) == self.recent.maxlen:
             typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
             if abs(loss) > self.factor * (typical + 1.0):
-                raise TrainingDiverged(f"training diverged at step {state.step}: loss {loss:.3g} exploded "
-                                       f"(typical {typical:.3g}){kept(state.run_dir)} (try a smaller lr)")
+                self.run += 1
+                if self.run >= self.patience:
+                    raise TrainingDiverged(f"training diverged at step {state.step}: loss {loss:.3g} exploded for "
+                                           f"{self.run} steps (typical {typical:.3g}){kept(state.run_dir)} (try a smaller lr)")
+                return
+        self.run = 0
         self.recent.append(loss)
 
 

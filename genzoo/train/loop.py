@@ -106,15 +106,16 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         batch_size: int = 128, seed: int = 0, run_dir: str | Path | None = None, resume: bool = False,
         checkpoint_every: int = 1000, sample_every: int = 0, log_every: int = 10, valid=None,
         callbacks: tuple[Callback, ...] | list[Callback] = (), progress: bool = True, keep: int = 3,
-        lr_schedule: str = "constant", max_minutes: float | None = None, precision: str = "fp32",
-        channels_last: bool | None = None, compile: bool = False) -> TrainState:
+        lr_schedule: str = "constant", warmup_steps: int = 0, max_minutes: float | None = None,
+        precision: str = "fp32", channels_last: bool | None = None, compile: bool = False) -> TrainState:
     """Train ``model`` on ``data`` (a :class:`genzoo.data.Dataset`) for ``steps`` or ``epochs``.
 
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
     checkpoint in ``run_dir``. ``valid`` (a Dataset) adds validation losses to the metrics.
-    ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps;
+    ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps; ``warmup_steps``
+    first ramps it linearly from lr / warmup_steps up to lr (Goyal et al. 2017, Section 2.2);
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
     ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
     and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`.
@@ -127,6 +128,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise DataError(f"the training split of '{data.name}' is empty")
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
+    if warmup_steps < 0:
+        raise ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}")
     acceleration.check_precision(model, precision)
     run_dir = Path(run_dir) if run_dir is not None else None
     rank, world_size = distributed.world()
@@ -177,8 +180,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     try:
         planned, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
         while state.step < state.total_steps:
-            if lr_schedule != "constant":
-                set_lr(state.optimizers, state.step, planned)
+            if lr_schedule != "constant" or warmup_steps:
+                set_lr(state.optimizers, state.step, planned, cosine=lr_schedule == "cosine", warmup=warmup_steps)
             batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
             logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
             state.step += 1
@@ -194,11 +197,14 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     return state
 
 
-def set_lr(optimizers, step: int, total: int) -> None:
+def set_lr(optimizers, step: int, total: int, cosine: bool = True, warmup: int = 0) -> None:
     """Set every group's lr from its ``initial_lr`` and the step alone (so resume is exact):
-    the cosine schedule lr_0 * (1 + cos(pi * step / total)) / 2 (Loshchilov & Hutter 2017, no restarts).
+    the cosine schedule lr_0 * (1 + cos(pi * step / total)) / 2 (Loshchilov & Hutter 2017, no restarts),
+    times the linear warm-up min(1, (step + 1) / warmup) (Goyal et al. 2017) where ``warmup`` > 0.
     """
-    factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+    factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1))) if cosine else 1.0
+    if warmup > 0:
+        factor *= min(1.0, (step + 1) / warmup)
     for opt in optimizers:
         for group in opt.param_groups:
             group.setdefault("initial_lr", group["lr"])
