@@ -570,8 +570,8 @@ def cmd_inpaint(args) -> int:
     import torch
 
     from .apps.inpaint import inpaint, make_mask, posterior_fill, psnr
-    from .base import Density
     from .apps.interpolate import check_latent_model
+    from .base import Density
     from .data import load_spec
     from .viz import save_grid
 
@@ -582,7 +582,7 @@ def cmd_inpaint(args) -> int:
     if args.steps < 1 or args.restarts < 1 or args.lam < 0:
         raise ConfigError("--steps and --restarts must be >= 1, --lam >= 0")
     if args.samples < 400 or (args.sigma is not None and args.sigma <= 0):
-        raise ConfigError("--samples must be >= 400 and --sigma > 0")
+        raise ConfigError(f"--samples must be >= 400 (got {args.samples}) and --sigma > 0")
     method = args.method if args.method != "auto" else ("posterior" if isinstance(model, Density) else "search")
     truth = None
     if args.image:

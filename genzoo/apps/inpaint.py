@@ -220,7 +220,6 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     return {"filled": filled, "generated": gen, "z": best_z.cpu()}
 
 
-
 # -- the posterior mean by importance sampling ---------------------------------------------------------
 @torch.no_grad()
 def model_draws(model, n: int, generator: torch.Generator | None = None, batch_size: int = 500) -> Tensor:
