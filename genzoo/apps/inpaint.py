@@ -231,30 +231,39 @@ def model_draws(model, n: int, generator: torch.Generator | None = None, batch_s
                       for i in range(0, n, batch_size)])
 
 
-def _log_weights(bank: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
-    """log w (S, N) up to a constant per image: -|| M (x_s - y) ||^2 / (2 sigma^2), from bank (S, D),
-    y and mask (N, D): |M(x - y)|^2 = (x^2) . m - 2 x . (m y) + (m y) . y, two matrix products."""
+def masked_sq_dist(bank: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+    """|| M (x_s - y) ||^2 (S, N) for draws ``bank`` (S, D) and images ``y`` with ``mask`` (N, D), without
+    forming the (S, N, D) differences: (x^2) . m - 2 x . (m y) + (m y) . y, two matrix products."""
     my = mask * y                                                             # (N, D)
-    d = bank.square() @ mask.T - 2 * bank @ my.T + (my * y).sum(1)            # (S, N)
-    return -d.clamp_min(0) / (2 * sigma ** 2)
+    return bank.square() @ mask.T - 2 * bank @ my.T + (my * y).sum(1)         # (S, N)
+
+
+def _weights(d: Tensor, sigma: float) -> Tensor:
+    """Self-normalised importance weights (S, N) from squared distances d (S, N): softmax of -d / (2 sigma^2)."""
+    return torch.softmax(-d.clamp_min(0) / (2 * sigma ** 2), dim=0)
+
+
+def _posterior(bank: Tensor, y: Tensor, mask: Tensor, sigma: float, chunk: int = 256) -> tuple[Tensor, Tensor]:
+    """The posterior mean (N, D) and the weights' effective sample size (N,), a chunk of images at a time."""
+    bank = bank.float()
+    y, mask = y.flatten(1).float(), mask.flatten(1).float()
+    means, ess = [], []
+    for i in range(0, len(y), chunk):
+        w = _weights(masked_sq_dist(bank, y[i:i + chunk], mask[i:i + chunk]), sigma)  # (S, n)
+        means.append(w.T @ bank)                                               # (n, D)
+        ess.append(1 / w.square().sum(0))                                      # (n,)
+    return torch.cat(means), torch.cat(ess)
 
 
 def posterior_mean(bank: Tensor, y: Tensor, mask: Tensor, sigma: float, chunk: int = 256) -> Tensor:
     """E[x | the known pixels of y] (N, D) under the empirical prior ``bank`` (S, D) and Gaussian noise
     of std ``sigma`` on the known pixels: the self-normalised importance-sampling average of the draws."""
-    bank = bank.float()
-    y, mask = y.flatten(1).float(), mask.flatten(1).float()
-    out = []
-    for i in range(0, len(y), chunk):
-        w = torch.softmax(_log_weights(bank, y[i:i + chunk], mask[i:i + chunk], sigma), dim=0)  # (S, n)
-        out.append(w.T @ bank)                                                 # (n, D)
-    return torch.cat(out)
+    return _posterior(bank, y, mask, sigma, chunk)[0]
 
 
 def effective_sample_size(bank: Tensor, y: Tensor, mask: Tensor, sigma: float) -> Tensor:
     """Kish's effective sample size (N,) of the importance weights, 1 (one draw decides) to S (uniform)."""
-    w = torch.softmax(_log_weights(bank.float(), y.flatten(1).float(), mask.flatten(1).float(), sigma), dim=0)
-    return 1 / w.square().sum(0)
+    return _posterior(bank, y, mask, sigma)[1]
 
 
 def choose_sigma(bank: Tensor, mask: Tensor, grid: tuple[float, ...] = SIGMAS, n_probe: int = 200) -> float:
@@ -263,12 +272,13 @@ def choose_sigma(bank: Tensor, mask: Tensor, grid: tuple[float, ...] = SIGMAS, n
     the smallest mean squared error on the missing pixels, the loss the posterior mean minimises."""
     if len(bank) < 2 * n_probe:
         raise ConfigError(f"the posterior fill needs at least {2 * n_probe} draws, got {len(bank)}")
-    probe, rest = bank[:n_probe].float(), bank[n_probe:]
+    probe, rest = bank[:n_probe].float(), bank[n_probe:].float()
     m = mask.flatten(1).float()[torch.arange(n_probe) % len(mask)]                # (n_probe, D)
     holes = (1 - m).sum().clamp_min(1)
+    d = masked_sq_dist(rest, probe, m)                                             # (S - n_probe, n_probe), once
 
     def err(s: float) -> float:
-        return float((((posterior_mean(rest, probe, m, s) - probe) * (1 - m)) ** 2).sum() / holes)
+        return float((((_weights(d, s).T @ rest - probe) * (1 - m)) ** 2).sum() / holes)
 
     return min(grid, key=err)
 
@@ -296,9 +306,10 @@ def posterior_fill(model, y: Tensor, mask: Tensor, *, n_samples: int = SAMPLES, 
             raise ConfigError(f"the posterior fill needs at least 400 draws, got {n_samples}")
         bank = model_draws(model, n_samples, generator)                        # (S, D)
     sigma = choose_sigma(bank, mask) if sigma is None else float(sigma)
-    gen = posterior_mean(bank, y, mask, sigma).reshape(y.shape)                # (N, C, H, W)
+    gen, ess = _posterior(bank, y, mask, sigma)
+    gen = gen.reshape(y.shape)                                                 # (N, C, H, W)
     if blend == "poisson":
         filled = torch.stack([poisson_blend(y[i], gen[i], mask[i]) for i in range(len(y))])
     else:
         filled = mask * y + (1 - mask) * gen
-    return {"filled": filled, "generated": gen, "sigma": sigma, "ess": effective_sample_size(bank, y, mask, sigma)}
+    return {"filled": filled, "generated": gen, "sigma": sigma, "ess": ess}

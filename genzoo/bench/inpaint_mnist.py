@@ -32,21 +32,18 @@ SEARCH = {"GAN": (STEPS, RESTARTS, "fp32"), "VAE": (STEPS, RESTARTS, "fp32"), "R
 
 
 def nearest_fill(train_x, y, mask, chunk: int = 10_000):
-    """Each image's missing pixels copied from the training image nearest in L2 on its known pixels.
-
-    sum_d m_d (t_d - y_d)^2 = (t^2) . m - 2 t . (m y) + (m y) . y: two matrix products per chunk of the
-    training set instead of a loop over images.
-    """
+    """Each image's missing pixels copied from the training image nearest in L2 on its known pixels, by
+    :func:`~genzoo.apps.inpaint.masked_sq_dist` (two matrix products) a chunk of the training set at a time."""
     import torch
 
+    from genzoo.apps.inpaint import masked_sq_dist
+
     t, yf, m = train_x.flatten(1), y.flatten(1).double(), mask.flatten(1).double()  # (N, D), (B, D), (B, D)
-    my = m * yf                                                                    # (B, D)
-    known_sq = (my * yf).sum(1)                                                    # (B,)
     best_d = torch.full((len(yf),), float("inf"), dtype=torch.float64)
     best = torch.zeros(len(yf), dtype=torch.long)
     for s in range(0, len(t), chunk):
         tc = t[s:s + chunk].double()  # float64 a chunk at a time, not the whole training set at once
-        d = tc.square() @ m.T - 2 * tc @ my.T + known_sq  # (n, B)
+        d = masked_sq_dist(tc, yf, m)  # (n, B)
         v, j = d.min(0)
         better = v < best_d
         best_d, best = torch.where(better, v, best_d), torch.where(better, j + s, best)
