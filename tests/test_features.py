@@ -201,6 +201,24 @@ def test_feature_metrics_mnist_subsets(mnist_root):
     assert 9 < r["is"] <= 10
 
 
+def test_eval_speed_bench_times_the_same_computation_as_the_public_calls():
+    """`genzoo bench eval-speed` times feature_metrics' steps one by one: they must give its numbers."""
+    from genzoo.bench.eval_speed import time_evaluation
+    from genzoo.eval.parzen import parzen_log_prob
+
+    train, test = load_dataset("digits", "train").x[:400], load_dataset("digits", "test").x
+    stages, staged, public = time_evaluation(train, test, "digits", None, sigma=0.2, kid_subsets=5,
+                                             kid_subset_size=100)
+    assert [label for label, _ in stages][:2] == ["reference features of the test set, empty cache",
+                                                  "reference features of the test set, from the cache"]
+    assert len(stages) == 8 and all(s >= 0 for _, s in stages)
+    for key, value in staged.items():
+        assert value == pytest.approx(public[key], rel=1e-12, abs=1e-12), key
+    assert public["parzen"] == pytest.approx(float(parzen_log_prob(test, train, 0.2).mean()))
+    assert public["fid"] < 10 and public["precision"] > 0.8                  # real digits against real digits
+    assert set(public["seconds"]) == {"feature_metrics", "parzen"}
+
+
 @pytest.mark.parametrize("fake,name,error,needle", [
     (torch.rand(10, 1, 28, 28), "digits", DataError, "shape (N, 1, 8, 8), got (10, 1, 28, 28)"),
     (torch.rand(10, 3, 8, 8), "digits", DataError, "shape (N, 1, 8, 8)"),

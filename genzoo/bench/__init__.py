@@ -35,6 +35,7 @@ BENCHES = {
     "parzen-mnist": "parzen_mnist",
     "inpaint-mnist": "inpaint_mnist",
     "m2-mnist": "m2_mnist",
+    "eval-speed": "eval_speed",
 }
 
 
