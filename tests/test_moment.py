@@ -147,10 +147,10 @@ def test_save_load_round_trip(tmp_path):
 
 
 # -- training on the ring of 8 Gaussians ------------------------------------------------------------
-def _train_on_ring(statistic: str, seed: int):
+def _train_on_ring(statistic: str, seed: int, **options):
     data = load_dataset("ring", n=10_000)
     torch.manual_seed(seed)
-    m = genzoo.build("gmmn", data_shape=data.shape, statistic=statistic)
+    m = genzoo.build("gmmn", data_shape=data.shape, statistic=statistic, **options)
     genzoo.fit(m, data, steps=RING_STEPS, batch_size=RING_BATCH, seed=seed, progress=False)
     x = m.eval().sample(2500, generator=torch.Generator().manual_seed(100 + seed))  # (2500, 2)
     d = ring()
@@ -190,3 +190,12 @@ def test_moments_matches_two_moments_and_misses_the_modes():
     assert (torch.cov(x.T) - 0.5 * torch.eye(2)).abs().max() < 0.15            # and covariance, I/2
     assert r["high_quality"] < 0.05, r                                          # measured 0.004-0.02
     assert x.norm(dim=1).std() > 0.1      # radii spread 10x wider than the ring's (std 0.01)
+
+
+def test_moments_with_a_linear_generator_give_the_one_gaussian_blob():
+    """The statistic-matching slide's prediction: a linear generator matched on mean and covariance
+    is the Gaussian N(0, I/2), one blob over the ring's empty middle."""
+    x, r = _train_on_ring("moments", 0, hidden=())
+    assert x.mean(0).abs().max() < 0.1 and (torch.cov(x.T) - 0.5 * torch.eye(2)).abs().max() < 0.1
+    assert r["high_quality"] < 0.02, r
+    assert 0.1 < (x.norm(dim=1) < 0.5).float().mean() < 0.35    # N(0, I/2): 1 - exp(-1/4) = 0.22 inside r = 0.5
