@@ -115,6 +115,17 @@ def test_gan_generator_step_reuses_the_discriminator_steps_sample():
     assert ["g_loss" in s for s in steps] == [False, False, True] and len(calls) == 3
 
 
+def test_gan_with_fresh_noise_draws_a_new_sample_for_the_generator_step(tmp_path):
+    """g_fresh_noise follows Goodfellow et al. 2014, Algorithm 1: a second G(z) on new noise."""
+    gan = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(8,), g_fresh_noise=True)
+    seen = []
+    gan.generator.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].detach().clone()))
+    logs = gan.training_step(genzoo.Batch(torch.randn(16, 2)), gan.configure_optimizers())
+    assert "g_loss" in logs and len(seen) == 2 and not torch.equal(seen[0], seen[1])
+    genzoo.io.save(gan, tmp_path)
+    assert genzoo.load(tmp_path).g_fresh_noise is True                     # kept in config.json
+
+
 def test_cli_precision_is_recorded_and_refused_with_one_line(tmp_path, capsys):
     rd = tmp_path / "run"
     code = main(["train", "vae", "--steps", "3", "--run-dir", str(rd), "--no-progress", "--precision", "bf16",

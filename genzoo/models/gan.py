@@ -63,8 +63,10 @@ class Adversarial(GenerativeModel):
     ``pack`` samples at once); ``lr`` and ``betas`` (Adam) for both networks; ``g_hidden`` (the MLP
     generator's hidden sizes when they differ from ``hidden``); ``g_ema`` (None: off; a decay beta in
     [0, 1): sample from an exponential moving average of the generator's weights, see
-    :meth:`update_ema`). Under bf16 autocast, samples and critic scores are cast to float32 before
-    any loss.
+    :meth:`update_ema`); ``g_fresh_noise`` (False: the generator's update reuses the G(z) of the
+    discriminator update just made, as the DCGAN reference loop does, one generator pass fewer;
+    True: it draws fresh noise, as Algorithm 1 of Goodfellow et al. 2014 does). Under bf16 autocast,
+    samples and critic scores are cast to float32 before any loss.
     """
 
     autocast_safe = True
@@ -72,7 +74,7 @@ class Adversarial(GenerativeModel):
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int, arch: Arch, hidden: tuple[int, ...],
                  width: int, d_norm: str, d_steps: int, pack: int, lr: float, betas: tuple[float, float],
                  d_activation: str = "leaky_relu", g_hidden: tuple[int, ...] | None = None,
-                 g_ema: float | None = None):
+                 g_ema: float | None = None, g_fresh_noise: bool = False):
         super().__init__()
         if latent_dim < 1 or d_steps < 1 or pack < 1 or width < 1:
             raise ConfigError("latent_dim, d_steps, pack and width must be >= 1")
@@ -97,7 +99,7 @@ class Adversarial(GenerativeModel):
             out = [nn.Tanh()] if self.is_image else []
             g_sizes = hidden if g_hidden is None else g_hidden
             self.generator = nn.Sequential(mlp([latent_dim, *g_sizes, d], "relu"), *out)
-        self.g_ema = g_ema
+        self.g_ema, self.g_fresh_noise = g_ema, bool(g_fresh_noise)
         # the averaged generator: a copy whose weights are buffers (saved, never optimised or counted)
         self.generator_ema = _buffers_only(copy.deepcopy(self.generator)) if g_ema is not None else None
         self.discriminator = self._discriminator(pack, d_norm)
@@ -216,7 +218,8 @@ class Adversarial(GenerativeModel):
             raise ConfigError(f"batch_size must be at least pack ({self.pack})")
         real = self._to_net(batch.x[:n])                                  # (n, ...)
         g_turn = (int(self.updates) + 1) % self.d_steps == 0               # the generator updates after this
-        if g_turn:  # one G(z) serves both updates, as in the DCGAN reference loop: D sees it detached
+        reuse = g_turn and not self.g_fresh_noise
+        if reuse:  # one G(z) serves both updates, as in the DCGAN reference loop: D sees it detached
             fake_g = self._fake(n)                                        # (n, ...), with G's graph
             fake = fake_g.detach()
         else:
@@ -236,7 +239,7 @@ class Adversarial(GenerativeModel):
         if g_turn:
             for p in self.discriminator.parameters():  # no discriminator gradients in the generator's update
                 p.requires_grad_(False)
-            fake = fake_g
+            fake = fake_g if reuse else self._fake(n)                     # (n, ...), with G's graph
             if sigma > 0:
                 fake = fake + sigma * distributed.randn_like(fake)
             g_loss = self.generator_loss(self.critic(fake))
@@ -279,8 +282,9 @@ class GAN(Adversarial):
     Section 3.4) and ``label_flip`` (each discriminator target flipped with this probability).
     ``rejection`` trains a second, unpacked discriminator beside the first and makes ``sample``
     keep only what it accepts (discriminator rejection sampling, Azadi et al. 2019; see ``sample``
-    for ``rejection_sharpness``); ``generate`` stays the plain G(z). ``g_hidden`` and ``g_ema`` (a
-    moving average of the generator's weights to sample from) are described in :class:`Adversarial`.
+    for ``rejection_sharpness``); ``generate`` stays the plain G(z). ``g_hidden``, ``g_ema`` (a
+    moving average of the generator's weights to sample from) and ``g_fresh_noise`` (new noise for the
+    generator's update) are described in :class:`Adversarial`.
 
     Logged every step: ``d_real`` and ``d_fake`` (mean D on real and fake), ``d_acc`` (share of both
     classified right at 0.5), and ``js``, the Jensen-Shannon estimate (V + log 4) / 2 that is exact
@@ -293,10 +297,10 @@ class GAN(Adversarial):
                  d_steps: int = 1, pack: int = 1, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
                  instance_noise: float = 0.0, instance_noise_steps: int = 10000, label_smoothing: float = 0.0,
                  label_flip: float = 0.0, rejection: bool = False, rejection_sharpness: float = 1.0,
-                 g_hidden: tuple[int, ...] | None = None, g_ema: float | None = None):
+                 g_hidden: tuple[int, ...] | None = None, g_ema: float | None = None, g_fresh_noise: bool = False):
         super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
                          d_norm=d_norm, d_steps=d_steps, pack=pack, lr=lr, betas=betas, g_hidden=g_hidden,
-                         g_ema=g_ema)
+                         g_ema=g_ema, g_fresh_noise=g_fresh_noise)
         # discriminator rejection sampling (Azadi et al. 2019): a second, unpacked discriminator trained
         # beside the first on the same batches, whose logit estimates log p_data(x) / p_model(x)
         self.rejector = self._discriminator(pack=1, d_norm=d_norm) if rejection else None
