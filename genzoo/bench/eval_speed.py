@@ -93,7 +93,8 @@ def run(args) -> str:
     first = sum(s for label, s in stages if "from the cache" not in label)
     later = sum(s for label, s in stages if "empty cache" not in label)
     end_to_end = sum(public["seconds"].values())
-    lines = [f"{n:,} {'MNIST' if name == 'mnist' else name} training images stand in for the samples and are scored "
+    lines = ["## Evaluation cost: 10,000 samples against the MNIST test set (`genzoo bench eval-speed`)", "",
+             f"{n:,} {'MNIST' if name == 'mnist' else name} training images stand in for the samples and are scored "
              f"against the {len(test):,} test images with the `{name}` classifier's features, "
              f"{torch.get_num_threads()} torch threads. "
              f"Goal: at most {GOAL_S:.0f} s.", "",

@@ -286,9 +286,10 @@ class GAN(Adversarial):
     moving average of the generator's weights to sample from) and ``g_fresh_noise`` (new noise for the
     generator's update) are described in :class:`Adversarial`.
 
-    Logged every step: ``d_real`` and ``d_fake`` (mean D on real and fake), ``d_acc`` (share of both
-    classified right at 0.5), and ``js``, the Jensen-Shannon estimate (V + log 4) / 2 that is exact
-    when D is the optimal discriminator (Goodfellow et al. 2014, Theorem 1).
+    Computed every step (``metrics.jsonl`` keeps their means over ``log_every`` steps): ``d_real``
+    and ``d_fake`` (mean D on real and fake), ``d_acc`` (share of both classified right at 0.5), and
+    ``js``, the Jensen-Shannon estimate (V + log 4) / 2 that is exact when D is the optimal
+    discriminator (Goodfellow et al. 2014, Theorem 1).
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
