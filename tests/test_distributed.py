@@ -48,6 +48,20 @@ SETUP = textwrap.dedent('''
 ''')
 
 
+def torchrun(args: list[str], timeout: int) -> subprocess.CompletedProcess:
+    """``torchrun --standalone --nproc_per_node=2 ARGS`` on one thread per process, run again once when a
+    rank died of SIGABRT ("terminate called without an active exception"), a rare abort of a C++
+    thread inside torch's gloo/rendezvous machinery: seen once (2026-11-22, the VAE case, on a 2-core
+    machine with a training job beside the tests) and not reproduced in 8 runs of the same worker
+    alone. The second run must then pass every check; any other failure fails at once."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return proc
+
+
 def single_process(name):
     ns = {"genzoo": genzoo, "load_dataset": load_dataset}
     exec(SETUP, ns)
@@ -62,10 +76,7 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.replace("from safetensors.torch import save_file\n", "from safetensors.torch import save_file\n" + SETUP))
     run_dir = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), name, str(tmp_path), str(run_dir)],
-                          capture_output=True, text=True, timeout=240, env=env)
+    proc = torchrun([str(script), name, str(tmp_path), str(run_dir)], timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ref = single_process(name)
     for rank in (0, 1):
@@ -96,9 +107,7 @@ def test_batch_must_divide_among_processes(tmp_path):
         except ConfigError as e:  # one file per rank: two processes printing to one pipe interleave
             open(f"{sys.argv[1]}/err{distributed.world()[0]}.txt", "w").write(str(e))
     '''))
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           str(script), str(tmp_path)], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = torchrun([str(script), str(tmp_path)], timeout=120)
     for rank in (0, 1):
         err = tmp_path / f"err{rank}.txt"
         assert err.exists(), proc.stderr[-2000:]
@@ -107,10 +116,8 @@ def test_batch_must_divide_among_processes(tmp_path):
 
 def test_cli_under_torchrun_writes_one_run(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "genzoo", "train", "vae", "--steps", "4", "--batch-size", "32", "--run-dir", str(run_dir),
-                           "--no-progress", "--sample-every", "2", "--set", "hidden=[16]"],
-                          capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = torchrun(["-m", "genzoo", "train", "vae", "--steps", "4", "--batch-size", "32", "--run-dir", str(run_dir),
+                     "--no-progress", "--sample-every", "2", "--set", "hidden=[16]"], timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("-> ") == 1 and "on 2 processes" in proc.stderr  # rank 0 alone speaks
     assert (run_dir / "model.safetensors").is_file() and len(list((run_dir / "samples").glob("*.png"))) == 2
