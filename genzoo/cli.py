@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--recompute", action="store_true", help="evaluate again even where RUN/eval.json has the metrics")
     for q, default in ((e, "auto"), (c, "all")):
         q.add_argument("--metrics", default=default,
-                       help="comma-separated: nll, parzen, fid, kid, pr, dc, is, modes; or auto (likelihoods, else "
-                            f"Parzen) or all (everything the run admits); default {default}")
+                       help="comma-separated: nll, parzen, fid, kid, pr, dc, is, modes, error (ssvae's test error); "
+                            f"or auto (likelihoods, else Parzen) or all (everything the run admits); default {default}")
         q.add_argument("--split", default="test", choices=["train", "valid", "test"])
         q.add_argument("--n-samples", type=int, default=10_000, help="samples for Parzen, FID and the rest (default 10000)")
         q.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
@@ -299,14 +299,22 @@ def cmd_train(args) -> int:
                                 ("--set", args.set), ("--seed", args.seed), ("--batch-size", args.batch_size)) if v]
         if fixed:
             raise ConfigError(f"--resume continues the run as recorded in its run.json: drop {', '.join(fixed)} "
-                              "(only --steps or --epochs may change)")
+                              "(--steps, --epochs, --data-root, --checkpoint-every, --sample-every and the speed "
+                              "options may change)")
         recipe, transform = read_recipe(run_dir), {}
         model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
         if args.steps is not None:
             recipe["train"]["steps"], recipe["train"]["epochs"] = args.steps, None
         if args.epochs is not None:
             recipe["train"]["epochs"], recipe["train"]["steps"] = args.epochs, None
-        _speed_flags(args, recipe["train"])  # speed options may change on resume (e.g. on another machine)
+        # what changes neither the model nor its data may change on resume: where the data files are now
+        # (they are checked against their checksums when read), how often to write, and the speed options
+        if args.data_root:
+            recipe["data"]["root"] = str(Path(args.data_root).resolve())
+        for key in ("checkpoint_every", "sample_every"):
+            if getattr(args, key) is not None:
+                recipe["train"][key] = getattr(args, key)
+        _speed_flags(args, recipe["train"])
     else:
         recipe, model_kw, transform = _resolve(args)
     train = recipe["train"]

@@ -1,6 +1,6 @@
 """Recipes: TOML files with ``[model]``, ``[data]`` and ``[train]`` tables, plus ``--set`` overrides.
 
-A recipe (``configs/vae-mnist-binarized.toml``)::
+A recipe (the core of ``configs/vae-mnist-binarized.toml``)::
 
     [model]
     name = "vae"
@@ -12,7 +12,9 @@ A recipe (``configs/vae-mnist-binarized.toml``)::
     binarize = true
 
     [train]
-    epochs = 200
+    epochs = 380
+    lr_schedule = "cosine"
+    max_minutes = 30
     batch_size = 100
 
 ``--set key=value`` overrides one entry: ``model.latent_dim=8``, ``data.n_modes=4``,

@@ -169,6 +169,25 @@ def test_model_transform_applies_to_discrete_data_only(tmp_path, capsys, mnist_r
     assert "binarize" not in json.loads((rd / "run.json").read_text())["recipe"]["data"]
 
 
+def test_resume_takes_a_new_data_root_and_write_cadence(tmp_path, capsys, mnist_root):
+    import shutil
+
+    moved = tmp_path / "moved-mnist"
+    shutil.copytree(mnist_root, moved)
+    rd = tmp_path / "m"
+    code, _, err = run(capsys, "train", "gmm", "--data", "mnist", "--data-root", str(moved), "--steps", "2",
+                       "--run-dir", str(rd), "--no-progress", "--set", "data.n=256", "--set", "n_components=2")
+    assert code == 0, err
+    shutil.rmtree(moved)  # the files moved away: resuming without a new root must fail with a clear error
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "4", "--no-progress")
+    assert code == 2 and err.count("\n") == 1 and "moved-mnist" in err
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "4", "--no-progress",
+                       "--data-root", str(mnist_root), "--checkpoint-every", "1")
+    assert code == 0, err
+    steps = sorted(int(p.name.split("-")[1]) for p in (rd / "checkpoints").iterdir())
+    assert 3 in steps and 4 in steps  # written every step from the resumed step on
+
+
 def test_models_options_listing(capsys):
     code, out, _ = run(capsys, "models", "vae")
     assert code == 0 and "latent_dim" in out and "Literal['bernoulli', 'gaussian']" in out

@@ -225,7 +225,7 @@ class GMMN(GenerativeModel):
 
     @classmethod
     def defaults(cls, config: dict) -> dict:
-        """The ring of 8 Gaussians: 6,000 steps of 128, ~15 s on one CPU thread, all 8 modes."""
+        """The ring of 8 Gaussians: 6,000 steps of 128, ~20 s on one CPU thread, all 8 modes."""
         return {"data": {"name": "ring"}, "train": {"steps": 6000, "batch_size": 128, "log_every": 50}}
 
     def extra_repr(self) -> str:

@@ -22,9 +22,11 @@ calls its discriminator on real and fake batches and differentiates twice for th
 EM has no gradients), which DDP's "one forward, one backward" contract does not fit without wrappers
 per network and per step. Averaging at the optimizer is exact for all of them; what it gives up is
 DDP's overlap of communication with the backward pass, which matters little for models of this size.
-Batch norm uses each rank's shard statistics (``SyncBatchNorm`` needs GPUs); the mean of the shards'
-gradients is then not the single-process gradient, so models with batch norm (DCGAN, RealNVP with
-``norm="batch"``) match a single process only in distribution.
+Batch norm: on CUDA, ``fit`` converts every batch-norm layer to ``SyncBatchNorm``, so the statistics are
+the global batch's. On CPU (gloo) ``SyncBatchNorm`` is not available and each rank normalises by its
+shard's statistics; the mean of the shards' gradients is then not the single-process gradient, so
+models with batch norm (DCGAN, RealNVP with ``norm="batch"``) match a single process only in
+distribution there.
 """
 
 from __future__ import annotations
