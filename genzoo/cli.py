@@ -307,8 +307,8 @@ def cmd_train(args) -> int:
             recipe["train"]["steps"], recipe["train"]["epochs"] = args.steps, None
         if args.epochs is not None:
             recipe["train"]["epochs"], recipe["train"]["steps"] = args.epochs, None
-        # what changes neither the model nor its data may change on resume: where the data files are now
-        # (they are checked against their checksums when read), how often to write, and the speed options
+        # what changes neither the model nor its data may change on resume: where the data files are now,
+        # how often to write, and the speed options
         if args.data_root:
             recipe["data"]["root"] = str(Path(args.data_root).resolve())
         for key in ("checkpoint_every", "sample_every"):
