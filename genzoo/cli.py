@@ -1,19 +1,23 @@
 """The ``genzoo`` command line: models, data, train, sample, eval, bench.
 
 Every problem a user can fix ends in one line, ``genzoo: error: ...``, and exit status 2 (3 when
-training diverged); nothing already written is lost.
+training diverged); nothing already written is lost, and no output is written over a run's own files.
+Anything unforeseen is one line too, with exit status 1 (``GENZOO_DEBUG=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from .errors import CheckpointError, ConfigError, DataError, GenZooError
+from .errors import CheckpointError, ConfigError, DataError, GenZooError, WriteError
+
+MAX_PICTURE = 10_000  # the most images one `genzoo sample` picture holds
 
 EXAMPLES = """examples:
   genzoo train vae                                   # VAE on the embedded digits set
@@ -32,6 +36,17 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def _seed(text: str) -> int:
+    """An argparse type: a seed torch accepts, 0 <= seed < 2^63."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed '{text}': give a whole number") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed {text} is out of range: give 0 <= seed < 2^63")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genzoo", description="Deep generative models: one interface, one trainer, one CLI.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -45,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="list datasets, or download MNIST")
     d.add_argument("action", nargs="?", choices=["list", "download"], default="list")
-    d.add_argument("name", nargs="?", default="mnist")
+    d.add_argument("name", nargs="?", help="the dataset to download (default: mnist)")
     d.add_argument("--root", help="folder to download into")
 
     t = sub.add_parser("train", help="train a model; writes a run directory")
@@ -61,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a model, data or train option, e.g. --set latent_dim=8 (repeatable)")
     t.add_argument("--run-dir", help="where the run is written (default: runs/MODEL-DATA-TIME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest checkpoint")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=_seed)
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--sample-every", type=int)
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if present)")
@@ -76,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run directory")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("-o", "--output", default=None, help="PNG to write (default RUN/samples.png)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
 
     e = sub.add_parser("eval", help="every metric a run admits (likelihoods, Parzen, FID...); writes RUN/eval.json")
     e.add_argument("run", help="run directory")
@@ -95,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("-n", type=int, default=None, help="evaluate on the first N examples of the split only")
         q.add_argument("--batch-size", type=int, default=100)
         q.add_argument("--data-root", help="override the data root recorded in the run")
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--seed", type=_seed, default=0)
         q.add_argument("--no-progress", action="store_true")
     i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
     i.add_argument("run", help="run directory")
@@ -108,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--kind", default="slerp", choices=["slerp", "lerp"], help="path (default slerp)")
     i.add_argument("-o", "--output", help="PNG to write (default RUN/interpolation.png or RUN/arithmetic.png)")
     i.add_argument("--data-root", help="override the data root recorded in the run")
-    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--seed", type=_seed, default=0)
     n_ = sub.add_parser("inpaint", help="fill missing pixels by latent optimisation (Yeh et al. 2016) or by the posterior mean")
     n_.add_argument("run", help="run directory (a GAN, GMMN, VAE or flow trained on images)")
     src = n_.add_mutually_exclusive_group()
@@ -130,7 +145,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="bf16 autocast for the search (VAE, GAN, flows; 2-3x faster on CPUs with bf16)")
     n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
     n_.add_argument("--data-root", help="override the data root recorded in the run")
-    n_.add_argument("--seed", type=int, default=0)
+    n_.add_argument("--seed", type=_seed, default=0)
     r = sub.add_parser("report", help="one self-contained report.html (samples, evolution GIF, curves, metrics)")
     r.add_argument("run", help="run directory")
     r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
@@ -147,6 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-write", dest="output", action="store_const", const=None, help="print the table only")
     b.add_argument("--no-progress", action="store_true")
     return p
+
+
+def check_output(path: str, flag: str = "-o") -> Path:
+    """See :func:`genzoo.io.check_output` (imported when used: it needs torch)."""
+    from .io import check_output as check
+
+    return check(path, flag)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -175,12 +197,15 @@ def cmd_data(args) -> int:
     if args.action == "list":
         from .data import dataset_options
 
+        if args.name is not None or args.root:
+            raise ConfigError("`genzoo data list` takes no dataset name or --root (did you mean `genzoo data download NAME`?)")
+
         for name, desc in list_datasets().items():
             opts = ", ".join(f"{k}={v}" for k, v in dataset_options(name).items())
             print(f"{name:<14} {desc}" + (f"\n{'':<14} options (--set data.KEY=VALUE): {opts}" if opts else ""))
         print("or a .npz file (array x, optional y) or a folder of PNG/JPEG images: --data PATH")
         return 0
-    if args.name != "mnist":
+    if args.name not in (None, "mnist"):
         raise DataError(f"only mnist can be downloaded, not '{args.name}'")
     root = args.root or os.environ.get("GENZOO_DATA")
     if not root:
@@ -243,6 +268,8 @@ def _resolve(args) -> tuple[dict, dict, dict]:
         raise ConfigError(f"the recipe {args.config} is for model '{recipe['model']['name']}', not '{args.model}'")
     recipe["model"]["name"] = name
     cls = get(name)
+    if args.data is not None and not args.data.strip():
+        raise ConfigError("--data needs a dataset name, .npz file or image folder (see `genzoo data`)")
     if args.data:
         recipe["data"]["name"] = args.data
     if args.data_root:
@@ -285,9 +312,10 @@ def cmd_train(args) -> int:
     from .data import load_spec
 
     from . import __version__
-    from .io import atomic_write_json, latest_checkpoint
+    from .io import atomic_write_json, latest_checkpoint, read_json
     from .registry import build, coerce
     from .train import distributed, fit
+    from .train.loop import check_train_options
 
     run_dir = Path(args.run_dir) if args.run_dir else None
     if args.resume:
@@ -295,8 +323,13 @@ def cmd_train(args) -> int:
             raise ConfigError("--resume needs --run-dir DIR (the run to continue)")
         if not (run_dir / "run.json").is_file():
             raise CheckpointError(f"nothing to resume: {run_dir} has no run.json")
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*); its files "
+                                  "are left as they are")
         fixed = [f for f, v in (("MODEL", args.model), ("--config", args.config), ("--data", args.data),
-                                ("--set", args.set), ("--seed", args.seed), ("--batch-size", args.batch_size)) if v]
+                                ("--set", args.set), ("--seed", args.seed), ("--batch-size", args.batch_size))
+                 if v is not None and v != []]
         if fixed:
             raise ConfigError(f"--resume continues the run as recorded in its run.json: drop {', '.join(fixed)} "
                               "(--steps, --epochs, --data-root, --checkpoint-every, --sample-every and the speed "
@@ -315,9 +348,19 @@ def cmd_train(args) -> int:
             if getattr(args, key) is not None:
                 recipe["train"][key] = getattr(args, key)
         _speed_flags(args, recipe["train"])
+        done = read_json(ckpt / "state.json", "checkpoint state").get("step")
+        asked = recipe["train"].get("steps") if recipe["train"].get("epochs") is None else None
+        if isinstance(done, int) and asked is not None and _int(recipe["train"], "steps") <= done:
+            raise ConfigError(f"the run in {run_dir} has done {done} steps already: ask for more, "
+                              f"e.g. --resume --steps {2 * done}")
     else:
         recipe, model_kw, transform = _resolve(args)
     train = recipe["train"]
+    check_train_options(**{k: _int(train, k) for k in ("steps", "batch_size", "seed", "checkpoint_every",
+                                                          "sample_every", "log_every", "keep", "warmup_steps")},
+                        epochs=None if train.get("epochs") is None or train.get("steps") is not None
+                        else coerce(train["epochs"], float, "train.epochs"),
+                        max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))
     seed = _int(train, "seed") or 0
     device = _device(args.device)
     rank, world_size = distributed.init(device)  # under torchrun: join the process group
@@ -337,6 +380,10 @@ def cmd_train(args) -> int:
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         run_dir = Path("runs") / f"{model.name}-{Path(str(data.name)).stem}-{stamp}"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
+    if any(p.exists() and not p.is_dir() for p in run_dir.parents):
+        raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
     if not args.resume and run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
     steps, epochs = _int(train, "steps"), train.get("epochs")
@@ -347,16 +394,19 @@ def cmd_train(args) -> int:
     if world_size > 1:
         torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if main_rank:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
         if not args.resume:
             atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
                                                      "command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
                                                      "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-        print(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape {data.shape}) "
-              f"-> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""), file=sys.stderr)
+    announce = _Announce(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape "
+                         f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     t0 = time.time()
     try:
-        state = fit(model, data, steps=steps, epochs=epochs, batch_size=_int(train, "batch_size"), seed=seed,
+        state = fit(model, data, callbacks=[announce] if main_rank else [], steps=steps, epochs=epochs, batch_size=_int(train, "batch_size"), seed=seed,
                     run_dir=run_dir, resume=args.resume, checkpoint_every=_int(train, "checkpoint_every"),
                     sample_every=_int(train, "sample_every"), log_every=_int(train, "log_every"),
                     keep=_int(train, "keep"), valid=valid, progress=not args.no_progress,
@@ -376,6 +426,23 @@ def cmd_train(args) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+class _Announce:
+    """A fit() callback that prints what is being trained once training starts (after the checks and the
+    model's setup), so a run refused for its input prints the one error line alone."""
+
+    def __init__(self, line: str):
+        self.line = line
+
+    def on_start(self, state) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(self.line, file=sys.stderr)  # above the progress bar, which is already drawn
+
+    def on_step_end(self, state, logs) -> None: ...
+
+    def on_end(self, state) -> None: ...
 
 
 def _density_picture(model, data, run_dir: Path) -> None:
@@ -428,8 +495,9 @@ def cmd_sample(args) -> int:
     from .data import load_spec
     from .viz import save_samples
 
-    if args.n < 1:
-        raise ConfigError("-n must be >= 1")
+    if not 1 <= args.n <= MAX_PICTURE:
+        raise ConfigError(f"-n must be in 1..{MAX_PICTURE:,} (one picture), got {args.n}")
+    out = check_output(args.output) if args.output is not None else Path(args.run) / "samples.png"
     model = _run(args.run)
     density = None
     run_file = Path(args.run) / "run.json"
@@ -438,9 +506,6 @@ def cmd_sample(args) -> int:
             density = load_spec(read_recipe(Path(args.run))["data"], "test").density
         except GenZooError:
             density = None  # the picture does without the true density
-    out = Path(args.output) if args.output else Path(args.run) / "samples.png"
-    if out.parent and not out.parent.exists():
-        raise ConfigError(f"output folder {out.parent} does not exist")
     x = model.sample(args.n, generator=torch.Generator(device=model.device).manual_seed(args.seed))
     save_samples(x, out, title=f"{model.name}: {args.n} samples", density=density)
     print(f"wrote {out}")
@@ -457,6 +522,8 @@ def _eval_run(path: str, args, metrics: str):
     spec = _data_spec(path, args.data_root)
     if args.n is not None and args.n < 1 or args.n_samples < 2 or args.iwae_k < 0 or args.batch_size < 1:
         raise ConfigError("-n, --batch-size must be >= 1, --n-samples >= 2 and --iwae-k >= 0")
+    if args.n_samples > 1_000_000 or args.iwae_k > 1_000_000:
+        raise ConfigError("--n-samples and --iwae-k must be at most 1,000,000")
     return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
                     iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
 
@@ -477,6 +544,9 @@ def cmd_compare(args) -> int:
 
     if len(set(args.runs)) != len(args.runs):
         raise ConfigError("a run is named twice")
+    if args.output is not None:
+        for suffix in (".md", ".csv"):
+            check_output(f"{args.output}{suffix}" if str(args.output).strip() else "", "-o")
     rows = []
     for path in args.runs:
         cached = Path(path) / "eval.json"
@@ -489,7 +559,8 @@ def cmd_compare(args) -> int:
         if result is None:
             result = _eval_run(path, args, args.metrics)
             result["metrics_asked"] = args.metrics
-            atomic_write_json(cached, result)
+            if args.output is not None:  # --no-write writes nothing, not even the runs' eval.json
+                atomic_write_json(cached, result)
         rows.append((path, result))
     table = compare_table(rows)
     print(table.markdown)
@@ -522,8 +593,10 @@ def cmd_interpolate(args) -> int:
     check_latent_model(model)
     if len(model.data_shape) != 3:
         raise ConfigError(f"interpolation pictures need image data; this {model.name} models vectors of shape {model.data_shape}")
-    if args.steps < 2 or args.pairs < 0:
-        raise ConfigError("--steps must be >= 2 and --pairs >= 0")
+    if not 2 <= args.steps <= 100 or not 0 <= args.pairs <= 1000:
+        raise ConfigError("--steps must be in 2..100 and --pairs in 0..1000")
+    if args.output is not None:
+        check_output(args.output)
     test = None
     if args.between or args.arithmetic:
         test = load_spec(_data_spec(args.run, args.data_root), "test")
@@ -535,7 +608,7 @@ def cmd_interpolate(args) -> int:
         groups = [_indices(t, len(test)) for t in m.groups()]
         _, images = arithmetic(model, *(test.x[idx] for idx in groups), generator=g)
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
-        out = Path(args.output) if args.output else Path(args.run) / "arithmetic.png"
+        out = Path(args.output) if args.output is not None else Path(args.run) / "arithmetic.png"
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
@@ -551,9 +624,7 @@ def cmd_interpolate(args) -> int:
         rows.append(interpolate(model, z[0], z[1], args.steps, args.kind))
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
-    out = Path(args.output) if args.output else Path(args.run) / "interpolation.png"
-    if out.parent and not out.parent.exists():
-        raise ConfigError(f"output folder {out.parent} does not exist")
+    out = Path(args.output) if args.output is not None else Path(args.run) / "interpolation.png"
     save_grid(torch.cat(rows), out, nrow=args.steps, scale=2)
     print(f"wrote {out} ({len(rows)} rows of {args.steps}, {args.kind})")
     return 0
@@ -583,14 +654,19 @@ def cmd_inpaint(args) -> int:
     from .data import load_spec
     from .viz import save_grid
 
+    if not 1 <= args.steps <= 100_000 or not 1 <= args.restarts <= 1000:
+        raise ConfigError(f"--steps must be in 1..100,000 and --restarts in 1..1000, got {args.steps} and {args.restarts}")
+    if not (math.isfinite(args.lam) and args.lam >= 0):
+        raise ConfigError(f"--lam must be a finite number >= 0, got {args.lam}")
+    if not 400 <= args.samples <= 1_000_000:
+        raise ConfigError(f"--samples must be in 400..1,000,000, got {args.samples}")
+    if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
+        raise ConfigError(f"--sigma must be a finite number > 0, got {args.sigma}")
+    path = check_output(args.output) if args.output is not None else Path(args.run) / "inpaint.png"
     model = _run(args.run)
-    check_latent_model(model)
+    check_latent_model(model, "inpaint with")
     if len(model.data_shape) != 3:
         raise ConfigError(f"inpainting needs an image model; this {model.name} models vectors of shape {model.data_shape}")
-    if args.steps < 1 or args.restarts < 1 or args.lam < 0:
-        raise ConfigError("--steps and --restarts must be >= 1, --lam >= 0")
-    if args.samples < 400 or (args.sigma is not None and args.sigma <= 0):
-        raise ConfigError(f"--samples must be >= 400 (got {args.samples}) and --sigma > 0")
     method = args.method if args.method != "auto" else ("posterior" if isinstance(model, Density) else "search")
     truth = None
     if args.image:
@@ -614,9 +690,6 @@ def cmd_inpaint(args) -> int:
         print(f"posterior mean from {args.samples:,} draws, sigma {out['sigma']:.3g}, "
               f"effective sample size {float(out['ess'].median()):.1f} (median)")
     panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, the fill, blended
-    path = Path(args.output) if args.output else Path(args.run) / "inpaint.png"
-    if path.parent and not path.parent.exists():
-        raise ConfigError(f"output folder {path.parent} does not exist")
     save_grid(panel, path, nrow=len(y), scale=2)
     print(f"wrote {path} (rows: image, masked input, {made}, {blend}-blended)")
     if truth is not None:
@@ -630,9 +703,7 @@ def cmd_report(args) -> int:
 
     if not Path(args.run).is_dir():
         raise CheckpointError(f"not a genzoo run: {args.run} is not a directory")
-    out = Path(args.output) if args.output else None
-    if out is not None and out.parent and not out.parent.exists():
-        raise ConfigError(f"output folder {out.parent} does not exist")
+    out = check_output(args.output) if args.output is not None else None
     print(f"wrote {write_report(args.run, out)}")
     return 0
 
@@ -643,8 +714,12 @@ def cmd_bench(args) -> int:
     for key in ("seeds", "steps", "jobs"):
         if getattr(args, key) is not None and getattr(args, key) < 1:
             raise ConfigError(f"--{key} must be >= 1")
-    if args.minutes is not None and not args.minutes > 0:
-        raise ConfigError("--minutes must be > 0")
+    if args.minutes is not None and not (args.minutes > 0 and math.isfinite(args.minutes)):
+        raise ConfigError("--minutes must be > 0 (and finite)")
+    if args.jobs is not None and args.jobs > (os.cpu_count() or 1):
+        raise ConfigError(f"--jobs {args.jobs} is more than the {os.cpu_count() or 1} CPUs here: each job is a training process")
+    if args.output is not None:
+        check_output(args.output, "--output")
     return bench.main(args)
 
 
@@ -667,6 +742,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("genzoo: interrupted; checkpoints written so far are intact (resume with --resume)\n")
         return 130
+    except Exception as e:  # never a bare traceback: name the failure in one line (GENZOO_DEBUG=1 shows it whole)
+        if os.environ.get("GENZOO_DEBUG"):
+            raise
+        sys.stderr.write(f"genzoo: error: {_unexpected(e)}\n")
+        return 1
+
+
+def _unexpected(e: Exception) -> str:
+    """One line for an exception genzoo did not raise itself: out of memory, an OS error, or a bug."""
+    text = " ".join(str(e).split())
+    if isinstance(e, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+        return "out of memory: the sizes asked for (samples, widths, batch) do not fit; ask for smaller ones"
+    if isinstance(e, OSError):
+        return f"{e.strerror or text}{': ' + str(e.filename) if e.filename else ''}"
+    return (f"unexpected {type(e).__name__}: {text[:300]} (this is a bug in genzoo or an input it does not check; "
+            "GENZOO_DEBUG=1 shows the traceback)")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ class CheckpointError(GenZooError):
     """A run directory or checkpoint that is missing, corrupt, or not genzoo's."""
 
 
+class WriteError(GenZooError):
+    """A file or folder that cannot be written: a missing folder, no permission, a full disk."""
+
+
 class TrainingDiverged(GenZooError):
     """The loss became NaN/inf or exploded; the last good checkpoint is kept."""
 

@@ -25,7 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, WriteError
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -34,18 +34,62 @@ CHECKPOINTS = "checkpoints"
 
 # -- atomic writes ------------------------------------------------------------------------------
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename (fsynced)."""
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename (fsynced); a file that
+    cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+#: what ``genzoo train`` and ``genzoo eval`` keep in a run directory: no ``-o``/``--output`` may write over them
+RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOINTS, "samples")
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds a genzoo model or run (a config.json beside weights, checkpoints or a run.json)."""
+    path = Path(path)
+    return (path / CONFIG).is_file() and any((path / f).exists() for f in (WEIGHTS, CHECKPOINTS, "run.json"))
+
+
+def check_output(path: str | os.PathLike, flag: str = "-o") -> Path:
+    """``path`` if a command may write a file there, else :class:`ConfigError` naming why: it is a folder,
+    its folder is missing, or it is (or lies inside) one of a run's own files (:data:`RUN_FILES`).
+
+    >>> import tempfile, genzoo
+    >>> run = tempfile.mkdtemp(); genzoo.save(genzoo.build("gmm", data_shape=(2,)), run)
+    >>> check_output(f"{run}/grid.png").name
+    'grid.png'
+    >>> check_output(f"{run}/model.safetensors")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: -o ...model.safetensors would overwrite the run's own model.safetensors: choose another file name
+    """
+    if not str(path).strip():
+        raise ConfigError(f"{flag} needs a file name")
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{flag} {p} is a folder: give a file name")
+    if not p.parent.is_dir():
+        raise ConfigError(f"output folder {p.parent} {'is a file' if p.parent.exists() else 'does not exist'}")
+    resolved = p.resolve()
+    for up in resolved.parents:
+        own = resolved.relative_to(up).parts[0]
+        if own in RUN_FILES and is_run_dir(up):
+            raise ConfigError(f"{flag} {p} would overwrite the run's own {own}: choose another file name")
+    return p
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -118,10 +162,22 @@ def build_from_config(directory: str | os.PathLike):
 
 
 def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
+    """``model.load_state_dict(tensors)``, or a one-line :class:`CheckpointError` naming what does not fit."""
+    own = model.state_dict()
+    problems = []
+    if missing := [k for k in own if k not in tensors]:
+        problems.append(f"{len(missing)} tensor(s) missing ({', '.join(missing[:3])}{', ...' * (len(missing) > 3)})")
+    if extra := [k for k in tensors if k not in own]:
+        problems.append(f"{len(extra)} unexpected ({', '.join(extra[:3])}{', ...' * (len(extra) > 3)})")
+    for k in (k for k in own if k in tensors and tensors[k].shape != own[k].shape):
+        problems.append(f"{k} has shape {tuple(tensors[k].shape)} in the file, {tuple(own[k].shape)} in the model")
+        break
+    if problems:
+        raise CheckpointError(f"weights in {source} do not fit the model of config.json: {'; '.join(problems)}")
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
-        first = str(e).splitlines()[0]
+        first = " ".join(str(e).split())[:300]
         raise CheckpointError(f"weights in {source} do not fit the model: {first}") from None
 
 
@@ -243,4 +299,4 @@ def _fsync_dir(path: Path) -> None:
 
 
 __all__ = ["save", "load", "save_checkpoint", "load_checkpoint", "latest_checkpoint", "atomic_write_bytes",
-           "atomic_write_json"]
+           "atomic_write_json", "check_output", "is_run_dir"]

@@ -91,7 +91,52 @@ def build(name: str, **kwargs):
     kwargs = {k: coerce(v, hints.get(k, Any), f"{name}.{k}") for k, v in kwargs.items()}
     if "data_shape" in kwargs:
         kwargs["data_shape"] = tuple(kwargs["data_shape"])
+    for k, v in kwargs.items():
+        check_option(name, k, v)
     return cls(**kwargs)
+
+
+#: Ranges of the options several models share, checked by :func:`build` before a model sees them (so a bad
+#: value is a one-line error, not an exception from deep inside torch); each model checks its other options.
+_RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rules: "[]" closed, "[)" half-open, "()" open
+    **dict.fromkeys(["lr", "clip", "rejection_sharpness"], ("()", 0.0, math.inf)),
+    **dict.fromkeys(["eps", "weight_decay", "max_grad_norm", "reg_covar", "kl_weight", "gp_weight", "min_std",
+                     "instance_noise", "labelled_weight", "alpha"], ("[)", 0.0, math.inf)),
+    **dict.fromkeys(["latent_dim", "width", "n_couplings", "n_blocks", "n_layers", "n_scales", "n_components",
+                     "n_classes", "n_samples", "d_steps", "pack", "flow_length", "labelled_batch", "chunk_size", "labels",
+                     "hidden", "g_hidden", "decoder_hidden", "classifier_hidden"], ("[)", 1, math.inf)),
+    **dict.fromkeys(["betas", "g_ema", "label_smoothing", "label_flip", "classifier_dropout",
+                     "classifier_input_dropout"], ("[)", 0.0, 1.0)),
+    **dict.fromkeys(["instance_noise_steps", "seed"], ("[)", 0, 2**63)),
+    "bandwidths": ("()", 0.0, math.inf),
+}
+
+
+def check_option(model: str, key: str, value: Any) -> None:
+    """Raise :class:`ConfigError` when a shared option is out of its range (every item, for a tuple).
+
+    >>> check_option("vae", "lr", 1e-3)
+    >>> check_option("vae", "lr", 0.0)
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: vae.lr must be > 0, got 0.0
+    """
+    if key not in _RANGES or value is None or isinstance(value, (str, bool)):
+        return
+    rule, lo, hi = _RANGES[key]
+    items = value if isinstance(value, (tuple, list)) else (value,)
+    for v in items:
+        if not isinstance(v, (int, float)):
+            continue
+        low_ok = v >= lo if rule[0] == "[" else v > lo
+        high_ok = v <= hi if rule[1] == "]" else v < hi
+        if not (low_ok and high_ok and not math.isnan(v)):
+            if hi == math.inf:
+                need = f"{'>=' if rule[0] == '[' else '>'} {lo:g}"
+            else:
+                need = f"in {rule[0]}{lo:g}, {'2^63' if hi == 2**63 else f'{hi:g}'}{rule[1]}"
+            if isinstance(value, (tuple, list)):
+                raise ConfigError(f"{model}.{key}: every item must be {need}, got {list(value)}")
+            raise ConfigError(f"{model}.{key} must be {need}, got {value}")
 
 
 def coerce(value: Any, annotation: Any, what: str) -> Any:

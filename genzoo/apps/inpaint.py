@@ -167,7 +167,7 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     ``precision="bf16"`` runs the search under bf16 autocast (models with ``autocast_safe``; the
     losses stay float32), see :mod:`genzoo.train.acceleration`.
     """
-    check_latent_model(model)
+    check_latent_model(model, "inpaint with")
     acceleration.check_precision(model, precision)
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
@@ -226,7 +226,7 @@ def model_draws(model, n: int, generator: torch.Generator | None = None, batch_s
     """``n`` draws (n, D) from the model, flattened, in [0, 1], on the CPU: G(z) with z from its prior."""
     from .interpolate import generate
 
-    check_latent_model(model)
+    check_latent_model(model, "inpaint with")
     return torch.cat([generate(model, draw_prior(model, min(batch_size, n - i), generator)).flatten(1)
                       for i in range(0, n, batch_size)])
 
@@ -293,7 +293,7 @@ def posterior_fill(model, y: Tensor, mask: Tensor, *, n_samples: int = SAMPLES, 
     posterior mean is already the best guess of the holes in squared error, so ``blend`` defaults to the
     plain mask blend (``"poisson"`` is offered as in :func:`inpaint`).
     """
-    check_latent_model(model)
+    check_latent_model(model, "inpaint with")
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
     if y.dim() != 4 or tuple(y.shape[1:]) != tuple(model.data_shape):

@@ -68,10 +68,10 @@ def latent_path(z0: Tensor, z1: Tensor, steps: int, kind: Kind = "slerp") -> Ten
     return (slerp if kind == "slerp" else lerp)(z0, z1, t)
 
 
-def check_latent_model(model) -> None:
+def check_latent_model(model, task: str = "interpolate in") -> None:
     """A one-line error unless ``model`` maps latents to data (the ``Generator`` capability)."""
     if not isinstance(model, Generator):
-        raise ConfigError(f"{model.name} has no latent space to interpolate in (it needs generate(z) and a prior)")
+        raise ConfigError(f"{model.name} has no latent space to {task} (it needs generate(z) and a prior)")
 
 
 def draw_prior(model, n: int, generator: torch.Generator | None = None) -> Tensor:

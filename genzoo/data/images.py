@@ -244,6 +244,9 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
                 arrays = {k: loaded[k] for k in loaded.files}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, TypeError) as e:
         why = str(e).splitlines()[0] if str(e) else ""
+        if "pickle" in why:  # numpy's reading of any file that is neither .npy nor .npz, or of object arrays
+            raise DataError(f"{label}: not a valid .npz/.npy file of numeric arrays (genzoo never loads pickled "
+                            "Python objects)") from None
         raise DataError(f"{label}: not a valid .npz file ({type(e).__name__}{': ' + why if why else ''})") from None
     if not arrays:
         raise DataError(f"{label}: contains no arrays")

@@ -235,8 +235,8 @@ def _positive(name: str, value: float) -> None:
 
 def ring(n_modes: int = 8, radius: float = 1.0, std: float = 0.01) -> GaussianMixtureDensity:
     """Equal mixture of ``n_modes`` Gaussians with centres on a circle, the first at angle 0."""
-    if n_modes < 1:
-        raise DataError(f"n_modes must be a positive integer, got {n_modes}")
+    if not 1 <= n_modes <= 2**24:  # torch.multinomial draws from at most 2^24 categories
+        raise DataError(f"n_modes must be an integer in 1..2^24, got {n_modes}")
     _positive("std", std)
     angle = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes  # (K,)
     centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], 1)  # (K, 2)
@@ -248,8 +248,8 @@ def grid(side: int = 5, spacing: float = 2.0, std: float = 0.05) -> GaussianMixt
 
     Centres are ``spacing * (i - (side - 1) / 2)`` per axis; mode ``k = i * side + j``.
     """
-    if side < 1:
-        raise DataError(f"side must be a positive integer, got {side}")
+    if not 1 <= side <= 2**12:  # side^2 modes, drawn by torch.multinomial from at most 2^24 categories
+        raise DataError(f"side must be an integer in 1..4096, got {side}")
     _positive("std", std)
     ax = spacing * (torch.arange(side, dtype=torch.float64) - (side - 1) / 2)  # (side,)
     centres = torch.cartesian_prod(ax, ax).reshape(-1, 2)  # (side^2, 2)

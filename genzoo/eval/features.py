@@ -34,7 +34,7 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError, did_you_mean
+from ..errors import ConfigError, DataError, WriteError, did_you_mean
 from ..io import atomic_write_bytes, load_tensors, read_json
 from .fid import class_histogram, feature_stats, frechet_distance, inception_score, kid
 from .prdc import prdc
@@ -205,6 +205,8 @@ def reference_stats(name: str, split: str = "test", root: str | None = None, pro
         atomic_write_bytes(path, safetensors_bytes({k: v.contiguous() for k, v in stored.items()}, metadata=meta))
     except OSError as e:
         warnings.warn(f"could not cache reference statistics in {path.parent}: {e.strerror or e}", stacklevel=2)
+    except WriteError as e:
+        warnings.warn(f"could not cache reference statistics: {e}", stacklevel=2)
     return stats
 
 

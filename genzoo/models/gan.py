@@ -33,7 +33,7 @@ from torch.distributions import Distribution, Independent, Normal
 from .. import divergences
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError
-from ..nn import mlp
+from ..nn import ACTIVATIONS, mlp
 from ..nn.dcgan import DCGANDiscriminator, DCGANGenerator
 from ..registry import register
 from ..train import distributed
@@ -82,6 +82,8 @@ class Adversarial(GenerativeModel):
             raise ConfigError(f"betas must be two numbers, got {list(betas)}")
         if g_ema is not None and not 0 <= g_ema < 1:
             raise ConfigError(f"g_ema must be a decay in [0, 1) or None (off), got {g_ema}")
+        if d_activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown d_activation '{d_activation}': choose one of {', '.join(ACTIVATIONS)}")
         self.data_shape, self.latent_dim = tuple(data_shape), latent_dim
         self.d_steps, self.pack, self.lr, self.betas = d_steps, pack, lr, tuple(betas)
         self.is_image = len(self.data_shape) == 3

@@ -102,6 +102,32 @@ def default_callbacks(run_dir: Path | None, *, checkpoint_every: int, sample_eve
     return cbs
 
 
+def check_train_options(*, steps: int | None = None, epochs: float | None = None, batch_size: int | None = None,
+                        seed: int | None = None, checkpoint_every: int | None = None, sample_every: int | None = None,
+                        log_every: int | None = None, keep: int | None = None, warmup_steps: int | None = None,
+                        max_minutes: float | None = None) -> None:
+    """Raise :class:`ConfigError` naming the first of :func:`fit`'s numbers out of range (None: not given).
+
+    >>> check_train_options(steps=100, batch_size=64)
+    >>> check_train_options(steps=0)
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: steps must be >= 1, got 0
+    """
+    if steps is not None and epochs is not None:
+        raise ConfigError("give exactly one of steps and epochs")
+    at_least = {"steps": (steps, 1), "batch_size": (batch_size, 1), "checkpoint_every": (checkpoint_every, 1),
+                "log_every": (log_every, 1), "keep": (keep, 1), "sample_every": (sample_every, 0),
+                "warmup_steps": (warmup_steps, 0), "seed": (seed, 0)}
+    for name, (value, low) in at_least.items():
+        if value is not None and value < low:
+            raise ConfigError(f"{name} must be >= {low}, got {value}" + (" (0: no sample grids)" * (name == "sample_every")))
+    if seed is not None and seed >= 2**63:
+        raise ConfigError(f"seed must be below 2^63, got {seed}")
+    for name, value in (("epochs", epochs), ("max_minutes", max_minutes)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise ConfigError(f"{name} must be a positive number, got {value}")
+
+
 def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float | None = None,
         batch_size: int = 128, seed: int = 0, run_dir: str | Path | None = None, resume: bool = False,
         checkpoint_every: int = 1000, sample_every: int = 0, log_every: int = 10, valid=None,
@@ -120,16 +146,15 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
     and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`.
     """
-    if (steps is None) == (epochs is None):
+    check_train_options(steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
+                        sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
+                        max_minutes=max_minutes)
+    if steps is None and epochs is None:
         raise ConfigError("give exactly one of steps and epochs")
-    if batch_size < 1:
-        raise ConfigError("batch_size must be >= 1")
     if len(data) == 0:
         raise DataError(f"the training split of '{data.name}' is empty")
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
-    if warmup_steps < 0:
-        raise ConfigError(f"warmup_steps must be >= 0, got {warmup_steps}")
     acceleration.check_precision(model, precision)
     run_dir = Path(run_dir) if run_dir is not None else None
     rank, world_size = distributed.world()
@@ -158,6 +183,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if ckpt is not None:
         saved, rng = load_checkpoint(ckpt, model, state.optimizers)
         state.step = int(saved["step"])
+        if state.step >= state.total_steps:
+            raise ConfigError(f"the run in {run_dir} has done {state.step} steps already: ask for more than "
+                              f"{state.step} steps (or epochs) to train it longer")
         state.set_rng_state(rng)
     else:
         torch.manual_seed(seed)

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes
+from ..io import atomic_write_bytes, read_json
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading)
 EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolation.png", "Latent interpolation"),
@@ -67,7 +67,14 @@ def _curves(run_dir: Path) -> bytes | None:
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:  # a line cut short by a killed run, or edited by hand, is left out of the curves
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
+            rows.append(row)
     skip = {"step", "epoch", "lr", "examples_per_s"}
     keys = sorted({k for r in rows for k, v in r.items() if k not in skip and isinstance(v, (int, float))})
     if not keys:
@@ -95,14 +102,11 @@ def _curves(run_dir: Path) -> bytes | None:
     return buf.getvalue()
 
 
-def _metrics_table(run_dir: Path) -> str:
-    """The run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval."""
-    path = run_dir / "eval.json"
-    if not path.is_file():
+def _metrics_table(result: dict | None) -> str:
+    """A run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval."""
+    if result is None:
         return "<p>No metrics yet: run <code>genzoo eval RUN</code> (or <code>--metrics all</code>) and report again.</p>"
     from ..eval.metrics import format_result
-
-    result = json.loads(path.read_text())
     if "metrics" not in result:  # an eval.json of an older genzoo: the likelihood report alone
         result = {"likelihood": result, "split": result.get("split", "test")}
     rows = []
@@ -137,14 +141,21 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise CheckpointError(f"not a genzoo run: {run_dir} has no config.json")
-    config = json.loads((run_dir / "config.json").read_text())
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
-    name = config.get("model", "model")
-    data = run.get("recipe", {}).get("data", {}).get("name", "")
+    config = read_json(run_dir / "config.json", "model config")  # every file read, and checked, before any is written
+    run = read_json(run_dir / "run.json", "run file") if (run_dir / "run.json").is_file() else {}
+    result = read_json(run_dir / "eval.json", "evaluation file") if (run_dir / "eval.json").is_file() else None
+    try:
+        table = _metrics_table(result)
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{run_dir / 'eval.json'} is not a genzoo evaluation file ({type(e).__name__}: {e})") from None
+    name = str(config.get("model", "model"))
+    recipe = run.get("recipe") if isinstance(run.get("recipe"), dict) else {}
+    data = str(recipe.get("data", {}).get("name", "")) if isinstance(recipe.get("data"), dict) else ""
     parts = [f"<h1>genzoo report: {html.escape(name)}{' on ' + html.escape(data) if data else ''}</h1>",
              f'<p class="meta">run <code>{html.escape(str(run_dir))}</code>'
-             + (f"; command <code>{html.escape(' '.join(run['command']))}</code>" if run.get("command") else "")
-             + (f"; created {html.escape(run['created'])}" if run.get("created") else "") + "</p>"]
+             + (f"; command <code>{html.escape(' '.join(map(str, run['command'])))}</code>"
+                if isinstance(run.get("command"), list) else "")
+             + (f"; created {html.escape(str(run['created']))}" if run.get("created") else "") + "</p>"]
     frames = _frames(run_dir)
     if frames:
         parts += [f"<h2>Samples at step {int(frames[-1].stem.split('-')[1]):,}</h2>",
@@ -155,7 +166,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     curves = _curves(run_dir)
     if curves:
         parts += ["<h2>Loss curves</h2>", _img(curves, "image/png", "loss curves")]
-    parts += ["<h2>Metrics</h2>", _metrics_table(run_dir)]
+    parts += ["<h2>Metrics</h2>", table]
     for file, heading in EXTRA_PICTURES:
         if (run_dir / file).is_file():
             parts += [f"<h2>{html.escape(heading)}</h2>", _img((run_dir / file).read_bytes(), "image/png", file)]

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...data.transforms import inverse_logit_transform, logit_transform
+from ...errors import ConfigError
 
 __all__ = ["Transform", "Compose", "Planar", "planar", "planar_inverse", "constrain_u", "Coupling",
            "DiagonalScaling", "ActNorm", "BatchNorm", "Permutation", "LULinear", "Squeeze", "Flatten", "Logit"]
@@ -418,6 +419,8 @@ class Logit(Transform):
 
     def __init__(self, alpha: float = 1e-6):
         super().__init__()
+        if not 0 <= alpha < 0.5:
+            raise ConfigError(f"the logit's alpha must lie in [0, 0.5), got {alpha}")
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

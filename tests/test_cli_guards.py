@@ -1,0 +1,273 @@
+"""Bad input at the command line: one line on stderr, a non-zero exit, and nothing of a run lost.
+
+These cases came from fuzzing every command's flags (2026-11-22): each one printed a traceback, wrote
+over a run's own files, or exited 0 on input it should refuse.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+from genzoo import io
+from genzoo.cli import main
+
+
+def run(capsys, *args):
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's own errors (one line, exit 2 too)
+        code = e.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _digest(folder):
+    """sha256 of every file under ``folder``, by relative path."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    """A small trained VAE run on the digits (module-wide; tests copy it before changing it)."""
+    rd = tmp_path_factory.mktemp("guards") / "vae"
+    assert main(["train", "vae", "--steps", "20", "--run-dir", str(rd), "--no-progress", "--sample-every", "10",
+                 "--set", "latent_dim=2", "--set", "hidden=16"]) == 0
+    return rd
+
+
+def _one_error_line(code, err, needle, exit_code=2):
+    assert code == exit_code, err
+    assert err.startswith("genzoo: error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert needle in err, err
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "{run}", "-n", "4", "-o", "{out}"],
+    ["interpolate", "{run}", "--pairs", "1", "--steps", "3", "-o", "{out}"],
+    ["inpaint", "{run}", "--steps", "2", "--restarts", "1", "--test-index", "0", "-o", "{out}"],
+    ["report", "{run}", "-o", "{out}"],
+])
+@pytest.mark.parametrize("target", ["model.safetensors", "config.json", "run.json", "metrics.jsonl",
+                                    "checkpoints/step-00000020/state.json", "samples/step-00000010.png"])
+def test_an_output_never_overwrites_a_runs_own_files(vae_run, tmp_path, capsys, command, target):
+    before = _digest(vae_run)
+    args = [a.format(run=vae_run, out=vae_run / target) for a in command]
+    code, _, err = run(capsys, *args)
+    _one_error_line(code, err, "would overwrite the run's own")
+    assert _digest(vae_run) == before  # not a byte changed, and nothing added (no evolution.gif either)
+
+
+def test_bench_and_compare_outputs_are_checked_before_any_work(vae_run, tmp_path, capsys):
+    code, _, err = run(capsys, "bench", "fgan-gaussian", "--output", str(vae_run / "metrics.jsonl"), "--steps", "5",
+                       "--seeds", "1", "--runs-dir", str(tmp_path / "r"), "--no-progress")
+    _one_error_line(code, err, "would overwrite")
+    assert not (tmp_path / "r").exists()
+    code, _, err = run(capsys, "bench", "fgan-gaussian", "--output", str(tmp_path), "--no-progress")
+    _one_error_line(code, err, "is a folder")
+    code, _, err = run(capsys, "compare", str(vae_run), "-o", str(tmp_path / "no" / "such" / "t"))
+    _one_error_line(code, err, "does not exist")
+    assert not (vae_run / "eval.json").exists()
+
+
+@pytest.mark.parametrize("output, needle", [
+    ("{tmp}", "is a folder"),                     # an existing directory
+    ("{tmp}/afile/x.png", "is a file"),            # a path under a file
+    ("{tmp}/missing/x.png", "does not exist"),
+    ("", "needs a file name"),
+])
+def test_unwritable_outputs_are_one_line_errors(vae_run, tmp_path, capsys, output, needle):
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run(capsys, "sample", str(vae_run), "-n", "4", "-o", output.format(tmp=tmp_path))
+    _one_error_line(code, err, needle)
+
+
+def test_a_write_the_os_refuses_is_one_line(vae_run, tmp_path, capsys):
+    if os.geteuid() == 0:  # root writes into read-only folders; /proc refuses everyone
+        target = "/proc/genzoo-test.png"
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = str(ro / "x.png")
+    code, _, err = run(capsys, "sample", str(vae_run), "-n", "4", "-o", target)
+    _one_error_line(code, err, "cannot write")
+
+
+def test_resume_without_a_checkpoint_refuses_and_keeps_the_run(vae_run, tmp_path, capsys):
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    shutil.rmtree(rd / "checkpoints")
+    before = _digest(rd)
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "40", "--no-progress")
+    _one_error_line(code, err, "has no checkpoint")
+    assert _digest(rd) == before
+
+
+def test_resume_asks_for_more_steps_than_done(vae_run, tmp_path, capsys):
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    before = _digest(rd)
+    for extra in ([], ["--steps", "20"], ["--steps", "10"]):  # the run is complete at 20 steps
+        code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--no-progress", *extra)
+        _one_error_line(code, err, "has done 20 steps already")
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--no-progress", "--epochs", "0.01")
+    _one_error_line(code, err, "has done 20 steps already")  # the same check, made by fit(), for epochs
+    assert _digest(rd) == before
+    for size in ("8", "0"):  # a falsy value is no less a value
+        code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--no-progress", "--batch-size", size)
+        _one_error_line(code, err, "drop --batch-size")
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--no-progress", "--steps", "25")
+    assert code == 0 and err.startswith("genzoo: training vae"), err
+    assert io.latest_checkpoint(rd).name == "step-00000025"
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--steps", "0"], "steps must be >= 1"),
+    (["--steps", "-3"], "steps must be >= 1"),
+    (["--epochs", "0"], "epochs must be a positive number"),
+    (["--epochs", "-1"], "epochs must be a positive number"),
+    (["--steps", "5", "--checkpoint-every", "-1"], "checkpoint_every must be >= 1"),
+    (["--steps", "5", "--sample-every", "-1"], "sample_every must be >= 0"),
+    (["--steps", "5", "--batch-size", "0"], "batch_size must be >= 1"),
+    (["--steps", "5", "--set", "train.keep=0"], "keep must be >= 1"),
+    (["--steps", "5", "--set", "train.log_every=0"], "log_every must be >= 1"),
+    (["--steps", "5", "--seed", "99999999999999999999999"], "out of range"),
+    (["--steps", "5", "--set", "seed=-1"], "seed must be >= 0"),
+    (["--steps", "5", "--data", ""], "--data needs a dataset"),
+    (["--steps", "5", "--set", "lr=0"], "vae.lr must be > 0"),
+    (["--steps", "5", "--set", "lr=-1"], "vae.lr must be > 0"),
+    (["--steps", "5", "--set", "min_std=-0.1"], "vae.min_std must be >= 0"),
+    (["--steps", "5", "--set", "hidden=[0]"], "vae.hidden: every item must be >= 1"),
+    (["--steps", "5", "--set", "hidden=[-5]"], "vae.hidden: every item must be >= 1"),
+    (["--steps", "5", "--set", "latent_dim=0"], "vae.latent_dim must be >= 1"),
+])
+def test_bad_training_input_is_refused_before_anything_is_written(tmp_path, capsys, flags, needle):
+    rd = tmp_path / "run"
+    code, _, err = run(capsys, "train", "vae", "--run-dir", str(rd), "--no-progress", *flags)
+    _one_error_line(code, err, needle)
+    assert not rd.exists()
+
+
+@pytest.mark.parametrize("model, option, needle", [
+    ("gan", "betas=[2,3]", "gan.betas: every item must be in [0, 1)"),
+    ("nice", "eps=-1", "nice.eps must be >= 0"),
+    ("nice", "n_couplings=0", "nice.n_couplings must be >= 1"),
+    ("realnvp", "width=0", "realnvp.width must be >= 1"),
+    ("realnvp", "n_blocks=0", "realnvp.n_blocks must be >= 1"),
+    ("realnvp", "alpha=2", "alpha must lie in [0, 0.5)"),
+    ("fgan", "d_activation=foo", "unknown d_activation 'foo'"),
+    ("planar", "n_layers=0", "planar.n_layers must be >= 1"),
+])
+def test_bad_model_options_are_one_line_errors(tmp_path, capsys, model, option, needle):
+    data = ["--data", "digits"] if model == "realnvp" else []
+    code, _, err = run(capsys, "train", model, "--steps", "2", "--run-dir", str(tmp_path / "r"), "--no-progress",
+                       "--set", option, *data)
+    _one_error_line(code, err, needle)
+
+
+@pytest.mark.parametrize("run_dir, needle", [
+    ("{tmp}/afile", "is a file, not a folder"),
+    ("{tmp}/afile/sub", "a part of that path is a file"),
+    ("/proc/genzoo-run", "cannot create the run folder"),
+])
+def test_a_bad_run_dir_is_one_line(tmp_path, capsys, run_dir, needle):
+    (tmp_path / "afile").write_text("keep me")
+    code, _, err = run(capsys, "train", "gmm", "--data", "ring", "--steps", "2", "--no-progress",
+                       "--run-dir", run_dir.format(tmp=tmp_path))
+    _one_error_line(code, err, needle)
+    assert (tmp_path / "afile").read_text() == "keep me"
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["sample", "{run}", "-n", "100000000"], "-n must be in 1..10,000"),
+    (["sample", "{run}", "--seed", "-1"], "out of range"),
+    (["eval", "{run}", "--iwae-k", "100000000000"], "at most 1,000,000"),
+    (["eval", "{run}", "--n-samples", "100000000000"], "at most 1,000,000"),
+    (["interpolate", "{run}", "--pairs", "100000000"], "--pairs in 0..1000"),
+    (["interpolate", "{run}", "--steps", "100000000"], "--steps must be in 2..100"),
+    (["inpaint", "{run}", "--restarts", "100000000"], "--restarts in 1..1000"),
+    (["inpaint", "{run}", "--samples", "100000000000"], "--samples must be in 400..1,000,000"),
+    (["inpaint", "{run}", "--lam", "nan"], "--lam must be a finite number"),
+    (["inpaint", "{run}", "--lam", "inf"], "--lam must be a finite number"),
+    (["inpaint", "{run}", "--sigma", "nan"], "--sigma must be a finite number > 0"),
+    (["inpaint", "{run}", "--sigma", "-1"], "--sigma must be a finite number > 0, got -1.0"),
+    (["bench", "flows-2d", "--quick", "--jobs", "100000"], "more than the"),
+    (["data", "list", "mnist"], "takes no dataset name"),
+])
+def test_out_of_range_flags_are_refused_at_once(vae_run, capsys, args, needle):
+    code, _, err = run(capsys, *[a.format(run=vae_run) for a in args])
+    _one_error_line(code, err, needle)
+
+
+def test_compare_no_write_writes_nothing(vae_run, tmp_path, capsys):
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    before = _digest(rd)
+    code, out, err = run(capsys, "compare", str(rd), "--no-write", "--metrics", "nll", "--iwae-k", "5", "-n", "20",
+                         "--no-progress")
+    assert code == 0, err
+    assert "vae" in out and _digest(rd) == before
+
+
+def test_report_on_corrupt_files(vae_run, tmp_path, capsys):
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    with open(rd / "metrics.jsonl", "a") as f:
+        f.write('{"step": 21, "loss": 1.0\n')  # a line cut short by a killed process: left out, not fatal
+    code, _, err = run(capsys, "report", str(rd))
+    assert code == 0 and (rd / "report.html").is_file(), err
+    (rd / "report.html").unlink()
+    (rd / "evolution.gif").unlink()
+    for name in ("eval.json", "run.json", "config.json"):
+        (rd / name).write_text("{not json")
+        code, _, err = run(capsys, "report", str(rd))
+        _one_error_line(code, err, f"{name}")
+        assert not (rd / "evolution.gif").exists() and not (rd / "report.html").exists()  # checked before writing
+        if name == "eval.json":
+            (rd / name).unlink()
+        else:
+            shutil.copy(vae_run / name, rd / name)
+
+
+def test_weights_that_do_not_fit_name_the_tensors(vae_run, tmp_path, capsys):
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    cfg = json.loads((rd / "config.json").read_text())
+    cfg["config"]["latent_dim"] = 3
+    (rd / "config.json").write_text(json.dumps(cfg))
+    code, _, err = run(capsys, "sample", str(rd))
+    _one_error_line(code, err, "in the file")  # "<tensor> has shape (..) in the file, (..) in the model"
+
+
+def test_inpaint_names_inpainting_for_a_model_without_latents(tmp_path, capsys):
+    rd = tmp_path / "gmm"
+    assert main(["train", "gmm", "--steps", "2", "--run-dir", str(rd), "--no-progress", "--set", "n_components=2"]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "inpaint", str(rd))
+    _one_error_line(code, err, "no latent space to inpaint with")
+
+
+def test_a_file_that_is_not_numpy_is_named_as_such(tmp_path, capsys):
+    (tmp_path / "notes.npz").write_text("just some text")
+    code, _, err = run(capsys, "train", "gan", "--steps", "2", "--data", str(tmp_path / "notes.npz"),
+                       "--run-dir", str(tmp_path / "r"))
+    _one_error_line(code, err, "not a valid .npz/.npy file")
+    assert "allow_pickle" not in err
+
+
+def test_unexpected_failures_are_one_line_unless_debugging(monkeypatch, capsys):
+    from genzoo import cli
+
+    def boom(args):
+        raise RuntimeError("something\nunforeseen")
+
+    monkeypatch.setitem(cli.COMMANDS, "models", boom)
+    code, _, err = run(capsys, "models")
+    _one_error_line(code, err, "unexpected RuntimeError: something unforeseen", exit_code=1)
+    monkeypatch.setenv("GENZOO_DEBUG", "1")
+    with pytest.raises(RuntimeError):
+        main(["models"])
