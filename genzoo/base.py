@@ -44,6 +44,8 @@ class GenerativeModel(nn.Module):
     description: ClassVar[str] = ""
     #: True for models whose step sees the whole training set (full-batch EM)
     full_batch: ClassVar[bool] = False
+    #: True for models that learn from labels (M2): :func:`~genzoo.fit` refuses a training set without them
+    needs_labels: ClassVar[bool] = False
     #: True for models that may train under bf16 autocast: they cast network outputs to float32 before
     #: any log-det, log-sum-exp or loss accumulation (see :mod:`genzoo.train.acceleration`)
     autocast_safe: ClassVar[bool] = False

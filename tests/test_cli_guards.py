@@ -271,3 +271,13 @@ def test_unexpected_failures_are_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setenv("GENZOO_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["models"])
+
+
+def test_an_unlabelled_set_for_m2_is_refused_before_training_starts(tmp_path, capsys):
+    import numpy as np
+
+    np.savez(tmp_path / "nolabels.npz", x=np.random.default_rng(0).random((200, 1, 8, 8), dtype=np.float32))
+    code, _, err = run(capsys, "train", "ssvae", "--steps", "5", "--data", str(tmp_path / "nolabels.npz"),
+                       "--run-dir", str(tmp_path / "r"), "--no-progress")
+    _one_error_line(code, err, "needs a training set with labels")  # the error alone, no "training ..." line
+    assert not (tmp_path / "r").exists()

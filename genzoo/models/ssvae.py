@@ -89,6 +89,8 @@ class SSVAE(GenerativeModel):
     and the pixels of its pass through the trunk (Srivastava et al. 2014); ``kl_weight`` multiplies the
     KL of z in both bounds in training (beta, Higgins et al. 2017). See the module docstring."""
 
+    needs_labels = True
+
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 50, hidden: tuple[int, ...] = (500,),
                  activation: Literal["relu", "softplus", "elu", "tanh"] = "softplus", n_classes: int = 10,
                  labels: int = 100, labelled_batch: int = 100, alpha: float = 0.0, lr: float = 3e-4,

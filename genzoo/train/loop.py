@@ -151,6 +151,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                         max_minutes=max_minutes)
     if steps is None and epochs is None:
         raise ConfigError("give exactly one of steps and epochs")
+    if model.needs_labels and data.y is None:
+        raise DataError(f"{model.name} needs a training set with labels (e.g. digits or mnist); '{data.name}' has none")
     if len(data) == 0:
         raise DataError(f"the training split of '{data.name}' is empty")
     if lr_schedule not in LR_SCHEDULES:
