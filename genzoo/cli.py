@@ -199,7 +199,6 @@ def cmd_data(args) -> int:
 
         if args.name is not None or args.root:
             raise ConfigError("`genzoo data list` takes no dataset name or --root (did you mean `genzoo data download NAME`?)")
-
         for name, desc in list_datasets().items():
             opts = ", ".join(f"{k}={v}" for k, v in dataset_options(name).items())
             print(f"{name:<14} {desc}" + (f"\n{'':<14} options (--set data.KEY=VALUE): {opts}" if opts else ""))
@@ -720,6 +719,9 @@ def cmd_bench(args) -> int:
         raise ConfigError(f"--jobs {args.jobs} is more than the {os.cpu_count() or 1} CPUs here: each job is a training process")
     if args.output is not None:
         check_output(args.output, "--output")
+    runs = Path(args.runs_dir)
+    if any(p.exists() and not p.is_dir() for p in (runs, *runs.parents)):
+        raise ConfigError(f"--runs-dir {runs}: that path, or a part of it, is a file, not a folder")
     return bench.main(args)
 
 
