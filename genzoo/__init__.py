@@ -6,7 +6,6 @@
 torch.Size([3, 1, 8, 8])
 """
 
-from .base import Batch, Density, GenerativeModel, Generator, Invertible, LatentVariable
 from .errors import CheckpointError, ConfigError, DataError, GenZooError, TrainingDiverged
 from .registry import build, list_models, register
 
@@ -19,7 +18,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # lazy: keeps `import genzoo` light for the CLI
+def __getattr__(name):  # lazy: `import genzoo` (and so the CLI's start, Ctrl-C included) does not wait for torch
+    if name in ("Batch", "Density", "GenerativeModel", "Generator", "Invertible", "LatentVariable"):
+        from . import base
+
+        return getattr(base, name)
     if name in ("save", "load"):
         from . import io
 

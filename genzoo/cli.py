@@ -164,11 +164,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_output(path: str, flag: str = "-o") -> Path:
+def check_output(path: str, flag: str = "-o", suffix: str | None = None) -> Path:
     """See :func:`genzoo.io.check_output` (imported when used: it needs torch)."""
     from .io import check_output as check
 
-    return check(path, flag)
+    return check(path, flag, suffix)
 
 
 # -- commands -----------------------------------------------------------------------------------
@@ -219,8 +219,8 @@ def _device(name: str):
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu", "cuda", "mps") and not name.startswith("cuda:"):
-        raise ConfigError(f"unknown device '{name}': use cpu, cuda, mps or auto")
+    if name not in ("cpu", "cuda", "mps") and not (name.startswith("cuda:") and name[5:].isdigit()):
+        raise ConfigError(f"unknown device '{name}': use cpu, cuda, cuda:N (N = 0, 1, ...), mps or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
     if name == "mps" and not torch.backends.mps.is_available():
@@ -411,13 +411,22 @@ def cmd_train(args) -> int:
                     keep=_int(train, "keep"), valid=valid, progress=not args.no_progress,
                     lr_schedule=str(train.get("lr_schedule", "constant")), warmup_steps=_int(train, "warmup_steps") or 0,
                     precision=str(train.get("precision", "fp32")),
-                    channels_last=None if train.get("channels_last") is None else coerce(train["channels_last"], bool, "train.channels_last"),
+                    channels_last=None if str(train.get("channels_last")).lower() in ("none", "auto")
+                    else coerce(train["channels_last"], bool, "train.channels_last"),
                     compile=coerce(train.get("compile", False), bool, "train.compile"),
                     max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))
     except GenZooError:
         if main_rank and new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
+    except KeyboardInterrupt:
+        if main_rank and new_dir and latest_checkpoint(run_dir) is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            sys.stderr.write(f"genzoo: interrupted before the first checkpoint; {run_dir} is removed\n")
+        elif main_rank:
+            sys.stderr.write(f"genzoo: interrupted; the checkpoints written so far are intact: continue with "
+                             f"`genzoo train --resume --run-dir {run_dir}`\n")
+        return 130
     if main_rank:
         print(f"genzoo: {state.step} steps in {time.time() - t0:.1f} s; run in {run_dir}", file=sys.stderr)
         _density_picture(model, data, run_dir)
@@ -496,7 +505,7 @@ def cmd_sample(args) -> int:
 
     if not 1 <= args.n <= MAX_PICTURE:
         raise ConfigError(f"-n must be in 1..{MAX_PICTURE:,} (one picture), got {args.n}")
-    out = check_output(args.output) if args.output is not None else Path(args.run) / "samples.png"
+    out = check_output(args.output, suffix=".png") if args.output is not None else Path(args.run) / "samples.png"
     model = _run(args.run)
     density = None
     run_file = Path(args.run) / "run.json"
@@ -595,7 +604,7 @@ def cmd_interpolate(args) -> int:
     if not 2 <= args.steps <= 100 or not 0 <= args.pairs <= 1000:
         raise ConfigError("--steps must be in 2..100 and --pairs in 0..1000")
     if args.output is not None:
-        check_output(args.output)
+        check_output(args.output, suffix=".png")
     test = None
     if args.between or args.arithmetic:
         test = load_spec(_data_spec(args.run, args.data_root), "test")
@@ -661,7 +670,7 @@ def cmd_inpaint(args) -> int:
         raise ConfigError(f"--samples must be in 400..1,000,000, got {args.samples}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
         raise ConfigError(f"--sigma must be a finite number > 0, got {args.sigma}")
-    path = check_output(args.output) if args.output is not None else Path(args.run) / "inpaint.png"
+    path = check_output(args.output, suffix=".png") if args.output is not None else Path(args.run) / "inpaint.png"
     model = _run(args.run)
     check_latent_model(model, "inpaint with")
     if len(model.data_shape) != 3:
@@ -741,8 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `genzoo data | head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:
-        sys.stderr.write("genzoo: interrupted; checkpoints written so far are intact (resume with --resume)\n")
+    except KeyboardInterrupt:  # training reports its own interruption (see cmd_train)
+        sys.stderr.write("genzoo: interrupted\n")
         return 130
     except Exception as e:  # never a bare traceback: name the failure in one line (GENZOO_DEBUG=1 shows it whole)
         if os.environ.get("GENZOO_DEBUG"):

@@ -33,6 +33,9 @@ CHECKPOINTS = "checkpoints"
 
 
 # -- atomic writes ------------------------------------------------------------------------------
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it) ...
+os.umask(_UMASK)          # ... and put back at once
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename (fsynced); a file that
     cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was."""
@@ -42,6 +45,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -65,9 +70,10 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return (path / CONFIG).is_file() and any((path / f).exists() for f in (WEIGHTS, CHECKPOINTS, "run.json"))
 
 
-def check_output(path: str | os.PathLike, flag: str = "-o") -> Path:
+def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None = None) -> Path:
     """``path`` if a command may write a file there, else :class:`ConfigError` naming why: it is a folder,
-    its folder is missing, or it is (or lies inside) one of a run's own files (:data:`RUN_FILES`).
+    its folder is missing, it is (or lies inside) one of a run's own files (:data:`RUN_FILES`), or its name
+    does not end in ``suffix`` (when given: the format written).
 
     >>> import tempfile, genzoo
     >>> run = tempfile.mkdtemp(); genzoo.save(genzoo.build("gmm", data_shape=(2,)), run)
@@ -75,7 +81,7 @@ def check_output(path: str | os.PathLike, flag: str = "-o") -> Path:
     'grid.png'
     >>> check_output(f"{run}/model.safetensors")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    genzoo.errors.ConfigError: -o ...model.safetensors would overwrite the run's own model.safetensors: choose another file name
+    genzoo.errors.ConfigError: -o ...model.safetensors would overwrite model.safetensors of the run in ...: choose another file name
     """
     if not str(path).strip():
         raise ConfigError(f"{flag} needs a file name")
@@ -88,7 +94,9 @@ def check_output(path: str | os.PathLike, flag: str = "-o") -> Path:
     for up in resolved.parents:
         own = resolved.relative_to(up).parts[0]
         if own in RUN_FILES and is_run_dir(up):
-            raise ConfigError(f"{flag} {p} would overwrite the run's own {own}: choose another file name")
+            raise ConfigError(f"{flag} {p} would overwrite {own} of the run in {up}: choose another file name")
+    if suffix is not None and p.suffix.lower() != suffix:
+        raise ConfigError(f"{flag} {p}: the file written is {suffix[1:].upper()}; give a name ending in {suffix}")
     return p
 
 
@@ -246,6 +254,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
     final = root / f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step:08d}-"))
     try:
+        tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; give the folder the mode mkdir would
         save_tensors(tmp / WEIGHTS, model.state_dict())
         opt_tensors, opt_plain = {}, []
         for i, opt in enumerate(optimizers):

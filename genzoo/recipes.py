@@ -50,7 +50,8 @@ def load_recipe(path: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text.removeprefix("\ufeff"))  # a byte-order mark, as some editors write, is no error
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"recipe {path} is not valid TOML: {e}") from None
     for k in raw:
@@ -64,6 +65,10 @@ def load_recipe(path: str | Path) -> dict:
     for k in recipe["train"]:
         if k not in TRAIN_KEYS:
             raise ConfigError(f"recipe {path}: unknown [train] key '{k}'{did_you_mean(k, TRAIN_KEYS)}")
+    if "name" in recipe["model"] and not isinstance(recipe["model"]["name"], str):
+        raise ConfigError(f"recipe {path}: [model] name must be a model name in quotes, got {recipe['model']['name']!r}")
+    if "steps" in recipe["train"] and "epochs" in recipe["train"]:
+        raise ConfigError(f"recipe {path}: [train] gives both steps and epochs; keep one")
     return recipe
 
 
@@ -71,11 +76,16 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
     """Apply ``key=value`` overrides (values stay strings; the builders coerce and check them)."""
     model = recipe["model"].get("name")
     model_keys = list(options(model)) if model else []
+    lengths = set()
     for item in sets:
         if "=" not in item:
             raise ConfigError(f"--set takes key=value, got '{item}'")
         key, value = (s.strip() for s in item.split("=", 1))
-        section, _, name = key.rpartition(".")
+        section, dot, name = key.rpartition(".")
+        if dot and not (section and name):
+            raise ConfigError(f"--set key '{key}' has an empty part: write section.key=value or key=value")
+        if section == "model" and name == "name":
+            raise ConfigError("the model is chosen by `genzoo train MODEL`, not by --set")
         if section:
             if section not in SECTIONS:
                 raise ConfigError(f"unknown --set section '{section}' in '{key}': use model., data. or train.")
@@ -95,5 +105,12 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
             section = places[0]
         if section == "model" and name == "name":
             raise ConfigError("the model is chosen by `genzoo train MODEL`, not by --set")
+        if section == "data" and name == "name" and not value:
+            raise ConfigError("--set data.name needs a dataset name, .npz file or image folder (see `genzoo data`)")
+        if section == "train" and name in ("steps", "epochs"):  # the length --set gives replaces any other
+            lengths.add(name)
+            if lengths == {"steps", "epochs"}:
+                raise ConfigError("--set gives both steps and epochs; keep one")
+            recipe["train"].pop("epochs" if name == "steps" else "steps", None)
         recipe[section][name] = value
     return recipe

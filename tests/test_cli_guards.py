@@ -10,6 +10,7 @@ import os
 import shutil
 
 import pytest
+import torch
 
 from genzoo import io
 from genzoo.cli import main
@@ -57,7 +58,7 @@ def test_an_output_never_overwrites_a_runs_own_files(vae_run, tmp_path, capsys, 
     before = _digest(vae_run)
     args = [a.format(run=vae_run, out=vae_run / target) for a in command]
     code, _, err = run(capsys, *args)
-    _one_error_line(code, err, "would overwrite the run's own")
+    _one_error_line(code, err, "would overwrite")
     assert _digest(vae_run) == before  # not a byte changed, and nothing added (no evolution.gif either)
 
 
@@ -284,3 +285,110 @@ def test_an_unlabelled_set_for_m2_is_refused_before_training_starts(tmp_path, ca
                        "--run-dir", str(tmp_path / "r"), "--no-progress")
     _one_error_line(code, err, "needs a training set with labels")  # the error alone, no "training ..." line
     assert not (tmp_path / "r").exists()
+
+
+# -- round 2 (recipes, --set, interrupts, file modes) ------------------------------------------------------
+def _toml(tmp_path, text, name="r.toml"):
+    path = tmp_path / name
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[model]\nname = 5\n[train]\nsteps = 3\n', "[model] name must be a model name in quotes"),
+    ('[model]\nname = ["vae"]\n[train]\nsteps = 3\n', "[model] name must be a model name in quotes"),
+    ('[model]\nname = "vae"\n[train]\nsteps = 5\nepochs = 1\n', "gives both steps and epochs"),
+    ('[model]\nname = "vae"\n[train]\nsteps = 99999999999999999999\n', "steps must be at most 10^9"),
+    ('[model]\nname = "vae"\n[train]\nepochs = 1e9\n', "epochs must be at most 10^6"),
+])
+def test_bad_recipes_are_one_line_errors(tmp_path, capsys, text, needle):
+    code, _, err = run(capsys, "train", "--config", _toml(tmp_path, text), "--run-dir", str(tmp_path / "r"), "--no-progress")
+    _one_error_line(code, err, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_recipe_with_a_byte_order_mark_is_read(tmp_path, capsys):
+    path = _toml(tmp_path, '\ufeff[model]\nname = "gmm"\n[data]\nname = "ring"\n[train]\nsteps = 2\n')
+    code, _, err = run(capsys, "train", "--config", path, "--run-dir", str(tmp_path / "r"), "--no-progress")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("sets, needle", [
+    (["--set", ".lr=1"], "has an empty part"),
+    (["--set", "train.=5"], "has an empty part"),
+    (["--set", "data.name="], "--set data.name needs a dataset name"),
+    (["--set", "model.name=gan"], "the model is chosen by `genzoo train MODEL`"),
+    (["--set", "steps=5", "--set", "epochs=1"], "--set gives both steps and epochs"),
+    (["--device", "cuda:x"], "unknown device 'cuda:x'"),
+    (["--device", "cuda:-1"], "unknown device 'cuda:-1'"),
+])
+def test_bad_sets_and_devices_are_one_line_errors(tmp_path, capsys, sets, needle):
+    code, _, err = run(capsys, "train", "vae", "--steps", "3", "--run-dir", str(tmp_path / "r"), "--no-progress", *sets)
+    _one_error_line(code, err, needle)
+
+
+def test_a_set_length_replaces_the_flag_length(tmp_path, capsys):
+    rd = tmp_path / "r"  # --set wins over flags: epochs=0.05 of the 1,297 digits at batch 128 is 1 step, not 7
+    code, _, err = run(capsys, "train", "gmm", "--steps", "7", "--set", "epochs=0.05", "--run-dir", str(rd),
+                       "--no-progress", "--set", "channels_last=auto")
+    assert code == 0, err
+    recipe = json.loads((rd / "run.json").read_text())["recipe"]["train"]
+    assert "steps" not in recipe and recipe["epochs"] == "0.05"
+
+
+def test_mode_coverage_of_a_mixture_with_one_std_per_mode(tmp_path, capsys):
+    rd = tmp_path / "gmm"
+    assert main(["train", "gmm", "--data", "mixture1d", "--steps", "8", "--run-dir", str(rd), "--no-progress",
+                 "--set", "n_components=2"]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "eval", str(rd), "--metrics", "modes", "--n-samples", "2000", "--no-progress")
+    assert code == 0, err
+    modes = json.loads((rd / "eval.json").read_text())["modes"]
+    assert modes["n_modes"] == 2 and modes["modes"] == 2 and modes["high_quality"] > 0.9  # EM finds both modes
+
+
+def test_pictures_are_png_files(vae_run, tmp_path, capsys):
+    code, _, err = run(capsys, "sample", str(vae_run), "-n", "4", "-o", str(tmp_path / "grid.txt"))
+    _one_error_line(code, err, "give a name ending in .png")
+    code, _, err = run(capsys, "sample", str(vae_run), "-n", "4", "-o", str(tmp_path / "grid.PNG"))
+    assert code == 0, err
+
+
+def test_files_are_written_with_the_umask_mode(tmp_path):
+    io.atomic_write_bytes(tmp_path / "f.bin", b"x")
+    assert (tmp_path / "f.bin").stat().st_mode & 0o777 == 0o666 & ~io._UMASK
+    io.save_checkpoint(tmp_path, 1, torch.nn.Linear(2, 2), [], {}, {})
+    assert (tmp_path / "checkpoints" / "step-00000001").stat().st_mode & 0o777 == 0o777 & ~io._UMASK
+
+
+def test_an_interrupted_training_says_what_is_kept(tmp_path, capsys, monkeypatch):
+    import genzoo.train
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(genzoo.train, "fit", interrupted)
+    rd = tmp_path / "r"
+    code, _, err = run(capsys, "train", "gmm", "--data", "ring", "--steps", "5", "--run-dir", str(rd), "--no-progress")
+    assert code == 130 and err.count("\n") == 1 and "interrupted before the first checkpoint" in err, err
+    assert not rd.exists()  # nothing worth keeping: no half-made run folder is left
+
+
+def test_an_interrupt_outside_training_makes_no_claim_about_checkpoints(monkeypatch, capsys):
+    from genzoo import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "models", interrupted)
+    code, _, err = run(capsys, "models")
+    assert code == 130 and err == "genzoo: interrupted\n"
+
+
+def test_the_cli_starts_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, genzoo.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # so Ctrl-C during the start is caught by main() like any other

@@ -34,8 +34,9 @@ from ..errors import DataError
 
 
 @torch.no_grad()
-def mode_coverage(samples: Tensor, centres: Tensor, std: float, threshold: float = 3.0) -> dict:
-    """Score (N, D) ``samples`` against (K, D) mode ``centres`` of isotropic std ``std``.
+def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, threshold: float = 3.0) -> dict:
+    """Score (N, D) ``samples`` against (K, D) mode ``centres`` of isotropic std ``std`` (one for all
+    modes, or (K,): one per mode, as in ``mixture1d``).
 
     Returns ``{"modes", "n_modes", "high_quality", "reverse_kl", "counts"}``: modes captured, K, the
     high-quality share, the reverse KL of the mode histogram to the uniform one, and the number of
@@ -50,8 +51,9 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float, threshold: float
     finite = torch.isfinite(x).all(1)                                    # NaN samples are never high quality
     dist = torch.cdist(torch.where(finite[:, None], x, torch.zeros_like(x)), c)  # (N, K)
     nearest_d, nearest = dist.min(1)                                      # (N,) each
-    good = finite & (nearest_d <= threshold * float(std))                 # (N,)
     k = c.shape[0]
+    stds = torch.as_tensor(std, dtype=torch.float64).flatten().cpu().expand(k)  # (K,)
+    good = finite & (nearest_d <= threshold * stds[nearest])              # (N,)
     counts = torch.bincount(nearest[good], minlength=k)                  # (K,)
     n_good = int(good.sum())
     if n_good:

@@ -123,9 +123,13 @@ def check_train_options(*, steps: int | None = None, epochs: float | None = None
             raise ConfigError(f"{name} must be >= {low}, got {value}" + (" (0: no sample grids)" * (name == "sample_every")))
     if seed is not None and seed >= 2**63:
         raise ConfigError(f"seed must be below 2^63, got {seed}")
+    if steps is not None and steps > 10**9:  # a typo, not a plan: it would run for years
+        raise ConfigError(f"steps must be at most 10^9, got {steps}")
     for name, value in (("epochs", epochs), ("max_minutes", max_minutes)):
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise ConfigError(f"{name} must be a positive number, got {value}")
+    if epochs is not None and epochs > 10**6:
+        raise ConfigError(f"epochs must be at most 10^6, got {epochs}")
 
 
 def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float | None = None,
