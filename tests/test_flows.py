@@ -26,7 +26,7 @@ from genzoo.models.flows import Logistic
 from genzoo.models.flows.nice import coupling_net
 from genzoo.models.flows.realnvp import MultiScale, ResidualNet
 from genzoo.models.flows.transforms import (ActNorm, BatchNorm, Compose, Coupling, DiagonalScaling, Flatten, Logit,
-                                            LULinear, Permutation, Planar, Squeeze, Transform, constrain_u, planar,
+                                            LULinear, Permutation, Planar, Squeeze, Swap, Transform, constrain_u, planar,
                                             planar_inverse)
 from genzoo.nn.masks import alternating, channel_mask, checkerboard
 
@@ -90,6 +90,7 @@ CASES: dict[str, Case] = {
     "batchnorm-image": Case(lambda: BatchNorm((2, 4, 4)), (2, 4, 4)),
     "permutation-seeded": Case(lambda: Permutation(5, seed=3), (5,), other=lambda: Permutation(5, seed=99)),
     "permutation-reversed": Case(lambda: Permutation(5), (5,), other=lambda: Permutation(5, seed=1)),
+    "swap": Case(lambda: Swap(5, 2), (5,)),
     "lu-linear": Case(lambda: LULinear(5, seed=3), (5,), other=lambda: LULinear(5, seed=99)),
     "permutation-channels": Case(lambda: Permutation(4, seed=1), (4, 2, 2), other=lambda: Permutation(4, seed=7)),
     "squeeze": Case(Squeeze, (2, 4, 4)),
@@ -253,6 +254,21 @@ def test_model_setup_initialises_its_actnorm_from_the_data(name):
     torch.testing.assert_close(first.loc.detach(), torch.tensor([3.0, -1.0]), atol=0.2, rtol=0)
     torch.testing.assert_close(first.log_scale.detach().exp(), torch.tensor([2.0, 0.5]), atol=0, rtol=0.1)
     assert not m.training  # and restores the mode it found
+
+
+def test_realnvp_mixing_swap_is_the_reversal_in_2d_and_a_cyclic_shift_above():
+    torch.manual_seed(0)
+    swap = genzoo.build("realnvp", data_shape=(2,), hidden=(8,), n_couplings=3, mixing="swap")
+    default = genzoo.build("realnvp", data_shape=(2,), hidden=(8,), n_couplings=3)
+    assert [type(t) for t in swap.transform.transforms].count(Swap) == 2
+    perturb(swap)
+    default.load_state_dict(swap.state_dict(), strict=False)  # the same couplings; the permutations are buffers
+    x = torch.randn(16, 2)
+    torch.testing.assert_close(swap.log_prob(x), default.log_prob(x))  # in 2-D a swap is the reversal
+    m = genzoo.build("realnvp", data_shape=(6,), hidden=(8,), n_couplings=4, mixing="swap")
+    perturb(m)
+    x = torch.randn(5, 6)
+    torch.testing.assert_close(m.decode(m.encode(x)), x, atol=1e-5, rtol=0)
 
 
 def test_realnvp_mixing_linear_puts_lu_maps_between_couplings_and_the_default_keeps_permutations():

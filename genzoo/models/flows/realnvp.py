@@ -35,7 +35,7 @@ from ...nn.masks import channel_mask, checkerboard
 from ...registry import register
 from .base import Base, Flow
 from .nice import coupling_net
-from .transforms import ActNorm, BatchNorm, Compose, Coupling, Logit, LULinear, Permutation, Squeeze, Transform
+from .transforms import ActNorm, BatchNorm, Compose, Coupling, Logit, LULinear, Permutation, Squeeze, Swap, Transform
 
 Norm = Literal["actnorm", "batch", "none"]
 
@@ -125,7 +125,8 @@ class RealNVP(Flow):
     Images: ``n_scales`` scales of the multi-scale architecture with residual nets of ``width`` channels and
     ``n_blocks`` blocks. ``norm`` is "actnorm" (Glow), "batch" (the paper) or "none"; ``preprocess`` "auto"
     is "logit" for images and "none" for vectors. ``mixing`` (vectors) is what sits between couplings: a fixed
-    "permutation" or a learned "linear" map (:class:`~genzoo.models.flows.transforms.LULinear`); on the 2-D ring
+    random "permutation", a "swap" of the two halves (normflows' choice, and the cheapest: a copy, no gather)
+    or a learned "linear" map (:class:`~genzoo.models.flows.transforms.LULinear`); on the 2-D ring
     of 8 sharp modes the linear maps, with 32 couplings, take RealNVP within 0.1 nats of the truth (``genzoo bench
     flows-2d``).
     Adam, ``weight_decay`` an L2 penalty (the paper: 5e-5).
@@ -135,12 +136,12 @@ class RealNVP(Flow):
                  n_scales: int = 2, width: int = 32, n_blocks: int = 2, norm: Norm = "actnorm",
                  base: Base = "normal", preprocess: Literal["auto", "none", "logit"] = "auto", alpha: float = 1e-6,
                  lr: float = 1e-3, weight_decay: float = 0.0, max_grad_norm: float = 100.0, seed: int = 0,
-                 mixing: Literal["permutation", "linear"] = "permutation"):
+                 mixing: Literal["permutation", "swap", "linear"] = "permutation"):
         super().__init__(data_shape, base, lr, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
         if norm not in ("actnorm", "batch", "none"):
             raise ConfigError(f"unknown norm '{norm}': use actnorm, batch or none")
-        if mixing not in ("permutation", "linear"):
-            raise ConfigError(f"unknown mixing '{mixing}': use permutation or linear")
+        if mixing not in ("permutation", "swap", "linear"):
+            raise ConfigError(f"unknown mixing '{mixing}': use permutation, swap or linear")
         image = len(self.data_shape) == 3
         if preprocess == "auto":
             preprocess = "logit" if image else "none"
@@ -160,6 +161,8 @@ class RealNVP(Flow):
                 layers += [Coupling(mask, coupling_net(n_a, tuple(hidden), 2 * (d - n_a))), *_norm(norm, (d,))]
                 if i < n_couplings - 1 and mixing == "linear":  # a learned linear map, from a random rotation
                     layers.append(LULinear(d, seed=seed + i))
+                elif i < n_couplings - 1 and mixing == "swap":  # the halves exchanged (normflows' "swap")
+                    layers.append(Swap(d, n_a))
                 elif i < n_couplings - 1:  # a fixed permutation: reversal in 2-D, random (from seed) above
                     layers.append(Permutation(d, seed=None if d == 2 else seed + i))
         else:

@@ -27,7 +27,7 @@ from ...data.transforms import inverse_logit_transform, logit_transform
 from ...errors import ConfigError
 
 __all__ = ["Transform", "Compose", "Planar", "planar", "planar_inverse", "constrain_u", "Coupling",
-           "DiagonalScaling", "ActNorm", "BatchNorm", "Permutation", "LULinear", "Squeeze", "Flatten", "Logit"]
+           "DiagonalScaling", "ActNorm", "BatchNorm", "Swap", "Permutation", "LULinear", "Squeeze", "Flatten", "Logit"]
 
 
 def _sum_event(t: Tensor) -> Tensor:
@@ -299,6 +299,27 @@ class BatchNorm(Transform):
         x = (y - self.beta) * (-self.log_gamma).exp() * torch.sqrt(var + self.eps) + mean
         ld = -(self.log_gamma - 0.5 * torch.log(var + self.eps)).sum() * self.per_stat
         return x, ld.expand(y.shape[0])
+
+
+class Swap(Transform):
+    """Exchange the first ``k`` features and the rest: ``y = (x[k:], x[:k])``, a cyclic shift (volume-preserving).
+    After a coupling in which the first half conditions, the transformed half conditions the next one (the
+    "swap" between couplings of normflows, and in 2-D the same as a reversal).
+
+    >>> import torch
+    >>> Swap(4, 2)(torch.arange(4.0)[None])[0]
+    tensor([[2., 3., 0., 1.]])
+    """
+
+    def __init__(self, d: int, k: int):
+        super().__init__()
+        self.k = k
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.roll(x, -self.k, dims=1), x.new_zeros(x.shape[0])     # (B, D): a copy, no gather
+
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        return torch.roll(y, self.k, dims=1), y.new_zeros(y.shape[0])
 
 
 class Permutation(Transform):
