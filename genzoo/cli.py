@@ -311,7 +311,7 @@ def cmd_train(args) -> int:
     from .data import load_spec
 
     from . import __version__
-    from .io import atomic_write_json, latest_checkpoint, read_json
+    from .io import atomic_write_json, latest_checkpoint
     from .registry import build, coerce
     from .train import distributed, fit
     from .train.loop import check_train_options
@@ -322,8 +322,7 @@ def cmd_train(args) -> int:
             raise ConfigError("--resume needs --run-dir DIR (the run to continue)")
         if not (run_dir / "run.json").is_file():
             raise CheckpointError(f"nothing to resume: {run_dir} has no run.json")
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
+        if latest_checkpoint(run_dir) is None:
             raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*); its files "
                                   "are left as they are")
         fixed = [f for f, v in (("MODEL", args.model), ("--config", args.config), ("--data", args.data),
@@ -346,12 +345,7 @@ def cmd_train(args) -> int:
         for key in ("checkpoint_every", "sample_every"):
             if getattr(args, key) is not None:
                 recipe["train"][key] = getattr(args, key)
-        _speed_flags(args, recipe["train"])
-        done = read_json(ckpt / "state.json", "checkpoint state").get("step")
-        asked = recipe["train"].get("steps") if recipe["train"].get("epochs") is None else None
-        if isinstance(done, int) and asked is not None and _int(recipe["train"], "steps") <= done:
-            raise ConfigError(f"the run in {run_dir} has done {done} steps already: ask for more, "
-                              f"e.g. --resume --steps {2 * done}")
+        _speed_flags(args, recipe["train"])  # fit() refuses a length the run has already reached
     else:
         recipe, model_kw, transform = _resolve(args)
     train = recipe["train"]
