@@ -299,10 +299,27 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     return recipe, model_kw, transform
 
 
-def _int(train: dict, key: str) -> int | None:
+def _typed_train(train: dict) -> dict:
+    """The recipe's [train] table with its numbers and switches typed (a TOML string or a --set value such as
+    ``epochs=0.05`` becomes 0.05), so run.json records numbers and fit() gets them; a bad value is a ConfigError."""
     from .registry import coerce
 
-    return None if train.get(key) is None else coerce(train[key], int, f"train.{key}")
+    out = dict(train)
+    for key in ("steps", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep", "warmup_steps"):
+        if out.get(key) is not None:
+            out[key] = coerce(out[key], int, f"train.{key}")
+    for key in ("epochs", "max_minutes"):
+        if out.get(key) is not None:
+            out[key] = coerce(out[key], float, f"train.{key}")
+    if out.get("compile") is not None:
+        out["compile"] = coerce(out["compile"], bool, "train.compile")
+    if out.get("channels_last") is not None:
+        auto = str(out["channels_last"]).lower() in ("none", "auto")
+        out["channels_last"] = None if auto else coerce(out["channels_last"], bool, "train.channels_last")
+    for key in ("precision", "lr_schedule"):
+        if out.get(key) is not None:
+            out[key] = str(out[key])
+    return out
 
 
 def cmd_train(args) -> int:
@@ -312,7 +329,7 @@ def cmd_train(args) -> int:
 
     from . import __version__
     from .io import atomic_write_json, latest_checkpoint
-    from .registry import build, coerce
+    from .registry import build
     from .train import distributed, fit
     from .train.loop import check_train_options
 
@@ -348,13 +365,11 @@ def cmd_train(args) -> int:
         _speed_flags(args, recipe["train"])  # fit() refuses a length the run has already reached
     else:
         recipe, model_kw, transform = _resolve(args)
-    train = recipe["train"]
-    check_train_options(**{k: _int(train, k) for k in ("steps", "batch_size", "seed", "checkpoint_every",
-                                                          "sample_every", "log_every", "keep", "warmup_steps")},
-                        epochs=None if train.get("epochs") is None or train.get("steps") is not None
-                        else coerce(train["epochs"], float, "train.epochs"),
-                        max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))
-    seed = _int(train, "seed") or 0
+    train = recipe["train"] = _typed_train(recipe["train"])
+    check_train_options(**{k: train.get(k) for k in ("steps", "batch_size", "seed", "checkpoint_every",
+                                                      "sample_every", "log_every", "keep", "warmup_steps", "max_minutes")},
+                        epochs=train.get("epochs") if train.get("steps") is None else None)
+    seed = train.get("seed") or 0
     device = _device(args.device)
     rank, world_size = distributed.init(device)  # under torchrun: join the process group
     if world_size > 1 and device.type == "cuda":
@@ -379,8 +394,8 @@ def cmd_train(args) -> int:
         raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
     if not args.resume and run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
-    steps, epochs = _int(train, "steps"), train.get("epochs")
-    epochs = coerce(epochs, float, "train.epochs") if epochs is not None and steps is None else None
+    steps = train.get("steps")
+    epochs = train.get("epochs") if steps is None else None
     if steps is None and epochs is None:
         raise ConfigError("give --steps N or --epochs N")
     new_dir = not run_dir.exists()
@@ -399,16 +414,13 @@ def cmd_train(args) -> int:
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     t0 = time.time()
     try:
-        state = fit(model, data, callbacks=[announce] if main_rank else [], steps=steps, epochs=epochs, batch_size=_int(train, "batch_size"), seed=seed,
-                    run_dir=run_dir, resume=args.resume, checkpoint_every=_int(train, "checkpoint_every"),
-                    sample_every=_int(train, "sample_every"), log_every=_int(train, "log_every"),
-                    keep=_int(train, "keep"), valid=valid, progress=not args.no_progress,
-                    lr_schedule=str(train.get("lr_schedule", "constant")), warmup_steps=_int(train, "warmup_steps") or 0,
-                    precision=str(train.get("precision", "fp32")),
-                    channels_last=None if str(train.get("channels_last")).lower() in ("none", "auto")
-                    else coerce(train["channels_last"], bool, "train.channels_last"),
-                    compile=coerce(train.get("compile", False), bool, "train.compile"),
-                    max_minutes=None if train.get("max_minutes") is None else coerce(train["max_minutes"], float, "train.max_minutes"))
+        state = fit(model, data, callbacks=[announce] if main_rank else [], steps=steps, epochs=epochs,
+                    batch_size=train.get("batch_size"), seed=seed, run_dir=run_dir, resume=args.resume,
+                    checkpoint_every=train.get("checkpoint_every"), sample_every=train.get("sample_every"),
+                    log_every=train.get("log_every"), keep=train.get("keep"), valid=valid, progress=not args.no_progress,
+                    lr_schedule=train.get("lr_schedule", "constant"), warmup_steps=train.get("warmup_steps") or 0,
+                    precision=train.get("precision", "fp32"), channels_last=train.get("channels_last"),
+                    compile=bool(train.get("compile", False)), max_minutes=train.get("max_minutes"))
     except GenZooError:
         if main_rank and new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -100,8 +100,54 @@ def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None =
     return p
 
 
+_NONFINITE = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by its name as a string ("Infinity", "-Infinity", "NaN")."""
+    if isinstance(obj, float) and obj != obj:
+        return "NaN"
+    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
+        return "Infinity" if obj > 0 else "-Infinity"
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _nonfinite(obj: Any) -> Any:
+    """The inverse of :func:`_finite`: the strings "Infinity", "-Infinity" and "NaN" read back as floats."""
+    if isinstance(obj, str):
+        return _NONFINITE.get(obj, obj)
+    if isinstance(obj, dict):
+        return {k: _nonfinite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nonfinite(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any, indent: int | None = None) -> str:
+    """Strict JSON (RFC 8259), which has no infinities or NaN: such floats are written as the strings
+    "Infinity", "-Infinity" and "NaN", so jq, JavaScript and every other strict parser read genzoo's
+    files; :func:`loads` turns them back into floats.
+
+    >>> dumps({"reverse_kl": float("inf"), "loss": 1.5})
+    '{"reverse_kl": "Infinity", "loss": 1.5}'
+    >>> loads(dumps({"reverse_kl": float("inf")}))
+    {'reverse_kl': inf}
+    """
+    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+
+
+def loads(text: str) -> Any:
+    """JSON as :func:`dumps` writes it (the strings "Infinity", "-Infinity", "NaN" become floats); the bare
+    ``Infinity``/``NaN`` tokens of files written by older genzoo versions are read too."""
+    return _nonfinite(json.loads(text))
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    atomic_write_bytes(path, (dumps(obj, indent=2) + "\n").encode())
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -128,7 +174,7 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     if not path.is_file():
         raise CheckpointError(f"missing {what} {path}")
     try:
-        obj = json.loads(path.read_text())
+        obj = loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"corrupt {what} {path}: {e}") from None
     if not isinstance(obj, dict):

@@ -333,7 +333,7 @@ def test_a_set_length_replaces_the_flag_length(tmp_path, capsys):
                        "--no-progress", "--set", "channels_last=auto")
     assert code == 0, err
     recipe = json.loads((rd / "run.json").read_text())["recipe"]["train"]
-    assert "steps" not in recipe and recipe["epochs"] == "0.05"
+    assert "steps" not in recipe and recipe["epochs"] == 0.05  # typed: a --set string is recorded as a number
 
 
 def test_mode_coverage_of_a_mixture_with_one_std_per_mode(tmp_path, capsys):
@@ -392,3 +392,17 @@ def test_the_cli_starts_without_importing_torch():
     code = "import sys, genzoo.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # so Ctrl-C during the start is caught by main() like any other
+
+
+def test_run_json_records_typed_numbers(tmp_path, capsys):
+    recipe = tmp_path / "r.toml"  # numbers given as TOML strings, as a hand-edited recipe may have them
+    recipe.write_text('[model]\nname = "gmm"\n[train]\nsteps = "3"\nbatch_size = "64"\nmax_minutes = "5"\n')
+    rd = tmp_path / "r"
+    code, _, err = run(capsys, "train", "--config", str(recipe), "--run-dir", str(rd), "--no-progress",
+                       "--set", "compile=false")
+    assert code == 0, err
+    train = json.loads((rd / "run.json").read_text())["recipe"]["train"]
+    assert (train["steps"], train["batch_size"], train["max_minutes"], train["compile"]) == (3, 64, 5.0, False)
+    code, _, err = run(capsys, "train", "--config", str(recipe), "--run-dir", str(tmp_path / "bad"), "--no-progress",
+                       "--set", "batch_size=many")
+    assert code == 2 and "batch_size" in err and not (tmp_path / "bad").exists()

@@ -111,3 +111,38 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     io.atomic_write_json(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 2}
     assert [x.name for x in tmp_path.iterdir()] == ["f.json"]
+
+
+def _strict(text):
+    """json.loads that refuses the non-standard Infinity/NaN tokens, as jq and JavaScript do."""
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_files_are_strict_and_read_back_non_finite_numbers(tmp_path):
+    obj = {"reverse_kl": float("inf"), "low": float("-inf"), "loss": float("nan"), "rows": [1.5, float("inf")],
+           "name": "ring"}
+    p = tmp_path / "eval.json"
+    io.atomic_write_json(p, obj)
+    assert _strict(p.read_text())["reverse_kl"] == "Infinity"
+    back = io.read_json(p)
+    assert back["reverse_kl"] == float("inf") and back["low"] == float("-inf") and back["loss"] != back["loss"]
+    assert back["rows"] == [1.5, float("inf")] and back["name"] == "ring"
+    p.write_text('{"reverse_kl": Infinity}')  # written by an older genzoo: still read
+    assert io.read_json(p)["reverse_kl"] == float("inf")
+
+
+def test_metrics_rows_are_strict_json(tmp_path):
+    from types import SimpleNamespace
+
+    from genzoo.train.callbacks import MetricsLogger
+
+    log = MetricsLogger(tmp_path, every=1)
+    state = SimpleNamespace(step=0, epoch=0.0, total_steps=2, optimizers=[], batch_size=4, valid=None, model=None)
+    log.on_start(state)
+    for step, loss in ((1, float("nan")), (2, 1.0)):
+        state.step = step
+        log.on_step_end(state, {"loss": loss})
+    rows = [_strict(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["loss"] for r in rows] == ["NaN", 1.0]

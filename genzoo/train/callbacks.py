@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import TrainingDiverged
-from ..io import atomic_write_bytes, latest_checkpoint, save_checkpoint
+from ..io import atomic_write_bytes, dumps, latest_checkpoint, save_checkpoint
 
 
 class Callback:
@@ -110,7 +110,7 @@ class MetricsLogger(Callback):
         if state.valid is not None and (state.step % self.valid_every == 0 or state.step == state.total_steps):
             row.update(validation_losses(state.model, state.valid, self.valid_size))
         with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(dumps(row) + "\n")
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes, read_json
+from ..io import atomic_write_bytes, loads, read_json
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading)
 EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolation.png", "Latent interpolation"),
@@ -70,7 +70,7 @@ def _curves(run_dir: Path) -> bytes | None:
     rows = []
     for line in path.read_text(errors="replace").splitlines():
         try:  # a line cut short by a killed run, or edited by hand, is left out of the curves
-            row = json.loads(line)
+            row = loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
