@@ -216,8 +216,17 @@ def build_from_config(directory: str | os.PathLike):
 
 
 def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """``model.load_state_dict(tensors)``, or a one-line :class:`CheckpointError` naming what does not fit."""
+    """``model.load_state_dict(tensors)``, or a one-line :class:`CheckpointError` naming what does not fit.
+
+    A module's ``state_defaults`` (a dict, buffer name -> factory such as ``torch.ones``) names buffers that
+    weights written before the buffer existed may lack: those are filled in, so older runs load unchanged."""
     own = model.state_dict()
+    tensors = dict(tensors)
+    for prefix, module in model.named_modules():
+        for name, factory in getattr(module, "state_defaults", {}).items():
+            key = f"{prefix}.{name}" if prefix else name
+            if key in own and key not in tensors:
+                tensors[key] = factory(own[key].shape, dtype=own[key].dtype)
     problems = []
     if missing := [k for k in own if k not in tensors]:
         problems.append(f"{len(missing)} tensor(s) missing ({', '.join(missing[:3])}{', ...' * (len(missing) > 3)})")

@@ -256,6 +256,68 @@ def test_model_setup_initialises_its_actnorm_from_the_data(name):
     assert not m.training  # and restores the mode it found
 
 
+def _spread_data(n=4000, d=6):
+    """Vectors whose dimensions have means 0.5 and spreads 1e-3 .. 1 (MNIST's border and centre pixels)."""
+    spread = torch.logspace(-3, 0, d)                                    # (d,)
+    return 0.5 + spread * torch.rand(n, d, generator=torch.Generator().manual_seed(1)), spread
+
+
+def test_nice_setup_whitens_and_scales_the_shifts_to_the_data():
+    x, _ = _spread_data()
+    m = genzoo.build("nice", data_shape=(6,), hidden=(8,), n_couplings=4)
+    m.setup(x, torch.Generator().manual_seed(0))
+    std_base = math.pi / math.sqrt(3)
+    couplings = [t for t in m.transform.transforms if isinstance(t, Coupling)]
+    unit = x.std(0) / std_base                                           # (6,) data units per unit of z
+    for c in couplings:  # the fixed shift scale of each coupling is the data's spread over the base's
+        torch.testing.assert_close(c.shift_scale, unit[c.idx_b], rtol=0.05, atol=0)
+    with torch.no_grad():
+        z = m.encode(x)                                                  # (n, 6): whitened at the start
+    torch.testing.assert_close(z.mean(0), torch.zeros(6), atol=0.05, rtol=0)
+    torch.testing.assert_close(z.std(0), torch.full((6,), std_base), atol=0, rtol=0.05)
+
+
+def test_nice_scaled_shifts_are_the_same_family_of_maps():
+    """A NICE with scaled shifts and one without give the same log-likelihood when the last layers' weights
+    are divided by the scale: a change of units of the nets' outputs, not of the model."""
+    x, _ = _spread_data(256)
+    torch.manual_seed(0)
+    scaled = genzoo.build("nice", data_shape=(6,), hidden=(8,), n_couplings=4)
+    scaled.setup(x, torch.Generator().manual_seed(0))
+    plain = genzoo.build("nice", data_shape=(6,), hidden=(8,), n_couplings=4, scaled_shifts=False)
+    with torch.no_grad():
+        for p in scaled.parameters():
+            p.add_(0.1 * torch.randn_like(p))                            # away from the identity start
+        state = {k: v for k, v in scaled.state_dict().items() if not k.endswith("shift_scale")}
+        for k, c in ((k, c) for k, c in scaled.named_modules() if isinstance(c, Coupling)):
+            last = len(c.net) - 1
+            state[f"{k}.net.{last}.weight"] = c.net[-1].weight * c.shift_scale[:, None]
+            state[f"{k}.net.{last}.bias"] = c.net[-1].bias * c.shift_scale
+        plain.load_state_dict(state)
+        torch.testing.assert_close(plain.log_prob(x), scaled.log_prob(x), rtol=1e-5, atol=1e-3)
+        assert not torch.allclose(plain.log_prob(x), genzoo.build("nice", data_shape=(6,), hidden=(8,),
+                                                                  n_couplings=4).log_prob(x))
+
+
+def test_nice_weights_without_shift_scales_load_unchanged(tmp_path):
+    """Weights written before NICE had shift scales load with the scales at one: the same model."""
+    torch.manual_seed(0)
+    old = genzoo.build("nice", data_shape=(6,), hidden=(8,), n_couplings=2, scaled_shifts=False)
+    with torch.no_grad():
+        for p in old.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    genzoo.save(old, tmp_path)
+    cfg = (tmp_path / "config.json").read_text().replace('"scaled_shifts": false', '"scaled_shifts": true')
+    assert "\"scaled_shifts\": true" in cfg
+    (tmp_path / "config.json").write_text(cfg)  # as an older config.json, which has no such key, builds it
+    new = genzoo.load(tmp_path)
+    assert all(torch.equal(c.shift_scale, torch.ones_like(c.shift_scale))
+               for c in new.transform.transforms if isinstance(c, Coupling))
+    x, _ = _spread_data(64)
+    with torch.no_grad():
+        torch.testing.assert_close(new.log_prob(x), old.eval().log_prob(x))
+
+
 def test_realnvp_mixing_swap_is_the_reversal_in_2d_and_a_cyclic_shift_above():
     torch.manual_seed(0)
     swap = genzoo.build("realnvp", data_shape=(2,), hidden=(8,), n_couplings=3, mixing="swap")

@@ -41,7 +41,8 @@ class NICE(Flow):
     """``n_couplings`` additive couplings over the flattened example, partitions alternating between even
     and odd indices, each with an MLP of ``hidden`` sizes; a final diagonal scaling; ``base`` logistic
     (the paper) or normal. ``preprocess="logit"`` puts the logit transform (and its Jacobian) first.
-    ``data_init`` starts the flow at a whitening of the data (see :meth:`setup`).
+    ``data_init`` starts the flow at a whitening of the data and, with ``scaled_shifts``, expresses each
+    coupling's shift in units of the data's spread (see :meth:`setup`).
     Adam with the paper's settings is the default: lr 1e-3, eps 1e-4, momentum 0.9 and "beta2 = 0.01", which in
     the first Adam paper's convention (1 - decay) is a second-moment decay of 0.99 here.
     """
@@ -50,7 +51,7 @@ class NICE(Flow):
                  activation: Literal["relu", "tanh", "elu", "softplus"] = "relu", base: Base = "logistic",
                  preprocess: Literal["none", "logit"] = "none", alpha: float = 1e-6, lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.99), eps: float = 1e-4, weight_decay: float = 0.0,
-                 max_grad_norm: float = 0.0, data_init: bool = True):
+                 max_grad_norm: float = 0.0, data_init: bool = True, scaled_shifts: bool = True):
         super().__init__(data_shape, base, lr, betas=betas, eps=eps, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
         d = self.latent_dim
         if n_couplings < 1 or d < 2:
@@ -60,7 +61,8 @@ class NICE(Flow):
         for i in range(n_couplings):
             mask = alternating(d, parity=i % 2)                          # (D,): A = even, then odd indices
             n_a = int(mask.sum())
-            layers.append(Coupling(mask, coupling_net(n_a, tuple(hidden), d - n_a, activation), additive=True))
+            layers.append(Coupling(mask, coupling_net(n_a, tuple(hidden), d - n_a, activation), additive=True,
+                                   shift_scale=scaled_shifts))
         layers.append(DiagonalScaling((d,)))
         self.transform = Compose(*layers)
         self.data_init = data_init
@@ -72,7 +74,14 @@ class NICE(Flow):
         biases of the first two couplings' last layers remove each dimension's mean (every dimension is
         transformed by one of them) and the scaling starts at ``std_base / std(h)`` per dimension. Without
         it the scaling starts at 1, and Adam needs thousands of steps to move it to the ~100x that MNIST's
-        near-constant border pixels want."""
+        near-constant border pixels want.
+
+        With ``scaled_shifts`` each coupling's shift is ``t = c * net(x_A)`` with the fixed
+        ``c = std(h) / std_base`` per dimension (the inverse of the initial scaling): the same family of
+        maps, but the net's outputs are in the units of z. Without it, a border pixel of std 0.001 is scaled
+        ~1,600x, so every Adam step on the weights that shift it moves z by ~1,600x the step on a central
+        pixel; in pilots on MNIST that noise switched off 98-100% of the last hidden layer's ReLUs within
+        50 steps, whatever the lr, and training stalled near 1,700 nats (BENCHMARKS.md, NICE on MNIST)."""
         if not self.data_init:
             return
         idx = torch.randperm(x.shape[0], generator=generator)[:4096].to(x.device)
@@ -84,9 +93,13 @@ class NICE(Flow):
             h, _ = t(h)                                                # the logit and the flattening
         couplings = [t for t in pre if isinstance(t, Coupling)]
         mean, std = h.mean(0), h.std(0).clamp_min(1e-4)              # (D,) each
-        for c in couplings[:2]:
-            c.net[-1].bias.copy_(-mean[c.idx_b])
         std_base = math.pi / math.sqrt(3) if self.base_name == "logistic" else 1.0
+        unit = std / std_base                                         # (D,) the data's units per unit of z
+        for c in couplings:
+            if c.shift_scale is not None:
+                c.shift_scale.copy_(unit[c.idx_b])
+        for c in couplings[:2]:
+            c.net[-1].bias.copy_(-mean[c.idx_b] / (1.0 if c.shift_scale is None else c.shift_scale))
         scaling.log_scale.copy_(torch.log(std_base / std))
 
     def _latent_shape(self, z):

@@ -139,15 +139,23 @@ class Coupling(Transform):
     used where the mask is False (checkerboard and channel masks, Dinh et al. 2016, Section 3.4).
     The log-scale is bounded, ``s = scale * tanh(raw / scale)`` with a learned per-dimension ``scale``
     initialised at 1, which keeps early training stable.
+
+    ``shift_scale=True`` (additive couplings on vectors) multiplies the shift by a fixed per-dimension
+    buffer ``shift_scale`` (B-part, ones until a data-dependent initialisation sets it; see
+    :meth:`genzoo.models.flows.nice.NICE.setup`): the same family of maps, ``t = shift_scale * net(x_A)``,
+    with the net's outputs in other units. Weights saved without the buffer load with it at ones.
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, additive: bool = False):
+    def __init__(self, mask: Tensor, net: nn.Module, additive: bool = False, shift_scale: bool = False):
         super().__init__()
         mask = mask.bool()
         self.additive = additive
         self.vector = mask.dim() == 1
         self.net = net
         self.register_buffer("mask", mask)
+        if shift_scale and not (additive and self.vector):
+            raise ValueError("shift_scale is for additive couplings on vectors")
+        self.state_defaults = {"shift_scale": torch.ones} if shift_scale else {}  # filled in by io.load_state
         if self.vector:
             idx_a, idx_b = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
             # a mask that is a prefix (A = the first |A| features) needs no gather: slices and a cat
@@ -157,8 +165,10 @@ class Coupling(Transform):
             self.register_buffer("order", torch.argsort(torch.cat([idx_a, idx_b])), persistent=False)
             n_out = idx_b.numel()
             self.log_scale_bound = nn.Parameter(torch.zeros(n_out)) if not additive else None
+            self.register_buffer("shift_scale", torch.ones(n_out) if shift_scale else None)  # (|B|,) or None
         else:
             self.log_scale_bound = nn.Parameter(torch.zeros(mask.shape[0], 1, 1)) if not additive else None
+            self.shift_scale = None
 
     def _params(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
         """(x_B, s or None, t) from the conditioning part; shapes (B, |B|) on vectors, (B, C, H, W) on images."""
@@ -175,7 +185,7 @@ class Coupling(Transform):
             h = self.net(x * m)                                          # (B, k C, H, W)
         h = h.to(x.dtype)  # under bf16 autocast: s, t and the log-det in fp32
         if self.additive:
-            return xb, None, h
+            return xb, None, h if self.shift_scale is None else h * self.shift_scale  # (B, |B|)
         raw, t = h.chunk(2, dim=1)
         bound = self.log_scale_bound.exp()
         s = bound * torch.tanh(raw / bound)
