@@ -50,13 +50,13 @@ def steps_in(model, data, minutes: float, batch_size: int, probe_steps: int = 10
 
 
 def train_for(model, data, *, steps: int, batch_size: int, run_dir: Path | None, progress: bool,
-              seed: int = 0, max_minutes: float | None = None) -> tuple[int, float]:
-    """Train ``model`` for ``steps`` with a cosine learning rate; (steps done, seconds)."""
+              seed: int = 0, max_minutes: float | None = None, lr_schedule: str = "cosine") -> tuple[int, float]:
+    """Train ``model`` for ``steps`` (a cosine learning rate unless told); (steps done, seconds)."""
     from ..train import fit
 
     t0 = time.time()
     state = fit(model, data, steps=steps, batch_size=batch_size, seed=seed, run_dir=run_dir, progress=progress,
-                lr_schedule="cosine", checkpoint_every=max(1, steps // 4), max_minutes=max_minutes)
+                lr_schedule=lr_schedule, checkpoint_every=max(1, steps // 4), max_minutes=max_minutes)
     return state.step, time.time() - t0
 
 
@@ -67,7 +67,8 @@ def report_row(report: dict, metric: str = "NLL") -> tuple[float, float, float]:
     return continuous_ll, row["stderr"], row["bits_per_dim"]
 
 
-def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int, title: str) -> tuple[list[str], dict]:
+def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int, title: str,
+                      lr_schedule: str = "cosine") -> tuple[list[str], dict]:
     """Train flow ``name`` on dequantized MNIST for a budget; the lines of its result and the numbers."""
     import torch
 
@@ -85,7 +86,8 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
     run_dir = Path(args.runs_dir) / f"{name}-mnist{'-quick' if args.quick else ''}"  # --quick runs every line too
     shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
     done, seconds = train_for(model, train, steps=steps, batch_size=batch, run_dir=run_dir,
-                              progress=not args.no_progress, max_minutes=None if args.steps else 1.5 * minutes)
+                              progress=not args.no_progress, max_minutes=None if args.steps else 1.5 * minutes,
+                              lr_schedule=lr_schedule)
     rep = likelihood_report(model, test, progress=not args.no_progress)
     ll, se, bpd = report_row(rep)
     epochs = done * batch / len(train)
