@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -103,28 +104,20 @@ def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None =
 _NONFINITE = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
 
 
-def _finite(obj: Any) -> Any:
-    """``obj`` with every non-finite float replaced by its name as a string ("Infinity", "-Infinity", "NaN")."""
-    if isinstance(obj, float) and obj != obj:
-        return "NaN"
-    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
-        return "Infinity" if obj > 0 else "-Infinity"
+def _map_leaves(obj: Any, leaf) -> Any:
+    """``obj`` (JSON-like: dicts, lists, tuples and scalars) with ``leaf`` applied to every scalar."""
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: _map_leaves(v, leaf) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
+        return [_map_leaves(v, leaf) for v in obj]
+    return leaf(obj)
 
 
-def _nonfinite(obj: Any) -> Any:
-    """The inverse of :func:`_finite`: the strings "Infinity", "-Infinity" and "NaN" read back as floats."""
-    if isinstance(obj, str):
-        return _NONFINITE.get(obj, obj)
-    if isinstance(obj, dict):
-        return {k: _nonfinite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_nonfinite(v) for v in obj]
-    return obj
+def _name_nonfinite(v: Any) -> Any:
+    """A non-finite float as its name ("Infinity", "-Infinity", "NaN"); anything else as it is."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    return v
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
@@ -137,13 +130,13 @@ def dumps(obj: Any, indent: int | None = None) -> str:
     >>> loads(dumps({"reverse_kl": float("inf")}))
     {'reverse_kl': inf}
     """
-    return json.dumps(_finite(obj), indent=indent, allow_nan=False)
+    return json.dumps(_map_leaves(obj, _name_nonfinite), indent=indent, allow_nan=False)
 
 
 def loads(text: str) -> Any:
     """JSON as :func:`dumps` writes it (the strings "Infinity", "-Infinity", "NaN" become floats); the bare
     ``Infinity``/``NaN`` tokens of files written by older genzoo versions are read too."""
-    return _nonfinite(json.loads(text))
+    return _map_leaves(json.loads(text), lambda v: _NONFINITE.get(v, v) if isinstance(v, str) else v)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
