@@ -20,10 +20,14 @@ alternating rounds (so every contender sees the same machine) and reported as th
 * **Parzen** windows: one sigma, 10,000 test images against 10,000 kernels, genzoo against NumPy
   (float32 matrix products, SciPy's log-sum-exp); and genzoo's whole protocol (sigma search plus test).
 
-genzoo runs at its defaults (fp32; channels-last for the convolutional DCGAN) and again with bf16
-autocast. The machine's matmul peak (fp32 and bf16, 2048x2048 products) is measured first, and each
-row's achieved FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a
-share of it. The peers are optional extras (``pip install pythae normflows zuko``); a missing one
+A first table times the forward and backward of each linear layer shape of these models in float32:
+torch's ``F.linear`` (MKL) against the oneDNN products that ``genzoo.nn.Linear`` takes.
+
+genzoo runs at its defaults (fp32; large linear layers on oneDNN; channels-last for the convolutional
+DCGAN), again with bf16 autocast, and again with its linear layers on ``F.linear`` (the "fp32, F.linear"
+rows, which separate what the kernel choice gives from the rest). The machine's matmul peak (fp32 and
+bf16, 2048x2048 products; fp32 the faster of MKL and oneDNN) is measured first, and each row's achieved
+FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a share of it. The peers are optional extras (``pip install pythae normflows zuko``); a missing one
 leaves its row out with a note.
 """
 
@@ -38,9 +42,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genzoo.nn.linear import MIN_SIZE, linear, onednn_available, use_onednn
+
 DESCRIPTION = ("training and evaluation throughput of each family beside plain PyTorch, pythae, normflows, zuko, "
                "scikit-learn and NumPy (pip install pythae normflows zuko)")
 ROUNDS, QUICK_ROUNDS = 5, 2
+F_LINEAR = "fp32, F.linear"  # the row label of genzoo with its linear layers on torch's F.linear (MKL), not oneDNN
 
 
 # -- timing ---------------------------------------------------------------------------------------------
@@ -56,34 +63,47 @@ def _alternate(contenders: dict, rounds: int) -> dict[str, list[float]]:
 
 
 def _flops(step) -> float:
-    """Floating-point operations of one call of ``step`` (matrix products and convolutions)."""
+    """Floating-point operations of one call of ``step`` (matrix products and convolutions).
+
+    Counted with genzoo's linear layers on ``F.linear``: the flop counter knows aten's products, not
+    oneDNN's, and the products are the same either way."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, use_onednn(False):
         step()
     return float(counter.get_total_flops())
 
 
+def _best_time(fn, repeats: int) -> float:
+    fn()
+    return min(_timed(fn) for _ in range(repeats))
+
+
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """Best FLOP/s of an n x n matrix product in ``dtype`` on this machine's threads."""
+    """Best FLOP/s of an n x n matrix product in ``dtype`` on this machine's threads: ``a @ b`` (MKL for
+    float32, oneDNN for bfloat16) and, in float32, oneDNN's product too, whichever is faster."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t0)
+    best = _best_time(lambda: a @ b, repeats)
+    if dtype == torch.float32 and onednn_available():
+        best = min(best, _best_time(lambda: linear(a, b), repeats))  # a @ b.T: the same n^3 products
     return 2 * n ** 3 / best
 
 
 class _Loop:
-    """A contender that times ``per`` calls of ``step`` (each one batch of ``batch`` examples)."""
+    """A contender that times ``per`` calls of ``step`` (each one batch of ``batch`` examples); ``onednn``
+    is the :func:`~genzoo.nn.linear.use_onednn` switch its rounds and evaluation run under (it matters
+    only where genzoo's networks are used: genzoo's rows, and the DCGAN plain loop on genzoo's networks)."""
 
-    def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32"):
+    def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32", onednn: bool = True):
         self.step, self.batch, self.per, self.evaluate, self.precision = step, batch, per, evaluate, precision
+        self.onednn = onednn
 
     def round(self) -> float:
+        with use_onednn(self.onednn):
+            return self._round()
+
+    def _round(self) -> float:
         t0 = time.perf_counter()
         for _ in range(self.per):
             self.step()
@@ -93,7 +113,8 @@ class _Loop:
 class _Fit(_Loop):
     """genzoo's own trainer: ``fit`` for ``warm + per`` steps, timed from step ``warm`` to the end."""
 
-    def __init__(self, model, data, batch: int, per: int, evaluate=None, warm: int = 3, **options):
+    def __init__(self, model, data, batch: int, per: int, evaluate=None, warm: int = 3, onednn: bool = True,
+                 **options):
         from genzoo.train.callbacks import Callback
 
         clock = self.clock = {}
@@ -103,9 +124,9 @@ class _Fit(_Loop):
                 clock[state.step] = time.perf_counter()
 
         self.model, self.data, self.options, self.warm, self.callback = model, data, options, warm, Clock()
-        super().__init__(self._one_step, batch, per, evaluate, options.get("precision", "fp32"))
+        super().__init__(self._one_step, batch, per, evaluate, options.get("precision", "fp32"), onednn)
 
-    def round(self) -> float:
+    def _round(self) -> float:
         import genzoo
 
         self.clock.clear()
@@ -167,7 +188,8 @@ def _attach(contenders: dict, n_eval: int):
     """FLOPs per training example and evaluation rate of each contender."""
     for c in contenders.values():
         c.flops_per_example = _flops(c.step) / c.batch
-        c.eval_rate = _eval_rate(c.evaluate, n_eval) if c.evaluate else None
+        with use_onednn(c.onednn):
+            c.eval_rate = _eval_rate(c.evaluate, n_eval) if c.evaluate else None
 
 
 def _loader(images_u8: torch.Tensor, batch: int, to_float):
@@ -186,6 +208,44 @@ def _loader(images_u8: torch.Tensor, batch: int, to_float):
             for x, _ in loader:
                 yield x
     return endless()
+
+
+# -- the kernels ------------------------------------------------------------------------------------------
+# (batch, in, out) of the linear layers in the models below: RealNVP's couplings, the VAE, the DCGAN's ends
+LINEAR_SHAPES = ((256, 392, 1024), (256, 1024, 1024), (256, 1024, 784), (128, 784, 400), (128, 400, 784),
+                 (128, 400, 40), (128, 20, 400), (64, 100, 6272), (64, 6272, 1))
+
+
+def linear_layers(repeats: int, shapes=LINEAR_SHAPES) -> list[str]:
+    """Forward and backward of one linear layer, float32: ``F.linear`` (MKL) against oneDNN's products
+    (``genzoo.nn.linear``), best of ``repeats`` rounds of 10 each; the evidence for ``MIN_SIZE``."""
+    from genzoo.nn.linear import _OneDNNLinear
+
+    title = "### Linear layers, float32: torch's F.linear (MKL) against oneDNN (`genzoo.nn.Linear`)"
+    if not onednn_available():
+        return [title, "", "- this torch has no oneDNN: genzoo's linear layers use F.linear.", ""]
+    lines = [title, "", "| batch x in -> out | F.linear, ms | oneDNN, ms | oneDNN speed-up | genzoo takes |",
+             "|---|---|---|---|---|"]
+    for batch, n_in, n_out in shapes:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, n_in, generator=g).requires_grad_()                # (B, in)
+        w = (torch.randn(n_out, n_in, generator=g) / n_in ** 0.5).requires_grad_()  # (out, in)
+        b = torch.zeros(n_out, requires_grad=True)
+
+        def rounds(f):
+            def ten():
+                for _ in range(10):
+                    f(x, w, b).sum().backward()
+            return _best_time(ten, repeats) / 10
+
+        plain, ours = rounds(F.linear), rounds(_OneDNNLinear.apply)
+        takes = "oneDNN" if n_in * n_out >= MIN_SIZE else "F.linear"
+        lines.append(f"| {batch} x {n_in} -> {n_out} | {1e3 * plain:.3f} | {1e3 * ours:.3f} | {plain / ours:.2f}x "
+                     f"| {takes} |")
+    lines += ["", f"- one forward and backward (input, weight and bias gradients); genzoo's layers take oneDNN from "
+              f"in x out >= {MIN_SIZE:,} weights (`genzoo.nn.linear.MIN_SIZE`), below which the extra Python call "
+              "costs more than the product saves; `GENZOO_ONEDNN_LINEAR=0` keeps them on F.linear.", ""]
+    return lines
 
 
 # -- the families -----------------------------------------------------------------------------------------
@@ -214,11 +274,11 @@ def vae(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
                 - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
 
     contenders = {}
-    for precision in ("fp32", "bf16"):
+    for label, precision, onednn in (("fp32", "fp32", True), ("bf16", "bf16", True), (F_LINEAR, "fp32", False)):
         torch.manual_seed(0)
         m = genzoo.build("vae", data_shape=(1, 28, 28), latent_dim=20, hidden=(400,), lr=1e-3)
-        contenders[f"genzoo ({precision})"] = _Fit(m, mnist, batch, per, evaluate=lambda m=m: m.elbo(test, 1),
-                                                   precision=precision)
+        contenders[f"genzoo ({label})"] = _Fit(m, mnist, batch, per, evaluate=lambda m=m: m.elbo(test, 1),
+                                               precision=precision, onednn=onednn)
     plain = Plain()
     opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
     batches = _loader(u8, batch, lambda im: im.float().div(255))
@@ -297,12 +357,13 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     # the peers' model and loop: their halves swapped between couplings, Adam without gradient clipping;
     # then genzoo's own defaults (random permutations, clipping at 100), which do a little more per step
     like_peers = {"mixing": "swap", "max_grad_norm": 0.0}
-    for label, precision, kw in (("fp32", "fp32", like_peers), ("bf16", "bf16", like_peers),
-                                 ("fp32, random permutations, clipping", "fp32", {})):
+    for label, precision, kw, onednn in (("fp32", "fp32", like_peers, True), ("bf16", "bf16", like_peers, True),
+                                         (F_LINEAR, "fp32", like_peers, False),
+                                         ("fp32, random permutations, clipping", "fp32", {}, True)):
         torch.manual_seed(0)
         m = genzoo.build("realnvp", data_shape=(d,), n_couplings=couplings, hidden=hidden, norm="none",
                          preprocess="logit", lr=1e-4, **kw)
-        contenders[f"genzoo ({label})"] = _Fit(m, flat, batch, per, precision=precision,
+        contenders[f"genzoo ({label})"] = _Fit(m, flat, batch, per, precision=precision, onednn=onednn,
                                                evaluate=lambda m=m: m.log_prob(x01[:1000]))
     try:
         import normflows as nf
@@ -358,7 +419,7 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     batch, nz = 64, 100
     u8 = (mnist.x * 255).round().to(torch.uint8)
     contenders = {}
-    for label, options in (("fp32", {}), ("bf16", {"precision": "bf16"}),
+    for label, options in (("fp32", {}), ("bf16", {"precision": "bf16"}), (F_LINEAR, {"onednn": False}),
                            ("fp32, channels-last off", {"channels_last": False})):
         torch.manual_seed(0)
         m = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz)
@@ -392,8 +453,9 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
             opt_g.step()
             err_real.item(), err_g.item()
 
+        # genzoo's networks, run as nn.Linear would (F.linear): the reference loop, not genzoo's kernels
         contenders[f"plain loop ({layout})"] = _Loop(plain_step, batch, per,
-                                                     lambda net_g=net_g: net_g(torch.randn(1000, nz)))
+                                                     lambda net_g=net_g: net_g(torch.randn(1000, nz)), onednn=False)
     _attach(contenders, 1000)
     rates = _alternate(contenders, rounds)
     goals = [(ours, "plain loop (contiguous)", 1.15) for ours in ("genzoo (fp32)", "genzoo (bf16)")]
@@ -501,8 +563,9 @@ def run(args) -> str:
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     lines = ["## Throughput beside the peers (`genzoo bench speed`)", "",
              f"Median of {rounds} alternating rounds per contender, {torch.get_num_threads()} threads. Matmul peak "
-             f"of this machine (2048 x 2048): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} "
+             f"of this machine (2048 x 2048): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s (the faster of MKL and oneDNN), bf16 {peaks['bf16'] / 1e9:.0f} "
              "GFLOP/s; GFLOP/s counts the products of one training step (torch.utils.flop_counter).", ""]
+    lines += linear_layers(rounds)
     lines += vae(mnist, per * 5, rounds, peaks)
     lines += realnvp(mnist, per, rounds, peaks)
     lines += dcgan(mnist, per, rounds, peaks)

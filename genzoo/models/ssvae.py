@@ -69,6 +69,7 @@ from torch.distributions import Distribution, Independent, Normal
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
 from ..nn import mlp
+from ..nn.linear import Linear
 from ..nn.mlp import ACTIVATIONS
 from ..registry import register
 
@@ -309,10 +310,10 @@ class _ConditionedMLP(torch.nn.Module):
 
     def __init__(self, sizes: list[int], n_classes: int, activation: str) -> None:
         super().__init__()
-        self.layers = torch.nn.ModuleList(torch.nn.Linear(a + n_classes, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = torch.nn.ModuleList(Linear(a + n_classes, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.act = ACTIVATIONS[activation]()
 
-    def __getitem__(self, i: int) -> torch.nn.Linear:
+    def __getitem__(self, i: int) -> Linear:
         return self.layers[i]
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from .linear import Linear
 from .mlp import ACTIVATIONS
 
 
@@ -36,7 +37,7 @@ class ConvEncoder(nn.Module):
             nn.Conv2d(c, channels[0], 4, stride=2, padding=1), act(),            # (B, c0, H/2, W/2)
             nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1), act(),  # (B, c1, H/4, W/4)
             nn.Flatten(),
-            nn.Linear(channels[1] * (h // 4) * (w // 4), out_dim),
+            Linear(channels[1] * (h // 4) * (w // 4), out_dim),
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -57,7 +58,7 @@ class ConvDecoder(nn.Module):
         act = ACTIVATIONS[activation]
         self.start = (channels[0], h // 4, w // 4)
         self.net = nn.Sequential(
-            nn.Linear(in_dim, math.prod(self.start)), act(),
+            Linear(in_dim, math.prod(self.start)), act(),
             nn.Unflatten(1, self.start),                                                 # (B, c0, H/4, W/4)
             nn.ConvTranspose2d(channels[0], channels[1], 4, stride=2, padding=1), act(),  # (B, c1, H/2, W/2)
             nn.ConvTranspose2d(channels[1], out_channels or c, 4, stride=2, padding=1),   # (B, C, H, W)

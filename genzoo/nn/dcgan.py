@@ -25,6 +25,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from .conv import _check
+from .linear import Linear
 
 
 class DCGANGenerator(nn.Module):
@@ -35,7 +36,7 @@ class DCGANGenerator(nn.Module):
         c, h, w = _check(out_shape)
         self.start = (2 * width, h // 4, w // 4)
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, math.prod(self.start), bias=False),        # project z ...
+            Linear(latent_dim, math.prod(self.start), bias=False),        # project z ...
             nn.Unflatten(1, self.start),                                     # ... into (B, 2w, H/4, W/4)
             nn.BatchNorm2d(2 * width), nn.ReLU(),
             nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),  # (B, w, H/2, W/2)
@@ -71,7 +72,7 @@ class DCGANDiscriminator(nn.Module):
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=norm == "none"), mid,  # (B, 2w, H/4, W/4)
             nn.LeakyReLU(0.2),
             nn.Flatten(),
-            nn.Linear(2 * width * (h // 4) * (w // 4), 1),                                  # (B, 1)
+            Linear(2 * width * (h // 4) * (w // 4), 1),                                  # (B, 1)
         )
         _init_dcgan(self)
 

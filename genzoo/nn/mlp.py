@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from .linear import Linear
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
@@ -23,7 +25,7 @@ def mlp(sizes: tuple[int, ...] | list[int], activation: str = "relu", batch_norm
     """
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
+        layers.append(Linear(a, b))
         if i < len(sizes) - 2:
             layers += [nn.BatchNorm1d(b)] if batch_norm else []
             layers.append(ACTIVATIONS[activation]())

@@ -1,0 +1,124 @@
+"""A linear layer whose float32 CPU products run on oneDNN, where they are faster than the BLAS call.
+
+``torch.nn.functional.linear`` on a CPU float32 tensor calls the BLAS torch was built with (MKL in
+the PyTorch wheels). On this project's machines (2 cores of an AMD EPYC with AVX-512) MKL's sgemm
+runs the forward products of a 784-D RealNVP's couplings at 140-165 GFLOP/s and oneDNN's matrix
+product, the library torch already uses for convolutions, at 185-200 GFLOP/s; the backward products
+gain less (``genzoo bench speed`` times both on each layer shape of its models, BENCHMARKS.md).
+:class:`Linear` is ``nn.Linear`` with the same parameters, initialisation and checkpoint names; its
+forward sends a float32 CPU product to oneDNN through :class:`_OneDNNLinear`, whose backward also
+runs its two products (the input's and the weight's gradients) on oneDNN. It does so only where the
+layer is large enough to gain (``in_features * out_features >= MIN_SIZE``: below that, the extra Python
+call costs more than the product saves) and takes ``F.linear`` everywhere else: other devices or
+dtypes, autocast (bf16), ``torch.compile`` tracing, ``torch.func`` transforms and forward-mode AD, a
+torch without oneDNN, or the switch off (:func:`use_onednn`, or ``GENZOO_ONEDNN_LINEAR=0`` in the
+environment, for a CPU whose BLAS is the faster one).
+
+Results agree with ``F.linear`` to float32 rounding (the two libraries sum in different orders), and
+second derivatives (the WGAN-GP penalty) are taken through ordinary differentiable products.
+
+>>> import torch
+>>> layer = Linear(1024, 512)
+>>> x = torch.randn(8, 1024)
+>>> bool(torch.allclose(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-4))
+True
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd import forward_ad
+
+MIN_SIZE = 2 ** 18  # in_features * out_features from which oneDNN pays, measured on 2 cores (BENCHMARKS.md)
+
+_enabled = os.environ.get("GENZOO_ONEDNN_LINEAR", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _onednn_op():
+    try:
+        return torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_OP = _onednn_op()
+
+
+def onednn_available() -> bool:
+    """Whether this torch has oneDNN's linear product and oneDNN is switched on in torch."""
+    return _OP is not None and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+
+
+@contextlib.contextmanager
+def use_onednn(enabled: bool):
+    """Within the block, :class:`Linear` layers use oneDNN (``True``) or ``F.linear`` (``False``)."""
+    global _enabled
+    before, _enabled = _enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = before
+
+
+def _product(a: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """a @ w.T + b on oneDNN; a (M, K), w (N, K), b (N,) -> (M, N). ``w`` may be a strided view (such as
+    a transpose) at no cost; a non-contiguous ``a`` is copied first."""
+    return _OP(a, w, b, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b with all three products (forward, dL/dx, dL/dW) on oneDNN."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _product(x, weight, bias)                                   # (M, N)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors                                      # (M, K), (N, K)
+        need_x, need_w, need_b = ctx.needs_input_grad
+        if torch.is_grad_enabled():  # create_graph=True: products that autograd can differentiate again
+            return (grad @ weight if need_x else None, grad.t() @ x if need_w else None,
+                    grad.sum(0) if need_b and ctx.has_bias else None)
+        grad = grad.contiguous()                                           # (M, N)
+        grad_x = _product(grad, weight.t()) if need_x else None           # (M, K) = grad W
+        grad_w = _product(grad.t(), x.t()) if need_w else None            # (N, K) = grad^T x
+        grad_b = grad.sum(0) if need_b and ctx.has_bias else None         # (N,)
+        return grad_x, grad_w, grad_b
+
+
+def _transformed(x: Tensor) -> bool:
+    """Whether ``x`` is under a torch.func transform (vmap, jvp, grad) or forward-mode AD is active: the
+    oneDNN Function has no batching or forward-mode rule, so those take ``F.linear``."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x) or forward_ad._current_level >= 0
+
+
+def _eligible(x: Tensor, weight: Tensor) -> bool:
+    return (_enabled and weight.shape[0] * weight.shape[1] >= MIN_SIZE and x.dim() >= 2
+            and x.dtype == torch.float32 and weight.dtype == torch.float32
+            and x.device.type == "cpu" and weight.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
+            and onednn_available() and not _transformed(x))
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` on oneDNN where that is faster (see the module docstring), else ``F.linear`` itself."""
+    if not _eligible(x, weight):
+        return F.linear(x, weight, bias)
+    lead = x.shape[:-1]
+    y = _OneDNNLinear.apply(x.reshape(-1, x.shape[-1]).contiguous(), weight.contiguous(), bias)  # (M, N)
+    return y.reshape(*lead, weight.shape[0])
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` whose large float32 CPU products run on oneDNN; same parameters and state_dict."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)

@@ -1,0 +1,123 @@
+"""genzoo.nn.Linear: oneDNN products on the CPU, the same values and gradients as nn.Linear."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genzoo.nn import linear as lin
+from genzoo.nn.linear import Linear, use_onednn
+
+pytestmark = pytest.mark.skipif(not lin.onednn_available(), reason="this torch has no oneDNN")
+
+
+def _pair(n_in=640, n_out=512, bias=True, seed=0):
+    """A genzoo Linear and an nn.Linear with the same weights."""
+    torch.manual_seed(seed)
+    ours, ref = Linear(n_in, n_out, bias=bias), nn.Linear(n_in, n_out, bias=bias)
+    ref.load_state_dict(ours.state_dict())
+    return ours, ref
+
+
+def _onednn_calls(monkeypatch) -> list:
+    calls = []
+    apply = lin._OneDNNLinear.apply
+    monkeypatch.setattr(lin._OneDNNLinear, "apply", lambda *a: calls.append(1) or apply(*a))
+    return calls
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(32,), (4, 8)])
+def test_values_and_gradients_match_nn_linear(bias, shape, monkeypatch):
+    calls = _onednn_calls(monkeypatch)
+    ours, ref = _pair(bias=bias)
+    x = torch.randn(*shape, 640)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    y1, y2 = ours(x1), ref(x2)
+    assert calls, "a 640 x 512 float32 layer on the CPU should take the oneDNN path"
+    assert y1.shape == y2.shape == (*shape, 512)
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y1)
+    (y1 * g).sum().backward()
+    (y2 * g).sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+    if bias:
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-5, atol=1e-4)
+
+
+def test_a_strided_input_and_no_input_gradient(monkeypatch):
+    calls = _onednn_calls(monkeypatch)
+    ours, ref = _pair()
+    x = torch.randn(16, 1280)[:, ::2]  # a non-contiguous (16, 640) view, as a coupling's slice is
+    ours(x).square().sum().backward()
+    ref(x).square().sum().backward()
+    assert calls
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-3)
+
+
+def test_second_derivatives_as_the_gradient_penalty_takes_them(monkeypatch):
+    calls = _onednn_calls(monkeypatch)
+    ours, ref = _pair(n_in=640, n_out=512)
+    head = torch.randn(512)
+
+    def penalty(layer):
+        x = torch.randn(8, 640, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        out = (torch.tanh(layer(x)) @ head).sum()
+        (g,) = torch.autograd.grad(out, x, create_graph=True)
+        return g.square().sum()
+
+    penalty(ours).backward()
+    penalty(ref).backward()
+    assert calls
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_plain_path_for_small_layers_other_dtypes_autocast_transforms_and_the_switch(monkeypatch):
+    calls = _onednn_calls(monkeypatch)
+    small = Linear(20, 400)  # 8,000 weights < MIN_SIZE
+    small(torch.randn(4, 20))
+    big = Linear(640, 512)
+    big.double()(torch.randn(4, 640, dtype=torch.float64))
+    big.float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert big(torch.randn(4, 640)).dtype == torch.bfloat16
+    with use_onednn(False):
+        big(torch.randn(4, 640))
+    torch.func.vmap(big)(torch.randn(3, 4, 640))
+    torch.func.jvp(big, (torch.randn(4, 640),), (torch.randn(4, 640),))
+    assert calls == []
+    big(torch.randn(4, 640))  # the switch is back on after the block
+    assert calls == [1]
+
+
+def test_state_dict_and_init_are_nn_linears():
+    torch.manual_seed(3)
+    a = Linear(700, 400)
+    torch.manual_seed(3)
+    b = nn.Linear(700, 400)
+    assert isinstance(a, nn.Linear)
+    assert a.state_dict().keys() == b.state_dict().keys()
+    assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
+
+
+def test_an_mlp_trains_the_same_on_either_path():
+    """Ten Adam steps of a 784-512-784 MLP: the two kernels agree to float32 rounding all the way."""
+    from genzoo.nn import mlp
+
+    x = torch.randn(64, 784, generator=torch.Generator().manual_seed(0))
+    losses = {}
+    for on in (True, False):
+        torch.manual_seed(0)
+        net = mlp([784, 512, 784])
+        opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+        with use_onednn(on):
+            for _ in range(10):
+                loss = F.mse_loss(net(x), x)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        losses[on] = loss.item()
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+    assert losses[True] < 1.0  # it learned something: the identity's MSE starts near 1.3
