@@ -15,11 +15,10 @@ SEEDS, PAPER = 3, [("M2 (Kingma et al. 2014)", "11.97 +- 1.71"), ("M1+M2 (Kingma
 
 
 def one(seed: int, root: str, runs_dir: str, steps: int | None, quick: bool) -> dict:
-    import json
-
     import torch
 
     from genzoo.cli import main as cli
+    from genzoo.io import read_json
 
     from .common import train_recipe
 
@@ -30,8 +29,8 @@ def one(seed: int, root: str, runs_dir: str, steps: int | None, quick: bool) -> 
     seconds = train_recipe("ssvae-mnist.toml", run, root, extra)
     if cli(["eval", str(run), "--metrics", "error", "--no-progress"] + (["-n", "500"] if quick else [])) != 0:
         raise RuntimeError(f"genzoo eval {run} failed")
-    result = json.loads((run / "eval.json").read_text())
-    steps_done = json.loads((run / "run.json").read_text())["recipe"]["train"].get("steps")
+    result = read_json(run / "eval.json", "evaluation")  # strict JSON: a non-finite number comes back a float
+    steps_done = read_json(run / "run.json", "run file")["recipe"]["train"].get("steps")
     return {"seed": seed, "error": result["error"]["error"], "seconds": seconds, "steps": steps_done, "run": str(run)}
 
 
