@@ -170,32 +170,33 @@ class Coupling(Transform):
             self.log_scale_bound = nn.Parameter(torch.zeros(mask.shape[0], 1, 1)) if not additive else None
             self.shift_scale = None
 
-    def _params(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
-        """(x_B, s or None, t) from the conditioning part; shapes (B, |B|) on vectors, (B, C, H, W) on images."""
+    def _params(self, x: Tensor) -> tuple[Tensor | None, Tensor, Tensor | None, Tensor]:
+        """(x_A, x_B, s or None, t) from the conditioning part; shapes (B, |A|) and (B, |B|) on vectors;
+        on images x_A is None and the rest (B, C, H, W)."""
         if self.vector:
-            if self.prefix:
-                xa, xb = x[:, :self.prefix], x[:, self.prefix:]          # (B, |A|), (B, |B|) views
+            if self.prefix:  # two views with one backward (a cat), where slices would each zero-fill a (B, D)
+                xa, xb = x.split([self.prefix, x.shape[1] - self.prefix], 1)  # (B, |A|), (B, |B|)
             else:
                 # index_select, not x[:, idx]: on the CPU about 4x faster forward and backward, the same numbers
                 xa, xb = x.index_select(1, self.idx_a), x.index_select(1, self.idx_b)  # (B, |A|), (B, |B|)
             h = self.net(xa)                                             # (B, k |B|)
         else:
             m = self.mask.to(x.dtype)
-            xb = x
+            xa, xb = None, x
             h = self.net(x * m)                                          # (B, k C, H, W)
         h = h.to(x.dtype)  # under bf16 autocast: s, t and the log-det in fp32
         if self.additive:
-            return xb, None, h if self.shift_scale is None else h * self.shift_scale  # (B, |B|)
+            return xa, xb, None, h if self.shift_scale is None else h * self.shift_scale  # (B, |B|)
         raw, t = h.chunk(2, dim=1)
         bound = self.log_scale_bound.exp()
         s = bound * torch.tanh(raw / bound)
-        return xb, s, t
+        return xa, xb, s, t
 
-    def _merge(self, x: Tensor, yb: Tensor) -> Tensor:
+    def _merge(self, x: Tensor, xa: Tensor | None, yb: Tensor) -> Tensor:
         if self.vector:
             if self.prefix:
-                return torch.cat([x[:, :self.prefix], yb], 1)            # (B, D)
-            return torch.cat([x.index_select(1, self.idx_a), yb], 1).index_select(1, self.order)  # (B, D)
+                return torch.cat([xa, yb], 1)                            # (B, D)
+            return torch.cat([xa, yb], 1).index_select(1, self.order)    # (B, D)
         return torch.where(self.mask, x, yb)                              # (B, C, H, W)
 
     def _free(self, s: Tensor) -> Tensor:
@@ -203,18 +204,18 @@ class Coupling(Transform):
         return s if self.vector else s.masked_fill(self.mask, 0.0)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        xb, s, t = self._params(x)
+        xa, xb, s, t = self._params(x)
         if s is None:
-            return self._merge(x, xb + t), x.new_zeros(x.shape[0])
+            return self._merge(x, xa, xb + t), x.new_zeros(x.shape[0])
         s = self._free(s)
-        return self._merge(x, xb * s.exp() + t), _sum_event(s)
+        return self._merge(x, xa, xb * s.exp() + t), _sum_event(s)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        yb, s, t = self._params(y)  # y_A = x_A, so the parameters are the same
+        ya, yb, s, t = self._params(y)  # y_A = x_A, so the parameters are the same
         if s is None:
-            return self._merge(y, yb - t), y.new_zeros(y.shape[0])
+            return self._merge(y, ya, yb - t), y.new_zeros(y.shape[0])
         s = self._free(s)
-        return self._merge(y, (yb - t) * (-s).exp()), -_sum_event(s)
+        return self._merge(y, ya, (yb - t) * (-s).exp()), -_sum_event(s)
 
 
 # -- element-wise and volume-preserving layers ----------------------------------------------------
