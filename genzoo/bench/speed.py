@@ -27,8 +27,9 @@ genzoo runs at its defaults (fp32; large linear layers on oneDNN; channels-last 
 DCGAN), again with bf16 autocast, and again with its linear layers on ``F.linear`` (the "fp32, F.linear"
 rows, which separate what the kernel choice gives from the rest). The machine's matmul peak (fp32 and
 bf16, 2048x2048 products; fp32 the faster of MKL and oneDNN) is measured first, and each row's achieved
-FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a share of it. The peers are optional extras (``pip install pythae normflows zuko``); a missing one
-leaves its row out with a note.
+FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a share of it. The
+peers are optional extras (``pip install pythae normflows zuko``); a missing one leaves its row out with
+a note.
 """
 
 from __future__ import annotations
@@ -244,7 +245,8 @@ def linear_layers(repeats: int, shapes=LINEAR_SHAPES) -> list[str]:
                      f"| {takes} |")
     lines += ["", f"- one forward and backward (input, weight and bias gradients); genzoo's layers take oneDNN from "
               f"in x out >= {MIN_SIZE:,} weights (`genzoo.nn.linear.MIN_SIZE`), below which the extra Python call "
-              "costs more than the product saves; `GENZOO_ONEDNN_LINEAR=0` keeps them on F.linear.", ""]
+              "costs more than the product saves; `GENZOO_ONEDNN_LINEAR=0` keeps them on F.linear. The "
+              "'fp32, F.linear' rows below are genzoo with that switch off.", ""]
     return lines
 
 
@@ -563,7 +565,8 @@ def run(args) -> str:
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     lines = ["## Throughput beside the peers (`genzoo bench speed`)", "",
              f"Median of {rounds} alternating rounds per contender, {torch.get_num_threads()} threads. Matmul peak "
-             f"of this machine (2048 x 2048): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s (the faster of MKL and oneDNN), bf16 {peaks['bf16'] / 1e9:.0f} "
+             f"of this machine (2048 x 2048): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s (the faster of MKL and "
+             f"oneDNN), bf16 {peaks['bf16'] / 1e9:.0f} "
              "GFLOP/s; GFLOP/s counts the products of one training step (torch.utils.flop_counter).", ""]
     lines += linear_layers(rounds)
     lines += vae(mnist, per * 5, rounds, peaks)
