@@ -311,8 +311,9 @@ def _typed_train(train: dict) -> dict:
     for key in ("epochs", "max_minutes"):
         if out.get(key) is not None:
             out[key] = coerce(out[key], float, f"train.{key}")
-    if out.get("compile") is not None:
-        out["compile"] = coerce(out["compile"], bool, "train.compile")
+    for key in ("compile", "keep_best"):
+        if out.get(key) is not None:
+            out[key] = coerce(out[key], bool, f"train.{key}")
     if out.get("channels_last") is not None:
         auto = str(out["channels_last"]).lower() in ("none", "auto")
         out["channels_last"] = None if auto else coerce(out["channels_last"], bool, "train.channels_last")
@@ -382,6 +383,9 @@ def cmd_train(args) -> int:
         data = load_spec(recipe["data"], "train")
     valid = load_spec(recipe["data"], "valid")
     valid = valid if len(valid) else None  # a tiny user dataset may have no validation split
+    if train.get("keep_best") and valid is None:
+        raise ConfigError(f"keep_best keeps the weights of the best validation loss, and {data.name} has no "
+                          "validation split")
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
 
@@ -420,7 +424,8 @@ def cmd_train(args) -> int:
                     log_every=train.get("log_every"), keep=train.get("keep"), valid=valid, progress=not args.no_progress,
                     lr_schedule=train.get("lr_schedule", "constant"), warmup_steps=train.get("warmup_steps") or 0,
                     precision=train.get("precision", "fp32"), channels_last=train.get("channels_last"),
-                    compile=bool(train.get("compile", False)), max_minutes=train.get("max_minutes"))
+                    compile=bool(train.get("compile", False)), max_minutes=train.get("max_minutes"),
+                    keep_best=bool(train.get("keep_best", False)))
     except GenZooError:
         if main_rank and new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder
             shutil.rmtree(run_dir, ignore_errors=True)

@@ -62,7 +62,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 #: what ``genzoo train`` and ``genzoo eval`` keep in a run directory: no ``-o``/``--output`` may write over them
-RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOINTS, "samples")
+#: (nor into ``best/``, which training replaces whole each time the validation loss improves)
+RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOINTS, "samples", "best")
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

@@ -35,7 +35,7 @@ from .errors import ConfigError, did_you_mean
 from .registry import options
 
 TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep",
-              "lr_schedule", "warmup_steps", "max_minutes", "precision", "channels_last", "compile")
+              "lr_schedule", "warmup_steps", "max_minutes", "precision", "channels_last", "compile", "keep_best")
 DATA_KEYS = ("name", "root", "binarize", "dequantize", "n")
 SECTIONS = ("model", "data", "train")
 

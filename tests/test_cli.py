@@ -207,3 +207,20 @@ def test_devices_that_are_not_there_are_one_line_errors(tmp_path, capsys):
         code, _, err = run(capsys, "train", "gmm", "--device", "mps", "--steps", "1", "--run-dir", str(tmp_path / "b"))
         assert code == 2 and "no Apple GPU" in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_keep_best_from_the_cli_is_a_run_of_its_own(tmp_path, capsys):
+    """`--set keep_best=true` writes RUN/best/, which `genzoo eval` takes as a run; a bad value writes nothing."""
+    rd = tmp_path / "run"
+    code, _, err = run(capsys, "train", "vae", "--steps", "60", "--run-dir", str(rd), "--no-progress",
+                       "--set", "latent_dim=4", "--set", "hidden=32", "--set", "log_every=2", "--set", "keep_best=true")
+    assert code == 0, err
+    assert json.loads((rd / "run.json").read_text())["recipe"]["train"]["keep_best"] is True
+    best = json.loads((rd / "best" / "best.json").read_text())
+    assert best["step"] in (20, 40, 60)
+    code, out, err = run(capsys, "eval", str(rd / "best"), "--iwae-k", "10", "-n", "50", "--no-progress")
+    assert code == 0, err
+    assert "NLL (IWAE k=10)" in out and (rd / "best" / "eval.json").is_file()
+    code, _, err = run(capsys, "train", "vae", "--steps", "2", "--run-dir", str(tmp_path / "bad"), "--no-progress",
+                       "--set", "keep_best=perhaps")
+    assert code == 2 and "keep_best" in err and not (tmp_path / "bad").exists()

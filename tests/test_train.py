@@ -184,3 +184,49 @@ def test_clip_grad_norm_equals_torch_bitwise_and_skips_the_rescale_below_the_lim
     assert float(norm_torch) == pytest.approx(norm)
     assert all(torch.equal(p.grad, q.grad) for p, q in zip(a.parameters(), b.parameters()))
     assert (norm > 50) == (scale == 100.0)  # one case clips, the other does not
+
+
+def test_keep_best_holds_the_weights_of_the_lowest_validation_loss(tmp_path):
+    """RUN/best/ holds the weights of the logged minimum of valid_loss: reloaded, they score exactly that
+    loss on the same validation examples; the final weights score what the last row logged."""
+    from genzoo.train.callbacks import validation_losses
+
+    data, valid = load_dataset("digits", binarize=True), load_dataset("digits", "valid", binarize=True)
+    m = _model()
+    genzoo.fit(m, data, steps=120, batch_size=50, log_every=2, valid=valid, run_dir=tmp_path, keep_best=True,
+               progress=False, lr_schedule="constant")  # validation every 20 steps: 6 rows
+    rows = [r for r in map(io.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "valid_loss" in r]
+    assert [r["step"] for r in rows] == [20, 40, 60, 80, 100, 120]
+    best = min(rows, key=lambda r: r["valid_loss"])
+    record = io.read_json(tmp_path / "best" / "best.json")
+    assert record["step"] == best["step"] and record["valid_loss"] == best["valid_loss"]
+    assert rows[0]["valid_loss"] > best["valid_loss"]  # it learned: the first row is not the best
+    reloaded = io.load(tmp_path / "best")
+    assert validation_losses(reloaded, valid, 2000)["valid_loss"] == pytest.approx(best["valid_loss"], rel=1e-6)
+    assert (tmp_path / "best" / "config.json").is_file() and not (tmp_path / ".tmp-best").exists()
+
+
+def test_keep_best_survives_an_interrupted_swap_and_resumes_from_its_record(tmp_path):
+    from genzoo.train.callbacks import BestWeights
+
+    data, valid = load_dataset("digits", binarize=True), load_dataset("digits", "valid", binarize=True)
+    kw = dict(batch_size=50, log_every=2, valid=valid, run_dir=tmp_path, keep_best=True, progress=False,
+              checkpoint_every=20)
+    genzoo.fit(_model(), data, steps=40, **kw)
+    before = io.read_json(tmp_path / "best" / "best.json")
+    (tmp_path / "best").rename(tmp_path / ".old-best")  # killed between the swap's two renames
+    (tmp_path / ".tmp-best").mkdir()                     # with a half-written new best beside it
+    cb = BestWeights(tmp_path)
+    cb.on_start(None)
+    assert io.read_json(tmp_path / "best" / "best.json") == before and cb.best == before["valid_loss"]
+    assert not (tmp_path / ".old-best").exists() and not (tmp_path / ".tmp-best").exists()
+    genzoo.fit(_model(), data, steps=60, resume=True, **kw)  # goes on from the recorded best
+    rows = [r for r in map(io.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "valid_loss" in r]
+    assert io.read_json(tmp_path / "best" / "best.json")["valid_loss"] == min(r["valid_loss"] for r in rows)
+
+
+def test_keep_best_needs_a_validation_set_and_a_run_dir(tmp_path):
+    data = load_dataset("digits", binarize=True)
+    with pytest.raises(genzoo.errors.ConfigError, match="keep_best needs a validation set"):
+        genzoo.fit(_model(), data, steps=2, run_dir=tmp_path, keep_best=True, progress=False)
+    assert not (tmp_path / "best").exists()

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..errors import TrainingDiverged
-from ..io import atomic_write_bytes, dumps, latest_checkpoint, save_checkpoint
+from ..io import atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json, save, save_checkpoint
 
 
 class Callback:
@@ -108,7 +108,9 @@ class MetricsLogger(Callback):
         dt = time.time() - self.t0
         row["examples_per_s"] = round((state.step - self.step0) * state.batch_size / max(dt, 1e-9), 1)
         if state.valid is not None and (state.step % self.valid_every == 0 or state.step == state.total_steps):
-            row.update(validation_losses(state.model, state.valid, self.valid_size))
+            valid = validation_losses(state.model, state.valid, self.valid_size)
+            state.valid_logs = {"step": state.step, **valid}  # for BestWeights, which runs after this
+            row.update(valid)
         with open(self.path, "a") as f:
             f.write(dumps(row) + "\n")
         if self.tb is not None:
@@ -134,6 +136,52 @@ def validation_losses(model, valid, size: int) -> dict[str, float]:
         terms = model.loss(x)
         model.train(was)
     return {f"valid_{k}": float(v) for k, v in terms.items()}
+
+
+class BestWeights(Callback):
+    """``RUN/best/``: the weights at the lowest validation loss so far (``valid_loss``, as
+    :class:`MetricsLogger` logs it), rewritten each time it improves: early stopping's choice of model
+    without stopping (Prechelt 1998, "Early stopping - but when?"). The folder holds ``config.json``,
+    ``model.safetensors``, ``best.json`` (step and loss) and a copy of the run's ``run.json``, so it is a
+    run of its own for ``genzoo eval``, ``sample``, ``interpolate`` and ``compare``. It is filled under a
+    temporary name and swapped in by renames: an interrupted write leaves the previous best."""
+
+    KEY = "valid_loss"
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.path, self.tmp, self.old = self.run_dir / "best", self.run_dir / ".tmp-best", self.run_dir / ".old-best"
+        self.best = math.inf
+
+    def on_start(self, state):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.old.is_dir():  # killed between the two renames of a swap: the old best is the complete one
+            if self.path.is_dir():
+                shutil.rmtree(self.old, ignore_errors=True)
+            else:
+                self.old.rename(self.path)
+        if (self.path / "best.json").is_file():  # a resumed run goes on from the best it had
+            self.best = float(read_json(self.path / "best.json", "best-weights record")[self.KEY])
+
+    def on_step_end(self, state, logs):
+        valid = getattr(state, "valid_logs", None)
+        if not valid or valid["step"] != state.step:
+            return
+        loss = valid.get(self.KEY)
+        if loss is not None and math.isfinite(loss) and loss < self.best:
+            self.best = loss
+            self.write(state, loss)
+
+    def write(self, state, loss: float) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        save(state.model, self.tmp)
+        if (self.run_dir / "run.json").is_file():
+            shutil.copyfile(self.run_dir / "run.json", self.tmp / "run.json")
+        atomic_write_json(self.tmp / "best.json", {"step": state.step, "epoch": round(state.epoch, 4), self.KEY: loss})
+        if self.path.is_dir():
+            self.path.rename(self.old)
+        self.tmp.rename(self.path)
+        shutil.rmtree(self.old, ignore_errors=True)
 
 
 class SampleGrid(Callback):

@@ -35,7 +35,7 @@ from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
 from ..io import atomic_write_json, latest_checkpoint, load_checkpoint, model_config, save
 from . import acceleration, distributed
-from .callbacks import Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
+from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -56,6 +56,7 @@ class TrainState:
     data_generator: torch.Generator = field(default_factory=torch.Generator)
     start_time: float = field(default_factory=time.time)
     valid: object | None = None
+    valid_logs: dict | None = None  # the newest validation losses, {"step": ..., "valid_loss": ...}
     _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -89,11 +90,14 @@ class TrainState:
 
 
 def default_callbacks(run_dir: Path | None, *, checkpoint_every: int, sample_every: int, log_every: int,
-                      progress: bool, keep: int = 3) -> list[Callback]:
-    """The guard first (so nothing is written for a diverged step), then logs, pictures, checkpoints."""
+                      progress: bool, keep: int = 3, keep_best: bool = False) -> list[Callback]:
+    """The guard first (so nothing is written for a diverged step), then logs (and the best weights by the
+    validation loss they log), pictures, checkpoints."""
     cbs: list[Callback] = [DivergenceGuard()]
     if run_dir is not None:
         cbs.append(MetricsLogger(run_dir, every=log_every))
+        if keep_best:
+            cbs.append(BestWeights(run_dir))
         if sample_every > 0:
             cbs.append(SampleGrid(run_dir, every=sample_every))
         cbs.append(Checkpoint(run_dir, every=checkpoint_every, keep=keep))
@@ -137,13 +141,16 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         checkpoint_every: int = 1000, sample_every: int = 0, log_every: int = 10, valid=None,
         callbacks: tuple[Callback, ...] | list[Callback] = (), progress: bool = True, keep: int = 3,
         lr_schedule: str = "constant", warmup_steps: int = 0, max_minutes: float | None = None,
-        precision: str = "fp32", channels_last: bool | None = None, compile: bool = False) -> TrainState:
+        precision: str = "fp32", channels_last: bool | None = None, compile: bool = False,
+        keep_best: bool = False) -> TrainState:
     """Train ``model`` on ``data`` (a :class:`genzoo.data.Dataset`) for ``steps`` or ``epochs``.
 
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
-    checkpoint in ``run_dir``. ``valid`` (a Dataset) adds validation losses to the metrics.
+    checkpoint in ``run_dir``. ``valid`` (a Dataset) adds validation losses to the metrics (every
+    ``10 * log_every`` steps and at the end); ``keep_best=True`` then also keeps the weights of the lowest
+    validation loss in ``run_dir/best/``, a run folder of its own (:class:`~genzoo.train.callbacks.BestWeights`).
     ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps; ``warmup_steps``
     first ramps it linearly from lr / warmup_steps up to lr (Goyal et al. 2017, Section 2.2);
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
@@ -159,6 +166,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise DataError(f"{model.name} needs a training set with labels (e.g. digits or mnist); '{data.name}' has none")
     if len(data) == 0:
         raise DataError(f"the training split of '{data.name}' is empty")
+    if keep_best and (valid is None or run_dir is None):
+        raise ConfigError("keep_best needs a validation set (valid=) and a run directory (run_dir=) to keep the "
+                          "best weights in")
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     acceleration.check_precision(model, precision)
@@ -207,7 +217,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         atomic_write_json(writes / "config.json", model_config(model))
 
     cbs = default_callbacks(writes, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                            log_every=log_every, progress=progress and rank == 0, keep=keep) + list(callbacks)
+                            log_every=log_every, progress=progress and rank == 0, keep=keep,
+                            keep_best=keep_best) + list(callbacks)
     for cb in cbs:
         cb.on_start(state)
     model.train()
