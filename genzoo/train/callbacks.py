@@ -141,7 +141,8 @@ def validation_losses(model, valid, size: int) -> dict[str, float]:
 class BestWeights(Callback):
     """``RUN/best/``: the weights at the lowest validation loss so far (``valid_loss``, as
     :class:`MetricsLogger` logs it), rewritten each time it improves: early stopping's choice of model
-    without stopping (Prechelt 1998, "Early stopping - but when?"). The folder holds ``config.json``,
+    without stopping (Prechelt 1998, "Early stopping - but when?"), as the NICE authors' MNIST recipe keeps
+    the parameters of the best validation score (BENCHMARKS.md). The folder holds ``config.json``,
     ``model.safetensors``, ``best.json`` (step and loss) and a copy of the run's ``run.json``, so it is a
     run of its own for ``genzoo eval``, ``sample``, ``interpolate`` and ``compare``. It is filled under a
     temporary name and swapped in by renames: an interrupted write leaves the previous best."""
