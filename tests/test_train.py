@@ -217,12 +217,15 @@ def test_keep_best_survives_an_interrupted_swap_and_resumes_from_its_record(tmp_
     (tmp_path / "best").rename(tmp_path / ".old-best")  # killed between the swap's two renames
     (tmp_path / ".tmp-best").mkdir()                     # with a half-written new best beside it
     cb = BestWeights(tmp_path)
-    cb.on_start(None)
+    cb.on_start(type("Resumed", (), {"step": 40})())
     assert io.read_json(tmp_path / "best" / "best.json") == before and cb.best == before["valid_loss"]
     assert not (tmp_path / ".old-best").exists() and not (tmp_path / ".tmp-best").exists()
     genzoo.fit(_model(), data, steps=60, resume=True, **kw)  # goes on from the recorded best
     rows = [r for r in map(io.loads, (tmp_path / "metrics.jsonl").read_text().splitlines()) if "valid_loss" in r]
     assert io.read_json(tmp_path / "best" / "best.json")["valid_loss"] == min(r["valid_loss"] for r in rows)
+    fresh = BestWeights(tmp_path)
+    fresh.on_start(type("New", (), {"step": 0})())  # a new run in the folder does not inherit that record
+    assert fresh.best == math.inf
 
 
 def test_keep_best_needs_a_validation_set_and_a_run_dir(tmp_path):

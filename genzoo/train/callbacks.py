@@ -161,7 +161,8 @@ class BestWeights(Callback):
                 shutil.rmtree(self.old, ignore_errors=True)
             else:
                 self.old.rename(self.path)
-        if (self.path / "best.json").is_file():  # a resumed run goes on from the best it had
+        # a resumed run goes on from the best it had; a new one starts afresh (and replaces an older best/)
+        if state.step > 0 and (self.path / "best.json").is_file():
             self.best = float(read_json(self.path / "best.json", "best-weights record")[self.KEY])
 
     def on_step_end(self, state, logs):
