@@ -233,3 +233,13 @@ def test_keep_best_needs_a_validation_set_and_a_run_dir(tmp_path):
     with pytest.raises(genzoo.errors.ConfigError, match="keep_best needs a validation set"):
         genzoo.fit(_model(), data, steps=2, run_dir=tmp_path, keep_best=True, progress=False)
     assert not (tmp_path / "best").exists()
+
+
+def test_keep_best_resumes_past_an_unreadable_record(tmp_path):
+    from genzoo.train.callbacks import BestWeights
+
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "best.json").write_text('{"step": 3')  # cut short
+    cb = BestWeights(tmp_path)
+    cb.on_start(type("Resumed", (), {"step": 40})())
+    assert cb.best == math.inf

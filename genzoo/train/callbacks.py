@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import TrainingDiverged
+from ..errors import GenZooError, TrainingDiverged
 from ..io import atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json, save, save_checkpoint
 
 
@@ -163,7 +163,10 @@ class BestWeights(Callback):
                 self.old.rename(self.path)
         # a resumed run goes on from the best it had; a new one starts afresh (and replaces an older best/)
         if state.step > 0 and (self.path / "best.json").is_file():
-            self.best = float(read_json(self.path / "best.json", "best-weights record")[self.KEY])
+            try:
+                self.best = float(read_json(self.path / "best.json", "best-weights record")[self.KEY])
+            except (GenZooError, KeyError, TypeError, ValueError):  # an unreadable record: the next validation
+                self.best = math.inf                                 # writes a fresh best
 
     def on_step_end(self, state, logs):
         valid = getattr(state, "valid_logs", None)
