@@ -117,15 +117,19 @@ def test_batch_must_divide_among_processes(tmp_path):
 def test_cli_under_torchrun_writes_one_run(tmp_path):
     run_dir = tmp_path / "run"
     proc = torchrun(["-m", "genzoo", "train", "vae", "--steps", "4", "--batch-size", "32", "--run-dir", str(run_dir),
-                     "--no-progress", "--sample-every", "2", "--set", "hidden=[16]"], timeout=240)
+                     "--no-progress", "--sample-every", "2", "--set", "hidden=[16]", "--set", "keep_best=true"],
+                    timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("-> ") == 1 and "on 2 processes" in proc.stderr  # rank 0 alone speaks
     assert (run_dir / "model.safetensors").is_file() and len(list((run_dir / "samples").glob("*.png"))) == 2
     import json
     assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
+    assert json.loads((run_dir / "best" / "best.json").read_text())["step"] == 4  # rank 0's validation at the end
+    assert not (run_dir / ".tmp-best").exists() and not (run_dir / ".old-best").exists()
     # and a distributed run resumes on one process
     from genzoo.cli import main
     assert main(["train", "--resume", "--run-dir", str(run_dir), "--steps", "6", "--no-progress"]) == 0
+    assert json.loads((run_dir / "best" / "best.json").read_text())["step"] in (4, 6)
 
 
 def test_sync_batch_norm_keeps_parameters_and_checkpoint_keys():
