@@ -121,3 +121,30 @@ def test_an_mlp_trains_the_same_on_either_path():
         losses[on] = loss.item()
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
     assert losses[True] < 1.0  # it learned something: the identity's MSE starts near 1.3
+
+
+def test_training_on_the_onednn_path_repeats_and_resumes_bitwise(tmp_path, monkeypatch):
+    """oneDNN's products are deterministic here: two runs agree bitwise, and so does a run stopped at a
+    checkpoint and resumed (the trainer's resume guarantee, on layers large enough to take oneDNN)."""
+    import genzoo
+    from genzoo.data import Dataset
+
+    calls = _onednn_calls(monkeypatch)
+    x = torch.rand(512, 1, 28, 28, generator=torch.Generator().manual_seed(0))  # (N, 1, 28, 28)
+    data = Dataset("noise", "train", x, None, levels=256, binarize=True)
+
+    def model():
+        torch.manual_seed(0)
+        return genzoo.build("vae", data_shape=(1, 28, 28), latent_dim=8, hidden=(512,))  # 784 x 512: oneDNN
+
+    kw = dict(batch_size=64, seed=1, progress=False, checkpoint_every=3)
+    a, b = model(), model()
+    genzoo.fit(a, data, steps=6, **kw)
+    genzoo.fit(b, data, steps=6, **kw)
+    assert calls
+    c = model()
+    genzoo.fit(c, data, steps=3, run_dir=tmp_path, **kw)
+    c = model()
+    genzoo.fit(c, data, steps=6, run_dir=tmp_path, resume=True, **kw)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k]) and torch.equal(v, c.state_dict()[k]), k
