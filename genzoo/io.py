@@ -313,10 +313,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
         opt_tensors.update({f"rng.{k}": v for k, v in rng.items()})
         save_tensors(tmp / "state.safetensors", opt_tensors)
         atomic_write_json(tmp / "state.json", {"step": step, "optimizers": opt_plain, **state})
-        if final.exists():  # a checkpoint of the same step from an earlier attempt
-            shutil.rmtree(final)
-        os.rename(tmp, final)
-        _fsync_dir(root)
+        replace_folder(tmp, final)  # over a checkpoint of the same step from an earlier attempt, if any
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -341,6 +338,30 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
             raise CheckpointError(f"optimizer state in {path} does not fit: {e}") from None
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     return state, rng
+
+
+def replace_folder(tmp: Path, final: Path) -> None:
+    """Put the filled folder ``tmp`` in place of ``final`` by renames: a ``final`` already there is set aside
+    as ``.old-NAME`` until the new one is in, then removed, so a kill at any moment leaves a complete folder
+    under one of the two names (:func:`restore_folder` puts it back)."""
+    old = final.with_name(f".old-{final.name}")
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(final, old)
+    os.rename(tmp, final)
+    _fsync_dir(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_folder(final: Path) -> None:
+    """Undo a :func:`replace_folder` cut short between its renames: the set-aside folder returns as
+    ``final`` if nothing took its place, else it is removed."""
+    old = final.with_name(f".old-{final.name}")
+    if old.is_dir():
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(old, final)
 
 
 def _fsync_dir(path: Path) -> None:

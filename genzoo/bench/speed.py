@@ -76,11 +76,6 @@ def _flops(step) -> float:
     return float(counter.get_total_flops())
 
 
-def _best_time(fn, repeats: int) -> float:
-    fn()
-    return min(_timed(fn) for _ in range(repeats))
-
-
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     """Best FLOP/s of an n x n matrix product in ``dtype`` on this machine's threads: ``a @ b`` (MKL for
     float32, oneDNN for bfloat16) and, in float32, oneDNN's product too, whichever is faster."""
@@ -147,9 +142,7 @@ class _Fit(_Loop):
 def _eval_rate(fn, n: int, repeats: int = 3) -> float:
     """Examples per second of ``fn()`` (which handles ``n`` examples), best of ``repeats``, no gradients."""
     with torch.no_grad():
-        fn()
-        best = min(_timed(fn) for _ in range(repeats))
-    return n / best
+        return n / _best_time(fn, repeats)
 
 
 def _version(package: str) -> str:
@@ -162,6 +155,12 @@ def _timed(fn) -> float:
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
+
+
+def _best_time(fn, repeats: int) -> float:
+    """The shortest of ``repeats`` timed calls of ``fn``, after one untimed warm-up call."""
+    fn()
+    return min(_timed(fn) for _ in range(repeats))
 
 
 def _table(title: str, unit: str, contenders: dict, rates: dict, peaks: dict, goals: dict, notes: list[str]) -> list[str]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import GenZooError, TrainingDiverged
-from ..io import atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json, save, save_checkpoint
+from ..io import (atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json, replace_folder,
+                  restore_folder, save, save_checkpoint)
 
 
 class Callback:
@@ -151,16 +152,12 @@ class BestWeights(Callback):
 
     def __init__(self, run_dir: Path):
         self.run_dir = Path(run_dir)
-        self.path, self.tmp, self.old = self.run_dir / "best", self.run_dir / ".tmp-best", self.run_dir / ".old-best"
+        self.path, self.tmp = self.run_dir / "best", self.run_dir / ".tmp-best"
         self.best = math.inf
 
     def on_start(self, state):
         shutil.rmtree(self.tmp, ignore_errors=True)
-        if self.old.is_dir():  # killed between the two renames of a swap: the old best is the complete one
-            if self.path.is_dir():
-                shutil.rmtree(self.old, ignore_errors=True)
-            else:
-                self.old.rename(self.path)
+        restore_folder(self.path)  # killed between the two renames of a swap: the old best is the complete one
         # a resumed run goes on from the best it had; a new one starts afresh (and replaces an older best/)
         if state.step > 0 and (self.path / "best.json").is_file():
             try:
@@ -169,7 +166,7 @@ class BestWeights(Callback):
                 self.best = math.inf                                 # writes a fresh best
 
     def on_step_end(self, state, logs):
-        valid = getattr(state, "valid_logs", None)
+        valid = state.valid_logs
         if not valid or valid["step"] != state.step:
             return
         loss = valid.get(self.KEY)
@@ -183,10 +180,7 @@ class BestWeights(Callback):
         if (self.run_dir / "run.json").is_file():
             shutil.copyfile(self.run_dir / "run.json", self.tmp / "run.json")
         atomic_write_json(self.tmp / "best.json", {"step": state.step, "epoch": round(state.epoch, 4), self.KEY: loss})
-        if self.path.is_dir():
-            self.path.rename(self.old)
-        self.tmp.rename(self.path)
-        shutil.rmtree(self.old, ignore_errors=True)
+        replace_folder(self.tmp, self.path)
 
 
 class SampleGrid(Callback):
