@@ -89,15 +89,71 @@ def test_channels_last_is_automatic_for_convolutions_and_checkpoints_load(tmp_pa
     assert all(p.is_contiguous() for p in mlp.parameters())
 
 
-def test_channels_last_changes_layout_not_values():
+@pytest.mark.parametrize("name, options", [("gan", {"arch": "dcgan", "width": 4}), ("vae", {"arch": "conv"})])
+def test_channels_last_changes_layout_not_values(name, options):
     data = load_dataset("digits", n=128)
     out = {}
     for cl in (False, True):
         torch.manual_seed(0)
-        gan = genzoo.build("gan", data_shape=data.shape, arch="dcgan", latent_dim=4, width=4)
-        genzoo.fit(gan, data, steps=3, batch_size=32, progress=False, channels_last=cl)
-        out[cl] = gan.generator.net[0].weight.detach()
-    torch.testing.assert_close(out[True], out[False], rtol=1e-4, atol=1e-5)
+        model = genzoo.build(name, data_shape=data.shape, latent_dim=4, **options)
+        genzoo.fit(model, data, steps=3, batch_size=32, progress=False, channels_last=cl)
+        out[cl] = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    for k, v in out[False].items():
+        torch.testing.assert_close(out[True][k], v, rtol=1e-4, atol=1e-5)
+
+
+def _layout(t):
+    """'nhwc' or 'nchw' for a 4-D tensor in exactly one of the two layouts, else None."""
+    if not isinstance(t, torch.Tensor) or t.dim() != 4:
+        return None
+    nhwc, nchw = t.is_contiguous(memory_format=torch.channels_last), t.is_contiguous()
+    return None if nhwc == nchw else "nhwc" if nhwc else "nchw"
+
+
+@pytest.mark.parametrize("name, options", [("gan", {"arch": "dcgan", "width": 8}), ("vae", {"arch": "conv"})])
+def test_channels_last_training_step_never_mixes_layouts(name, options):
+    """An elementwise kernel given one NCHW and one NHWC operand runs 20-30x slower (genzoo/nn/conv.py):
+    with the model channels-last, no op of a training step (forward and backward) may mix them."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from genzoo.base import Batch
+    from genzoo.train import acceleration
+
+    mixed = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if len({_layout(a) for a in args} - {None}) > 1:
+                mixed.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    model = genzoo.build(name, data_shape=(1, 28, 28), latent_dim=4, **options)
+    acceleration.to_channels_last(model)
+    x = torch.rand(16, 1, 28, 28)
+    with Watch():
+        acceleration.training_step(model, Batch(x), model.configure_optimizers(), torch.device("cpu"), "fp32", True)
+    assert mixed == []
+
+
+def test_flat_linear_reads_channels_last_features_in_place():
+    from genzoo.nn.conv import flat_linear
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6 * 5 * 5, 3)
+    x = torch.randn(4, 6, 5, 5)
+    y_ref = layer(x.flatten(1).requires_grad_())
+    g_out = torch.randn_like(y_ref)
+    ref = torch.autograd.grad(layer(x.requires_grad_().flatten(1)), [x, layer.weight, layer.bias], g_out)
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xf = x.detach().contiguous(memory_format=fmt).requires_grad_()
+        y = flat_linear(xf, layer)                                       # (4, 3)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-6)
+        grads = torch.autograd.grad(y, [xf, layer.weight, layer.bias], g_out)
+        for g, r in zip(grads, ref):
+            torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+        assert grads[0].is_contiguous(memory_format=fmt)  # the gradient comes back in the input's layout
+    assert layer.weight.shape == (3, 150) and layer.weight.is_contiguous()  # the stored weight keeps NCHW order
 
 
 def test_gan_generator_step_reuses_the_discriminator_steps_sample():

@@ -24,7 +24,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from .conv import _check
+from .conv import _check, flat_linear, layout_of
 from .linear import Linear
 
 
@@ -47,7 +47,8 @@ class DCGANGenerator(nn.Module):
         _init_dcgan(self)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.net(z)
+        h = layout_of(self.net[:2](z), self.net[4])  # (B, 2w, H/4, W/4), in the convolutions' layout
+        return self.net[2:](h)                       # (B, C, H, W)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -71,13 +72,13 @@ class DCGANDiscriminator(nn.Module):
             nn.Conv2d(c, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),                 # (B, w, H/2, W/2)
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1, bias=norm == "none"), mid,  # (B, 2w, H/4, W/4)
             nn.LeakyReLU(0.2),
-            nn.Flatten(),
-            Linear(2 * width * (h // 4) * (w // 4), 1),                                  # (B, 1)
+            nn.Flatten(),                                                                  # run with the next
+            Linear(2 * width * (h // 4) * (w // 4), 1),                                  # as one flat_linear
         )
         _init_dcgan(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(-1)
+        return flat_linear(self.net[:-2](x), self.net[-1]).squeeze(-1)  # (B, 1) -> (B,)
 
 
 def _init_dcgan(module: nn.Module) -> None:
