@@ -461,7 +461,10 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     rates = _alternate(contenders, rounds)
     goals = [(ours, "plain loop (contiguous)", 1.15) for ours in ("genzoo (fp32)", "genzoo (bf16)")]
     notes = ["genzoo's defaults put a convolutional model in channels-last layout; its generator update reuses the "
-             "discriminator step's G(z), as the plain loop does.", "evaluation: sampling 1,000 images."]
+             "discriminator step's G(z), as the plain loop does.",
+             "the plain loop runs genzoo's networks with their linear layers on F.linear: its contiguous row is "
+             "pytorch/examples' loop as it is, and its channels-last row also has genzoo's one-layout flatten and "
+             "projection (genzoo.nn.conv.flat_linear, layout_of).", "evaluation: sampling 1,000 images."]
     return _table("DCGAN (28x28 MNIST, width 64, z 100, batch 64)", "images", contenders, rates, peaks, goals, notes)
 
 
