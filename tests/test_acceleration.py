@@ -141,10 +141,10 @@ def test_flat_linear_reads_channels_last_features_in_place():
 
     torch.manual_seed(0)
     layer = torch.nn.Linear(6 * 5 * 5, 3)
-    x = torch.randn(4, 6, 5, 5)
-    y_ref = layer(x.flatten(1).requires_grad_())
+    x = torch.randn(4, 6, 5, 5, requires_grad=True)
+    y_ref = layer(x.flatten(1))                                           # (4, 3), NCHW order
     g_out = torch.randn_like(y_ref)
-    ref = torch.autograd.grad(layer(x.requires_grad_().flatten(1)), [x, layer.weight, layer.bias], g_out)
+    ref = torch.autograd.grad(y_ref, [x, layer.weight, layer.bias], g_out, retain_graph=True)
     for fmt in (torch.contiguous_format, torch.channels_last):
         xf = x.detach().contiguous(memory_format=fmt).requires_grad_()
         y = flat_linear(xf, layer)                                       # (4, 3)
