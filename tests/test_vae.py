@@ -7,7 +7,7 @@ from torch.distributions import Independent, Normal, kl_divergence
 import genzoo
 from genzoo.data import load_dataset
 from genzoo.models.flows.transforms import planar
-from genzoo.models.vae import VAE
+from genzoo.models.vae import VAE, bernoulli_log_prob
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
@@ -30,7 +30,7 @@ def test_shapes_and_gradients(arch, likelihood):
 
 
 def test_elbo_terms_match_torch_distributions():
-    """The fast ELBO (BCE with logits, closed-form KL) equals the distribution-object version."""
+    """The fast ELBO (x l - softplus(l), closed-form KL) equals the distribution-object version."""
     m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
     x = torch.rand(6, 1, 8, 8).bernoulli()
     q = m.encode(x)
@@ -42,6 +42,22 @@ def test_elbo_terms_match_torch_distributions():
     z = q.mean + q.stddev * eps
     slow = m.decode(z).log_prob(x).mean(0) - kl
     torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-4)
+
+
+def test_bernoulli_log_prob_matches_bce_with_logits():
+    """x l - softplus(l) equals -BCE with logits in value and in both gradients, for grey levels, logits up
+    to +-60 (where a sigmoid saturates in float32) and x broadcast over a sample dimension."""
+    logits = (torch.randn(3, 5, 40, dtype=torch.float64) * 20).clamp(-60, 60).requires_grad_()   # (S, B, D)
+    x = torch.rand(1, 5, 40, dtype=torch.float64).requires_grad_()                            # (1, B, D)
+    ours = bernoulli_log_prob(logits, x)
+    ref = -torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+    assert ours.shape == (3, 5)
+    torch.testing.assert_close(ours, ref)
+    w = torch.randn(3, 5, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad((ours * w).sum(), (logits, x)),
+                               torch.autograd.grad((ref * w).sum(), (logits, x)))
+    big = torch.tensor([[60.0, -60.0]])                                   # float32: no inf, no nan
+    assert torch.isfinite(bernoulli_log_prob(big, torch.tensor([[0.0, 1.0]]))).all()
 
 
 def test_gaussian_decoder_log_prob():

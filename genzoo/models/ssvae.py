@@ -72,6 +72,7 @@ from ..nn import mlp
 from ..nn.linear import Linear
 from ..nn.mlp import ACTIVATIONS
 from ..registry import register
+from .vae import bernoulli_log_prob
 
 
 @register("ssvae", "Semi-supervised VAE M2 (Kingma et al. 2014): labels y, style z, trained from a few labels")
@@ -218,8 +219,7 @@ class SSVAE(GenerativeModel):
     def _log_px(self, x: Tensor, y: Tensor, z: Tensor) -> Tensor:
         """log p(x | y, z) for z (..., B, L): Bernoulli pixels from logits, (..., B)."""
         logits = self._decoder_logits(z, y)  # (..., B, D)
-        target = x.reshape(x.shape[0], -1).expand_as(logits)
-        return -F.binary_cross_entropy_with_logits(logits, target, reduction="none").sum(-1)
+        return bernoulli_log_prob(logits, x.reshape(x.shape[0], -1))                        # (..., B)
 
     def _log_w(self, x: Tensor, y: Tensor, k: int) -> Tensor:
         """log p(x, y, z_i) - log q(z_i|x, y) for k reparameterised z_i ~ q(z|x, y): (k, B)."""
