@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CheckpointError, ConfigError, DataError, GenZooError, WriteError
+from .errors import CheckpointError, ConfigError, DataError, GenZooError, WriteError, did_you_mean
 
 MAX_PICTURE = 10_000  # the most images one `genzoo sample` picture holds
 
@@ -161,7 +161,25 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")
     b.add_argument("--no-write", dest="output", action="store_const", const=None, help="print the table only")
     b.add_argument("--no-progress", action="store_true")
+    p.commands = sub.choices  # name -> subcommand parser, for the "did you mean" of a mistyped flag
     return p
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line parsed; an unknown flag is a one-line error naming the closest flag of its command.
+
+    >>> parse(["train", "vae", "--stpes", "5"])
+    Traceback (most recent call last):
+    SystemExit: 2
+    """
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        command = parser.commands[args.command]
+        flags = [s for action in command._actions for s in action.option_strings]
+        hints = (did_you_mean(w.split("=", 1)[0], flags) for w in extra if w.startswith("-"))
+        command.error(f"unrecognized arguments: {' '.join(extra)}{next((h for h in hints if h), '')}")
+    return args
 
 
 def check_output(path: str, flag: str = "-o", suffix: str | None = None) -> Path:
@@ -752,7 +770,7 @@ COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = parse(argv)
     try:
         return COMMANDS[args.command](args)
     except GenZooError as e:

@@ -11,7 +11,10 @@ from genzoo.cli import main
 
 
 def run(capsys, *args):
-    code = main(list(args))
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's errors (an unknown flag) exit while parsing
+        code = e.code
     out = capsys.readouterr()
     return code, out.out, out.err
 
@@ -91,6 +94,9 @@ def _npz(path, x):
     (["sample", "/no/such/run"], "not a genzoo run"),
     (["eval", "."], "not a genzoo run"),
     (["train", "--resume"], "--resume needs --run-dir"),
+    (["train", "vae", "--stpes", "5"], "unrecognized arguments: --stpes 5 (did you mean '--steps'?)"),
+    (["bench", "speed", "--quik"], "--quik (did you mean '--quick'?)"),
+    (["sample", "/no/run", "--metrics", "x"], "unrecognized arguments: --metrics x (see `genzoo sample --help`)"),
 ])
 def test_bad_input_one_line_exit_2(capsys, args, needle):
     code, out, err = run(capsys, *args)

@@ -68,10 +68,10 @@ def run(args) -> str:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         results = [f.result() for f in [pool.submit(one, m, d, steps, runs_dir) for m, d in jobs]]
     lines = ["## Flows on 2-D toy sets (`genzoo bench flows-2d`)", "",
-             f"Each run is `genzoo train MODEL --data SET --steps {steps} --batch-size {BATCH} --set lr_schedule=cosine` "
-             f"(50,000 training points) with the options below; test log-likelihood on {N_TEST:,} test points, nats "
-             "(higher is better). 'true' is the mean log-density of the same points under the true density, i.e. the "
-             "best any model can do in expectation; 'gap' = true - model, +- its standard error.", ""]
+             f"Each run is `genzoo train MODEL --data SET --steps {steps} --batch-size {BATCH} --set lr_schedule=cosine "
+             f"--set data.n=50000` (50,000 training points) with the options below; test log-likelihood on {N_TEST:,} "
+             "test points, nats (higher is better). 'true' is the mean log-density of the same points under the true "
+             "density, i.e. the best any model can do in expectation; 'gap' = true - model, +- its standard error.", ""]
     lines += ["| model | options | " + " | ".join(f"{d}: test LL / true / gap" for d in DATASETS) + " | s per run |",
               "|---|---|" + "---|" * len(DATASETS) + "---|"]
     for m in RECIPES:

@@ -28,8 +28,8 @@ DCGAN), again with bf16 autocast, and again with its linear layers on ``F.linear
 rows, which separate what the kernel choice gives from the rest). The machine's matmul peak (fp32 and
 bf16, 2048x2048 products; fp32 the faster of MKL and oneDNN) is measured first, and each row's achieved
 FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a share of it. The
-peers are optional extras (``pip install pythae normflows zuko``); a missing one leaves its row out with
-a note.
+peers are optional extras (pythae, normflows, zuko: ``pip install -c constraints.txt -e '.[bench]'``); a
+missing one leaves its row out with a note.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from torch import nn
 from genzoo.nn.linear import MIN_SIZE, linear, onednn_available, use_onednn
 
 DESCRIPTION = ("training and evaluation throughput of each family beside plain PyTorch, pythae, normflows, zuko, "
-               "scikit-learn and NumPy (pip install pythae normflows zuko)")
+               "scikit-learn and NumPy (peers: pip install -c constraints.txt -e '.[bench]')")
 ROUNDS, QUICK_ROUNDS = 5, 2
 F_LINEAR = "fp32, F.linear"  # the row label of genzoo with its linear layers on torch's F.linear (MKL), not oneDNN
 
