@@ -352,6 +352,8 @@ def cmd_train(args) -> int:
     from .train import distributed, fit
     from .train.loop import check_train_options
 
+    if args.run_dir is not None and not args.run_dir.strip():
+        raise ConfigError("--run-dir needs a folder name")
     run_dir = Path(args.run_dir) if args.run_dir else None
     if args.resume:
         if run_dir is None:
@@ -420,7 +422,7 @@ def cmd_train(args) -> int:
     epochs = train.get("epochs") if steps is None else None
     if steps is None and epochs is None:
         raise ConfigError("give --steps N or --epochs N")
-    new_dir = not run_dir.exists()
+    before = set(run_dir.iterdir()) if run_dir.is_dir() else None  # what a run that never starts must leave
     if world_size > 1:
         torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if main_rank:
@@ -434,6 +436,9 @@ def cmd_train(args) -> int:
                                                      "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     announce = _Announce(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape "
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
+    if (train.get("batch_size") or 0) > len(data) and not model.full_batch:
+        announce.line += (f"\ngenzoo: note: batch size {train['batch_size']} is more than the {len(data)} training "
+                          "examples: each batch is the whole set")
     t0 = time.time()
     try:
         state = fit(model, data, callbacks=[announce] if main_rank else [], steps=steps, epochs=epochs,
@@ -445,13 +450,15 @@ def cmd_train(args) -> int:
                     compile=bool(train.get("compile", False)), max_minutes=train.get("max_minutes"),
                     keep_best=bool(train.get("keep_best", False)))
     except GenZooError:
-        if main_rank and new_dir and latest_checkpoint(run_dir) is None:  # a run that never started leaves no folder
-            shutil.rmtree(run_dir, ignore_errors=True)
+        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # a run that never started
+            _remove_new(run_dir, before)                                           # leaves nothing behind
         raise
     except KeyboardInterrupt:
-        if main_rank and new_dir and latest_checkpoint(run_dir) is None:
-            shutil.rmtree(run_dir, ignore_errors=True)
-            sys.stderr.write(f"genzoo: interrupted before the first checkpoint; {run_dir} is removed\n")
+        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:
+            _remove_new(run_dir, before)
+            sys.stderr.write(f"genzoo: interrupted before the first checkpoint; {run_dir} is removed\n"
+                             if before is None else f"genzoo: interrupted before the first checkpoint; what the "
+                             f"run wrote in {run_dir} is removed\n")
         elif main_rank:
             sys.stderr.write(f"genzoo: interrupted; the checkpoints written so far are intact: continue with "
                              f"`genzoo train --resume --run-dir {run_dir}`\n")
@@ -463,6 +470,19 @@ def cmd_train(args) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _remove_new(run_dir: Path, before: set[Path] | None) -> None:
+    """Undo a run that wrote no checkpoint: remove ``run_dir`` if it is new (``before`` None), else only the
+    entries it did not hold before (a folder the user chose keeps its own files)."""
+    if before is None:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for p in set(run_dir.iterdir()) - before if run_dir.is_dir() else ():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
 
 
 class _Announce:
@@ -579,23 +599,25 @@ def cmd_compare(args) -> int:
     from .eval.compare import compare_table, write_table
     from .io import atomic_write_json, read_json
 
-    if len(set(args.runs)) != len(args.runs):
+    if len({Path(r).resolve() for r in args.runs}) != len(args.runs):
         raise ConfigError("a run is named twice")
     if args.output is not None:
+        if Path(args.output).suffix in (".md", ".csv"):  # -o table.md means table.md and table.csv
+            args.output = str(Path(args.output).with_suffix(""))
         for suffix in (".md", ".csv"):
             check_output(f"{args.output}{suffix}" if str(args.output).strip() else "", "-o")
     rows = []
     for path in args.runs:
         cached = Path(path) / "eval.json"
         result = None
+        asked = _compare_key(path, args)
         if cached.is_file() and not args.recompute:
             old = read_json(cached, "evaluation file")
-            same = all(old.get(k) == v for k, v in (("split", args.split), ("n_samples", args.n_samples), ("seed", args.seed)))
-            if same and old.get("metrics_asked") == args.metrics:
+            if old.get("asked") == asked:
                 result = old
         if result is None:
             result = _eval_run(path, args, args.metrics)
-            result["metrics_asked"] = args.metrics
+            result["asked"] = asked
             if args.output is not None:  # --no-write writes nothing, not even the runs' eval.json
                 atomic_write_json(cached, result)
         rows.append((path, result))
@@ -605,6 +627,16 @@ def cmd_compare(args) -> int:
         for f in write_table(table, args.output):
             print(f"wrote {f}", file=sys.stderr)
     return 0
+
+
+def _compare_key(path: str, args) -> dict:
+    """What a cached RUN/eval.json must match for ``compare`` to reuse it: every flag that changes the results,
+    and the weights it scored (their size and time, so a run trained further is evaluated again)."""
+    weights = Path(path) / "model.safetensors"
+    stat = weights.stat() if weights.is_file() else None
+    return {"metrics": args.metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
+            "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root,
+            "weights": [stat.st_size, stat.st_mtime_ns] if stat else None}
 
 
 def _indices(text: str, n: int) -> list[int]:
@@ -636,7 +668,7 @@ def cmd_interpolate(args) -> int:
         check_output(args.output, suffix=".png")
     test = None
     if args.between or args.arithmetic:
-        test = load_spec(_data_spec(args.run, args.data_root), "test")
+        test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
     g = torch.Generator().manual_seed(args.seed)
     if args.arithmetic:
         m = re.fullmatch(r"\s*([\d,\s]+)-([\d,\s]+)\+([\d,\s]+)\s*", args.arithmetic)
@@ -709,7 +741,7 @@ def cmd_inpaint(args) -> int:
     if args.image:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
     else:
-        test = load_spec(_data_spec(args.run, args.data_root), "test")
+        test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
         idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))
         if any(not 0 <= i < len(test) for i in idx):
             raise ConfigError(f"--test-index must lie in 0..{len(test) - 1}")
@@ -740,7 +772,7 @@ def cmd_report(args) -> int:
 
     if not Path(args.run).is_dir():
         raise CheckpointError(f"not a genzoo run: {args.run} is not a directory")
-    out = check_output(args.output) if args.output is not None else None
+    out = check_output(args.output, suffix=".html") if args.output is not None else None
     print(f"wrote {write_report(args.run, out)}")
     return 0
 
@@ -757,6 +789,7 @@ def cmd_bench(args) -> int:
         raise ConfigError(f"--jobs {args.jobs} is more than the {os.cpu_count() or 1} CPUs here: each job is a training process")
     if args.output is not None:
         check_output(args.output, "--output")
+        bench.read_markdown(args.output)
     runs = Path(args.runs_dir)
     if any(p.exists() and not p.is_dir() for p in (runs, *runs.parents)):
         raise ConfigError(f"--runs-dir {runs}: that path, or a part of it, is a file, not a folder")

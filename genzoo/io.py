@@ -63,7 +63,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 #: what ``genzoo train`` and ``genzoo eval`` keep in a run directory: no ``-o``/``--output`` may write over them
 #: (nor into ``best/``, which training replaces whole each time the validation loss improves)
-RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOINTS, "samples", "best")
+RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOINTS, "samples", "best",
+             "density.png")
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
@@ -328,7 +329,12 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     load_state(model, load_tensors(path / WEIGHTS), path / WEIGHTS)
     tensors = load_tensors(path / "state.safetensors")
     state = read_json(path / "state.json", "checkpoint state")
+    step = state.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"{path / 'state.json'} is corrupt: its step is {step!r}, not a count of steps")
     plain = state.pop("optimizers", [])
+    if not isinstance(plain, list):
+        raise CheckpointError(f"{path / 'state.json'} is corrupt: its optimizers are not a list")
     if len(plain) != len(optimizers):
         raise CheckpointError(f"{path} holds {len(plain)} optimizer states, the model has {len(optimizers)}")
     for i, opt in enumerate(optimizers):

@@ -81,6 +81,8 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
         if "=" not in item:
             raise ConfigError(f"--set takes key=value, got '{item}'")
         key, value = (s.strip() for s in item.split("=", 1))
+        if not key:
+            raise ConfigError(f"--set takes key=value, got '{item}' (no key)")
         section, dot, name = key.rpartition(".")
         if dot and not (section and name):
             raise ConfigError(f"--set key '{key}' has an empty part: write section.key=value or key=value")

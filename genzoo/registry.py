@@ -185,14 +185,18 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
         if annotation is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+            if isinstance(value, str) and "e" in value.lower():  # 1e4 is an int; 1.5e0 and 1e400 are not
+                if not (f := float(value)).is_integer():
+                    raise ValueError
+                return int(f)
+            return int(value)
         if annotation is float:
             if isinstance(value, bool) or math.isnan(out := float(value)):
                 raise ValueError
             return out
         if annotation is str:
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         name = getattr(annotation, "__name__", str(annotation))
         raise ConfigError(f"bad value {value!r} for {what}: expected {name}") from None
     return value

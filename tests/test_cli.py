@@ -84,6 +84,8 @@ def _npz(path, x):
     (["train", "vae", "--data", "mnits"], "unknown dataset 'mnits'"),
     (["train", "vae", "--set", "latnt_dim=3"], "unknown --set key 'latnt_dim' (did you mean 'latent_dim'?)"),
     (["train", "vae", "--set", "latent_dim=three"], "bad value 'three' for vae.latent_dim: expected int"),
+    (["train", "vae", "--set", "latent_dim=1e400"], "bad value '1e400' for vae.latent_dim: expected int"),
+    (["train", "vae", "--set", "latent_dim=2.5e0"], "bad value '2.5e0' for vae.latent_dim: expected int"),
     (["train", "vae", "--set", "model.hiden=3"], "did you mean 'hidden'"),
     (["train", "vae", "--data", "/no/such/file.npz"], "/no/such/file.npz"),
     (["train", "vae", "--config", "/no/recipe.toml"], "recipe not found"),
@@ -94,6 +96,8 @@ def _npz(path, x):
     (["sample", "/no/such/run"], "not a genzoo run"),
     (["eval", "."], "not a genzoo run"),
     (["train", "--resume"], "--resume needs --run-dir"),
+    (["train", "vae", "--run-dir", " "], "--run-dir needs a folder name"),
+    (["train", "vae", "--set", "=3"], "--set takes key=value, got '=3' (no key)"),
     (["train", "vae", "--stpes", "5"], "unrecognized arguments: --stpes 5 (did you mean '--steps'?)"),
     (["bench", "speed", "--quik"], "--quik (did you mean '--quick'?)"),
     (["sample", "/no/run", "--metrics", "x"], "unrecognized arguments: --metrics x (see `genzoo sample --help`)"),
@@ -168,6 +172,11 @@ def test_model_transform_applies_to_discrete_data_only(tmp_path, capsys, mnist_r
     code, _, err = run(capsys, "train", "vae", "--data", "ring", "--steps", "2", "--run-dir", str(tmp_path / "r"))
     assert code == 2 and "Bernoulli decoder needs data in [0, 1]" in err
     assert not (tmp_path / "r").exists()  # a run that never started leaves no folder behind
+    mine = tmp_path / "mine"  # ... and, in a folder of the user's, only what was there before
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    code, _, err = run(capsys, "train", "vae", "--data", "ring", "--steps", "2", "--run-dir", str(mine))
+    assert code == 2 and [p.name for p in mine.iterdir()] == ["notes.txt"]
     rd = tmp_path / "g"
     code, _, err = run(capsys, "train", "vae", "--data", "ring", "--set", "likelihood=gaussian", "--steps", "2",
                        "--run-dir", str(rd), "--no-progress")
@@ -230,3 +239,30 @@ def test_keep_best_from_the_cli_is_a_run_of_its_own(tmp_path, capsys):
     code, _, err = run(capsys, "train", "vae", "--steps", "2", "--run-dir", str(tmp_path / "bad"), "--no-progress",
                        "--set", "keep_best=perhaps")
     assert code == 2 and "keep_best" in err and not (tmp_path / "bad").exists()
+
+
+def test_empty_test_split_is_one_line(tmp_path, capsys):
+    """Fewer than 10 examples all go to train: commands that need the test split say so in one line."""
+    x = (np.random.default_rng(0).random((8, 1, 8, 8)) > 0.5).astype(np.float32)
+    rd = str(tmp_path / "run")
+    assert run(capsys, "train", "vae", "--data", _npz(tmp_path / "tiny.npz", x), "--steps", "2", "--run-dir", rd,
+               "--no-progress")[0] == 0
+    for args in (["eval", rd], ["inpaint", rd, "--mask", "center"], ["interpolate", rd, "--between", "0", "1"]):
+        code, _, err = run(capsys, *args)
+        assert code == 2 and "test split" in err and "is empty" in err and err.count("\n") == 1, (args, err)
+    code, out, _ = run(capsys, "eval", rd, "--split", "train", "--metrics", "nll", "--iwae-k", "2")
+    assert code == 0 and "elbo" in out
+
+
+def test_bench_output_not_text_refused_before_the_run(tmp_path, capsys):
+    out = tmp_path / "table.md"
+    out.write_bytes(b"\xc1\xff\x00 not text")
+    code, printed, err = run(capsys, "bench", "fgan-gaussian", "--steps", "5", "--jobs", "1", "--output", str(out))
+    assert code == 2 and "cannot read it as a Markdown" in err and err.count("\n") == 1
+    assert printed == "" and out.read_bytes() == b"\xc1\xff\x00 not text"  # refused before running, file untouched
+
+
+def test_a_batch_larger_than_the_set_is_noted(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "vae", "--steps", "2", "--batch-size", "5000", "--run-dir", str(tmp_path / "r"),
+                       "--no-progress", "--set", "hidden=16")
+    assert code == 0 and "batch size 5000 is more than the 1297 training examples" in err

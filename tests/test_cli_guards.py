@@ -406,3 +406,27 @@ def test_run_json_records_typed_numbers(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--config", str(recipe), "--run-dir", str(tmp_path / "bad"), "--no-progress",
                        "--set", "batch_size=many")
     assert code == 2 and "batch_size" in err and not (tmp_path / "bad").exists()
+
+
+def test_a_density_picture_from_training_is_a_runs_own_file(tmp_path, capsys):
+    rd = tmp_path / "gmm"
+    assert run(capsys, "train", "gmm", "--data", "ring", "--steps", "3", "--run-dir", str(rd), "--no-progress")[0] == 0
+    before = (rd / "density.png").read_bytes()
+    code, _, err = run(capsys, "sample", str(rd), "-n", "4", "-o", str(rd / "density.png"))
+    _one_error_line(code, err, "would overwrite density.png")
+    assert (rd / "density.png").read_bytes() == before
+    code, _, err = run(capsys, "report", str(rd), "-o", str(tmp_path / "report.png"))
+    _one_error_line(code, err, "give a name ending in .html")
+
+
+@pytest.mark.parametrize("field, value, needle", [("step", "x", "its step is 'x'"), ("step", -4, "its step is -4"),
+                                                  ("optimizers", 3, "optimizers are not a list")])
+def test_resume_from_a_corrupt_state_json_is_one_line(vae_run, tmp_path, capsys, field, value, needle):
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    state = rd / "checkpoints" / "step-00000020" / "state.json"
+    state.write_text(json.dumps({**json.loads(state.read_text()), field: value}))
+    before = _digest(rd)
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "40", "--no-progress")
+    _one_error_line(code, err, needle)
+    assert _digest(rd) == before

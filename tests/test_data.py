@@ -18,7 +18,7 @@ from scipy import stats
 
 from genzoo.data import Dataset, dataset_options, download_mnist, list_datasets, load_dataset
 from genzoo.data import toy
-from genzoo.data.mnist import MNIST_FILES, _read_idx_cached, read_idx, write_idx
+from genzoo.data.mnist import MNIST_FILES, MNIST_SHAPES, _read_idx_cached, read_idx, write_idx
 from genzoo.data.transforms import dequantize, inverse_logit_transform, logit_transform
 from genzoo.errors import DataError
 
@@ -429,6 +429,19 @@ def test_download_failures_leave_no_partial_file(http_mirror, tmp_path):
     with pytest.raises(DataError) as e:
         download_mnist(tmp_path / "d3", mirrors=(_dead_url(),), progress=False, timeout=5)
     assert "could not download train-images-idx3-ubyte.gz" in one_line(e)
+
+
+def test_download_keeps_mnist_files_that_read_right(tmp_path):
+    """Recompressed or uncompressed copies of MNIST (another md5) are not fetched again; a wrong shape is."""
+    dest = tmp_path / "mnist"
+    dest.mkdir()
+    for i, (stem, shape) in enumerate(MNIST_SHAPES.items()):
+        write_idx(dest / (stem + (".gz" if i % 2 else "")), np.zeros(shape, np.uint8))
+    assert download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5) == dest  # nothing fetched
+    write_idx(dest / "t10k-labels-idx1-ubyte.gz", np.zeros(9_999, np.uint8))
+    with pytest.raises(DataError) as e:
+        download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
+    assert "could not download t10k-labels-idx1-ubyte.gz" in one_line(e)
 
 
 # -- the user's own data ----------------------------------------------------------------------

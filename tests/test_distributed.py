@@ -93,6 +93,20 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["step-00000003", "step-00000006"]
 
 
+@pytest.mark.parametrize("env, needle", [({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a number"),
+                                         ({"WORLD_SIZE": "2"}, "RANK, MASTER_ADDR, MASTER_PORT not set")])
+def test_a_half_set_torchrun_environment_is_one_line(monkeypatch, env, needle):
+    from genzoo.errors import ConfigError
+    from genzoo.train import distributed
+
+    for k in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=needle):
+        distributed.init(torch.device("cpu"))
+
+
 def test_batch_must_divide_among_processes(tmp_path):
     script = tmp_path / "w.py"
     script.write_text(textwrap.dedent('''

@@ -74,7 +74,7 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
         assert main(["train", model, "--data", "ring", "--steps", "30", "--run-dir", str(rd), "--no-progress", *extra]) == 0
         runs.append(str(rd))
     capsys.readouterr()
-    out_prefix = tmp_path / "table"
+    out_prefix = tmp_path / "table.md"  # -o table.md: table.md and table.csv (not table.md.md)
     assert main(["compare", *runs, "--n-samples", "1000", "-o", str(out_prefix), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| NLL nats (kind, space) |" in printed and "(exact, continuous)" in printed and "Parzen LL nats" in printed
@@ -86,18 +86,31 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
     assert recs[0]["nll_kind"] == "exact" and recs[1]["nll"] == "" and float(recs[1]["parzen_ll"]) < 10
     assert json.loads((tmp_path / "gan" / "eval.json").read_text())["metrics"] == ["parzen", "modes"]
 
-    def fail(*a, **k):
-        raise AssertionError("evaluated again although eval.json has the same metrics")
+    assert not (tmp_path / "table.md.md").exists()
+    import genzoo.eval.metrics
 
-    monkeypatch.setattr("genzoo.eval.metrics.evaluate", fail)
+    evaluated, evaluate = [], genzoo.eval.metrics.evaluate
+
+    def counted(model, *a, **k):
+        evaluated.append(model.name)
+        return evaluate(model, *a, **k)
+
+    monkeypatch.setattr("genzoo.eval.metrics.evaluate", counted)
     assert main(["compare", *runs, "--n-samples", "1000", "--no-write", "--no-progress"]) == 0
-    assert "(exact, continuous)" in capsys.readouterr().out
+    assert "(exact, continuous)" in capsys.readouterr().out and evaluated == []  # same flags, same weights: reused
+    assert main(["compare", *runs, "--n-samples", "1000", "-n", "500", "--no-write", "--no-progress"]) == 0
+    assert evaluated == ["gmm", "gan"]  # -n changes the results: evaluated again
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", runs[0], "--steps", "40", "--no-progress"]) == 0
+    assert main(["compare", *runs, "--n-samples", "1000", "--no-write", "--no-progress"]) == 0
+    assert evaluated == ["gmm", "gan", "gmm"]  # the gmm trained further: its cached result is stale
 
 
 def test_cli_compare_bad_input(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "not a genzoo run" in capsys.readouterr().err
     assert main(["compare", "a", "a"]) == 2
+    assert main(["compare", "a", "./a/"]) == 2  # the same run named twice
 
 
 def test_feature_metrics_of_a_digits_model_through_the_cli(tmp_path, capsys, monkeypatch):

@@ -85,10 +85,22 @@ def stamp(name: str, seconds: float, command: list[str] | None = None) -> str:
             f"{seconds:.0f} s on {machine()}.")
 
 
+def read_markdown(path: str | os.PathLike) -> str:
+    """The text of the Markdown file a benchmark writes into ("# Benchmarks" if there is none yet); a
+    ConfigError if it is not UTF-8 text (checked before a run, so a long run does not end in that error)."""
+    path = Path(path)
+    if not path.exists():
+        return "# Benchmarks\n"
+    try:
+        return path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+        raise ConfigError(f"--output {path}: cannot read it as a Markdown (UTF-8 text) file ({e.__class__.__name__})") from None
+
+
 def write_section(path: str | os.PathLike, name: str, markdown: str) -> None:
     """Put ``markdown`` between this benchmark's markers in ``path``, replacing the old result."""
     path = Path(path)
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    text = read_markdown(path)
     block = f"<!-- bench:{name} -->\n{markdown.strip()}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

@@ -193,9 +193,10 @@ def load_dataset(
     return ds
 
 
-def load_spec(spec: dict, split: str) -> Dataset:
+def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     """The ``split`` of the dataset a run's data recipe describes (``name`` plus the keyword arguments
-    of :func:`load_dataset`); the size limit ``n`` applies to the training split only.
+    of :func:`load_dataset`); the size limit ``n`` applies to the training split only. ``nonempty``: a
+    DataError if the split has no examples (a data set of fewer than 10 puts them all in ``train``).
 
     >>> len(load_spec({"name": "ring", "n": 100}, "train")), len(load_spec({"name": "ring", "n": 100}, "test")) > 100
     (100, True)
@@ -204,4 +205,8 @@ def load_spec(spec: dict, split: str) -> Dataset:
     name = spec.pop("name")
     if split != "train":
         spec.pop("n", None)
-    return load_dataset(name, split, **spec)
+    data = load_dataset(name, split, **spec)
+    if nonempty and len(data) == 0:
+        raise DataError(f"the {split} split of {name} is empty: a data set of fewer than 10 examples puts them "
+                        "all in train")
+    return data

@@ -57,6 +57,14 @@ MNIST_MD5 = {
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
 
+#: the array each file holds
+MNIST_SHAPES = {
+    "train-images-idx3-ubyte": (60_000, 28, 28),
+    "train-labels-idx1-ubyte": (60_000,),
+    "t10k-images-idx3-ubyte": (10_000, 28, 28),
+    "t10k-labels-idx1-ubyte": (10_000,),
+}
+
 #: tried in order (the list torchvision uses)
 DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -213,6 +221,17 @@ def load_mnist(split: str = "train", *, root: str | os.PathLike | None = None, n
 # -- download -------------------------------------------------------------------------------
 
 
+def _usable(d: Path, stem: str) -> bool:
+    """Whether ``d`` holds MNIST's file ``stem`` (plain or ``.gz``) as an IDX array of the official shape."""
+    path = _file_in(d, stem)
+    if path is None:
+        return False
+    try:
+        return read_idx(path).shape == MNIST_SHAPES[stem]
+    except DataError:
+        return False
+
+
 def _md5(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
@@ -254,8 +273,9 @@ def download_mnist(
 
     Mirrors are tried in order for each file. Each file is written to ``NAME.part``, its md5
     checked against ``checksums`` (when given; keys are the ``.gz`` file names), then moved into
-    place atomically with ``os.replace``. Files already present (and matching their checksum)
-    are skipped. A file that no mirror delivers intact is a DataError naming it and the last
+    place atomically with ``os.replace``. Files already present are skipped: a ``.gz`` matching its
+    checksum, or a file (gzipped or not, recompressed, any checksum) that reads as the MNIST array of
+    the right shape. A file that no mirror delivers intact is a DataError naming it and the last
     error; no partial file is left behind.
     """
     dest = Path(root).expanduser()
@@ -271,7 +291,7 @@ def download_mnist(
         name = stem + ".gz"
         target = dest / name
         want = None if checksums is None else checksums.get(name)
-        if target.is_file() and (want is None or _md5(target) == want):
+        if target.is_file() and (want is None or _md5(target) == want) or _usable(dest, stem):
             continue
         part = dest / (name + ".part")
         last_error = "no mirror tried"

@@ -99,7 +99,7 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     Returns ``{"metrics": [...], "dataset", "split", "n_samples", "seconds": {metric: s}}`` plus one entry per
     family of results: ``"likelihood"`` (a likelihood report), ``"parzen"``, ``"features"``, ``"modes"``.
     """
-    test = load_spec(data_spec, split)
+    test = load_spec(data_spec, split, nonempty=True)
     chosen = resolve_metrics(metrics, model, test)
     out: dict = {"model": model.name, "metrics": chosen, "dataset": test.name, "split": split, "n_samples": n_samples, "seed": seed,
                  "seconds": {}}
@@ -110,7 +110,7 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
         out["seconds"]["sampling"] = time.time() - t0
     if {"nll", "parzen"} & set(chosen):
         t0 = time.time()
-        valid = load_spec(data_spec, "valid") if "parzen" in chosen else None
+        valid = load_spec(data_spec, "valid", nonempty=True) if "parzen" in chosen else None
         out["likelihood"] = likelihood_report(model, test, iwae_k=iwae_k, batch_size=batch_size, seed=seed, n=n,
                                               progress=progress, bounds="nll" in chosen, valid=valid, samples=samples)
         if "parzen" in chosen:

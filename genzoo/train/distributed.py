@@ -53,7 +53,13 @@ def is_main() -> bool:
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    """Whether torchrun's WORLD_SIZE asks for more than one process (a ConfigError if it is not a number)."""
+    value = os.environ.get("WORLD_SIZE", "1")
+    try:
+        return int(value) > 1
+    except ValueError:
+        raise ConfigError(f"WORLD_SIZE={value!r} is not a number of processes: torchrun sets it; unset it to "
+                          "train in one process") from None
 
 
 def init(device: torch.device) -> tuple[int, int]:
@@ -61,6 +67,10 @@ def init(device: torch.device) -> tuple[int, int]:
     if launched_by_torchrun() and not dist.is_initialized():
         if not dist.is_available():
             raise ConfigError("this torch build has no torch.distributed: cannot run under torchrun")
+        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        if missing:
+            raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: start a "
+                              "distributed run with torchrun (README), or unset WORLD_SIZE")
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
