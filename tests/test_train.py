@@ -243,3 +243,36 @@ def test_keep_best_resumes_past_an_unreadable_record(tmp_path):
     cb = BestWeights(tmp_path)
     cb.on_start(type("Resumed", (), {"step": 40})())
     assert cb.best == math.inf
+
+
+def test_fit_refuses_what_it_cannot_train_on_before_any_step(tmp_path):
+    """Wrong kinds, shapes and values of data and options are one-line genzoo errors before a step runs."""
+    digits = load_dataset("digits", binarize=True)
+    ring = load_dataset("ring", n=64)
+    nan = genzoo.data.Dataset("nan", "train", torch.full((8, 1, 8, 8), float("nan")), None)
+    E = genzoo.errors
+    cases = [(dict(data=digits.x), E.DataError, "must be a genzoo Dataset"),
+             (dict(data=ring), E.DataError, r"vae models examples of shape \(1, 8, 8\); data 'ring' has examples of shape \(2,\)"),
+             (dict(valid=ring), E.DataError, "valid 'ring' has examples of shape"),
+             (dict(data=nan), E.DataError, "holds NaN or infinite values"),
+             (dict(steps="3"), E.ConfigError, "steps must be a whole number, got '3'"),
+             (dict(steps=2.5), E.ConfigError, "steps must be a whole number, got 2.5"),
+             (dict(batch_size=1.5), E.ConfigError, "batch_size must be a whole number"),
+             (dict(run_dir=tmp_path / "f" / "run"), E.ConfigError, "is a file, not a folder")]
+    (tmp_path / "f").write_text("a file")
+    for kw, error, needle in cases:
+        model = _model()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        args = {"data": digits, "steps": 2, "progress": False, **kw}
+        with pytest.raises(error, match=needle):
+            genzoo.fit(model, args.pop("data"), **args)
+        assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), kw  # untouched
+
+
+def test_fit_into_a_folder_with_checkpoints_needs_resume(tmp_path):
+    digits = load_dataset("digits", binarize=True)
+    genzoo.fit(_model(), digits, steps=4, checkpoint_every=2, run_dir=tmp_path, progress=False)
+    with pytest.raises(genzoo.errors.ConfigError, match="already holds checkpoints of a run: resume=True"):
+        genzoo.fit(_model(), digits, steps=6, run_dir=tmp_path, seed=1, progress=False)
+    state = genzoo.fit(_model(), digits, steps=6, run_dir=tmp_path, resume=True, progress=False)
+    assert state.step == 6

@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..base import Batch, GenerativeModel
@@ -119,6 +120,14 @@ def check_train_options(*, steps: int | None = None, epochs: float | None = None
     """
     if steps is not None and epochs is not None:
         raise ConfigError("give exactly one of steps and epochs")
+    whole = {"steps": steps, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "log_every": log_every,
+             "keep": keep, "sample_every": sample_every, "warmup_steps": warmup_steps, "seed": seed}
+    for name, value in whole.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    for name, value in (("epochs", epochs), ("max_minutes", max_minutes)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
     at_least = {"steps": (steps, 1), "batch_size": (batch_size, 1), "checkpoint_every": (checkpoint_every, 1),
                 "log_every": (log_every, 1), "keep": (keep, 1), "sample_every": (sample_every, 0),
                 "warmup_steps": (warmup_steps, 0), "seed": (seed, 0)}
@@ -134,6 +143,28 @@ def check_train_options(*, steps: int | None = None, epochs: float | None = None
             raise ConfigError(f"{name} must be a positive number, got {value}")
     if epochs is not None and epochs > 10**6:
         raise ConfigError(f"epochs must be at most 10^6, got {epochs}")
+
+
+def check_data(model: GenerativeModel, data, what: str = "data") -> None:
+    """A DataError unless ``data`` is a genzoo Dataset of finite examples of the model's shape.
+
+    >>> import genzoo
+    >>> from genzoo.data import load_dataset
+    >>> check_data(genzoo.build("gmm", data_shape=(3,)), load_dataset("ring", n=10))
+    Traceback (most recent call last):
+    genzoo.errors.DataError: gmm models examples of shape (3,); data 'ring' has examples of shape (2,)
+    """
+    from ..data import Dataset
+
+    if not isinstance(data, Dataset):
+        raise DataError(f"{what} must be a genzoo Dataset (genzoo.data.load_dataset(...), or Dataset(name, 'train', "
+                        f"x, None) around a tensor x of shape (N, ...)), got {type(data).__name__}")
+    shape = tuple(getattr(model, "data_shape", None) or model.config.get("data_shape", ()))
+    if tuple(data.shape) != shape:
+        raise DataError(f"{model.name} models examples of shape {shape}; {what} '{data.name}' has examples of shape "
+                        f"{tuple(data.shape)}")
+    if data.x.is_floating_point() and not torch.isfinite(data.x).all():
+        raise DataError(f"{what} '{data.name}' holds NaN or infinite values")
 
 
 def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float | None = None,
@@ -162,6 +193,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                         max_minutes=max_minutes)
     if steps is None and epochs is None:
         raise ConfigError("give exactly one of steps and epochs")
+    check_data(model, data, "data")
+    if valid is not None:
+        check_data(model, valid, "valid")
     if model.needs_labels and data.y is None:
         raise DataError(f"{model.name} needs a training set with labels (e.g. digits or mnist); '{data.name}' has none")
     if len(data) == 0:
@@ -173,6 +207,11 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     acceleration.check_precision(model, precision)
     run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None and any(p.exists() and not p.is_dir() for p in (run_dir, *run_dir.parents)):
+        raise ConfigError(f"run_dir {run_dir}: that path, or a part of it, is a file, not a folder")
+    if run_dir is not None and not resume and latest_checkpoint(run_dir) is not None:
+        raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "
+                          "run_dir for a new run")
     rank, world_size = distributed.world()
     if world_size > 1 and (batch_size % world_size or (model.full_batch and len(data) < world_size)):
         raise ConfigError(f"batch_size {batch_size} must be a multiple of the {world_size} processes")
