@@ -571,16 +571,14 @@ def cmd_sample(args) -> int:
 
 def _eval_run(path: str, args, metrics: str):
     """(run directory, result) of :func:`genzoo.eval.metrics.evaluate` on one run, as the flags ask."""
+    from .eval.likelihood import check_eval_options
     from .eval.metrics import evaluate
 
     model = _run(path)
     if not (Path(path) / "run.json").is_file():
         raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
     spec = _data_spec(path, args.data_root)
-    if args.n is not None and args.n < 1 or args.n_samples < 2 or args.iwae_k < 0 or args.batch_size < 1:
-        raise ConfigError("-n, --batch-size must be >= 1, --n-samples >= 2 and --iwae-k >= 0")
-    if args.n_samples > 1_000_000 or args.iwae_k > 1_000_000:
-        raise ConfigError("--n-samples and --iwae-k must be at most 1,000,000")
+    check_eval_options(n=args.n, n_samples=args.n_samples, iwae_k=args.iwae_k, batch_size=args.batch_size)
     return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
                     iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
 

@@ -186,7 +186,11 @@ def model_config(model) -> dict:
 
 def save(model, directory: str | os.PathLike) -> None:
     """Write ``config.json`` (model name, constructor arguments, version) and ``model.safetensors``."""
+    if not (hasattr(model, "name") and isinstance(getattr(model, "config", None), dict)):
+        raise ConfigError(f"save writes genzoo models (built by genzoo.build), not a {type(model).__name__}")
     directory = Path(directory)
+    if any(p.exists() and not p.is_dir() for p in (directory, *directory.parents)):
+        raise WriteError(f"cannot save into {directory}: that path, or a part of it, is a file, not a folder")
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / WEIGHTS, model.state_dict())
     atomic_write_json(directory / CONFIG, model_config(model))

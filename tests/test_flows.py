@@ -802,3 +802,23 @@ def test_permutation_gradient_is_the_inverse_gather_to_second_order():
     assert torch.equal(j, jacobian(lambda x: x[:, p.perm], x))
     _, tangent = torch.func.jvp(lambda x: p(x)[0], (x.detach(),), (x.detach(),))  # forward mode
     assert torch.equal(tangent, x.detach()[:, p.perm])
+
+
+@pytest.mark.parametrize("name", ["realnvp", "planar"])
+def test_actnorm_starts_from_the_training_data_whatever_came_before(name):
+    """A log_prob before fit (on other data, or on NaN) does not decide the activation norm's start: setup does."""
+    torch.manual_seed(0)
+    model = genzoo.build(name, data_shape=(2,))
+    model.log_prob(torch.full((8, 2), float("nan")))                      # NaN: no statistics taken from it
+    model.log_prob(torch.randn(64, 2, dtype=torch.float64) * 100 + 50)    # float64 input works; other data
+    x = torch.randn(4096, 2) * torch.tensor([0.5, 2.0]) + torch.tensor([3.0, -1.0])
+    model.setup(x, torch.Generator().manual_seed(0))
+    norm = next(m for m in model.modules() if isinstance(m, ActNorm))
+    assert torch.allclose(norm.loc, torch.tensor([3.0, -1.0]), atol=0.3)
+    assert torch.allclose(norm.log_scale.exp(), torch.tensor([0.5, 2.0]), rtol=0.15)
+
+
+def test_nice_setup_on_one_example_stays_finite():
+    model = genzoo.build("nice", data_shape=(2,))
+    model.setup(torch.tensor([[0.3, -0.2]]), torch.Generator().manual_seed(0))
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())

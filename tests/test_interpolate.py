@@ -60,6 +60,10 @@ def test_gan_projection_recovers_a_latent_it_generated():
         err = ((gan.generate(z) - x) ** 2).sum(1)
     assert float(err.max()) < 1e-3
     assert all(p.requires_grad for p in gan.parameters())  # weights handed back trainable
+    frozen = next(gan.parameters())
+    frozen.requires_grad_(False)                            # ... and a weight the user froze stays frozen
+    infer_latent(gan, x[:1], steps=2, restarts=1)
+    assert not frozen.requires_grad and sum(not p.requires_grad for p in gan.parameters()) == 1
 
 
 def test_arithmetic_is_the_mean_difference_of_concepts():

@@ -6,7 +6,7 @@ import torch
 
 import genzoo
 from genzoo import io
-from genzoo.errors import CheckpointError
+from genzoo.errors import CheckpointError, ConfigError, WriteError
 
 
 def _vae():
@@ -146,3 +146,12 @@ def test_metrics_rows_are_strict_json(tmp_path):
         log.on_step_end(state, {"loss": loss})
     rows = [_strict(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["loss"] for r in rows] == ["NaN", 1.0]
+
+
+def test_save_refuses_what_it_cannot_describe_and_writes_nothing(tmp_path):
+    with pytest.raises(ConfigError, match="save writes genzoo models"):
+        io.save(torch.nn.Linear(2, 2), tmp_path / "lin")
+    assert not (tmp_path / "lin").exists()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(WriteError, match="is a file, not a folder"):
+        io.save(genzoo.build("gmm", data_shape=(2,)), tmp_path / "file" / "run")

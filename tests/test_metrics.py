@@ -128,3 +128,17 @@ def test_feature_metrics_of_a_digits_model_through_the_cli(tmp_path, capsys, mon
     assert main(["compare", str(rd), "--metrics", "fid,pr", "--no-write", "--no-progress", "--n-samples", "600"]) == 0
     table = capsys.readouterr().out
     assert "| FID |" in table and "| precision |" in table and "Parzen" not in table
+
+
+def test_evaluation_sizes_and_data_spec_are_checked():
+    from genzoo.eval.likelihood import likelihood_report
+
+    model = genzoo.build("gmm", data_shape=(2,), n_components=8)
+    ring = load_dataset("ring", "test", n=200)
+    with pytest.raises(ConfigError, match=r"n and batch_size must be >= 1.*got \(-5,"):
+        likelihood_report(model, ring, n=-5)  # not "all but the last 5"
+    with pytest.raises(ConfigError, match="n and batch_size must be >= 1"):
+        evaluate(model, {"name": "ring"}, n=0)
+    with pytest.raises(ConfigError, match="a dict with a 'name'"):
+        evaluate(model, "ring")
+    assert likelihood_report(model, ring, n=5, progress=False)["n"] == 5

@@ -80,3 +80,15 @@ def test_bad_inputs_give_one_line_errors():
         parzen_log_prob(torch.zeros(3, 4), torch.full((5, 4), float("nan")), 0.5)
     with pytest.raises(DataError, match="shape"):
         parzen_log_prob(torch.zeros(3, 4), torch.zeros(0, 4), 0.5)
+
+
+def test_parzen_keeps_its_digits_for_data_far_from_the_origin():
+    """Points and samples near (1000, ..., 1000) with sigma 0.01: the float32 expansion |x|^2 + |mu|^2 - 2 x.mu
+    would lose every digit of |x - mu|^2; centring first keeps the float64 reference to 1e-5."""
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(300, 5, generator=g, dtype=torch.float64) * 0.01 + 1000
+    x = torch.randn(40, 5, generator=g, dtype=torch.float64) * 0.01 + 1000
+    s = 0.01
+    d2 = ((x[:, None] - mu[None]) ** 2).sum(-1)  # (40, 300)
+    ref = torch.logsumexp(-d2 / (2 * s * s), 1) - math.log(300) - 5 * math.log(s * math.sqrt(2 * math.pi))
+    assert torch.allclose(parzen_log_prob(x, mu, s), ref, atol=1e-5, rtol=0)

@@ -129,7 +129,8 @@ def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_we
              generator: torch.Generator | None) -> Tensor:
     """Gradient descent on z for each example, from several starts (the model's weights stay fixed)."""
     B = x.shape[0]
-    for p in model.parameters():
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
         p.requires_grad_(False)
     try:
         best, best_err = None, None
@@ -152,8 +153,8 @@ def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_we
                     best[better], best_err = z.detach()[better], torch.where(better, err, best_err)
         return best
     finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        for p, flag in flags:  # as they were: a parameter the user froze stays frozen
+            p.requires_grad_(flag)
 
 
 def arithmetic(model, a: Tensor, b: Tensor, c: Tensor, **infer) -> tuple[Tensor, Tensor]:

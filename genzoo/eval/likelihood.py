@@ -32,10 +32,12 @@ Units follow the data space the model was trained on (``Dataset.space``):
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
 from ..base import Density, LatentVariable
+from ..errors import ConfigError
 
 
 def to_bits_per_dim(nll_nats: float, dims: int, space: str, levels: int | None) -> tuple[float, float]:
@@ -56,6 +58,24 @@ def _batched(fn, x: torch.Tensor, batch_size: int, progress: bool, desc: str) ->
 
 
 @torch.no_grad()
+def check_eval_options(*, n: int | None = None, n_samples: int = 2, iwae_k: int = 0, batch_size: int = 1) -> None:
+    """A ConfigError unless the evaluation sizes are in range: ``n`` (None: every example) and ``batch_size``
+    >= 1, ``n_samples`` >= 2, ``iwae_k`` >= 0, and no more than 1,000,000 samples of either kind.
+
+    >>> check_eval_options(n=-5)
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: n and batch_size must be >= 1, n_samples >= 2 and iwae_k >= 0 (-n, --batch-size, --n-samples, --iwae-k), got (-5, 2, 0, 1)
+    """
+    sizes = (n, n_samples, iwae_k, batch_size)
+    if any(v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)) for v in sizes):
+        raise ConfigError(f"n, n_samples, iwae_k and batch_size are whole numbers, got {sizes}")
+    if n is not None and n < 1 or n_samples < 2 or iwae_k < 0 or batch_size < 1:
+        raise ConfigError(f"n and batch_size must be >= 1, n_samples >= 2 and iwae_k >= 0 (-n, --batch-size, "
+                          f"--n-samples, --iwae-k), got {sizes}")
+    if n_samples > 1_000_000 or iwae_k > 1_000_000:
+        raise ConfigError("n_samples and iwae_k (--n-samples, --iwae-k) must be at most 1,000,000")
+
+
 def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100, seed: int = 0,
                       n: int | None = None, progress: bool = True, bounds: bool = True, valid=None,
                       samples: torch.Tensor | None = None, n_samples: int = 10_000) -> dict:
@@ -69,6 +89,7 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
     scores the raw test points, so it has no bits/dim (``None``) and its details go to ``"parzen"``.
     Stochastic parts (binarizing the test set, dequantization noise, IWAE samples) use ``seed``.
     """
+    check_eval_options(n=n, n_samples=n_samples, iwae_k=iwae_k, batch_size=batch_size)
     model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

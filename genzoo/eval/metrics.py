@@ -35,7 +35,7 @@ import torch
 from ..base import Density, LatentVariable
 from ..data import load_spec
 from ..errors import ConfigError
-from .likelihood import likelihood_report
+from .likelihood import check_eval_options, likelihood_report
 
 FEATURE_METRICS = ("fid", "kid", "pr", "dc", "is")
 METRICS = ("nll", "parzen", *FEATURE_METRICS, "modes", "error")
@@ -99,6 +99,10 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     Returns ``{"metrics": [...], "dataset", "split", "n_samples", "seconds": {metric: s}}`` plus one entry per
     family of results: ``"likelihood"`` (a likelihood report), ``"parzen"``, ``"features"``, ``"modes"``.
     """
+    check_eval_options(n=n, n_samples=n_samples, iwae_k=iwae_k, batch_size=batch_size)
+    if not isinstance(data_spec, dict) or not data_spec.get("name"):
+        raise ConfigError(f"data_spec is a run's data recipe, a dict with a 'name' (such as {{'name': 'mnist', "
+                          f"'binarize': True}}), got {data_spec!r}")
     test = load_spec(data_spec, split, nonempty=True)
     chosen = resolve_metrics(metrics, model, test)
     out: dict = {"model": model.name, "metrics": chosen, "dataset": test.name, "split": split, "n_samples": n_samples, "seed": seed,

@@ -60,7 +60,7 @@ def parzen_log_prob(x: Tensor, samples: Tensor, sigma: float | Tensor, *, batch_
     """
     from tqdm.auto import tqdm
 
-    x, mu = _flat(x, "points"), _flat(samples, "samples").float()
+    x, mu = _flat(x, "points"), _flat(samples, "samples")
     if x.shape[1] != mu.shape[1]:
         raise DataError(f"Parzen points have {x.shape[1]} dimensions, the samples {mu.shape[1]}")
     scalar = not isinstance(sigma, Tensor)
@@ -68,13 +68,17 @@ def parzen_log_prob(x: Tensor, samples: Tensor, sigma: float | Tensor, *, batch_
     if not bool((sig > 0).all()):
         raise DataError(f"Parzen sigma must be > 0, got {sig.tolist()}")
     S, D = mu.shape
+    # |x - mu|^2 = |x|^2 + |mu|^2 - 2 x.mu loses float32 digits when the data sit far from the origin
+    # (|x|^2 >> |x - mu|^2): shift both by the samples' mean first, which leaves every distance unchanged
+    centre = mu.double().mean(0)  # (D,)
+    mu = (mu.double() - centre).float()  # (S, D)
     mu_sq = (mu * mu).sum(1)  # (S,)
     # log of the normaliser of one kernel plus the 1/S of the mean: (K,)
     log_z = D * torch.log(sig * math.sqrt(2 * math.pi)) + math.log(S)
     out = []
     for i in tqdm(range(0, x.shape[0], batch_size), desc=f"Parzen ({len(sig)} sigma)", leave=False,
                   disable=None if progress else True):
-        xb = x[i:i + batch_size].to(mu.device, torch.float32)  # (B, D)
+        xb = (x[i:i + batch_size].to(mu.device, torch.float64) - centre).float()  # (B, D)
         d2 = ((xb * xb).sum(1, keepdim=True) + mu_sq - 2.0 * xb @ mu.T).clamp_min(0).double()  # (B, S)
         lse = torch.stack([torch.logsumexp(d2 / (-2.0 * s * s), dim=1) for s in sig.tolist()])  # (K, B)
         out.append((lse - log_z[:, None]).cpu())  # (K, B)

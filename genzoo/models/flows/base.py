@@ -17,7 +17,7 @@ from torch.distributions import Distribution, Independent, Normal, constraints
 
 from ...base import GenerativeModel
 from ...errors import ConfigError
-from .transforms import Transform
+from .transforms import ActNorm, Transform
 
 Base = Literal["normal", "logistic"]
 
@@ -114,14 +114,17 @@ class Flow(GenerativeModel):
             return torch.log(u) - torch.log1p(-u)                                 # (n, D) inverse cdf
         return torch.randn(shape, generator=generator, device=self._zero.device)  # (n, D)
 
-    def _check(self, x: Tensor) -> None:
+    def _check(self, x: Tensor) -> Tensor:
+        """``x`` of the model's example shape, in the dtype of its parameters (float64 or integer input too)."""
         if tuple(x.shape[1:]) != self.data_shape:
             raise ConfigError(f"{self.name}: expected examples of shape {self.data_shape}, got {tuple(x.shape[1:])}")
+        p = next(self.parameters(), None)
+        return x if p is None or x.dtype == p.dtype else x.to(p.dtype)
 
     # -- the two directions -----------------------------------------------------------------------
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """z = f(x) flattened (B, D), and log|det df/dx| (B,)."""
-        self._check(x)
+        x = self._check(x)
         z, ld = self.transform(x)
         return z.reshape(x.shape[0], -1), ld
 
@@ -168,6 +171,9 @@ class Flow(GenerativeModel):
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Data-dependent initialisation: one forward pass over up to 512 examples sets activation norms."""
         idx = torch.randperm(x.shape[0], generator=generator)[:512]
+        for m in self.modules():  # from the training data, whatever batch a log_prob before fit showed them
+            if isinstance(m, ActNorm):
+                m.initialized.fill_(False)
         was = self.training
         self.train()
         self.transform(x[idx.to(x.device)])

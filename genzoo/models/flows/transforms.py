@@ -257,8 +257,8 @@ class ActNorm(Transform):
     @torch.no_grad()
     def _init(self, x: Tensor) -> None:
         dims = _reduce_dims(x)
-        if x.numel() // x.shape[1] < 2:  # one value per statistic has no spread: wait for a real batch
-            return
+        if x.numel() // x.shape[1] < 2 or not bool(torch.isfinite(x).all()):  # no spread, or NaN: wait for a
+            return                                                              # real batch
         self.loc.copy_(x.mean(dims).reshape(self.loc.shape))
         self.log_scale.copy_(x.std(dims).clamp_min(1e-6).log().reshape(self.log_scale.shape))
         self.initialized.fill_(True)
