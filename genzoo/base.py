@@ -22,6 +22,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from .errors import DataError
+
 
 class Batch(NamedTuple):
     """One mini-batch: data ``x`` (B, ...) and labels ``y`` (B,) or None."""
@@ -87,6 +89,23 @@ class GenerativeModel(nn.Module):
             clip_grad_norm(self.parameters(), self.max_grad_norm)
         opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}
+
+    def check_input(self, x: Tensor) -> Tensor:
+        """``x`` as a batch (B, *data_shape) in the dtype of the model's parameters (float64 or integer input
+        is converted); a DataError for examples of another shape, which would otherwise be flattened or
+        broadcast without a word.
+
+        >>> import torch, genzoo
+        >>> genzoo.build("vae", data_shape=(1, 8, 8)).check_input(torch.zeros(5, 64))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: vae models examples of shape (1, 8, 8), got a batch of shape (5, 64)
+        """
+        shape = tuple(self.data_shape)
+        if not isinstance(x, Tensor) or x.dim() < 1 or tuple(x.shape[1:]) != shape:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise DataError(f"{self.name} models examples of shape {shape}, got a batch of shape {got}")
+        p = next(self.parameters(), None)
+        return x if p is None or x.dtype == p.dtype else x.to(p.dtype)
 
     @property
     def device(self) -> torch.device:

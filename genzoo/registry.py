@@ -80,7 +80,14 @@ def options(name: str) -> dict[str, inspect.Parameter]:
 
 
 def build(name: str, **kwargs):
-    """Build model ``name``; unknown options raise :class:`ConfigError` naming the option."""
+    """Build model ``name``; unknown options raise :class:`ConfigError` naming the option.
+
+    >>> build("vae", data_shape=(0,))
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: vae.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or (1, 28, 28), got (0,)
+    """
+    if not isinstance(name, str):
+        raise ConfigError(f"the model is named by a string (see genzoo.list_models()), got {name!r}")
     cls = get(name)
     params = inspect.signature(cls.__init__).parameters
     for k in kwargs:
@@ -89,8 +96,12 @@ def build(name: str, **kwargs):
             raise ConfigError(f"unknown option '{k}' for model '{name}'{did_you_mean(k, valid)}")
     hints = typing.get_type_hints(cls.__init__)
     kwargs = {k: coerce(v, hints.get(k, Any), f"{name}.{k}") for k, v in kwargs.items()}
-    if "data_shape" in kwargs:
-        kwargs["data_shape"] = tuple(kwargs["data_shape"])
+    if "data_shape" not in kwargs:
+        raise ConfigError(f"{name} needs data_shape, the shape of one example, such as (2,) or (1, 28, 28)")
+    kwargs["data_shape"] = tuple(kwargs["data_shape"])
+    if not 1 <= len(kwargs["data_shape"]) <= 3 or any(s < 1 for s in kwargs["data_shape"]):
+        raise ConfigError(f"{name}.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or "
+                          f"(1, 28, 28), got {kwargs['data_shape']}")
     for k, v in kwargs.items():
         check_option(name, k, v)
     return cls(**kwargs)

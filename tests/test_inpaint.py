@@ -11,7 +11,7 @@ import genzoo
 from genzoo.apps.inpaint import (SAMPLES, choose_sigma, context_weights, effective_sample_size, inpaint, make_mask,
                                  model_draws, poisson_blend, posterior_fill, posterior_mean, psnr)
 from genzoo.cli import main
-from genzoo.errors import ConfigError
+from genzoo.errors import ConfigError, DataError
 
 
 def test_masks():
@@ -256,3 +256,18 @@ def test_cli_inpaint_posterior_method(tmp_path, capsys):
     assert "G(z*), poisson-blended" in capsys.readouterr().out
     assert main(["inpaint", str(rd), "--samples", "10"]) == 2
     assert "--samples" in capsys.readouterr().err
+
+
+def test_inpaint_refuses_images_and_masks_outside_their_range():
+    torch.manual_seed(0)
+    model = genzoo.build("gan", data_shape=(1, 4, 4), latent_dim=2, hidden=(8,))
+    y, mask = torch.rand(2, 1, 4, 4), (torch.rand(1, 1, 4, 4) > 0.5).float()
+    for args, needle in (((y * 255, mask), "must lie in \\[0, 1\\]"), ((y, mask * 255), "mask values must lie"),
+                         ((y, torch.ones(3, 1, 4, 4)), "does not fit images")):
+        for fill in (inpaint, posterior_fill):
+            with pytest.raises(DataError, match=needle):
+                fill(model, *args)
+    with pytest.raises(ConfigError, match="steps >= 1"):
+        inpaint(model, y, mask, steps=-1)
+    with pytest.raises(ConfigError, match="sigma must be > 0"):
+        posterior_fill(model, y, mask, sigma=float("nan"))

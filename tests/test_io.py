@@ -155,3 +155,21 @@ def test_save_refuses_what_it_cannot_describe_and_writes_nothing(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(WriteError, match="is a file, not a folder"):
         io.save(genzoo.build("gmm", data_shape=(2,)), tmp_path / "file" / "run")
+
+
+@pytest.mark.parametrize("kwargs, needle", [({}, "vae needs data_shape"),
+                                            ({"data_shape": (0,)}, r"vae.data_shape: .* got \(0,\)"),
+                                            ({"data_shape": ()}, r"got \(\)"),
+                                            ({"data_shape": (1, 1, 2, 2)}, r"1 to 3 sizes")])
+def test_build_checks_the_example_shape(kwargs, needle):
+    with pytest.raises(ConfigError, match=needle):
+        genzoo.build("vae", **kwargs)
+
+
+def test_load_of_a_config_without_a_usable_model_is_a_checkpoint_error(tmp_path):
+    genzoo.save(genzoo.build("gmm", data_shape=(2,)), tmp_path)
+    for cfg in ({"model": 5}, {"config": {}}):
+        cfg = {**json.loads((tmp_path / "config.json").read_text()), **cfg}
+        (tmp_path / "config.json").write_text(json.dumps(cfg))
+        with pytest.raises(CheckpointError):
+            genzoo.load(tmp_path)

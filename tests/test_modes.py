@@ -43,3 +43,12 @@ def test_nothing_near_any_mode_and_bad_input():
         mode_coverage(torch.zeros(3, 3), d.centres, d.std)
     with pytest.raises(DataError, match="at least one"):
         mode_coverage(torch.zeros(0, 2), d.centres, d.std)
+
+
+def test_mode_coverage_refuses_meaningless_widths_and_centres():
+    x = torch.zeros(5, 2)
+    for kwargs in ({"std": -0.1}, {"std": float("nan")}, {"std": 0.1, "threshold": -1.0}):
+        with pytest.raises(DataError, match="std > 0 and threshold > 0"):
+            mode_coverage(x, torch.zeros(3, 2), **kwargs)
+    with pytest.raises(DataError, match="shape \\(K, D\\)"):
+        mode_coverage(x, torch.zeros(0, 2), 0.1)

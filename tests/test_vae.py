@@ -191,3 +191,26 @@ def test_planar_posterior_trains_and_round_trips(tmp_path):
     assert torch.allclose(a, m2.iwae_bound(x, 20)) and torch.isfinite(a).all()
     with pytest.raises(genzoo.ConfigError):
         genzoo.build("vae", data_shape=(4,), posterior_flow="radial")
+
+
+@pytest.mark.parametrize("name", ["vae", "ssvae"])
+def test_bounds_check_the_example_shape_and_take_other_dtypes(name):
+    """A batch of another example shape is a DataError (the MLP would flatten it without a word); float64 and
+    integer pixels give the same bound as float32."""
+    torch.manual_seed(0)
+    model = genzoo.build(name, data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), **({"labels": 20} if name == "ssvae" else {}))
+    model.eval()
+    x = torch.rand(5, 1, 8, 8).bernoulli()
+    for bad in (x.reshape(5, 1, 4, 16), x.reshape(5, 64)):
+        with pytest.raises(genzoo.errors.DataError, match=r"models examples of shape \(1, 8, 8\)"):
+            model.elbo(bad)
+        with pytest.raises(genzoo.errors.DataError):
+            model.iwae_bound(bad, k=2)
+    with pytest.raises(genzoo.errors.ConfigError, match="k >= 1"):
+        model.iwae_bound(x, k=0)
+    torch.manual_seed(1)
+    ref = model.iwae_bound(x, k=4)
+    for other in (x.double(), x.to(torch.uint8)):
+        torch.manual_seed(1)
+        got = model.iwae_bound(other, k=4)
+        assert got.dtype == torch.float32 and torch.allclose(got, ref)

@@ -153,6 +153,25 @@ def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
     return -model.prior.log_prob(z)  # (B,) VAE decoder, GMMN
 
 
+def _check_images(model, y: Tensor, mask: Tensor) -> Tensor:
+    """The mask broadcast to ``y``'s shape, after DataErrors for images that are not (N, *data_shape) in
+    [0, 1] or a mask that does not fit them or holds values outside [0, 1] (such as 0/255)."""
+    if not isinstance(y, Tensor) or y.dim() != 4 or tuple(y.shape[1:]) != tuple(model.data_shape):
+        raise DataError(f"images of shape {tuple(model.data_shape)} expected, got "
+                        f"{tuple(y.shape[1:]) if isinstance(y, Tensor) else type(y).__name__}")
+    if not bool(torch.isfinite(y).all()) or float(y.min()) < 0 or float(y.max()) > 1:
+        raise DataError(f"images must lie in [0, 1] (8-bit images: divide by 255), got values in "
+                        f"[{float(y.min()):.4g}, {float(y.max()):.4g}]")
+    try:
+        mask = mask.to(y.device, y.dtype).expand_as(y)
+    except (RuntimeError, AttributeError):
+        raise DataError(f"a mask of shape {tuple(getattr(mask, 'shape', ()))} does not fit images of shape "
+                        f"{tuple(y.shape)}: give (N or 1, C, H, W), 1 = known") from None
+    if not bool(((mask >= 0) & (mask <= 1)).all()):
+        raise DataError("mask values must lie in [0, 1] (1 = known, 0 = hole)")
+    return mask
+
+
 def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = STEPS, lr: float = 0.03,
             restarts: int = RESTARTS, blend: str = "poisson", generator: torch.Generator | None = None,
             precision: str = "fp32") -> dict:
@@ -171,8 +190,10 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     acceleration.check_precision(model, precision)
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
-    if y.dim() != 4 or tuple(y.shape[1:]) != tuple(model.data_shape):
-        raise DataError(f"images of shape {tuple(model.data_shape)} expected, got {tuple(y.shape[1:])}")
+    mask = _check_images(model, y, mask)
+    if not (steps >= 1 and lr > 0 and lam >= 0 and restarts >= 1):
+        raise ConfigError(f"inpaint needs steps >= 1, lr > 0, lam >= 0 and restarts >= 1, got {steps}, {lr}, {lam}, "
+                          f"{restarts}")
     model.eval()
     dev = model.device
     y, mask = y.to(dev), mask.to(dev).expand_as(y)
@@ -186,7 +207,7 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
         for r in range(max(1, restarts)):
             z = draw_prior(model, N, generator).to(dev)  # (N, L)
             if r == 0 and isinstance(model, Density) and hasattr(model, "encode"):
-                known_mean = (mask * y).flatten(1).sum(1) / mask.flatten(1).sum(1)  # (N,) the known pixels' mean
+                known_mean = (mask * y).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)  # (N,) known pixels' mean
                 with torch.no_grad():
                     z = model.encode(mask * y + (1 - mask) * known_mean.reshape(N, 1, 1, 1)).reshape(N, -1)
             z = z.detach().requires_grad_(True)
@@ -296,9 +317,8 @@ def posterior_fill(model, y: Tensor, mask: Tensor, *, n_samples: int = SAMPLES, 
     check_latent_model(model, "inpaint with")
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
-    if y.dim() != 4 or tuple(y.shape[1:]) != tuple(model.data_shape):
-        raise DataError(f"images of shape {tuple(model.data_shape)} expected, got {tuple(y.shape[1:])}")
-    if sigma is not None and sigma <= 0:
+    mask = _check_images(model, y, mask)
+    if sigma is not None and not sigma > 0:  # NaN too
         raise ConfigError(f"sigma must be > 0, got {sigma}")
     y, mask = y.cpu().float(), mask.cpu().float().expand_as(y)
     if bank is None:

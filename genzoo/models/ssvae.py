@@ -174,7 +174,7 @@ class SSVAE(GenerativeModel):
         """Logits of q(y|x), (B, K); ``features``: ``self.trunk`` of the flattened x when already computed.
         In training mode the classifier's path alone sees ``classifier_input_dropout`` on the pixels (the
         trunk then runs again on the masked x) and ``classifier_dropout`` on the features."""
-        flat = x.reshape(x.shape[0], -1)
+        flat = self.check_input(x).reshape(x.shape[0], -1)
         if self.training and self.classifier_input_dropout > 0:
             features = self.trunk(F.dropout(flat, self.classifier_input_dropout))
         elif features is None:
@@ -192,7 +192,7 @@ class SSVAE(GenerativeModel):
         """q(z|x, y), batch (B,), event (latent_dim,); without ``y``, the classifier's choice. ``features``:
         ``self.trunk`` of the flattened x when already computed (x itself without ``shared_trunk``)."""
         if features is None:
-            features = self.trunk(x.reshape(x.shape[0], -1))
+            features = self.trunk(self.check_input(x).reshape(x.shape[0], -1))
         if y is None:
             y = self.classifier(features).argmax(-1)
         h = self.encoder(torch.cat([features, self._onehot(y)], -1))  # (B, 2L)
@@ -229,6 +229,7 @@ class SSVAE(GenerativeModel):
 
     def labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None) -> Tensor:
         """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B)."""
+        x = self.check_input(x)
         q = self.encode(x, y, features)
         mu, sigma = q.base_dist.loc, q.base_dist.scale
         z = q.rsample()  # (B, L)
@@ -240,6 +241,7 @@ class SSVAE(GenerativeModel):
 
     def unlabelled_bound(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
         """-U(x) (B,): sum_y q(y|x) (-L(x, y)) + H(q(y|x)) (eq. 7), every class enumerated."""
+        x = self.check_input(x)
         B, K = x.shape[0], self.n_classes
         features = self.trunk(x.reshape(B, -1))  # computed once for the K classes
         logits = self.class_logits(x, features) if logits is None else logits
@@ -257,6 +259,9 @@ class SSVAE(GenerativeModel):
     def iwae_bound(self, x: Tensor, k: int) -> Tensor:
         """log p(x) >= E log sum_y (1/k) sum_i p(x, y, z_i) / q(z_i|x, y): an IWAE bound (Burda et al. 2015)
         for each class, the classes summed exactly; (B,)."""
+        x = self.check_input(x)
+        if k < 1:
+            raise ConfigError(f"iwae_bound needs k >= 1 importance samples, got {k}")
         per_class = [torch.logsumexp(self._log_w(x, torch.full((x.shape[0],), c, device=x.device), k), 0) - math.log(k)
                      for c in range(self.n_classes)]  # K x (B,)
         return torch.logsumexp(torch.stack(per_class), 0)

@@ -124,7 +124,7 @@ class VAE(GenerativeModel):
         """q(z|x), batch shape (B,), event shape (latent_dim,): N(mu, sigma^2), or with a planar posterior
         that Gaussian pushed through the K planar maps (a ``TransformedDistribution``: ``rsample`` and
         ``log_prob`` work; its mean has no closed form, use ``encode(x).base_dist.mean`` for mu)."""
-        mu, log_sigma, maps = self._posterior(x)
+        mu, log_sigma, maps = self._posterior(self.check_input(x))
         q0 = Independent(Normal(mu, log_sigma.exp(), validate_args=False), 1)
         if not maps:
             return q0
@@ -169,6 +169,7 @@ class VAE(GenerativeModel):
     def _terms(self, x: Tensor, n_samples: int) -> tuple[Tensor, Tensor]:
         """Monte Carlo E_q[log p(x|z)] over ``n_samples`` draws and the KL term, each (B,): in closed form
         for a Gaussian q, by Monte Carlo, log q(z_K|x) - log p(z_K), with a planar posterior."""
+        x = self.check_input(x)
         z, log_q, mu, log_sigma = self._draw(x, n_samples, with_log_q=bool(self.flow_length))  # closed-form KL: no log q
         rec = self._log_px(x, z).mean(0)                                                    # (B,)
         if self.flow_length:
@@ -179,6 +180,8 @@ class VAE(GenerativeModel):
 
     def elbo(self, x: Tensor, n_samples: int | None = None) -> Tensor:
         """ELBO per example, (B,): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), in nats."""
+        if n_samples is not None and n_samples < 1:
+            raise ConfigError(f"elbo needs n_samples >= 1 (None: the model's {self.n_samples}), got {n_samples}")
         rec, kl = self._terms(x, n_samples or self.n_samples)
         return rec - kl
 
@@ -194,6 +197,9 @@ class VAE(GenerativeModel):
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x); k=1 is the ELBO, k -> inf log p(x).
         Samples are drawn in chunks of at most ``chunk_rows`` decoder rows to bound memory.
         """
+        x = self.check_input(x)
+        if k < 1:
+            raise ConfigError(f"iwae_bound needs k >= 1 importance samples, got {k}")
         chunk = max(1, min(k, chunk_rows // max(1, x.shape[0])))
         total = torch.full((x.shape[0],), -math.inf, dtype=self._zero.dtype, device=x.device)
         done = 0
