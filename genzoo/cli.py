@@ -8,6 +8,7 @@ Anything unforeseen is one line too, with exit status 1 (``GENZOO_DEBUG=1`` show
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import shutil
@@ -347,7 +348,7 @@ def cmd_train(args) -> int:
     from .data import load_spec
 
     from . import __version__
-    from .io import atomic_write_json, latest_checkpoint
+    from .io import atomic_write_json, latest_checkpoint, read_json
     from .registry import build
     from .train import distributed, fit
     from .train.loop import check_train_options
@@ -361,8 +362,9 @@ def cmd_train(args) -> int:
         if not (run_dir / "run.json").is_file():
             raise CheckpointError(f"nothing to resume: {run_dir} has no run.json")
         if latest_checkpoint(run_dir) is None:
-            raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*); its files "
-                                  "are left as they are")
+            raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*), it stopped "
+                                  "before its first; its files are left as they are (remove the folder to start it "
+                                  "again)")
         fixed = [f for f, v in (("MODEL", args.model), ("--config", args.config), ("--data", args.data),
                                 ("--set", args.set), ("--seed", args.seed), ("--batch-size", args.batch_size))
                  if v is not None and v != []]
@@ -417,6 +419,9 @@ def cmd_train(args) -> int:
     if any(p.exists() and not p.is_dir() for p in run_dir.parents):
         raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
     if not args.resume and run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
+        if latest_checkpoint(run_dir) is None and not (run_dir / "model.safetensors").exists():
+            raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: remove the "
+                              "folder to start it again, or choose another --run-dir")
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
     steps = train.get("steps")
     epochs = train.get("epochs") if steps is None else None
@@ -436,6 +441,13 @@ def cmd_train(args) -> int:
                                                      "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     announce = _Announce(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape "
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
+    if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
+        record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
+        if record.get("recipe") != json.loads(json.dumps(recipe)):
+            record["recipe"] = recipe
+            record.setdefault("resumed", []).append({"command": ["genzoo", *sys.argv[1:]],
+                                                     "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+            announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
     if (train.get("batch_size") or 0) > len(data) and not model.full_batch:
         announce.line += (f"\ngenzoo: note: batch size {train['batch_size']} is more than the {len(data)} training "
                           "examples: each batch is the whole set")
@@ -490,12 +502,14 @@ class _Announce:
     model's setup), so a run refused for its input prints the one error line alone."""
 
     def __init__(self, line: str):
-        self.line = line
+        self.line, self.then = line, None
 
     def on_start(self, state) -> None:
         from tqdm import tqdm
 
         tqdm.write(self.line, file=sys.stderr)  # above the progress bar, which is already drawn
+        if self.then is not None:
+            self.then()
 
     def on_step_end(self, state, logs) -> None: ...
 

@@ -13,6 +13,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -258,6 +259,31 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
         weights = ckpt / WEIGHTS
     load_state(model, load_tensors(weights), weights)
     return model.to(map_location).eval()
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: str | os.PathLike):
+    """Hold ``run_dir/.lock`` (an exclusive ``flock``) for the block: a second process that would train the
+    same run (two ``--resume`` at once) gets a ConfigError instead of writing over the first one's
+    checkpoints and metrics. The lock dies with its process, even on SIGKILL, so a killed run never stays
+    locked; the file is removed when the block ends. Where ``fcntl`` is missing (Windows) there is no lock.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(run_dir) / ".lock"
+    with open(path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another process is training the run in {run_dir}: wait for it to end (two at once "
+                              "would write over each other's checkpoints)") from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

@@ -276,3 +276,51 @@ def test_fit_into_a_folder_with_checkpoints_needs_resume(tmp_path):
         genzoo.fit(_model(), digits, steps=6, run_dir=tmp_path, seed=1, progress=False)
     state = genzoo.fit(_model(), digits, steps=6, run_dir=tmp_path, resume=True, progress=False)
     assert state.step == 6
+
+
+def test_a_run_trained_further_drops_its_old_final_weights_until_it_ends(tmp_path):
+    digits = load_dataset("digits", binarize=True)
+    genzoo.fit(_model(), digits, steps=10, checkpoint_every=5, run_dir=tmp_path, progress=False)
+    assert (tmp_path / "model.safetensors").is_file()
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_model(), digits, steps=30, checkpoint_every=5, run_dir=tmp_path, resume=True, progress=False,
+                   callbacks=[_StopAt(20)])
+    assert not (tmp_path / "model.safetensors").exists() and not (tmp_path / ".lock").exists()
+    newest = io.load_tensors(tmp_path / "checkpoints" / "step-00000020" / "model.safetensors")
+    loaded = genzoo.load(tmp_path).state_dict()  # the newest checkpoint, not the 10-step weights
+    assert all(torch.equal(loaded[k], v) for k, v in newest.items())
+
+
+def test_a_run_stopped_before_its_final_weights_resumes_to_write_them(tmp_path):
+    digits = load_dataset("digits", binarize=True)
+    genzoo.fit(_model(), digits, steps=10, checkpoint_every=5, run_dir=tmp_path, progress=False)
+    final = io.load_tensors(tmp_path / "model.safetensors")
+    (tmp_path / "model.safetensors").unlink()  # killed between the last checkpoint and the final write
+    state = genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path, resume=True, progress=False)
+    assert state.step == 10
+    assert all(torch.equal(io.load_tensors(tmp_path / "model.safetensors")[k], v) for k, v in final.items())
+    with pytest.raises(genzoo.errors.ConfigError, match="has done 10 steps already"):  # finished: nothing to do
+        genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_one_process_at_a_time_trains_a_run(tmp_path):
+    digits = load_dataset("digits", binarize=True)
+    genzoo.fit(_model(), digits, steps=4, checkpoint_every=2, run_dir=tmp_path, progress=False)
+    with io.run_lock(tmp_path):  # as if another process were training it
+        with pytest.raises(genzoo.errors.ConfigError, match="another process is training the run"):
+            genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path, resume=True, progress=False)
+    assert genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path, resume=True, progress=False).step == 8
+
+
+def test_resume_with_a_new_length_records_it_for_the_next_resume(tmp_path, capsys):
+    from genzoo.cli import main
+
+    rd = str(tmp_path / "run")
+    assert main(["train", "vae", "--steps", "10", "--run-dir", rd, "--no-progress", "--set", "hidden=16"]) == 0
+    assert main(["train", "--resume", "--run-dir", rd, "--steps", "20", "--checkpoint-every", "5", "--no-progress"]) == 0
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["recipe"]["train"]["steps"] == 20 and record["recipe"]["train"]["checkpoint_every"] == 5
+    assert len(record["resumed"]) == 1 and record["resumed"][0]["command"][0] == "genzoo"
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", rd, "--no-progress"]) == 2
+    assert "has done 20 steps already" in capsys.readouterr().err

@@ -24,6 +24,7 @@ rank 0 alone writes the run directory.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ import torch
 
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
-from ..io import atomic_write_json, latest_checkpoint, load_checkpoint, model_config, save
+from ..io import WEIGHTS, atomic_write_json, latest_checkpoint, load_checkpoint, model_config, run_lock, save
 from . import acceleration, distributed
 from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -238,7 +239,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if ckpt is not None:
         saved, rng = load_checkpoint(ckpt, model, state.optimizers)
         state.step = int(saved["step"])
-        if state.step >= state.total_steps:
+        # stopped between its last checkpoint and its final weights: resuming it writes them
+        unfinished = state.step == state.total_steps and not (run_dir / WEIGHTS).is_file()
+        if state.step >= state.total_steps and not unfinished:
             raise ConfigError(f"the run in {run_dir} has done {state.step} steps already: ask for more than "
                               f"{state.step} steps (or epochs) to train it longer")
         state.set_rng_state(rng)
@@ -251,33 +254,39 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
             model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
     writes = run_dir if rank == 0 else None  # rank 0 alone writes files
-    if writes is not None:
-        writes.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(writes / "config.json", model_config(model))
+    with contextlib.ExitStack() as hold:
+        if writes is not None:
+            writes.mkdir(parents=True, exist_ok=True)
+            hold.enter_context(run_lock(writes))  # one process at a time trains a run
+            if ckpt is not None and state.step < state.total_steps:
+                # a run trained further than it was: its old final weights are not its weights any more, so
+                # load() and eval take the newest checkpoint until this one ends and writes its own
+                (writes / WEIGHTS).unlink(missing_ok=True)
+            atomic_write_json(writes / "config.json", model_config(model))
 
-    cbs = default_callbacks(writes, checkpoint_every=checkpoint_every, sample_every=sample_every,
-                            log_every=log_every, progress=progress and rank == 0, keep=keep,
-                            keep_best=keep_best) + list(callbacks)
-    for cb in cbs:
-        cb.on_start(state)
-    model.train()
-    try:
-        planned, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
-        while state.step < state.total_steps:
-            if lr_schedule != "constant" or warmup_steps:
-                set_lr(state.optimizers, state.step, planned, cosine=lr_schedule == "cosine", warmup=warmup_steps)
-            batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
-            logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
-            state.step += 1
-            if time.time() > deadline:  # the time budget is spent: this step is the last one
-                state.total_steps = state.step
-            for cb in cbs:
-                cb.on_step_end(state, logs)
-    finally:
+        cbs = default_callbacks(writes, checkpoint_every=checkpoint_every, sample_every=sample_every,
+                                log_every=log_every, progress=progress and rank == 0, keep=keep,
+                                keep_best=keep_best) + list(callbacks)
         for cb in cbs:
-            cb.on_end(state)
-    if writes is not None:
-        save(model, writes)
+            cb.on_start(state)
+        model.train()
+        try:
+            planned, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
+            while state.step < state.total_steps:
+                if lr_schedule != "constant" or warmup_steps:
+                    set_lr(state.optimizers, state.step, planned, cosine=lr_schedule == "cosine", warmup=warmup_steps)
+                batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
+                logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
+                state.step += 1
+                if time.time() > deadline:  # the time budget is spent: this step is the last one
+                    state.total_steps = state.step
+                for cb in cbs:
+                    cb.on_step_end(state, logs)
+        finally:
+            for cb in cbs:
+                cb.on_end(state)
+        if writes is not None:
+            save(model, writes)
     return state
 
 
