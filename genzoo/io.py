@@ -252,13 +252,22 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     directory = Path(directory)
     model = build_from_config(directory)
     weights = directory / WEIGHTS
-    if not weights.is_file():
+    if weights.is_file():
+        load_state(model, load_tensors(weights), weights)
+        return model.to(map_location).eval()
+    for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
         ckpt = latest_checkpoint(directory)
         if ckpt is None:
             raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint")
-        weights = ckpt / WEIGHTS
-    load_state(model, load_tensors(weights), weights)
-    return model.to(map_location).eval()
+        try:
+            tensors = load_tensors(ckpt / WEIGHTS)
+        except CheckpointError:
+            if ckpt.exists():  # corrupt, not pruned while being read
+                raise
+            continue
+        load_state(model, tensors, ckpt / WEIGHTS)
+        return model.to(map_location).eval()
+    raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")
 
 
 @contextlib.contextmanager

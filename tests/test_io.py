@@ -173,3 +173,28 @@ def test_load_of_a_config_without_a_usable_model_is_a_checkpoint_error(tmp_path)
         (tmp_path / "config.json").write_text(json.dumps(cfg))
         with pytest.raises(CheckpointError):
             genzoo.load(tmp_path)
+
+
+def test_load_of_a_live_run_takes_the_next_checkpoint_when_one_is_pruned_while_read(tmp_path, monkeypatch):
+    import shutil
+
+    from genzoo.data import load_dataset
+
+    genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=64), steps=4,
+               checkpoint_every=2, run_dir=tmp_path, progress=False)
+    (tmp_path / "model.safetensors").unlink()  # still training: no final weights yet
+    real, calls = io.load_tensors, []
+
+    def pruned_once(path):
+        calls.append(path.parent.name)
+        if len(calls) == 1:  # the trainer removes the folder just as it is read
+            shutil.rmtree(path.parent)
+            raise CheckpointError(f"missing weights file {path}")
+        return real(path)
+
+    monkeypatch.setattr(io, "load_tensors", pruned_once)
+    assert genzoo.load(tmp_path) is not None and calls == ["step-00000004", "step-00000002"]
+    (tmp_path / "checkpoints" / "step-00000002" / "model.safetensors").write_bytes(b"corrupt")
+    monkeypatch.setattr(io, "load_tensors", real)
+    with pytest.raises(CheckpointError, match="corrupt weights"):  # corrupt, not pruned: said at once
+        genzoo.load(tmp_path)

@@ -324,3 +324,22 @@ def test_resume_with_a_new_length_records_it_for_the_next_resume(tmp_path, capsy
     capsys.readouterr()
     assert main(["train", "--resume", "--run-dir", rd, "--no-progress"]) == 2
     assert "has done 20 steps already" in capsys.readouterr().err
+
+
+def test_keep_best_interrupted_while_writing_leaves_the_previous_best_and_no_temporary(tmp_path, monkeypatch):
+    import genzoo.train.callbacks as callbacks
+
+    data, valid = load_dataset("digits", binarize=True), load_dataset("digits", "valid", binarize=True)
+    kw = dict(batch_size=50, log_every=2, valid=valid, run_dir=tmp_path, keep_best=True, progress=False,
+              checkpoint_every=20)
+    genzoo.fit(_model(), data, steps=20, **kw)
+    before = (tmp_path / "best" / "model.safetensors").read_bytes()
+
+    def interrupted(tmp, final):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks, "replace_folder", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_model(), data, steps=60, resume=True, **kw)
+    assert (tmp_path / "best" / "model.safetensors").read_bytes() == before
+    assert not (tmp_path / ".tmp-best").exists() and not (tmp_path / ".old-best").exists()

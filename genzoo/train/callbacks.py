@@ -176,11 +176,16 @@ class BestWeights(Callback):
 
     def write(self, state, loss: float) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-        save(state.model, self.tmp)
-        if (self.run_dir / "run.json").is_file():
-            shutil.copyfile(self.run_dir / "run.json", self.tmp / "run.json")
-        atomic_write_json(self.tmp / "best.json", {"step": state.step, "epoch": round(state.epoch, 4), self.KEY: loss})
-        replace_folder(self.tmp, self.path)
+        try:
+            save(state.model, self.tmp)
+            if (self.run_dir / "run.json").is_file():
+                shutil.copyfile(self.run_dir / "run.json", self.tmp / "run.json")
+            atomic_write_json(self.tmp / "best.json", {"step": state.step, "epoch": round(state.epoch, 4), self.KEY: loss})
+            replace_folder(self.tmp, self.path)
+        except BaseException:  # Ctrl-C or a full disk mid-write: the previous best stays, nothing half-written
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            restore_folder(self.path)
+            raise
 
 
 class SampleGrid(Callback):
