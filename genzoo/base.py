@@ -16,13 +16,14 @@ The training contract, used by :func:`genzoo.fit` and nothing else:
 
 from __future__ import annotations
 
+import numbers
 from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 
 class Batch(NamedTuple):
@@ -89,6 +90,14 @@ class GenerativeModel(nn.Module):
             clip_grad_norm(self.parameters(), self.max_grad_norm)
         opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}
+
+    def check_count(self, n: int) -> int:
+        """``n``, a number of samples to draw, as an int >= 1 (a ConfigError otherwise)."""
+        if isinstance(n, Tensor) and n.dim() == 0 and not n.is_floating_point():
+            n = int(n)
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ConfigError(f"{self.name}: the number of samples must be a whole number >= 1, got {n!r}")
+        return int(n)
 
     def check_input(self, x: Tensor) -> Tensor:
         """``x`` as a batch (B, *data_shape) in the dtype of the model's parameters (float64 or integer input

@@ -254,7 +254,7 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     weights = directory / WEIGHTS
     if weights.is_file():
         load_state(model, load_tensors(weights), weights)
-        return model.to(map_location).eval()
+        return _moved(model, map_location)
     for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
         ckpt = latest_checkpoint(directory)
         if ckpt is None:
@@ -266,8 +266,16 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
                 raise
             continue
         load_state(model, tensors, ckpt / WEIGHTS)
-        return model.to(map_location).eval()
+        return _moved(model, map_location)
     raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")
+
+
+def _moved(model, device):
+    """``model`` on ``device`` in eval mode; a ConfigError for a device this torch cannot use (cuda here)."""
+    try:
+        return model.to(device).eval()
+    except (AssertionError, RuntimeError) as e:  # "Torch not compiled with CUDA enabled", no such device
+        raise ConfigError(f"cannot load the model onto {device}: {str(e).splitlines()[0]}") from None
 
 
 @contextlib.contextmanager

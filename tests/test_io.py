@@ -198,3 +198,27 @@ def test_load_of_a_live_run_takes_the_next_checkpoint_when_one_is_pruned_while_r
     monkeypatch.setattr(io, "load_tensors", real)
     with pytest.raises(CheckpointError, match="corrupt weights"):  # corrupt, not pruned: said at once
         genzoo.load(tmp_path)
+
+
+def test_load_onto_a_device_torch_lacks_is_one_config_error(tmp_path):
+    genzoo.save(genzoo.build("gmm", data_shape=(2,)), tmp_path)
+    with pytest.raises(ConfigError, match="cannot load the model onto cuda:99"):  # no CUDA, or no 100th GPU
+        genzoo.load(tmp_path, map_location="cuda:99")
+
+
+@pytest.mark.parametrize("name, kw", [("vae", {}), ("gan", {}), ("gmmn", {}), ("realnvp", {}), ("planar", {}),
+                                      ("gan", {"rejection": True})])
+def test_sample_counts_are_checked(name, kw):
+    model = genzoo.build(name, data_shape=(2,), **kw)
+    for n in (0, -1, 2.5):
+        with pytest.raises(ConfigError, match="number of samples must be a whole number >= 1"):
+            model.sample(n)
+    assert model.sample(torch.tensor(3)).shape == (3, 2)
+
+
+def test_m2_samples_of_given_classes_are_checked():
+    model = genzoo.build("ssvae", data_shape=(1, 8, 8), labels=20)
+    for y in ([0, 5, 12], [0.5, 1.0, 2.0], [1, 2]):
+        with pytest.raises(ConfigError, match=r"y must hold 3 classes in 0\.\.9"):
+            model.sample(3, y=torch.tensor(y))
+    assert model.sample(3, y=torch.tensor([0, 5, 9])).shape == (3, 1, 8, 8)

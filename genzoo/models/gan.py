@@ -172,6 +172,7 @@ class Adversarial(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws G(z), z ~ N(0, I), in data space (n, *data_shape), without a graph."""
+        n = self.check_count(n)
         z = torch.randn(n, self.latent_dim, generator=generator, device=self._zero.device)  # (n, L)
         return self.generate(z)
 
@@ -338,6 +339,7 @@ class GAN(Adversarial):
         percentile of the first proposals' logits rather than their maximum, which a few outliers
         would set (the role of the paper's shift gamma); s > 1 (``rejection_sharpness``) trades
         diversity for quality."""
+        n = self.check_count(n)
         if self.rejector is None:
             return super().sample(n, generator)
         was, kept, m = self.training, [], None

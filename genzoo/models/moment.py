@@ -246,6 +246,7 @@ class GMMN(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` samples (n, *data_shape): g(z) for z ~ N(0, I) drawn with ``generator``."""
+        n = self.check_count(n)
         device = generator.device if generator is not None else self.device
         z = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=self._zero.dtype)  # (n, L)
         return self.generate(z.to(self.device))

@@ -294,8 +294,12 @@ class SSVAE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y: Tensor | None = None) -> Tensor:
         """``n`` decoder means (n, *data_shape) for z ~ p(z) and y ~ p(y) (or the given classes (n,))."""
+        n = self.check_count(n)
         if y is None:
             y = torch.randint(self.n_classes, (n,), generator=generator)
+        y = torch.as_tensor(y)
+        if y.shape != (n,) or y.is_floating_point() or bool(((y < 0) | (y >= self.n_classes)).any()):
+            raise ConfigError(f"ssvae: y must hold {n} classes in 0..{self.n_classes - 1}, got {y.tolist()}")
         z = torch.randn(n, self.latent_dim, generator=generator)
         return self.decode(z.to(self.device), y.to(self.device)).mean
 

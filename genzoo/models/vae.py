@@ -229,6 +229,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True) -> Tensor:
         """``n`` samples (n, *data_shape): decoder means of z ~ p(z) (or draws from p(x|z))."""
+        n = self.check_count(n)
         z = torch.randn(n, self.latent_dim, generator=generator, device=self.device, dtype=self._zero.dtype)
         px = self.decode(z)
         if mean:

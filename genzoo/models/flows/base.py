@@ -151,6 +151,7 @@ class Flow(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws (n, *data_shape): z from the base, decoded."""
+        n = self.check_count(n)
         was = self.training
         self.eval()
         x = self.decode(self._draw_base(n, generator))
