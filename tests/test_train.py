@@ -343,3 +343,20 @@ def test_keep_best_interrupted_while_writing_leaves_the_previous_best_and_no_tem
         genzoo.fit(_model(), data, steps=60, resume=True, **kw)
     assert (tmp_path / "best" / "model.safetensors").read_bytes() == before
     assert not (tmp_path / ".tmp-best").exists() and not (tmp_path / ".old-best").exists()
+
+
+def test_a_resumed_run_logs_the_same_metrics_rows(tmp_path):
+    """Resumed between two rows (checkpoint at 21, rows every 10), the row at 30 still averages steps 21-30
+    with the sums of 21's row-to-be kept in the checkpoint: the same rows as an uninterrupted run."""
+    digits = load_dataset("digits", binarize=True)
+    kw = dict(steps=40, checkpoint_every=7, log_every=10, progress=False)
+    genzoo.fit(_model(), digits, run_dir=tmp_path / "straight", **kw)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_model(), digits, run_dir=tmp_path / "cut", callbacks=[_StopAt(24)], **kw)
+    genzoo.fit(_model(), digits, run_dir=tmp_path / "cut", resume=True, **kw)
+
+    def rows(name):
+        return [{k: v for k, v in io.loads(line).items() if k != "examples_per_s"}
+                for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+
+    assert [r["step"] for r in rows("cut")] == [10, 20, 30, 40] and rows("cut") == rows("straight")

@@ -76,6 +76,9 @@ class MetricsLogger(Callback):
         self._truncate(state.step)
         self.valid_every = self.valid_every or max(self.every, 10 * self.every)
         self.t0, self.step0 = time.time(), state.step
+        partial = state.partial_logs or {}  # resumed between two rows: the sums the checkpoint kept
+        self.sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
+        self.counts = {k: int(v) for k, v in partial.get("counts", {}).items()}
         try:  # optional: only when tensorboard is installed
             from torch.utils.tensorboard import SummaryWriter
 
@@ -100,6 +103,7 @@ class MetricsLogger(Callback):
         for k, v in logs.items():  # a term logged on some steps only (a GAN's g_loss) is averaged over those
             self.sums[k] = self.sums.get(k, 0.0) + v
             self.counts[k] = self.counts.get(k, 0) + 1
+        state.partial_logs = {"sums": self.sums, "counts": self.counts}
         if state.step % self.every and state.step != state.total_steps:
             return
         row = {"step": state.step, "epoch": round(state.epoch, 4)}
@@ -119,6 +123,7 @@ class MetricsLogger(Callback):
                 if k != "step" and isinstance(v, (int, float)):
                     self.tb.add_scalar(k, v, state.step)
         self.sums, self.counts = {}, {}
+        state.partial_logs = None
         self.t0, self.step0 = time.time(), state.step
 
     def on_end(self, state):
@@ -241,8 +246,9 @@ class Checkpoint(Callback):
             if t.is_floating_point() and not torch.isfinite(t).all():
                 raise TrainingDiverged(f"training diverged at step {state.step}: '{name}' holds NaN/inf"
                                        f"{kept(self.run_dir)}")
+        extra = {"partial_logs": state.partial_logs} if state.partial_logs else {}  # so a resumed run logs the same
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
-                        {"epoch": state.epoch, "seed": state.seed}, state.rng_state(), keep=self.keep)
+                        {"epoch": state.epoch, "seed": state.seed, **extra}, state.rng_state(), keep=self.keep)
         self.last = state.step
 
 

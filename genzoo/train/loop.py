@@ -59,6 +59,7 @@ class TrainState:
     start_time: float = field(default_factory=time.time)
     valid: object | None = None
     valid_logs: dict | None = None  # the newest validation losses, {"step": ..., "valid_loss": ...}
+    partial_logs: dict | None = None  # the log terms summed since the last metrics row (checkpointed)
     _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -239,6 +240,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if ckpt is not None:
         saved, rng = load_checkpoint(ckpt, model, state.optimizers)
         state.step = int(saved["step"])
+        state.partial_logs = saved.get("partial_logs")
         # stopped between its last checkpoint and its final weights: resuming it writes them
         unfinished = state.step == state.total_steps and not (run_dir / WEIGHTS).is_file()
         if state.step >= state.total_steps and not unfinished:
