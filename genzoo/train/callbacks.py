@@ -76,7 +76,7 @@ class MetricsLogger(Callback):
         self._truncate(state.step)
         self.valid_every = self.valid_every or max(self.every, 10 * self.every)
         self.t0, self.step0 = time.time(), state.step
-        partial = state.partial_logs or {}  # resumed between two rows: the sums the checkpoint kept
+        partial = getattr(state, "partial_logs", None) or {}  # resumed between two rows: the sums kept
         self.sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
         self.counts = {k: int(v) for k, v in partial.get("counts", {}).items()}
         try:  # optional: only when tensorboard is installed
