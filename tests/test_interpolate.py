@@ -95,3 +95,12 @@ def test_cli_interpolate_refuses_models_without_latents(tmp_path, capsys):
     capsys.readouterr()
     assert main(["interpolate", str(rd)]) == 2
     assert "no latent space" in capsys.readouterr().err
+
+
+def test_latents_of_the_wrong_size_or_empty_concepts_are_config_errors():
+    gan = genzoo.build("gan", data_shape=(1, 8, 8), latent_dim=4, hidden=(8,))
+    with pytest.raises(ConfigError, match=r"latents of shape \(N, 4\), got \(3, 8\)"):
+        interpolate(gan, torch.zeros(8), torch.ones(8), steps=3)
+    assert interpolate(gan, torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64), steps=3).shape == (3, 1, 8, 8)
+    with pytest.raises(ConfigError, match="at least one exemplar"):
+        arithmetic(gan, torch.zeros(0, 1, 8, 8), torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))

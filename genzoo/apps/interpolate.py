@@ -89,7 +89,12 @@ def draw_prior(model, n: int, generator: torch.Generator | None = None) -> Tenso
 def generate(model, z: Tensor, batch_size: int = 256) -> Tensor:
     """Images (or vectors) for latents (N, L), in eval mode, on the CPU; images clipped to [0, 1]."""
     check_latent_model(model)
+    L = getattr(model, "latent_dim", None)
+    if z.dim() != 2 or z.shape[0] == 0 or (L is not None and z.shape[1] != L):
+        raise ConfigError(f"{model.name} generates from latents of shape (N, {L}), got {tuple(z.shape)}")
     model.eval()
+    p = next(model.parameters(), None)
+    z = z.to(p.dtype) if p is not None and z.is_floating_point() else z  # float64 latents too
     out = torch.cat([model.generate(z[i:i + batch_size].to(model.device)).float().cpu() for i in range(0, len(z), batch_size)])
     return out.clamp(0, 1) if out.dim() == 4 else out
 
@@ -160,6 +165,8 @@ def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_we
 def arithmetic(model, a: Tensor, b: Tensor, c: Tensor, **infer) -> tuple[Tensor, Tensor]:
     """Radford et al. 2016's vector arithmetic: z = mean z(a) - mean z(b) + mean z(c), each concept an
     (n_i, *data_shape) batch of exemplars. Returns (the three concept means and z, (4, L); their images)."""
+    if any(len(e) == 0 for e in (a, b, c)):
+        raise ConfigError("vector arithmetic needs at least one exemplar of each of its three concepts")
     zs = [infer_latent(model, e, **infer).mean(0) for e in (a, b, c)]  # 3 x (L,)
     z = torch.stack([*zs, zs[0] - zs[1] + zs[2]])  # (4, L)
     return z, generate(model, z)
