@@ -643,12 +643,17 @@ def cmd_compare(args) -> int:
 
 def _compare_key(path: str, args) -> dict:
     """What a cached RUN/eval.json must match for ``compare`` to reuse it: every flag that changes the results,
-    and the weights it scored (their size and time, so a run trained further is evaluated again)."""
+    and the weights it scored (their file, size and time, so a run trained further is evaluated again; a run
+    still training is scored from its newest checkpoint)."""
+    from .io import latest_checkpoint
+
     weights = Path(path) / "model.safetensors"
+    if not weights.is_file() and (ckpt := latest_checkpoint(path)) is not None:
+        weights = ckpt / "model.safetensors"
     stat = weights.stat() if weights.is_file() else None
     return {"metrics": args.metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
             "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root,
-            "weights": [stat.st_size, stat.st_mtime_ns] if stat else None}
+            "weights": [str(weights.relative_to(path)), stat.st_size, stat.st_mtime_ns] if stat else None}
 
 
 def _indices(text: str, n: int) -> list[int]:

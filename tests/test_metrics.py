@@ -104,6 +104,10 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
     assert main(["train", "--resume", "--run-dir", runs[0], "--steps", "40", "--no-progress"]) == 0
     assert main(["compare", *runs, "--n-samples", "1000", "--no-write", "--no-progress"]) == 0
     assert evaluated == ["gmm", "gan", "gmm"]  # the gmm trained further: its cached result is stale
+    (tmp_path / "gan" / "model.safetensors").unlink()  # as while training on: scored from its newest checkpoint
+    assert main(["compare", runs[1], "--n-samples", "1000", "-o", str(tmp_path / "t2"), "--no-progress"]) == 0
+    assert main(["compare", runs[1], "--n-samples", "1000", "-o", str(tmp_path / "t2"), "--no-progress"]) == 0
+    assert evaluated == ["gmm", "gan", "gmm", "gan"]  # evaluated once from the checkpoint, then reused
 
 
 def test_cli_compare_bad_input(tmp_path, capsys):
