@@ -348,7 +348,7 @@ def cmd_train(args) -> int:
     from .data import load_spec
 
     from . import __version__
-    from .io import atomic_write_json, latest_checkpoint, read_json
+    from .io import atomic_write_json, blocked_by_file, latest_checkpoint, read_json
     from .registry import build
     from .train import distributed, fit
     from .train.loop import check_train_options
@@ -416,7 +416,7 @@ def cmd_train(args) -> int:
         run_dir = Path("runs") / f"{model.name}-{Path(str(data.name)).stem}-{stamp}"
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
-    if any(p.exists() and not p.is_dir() for p in run_dir.parents):
+    if blocked_by_file(run_dir.parent):
         raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
     if not args.resume and run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
         if latest_checkpoint(run_dir) is None and not (run_dir / "model.safetensors").exists():
@@ -585,14 +585,12 @@ def cmd_sample(args) -> int:
 
 def _eval_run(path: str, args, metrics: str):
     """(run directory, result) of :func:`genzoo.eval.metrics.evaluate` on one run, as the flags ask."""
-    from .eval.likelihood import check_eval_options
     from .eval.metrics import evaluate
 
     model = _run(path)
     if not (Path(path) / "run.json").is_file():
         raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
     spec = _data_spec(path, args.data_root)
-    check_eval_options(n=args.n, n_samples=args.n_samples, iwae_k=args.iwae_k, batch_size=args.batch_size)
     return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
                     iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
 
@@ -645,12 +643,10 @@ def _compare_key(path: str, args) -> dict:
     """What a cached RUN/eval.json must match for ``compare`` to reuse it: every flag that changes the results,
     and the weights it scored (their file, size and time, so a run trained further is evaluated again; a run
     still training is scored from its newest checkpoint)."""
-    from .io import latest_checkpoint
+    from .io import weights_file
 
-    weights = Path(path) / "model.safetensors"
-    if not weights.is_file() and (ckpt := latest_checkpoint(path)) is not None:
-        weights = ckpt / "model.safetensors"
-    stat = weights.stat() if weights.is_file() else None
+    weights = weights_file(path)
+    stat = weights.stat() if weights is not None and weights.is_file() else None
     return {"metrics": args.metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
             "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root,
             "weights": [str(weights.relative_to(path)), stat.st_size, stat.st_mtime_ns] if stat else None}
@@ -796,6 +792,7 @@ def cmd_report(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
+    from .io import blocked_by_file
 
     for key in ("seeds", "steps", "jobs"):
         if getattr(args, key) is not None and getattr(args, key) < 1:
@@ -808,7 +805,7 @@ def cmd_bench(args) -> int:
         check_output(args.output, "--output")
         bench.read_markdown(args.output)
     runs = Path(args.runs_dir)
-    if any(p.exists() and not p.is_dir() for p in (runs, *runs.parents)):
+    if blocked_by_file(runs):
         raise ConfigError(f"--runs-dir {runs}: that path, or a part of it, is a file, not a folder")
     return bench.main(args)
 

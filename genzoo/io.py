@@ -190,7 +190,7 @@ def save(model, directory: str | os.PathLike) -> None:
     if not (hasattr(model, "name") and isinstance(getattr(model, "config", None), dict)):
         raise ConfigError(f"save writes genzoo models (built by genzoo.build), not a {type(model).__name__}")
     directory = Path(directory)
-    if any(p.exists() and not p.is_dir() for p in (directory, *directory.parents)):
+    if blocked_by_file(directory):
         raise WriteError(f"cannot save into {directory}: that path, or a part of it, is a file, not a folder")
     directory.mkdir(parents=True, exist_ok=True)
     save_tensors(directory / WEIGHTS, model.state_dict())
@@ -244,6 +244,22 @@ def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
         raise CheckpointError(f"weights in {source} do not fit the model: {first}") from None
 
 
+def weights_file(directory: str | os.PathLike) -> Path | None:
+    """The weights :func:`load` reads from ``directory``: its final ``model.safetensors``, else (a run still
+    training, or killed) its newest checkpoint's; None if it has neither."""
+    final = Path(directory) / WEIGHTS
+    if final.is_file():
+        return final
+    ckpt = latest_checkpoint(directory)
+    return None if ckpt is None else ckpt / WEIGHTS
+
+
+def blocked_by_file(path: str | os.PathLike) -> bool:
+    """Whether ``path``, or a folder above it, is a file (so no folder can be made there)."""
+    path = Path(path)
+    return any(p.exists() and not p.is_dir() for p in (path, *path.parents))
+
+
 def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
     """Load a model saved by :func:`save`, or the newest weights of a run directory.
 
@@ -251,21 +267,17 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     """
     directory = Path(directory)
     model = build_from_config(directory)
-    weights = directory / WEIGHTS
-    if weights.is_file():
-        load_state(model, load_tensors(weights), weights)
-        return _moved(model, map_location)
     for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
-        ckpt = latest_checkpoint(directory)
-        if ckpt is None:
+        weights = weights_file(directory)
+        if weights is None:
             raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint")
         try:
-            tensors = load_tensors(ckpt / WEIGHTS)
+            tensors = load_tensors(weights)
         except CheckpointError:
-            if ckpt.exists():  # corrupt, not pruned while being read
+            if weights.parent.exists():  # corrupt, not pruned while being read
                 raise
             continue
-        load_state(model, tensors, ckpt / WEIGHTS)
+        load_state(model, tensors, weights)
         return _moved(model, map_location)
     raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")
 

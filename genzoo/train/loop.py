@@ -35,7 +35,7 @@ import torch
 
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
-from ..io import WEIGHTS, atomic_write_json, latest_checkpoint, load_checkpoint, model_config, run_lock, save
+from ..io import WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_checkpoint, model_config, run_lock, save
 from . import acceleration, distributed
 from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -209,7 +209,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     acceleration.check_precision(model, precision)
     run_dir = Path(run_dir) if run_dir is not None else None
-    if run_dir is not None and any(p.exists() and not p.is_dir() for p in (run_dir, *run_dir.parents)):
+    if run_dir is not None and blocked_by_file(run_dir):
         raise ConfigError(f"run_dir {run_dir}: that path, or a part of it, is a file, not a folder")
     if run_dir is not None and not resume and latest_checkpoint(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "

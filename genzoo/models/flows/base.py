@@ -118,8 +118,7 @@ class Flow(GenerativeModel):
         """``x`` of the model's example shape, in the dtype of its parameters (float64 or integer input too)."""
         if tuple(x.shape[1:]) != self.data_shape:
             raise ConfigError(f"{self.name}: expected examples of shape {self.data_shape}, got {tuple(x.shape[1:])}")
-        p = next(self.parameters(), None)
-        return x if p is None or x.dtype == p.dtype else x.to(p.dtype)
+        return self.check_input(x)
 
     # -- the two directions -----------------------------------------------------------------------
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
