@@ -382,6 +382,18 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
     return final
 
 
+def _match_layouts(opt: torch.optim.Optimizer) -> None:
+    """Give each per-parameter state tensor (Adam's moments) its parameter's memory layout. A checkpoint stores
+    them contiguous, and ``load_state_dict`` keeps that, but a channels-last parameter's moments were channels-last
+    when saved; fused Adam pairs a parameter's elements with its moments' by memory position, so mismatched
+    layouts would scramble every update after a resume (element-wise ops elsewhere match by index)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for key, v in opt.state.get(p, {}).items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    opt.state[p][key] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
 def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, dict[str, torch.Tensor]]:
     """Restore model and optimizers from a checkpoint folder; return (state.json, rng tensors)."""
     path = Path(path)
@@ -401,6 +413,7 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
             opt.load_state_dict(_unflatten_optimizer(i, tensors, plain[i]))
         except (ValueError, KeyError, RuntimeError) as e:
             raise CheckpointError(f"optimizer state in {path} does not fit: {e}") from None
+        _match_layouts(opt)
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     return state, rng
 
