@@ -91,6 +91,10 @@ class GenerativeModel(nn.Module):
         opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
+    def check_batch_size(self, batch_size: int) -> None:
+        """A ConfigError if the model cannot train on batches of ``batch_size`` examples (per process), which
+        :func:`genzoo.fit` asks before anything is written; default: any size."""
+
     def check_count(self, n: int) -> int:
         """``n``, a number of samples to draw, as an int >= 1 (a ConfigError otherwise)."""
         if isinstance(n, Tensor) and n.dim() == 0 and not n.is_floating_point():

@@ -116,7 +116,8 @@ def test_setup_starts_at_the_data_mean_and_checks_image_range():
         m.setup(x * 4 - 1, torch.Generator().manual_seed(0))
 
 
-@pytest.mark.parametrize("kw", [{"bandwidths": (1.0, -1.0)}, {"bandwidths": (float("nan"),)}, {"latent_dim": 0},
+@pytest.mark.parametrize("kw", [{"bandwidths": (1.0, -1.0)}, {"bandwidths": (float("nan"),)}, {"bandwidths": (1e-20, 1.0)},
+                                {"latent_dim": 0},
                                 {"statistic": "kurtosis"}, {"activation": "swish"}, {"lr": 0.0}, {"hidden": (0,)}])
 def test_bad_options(kw):
     with pytest.raises(ConfigError):
@@ -199,3 +200,16 @@ def test_moments_with_a_linear_generator_give_the_one_gaussian_blob():
     assert x.mean(0).abs().max() < 0.1 and (torch.cov(x.T) - 0.5 * torch.eye(2)).abs().max() < 0.1
     assert r["high_quality"] < 0.02, r
     assert 0.1 < (x.norm(dim=1) < 0.5).float().mean() < 0.35    # N(0, I/2): 1 - exp(-1/4) = 0.22 inside r = 0.5
+
+
+def test_a_batch_too_small_for_the_statistic_is_refused_before_anything_is_written(tmp_path):
+    data = load_dataset("ring", n=64)
+    m = genzoo.build("gmmn", data_shape=(2,), statistic="moments", hidden=(8,))
+    with pytest.raises(ConfigError, match="batches of 2 or more"):
+        genzoo.fit(m, data, steps=3, batch_size=1, progress=False, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(DataError, match="at least 2 examples"):
+        moment_gaps(torch.zeros(1, 2), torch.zeros(1, 2))
+    with pytest.raises(DataError, match="at least 2 examples"):
+        mmd2(torch.zeros(1, 2), torch.zeros(1, 2), [1.0], unbiased=True)
+    genzoo.fit(genzoo.build("gmmn", data_shape=(2,), hidden=(8,)), data, steps=2, batch_size=1, progress=False)  # mmd: fine

@@ -138,7 +138,7 @@ def mmd2(x: Tensor, y: Tensor, bandwidths: Tensor | Sequence[float], unbiased: b
     """
     n, m = x.shape[0], y.shape[0]
     if unbiased and (n < 2 or m < 2):
-        raise ValueError("the unbiased MMD needs at least 2 examples in each sample")
+        raise DataError("the unbiased MMD needs at least 2 examples in each sample")
     sigmas = _floats(bandwidths)                              # once: no device sync per block
     x, y = x.reshape(n, -1), y.reshape(m, -1).to(x.dtype)    # (N, D), (M, D)
     # three blocks, so that k(x, x') of a data batch is computed once and stays out of the graph
@@ -163,7 +163,7 @@ def moment_gaps(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """
     x, y = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1).to(x.dtype)  # (N, D), (M, D)
     if x.shape[0] < 2 or y.shape[0] < 2:
-        raise ValueError("a covariance needs at least 2 examples in each sample")
+        raise DataError("a covariance needs at least 2 examples in each sample")
     mx, my = x.mean(0), y.mean(0)                                          # (D,)
     cx = (x - mx).T @ (x - mx) / (x.shape[0] - 1)                          # (D, D)
     cy = (y - my).T @ (y - my) / (y.shape[0] - 1)                          # (D, D)
@@ -205,8 +205,8 @@ class GMMN(GenerativeModel):
             raise ConfigError(f"gmmn: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if statistic not in ("mmd", "moments"):
             raise ConfigError(f"gmmn: statistic must be 'mmd' or 'moments', got {statistic!r}")
-        if not all(math.isfinite(b) and b > 0 for b in bandwidths):
-            raise ConfigError(f"gmmn: bandwidths must be positive and finite, got {tuple(bandwidths)}")
+        if not all(math.isfinite(b) and b >= 1e-6 for b in bandwidths):  # 1 / (2 sigma^2) must fit a float32
+            raise ConfigError(f"gmmn: bandwidths must be finite and at least 1e-6, got {tuple(bandwidths)}")
         if not lr > 0:
             raise ConfigError(f"gmmn: lr must be > 0, got {lr}")
         self.latent_dim = int(latent_dim)
@@ -277,6 +277,10 @@ class GMMN(GenerativeModel):
         mean = x.float().mean(0).reshape(-1)  # (D,)
         last = self.net[0][-1]
         last.bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)) if len(self.data_shape) == 3 else mean)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        if batch_size < 2 and self.statistic == "moments":
+            raise ConfigError("gmmn: statistic=moments compares covariances, which need batches of 2 or more examples")
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Compare ``x`` (B, *data_shape) with B generated examples (noise from torch's generator)."""

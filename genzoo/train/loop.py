@@ -219,6 +219,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError(f"batch_size {batch_size} must be a multiple of the {world_size} processes")
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=min(batch_size, len(data)),
                        seed=seed, run_dir=run_dir, valid=valid)
+    model.check_batch_size(math.ceil(len(data) / world_size) if model.full_batch else state.batch_size // world_size)
     state.total_steps = int(steps) if steps is not None else max(1, math.ceil(epochs * state.steps_per_epoch))
     device = model.device
     full_x = all_x = None
