@@ -48,6 +48,17 @@ def _seed(text: str) -> int:
     return value
 
 
+def _sigmas(text: str) -> list[float]:
+    """An argparse type: comma-separated Parzen widths, each finite and > 0."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid widths '{text}': give numbers such as 0.01,0.03,0.1") from None
+    if not values or not all(math.isfinite(v) and v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"invalid widths '{text}': give one or more finite numbers > 0")
+    return values
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genzoo", description="Deep generative models: one interface, one trainer, one CLI.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -108,8 +119,12 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--split", default="test", choices=["train", "valid", "test"])
         q.add_argument("--n-samples", type=int, default=10_000, help="samples for Parzen, FID and the rest (default 10000)")
         q.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
-        q.add_argument("-n", type=int, default=None, help="evaluate on the first N examples of the split only")
+        q.add_argument("-n", type=int, default=None,
+                       help="evaluate on N examples of the split only: the first N (a random N for FID and the other feature metrics)")
         q.add_argument("--batch-size", type=int, default=100)
+        q.add_argument("--parzen-sigmas", type=_sigmas, default=None, metavar="S1,S2,...",
+                       help="the Parzen window widths to choose from (default: Goodfellow et al.'s 10 from 0.1 to 1, made for "
+                            "images in [0, 1]; e.g. 0.002,0.005,0.01,0.02 for the ring of std 0.01)")
         q.add_argument("--data-root", help="override the data root recorded in the run")
         q.add_argument("--seed", type=_seed, default=0)
         q.add_argument("--no-progress", action="store_true")
@@ -592,7 +607,8 @@ def _eval_run(path: str, args, metrics: str):
         raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
     spec = _data_spec(path, args.data_root)
     return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
-                    iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+                    iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, parzen_sigmas=args.parzen_sigmas,
+                    progress=not args.no_progress)
 
 
 def cmd_eval(args) -> int:
@@ -648,7 +664,8 @@ def _compare_key(path: str, args) -> dict:
     weights = weights_file(path)
     stat = weights.stat() if weights is not None and weights.is_file() else None
     return {"metrics": args.metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
-            "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root,
+            "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root, "batch_size": args.batch_size,
+            "parzen_sigmas": args.parzen_sigmas,
             "weights": [str(weights.relative_to(path)), stat.st_size, stat.st_mtime_ns] if stat else None}
 
 

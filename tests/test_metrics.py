@@ -9,7 +9,7 @@ import torch
 import genzoo
 from genzoo.cli import main
 from genzoo.data import load_dataset
-from genzoo.errors import ConfigError
+from genzoo.errors import ConfigError, DataError
 from genzoo.eval.metrics import evaluate, resolve_metrics, summary_row
 from genzoo.eval.parzen import parzen_protocol
 
@@ -100,6 +100,9 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
     assert "(exact, continuous)" in capsys.readouterr().out and evaluated == []  # same flags, same weights: reused
     assert main(["compare", *runs, "--n-samples", "1000", "-n", "500", "--no-write", "--no-progress"]) == 0
     assert evaluated == ["gmm", "gan"]  # -n changes the results: evaluated again
+    assert main(["compare", *runs, "--n-samples", "1000", "-n", "500", "--batch-size", "7", "--no-write", "--no-progress"]) == 0
+    assert evaluated == ["gmm", "gan"] * 2  # so may the batches (the Monte Carlo draws follow them)
+    evaluated[2:] = []
     capsys.readouterr()
     assert main(["train", "--resume", "--run-dir", runs[0], "--steps", "40", "--no-progress"]) == 0
     assert main(["compare", *runs, "--n-samples", "1000", "--no-write", "--no-progress"]) == 0
@@ -146,3 +149,94 @@ def test_evaluation_sizes_and_data_spec_are_checked():
     with pytest.raises(ConfigError, match="a dict with a 'name'"):
         evaluate(model, "ring")
     assert likelihood_report(model, ring, n=5, progress=False)["n"] == 5
+
+
+def test_parzen_sigma_grid_and_the_split_it_is_chosen_on(ring_models, tmp_path, capsys):
+    """The default grid (0.1..1, for images in [0, 1]) is far too wide for the ring's std 0.01: its sigma sits at the
+    edge and says so; --parzen-sigmas gives a grid that holds the best width. With split=valid, sigma is chosen on
+    the training split, never on the points scored."""
+    gmm, _, _ = ring_models  # EM fits the ring closely
+    wide = evaluate(gmm, {"name": "ring"}, metrics="parzen", n_samples=1000, progress=False)
+    assert wide["parzen"]["sigma"] == pytest.approx(0.1) and wide["parzen"]["sigma_at_edge"]
+    fine = evaluate(gmm, {"name": "ring"}, metrics="parzen", n_samples=1000, parzen_sigmas=[0.0025, 0.005, 0.01, 0.02, 0.04],
+                    progress=False)
+    assert not fine["parzen"]["sigma_at_edge"] and fine["parzen"]["ll"] > wide["parzen"]["ll"] + 1 and set(fine["parzen"]["valid_ll"]) == {"0.0025", "0.005", "0.01", "0.02", "0.04"}
+    on_valid = evaluate(gmm, {"name": "ring"}, metrics="parzen", split="valid", n_samples=1000, seed=3, progress=False)
+    g = torch.Generator().manual_seed(3)
+    gmm.eval()
+    ref = parzen_protocol(gmm.sample(1000, generator=g), load_dataset("ring", "train").x, load_dataset("ring", "valid").x,
+                          progress=False)
+    assert on_valid["parzen"]["ll"] == pytest.approx(ref["ll"]) and on_valid["parzen"]["sigma"] == ref["sigma"]
+    row = summary_row(wide)
+    assert row["parzen_sigma_at_edge"] is True
+    from genzoo.eval.compare import compare_table
+    assert "(sigma at the grid's edge)" in compare_table([("r", wide)]).markdown
+    assert "(sigma at the grid's edge)" not in compare_table([("r", {**wide, "parzen": {**wide["parzen"], "sigma_at_edge": False}})]).markdown
+    with pytest.raises(DataError, match="finite sigmas"):
+        evaluate(gmm, {"name": "ring"}, metrics="parzen", parzen_sigmas=[], progress=False)
+    rd = tmp_path / "gmm"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "30", "--set", "n_components=8", "--run-dir", str(rd),
+                 "--no-progress"]) == 0
+    assert main(["eval", str(rd), "--metrics", "nll,parzen", "--n-samples", "500", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "-LL (Parzen, raw)" in out and "widen it with --parzen-sigmas" in out
+    assert main(["eval", str(rd), "--metrics", "parzen", "--n-samples", "500", "--no-progress",
+                 "--parzen-sigmas", "0.002,0.005,0.01,0.02"]) == 0
+    assert "widen it" not in capsys.readouterr().out
+    assert json.loads((rd / "eval.json").read_text())["parzen"]["valid_ll"].keys() == {"0.002", "0.005", "0.01", "0.02"}
+    for bad in ("0,1", "a,b", "inf", ","):
+        with pytest.raises(SystemExit):
+            main(["eval", str(rd), "--parzen-sigmas", bad])
+    assert "--parzen-sigmas" in capsys.readouterr().err
+
+
+def test_a_diverged_model_is_refused_not_scored(ring_models):
+    gmm, gan, _ = ring_models
+    import copy
+
+    broken = copy.deepcopy(gmm)
+    broken.means[0, 0] = float("nan")
+    with pytest.raises(DataError, match="NaN or infinite weights.*means"):
+        evaluate(broken, {"name": "ring"}, progress=False)
+    digits_gan = genzoo.build("gan", data_shape=(1, 8, 8), hidden=(16,))
+    real_sample = digits_gan.sample
+
+    def some_inf(n, generator=None):
+        x = real_sample(n, generator=generator)
+        x[:3] = float("inf")  # clipping into [0, 1] would hide them
+        return x
+
+    digits_gan.sample = some_inf
+    with pytest.raises(DataError, match="3 of 600 samples .* NaN or infinite"):
+        evaluate(digits_gan, {"name": "digits"}, metrics="parzen", n_samples=600, progress=False)
+
+
+def test_metric_helpers_check_their_arguments():
+    from genzoo.eval.fid import frechet_distance, kid
+    from genzoo.eval.likelihood import to_bits_per_dim
+    from genzoo.eval.modes import mode_coverage
+    from genzoo.eval.prdc import knn_radii, prdc
+
+    with pytest.raises(ConfigError, match="dimensions >= 1"):
+        to_bits_per_dim(10.0, 0, "binarized", None)
+    with pytest.raises(ConfigError, match="dimensions >= 1"):
+        to_bits_per_dim(10.0, -1, "binarized", None)
+    eye, zero = torch.eye(3), torch.zeros(3)
+    with pytest.raises(DataError, match="positive semi-definite"):
+        frechet_distance(zero, -eye, zero, eye)  # would be 0.0
+    with pytest.raises(DataError, match="NaN or infinite"):
+        frechet_distance(zero, eye * float("inf"), zero, eye)
+    assert frechet_distance(zero, eye - 1e-9 * eye, zero, eye) == pytest.approx(0.0, abs=1e-6)  # round-off is fine
+    r = torch.randn(20, 4)
+    with pytest.raises(DataError, match="whole numbers"):
+        kid(r, r, subsets=2.5)
+    with pytest.raises(DataError, match="whole numbers"):
+        prdc(r, r, k=2.5)
+    with pytest.raises(DataError, match="whole numbers"):
+        knn_radii(r, 2.0)
+    with pytest.raises(DataError, match="chunk >= 1"):
+        prdc(r, r, chunk=0)
+    centres = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    with pytest.raises(DataError, match="one std or one per mode"):
+        mode_coverage(torch.zeros(4, 2), centres, torch.tensor([0.01, 0.1, 0.3]))
+    assert mode_coverage([[0.0, 0.0], [1.0, 0.01]], centres, 0.1)["modes"] == 2  # a nested list is taken as samples

@@ -74,8 +74,13 @@ def test_too_narrow_a_grid_is_flagged():
 def test_bad_inputs_give_one_line_errors():
     with pytest.raises(DataError, match="dimensions"):
         parzen_log_prob(torch.zeros(3, 4), torch.zeros(5, 3), 0.5)
-    with pytest.raises(DataError, match="sigma must be > 0"):
-        parzen_log_prob(torch.zeros(3, 4), torch.zeros(5, 4), 0.0)
+    for sigma in (0.0, float("inf"), float("nan"), torch.tensor([]), torch.tensor([0.1, -1.0])):
+        with pytest.raises(DataError, match="finite sigmas > 0"):
+            parzen_log_prob(torch.zeros(3, 4), torch.zeros(5, 4), sigma)
+    with pytest.raises(DataError, match="finite sigmas > 0"):
+        parzen_protocol(torch.zeros(5, 4), torch.zeros(3, 4), torch.zeros(3, 4), sigmas=[], progress=False)
+    with pytest.raises(DataError, match="batch_size"):
+        parzen_log_prob(torch.zeros(3, 4), torch.zeros(5, 4), 0.5, batch_size=0)
     with pytest.raises(DataError, match="NaN"):
         parzen_log_prob(torch.zeros(3, 4), torch.full((5, 4), float("nan")), 0.5)
     with pytest.raises(DataError, match="shape"):

@@ -69,7 +69,8 @@ def _cell(key: str, fmt: str | None, row: dict) -> str:
     if key == "nll":
         return f"{v:.3f} ({row['nll_kind']}, {row['nll_space']})" if row.get("nll_space") else f"{v:.3f} ({row['nll_kind']})"
     if key == "parzen_ll":
-        return f"{v:.1f} +- {row['parzen_se']:.1f}"
+        edge = " (sigma at the grid's edge)" if row.get("parzen_sigma_at_edge") else ""
+        return f"{v:.1f} +- {row['parzen_se']:.1f}{edge}"
     return fmt.format(v)
 
 

@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -87,6 +88,12 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
             f"Frechet distance needs means (F,) and covariances (F, F) of one width, got "
             f"{tuple(mu1.shape)}, {tuple(s1.shape)}, {tuple(mu2.shape)}, {tuple(s2.shape)}"
         )
+    if not all(bool(torch.isfinite(t).all()) for t in (mu1, mu2, s1, s2)):
+        raise DataError("Frechet distance of means or covariances with NaN or infinite values")
+    for s in (s1, s2):  # a covariance is PSD; round-off may leave eigenvalues a little below 0
+        w = torch.linalg.eigvalsh((s + s.T) / 2)                 # (F,)
+        if float(w.min()) < -1e-6 * max(float(w.abs().max()), 1.0):
+            raise DataError(f"Frechet distance needs positive semi-definite covariances, got an eigenvalue {float(w.min()):.4g}")
     root1 = _psd_sqrt(s1)                                        # (F, F)
     m = root1 @ ((s2 + s2.T) / 2) @ root1                        # (F, F) symmetric PSD
     tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
@@ -136,6 +143,8 @@ def kid(
     """
     real, fake = _as_features(real_feats, "real features"), _as_features(fake_feats, "fake features")
     _same_width(real, fake)
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (subsets, subset_size)):
+        raise DataError(f"KID's subsets and subset_size are whole numbers, got {subsets!r} and {subset_size!r}")
     if subsets < 1 or subset_size < 2:
         raise DataError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
     m = min(subset_size, real.shape[0], fake.shape[0])

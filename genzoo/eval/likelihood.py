@@ -33,15 +33,18 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 
 import torch
 
 from ..base import Density, LatentVariable
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 
 
 def to_bits_per_dim(nll_nats: float, dims: int, space: str, levels: int | None) -> tuple[float, float]:
     """(NLL in nats on the reported space, bits per dimension) for a model NLL on ``space``."""
+    if isinstance(dims, bool) or not isinstance(dims, numbers.Integral) or dims < 1:
+        raise ConfigError(f"bits per dimension need a whole number of dimensions >= 1, got {dims!r}")
     if space == "dequantized" and levels:
         nll_nats = nll_nats + dims * math.log(levels)
     return nll_nats, nll_nats / (dims * math.log(2))
@@ -76,9 +79,20 @@ def check_eval_options(*, n: int | None = None, n_samples: int = 2, iwae_k: int 
         raise ConfigError("n_samples and iwae_k (--n-samples, --iwae-k) must be at most 1,000,000")
 
 
+def check_weights(model) -> None:
+    """A DataError if ``model`` has a NaN or infinite parameter or buffer (a diverged run): its figures would
+    be NaN or internal errors deep in a metric."""
+    bad = [name for name, t in (*model.named_parameters(), *model.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise DataError(f"the {model.name} model has NaN or infinite weights ({', '.join(bad[:3])}"
+                        f"{', ...' if len(bad) > 3 else ''}): did its training diverge? Nothing to evaluate")
+
+
 def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100, seed: int = 0,
                       n: int | None = None, progress: bool = True, bounds: bool = True, valid=None,
-                      samples: torch.Tensor | None = None, n_samples: int = 10_000) -> dict:
+                      samples: torch.Tensor | None = None, n_samples: int = 10_000,
+                      parzen_sigmas: Sequence[float] | torch.Tensor | None = None) -> dict:
     """Every likelihood figure ``model`` admits on ``data`` (a Dataset), with kind and units.
 
     Returns ``{"space", "dims", "n", "rows": [{"metric", "kind", "nats", "stderr", "bits_per_dim"}]}``
@@ -86,10 +100,14 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
     With ``bounds`` the exact NLL (``Density``) and the ELBO and IWAE bounds (``LatentVariable``); with
     ``valid`` (the validation Dataset) also the Parzen-window estimate of any sampler (kind ``parzen``;
     :func:`genzoo.eval.parzen.parzen_protocol` on ``samples``, else ``n_samples`` fresh draws), which
-    scores the raw test points, so it has no bits/dim (``None``) and its details go to ``"parzen"``.
-    Stochastic parts (binarizing the test set, dequantization noise, IWAE samples) use ``seed``.
+    scores the raw test points, so it has no bits/dim (``None``) and its details go to ``"parzen"``;
+    ``parzen_sigmas`` is the grid its sigma is chosen from (default: Goodfellow et al.'s,
+    :data:`genzoo.eval.parzen.SIGMAS`). Stochastic parts (binarizing the test set, dequantization
+    noise, ELBO and IWAE samples) use ``seed``; the ELBO and IWAE samples are drawn batch after batch,
+    so another ``batch_size`` gives another Monte Carlo estimate (within its standard error).
     """
     check_eval_options(n=n, n_samples=n_samples, iwae_k=iwae_k, batch_size=batch_size)
+    check_weights(model)
     model.eval()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -120,8 +138,9 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
 
             if samples is None:
                 samples = draw(model, n_samples, seed, data)
-            p = parzen_protocol(samples.to(model.device), valid.x, data.x[:n], progress=progress)
-            rows.append({"metric": "-LL (Parzen)", "kind": "parzen", "nats": -p["ll"], "stderr": p["stderr"],
+            grid = {} if parzen_sigmas is None else {"sigmas": parzen_sigmas}
+            p = parzen_protocol(samples.to(model.device), valid.x, data.x[:n], progress=progress, **grid)
+            rows.append({"metric": "-LL (Parzen, raw)", "kind": "parzen", "nats": -p["ll"], "stderr": p["stderr"],
                          "bits_per_dim": None})
             out["parzen"] = p
     return out
@@ -136,9 +155,11 @@ def format_table(report: dict) -> str:
         lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {r['stderr']:>7.3f} {bpd:>9}")
     if report["space"] == "discrete-as-real":
         lines.append("note: grey levels were not dequantized, so these are not likelihoods of the discrete data")
+    if any(r["kind"] == "parzen" for r in report["rows"]):
+        lines.append(f"Parzen (raw): scores the {report['split']} points as given, not in the '{report['space']}' space "
+                     "of the rows above (Goodfellow et al. 2014): an estimate, not a bound")
     if "parzen" in report:
         p = report["parzen"]
         edge = " (at the edge of the grid: widen it)" if p["sigma_at_edge"] else ""
-        lines.append(f"Parzen: a Gaussian window (sigma {p['sigma']:.4g}{edge}, chosen on validation) on {p['n_samples']:,} "
-                     "samples scores the raw test points (Goodfellow et al. 2014): an estimate, not a bound")
+        lines.append(f"Parzen: a Gaussian window of sigma {p['sigma']:.4g}{edge}, chosen on validation, on {p['n_samples']:,} samples")
     return "\n".join(lines)

@@ -29,13 +29,15 @@ sample-based metrics; images are clipped to [0, 1], the data space.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import torch
 
 from ..base import Density, LatentVariable
 from ..data import load_spec
-from ..errors import ConfigError
-from .likelihood import check_eval_options, likelihood_report
+from ..errors import ConfigError, DataError
+from .likelihood import check_eval_options, check_weights, likelihood_report
+from .parzen import check_sigmas
 
 FEATURE_METRICS = ("fid", "kid", "pr", "dc", "is")
 METRICS = ("nll", "parzen", *FEATURE_METRICS, "modes", "error")
@@ -87,14 +89,22 @@ def draw(model, n: int, seed: int, data, batch_size: int = 1000) -> torch.Tensor
     g = torch.Generator(device=model.device).manual_seed(seed)
     model.eval()
     x = torch.cat([model.sample(min(batch_size, n - i), generator=g).float().cpu() for i in range(0, n, batch_size)])
+    bad = int((~torch.isfinite(x.reshape(n, -1))).any(1).sum())
+    if bad:  # clipping would turn them into plausible images
+        raise DataError(f"{bad} of {n} samples of the {model.name} model have NaN or infinite values: did its training diverge?")
     return x.clamp(0, 1) if data.is_image else x  # (n, *shape)
 
 
 def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split: str = "test", n: int | None = None,
              n_samples: int = 10_000, iwae_k: int = 5000, batch_size: int = 100, seed: int = 0,
-             progress: bool = True) -> dict:
+             parzen_sigmas: Sequence[float] | None = None, progress: bool = True) -> dict:
     """Compute ``metrics`` for ``model`` on the ``split`` of the dataset described by ``data_spec`` (a run's
     data recipe: name, root, binarize/dequantize, dataset options).
+
+    ``n`` limits the likelihoods, Parzen and the test error to the first ``n`` examples of the split, and the
+    feature metrics to a random ``n`` of them (seeded: MNIST's test set is ordered by writer population).
+    Parzen chooses its sigma from ``parzen_sigmas`` (default :data:`genzoo.eval.parzen.SIGMAS`, made for
+    images in [0, 1]) on the validation split, or on the training split when ``split="valid"``.
 
     Returns ``{"metrics": [...], "dataset", "split", "n_samples", "seconds": {metric: s}}`` plus one entry per
     family of results: ``"likelihood"`` (a likelihood report), ``"parzen"``, ``"features"``, ``"modes"``.
@@ -103,6 +113,9 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     if not isinstance(data_spec, dict) or not data_spec.get("name"):
         raise ConfigError(f"data_spec is a run's data recipe, a dict with a 'name' (such as {{'name': 'mnist', "
                           f"'binarize': True}}), got {data_spec!r}")
+    check_weights(model)
+    if parzen_sigmas is not None:
+        parzen_sigmas = check_sigmas(parzen_sigmas)
     test = load_spec(data_spec, split, nonempty=True)
     chosen = resolve_metrics(metrics, model, test)
     out: dict = {"model": model.name, "metrics": chosen, "dataset": test.name, "split": split, "n_samples": n_samples, "seed": seed,
@@ -114,9 +127,11 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
         out["seconds"]["sampling"] = time.time() - t0
     if {"nll", "parzen"} & set(chosen):
         t0 = time.time()
-        valid = load_spec(data_spec, "valid", nonempty=True) if "parzen" in chosen else None
+        # sigma is chosen on points other than the scored ones: the validation split, or training when that is scored
+        valid = load_spec(data_spec, "train" if split == "valid" else "valid", nonempty=True) if "parzen" in chosen else None
         out["likelihood"] = likelihood_report(model, test, iwae_k=iwae_k, batch_size=batch_size, seed=seed, n=n,
-                                              progress=progress, bounds="nll" in chosen, valid=valid, samples=samples)
+                                              progress=progress, bounds="nll" in chosen, valid=valid, samples=samples,
+                                              parzen_sigmas=parzen_sigmas)
         if "parzen" in chosen:
             out["parzen"] = out["likelihood"].pop("parzen")
         out["seconds"]["likelihood"] = time.time() - t0
@@ -153,6 +168,7 @@ def summary_row(result: dict) -> dict:
     row["bits_per_dim"] = best["bits_per_dim"] if best else None
     p = result.get("parzen")
     row["parzen_ll"], row["parzen_se"] = (p["ll"], p["stderr"]) if p else (None, None)
+    row["parzen_sigma"], row["parzen_sigma_at_edge"] = (p["sigma"], p["sigma_at_edge"]) if p else (None, None)
     f = result.get("features", {})
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is"):
         row[key] = f.get(key)
@@ -172,9 +188,9 @@ def format_result(result: dict) -> str:
         lines.append(format_table(result["likelihood"]))
     if "parzen" in result:
         p = result["parzen"]
-        edge = "  (sigma at the edge of the grid: widen it)" if p["sigma_at_edge"] else ""
-        lines.append(f"Parzen window (Goodfellow et al. 2014): test log-likelihood {p['ll']:.2f} +- {p['stderr']:.2f} "
-                     f"nats/example, sigma {p['sigma']:.4g} from {p['n_samples']:,} samples{edge}")
+        edge = "  (sigma at the edge of the grid: widen it with --parzen-sigmas)" if p["sigma_at_edge"] else ""
+        lines.append(f"Parzen window (Goodfellow et al. 2014): {result['split']} log-likelihood {p['ll']:.2f} +- {p['stderr']:.2f} "
+                     f"nats/example of the points as given, sigma {p['sigma']:.4g} from {p['n_samples']:,} samples{edge}")
     if "features" in result:
         f = result["features"]
         lines.append(f"features of genzoo's {f['classifier']} classifier ({100 * f['classifier_accuracy']:.2f}% test "

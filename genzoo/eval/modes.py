@@ -42,7 +42,8 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, thresho
     high-quality share, the reverse KL of the mode histogram to the uniform one, and the number of
     high-quality samples per mode.
     """
-    if samples.shape[0] == 0:
+    samples = torch.as_tensor(samples)
+    if samples.dim() == 0 or samples.shape[0] == 0:
         raise DataError("mode coverage needs at least one sample")
     x = samples.detach().double().cpu().reshape(samples.shape[0], -1)  # (N, D)
     c = torch.as_tensor(centres).detach().double().cpu()                 # (K, D)
@@ -50,6 +51,8 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, thresho
         raise DataError(f"mode centres must have shape (K, D) with K >= 1, got {tuple(c.shape)}")
     if not bool((torch.as_tensor(std, dtype=torch.float64) > 0).all()) or not threshold > 0:  # NaN too
         raise DataError(f"mode coverage needs std > 0 and threshold > 0, got std {std} and threshold {threshold}")
+    if torch.as_tensor(std).numel() not in (1, c.shape[0]):
+        raise DataError(f"mode coverage needs one std or one per mode ({c.shape[0]}), got {torch.as_tensor(std).numel()}")
     if x.shape[1] != c.shape[1]:
         raise DataError(f"samples have {x.shape[1]} dimensions but the mode centres {c.shape[1]}")
     finite = torch.isfinite(x).all(1)                                    # NaN samples are never high quality

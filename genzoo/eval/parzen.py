@@ -30,6 +30,7 @@ Squared distances come from one matrix product per block of points (``||x||^2 + 
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -39,6 +40,22 @@ from ..errors import DataError
 #: Goodfellow et al. 2014's sigma grid (``numpy.logspace(-1., 0., num=10)`` in parzen_ll.py)
 SIGMAS = torch.logspace(-1.0, 0.0, 10, dtype=torch.float64)
 N_SAMPLES, N_VALID = 10_000, 1_000
+
+
+def check_sigmas(sigmas) -> Tensor:
+    """``sigmas`` (a float, sequence or tensor) as a float64 (K,) tensor; a DataError unless K >= 1 and each is
+    finite and > 0.
+
+    >>> check_sigmas([0.01, 0.03])
+    tensor([0.0100, 0.0300], dtype=torch.float64)
+    """
+    try:
+        sig = torch.as_tensor(sigmas, dtype=torch.float64).reshape(-1)  # (K,)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(f"Parzen sigmas must be numbers, got {sigmas!r}") from None
+    if sig.numel() == 0 or not bool(((sig > 0) & torch.isfinite(sig)).all()):
+        raise DataError(f"Parzen needs one or more finite sigmas > 0, got {sig.tolist()}")
+    return sig
 
 
 def _flat(x: Tensor, what: str) -> Tensor:
@@ -64,9 +81,9 @@ def parzen_log_prob(x: Tensor, samples: Tensor, sigma: float | Tensor, *, batch_
     if x.shape[1] != mu.shape[1]:
         raise DataError(f"Parzen points have {x.shape[1]} dimensions, the samples {mu.shape[1]}")
     scalar = not isinstance(sigma, Tensor)
-    sig = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1).to(mu.device)  # (K,)
-    if not bool((sig > 0).all()):
-        raise DataError(f"Parzen sigma must be > 0, got {sig.tolist()}")
+    sig = check_sigmas(sigma).to(mu.device)  # (K,)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise DataError(f"Parzen batch_size must be a whole number >= 1, got {batch_size!r}")
     S, D = mu.shape
     # |x - mu|^2 = |x|^2 + |mu|^2 - 2 x.mu loses float32 digits when the data sit far from the origin
     # (|x|^2 >> |x - mu|^2): shift both by the samples' mean first, which leaves every distance unchanged
@@ -102,7 +119,7 @@ def parzen_protocol(samples: Tensor, valid: Tensor, test: Tensor, *, sigmas: Ten
     mean test log-likelihood in nats per example (higher is better), ``stderr`` its standard error.
     A sigma at either end of the grid is reported (``"sigma_at_edge": True``): the grid may be too narrow.
     """
-    sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
+    sigmas = check_sigmas(sigmas)
     sigma, means = select_sigma(samples, valid[:n_valid], sigmas, batch_size=batch_size, progress=progress)
     lp = parzen_log_prob(test, samples, sigma, batch_size=batch_size, progress=progress)  # (N,)
     edge = sigma in (float(sigmas.min()), float(sigmas.max()))

@@ -31,6 +31,8 @@ True
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor
 
@@ -53,8 +55,14 @@ def _cdist(a: Tensor, b: Tensor) -> Tensor:
     return torch.cdist(a, b, compute_mode="use_mm_for_euclid_dist")
 
 
+def _check_sizes(k: object, chunk: object) -> None:
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (k, chunk)) or chunk < 1:
+        raise DataError(f"k and chunk are whole numbers, chunk >= 1, got k = {k!r} and chunk = {chunk!r}")
+
+
 def knn_radii(x: Tensor, k: int, chunk: int = 1024) -> Tensor:
     """(N,) distance from each row of (N, F) ``x`` to its k-th nearest other row, in chunks of rows."""
+    _check_sizes(k, chunk)
     x = _as_features(x, "features")                                  # (N, F)
     if not 1 <= k < x.shape[0]:
         raise DataError(f"k-NN radii need 1 <= k < N = {x.shape[0]}, got k = {k}")
@@ -71,6 +79,7 @@ def prdc(real_feats: Tensor, fake_feats: Tensor, k: int = 5, chunk: int = 1024) 
     ``k`` is the neighbourhood size (5 in both papers). Returns plain floats:
     ``{"precision", "recall", "density", "coverage"}``.
     """
+    _check_sizes(k, chunk)
     real, fake = _as_features(real_feats, "real features"), _as_features(fake_feats, "fake features")
     if real.shape[1] != fake.shape[1]:
         raise DataError(f"real and fake features differ in width: {real.shape[1]} vs {fake.shape[1]}")
