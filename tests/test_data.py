@@ -347,10 +347,27 @@ def test_corrupt_idx_files(tmp_path):
 
     assert "gzip" in case("cutgz", cut_gz)
 
+    def junk_after_gz(f: Path):  # junk after a whole gzip member was ignored
+        f.with_name(f.name + ".gz").write_bytes(gzip.compress(f.read_bytes()) + b"junk")
+        f.unlink()
+
+    assert "4 bytes after the gzip data" in case("junkgz", junk_after_gz)
+
     def few_labels(f: Path):
         write_idx(f.with_name("t10k-labels-idx1-ubyte"), np.zeros(3, dtype=np.uint8))
 
     assert "3 labels for 12 images" in case("labels", few_labels)
+
+
+def test_a_gzip_file_of_several_members_reads_whole(tmp_path):
+    """`cat a.gz b.gz` is a valid gzip file (gunzip reads both members); only the first member was read."""
+    _tiny_mnist(tmp_path, gz=False)
+    plain = load_dataset("mnist", "test", root=str(tmp_path))
+    f = tmp_path / "t10k-images-idx3-ubyte"
+    raw = f.read_bytes()
+    f.with_name(f.name + ".gz").write_bytes(gzip.compress(raw[:5000]) + gzip.compress(raw[5000:]))
+    f.unlink()
+    assert torch.equal(load_dataset("mnist", "test", root=str(tmp_path)).x, plain.x)
 
 
 # -- downloader (local HTTP server only) ------------------------------------------------------
@@ -478,6 +495,18 @@ def test_image_folder(tmp_path):
     _write_pngs(tmp_path / "classes" / "dog", 2, seed=1)
     cls = load_dataset(str(tmp_path / "classes"))
     assert sorted(cls.y.tolist()) == [0, 0, 0, 1, 1]
+
+
+def test_a_16_bit_png_is_scaled_not_clipped(tmp_path):
+    """Pillow's convert("L") clips 16-bit grey values at 255: 98% of this ramp read as white."""
+    from PIL import Image
+
+    (tmp_path / "deep").mkdir()
+    ramp = np.linspace(0, 65535, 64).reshape(8, 8).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep" / "a.png")
+    x = load_dataset(str(tmp_path / "deep")).x  # (1, 1, 8, 8)
+    assert torch.equal((x[0, 0] * 255).round(), torch.from_numpy(np.round(ramp / 257.0)).float())
+    assert load_dataset(str(tmp_path / "deep"), channels=3).x.shape == (1, 3, 8, 8)
 
 
 def test_image_folder_errors(tmp_path):

@@ -111,6 +111,21 @@ def _image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
     return files, (labels if files else None), classes
 
 
+def _eight_bit(im, path: Path):
+    """``im`` with 8 bits per channel. Pillow's ``convert("L")`` clips a 16-bit grey image at 255 (almost every
+    pixel white), so 16-bit values are scaled to 0..255 instead; 32-bit and float images have no fixed range."""
+    from PIL import Image
+
+    if im.mode.startswith("I;16") or im.mode == "I":
+        v = np.asarray(im).astype(np.int64)  # (H, W)
+        if v.min() < 0 or v.max() > 65535:
+            raise DataError(f"image file {path}: 32-bit values outside 0..65535; save it with 8 or 16 bits per channel")
+        return Image.fromarray(np.round(v / 257.0).astype(np.uint8), mode="L")  # 65535 / 257 = 255
+    if im.mode == "F":
+        raise DataError(f"image file {path}: floating-point pixels have no fixed range; save it with 8 or 16 bits per channel")
+    return im
+
+
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
                 channels: int | None = None, mode: str | None = None) -> Dataset:
     """A folder of PNG / JPEG / BMP images of one size, x in [0, 1] with 256 levels.
@@ -150,7 +165,8 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
         gray = gray and img.mode in _GRAY_MODES
         images.append(img)
     c = want or (1 if gray else 3)
-    arr = np.stack([np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8) for im in images])
+    arr = np.stack([np.asarray(_eight_bit(im, f).convert("L" if c == 1 else "RGB"), dtype=np.uint8)
+                    for im, f in zip(images, files)])
     arr = arr[:, None] if c == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
     x = torch.from_numpy(arr.astype(np.float32) / 255.0)  # (N, C, H, W)
     y = None if labels is None else torch.tensor(labels, dtype=torch.int64)

@@ -81,16 +81,31 @@ _IDX_CODES = {np.dtype(v).newbyteorder("=").str: k for k, v in _IDX_DTYPES.items
 # -- IDX ------------------------------------------------------------------------------------
 
 
+def _gunzip(raw: bytes, path: Path) -> bytes:
+    """Every member of a gzip file, concatenated (as gunzip does: ``cat a.gz b.gz`` is a valid gzip file); a
+    DataError for a corrupt or truncated member or for bytes after the last member that are not one."""
+    out, rest = [], raw
+    while rest:
+        if rest[:2] != b"\x1f\x8b":
+            raise DataError(f"IDX file {path}: {len(rest)} bytes after the gzip data that are not gzip data")
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib directly: faster than the gzip module
+        try:
+            out.append(d.decompress(rest))
+        except zlib.error as e:
+            raise DataError(f"IDX file {path}: corrupt gzip data ({e})") from None
+        if not d.eof:
+            raise DataError(f"IDX file {path}: truncated gzip data (the stream ends early)")
+        rest = d.unused_data
+    return b"".join(out)
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"IDX file {path}: cannot be read ({e.strerror or e})") from None
     if raw[:2] == b"\x1f\x8b":
-        try:
-            return zlib.decompress(raw, 16 + zlib.MAX_WBITS)  # faster than gzip.decompress
-        except zlib.error as e:
-            raise DataError(f"IDX file {path}: corrupt or truncated gzip data ({e})") from None
+        return _gunzip(raw, path)
     if path.suffix == ".gz":
         raise DataError(f"IDX file {path}: not a gzip file (bad magic bytes {raw[:2].hex() or 'none'})")
     return raw
