@@ -206,7 +206,7 @@ def test_load_onto_a_device_torch_lacks_is_one_config_error(tmp_path):
         genzoo.load(tmp_path, map_location="cuda:99")
 
 
-@pytest.mark.parametrize("name, kw", [("vae", {}), ("gan", {}), ("gmmn", {}), ("realnvp", {}), ("planar", {}),
+@pytest.mark.parametrize("name, kw", [("vae", {}), ("gan", {}), ("gmmn", {}), ("realnvp", {}), ("planar", {}), ("gmm", {}),
                                       ("gan", {"rejection": True})])
 def test_sample_counts_are_checked(name, kw):
     model = genzoo.build(name, data_shape=(2,), **kw)

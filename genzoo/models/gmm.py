@@ -216,10 +216,7 @@ class GaussianMixture(GenerativeModel):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` examples, (n, *data_shape): a component by weight, then mu_k + L_k eps."""
-        if n < 0:
-            raise ConfigError(f"gmm: cannot draw a negative number of samples ({n})")
-        if n == 0:
-            return self.means.new_zeros(0, *self.data_shape)
+        n = self.check_count(n)
         dev = generator.device if generator is not None else self.means.device
         comp = torch.multinomial(self.weights.to(dev, torch.float64), n, replacement=True,
                                  generator=generator).to(self.means.device)  # (n,)
