@@ -95,12 +95,12 @@ class GenerativeModel(nn.Module):
         """A ConfigError if the model cannot train on batches of ``batch_size`` examples (per process), which
         :func:`genzoo.fit` asks before anything is written; default: any size."""
 
-    def check_count(self, n: int) -> int:
-        """``n``, a number of samples to draw, as an int >= 1 (a ConfigError otherwise)."""
+    def check_count(self, n: int, what: str = "the number of samples") -> int:
+        """``n``, a number of samples to draw (or ``what``), as an int >= 1 (a ConfigError otherwise)."""
         if isinstance(n, Tensor) and n.dim() == 0 and not n.is_floating_point():
             n = int(n)
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-            raise ConfigError(f"{self.name}: the number of samples must be a whole number >= 1, got {n!r}")
+            raise ConfigError(f"{self.name}: {what} must be a whole number >= 1, got {n!r}")
         return int(n)
 
     def check_input(self, x: Tensor) -> Tensor:

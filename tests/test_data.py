@@ -580,6 +580,7 @@ def test_npz_errors(tmp_path):
     assert "wrong image shape" in err({"x": np.zeros(10)})
     assert "no array 'x'" in err({"a": np.zeros((3, 2)), "b": np.zeros((3, 2))})
     assert "y" in err({"x": np.zeros((10, 2)), "y": np.zeros(9)})
+    assert "class labels 0, 1, ..., got -1" in err({"x": np.zeros((10, 2)), "y": np.arange(10) - 1})
     assert "not a valid .npz" in err(raw=b"this is not a zip file", name="junk.npz")
     good = tmp_path / "good.npz"
     np.savez(good, x=np.zeros((10, 3)))

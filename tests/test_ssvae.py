@@ -95,6 +95,17 @@ def test_bad_options_and_missing_labels():
     m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=10)
     with pytest.raises(DataError, match="fewer than"):
         m.setup_labels(torch.rand(20, 1, 8, 8), torch.zeros(20, dtype=torch.long), torch.Generator())
+    three = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=6, n_classes=3)
+    with pytest.raises(DataError, match=r"training labels must lie in 0\.\.2 \(n_classes=3\), got 0\.\.4"):
+        three.setup_labels(torch.rand(30, 1, 8, 8), torch.arange(30) % 5, torch.Generator())  # 3 and 4 were dropped
+    x = torch.rand(4, 1, 8, 8).bernoulli()
+    for y, needle in ((torch.tensor([0, 1, 2, 3]), r"lie in 0\.\.2"), (torch.tensor([0, 1]), "4 integer classes"),
+                      (torch.tensor([0.0, 1.0, 2.0, 0.0]), "4 integer classes"), (torch.tensor([0, -1, 2, 0]), r"lie in 0\.\.2")):
+        with pytest.raises(DataError, match=needle):
+            three.labelled_bound(x, y)
+    for k in (0, 2.5, True):
+        with pytest.raises(ConfigError, match="k, the importance samples"):
+            three.iwae_bound(x, k)
     unlabelled = genzoo.build("ssvae", data_shape=(2,), latent_dim=2, hidden=(8,), labels=10)
     with pytest.raises(DataError, match="needs a training set with labels"):
         genzoo.fit(unlabelled, load_dataset("checkerboard", n=100), steps=1, progress=False)

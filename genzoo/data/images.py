@@ -233,6 +233,8 @@ def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
             raise DataError(f"{where} must hold integer labels")
     elif a.dtype.kind not in "biu":
         raise DataError(f"{where} must hold integer labels, got dtype {a.dtype}")
+    if n and a.min() < 0:  # classes are 0, 1, ...: a negative one would index from the end
+        raise DataError(f"{where} must hold class labels 0, 1, ..., got {a.min()}")
     return torch.from_numpy(a.astype(np.int64))
 
 

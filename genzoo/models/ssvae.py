@@ -154,6 +154,7 @@ class SSVAE(GenerativeModel):
         binarized afresh at every use, like the unlabelled batches)."""
         if x.min() < 0 or x.max() > 1:
             raise DataError("ssvae: a Bernoulli decoder needs data in [0, 1]")
+        self.check_labels(y, x.shape[0], "training labels")
         per = self.labels // self.n_classes
         keep = []
         for c in range(self.n_classes):
@@ -165,6 +166,17 @@ class SSVAE(GenerativeModel):
         self.labelled_x.copy_(x[keep].to(self.labelled_x))
         self.labelled_y.copy_(y[keep].to(self.labelled_y))
         self.labels_ready.fill_(True)
+
+    def check_labels(self, y: Tensor, n: int, what: str = "y") -> None:
+        """A DataError unless ``y`` is an integer tensor (n,) of classes in 0..n_classes-1: a class beyond them
+        would be dropped from the labelled set without a word (or fail inside one_hot)."""
+        if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool \
+                or tuple(y.shape) != (n,):
+            got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
+            raise DataError(f"ssvae: {what} must be {n} integer classes, got {got}")
+        if n and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
+            raise DataError(f"ssvae: {what} must lie in 0..{self.n_classes - 1} (n_classes={self.n_classes}), "
+                            f"got {int(y.min())}..{int(y.max())}")
 
     # -- networks -----------------------------------------------------------------------------------------
     def _onehot(self, y: Tensor) -> Tensor:
@@ -230,6 +242,7 @@ class SSVAE(GenerativeModel):
     def labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None) -> Tensor:
         """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B)."""
         x = self.check_input(x)
+        self.check_labels(y, x.shape[0])
         q = self.encode(x, y, features)
         mu, sigma = q.base_dist.loc, q.base_dist.scale
         z = q.rsample()  # (B, L)
@@ -260,8 +273,7 @@ class SSVAE(GenerativeModel):
         """log p(x) >= E log sum_y (1/k) sum_i p(x, y, z_i) / q(z_i|x, y): an IWAE bound (Burda et al. 2015)
         for each class, the classes summed exactly; (B,)."""
         x = self.check_input(x)
-        if k < 1:
-            raise ConfigError(f"iwae_bound needs k >= 1 importance samples, got {k}")
+        k = self.check_count(k, "iwae_bound's k, the importance samples (k >= 1)")
         per_class = [torch.logsumexp(self._log_w(x, torch.full((x.shape[0],), c, device=x.device), k), 0) - math.log(k)
                      for c in range(self.n_classes)]  # K x (B,)
         return torch.logsumexp(torch.stack(per_class), 0)

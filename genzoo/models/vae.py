@@ -198,8 +198,7 @@ class VAE(GenerativeModel):
         Samples are drawn in chunks of at most ``chunk_rows`` decoder rows to bound memory.
         """
         x = self.check_input(x)
-        if k < 1:
-            raise ConfigError(f"iwae_bound needs k >= 1 importance samples, got {k}")
+        k = self.check_count(k, "iwae_bound's k, the importance samples (k >= 1)")
         chunk = max(1, min(k, chunk_rows // max(1, x.shape[0])))
         total = torch.full((x.shape[0],), -math.inf, dtype=self._zero.dtype, device=x.device)
         done = 0
