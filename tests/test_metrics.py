@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 
 import pytest
 import torch
@@ -240,3 +241,22 @@ def test_metric_helpers_check_their_arguments():
     with pytest.raises(DataError, match="one std or one per mode"):
         mode_coverage(torch.zeros(4, 2), centres, torch.tensor([0.01, 0.1, 0.3]))
     assert mode_coverage([[0.0, 0.0], [1.0, 0.01]], centres, 0.1)["modes"] == 2  # a nested list is taken as samples
+
+
+def test_a_bernoulli_decoder_on_grey_pixels_is_labelled_a_cross_entropy():
+    """M2 or a Bernoulli VAE trained on dequantized digits was reported in the 'dequantized' space, with D ln 256
+    added, as if a mass on {0,1}^D were a density on [0,1]^D."""
+    from genzoo.eval.likelihood import format_table, likelihood_report
+
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
+    grey = load_dataset("digits", "test", dequantize=True, n=50)
+    rep = likelihood_report(vae, grey, iwae_k=2, progress=False)
+    assert rep["space"] == "bernoulli-on-grey" and "not a likelihood" in format_table(rep)
+    elbo = rep["rows"][0]
+    assert elbo["bits_per_dim"] == pytest.approx(elbo["nats"] / (64 * math.log(2)))  # no D ln(levels) added
+    binary = likelihood_report(vae, load_dataset("digits", "test", binarize=True, n=50), iwae_k=2, progress=False)
+    assert binary["space"] == "binarized" and "not a likelihood" not in format_table(binary)
+    gaussian = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), likelihood="gaussian")
+    assert likelihood_report(gaussian, grey, iwae_k=2, progress=False)["space"] == "dequantized"
+    m2 = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=10)
+    assert likelihood_report(m2, grey, iwae_k=2, progress=False)["space"] == "bernoulli-on-grey"

@@ -17,7 +17,9 @@ Units follow the data space the model was trained on (``Dataset.space``):
   bits/dim = that / (D log 2);
 * ``continuous``: a density (toy data); bits/dim of a density, may be negative;
 * ``discrete-as-real``: a density or Bernoulli cross-entropy on un-dequantized grey levels: not a
-  likelihood of the discrete data, reported with that label.
+  likelihood of the discrete data, reported with that label;
+* ``bernoulli-on-grey``: a Bernoulli decoder (VAE, M2) scored on pixels that are not 0 or 1 (grey or
+  dequantized levels): a cross-entropy, not a likelihood of any data, so nothing is added for levels.
 
 >>> import genzoo
 >>> from genzoo.data import load_dataset
@@ -117,11 +119,14 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
         x = x.to(model.device)
         dims = math.prod(x.shape[1:])
         rows = []
-        out = {"split": data.split, "dataset": data.name, "space": data.space, "levels": data.levels,
+        space = data.space
+        if bounds and getattr(model, "bernoulli_pixels", False) and not bool(((x == 0) | (x == 1)).all()):
+            space = "bernoulli-on-grey"  # a mass on {0,1}^D evaluated off its support
+        out = {"split": data.split, "dataset": data.name, "space": space, "levels": data.levels,
                "dims": dims, "n": int(x.shape[0]), "rows": rows}
 
         def row(metric: str, kind: str, nll: torch.Tensor) -> None:
-            nats, bpd = to_bits_per_dim(float(nll.mean()), dims, data.space, data.levels)
+            nats, bpd = to_bits_per_dim(float(nll.mean()), dims, space, data.levels)
             se = float(nll.std() / math.sqrt(len(nll))) if len(nll) > 1 else float("nan")
             rows.append({"metric": metric, "kind": kind, "nats": nats, "stderr": se, "bits_per_dim": bpd})
 
@@ -155,6 +160,9 @@ def format_table(report: dict) -> str:
         lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {r['stderr']:>7.3f} {bpd:>9}")
     if report["space"] == "discrete-as-real":
         lines.append("note: grey levels were not dequantized, so these are not likelihoods of the discrete data")
+    if report["space"] == "bernoulli-on-grey":
+        lines.append("note: a Bernoulli decoder scored on pixels that are not 0 or 1: a cross-entropy, not a likelihood "
+                     "(binarize the data, data.binarize=true, for one)")
     if any(r["kind"] == "parzen" for r in report["rows"]):
         lines.append(f"Parzen (raw): scores the {report['split']} points as given, not in the '{report['space']}' space "
                      "of the rows above (Goodfellow et al. 2014): an estimate, not a bound")

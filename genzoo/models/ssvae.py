@@ -91,6 +91,8 @@ class SSVAE(GenerativeModel):
     and the pixels of its pass through the trunk (Srivastava et al. 2014); ``kl_weight`` multiplies the
     KL of z in both bounds in training (beta, Higgins et al. 2017). See the module docstring."""
 
+    bernoulli_pixels = True  # p(x|y, z) is a mass on binary pixels
+
     needs_labels = True
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 50, hidden: tuple[int, ...] = (500,),

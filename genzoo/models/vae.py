@@ -63,6 +63,11 @@ class VAE(GenerativeModel):
 
     autocast_safe = True
 
+    @property
+    def bernoulli_pixels(self) -> bool:
+        """Whether p(x|z) is a mass on binary pixels (its bounds are likelihoods only on 0/1 data)."""
+        return self.likelihood == "bernoulli"
+
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 20, hidden: tuple[int, ...] = (400,),
                  arch: Literal["mlp", "conv"] = "mlp", activation: Literal["relu", "tanh", "elu", "softplus"] = "relu",
                  likelihood: Literal["bernoulli", "gaussian"] = "bernoulli", n_samples: int = 1,
