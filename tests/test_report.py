@@ -72,6 +72,22 @@ def test_report_errors(tmp_path, capsys):
         evolution_gif(tmp_path / "empty")
 
 
+def test_stray_and_corrupt_sample_files(run, tmp_path, capsys):
+    """A copied picture beside the grids was an 'unexpected ValueError' (exit 1); a corrupt grid too."""
+    import shutil
+
+    rd = tmp_path / "run"
+    shutil.copytree(run, rd)
+    shutil.copy(rd / "samples" / "step-00000060.png", rd / "samples" / "step-final.png")
+    shutil.copy(rd / "samples" / "step-00000020.png", rd / "samples" / "step-100.png")  # steps sort as numbers
+    assert Image.open(evolution_gif(rd)).n_frames == 4
+    assert main(["report", str(rd)]) == 0
+    assert "Samples at step 100" in (rd / "report.html").read_text()
+    (rd / "samples" / "step-00000040.png").write_text("x")
+    assert main(["report", str(rd)]) == 2
+    assert "step-00000040.png cannot be read" in capsys.readouterr().err
+
+
 def test_report_renders_in_headless_chromium(run, tmp_path):
     """Open report.html in headless Chromium: every picture loads, the metrics table is there, nothing outside
     the file is fetched, and the screenshot is a page with content. `.ci/run` installs Debian's chromium."""

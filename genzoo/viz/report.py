@@ -19,6 +19,7 @@ import html
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -31,19 +32,29 @@ EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolati
 
 
 def _frames(run_dir: Path) -> list[Path]:
-    return sorted((run_dir / "samples").glob("step-*.png"))
+    """The sample grids ``samples/step-NNNNNNNN.png`` that training wrote, by step; other files are ignored."""
+    frames = [p for p in (run_dir / "samples").glob("step-*.png") if re.fullmatch(r"step-\d+", p.stem)]
+    return sorted(frames, key=lambda p: int(p.stem[5:]))
+
+
+def _open_frame(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise CheckpointError(f"sample grid {path} cannot be read ({type(e).__name__}): remove it or train again") from None
 
 
 def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, ms_per_frame: int = 400) -> Path:
     """``RUN/evolution.gif``: the fixed-noise sample grids of ``RUN/samples/`` in step order, the last one
     held three times as long. Raises CheckpointError when the run has no sample grids."""
-    from PIL import Image
-
     run_dir = Path(run_dir)
     frames = _frames(run_dir)
     if not frames:
         raise CheckpointError(f"{run_dir} has no sample grids (samples/step-*.png): train with --sample-every N")
-    images = [Image.open(p).convert("RGB") for p in frames]
+    images = [_open_frame(p) for p in frames]
     size = images[-1].size  # grids of one run share a size; guard against a changed one
     images = [im if im.size == size else im.resize(size) for im in images]
     buf = io.BytesIO()
