@@ -360,7 +360,7 @@ def _typed_train(train: dict) -> dict:
 def cmd_train(args) -> int:
     import torch
 
-    from .data import load_spec
+    from .data import load_spec, typed_spec
 
     from . import __version__
     from .io import atomic_write_json, blocked_by_file, latest_checkpoint, read_json
@@ -425,6 +425,9 @@ def cmd_train(args) -> int:
                           "validation split")
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
+    if not args.resume:  # run.json records the options typed, as the model and the data loader read them
+        recipe["model"] = {"name": recipe["model"]["name"], **{k: model.config[k] for k in model_kw}}
+        recipe["data"] = typed_spec(recipe["data"])
 
     if run_dir is None:
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -31,7 +31,7 @@ def test_train_sample_eval_end_to_end(tmp_path, capsys):
     assert code == 0, err
     run_json = json.loads((rd / "run.json").read_text())
     assert run_json["recipe"]["data"] == {"name": "digits", "binarize": True}
-    assert run_json["recipe"]["model"]["latent_dim"] == "4"
+    assert run_json["recipe"]["model"]["latent_dim"] == 4  # typed, as the model reads it
     assert json.loads((rd / "config.json").read_text())["config"]["latent_dim"] == 4
     assert len(list((rd / "samples").glob("step-*.png"))) == 3
     code, out, err = run(capsys, "sample", str(rd), "-n", "16", "-o", str(tmp_path / "g.png"))
@@ -266,3 +266,13 @@ def test_a_batch_larger_than_the_set_is_noted(tmp_path, capsys):
     code, _, err = run(capsys, "train", "vae", "--steps", "2", "--batch-size", "5000", "--run-dir", str(tmp_path / "r"),
                        "--no-progress", "--set", "hidden=16")
     assert code == 0 and "batch size 5000 is more than the 1297 training examples" in err
+
+
+def test_run_json_records_model_and_data_options_typed(tmp_path):
+    rd = tmp_path / "gmm"
+    assert main(["train", "gmm", "--data", "ring", "--set", "n_components=8", "--set", "data.std=0.05", "--set",
+                 "data.n=500", "--set", "covariance=diag", "--steps", "3", "--run-dir", str(rd), "--no-progress"]) == 0
+    recipe = json.loads((rd / "run.json").read_text())["recipe"]
+    assert recipe["model"] == {"name": "gmm", "n_components": 8, "covariance": "diag"}
+    assert recipe["data"] == {"name": "ring", "std": 0.05, "n": 500}
+    assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "5", "--no-progress"]) == 0

@@ -193,6 +193,28 @@ def load_dataset(
     return ds
 
 
+def typed_spec(spec: dict) -> dict:
+    """A run's data recipe with its values in their types (command-line strings such as ``std="0.05"`` become
+    0.05), as :func:`load_dataset` reads them, so run.json records numbers.
+
+    >>> typed_spec({"name": "ring", "std": "0.05", "n": "500", "binarize": "false"})
+    {'name': 'ring', 'std': 0.05, 'n': 500, 'binarize': False}
+    """
+    out = dict(spec)
+    name = str(out["name"])
+    hints = {"binarize": bool, "dequantize": bool, "n": int, "seed": int}
+    kind, target = _resolve(name)
+    params = _DATASETS[target].params if kind == "registered" else _FOLDER_PARAMS if kind == "folder" else {}
+    for key, value in out.items():
+        if value is None or key in ("name", "root"):
+            continue
+        if key in hints:
+            out[key] = _coerce(name, key, value, hints[key])
+        elif key in params:
+            out[key] = _coerce(name, key, value, params[key][0])
+    return out
+
+
 def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     """The ``split`` of the dataset a run's data recipe describes (``name`` plus the keyword arguments
     of :func:`load_dataset`); the size limit ``n`` applies to the training split only. ``nonempty``: a
