@@ -69,6 +69,11 @@ def test_unknown_name_split_and_options():
     with pytest.raises(DataError) as e:
         load_dataset("mixture1d", means="0,1,2", stds="1,1")
     one_line(e)
+    for name, kw, needle in (("ring", {"radius": "inf"}, "radius must be finite"),
+                             ("grid", {"spacing": "-inf"}, "spacing must be finite"),
+                             ("mixture1d", {"means": (0.0, float("inf"))}, "means must be finite")):
+        with pytest.raises(DataError, match=needle):  # was: NaN samples, blamed on the data
+            load_dataset(name, **kw)
 
 
 def test_string_options_are_coerced():

@@ -233,11 +233,17 @@ def _positive(name: str, value: float) -> None:
         raise DataError(f"{name} must be positive, got {value}")
 
 
+def _finite(name: str, *values: float) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise DataError(f"{name} must be finite, got {values[0] if len(values) == 1 else values}")
+
+
 def ring(n_modes: int = 8, radius: float = 1.0, std: float = 0.01) -> GaussianMixtureDensity:
     """Equal mixture of ``n_modes`` Gaussians with centres on a circle, the first at angle 0."""
     if not 1 <= n_modes <= 2**24:  # torch.multinomial draws from at most 2^24 categories
         raise DataError(f"n_modes must be an integer in 1..2^24, got {n_modes}")
     _positive("std", std)
+    _finite("radius", radius)
     angle = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes  # (K,)
     centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], 1)  # (K, 2)
     return GaussianMixtureDensity(centres, std)
@@ -251,6 +257,7 @@ def grid(side: int = 5, spacing: float = 2.0, std: float = 0.05) -> GaussianMixt
     if not 1 <= side <= 2**12:  # side^2 modes, drawn by torch.multinomial from at most 2^24 categories
         raise DataError(f"side must be an integer in 1..4096, got {side}")
     _positive("std", std)
+    _finite("spacing", spacing)
     ax = spacing * (torch.arange(side, dtype=torch.float64) - (side - 1) / 2)  # (side,)
     centres = torch.cartesian_prod(ax, ax).reshape(-1, 2)  # (side^2, 2)
     return GaussianMixtureDensity(centres, std)
@@ -266,6 +273,7 @@ def mixture1d(
             f"mixture1d needs as many stds (and weights) as means: got {len(means)} means, {len(stds)} stds"
             + ("" if weights is None else f", {len(weights)} weights")
         )
+    _finite("means", *means)
     centres = torch.tensor(means, dtype=torch.float64)[:, None]  # (K, 1)
     return GaussianMixtureDensity(centres, torch.tensor(stds, dtype=torch.float64), weights)
 

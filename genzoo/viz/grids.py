@@ -18,12 +18,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..errors import DataError
 from ..io import atomic_write_bytes
 
 
 def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array."""
-    x = images.detach().float().clamp(0, 1).cpu()
+    """(N, C, H, W) in [0, 1] (or uint8 in 0..255) -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array."""
+    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise DataError(f"an image grid needs images (N, C, H, W) with N >= 1 and C = 1 or 3, got {got}")
+    x = images.detach().cpu()
+    x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).nan_to_num(0.0).clamp(0, 1)  # (N, C, H, W)
     n, c, h, w = x.shape
     cols = nrow or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)

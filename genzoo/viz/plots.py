@@ -8,6 +8,7 @@ import os
 import torch
 from torch import Tensor
 
+from ..errors import DataError
 from ..io import atomic_write_bytes
 
 
@@ -31,6 +32,9 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
     """Scatter (N, 2) points over the true density's contours when known; histogram (N, 1) points."""
+    if not isinstance(samples, Tensor) or samples.dim() < 1 or samples.shape[0] == 0 or samples[0].numel() == 0:
+        got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
+        raise DataError(f"a scatter or histogram needs N >= 1 points (N, D), got {got}")
     plt = pyplot()
     x = samples.detach().float().cpu().reshape(samples.shape[0], -1)
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)

@@ -1,0 +1,46 @@
+"""Sample grids and point plots: layout, value mapping and one-line errors for what cannot be drawn."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genzoo.errors import DataError
+from genzoo.viz import save_grid
+from genzoo.viz.grids import image_grid, save_samples
+from genzoo.viz.plots import save_points
+
+
+def test_grid_layout_and_values():
+    x = torch.zeros(5, 1, 4, 3)
+    x[2] = 1.0
+    arr = image_grid(x, nrow=2)  # 3 rows x 2 columns, one-pixel grey borders
+    assert arr.shape == (3 * 5 + 1, 2 * 4 + 1, 1) and arr.dtype == np.uint8
+    assert arr[0, 0, 0] == 128 and arr[1, 1, 0] == 0  # border, then the first image
+    assert (arr[6:10, 1:4, 0] == 255).all()  # image 2: second row, first column
+    rgb = image_grid(torch.rand(4, 3, 2, 2), scale=3)
+    assert rgb.shape == (3 * (2 * 3 + 1), 3 * (2 * 3 + 1), 3)
+
+
+def test_uint8_images_are_read_as_0_to_255_and_nan_as_black():
+    levels = torch.tensor([0, 128, 255], dtype=torch.uint8).reshape(1, 1, 1, 3)
+    assert image_grid(levels, pad=0)[0, :, 0].tolist() == [0, 128, 255]  # 128 was clipped to 255
+    nan = torch.full((1, 1, 1, 2), float("nan"))
+    assert image_grid(nan, pad=0)[0, :, 0].tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("bad", [torch.rand(0, 1, 8, 8), torch.rand(3, 8, 8), torch.rand(2, 5, 8, 8), np.zeros((2, 1, 4, 4))])
+def test_what_cannot_be_a_grid_is_a_one_line_error(bad, tmp_path):
+    with pytest.raises(DataError, match="an image grid needs images"):
+        save_grid(bad, tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_points_scatter_histogram_and_empty(tmp_path):
+    save_samples(torch.randn(100, 2), tmp_path / "p.png")
+    save_samples(torch.randn(100, 1), tmp_path / "h.png")
+    save_samples(torch.rand(6, 1, 8, 8), tmp_path / "i.png")
+    for f in ("p.png", "h.png", "i.png"):
+        Image.open(tmp_path / f).load()
+    with pytest.raises(DataError, match="N >= 1 points"):
+        save_points(torch.zeros(0, 2), tmp_path / "e.png")
