@@ -7,7 +7,7 @@ from torch import nn
 
 import genzoo
 from genzoo.data import load_dataset
-from genzoo.errors import ConfigError
+from genzoo.errors import ConfigError, DataError
 from genzoo.models.gan import GAN, WGAN
 
 
@@ -351,3 +351,11 @@ def test_pack_must_divide_the_batch_before_anything_is_written(tmp_path):
                        run_dir=tmp_path / "r")
         assert not (tmp_path / "r").exists()
     genzoo.fit(genzoo.build("gan", data_shape=(2,), pack=4, hidden=(8,)), data, steps=2, batch_size=64, progress=False)
+
+
+@pytest.mark.parametrize("name", ["gan", "wgan", "gmmn"])
+def test_loss_checks_the_example_shape_and_converts_dtypes(name):
+    m = genzoo.build(name, data_shape=(2,))
+    assert m.loss(torch.randn(8, 2, dtype=torch.float64))["loss"].dtype == torch.float32
+    with pytest.raises(DataError, match=r"models examples of shape \(2,\), got a batch of shape \(8, 3\)"):
+        m.loss(torch.randn(8, 3))  # was a raw RuntimeError from a matrix product

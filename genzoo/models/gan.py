@@ -262,6 +262,7 @@ class Adversarial(GenerativeModel):
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Discriminator terms on ``x`` against fresh fakes (validation metrics; no update)."""
+        x = self.check_input(x)
         n = x.shape[0] // self.pack * self.pack
         d_loss, logs = self.discriminator_loss(self._to_net(x[:n]), self._fake(n))
         return {"loss": d_loss, **logs}

@@ -284,6 +284,7 @@ class GMMN(GenerativeModel):
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Compare ``x`` (B, *data_shape) with B generated examples (noise from torch's generator)."""
+        x = self.check_input(x)
         z = torch.randn(x.shape[0], self.latent_dim, device=x.device, dtype=self._zero.dtype)  # (B, L)
         g = self.generate(z)                                                                   # (B, *data_shape)
         if self.statistic == "moments":
