@@ -168,6 +168,7 @@ def test_parzen_sigma_grid_and_the_split_it_is_chosen_on(ring_models, tmp_path, 
     ref = parzen_protocol(gmm.sample(1000, generator=g), load_dataset("ring", "train").x, load_dataset("ring", "valid").x,
                           progress=False)
     assert on_valid["parzen"]["ll"] == pytest.approx(ref["ll"]) and on_valid["parzen"]["sigma"] == ref["sigma"]
+    assert on_valid["parzen"]["sigma_chosen_on"] == "train" and wide["parzen"]["sigma_chosen_on"] == "valid"
     row = summary_row(wide)
     assert row["parzen_sigma_at_edge"] is True
     from genzoo.eval.compare import compare_table

@@ -147,7 +147,7 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
             p = parzen_protocol(samples.to(model.device), valid.x, data.x[:n], progress=progress, **grid)
             rows.append({"metric": "-LL (Parzen, raw)", "kind": "parzen", "nats": -p["ll"], "stderr": p["stderr"],
                          "bits_per_dim": None})
-            out["parzen"] = p
+            out["parzen"] = {**p, "sigma_chosen_on": valid.split}
     return out
 
 
@@ -169,5 +169,6 @@ def format_table(report: dict) -> str:
     if "parzen" in report:
         p = report["parzen"]
         edge = " (at the edge of the grid: widen it)" if p["sigma_at_edge"] else ""
-        lines.append(f"Parzen: a Gaussian window of sigma {p['sigma']:.4g}{edge}, chosen on validation, on {p['n_samples']:,} samples")
+        lines.append(f"Parzen: a Gaussian window of sigma {p['sigma']:.4g}{edge}, chosen on the "
+                     f"{p.get('sigma_chosen_on', 'valid')} split, on {p['n_samples']:,} samples")
     return "\n".join(lines)
