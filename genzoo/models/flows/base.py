@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, constraints
 
 from ...base import GenerativeModel
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 from .transforms import ActNorm, Transform
 
 Base = Literal["normal", "logistic"]
@@ -118,7 +118,10 @@ class Flow(GenerativeModel):
         """``x`` of the model's example shape, in the dtype of its parameters (float64 or integer input too)."""
         if tuple(x.shape[1:]) != self.data_shape:
             raise ConfigError(f"{self.name}: expected examples of shape {self.data_shape}, got {tuple(x.shape[1:])}")
-        return self.check_input(x)
+        x = self.check_input(x)
+        if not bool(torch.isfinite(x).all()):  # a density of NaN is NaN: say so where it enters
+            raise DataError(f"{self.name}: examples with NaN or infinite values")
+        return x
 
     # -- the two directions -----------------------------------------------------------------------
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -138,6 +141,9 @@ class Flow(GenerativeModel):
 
     def decode(self, z: Tensor) -> Tensor:
         """z (B, D) -> x (B, *data_shape), the exact inverse of :meth:`encode`."""
+        if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
+            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise DataError(f"{self.name}: decode takes latents of shape (B, {self.latent_dim}), got {got}")
         return self.transform.inverse(self._latent_shape(z))[0].reshape(z.shape[0], *self.data_shape)
 
     def generate(self, z: Tensor) -> Tensor:

@@ -168,7 +168,12 @@ class RealNVP(Flow):
         else:
             raise ConfigError(f"realnvp works on vectors (D,) or images (C, H, W), got examples of shape {self.data_shape}")
         self.image = image
+        self.norm = norm
         self.transform = Compose(*layers)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        if self.norm == "batch" and not self.image and batch_size < 2:  # a variance of one example is 0: log-det -> inf
+            raise ConfigError("realnvp: norm=batch on vectors needs batches of 2 or more examples (or norm=actnorm)")
 
     def _latent_shape(self, z: Tensor) -> Tensor:
         return z if self.image else z.reshape(z.shape[0], *self.data_shape)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...data.transforms import inverse_logit_transform, logit_transform
-from ...errors import ConfigError
+from ...errors import ConfigError, DataError
 
 __all__ = ["Transform", "Compose", "Planar", "planar", "planar_inverse", "constrain_u", "Coupling",
            "DiagonalScaling", "ActNorm", "BatchNorm", "Swap", "Permutation", "LULinear", "Squeeze", "Flatten", "Logit"]
@@ -70,9 +70,14 @@ class Compose(Transform):
 # -- planar flows (Rezende & Mohamed 2015) ---------------------------------------------------------
 def constrain_u(u: Tensor, w: Tensor) -> Tensor:
     """Rezende & Mohamed 2015, Appendix A.1: u_hat = u + (m(w'u) - w'u) w / |w|^2, m(a) = -1 + softplus(a),
-    so that w'u_hat > -1 and ``z + u_hat tanh(w'z + b)`` is invertible. u, w: (..., D)."""
+    so that w'u_hat > -1 and ``z + u_hat tanh(w'z + b)`` is invertible. u, w: (..., D).
+
+    In float32, softplus(a) underflows below a ~ -17 and the rounding of ``u - (w'u) w / |w|^2`` can then put
+    w'u_hat just below -1 (a non-invertible map); m keeps a margin of 1e-4 above -1, which changes m only
+    where softplus(a) < 1e-4 (a < -9.2)."""
     wu = (w * u).sum(-1, keepdim=True)                            # (..., 1)
-    return u + (F.softplus(wu) - 1 - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
+    m = F.softplus(wu).clamp_min(1e-4) - 1                        # (..., 1)
+    return u + (m - wu) * w / w.pow(2).sum(-1, keepdim=True).clamp_min(1e-12)
 
 
 def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
@@ -307,6 +312,9 @@ class BatchNorm(Transform):
         return y, ld.expand(x.shape[0])
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.training:  # forward normalises by the batch's statistics: no inverse of that but in eval mode
+            raise ConfigError("a batch-norm flow inverts exactly only in eval mode: call model.eval() first "
+                              "(sample() does)")
         mean, var = self.running_mean, self.running_var  # sampling uses the running statistics
         x = (y - self.beta) * (-self.log_gamma).exp() * torch.sqrt(var + self.eps) + mean
         ld = -(self.log_gamma - 0.5 * torch.log(var + self.eps)).sum() * self.per_stat
@@ -423,6 +431,8 @@ class Squeeze(Transform):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         b, c, h, w = x.shape
+        if h % 2 or w % 2:
+            raise ConfigError(f"a squeeze needs an even height and width, got {h}x{w}")
         y = x.reshape(b, c, h // 2, 2, w // 2, 2).permute(0, 1, 3, 5, 2, 4)   # (B, C, 2, 2, H/2, W/2)
         return y.reshape(b, 4 * c, h // 2, w // 2), x.new_zeros(b)
 
@@ -453,11 +463,15 @@ class Logit(Transform):
 
     def __init__(self, alpha: float = 1e-6):
         super().__init__()
-        if not 0 <= alpha < 0.5:
-            raise ConfigError(f"the logit's alpha must lie in [0, 0.5), got {alpha}")
+        if not 0 < alpha < 0.5:  # alpha = 0 sends a pixel of exactly 0 or 1 to -inf or inf
+            raise ConfigError(f"the logit's alpha must lie in (0, 0.5), got {alpha}")
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0 or hi > 1:
+            raise DataError(f"the logit pre-processing takes data in [0, 1], got values in [{lo:.4g}, {hi:.4g}] "
+                            "(preprocess=none for other data)")
         return logit_transform(x, self.alpha)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
