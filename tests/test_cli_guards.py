@@ -162,7 +162,7 @@ def test_bad_training_input_is_refused_before_anything_is_written(tmp_path, caps
     ("nice", "n_couplings=0", "nice.n_couplings must be >= 1"),
     ("realnvp", "width=0", "realnvp.width must be >= 1"),
     ("realnvp", "n_blocks=0", "realnvp.n_blocks must be >= 1"),
-    ("realnvp", "alpha=2", "alpha must lie in [0, 0.5)"),
+    ("realnvp", "alpha=2", "alpha must lie in (0, 0.5)"),
     ("fgan", "d_activation=foo", "unknown d_activation 'foo'"),
     ("planar", "n_layers=0", "planar.n_layers must be >= 1"),
 ])
