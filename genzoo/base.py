@@ -87,6 +87,9 @@ class GenerativeModel(nn.Module):
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if self.max_grad_norm > 0:
+            from .train import distributed  # here: genzoo.train imports this module
+
+            distributed.average_gradients(opt)  # under torchrun: clip the global batch's gradient, not a shard's
             clip_grad_norm(self.parameters(), self.max_grad_norm)
         opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}

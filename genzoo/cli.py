@@ -461,9 +461,9 @@ def cmd_train(args) -> int:
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
-        if record.get("recipe") != json.loads(json.dumps(recipe)):
-            record["recipe"] = recipe
-            record.setdefault("resumed", []).append({"command": ["genzoo", *sys.argv[1:]],
+        if record.get("recipe") != json.loads(json.dumps(recipe)) or record.get("world_size", 1) != world_size:
+            record["recipe"], record["world_size"] = recipe, world_size
+            record.setdefault("resumed", []).append({"command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
                                                      "time": time.strftime("%Y-%m-%d %H:%M:%S")})
             announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
     if (train.get("batch_size") or 0) > len(data) and not model.full_batch:
@@ -863,6 +863,11 @@ def _unexpected(e: Exception) -> str:
         return "out of memory: the sizes asked for (samples, widths, batch) do not fit; ask for smaller ones"
     if isinstance(e, OSError):
         return f"{e.strerror or text}{': ' + str(e.filename) if e.filename else ''}"
+    from .train.distributed import world
+
+    if world()[1] > 1 and isinstance(e, RuntimeError):  # gloo / NCCL report a peer that exited as a RuntimeError
+        return (f"{type(e).__name__} under torchrun: {text[:200]} (if another process of this run printed an error "
+                "first, that is the cause: it stopped, and this one lost it)")
     return (f"unexpected {type(e).__name__}: {text[:300]} (this is a bug in genzoo or an input it does not check; "
             "GENZOO_DEBUG=1 shows the traceback)")
 

@@ -28,22 +28,28 @@ WORKER = textwrap.dedent('''
     model = MODELS[name]()
     genzoo.fit(model, DATA[name](), steps=6, batch_size=32, seed=0, progress=False, run_dir=run_dir,
                checkpoint_every=3, sample_every=3, log_every=1)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.safetensors")
+    save_file({k: v.contiguous().clone() for k, v in model.state_dict().items()}, f"{out}/rank{rank}.safetensors")
     dist.barrier()  # both ranks done before the group goes away (gloo aborts a peer torn down mid-call)
     dist.destroy_process_group()
 ''')
 SETUP = textwrap.dedent('''
     MODELS = {
         "vae": lambda: genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(32,)),
-        "gan": lambda: genzoo.build("gan", data_shape=(2,), hidden=(16, 16), d_norm="none", instance_noise=0.1),
+        "gan": lambda: genzoo.build("gan", data_shape=(2,), hidden=(16, 16), d_norm="none", instance_noise=0.1,
+                                    label_flip=0.2),
         "wgan": lambda: genzoo.build("wgan", data_shape=(2,), hidden=(16,), penalty="gp"),
         "gmm": lambda: genzoo.build("gmm", data_shape=(2,), n_components=4),
+        # clipping must see the global batch's gradient; M2's unlabelled noise must be a slice, not a copy
+        "realnvp": lambda: genzoo.build("realnvp", data_shape=(2,), n_couplings=2, hidden=(16,), max_grad_norm=0.5),
+        "ssvae": lambda: genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=20),
     }
     DATA = {
         "vae": lambda: load_dataset("digits", binarize=True, n=256),
         "gan": lambda: load_dataset("ring", n=256),
         "wgan": lambda: load_dataset("ring", n=256),
         "gmm": lambda: load_dataset("ring", n=256),
+        "realnvp": lambda: load_dataset("ring", n=256),
+        "ssvae": lambda: load_dataset("digits", binarize=True, n=256),
     }
 ''')
 
@@ -62,23 +68,33 @@ def torchrun(args: list[str], timeout: int) -> subprocess.CompletedProcess:
     return proc
 
 
-def single_process(name):
+def single_process(name, run_dir):
     ns = {"genzoo": genzoo, "load_dataset": load_dataset}
     exec(SETUP, ns)
     torch.manual_seed(0)
     model = ns["MODELS"][name]()
-    genzoo.fit(model, ns["DATA"][name](), steps=6, batch_size=32, seed=0, progress=False)
+    genzoo.fit(model, ns["DATA"][name](), steps=6, batch_size=32, seed=0, progress=False, run_dir=run_dir, log_every=1)
     return model.state_dict()
 
 
-@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm"])
+def _rows(run_dir):
+    import json
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm", "realnvp", "ssvae"])
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.replace("from safetensors.torch import save_file\n", "from safetensors.torch import save_file\n" + SETUP))
     run_dir = tmp_path / "run"
     proc = torchrun([str(script), name, str(tmp_path), str(run_dir)], timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    ref = single_process(name)
+    ref = single_process(name, tmp_path / "one")
+    # the logged losses are the global batch's, averaged over the ranks (they were rank 0's half batch)
+    for got, want in zip(_rows(run_dir), _rows(tmp_path / "one"), strict=True):
+        for key, value in want.items():
+            if key not in ("examples_per_s", "seconds") and isinstance(value, float):
+                assert got[key] == pytest.approx(value, rel=1e-4, abs=1e-5), (name, got["step"], key)
     for rank in (0, 1):
         got = load_file(tmp_path / f"rank{rank}.safetensors")
         assert set(got) == set(ref)
@@ -115,17 +131,24 @@ def test_batch_must_divide_among_processes(tmp_path):
         from genzoo.errors import ConfigError
         from genzoo.train import distributed
         distributed.init(torch.device("cpu"))
-        try:
-            genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=64),
-                       steps=1, batch_size=31, progress=False)
-        except ConfigError as e:  # one file per rank: two processes printing to one pipe interleave
-            open(f"{sys.argv[1]}/err{distributed.world()[0]}.txt", "w").write(str(e))
+        errors = []
+        for model, n, batch in (("gan", 64, 31), ("gan", 3, 4), ("gmm", 1, 4)):
+            try:  # 3 examples < batch 4: the batch is the whole set, 3, which 2 processes cannot split
+                genzoo.fit(genzoo.build(model, data_shape=(2,)), load_dataset("ring", n=n), steps=1, batch_size=batch,
+                           progress=False)
+            except ConfigError as e:
+                errors.append(str(e))
+        # one file per rank: two processes printing to one pipe interleave
+        open(f"{sys.argv[1]}/err{distributed.world()[0]}.txt", "w").write("\\n".join(errors))
     '''))
     proc = torchrun([str(script), str(tmp_path)], timeout=120)
     for rank in (0, 1):
         err = tmp_path / f"err{rank}.txt"
         assert err.exists(), proc.stderr[-2000:]
-        assert err.read_text().startswith("batch_size 31 must be a multiple of the 2 processes")
+        assert err.read_text().splitlines() == [
+            "batch_size 31 must be a multiple of the 2 processes",
+            "batch_size 3 (the whole set of 3 examples, as it is smaller) must be a multiple of the 2 processes",
+            "gmm trains on the whole set, and 1 examples cannot be split over 2 processes"]
 
 
 def test_cli_under_torchrun_writes_one_run(tmp_path):
@@ -140,10 +163,22 @@ def test_cli_under_torchrun_writes_one_run(tmp_path):
     assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
     assert json.loads((run_dir / "best" / "best.json").read_text())["step"] == 4  # rank 0's validation at the end
     assert not (run_dir / ".tmp-best").exists() and not (run_dir / ".old-best").exists()
-    # and a distributed run resumes on one process
+    # and a distributed run resumes on one process, which run.json records
     from genzoo.cli import main
     assert main(["train", "--resume", "--run-dir", str(run_dir), "--steps", "6", "--no-progress"]) == 0
     assert json.loads((run_dir / "best" / "best.json").read_text())["step"] in (4, 6)
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["world_size"] == 1 and record["resumed"][-1]["world_size"] == 1
+
+
+def test_a_time_budget_ends_every_process_at_the_same_step(tmp_path):
+    """Each rank compared the clock with its own deadline: one stopped a step early and the other waited in its
+    next all-reduce for ever."""
+    run_dir = tmp_path / "run"
+    proc = torchrun(["-m", "genzoo", "train", "vae", "--steps", "1000000", "--batch-size", "32", "--run-dir",
+                     str(run_dir), "--no-progress", "--set", "hidden=[16]", "--set", "max_minutes=0.01"], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (run_dir / "model.safetensors").is_file()
 
 
 def test_sync_batch_norm_keeps_parameters_and_checkpoint_keys():

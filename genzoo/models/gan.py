@@ -369,8 +369,8 @@ class GAN(Adversarial):
         t_real = torch.full_like(v_real, 1.0 - self.label_smoothing)          # one-sided smoothing
         t_fake = torch.zeros_like(v_fake)
         if self.label_flip > 0:
-            flip_r = torch.rand_like(t_real) < self.label_flip
-            flip_f = torch.rand_like(t_fake) < self.label_flip
+            flip_r = distributed.rand(*t_real.shape, device=t_real.device) < self.label_flip  # a slice under torchrun
+            flip_f = distributed.rand(*t_fake.shape, device=t_fake.device) < self.label_flip
             t_real = torch.where(flip_r, 1.0 - t_real, t_real)
             t_fake = torch.where(flip_f, 1.0 - t_fake, t_fake)
         # -E[t log D + (1 - t) log(1 - D)] on both batches, with D = sigmoid(v)

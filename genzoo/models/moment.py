@@ -73,6 +73,7 @@ from ..base import GenerativeModel
 from ..errors import ConfigError, DataError
 from ..nn import ACTIVATIONS, mlp
 from ..registry import register
+from ..train import distributed
 
 Activation = Literal["relu", "tanh", "leaky_relu", "elu", "softplus", "gelu"]
 assert set(get_args(Activation)) == set(ACTIVATIONS), "keep Activation in step with genzoo.nn.ACTIVATIONS"
@@ -285,7 +286,7 @@ class GMMN(GenerativeModel):
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Compare ``x`` (B, *data_shape) with B generated examples (noise from torch's generator)."""
         x = self.check_input(x)
-        z = torch.randn(x.shape[0], self.latent_dim, device=x.device, dtype=self._zero.dtype)  # (B, L)
+        z = distributed.randn(x.shape[0], self.latent_dim, device=x.device, dtype=self._zero.dtype)  # (B, L); a slice under torchrun
         g = self.generate(z)                                                                   # (B, *data_shape)
         if self.statistic == "moments":
             mean_gap, cov_gap = moment_gaps(x, g)

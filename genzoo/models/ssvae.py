@@ -72,6 +72,7 @@ from ..nn import mlp
 from ..nn.linear import Linear
 from ..nn.mlp import ACTIVATIONS
 from ..registry import register
+from ..train import distributed
 from .vae import bernoulli_log_prob
 
 
@@ -241,13 +242,14 @@ class SSVAE(GenerativeModel):
         z = q.rsample((k,))  # (k, B, L)
         return self._log_px(x, y, z) + self.prior.log_prob(z) - q.log_prob(z) - math.log(self.n_classes)  # log p(y) uniform
 
-    def labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None) -> Tensor:
-        """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B)."""
+    def labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
+        """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B). ``eps``
+        (B, L): the standard normal draws of z's reparameterisation (default: fresh ones)."""
         x = self.check_input(x)
         self.check_labels(y, x.shape[0])
         q = self.encode(x, y, features)
         mu, sigma = q.base_dist.loc, q.base_dist.scale
-        z = q.rsample()  # (B, L)
+        z = q.rsample() if eps is None else mu + eps * sigma  # (B, L)
         log_px = self._log_px(x, y, z)  # (B,)
         kl = 0.5 * (mu.pow(2) + sigma.pow(2) - 1 - 2 * sigma.log()).sum(-1)  # (B,)
         if self.training and self.kl_weight != 1:  # beta-VAE weight on z's KL, training only
@@ -262,7 +264,11 @@ class SSVAE(GenerativeModel):
         logits = self.class_logits(x, features) if logits is None else logits
         log_q = F.log_softmax(logits, -1)  # (B, K)
         ys = torch.arange(K, device=x.device).repeat_interleave(B)  # (K*B,) class-major
-        bounds = self.labelled_bound(x.repeat(K, *[1] * (x.dim() - 1)), ys, features.repeat(K, 1)).reshape(K, B).T  # (B, K)
+        # the noise of the K*B rows, drawn as (K, B, L): under torchrun each rank takes its slice of the global
+        # batch's along B, so the draws are a single process's (which draws the same stream as (K*B, L))
+        eps = distributed.randn(K, B, self.latent_dim, dim=1, device=x.device, dtype=x.dtype).reshape(K * B, -1)
+        bounds = self.labelled_bound(x.repeat(K, *[1] * (x.dim() - 1)), ys, features.repeat(K, 1),
+                                     eps=eps).reshape(K, B).T  # (B, K)
         q = log_q.exp()
         return (q * bounds).sum(-1) - (q * log_q).sum(-1)
 

@@ -18,6 +18,7 @@ import torch
 from ..errors import GenZooError, TrainingDiverged
 from ..io import (atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json, replace_folder,
                   restore_folder, save, save_checkpoint)
+from . import distributed
 
 
 class Callback:
@@ -133,8 +134,9 @@ class MetricsLogger(Callback):
 
 @torch.no_grad()
 def validation_losses(model, valid, size: int) -> dict[str, float]:
-    """Mean loss terms on the first ``size`` validation examples, without touching the RNG streams."""
-    with torch.random.fork_rng(devices=[]):
+    """Mean loss terms on the first ``size`` validation examples, without touching the RNG streams (rank 0
+    computes them by itself under torchrun, as a single process would)."""
+    with torch.random.fork_rng(devices=[]), distributed.alone():
         torch.manual_seed(0)
         x = valid.batch(torch.arange(min(size, len(valid))), torch.Generator().manual_seed(0)).to(model.device)
         was = model.training

@@ -7,10 +7,15 @@ torchrun starts N processes and sets RANK / WORLD_SIZE / MASTER_ADDR; :func:`ini
   and its binarization or dequantization noise from the same generator and keep their slice, so the
   data are exactly those of a single process with the same ``batch_size`` (which must divide by N);
 * averages gradients before every optimizer step (:func:`average_gradients_before_step`: a pre-step hook
-  on each optimizer all-reduces the gradients it is about to apply, one flat buffer per optimizer).
+  on each optimizer all-reduces the gradients it is about to apply, one flat buffer per optimizer; a step
+  that clips the gradient norm averages first, :func:`average_gradients`, so it clips the global batch's).
   Because every loss is a mean over the examples, the average of the shards' gradients is the gradient
-  of the global batch;
-* lets rank 0 alone write files (checkpoints, metrics, pictures, the final weights).
+  of the global batch (not so for the GMMN's MMD, a statistic over pairs: it matches in distribution);
+* averages the logged terms of each step over the ranks (:func:`mean_logs`), so the metrics and the
+  divergence guard see the global batch's, and stops at a time budget on every rank at once
+  (:func:`any_rank`);
+* lets rank 0 alone write files (checkpoints, metrics, pictures, the final weights); its validation
+  losses are computed as a single process would (:func:`alone`).
 
 Models draw their own noise (the VAE's eps, the GAN's z) through :func:`randn`, which draws for the
 global batch and keeps the rank's slice, so a run on N processes equals the single-process run with the
@@ -31,6 +36,7 @@ distribution there.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -40,11 +46,49 @@ from torch import Tensor
 from ..errors import ConfigError
 
 
+_ALONE = [0]  # > 0 within alone(): this process computes on its own
+
+
 def world() -> tuple[int, int]:
-    """(rank, world size): (0, 1) outside a process group."""
-    if dist.is_available() and dist.is_initialized():
+    """(rank, world size): (0, 1) outside a process group, or within :func:`alone`."""
+    if dist.is_available() and dist.is_initialized() and not _ALONE[0]:
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+@contextlib.contextmanager
+def alone():
+    """Within the block, this process draws and computes as a single process would (world() is (0, 1)): for
+    work one rank does by itself, such as rank 0's validation losses, whose noise must not be a slice of a
+    draw for the other ranks' batches too."""
+    _ALONE[0] += 1
+    try:
+        yield
+    finally:
+        _ALONE[0] -= 1
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` is true on any rank (one all-reduce; ``flag`` itself alone): a decision every rank must
+    take together, such as stopping at a time budget, where one rank stopping alone would leave the others
+    waiting in their next all-reduce for ever."""
+    if world()[1] == 1:
+        return bool(flag)
+    t = torch.tensor([1.0 if flag else 0.0])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def mean_logs(logs: dict[str, float]) -> dict[str, float]:
+    """A step's logged terms averaged over the ranks (each computed them on its shard of the global batch), so
+    the metrics, and the divergence guard's decision, are the global batch's on every rank; ``logs`` itself alone."""
+    if world()[1] == 1 or not logs:
+        return logs
+    keys = sorted(logs)
+    t = torch.tensor([float(logs[k]) for k in keys], dtype=torch.float64)  # (K,)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t /= world()[1]
+    return dict(zip(keys, t.tolist()))
 
 
 def is_main() -> bool:
@@ -117,17 +161,15 @@ def all_reduce_sum(t: Tensor) -> Tensor:
     return t
 
 
-def average_gradients_before_step(optimizer: torch.optim.Optimizer):
-    """Register a pre-step hook that replaces each gradient the optimizer holds by its mean over the ranks
-    (one all-reduce of one flat buffer). Returns the hook handle (``.remove()`` to undo)."""
-
-    def hook(opt, args, kwargs):
-        size = world()[1]
-        if size == 1:
-            return None
-        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
-        if not grads:
-            return None
+def average_gradients(opt: torch.optim.Optimizer) -> None:
+    """Replace each gradient ``opt`` holds by its mean over the ranks now (one all-reduce of one flat buffer), and
+    mark them so that the pre-step hook of :func:`average_gradients_before_step` does not average them again: for
+    what must see the global batch's gradient before the step, such as clipping its norm. No-op alone."""
+    size = world()[1]
+    if size == 1:
+        return
+    grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+    if grads:
         flat = torch.cat([g.reshape(-1) for g in grads])  # (P,)
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= size
@@ -135,6 +177,17 @@ def average_gradients_before_step(optimizer: torch.optim.Optimizer):
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
+    opt._genzoo_averaged = True
+
+
+def average_gradients_before_step(optimizer: torch.optim.Optimizer):
+    """Register a pre-step hook that replaces each gradient the optimizer holds by its mean over the ranks
+    (:func:`average_gradients`, unless the step already did). Returns the hook handle (``.remove()`` to undo)."""
+
+    def hook(opt, args, kwargs):
+        if not getattr(opt, "_genzoo_averaged", False):
+            average_gradients(opt)
+        opt._genzoo_averaged = False
         return None
 
     return optimizer.register_step_pre_hook(hook)

@@ -215,8 +215,12 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "
                           "run_dir for a new run")
     rank, world_size = distributed.world()
-    if world_size > 1 and (batch_size % world_size or (model.full_batch and len(data) < world_size)):
-        raise ConfigError(f"batch_size {batch_size} must be a multiple of the {world_size} processes")
+    if world_size > 1 and model.full_batch and len(data) < world_size:
+        raise ConfigError(f"{model.name} trains on the whole set, and {len(data)} examples cannot be split over "
+                          f"{world_size} processes")
+    if world_size > 1 and not model.full_batch and min(batch_size, len(data)) % world_size:
+        small = f" (the whole set of {len(data)} examples, as it is smaller)" if len(data) < batch_size else ""
+        raise ConfigError(f"batch_size {min(batch_size, len(data))}{small} must be a multiple of the {world_size} processes")
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=min(batch_size, len(data)),
                        seed=seed, run_dir=run_dir, valid=valid)
     model.check_batch_size(math.ceil(len(data) / world_size) if model.full_batch else state.batch_size // world_size)
@@ -280,8 +284,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                     set_lr(state.optimizers, state.step, planned, cosine=lr_schedule == "cosine", warmup=warmup_steps)
                 batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
                 logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
+                logs = distributed.mean_logs(logs)  # under torchrun: the global batch's terms, the same on every rank
                 state.step += 1
-                if time.time() > deadline:  # the time budget is spent: this step is the last one
+                # the time budget is spent: this step is the last one (decided together under torchrun)
+                if max_minutes and distributed.any_rank(time.time() > deadline):
                     state.total_steps = state.step
                 for cb in cbs:
                     cb.on_step_end(state, logs)
