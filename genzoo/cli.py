@@ -867,7 +867,7 @@ def _unexpected(e: Exception) -> str:
 
     if world()[1] > 1 and isinstance(e, RuntimeError):  # gloo / NCCL report a peer that exited as a RuntimeError
         return (f"{type(e).__name__} under torchrun: {text[:200]} (if another process of this run printed an error "
-                "first, that is the cause: it stopped, and this one lost it)")
+                "first, that is the cause: it stopped, and this one lost it; else GENZOO_DEBUG=1 shows the traceback)")
     return (f"unexpected {type(e).__name__}: {text[:300]} (this is a bug in genzoo or an input it does not check; "
             "GENZOO_DEBUG=1 shows the traceback)")
 
