@@ -194,3 +194,16 @@ def test_sync_batch_norm_keeps_parameters_and_checkpoint_keys():
     assert gan.state_dict().keys() == before.keys()
     for k, v in gan.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_a_rank_that_lost_its_peer_says_so(monkeypatch):
+    """Rank 1 of a run whose rank 0 stopped with a one-line error printed 'unexpected RuntimeError ... this is a bug
+    in genzoo' for gloo's 'Connection closed by peer'."""
+    from genzoo.cli import _unexpected
+    from genzoo.train import distributed
+
+    error = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer")
+    assert "this is a bug" in _unexpected(error)  # alone, an unexpected error is what it is
+    monkeypatch.setattr(distributed, "world", lambda: (1, 2))
+    message = _unexpected(error)
+    assert "under torchrun" in message and "another process of this run printed an error first" in message
