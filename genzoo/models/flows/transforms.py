@@ -468,7 +468,7 @@ class Logit(Transform):
         self.alpha = alpha
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(x.detach().min()), float(x.detach().max())
         if lo < 0 or hi > 1:
             raise DataError(f"the logit pre-processing takes data in [0, 1], got values in [{lo:.4g}, {hi:.4g}] "
                             "(preprocess=none for other data)")
