@@ -94,6 +94,11 @@ class GenerativeModel(nn.Module):
         opt.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
+    def unused_options(self) -> dict[str, str]:
+        """Options that the model's other settings make idle, each with the setting that does (the CLI notes the
+        ones a user gave, which would otherwise be accepted without a word); default: none."""
+        return {}
+
     def check_batch_size(self, batch_size: int) -> None:
         """A ConfigError if the model cannot train on batches of ``batch_size`` examples (per process), which
         :func:`genzoo.fit` asks before anything is written; default: any size."""

@@ -466,6 +466,9 @@ def cmd_train(args) -> int:
             record.setdefault("resumed", []).append({"command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
                                                      "time": time.strftime("%Y-%m-%d %H:%M:%S")})
             announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
+    idle = {k: why for k, why in model.unused_options().items() if k in model_kw}
+    if idle and not args.resume:
+        announce.line += "".join(f"\ngenzoo: note: {model.name} ignores {k} with {why}" for k, why in idle.items())
     if (train.get("batch_size") or 0) > len(data) and not model.full_batch:
         announce.line += (f"\ngenzoo: note: batch size {train['batch_size']} is more than the {len(data)} training "
                           "examples: each batch is the whole set")

@@ -359,3 +359,17 @@ def test_loss_checks_the_example_shape_and_converts_dtypes(name):
     assert m.loss(torch.randn(8, 2, dtype=torch.float64))["loss"].dtype == torch.float32
     with pytest.raises(DataError, match=r"models examples of shape \(2,\), got a batch of shape \(8, 3\)"):
         m.loss(torch.randn(8, 3))  # was a raw RuntimeError from a matrix product
+
+
+def test_options_the_penalty_makes_idle_are_noted(tmp_path, capsys):
+    from genzoo.cli import main
+
+    assert main(["train", "wgan", "--set", "penalty=clip", "--set", "betas=[0.5,0.9]", "--set", "gp_weight=5", "--steps", "2",
+                 "--set", "hidden=[8]", "--run-dir", str(tmp_path / "a"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "wgan ignores gp_weight with penalty=clip" in err and "ignores betas" in err  # accepted without a word before
+    assert main(["train", "wgan", "--set", "clip=0.02", "--steps", "2", "--set", "hidden=[8]", "--run-dir",
+                 str(tmp_path / "b"), "--no-progress"]) == 0
+    assert "wgan ignores clip with penalty=gp" in capsys.readouterr().err
+    assert main(["train", "wgan", "--steps", "2", "--set", "hidden=[8]", "--run-dir", str(tmp_path / "c"), "--no-progress"]) == 0
+    assert "ignores" not in capsys.readouterr().err  # nothing given, nothing noted

@@ -419,6 +419,11 @@ class WGAN(Adversarial):
             raise ConfigError("clip must be > 0 and gp_weight >= 0")
         self.penalty, self.clip, self.gp_weight = penalty, clip, gp_weight
 
+    def unused_options(self) -> dict[str, str]:
+        if self.penalty == "clip":
+            return {"gp_weight": "penalty=clip", "betas": "penalty=clip (RMSProp has no betas)"}
+        return {"clip": "penalty=gp"}
+
     def configure_optimizers(self):
         if self.penalty == "clip":  # momentum-free RMSProp: Arjovsky et al. 2017, Section 3
             return [torch.optim.RMSprop(self.discriminator.parameters(), lr=self.lr),
