@@ -17,7 +17,7 @@ from torch.distributions import Distribution, Independent, Normal, constraints
 
 from ...base import GenerativeModel
 from ...errors import ConfigError, DataError
-from .transforms import ActNorm, Transform
+from .transforms import ActNorm, Logit, Transform
 
 Base = Literal["normal", "logistic"]
 
@@ -121,6 +121,9 @@ class Flow(GenerativeModel):
         x = self.check_input(x)
         if not bool(torch.isfinite(x).all()):  # a density of NaN is NaN: say so where it enters
             raise DataError(f"{self.name}: examples with NaN or infinite values")
+        first = getattr(self.transform, "transforms", [self.transform])[0]
+        if isinstance(first, Logit):  # here, outside the networks that torch.compile may compile
+            first.check_range(x)
         return x
 
     # -- the two directions -----------------------------------------------------------------------

@@ -467,11 +467,17 @@ class Logit(Transform):
             raise ConfigError(f"the logit's alpha must lie in (0, 0.5), got {alpha}")
         self.alpha = alpha
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    @staticmethod
+    def check_range(x: Tensor) -> None:
+        """A DataError unless ``x`` lies in [0, 1] (outside, the logit is NaN)."""
         lo, hi = float(x.detach().min()), float(x.detach().max())
         if lo < 0 or hi > 1:
             raise DataError(f"the logit pre-processing takes data in [0, 1], got values in [{lo:.4g}, {hi:.4g}] "
                             "(preprocess=none for other data)")
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not torch.compiler.is_compiling():  # a host sync would break the compiled graph: Flow._check does it then
+            self.check_range(x)
         return logit_transform(x, self.alpha)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
