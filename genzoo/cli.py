@@ -700,6 +700,8 @@ def cmd_interpolate(args) -> int:
         raise ConfigError(f"interpolation pictures need image data; this {model.name} models vectors of shape {model.data_shape}")
     if not 2 <= args.steps <= 100 or not 0 <= args.pairs <= 1000:
         raise ConfigError("--steps must be in 2..100 and --pairs in 0..1000")
+    if args.arithmetic and (args.between or args.pairs != 6):  # one picture or the other, not one silently
+        raise ConfigError("--arithmetic makes its own picture: give it without --between and --pairs")
     if args.output is not None:
         check_output(args.output, suffix=".png")
     test = None

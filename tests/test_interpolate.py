@@ -87,6 +87,9 @@ def test_cli_interpolate_writes_strips_and_arithmetic(tmp_path, capsys):
     assert main(["interpolate", str(rd), "--arithmetic", "0,1-2"]) == 2
     assert "A-B+C" in capsys.readouterr().err
     assert main(["interpolate", str(rd), "--between", "0", "100000"]) == 2
+    for extra in (["--between", "0", "1"], ["--pairs", "2"]):  # was: silently dropped, arithmetic.png alone
+        assert main(["interpolate", str(rd), "--arithmetic", "0-1+2", *extra]) == 2
+        assert "--arithmetic makes its own picture" in capsys.readouterr().err
 
 
 def test_cli_interpolate_refuses_models_without_latents(tmp_path, capsys):

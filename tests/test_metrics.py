@@ -261,3 +261,15 @@ def test_a_bernoulli_decoder_on_grey_pixels_is_labelled_a_cross_entropy():
     assert likelihood_report(gaussian, grey, iwae_k=2, progress=False)["space"] == "dequantized"
     m2 = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=10)
     assert likelihood_report(m2, grey, iwae_k=2, progress=False)["space"] == "bernoulli-on-grey"
+
+
+def test_the_parzen_note_appears_only_beside_likelihood_rows_of_another_space(ring_models):
+    from genzoo.eval.likelihood import format_table
+
+    gmm, gan, _ = ring_models
+    sampler = evaluate(gan, {"name": "ring"}, metrics="parzen", n_samples=500, progress=False)
+    assert "Parzen (raw)" not in format_table(sampler["likelihood"])  # no rows above it to contrast with
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
+    both = evaluate(vae, {"name": "digits", "binarize": True}, metrics="nll,parzen", n_samples=500, iwae_k=2, n=50,
+                    progress=False)
+    assert "not in the 'binarized' space of the rows above" in format_table(both["likelihood"])

@@ -44,3 +44,16 @@ def test_points_scatter_histogram_and_empty(tmp_path):
         Image.open(tmp_path / f).load()
     with pytest.raises(DataError, match="N >= 1 points"):
         save_points(torch.zeros(0, 2), tmp_path / "e.png")
+
+
+def test_a_2d_scatter_shows_the_whole_true_density(monkeypatch, tmp_path):
+    """The axes followed the samples alone: 7 GAN samples in one cluster left the ring out of the picture."""
+    import genzoo.viz.plots as plots
+    from genzoo.data.toy import ring
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    save_points(torch.full((7, 2), 0.05), tmp_path / "p.png", density=ring())
+    (ax,) = figures[0].axes
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert x0 <= -1.0 and x1 >= 1.0 and y0 <= -1.0 and y1 >= 1.0  # the ring of radius 1

@@ -69,14 +69,14 @@ def check_eval_options(*, n: int | None = None, n_samples: int = 2, iwae_k: int 
 
     >>> check_eval_options(n=-5)
     Traceback (most recent call last):
-    genzoo.errors.ConfigError: n and batch_size must be >= 1, n_samples >= 2 and iwae_k >= 0 (-n, --batch-size, --n-samples, --iwae-k), got (-5, 2, 0, 1)
+    genzoo.errors.ConfigError: n and batch_size must be >= 1, n_samples >= 2 and iwae_k >= 0 (-n, --n-samples, --iwae-k, --batch-size), got (-5, 2, 0, 1)
     """
     sizes = (n, n_samples, iwae_k, batch_size)
     if any(v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)) for v in sizes):
         raise ConfigError(f"n, n_samples, iwae_k and batch_size are whole numbers, got {sizes}")
     if n is not None and n < 1 or n_samples < 2 or iwae_k < 0 or batch_size < 1:
-        raise ConfigError(f"n and batch_size must be >= 1, n_samples >= 2 and iwae_k >= 0 (-n, --batch-size, "
-                          f"--n-samples, --iwae-k), got {sizes}")
+        raise ConfigError(f"n and batch_size must be >= 1, n_samples >= 2 and iwae_k >= 0 (-n, --n-samples, "
+                          f"--iwae-k, --batch-size), got {sizes}")
     if n_samples > 1_000_000 or iwae_k > 1_000_000:
         raise ConfigError("n_samples and iwae_k (--n-samples, --iwae-k) must be at most 1,000,000")
 
@@ -163,7 +163,8 @@ def format_table(report: dict) -> str:
     if report["space"] == "bernoulli-on-grey":
         lines.append("note: a Bernoulli decoder scored on pixels that are not 0 or 1: a cross-entropy, not a likelihood "
                      "(binarize the data, data.binarize=true, for one)")
-    if any(r["kind"] == "parzen" for r in report["rows"]):
+    kinds = {r["kind"] for r in report["rows"]}
+    if "parzen" in kinds and len(kinds) > 1 and report["space"] != "continuous":
         lines.append(f"Parzen (raw): scores the {report['split']} points as given, not in the '{report['space']}' space "
                      "of the rows above (Goodfellow et al. 2014): an estimate, not a bound")
     if "parzen" in report:

@@ -47,7 +47,10 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
             ax.legend()
     else:
         if density is not None and x.shape[1] == 2:
-            lo, hi = x.min(0).values - 0.5, x.max(0).values + 0.5
+            lo, hi = x[:, :2].min(0).values - 0.5, x[:, :2].max(0).values + 0.5  # (2,) each
+            if hasattr(density, "bounds"):  # the whole true density in view, wherever the samples fell
+                box = torch.tensor(density.bounds(), dtype=lo.dtype)  # (2, 2): (lo, hi) per axis
+                lo, hi = torch.minimum(lo, box[:, 0]), torch.maximum(hi, box[:, 1])
             gx, gy = torch.meshgrid(torch.linspace(float(lo[0]), float(hi[0]), 150),
                                     torch.linspace(float(lo[1]), float(hi[1]), 150), indexing="xy")
             lp = density.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(gx.shape)

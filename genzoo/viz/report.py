@@ -27,7 +27,7 @@ from ..io import atomic_write_bytes, loads, read_json
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading)
 EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolation.png", "Latent interpolation"),
-                  ("arithmetic.png", "Latent vector arithmetic"), ("inpaint.png", "Inpainting: image, masked, G(z*), blended"),
+                  ("arithmetic.png", "Latent vector arithmetic"), ("inpaint.png", "Inpainting: image, masked, filled, blended"),
                   ("samples.png", "Samples (genzoo sample)")]
 
 
