@@ -19,6 +19,7 @@ from pathlib import Path
 from .errors import CheckpointError, ConfigError, DataError, GenZooError, WriteError, did_you_mean
 
 MAX_PICTURE = 10_000  # the most images one `genzoo sample` picture holds
+PAIRS = 6  # `genzoo interpolate`'s default rows between prior draws
 
 EXAMPLES = """examples:
   genzoo train vae                                   # VAE on the embedded digits set
@@ -130,7 +131,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--no-progress", action="store_true")
     i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
     i.add_argument("run", help="run directory")
-    i.add_argument("--pairs", type=int, default=6, help="rows of interpolations between prior draws (default 6)")
+    i.add_argument("--pairs", type=int, default=PAIRS, help=f"rows of interpolations between prior draws (default {PAIRS})")
     i.add_argument("--between", nargs=2, type=int, action="append", metavar=("I", "J"), default=[],
                    help="a row between test images I and J, their latents inferred (repeatable)")
     i.add_argument("--arithmetic", metavar="A-B+C",
@@ -700,7 +701,7 @@ def cmd_interpolate(args) -> int:
         raise ConfigError(f"interpolation pictures need image data; this {model.name} models vectors of shape {model.data_shape}")
     if not 2 <= args.steps <= 100 or not 0 <= args.pairs <= 1000:
         raise ConfigError("--steps must be in 2..100 and --pairs in 0..1000")
-    if args.arithmetic and (args.between or args.pairs != 6):  # one picture or the other, not one silently
+    if args.arithmetic and (args.between or args.pairs != PAIRS):  # one picture or the other, not one silently
         raise ConfigError("--arithmetic makes its own picture: give it without --between and --pairs")
     if args.output is not None:
         check_output(args.output, suffix=".png")

@@ -49,17 +49,18 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, thresho
     c = torch.as_tensor(centres).detach().double().cpu()                 # (K, D)
     if c.dim() != 2 or c.shape[0] == 0:
         raise DataError(f"mode centres must have shape (K, D) with K >= 1, got {tuple(c.shape)}")
-    if not bool((torch.as_tensor(std, dtype=torch.float64) > 0).all()) or not threshold > 0:  # NaN too
+    stds = torch.as_tensor(std, dtype=torch.float64).flatten().cpu()  # (1,) or (K,)
+    if not bool((stds > 0).all()) or not threshold > 0:  # NaN too
         raise DataError(f"mode coverage needs std > 0 and threshold > 0, got std {std} and threshold {threshold}")
-    if torch.as_tensor(std).numel() not in (1, c.shape[0]):
-        raise DataError(f"mode coverage needs one std or one per mode ({c.shape[0]}), got {torch.as_tensor(std).numel()}")
+    if stds.numel() not in (1, c.shape[0]):
+        raise DataError(f"mode coverage needs one std or one per mode ({c.shape[0]}), got {stds.numel()}")
     if x.shape[1] != c.shape[1]:
         raise DataError(f"samples have {x.shape[1]} dimensions but the mode centres {c.shape[1]}")
     finite = torch.isfinite(x).all(1)                                    # NaN samples are never high quality
     dist = torch.cdist(torch.where(finite[:, None], x, torch.zeros_like(x)), c)  # (N, K)
     nearest_d, nearest = dist.min(1)                                      # (N,) each
     k = c.shape[0]
-    stds = torch.as_tensor(std, dtype=torch.float64).flatten().cpu().expand(k)  # (K,)
+    stds = stds.expand(k)  # (K,)
     good = finite & (nearest_d <= threshold * stds[nearest])              # (N,)
     counts = torch.bincount(nearest[good], minlength=k)                  # (K,)
     n_good = int(good.sum())

@@ -247,6 +247,11 @@ class SSVAE(GenerativeModel):
         (B, L): the standard normal draws of z's reparameterisation (default: fresh ones)."""
         x = self.check_input(x)
         self.check_labels(y, x.shape[0])
+        return self._labelled_bound(x, y, features, eps)
+
+    def _labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
+        """:meth:`labelled_bound` of a checked batch and classes (the unlabelled bound's enumeration, the
+        training step's labelled subset): no checks, no host syncs, on the training path."""
         q = self.encode(x, y, features)
         mu, sigma = q.base_dist.loc, q.base_dist.scale
         z = q.rsample() if eps is None else mu + eps * sigma  # (B, L)
@@ -267,8 +272,8 @@ class SSVAE(GenerativeModel):
         # the noise of the K*B rows, drawn as (K, B, L): under torchrun each rank takes its slice of the global
         # batch's along B, so the draws are a single process's (which draws the same stream as (K*B, L))
         eps = distributed.randn(K, B, self.latent_dim, dim=1, device=x.device, dtype=x.dtype).reshape(K * B, -1)
-        bounds = self.labelled_bound(x.repeat(K, *[1] * (x.dim() - 1)), ys, features.repeat(K, 1),
-                                     eps=eps).reshape(K, B).T  # (B, K)
+        bounds = self._labelled_bound(x.repeat(K, *[1] * (x.dim() - 1)), ys, features.repeat(K, 1),
+                                      eps=eps).reshape(K, B).T  # (B, K)
         q = log_q.exp()
         return (q * bounds).sum(-1) - (q * log_q).sum(-1)
 
@@ -301,7 +306,7 @@ class SSVAE(GenerativeModel):
             raise DataError("ssvae needs a training set with labels (e.g. digits or mnist), this one has none")
         idx = torch.randint(self.labels, (self.labelled_batch,), device=self.labelled_y.device)  # global RNG: resumable
         xl, yl = torch.bernoulli(self.labelled_x[idx]), self.labelled_y[idx]  # dynamic binarization
-        labelled = -self.labelled_bound(xl, yl).mean()
+        labelled = -self._labelled_bound(xl, yl).mean()  # the labelled subset: checked by setup_labels
         ce = F.cross_entropy(self.class_logits(xl), yl)
         unlabelled = -self.unlabelled_bound(batch.x).mean()
         loss = self.labelled_weight * labelled + unlabelled + self.alpha * ce

@@ -218,11 +218,12 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if world_size > 1 and model.full_batch and len(data) < world_size:
         raise ConfigError(f"{model.name} trains on the whole set, and {len(data)} examples cannot be split over "
                           f"{world_size} processes")
-    if world_size > 1 and not model.full_batch and min(batch_size, len(data)) % world_size:
+    global_batch = min(batch_size, len(data))  # a set smaller than the batch is the batch
+    if world_size > 1 and not model.full_batch and global_batch % world_size:
         small = f" (the whole set of {len(data)} examples, as it is smaller)" if len(data) < batch_size else ""
-        raise ConfigError(f"batch_size {min(batch_size, len(data))}{small} must be a multiple of the {world_size} processes")
-    state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=min(batch_size, len(data)),
-                       seed=seed, run_dir=run_dir, valid=valid)
+        raise ConfigError(f"batch_size {global_batch}{small} must be a multiple of the {world_size} processes")
+    state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=global_batch, seed=seed,
+                       run_dir=run_dir, valid=valid)
     model.check_batch_size(math.ceil(len(data) / world_size) if model.full_batch else state.batch_size // world_size)
     state.total_steps = int(steps) if steps is not None else max(1, math.ceil(epochs * state.steps_per_epoch))
     device = model.device

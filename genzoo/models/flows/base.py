@@ -122,7 +122,7 @@ class Flow(GenerativeModel):
         if not bool(torch.isfinite(x).all()):  # a density of NaN is NaN: say so where it enters
             raise DataError(f"{self.name}: examples with NaN or infinite values")
         first = getattr(self.transform, "transforms", [self.transform])[0]
-        if isinstance(first, Logit):  # here, outside the networks that torch.compile may compile
+        if isinstance(first, Logit):  # here, where data enter, outside what torch.compile may compile
             first.check_range(x)
         return x
 
@@ -185,5 +185,5 @@ class Flow(GenerativeModel):
                 m.initialized.fill_(False)
         was = self.training
         self.train()
-        self.transform(x[idx.to(x.device)])
+        self.transform(self._check(x[idx.to(x.device)]))
         self.train(was)

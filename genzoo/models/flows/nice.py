@@ -85,7 +85,7 @@ class NICE(Flow):
         if not self.data_init:
             return
         idx = torch.randperm(x.shape[0], generator=generator)[:4096].to(x.device)
-        h = x[idx]
+        h = self._check(x[idx])
         *pre, scaling = list(self.transform.transforms)
         for t in pre:
             if isinstance(t, Coupling):
