@@ -191,6 +191,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     """
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    if args.command == "compare" and extra and not any(w.startswith("-") for w in extra):
+        args.runs += extra  # runs named after an option: `compare runs/a --metrics nll runs/b`
+        extra = []
     if extra:
         command = parser.commands[args.command]
         flags = [s for action in command._actions for s in action.option_strings]
@@ -605,8 +608,8 @@ def cmd_sample(args) -> int:
     return 0
 
 
-def _eval_run(path: str, args, metrics: str):
-    """(run directory, result) of :func:`genzoo.eval.metrics.evaluate` on one run, as the flags ask."""
+def _eval_run(path: str, args, metrics: str, strict: bool = True):
+    """The result of :func:`genzoo.eval.metrics.evaluate` on one run, as the flags ask."""
     from .eval.metrics import evaluate
 
     model = _run(path)
@@ -615,7 +618,7 @@ def _eval_run(path: str, args, metrics: str):
     spec = _data_spec(path, args.data_root)
     return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
                     iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, parzen_sigmas=args.parzen_sigmas,
-                    progress=not args.no_progress)
+                    strict=strict, progress=not args.no_progress)
 
 
 def cmd_eval(args) -> int:
@@ -648,12 +651,16 @@ def cmd_compare(args) -> int:
             old = read_json(cached, "evaluation file")
             if old.get("asked") == asked:
                 result = old
-        if result is None:
-            result = _eval_run(path, args, args.metrics)
+        if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
+            result = _eval_run(path, args, args.metrics, strict=False)
             result["asked"] = asked
             if args.output is not None:  # --no-write writes nothing, not even the runs' eval.json
                 atomic_write_json(cached, result)
+        for metric, why in result.get("skipped", {}).items():
+            print(f"genzoo: note: {path}: no {metric}: {why}", file=sys.stderr)
         rows.append((path, result))
+    if not any(r["metrics"] for _, r in rows):
+        raise ConfigError(f"none of the metrics asked ({args.metrics}) applies to any of these runs")
     table = compare_table(rows)
     print(table.markdown)
     if args.output:

@@ -114,6 +114,43 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
     assert evaluated == ["gmm", "gan", "gmm", "gan"]  # evaluated once from the checkpoint, then reused
 
 
+def test_cli_compare_leaves_a_metric_a_run_does_not_admit_blank(tmp_path, capsys):
+    runs = []
+    for model, extra in (("gmm", ["--set", "n_components=8"]), ("gan", ["--set", "hidden=[32,32]"])):
+        rd = tmp_path / model
+        assert main(["train", model, "--data", "ring", "--steps", "30", "--run-dir", str(rd), "--no-progress", *extra]) == 0
+        runs.append(str(rd))
+    capsys.readouterr()
+    # runs named before and after the options; the GAN has no likelihood: a blank cell and a note, not an abort
+    assert main(["compare", runs[0], "--metrics", "nll", "--no-write", runs[1]]) == 0
+    out, err = capsys.readouterr()
+    gmm_row, gan_row = out.strip().splitlines()[2:]
+    assert "(exact, continuous)" in gmm_row and gan_row.endswith("| gan | ring |  |  |")  # NLL, bits/dim blank
+    assert f"{runs[1]}: no nll: gan has no likelihood or bound" in err and "gmm" not in err
+    assert main(["compare", *runs, "--metrics", "fid", "--no-write"]) == 2  # nothing asked applies to any run
+    assert "none of the metrics asked (fid) applies" in capsys.readouterr().err
+    assert main(["eval", runs[1], "--metrics", "nll"]) == 2  # one run, one command: eval still refuses
+    assert main(["compare", runs[0], "--metrics", "bogus", "--no-write"]) == 2  # an unknown name is an error
+
+
+def test_feature_metrics_compute_only_what_is_asked(tmp_path, monkeypatch):
+    from genzoo.eval import features
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    real = load_dataset("digits", "test").x
+    fake = (real + 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    full = features.feature_metrics(fake, "digits", kid_subset_size=100, progress=False)
+    calls = []
+    monkeypatch.setattr(features, "prdc", lambda *a: calls.append(1) or {})
+    monkeypatch.setattr(features, "kid", lambda *a: calls.append(2) or (0.0, 0.0))
+    part = features.feature_metrics(fake, "digits", which=["fid", "is"], progress=False)
+    assert calls == [] and part["fid"] == full["fid"] and part["is"] == full["is"]
+    assert not {"kid", "precision", "recall", "density", "coverage"} & set(part)
+    assert part["class_histogram"] == full["class_histogram"]
+    with pytest.raises(ConfigError, match="which must name"):
+        features.feature_metrics(fake, "digits", which=["fd"], progress=False)
+
+
 def test_cli_compare_bad_input(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "not a genzoo run" in capsys.readouterr().err
@@ -136,6 +173,11 @@ def test_feature_metrics_of_a_digits_model_through_the_cli(tmp_path, capsys, mon
     assert main(["compare", str(rd), "--metrics", "fid,pr", "--no-write", "--no-progress", "--n-samples", "600"]) == 0
     table = capsys.readouterr().out
     assert "| FID |" in table and "| precision |" in table and "Parzen" not in table
+    assert "KID" not in table and "density" not in table  # only what was asked
+    assert main(["eval", str(rd), "--metrics", "is", "--n-samples", "600", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "IS " in out and "class histogram" in out and "FID" not in out and "precision" not in out
+    assert set(json.loads((rd / "eval.json").read_text())["features"]) & {"fid", "kid", "precision"} == set()
 
 
 def test_evaluation_sizes_and_data_spec_are_checked():

@@ -25,6 +25,7 @@ import functools
 import hashlib
 import os
 import warnings
+from collections.abc import Collection
 from pathlib import Path
 
 import torch
@@ -219,6 +220,10 @@ def _positive_int(value: object, what: str, minimum: int = 1) -> int:
     return value
 
 
+#: the feature metrics by name (``pr``: precision and recall, ``dc``: density and coverage)
+WHICH = ("fid", "kid", "pr", "dc", "is")
+
+
 def feature_metrics(
     fake: Tensor,
     name: str,
@@ -230,6 +235,7 @@ def feature_metrics(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     seed: int = 0,
+    which: Collection[str] = WHICH,
     progress: bool = True,
 ) -> dict:
     """FID, KID, precision/recall, density/coverage, IS and class histogram of ``fake`` images.
@@ -247,7 +253,8 @@ def feature_metrics(
     * ``is``, ``is_std``: the Inception-Score analogue over 10 splits (Salimans et al. 2016), at most 10;
     * ``class_histogram``: the share of each predicted digit among the fakes (empty bins: mode collapse).
 
-    Also ``n_fake``, ``n_real``, ``classifier`` and ``classifier_accuracy`` (its test accuracy).
+    ``which`` names the metrics to compute (``fid``, ``kid``, ``pr``, ``dc``, ``is``; default all); the
+    others are left out of the result, and the class histogram is always there. Also ``n_fake``, ``n_real``, ``classifier`` and ``classifier_accuracy`` (its test accuracy).
     All values are plain Python numbers.
 
     >>> import os, tempfile
@@ -264,6 +271,9 @@ def feature_metrics(
     True
     """
     _check_name(name)
+    which = [which] if isinstance(which, str) else list(which)
+    if not which or not set(which) <= set(WHICH):
+        raise ConfigError(f"which must name one or more of {', '.join(WHICH)}, got {which}")
     k = _positive_int(k, "k")
     kid_subsets = _positive_int(kid_subsets, "kid_subsets")
     kid_subset_size = _positive_int(kid_subset_size, "kid_subset_size", 2)
@@ -286,16 +296,19 @@ def feature_metrics(
         raise DataError(f"feature metrics need more than k = {k} real images, got {real.shape[0]}")
 
     feats, probs = extract(x, name, progress=progress)              # (N, F), (N, 10)
-    kid_mean, kid_std = kid(real, feats, kid_subsets, kid_subset_size, torch.Generator().manual_seed(seed))
-    is_mean, is_std = inception_score(probs, splits=min(10, x.shape[0]))
-    pr = prdc(real, feats, k)
+    out: dict = {}
+    if "fid" in which:
+        out["fid"] = frechet_distance(mu_r, sigma_r, *feature_stats(feats))
+    if "kid" in which:
+        out["kid"], out["kid_std"] = kid(real, feats, kid_subsets, kid_subset_size, torch.Generator().manual_seed(seed))
+    if "pr" in which or "dc" in which:  # one k-NN pass gives both pairs
+        pr = prdc(real, feats, k)
+        out.update({key: pr[key] for key in ("precision", "recall") if "pr" in which})
+        out.update({key: pr[key] for key in ("density", "coverage") if "dc" in which})
+    if "is" in which:
+        out["is"], out["is_std"] = inception_score(probs, splits=min(10, x.shape[0]))
     return {
-        "fid": frechet_distance(mu_r, sigma_r, *feature_stats(feats)),
-        "kid": kid_mean,
-        "kid_std": kid_std,
-        **pr,
-        "is": is_mean,
-        "is_std": is_std,
+        **out,
         "class_histogram": class_histogram(probs).tolist(),
         "n_fake": int(x.shape[0]),
         "n_real": int(real.shape[0]),

@@ -36,10 +36,11 @@ import torch
 from ..base import Density, LatentVariable
 from ..data import load_spec
 from ..errors import ConfigError, DataError
+from .features import WHICH
 from .likelihood import check_eval_options, check_weights, likelihood_report
 from .parzen import check_sigmas
 
-FEATURE_METRICS = ("fid", "kid", "pr", "dc", "is")
+FEATURE_METRICS = WHICH  # fid, kid, pr, dc, is
 METRICS = ("nll", "parzen", *FEATURE_METRICS, "modes", "error")
 #: datasets with a shipped classifier for the feature metrics
 FEATURE_SETS = ("mnist", "digits")
@@ -60,27 +61,34 @@ def admitted(model, data) -> list[str]:
     return out
 
 
-def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
-    """``"auto"``, ``"all"`` or a list / comma-separated names -> the metrics to compute, checked."""
+def resolve_metrics(metrics: str | list[str], model, data, strict: bool = True) -> list[str] | tuple[list[str], dict]:
+    """``"auto"``, ``"all"`` or a list / comma-separated names -> the metrics to compute, checked.
+
+    A named metric that ``model`` does not admit on ``data`` is a :class:`ConfigError`; with ``strict=False``
+    it is left out instead, and the result is ``(metrics, {left-out metric: why})`` (what ``compare`` does
+    for a table of runs of several kinds). An unknown name is an error either way.
+    """
     ok = admitted(model, data)
     if isinstance(metrics, str):
-        if metrics == "all":
-            return ok
-        if metrics == "auto":
-            return [m for m in ok if m in ("nll", "modes", "error") or (m == "parzen" and "nll" not in ok)]
+        if metrics in ("all", "auto"):
+            chosen = ok if metrics == "all" else [m for m in ok if m in ("nll", "modes", "error") or (m == "parzen" and "nll" not in ok)]
+            return chosen if strict else (chosen, {})
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     if not metrics:
         raise ConfigError("no metrics named: give e.g. --metrics nll,parzen,fid or all")
+    skipped = {}
     for m in metrics:
         if m not in METRICS:
             raise ConfigError(f"unknown metric '{m}': choose from {', '.join(METRICS)}, auto or all")
         if m not in ok:
-            why = {"nll": f"{model.name} has no likelihood or bound (it is a sampler: use parzen)",
-                   "modes": f"dataset '{data.name}' has no known mode centres",
-                   "error": f"{model.name} does not classify, or '{data.name}' has no labels"}.get(
-                       m, f"the feature metrics need MNIST or digits images, not '{data.name}'")
-            raise ConfigError(f"metric '{m}' does not apply: {why}")
-    return [m for m in METRICS if m in metrics]
+            skipped[m] = {"nll": f"{model.name} has no likelihood or bound (it is a sampler: use parzen)",
+                          "modes": f"dataset '{data.name}' has no known mode centres",
+                          "error": f"{model.name} does not classify, or '{data.name}' has no labels"}.get(
+                              m, f"the feature metrics need MNIST or digits images, not '{data.name}'")
+            if strict:
+                raise ConfigError(f"metric '{m}' does not apply: {skipped[m]}")
+    chosen = [m for m in METRICS if m in metrics and m not in skipped]
+    return chosen if strict else (chosen, skipped)
 
 
 @torch.no_grad()
@@ -97,7 +105,7 @@ def draw(model, n: int, seed: int, data, batch_size: int = 1000) -> torch.Tensor
 
 def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split: str = "test", n: int | None = None,
              n_samples: int = 10_000, iwae_k: int = 5000, batch_size: int = 100, seed: int = 0,
-             parzen_sigmas: Sequence[float] | None = None, progress: bool = True) -> dict:
+             parzen_sigmas: Sequence[float] | None = None, strict: bool = True, progress: bool = True) -> dict:
     """Compute ``metrics`` for ``model`` on the ``split`` of the dataset described by ``data_spec`` (a run's
     data recipe: name, root, binarize/dequantize, dataset options).
 
@@ -106,8 +114,12 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     Parzen chooses its sigma from ``parzen_sigmas`` (default :data:`genzoo.eval.parzen.SIGMAS`, made for
     images in [0, 1]) on the validation split, or on the training split when ``split="valid"``.
 
+    A metric named in ``metrics`` that the model does not admit is a :class:`ConfigError`; with ``strict=False``
+    it is left out and listed with the reason under ``"skipped"`` (``{metric: why}``).
+
     Returns ``{"metrics": [...], "dataset", "split", "n_samples", "seconds": {metric: s}}`` plus one entry per
-    family of results: ``"likelihood"`` (a likelihood report), ``"parzen"``, ``"features"``, ``"modes"``.
+    family of results: ``"likelihood"`` (a likelihood report), ``"parzen"``, ``"features"`` (the feature metrics
+    asked for), ``"modes"``, ``"error"``.
     """
     check_eval_options(n=n, n_samples=n_samples, iwae_k=iwae_k, batch_size=batch_size)
     if not isinstance(data_spec, dict) or not data_spec.get("name"):
@@ -117,9 +129,13 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     if parzen_sigmas is not None:
         parzen_sigmas = check_sigmas(parzen_sigmas)
     test = load_spec(data_spec, split, nonempty=True)
-    chosen = resolve_metrics(metrics, model, test)
+    chosen, skipped = resolve_metrics(metrics, model, test, strict=False)
+    if strict and skipped:
+        resolve_metrics(metrics, model, test)  # raises, naming the first
     out: dict = {"model": model.name, "metrics": chosen, "dataset": test.name, "split": split, "n_samples": n_samples, "seed": seed,
                  "seconds": {}}
+    if skipped:
+        out["skipped"] = skipped
     samples = None
     if set(chosen) - {"nll"}:
         t0 = time.time()
@@ -140,7 +156,8 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
 
         t0 = time.time()
         out["features"] = feature_metrics(samples, test.name, root=data_spec.get("root"), split=split,
-                                          n_real=n, seed=seed, progress=progress)
+                                          n_real=n, seed=seed, which=[m for m in chosen if m in FEATURE_METRICS],
+                                          progress=progress)
         out["seconds"]["features"] = time.time() - t0
     if "modes" in chosen:
         from .modes import mode_coverage
@@ -195,8 +212,11 @@ def format_result(result: dict) -> str:
         f = result["features"]
         lines.append(f"features of genzoo's {f['classifier']} classifier ({100 * f['classifier_accuracy']:.2f}% test "
                      f"accuracy; {f['n_fake']:,} samples vs {f['n_real']:,} {result['split']} images):")
-        lines.append(f"  FID {f['fid']:.3f}  KID {f['kid']:.5f} +- {f['kid_std']:.5f}  precision {f['precision']:.3f}  "
-                     f"recall {f['recall']:.3f}  density {f['density']:.3f}  coverage {f['coverage']:.3f}  IS {f['is']:.3f}")
+        parts = {"fid": lambda: f"FID {f['fid']:.3f}", "kid": lambda: f"KID {f['kid']:.5f} +- {f['kid_std']:.5f}",
+                 "precision": lambda: f"precision {f['precision']:.3f}  recall {f['recall']:.3f}",
+                 "density": lambda: f"density {f['density']:.3f}  coverage {f['coverage']:.3f}",
+                 "is": lambda: f"IS {f['is']:.3f} +- {f['is_std']:.3f}"}
+        lines.append("  " + "  ".join(text() for key, text in parts.items() if key in f))  # only the metrics asked for
         lines.append("  class histogram of samples: " + " ".join(f"{100 * c:.1f}" for c in f["class_histogram"]) + " (%)")
     if "modes" in result:
         m = result["modes"]
