@@ -128,6 +128,25 @@ class GenerativeModel(nn.Module):
         p = next(self.parameters(), None)
         return x if p is None or x.dtype == p.dtype else x.to(p.dtype)
 
+    def check_pixels(self, x: Tensor) -> Tensor:
+        """``x`` as :meth:`check_input` returns it, and for a model whose p(x|z) is a mass on binary pixels
+        (``bernoulli_pixels``: the Bernoulli VAE, M2), a DataError unless its values lie in [0, 1]: outside,
+        ``x log p + (1 - x) log(1 - p)`` is no likelihood and grows without bound (grey levels inside are
+        scored as a cross-entropy, the ``bernoulli-on-grey`` space). One host sync: for the bounds that
+        evaluation calls, not the training step.
+
+        >>> import torch, genzoo
+        >>> genzoo.build("vae", data_shape=(1, 8, 8)).check_pixels(torch.full((2, 1, 8, 8), 255.0))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: vae: a Bernoulli decoder scores pixels in [0, 1], got values in [255, 255]; scale the data, or use --set likelihood=gaussian
+        """
+        x = self.check_input(x)
+        if getattr(self, "bernoulli_pixels", False) and x.numel() and (x.min() < 0 or x.max() > 1):
+            hint = "; scale the data, or use --set likelihood=gaussian" if hasattr(self, "likelihood") else ""
+            raise DataError(f"{self.name}: a Bernoulli decoder scores pixels in [0, 1], got values in "
+                            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]{hint}")
+        return x
+
     @property
     def device(self) -> torch.device:
         for t in self.parameters():

@@ -171,7 +171,7 @@ def test_model_transform_applies_to_discrete_data_only(tmp_path, capsys, mnist_r
     assert code == 0, err
     assert json.loads((rd / "run.json").read_text())["recipe"]["data"]["binarize"] is True
     code, _, err = run(capsys, "train", "vae", "--data", "ring", "--steps", "2", "--run-dir", str(tmp_path / "r"))
-    assert code == 2 and "Bernoulli decoder needs data in [0, 1]" in err
+    assert code == 2 and "Bernoulli decoder scores pixels in [0, 1]" in err
     assert not (tmp_path / "r").exists()  # a run that never started leaves no folder behind
     mine = tmp_path / "mine"  # ... and, in a folder of the user's, only what was there before
     mine.mkdir()

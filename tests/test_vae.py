@@ -214,3 +214,22 @@ def test_bounds_check_the_example_shape_and_take_other_dtypes(name):
         torch.manual_seed(1)
         got = model.iwae_bound(other, k=4)
         assert got.dtype == torch.float32 and torch.allclose(got, ref)
+
+
+@pytest.mark.parametrize("name", ["vae", "ssvae"])
+def test_bernoulli_bounds_refuse_pixels_outside_the_unit_interval(name):
+    from genzoo.errors import DataError
+
+    model = genzoo.build(name, data_shape=(1, 8, 8)).eval()
+    grey = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(model.elbo(grey)).all() and torch.isfinite(model.iwae_bound(grey, 3)).all()
+    # x l - softplus(l) grows without bound in l for x > 1: such "bounds" could beat any likelihood
+    for bad in (1 + grey, grey - 0.5):
+        for bound in (model.elbo, lambda x: model.iwae_bound(x, 3)):
+            with pytest.raises(DataError, match=r"Bernoulli decoder scores pixels in \[0, 1\]"):
+                bound(bad)
+    if name == "ssvae":
+        with pytest.raises(DataError, match="pixels in"):
+            model.labelled_bound(1 + grey, torch.zeros(4, dtype=torch.long))
+    gaussian = genzoo.build("vae", data_shape=(1, 8, 8), likelihood="gaussian").eval()
+    assert torch.isfinite(gaussian.elbo(2 * grey - 0.5)).all()  # a density on the reals takes any value

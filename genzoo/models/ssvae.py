@@ -155,8 +155,7 @@ class SSVAE(GenerativeModel):
     def setup_labels(self, x: Tensor, y: Tensor, generator: torch.Generator) -> None:
         """Keep ``labels / n_classes`` examples of each class of the training set (grey levels; they are
         binarized afresh at every use, like the unlabelled batches)."""
-        if x.min() < 0 or x.max() > 1:
-            raise DataError("ssvae: a Bernoulli decoder needs data in [0, 1]")
+        self.check_pixels(x)
         self.check_labels(y, x.shape[0], "training labels")
         per = self.labels // self.n_classes
         keep = []
@@ -245,7 +244,7 @@ class SSVAE(GenerativeModel):
     def labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
         """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B). ``eps``
         (B, L): the standard normal draws of z's reparameterisation (default: fresh ones)."""
-        x = self.check_input(x)
+        x = self.check_pixels(x)
         self.check_labels(y, x.shape[0])
         return self._labelled_bound(x, y, features, eps)
 
@@ -279,13 +278,13 @@ class SSVAE(GenerativeModel):
 
     def elbo(self, x: Tensor) -> Tensor:
         """The unlabelled bound -U(x) on log p(x), (B,)."""
-        return self.unlabelled_bound(x)
+        return self.unlabelled_bound(self.check_pixels(x))
 
     @torch.no_grad()
     def iwae_bound(self, x: Tensor, k: int) -> Tensor:
         """log p(x) >= E log sum_y (1/k) sum_i p(x, y, z_i) / q(z_i|x, y): an IWAE bound (Burda et al. 2015)
         for each class, the classes summed exactly; (B,)."""
-        x = self.check_input(x)
+        x = self.check_pixels(x)
         k = self.check_count(k, "iwae_bound's k, the importance samples (k >= 1)")
         per_class = [torch.logsumexp(self._log_w(x, torch.full((x.shape[0],), c, device=x.device), k), 0) - math.log(k)
                      for c in range(self.n_classes)]  # K x (B,)

@@ -29,7 +29,7 @@ from torch.distributions import Transform as _TorchTransform
 from torch.distributions import constraints
 
 from ..base import GenerativeModel
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..nn import ConvDecoder, ConvEncoder, mlp
 from ..registry import register
 from ..train import distributed
@@ -187,7 +187,7 @@ class VAE(GenerativeModel):
         """ELBO per example, (B,): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), in nats."""
         if n_samples is not None and n_samples < 1:
             raise ConfigError(f"elbo needs n_samples >= 1 (None: the model's {self.n_samples}), got {n_samples}")
-        rec, kl = self._terms(x, n_samples or self.n_samples)
+        rec, kl = self._terms(self.check_pixels(x), n_samples or self.n_samples)
         return rec - kl
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
@@ -202,7 +202,7 @@ class VAE(GenerativeModel):
         log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x); k=1 is the ELBO, k -> inf log p(x).
         Samples are drawn in chunks of at most ``chunk_rows`` decoder rows to bound memory.
         """
-        x = self.check_input(x)
+        x = self.check_pixels(x)
         k = self.check_count(k, "iwae_bound's k, the importance samples (k >= 1)")
         chunk = max(1, min(k, chunk_rows // max(1, x.shape[0])))
         total = torch.full((x.shape[0],), -math.inf, dtype=self._zero.dtype, device=x.device)
@@ -222,9 +222,7 @@ class VAE(GenerativeModel):
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Start the Bernoulli decoder's output bias at the logit of the mean pixel (Burda et al. 2015)."""
-        if self.likelihood == "bernoulli" and (x.min() < 0 or x.max() > 1):
-            raise DataError(f"vae: a Bernoulli decoder needs data in [0, 1], got values in "
-                            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]; use --set likelihood=gaussian")
+        self.check_pixels(x)
         last = self.decoder[0][-1] if isinstance(self.decoder, nn.Sequential) else None
         if self.likelihood == "bernoulli" and isinstance(last, nn.Linear):
             p = x.float().mean(0).reshape(-1).clamp(1e-3, 1 - 1e-3)
