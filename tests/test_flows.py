@@ -256,6 +256,35 @@ def test_model_setup_initialises_its_actnorm_from_the_data(name):
     assert not m.training  # and restores the mode it found
 
 
+def test_an_initialised_actnorm_flow_compiles_to_one_graph_and_fit_compiles_after_setup(monkeypatch):
+    """ActNorm read its initialised flag as a tensor every training step: a host sync, and under --compile a graph
+    break that split a multi-scale flow into per-layer frames (recompiled past dynamo's limit). Once set, the flag
+    is a Python bool; a loaded flag or a new setup is read again."""
+    import torch._dynamo
+
+    from genzoo.train import acceleration
+
+    data = load_dataset("digits", n=64)
+    m = genzoo.build("realnvp", data_shape=(1, 8, 8), norm="actnorm", n_scales=1, n_couplings=2, width=8, n_blocks=1)
+    seen = []
+    monkeypatch.setattr(acceleration, "compile_networks",  # what fit(compile=True) finds when it compiles
+                        lambda model: seen.append([bool(a.initialized) for a in model.modules() if isinstance(a, ActNorm)]))
+    genzoo.fit(m, data, steps=1, batch_size=32, progress=False, compile=True)
+    assert seen and seen[0] and all(seen[0])  # after setup's data-dependent pass, which would break the graph
+    m.train()
+    x = m._check(data.transformed(torch.Generator().manual_seed(0))[:16])
+    explain = torch._dynamo.explain(m.transform)(x)
+    assert explain.graph_break_count == 0 and explain.graph_count == 1
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    m.setup(x, torch.Generator().manual_seed(1))  # a new setup initialises again, from these data
+    a = next(t for t in m.modules() if isinstance(t, ActNorm))
+    assert not torch.equal(a.loc, state[next(k for k in state if k.endswith("loc"))])
+    fresh = genzoo.build("realnvp", data_shape=(1, 8, 8), norm="actnorm", n_scales=1, n_couplings=2, width=8, n_blocks=1)
+    fresh.load_state_dict(state)
+    fresh.train().transform(x)  # a loaded, initialised flag: no re-initialisation
+    torch.testing.assert_close(fresh.state_dict(), state)
+
+
 def _spread_data(n=4000, d=6):
     """Vectors whose dimensions have means 0.5 and spreads 1e-3 .. 1 (MNIST's border and centre pixels)."""
     spread = torch.logspace(-3, 0, d)                                    # (d,)

@@ -237,8 +237,6 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     channels_last = acceleration.use_channels_last(model, channels_last)
     if channels_last:
         acceleration.to_channels_last(model)
-    if compile:
-        acceleration.compile_networks(model)
     state.optimizers = model.configure_optimizers()
     for opt in state.optimizers if world_size > 1 else ():
         distributed.average_gradients_before_step(opt)
@@ -261,6 +259,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         model.setup(setup_x, state.data_generator)
         if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
             model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
+    if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
+        acceleration.compile_networks(model)
     writes = run_dir if rank == 0 else None  # rank 0 alone writes files
     with contextlib.ExitStack() as hold:
         if writes is not None:

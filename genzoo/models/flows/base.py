@@ -182,7 +182,7 @@ class Flow(GenerativeModel):
         idx = torch.randperm(x.shape[0], generator=generator)[:512]
         for m in self.modules():  # from the training data, whatever batch a log_prob before fit showed them
             if isinstance(m, ActNorm):
-                m.initialized.fill_(False)
+                m.reset()
         was = self.training
         self.train()
         self.transform(self._check(x[idx.to(x.device)]))

@@ -258,6 +258,16 @@ class ActNorm(Transform):
         self.log_scale = nn.Parameter(torch.zeros(_stat_shape(shape)))
         self.register_buffer("initialized", torch.tensor(False))
         self.per_stat = math.prod(shape[1:])  # pixels per channel (1 for vectors)
+        self._ready = False  # the buffer's value once it is True, a Python bool: no host sync (or graph break) per step
+
+    def reset(self) -> None:
+        """Initialise again from the next training batch."""
+        self.initialized.fill_(False)
+        self._ready = False
+
+    def _load_from_state_dict(self, *args, **kwargs):  # a loaded flag is read again at the next training step
+        super()._load_from_state_dict(*args, **kwargs)
+        self._ready = False
 
     @torch.no_grad()
     def _init(self, x: Tensor) -> None:
@@ -269,8 +279,10 @@ class ActNorm(Transform):
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.training and not bool(self.initialized):
-            self._init(x)
+        if self.training and not self._ready:  # read the buffer (a checkpoint may have set it) until it is True
+            if not bool(self.initialized):
+                self._init(x)
+            self._ready = bool(self.initialized)
         ld = -self.log_scale.sum() * self.per_stat
         return (x - self.loc) * (-self.log_scale).exp(), ld.expand(x.shape[0])
 
