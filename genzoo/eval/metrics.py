@@ -61,18 +61,15 @@ def admitted(model, data) -> list[str]:
     return out
 
 
-def resolve_metrics(metrics: str | list[str], model, data, strict: bool = True) -> list[str] | tuple[list[str], dict]:
-    """``"auto"``, ``"all"`` or a list / comma-separated names -> the metrics to compute, checked.
-
-    A named metric that ``model`` does not admit on ``data`` is a :class:`ConfigError`; with ``strict=False``
-    it is left out instead, and the result is ``(metrics, {left-out metric: why})`` (what ``compare`` does
-    for a table of runs of several kinds). An unknown name is an error either way.
-    """
+def applicable(metrics: str | list[str], model, data) -> tuple[list[str], dict[str, str]]:
+    """``"auto"``, ``"all"`` or a list / comma-separated names -> (the metrics ``model`` admits on ``data``, in
+    :data:`METRICS` order; ``{named metric it does not admit: why}``). An unknown name is a ConfigError."""
     ok = admitted(model, data)
     if isinstance(metrics, str):
-        if metrics in ("all", "auto"):
-            chosen = ok if metrics == "all" else [m for m in ok if m in ("nll", "modes", "error") or (m == "parzen" and "nll" not in ok)]
-            return chosen if strict else (chosen, {})
+        if metrics == "all":
+            return ok, {}
+        if metrics == "auto":
+            return [m for m in ok if m in ("nll", "modes", "error") or (m == "parzen" and "nll" not in ok)], {}
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     if not metrics:
         raise ConfigError("no metrics named: give e.g. --metrics nll,parzen,fid or all")
@@ -85,10 +82,16 @@ def resolve_metrics(metrics: str | list[str], model, data, strict: bool = True) 
                           "modes": f"dataset '{data.name}' has no known mode centres",
                           "error": f"{model.name} does not classify, or '{data.name}' has no labels"}.get(
                               m, f"the feature metrics need MNIST or digits images, not '{data.name}'")
-            if strict:
-                raise ConfigError(f"metric '{m}' does not apply: {skipped[m]}")
-    chosen = [m for m in METRICS if m in metrics and m not in skipped]
-    return chosen if strict else (chosen, skipped)
+    return [m for m in METRICS if m in metrics and m not in skipped], skipped
+
+
+def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
+    """The metrics to compute, as :func:`applicable` finds them; a named one the model does not admit is a
+    ConfigError."""
+    chosen, skipped = applicable(metrics, model, data)
+    for m, why in skipped.items():
+        raise ConfigError(f"metric '{m}' does not apply: {why}")
+    return chosen
 
 
 @torch.no_grad()
@@ -129,9 +132,7 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     if parzen_sigmas is not None:
         parzen_sigmas = check_sigmas(parzen_sigmas)
     test = load_spec(data_spec, split, nonempty=True)
-    chosen, skipped = resolve_metrics(metrics, model, test, strict=False)
-    if strict and skipped:
-        resolve_metrics(metrics, model, test)  # raises, naming the first
+    chosen, skipped = (resolve_metrics(metrics, model, test), {}) if strict else applicable(metrics, model, test)
     out: dict = {"model": model.name, "metrics": chosen, "dataset": test.name, "split": split, "n_samples": n_samples, "seed": seed,
                  "seconds": {}}
     if skipped:
