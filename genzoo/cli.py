@@ -8,6 +8,7 @@ Anything unforeseen is one line too, with exit status 1 (``GENZOO_DEBUG=1`` show
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CheckpointError, ConfigError, DataError, GenZooError, WriteError, did_you_mean
+from .errors import CheckpointError, ConfigError, DataError, GenZooError, RunLocked, WriteError, did_you_mean
 
 MAX_PICTURE = 10_000  # the most images one `genzoo sample` picture holds
 PAIRS = 6  # `genzoo interpolate`'s default rows between prior draws
@@ -361,13 +362,35 @@ def _typed_train(train: dict) -> dict:
     return out
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, Slurm, ``docker stop``, systemd) during training: handled as Ctrl-C is."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def cmd_train(args) -> int:
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    try:
+        with contextlib.ExitStack() as hold:  # the run's lock (rank 0), from before run.json to the end of training
+            return _train(args, hold)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _train(args, hold: contextlib.ExitStack) -> int:
     import torch
 
     from .data import load_spec, typed_spec
 
     from . import __version__
-    from .io import atomic_write_json, blocked_by_file, latest_checkpoint, read_json
+    from .io import atomic_write_json, blocked_by_file, latest_checkpoint, read_json, run_lock
     from .registry import build
     from .train import distributed, fit
     from .train.loop import check_train_options
@@ -392,6 +415,10 @@ def cmd_train(args) -> int:
                               "(--steps, --epochs, --data-root, --checkpoint-every, --sample-every and the speed "
                               "options may change)")
         recipe, transform = read_recipe(run_dir), {}
+        lacks = [k for k in ("batch_size", "seed") if recipe["train"].get(k) is None]
+        if lacks or (recipe["train"].get("steps") is None and recipe["train"].get("epochs") is None):
+            raise CheckpointError(f"{run_dir / 'run.json'} does not record the run's {', '.join(lacks or ['steps or epochs'])}"
+                                  " (in recipe.train): it was edited, or not written by `genzoo train`")
         model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
         if args.steps is not None:
             recipe["train"]["steps"], recipe["train"]["epochs"] = args.steps, None
@@ -440,11 +467,8 @@ def cmd_train(args) -> int:
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
     if blocked_by_file(run_dir.parent):
         raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
-    if not args.resume and run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
-        if latest_checkpoint(run_dir) is None and not (run_dir / "model.safetensors").exists():
-            raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: remove the "
-                              "folder to start it again, or choose another --run-dir")
-        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
+    if not args.resume:
+        _check_new_run(run_dir)
     steps = train.get("steps")
     epochs = train.get("epochs") if steps is None else None
     if steps is None and epochs is None:
@@ -457,7 +481,11 @@ def cmd_train(args) -> int:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise WriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
+        # the lock before anything is written: a second `train` into this folder is refused (RunLocked) before it
+        # writes or removes anything of the run that holds it
+        hold.enter_context(run_lock(run_dir))
         if not args.resume:
+            _check_new_run(run_dir)  # again, under the lock: another process may have started a run here just now
             atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
                                                      "command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
                                                      "created": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -486,20 +514,23 @@ def cmd_train(args) -> int:
                     precision=train.get("precision", "fp32"), channels_last=train.get("channels_last"),
                     compile=bool(train.get("compile", False)), max_minutes=train.get("max_minutes"),
                     keep_best=bool(train.get("keep_best", False)))
+    except RunLocked:  # another process's run: not ours to clean up
+        raise
     except GenZooError:
         if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # a run that never started
             _remove_new(run_dir, before)                                           # leaves nothing behind
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         if main_rank and not args.resume and latest_checkpoint(run_dir) is None:
             _remove_new(run_dir, before)
-            sys.stderr.write(f"genzoo: interrupted before the first checkpoint; {run_dir} is removed\n"
-                             if before is None else f"genzoo: interrupted before the first checkpoint; what the "
+            sys.stderr.write(f"genzoo: {what} before the first checkpoint; {run_dir} is removed\n"
+                             if before is None else f"genzoo: {what} before the first checkpoint; what the "
                              f"run wrote in {run_dir} is removed\n")
         elif main_rank:
-            sys.stderr.write(f"genzoo: interrupted; the checkpoints written so far are intact: continue with "
+            sys.stderr.write(f"genzoo: {what}; the checkpoints written so far are intact: continue with "
                              f"`genzoo train --resume --run-dir {run_dir}`\n")
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     if main_rank:
         print(f"genzoo: {state.step} steps in {time.time() - t0:.1f} s; run in {run_dir}", file=sys.stderr)
         _density_picture(model, data, run_dir)
@@ -507,6 +538,17 @@ def cmd_train(args) -> int:
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return 0
+
+
+def _check_new_run(run_dir: Path) -> None:
+    """A ConfigError if ``run_dir`` already holds a run (a new run may go into an empty folder or a user's)."""
+    from .io import latest_checkpoint
+
+    if run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
+        if latest_checkpoint(run_dir) is None and not (run_dir / "model.safetensors").exists():
+            raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: remove the "
+                              "folder to start it again, or choose another --run-dir")
+        raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
 
 
 def _remove_new(run_dir: Path, before: set[Path] | None) -> None:
@@ -849,8 +891,16 @@ COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample"
             "bench": cmd_bench}
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    (file or sys.stderr).write(f"genzoo: warning: {' '.join(str(message).split())}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = parse(argv)
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warning  # a warning on the command line is one line too, with no source line
     try:
         return COMMANDS[args.command](args)
     except GenZooError as e:
@@ -859,14 +909,17 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `genzoo data | head`
         sys.stderr.close()
         return 0
-    except KeyboardInterrupt:  # training reports its own interruption (see cmd_train)
-        sys.stderr.write("genzoo: interrupted\n")
-        return 130
+    except KeyboardInterrupt as e:  # training reports its own interruption (see cmd_train)
+        terminated = isinstance(e, Terminated)
+        sys.stderr.write("genzoo: terminated (SIGTERM)\n" if terminated else "genzoo: interrupted\n")
+        return 143 if terminated else 130
     except Exception as e:  # never a bare traceback: name the failure in one line (GENZOO_DEBUG=1 shows it whole)
         if os.environ.get("GENZOO_DEBUG"):
             raise
         sys.stderr.write(f"genzoo: error: {_unexpected(e)}\n")
         return 1
+    finally:
+        warnings.showwarning = shown
 
 
 def _unexpected(e: Exception) -> str:

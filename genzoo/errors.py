@@ -30,6 +30,14 @@ class WriteError(GenZooError):
     """A file or folder that cannot be written: a missing folder, no permission, a full disk."""
 
 
+class RunLocked(ConfigError):
+    """Another process is training this run (it holds the run's lock): nothing of the run may be touched."""
+
+
+class GenZooWarning(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints ``genzoo: warning: ...``)."""
+
+
 class TrainingDiverged(GenZooError):
     """The loss became NaN/inf or exploded; the last good checkpoint is kept."""
 

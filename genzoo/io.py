@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from .errors import CheckpointError, ConfigError, WriteError
+from .errors import CheckpointError, ConfigError, GenZooWarning, RunLocked, WriteError
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -290,29 +291,53 @@ def _moved(model, device):
         raise ConfigError(f"cannot load the model onto {device}: {str(e).splitlines()[0]}") from None
 
 
+_LOCKED: set[Path] = set()  # the runs this process holds the lock of (run_lock is re-entrant)
+
+
 @contextlib.contextmanager
 def run_lock(run_dir: str | os.PathLike):
     """Hold ``run_dir/.lock`` (an exclusive ``flock``) for the block: a second process that would train the
-    same run (two ``--resume`` at once) gets a ConfigError instead of writing over the first one's
-    checkpoints and metrics. The lock dies with its process, even on SIGKILL, so a killed run never stays
-    locked; the file is removed when the block ends. Where ``fcntl`` is missing (Windows) there is no lock.
+    same run (two ``train`` into one ``--run-dir``, two ``--resume`` at once) gets a :class:`RunLocked` error
+    instead of writing over the first one's files. The lock dies with its process, even on SIGKILL, so a
+    killed run never stays locked; the file is removed, still locked, when the block ends, and a process that
+    locked a file just removed tries again on the new one. Re-entrant within a process (``genzoo train`` holds
+    it from before it writes run.json, ``fit`` again around training). Where ``fcntl`` is missing (Windows)
+    there is no lock.
     """
     try:
         import fcntl
     except ImportError:
         yield
         return
-    path = Path(run_dir) / ".lock"
-    with open(path, "a") as f:
+    path = (Path(run_dir) / ".lock").resolve()
+    if path in _LOCKED:
+        yield
+        return
+    while True:
+        try:
+            f = open(path, "a")
+        except OSError as e:
+            raise WriteError(f"cannot write the run's lock file {path}: {e.strerror or e}") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError(f"another process is training the run in {run_dir}: wait for it to end (two at once "
-                              "would write over each other's checkpoints)") from None
-        try:
-            yield
-        finally:
-            path.unlink(missing_ok=True)
+            f.close()
+            raise RunLocked(f"another process is training the run in {run_dir}: wait for it to end (two at once "
+                            "would write over each other's checkpoints)") from None
+        try:  # the holder before may have removed the file between our open and our lock: lock the current one
+            same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()
+    _LOCKED.add(path)
+    try:
+        yield
+    finally:
+        _LOCKED.discard(path)
+        path.unlink(missing_ok=True)  # while still locked: the next process locks a new file
+        f.close()
 
 
 # -- checkpoints ----------------------------------------------------------------------------------
@@ -377,8 +402,13 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    for old in checkpoint_dirs(run_dir)[:-keep]:  # renamed out of the run first: a kill mid-removal leaves no
+        gone = old.with_name(f".tmp-{old.name}-pruned")  # half-deleted step-N (the next start removes .tmp-step-*)
+        try:
+            os.rename(old, gone)
+        except OSError:
+            continue
+        shutil.rmtree(gone, ignore_errors=True)
     return final
 
 
@@ -416,6 +446,37 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
         _match_layouts(opt)
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     return state, rng
+
+
+def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers,
+                           set_aside: bool = True) -> tuple[Path, dict, dict[str, torch.Tensor]] | None:
+    """:func:`load_checkpoint` from the newest checkpoint of ``run_dir`` that loads; None if it has none.
+
+    Writes are atomic, so a damaged checkpoint comes from outside (a disk fault, a partial copy): it is set
+    aside as ``checkpoints/.damaged-step-N`` (kept, out of the run's way) with a :class:`GenZooWarning`, and the
+    one before it is tried (``set_aside=False``: left in place, for the processes of a distributed run but the
+    one that writes). If none loads, the newest one's error is raised and nothing is moved (weights that do not
+    fit the model fail every checkpoint alike).
+    """
+    dirs = checkpoint_dirs(run_dir)
+    errors = []
+    for path in reversed(dirs):
+        try:
+            saved, rng = load_checkpoint(path, model, optimizers)
+        except CheckpointError as e:  # the next one loaded restores every tensor this one may have set
+            errors.append((path, e))
+            continue
+        for bad, e in errors:
+            if not set_aside:
+                continue
+            aside = bad.with_name(f".damaged-{bad.name}")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.rename(bad, aside)
+            warnings.warn(f"{e}; set aside as {aside}, resuming from {path.name}", GenZooWarning, stacklevel=2)
+        return path, saved, rng
+    if errors:
+        raise errors[0][1]
+    return None
 
 
 def replace_folder(tmp: Path, final: Path) -> None:

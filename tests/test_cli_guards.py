@@ -430,3 +430,44 @@ def test_resume_from_a_corrupt_state_json_is_one_line(vae_run, tmp_path, capsys,
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "40", "--no-progress")
     _one_error_line(code, err, needle)
     assert _digest(rd) == before
+
+
+def test_a_second_train_into_a_run_being_trained_is_refused_before_it_writes(tmp_path, capsys):
+    """Two `genzoo train` into one --run-dir: the one that finds the run's lock held writes nothing and removes
+    nothing (it used to overwrite run.json, or remove the whole folder of the run being trained)."""
+    import fcntl
+
+    rd = tmp_path / "race"
+    rd.mkdir()
+    (rd / "run.json").write_text('{"the": "first run"}')  # the first run started, before its config.json
+    holder = open(rd / ".lock", "a")
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ... and holds the lock, as another process
+    before = _digest(rd)
+    code, _, err = run(capsys, "train", "vae", "--steps", "5", "--run-dir", str(rd), "--no-progress")
+    _one_error_line(code, err, "another process is training the run")
+    assert _digest(rd) == before
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+
+
+def test_resume_of_a_run_json_without_its_batch_size_is_one_line(vae_run, tmp_path, capsys):
+    rd = tmp_path / "edited"
+    shutil.copytree(vae_run, rd)
+    record = json.loads((rd / "run.json").read_text())
+    del record["recipe"]["train"]["batch_size"]
+    (rd / "run.json").write_text(json.dumps(record))
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "30", "--no-progress")
+    _one_error_line(code, err, "does not record the run's batch_size")
+
+
+def test_resume_past_a_damaged_checkpoint_warns_in_one_line(tmp_path, capsys):
+    rd = tmp_path / "run"
+    assert main(["train", "vae", "--steps", "10", "--checkpoint-every", "5", "--run-dir", str(rd), "--no-progress",
+                 "--set", "hidden=16"]) == 0
+    (rd / "checkpoints" / "step-00000010" / "state.json").write_text('{"step": ')  # cut short outside genzoo
+    capsys.readouterr()
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "12", "--no-progress")
+    assert code == 0, err
+    warning = [line for line in err.splitlines() if line.startswith("genzoo: warning: ")]
+    assert len(warning) == 1 and "corrupt checkpoint state" in warning[0] and "resuming from step-00000005" in warning[0]
+    assert (rd / "checkpoints" / ".damaged-step-00000010").is_dir() and io.latest_checkpoint(rd).name == "step-00000012"

@@ -141,6 +141,27 @@ def test_kill_9_then_resume_equals_uninterrupted(tmp_path):
     assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".tmp")]
 
 
+def test_sigterm_is_handled_as_ctrl_c(tmp_path):
+    """SIGTERM (timeout, Slurm, docker stop) ends a run with exit status 143 and one line naming how to resume;
+    its checkpoints stay, and the resumed run finishes."""
+    rd = tmp_path / "run"
+    victim = _cli("train", "vae", "--steps", "100000", "--checkpoint-every", "10", "--no-progress", "--run-dir", str(rd),
+                  "--set", "hidden=32", "--device", "cpu")
+    deadline = time.time() + 120
+    while not io.checkpoint_dirs(rd):
+        assert victim.poll() is None and time.time() < deadline, victim.stderr.read()
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGTERM)
+    assert victim.wait(60) == 143
+    err = victim.stderr.read()
+    assert "genzoo: terminated (SIGTERM); the checkpoints written so far are intact" in err and "Traceback" not in err
+    assert not (rd / ".lock").exists()
+    done = int(io.latest_checkpoint(rd).name[5:])
+    resumed = _cli("train", "--resume", "--run-dir", str(rd), "--steps", str(done + 5), "--no-progress", "--device", "cpu")
+    assert resumed.wait(120) == 0, resumed.stderr.read()
+    assert (rd / "model.safetensors").is_file()
+
+
 def test_full_batch_em_through_fit(tmp_path):
     data = load_dataset("ring", n=2000, std=0.05)
     m = genzoo.build("gmm", data_shape=(2,), n_components=8)
@@ -303,13 +324,92 @@ def test_a_run_stopped_before_its_final_weights_resumes_to_write_them(tmp_path):
         genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path, resume=True, progress=False)
 
 
+class _LockedElsewhere:
+    """The run's lock held through a file description of its own, as another process holds it."""
+
+    def __init__(self, run_dir):
+        import fcntl
+
+        self.f = open(os.path.join(run_dir, ".lock"), "a")
+        fcntl.flock(self.f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def release(self):
+        os.unlink(self.f.name)  # as run_lock does: removed while still locked
+        self.f.close()
+
+
 def test_one_process_at_a_time_trains_a_run(tmp_path):
     digits = load_dataset("digits", binarize=True)
     genzoo.fit(_model(), digits, steps=4, checkpoint_every=2, run_dir=tmp_path, progress=False)
-    with io.run_lock(tmp_path):  # as if another process were training it
-        with pytest.raises(genzoo.errors.ConfigError, match="another process is training the run"):
-            genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path, resume=True, progress=False)
-    assert genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path, resume=True, progress=False).step == 8
+    other = _LockedElsewhere(tmp_path)
+    with pytest.raises(genzoo.errors.RunLocked, match="another process is training the run"):
+        genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path, resume=True, progress=False)
+    other.release()
+    with io.run_lock(tmp_path):  # re-entrant within a process: `genzoo train` holds it around fit
+        assert genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path, resume=True, progress=False).step == 8
+        assert (tmp_path / ".lock").exists()  # the outer hold keeps it
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(tmp_path):
+    import warnings
+
+    digits = load_dataset("digits", binarize=True)
+    kw = dict(batch_size=50, seed=2, checkpoint_every=2, progress=False)
+    ref = _model()
+    genzoo.fit(ref, digits, steps=10, run_dir=tmp_path / "ref", **kw)
+    genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path / "run", **kw)  # checkpoints 4, 6, 8 kept
+    newest = tmp_path / "run" / "checkpoints" / "step-00000008"
+    (newest / "model.safetensors").write_bytes(b"")  # damaged outside genzoo (a disk fault, a partial copy)
+    m = _model()
+    with pytest.warns(genzoo.errors.GenZooWarning, match=r"corrupt weights file .*step-00000008.*resuming from step-00000006"):
+        assert genzoo.fit(m, digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw).step == 10
+    assert (tmp_path / "run" / "checkpoints" / ".damaged-step-00000008").is_dir()  # kept, out of the run's way
+    for k, v in ref.state_dict().items():  # steps 7 and 8 again, from the checkpoint before: as if never lost
+        assert torch.equal(m.state_dict()[k], v), k
+    steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 10
+    # nothing loads (weights that do not fit fail every checkpoint alike): the newest one's error, nothing moved
+    other = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(32,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(genzoo.errors.CheckpointError, match="step-00000010.* do not fit"):
+            genzoo.fit(other, digits, steps=12, run_dir=tmp_path / "run", resume=True, **kw)
+    assert len(io.checkpoint_dirs(tmp_path / "run")) == 3 and not (tmp_path / "run" / ".lock").exists()
+
+
+def test_a_full_disk_while_logging_is_one_line_and_keeps_the_checkpoints(tmp_path, monkeypatch):
+    import builtins
+
+    import genzoo.train.callbacks as callbacks
+
+    real = builtins.open
+
+    def full(path, mode="r", *a, **k):
+        if str(path).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(28, "No space left on device")
+        return real(path, mode, *a, **k)
+
+    monkeypatch.setattr(callbacks, "open", full, raising=False)  # the logger's appends only
+    with pytest.raises(genzoo.errors.WriteError, match="cannot write .*metrics.jsonl: No space left on device"):
+        genzoo.fit(_model(), load_dataset("digits", binarize=True), steps=30, checkpoint_every=5, log_every=10,
+                   run_dir=tmp_path, progress=False)
+    assert [c.name for c in io.checkpoint_dirs(tmp_path)] == ["step-00000005"] and not (tmp_path / ".lock").exists()
+
+
+def test_a_resume_clears_what_writes_cut_short_by_a_kill_left(tmp_path):
+    digits = load_dataset("digits", binarize=True)
+    genzoo.fit(_model(), digits, steps=4, checkpoint_every=2, sample_every=2, run_dir=tmp_path, progress=False)
+    left = [tmp_path / ".metrics.jsonl.k2j3.tmp", tmp_path / ".model.safetensors.x1.tmp",
+            tmp_path / "samples" / ".step-00000004.png.q9.tmp"]
+    for f in left:
+        f.write_bytes(b"half")
+    (tmp_path / "checkpoints" / ".tmp-step-00000002-pruned").mkdir()  # a prune cut short
+    mine = tmp_path / ".notes.tmp"  # not a name of the run's own files: left alone
+    mine.write_text("mine")
+    genzoo.fit(_model(), digits, steps=6, checkpoint_every=2, run_dir=tmp_path, resume=True, progress=False)
+    assert not any(f.exists() for f in left) and mine.exists()
+    assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
 
 
 def test_resume_with_a_new_length_records_it_for_the_next_resume(tmp_path, capsys):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import GenZooError, TrainingDiverged
+from ..errors import GenZooError, TrainingDiverged, WriteError
 from ..io import (atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json, replace_folder,
                   restore_folder, save, save_checkpoint)
 from . import distributed
@@ -117,8 +117,11 @@ class MetricsLogger(Callback):
             valid = validation_losses(state.model, state.valid, self.valid_size)
             state.valid_logs = {"step": state.step, **valid}  # for BestWeights, which runs after this
             row.update(valid)
-        with open(self.path, "a") as f:
-            f.write(dumps(row) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(dumps(row) + "\n")
+        except OSError as e:  # a full disk, a folder gone read-only: one line, the checkpoints so far intact
+            raise WriteError(f"cannot write {self.path}: {e.strerror or e}") from None
         if self.tb is not None:
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)):
@@ -231,11 +234,17 @@ class Checkpoint(Callback):
         self.last = -1
 
     def on_start(self, state):
-        """Remove the temporary folders of checkpoints whose writing was interrupted."""
+        """Remove what writes cut short by a kill left: the temporary folders of checkpoints being written or
+        pruned, and the temporary files of the run's own files and sample grids (``.NAME.XXXX.tmp``)."""
         root = self.run_dir / "checkpoints"
         if root.is_dir():
             for p in root.glob(".tmp-step-*"):
                 shutil.rmtree(p, ignore_errors=True)
+        own = ("model.safetensors", "config.json", "run.json", "metrics.jsonl", "density.png")  # training's, not eval's
+        leftovers = [p for name in own for p in self.run_dir.glob(f".{name}.*.tmp")]
+        leftovers += list((self.run_dir / "samples").glob(".*.tmp")) if (self.run_dir / "samples").is_dir() else []
+        for p in leftovers:
+            p.unlink(missing_ok=True)
 
     def on_step_end(self, state, logs):
         if state.step % self.every == 0 or state.step == state.total_steps:

@@ -35,7 +35,8 @@ import torch
 
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
-from ..io import WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_checkpoint, model_config, run_lock, save
+from ..io import (WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_newest_checkpoint, model_config,
+                  run_lock, save)
 from . import acceleration, distributed
 from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -240,32 +241,41 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     state.optimizers = model.configure_optimizers()
     for opt in state.optimizers if world_size > 1 else ():
         distributed.average_gradients_before_step(opt)
-    ckpt = latest_checkpoint(run_dir) if (resume and run_dir is not None) else None
-    if ckpt is not None:
-        saved, rng = load_checkpoint(ckpt, model, state.optimizers)
-        state.step = int(saved["step"])
-        state.partial_logs = saved.get("partial_logs")
-        # stopped between its last checkpoint and its final weights: resuming it writes them
-        unfinished = state.step == state.total_steps and not (run_dir / WEIGHTS).is_file()
-        if state.step >= state.total_steps and not unfinished:
-            raise ConfigError(f"the run in {run_dir} has done {state.step} steps already: ask for more than "
-                              f"{state.step} steps (or epochs) to train it longer")
-        state.set_rng_state(rng)
-    else:
-        torch.manual_seed(seed)
-        state.data_generator.manual_seed(seed)
-        # setup sees the data as training batches will (binarized or dequantized), from its own seed
-        setup_x = (all_x if all_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2))).to(device)
-        model.setup(setup_x, state.data_generator)
-        if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
-            model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
-    if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
-        acceleration.compile_networks(model)
+    hold = contextlib.ExitStack()  # the run's lock (rank 0), from before its checkpoints are read to the end
+    try:
+        if resume and run_dir is not None and rank == 0 and run_dir.is_dir():
+            hold.enter_context(run_lock(run_dir))
+        loaded = load_newest_checkpoint(run_dir, model, state.optimizers, set_aside=rank == 0) \
+            if (resume and run_dir is not None) else None
+        ckpt = loaded[0] if loaded else None
+        if ckpt is not None:
+            _, saved, rng = loaded
+            state.step = int(saved["step"])
+            state.partial_logs = saved.get("partial_logs")
+            # stopped between its last checkpoint and its final weights: resuming it writes them
+            unfinished = state.step == state.total_steps and not (run_dir / WEIGHTS).is_file()
+            if state.step >= state.total_steps and not unfinished:
+                raise ConfigError(f"the run in {run_dir} has done {state.step} steps already: ask for more than "
+                                  f"{state.step} steps (or epochs) to train it longer")
+            state.set_rng_state(rng)
+        else:
+            torch.manual_seed(seed)
+            state.data_generator.manual_seed(seed)
+            # setup sees the data as training batches will (binarized or dequantized), from its own seed
+            setup_x = (all_x if all_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2))).to(device)
+            model.setup(setup_x, state.data_generator)
+            if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
+                model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
+        if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
+            acceleration.compile_networks(model)
+    except BaseException:
+        hold.close()
+        raise
     writes = run_dir if rank == 0 else None  # rank 0 alone writes files
-    with contextlib.ExitStack() as hold:
+    with hold:
         if writes is not None:
             writes.mkdir(parents=True, exist_ok=True)
-            hold.enter_context(run_lock(writes))  # one process at a time trains a run
+            hold.enter_context(run_lock(writes))  # one process at a time trains a run (re-entrant: held on resume)
             if ckpt is not None and state.step < state.total_steps:
                 # a run trained further than it was: its old final weights are not its weights any more, so
                 # load() and eval take the newest checkpoint until this one ends and writes its own
