@@ -109,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="every metric a run admits (likelihoods, Parzen, FID...); writes RUN/eval.json")
     e.add_argument("run", help="run directory")
+    e.add_argument("--no-write", action="store_true", help="print the results only, no RUN/eval.json (a read-only run)")
     c = sub.add_parser("compare", help="one table of the metrics of several runs (Markdown and CSV)")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     c.add_argument("-o", "--output", default="compare", help="write OUTPUT.md and OUTPUT.csv (default: compare)")
@@ -669,7 +670,11 @@ def cmd_eval(args) -> int:
 
     result = _eval_run(args.run, args, args.metrics)
     print(format_result(result))
-    atomic_write_json(Path(args.run) / "eval.json", result)
+    if not args.no_write:
+        try:
+            atomic_write_json(Path(args.run) / "eval.json", result)
+        except WriteError as e:  # the results are printed above: say how to keep them from being lost next time
+            raise WriteError(f"{e} (the results are printed above; --no-write skips the file)") from None
     return 0
 
 

@@ -471,3 +471,12 @@ def test_resume_past_a_damaged_checkpoint_warns_in_one_line(tmp_path, capsys):
     warning = [line for line in err.splitlines() if line.startswith("genzoo: warning: ")]
     assert len(warning) == 1 and "corrupt checkpoint state" in warning[0] and "resuming from step-00000005" in warning[0]
     assert (rd / "checkpoints" / ".damaged-step-00000010").is_dir() and io.latest_checkpoint(rd).name == "step-00000012"
+
+
+def test_eval_no_write_prints_only(vae_run, tmp_path, capsys):
+    rd = tmp_path / "ro"
+    shutil.copytree(vae_run, rd)
+    (rd / "eval.json").unlink(missing_ok=True)
+    code, out, err = run(capsys, "eval", str(rd), "--no-write", "--iwae-k", "5", "-n", "20", "--no-progress")
+    assert code == 0, err
+    assert "ELBO" in out and not (rd / "eval.json").exists()
