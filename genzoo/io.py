@@ -19,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,7 @@ def _moved(model, device):
         raise ConfigError(f"cannot load the model onto {device}: {str(e).splitlines()[0]}") from None
 
 
-_LOCKED: set[Path] = set()  # the runs this process holds the lock of (run_lock is re-entrant)
+_LOCKED: dict[Path, int] = {}  # lock file -> the thread of this process that holds it (run_lock is re-entrant)
 
 
 @contextlib.contextmanager
@@ -300,8 +301,8 @@ def run_lock(run_dir: str | os.PathLike):
     same run (two ``train`` into one ``--run-dir``, two ``--resume`` at once) gets a :class:`RunLocked` error
     instead of writing over the first one's files. The lock dies with its process, even on SIGKILL, so a
     killed run never stays locked; the file is removed, still locked, when the block ends, and a process that
-    locked a file just removed tries again on the new one. Re-entrant within a process (``genzoo train`` holds
-    it from before it writes run.json, ``fit`` again around training). Where ``fcntl`` is missing (Windows)
+    locked a file just removed tries again on the new one. Re-entrant within a thread (``genzoo train`` holds
+    it from before it writes run.json, ``fit`` again around training); another thread is refused. Where ``fcntl`` is missing (Windows)
     there is no lock.
     """
     try:
@@ -310,7 +311,7 @@ def run_lock(run_dir: str | os.PathLike):
         yield
         return
     path = (Path(run_dir) / ".lock").resolve()
-    if path in _LOCKED:
+    if _LOCKED.get(path) == threading.get_ident():  # held by this thread: `genzoo train` around fit
         yield
         return
     while True:
@@ -331,11 +332,11 @@ def run_lock(run_dir: str | os.PathLike):
         if same:
             break
         f.close()
-    _LOCKED.add(path)
+    _LOCKED[path] = threading.get_ident()
     try:
         yield
     finally:
-        _LOCKED.discard(path)
+        del _LOCKED[path]
         path.unlink(missing_ok=True)  # while still locked: the next process locks a new file
         f.close()
 

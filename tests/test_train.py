@@ -460,3 +460,26 @@ def test_a_resumed_run_logs_the_same_metrics_rows(tmp_path):
                 for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
 
     assert [r["step"] for r in rows("cut")] == [10, 20, 30, 40] and rows("cut") == rows("straight")
+
+
+def test_the_run_lock_is_reentrant_in_its_thread_only(tmp_path):
+    import threading
+
+    refused = []
+
+    def other():
+        try:
+            with io.run_lock(tmp_path):
+                pass
+        except genzoo.errors.RunLocked:
+            refused.append(True)
+
+    with io.run_lock(tmp_path):
+        with io.run_lock(tmp_path):  # the same thread: re-entrant
+            t = threading.Thread(target=other)
+            t.start()
+            t.join()
+        assert (tmp_path / ".lock").exists()
+    assert refused == [True] and not (tmp_path / ".lock").exists()
+    with io.run_lock(tmp_path):  # free again
+        pass
