@@ -3,7 +3,7 @@
 Kinds, never mixed silently in one column:
 
 * ``exact``: ``-log_prob(x)`` of a model with an exact density (GMM, flows);
-* ``elbo``: the negative ELBO, an upper bound on the NLL (VAE);
+* ``elbo``: the negative ELBO, an upper bound on the NLL (VAE, M2);
 * ``iwae-k``: the negative importance-weighted bound of Burda et al. 2015 with k samples, a tighter
   upper bound that tends to the NLL as k grows: the literature's "test NLL" for VAEs;
 * ``parzen``: minus the Parzen-window estimate (Goodfellow et al. 2014, :mod:`genzoo.eval.parzen`) for

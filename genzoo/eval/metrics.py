@@ -3,7 +3,7 @@
 Metrics by name (``--metrics``):
 
 * ``nll``: the likelihood figures of :func:`~genzoo.eval.likelihood.likelihood_report`: exact
-  ``log_prob`` (GMM, flows), ELBO and IWAE bound (VAE); admitted by models with ``Density`` or
+  ``log_prob`` (GMM, flows), ELBO and IWAE bound (VAE, M2); admitted by models with ``Density`` or
   ``LatentVariable``;
 * ``parzen``: the Parzen-window estimate of :mod:`genzoo.eval.parzen` (Goodfellow et al. 2014) on
   samples: admitted by every model (all can sample); a different kind from ``nll``, never mixed with it;

@@ -7,12 +7,13 @@
   planar flows). The GMM (EM sufficient statistics), the GMMN (kernel sums) and M2 (a sum over
   classes) stay float32. fp16 is refused: it needs loss scaling, which the models' own optimizer
   steps do not do. Measured on 2 cores of an AVX512-BF16 CPU (``genzoo bench speed``): against fp32,
-  RealNVP on 784-D data trains 2.5x as fast, the VAE 1.8x, the DCGAN 1.4x.
+  RealNVP on 784-D data trains 1.7x as fast, the VAE 1.3-1.5x, the DCGAN 1.2-1.4x.
 * ``channels_last``: 4-D weights and image batches in NHWC layout, which oneDNN (CPU) and cuDNN
-  prefer; ``None`` ("auto") turns it on for models with convolutions (the DCGAN: 1.1x on one CPU
-  thread, no measurable difference on two). Values are unchanged; only the layout differs.
+  prefer; ``None`` ("auto") turns it on for models with convolutions (the DCGAN: 1.12-1.16x on two CPU
+  threads). Values are unchanged; only the layout differs.
 * ``compile=True``: ``torch.compile`` on each of the model's top-level networks (in place, so
-  parameter names and checkpoints are unchanged). Off by default, by measurement on a 2-core CPU:
+  parameter names and checkpoints are unchanged), after the model's data-dependent setup. Off by default,
+  by measurement on a 2-core CPU:
   20-30 s of compiling per run for 1.08x on the 784-D RealNVP and 0.79x on the DCGAN.
 
 >>> import torch
