@@ -110,7 +110,7 @@ def test_bad_input_one_line_exit_2(capsys, args, needle):
 
 
 def test_bad_user_data(tmp_path, capsys):
-    x = np.random.rand(20, 1, 8, 8).astype(np.float32)
+    x = np.random.default_rng(0).random((20, 1, 8, 8), dtype=np.float32)
     x[3, 0, 2, 2] = np.nan
     code, _, err = run(capsys, "train", "vae", "--data", _npz(tmp_path / "nan.npz", x), "--steps", "1")
     assert code == 2 and "NaN" in err and err.count("\n") == 1

@@ -66,12 +66,14 @@ def torchrun(args: list[str], timeout: int, fresh=()) -> subprocess.CompletedPro
     other failure fails at once."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if proc.returncode != 0 and "terminate called without an active exception" in proc.stderr:
+    first = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if first.returncode != 0 and "terminate called without an active exception" in first.stderr:
         for folder in fresh:
             shutil.rmtree(folder, ignore_errors=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    return proc
+        proc.stderr = f"[first try]\n{first.stderr[-2000:]}\n[retry]\n{proc.stderr}"  # both, should the retry fail
+        return proc
+    return first
 
 
 def single_process(name, run_dir):
