@@ -185,5 +185,5 @@ class Flow(GenerativeModel):
                 m.reset()
         was = self.training
         self.train()
-        self.transform(self._check(x[idx.to(x.device)]))
+        self.transform.forward(self._check(x[idx.to(x.device)]))  # eager, even once compiled: a one-off pass
         self.train(was)
