@@ -256,6 +256,7 @@ def test_model_setup_initialises_its_actnorm_from_the_data(name):
     assert not m.training  # and restores the mode it found
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, on importing dynamo
 def test_an_initialised_actnorm_flow_compiles_to_one_graph_and_fit_compiles_after_setup(monkeypatch):
     """ActNorm read its initialised flag as a tensor every training step: a host sync, and under --compile a graph
     break that split a multi-scale flow into per-layer frames (recompiled past dynamo's limit). Once set, the flag
