@@ -381,7 +381,7 @@ def cmd_train(args) -> int:
         with contextlib.ExitStack() as hold:  # the run's lock (rank 0), from before run.json to the end of training
             return _train(args, hold)
     finally:
-        if main_thread:
+        if main_thread and previous is not None:  # None: a handler set outside Python, which cannot be restored
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -391,7 +391,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     from .data import load_spec, typed_spec
 
     from . import __version__
-    from .io import atomic_write_json, blocked_by_file, latest_checkpoint, read_json, run_lock
+    from .io import atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json, run_lock
     from .registry import build
     from .train import distributed, fit
     from .train.loop import check_train_options
@@ -405,6 +405,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if not (run_dir / "run.json").is_file():
             raise CheckpointError(f"nothing to resume: {run_dir} has no run.json")
         if latest_checkpoint(run_dir) is None:
+            if locked_elsewhere(run_dir):
+                raise RunLocked(f"another process is training the run in {run_dir}: wait for it to end")
             raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*), it stopped "
                                   "before its first; its files are left as they are (remove the folder to start it "
                                   "again)")
@@ -543,9 +545,11 @@ def _train(args, hold: contextlib.ExitStack) -> int:
 
 def _check_new_run(run_dir: Path) -> None:
     """A ConfigError if ``run_dir`` already holds a run (a new run may go into an empty folder or a user's)."""
-    from .io import latest_checkpoint
+    from .io import latest_checkpoint, locked_elsewhere
 
     if run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
+        if locked_elsewhere(run_dir):  # not stopped: being trained, maybe before its first checkpoint
+            raise RunLocked(f"another process is training the run in {run_dir}: choose another --run-dir")
         if latest_checkpoint(run_dir) is None and not (run_dir / "model.safetensors").exists():
             raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: remove the "
                               "folder to start it again, or choose another --run-dir")
@@ -689,7 +693,7 @@ def cmd_compare(args) -> int:
             args.output = str(Path(args.output).with_suffix(""))
         for suffix in (".md", ".csv"):
             check_output(f"{args.output}{suffix}" if str(args.output).strip() else "", "-o")
-    rows = []
+    rows, fresh = [], []
     for path in args.runs:
         cached = Path(path) / "eval.json"
         result = None
@@ -701,13 +705,15 @@ def cmd_compare(args) -> int:
         if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
             result = _eval_run(path, args, args.metrics, strict=False)
             result["asked"] = asked
-            if args.output is not None:  # --no-write writes nothing, not even the runs' eval.json
-                atomic_write_json(cached, result)
+            fresh.append((cached, result))
         for metric, why in result.get("skipped", {}).items():
             print(f"genzoo: note: {path}: no {metric}: {why}", file=sys.stderr)
         rows.append((path, result))
-    if not any(r["metrics"] for _, r in rows):
+    if not any(r["metrics"] for _, r in rows):  # refused: nothing written, no run's eval.json replaced
         raise ConfigError(f"none of the metrics asked ({args.metrics}) applies to any of these runs")
+    for cached, result in fresh if args.output is not None else ():  # --no-write writes nothing, not even these
+        if result["metrics"]:  # a run none of whose metrics were asked keeps the eval.json it has
+            atomic_write_json(cached, result)
     table = compare_table(rows)
     print(table.markdown)
     if args.output:

@@ -332,13 +332,24 @@ def run_lock(run_dir: str | os.PathLike):
         if same:
             break
         f.close()
-    _LOCKED[path] = threading.get_ident()
     try:
+        _LOCKED[path] = threading.get_ident()
         yield
     finally:
-        del _LOCKED[path]
+        _LOCKED.pop(path, None)
         path.unlink(missing_ok=True)  # while still locked: the next process locks a new file
         f.close()
+
+
+def locked_elsewhere(run_dir: str | os.PathLike) -> bool:
+    """Whether another process (or thread) holds ``run_dir``'s :func:`run_lock` now: a run being trained."""
+    try:
+        with run_lock(run_dir):
+            return False
+    except RunLocked:
+        return True
+    except WriteError:  # no lock file can be made there: nothing can hold one
+        return False
 
 
 # -- checkpoints ----------------------------------------------------------------------------------

@@ -480,3 +480,22 @@ def test_eval_no_write_prints_only(vae_run, tmp_path, capsys):
     code, out, err = run(capsys, "eval", str(rd), "--no-write", "--iwae-k", "5", "-n", "20", "--no-progress")
     assert code == 0, err
     assert "ELBO" in out and not (rd / "eval.json").exists()
+
+
+def test_a_run_being_trained_before_its_first_checkpoint_is_named_as_such(tmp_path, capsys):
+    """Not 'stopped before its first checkpoint' (it has not stopped) nor 'nothing to resume'."""
+    import fcntl
+
+    rd = tmp_path / "busy"
+    rd.mkdir()
+    (rd / "run.json").write_text("{}")
+    (rd / "config.json").write_text("{}")
+    holder = open(rd / ".lock", "a")
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    for args in (["train", "vae", "--steps", "5", "--run-dir", str(rd)], ["train", "--resume", "--run-dir", str(rd)]):
+        code, _, err = run(capsys, *args)
+        _one_error_line(code, err, "another process is training the run")
+    fcntl.flock(holder, fcntl.LOCK_UN)
+    holder.close()
+    code, _, err = run(capsys, "train", "vae", "--steps", "5", "--run-dir", str(rd))
+    _one_error_line(code, err, "stopped before its first checkpoint")  # no one holds it: it did stop

@@ -128,8 +128,12 @@ def test_cli_compare_leaves_a_metric_a_run_does_not_admit_blank(tmp_path, capsys
     gmm_row, gan_row = out.strip().splitlines()[2:]
     assert "(exact, continuous)" in gmm_row and gan_row.endswith("| gan | ring |  |  |")  # NLL, bits/dim blank
     assert f"{runs[1]}: no nll: gan has no likelihood or bound" in err and "gmm" not in err
-    assert main(["compare", *runs, "--metrics", "fid", "--no-write"]) == 2  # nothing asked applies to any run
+    assert main(["eval", runs[0], "--metrics", "nll", "--no-progress"]) == 0
+    kept = (tmp_path / "gmm" / "eval.json").read_bytes()
+    capsys.readouterr()
+    assert main(["compare", *runs, "--metrics", "fid", "-o", str(tmp_path / "t")]) == 2  # nothing asked applies
     assert "none of the metrics asked (fid) applies" in capsys.readouterr().err
+    assert (tmp_path / "gmm" / "eval.json").read_bytes() == kept and not (tmp_path / "gan" / "eval.json").exists()
     assert main(["eval", runs[1], "--metrics", "nll"]) == 2  # one run, one command: eval still refuses
     assert main(["compare", runs[0], "--metrics", "bogus", "--no-write"]) == 2  # an unknown name is an error
 

@@ -235,7 +235,7 @@ def feature_metrics(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     seed: int = 0,
-    which: Collection[str] = WHICH,
+    which: Collection[str] | None = WHICH,
     progress: bool = True,
 ) -> dict:
     """FID, KID, precision/recall, density/coverage, IS and class histogram of ``fake`` images.
@@ -271,7 +271,7 @@ def feature_metrics(
     True
     """
     _check_name(name)
-    which = [which] if isinstance(which, str) else list(which)
+    which = WHICH if which is None else [which] if isinstance(which, str) else list(which)
     if not which or not set(which) <= set(WHICH):
         raise ConfigError(f"which must name one or more of {', '.join(WHICH)}, got {which}")
     k = _positive_int(k, "k")

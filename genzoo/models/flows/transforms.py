@@ -265,9 +265,9 @@ class ActNorm(Transform):
         self.initialized.fill_(False)
         self._ready = False
 
-    def _load_from_state_dict(self, *args, **kwargs):  # a loaded flag is read again at the next training step
-        super()._load_from_state_dict(*args, **kwargs)
-        self._ready = False
+    def _load_from_state_dict(self, *args, **kwargs):  # trust a loaded flag at once: a resumed compiled run would
+        super()._load_from_state_dict(*args, **kwargs)   # otherwise read the tensor in its graph (a break per layer)
+        self._ready = bool(self.initialized)
 
     @torch.no_grad()
     def _init(self, x: Tensor) -> None:
