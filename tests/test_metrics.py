@@ -69,12 +69,18 @@ def test_summary_row_prefers_exact_then_iwae_then_elbo():
     assert summary_row({})["nll"] is None and summary_row({})["parzen_ll"] is None
 
 
-def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, capsys, monkeypatch):
+def _ring_runs(tmp_path) -> list[str]:
+    """A GMM run and a GAN run of 30 steps on the ring, through the CLI."""
     runs = []
     for model, extra in (("gmm", ["--set", "n_components=8"]), ("gan", ["--set", "hidden=[32,32]"])):
         rd = tmp_path / model
         assert main(["train", model, "--data", "ring", "--steps", "30", "--run-dir", str(rd), "--no-progress", *extra]) == 0
         runs.append(str(rd))
+    return runs
+
+
+def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, capsys, monkeypatch):
+    runs = _ring_runs(tmp_path)
     capsys.readouterr()
     out_prefix = tmp_path / "table.md"  # -o table.md: table.md and table.csv (not table.md.md)
     assert main(["compare", *runs, "--n-samples", "1000", "-o", str(out_prefix), "--no-progress"]) == 0
@@ -116,11 +122,7 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
 
 
 def test_cli_compare_leaves_a_metric_a_run_does_not_admit_blank(tmp_path, capsys):
-    runs = []
-    for model, extra in (("gmm", ["--set", "n_components=8"]), ("gan", ["--set", "hidden=[32,32]"])):
-        rd = tmp_path / model
-        assert main(["train", model, "--data", "ring", "--steps", "30", "--run-dir", str(rd), "--no-progress", *extra]) == 0
-        runs.append(str(rd))
+    runs = _ring_runs(tmp_path)
     capsys.readouterr()
     # runs named before and after the options; the GAN has no likelihood: a blank cell and a note, not an abort
     assert main(["compare", runs[0], "--metrics", "nll", "--no-write", runs[1]]) == 0
