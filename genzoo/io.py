@@ -302,8 +302,8 @@ def run_lock(run_dir: str | os.PathLike):
     instead of writing over the first one's files. The lock dies with its process, even on SIGKILL, so a
     killed run never stays locked; the file is removed, still locked, when the block ends, and a process that
     locked a file just removed tries again on the new one. Re-entrant within a thread (``genzoo train`` holds
-    it from before it writes run.json, ``fit`` again around training); another thread is refused. Where ``fcntl`` is missing (Windows)
-    there is no lock.
+    it from before it writes run.json, ``fit`` again around training); another thread is refused. Where
+    ``fcntl`` is missing (Windows) there is no lock.
     """
     try:
         import fcntl

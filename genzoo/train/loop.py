@@ -247,9 +247,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             hold.enter_context(run_lock(run_dir))
         loaded = load_newest_checkpoint(run_dir, model, state.optimizers, set_aside=rank == 0) \
             if (resume and run_dir is not None) else None
-        ckpt = loaded[0] if loaded else None
+        ckpt, saved, rng = loaded if loaded else (None, None, None)
         if ckpt is not None:
-            _, saved, rng = loaded
             state.step = int(saved["step"])
             state.partial_logs = saved.get("partial_logs")
             # stopped between its last checkpoint and its final weights: resuming it writes them
