@@ -52,6 +52,9 @@ class GenerativeModel(nn.Module):
     #: True for models that may train under bf16 autocast: they cast network outputs to float32 before
     #: any log-det, log-sum-exp or loss accumulation (see :mod:`genzoo.train.acceleration`)
     autocast_safe: ClassVar[bool] = False
+    #: True where p(x|z) is a mass on binary pixels (M2; the VAE with a Bernoulli decoder): its bounds are
+    #: likelihoods only on 0/1 data (:meth:`check_pixels`, the ``bernoulli-on-grey`` space)
+    bernoulli_pixels: bool = False
     #: constructor arguments, set by ``@register``
     config: dict
     #: the default training step clips the gradient norm to this when > 0 (a model option where offered)
@@ -141,10 +144,13 @@ class GenerativeModel(nn.Module):
         genzoo.errors.DataError: vae: a Bernoulli decoder scores pixels in [0, 1], got values in [255, 255]; scale the data, or use --set likelihood=gaussian
         """
         x = self.check_input(x)
-        if getattr(self, "bernoulli_pixels", False) and x.numel() and (x.min() < 0 or x.max() > 1):
+        if not self.bernoulli_pixels or not x.numel():
+            return x
+        lo, hi = torch.aminmax(x)  # one pass
+        if lo < 0 or hi > 1:
             hint = "; scale the data, or use --set likelihood=gaussian" if hasattr(self, "likelihood") else ""
             raise DataError(f"{self.name}: a Bernoulli decoder scores pixels in [0, 1], got values in "
-                            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]{hint}")
+                            f"[{float(lo):.3g}, {float(hi):.3g}]{hint}")
         return x
 
     @property

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from ..errors import GenZooError, TrainingDiverged, WriteError
-from ..io import (atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json, replace_folder,
-                  restore_folder, save, save_checkpoint)
+from ..io import (CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json,
+                  replace_folder, restore_folder, save, save_checkpoint)
 from . import distributed
 
 
@@ -240,7 +240,7 @@ class Checkpoint(Callback):
         if root.is_dir():
             for p in root.glob(".tmp-step-*"):
                 shutil.rmtree(p, ignore_errors=True)
-        own = ("model.safetensors", "config.json", "run.json", "metrics.jsonl", "density.png")  # training's, not eval's
+        own = (WEIGHTS, CONFIG, "run.json", "metrics.jsonl", "density.png")  # training's, not eval's
         leftovers = [p for name in own for p in self.run_dir.glob(f".{name}.*.tmp")]
         leftovers += list((self.run_dir / "samples").glob(".*.tmp")) if (self.run_dir / "samples").is_dir() else []
         for p in leftovers:
