@@ -242,7 +242,8 @@ def cmd_data(args) -> int:
         for name, desc in list_datasets().items():
             opts = ", ".join(f"{k}={v}" for k, v in dataset_options(name).items())
             print(f"{name:<14} {desc}" + (f"\n{'':<14} options (--set data.KEY=VALUE): {opts}" if opts else ""))
-        print("or a .npz file (array x, optional y) or a folder of PNG/JPEG images: --data PATH")
+        print("or a .npz/.npy file (array x, optional labels y) or a folder of PNG/JPEG/BMP images (one class per "
+              "sub-folder, if any; options channels, mode): --data PATH (or npz:PATH, folder:PATH)")
         return 0
     if args.name not in (None, "mnist"):
         raise DataError(f"only mnist can be downloaded, not '{args.name}'")
@@ -312,7 +313,7 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     if args.data:
         recipe["data"]["name"] = args.data
     if args.data_root:
-        recipe["data"]["root"] = str(Path(args.data_root).resolve())
+        recipe["data"]["root"] = str(Path(args.data_root).expanduser().resolve())
     for key in ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every"):
         if getattr(args, key) is not None:
             recipe["train"][key] = getattr(args, key)
@@ -430,7 +431,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         # what changes neither the model nor its data may change on resume: where the data files are now,
         # how often to write, and the speed options
         if args.data_root:
-            recipe["data"]["root"] = str(Path(args.data_root).resolve())
+            recipe["data"]["root"] = str(Path(args.data_root).expanduser().resolve())
         for key in ("checkpoint_every", "sample_every"):
             if getattr(args, key) is not None:
                 recipe["train"][key] = getattr(args, key)
@@ -619,7 +620,7 @@ def _data_spec(run: str, data_root: str | None) -> dict:
     """A run's recorded data recipe, with ``--data-root`` applied when given."""
     spec = dict(read_recipe(Path(run))["data"])
     if data_root:
-        spec["root"] = str(Path(data_root).resolve())
+        spec["root"] = str(Path(data_root).expanduser().resolve())
     return spec
 
 

@@ -289,3 +289,36 @@ def test_every_shipped_recipe_trains_a_step(config, tmp_path, mnist_root):
     assert main(["train", "--config", str(config), "--data-root", str(mnist_root), "--steps", "1", "--set", "data.n=256",
                  "--batch-size", "16", "--run-dir", str(rd), "--no-progress"]) == 0
     assert (rd / "model.safetensors").is_file()
+
+
+def test_a_relative_data_file_is_recorded_by_its_absolute_path(tmp_path, capsys, monkeypatch):
+    """run.json names the file the run was trained on, so eval and --resume from elsewhere read that file, not
+    whatever holds the same relative name there."""
+    rng = np.random.default_rng(0)
+    for sub, centre in (("a", 0.0), ("b", 100.0)):
+        (tmp_path / sub).mkdir()
+        np.savez(tmp_path / sub / "pts.npz", x=rng.normal(centre, 1.0, size=(200, 2)).astype(np.float32))
+    monkeypatch.chdir(tmp_path / "a")
+    assert main(["train", "gmm", "--data", "pts.npz", "--set", "n_components=2", "--steps", "3", "--run-dir", "run",
+                 "--no-progress"]) == 0
+    recipe = json.loads((tmp_path / "a" / "run" / "run.json").read_text())["recipe"]
+    assert recipe["data"]["name"] == f"npz:{tmp_path / 'a' / 'pts.npz'}"
+    code, out, _ = run(capsys, "eval", "run", "--no-write")
+    monkeypatch.chdir(tmp_path / "b")
+    code2, out2, _ = run(capsys, "eval", "../a/run", "--no-write")
+    assert code == code2 == 0 and f"npz:{tmp_path / 'a' / 'pts.npz'}" in out2 and out2 == out
+
+
+def test_data_root_and_registered_names_beside_folders(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--data-root", "~/nowhere", "--steps", "1",
+                       "--run-dir", str(tmp_path / "r1"), "--no-progress")
+    assert code == 2 and f"MNIST not found in {tmp_path / 'nowhere'} " in err  # ~ expanded, as data.root and GENZOO_DATA
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ring").mkdir()  # a folder named like a registered dataset: the name wins, with a warning
+    code, out, err = run(capsys, "train", "gmm", "--data", "ring", "--steps", "1", "--run-dir", str(tmp_path / "r2"),
+                         "--no-progress")
+    assert code == 0 and "warning: --data ring is genzoo's dataset 'ring', not the folder ./ring" in err
+    code, _, err = run(capsys, "train", "gmm", "--data", "ring", "--set", "data.split=test", "--steps", "1",
+                       "--run-dir", str(tmp_path / "r3"), "--no-progress")
+    assert code == 2 and "a data recipe has no 'split'" in err and err.count("\n") == 1

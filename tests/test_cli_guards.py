@@ -259,7 +259,7 @@ def test_a_file_that_is_not_numpy_is_named_as_such(tmp_path, capsys):
     (tmp_path / "notes.npz").write_text("just some text")
     code, _, err = run(capsys, "train", "gan", "--steps", "2", "--data", str(tmp_path / "notes.npz"),
                        "--run-dir", str(tmp_path / "r"))
-    _one_error_line(code, err, "not a valid .npz/.npy file")
+    _one_error_line(code, err, "not a .npz or .npy file (genzoo reads numpy's .npz/.npy arrays")
     assert "allow_pickle" not in err
 
 

@@ -498,8 +498,13 @@ def test_image_folder(tmp_path):
 
     _write_pngs(tmp_path / "classes" / "cat", 3)
     _write_pngs(tmp_path / "classes" / "dog", 2, seed=1)
+    (tmp_path / "classes" / "cat" / "._img00.png").write_bytes(b"macOS sidecar")  # hidden files are not images
     cls = load_dataset(str(tmp_path / "classes"))
     assert sorted(cls.y.tolist()) == [0, 0, 0, 1, 1]
+    _write_pngs(tmp_path / "classes", 1)  # a loose image beside class folders: which did the user mean?
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "classes"))
+    assert "holds 1 image(s) of its own (img00.png, ...) and class sub-folders (cat, dog)" in one_line(e)
 
 
 def test_a_16_bit_png_is_scaled_not_clipped(tmp_path):
@@ -582,11 +587,16 @@ def test_npz_errors(tmp_path):
     assert "contains inf" in err({"x": x})
     assert "[0, 1]" in err({"x": np.full((10, 4, 4), 2.0)})
     assert "wrong image shape" in err({"x": np.zeros((10, 2, 6, 2))})
-    assert "wrong image shape" in err({"x": np.zeros(10)})
+    assert "has shape (10,); give N examples of one number as (N, 1)" in err({"x": np.zeros(10)})
+    assert "a single number, not an array" in err({"x": np.float32(3)})
+    assert "beyond float32's range" in err({"x": np.full((10, 2), 1e39)})
+    assert "uint8 with no value above 1" in err({"x": np.eye(4, dtype=np.uint8)[None].repeat(10, 0)})  # a 0/1 mask
+    assert "got 18446744073709551615" in err({"x": np.zeros((10, 2)), "y": np.full(10, 2**64 - 1, np.uint64)})
     assert "no array 'x'" in err({"a": np.zeros((3, 2)), "b": np.zeros((3, 2))})
     assert "y" in err({"x": np.zeros((10, 2)), "y": np.zeros(9)})
     assert "class labels 0, 1, ..., got -1" in err({"x": np.zeros((10, 2)), "y": np.arange(10) - 1})
-    assert "not a valid .npz" in err(raw=b"this is not a zip file", name="junk.npz")
+    assert "not a .npz or .npy file" in err(raw=b"this is not a zip file", name="junk.npz")
+    assert "not a .npz or .npy file" in err(raw=b"a,b\n1,2\n", name="data.csv")
     good = tmp_path / "good.npz"
     np.savez(good, x=np.zeros((10, 3)))
     assert "not a valid .npz" in err(raw=good.read_bytes()[:40], name="cut.npz")
@@ -596,3 +606,44 @@ def test_npz_errors(tmp_path):
     with pytest.raises(DataError) as e:
         load_dataset(str(good), channels=1)
     assert "no option 'channels'" in one_line(e)
+
+
+def test_bad_options_and_arguments_are_data_errors():
+    """Values the loaders and transforms cannot honour: one-line DataErrors, not wrapped seeds, torch's
+    RuntimeErrors, infinities or an exhausted memory."""
+    cases = [
+        (lambda: load_dataset("ring", n=5, seed=2**63), "the data seed must lie in 0 .. 2^63 - 1, got 9223372036854775808"),
+        (lambda: load_dataset("ring", n=5, seed=-1), "got -1"),
+        (lambda: load_dataset("mnist", root=123), "the data root must be a folder's path, got int 123"),
+        (lambda: load_dataset("moons", n=5, n_quad=10**9), "n_quad must be an integer in 1..50,000"),
+        (lambda: load_dataset("checkerboard", n=5, side=10**6), "side must be an integer in 1..4096"),
+        (lambda: load_dataset("ring", n=5, std=1e300), "beyond float32's range"),
+        (lambda: load_dataset("mixture1d", n=5, weights=(1e308, 1e308)), "with a positive sum"),
+        (lambda: load_dataset("mydata.csv"), "data file mydata.csv: not found"),
+        (lambda: dequantize(torch.tensor([0, 255], dtype=torch.uint8), 256), "divide raw levels v by 255 first"),
+        (lambda: dequantize(torch.zeros(2), 0), "levels must be an integer >= 2, got 0"),
+        (lambda: logit_transform(torch.zeros(1, 2), alpha=0.5), "alpha must lie in [0, 0.5), got 0.5"),
+        (lambda: logit_transform(torch.zeros(3)), "takes a batch (B, ...), got shape (3,)"),
+        (lambda: Dataset("d", "train", torch.zeros(3, 2), None, binarize="no"), "binarize must be True or False"),
+        (lambda: Dataset("d", "train", torch.zeros(3, 2), torch.tensor([0.5, 1.7, 2.2])), "integer class labels"),
+        (lambda: Dataset("d", "train", torch.zeros(3, 2), torch.tensor([-1, 0, 1])), "class labels 0, 1, ..., got -1"),
+        (lambda: Dataset("d", "valid", torch.full((3, 2), math.nan), None, binarize=True),
+         "cannot binarize dataset 'd' (its valid split): values lie in [nan, nan]"),
+    ]
+    for call, needle in cases:
+        with pytest.raises(DataError) as e:
+            call()
+        assert needle in one_line(e)
+    from genzoo.data.transforms import binarize
+    with pytest.raises(DataError, match=r"binarize takes probabilities in \[0, 1\]"):
+        binarize(torch.tensor([1.5]))
+    y = Dataset("d", "train", torch.zeros(3, 2), np.array([2, 0, 1], np.int32)).y  # numpy labels are taken
+    assert y.dtype == torch.int64 and y.tolist() == [2, 0, 1]
+
+
+def test_mnist_not_found_names_what_the_nearer_folder_lacks(tmp_path):
+    (tmp_path / "mnist").mkdir()
+    write_idx(tmp_path / "mnist" / "train-images-idx3-ubyte", np.zeros((6, 28, 28), np.uint8))
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", root=str(tmp_path))
+    assert f"({tmp_path / 'mnist'} lacks train-labels-idx1-ubyte[.gz])" in one_line(e)

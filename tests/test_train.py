@@ -405,10 +405,11 @@ def test_a_resume_clears_what_writes_cut_short_by_a_kill_left(tmp_path):
     for f in left:
         f.write_bytes(b"half")
     (tmp_path / "checkpoints" / ".tmp-step-00000002-pruned").mkdir()  # a prune cut short
-    mine = tmp_path / ".notes.tmp"  # not a name of the run's own files: left alone
-    mine.write_text("mine")
+    mine = [tmp_path / ".notes.tmp", tmp_path / "samples" / ".x.png.a1.tmp"]  # a user's, a `genzoo sample -o`'s
+    for f in mine:
+        f.write_text("mine")
     genzoo.fit(_model(), digits, steps=6, checkpoint_every=2, run_dir=tmp_path, resume=True, progress=False)
-    assert not any(f.exists() for f in left) and mine.exists()
+    assert not any(f.exists() for f in left) and all(f.exists() for f in mine)
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".")]
 
 

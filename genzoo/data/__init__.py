@@ -22,11 +22,12 @@ import dataclasses
 import inspect
 import os
 import typing
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, DataError, did_you_mean
+from ..errors import ConfigError, DataError, GenZooWarning, did_you_mean
 from ..registry import coerce
 from . import toy
 from .dataset import SPLITS, Dataset, check_n, check_split
@@ -145,7 +146,7 @@ def _resolve(name: str | os.PathLike) -> tuple[str, str]:
         return "folder", str(p)
     if p.is_file():
         return "npz", str(p)
-    if s.endswith((".npz", ".npy")) or "/" in s or os.sep in s:
+    if Path(s).suffix or "/" in s or os.sep in s:  # a file's name, not a dataset's
         raise DataError(f"data file {s}: not found")
     raise DataError(
         f"unknown dataset '{s}'{did_you_mean(s, _DATASETS)}; known: {', '.join(sorted(_DATASETS))} "
@@ -180,6 +181,10 @@ def load_dataset(
         raise DataError("binarize and dequantize cannot be used together: choose one")
     n = check_n(None if n is None else _coerce(str(name), "n", n, int))
     seed = _coerce(str(name), "seed", seed, int)
+    if not 0 <= seed < 2**63:
+        raise DataError(f"the data seed must lie in 0 .. 2^63 - 1, got {seed}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise DataError(f"the data root must be a folder's path, got {type(root).__name__} {root!r}")
     kind, target = _resolve(name)
     if kind == "registered":
         entry = _DATASETS[target]
@@ -195,7 +200,9 @@ def load_dataset(
 
 def typed_spec(spec: dict) -> dict:
     """A run's data recipe with its values in their types (command-line strings such as ``std="0.05"`` become
-    0.05), as :func:`load_dataset` reads them, so run.json records numbers.
+    0.05), as :func:`load_dataset` reads them, so run.json records numbers; a file or folder is recorded by its
+    absolute path (``npz:/...``, ``folder:/...``) and ``root`` as an absolute path, so that ``eval`` and
+    ``--resume`` from another directory read the same data.
 
     >>> typed_spec({"name": "ring", "std": "0.05", "n": "500", "binarize": "false"})
     {'name': 'ring', 'std': 0.05, 'n': 500, 'binarize': False}
@@ -203,7 +210,18 @@ def typed_spec(spec: dict) -> dict:
     out = dict(spec)
     name = str(out["name"])
     hints = {"binarize": bool, "dequantize": bool, "n": int, "seed": int}
+    if "split" in out:
+        raise DataError("a data recipe has no 'split': each command reads the split it needs (train, valid, test)")
     kind, target = _resolve(name)
+    if kind != "registered":
+        out["name"] = name = f"{kind}:{Path(target).expanduser().resolve()}"
+    elif Path(name).exists():
+        warnings.warn(f"--data {name} is genzoo's dataset '{name}', not the {'folder' if Path(name).is_dir() else 'file'} "
+                      f"./{name}: write ./{name} for that", GenZooWarning, stacklevel=2)
+    if out.get("root") is not None:
+        if not isinstance(out["root"], (str, os.PathLike)):
+            raise DataError(f"the data root must be a folder's path, got {type(out['root']).__name__} {out['root']!r}")
+        out["root"] = str(Path(out["root"]).expanduser().resolve())
     params = _DATASETS[target].params if kind == "registered" else _FOLDER_PARAMS if kind == "folder" else {}
     for key, value in out.items():
         if value is None or key in ("name", "root"):
@@ -225,6 +243,8 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     """
     spec = dict(spec)
     name = spec.pop("name")
+    if "split" in spec:
+        raise DataError("a data recipe has no 'split': each command reads the split it needs (train, valid, test)")
     if split != "train":
         spec.pop("n", None)
     data = load_dataset(name, split, **spec)

@@ -96,9 +96,19 @@ class Dataset:
             raise DataError(f"dataset '{self.name}': x must have shape (N, ...), got {tuple(self.x.shape)}")
         if self.x.dtype != torch.float32:
             self.x = self.x.to(torch.float32)
+        for flag in ("binarize", "dequantize"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise DataError(f"dataset '{self.name}': {flag} must be True or False, got {getattr(self, flag)!r}")
         if self.y is not None:
-            if self.y.shape != (len(self.x),):
-                raise DataError(f"dataset '{self.name}': y has shape {tuple(self.y.shape)}, expected ({len(self.x)},)")
+            if isinstance(self.y, np.ndarray):
+                self.y = torch.from_numpy(self.y)
+            if not isinstance(self.y, Tensor) or self.y.shape != (len(self.x),):
+                got = tuple(self.y.shape) if isinstance(self.y, Tensor) else type(self.y).__name__
+                raise DataError(f"dataset '{self.name}': y must be a tensor of shape ({len(self.x)},), got {got}")
+            if self.y.is_floating_point() or self.y.is_complex():
+                raise DataError(f"dataset '{self.name}': y must hold integer class labels, got {self.y.dtype}")
+            if len(self.y) and int(self.y.min()) < 0:
+                raise DataError(f"dataset '{self.name}': y must hold class labels 0, 1, ..., got {int(self.y.min())}")
             if self.y.dtype != torch.int64:
                 self.y = self.y.to(torch.int64)
         if isinstance(self.levels, np.integer):
@@ -109,22 +119,27 @@ class Dataset:
             raise DataError("binarize and dequantize cannot be used together: choose one")
         if self.binarize and self.x.numel():
             lo, hi = self.x.min().item(), self.x.max().item()
-            if lo < 0 or hi > 1:
+            if not 0 <= lo <= hi <= 1:  # NaN fails it too
                 raise DataError(
-                    f"cannot binarize dataset '{self.name}': values lie in [{lo:.4g}, {hi:.4g}], binarization needs [0, 1]"
+                    f"cannot binarize dataset '{self.name}'{self._which}: values lie in [{lo:.4g}, {hi:.4g}], binarization needs [0, 1]"
                 )
         if self.dequantize:
             if self.levels is None:
                 raise DataError(
-                    f"cannot dequantize dataset '{self.name}': it is continuous (no discrete levels); "
+                    f"cannot dequantize dataset '{self.name}'{self._which}: it is continuous (no discrete levels); "
                     "dequantization is for discrete data such as images"
                 )
             if self.x.numel():
                 scaled = self.x.flatten()[:1_000_000] * (self.levels - 1)  # a sample is enough to catch misuse
-                if self.x.min() < 0 or self.x.max() > 1 or (scaled - scaled.round()).abs().max() > 1e-3:
+                if not (0 <= self.x.min() <= self.x.max() <= 1) or not (scaled - scaled.round()).abs().max() <= 1e-3:
                     raise DataError(
-                        f"cannot dequantize dataset '{self.name}': values are not on the grid v / {self.levels - 1}"
+                        f"cannot dequantize dataset '{self.name}'{self._which}: values are not on the grid v / {self.levels - 1}"
                     )
+
+    @property
+    def _which(self) -> str:
+        """`` (its valid split)`` for the splits but train, to name the culprit in an error."""
+        return "" if self.split == "train" else f" (its {self.split} split)"
 
     def __len__(self) -> int:
         return len(self.x)

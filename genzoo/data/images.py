@@ -94,15 +94,21 @@ def _channels_option(channels: int | None, mode: str | None) -> int | None:
 
 
 def _image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
-    """Image files directly in ``root``; else one class per sub-folder (labels by sorted name)."""
+    """Image files directly in ``root``; else one class per sub-folder (labels by sorted name). Hidden files
+    (``.name``: macOS's ``._name`` sidecars, editors' backups) are not images of the data set."""
 
     def images_in(d: Path) -> list[Path]:
-        return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        return sorted(p for p in d.iterdir()
+                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
 
     files = images_in(root)
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and images_in(d))
+    if files and classes:
+        raise DataError(f"image folder {root}: holds {len(files)} image(s) of its own ({files[0].name}, ...) and class "
+                        f"sub-folders ({', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}); put every image "
+                        "in a class sub-folder, or point at a folder of one kind")
     if files:
         return files, None, []
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and images_in(d))
     files, labels = [], []
     for k, c in enumerate(classes):
         found = images_in(root / c)
@@ -131,7 +137,8 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     """A folder of PNG / JPEG / BMP images of one size, x in [0, 1] with 256 levels.
 
     Images directly inside ``path`` are unlabelled; if there are none, each sub-folder holding
-    images is a class (labels 0, 1, ... by sorted sub-folder name). ``channels`` (1 or 3) or
+    images is a class (labels 0, 1, ... by sorted sub-folder name); a folder with both is refused.
+    Hidden files (names starting with ``.``) are skipped. ``channels`` (1 or 3) or
     ``mode`` (``"L"`` / ``"RGB"``) picks grayscale or colour; the default is 1 if every image is
     grayscale, else 3. Split: a fixed permutation (seed 0) cut 80 / 10 / 10 into train / valid /
     test (every image goes to train when there are fewer than 10).
@@ -159,7 +166,8 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
             size0 = img.size
         elif img.size != size0:
             raise DataError(
-                f"image folder {root}: {f.name} is {img.size[0]}x{img.size[1]} but {files[0].name} is "
+                f"image folder {root}: {f.relative_to(root)} is {img.size[0]}x{img.size[1]} but "
+                f"{files[0].relative_to(root)} is "
                 f"{size0[0]}x{size0[1]}; all images must have the same size"
             )
         gray = gray and img.mode in _GRAY_MODES
@@ -197,17 +205,27 @@ def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
     """Validate one data array; return float32 x and its number of levels (None: continuous)."""
     if a.dtype.kind not in "biuf":
         raise DataError(f"{where} has non-numeric dtype {a.dtype}")
-    if a.ndim == 0 or len(a) == 0:
+    if a.ndim == 0:
+        raise DataError(f"{where} is a single number, not an array of examples")
+    if len(a) == 0:
         raise DataError(f"{where} is empty")
     if a.dtype.kind == "f":
         if np.isnan(a).any():
             raise DataError(f"{where} contains NaN")
         if np.isinf(a).any():
             raise DataError(f"{where} contains inf")
+        big = float(np.abs(a).max())
+        if big > float(np.finfo(np.float32).max):
+            raise DataError(f"{where} holds values up to {big:.3g}, beyond float32's range (3.4e38): rescale them")
+    if a.ndim == 1:  # N numbers, or one example of D: the shape must say which
+        raise DataError(f"{where} has shape {a.shape}; give N examples of one number as (N, 1), one example as (1, D)")
     a = _as_nchw(a, where)
     image = a.ndim == 4
     levels: int | None = None
     if a.dtype == np.uint8:
+        if a.size and int(a.max()) == 1:  # 0/1 masks stored as bytes would become 0 and 1/255
+            raise DataError(f"{where} is uint8 with no value above 1, which genzoo reads as levels of 0..255 "
+                            "(almost black); save binary data as bool, or as 0/255")
         levels, a = 256, a.astype(np.float32) / 255.0
     elif a.dtype.kind == "b":
         levels, a = 2, a.astype(np.float32)
@@ -233,6 +251,8 @@ def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
             raise DataError(f"{where} must hold integer labels")
     elif a.dtype.kind not in "biu":
         raise DataError(f"{where} must hold integer labels, got dtype {a.dtype}")
+    if n and a.max() > 2**31 - 1:  # before the int64 cast, where a uint64 above 2^63 would wrap to a negative
+        raise DataError(f"{where} must hold class labels 0, 1, ..., got {a.max()}")
     if n and a.min() < 0:  # classes are 0, 1, ...: a negative one would index from the end
         raise DataError(f"{where} must hold class labels 0, 1, ..., got {a.min()}")
     return torch.from_numpy(a.astype(np.int64))
@@ -241,18 +261,26 @@ def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
 def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = None) -> Dataset:
     """Data from a ``.npz`` file: array ``x`` (or the file's only array) and optional labels ``y``.
 
-    * uint8 -> ``x / 255`` with 256 levels; other integer images must lie in 0..255 (same);
-      bool -> 2 levels; float images must lie in [0, 1]; float vectors are continuous.
-    * Shapes: (N, D) vectors; (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
+    * uint8 -> ``x / 255`` with 256 levels (a uint8 array whose largest value is 1 is refused: save binary data
+      as bool); other integer images must lie in 0..255 (same); bool -> 2 levels; float images must
+      lie in [0, 1]; float vectors are continuous (within float32's range).
+    * Shapes: (N, D) vectors (N numbers: (N, 1)); (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
       C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
-    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present, else a fixed
-      permutation (seed 0) cut 80 / 10 / 10.
+    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present, else a fixed permutation (seed 0) cut 80 / 10 / 10.
     """
     check_split(split)
     p = Path(path)
     label = f"data file {p}"
     if not p.is_file():
         raise DataError(f"{label}: not found")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(6)
+    except OSError as e:
+        raise DataError(f"{label}: cannot be read ({e.strerror or e})") from None
+    if not (head.startswith(b"PK") or head == b"\x93NUMPY"):  # a zip archive (.npz) or numpy's .npy header
+        raise DataError(f"{label}: not a .npz or .npy file (genzoo reads numpy's .npz/.npy arrays, or a folder of "
+                        "images; convert other formats with numpy.savez)")
     try:
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # a plain .npy file: its array is x
@@ -265,7 +293,7 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
         if "pickle" in why:  # numpy's reading of any file that is neither .npy nor .npz, or of object arrays
             raise DataError(f"{label}: not a valid .npz/.npy file of numeric arrays (genzoo never loads pickled "
                             "Python objects)") from None
-        raise DataError(f"{label}: not a valid .npz file ({type(e).__name__}{': ' + why if why else ''})") from None
+        raise DataError(f"{label}: not a valid .npz/.npy file ({type(e).__name__}{': ' + why if why else ''})") from None
     if not arrays:
         raise DataError(f"{label}: contains no arrays")
     split_keys = [k for k in arrays if k in ("x_train", "x_valid", "x_test")]

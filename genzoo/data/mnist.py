@@ -180,7 +180,7 @@ def find_mnist(root: str | os.PathLike | None = None, stems: tuple[str, ...] = t
     >>> find_mnist("/nonexistent")
     Traceback (most recent call last):
     ...
-    genzoo.errors.DataError: MNIST not found in /nonexistent or /nonexistent/mnist (missing train-images-idx3-ubyte[.gz]); `genzoo data download mnist --root /nonexistent` fetches it
+    genzoo.errors.DataError: MNIST not found in /nonexistent or /nonexistent/mnist (/nonexistent lacks train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); `genzoo data download mnist --root /nonexistent` fetches it
     """
     if root is None:
         root = os.environ.get(ENV_VAR) or None
@@ -191,9 +191,10 @@ def find_mnist(root: str | os.PathLike | None = None, stems: tuple[str, ...] = t
         found = {s: _file_in(d, s) for s in stems}
         if all(found.values()):
             return found  # type: ignore[return-value]
-    missing = next(s for s in stems if _file_in(base, s) is None)
+    d = max((base, base / "mnist"), key=lambda d: sum(_file_in(d, s) is not None for s in stems))  # the nearer miss
+    missing = ", ".join(f"{s}[.gz]" for s in stems if _file_in(d, s) is None)
     raise DataError(
-        f"MNIST not found in {base} or {base / 'mnist'} (missing {missing}[.gz]); "
+        f"MNIST not found in {base} or {base / 'mnist'} ({d} lacks {missing}); "
         f"`genzoo data download mnist --root {base}` fetches it"
     )
 

@@ -40,6 +40,8 @@ __all__ = [
 
 #: default number of examples per split; ``n`` overrides it
 TOY_SIZES = {"train": 20_000, "valid": 5_000, "test": 5_000}
+#: the most quadrature nodes per curve (moons, spirals): log_prob holds a (2048, curves x MAX_QUAD) float64 block
+MAX_QUAD = 50_000
 
 
 def _out_dtype(x: Tensor) -> torch.dtype:
@@ -96,7 +98,7 @@ class GaussianMixtureDensity(ToyDensity):
         if not bool(torch.all(std_t > 0)) or not bool(torch.all(torch.isfinite(std_t))):
             raise DataError(f"mixture standard deviations must be positive and finite, got {std_t.tolist()}")
         w = torch.full((K,), 1.0 / K, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
-        if w.shape != (K,) or not bool(torch.all(w >= 0)) or not float(w.sum()) > 0 or not bool(torch.all(torch.isfinite(w))):
+        if w.shape != (K,) or not bool(torch.all(w >= 0)) or not 0 < float(w.sum()) < math.inf:
             raise DataError(f"mixture weights must be {K} non-negative numbers with a positive sum, got {w.tolist()}")
         self.dim = D
         self.centres = centres  # (K, D)
@@ -144,8 +146,8 @@ class CurveDensity(ToyDensity):
                  weights: Sequence[float] | None = None, power: float = 1.0):
         if not noise > 0 or not math.isfinite(noise):
             raise DataError(f"noise must be positive, got {noise}")
-        if n_quad < 1:
-            raise DataError(f"n_quad must be a positive integer, got {n_quad}")
+        if not 1 <= n_quad <= MAX_QUAD:  # log_prob holds a (2048, curves x n_quad) float64 block
+            raise DataError(f"n_quad must be an integer in 1..{MAX_QUAD:,}, got {n_quad}")
         self.curves = list(curves)
         C = len(self.curves)
         w = torch.full((C,), 1.0 / C, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
@@ -196,8 +198,8 @@ class CheckerboardDensity(ToyDensity):
     """
 
     def __init__(self, side: int = 4, size: float = 4.0):
-        if side < 1:
-            raise DataError(f"checkerboard side must be a positive integer, got {side}")
+        if not 1 <= side <= 4096:  # side^2 cells
+            raise DataError(f"checkerboard side must be an integer in 1..4096, got {side}")
         if not size > 0 or not math.isfinite(size):
             raise DataError(f"checkerboard size must be positive, got {size}")
         self.dim = 2
@@ -339,4 +341,6 @@ def load_toy(name: str, density: ToyDensity, split: str = "train", *, n: int | N
     check_split(split)
     size = check_n(n) or TOY_SIZES[split]
     x, y = density.sample_labeled(size, split_generator(seed, split))  # (size, D)
+    if not bool(torch.isfinite(x).all()):  # finite in float64, beyond float32's range (3.4e38)
+        raise DataError(f"dataset '{name}': its options put points beyond float32's range (3.4e38); use smaller values")
     return Dataset(name, split, x, y, levels=None, density=density)

@@ -28,16 +28,31 @@ import math
 import torch
 from torch import Tensor
 
+from ..errors import DataError
+
 __all__ = ["binarize", "dequantize", "to_levels", "logit_transform", "inverse_logit_transform"]
 
 
 def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Dynamic binarization: a fresh ``Bernoulli(x)`` draw of every entry (x must lie in [0, 1])."""
-    return torch.bernoulli(x, generator=generator)  # same shape as x, values {0., 1.}
+    try:
+        return torch.bernoulli(x, generator=generator)  # same shape as x, values {0., 1.}
+    except RuntimeError as e:  # torch checks 0 <= x <= 1 itself
+        raise DataError(f"binarize takes probabilities in [0, 1]: {str(e).splitlines()[0]}") from None
+
+
+def _check_levels(x: Tensor, levels: int) -> None:
+    """A DataError unless ``levels`` is an integer >= 2 and ``x`` holds floats (``v / (levels - 1)``, not raw ``v``)."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
+        raise DataError(f"levels must be an integer >= 2, got {levels!r}")
+    if not x.is_floating_point():
+        raise DataError(f"x must hold floats v / (levels - 1) in [0, 1], got {x.dtype}: divide raw levels v by "
+                        f"{levels - 1} first")
 
 
 def to_levels(x: Tensor, levels: int) -> Tensor:
     """The integer levels ``v = round(x * (levels - 1))`` of data stored as ``v / (levels - 1)``."""
+    _check_levels(x, levels)
     return torch.round(x * (levels - 1)).clamp_(0, levels - 1)
 
 
@@ -51,7 +66,8 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
     >>> dequantize(torch.full((2, 2), 1.0), 2, torch.Generator().manual_seed(1)).lt(1).all().item()
     True
     """
-    dtype = x.dtype if x.is_floating_point() and x.dtype != torch.float16 else torch.float32
+    _check_levels(x, levels)
+    dtype = x.dtype if x.dtype != torch.float16 else torch.float32
     buf = to_levels(x.to(dtype), levels)  # same shape as x: the levels v, as floats
     y = torch.rand(x.shape, generator=generator, dtype=dtype).add_(buf).div_(levels)  # (v + u) / levels
     frac = torch.mul(y, levels, out=buf).frac_()  # buffers reused in place: this runs on whole datasets
@@ -66,7 +82,7 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
 
 
 def logit_transform(x: Tensor, alpha: float = 1e-6) -> tuple[Tensor, Tensor]:
-    """``y = logit(alpha + (1 - 2 alpha) x)`` and its log-Jacobian per example, shape (B,).
+    """``y = logit(alpha + (1 - 2 alpha) x)`` and its log-Jacobian per example, shape (B,); x in [0, 1].
 
     RealNVP uses ``alpha = 0.05`` on CIFAR-10; ``1e-6`` suits MNIST. Add the returned
     log-determinant to the log-likelihood of ``y`` to get the log-likelihood of ``x``.
@@ -75,6 +91,10 @@ def logit_transform(x: Tensor, alpha: float = 1e-6) -> tuple[Tensor, Tensor]:
     >>> y.abs().max().item() < 1e-6, round(ld.item(), 4)    # log 4 per dimension at x = 0.5
     (True, 4.1589)
     """
+    if not 0 <= alpha < 0.5:
+        raise DataError(f"alpha must lie in [0, 0.5), got {alpha}")
+    if x.dim() < 2:
+        raise DataError(f"logit_transform takes a batch (B, ...), got shape {tuple(x.shape)}")
     p = alpha + (1 - 2 * alpha) * x  # (B, ...)
     y = torch.log(p) - torch.log1p(-p)
     log_det = math.log1p(-2 * alpha) - torch.log(p) - torch.log1p(-p)  # (B, ...)

@@ -235,14 +235,15 @@ class Checkpoint(Callback):
 
     def on_start(self, state):
         """Remove what writes cut short by a kill left: the temporary folders of checkpoints being written or
-        pruned, and the temporary files of the run's own files and sample grids (``.NAME.XXXX.tmp``)."""
+        pruned, and the temporary files of the run's own files and of the grids :class:`Samples` writes
+        (``.NAME.XXXX.tmp``); another process's temporary file (``genzoo sample -o RUN/samples/x.png``) stays."""
         root = self.run_dir / "checkpoints"
         if root.is_dir():
             for p in root.glob(".tmp-step-*"):
                 shutil.rmtree(p, ignore_errors=True)
         own = (WEIGHTS, CONFIG, "run.json", "metrics.jsonl", "density.png")  # training's, not eval's
         leftovers = [p for name in own for p in self.run_dir.glob(f".{name}.*.tmp")]
-        leftovers += list((self.run_dir / "samples").glob(".*.tmp")) if (self.run_dir / "samples").is_dir() else []
+        leftovers += list((self.run_dir / "samples").glob(".step-*.png.*.tmp"))  # Samples' grids, not `genzoo sample -o`'s
         for p in leftovers:
             p.unlink(missing_ok=True)
 
