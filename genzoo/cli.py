@@ -170,16 +170,18 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
     b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md")
     b.add_argument("name", nargs="?", help="the benchmark (none: list them)")
-    b.add_argument("--quick", action="store_true", help="a tiny version to check it runs; writes nothing")
+    b.add_argument("--quick", action="store_true",
+                   help="a tiny version to check it runs: writes no table (its scratch runs go to --runs-dir)")
     b.add_argument("--seeds", type=int, help="seeds per configuration (default: the benchmark's)")
-    b.add_argument("--steps", type=int, help="training steps per run (default: the benchmark's)")
+    b.add_argument("--steps", type=int, help="training steps per run (inpaint-mnist: Adam steps of each latent "
+                   "search; default: the benchmark's)")
     b.add_argument("--minutes", type=float, help="CPU budget per training run, for the budgeted benchmarks (nice-mnist, realnvp-mnist)")
     b.add_argument("--data-root", help="folder of the MNIST files (default: $GENZOO_DATA, else ../shared/data/mnist)")
-    b.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 4), help="runs in parallel (default: CPU count, at most 4)")
+    b.add_argument("--jobs", type=int, help="runs in parallel (default: CPU count, at most 4)")
     b.add_argument("--runs-dir", default="runs/bench", help="where the benchmark's runs and pictures go (default runs/bench)")
     b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")
-    b.add_argument("--no-write", dest="output", action="store_const", const=None, help="print the table only")
-    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--no-write", action="store_true", help="print the table only (whatever --output says)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.commands = sub.choices  # name -> subcommand parser, for the "did you mean" of a mistyped flag
     return p
 
@@ -879,7 +881,7 @@ def cmd_report(args) -> int:
 
 def cmd_bench(args) -> int:
     from . import bench
-    from .io import blocked_by_file
+    from .io import blocked_by_file, check_writable
 
     for key in ("seeds", "steps", "jobs"):
         if getattr(args, key) is not None and getattr(args, key) < 1:
@@ -888,9 +890,12 @@ def cmd_bench(args) -> int:
         raise ConfigError("--minutes must be > 0 (and finite)")
     if args.jobs is not None and args.jobs > (os.cpu_count() or 1):
         raise ConfigError(f"--jobs {args.jobs} is more than the {os.cpu_count() or 1} CPUs here: each job is a training process")
+    if args.no_write or args.quick:  # --quick writes no table
+        args.output = None
     if args.output is not None:
-        check_output(args.output, "--output")
+        check_output(args.output, "--output", suffix=".md")
         bench.read_markdown(args.output)
+        check_writable(Path(args.output).resolve().parent, "--output")
     runs = Path(args.runs_dir)
     if blocked_by_file(runs):
         raise ConfigError(f"--runs-dir {runs}: that path, or a part of it, is a file, not a folder")

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import warnings
@@ -44,13 +45,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename (fsynced); a file that
     cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was."""
     path = Path(path)
+    if path.is_symlink():  # write through the link, as open() would, not over it
+        path = path.resolve()
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the file the mode open() would (an old file keeps its own)
+            os.fchmod(fd, stat.S_IMODE(path.stat().st_mode) if path.is_file() else 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -74,6 +77,16 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds a genzoo model or run (a config.json beside weights, checkpoints or a run.json)."""
     path = Path(path)
     return (path / CONFIG).is_file() and any((path / f).exists() for f in (WEIGHTS, CHECKPOINTS, "run.json"))
+
+
+def check_writable(folder: str | os.PathLike, flag: str) -> None:
+    """A :class:`WriteError` unless a file can be made in ``folder``, tried by making one: permission bits say
+    nothing to root, nor of a read-only mount. For the checks before long work."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".genzoo-write-test-"):
+            pass
+    except OSError as e:
+        raise WriteError(f"{flag} {folder}: cannot write there ({e.strerror or e})") from None
 
 
 def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None = None) -> Path:

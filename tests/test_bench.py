@@ -1,16 +1,136 @@
-"""Every benchmark runs end to end in its --quick form and writes nothing (slow: about 4 minutes in all)."""
+"""Every benchmark runs end to end in its --quick form and writes no table (slow: about 4 minutes in all); the
+harness refuses what would lose text or runs, and options a benchmark would ignore, before any work."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from genzoo import bench
 from genzoo.bench import BENCHES
+from genzoo.bench.common import fresh_run, run_parallel
 from genzoo.cli import main
+from genzoo.errors import ConfigError, RunLocked
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_every_benchmark_runs_quick_and_writes_no_table(name, tmp_path, mnist_root, capsys):
     output = tmp_path / "BENCHMARKS.md"
-    assert main(["bench", name, "--quick", "--data-root", str(mnist_root), "--runs-dir", str(tmp_path / "runs"),
+    root = ["--data-root", str(mnist_root)] if "data_root" in bench.get(name).OPTIONS else []
+    assert main(["bench", name, "--quick", *root, "--runs-dir", str(tmp_path / "runs"),
                  "--output", str(output), "--no-progress"]) == 0
     assert "|" in capsys.readouterr().out  # the table is printed
     assert not output.exists()
+
+
+def _bench(capsys, *args):
+    code = main(["bench", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+MODES_BLOCK = "<!-- bench:modes -->\nold table\n<!-- /bench:modes -->"
+
+
+@pytest.mark.parametrize("text, needle", [
+    (f"# B\n\n<!-- bench:modes -->\nold\n\n{'<!-- bench:flows-2d -->'}\nflows\n<!-- /bench:flows-2d -->\n",
+     "are 1 <!-- bench:modes --> and 0 <!-- /bench:modes --> (lines 3)"),  # a lost closing marker
+    (f"# B\n{MODES_BLOCK}\nhand-edited copy:\n{MODES_BLOCK}\n", "are 2 <!-- bench:modes --> and 2"),
+    ("# B\n<!-- /bench:modes -->\nx\n<!-- bench:modes -->\n", "(lines 2, 4)"),
+])
+def test_markers_that_would_lose_text_are_refused_before_the_run(text, needle, tmp_path, capsys):
+    out = tmp_path / "B.md"
+    out.write_text(text)
+    code, printed, err = _bench(capsys, "modes", "--steps", "1", "--seeds", "1", "--output", str(out),
+                                "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and needle in err and err.count("\n") == 1 and printed == ""
+    assert out.read_text() == text and not (tmp_path / "runs").exists()
+    bench.check_markers(f"# B\n{MODES_BLOCK}\n", "modes", out)  # one of each, in order: fine
+    bench.check_markers("# B\n", "modes", out)  # none: the table is appended
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["parzen-mnist", "--steps", "10"], "bench parzen-mnist does not use --steps (of --steps, --seeds, --minutes, "
+                                        "--jobs, --data-root it reads --jobs, --data-root)"),
+    (["modes", "--data-root", "/x"], "bench modes does not use --data-root"),
+    (["speed", "--jobs", "1"], "it reads --data-root)"),
+    (["modes", "--quick", "--steps", "5", "--seeds", "4"], "--quick runs a fixed tiny version: it takes no --steps, --seeds"),
+    (["--steps", "5"], "name a benchmark to run with --steps"),
+    (["modes", "--output", "x.py"], "give a name ending in .md"),
+    (["m2-mnist", "--data-root", "{tmp}"], "MNIST not found in {tmp}"),
+])
+def test_options_a_benchmark_would_ignore_and_bad_inputs_are_refused(args, needle, tmp_path, capsys):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, printed, err = _bench(capsys, *args, "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2 and needle.replace("{tmp}", str(tmp_path)) in err and err.count("\n") == 1 and printed == ""
+
+
+def test_no_write_wins_over_output_and_an_unwritable_output_folder_is_refused_first(tmp_path, capsys):
+    out = tmp_path / "B.md"
+    code, printed, _ = _bench(capsys, "fgan-gaussian", "--steps", "3", "--jobs", "1", "--no-write", "--output", str(out),
+                              "--runs-dir", str(tmp_path / "runs"), "--no-progress")
+    assert code == 0 and "f-GAN" in printed and not out.exists()
+    # /proc takes no new files, even from root (whom permission bits do not stop): tried, not read off the mode
+    code, printed, err = _bench(capsys, "fgan-gaussian", "--steps", "3", "--output", "/proc/B.md",
+                                "--runs-dir", str(tmp_path / "runs2"))
+    assert code == 2 and "--output /proc: cannot write there" in err and printed == ""
+    assert not (tmp_path / "runs2").exists()
+
+
+def test_a_scratch_run_folder_is_removed_only_when_it_holds_nothing_but_a_run(tmp_path):
+    from genzoo.io import run_lock
+
+    run = tmp_path / "modes" / "ring-gan-seed0"
+    (run / "checkpoints" / "step-00000001").mkdir(parents=True)
+    for name in ("config.json", "run.json", "metrics.jsonl", "scored-samples.png", ".lock"):
+        (run / name).write_text("{}")
+    fresh_run(run)  # a benchmark's earlier run: removed
+    assert not run.exists()
+    run.mkdir(parents=True)
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds notes.txt, which is not a run's"):
+        fresh_run(run)
+    assert (run / "notes.txt").read_text() == "mine"
+    (run / "notes.txt").unlink()
+    code = f"from genzoo.io import run_lock; import time\nwith run_lock({str(run)!r}):\n    print('held', flush=True); time.sleep(60)"
+    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunLocked, match="another process is training a run there"):
+            fresh_run(run)
+        assert run.is_dir() and (run / ".lock").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    with run_lock(run):  # this process's own lock is no one else's run
+        pass
+
+
+def _fail_or_wait(i: int) -> int:
+    if i == 0:
+        time.sleep(0.5)
+        raise ValueError("run 0 failed")
+    time.sleep(60)
+    return i
+
+
+def test_a_failure_or_ctrl_c_stops_the_workers_at_once(tmp_path):
+    """The pool is terminated when the caller stops waiting, instead of training the queued runs first."""
+    t0 = time.time()
+    with pytest.raises(ValueError, match="run 0 failed"):
+        run_parallel(_fail_or_wait, [(i,) for i in range(4)], jobs=2, desc="test", progress=False)
+    assert time.time() - t0 < 30  # the other runs sleep 60 s each: nobody waited for them
+    assert run_parallel(abs, [(-2,), (3,)], jobs=2, desc="test", progress=False) == [2, 3]
+
+
+def test_a_failed_inner_command_is_a_one_line_error_with_its_exit_code(tmp_path, capsys):
+    from genzoo.bench.common import RunFailed, train_cli
+
+    with pytest.raises(RunFailed) as e:
+        train_cli(tmp_path / "run", ["gmm", "--data", "ring", "--steps", "0"])
+    assert e.value.exit_code == 2 and "(its error is above)" in str(e.value) and "\n" not in str(e.value)
+    assert "genzoo: error: steps must be >= 1, got 0" in capsys.readouterr().err

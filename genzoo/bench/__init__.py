@@ -1,9 +1,10 @@
 """Reproductions of published tables: ``genzoo bench NAME``, one small module per table.
 
-Each module under ``genzoo/bench/`` has a ``DESCRIPTION`` and ``run(args) -> str`` returning its
-result as Markdown; the harness adds what was run, where and when, prints it and writes it into
-``BENCHMARKS.md`` between ``<!-- bench:NAME -->`` markers (replacing the previous result of the
-same benchmark, keeping everything else).
+Each module under ``genzoo/bench/`` has a ``DESCRIPTION``, the ``OPTIONS`` of ``genzoo bench`` it reads
+(any other given is refused, not ignored) and ``run(args) -> str`` returning its result as Markdown; the
+harness adds what was run, where and when, prints it and writes it into ``BENCHMARKS.md`` between
+``<!-- bench:NAME -->`` markers (replacing the previous result of the same benchmark, keeping everything
+else; markers that are unbalanced or doubled are refused before the run, so no text between them is lost).
 
 >>> {"modes", "fgan-gaussian", "nice-mnist"} <= set(BENCHES)
 True
@@ -20,8 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import ConfigError, did_you_mean
-from ..io import atomic_write_bytes
+from ..errors import ConfigError, WriteError, did_you_mean
+from ..io import atomic_write_bytes, check_writable
+
+#: the options a benchmark may read (each module's OPTIONS names those it does), as argparse's dest names
+TUNABLE = ("steps", "seeds", "minutes", "jobs", "data_root")
+#: the default of --jobs: runs in parallel
+DEFAULT_JOBS = min(os.cpu_count() or 1, 4)
 
 #: benchmark name -> module under genzoo.bench
 BENCHES = {
@@ -97,23 +103,79 @@ def read_markdown(path: str | os.PathLike) -> str:
         raise ConfigError(f"--output {path}: cannot read it as a Markdown (UTF-8 text) file ({e.__class__.__name__})") from None
 
 
+def check_markers(text: str, name: str, path: str | os.PathLike) -> None:
+    """A ConfigError unless ``text`` holds this benchmark's markers once each, opening before closing, or not at
+    all: a missing or doubled marker would make the replacement take (or leave) the text between others.
+
+    >>> check_markers("<!-- /bench:modes -->", "modes", "B.md")
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: --output B.md: the markers of 'modes' are 0 <!-- bench:modes --> and 1 <!-- /bench:modes --> (lines 1); there must be one of each, in that order, or none: mend the file by hand
+    """
+    opening, closing = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    lines = text.splitlines()
+    at = {m: [i + 1 for i, line in enumerate(lines) if m in line] for m in (opening, closing)}
+    n_open, n_close = len(at[opening]), len(at[closing])
+    if (n_open, n_close) == (0, 0) or (n_open, n_close) == (1, 1) and at[opening][0] < at[closing][0]:
+        return
+    where = ", ".join(str(i) for i in sorted(at[opening] + at[closing]))
+    raise ConfigError(f"--output {path}: the markers of '{name}' are {n_open} {opening} and {n_close} {closing} "
+                      f"(lines {where}); there must be one of each, in that order, or none: mend the file by hand")
+
+
 def write_section(path: str | os.PathLike, name: str, markdown: str) -> None:
     """Put ``markdown`` between this benchmark's markers in ``path``, replacing the old result."""
     path = Path(path)
     text = read_markdown(path)
+    check_markers(text, name, path)  # again: the file may have been edited during the run
     block = f"<!-- bench:{name} -->\n{markdown.strip()}\n<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     atomic_write_bytes(path, text.encode())
 
 
+def _flags(dests) -> str:
+    """argparse dest names as the flags a user types: ``data_root`` -> ``--data-root``."""
+    return ", ".join("--" + k.replace("_", "-") for k in dests)
+
+
+def check_options(args, mod) -> None:
+    """A ConfigError for an option the benchmark does not read, or a run length given with ``--quick``; the
+    default ``--jobs`` filled in."""
+    given = [k for k in TUNABLE if getattr(args, k, None) is not None]
+    unused = [k for k in given if k not in mod.OPTIONS]
+    if unused:
+        raise ConfigError(f"bench {args.name} does not use {_flags(unused)} (of {_flags(TUNABLE)} it reads "
+                          f"{_flags(mod.OPTIONS) or 'none'})")
+    lengths = [k for k in given if k in ("steps", "seeds", "minutes")]
+    if args.quick and lengths:
+        raise ConfigError(f"--quick runs a fixed tiny version: it takes no {_flags(lengths)}")
+    if args.jobs is None:
+        args.jobs = DEFAULT_JOBS
+
+
 def main(args) -> int:
     """``genzoo bench [NAME]``: list the benchmarks, or run one and write its table."""
     if args.name is None:
+        given = [k for k in TUNABLE if getattr(args, k, None) is not None] + (["quick"] if args.quick else [])
+        if given:
+            raise ConfigError(f"name a benchmark to run with {_flags(given[:1])} (`genzoo bench` lists them)")
         for name in sorted(BENCHES):
             print(f"{name:<16} {get(name).DESCRIPTION}")
         return 0
     mod = get(args.name)
+    check_options(args, mod)
+    if "data_root" in mod.OPTIONS and not args.quick:  # (eval-speed's quick version runs on the digits)
+        from .common import mnist_root
+
+        mnist_root(args)  # MNIST is there: checked before any work
+    if args.output and not args.quick:
+        check_markers(read_markdown(args.output), args.name, args.output)
+    runs = Path(args.runs_dir)
+    try:
+        runs.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"--runs-dir {runs}: cannot make it ({e.strerror or e})") from None
+    check_writable(runs, "--runs-dir")
     t0 = time.time()
     body = mod.run(args)
     text = body.rstrip() + "\n\n" + stamp(args.name, time.time() - t0, ["genzoo", *sys.argv[1:]]) + "\n"

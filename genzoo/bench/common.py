@@ -9,21 +9,65 @@ import shutil
 import time
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError, GenZooError, RunLocked
 
 #: the header of the flow-on-MNIST tables (one row per model from :func:`run_flow_on_mnist`)
 TABLE_HEAD = ("| model | parameters | steps | minutes | test log-likelihood (nats) | bits/dim |", "|---|---|---|---|---|---|")
 
 
 def mnist_root(args) -> str:
-    """``--data-root``, else ``$GENZOO_DATA``, else ``../shared/data/mnist`` beside the checkout."""
+    """``--data-root``, else ``$GENZOO_DATA``, else ``shared/data/mnist`` beside the genzoo checkout (not the
+    current directory); a DataError unless the four IDX files are there."""
+    from ..data.mnist import find_mnist
+
     root = getattr(args, "data_root", None) or os.environ.get("GENZOO_DATA")
     if root is None:
         guess = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
         if not guess.is_dir():
             raise DataError("MNIST not found: give --data-root DIR (the four IDX files) or set GENZOO_DATA")
         root = str(guess)
+    find_mnist(root)  # before any work, not in each worker
     return root
+
+
+def fresh_run(run_dir: Path) -> None:
+    """Make ``run_dir``, the benchmark's own scratch run, ready for a new run: what an earlier benchmark left
+    there is removed. A run being trained there now (:class:`RunLocked`) and a folder holding anything but a
+    run's files and pictures (a ConfigError) are left alone: a benchmark removes no one else's work."""
+    from ..io import RUN_FILES, locked_elsewhere
+
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return
+    if locked_elsewhere(run_dir):
+        raise RunLocked(f"{run_dir}: another process is training a run there, and the benchmark writes its own run "
+                        "in that folder: let it finish, or give another --runs-dir")
+    foreign = sorted(p.name for p in run_dir.iterdir()
+                     if p.name not in RUN_FILES and not p.name.startswith(".") and p.suffix != ".png")
+    if foreign:
+        raise ConfigError(f"{run_dir} holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which is not "
+                          "a run's; the benchmark writes its own run in that folder: move them, or give another --runs-dir")
+    shutil.rmtree(run_dir)
+
+
+def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = True) -> list:
+    """``[fn(*args) for args in calls]``, run in ``jobs`` worker processes, with a progress bar over the runs.
+    Ctrl-C stops every worker at once (the pool is terminated), not after the queued runs have trained."""
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    with multiprocessing.Pool(jobs) as pool:  # leaving the block terminates the workers
+        pending = [pool.apply_async(fn, args) for args in calls]
+        return [r.get() for r in tqdm(pending, desc=desc, disable=None if progress else True)]
+
+
+class RunFailed(GenZooError):
+    """A training or evaluation command the benchmark ran failed; its own error line is printed above."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def steps_in(model, data, minutes: float, batch_size: int, probe_steps: int = 10) -> int:
@@ -84,7 +128,7 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
     model = genzoo.build(name, data_shape=train.shape, **options)
     steps = 20 if args.quick else (args.steps or steps_in(model, train, minutes, batch))
     run_dir = Path(args.runs_dir) / f"{name}-mnist{'-quick' if args.quick else ''}"  # --quick runs every line too
-    shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
+    fresh_run(run_dir)
     done, seconds = train_for(model, train, steps=steps, batch_size=batch, run_dir=run_dir,
                               progress=not args.no_progress, max_minutes=None if args.steps else 1.5 * minutes,
                               lr_schedule=lr_schedule)
@@ -113,11 +157,12 @@ def train_cli(run: Path, args: list[str]) -> float:
     seconds."""
     from ..cli import main as cli
 
-    shutil.rmtree(run, ignore_errors=True)
+    fresh_run(run)
     args = ["train", *args, "--run-dir", str(run), "--no-progress"]
     t0 = time.time()
-    if cli(args) != 0:
-        raise RuntimeError(f"genzoo {' '.join(args)} failed")
+    code = cli(args)
+    if code != 0:
+        raise RunFailed(f"the benchmark's run `genzoo {' '.join(args)}` failed (its error is above)", code)
     return time.time() - t0
 
 

@@ -11,9 +11,12 @@ every trained model is scored under every divergence by quadrature: the 5 x 5 ta
 from __future__ import annotations
 
 import time
-from concurrent.futures import ProcessPoolExecutor
+
+from .common import run_parallel
 
 DESCRIPTION = "one Gaussian fitted to a 1-D mixture with 5 f-divergences, against the exact minimisers (f-GAN)"
+#: the options of `genzoo bench` this benchmark reads (others given are refused)
+OPTIONS = ("steps", "jobs")
 
 DIVS = ("kl", "reverse_kl", "js", "jeffrey", "pearson")
 MIXTURE = {"means": (-1.0, 1.5), "stds": (0.6, 0.9), "weights": (0.6, 0.4)}
@@ -62,8 +65,7 @@ def score(div: str, mu: float, sigma: float) -> float:
 
 def run(args) -> str:
     steps = 300 if args.quick else (args.steps or STEPS)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(train_one, DIVS, [steps] * len(DIVS)))
+    results = run_parallel(train_one, [(d, steps) for d in DIVS], args.jobs, "bench fgan-gaussian", not args.no_progress)
     from genzoo.divergences import get
 
     table = {r["div"]: {c: score(c, r["mu"], r["sigma"]) for c in DIVS} for r in results}

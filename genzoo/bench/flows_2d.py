@@ -5,10 +5,13 @@ negative entropy, estimated on the same test points), and a density picture per 
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .common import run_parallel
+
 DESCRIPTION = "planar, NICE and RealNVP on moons, ring and checkerboard via the CLI: test log-likelihood vs the truth"
+#: the options of `genzoo bench` this benchmark reads (others given are refused)
+OPTIONS = ("steps", "jobs")
 DATASETS = ("moons", "ring", "checkerboard")
 #: model -> the --set options of its 2-D recipe
 RECIPES = {
@@ -65,8 +68,8 @@ def run(args) -> str:
     steps = 200 if args.quick else (args.steps or STEPS)
     runs_dir = str(Path(args.runs_dir) / ("flows-2d-quick" if args.quick else "flows-2d"))
     jobs = [(m, d) for d in DATASETS for m in RECIPES]
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        results = [f.result() for f in [pool.submit(one, m, d, steps, runs_dir) for m, d in jobs]]
+    results = run_parallel(one, [(m, d, steps, runs_dir) for m, d in jobs], args.jobs, "bench flows-2d",
+                           not args.no_progress)
     lines = ["## Flows on 2-D toy sets (`genzoo bench flows-2d`)", "",
              f"Each run is `genzoo train MODEL --data SET --steps {steps} --batch-size {BATCH} --set lr_schedule=cosine "
              f"--set data.n=50000` (50,000 training points) with the options below; test log-likelihood on {N_TEST:,} "

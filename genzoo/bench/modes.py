@@ -8,13 +8,15 @@ run directory with its training-evolution pictures (``samples/step-*.png``, fixe
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .common import fresh_run, run_parallel
+
 DESCRIPTION = "modes captured / high-quality share / reverse KL on the 2-D ring and grid (VEEGAN, PacGAN)"
+#: the options of `genzoo bench` this benchmark reads (others given are refused)
+OPTIONS = ("steps", "seeds", "jobs")
 
 DATASETS = {"ring": "ring of 8 (radius 1, std 0.01)", "grid": "5x5 grid (spacing 2, std 0.05)"}
 
@@ -67,7 +69,7 @@ def one_run(label: str, dataset: str, seed: int, steps: int, runs_dir: str | Non
     if runs_dir is not None:
         slug = label.split(":")[0].replace(",", "").replace(" ", "-").lower()
         run_dir = Path(runs_dir) / f"{dataset}-{slug}-seed{seed}"
-        shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
+        fresh_run(run_dir)
     t0 = time.time()
     genzoo.fit(model, data, steps=steps, batch_size=BATCH, seed=seed, progress=False, lr_schedule="cosine",
                run_dir=run_dir, sample_every=steps // 5 if run_dir else 0, checkpoint_every=steps)
@@ -91,8 +93,6 @@ def _fmt(values: list[float], digits: int, scale: float = 1.0) -> str:
 
 
 def run(args) -> str:
-    from tqdm.auto import tqdm
-
     seeds = 2 if args.quick else (args.seeds or SEEDS)
     steps = {d: 300 if args.quick else (args.steps or STEPS[d]) for d in DATASETS}
     runs_dir = None if args.quick else str(Path(args.runs_dir) / "modes")
@@ -100,10 +100,8 @@ def run(args) -> str:
     jobs = sorted(((label, ds, seed) for ds in DATASETS for label in RECIPES for seed in range(seeds)),
                   key=lambda j: -steps[j[1]])
     results = []
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(one_run, label, ds, seed, steps[ds], runs_dir) for label, ds, seed in jobs]
-        for f in tqdm(futures, desc="bench modes", disable=None if not args.no_progress else True):
-            results.append(f.result())
+    results = run_parallel(one_run, [(label, ds, seed, steps[ds], runs_dir) for label, ds, seed in jobs], args.jobs,
+                           "bench modes", not args.no_progress)
     lines = [f"## Mode collapse on 2-D mixtures (`genzoo bench modes`)", "",
              f"{N_SAMPLES:,} samples scored per run; mean +- std over {seeds} seeds; each run trains "
              + " / ".join(f"{steps[d]:,} ({d})" for d in DATASETS)

@@ -10,10 +10,13 @@ metrics of genzoo's MNIST classifier side by side.
 
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .common import run_parallel
+
 DESCRIPTION = "Parzen log-likelihood on MNIST (Goodfellow et al. 2014, Table 1): GAN, GMMN, VAE, GMM, flow"
+#: the options of `genzoo bench` this benchmark reads (others given are refused)
+OPTIONS = ("jobs", "data_root")
 
 #: label -> (recipe in configs/, extra CLI flags); each trains on one CPU thread
 MODELS = {
@@ -75,9 +78,8 @@ def run(args) -> str:
 
     root = mnist_root(args)
     runs_dir = str(Path(args.runs_dir) / ("parzen-mnist-quick" if args.quick else "parzen-mnist"))
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(train_and_score, label, root, runs_dir, args.quick) for label in MODELS]
-        results = [f.result() for f in futures]
+    results = run_parallel(train_and_score, [(label, root, runs_dir, args.quick) for label in MODELS], args.jobs,
+                           "bench parzen-mnist", not args.no_progress)
     for r in results:
         atomic_write_json(Path(r["run"]) / "eval.json", r["result"])
     ranked = sorted(results, key=lambda r: -r["result"]["parzen"]["ll"])

@@ -47,6 +47,8 @@ from genzoo.nn.linear import MIN_SIZE, linear, onednn_available, use_onednn
 
 DESCRIPTION = ("training and evaluation throughput of each family beside plain PyTorch, pythae, normflows, zuko, "
                "scikit-learn and NumPy (peers: pip install -c constraints.txt -e '.[bench]')")
+#: the options of `genzoo bench` this benchmark reads (others given are refused)
+OPTIONS = ("data_root",)
 ROUNDS, QUICK_ROUNDS = 5, 2
 F_LINEAR = "fp32, F.linear"  # the row label of genzoo with its linear layers on torch's F.linear (MKL), not oneDNN
 
@@ -510,7 +512,7 @@ def em(mnist, quick: bool) -> list[str]:
     sk.score_samples(z)
     ev_sk = len(z) / (time.perf_counter() - t0)
     r = sk_iter / ours_iter
-    return ["### EM (MNIST on 50 principal components, 10 full-covariance components, 60,000 points)", "",
+    return [f"### EM (MNIST on 50 principal components, 10 full-covariance components, {len(z):,} points)", "",
             "| implementation | s per iteration | mean log-likelihood after the same iterations | evaluation points/s |",
             "|---|---|---|---|",
             f"| genzoo (float32, float64 statistics) | {ours_iter:.3f} | {ll_ours:.5f} | {ev_ours:,.0f} |",

@@ -9,11 +9,13 @@ figures on the 10,000 test images: the ELBO (mean of 10 draws per image) and the
 
 from __future__ import annotations
 
-import shutil
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from .common import fresh_run, run_parallel
+
 DESCRIPTION = "VAE vs VAE + 10 planar posterior maps on binarized MNIST: test ELBO (Rezende & Mohamed 2015)"
+#: the options of `genzoo bench` this benchmark reads (others given are refused)
+OPTIONS = ("steps", "jobs", "data_root")
 STEPS, BATCH, LATENT, HIDDEN, IWAE_K = 30000, 100, 40, (400,), 200
 VARIANTS = {"Gaussian q(z|x)": {}, "planar flow q(z|x), K = 10": {"posterior_flow": "planar", "flow_length": 10}}
 PAPER = [("diagonal Gaussian (DLGM)", "89.9"), ("planar K = 10", "87.5"), ("planar K = 80", "85.1")]
@@ -31,7 +33,7 @@ def one(label: str, root: str, steps: int, run_dir: str | None, quick: bool) -> 
     train = load_dataset("mnist", "train", root=root, binarize=True, n=1000 if quick else None)
     test = load_dataset("mnist", "test", root=root, binarize=True, n=200 if quick else None)
     if run_dir is not None:
-        shutil.rmtree(run_dir, ignore_errors=True)  # the benchmark's own scratch run: always a fresh one
+        fresh_run(run_dir)
     torch.manual_seed(0)
     model = genzoo.build("vae", data_shape=train.shape, latent_dim=LATENT, hidden=HIDDEN, **VARIANTS[label])
     t0 = time.time()
@@ -54,10 +56,9 @@ def run(args) -> str:
     steps = 50 if args.quick else (args.steps or STEPS)
     root = mnist_root(args)
     runs = None if args.quick else Path(args.runs_dir) / "vae-planar"
-    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, 2))) as pool:
-        futures = [pool.submit(one, label, root, steps, str(runs / f"k{v.get('flow_length', 0)}") if runs else None, args.quick)
-                   for label, v in VARIANTS.items()]
-        results = [f.result() for f in futures]
+    calls = [(label, root, steps, str(runs / f"k{v.get('flow_length', 0)}") if runs else None, args.quick)
+             for label, v in VARIANTS.items()]
+    results = run_parallel(one, calls, max(1, min(args.jobs, 2)), "bench vae-planar", not args.no_progress)
     lines = ["## Planar-flow VAE posterior on MNIST (`genzoo bench vae-planar`)", "",
              f"Dynamically binarized MNIST, MLP 784-{HIDDEN[0]}-{LATENT} VAE, {steps:,} steps of {BATCH} "
              f"({steps * BATCH / 50000:.0f} epochs), cosine Adam 1e-3; test set of {results[0]['n']:,} images "
