@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run directory")
     s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     s.add_argument("-o", "--output", default=None, help="PNG to write (default RUN/samples.png)")
-    s.add_argument("--seed", type=_seed, default=0)
+    s.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
 
     e = sub.add_parser("eval", help="every metric a run admits (likelihoods, Parzen, FID...); writes RUN/eval.json")
     e.add_argument("run", help="run directory")
@@ -133,16 +133,16 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--no-progress", action="store_true")
     i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
     i.add_argument("run", help="run directory")
-    i.add_argument("--pairs", type=int, default=PAIRS, help=f"rows of interpolations between prior draws (default {PAIRS})")
+    i.add_argument("--pairs", type=int, help=f"rows of interpolations between prior draws (default {PAIRS})")
     i.add_argument("--between", nargs=2, type=int, action="append", metavar=("I", "J"), default=[],
                    help="a row between test images I and J, their latents inferred (repeatable)")
     i.add_argument("--arithmetic", metavar="A-B+C",
                    help="vector arithmetic on test-image indices, each concept averaged: e.g. 1,2,3-4,5,6+7,8,9")
-    i.add_argument("--steps", type=int, default=10, help="images per row, ends included (default 10)")
-    i.add_argument("--kind", default="slerp", choices=["slerp", "lerp"], help="path (default slerp)")
+    i.add_argument("--steps", type=int, help="images per row, ends included (default 10)")
+    i.add_argument("--kind", choices=["slerp", "lerp"], help="path (default slerp)")
     i.add_argument("-o", "--output", help="PNG to write (default RUN/interpolation.png or RUN/arithmetic.png)")
     i.add_argument("--data-root", help="override the data root recorded in the run")
-    i.add_argument("--seed", type=_seed, default=0)
+    i.add_argument("--seed", type=_seed, default=0, help="seed of the prior draws and latent inference (default 0)")
     n_ = sub.add_parser("inpaint", help="fill missing pixels by latent optimisation (Yeh et al. 2016) or by the posterior mean")
     n_.add_argument("run", help="run directory (a GAN, GMMN, VAE or flow trained on images)")
     src = n_.add_mutually_exclusive_group()
@@ -154,17 +154,17 @@ def _parser() -> argparse.ArgumentParser:
                          "own draws; auto (default): posterior for flows, search for the others (by measurement)")
     n_.add_argument("--blend", choices=["poisson", "mask"],
                     help="how the fill meets the known pixels (default poisson for search, mask for posterior)")
-    n_.add_argument("--samples", type=int, default=10_000,
-                    help="posterior: draws of the model (default 10,000)")
+    n_.add_argument("--samples", type=int, help="posterior: draws of the model (default 10,000)")
     n_.add_argument("--sigma", type=float, help="posterior: noise std on the known pixels (default: chosen on the draws)")
-    n_.add_argument("--steps", type=int, default=300, help="Adam steps on z (default 300)")
-    n_.add_argument("--restarts", type=int, default=8, help="random starts; the lowest loss wins (default 8)")
-    n_.add_argument("--lam", type=float, default=0.003, help="weight of the perceptual / prior loss (default 0.003)")
-    n_.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                    help="bf16 autocast for the search (VAE, GAN, flows; 2-3x faster on CPUs with bf16)")
+    n_.add_argument("--steps", type=int, help="search: Adam steps on z (default 300)")
+    n_.add_argument("--restarts", type=int, help="search: random starts; the lowest loss wins (default 8)")
+    n_.add_argument("--lam", type=float, help="search: weight of the perceptual / prior loss (default 0.003)")
+    n_.add_argument("--precision", choices=["fp32", "bf16"],
+                    help="search: bf16 autocast (VAE, GAN, flows; 2-3x faster on CPUs with bf16; default fp32)")
     n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
     n_.add_argument("--data-root", help="override the data root recorded in the run")
-    n_.add_argument("--seed", type=_seed, default=0)
+    n_.add_argument("--seed", type=_seed, default=0, help="seed of the masks, starts and draws (default 0)")
+    n_.add_argument("--no-progress", action="store_true", help="no progress bar")
     r = sub.add_parser("report", help="one self-contained report.html (samples, evolution GIF, curves, metrics)")
     r.add_argument("run", help="run directory")
     r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
@@ -635,6 +635,25 @@ def _run(path: str):
     return load(run)
 
 
+def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path:
+    """``-o`` checked (:func:`~genzoo.io.check_output`), or the command's default file in the run checked the same
+    way, and its folder tried for writing, before any work: a read-only run, or ``RUN/best`` (which training
+    replaces whole, pictures and all) is refused here, not after the work."""
+    from .io import check_writable
+
+    if given is not None:
+        path = check_output(given, suffix=suffix)
+        check_writable(path.resolve().parent, "-o")
+        return path
+    path = Path(run) / default
+    try:
+        check_output(path, "the default output", suffix=suffix)
+        check_writable(path.resolve().parent, "the default output's folder")
+    except GenZooError as e:
+        raise type(e)(f"{e}; give -o FILE") from None
+    return path
+
+
 def cmd_sample(args) -> int:
     import torch
 
@@ -643,8 +662,8 @@ def cmd_sample(args) -> int:
 
     if not 1 <= args.n <= MAX_PICTURE:
         raise ConfigError(f"-n must be in 1..{MAX_PICTURE:,} (one picture), got {args.n}")
-    out = check_output(args.output, suffix=".png") if args.output is not None else Path(args.run) / "samples.png"
     model = _run(args.run)
+    out = _output_path(args.output, args.run, "samples.png", ".png")
     density = None
     run_file = Path(args.run) / "run.json"
     if run_file.is_file():
@@ -762,12 +781,23 @@ def cmd_interpolate(args) -> int:
     check_latent_model(model)
     if len(model.data_shape) != 3:
         raise ConfigError(f"interpolation pictures need image data; this {model.name} models vectors of shape {model.data_shape}")
-    if not 2 <= args.steps <= 100 or not 0 <= args.pairs <= 1000:
-        raise ConfigError("--steps must be in 2..100 and --pairs in 0..1000")
-    if args.arithmetic and (args.between or args.pairs != PAIRS):  # one picture or the other, not one silently
-        raise ConfigError("--arithmetic makes its own picture: give it without --between and --pairs")
-    if args.output is not None:
-        check_output(args.output, suffix=".png")
+    if args.arithmetic:  # one picture or the other, not one silently
+        strip = [f for f, v in (("--between", args.between), ("--pairs", args.pairs), ("--steps", args.steps),
+                                ("--kind", args.kind)) if v]
+        if strip or args.pairs is not None:
+            raise ConfigError(f"--arithmetic makes its own picture: give it without {', '.join(strip or ['--pairs'])}")
+    elif args.data_root and not args.between:
+        raise ConfigError("--data-root is for the test images of --between and --arithmetic; rows between prior draws "
+                          "read no data")
+    steps, pairs, kind = args.steps or 10, PAIRS if args.pairs is None else args.pairs, args.kind or "slerp"
+    if not 2 <= steps <= 100:
+        raise ConfigError(f"--steps must be in 2..100, got {steps}")
+    if not 0 <= pairs <= 1000:
+        raise ConfigError(f"--pairs must be in 0..1000, got {pairs}")
+    if (pairs + len(args.between)) * steps > MAX_PICTURE:
+        raise ConfigError(f"{pairs + len(args.between)} rows of {steps} images make more than {MAX_PICTURE:,} images, "
+                          "the most one picture holds")
+    out = _output_path(args.output, args.run, "arithmetic.png" if args.arithmetic else "interpolation.png", ".png")
     test = None
     if args.between or args.arithmetic:
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
@@ -779,7 +809,6 @@ def cmd_interpolate(args) -> int:
         groups = [_indices(t, len(test)) for t in m.groups()]
         _, images = arithmetic(model, *(test.x[idx] for idx in groups), generator=g)
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
-        out = Path(args.output) if args.output is not None else Path(args.run) / "arithmetic.png"
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
@@ -789,15 +818,14 @@ def cmd_interpolate(args) -> int:
         if not (0 <= i < len(test) and 0 <= j < len(test)):
             raise ConfigError(f"--between indices must lie in 0..{len(test) - 1}, got {i} {j}")
         z = infer_latent(model, test.x[[i, j]], generator=g)
-        rows.append(interpolate(model, z[0].cpu(), z[1].cpu(), args.steps, args.kind))
-    for _ in range(args.pairs):
+        rows.append(interpolate(model, z[0].cpu(), z[1].cpu(), steps, kind))
+    for _ in range(pairs):
         z = draw_prior(model, 2, g)
-        rows.append(interpolate(model, z[0], z[1], args.steps, args.kind))
+        rows.append(interpolate(model, z[0], z[1], steps, kind))
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
-    out = Path(args.output) if args.output is not None else Path(args.run) / "interpolation.png"
-    save_grid(torch.cat(rows), out, nrow=args.steps, scale=2)
-    print(f"wrote {out} ({len(rows)} rows of {args.steps}, {args.kind})")
+    save_grid(torch.cat(rows), out, nrow=steps, scale=2)
+    print(f"wrote {out} ({len(rows)} rows of {steps}, {kind})")
     return 0
 
 
@@ -819,26 +847,33 @@ def _read_image(path: str, shape: tuple[int, ...]):
 def cmd_inpaint(args) -> int:
     import torch
 
-    from .apps.inpaint import inpaint, make_mask, posterior_fill, psnr
+    from .apps.inpaint import LAMBDA, RESTARTS, SAMPLES, STEPS, inpaint, make_mask, posterior_fill, psnr
     from .apps.interpolate import check_latent_model
     from .base import Density
     from .data import load_spec
     from .viz import save_grid
 
-    if not 1 <= args.steps <= 100_000 or not 1 <= args.restarts <= 1000:
-        raise ConfigError(f"--steps must be in 1..100,000 and --restarts in 1..1000, got {args.steps} and {args.restarts}")
-    if not (math.isfinite(args.lam) and args.lam >= 0):
+    if args.steps is not None and not 1 <= args.steps <= 100_000:
+        raise ConfigError(f"--steps must be in 1..100,000, got {args.steps}")
+    if args.restarts is not None and not 1 <= args.restarts <= 1000:
+        raise ConfigError(f"--restarts must be in 1..1000, got {args.restarts}")
+    if args.lam is not None and not (math.isfinite(args.lam) and args.lam >= 0):
         raise ConfigError(f"--lam must be a finite number >= 0, got {args.lam}")
-    if not 400 <= args.samples <= 1_000_000:
+    if args.samples is not None and not 400 <= args.samples <= 1_000_000:
         raise ConfigError(f"--samples must be in 400..1,000,000, got {args.samples}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
         raise ConfigError(f"--sigma must be a finite number > 0, got {args.sigma}")
-    path = check_output(args.output, suffix=".png") if args.output is not None else Path(args.run) / "inpaint.png"
     model = _run(args.run)
+    path = _output_path(args.output, args.run, "inpaint.png", ".png")
     check_latent_model(model, "inpaint with")
     if len(model.data_shape) != 3:
         raise ConfigError(f"inpainting needs an image model; this {model.name} models vectors of shape {model.data_shape}")
     method = args.method if args.method != "auto" else ("posterior" if isinstance(model, Density) else "search")
+    tuning = {"search": ("steps", "restarts", "lam", "precision"), "posterior": ("samples", "sigma")}
+    idle = [f"--{k}" for other, keys in tuning.items() if other != method for k in keys if getattr(args, k) is not None]
+    if idle:
+        raise ConfigError(f"{', '.join(idle)} tune{'s' * (len(idle) == 1)} the other method; this inpainting is by "
+                          f"--method {method}" + (" (auto's choice for this model)" if args.method == "auto" else ""))
     truth = None
     if args.image:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
@@ -852,13 +887,16 @@ def cmd_inpaint(args) -> int:
     mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
     blend = args.blend or ("poisson" if method == "search" else "mask")
     if method == "search":
-        out = inpaint(model, y, mask, lam=args.lam, steps=args.steps, restarts=args.restarts, blend=blend, generator=g,
-                      precision=args.precision)
+        out = inpaint(model, y, mask, lam=LAMBDA if args.lam is None else args.lam, steps=args.steps or STEPS,
+                      restarts=args.restarts or RESTARTS, blend=blend, generator=g, precision=args.precision or "fp32",
+                      progress=not args.no_progress)
         made = "G(z*)"
     else:
-        out = posterior_fill(model, y, mask, n_samples=args.samples, sigma=args.sigma, blend=blend, generator=g)
+        samples = args.samples or SAMPLES
+        out = posterior_fill(model, y, mask, n_samples=samples, sigma=args.sigma, blend=blend, generator=g,
+                             progress=not args.no_progress)
         made = "posterior mean"
-        print(f"posterior mean from {args.samples:,} draws, sigma {out['sigma']:.3g}, "
+        print(f"posterior mean from {samples:,} draws, sigma {out['sigma']:.3g}, "
               f"effective sample size {float(out['ess'].median()):.1f} (median)")
     panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, the fill, blended
     save_grid(panel, path, nrow=len(y), scale=2)
@@ -874,8 +912,8 @@ def cmd_report(args) -> int:
 
     if not Path(args.run).is_dir():
         raise CheckpointError(f"not a genzoo run: {args.run} is not a directory")
-    out = check_output(args.output, suffix=".html") if args.output is not None else None
-    print(f"wrote {write_report(args.run, out)}")
+    out = _output_path(args.output, args.run, "report.html", ".html")
+    print(f"wrote {write_report(args.run, out if args.output is not None else None)}")
     return 0
 
 

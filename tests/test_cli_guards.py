@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,9 +192,9 @@ def test_a_bad_run_dir_is_one_line(tmp_path, capsys, run_dir, needle):
     (["sample", "{run}", "--seed", "-1"], "out of range"),
     (["eval", "{run}", "--iwae-k", "100000000000"], "at most 1,000,000"),
     (["eval", "{run}", "--n-samples", "100000000000"], "at most 1,000,000"),
-    (["interpolate", "{run}", "--pairs", "100000000"], "--pairs in 0..1000"),
+    (["interpolate", "{run}", "--pairs", "100000000"], "--pairs must be in 0..1000, got 100000000"),
     (["interpolate", "{run}", "--steps", "100000000"], "--steps must be in 2..100"),
-    (["inpaint", "{run}", "--restarts", "100000000"], "--restarts in 1..1000"),
+    (["inpaint", "{run}", "--restarts", "100000000"], "--restarts must be in 1..1000, got 100000000"),
     (["inpaint", "{run}", "--samples", "100000000000"], "--samples must be in 400..1,000,000"),
     (["inpaint", "{run}", "--lam", "nan"], "--lam must be a finite number"),
     (["inpaint", "{run}", "--lam", "inf"], "--lam must be a finite number"),
@@ -499,3 +500,51 @@ def test_a_run_being_trained_before_its_first_checkpoint_is_named_as_such(tmp_pa
     holder.close()
     code, _, err = run(capsys, "train", "vae", "--steps", "5", "--run-dir", str(rd))
     _one_error_line(code, err, "stopped before its first checkpoint")  # no one holds it: it did stop
+
+
+@pytest.mark.parametrize("command, default", [
+    (["sample", "{best}"], "samples.png"),
+    (["interpolate", "{best}", "--pairs", "1", "--steps", "2"], "interpolation.png"),
+    (["inpaint", "{best}", "--test-index", "0", "--steps", "1", "--restarts", "1"], "inpaint.png"),
+    (["report", "{best}"], "report.html"),
+])
+def test_a_default_output_inside_best_is_refused_like_an_explicit_one(command, default, vae_run, tmp_path, capsys):
+    """RUN/best/ is replaced whole whenever the validation loss improves: a picture written there by default would
+    vanish with it, so the default path is checked as -o is, before any work."""
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    (rd / "best").mkdir()
+    for name in ("config.json", "model.safetensors", "run.json"):  # as training's Best writes it
+        shutil.copy(rd / name, rd / "best" / name)
+    code, _, err = run(capsys, *[a.format(best=rd / "best") for a in command])
+    _one_error_line(code, err, f"the default output {rd / 'best' / default} would overwrite best of the run")
+    assert err.rstrip().endswith("; give -o FILE") and sorted(p.name for p in (rd / "best").iterdir()) == [
+        "config.json", "model.safetensors", "run.json"]
+    out = tmp_path / f"elsewhere{Path(default).suffix}"
+    code, _, err = run(capsys, *[a.format(best=rd / "best") for a in command], "-o", str(out))
+    assert code == 0 and out.is_file(), err
+
+
+def test_a_report_written_elsewhere_writes_nothing_into_the_run(vae_run, tmp_path, capsys):
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    before = _digest(rd)
+    code, _, err = run(capsys, "report", str(rd), "-o", str(tmp_path / "r.html"))
+    assert code == 0 and (tmp_path / "r.html").is_file() and _digest(rd) == before, err
+    assert "image/gif" in (tmp_path / "r.html").read_text()  # the animation is inline all the same
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["inpaint", "{run}", "--method", "posterior", "--steps", "7", "--lam", "9"],
+     "--steps, --lam tune the other method; this inpainting is by --method posterior"),
+    (["inpaint", "{run}", "--samples", "999", "--test-index", "0"],
+     "--samples tunes the other method; this inpainting is by --method search (auto's choice for this model)"),
+    (["interpolate", "{run}", "--arithmetic", "1-2+3", "--steps", "7", "--kind", "lerp"],
+     "--arithmetic makes its own picture: give it without --steps, --kind"),
+    (["interpolate", "{run}", "--arithmetic", "1-2+3", "--pairs", "6"], "give it without --pairs"),
+    (["interpolate", "{run}", "--data-root", "/nowhere"], "--data-root is for the test images of --between"),
+    (["interpolate", "{run}", "--pairs", "1000", "--steps", "100"], "1000 rows of 100 images make more than 10,000"),
+])
+def test_options_that_would_be_ignored_are_refused(args, needle, vae_run, tmp_path, capsys):
+    code, _, err = run(capsys, *[a.format(run=vae_run) for a in args])
+    _one_error_line(code, err, needle)

@@ -170,15 +170,22 @@ def test_bench_nearest_neighbour_baseline_matches_brute_force():
     torch.testing.assert_close(nearest_fill(train, y, mask, chunk=700), torch.stack(expected).reshape(y.shape))
 
 
-def test_cli_search_defaults_are_the_library_defaults():
+def test_cli_defaults_are_the_library_defaults():
+    """The CLI leaves the tuning flags unset (so that one given to the other method is refused, not ignored),
+    fills them from the library's constants, and its help names those."""
     import inspect
 
+    from genzoo.apps.inpaint import LAMBDA, RESTARTS, STEPS
     from genzoo.cli import _parser
 
     args = _parser().parse_args(["inpaint", "RUN"])
+    assert (args.steps, args.restarts, args.lam, args.samples, args.sigma, args.precision) == (None,) * 6
     defaults = inspect.signature(inpaint).parameters
-    assert (args.steps, args.restarts, args.lam) == tuple(defaults[k].default for k in ("steps", "restarts", "lam"))
-    assert args.samples == SAMPLES == inspect.signature(posterior_fill).parameters["n_samples"].default
+    assert (STEPS, RESTARTS, LAMBDA) == tuple(defaults[k].default for k in ("steps", "restarts", "lam"))
+    assert SAMPLES == inspect.signature(posterior_fill).parameters["n_samples"].default
+    helps = {a.dest: a.help for a in _parser().commands["inpaint"]._actions}
+    for dest, value in (("steps", STEPS), ("restarts", RESTARTS), ("lam", LAMBDA), ("samples", f"{SAMPLES:,}")):
+        assert f"(default {value})" in helps[dest]
 
 
 # -- the posterior mean by importance sampling -----------------------------------------------------------

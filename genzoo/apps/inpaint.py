@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from ..base import Density
 from ..errors import ConfigError, DataError
@@ -89,7 +90,8 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
     else:
         raise ConfigError(f"unknown mask '{spec}': use center, left, random:P or a PNG file")
     if float(m.sum()) in (0.0, float(m.numel())):
-        raise ConfigError(f"mask '{spec}' leaves {'nothing known' if float(m.sum()) == 0 else 'nothing to fill'}")
+        hint = ": a random draw, which another --seed or a larger P changes" if spec.startswith("random:") else ""
+        raise ConfigError(f"mask '{spec}' leaves {'nothing known' if float(m.sum()) == 0 else 'nothing to fill'}{hint}")
     return m.expand(C, H, W).clone()
 
 
@@ -174,7 +176,7 @@ def _check_images(model, y: Tensor, mask: Tensor) -> Tensor:
 
 def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = STEPS, lr: float = 0.03,
             restarts: int = RESTARTS, blend: str = "poisson", generator: torch.Generator | None = None,
-            precision: str = "fp32") -> dict:
+            precision: str = "fp32", progress: bool = False) -> dict:
     """Fill the holes of images ``y`` (N, C, H, W) in [0, 1], ``mask`` (N or 1, C, H, W) 1 = known.
 
     Returns ``{"filled": blended (N, C, H, W), "generated": G(z*) (N, C, H, W), "z": (N, L)}``.
@@ -184,7 +186,7 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     A flow's first start is its exact code of the image with each hole filled by the mean of its known
     pixels (the hidden pixels are never read).
     ``precision="bf16"`` runs the search under bf16 autocast (models with ``autocast_safe``; the
-    losses stay float32), see :mod:`genzoo.train.acceleration`.
+    losses stay float32), see :mod:`genzoo.train.acceleration`. ``progress``: a bar over the steps.
     """
     check_latent_model(model, "inpaint with")
     acceleration.check_precision(model, precision)
@@ -203,6 +205,7 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     for p in model.parameters():
         p.requires_grad_(False)
     best_z, best_loss = None, None
+    bar = tqdm(total=restarts * steps, desc="inpaint: search", unit="step", disable=None if progress else True)
     try:
         for r in range(max(1, restarts)):
             z = draw_prior(model, N, generator).to(dev)  # (N, L)
@@ -219,6 +222,7 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
                     loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)  # (N,)
                 loss.sum().backward()
                 opt.step()
+                bar.update()
             with torch.no_grad():
                 x = model.generate(z)
                 loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)
@@ -229,6 +233,7 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
                 better = loss < best_loss
                 best_z[better], best_loss = z.detach()[better], torch.where(better, loss, best_loss)
     finally:
+        bar.close()
         for p, f in zip(model.parameters(), frozen):
             p.requires_grad_(f)
     with torch.no_grad():
@@ -243,13 +248,14 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
 
 # -- the posterior mean by importance sampling ---------------------------------------------------------
 @torch.no_grad()
-def model_draws(model, n: int, generator: torch.Generator | None = None, batch_size: int = 500) -> Tensor:
+def model_draws(model, n: int, generator: torch.Generator | None = None, batch_size: int = 500,
+                progress: bool = False) -> Tensor:
     """``n`` draws (n, D) from the model, flattened, in [0, 1], on the CPU: G(z) with z from its prior."""
     from .interpolate import generate
 
     check_latent_model(model, "inpaint with")
-    return torch.cat([generate(model, draw_prior(model, min(batch_size, n - i), generator)).flatten(1)
-                      for i in range(0, n, batch_size)])
+    starts = tqdm(range(0, n, batch_size), desc="inpaint: model draws", disable=None if progress else True)
+    return torch.cat([generate(model, draw_prior(model, min(batch_size, n - i), generator)).flatten(1) for i in starts])
 
 
 def masked_sq_dist(bank: Tensor, y: Tensor, mask: Tensor) -> Tensor:
@@ -260,8 +266,17 @@ def masked_sq_dist(bank: Tensor, y: Tensor, mask: Tensor) -> Tensor:
 
 
 def _weights(d: Tensor, sigma: float) -> Tensor:
-    """Self-normalised importance weights (S, N) from squared distances d (S, N): softmax of -d / (2 sigma^2)."""
-    return torch.softmax(-d.clamp_min(0) / (2 * sigma ** 2), dim=0)
+    """Self-normalised importance weights (S, N) from squared distances d (S, N): softmax of -d / (2 sigma^2).
+
+    Measured from each image's nearest draw, so a tiny sigma, whose -d / (2 sigma^2) is -inf for every draw,
+    gives its limit, all weight on the nearest draw, not 0/0.
+
+    >>> _weights(torch.tensor([[4.0], [1.0], [9.0]]), 1e-30).flatten().tolist()
+    [0.0, 1.0, 0.0]
+    """
+    d = d.clamp_min(0)                                                         # (S, N)
+    scale = min(0.5 / sigma ** 2, 1e38)  # 1 / (2 sigma^2), kept finite in float32 (and a 0 distance 0, not 0 * inf)
+    return torch.softmax((d - d.min(0, keepdim=True).values) * -scale, dim=0)
 
 
 def _posterior(bank: Tensor, y: Tensor, mask: Tensor, sigma: float, chunk: int = 256) -> tuple[Tensor, Tensor]:
@@ -305,14 +320,15 @@ def choose_sigma(bank: Tensor, mask: Tensor, grid: tuple[float, ...] = SIGMAS, n
 
 
 def posterior_fill(model, y: Tensor, mask: Tensor, *, n_samples: int = SAMPLES, sigma: float | None = None,
-                   blend: str = "mask", generator: torch.Generator | None = None, bank: Tensor | None = None) -> dict:
+                   blend: str = "mask", generator: torch.Generator | None = None, bank: Tensor | None = None,
+                   progress: bool = False) -> dict:
     """Fill the holes of ``y`` (N, C, H, W) in [0, 1] (``mask`` (N or 1, C, H, W), 1 = known) with the
     model's posterior mean given the known pixels (see the module docstring), from ``n_samples`` of its
     draws (or the draws ``bank`` (S, D) given). ``sigma`` None chooses it with :func:`choose_sigma`.
 
     Returns ``{"filled", "generated": the posterior mean (N, C, H, W), "sigma", "ess": (N,)}``; the
     posterior mean is already the best guess of the holes in squared error, so ``blend`` defaults to the
-    plain mask blend (``"poisson"`` is offered as in :func:`inpaint`).
+    plain mask blend (``"poisson"`` is offered as in :func:`inpaint`). ``progress``: a bar over the draws.
     """
     check_latent_model(model, "inpaint with")
     if blend not in ("poisson", "mask"):
@@ -324,7 +340,7 @@ def posterior_fill(model, y: Tensor, mask: Tensor, *, n_samples: int = SAMPLES, 
     if bank is None:
         if n_samples < 400:
             raise ConfigError(f"the posterior fill needs at least 400 draws, got {n_samples}")
-        bank = model_draws(model, n_samples, generator)                        # (S, D)
+        bank = model_draws(model, n_samples, generator, progress=progress)    # (S, D)
     sigma = choose_sigma(bank, mask) if sigma is None else float(sigma)
     gen, ess = _posterior(bank, y, mask, sigma)
     gen = gen.reshape(y.shape)                                                 # (N, C, H, W)

@@ -51,6 +51,13 @@ def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     """``RUN/evolution.gif``: the fixed-noise sample grids of ``RUN/samples/`` in step order, the last one
     held three times as long. Raises CheckpointError when the run has no sample grids."""
     run_dir = Path(run_dir)
+    out = Path(out) if out else run_dir / "evolution.gif"
+    atomic_write_bytes(out, _gif(run_dir, ms_per_frame))
+    return out
+
+
+def _gif(run_dir: Path, ms_per_frame: int = 400) -> bytes:
+    """The bytes of :func:`evolution_gif`'s animation."""
     frames = _frames(run_dir)
     if not frames:
         raise CheckpointError(f"{run_dir} has no sample grids (samples/step-*.png): train with --sample-every N")
@@ -60,9 +67,7 @@ def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     buf = io.BytesIO()
     durations = [ms_per_frame] * (len(images) - 1) + [3 * ms_per_frame]
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
-    out = Path(out) if out else run_dir / "evolution.gif"
-    atomic_write_bytes(out, buf.getvalue())
-    return out
+    return buf.getvalue()
 
 
 def _data_uri(data: bytes, mime: str) -> str:
@@ -148,7 +153,8 @@ pre{padding:.6em;overflow-x:auto}.meta{color:#555;font-size:.9em}"""
 
 
 def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
-    """Write ``RUN/report.html`` (or ``out``): one file, images inline, nothing linked."""
+    """Write ``RUN/report.html`` and ``RUN/evolution.gif`` (or only ``out``): one file, images inline, nothing
+    linked."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise CheckpointError(f"not a genzoo run: {run_dir} has no config.json")
@@ -171,9 +177,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if frames:
         parts += [f"<h2>Samples at step {int(frames[-1].stem.split('-')[1]):,}</h2>",
                   _img(frames[-1].read_bytes(), "image/png", "samples")]
-        gif = evolution_gif(run_dir)
+        gif = _gif(run_dir)
+        if out is None:  # the report in the run: the animation beside it too (a report elsewhere writes one file)
+            atomic_write_bytes(run_dir / "evolution.gif", gif)
         parts += [f"<h2>Training evolution ({len(frames)} grid{'s' * (len(frames) != 1)} from the same noise)</h2>",
-                  _img(gif.read_bytes(), "image/gif", "training evolution")]
+                  _img(gif, "image/gif", "training evolution")]
     curves = _curves(run_dir)
     if curves:
         parts += ["<h2>Loss curves</h2>", _img(curves, "image/png", "loss curves")]
