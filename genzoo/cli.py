@@ -176,7 +176,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--steps", type=int, help="training steps per run (inpaint-mnist: Adam steps of each latent "
                    "search; default: the benchmark's)")
     b.add_argument("--minutes", type=float, help="CPU budget per training run, for the budgeted benchmarks (nice-mnist, realnvp-mnist)")
-    b.add_argument("--data-root", help="folder of the MNIST files (default: $GENZOO_DATA, else ../shared/data/mnist)")
+    b.add_argument("--data-root", help="folder of the MNIST files (default: $GENZOO_DATA, else shared/data/mnist beside "
+                   "the genzoo checkout)")
     b.add_argument("--jobs", type=int, help="runs in parallel (default: CPU count, at most 4)")
     b.add_argument("--runs-dir", default="runs/bench", help="where the benchmark's runs and pictures go (default runs/bench)")
     b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")
@@ -672,7 +673,7 @@ def cmd_sample(args) -> int:
         except GenZooError:
             density = None  # the picture does without the true density
     x = model.sample(args.n, generator=torch.Generator(device=model.device).manual_seed(args.seed))
-    save_samples(x, out, title=f"{model.name}: {args.n} samples", density=density)
+    save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}", density=density)
     print(f"wrote {out}")
     return 0
 

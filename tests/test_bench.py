@@ -1,11 +1,10 @@
 """Every benchmark runs end to end in its --quick form and writes no table (slow: about 4 minutes in all); the
 harness refuses what would lose text or runs, and options a benchmark would ignore, before any work."""
 
-import os
+import pickle
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from genzoo.errors import ConfigError, RunLocked
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_every_benchmark_runs_quick_and_writes_no_table(name, tmp_path, mnist_root, capsys):
     output = tmp_path / "BENCHMARKS.md"
-    root = ["--data-root", str(mnist_root)] if "data_root" in bench.get(name).OPTIONS else []
+    root = ["--data-root", str(mnist_root)] if "data_root" in bench.get(name).FLAGS else []
     assert main(["bench", name, "--quick", *root, "--runs-dir", str(tmp_path / "runs"),
                  "--output", str(output), "--no-progress"]) == 0
     assert "|" in capsys.readouterr().out  # the table is printed
@@ -133,4 +132,23 @@ def test_a_failed_inner_command_is_a_one_line_error_with_its_exit_code(tmp_path,
     with pytest.raises(RunFailed) as e:
         train_cli(tmp_path / "run", ["gmm", "--data", "ring", "--steps", "0"])
     assert e.value.exit_code == 2 and "(its error is above)" in str(e.value) and "\n" not in str(e.value)
+    back = pickle.loads(pickle.dumps(RunFailed("failed", 3)))  # from a worker process to the benchmark
+    assert (str(back), back.exit_code) == ("failed", 3)
     assert "genzoo: error: steps must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_every_benchmark_names_the_flags_it_reads():
+    """FLAGS is what check_options refuses by; each one named is one the module (or the helper it calls) reads."""
+    import argparse
+    import inspect
+
+    from genzoo.bench import common
+
+    for name in BENCHES:
+        mod = bench.get(name)
+        assert isinstance(mod.FLAGS, tuple) and set(mod.FLAGS) <= set(bench.TUNABLE), name
+        source = inspect.getsource(mod) + (inspect.getsource(common) if "run_flow_on_mnist(" in inspect.getsource(mod) else "")
+        for flag in mod.FLAGS:
+            assert f"args.{flag}" in source or flag == "data_root" and "mnist_root(args)" in source, (name, flag)
+        args = argparse.Namespace(name=name, quick=False, **{k: 1 if k in mod.FLAGS else None for k in bench.TUNABLE})
+        bench.check_options(args, mod)  # every flag it names is taken

@@ -1,6 +1,6 @@
 """Reproductions of published tables: ``genzoo bench NAME``, one small module per table.
 
-Each module under ``genzoo/bench/`` has a ``DESCRIPTION``, the ``OPTIONS`` of ``genzoo bench`` it reads
+Each module under ``genzoo/bench/`` has a ``DESCRIPTION``, the ``FLAGS`` of ``genzoo bench`` it reads
 (any other given is refused, not ignored) and ``run(args) -> str`` returning its result as Markdown; the
 harness adds what was run, where and when, prints it and writes it into ``BENCHMARKS.md`` between
 ``<!-- bench:NAME -->`` markers (replacing the previous result of the same benchmark, keeping everything
@@ -24,7 +24,7 @@ from pathlib import Path
 from ..errors import ConfigError, WriteError, did_you_mean
 from ..io import atomic_write_bytes, check_writable
 
-#: the options a benchmark may read (each module's OPTIONS names those it does), as argparse's dest names
+#: the options a benchmark may read (each module's FLAGS names those it does), as argparse's dest names
 TUNABLE = ("steps", "seeds", "minutes", "jobs", "data_root")
 #: the default of --jobs: runs in parallel
 DEFAULT_JOBS = min(os.cpu_count() or 1, 4)
@@ -142,10 +142,10 @@ def check_options(args, mod) -> None:
     """A ConfigError for an option the benchmark does not read, or a run length given with ``--quick``; the
     default ``--jobs`` filled in."""
     given = [k for k in TUNABLE if getattr(args, k, None) is not None]
-    unused = [k for k in given if k not in mod.OPTIONS]
+    unused = [k for k in given if k not in mod.FLAGS]
     if unused:
         raise ConfigError(f"bench {args.name} does not use {_flags(unused)} (of {_flags(TUNABLE)} it reads "
-                          f"{_flags(mod.OPTIONS) or 'none'})")
+                          f"{_flags(mod.FLAGS) or 'none'})")
     lengths = [k for k in given if k in ("steps", "seeds", "minutes")]
     if args.quick and lengths:
         raise ConfigError(f"--quick runs a fixed tiny version: it takes no {_flags(lengths)}")
@@ -164,7 +164,7 @@ def main(args) -> int:
         return 0
     mod = get(args.name)
     check_options(args, mod)
-    if "data_root" in mod.OPTIONS and not args.quick:  # (eval-speed's quick version runs on the digits)
+    if "data_root" in mod.FLAGS and not args.quick:  # (eval-speed's quick version runs on the digits)
         from .common import mnist_root
 
         mnist_root(args)  # MNIST is there: checked before any work

@@ -65,9 +65,12 @@ def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = 
 class RunFailed(GenZooError):
     """A training or evaluation command the benchmark ran failed; its own error line is printed above."""
 
-    def __init__(self, message: str, exit_code: int):
+    def __init__(self, message: str, exit_code: int = 2):
         super().__init__(message)
         self.exit_code = exit_code
+
+    def __reduce__(self):  # raised in a benchmark's worker process, it travels back pickled, exit code and all
+        return RunFailed, (str(self), self.exit_code)
 
 
 def steps_in(model, data, minutes: float, batch_size: int, probe_steps: int = 10) -> int:
@@ -139,7 +142,7 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
     lines = [f"| {title} | {params / 1e6:.1f} M | {done:,} ({epochs:.1f} epochs) | {seconds / 60:.1f} | "
              f"{ll:.1f} +- {se:.1f} | {bpd:.3f} |"]
     save_grid(model.sample(64, torch.Generator().manual_seed(0)).clamp(0, 1), run_dir / "samples-final.png", scale=2)
-    return lines, {"ll": ll, "bpd": bpd, "steps": done, "seconds": seconds, "run_dir": run_dir}
+    return lines, {"ll": ll, "bpd": bpd, "steps": done, "seconds": seconds, "run_dir": run_dir, "n_test": len(test)}
 
 
 def configs_dir() -> Path:

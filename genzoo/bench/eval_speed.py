@@ -18,8 +18,8 @@ import time
 from unittest import mock
 
 DESCRIPTION = "seconds to score 10,000 samples against MNIST's test set: features, FID, KID, PRDC, IS, Parzen at one sigma"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("data_root",)
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("data_root",)
 
 GOAL_S = 180.0
 N_SAMPLES = 10_000

@@ -15,8 +15,8 @@ import time
 from .common import run_parallel
 
 DESCRIPTION = "one Gaussian fitted to a 1-D mixture with 5 f-divergences, against the exact minimisers (f-GAN)"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("steps", "jobs")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("steps", "jobs")
 
 DIVS = ("kl", "reverse_kl", "js", "jeffrey", "pearson")
 MIXTURE = {"means": (-1.0, 1.5), "stds": (0.6, 0.9), "weights": (0.6, 0.4)}

@@ -10,8 +10,8 @@ from pathlib import Path
 from .common import run_parallel
 
 DESCRIPTION = "planar, NICE and RealNVP on moons, ring and checkerboard via the CLI: test log-likelihood vs the truth"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("steps", "jobs")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("steps", "jobs")
 DATASETS = ("moons", "ring", "checkerboard")
 #: model -> the --set options of its 2-D recipe
 RECIPES = {

@@ -24,8 +24,8 @@ from ..apps.inpaint import RESTARTS, SAMPLES, STEPS
 
 DESCRIPTION = ("PSNR of inpainted MNIST digits (centre, random 80%): GAN, VAE, flow, by search and by posterior mean, "
                "vs mean fill and nearest neighbour")
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("steps", "data_root")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("steps", "data_root")
 MASKS = {"center": "centre 14x14", "random:0.8": "random 80%"}
 MODELS = ("GAN", "VAE", "RealNVP")
 N_IMAGES, BATCH = 1000, 250

@@ -15,8 +15,8 @@ from pathlib import Path
 from .common import fresh_run, run_parallel
 
 DESCRIPTION = "modes captured / high-quality share / reverse KL on the 2-D ring and grid (VEEGAN, PacGAN)"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("steps", "seeds", "jobs")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("steps", "seeds", "jobs")
 
 DATASETS = {"ring": "ring of 8 (radius 1, std 0.01)", "grid": "5x5 grid (spacing 2, std 0.05)"}
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 
 DESCRIPTION = "NICE (paper architecture) on dequantized MNIST: test log-likelihood vs 1980.50 nats"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("steps", "minutes", "data_root")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("steps", "minutes", "data_root")
 PAPER_LL, BATCH = 1980.50, 200
 OPTIONS = {"n_couplings": 4, "hidden": (1000,) * 5, "base": "logistic"}
 
@@ -28,7 +28,7 @@ def run(args) -> str:
     rows, out = run_flow_on_mnist(args, "nice", OPTIONS, minutes, BATCH, "genzoo NICE", lr_schedule="constant")
     paper_bpd = (-PAPER_LL + 784 * math.log(256)) / (784 * math.log(2))
     lines = ["## NICE on MNIST (`genzoo bench nice-mnist`)", "",
-             f"Test set (10,000 images) dequantized with uniform noise; log-likelihood in nats per image on "
+             f"Test set ({out['n_test']:,} images) dequantized with uniform noise; log-likelihood in nats per image on "
              f"[0, 1]^784 (higher is better) and bits/dim on the 256 levels (lower is better); batch {BATCH}, "
              "Adam at a constant lr of 1e-3.", "",
              *TABLE_HEAD]

@@ -15,8 +15,8 @@ from pathlib import Path
 from .common import run_parallel
 
 DESCRIPTION = "Parzen log-likelihood on MNIST (Goodfellow et al. 2014, Table 1): GAN, GMMN, VAE, GMM, flow"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("jobs", "data_root")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("jobs", "data_root")
 
 #: label -> (recipe in configs/, extra CLI flags); each trains on one CPU thread
 MODELS = {

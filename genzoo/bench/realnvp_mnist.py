@@ -10,8 +10,8 @@ figure; later papers list RealNVP at 1.06 bits/dim and Glow at 1.05 on MNIST (FF
 from __future__ import annotations
 
 DESCRIPTION = "RealNVP (multi-scale) on dequantized MNIST: bits/dim after a CPU budget, beside NICE"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("steps", "minutes", "data_root")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("steps", "minutes", "data_root")
 BATCH = 64
 OPTIONS = {"n_scales": 2, "width": 32, "n_blocks": 2, "norm": "actnorm", "lr": 1e-3}
 

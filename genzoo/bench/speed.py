@@ -47,8 +47,8 @@ from genzoo.nn.linear import MIN_SIZE, linear, onednn_available, use_onednn
 
 DESCRIPTION = ("training and evaluation throughput of each family beside plain PyTorch, pythae, normflows, zuko, "
                "scikit-learn and NumPy (peers: pip install -c constraints.txt -e '.[bench]')")
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("data_root",)
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("data_root",)
 ROUNDS, QUICK_ROUNDS = 5, 2
 F_LINEAR = "fp32, F.linear"  # the row label of genzoo with its linear layers on torch's F.linear (MKL), not oneDNN
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from .common import fresh_run, run_parallel
 
 DESCRIPTION = "VAE vs VAE + 10 planar posterior maps on binarized MNIST: test ELBO (Rezende & Mohamed 2015)"
-#: the options of `genzoo bench` this benchmark reads (others given are refused)
-OPTIONS = ("steps", "jobs", "data_root")
+#: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
+FLAGS = ("steps", "jobs", "data_root")
 STEPS, BATCH, LATENT, HIDDEN, IWAE_K = 30000, 100, 40, (400,), 200
 VARIANTS = {"Gaussian q(z|x)": {}, "planar flow q(z|x), K = 10": {"posterior_flow": "planar", "flow_length": 10}}
 PAPER = [("diagonal Gaussian (DLGM)", "89.9"), ("planar K = 10", "87.5"), ("planar K = 80", "85.1")]
@@ -61,7 +61,7 @@ def run(args) -> str:
     results = run_parallel(one, calls, max(1, min(args.jobs, 2)), "bench vae-planar", not args.no_progress)
     lines = ["## Planar-flow VAE posterior on MNIST (`genzoo bench vae-planar`)", "",
              f"Dynamically binarized MNIST, MLP 784-{HIDDEN[0]}-{LATENT} VAE, {steps:,} steps of {BATCH} "
-             f"({steps * BATCH / 50000:.0f} epochs), cosine Adam 1e-3; test set of {results[0]['n']:,} images "
+             f"({steps * BATCH / (1000 if args.quick else 50_000):.0f} epochs), cosine Adam 1e-3; test set of {results[0]['n']:,} images "
              "(higher is better; the negative is the NLL bound in nats).", "",
              f"| posterior | test ELBO (nats) | test IWAE bound, k={IWAE_K} | minutes |", "|---|---|---|---|"]
     for r in results:

@@ -39,9 +39,12 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
     x = samples.detach().float().cpu().reshape(samples.shape[0], -1)
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
     if x.shape[1] == 1:
-        ax.hist(x[:, 0].numpy(), bins=100, density=True, alpha=0.6, label="samples")
+        lo, hi = float(x.min()), float(x.max())
+        if density is not None and hasattr(density, "bounds"):  # the whole true density in view, and the bins over it
+            (b_lo, b_hi), = density.bounds()
+            lo, hi = min(lo, b_lo), max(hi, b_hi)
+        ax.hist(x[:, 0].numpy(), bins=100, range=(lo, hi) if hi > lo else None, density=True, alpha=0.6, label="samples")
         if density is not None:
-            lo, hi = float(x.min()), float(x.max())
             t = torch.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 400)
             ax.plot(t.numpy(), density.log_prob(t[:, None]).exp().numpy(), label="true density")
             ax.legend()
