@@ -73,9 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("name", nargs="?", help="show this model's options (the keys of --set) with defaults")
 
     d = sub.add_parser("data", help="list datasets, or download MNIST")
-    d.add_argument("action", nargs="?", choices=["list", "download"], default="list")
+    d.add_argument("action", nargs="?", choices=["list", "download"], default="list",
+                   help="list: the datasets and their options (default); download: fetch MNIST into --root")
     d.add_argument("name", nargs="?", help="the dataset to download (default: mnist)")
-    d.add_argument("--root", help="folder to download into")
+    d.add_argument("--root", help="folder to download into (default: $GENZOO_DATA)")
 
     t = sub.add_parser("train", help="train a model; writes a run directory")
     t.add_argument("model", nargs="?", help="model name (see `genzoo models`); optional with --config")

@@ -209,12 +209,15 @@ def test_models_options_listing(capsys):
     assert code == 0 and "latent_dim" in out and "Literal['bernoulli', 'gaussian']" in out
 
 
-def test_data_download_needs_a_folder(capsys, monkeypatch):
+def test_data_download_needs_a_folder(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("GENZOO_DATA", raising=False)
     code, _, err = run(capsys, "data", "download", "mnist")
     assert code == 2 and "--root DIR" in err
     code, _, err = run(capsys, "data", "download", "cifar10", "--root", "/tmp")
     assert code == 2 and "only mnist" in err
+    (tmp_path / "afile").write_text("x")
+    code, _, err = run(capsys, "data", "download", "mnist", "--root", str(tmp_path / "afile"))
+    assert code == 2 and f"cannot download into {tmp_path / 'afile'}: it is a file, not a folder" in err
 
 
 def test_devices_that_are_not_there_are_one_line_errors(tmp_path, capsys):

@@ -295,6 +295,8 @@ def download_mnist(
     error; no partial file is left behind.
     """
     dest = Path(root).expanduser()
+    if dest.exists() and not dest.is_dir():
+        raise DataError(f"cannot download into {dest}: it is a file, not a folder")
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
