@@ -784,14 +784,15 @@ def cmd_interpolate(args) -> int:
     if len(model.data_shape) != 3:
         raise ConfigError(f"interpolation pictures need image data; this {model.name} models vectors of shape {model.data_shape}")
     if args.arithmetic:  # one picture or the other, not one silently
-        strip = [f for f, v in (("--between", args.between), ("--pairs", args.pairs), ("--steps", args.steps),
-                                ("--kind", args.kind)) if v]
-        if strip or args.pairs is not None:
-            raise ConfigError(f"--arithmetic makes its own picture: give it without {', '.join(strip or ['--pairs'])}")
+        strip = [f for f, v in (("--between", args.between or None), ("--pairs", args.pairs), ("--steps", args.steps),
+                                ("--kind", args.kind)) if v is not None]
+        if strip:
+            raise ConfigError(f"--arithmetic makes its own picture: give it without {', '.join(strip)}")
     elif args.data_root and not args.between:
         raise ConfigError("--data-root is for the test images of --between and --arithmetic; rows between prior draws "
                           "read no data")
-    steps, pairs, kind = args.steps or 10, PAIRS if args.pairs is None else args.pairs, args.kind or "slerp"
+    steps = 10 if args.steps is None else args.steps
+    pairs, kind = PAIRS if args.pairs is None else args.pairs, args.kind or "slerp"
     if not 2 <= steps <= 100:
         raise ConfigError(f"--steps must be in 2..100, got {steps}")
     if not 0 <= pairs <= 1000:

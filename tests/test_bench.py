@@ -1,6 +1,7 @@
 """Every benchmark runs end to end in its --quick form and writes no table (slow: about 4 minutes in all); the
 harness refuses what would lose text or runs, and options a benchmark would ignore, before any work."""
 
+import os
 import pickle
 import subprocess
 import sys
@@ -49,6 +50,7 @@ def test_markers_that_would_lose_text_are_refused_before_the_run(text, needle, t
     assert code == 2 and needle in err and err.count("\n") == 1 and printed == ""
     assert out.read_text() == text and not (tmp_path / "runs").exists()
     bench.check_markers(f"# B\n{MODES_BLOCK}\n", "modes", out)  # one of each, in order: fine
+    bench.check_markers("# B\n<!-- bench:modes --><!-- /bench:modes -->\n", "modes", out)  # on one line too
     bench.check_markers("# B\n", "modes", out)  # none: the table is appended
 
 
@@ -85,7 +87,7 @@ def test_a_scratch_run_folder_is_removed_only_when_it_holds_nothing_but_a_run(tm
 
     run = tmp_path / "modes" / "ring-gan-seed0"
     (run / "checkpoints" / "step-00000001").mkdir(parents=True)
-    for name in ("config.json", "run.json", "metrics.jsonl", "scored-samples.png", ".lock"):
+    for name in ("config.json", "run.json", "metrics.jsonl", "scored-samples.png", ".lock", "report.html", "evolution.gif"):
         (run / name).write_text("{}")
     fresh_run(run)  # a benchmark's earlier run: removed
     assert not run.exists()
@@ -117,6 +119,15 @@ def _fail_or_wait(i: int) -> int:
     return i
 
 
+def _die_or_wait(i: int) -> int:
+    if i == 0:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+    return i
+
+
 def test_a_failure_or_ctrl_c_stops_the_workers_at_once(tmp_path):
     """The pool is terminated when the caller stops waiting, instead of training the queued runs first."""
     t0 = time.time()
@@ -124,6 +135,12 @@ def test_a_failure_or_ctrl_c_stops_the_workers_at_once(tmp_path):
         run_parallel(_fail_or_wait, [(i,) for i in range(4)], jobs=2, desc="test", progress=False)
     assert time.time() - t0 < 30  # the other runs sleep 60 s each: nobody waited for them
     assert run_parallel(abs, [(-2,), (3,)], jobs=2, desc="test", progress=False) == [2, 3]
+    from concurrent.futures.process import BrokenProcessPool
+
+    t0 = time.time()
+    with pytest.raises(BrokenProcessPool):  # a worker killed (out of memory, a crash): an error, not a hang
+        run_parallel(_die_or_wait, [(i,) for i in range(3)], jobs=1, desc="test", progress=False)
+    assert time.time() - t0 < 30
 
 
 def test_a_failed_inner_command_is_a_one_line_error_with_its_exit_code(tmp_path, capsys):

@@ -312,16 +312,21 @@ def test_a_relative_data_file_is_recorded_by_its_absolute_path(tmp_path, capsys,
     assert code == code2 == 0 and f"npz:{tmp_path / 'a' / 'pts.npz'}" in out2 and out2 == out
 
 
-def test_data_root_and_registered_names_beside_folders(tmp_path, capsys, monkeypatch):
+def test_data_root_and_registered_names_beside_folders(tmp_path, capsys, monkeypatch, mnist_root):
     monkeypatch.setenv("HOME", str(tmp_path))
     code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--data-root", "~/nowhere", "--steps", "1",
                        "--run-dir", str(tmp_path / "r1"), "--no-progress")
     assert code == 2 and f"MNIST not found in {tmp_path / 'nowhere'} " in err  # ~ expanded, as data.root and GENZOO_DATA
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "ring").mkdir()  # a folder named like a registered dataset: the name wins, with a warning
+    (tmp_path / "ring").mkdir()  # a folder named like a registered dataset: the name wins, with a warning ...
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "ring" / "a.png")
     code, out, err = run(capsys, "train", "gmm", "--data", "ring", "--steps", "1", "--run-dir", str(tmp_path / "r2"),
                          "--no-progress")
     assert code == 0 and "warning: --data ring is genzoo's dataset 'ring', not the folder ./ring" in err
+    (tmp_path / "mnist").mkdir()  # ... if the folder holds images: not MNIST's IDX folder, read with --data-root
+    code, out, err = run(capsys, "train", "gmm", "--data", "mnist", "--data-root", str(mnist_root), "--steps", "1",
+                         "--run-dir", str(tmp_path / "r5"), "--no-progress", "--set", "data.n=100")
+    assert code == 0 and "warning" not in err
     code, _, err = run(capsys, "train", "gmm", "--data", "ring", "--set", "data.split=test", "--steps", "1",
                        "--run-dir", str(tmp_path / "r3"), "--no-progress")
     assert code == 2 and "a data recipe has no 'split'" in err and err.count("\n") == 1

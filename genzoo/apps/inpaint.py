@@ -90,7 +90,7 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
     else:
         raise ConfigError(f"unknown mask '{spec}': use center, left, random:P or a PNG file")
     if float(m.sum()) in (0.0, float(m.numel())):
-        hint = ": a random draw, which another --seed or a larger P changes" if spec.startswith("random:") else ""
+        hint = ": a random draw, which another --seed or P changes" if spec.startswith("random:") else ""
         raise ConfigError(f"mask '{spec}' leaves {'nothing known' if float(m.sum()) == 0 else 'nothing to fill'}{hint}")
     return m.expand(C, H, W).clone()
 
@@ -273,9 +273,11 @@ def _weights(d: Tensor, sigma: float) -> Tensor:
 
     >>> _weights(torch.tensor([[4.0], [1.0], [9.0]]), 1e-30).flatten().tolist()
     [0.0, 1.0, 0.0]
+    >>> _weights(torch.tensor([[4.0], [1.0], [9.0]]), 1e-200).flatten().tolist()
+    [0.0, 1.0, 0.0]
     """
     d = d.clamp_min(0)                                                         # (S, N)
-    scale = min(0.5 / sigma ** 2, 1e38)  # 1 / (2 sigma^2), kept finite in float32 (and a 0 distance 0, not 0 * inf)
+    scale = 1e38 if sigma < 1e-19 else min(0.5 / sigma ** 2, 1e38)  # 1 / (2 sigma^2), finite in float32: 0 * scale = 0
     return torch.softmax((d - d.min(0, keepdim=True).values) * -scale, dim=0)
 
 

@@ -112,11 +112,11 @@ def check_markers(text: str, name: str, path: str | os.PathLike) -> None:
     genzoo.errors.ConfigError: --output B.md: the markers of 'modes' are 0 <!-- bench:modes --> and 1 <!-- /bench:modes --> (lines 1); there must be one of each, in that order, or none: mend the file by hand
     """
     opening, closing = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    n_open, n_close = text.count(opening), text.count(closing)
+    if (n_open, n_close) == (0, 0) or (n_open, n_close) == (1, 1) and text.index(opening) < text.index(closing):
+        return
     lines = text.splitlines()
     at = {m: [i + 1 for i, line in enumerate(lines) if m in line] for m in (opening, closing)}
-    n_open, n_close = len(at[opening]), len(at[closing])
-    if (n_open, n_close) == (0, 0) or (n_open, n_close) == (1, 1) and at[opening][0] < at[closing][0]:
-        return
     where = ", ".join(str(i) for i in sorted(at[opening] + at[closing]))
     raise ConfigError(f"--output {path}: the markers of '{name}' are {n_open} {opening} and {n_close} {closing} "
                       f"(lines {where}); there must be one of each, in that order, or none: mend the file by hand")

@@ -42,8 +42,9 @@ def fresh_run(run_dir: Path) -> None:
     if locked_elsewhere(run_dir):
         raise RunLocked(f"{run_dir}: another process is training a run there, and the benchmark writes its own run "
                         "in that folder: let it finish, or give another --runs-dir")
+    ours = (*RUN_FILES, "report.html", "evolution.gif")  # and genzoo's pictures, and hidden lock/temporary files
     foreign = sorted(p.name for p in run_dir.iterdir()
-                     if p.name not in RUN_FILES and not p.name.startswith(".") and p.suffix != ".png")
+                     if p.name not in ours and not p.name.startswith(".") and p.suffix != ".png")
     if foreign:
         raise ConfigError(f"{run_dir} holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which is not "
                           "a run's; the benchmark writes its own run in that folder: move them, or give another --runs-dir")
@@ -52,14 +53,26 @@ def fresh_run(run_dir: Path) -> None:
 
 def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = True) -> list:
     """``[fn(*args) for args in calls]``, run in ``jobs`` worker processes, with a progress bar over the runs.
-    Ctrl-C stops every worker at once (the pool is terminated), not after the queued runs have trained."""
+
+    A run's error, a worker that dies (``BrokenProcessPool``) or Ctrl-C cancels the runs not started and
+    terminates the running ones at once (the workers are this process's only children), instead of waiting
+    for the queue to train."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     from tqdm import tqdm
 
-    with multiprocessing.Pool(jobs) as pool:  # leaving the block terminates the workers
-        pending = [pool.apply_async(fn, args) for args in calls]
-        return [r.get() for r in tqdm(pending, desc=desc, disable=None if progress else True)]
+    pool = ProcessPoolExecutor(max_workers=jobs)
+    try:
+        futures = [pool.submit(fn, *args) for args in calls]
+        return [f.result() for f in tqdm(futures, desc=desc, disable=None if progress else True)]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for worker in multiprocessing.active_children():
+            worker.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 class RunFailed(GenZooError):

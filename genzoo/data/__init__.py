@@ -31,7 +31,7 @@ from ..errors import ConfigError, DataError, GenZooWarning, did_you_mean
 from ..registry import coerce
 from . import toy
 from .dataset import SPLITS, Dataset, check_n, check_split
-from .images import load_digits, load_folder, load_npz
+from .images import _image_files, load_digits, load_folder, load_npz
 from .mnist import DEFAULT_MIRRORS, MNIST_MD5, download_mnist, load_mnist, read_idx
 from .toy import ToyDensity
 
@@ -181,7 +181,7 @@ def load_dataset(
         raise DataError("binarize and dequantize cannot be used together: choose one")
     n = check_n(None if n is None else _coerce(str(name), "n", n, int))
     seed = _coerce(str(name), "seed", seed, int)
-    if not 0 <= seed < 2**63:
+    if not -(2**63) <= seed < 2**63:  # (runs recorded before 2026-12-05 may hold a negative one: read mod 2^63)
         raise DataError(f"the data seed must lie in 0 .. 2^63 - 1, got {seed}")
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise DataError(f"the data root must be a folder's path, got {type(root).__name__} {root!r}")
@@ -198,6 +198,18 @@ def load_dataset(
     return ds
 
 
+def _loads_as_data(p: Path) -> bool:
+    """Whether ``p`` is a file, or a folder of images (directly or in class sub-folders), that ``--data`` could read."""
+    if p.is_file():
+        return True
+    if not p.is_dir():
+        return False
+    try:
+        return bool(_image_files(p)[0])
+    except (DataError, OSError):  # loose images beside class folders: images all the same
+        return True
+
+
 def typed_spec(spec: dict) -> dict:
     """A run's data recipe with its values in their types (command-line strings such as ``std="0.05"`` become
     0.05), as :func:`load_dataset` reads them, so run.json records numbers; a file or folder is recorded by its
@@ -212,10 +224,12 @@ def typed_spec(spec: dict) -> dict:
     hints = {"binarize": bool, "dequantize": bool, "n": int, "seed": int}
     if "split" in out:
         raise DataError("a data recipe has no 'split': each command reads the split it needs (train, valid, test)")
+    if out.get("seed") is not None and not 0 <= _coerce(name, "seed", out["seed"], int) < 2**63:
+        raise DataError(f"the data seed must lie in 0 .. 2^63 - 1, got {out['seed']}")
     kind, target = _resolve(name)
     if kind != "registered":
         out["name"] = name = f"{kind}:{Path(target).expanduser().resolve()}"
-    elif Path(name).exists():
+    elif _loads_as_data(Path(name)):
         warnings.warn(f"--data {name} is genzoo's dataset '{name}', not the {'folder' if Path(name).is_dir() else 'file'} "
                       f"./{name}: write ./{name} for that", GenZooWarning, stacklevel=2)
     if out.get("root") is not None:
