@@ -626,6 +626,7 @@ def test_bad_options_and_arguments_are_data_errors():
         (lambda: logit_transform(torch.zeros(3)), "takes a batch (B, ...), got shape (3,)"),
         (lambda: Dataset("d", "train", torch.zeros(3, 2), None, binarize="no"), "binarize must be True or False"),
         (lambda: Dataset("d", "train", torch.zeros(3, 2), torch.tensor([0.5, 1.7, 2.2])), "not whole numbers"),
+        (lambda: Dataset("d", "train", torch.zeros(3, 2), torch.tensor([0.0, math.inf, 1.0])), "not whole numbers"),
         (lambda: Dataset("d", "train", torch.zeros(3, 2), torch.tensor([-1, 0, 1])), "class labels 0, 1, ..., got -1"),
         (lambda: Dataset("d", "valid", torch.full((3, 2), math.nan), None, binarize=True),
          "cannot binarize dataset 'd' (its valid split): values lie in [nan, nan]"),

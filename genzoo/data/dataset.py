@@ -105,7 +105,9 @@ class Dataset:
             if not isinstance(self.y, Tensor) or self.y.shape != (len(self.x),):
                 got = tuple(self.y.shape) if isinstance(self.y, Tensor) else type(self.y).__name__
                 raise DataError(f"dataset '{self.name}': y must be a tensor of shape ({len(self.x)},), got {got}")
-            if self.y.is_complex() or self.y.is_floating_point() and not torch.equal(self.y, self.y.round()):
+            fractional = self.y.is_complex() or self.y.is_floating_point() and not (
+                bool(torch.isfinite(self.y).all()) and torch.equal(self.y, self.y.round()))
+            if fractional:
                 raise DataError(f"dataset '{self.name}': y must hold integer class labels, got {self.y.dtype} values "
                                 "that are not whole numbers")
             if len(self.y) and int(self.y.min()) < 0:

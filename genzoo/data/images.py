@@ -266,7 +266,8 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
       lie in [0, 1]; float vectors are continuous (within float32's range).
     * Shapes: (N, D) vectors (N numbers: (N, 1)); (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
       C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
-    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present, else a fixed permutation (seed 0) cut 80 / 10 / 10.
+    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present, else a fixed
+      permutation (seed 0) cut 80 / 10 / 10.
     """
     check_split(split)
     p = Path(path)
