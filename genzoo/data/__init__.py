@@ -31,7 +31,7 @@ from ..errors import ConfigError, DataError, GenZooWarning, did_you_mean
 from ..registry import coerce
 from . import toy
 from .dataset import SPLITS, Dataset, check_n, check_split
-from .images import _image_files, load_digits, load_folder, load_npz
+from .images import image_files, load_digits, load_folder, load_npz
 from .mnist import DEFAULT_MIRRORS, MNIST_MD5, download_mnist, load_mnist, read_idx
 from .toy import ToyDensity
 
@@ -183,8 +183,7 @@ def load_dataset(
     seed = _coerce(str(name), "seed", seed, int)
     if not -(2**63) <= seed < 2**63:  # (runs recorded before 2026-12-05 may hold a negative one: read mod 2^63)
         raise DataError(f"the data seed must lie in 0 .. 2^63 - 1, got {seed}")
-    if root is not None and not isinstance(root, (str, os.PathLike)):
-        raise DataError(f"the data root must be a folder's path, got {type(root).__name__} {root!r}")
+    _check_root(root)
     kind, target = _resolve(name)
     if kind == "registered":
         entry = _DATASETS[target]
@@ -198,6 +197,20 @@ def load_dataset(
     return ds
 
 
+def _check_root(root: Any) -> None:
+    """A DataError unless ``root`` (where MNIST lives) is None or a path."""
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise DataError(f"the data root must be a folder's path, got {type(root).__name__} {root!r}")
+
+
+def _check_recipe(spec: dict) -> None:
+    """A DataError for what a run's data recipe may not hold: a ``split`` (each command reads the one it needs) or
+    a ``root`` that is not a path."""
+    if "split" in spec:
+        raise DataError("a data recipe has no 'split': each command reads the split it needs (train, valid, test)")
+    _check_root(spec.get("root"))
+
+
 def _loads_as_data(p: Path) -> bool:
     """Whether ``p`` is a file, or a folder of images (directly or in class sub-folders), that ``--data`` could read."""
     if p.is_file():
@@ -205,7 +218,7 @@ def _loads_as_data(p: Path) -> bool:
     if not p.is_dir():
         return False
     try:
-        return bool(_image_files(p)[0])
+        return bool(image_files(p)[0])
     except (DataError, OSError):  # loose images beside class folders: images all the same
         return True
 
@@ -222,8 +235,7 @@ def typed_spec(spec: dict) -> dict:
     out = dict(spec)
     name = str(out["name"])
     hints = {"binarize": bool, "dequantize": bool, "n": int, "seed": int}
-    if "split" in out:
-        raise DataError("a data recipe has no 'split': each command reads the split it needs (train, valid, test)")
+    _check_recipe(out)
     if out.get("seed") is not None and not 0 <= _coerce(name, "seed", out["seed"], int) < 2**63:
         raise DataError(f"the data seed must lie in 0 .. 2^63 - 1, got {out['seed']}")
     kind, target = _resolve(name)
@@ -233,8 +245,6 @@ def typed_spec(spec: dict) -> dict:
         warnings.warn(f"--data {name} is genzoo's dataset '{name}', not the {'folder' if Path(name).is_dir() else 'file'} "
                       f"./{name}: write ./{name} for that", GenZooWarning, stacklevel=2)
     if out.get("root") is not None:
-        if not isinstance(out["root"], (str, os.PathLike)):
-            raise DataError(f"the data root must be a folder's path, got {type(out['root']).__name__} {out['root']!r}")
         out["root"] = str(Path(out["root"]).expanduser().resolve())
     params = _DATASETS[target].params if kind == "registered" else _FOLDER_PARAMS if kind == "folder" else {}
     for key, value in out.items():
@@ -257,8 +267,7 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     """
     spec = dict(spec)
     name = spec.pop("name")
-    if "split" in spec:
-        raise DataError("a data recipe has no 'split': each command reads the split it needs (train, valid, test)")
+    _check_recipe(spec)
     if split != "train":
         spec.pop("n", None)
     data = load_dataset(name, split, **spec)

@@ -93,7 +93,7 @@ def _channels_option(channels: int | None, mode: str | None) -> int | None:
     return c
 
 
-def _image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
+def image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
     """Image files directly in ``root``; else one class per sub-folder (labels by sorted name). Hidden files
     (``.name``: macOS's ``._name`` sidecars, editors' backups) are not images of the data set."""
 
@@ -150,7 +150,7 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"image folder {root}: not found")
-    files, labels, _ = _image_files(root)
+    files, labels, _ = image_files(root)
     if not files:
         raise DataError(f"image folder {root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
     images, size0, gray = [], None, True

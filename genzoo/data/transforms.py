@@ -53,6 +53,11 @@ def _check_levels(x: Tensor, levels: int) -> None:
 def to_levels(x: Tensor, levels: int) -> Tensor:
     """The integer levels ``v = round(x * (levels - 1))`` of data stored as ``v / (levels - 1)``."""
     _check_levels(x, levels)
+    return _to_levels(x, levels)
+
+
+def _to_levels(x: Tensor, levels: int) -> Tensor:
+    """:func:`to_levels` with its arguments already checked (on dequantize's per-batch path)."""
     return torch.round(x * (levels - 1)).clamp_(0, levels - 1)
 
 
@@ -68,12 +73,12 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
     """
     _check_levels(x, levels)
     dtype = x.dtype if x.dtype != torch.float16 else torch.float32
-    buf = to_levels(x.to(dtype), levels)  # same shape as x: the levels v, as floats
+    buf = _to_levels(x.to(dtype), levels)  # same shape as x: the levels v, as floats
     y = torch.rand(x.shape, generator=generator, dtype=dtype).add_(buf).div_(levels)  # (v + u) / levels
     frac = torch.mul(y, levels, out=buf).frac_()  # buffers reused in place: this runs on whole datasets
     near = frac.sub_(0.5).abs_() > 0.5 - 1e-3  # within 1e-3 of a boundary: rounding may have crossed it
     if bool(near.any()):
-        vn, yn = to_levels(x[near].double(), levels), y[near]
+        vn, yn = _to_levels(x[near].double(), levels), y[near]
         scaled = yn.double() * levels  # exact: float32 mantissa times a small integer
         yn = torch.where(scaled >= vn + 1, torch.nextafter(yn, torch.zeros_like(yn)), yn)
         yn = torch.where(scaled < vn, torch.nextafter(yn, torch.ones_like(yn)), yn)
