@@ -836,13 +836,12 @@ def _read_image(path: str, shape: tuple[int, ...]):
     """An image file as a (C, H, W) tensor in [0, 1] of the model's shape (grey or RGB, resized)."""
     import numpy as np
     import torch
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
+
+    from .data.images import read_image
 
     C, H, W = shape
-    try:
-        img = Image.open(path).convert("L" if C == 1 else "RGB").resize((W, H), Image.BILINEAR)
-    except (OSError, UnidentifiedImageError) as e:
-        raise DataError(f"cannot read image {path}: {e}") from None
+    img = read_image(path, "--image").convert("L" if C == 1 else "RGB").resize((W, H), Image.BILINEAR)
     a = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(a[None] if C == 1 else a.transpose(2, 0, 1).copy())
 

@@ -519,6 +519,30 @@ def test_a_16_bit_png_is_scaled_not_clipped(tmp_path):
     assert load_dataset(str(tmp_path / "deep"), channels=3).x.shape == (1, 3, 8, 8)
 
 
+def test_transparency_is_composited_over_black(tmp_path):
+    """convert("L") drops alpha: a white transparent background read as white, not as what the picture shows."""
+    from PIL import Image
+
+    (tmp_path / "t").mkdir()
+    rgba = np.zeros((4, 4, 4), np.uint8)
+    rgba[...] = (255, 255, 255, 0)  # transparent white background
+    rgba[1:3, 1:3] = (200, 200, 200, 255)  # an opaque grey square
+    rgba[0, 0] = (255, 255, 255, 128)  # half-transparent white
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "t" / "a.png")
+    la = np.stack([np.full((4, 4), 255, np.uint8), np.where(np.eye(4) > 0, 255, 0).astype(np.uint8)], -1)
+    Image.fromarray(la, mode="LA").save(tmp_path / "t" / "b.png")
+    pal = Image.fromarray(np.where(np.eye(4) > 0, 1, 0).astype(np.uint8), mode="P")
+    pal.putpalette([255, 255, 255, 90, 90, 90] + [0] * 762)
+    pal.save(tmp_path / "t" / "c.png", transparency=0)  # palette entry 0 (white) transparent
+    x = (load_dataset(str(tmp_path / "t"), mode="L").x * 255).round()  # (3, 1, 4, 4), in the split's order
+    want_a = np.zeros((4, 4))
+    want_a[1:3, 1:3], want_a[0, 0] = 200, 128
+    want = [torch.from_numpy(want_a).float(), 255 * torch.eye(4), 90 * torch.eye(4)]
+    assert sorted(x[:, 0].flatten(1).tolist()) == sorted(w.flatten().tolist() for w in want)
+    rgb = (load_dataset(str(tmp_path / "t"), mode="RGB").x * 255).round()  # (3, 3, 4, 4)
+    assert any(torch.equal(im, want[0].expand(3, 4, 4)) for im in rgb)
+
+
 def test_image_folder_errors(tmp_path):
     from PIL import Image
 

@@ -29,6 +29,10 @@ def test_mask_from_png_and_errors(tmp_path):
     Image.fromarray(a).save(tmp_path / "m.png")
     m = make_mask(str(tmp_path / "m.png"), (1, 8, 8))
     assert float(m[0, :, :4].sum()) == 0 and float(m[0, :, 4:].min()) == 1
+    rgba = np.full((16, 16, 4), 255, np.uint8)
+    rgba[:, :8, 3] = 0  # a painted mask: holes transparent (white underneath), read as black = missing
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "t.png")
+    assert torch.equal(make_mask(str(tmp_path / "t.png"), (1, 8, 8)), m)
     for bad, needle in (("middle", "unknown mask"), ("random:1.5", "in \\[0, 1\\)"), ("random:x", "needs a number")):
         with pytest.raises(ConfigError, match=needle):
             make_mask(bad, (1, 8, 8))

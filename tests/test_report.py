@@ -68,8 +68,20 @@ def test_report_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "not a genzoo run" in capsys.readouterr().err
+    (tmp_path / "other").mkdir()  # a config.json of some other program, with nothing of a run beside it
+    (tmp_path / "other" / "config.json").write_text('{"model": "x"}')
+    assert main(["report", str(tmp_path / "other")]) == 2
+    assert "not a genzoo run" in capsys.readouterr().err and not (tmp_path / "other" / "report.html").exists()
     with pytest.raises(CheckpointError, match="no sample grids"):
         evolution_gif(tmp_path / "empty")
+
+
+def test_modes_rows_give_the_reverse_kl():
+    from genzoo.viz.report import _metrics_table
+
+    table = _metrics_table({"split": "test", "metrics": ["modes"],
+                            "modes": {"modes": 7, "n_modes": 8, "high_quality": 0.9, "reverse_kl": 0.123, "counts": []}})
+    assert "7/8" in table and "<td>0.123</td>" in table
 
 
 def test_stray_and_corrupt_sample_files(run, tmp_path, capsys):

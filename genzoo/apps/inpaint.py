@@ -64,7 +64,7 @@ SIGMAS = tuple(round(float(s), 4) for s in torch.logspace(-1.3, 0.3, 17))  # pos
 def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
     """A mask (C, H, W) of 1 = known, 0 = missing: ``center`` (the central half-size square), ``left``
     (the left half), ``random:P`` (each pixel missing with probability P, the same for every channel) or
-    the path of a PNG (white = known, black = missing; resized to H x W)."""
+    the path of a PNG (white = known, black or transparent = missing; resized to H x W)."""
     C, H, W = shape
     m = torch.ones(1, H, W)
     if spec == "center":
@@ -80,12 +80,11 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
             raise ConfigError(f"mask 'random:P' needs P in [0, 1), got {p}")
         m = (torch.rand(1, H, W, generator=generator) >= p).float()
     elif Path(spec).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") or Path(spec).exists():
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image
 
-        try:
-            img = Image.open(spec).convert("L").resize((W, H), Image.NEAREST)
-        except (OSError, UnidentifiedImageError) as e:
-            raise DataError(f"cannot read mask image {spec}: {e}") from None
+        from ..data.images import read_image
+
+        img = read_image(spec, "mask image").convert("L").resize((W, H), Image.NEAREST)
         m = torch.from_numpy((np.asarray(img) >= 128).astype(np.float32))[None]
     else:
         raise ConfigError(f"unknown mask '{spec}': use center, left, random:P or a PNG file")

@@ -31,7 +31,6 @@ DIGITS_SPLIT = {"train": (0, 1297), "valid": (1297, 1497), "test": (1497, 1797)}
 _DIGITS_PERM_SEED = 20_14  # fixed: the split never depends on the user's seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 # -- digits ---------------------------------------------------------------------------------
@@ -132,19 +131,49 @@ def _eight_bit(im, path: Path):
     return im
 
 
+def _opaque(im):
+    """``im`` without transparency, composited over black (MNIST's background). Pillow's ``convert("L")``
+    and ``convert("RGB")`` drop the alpha channel, leaving whatever colour the transparent pixels hold
+    (often white, or noise), which is not what the picture shows."""
+    from PIL import Image
+
+    if im.mode == "P" and "transparency" in im.info or im.mode in ("PA", "La", "RGBa"):
+        im = im.convert("LA" if im.mode == "La" else "RGBA")
+    if im.mode not in ("LA", "RGBA"):
+        return im
+    gray = im.mode == "LA"
+    im = im.convert("RGBA")
+    out = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im).convert("RGB")
+    return out.convert("L") if gray else out
+
+
+def read_image(path: str | os.PathLike, what: str = "image file"):
+    """The image at ``path`` as a PIL image of 8 bits per channel without transparency (:func:`_eight_bit`,
+    :func:`_opaque`): how every image genzoo reads is read (data folders, ``inpaint --image``, masks).
+    A :class:`DataError` naming the file if it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            img = im.copy()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        why = str(e).splitlines()[0] if str(e) else "unreadable"
+        raise DataError(f"{what} {path}: cannot be read ({type(e).__name__}: {why})") from None
+    return _opaque(_eight_bit(img, path))
+
+
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
                 channels: int | None = None, mode: str | None = None) -> Dataset:
     """A folder of PNG / JPEG / BMP images of one size, x in [0, 1] with 256 levels.
 
     Images directly inside ``path`` are unlabelled; if there are none, each sub-folder holding
     images is a class (labels 0, 1, ... by sorted sub-folder name); a folder with both is refused.
-    Hidden files (names starting with ``.``) are skipped. ``channels`` (1 or 3) or
-    ``mode`` (``"L"`` / ``"RGB"``) picks grayscale or colour; the default is 1 if every image is
-    grayscale, else 3. Split: a fixed permutation (seed 0) cut 80 / 10 / 10 into train / valid /
+    Hidden files (names starting with ``.``) are skipped; transparent pixels are composited over black.
+    ``channels`` (1 or 3) or ``mode`` (``"L"`` / ``"RGB"``) picks grayscale or colour; the default is 1
+    if every image is grayscale, else 3. Split: a fixed permutation (seed 0) cut 80 / 10 / 10 into train / valid /
     test (every image goes to train when there are fewer than 10).
     """
-    from PIL import Image, UnidentifiedImageError
-
     check_split(split)
     want = _channels_option(channels, mode)
     root = Path(path)
@@ -155,13 +184,7 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
         raise DataError(f"image folder {root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
     images, size0, gray = [], None, True
     for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                img = im.copy()
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-            why = str(e).splitlines()[0] if str(e) else "unreadable"
-            raise DataError(f"image file {f}: cannot be read ({type(e).__name__}: {why})") from None
+        img = read_image(f)
         if size0 is None:
             size0 = img.size
         elif img.size != size0:
@@ -170,11 +193,10 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
                 f"{files[0].relative_to(root)} is "
                 f"{size0[0]}x{size0[1]}; all images must have the same size"
             )
-        gray = gray and img.mode in _GRAY_MODES
+        gray = gray and img.mode in ("1", "L")
         images.append(img)
     c = want or (1 if gray else 3)
-    arr = np.stack([np.asarray(_eight_bit(im, f).convert("L" if c == 1 else "RGB"), dtype=np.uint8)
-                    for im, f in zip(images, files)])
+    arr = np.stack([np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8) for im in images])
     arr = arr[:, None] if c == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
     x = torch.from_numpy(arr.astype(np.float32) / 255.0)  # (N, C, H, W)
     y = None if labels is None else torch.tensor(labels, dtype=torch.int64)

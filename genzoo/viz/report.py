@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes, loads, read_json
+from ..io import atomic_write_bytes, is_run_dir, loads, read_json
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading)
 EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolation.png", "Latent interpolation"),
@@ -136,6 +136,7 @@ def _metrics_table(result: dict | None) -> str:
     if "modes" in result:
         m = result["modes"]
         rows.append(("modes captured", "modes", f"{m['modes']}/{m['n_modes']}", f"{100 * m['high_quality']:.1f}% high quality"))
+        rows.append(("reverse KL of the mode histogram", "modes", f"{m['reverse_kl']:.3f}", "nats; 0 is uniform coverage"))
     if "error" in result:
         rows.append(("classification error", "error", f"{100 * result['error']['error']:.2f}%", ""))
     cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td><td>{html.escape(d)}</td></tr>"
@@ -156,8 +157,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     """Write ``RUN/report.html`` and ``RUN/evolution.gif`` (or only ``out``): one file, images inline, nothing
     linked."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise CheckpointError(f"not a genzoo run: {run_dir} has no config.json")
+    if not is_run_dir(run_dir):
+        raise CheckpointError(f"not a genzoo run: {run_dir} has no config.json beside weights, checkpoints or a run.json")
     config = read_json(run_dir / "config.json", "model config")  # every file read, and checked, before any is written
     run = read_json(run_dir / "run.json", "run file") if (run_dir / "run.json").is_file() else {}
     result = read_json(run_dir / "eval.json", "evaluation file") if (run_dir / "eval.json").is_file() else None
