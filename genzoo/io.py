@@ -114,6 +114,8 @@ def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None =
         own = resolved.relative_to(up).parts[0]
         if own in RUN_FILES and is_run_dir(up):
             raise ConfigError(f"{flag} {p} would overwrite {own} of the run in {up}: choose another file name")
+    if suffix is not None and p.name.lower() == suffix:  # ".png" is a hidden file's whole name, not an extension
+        raise ConfigError(f"{flag} {p}: give a name before {suffix}, e.g. out{suffix}")
     if suffix is not None and p.suffix.lower() != suffix:
         raise ConfigError(f"{flag} {p}: the file written is {suffix[1:].upper()}; give a name ending in {suffix}")
     return p

@@ -54,6 +54,19 @@ def test_markers_that_would_lose_text_are_refused_before_the_run(text, needle, t
     bench.check_markers("# B\n", "modes", out)  # none: the table is appended
 
 
+def test_a_section_write_keeps_the_files_line_endings(tmp_path):
+    crlf = tmp_path / "crlf.md"
+    crlf.write_bytes(b"# B\r\n\r\n<!-- bench:modes -->\r\nold\r\n<!-- /bench:modes -->\r\n\r\ntail\r\n")
+    bench.write_section(crlf, "modes", "| a |\n|---|\n| 1 |\n")
+    assert crlf.read_bytes() == b"# B\r\n\r\n<!-- bench:modes -->\r\n| a |\r\n|---|\r\n| 1 |\r\n<!-- /bench:modes -->\r\n\r\ntail\r\n"
+    bench.write_section(crlf, "speed", "new")  # appended, in CRLF too
+    assert crlf.read_bytes().endswith(b"tail\r\n\r\n<!-- bench:speed -->\r\nnew\r\n<!-- /bench:speed -->\r\n")
+    lf = tmp_path / "lf.md"
+    lf.write_bytes(b"# B\n")
+    bench.write_section(lf, "modes", "x")
+    assert lf.read_bytes() == b"# B\n\n<!-- bench:modes -->\nx\n<!-- /bench:modes -->\n"
+
+
 @pytest.mark.parametrize("args, needle", [
     (["parzen-mnist", "--steps", "10"], "bench parzen-mnist does not use --steps (of --steps, --seeds, --minutes, "
                                         "--jobs, --data-root it reads --jobs, --data-root)"),

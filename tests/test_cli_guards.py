@@ -351,6 +351,8 @@ def test_mode_coverage_of_a_mixture_with_one_std_per_mode(tmp_path, capsys):
 def test_pictures_are_png_files(vae_run, tmp_path, capsys):
     code, _, err = run(capsys, "sample", str(vae_run), "-n", "4", "-o", str(tmp_path / "grid.txt"))
     _one_error_line(code, err, "give a name ending in .png")
+    code, _, err = run(capsys, "sample", str(vae_run), "-n", "4", "-o", str(tmp_path / ".png"))
+    _one_error_line(code, err, "give a name before .png, e.g. out.png")
     code, _, err = run(capsys, "sample", str(vae_run), "-n", "4", "-o", str(tmp_path / "grid.PNG"))
     assert code == 0, err
 

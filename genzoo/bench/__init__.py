@@ -98,7 +98,8 @@ def read_markdown(path: str | os.PathLike) -> str:
     if not path.exists():
         return "# Benchmarks\n"
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as f:  # line endings as they are: CRLF stays CRLF
+            return f.read()
     except (UnicodeDecodeError, OSError) as e:
         raise ConfigError(f"--output {path}: cannot read it as a Markdown (UTF-8 text) file ({e.__class__.__name__})") from None
 
@@ -127,9 +128,11 @@ def write_section(path: str | os.PathLike, name: str, markdown: str) -> None:
     path = Path(path)
     text = read_markdown(path)
     check_markers(text, name, path)  # again: the file may have been edited during the run
-    block = f"<!-- bench:{name} -->\n{markdown.strip()}\n<!-- /bench:{name} -->"
+    nl = "\r\n" if "\r\n" in text else "\n"  # the file's own line endings
+    body = markdown.strip().replace("\r\n", "\n").replace("\n", nl)
+    block = f"<!-- bench:{name} -->{nl}{body}{nl}<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + nl + nl + block + nl
     atomic_write_bytes(path, text.encode())
 
 
