@@ -475,35 +475,37 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     return state, rng
 
 
-def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers,
-                           set_aside: bool = True) -> tuple[Path, dict, dict[str, torch.Tensor]] | None:
-    """:func:`load_checkpoint` from the newest checkpoint of ``run_dir`` that loads; None if it has none.
+def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers
+                           ) -> tuple[Path, dict, dict[str, torch.Tensor], list[tuple[Path, CheckpointError]]] | None:
+    """:func:`load_checkpoint` from the newest checkpoint of ``run_dir`` that loads, and the newer ones that did
+    not with their errors; None if it has none.
 
-    Writes are atomic, so a damaged checkpoint comes from outside (a disk fault, a partial copy): it is set
-    aside as ``checkpoints/.damaged-step-N`` (kept, out of the run's way) with a :class:`GenZooWarning`, and the
-    one before it is tried (``set_aside=False``: left in place, for the processes of a distributed run but the
-    one that writes). If none loads, the newest one's error is raised and nothing is moved (weights that do not
-    fit the model fail every checkpoint alike).
+    Writes are atomic, so a damaged checkpoint comes from outside (a disk fault, a partial copy): the one before
+    it is tried, and the caller sets the damaged ones aside (:func:`set_aside_damaged`) once it goes on from the
+    one that loaded. If none loads, the newest one's error is raised (weights that do not fit the model fail
+    every checkpoint alike).
     """
-    dirs = checkpoint_dirs(run_dir)
     errors = []
-    for path in reversed(dirs):
+    for path in reversed(checkpoint_dirs(run_dir)):
         try:
             saved, rng = load_checkpoint(path, model, optimizers)
         except CheckpointError as e:  # the next one loaded restores every tensor this one may have set
             errors.append((path, e))
             continue
-        for bad, e in errors:
-            if not set_aside:
-                continue
-            aside = bad.with_name(f".damaged-{bad.name}")
-            shutil.rmtree(aside, ignore_errors=True)
-            os.rename(bad, aside)
-            warnings.warn(f"{e}; set aside as {aside}, resuming from {path.name}", GenZooWarning, stacklevel=2)
-        return path, saved, rng
+        return path, saved, rng, errors
     if errors:
         raise errors[0][1]
     return None
+
+
+def set_aside_damaged(damaged: list[tuple[Path, CheckpointError]], resumed_from: Path) -> None:
+    """Move each damaged checkpoint of :func:`load_newest_checkpoint` to ``checkpoints/.damaged-step-N`` (kept,
+    out of the run's way), with a :class:`GenZooWarning`."""
+    for bad, e in damaged:
+        aside = bad.with_name(f".damaged-{bad.name}")
+        shutil.rmtree(aside, ignore_errors=True)
+        os.rename(bad, aside)
+        warnings.warn(f"{e}; set aside as {aside}, resuming from {resumed_from.name}", GenZooWarning, stacklevel=2)
 
 
 def replace_folder(tmp: Path, final: Path) -> None:

@@ -361,6 +361,11 @@ def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(
     genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path / "run", **kw)  # checkpoints 4, 6, 8 kept
     newest = tmp_path / "run" / "checkpoints" / "step-00000008"
     (newest / "model.safetensors").write_bytes(b"")  # damaged outside genzoo (a disk fault, a partial copy)
+    with warnings.catch_warnings():  # a resume refused (step 6 of 6 done) moves nothing
+        warnings.simplefilter("error")
+        with pytest.raises(genzoo.errors.ConfigError, match="has done 6 steps already"):
+            genzoo.fit(_model(), digits, steps=6, run_dir=tmp_path / "run", resume=True, **kw)
+    assert newest.is_dir()
     m = _model()
     with pytest.warns(genzoo.errors.GenZooWarning, match=r"corrupt weights file .*step-00000008.*resuming from step-00000006"):
         assert genzoo.fit(m, digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw).step == 10

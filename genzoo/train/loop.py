@@ -36,7 +36,7 @@ import torch
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
 from ..io import (WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_newest_checkpoint, model_config,
-                  run_lock, save)
+                  run_lock, save, set_aside_damaged)
 from . import acceleration, distributed
 from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -245,9 +245,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     try:
         if resume and run_dir is not None and rank == 0 and run_dir.is_dir():
             hold.enter_context(run_lock(run_dir))
-        loaded = load_newest_checkpoint(run_dir, model, state.optimizers, set_aside=rank == 0) \
-            if (resume and run_dir is not None) else None
-        ckpt, saved, rng = loaded if loaded else (None, None, None)
+        loaded = load_newest_checkpoint(run_dir, model, state.optimizers) if (resume and run_dir is not None) else None
+        ckpt, saved, rng, damaged = loaded if loaded else (None, None, None, [])
         if ckpt is not None:
             state.step = int(saved["step"])
             state.partial_logs = saved.get("partial_logs")
@@ -256,6 +255,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             if state.step >= state.total_steps and not unfinished:
                 raise ConfigError(f"the run in {run_dir} has done {state.step} steps already: ask for more than "
                                   f"{state.step} steps (or epochs) to train it longer")
+            if rank == 0:  # going on from ckpt: the newer, damaged ones out of the run's way
+                set_aside_damaged(damaged, ckpt)
             state.set_rng_state(rng)
         else:
             torch.manual_seed(seed)
