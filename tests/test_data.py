@@ -222,6 +222,10 @@ def test_dynamic_binarization():
     assert b1.shape == (64, 1, 8, 8) and set(b1.unique().tolist()) <= {0.0, 1.0}
     assert not torch.equal(b1, b2)  # fresh draws
     assert torch.equal(b1, ds.batch(idx, torch.Generator().manual_seed(5)))  # reproducible
+    assert ds.batch([4, 1]).shape == (2, 1, 8, 8)
+    for bad in (None, 3, torch.tensor([[1, 2]]), torch.tensor([0.0, 1.0])):  # x[None] was (1, N, ...), x[3] one row
+        with pytest.raises(DataError, match="needs a 1-D tensor of indices"):
+            ds.batch(bad)
     assert torch.equal(ds.x, load_dataset("digits", "train").x)  # x itself is untouched
     draws = torch.stack([ds.transformed(g) for _ in range(40)])  # (40, N, 1, 8, 8)
     err = (draws.mean(0) - ds.x).flatten()

@@ -189,8 +189,16 @@ class Dataset:
     def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """``x[idx]`` with the per-batch transform applied, drawn from ``generator``.
 
-        The same generator state gives the same batch; the next call gives fresh noise.
+        ``idx`` is a 1-D tensor (or list) of indices; the same generator state gives the same batch, the next
+        call gives fresh noise.
         """
+        need = "Dataset.batch needs a 1-D tensor of indices (a batch of rows)"
+        if not isinstance(idx, Tensor):
+            if not isinstance(idx, (list, tuple, np.ndarray)):
+                raise DataError(f"{need}, got {type(idx).__name__}")
+            idx = torch.as_tensor(idx)
+        if idx.dim() != 1 or idx.is_floating_point() or idx.is_complex():
+            raise DataError(f"{need}, got a {idx.dtype} tensor of shape {tuple(idx.shape)}")
         return self._apply(self.x[idx], generator)  # (B, *shape)
 
     def transformed(self, generator: torch.Generator | None = None) -> Tensor:
