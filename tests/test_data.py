@@ -468,6 +468,17 @@ def test_download_keeps_mnist_files_that_read_right(tmp_path):
     with pytest.raises(DataError) as e:
         download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
     assert "could not download t10k-labels-idx1-ubyte.gz" in one_line(e)
+    write_idx(dest / "t10k-labels-idx1-ubyte.gz", np.zeros(10_000, np.uint8))
+    assert download_mnist(tmp_path, mirrors=(_dead_url(),), progress=False) == tmp_path  # ROOT/mnist is read next
+    # a plain file the loader reads before the .gz: a download could not replace what is read
+    (dest / "train-images-idx3-ubyte").write_bytes((dest / "train-images-idx3-ubyte").read_bytes()[:5000])
+    with pytest.raises(DataError) as e:
+        download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
+    assert ("train-images-idx3-ubyte is not MNIST's file (truncated: " in one_line(e)
+            and "the loader reads it before train-images-idx3-ubyte.gz: remove or rename it" in str(e.value))
+    write_idx(dest / "train-images-idx3-ubyte", np.zeros((5, 28, 28), np.uint8))
+    with pytest.raises(DataError, match=r"an array of shape \(5, 28, 28\), not \(60000, 28, 28\)"):
+        download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
 
 
 # -- the user's own data ----------------------------------------------------------------------

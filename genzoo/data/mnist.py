@@ -291,8 +291,10 @@ def download_mnist(
     checked against ``checksums`` (when given; keys are the ``.gz`` file names), then moved into
     place atomically with ``os.replace``. Files already present are skipped: a ``.gz`` matching its
     checksum, or a file (gzipped or not, recompressed, any checksum) that reads as the MNIST array of
-    the right shape. A file that no mirror delivers intact is a DataError naming it and the last
-    error; no partial file is left behind.
+    the right shape, in ``root`` or, when ``root`` holds none of them, in ``root/mnist`` (the loader's two
+    places). A plain (not gzipped) file that is not MNIST's is refused before anything is fetched: the
+    loader would read it, not the download. A file that no mirror delivers intact is a DataError naming
+    it and the last error; no partial file is left behind.
     """
     dest = Path(root).expanduser()
     if dest.exists() and not dest.is_dir():
@@ -305,7 +307,19 @@ def download_mnist(
         mirrors = (mirrors,)
     if not mirrors:
         raise DataError("download_mnist needs at least one mirror URL")
-    for stem in MNIST_FILES.values():
+    stems = tuple(MNIST_FILES.values())
+    if not any(_file_in(dest, s) for s in stems) and all(_usable(dest / "mnist", s) for s in stems):
+        return dest  # ROOT/mnist holds them, where the loader looks next
+    for stem in stems:  # a plain file is read before the .gz: one that is not MNIST's would hide the download
+        plain = dest / stem
+        if plain.is_file() and not _usable(dest, stem):
+            try:
+                why = f"an array of shape {read_idx(plain).shape}, not {MNIST_SHAPES[stem]}"
+            except DataError as e:
+                why = str(e).removeprefix(f"IDX file {plain}: ")
+            raise DataError(f"{plain} is not MNIST's file ({why}) and the loader reads it before {stem}.gz: "
+                            "remove or rename it, then download again")
+    for stem in stems:
         name = stem + ".gz"
         target = dest / name
         want = None if checksums is None else checksums.get(name)
