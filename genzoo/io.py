@@ -196,17 +196,44 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
 
 
 # -- models -------------------------------------------------------------------------------------
+#: the floating-point dtypes a model's parameters may be saved in besides float32 (``config.json``'s
+#: ``parameter_dtype``: :func:`build_from_config` builds the model in it)
+PARAMETER_DTYPES = {"float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
 def model_config(model) -> dict:
+    """What ``config.json`` holds: the model's name and constructor arguments, the genzoo version, and the
+    parameters' dtype where it is not float32 (a ``model.double()``), so the model loads as it was saved."""
     from . import __version__
 
-    return {"model": model.name, "genzoo_version": __version__, "config": model.config}
+    cfg = {"model": model.name, "genzoo_version": __version__, "config": model.config}
+    p = next(model.parameters(), None)
+    if p is not None and p.dtype in PARAMETER_DTYPES.values():
+        cfg["parameter_dtype"] = str(p.dtype).removeprefix("torch.")
+    return cfg
+
+
+#: what shows a folder to be a training run rather than a saved model
+RUN_MARKS = ("run.json", CHECKPOINTS, "metrics.jsonl")
 
 
 def save(model, directory: str | os.PathLike) -> None:
-    """Write ``config.json`` (model name, constructor arguments, version) and ``model.safetensors``."""
+    """Write ``config.json`` (model name, constructor arguments, version) and ``model.safetensors``.
+
+    A folder that holds a saved model is overwritten; a training run's folder (a ``run.json``,
+    ``checkpoints/`` or ``metrics.jsonl``) is refused: its weights belong to its training.
+    """
     if not (hasattr(model, "name") and isinstance(getattr(model, "config", None), dict)):
         raise ConfigError(f"save writes genzoo models (built by genzoo.build), not a {type(model).__name__}")
     directory = Path(directory)
+    if marks := [f for f in RUN_MARKS if (directory / f).exists()]:
+        raise WriteError(f"cannot save into {directory}: it is a training run ({', '.join(marks)}), whose weights "
+                         "its training writes; save into another folder")
+    write_model(model, directory)
+
+
+def write_model(model, directory: Path) -> None:
+    """:func:`save` without the guard on runs: for the trainer, which writes its own run's weights."""
     if blocked_by_file(directory):
         raise WriteError(f"cannot save into {directory}: that path, or a part of it, is a file, not a folder")
     directory.mkdir(parents=True, exist_ok=True)
@@ -226,10 +253,15 @@ def build_from_config(directory: str | os.PathLike):
     cfg = read_json(directory / CONFIG, "model config")
     if "model" not in cfg or "genzoo_version" not in cfg or not isinstance(cfg.get("config"), dict):
         raise CheckpointError(f"{directory / CONFIG} is not a genzoo model config (no 'model'/'config'/'genzoo_version')")
+    dtype = cfg.get("parameter_dtype", "float32")
+    if dtype != "float32" and dtype not in PARAMETER_DTYPES:
+        raise CheckpointError(f"{directory / CONFIG}: unknown parameter_dtype {dtype!r} (known: float32, "
+                              f"{', '.join(PARAMETER_DTYPES)})")
     try:
-        return build(cfg["model"], **cfg["config"])
+        model = build(cfg["model"], **cfg["config"])
     except ConfigError as e:
         raise CheckpointError(f"{directory / CONFIG}: {e}") from None
+    return model if dtype == "float32" else model.to(PARAMETER_DTYPES[dtype])
 
 
 def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:

@@ -157,6 +157,37 @@ def test_save_refuses_what_it_cannot_describe_and_writes_nothing(tmp_path):
         io.save(genzoo.build("gmm", data_shape=(2,)), tmp_path / "file" / "run")
 
 
+def test_save_refuses_a_training_runs_folder(tmp_path):
+    """genzoo.save over a run replaced its trained model (even with another family's) and eval reported it."""
+    from genzoo.data import load_dataset
+
+    run = tmp_path / "run"
+    genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=64), steps=2,
+               run_dir=run, progress=False)
+    before = (run / "model.safetensors").read_bytes()
+    with pytest.raises(WriteError, match=r"it is a training run \(checkpoints, metrics.jsonl\)"):
+        genzoo.save(genzoo.build("vae", data_shape=(2,)), run)
+    assert (run / "model.safetensors").read_bytes() == before and genzoo.load(run).name == "gmm"
+    genzoo.save(genzoo.load(run), tmp_path / "copy")  # a saved model's folder is saved over
+    genzoo.save(genzoo.build("vae", data_shape=(2,)), tmp_path / "copy")
+    assert genzoo.load(tmp_path / "copy").name == "vae"
+
+
+def test_a_float64_model_loads_as_float64(tmp_path):
+    m = genzoo.build("realnvp", data_shape=(2,), n_couplings=2, hidden=(8,)).double()
+    genzoo.save(m, tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["parameter_dtype"] == "float64"
+    back = genzoo.load(tmp_path)
+    x = torch.randn(5, 2, dtype=torch.float64)
+    assert next(back.parameters()).dtype == torch.float64 and torch.equal(back.log_prob(x), m.eval().log_prob(x))
+    genzoo.save(genzoo.build("vae", data_shape=(2,)), tmp_path / "f32")
+    assert "parameter_dtype" not in json.loads((tmp_path / "f32" / "config.json").read_text())
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "parameter_dtype": "int8"}))
+    with pytest.raises(CheckpointError, match="unknown parameter_dtype 'int8'"):
+        genzoo.load(tmp_path)
+
+
 @pytest.mark.parametrize("kwargs, needle", [({}, "vae needs data_shape"),
                                             ({"data_shape": (0,)}, r"vae.data_shape: .* got \(0,\)"),
                                             ({"data_shape": ()}, r"got \(\)"),

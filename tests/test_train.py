@@ -54,6 +54,23 @@ def test_resume_is_bitwise_identical(tmp_path):
     assert steps == sorted(steps) and len(steps) == len(set(steps)) and steps[-1] == 200
 
 
+def test_fit_hands_back_an_eval_mode_model_and_the_callers_rng_stream():
+    """A model left in train mode answered queries with batch statistics: a batch-norm RealNVP scored any single
+    example at +56 nats and each query moved its running statistics; fit also reseeded the caller's RNG."""
+    ring = load_dataset("ring", n=512)
+    m = genzoo.build("realnvp", data_shape=(2,), norm="batch", n_couplings=2, hidden=(16,))
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    genzoo.fit(m, ring, steps=20, batch_size=64, progress=False)
+    assert torch.equal(torch.rand(3), expected)  # the caller's stream goes on as if fit had not drawn from it
+    assert not any(mod.training for mod in m.modules())
+    x = ring.x[:4]
+    before = m.log_prob(x)
+    singles = torch.cat([m.log_prob(x[i:i + 1]) for i in range(4)])
+    assert torch.allclose(singles, before, atol=1e-5) and torch.equal(m.log_prob(x), before)  # no state moved
+
+
 def test_epochs_and_files(tmp_path):
     data = load_dataset("digits", binarize=True)
     state = genzoo.fit(_model(), data, epochs=2, batch_size=100, run_dir=tmp_path, sample_every=10,

@@ -17,7 +17,7 @@ import torch
 
 from ..errors import GenZooError, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json,
-                  replace_folder, restore_folder, save, save_checkpoint)
+                  replace_folder, restore_folder, save_checkpoint, write_model)
 from . import distributed
 
 
@@ -187,7 +187,7 @@ class BestWeights(Callback):
     def write(self, state, loss: float) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
         try:
-            save(state.model, self.tmp)
+            write_model(state.model, self.tmp)
             if (self.run_dir / "run.json").is_file():
                 shutil.copyfile(self.run_dir / "run.json", self.tmp / "run.json")
             atomic_write_json(self.tmp / "best.json", {"step": state.step, "epoch": round(state.epoch, 4), self.KEY: loss})

@@ -36,7 +36,7 @@ import torch
 from ..base import Batch, GenerativeModel
 from ..errors import ConfigError, DataError
 from ..io import (WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_newest_checkpoint, model_config,
-                  run_lock, save, set_aside_damaged)
+                  run_lock, set_aside_damaged, write_model)
 from . import acceleration, distributed
 from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -190,6 +190,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
     ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
     and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`.
+
+    Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
+    afterwards (``torch.random.fork_rng``). The model comes back in eval mode, as :func:`genzoo.load`
+    gives it. Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
     check_train_options(steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                         sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
@@ -242,6 +246,11 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     for opt in state.optimizers if world_size > 1 else ():
         distributed.average_gradients_before_step(opt)
     hold = contextlib.ExitStack()  # the run's lock (rank 0), from before its checkpoints are read to the end
+    # training seeds and draws from torch's global RNG: the caller's stream is put back afterwards, and the model
+    # is handed back in eval mode, as load() gives it (a query in train mode uses batch statistics, dropout, ...)
+    hold.callback(model.eval)
+    hold.enter_context(torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else device.index]
+                                             if device.type == "cuda" else []))
     try:
         if resume and run_dir is not None and rank == 0 and run_dir.is_dir():
             hold.enter_context(run_lock(run_dir))
@@ -306,7 +315,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             for cb in cbs:
                 cb.on_end(state)
         if writes is not None:
-            save(model, writes)
+            write_model(model, writes)  # the run's own weights: save() refuses a run folder
     return state
 
 
