@@ -312,6 +312,26 @@ def test_a_bernoulli_decoder_on_grey_pixels_is_labelled_a_cross_entropy():
     assert likelihood_report(m2, grey, iwae_k=2, progress=False)["space"] == "bernoulli-on-grey"
 
 
+def test_the_space_follows_the_models_support_as_well_as_the_data():
+    """A density fitted to binarized pixels was labelled 'binarized' (a mass on {0,1}^D) and printed negative NLLs
+    that compare ranked above the Bernoulli VAE's; a Bernoulli VAE on data already binary was 'discrete-as-real'."""
+    from genzoo.data import Dataset
+    from genzoo.eval.likelihood import format_table, likelihood_report
+
+    binarized = load_dataset("digits", "test", binarize=True, n=50)
+    for density in (genzoo.build("gmm", data_shape=(1, 8, 8), n_components=2),
+                    genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), likelihood="gaussian")):
+        if isinstance(density, genzoo.base.Density):
+            density.setup(load_dataset("digits", binarize=True).transformed(torch.Generator().manual_seed(0)),
+                          torch.Generator().manual_seed(0))
+        rep = likelihood_report(density, binarized, iwae_k=2, progress=False)
+        assert rep["space"] == "discrete-as-real" and "not a likelihood of the discrete data" in format_table(rep)
+    already_binary = Dataset("bits", "test", binarized.transformed(torch.Generator().manual_seed(0)), None, levels=256)
+    assert already_binary.space == "discrete-as-real"  # what the data say; the Bernoulli decoder makes it a mass
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
+    assert likelihood_report(vae, already_binary, iwae_k=2, progress=False)["space"] == "binarized"
+
+
 def test_the_parzen_note_appears_only_beside_likelihood_rows_of_another_space(ring_models):
     from genzoo.eval.likelihood import format_table
 

@@ -11,13 +11,14 @@ Kinds, never mixed silently in one column:
 
 Units follow the data space the model was trained on (``Dataset.space``):
 
-* ``binarized``: a probability mass on {0,1}^D; nats per example and bits per dimension directly;
+* ``binarized``: a probability mass on {0,1}^D (a Bernoulli decoder on 0/1 pixels, whether binarized
+  by genzoo or already binary); nats per example and bits per dimension directly;
 * ``dequantized``: a density on [0,1]^D of x = (v + u) / L; the discrete NLL of v is at most
   ``NLL(x) + D log L`` (Theis et al. 2016, eq. 3; the NICE/RealNVP convention), reported with
   bits/dim = that / (D log 2);
 * ``continuous``: a density (toy data); bits/dim of a density, may be negative;
-* ``discrete-as-real``: a density or Bernoulli cross-entropy on un-dequantized grey levels: not a
-  likelihood of the discrete data, reported with that label;
+* ``discrete-as-real``: a density on discrete values fed as reals (grey levels not dequantized, or
+  binarized pixels): not a likelihood of the discrete data, reported with that label;
 * ``bernoulli-on-grey``: a Bernoulli decoder (VAE, M2) scored on pixels that are not 0 or 1 (grey or
   dequantized levels): a cross-entropy, not a likelihood of any data, so nothing is added for levels.
 
@@ -119,9 +120,12 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
         x = x.to(model.device)
         dims = math.prod(x.shape[1:])
         rows = []
-        space = data.space
-        if bounds and getattr(model, "bernoulli_pixels", False) and not bool(((x == 0) | (x == 1)).all()):
-            space = "bernoulli-on-grey"  # a mass on {0,1}^D evaluated off its support
+        space = data.space  # what the data are; what the figures are also depends on the model's support:
+        if bounds and getattr(model, "bernoulli_pixels", False):
+            binary = bool(((x == 0) | (x == 1)).all())
+            space = "binarized" if binary else "bernoulli-on-grey"  # a mass on {0,1}^D, on or off its support
+        elif space == "binarized":
+            space = "discrete-as-real"  # a density evaluated at the points of {0,1}^D is no mass there
         out = {"split": data.split, "dataset": data.name, "space": space, "levels": data.levels,
                "dims": dims, "n": int(x.shape[0]), "rows": rows}
 
@@ -159,7 +163,8 @@ def format_table(report: dict) -> str:
         bpd = "n/a" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.4f}"
         lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {r['stderr']:>7.3f} {bpd:>9}")
     if report["space"] == "discrete-as-real":
-        lines.append("note: grey levels were not dequantized, so these are not likelihoods of the discrete data")
+        lines.append("note: a density scored on discrete values (grey levels not dequantized, or binarized pixels): "
+                     "not a likelihood of the discrete data")
     if report["space"] == "bernoulli-on-grey":
         lines.append("note: a Bernoulli decoder scored on pixels that are not 0 or 1: a cross-entropy, not a likelihood "
                      "(binarize the data, data.binarize=true, for one)")

@@ -163,7 +163,7 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     if "modes" in chosen:
         from .modes import mode_coverage
 
-        out["modes"] = mode_coverage(samples, test.density.centres, test.density.std)
+        out["modes"] = mode_coverage(samples, test.density.centres, test.density.std, weights=getattr(test.density, "weights", None))
         out["modes"]["counts"] = [int(c) for c in out["modes"]["counts"]]
     if "error" in chosen:
         x, y = (test.x, test.y) if n is None else (test.x[:n], test.y[:n])

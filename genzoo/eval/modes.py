@@ -9,7 +9,9 @@ generator trained on a ring or grid of Gaussians by
   high-quality sample;
 * **reverse KL**: ``KL(p_hat || uniform) = sum_k p_k log(K p_k)`` where ``p_hat`` is the histogram
   of the high-quality samples over their nearest modes (``0 log 0 = 0``): 0 when every mode gets
-  the same share, ``log K`` when all of them fall on one mode.
+  the same share, ``log K`` when all of them fall on one mode. For a mixture of unequal weights
+  ``w`` (``mixture1d`` with ``weights``) it is ``KL(p_hat || w) = sum_k p_k log(p_k / w_k)``, 0 for
+  the true mixture, whose uniform-weight KL would rank a model of the wrong weights above it.
 
 In 2-D the true mixture itself puts ``1 - exp(-9/2) = 98.9%`` of its samples within 3 standard
 deviations, so that is the ceiling of the high-quality share.
@@ -34,13 +36,14 @@ from ..errors import DataError
 
 
 @torch.no_grad()
-def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, threshold: float = 3.0) -> dict:
+def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, threshold: float = 3.0,
+                  weights: Tensor | None = None) -> dict:
     """Score (N, D) ``samples`` against (K, D) mode ``centres`` of isotropic std ``std`` (one for all
-    modes, or (K,): one per mode, as in ``mixture1d``).
+    modes, or (K,): one per mode, as in ``mixture1d``) and mixture ``weights`` (K,) (None: equal).
 
     Returns ``{"modes", "n_modes", "high_quality", "reverse_kl", "counts"}``: modes captured, K, the
-    high-quality share, the reverse KL of the mode histogram to the uniform one, and the number of
-    high-quality samples per mode.
+    high-quality share, the reverse KL of the mode histogram to the mixture's weights, and the number
+    of high-quality samples per mode.
     """
     samples = torch.as_tensor(samples)
     if samples.dim() == 0 or samples.shape[0] == 0:
@@ -56,6 +59,10 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, thresho
         raise DataError(f"mode coverage needs one std or one per mode ({c.shape[0]}), got {stds.numel()}")
     if x.shape[1] != c.shape[1]:
         raise DataError(f"samples have {x.shape[1]} dimensions but the mode centres {c.shape[1]}")
+    w = None if weights is None else torch.as_tensor(weights, dtype=torch.float64).flatten().cpu()  # (K,)
+    if w is not None and (w.shape != (c.shape[0],) or not bool((w >= 0).all()) or not 0 < float(w.sum()) < math.inf):
+        raise DataError(f"mode coverage needs {c.shape[0]} non-negative mode weights with a positive sum, got "
+                        f"{w.tolist()}")
     finite = torch.isfinite(x).all(1)                                    # NaN samples are never high quality
     dist = torch.cdist(torch.where(finite[:, None], x, torch.zeros_like(x)), c)  # (N, K)
     nearest_d, nearest = dist.min(1)                                      # (N,) each
@@ -67,7 +74,8 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, thresho
     if n_good:
         p = counts.double() / n_good
         nz = p > 0
-        reverse_kl = float((p[nz] * (p[nz] * k).log()).sum())
+        ratio = p[nz] * k if w is None else p[nz] / (w[nz] / w.sum())  # p_k / w_k; inf where w_k = 0
+        reverse_kl = float((p[nz] * ratio.log()).sum())
     else:
         reverse_kl = math.inf  # no sample near any mode: infinitely far from uniform coverage
     return {"modes": int((counts > 0).sum()), "n_modes": k, "high_quality": n_good / x.shape[0],
