@@ -119,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     for q, default in ((e, "auto"), (c, "all")):
         q.add_argument("--metrics", default=default,
                        help="comma-separated: nll, parzen, fid, kid, pr, dc, is, modes, error (ssvae's test error); "
-                            f"or auto (likelihoods, else Parzen) or all (everything the run admits); default {default}")
+                            "or auto (likelihoods, else Parzen; with modes and error where admitted) or all "
+                            f"(everything the run admits); default {default}")
         q.add_argument("--split", default="test", choices=["train", "valid", "test"])
         q.add_argument("--n-samples", type=int, default=10_000, help="samples for Parzen, FID and the rest (default 10000)")
         q.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
@@ -692,15 +693,33 @@ def _eval_run(path: str, args, metrics: str, strict: bool = True):
                     strict=strict, progress=not args.no_progress)
 
 
+def _check_eval_json(run: str) -> None:
+    """A WriteError, before any evaluation, unless ``RUN/eval.json`` can be written."""
+    from .io import check_writable
+
+    target = Path(run) / "eval.json"
+    if not Path(run).is_dir():
+        return  # not a run: the evaluation says so
+    try:
+        if target.exists() and not target.is_file():
+            raise WriteError(f"{target} is not a file")
+        check_writable(run, "eval.json in")
+    except WriteError as e:
+        raise WriteError(f"{e}; --no-write evaluates without writing it") from None
+
+
 def cmd_eval(args) -> int:
     from .eval.metrics import format_result
     from .io import atomic_write_json
 
+    if not args.no_write:
+        _check_eval_json(args.run)
+    asked = _compare_key(args.run, args)  # before the work: a run still training may write newer weights meanwhile
     result = _eval_run(args.run, args, args.metrics)
     print(format_result(result))
     if not args.no_write:
         try:
-            atomic_write_json(Path(args.run) / "eval.json", result)
+            atomic_write_json(Path(args.run) / "eval.json", {**result, "asked": asked})
         except WriteError as e:  # the results are printed above: say how to keep them from being lost next time
             raise WriteError(f"{e} (the results are printed above; --no-write skips the file)") from None
     return 0
@@ -713,17 +732,25 @@ def cmd_compare(args) -> int:
     if len({Path(r).resolve() for r in args.runs}) != len(args.runs):
         raise ConfigError("a run is named twice")
     if args.output is not None:
+        if str(args.output).endswith(("/", os.sep)) or Path(args.output).is_dir():  # -o DIR: DIR/compare.md, .csv
+            args.output = str(Path(args.output) / "compare")
         if Path(args.output).suffix in (".md", ".csv"):  # -o table.md means table.md and table.csv
             args.output = str(Path(args.output).with_suffix(""))
         for suffix in (".md", ".csv"):
             check_output(f"{args.output}{suffix}" if str(args.output).strip() else "", "-o")
+        for path in args.runs:  # each run's eval.json is written too: refused now, not after the work
+            _check_eval_json(path)
     rows, fresh = [], []
     for path in args.runs:
         cached = Path(path) / "eval.json"
         result = None
         asked = _compare_key(path, args)
         if cached.is_file() and not args.recompute:
-            old = read_json(cached, "evaluation file")
+            try:
+                old = read_json(cached, "evaluation file")
+            except CheckpointError as e:  # evaluated again, and written over when the table is written
+                print(f"genzoo: note: {e}; evaluating again", file=sys.stderr)
+                old = {}
             if old.get("asked") == asked:
                 result = old
         if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
@@ -750,14 +777,14 @@ def _compare_key(path: str, args) -> dict:
     """What a cached RUN/eval.json must match for ``compare`` to reuse it: every flag that changes the results,
     and the weights it scored (their file, size and time, so a run trained further is evaluated again; a run
     still training is scored from its newest checkpoint)."""
-    from .io import weights_file
+    from .io import weights_stamp
 
-    weights = weights_file(path)
-    stat = weights.stat() if weights is not None and weights.is_file() else None
-    return {"metrics": args.metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
+    metrics = args.metrics if args.metrics in ("auto", "all") else ",".join(
+        sorted({m.strip() for m in str(args.metrics).split(",") if m.strip()}))  # "nll,parzen" = "parzen, nll"
+    return {"metrics": metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
             "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root, "batch_size": args.batch_size,
             "parzen_sigmas": args.parzen_sigmas,
-            "weights": [str(weights.relative_to(path)), stat.st_size, stat.st_mtime_ns] if stat else None}
+            "weights": weights_stamp(path)}
 
 
 def _indices(text: str, n: int) -> list[int]:

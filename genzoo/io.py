@@ -303,6 +303,14 @@ def weights_file(directory: str | os.PathLike) -> Path | None:
     return None if ckpt is None else ckpt / WEIGHTS
 
 
+def weights_stamp(directory: str | os.PathLike) -> list | None:
+    """Which weights :func:`load` would read from ``directory`` now: ``[path relative to it, size, mtime_ns]``,
+    or None. ``eval.json`` records it, so ``compare`` and ``report`` can tell results of other weights."""
+    weights = weights_file(directory)
+    stat = weights.stat() if weights is not None and weights.is_file() else None
+    return [str(weights.relative_to(directory)), stat.st_size, stat.st_mtime_ns] if stat else None
+
+
 def blocked_by_file(path: str | os.PathLike) -> bool:
     """Whether ``path``, or a folder above it, is a file (so no folder can be made there)."""
     path = Path(path)

@@ -119,6 +119,33 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
     assert main(["compare", runs[1], "--n-samples", "1000", "-o", str(tmp_path / "t2"), "--no-progress"]) == 0
     assert main(["compare", runs[1], "--n-samples", "1000", "-o", str(tmp_path / "t2"), "--no-progress"]) == 0
     assert evaluated == ["gmm", "gan", "gmm", "gan"]  # evaluated once from the checkpoint, then reused
+    # what `genzoo eval` wrote is reused too, however the metrics are spelled; compare used to redo it and write over it
+    assert main(["eval", runs[0], "--metrics", "parzen,nll", "--n-samples", "1000", "--no-progress"]) == 0
+    written = (tmp_path / "gmm" / "eval.json").read_bytes()
+    assert main(["compare", runs[0], "--metrics", "nll, parzen", "--n-samples", "1000", "-o", str(tmp_path / "t3"),
+                 "--no-progress"]) == 0
+    assert evaluated == ["gmm", "gan", "gmm", "gan", "gmm"] and (tmp_path / "gmm" / "eval.json").read_bytes() == written
+
+
+def test_compare_refuses_an_unwritable_eval_json_before_any_work_and_reads_past_a_corrupt_one(tmp_path, capsys):
+    """compare evaluated every run, then failed on one run's eval.json: no table, and the others rewritten."""
+    runs = _ring_runs(tmp_path)
+    (tmp_path / "gan" / "eval.json").mkdir()  # an eval.json that cannot be written (a read-only run, for root)
+    capsys.readouterr()
+    assert main(["compare", *runs, "--metrics", "nll", "-o", str(tmp_path / "t"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "eval.json is not a file; --no-write evaluates without writing it" in err and err.count("\n") == 1
+    assert not (tmp_path / "gmm" / "eval.json").exists() and not (tmp_path / "t.md").exists()
+    assert main(["eval", runs[1], "--metrics", "parzen", "--no-progress"]) == 2  # eval too, before the work
+    (tmp_path / "gan" / "eval.json").rmdir()
+    (tmp_path / "gmm" / "eval.json").write_text("{broken")
+    assert main(["compare", runs[0], "--metrics", "nll", "-o", str(tmp_path) + "/", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "corrupt evaluation file" in err and "evaluating again" in err
+    assert json.loads((tmp_path / "gmm" / "eval.json").read_text())["metrics"] == ["nll"]
+    assert (tmp_path / "compare.md").is_file() and (tmp_path / "compare.csv").is_file()  # -o DIR/: DIR/compare.*
+    assert main(["eval", runs[0], "--metrics", "auto,nll", "--no-write"]) == 2
+    assert "'auto' stands alone" in capsys.readouterr().err
 
 
 def test_cli_compare_leaves_a_metric_a_run_does_not_admit_blank(tmp_path, capsys):
@@ -156,6 +183,15 @@ def test_feature_metrics_compute_only_what_is_asked(tmp_path, monkeypatch):
     assert part["class_histogram"] == full["class_histogram"]
     with pytest.raises(ConfigError, match="which must name"):
         features.feature_metrics(fake, "digits", which=["fd"], progress=False)
+
+
+def test_compare_table_escapes_a_bar_in_a_run_name_and_gives_parzen_in_thousandths():
+    from genzoo.eval.compare import compare_table
+
+    res = {"model": "gan", "dataset": "ring", "parzen": {"ll": 2.71828, "stderr": 0.01234, "sigma": 0.01,
+                                                         "sigma_at_edge": False}, "metrics": ["parzen"]}
+    md = compare_table([("runs/a|b", res)]).markdown
+    assert "| runs/a\\|b | gan | ring | 2.718 +- 0.012 |" in md
 
 
 def test_cli_compare_bad_input(tmp_path, capsys):
@@ -199,6 +235,9 @@ def test_evaluation_sizes_and_data_spec_are_checked():
     with pytest.raises(ConfigError, match="a dict with a 'name'"):
         evaluate(model, "ring")
     assert likelihood_report(model, ring, n=5, progress=False)["n"] == 5
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    with pytest.raises(ConfigError, match=r"n \(-n\) must be >= 2 for them, got 1"):  # was: 'n_real must be ...'
+        evaluate(vae, {"name": "digits"}, metrics="fid", n=1, n_samples=50, progress=False)
 
 
 def test_parzen_sigma_grid_and_the_split_it_is_chosen_on(ring_models, tmp_path, capsys):
@@ -211,6 +250,8 @@ def test_parzen_sigma_grid_and_the_split_it_is_chosen_on(ring_models, tmp_path, 
     fine = evaluate(gmm, {"name": "ring"}, metrics="parzen", n_samples=1000, parzen_sigmas=[0.0025, 0.005, 0.01, 0.02, 0.04],
                     progress=False)
     assert not fine["parzen"]["sigma_at_edge"] and fine["parzen"]["ll"] > wide["parzen"]["ll"] + 1 and set(fine["parzen"]["valid_ll"]) == {"0.0025", "0.005", "0.01", "0.02", "0.04"}
+    one = evaluate(gmm, {"name": "ring"}, metrics="parzen", n_samples=1000, parzen_sigmas=[0.01], progress=False)
+    assert not one["parzen"]["sigma_at_edge"]  # one sigma given: no grid to widen
     on_valid = evaluate(gmm, {"name": "ring"}, metrics="parzen", split="valid", n_samples=1000, seed=3, progress=False)
     g = torch.Generator().manual_seed(3)
     gmm.eval()

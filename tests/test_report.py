@@ -76,6 +76,19 @@ def test_report_errors(tmp_path, capsys):
         evolution_gif(tmp_path / "empty")
 
 
+def test_a_report_says_when_eval_json_scored_other_weights(tmp_path, capsys):
+    """After train --resume the report showed the old eval.json's figures as the run's, beside the new step."""
+    rd = str(tmp_path / "gmm")
+    assert main(["train", "gmm", "--data", "ring", "--steps", "4", "--run-dir", rd, "--no-progress"]) == 0
+    assert main(["eval", rd, "--metrics", "nll", "--no-progress"]) == 0
+    assert main(["report", rd]) == 0
+    assert "scored other weights" not in (tmp_path / "gmm" / "report.html").read_text()
+    assert main(["train", "--resume", "--run-dir", rd, "--steps", "8", "--no-progress"]) == 0
+    assert main(["report", rd]) == 0
+    assert "These metrics scored other weights (model.safetensors) than the run holds now" in \
+        (tmp_path / "gmm" / "report.html").read_text()
+
+
 def test_modes_rows_give_the_reverse_kl():
     from genzoo.viz.report import _metrics_table
 

@@ -49,7 +49,7 @@ class Table:
     @property
     def markdown(self) -> str:
         lines = ["| " + " | ".join(self.header) + " |", "|" + "---|" * len(self.header)]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self.rows]  # a | in a run's name
         return "\n".join(lines)
 
     @property
@@ -70,7 +70,7 @@ def _cell(key: str, fmt: str | None, row: dict) -> str:
         return f"{v:.3f} ({row['nll_kind']}, {row['nll_space']})" if row.get("nll_space") else f"{v:.3f} ({row['nll_kind']})"
     if key == "parzen_ll":
         edge = " (sigma at the grid's edge)" if row.get("parzen_sigma_at_edge") else ""
-        return f"{v:.1f} +- {row['parzen_se']:.1f}{edge}"
+        return f"{v:.3f} +- {row['parzen_se']:.3f}{edge}"  # nats: toy models differ by hundredths
     return fmt.format(v)
 
 

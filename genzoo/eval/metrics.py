@@ -75,6 +75,8 @@ def applicable(metrics: str | list[str], model, data) -> tuple[list[str], dict[s
         raise ConfigError("no metrics named: give e.g. --metrics nll,parzen,fid or all")
     skipped = {}
     for m in metrics:
+        if m in ("auto", "all"):
+            raise ConfigError(f"'{m}' stands alone: give --metrics {m}, or name the metrics one by one")
         if m not in METRICS:
             raise ConfigError(f"unknown metric '{m}': choose from {', '.join(METRICS)}, auto or all")
         if m not in ok:
@@ -137,6 +139,8 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
                  "seconds": {}}
     if skipped:
         out["skipped"] = skipped
+    if set(chosen) & set(FEATURE_METRICS) and n is not None and n < 2:
+        raise ConfigError(f"the feature metrics compare sets of images: n (-n) must be >= 2 for them, got {n}")
     samples = None
     if set(chosen) - {"nll"}:
         t0 = time.time()

@@ -122,7 +122,7 @@ def parzen_protocol(samples: Tensor, valid: Tensor, test: Tensor, *, sigmas: Ten
     sigmas = check_sigmas(sigmas)
     sigma, means = select_sigma(samples, valid[:n_valid], sigmas, batch_size=batch_size, progress=progress)
     lp = parzen_log_prob(test, samples, sigma, batch_size=batch_size, progress=progress)  # (N,)
-    edge = sigma in (float(sigmas.min()), float(sigmas.max()))
+    edge = len(sigmas) > 1 and sigma in (float(sigmas.min()), float(sigmas.max()))  # one sigma given: no grid
     return {"ll": float(lp.mean()), "stderr": float(lp.std() / math.sqrt(len(lp))) if len(lp) > 1 else float("nan"),
             "sigma": sigma, "sigma_at_edge": edge, "valid_ll": {f"{s:.4g}": float(m) for s, m in zip(sigmas.tolist(), means)},
             "n_samples": int(samples.shape[0]), "n_test": int(test.shape[0])}

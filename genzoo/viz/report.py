@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes, is_run_dir, loads, read_json
+from ..io import atomic_write_bytes, is_run_dir, loads, read_json, weights_stamp
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading)
 EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolation.png", "Latent interpolation"),
@@ -162,6 +162,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     config = read_json(run_dir / "config.json", "model config")  # every file read, and checked, before any is written
     run = read_json(run_dir / "run.json", "run file") if (run_dir / "run.json").is_file() else {}
     result = read_json(run_dir / "eval.json", "evaluation file") if (run_dir / "eval.json").is_file() else None
+    asked = (result or {}).get("asked")  # what eval recorded it scored (files of older genzoo versions: nothing)
+    scored = asked.get("weights") if isinstance(asked, dict) else None
+    stale = scored is not None and scored != weights_stamp(run_dir)  # trained further since (resume), or replaced
     try:
         table = _metrics_table(result)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -186,7 +189,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     curves = _curves(run_dir)
     if curves:
         parts += ["<h2>Loss curves</h2>", _img(curves, "image/png", "loss curves")]
-    parts += ["<h2>Metrics</h2>", table]
+    parts += ["<h2>Metrics</h2>"]
+    if stale:
+        parts.append(f'<p class="stale"><strong>These metrics scored other weights ({html.escape(str(scored[0]))}) than '
+                     f"the run holds now: run <code>genzoo eval {html.escape(str(run_dir))}</code> again.</strong></p>")
+    parts.append(table)
     for file, heading in EXTRA_PICTURES:
         if (run_dir / file).is_file():
             parts += [f"<h2>{html.escape(heading)}</h2>", _img((run_dir / file).read_bytes(), "image/png", file)]
