@@ -404,7 +404,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
 
     if args.run_dir is not None and not args.run_dir.strip():
         raise ConfigError("--run-dir needs a folder name")
-    run_dir = Path(args.run_dir) if args.run_dir else None
+    run_dir = Path(args.run_dir).expanduser() if args.run_dir else None  # --run-dir=~/x: the shell leaves ~ there
     if args.resume:
         if run_dir is None:
             raise ConfigError("--resume needs --run-dir DIR (the run to continue)")
@@ -463,6 +463,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     if train.get("keep_best") and valid is None:
         raise ConfigError(f"keep_best keeps the weights of the best validation loss, and {data.name} has no "
                           "validation split")
+    if "data_shape" in model_kw:  # a run.json edited so
+        raise ConfigError("data_shape is not a model option: the shape comes from the data")
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
     if not args.resume:  # run.json records the options typed, as the model and the data loader read them
@@ -515,19 +517,19 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                           "examples: each batch is the whole set")
     t0 = time.time()
     try:
-        state = fit(model, data, callbacks=[announce] if main_rank else [], steps=steps, epochs=epochs,
-                    batch_size=train.get("batch_size"), seed=seed, run_dir=run_dir, resume=args.resume,
-                    checkpoint_every=train.get("checkpoint_every"), sample_every=train.get("sample_every"),
-                    log_every=train.get("log_every"), keep=train.get("keep"), valid=valid, progress=not args.no_progress,
+        given = {k: train[k] for k in ("batch_size", "checkpoint_every", "sample_every", "log_every", "keep")
+                 if train.get(k) is not None}  # the others: fit's defaults
+        state = fit(model, data, callbacks=[announce] if main_rank else [], steps=steps, epochs=epochs, seed=seed,
+                    run_dir=run_dir, resume=args.resume, valid=valid, progress=not args.no_progress,
                     lr_schedule=train.get("lr_schedule", "constant"), warmup_steps=train.get("warmup_steps") or 0,
                     precision=train.get("precision", "fp32"), channels_last=train.get("channels_last"),
                     compile=bool(train.get("compile", False)), max_minutes=train.get("max_minutes"),
-                    keep_best=bool(train.get("keep_best", False)))
+                    keep_best=bool(train.get("keep_best", False)), **given)
     except RunLocked:  # another process's run: not ours to clean up
         raise
-    except GenZooError:
-        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # a run that never started
-            _remove_new(run_dir, before)                                           # leaves nothing behind
+    except Exception:  # a user error, or one genzoo does not foresee (out of memory): a run that never started
+        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # leaves nothing behind
+            _remove_new(run_dir, before)
         raise
     except KeyboardInterrupt as e:
         what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
@@ -550,16 +552,22 @@ def _train(args, hold: contextlib.ExitStack) -> int:
 
 
 def _check_new_run(run_dir: Path) -> None:
-    """A ConfigError if ``run_dir`` already holds a run (a new run may go into an empty folder or a user's)."""
-    from .io import latest_checkpoint, locked_elsewhere
+    """A ConfigError if ``run_dir`` already holds a run, or any file a run writes (a new run may go into an empty
+    folder, or a user's folder of other files, which it leaves alone)."""
+    from .io import latest_checkpoint, locked_elsewhere, run_files_in
 
-    if run_dir.exists() and ((run_dir / "config.json").exists() or latest_checkpoint(run_dir)):
-        if locked_elsewhere(run_dir):  # not stopped: being trained, maybe before its first checkpoint
-            raise RunLocked(f"another process is training the run in {run_dir}: choose another --run-dir")
-        if latest_checkpoint(run_dir) is None and not (run_dir / "model.safetensors").exists():
-            raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: remove the "
-                              "folder to start it again, or choose another --run-dir")
+    held = run_files_in(run_dir)
+    if not held:
+        return
+    if locked_elsewhere(run_dir):  # not stopped: being trained, maybe before its first checkpoint
+        raise RunLocked(f"another process is training the run in {run_dir}: choose another --run-dir")
+    if latest_checkpoint(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
+    if "config.json" in held and "model.safetensors" not in held:
+        raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: remove the "
+                          "folder to start it again, or choose another --run-dir")
+    raise ConfigError(f"{run_dir} already holds {', '.join(held)} (files a run writes, which a new run would write "
+                      "over): choose an empty folder or another --run-dir")
 
 
 def _remove_new(run_dir: Path, before: set[Path] | None) -> None:

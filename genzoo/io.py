@@ -73,6 +73,13 @@ RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOI
              "density.png")
 
 
+def run_files_in(path: str | os.PathLike) -> list[str]:
+    """The names of :data:`RUN_FILES` that ``path`` holds (none if it is no folder): what a new run would write
+    over."""
+    path = Path(path)
+    return [f for f in RUN_FILES if (path / f).exists()] if path.is_dir() else []
+
+
 def is_run_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` holds a genzoo model or run (a config.json beside weights, checkpoints or a run.json)."""
     path = Path(path)

@@ -69,6 +69,8 @@ def load_recipe(path: str | Path) -> dict:
         raise ConfigError(f"recipe {path}: [model] name must be a model name in quotes, got {recipe['model']['name']!r}")
     if "steps" in recipe["train"] and "epochs" in recipe["train"]:
         raise ConfigError(f"recipe {path}: [train] gives both steps and epochs; keep one")
+    if "data_shape" in recipe["model"]:
+        raise ConfigError(f"recipe {path}: [model] data_shape is not an option: the shape comes from the data")
     return recipe
 
 

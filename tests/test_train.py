@@ -124,6 +124,28 @@ def test_divergence_guard_lets_one_outlying_batch_through_but_not_a_run_of_them(
         DivergenceGuard().on_step_end(S, {"loss": float("inf")})  # NaN or inf stops at once
 
 
+def test_divergence_guard_sees_an_early_blow_up_and_keeps_watching_after_a_resume(tmp_path):
+    """The guard compared only once 50 losses were in: a GAN at lr 1e3 ran to 2e35 and ended with exit 0;
+    and a resumed run was blind for 50 steps."""
+    from types import SimpleNamespace
+
+    from genzoo.train import DivergenceGuard
+
+    guard, state = DivergenceGuard(), SimpleNamespace(step=0, run_dir=None)
+    guard.on_start(state)
+    with pytest.raises(TrainingDiverged, match="step 4: loss 1e\\+30 exploded for 3 steps \\(typical 1\\)"):
+        for v in [1.0, 1e30, 1e30, 1e30]:
+            state.step += 1
+            guard.on_step_end(state, {"loss": v})
+    data = load_dataset("digits", binarize=True)
+    genzoo.fit(_model(), data, steps=20, batch_size=50, checkpoint_every=20, run_dir=tmp_path, progress=False)
+    saved = json.loads((io.latest_checkpoint(tmp_path) / "state.json").read_text())["guard"]
+    assert len(saved["recent"]) == 20 and saved["run"] == 0
+    resumed = DivergenceGuard()
+    resumed.on_start(SimpleNamespace(guard=saved))
+    assert list(resumed.recent) == saved["recent"]
+
+
 def _cli(*args, **kw):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "genzoo", *args], env=env, stdout=subprocess.PIPE,
@@ -296,8 +318,19 @@ def test_fit_refuses_what_it_cannot_train_on_before_any_step(tmp_path):
              (dict(steps="3"), E.ConfigError, "steps must be a whole number, got '3'"),
              (dict(steps=2.5), E.ConfigError, "steps must be a whole number, got 2.5"),
              (dict(batch_size=1.5), E.ConfigError, "batch_size must be a whole number"),
-             (dict(run_dir=tmp_path / "f" / "run"), E.ConfigError, "is a file, not a folder")]
+             (dict(run_dir=tmp_path / "f" / "run"), E.ConfigError, "is a file, not a folder"),
+             (dict(batch_size=None), E.ConfigError, "batch_size must be given .*not None"),
+             (dict(channels_last="off"), E.ConfigError, "channels_last='off': give True or False"),  # was: on
+             (dict(compile="false"), E.ConfigError, "compile='false': give True or False"),
+             (dict(callbacks=[object()]), E.ConfigError, "callbacks must have on_start"),
+             (dict(valid=genzoo.data.Dataset("none", "valid", digits.x[:0], None)), E.DataError,
+              "validation set 'none' is empty"),
+             (dict(run_dir=""), E.ConfigError, "run_dir needs a folder name"),
+             (dict(resume=True), E.CheckpointError, "nothing to resume: resume=True needs a run_dir"),
+             (dict(resume=True, run_dir=tmp_path / "typo"), E.CheckpointError, "nothing to resume: .*typo has no checkpoint")]
     (tmp_path / "f").write_text("a file")
+    with pytest.raises(E.ConfigError, match="fit trains genzoo models"):
+        genzoo.fit(torch.nn.Linear(2, 2), digits, steps=2)
     for kw, error, needle in cases:
         model = _model()
         before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -305,6 +338,65 @@ def test_fit_refuses_what_it_cannot_train_on_before_any_step(tmp_path):
         with pytest.raises(error, match=needle):
             genzoo.fit(model, args.pop("data"), **args)
         assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), kw  # untouched
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_new_run_never_writes_over_a_saved_model_or_a_users_files(tmp_path, capsys):
+    """fit into a genzoo.save folder replaced the model; genzoo train into a folder with a user's run.json and
+    metrics.jsonl replaced one and emptied the other."""
+    from genzoo.cli import main
+
+    digits = load_dataset("digits", binarize=True)
+    genzoo.save(_model(), tmp_path / "saved")
+    kept = (tmp_path / "saved" / "model.safetensors").read_bytes()
+    with pytest.raises(genzoo.errors.ConfigError, match=r"already holds config.json, model.safetensors \(files a run"):
+        genzoo.fit(_model(), digits, steps=2, run_dir=tmp_path / "saved", progress=False)
+    assert (tmp_path / "saved" / "model.safetensors").read_bytes() == kept
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "run.json").write_text('{"my": "own"}')
+    (user / "metrics.jsonl").write_text("experiment log line 1\n")
+    (user / "notes.txt").write_text("notes")
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(user), "--no-progress"]) == 2
+    assert "already holds run.json, metrics.jsonl (files a run writes" in capsys.readouterr().err
+    assert (user / "run.json").read_text() == '{"my": "own"}' and sorted(p.name for p in user.iterdir()) == \
+        ["metrics.jsonl", "notes.txt", "run.json"]
+    (user / "run.json").unlink()
+    (user / "metrics.jsonl").unlink()
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(user), "--no-progress"]) == 0
+    assert (user / "notes.txt").read_text() == "notes"  # a user's folder of other files: allowed, left alone
+
+
+def test_the_largest_seed_trains_and_an_unforeseen_error_leaves_no_half_run(tmp_path, capsys, monkeypatch):
+    """seed * 1_000_003 overflowed the generator's uint64 ('a bug in genzoo'), and the folder it left blocked a
+    rerun of the same command."""
+    from genzoo.cli import main
+
+    state = genzoo.fit(_model(), load_dataset("digits", binarize=True), steps=2, seed=2**63 - 1, progress=False)
+    assert state.step == 2
+    rd = tmp_path / "run"
+
+    def out_of_memory(*a, **k):
+        raise RuntimeError("DefaultCPUAllocator: not enough memory")
+
+    monkeypatch.setattr(genzoo.train, "fit", out_of_memory)
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 1
+    assert "not enough memory" in capsys.readouterr().err and not rd.exists()
+    monkeypatch.undo()
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 0
+
+
+def test_run_dir_expands_the_home_folder_and_a_recipe_may_not_give_data_shape(tmp_path, capsys, monkeypatch):
+    from genzoo.cli import main
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir=~/r", "--no-progress"]) == 0
+    assert (tmp_path / "r" / "run.json").is_file() and not (tmp_path / "~").exists()
+    (tmp_path / "x.toml").write_text('[model]\nname = "gmm"\ndata_shape = [2]\n[data]\nname = "ring"\n')
+    capsys.readouterr()
+    assert main(["train", "--config", str(tmp_path / "x.toml"), "--run-dir", str(tmp_path / "y")]) == 2
+    assert "[model] data_shape is not an option: the shape comes from the data" in capsys.readouterr().err
 
 
 def test_fit_into_a_folder_with_checkpoints_needs_resume(tmp_path):

@@ -32,20 +32,29 @@ class Callback:
 class DivergenceGuard(Callback):
     """Stop with :class:`TrainingDiverged` when the loss is NaN/inf, or explodes for ``patience`` steps in a
     row: larger than ``factor`` times the median absolute loss of the last ``window`` ordinary steps (plus
-    one). One outlying batch (a flow meeting a point far in a sharp density's tail) is let through, and
-    left out of the median."""
+    one), from the second step on (a loss that explodes early is measured against the steps before it, not
+    taken for the typical one). One outlying batch (a flow meeting a point far in a sharp density's tail)
+    is let through, and left out of the median. Its history is checkpointed (``state.guard``), so a resumed
+    run is watched as the uninterrupted one is."""
 
     def __init__(self, factor: float = 1e4, window: int = 50, patience: int = 3):
         self.factor, self.patience, self.recent, self.run = factor, patience, deque(maxlen=window), 0
+
+    def on_start(self, state):
+        saved = getattr(state, "guard", None) or {}  # resumed: the history the checkpoint kept
+        self.recent.extend(float(v) for v in saved.get("recent", []))
+        self.run = int(saved.get("run", 0))
 
     def on_step_end(self, state, logs):
         loss = logs.get("loss", 0.0)
         if not math.isfinite(loss):
             raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)} (try a smaller lr)")
-        if len(self.recent) == self.recent.maxlen:
+        state.guard = {"recent": self.recent, "run": 0}
+        if self.recent:
             typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
             if abs(loss) > self.factor * (typical + 1.0):
                 self.run += 1
+                state.guard["run"] = self.run
                 if self.run >= self.patience:
                     raise TrainingDiverged(f"training diverged at step {state.step}: loss {loss:.3g} exploded for "
                                            f"{self.run} steps (typical {typical:.3g}){kept(state.run_dir)} (try a smaller lr)")
@@ -259,6 +268,9 @@ class Checkpoint(Callback):
                 raise TrainingDiverged(f"training diverged at step {state.step}: '{name}' holds NaN/inf"
                                        f"{kept(self.run_dir)}")
         extra = {"partial_logs": state.partial_logs} if state.partial_logs else {}  # so a resumed run logs the same
+        guard = getattr(state, "guard", None)
+        if guard:  # ... and is watched the same
+            extra["guard"] = {"recent": list(guard["recent"]), "run": guard["run"]}
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
                         {"epoch": state.epoch, "seed": state.seed, **extra}, state.rng_state(), keep=self.keep)
         self.last = state.step

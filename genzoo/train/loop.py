@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from ..base import Batch, GenerativeModel
-from ..errors import ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError
 from ..io import (WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_newest_checkpoint, model_config,
-                  run_lock, set_aside_damaged, write_model)
+                  run_files_in, run_lock, set_aside_damaged, write_model)
 from . import acceleration, distributed
 from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -61,6 +61,7 @@ class TrainState:
     valid: object | None = None
     valid_logs: dict | None = None  # the newest validation losses, {"step": ..., "valid_loss": ...}
     partial_logs: dict | None = None  # the log terms summed since the last metrics row (checkpointed)
+    guard: dict | None = None  # the divergence guard's recent losses (checkpointed: a resumed run is not blind)
     _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -76,7 +77,7 @@ class TrainState:
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """The example order of ``epoch``: a permutation fixed by (seed, epoch) alone."""
         if self._order is None or self._order[0] != epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2**64)  # a uint64, for any seed < 2^63
             self._order = (epoch, torch.randperm(len(self.data), generator=g))
         return self._order[1]
 
@@ -191,10 +192,25 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
     and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`.
 
-    Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
+    A new run needs a ``run_dir`` free of a run's files (:data:`genzoo.io.RUN_FILES`); ``resume=True`` needs
+    one with a checkpoint. Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
     afterwards (``torch.random.fork_rng``). The model comes back in eval mode, as :func:`genzoo.load`
     gives it. Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
+    if not isinstance(model, GenerativeModel):
+        raise ConfigError(f"fit trains genzoo models (built by genzoo.build), not a {type(model).__name__}")
+    given = {"batch_size": batch_size, "seed": seed, "checkpoint_every": checkpoint_every, "sample_every": sample_every,
+             "log_every": log_every, "keep": keep, "warmup_steps": warmup_steps}
+    if none := [k for k, v in given.items() if v is None]:
+        raise ConfigError(f"{', '.join(none)} must be given (leave it out for its default), not None")
+    flags = {"resume": resume, "progress": progress, "compile": compile, "keep_best": keep_best,
+             "channels_last": True if channels_last is None else channels_last}  # None: the model decides
+    if bad := [f"{k}={v!r}" for k, v in flags.items() if not isinstance(v, bool)]:  # "off" would be True
+        raise ConfigError(f"{', '.join(bad)}: give True or False (channels_last may also be None)")
+    if bad := [type(cb).__name__ for cb in callbacks
+               if not all(callable(getattr(cb, m, None)) for m in ("on_start", "on_step_end", "on_end"))]:
+        raise ConfigError(f"callbacks must have on_start, on_step_end and on_end (genzoo.train.Callback); "
+                          f"{', '.join(bad)} has not")
     check_train_options(steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                         sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
                         max_minutes=max_minutes)
@@ -203,6 +219,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     check_data(model, data, "data")
     if valid is not None:
         check_data(model, valid, "valid")
+        if len(valid) == 0:
+            raise DataError(f"the validation set '{valid.name}' is empty: give valid=None for no validation")
     if model.needs_labels and data.y is None:
         raise DataError(f"{model.name} needs a training set with labels (e.g. digits or mnist); '{data.name}' has none")
     if len(data) == 0:
@@ -213,12 +231,21 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     acceleration.check_precision(model, precision)
-    run_dir = Path(run_dir) if run_dir is not None else None
+    if run_dir is not None and not str(run_dir).strip():
+        raise ConfigError("run_dir needs a folder name (None: no run directory)")
+    run_dir = Path(run_dir).expanduser() if run_dir is not None else None
     if run_dir is not None and blocked_by_file(run_dir):
         raise ConfigError(f"run_dir {run_dir}: that path, or a part of it, is a file, not a folder")
-    if run_dir is not None and not resume and latest_checkpoint(run_dir) is not None:
-        raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "
-                          "run_dir for a new run")
+    if resume and (run_dir is None or latest_checkpoint(run_dir) is None):
+        raise CheckpointError("nothing to resume: resume=True needs a run_dir" if run_dir is None else
+                              f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*)")
+    if run_dir is not None and not resume:
+        if latest_checkpoint(run_dir) is not None:
+            raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "
+                              "run_dir for a new run")
+        if held := [f for f in run_files_in(run_dir) if f != "run.json"]:  # run.json: genzoo train's, just written
+            raise ConfigError(f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new "
+                              "run_dir")
     rank, world_size = distributed.world()
     if world_size > 1 and model.full_batch and len(data) < world_size:
         raise ConfigError(f"{model.name} trains on the whole set, and {len(data)} examples cannot be split over "
@@ -258,7 +285,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         ckpt, saved, rng, damaged = loaded if loaded else (None, None, None, [])
         if ckpt is not None:
             state.step = int(saved["step"])
-            state.partial_logs = saved.get("partial_logs")
+            state.partial_logs, state.guard = saved.get("partial_logs"), saved.get("guard")
             # stopped between its last checkpoint and its final weights: resuming it writes them
             unfinished = state.step == state.total_steps and not (run_dir / WEIGHTS).is_file()
             if state.step >= state.total_steps and not unfinished:
