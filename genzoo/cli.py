@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import CheckpointError, ConfigError, DataError, GenZooError, RunLocked, WriteError, did_you_mean
+from .errors import (CheckpointError, ConfigError, DataError, GenZooError, RunLocked, TrainingDiverged, WriteError,
+                     did_you_mean)
 
 MAX_PICTURE = 10_000  # the most images one `genzoo sample` picture holds
 PAIRS = 6  # `genzoo interpolate`'s default rows between prior draws
@@ -228,11 +229,20 @@ def cmd_models(args) -> int:
         return 0
     cls = get(args.name)
     hints = typing.get_type_hints(cls.__init__)
+    opts = options(args.name)
     print(f"{args.name}: {cls.description}\noptions (--set KEY=VALUE):")
-    for key, p in options(args.name).items():
+    key_w = max(map(len, opts), default=0)
+    value_w = max((len(repr(p.default)) for p in opts.values()), default=0)
+    for key, p in opts.items():
         hint = hints.get(key, "")
         kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-        print(f"  {key:<14} = {p.default!r:<14} {kind}")
+        print(f"  {key:<{key_w}} = {p.default!r:<{value_w}}  {kind}")
+    defaults = cls.defaults({k: p.default for k, p in opts.items()})  # what `genzoo train NAME` uses unless told
+    data = dict(defaults.get("data", {}))
+    name = data.pop("name", "digits")
+    given = ", ".join(f"{k}={v}" for k, v in data.items())
+    train = ", ".join(f"{k}={v}" for k, v in defaults.get("train", {}).items())
+    print(f"`genzoo train {args.name}` trains on {name}{f' ({given})' if given else ''} with {train} unless told")
     return 0
 
 
@@ -268,7 +278,10 @@ def _device(name: str):
     if name not in ("cpu", "cuda", "mps") and not (name.startswith("cuda:") and name[5:].isdigit()):
         raise ConfigError(f"unknown device '{name}': use cpu, cuda, cuda:N (N = 0, 1, ...), mps or auto")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda asked for, but torch sees no CUDA device")
+        raise ConfigError(f"--device {name} asked for, but torch sees no CUDA device")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s): "
+                          f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
     if name == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps asked for, but torch sees no Apple GPU (MPS)")
     return torch.device(name)
@@ -512,6 +525,12 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     idle = {k: why for k, why in model.unused_options().items() if k in model_kw}
     if idle and not args.resume:
         announce.line += "".join(f"\ngenzoo: note: {model.name} ignores {k} with {why}" for k, why in idle.items())
+    schedule = [f"{k}={train[k]}" for k in ("lr_schedule", "warmup_steps") if train.get(k) not in (None, 0, "constant")]
+    if schedule and not args.resume and not model.configure_optimizers():
+        announce.line += f"\ngenzoo: note: {model.name} has no optimizer (it fits by EM): {', '.join(schedule)} does nothing"
+    elif steps is not None and (train.get("warmup_steps") or 0) > steps:
+        announce.line += (f"\ngenzoo: note: warmup_steps {train['warmup_steps']} is more than the {steps} steps: the lr "
+                          "never reaches its value")
     if (train.get("batch_size") or 0) > len(data) and not model.full_batch:
         announce.line += (f"\ngenzoo: note: batch size {train['batch_size']} is more than the {len(data)} training "
                           "examples: each batch is the whole set")
@@ -527,9 +546,12 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                     keep_best=bool(train.get("keep_best", False)), **given)
     except RunLocked:  # another process's run: not ours to clean up
         raise
-    except Exception:  # a user error, or one genzoo does not foresee (out of memory): a run that never started
-        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # leaves nothing behind
+    except Exception as e:  # a user error, or one genzoo does not foresee (out of memory): a run that never
+        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # started leaves nothing behind
             _remove_new(run_dir, before)
+            if isinstance(e, TrainingDiverged):  # it did start: say where its metrics went
+                raise TrainingDiverged(f"{e}; {run_dir if before is None else 'what the run wrote in ' + str(run_dir)} "
+                                       "is removed") from None
         raise
     except KeyboardInterrupt as e:
         what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
@@ -543,7 +565,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                              f"`genzoo train --resume --run-dir {run_dir}`\n")
         return 143 if isinstance(e, Terminated) else 130
     if main_rank:
-        print(f"genzoo: {state.step} steps in {time.time() - t0:.1f} s; run in {run_dir}", file=sys.stderr)
+        done = state.step - (state.resumed_from or 0)  # this session's steps, not the run's
+        print(f"genzoo: {done} steps in {time.time() - t0:.1f} s" + (f" (steps {state.resumed_from + 1}-{state.step})"
+              if state.resumed_from else "") + f"; run in {run_dir}", file=sys.stderr)
         _density_picture(model, data, run_dir)
     if world_size > 1:
         torch.distributed.barrier()

@@ -207,6 +207,10 @@ def test_resume_takes_a_new_data_root_and_write_cadence(tmp_path, capsys, mnist_
 def test_models_options_listing(capsys):
     code, out, _ = run(capsys, "models", "vae")
     assert code == 0 and "latent_dim" in out and "Literal['bernoulli', 'gaussian']" in out
+    assert "`genzoo train vae` trains on digits (binarize=True) with steps=6000, batch_size=128 unless told" in out
+    code, out, _ = run(capsys, "models", "gan")
+    rows = [line for line in out.splitlines() if line.startswith("  ")]
+    assert len({line.index(" = ") for line in rows}) == 1  # aligned, instance_noise_steps too
 
 
 def test_data_download_needs_a_folder(capsys, monkeypatch, tmp_path):

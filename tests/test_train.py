@@ -124,7 +124,7 @@ def test_divergence_guard_lets_one_outlying_batch_through_but_not_a_run_of_them(
         DivergenceGuard().on_step_end(S, {"loss": float("inf")})  # NaN or inf stops at once
 
 
-def test_divergence_guard_sees_an_early_blow_up_and_keeps_watching_after_a_resume(tmp_path):
+def test_divergence_guard_sees_an_early_blow_up_and_keeps_watching_after_a_resume(tmp_path, capsys):
     """The guard compared only once 50 losses were in: a GAN at lr 1e3 ran to 2e35 and ended with exit 0;
     and a resumed run was blind for 50 steps."""
     from types import SimpleNamespace
@@ -144,6 +144,12 @@ def test_divergence_guard_sees_an_early_blow_up_and_keeps_watching_after_a_resum
     resumed = DivergenceGuard()
     resumed.on_start(SimpleNamespace(guard=saved))
     assert list(resumed.recent) == saved["recent"]
+    from genzoo.cli import main
+
+    rd = tmp_path / "gan"
+    assert main(["train", "gan", "--data", "ring", "--steps", "60", "--set", "data.n=512", "--set", "lr=1e3",
+                 "--run-dir", str(rd), "--no-progress"]) == 3
+    assert not rd.exists() and f"no checkpoint was written yet (try a smaller lr); {rd} is removed" in capsys.readouterr().err
 
 
 def _cli(*args, **kw):

@@ -62,6 +62,7 @@ class TrainState:
     valid_logs: dict | None = None  # the newest validation losses, {"step": ..., "valid_loss": ...}
     partial_logs: dict | None = None  # the log terms summed since the last metrics row (checkpointed)
     guard: dict | None = None  # the divergence guard's recent losses (checkpointed: a resumed run is not blind)
+    resumed_from: int | None = None  # the checkpoint's step, on resume
     _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -284,7 +285,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         loaded = load_newest_checkpoint(run_dir, model, state.optimizers) if (resume and run_dir is not None) else None
         ckpt, saved, rng, damaged = loaded if loaded else (None, None, None, [])
         if ckpt is not None:
-            state.step = int(saved["step"])
+            state.step = state.resumed_from = int(saved["step"])
             state.partial_logs, state.guard = saved.get("partial_logs"), saved.get("guard")
             # stopped between its last checkpoint and its final weights: resuming it writes them
             unfinished = state.step == state.total_steps and not (run_dir / WEIGHTS).is_file()
