@@ -16,6 +16,7 @@ The training contract, used by :func:`genzoo.fit` and nothing else:
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
 
@@ -117,41 +118,109 @@ class GenerativeModel(nn.Module):
     def check_input(self, x: Tensor) -> Tensor:
         """``x`` as a batch (B, *data_shape) in the dtype of the model's parameters (float64 or integer input
         is converted); a DataError for examples of another shape, which would otherwise be flattened or
-        broadcast without a word.
+        broadcast without a word, and for an empty batch (B = 0), which torch would fail on deep inside.
 
         >>> import torch, genzoo
         >>> genzoo.build("vae", data_shape=(1, 8, 8)).check_input(torch.zeros(5, 64))
         Traceback (most recent call last):
         genzoo.errors.DataError: vae models examples of shape (1, 8, 8), got a batch of shape (5, 64)
+        >>> genzoo.build("vae", data_shape=(1, 8, 8)).check_input(torch.zeros(0, 1, 8, 8))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: vae: got an empty batch (0 examples of shape (1, 8, 8))
         """
         shape = tuple(self.data_shape)
-        if not isinstance(x, Tensor) or x.dim() < 1 or tuple(x.shape[1:]) != shape:
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise DataError(f"{self.name} models examples of shape {shape}, got a batch of shape {got}")
+        if not isinstance(x, Tensor):
+            raise DataError(f"{self.name} takes a torch.Tensor batch of examples of shape {shape}, got a "
+                            f"{type(x).__name__} (torch.as_tensor converts one)")
+        if x.dim() < 1 or tuple(x.shape[1:]) != shape:
+            raise DataError(f"{self.name} models examples of shape {shape}, got a batch of shape {tuple(x.shape)}")
+        if x.shape[0] == 0:
+            raise DataError(f"{self.name}: got an empty batch (0 examples of shape {shape})")
         p = next(self.parameters(), None)
         return x if p is None or x.dtype == p.dtype else x.to(p.dtype)
 
     def check_pixels(self, x: Tensor) -> Tensor:
-        """``x`` as :meth:`check_input` returns it, and for a model whose p(x|z) is a mass on binary pixels
-        (``bernoulli_pixels``: the Bernoulli VAE, M2), a DataError unless its values lie in [0, 1]: outside,
-        ``x log p + (1 - x) log(1 - p)`` is no likelihood and grows without bound (grey levels inside are
-        scored as a cross-entropy, the ``bernoulli-on-grey`` space). One host sync: for the bounds that
-        evaluation calls, not the training step.
+        """``x`` as :meth:`check_input` returns it; a DataError for NaN or infinite values (a bound or density
+        of them would be NaN, or a raw error from torch.distributions); and for a model whose p(x|z) is a mass
+        on binary pixels (``bernoulli_pixels``: the Bernoulli VAE, M2), a DataError unless the values lie in
+        [0, 1]: outside, ``x log p + (1 - x) log(1 - p)`` is no likelihood and grows without bound (grey levels
+        inside are scored as a cross-entropy, the ``bernoulli-on-grey`` space). One pass and one host sync: for
+        the bounds and densities that evaluation calls, not the training step (which calls :meth:`check_input`).
 
         >>> import torch, genzoo
         >>> genzoo.build("vae", data_shape=(1, 8, 8)).check_pixels(torch.full((2, 1, 8, 8), 255.0))
         Traceback (most recent call last):
         genzoo.errors.DataError: vae: a Bernoulli decoder scores pixels in [0, 1], got values in [255, 255]; scale the data, or use --set likelihood=gaussian
+        >>> genzoo.build("vae", data_shape=(2,), likelihood="gaussian").check_pixels(torch.tensor([[0.0, float("nan")]]))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: vae: examples with NaN or infinite values
         """
         x = self.check_input(x)
-        if not self.bernoulli_pixels or not x.numel():
+        if not (x.is_floating_point() or self.bernoulli_pixels):  # integers are finite
             return x
-        lo, hi = torch.aminmax(x)  # one pass
-        if lo < 0 or hi > 1:
+        lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()  # one pass, one sync; NaN propagates to both
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise DataError(f"{self.name}: examples with NaN or infinite values")
+        if self.bernoulli_pixels and (lo < 0 or hi > 1):
             hint = "; scale the data, or use --set likelihood=gaussian" if hasattr(self, "likelihood") else ""
             raise DataError(f"{self.name}: a Bernoulli decoder scores pixels in [0, 1], got values in "
-                            f"[{float(lo):.3g}, {float(hi):.3g}]{hint}")
+                            f"[{lo:.3g}, {hi:.3g}]{hint}")
         return x
+
+    def check_latent(self, z: Tensor, leading: bool = True) -> Tensor:
+        """``z`` as latents for :meth:`decode` / :meth:`generate`: a tensor (..., B, latent_dim) (exactly
+        (B, latent_dim) with ``leading=False``), converted to the dtype of the model's parameters and to its
+        device (float64 latents from numpy, integer ones, CPU ones for a GPU model). A DataError for any other
+        width, an unbatched (latent_dim,), a non-tensor or no latents at all, which would otherwise be
+        reshaped into garbage of another shape or fail inside torch.
+
+        >>> import torch, genzoo
+        >>> genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4).check_latent(torch.zeros(5, 8))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: vae: latents must be a torch.Tensor of shape (..., B, 4), got (5, 8)
+        """
+        L = self.latent_dim
+        want = f"(..., B, {L})" if leading else f"(B, {L})"
+        if not isinstance(z, Tensor) or z.dim() < 2 or (not leading and z.dim() != 2) or z.shape[-1] != L:
+            got = tuple(z.shape) if isinstance(z, Tensor) else f"a {type(z).__name__}"
+            raise DataError(f"{self.name}: latents must be a torch.Tensor of shape {want}, got {got}")
+        if z.numel() == 0:
+            raise DataError(f"{self.name}: got no latents (shape {tuple(z.shape)})")
+        p = next(self.parameters(), None)
+        dtype = p.dtype if p is not None else (z.dtype if z.is_floating_point() else torch.get_default_dtype())
+        return z.to(self.device, dtype)
+
+    # -- random draws for sample() ------------------------------------------------------------------------
+    def _draw_device(self, generator: torch.Generator | None) -> torch.device:
+        return generator.device if generator is not None else self.device
+
+    def _draw_dtype(self) -> torch.dtype:
+        p = next(self.parameters(), None)
+        return p.dtype if p is not None else torch.get_default_dtype()
+
+    def randn(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+              dtype: torch.dtype | None = None) -> Tensor:
+        """Standard normal draws of ``shape`` for :meth:`sample`, made on ``generator``'s device (the model's
+        without one) and moved to the model's: a CPU generator then gives a CUDA model the same numbers as a
+        CPU one, and a CUDA generator works too. ``dtype``: the parameters' by default.
+
+        >>> import torch, genzoo
+        >>> m, g = genzoo.build("gmmn", data_shape=(2,)), torch.Generator().manual_seed(0)
+        >>> torch.equal(m.randn((3, 2), g), torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))
+        True
+        """
+        return torch.randn(shape, generator=generator, device=self._draw_device(generator),
+                           dtype=dtype or self._draw_dtype()).to(self.device)
+
+    def rand(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+             dtype: torch.dtype | None = None) -> Tensor:
+        """Uniform draws on [0, 1) of ``shape``, made and moved as :meth:`randn` makes them."""
+        return torch.rand(shape, generator=generator, device=self._draw_device(generator),
+                          dtype=dtype or self._draw_dtype()).to(self.device)
+
+    def randint(self, high: int, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
+        """Integers in 0..high-1 (int64) of ``shape``, made and moved as :meth:`randn` makes them."""
+        return torch.randint(high, shape, generator=generator, device=self._draw_device(generator)).to(self.device)
 
     @property
     def device(self) -> torch.device:

@@ -16,17 +16,24 @@ import inspect
 import math
 import types
 import typing
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, get_args, get_origin
 
 from .errors import ConfigError, did_you_mean
+
+if TYPE_CHECKING:  # not at run time: `import genzoo` does not import torch
+    from .base import GenerativeModel
+
+    M = TypeVar("M", bound=type[GenerativeModel])
+else:
+    M = TypeVar("M")
 
 _MODELS: dict[str, type] = {}
 
 
-def register(name: str, description: str = ""):
+def register(name: str, description: str = "") -> Callable[[M], M]:
     """Class decorator: make ``cls`` buildable as ``name`` and record its arguments in ``config``."""
 
-    def decorate(cls):
+    def decorate(cls: M) -> M:
         sig = inspect.signature(cls.__init__)
         for p in list(sig.parameters.values())[1:]:
             if p.kind is not inspect.Parameter.KEYWORD_ONLY:
@@ -66,7 +73,7 @@ def list_models() -> dict[str, str]:
     return {k: _MODELS[k].description for k in sorted(_MODELS)}
 
 
-def get(name: str) -> type:
+def get(name: str) -> type[GenerativeModel]:
     _ensure_loaded()
     if name not in _MODELS:
         raise ConfigError(f"unknown model '{name}'{did_you_mean(name, _MODELS)}; known: {', '.join(sorted(_MODELS))}")
@@ -79,7 +86,7 @@ def options(name: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in sig.parameters.items() if k not in ("self", "data_shape")}
 
 
-def build(name: str, **kwargs):
+def build(name: str, **kwargs: Any) -> GenerativeModel:
     """Build model ``name``; unknown options raise :class:`ConfigError` naming the option.
 
     >>> build("vae", data_shape=(0,))
@@ -176,7 +183,8 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
     if origin is Literal:
         if value in args:
             return value
-        raise ConfigError(f"bad value {value!r} for {what}: choose one of {', '.join(map(str, args))}")
+        hint = did_you_mean(value, [str(a) for a in args]) if isinstance(value, str) else ""
+        raise ConfigError(f"bad value {value!r} for {what}: choose one of {', '.join(map(str, args))}{hint}")
     if origin in (tuple, list):
         if isinstance(value, str):
             value = [s for s in value.strip().strip("()[]").split(",") if s.strip()]

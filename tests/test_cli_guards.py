@@ -164,7 +164,7 @@ def test_bad_training_input_is_refused_before_anything_is_written(tmp_path, caps
     ("realnvp", "width=0", "realnvp.width must be >= 1"),
     ("realnvp", "n_blocks=0", "realnvp.n_blocks must be >= 1"),
     ("realnvp", "alpha=2", "alpha must lie in (0, 0.5)"),
-    ("fgan", "d_activation=foo", "unknown d_activation 'foo'"),
+    ("fgan", "d_activation=foo", "bad value 'foo' for fgan.d_activation: choose one of relu, tanh"),
     ("planar", "n_layers=0", "planar.n_layers must be >= 1"),
 ])
 def test_bad_model_options_are_one_line_errors(tmp_path, capsys, model, option, needle):

@@ -770,15 +770,22 @@ def test_bad_configuration_raises_config_error(name, kw):
         genzoo.build(name, **kw)
 
 
-def test_log_prob_on_wrong_shape_raises_config_error(model_key):
+def test_log_prob_on_wrong_shape_raises_data_error(model_key):
+    """Data of another shape, a list or an empty batch are a DataError, as for every family (the flows gave a
+    ConfigError for a shape, an AttributeError for a list and torch errors for an empty batch)."""
     m = make_model(model_key)
     shape = m.data_shape
     wrong = [(*shape[:-1], shape[-1] + 1), (*shape, 1)]
     for s in wrong:
-        with pytest.raises(ConfigError, match="expected examples of shape"):
+        with pytest.raises(DataError, match=r"models examples of shape"):
             m.log_prob(torch.rand(3, *s))
-        with pytest.raises(ConfigError):
+        with pytest.raises(DataError):
             m.encode(torch.rand(3, *s))
+    with pytest.raises(DataError, match="torch.Tensor batch"):
+        m.log_prob(torch.rand(3, *shape).tolist())
+    for f in (m.log_prob, m.encode, m.loss):
+        with pytest.raises(DataError, match="empty batch"):
+            f(torch.rand(0, *shape))
 
 
 def test_actnorm_waits_for_a_batch_with_spread():
@@ -874,10 +881,10 @@ def test_what_a_flow_cannot_score_or_invert_is_a_one_line_error(tmp_path):
     for bad in (float("nan"), float("inf")):
         with pytest.raises(DataError, match="NaN or infinite"):
             vec.log_prob(torch.full((2, 4), bad))
-    with pytest.raises(DataError, match=r"decode takes latents of shape \(B, 4\)"):
+    with pytest.raises(DataError, match=r"latents must be a torch.Tensor of shape \(B, 4\)"):
         vec.decode(torch.randn(2, 10))
     image = genzoo.build("realnvp", data_shape=(1, 8, 8), width=4, n_blocks=1)
-    with pytest.raises(DataError, match=r"decode takes latents of shape \(B, 64\)"):
+    with pytest.raises(DataError, match=r"latents must be a torch.Tensor of shape \(B, 64\)"):
         image.decode(torch.randn(2, 10))
     with pytest.raises(DataError, match=r"logit pre-processing takes data in \[0, 1\]"):
         image.log_prob(torch.rand(2, 1, 8, 8) * 2 - 0.5)  # was a silent NaN
@@ -889,3 +896,62 @@ def test_what_a_flow_cannot_score_or_invert_is_a_one_line_error(tmp_path):
         genzoo.fit(genzoo.build("realnvp", data_shape=(2,), norm="batch"), load_dataset("moons", n=64), steps=2,
                    batch_size=1, progress=False, run_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+# ================================================================================================
+# The audit's API findings
+# ================================================================================================
+def test_decode_converts_latents_to_the_parameters_dtype(model_key):
+    """float64 latents failed inside torch (RealNVP's conv) or came back float64 (planar); integer ones too."""
+    m = make_model(model_key)
+    z = m._draw_base(4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = m.decode(z)
+        got = m.decode(z.double())
+        assert got.dtype == torch.float32 and torch.equal(got, want)
+        assert m.generate(torch.zeros(4, m.latent_dim, dtype=torch.long)).dtype == torch.float32
+    for bad in (z[0], z.reshape(1, 4, -1), torch.zeros(0, m.latent_dim)):
+        with pytest.raises(DataError, match=r"latents must be a torch.Tensor of shape \(B, \d+\)|no latents"):
+            m.decode(bad)
+
+
+def test_sample_restores_the_mode_when_decoding_fails(monkeypatch):
+    m = make_model("realnvp-2d").train()
+
+    def broken(z):
+        raise RuntimeError("broken")
+
+    monkeypatch.setattr(m, "decode", broken)
+    with pytest.raises(RuntimeError, match="broken"):
+        m.sample(3)
+    assert m.training
+
+
+@pytest.mark.parametrize("name,kw,option,value", [
+    ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 1, "width": 4, "n_blocks": 1}, "n_couplings", 2),
+    ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 1, "width": 4, "n_blocks": 1}, "hidden", (5,)),
+    ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 1, "width": 4, "n_blocks": 1}, "mixing", "linear"),
+    ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 1, "width": 4, "n_blocks": 1}, "seed", 5),
+    ("realnvp", {"data_shape": (4,), "hidden": (8,), "n_couplings": 2}, "n_scales", 3),
+    ("realnvp", {"data_shape": (4,), "hidden": (8,), "n_couplings": 2}, "width", 3),
+    ("realnvp", {"data_shape": (4,), "hidden": (8,), "n_couplings": 2}, "n_blocks", 3),
+    ("realnvp", {"data_shape": (4,), "hidden": (8,), "n_couplings": 2}, "alpha", 0.1),
+    ("realnvp", {"data_shape": (4,), "hidden": (8,), "n_couplings": 2, "mixing": "swap"}, "seed", 5),
+    ("realnvp", {"data_shape": (2,), "hidden": (8,), "n_couplings": 2}, "seed", 5),
+    ("realnvp", {"data_shape": (4,), "hidden": (8,), "n_couplings": 1}, "mixing", "linear"),
+    ("nice", {"data_shape": (4,), "hidden": (8,)}, "alpha", 0.1),
+    ("nice", {"data_shape": (4,), "hidden": (8,), "data_init": False}, "scaled_shifts", False),
+])
+def test_unused_options_are_idle(name, kw, option, value):
+    from test_vae import assert_idle  # shared with the other families' tests
+
+    assert_idle(name, kw, option, value, model_data(kw["data_shape"], 16))
+
+
+def test_unused_options_lists_only_idle_options():
+    vectors = {"n_scales", "width", "n_blocks"}
+    assert set(genzoo.build("realnvp", data_shape=(2,), mixing="linear", preprocess="logit").unused_options()) == vectors
+    assert set(genzoo.build("realnvp", data_shape=(4,)).unused_options()) == vectors | {"alpha"}
+    assert genzoo.build("nice", data_shape=(4,), preprocess="logit").unused_options() == {}
+    assert set(genzoo.build("realnvp", data_shape=(1, 8, 8)).unused_options()) == {"n_couplings", "hidden", "mixing", "seed"}
+    assert genzoo.build("planar", data_shape=(2,)).unused_options() == {}

@@ -373,3 +373,77 @@ def test_options_the_penalty_makes_idle_are_noted(tmp_path, capsys):
     assert "wgan ignores clip with penalty=gp" in capsys.readouterr().err
     assert main(["train", "wgan", "--steps", "2", "--set", "hidden=[8]", "--run-dir", str(tmp_path / "c"), "--no-progress"]) == 0
     assert "ignores" not in capsys.readouterr().err  # nothing given, nothing noted
+
+
+# -- the audit's API findings ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,kw", [("gan", {"data_shape": (2,)}), ("wgan", {"data_shape": (2,)}),
+                                     ("fgan", {"data_shape": (2,)}),
+                                     ("gan", {"data_shape": (1, 8, 8), "arch": "dcgan", "width": 8, "latent_dim": 4})])
+def test_generate_checks_the_latents_and_keeps_leading_dimensions(name, kw):
+    """Latents of another width failed inside torch ("mat1 and mat2 shapes"), float64 ones too, and extra leading
+    dimensions were flattened ((2, 3, L) -> (6, ...)) where the VAE and the GMMN keep them."""
+    m = genzoo.build(name, **kw).eval()
+    L = m.latent_dim
+    for bad in (torch.randn(3, L + 1), torch.randn(L), torch.randn(0, L), [[0.0] * L]):
+        with pytest.raises(DataError, match="latents must be a torch.Tensor|no latents"):
+            m.generate(bad)
+    z = torch.randn(2, 3, L)
+    out = m.generate(z)
+    assert out.shape == (2, 3, *m.data_shape)
+    torch.testing.assert_close(out.reshape(6, *m.data_shape), m.generate(z.reshape(6, L)))
+    assert m.generate(z.double()).dtype == torch.float32
+    assert m.generate(torch.ones(3, L, dtype=torch.long)).shape == (3, *m.data_shape)
+
+
+def test_losses_of_an_empty_batch_are_data_errors():
+    """The losses of an empty batch (or one smaller than pack) were NaN."""
+    for name in ("gan", "wgan", "fgan"):
+        m = genzoo.build(name, data_shape=(2,))
+        with pytest.raises(DataError, match="empty batch"):
+            m.loss(torch.zeros(0, 2))
+    with pytest.raises(DataError, match=r"at least pack \(2\)"):
+        genzoo.build("gan", data_shape=(2,), pack=2).loss(torch.zeros(1, 2))
+
+
+def test_rejection_sampling_restores_the_mode_when_it_fails():
+    m = genzoo.build("gan", data_shape=(2,), hidden=(8,), rejection=True).train()
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("broken")
+
+    m.rejector = Broken()
+    with pytest.raises(RuntimeError, match="broken"):
+        m.sample(3)
+    assert m.training
+
+
+def test_fgan_choices_are_literals():
+    """divergence and d_activation were annotated str: `genzoo models fgan` showed no choices."""
+    import typing
+
+    hints = typing.get_type_hints(genzoo.models.gan.FGAN.__init__)
+    assert set(typing.get_args(hints["divergence"])) == set(genzoo.divergences.DIVERGENCES)
+    assert set(typing.get_args(hints["d_activation"])) == set(genzoo.nn.ACTIVATIONS)
+    with pytest.raises(ConfigError, match="fgan.divergence: choose one of kl, reverse_kl"):
+        genzoo.build("fgan", data_shape=(2,), divergence="chi2")
+    with pytest.raises(ConfigError, match=r"did you mean 'kl'\?"):
+        genzoo.build("fgan", data_shape=(2,), divergence="kll")
+    with pytest.raises(ConfigError, match="fgan.d_activation: choose one of"):
+        genzoo.build("fgan", data_shape=(2,), d_activation="swish")
+
+
+@pytest.mark.parametrize("name,kw,option,value", [
+    ("gan", {}, "width", 3), ("gan", {}, "d_norm", "layer"),
+    ("gan", {"data_shape": (1, 8, 8), "arch": "dcgan", "width": 4}, "hidden", (5,)),
+    ("gan", {"data_shape": (1, 8, 8), "arch": "dcgan", "width": 4}, "g_hidden", (5,)),
+    ("gan", {}, "rejection_sharpness", 3.0), ("gan", {}, "instance_noise_steps", 5),
+    ("wgan", {}, "width", 3), ("wgan", {"penalty": "clip"}, "gp_weight", 1.0), ("wgan", {}, "clip", 0.5),
+    ("fgan", {}, "width", 3), ("fgan", {"data_shape": (1, 8, 8), "arch": "dcgan", "width": 4}, "d_activation", "relu"),
+])
+def test_unused_options_are_idle(name, kw, option, value):
+    from test_vae import assert_idle  # shared with the other families' tests
+
+    kw = {k: v for k, v in {"data_shape": (2,), "hidden": (8,), **kw}.items() if k != option}
+    x = torch.rand(8, *kw["data_shape"])
+    assert_idle(name, kw, option, value, x)

@@ -261,3 +261,22 @@ def test_registry_and_protocol():
     torch.testing.assert_close(model.log_prob(torch.zeros(1, 2)), torch.tensor([-math.log(2 * math.pi)]))
     with pytest.raises(ConfigError):
         genzoo.build("gmm", data_shape=[2], covariance="spherical")
+
+
+def test_bad_inputs_are_data_errors_like_every_family():
+    """numpy arrays and lists raised AttributeError ('x.dim()'), an empty batch returned (0,) where every other
+    family refuses it, NaN data returned NaN."""
+    model = GaussianMixture(data_shape=(2,), n_components=2)
+    for bad in (np.zeros((3, 2)), [[0.0, 0.0]]):
+        with pytest.raises(DataError, match="torch.Tensor batch"):
+            model.log_prob(bad)
+    for f in (model.log_prob, model.responsibilities, model.loss):
+        with pytest.raises(DataError, match="empty batch"):
+            f(torch.zeros(0, 2))
+        with pytest.raises(DataError, match="NaN or infinite"):
+            f(torch.tensor([[0.0, float("nan")]]))
+    images = GaussianMixture(data_shape=(1, 2, 2), n_components=2)  # flattened rows are still accepted
+    x = torch.rand(3, 1, 2, 2)
+    assert torch.equal(images.log_prob(x), images.log_prob(x.reshape(3, 4)))
+    with pytest.raises(DataError, match=r"models examples of shape \(1, 2, 2\)"):
+        images.log_prob(torch.rand(3, 2, 2))

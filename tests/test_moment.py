@@ -213,3 +213,25 @@ def test_a_batch_too_small_for_the_statistic_is_refused_before_anything_is_writt
     with pytest.raises(DataError, match="at least 2 examples"):
         mmd2(torch.zeros(1, 2), torch.zeros(1, 2), [1.0], unbiased=True)
     genzoo.fit(genzoo.build("gmmn", data_shape=(2,), hidden=(8,)), data, steps=2, batch_size=1, progress=False)  # mmd: fine
+
+
+# -- the audit's API findings ----------------------------------------------------------------------------------
+def test_generate_checks_the_latents():
+    """Latents of another width or dtype failed inside torch ("mat1 and mat2"); an empty batch too, in loss."""
+    m = genzoo.build("gmmn", data_shape=(2,), latent_dim=3, hidden=(8,), bandwidths=(1.0,))
+    for bad in (torch.randn(4, 5), torch.randn(3), torch.randn(0, 3), [[0.0, 0.0, 0.0]]):
+        with pytest.raises(DataError, match="latents must be a torch.Tensor|no latents"):
+            m.generate(bad)
+    z = torch.randn(4, 3)
+    assert torch.equal(m.generate(z.double()), m.generate(z))
+    assert m.generate(torch.ones(4, 3, dtype=torch.long)).dtype == torch.float32
+    with pytest.raises(DataError, match="empty batch"):
+        m.loss(torch.zeros(0, 2))
+
+
+def test_bandwidths_are_idle_without_a_kernel():
+    from test_vae import assert_idle  # shared with the other families' tests
+
+    kw = {"data_shape": (2,), "hidden": (8,), "statistic": "moments"}
+    assert_idle("gmmn", kw, "bandwidths", (0.3, 2.0), torch.randn(16, 2))
+    assert genzoo.build("gmmn", data_shape=(2,)).unused_options() == {}

@@ -232,3 +232,56 @@ def test_kl_weight_scales_the_kl_of_z_in_training_only():
     np.testing.assert_allclose(m.labelled_bound(x, y).detach(), by_hand_labelled(m, x, y) - 2.0 * kl, rtol=1e-5)
     with pytest.raises(ConfigError, match="kl_weight"):
         genzoo.build("ssvae", data_shape=(4,), kl_weight=0.0)
+
+
+# -- the audit's API findings ----------------------------------------------------------------------------------
+def test_encode_and_decode_check_y_and_z():
+    """encode(x, y) and decode(z, y) took any y (torch's one_hot errors for a float or an out-of-range class) and
+    any z; decode(z) without y was a TypeError."""
+    m = tiny(n_classes=3, labels=6)
+    x, z = torch.rand(4, 3).bernoulli(), torch.randn(4, 1)
+    for bad in (torch.tensor([0.0, 1.0, 2.0, 0.0]), torch.tensor([0, 1, 3, 0]), torch.tensor([0, 1]), [0, 1, 2, 0]):
+        with pytest.raises(DataError, match="y must be|must lie in"):
+            m.encode(x, bad)
+        with pytest.raises(DataError, match="y must be|must lie in"):
+            m.decode(z, bad)
+    with pytest.raises(DataError, match="needs the classes y"):
+        m.decode(z)
+    with pytest.raises(DataError, match=r"latents must be a torch.Tensor of shape \(\.\.\., B, 1\)"):
+        m.decode(torch.randn(4, 2), torch.tensor([0, 1, 2, 0]))
+    y = torch.tensor([0, 1, 2, 0])
+    assert m.encode(x, y).batch_shape == (4,)
+    assert torch.equal(m.decode(z.double(), y).mean, m.decode(z, y).mean)      # float64 latents are converted
+    assert m.decode(z.reshape(1, 4, 1), y).batch_shape == (1, 4)
+
+
+def test_empty_batches_and_nan_data_are_data_errors():
+    m = tiny()
+    empty = torch.zeros(0, 3)
+    for f in (m.elbo, m.classify, m.loss, m.encode, lambda x: m.iwae_bound(x, 2)):
+        with pytest.raises(DataError, match="empty batch"):
+            f(empty)
+    nan = torch.tensor([[0.0, float("nan"), 1.0]])
+    for f in (m.elbo, lambda x: m.iwae_bound(x, 2), lambda x: m.labelled_bound(x, torch.tensor([0]))):
+        with pytest.raises(DataError, match="NaN or infinite"):
+            f(nan)
+
+
+def test_sample_draws_y_and_z_from_the_generator():
+    """Same generator, same samples; the global RNG is left alone (y and z on the generator's device: a CUDA
+    generator crashed here, see test_sample_with_a_generator_on_another_device)."""
+    m = tiny()
+    state = torch.get_rng_state()
+    a, b = (m.sample(6, torch.Generator().manual_seed(0)) for _ in range(2))
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.gpu
+def test_sample_with_a_generator_on_another_device():
+    """M2 drew y and z with no device: a CUDA generator (the CLI's, on a CUDA model) crashed. Both a CPU and a
+    CUDA generator work now, and a CPU one gives the CPU model's samples."""
+    m = tiny()
+    ref = m.sample(5, torch.Generator().manual_seed(0))
+    m.cuda()
+    torch.testing.assert_close(m.sample(5, torch.Generator().manual_seed(0)).cpu(), ref)
+    assert m.sample(5, torch.Generator(device="cuda").manual_seed(0)).device.type == "cuda"

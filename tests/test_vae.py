@@ -233,3 +233,96 @@ def test_bernoulli_bounds_refuse_pixels_outside_the_unit_interval(name):
             model.labelled_bound(1 + grey, torch.zeros(4, dtype=torch.long))
     gaussian = genzoo.build("vae", data_shape=(1, 8, 8), likelihood="gaussian").eval()
     assert torch.isfinite(gaussian.elbo(2 * grey - 0.5)).all()  # a density on the reals takes any value
+
+
+# -- the audit's API findings ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_decode_and_generate_check_the_latents(likelihood):
+    """Latents of another width were reshaped into a bogus channel dimension ((5, 40) -> (5, 2, 8, 8)) and
+    float64/integer ones failed inside torch: now a DataError, and a conversion to the parameters' dtype."""
+    m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), likelihood=likelihood)
+    for bad in (torch.randn(5, 8), torch.randn(4), torch.randn(0, 4), torch.randn(5, 4).tolist()):
+        for f in (m.decode, m.generate):
+            with pytest.raises(genzoo.DataError, match=r"latents must be a torch.Tensor of shape \(\.\.\., B, 4\)|no latents"):
+                f(bad)
+    z = torch.randn(5, 4, dtype=torch.float64)
+    out = m.generate(z)
+    assert out.dtype == torch.float32 and torch.equal(out, m.generate(z.float()))
+    assert m.generate(torch.ones(5, 4, dtype=torch.long)).shape == (5, 1, 8, 8)
+    assert m.generate(z.float().reshape(1, 5, 4)).shape == (1, 5, 1, 8, 8)   # leading dimensions are kept
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_sample_draws_every_random_number_from_the_generator(likelihood):
+    """sample(mean=False) drew the pixels from torch's global RNG: two equally seeded generators gave different
+    samples and the caller's global stream moved."""
+    m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), likelihood=likelihood)
+    state = torch.get_rng_state()
+    a = m.sample(6, torch.Generator().manual_seed(0), mean=False)
+    b = m.sample(6, torch.Generator().manual_seed(0), mean=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a, b) and a.shape == (6, 1, 8, 8)
+    assert not torch.equal(a, m.sample(6, torch.Generator().manual_seed(0)))  # a draw, not the mean
+    if likelihood == "bernoulli":
+        assert set(a.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_empty_batches_and_nan_data_are_data_errors():
+    """An empty batch gave torch's reshape errors; NaN data gave NaN from elbo but a torch.distributions
+    ValueError from iwae_bound."""
+    for likelihood in ("bernoulli", "gaussian"):
+        m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), likelihood=likelihood)
+        empty = torch.zeros(0, 1, 8, 8)
+        for f in (m.elbo, m.encode, m.loss, lambda x: m.iwae_bound(x, 3)):
+            with pytest.raises(genzoo.DataError, match="empty batch"):
+                f(empty)
+        nan = torch.rand(2, 1, 8, 8)
+        nan[1, 0, 3, 3] = float("nan")
+        for f in (m.elbo, lambda x: m.iwae_bound(x, 3)):
+            with pytest.raises(genzoo.DataError, match="NaN or infinite"):
+                f(nan)
+            with pytest.raises(genzoo.DataError, match="NaN or infinite"):
+                f(nan.nan_to_num(nan=math.inf))
+
+
+def test_elbo_checks_n_samples():
+    m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
+    x = torch.rand(2, 1, 8, 8).bernoulli()
+    for bad in (2.5, True, 0, "3"):
+        with pytest.raises(genzoo.ConfigError, match="n_samples"):
+            m.elbo(x, n_samples=bad)
+    assert m.elbo(x, n_samples=torch.tensor(2)).shape == (2,)
+
+
+def assert_idle(name: str, kw: dict, option: str, value, x: torch.Tensor, listed: bool = True) -> None:
+    """``option=value`` is listed by ``unused_options`` (unless not ``listed``) and changes nothing: same weights
+    after the same training step, same logs, same samples (a buffer that only records the option may differ)."""
+    runs = []
+    for extra in ({}, {option: value}):
+        torch.manual_seed(0)
+        m = genzoo.build(name, **kw, **extra)
+        assert not listed or option in m.unused_options(), (option, m.unused_options())
+        m.setup(x, torch.Generator().manual_seed(0))
+        torch.manual_seed(1)
+        logs = m.training_step(genzoo.Batch(x), m.configure_optimizers())
+        runs.append((m.state_dict(), logs, m.eval().sample(4, torch.Generator().manual_seed(2))))
+    (sa, la, xa), (sb, lb, xb) = runs
+    assert la == lb and torch.equal(xa, xb)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa.keys() & sb.keys() if k != option)
+
+
+@pytest.mark.parametrize("kw,option,value", [
+    ({"arch": "conv"}, "hidden", (7,)),
+    ({}, "flow_length", 3),
+    ({"likelihood": "bernoulli"}, "min_std", 0.5),
+])
+def test_unused_options_are_idle(kw, option, value):
+    x = torch.rand(8, 1, 8, 8).bernoulli()
+    assert_idle("vae", {"data_shape": (1, 8, 8), "latent_dim": 3, **kw}, option, value, x)
+
+
+def test_unused_options_lists_only_idle_options():
+    assert genzoo.build("vae", data_shape=(4,), likelihood="gaussian", posterior_flow="planar").unused_options() == {}
+    kw = {"data_shape": (1, 8, 8), "latent_dim": 3, "arch": "conv", "likelihood": "gaussian"}
+    with pytest.raises(AssertionError):  # the check above sees an option that is used
+        assert_idle("vae", kw, "min_std", 0.5, torch.rand(8, 1, 8, 8), listed=False)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +32,16 @@ from torch.distributions import Distribution, Independent, Normal
 
 from .. import divergences
 from ..base import Batch, GenerativeModel
-from ..errors import ConfigError
-from ..nn import ACTIVATIONS, mlp
+from ..errors import ConfigError, DataError
+from ..nn import ACTIVATIONS, Activation, mlp
 from ..nn.dcgan import DCGANDiscriminator, DCGANGenerator
 from ..registry import register
 from ..train import distributed
 
 Arch = Literal["mlp", "dcgan", "affine"]
+#: the names of :data:`genzoo.divergences.DIVERGENCES`, the f-GAN's choices
+Divergence = Literal["kl", "reverse_kl", "js", "jeffrey", "pearson", "hellinger", "gan"]
+assert set(get_args(Divergence)) == set(divergences.DIVERGENCES), "keep Divergence in step with genzoo.divergences"
 
 
 class Affine(nn.Module):
@@ -58,7 +61,9 @@ class Adversarial(GenerativeModel):
 
     Shared arguments: ``latent_dim``; ``arch`` ("mlp", "dcgan" for images, "affine" for the
     x = mu + sigma z generator); ``hidden`` (MLP hidden sizes of both networks); ``width`` (DCGAN
-    channels); ``d_norm`` (the DCGAN discriminator's normalisation); ``d_steps`` (k discriminator
+    channels); ``d_norm`` (the DCGAN discriminator's normalisation); ``d_activation`` (the nonlinearity
+    of the MLP discriminator, a name in ``genzoo.nn.ACTIVATIONS``; the DCGAN one uses leaky ReLU);
+    ``d_steps`` (k discriminator
     updates per generator update); ``pack`` (PacGAN, Lin et al. 2018: the discriminator judges
     ``pack`` samples at once); ``lr`` and ``betas`` (Adam) for both networks; ``g_hidden`` (the MLP
     generator's hidden sizes when they differ from ``hidden``); ``g_ema`` (None: off; a decay beta in
@@ -73,7 +78,7 @@ class Adversarial(GenerativeModel):
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int, arch: Arch, hidden: tuple[int, ...],
                  width: int, d_norm: str, d_steps: int, pack: int, lr: float, betas: tuple[float, float],
-                 d_activation: str = "leaky_relu", g_hidden: tuple[int, ...] | None = None,
+                 d_activation: Activation = "leaky_relu", g_hidden: tuple[int, ...] | None = None,
                  g_ema: float | None = None, g_fresh_noise: bool = False):
         super().__init__()
         if latent_dim < 1 or d_steps < 1 or pack < 1 or width < 1:
@@ -112,6 +117,20 @@ class Adversarial(GenerativeModel):
         self.register_buffer("data_scale", torch.ones(d))
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
 
+    def unused_options(self) -> dict[str, str]:
+        """The options of the networks that ``arch`` does not build: DCGAN's ``width`` and ``d_norm`` and the
+        MLP discriminator's ``d_activation`` on MLPs, the MLPs' ``hidden`` with DCGAN, ``g_hidden`` unless the
+        generator is an MLP."""
+        opts, arch = self.config, self.arch
+        idle = {}
+        if arch != "dcgan":
+            idle.update(dict.fromkeys([k for k in ("width", "d_norm") if k in opts], f"arch={arch}"))
+        else:
+            idle.update(dict.fromkeys([k for k in ("hidden", "d_activation") if k in opts], "arch=dcgan"))
+        if arch != "mlp" and "g_hidden" in opts:
+            idle["g_hidden"] = f"arch={arch}"
+        return idle
+
     def _discriminator(self, pack: int, d_norm: str) -> nn.Module:
         """(B / pack, pack * C, H, W) or (B / pack, pack * D) -> (B / pack,) raw scores."""
         if self.arch == "dcgan":
@@ -143,9 +162,12 @@ class Adversarial(GenerativeModel):
             self.data_scale.copy_(flat.std(0).clamp_min(1e-6))
 
     def generate(self, z: Tensor) -> Tensor:
-        """G(z) in data space, (B, *data_shape); images in [0, 1]. With ``g_ema`` in eval mode, the
-        averaged generator."""
-        return self._from_net(self.sampler(z).reshape(-1, *self.data_shape))
+        """G(z) in data space for latents z (..., B, latent_dim): (..., B, *data_shape); images in [0, 1]. With
+        ``g_ema`` in eval mode, the averaged generator. Latents of another width are a DataError
+        (:meth:`~genzoo.base.GenerativeModel.check_latent`); float64 or integer ones are converted."""
+        z = self.check_latent(z)
+        x = self.sampler(z.reshape(-1, self.latent_dim))                    # (N, ...) in network space, N = prod(...) B
+        return self._from_net(x.reshape(*z.shape[:-1], *self.data_shape))  # (..., B, *data_shape)
 
     def sampler(self, z: Tensor) -> Tensor:
         """The generator that samples, in network space: the averaged one with ``g_ema`` in eval mode,
@@ -173,7 +195,7 @@ class Adversarial(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws G(z), z ~ N(0, I), in data space (n, *data_shape), without a graph."""
         n = self.check_count(n)
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self._zero.device)  # (n, L)
+        z = self.randn((n, self.latent_dim), generator)  # (n, L), drawn on the generator's device
         return self.generate(z)
 
     # -- the networks in their own space ----------------------------------------------------
@@ -264,6 +286,8 @@ class Adversarial(GenerativeModel):
         """Discriminator terms on ``x`` against fresh fakes (validation metrics; no update)."""
         x = self.check_input(x)
         n = x.shape[0] // self.pack * self.pack
+        if n == 0:  # PacGAN judges whole groups: none here, and the means over nothing would be NaN
+            raise DataError(f"{self.name}: the loss needs at least pack ({self.pack}) examples, got {x.shape[0]}")
         d_loss, logs = self.discriminator_loss(self._to_net(x[:n]), self._fake(n))
         return {"loss": d_loss, **logs}
 
@@ -325,6 +349,15 @@ class GAN(Adversarial):
     def discriminator_input_noise(self) -> float:
         return self.instance_noise * max(0.0, 1.0 - int(self.updates) / self.instance_noise_steps)
 
+    def unused_options(self) -> dict[str, str]:
+        """:meth:`Adversarial.unused_options`, and the settings of the aids that are off."""
+        idle = super().unused_options()
+        if self.rejector is None:
+            idle["rejection_sharpness"] = "rejection=false"
+        if self.instance_noise == 0:
+            idle["instance_noise_steps"] = "instance_noise=0"
+        return idle
+
     def configure_optimizers(self):
         opts = super().configure_optimizers()
         if self.rejector is not None:  # one optimizer over both discriminators: their losses add
@@ -349,19 +382,21 @@ class GAN(Adversarial):
             return super().sample(n, generator)
         was, kept, m = self.training, [], None
         self.eval()
-        chunk, tries = max(4 * n, 4096), 0
-        while sum(len(k) for k in kept) < n:
-            tries += 1
-            if tries > 200:
-                raise ConfigError("rejection sampling accepts almost nothing: train longer or set rejection=false")
-            z = torch.randn(chunk, self.latent_dim, generator=generator, device=self._zero.device)  # (chunk, L)
-            x = self.sampler(z).reshape(chunk, *self.data_shape)
-            logit = self.rejector(x)                                                             # (chunk,)
-            if m is None:
-                m = torch.quantile(logit.float(), 0.99)
-            u = torch.rand(chunk, generator=generator, device=self._zero.device)
-            kept.append(x[u < (self.rejection_sharpness * (logit - m)).exp()])
-        self.train(was)
+        try:  # the mode comes back even when the sampler gives up
+            chunk, tries = max(4 * n, 4096), 0
+            while sum(len(k) for k in kept) < n:
+                tries += 1
+                if tries > 200:
+                    raise ConfigError("rejection sampling accepts almost nothing: train longer or set rejection=false")
+                z = self.randn((chunk, self.latent_dim), generator)                                  # (chunk, L)
+                x = self.sampler(z).reshape(chunk, *self.data_shape)
+                logit = self.rejector(x)                                                             # (chunk,)
+                if m is None:
+                    m = torch.quantile(logit.float(), 0.99)
+                u = self.rand((chunk,), generator)                                                   # (chunk,)
+                kept.append(x[u < (self.rejection_sharpness * (logit - m)).exp()])
+        finally:
+            self.train(was)
         return self._from_net(torch.cat(kept)[:n])
 
     def discriminator_loss(self, real, fake):
@@ -420,9 +455,10 @@ class WGAN(Adversarial):
         self.penalty, self.clip, self.gp_weight = penalty, clip, gp_weight
 
     def unused_options(self) -> dict[str, str]:
+        idle = super().unused_options()
         if self.penalty == "clip":
-            return {"gp_weight": "penalty=clip", "betas": "penalty=clip (RMSProp has no betas)"}
-        return {"clip": "penalty=gp"}
+            return {**idle, "gp_weight": "penalty=clip", "betas": "penalty=clip (RMSProp has no betas)"}
+        return {**idle, "clip": "penalty=gp"}
 
     def configure_optimizers(self):
         if self.penalty == "clip":  # momentum-free RMSProp: Arjovsky et al. 2017, Section 3
@@ -469,13 +505,15 @@ class FGAN(Adversarial):
     ``divergence``: one of :data:`genzoo.divergences.DIVERGENCES` ("kl", "reverse_kl", "js",
     "jeffrey", "pearson", "hellinger", "gan"). ``g_loss``: "minimax" (the saddle-point objective
     above) or "alternative", the generator maximises E_Q g_f(V(G(z))) instead (their Section 3.2).
+    ``d_activation``: the nonlinearity of the MLP critic V (a name in ``genzoo.nn.ACTIVATIONS``; tanh by
+    default, leaky ReLU in the DCGAN critic). The other options are :class:`Adversarial`'s.
     Logged: ``divergence``, the critic's current estimate F.
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
-                 hidden: tuple[int, ...] = (64, 64), width: int = 64, divergence: str = "js",
+                 hidden: tuple[int, ...] = (64, 64), width: int = 64, divergence: Divergence = "js",
                  g_loss: Literal["minimax", "alternative"] = "minimax", d_steps: int = 1, pack: int = 1,
-                 lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), d_activation: str = "tanh"):
+                 lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), d_activation: Activation = "tanh"):
         super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
                          d_norm="batch", d_steps=d_steps, pack=pack, lr=lr, betas=betas, d_activation=d_activation)
         self.div = divergences.get(divergence)

@@ -160,12 +160,15 @@ class GaussianMixture(GenerativeModel):
         return MixtureSameFamily(mix, comp)
 
     # -- density ------------------------------------------------------------------------------
-    def _flatten(self, x: Tensor) -> Tensor:
-        """(N, *data_shape) or (N, D) -> (N, D) in the model's dtype and device."""
-        if x.dim() >= 1 and tuple(x.shape[1:]) in (self.data_shape, (self.dim,)):
-            return x.reshape(x.shape[0], self.dim).to(self.means.device, self.dtype)
-        raise DataError(f"gmm: expected data of shape (N, {', '.join(map(str, self.data_shape))}), "
-                        f"got {tuple(x.shape)}")
+    def _flatten(self, x: Tensor, check_values: bool = False) -> Tensor:
+        """(N, *data_shape) or (N, D) -> (N, D) in the model's dtype and device; a DataError, as every family
+        gives (:meth:`~genzoo.base.GenerativeModel.check_input`), for anything else (another shape, an empty
+        batch, a numpy array or a list), and with ``check_values`` for NaN or infinite values (the densities
+        that evaluation calls; :meth:`~genzoo.base.GenerativeModel.check_pixels`)."""
+        if isinstance(x, Tensor) and x.dim() == 2 and x.shape[1] == self.dim:  # flattened rows: (N, D)
+            x = x.reshape(x.shape[0], *self.data_shape)
+        x = self.check_pixels(x) if check_values else self.check_input(x)  # (N, *data_shape)
+        return x.reshape(x.shape[0], self.dim).to(self.means.device, self.dtype)
 
     def _component_log_prob(self, x: Tensor) -> Tensor:
         """log N(x_n | mu_k, Sigma_k) for a chunk x (n, D) -> (n, K)."""
@@ -193,16 +196,14 @@ class GaussianMixture(GenerativeModel):
             yield x[start:start + self.chunk_size]
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log-density in nats: (N, *data_shape) -> (N,)."""
-        x = self._flatten(x)  # (N, D)
-        out = [torch.logsumexp(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)]  # [(n,)]
-        return torch.cat(out) if out else x.new_zeros(0)  # (N,)
+        """Exact log-density in nats: (N, *data_shape) -> (N,); NaN or infinite data are a DataError."""
+        x = self._flatten(x, check_values=True)  # (N, D)
+        return torch.cat([torch.logsumexp(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)])  # (N,)
 
     def responsibilities(self, x: Tensor) -> Tensor:
         """Posterior component probabilities gamma(z_nk), (N, *data_shape) -> (N, K)."""
-        x = self._flatten(x)  # (N, D)
-        out = [torch.softmax(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)]  # [(n, K)]
-        return torch.cat(out) if out else x.new_zeros(0, self.n_components)  # (N, K)
+        x = self._flatten(x, check_values=True)  # (N, D)
+        return torch.cat([torch.softmax(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)])  # (N, K)
 
     def bic(self, x: Tensor) -> float:
         """Bayesian information criterion: -2 * total log-likelihood + n_parameters * log N."""

@@ -63,7 +63,7 @@ True
 from __future__ import annotations
 
 import math
-from typing import Literal, Sequence, get_args
+from typing import Literal, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -71,12 +71,9 @@ from torch.distributions import Distribution, Independent, Normal
 
 from ..base import GenerativeModel
 from ..errors import ConfigError, DataError
-from ..nn import ACTIVATIONS, mlp
+from ..nn import ACTIVATIONS, Activation, mlp
 from ..registry import register
 from ..train import distributed
-
-Activation = Literal["relu", "tanh", "leaky_relu", "elu", "softplus", "gelu"]
-assert set(get_args(Activation)) == set(ACTIVATIONS), "keep Activation in step with genzoo.nn.ACTIVATIONS"
 
 #: ``bandwidths=()``: sigma_s = factor * (median pairwise distance of the data), factors 4^-3 .. 4
 BANDWIDTH_FACTORS = (1 / 64, 1 / 16, 1 / 4, 1.0, 4.0)
@@ -240,17 +237,25 @@ class GMMN(GenerativeModel):
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
     def generate(self, z: Tensor) -> Tensor:
-        """x = g(z): z (..., latent_dim) -> (..., *data_shape)."""
-        x = self.net(z.reshape(-1, self.latent_dim))  # (B, D)
-        return x.reshape(*z.shape[:-1], *self.data_shape)
+        """x = g(z): z (..., B, latent_dim) -> (..., B, *data_shape). Latents of another width are a DataError
+        (:meth:`~genzoo.base.GenerativeModel.check_latent`); float64 or integer ones are converted."""
+        return self._generate(self.check_latent(z))
+
+    def _generate(self, z: Tensor) -> Tensor:
+        """:meth:`generate` of checked latents (the training step's own draws)."""
+        x = self.net(z.reshape(-1, self.latent_dim))  # (N, D), N = prod(...) B
+        return x.reshape(*z.shape[:-1], *self.data_shape)  # (..., B, *data_shape)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` samples (n, *data_shape): g(z) for z ~ N(0, I) drawn with ``generator``."""
+        """``n`` samples (n, *data_shape): g(z) for z ~ N(0, I) drawn with ``generator``, on its device."""
         n = self.check_count(n)
-        device = generator.device if generator is not None else self.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device, dtype=self._zero.dtype)  # (n, L)
-        return self.generate(z.to(self.device))
+        z = self.randn((n, self.latent_dim), generator, self._zero.dtype)  # (n, L)
+        return self._generate(z)
+
+    def unused_options(self) -> dict[str, str]:
+        """The kernel ``bandwidths`` when no kernel is used."""
+        return {"bandwidths": "statistic=moments (no kernel)"} if self.statistic == "moments" else {}
 
     # -- training -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -287,7 +292,7 @@ class GMMN(GenerativeModel):
         """Compare ``x`` (B, *data_shape) with B generated examples (noise from torch's generator)."""
         x = self.check_input(x)
         z = distributed.randn(x.shape[0], self.latent_dim, device=x.device, dtype=self._zero.dtype)  # (B, L); a slice under torchrun
-        g = self.generate(z)                                                                   # (B, *data_shape)
+        g = self._generate(z)                                                                  # (B, *data_shape)
         if self.statistic == "moments":
             mean_gap, cov_gap = moment_gaps(x, g)
             return {"loss": mean_gap + cov_gap, "mean_gap": mean_gap.detach(), "cov_gap": cov_gap.detach()}

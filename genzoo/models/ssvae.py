@@ -204,7 +204,14 @@ class SSVAE(GenerativeModel):
 
     def encode(self, x: Tensor, y: Tensor | None = None, features: Tensor | None = None) -> Distribution:
         """q(z|x, y), batch (B,), event (latent_dim,); without ``y``, the classifier's choice. ``features``:
-        ``self.trunk`` of the flattened x when already computed (x itself without ``shared_trunk``)."""
+        ``self.trunk`` of the flattened x when already computed (x itself without ``shared_trunk``). ``y`` is
+        checked as :meth:`labelled_bound` checks it (B integer classes in 0..n_classes-1, a DataError otherwise)."""
+        if y is not None:
+            self.check_labels(y, self.check_input(x).shape[0])
+        return self._encode(x, y, features)
+
+    def _encode(self, x: Tensor, y: Tensor | None = None, features: Tensor | None = None) -> Distribution:
+        """:meth:`encode` with classes ``y`` that need no check (the bounds' own enumeration, the labelled subset)."""
         if features is None:
             features = self.trunk(self.check_input(x).reshape(x.shape[0], -1))
         if y is None:
@@ -218,9 +225,19 @@ class SSVAE(GenerativeModel):
         y1 = self._onehot(y).expand(*z.shape[:-1], self.n_classes)
         return self.decoder(z, y1) if self.y_every_layer else self.decoder(torch.cat([z, y1], -1))
 
-    def decode(self, z: Tensor, y: Tensor) -> Distribution:
-        """p(x|y, z): independent Bernoulli pixels, batch z.shape[:-1]."""
-        logits = self._decoder_logits(z, y)
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Distribution:
+        """p(x|y, z) for latents z (..., B, latent_dim) and classes y (B,): independent Bernoulli pixels, batch
+        z.shape[:-1]. Latents of another width and classes that are not B integers in 0..n_classes-1 are a
+        DataError (float64 or integer latents are converted); M2 has no p(x|z) without y."""
+        z = self.check_latent(z)
+        if y is None:
+            raise DataError("ssvae: decode(z, y) needs the classes y (B,) too: M2 decodes p(x|y, z)")
+        self.check_labels(y, z.shape[-2], "decode's y")
+        return self._decode(z, y)
+
+    def _decode(self, z: Tensor, y: Tensor) -> Distribution:
+        """:meth:`decode` of checked latents and classes."""
+        logits = self._decoder_logits(z, y)                                                 # (..., B, D)
         return Independent(torch.distributions.Bernoulli(logits=logits.reshape(*z.shape[:-1], *self.data_shape),
                                                          validate_args=False), len(self.data_shape))
 
@@ -237,7 +254,7 @@ class SSVAE(GenerativeModel):
 
     def _log_w(self, x: Tensor, y: Tensor, k: int) -> Tensor:
         """log p(x, y, z_i) - log q(z_i|x, y) for k reparameterised z_i ~ q(z|x, y): (k, B)."""
-        q = self.encode(x, y)
+        q = self._encode(x, y)
         z = q.rsample((k,))  # (k, B, L)
         return self._log_px(x, y, z) + self.prior.log_prob(z) - q.log_prob(z) - math.log(self.n_classes)  # log p(y) uniform
 
@@ -251,7 +268,7 @@ class SSVAE(GenerativeModel):
     def _labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
         """:meth:`labelled_bound` of a checked batch and classes (the unlabelled bound's enumeration, the
         training step's labelled subset): no checks, no host syncs, on the training path."""
-        q = self.encode(x, y, features)
+        q = self._encode(x, y, features)
         mu, sigma = q.base_dist.loc, q.base_dist.scale
         z = q.rsample() if eps is None else mu + eps * sigma  # (B, L)
         log_px = self._log_px(x, y, z)  # (B,)
@@ -317,15 +334,16 @@ class SSVAE(GenerativeModel):
     # -- sampling and analogies ---------------------------------------------------------------------------
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, y: Tensor | None = None) -> Tensor:
-        """``n`` decoder means (n, *data_shape) for z ~ p(z) and y ~ p(y) (or the given classes (n,))."""
+        """``n`` decoder means (n, *data_shape) for z ~ p(z) and y ~ p(y) (or the given classes (n,)); y and z
+        are drawn with ``generator`` on its device (the model's without one), in that order."""
         n = self.check_count(n)
         if y is None:
-            y = torch.randint(self.n_classes, (n,), generator=generator)
+            y = self.randint(self.n_classes, (n,), generator)                               # (n,)
         y = torch.as_tensor(y)
         if y.shape != (n,) or y.is_floating_point() or bool(((y < 0) | (y >= self.n_classes)).any()):
             raise ConfigError(f"ssvae: y must hold {n} classes in 0..{self.n_classes - 1}, got {y.tolist()}")
-        z = torch.randn(n, self.latent_dim, generator=generator)
-        return self.decode(z.to(self.device), y.to(self.device)).mean
+        z = self.randn((n, self.latent_dim), generator, self._zero.dtype)                   # (n, L)
+        return self._decode(z, y.to(self.device)).mean
 
     @torch.no_grad()
     def analogies(self, x: Tensor) -> Tensor:
@@ -334,7 +352,7 @@ class SSVAE(GenerativeModel):
         z = self.encode(x).mean  # (B, L)
         B, K = x.shape[0], self.n_classes
         ys = torch.arange(K, device=x.device).repeat(B)  # (B*K,)
-        return self.decode(z.repeat_interleave(K, 0), ys).mean.reshape(B, K, *self.data_shape)
+        return self._decode(z.repeat_interleave(K, 0), ys).mean.reshape(B, K, *self.data_shape)
 
 
 class _ConditionedMLP(torch.nn.Module):

@@ -52,11 +52,12 @@ def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
 class VAE(GenerativeModel):
     """Variational auto-encoder with a closed-form KL to N(0, I) and an IWAE bound.
 
-    Arguments: ``latent_dim`` (size of z), ``hidden`` (MLP hidden sizes, mirrored in the decoder),
-    ``arch`` ("mlp" or "conv"), ``likelihood`` ("bernoulli" for binary data, "gaussian" for
-    continuous data with a learned per-pixel scale floored at ``min_std``), ``n_samples`` (S
-    reparameterised samples per example in the training ELBO), ``lr`` (Adam), ``posterior_flow``
-    ("none" or "planar") and ``flow_length`` (K planar maps, amortised: the encoder outputs them).
+    Arguments: ``latent_dim`` (size of z), ``hidden`` (MLP hidden sizes, mirrored in the decoder;
+    idle with ``arch="conv"``), ``arch`` ("mlp" or "conv"), ``activation`` (the nonlinearity of both
+    networks, MLP or conv), ``likelihood`` ("bernoulli" for binary data, "gaussian" for continuous data
+    with a learned per-pixel scale floored at ``min_std``), ``n_samples`` (S reparameterised samples per
+    example in the training ELBO), ``lr`` (Adam), ``posterior_flow`` ("none" or "planar") and
+    ``flow_length`` (K planar maps, amortised: the encoder outputs them).
     Under bf16 autocast the networks' outputs are cast to float32, so the KL, the planar log-dets and
     the likelihood are accumulated in float32.
     """
@@ -106,6 +107,18 @@ class VAE(GenerativeModel):
         transform = "binarize" if config.get("likelihood", "bernoulli") == "bernoulli" else "dequantize"
         return {"data": {"name": "digits", transform: True}, "train": {"steps": 6000, "batch_size": 128}}
 
+    def unused_options(self) -> dict[str, str]:
+        """``hidden`` with the conv networks, ``flow_length`` without planar maps, ``min_std`` (the Gaussian
+        decoder's floor) with a Bernoulli decoder."""
+        idle = {}
+        if self.config["arch"] == "conv":
+            idle["hidden"] = "arch=conv (the conv networks have fixed sizes)"
+        if self.config["posterior_flow"] == "none":
+            idle["flow_length"] = "posterior_flow=none"
+        if self.likelihood == "bernoulli":
+            idle["min_std"] = "likelihood=bernoulli"
+        return idle
+
     # -- distributions -------------------------------------------------------------------------
     @property
     def prior(self) -> Distribution:
@@ -136,16 +149,22 @@ class VAE(GenerativeModel):
         return TransformedDistribution(q0, [_PlanarMap(*m) for m in maps], validate_args=False)
 
     def decode(self, z: Tensor) -> Distribution:
-        """p(x|z), batch shape z.shape[:-1], event shape data_shape."""
-        h = self.decoder(z.reshape(-1, self.latent_dim)).to(z.dtype)  # (B, out*C, H, W) or (B, out*D)
-        h = h.reshape(*z.shape[:-1], -1, *self.data_shape[1:])
+        """p(x|z) for latents z (..., B, latent_dim): batch shape z.shape[:-1], event shape data_shape. Latents
+        of another width are a DataError (:meth:`~genzoo.base.GenerativeModel.check_latent`); float64 or
+        integer ones are converted."""
+        return self._decode(self.check_latent(z))
+
+    def _decode(self, z: Tensor) -> Distribution:
+        """:meth:`decode` of checked latents (..., B, L), as the bounds draw them."""
+        h = self.decoder(z.reshape(-1, self.latent_dim)).to(z.dtype)  # (N, out*C, H, W) or (N, out*D), N = prod(...) B
+        h = h.reshape(*z.shape[:-1], -1, *self.data_shape[1:])         # (..., B, out*C, H, W) or (..., B, out*D)
         if self.likelihood == "bernoulli":
             return Independent(Bernoulli(logits=h, validate_args=False), len(self.data_shape))
-        loc, raw = h.chunk(2, dim=len(z.shape) - 1)
+        loc, raw = h.chunk(2, dim=len(z.shape) - 1)                    # (..., B, *data_shape) each
         return Independent(Normal(loc, F.softplus(raw) + self.min_std, validate_args=False), len(self.data_shape))
 
     def generate(self, z: Tensor) -> Tensor:
-        """The decoder's mean E[x|z], (B, *data_shape)."""
+        """The decoder's mean E[x|z] for latents z (..., B, latent_dim): (..., B, *data_shape)."""
         return self.decode(z).mean
 
     # -- objectives -------------------------------------------------------------------------------
@@ -154,7 +173,7 @@ class VAE(GenerativeModel):
         if self.likelihood == "bernoulli":
             logits = self.decoder(z.reshape(-1, self.latent_dim)).to(z.dtype).reshape(*z.shape[:2], -1)  # (S, B, D)
             return bernoulli_log_prob(logits, x.reshape(1, x.shape[0], -1))                 # (S, B)
-        return self.decode(z).log_prob(x)
+        return self._decode(z).log_prob(x)
 
     def _draw(self, x: Tensor, n_samples: int, with_log_q: bool = True) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
         """z_K (S, B, L) from q(z|x) by reparameterisation, log q(z_K|x) (S, B) (None unless ``with_log_q``
@@ -184,9 +203,11 @@ class VAE(GenerativeModel):
         return rec, kl
 
     def elbo(self, x: Tensor, n_samples: int | None = None) -> Tensor:
-        """ELBO per example, (B,): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), in nats."""
-        if n_samples is not None and n_samples < 1:
-            raise ConfigError(f"elbo needs n_samples >= 1 (None: the model's {self.n_samples}), got {n_samples}")
+        """ELBO per example, (B,): E_q[log p(x|z)] - KL(q(z|x) || N(0, I)), in nats, averaged over ``n_samples``
+        draws of z (None: the model's ``n_samples``). NaN or infinite data are a DataError, as in
+        :meth:`iwae_bound` (:meth:`~genzoo.base.GenerativeModel.check_pixels`)."""
+        if n_samples is not None:
+            n_samples = self.check_count(n_samples, f"elbo's n_samples (None: the model's {self.n_samples})")
         rec, kl = self._terms(self.check_pixels(x), n_samples or self.n_samples)
         return rec - kl
 
@@ -230,13 +251,20 @@ class VAE(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, mean: bool = True) -> Tensor:
-        """``n`` samples (n, *data_shape): decoder means of z ~ p(z) (or draws from p(x|z))."""
+        """``n`` samples (n, *data_shape) for z ~ p(z): with ``mean=True`` (the default) the decoder's mean
+        E[x|z], sigmoid(logits) or the Gaussian's loc; with ``mean=False`` a draw x ~ p(x|z), binary pixels
+        x = [u < p], u ~ U(0, 1), or loc + scale * eps, eps ~ N(0, I). Every random number (z, u, eps) comes
+        from ``generator`` (torch's global generator without one), drawn on its device."""
         n = self.check_count(n)
-        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device, dtype=self._zero.dtype)
-        px = self.decode(z)
+        z = self.randn((n, self.latent_dim), generator, self._zero.dtype)                   # (n, L)
+        px = self._decode(z)
         if mean:
-            return px.mean
-        return px.sample()
+            return px.mean                                                                  # (n, *data_shape)
+        if self.likelihood == "bernoulli":
+            probs = px.mean                                                                 # (n, *data_shape)
+            return (self.rand(probs.shape, generator, probs.dtype) < probs).to(probs.dtype)
+        loc, scale = px.base_dist.loc, px.base_dist.scale                                   # (n, *data_shape) each
+        return loc + scale * self.randn(loc.shape, generator, loc.dtype)
 
 
 class _PlanarMap(_TorchTransform):

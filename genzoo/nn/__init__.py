@@ -2,6 +2,6 @@
 
 from .conv import ConvDecoder, ConvEncoder
 from .linear import Linear
-from .mlp import ACTIVATIONS, mlp
+from .mlp import ACTIVATIONS, Activation, mlp
 
-__all__ = ["ACTIVATIONS", "ConvDecoder", "ConvEncoder", "Linear", "mlp"]
+__all__ = ["ACTIVATIONS", "Activation", "ConvDecoder", "ConvEncoder", "Linear", "mlp"]

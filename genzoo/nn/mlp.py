@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from torch import nn
 
 from .linear import Linear
+
+#: the names of :data:`ACTIVATIONS`, for model options (``genzoo models NAME`` lists the choices, ``build`` checks them)
+Activation = Literal["relu", "tanh", "leaky_relu", "elu", "softplus", "gelu"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -14,6 +19,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "softplus": nn.Softplus,
     "gelu": nn.GELU,
 }
+assert set(get_args(Activation)) == set(ACTIVATIONS), "keep Activation in step with ACTIVATIONS"
 
 
 def mlp(sizes: tuple[int, ...] | list[int], activation: str = "relu", batch_norm: bool = False) -> nn.Sequential:

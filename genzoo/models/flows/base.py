@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, constraints
 
 from ...base import GenerativeModel
-from ...errors import ConfigError, DataError
+from ...errors import ConfigError
 from .transforms import ActNorm, Logit, Transform
 
 Base = Literal["normal", "logistic"]
@@ -108,19 +108,18 @@ class Flow(GenerativeModel):
         return Independent(Normal(zeros, ones, validate_args=False), 1)
 
     def _draw_base(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """``n`` draws (n, D) from the base, with ``generator`` on its device, moved to the model's."""
         shape = (n, self.latent_dim)
         if self.base_name == "logistic":
-            u = torch.rand(shape, generator=generator, device=self._zero.device).clamp_(1e-7, 1 - 1e-7)
+            u = self.rand(shape, generator).clamp_(1e-7, 1 - 1e-7)               # (n, D)
             return torch.log(u) - torch.log1p(-u)                                 # (n, D) inverse cdf
-        return torch.randn(shape, generator=generator, device=self._zero.device)  # (n, D)
+        return self.randn(shape, generator)                                       # (n, D)
 
     def _check(self, x: Tensor) -> Tensor:
-        """``x`` of the model's example shape, in the dtype of its parameters (float64 or integer input too)."""
-        if tuple(x.shape[1:]) != self.data_shape:
-            raise ConfigError(f"{self.name}: expected examples of shape {self.data_shape}, got {tuple(x.shape[1:])}")
-        x = self.check_input(x)
-        if not bool(torch.isfinite(x).all()):  # a density of NaN is NaN: say so where it enters
-            raise DataError(f"{self.name}: examples with NaN or infinite values")
+        """``x`` as a batch (B, *data_shape) in the dtype of the parameters (float64 or integer input too); a
+        DataError for another shape, an empty batch, NaN or infinite values (a density of NaN is NaN: say so
+        where it enters) and, with the logit pre-processing, values outside [0, 1]."""
+        x = self.check_pixels(x)
         first = getattr(self.transform, "transforms", [self.transform])[0]
         if isinstance(first, Logit):  # here, where data enter, outside what torch.compile may compile
             first.check_range(x)
@@ -143,13 +142,13 @@ class Flow(GenerativeModel):
         return self.forward_and_log_det(x)[0]
 
     def decode(self, z: Tensor) -> Tensor:
-        """z (B, D) -> x (B, *data_shape), the exact inverse of :meth:`encode`."""
-        if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != self.latent_dim:
-            got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise DataError(f"{self.name}: decode takes latents of shape (B, {self.latent_dim}), got {got}")
+        """z (B, D) -> x (B, *data_shape), the exact inverse of :meth:`encode`. Latents of another shape are a
+        DataError (:meth:`~genzoo.base.GenerativeModel.check_latent`); float64 or integer ones are converted."""
+        z = self.check_latent(z, leading=False)
         return self.transform.inverse(self._latent_shape(z))[0].reshape(z.shape[0], *self.data_shape)
 
     def generate(self, z: Tensor) -> Tensor:
+        """:meth:`decode`: z (B, D) -> x (B, *data_shape)."""
         return self.decode(z)
 
     def _latent_shape(self, z: Tensor) -> Tensor:
@@ -162,9 +161,10 @@ class Flow(GenerativeModel):
         n = self.check_count(n)
         was = self.training
         self.eval()
-        x = self.decode(self._draw_base(n, generator))
-        self.train(was)
-        return x
+        try:  # the mode comes back even when the inverse fails
+            return self.decode(self._draw_base(n, generator))
+        finally:
+            self.train(was)
 
     # -- training ---------------------------------------------------------------------------------
     def loss(self, x: Tensor) -> dict[str, Tensor]:

@@ -39,12 +39,14 @@ def coupling_net(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str
 @register("nice", "NICE (Dinh et al. 2014): additive couplings, diagonal scaling, logistic prior")
 class NICE(Flow):
     """``n_couplings`` additive couplings over the flattened example, partitions alternating between even
-    and odd indices, each with an MLP of ``hidden`` sizes; a final diagonal scaling; ``base`` logistic
-    (the paper) or normal. ``preprocess="logit"`` puts the logit transform (and its Jacobian) first.
+    and odd indices, each with an MLP of ``hidden`` sizes and ``activation``; a final diagonal scaling;
+    ``base`` logistic (the paper) or normal. ``preprocess="logit"`` puts the logit transform (and its
+    Jacobian) first, on ``alpha + (1 - 2 alpha) x`` (``alpha`` keeps 0 and 1 finite; idle without it).
     ``data_init`` starts the flow at a whitening of the data and, with ``scaled_shifts``, expresses each
-    coupling's shift in units of the data's spread (see :meth:`setup`).
+    coupling's shift in units of the data's spread (see :meth:`setup`; without ``data_init`` the units stay 1).
     Adam with the paper's settings is the default: lr 1e-3, eps 1e-4, momentum 0.9 and "beta2 = 0.01", which in
-    the first Adam paper's convention (1 - decay) is a second-moment decay of 0.99 here.
+    the first Adam paper's convention (1 - decay) is a second-moment decay of 0.99 here (``lr``, ``eps``,
+    ``betas``); ``weight_decay`` is Adam's L2 penalty, ``max_grad_norm`` clips the gradient norm (0: off).
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], n_couplings: int = 4, hidden: tuple[int, ...] = (1000,) * 5,
@@ -66,6 +68,15 @@ class NICE(Flow):
         layers.append(DiagonalScaling((d,)))
         self.transform = Compose(*layers)
         self.data_init = data_init
+        self.preprocess = preprocess
+
+    def unused_options(self) -> dict[str, str]:
+        """``alpha`` without the logit pre-processing; ``scaled_shifts`` without ``data_init``, which alone sets
+        the shifts' units (they stay 1)."""
+        idle = {"alpha": "preprocess=none"} if self.preprocess == "none" else {}
+        if not self.data_init:
+            idle["scaled_shifts"] = "data_init=false"
+        return idle
 
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:

@@ -22,7 +22,8 @@ from .transforms import ActNorm, Compose, Planar
 
 @register("planar", "Planar flow density (Rezende & Mohamed 2015): K layers z + u tanh(w'z + b)")
 class PlanarFlow(Flow):
-    """``n_layers`` planar layers after an activation normalisation, Gaussian base.
+    """``n_layers`` planar layers after an activation normalisation; ``base`` "normal" (the default) or
+    "logistic"; Adam with ``lr`` and ``weight_decay``, gradients clipped to ``max_grad_norm`` (0: off).
 
     Planar layers are weak one at a time (each bends space along one direction): use many on 2-D data.
     """

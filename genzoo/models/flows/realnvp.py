@@ -124,12 +124,15 @@ class RealNVP(Flow):
     """Vectors: ``n_couplings`` affine couplings with MLPs of ``hidden`` sizes and fixed random permutations.
     Images: ``n_scales`` scales of the multi-scale architecture with residual nets of ``width`` channels and
     ``n_blocks`` blocks. ``norm`` is "actnorm" (Glow), "batch" (the paper) or "none"; ``preprocess`` "auto"
-    is "logit" for images and "none" for vectors. ``mixing`` (vectors) is what sits between couplings: a fixed
-    random "permutation", a "swap" of the two halves (normflows' choice, and the cheapest: a copy, no gather)
-    or a learned "linear" map (:class:`~genzoo.models.flows.transforms.LULinear`); on the 2-D ring
-    of 8 sharp modes the linear maps, with 32 couplings, take RealNVP within 0.1 nats of the truth (``genzoo bench
-    flows-2d``).
-    Adam, ``weight_decay`` an L2 penalty (the paper: 5e-5).
+    is "logit" for images and "none" for vectors, the logit taken of ``alpha + (1 - 2 alpha) x``. ``mixing``
+    (vectors) is what sits between couplings: a fixed random "permutation", a "swap" of the two halves
+    (normflows' choice, and the cheapest: a copy, no gather) or a learned "linear" map
+    (:class:`~genzoo.models.flows.transforms.LULinear`); on the 2-D ring of 8 sharp modes the linear maps, with
+    32 couplings, take RealNVP within 0.1 nats of the truth (``genzoo bench flows-2d``). ``seed`` (vectors)
+    chooses the random permutations (coupling i uses seed + i; in 2-D the permutation is a reversal) and the
+    random rotations that start the linear maps. ``base``: "normal" or "logistic".
+    Adam with ``lr``, ``weight_decay`` an L2 penalty (the paper: 5e-5); ``max_grad_norm`` clips the gradient
+    norm (0: off). :meth:`unused_options` names the options the data's kind makes idle.
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], n_couplings: int = 8, hidden: tuple[int, ...] = (128, 128),
@@ -169,7 +172,26 @@ class RealNVP(Flow):
             raise ConfigError(f"realnvp works on vectors (D,) or images (C, H, W), got examples of shape {self.data_shape}")
         self.image = image
         self.norm = norm
+        self.preprocess = preprocess
         self.transform = Compose(*layers)
+
+    def unused_options(self) -> dict[str, str]:
+        """The vector architecture's options on images and the image one's on vectors; ``alpha`` without the
+        logit; ``mixing`` with one coupling (nothing between couplings); ``seed`` where nothing is random."""
+        opts = self.config
+        if self.image:
+            idle = dict.fromkeys(["n_couplings", "hidden", "mixing", "seed"], "images (the multi-scale architecture)")
+        else:
+            idle = dict.fromkeys(["n_scales", "width", "n_blocks"], "vectors (MLP couplings)")
+            if opts["n_couplings"] == 1:
+                idle.update(dict.fromkeys(["mixing", "seed"], "n_couplings=1 (nothing between couplings)"))
+            elif opts["mixing"] == "swap":
+                idle["seed"] = "mixing=swap"
+            elif opts["mixing"] == "permutation" and self.latent_dim == 2:
+                idle["seed"] = "mixing=permutation on 2-D data (a reversal)"
+        if self.preprocess == "none":
+            idle["alpha"] = "preprocess=none" if opts["preprocess"] == "none" else "preprocess=auto (none on vectors)"
+        return idle
 
     def check_batch_size(self, batch_size: int) -> None:
         if self.norm == "batch" and not self.image and batch_size < 2:  # a variance of one example is 0: log-det -> inf
