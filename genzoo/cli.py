@@ -402,6 +402,9 @@ def cmd_train(args) -> int:
     finally:
         if main_thread and previous is not None:  # None: a handler set outside Python, which cannot be restored
             signal.signal(signal.SIGTERM, previous)
+        from .train import distributed
+
+        distributed.close()  # on every way out, errors and Ctrl-C included
 
 
 def _train(args, hold: contextlib.ExitStack) -> int:
@@ -485,14 +488,21 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         recipe["data"] = typed_spec(recipe["data"])
 
     if run_dir is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
+        stamp = distributed.rank0_value(time.strftime("%Y%m%d-%H%M%S"))  # one folder, whatever each clock says
         run_dir = Path("runs") / f"{model.name}-{Path(str(data.name)).stem}-{stamp}"
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
     if blocked_by_file(run_dir.parent):
         raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
-    if not args.resume:
-        _check_new_run(run_dir)
+    if not args.resume:  # rank 0 looks, before it writes run.json, and every process stops with what it found
+        problem = None
+        if main_rank:
+            try:
+                _check_new_run(run_dir)
+            except GenZooError as e:
+                problem = e
+        if (problem := distributed.rank0_value(problem)) is not None:
+            raise problem
     steps = train.get("steps")
     epochs = train.get("epochs") if steps is None else None
     if steps is None and epochs is None:
@@ -570,8 +580,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
               if state.resumed_from else "") + f"; run in {run_dir}", file=sys.stderr)
         _density_picture(model, data, run_dir)
     if world_size > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
+        torch.distributed.barrier()  # rank 0's files are written before any process exits
     return 0
 
 
@@ -1048,7 +1057,8 @@ def _unexpected(e: Exception) -> str:
     from .train.distributed import world
 
     if world()[1] > 1 and isinstance(e, RuntimeError):  # gloo / NCCL report a peer that exited as a RuntimeError
-        return (f"{type(e).__name__} under torchrun: {text[:200]} (if another process of this run printed an error "
+        short = text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."  # cut at a word
+        return (f"{type(e).__name__} under torchrun: {short} (if another process of this run printed an error "
                 "first, that is the cause: it stopped, and this one lost it; else GENZOO_DEBUG=1 shows the traceback)")
     return (f"unexpected {type(e).__name__}: {text[:300]} (this is a bug in genzoo or an input it does not check; "
             "GENZOO_DEBUG=1 shows the traceback)")

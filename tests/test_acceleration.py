@@ -209,6 +209,26 @@ def test_compile_trains_to_the_same_weights():
         torch.testing.assert_close(out[1][k], out[0][k], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's own, on importing dynamo
+def test_compile_makes_one_graph_of_an_mlp_network():
+    """Module.compile() on an nn.Sequential compiled each Linear as a frame of its own: the VAE hit dynamo's
+    recompile limit within 3 steps, and the activations ran eagerly."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    from genzoo.train import acceleration
+
+    torch._dynamo.reset()
+    counters.clear()
+    m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32, 16))
+    acceleration.compile_networks(m)
+    acceleration.compile_networks(m)  # a second fit(compile=True): compiled once
+    m.encoder(torch.rand(4, 1, 8, 8))
+    assert counters["stats"]["unique_graphs"] == 1 and sorted(m.state_dict()) == sorted(
+        genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32, 16)).state_dict())
+
+
 def test_speed_bench_counts_flops_and_times_genzoos_trainer():
     from genzoo.bench import speed
 

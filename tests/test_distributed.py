@@ -118,6 +118,8 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
 
 
 @pytest.mark.parametrize("env, needle", [({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a number"),
+                                         ({"WORLD_SIZE": "-3"}, "WORLD_SIZE='-3' is not a number of processes"),
+                                         ({"WORLD_SIZE": "0"}, "WORLD_SIZE='0' is not a number of processes"),
                                          ({"WORLD_SIZE": "2"}, "RANK, MASTER_ADDR, MASTER_PORT not set")])
 def test_a_half_set_torchrun_environment_is_one_line(monkeypatch, env, needle):
     from genzoo.errors import ConfigError
@@ -129,6 +131,40 @@ def test_a_half_set_torchrun_environment_is_one_line(monkeypatch, env, needle):
         monkeypatch.setenv(k, v)
     with pytest.raises(ConfigError, match=needle):
         distributed.init(torch.device("cpu"))
+
+
+def test_an_empty_world_size_is_unset(monkeypatch):
+    from genzoo.train import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", " ")
+    assert not distributed.launched_by_torchrun() and distributed.init(torch.device("cpu")) == (0, 1)
+
+
+def test_a_process_waiting_for_peers_that_never_come_says_so_and_stops_on_sigterm(tmp_path):
+    """A WORLD_SIZE left in the environment made genzoo wait 30 minutes in gloo's rendezvous, silently, and its
+    SIGTERM handler (Python's, which never runs while C++ waits) made timeout, Slurm and docker stop powerless."""
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
+    env.update(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "genzoo", "train", "gmm", "--data", "ring", "--steps", "2",
+                             "--run-dir", str(tmp_path / "run"), "--no-progress"], env=env, stderr=subprocess.PIPE,
+                            text=True)
+    line = proc.stderr.readline()  # printed before the wait
+    assert "WORLD_SIZE=2 in the environment: waiting for the other processes at 127.0.0.1:" in line
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        assert proc.wait(timeout=20) == -signal.SIGTERM
+    finally:
+        proc.kill()
+    assert not (tmp_path / "run").exists()
 
 
 def test_batch_must_divide_among_processes(tmp_path):
@@ -168,6 +204,8 @@ def test_cli_under_torchrun_writes_one_run(tmp_path):
     assert proc.stderr.count("-> ") == 1 and "on 2 processes" in proc.stderr  # rank 0 alone speaks
     assert (run_dir / "model.safetensors").is_file() and len(list((run_dir / "samples").glob("*.png"))) == 2
     import json
+    first = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[0])
+    assert list(first)[:3] == ["step", "epoch", "loss"]  # the model's order, as one process logs it (was sorted)
     assert json.loads((run_dir / "run.json").read_text())["world_size"] == 2
     assert json.loads((run_dir / "best" / "best.json").read_text())["step"] == 4  # rank 0's validation at the end
     assert not (run_dir / ".tmp-best").exists() and not (run_dir / ".old-best").exists()

@@ -81,7 +81,10 @@ def training_step(model, batch: Batch, optimizers, device: torch.device, precisi
 
 
 def compile_networks(model: nn.Module) -> None:
-    """``torch.compile`` every top-level submodule that has parameters, in place."""
+    """``torch.compile`` the ``forward`` of every top-level submodule that has parameters, in place (parameter
+    names and checkpoints unchanged). The bound ``forward``, not ``Module.compile()``: that compiles the call
+    machinery, through which dynamo does not trace an ``nn.Sequential``, so each of its layers became a graph
+    of its own (recompiled per shape, until dynamo's limit) and the activations ran eagerly."""
     for child in model.children():
-        if any(True for _ in child.parameters()):
-            child.compile()
+        if any(True for _ in child.parameters()) and "forward" not in vars(child):  # not twice (a second fit)
+            child.forward = torch.compile(child.forward)

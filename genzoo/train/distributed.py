@@ -38,6 +38,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import sys
+import threading
 
 import torch
 import torch.distributed as dist
@@ -84,11 +87,28 @@ def mean_logs(logs: dict[str, float]) -> dict[str, float]:
     the metrics, and the divergence guard's decision, are the global batch's on every rank; ``logs`` itself alone."""
     if world()[1] == 1 or not logs:
         return logs
-    keys = sorted(logs)
+    keys = sorted(logs)  # one order on every rank for the reduction ...
     t = torch.tensor([float(logs[k]) for k in keys], dtype=torch.float64)  # (K,)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     t /= world()[1]
-    return dict(zip(keys, t.tolist()))
+    mean = dict(zip(keys, t.tolist()))
+    return {k: mean[k] for k in logs}  # ... and the model's order back, as one process logs them
+
+
+def rank0_value(value):
+    """Rank 0's ``value`` on every rank (one broadcast; ``value`` itself alone): a choice that each process
+    would otherwise make by itself, such as a run folder named after the clock."""
+    if world()[1] == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def close() -> None:
+    """Leave the process group, if this process joined one (local for gloo: no wait on a peer that died)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def is_main() -> bool:
@@ -97,13 +117,36 @@ def is_main() -> bool:
 
 
 def launched_by_torchrun() -> bool:
-    """Whether torchrun's WORLD_SIZE asks for more than one process (a ConfigError if it is not a number)."""
-    value = os.environ.get("WORLD_SIZE", "1")
+    """Whether torchrun's WORLD_SIZE asks for more than one process (empty: unset; a ConfigError if it is not a
+    whole number >= 1)."""
+    value = os.environ.get("WORLD_SIZE", "").strip()
+    if not value:
+        return False
     try:
-        return int(value) > 1
+        n = int(value)
     except ValueError:
+        n = 0
+    if n < 1:
         raise ConfigError(f"WORLD_SIZE={value!r} is not a number of processes: torchrun sets it; unset it to "
-                          "train in one process") from None
+                          "train in one process")
+    return n > 1
+
+
+@contextlib.contextmanager
+def _default_signals():
+    """SIGTERM and SIGINT kill the process within the block, as they do a plain one: a rendezvous waits in C++,
+    where Python's handlers (genzoo's SIGTERM one, KeyboardInterrupt) would never run, so a process waiting
+    for peers that never come (a stale WORLD_SIZE in the environment) could not be stopped but by SIGKILL."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            if handler is not None:  # None: set outside Python, not restorable
+                signal.signal(s, handler)
 
 
 def init(device: torch.device) -> tuple[int, int]:
@@ -115,10 +158,25 @@ def init(device: torch.device) -> tuple[int, int]:
         if missing:
             raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: start a "
                               "distributed run with torchrun (README), or unset WORLD_SIZE")
+        if device.type == "mps":
+            raise ConfigError("--device mps does not run under torchrun (gloo cannot all-reduce MPS tensors): use "
+                              "--device cpu, or one process")
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+            local, n_gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            if device.index is not None:
+                raise ConfigError(f"--device {device}: under torchrun each process takes the GPU of its LOCAL_RANK; "
+                                  "give --device cuda")
+            if local >= n_gpus:
+                raise ConfigError(f"torchrun started process {local} of this machine, and torch sees {n_gpus} CUDA "
+                                  f"device(s): one GPU per process (--nproc_per_node={n_gpus}, or --device cpu)")
+            torch.cuda.set_device(local)
+        if "TORCHELASTIC_RUN_ID" not in os.environ and os.environ.get("RANK") == "0":  # set by hand, or stale
+            print(f"genzoo: WORLD_SIZE={os.environ['WORLD_SIZE']} in the environment: waiting for the other "
+                  f"processes at {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} (unset WORLD_SIZE to train "
+                  "in one process)", file=sys.stderr, flush=True)
+        with _default_signals():
+            dist.init_process_group(backend)
     return world()
 
 

@@ -240,14 +240,14 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if resume and (run_dir is None or latest_checkpoint(run_dir) is None):
         raise CheckpointError("nothing to resume: resume=True needs a run_dir" if run_dir is None else
                               f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*)")
-    if run_dir is not None and not resume:
-        if latest_checkpoint(run_dir) is not None:
-            raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "
-                              "run_dir for a new run")
-        if held := [f for f in run_files_in(run_dir) if f != "run.json"]:  # run.json: genzoo train's, just written
-            raise ConfigError(f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new "
-                              "run_dir")
     rank, world_size = distributed.world()
+    if run_dir is not None and not resume:  # rank 0 looks, before it writes anything, and every rank stops alike
+        held = [f for f in run_files_in(run_dir) if f != "run.json"] if rank == 0 else []  # run.json: genzoo train's
+        if held := distributed.rank0_value(held):
+            raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "
+                              "run_dir for a new run" if "checkpoints" in held and latest_checkpoint(run_dir) else
+                              f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new "
+                              "run_dir")
     if world_size > 1 and model.full_batch and len(data) < world_size:
         raise ConfigError(f"{model.name} trains on the whole set, and {len(data)} examples cannot be split over "
                           f"{world_size} processes")
