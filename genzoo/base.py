@@ -16,6 +16,7 @@ The training contract, used by :func:`genzoo.fit` and nothing else:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from typing import ClassVar, NamedTuple, Protocol, runtime_checkable
@@ -229,6 +230,28 @@ class GenerativeModel(nn.Module):
         for t in self.buffers():
             return t.device
         return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module):
+    """The block with ``model`` in eval mode, and each of its modules back in the mode it had afterwards (after an
+    error too): evaluation, sampling and the apps query a model without changing it.
+
+    >>> import genzoo
+    >>> m = genzoo.build("vae", data_shape=(2,)).train()
+    >>> with evaluating(m):
+    ...     m.training
+    False
+    >>> m.training
+    True
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def clip_grad_norm(parameters, max_norm: float) -> float:

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -31,6 +31,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
 from .errors import CheckpointError, ConfigError, GenZooWarning, RunLocked, WriteError
+
+if TYPE_CHECKING:
+    from .base import GenerativeModel
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -248,7 +251,7 @@ def write_model(model, directory: Path) -> None:
     atomic_write_json(directory / CONFIG, model_config(model))
 
 
-def build_from_config(directory: str | os.PathLike):
+def build_from_config(directory: str | os.PathLike) -> GenerativeModel:
     """Rebuild the (untrained) model described by ``directory/config.json``."""
     from .registry import build
 
@@ -324,8 +327,9 @@ def blocked_by_file(path: str | os.PathLike) -> bool:
     return any(p.exists() and not p.is_dir() for p in (path, *path.parents))
 
 
-def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu"):
-    """Load a model saved by :func:`save`, or the newest weights of a run directory.
+def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> GenerativeModel:
+    """Load a model saved by :func:`save`, or the newest weights of a run directory, onto the device
+    ``map_location`` (a ConfigError for one this torch cannot use), in eval mode.
 
     A run killed before it finished has no ``model.safetensors`` yet; its latest checkpoint is used.
     """

@@ -942,9 +942,7 @@ def test_sample_restores_the_mode_when_decoding_fails(monkeypatch):
     ("nice", {"data_shape": (4,), "hidden": (8,)}, "alpha", 0.1),
     ("nice", {"data_shape": (4,), "hidden": (8,), "data_init": False}, "scaled_shifts", False),
 ])
-def test_unused_options_are_idle(name, kw, option, value):
-    from test_vae import assert_idle  # shared with the other families' tests
-
+def test_unused_options_are_idle(name, kw, option, value, assert_idle):
     assert_idle(name, kw, option, value, model_data(kw["data_shape"], 16))
 
 

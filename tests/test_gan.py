@@ -441,9 +441,7 @@ def test_fgan_choices_are_literals():
     ("wgan", {}, "width", 3), ("wgan", {"penalty": "clip"}, "gp_weight", 1.0), ("wgan", {}, "clip", 0.5),
     ("fgan", {}, "width", 3), ("fgan", {"data_shape": (1, 8, 8), "arch": "dcgan", "width": 4}, "d_activation", "relu"),
 ])
-def test_unused_options_are_idle(name, kw, option, value):
-    from test_vae import assert_idle  # shared with the other families' tests
-
+def test_unused_options_are_idle(name, kw, option, value, assert_idle):
     kw = {k: v for k, v in {"data_shape": (2,), "hidden": (8,), **kw}.items() if k != option}
     x = torch.rand(8, *kw["data_shape"])
     assert_idle(name, kw, option, value, x)

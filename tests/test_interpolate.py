@@ -107,3 +107,26 @@ def test_latents_of_the_wrong_size_or_empty_concepts_are_config_errors():
     assert interpolate(gan, torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.float64), steps=3).shape == (3, 1, 8, 8)
     with pytest.raises(ConfigError, match="at least one exemplar"):
         arithmetic(gan, torch.zeros(0, 1, 8, 8), torch.rand(1, 1, 8, 8), torch.rand(1, 1, 8, 8))
+
+
+def test_the_apps_and_evaluation_leave_the_models_mode_as_they_found_it():
+    """evaluate, likelihood_report, interpolate, infer_latent and inpaint switched a model to eval mode for good."""
+    from genzoo.apps.inpaint import inpaint
+    from genzoo.eval import evaluate
+    from genzoo.eval.likelihood import likelihood_report
+
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    test = load_dataset("digits", "test", binarize=True, n=8)
+    x = test.transformed(torch.Generator().manual_seed(0))
+    mask = torch.ones(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 0
+    calls = [lambda: evaluate(vae, {"name": "digits", "binarize": True}, metrics="nll", n=8, iwae_k=2, progress=False),
+             lambda: likelihood_report(vae, test, iwae_k=2, progress=False),
+             lambda: interpolate(vae, torch.zeros(2), torch.ones(2), steps=3),
+             lambda: infer_latent(vae, x),
+             lambda: inpaint(vae, x[:2], mask, steps=2, restarts=1)]
+    for call in calls:
+        vae.train()
+        vae.decoder.eval()  # a mixed state comes back as it was, module by module
+        call()
+        assert vae.training and vae.encoder.training and not vae.decoder.training

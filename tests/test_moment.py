@@ -229,9 +229,7 @@ def test_generate_checks_the_latents():
         m.loss(torch.zeros(0, 2))
 
 
-def test_bandwidths_are_idle_without_a_kernel():
-    from test_vae import assert_idle  # shared with the other families' tests
-
+def test_bandwidths_are_idle_without_a_kernel(assert_idle):
     kw = {"data_shape": (2,), "hidden": (8,), "statistic": "moments"}
     assert_idle("gmmn", kw, "bandwidths", (0.3, 2.0), torch.randn(16, 2))
     assert genzoo.build("gmmn", data_shape=(2,)).unused_options() == {}

@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..base import Density
+from ..base import Density, evaluating
 from ..errors import ConfigError, DataError
 from ..train import acceleration
 from .interpolate import check_latent_model, draw_prior
@@ -195,54 +195,54 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     if not (steps >= 1 and lr > 0 and lam >= 0 and restarts >= 1):
         raise ConfigError(f"inpaint needs steps >= 1, lr > 0, lam >= 0 and restarts >= 1, got {steps}, {lr}, {lam}, "
                           f"{restarts}")
-    model.eval()
-    dev = model.device
-    y, mask = y.to(dev), mask.to(dev).expand_as(y)
-    w = context_weights(mask)  # (N, C, H, W)
-    N = y.shape[0]
-    frozen = [p.requires_grad for p in model.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    best_z, best_loss = None, None
-    bar = tqdm(total=restarts * steps, desc="inpaint: search", unit="step", disable=None if progress else True)
-    try:
-        for r in range(max(1, restarts)):
-            z = draw_prior(model, N, generator).to(dev)  # (N, L)
-            if r == 0 and isinstance(model, Density) and hasattr(model, "encode"):
-                known_mean = (mask * y).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)  # (N,) known pixels' mean
+    with evaluating(model):  # and each module's mode back afterwards
+        dev = model.device
+        y, mask = y.to(dev), mask.to(dev).expand_as(y)
+        w = context_weights(mask)  # (N, C, H, W)
+        N = y.shape[0]
+        frozen = [p.requires_grad for p in model.parameters()]
+        for p in model.parameters():
+            p.requires_grad_(False)
+        best_z, best_loss = None, None
+        bar = tqdm(total=restarts * steps, desc="inpaint: search", unit="step", disable=None if progress else True)
+        try:
+            for r in range(max(1, restarts)):
+                z = draw_prior(model, N, generator).to(dev)  # (N, L)
+                if r == 0 and isinstance(model, Density) and hasattr(model, "encode"):
+                    known_mean = (mask * y).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)  # (N,) known pixels' mean
+                    with torch.no_grad():
+                        z = model.encode(mask * y + (1 - mask) * known_mean.reshape(N, 1, 1, 1)).reshape(N, -1)
+                z = z.detach().requires_grad_(True)
+                opt = torch.optim.Adam([z], lr=lr)
+                for _ in range(steps):
+                    opt.zero_grad()
+                    with acceleration.autocast(dev, precision):
+                        x = model.generate(z).to(y.dtype)  # (N, C, H, W)
+                        loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)  # (N,)
+                    loss.sum().backward()
+                    opt.step()
+                    bar.update()
                 with torch.no_grad():
-                    z = model.encode(mask * y + (1 - mask) * known_mean.reshape(N, 1, 1, 1)).reshape(N, -1)
-            z = z.detach().requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=lr)
-            for _ in range(steps):
-                opt.zero_grad()
-                with acceleration.autocast(dev, precision):
-                    x = model.generate(z).to(y.dtype)  # (N, C, H, W)
-                    loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)  # (N,)
-                loss.sum().backward()
-                opt.step()
-                bar.update()
-            with torch.no_grad():
-                x = model.generate(z)
-                loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)
-                loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))
-            if best_z is None:
-                best_z, best_loss = z.detach().clone(), loss
-            else:
-                better = loss < best_loss
-                best_z[better], best_loss = z.detach()[better], torch.where(better, loss, best_loss)
-    finally:
-        bar.close()
-        for p, f in zip(model.parameters(), frozen):
-            p.requires_grad_(f)
-    with torch.no_grad():
-        gen = model.generate(best_z).clamp(0, 1).cpu()
-    y, mask = y.cpu(), mask.cpu()
-    if blend == "poisson":
-        filled = torch.stack([poisson_blend(y[i], gen[i], mask[i]) for i in range(N)])
-    else:
-        filled = mask * y + (1 - mask) * gen
-    return {"filled": filled, "generated": gen, "z": best_z.cpu()}
+                    x = model.generate(z)
+                    loss = (w * (x - y)).abs().flatten(1).sum(1) + lam * _prior_loss(model, z, x)
+                    loss = torch.where(torch.isfinite(loss), loss, torch.full_like(loss, math.inf))
+                if best_z is None:
+                    best_z, best_loss = z.detach().clone(), loss
+                else:
+                    better = loss < best_loss
+                    best_z[better], best_loss = z.detach()[better], torch.where(better, loss, best_loss)
+        finally:
+            bar.close()
+            for p, f in zip(model.parameters(), frozen):
+                p.requires_grad_(f)
+        with torch.no_grad():
+            gen = model.generate(best_z).clamp(0, 1).cpu()
+        y, mask = y.cpu(), mask.cpu()
+        if blend == "poisson":
+            filled = torch.stack([poisson_blend(y[i], gen[i], mask[i]) for i in range(N)])
+        else:
+            filled = mask * y + (1 - mask) * gen
+        return {"filled": filled, "generated": gen, "z": best_z.cpu()}
 
 
 # -- the posterior mean by importance sampling ---------------------------------------------------------

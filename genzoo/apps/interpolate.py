@@ -30,7 +30,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ..base import Density, Generator, LatentVariable
+from ..base import Density, Generator, LatentVariable, evaluating
 from ..errors import ConfigError
 
 Kind = Literal["lerp", "slerp"]
@@ -92,10 +92,8 @@ def generate(model, z: Tensor, batch_size: int = 256) -> Tensor:
     L = getattr(model, "latent_dim", None)
     if z.dim() != 2 or z.shape[0] == 0 or (L is not None and z.shape[1] != L):
         raise ConfigError(f"{model.name} generates from latents of shape (N, {L}), got {tuple(z.shape)}")
-    model.eval()
-    p = next(model.parameters(), None)
-    z = z.to(p.dtype) if p is not None and z.is_floating_point() else z  # float64 latents too
-    out = torch.cat([model.generate(z[i:i + batch_size].to(model.device)).float().cpu() for i in range(0, len(z), batch_size)])
+    with evaluating(model):  # model.generate converts float64 or integer latents itself
+        out = torch.cat([model.generate(z[i:i + batch_size]).float().cpu() for i in range(0, len(z), batch_size)])
     return out.clamp(0, 1) if out.dim() == 4 else out
 
 
@@ -113,21 +111,21 @@ def infer_latent(model, x: Tensor, *, steps: int = 300, lr: float = 0.05, restar
     mass), by Adam from ``restarts`` prior draws with a cosine-annealed step, keeping each example's best.
     """
     check_latent_model(model)
-    model.eval()
-    x = x.to(model.device)
-    if isinstance(model, LatentVariable):
-        with torch.no_grad():
-            q = model.encode(x)
-            if hasattr(q, "transforms"):  # a flow posterior: the base mean through the maps
-                z = q.base_dist.mean
-                for t in q.transforms:
-                    z = t(z)
-                return z
-            return q.mean  # (B, L)
-    if isinstance(model, Density) and hasattr(model, "encode"):
-        with torch.no_grad():
-            return model.encode(x)  # (B, L), exact
-    return _project(model, x, steps=steps, lr=lr, restarts=restarts, prior_weight=prior_weight, generator=generator)
+    with evaluating(model):  # and each module's mode back afterwards
+        x = x.to(model.device)
+        if isinstance(model, LatentVariable):
+            with torch.no_grad():
+                q = model.encode(x)
+                if hasattr(q, "transforms"):  # a flow posterior: the base mean through the maps
+                    z = q.base_dist.mean
+                    for t in q.transforms:
+                        z = t(z)
+                    return z
+                return q.mean  # (B, L)
+        if isinstance(model, Density) and hasattr(model, "encode"):
+            with torch.no_grad():
+                return model.encode(x)  # (B, L), exact
+        return _project(model, x, steps=steps, lr=lr, restarts=restarts, prior_weight=prior_weight, generator=generator)
 
 
 def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_weight: float,

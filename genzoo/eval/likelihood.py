@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..base import Density, LatentVariable
+from ..base import Density, LatentVariable, evaluating
 from ..errors import ConfigError, DataError
 
 
@@ -111,8 +111,7 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
     """
     check_eval_options(n=n, n_samples=n_samples, iwae_k=iwae_k, batch_size=batch_size)
     check_weights(model)
-    model.eval()
-    with torch.random.fork_rng(devices=[]):
+    with evaluating(model), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         x = data.transformed(torch.Generator().manual_seed(seed))
         if n is not None:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..base import Density, LatentVariable
+from ..base import Density, LatentVariable, evaluating
 from ..data import load_spec
 from ..errors import ConfigError, DataError
 from .features import WHICH
@@ -100,8 +100,8 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
 def draw(model, n: int, seed: int, data, batch_size: int = 1000) -> torch.Tensor:
     """``n`` samples in blocks, on the CPU; images clipped to the data space [0, 1]."""
     g = torch.Generator(device=model.device).manual_seed(seed)
-    model.eval()
-    x = torch.cat([model.sample(min(batch_size, n - i), generator=g).float().cpu() for i in range(0, n, batch_size)])
+    with evaluating(model):
+        x = torch.cat([model.sample(min(batch_size, n - i), generator=g).float().cpu() for i in range(0, n, batch_size)])
     bad = int((~torch.isfinite(x.reshape(n, -1))).any(1).sum())
     if bad:  # clipping would turn them into plausible images
         raise DataError(f"{bad} of {n} samples of the {model.name} model have NaN or infinite values: did its training diverge?")
@@ -171,8 +171,8 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
         out["modes"]["counts"] = [int(c) for c in out["modes"]["counts"]]
     if "error" in chosen:
         x, y = (test.x, test.y) if n is None else (test.x[:n], test.y[:n])
-        model.eval()
-        pred = torch.cat([model.classify(x[i:i + 1000].to(model.device)).cpu() for i in range(0, len(x), 1000)])
+        with evaluating(model):
+            pred = torch.cat([model.classify(x[i:i + 1000].to(model.device)).cpu() for i in range(0, len(x), 1000)])
         out["error"] = {"error": float((pred != y).double().mean()), "n": int(len(y))}
     return out
 

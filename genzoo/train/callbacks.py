@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..base import evaluating
 from ..errors import GenZooError, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json,
                   replace_folder, restore_folder, save_checkpoint, write_model)
@@ -151,10 +152,8 @@ def validation_losses(model, valid, size: int) -> dict[str, float]:
     with torch.random.fork_rng(devices=[]), distributed.alone():
         torch.manual_seed(0)
         x = valid.batch(torch.arange(min(size, len(valid))), torch.Generator().manual_seed(0)).to(model.device)
-        was = model.training
-        model.eval()
-        terms = model.loss(x)
-        model.train(was)
+        with evaluating(model):
+            terms = model.loss(x)
     return {f"valid_{k}": float(v) for k, v in terms.items()}
 
 
@@ -227,10 +226,8 @@ def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", den
     from ..viz import save_samples
 
     with torch.random.fork_rng(devices=[]):
-        was = model.training
-        model.eval()
-        x = model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed))
-        model.train(was)
+        with evaluating(model):
+            x = model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed))
     save_samples(x, path, title=title, density=density)
     return x
 
