@@ -81,3 +81,23 @@ def test_bf16_and_channels_last_on_the_device(device, name, options):
     state = genzoo.fit(model, data, steps=10, batch_size=64, progress=False, precision="bf16", channels_last=True)
     assert state.step == 10
     assert all(p.dtype == torch.float32 and bool(torch.isfinite(p).all()) for p in model.parameters())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_samples_from_a_generator_on_either_device(device, family):
+    """M2 drew with a CUDA generator on the CPU ('Expected a cpu device type for generator'): what `genzoo sample`,
+    the sample-based metrics and the training's sample grids pass. A CPU generator gives a model on the device
+    the noise a CPU model gets."""
+    name, options, data_name, data_options = FAMILIES[family]
+    data = load_dataset(data_name, n=256, **data_options)
+    torch.manual_seed(0)
+    cpu = genzoo.build(name, data_shape=data.shape, **options)
+    cpu.setup(data.transformed(torch.Generator().manual_seed(0)), torch.Generator().manual_seed(0))
+    if data.y is not None:
+        cpu.setup_labels(data.x, data.y, torch.Generator().manual_seed(0))
+    on_device = copy.deepcopy(cpu).to(device).eval()
+    cpu.eval()
+    x = on_device.sample(8, torch.Generator(device=device).manual_seed(0))
+    assert x.device.type == device.type and x.shape == (8, *data.shape) and torch.isfinite(x).all()
+    from_cpu_noise = on_device.sample(8, torch.Generator().manual_seed(1)).cpu()
+    torch.testing.assert_close(from_cpu_noise, cpu.sample(8, torch.Generator().manual_seed(1)), atol=1e-3, rtol=1e-3)
