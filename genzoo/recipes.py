@@ -55,6 +55,8 @@ def load_recipe(path: str | Path) -> dict:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"recipe {path} is not valid TOML: {e}") from None
     for k in raw:
+        if k not in SECTIONS and not isinstance(raw[k], dict):  # a key before any table
+            raise ConfigError(f"recipe {path}: '{k}' stands outside any table: put it under [model], [data] or [train]")
         if k not in SECTIONS:
             raise ConfigError(f"recipe {path}: unknown table [{k}]{did_you_mean(k, SECTIONS)}; use [model], [data], [train]")
         if not isinstance(raw[k], dict):

@@ -164,6 +164,8 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
     (3, 0.001, True)
     >>> coerce("64,32", tuple[int, ...], "hidden")
     (64, 32)
+    >>> coerce("3.0", int, "k"), coerce("1e3", int, "steps")  # whole numbers however written, as TOML's 3.0 is
+    (3, 1000)
     """
     origin, args = get_origin(annotation), get_args(annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
@@ -204,9 +206,9 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
         if annotation is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            if isinstance(value, str) and "e" in value.lower():  # 1e4 is an int; 1.5e0 and 1e400 are not
-                if not (f := float(value)).is_integer():
-                    raise ValueError
+            if isinstance(value, str) and ("e" in value.lower() or "." in value):  # 1e4 and 3.0 are ints; 1.5e0,
+                if not (f := float(value)).is_integer() or abs(f) >= 2**53:          # 2.5 and 1e400 are not (nor
+                    raise ValueError                                                  # 1e20: past float's exact ints)
                 return int(f)
             return int(value)
         if annotation is float:

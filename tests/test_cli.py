@@ -162,6 +162,12 @@ def test_recipe_errors(tmp_path, capsys):
     bad.write_text("[model\n")
     code, _, err = run(capsys, "train", "--config", str(bad))
     assert code == 2 and "not valid TOML" in err
+    bad.write_text("name = 'gmm'\n[data]\nname = 'ring'\n")  # was "unknown table [name]"
+    code, _, err = run(capsys, "train", "--config", str(bad))
+    assert code == 2 and "'name' stands outside any table: put it under [model], [data] or [train]" in err
+    bad.write_text("[model]\nname = 'gmm'\n[data]\nname = 'ring'\nbinarise = true\n")
+    code, _, err = run(capsys, "train", "--config", str(bad))
+    assert code == 2 and "(did you mean 'binarize'?); its own options: n_modes, radius, std (and every dataset's: n" in err
 
 
 def test_model_transform_applies_to_discrete_data_only(tmp_path, capsys, mnist_root):

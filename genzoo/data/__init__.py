@@ -121,8 +121,10 @@ def _check_params(dataset: str, spec: dict[str, tuple[Any, Any]], params: dict[s
     out = {}
     for key, value in params.items():
         if key not in spec:
-            valid = f"valid options: {', '.join(spec)}" if spec else "it takes no options"
-            raise DataError(f"dataset '{dataset}' has no option '{key}'{did_you_mean(key, spec)}; {valid}")
+            valid = f"its own options: {', '.join(spec)}" if spec else "it has no options of its own"
+            common = ("n", "binarize", "dequantize", "seed", "root")
+            raise DataError(f"dataset '{dataset}' has no option '{key}'{did_you_mean(key, [*spec, *common])}; {valid} "
+                            f"(and every dataset's: {', '.join(common)})")
         out[key] = _coerce(dataset, key, value, spec[key][0])
     return out
 
