@@ -279,6 +279,10 @@ def test_bad_options_are_config_errors():
         m = genzoo.build("gan", data_shape=(2,), pack=8)
         m.training_step(genzoo.Batch(torch.randn(4, 2)), m.configure_optimizers())
     assert isinstance(genzoo.build("gan", data_shape=(2,)), GAN) and isinstance(genzoo.build("wgan", data_shape=(2,)), WGAN)
+    with pytest.raises(ConfigError, match="multiple of pack \\(3\\): the batch is the whole set of 100 examples, which "
+                                          "is smaller than batch_size 256"):  # the user gave no 100
+        genzoo.fit(genzoo.build("gan", data_shape=(2,), pack=3), load_dataset("ring", n=100), steps=1, batch_size=256,
+                   progress=False)
 
 
 def test_cli_trains_a_gan_and_lists_benchmarks(tmp_path, capsys):

@@ -257,7 +257,13 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError(f"batch_size {global_batch}{small} must be a multiple of the {world_size} processes")
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=global_batch, seed=seed,
                        run_dir=run_dir, valid=valid)
-    model.check_batch_size(math.ceil(len(data) / world_size) if model.full_batch else state.batch_size // world_size)
+    try:
+        model.check_batch_size(math.ceil(len(data) / world_size) if model.full_batch else state.batch_size // world_size)
+    except ConfigError as e:
+        if model.full_batch or batch_size <= len(data):
+            raise
+        raise ConfigError(f"{e}: the batch is the whole set of {len(data)} examples, which is smaller than batch_size "
+                          f"{batch_size}") from None
     state.total_steps = int(steps) if steps is not None else max(1, math.ceil(epochs * state.steps_per_epoch))
     device = model.device
     full_x = all_x = None
