@@ -146,7 +146,8 @@ class GenerativeModel(nn.Module):
         on binary pixels (``bernoulli_pixels``: the Bernoulli VAE, M2), a DataError unless the values lie in
         [0, 1]: outside, ``x log p + (1 - x) log(1 - p)`` is no likelihood and grows without bound (grey levels
         inside are scored as a cross-entropy, the ``bernoulli-on-grey`` space). One pass and one host sync: for
-        the bounds and densities that evaluation calls, not the training step (which calls :meth:`check_input`).
+        the bounds and densities that evaluation calls; the training steps call :meth:`check_input`, but for
+        the flows' (whose loss is ``log_prob``: the one sync per step their NaN check always cost).
 
         >>> import torch, genzoo
         >>> genzoo.build("vae", data_shape=(1, 8, 8)).check_pixels(torch.full((2, 1, 8, 8), 255.0))

@@ -536,7 +536,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     if idle and not args.resume:
         announce.line += "".join(f"\ngenzoo: note: {model.name} ignores {k} with {why}" for k, why in idle.items())
     schedule = [f"{k}={train[k]}" for k in ("lr_schedule", "warmup_steps") if train.get(k) not in (None, 0, "constant")]
-    if schedule and not args.resume and not model.configure_optimizers():
+    if schedule and not args.resume and not any(True for _ in model.parameters()):  # EM: nothing has an lr
         announce.line += f"\ngenzoo: note: {model.name} has no optimizer (it fits by EM): {', '.join(schedule)} does nothing"
     elif steps is not None and (train.get("warmup_steps") or 0) > steps:
         announce.line += (f"\ngenzoo: note: warmup_steps {train['warmup_steps']} is more than the {steps} steps: the lr "
@@ -576,8 +576,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         return 143 if isinstance(e, Terminated) else 130
     if main_rank:
         done = state.step - (state.resumed_from or 0)  # this session's steps, not the run's
-        print(f"genzoo: {done} steps in {time.time() - t0:.1f} s" + (f" (steps {state.resumed_from + 1}-{state.step})"
-              if state.resumed_from else "") + f"; run in {run_dir}", file=sys.stderr)
+        print(f"genzoo: no steps left: wrote the final weights of step {state.step}" if state.resumed_from and not done
+              else f"genzoo: {done} steps in {time.time() - t0:.1f} s" + (f" (steps {state.resumed_from + 1}-"
+              f"{state.step})" if state.resumed_from else "") + f"; run in {run_dir}", file=sys.stderr)
         _density_picture(model, data, run_dir)
     if world_size > 1:
         torch.distributed.barrier()  # rank 0's files are written before any process exits
@@ -768,36 +769,28 @@ def cmd_eval(args) -> int:
 
 def cmd_compare(args) -> int:
     from .eval.compare import compare_table, write_table
-    from .io import atomic_write_json, read_json
+    from .io import atomic_write_json
 
     if len({Path(r).resolve() for r in args.runs}) != len(args.runs):
         raise ConfigError("a run is named twice")
     if args.output is not None:
+        if not str(args.output).strip():
+            raise ConfigError("-o needs a file name")
         if str(args.output).endswith(("/", os.sep)) or Path(args.output).is_dir():  # -o DIR: DIR/compare.md, .csv
             args.output = str(Path(args.output) / "compare")
         if Path(args.output).suffix in (".md", ".csv"):  # -o table.md means table.md and table.csv
             args.output = str(Path(args.output).with_suffix(""))
         for suffix in (".md", ".csv"):
-            check_output(f"{args.output}{suffix}" if str(args.output).strip() else "", "-o")
-        for path in args.runs:  # each run's eval.json is written too: refused now, not after the work
-            _check_eval_json(path)
+            check_output(f"{args.output}{suffix}", "-o")
+    asked = {path: _compare_key(path, args) for path in args.runs}  # before the work: a run may train on meanwhile
+    cached = {path: _cached_result(path, asked[path], args.recompute) for path in args.runs}  # None: to evaluate
+    for path in (p for p, r in cached.items() if r is None) if args.output is not None else ():
+        _check_eval_json(path)  # refused now, not after the work; a run whose eval.json is reused may be read-only
     rows, fresh = [], []
-    for path in args.runs:
-        cached = Path(path) / "eval.json"
-        result = None
-        asked = _compare_key(path, args)
-        if cached.is_file() and not args.recompute:
-            try:
-                old = read_json(cached, "evaluation file")
-            except CheckpointError as e:  # evaluated again, and written over when the table is written
-                print(f"genzoo: note: {e}; evaluating again", file=sys.stderr)
-                old = {}
-            if old.get("asked") == asked:
-                result = old
+    for path, result in cached.items():
         if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
-            result = _eval_run(path, args, args.metrics, strict=False)
-            result["asked"] = asked
-            fresh.append((cached, result))
+            result = {**_eval_run(path, args, args.metrics, strict=False), "asked": asked[path]}
+            fresh.append((Path(path) / "eval.json", result))
         for metric, why in result.get("skipped", {}).items():
             print(f"genzoo: note: {path}: no {metric}: {why}", file=sys.stderr)
         rows.append((path, result))
@@ -814,18 +807,35 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | None:
+    """``RUN/eval.json`` if it holds what ``compare`` asks (``asked``: :func:`_compare_key`), else None (a corrupt
+    one with a note: it is evaluated again and written over)."""
+    from .io import read_json
+
+    cached = Path(path) / "eval.json"
+    if recompute or not cached.is_file():
+        return None
+    try:
+        old = read_json(cached, "evaluation file")
+    except CheckpointError as e:
+        print(f"genzoo: note: {e}; evaluating again", file=sys.stderr)
+        return None
+    return old if old.get("asked") == asked else None
+
+
 def _compare_key(path: str, args) -> dict:
     """What a cached RUN/eval.json must match for ``compare`` to reuse it: every flag that changes the results,
-    and the weights it scored (their file, size and time, so a run trained further is evaluated again; a run
-    still training is scored from its newest checkpoint)."""
+    the weights it scored (their file, size and content, so a run trained further is evaluated again; a run
+    still training is scored from its newest checkpoint), and the version of genzoo's metrics (results of an
+    older genzoo whose metrics changed since are not reused)."""
+    from .eval.metrics import METRICS_VERSION
     from .io import weights_stamp
 
     metrics = args.metrics if args.metrics in ("auto", "all") else ",".join(
         sorted({m.strip() for m in str(args.metrics).split(",") if m.strip()}))  # "nll,parzen" = "parzen, nll"
     return {"metrics": metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
             "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root, "batch_size": args.batch_size,
-            "parzen_sigmas": args.parzen_sigmas,
-            "weights": weights_stamp(path)}
+            "parzen_sigmas": args.parzen_sigmas, "weights": weights_stamp(path), "metrics_version": METRICS_VERSION}
 
 
 def _indices(text: str, n: int) -> list[int]:

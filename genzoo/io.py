@@ -314,11 +314,19 @@ def weights_file(directory: str | os.PathLike) -> Path | None:
 
 
 def weights_stamp(directory: str | os.PathLike) -> list | None:
-    """Which weights :func:`load` would read from ``directory`` now: ``[path relative to it, size, mtime_ns]``,
-    or None. ``eval.json`` records it, so ``compare`` and ``report`` can tell results of other weights."""
+    """Which weights :func:`load` would read from ``directory`` now: ``[path relative to it, size, BLAKE2b
+    digest of the content]``, or None. ``eval.json`` records it, so ``compare`` and ``report`` can tell results
+    of other weights (by content: a copied run, whose files have new times, holds the same ones)."""
+    import hashlib
+
     weights = weights_file(directory)
-    stat = weights.stat() if weights is not None and weights.is_file() else None
-    return [str(weights.relative_to(directory)), stat.st_size, stat.st_mtime_ns] if stat else None
+    if weights is None or not weights.is_file():
+        return None
+    digest = hashlib.blake2b(digest_size=16)
+    with open(weights, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return [str(weights.relative_to(directory)), weights.stat().st_size, digest.hexdigest()]
 
 
 def blocked_by_file(path: str | os.PathLike) -> bool:

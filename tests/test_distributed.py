@@ -195,6 +195,36 @@ def test_batch_must_divide_among_processes(tmp_path):
             "gmm trains on the whole set, and 1 examples cannot be split over 2 processes"]
 
 
+def test_a_run_dir_given_to_rank_0_alone_trains_and_a_refusal_stops_every_rank(tmp_path):
+    """fit's check of a new run's folder is rank 0's, broadcast: with run_dir on rank 0 only (it alone writes) rank 0
+    waited in the broadcast while rank 1 went on to the gradient all-reduce, for ever."""
+    script = tmp_path / "w.py"
+    script.write_text(textwrap.dedent('''
+        import sys, torch, genzoo
+        from genzoo.data import load_dataset
+        from genzoo.errors import ConfigError
+        from genzoo.train import distributed
+        distributed.init(torch.device("cpu"))
+        rank = distributed.world()[0]
+        out, lines = sys.argv[1], []
+        for folder in ("run", "run"):  # the second time the folder holds a run: every rank refuses
+            try:
+                genzoo.fit(genzoo.build("gmm", data_shape=(2,)), load_dataset("ring", n=64), steps=2, batch_size=32,
+                           progress=False, run_dir=f"{out}/{folder}" if rank == 0 else None)
+                lines.append("trained")
+            except ConfigError as e:
+                lines.append(str(e).split(":")[0][-len("checkpoints of a run"):])
+        open(f"{out}/out{rank}.txt", "w").write("\\n".join(lines))
+        torch.distributed.barrier()  # both ranks done before the group goes away (gloo aborts a peer torn down mid-call)
+        torch.distributed.destroy_process_group()
+    '''))
+    proc = torchrun([str(script), str(tmp_path)], timeout=120, fresh=[tmp_path / "run"])
+    for rank in (0, 1):
+        out = tmp_path / f"out{rank}.txt"
+        assert out.exists(), proc.stderr[-2000:]
+        assert out.read_text().splitlines() == ["trained", "checkpoints of a run"]
+
+
 def test_cli_under_torchrun_writes_one_run(tmp_path):
     run_dir = tmp_path / "run"
     proc = torchrun(["-m", "genzoo", "train", "vae", "--steps", "4", "--batch-size", "32", "--run-dir", str(run_dir),

@@ -130,3 +130,30 @@ def test_the_apps_and_evaluation_leave_the_models_mode_as_they_found_it():
         vae.decoder.eval()  # a mixed state comes back as it was, module by module
         call()
         assert vae.training and vae.encoder.training and not vae.decoder.training
+
+
+def test_generate_converts_latents_for_a_users_own_model():
+    """A user's registered generator gets latents in its own dtype, as genzoo's families convert them themselves."""
+    from torch import nn
+    from torch.distributions import Independent, Normal
+
+    from genzoo.apps.interpolate import generate
+
+    class Mine(genzoo.GenerativeModel):  # not registered: the contract's methods suffice
+        name = "mine"
+
+        def __init__(self):
+            super().__init__()
+            self.data_shape, self.latent_dim, self.net = (2,), 3, nn.Linear(3, 2)
+
+        @property
+        def prior(self):
+            return Independent(Normal(torch.zeros(3, dtype=self.net.weight.dtype), 1.0), 1)
+
+        def generate(self, z):
+            return self.net(z)
+
+    m = Mine().double()
+    z = torch.randn(4, 3)
+    out = generate(m, z)  # float32 latents for a float64 model: a torch error before
+    assert out.dtype == torch.float32 and torch.equal(out, m.net(z.double()).float())

@@ -126,6 +126,19 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
                  "--no-progress"]) == 0
     assert evaluated == ["gmm", "gan", "gmm", "gan", "gmm"] and (tmp_path / "gmm" / "eval.json").read_bytes() == written
 
+    def read_only(folder, flag):
+        raise genzoo.errors.WriteError(f"{flag} {folder}: cannot write there (Read-only file system)")
+
+    monkeypatch.setattr("genzoo.io.check_writable", read_only)  # a run on a read-only disk: its cache is enough
+    assert main(["compare", runs[0], "--metrics", "nll,parzen", "--n-samples", "1000", "-o", str(tmp_path / "t4"),
+                 "--no-progress"]) == 0 and (tmp_path / "t4.md").is_file()
+    monkeypatch.undo()
+    monkeypatch.setattr("genzoo.eval.metrics.evaluate", counted)
+    old = json.loads(written)  # what an older genzoo, whose metrics changed since, wrote: evaluated again
+    (tmp_path / "gmm" / "eval.json").write_text(json.dumps({**old, "asked": {**old["asked"], "metrics_version": 1}}))
+    assert main(["compare", runs[0], "--metrics", "nll,parzen", "--n-samples", "1000", "--no-write", "--no-progress"]) == 0
+    assert evaluated[-2:] == ["gmm", "gmm"]
+
 
 def test_compare_refuses_an_unwritable_eval_json_before_any_work_and_reads_past_a_corrupt_one(tmp_path, capsys):
     """compare evaluated every run, then failed on one run's eval.json: no table, and the others rewritten."""

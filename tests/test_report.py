@@ -82,10 +82,20 @@ def test_a_report_says_when_eval_json_scored_other_weights(tmp_path, capsys):
     assert main(["train", "gmm", "--data", "ring", "--steps", "4", "--run-dir", rd, "--no-progress"]) == 0
     assert main(["eval", rd, "--metrics", "nll", "--no-progress"]) == 0
     assert main(["report", rd]) == 0
-    assert "scored other weights" not in (tmp_path / "gmm" / "report.html").read_text()
+    assert "out of date" not in (tmp_path / "gmm" / "report.html").read_text()
+    import json
+    import shutil
+
+    shutil.copytree(rd, tmp_path / "copy", copy_function=shutil.copy)  # new file times, the same weights
+    assert main(["report", str(tmp_path / "copy")]) == 0
+    assert "out of date" not in (tmp_path / "copy" / "report.html").read_text()
+    result = json.loads((tmp_path / "copy" / "eval.json").read_text())
+    (tmp_path / "copy" / "eval.json").write_text(json.dumps({**result, "asked": {**result["asked"], "metrics_version": 1}}))
+    assert main(["report", str(tmp_path / "copy")]) == 0
+    assert "computed by an older genzoo, whose metrics have changed since" in (tmp_path / "copy" / "report.html").read_text()
     assert main(["train", "--resume", "--run-dir", rd, "--steps", "8", "--no-progress"]) == 0
     assert main(["report", rd]) == 0
-    assert "These metrics scored other weights (model.safetensors) than the run holds now" in \
+    assert "These metrics may be out of date: the run's weights have changed since they were computed" in \
         (tmp_path / "gmm" / "report.html").read_text()
 
 

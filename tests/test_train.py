@@ -333,7 +333,8 @@ def test_fit_refuses_what_it_cannot_train_on_before_any_step(tmp_path):
               "validation set 'none' is empty"),
              (dict(run_dir=""), E.ConfigError, "run_dir needs a folder name"),
              (dict(resume=True), E.CheckpointError, "nothing to resume: resume=True needs a run_dir"),
-             (dict(resume=True, run_dir=tmp_path / "typo"), E.CheckpointError, "nothing to resume: .*typo has no checkpoint")]
+             (dict(callbacks=None), E.ConfigError, "callbacks must be a list"),
+             (dict(callbacks=genzoo.train.Callback()), E.ConfigError, "callbacks must be a list")]
     (tmp_path / "f").write_text("a file")
     with pytest.raises(E.ConfigError, match="fit trains genzoo models"):
         genzoo.fit(torch.nn.Linear(2, 2), digits, steps=2)
@@ -344,7 +345,30 @@ def test_fit_refuses_what_it_cannot_train_on_before_any_step(tmp_path):
         with pytest.raises(error, match=needle):
             genzoo.fit(model, args.pop("data"), **args)
         assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), kw  # untouched
-    assert not (tmp_path / "typo").exists()
+
+
+def test_resume_true_starts_a_run_that_has_no_checkpoint_yet_and_callbacks_may_be_an_iterator(tmp_path):
+    """The 'always pass resume=True' idiom of preemptible jobs: the first launch, and a relaunch after a kill before
+    the first checkpoint, start the run (a refusal left such a folder neither resumable nor restartable)."""
+    digits = load_dataset("digits", binarize=True)
+    seen = []
+
+    class Count(genzoo.train.Callback):
+        def on_step_end(self, state, logs):
+            seen.append(state.step)
+
+    kw = dict(steps=4, batch_size=50, checkpoint_every=2, progress=False)
+    assert genzoo.fit(_model(), digits, run_dir=tmp_path / "new", resume=True, callbacks=filter(None, [Count()]),
+                      **kw).step == 4
+    assert seen == [1, 2, 3, 4]  # an iterator of callbacks: checked, then run (it was used up by the check)
+    killed = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_model(), digits, run_dir=killed, callbacks=[_StopAt(1)], **kw)
+    assert (killed / "config.json").is_file() and io.latest_checkpoint(killed) is None
+    assert genzoo.fit(_model(), digits, run_dir=killed, resume=True, **kw).step == 4
+    genzoo.save(_model(), tmp_path / "saved")  # a saved model is not a run killed early
+    with pytest.raises(genzoo.errors.CheckpointError, match="no checkpoint, and holds model.safetensors"):
+        genzoo.fit(_model(), digits, run_dir=tmp_path / "saved", resume=True, **kw)
 
 
 def test_a_new_run_never_writes_over_a_saved_model_or_a_users_files(tmp_path, capsys):

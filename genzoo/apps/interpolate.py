@@ -92,7 +92,9 @@ def generate(model, z: Tensor, batch_size: int = 256) -> Tensor:
     L = getattr(model, "latent_dim", None)
     if z.dim() != 2 or z.shape[0] == 0 or (L is not None and z.shape[1] != L):
         raise ConfigError(f"{model.name} generates from latents of shape (N, {L}), got {tuple(z.shape)}")
-    with evaluating(model):  # model.generate converts float64 or integer latents itself
+    p = next(model.parameters(), None)  # genzoo's families convert latents themselves; a user's model may not
+    z = z.to(model.device, p.dtype if p is not None and z.is_floating_point() else None)  # float64 latents too
+    with evaluating(model):
         out = torch.cat([model.generate(z[i:i + batch_size]).float().cpu() for i in range(0, len(z), batch_size)])
     return out.clamp(0, 1) if out.dim() == 4 else out
 

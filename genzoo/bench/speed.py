@@ -137,6 +137,7 @@ class _Fit(_Loop):
         from genzoo.train import acceleration
 
         x = self.data.batch(torch.arange(self.batch), torch.Generator().manual_seed(0))
+        self.model.train()  # fit hands the model back in eval mode
         acceleration.training_step(self.model, Batch(x), self.model.configure_optimizers(), torch.device("cpu"),
                                    self.precision, acceleration.use_channels_last(self.model, self.options.get("channels_last")))
 

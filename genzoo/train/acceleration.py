@@ -28,6 +28,7 @@ torch.bfloat16
 from __future__ import annotations
 
 import contextlib
+import types
 
 import torch
 from torch import nn
@@ -87,4 +88,6 @@ def compile_networks(model: nn.Module) -> None:
     of its own (recompiled per shape, until dynamo's limit) and the activations ran eagerly."""
     for child in model.children():
         if any(True for _ in child.parameters()) and "forward" not in vars(child):  # not twice (a second fit)
-            child.forward = torch.compile(child.forward)
+            # the class's function, compiled, bound to this module: a deepcopy binds it to the copy (whose own
+            # weights it then uses), and pickling stores the method by name
+            child.forward = types.MethodType(torch.compile(type(child).forward), child)

@@ -95,6 +95,10 @@ class TrainState:
             torch.cuda.set_rng_state(rng["cuda"])
 
 
+#: what a run writes before its first checkpoint: ``resume=True`` starts a run in a folder holding no more
+BEFORE_FIRST_CHECKPOINT = ("config.json", "metrics.jsonl", "samples", "checkpoints")
+
+
 def default_callbacks(run_dir: Path | None, *, checkpoint_every: int, sample_every: int, log_every: int,
                       progress: bool, keep: int = 3, keep_best: bool = False) -> list[Callback]:
     """The guard first (so nothing is written for a diverged step), then logs (and the best weights by the
@@ -193,8 +197,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
     and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`.
 
-    A new run needs a ``run_dir`` free of a run's files (:data:`genzoo.io.RUN_FILES`); ``resume=True`` needs
-    one with a checkpoint. Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
+    A new run needs a ``run_dir`` free of a run's files (:data:`genzoo.io.RUN_FILES`, but ``run.json``, which
+    ``genzoo train`` writes first); ``resume=True`` continues from its newest checkpoint or, where it has none
+    yet (a first launch, or a run killed before its first checkpoint), starts the run when the folder holds
+    no more than a run writes before its first checkpoint (:data:`BEFORE_FIRST_CHECKPOINT`). Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
     afterwards (``torch.random.fork_rng``). The model comes back in eval mode, as :func:`genzoo.load`
     gives it. Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
@@ -208,6 +214,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
              "channels_last": True if channels_last is None else channels_last}  # None: the model decides
     if bad := [f"{k}={v!r}" for k, v in flags.items() if not isinstance(v, bool)]:  # "off" would be True
         raise ConfigError(f"{', '.join(bad)}: give True or False (channels_last may also be None)")
+    if callbacks is None or hasattr(callbacks, "on_step_end"):
+        raise ConfigError(f"callbacks must be a list of callbacks (genzoo.train.Callback), got {callbacks!r}")
+    callbacks = list(callbacks)  # once: an iterator checked here would be empty when training starts
     if bad := [type(cb).__name__ for cb in callbacks
                if not all(callable(getattr(cb, m, None)) for m in ("on_start", "on_step_end", "on_end"))]:
         raise ConfigError(f"callbacks must have on_start, on_step_end and on_end (genzoo.train.Callback); "
@@ -237,17 +246,24 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     run_dir = Path(run_dir).expanduser() if run_dir is not None else None
     if run_dir is not None and blocked_by_file(run_dir):
         raise ConfigError(f"run_dir {run_dir}: that path, or a part of it, is a file, not a folder")
-    if resume and (run_dir is None or latest_checkpoint(run_dir) is None):
-        raise CheckpointError("nothing to resume: resume=True needs a run_dir" if run_dir is None else
-                              f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*)")
+    if resume and run_dir is None:
+        raise CheckpointError("nothing to resume: resume=True needs a run_dir")
     rank, world_size = distributed.world()
-    if run_dir is not None and not resume:  # rank 0 looks, before it writes anything, and every rank stops alike
-        held = [f for f in run_files_in(run_dir) if f != "run.json"] if rank == 0 else []  # run.json: genzoo train's
-        if held := distributed.rank0_value(held):
-            raise ConfigError(f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another "
-                              "run_dir for a new run" if "checkpoints" in held and latest_checkpoint(run_dir) else
-                              f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new "
-                              "run_dir")
+    # A new run goes into a folder free of a run's files (but genzoo train's run.json, written just before);
+    # resume=True with no checkpoint yet (a first launch, or a run killed before its first) starts the run where
+    # there is nothing but what a run writes before its first checkpoint. Rank 0 looks, before it writes
+    # anything, and every rank (with a run_dir or not) stops alike.
+    problem = None
+    if rank == 0 and run_dir is not None and (not resume or latest_checkpoint(run_dir) is None):
+        allowed = {"run.json", *(BEFORE_FIRST_CHECKPOINT if resume else ())}
+        if held := [f for f in run_files_in(run_dir) if f not in allowed]:
+            problem = (f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another run_dir "
+                       "for a new run" if latest_checkpoint(run_dir) else
+                       f"nothing to resume: {run_dir} has no checkpoint, and holds {', '.join(held)}, which a run "
+                       "does not write before its first" if resume else
+                       f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new run_dir")
+    if (problem := distributed.rank0_value(problem)) is not None:
+        raise (CheckpointError if resume else ConfigError)(problem)
     if world_size > 1 and model.full_batch and len(data) < world_size:
         raise ConfigError(f"{model.name} trains on the whole set, and {len(data)} examples cannot be split over "
                           f"{world_size} processes")
@@ -283,8 +299,11 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # training seeds and draws from torch's global RNG: the caller's stream is put back afterwards, and the model
     # is handed back in eval mode, as load() gives it (a query in train mode uses batch statistics, dropout, ...)
     hold.callback(model.eval)
-    hold.enter_context(torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else device.index]
-                                             if device.type == "cuda" else []))
+    if device.type == "mps":
+        hold.enter_context(torch.random.fork_rng(device_type="mps"))
+    else:
+        hold.enter_context(torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else
+                                                          device.index] if device.type == "cuda" else []))
     try:
         if resume and run_dir is not None and rank == 0 and run_dir.is_dir():
             hold.enter_context(run_lock(run_dir))

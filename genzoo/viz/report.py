@@ -136,7 +136,8 @@ def _metrics_table(result: dict | None) -> str:
     if "modes" in result:
         m = result["modes"]
         rows.append(("modes captured", "modes", f"{m['modes']}/{m['n_modes']}", f"{100 * m['high_quality']:.1f}% high quality"))
-        rows.append(("reverse KL of the mode histogram", "modes", f"{m['reverse_kl']:.3f}", "nats; 0 is uniform coverage"))
+        rows.append(("reverse KL of the mode histogram", "modes", f"{m['reverse_kl']:.3f}",
+                     "nats; 0 is the mixture's own mode shares"))
     if "error" in result:
         rows.append(("classification error", "error", f"{100 * result['error']['error']:.2f}%", ""))
     cells = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td><td>{html.escape(d)}</td></tr>"
@@ -162,9 +163,12 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     config = read_json(run_dir / "config.json", "model config")  # every file read, and checked, before any is written
     run = read_json(run_dir / "run.json", "run file") if (run_dir / "run.json").is_file() else {}
     result = read_json(run_dir / "eval.json", "evaluation file") if (run_dir / "eval.json").is_file() else None
-    asked = (result or {}).get("asked")  # what eval recorded it scored (files of older genzoo versions: nothing)
-    scored = asked.get("weights") if isinstance(asked, dict) else None
-    stale = scored is not None and scored != weights_stamp(run_dir)  # trained further since (resume), or replaced
+    from ..eval.metrics import METRICS_VERSION
+
+    asked = (result or {}).get("asked") if isinstance(result, dict) else None  # what eval recorded it scored
+    asked = asked if isinstance(asked, dict) else {}
+    older = result is not None and asked.get("metrics_version") != METRICS_VERSION  # an older genzoo's metrics
+    changed = asked.get("weights") not in (None, weights_stamp(run_dir))  # trained further since (resume), replaced
     try:
         table = _metrics_table(result)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -190,9 +194,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if curves:
         parts += ["<h2>Loss curves</h2>", _img(curves, "image/png", "loss curves")]
     parts += ["<h2>Metrics</h2>"]
-    if stale:
-        parts.append(f'<p class="stale"><strong>These metrics scored other weights ({html.escape(str(scored[0]))}) than '
-                     f"the run holds now: run <code>genzoo eval {html.escape(str(run_dir))}</code> again.</strong></p>")
+    if older or changed:
+        why = ("the run's weights have changed since they were computed" if changed else
+               "they were computed by an older genzoo, whose metrics have changed since")
+        parts.append(f'<p class="stale"><strong>These metrics may be out of date: {why}. Run <code>genzoo eval '
+                     f"{html.escape(str(run_dir))}</code> again.</strong></p>")
     parts.append(table)
     for file, heading in EXTRA_PICTURES:
         if (run_dir / file).is_file():
