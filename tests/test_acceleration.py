@@ -224,9 +224,22 @@ def test_compile_makes_one_graph_of_an_mlp_network():
     m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32, 16))
     acceleration.compile_networks(m)
     acceleration.compile_networks(m)  # a second fit(compile=True): compiled once
-    m.encoder(torch.rand(4, 1, 8, 8))
+    x = torch.rand(4, 1, 8, 8)
+    m.encoder(x)
     assert counters["stats"]["unique_graphs"] == 1 and sorted(m.state_dict()) == sorted(
         genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32, 16)).state_dict())
+    import copy
+    import io
+
+    twin = copy.deepcopy(m)  # its own weights, not the original's (a compiled bound method kept the original)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(1.0)
+    assert not torch.equal(twin.encoder(x), m.encoder(x))
+    buf = io.BytesIO()
+    torch.save(m, buf)  # whole-module pickling works, as before
+    buf.seek(0)
+    assert torch.equal(torch.load(buf, weights_only=False).encoder(x), m.encoder(x))
 
 
 def test_speed_bench_counts_flops_and_times_genzoos_trainer():
