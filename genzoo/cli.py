@@ -575,10 +575,13 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                              f"`genzoo train --resume --run-dir {run_dir}`\n")
         return 143 if isinstance(e, Terminated) else 130
     if main_rank:
-        done = state.step - (state.resumed_from or 0)  # this session's steps, not the run's
-        print(f"genzoo: no steps left: wrote the final weights of step {state.step}" if state.resumed_from and not done
-              else f"genzoo: {done} steps in {time.time() - t0:.1f} s" + (f" (steps {state.resumed_from + 1}-"
-              f"{state.step})" if state.resumed_from else "") + f"; run in {run_dir}", file=sys.stderr)
+        start = state.resumed_from or 0  # this session's steps, not the run's
+        if start and state.step == start:
+            line = f"genzoo: no steps left: wrote the final weights of step {state.step}"
+        else:
+            span = f" (steps {start + 1}-{state.step})" if start else ""
+            line = f"genzoo: {state.step - start} steps in {time.time() - t0:.1f} s{span}; run in {run_dir}"
+        print(line, file=sys.stderr)
         _density_picture(model, data, run_dir)
     if world_size > 1:
         torch.distributed.barrier()  # rank 0's files are written before any process exits

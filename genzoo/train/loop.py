@@ -200,27 +200,16 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     A new run needs a ``run_dir`` free of a run's files (:data:`genzoo.io.RUN_FILES`, but ``run.json``, which
     ``genzoo train`` writes first); ``resume=True`` continues from its newest checkpoint or, where it has none
     yet (a first launch, or a run killed before its first checkpoint), starts the run when the folder holds
-    no more than a run writes before its first checkpoint (:data:`BEFORE_FIRST_CHECKPOINT`). Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
+    no more than a run writes before its first checkpoint (:data:`BEFORE_FIRST_CHECKPOINT`).
+
+    Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
     afterwards (``torch.random.fork_rng``). The model comes back in eval mode, as :func:`genzoo.load`
     gives it. Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
-    if not isinstance(model, GenerativeModel):
-        raise ConfigError(f"fit trains genzoo models (built by genzoo.build), not a {type(model).__name__}")
-    given = {"batch_size": batch_size, "seed": seed, "checkpoint_every": checkpoint_every, "sample_every": sample_every,
-             "log_every": log_every, "keep": keep, "warmup_steps": warmup_steps}
-    if none := [k for k, v in given.items() if v is None]:
-        raise ConfigError(f"{', '.join(none)} must be given (leave it out for its default), not None")
-    flags = {"resume": resume, "progress": progress, "compile": compile, "keep_best": keep_best,
-             "channels_last": True if channels_last is None else channels_last}  # None: the model decides
-    if bad := [f"{k}={v!r}" for k, v in flags.items() if not isinstance(v, bool)]:  # "off" would be True
-        raise ConfigError(f"{', '.join(bad)}: give True or False (channels_last may also be None)")
-    if callbacks is None or hasattr(callbacks, "on_step_end"):
-        raise ConfigError(f"callbacks must be a list of callbacks (genzoo.train.Callback), got {callbacks!r}")
-    callbacks = list(callbacks)  # once: an iterator checked here would be empty when training starts
-    if bad := [type(cb).__name__ for cb in callbacks
-               if not all(callable(getattr(cb, m, None)) for m in ("on_start", "on_step_end", "on_end"))]:
-        raise ConfigError(f"callbacks must have on_start, on_step_end and on_end (genzoo.train.Callback); "
-                          f"{', '.join(bad)} has not")
+    callbacks = _checked_arguments(model, callbacks, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
+                                   sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
+                                   resume=resume, progress=progress, compile=compile, keep_best=keep_best,
+                                   channels_last=channels_last)
     check_train_options(steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                         sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
                         max_minutes=max_minutes)
@@ -253,15 +242,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # resume=True with no checkpoint yet (a first launch, or a run killed before its first) starts the run where
     # there is nothing but what a run writes before its first checkpoint. Rank 0 looks, before it writes
     # anything, and every rank (with a run_dir or not) stops alike.
-    problem = None
-    if rank == 0 and run_dir is not None and (not resume or latest_checkpoint(run_dir) is None):
-        allowed = {"run.json", *(BEFORE_FIRST_CHECKPOINT if resume else ())}
-        if held := [f for f in run_files_in(run_dir) if f not in allowed]:
-            problem = (f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another run_dir "
-                       "for a new run" if latest_checkpoint(run_dir) else
-                       f"nothing to resume: {run_dir} has no checkpoint, and holds {', '.join(held)}, which a run "
-                       "does not write before its first" if resume else
-                       f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new run_dir")
+    problem = _new_run_problem(run_dir, resume) if rank == 0 and run_dir is not None else None
     if (problem := distributed.rank0_value(problem)) is not None:
         raise (CheckpointError if resume else ConfigError)(problem)
     if world_size > 1 and model.full_batch and len(data) < world_size:
@@ -299,11 +280,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # training seeds and draws from torch's global RNG: the caller's stream is put back afterwards, and the model
     # is handed back in eval mode, as load() gives it (a query in train mode uses batch statistics, dropout, ...)
     hold.callback(model.eval)
-    if device.type == "mps":
-        hold.enter_context(torch.random.fork_rng(device_type="mps"))
-    else:
-        hold.enter_context(torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else
-                                                          device.index] if device.type == "cuda" else []))
+    hold.enter_context(_forked_rng(device))
     try:
         if resume and run_dir is not None and rank == 0 and run_dir.is_dir():
             hold.enter_context(run_lock(run_dir))
@@ -370,6 +347,53 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         if writes is not None:
             write_model(model, writes)  # the run's own weights: save() refuses a run folder
     return state
+
+
+def _checked_arguments(model, callbacks, *, resume, progress, compile, keep_best, channels_last, **numbers) -> list:
+    """``callbacks`` as a list, after a ConfigError for what :func:`check_train_options` does not see: a model
+    genzoo did not build, a number given as None, a switch that is not a bool (``"off"`` would be True), callbacks
+    that are not a list of callbacks."""
+    if not isinstance(model, GenerativeModel):
+        raise ConfigError(f"fit trains genzoo models (built by genzoo.build), not a {type(model).__name__}")
+    if none := [k for k, v in numbers.items() if v is None]:
+        raise ConfigError(f"{', '.join(none)} must be given (leave it out for its default), not None")
+    flags = {"resume": resume, "progress": progress, "compile": compile, "keep_best": keep_best,
+             "channels_last": True if channels_last is None else channels_last}  # None: the model decides
+    if bad := [f"{k}={v!r}" for k, v in flags.items() if not isinstance(v, bool)]:
+        raise ConfigError(f"{', '.join(bad)}: give True or False (channels_last may also be None)")
+    if callbacks is None or hasattr(callbacks, "on_step_end"):
+        raise ConfigError(f"callbacks must be a list of callbacks (genzoo.train.Callback), got {callbacks!r}")
+    callbacks = list(callbacks)  # once: an iterator checked here would be empty when training starts
+    if bad := [type(cb).__name__ for cb in callbacks
+               if not all(callable(getattr(cb, m, None)) for m in ("on_start", "on_step_end", "on_end"))]:
+        raise ConfigError(f"callbacks must have on_start, on_step_end and on_end (genzoo.train.Callback); "
+                          f"{', '.join(bad)} has not")
+    return callbacks
+
+
+def _new_run_problem(run_dir: Path, resume: bool) -> str | None:
+    """Why :func:`fit` may not train in ``run_dir`` (rank 0's look, before anything is written), or None."""
+    if resume and latest_checkpoint(run_dir) is not None:
+        return None  # a run to continue
+    allowed = {"run.json", *(BEFORE_FIRST_CHECKPOINT if resume else ())}
+    held = [f for f in run_files_in(run_dir) if f not in allowed]
+    if not held:
+        return None
+    if latest_checkpoint(run_dir) is not None:
+        return (f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another run_dir for "
+                "a new run")
+    if resume:
+        return (f"nothing to resume: {run_dir} has no checkpoint, and holds {', '.join(held)}, which a run does not "
+                "write before its first")
+    return f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new run_dir"
+
+
+def _forked_rng(device: torch.device):
+    """``torch.random.fork_rng`` over the CPU's generator and ``device``'s: the caller's streams back afterwards."""
+    if device.type == "mps":
+        return torch.random.fork_rng(device_type="mps")
+    return torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else device.index]
+                                 if device.type == "cuda" else [])
 
 
 def set_lr(optimizers, step: int, total: int, cosine: bool = True, warmup: int = 0) -> None:
