@@ -137,15 +137,16 @@ class GenerativeModel(nn.Module):
             raise DataError(f"{self.name} models examples of shape {shape}, got a batch of shape {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise DataError(f"{self.name}: got an empty batch (0 examples of shape {shape})")
-        p = next(self.parameters(), None)
-        return x if p is None or x.dtype == p.dtype else x.to(p.dtype)
+        dtype = self.param_dtype
+        return x if dtype is None or x.dtype == dtype else x.to(dtype)
 
     def check_pixels(self, x: Tensor) -> Tensor:
         """``x`` as :meth:`check_input` returns it; a DataError for NaN or infinite values (a bound or density
         of them would be NaN, or a raw error from torch.distributions); and for a model whose p(x|z) is a mass
         on binary pixels (``bernoulli_pixels``: the Bernoulli VAE, M2), a DataError unless the values lie in
         [0, 1]: outside, ``x log p + (1 - x) log(1 - p)`` is no likelihood and grows without bound (grey levels
-        inside are scored as a cross-entropy, the ``bernoulli-on-grey`` space). One pass and one host sync: for
+        inside are scored as a cross-entropy, the ``bernoulli-on-grey`` space; likewise a flow's logit
+        pre-processing: :meth:`outside_unit_interval`). One pass and one host sync: for
         the bounds and densities that evaluation calls; the training steps call :meth:`check_input`, but for
         the flows' (whose loss is ``log_prob``: the one sync per step their NaN check always cost).
 
@@ -163,11 +164,18 @@ class GenerativeModel(nn.Module):
         lo, hi = torch.stack(torch.aminmax(x.detach())).tolist()  # one pass, one sync; NaN propagates to both
         if not (math.isfinite(lo) and math.isfinite(hi)):
             raise DataError(f"{self.name}: examples with NaN or infinite values")
-        if self.bernoulli_pixels and (lo < 0 or hi > 1):
-            hint = "; scale the data, or use --set likelihood=gaussian" if hasattr(self, "likelihood") else ""
-            raise DataError(f"{self.name}: a Bernoulli decoder scores pixels in [0, 1], got values in "
-                            f"[{lo:.3g}, {hi:.3g}]{hint}")
+        if (lo < 0 or hi > 1) and (why := self.outside_unit_interval(lo, hi)):
+            raise DataError(why)
         return x
+
+    def outside_unit_interval(self, lo: float, hi: float) -> str | None:
+        """The error for data in [lo, hi], not within [0, 1], where the model needs them there (None: any range
+        will do): a Bernoulli decoder's pixels here; a flow's logit pre-processing too (:meth:`check_pixels`
+        asks, from the one pass it makes)."""
+        if not self.bernoulli_pixels:
+            return None
+        hint = "; scale the data, or use --set likelihood=gaussian" if hasattr(self, "likelihood") else ""
+        return f"{self.name}: a Bernoulli decoder scores pixels in [0, 1], got values in [{lo:.3g}, {hi:.3g}]{hint}"
 
     def check_latent(self, z: Tensor, leading: bool = True) -> Tensor:
         """``z`` as latents for :meth:`decode` / :meth:`generate`: a tensor (..., B, latent_dim) (exactly
@@ -188,17 +196,12 @@ class GenerativeModel(nn.Module):
             raise DataError(f"{self.name}: latents must be a torch.Tensor of shape {want}, got {got}")
         if z.numel() == 0:
             raise DataError(f"{self.name}: got no latents (shape {tuple(z.shape)})")
-        p = next(self.parameters(), None)
-        dtype = p.dtype if p is not None else (z.dtype if z.is_floating_point() else torch.get_default_dtype())
+        dtype = self.param_dtype or (z.dtype if z.is_floating_point() else torch.get_default_dtype())
         return z.to(self.device, dtype)
 
     # -- random draws for sample() ------------------------------------------------------------------------
     def _draw_device(self, generator: torch.Generator | None) -> torch.device:
         return generator.device if generator is not None else self.device
-
-    def _draw_dtype(self) -> torch.dtype:
-        p = next(self.parameters(), None)
-        return p.dtype if p is not None else torch.get_default_dtype()
 
     def randn(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
               dtype: torch.dtype | None = None) -> Tensor:
@@ -212,17 +215,23 @@ class GenerativeModel(nn.Module):
         True
         """
         return torch.randn(shape, generator=generator, device=self._draw_device(generator),
-                           dtype=dtype or self._draw_dtype()).to(self.device)
+                           dtype=dtype or self.param_dtype or torch.get_default_dtype()).to(self.device)
 
     def rand(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
              dtype: torch.dtype | None = None) -> Tensor:
         """Uniform draws on [0, 1) of ``shape``, made and moved as :meth:`randn` makes them."""
         return torch.rand(shape, generator=generator, device=self._draw_device(generator),
-                          dtype=dtype or self._draw_dtype()).to(self.device)
+                          dtype=dtype or self.param_dtype or torch.get_default_dtype()).to(self.device)
 
     def randint(self, high: int, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
         """Integers in 0..high-1 (int64) of ``shape``, made and moved as :meth:`randn` makes them."""
         return torch.randint(high, shape, generator=generator, device=self._draw_device(generator)).to(self.device)
+
+    @property
+    def param_dtype(self) -> torch.dtype | None:
+        """The dtype of the model's parameters (None: it has none, as the GMM, whose state is buffers)."""
+        p = next(self.parameters(), None)
+        return None if p is None else p.dtype
 
     @property
     def device(self) -> torch.device:

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from .. import divergences
-from ..base import Batch, GenerativeModel
+from ..base import Batch, GenerativeModel, evaluating
 from ..errors import ConfigError, DataError
 from ..nn import ACTIVATIONS, Activation, mlp
 from ..nn.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -380,9 +380,8 @@ class GAN(Adversarial):
         n = self.check_count(n)
         if self.rejector is None:
             return super().sample(n, generator)
-        was, kept, m = self.training, [], None
-        self.eval()
-        try:  # the mode comes back even when the sampler gives up
+        kept, m = [], None
+        with evaluating(self):  # the mode comes back even when the sampler gives up
             chunk, tries = max(4 * n, 4096), 0
             while sum(len(k) for k in kept) < n:
                 tries += 1
@@ -395,8 +394,6 @@ class GAN(Adversarial):
                     m = torch.quantile(logit.float(), 0.99)
                 u = self.rand((chunk,), generator)                                                   # (chunk,)
                 kept.append(x[u < (self.rejection_sharpness * (logit - m)).exp()])
-        finally:
-            self.train(was)
         return self._from_net(torch.cat(kept)[:n])
 
     def discriminator_loss(self, real, fake):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, constraints
 
-from ...base import GenerativeModel
+from ...base import GenerativeModel, evaluating
 from ...errors import ConfigError
 from .transforms import ActNorm, Logit, Transform
 
@@ -118,12 +118,16 @@ class Flow(GenerativeModel):
     def _check(self, x: Tensor) -> Tensor:
         """``x`` as a batch (B, *data_shape) in the dtype of the parameters (float64 or integer input too); a
         DataError for another shape, an empty batch, NaN or infinite values (a density of NaN is NaN: say so
-        where it enters) and, with the logit pre-processing, values outside [0, 1]."""
-        x = self.check_pixels(x)
+        where it enters) and, with the logit pre-processing, values outside [0, 1]: all from one pass, here
+        where data enter, outside what torch.compile may compile."""
+        return self.check_pixels(x)
+
+    def outside_unit_interval(self, lo: float, hi: float) -> str | None:
         first = getattr(self.transform, "transforms", [self.transform])[0]
-        if isinstance(first, Logit):  # here, where data enter, outside what torch.compile may compile
-            first.check_range(x)
-        return x
+        if not isinstance(first, Logit):
+            return None
+        return (f"the logit pre-processing takes data in [0, 1], got values in [{lo:.4g}, {hi:.4g}] "
+                "(preprocess=none for other data)")
 
     # -- the two directions -----------------------------------------------------------------------
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -159,12 +163,8 @@ class Flow(GenerativeModel):
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` draws (n, *data_shape): z from the base, decoded."""
         n = self.check_count(n)
-        was = self.training
-        self.eval()
-        try:  # the mode comes back even when the inverse fails
+        with evaluating(self):  # the mode comes back even when the inverse fails
             return self.decode(self._draw_base(n, generator))
-        finally:
-            self.train(was)
 
     # -- training ---------------------------------------------------------------------------------
     def loss(self, x: Tensor) -> dict[str, Tensor]:
