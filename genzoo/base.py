@@ -117,8 +117,9 @@ class GenerativeModel(nn.Module):
         return int(n)
 
     def check_input(self, x: Tensor) -> Tensor:
-        """``x`` as a batch (B, *data_shape) in the dtype of the model's parameters (float64 or integer input
-        is converted); a DataError for examples of another shape, which would otherwise be flattened or
+        """``x`` as a batch (B, *data_shape) on the model's device and in the dtype of its parameters (a CPU
+        batch for a CUDA model is moved, float64 or integer input converted, as :meth:`check_latent` does for
+        latents); a DataError for examples of another shape, which would otherwise be flattened or
         broadcast without a word, and for an empty batch (B = 0), which torch would fail on deep inside.
 
         >>> import torch, genzoo
@@ -137,8 +138,7 @@ class GenerativeModel(nn.Module):
             raise DataError(f"{self.name} models examples of shape {shape}, got a batch of shape {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise DataError(f"{self.name}: got an empty batch (0 examples of shape {shape})")
-        dtype = self.param_dtype
-        return x if dtype is None or x.dtype == dtype else x.to(dtype)
+        return x.to(self.device, self.param_dtype)  # x itself where both already match; the GMM keeps x's dtype
 
     def check_pixels(self, x: Tensor) -> Tensor:
         """``x`` as :meth:`check_input` returns it; a DataError for NaN or infinite values (a bound or density

@@ -309,3 +309,18 @@ def test_unused_options_lists_only_idle_options(assert_idle):
     kw = {"data_shape": (1, 8, 8), "latent_dim": 3, "arch": "conv", "likelihood": "gaussian"}
     with pytest.raises(AssertionError):  # the check above sees an option that is used
         assert_idle("vae", kw, "min_std", 0.5, torch.rand(8, 1, 8, 8), listed=False)
+
+
+def test_batches_are_moved_to_the_models_device(monkeypatch):
+    """A CPU batch for a model on another device failed inside torch ("Expected all tensors to be on the same
+    device"); it is moved, as latents are (check_latent). The meta device stands in for a GPU here."""
+    from genzoo.base import GenerativeModel
+
+    m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
+    x = torch.rand(3, 1, 8, 8)
+    assert m.check_input(x) is x                                                  # nothing to do: no copy
+    monkeypatch.setattr(GenerativeModel, "device", property(lambda self: torch.device("meta")))
+    moved = m.check_input(x.double())
+    assert moved.device.type == "meta" and moved.dtype == torch.float32 and moved.shape == x.shape
+    g = genzoo.build("gmm", data_shape=(2,), n_components=2)
+    assert g.check_input(torch.zeros(4, 2, dtype=torch.float64)).device.type == "meta"
