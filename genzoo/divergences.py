@@ -305,7 +305,7 @@ _DEFS = [
     ),
 ]
 
-#: the seven f-divergences of Nowozin et al. 2016 (Tables 1, 2 and 6), by key
+#: seven of the f-divergences of Nowozin et al. 2016 (Tables 1, 2 and 6), by key
 DIVERGENCES: dict[str, FDivergence] = {d.name: d for d in _DEFS}
 
 

@@ -321,7 +321,9 @@ class GAN(Adversarial):
     Computed every step (``metrics.jsonl`` keeps their means over ``log_every`` steps): ``d_real``
     and ``d_fake`` (mean D on real and fake), ``d_acc`` (share of both classified right at 0.5), and
     ``js``, the Jensen-Shannon estimate (V + log 4) / 2 that is exact when D is the optimal
-    discriminator (Goodfellow et al. 2014, Theorem 1).
+    discriminator (Goodfellow et al. 2014, Theorem 1): with ``pack`` = m, between m-tuples of samples, and
+    not exact with ``label_smoothing`` (the optimum is then (1 - s) p / (p + q)). With ``g_ema`` and
+    ``rejection`` the second discriminator learns against the averaged generator, which ``sample`` proposes from.
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
@@ -365,7 +367,14 @@ class GAN(Adversarial):
         return opts
 
     def _rejector_loss(self, real: Tensor, fake: Tensor) -> Tensor:
-        """Plain cross-entropy of the rejection discriminator; its optimum is log p_data / p_model."""
+        """Plain cross-entropy of the rejection discriminator against the proposals :meth:`sample` draws; its
+        optimum is log p_data / p_proposal, the ratio rejection sampling needs (Azadi et al. 2019, Section 3.1).
+        With ``g_ema`` the proposals come from the averaged generator (in eval mode, as ``sample`` runs it), so
+        its fakes replace G's here: against G's, the accepted samples would follow p_ema p_data / p_G."""
+        if self.generator_ema is not None:
+            with torch.no_grad(), evaluating(self.generator_ema):
+                z = distributed.randn(fake.shape[0], self.latent_dim, device=fake.device)    # (B, L)
+                fake = self.generator_ema(z).to(fake.dtype).reshape(fake.shape)              # (B, ...)
         return (F.binary_cross_entropy_with_logits(self.rejector(real), torch.ones(real.shape[0], device=real.device))
                 + F.binary_cross_entropy_with_logits(self.rejector(fake), torch.zeros(fake.shape[0], device=fake.device)))
 
@@ -464,9 +473,11 @@ class WGAN(Adversarial):
         return super().configure_optimizers()
 
     def gradient_penalty(self, real: Tensor, fake: Tensor) -> Tensor:
-        """E (|grad_x f(x_hat)|_2 - 1)^2, x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1] per example
-        (Gulrajani et al. 2017, eq. 3)."""
-        eps = distributed.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device)  # (B, 1, ...)
+        """E (|grad_x f(x_hat)|_2 - 1)^2, x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1] per critic input
+        (Gulrajani et al. 2017, eq. 3): with ``pack`` one eps per pack, so that a packed x_hat lies on the
+        segment between a real pack and a fake one."""
+        eps = distributed.rand(real.shape[0] // self.pack, *([1] * (real.dim() - 1)), device=real.device)  # (B/m, 1, ...)
+        eps = eps.repeat_interleave(self.pack, dim=0)                                     # (B, 1, ...)
         with torch.enable_grad():  # also under no_grad (validation metrics): the penalty is a gradient
             x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)                 # (B, ...)
             (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)

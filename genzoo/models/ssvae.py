@@ -81,7 +81,8 @@ class SSVAE(GenerativeModel):
     """M2 with MLP networks: ``hidden`` sizes for the classifier, the encoder and the decoder,
     ``latent_dim`` for z, ``n_classes`` for y, ``labels`` (labelled examples kept, balanced per class),
     ``labelled_batch`` (labelled examples per step), ``alpha`` (weight of the classification term; 0 picks
-    the paper's 0.1 N_l, see the module docstring), ``lr`` (Adam). ``classifier_hidden`` and
+    0.1 N_l, genzoo's reading of the paper's 0.1 N after its rescaling (the module docstring); a term that
+    small but not 0, such as 1e-9, all but turns it off), ``lr`` (Adam). ``classifier_hidden`` and
     ``decoder_hidden`` override ``hidden`` for q(y|x) and p(x|y,z) (the decoder's default: ``hidden``
     reversed); ``y_every_layer`` feeds y to every layer of the decoder, not only its first;
     ``batch_norm`` adds batch normalisation after the hidden layers of q(y|x) and q(z|x,y) (and of the
