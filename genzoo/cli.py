@@ -250,7 +250,7 @@ def cmd_data(args) -> int:
     from .data import download_mnist, list_datasets
 
     if args.action == "list":
-        from .data import dataset_options
+        from .data import COMMON_OPTIONS, dataset_options
 
         if args.name is not None or args.root:
             raise ConfigError("`genzoo data list` takes no dataset name or --root (did you mean `genzoo data download NAME`?)")
@@ -259,14 +259,15 @@ def cmd_data(args) -> int:
             print(f"{name:<14} {desc}" + (f"\n{'':<14} options (--set data.KEY=VALUE): {opts}" if opts else ""))
         print("or a .npz/.npy file (array x, optional labels y) or a folder of PNG/JPEG/BMP images (one class per "
               "sub-folder, if any; options channels, mode): --data PATH (or npz:PATH, folder:PATH)")
+        print("every dataset also takes (--set data.KEY=VALUE): "
+              + "; ".join(f"{k}: {what}" for k, what in COMMON_OPTIONS.items()))
         return 0
     if args.name not in (None, "mnist"):
         raise DataError(f"only mnist can be downloaded, not '{args.name}'")
     root = args.root or os.environ.get("GENZOO_DATA")
     if not root:
         raise DataError("give a folder to download into: --root DIR (or set GENZOO_DATA)")
-    download_mnist(root)
-    print(f"MNIST is in {root}")
+    print(f"MNIST is in {download_mnist(root)}")
     return 0
 
 

@@ -219,6 +219,15 @@ def test_models_options_listing(capsys):
     assert len({line.index(" = ") for line in rows}) == 1  # aligned, instance_noise_steps too
 
 
+def test_data_list_names_every_datasets_options(capsys):
+    """The options every dataset takes (n, binarize, dequantize, seed, root) were in no listing."""
+    code, out, _ = run(capsys, "data")
+    assert code == 0 and "ring " in out and "std=0.01" in out
+    common = out.splitlines()[-1]
+    assert common.startswith("every dataset also takes (--set data.KEY=VALUE): n: ")
+    assert all(f"; {k}: " in common for k in ("binarize", "dequantize", "seed", "root"))
+
+
 def test_data_download_needs_a_folder(capsys, monkeypatch, tmp_path):
     monkeypatch.delenv("GENZOO_DATA", raising=False)
     code, _, err = run(capsys, "data", "download", "mnist")

@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import math
 import socket
+import struct
 import threading
 from pathlib import Path
 
@@ -172,6 +173,14 @@ def test_checkerboard_exact_density():
     assert lp[1].item() == -math.inf and lp[3].item() == -math.inf
     ds = load_dataset("checkerboard", n=4000)
     assert torch.isfinite(ds.density.log_prob(ds.x)).all() and ds.x.abs().max() <= 2
+    # a point just inside a cell's edge in float64 rounds onto the edge in float32 (about 1 in 7 million draws):
+    # its own log-density was -inf; it is kept in its cell
+    x64 = torch.tensor([[-1 - 1e-9, -1.5], [0.5, 1 - 1e-9], [1 - 1e-9, -1.5]], dtype=torch.float64)
+    cell = torch.tensor([[0, 0], [2, 2], [2, 0]])                              # black cells (i + j even)
+    assert (d._cell_of(x64) == cell).all() and torch.isinf(d.log_prob(x64.float())).all()
+    x = d._float32_within(x64, cell)
+    assert x.dtype == torch.float32 and torch.isfinite(d.log_prob(x)).all() and (d._cell_of(x) == cell).all()
+    assert (x.double() - x64).abs().max() < 1e-6
 
 
 @pytest.mark.parametrize("name,step", [("moons", 0.1), ("spirals", 0.05)])  # step = noise: ample for Gaussians
@@ -344,6 +353,9 @@ def test_corrupt_idx_files(tmp_path):
     assert "truncated" in case("header", lambda f: f.write_bytes(f.read_bytes()[:10]))
     assert "magic" in case("magic", lambda f: f.write_bytes(b"\x12\x34" + f.read_bytes()[2:]))
     assert "unexpected bytes" in case("extra", lambda f: f.write_bytes(f.read_bytes() + b"xx"))
+    # dimensions whose product wrapped around int64 to 0 matched an empty data part, then failed in reshape
+    overflow = struct.pack(">HBB3I", 0, 8, 3, 2 ** 31, 2 ** 31, 4)
+    assert "truncated: 0 data bytes, expected 18446744073709551616" in case("overflow", lambda f: f.write_bytes(overflow))
 
     def bad_gz(f: Path):  # a .gz name holding plain bytes
         f.rename(f.with_name(f.name + ".gz"))
@@ -457,7 +469,7 @@ def test_download_failures_leave_no_partial_file(http_mirror, tmp_path):
     assert "could not download train-images-idx3-ubyte.gz" in one_line(e)
 
 
-def test_download_keeps_mnist_files_that_read_right(tmp_path):
+def test_download_keeps_mnist_files_that_read_right(tmp_path, monkeypatch):
     """Recompressed or uncompressed copies of MNIST (another md5) are not fetched again; a wrong shape is."""
     dest = tmp_path / "mnist"
     dest.mkdir()
@@ -469,12 +481,14 @@ def test_download_keeps_mnist_files_that_read_right(tmp_path):
         download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
     assert "could not download t10k-labels-idx1-ubyte.gz" in one_line(e)
     write_idx(dest / "t10k-labels-idx1-ubyte.gz", np.zeros(10_000, np.uint8))
-    assert download_mnist(tmp_path, mirrors=(_dead_url(),), progress=False) == tmp_path  # ROOT/mnist is read next
+    assert download_mnist(tmp_path, mirrors=(_dead_url(),), progress=False) == dest  # ROOT/mnist is read next
     # a plain file the loader reads before the .gz: a download could not replace what is read
     (dest / "train-images-idx3-ubyte").write_bytes((dest / "train-images-idx3-ubyte").read_bytes()[:5000])
+    monkeypatch.chdir(tmp_path)  # a relative root: the reason named the resolved path a second time
     with pytest.raises(DataError) as e:
-        download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
-    assert ("train-images-idx3-ubyte is not MNIST's file (truncated: " in one_line(e)
+        download_mnist("mnist", mirrors=(_dead_url(),), progress=False, timeout=5)
+    assert ("mnist/train-images-idx3-ubyte is not MNIST's file (truncated: " in one_line(e)
+            and "IDX file" not in str(e.value)
             and "the loader reads it before train-images-idx3-ubyte.gz: remove or rename it" in str(e.value))
     write_idx(dest / "train-images-idx3-ubyte", np.zeros((5, 28, 28), np.uint8))
     with pytest.raises(DataError, match=r"an array of shape \(5, 28, 28\), not \(60000, 28, 28\)"):
@@ -630,6 +644,10 @@ def test_npz_errors(tmp_path):
     assert "a single number, not an array" in err({"x": np.float32(3)})
     assert "beyond float32's range" in err({"x": np.full((10, 2), 1e39)})
     assert "uint8 with no value above 1" in err({"x": np.eye(4, dtype=np.uint8)[None].repeat(10, 0)})  # a 0/1 mask
+    # the same 0/1 images as (x > 0.5).astype(int), and 0..16 digits, were read silently as levels up to 1/255 and 16/255
+    assert "int64 with no value above 1" in err({"x": np.eye(4, dtype=np.int64)[None].repeat(10, 0)})
+    assert "uint16 with no value above 16" in err({"x": np.full((10, 4, 4), 16, np.uint16)})
+    assert "has integer image values in [300, 300]; expected 0..255" in err({"x": np.full((10, 4, 4), 300, np.int32)})
     assert "got 18446744073709551615" in err({"x": np.zeros((10, 2)), "y": np.full(10, 2**64 - 1, np.uint64)})
     assert "no array 'x'" in err({"a": np.zeros((3, 2)), "b": np.zeros((3, 2))})
     assert "y" in err({"x": np.zeros((10, 2)), "y": np.zeros(9)})
@@ -657,6 +675,7 @@ def test_bad_options_and_arguments_are_data_errors():
         (lambda: load_dataset("moons", n=5, n_quad=10**9), "n_quad must be an integer in 1..50,000"),
         (lambda: load_dataset("checkerboard", n=5, side=10**6), "side must be an integer in 1..4096"),
         (lambda: load_dataset("ring", n=5, std=1e300), "beyond float32's range"),
+        (lambda: load_dataset("moons", n=3 * 10**9), "n=3,000,000,000 points; the toy sets draw at most 10,000,000"),
         (lambda: load_dataset("mixture1d", n=5, weights=(1e308, 1e308)), "with a positive sum"),
         (lambda: load_dataset("mydata.csv"), "data file mydata.csv: not found"),
         (lambda: dequantize(torch.tensor([0, 255], dtype=torch.uint8), 256), "divide raw levels v by 255 first"),
@@ -690,3 +709,59 @@ def test_mnist_not_found_names_what_the_nearer_folder_lacks(tmp_path):
     with pytest.raises(DataError) as e:
         load_dataset("mnist", root=str(tmp_path))
     assert f"({tmp_path / 'mnist'} lacks train-labels-idx1-ubyte[.gz])" in one_line(e)
+
+
+def test_image_reading_edge_cases(tmp_path, monkeypatch):
+    """A phone photo's EXIF orientation was ignored (read sideways); a grey-palette PNG was read as colour; an
+    image beyond Pillow's decompression-bomb limit was 'a bug in genzoo' (its error was not caught)."""
+    from PIL import Image
+
+    from genzoo.data.images import read_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    stored = np.arange(8, dtype=np.uint8).reshape(2, 4) * 30  # (H, W) = (2, 4) as stored
+    Image.fromarray(stored).save(tmp_path / "phone.png", exif=exif)
+    upright = np.asarray(read_image(tmp_path / "phone.png"))
+    assert upright.shape == (4, 2) and np.array_equal(upright, np.rot90(stored, -1))
+    assert np.array_equal(np.asarray(read_image(tmp_path / "phone.png")), upright)  # the file is not changed
+    (tmp_path / "pal").mkdir()
+    for i in range(2):
+        im = Image.fromarray(np.eye(4, dtype=np.uint8) * (i + 1), mode="P")
+        im.putpalette([0, 0, 0, 80, 80, 80, 160, 160, 160] + [0] * 759)  # greys only
+        im.save(tmp_path / "pal" / f"{i}.png")
+    x = load_dataset(str(tmp_path / "pal")).x
+    assert x.shape == (2, 1, 4, 4) and sorted((x.amax(dim=(1, 2, 3)) * 255).round().tolist()) == [80, 160]
+    im.putpalette([0, 0, 0, 80, 80, 80, 255, 0, 0] + [0] * 759)  # a red entry: colour
+    im.save(tmp_path / "pal" / "1.png")
+    assert load_dataset(str(tmp_path / "pal")).x.shape == (2, 3, 4, 4)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3)  # 8 pixels > 2 x the limit: Pillow's bomb error
+    with pytest.raises(DataError, match=r"phone.png: cannot be read \(DecompressionBombError"):
+        read_image(tmp_path / "phone.png")
+
+
+def test_a_changed_folder_or_npz_is_refused_by_its_runs(tmp_path):
+    """The 80/10/10 split permutes the sorted file list: after one of 30 images was deleted, most of the 'test'
+    images were training ones, and eval / --resume went on without a word. A run records what the split follows."""
+    from genzoo.data import load_spec
+
+    _write_pngs(tmp_path / "imgs", 30)
+    spec = typed_spec({"name": str(tmp_path / "imgs")})
+    assert spec["split_fingerprint"].startswith("30 images, names blake2b ")
+    test = load_spec(spec, "test").x
+    (tmp_path / "imgs" / "img05.png").write_bytes((tmp_path / "imgs" / "img05.png").read_bytes())  # same names
+    assert torch.equal(load_spec(spec, "test").x, test)
+    (tmp_path / "imgs" / "img00.png").unlink()
+    with pytest.raises(DataError, match=r"changed since the run recorded it \(30 images, .*; now 29 images, .*test split"):
+        load_spec(spec, "test")
+    assert typed_spec(spec)["split_fingerprint"].startswith("29 images")  # a new run records the folder as it is
+    rows = np.random.default_rng(0).random((40, 3))
+    np.savez(tmp_path / "v.npz", x=rows)
+    spec = typed_spec({"name": str(tmp_path / "v.npz")})
+    assert spec["split_fingerprint"].endswith(tuple("0123456789abcdef")) and " bytes, blake2b " in spec["split_fingerprint"]
+    np.savez(tmp_path / "v.npz", x=rows[::-1])  # the same rows in another order: other rows in each split
+    with pytest.raises(DataError, match="changed since the run recorded it"):
+        load_spec(spec, "train")
+    np.savez(tmp_path / "s.npz", x_train=rows[:30], x_valid=rows[30:35], x_test=rows[35:])
+    assert "split_fingerprint" not in typed_spec({"name": str(tmp_path / "s.npz")})  # its own splits: nothing to move
+    assert "split_fingerprint" not in typed_spec({"name": "ring"})

@@ -31,13 +31,13 @@ from ..errors import ConfigError, DataError, GenZooWarning, did_you_mean
 from ..registry import coerce
 from . import toy
 from .dataset import SPLITS, Dataset, check_n, check_split
-from .images import image_files, load_digits, load_folder, load_npz
+from .images import image_files, load_digits, load_folder, load_npz, split_fingerprint
 from .mnist import DEFAULT_MIRRORS, MNIST_MD5, download_mnist, load_mnist, read_idx
 from .toy import ToyDensity
 
 __all__ = [
     "Dataset", "ToyDensity", "SPLITS", "load_dataset", "load_spec", "list_datasets", "dataset_options",
-    "download_mnist", "DEFAULT_MIRRORS", "MNIST_MD5", "read_idx",
+    "download_mnist", "DEFAULT_MIRRORS", "MNIST_MD5", "read_idx", "COMMON_OPTIONS",
 ]
 
 
@@ -117,14 +117,23 @@ def _coerce(dataset: str, key: str, value: Any, hint: Any) -> Any:
         raise DataError(str(e)) from None
 
 
+#: the options every dataset takes (:func:`load_dataset`'s own keywords; ``--set data.KEY=VALUE``)
+COMMON_OPTIONS = {
+    "n": f"the first n examples of each split (toy sets: n draws, at most {toy.TOY_MAX_N:,})",
+    "binarize": "dynamic binarization, a Bernoulli draw per pixel each time a batch is taken (image sets)",
+    "dequantize": "uniform dequantization, (level + U[0, 1)) / levels (image sets)",
+    "seed": "the toy sets' draws",
+    "root": "the folder of MNIST's files (else $GENZOO_DATA)",
+}
+
+
 def _check_params(dataset: str, spec: dict[str, tuple[Any, Any]], params: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for key, value in params.items():
         if key not in spec:
             valid = f"its own options: {', '.join(spec)}" if spec else "it has no options of its own"
-            common = ("n", "binarize", "dequantize", "seed", "root")
-            raise DataError(f"dataset '{dataset}' has no option '{key}'{did_you_mean(key, [*spec, *common])}; {valid} "
-                            f"(and every dataset's: {', '.join(common)})")
+            raise DataError(f"dataset '{dataset}' has no option '{key}'{did_you_mean(key, [*spec, *COMMON_OPTIONS])}; "
+                            f"{valid} (and every dataset's: {', '.join(COMMON_OPTIONS)})")
         out[key] = _coerce(dataset, key, value, spec[key][0])
     return out
 
@@ -229,7 +238,8 @@ def typed_spec(spec: dict) -> dict:
     """A run's data recipe with its values in their types (command-line strings such as ``std="0.05"`` become
     0.05), as :func:`load_dataset` reads them, so run.json records numbers; a file or folder is recorded by its
     absolute path (``npz:/...``, ``folder:/...``) and ``root`` as an absolute path, so that ``eval`` and
-    ``--resume`` from another directory read the same data.
+    ``--resume`` from another directory read the same data; and where it is split 80/10/10, what that split
+    follows (``split_fingerprint``: :func:`~genzoo.data.images.split_fingerprint`), which :func:`load_spec` checks.
 
     >>> typed_spec({"name": "ring", "std": "0.05", "n": "500", "binarize": "false"})
     {'name': 'ring', 'std': 0.05, 'n': 500, 'binarize': False}
@@ -243,6 +253,9 @@ def typed_spec(spec: dict) -> dict:
     kind, target = _resolve(name)
     if kind != "registered":
         out["name"] = name = f"{kind}:{Path(target).expanduser().resolve()}"
+        out.pop("split_fingerprint", None)
+        if (fingerprint := split_fingerprint(kind, target)) is not None:
+            out["split_fingerprint"] = fingerprint
     elif _loads_as_data(Path(name)):
         warnings.warn(f"--data {name} is genzoo's dataset '{name}', not the {'folder' if Path(name).is_dir() else 'file'} "
                       f"./{name}: write ./{name} for that", GenZooWarning, stacklevel=2)
@@ -262,16 +275,25 @@ def typed_spec(spec: dict) -> dict:
 def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     """The ``split`` of the dataset a run's data recipe describes (``name`` plus the keyword arguments
     of :func:`load_dataset`); the size limit ``n`` applies to the training split only. ``nonempty``: a
-    DataError if the split has no examples (a data set of fewer than 10 puts them all in ``train``).
+    DataError if the split has no examples (a data set of fewer than 10 puts them all in ``train``). A
+    DataError too if a folder or .npz split 80/10/10 no longer matches the recipe's ``split_fingerprint``.
 
     >>> len(load_spec({"name": "ring", "n": 100}, "train")), len(load_spec({"name": "ring", "n": 100}, "test")) > 100
     (100, True)
     """
     spec = dict(spec)
     name = spec.pop("name")
+    recorded = spec.pop("split_fingerprint", None)
     _check_recipe(spec)
     if split != "train":
         spec.pop("n", None)
+    if recorded is not None:
+        kind, target = _resolve(name)
+        now = split_fingerprint(kind, target)
+        if now is not None and now != recorded:
+            raise DataError(f"{name} changed since the run recorded it ({recorded}; now {now}): its 80/10/10 split "
+                            "follows the file list, so its test split would now hold training examples; restore the "
+                            "data, or train a new run")
     data = load_dataset(name, split, **spec)
     if nonempty and len(data) == 0:
         raise DataError(f"the {split} split of {name} is empty: a data set of fewer than 10 examples puts them "

@@ -73,6 +73,36 @@ def _permuted_split(x: torch.Tensor, y: torch.Tensor | None, split: str) -> tupl
     return x[idx], (None if y is None else y[idx])
 
 
+def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
+    """What the fixed 80/10/10 split of a folder or a .npz (:func:`_permuted_split`) follows, in one line: a
+    folder's sorted image names, or the bytes of a .npz/.npy without ``x_train`` / ``x_valid`` / ``x_test``
+    arrays. A run records it (:func:`~genzoo.data.typed_spec`) and its later reads compare it
+    (:func:`~genzoo.data.load_spec`): one image added or removed moves most images to another split, so that
+    a changed folder's "test" split would be mostly training images. None for a .npz with split arrays of its
+    own, or for data that cannot be read (its loader says why)."""
+    import hashlib
+
+    p, h = Path(path), hashlib.blake2b(digest_size=12)
+    try:
+        if kind == "folder":
+            files = image_files(p)[0]
+            for f in files:
+                h.update(f.relative_to(p).as_posix().encode() + b"\0")
+            return f"{len(files)} images, names blake2b {h.hexdigest()}"
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as z:
+                if {"x_train.npy", "x_valid.npy", "x_test.npy"} & set(z.namelist()):
+                    return None
+        with open(p, "rb") as f:
+            size = 0
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+                size += len(chunk)
+        return f"{size:,} bytes, blake2b {h.hexdigest()}"
+    except (OSError, DataError, zipfile.BadZipFile):
+        return None
+
+
 # -- folder of images -----------------------------------------------------------------------
 
 
@@ -147,20 +177,32 @@ def _opaque(im):
     return out.convert("L") if gray else out
 
 
+def _unpaletted(im):
+    """A palette image as grey ("L") if every palette colour is a grey, else as "RGB": a grey-palette PNG (what
+    optimisers such as pngquant write) is a grayscale image, not a colour one."""
+    if im.mode != "P":
+        return im
+    palette = np.asarray(im.getpalette() or [], dtype=np.int64).reshape(-1, 3)  # (colours, RGB)
+    grey = bool((palette == palette[:, :1]).all())
+    return im.convert("L" if grey else "RGB")
+
+
 def read_image(path: str | os.PathLike, what: str = "image file"):
     """The image at ``path`` as a PIL image of 8 bits per channel without transparency (:func:`_eight_bit`,
-    :func:`_opaque`): how every image genzoo reads is read (data folders, ``inpaint --image``, masks).
-    A :class:`DataError` naming the file if it cannot be read."""
-    from PIL import Image, UnidentifiedImageError
+    :func:`_opaque`), turned as its EXIF orientation says (as viewers show a phone's photo) and with a grey
+    palette read as grey (:func:`_unpaletted`): how every image genzoo reads is read (data folders,
+    ``inpaint --image``, masks). A :class:`DataError` naming the file if it cannot be read (beyond Pillow's
+    decompression-bomb limit of ``Image.MAX_IMAGE_PIXELS`` pixels too)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
             im.load()
-            img = im.copy()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            img = ImageOps.exif_transpose(im)  # a copy, turned upright
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         why = str(e).splitlines()[0] if str(e) else "unreadable"
         raise DataError(f"{what} {path}: cannot be read ({type(e).__name__}: {why})") from None
-    return _opaque(_eight_bit(img, path))
+    return _unpaletted(_opaque(_eight_bit(img, path)))
 
 
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
@@ -223,6 +265,10 @@ def _as_nchw(a: np.ndarray, where: str) -> np.ndarray:
     )
 
 
+#: an integer image array must reach this level: below it, it is not 0..255 data (0/1 masks, 0..16 digits)
+SMALLEST_MAX_LEVEL = 32
+
+
 def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
     """Validate one data array; return float32 x and its number of levels (None: continuous)."""
     if a.dtype.kind not in "biuf":
@@ -244,18 +290,16 @@ def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
     a = _as_nchw(a, where)
     image = a.ndim == 4
     levels: int | None = None
-    if a.dtype == np.uint8:
-        if a.size and int(a.max()) == 1:  # 0/1 masks stored as bytes would become 0 and 1/255
-            raise DataError(f"{where} is uint8 with no value above 1, which genzoo reads as levels of 0..255 "
-                            "(almost black); save binary data as bool, or as 0/255")
-        levels, a = 256, a.astype(np.float32) / 255.0
-    elif a.dtype.kind == "b":
-        levels, a = 2, a.astype(np.float32)
-    elif a.dtype.kind in "iu" and image:
+    if a.dtype.kind in "iu" and (image or a.dtype == np.uint8):  # levels of 0..255
         lo, hi = int(a.min()), int(a.max())
         if lo < 0 or hi > 255:
             raise DataError(f"{where} has integer image values in [{lo}, {hi}]; expected 0..255")
+        if 0 < hi < SMALLEST_MAX_LEVEL:  # 0/1 masks (x > 0.5).astype(int), or 0..16 digits, would be near-black
+            raise DataError(f"{where} is {a.dtype} with no value above {hi}, which genzoo reads as levels of 0..255 "
+                            "(almost black); save binary data as bool, other levels scaled to 0..255 or as floats in [0, 1]")
         levels, a = 256, a.astype(np.float32) / 255.0
+    elif a.dtype.kind == "b":
+        levels, a = 2, a.astype(np.float32)
     else:
         a = a.astype(np.float32)
         if image:
@@ -283,9 +327,10 @@ def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
 def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = None) -> Dataset:
     """Data from a ``.npz`` file: array ``x`` (or the file's only array) and optional labels ``y``.
 
-    * uint8 -> ``x / 255`` with 256 levels (a uint8 array whose largest value is 1 is refused: save binary data
-      as bool); other integer images must lie in 0..255 (same); bool -> 2 levels; float images must
-      lie in [0, 1]; float vectors are continuous (within float32's range).
+    * uint8, and integer images of any type, -> ``x / 255`` with 256 levels: they must lie in 0..255, and an
+      array whose largest value is 1 to 31 (below ``SMALLEST_MAX_LEVEL``: 0/1 masks, 0..16 digits) is refused, as it
+      would be read as near-black levels (save binary data as bool); bool -> 2 levels; float images must
+      lie in [0, 1]; other integer vectors and float vectors are continuous (within float32's range).
     * Shapes: (N, D) vectors (N numbers: (N, 1)); (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
       C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
     * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present, else a fixed

@@ -21,6 +21,7 @@ import functools
 import gzip
 import hashlib
 import http.client
+import math
 import os
 import struct
 import urllib.error
@@ -122,7 +123,7 @@ def _parse_idx(raw: bytes, path: Path) -> np.ndarray:
         raise DataError(f"IDX file {path}: truncated header ({len(raw)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: a corrupt header cannot wrap around to a match
     found = len(raw) - header
     if found < expected:
         raise DataError(f"IDX file {path}: truncated: {found} data bytes, expected {expected} for shape {dims}")
@@ -285,7 +286,8 @@ def download_mnist(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Download the four MNIST ``.gz`` files into ``root``; return ``root`` as a Path.
+    """Download the four MNIST ``.gz`` files into ``root``; return the folder that holds them (``root``, or
+    ``root/mnist`` where the files are already there).
 
     Mirrors are tried in order for each file. Each file is written to ``NAME.part``, its md5
     checked against ``checksums`` (when given; keys are the ``.gz`` file names), then moved into
@@ -309,14 +311,14 @@ def download_mnist(
         raise DataError("download_mnist needs at least one mirror URL")
     stems = tuple(MNIST_FILES.values())
     if not any(_file_in(dest, s) for s in stems) and all(_usable(dest / "mnist", s) for s in stems):
-        return dest  # ROOT/mnist holds them, where the loader looks next
+        return dest / "mnist"  # it holds them, where the loader looks next
     for stem in stems:  # a plain file is read before the .gz: one that is not MNIST's would hide the download
         plain = dest / stem
         if plain.is_file() and not _usable(dest, stem):
             try:
                 why = f"an array of shape {read_idx(plain).shape}, not {MNIST_SHAPES[stem]}"
             except DataError as e:
-                why = str(e).removeprefix(f"IDX file {plain}: ")
+                why = str(e).removeprefix(f"IDX file {plain.resolve()}: ")  # read_idx names the resolved path
             raise DataError(f"{plain} is not MNIST's file ({why}) and the loader reads it before {stem}.gz: "
                             "remove or rename it, then download again")
     for stem in stems:

@@ -193,7 +193,8 @@ class CheckerboardDensity(ToyDensity):
     """Uniform on the black squares of a ``side`` x ``side`` board covering ``[-size/2, size/2)^2``.
 
     Square ``(i, j)`` (column, row, counted from the lower-left corner) is black when ``i + j`` is
-    even -- for ``side=4, size=4`` this is exactly FFJORD's checkerboard (8 unit squares).
+    even -- for ``side=4`` this is FFJORD's pattern of 8 black squares; FFJORD's board covers [-4, 4]^2
+    (``size=8``), genzoo's default half that (unit squares, log-density log 4 higher).
     ``log_prob`` is exact: ``-log(black area)`` inside, ``-inf`` outside.
     """
 
@@ -212,12 +213,27 @@ class CheckerboardDensity(ToyDensity):
     def sample_labeled(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, None]:
         k = torch.randint(len(self.black), (n,), generator=generator)  # (n,)
         u = torch.rand(n, 2, generator=generator, dtype=torch.float64)  # (n, 2)
-        x = (self.black[k].double() + u) * self.cell - self.size / 2  # (n, 2)
-        return x.float(), None
+        cell = self.black[k]                                             # (n, 2) cell indices (i, j)
+        return self._float32_within(((cell.double() + u) * self.cell - self.size / 2), cell), None  # (n, 2)
+
+    def _cell_of(self, x: Tensor) -> Tensor:
+        return torch.floor((x.double() + self.size / 2) / self.cell)  # (n, 2), as log_prob reads it
+
+    def _float32_within(self, x64: Tensor, cell: Tensor) -> Tensor:
+        """``x64`` (n, 2) in float32, each point kept in its ``cell`` (n, 2): rounding carries about one point in
+        7 million just below a cell's edge onto it, into a white square, where its own log-density is -inf;
+        such a coordinate is stepped back by one float32 ulp towards its cell."""
+        x = x64.float()                                                  # (n, 2)
+        for _ in range(4):  # one step suffices; a few more cost nothing where none is needed
+            off = self._cell_of(x) - cell                                # (n, 2): 0 where the point stayed
+            if not bool(off.any()):
+                break
+            x = torch.where(off != 0, torch.nextafter(x, torch.where(off > 0, -math.inf, math.inf).float()), x)
+        return x
 
     def log_prob(self, x: Tensor) -> Tensor:
         x64 = self._check(x)
-        ij = torch.floor((x64 + self.size / 2) / self.cell)  # (n, 2)
+        ij = self._cell_of(x64)  # (n, 2)
         inside = ((ij >= 0) & (ij < self.side)).all(1) & ((ij.sum(1) % 2) == 0)
         lp = torch.full((len(x64),), -math.inf, dtype=torch.float64)
         lp[inside] = -math.log(self.area)
@@ -336,10 +352,16 @@ def split_generator(seed: int, split: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
+#: the most points a toy set draws (``n``): 10 million 2-D points are 80 MB in float32, a few hundred MB while drawn
+TOY_MAX_N = 10**7
+
+
 def load_toy(name: str, density: ToyDensity, split: str = "train", *, n: int | None = None, seed: int = 0) -> Dataset:
     """Draw one split from ``density``: ``n`` examples (default :data:`TOY_SIZES`)."""
     check_split(split)
     size = check_n(n) or TOY_SIZES[split]
+    if size > TOY_MAX_N:  # beyond it the draw takes gigabytes, and the kernel's OOM killer ends genzoo wordlessly
+        raise DataError(f"dataset '{name}': n={size:,} points; the toy sets draw at most {TOY_MAX_N:,}")
     x, y = density.sample_labeled(size, split_generator(seed, split))  # (size, D)
     if not bool(torch.isfinite(x).all()):  # finite in float64, beyond float32's range (3.4e38)
         raise DataError(f"dataset '{name}': its options put points beyond float32's range (3.4e38); use smaller values")
