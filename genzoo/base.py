@@ -57,6 +57,9 @@ class GenerativeModel(nn.Module):
     #: True where p(x|z) is a mass on binary pixels (M2; the VAE with a Bernoulli decoder): its bounds are
     #: likelihoods only on 0/1 data (:meth:`check_pixels`, the ``bernoulli-on-grey`` space)
     bernoulli_pixels: bool = False
+    #: False where :meth:`loss` (the validation loss, ``valid_loss``) is not the training step's ``loss`` (M2: U(x)
+    #: alone, its objective has labelled terms): the report does not draw the two on one panel
+    valid_loss_is_training_loss: ClassVar[bool] = True
     #: constructor arguments, set by ``@register``
     config: dict
     #: the default training step clips the gradient norm to this when > 0 (a model option where offered)

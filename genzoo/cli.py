@@ -675,13 +675,18 @@ def _data_spec(run: str, data_root: str | None) -> dict:
     return spec
 
 
-def _run(path: str):
+def _run(path: str, nothing_to: str = "draw from"):
+    """The model of a run (or of a ``genzoo.save`` folder); a DataError for NaN or infinite weights, which every
+    command would turn into NaN figures or black pictures ("... Nothing to ``nothing_to``")."""
+    from .eval.likelihood import check_weights
     from .io import load
 
     run = Path(path)
     if not run.is_dir():
         raise CheckpointError(f"not a genzoo run: {run} is not a directory")
-    return load(run)
+    model = load(run)
+    check_weights(model, nothing_to)
+    return model
 
 
 def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path:
@@ -707,6 +712,7 @@ def cmd_sample(args) -> int:
     import torch
 
     from .data import load_spec
+    from .io import record_picture
     from .viz import save_samples
 
     if not 1 <= args.n <= MAX_PICTURE:
@@ -722,6 +728,7 @@ def cmd_sample(args) -> int:
             density = None  # the picture does without the true density
     x = model.sample(args.n, generator=torch.Generator(device=model.device).manual_seed(args.seed))
     save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}", density=density)
+    record_picture(out)
     print(f"wrote {out}")
     return 0
 
@@ -730,7 +737,7 @@ def _eval_run(path: str, args, metrics: str, strict: bool = True):
     """The result of :func:`genzoo.eval.metrics.evaluate` on one run, as the flags ask."""
     from .eval.metrics import evaluate
 
-    model = _run(path)
+    model = _run(path, "evaluate")
     if not (Path(path) / "run.json").is_file():
         raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
     spec = _data_spec(path, args.data_root)
@@ -859,6 +866,7 @@ def cmd_interpolate(args) -> int:
 
     from .apps.interpolate import arithmetic, check_latent_model, draw_prior, infer_latent, interpolate
     from .data import load_spec
+    from .io import record_picture
     from .viz import save_grid
 
     model = _run(args.run)
@@ -896,6 +904,7 @@ def cmd_interpolate(args) -> int:
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
+        record_picture(out)
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
         return 0
     rows = []
@@ -910,7 +919,8 @@ def cmd_interpolate(args) -> int:
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
     save_grid(torch.cat(rows), out, nrow=steps, scale=2)
-    print(f"wrote {out} ({len(rows)} rows of {steps}, {kind})")
+    record_picture(out)
+    print(f"wrote {out} ({len(rows)} row{'s' * (len(rows) != 1)} of {steps}, {kind})")
     return 0
 
 
@@ -931,24 +941,29 @@ def _read_image(path: str, shape: tuple[int, ...]):
 def cmd_inpaint(args) -> int:
     import torch
 
-    from .apps.inpaint import LAMBDA, RESTARTS, SAMPLES, STEPS, inpaint, make_mask, posterior_fill, psnr
+    from .apps.inpaint import LAMBDA, MAX_LAMBDA, RESTARTS, SAMPLES, STEPS, inpaint, make_mask, posterior_fill, psnr
     from .apps.interpolate import check_latent_model
     from .base import Density
     from .data import load_spec
+    from .io import record_picture
     from .viz import save_grid
 
     if args.steps is not None and not 1 <= args.steps <= 100_000:
         raise ConfigError(f"--steps must be in 1..100,000, got {args.steps}")
     if args.restarts is not None and not 1 <= args.restarts <= 1000:
         raise ConfigError(f"--restarts must be in 1..1000, got {args.restarts}")
-    if args.lam is not None and not (math.isfinite(args.lam) and args.lam >= 0):
-        raise ConfigError(f"--lam must be a finite number >= 0, got {args.lam}")
+    if args.lam is not None and not 0 <= args.lam <= MAX_LAMBDA:
+        raise ConfigError(f"--lam must be in 0..{MAX_LAMBDA:g}, got {args.lam}")
     if args.samples is not None and not 400 <= args.samples <= 1_000_000:
         raise ConfigError(f"--samples must be in 400..1,000,000, got {args.samples}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
         raise ConfigError(f"--sigma must be a finite number > 0, got {args.sigma}")
     model = _run(args.run)
     path = _output_path(args.output, args.run, "inpaint.png", ".png")
+    inputs = [*(args.image or []), *([args.mask] if Path(args.mask).suffix else [])]  # files, not mask keywords
+    if any(Path(f).resolve() == path.resolve() for f in inputs):
+        raise ConfigError(f"{path} is an input of this command (--image or --mask): the picture would replace it; "
+                          "give -o another file")
     check_latent_model(model, "inpaint with")
     if len(model.data_shape) != 3:
         raise ConfigError(f"inpainting needs an image model; this {model.name} models vectors of shape {model.data_shape}")
@@ -984,10 +999,11 @@ def cmd_inpaint(args) -> int:
               f"effective sample size {float(out['ess'].median()):.1f} (median)")
     panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, the fill, blended
     save_grid(panel, path, nrow=len(y), scale=2)
+    record_picture(path)
     print(f"wrote {path} (rows: image, masked input, {made}, {blend}-blended)")
     if truth is not None:
         p = psnr(out["filled"], truth, 1 - mask)
-        print(f"PSNR on the missing pixels: {float(p.mean()):.2f} dB (mean over {len(p)} images)")
+        print(f"PSNR on the missing pixels: {float(p.mean()):.2f} dB (mean over {len(p)} image{'s' * (len(p) != 1)})")
     return 0
 
 

@@ -73,7 +73,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 #: what ``genzoo train`` and ``genzoo eval`` keep in a run directory: no ``-o``/``--output`` may write over them
 #: (nor into ``best/``, which training replaces whole each time the validation loss improves)
 RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOINTS, "samples", "best",
-             "density.png")
+             "density.png", "pictures.json")
 
 
 def run_files_in(path: str | os.PathLike) -> list[str]:
@@ -329,6 +329,21 @@ def weights_stamp(directory: str | os.PathLike) -> list | None:
     return [str(weights.relative_to(directory)), weights.stat().st_size, digest.hexdigest()]
 
 
+def record_picture(path: str | os.PathLike) -> None:
+    """Note in ``RUN/pictures.json`` which weights (:func:`weights_stamp`) the picture ``path`` that ``genzoo sample``,
+    ``interpolate`` or ``inpaint`` wrote into a run was made from, so that ``genzoo report`` can say when the run's
+    weights have changed since (trained further by a resume). Nothing for a picture outside a run."""
+    run_dir = Path(path).resolve().parent
+    if not is_run_dir(run_dir):
+        return
+    record = run_dir / "pictures.json"
+    try:
+        made = read_json(record, "pictures record") if record.is_file() else {}
+    except CheckpointError:  # a damaged record is replaced
+        made = {}
+    atomic_write_json(record, {**made, Path(path).name: weights_stamp(run_dir)})
+
+
 def blocked_by_file(path: str | os.PathLike) -> bool:
     """Whether ``path``, or a folder above it, is a file (so no folder can be made there)."""
     path = Path(path)
@@ -458,6 +473,14 @@ def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
         return []
     found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
     return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def sample_grids(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
+    """The training-evolution grids ``samples/step-NNNNNNNN.png`` of a run as (step, path), by step; other files
+    (and folders of such names) are ignored."""
+    found = [(int(p.stem[5:]), p) for p in (Path(run_dir) / "samples").glob("step-*.png")
+             if p.stem[5:].isascii() and p.stem[5:].isdigit() and p.is_file()]
+    return sorted(found, key=lambda sp: sp[0])
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:

@@ -349,3 +349,20 @@ def test_data_root_and_registered_names_beside_folders(tmp_path, capsys, monkeyp
     code, _, err = run(capsys, "train", "gmm", "--data", "ring", "--set", "data.split=test", "--steps", "1",
                        "--run-dir", str(tmp_path / "r3"), "--no-progress")
     assert code == 2 and "a data recipe has no 'split'" in err and err.count("\n") == 1
+
+
+def test_picture_commands_refuse_nan_weights(tmp_path, capsys):
+    """eval refused a diverged run's NaN weights; sample and interpolate drew black pictures with exit 0."""
+    from safetensors.torch import load_file, save_file
+
+    rd = tmp_path / "vae"
+    assert run(capsys, "train", "vae", "--steps", "3", "--run-dir", str(rd), "--no-progress", "--set", "hidden=[8]")[0] == 0
+    weights = load_file(rd / "model.safetensors")
+    name = next(k for k in weights if "decoder" in k)
+    save_file({**weights, name: torch.full_like(weights[name], float("nan"))}, rd / "model.safetensors")
+    for command in (["sample", str(rd), "-o", str(tmp_path / "s.png")], ["interpolate", str(rd), "-o", str(tmp_path / "i.png")]):
+        code, _, err = run(capsys, *command)
+        assert code == 2 and "NaN or infinite weights" in err and "Nothing to draw from" in err
+    assert not (tmp_path / "s.png").exists() and not (tmp_path / "i.png").exists()
+    code, _, err = run(capsys, "eval", str(rd), "--no-write")
+    assert code == 2 and "Nothing to evaluate" in err

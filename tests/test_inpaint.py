@@ -33,11 +33,12 @@ def test_mask_from_png_and_errors(tmp_path):
     rgba[:, :8, 3] = 0  # a painted mask: holes transparent (white underneath), read as black = missing
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "t.png")
     assert torch.equal(make_mask(str(tmp_path / "t.png"), (1, 8, 8)), m)
-    for bad, needle in (("middle", "unknown mask"), ("random:1.5", "in \\[0, 1\\)"), ("random:x", "needs a number")):
+    for bad, needle in (("middle", "unknown mask"), ("random:1.5", "in \\(0, 1\\)"), ("random:x", "needs a number"),
+                        ("random:0.0", "in \\(0, 1\\), the share of pixels missing, got 0.0")):  # no seed could help
         with pytest.raises(ConfigError, match=needle):
             make_mask(bad, (1, 8, 8))
-    with pytest.raises(ConfigError, match="nothing to fill"):
-        make_mask("random:0.0", (1, 4, 4), torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="nothing to fill: a random draw"):
+        make_mask("random:0.001", (1, 4, 4), torch.Generator().manual_seed(0))
 
 
 def test_context_weights_match_the_definition():
@@ -125,6 +126,14 @@ def test_cli_inpaint_panel_and_psnr(tmp_path, capsys):
     assert main(["inpaint", str(rd), "--mask", "middle"]) == 2
     assert "unknown mask" in capsys.readouterr().err
     assert main(["inpaint", str(rd), "--image", str(tmp_path / "none.png")]) == 2
+    # -o naming the command's own input replaced the user's picture with the panel, exit 0
+    before = (tmp_path / "x.png").read_bytes()
+    capsys.readouterr()
+    assert main(["inpaint", str(rd), "--image", str(tmp_path / "x.png"), "--steps", "2", "-o", str(tmp_path / "x.png")]) == 2
+    assert "is an input of this command" in capsys.readouterr().err and (tmp_path / "x.png").read_bytes() == before
+    # a lam whose float32 loss overflows turned the codes NaN: 'a bug in genzoo' (VAE) or a NaN PSNR (GAN)
+    assert main(["inpaint", str(rd), "--steps", "2", "--lam", "1e38", "-o", str(tmp_path / "q.png")]) == 2
+    assert "--lam must be in 0..1000, got 1e+38" in capsys.readouterr().err
 
 
 def test_bf16_search_fills_like_fp32_and_keeps_known_pixels():
@@ -267,6 +276,7 @@ def test_cli_inpaint_posterior_method(tmp_path, capsys):
     assert "G(z*), poisson-blended" in capsys.readouterr().out
     assert main(["inpaint", str(rd), "--samples", "10"]) == 2
     assert "--samples" in capsys.readouterr().err
+    assert main(["inpaint", str(rd), "--test-index", "0", "--samples", "400", "--sigma", "1e300"]) == 0  # was an OverflowError
 
 
 def test_inpaint_refuses_images_and_masks_outside_their_range():
@@ -282,3 +292,16 @@ def test_inpaint_refuses_images_and_masks_outside_their_range():
         inpaint(model, y, mask, steps=-1)
     with pytest.raises(ConfigError, match="sigma must be > 0"):
         posterior_fill(model, y, mask, sigma=float("nan"))
+
+
+def test_a_search_that_diverges_from_every_start_is_an_error():
+    """A NaN code was kept as the 'best' start and drawn, or failed in the prior's log-density."""
+    model = LinearGenerator()
+    y = torch.rand(2, 1, 4, 4)
+    mask = make_mask("center", (1, 4, 4))
+    with torch.no_grad():  # a generator gone NaN: every start's loss is NaN, as after an overflow
+        next(model.parameters()).fill_(float("nan"))
+    with pytest.raises(genzoo.ConfigError, match=r"diverged .* for image\(s\) 0, 1: lower lam"):
+        inpaint(model, y, mask, lam=0.0, steps=3, restarts=2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(genzoo.ConfigError, match="0 <= lam <= 1000"):
+        inpaint(model, y, mask, lam=1e4)

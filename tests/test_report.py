@@ -93,10 +93,34 @@ def test_a_report_says_when_eval_json_scored_other_weights(tmp_path, capsys):
     (tmp_path / "copy" / "eval.json").write_text(json.dumps({**result, "asked": {**result["asked"], "metrics_version": 1}}))
     assert main(["report", str(tmp_path / "copy")]) == 0
     assert "computed by an older genzoo, whose metrics have changed since" in (tmp_path / "copy" / "report.html").read_text()
+    assert main(["sample", rd, "-n", "50"]) == 0  # samples.png of these weights: no note
+    assert main(["report", rd]) == 0
+    assert "Made from other weights" not in (tmp_path / "gmm" / "report.html").read_text()
     assert main(["train", "--resume", "--run-dir", rd, "--steps", "8", "--no-progress"]) == 0
     assert main(["report", rd]) == 0
-    assert "These metrics may be out of date: the run's weights have changed since they were computed" in \
-        (tmp_path / "gmm" / "report.html").read_text()
+    text = (tmp_path / "gmm" / "report.html").read_text()
+    assert "These metrics may be out of date: the run's weights have changed since they were computed" in text
+    # the pictures of genzoo sample / interpolate / inpaint were embedded as the run's without a word
+    assert f"Made from other weights than the run's: run <code>genzoo sample {rd}</code> again." in text
+    assert main(["sample", rd, "-n", "50"]) == 0
+    assert main(["report", rd]) == 0
+    assert "Made from other weights" not in (tmp_path / "gmm" / "report.html").read_text()
+
+
+def test_loss_curves_pair_only_terms_that_are_one_quantity(tmp_path, capsys):
+    """M2's valid_loss (U(x) alone) was drawn as the 'valid' curve of its training loss (L + U + alpha CE), a third
+    of it; a metrics.jsonl of validation terms only was 'a bug in genzoo'."""
+    from genzoo.viz.report import _panels, _valid_loss_is_training_loss
+
+    assert _panels(["loss", "valid_loss"]) == [("loss", "valid_loss")]
+    assert _panels(["loss", "unlabelled", "valid_loss", "valid_unlabelled"], same_loss=False) == [
+        ("loss", None), ("unlabelled", "valid_unlabelled"), ("valid_loss", None)]
+    assert not _valid_loss_is_training_loss("ssvae") and _valid_loss_is_training_loss("vae")
+    assert _valid_loss_is_training_loss("not-a-model")
+    rd = tmp_path / "g"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 0
+    (rd / "metrics.jsonl").write_text('{"step": 1, "valid_loss": 1.5}\n{"step": 2, "valid_loss": 1.2}\n')
+    assert main(["report", str(rd)]) == 0 and "Loss curves" in (rd / "report.html").read_text()
 
 
 def test_modes_rows_give_the_reverse_kl():

@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -632,3 +633,30 @@ def test_the_run_lock_is_reentrant_in_its_thread_only(tmp_path):
     assert refused == [True] and not (tmp_path / ".lock").exists()
     with io.run_lock(tmp_path):  # free again
         pass
+
+
+def test_a_resume_removes_the_grids_of_steps_after_its_checkpoint(tmp_path):
+    """A run killed between checkpoints left samples/step-N.png past the checkpoint; resumed to end earlier, its
+    report and GIF showed (as its newest) samples of weights the run does not have."""
+    digits = load_dataset("digits", binarize=True)
+    kw = dict(checkpoint_every=4, sample_every=2, run_dir=tmp_path, progress=False, batch_size=32)
+    genzoo.fit(_model(), digits, steps=8, **kw)
+    shutil.rmtree(tmp_path / "checkpoints" / "step-00000008")  # as a kill after step 7 leaves it (grid 6 written)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "samples" / "step-00000008.png").unlink()
+    (tmp_path / "samples" / "step-00000009.png").mkdir()      # not a grid: left alone
+    genzoo.fit(_model(), digits, steps=5, resume=True, **{**kw, "sample_every": 0})
+    assert [s for s, _ in io.sample_grids(tmp_path)] == [2, 4]  # 6 is gone (sample_every is off now)
+    assert (tmp_path / "samples" / "step-00000009.png").is_dir()
+
+
+def test_keep_best_forgets_a_best_from_steps_after_the_checkpoint(tmp_path):
+    from genzoo.train.callbacks import BestWeights
+
+    (tmp_path / "best").mkdir()
+    io.atomic_write_json(tmp_path / "best" / "best.json", {"step": 30, "epoch": 1.0, "valid_loss": 5.0})
+    cb = BestWeights(tmp_path)
+    cb.on_start(type("Resumed", (), {"step": 30})())
+    assert cb.best == 5.0
+    cb.on_start(type("Resumed", (), {"step": 20})())  # killed after step 30's best, resumed from checkpoint 20
+    assert cb.best == math.inf                        # the next validation writes the best of this trajectory

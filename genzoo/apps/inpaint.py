@@ -55,6 +55,7 @@ from ..train import acceleration
 from .interpolate import check_latent_model, draw_prior
 
 LAMBDA = 0.003  # Yeh et al.: the weight of the perceptual loss
+MAX_LAMBDA = 1000.0  # past it the prior term is all there is, and its float32 loss overflows to NaN codes
 WINDOW = 7  # Yeh et al.: the neighbourhood of the importance weights
 STEPS, RESTARTS = 300, 8  # the search's defaults, by measurement (see inpaint)
 SAMPLES = 10_000  # posterior_fill's draws from the model
@@ -75,9 +76,9 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
         try:
             p = float(spec.split(":", 1)[1])
         except ValueError:
-            raise ConfigError(f"mask 'random:P' needs a number P in [0, 1), got '{spec}'") from None
-        if not 0 <= p < 1:
-            raise ConfigError(f"mask 'random:P' needs P in [0, 1), got {p}")
+            raise ConfigError(f"mask 'random:P' needs a number P in (0, 1), got '{spec}'") from None
+        if not 0 < p < 1:  # P = 0 leaves nothing to fill whatever the seed
+            raise ConfigError(f"mask 'random:P' needs P in (0, 1), the share of pixels missing, got {p}")
         m = (torch.rand(1, H, W, generator=generator) >= p).float()
     elif Path(spec).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") or Path(spec).exists():
         from PIL import Image
@@ -142,7 +143,9 @@ def poisson_blend(target: Tensor, source: Tensor, mask: Tensor) -> Tensor:
 
 
 def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
-    """The per-example realism term: log(1 - D(G(z))) for a GAN, else the model's own -log-likelihood."""
+    """The per-example realism term: log(1 - D(G(z))) for a GAN, else the model's own -log-likelihood. A WGAN's or
+    an f-GAN's critic score is read the same way, as a logit (-softplus(score)): a WGAN critic's scale and offset
+    are arbitrary, so its term's weight is not Yeh et al.'s lambda there."""
     disc = getattr(model, "rejector", None)  # the unpacked discriminator of a packed GAN, where it has one
     if disc is None and getattr(model, "pack", 1) == 1:
         disc = getattr(model, "discriminator", None)
@@ -151,6 +154,8 @@ def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
         return -F.softplus(logit)  # log(1 - sigmoid(logit)) = log(1 - D(G(z)))
     if isinstance(model, Density):
         return -model.log_prob(x) / x[0].numel()  # nats per dimension: a flow's likelihood of the fill
+    if not bool(torch.isfinite(z).all()):  # a diverged search: NaN for the caller to see, not the prior's ValueError
+        return torch.full_like(z[:, 0], math.nan)
     return -model.prior.log_prob(z)  # (B,) VAE decoder, GMMN
 
 
@@ -192,9 +197,9 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
     mask = _check_images(model, y, mask)
-    if not (steps >= 1 and lr > 0 and lam >= 0 and restarts >= 1):
-        raise ConfigError(f"inpaint needs steps >= 1, lr > 0, lam >= 0 and restarts >= 1, got {steps}, {lr}, {lam}, "
-                          f"{restarts}")
+    if not (steps >= 1 and lr > 0 and 0 <= lam <= MAX_LAMBDA and restarts >= 1):
+        raise ConfigError(f"inpaint needs steps >= 1, lr > 0, 0 <= lam <= {MAX_LAMBDA:g} and restarts >= 1, got {steps}, "
+                          f"{lr}, {lam}, {restarts}")
     with evaluating(model):  # and each module's mode back afterwards
         dev = model.device
         y, mask = y.to(dev), mask.to(dev).expand_as(y)
@@ -235,6 +240,11 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
             bar.close()
             for p, f in zip(model.parameters(), frozen):
                 p.requires_grad_(f)
+        lost = (~torch.isfinite(best_loss)).nonzero().flatten().tolist()  # every start of these ended non-finite
+        if lost:
+            raise ConfigError(f"inpaint: the latent search diverged (a non-finite loss from every start) for image(s) "
+                              f"{', '.join(map(str, lost[:5]))}{', ...' if len(lost) > 5 else ''}: lower lam (now {lam:g}) "
+                              f"or lr ({lr:g})")
         with torch.no_grad():
             gen = model.generate(best_z).clamp(0, 1).cpu()
         y, mask = y.cpu(), mask.cpu()
@@ -276,7 +286,7 @@ def _weights(d: Tensor, sigma: float) -> Tensor:
     [0.0, 1.0, 0.0]
     """
     d = d.clamp_min(0)                                                         # (S, N)
-    scale = 1e38 if sigma < 1e-19 else min(0.5 / sigma ** 2, 1e38)  # 1 / (2 sigma^2), finite in float32: 0 * scale = 0
+    scale = 1e38 if sigma < 1e-19 else min(0.5 / sigma / sigma, 1e38)  # 1 / (2 sigma^2) without float ** overflow
     return torch.softmax((d - d.min(0, keepdim=True).values) * -scale, dim=0)
 
 

@@ -82,14 +82,14 @@ def check_eval_options(*, n: int | None = None, n_samples: int = 2, iwae_k: int 
         raise ConfigError("n_samples and iwae_k (--n-samples, --iwae-k) must be at most 1,000,000")
 
 
-def check_weights(model) -> None:
+def check_weights(model, nothing_to: str = "evaluate") -> None:
     """A DataError if ``model`` has a NaN or infinite parameter or buffer (a diverged run): its figures would
-    be NaN or internal errors deep in a metric."""
+    be NaN or internal errors deep in a metric, its pictures black (the message ends "Nothing to ``nothing_to``")."""
     bad = [name for name, t in (*model.named_parameters(), *model.named_buffers())
            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
     if bad:
         raise DataError(f"the {model.name} model has NaN or infinite weights ({', '.join(bad[:3])}"
-                        f"{', ...' if len(bad) > 3 else ''}): did its training diverge? Nothing to evaluate")
+                        f"{', ...' if len(bad) > 3 else ''}): did its training diverge? Nothing to {nothing_to}")
 
 
 def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100, seed: int = 0,

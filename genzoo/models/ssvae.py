@@ -309,8 +309,11 @@ class SSVAE(GenerativeModel):
         return torch.logsumexp(torch.stack(per_class), 0)
 
     # -- training -----------------------------------------------------------------------------------------
+    valid_loss_is_training_loss = False  # loss() is U(x); the training loss adds the labelled terms
+
     def loss(self, x: Tensor) -> dict[str, Tensor]:
-        """The unlabelled objective alone (validation): mean U(x)."""
+        """The unlabelled objective alone (validation): mean U(x), logged as ``valid_loss`` and ``valid_unlabelled``
+        (the training step's ``unlabelled`` is its twin; its ``loss`` has the labelled bound and alpha CE too)."""
         u = -self.unlabelled_bound(x).mean()
         return {"loss": u, "unlabelled": u.detach()}
 

@@ -18,7 +18,7 @@ import torch
 from ..base import evaluating
 from ..errors import GenZooError, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json,
-                  replace_folder, restore_folder, save_checkpoint, write_model)
+                  replace_folder, restore_folder, sample_grids, save_checkpoint, write_model)
 from . import distributed
 
 
@@ -183,7 +183,9 @@ class BestWeights(Callback):
         # a resumed run goes on from the best it had; a new one starts afresh (and replaces an older best/)
         if state.step > 0 and (self.path / "best.json").is_file():
             try:
-                self.best = float(read_json(self.path / "best.json", "best-weights record")[self.KEY])
+                record = read_json(self.path / "best.json", "best-weights record")
+                # a best of steps after the checkpoint (a kill between the two) is not one this run's weights passed
+                self.best = float(record[self.KEY]) if int(record["step"]) <= state.step else math.inf
             except (GenZooError, KeyError, TypeError, ValueError):  # an unreadable record: the next validation
                 self.best = math.inf                                 # writes a fresh best
 
@@ -245,15 +247,19 @@ class Checkpoint(Callback):
 
     def on_start(self, state):
         """Remove what writes cut short by a kill left: the temporary folders of checkpoints being written or
-        pruned, and the temporary files of the run's own files and of the grids :class:`Samples` writes
-        (``.NAME.XXXX.tmp``); another process's temporary file (``genzoo sample -o RUN/samples/x.png``) stays."""
+        pruned, and the temporary files of the run's own files and of the grids :class:`SampleGrid` writes
+        (``.NAME.XXXX.tmp``); another process's temporary file (of a picture written into the run) stays. And the
+        grids of steps after the checkpoint the run restarts from (as :class:`MetricsLogger` drops their log
+        lines), with or without ``sample_every`` now: a run killed between checkpoints left them, and a resumed
+        run that ends earlier would show, in its report and GIF, samples of weights it does not have."""
         root = self.run_dir / "checkpoints"
         if root.is_dir():
             for p in root.glob(".tmp-step-*"):
                 shutil.rmtree(p, ignore_errors=True)
         own = (WEIGHTS, CONFIG, "run.json", "metrics.jsonl", "density.png")  # training's, not eval's
         leftovers = [p for name in own for p in self.run_dir.glob(f".{name}.*.tmp")]
-        leftovers += list((self.run_dir / "samples").glob(".step-*.png.*.tmp"))  # Samples' grids, not `genzoo sample -o`'s
+        leftovers += list((self.run_dir / "samples").glob(".step-*.png.*.tmp"))  # SampleGrid's grids only
+        leftovers += [p for step, p in sample_grids(self.run_dir) if step > state.step]
         for p in leftovers:
             p.unlink(missing_ok=True)
 

@@ -31,7 +31,8 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 
 def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
-    """Scatter (N, 2) points over the true density's contours when known; histogram (N, 1) points."""
+    """Scatter (N, 2) points over the true density's contours when known; histogram (N, 1) points; of (N, D) points
+    with D > 2, scatter the first two coordinates (the axes and the title say so)."""
     if not isinstance(samples, Tensor) or samples.dim() < 1 or samples.shape[0] == 0 or samples[0].numel() == 0:
         got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
         raise DataError(f"a scatter or histogram needs N >= 1 points (N, D), got {got}")
@@ -60,6 +61,10 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
             ax.contourf(gx.numpy(), gy.numpy(), lp.exp().numpy(), levels=20, cmap="Blues")
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, c="crimson", alpha=0.6)
         ax.set_aspect("equal", adjustable="datalim")
+        if x.shape[1] > 2:
+            ax.set_xlabel("x[0]")
+            ax.set_ylabel("x[1]")
+            title = f"{title}{' ' if title else ''}(x[0], x[1] of {x.shape[1]} dims)"
     ax.set_title(title)
     save_figure(fig, path)
 

@@ -19,22 +19,23 @@ import html
 import io
 import json
 import os
-import re
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes, is_run_dir, loads, read_json, weights_stamp
+from ..io import atomic_write_bytes, is_run_dir, loads, read_json, sample_grids, weights_stamp
 
-#: pictures other commands leave in a run directory, shown when present: (file, heading)
-EXTRA_PICTURES = [("density.png", "Density (model beside truth)"), ("interpolation.png", "Latent interpolation"),
-                  ("arithmetic.png", "Latent vector arithmetic"), ("inpaint.png", "Inpainting: image, masked, filled, blended"),
-                  ("samples.png", "Samples (genzoo sample)")]
+#: pictures other commands leave in a run directory, shown when present: (file, heading, the command that makes
+#: it); ``RUN/pictures.json`` records the weights each was made from (:func:`~genzoo.io.record_picture`)
+EXTRA_PICTURES = [("density.png", "Density (model beside truth)", "train"),
+                  ("interpolation.png", "Latent interpolation", "interpolate"),
+                  ("arithmetic.png", "Latent vector arithmetic", "interpolate --arithmetic A-B+C"),
+                  ("inpaint.png", "Inpainting: image, masked, filled, blended", "inpaint"),
+                  ("samples.png", "Samples (genzoo sample)", "sample")]
 
 
 def _frames(run_dir: Path) -> list[Path]:
-    """The sample grids ``samples/step-NNNNNNNN.png`` that training wrote, by step; other files are ignored."""
-    frames = [p for p in (run_dir / "samples").glob("step-*.png") if re.fullmatch(r"step-\d+", p.stem)]
-    return sorted(frames, key=lambda p: int(p.stem[5:]))
+    """The sample grids ``samples/step-NNNNNNNN.png`` that training wrote, by step (:func:`~genzoo.io.sample_grids`)."""
+    return [p for _, p in sample_grids(run_dir)]
 
 
 def _open_frame(path: Path):
@@ -43,7 +44,7 @@ def _open_frame(path: Path):
     try:
         with Image.open(path) as im:
             return im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise CheckpointError(f"sample grid {path} cannot be read ({type(e).__name__}): remove it or train again") from None
 
 
@@ -78,8 +79,23 @@ def _img(data: bytes, mime: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="{_data_uri(data, mime)}">'
 
 
-def _curves(run_dir: Path) -> bytes | None:
-    """A PNG of every logged loss term against the step (training and validation), or None."""
+def _panels(keys: list[str], same_loss: bool = True) -> list[tuple[str, str | None]]:
+    """The loss-curve panels for the logged ``keys``: (term, its validation twin or None), every training term
+    with ``valid_TERM`` beside it (``valid_loss`` beside ``loss`` only where ``same_loss``), then the validation
+    terms that have no twin, on their own.
+
+    >>> _panels(["loss", "unlabelled", "valid_loss", "valid_unlabelled"], same_loss=False)
+    [('loss', None), ('unlabelled', 'valid_unlabelled'), ('valid_loss', None)]
+    """
+    train = [k for k in keys if not k.startswith("valid_")]
+    twins = {k: f"valid_{k}" for k in train if f"valid_{k}" in keys and (k != "loss" or same_loss)}
+    alone = [k for k in keys if k.startswith("valid_") and k not in twins.values()]
+    return [(k, twins.get(k)) for k in train] + [(k, None) for k in alone]
+
+
+def _curves(run_dir: Path, same_loss: bool = True) -> bytes | None:
+    """A PNG of every logged loss term against the step (training and validation; a validation term beside its
+    training twin, ``valid_loss`` beside ``loss`` only where they are one quantity, ``same_loss``), or None."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
@@ -98,15 +114,14 @@ def _curves(run_dir: Path) -> bytes | None:
     from .plots import pyplot
 
     plt = pyplot()
-    train = [k for k in keys if not k.startswith("valid_")]
-    fig, axes = plt.subplots(1, len(train), figsize=(3.2 * len(train), 2.6), squeeze=False)
-    for ax, k in zip(axes[0], train):
+    panels = _panels(keys, same_loss)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
+    for ax, (k, twin) in zip(axes[0], panels):
         pts = [(r["step"], r[k]) for r in rows if k in r]
-        ax.plot(*zip(*pts), lw=1, label="train")
-        vk = f"valid_{k}"
-        vpts = [(r["step"], r[vk]) for r in rows if vk in r]
-        if vpts:
-            ax.plot(*zip(*vpts), "o-", ms=3, lw=1, label="valid")
+        ax.plot(*zip(*pts), *(("o-",) if k.startswith("valid_") else ()), ms=3, lw=1,
+                label="valid" if k.startswith("valid_") else "train")
+        if twin:
+            ax.plot(*zip(*[(r["step"], r[twin]) for r in rows if twin in r]), "o-", ms=3, lw=1, label="valid")
             ax.legend(fontsize=7)
         ax.set_title(k, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
@@ -116,6 +131,17 @@ def _curves(run_dir: Path) -> bytes | None:
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
     return buf.getvalue()
+
+
+def _valid_loss_is_training_loss(model_name: str) -> bool:
+    """The model family's :attr:`~genzoo.base.GenerativeModel.valid_loss_is_training_loss` (True for an unknown name)."""
+    from ..errors import GenZooError
+    from ..registry import get
+
+    try:
+        return get(model_name).valid_loss_is_training_loss
+    except GenZooError:
+        return True
 
 
 def _metrics_table(result: dict | None) -> str:
@@ -168,7 +194,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     asked = (result or {}).get("asked") if isinstance(result, dict) else None  # what eval recorded it scored
     asked = asked if isinstance(asked, dict) else {}
     older = result is not None and asked.get("metrics_version") != METRICS_VERSION  # an older genzoo's metrics
-    changed = asked.get("weights") not in (None, weights_stamp(run_dir))  # trained further since (resume), replaced
+    stamp = weights_stamp(run_dir)
+    changed = asked.get("weights") not in (None, stamp)  # trained further since (resume), replaced
+    made = read_json(run_dir / "pictures.json", "pictures record") if (run_dir / "pictures.json").is_file() else {}
     try:
         table = _metrics_table(result)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -190,7 +218,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             atomic_write_bytes(run_dir / "evolution.gif", gif)
         parts += [f"<h2>Training evolution ({len(frames)} grid{'s' * (len(frames) != 1)} from the same noise)</h2>",
                   _img(gif, "image/gif", "training evolution")]
-    curves = _curves(run_dir)
+    curves = _curves(run_dir, _valid_loss_is_training_loss(name))
     if curves:
         parts += ["<h2>Loss curves</h2>", _img(curves, "image/png", "loss curves")]
     parts += ["<h2>Metrics</h2>"]
@@ -200,9 +228,13 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         parts.append(f'<p class="stale"><strong>These metrics may be out of date: {why}. Run <code>genzoo eval '
                      f"{html.escape(str(run_dir))}</code> again.</strong></p>")
     parts.append(table)
-    for file, heading in EXTRA_PICTURES:
+    for file, heading, command in EXTRA_PICTURES:
         if (run_dir / file).is_file():
-            parts += [f"<h2>{html.escape(heading)}</h2>", _img((run_dir / file).read_bytes(), "image/png", file)]
+            parts.append(f"<h2>{html.escape(heading)}</h2>")
+            if made.get(file) not in (None, stamp):  # genzoo sample/interpolate/inpaint recorded other weights
+                parts.append(f'<p class="stale"><strong>Made from other weights than the run\'s: run <code>genzoo '
+                             f"{command} {html.escape(str(run_dir))}</code> again.</strong></p>")
+            parts.append(_img((run_dir / file).read_bytes(), "image/png", file))
     parts.append(f'<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>')
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
