@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
                          "own draws; auto (default): posterior for flows, search for the others (by measurement)")
     n_.add_argument("--blend", choices=["poisson", "mask"],
                     help="how the fill meets the known pixels (default poisson for search, mask for posterior)")
-    n_.add_argument("--samples", type=int, help="posterior: draws of the model (default 10,000)")
+    n_.add_argument("--samples", type=int, help="posterior: draws of the model, 400..1,000,000 (default 10,000)")
     n_.add_argument("--sigma", type=float, help="posterior: noise std on the known pixels (default: chosen on the draws)")
     n_.add_argument("--steps", type=int, help="search: Adam steps on z (default 300)")
     n_.add_argument("--restarts", type=int, help="search: random starts; the lowest loss wins (default 8)")
@@ -428,6 +428,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if not (run_dir / "run.json").is_file():
             raise CheckpointError(f"nothing to resume: {run_dir} has no run.json")
         if latest_checkpoint(run_dir) is None:
+            if (run_dir / "best.json").is_file():  # RUN/best: kept weights with run.json's copy, not a run
+                raise CheckpointError(f"{run_dir} holds the best weights of the run in {run_dir.parent}, not a run of "
+                                      f"its own: resume that (--run-dir {run_dir.parent})")
             if locked_elsewhere(run_dir):
                 raise RunLocked(f"another process is training the run in {run_dir}: wait for it to end")
             raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*), it stopped "
@@ -488,14 +491,15 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         recipe["model"] = {"name": recipe["model"]["name"], **{k: model.config[k] for k in model_kw}}
         recipe["data"] = typed_spec(recipe["data"])
 
-    if run_dir is None:
+    default_dir = run_dir is None  # runs/MODEL-DATA-TIME, claimed below (rank 0), -2, -3, ... when taken
+    if default_dir:
         stamp = distributed.rank0_value(time.strftime("%Y%m%d-%H%M%S"))  # one folder, whatever each clock says
         run_dir = Path("runs") / f"{model.name}-{Path(str(data.name)).stem}-{stamp}"
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
     if blocked_by_file(run_dir.parent):
         raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
-    if not args.resume:  # rank 0 looks, before it writes run.json, and every process stops with what it found
+    if not args.resume and not default_dir:  # rank 0 looks, before it writes run.json; every process stops with it
         problem = None
         if main_rank:
             try:
@@ -508,12 +512,16 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     epochs = train.get("epochs") if steps is None else None
     if steps is None and epochs is None:
         raise ConfigError("give --steps N or --epochs N")
-    before = set(run_dir.iterdir()) if run_dir.is_dir() else None  # what a run that never starts must leave
+    # what a run that never starts must leave (None: the folder is new, and removed)
+    before = set(run_dir.iterdir()) if run_dir.is_dir() and not default_dir else None
     if world_size > 1:
         torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
     if main_rank:
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
+            if default_dir:
+                run_dir = _claim_new_folder(run_dir)
+            else:
+                run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise WriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
         # the lock before anything is written: a second `train` into this folder is refused (RunLocked) before it
@@ -524,6 +532,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
                                                      "command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
                                                      "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+    if default_dir:
+        run_dir = Path(distributed.rank0_value(str(run_dir)))  # the folder rank 0 claimed
     announce = _Announce(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape "
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
@@ -581,7 +591,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             line = f"genzoo: no steps left: wrote the final weights of step {state.step}"
         else:
             span = f" (steps {start + 1}-{state.step})" if start else ""
-            line = f"genzoo: {state.step - start} steps in {time.time() - t0:.1f} s{span}; run in {run_dir}"
+            done = state.step - start
+            line = f"genzoo: {done} step{'s' * (done != 1)} in {time.time() - t0:.1f} s{span}; run in {run_dir}"
         print(line, file=sys.stderr)
         _density_picture(model, data, run_dir)
     if world_size > 1:
@@ -606,6 +617,20 @@ def _check_new_run(run_dir: Path) -> None:
                           "folder to start it again, or choose another --run-dir")
     raise ConfigError(f"{run_dir} already holds {', '.join(held)} (files a run writes, which a new run would write "
                       "over): choose an empty folder or another --run-dir")
+
+
+def _claim_new_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ...: the first folder this process creates. ``mkdir`` either makes a
+    folder or fails, so runs started in the same second (a sweep launched at once) each get their own."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in range(1, 10_000):
+        folder = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            continue
+    raise WriteError(f"no free run folder named {base}-N: give --run-dir")
 
 
 def _remove_new(run_dir: Path, before: set[Path] | None) -> None:

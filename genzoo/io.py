@@ -73,7 +73,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 #: what ``genzoo train`` and ``genzoo eval`` keep in a run directory: no ``-o``/``--output`` may write over them
 #: (nor into ``best/``, which training replaces whole each time the validation loss improves)
 RUN_FILES = (CONFIG, WEIGHTS, "run.json", "metrics.jsonl", "eval.json", CHECKPOINTS, "samples", "best",
-             "density.png", "pictures.json")
+             "density.png", "pictures.json", "tensorboard")
 
 
 def run_files_in(path: str | os.PathLike) -> list[str]:

@@ -37,6 +37,7 @@ from .registry import options
 TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep",
               "lr_schedule", "warmup_steps", "max_minutes", "precision", "channels_last", "compile", "keep_best")
 DATA_KEYS = ("name", "root", "binarize", "dequantize", "n")
+BARE_DATA_KEYS = ("binarize", "dequantize", "n")  # a bare --set key; name and root take data. (name= is a slip)
 SECTIONS = ("model", "data", "train")
 
 
@@ -101,11 +102,13 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
                 raise ConfigError(f"unknown --set key '{key}'{did_you_mean(name, TRAIN_KEYS)}")
             # data.* may also be dataset parameters (n_modes, std, ...): load_dataset checks them
         else:
-            places = [s for s, keys in (("model", model_keys), ("train", TRAIN_KEYS), ("data", DATA_KEYS)) if name in keys]
+            places = [s for s, keys in (("model", model_keys), ("train", TRAIN_KEYS), ("data", BARE_DATA_KEYS))
+                      if name in keys]
             if not places:
-                known = model_keys + list(TRAIN_KEYS) + list(DATA_KEYS)
-                raise ConfigError(f"unknown --set key '{name}'{did_you_mean(name, known)} "
-                                  f"(dataset parameters take a prefix: data.{name}=...)")
+                known = model_keys + list(TRAIN_KEYS) + list(BARE_DATA_KEYS)
+                hint = did_you_mean(name, known)
+                raise ConfigError(f"unknown --set key '{name}'" + (hint or f" (dataset options take a prefix: "
+                                                                           f"data.{name}=...)"))
             if len(places) > 1:
                 raise ConfigError(f"--set key '{name}' is ambiguous: write {' or '.join(p + '.' + name for p in places)}")
             section = places[0]

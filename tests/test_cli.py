@@ -84,6 +84,9 @@ def _npz(path, x):
     (["train", "vea"], "unknown model 'vea' (did you mean 'vae'?)"),
     (["train", "vae", "--data", "mnits"], "unknown dataset 'mnits'"),
     (["train", "vae", "--set", "latnt_dim=3"], "unknown --set key 'latnt_dim' (did you mean 'latent_dim'?)"),
+    # a bare name= set the dataset (an easy slip for a model option); the data's name and root take data.
+    (["train", "gmm", "--set", "name=ring"], "unknown --set key 'name' (dataset options take a prefix: data.name=...)"),
+    (["train", "gmm", "--set", "root=/tmp"], "unknown --set key 'root' (dataset options take a prefix: data.root=...)"),
     (["train", "vae", "--set", "latent_dim=three"], "bad value 'three' for vae.latent_dim: expected int"),
     (["train", "vae", "--set", "latent_dim=1e400"], "bad value '1e400' for vae.latent_dim: expected int"),
     (["train", "vae", "--set", "latent_dim=2.5e0"], "bad value '2.5e0' for vae.latent_dim: expected int"),
@@ -366,3 +369,30 @@ def test_picture_commands_refuse_nan_weights(tmp_path, capsys):
     assert not (tmp_path / "s.png").exists() and not (tmp_path / "i.png").exists()
     code, _, err = run(capsys, "eval", str(rd), "--no-write")
     assert code == 2 and "Nothing to evaluate" in err
+
+
+def test_runs_started_in_the_same_second_get_a_folder_each(tmp_path, capsys, monkeypatch):
+    """The default folder runs/MODEL-DATA-TIME is stamped to the second: the second run of a sweep launched at
+    once was refused ('already holds a run', or 'another process is training ...: choose another --run-dir')."""
+    import time as _time
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_time, "strftime", lambda fmt, *a: "20261206-101500" if fmt == "%Y%m%d-%H%M%S" else "x")
+    for _ in range(3):
+        assert run(capsys, "train", "gmm", "--data", "ring", "--steps", "2", "--no-progress")[0] == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "gmm-ring-20261206-101500", "gmm-ring-20261206-101500-2", "gmm-ring-20261206-101500-3"]
+    assert all((p / "model.safetensors").is_file() for p in (tmp_path / "runs").iterdir())
+    assert run(capsys, "train", "gmm", "--data", "ring", "--steps", "0", "--no-progress")[0] == 2  # refused: no folder left
+    assert len(list((tmp_path / "runs").iterdir())) == 3
+
+
+def test_resume_of_a_best_folder_points_at_its_run(tmp_path, capsys):
+    """--resume --run-dir RUN/best advised removing the folder: the best weights."""
+    rd = tmp_path / "r"
+    assert run(capsys, "train", "vae", "--steps", "4", "--run-dir", str(rd), "--no-progress", "--set", "hidden=[8]",
+               "--set", "keep_best=true", "--set", "log_every=1")[0] == 0
+    assert (rd / "best" / "best.json").is_file()
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd / "best"), "--steps", "8", "--no-progress")
+    assert code == 2 and f"not a run of its own: resume that (--run-dir {rd})" in err and "remove" not in err
+    assert (rd / "best" / "model.safetensors").is_file()

@@ -765,3 +765,15 @@ def test_a_changed_folder_or_npz_is_refused_by_its_runs(tmp_path):
     np.savez(tmp_path / "s.npz", x_train=rows[:30], x_valid=rows[30:35], x_test=rows[35:])
     assert "split_fingerprint" not in typed_spec({"name": str(tmp_path / "s.npz")})  # its own splits: nothing to move
     assert "split_fingerprint" not in typed_spec({"name": "ring"})
+
+
+def test_mnist_found_through_the_environment_is_recorded(tmp_path, monkeypatch):
+    """A run of MNIST found through $GENZOO_DATA recorded no root: eval and --resume depended on the variable (unset:
+    'MNIST not found'; changed: other files of the same names)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GENZOO_DATA", "data")
+    assert typed_spec({"name": "mnist"})["root"] == str(tmp_path / "data")
+    assert typed_spec({"name": "mnist", "root": "/x/y"})["root"] == "/x/y"  # a given root wins
+    assert "root" not in typed_spec({"name": "ring"})
+    monkeypatch.delenv("GENZOO_DATA")
+    assert "root" not in typed_spec({"name": "mnist"})

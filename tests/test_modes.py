@@ -68,3 +68,14 @@ def test_mode_coverage_refuses_meaningless_widths_and_centres():
             mode_coverage(x, torch.zeros(3, 2), **kwargs)
     with pytest.raises(DataError, match="shape \\(K, D\\)"):
         mode_coverage(x, torch.zeros(0, 2), 0.1)
+
+
+def test_options_are_keywords():
+    """The README gave (samples, centres, std, weights=None): weights passed fourth became the threshold and failed
+    inside torch ('Boolean value of Tensor ... is ambiguous')."""
+    c = torch.tensor([[0.0], [10.0]])
+    with pytest.raises(TypeError):
+        mode_coverage(torch.zeros(3, 1), c, 0.1, torch.tensor([0.5, 0.5]))
+    with pytest.raises(DataError, match="threshold is a number of stds, got Tensor"):
+        mode_coverage(torch.zeros(3, 1), c, 0.1, threshold=torch.tensor([0.5, 0.5]))
+    assert mode_coverage(torch.zeros(3, 1), c, 0.1, threshold=2)["modes"] == 1

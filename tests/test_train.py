@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -660,3 +661,31 @@ def test_keep_best_forgets_a_best_from_steps_after_the_checkpoint(tmp_path):
     assert cb.best == 5.0
     cb.on_start(type("Resumed", (), {"step": 20})())  # killed after step 30's best, resumed from checkpoint 20
     assert cb.best == math.inf                        # the next validation writes the best of this trajectory
+
+
+def test_tensorboard_logs_are_a_runs_own_and_a_resume_purges_past_its_checkpoint(tmp_path, monkeypatch):
+    """With tensorboard installed, RUN/tensorboard/ was no run file (a benchmark's second run into its own folder was
+    refused) and a resume logged the replayed steps a second time."""
+    import types
+
+    made = []
+
+    class Writer:
+        def __init__(self, log_dir, purge_step=None):
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            made.append(purge_step)
+
+        def add_scalar(self, *a, **k):
+            pass
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    digits = load_dataset("digits", binarize=True)
+    genzoo.fit(_model(), digits, steps=4, checkpoint_every=2, run_dir=tmp_path, progress=False, batch_size=32)
+    genzoo.fit(_model(), digits, steps=6, checkpoint_every=2, run_dir=tmp_path, progress=False, batch_size=32, resume=True)
+    assert made == [None, 4] and "tensorboard" in io.run_files_in(tmp_path)

@@ -32,7 +32,7 @@ from ..registry import coerce
 from . import toy
 from .dataset import SPLITS, Dataset, check_n, check_split
 from .images import image_files, load_digits, load_folder, load_npz, split_fingerprint
-from .mnist import DEFAULT_MIRRORS, MNIST_MD5, download_mnist, load_mnist, read_idx
+from .mnist import DEFAULT_MIRRORS, ENV_VAR, MNIST_MD5, download_mnist, load_mnist, read_idx
 from .toy import ToyDensity
 
 __all__ = [
@@ -237,7 +237,8 @@ def _loads_as_data(p: Path) -> bool:
 def typed_spec(spec: dict) -> dict:
     """A run's data recipe with its values in their types (command-line strings such as ``std="0.05"`` become
     0.05), as :func:`load_dataset` reads them, so run.json records numbers; a file or folder is recorded by its
-    absolute path (``npz:/...``, ``folder:/...``) and ``root`` as an absolute path, so that ``eval`` and
+    absolute path (``npz:/...``, ``folder:/...``) and ``root`` as an absolute path (MNIST's ``$GENZOO_DATA`` too, when
+    no root is given), so that ``eval`` and
     ``--resume`` from another directory read the same data; and where it is split 80/10/10, what that split
     follows (``split_fingerprint``: :func:`~genzoo.data.images.split_fingerprint`), which :func:`load_spec` checks.
 
@@ -261,6 +262,8 @@ def typed_spec(spec: dict) -> dict:
                       f"./{name}: write ./{name} for that", GenZooWarning, stacklevel=2)
     if out.get("root") is not None:
         out["root"] = str(Path(out["root"]).expanduser().resolve())
+    elif kind == "registered" and target == "mnist" and os.environ.get(ENV_VAR):  # found through $GENZOO_DATA:
+        out["root"] = str(Path(os.environ[ENV_VAR]).expanduser().resolve())     # recorded as --data-root would be
     params = _DATASETS[target].params if kind == "registered" else _FOLDER_PARAMS if kind == "folder" else {}
     for key, value in out.items():
         if value is None or key in ("name", "root"):

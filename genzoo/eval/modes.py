@@ -36,7 +36,7 @@ from ..errors import DataError
 
 
 @torch.no_grad()
-def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, threshold: float = 3.0,
+def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, threshold: float = 3.0,
                   weights: Tensor | None = None) -> dict:
     """Score (N, D) ``samples`` against (K, D) mode ``centres`` of isotropic std ``std`` (one for all
     modes, or (K,): one per mode, as in ``mixture1d``) and mixture ``weights`` (K,) (None: equal).
@@ -53,6 +53,8 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, thresho
     if c.dim() != 2 or c.shape[0] == 0:
         raise DataError(f"mode centres must have shape (K, D) with K >= 1, got {tuple(c.shape)}")
     stds = torch.as_tensor(std, dtype=torch.float64).flatten().cpu()  # (1,) or (K,)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise DataError(f"mode coverage's threshold is a number of stds, got {type(threshold).__name__}")
     if not bool((stds > 0).all()) or not threshold > 0:  # NaN too
         raise DataError(f"mode coverage needs std > 0 and threshold > 0, got std {std} and threshold {threshold}")
     if stds.numel() not in (1, c.shape[0]):

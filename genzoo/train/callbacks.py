@@ -97,7 +97,8 @@ class MetricsLogger(Callback):
         try:  # optional: only when tensorboard is installed
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(self.path.parent / "tensorboard"))
+            # purge_step: a resumed run's TensorBoard drops the events after its checkpoint, as metrics.jsonl its lines
+            self.tb = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=state.step or None)
         except Exception:
             self.tb = None
 
