@@ -207,6 +207,17 @@ def test_compare_table_escapes_a_bar_in_a_run_name_and_gives_parzen_in_thousandt
     assert "| runs/a\\|b | gan | ring | 2.718 +- 0.012 |" in md
 
 
+def test_compare_gives_the_modes_reverse_kl():
+    """The modes' reverse KL, which eval prints and the report shows, was in no compare column."""
+    from genzoo.eval.compare import compare_table
+
+    res = {"model": "gan", "dataset": "ring", "metrics": ["modes"],
+           "modes": {"modes": 7, "n_modes": 8, "high_quality": 0.9, "reverse_kl": 0.1234, "counts": []}}
+    table = compare_table([("r", res)])
+    assert "modes' reverse KL" in table.header and "| 7/8 | 0.900 | 0.123 |" in table.markdown
+    assert "reverse_kl" in table.csv.splitlines()[0] and "0.1234" in table.csv
+
+
 def test_cli_compare_bad_input(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "not a genzoo run" in capsys.readouterr().err

@@ -36,6 +36,7 @@ COLUMNS = [
     ("is", "IS", "{:.3f}"),
     ("modes", "modes", "{}"),
     ("high_quality", "high quality", "{:.3f}"),
+    ("reverse_kl", "modes' reverse KL", "{:.3f}"),
     ("error", "test error", "{:.4f}"),
 ]
 

@@ -203,6 +203,7 @@ def summary_row(result: dict) -> dict:
     m = result.get("modes")
     row["modes"] = f"{m['modes']}/{m['n_modes']}" if m else None
     row["high_quality"] = m["high_quality"] if m else None
+    row["reverse_kl"] = m.get("reverse_kl") if m else None
     row["error"] = result["error"]["error"] if "error" in result else None
     return row
 
