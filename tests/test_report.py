@@ -49,6 +49,24 @@ def test_gif_has_one_frame_per_grid(run):
     assert gif.format == "GIF" and gif.n_frames == 3  # steps 20, 40, 60
 
 
+def test_gif_of_many_grids_is_evenly_subsampled(run, tmp_path, monkeypatch):
+    """Every frame of a long run (5,000 grids) was held in memory at once: gigabytes."""
+    import shutil
+
+    import genzoo.viz.report as report
+
+    rd = tmp_path / "run"
+    shutil.copytree(run, rd)
+    for i in range(1, 8):  # 3 + 7 grids, of distinct content so that none merge
+        im = Image.new("L", (8, 8), 30 * i)
+        im.save(rd / "samples" / f"step-{100 + i:08d}.png")
+    monkeypatch.setattr(report, "MAX_GIF_FRAMES", 4)
+    gif = Image.open(io.BytesIO(report._gif(rd)))
+    assert gif.n_frames == 4
+    write_report(rd)
+    assert "Training evolution (4 of 10 grids from the same noise)" in (rd / "report.html").read_text()
+
+
 def test_report_is_self_contained_and_complete(run, capsys):
     assert main(["report", str(run)]) == 0
     text = (run / "report.html").read_text()

@@ -57,11 +57,17 @@ def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     return out
 
 
+#: the most grids an evolution GIF shows (evenly spaced, the last included): each frame is held in memory
+MAX_GIF_FRAMES = 200
+
+
 def _gif(run_dir: Path, ms_per_frame: int = 400) -> bytes:
-    """The bytes of :func:`evolution_gif`'s animation."""
+    """The bytes of :func:`evolution_gif`'s animation: every grid, or :data:`MAX_GIF_FRAMES` evenly spaced ones."""
     frames = _frames(run_dir)
     if not frames:
         raise CheckpointError(f"{run_dir} has no sample grids (samples/step-*.png): train with --sample-every N")
+    if len(frames) > MAX_GIF_FRAMES:  # 5,000 grids of a long run would take gigabytes
+        frames = [frames[round(i * (len(frames) - 1) / (MAX_GIF_FRAMES - 1))] for i in range(MAX_GIF_FRAMES)]
     images = [_open_frame(p) for p in frames]
     size = images[-1].size  # grids of one run share a size; guard against a changed one
     images = [im if im.size == size else im.resize(size) for im in images]
@@ -216,7 +222,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         gif = _gif(run_dir)
         if out is None:  # the report in the run: the animation beside it too (a report elsewhere writes one file)
             atomic_write_bytes(run_dir / "evolution.gif", gif)
-        parts += [f"<h2>Training evolution ({len(frames)} grid{'s' * (len(frames) != 1)} from the same noise)</h2>",
+        shown = f"{min(len(frames), MAX_GIF_FRAMES)} of {len(frames)} grids" if len(frames) > MAX_GIF_FRAMES else \
+            f"{len(frames)} grid{'s' * (len(frames) != 1)}"
+        parts += [f"<h2>Training evolution ({shown} from the same noise)</h2>",
                   _img(gif, "image/gif", "training evolution")]
     curves = _curves(run_dir, _valid_loss_is_training_loss(name))
     if curves:
