@@ -777,3 +777,21 @@ def test_mnist_found_through_the_environment_is_recorded(tmp_path, monkeypatch):
     assert "root" not in typed_spec({"name": "ring"})
     monkeypatch.delenv("GENZOO_DATA")
     assert "root" not in typed_spec({"name": "mnist"})
+
+
+def test_keras_npz_layout_and_more_image_formats(tmp_path):
+    """An .npz of x_train/x_test (Keras's mnist.npz) was refused for its missing x_valid; GIF, TIFF and WebP files
+    in an image folder were skipped without a word."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "k.npz", x_train=rng.integers(0, 256, (20, 6, 6), dtype=np.uint8), y_train=np.arange(20) % 3,
+             x_test=rng.integers(0, 256, (5, 6, 6), dtype=np.uint8))
+    assert len(load_dataset(str(tmp_path / "k.npz"))) == 20 and len(load_dataset(str(tmp_path / "k.npz"), "test")) == 5
+    valid = load_dataset(str(tmp_path / "k.npz"), "valid")
+    assert len(valid) == 0 and valid.shape == (1, 6, 6)
+    (tmp_path / "f").mkdir()
+    for i, ext in enumerate(("png", "gif", "tif", "webp")):
+        Image.fromarray(np.full((4, 4), 40 * (i + 1), np.uint8)).save(tmp_path / "f" / f"{i}.{ext}")
+    x = load_dataset(str(tmp_path / "f"), mode="L").x
+    assert x.shape == (4, 1, 4, 4) and sorted((x.amax(dim=(1, 2, 3)) * 255).round().tolist()) == [40, 80, 120, 160]

@@ -30,7 +30,7 @@ __all__ = ["load_digits", "load_folder", "load_npz", "DIGITS_SPLIT", "IMAGE_EXTE
 DIGITS_SPLIT = {"train": (0, 1297), "valid": (1297, 1497), "test": (1497, 1797)}
 _DIGITS_PERM_SEED = 20_14  # fixed: the split never depends on the user's seed
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # a GIF: its first frame
 
 
 # -- digits ---------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def read_image(path: str | os.PathLike, what: str = "image file"):
 
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
                 channels: int | None = None, mode: str | None = None) -> Dataset:
-    """A folder of PNG / JPEG / BMP images of one size, x in [0, 1] with 256 levels.
+    """A folder of PNG / JPEG / BMP / GIF / TIFF / WebP images of one size, x in [0, 1] with 256 levels.
 
     Images directly inside ``path`` are unlabelled; if there are none, each sub-folder holding
     images is a class (labels 0, 1, ... by sorted sub-folder name); a folder with both is refused.
@@ -333,8 +333,8 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
       lie in [0, 1]; other integer vectors and float vectors are continuous (within float32's range).
     * Shapes: (N, D) vectors (N numbers: (N, 1)); (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
       C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
-    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present, else a fixed
-      permutation (seed 0) cut 80 / 10 / 10.
+    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present (without ``x_valid``, as
+      Keras's ``mnist.npz``, the validation split is empty), else a fixed permutation (seed 0) cut 80 / 10 / 10.
     """
     check_split(split)
     p = Path(path)
@@ -367,6 +367,9 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
     split_keys = [k for k in arrays if k in ("x_train", "x_valid", "x_test")]
     if split_keys:
         key = f"x_{split}"
+        if key == "x_valid" and key not in arrays and "x_train" in arrays:  # Keras's layout: no validation split
+            x, levels = _convert_x(arrays["x_train"], f"{label}: array 'x_train'")
+            return Dataset(f"npz:{p.resolve()}", split, x[:0], None, levels=levels)
         if key not in arrays:
             raise DataError(f"{label}: has {', '.join(sorted(split_keys))} but no '{key}' for the {split} split")
         x, levels = _convert_x(arrays[key], f"{label}: array '{key}'")
