@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="TOML recipe (see configs/)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model, data or train option, e.g. --set latent_dim=8 (repeatable)")
-    t.add_argument("--run-dir", help="where the run is written (default: runs/MODEL-DATA-TIME)")
+    t.add_argument("--run-dir", help="where the run is written (default: runs/MODEL-DATA-TIME, with -2, -3, ... where a run started in the same second has it)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest checkpoint")
     t.add_argument("--seed", type=_seed)
     t.add_argument("--checkpoint-every", type=int)
@@ -490,6 +490,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     if not args.resume:  # run.json records the options typed, as the model and the data loader read them
         recipe["model"] = {"name": recipe["model"]["name"], **{k: model.config[k] for k in model_kw}}
         recipe["data"] = typed_spec(recipe["data"])
+        if str(recipe["data"]["name"]).startswith("folder:") and not {"channels", "mode"} & recipe["data"].keys():
+            recipe["data"]["channels"] = data.shape[0]  # as chosen now: eval and --resume read the images alike
 
     default_dir = run_dir is None  # runs/MODEL-DATA-TIME, claimed below (rank 0), -2, -3, ... when taken
     if default_dir:
@@ -753,7 +755,7 @@ def cmd_sample(args) -> int:
             density = None  # the picture does without the true density
     x = model.sample(args.n, generator=torch.Generator(device=model.device).manual_seed(args.seed))
     save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}", density=density)
-    record_picture(out)
+    record_picture(out, args.run)
     print(f"wrote {out}")
     return 0
 
@@ -929,7 +931,7 @@ def cmd_interpolate(args) -> int:
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
-        record_picture(out)
+        record_picture(out, args.run)
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
         return 0
     rows = []
@@ -944,7 +946,7 @@ def cmd_interpolate(args) -> int:
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
     save_grid(torch.cat(rows), out, nrow=steps, scale=2)
-    record_picture(out)
+    record_picture(out, args.run)
     print(f"wrote {out} ({len(rows)} row{'s' * (len(rows) != 1)} of {steps}, {kind})")
     return 0
 
@@ -1024,7 +1026,7 @@ def cmd_inpaint(args) -> int:
               f"effective sample size {float(out['ess'].median()):.1f} (median)")
     panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, the fill, blended
     save_grid(panel, path, nrow=len(y), scale=2)
-    record_picture(path)
+    record_picture(path, args.run)
     print(f"wrote {path} (rows: image, masked input, {made}, {blend}-blended)")
     if truth is not None:
         p = psnr(out["filled"], truth, 1 - mask)

@@ -329,19 +329,25 @@ def weights_stamp(directory: str | os.PathLike) -> list | None:
     return [str(weights.relative_to(directory)), weights.stat().st_size, digest.hexdigest()]
 
 
-def record_picture(path: str | os.PathLike) -> None:
-    """Note in ``RUN/pictures.json`` which weights (:func:`weights_stamp`) the picture ``path`` that ``genzoo sample``,
-    ``interpolate`` or ``inpaint`` wrote into a run was made from, so that ``genzoo report`` can say when the run's
-    weights have changed since (trained further by a resume). Nothing for a picture outside a run."""
+def record_picture(path: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Note in ``RUN/pictures.json`` which weights (:func:`weights_stamp` of the run ``source`` they were loaded from)
+    the picture ``path`` that ``genzoo sample``, ``interpolate`` or ``inpaint`` wrote into a run was made from, so
+    that ``genzoo report`` can say when they are not the run's (trained further since, or another run's). Nothing
+    for a picture outside a run."""
     run_dir = Path(path).resolve().parent
     if not is_run_dir(run_dir):
         return
-    record = run_dir / "pictures.json"
+    made = read_pictures_record(run_dir)
+    atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: weights_stamp(source)})
+
+
+def read_pictures_record(run_dir: str | os.PathLike) -> dict:
+    """``RUN/pictures.json`` (:func:`record_picture`), or {} where it is missing or damaged: it only feeds a note."""
+    record = Path(run_dir) / "pictures.json"
     try:
-        made = read_json(record, "pictures record") if record.is_file() else {}
-    except CheckpointError:  # a damaged record is replaced
-        made = {}
-    atomic_write_json(record, {**made, Path(path).name: weights_stamp(run_dir)})
+        return read_json(record, "pictures record") if record.is_file() else {}
+    except (CheckpointError, OSError):
+        return {}
 
 
 def blocked_by_file(path: str | os.PathLike) -> bool:

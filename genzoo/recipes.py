@@ -105,10 +105,13 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
             places = [s for s, keys in (("model", model_keys), ("train", TRAIN_KEYS), ("data", BARE_DATA_KEYS))
                       if name in keys]
             if not places:
+                prefix = f"data.{name}=..."
+                if name in DATA_KEYS:  # name= / root=: the data's, with its prefix (a bare name= is a slip)
+                    raise ConfigError(f"unknown --set key '{name}' (the dataset's {name} takes a prefix: {prefix})")
                 known = model_keys + list(TRAIN_KEYS) + list(BARE_DATA_KEYS)
                 hint = did_you_mean(name, known)
-                raise ConfigError(f"unknown --set key '{name}'" + (hint or f" (dataset options take a prefix: "
-                                                                           f"data.{name}=...)"))
+                raise ConfigError(f"unknown --set key '{name}'" + (f"{hint[:-1]} Or, for a dataset option, {prefix})"
+                                                                   if hint else f" (dataset options take a prefix: {prefix})"))
             if len(places) > 1:
                 raise ConfigError(f"--set key '{name}' is ambiguous: write {' or '.join(p + '.' + name for p in places)}")
             section = places[0]

@@ -83,10 +83,12 @@ def _npz(path, x):
 @pytest.mark.parametrize("args,needle", [
     (["train", "vea"], "unknown model 'vea' (did you mean 'vae'?)"),
     (["train", "vae", "--data", "mnits"], "unknown dataset 'mnits'"),
-    (["train", "vae", "--set", "latnt_dim=3"], "unknown --set key 'latnt_dim' (did you mean 'latent_dim'?)"),
+    (["train", "vae", "--set", "latnt_dim=3"],
+     "unknown --set key 'latnt_dim' (did you mean 'latent_dim'? Or, for a dataset option, data.latnt_dim=...)"),
     # a bare name= set the dataset (an easy slip for a model option); the data's name and root take data.
-    (["train", "gmm", "--set", "name=ring"], "unknown --set key 'name' (dataset options take a prefix: data.name=...)"),
-    (["train", "gmm", "--set", "root=/tmp"], "unknown --set key 'root' (dataset options take a prefix: data.root=...)"),
+    (["train", "vae", "--set", "name=ring"], "unknown --set key 'name' (the dataset's name takes a prefix: data.name=...)"),
+    (["train", "gmm", "--set", "root=/tmp"], "unknown --set key 'root' (the dataset's root takes a prefix: data.root=...)"),
+    (["train", "vae", "--set", "std=0.1"], "data.std=..."),
     (["train", "vae", "--set", "latent_dim=three"], "bad value 'three' for vae.latent_dim: expected int"),
     (["train", "vae", "--set", "latent_dim=1e400"], "bad value '1e400' for vae.latent_dim: expected int"),
     (["train", "vae", "--set", "latent_dim=2.5e0"], "bad value '2.5e0' for vae.latent_dim: expected int"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import json
 import http.server
 import math
 import socket
@@ -164,7 +165,7 @@ def _grid_integral(density, step: float) -> float:
     return float(density.log_prob(pts).exp().sum() * step**2)
 
 
-def test_checkerboard_exact_density():
+def test_checkerboard_exact_density(monkeypatch):
     d = toy.checkerboard()
     assert len(d.black) == 8 and d.area == pytest.approx(8.0)
     assert abs(_grid_integral(d, 0.01) - 1) < 0.01
@@ -181,6 +182,13 @@ def test_checkerboard_exact_density():
     x = d._float32_within(x64, cell)
     assert x.dtype == torch.float32 and torch.isfinite(d.log_prob(x)).all() and (d._cell_of(x) == cell).all()
     assert (x.double() - x64).abs().max() < 1e-6
+
+    def near_one(*shape, generator=None, dtype=None):  # every draw just below its cell's upper edges
+        return torch.full(shape, 1 - 1e-12, dtype=dtype)
+
+    monkeypatch.setattr(torch, "rand", near_one)
+    x = d.sample_labeled(64, torch.Generator().manual_seed(0))[0]
+    assert torch.isfinite(d.log_prob(x)).all()  # -inf for most of them, rounded onto the edges, before
 
 
 @pytest.mark.parametrize("name,step", [("moons", 0.1), ("spirals", 0.05)])  # step = noise: ample for Gaussians
@@ -755,12 +763,20 @@ def test_a_changed_folder_or_npz_is_refused_by_its_runs(tmp_path):
     with pytest.raises(DataError, match=r"changed since the run recorded it \(30 images, .*; now 29 images, .*test split"):
         load_spec(spec, "test")
     assert typed_spec(spec)["split_fingerprint"].startswith("29 images")  # a new run records the folder as it is
+    from genzoo.cli import main
+
+    assert main(["train", "gmm", "--data", str(tmp_path / "imgs"), "--steps", "1", "--no-progress",
+                 "--run-dir", str(tmp_path / "run")]) == 0  # the channels chosen are recorded too
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())["recipe"]["data"]
+    assert recorded["channels"] == 1 and recorded["split_fingerprint"].startswith("29 images")
     rows = np.random.default_rng(0).random((40, 3))
     np.savez(tmp_path / "v.npz", x=rows)
     spec = typed_spec({"name": str(tmp_path / "v.npz")})
-    assert spec["split_fingerprint"].endswith(tuple("0123456789abcdef")) and " bytes, blake2b " in spec["split_fingerprint"]
+    assert spec["split_fingerprint"].startswith("40 rows of float64, blake2b ")
+    np.savez_compressed(tmp_path / "v.npz", x=rows, y=np.arange(40) % 2)  # other bytes, the same rows: the same split
+    assert len(load_spec(spec, "train")) == 32  # not refused
     np.savez(tmp_path / "v.npz", x=rows[::-1])  # the same rows in another order: other rows in each split
-    with pytest.raises(DataError, match="changed since the run recorded it"):
+    with pytest.raises(DataError, match="changed since the run recorded it .* follows the order of its rows"):
         load_spec(spec, "train")
     np.savez(tmp_path / "s.npz", x_train=rows[:30], x_valid=rows[30:35], x_test=rows[35:])
     assert "split_fingerprint" not in typed_spec({"name": str(tmp_path / "s.npz")})  # its own splits: nothing to move

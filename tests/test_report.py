@@ -196,3 +196,15 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     assert all(u == url or u.startswith("data:") for u in requests), requests  # nothing outside the file
     shot = np.asarray(Image.open(tmp_path / "report.png").convert("L"))
     assert shot.shape[0] >= 900 and shot.std() > 10  # a rendered page, not a blank one
+
+
+def test_a_picture_of_another_runs_weights_is_noted_and_a_damaged_record_is_no_error(tmp_path, capsys):
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    for rd, seed in ((a, "0"), (b, "1")):
+        assert main(["train", "gmm", "--data", "ring", "--steps", "3", "--seed", seed, "--run-dir", rd, "--no-progress"]) == 0
+    assert main(["sample", a, "-n", "20", "-o", str(tmp_path / "b" / "samples.png")]) == 0  # a's samples in b
+    assert main(["report", b]) == 0
+    assert "Made from other weights than the run's: run <code>genzoo sample" in (tmp_path / "b" / "report.html").read_text()
+    (tmp_path / "b" / "pictures.json").write_text("{not json")  # only a note rides on it
+    assert main(["report", b]) == 0
+    assert "Made from other weights" not in (tmp_path / "b" / "report.html").read_text()

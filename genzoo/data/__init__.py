@@ -119,7 +119,7 @@ def _coerce(dataset: str, key: str, value: Any, hint: Any) -> Any:
 
 #: the options every dataset takes (:func:`load_dataset`'s own keywords; ``--set data.KEY=VALUE``)
 COMMON_OPTIONS = {
-    "n": f"the first n examples of each split (toy sets: n draws, at most {toy.TOY_MAX_N:,})",
+    "n": f"the first n training examples (toy sets: n draws, at most {toy.TOY_MAX_N:,})",
     "binarize": "dynamic binarization, a Bernoulli draw per pixel each time a batch is taken (image sets)",
     "dequantize": "uniform dequantization, (level + U[0, 1)) / levels (image sets)",
     "seed": "the toy sets' draws",
@@ -294,9 +294,10 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
         kind, target = _resolve(name)
         now = split_fingerprint(kind, target)
         if now is not None and now != recorded:
+            follows = "its sorted file names" if kind == "folder" else "the order of its rows"
             raise DataError(f"{name} changed since the run recorded it ({recorded}; now {now}): its 80/10/10 split "
-                            "follows the file list, so its test split would now hold training examples; restore the "
-                            "data, or train a new run")
+                            f"follows {follows}, so its test split would now hold other examples, training ones "
+                            "among them; restore the data, or train a new run")
     data = load_dataset(name, split, **spec)
     if nonempty and len(data) == 0:
         raise DataError(f"the {split} split of {name} is empty: a data set of fewer than 10 examples puts them "

@@ -75,11 +75,12 @@ def _permuted_split(x: torch.Tensor, y: torch.Tensor | None, split: str) -> tupl
 
 def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
     """What the fixed 80/10/10 split of a folder or a .npz (:func:`_permuted_split`) follows, in one line: a
-    folder's sorted image names, or the bytes of a .npz/.npy without ``x_train`` / ``x_valid`` / ``x_test``
-    arrays. A run records it (:func:`~genzoo.data.typed_spec`) and its later reads compare it
-    (:func:`~genzoo.data.load_spec`): one image added or removed moves most images to another split, so that
-    a changed folder's "test" split would be mostly training images. None for a .npz with split arrays of its
-    own, or for data that cannot be read (its loader says why)."""
+    folder's sorted image names, or the data array of a .npz/.npy without its own split arrays (its rows, in
+    order; not the file's bytes, which compression or an added label array change). A run records it
+    (:func:`~genzoo.data.typed_spec`) and its later reads compare it (:func:`~genzoo.data.load_spec`): one image
+    added or removed, or the rows reordered, moves most examples to another split, so that a "test" split of the
+    changed data would be mostly training examples. None for a .npz with split arrays of its own, or for data
+    that cannot be read (its loader says why)."""
     import hashlib
 
     p, h = Path(path), hashlib.blake2b(digest_size=12)
@@ -89,17 +90,14 @@ def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
             for f in files:
                 h.update(f.relative_to(p).as_posix().encode() + b"\0")
             return f"{len(files)} images, names blake2b {h.hexdigest()}"
-        if zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as z:
-                if {"x_train.npy", "x_valid.npy", "x_test.npy"} & set(z.namelist()):
-                    return None
-        with open(p, "rb") as f:
-            size = 0
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-                size += len(chunk)
-        return f"{size:,} bytes, blake2b {h.hexdigest()}"
-    except (OSError, DataError, zipfile.BadZipFile):
+        key, a = _data_array(_read_arrays(p, f"data file {p}"), f"data file {p}")
+        if key is None:
+            return None
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str} {a.shape}".encode())
+        h.update(a.data)
+        return f"{len(a)} rows of {a.dtype}, blake2b {h.hexdigest()}"
+    except (OSError, DataError):
         return None
 
 
@@ -198,7 +196,10 @@ def read_image(path: str | os.PathLike, what: str = "image file"):
     try:
         with Image.open(path) as im:
             im.load()
-            img = ImageOps.exif_transpose(im)  # a copy, turned upright
+            try:
+                img = ImageOps.exif_transpose(im)  # a copy, turned upright
+            except Exception:  # an unreadable EXIF block (Pillow raises several kinds): the pixels as stored
+                img = im.copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         why = str(e).splitlines()[0] if str(e) else "unreadable"
         raise DataError(f"{what} {path}: cannot be read ({type(e).__name__}: {why})") from None
@@ -324,21 +325,12 @@ def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.int64))
 
 
-def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = None) -> Dataset:
-    """Data from a ``.npz`` file: array ``x`` (or the file's only array) and optional labels ``y``.
+#: the arrays of an .npz that split it itself (else a fixed permutation is cut 80 / 10 / 10)
+SPLIT_ARRAYS = ("x_train", "x_valid", "x_test")
 
-    * uint8, and integer images of any type, -> ``x / 255`` with 256 levels: they must lie in 0..255, and an
-      array whose largest value is 1 to 31 (below ``SMALLEST_MAX_LEVEL``: 0/1 masks, 0..16 digits) is refused, as it
-      would be read as near-black levels (save binary data as bool); bool -> 2 levels; float images must
-      lie in [0, 1]; other integer vectors and float vectors are continuous (within float32's range).
-    * Shapes: (N, D) vectors (N numbers: (N, 1)); (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
-      C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
-    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present (without ``x_valid``, as
-      Keras's ``mnist.npz``, the validation split is empty), else a fixed permutation (seed 0) cut 80 / 10 / 10.
-    """
-    check_split(split)
-    p = Path(path)
-    label = f"data file {p}"
+
+def _read_arrays(p: Path, label: str) -> dict[str, np.ndarray]:
+    """Every array of the .npz (or the one of the .npy, as ``x``) at ``p``; DataErrors for what is none."""
     if not p.is_file():
         raise DataError(f"{label}: not found")
     try:
@@ -364,7 +356,38 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
         raise DataError(f"{label}: not a valid .npz/.npy file ({type(e).__name__}{': ' + why if why else ''})") from None
     if not arrays:
         raise DataError(f"{label}: contains no arrays")
-    split_keys = [k for k in arrays if k in ("x_train", "x_valid", "x_test")]
+    return arrays
+
+
+def _data_array(arrays: dict[str, np.ndarray], label: str) -> tuple[str | None, np.ndarray | None]:
+    """(name, array) of the data of an .npz without split arrays: ``x``, or its only array; (None, None) for an
+    .npz that has split arrays."""
+    if any(k in SPLIT_ARRAYS for k in arrays):
+        return None, None
+    if "x" in arrays:
+        return "x", arrays["x"]
+    if len(arrays) == 1:
+        return next(iter(arrays.items()))
+    raise DataError(f"{label}: no array 'x' (found {', '.join(sorted(arrays))}); name the data array 'x'")
+
+
+def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = None) -> Dataset:
+    """Data from a ``.npz`` file: array ``x`` (or the file's only array) and optional labels ``y``.
+
+    * uint8, and integer images of any type, -> ``x / 255`` with 256 levels: they must lie in 0..255, and an
+      array whose largest value is 1 to 31 (below ``SMALLEST_MAX_LEVEL``: 0/1 masks, 0..16 digits) is refused, as it
+      would be read as near-black levels (save binary data as bool); bool -> 2 levels; float images must
+      lie in [0, 1]; other integer vectors and float vectors are continuous (within float32's range).
+    * Shapes: (N, D) vectors (N numbers: (N, 1)); (N, H, W) -> (N, 1, H, W); (N, C, H, W) or (N, H, W, C) with
+      C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
+    * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present (without ``x_valid``, as
+      Keras's ``mnist.npz``, the validation split is empty), else a fixed permutation (seed 0) cut 80 / 10 / 10.
+    """
+    check_split(split)
+    p = Path(path)
+    label = f"data file {p}"
+    arrays = _read_arrays(p, label)
+    split_keys = [k for k in arrays if k in SPLIT_ARRAYS]
     if split_keys:
         key = f"x_{split}"
         if key == "x_valid" and key not in arrays and "x_train" in arrays:  # Keras's layout: no validation split
@@ -376,13 +399,8 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
         ykey = f"y_{split}"
         y = _convert_y(arrays[ykey], len(x), f"{label}: array '{ykey}'") if ykey in arrays else None
     else:
-        if "x" in arrays:
-            key = "x"
-        elif len(arrays) == 1:
-            key = next(iter(arrays))
-        else:
-            raise DataError(f"{label}: no array 'x' (found {', '.join(sorted(arrays))}); name the data array 'x'")
-        x, levels = _convert_x(arrays[key], f"{label}: array '{key}'")
+        key, data = _data_array(arrays, label)
+        x, levels = _convert_x(data, f"{label}: array '{key}'")
         y = _convert_y(arrays["y"], len(x), f"{label}: array 'y'") if "y" in arrays and key != "y" else None
         x, y = _permuted_split(x, y, split)
     x, y = take_first(x, y, check_n(n))

@@ -28,6 +28,7 @@ deviations, so that is the ceiling of the high-quality share.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -53,7 +54,7 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, thre
     if c.dim() != 2 or c.shape[0] == 0:
         raise DataError(f"mode centres must have shape (K, D) with K >= 1, got {tuple(c.shape)}")
     stds = torch.as_tensor(std, dtype=torch.float64).flatten().cpu()  # (1,) or (K,)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):  # numpy's scalars too
         raise DataError(f"mode coverage's threshold is a number of stds, got {type(threshold).__name__}")
     if not bool((stds > 0).all()) or not threshold > 0:  # NaN too
         raise DataError(f"mode coverage needs std > 0 and threshold > 0, got std {std} and threshold {threshold}")

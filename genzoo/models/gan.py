@@ -215,6 +215,9 @@ class Adversarial(GenerativeModel):
             x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
         return self.discriminator(x).to(self._zero.dtype)  # losses in fp32 under autocast
 
+    #: the instance noise on the inputs of the discriminator step under way (0 outside it: validation, sampling)
+    input_noise_now: float = 0.0
+
     def discriminator_input_noise(self) -> float:
         """Standard deviation of the instance noise added to the discriminator's inputs now (0: none)."""
         return 0.0
@@ -257,7 +260,11 @@ class Adversarial(GenerativeModel):
         sigma = self.discriminator_input_noise()
         if sigma > 0:  # instance noise on both inputs (Sonderby et al. 2017; Arjovsky & Bottou 2017)
             real, fake = real + sigma * distributed.randn_like(real), fake + sigma * distributed.randn_like(fake)
-        d_loss, logs = self.discriminator_loss(real, fake)
+        self.input_noise_now = sigma  # for fakes the loss makes itself (GAN's rejector under g_ema)
+        try:
+            d_loss, logs = self.discriminator_loss(real, fake)
+        finally:
+            self.input_noise_now = 0.0
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
@@ -375,6 +382,8 @@ class GAN(Adversarial):
             with torch.no_grad(), evaluating(self.generator_ema):
                 z = distributed.randn(fake.shape[0], self.latent_dim, device=fake.device)    # (B, L)
                 fake = self.generator_ema(z).to(fake.dtype).reshape(fake.shape)              # (B, ...)
+            if self.input_noise_now > 0:  # the instance noise the reals carry in this step: both sides alike
+                fake = fake + self.input_noise_now * distributed.randn_like(fake)
         return (F.binary_cross_entropy_with_logits(self.rejector(real), torch.ones(real.shape[0], device=real.device))
                 + F.binary_cross_entropy_with_logits(self.rejector(fake), torch.zeros(fake.shape[0], device=fake.device)))
 

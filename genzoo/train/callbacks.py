@@ -98,7 +98,7 @@ class MetricsLogger(Callback):
             from torch.utils.tensorboard import SummaryWriter
 
             # purge_step: a resumed run's TensorBoard drops the events after its checkpoint, as metrics.jsonl its lines
-            self.tb = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=state.step or None)
+            self.tb = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=state.step + 1 if state.step else None)
         except Exception:
             self.tb = None
 
@@ -184,9 +184,7 @@ class BestWeights(Callback):
         # a resumed run goes on from the best it had; a new one starts afresh (and replaces an older best/)
         if state.step > 0 and (self.path / "best.json").is_file():
             try:
-                record = read_json(self.path / "best.json", "best-weights record")
-                # a best of steps after the checkpoint (a kill between the two) is not one this run's weights passed
-                self.best = float(record[self.KEY]) if int(record["step"]) <= state.step else math.inf
+                self.best = float(read_json(self.path / "best.json", "best-weights record")[self.KEY])
             except (GenZooError, KeyError, TypeError, ValueError):  # an unreadable record: the next validation
                 self.best = math.inf                                 # writes a fresh best
 

@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes, is_run_dir, loads, read_json, sample_grids, weights_stamp
+from ..io import atomic_write_bytes, is_run_dir, loads, read_json, read_pictures_record, sample_grids, weights_stamp
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading, the command that makes
 #: it); ``RUN/pictures.json`` records the weights each was made from (:func:`~genzoo.io.record_picture`)
@@ -202,7 +202,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     older = result is not None and asked.get("metrics_version") != METRICS_VERSION  # an older genzoo's metrics
     stamp = weights_stamp(run_dir)
     changed = asked.get("weights") not in (None, stamp)  # trained further since (resume), replaced
-    made = read_json(run_dir / "pictures.json", "pictures record") if (run_dir / "pictures.json").is_file() else {}
+    made = read_pictures_record(run_dir)
     try:
         table = _metrics_table(result)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
