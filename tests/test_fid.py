@@ -78,6 +78,15 @@ def test_kid_matches_numpy_on_the_same_subsets():
     assert std == pytest.approx(np.std(ref), abs=1e-3, rel=1e-6)
 
 
+def test_kid_subsets_of_a_small_set_vary():
+    """Subsets of 1,000 of a 300-image set each took all 300: for two such sets every subset was the same, std 0."""
+    a, b = _features(0, n=300), _features(1, n=300)
+    mean, std = kid(a, b, subsets=50, subset_size=1000, generator=torch.Generator().manual_seed(0))
+    assert std > 0.01 * abs(mean) + 1e-9
+    whole, _ = kid(a, b, subsets=1, subset_size=1000)  # one subset may be the whole of both
+    assert abs(mean - whole) < 4 * std  # both unbiased
+
+
 def test_kid_near_zero_for_one_distribution_and_positive_otherwise():
     a, b, c = _features(0), _features(1), _features(2, shift=0.3)
     same, same_std = kid(a, b, subsets=20, subset_size=500, generator=torch.Generator().manual_seed(0))

@@ -208,3 +208,15 @@ def test_a_picture_of_another_runs_weights_is_noted_and_a_damaged_record_is_no_e
     (tmp_path / "b" / "pictures.json").write_text("{not json")  # only a note rides on it
     assert main(["report", b]) == 0
     assert "Made from other weights" not in (tmp_path / "b" / "report.html").read_text()
+
+
+
+def test_the_metrics_table_says_what_it_scored(run):
+    """A 100-example smoke evaluation looked like a full one: the table gave no split, n or sample count."""
+    import json
+
+    from genzoo.viz.report import _metrics_table
+
+    result = json.loads((run / "eval.json").read_text())
+    n = result["likelihood"]["n"]
+    assert f"Scored on the test split of digits; likelihoods on {n:,} examples." in _metrics_table(result)

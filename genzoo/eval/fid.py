@@ -137,9 +137,12 @@ def kid(
 
     Each of ``subsets`` rounds draws ``m = min(subset_size, N_real, N_fake)`` rows of the real set,
     then ``m`` rows of the fake set, each without replacement (``torch.randperm(N, generator)[:m]``,
-    in that order), and computes the unbiased MMD^2 (Binkowski et al. 2018). The mean is unbiased,
-    so it can be slightly negative when the sets match; ``std`` is the spread over subsets (ddof 0,
-    as torch-fidelity), not a standard error.
+    in that order), and computes the unbiased MMD^2 (Binkowski et al. 2018). Where ``m`` would be the
+    whole of a set and there are several subsets, ``m`` is half of it: every subset would otherwise hold
+    the same rows of that set (the digits' 300 test images), and ``std`` would show only the other set's
+    variation (nothing at all for two sets of that size). The mean is unbiased for any ``m``, so it can be
+    slightly negative when the sets match; ``std`` is the spread over subsets (ddof 0, as torch-fidelity),
+    not a standard error.
     """
     real, fake = _as_features(real_feats, "real features"), _as_features(fake_feats, "fake features")
     _same_width(real, fake)
@@ -148,6 +151,8 @@ def kid(
     if subsets < 1 or subset_size < 2:
         raise DataError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
     m = min(subset_size, real.shape[0], fake.shape[0])
+    if subsets > 1 and m == min(real.shape[0], fake.shape[0]):  # a whole set in every subset: half of it instead
+        m = max(2, m // 2)
     mmds = torch.empty(subsets, dtype=torch.float64)   # (subsets,)
     for i in range(subsets):
         r = real[torch.randperm(real.shape[0], generator=generator)[:m]]   # (m, F)

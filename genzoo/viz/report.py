@@ -164,7 +164,8 @@ def _metrics_table(result: dict | None) -> str:
     f = result.get("features", {})
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is"):
         if key in f:
-            rows.append((key.upper() if key in ("fid", "kid", "is") else key, "features", f"{f[key]:.4g}", ""))
+            spread = f" +- {f['kid_std']:.4g}" if key == "kid" and "kid_std" in f else ""
+            rows.append((key.upper() if key in ("fid", "kid", "is") else key, "features", f"{f[key]:.4g}{spread}", ""))
     if "modes" in result:
         m = result["modes"]
         rows.append(("modes captured", "modes", f"{m['modes']}/{m['n_modes']}", f"{100 * m['high_quality']:.1f}% high quality"))
@@ -176,6 +177,12 @@ def _metrics_table(result: dict | None) -> str:
                     for a, b, c, d in rows)
     table = (f'<table id="metrics"><thead><tr><th>metric</th><th>kind</th><th>value (nats where a likelihood)</th>'
              f"<th>bits/dim or note</th></tr></thead><tbody>{cells}</tbody></table>")
+    scored = [f"the {result.get('split', 'test')} split" + (f" of {result['dataset']}" if result.get("dataset") else "")]
+    if isinstance(result.get("likelihood"), dict) and "n" in result["likelihood"]:
+        scored.append(f"likelihoods on {result['likelihood']['n']:,} examples")
+    if f and result.get("n_samples"):
+        scored.append(f"features of {result['n_samples']:,} samples against {f.get('n_real', 0):,} images")
+    table = f'<p class="meta">Scored on {html.escape("; ".join(scored))}.</p>' + table
     return table + f"<details><summary>as printed by genzoo eval</summary><pre>{html.escape(format_result(result))}</pre></details>"
 
 
