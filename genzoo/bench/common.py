@@ -30,21 +30,51 @@ def mnist_root(args) -> str:
     return root
 
 
+def _not_a_runs(run_dir: Path) -> list[str]:
+    """What in ``run_dir`` a genzoo run (``genzoo train``'s files, the pictures genzoo and the benchmarks write, their
+    hidden lock and temporary files) would not hold, as paths relative to it; the folders a run writes are looked into."""
+    from ..io import RUN_FILES
+
+    def hidden_ours(name: str) -> bool:  # .lock, .NAME.XXXX.tmp, .genzoo-write-test-*, .tmp-*, .old-*, .damaged-*
+        return name == ".lock" or name.endswith(".tmp") or name.startswith((".genzoo-write-test-", ".tmp-", ".old-",
+                                                                            ".damaged-"))
+
+    inside = {  # what each folder of a run holds
+        "samples": lambda n: (n.startswith("step-") and n.endswith(".png")) or hidden_ours(n),
+        "checkpoints": lambda n: n.startswith("step-") or hidden_ours(n),
+        "best": lambda n: n in ("config.json", "model.safetensors", "best.json", "run.json") or hidden_ours(n),
+        "tensorboard": lambda n: n.startswith("events.out.tfevents."),
+    }
+    ours = (*RUN_FILES, "report.html", "evolution.gif")
+    foreign = []
+    for p in sorted(run_dir.iterdir()):
+        if p.name in inside and p.is_dir() and not p.is_symlink():
+            foreign += [f"{p.name}/{q.name}" for q in sorted(p.iterdir()) if not inside[p.name](q.name)]
+        elif not (p.name in ours or hidden_ours(p.name) or (p.suffix == ".png" and p.is_file())):
+            foreign.append(p.name)
+    return foreign
+
+
 def fresh_run(run_dir: Path) -> None:
     """Make ``run_dir``, the benchmark's own scratch run, ready for a new run: what an earlier benchmark left
-    there is removed. A run being trained there now (:class:`RunLocked`) and a folder holding anything but a
-    run's files and pictures (a ConfigError) are left alone: a benchmark removes no one else's work."""
-    from ..io import RUN_FILES, locked_elsewhere
+    there is removed. A run being trained there now (:class:`RunLocked`), and a folder that is no run (no
+    ``run.json``) or holds anything a run does not (:func:`_not_a_runs`: a ConfigError) are left alone: a
+    benchmark removes no one else's work."""
+    from ..io import locked_elsewhere
 
     run_dir = Path(run_dir)
     if not run_dir.exists():
         return
+    if not run_dir.is_dir() or run_dir.is_symlink():
+        raise ConfigError(f"{run_dir} is {'a link' if run_dir.is_symlink() else 'a file'}, where the benchmark writes its "
+                          "own run folder: move it, or give another --runs-dir")
     if locked_elsewhere(run_dir):
         raise RunLocked(f"{run_dir}: another process is training a run there, and the benchmark writes its own run "
                         "in that folder: let it finish, or give another --runs-dir")
-    ours = (*RUN_FILES, "report.html", "evolution.gif")  # and genzoo's pictures, and hidden lock/temporary files
-    foreign = sorted(p.name for p in run_dir.iterdir()
-                     if p.name not in ours and not p.name.startswith(".") and p.suffix != ".png")
+    foreign = _not_a_runs(run_dir)
+    visible = [p for p in run_dir.iterdir() if not p.name.startswith(".")]
+    if visible and not foreign and not (run_dir / "run.json").is_file():
+        foreign = [p.name for p in visible] + ["but no run.json"]  # pictures and such, but not of a run
     if foreign:
         raise ConfigError(f"{run_dir} holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which is not "
                           "a run's; the benchmark writes its own run in that folder: move them, or give another --runs-dir")
@@ -54,25 +84,44 @@ def fresh_run(run_dir: Path) -> None:
 def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = True) -> list:
     """``[fn(*args) for args in calls]``, run in ``jobs`` worker processes, with a progress bar over the runs.
 
-    A run's error, a worker that dies (``BrokenProcessPool``) or Ctrl-C cancels the runs not started and
-    terminates the running ones at once (the workers are this process's only children), instead of waiting
-    for the queue to train."""
-    import multiprocessing
+    A run's error, a worker that dies (``BrokenProcessPool``), Ctrl-C or SIGTERM cancels the runs not started and
+    kills the running ones at once (the workers are this process's only children; SIGKILL, since a worker running
+    ``genzoo train`` handles SIGTERM as the end of one run and would go on to the next), instead of waiting for the
+    queue to train."""
+    import signal
+    import threading
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     from tqdm import tqdm
 
+    from ..cli import _terminate
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # SIGTERM as Ctrl-C: workers killed
     pool = ProcessPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(fn, *args) for args in calls]
         return [f.result() for f in tqdm(futures, desc=desc, disable=None if progress else True)]
+    except BrokenProcessPool:
+        _kill_workers(pool)
+        raise RunFailed("a benchmark worker process died (killed by the system: out of memory?); the runs are "
+                        "stopped") from None
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        for worker in multiprocessing.active_children():
-            worker.terminate()
+        _kill_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True)
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _kill_workers(pool) -> None:
+    import multiprocessing
+
+    pool.shutdown(wait=False, cancel_futures=True)
+    for worker in multiprocessing.active_children():
+        worker.kill()
 
 
 class RunFailed(GenZooError):

@@ -8,6 +8,7 @@ run directory with its training-evolution pictures (``samples/step-*.png``, fixe
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from pathlib import Path
@@ -87,9 +88,15 @@ def one_run(label: str, dataset: str, seed: int, steps: int, runs_dir: str | Non
 
 
 def _fmt(values: list[float], digits: int, scale: float = 1.0) -> str:
-    m = statistics.fmean(values) * scale
-    s = statistics.stdev(values) * scale if len(values) > 1 else 0.0
-    return f"{m:.{digits}f} +- {s:.{digits}f}"
+    """Mean +- std over the seeds (the mean alone for one seed); infinite values (a reverse KL of a run with no
+    high-quality sample) are counted apart, not averaged in."""
+    finite = [v for v in values if math.isfinite(v)]
+    apart = f"; inf in {len(values) - len(finite)} of {len(values)} seeds" if len(finite) < len(values) else ""
+    if not finite:
+        return f"inf in {len(values)} of {len(values)} seeds"
+    m = statistics.fmean(finite) * scale
+    spread = f" +- {statistics.stdev(finite) * scale:.{digits}f}" if len(finite) > 1 else ""
+    return f"{m:.{digits}f}{spread}{apart}"
 
 
 def run(args) -> str:
@@ -121,7 +128,7 @@ def run(args) -> str:
         for ds in DATASETS:
             rs = [r for r in results if r["label"] == label and r["dataset"] == ds]
             secs += [r["seconds"] for r in rs]
-            kls = [min(r["reverse_kl"], 99.0) for r in rs]
+            kls = [r["reverse_kl"] for r in rs]
             cells += [_fmt([r["modes"] for r in rs], 1), str(min(r["modes"] for r in rs)),
                       _fmt([r["high_quality"] for r in rs], 1, 100), _fmt(kls, 2)]
         name = f"**{label}**" if label.startswith("genzoo best") else label

@@ -65,7 +65,8 @@ def run(args) -> str:
              "(higher is better; the negative is the NLL bound in nats).", "",
              f"| posterior | test ELBO (nats) | test IWAE bound, k={IWAE_K} | minutes |", "|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['label']} | {r['elbo']:.2f} +- {r['elbo_se']:.2f} | {r['iwae']:.2f} | {r['seconds'] / 60:.1f} |")
+        label = r["label"].replace("|", "\\|")  # q(z|x): a bare | would split the Markdown cell
+        lines.append(f"| {label} | {r['elbo']:.2f} +- {r['elbo_se']:.2f} | {r['iwae']:.2f} | {r['seconds'] / 60:.1f} |")
     gain = results[1]["elbo"] - results[0]["elbo"]
     lines += ["", f"The planar posterior changes the test ELBO by {gain:+.2f} nats "
                   f"({'an improvement' if gain > 0 else 'no improvement'}).",
