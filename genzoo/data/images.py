@@ -90,15 +90,24 @@ def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
             for f in files:
                 h.update(f.relative_to(p).as_posix().encode() + b"\0")
             return f"{len(files)} images, names blake2b {h.hexdigest()}"
-        key, a = _data_array(_read_arrays(p, f"data file {p}"), f"data file {p}")
-        if key is None:
-            return None
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str} {a.shape}".encode())
-        h.update(a.data)
-        return f"{len(a)} rows of {a.dtype}, blake2b {h.hexdigest()}"
+        st = p.stat()
+        return _npz_fingerprint(str(p.resolve()), st.st_mtime_ns, st.st_size)
     except (OSError, DataError):
         return None
+
+
+@functools.lru_cache(maxsize=8)
+def _npz_fingerprint(path: str, mtime_ns: int, size: int) -> str | None:
+    """:func:`split_fingerprint` of an .npz, once per version of the file (a command checks each split it reads)."""
+    import hashlib
+
+    key, a = _data_array(_read_arrays(Path(path), f"data file {path}"), f"data file {path}")
+    if key is None:
+        return None
+    a = np.ascontiguousarray(a)
+    h = hashlib.blake2b(f"{a.dtype.str} {a.shape}".encode(), digest_size=12)
+    h.update(a.data)
+    return f"{len(a)} rows of {a.dtype}, blake2b {h.hexdigest()}"
 
 
 # -- folder of images -----------------------------------------------------------------------
