@@ -83,10 +83,10 @@ def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
     that cannot be read (its loader says why)."""
     import hashlib
 
-    p, h = Path(path), hashlib.blake2b(digest_size=12)
+    p = Path(path)
     try:
         if kind == "folder":
-            files = image_files(p)[0]
+            files, h = image_files(p)[0], hashlib.blake2b(digest_size=12)
             for f in files:
                 h.update(f.relative_to(p).as_posix().encode() + b"\0")
             return f"{len(files)} images, names blake2b {h.hexdigest()}"
