@@ -179,7 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seeds", type=int, help="seeds per configuration (default: the benchmark's)")
     b.add_argument("--steps", type=int, help="training steps per run (inpaint-mnist: Adam steps of each latent "
                    "search; default: the benchmark's)")
-    b.add_argument("--minutes", type=float, help="CPU budget per training run, for the budgeted benchmarks (nice-mnist, realnvp-mnist)")
+    b.add_argument("--minutes", type=float, help="CPU budget per training run, for the budgeted benchmarks (nice-mnist, realnvp-mnist): "
+                   "it picks their number of steps, so it is not given with --steps")
     b.add_argument("--data-root", help="folder of the MNIST files (default: $GENZOO_DATA, else shared/data/mnist beside "
                    "the genzoo checkout)")
     b.add_argument("--jobs", type=int, help="runs in parallel (default: CPU count, at most 4)")

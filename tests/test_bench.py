@@ -73,6 +73,7 @@ def test_a_section_write_keeps_the_files_line_endings(tmp_path):
                                         "--jobs, --data-root it reads --jobs, --data-root)"),
     (["modes", "--data-root", "/x"], "bench modes does not use --data-root"),
     (["speed", "--jobs", "1"], "it reads --data-root)"),
+    (["nice-mnist", "--steps", "5", "--minutes", "2"], "--steps and --minutes both set the run's length: give one"),
     (["modes", "--quick", "--steps", "5", "--seeds", "4"], "--quick runs a fixed tiny version: it takes no --steps, --seeds"),
     (["--steps", "5"], "name a benchmark to run with --steps"),
     (["modes", "--output", "x.py"], "give a name ending in .md"),

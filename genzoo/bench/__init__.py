@@ -142,13 +142,16 @@ def _flags(dests) -> str:
 
 
 def check_options(args, mod) -> None:
-    """A ConfigError for an option the benchmark does not read, or a run length given with ``--quick``; the
-    default ``--jobs`` filled in."""
+    """A ConfigError for an option the benchmark does not read, ``--steps`` with ``--minutes``, or a run length
+    given with ``--quick``; the default ``--jobs`` filled in."""
     given = [k for k in TUNABLE if getattr(args, k, None) is not None]
     unused = [k for k in given if k not in mod.FLAGS]
     if unused:
         raise ConfigError(f"bench {args.name} does not use {_flags(unused)} (of {_flags(TUNABLE)} it reads "
                           f"{_flags(mod.FLAGS) or 'none'})")
+    if "steps" in given and "minutes" in given:  # --minutes only chooses the number of steps
+        raise ConfigError("--steps and --minutes both set the run's length: give one (--minutes times a few steps "
+                          "and picks the number that fits the budget)")
     lengths = [k for k in given if k in ("steps", "seeds", "minutes")]
     if args.quick and lengths:
         raise ConfigError(f"--quick runs a fixed tiny version: it takes no {_flags(lengths)}")
