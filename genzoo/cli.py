@@ -970,7 +970,8 @@ def _read_image(path: str, shape: tuple[int, ...]):
 def cmd_inpaint(args) -> int:
     import torch
 
-    from .apps.inpaint import LAMBDA, MAX_LAMBDA, RESTARTS, SAMPLES, STEPS, inpaint, make_mask, posterior_fill, psnr
+    from .apps.inpaint import (LAMBDA, MAX_LAMBDA, RESTARTS, SAMPLES, STEPS, inpaint, make_mask, posterior_fill, psnr,
+                               rgb, show_holes)
     from .apps.interpolate import check_latent_model
     from .base import Density
     from .data import load_spec
@@ -1026,10 +1027,10 @@ def cmd_inpaint(args) -> int:
         made = "posterior mean"
         print(f"posterior mean from {samples:,} draws, sigma {out['sigma']:.3g}, "
               f"effective sample size {float(out['ess'].median()):.1f} (median)")
-    panel = torch.cat([y, y * mask, out["generated"], out["filled"]])  # rows: image, masked, the fill, blended
+    panel = torch.cat([rgb(y), show_holes(y, mask), rgb(out["generated"]), rgb(out["filled"])])  # (4N, 3, H, W)
     save_grid(panel, path, nrow=len(y), scale=2)
     record_picture(path, args.run)
-    print(f"wrote {path} (rows: image, masked input, {made}, {blend}-blended)")
+    print(f"wrote {path} (rows: image, masked input with its holes in blue, {made}, {blend}-blended)")
     if truth is not None:
         p = psnr(out["filled"], truth, 1 - mask)
         print(f"PSNR on the missing pixels: {float(p.mean()):.2f} dB (mean over {len(p)} image{'s' * (len(p) != 1)})")

@@ -8,8 +8,8 @@ from torch import nn
 from torch.distributions import Independent, Normal
 
 import genzoo
-from genzoo.apps.inpaint import (SAMPLES, choose_sigma, context_weights, effective_sample_size, inpaint, make_mask,
-                                 model_draws, poisson_blend, posterior_fill, posterior_mean, psnr)
+from genzoo.apps.inpaint import (HOLE_COLOUR, SAMPLES, choose_sigma, context_weights, effective_sample_size, inpaint,
+                                 make_mask, model_draws, poisson_blend, posterior_fill, posterior_mean, psnr)
 from genzoo.cli import main
 from genzoo.errors import ConfigError, DataError
 
@@ -122,7 +122,11 @@ def test_cli_inpaint_panel_and_psnr(tmp_path, capsys):
     Image.fromarray((np.random.default_rng(0).random((8, 8)) * 255).astype(np.uint8)).save(tmp_path / "x.png")
     assert main(["inpaint", str(rd), "--image", str(tmp_path / "x.png"), "--mask", "left", "--steps", "5",
                  "--blend", "mask", "-o", str(tmp_path / "p.png")]) == 0
-    assert (tmp_path / "p.png").is_file()
+    panel = np.asarray(Image.open(tmp_path / "p.png").convert("RGB"))[::2, ::2]  # scale 2 undone: (4 * 9 + 1, 10, 3)
+    image, masked = panel[1:9, 1:9], panel[10:18, 1:9]                            # rows 1 and 2 of one column
+    hole = np.floor(np.array(HOLE_COLOUR) * 255 + 0.5)                              # as image_grid rounds
+    assert (masked[:, :4] == hole).all() and (masked[:, 4:] == image[:, 4:]).all()  # holes in blue, known pixels kept
+    assert (image[..., 0] == image[..., 1]).all() and image[:, :4].std() > 0       # grey image shown as grey
     assert main(["inpaint", str(rd), "--mask", "middle"]) == 2
     assert "unknown mask" in capsys.readouterr().err
     assert main(["inpaint", str(rd), "--image", str(tmp_path / "none.png")]) == 2

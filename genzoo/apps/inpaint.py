@@ -95,6 +95,27 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
     return m.expand(C, H, W).clone()
 
 
+HOLE_COLOUR = (0.25, 0.35, 0.6)  # the holes in pictures: a blue no grey image holds, apart from the grid's grey
+
+
+def show_holes(y: Tensor, mask: Tensor) -> Tensor:
+    """The masked input as pictures show it, (N, 3, H, W): ``M y + (1 - M) HOLE_COLOUR``, grey images
+    repeated to RGB. In black (``M y``) the holes vanish into MNIST's black background.
+
+    >>> x = show_holes(torch.ones(1, 1, 2, 2), torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]]))
+    >>> x.shape, x[0, :, 0, 0].tolist(), x[0, :, 0, 1].tolist()
+    (torch.Size([1, 3, 2, 2]), [1.0, 1.0, 1.0], [0.25, 0.3499999940395355, 0.6000000238418579])
+    """
+    colour = torch.tensor(HOLE_COLOUR, dtype=y.dtype, device=y.device).reshape(1, 3, 1, 1)
+    m = mask.expand_as(y)                                          # (N, C, H, W)
+    return rgb(y) * rgb(m) + colour * (1 - rgb(m))                  # (N, 3, H, W)
+
+
+def rgb(x: Tensor) -> Tensor:
+    """Images (N, 1 or 3, H, W) as (N, 3, H, W): grey repeated over the three channels."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
 def context_weights(mask: Tensor, window: int = WINDOW) -> Tensor:
     """Yeh et al.'s importance weights W (same shape as mask, (..., H, W)): for each known pixel the share
     of missing pixels in its window x window neighbourhood (zero padding counts as known); 0 on holes."""
