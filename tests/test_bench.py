@@ -230,3 +230,18 @@ def test_vae_planar_table_keeps_its_columns(monkeypatch):
     text = vp.run(argparse.Namespace(quick=True, steps=None, runs_dir="x", jobs=1, no_progress=True, data_root=None))
     rows = [line for line in text.splitlines() if line.startswith("| Gaussian") or line.startswith("| planar")]
     assert len(rows) == 2 and all(len(row.replace("\\|", "").split("|")) == 6 for row in rows)  # 4 cells each
+
+
+def test_the_provenance_commit_is_genzoos_checkout_not_an_enclosing_repository(tmp_path, monkeypatch):
+    outer = tmp_path / "project"
+    for place in (outer / "genzoo" / "bench", outer / "lib" / "site-packages" / "genzoo" / "bench"):
+        place.mkdir(parents=True)
+        (place / "__init__.py").write_text("")
+    git = ["git", "-C", str(outer), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "x"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    monkeypatch.setattr(bench, "__file__", str(outer / "genzoo" / "bench" / "__init__.py"))
+    assert bench.commit() == sha  # a checkout: its commit
+    monkeypatch.setattr(bench, "__file__", str(outer / "lib" / "site-packages" / "genzoo" / "bench" / "__init__.py"))
+    assert bench.commit() == "unknown"  # installed inside another repository: not genzoo's commit

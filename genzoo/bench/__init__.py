@@ -70,9 +70,14 @@ def machine() -> str:
 
 
 def commit() -> str:
-    """The git commit of the working tree (with '+dirty' when it has changes), or 'unknown'."""
-    here = Path(__file__).resolve().parents[2]
+    """The git commit of the genzoo checkout this runs from (with '+dirty' when it has changes), or 'unknown':
+    also for an installed genzoo inside some other git repository, whose commit says nothing of genzoo's."""
+    here = Path(__file__).resolve().parents[2]  # the folder holding the genzoo package
     try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        if not top or Path(top).resolve() != here:
+            return "unknown"
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True,
                              timeout=10).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
