@@ -67,6 +67,25 @@ def test_gif_of_many_grids_is_evenly_subsampled(run, tmp_path, monkeypatch):
     assert "Training evolution (4 of 10 grids from the same noise)" in (rd / "report.html").read_text()
 
 
+def test_gif_frames_of_other_sizes_are_padded_not_resized(tmp_path):
+    """A 2-D run's scatters differ by a few pixels: they were resized to the last one's size, which changed
+    their scale from frame to frame."""
+    import genzoo.viz.report as report
+
+    (tmp_path / "samples").mkdir()
+    Image.new("RGB", (40, 30), (200, 0, 0)).save(tmp_path / "samples" / "step-00000010.png")
+    Image.new("RGB", (36, 34), (0, 0, 200)).save(tmp_path / "samples" / "step-00000020.png")
+    gif = Image.open(io.BytesIO(report._gif(tmp_path)))
+    assert gif.size == (40, 34) and gif.n_frames == 2
+    first = gif.convert("RGB")
+    red = [first.getpixel((0, y))[2] < 60 for y in range(34)]
+    assert red == [False] * 2 + [True] * 30 + [False] * 2  # 30 px tall in 34, at its full 40 px width
+    gif.seek(1)
+    second = gif.convert("RGB")
+    blue = [second.getpixel((x, 0))[0] < 60 for x in range(40)]
+    assert blue == [False] * 2 + [True] * 36 + [False] * 2  # 36 px wide in 40: two white columns each side
+
+
 def test_report_is_self_contained_and_complete(run, capsys):
     assert main(["report", str(run)]) == 0
     text = (run / "report.html").read_text()

@@ -69,12 +69,28 @@ def _gif(run_dir: Path, ms_per_frame: int = 400) -> bytes:
     if len(frames) > MAX_GIF_FRAMES:  # 5,000 grids of a long run would take gigabytes
         frames = [frames[round(i * (len(frames) - 1) / (MAX_GIF_FRAMES - 1))] for i in range(MAX_GIF_FRAMES)]
     images = [_open_frame(p) for p in frames]
-    size = images[-1].size  # grids of one run share a size; guard against a changed one
-    images = [im if im.size == size else im.resize(size) for im in images]
+    images = _padded(images)
     buf = io.BytesIO()
     durations = [ms_per_frame] * (len(images) - 1) + [3 * ms_per_frame]
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=durations, loop=0)
     return buf.getvalue()
+
+
+def _padded(images: list) -> list:
+    """Frames of one size for a GIF: each centred on a white canvas of the largest width and height. A run's
+    image grids share a size; its 2-D scatters differ by a few pixels (matplotlib's tight bounding box), and
+    resizing them would change their scale from frame to frame."""
+    from PIL import Image
+
+    W, H = max(im.width for im in images), max(im.height for im in images)
+    out = []
+    for im in images:
+        if im.size != (W, H):
+            canvas = Image.new("RGB", (W, H), "white")
+            canvas.paste(im, ((W - im.width) // 2, (H - im.height) // 2))
+            im = canvas
+        out.append(im)
+    return out
 
 
 def _data_uri(data: bytes, mime: str) -> str:
