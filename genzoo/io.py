@@ -337,8 +337,27 @@ def record_picture(path: str | os.PathLike, source: str | os.PathLike) -> None:
     run_dir = Path(path).resolve().parent
     if not is_run_dir(run_dir):
         return
-    made = read_pictures_record(run_dir)
-    atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: weights_stamp(source)})
+    stamp = weights_stamp(source)
+    with _folder_locked(run_dir):  # two commands drawing into one run at once: neither record is lost
+        made = read_pictures_record(run_dir)
+        atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: stamp})
+
+
+@contextlib.contextmanager
+def _folder_locked(folder: Path):
+    """Hold an exclusive ``flock`` on the folder itself for the block, waiting for another holder (a short
+    read-modify-write; no lock file is left behind). Where ``fcntl`` is missing (Windows), no lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def read_pictures_record(run_dir: str | os.PathLike) -> dict:

@@ -253,3 +253,34 @@ def test_m2_samples_of_given_classes_are_checked():
         with pytest.raises(ConfigError, match=r"y must hold 3 classes in 0\.\.9"):
             model.sample(3, y=torch.tensor(y))
     assert model.sample(3, y=torch.tensor([0, 5, 9])).shape == (3, 1, 8, 8)
+
+
+def test_pictures_drawn_into_one_run_at_once_are_all_recorded(tmp_path, monkeypatch):
+    """pictures.json is read, updated and replaced: two commands at once lost one's record (the read widened
+    here to make the race certain)."""
+    import threading
+    import time
+
+    import genzoo.io as gio
+
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "run.json").write_text("{}")
+    read = gio.read_pictures_record
+
+    def slow_read(run_dir):
+        out = read(run_dir)
+        time.sleep(0.005)
+        return out
+
+    monkeypatch.setattr(gio, "read_pictures_record", slow_read)
+
+    def draw(i):
+        for k in range(5):
+            gio.record_picture(tmp_path / f"p{i}-{k}.png", tmp_path)
+
+    threads = [threading.Thread(target=draw, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(read(tmp_path)) == sorted(f"p{i}-{k}.png" for i in range(6) for k in range(5))
