@@ -556,6 +556,13 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     elif steps is not None and (train.get("warmup_steps") or 0) > steps:
         announce.line += (f"\ngenzoo: note: warmup_steps {train['warmup_steps']} is more than the {steps} steps: the lr "
                           "never reaches its value")
+    if model.full_batch and not args.resume:  # EM: the whole set every step, no networks to compile or lay out
+        default = _train_defaults()  # (fit's batch_size is in every recipe)
+        idle = [f"{k}={train[k]}" for k in ("batch_size", "compile", "channels_last")
+                if train.get(k) not in (None, False, default.get(k))]
+        if idle:
+            announce.line += (f"\ngenzoo: note: {model.name} fits on the whole set every step, one EM iteration, and has "
+                              f"no networks: {', '.join(idle)} {'does' if len(idle) == 1 else 'do'} nothing")
     if (train.get("batch_size") or 0) > len(data) and not model.full_batch:
         announce.line += (f"\ngenzoo: note: batch size {train['batch_size']} is more than the {len(data)} training "
                           "examples: each batch is the whole set")

@@ -149,7 +149,8 @@ def check_option(model: str, key: str, value: Any) -> None:
         high_ok = v <= hi if rule[1] == "]" else v < hi
         if not (low_ok and high_ok and not math.isnan(v)):
             if hi == math.inf:
-                need = f"{'>=' if rule[0] == '[' else '>'} {lo:g}"
+                need = f"a finite number {'>=' if rule[0] == '[' else '>'} {lo:g}" if v == math.inf else \
+                    f"{'>=' if rule[0] == '[' else '>'} {lo:g}"
             else:
                 need = f"in {rule[0]}{lo:g}, {'2^63' if hi == 2**63 else f'{hi:g}'}{rule[1]}"
             if isinstance(value, (tuple, list)):

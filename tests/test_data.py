@@ -811,3 +811,19 @@ def test_keras_npz_layout_and_more_image_formats(tmp_path):
         Image.fromarray(np.full((4, 4), 40 * (i + 1), np.uint8)).save(tmp_path / "f" / f"{i}.{ext}")
     x = load_dataset(str(tmp_path / "f"), mode="L").x
     assert x.shape == (4, 1, 4, 4) and sorted((x.amax(dim=(1, 2, 3)) * 255).round().tolist()) == [40, 80, 120, 160]
+
+
+def test_float64_data_that_float32_would_merge_are_refused(tmp_path):
+    """Coordinates near 1e6 that vary by 0.01: float32's step there is 0.0625, so 2,400 distinct points became 9
+    and a GMM reported a likelihood 2 nats per example too high, with no word."""
+    rng = np.random.default_rng(0)
+    x = 1e6 + rng.choice([0.0, 0.1, 0.2], size=(300, 2)) + 0.01 * rng.standard_normal((300, 2))  # float64
+    np.savez(tmp_path / "far.npz", x=x)
+    with pytest.raises(DataError, match=r"far.npz.*float64 values lose their detail in float32.*subtract the offset"):
+        load_dataset(f"npz:{tmp_path / 'far.npz'}")
+    with pytest.raises(DataError, match=r"dataset 'mine': float64 values lose their detail in float32"):
+        Dataset(name="mine", split="train", x=torch.as_tensor(x), y=None)
+    np.savez(tmp_path / "near.npz", x=x - x.mean(0))  # the cure the message gives
+    assert len(np.unique(load_dataset(f"npz:{tmp_path / 'near.npz'}").x.numpy(), axis=0)) == 240  # 80% train, distinct
+    np.savez(tmp_path / "flat.npz", x=np.concatenate([x[:, :1] - 1e6, np.full((300, 1), 1e6)], 1))
+    assert len(load_dataset(f"npz:{tmp_path / 'flat.npz'}")) == 240  # a constant feature loses nothing

@@ -54,7 +54,7 @@ def sklearn_with_params(model: GaussianMixture, **kw):
     return sk
 
 
-# 1. EM never decreases the training log-likelihood ------------------------------------------
+# 1. EM never decreases the training log-likelihood (away from the reg_covar floor, which can lower it) ---
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-6), ("float32", 1e-4)])
 @pytest.mark.parametrize("covariance", ["full", "diag"])
 @pytest.mark.parametrize("dim,init", [(2, "kmeans++"), (5, "kmeans++"), (5, "random")])
@@ -248,6 +248,10 @@ def test_bad_data_and_config():
         GaussianMixture(data_shape=(2,), n_components=0)
     with pytest.raises(ConfigError):
         GaussianMixture(data_shape=(2,), reg_covar=-1e-3)
+    import genzoo
+
+    with pytest.raises(ConfigError, match=r"gmm.reg_covar must be a finite number >= 0, got inf"):  # not ">= 0, got inf"
+        genzoo.build("gmm", data_shape=(2,), reg_covar=math.inf)
 
 
 def test_registry_and_protocol():
@@ -280,3 +284,42 @@ def test_bad_inputs_are_data_errors_like_every_family():
     assert torch.equal(images.log_prob(x), images.log_prob(x.reshape(3, 4)))
     with pytest.raises(DataError, match=r"models examples of shape \(1, 2, 2\)"):
         images.log_prob(torch.rand(3, 2, 2))
+
+
+def test_data_whose_squares_overflow_float32_are_refused_with_the_cure():
+    """Spread of 1e18: EM's float32 sums of squares ran to inf and the error said 'try a smaller lr' (EM has none)
+    or 'increase reg_covar'."""
+    rng = np.random.default_rng(0)
+    x = torch.as_tensor(np.concatenate([rng.standard_normal((500, 2)), 5 + rng.standard_normal((500, 2))]) * 1e18)
+    with pytest.raises(DataError, match=r"lie up to .*e\+18 from their mean, and EM's float32 sums of squares would "
+                                        r"overflow: rescale the data, or --set dtype=float64"):
+        GaussianMixture(data_shape=(2,), n_components=2).setup(x.float(), torch.Generator().manual_seed(0))
+    model = GaussianMixture(data_shape=(2,), n_components=2, dtype="float64")
+    model.setup(x, torch.Generator().manual_seed(0))
+    for _ in range(5):
+        ll = model.training_step(Batch(x), [])["log_likelihood"]
+    assert math.isfinite(ll) and abs(sorted(model.means[:, 0].tolist())[1] / 5e18 - 1) < 0.05
+
+
+def test_a_full_batch_run_logs_its_whole_set_per_step_and_notes_the_options_it_ignores(tmp_path, capsys, monkeypatch):
+    """examples_per_s counted the unused batch_size (128) per EM step: 156x too small on the ring."""
+    import itertools
+    import json
+    import types
+
+    import genzoo.train.callbacks as callbacks
+    from genzoo.cli import main
+
+    rates = []
+    for batch in (64, 1000):  # EM's work is the same, so must its rate be; on a clock of 1 s per reading
+        clock = itertools.count()
+        monkeypatch.setattr(callbacks, "time", types.SimpleNamespace(time=lambda: float(next(clock))))
+        rd = tmp_path / f"r{batch}"
+        assert main(["train", "gmm", "--steps", "20", "--batch-size", str(batch), "--run-dir", str(rd),
+                     "--no-progress", "--set", "n_components=2", "--set", "covariance=diag"]) == 0
+        assert (f"gmm fits on the whole set every step, one EM iteration, and has no networks: batch_size={batch} does "
+                "nothing") in capsys.readouterr().err
+        rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+        assert len(rows) == 20  # one row per EM iteration, by default
+        rates.append([r["examples_per_s"] for r in rows])
+    assert rates[0] == rates[1] and rates[0][-1] > 0  # not in the ratio 64 : 1000

@@ -33,6 +33,37 @@ __all__ = ["Dataset", "SPLITS", "check_split", "split_slices", "take_first", "ch
 SPLITS = ("train", "valid", "test")
 
 
+#: the largest float32 rounding of a float64 feature tolerated, as a share of the feature's standard deviation
+FLOAT32_ROUNDING = 1e-2
+
+
+def check_float32_detail(a: np.ndarray, where: str) -> None:
+    """A DataError where holding float64 examples ``a`` (N, ...) in float32, as every genzoo dataset does, would
+    round some feature by more than :data:`FLOAT32_ROUNDING` of its spread: a large common offset (coordinates
+    near 1e6 that vary by 0.01, where float32's step is 0.0625) merges distinct points onto float32's grid, and
+    a density fitted to them reports a likelihood of other data. Other dtypes pass.
+
+    >>> check_float32_detail(np.array([[1e6], [1e6 + 0.01], [1e6 + 0.02]]), "x")
+    Traceback (most recent call last):
+    genzoo.errors.DataError: x: float64 values lose their detail in float32, ... (feature 0: values near 1e+06 vary by 0.00816, and float32 rounds them by up to 0.02); ...
+    >>> check_float32_detail(np.array([[0.0], [0.01], [0.02]]) + 10.0, "x")  # rounding 5e-7 of a spread of 0.008
+    """
+    if a.dtype != np.float64 or len(a) < 2:
+        return
+    flat = a.reshape(len(a), -1)  # (N, D)
+    lost = np.zeros(flat.shape[1])  # (D,) the largest rounding of each feature
+    for i in range(0, len(flat), 8192):  # in blocks: no float64 copy of the whole set
+        block = flat[i:i + 8192]
+        lost = np.maximum(lost, np.abs(block - block.astype(np.float32)).max(0))
+    spread = flat.std(0)  # (D,)
+    share = np.where(spread > 0, lost / np.where(spread > 0, spread, 1.0), 0.0)  # a constant feature loses nothing
+    if share.max() > FLOAT32_ROUNDING:
+        j = int(share.argmax())
+        raise DataError(f"{where}: float64 values lose their detail in float32, in which genzoo holds data (feature {j}: "
+                        f"values near {float(flat[:, j].mean()):.3g} vary by {float(spread[j]):.3g}, and float32 rounds "
+                        f"them by up to {float(lost[j]):.3g}); subtract the offset (e.g. x - x.mean(0)) before saving them")
+
+
 def check_split(split: str) -> str:
     """Return ``split`` if it is one of train / valid / test, else raise DataError."""
     if split not in SPLITS:
@@ -73,7 +104,8 @@ def take_first(x: Tensor, y: Tensor | None, n: int | None) -> tuple[Tensor, Tens
 class Dataset:
     """One split of a dataset, in memory.
 
-    ``x`` is float32: images (N, C, H, W) in [0, 1], vectors (N, D). ``levels`` is the number of
+    ``x`` is float32 (float64 given is converted, or refused where that would merge distinct values:
+    :func:`check_float32_detail`): images (N, C, H, W) in [0, 1], vectors (N, D). ``levels`` is the number of
     discrete intensity levels of the raw data (images are stored as ``v / (levels - 1)``), or None
     for continuous data. At most one of ``binarize`` / ``dequantize`` is set; it is applied by
     :meth:`batch` and :meth:`transformed`, never to ``x`` itself.
@@ -95,6 +127,8 @@ class Dataset:
         if self.x.dim() < 2:
             raise DataError(f"dataset '{self.name}': x must have shape (N, ...), got {tuple(self.x.shape)}")
         if self.x.dtype != torch.float32:
+            if self.x.dtype == torch.float64:
+                check_float32_detail(self.x.detach().cpu().numpy(), f"dataset '{self.name}'")
             self.x = self.x.to(torch.float32)
         for flag in ("binarize", "dequantize"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .dataset import Dataset, check_n, check_split, split_slices, take_first
+from .dataset import Dataset, check_float32_detail, check_n, check_split, split_slices, take_first
 
 __all__ = ["load_digits", "load_folder", "load_npz", "DIGITS_SPLIT", "IMAGE_EXTENSIONS"]
 
@@ -311,6 +311,7 @@ def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
     elif a.dtype.kind == "b":
         levels, a = 2, a.astype(np.float32)
     else:
+        check_float32_detail(a, where)
         a = a.astype(np.float32)
         if image:
             lo, hi = float(a.min()), float(a.max())

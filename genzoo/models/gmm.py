@@ -4,8 +4,9 @@ The density is :math:`p(x) = \\sum_k \\pi_k \\mathcal{N}(x \\mid \\mu_k, \\Sigma
 example ``x`` (D = prod(data_shape)). Training is full-batch EM: every ``training_step`` is one
 E-step + M-step over the whole training set, computed in chunks of ``chunk_size`` rows so memory
 stays bounded, with the sufficient statistics (N_k, sum r x, sum r x x^T) accumulated in float64.
-Initialisation (``setup``) is k-means++ seeding plus a few Lloyd iterations, then one M-step from
-the hard assignments, as scikit-learn's ``init_params="kmeans"`` does.
+Initialisation (``setup``) is k-means++ seeding plus at most 10 Lloyd iterations (an empty cluster keeps its
+centre), then one M-step from the hard assignments: scikit-learn's ``init_params="kmeans"`` in outline, whose
+KMeans runs to convergence and moves empty clusters.
 
 Parameters are buffers (saved with the state dict): ``weights`` (K,), ``means`` (K, D) and
 ``precisions_cholesky``, stored as scikit-learn stores ``precisions_cholesky_``: for "full" an
@@ -74,8 +75,10 @@ class GaussianMixture(GenerativeModel):
 
     @classmethod
     def defaults(cls, config: dict) -> dict:
-        """Digits, dequantized once (a density on [0,1]^64 is then a likelihood bound); 100 EM steps."""
-        return {"data": {"name": "digits", "dequantize": True}, "train": {"steps": 100, "checkpoint_every": 25}}
+        """Digits, dequantized once (a density on [0,1]^64 is then a likelihood bound); 100 EM steps, each logged
+        (a row of several would average the likelihoods of several parameter sets)."""
+        return {"data": {"name": "digits", "dequantize": True},
+                "train": {"steps": 100, "checkpoint_every": 25, "log_every": 1}}
 
     def __init__(self, *, data_shape: tuple[int, ...], n_components: int = 10,
                  covariance: Literal["full", "diag"] = "full", reg_covar: float = 1e-6,
@@ -250,6 +253,12 @@ class GaussianMixture(GenerativeModel):
             raise DataError("gmm: training data contains NaN or infinite values")
         center = x.double().mean(0).to(self.dtype)  # (D,) shift for accurate squared distances
         x_sq = torch.cat([(c - center).square().sum(1) for c in self._chunks(x)])  # (N,)
+        far = float(x_sq.double().max())  # EM sums up to chunk_size such squares (about the components' means)
+        if not math.isfinite(far) or 4 * far * min(N, self.chunk_size) > torch.finfo(self.dtype).max:
+            spread = f"{math.sqrt(far):.3g}" if math.isfinite(far) else f"more than {math.sqrt(torch.finfo(self.dtype).max):.2g}"
+            raise DataError(f"gmm: the data lie up to {spread} from their mean, and EM's {str(self.dtype)[6:]} sums of "
+                            "squares would overflow: rescale the data" + (", or --set dtype=float64"
+                                                                          if self.dtype != torch.float64 else ""))
         if self.init == "kmeans++":
             centres = self._kmeans_plusplus(x, x_sq, center, generator)  # (K, D)
         else:

@@ -46,8 +46,8 @@ def check_precision(model: nn.Module, precision: str) -> None:
     if precision == "fp16":
         raise ConfigError("precision fp16 needs loss scaling, which genzoo's training steps do not do; use bf16")
     if precision == "bf16" and not getattr(model, "autocast_safe", False):
-        raise ConfigError(f"precision bf16: {type(model).__name__} keeps float32 (its accumulations are not safe "
-                          "in bfloat16); use fp32")
+        raise ConfigError(f"precision bf16: {type(model).__name__} keeps its own dtype (its accumulations are not "
+                          "safe in bfloat16); use fp32")
 
 
 def autocast(device: torch.device, precision: str):

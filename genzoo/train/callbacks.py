@@ -52,7 +52,7 @@ class DivergenceGuard(Callback):
     def on_step_end(self, state, logs):
         loss = logs.get("loss", 0.0)
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)} (try a smaller lr)")
+            raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)}{_lr_hint(state)}")
         state.guard = {"recent": self.recent, "run": 0}
         if self.recent:
             typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
@@ -62,10 +62,15 @@ class DivergenceGuard(Callback):
                 state.guard["run"] = self.run
                 if self.run >= self.patience:
                     raise TrainingDiverged(f"training diverged at step {state.step}: loss {loss:.3g} exploded for "
-                                           f"{self.run} steps (typical {typical:.3g}){kept(state.run_dir)} (try a smaller lr)")
+                                           f"{self.run} steps (typical {typical:.3g}){kept(state.run_dir)}{_lr_hint(state)}")
                 return
         self.run = 0
         self.recent.append(loss)
+
+
+def _lr_hint(state) -> str:
+    """The advice at the end of a divergence message: an lr, where the model has one (EM has none)."""
+    return " (try a smaller lr)" if getattr(state, "optimizers", None) else ""
 
 
 def kept(run_dir) -> str:
@@ -127,7 +132,8 @@ class MetricsLogger(Callback):
         if state.optimizers:
             row["lr"] = state.optimizers[0].param_groups[0]["lr"]
         dt = time.time() - self.t0
-        row["examples_per_s"] = round((state.step - self.step0) * state.batch_size / max(dt, 1e-9), 1)
+        per_step = len(state.data) if getattr(getattr(state, "model", None), "full_batch", False) else state.batch_size
+        row["examples_per_s"] = round((state.step - self.step0) * per_step / max(dt, 1e-9), 1)  # EM: the whole set a step
         if state.valid is not None and (state.step % self.valid_every == 0 or state.step == state.total_steps):
             valid = validation_losses(state.model, state.valid, self.valid_size)
             state.valid_logs = {"step": state.step, **valid}  # for BestWeights, which runs after this
