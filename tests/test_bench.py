@@ -201,8 +201,9 @@ def test_every_benchmark_names_the_flags_it_reads():
         source = inspect.getsource(mod) + (inspect.getsource(common) if "run_flow_on_mnist(" in inspect.getsource(mod) else "")
         for flag in mod.FLAGS:
             assert f"args.{flag}" in source or flag == "data_root" and "mnist_root(args)" in source, (name, flag)
-        args = argparse.Namespace(name=name, quick=False, **{k: 1 if k in mod.FLAGS else None for k in bench.TUNABLE})
-        bench.check_options(args, mod)  # every flag it names is taken
+        for given in ([f for f in mod.FLAGS if f != "minutes"], *([f] for f in mod.FLAGS)):  # (--minutes picks --steps)
+            args = argparse.Namespace(name=name, quick=False, **{k: 1 if k in given else None for k in bench.TUNABLE})
+            bench.check_options(args, mod)  # every flag it names is taken
 
 
 def test_modes_table_counts_infinite_kls_apart():

@@ -180,7 +180,7 @@ def test_feature_metrics_digits_real_and_degraded():
     same = feature_metrics(real, "digits", kid_subset_size=100, progress=False)
     worse = feature_metrics(noisy, "digits", kid_subset_size=100, progress=False)
     expected = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is", "is_std",
-                "class_histogram", "n_fake", "n_real", "classifier", "classifier_accuracy"}
+                "is_splits", "class_histogram", "n_fake", "n_real", "classifier", "classifier_accuracy"}
     assert set(same) == expected
     json.dumps(same)                                                # plain Python values only
     assert same["fid"] == pytest.approx(0, abs=1e-6) and same["density"] == pytest.approx(1.0)

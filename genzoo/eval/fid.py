@@ -8,7 +8,7 @@ Pure functions on tensors, computed in float64 on the CPU; the features come fro
 * **KID** (Binkowski et al. 2018, Section 4): the unbiased estimate of the squared MMD with the cubic
   polynomial kernel ``k(x, y) = (x.y / d + 1)^3``, averaged over random subsets (as torch-fidelity).
 * **Inception Score** (Salimans et al. 2016, Section 4): ``exp(E_x KL(p(y|x) || p(y)))``, mean and
-  standard deviation over ``splits`` equal parts (as the authors' code).
+  standard deviation over ``splits`` parts (the authors' boundaries).
 * **class histogram**: the share of each predicted class: mode collapse shows as empty bins.
 
 >>> import torch
@@ -137,10 +137,10 @@ def kid(
 
     Each of ``subsets`` rounds draws ``m = min(subset_size, N_real, N_fake)`` rows of the real set,
     then ``m`` rows of the fake set, each without replacement (``torch.randperm(N, generator)[:m]``,
-    in that order), and computes the unbiased MMD^2 (Binkowski et al. 2018). Where ``m`` would be the
-    whole of a set and there are several subsets, ``m`` is half of it: every subset would otherwise hold
-    the same rows of that set (the digits' 300 test images), and ``std`` would show only the other set's
-    variation (nothing at all for two sets of that size). The mean is unbiased for any ``m``, so it can be
+    in that order), and computes the unbiased MMD^2 (Binkowski et al. 2018). Where there are several
+    subsets, ``m`` is at most half of the smaller set: subsets holding (nearly) all of a set would hold the
+    same rows of it (the digits' 300 test images), and ``std`` would show only the other set's variation
+    (nothing at all for two sets of that size). The mean is unbiased for any ``m``, so it can be
     slightly negative when the sets match; ``std`` is the spread over subsets (ddof 0, as torch-fidelity),
     not a standard error.
     """
@@ -151,8 +151,8 @@ def kid(
     if subsets < 1 or subset_size < 2:
         raise DataError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
     m = min(subset_size, real.shape[0], fake.shape[0])
-    if subsets > 1 and m == min(real.shape[0], fake.shape[0]):  # a whole set in every subset: half of it instead
-        m = max(2, m // 2)
+    if subsets > 1:  # not (nearly) a whole set in every subset: at most half of it
+        m = max(2, min(m, min(real.shape[0], fake.shape[0]) // 2))
     mmds = torch.empty(subsets, dtype=torch.float64)   # (subsets,)
     for i in range(subsets):
         r = real[torch.randperm(real.shape[0], generator=generator)[:m]]   # (m, F)
@@ -176,8 +176,10 @@ def inception_score(probs: Tensor, splits: int = 10) -> tuple[float, float]:
     ``IS = exp(E_x KL(p(y|x) || p(y)))`` with ``p(y)`` the mean prediction of the part (Salimans et
     al. 2016, Section 4). It ranges from 1 (every image gets the same prediction, or every
     prediction is uniform) to K (confident predictions spread evenly over the K classes).
-    The ``N`` rows are cut into ``splits`` consecutive parts of (nearly) equal size, as in the
-    authors' code; ``std`` is 0 for one split.
+    The ``N`` rows are cut into ``splits`` consecutive parts, rows ``i N // splits`` to ``(i + 1) N // splits``
+    as in the authors' code; ``std`` is 0 for one split. ``p(y)`` is estimated within a part, so the score
+    of a part of n images is at most n and biased low well before that: real MNIST test images score 9.24
+    in one part of 100, 9.81 in parts of 1,000.
 
     >>> import torch
     >>> mean, std = inception_score(torch.eye(10).repeat(50, 1))   # confident and balanced: IS = K
@@ -188,7 +190,8 @@ def inception_score(probs: Tensor, splits: int = 10) -> tuple[float, float]:
     if not 1 <= splits <= p.shape[0]:
         raise DataError(f"inception score needs 1 <= splits <= N = {p.shape[0]}, got {splits}")
     scores = []
-    for part in torch.tensor_split(p, splits):                     # (~N/splits, K) each
+    N = p.shape[0]
+    for part in (p[i * N // splits:(i + 1) * N // splits] for i in range(splits)):  # (~N/splits, K) each
         py = part.mean(0, keepdim=True)                             # (1, K)
         kl = torch.special.xlogy(part, part) - torch.special.xlogy(part, py)   # (n, K), 0 log 0 = 0
         scores.append(math.exp(float(kl.sum(1).mean())))

@@ -168,9 +168,9 @@ def format_table(report: dict) -> str:
         lines.append("note: a Bernoulli decoder scored on pixels that are not 0 or 1: a cross-entropy, not a likelihood "
                      "(binarize the data, data.binarize=true, for one)")
     kinds = {r["kind"] for r in report["rows"]}
-    if "parzen" in kinds and len(kinds) > 1 and report["space"] != "continuous":
-        lines.append(f"Parzen (raw): scores the {report['split']} points as given, not in the '{report['space']}' space "
-                     "of the rows above (Goodfellow et al. 2014): an estimate, not a bound")
+    if "parzen" in kinds and report["space"] != "continuous":  # (the header's space is the model's, not Parzen's)
+        lines.append(f"Parzen (raw): scores the {report['split']} points as given, not in the model's '{report['space']}' "
+                     "space (Goodfellow et al. 2014): an estimate, not a bound")
     if "parzen" in report:
         p = report["parzen"]
         edge = " (at the edge of the grid: widen it)" if p["sigma_at_edge"] else ""

@@ -35,6 +35,7 @@ import torch
 
 from ..base import Density, LatentVariable, evaluating
 from ..data import load_spec
+from ..data.transforms import requantize
 from ..errors import ConfigError, DataError
 from .features import WHICH
 from .likelihood import check_eval_options, check_weights, likelihood_report
@@ -98,20 +99,27 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
 
 #: bumped whenever a metric's value or label changes, so results an older genzoo wrote (``eval.json``) are not
 #: taken for current ones: 2 since the likelihood space follows the model's support and the modes' reverse KL
-#: is to the mixture's weights; 3 since KID's subsets of a small set are half of it, not all of it
-METRICS_VERSION = 3
+#: is to the mixture's weights; 3 since KID's subsets of a small set are half of it, not all of it; 4 since samples
+#: of a dequantizing model are scored on the data's levels, KID's subsets are at most half of the smaller set and IS's
+#: parts hold 1,000 samples or more
+METRICS_VERSION = 4
 
 
 @torch.no_grad()
 def draw(model, n: int, seed: int, data, batch_size: int = 1000) -> torch.Tensor:
-    """``n`` samples in blocks, on the CPU; images clipped to the data space [0, 1]."""
+    """``n`` samples in blocks, on the CPU; images clipped to the data space [0, 1], and those of a model of
+    dequantized data put back on the data's levels (:func:`~genzoo.data.transforms.requantize`), as the images
+    they are scored against are stored."""
     g = torch.Generator(device=model.device).manual_seed(seed)
     with evaluating(model):
         x = torch.cat([model.sample(min(batch_size, n - i), generator=g).float().cpu() for i in range(0, n, batch_size)])
     bad = int((~torch.isfinite(x.reshape(n, -1))).any(1).sum())
     if bad:  # clipping would turn them into plausible images
         raise DataError(f"{bad} of {n} samples of the {model.name} model have NaN or infinite values: did its training diverge?")
-    return x.clamp(0, 1) if data.is_image else x  # (n, *shape)
+    if not data.is_image:
+        return x  # (n, *shape)
+    x = x.clamp(0, 1)
+    return requantize(x, data.levels) if data.dequantize and data.levels else x
 
 
 def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split: str = "test", n: int | None = None,
@@ -227,7 +235,10 @@ def format_result(result: dict) -> str:
         parts = {"fid": lambda: f"FID {f['fid']:.3f}", "kid": lambda: f"KID {f['kid']:.5f} +- {f['kid_std']:.5f}",
                  "precision": lambda: f"precision {f['precision']:.3f}  recall {f['recall']:.3f}",
                  "density": lambda: f"density {f['density']:.3f}  coverage {f['coverage']:.3f}",
-                 "is": lambda: f"IS {f['is']:.3f} +- {f['is_std']:.3f}"}
+                 "is": lambda: f"IS {f['is']:.3f} " + (f"+- {f['is_std']:.3f} ({f['is_splits']} parts)"
+                                                        if f.get("is_splits", 10) > 1 else
+                                                        f"(one part of {f['n_fake']:,}: biased low below 1,000)"
+                                                        if f["n_fake"] < 1000 else f"(one part of {f['n_fake']:,})")}
         lines.append("  " + "  ".join(text() for key, text in parts.items() if key in f))  # only the metrics asked for
         lines.append("  class histogram of samples: " + " ".join(f"{100 * c:.1f}" for c in f["class_histogram"]) + " (%)")
     if "modes" in result:

@@ -55,6 +55,8 @@ def check_sigmas(sigmas) -> Tensor:
         raise DataError(f"Parzen sigmas must be numbers, got {sigmas!r}") from None
     if sig.numel() == 0 or not bool(((sig > 0) & torch.isfinite(sig)).all()):
         raise DataError(f"Parzen needs one or more finite sigmas > 0, got {sig.tolist()}")
+    if not bool(torch.isfinite(1 / (2 * sig * sig)).all()):  # sigma^2 underflows to 0: 0/0 in the kernel
+        raise DataError(f"Parzen sigmas must be at least 1e-150 (sigma^2 is taken), got {sig.min().item():g}")
     return sig
 
 
@@ -108,7 +110,8 @@ def select_sigma(samples: Tensor, valid: Tensor, sigmas: Tensor = SIGMAS, *, bat
     """The sigma of ``sigmas`` with the highest mean validation log-likelihood, and every mean (K,)."""
     means = parzen_log_prob(valid, samples, torch.as_tensor(sigmas, dtype=torch.float64), batch_size=batch_size,
                             progress=progress).mean(dim=1)  # (K,)
-    return float(torch.as_tensor(sigmas, dtype=torch.float64)[int(means.argmax())]), means
+    best = int(means.nan_to_num(nan=-math.inf).argmax())  # a NaN mean never wins
+    return float(torch.as_tensor(sigmas, dtype=torch.float64)[best]), means
 
 
 def parzen_protocol(samples: Tensor, valid: Tensor, test: Tensor, *, sigmas: Tensor = SIGMAS, n_valid: int = N_VALID,

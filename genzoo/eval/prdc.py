@@ -16,8 +16,8 @@ The same four numbers as the authors' ``prdc`` package (``compute_prdc``, which 
 tested against), computed with ``torch.cdist`` in row chunks so that memory stays bounded
 (about ``chunk x max(N, M)`` distances at a time) rather than three full N x M matrices. As in
 ``prdc``, a ball is open (``d < NND_k``; the papers write ``<=``, which differs only on ties): a
-real set scored against itself then has density exactly 1, since each ball holds its centre and
-``k - 1`` neighbours.
+real set without duplicate points scored against itself then has density exactly 1, since each ball holds
+its centre and ``k - 1`` neighbours (a point with ``k`` or more copies has radius 0 and an empty ball).
 
 >>> import torch
 >>> g = torch.Generator().manual_seed(0)
