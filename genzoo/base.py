@@ -64,6 +64,16 @@ class GenerativeModel(nn.Module):
     config: dict
     #: the default training step clips the gradient norm to this when > 0 (a model option where offered)
     max_grad_norm: float = 0.0
+    #: True once the model holds weights of its own: set up by :func:`~genzoo.fit` (which then runs no second
+    #: :meth:`setup`) or loaded (:meth:`load_state_dict`, :func:`genzoo.load`). A second ``fit`` trains on from them:
+    #: a flow's setup re-initialises its activation norms, the GMM's restarts EM from k-means
+    initialised: bool = False
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """As :meth:`torch.nn.Module.load_state_dict`; the model is then :attr:`initialised`."""
+        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
+        self.initialised = True
+        return out
 
     @classmethod
     def defaults(cls, config: dict) -> dict:

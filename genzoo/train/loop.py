@@ -204,7 +204,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
 
     Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
     afterwards (``torch.random.fork_rng``). The model comes back in eval mode, as :func:`genzoo.load`
-    gives it. Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
+    gives it. The model's data-dependent :meth:`~genzoo.base.GenerativeModel.setup` runs on a new model only: one
+    loaded (:func:`genzoo.load`, ``load_state_dict``) or trained by an earlier ``fit`` trains on from its weights
+    (:attr:`~genzoo.base.GenerativeModel.initialised`). Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
     callbacks = _checked_arguments(model, callbacks, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                                    sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
@@ -301,8 +303,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             torch.manual_seed(seed)
             state.data_generator.manual_seed(seed)
             # setup sees the data as training batches will (binarized or dequantized), from its own seed
-            setup_x = (all_x if all_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2))).to(device)
-            model.setup(setup_x, state.data_generator)
+            if not model.initialised:  # a loaded or trained model keeps its weights (a flow's setup re-initialises)
+                setup_x = (all_x if all_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2))).to(device)
+                model.setup(setup_x, state.data_generator)
+                model.initialised = True
             if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
                 model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
         if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
