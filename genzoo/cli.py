@@ -399,6 +399,18 @@ def cmd_train(args) -> int:
 
     main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    # torch's import holds off Ctrl-C and SIGTERM (they act once it is done): one that cut it short left torch half
+    # loaded, and the way out, importing it again, died of a segfault or an abort instead of exiting 130 or 143
+    held = {signal.SIGINT, signal.SIGTERM} if main_thread and hasattr(signal, "pthread_sigmask") else set()
+    if held:
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        import torch  # noqa: F401
+
+        from .train import distributed  # noqa: F401
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
     try:
         with contextlib.ExitStack() as hold:  # the run's lock (rank 0), from before run.json to the end of training
             return _train(args, hold)
@@ -1121,9 +1133,9 @@ def _unexpected(e: Exception) -> str:
         return "out of memory: the sizes asked for (samples, widths, batch) do not fit; ask for smaller ones"
     if isinstance(e, OSError):
         return f"{e.strerror or text}{': ' + str(e.filename) if e.filename else ''}"
-    from .train.distributed import world
+    distributed = sys.modules.get("genzoo.train.distributed")  # not imported: one process (and no half-loaded torch)
 
-    if world()[1] > 1 and isinstance(e, RuntimeError):  # gloo / NCCL report a peer that exited as a RuntimeError
+    if distributed is not None and distributed.world()[1] > 1 and isinstance(e, RuntimeError):  # gloo / NCCL report a peer that exited as a RuntimeError
         short = text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."  # cut at a word
         return (f"{type(e).__name__} under torchrun: {short} (if another process of this run printed an error "
                 "first, that is the cause: it stopped, and this one lost it; else GENZOO_DEBUG=1 shows the traceback)")

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -552,3 +553,21 @@ def test_a_report_written_elsewhere_writes_nothing_into_the_run(vae_run, tmp_pat
 def test_options_that_would_be_ignored_are_refused(args, needle, vae_run, tmp_path, capsys):
     code, _, err = run(capsys, *[a.format(run=vae_run) for a in args])
     _one_error_line(code, err, needle)
+
+
+def test_a_signal_while_train_starts_up_is_one_line_and_its_exit_code(tmp_path):
+    """Ctrl-C or SIGTERM during torch's import left torch half loaded, and the way out (importing it again) died of
+    a segfault, an abort or 'a bug in genzoo' with pages of traceback, in the first 2 s of `genzoo train`."""
+    import signal
+    import subprocess
+    import time
+
+    for sig, code, line in ((signal.SIGINT, 130, "genzoo: interrupted\n"), (signal.SIGTERM, 143, "genzoo: terminated (SIGTERM)\n")):
+        for delay in (0.4, 1.0):
+            p = subprocess.Popen([sys.executable, "-m", "genzoo", "train", "vae", "--steps", "100000", "--no-progress",
+                                  "--run-dir", str(tmp_path / f"{sig.name}-{delay}")],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            time.sleep(delay)
+            p.send_signal(sig)
+            err = p.communicate(timeout=60)[1]
+            assert (p.returncode, err) == (code, line), (sig.name, delay, p.returncode, err[-300:])

@@ -986,17 +986,27 @@ def test_fit_on_a_trained_or_loaded_flow_keeps_its_weights(name, tmp_path, monke
     assert len(calls) == 2  # a new model is set up
 
 
-def test_planar_layers_start_volume_preserving_and_stay_invertible_at_large_norms():
-    """At w'u = 0 the paper's map gives w'u_hat = softplus(0) - 1 = -0.31: 32 layers started at a log-det of about
-    -11 nats. And in float32 the rounding of u_hat put w'u_hat below -1 (a fold) once |w| |u| was in the hundreds."""
+def test_planar_layers_start_near_the_identity_and_stay_invertible_at_large_norms(tmp_path):
+    """At u ~ 0 the paper's map gives w'u_hat = softplus(0) - 1 = -0.31: 32 layers started at a log-det of about
+    -11 nats (an NLL of 12.8 on the moons, where 2.1 was due). And in float32 the rounding of u_hat put w'u_hat below
+    -1 (a fold) once |w| |u| was in the hundreds."""
+    from genzoo.io import load_state
     from genzoo.models.flows.transforms import Planar, constrain_u
 
     torch.manual_seed(0)
-    for dim in (1, 2, 5):
-        t = Planar(dim)
-        with torch.no_grad():
-            assert float((constrain_u(t.u, t.w) * t.w).sum().abs()) < 1e-5  # a shear along w's orthogonal complement
-            assert float(t(torch.randn(100, dim) * 3)[1].abs().max()) < 1e-5  # log|det| = 0 everywhere
+    flow = genzoo.build("planar", data_shape=(2,))  # 32 layers after an activation norm
+    z = torch.randn(500, 2)
+    with torch.no_grad():
+        layers = flow.transform.transforms[1:]
+        assert all(float(t(z)[1].abs().max()) < 0.1 for t in layers)
+        assert abs(float(sum(t(z)[1] for t in layers).mean())) < 1.0  # the paper's m: about -11
+        state = {k: v for k, v in flow.state_dict().items() if not k.endswith("m_shift")}  # weights from before
+        old = genzoo.build("planar", data_shape=(2,))
+        load_state(old, state, tmp_path)
+        assert all(float(t.m_shift) == 0.0 for t in old.transform.transforms[1:])  # load with the paper's m
+        t = layers[0]
+        paper = constrain_u(t.u, t.w)
+        torch.testing.assert_close(float((paper * t.w).sum()), float(torch.nn.functional.softplus((t.u * t.w).sum()) - 1))
     for w_scale, u_scale in ((1, 1), (100, 10), (200, 30), (1000, 100)):
         w, u = torch.randn(20_000, 2) * w_scale, torch.randn(20_000, 2) * u_scale   # float32
         wu = (constrain_u(u, w) * w).sum(-1)

@@ -68,16 +68,19 @@ class Compose(Transform):
 
 
 # -- planar flows (Rezende & Mohamed 2015) ---------------------------------------------------------
-def constrain_u(u: Tensor, w: Tensor) -> Tensor:
-    """Rezende & Mohamed 2015, Appendix A.1: u_hat = u + (m(w'u) - w'u) w / |w|^2, m(a) = -1 + softplus(a),
-    so that w'u_hat > -1 and ``z + u_hat tanh(w'z + b)`` is invertible. u, w: (..., D).
+def constrain_u(u: Tensor, w: Tensor, shift: float | Tensor = 0.0) -> Tensor:
+    """Rezende & Mohamed 2015, Appendix A.1: u_hat = u + (m(w'u) - w'u) w / |w|^2, m(a) = -1 + softplus(a + shift),
+    so that w'u_hat > -1 and ``z + u_hat tanh(w'z + b)`` is invertible. u, w: (..., D). The paper's m has
+    ``shift`` 0, so that u = 0 gives w'u_hat = softplus(0) - 1 = -0.31, a contraction along w; with ``shift``
+    log(e - 1) (the :class:`Planar` layers') m(0) = 0, and small u start near the identity. Either m is
+    increasing and above -1.
 
     The rounding of ``u + (m - w'u) w / |w|^2`` puts w'u_hat within about eps (|w| |u| + |m - w'u|) of m
     (eps: the dtype's), which can be below -1 (a non-invertible map) where m is near -1: m keeps a margin above
     -1 of 1e-4, or 16 times that rounding where it is larger (|w| |u| in the hundreds in float32). The margin
     changes m only where softplus(a) < 1e-4 (a < -9.2) or where the rounding is that large."""
     wu = (w * u).sum(-1, keepdim=True)                            # (..., 1)
-    m = F.softplus(wu) - 1                                        # (..., 1)
+    m = F.softplus(wu + shift) - 1                                # (..., 1)
     w_norm = w.norm(dim=-1, keepdim=True).clamp_min(1e-6)         # (..., 1)
     rounding = torch.finfo(u.dtype).eps * (w_norm * u.norm(dim=-1, keepdim=True) + (m - wu).abs()).detach()
     m = torch.maximum(m, -1 + torch.clamp(16 * rounding, min=1e-4))  # (..., 1)
@@ -123,22 +126,23 @@ class Planar(Transform):
     True
     """
 
+    #: weights written before ``m_shift`` existed were trained with the paper's m (shift 0): they load with it
+    state_defaults = {"m_shift": torch.zeros}
+
     def __init__(self, dim: int, init_scale: float = 0.1):
         super().__init__()
-        w = torch.randn(dim) * init_scale                          # (D,)
-        u = torch.randn(dim) * init_scale                          # (D,)
-        # Start at a shear, |det| = 1: w'u = log(e - 1), where m(w'u) = softplus(w'u) - 1 = 0, so that u_hat is u's
-        # part orthogonal to w. At w'u = 0 the map gives w'u_hat = softplus(0) - 1 = -0.31: every layer would
-        # start contracting along w, 32 layers at a log-det of about -11 nats (and large early loss spikes).
-        u = u + (math.log(math.e - 1) - (w * u).sum()) * w / w.pow(2).sum()
-        self.u, self.w = nn.Parameter(u), nn.Parameter(w)
+        self.u = nn.Parameter(torch.randn(dim) * init_scale)
+        self.w = nn.Parameter(torch.randn(dim) * init_scale)
         self.b = nn.Parameter(torch.zeros(()))
+        # m(0) = 0 (constrain_u): the layer starts near the identity. With the paper's m, w'u_hat = -0.31 at u ~ 0:
+        # every layer started contracting along w, 32 layers at a log-det of about -11 nats, with early loss spikes
+        self.register_buffer("m_shift", torch.tensor(math.log(math.e - 1)))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return planar(x, constrain_u(self.u, self.w), self.w, self.b)
+        return planar(x, constrain_u(self.u, self.w, self.m_shift), self.w, self.b)
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
-        x = planar_inverse(y, constrain_u(self.u, self.w), self.w, self.b)
+        x = planar_inverse(y, constrain_u(self.u, self.w, self.m_shift), self.w, self.b)
         return x, -self.forward(x)[1]
 
 
