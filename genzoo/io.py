@@ -559,7 +559,12 @@ def _match_layouts(opt: torch.optim.Optimizer) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Restore model and optimizers from a checkpoint folder; return (state.json, rng tensors)."""
+    """Restore model and optimizers from a checkpoint folder; return (state.json, rng tensors).
+
+    Everything is checked before training reads it (:func:`_check_checkpoint`): a file that parses but holds
+    damage (an optimizer moment of another shape, which fused Adam would read and write past its end; NaN weights;
+    an RNG state torch refuses) is a :class:`CheckpointError`, so :func:`load_newest_checkpoint` goes on from the
+    checkpoint before it."""
     path = Path(path)
     load_state(model, load_tensors(path / WEIGHTS), path / WEIGHTS)
     tensors = load_tensors(path / "state.safetensors")
@@ -567,6 +572,8 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     step = state.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"{path / 'state.json'} is corrupt: its step is {step!r}, not a count of steps")
+    if path.name.startswith("step-") and path.name[5:].isdigit() and int(path.name[5:]) != step:
+        raise CheckpointError(f"{path / 'state.json'} is corrupt: it says step {step}, its folder step {int(path.name[5:])}")
     plain = state.pop("optimizers", [])
     if not isinstance(plain, list):
         raise CheckpointError(f"{path / 'state.json'} is corrupt: its optimizers are not a list")
@@ -575,11 +582,66 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     for i, opt in enumerate(optimizers):
         try:
             opt.load_state_dict(_unflatten_optimizer(i, tensors, plain[i]))
-        except (ValueError, KeyError, RuntimeError) as e:
-            raise CheckpointError(f"optimizer state in {path} does not fit: {e}") from None
+        except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"optimizer state in {path} does not fit: {' '.join(str(e).split())[:200]}") from None
         _match_layouts(opt)
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
+    _check_checkpoint(path, model, optimizers, state, rng)
     return state, rng
+
+
+#: what each optimizer genzoo uses keeps for a parameter once it has stepped (the first step reads them all)
+_OPTIMIZER_STATE = {"Adam": ("step", "exp_avg", "exp_avg_sq"), "AdamW": ("step", "exp_avg", "exp_avg_sq"),
+                    "RMSprop": ("step", "square_avg")}
+
+
+def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str, torch.Tensor]) -> None:
+    """A :class:`CheckpointError` for damage that parses: what :func:`load_checkpoint` restored must be what a
+    run writes (finite weights, optimizer moments of their parameters' shapes, numeric hyper-parameters, RNG
+    states torch takes, the logger's and guard's records)."""
+    import numbers
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"checkpoint {path} is damaged: {what}")
+
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise bad("its weights hold NaN or infinite values (genzoo never writes such a checkpoint)")
+    for i, opt in enumerate(optimizers):
+        for group in opt.param_groups:
+            for key in ("lr", "eps", "weight_decay"):
+                v = group.get(key, 0.0)
+                if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+                    raise bad(f"optimizer {i}'s {key} is {v!r}")
+            betas = group.get("betas", (0.0, 0.0))
+            if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and
+                    all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in betas)):
+                raise bad(f"optimizer {i}'s betas are {betas!r}")
+            for p in group["params"]:
+                lacks = [k for k in _OPTIMIZER_STATE.get(type(opt).__name__, ()) if opt.state.get(p) and k not in opt.state[p]]
+                if lacks:
+                    raise bad(f"optimizer {i}'s state of a parameter lacks {', '.join(lacks)}")
+                for key, v in opt.state.get(p, {}).items():
+                    if not isinstance(v, torch.Tensor):
+                        continue
+                    want = () if key == "step" else tuple(p.shape)
+                    if v.numel() != math.prod(want) or (key != "step" and tuple(v.shape) != want) or \
+                            not v.is_floating_point() or not bool(torch.isfinite(v).all()):
+                        raise bad(f"optimizer {i}'s {key} has shape {tuple(v.shape)} ({v.dtype}) for a parameter of "
+                                  f"shape {tuple(p.shape)}, or values that are not finite")
+    for key in ("torch", "data"):
+        try:
+            torch.Generator().set_state(rng[key])
+        except (KeyError, RuntimeError, TypeError) as e:
+            raise bad(f"its RNG state '{key}' {'is missing' if isinstance(e, KeyError) else 'is not one torch takes'}") from None
+    logs = state.get("partial_logs")
+    if logs is not None and not (isinstance(logs, dict) and all(
+            isinstance(logs.get(k, {}), dict) and all(isinstance(v, numbers.Real) for v in logs.get(k, {}).values())
+            for k in ("sums", "counts"))):
+        raise bad("its partial_logs are not the logger's sums and counts")
+    guard = state.get("guard")
+    if guard is not None and not (isinstance(guard, dict) and isinstance(guard.get("recent", []), list) and all(
+            isinstance(v, numbers.Real) for v in guard.get("recent", [])) and isinstance(guard.get("run", 0), int)):
+        raise bad("its guard record is not the divergence guard's")
 
 
 def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 import os
 import shutil
 import signal
@@ -677,3 +678,75 @@ def test_tensorboard_logs_are_a_runs_own_and_a_resume_purges_past_its_checkpoint
     genzoo.fit(_model(), digits, steps=4, checkpoint_every=2, run_dir=tmp_path, progress=False, batch_size=32)
     genzoo.fit(_model(), digits, steps=6, checkpoint_every=2, run_dir=tmp_path, progress=False, batch_size=32, resume=True)
     assert made == [None, 5] and "tensorboard" in io.run_files_in(tmp_path)  # step 4's events stay, as its log line
+
+
+def _moment_of_another_shape(d):
+    t = io.load_tensors(d / "state.safetensors")
+    key = next(k for k in t if k.endswith("exp_avg"))
+    t[key] = torch.zeros(3)
+    io.save_tensors(d / "state.safetensors", t)
+
+
+def _nan_weights(d):
+    t = io.load_tensors(d / "model.safetensors")
+    key = next(k for k in t if t[k].is_floating_point())
+    t[key] = t[key] * float("nan")
+    io.save_tensors(d / "model.safetensors", t)
+
+
+def _edit_state(**changes):
+    def edit(d):
+        state = json.loads((d / "state.json").read_text())
+        for k, v in changes.items():
+            if k == "lr":
+                state["optimizers"][0]["param_groups"][0]["lr"] = v
+            else:
+                state[k] = v
+        (d / "state.json").write_text(json.dumps(state))
+    return edit
+
+
+def _rng_of_another_kind(d):
+    t = io.load_tensors(d / "state.safetensors")
+    t["rng.data"] = t["rng.data"].float()
+    io.save_tensors(d / "state.safetensors", t)
+
+
+@pytest.mark.parametrize("damage, needle", [
+    (_moment_of_another_shape, "exp_avg has shape (3,)"),  # fused Adam read and wrote past the buffer's end
+    (_nan_weights, "weights hold NaN"),  # then 'diverged ... try a smaller lr', naming it the last good checkpoint
+    (_edit_state(step=7), "it says step 7, its folder step 8"),
+    (_edit_state(lr="fast"), "lr is 'fast'"),
+    (_edit_state(partial_logs=[1]), "partial_logs"),
+    (_edit_state(guard=5), "guard record"),
+    (_rng_of_another_kind, "RNG state 'data' is not one torch takes"),
+])
+def test_a_checkpoint_damaged_in_ways_that_parse_is_set_aside_too(tmp_path, damage, needle):
+    """Only files that did not parse were set aside: other damage went into torch (memory-unsafe fused Adam, NaN
+    weights) or ended as 'a bug in genzoo', and every resume met it again, the intact checkpoint before unused."""
+    digits = load_dataset("digits", binarize=True)
+    kw = dict(batch_size=50, seed=2, checkpoint_every=2, progress=False)
+    ref = _model()
+    genzoo.fit(ref, digits, steps=10, **kw)
+    genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path / "run", **kw)
+    damage(tmp_path / "run" / "checkpoints" / "step-00000008")
+    m = _model()
+    with pytest.warns(genzoo.errors.GenZooWarning, match=re.escape(needle) + r".*resuming from step-00000006"):
+        assert genzoo.fit(m, digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw).step == 10
+    for k, v in ref.state_dict().items():
+        assert torch.equal(m.state_dict()[k], v), k
+
+
+def test_a_damaged_metrics_line_keeps_the_rows_after_it(tmp_path):
+    """Every row after the first line that was not JSON was dropped on resume: 11 of 20 rows lost to one bad line."""
+    digits = load_dataset("digits", binarize=True)
+    kw = dict(batch_size=50, seed=2, checkpoint_every=4, log_every=1, progress=False)
+    genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path / "run", **kw)
+    path = tmp_path / "run" / "metrics.jsonl"
+    lines = path.read_text().splitlines()
+    lines[2] = "garbage"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(genzoo.errors.GenZooWarning, match="line 3 is not a metrics row"):
+        genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw)
+    rows = path.read_text().splitlines()
+    assert rows[2] == "garbage" and [json.loads(r)["step"] for r in rows if r != "garbage"] == [1, 2, 4, 5, 6, 7, 8, 9, 10]

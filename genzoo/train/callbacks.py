@@ -10,13 +10,14 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections import deque
 from pathlib import Path
 
 import torch
 
 from ..base import evaluating
-from ..errors import GenZooError, TrainingDiverged, WriteError
+from ..errors import GenZooError, GenZooWarning, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json,
                   replace_folder, restore_folder, sample_grids, save_checkpoint, write_model)
 from . import distributed
@@ -108,16 +109,28 @@ class MetricsLogger(Callback):
             self.tb = None
 
     def _truncate(self, step: int) -> None:
-        """On resume, drop lines written after the checkpoint we restart from."""
+        """On resume, drop the rows written after the checkpoint we restart from, and a last line cut by a kill
+        (rows are appended, so only the last can be). Another line that is no row (damaged outside genzoo) is kept
+        as it is, with a warning: the rows after it are the run's history."""
         if not self.path.exists():
             return
+        text = self.path.read_text()
+        lines = text.splitlines()
         keep = []
-        for line in self.path.read_text().splitlines():
+        for i, line in enumerate(lines):
             try:
-                if json.loads(line).get("step", 0) <= step:
-                    keep.append(line)
+                row = json.loads(line)
             except json.JSONDecodeError:
-                break  # a line cut by a kill: everything after it is dropped too
+                row = None
+            if isinstance(row, dict):
+                if not isinstance(row.get("step", 0), (int, float)) or row.get("step", 0) <= step:
+                    keep.append(line)
+            elif i == len(lines) - 1 and not text.endswith("\n"):
+                break  # cut by a kill
+            else:
+                warnings.warn(f"{self.path}: line {i + 1} is not a metrics row (damaged?): kept as it is", GenZooWarning,
+                              stacklevel=2)
+                keep.append(line)
         atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
 
     def on_step_end(self, state, logs):
