@@ -447,9 +447,10 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                                       f"its own: resume that (--run-dir {run_dir.parent})")
             if locked_elsewhere(run_dir):
                 raise RunLocked(f"another process is training the run in {run_dir}: wait for it to end")
-            raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*), it stopped "
-                                  "before its first; its files are left as they are (remove the folder to start it "
-                                  "again)")
+            # stopped before its first checkpoint (kill -9, the OOM killer, a preempted job): started again from
+            # run.json's recipe, as fit(resume=True) does; what it wrote before is replaced, other files left alone
+            print(f"genzoo: note: {run_dir} stopped before its first checkpoint: starting it again from its run.json",
+                  file=sys.stderr)
         fixed = [f for f, v in (("MODEL", args.model), ("--config", args.config), ("--data", args.data),
                                 ("--set", args.set), ("--seed", args.seed), ("--batch-size", args.batch_size))
                  if v is not None and v != []]
@@ -636,8 +637,8 @@ def _check_new_run(run_dir: Path) -> None:
     if latest_checkpoint(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
     if "config.json" in held and "model.safetensors" not in held:
-        raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: remove the "
-                          "folder to start it again, or choose another --run-dir")
+        raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: start it again "
+                          f"with `genzoo train --resume --run-dir {run_dir}`, or choose another --run-dir")
     raise ConfigError(f"{run_dir} already holds {', '.join(held)} (files a run writes, which a new run would write "
                       "over): choose an empty folder or another --run-dir")
 

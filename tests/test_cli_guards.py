@@ -571,3 +571,23 @@ def test_a_signal_while_train_starts_up_is_one_line_and_its_exit_code(tmp_path):
             p.send_signal(sig)
             err = p.communicate(timeout=60)[1]
             assert (p.returncode, err) == (code, line), (sig.name, delay, p.returncode, err[-300:])
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_started_again_by_resume(tmp_path, capsys):
+    """After kill -9 before the first checkpoint, --resume said 'nothing to resume' and a new train 'remove the
+    folder', which would also remove the user's own files there; a requeued job running --resume failed every time."""
+    rd = tmp_path / "proj"
+    rd.mkdir()
+    (rd / "notes.txt").write_text("mine")
+    assert main(["train", "vae", "--steps", "20", "--checkpoint-every", "20", "--sample-every", "10", "--run-dir", str(rd),
+                 "--no-progress", "--set", "hidden=16"]) == 0
+    shutil.rmtree(rd / "checkpoints")  # what a kill -9 before the first checkpoint leaves
+    (rd / "model.safetensors").unlink()
+    capsys.readouterr()
+    code, _, err = run(capsys, "train", "vae", "--steps", "5", "--run-dir", str(rd))
+    _one_error_line(code, err, f"start it again with `genzoo train --resume --run-dir {rd}`")
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--no-progress")
+    assert code == 0 and "stopped before its first checkpoint: starting it again from its run.json" in err, err
+    assert (rd / "model.safetensors").is_file() and (rd / "notes.txt").read_text() == "mine"
+    rows = [json.loads(line)["step"] for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [10, 20]  # the first attempt's rows replaced, not doubled
