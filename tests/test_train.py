@@ -750,3 +750,17 @@ def test_a_damaged_metrics_line_keeps_the_rows_after_it(tmp_path):
         genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw)
     rows = path.read_text().splitlines()
     assert rows[2] == "garbage" and [json.loads(r)["step"] for r in rows if r != "garbage"] == [1, 2, 4, 5, 6, 7, 8, 9, 10]
+
+
+@pytest.mark.parametrize("change, needle", [(dict(seed=5), "its seed 0, now 5"), (dict(batch_size=25), "its batch_size 50, now 25"),
+                                            (dict(n=600), "its examples 1297, now 600")])
+def test_fit_resume_refuses_another_seed_batch_or_dataset(tmp_path, change, needle):
+    """resume=True went on with another seed (and recorded it as the run's), batch size or dataset, without a word."""
+    digits = load_dataset("digits", binarize=True)
+    kw = dict(batch_size=50, seed=0, checkpoint_every=2, progress=False)
+    genzoo.fit(_model(), digits, steps=4, run_dir=tmp_path / "run", **kw)
+    data = load_dataset("digits", binarize=True, n=change.pop("n")) if "n" in change else digits
+    before = (tmp_path / "run" / "checkpoints" / "step-00000004" / "state.json").read_text()
+    with pytest.raises(genzoo.errors.ConfigError, match=re.escape(needle)):
+        genzoo.fit(_model(), data, steps=6, run_dir=tmp_path / "run", resume=True, **{**kw, **change})
+    assert (tmp_path / "run" / "checkpoints" / "step-00000004" / "state.json").read_text() == before

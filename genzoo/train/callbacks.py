@@ -69,6 +69,13 @@ class DivergenceGuard(Callback):
         self.recent.append(loss)
 
 
+def run_plan(state) -> dict:
+    """What a resumed run must keep to go on as it was (the seed and batch size fix the data order from the
+    checkpoint on, the set its examples): recorded in each checkpoint's state.json, compared by :func:`~genzoo.fit`."""
+    return {"seed": state.seed, "batch_size": state.batch_size, "examples": len(state.data),
+            "dataset": getattr(state.data, "name", None)}
+
+
 def _lr_hint(state) -> str:
     """The advice at the end of a divergence message: an lr, where the model has one (EM has none)."""
     return " (try a smaller lr)" if getattr(state, "optimizers", None) else ""
@@ -297,7 +304,7 @@ class Checkpoint(Callback):
         if guard:  # ... and is watched the same
             extra["guard"] = {"recent": list(guard["recent"]), "run": guard["run"]}
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
-                        {"epoch": state.epoch, "seed": state.seed, **extra}, state.rng_state(), keep=self.keep)
+                        {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(), keep=self.keep)
         self.last = state.step
 
 

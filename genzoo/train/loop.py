@@ -188,7 +188,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
-    checkpoint in ``run_dir``. ``valid`` (a Dataset) adds validation losses to the metrics (every
+    checkpoint in ``run_dir``, with the run's own seed, batch size and data (another is a ConfigError); the length,
+    intervals and speed options may change. ``valid`` (a Dataset) adds validation losses to the metrics (every
     ``10 * log_every`` steps and at the end); ``keep_best=True`` then also keeps the weights of the lowest
     validation loss in ``run_dir/best/``, a run folder of its own (:class:`~genzoo.train.callbacks.BestWeights`).
     ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps; ``warmup_steps``
@@ -289,6 +290,12 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         loaded = load_newest_checkpoint(run_dir, model, state.optimizers) if (resume and run_dir is not None) else None
         ckpt, saved, rng, damaged = loaded if loaded else (None, None, None, [])
         if ckpt is not None:
+            from .callbacks import run_plan
+
+            changed = [f"{k} {saved[k]!r}, now {v!r}" for k, v in run_plan(state).items() if k in saved and saved[k] != v]
+            if changed:  # (checkpoints from before a key was recorded are not checked for it)
+                raise ConfigError(f"resume=True continues the run in {run_dir} as it was trained: its {'; '.join(changed)} "
+                                  "(give the run's own, or another run_dir for a new run)")
             state.step = state.resumed_from = int(saved["step"])
             state.partial_logs, state.guard = saved.get("partial_logs"), saved.get("guard")
             # stopped between its last checkpoint and its final weights: resuming it writes them
