@@ -827,3 +827,20 @@ def test_float64_data_that_float32_would_merge_are_refused(tmp_path):
     assert len(np.unique(load_dataset(f"npz:{tmp_path / 'near.npz'}").x.numpy(), axis=0)) == 240  # 80% train, distinct
     np.savez(tmp_path / "flat.npz", x=np.concatenate([x[:, :1] - 1e6, np.full((300, 1), 1e6)], 1))
     assert len(load_dataset(f"npz:{tmp_path / 'flat.npz'}")) == 240  # a constant feature loses nothing
+
+
+def test_mnist_files_other_than_the_runs_are_refused(tmp_path):
+    """--data-root on resume or eval took any files of MNIST's names (Fashion-MNIST's are): a run resumed on
+    inverted images trained on without a word."""
+    from genzoo.data import load_spec
+
+    _tiny_mnist(tmp_path / "mine", gz=False)
+    _tiny_mnist(tmp_path / "moved")  # the same arrays, gzipped: the same data
+    _tiny_mnist(tmp_path / "other", seed=1)
+    spec = typed_spec({"name": "mnist", "root": str(tmp_path / "mine")})
+    assert spec["content_fingerprint"].startswith("images and labels blake2b ")
+    assert len(load_spec({**spec, "root": str(tmp_path / "moved")}, "test")) == 12
+    with pytest.raises(DataError, match=r"the MNIST files in .*other are not the ones the run recorded"):
+        load_spec({**spec, "root": str(tmp_path / "other")}, "train")
+    assert len(load_spec({k: v for k, v in spec.items() if k != "content_fingerprint"} | {"root": str(tmp_path / "other")},
+                         "test")) == 12  # a run from before the check: not checked

@@ -32,7 +32,7 @@ from ..registry import coerce
 from . import toy
 from .dataset import SPLITS, Dataset, check_n, check_split
 from .images import image_files, load_digits, load_folder, load_npz, split_fingerprint
-from .mnist import DEFAULT_MIRRORS, ENV_VAR, MNIST_MD5, download_mnist, load_mnist, read_idx
+from .mnist import DEFAULT_MIRRORS, ENV_VAR, MNIST_MD5, download_mnist, load_mnist, mnist_fingerprint, read_idx
 from .toy import ToyDensity
 
 __all__ = [
@@ -240,7 +240,8 @@ def typed_spec(spec: dict) -> dict:
     absolute path (``npz:/...``, ``folder:/...``) and ``root`` as an absolute path (MNIST's ``$GENZOO_DATA`` too, when
     no root is given), so that ``eval`` and
     ``--resume`` from another directory read the same data; and where it is split 80/10/10, what that split
-    follows (``split_fingerprint``: :func:`~genzoo.data.images.split_fingerprint`), which :func:`load_spec` checks.
+    follows (``split_fingerprint``: :func:`~genzoo.data.images.split_fingerprint`), and for MNIST what its files hold
+    (``content_fingerprint``: :func:`~genzoo.data.mnist.mnist_fingerprint`), which :func:`load_spec` checks.
 
     >>> typed_spec({"name": "ring", "std": "0.05", "n": "500", "binarize": "false"})
     {'name': 'ring', 'std': 0.05, 'n': 500, 'binarize': False}
@@ -264,6 +265,9 @@ def typed_spec(spec: dict) -> dict:
         out["root"] = str(Path(out["root"]).expanduser().resolve())
     elif kind == "registered" and target == "mnist" and os.environ.get(ENV_VAR):  # found through $GENZOO_DATA:
         out["root"] = str(Path(os.environ[ENV_VAR]).expanduser().resolve())     # recorded as --data-root would be
+    out.pop("content_fingerprint", None)
+    if kind == "registered" and target == "mnist" and (fingerprint := mnist_fingerprint(out.get("root"))) is not None:
+        out["content_fingerprint"] = fingerprint
     params = _DATASETS[target].params if kind == "registered" else _FOLDER_PARAMS if kind == "folder" else {}
     for key, value in out.items():
         if value is None or key in ("name", "root"):
@@ -279,7 +283,8 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     """The ``split`` of the dataset a run's data recipe describes (``name`` plus the keyword arguments
     of :func:`load_dataset`); the size limit ``n`` applies to the training split only. ``nonempty``: a
     DataError if the split has no examples (a data set of fewer than 10 puts them all in ``train``). A
-    DataError too if a folder or .npz split 80/10/10 no longer matches the recipe's ``split_fingerprint``.
+    DataError too if a folder or .npz split 80/10/10 no longer matches the recipe's ``split_fingerprint``, or MNIST's
+    files its ``content_fingerprint``.
 
     >>> len(load_spec({"name": "ring", "n": 100}, "train")), len(load_spec({"name": "ring", "n": 100}, "test")) > 100
     (100, True)
@@ -287,6 +292,7 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     spec = dict(spec)
     name = spec.pop("name")
     recorded = spec.pop("split_fingerprint", None)
+    content = spec.pop("content_fingerprint", None)
     _check_recipe(spec)
     if split != "train":
         spec.pop("n", None)
@@ -298,6 +304,13 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
             raise DataError(f"{name} changed since the run recorded it ({recorded}; now {now}): its 80/10/10 split "
                             f"follows {follows}, so its test split would now hold other examples, training ones "
                             "among them; restore the data, or train a new run")
+    if content is not None and name == "mnist":
+        now = mnist_fingerprint(spec.get("root"))
+        if now is not None and now != content:
+            where = spec.get("root") or f"${ENV_VAR}"
+            raise DataError(f"the MNIST files in {where} are not the ones the run recorded ({content}; now {now}): "
+                            "another data set in files of the same names (Fashion-MNIST?) or edited files; point "
+                            "--data-root at the run's own")
     data = load_dataset(name, split, **spec)
     if nonempty and len(data) == 0:
         raise DataError(f"the {split} split of {name} is empty: a data set of fewer than 10 examples puts them "

@@ -200,6 +200,33 @@ def find_mnist(root: str | os.PathLike | None = None, stems: tuple[str, ...] = t
     )
 
 
+def mnist_fingerprint(root: str | os.PathLike | None = None) -> str | None:
+    """What the four MNIST files found in ``root`` (or ``$GENZOO_DATA``) hold, in one line: a BLAKE2b of their
+    decoded arrays (not of the files' bytes, which gzip changes). A run records it and its later reads compare it
+    (:func:`~genzoo.data.load_spec`): Fashion-MNIST, for one, comes in files of the same names and format, so a
+    ``--data-root`` pointing at it would otherwise train or score a run on other data. None where they are not
+    found (the loader says why)."""
+    try:
+        paths = list(find_mnist(root).values())
+        stats = tuple((str(p.resolve()), p.resolve().stat().st_mtime_ns, p.resolve().stat().st_size) for p in paths)
+    except (DataError, OSError):
+        return None
+    return _mnist_fingerprint(stats)
+
+
+@functools.lru_cache(maxsize=4)
+def _mnist_fingerprint(stats: tuple) -> str:
+    """:func:`mnist_fingerprint`, once per version of the files (a command reads several splits)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=12)
+    for resolved, _, _ in stats:
+        a = read_idx(resolved)  # parsed once per file and cached
+        h.update(f"{a.dtype.str} {a.shape}".encode())
+        h.update(np.ascontiguousarray(a).data)
+    return f"images and labels blake2b {h.hexdigest()}"
+
+
 def _images_and_labels(img_path: Path, lab_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(img_path), read_idx(lab_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
