@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int)
     t.add_argument("--config", help="TOML recipe (see configs/)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a model, data or train option, e.g. --set latent_dim=8 (repeatable)")
+                   help="override a model, data or train option, e.g. --set latent_dim=8 (repeatable; a model's "
+                        "options: genzoo models MODEL; a dataset's: genzoo data)")
     t.add_argument("--run-dir", help="where the run is written (default: runs/MODEL-DATA-TIME, with -2, -3, ... where "
                                      "a run started in the same second has it)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest checkpoint")

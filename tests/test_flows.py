@@ -1015,3 +1015,15 @@ def test_planar_layers_start_near_the_identity_and_stay_invertible_at_large_norm
     wu = (small * small.roll(1, 0)).sum(-1, keepdim=True)
     torch.testing.assert_close(constrain_u(small, small.roll(1, 0)), small + (torch.nn.functional.softplus(wu).clamp_min(
         1e-4) - 1 - wu) * small.roll(1, 0) / small.roll(1, 0).pow(2).sum(-1, keepdim=True))  # unchanged where |w||u| is small
+
+
+def test_a_batch_norm_flow_in_training_mode_refuses_a_batch_of_one():
+    """One example in train mode was normalised by its own statistics: log_prob 55.7 where eval mode gave -1.6."""
+    m = genzoo.build("realnvp", data_shape=(2,), norm="batch", n_couplings=2, hidden=(8,))
+    x = torch.randn(4, 2)
+    m.train()
+    assert m.log_prob(x).shape == (4,)
+    with pytest.raises(DataError, match="batch-norm flow in training mode"):
+        m.log_prob(x[:1])
+    m.eval()
+    assert m.log_prob(x[:1]).shape == (1,)

@@ -16,8 +16,8 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, constraints
 
 from ...base import GenerativeModel, evaluating
-from ...errors import ConfigError
-from .transforms import ActNorm, Logit, Transform
+from ...errors import ConfigError, DataError
+from .transforms import ActNorm, BatchNorm, Logit, Transform
 
 Base = Literal["normal", "logistic"]
 
@@ -133,6 +133,9 @@ class Flow(GenerativeModel):
     def forward_and_log_det(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """z = f(x) flattened (B, D), and log|det df/dx| (B,)."""
         x = self._check(x)
+        if self.training and x.shape[0] < 2 and any(isinstance(m, BatchNorm) for m in self.modules()):
+            raise DataError("a batch-norm flow in training mode normalises by the batch's own statistics, which one "
+                            "example has not: call model.eval() (genzoo.fit and genzoo.load return it so)")
         z, ld = self.transform(x)
         return z.reshape(x.shape[0], -1), ld
 
