@@ -83,7 +83,7 @@ class NICE(Flow):
         """With ``data_init`` (genzoo's addition, not in the paper): start the flow at a whitening of the
         data. The couplings start as the identity (zero last layers), so h = x before the scaling: the
         biases of the first two couplings' last layers remove each dimension's mean (every dimension is
-        transformed by one of them) and the scaling starts at ``std_base / std(h)`` per dimension. Without
+        transformed by one of them; with ``n_couplings=1`` only the half it transforms is centred) and the scaling starts at ``std_base / std(h)`` per dimension. Without
         it the scaling starts at 1, and Adam needs thousands of steps to move it to the ~100x that MNIST's
         near-constant border pixels want.
 
