@@ -65,15 +65,10 @@ class GenerativeModel(nn.Module):
     #: the default training step clips the gradient norm to this when > 0 (a model option where offered)
     max_grad_norm: float = 0.0
     #: True once the model holds weights of its own: set up by :func:`~genzoo.fit` (which then runs no second
-    #: :meth:`setup`) or loaded (:meth:`load_state_dict`, :func:`genzoo.load`). A second ``fit`` trains on from them:
-    #: a flow's setup re-initialises its activation norms, the GMM's restarts EM from k-means
+    #: :meth:`setup`) or read from a file by :func:`genzoo.load` or a checkpoint. A second ``fit`` trains on from them:
+    #: a flow's setup would re-initialise its activation norms, the GMM's restart EM from k-means. (A plain
+    #: ``load_state_dict`` does not set it: the weights may be a fresh model's; set it where they are trained ones.)
     initialised: bool = False
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """As :meth:`torch.nn.Module.load_state_dict`; the model is then :attr:`initialised`."""
-        out = super().load_state_dict(state_dict, strict=strict, assign=assign)
-        self.initialised = True
-        return out
 
     @classmethod
     def defaults(cls, config: dict) -> dict:

@@ -450,6 +450,13 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                 raise RunLocked(f"another process is training the run in {run_dir}: wait for it to end")
             # stopped before its first checkpoint (kill -9, the OOM killer, a preempted job): started again from
             # run.json's recipe, as fit(resume=True) does; what it wrote before is replaced, other files left alone
+            from .io import run_files_in
+            from .train.loop import BEFORE_FIRST_CHECKPOINT
+
+            if later := [f for f in run_files_in(run_dir) if f not in ("run.json", *BEFORE_FIRST_CHECKPOINT)]:
+                raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*), and holds "
+                                      f"{', '.join(later)}, which a run does not write before its first; its files are "
+                                      "left as they are")
             print(f"genzoo: note: {run_dir} stopped before its first checkpoint: starting it again from its run.json",
                   file=sys.stderr)
         fixed = [f for f, v in (("MODEL", args.model), ("--config", args.config), ("--data", args.data),
@@ -637,11 +644,20 @@ def _check_new_run(run_dir: Path) -> None:
         raise RunLocked(f"another process is training the run in {run_dir}: choose another --run-dir")
     if latest_checkpoint(run_dir) is not None:
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
-    if "config.json" in held and "model.safetensors" not in held:
+    if "run.json" in held and "model.safetensors" not in held and _records_a_run(run_dir / "run.json"):  # --resume's
         raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: start it again "
                           f"with `genzoo train --resume --run-dir {run_dir}`, or choose another --run-dir")
     raise ConfigError(f"{run_dir} already holds {', '.join(held)} (files a run writes, which a new run would write "
                       "over): choose an empty folder or another --run-dir")
+
+
+def _records_a_run(path: Path) -> bool:
+    """Whether ``path`` is a run.json that ``genzoo train`` wrote (a recipe in it), not a user's file of that name."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and isinstance(record.get("recipe"), dict)
 
 
 def _claim_new_folder(base: Path) -> Path:

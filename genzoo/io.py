@@ -301,6 +301,7 @@ def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
     except RuntimeError as e:
         first = " ".join(str(e).split())[:300]
         raise CheckpointError(f"weights in {source} do not fit the model: {first}") from None
+    model.initialised = True  # a run's or a saved model's weights: fit trains on from them
 
 
 def weights_file(directory: str | os.PathLike) -> Path | None:
@@ -604,8 +605,8 @@ def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str,
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"checkpoint {path} is damaged: {what}")
 
-    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
-        raise bad("its weights hold NaN or infinite values (genzoo never writes such a checkpoint)")
+    if not all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()):
+        raise bad("its weights hold NaN or infinite values (genzoo never writes such a checkpoint)")  # buffers too: a GMM's
     for i, opt in enumerate(optimizers):
         for group in opt.param_groups:
             for key in ("lr", "eps", "weight_decay"):

@@ -492,7 +492,7 @@ def test_a_run_being_trained_before_its_first_checkpoint_is_named_as_such(tmp_pa
 
     rd = tmp_path / "busy"
     rd.mkdir()
-    (rd / "run.json").write_text("{}")
+    (rd / "run.json").write_text('{"recipe": {}}')  # as genzoo train writes it
     (rd / "config.json").write_text("{}")
     holder = open(rd / ".lock", "a")
     fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -580,7 +580,7 @@ def test_a_run_killed_before_its_first_checkpoint_is_started_again_by_resume(tmp
     rd.mkdir()
     (rd / "notes.txt").write_text("mine")
     assert main(["train", "vae", "--steps", "20", "--checkpoint-every", "20", "--sample-every", "10", "--run-dir", str(rd),
-                 "--no-progress", "--set", "hidden=16"]) == 0
+                 "--no-progress", "--set", "hidden=16", "--set", "keep_best=true"]) == 0  # best/ blocked the restart
     shutil.rmtree(rd / "checkpoints")  # what a kill -9 before the first checkpoint leaves
     (rd / "model.safetensors").unlink()
     capsys.readouterr()

@@ -827,6 +827,14 @@ def test_float64_data_that_float32_would_merge_are_refused(tmp_path):
     assert len(np.unique(load_dataset(f"npz:{tmp_path / 'near.npz'}").x.numpy(), axis=0)) == 240  # 80% train, distinct
     np.savez(tmp_path / "flat.npz", x=np.concatenate([x[:, :1] - 1e6, np.full((300, 1), 1e6)], 1))
     assert len(load_dataset(f"npz:{tmp_path / 'flat.npz'}")) == 240  # a constant feature loses nothing
+    near = x - 1e6  # a second cluster near 0 widened the spread, and the far one merged unnoticed (2.2 nats wrong)
+    with pytest.raises(DataError, match="float64 values lose their detail"):
+        Dataset(name="two", split="train", x=torch.as_tensor(np.concatenate([x, near])), y=None)
+    fine = {"a rare reading": np.r_[np.full(99_999, 1000.0), 1000.1][:, None],
+            "a near-constant feature": np.r_[np.full(500, 1000.0), np.full(500, 1000.0 + 1e-7)][:, None],
+            "many uniform draws": rng.random((200_000, 1))}  # merges of neighbours float32 cannot tell apart
+    for what, a in fine.items():
+        assert len(Dataset(name=what, split="train", x=torch.as_tensor(a), y=None)) == len(a), what
 
 
 def test_mnist_files_other_than_the_runs_are_refused(tmp_path):

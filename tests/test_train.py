@@ -744,12 +744,12 @@ def test_a_damaged_metrics_line_keeps_the_rows_after_it(tmp_path):
     genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path / "run", **kw)
     path = tmp_path / "run" / "metrics.jsonl"
     lines = path.read_text().splitlines()
-    lines[2] = "garbage"
-    path.write_text("\n".join(lines) + "\n")
+    lines[2] = "garbage \udcff"  # not even UTF-8 (an unexpected UnicodeDecodeError before)
+    path.write_bytes("\n".join(lines).encode("utf-8", "surrogateescape") + b"\n")
     with pytest.warns(genzoo.errors.GenZooWarning, match="line 3 is not a metrics row"):
         genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw)
-    rows = path.read_text().splitlines()
-    assert rows[2] == "garbage" and [json.loads(r)["step"] for r in rows if r != "garbage"] == [1, 2, 4, 5, 6, 7, 8, 9, 10]
+    rows = path.read_bytes().splitlines()
+    assert rows[2] == b"garbage \xff" and [json.loads(r)["step"] for r in rows if r != rows[2]] == [1, 2, 4, 5, 6, 7, 8, 9, 10]
 
 
 @pytest.mark.parametrize("change, needle", [(dict(seed=5), "its seed 0, now 5"), (dict(batch_size=25), "its batch_size 50, now 25"),
@@ -761,6 +761,25 @@ def test_fit_resume_refuses_another_seed_batch_or_dataset(tmp_path, change, need
     genzoo.fit(_model(), digits, steps=4, run_dir=tmp_path / "run", **kw)
     data = load_dataset("digits", binarize=True, n=change.pop("n")) if "n" in change else digits
     before = (tmp_path / "run" / "checkpoints" / "step-00000004" / "state.json").read_text()
+    model = _model()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(genzoo.errors.ConfigError, match=re.escape(needle)):
-        genzoo.fit(_model(), data, steps=6, run_dir=tmp_path / "run", resume=True, **{**kw, **change})
+        genzoo.fit(model, data, steps=6, run_dir=tmp_path / "run", resume=True, **{**kw, **change})
     assert (tmp_path / "run" / "checkpoints" / "step-00000004" / "state.json").read_text() == before
+    # the caller's model comes back as it was, not holding the run's weights (a new run from it was a warm start)
+    assert not model.initialised and all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+
+
+def test_a_checkpoint_with_a_nan_buffer_is_set_aside(tmp_path):
+    """A GMM's parameters are buffers: a NaN among them passed the check, and the resume 'diverged', naming the
+    damaged checkpoint the last good one."""
+    ring = load_dataset("ring", n=500)
+    kw = dict(checkpoint_every=2, progress=False)
+    genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=3), ring, steps=4, run_dir=tmp_path / "run", **kw)
+    newest = tmp_path / "run" / "checkpoints" / "step-00000004" / "model.safetensors"
+    t = io.load_tensors(newest)
+    t["means"][0, 0] = float("nan")
+    io.save_tensors(newest, t)
+    with pytest.warns(genzoo.errors.GenZooWarning, match=r"weights hold NaN.*resuming from step-00000002"):
+        genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=3), ring, steps=6, run_dir=tmp_path / "run",
+                   resume=True, **kw)

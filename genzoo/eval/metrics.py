@@ -116,10 +116,9 @@ def draw(model, n: int, seed: int, data, batch_size: int = 1000) -> torch.Tensor
     bad = int((~torch.isfinite(x.reshape(n, -1))).any(1).sum())
     if bad:  # clipping would turn them into plausible images
         raise DataError(f"{bad} of {n} samples of the {model.name} model have NaN or infinite values: did its training diverge?")
-    if not data.is_image:
-        return x  # (n, *shape)
-    x = x.clamp(0, 1)
-    return requantize(x, data.levels) if data.dequantize and data.levels else x
+    if data.dequantize and data.levels:  # (vectors of levels too, from integer arrays)
+        return requantize(x.clamp(0, 1), data.levels)
+    return x.clamp(0, 1) if data.is_image else x  # (n, *shape)
 
 
 def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split: str = "test", n: int | None = None,

@@ -72,8 +72,10 @@ class DivergenceGuard(Callback):
 def run_plan(state) -> dict:
     """What a resumed run must keep to go on as it was (the seed and batch size fix the data order from the
     checkpoint on, the set its examples): recorded in each checkpoint's state.json, compared by :func:`~genzoo.fit`."""
-    return {"seed": state.seed, "batch_size": state.batch_size, "examples": len(state.data),
-            "dataset": getattr(state.data, "name", None)}
+    data = state.data
+    transform = "binarize" if getattr(data, "binarize", False) else "dequantize" if getattr(data, "dequantize", False) else None
+    return {"seed": state.seed, "batch_size": state.batch_size, "examples": len(data),
+            "dataset": getattr(data, "name", None), "shape": list(getattr(data, "shape", ()) or ()), "transform": transform}
 
 
 def _lr_hint(state) -> str:
@@ -121,24 +123,24 @@ class MetricsLogger(Callback):
         as it is, with a warning: the rows after it are the run's history."""
         if not self.path.exists():
             return
-        text = self.path.read_text()
-        lines = text.splitlines()
+        data = self.path.read_bytes()  # bytes: a damaged line need not be UTF-8, and is kept byte for byte
+        lines = data.splitlines()
         keep = []
         for i, line in enumerate(lines):
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError):
                 row = None
             if isinstance(row, dict):
                 if not isinstance(row.get("step", 0), (int, float)) or row.get("step", 0) <= step:
                     keep.append(line)
-            elif i == len(lines) - 1 and not text.endswith("\n"):
+            elif i == len(lines) - 1 and not data.endswith(b"\n"):
                 break  # cut by a kill
             else:
                 warnings.warn(f"{self.path}: line {i + 1} is not a metrics row (damaged?): kept as it is", GenZooWarning,
                               stacklevel=2)
                 keep.append(line)
-        atomic_write_bytes(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
+        atomic_write_bytes(self.path, b"\n".join(keep) + b"\n" if keep else b"")
 
     def on_step_end(self, state, logs):
         for k, v in logs.items():  # a term logged on some steps only (a GAN's g_loss) is averaged over those

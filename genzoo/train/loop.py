@@ -96,7 +96,7 @@ class TrainState:
 
 
 #: what a run writes before its first checkpoint: ``resume=True`` starts a run in a folder holding no more
-BEFORE_FIRST_CHECKPOINT = ("config.json", "metrics.jsonl", "samples", "checkpoints")
+BEFORE_FIRST_CHECKPOINT = ("config.json", "metrics.jsonl", "samples", "checkpoints", "best", "tensorboard")
 
 
 def default_callbacks(run_dir: Path | None, *, checkpoint_every: int, sample_every: int, log_every: int,
@@ -206,7 +206,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
     afterwards (``torch.random.fork_rng``). The model comes back in eval mode, as :func:`genzoo.load`
     gives it. The model's data-dependent :meth:`~genzoo.base.GenerativeModel.setup` runs on a new model only: one
-    loaded (:func:`genzoo.load`, ``load_state_dict``) or trained by an earlier ``fit`` trains on from its weights
+    loaded (:func:`genzoo.load`) or trained by an earlier ``fit`` trains on from its weights
     (:attr:`~genzoo.base.GenerativeModel.initialised`). Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
     callbacks = _checked_arguments(model, callbacks, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
@@ -284,6 +284,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # is handed back in eval mode, as load() gives it (a query in train mode uses batch statistics, dropout, ...)
     hold.callback(model.eval)
     hold.enter_context(_forked_rng(device))
+    # a refused resume hands the caller's model back as it came, not holding the run's weights
+    before = ({k: v.detach().clone() for k, v in model.state_dict().items()}, model.initialised) if resume else None
     try:
         if resume and run_dir is not None and rank == 0 and run_dir.is_dir():
             hold.enter_context(run_lock(run_dir))
@@ -320,6 +322,11 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             acceleration.compile_networks(model)
     except BaseException:
         hold.close()
+        if before is not None:
+            with torch.no_grad():
+                for k, v in model.state_dict().items():
+                    v.copy_(before[0][k])
+            model.initialised = before[1]
         raise
     writes = run_dir if rank == 0 else None  # rank 0 alone writes files
     with hold:
