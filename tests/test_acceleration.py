@@ -63,7 +63,7 @@ def test_bf16_flow_inverts_and_matches_fp32_log_prob(mixing):
 @pytest.mark.parametrize("name", ["gmm", "gmmn"])
 def test_models_that_must_stay_fp32_refuse_bf16(name):
     model = genzoo.build(name, data_shape=(2,))
-    with pytest.raises(ConfigError, match="keeps float32"):
+    with pytest.raises(ConfigError, match="keeps its own dtype"):
         genzoo.fit(model, load_dataset("ring", n=64), steps=1, progress=False, precision="bf16")
 
 
@@ -191,7 +191,7 @@ def test_cli_precision_is_recorded_and_refused_with_one_line(tmp_path, capsys):
     code = main(["train", "gmm", "--steps", "1", "--run-dir", str(tmp_path / "g"), "--no-progress",
                  "--precision", "bf16"])
     err = capsys.readouterr().err
-    assert code != 0 and "keeps float32" in err and "Traceback" not in err
+    assert code != 0 and "keeps its own dtype" in err and "Traceback" not in err
     assert not (tmp_path / "g").exists()  # a run that never started leaves no folder
 
 
