@@ -107,8 +107,8 @@ def show_holes(y: Tensor, mask: Tensor) -> Tensor:
     (torch.Size([1, 3, 2, 2]), [1.0, 1.0, 1.0], [0.25, 0.3499999940395355, 0.6000000238418579])
     """
     colour = torch.tensor(HOLE_COLOUR, dtype=y.dtype, device=y.device).reshape(1, 3, 1, 1)
-    m = mask.expand_as(y)                                          # (N, C, H, W)
-    return rgb(y) * rgb(m) + colour * (1 - rgb(m))                  # (N, 3, H, W)
+    m = rgb(mask.expand_as(y))                                     # (N, 3, H, W)
+    return rgb(y) * m + colour * (1 - m)                           # (N, 3, H, W)
 
 
 def rgb(x: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .dataset import Dataset, check_float32_detail, check_n, check_split, split_slices, take_first
+from .dataset import Dataset, arrays_digest, check_float32_detail, check_n, check_split, split_slices, take_first
 
 __all__ = ["load_digits", "load_folder", "load_npz", "DIGITS_SPLIT", "IMAGE_EXTENSIONS"]
 
@@ -99,15 +99,10 @@ def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
 @functools.lru_cache(maxsize=8)
 def _npz_fingerprint(path: str, mtime_ns: int, size: int) -> str | None:
     """:func:`split_fingerprint` of an .npz, once per version of the file (a command checks each split it reads)."""
-    import hashlib
-
     key, a = _data_array(_read_arrays(Path(path), f"data file {path}"), f"data file {path}")
     if key is None:
         return None
-    a = np.ascontiguousarray(a)
-    h = hashlib.blake2b(f"{a.dtype.str} {a.shape}".encode(), digest_size=12)
-    h.update(a.data)
-    return f"{len(a)} rows of {a.dtype}, blake2b {h.hexdigest()}"
+    return f"{len(a)} rows of {a.dtype}, blake2b {arrays_digest(a)}"
 
 
 # -- folder of images -----------------------------------------------------------------------

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .dataset import Dataset, check_n, check_split, take_first
+from .dataset import Dataset, arrays_digest, check_n, check_split, take_first
 
 __all__ = [
     "load_mnist", "download_mnist", "find_mnist", "read_idx", "write_idx",
@@ -207,8 +207,8 @@ def mnist_fingerprint(root: str | os.PathLike | None = None) -> str | None:
     ``--data-root`` pointing at it would otherwise train or score a run on other data. None where they are not
     found (the loader says why)."""
     try:
-        paths = list(find_mnist(root).values())
-        stats = tuple((str(p.resolve()), p.resolve().stat().st_mtime_ns, p.resolve().stat().st_size) for p in paths)
+        resolved = [p.resolve() for p in find_mnist(root).values()]
+        stats = tuple((str(p), st.st_mtime_ns, st.st_size) for p, st in ((p, p.stat()) for p in resolved))
     except (DataError, OSError):
         return None
     return _mnist_fingerprint(stats)
@@ -217,14 +217,7 @@ def mnist_fingerprint(root: str | os.PathLike | None = None) -> str | None:
 @functools.lru_cache(maxsize=4)
 def _mnist_fingerprint(stats: tuple) -> str:
     """:func:`mnist_fingerprint`, once per version of the files (a command reads several splits)."""
-    import hashlib
-
-    h = hashlib.blake2b(digest_size=12)
-    for resolved, _, _ in stats:
-        a = read_idx(resolved)  # parsed once per file and cached
-        h.update(f"{a.dtype.str} {a.shape}".encode())
-        h.update(np.ascontiguousarray(a).data)
-    return f"images and labels blake2b {h.hexdigest()}"
+    return f"images and labels blake2b {arrays_digest(*(read_idx(path) for path, _, _ in stats))}"  # parsed once, cached
 
 
 def _images_and_labels(img_path: Path, lab_path: Path) -> tuple[np.ndarray, np.ndarray]:
