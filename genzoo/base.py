@@ -91,8 +91,10 @@ class GenerativeModel(nn.Module):
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Data-dependent initialisation from (a sample of) the training set; default: none."""
 
-    def setup_labels(self, x: Tensor, y: Tensor, generator: torch.Generator) -> None:
-        """For training sets with labels: the raw examples (N, ...) and labels (N,); default: ignore them."""
+    def setup_labels(self, x: Tensor, y: Tensor, generator: torch.Generator, space: str = "binarized") -> None:
+        """For training sets with labels: the raw examples (N, ...), labels (N,) and the space the training
+        batches are in (:attr:`genzoo.data.Dataset.space`: the raw examples have not been through its
+        binarization or dequantization); default: ignore them."""
 
     def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         (opt,) = optimizers

@@ -917,7 +917,7 @@ def _compare_key(path: str, args) -> dict:
 
 def _indices(text: str, n: int) -> list[int]:
     try:
-        out = [int(v) for v in text.split(",") if v.strip()]
+        out = [int(v) for v in text.split(",")]  # an empty item (a doubled comma) is refused, not dropped
     except ValueError:
         raise ConfigError(f"--arithmetic takes comma-separated test indices, got '{text}'") from None
     if not out or any(not 0 <= v < n for v in out):
@@ -960,6 +960,9 @@ def cmd_interpolate(args) -> int:
     test = None
     if args.between or args.arithmetic:
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
+    for i, j in args.between:  # all of them before the first row's projection
+        if not (0 <= i < len(test) and 0 <= j < len(test)):
+            raise ConfigError(f"--between indices must lie in 0..{len(test) - 1}, got {i} {j}")
     g = torch.Generator().manual_seed(args.seed)
     if args.arithmetic:
         m = re.fullmatch(r"\s*([\d,\s]+)-([\d,\s]+)\+([\d,\s]+)\s*", args.arithmetic)
@@ -975,8 +978,6 @@ def cmd_interpolate(args) -> int:
         return 0
     rows = []
     for i, j in args.between:
-        if not (0 <= i < len(test) and 0 <= j < len(test)):
-            raise ConfigError(f"--between indices must lie in 0..{len(test) - 1}, got {i} {j}")
         z = infer_latent(model, test.x[[i, j]], generator=g)
         rows.append(interpolate(model, z[0].cpu(), z[1].cpu(), steps, kind))
     for _ in range(pairs):

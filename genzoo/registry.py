@@ -126,7 +126,7 @@ _RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rul
     **dict.fromkeys(["betas", "g_ema", "label_smoothing", "label_flip", "classifier_dropout",
                      "classifier_input_dropout"], ("[)", 0.0, 1.0)),
     **dict.fromkeys(["instance_noise_steps", "seed"], ("[)", 0, 2**63)),
-    "bandwidths": ("()", 0.0, math.inf),
+    "bandwidths": ("[]", 1e-6, 1e18),  # 1 / (2 sigma^2) a normal float32
 }
 
 

@@ -66,6 +66,17 @@ def test_gan_projection_recovers_a_latent_it_generated():
     assert not frozen.requires_grad and sum(not p.requires_grad for p in gan.parameters()) == 1
 
 
+def test_projection_refuses_a_batch_of_another_shape():
+    """(B, H, W) images broadcast against G(z)'s (B, 1, H, W): every latent fitted the mean of all the images."""
+    from genzoo.errors import DataError
+
+    for name in ("gan", "gmmn"):
+        model = genzoo.build(name, data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+        for shape in ((3, 8, 8), (3, 64), (3, 1, 1, 8)):
+            with pytest.raises(DataError, match=r"examples of shape \(1, 8, 8\)"):
+                infer_latent(model, torch.rand(shape), steps=1, restarts=1)
+
+
 def test_arithmetic_is_the_mean_difference_of_concepts():
     vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,))
     x = load_dataset("digits", "test", n=9).x
@@ -87,6 +98,9 @@ def test_cli_interpolate_writes_strips_and_arithmetic(tmp_path, capsys):
     assert main(["interpolate", str(rd), "--arithmetic", "0,1-2"]) == 2
     assert "A-B+C" in capsys.readouterr().err
     assert main(["interpolate", str(rd), "--between", "0", "100000"]) == 2
+    capsys.readouterr()
+    assert main(["interpolate", str(rd), "--arithmetic", "0,,1-2+3"]) == 2  # the empty item was dropped
+    assert "comma-separated test indices" in capsys.readouterr().err
     for extra in (["--between", "0", "1"], ["--pairs", "2"]):  # was: silently dropped, arithmetic.png alone
         assert main(["interpolate", str(rd), "--arithmetic", "0-1+2", *extra]) == 2
         assert "--arithmetic makes its own picture" in capsys.readouterr().err

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import genzoo
+from genzoo.cli import main
 from genzoo.data import load_dataset
 from genzoo.data.toy import ring
 from genzoo.errors import ConfigError, DataError
@@ -117,6 +118,7 @@ def test_setup_starts_at_the_data_mean_and_checks_image_range():
 
 
 @pytest.mark.parametrize("kw", [{"bandwidths": (1.0, -1.0)}, {"bandwidths": (float("nan"),)}, {"bandwidths": (1e-20, 1.0)},
+                                {"bandwidths": (1.0, 1e39)}, {"bandwidths": (1e300,)},  # inf in the float32 buffer
                                 {"latent_dim": 0},
                                 {"statistic": "kurtosis"}, {"activation": "swish"}, {"lr": 0.0}, {"hidden": (0,)}])
 def test_bad_options(kw):
@@ -233,3 +235,18 @@ def test_bandwidths_are_idle_without_a_kernel(assert_idle):
     kw = {"data_shape": (2,), "hidden": (8,), "statistic": "moments"}
     assert_idle("gmmn", kw, "bandwidths", (0.3, 2.0), torch.randn(16, 2))
     assert genzoo.build("gmmn", data_shape=(2,)).unused_options() == {}
+
+
+def test_bandwidths_constant_on_the_data_are_refused_at_setup(tmp_path, capsys):
+    """Every kernel ~1 (sigma 1e8 on the ring's unit spread) or ~0: MMD and its gradient vanish, and the run trained
+    nothing with exit 0; one bandwidth in range is enough, and the check draws nothing from training's stream."""
+    x = torch.randn(300, 2)
+    for sigmas in ((1e8,), (1e-5, 1e5)):
+        with pytest.raises(DataError, match="constant on the data"):
+            genzoo.build("gmmn", data_shape=(2,), bandwidths=sigmas).setup(x, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    genzoo.build("gmmn", data_shape=(2,), bandwidths=(1e8, 1.0)).setup(x, g)
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(0).get_state())
+    assert main(["train", "gmmn", "--steps", "5", "--set", "bandwidths=[1e12]", "--run-dir", str(tmp_path / "r"),
+                 "--no-progress"]) == 2
+    assert "constant on the data" in capsys.readouterr().err and not (tmp_path / "r").exists()

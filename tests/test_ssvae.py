@@ -285,3 +285,54 @@ def test_sample_with_a_generator_on_another_device():
     m.cuda()
     torch.testing.assert_close(m.sample(5, torch.Generator().manual_seed(0)).cpu(), ref)
     assert m.sample(5, torch.Generator(device="cuda").manual_seed(0)).device.type == "cuda"
+
+
+def test_labelled_examples_follow_the_training_batches_space(tmp_path):
+    """Binarized data: the labelled examples are drawn afresh too; grey data: they stay grey, as the unlabelled
+    batches do (they were binarized whatever the data, so the two terms fitted different data); dequantized data
+    are refused; weights saved before the flag existed load with binarization on."""
+    xs = torch.tensor([[1.0, 0.5, 0.25], [0.5, 0.75, 0.0], [0.25, 0.5, 1.0], [0.0, 0.5, 0.5]])
+    seen = {}
+    for space in ("binarized", "discrete-as-real"):
+        m = tiny()
+        m.setup_labels(xs, torch.tensor([0, 1, 0, 1]), torch.Generator().manual_seed(0), space)
+        got = []
+        m._labelled_bound = lambda x, y, *a, _f=m._labelled_bound, **k: (got.append(x.clone()), _f(x, y, *a, **k))[1]
+        m.training_step(Batch(xs[:2]), m.configure_optimizers())
+        seen[space] = torch.cat(got[:1])  # the labelled batch (the unlabelled bound's rows come after)
+    assert set(seen["binarized"].unique().tolist()) <= {0.0, 1.0}
+    assert {0.25, 0.5, 0.75} & set(seen["discrete-as-real"].unique().tolist())
+    with pytest.raises(ConfigError, match="dequantized data no likelihood"):
+        tiny().setup_labels(xs, torch.tensor([0, 1, 0, 1]), torch.Generator(), "dequantized")
+    grey = tiny()
+    grey.setup_labels(xs, torch.tensor([0, 1, 0, 1]), torch.Generator(), "discrete-as-real")
+    genzoo.save(grey, tmp_path / "grey")
+    assert float(genzoo.load(tmp_path / "grey").labelled_binarize) == 0.0
+    from safetensors.torch import load_file, save_file
+    old = {k: v for k, v in load_file(tmp_path / "grey" / "model.safetensors").items() if k != "labelled_binarize"}
+    save_file(old, tmp_path / "grey" / "model.safetensors")
+    assert float(genzoo.load(tmp_path / "grey").labelled_binarize) == 1.0
+
+
+def test_cli_grey_training_keeps_labelled_examples_grey_and_refuses_dequantized(tmp_path, capsys):
+    assert main(["train", "ssvae", "--steps", "2", "--set", "data.binarize=false", "--set", "data.n=300",
+                 "--run-dir", str(tmp_path / "grey"), "--no-progress"]) == 0
+    assert float(genzoo.load(tmp_path / "grey").labelled_binarize) == 0.0
+    capsys.readouterr()
+    assert main(["train", "ssvae", "--steps", "2", "--set", "data.binarize=false", "--set", "data.dequantize=true",
+                 "--set", "data.n=300", "--run-dir", str(tmp_path / "deq"), "--no-progress"]) == 2
+    assert "dequantized data no likelihood" in capsys.readouterr().err
+    assert not (tmp_path / "deq").exists()
+
+
+def test_unlabelled_bound_checks_pixels_and_messages_name_the_option():
+    m = tiny()
+    with pytest.raises(DataError, match="pixels in"):
+        m.unlabelled_bound(torch.full((2, 3), 255.0))
+    with pytest.raises(ConfigError, match="n_classes must be >= 2, got 1"):
+        tiny(n_classes=1, labels=4)
+    with pytest.raises(DataError, match="fewer than the 3 per class that labels=6 asks for"):
+        tiny(labels=6).setup_labels(torch.rand(4, 3).round(), torch.tensor([0, 1, 0, 1]), torch.Generator())
+    twenty = tiny(n_classes=3, labels=3)
+    with pytest.raises(DataError, match=r"classes are 0\.\.1: set n_classes=2"):
+        twenty.setup_labels(torch.rand(4, 3).round(), torch.tensor([0, 1, 0, 1]), torch.Generator())

@@ -71,7 +71,9 @@ def latent_path(z0: Tensor, z1: Tensor, steps: int, kind: Kind = "slerp") -> Ten
 def check_latent_model(model, task: str = "interpolate in") -> None:
     """A one-line error unless ``model`` maps latents to data (the ``Generator`` capability)."""
     if not isinstance(model, Generator):
-        raise ConfigError(f"{model.name} has no latent space to {task} (it needs generate(z) and a prior)")
+        hint = ("; M2 decodes p(x | y, z): see model.analogies(x) and model.sample(n, y=...)"
+                if hasattr(model, "analogies") else "")
+        raise ConfigError(f"{model.name} has no latent space to {task} (it needs generate(z) and a prior){hint}")
 
 
 def draw_prior(model, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -113,8 +115,8 @@ def infer_latent(model, x: Tensor, *, steps: int = 300, lr: float = 0.05, restar
     mass), by Adam from ``restarts`` prior draws with a cosine-annealed step, keeping each example's best.
     """
     check_latent_model(model)
+    x = model.check_input(x)  # (B, *data_shape): another shape would broadcast against G(z) below
     with evaluating(model):  # and each module's mode back afterwards
-        x = x.to(model.device)
         if isinstance(model, LatentVariable):
             with torch.no_grad():
                 q = model.encode(x)

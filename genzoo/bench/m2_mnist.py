@@ -51,13 +51,13 @@ def run(args) -> str:
     results = run_parallel(one, [(s, root, runs_dir, args.steps, args.quick) for s in range(seeds)], args.jobs,
                            "bench m2-mnist", not args.no_progress)
     errs = [100 * r["error"] for r in results]
-    sd = statistics.stdev(errs) if len(errs) > 1 else 0.0
+    spread = f" +- {statistics.stdev(errs):.2f}" if len(errs) > 1 else ""  # one seed has no spread
     lines = ["## Semi-supervised M2 on MNIST, 100 labels (`genzoo bench m2-mnist`)", "",
              f"`configs/ssvae-mnist.toml` ({results[0]['steps']:,} steps of 100 unlabelled + 100 labelled images, one CPU "
              f"thread each); the seed picks the 10 labelled images per class. Test error on the {500 if args.quick else 10_000:,} "
              "test images (lower is better).", "",
              "| model | test error % | seeds | minutes per run |", "|---|---|---|---|",
-             f"| **genzoo M2** | {statistics.fmean(errs):.2f} +- {sd:.2f} | {len(errs)} | "
+             f"| **genzoo M2** | {statistics.fmean(errs):.2f}{spread} | {len(errs)} | "
              f"{statistics.fmean(r['seconds'] for r in results) / 60:.1f} |"]
     lines += [f"| {name}, as published | {err} | | |" for name, err in PAPER]
     lines += ["", "Per seed: " + ", ".join(f"seed {r['seed']} {100 * r['error']:.2f}%" for r in results) + "."]

@@ -203,8 +203,8 @@ class GMMN(GenerativeModel):
             raise ConfigError(f"gmmn: unknown activation {activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         if statistic not in ("mmd", "moments"):
             raise ConfigError(f"gmmn: statistic must be 'mmd' or 'moments', got {statistic!r}")
-        if not all(math.isfinite(b) and b >= 1e-6 for b in bandwidths):  # 1 / (2 sigma^2) must fit a float32
-            raise ConfigError(f"gmmn: bandwidths must be finite and at least 1e-6, got {tuple(bandwidths)}")
+        if not all(1e-6 <= b <= 1e18 for b in bandwidths):  # 1 / (2 sigma^2) must be a normal float32
+            raise ConfigError(f"gmmn: bandwidths must lie in [1e-6, 1e18], got {tuple(bandwidths)}")
         if not lr > 0:
             raise ConfigError(f"gmmn: lr must be > 0, got {lr}")
         self.latent_dim = int(latent_dim)
@@ -258,18 +258,37 @@ class GMMN(GenerativeModel):
         return {"bandwidths": "statistic=moments (no kernel)"} if self.statistic == "moments" else {}
 
     # -- training -----------------------------------------------------------------------------------
+    @staticmethod
+    def median_distance(x: Tensor, generator: torch.Generator | None = None) -> float:
+        """The median pairwise Euclidean distance of (up to ``MEDIAN_SUBSAMPLE`` of) ``x`` (N, ...), N >= 2."""
+        n = x.shape[0]
+        idx = torch.randperm(n, generator=generator)[:MEDIAN_SUBSAMPLE] if n > MEDIAN_SUBSAMPLE else torch.arange(n)
+        xs = x[idx.to(x.device)].reshape(len(idx), -1).double()  # (n', D)
+        return float(torch.pdist(xs).median())
+
     @torch.no_grad()
     def set_bandwidths(self, x: Tensor, generator: torch.Generator | None = None) -> None:
         """sigma_s = BANDWIDTH_FACTORS[s] * median pairwise distance of (up to 1,000 of) ``x``."""
-        n = x.shape[0]
-        if n < 2:
+        if x.shape[0] < 2:
             raise DataError("gmmn: setting kernel bandwidths from the data needs at least 2 examples")
-        idx = torch.randperm(n, generator=generator)[:MEDIAN_SUBSAMPLE] if n > MEDIAN_SUBSAMPLE else torch.arange(n)
-        xs = x[idx.to(x.device)].reshape(len(idx), -1).double()  # (n', D)
-        med = float(torch.pdist(xs).median())
+        med = self.median_distance(x, generator)
         if not med > 0:
             raise DataError("gmmn: the examples are all identical; give --set bandwidths=... explicitly")
         self.bandwidths.copy_(torch.tensor(BANDWIDTH_FACTORS) * med)
+
+    def check_bandwidths(self, x: Tensor) -> None:
+        """A DataError where every given bandwidth is over 1,000 times the data's median pairwise distance
+        (every kernel is then about 1 on the data: the MMD and its gradient vanish, and the generator learns
+        nothing) or under 1/1,000 of it (about 0 but between equal points)."""
+        if x.shape[0] < 2:
+            return
+        med = self.median_distance(x, torch.Generator().manual_seed(0))  # its own stream: training's is untouched
+        sigmas = self.bandwidths.tolist()
+        if med > 0 and all(not 1e-3 * med <= s <= 1e3 * med for s in sigmas):
+            raise DataError(f"gmmn: every kernel bandwidth ({', '.join(f'{s:.3g}' for s in sigmas)}) is over 1,000 "
+                            f"times or under 1/1,000 of the data's median pairwise distance ({med:.3g}): the kernels "
+                            "are constant on the data and the MMD trains nothing; leave bandwidths=() to set them "
+                            "from the data")
 
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
@@ -278,8 +297,11 @@ class GMMN(GenerativeModel):
         if len(self.data_shape) == 3 and (x.min() < 0 or x.max() > 1):
             raise DataError(f"gmmn: a sigmoid generator needs image data in [0, 1], got values in "
                             f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
-        if not self.fixed_bandwidths and self.statistic == "mmd":
-            self.set_bandwidths(x, generator)
+        if self.statistic == "mmd":
+            if self.fixed_bandwidths:
+                self.check_bandwidths(x)
+            else:
+                self.set_bandwidths(x, generator)
         mean = x.float().mean(0).reshape(-1)  # (D,)
         last = self.net[0][-1]
         last.bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)) if len(self.data_shape) == 3 else mean)

@@ -105,8 +105,9 @@ class SSVAE(GenerativeModel):
                  labelled_weight: float = 1.0, classifier_dropout: float = 0.0,
                  classifier_input_dropout: float = 0.0, kl_weight: float = 1.0) -> None:
         super().__init__()
-        if latent_dim < 1 or n_classes < 2 or labelled_batch < 1:
-            raise ConfigError("ssvae: latent_dim and labelled_batch must be >= 1, n_classes >= 2")
+        for name, value, least in (("latent_dim", latent_dim, 1), ("n_classes", n_classes, 2), ("labelled_batch", labelled_batch, 1)):
+            if value < least:
+                raise ConfigError(f"ssvae: {name} must be >= {least}, got {value}")
         if labels < n_classes or labels % n_classes:
             raise ConfigError(f"ssvae: labels must be a positive multiple of n_classes ({n_classes}), got {labels}")
         if alpha < 0 or labelled_weight < 0:
@@ -145,6 +146,9 @@ class SSVAE(GenerativeModel):
         self.register_buffer("labelled_x", torch.zeros(labels, *self.data_shape))
         self.register_buffer("labelled_y", torch.zeros(labels, dtype=torch.long))
         self.register_buffer("labels_ready", torch.zeros((), dtype=torch.bool))
+        # 1 where the training batches are binarized (the labelled examples then are too, afresh at every use),
+        # 0 where they are grey levels fed as they are
+        self.register_buffer("labelled_binarize", torch.ones(()))
         self.register_buffer("_zero", torch.zeros(()), persistent=False)
 
     @classmethod
@@ -152,10 +156,18 @@ class SSVAE(GenerativeModel):
         return {"data": {"name": "digits", "binarize": True}, "train": {"steps": 3000, "batch_size": 100}}
 
     # -- the labelled subset ------------------------------------------------------------------------------
+    #: weights written before ``labelled_binarize`` existed binarized their labelled examples whatever the data
+    state_defaults = {"labelled_binarize": torch.ones}
+
     @torch.no_grad()
-    def setup_labels(self, x: Tensor, y: Tensor, generator: torch.Generator) -> None:
-        """Keep ``labels / n_classes`` examples of each class of the training set (grey levels; they are
-        binarized afresh at every use, like the unlabelled batches)."""
+    def setup_labels(self, x: Tensor, y: Tensor, generator: torch.Generator, space: str = "binarized") -> None:
+        """Keep ``labels / n_classes`` examples of each class of the training set (grey levels, kept as they are).
+        They are treated as the unlabelled batches in ``space`` are (:attr:`genzoo.data.Dataset.space`):
+        binarized afresh at every use for ``"binarized"``, fed as grey levels otherwise; dequantized data are
+        refused (a Bernoulli decoder gives them no likelihood)."""
+        if space == "dequantized":
+            raise ConfigError("ssvae: its Bernoulli decoder gives dequantized data no likelihood: train on binarized "
+                              "pixels (data.binarize=true, data.dequantize=false) or on grey levels (both false)")
         self.check_pixels(x)
         self.check_labels(y, x.shape[0], "training labels")
         per = self.labels // self.n_classes
@@ -163,12 +175,17 @@ class SSVAE(GenerativeModel):
         for c in range(self.n_classes):
             idx = (y == c).nonzero().flatten()
             if len(idx) < per:
-                raise DataError(f"ssvae: class {c} has {len(idx)} training examples, fewer than the {per} labels asked for")
+                classes = f"0..{int(y.max())}" if len(y) else "none"
+                hint = (f"; the data's classes are {classes}: set n_classes={int(y.max()) + 1}"
+                        if len(y) and int(y.max()) + 1 < self.n_classes and not len(idx) else "")
+                raise DataError(f"ssvae: class {c} has {len(idx)} training examples, fewer than the {per} per class "
+                                f"that labels={self.labels} asks for{hint}")
             keep.append(idx[torch.randperm(len(idx), generator=generator)[:per]])
         keep = torch.cat(keep)  # (labels,)
         self.labelled_x.copy_(x[keep].to(self.labelled_x))
         self.labelled_y.copy_(y[keep].to(self.labelled_y))
         self.labels_ready.fill_(True)
+        self.labelled_binarize.fill_(space == "binarized")
 
     def check_labels(self, y: Tensor, n: int, what: str = "y") -> None:
         """A DataError unless ``y`` is an integer tensor (n,) of classes in 0..n_classes-1: a class beyond them
@@ -279,7 +296,12 @@ class SSVAE(GenerativeModel):
         return log_px - kl - math.log(self.n_classes)
 
     def unlabelled_bound(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
-        """-U(x) (B,): sum_y q(y|x) (-L(x, y)) + H(q(y|x)) (eq. 7), every class enumerated."""
+        """-U(x) (B,): sum_y q(y|x) (-L(x, y)) + H(q(y|x)) (eq. 7), every class enumerated; ``x`` is checked
+        (:meth:`check_pixels`)."""
+        return self._unlabelled_bound(self.check_pixels(x), logits)
+
+    def _unlabelled_bound(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
+        """:meth:`unlabelled_bound` with only the shape checked (:meth:`check_input`): no host sync, for training."""
         x = self.check_input(x)
         B, K = x.shape[0], self.n_classes
         features = self.trunk(x.reshape(B, -1))  # computed once for the K classes
@@ -296,7 +318,7 @@ class SSVAE(GenerativeModel):
 
     def elbo(self, x: Tensor) -> Tensor:
         """The unlabelled bound -U(x) on log p(x), (B,)."""
-        return self.unlabelled_bound(self.check_pixels(x))
+        return self.unlabelled_bound(x)
 
     @torch.no_grad()
     def iwae_bound(self, x: Tensor, k: int) -> Tensor:
@@ -314,7 +336,7 @@ class SSVAE(GenerativeModel):
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """The unlabelled objective alone (validation): mean U(x), logged as ``valid_loss`` and ``valid_unlabelled``
         (the training step's ``unlabelled`` is its twin; its ``loss`` has the labelled bound and alpha CE too)."""
-        u = -self.unlabelled_bound(x).mean()
+        u = -self._unlabelled_bound(x).mean()
         return {"loss": u, "unlabelled": u.detach()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -325,10 +347,11 @@ class SSVAE(GenerativeModel):
         if not bool(self.labels_ready):
             raise DataError("ssvae needs a training set with labels (e.g. digits or mnist), this one has none")
         idx = torch.randint(self.labels, (self.labelled_batch,), device=self.labelled_y.device)  # global RNG: resumable
-        xl, yl = torch.bernoulli(self.labelled_x[idx]), self.labelled_y[idx]  # dynamic binarization
+        xl, yl = self.labelled_x[idx], self.labelled_y[idx]  # (b, *shape), (b,)
+        xl = torch.lerp(xl, torch.bernoulli(xl), self.labelled_binarize)  # dynamic binarization where the batches have it
         labelled = -self._labelled_bound(xl, yl).mean()  # the labelled subset: checked by setup_labels
         ce = F.cross_entropy(self.class_logits(xl), yl)
-        unlabelled = -self.unlabelled_bound(batch.x).mean()
+        unlabelled = -self._unlabelled_bound(batch.x).mean()
         loss = self.labelled_weight * labelled + unlabelled + self.alpha * ce
         opt.zero_grad(set_to_none=True)
         loss.backward()

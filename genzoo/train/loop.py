@@ -317,7 +317,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 model.setup(setup_x, state.data_generator)
                 model.initialised = True
             if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
-                model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator)
+                model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator, data.space)
         if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
             acceleration.compile_networks(model)
     except BaseException:
