@@ -4,6 +4,12 @@ Every family subclasses :class:`GenerativeModel` (an ``nn.Module``) and is regis
 with :func:`genzoo.registry.register`. What a model *can* do beyond sampling is told by the
 runtime-checkable protocols below, never by a class hierarchy: ``isinstance(model, Density)``.
 
+>>> import genzoo
+>>> from genzoo.base import Density, Generator, LatentVariable
+>>> [[isinstance(genzoo.build(name, data_shape=(2,)), p) for p in (Density, LatentVariable, Generator)]
+...  for name in ("gmm", "vae", "gan", "realnvp")]
+[[True, False, False], [False, True, True], [False, False, True], [True, False, True]]
+
 The training contract, used by :func:`genzoo.fit` and nothing else:
 
 * ``configure_optimizers()`` returns the optimizers (an empty list for EM-fitted models);
@@ -62,6 +68,8 @@ class GenerativeModel(nn.Module):
     valid_loss_is_training_loss: ClassVar[bool] = True
     #: constructor arguments, set by ``@register``
     config: dict
+    #: what a placeholder default stands for (option -> note), shown by ``genzoo models NAME``
+    DEFAULT_NOTES: ClassVar[dict[str, str]] = {}
     #: the default training step clips the gradient norm to this when > 0 (a model option where offered)
     max_grad_norm: float = 0.0
     #: True once the model holds weights of its own: set up by :func:`~genzoo.fit` (which then runs no second
@@ -311,7 +319,15 @@ class LatentVariable(Protocol):
 
 @runtime_checkable
 class Generator(Protocol):
-    """A deterministic map from a latent prior to data space (GAN, GMMN, VAE decoder, flows)."""
+    """A deterministic map from a latent prior to data space (GAN, GMMN, VAE decoder, flows).
+
+    >>> import torch, genzoo
+    >>> gan = genzoo.build("gan", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
+    >>> z = gan.prior.sample((3,))                 # (3, latent_dim)
+    >>> x = gan.generate(z)                        # images in [0, 1]
+    >>> x.shape, bool(0 <= x.min() and x.max() <= 1), torch.equal(gan.generate(z), x)
+    (torch.Size([3, 1, 8, 8]), True, True)
+    """
 
     latent_dim: int
 

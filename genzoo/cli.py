@@ -239,7 +239,8 @@ def cmd_models(args) -> int:
     for key, p in opts.items():
         hint = hints.get(key, "")
         kind = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
-        print(f"  {key:<{key_w}} = {p.default!r:<{value_w}}  {kind}")
+        note = f"  ({cls.DEFAULT_NOTES[key]})" if key in getattr(cls, "DEFAULT_NOTES", {}) else ""
+        print(f"  {key:<{key_w}} = {p.default!r:<{value_w}}  {kind}{note}")
     defaults = cls.defaults({k: p.default for k, p in opts.items()})  # what `genzoo train NAME` uses unless told
     data = dict(defaults.get("data", {}))
     name = data.pop("name", "digits")

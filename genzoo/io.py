@@ -4,11 +4,13 @@ Nothing here unpickles: weights are safetensors, everything else is JSON. Every 
 temporary name in the same folder and renamed into place, and a checkpoint is a folder renamed
 into place whole, so an interrupted run never leaves a half-written file behind.
 
->>> import tempfile, genzoo
+>>> import tempfile, torch, genzoo
 >>> m = genzoo.build("gmm", data_shape=(2,), n_components=2)
+>>> m.setup(torch.randn(50, 2), torch.Generator().manual_seed(0))  # weights of its own (k-means++)
 >>> d = tempfile.mkdtemp()
->>> genzoo.save(m, d); genzoo.load(d).config == m.config
-True
+>>> genzoo.save(m, d); back = genzoo.load(d)
+>>> back.config == m.config, all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values()))
+(True, True)
 """
 
 from __future__ import annotations

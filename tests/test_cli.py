@@ -222,6 +222,10 @@ def test_models_options_listing(capsys):
     code, out, _ = run(capsys, "models", "gan")
     rows = [line for line in out.splitlines() if line.startswith("  ")]
     assert len({line.index(" = ") for line in rows}) == 1  # aligned, instance_noise_steps too
+    code, out, _ = run(capsys, "models", "ssvae")  # a placeholder default says what it stands for
+    assert "alpha                    = 0.0         float  (0: 0.1 x labels" in out
+    code, out, _ = run(capsys, "models", "wgan")
+    assert "(None: 5e-5 with penalty=clip, 1e-4 with gp)" in out
 
 
 def test_data_list_names_every_datasets_options(capsys):

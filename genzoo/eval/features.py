@@ -261,7 +261,8 @@ def feature_metrics(
       ``kid_subset_size`` (Binkowski et al. 2018), drawn with ``seed``;
     * ``precision``, ``recall`` (Kynkaanniemi et al. 2019) and ``density``, ``coverage`` (Naeem et al.
       2020) with ``k`` nearest neighbours;
-    * ``is``, ``is_std``: the Inception-Score analogue over 10 splits (Salimans et al. 2016), at most 10;
+    * ``is``, ``is_std``: the Inception-Score analogue (Salimans et al. 2016) averaged over
+      :func:`is_parts` parts: 10 parts of 1,000 samples or more, fewer parts for fewer samples;
     * ``class_histogram``: the share of each predicted digit among the fakes (empty bins: mode collapse).
 
     ``which`` names the metrics to compute (``fid``, ``kid``, ``pr``, ``dc``, ``is``; default all); the

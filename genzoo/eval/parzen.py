@@ -20,11 +20,11 @@ Squared distances come from one matrix product per block of points (``||x||^2 + 
 >>> import torch
 >>> samples = torch.zeros(1, 3)                    # one kernel at the origin: p = N(0, sigma^2 I)
 >>> x = torch.tensor([[1.0, 0.0, 0.0]])
->>> float(parzen_log_prob(x, samples, 0.5))        # = -1/(2*0.25) - 3 log(0.5 sqrt(2 pi))
--2.6773...
+>>> round(float(parzen_log_prob(x, samples, 0.5)), 4)  # = -1/(2*0.25) - 3 log(0.5 sqrt(2 pi))
+-2.6774
 >>> out = parzen_protocol(torch.randn(2000, 2), valid=torch.randn(500, 2), test=torch.randn(500, 2), progress=False)
->>> out["sigma"] in SIGMAS.tolist(), out["n_samples"]
-(True, 2000)
+>>> abs(out["ll"] - (-1 - math.log(2 * math.pi))) < 0.15, out["sigma_at_edge"]  # N(0, I)'s mean log-density
+(True, False)
 """
 
 from __future__ import annotations

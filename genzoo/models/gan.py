@@ -333,6 +333,8 @@ class GAN(Adversarial):
     ``rejection`` the second discriminator learns against the averaged generator, which ``sample`` proposes from.
     """
 
+    DEFAULT_NOTES = {"g_hidden": "None: hidden's sizes", "g_ema": "None: no average"}
+
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
                  hidden: tuple[int, ...] = (128, 128, 128), width: int = 64,
                  d_norm: Literal["batch", "layer", "none"] = "batch", loss: Literal["minimax", "nonsaturating"] = "nonsaturating",
@@ -453,7 +455,21 @@ class WGAN(Adversarial):
     Algorithm 1: lambda = 10, Adam lr 1e-4, betas (0, 0.9), 5 critic steps). ``lr`` and ``betas``
     left at None take the paper's values. Logged: ``wasserstein``, the critic's estimate
     E f(x) - E f(G(z)), and ``gp``.
+
+    >>> import torch, genzoo
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(512, 2) * torch.tensor([1.0, 0.1])    # the data: a flat Gaussian
+    >>> w = genzoo.build("wgan", data_shape=(2,), latent_dim=2, hidden=(32,), d_steps=1000, lr=1e-2)  # critic only
+    >>> w.setup(x, torch.Generator().manual_seed(0))
+    >>> opts = w.configure_optimizers()
+    >>> est = [w.training_step(genzoo.Batch(x), opts)["wasserstein"] for _ in range(100)]
+    >>> abs(est[0]) < 0.2 and est[-1] > 0.5                  # the critic learns to tell G(z) from the data
+    True
+    >>> [o.param_groups[0]["lr"] for o in genzoo.build("wgan", data_shape=(2,), penalty="clip").configure_optimizers()]
+    [5e-05, 5e-05]
     """
+
+    DEFAULT_NOTES = {"lr": "None: 5e-5 with penalty=clip, 1e-4 with gp", "betas": "None: (0, 0.9)"}
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
                  hidden: tuple[int, ...] = (128, 128, 128), width: int = 64, penalty: Literal["clip", "gp"] = "gp",
@@ -525,6 +541,16 @@ class FGAN(Adversarial):
     ``d_activation``: the nonlinearity of the MLP critic V (a name in ``genzoo.nn.ACTIVATIONS``; tanh by
     default, leaky ReLU in the DCGAN critic). The other options are :class:`Adversarial`'s.
     Logged: ``divergence``, the critic's current estimate F.
+
+    >>> import torch, genzoo
+    >>> _ = torch.manual_seed(0)
+    >>> x = torch.randn(512, 2) * torch.tensor([1.0, 0.1])
+    >>> f = genzoo.build("fgan", data_shape=(2,), latent_dim=2, hidden=(32,), divergence="kl", d_steps=1000, lr=1e-2)
+    >>> f.setup(x, torch.Generator().manual_seed(0))
+    >>> opts = f.configure_optimizers()
+    >>> est = [f.training_step(genzoo.Batch(x), opts)["divergence"] for _ in range(100)]
+    >>> est[0] < 0 < 1 < est[-1]      # a lower bound on KL(data || G), raised as the critic learns
+    True
     """
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",

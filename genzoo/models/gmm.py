@@ -35,6 +35,10 @@ True
 [-4, 4]
 >>> model.sample(3, generator=g).shape, model.log_prob(x).shape
 (torch.Size([3, 2]), torch.Size([600]))
+>>> one = GaussianMixture(data_shape=(2,), n_components=1, covariance="diag")
+>>> one.setup(x, g); _ = one.training_step(Batch(x), [])
+>>> model.bic(x) < one.bic(x)     # BIC prefers the two components the data have
+True
 """
 
 from __future__ import annotations

@@ -188,6 +188,8 @@ class GMMN(GenerativeModel):
         lr: Adam learning rate.
     """
 
+    DEFAULT_NOTES = {"bandwidths": "(): 1/64 .. 4 times the data's median pairwise distance, set by setup"}
+
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, hidden: tuple[int, ...] = (128, 128),
                  activation: Activation = "relu", statistic: Literal["mmd", "moments"] = "mmd",
                  bandwidths: tuple[float, ...] = (), lr: float = 1e-3) -> None:

@@ -97,6 +97,8 @@ class SSVAE(GenerativeModel):
 
     needs_labels = True
 
+    DEFAULT_NOTES = {"alpha": "0: 0.1 x labels, the paper's; a tiny value such as 1e-9 all but turns it off", "classifier_hidden": "None: hidden", "decoder_hidden": "None: hidden reversed"}
+
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 50, hidden: tuple[int, ...] = (500,),
                  activation: Literal["relu", "softplus", "elu", "tanh"] = "softplus", n_classes: int = 10,
                  labels: int = 100, labelled_batch: int = 100, alpha: float = 0.0, lr: float = 3e-4,

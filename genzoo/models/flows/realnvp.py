@@ -21,6 +21,8 @@ first and counts its Jacobian, so ``log_prob`` stays a density on [0, 1]^D (Sect
 >>> x = torch.rand(2, 1, 4, 4)
 >>> m.log_prob(x).shape, m.encode(x).shape
 (torch.Size([2]), torch.Size([2, 16]))
+>>> (m.decode(m.encode(x)) - x).abs().max() < 1e-5        # exactly invertible
+tensor(True)
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ class RealNVP(Flow):
     Adam with ``lr``, ``weight_decay`` an L2 penalty (the paper: 5e-5); ``max_grad_norm`` clips the gradient
     norm (0: off). :meth:`unused_options` names the options the data's kind makes idle.
     """
+
+    DEFAULT_NOTES = {"preprocess": "auto: logit on images, none on vectors"}
 
     def __init__(self, *, data_shape: tuple[int, ...], n_couplings: int = 8, hidden: tuple[int, ...] = (128, 128),
                  n_scales: int = 2, width: int = 32, n_blocks: int = 2, norm: Norm = "actnorm",
