@@ -68,6 +68,9 @@ class GenerativeModel(nn.Module):
     valid_loss_is_training_loss: ClassVar[bool] = True
     #: constructor arguments, set by ``@register``
     config: dict
+    #: False where the validation loss does not measure the model (a GAN's is its discriminator's): ``keep_best``,
+    #: which keeps the weights of its lowest value, is then refused
+    best_by_valid_loss: ClassVar[bool] = True
     #: what a placeholder default stands for (option -> note), shown by ``genzoo models NAME``
     DEFAULT_NOTES: ClassVar[dict[str, str]] = {}
     #: the default training step clips the gradient norm to this when > 0 (a model option where offered)

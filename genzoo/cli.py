@@ -585,6 +585,10 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if idle:
             announce.line += (f"\ngenzoo: note: {model.name} fits on the whole set every step, one EM iteration, and has "
                               f"no networks: {', '.join(idle)} {'does' if len(idle) == 1 else 'do'} nothing")
+    d_steps = getattr(model, "d_steps", 1)  # an adversarial model's discriminator updates per generator update
+    if steps is not None and steps < d_steps and not args.resume:
+        announce.line += (f"\ngenzoo: note: {model.name} updates its generator once every d_steps={d_steps} "
+                          f"discriminator steps: {steps} step{'s' * (steps != 1)} train no generator")
     if (train.get("batch_size") or 0) > len(data) and not model.full_batch:
         announce.line += (f"\ngenzoo: note: batch size {train['batch_size']} is more than the {len(data)} training "
                           "examples: each batch is the whole set")

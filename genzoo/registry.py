@@ -144,7 +144,8 @@ _RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rul
     **dict.fromkeys(["latent_dim", "width", "n_couplings", "n_blocks", "n_layers", "n_scales", "n_components",
                      "n_classes", "n_samples", "d_steps", "pack", "flow_length", "labelled_batch", "chunk_size", "labels",
                      "hidden", "g_hidden", "decoder_hidden", "classifier_hidden"], ("[)", 1, math.inf)),
-    **dict.fromkeys(["betas", "g_ema", "label_smoothing", "label_flip", "classifier_dropout",
+    "label_flip": ("[)", 0.0, 0.5),  # at 0.5 the targets would be coin flips
+    **dict.fromkeys(["betas", "g_ema", "label_smoothing", "classifier_dropout",
                      "classifier_input_dropout"], ("[)", 0.0, 1.0)),
     **dict.fromkeys(["instance_noise_steps", "seed"], ("[)", 0, 2**63)),
     "bandwidths": ("[]", 1e-6, 1e18),  # 1 / (2 sigma^2) a normal float32

@@ -506,3 +506,57 @@ def test_rejection_with_g_ema_and_instance_noise():
     m.eval()
     std = float(m.sample(10000, torch.Generator().manual_seed(1)).std())
     assert abs(std - 1) < 0.08, std
+
+
+def test_keep_best_is_refused_where_the_validation_loss_is_the_discriminators(tmp_path, capsys):
+    """A WGAN's lowest valid_loss is its strongest critic: best/ kept a 2-of-8-mode generator, silently."""
+    from genzoo.cli import main
+
+    data = load_dataset("ring", n=200)
+    for name in ("gan", "wgan", "fgan"):
+        with pytest.raises(ConfigError, match=f"a {name}'s is its discriminator's loss"):
+            genzoo.fit(genzoo.build(name, data_shape=(2,), hidden=(8,)), data, steps=1, valid=data,
+                       run_dir=tmp_path / name, keep_best=True, progress=False)
+        assert not (tmp_path / name).exists()
+    assert main(["train", "wgan", "--steps", "2", "--set", "keep_best=true", "--run-dir", str(tmp_path / "cli"),
+                 "--no-progress"]) == 2
+    assert "leave keep_best off" in capsys.readouterr().err and not (tmp_path / "cli").exists()
+
+
+def test_every_adversarial_family_takes_the_shared_options():
+    """wgan and fgan had no g_fresh_noise, g_ema or g_hidden, gan no d_activation, though all were documented
+    as shared."""
+    for name in ("gan", "wgan", "fgan"):
+        m = genzoo.build(name, data_shape=(2,), latent_dim=2, hidden=(8,), g_hidden=(16, 16), g_ema=0.9,
+                         g_fresh_noise=True, d_activation="elu")
+        g_sizes = [lin.out_features for lin in m.generator.modules() if isinstance(lin, nn.Linear)]
+        assert g_sizes == [16, 16, 2] and m.g_fresh_noise and m.generator_ema is not None
+        assert any(isinstance(a, nn.ELU) for a in m.discriminator.modules())
+    # fresh noise: the generator's update draws its own z, one generator pass more than reusing the critic's
+    calls = {}
+    for fresh in (False, True):
+        torch.manual_seed(0)
+        m = genzoo.build("wgan", data_shape=(2,), latent_dim=2, hidden=(8,), d_steps=1, g_fresh_noise=fresh)
+        n = []
+        m.generator.register_forward_hook(lambda *a: n.append(1))
+        m.training_step(genzoo.Batch(torch.randn(16, 2)), m.configure_optimizers())
+        calls[fresh] = len(n)
+    assert calls == {False: 1, True: 2}
+
+
+def test_affine_generator_is_for_vectors_and_range_messages(capsys):
+    with pytest.raises(ConfigError, match="for vector data"):  # its samples left [0, 1] (-1.56 .. 2.33)
+        genzoo.build("gan", data_shape=(1, 8, 8), arch="affine", latent_dim=64)
+    with pytest.raises(ConfigError, match=r"label_flip must be in \[0, 0\.5\)"):
+        genzoo.build("gan", data_shape=(2,), label_flip=0.5)
+    with pytest.raises(ConfigError, match=r"^wgan\.betas must be two numbers"):
+        genzoo.build("wgan", data_shape=(2,), betas=(0.5,))
+
+
+def test_fewer_steps_than_d_steps_are_noted(tmp_path, capsys):
+    from genzoo.cli import main
+
+    assert main(["train", "wgan", "--steps", "4", "--run-dir", str(tmp_path / "w"), "--no-progress"]) == 0
+    assert "once every d_steps=5 discriminator steps: 4 steps train no generator" in capsys.readouterr().err
+    assert main(["train", "wgan", "--steps", "5", "--run-dir", str(tmp_path / "w5"), "--no-progress"]) == 0
+    assert "train no generator" not in capsys.readouterr().err

@@ -70,11 +70,16 @@ class Adversarial(GenerativeModel):
     [0, 1): sample from an exponential moving average of the generator's weights, see
     :meth:`update_ema`); ``g_fresh_noise`` (False: the generator's update reuses the G(z) of the
     discriminator update just made, as the DCGAN reference loop does, one generator pass fewer;
-    True: it draws fresh noise, as Algorithm 1 of Goodfellow et al. 2014 does). Under bf16 autocast,
+    True: it draws fresh noise, as Algorithm 1 of Goodfellow et al. 2014 and of Gulrajani et al. 2017 do).
+    ``gan``, ``wgan`` and ``fgan`` all take these (``d_norm`` only ``gan``: the WGAN's follows its penalty, the
+    f-GAN's is batch norm). Under bf16 autocast,
     samples and critic scores are cast to float32 before any loss.
     """
 
     autocast_safe = True
+    #: the validation loss is the discriminator's (critic's), which says how well it tells the samples from the
+    #: data, not how good they are: its lowest point is no best generator
+    best_by_valid_loss = False
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int, arch: Arch, hidden: tuple[int, ...],
                  width: int, d_norm: str, d_steps: int, pack: int, lr: float, betas: tuple[float, float],
@@ -84,7 +89,7 @@ class Adversarial(GenerativeModel):
         if latent_dim < 1 or d_steps < 1 or pack < 1 or width < 1:
             raise ConfigError("latent_dim, d_steps, pack and width must be >= 1")
         if len(betas) != 2:
-            raise ConfigError(f"betas must be two numbers, got {list(betas)}")
+            raise ConfigError(f"{self.name}.betas must be two numbers, got {list(betas)}")
         if g_ema is not None and not 0 <= g_ema < 1:
             raise ConfigError(f"g_ema must be a decay in [0, 1) or None (off), got {g_ema}")
         if d_activation not in ACTIVATIONS:
@@ -99,6 +104,9 @@ class Adversarial(GenerativeModel):
                 raise ConfigError(f"arch='dcgan' needs images (C, H, W), the data has shape {self.data_shape}")
             self.generator: nn.Module = DCGANGenerator(latent_dim, self.data_shape, width)
         elif arch == "affine":
+            if self.is_image:  # x = mu + sigma z has no way into [0, 1]
+                raise ConfigError("arch='affine' is the one-Gaussian generator x = mu + sigma z for vector data; "
+                                  "images take arch='mlp' or 'dcgan'")
             if latent_dim != d:
                 raise ConfigError(f"arch='affine' needs latent_dim equal to the data dimension ({d})")
             self.generator = Affine(d)
@@ -209,11 +217,17 @@ class Adversarial(GenerativeModel):
             return 2 * x - 1
         return (x - self.data_loc.reshape(self.data_shape)) / self.data_scale.reshape(self.data_shape)
 
+    #: True while the gradient penalty scores its interpolates: the critic then runs its class's own ``forward``,
+    #: not the one ``--compile`` compiled (a double backward does not run through a compiled graph)
+    _critic_eager: bool = False
+
     def critic(self, x: Tensor) -> Tensor:
         """Raw discriminator scores of network-space examples, (B,) -> (B / pack,) groups of ``pack``."""
         if self.pack > 1:  # PacGAN: concatenate consecutive examples (channels for images, features otherwise)
             x = x.reshape(x.shape[0] // self.pack, self.pack * x.shape[1], *x.shape[2:])
-        return self.discriminator(x).to(self._zero.dtype)  # losses in fp32 under autocast
+        net = self.discriminator
+        out = type(net).forward(net, x) if self._critic_eager else net(x)
+        return out.to(self._zero.dtype)  # losses in fp32 under autocast
 
     #: the instance noise on the inputs of the discriminator step under way (0 outside it: validation, sampling)
     input_noise_now: float = 0.0
@@ -317,7 +331,7 @@ class GAN(Adversarial):
     or "nonsaturating", it minimises -E log D(G(z)) (same fixed point, stronger gradients early;
     their Section 3). Training aids, each off by default: ``instance_noise`` (std of Gaussian noise
     added to both discriminator inputs, decaying linearly to 0 over ``instance_noise_steps``
-    discriminator updates), ``label_smoothing`` (one-sided: real targets 1 - s; Salimans et al. 2016,
+    discriminator updates; 0 counts as 1, noise on the first update only), ``label_smoothing`` (one-sided: real targets 1 - s; Salimans et al. 2016,
     Section 3.4) and ``label_flip`` (each discriminator target flipped with this probability).
     ``rejection`` trains a second, unpacked discriminator beside the first and makes ``sample``
     keep only what it accepts (discriminator rejection sampling, Azadi et al. 2019; see ``sample``
@@ -341,10 +355,11 @@ class GAN(Adversarial):
                  d_steps: int = 1, pack: int = 1, lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999),
                  instance_noise: float = 0.0, instance_noise_steps: int = 10000, label_smoothing: float = 0.0,
                  label_flip: float = 0.0, rejection: bool = False, rejection_sharpness: float = 1.0,
-                 g_hidden: tuple[int, ...] | None = None, g_ema: float | None = None, g_fresh_noise: bool = False):
+                 g_hidden: tuple[int, ...] | None = None, g_ema: float | None = None, g_fresh_noise: bool = False,
+                 d_activation: Activation = "leaky_relu"):
         super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
                          d_norm=d_norm, d_steps=d_steps, pack=pack, lr=lr, betas=betas, g_hidden=g_hidden,
-                         g_ema=g_ema, g_fresh_noise=g_fresh_noise)
+                         g_ema=g_ema, g_fresh_noise=g_fresh_noise, d_activation=d_activation)
         # discriminator rejection sampling (Azadi et al. 2019): a second, unpacked discriminator trained
         # beside the first on the same batches, whose logit estimates log p_data(x) / p_model(x)
         self.rejector = self._discriminator(pack=1, d_norm=d_norm) if rejection else None
@@ -474,13 +489,16 @@ class WGAN(Adversarial):
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
                  hidden: tuple[int, ...] = (128, 128, 128), width: int = 64, penalty: Literal["clip", "gp"] = "gp",
                  clip: float = 0.01, gp_weight: float = 10.0, d_steps: int = 5, pack: int = 1,
-                 lr: float | None = None, betas: tuple[float, float] | None = None):
+                 lr: float | None = None, betas: tuple[float, float] | None = None,
+                 d_activation: Activation = "leaky_relu", g_hidden: tuple[int, ...] | None = None,
+                 g_ema: float | None = None, g_fresh_noise: bool = False):
         lr = lr if lr is not None else (5e-5 if penalty == "clip" else 1e-4)
         betas = betas if betas is not None else (0.0, 0.9)
         # a gradient-penalty critic must not use batch norm (Gulrajani et al. 2017, Section 4)
         super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
                          d_norm="batch" if penalty == "clip" else "layer", d_steps=d_steps, pack=pack, lr=lr,
-                         betas=betas)
+                         betas=betas, d_activation=d_activation, g_hidden=g_hidden, g_ema=g_ema,
+                         g_fresh_noise=g_fresh_noise)
         if clip <= 0 or gp_weight < 0:
             raise ConfigError("clip must be > 0 and gp_weight >= 0")
         self.penalty, self.clip, self.gp_weight = penalty, clip, gp_weight
@@ -505,7 +523,11 @@ class WGAN(Adversarial):
         eps = eps.repeat_interleave(self.pack, dim=0)                                     # (B, 1, ...)
         with torch.enable_grad():  # also under no_grad (validation metrics): the penalty is a gradient
             x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)                 # (B, ...)
-            (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
+            self._critic_eager = True
+            try:
+                (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
+            finally:
+                self._critic_eager = False
         if self.pack > 1:  # the gradient of one packed critic output is over its pack of examples
             grad = grad.reshape(real.shape[0] // self.pack, -1)
         return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
@@ -556,9 +578,11 @@ class FGAN(Adversarial):
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
                  hidden: tuple[int, ...] = (64, 64), width: int = 64, divergence: Divergence = "js",
                  g_loss: Literal["minimax", "alternative"] = "minimax", d_steps: int = 1, pack: int = 1,
-                 lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), d_activation: Activation = "tanh"):
+                 lr: float = 2e-4, betas: tuple[float, float] = (0.5, 0.999), d_activation: Activation = "tanh",
+                 g_hidden: tuple[int, ...] | None = None, g_ema: float | None = None, g_fresh_noise: bool = False):
         super().__init__(data_shape=data_shape, latent_dim=latent_dim, arch=arch, hidden=hidden, width=width,
-                         d_norm="batch", d_steps=d_steps, pack=pack, lr=lr, betas=betas, d_activation=d_activation)
+                         d_norm="batch", d_steps=d_steps, pack=pack, lr=lr, betas=betas, d_activation=d_activation,
+                         g_hidden=g_hidden, g_ema=g_ema, g_fresh_noise=g_fresh_noise)
         self.div = divergences.get(divergence)
         self.g_loss_kind = g_loss
 

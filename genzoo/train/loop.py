@@ -227,6 +227,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise DataError(f"{model.name} needs a training set with labels (e.g. digits or mnist); '{data.name}' has none")
     if len(data) == 0:
         raise DataError(f"the training split of '{data.name}' is empty")
+    if keep_best and not model.best_by_valid_loss:
+        raise ConfigError(f"keep_best keeps the weights of the lowest validation loss, and a {model.name}'s is its "
+                          "discriminator's loss, which does not measure its samples: leave keep_best off (`genzoo "
+                          "eval` scores the final weights)")
     if keep_best and (valid is None or run_dir is None):
         raise ConfigError("keep_best needs a validation set (valid=) and a run directory (run_dir=) to keep the "
                           "best weights in")
