@@ -263,6 +263,26 @@ class GenerativeModel(nn.Module):
         return torch.device("cpu")
 
 
+def forked_rng(device: torch.device | str = "cpu"):
+    """``torch.random.fork_rng`` over the CPU's generator and ``device``'s (CUDA or MPS): both streams are the
+    caller's again afterwards. A ``torch.manual_seed`` inside reseeds every device, so a block that seeds
+    (validation, evaluation) forks the device it draws on, or training's noise on it would restart from the
+    same state after each such block.
+
+    >>> import torch
+    >>> before = torch.get_rng_state()
+    >>> with forked_rng("cpu"):
+    ...     _ = torch.manual_seed(0); _ = torch.rand(3)
+    >>> torch.equal(torch.get_rng_state(), before)
+    True
+    """
+    device = torch.device(device)
+    if device.type == "mps":
+        return torch.random.fork_rng(device_type="mps")
+    return torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else device.index]
+                                 if device.type == "cuda" else [])
+
+
 @contextlib.contextmanager
 def evaluating(model: nn.Module):
     """The block with ``model`` in eval mode, and each of its modules back in the mode it had afterwards (after an

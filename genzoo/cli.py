@@ -585,6 +585,11 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if idle:
             announce.line += (f"\ngenzoo: note: {model.name} fits on the whole set every step, one EM iteration, and has "
                               f"no networks: {', '.join(idle)} {'does' if len(idle) == 1 else 'do'} nothing")
+    if train.get("channels_last") and not model.full_batch and not args.resume:
+        from .train.acceleration import has_convolutions
+
+        if not has_convolutions(model):
+            announce.line += f"\ngenzoo: note: {model.name} has no convolutions here: channels_last=True does nothing"
     d_steps = getattr(model, "d_steps", 1)  # an adversarial model's discriminator updates per generator update
     if steps is not None and steps < d_steps and not args.resume:
         announce.line += (f"\ngenzoo: note: {model.name} updates its generator once every d_steps={d_steps} "
@@ -1130,6 +1135,10 @@ def main(argv: list[str] | None = None) -> int:
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warning  # a warning on the command line is one line too, with no source line
     try:
+        world = os.environ.get("WORLD_SIZE", "").strip()
+        if args.command != "train" and world not in ("", "1"):  # each process would do the whole work and write it
+            raise ConfigError(f"only `genzoo train` runs on several processes (WORLD_SIZE={world}): run `genzoo "
+                              f"{args.command}` as one process (without torchrun, or with WORLD_SIZE unset)")
         return COMMANDS[args.command](args)
     except GenZooError as e:
         sys.stderr.write(f"genzoo: error: {e}\n")

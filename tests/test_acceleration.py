@@ -284,3 +284,25 @@ def test_compile_trains_a_wgan_gp():
         out.append({k: v.detach().clone() for k, v in m.state_dict().items()})
     for k in out[0]:
         torch.testing.assert_close(out[1][k], out[0][k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_compiled_networks_keep_graph_caches_of_their_own(tmp_path, caplog):
+    """Every nn.Sequential shared the one forward of torch's file, and with it one dynamo cache of 8 graphs: M2's
+    three networks, at the batch sizes of training, sampling and validation, went past it within 3 steps."""
+    import logging
+
+    import torch._dynamo
+
+    from genzoo.train import acceleration
+
+    torch._dynamo.reset()
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=20)
+    acceleration.compile_networks(m)
+    assert len({child.forward.__func__ for child in (m.classifier, m.encoder, m.decoder)}) == 3
+    data = load_dataset("digits", binarize=True, n=400)
+    with caplog.at_level(logging.WARNING, logger="torch._dynamo"):
+        genzoo.fit(m, data, steps=3, batch_size=32, valid=data, run_dir=tmp_path / "r", sample_every=2, log_every=1,
+                   progress=False, compile=True)
+    assert not [r for r in caplog.records if "recompile_limit" in r.getMessage()]

@@ -591,3 +591,26 @@ def test_a_run_killed_before_its_first_checkpoint_is_started_again_by_resume(tmp
     assert (rd / "model.safetensors").is_file() and (rd / "notes.txt").read_text() == "mine"
     rows = [json.loads(line)["step"] for line in (rd / "metrics.jsonl").read_text().splitlines()]
     assert rows == [10, 20]  # the first attempt's rows replaced, not doubled
+
+
+def test_only_train_runs_under_torchrun_and_idle_channels_last_is_noted(tmp_path, capsys, monkeypatch):
+    """`genzoo eval` under torchrun evaluated once per process and each wrote eval.json; --channels-last on an MLP
+    was accepted without a word (the GMM's was noted)."""
+    from genzoo.cli import main
+
+    assert main(["train", "vae", "--steps", "2", "--channels-last", "on", "--run-dir", str(tmp_path / "r"),
+                 "--no-progress"]) == 0
+    assert "vae has no convolutions here: channels_last=True does nothing" in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["eval", str(tmp_path / "r"), "--metrics", "nll"]) == 2
+    assert "only `genzoo train` runs on several processes (WORLD_SIZE=2)" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "eval.json").exists()
+
+
+def test_fit_hands_the_model_back_without_gradients():
+    import genzoo
+    from genzoo.data import load_dataset
+
+    m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    genzoo.fit(m, load_dataset("digits", n=64), steps=2, batch_size=32, progress=False)
+    assert all(p.grad is None for p in m.parameters())

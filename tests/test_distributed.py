@@ -284,3 +284,56 @@ def test_a_rank_that_lost_its_peer_says_so(monkeypatch):
     monkeypatch.setattr(distributed, "world", lambda: (1, 2))
     message = _unexpected(error)
     assert "under torchrun" in message and "another process of this run printed an error first" in message
+
+
+def test_gpu_runs_join_with_gloo_beside_nccl(monkeypatch):
+    """mean_logs and any_rank all-reduce small CPU tensors, which an NCCL-only group cannot: every multi-GPU run
+    would have stopped at its first step ('No backend type associated with device type cpu')."""
+    from genzoo.train import distributed
+
+    seen = []
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, **kw: seen.append(backend))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1",
+                       "MASTER_PORT": "29500", "TORCHELASTIC_RUN_ID": "test"}.items():
+        monkeypatch.setenv(key, value)
+    distributed.init(torch.device("cuda"))
+    distributed.init(torch.device("cpu"))
+    assert seen == ["cpu:gloo,cuda:nccl", "gloo"]
+
+
+def test_ranks_that_find_different_checkpoints_stop_together(tmp_path):
+    """Each rank resumed from the newest checkpoint it saw: with a run folder that is not the same on every node,
+    rank 0 trained on from step 4 and rank 1 from step 2, averaging the gradients of two different models, wrote
+    wrong weights and then waited at the end for ever."""
+    genzoo.fit(genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,)), load_dataset("digits", n=128),
+               steps=4, batch_size=32, checkpoint_every=2, progress=False, run_dir=tmp_path / "run")
+    for node in ("node0", "node1"):
+        shutil.copytree(tmp_path / "run", tmp_path / node)
+    shutil.rmtree(tmp_path / "node1" / "checkpoints" / "step-00000004")  # node 1's copy is older
+    (tmp_path / "node1" / "model.safetensors").unlink()
+    script = tmp_path / "w.py"
+    script.write_text(textwrap.dedent('''
+        import sys, torch, genzoo
+        from genzoo.data import load_dataset
+        from genzoo.errors import ConfigError
+        from genzoo.train import distributed
+        distributed.init(torch.device("cpu"))
+        rank, out = distributed.world()[0], sys.argv[1]
+        try:
+            genzoo.fit(genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,)), load_dataset("digits", n=128),
+                       steps=8, batch_size=32, checkpoint_every=2, progress=False, run_dir=f"{out}/node{rank}", resume=True)
+            line = "trained"
+        except ConfigError as e:
+            line = str(e)
+        open(f"{out}/out{rank}.txt", "w").write(line)
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    '''))
+    proc = torchrun([str(script), str(tmp_path)], timeout=120)
+    for rank in (0, 1):
+        out = tmp_path / f"out{rank}.txt"
+        assert out.exists(), proc.stderr[-2000:]
+        assert "the processes found different checkpoints" in out.read_text() and "step-00000004" in out.read_text()
+    assert not (tmp_path / "node0" / "checkpoints" / "step-00000006").exists()  # nothing trained, nothing written

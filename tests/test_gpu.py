@@ -101,3 +101,22 @@ def test_every_family_samples_from_a_generator_on_either_device(device, family):
     assert x.device.type == device.type and x.shape == (8, *data.shape) and torch.isfinite(x).all()
     from_cpu_noise = on_device.sample(8, torch.Generator().manual_seed(1)).cpu()
     torch.testing.assert_close(from_cpu_noise, cpu.sample(8, torch.Generator().manual_seed(1)), atol=1e-3, rtol=1e-3)
+
+
+def test_validation_and_evaluation_leave_the_devices_generator_alone(device):
+    """validation_losses and evaluate forked the CPU generator alone, and their torch.manual_seed reseeded the device's:
+    on CUDA a run's noise restarted from one state after every validation (every 100 steps by the CLI's default)."""
+    from genzoo.train.callbacks import validation_losses
+
+    if device.type != "cuda":
+        pytest.skip("the CUDA generator: GENZOO_TEST_DEVICE names a device without one")
+    data = load_dataset("digits", binarize=True, n=64)
+    model = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,)).to(device)
+    torch.cuda.manual_seed(123)
+    torch.randn(5, device=device)
+    before = torch.cuda.get_rng_state(device)
+    validation_losses(model, data, 32)
+    from genzoo.eval.likelihood import likelihood_report
+
+    likelihood_report(model, data, iwae_k=2, progress=False)
+    assert torch.equal(torch.cuda.get_rng_state(device), before)

@@ -783,3 +783,30 @@ def test_a_checkpoint_with_a_nan_buffer_is_set_aside(tmp_path):
     with pytest.warns(genzoo.errors.GenZooWarning, match=r"weights hold NaN.*resuming from step-00000002"):
         genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=3), ring, steps=6, run_dir=tmp_path / "run",
                    resume=True, **kw)
+
+
+def test_validation_and_evaluation_fork_the_generator_of_the_models_device(monkeypatch):
+    """Their torch.manual_seed reseeds every device: forking the CPU's generator alone left a CUDA run's noise
+    restarting from one state after every validation (the GPU twin of this check is in tests/test_gpu.py)."""
+    import contextlib
+
+    from genzoo.eval import likelihood
+    from genzoo.train import callbacks
+
+    forked = []
+
+    def record(device):
+        forked.append(str(device))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(callbacks, "forked_rng", record)
+    monkeypatch.setattr(likelihood, "forked_rng", record)
+    data = load_dataset("digits", binarize=True, n=32)
+    model = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    callbacks.validation_losses(model, data, 16)
+    likelihood.likelihood_report(model, data, iwae_k=2, progress=False)
+    assert forked == ["cpu", "cpu"]
+    calls = []  # and for a CUDA device the helper forks that device's generator beside the CPU's
+    monkeypatch.setattr(torch.random, "fork_rng", lambda **kw: calls.append(kw) or contextlib.nullcontext())
+    genzoo.base.forked_rng("cuda:1"), genzoo.base.forked_rng("cpu")
+    assert calls == [{"devices": [1]}, {"devices": []}]

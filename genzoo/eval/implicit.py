@@ -38,6 +38,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ..base import forked_rng
 from ..errors import ConfigError, DataError, did_you_mean
 
 __all__ = [
@@ -432,7 +433,7 @@ def _sample_h(prior: Distribution, n: int, generator: torch.Generator | None) ->
         h = prior.sample((n,))
     else:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        with torch.random.fork_rng(devices=[]):
+        with forked_rng(prior.mean.device):  # the prior's device too: manual_seed reseeds it
             torch.manual_seed(seed)
             h = prior.sample((n,))
     return h.reshape(n).to(torch.float64)  # (n,)

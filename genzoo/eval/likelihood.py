@@ -40,7 +40,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..base import Density, LatentVariable, evaluating
+from ..base import Density, LatentVariable, evaluating, forked_rng
 from ..errors import ConfigError, DataError
 
 
@@ -111,7 +111,7 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
     """
     check_eval_options(n=n, n_samples=n_samples, iwae_k=iwae_k, batch_size=batch_size)
     check_weights(model)
-    with evaluating(model), torch.random.fork_rng(devices=[]):
+    with evaluating(model), forked_rng(model.device):  # the device's too: manual_seed reseeds it
         torch.manual_seed(seed)
         x = data.transformed(torch.Generator().manual_seed(seed))
         if n is not None:

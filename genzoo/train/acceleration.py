@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import types
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -81,13 +82,26 @@ def training_step(model, batch: Batch, optimizers, device: torch.device, precisi
         return model.training_step(Batch(batch_layout(batch.x, channels_last), batch.y), optimizers)
 
 
+def _own_forward(cls: type) -> Callable:
+    """``cls.forward`` behind a function with a code object of its own. Dynamo keeps its graphs per code object,
+    with a limit of 8: every ``nn.Sequential`` of every model in the process shares the one ``forward`` of torch's
+    file, so M2's three networks, with their batch sizes for training, sampling and validation, went past the
+    limit within 3 steps (and ran eagerly from then on, with a warning)."""
+    def forward(self, *args, **kwargs):
+        return cls.forward(self, *args, **kwargs)
+
+    forward.__code__ = forward.__code__.replace()  # a new code object: its own cache
+    return forward
+
+
 def compile_networks(model: nn.Module) -> None:
     """``torch.compile`` the ``forward`` of every top-level submodule that has parameters, in place (parameter
-    names and checkpoints unchanged). The bound ``forward``, not ``Module.compile()``: that compiles the call
-    machinery, through which dynamo does not trace an ``nn.Sequential``, so each of its layers became a graph
-    of its own (recompiled per shape, until dynamo's limit) and the activations ran eagerly."""
+    names and checkpoints unchanged), each with its own graph cache (:func:`_own_forward`). The bound
+    ``forward``, not ``Module.compile()``: that compiles the call machinery, through which dynamo does not trace
+    an ``nn.Sequential``, so each of its layers became a graph of its own (recompiled per shape, until dynamo's
+    limit) and the activations ran eagerly."""
     for child in model.children():
         if any(True for _ in child.parameters()) and "forward" not in vars(child):  # not twice (a second fit)
             # the class's function, compiled, bound to this module: a deepcopy binds it to the copy (whose own
             # weights it then uses), and pickling stores the method by name
-            child.forward = types.MethodType(torch.compile(type(child).forward), child)
+            child.forward = types.MethodType(torch.compile(_own_forward(type(child))), child)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..base import evaluating
+from ..base import evaluating, forked_rng
 from ..errors import GenZooError, GenZooWarning, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json,
                   replace_folder, restore_folder, sample_grids, save_checkpoint, write_model)
@@ -182,7 +182,7 @@ class MetricsLogger(Callback):
 def validation_losses(model, valid, size: int) -> dict[str, float]:
     """Mean loss terms on the first ``size`` validation examples, without touching the RNG streams (rank 0
     computes them by itself under torchrun, as a single process would)."""
-    with torch.random.fork_rng(devices=[]), distributed.alone():
+    with forked_rng(model.device), distributed.alone():  # the device's too: manual_seed reseeds it
         torch.manual_seed(0)
         x = valid.batch(torch.arange(min(size, len(valid))), torch.Generator().manual_seed(0)).to(model.device)
         with evaluating(model):
@@ -258,7 +258,7 @@ def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", den
     """Sample ``n`` from fixed noise (``seed``) and save a picture; global RNG untouched."""
     from ..viz import save_samples
 
-    with torch.random.fork_rng(devices=[]):
+    with forked_rng(model.device):
         with evaluating(model):
             x = model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed))
     save_samples(x, path, title=title, density=density)

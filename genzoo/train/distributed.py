@@ -150,7 +150,8 @@ def _default_signals():
 
 
 def init(device: torch.device) -> tuple[int, int]:
-    """Join torchrun's process group (once): NCCL for CUDA devices, gloo otherwise. Returns (rank, world)."""
+    """Join torchrun's process group (once): NCCL for CUDA tensors (gloo beside it for CPU ones) on GPUs, gloo
+    otherwise. Returns (rank, world)."""
     if launched_by_torchrun() and not dist.is_initialized():
         if not dist.is_available():
             raise ConfigError("this torch build has no torch.distributed: cannot run under torchrun")
@@ -161,7 +162,8 @@ def init(device: torch.device) -> tuple[int, int]:
         if device.type == "mps":
             raise ConfigError("--device mps does not run under torchrun (gloo cannot all-reduce MPS tensors): use "
                               "--device cpu, or one process")
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        # on GPUs NCCL for the tensors on them, gloo for the small CPU ones (the logged terms, stop decisions)
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             local, n_gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
             if device.index is not None:

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..base import Batch, GenerativeModel
+from ..base import Batch, GenerativeModel, forked_rng
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import (WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_newest_checkpoint, model_config,
                   run_files_in, run_lock, set_aside_damaged, write_model)
@@ -82,17 +82,22 @@ class TrainState:
             self._order = (epoch, torch.randperm(len(self.data), generator=g))
         return self._order[1]
 
+    def _cuda(self) -> torch.device:
+        """The CUDA device whose generator the model draws from (``--device cuda:1``: not the current one)."""
+        device = self.model.device
+        return device if device.type == "cuda" else torch.device("cuda")
+
     def rng_state(self) -> dict[str, torch.Tensor]:
         rng = {"torch": torch.get_rng_state(), "data": self.data_generator.get_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = torch.cuda.get_rng_state()
+            rng["cuda"] = torch.cuda.get_rng_state(self._cuda())
         return rng
 
     def set_rng_state(self, rng: dict[str, torch.Tensor]) -> None:
         torch.set_rng_state(rng["torch"])
         self.data_generator.set_state(rng["data"])
         if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"])
+            torch.cuda.set_rng_state(rng["cuda"], self._cuda())
 
 
 #: what a run writes before its first checkpoint: ``resume=True`` starts a run in a folder holding no more
@@ -287,7 +292,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # training seeds and draws from torch's global RNG: the caller's stream is put back afterwards, and the model
     # is handed back in eval mode, as load() gives it (a query in train mode uses batch statistics, dropout, ...)
     hold.callback(model.eval)
-    hold.enter_context(_forked_rng(device))
+    hold.enter_context(forked_rng(device))
     # a refused resume hands the caller's model back as it came, not holding the run's weights
     before = ({k: v.detach().clone() for k, v in model.state_dict().items()}, model.initialised) if resume else None
     try:
@@ -295,6 +300,13 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             hold.enter_context(run_lock(run_dir))
         loaded = load_newest_checkpoint(run_dir, model, state.optimizers) if (resume and run_dir is not None) else None
         ckpt, saved, rng, damaged = loaded if loaded else (None, None, None, [])
+        if resume and run_dir is not None and world_size > 1:  # each rank read the folder itself: the same point?
+            mine = ckpt.name if ckpt is not None else "no checkpoint"
+            first = distributed.rank0_value(mine)
+            if distributed.any_rank(mine != first):
+                raise ConfigError(f"under torchrun the processes found different checkpoints in {run_dir} (rank 0: "
+                                  f"{first}; rank {rank}: {mine}): --run-dir must be on a file system every process "
+                                  "sees, the same for all")
         if ckpt is not None:
             from .callbacks import run_plan
 
@@ -366,6 +378,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         finally:
             for cb in cbs:
                 cb.on_end(state)
+            for opt in state.optimizers:  # the model comes back without the last step's gradients (a copy of it)
+                opt.zero_grad(set_to_none=True)
         if writes is not None:
             write_model(model, writes)  # the run's own weights: save() refuses a run folder
     return state
@@ -408,14 +422,6 @@ def _new_run_problem(run_dir: Path, resume: bool) -> str | None:
         return (f"nothing to resume: {run_dir} has no checkpoint, and holds {', '.join(held)}, which a run does not "
                 "write before its first")
     return f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new run_dir"
-
-
-def _forked_rng(device: torch.device):
-    """``torch.random.fork_rng`` over the CPU's generator and ``device``'s: the caller's streams back afterwards."""
-    if device.type == "mps":
-        return torch.random.fork_rng(device_type="mps")
-    return torch.random.fork_rng(devices=[torch.cuda.current_device() if device.index is None else device.index]
-                                 if device.type == "cuda" else [])
 
 
 def set_lr(optimizers, step: int, total: int, cosine: bool = True, warmup: int = 0) -> None:
