@@ -32,7 +32,7 @@ import tomllib
 from pathlib import Path
 
 from .errors import ConfigError, did_you_mean
-from .registry import options
+from .registry import list_models, options
 
 TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep",
               "lr_schedule", "warmup_steps", "max_minutes", "precision", "channels_last", "compile", "keep_best")
@@ -108,6 +108,10 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
                 prefix = f"data.{name}=..."
                 if name in DATA_KEYS:  # name= / root=: the data's, with its prefix (a bare name= is a slip)
                     raise ConfigError(f"unknown --set key '{name}' (the dataset's {name} takes a prefix: {prefix})")
+                owners = [m for m in list_models() if m != model and name in options(m)] if model else []
+                if owners:  # another family's option: not a dataset's, whatever its name
+                    raise ConfigError(f"unknown --set key '{name}' for model '{model}': it is an option of "
+                                      f"{', '.join(owners)} (`genzoo models {model}` lists {model}'s)")
                 known = model_keys + list(TRAIN_KEYS) + list(BARE_DATA_KEYS)
                 hint = did_you_mean(name, known)
                 raise ConfigError(f"unknown --set key '{name}'" + (f"{hint[:-1]} Or, for a dataset option, {prefix})"

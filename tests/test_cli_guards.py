@@ -614,3 +614,11 @@ def test_fit_hands_the_model_back_without_gradients():
     m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
     genzoo.fit(m, load_dataset("digits", n=64), steps=2, batch_size=32, progress=False)
     assert all(p.grad is None for p in m.parameters())
+
+
+def test_another_familys_option_is_named_as_such(capsys):
+    """`--set kl_weight=0.5` on a VAE said 'dataset options take a prefix: data.kl_weight=...': it is M2's."""
+    from genzoo.cli import main
+
+    assert main(["train", "vae", "--set", "kl_weight=0.5", "--steps", "1"]) == 2
+    assert "'kl_weight' for model 'vae': it is an option of ssvae" in capsys.readouterr().err

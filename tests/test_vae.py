@@ -324,3 +324,30 @@ def test_batches_are_moved_to_the_models_device(monkeypatch):
     assert moved.device.type == "meta" and moved.dtype == torch.float32 and moved.shape == x.shape
     g = genzoo.build("gmm", data_shape=(2,), n_components=2)
     assert g.check_input(torch.zeros(4, 2, dtype=torch.float64)).device.type == "meta"
+
+
+def test_iwae_chunks_are_sized_by_the_decoders_activations(monkeypatch):
+    """A fixed 65,536 decoder rows a chunk took a conv MNIST VAE's default `genzoo eval` to ~6 GB (an MLP's to 1 GB),
+    and M2 drew all k samples at once; chunks now hold IWAE_CHUNK_ELEMENTS activations, and the bound is the same."""
+    from genzoo.models import vae as V
+
+    x = torch.rand(4, 1, 28, 28).round()
+    costs = {}
+    for arch in ("mlp", "conv"):
+        m = genzoo.build("vae", data_shape=(1, 28, 28), arch=arch)
+        costs[arch] = V.elements_per_row(m.decoder, lambda: m._log_px(x[:1], torch.zeros(1, 1, m.latent_dim)))
+    assert costs["conv"] > 3 * costs["mlp"]
+    assert V.iwae_chunk(costs["conv"], 100, 5000, None) * 100 * costs["conv"] <= V.IWAE_CHUNK_ELEMENTS
+    assert V.iwae_chunk(10**9, 100, 5000, None) == 1 and V.iwae_chunk(1, 100, 5000, 1000) == 10
+    torch.manual_seed(0)
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
+    ssvae = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=10)
+    xs = torch.rand(3, 1, 8, 8).round()
+    for model in (vae, ssvae):
+        torch.manual_seed(1)
+        whole = model.iwae_bound(xs, 2000)
+        monkeypatch.setattr(V, "IWAE_CHUNK_ELEMENTS", 1)  # one sample a chunk
+        torch.manual_seed(1)
+        chunked = model.iwae_bound(xs, 2000)
+        monkeypatch.undo()
+        assert torch.allclose(whole, chunked, atol=0.3), (model.name, whole, chunked)  # Monte Carlo: 0.1 apart

@@ -73,7 +73,7 @@ from ..nn.linear import Linear
 from ..nn.mlp import ACTIVATIONS
 from ..registry import register
 from ..train import distributed
-from .vae import bernoulli_log_prob
+from .vae import bernoulli_log_prob, elements_per_row, iwae_chunk
 
 
 @register("ssvae", "Semi-supervised VAE M2 (Kingma et al. 2014): labels y, style z, trained from a few labels")
@@ -272,9 +272,9 @@ class SSVAE(GenerativeModel):
         logits = self._decoder_logits(z, y)  # (..., B, D)
         return bernoulli_log_prob(logits, x.reshape(x.shape[0], -1))                        # (..., B)
 
-    def _log_w(self, x: Tensor, y: Tensor, k: int) -> Tensor:
+    def _log_w(self, x: Tensor, y: Tensor, k: int, q: Distribution | None = None) -> Tensor:
         """log p(x, y, z_i) - log q(z_i|x, y) for k reparameterised z_i ~ q(z|x, y): (k, B)."""
-        q = self._encode(x, y)
+        q = self._encode(x, y) if q is None else q
         z = q.rsample((k,))  # (k, B, L)
         return self._log_px(x, y, z) + self.prior.log_prob(z) - q.log_prob(z) - math.log(self.n_classes)  # log p(y) uniform
 
@@ -328,8 +328,19 @@ class SSVAE(GenerativeModel):
         for each class, the classes summed exactly; (B,)."""
         x = self.check_pixels(x)
         k = self.check_count(k, "iwae_bound's k, the importance samples (k >= 1)")
-        per_class = [torch.logsumexp(self._log_w(x, torch.full((x.shape[0],), c, device=x.device), k), 0) - math.log(k)
-                     for c in range(self.n_classes)]  # K x (B,)
+        B = x.shape[0]
+        ys = [torch.full((B,), c, device=x.device) for c in range(self.n_classes)]
+        z1 = self._zero.new_zeros(1, 1, self.latent_dim)  # one row, for the cost of a row (the genzoo.models.vae chunks)
+        cost = elements_per_row(self.decoder, lambda: self._log_px(x[:1], ys[0][:1], z1)) + 2 * x[0].numel()
+        chunk = iwae_chunk(cost, B, k, None)
+        per_class = []
+        for y in ys:  # K x (B,)
+            q, total, done = self._encode(x, y), torch.full((B,), -math.inf, dtype=x.dtype, device=x.device), 0
+            while done < k:  # chunks of the k samples: their memory bounded, as the VAE's
+                s = min(chunk, k - done)
+                total = torch.logaddexp(total, torch.logsumexp(self._log_w(x, y, s, q), 0))
+                done += s
+            per_class.append(total - math.log(k))
         return torch.logsumexp(torch.stack(per_class), 0)
 
     # -- training -----------------------------------------------------------------------------------------
