@@ -298,6 +298,7 @@ def test_elbo_checks_n_samples():
     ({"arch": "conv"}, "hidden", (7,)),
     ({}, "flow_length", 3),
     ({"likelihood": "bernoulli"}, "min_std", 0.5),
+    ({"hidden": ()}, "activation", "tanh"),  # a linear VAE (`--set hidden=`): no activation anywhere
 ])
 def test_unused_options_are_idle(kw, option, value, assert_idle):
     x = torch.rand(8, 1, 8, 8).bernoulli()

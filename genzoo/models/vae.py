@@ -145,11 +145,13 @@ class VAE(GenerativeModel):
         return {"data": {"name": "digits", transform: True}, "train": {"steps": 6000, "batch_size": 128}}
 
     def unused_options(self) -> dict[str, str]:
-        """``hidden`` with the conv networks, ``flow_length`` without planar maps, ``min_std`` (the Gaussian
-        decoder's floor) with a Bernoulli decoder."""
+        """``hidden`` with the conv networks, ``activation`` with MLPs of no hidden layer, ``flow_length``
+        without planar maps, ``min_std`` (the Gaussian decoder's floor) with a Bernoulli decoder."""
         idle = {}
         if self.config["arch"] == "conv":
             idle["hidden"] = "arch=conv (the conv networks have fixed sizes)"
+        elif not self.config["hidden"]:
+            idle["activation"] = "hidden=() (linear networks: no hidden layer)"
         if self.config["posterior_flow"] == "none":
             idle["flow_length"] = "posterior_flow=none"
         if self.likelihood == "bernoulli":
