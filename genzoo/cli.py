@@ -151,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     n_ = sub.add_parser("inpaint", help="fill missing pixels by latent optimisation (Yeh et al. 2016) or by the posterior mean")
     n_.add_argument("run", help="run directory (a GAN, GMMN, VAE or flow trained on images)")
     src = n_.add_mutually_exclusive_group()
-    src.add_argument("--image", action="append", default=[], help="an image file to inpaint (repeatable)")
+    src.add_argument("--image", action="append", default=[], help="an image file to inpaint (repeatable); resized (bilinear, aspect not kept) and converted to the model's size and channels, with a note")
     src.add_argument("--test-index", type=int, nargs="+", metavar="I", help="test-set images by index (default: 0-7)")
     n_.add_argument("--mask", default="center", help="center, left, random:P (P missing) or a PNG (white = known); default center")
     n_.add_argument("--method", default="auto", choices=["auto", "search", "posterior"],
@@ -556,7 +556,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if not args.resume:
             _check_new_run(run_dir)  # again, under the lock: another process may have started a run here just now
             atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
-                                                     "command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
+                                                     "command": ["genzoo", *args.argv], "world_size": world_size,
                                                      "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     if default_dir:
         run_dir = Path(distributed.rank0_value(str(run_dir)))  # the folder rank 0 claimed
@@ -566,7 +566,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
         if record.get("recipe") != json.loads(json.dumps(recipe)) or record.get("world_size", 1) != world_size:
             record["recipe"], record["world_size"] = recipe, world_size
-            record.setdefault("resumed", []).append({"command": ["genzoo", *sys.argv[1:]], "world_size": world_size,
+            record.setdefault("resumed", []).append({"command": ["genzoo", *args.argv], "world_size": world_size,
                                                      "time": time.strftime("%Y-%m-%d %H:%M:%S")})
             announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
     idle = {k: why for k, why in model.unused_options().items() if k in model_kw}
@@ -1010,7 +1010,12 @@ def _read_image(path: str, shape: tuple[int, ...]):
     from .data.images import read_image
 
     C, H, W = shape
-    img = read_image(path, "--image").convert("L" if C == 1 else "RGB").resize((W, H), Image.BILINEAR)
+    img = read_image(path, "--image")
+    mode = "L" if C == 1 else "RGB"
+    if img.size != (W, H) or img.mode != mode:
+        print(f"genzoo: note: {path}: {img.width}x{img.height} {img.mode} made {W}x{H} {mode}, the model's images "
+              "(bilinear, aspect ratio not kept)", file=sys.stderr)
+    img = img.convert(mode).resize((W, H), Image.BILINEAR)
     a = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(a[None] if C == 1 else a.transpose(2, 0, 1).copy())
 
@@ -1132,6 +1137,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     args = parse(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what run.json records: main([...]) from Python too
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warning  # a warning on the command line is one line too, with no source line
     try:

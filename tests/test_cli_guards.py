@@ -622,3 +622,36 @@ def test_another_familys_option_is_named_as_such(capsys):
 
     assert main(["train", "vae", "--set", "kl_weight=0.5", "--steps", "1"]) == 2
     assert "'kl_weight' for model 'vae': it is an option of ssvae" in capsys.readouterr().err
+
+
+def test_keras_npz_runs_evaluate_with_sigma_chosen_on_train_and_run_json_records_main_argv(tmp_path, capsys, monkeypatch):
+    """An .npz of x_train/x_test (Keras's layout, documented) had no validation split, so Parzen, a GAN's only metric,
+    refused with 'a data set of fewer than 10 examples'; run.json recorded sys.argv, not main()'s arguments."""
+    import json
+
+    import numpy as np
+
+    from genzoo.cli import main
+
+    r = np.random.default_rng(0)
+    x, y = (r.random((120, 8, 8)) * 255).astype(np.uint8), r.integers(0, 10, 120)
+    np.savez(tmp_path / "k.npz", x_train=x[:100], y_train=y[:100], x_test=x[100:], y_test=y[100:])
+    monkeypatch.setattr(sys, "argv", ["my_script.py", "--lr", "3"])
+    args = ["train", "gan", "--data", str(tmp_path / "k.npz"), "--steps", "2", "--run-dir", str(tmp_path / "g"), "--no-progress"]
+    assert main(args) == 0
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["command"] == ["genzoo", *args]
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "g"), "--n-samples", "50", "--no-progress", "--no-write"]) == 0
+    out = capsys.readouterr().out
+    assert "chosen on the train split: the data have no validation split" in out
+    assert "note: a density scored on discrete values" not in out  # a GAN scores no density of its own
+    assert main(["eval", str(tmp_path / "g"), "--split", "valid", "--no-progress", "--no-write"]) == 2
+    assert "no x_valid, as Keras writes them" in capsys.readouterr().err
+
+
+def test_one_dimensional_data_is_named_in_the_coupling_flows_refusal(capsys):
+    from genzoo.cli import main
+
+    for name in ("nice", "realnvp"):
+        assert main(["train", name, "--data", "mixture1d", "--steps", "1"]) == 2
+        assert "this data has shape (1,): planar or gmm model 1-D data" in capsys.readouterr().err

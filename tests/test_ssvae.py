@@ -336,3 +336,11 @@ def test_unlabelled_bound_checks_pixels_and_messages_name_the_option():
     twenty = tiny(n_classes=3, labels=3)
     with pytest.raises(DataError, match=r"classes are 0\.\.1: set n_classes=2"):
         twenty.setup_labels(torch.rand(4, 3).round(), torch.tensor([0, 1, 0, 1]), torch.Generator())
+
+
+def test_the_n_classes_hint_is_given_only_where_it_fits():
+    """Classes {0, 2} under n_classes=3 were told 'set n_classes=3'... and data.n=1 (class 8 alone) 'set n_classes=9'."""
+    gap = tiny(n_classes=3, labels=3)
+    with pytest.raises(DataError) as e:
+        gap.setup_labels(torch.rand(4, 3).round(), torch.tensor([0, 2, 0, 2]), torch.Generator())
+    assert "set n_classes" not in str(e.value) and "class 1 has 0 training examples" in str(e.value)

@@ -313,6 +313,7 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
                             "--data-root at the run's own")
     data = load_dataset(name, split, **spec)
     if nonempty and len(data) == 0:
+        keras = " (or an .npz of x_train and x_test has no x_valid, as Keras writes them)" if split == "valid" else ""
         raise DataError(f"the {split} split of {name} is empty: a data set of fewer than 10 examples puts them "
-                        "all in train")
+                        f"all in train{keras}")
     return data

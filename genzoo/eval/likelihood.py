@@ -160,17 +160,20 @@ def format_table(report: dict) -> str:
     lines = [head, f"{'metric':<22} {'kind':<12} {'nats/example':>14} {'+-':>7} {'bits/dim':>9}"]
     for r in report["rows"]:
         bpd = "n/a" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.4f}"
-        lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {r['stderr']:>7.3f} {bpd:>9}")
-    if report["space"] == "discrete-as-real":
+        se = "n/a" if r["stderr"] != r["stderr"] else f"{r['stderr']:.3f}"  # NaN: one example has no spread
+        lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {se:>7} {bpd:>9}")
+    kinds = {r["kind"] for r in report["rows"]}
+    own = bool(kinds - {"parzen"})  # the model scored a density or bound of its own (a GAN's table is Parzen's alone)
+    if own and report["space"] == "discrete-as-real":
         lines.append("note: a density scored on discrete values (grey levels not dequantized, or binarized pixels): "
                      "not a likelihood of the discrete data")
-    if report["space"] == "bernoulli-on-grey":
+    if own and report["space"] == "bernoulli-on-grey":
         lines.append("note: a Bernoulli decoder scored on pixels that are not 0 or 1: a cross-entropy, not a likelihood "
                      "(binarize the data, data.binarize=true, for one)")
-    kinds = {r["kind"] for r in report["rows"]}
     if "parzen" in kinds and report["space"] != "continuous":  # (the header's space is the model's, not Parzen's)
-        lines.append(f"Parzen (raw): scores the {report['split']} points as given, not in the model's '{report['space']}' "
-                     "space (Goodfellow et al. 2014): an estimate, not a bound")
+        where = f", not in the model's '{report['space']}' space" if own else ""
+        lines.append(f"Parzen (raw): scores the {report['split']} points as given{where} (Goodfellow et al. 2014): "
+                     "an estimate, not a bound")
     if "parzen" in report:
         p = report["parzen"]
         edge = " (at the edge of the grid: widen it)" if p["sigma_at_edge"] else ""

@@ -162,7 +162,12 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     if {"nll", "parzen"} & set(chosen):
         t0 = time.time()
         # sigma is chosen on points other than the scored ones: the validation split, or training when that is scored
-        valid = load_spec(data_spec, "train" if split == "valid" else "valid", nonempty=True) if "parzen" in chosen else None
+        # or when there is no validation split (an .npz in Keras's layout); the output names the split
+        valid = None
+        if "parzen" in chosen:
+            valid = load_spec(data_spec, "train" if split == "valid" else "valid")
+            if len(valid) == 0:
+                valid = load_spec(data_spec, "train", nonempty=True)
         out["likelihood"] = likelihood_report(model, test, iwae_k=iwae_k, batch_size=batch_size, seed=seed, n=n,
                                               progress=progress, bounds="nll" in chosen, valid=valid, samples=samples,
                                               parzen_sigmas=parzen_sigmas)
@@ -228,8 +233,11 @@ def format_result(result: dict) -> str:
     if "parzen" in result:
         p = result["parzen"]
         edge = "  (sigma at the edge of the grid: widen it with --parzen-sigmas)" if p["sigma_at_edge"] else ""
-        lines.append(f"Parzen window (Goodfellow et al. 2014): {result['split']} log-likelihood {p['ll']:.2f} +- {p['stderr']:.2f} "
-                     f"nats/example of the points as given, sigma {p['sigma']:.4g} from {p['n_samples']:,} samples{edge}")
+        on = p.get("sigma_chosen_on", "valid")
+        chosen = "" if on == "valid" else f" (chosen on the {on} split{': the data have no validation split' * (result['split'] != 'valid')})"
+        spread = "n/a" if p["stderr"] != p["stderr"] else f"{p['stderr']:.2f}"  # one test point has none
+        lines.append(f"Parzen window (Goodfellow et al. 2014): {result['split']} log-likelihood {p['ll']:.2f} +- {spread} "
+                     f"nats/example of the points as given, sigma {p['sigma']:.4g}{chosen} from {p['n_samples']:,} samples{edge}")
     if "features" in result:
         f = result["features"]
         lines.append(f"features of genzoo's {f['classifier']} classifier ({100 * f['classifier_accuracy']:.2f}% test "

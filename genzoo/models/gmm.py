@@ -365,8 +365,9 @@ class GaussianMixture(GenerativeModel):
             L, info = torch.linalg.cholesky_ex(cov)  # (K, D, D)
             if bool((info > 0).any()):
                 k = int((info > 0).nonzero()[0])
-                raise error(f"gmm: covariance of component {k} is not positive definite; "
-                            f"increase reg_covar (now {self.reg_covar:g})")
+                raise error(f"gmm: covariance of component {k} is not positive definite; increase reg_covar (now "
+                            f"{self.reg_covar:g}, in the data's units squared), standardise the data, or use "
+                            "--set dtype=float64")
             eye = torch.eye(self.dim, dtype=torch.float64, device=L.device)
             prec_chol = torch.linalg.solve_triangular(L, eye, upper=False).mT  # (K, D, D)  U = L^-T
         else:

@@ -177,9 +177,11 @@ class SSVAE(GenerativeModel):
         for c in range(self.n_classes):
             idx = (y == c).nonzero().flatten()
             if len(idx) < per:
-                classes = f"0..{int(y.max())}" if len(y) else "none"
-                hint = (f"; the data's classes are {classes}: set n_classes={int(y.max()) + 1}"
-                        if len(y) and int(y.max()) + 1 < self.n_classes and not len(idx) else "")
+                present = sorted(set(y.tolist()))
+                # the data's classes are 0..m-1 with m < n_classes: n_classes=m fits them (a gap in them would not)
+                hint = (f"; the data's classes are 0..{present[-1]}: set n_classes={present[-1] + 1}"
+                        if present and present == list(range(present[-1] + 1)) and present[-1] + 1 < self.n_classes
+                        else "")
                 raise DataError(f"ssvae: class {c} has {len(idx)} training examples, fewer than the {per} per class "
                                 f"that labels={self.labels} asks for{hint}")
             keep.append(idx[torch.randperm(len(idx), generator=generator)[:per]])

@@ -56,8 +56,11 @@ class NICE(Flow):
                  max_grad_norm: float = 0.0, data_init: bool = True, scaled_shifts: bool = True):
         super().__init__(data_shape, base, lr, betas=betas, eps=eps, weight_decay=weight_decay, max_grad_norm=max_grad_norm)
         d = self.latent_dim
-        if n_couplings < 1 or d < 2:
-            raise ConfigError("NICE needs n_couplings >= 1 and at least 2 dimensions")
+        if d < 2:
+            raise ConfigError(f"NICE couples two halves of the dimensions and needs data of 2 or more; this data has "
+                              f"shape {tuple(self.data_shape)}: planar or gmm model 1-D data")
+        if n_couplings < 1:
+            raise ConfigError(f"NICE needs n_couplings >= 1, got {n_couplings}")
         layers = [Logit(alpha)] if preprocess == "logit" else []
         layers.append(Flatten(self.data_shape))
         for i in range(n_couplings):

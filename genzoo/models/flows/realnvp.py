@@ -159,8 +159,11 @@ class RealNVP(Flow):
             layers.append(MultiScale(self.data_shape, n_scales, width, n_blocks, norm))
         elif len(self.data_shape) == 1:
             d = self.latent_dim
-            if d < 2 or n_couplings < 1:
-                raise ConfigError("realnvp on vectors needs at least 2 dimensions and n_couplings >= 1")
+            if d < 2:
+                raise ConfigError(f"realnvp couples two halves of the dimensions and needs data of 2 or more; this data "
+                                  f"has shape {tuple(self.data_shape)}: planar or gmm model 1-D data")
+            if n_couplings < 1:
+                raise ConfigError(f"realnvp needs n_couplings >= 1, got {n_couplings}")
             layers += _norm(norm, (d,))
             n_a = d // 2
             mask = torch.arange(d) < n_a                                 # (D,): the first half conditions
