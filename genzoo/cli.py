@@ -511,6 +511,11 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         raise ConfigError("data_shape is not a model option: the shape comes from the data")
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
+    # a run an older genzoo made with keep_best, which its family no longer takes: it goes on without (--resume
+    # takes no --set to turn it off)
+    dropped_best = bool(args.resume and train.get("keep_best") and not model.best_by_valid_loss)
+    if dropped_best:
+        train["keep_best"] = False
     if not args.resume:  # run.json records the options typed, as the model and the data loader read them
         recipe["model"] = {"name": recipe["model"]["name"], **{k: model.config[k] for k in model_kw}}
         recipe["data"] = typed_spec(recipe["data"])
@@ -569,6 +574,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             record.setdefault("resumed", []).append({"command": ["genzoo", *args.argv], "world_size": world_size,
                                                      "time": time.strftime("%Y-%m-%d %H:%M:%S")})
             announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
+    if dropped_best:
+        announce.line += (f"\ngenzoo: note: {run_dir} was made with keep_best, which a {model.name} no longer takes (its "
+                          "validation loss is its discriminator's): best/ stays as it was, and the run goes on without")
     idle = {k: why for k, why in model.unused_options().items() if k in model_kw}
     if idle and not args.resume:
         announce.line += "".join(f"\ngenzoo: note: {model.name} ignores {k} with {why}" for k, why in idle.items())
@@ -1142,7 +1150,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning  # a warning on the command line is one line too, with no source line
     try:
         world = os.environ.get("WORLD_SIZE", "").strip()
-        if args.command != "train" and world not in ("", "1"):  # each process would do the whole work and write it
+        several = world.isdigit() and int(world) > 1  # (train reads it whole, and refuses what is not a number)
+        if args.command not in ("train", "models", "data") and several:  # each would do the whole work and write it
             raise ConfigError(f"only `genzoo train` runs on several processes (WORLD_SIZE={world}): run `genzoo "
                               f"{args.command}` as one process (without torchrun, or with WORLD_SIZE unset)")
         return COMMANDS[args.command](args)

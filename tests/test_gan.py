@@ -560,3 +560,29 @@ def test_fewer_steps_than_d_steps_are_noted(tmp_path, capsys):
     assert "once every d_steps=5 discriminator steps: 4 steps train no generator" in capsys.readouterr().err
     assert main(["train", "wgan", "--steps", "5", "--run-dir", str(tmp_path / "w5"), "--no-progress"]) == 0
     assert "train no generator" not in capsys.readouterr().err
+
+
+def test_an_old_gan_run_made_with_keep_best_resumes_without_it(tmp_path, capsys):
+    """Runs of an older genzoo with keep_best=true: --resume was refused ('leave keep_best off'), and --resume takes
+    no --set to do so."""
+    import json
+
+    from genzoo.cli import main
+
+    run = tmp_path / "g"
+    assert main(["train", "gan", "--steps", "4", "--checkpoint-every", "2", "--run-dir", str(run), "--no-progress"]) == 0
+    record = json.loads((run / "run.json").read_text())
+    record["recipe"]["train"]["keep_best"] = True  # as the older genzoo recorded it
+    (run / "run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", str(run), "--steps", "6", "--no-progress"]) == 0
+    assert "made with keep_best, which a gan no longer takes" in capsys.readouterr().err
+    assert json.loads((run / "run.json").read_text())["recipe"]["train"]["keep_best"] is False
+
+
+def test_every_adversarial_family_lists_the_shared_placeholder_notes(capsys):
+    from genzoo.cli import main
+
+    for name in ("gan", "wgan", "fgan"):
+        main(["models", name])
+        assert "(None: no average)" in capsys.readouterr().out

@@ -289,3 +289,18 @@ def test_plot_writes_pngs_atomically(tmp_path):
         with Image.open(p) as im:
             assert im.format == "PNG" and im.size[0] > 300
     assert sorted(q.name for q in tmp_path.iterdir()) == ["chi2.png", "kde.png", "lognormal.png"]
+
+
+def test_kde_from_a_generator_takes_priors_without_a_closed_form_mean():
+    """Forking the prior's device read prior.mean, which a logistic (a transformed distribution) does not have:
+    implicit_density with a generator raised NotImplementedError."""
+    from torch.distributions import AffineTransform, SigmoidTransform, TransformedDistribution, Uniform
+
+    logistic = TransformedDistribution(Uniform(torch.tensor(0.0), torch.tensor(1.0)),
+                                       [SigmoidTransform().inv, AffineTransform(0.0, 1.0)])
+    before = torch.get_rng_state()
+    p = implicit_density(lambda h: h, logistic, torch.tensor([0.0, 2.0]), method="kde", n_samples=20_000,
+                         generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), before)  # the global stream untouched
+    exact = torch.exp(logistic.log_prob(torch.tensor([0.0, 2.0])))
+    assert torch.allclose(p.float(), exact, rtol=0.1)

@@ -240,8 +240,8 @@ def test_bandwidths_are_idle_without_a_kernel(assert_idle):
 def test_bandwidths_constant_on_the_data_are_refused_at_setup(tmp_path, capsys):
     """Every kernel ~1 (sigma 1e8 on the ring's unit spread) or ~0: MMD and its gradient vanish, and the run trained
     nothing with exit 0; one bandwidth in range is enough, and the check draws nothing from training's stream."""
-    x = torch.randn(300, 2)
-    for sigmas in ((1e8,), (1e-5, 1e5)):
+    x = torch.randn(300, 2) * 100  # smallest distance ~0.1: 1e-6 is under 1/1,000 of it
+    for sigmas in ((1e8,), (1e-6, 1e7)):  # largest distance ~700
         with pytest.raises(DataError, match="constant on the data"):
             genzoo.build("gmmn", data_shape=(2,), bandwidths=sigmas).setup(x, torch.Generator().manual_seed(0))
     g = torch.Generator().manual_seed(0)
@@ -250,3 +250,15 @@ def test_bandwidths_constant_on_the_data_are_refused_at_setup(tmp_path, capsys):
     assert main(["train", "gmmn", "--steps", "5", "--set", "bandwidths=[1e12]", "--run-dir", str(tmp_path / "r"),
                  "--no-progress"]) == 2
     assert "constant on the data" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_bandwidths_of_tight_clusters_pass_and_duplicates_keep_a_median():
+    """Bandwidths at a cluster's scale, far below the median distance, were refused as 'constant on the data'; data
+    of which over half the pairs are duplicates was refused as 'all identical'."""
+    centres = torch.tensor([[0.0, 0.0], [5.0, 0.0], [0.0, 5.0]])
+    x = centres.repeat_interleave(100, 0) + 1e-4 * torch.randn(300, 2)
+    genzoo.build("gmmn", data_shape=(2,), bandwidths=(1e-4,)).setup(x, torch.Generator().manual_seed(0))
+    dup = torch.cat([torch.zeros(800, 2), torch.randn(400, 2)])
+    m = genzoo.build("gmmn", data_shape=(2,))
+    m.setup(dup, torch.Generator().manual_seed(0))
+    assert float(m.bandwidths.min()) > 0

@@ -344,3 +344,21 @@ def test_the_n_classes_hint_is_given_only_where_it_fits():
     with pytest.raises(DataError) as e:
         gap.setup_labels(torch.rand(4, 3).round(), torch.tensor([0, 2, 0, 2]), torch.Generator())
     assert "set n_classes" not in str(e.value) and "class 1 has 0 training examples" in str(e.value)
+
+
+def test_a_family_written_to_the_three_argument_setup_labels_still_trains():
+    """fit passed the batches' space as a fourth argument to every model: a user's setup_labels(x, y, generator)
+    failed with a TypeError."""
+    from genzoo.registry import _MODELS, register
+
+    @register("labels3", "a GMM that counts its labels")
+    class Labels3(genzoo.models.gmm.GaussianMixture):
+        def setup_labels(self, x, y, generator):
+            self.seen = len(y)
+
+    try:
+        m = genzoo.build("labels3", data_shape=(2,), n_components=2)
+        genzoo.fit(m, load_dataset("moons", n=100), steps=1, progress=False)
+        assert m.seen > 0
+    finally:
+        del _MODELS["labels3"]

@@ -427,13 +427,21 @@ def density_histogram(samples, bins: int = 100,
     return edges, density
 
 
+def _device_of(dist: Distribution) -> torch.device:
+    """The device of a distribution's parameters (those of its base, for a transformed or independent one); the CPU
+    for one with no tensors (its ``mean`` may not exist in closed form: a logistic)."""
+    while hasattr(dist, "base_dist"):
+        dist = dist.base_dist
+    return next((v.device for v in vars(dist).values() if isinstance(v, Tensor)), torch.device("cpu"))
+
+
 def _sample_h(prior: Distribution, n: int, generator: torch.Generator | None) -> Tensor:
     """n draws from the prior (n,) float64; from ``generator`` without touching the global RNG."""
     if generator is None:
         h = prior.sample((n,))
     else:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        with forked_rng(prior.mean.device):  # the prior's device too: manual_seed reseeds it
+        with forked_rng(_device_of(prior)):  # the prior's device too: manual_seed reseeds it
             torch.manual_seed(seed)
             h = prior.sample((n,))
     return h.reshape(n).to(torch.float64)  # (n,)

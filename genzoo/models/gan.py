@@ -77,6 +77,7 @@ class Adversarial(GenerativeModel):
     """
 
     autocast_safe = True
+    DEFAULT_NOTES = {"g_hidden": "None: hidden's sizes", "g_ema": "None: no average"}
     #: the validation loss is the discriminator's (critic's), which says how well it tells the samples from the
     #: data, not how good they are: its lowest point is no best generator
     best_by_valid_loss = False
@@ -347,8 +348,6 @@ class GAN(Adversarial):
     ``rejection`` the second discriminator learns against the averaged generator, which ``sample`` proposes from.
     """
 
-    DEFAULT_NOTES = {"g_hidden": "None: hidden's sizes", "g_ema": "None: no average"}
-
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
                  hidden: tuple[int, ...] = (128, 128, 128), width: int = 64,
                  d_norm: Literal["batch", "layer", "none"] = "batch", loss: Literal["minimax", "nonsaturating"] = "nonsaturating",
@@ -484,7 +483,8 @@ class WGAN(Adversarial):
     [5e-05, 5e-05]
     """
 
-    DEFAULT_NOTES = {"lr": "None: 5e-5 with penalty=clip, 1e-4 with gp", "betas": "None: (0, 0.9)"}
+    DEFAULT_NOTES = {**Adversarial.DEFAULT_NOTES, "lr": "None: 5e-5 with penalty=clip, 1e-4 with gp",
+                     "betas": "None: (0, 0.9)"}
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 2, arch: Arch = "mlp",
                  hidden: tuple[int, ...] = (128, 128, 128), width: int = 64, penalty: Literal["clip", "gp"] = "gp",

@@ -27,7 +27,10 @@ unit ring (m = 1.41: sigma = 0.022 .. 5.7, the smallest at the scale of its mode
 radius 1, the largest seeing the whole ring) and images (8x8 digits: m = 3.1, sigma = 0.05 .. 12;
 MNIST: m = 10.3, sigma = 0.16 .. 41). Spacing by factors of 4 costs half as much as factors of 2
 and measured the same on the ring. The bandwidths live in a buffer, so they travel with the
-weights through ``save``/``load`` and checkpoints; given explicitly they are used as they are.
+weights through ``save``/``load`` and checkpoints; given explicitly they are used as they are, each in
+[1e-6, 1e18] (``1 / (2 sigma^2)`` a normal float32), and ``setup`` refuses a set of which every one is over
+1,000 times the data's largest pairwise distance or under 1/1,000 of its smallest (kernels constant on the
+data: the MMD would train nothing).
 
 Measured on the ring (the defaults: 6,000 steps of 128, 10-12 s of ``fit`` on one CPU thread;
 2,500 samples scored by :func:`genzoo.eval.modes.mode_coverage`, seeds 0-2): "mmd" captures 8/8
@@ -261,12 +264,19 @@ class GMMN(GenerativeModel):
 
     # -- training -----------------------------------------------------------------------------------
     @staticmethod
-    def median_distance(x: Tensor, generator: torch.Generator | None = None) -> float:
-        """The median pairwise Euclidean distance of (up to ``MEDIAN_SUBSAMPLE`` of) ``x`` (N, ...), N >= 2."""
+    def pair_distances(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The pairwise Euclidean distances of (up to ``MEDIAN_SUBSAMPLE`` of) ``x`` (N, ...), N >= 2: (n'(n'-1)/2,)."""
         n = x.shape[0]
         idx = torch.randperm(n, generator=generator)[:MEDIAN_SUBSAMPLE] if n > MEDIAN_SUBSAMPLE else torch.arange(n)
-        xs = x[idx.to(x.device)].reshape(len(idx), -1).double()  # (n', D)
-        return float(torch.pdist(xs).median())
+        return torch.pdist(x[idx.to(x.device)].reshape(len(idx), -1).double())
+
+    @classmethod
+    def median_distance(cls, x: Tensor, generator: torch.Generator | None = None) -> float:
+        """The median pairwise Euclidean distance of (up to ``MEDIAN_SUBSAMPLE`` of) ``x``; where over half the
+        pairs are duplicates, the median of the others (0 only for identical examples)."""
+        d = cls.pair_distances(x, generator)
+        med = float(d.median())
+        return med if med > 0 or not bool((d > 0).any()) else float(d[d > 0].median())
 
     @torch.no_grad()
     def set_bandwidths(self, x: Tensor, generator: torch.Generator | None = None) -> None:
@@ -279,18 +289,22 @@ class GMMN(GenerativeModel):
         self.bandwidths.copy_(torch.tensor(BANDWIDTH_FACTORS) * med)
 
     def check_bandwidths(self, x: Tensor) -> None:
-        """A DataError where every given bandwidth is over 1,000 times the data's median pairwise distance
-        (every kernel is then about 1 on the data: the MMD and its gradient vanish, and the generator learns
-        nothing) or under 1/1,000 of it (about 0 but between equal points)."""
+        """A DataError where every given bandwidth is over 1,000 times the data's largest pairwise distance (every
+        kernel is then about 1 on the data: the MMD and its gradient vanish, and the generator learns nothing)
+        or under 1/1,000 of its smallest nonzero one (about 0 but between equal points); on (up to 1,000 of) the
+        examples. Bandwidths at the scale of tight clusters, far below the median distance, pass."""
         if x.shape[0] < 2:
             return
-        med = self.median_distance(x, torch.Generator().manual_seed(0))  # its own stream: training's is untouched
-        sigmas = self.bandwidths.tolist()
-        if med > 0 and all(not 1e-3 * med <= s <= 1e3 * med for s in sigmas):
+        d = self.pair_distances(x, torch.Generator().manual_seed(0))  # its own stream: training's is untouched
+        d = d[d > 0]
+        if not len(d):
+            return
+        lo, hi, sigmas = float(d.min()), float(d.max()), self.bandwidths.tolist()
+        if all(s > 1e3 * hi or s < 1e-3 * lo for s in sigmas):
             raise DataError(f"gmmn: every kernel bandwidth ({', '.join(f'{s:.3g}' for s in sigmas)}) is over 1,000 "
-                            f"times or under 1/1,000 of the data's median pairwise distance ({med:.3g}): the kernels "
-                            "are constant on the data and the MMD trains nothing; leave bandwidths=() to set them "
-                            "from the data")
+                            f"times the data's largest pairwise distance ({hi:.3g}) or under 1/1,000 of its smallest "
+                            f"({lo:.3g}): the kernels are constant on the data and the MMD trains nothing; leave "
+                            "bandwidths=() to set them from the data")
 
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:

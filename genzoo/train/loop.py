@@ -25,6 +25,7 @@ rank 0 alone writes the run directory.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -196,7 +197,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     checkpoint in ``run_dir``, with the run's own seed, batch size and data (another is a ConfigError); the length,
     intervals and speed options may change. ``valid`` (a Dataset) adds validation losses to the metrics (every
     ``10 * log_every`` steps and at the end); ``keep_best=True`` then also keeps the weights of the lowest
-    validation loss in ``run_dir/best/``, a run folder of its own (:class:`~genzoo.train.callbacks.BestWeights`).
+    validation loss in ``run_dir/best/``, a run folder of its own (:class:`~genzoo.train.callbacks.BestWeights`),
+    for models whose validation loss measures them (a ConfigError for the GANs, whose is the discriminator's).
     ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps; ``warmup_steps``
     first ramps it linearly from lr / warmup_steps up to lr (Goyal et al. 2017, Section 2.2);
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
@@ -209,8 +211,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     no more than a run writes before its first checkpoint (:data:`BEFORE_FIRST_CHECKPOINT`).
 
     Training draws from torch's global RNG, seeded by ``seed``; the caller's RNG state is restored
-    afterwards (``torch.random.fork_rng``). The model comes back in eval mode, as :func:`genzoo.load`
-    gives it. The model's data-dependent :meth:`~genzoo.base.GenerativeModel.setup` runs on a new model only: one
+    afterwards (``torch.random.fork_rng``, over the model's device too). The model comes back in eval mode, as
+    :func:`genzoo.load` gives it, with no gradients (``.grad`` None). The model's data-dependent :meth:`~genzoo.base.GenerativeModel.setup` runs on a new model only: one
     loaded (:func:`genzoo.load`) or trained by an earlier ``fit`` trains on from its weights
     (:attr:`~genzoo.base.GenerativeModel.initialised`). Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
@@ -333,7 +335,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 model.setup(setup_x, state.data_generator)
                 model.initialised = True
             if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
-                model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator, data.space)
+                # the batches' space to models that take it (a family written to the 3-argument contract still works)
+                space = {"space": data.space} if "space" in inspect.signature(model.setup_labels).parameters else {}
+                model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator, **space)
         if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
             acceleration.compile_networks(model)
     except BaseException:
