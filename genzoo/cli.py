@@ -116,8 +116,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--no-write", action="store_true", help="print the results only, no RUN/eval.json (a read-only run)")
     c = sub.add_parser("compare", help="one table of the metrics of several runs (Markdown and CSV)")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
-    c.add_argument("-o", "--output", default="compare", help="write OUTPUT.md and OUTPUT.csv (default: compare)")
-    c.add_argument("--no-write", dest="output", action="store_const", const=None, help="print the table only")
+    c.add_argument("-o", "--output", default=None,
+                   help="write OUTPUT.md and OUTPUT.csv, replacing them (default: compare, never over existing files)")
+    c.add_argument("--no-write", action="store_true", help="print the table only; write no file, no run's eval.json")
     c.add_argument("--recompute", action="store_true", help="evaluate again even where RUN/eval.json has the metrics")
     for q, default in ((e, "auto"), (c, "all")):
         q.add_argument("--metrics", default=default,
@@ -817,14 +818,20 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _evaluable(path: str, args):
+    """The model and data recipe of a run to evaluate: a one-line error for a folder that is no run, damaged
+    weights or a folder of ``genzoo.save`` (no run.json, so no data)."""
+    model = _run(path, "evaluate")
+    if not (Path(path) / "run.json").is_file():
+        raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
+    return model, _data_spec(path, args.data_root)
+
+
 def _eval_run(path: str, args, metrics: str, strict: bool = True):
     """The result of :func:`genzoo.eval.metrics.evaluate` on one run, as the flags ask."""
     from .eval.metrics import evaluate
 
-    model = _run(path, "evaluate")
-    if not (Path(path) / "run.json").is_file():
-        raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
-    spec = _data_spec(path, args.data_root)
+    model, spec = _evaluable(path, args)
     return evaluate(model, spec, metrics=metrics, split=args.split, n=args.n, n_samples=args.n_samples,
                     iwae_k=args.iwae_k, batch_size=args.batch_size, seed=args.seed, parzen_sigmas=args.parzen_sigmas,
                     strict=strict, progress=not args.no_progress)
@@ -868,6 +875,15 @@ def cmd_compare(args) -> int:
 
     if len({Path(r).resolve() for r in args.runs}) != len(args.runs):
         raise ConfigError("a run is named twice")
+    if args.no_write and args.output is not None:
+        raise ConfigError("give -o or --no-write, not both")
+    if args.no_write:
+        args.output = None
+    elif args.output is None:  # the default names: never over a user's own files of those names
+        args.output = "compare"
+        if taken := [f"compare{s}" for s in (".md", ".csv") if Path(f"compare{s}").exists()]:
+            raise ConfigError(f"{' and '.join(taken)} already exist here: -o compare replaces them, -o NAME writes "
+                              "NAME.md and NAME.csv")
     if args.output is not None:
         if not str(args.output).strip():
             raise ConfigError("-o needs a file name")
@@ -879,27 +895,51 @@ def cmd_compare(args) -> int:
             check_output(f"{args.output}{suffix}", "-o")
     asked = {path: _compare_key(path, args) for path in args.runs}  # before the work: a run may train on meanwhile
     cached = {path: _cached_result(path, asked[path], args.recompute) for path in args.runs}  # None: to evaluate
-    for path in (p for p, r in cached.items() if r is None) if args.output is not None else ():
-        _check_eval_json(path)  # refused now, not after the work; a run whose eval.json is reused may be read-only
-    rows, fresh = [], []
+    for path in (p for p, r in cached.items() if r is None):  # every run to evaluate, before the first one's work
+        _evaluable(path, args)  # a typo, no run, damaged weights: refused now, not after the others' work
+        if args.output is not None:
+            _check_eval_json(path)  # a run whose eval.json is reused may be read-only
+    rows, kept = [], []
     for path, result in cached.items():
         if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
             result = {**_eval_run(path, args, args.metrics, strict=False), "asked": asked[path]}
-            fresh.append((Path(path) / "eval.json", result))
+            # stored as each run is done (a later run's failure loses none of it), where it replaces no other
+            # settings' evaluation (--no-write: nothing; a run none of whose metrics applies keeps its own)
+            if args.output is not None and result["metrics"]:
+                if _replaceable(Path(path) / "eval.json", asked[path]):
+                    atomic_write_json(Path(path) / "eval.json", result)
+                else:
+                    kept.append(path)
         for metric, why in result.get("skipped", {}).items():
             print(f"genzoo: note: {path}: no {metric}: {why}", file=sys.stderr)
         rows.append((path, result))
-    if not any(r["metrics"] for _, r in rows):  # refused: nothing written, no run's eval.json replaced
+    for path in kept:
+        print(f"genzoo: note: {Path(path) / 'eval.json'} holds an evaluation of other settings, kept: this table's "
+              "figures for it are not stored", file=sys.stderr)
+    if not any(r["metrics"] for _, r in rows):
         raise ConfigError(f"none of the metrics asked ({args.metrics}) applies to any of these runs")
-    for cached, result in fresh if args.output is not None else ():  # --no-write writes nothing, not even these
-        if result["metrics"]:  # a run none of whose metrics were asked keeps the eval.json it has
-            atomic_write_json(cached, result)
     table = compare_table(rows)
     print(table.markdown)
     if args.output:
         for f in write_table(table, args.output):
             print(f"wrote {f}", file=sys.stderr)
     return 0
+
+
+def _replaceable(cached: Path, asked: dict) -> bool:
+    """Whether ``compare`` may write its result over ``cached`` (RUN/eval.json): there is none, it is damaged, or
+    it holds the same settings (metrics, split, sizes) for other weights or an older genzoo's metrics; never an
+    evaluation a user asked with other settings (a full IWAE k=5000 run over by a quick -n 100)."""
+    from .io import read_json
+
+    if not cached.is_file():
+        return True
+    try:
+        old = read_json(cached, "evaluation file").get("asked") or {}
+    except CheckpointError:
+        return True
+    settings = lambda a: {k: v for k, v in a.items() if k not in ("weights", "metrics_version")}  # noqa: E731
+    return settings(old) == settings(asked)
 
 
 def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | None:

@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -423,3 +424,32 @@ def test_samples_of_a_dequantizing_model_are_scored_on_the_datas_levels():
     assert torch.equal(x * 16, (x * 16).round()) and len(torch.unique(x)) > 2  # on the 17 levels, not a constant
     raw = draw(model, 500, 0, load_spec({"name": "digits"}, "test"))  # the same draws, not put on the levels
     assert torch.equal(x, torch.clamp(torch.floor(raw * 17), max=16) / 16)
+
+
+def test_compare_keeps_an_evaluation_of_other_settings_and_checks_every_run_first(tmp_path, capsys, monkeypatch):
+    """compare wrote its quick result over a run's eval.json of other settings (a full evaluation lost to -n 20),
+    evaluated the first runs and then stopped on a later typo with nothing stored, and wrote ./compare.md over a
+    user's own file without -o."""
+    import json
+
+    runs = _ring_runs(tmp_path)
+    gmm = Path(runs[0])
+    assert main(["eval", runs[0], "--no-progress"]) == 0  # the user's evaluation: nll + modes, the whole split
+    before = (gmm / "eval.json").read_text()
+    capsys.readouterr()
+    assert main(["compare", runs[0], "--metrics", "modes", "-n", "20", "-o", str(tmp_path / "t"), "--no-progress"]) == 0
+    assert (gmm / "eval.json").read_text() == before  # kept
+    assert "holds an evaluation of other settings, kept" in capsys.readouterr().err
+    (gmm / "eval.json").unlink()
+    assert main(["compare", runs[0], str(tmp_path / "typo"), "--metrics", "modes", "-o", str(tmp_path / "t"),
+                 "--no-progress"]) == 2
+    assert not (gmm / "eval.json").exists() and "typo" in capsys.readouterr().err  # refused before any work
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "compare.md").write_text("my notes\n")
+    assert main(["compare", runs[0], "--metrics", "modes", "--no-progress"]) == 2
+    assert "compare.md already exist here: -o compare replaces them" in capsys.readouterr().err
+    assert (tmp_path / "compare.md").read_text() == "my notes\n"
+    assert main(["compare", runs[0], "--metrics", "modes", "-o", "compare", "--no-progress"]) == 0
+    assert (tmp_path / "compare.md").read_text().startswith("| run")
+    assert json.loads((gmm / "eval.json").read_text())["metrics"] == ["modes"]  # none there: this one is stored
+    assert main(["compare", runs[0], "--no-write", "-o", "x"]) == 2
