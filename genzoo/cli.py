@@ -797,11 +797,12 @@ def cmd_sample(args) -> int:
     import torch
 
     from .data import load_spec
-    from .io import record_picture
+    from .io import record_picture, weights_stamp
     from .viz import save_samples
 
     if not 1 <= args.n <= MAX_PICTURE:
         raise ConfigError(f"-n must be in 1..{MAX_PICTURE:,} (one picture), got {args.n}")
+    stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
     out = _output_path(args.output, args.run, "samples.png", ".png")
     density = None
@@ -813,7 +814,7 @@ def cmd_sample(args) -> int:
             density = None  # the picture does without the true density
     x = model.sample(args.n, generator=torch.Generator(device=model.device).manual_seed(args.seed))
     save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}", density=density)
-    record_picture(out, args.run)
+    record_picture(out, args.run, stamp)
     print(f"wrote {out}")
     return 0
 
@@ -955,7 +956,11 @@ def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | No
     except CheckpointError as e:
         print(f"genzoo: note: {e}; evaluating again", file=sys.stderr)
         return None
-    return old if old.get("asked") == asked else None
+    from .io import same_weights
+
+    settings = lambda a: {k: v for k, v in a.items() if k != "weights"}  # noqa: E731
+    mine = old.get("asked") or {}  # the same weights by content (a checkpoint's, then the final file's: the same)
+    return old if settings(mine) == settings(asked) and same_weights(mine.get("weights"), asked["weights"]) else None
 
 
 def _compare_key(path: str, args) -> dict:
@@ -990,9 +995,10 @@ def cmd_interpolate(args) -> int:
 
     from .apps.interpolate import arithmetic, check_latent_model, draw_prior, infer_latent, interpolate
     from .data import load_spec
-    from .io import record_picture
+    from .io import record_picture, weights_stamp
     from .viz import save_grid
 
+    stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
     check_latent_model(model)
     if len(model.data_shape) != 3:
@@ -1031,7 +1037,7 @@ def cmd_interpolate(args) -> int:
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
-        record_picture(out, args.run)
+        record_picture(out, args.run, stamp)
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
         return 0
     rows = []
@@ -1044,7 +1050,7 @@ def cmd_interpolate(args) -> int:
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
     save_grid(torch.cat(rows), out, nrow=steps, scale=2)
-    record_picture(out, args.run)
+    record_picture(out, args.run, stamp)
     print(f"wrote {out} ({len(rows)} row{'s' * (len(rows) != 1)} of {steps}, {kind})")
     return 0
 
@@ -1076,7 +1082,7 @@ def cmd_inpaint(args) -> int:
     from .apps.interpolate import check_latent_model
     from .base import Density
     from .data import load_spec
-    from .io import record_picture
+    from .io import record_picture, weights_stamp
     from .viz import save_grid
 
     if args.steps is not None and not 1 <= args.steps <= 100_000:
@@ -1089,6 +1095,7 @@ def cmd_inpaint(args) -> int:
         raise ConfigError(f"--samples must be in 400..1,000,000, got {args.samples}")
     if args.sigma is not None and not (math.isfinite(args.sigma) and args.sigma > 0):
         raise ConfigError(f"--sigma must be a finite number > 0, got {args.sigma}")
+    stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
     path = _output_path(args.output, args.run, "inpaint.png", ".png")
     inputs = [*(args.image or []), *([args.mask] if Path(args.mask).suffix else [])]  # files, not mask keywords
@@ -1130,7 +1137,7 @@ def cmd_inpaint(args) -> int:
               f"effective sample size {float(out['ess'].median()):.1f} (median)")
     panel = torch.cat([rgb(y), show_holes(y, mask), rgb(out["generated"]), rgb(out["filled"])])  # (4N, 3, H, W)
     save_grid(panel, path, nrow=len(y), scale=2)
-    record_picture(path, args.run)
+    record_picture(path, args.run, stamp)
     print(f"wrote {path} (rows: image, masked input with its holes in blue, {made}, {blend}-blended)")
     if truth is not None:
         p = psnr(out["filled"], truth, 1 - mask)

@@ -181,7 +181,7 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
-    atomic_write_bytes(path, safetensors_bytes(_tensors(tensors), metadata={"format": "pt", "writer": "genzoo"}))
+    atomic_write_bytes(path, safetensors_bytes(_tensors(tensors), metadata={"format": "pt"}))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -332,15 +332,22 @@ def weights_stamp(directory: str | os.PathLike) -> list | None:
     return [str(weights.relative_to(directory)), weights.stat().st_size, digest.hexdigest()]
 
 
-def record_picture(path: str | os.PathLike, source: str | os.PathLike) -> None:
-    """Note in ``RUN/pictures.json`` which weights (:func:`weights_stamp` of the run ``source`` they were loaded from)
-    the picture ``path`` that ``genzoo sample``, ``interpolate`` or ``inpaint`` wrote into a run was made from, so
+def same_weights(a: list | None, b: list | None) -> bool:
+    """Whether two :func:`weights_stamp` s name the same content: size and digest, the path aside (a run's last
+    checkpoint and the final weights written from it are the same weights)."""
+    return a is not None and b is not None and list(a)[1:] == list(b)[1:]
+
+
+def record_picture(path: str | os.PathLike, source: str | os.PathLike, stamp: list | None = None) -> None:
+    """Note in ``RUN/pictures.json`` which weights (``stamp``: :func:`weights_stamp` of the run ``source``, taken
+    before they were loaded, as a run still training may write newer ones meanwhile; now where not given) the
+    picture ``path`` that ``genzoo sample``, ``interpolate`` or ``inpaint`` wrote into a run was made from, so
     that ``genzoo report`` can say when they are not the run's (trained further since, or another run's). Nothing
     for a picture outside a run."""
     run_dir = Path(path).resolve().parent
     if not is_run_dir(run_dir):
         return
-    stamp = weights_stamp(source)
+    stamp = weights_stamp(source) if stamp is None else stamp
     with _folder_locked(run_dir):  # two commands drawing into one run at once: neither record is lost
         made = read_pictures_record(run_dir)
         atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: stamp})

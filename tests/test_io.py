@@ -284,3 +284,35 @@ def test_pictures_drawn_into_one_run_at_once_are_all_recorded(tmp_path, monkeypa
     for t in threads:
         t.join()
     assert sorted(read(tmp_path)) == sorted(f"p{i}-{k}.png" for i in range(6) for k in range(5))
+
+
+def test_the_same_weights_get_the_same_stamp_in_every_process_and_from_every_path(tmp_path):
+    """safetensors wrote its two metadata keys in an order that changed between processes, so the same tensors saved
+    twice got one of two digests; and the path was compared too: false 'out of date' notes, needless re-evaluation."""
+    import subprocess
+    import sys
+
+    from genzoo.io import same_weights, weights_stamp
+
+    script = ("import sys, torch, genzoo; torch.manual_seed(0); "
+              "genzoo.save(genzoo.build('gmm', data_shape=(2,)), sys.argv[1])")
+    stamps = []
+    for i in range(3):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / f"m{i}")], check=True)
+        stamps.append(weights_stamp(tmp_path / f"m{i}"))
+    assert len({s[2] for s in stamps}) == 1
+    assert same_weights(["checkpoints/step-00000030/model.safetensors", *stamps[0][1:]], stamps[1])
+    assert not same_weights(stamps[0], None) and not same_weights(stamps[0], [stamps[0][0], stamps[0][1], "0" * 32])
+
+
+def test_a_picture_records_the_stamp_it_was_given(tmp_path):
+    """sample, interpolate and inpaint stamped the weights after their work: a run still training had written newer
+    ones by then."""
+    import genzoo
+    from genzoo.cli import main
+    from genzoo.io import read_pictures_record, record_picture
+
+    run = tmp_path / "r"
+    assert main(["train", "gmm", "--steps", "2", "--run-dir", str(run), "--no-progress"]) == 0
+    record_picture(run / "x.png", run, ["checkpoints/step-00000001/model.safetensors", 1, "ab"])
+    assert read_pictures_record(run)["x.png"] == ["checkpoints/step-00000001/model.safetensors", 1, "ab"]

@@ -22,7 +22,8 @@ import os
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import atomic_write_bytes, is_run_dir, loads, read_json, read_pictures_record, sample_grids, weights_stamp
+from ..io import (atomic_write_bytes, is_run_dir, loads, read_json, read_pictures_record, same_weights, sample_grids,
+                  weights_stamp)
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading, the command that makes
 #: it); ``RUN/pictures.json`` records the weights each was made from (:func:`~genzoo.io.record_picture`)
@@ -224,7 +225,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     asked = asked if isinstance(asked, dict) else {}
     older = result is not None and asked.get("metrics_version") != METRICS_VERSION  # an older genzoo's metrics
     stamp = weights_stamp(run_dir)
-    changed = asked.get("weights") not in (None, stamp)  # trained further since (resume), replaced
+    changed = asked.get("weights") is not None and not same_weights(asked["weights"], stamp)  # trained further since
     made = read_pictures_record(run_dir)
     try:
         table = _metrics_table(result)
@@ -262,7 +263,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     for file, heading, command in EXTRA_PICTURES:
         if (run_dir / file).is_file():
             parts.append(f"<h2>{html.escape(heading)}</h2>")
-            if made.get(file) not in (None, stamp):  # genzoo sample/interpolate/inpaint recorded other weights
+            if made.get(file) is not None and not same_weights(made[file], stamp):  # sample/inpaint/...: other weights
                 parts.append(f'<p class="stale"><strong>Made from other weights than the run\'s: run <code>genzoo '
                              f"{command} {html.escape(str(run_dir))}</code> again.</strong></p>")
             parts.append(_img((run_dir / file).read_bytes(), "image/png", file))
