@@ -871,7 +871,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .eval.compare import compare_table, write_table
+    from .eval.compare import compare_table, directions, write_table
     from .io import atomic_write_json
 
     if len({Path(r).resolve() for r in args.runs}) != len(args.runs):
@@ -920,9 +920,12 @@ def cmd_compare(args) -> int:
     if not any(r["metrics"] for _, r in rows):
         raise ConfigError(f"none of the metrics asked ({args.metrics}) applies to any of these runs")
     table = compare_table(rows)
-    print(table.markdown)
+    scored = (f"Scored on the {args.split} split ({'all its' if args.n is None else f'the first {args.n:,}'} examples; "
+              f"{args.n_samples:,} samples for the metrics of samples; IWAE k = {args.iwae_k:,}).")
+    caption = f"{directions(table)} {scored}"
+    print(f"{table.markdown}\n\n{caption}")
     if args.output:
-        for f in write_table(table, args.output):
+        for f in write_table(table, args.output, caption):
             print(f"wrote {f}", file=sys.stderr)
     return 0
 

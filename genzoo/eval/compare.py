@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .metrics import summary_row
 
-#: (key in summary_row, Markdown heading, format); higher-is-better is said in the README
+#: (key in summary_row, Markdown heading, format); which way is better: :data:`HIGHER_IS_BETTER`, :func:`directions`
 COLUMNS = [
     ("nll", "NLL nats (kind, space)", None),
     ("bits_per_dim", "bits/dim", "{:.4f}"),
@@ -63,6 +63,23 @@ class Table:
         return buf.getvalue()
 
 
+#: the columns where a higher value is the better one (in the others, NLL, bits/dim, FID, KID, the modes' reverse KL
+#: and the test error, lower is)
+HIGHER_IS_BETTER = ("parzen_ll", "precision", "recall", "density", "coverage", "is", "modes", "high_quality")
+
+
+def directions(table: "Table") -> str:
+    """One line naming, of the table's metric columns, those where lower is better and those where higher is.
+
+    >>> directions(Table(["run", "model", "data", "NLL nats (kind, space)", "Parzen LL nats"], [], []))
+    'Lower is better: NLL nats (kind, space). Higher is better: Parzen LL nats.'
+    """
+    up = {h for k, h, _ in COLUMNS if k in HIGHER_IS_BETTER}
+    metrics = table.header[3:]
+    parts = [(what, [h for h in metrics if (h in up) == higher]) for what, higher in (("Lower", False), ("Higher", True))]
+    return " ".join(f"{what} is better: {', '.join(hs)}." for what, hs in parts if hs)
+
+
 def _cell(key: str, fmt: str | None, row: dict) -> str:
     v = row.get(key)
     if v is None:
@@ -87,8 +104,9 @@ def compare_table(results: list[tuple[str, dict]]) -> Table:
     return Table(header, rows, records)
 
 
-def write_table(table: Table, prefix: str | Path) -> list[Path]:
-    """Write ``PREFIX.md`` and ``PREFIX.csv`` (atomically); return the two paths."""
+def write_table(table: Table, prefix: str | Path, caption: str = "") -> list[Path]:
+    """Write ``PREFIX.md`` (the table, then ``caption`` where given) and ``PREFIX.csv`` (atomically); return the two
+    paths."""
     from ..errors import ConfigError
     from ..io import atomic_write_bytes
 
@@ -96,6 +114,6 @@ def write_table(table: Table, prefix: str | Path) -> list[Path]:
     if prefix.parent and not prefix.parent.exists():
         raise ConfigError(f"output folder {prefix.parent} does not exist")
     paths = [prefix.with_name(prefix.name + ".md"), prefix.with_name(prefix.name + ".csv")]
-    atomic_write_bytes(paths[0], (table.markdown + "\n").encode())
+    atomic_write_bytes(paths[0], (table.markdown + "\n" + (f"\n{caption}\n" if caption else "")).encode())
     atomic_write_bytes(paths[1], table.csv.encode())
     return paths
