@@ -794,9 +794,8 @@ def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path
 
 
 def cmd_sample(args) -> int:
-    import torch
-
     from .data import load_spec
+    from .eval.metrics import draw_finite
     from .io import record_picture, weights_stamp
     from .viz import save_samples
 
@@ -812,7 +811,7 @@ def cmd_sample(args) -> int:
             density = load_spec(read_recipe(Path(args.run))["data"], "test").density
         except GenZooError:
             density = None  # the picture does without the true density
-    x = model.sample(args.n, generator=torch.Generator(device=model.device).manual_seed(args.seed))
+    x = draw_finite(model, args.n, args.seed)  # in blocks; NaN or inf refused, not drawn as black or dropped
     save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}", density=density)
     record_picture(out, args.run, stamp)
     print(f"wrote {out}")
@@ -890,7 +889,7 @@ def cmd_compare(args) -> int:
             raise ConfigError("-o needs a file name")
         if str(args.output).endswith(("/", os.sep)) or Path(args.output).is_dir():  # -o DIR: DIR/compare.md, .csv
             args.output = str(Path(args.output) / "compare")
-        if Path(args.output).suffix in (".md", ".csv"):  # -o table.md means table.md and table.csv
+        if Path(args.output).suffix.lower() in (".md", ".csv"):  # -o table.md means table.md and table.csv
             args.output = str(Path(args.output).with_suffix(""))
         for suffix in (".md", ".csv"):
             check_output(f"{args.output}{suffix}", "-o")

@@ -655,3 +655,25 @@ def test_one_dimensional_data_is_named_in_the_coupling_flows_refusal(capsys):
     for name in ("nice", "realnvp"):
         assert main(["train", name, "--data", "mixture1d", "--steps", "1"]) == 2
         assert "this data has shape (1,): planar or gmm model 1-D data" in capsys.readouterr().err
+
+
+def test_sample_refuses_infinite_samples_and_draws_in_blocks(tmp_path, capsys, monkeypatch):
+    """inf samples of a 1-D GMM ended as 'unexpected ValueError ... a bug in genzoo' (NaN pixels were drawn black);
+    and -n 10000 drew every sample at once (~4.7 GB for the MNIST RealNVP)."""
+    import genzoo
+    from genzoo.cli import main
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "g"
+    assert main(["train", "gmm", "--data", "mixture1d", "--steps", "3", "--run-dir", str(run), "--no-progress"]) == 0
+    sizes = []
+    real = genzoo.models.gmm.GaussianMixture.sample
+    monkeypatch.setattr(genzoo.models.gmm.GaussianMixture, "sample", lambda self, n, **kw: sizes.append(n) or real(self, n, **kw))
+    assert main(["sample", str(run), "-n", "2500", "-o", str(tmp_path / "a.png")]) == 0
+    assert sizes == [1000, 1000, 500]
+    t = load_file(run / "model.safetensors")
+    t["precisions_cholesky"][0] = 1e-39  # a component of infinite spread
+    save_file(t, run / "model.safetensors", metadata={"format": "pt"})
+    capsys.readouterr()
+    assert main(["sample", str(run), "-n", "200", "-o", str(tmp_path / "b.png")]) == 2
+    assert "have NaN or infinite values" in capsys.readouterr().err

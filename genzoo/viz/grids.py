@@ -58,8 +58,8 @@ def save_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, 
 def save_samples(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
     """A PNG for any samples: a grid for images, a scatter for 2-D points, a histogram for 1-D."""
     if samples.dim() == 4:
-        h = samples.shape[-1]
-        save_grid(samples, path, scale=max(1, 56 // h))
+        side = max(samples.shape[-2:])  # the longer side: a tall, narrow image is not scaled by its width
+        save_grid(samples, path, scale=max(1, 56 // side))
         return
     from .plots import save_points
 
