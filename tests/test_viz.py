@@ -57,3 +57,26 @@ def test_a_2d_scatter_shows_the_whole_true_density(monkeypatch, tmp_path):
     (ax,) = figures[0].axes
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     assert x0 <= -1.0 and x1 >= 1.0 and y0 <= -1.0 and y1 >= 1.0  # the ring of radius 1
+
+
+def test_a_scatter_over_a_toy_density_keeps_its_box_and_resolves_narrow_modes(monkeypatch, tmp_path):
+    """The axes followed the samples (an outlier hid the density; each GIF frame had other limits) and the truth was
+    drawn on a fixed 150-point grid, between whose points the ring's modes (std 0.01) vanished."""
+    from genzoo.data import load_dataset
+    from genzoo.viz import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    ring = load_dataset("ring", "test").density
+    grids = []
+    real = ring.log_prob
+    monkeypatch.setattr(ring, "log_prob", lambda pts: grids.append(len(pts)) or real(pts))
+    x = torch.randn(500, 2) * 0.01 + torch.tensor([1.0, 0.0])
+    x[0] = torch.tensor([50.0, -40.0])
+    plots.save_points(x, tmp_path / "a.png", "gan", density=ring)
+    plots.save_points(torch.randn(100, 2) * 0.01, tmp_path / "b.png", "gan", density=ring)
+    (ax_a,), (ax_b,) = figures[0].axes, figures[1].axes
+    assert ax_a.get_xlim() == ax_b.get_xlim() and ax_a.get_ylim() == ax_b.get_ylim()  # one view for the run
+    assert "1 of 500 outside the view" in ax_a.get_title()
+    side = grids[0] ** 0.5  # the truth's grid: a step of at most half a mode's std (0.01) over the view
+    assert (ax_a.get_xlim()[1] - ax_a.get_xlim()[0]) / (side - 1) <= 0.006

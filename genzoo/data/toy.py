@@ -69,6 +69,11 @@ class ToyDensity:
         """A box ``[(lo, hi)] * D`` holding essentially all of the mass (for plots and grids)."""
         raise NotImplementedError
 
+    def finest_scale(self) -> float | None:
+        """The smallest length over which the density changes (a mode's std, a curve's noise), so a picture's grid
+        can resolve it; None where there is no such scale (uniform squares)."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim})"
 
@@ -119,6 +124,9 @@ class GaussianMixtureDensity(ToyDensity):
 
     def log_prob(self, x: Tensor) -> Tensor:
         return self.distribution.log_prob(self._check(x)).to(_out_dtype(x))  # (n,)
+
+    def finest_scale(self) -> float | None:
+        return float(self._scale.min())
 
     def bounds(self) -> list[tuple[float, float]]:
         pad = 4 * float(self._scale.max())
@@ -182,6 +190,9 @@ class CurveDensity(ToyDensity):
             out.append(torch.logsumexp(self._log_w - d2 / (2 * s2), dim=1) + const)  # (b,)
         res = torch.cat(out) if out else x64.new_zeros(0)
         return res.to(_out_dtype(x))  # (n,)
+
+    def finest_scale(self) -> float | None:
+        return float(self.noise) if self.noise > 0 else None
 
     def bounds(self) -> list[tuple[float, float]]:
         pad = 4 * self.noise

@@ -50,17 +50,33 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
             ax.plot(t.numpy(), density.log_prob(t[:, None]).exp().numpy(), label="true density")
             ax.legend()
     else:
-        if density is not None and x.shape[1] == 2:
+        fixed = density is not None and x.shape[1] == 2 and hasattr(density, "bounds")
+        if fixed:  # the true density's box, 10% wider, for every picture of the run (a GIF's frames share axes)
+            box = torch.tensor(density.bounds(), dtype=x.dtype)  # (2, 2): (lo, hi) per axis
+            margin = 0.1 * (box[:, 1] - box[:, 0])
+            lo, hi = box[:, 0] - margin, box[:, 1] + margin  # (2,) each
+            outside = int(((x[:, :2] < lo) | (x[:, :2] > hi)).any(1).sum())
+            x = torch.cat([torch.maximum(torch.minimum(x[:, :2], hi), lo), x[:, 2:]], 1)  # drawn at the edge
+            if outside:
+                title = f"{title}{' ' if title else ''}({outside} of {len(x)} outside the view, drawn at its edge)"
+        elif density is not None and x.shape[1] == 2:
             lo, hi = x[:, :2].min(0).values - 0.5, x[:, :2].max(0).values + 0.5  # (2,) each
-            if hasattr(density, "bounds"):  # the whole true density in view, wherever the samples fell
-                box = torch.tensor(density.bounds(), dtype=lo.dtype)  # (2, 2): (lo, hi) per axis
-                lo, hi = torch.minimum(lo, box[:, 0]), torch.maximum(hi, box[:, 1])
-            gx, gy = torch.meshgrid(torch.linspace(float(lo[0]), float(hi[0]), 150),
-                                    torch.linspace(float(lo[1]), float(hi[1]), 150), indexing="xy")
+        if density is not None and x.shape[1] == 2:
+            # a grid fine enough for the narrowest mode: a step of half its scale (the ring's std 0.01 fell between
+            # the points of a fixed 150 and vanished from the picture), 150 to 800 points a side
+            scale, span = getattr(density, "finest_scale", lambda: None)(), float((hi - lo).max())
+            n = 150 if not scale else min(800, max(150, int(2 * span / scale) + 1))
+            gx, gy = torch.meshgrid(torch.linspace(float(lo[0]), float(hi[0]), n),
+                                    torch.linspace(float(lo[1]), float(hi[1]), n), indexing="xy")
             lp = density.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(gx.shape)
             ax.contourf(gx.numpy(), gy.numpy(), lp.exp().numpy(), levels=20, cmap="Blues")
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, c="crimson", alpha=0.6)
-        ax.set_aspect("equal", adjustable="datalim")
+        if fixed:
+            ax.set_xlim(float(lo[0]), float(hi[0]))
+            ax.set_ylim(float(lo[1]), float(hi[1]))
+            ax.set_aspect("equal")
+        else:
+            ax.set_aspect("equal", adjustable="datalim")
         if x.shape[1] > 2:
             ax.set_xlabel("x[0]")
             ax.set_ylabel("x[1]")
