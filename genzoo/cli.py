@@ -877,17 +877,18 @@ def cmd_compare(args) -> int:
         raise ConfigError("a run is named twice")
     if args.no_write and args.output is not None:
         raise ConfigError("give -o or --no-write, not both")
+    default = not args.no_write and args.output is None
     if args.no_write:
         args.output = None
-    elif args.output is None:  # the default names: never over a user's own files of those names
+    elif default:  # ./compare.md and ./compare.csv, never over a user's own files of those names
         args.output = "compare"
         if taken := [f"compare{s}" for s in (".md", ".csv") if Path(f"compare{s}").exists()]:
-            raise ConfigError(f"{' and '.join(taken)} already exist here: -o compare replaces them, -o NAME writes "
-                              "NAME.md and NAME.csv")
+            raise ConfigError(f"{' and '.join(taken)} {'exist' if len(taken) > 1 else 'exists'} here: -o compare "
+                              "replaces them, -o NAME writes NAME.md and NAME.csv")
     if args.output is not None:
         if not str(args.output).strip():
             raise ConfigError("-o needs a file name")
-        if str(args.output).endswith(("/", os.sep)) or Path(args.output).is_dir():  # -o DIR: DIR/compare.md, .csv
+        if not default and (str(args.output).endswith(("/", os.sep)) or Path(args.output).is_dir()):  # -o DIR
             args.output = str(Path(args.output) / "compare")
         if Path(args.output).suffix.lower() in (".md", ".csv"):  # -o table.md means table.md and table.csv
             args.output = str(Path(args.output).with_suffix(""))
@@ -897,8 +898,8 @@ def cmd_compare(args) -> int:
     cached = {path: _cached_result(path, asked[path], args.recompute) for path in args.runs}  # None: to evaluate
     for path in (p for p, r in cached.items() if r is None):  # every run to evaluate, before the first one's work
         _evaluable(path, args)  # a typo, no run, damaged weights: refused now, not after the others' work
-        if args.output is not None:
-            _check_eval_json(path)  # a run whose eval.json is reused may be read-only
+        if args.output is not None and _replaceable(Path(path) / "eval.json", asked[path]):
+            _check_eval_json(path)  # one it will keep (or reuse) may be read-only
     rows, kept = [], []
     for path, result in cached.items():
         if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
@@ -906,7 +907,7 @@ def cmd_compare(args) -> int:
             # stored as each run is done (a later run's failure loses none of it), where it replaces no other
             # settings' evaluation (--no-write: nothing; a run none of whose metrics applies keeps its own)
             if args.output is not None and result["metrics"]:
-                if _replaceable(Path(path) / "eval.json", asked[path]):
+                if _replaceable(Path(path) / "eval.json", asked[path], result["metrics"]):
                     atomic_write_json(Path(path) / "eval.json", result)
                 else:
                     kept.append(path)
@@ -919,8 +920,9 @@ def cmd_compare(args) -> int:
     if not any(r["metrics"] for _, r in rows):
         raise ConfigError(f"none of the metrics asked ({args.metrics}) applies to any of these runs")
     table = compare_table(rows)
-    scored = (f"Scored on the {args.split} split ({'all its' if args.n is None else f'the first {args.n:,}'} examples; "
-              f"{args.n_samples:,} samples for the metrics of samples; IWAE k = {args.iwae_k:,}).")
+    iwae = any(str(r.get("nll_kind", "")).startswith("iwae") for r in table.records)
+    scored = (f"Scored on the {args.split} split ({'all its' if args.n is None else f'{args.n:,} of its'} examples; "
+              f"{args.n_samples:,} samples for the metrics of samples{f'; IWAE k = {args.iwae_k:,}' if iwae else ''}).")
     caption = f"{directions(table)} {scored}"
     print(f"{table.markdown}\n\n{caption}")
     if args.output:
@@ -929,20 +931,28 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _replaceable(cached: Path, asked: dict) -> bool:
-    """Whether ``compare`` may write its result over ``cached`` (RUN/eval.json): there is none, it is damaged, or
-    it holds the same settings (metrics, split, sizes) for other weights or an older genzoo's metrics; never an
-    evaluation a user asked with other settings (a full IWAE k=5000 run over by a quick -n 100)."""
+def _replaceable(cached: Path, asked: dict, metrics: list[str] | None = None) -> bool:
+    """Whether ``compare`` may write its result (of ``metrics``, where known) over ``cached`` (RUN/eval.json): there
+    is none, it is damaged, or it holds the same settings (split, sizes, seed) for other weights, an older
+    genzoo's metrics or metrics that the new result all has too (an `eval` of `auto` under `compare`'s `all`);
+    never an evaluation a user asked with other settings (a full IWAE k=5000 run over by a quick -n 100)."""
     from .io import read_json
 
     if not cached.is_file():
         return True
     try:
-        old = read_json(cached, "evaluation file").get("asked") or {}
+        old = read_json(cached, "evaluation file")
     except CheckpointError:
         return True
-    settings = lambda a: {k: v for k, v in a.items() if k not in ("weights", "metrics_version")}  # noqa: E731
-    return settings(old) == settings(asked)
+    mine = old.get("asked") if isinstance(old, dict) else None
+    if not isinstance(mine, dict):
+        return False  # written by something else (a benchmark): kept
+    drop = ("weights", "metrics_version", "metrics")
+    settings = lambda a: {k: v for k, v in a.items() if k not in drop}  # noqa: E731
+    had = old.get("metrics") if isinstance(old.get("metrics"), list) else None
+    covered = mine.get("metrics") == asked.get("metrics") or (metrics is not None and had is not None
+                                                               and set(had) <= set(metrics))
+    return settings(mine) == settings(asked) and covered
 
 
 def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | None:
@@ -960,8 +970,11 @@ def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | No
         return None
     from .io import same_weights
 
+    mine = old.get("asked") if isinstance(old, dict) else None
+    if not isinstance(mine, dict):
+        return None
     settings = lambda a: {k: v for k, v in a.items() if k != "weights"}  # noqa: E731
-    mine = old.get("asked") or {}  # the same weights by content (a checkpoint's, then the final file's: the same)
+    # the same weights by content (a checkpoint's, then the final file's: the same)
     return old if settings(mine) == settings(asked) and same_weights(mine.get("weights"), asked["weights"]) else None
 
 
@@ -1199,7 +1212,10 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _one_line_warning  # a warning on the command line is one line too, with no source line
     try:
         world = os.environ.get("WORLD_SIZE", "").strip()
-        several = world.isdigit() and int(world) > 1  # (train reads it whole, and refuses what is not a number)
+        try:  # read as train reads it (which refuses what is not a whole number)
+            several = int(world) > 1
+        except ValueError:
+            several = False
         if args.command not in ("train", "models", "data") and several:  # each would do the whole work and write it
             raise ConfigError(f"only `genzoo train` runs on several processes (WORLD_SIZE={world}): run `genzoo "
                               f"{args.command}` as one process (without torchrun, or with WORLD_SIZE unset)")

@@ -335,7 +335,9 @@ def weights_stamp(directory: str | os.PathLike) -> list | None:
 def same_weights(a: list | None, b: list | None) -> bool:
     """Whether two :func:`weights_stamp` s name the same content: size and digest, the path aside (a run's last
     checkpoint and the final weights written from it are the same weights)."""
-    return a is not None and b is not None and list(a)[1:] == list(b)[1:]
+    def ok(s):  # [path, size, digest]; anything else (a damaged record) names no weights
+        return isinstance(s, (list, tuple)) and len(s) == 3
+    return ok(a) and ok(b) and list(a)[1:] == list(b)[1:]
 
 
 def record_picture(path: str | os.PathLike, source: str | os.PathLike, stamp: list | None = None) -> None:
@@ -374,9 +376,10 @@ def read_pictures_record(run_dir: str | os.PathLike) -> dict:
     """``RUN/pictures.json`` (:func:`record_picture`), or {} where it is missing or damaged: it only feeds a note."""
     record = Path(run_dir) / "pictures.json"
     try:
-        return read_json(record, "pictures record") if record.is_file() else {}
+        made = read_json(record, "pictures record") if record.is_file() else {}
     except (CheckpointError, OSError):
         return {}
+    return made if isinstance(made, dict) else {}
 
 
 def blocked_by_file(path: str | os.PathLike) -> bool:

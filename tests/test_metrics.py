@@ -447,10 +447,33 @@ def test_compare_keeps_an_evaluation_of_other_settings_and_checks_every_run_firs
     monkeypatch.chdir(tmp_path)
     (tmp_path / "compare.md").write_text("my notes\n")
     assert main(["compare", runs[0], "--metrics", "modes", "--no-progress"]) == 2
-    assert "compare.md already exist here: -o compare replaces them" in capsys.readouterr().err
+    assert "compare.md exists here: -o compare replaces them" in capsys.readouterr().err
     assert (tmp_path / "compare.md").read_text() == "my notes\n"
     assert main(["compare", runs[0], "--metrics", "modes", "-o", "compare", "--no-progress"]) == 0
     table = (tmp_path / "compare.md").read_text()
     assert table.startswith("| run") and "Higher is better: modes" in table and "Scored on the test split" in table
     assert json.loads((gmm / "eval.json").read_text())["metrics"] == ["modes"]  # none there: this one is stored
     assert main(["compare", runs[0], "--no-write", "-o", "x"]) == 2
+
+
+def test_compare_replaces_only_what_its_result_covers_and_survives_damaged_records(tmp_path, capsys, monkeypatch):
+    """An `eval` (metrics auto) under `compare` (all) was kept and compare evaluated it again every time; a folder
+    ./compare/ made the default output compare/compare.md, over a user's file; damaged records were 'a bug'."""
+    import json
+
+    runs = _ring_runs(tmp_path)
+    gmm = Path(runs[0])
+    assert main(["eval", runs[0], "--n-samples", "500", "--no-progress"]) == 0
+    assert main(["compare", runs[0], "--n-samples", "500", "-o", str(tmp_path / "t"), "--no-progress"]) == 0
+    stored = json.loads((gmm / "eval.json").read_text())
+    assert stored["asked"]["metrics"] == "all"  # it holds everything the eval had, and more: replaced
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "compare").mkdir()
+    (tmp_path / "compare" / "compare.md").write_text("mine\n")
+    assert main(["compare", runs[0], "--n-samples", "500", "--no-progress"]) == 0
+    assert (tmp_path / "compare" / "compare.md").read_text() == "mine\n" and (tmp_path / "compare.md").is_file()
+    (gmm / "eval.json").write_text(json.dumps({**stored, "asked": "x"}))
+    (gmm / "pictures.json").write_text(json.dumps({"samples.png": 5}))
+    capsys.readouterr()
+    assert main(["compare", runs[0], "--n-samples", "500", "-o", str(tmp_path / "u"), "--no-progress"]) == 0
+    assert main(["report", runs[0]]) == 0

@@ -362,3 +362,21 @@ def test_a_family_written_to_the_three_argument_setup_labels_still_trains():
         assert m.seen > 0
     finally:
         del _MODELS["labels3"]
+
+
+def test_setup_labels_taking_keyword_arguments_gets_the_space():
+    """A subclass forwarding **kwargs got no space: grey data's labelled examples were binarized again."""
+    from genzoo.models.ssvae import SSVAE
+    from genzoo.registry import _MODELS, register
+
+    @register("ssvae-kw", "M2 through **kwargs")
+    class Forwarding(SSVAE):
+        def setup_labels(self, x, y, generator, **kwargs):
+            super().setup_labels(x, y, generator, **kwargs)
+
+    try:
+        m = genzoo.build("ssvae-kw", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=10)
+        genzoo.fit(m, load_dataset("digits", n=200), steps=1, progress=False)  # grey levels
+        assert float(m.labelled_binarize) == 0.0
+    finally:
+        del _MODELS["ssvae-kw"]

@@ -171,12 +171,13 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     if {"nll", "parzen"} & set(chosen):
         t0 = time.time()
         # sigma is chosen on points other than the scored ones: the validation split, or training when that is scored
-        # or when there is no validation split (an .npz in Keras's layout); the output names the split
+        # or when there is no validation split (an .npz in Keras's layout: the test split if training's is scored);
+        # the output names the split
         valid = None
         if "parzen" in chosen:
             valid = load_spec(data_spec, "train" if split == "valid" else "valid")
-            if len(valid) == 0:
-                valid = load_spec(data_spec, "train", nonempty=True)
+            if len(valid) == 0:  # never the points scored: the test split when training's is
+                valid = load_spec(data_spec, "test" if split == "train" else "train", nonempty=True)
         out["likelihood"] = likelihood_report(model, test, iwae_k=iwae_k, batch_size=batch_size, seed=seed, n=n,
                                               progress=progress, bounds="nll" in chosen, valid=valid, samples=samples,
                                               parzen_sigmas=parzen_sigmas)

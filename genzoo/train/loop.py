@@ -336,7 +336,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 model.initialised = True
             if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
                 # the batches' space to models that take it (a family written to the 3-argument contract still works)
-                space = {"space": data.space} if "space" in inspect.signature(model.setup_labels).parameters else {}
+                params = inspect.signature(model.setup_labels).parameters
+                takes = "space" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+                space = {"space": data.space} if takes else {}
                 model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator, **space)
         if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
             acceleration.compile_networks(model)

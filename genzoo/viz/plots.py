@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 
@@ -28,6 +29,18 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     fig.savefig(buf, format="png", bbox_inches="tight")
     pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+@functools.lru_cache(maxsize=4)
+def _truth_grid(density, lo: tuple[float, float], hi: tuple[float, float]):
+    """The true density on a grid over the box ``lo``..``hi``, fine enough for its narrowest mode: a step of half
+    its scale (the ring's std 0.01 fell between the points of a fixed 150 and vanished from the picture), 150 to
+    500 points a side; kept for the next picture of the same view (a run's sample grids share it)."""
+    scale, span = getattr(density, "finest_scale", lambda: None)(), max(hi[0] - lo[0], hi[1] - lo[1])
+    n = 150 if not scale else min(500, max(150, int(2 * span / scale) + 1))
+    gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], n), torch.linspace(lo[1], hi[1], n), indexing="xy")
+    lp = density.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(gx.shape)
+    return gx.numpy(), gy.numpy(), lp.exp().numpy()
 
 
 def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
@@ -57,19 +70,14 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
             lo, hi = box[:, 0] - margin, box[:, 1] + margin  # (2,) each
             outside = int(((x[:, :2] < lo) | (x[:, :2] > hi)).any(1).sum())
             x = torch.cat([torch.maximum(torch.minimum(x[:, :2], hi), lo), x[:, 2:]], 1)  # drawn at the edge
-            if outside:
-                title = f"{title}{' ' if title else ''}({outside} of {len(x)} outside the view, drawn at its edge)"
+            if outside:  # inside the axes: a longer title would widen the saved frame, and a GIF's frames would jump
+                ax.text(0.02, 0.02, f"{outside} of {len(x)} outside the view, drawn at its edge", fontsize=7,
+                        transform=ax.transAxes)
         elif density is not None and x.shape[1] == 2:
             lo, hi = x[:, :2].min(0).values - 0.5, x[:, :2].max(0).values + 0.5  # (2,) each
         if density is not None and x.shape[1] == 2:
-            # a grid fine enough for the narrowest mode: a step of half its scale (the ring's std 0.01 fell between
-            # the points of a fixed 150 and vanished from the picture), 150 to 800 points a side
-            scale, span = getattr(density, "finest_scale", lambda: None)(), float((hi - lo).max())
-            n = 150 if not scale else min(800, max(150, int(2 * span / scale) + 1))
-            gx, gy = torch.meshgrid(torch.linspace(float(lo[0]), float(hi[0]), n),
-                                    torch.linspace(float(lo[1]), float(hi[1]), n), indexing="xy")
-            lp = density.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(gx.shape)
-            ax.contourf(gx.numpy(), gy.numpy(), lp.exp().numpy(), levels=20, cmap="Blues")
+            gx, gy, p = _truth_grid(density, tuple(lo.tolist()), tuple(hi.tolist()))
+            ax.contourf(gx, gy, p, levels=20, cmap="Blues")
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, c="crimson", alpha=0.6)
         if fixed:
             ax.set_xlim(float(lo[0]), float(hi[0]))

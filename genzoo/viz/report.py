@@ -177,7 +177,8 @@ def _metrics_table(result: dict | None) -> str:
     rows = []
     for r in result.get("likelihood", {}).get("rows", []):
         bpd = "" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.4f}"
-        rows.append((r["metric"], r["kind"], f"{r['nats']:.3f} +- {r['stderr']:.3f}", bpd))
+        se = "n/a" if r["stderr"] != r["stderr"] else f"{r['stderr']:.3f}"  # NaN: one example has no spread
+        rows.append((r["metric"], r["kind"], f"{r['nats']:.3f} +- {se}", bpd))
     f = result.get("features", {})
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is"):
         if key in f:
