@@ -944,15 +944,25 @@ def _replaceable(cached: Path, asked: dict, metrics: list[str] | None = None) ->
         old = read_json(cached, "evaluation file")
     except CheckpointError:
         return True
-    mine = old.get("asked") if isinstance(old, dict) else None
-    if not isinstance(mine, dict):
+    mine = _asked(old)
+    if mine is None:
         return False  # written by something else (a benchmark): kept
-    drop = ("weights", "metrics_version", "metrics")
-    settings = lambda a: {k: v for k, v in a.items() if k not in drop}  # noqa: E731
     had = old.get("metrics") if isinstance(old.get("metrics"), list) else None
     covered = mine.get("metrics") == asked.get("metrics") or (metrics is not None and had is not None
                                                                and set(had) <= set(metrics))
-    return settings(mine) == settings(asked) and covered
+    return _settings(mine, "weights", "metrics_version", "metrics") == _settings(asked, "weights", "metrics_version",
+                                                                                 "metrics") and covered
+
+
+def _asked(result) -> dict | None:
+    """What an eval.json's result records it scored (:func:`_compare_key`), or None where it records nothing usable."""
+    asked = result.get("asked") if isinstance(result, dict) else None
+    return asked if isinstance(asked, dict) else None
+
+
+def _settings(asked: dict, *drop: str) -> dict:
+    """``asked`` without the keys ``drop``: the settings two evaluations are compared on."""
+    return {k: v for k, v in asked.items() if k not in drop}
 
 
 def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | None:
@@ -970,12 +980,10 @@ def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | No
         return None
     from .io import same_weights
 
-    mine = old.get("asked") if isinstance(old, dict) else None
-    if not isinstance(mine, dict):
-        return None
-    settings = lambda a: {k: v for k, v in a.items() if k != "weights"}  # noqa: E731
-    # the same weights by content (a checkpoint's, then the final file's: the same)
-    return old if settings(mine) == settings(asked) and same_weights(mine.get("weights"), asked["weights"]) else None
+    mine = _asked(old)
+    # the same settings, and the same weights by content (a checkpoint's, then the final file's: the same)
+    same = mine is not None and _settings(mine, "weights") == _settings(asked, "weights")
+    return old if same and same_weights(mine.get("weights"), asked["weights"]) else None
 
 
 def _compare_key(path: str, args) -> dict:

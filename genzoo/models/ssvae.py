@@ -73,7 +73,7 @@ from ..nn.linear import Linear
 from ..nn.mlp import ACTIVATIONS
 from ..registry import register
 from ..train import distributed
-from .vae import bernoulli_log_prob, elements_per_row, iwae_chunk
+from .vae import bernoulli_log_prob, elements_per_row, iwae_chunk, log_mean_exp_chunked
 
 
 @register("ssvae", "Semi-supervised VAE M2 (Kingma et al. 2014): labels y, style z, trained from a few labels")
@@ -97,7 +97,8 @@ class SSVAE(GenerativeModel):
 
     needs_labels = True
 
-    DEFAULT_NOTES = {"alpha": "0: 0.1 x labels, the paper's; a tiny value such as 1e-9 all but turns it off", "classifier_hidden": "None: hidden", "decoder_hidden": "None: hidden reversed"}
+    DEFAULT_NOTES = {"alpha": "0: 0.1 x labels, the paper's; a tiny value such as 1e-9 all but turns it off",
+                     "classifier_hidden": "None: hidden", "decoder_hidden": "None: hidden reversed"}
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 50, hidden: tuple[int, ...] = (500,),
                  activation: Literal["relu", "softplus", "elu", "tanh"] = "softplus", n_classes: int = 10,
@@ -335,14 +336,10 @@ class SSVAE(GenerativeModel):
         z1 = self._zero.new_zeros(1, 1, self.latent_dim)  # one row, for the cost of a row (the genzoo.models.vae chunks)
         cost = elements_per_row(self.decoder, lambda: self._log_px(x[:1], ys[0][:1], z1)) + 2 * x[0].numel()
         chunk = iwae_chunk(cost, B, k, None)
-        per_class = []
-        for y in ys:  # K x (B,)
-            q, total, done = self._encode(x, y), torch.full((B,), -math.inf, dtype=x.dtype, device=x.device), 0
-            while done < k:  # chunks of the k samples: their memory bounded, as the VAE's
-                s = min(chunk, k - done)
-                total = torch.logaddexp(total, torch.logsumexp(self._log_w(x, y, s, q), 0))
-                done += s
-            per_class.append(total - math.log(k))
+        per_class = []  # K x (B,); each class's k samples in chunks, their memory bounded as the VAE's
+        for y in ys:
+            q = self._encode(x, y)
+            per_class.append(log_mean_exp_chunked(lambda s: self._log_w(x, y, s, q), k, chunk))
         return torch.logsumexp(torch.stack(per_class), 0)
 
     # -- training -----------------------------------------------------------------------------------------

@@ -73,6 +73,25 @@ def iwae_chunk(samples_per_row_cost: int, batch: int, k: int, chunk_rows: int | 
     return max(1, min(k, rows // max(1, batch)))
 
 
+def log_mean_exp_chunked(log_w, k: int, chunk: int) -> Tensor:
+    """log (1/k) sum_i exp(w_i) over k importance samples drawn ``chunk`` at a time: ``log_w(s)`` draws s of them and
+    returns their log-weights (s, B); (B,). The IWAE bound's accumulation, in bounded memory.
+
+    >>> import torch
+    >>> w = torch.randn(10, 3)
+    >>> parts = iter(w.split(4))
+    >>> bool(torch.allclose(log_mean_exp_chunked(lambda s: next(parts), 10, 4), w.logsumexp(0) - math.log(10)))
+    True
+    """
+    total, done = None, 0
+    while done < k:
+        s = min(chunk, k - done)
+        part = torch.logsumexp(log_w(s), 0)  # (B,)
+        total = part if total is None else torch.logaddexp(total, part)
+        done += s
+    return total - math.log(k)
+
+
 def bernoulli_log_prob(logits: Tensor, x: Tensor) -> Tensor:
     """log Bernoulli(x; sigmoid(logits)) summed over the last dimension, (..., D) -> (...); ``x`` in [0, 1]
     broadcasts against ``logits``. x log sigmoid(l) + (1 - x) log sigmoid(-l) = x l - softplus(l): stable for
@@ -271,15 +290,12 @@ class VAE(GenerativeModel):
         z1 = self._zero.new_zeros(1, 1, self.latent_dim)  # one row, for the cost of a row
         cost = elements_per_row(self.decoder, lambda: self._log_px(x[:1], z1)) + 2 * x[0].numel()  # + log p terms
         chunk = iwae_chunk(cost, x.shape[0], k, chunk_rows)
-        total = torch.full((x.shape[0],), -math.inf, dtype=self._zero.dtype, device=x.device)
-        done = 0
-        while done < k:
-            s = min(chunk, k - done)
+
+        def log_w(s: int) -> Tensor:
             z, log_q, _, _ = self._draw(x, s)                                        # (s, B, L), (s, B)
-            log_w = self._log_px(x, z) + self.prior.log_prob(z) - log_q              # (s, B)
-            total = torch.logaddexp(total, torch.logsumexp(log_w, 0))
-            done += s
-        return total - math.log(k)
+            return self._log_px(x, z) + self.prior.log_prob(z) - log_q              # (s, B)
+
+        return log_mean_exp_chunked(log_w, k, chunk)
 
     # -- training and sampling ------------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
