@@ -154,14 +154,22 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
     return out
 
 
+def format_stderr(se: float, digits: int = 3) -> str:
+    """A standard error for a table: ``n/a`` where it is NaN (one example has no spread).
+
+    >>> format_stderr(0.01234), format_stderr(float("nan"))
+    ('0.012', 'n/a')
+    """
+    return "n/a" if se != se else f"{se:.{digits}f}"
+
+
 def format_table(report: dict) -> str:
     """A plain-text table of a likelihood report."""
     head = f"{report['dataset']} {report['split']} (n={report['n']}, D={report['dims']}, space: {report['space']})"
     lines = [head, f"{'metric':<22} {'kind':<12} {'nats/example':>14} {'+-':>7} {'bits/dim':>9}"]
     for r in report["rows"]:
         bpd = "n/a" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.4f}"
-        se = "n/a" if r["stderr"] != r["stderr"] else f"{r['stderr']:.3f}"  # NaN: one example has no spread
-        lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {se:>7} {bpd:>9}")
+        lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {format_stderr(r['stderr']):>7} {bpd:>9}")
     kinds = {r["kind"] for r in report["rows"]}
     own = bool(kinds - {"parzen"})  # the model scored a density or bound of its own (a GAN's table is Parzen's alone)
     if own and report["space"] == "discrete-as-real":

@@ -38,7 +38,7 @@ from ..data import load_spec
 from ..data.transforms import requantize
 from ..errors import ConfigError, DataError
 from .features import WHICH
-from .likelihood import check_eval_options, check_weights, likelihood_report
+from .likelihood import check_eval_options, check_weights, format_stderr, likelihood_report
 from .parzen import check_sigmas
 
 FEATURE_METRICS = WHICH  # fid, kid, pr, dc, is
@@ -245,8 +245,8 @@ def format_result(result: dict) -> str:
         edge = "  (sigma at the edge of the grid: widen it with --parzen-sigmas)" if p["sigma_at_edge"] else ""
         on = p.get("sigma_chosen_on", "valid")
         chosen = "" if on == "valid" else f" (chosen on the {on} split{': the data have no validation split' * (result['split'] != 'valid')})"
-        spread = "n/a" if p["stderr"] != p["stderr"] else f"{p['stderr']:.2f}"  # one test point has none
-        lines.append(f"Parzen window (Goodfellow et al. 2014): {result['split']} log-likelihood {p['ll']:.2f} +- {spread} "
+        lines.append(f"Parzen window (Goodfellow et al. 2014): {result['split']} log-likelihood {p['ll']:.2f} +- "
+                     f"{format_stderr(p['stderr'], 2)} "
                      f"nats/example of the points as given, sigma {p['sigma']:.4g}{chosen} from {p['n_samples']:,} samples{edge}")
     if "features" in result:
         f = result["features"]

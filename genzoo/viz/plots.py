@@ -69,7 +69,7 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
             margin = 0.1 * (box[:, 1] - box[:, 0])
             lo, hi = box[:, 0] - margin, box[:, 1] + margin  # (2,) each
             outside = int(((x[:, :2] < lo) | (x[:, :2] > hi)).any(1).sum())
-            x = torch.cat([torch.maximum(torch.minimum(x[:, :2], hi), lo), x[:, 2:]], 1)  # drawn at the edge
+            x = torch.cat([x[:, :2].clamp(lo, hi), x[:, 2:]], 1)  # drawn at the edge
             if outside:  # inside the axes: a longer title would widen the saved frame, and a GIF's frames would jump
                 ax.text(0.02, 0.02, f"{outside} of {len(x)} outside the view, drawn at its edge", fontsize=7,
                         transform=ax.transAxes)

@@ -171,14 +171,14 @@ def _metrics_table(result: dict | None) -> str:
     """A run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval."""
     if result is None:
         return "<p>No metrics yet: run <code>genzoo eval RUN</code> (or <code>--metrics all</code>) and report again.</p>"
+    from ..eval.likelihood import format_stderr
     from ..eval.metrics import format_result
     if "metrics" not in result:  # an eval.json of an older genzoo: the likelihood report alone
         result = {"likelihood": result, "split": result.get("split", "test")}
     rows = []
     for r in result.get("likelihood", {}).get("rows", []):
         bpd = "" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.4f}"
-        se = "n/a" if r["stderr"] != r["stderr"] else f"{r['stderr']:.3f}"  # NaN: one example has no spread
-        rows.append((r["metric"], r["kind"], f"{r['nats']:.3f} +- {se}", bpd))
+        rows.append((r["metric"], r["kind"], f"{r['nats']:.3f} +- {format_stderr(r['stderr'])}", bpd))
     f = result.get("features", {})
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is"):
         if key in f:
