@@ -431,6 +431,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     from .data import load_spec, typed_spec
 
     from . import __version__
+    from .base import Density, LatentVariable
     from .io import atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json, run_lock
     from .registry import build
     from .train import distributed, fit
@@ -563,17 +564,18 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             _check_new_run(run_dir)  # again, under the lock: another process may have started a run here just now
             atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
                                                      "command": ["genzoo", *args.argv], "world_size": world_size,
-                                                     "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                                                     "device": device.type, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     if default_dir:
         run_dir = Path(distributed.rank0_value(str(run_dir)))  # the folder rank 0 claimed
     announce = _Announce(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape "
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
-        if record.get("recipe") != json.loads(json.dumps(recipe)) or record.get("world_size", 1) != world_size:
-            record["recipe"], record["world_size"] = recipe, world_size
+        if (record.get("recipe") != json.loads(json.dumps(recipe)) or record.get("world_size", 1) != world_size
+                or record.get("device", device.type) != device.type):
+            record["recipe"], record["world_size"], record["device"] = recipe, world_size, device.type
             record.setdefault("resumed", []).append({"command": ["genzoo", *args.argv], "world_size": world_size,
-                                                     "time": time.strftime("%Y-%m-%d %H:%M:%S")})
+                                                     "device": device.type, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
             announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
     if dropped_best:
         announce.line += (f"\ngenzoo: note: {run_dir} was made with keep_best, which a {model.name} no longer takes (its "
@@ -599,6 +601,11 @@ def _train(args, hold: contextlib.ExitStack) -> int:
 
         if not has_convolutions(model):
             announce.line += f"\ngenzoo: note: {model.name} has no convolutions here: channels_last=True does nothing"
+    if (data.space == "binarized" and isinstance(model, (Density, LatentVariable)) and not model.bernoulli_pixels
+            and not args.resume):  # (a GAN's samples are not scored by a density of its own)
+        announce.line += (f"\ngenzoo: note: {model.name} fits a density to binarized (0/1) pixels: not a likelihood of "
+                          "them (a density on points can grow without bound): data.dequantize=true instead models grey levels, a "
+                          "Bernoulli VAE 0/1 pixels")
     d_steps = getattr(model, "d_steps", 1)  # an adversarial model's discriminator updates per generator update
     if steps is not None and steps < d_steps and not args.resume:
         announce.line += (f"\ngenzoo: note: {model.name} updates its generator once every d_steps={d_steps} "

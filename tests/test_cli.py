@@ -304,10 +304,13 @@ def test_run_json_records_model_and_data_options_typed(tmp_path):
     rd = tmp_path / "gmm"
     assert main(["train", "gmm", "--data", "ring", "--set", "n_components=8", "--set", "data.std=0.05", "--set",
                  "data.n=500", "--set", "covariance=diag", "--steps", "3", "--run-dir", str(rd), "--no-progress"]) == 0
-    recipe = json.loads((rd / "run.json").read_text())["recipe"]
+    record = json.loads((rd / "run.json").read_text())
+    recipe = record["recipe"]
     assert recipe["model"] == {"name": "gmm", "n_components": 8, "covariance": "diag"}
     assert recipe["data"] == {"name": "ring", "std": 0.05, "n": 500}
+    assert record["device"] == "cpu"  # --device auto, resolved
     assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "5", "--no-progress"]) == 0
+    assert json.loads((rd / "run.json").read_text())["resumed"][-1]["device"] == "cpu"
 
 
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml"))

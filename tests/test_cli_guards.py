@@ -680,3 +680,15 @@ def test_sample_refuses_infinite_samples_and_draws_in_blocks(tmp_path, capsys, m
     capsys.readouterr()
     assert main(["sample", str(run), "-n", "200", "-o", str(tmp_path / "b.png")]) == 2
     assert "have NaN or infinite values" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model, noted", [("gmm", True), ("vae --set likelihood=gaussian", True), ("vae", False),
+                                          ("gan", False)])
+def test_a_density_on_binarized_pixels_is_noted_at_training(model, noted, tmp_path, capsys):
+    """A flow, a GMM or a Gaussian VAE on data.binarize=true trained without a word (only eval noted the units);
+    the Bernoulli VAE models 0/1 pixels, and a GAN has no density of its own."""
+    from genzoo.cli import main
+
+    assert main(["train", *model.split(), "--data", "digits", "--set", "data.binarize=true", "--set", "data.n=200",
+                 "--steps", "1", "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert ("fits a density to binarized (0/1) pixels" in capsys.readouterr().err) == noted
