@@ -80,3 +80,43 @@ def test_a_scatter_over_a_toy_density_keeps_its_box_and_resolves_narrow_modes(mo
     assert any("1 of 500 outside the view" in t.get_text() for t in ax_a.texts) and ax_a.get_title() == "gan"
     side = grids[0] ** 0.5  # the truth's grid: a step of at most half a mode's std (0.01) over the view
     assert (ax_a.get_xlim()[1] - ax_a.get_xlim()[0]) / (side - 1) <= 0.006
+
+
+def test_a_histogram_is_not_squeezed_by_an_outlier_and_keeps_the_density_scale(monkeypatch, tmp_path):
+    """The 1-D histogram's range followed the samples' min and max: one sample at 1e6 put the other 999 in one bin.
+    Points beyond the view are counted, and the bars' area stays the share of all points inside."""
+    from genzoo.data.toy import mixture1d
+    from genzoo.viz import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    x = torch.rand(1000, 1, generator=torch.Generator().manual_seed(0))
+    x[0] = 1e6
+    plots.save_points(x, tmp_path / "h.png")
+    (ax,) = figures[0].axes
+    heights = [p.get_height() for p in ax.patches]
+    widths = [p.get_width() for p in ax.patches]
+    assert ax.get_xlim()[1] < 3 and sum(h > 0 for h in heights) > 30  # the uniform's bars, not one spike
+    assert sum(h * w for h, w in zip(heights, widths)) == pytest.approx(999 / 1000, rel=1e-6)
+    assert any("1 of 1000 outside the view" in t.get_text() for t in ax.texts)
+    truth = mixture1d()
+    plots.save_points(torch.full((50, 1), 2.0), tmp_path / "m.png", density=truth)  # (N, 1), all at one mode
+    (ax,) = figures[1].axes
+    (b_lo, b_hi), = truth.bounds()
+    assert ax.get_xlim()[0] <= b_lo and ax.get_xlim()[1] >= b_hi  # the true density's box, whatever the samples
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_points_that_are_not_finite_are_counted_in_the_picture(dims, monkeypatch, tmp_path):
+    """NaN samples (a diverged training step's grid) were neither drawn nor counted: the picture looked fine."""
+    from genzoo.viz import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    x = torch.randn(100, dims)
+    x[:3] = float("nan")
+    x[3] = float("inf")
+    plots.save_points(x, tmp_path / "p.png")
+    assert any("4 of 100 not finite, not drawn" in t.get_text() for t in figures[0].axes[0].texts)
+    plots.save_points(torch.full((2, dims), float("nan")), tmp_path / "q.png")  # a picture that says so, no error
+    assert any("2 of 2 not finite, not drawn" in t.get_text() for t in figures[1].axes[0].texts)

@@ -43,6 +43,26 @@ def _truth_grid(density, lo: tuple[float, float], hi: tuple[float, float]):
     return gx.numpy(), gy.numpy(), lp.exp().numpy()
 
 
+def _view_1d(x: Tensor, density=None) -> tuple[float, float]:
+    """The x range of a 1-D histogram of the points ``x`` (N,): the true density's box where known, else the
+    points' range within Tukey's far-out fences (3 interquartile ranges beyond the quartiles), 10% wider either way
+    (a single outlier at 1e6 had put every other point in one bin).
+
+    >>> x = torch.cat([torch.linspace(0, 1, 999), torch.tensor([1e6])])
+    >>> lo, hi = _view_1d(x)
+    >>> -1 < lo < 0 and 1 < hi < 3
+    True
+    """
+    if density is not None and hasattr(density, "bounds"):
+        (lo, hi), = density.bounds()
+    else:
+        q1, q3 = torch.quantile(x.double(), torch.tensor([0.25, 0.75], dtype=torch.float64)).tolist()
+        fence = 3 * (q3 - q1)  # Tukey's "far out" fences: points beyond them are counted, not drawn
+        lo, hi = max(float(x.min()), q1 - fence), min(float(x.max()), q3 + fence)
+    margin = 0.1 * (hi - lo) if hi > lo else 0.5 * max(1.0, abs(lo))
+    return round(lo - margin, 12), round(hi + margin, 12)
+
+
 def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
     """Scatter (N, 2) points over the true density's contours when known; histogram (N, 1) points; of (N, D) points
     with D > 2, scatter the first two coordinates (the axes and the title say so)."""
@@ -51,15 +71,28 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
         raise DataError(f"a scatter or histogram needs N >= 1 points (N, D), got {got}")
     plt = pyplot()
     x = samples.detach().float().cpu().reshape(samples.shape[0], -1)
+    finite = torch.isfinite(x).all(1)  # (N,)
+    n_bad, x = int((~finite).sum()), x[finite]  # NaN or inf points cannot be drawn: counted in the picture instead
     fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    if n_bad:  # (a training run's grid of a diverging model: the picture says so, and training goes on to its guard)
+        ax.text(0.02, 0.90, f"{n_bad} of {len(samples)} not finite, not drawn", fontsize=7, color="crimson",
+                transform=ax.transAxes)
+    if len(x) == 0:
+        ax.set_title(title)
+        save_figure(fig, path)
+        return
     if x.shape[1] == 1:
-        lo, hi = float(x.min()), float(x.max())
-        if density is not None and hasattr(density, "bounds"):  # the whole true density in view, and the bins over it
-            (b_lo, b_hi), = density.bounds()
-            lo, hi = min(lo, b_lo), max(hi, b_hi)
-        ax.hist(x[:, 0].numpy(), bins=100, range=(lo, hi) if hi > lo else None, density=True, alpha=0.6, label="samples")
+        lo, hi = _view_1d(x[:, 0], density)
+        inside = x[:, 0][(x[:, 0] >= lo) & (x[:, 0] <= hi)]  # an outlier no longer squeezes the rest into one bin
+        width = (hi - lo) / 100
+        # (N,) weights 1 / (N * width): the bars' area is the share of all N points inside, as the density's is
+        ax.hist(inside.numpy(), bins=100, range=(lo, hi), weights=torch.full_like(inside, 1 / (len(samples) * width)).numpy(),
+                alpha=0.6, label="samples")
+        if len(inside) < len(x):
+            ax.text(0.02, 0.95, f"{len(x) - len(inside)} of {len(samples)} outside the view", fontsize=7,
+                    transform=ax.transAxes)
         if density is not None:
-            t = torch.linspace(lo - 0.1 * (hi - lo), hi + 0.1 * (hi - lo), 400)
+            t = torch.linspace(lo, hi, 400)
             ax.plot(t.numpy(), density.log_prob(t[:, None]).exp().numpy(), label="true density")
             ax.legend()
     else:
@@ -71,7 +104,7 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
             outside = int(((x[:, :2] < lo) | (x[:, :2] > hi)).any(1).sum())
             x = torch.cat([x[:, :2].clamp(lo, hi), x[:, 2:]], 1)  # drawn at the edge
             if outside:  # inside the axes: a longer title would widen the saved frame, and a GIF's frames would jump
-                ax.text(0.02, 0.02, f"{outside} of {len(x)} outside the view, drawn at its edge", fontsize=7,
+                ax.text(0.02, 0.02, f"{outside} of {len(samples)} outside the view, drawn at its edge", fontsize=7,
                         transform=ax.transAxes)
         elif density is not None and x.shape[1] == 2:
             lo, hi = x[:, :2].min(0).values - 0.5, x[:, :2].max(0).values + 0.5  # (2,) each
