@@ -89,7 +89,14 @@ _FOLDER_PARAMS = _params_of(load_folder, skip=("path", "split", "n"))
 
 
 def list_datasets() -> dict[str, str]:
-    """Registered dataset name -> one-line description (``.npz`` files and folders are not listed)."""
+    """Registered dataset name -> one-line description (``.npz`` files and folders are not listed).
+
+    >>> names = list_datasets()
+    >>> list(names) == sorted(names), "ring" in names, "moons" in names
+    (True, True, True)
+    >>> names["moons"]
+    '2-D: two interleaving half circles plus noise (density by quadrature)'
+    """
     return {k: _DATASETS[k].description for k in sorted(_DATASETS)}
 
 

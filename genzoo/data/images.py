@@ -220,6 +220,18 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     ``channels`` (1 or 3) or ``mode`` (``"L"`` / ``"RGB"``) picks grayscale or colour; the default is 1
     if every image is grayscale, else 3. Split: a fixed permutation (seed 0) cut 80 / 10 / 10 into train / valid /
     test (every image goes to train when there are fewer than 10).
+
+    >>> import os, tempfile
+    >>> from PIL import Image
+    >>> d = tempfile.mkdtemp()
+    >>> for c, v in (("cat", 0), ("dog", 255)):         # a class per sub-folder: 5 black cats, 5 white dogs, 4x3
+    ...     os.mkdir(os.path.join(d, c))
+    ...     for i in range(5): Image.new("L", (4, 3), v).save(os.path.join(d, c, f"{i}.png"))
+    >>> ds = load_folder(d)                               # 8 of the 10 in train; labels by sorted name: dog = 1
+    >>> len(ds), ds.shape, ds.levels, torch.equal(ds.x.flatten(1).mean(1), ds.y.float())
+    (8, (1, 3, 4), 256, True)
+    >>> len(load_folder(d, "valid")), len(load_folder(d, "test"))
+    (1, 1)
     """
     check_split(split)
     want = _channels_option(channels, mode)
@@ -387,6 +399,16 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
       C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
     * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present (without ``x_valid``, as
       Keras's ``mnist.npz``, the validation split is empty), else a fixed permutation (seed 0) cut 80 / 10 / 10.
+
+    >>> import os, tempfile, numpy as np
+    >>> p = os.path.join(tempfile.mkdtemp(), "data.npz")
+    >>> np.savez(p, x=np.full((20, 3, 6, 6), 255, np.uint8), y=np.arange(20) % 2)   # uint8 images, NCHW
+    >>> ds = load_npz(p)
+    >>> len(ds), ds.shape, ds.levels, float(ds.x.max()), [len(load_npz(p, s)) for s in ("valid", "test")]
+    (16, (3, 6, 6), 256, 1.0, [2, 2])
+    >>> np.savez(p, x_train=np.zeros((3, 2), np.float32), x_test=np.ones((2, 2), np.float32))  # its own splits
+    >>> len(load_npz(p, "test")), load_npz(p, "test").levels, len(load_npz(p, "valid"))     # no x_valid: empty
+    (2, None, 0)
     """
     check_split(split)
     p = Path(path)

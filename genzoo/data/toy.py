@@ -295,7 +295,15 @@ def grid(side: int = 5, spacing: float = 2.0, std: float = 0.05) -> GaussianMixt
 def mixture1d(
     means: tuple[float, ...] = (-2.0, 2.0), stds: tuple[float, ...] = (0.5, 0.5), weights: tuple[float, ...] | None = None
 ) -> GaussianMixtureDensity:
-    """1-D Gaussian mixture ``sum_k w_k N(x; means[k], stds[k]^2)``; samples have shape (n, 1)."""
+    """1-D Gaussian mixture ``sum_k w_k N(x; means[k], stds[k]^2)``; samples have shape (n, 1).
+
+    >>> d = mixture1d(means=(-2.0, 2.0), stds=(0.5, 0.5))     # equal weights by default
+    >>> d.sample(3, torch.Generator().manual_seed(0)).shape
+    torch.Size([3, 1])
+    >>> lp = d.log_prob(torch.tensor([[-2.0], [2.0]]))        # at a mode: log(1/2 * 1/(0.5 sqrt(2 pi)))
+    >>> torch.allclose(lp, torch.tensor(-0.5 * math.log(2 * math.pi)))
+    True
+    """
     means, stds = tuple(means), tuple(stds)
     if len(means) == 0 or len(stds) != len(means) or (weights is not None and len(weights) != len(means)):
         raise DataError(
@@ -313,6 +321,14 @@ def moons(noise: float = 0.1, n_quad: int = 2000) -> CurveDensity:
     Upper moon ``(cos pi t, sin pi t)``, lower moon ``(1 - cos pi t, 0.5 - sin pi t)``,
     ``t ~ U[0, 1]``; labels are the moon (0 upper, 1 lower). ``log_prob`` is a midpoint
     **quadrature** over ``t`` with ``n_quad`` nodes per moon (see :class:`CurveDensity`).
+
+    >>> d = moons(noise=0.1)
+    >>> x, moon = d.sample_labeled(4000, torch.Generator().manual_seed(0))   # (4000, 2), (4000,)
+    >>> abs(x[moon == 0, 1].mean().item() - 2 / math.pi) < 0.02             # the upper arc's mean height
+    True
+    >>> g = torch.cartesian_prod(torch.linspace(-2, 3, 51), torch.linspace(-1.5, 2, 36))  # step 0.1 a side
+    >>> round((d.log_prob(g).exp().sum() * 0.1 * 0.1).item(), 3)            # a density: integrates to 1
+    1.0
     """
     _positive("noise", noise)
 
@@ -332,6 +348,14 @@ def spirals(noise: float = 0.05, turns: float = 1.5, radius: float = 2.0, n_quad
     ``t ~ U[0, 1]`` (so points are roughly uniform along the arc, as in FFJORD's "2spirals"),
     plus Gaussian noise. Labels are the arm. ``log_prob`` is a midpoint **quadrature** over ``s``
     (weights ``2 s``) with ``n_quad`` nodes per arm (see :class:`CurveDensity`).
+
+    >>> d = spirals(noise=0.05, radius=2.0)
+    >>> x = d.sample(2000, torch.Generator().manual_seed(0))
+    >>> bool((x.norm(dim=1) < 2.0 + 5 * 0.05).all())                      # inside the outer end of the arms
+    True
+    >>> p = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
+    >>> torch.allclose(d.log_prob(p), d.log_prob(-p), atol=1e-4)          # turned by 180 degrees: the same density
+    True
     """
     _positive("noise", noise)
     _positive("turns", turns)
@@ -368,7 +392,19 @@ TOY_MAX_N = 10**7
 
 
 def load_toy(name: str, density: ToyDensity, split: str = "train", *, n: int | None = None, seed: int = 0) -> Dataset:
-    """Draw one split from ``density``: ``n`` examples (default :data:`TOY_SIZES`)."""
+    """Draw one split from ``density``: ``n`` examples (default :data:`TOY_SIZES`).
+
+    The draw depends only on ``seed`` and ``split``, so each split is the same at every call and differs from the
+    others.
+
+    >>> ds = load_toy("ring", ring(n_modes=4), "test", n=100, seed=3)
+    >>> len(ds), ds.shape, ds.levels, ds.density is not None
+    (100, (2,), None, True)
+    >>> torch.equal(ds.x, load_toy("ring", ring(n_modes=4), "test", n=100, seed=3).x)
+    True
+    >>> torch.equal(ds.x, load_toy("ring", ring(n_modes=4), "train", n=100, seed=3).x)
+    False
+    """
     check_split(split)
     size = check_n(n) or TOY_SIZES[split]
     if size > TOY_MAX_N:  # beyond it the draw takes gigabytes, and the kernel's OOM killer ends genzoo wordlessly

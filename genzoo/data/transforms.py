@@ -51,7 +51,14 @@ def _check_levels(x: Tensor, levels: int) -> None:
 
 
 def to_levels(x: Tensor, levels: int) -> Tensor:
-    """The integer levels ``v = round(x * (levels - 1))`` of data stored as ``v / (levels - 1)``."""
+    """The integer levels ``v = round(x * (levels - 1))`` of data stored as ``v / (levels - 1)`` (whole numbers in
+    ``x``'s float dtype, clamped to ``0 .. levels - 1``).
+
+    >>> to_levels(torch.tensor([0.0, 0.5, 1.0, 0.26]), 3).tolist()      # 0.26 * 2 = 0.52 rounds to 1
+    [0.0, 1.0, 2.0, 1.0]
+    >>> torch.equal(to_levels(torch.arange(256) / 255, 256), torch.arange(256.0))
+    True
+    """
     _check_levels(x, levels)
     return _to_levels(x, levels)
 
