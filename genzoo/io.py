@@ -48,7 +48,17 @@ os.umask(_UMASK)          # ... and put back at once
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename (fsynced); a file that
-    cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was."""
+    cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was.
+
+    >>> import os, tempfile
+    >>> d = tempfile.mkdtemp(); p = os.path.join(d, "note.txt")
+    >>> atomic_write_bytes(p, b"one"); atomic_write_bytes(p, b"two")
+    >>> Path(p).read_bytes(), os.listdir(d)                  # replaced whole; no temporary file left behind
+    (b'two', ['note.txt'])
+    >>> atomic_write_bytes(os.path.join(d, "missing", "note.txt"), b"x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    genzoo.errors.WriteError: cannot write .../missing/note.txt: No such file or directory
+    """
     path = Path(path)
     if path.is_symlink():  # write through the link, as open() would, not over it
         path = path.resolve()
@@ -86,7 +96,14 @@ def run_files_in(path: str | os.PathLike) -> list[str]:
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:
-    """Whether ``path`` holds a genzoo model or run (a config.json beside weights, checkpoints or a run.json)."""
+    """Whether ``path`` holds a genzoo model or run (a config.json beside weights, checkpoints or a run.json).
+
+    >>> import tempfile, genzoo
+    >>> d = tempfile.mkdtemp(); before = is_run_dir(d)
+    >>> genzoo.save(genzoo.build("gmm", data_shape=(2,)), d)   # config.json and model.safetensors
+    >>> before, is_run_dir(d), is_run_dir(Path(d) / "model.safetensors")
+    (False, True, False)
+    """
     path = Path(path)
     return (path / CONFIG).is_file() and any((path / f).exists() for f in (WEIGHTS, CHECKPOINTS, "run.json"))
 
@@ -172,6 +189,20 @@ def loads(text: str) -> Any:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` to ``path`` as indented strict JSON (:func:`dumps`: infinities and NaN as strings), through
+    :func:`atomic_write_bytes`; :func:`loads` reads it back.
+
+    >>> import os, tempfile
+    >>> p = os.path.join(tempfile.mkdtemp(), "metrics.json")
+    >>> atomic_write_json(p, {"loss": float("inf"), "step": 3})
+    >>> print(Path(p).read_text(), end="")
+    {
+      "loss": "Infinity",
+      "step": 3
+    }
+    >>> loads(Path(p).read_text())
+    {'loss': inf, 'step': 3}
+    """
     atomic_write_bytes(path, (dumps(obj, indent=2) + "\n").encode())
 
 
@@ -522,6 +553,16 @@ def sample_grids(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
+    """The newest complete checkpoint ``checkpoints/step-NNNNNNNN`` of ``run_dir`` (by step, not by name or time),
+    or None if it has none (temporary ``.tmp-step-*`` folders are not checkpoints).
+
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp()); before = latest_checkpoint(run)
+    >>> for name in ("step-00000900", "step-00001000", ".tmp-step-00002000-x"):
+    ...     (run / "checkpoints" / name).mkdir(parents=True)
+    >>> before, latest_checkpoint(run).name
+    (None, 'step-00001000')
+    """
     dirs = checkpoint_dirs(run_dir)
     return dirs[-1] if dirs else None
 
@@ -529,7 +570,20 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, state: dict,
                     rng: dict[str, torch.Tensor], keep: int = 3) -> Path:
     """Write ``checkpoints/step-NNNNNNNN/`` atomically: the folder is filled under a temporary
-    name and renamed into place, then all but the newest ``keep`` checkpoints are removed."""
+    name and renamed into place, then all but the newest ``keep`` checkpoints are removed. ``rng`` holds the
+    generator states ``"torch"`` and ``"data"`` (:func:`load_checkpoint` refuses a checkpoint without them);
+    ``state`` is JSON written beside ``step`` in ``state.json``. Returns the checkpoint's folder.
+
+    >>> import os, tempfile, genzoo
+    >>> _ = torch.manual_seed(0); m = genzoo.build("nice", data_shape=(2,))
+    >>> opt = torch.optim.Adam(m.parameters())
+    >>> rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    >>> run = tempfile.mkdtemp()
+    >>> for step in (10, 20, 30):
+    ...     path = save_checkpoint(run, step, m, [opt], {"epoch": 1}, rng, keep=2)
+    >>> path.name, sorted(os.listdir(os.path.join(run, "checkpoints")))   # step 10 pruned
+    ('step-00000030', ['step-00000020', 'step-00000030'])
+    """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
@@ -577,7 +631,20 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     Everything is checked before training reads it (:func:`_check_checkpoint`): a file that parses but holds
     damage (an optimizer moment of another shape, which fused Adam would read and write past its end; NaN weights;
     an RNG state torch refuses) is a :class:`CheckpointError`, so :func:`load_newest_checkpoint` goes on from the
-    checkpoint before it."""
+    checkpoint before it.
+
+    >>> import tempfile, genzoo
+    >>> _ = torch.manual_seed(0); m = genzoo.build("nice", data_shape=(2,)); opt = torch.optim.Adam(m.parameters())
+    >>> (-m.log_prob(torch.randn(8, 2)).mean()).backward(); opt.step()         # one step: Adam has moments
+    >>> rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    >>> path = save_checkpoint(tempfile.mkdtemp(), 7, m, [opt], {"epoch": 2}, rng)
+    >>> m2 = genzoo.build("nice", data_shape=(2,)); opt2 = torch.optim.Adam(m2.parameters())  # other weights
+    >>> state, rng2 = load_checkpoint(path, m2, [opt2])
+    >>> state, sorted(rng2), all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    ({'step': 7, 'epoch': 2}, ['data', 'torch'], True)
+    >>> opt2.state_dict()["state"][0]["step"].item()
+    1.0
+    """
     path = Path(path)
     load_state(model, load_tensors(path / WEIGHTS), path / WEIGHTS)
     tensors = load_tensors(path / "state.safetensors")
