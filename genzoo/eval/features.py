@@ -128,7 +128,18 @@ def _weights_sha256(name: str) -> str:
 
 
 def check_images(x: Tensor, name: str) -> Tensor:
-    """``x`` as a float32 CPU tensor (N, 1, S, S) in [0, 1] for classifier ``name``, else a DataError."""
+    """``x`` as a float32 CPU tensor (N, 1, S, S) in [0, 1] for classifier ``name``, else a DataError.
+
+    Round-off just outside [0, 1] (1e-6) is clamped; anything further is refused.
+
+    >>> x = check_images(torch.full((2, 1, 8, 8), 1 + 1e-7, dtype=torch.float64), "digits")
+    >>> x.dtype, float(x.max())
+    (torch.float32, 1.0)
+    >>> check_images(torch.zeros(2, 1, 28, 28), "digits")
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.DataError: the 'digits' classifier takes images of shape (N, 1, 8, 8), got (2, 1, 28, 28)
+    """
     side = int(classifier_info(name)["architecture"]["image_size"])
     x = torch.as_tensor(x).detach().cpu()
     if x.ndim != 4 or x.shape[1:] != (1, side, side):

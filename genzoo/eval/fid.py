@@ -52,7 +52,12 @@ def _same_width(a: Tensor, b: Tensor) -> None:
 
 
 def feature_stats(feats: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (F,) and unbiased covariance (F, F) of (N, F) features, in float64."""
+    """Mean (F,) and unbiased covariance (F, F) of (N, F) features, in float64.
+
+    >>> mu, sigma = feature_stats(torch.tensor([[1.0, 2.0], [3.0, 6.0], [5.0, 4.0]]))
+    >>> mu.tolist(), sigma.tolist(), sigma.dtype          # divided by N - 1 = 2, as numpy.cov
+    ([3.0, 4.0], [[4.0, 2.0], [2.0, 4.0]], torch.float64)
+    """
     x = _as_features(feats, "features")          # (N, F)
     mu = x.mean(0)                               # (F,)
     xc = x - mu                                  # (N, F)
@@ -117,6 +122,9 @@ def polynomial_mmd2(x: Tensor, y: Tensor) -> float:
     ``MMD^2_u = sum_{i != j} [k(x_i, x_j) + k(y_i, y_j)] / (m (m - 1)) - 2 sum_{i, j} k(x_i, y_j) / m^2``
     (Gretton et al. 2012, eq. 3, with the cross term over all pairs as in Binkowski et al. 2018 and
     torch-fidelity).
+
+    >>> polynomial_mmd2(torch.zeros(2, 1), torch.ones(2, 1))   # k = 1 within x, 8 within y, 1 across: 1 + 8 - 2
+    7.0
     """
     m, d = x.shape
     kxx = (x @ x.T / d + 1) ** 3                 # (m, m)

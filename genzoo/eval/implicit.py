@@ -390,6 +390,12 @@ def density_kde(samples, x, bandwidth: float | str | None = None) -> Tensor:
     Computed as a log-sum-exp in float64, in blocks of queries so memory stays bounded. Both
     inputs must be 1-D and finite (pass ``samples.reshape(-1)`` for an (N, 1) column). Returns (M,)
     in x's dtype (float64 unless x is a floating tensor).
+
+    >>> p = density_kde(torch.tensor([-1.0, 1.0]), torch.tensor([0.0]), bandwidth=1.0)
+    >>> round(p.item(), 4), round(math.exp(-0.5) / math.sqrt(2 * math.pi), 4)   # both kernels: N(1; 0, 1)
+    (0.242, 0.242)
+    >>> density_kde(torch.tensor([-1.0, 1.0]), [0.0]).dtype                   # a list: float64
+    torch.float64
     """
     s = _vector("samples", samples, min_len=2)  # (N,)
     xv = _vector("x", x)  # (M,)
@@ -411,6 +417,10 @@ def density_histogram(samples, bins: int = 100,
     density = count / (N * bin width), so it estimates p(x) even where ``range`` cuts off tails
     (numpy's ``density=True`` would rescale the kept part to integrate to 1). ``range`` defaults
     to the samples' min and max.
+
+    >>> edges, density = density_histogram(torch.tensor([0.1, 0.2, 0.6, 0.7, 5.0]), bins=2, range=(0, 1))
+    >>> edges.tolist(), density.tolist()                    # 2 of 5 in a bin of width 0.5: 0.8; 5.0 is cut off
+    ([0.0, 0.5, 1.0], [0.8, 0.8])
     """
     s = _vector("samples", samples)  # (N,)
     if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:

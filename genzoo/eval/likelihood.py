@@ -45,7 +45,17 @@ from ..errors import ConfigError, DataError
 
 
 def to_bits_per_dim(nll_nats: float, dims: int, space: str, levels: int | None) -> tuple[float, float]:
-    """(NLL in nats on the reported space, bits per dimension) for a model NLL on ``space``."""
+    """(NLL in nats on the reported space, bits per dimension) for a model NLL on ``space``.
+
+    On dequantized data ``D log L`` is added first (the bound on the discrete levels' NLL); then bits/dim =
+    nats / (D log 2).
+
+    >>> to_bits_per_dim(10 * math.log(2), 5, "continuous", None)       # 10 bits over 5 dimensions
+    (6.931471805599453, 2.0)
+    >>> nats, bpd = to_bits_per_dim(0.0, 3, "dequantized", 256)          # + 3 log 256: 8 bits a dimension
+    >>> math.isclose(nats, 3 * math.log(256)), bpd
+    (True, 8.0)
+    """
     if isinstance(dims, bool) or not isinstance(dims, numbers.Integral) or dims < 1:
         raise ConfigError(f"bits per dimension need a whole number of dimensions >= 1, got {dims!r}")
     if space == "dequantized" and levels:

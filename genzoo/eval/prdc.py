@@ -61,7 +61,12 @@ def _check_sizes(k: object, chunk: object) -> None:
 
 
 def knn_radii(x: Tensor, k: int, chunk: int = 1024) -> Tensor:
-    """(N,) distance from each row of (N, F) ``x`` to its k-th nearest other row, in chunks of rows."""
+    """(N,) distance from each row of (N, F) ``x`` to its k-th nearest other row, in chunks of rows.
+
+    >>> x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
+    >>> knn_radii(x, 1).tolist(), knn_radii(x, 2).tolist()   # the point itself is not its own neighbour
+    ([1.0, 1.0, 2.0, 4.0], [3.0, 2.0, 3.0, 6.0])
+    """
     _check_sizes(k, chunk)
     x = _as_features(x, "features")                                  # (N, F)
     if not 1 <= k < x.shape[0]:
