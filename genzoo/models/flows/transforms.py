@@ -36,7 +36,17 @@ def _sum_event(t: Tensor) -> Tensor:
 
 
 class Transform(nn.Module):
-    """Base class: ``forward(x) -> (y, log|det J|)``, ``inverse(y) -> (x, log|det J^-1|)``."""
+    """Base class: ``forward(x) -> (y, log|det J|)``, ``inverse(y) -> (x, log|det J^-1|)``.
+
+    A subclass implements both directions, each returning a log-determinant per example (B,):
+
+    >>> class Shift(Transform):                  # y = x + 1: unit Jacobian
+    ...     def forward(self, x): return x + 1, x.new_zeros(x.shape[0])
+    ...     def inverse(self, y): return y - 1, y.new_zeros(y.shape[0])
+    >>> y, ld = Compose(Shift(), Shift())(torch.zeros(2, 3))
+    >>> y.tolist(), ld.shape
+    ([[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]], torch.Size([2]))
+    """
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -78,7 +88,15 @@ def constrain_u(u: Tensor, w: Tensor, shift: float | Tensor = 0.0) -> Tensor:
     The rounding of ``u + (m - w'u) w / |w|^2`` puts w'u_hat within about eps (|w| |u| + |m - w'u|) of m
     (eps: the dtype's), which can be below -1 (a non-invertible map) where m is near -1: m keeps a margin above
     -1 of 1e-4, or 16 times that rounding where it is larger (|w| |u| in the hundreds in float32). The margin
-    changes m only where softplus(a) < 1e-4 (a < -9.2) or where the rounding is that large."""
+    changes m only where softplus(a) < 1e-4 (a < -9.2) or where the rounding is that large.
+
+    >>> w, u = torch.tensor([1.0, 0.0]), torch.tensor([-5.0, 2.0])     # w'u = -5: not invertible as it is
+    >>> u_hat = constrain_u(u, w)                                       # only the part along w moves
+    >>> round((w @ u_hat).item(), 4), round(F.softplus(torch.tensor(-5.0)).item() - 1, 4), u_hat[1].item()
+    (-0.9933, -0.9933, 2.0)
+    >>> constrain_u(torch.zeros(2), w, shift=math.log(math.e - 1)).tolist()   # m(0) = 0: u = 0 stays 0
+    [0.0, 0.0]
+    """
     wu = (w * u).sum(-1, keepdim=True)                            # (..., 1)
     m = F.softplus(wu + shift) - 1                                # (..., 1)
     w_norm = w.norm(dim=-1, keepdim=True).clamp_min(1e-6)         # (..., 1)
@@ -105,7 +123,16 @@ def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
 def planar_inverse(y: Tensor, u: Tensor, w: Tensor, b: Tensor, iters: int = 60) -> Tensor:
     """Solve ``y = z + u tanh(w'z + b)`` for z. Along w the map is the scalar, increasing
     ``g(a) = a + (w'u) tanh(a + b)`` of ``a = w'z``, with ``a`` within ``|w'u|`` of ``w'y``: bisection
-    in float64 finds it to machine precision, then ``z = y - u tanh(a + b)``."""
+    in float64 finds it to machine precision, then ``z = y - u tanh(a + b)``.
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> w, u, b = torch.randn(3, generator=g), torch.randn(3, generator=g), torch.tensor(0.5)
+    >>> u = constrain_u(u, w)                                           # w'u > -1: invertible
+    >>> z = torch.randn(8, 3, generator=g)
+    >>> y, _ = planar(z, u, w, b)
+    >>> (planar_inverse(y, u, w, b) - z).abs().max().item() < 1e-5
+    True
+    """
     yd, ud, wd, bd = y.double(), u.double(), w.double(), torch.as_tensor(b).double()
     wy, wu = (yd * wd).sum(-1), (wd * ud).sum(-1).expand(y.shape[0])  # (B,) each
     lo, hi = wy - wu.abs() - 1e-6, wy + wu.abs() + 1e-6                 # (B,) brackets
@@ -162,6 +189,16 @@ class Coupling(Transform):
     buffer ``shift_scale`` (B-part, ones until a data-dependent initialisation sets it; see
     :meth:`genzoo.models.flows.nice.NICE.setup`): the same family of maps, ``t = shift_scale * net(x_A)``,
     with the net's outputs in other units. Weights saved without the buffer load with it at ones.
+
+    >>> _ = torch.manual_seed(0)
+    >>> c = Coupling(torch.tensor([True, False, False]), nn.Linear(1, 4))   # x_0 gives s, t of x_1 and x_2
+    >>> x = torch.randn(5, 3)
+    >>> (y, ld), (x2, ld_inv) = c(x), c.inverse(c(x)[0])
+    >>> torch.equal(y[:, 0], x[:, 0]), (x2 - x).abs().max().item() < 1e-5, torch.allclose(ld_inv, -ld)
+    (True, True, True)
+    >>> J = torch.autograd.functional.jacobian(lambda v: c(v[None])[0][0], x[0])   # (3, 3)
+    >>> abs(torch.linalg.slogdet(J)[1] - ld[0]).item() < 1e-5                    # log|det| = sum of s
+    True
     """
 
     def __init__(self, mask: Tensor, net: nn.Module, additive: bool = False, shift_scale: bool = False):
@@ -263,7 +300,16 @@ def _reduce_dims(x: Tensor) -> list[int]:
 
 class ActNorm(Transform):
     """Activation normalisation (Kingma & Dhariwal 2018, Glow, Section 3.1): ``y = (x - loc) * exp(-log_scale)``
-    per channel, initialised from the first batch it sees so that y has zero mean and unit variance."""
+    per channel, initialised from the first batch it sees so that y has zero mean and unit variance.
+
+    >>> _ = torch.manual_seed(0)
+    >>> a, x = ActNorm((2,)), torch.randn(100, 2) * 3 + 1
+    >>> y, ld = a(x)                                        # training mode: loc, log_scale from this batch
+    >>> y.mean(0).abs().max().item() < 1e-5, (y.std(0) - 1).abs().max().item() < 1e-5
+    (True, True)
+    >>> torch.allclose(ld, -x.std(0).log().sum().expand(100)), (a.inverse(y)[0] - x).abs().max().item() < 1e-5
+    (True, True)
+    """
 
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
@@ -307,7 +353,21 @@ class ActNorm(Transform):
 class BatchNorm(Transform):
     """Batch normalisation as a transform (Dinh et al. 2016, Section 3.7): ``y = (x - mu) / sqrt(var + eps)
     * exp(log_gamma) + beta`` with batch statistics in training and running averages in eval;
-    log|det| counts ``log_gamma - 0.5 log(var + eps)`` per pixel."""
+    log|det| counts ``log_gamma - 0.5 log(var + eps)`` per pixel.
+
+    >>> _ = torch.manual_seed(0)
+    >>> bn, x = BatchNorm((2,)), torch.randn(200, 2) * 2
+    >>> y, ld = bn(x)                                       # training: the batch's statistics
+    >>> y.mean(0).abs().max().item() < 1e-5, torch.allclose(ld[0], -0.5 * (x.var(0, unbiased=False) + 1e-5).log().sum())
+    (True, True)
+    >>> bn.inverse(y)
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.ConfigError: a batch-norm flow inverts exactly only in eval mode: call model.eval() first (sample() does)
+    >>> y, ld = bn.eval()(x)                                # eval: the running averages, exactly invertible
+    >>> (bn.inverse(y)[0] - x).abs().max().item() < 1e-5, torch.allclose(bn.inverse(y)[1], -ld)
+    (True, True)
+    """
 
     def __init__(self, shape: tuple[int, ...], momentum: float = 0.05, eps: float = 1e-5):
         super().__init__()
@@ -416,7 +476,19 @@ class LULinear(Transform):
     """A learned invertible linear map of vectors, ``y = W x`` with ``W = P L U`` (Kingma & Dhariwal 2018, Glow,
     Section 3.2, the LU-decomposed 1x1 convolution, here on features): P a fixed permutation, L unit lower
     triangular, U upper triangular with diagonal ``sign * exp(log_diag)``; log|det| = sum(log_diag).
-    Starts at a random rotation drawn from ``seed``, so it generalises the fixed :class:`Permutation`."""
+    Starts at a random rotation drawn from ``seed``, so it generalises the fixed :class:`Permutation`.
+
+    >>> t, x = LULinear(4, seed=0), torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    >>> y, ld = t(x)                                        # a rotation: lengths kept, log|det| 0
+    >>> (y.norm(dim=1) - x.norm(dim=1)).abs().max().item() < 1e-5, ld.abs().max().item() < 1e-5
+    (True, True)
+    >>> with torch.no_grad(): _ = t.log_diag.add_(0.1)     # scale U's diagonal: log|det| = 4 * 0.1
+    >>> J = torch.autograd.functional.jacobian(lambda v: t(v[None])[0][0], x[0])
+    >>> round(torch.linalg.slogdet(J)[1].item(), 4), round(t(x)[1][0].item(), 4)
+    (0.4, 0.4)
+    >>> (t.inverse(t(x)[0])[0] - x).abs().max().item() < 1e-5
+    True
+    """
 
     def __init__(self, n: int, seed: int = 0):
         super().__init__()
@@ -452,7 +524,15 @@ class LULinear(Transform):
 
 
 class Squeeze(Transform):
-    """(C, H, W) -> (4C, H/2, W/2): each 2x2 spatial block becomes 4 channels (Dinh et al. 2016, Section 3.6)."""
+    """(C, H, W) -> (4C, H/2, W/2): each 2x2 spatial block becomes 4 channels (Dinh et al. 2016, Section 3.6).
+
+    >>> x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> y, ld = Squeeze()(x)
+    >>> y.shape, y[0, :, 0, 0].tolist(), ld.tolist()        # the top-left 2x2 block, row by row
+    (torch.Size([1, 4, 2, 2]), [0.0, 1.0, 4.0, 5.0], [0.0])
+    >>> torch.equal(Squeeze().inverse(y)[0], x)
+    True
+    """
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         b, c, h, w = x.shape
@@ -468,7 +548,13 @@ class Squeeze(Transform):
 
 
 class Flatten(Transform):
-    """(B, *shape) <-> (B, D): a reshape, volume-preserving."""
+    """(B, *shape) <-> (B, D): a reshape, volume-preserving.
+
+    >>> f, x = Flatten((1, 2, 2)), torch.arange(8.0).reshape(2, 1, 2, 2)
+    >>> (y, ld), (x2, _) = f(x), f.inverse(f(x)[0])
+    >>> y.tolist(), ld.tolist(), torch.equal(x2, x)
+    ([[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]], [0.0, 0.0], True)
+    """
 
     def __init__(self, shape: tuple[int, ...]):
         super().__init__()
@@ -484,7 +570,17 @@ class Flatten(Transform):
 class Logit(Transform):
     """The logit pre-processing of data in [0, 1] (Dinh et al. 2016, Section 4.1; Papamakarios et al. 2017):
     ``y = logit(alpha + (1 - 2 alpha) x)`` with its log-Jacobian, so a flow's ``log_prob`` stays a density
-    on [0, 1]^D. See :func:`genzoo.data.transforms.logit_transform`."""
+    on [0, 1]^D. See :func:`genzoo.data.transforms.logit_transform`.
+
+    >>> t = Logit(alpha=0.05)
+    >>> y, ld = t(torch.full((1, 3), 0.5))                 # logit(0.5) = 0, slope (1 - 2 alpha) / (1/4)
+    >>> y.tolist(), round(ld.item(), 4), round(3 * math.log(4 * 0.9), 4)
+    ([[0.0, 0.0, 0.0]], 3.8428, 3.8428)
+    >>> x = torch.rand(4, 3, generator=torch.Generator().manual_seed(0))
+    >>> x2, ld_inv = t.inverse(t(x)[0])
+    >>> (x2 - x).abs().max().item() < 1e-5, torch.allclose(ld_inv, -t(x)[1])
+    (True, True)
+    """
 
     def __init__(self, alpha: float = 1e-6):
         super().__init__()
