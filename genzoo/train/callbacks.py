@@ -24,6 +24,23 @@ from . import distributed
 
 
 class Callback:
+    """A hook of :func:`genzoo.fit`: ``on_start(state)`` before the first step, ``on_step_end(state, logs)`` after
+    each step (``state.step`` already counts it; ``logs`` holds the model's loss terms as floats) and
+    ``on_end(state)`` once training stops. ``state`` is the :class:`~genzoo.train.loop.TrainState`. Each hook does
+    nothing by default; callbacks given to ``fit`` run after its own (guard, logger, grids, checkpoints, bar).
+
+    >>> import genzoo
+    >>> from genzoo.data import load_dataset
+    >>> class Losses(Callback):
+    ...     def on_start(self, state): self.seen = []
+    ...     def on_step_end(self, state, logs): self.seen.append((state.step, logs["loss"], logs["log_likelihood"]))
+    >>> cb = Losses()
+    >>> gmm = genzoo.build("gmm", data_shape=(2,), n_components=4)
+    >>> _ = genzoo.fit(gmm, load_dataset("ring", n=500), steps=3, callbacks=[cb], progress=False)
+    >>> [s for s, _, _ in cb.seen], all(loss == -ll for _, loss, ll in cb.seen)
+    ([1, 2, 3], True)
+    """
+
     def on_start(self, state) -> None: ...
 
     def on_step_end(self, state, logs: dict[str, float]) -> None: ...
@@ -40,7 +57,21 @@ class DivergenceGuard(Callback):
     the steps before it rather than taken for the typical one, while early training's own spikes pass (the
     32-coupling RealNVP on the ring spikes to 4e4-8e5 times its first losses between steps 30 and 45 in four
     seeds, and to about 1e7 times in a run through the CLI, then recovers). Its
-    history is checkpointed (``state.guard``), so a resumed run is watched as the uninterrupted one is."""
+    history is checkpointed (``state.guard``), so a resumed run is watched as the uninterrupted one is.
+
+    >>> from types import SimpleNamespace
+    >>> guard, state = DivergenceGuard(window=5), SimpleNamespace(step=1, run_dir=None, optimizers=[])
+    >>> guard.on_step_end(state, {"loss": float("nan")})
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.TrainingDiverged: training diverged at step 1: loss is nan
+    >>> for state.step in range(1, 6): guard.on_step_end(state, {"loss": 1.0})
+    >>> for state.step in range(6, 8): guard.on_step_end(state, {"loss": 1e6})  # 2 of patience 3: let through
+    >>> state.step = 8; guard.on_step_end(state, {"loss": 1e6})
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.TrainingDiverged: training diverged at step 8: loss 1e+06 exploded for 3 steps (typical 1)
+    """
 
     def __init__(self, factor: float = 1e4, window: int = 50, patience: int = 3, early: float = 1e10):
         self.factor, self.early, self.patience, self.recent, self.run = factor, early, patience, deque(maxlen=window), 0
@@ -93,7 +124,17 @@ def kept(run_dir) -> str:
 
 class MetricsLogger(Callback):
     """Append the mean of each logged term over ``every`` steps to ``metrics.jsonl`` (and to
-    TensorBoard when it is installed). Validation losses join when a ``valid`` set is given."""
+    TensorBoard when it is installed). Validation losses join when a ``valid`` set is given.
+    :func:`genzoo.fit` adds it (``log_every``) when it has a ``run_dir``.
+
+    >>> import os, tempfile, genzoo
+    >>> from genzoo.data import load_dataset
+    >>> run, gmm = tempfile.mkdtemp(), genzoo.build("gmm", data_shape=(2,), n_components=4)
+    >>> _ = genzoo.fit(gmm, load_dataset("ring", n=500), steps=5, run_dir=run, log_every=2, progress=False)
+    >>> rows = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
+    >>> [r["step"] for r in rows], all(r["loss"] == -r["log_likelihood"] for r in rows)   # and the last step
+    ([2, 4, 5], True)
+    """
 
     def __init__(self, run_dir: Path, every: int = 10, valid_every: int | None = None, valid_size: int = 2000):
         self.path = Path(run_dir) / "metrics.jsonl"
@@ -241,7 +282,19 @@ class BestWeights(Callback):
 
 class SampleGrid(Callback):
     """Every ``every`` steps, ``samples/step-NNNNNNNN.png`` from the same fixed noise: the
-    training-evolution picture."""
+    training-evolution picture.
+
+    >>> import os, tempfile, genzoo
+    >>> from types import SimpleNamespace
+    >>> cb, gmm = SampleGrid(tempfile.mkdtemp(), every=2, n=9), genzoo.build("gmm", data_shape=(1, 4, 4))
+    >>> for step in (1, 2, 3, 4):
+    ...     cb.on_step_end(SimpleNamespace(step=step, total_steps=10, seed=0, model=gmm, data=None), {})
+    >>> names = sorted(os.listdir(cb.dir)); names
+    ['step-00000002.png', 'step-00000004.png']
+    >>> a, b = ((cb.dir / name).read_bytes() for name in names)
+    >>> a == b                                              # the same weights, the same noise: the same picture
+    True
+    """
 
     def __init__(self, run_dir: Path, every: int, n: int = 64):
         self.dir, self.every, self.n = Path(run_dir) / "samples", every, n
@@ -266,7 +319,17 @@ def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", den
 
 
 class Checkpoint(Callback):
-    """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``."""
+    """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``. :func:`genzoo.fit` adds
+    it (``checkpoint_every``, ``keep``) when it has a ``run_dir``.
+
+    >>> import os, tempfile, genzoo
+    >>> from genzoo.data import load_dataset
+    >>> run, gmm = tempfile.mkdtemp(), genzoo.build("gmm", data_shape=(2,), n_components=4)
+    >>> _ = genzoo.fit(gmm, load_dataset("ring", n=500), steps=5, run_dir=run, checkpoint_every=2, keep=2,
+    ...                progress=False)
+    >>> sorted(os.listdir(os.path.join(run, "checkpoints")))   # steps 2, 4 and 5 (the end); the newest 2 kept
+    ['step-00000004', 'step-00000005']
+    """
 
     def __init__(self, run_dir: Path, every: int, keep: int = 3):
         self.run_dir, self.every, self.keep = Path(run_dir), max(1, every), keep
@@ -311,7 +374,15 @@ class Checkpoint(Callback):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over steps with the running loss (quiet when stderr is not a terminal)."""
+    """A tqdm bar over steps with the running loss (quiet when stderr is not a terminal).
+
+    >>> from types import SimpleNamespace
+    >>> bar, state = ProgressBar(), SimpleNamespace(total_steps=10, step=4, model=SimpleNamespace(name="gmm"))
+    >>> bar.on_start(state)                                 # a resumed run's bar starts at its step
+    >>> bar.bar.total, bar.bar.n
+    (10, 4)
+    >>> bar.on_end(state)
+    """
 
     def on_start(self, state):
         from tqdm.auto import tqdm

@@ -47,7 +47,22 @@ LR_SCHEDULES = ("constant", "cosine")
 
 @dataclass
 class TrainState:
-    """What callbacks see: the model, its optimizers, the step counter and the data stream."""
+    """What callbacks see: the model, its optimizers, the step counter and the data stream.
+
+    :func:`genzoo.fit` makes it and returns it. An epoch is ``len(data) // batch_size`` steps (one for a model
+    that trains on the whole set each step, ``full_batch``: the GMM's EM), and its example order a permutation
+    fixed by ``seed`` and the epoch.
+
+    >>> import genzoo
+    >>> from genzoo.data import load_dataset
+    >>> state = TrainState(model=genzoo.build("nice", data_shape=(2,)), optimizers=[], data=load_dataset("ring", n=256),
+    ...                    total_steps=6, batch_size=64, seed=0, step=6)
+    >>> state.steps_per_epoch, state.epoch
+    (4, 1.5)
+    >>> order = state.epoch_order(1)
+    >>> torch.equal(order.sort().values, torch.arange(256)), torch.equal(order, state.epoch_order(2))
+    (True, False)
+    """
 
     model: GenerativeModel
     optimizers: list
