@@ -23,7 +23,16 @@ from ..io import atomic_write_bytes
 
 
 def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] (or uint8 in 0..255) -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array."""
+    """(N, C, H, W) in [0, 1] (or uint8 in 0..255) -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array.
+
+    ``nrow`` is the number of images per row (default: about the square root of N); the border is grey (128).
+
+    >>> a = image_grid(torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)]), nrow=2)  # black, white
+    >>> a.shape, a.dtype, a[1:3, 1:3, 0].tolist(), a[1:3, 4:6, 0].tolist(), int(a[0, 0, 0])
+    ((4, 7, 1), dtype('uint8'), [[0, 0], [0, 0]], [[255, 255], [255, 255]], 128)
+    >>> image_grid(torch.rand(5, 3, 4, 4), scale=2).shape               # 3 x 2 images, each pixel 2 x 2
+    (22, 32, 3)
+    """
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise DataError(f"an image grid needs images (N, C, H, W) with N >= 1 and C = 1 or 3, got {got}")
@@ -56,7 +65,17 @@ def save_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, 
 
 
 def save_samples(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
-    """A PNG for any samples: a grid for images, a scatter for 2-D points, a histogram for 1-D."""
+    """A PNG for any samples: a grid for images, a scatter for 2-D points, a histogram for 1-D.
+
+    Images are scaled by ``56 // side`` (whole pixels), so small ones stay visible.
+
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "samples.png")
+    >>> save_samples(torch.rand(4, 1, 8, 8), p)                         # 2 x 2 images of 8 x 8, 7 times
+    >>> Image.open(p).size, (2 * (8 + 1) + 1) * 7
+    ((133, 133), 133)
+    """
     if samples.dim() == 4:
         side = max(samples.shape[-2:])  # the longer side: a tall, narrow image is not scaled by its width
         save_grid(samples, path, scale=max(1, 56 // side))
