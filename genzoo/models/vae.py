@@ -199,7 +199,18 @@ class VAE(GenerativeModel):
     def encode(self, x: Tensor) -> Distribution:
         """q(z|x), batch shape (B,), event shape (latent_dim,): N(mu, sigma^2), or with a planar posterior
         that Gaussian pushed through the K planar maps (a ``TransformedDistribution``: ``rsample`` and
-        ``log_prob`` work; its mean has no closed form, use ``encode(x).base_dist.mean`` for mu)."""
+        ``log_prob`` work; its mean has no closed form, use ``encode(x).base_dist.mean`` for mu).
+
+        >>> import genzoo
+        >>> _ = torch.manual_seed(0)
+        >>> vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
+        >>> q = vae.encode(torch.rand(5, 1, 8, 8).bernoulli())
+        >>> q.batch_shape, q.event_shape
+        (torch.Size([5]), torch.Size([4]))
+        >>> sigma = q.base_dist.scale                           # (5, 4); at the mean: -sum log sigma - (L/2) log 2 pi
+        >>> torch.allclose(q.log_prob(q.mean), -sigma.log().sum(1) - 2 * math.log(2 * math.pi))
+        True
+        """
         mu, log_sigma, maps = self._posterior(self.check_input(x))
         q0 = Independent(Normal(mu, log_sigma.exp(), validate_args=False), 1)
         if not maps:
@@ -209,7 +220,17 @@ class VAE(GenerativeModel):
     def decode(self, z: Tensor) -> Distribution:
         """p(x|z) for latents z (..., B, latent_dim): batch shape z.shape[:-1], event shape data_shape. Latents
         of another width are a DataError (:meth:`~genzoo.base.GenerativeModel.check_latent`); float64 or
-        integer ones are converted."""
+        integer ones are converted.
+
+        >>> import genzoo
+        >>> _ = torch.manual_seed(0)
+        >>> vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,))   # Bernoulli p(x|z)
+        >>> p = vae.decode(torch.randn(3, 5, 4))                # 3 latents for each of 5 examples
+        >>> p.batch_shape, p.event_shape, p.log_prob(torch.ones(5, 1, 8, 8)).shape
+        (torch.Size([3, 5]), torch.Size([1, 8, 8]), torch.Size([3, 5]))
+        >>> torch.allclose(p.log_prob(torch.ones(5, 1, 8, 8)), p.mean.log().sum((-3, -2, -1)))  # log prod of p(x=1)
+        True
+        """
         return self._decode(self.check_latent(z))
 
     def _decode(self, z: Tensor) -> Distribution:
@@ -222,7 +243,15 @@ class VAE(GenerativeModel):
         return Independent(Normal(loc, F.softplus(raw) + self.min_std, validate_args=False), len(self.data_shape))
 
     def generate(self, z: Tensor) -> Tensor:
-        """The decoder's mean E[x|z] for latents z (..., B, latent_dim): (..., B, *data_shape)."""
+        """The decoder's mean E[x|z] for latents z (..., B, latent_dim): (..., B, *data_shape).
+
+        >>> import genzoo
+        >>> vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
+        >>> z = torch.randn(6, 4)
+        >>> x = vae.generate(z)                                 # Bernoulli means: sigmoid(logits), in (0, 1)
+        >>> x.shape, torch.equal(x, vae.decode(z).mean), bool(((x > 0) & (x < 1)).all())
+        (torch.Size([6, 1, 8, 8]), True, True)
+        """
         return self.decode(z).mean
 
     # -- objectives -------------------------------------------------------------------------------
@@ -316,7 +345,16 @@ class VAE(GenerativeModel):
         """``n`` samples (n, *data_shape) for z ~ p(z): with ``mean=True`` (the default) the decoder's mean
         E[x|z], sigmoid(logits) or the Gaussian's loc; with ``mean=False`` a draw x ~ p(x|z), binary pixels
         x = [u < p], u ~ U(0, 1), or loc + scale * eps, eps ~ N(0, I). Every random number (z, u, eps) comes
-        from ``generator`` (torch's global generator without one), drawn on its device."""
+        from ``generator`` (torch's global generator without one), drawn on its device.
+
+        >>> import genzoo
+        >>> vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,))
+        >>> g = lambda: torch.Generator().manual_seed(0)
+        >>> torch.equal(vae.sample(3, g()), vae.generate(torch.randn(3, 4, generator=g())))   # z ~ N(0, I) from g
+        True
+        >>> vae.sample(3, g(), mean=False).unique().tolist()     # a draw of binary pixels
+        [0.0, 1.0]
+        """
         n = self.check_count(n)
         z = self.randn((n, self.latent_dim), generator, self._zero.dtype)                   # (n, L)
         px = self._decode(z)
