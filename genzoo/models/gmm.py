@@ -140,7 +140,19 @@ class GaussianMixture(GenerativeModel):
 
     @property
     def covariances(self) -> Tensor:
-        """Covariance of each component: (K, D, D) for "full", variances (K, D) for "diag"."""
+        """Covariance of each component: (K, D, D) for "full", variances (K, D) for "diag".
+
+        One component after one EM step holds the data's maximum-likelihood covariance (divided by N):
+
+        >>> from genzoo.base import Batch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(500, 2, generator=g) @ torch.tensor([[2.0, 0.0], [1.0, 0.5]])   # correlated
+        >>> m = GaussianMixture(data_shape=(2,), n_components=1); m.setup(x, g); _ = m.training_step(Batch(x), [])
+        >>> m.covariances.shape, torch.allclose(m.covariances[0], torch.cov(x.T, correction=0), atol=1e-4)
+        (torch.Size([1, 2, 2]), True)
+        >>> torch.allclose(m.covariances @ m.precisions, torch.eye(2), atol=1e-5)
+        True
+        """
         L = self.scale_tril
         return L.square() if self.covariance_type == "diag" else L @ L.mT
 
@@ -152,7 +164,15 @@ class GaussianMixture(GenerativeModel):
 
     @property
     def n_parameters(self) -> int:
-        """Free parameters, counted as scikit-learn's ``_n_parameters`` (used by :meth:`bic`)."""
+        """Free parameters, counted as scikit-learn's ``_n_parameters`` (used by :meth:`bic`).
+
+        K D means, K - 1 weights, and K D (D + 1) / 2 covariance entries ("full") or K D variances ("diag"):
+
+        >>> GaussianMixture(data_shape=(2,), n_components=3).n_parameters                     # 6 + 2 + 9
+        17
+        >>> GaussianMixture(data_shape=(2,), n_components=3, covariance="diag").n_parameters   # 6 + 2 + 6
+        14
+        """
         K, D = self.n_components, self.dim
         cov = K * D * (D + 1) // 2 if self.covariance_type == "full" else K * D
         return int(cov + K * D + K - 1)
@@ -208,7 +228,15 @@ class GaussianMixture(GenerativeModel):
         return torch.cat([torch.logsumexp(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)])  # (N,)
 
     def responsibilities(self, x: Tensor) -> Tensor:
-        """Posterior component probabilities gamma(z_nk), (N, *data_shape) -> (N, K)."""
+        """Posterior component probabilities gamma(z_nk), (N, *data_shape) -> (N, K).
+
+        >>> m = GaussianMixture(data_shape=(1,), n_components=2, covariance="diag")   # unit variances, equal weights
+        >>> _ = m.means.copy_(torch.tensor([[-1.0], [1.0]]))
+        >>> x = torch.tensor([[-3.0], [0.0], [0.5], [3.0]])
+        >>> r = m.responsibilities(x)                           # (4, 2); log N(x; 1, 1) - log N(x; -1, 1) = 2x
+        >>> torch.allclose(r.sum(1), torch.ones(4)), torch.allclose(r[:, 1], torch.sigmoid(2 * x[:, 0]))
+        (True, True)
+        """
         x = self._flatten(x, check_values=True)  # (N, D)
         return torch.cat([torch.softmax(self._weighted_log_prob(c), dim=1) for c in self._chunks(x)])  # (N, K)
 
