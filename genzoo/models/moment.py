@@ -243,7 +243,20 @@ class GMMN(GenerativeModel):
 
     def generate(self, z: Tensor) -> Tensor:
         """x = g(z): z (..., B, latent_dim) -> (..., B, *data_shape). Latents of another width are a DataError
-        (:meth:`~genzoo.base.GenerativeModel.check_latent`); float64 or integer ones are converted."""
+        (:meth:`~genzoo.base.GenerativeModel.check_latent`); float64 or integer ones are converted.
+
+        >>> import genzoo
+        >>> m = genzoo.build("gmmn", data_shape=(2,), hidden=(16,))
+        >>> g = lambda: torch.Generator().manual_seed(0)
+        >>> m.generate(torch.randn(3, 5, 2)).shape                  # (..., B, latent_dim) -> (..., B, *data_shape)
+        torch.Size([3, 5, 2])
+        >>> torch.equal(m.sample(4, g()), m.generate(torch.randn(4, 2, generator=g())))   # sample: g(z), z ~ N(0, I)
+        True
+        >>> images = genzoo.build("gmmn", data_shape=(1, 4, 4), latent_dim=3, hidden=(8,))   # a sigmoid output
+        >>> x = images.generate(100 * torch.randn(6, 3))
+        >>> x.shape, 0 <= x.min().item() <= x.max().item() <= 1
+        (torch.Size([6, 1, 4, 4]), True)
+        """
         return self._generate(self.check_latent(z))
 
     def _generate(self, z: Tensor) -> Tensor:
@@ -280,7 +293,14 @@ class GMMN(GenerativeModel):
 
     @torch.no_grad()
     def set_bandwidths(self, x: Tensor, generator: torch.Generator | None = None) -> None:
-        """sigma_s = BANDWIDTH_FACTORS[s] * median pairwise distance of (up to 1,000 of) ``x``."""
+        """sigma_s = BANDWIDTH_FACTORS[s] * median pairwise distance of (up to 1,000 of) ``x``.
+
+        >>> import genzoo
+        >>> m = genzoo.build("gmmn", data_shape=(2,), hidden=(16,))   # bandwidths=(): zeros until set
+        >>> m.set_bandwidths(torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]]))   # distances 3, 4, 5
+        >>> m.bandwidths.tolist()                                  # (1/64, 1/16, 1/4, 1, 4) times the median 4
+        [0.0625, 0.25, 1.0, 4.0, 16.0]
+        """
         if x.shape[0] < 2:
             raise DataError("gmmn: setting kernel bandwidths from the data needs at least 2 examples")
         med = self.median_distance(x, generator)
