@@ -90,14 +90,30 @@ def check_float32_detail(a: np.ndarray, where: str) -> None:
 
 
 def check_split(split: str) -> str:
-    """Return ``split`` if it is one of train / valid / test, else raise DataError."""
+    """Return ``split`` if it is one of train / valid / test, else raise DataError.
+
+    >>> check_split("valid")
+    'valid'
+    >>> check_split("tset")
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.DataError: unknown split 'tset' (did you mean 'test'?); known: train, valid, test
+    """
     if split not in SPLITS:
         raise DataError(f"unknown split '{split}'{did_you_mean(str(split), SPLITS)}; known: {', '.join(SPLITS)}")
     return split
 
 
 def check_n(n: int | None) -> int | None:
-    """``n`` must be None or a positive integer."""
+    """``n`` must be None or a positive integer (returned as a Python int), else a DataError.
+
+    >>> check_n(None), check_n(np.int64(5))
+    (None, 5)
+    >>> check_n(0)
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.DataError: n must be a positive integer, got 0
+    """
     if n is None:
         return None
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
@@ -119,7 +135,12 @@ def split_slices(total: int) -> dict[str, slice]:
 
 
 def take_first(x: Tensor, y: Tensor | None, n: int | None) -> tuple[Tensor, Tensor | None]:
-    """The first ``n`` examples (all of them when ``n`` is None or larger than the split)."""
+    """The first ``n`` examples (all of them when ``n`` is None or larger than the split).
+
+    >>> x, y = take_first(torch.arange(5.0)[:, None], torch.arange(5), 2)
+    >>> x.tolist(), y.tolist(), len(take_first(x, None, 10)[0])
+    ([[0.0], [1.0]], [0, 1], 2)
+    """
     if n is None or n >= len(x):
         return x, y
     return x[:n], (None if y is None else y[:n])

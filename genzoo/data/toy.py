@@ -207,6 +207,13 @@ class CheckerboardDensity(ToyDensity):
     even -- for ``side=4`` this is FFJORD's pattern of 8 black squares; FFJORD's board covers [-4, 4]^2
     (``size=8``), genzoo's default half that (unit squares, log-density log 4 higher).
     ``log_prob`` is exact: ``-log(black area)`` inside, ``-inf`` outside.
+
+    >>> d = checkerboard()                                  # side 4 on [-2, 2]^2: 8 black unit squares
+    >>> lp = d.log_prob(torch.tensor([[-1.5, -1.5], [-0.5, -1.5], [5.0, 0.0]]))    # black, white, outside
+    >>> round(lp[0].item(), 4), round(-math.log(8), 4), lp[1:].tolist()
+    (-2.0794, -2.0794, [-inf, -inf])
+    >>> bool(torch.isfinite(d.log_prob(d.sample(1000, torch.Generator().manual_seed(0)))).all())   # samples: black
+    True
     """
 
     def __init__(self, side: int = 4, size: float = 4.0):

@@ -103,7 +103,12 @@ def _weights_path(name: str) -> Path:
 
 
 def classifier_info(name: str) -> dict:
-    """The JSON record of a shipped classifier: architecture, recipe, torch version, accuracy, command."""
+    """The JSON record of a shipped classifier: architecture, recipe, torch version, accuracy, command.
+
+    >>> info = classifier_info("digits")
+    >>> info["architecture"]["image_size"], info["test_accuracy"] > 0.95
+    (8, True)
+    """
     return read_json(WEIGHTS_DIR / f"{_check_name(name)}-classifier.json", "classifier record")
 
 
@@ -160,6 +165,13 @@ def extract(x: Tensor, name: str, batch_size: int = 500, progress: bool = False)
     """Features (N, F) and class probabilities (N, 10), float64, of images ``x`` (N, 1, S, S) in [0, 1].
 
     The classifier runs in eval mode (no dropout) under ``no_grad``, ``batch_size`` images at a time.
+
+    >>> x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> feats, probs = extract(x, "digits", batch_size=2)
+    >>> feats.shape, probs.dtype, bool((feats >= 0).all())   # post-ReLU features
+    (torch.Size([5, 64]), torch.float64, True)
+    >>> torch.allclose(probs, torch.softmax(load_classifier("digits")(x).double(), 1), atol=1e-6)
+    True
     """
     from tqdm.auto import tqdm
 
