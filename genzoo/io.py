@@ -579,10 +579,10 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
     >>> opt = torch.optim.Adam(m.parameters())
     >>> rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
     >>> run = tempfile.mkdtemp()
-    >>> for step in (10, 20, 30):
-    ...     path = save_checkpoint(run, step, m, [opt], {"epoch": 1}, rng, keep=2)
+    >>> for step in (10, 20):
+    ...     path = save_checkpoint(run, step, m, [opt], {"epoch": 1}, rng, keep=1)
     >>> path.name, sorted(os.listdir(os.path.join(run, "checkpoints")))   # step 10 pruned
-    ('step-00000030', ['step-00000020', 'step-00000030'])
+    ('step-00000020', ['step-00000020'])
     """
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
