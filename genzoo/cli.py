@@ -396,6 +396,40 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+class _ReaderMayGo:
+    """``stream`` (stderr, stdout) for a training run: once its reader has gone (``genzoo train ... | head -1``, a
+    log reader that quit), its file descriptor is pointed at /dev/null and training goes on. The failed write had
+    cut training off, removed the new run as a failed one and exited 0 (the ``genzoo data | head`` case)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        """What is still buffered, and what comes, goes to /dev/null (also at exit, whose flush would fail)."""
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, self._stream.fileno())
+            os.close(null)
+        except (OSError, ValueError, AttributeError):  # a stream without a descriptor (captured): nothing to repoint
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def cmd_train(args) -> int:
     import signal
     import threading
@@ -414,10 +448,13 @@ def cmd_train(args) -> int:
     finally:
         if held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _ReaderMayGo(sys.stdout), _ReaderMayGo(sys.stderr)
     try:
         with contextlib.ExitStack() as hold:  # the run's lock (rank 0), from before run.json to the end of training
             return _train(args, hold)
     finally:
+        sys.stdout, sys.stderr = streams
         if main_thread and previous is not None:  # None: a handler set outside Python, which cannot be restored
             signal.signal(signal.SIGTERM, previous)
         from .train import distributed

@@ -692,3 +692,18 @@ def test_a_density_on_binarized_pixels_is_noted_at_training(model, noted, tmp_pa
     assert main(["train", *model.split(), "--data", "digits", "--set", "data.binarize=true", "--set", "data.n=200",
                  "--steps", "1", "--run-dir", str(tmp_path / "r"), "--no-progress"]) == 0
     assert ("fits a density to binarized (0/1) pixels" in capsys.readouterr().err) == noted
+
+
+def test_a_reader_that_goes_away_does_not_cost_the_training_run(tmp_path):
+    """`genzoo train ... 2>&1 | head -1`: the first write after the reader had gone raised BrokenPipeError inside
+    training, which removed the new run as a failed one, and main() exited 0 as for `genzoo data | head`."""
+    import os
+    import subprocess
+
+    r, w = os.pipe()
+    os.close(r)  # the reader is gone before the first line
+    rd = tmp_path / "r"
+    code = subprocess.run([sys.executable, "-m", "genzoo", "train", "vae", "--steps", "30", "--set", "data.n=100",
+                           "--run-dir", str(rd)], stdout=w, stderr=w, timeout=300).returncode
+    os.close(w)
+    assert code == 0 and (rd / "model.safetensors").is_file() and (rd / "run.json").is_file()
