@@ -852,3 +852,26 @@ def test_mnist_files_other_than_the_runs_are_refused(tmp_path):
         load_spec({**spec, "root": str(tmp_path / "other")}, "train")
     assert len(load_spec({k: v for k, v in spec.items() if k != "content_fingerprint"} | {"root": str(tmp_path / "other")},
                          "test")) == 12  # a run from before the check: not checked
+
+
+def test_float_images_on_the_255_grid_are_levels_as_their_uint8_twins_are(tmp_path):
+    """Images saved as x / 255. (torchvision's ToTensor) were read as continuous: the model's default dequantization
+    was skipped, data.dequantize=true was refused, and eval scored a density on them as "continuous"."""
+    from genzoo.cli import main
+
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 6, 6), dtype=np.uint8)
+    np.savez(tmp_path / "u8.npz", x=pixels)
+    np.savez(tmp_path / "f32.npz", x=pixels.astype(np.float32) / 255)
+    np.savez(tmp_path / "f64.npz", x=pixels / 255.0)
+    u8 = load_dataset(str(tmp_path / "u8.npz"), "test")
+    for name in ("f32.npz", "f64.npz"):
+        f = load_dataset(str(tmp_path / name), "test", dequantize=True)
+        assert f.levels == 256 and f.space == "dequantized" and torch.equal(f.x, u8.x)  # the same values, exactly
+    grey = np.random.default_rng(1).random((40, 6, 6)).astype(np.float32)  # not on any grid: continuous, as before
+    np.savez(tmp_path / "grey.npz", x=grey)
+    assert load_dataset(str(tmp_path / "grey.npz")).levels is None
+    with pytest.raises(DataError, match="float images are levels only on v / 255"):
+        load_dataset(str(tmp_path / "grey.npz"), dequantize=True)
+    assert main(["train", "nice", "--data", str(tmp_path / "f32.npz"), "--steps", "1", "--no-progress",
+                 "--run-dir", str(tmp_path / "r")]) == 0  # the flow's default dequantization now applies
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["recipe"]["data"]["dequantize"] is True

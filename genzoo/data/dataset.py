@@ -210,7 +210,8 @@ class Dataset:
             if self.levels is None:
                 raise DataError(
                     f"cannot dequantize dataset '{self.name}'{self._which}: it is continuous (no discrete levels); "
-                    "dequantization is for discrete data such as images"
+                    "dequantization is for discrete data such as images (float images are levels only on v / 255 "
+                    "or 0/1: store other levels scaled to 0..255, as uint8)"
                 )
             if self.x.numel():
                 scaled = self.x.flatten()[:1_000_000] * (self.levels - 1)  # a sample is enough to catch misuse
