@@ -779,7 +779,15 @@ def test_a_changed_folder_or_npz_is_refused_by_its_runs(tmp_path):
     with pytest.raises(DataError, match="changed since the run recorded it .* follows the order of its rows"):
         load_spec(spec, "train")
     np.savez(tmp_path / "s.npz", x_train=rows[:30], x_valid=rows[30:35], x_test=rows[35:])
-    assert "split_fingerprint" not in typed_spec({"name": str(tmp_path / "s.npz")})  # its own splits: nothing to move
+    own = typed_spec({"name": str(tmp_path / "s.npz")})  # its own splits: their names and sizes
+    assert own["split_fingerprint"] == "split arrays x_train (30 rows), x_valid (5 rows), x_test (5 rows)"
+    assert len(load_spec(own, "test")) == 5
+    np.savez(tmp_path / "s.npz", x=rows)  # rewritten as one x (or back): the layout change escaped the check
+    with pytest.raises(DataError, match="not the ones the run was trained on"):
+        load_spec(own, "test")
+    np.savez(tmp_path / "v.npz", x_train=rows[:35], x_test=rows[35:])
+    with pytest.raises(DataError, match=r"now split arrays x_train \(35 rows\), x_test \(5 rows\)"):
+        load_spec(spec, "test")
     assert "split_fingerprint" not in typed_spec({"name": "ring"})
 
 

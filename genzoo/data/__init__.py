@@ -307,10 +307,14 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
         kind, target = _resolve(name)
         now = split_fingerprint(kind, target)
         if now is not None and now != recorded:
-            follows = "its sorted file names" if kind == "folder" else "the order of its rows"
-            raise DataError(f"{name} changed since the run recorded it ({recorded}; now {now}): its 80/10/10 split "
-                            f"follows {follows}, so its test split would now hold other examples, training ones "
-                            "among them; restore the data, or train a new run")
+            if "split arrays" in recorded + now:
+                how = "its splits are not the ones the run was trained on"
+            else:
+                follows = "its sorted file names" if kind == "folder" else "the order of its rows"
+                how = f"its 80/10/10 split follows {follows}"
+            raise DataError(f"{name} changed since the run recorded it ({recorded}; now {now}): {how}, so its test "
+                            "split would now hold other examples, training ones among them; restore the data, or "
+                            "train a new run")
     if content is not None and name == "mnist":
         now = mnist_fingerprint(spec.get("root"))
         if now is not None and now != content:

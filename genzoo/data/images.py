@@ -79,8 +79,9 @@ def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
     order; not the file's bytes, which compression or an added label array change). A run records it
     (:func:`~genzoo.data.typed_spec`) and its later reads compare it (:func:`~genzoo.data.load_spec`): one image
     added or removed, or the rows reordered, moves most examples to another split, so that a "test" split of the
-    changed data would be mostly training examples. None for a .npz with split arrays of its own, or for data
-    that cannot be read (its loader says why)."""
+    changed data would be mostly training examples. For a .npz with split arrays of its own, their names and sizes
+    (rewritten as one ``x``, or the other way, its splits hold other rows); None for data that cannot be read (its
+    loader says why)."""
     import hashlib
 
     p = Path(path)
@@ -99,9 +100,10 @@ def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
 @functools.lru_cache(maxsize=8)
 def _npz_fingerprint(path: str, mtime_ns: int, size: int) -> str | None:
     """:func:`split_fingerprint` of an .npz, once per version of the file (a command checks each split it reads)."""
-    key, a = _data_array(_read_arrays(Path(path), f"data file {path}"), f"data file {path}")
-    if key is None:
-        return None
+    arrays = _read_arrays(Path(path), f"data file {path}")
+    key, a = _data_array(arrays, f"data file {path}")
+    if key is None:  # its own splits: rewritten as one x (or back), a "test" split would hold training rows
+        return "split arrays " + ", ".join(f"{k} ({len(arrays[k])} rows)" for k in SPLIT_ARRAYS if k in arrays)
     return f"{len(a)} rows of {a.dtype}, blake2b {arrays_digest(a)}"
 
 
