@@ -322,7 +322,7 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     """(recipe, model options, the model's default data transform): the model's defaults < the
     recipe < the flags < --set. The transform applies only to discrete data (see cmd_train)."""
     from .recipes import apply_sets, load_recipe, new_recipe
-    from .registry import get
+    from .registry import coerce, get
 
     recipe = load_recipe(args.config) if args.config else new_recipe()
     name = args.model or recipe["model"].get("name")
@@ -350,9 +350,11 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
     defaults = cls.defaults(model_kw)
     recipe["data"].setdefault("name", defaults["data"]["name"])
-    transform = {}
-    if not {"binarize", "dequantize"} & recipe["data"].keys():  # the user chose none
-        transform = {k: v for k, v in defaults["data"].items() if k in ("binarize", "dequantize")}
+    # the model's default transform, key by key: binarize=false leaves a default dequantization (later ones win),
+    # and only a transform the user turned on replaces the other
+    given = {k: coerce(recipe["data"][k], bool, f"data.{k}") for k in ("binarize", "dequantize") if k in recipe["data"]}
+    transform = {k: v for k, v in defaults["data"].items()
+                 if k in ("binarize", "dequantize") and k not in given and not any(given.values())}
     train = _train_defaults()
     model_train = dict(defaults["train"])
     if {"steps", "epochs"} & recipe["train"].keys():  # the user's length replaces the model's

@@ -405,3 +405,19 @@ def test_resume_of_a_best_folder_points_at_its_run(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd / "best"), "--steps", "8", "--no-progress")
     assert code == 2 and f"not a run of its own: resume that (--run-dir {rd})" in err and "remove" not in err
     assert (rd / "best" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("model, sets, space", [
+    ("realnvp", ["data.binarize=false"], "dequantized"),  # was discrete-as-real: naming one key dropped both defaults
+    ("vae", ["data.dequantize=false"], "binarized"),      # was discrete-as-real (grey levels for a Bernoulli decoder)
+    ("realnvp", ["data.dequantize=false"], "discrete-as-real"),
+    ("realnvp", ["data.binarize=true"], "binarized"),     # a transform turned on replaces the default one
+    ("vae", ["data.dequantize=true"], "dequantized"),
+])
+def test_the_models_default_data_transform_yields_key_by_key(model, sets, space, tmp_path):
+    from genzoo.data import load_spec
+
+    rd = tmp_path / "r"
+    assert main(["train", model, "--steps", "1", "--set", "data.n=64", *[a for s in sets for a in ("--set", s)],
+                 "--run-dir", str(rd), "--no-progress"]) == 0
+    assert load_spec(json.loads((rd / "run.json").read_text())["recipe"]["data"], "train").space == space
