@@ -43,6 +43,9 @@ SETUP = textwrap.dedent('''
         # clipping must see the global batch's gradient; M2's unlabelled noise must be a slice, not a copy
         "realnvp": lambda: genzoo.build("realnvp", data_shape=(2,), n_couplings=2, hidden=(16,), max_grad_norm=0.5),
         "ssvae": lambda: genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=20),
+        # the MMD compares all pairs of the global batch (a shard's MMD trained another objective)
+        "gmmn": lambda: genzoo.build("gmmn", data_shape=(2,), hidden=(16,)),
+        "gmmn-moments": lambda: genzoo.build("gmmn", data_shape=(2,), hidden=(16,), statistic="moments"),
     }
     DATA = {
         "vae": lambda: load_dataset("digits", binarize=True, n=256),
@@ -51,6 +54,8 @@ SETUP = textwrap.dedent('''
         "gmm": lambda: load_dataset("ring", n=256),
         "realnvp": lambda: load_dataset("ring", n=256),
         "ssvae": lambda: load_dataset("digits", binarize=True, n=256),
+        "gmmn": lambda: load_dataset("ring", n=256),
+        "gmmn-moments": lambda: load_dataset("ring", n=256),
     }
 ''')
 
@@ -90,7 +95,7 @@ def _rows(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm", "realnvp", "ssvae"])
+@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm", "realnvp", "ssvae", "gmmn", "gmmn-moments"])
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.replace("from safetensors.torch import save_file\n", "from safetensors.torch import save_file\n" + SETUP))

@@ -351,16 +351,20 @@ class GMMN(GenerativeModel):
         x = self.check_input(x)
         z = distributed.randn(x.shape[0], self.latent_dim, device=x.device, dtype=self._zero.dtype)  # (B, L); a slice under torchrun
         g = self._generate(z)                                                                  # (B, *data_shape)
+        # under torchrun, the statistics of the global batch: the MMD of a shard is biased by 1/shard (a V-statistic),
+        # so N processes trained another objective (at 1 example a process, a collapse to one blob)
+        x, g = distributed.global_batch(x), distributed.global_batch(g)                        # (B x N, ...) each
         if self.statistic == "moments":
             mean_gap, cov_gap = moment_gaps(x, g)
-            return {"loss": mean_gap + cov_gap, "mean_gap": mean_gap.detach(), "cov_gap": cov_gap.detach()}
+            return {"loss": distributed.global_loss(mean_gap + cov_gap), "mean_gap": mean_gap.detach(),
+                    "cov_gap": cov_gap.detach()}
         sigmas = self.bandwidths.tolist()
         if not any(sigmas):  # neither given nor set by setup() (a bare model): from this batch
             self.set_bandwidths(x)
             sigmas = self.bandwidths.tolist()
         d2 = mmd2(x, g, sigmas)  # biased V-statistic, >= 0: Gretton et al. 2012 eq. 5, Li et al. 2015 eqs. 1-2
         # Li et al. 2015, Section 3: minimise sqrt(MMD^2), whose gradient does not vanish as MMD -> 0
-        return {"loss": d2.clamp_min(1e-12).sqrt(), "mmd2": d2.detach()}
+        return {"loss": distributed.global_loss(d2.clamp_min(1e-12).sqrt()), "mmd2": d2.detach()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [torch.optim.Adam(self.parameters(), lr=self.lr, fused=True)]

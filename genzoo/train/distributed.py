@@ -10,7 +10,9 @@ torchrun starts N processes and sets RANK / WORLD_SIZE / MASTER_ADDR; :func:`ini
   on each optimizer all-reduces the gradients it is about to apply, one flat buffer per optimizer; a step
   that clips the gradient norm averages first, :func:`average_gradients`, so it clips the global batch's).
   Because every loss is a mean over the examples, the average of the shards' gradients is the gradient
-  of the global batch (not so for the GMMN's MMD, a statistic over pairs: it matches in distribution);
+  of the global batch. The GMMN's MMD, a statistic over all pairs, is not: each rank gathers the global batch
+  (:func:`global_batch`) and computes its MMD, and :func:`global_loss` scales the gradient through its own
+  slice so that the average is again the global batch's;
 * averages the logged terms of each step over the ranks (:func:`mean_logs`), so the metrics and the
   divergence guard see the global batch's, and stops at a time budget on every rank at once
   (:func:`any_rank`);
@@ -212,6 +214,31 @@ def rand(*shape: int, dim: int = 0, device=None, dtype=None, generator: torch.Ge
 
 def randn_like(t: Tensor, dim: int = 0) -> Tensor:
     return randn(*t.shape, dim=dim, device=t.device, dtype=t.dtype)
+
+
+def global_batch(t: Tensor) -> Tensor:
+    """The global batch (B, ...) of which ``t`` (B / N, ...) is this rank's slice, in rank order, on every rank: for a
+    loss that is not a mean over examples, such as the GMMN's MMD over all pairs. Only this rank's slice carries its
+    graph; :func:`global_loss` makes up for the others. Alone: ``t``.
+
+    >>> global_batch(torch.ones(2, 3)).shape  # one process: the batch itself
+    torch.Size([2, 3])
+    """
+    rank, size = world()
+    if size == 1:
+        return t
+    parts = [torch.empty_like(t) for _ in range(size)]
+    dist.all_gather(parts, t.detach().contiguous())
+    parts[rank] = t  # (B / N, ...) this rank's own, with its graph
+    return torch.cat(parts)  # (B, ...)
+
+
+def global_loss(loss: Tensor) -> Tensor:
+    """``loss``, computed by every rank on the same :func:`global_batch`, with N times its gradient: each rank's
+    gradient flows through its own slice only, so the mean over the ranks that the optimizer hook takes is the
+    global batch's gradient. The value is unchanged. Alone: ``loss``."""
+    size = world()[1]
+    return loss if size == 1 else loss + (size - 1) * (loss - loss.detach())
 
 
 def all_reduce_sum(t: Tensor) -> Tensor:
