@@ -1189,6 +1189,9 @@ def cmd_inpaint(args) -> int:
         if any(not 0 <= i < len(test) for i in idx):
             raise ConfigError(f"--test-index must lie in 0..{len(test) - 1}")
         y = truth = test.x[idx]
+    if len(y) > MAX_PICTURE // 4:  # one panel of 4 rows of them
+        raise ConfigError(f"inpaint draws its {len(y):,} images in one picture of 4 rows: give at most "
+                          f"{MAX_PICTURE // 4:,} (`genzoo bench inpaint-mnist` scores a whole test set)")
     g = torch.Generator().manual_seed(args.seed)
     mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
     blend = args.blend or ("poisson" if method == "search" else "mask")

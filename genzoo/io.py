@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as load_tensors_bytes
 from safetensors.torch import save as safetensors_bytes
 
 from .errors import CheckpointError, ConfigError, GenZooWarning, RunLocked, WriteError
@@ -219,8 +219,8 @@ def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"missing weights file {path}")
-    try:
-        return load_file(str(path))
+    try:  # from bytes, as they are written: safetensors refuses a path that is not UTF-8 (an old archive's names)
+        return load_tensors_bytes(path.read_bytes())
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"corrupt weights file {path}: {str(e).splitlines()[0]}") from None
 

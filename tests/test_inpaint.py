@@ -309,3 +309,34 @@ def test_a_search_that_diverges_from_every_start_is_an_error():
         inpaint(model, y, mask, lam=0.0, steps=3, restarts=2, generator=torch.Generator().manual_seed(0))
     with pytest.raises(genzoo.ConfigError, match="0 <= lam <= 1000"):
         inpaint(model, y, mask, lam=1e4)
+
+
+@pytest.mark.parametrize("name", ["gan", "wgan", "fgan"])
+def test_search_on_a_float64_adversarial_model(name):
+    """A float64 GAN (genzoo.save of a .double() model) crashed the search: its discriminator got float32 images."""
+    torch.manual_seed(0)
+    model = genzoo.build(name, data_shape=(1, 8, 8), latent_dim=4).double()
+    y = torch.rand(2, 1, 8, 8) * 0.8 + 0.1
+    mask = make_mask("center", (1, 8, 8))
+    out = inpaint(model, y, mask, steps=3, restarts=1, blend="mask")
+    assert torch.isfinite(out["filled"]).all() and torch.equal(out["filled"][mask.bool().expand_as(y)],
+                                                                 y[mask.bool().expand_as(y)])
+
+
+def test_inpaint_nits_empty_mask_picture_cap_and_one_square_of_the_draws(tmp_path, capsys, monkeypatch):
+    """--mask "" was read as the current folder ("mask image : cannot be read"); 10,000 --test-index images made
+    one panel 580,000 pixels wide; the posterior squared its whole bank of draws again for every 256 images."""
+    import genzoo.apps.inpaint as ip
+
+    with pytest.raises(ConfigError, match="unknown mask ''"):
+        make_mask("", (1, 8, 8))
+    rd = tmp_path / "r"
+    assert main(["train", "vae", "--steps", "2", "--set", "data.n=64", "--run-dir", str(rd), "--no-progress"]) == 0
+    assert main(["inpaint", str(rd), "--test-index", *["0"] * 2501, "--no-progress", "-o", str(tmp_path / "p.png")]) == 2
+    assert "at most 2,500" in capsys.readouterr().err and not (tmp_path / "p.png").exists()
+    squares = []
+    real = torch.Tensor.square
+    monkeypatch.setattr(torch.Tensor, "square", lambda t: squares.append(t.shape) or real(t))
+    bank = torch.rand(50, 64)
+    ip._posterior(bank, torch.rand(600, 64), torch.ones(600, 64), sigma=0.5, chunk=256)  # 3 chunks
+    assert squares.count(bank.shape) == 1

@@ -239,3 +239,25 @@ def test_the_metrics_table_says_what_it_scored(run):
     result = json.loads((run / "eval.json").read_text())
     n = result["likelihood"]["n"]
     assert f"Scored on the test split of digits; likelihoods on {n:,} examples." in _metrics_table(result)
+
+
+def test_a_run_folder_whose_name_is_not_utf8_stays_usable(tmp_path, capsys):
+    """A run in a folder named in Latin-1 trained, then every command called its weights "corrupt" (safetensors
+    refuses such a path) and `report` failed to encode the name, "a bug in genzoo"."""
+    import html
+    import os
+    import shlex
+    import subprocess
+    import sys
+
+    rd = tmp_path / os.fsdecode(b"t\xe9 x")  # (on Linux: any bytes make a name)
+    # in a process of its own: its stderr prints such a name escaped, where pytest's capture refuses it
+    script = ("import sys; from genzoo.cli import main; rd = sys.argv[1]; sys.exit(max(main(a) for a in ("
+              "['train', 'vae', '--steps', '4', '--set', 'data.n=64', '--run-dir', rd, '--no-progress'], "
+              "['train', '--resume', '--run-dir', rd, '--steps', '6', '--no-progress'], "
+              f"['sample', rd, '-n', '4', '-o', {str(tmp_path / 's.png')!r}], ['report', rd])))")
+    proc = subprocess.run([sys.executable, "-c", script, os.fsencode(rd)], capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    page = (rd / "report.html").read_bytes()
+    assert b"t\xe9 x" in page  # the folder's own bytes
+    assert html.escape(shlex.quote(str(rd))).encode("utf-8", "surrogateescape") in page  # a command that pastes back

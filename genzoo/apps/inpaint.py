@@ -80,7 +80,7 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
         if not 0 < p < 1:  # P = 0 leaves nothing to fill whatever the seed
             raise ConfigError(f"mask 'random:P' needs P in (0, 1), the share of pixels missing, got {p}")
         m = (torch.rand(1, H, W, generator=generator) >= p).float()
-    elif Path(spec).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") or Path(spec).exists():
+    elif spec and (Path(spec).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") or Path(spec).is_file()):
         from PIL import Image
 
         from ..data.images import read_image
@@ -171,7 +171,8 @@ def _prior_loss(model, z: Tensor, x: Tensor) -> Tensor:
     if disc is None and getattr(model, "pack", 1) == 1:
         disc = getattr(model, "discriminator", None)
     if disc is not None:
-        logit = disc(model._to_net(x)).reshape(-1).to(x.dtype)  # (B,), fp32 under autocast
+        dtype = next(disc.parameters()).dtype  # a float64 model (genzoo.save of .double()) scores float64 images
+        logit = disc(model._to_net(x.to(dtype))).reshape(-1).to(x.dtype)  # (B,), fp32 under autocast
         return -F.softplus(logit)  # log(1 - sigmoid(logit)) = log(1 - D(G(z)))
     if isinstance(model, Density):
         return -model.log_prob(x) / x[0].numel()  # nats per dimension: a flow's likelihood of the fill
@@ -288,11 +289,13 @@ def model_draws(model, n: int, generator: torch.Generator | None = None, batch_s
     return torch.cat([generate(model, draw_prior(model, min(batch_size, n - i), generator)).flatten(1) for i in starts])
 
 
-def masked_sq_dist(bank: Tensor, y: Tensor, mask: Tensor) -> Tensor:
+def masked_sq_dist(bank: Tensor, y: Tensor, mask: Tensor, bank_sq: Tensor | None = None) -> Tensor:
     """|| M (x_s - y) ||^2 (S, N) for draws ``bank`` (S, D) and images ``y`` with ``mask`` (N, D), without
-    forming the (S, N, D) differences: (x^2) . m - 2 x . (m y) + (m y) . y, two matrix products."""
+    forming the (S, N, D) differences: (x^2) . m - 2 x . (m y) + (m y) . y, two matrix products. ``bank_sq``:
+    ``bank.square()``, for a caller that scores many chunks of images against one bank."""
     my = mask * y                                                             # (N, D)
-    return bank.square() @ mask.T - 2 * bank @ my.T + (my * y).sum(1)         # (S, N)
+    bank_sq = bank.square() if bank_sq is None else bank_sq                   # (S, D)
+    return bank_sq @ mask.T - 2 * bank @ my.T + (my * y).sum(1)               # (S, N)
 
 
 def _weights(d: Tensor, sigma: float) -> Tensor:
@@ -315,9 +318,9 @@ def _posterior(bank: Tensor, y: Tensor, mask: Tensor, sigma: float, chunk: int =
     """The posterior mean (N, D) and the weights' effective sample size (N,), a chunk of images at a time."""
     bank = bank.float()
     y, mask = y.flatten(1).float(), mask.flatten(1).float()
-    means, ess = [], []
+    means, ess, bank_sq = [], [], bank.square()  # (S, D) once: a million MNIST draws' square is 3 GB
     for i in range(0, len(y), chunk):
-        w = _weights(masked_sq_dist(bank, y[i:i + chunk], mask[i:i + chunk]), sigma)  # (S, n)
+        w = _weights(masked_sq_dist(bank, y[i:i + chunk], mask[i:i + chunk], bank_sq), sigma)  # (S, n)
         means.append(w.T @ bank)                                               # (n, D)
         ess.append(1 / w.square().sum(0))                                      # (n,)
     return torch.cat(means), torch.cat(ess)

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as load_tensors_bytes
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
@@ -214,7 +214,7 @@ def reference_stats(name: str, split: str = "test", root: str | None = None, pro
     path = _cache_file(name, split, data.x)
     if path.is_file():
         try:
-            stored = load_file(str(path))
+            stored = load_tensors_bytes(path.read_bytes())  # (bytes: safetensors refuses a path that is not UTF-8)
             return {k: v.double() for k, v in stored.items()}
         except (SafetensorError, OSError, ValueError):
             pass  # corrupt or truncated by hand: recompute and overwrite

@@ -19,6 +19,7 @@ import html
 import io
 import json
 import os
+import shlex
 from pathlib import Path
 
 from ..errors import CheckpointError
@@ -237,7 +238,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     data = str(recipe.get("data", {}).get("name", "")) if isinstance(recipe.get("data"), dict) else ""
     parts = [f"<h1>genzoo report: {html.escape(name)}{' on ' + html.escape(data) if data else ''}</h1>",
              f'<p class="meta">run <code>{html.escape(str(run_dir))}</code>'
-             + (f"; command <code>{html.escape(' '.join(map(str, run['command'])))}</code>"
+             + (f"; command <code>{html.escape(shlex.join(map(str, run['command'])))}</code>"
+                + (f" on {int(run['world_size'])} processes" if isinstance(run.get("world_size"), int)
+                   and run["world_size"] > 1 else "")
                 if isinstance(run.get("command"), list) else "")
              + (f"; created {html.escape(str(run['created']))}" if run.get("created") else "") + "</p>"]
     frames = _frames(run_dir)
@@ -272,5 +275,5 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
     out = Path(out) if out else run_dir / "report.html"
-    atomic_write_bytes(out, doc.encode())
+    atomic_write_bytes(out, doc.encode("utf-8", "surrogateescape"))  # a folder name's bytes that are not UTF-8, kept
     return out
