@@ -1247,7 +1247,16 @@ def cmd_bench(args) -> int:
     runs = Path(args.runs_dir)
     if blocked_by_file(runs):
         raise ConfigError(f"--runs-dir {runs}: that path, or a part of it, is a file, not a folder")
-    return bench.main(args)
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # one line and 143, as train
+    try:
+        return bench.main(args)
+    finally:
+        if main_thread and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,

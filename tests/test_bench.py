@@ -106,6 +106,11 @@ def test_a_scratch_run_folder_is_removed_only_when_it_holds_nothing_but_a_run(tm
         (run / name).write_text("{}")
     fresh_run(run)  # a benchmark's earlier run: removed
     assert not run.exists()
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("config.json", "metrics.jsonl", "samples-final.png"):  # genzoo.fit's run (nice-mnist's): no run.json
+        (run / name).write_text("{}")
+    fresh_run(run)  # was refused as "not a run's": the benchmark could not run twice into one folder
+    assert not run.exists()
     run.mkdir(parents=True)
     (run / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="holds notes.txt, which is not a run's"):
@@ -139,9 +144,9 @@ def test_a_scratch_run_folder_is_removed_only_when_it_holds_nothing_but_a_run(tm
 
 
 def _fail_or_wait(i: int) -> int:
-    if i == 0:
+    if i == 1:  # not the first: the results were awaited in order, so run 1's error waited for run 0's 60 s
         time.sleep(0.5)
-        raise ValueError("run 0 failed")
+        raise ValueError("run 1 failed")
     import signal
 
     signal.signal(signal.SIGTERM, lambda *a: None)  # as genzoo train does: SIGTERM ends its run, not the worker
@@ -161,7 +166,7 @@ def _die_or_wait(i: int) -> int:
 def test_a_failure_or_ctrl_c_stops_the_workers_at_once(tmp_path):
     """The pool is terminated when the caller stops waiting, instead of training the queued runs first."""
     t0 = time.time()
-    with pytest.raises(ValueError, match="run 0 failed"):
+    with pytest.raises(ValueError, match="run 1 failed"):
         run_parallel(_fail_or_wait, [(i,) for i in range(4)], jobs=2, desc="test", progress=False)
     assert time.time() - t0 < 30  # the other runs sleep 60 s each: nobody waited for them
     import multiprocessing
@@ -246,3 +251,65 @@ def test_the_provenance_commit_is_genzoos_checkout_not_an_enclosing_repository(t
     assert bench.commit() == sha  # a checkout: its commit
     monkeypatch.setattr(bench, "__file__", str(outer / "lib" / "site-packages" / "genzoo" / "bench" / "__init__.py"))
     assert bench.commit() == "unknown"  # installed inside another repository: not genzoo's commit
+
+
+def test_inpaint_mnist_reuses_a_parzen_run_only_of_its_recipe_and_files(tmp_path, mnist_root):
+    """inpaint-mnist scored whatever parzen-mnist/LABEL held: a run of an older recipe (the GAN's changed twice) or
+    of other MNIST files (inverted digits: VAE 11.9 -> 1.4 dB) went into a table stamped with today's commit."""
+    import json
+    import shutil
+
+    from genzoo.bench.common import configs_dir, train_recipe
+    from genzoo.bench.inpaint_mnist import stale
+
+    run, recipe = tmp_path / "vae", tmp_path / "vae.toml"
+    shutil.copy(configs_dir() / "vae-mnist-binarized.toml", recipe)
+    train_recipe(str(recipe), run, str(mnist_root), ["--steps", "1", "--set", "data.n=200"])
+    assert stale(run, recipe, str(mnist_root)) is None  # the recipe as it is, its length aside
+    recipe.write_text(recipe.read_text().replace("latent_dim = 50", "latent_dim = 40"))
+    assert "model.latent_dim = 50, and vae.toml now says 40" in stale(run, recipe, str(mnist_root))
+    shutil.copy(configs_dir() / "vae-mnist-binarized.toml", recipe)
+    record = json.loads((run / "run.json").read_text())
+    record["recipe"]["data"]["content_fingerprint"] = "other files"  # as a run of inverted digits records
+    (run / "run.json").write_text(json.dumps(record))
+    assert "are not the ones the run recorded" in stale(run, recipe, str(mnist_root))
+
+
+def test_parzen_mnist_stores_what_compare_asks_so_its_printed_command_reuses_it(tmp_path, monkeypatch, capsys):
+    """The benchmark's eval.json recorded no settings: the `genzoo compare` command it prints evaluated every run
+    again (with k = 5000, not the table's 100) and said the stored file held "other settings"."""
+    import json
+
+    import genzoo
+    import genzoo.cli as cli
+    from genzoo.bench.parzen_mnist import compare_flags
+    from genzoo.eval.metrics import evaluate
+
+    run = tmp_path / "vae"
+    assert cli.main(["train", "vae", "--steps", "2", "--set", "data.n=64", "--run-dir", str(run), "--no-progress"]) == 0
+    asked = cli._compare_key(str(run), cli.parse(["compare", str(run), *compare_flags(True)]))  # as the benchmark
+    result = evaluate(genzoo.load(run), cli.read_recipe(run)["data"], metrics="all", n=300, n_samples=500, iwae_k=20,
+                      progress=False)
+    (run / "eval.json").write_text(json.dumps({**result, "asked": asked}))
+    monkeypatch.setattr(cli, "_eval_run", lambda *a, **k: pytest.fail("evaluated again"))
+    assert cli.main(["compare", str(run), *compare_flags(True), "--no-write"]) == 0
+    out = capsys.readouterr()
+    assert "other settings" not in out.err and "| vae |" in out.out
+
+
+def test_sigterm_to_a_benchmark_in_one_process_is_one_line_and_143(tmp_path, mnist_root):
+    """nice-mnist trains in the benchmark's own process: SIGTERM killed it with no line (exit -15), and Ctrl-C
+    during its training was reported as "failed (its error is above)" with no error above."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "genzoo", "bench", "nice-mnist", "--quick", "--no-progress",
+                             "--runs-dir", str(tmp_path / "runs"), "--data-root", str(mnist_root)],
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = tmp_path / "runs" / "nice-mnist-quick"
+    t0 = time.time()
+    while not (run / "config.json").exists() and proc.poll() is None and time.time() - t0 < 120:
+        time.sleep(0.1)  # until the benchmark's run is training
+    proc.send_signal(signal.SIGTERM)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 143, err
+    assert "terminated (SIGTERM)" in err and "failed" not in err

@@ -58,7 +58,7 @@ def _not_a_runs(run_dir: Path) -> list[str]:
 def fresh_run(run_dir: Path) -> None:
     """Make ``run_dir``, the benchmark's own scratch run, ready for a new run: what an earlier benchmark left
     there is removed. A run being trained there now (:class:`RunLocked`), and a folder that is no run (no
-    ``run.json``) or holds anything a run does not (:func:`_not_a_runs`: a ConfigError) are left alone: a
+    ``run.json`` of `genzoo train`, no ``config.json`` of :func:`genzoo.fit`) or holds anything a run does not (:func:`_not_a_runs`: a ConfigError) are left alone: a
     benchmark removes no one else's work."""
     from ..io import locked_elsewhere
 
@@ -73,8 +73,9 @@ def fresh_run(run_dir: Path) -> None:
                         "in that folder: let it finish, or give another --runs-dir")
     foreign = _not_a_runs(run_dir)
     visible = [p for p in run_dir.iterdir() if not p.name.startswith(".")]
-    if visible and not foreign and not (run_dir / "run.json").is_file():
-        foreign = [p.name for p in visible] + ["but no run.json"]  # pictures and such, but not of a run
+    if visible and not foreign and not any((run_dir / f).is_file() for f in ("run.json", "config.json")):
+        # pictures and such, but not of a run (`genzoo train` writes run.json first, genzoo.fit config.json)
+        foreign = [p.name for p in visible] + ["but no run.json or config.json"]
     if foreign:
         raise ConfigError(f"{run_dir} holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which is not "
                           "a run's; the benchmark writes its own run in that folder: move them, or give another --runs-dir")
@@ -90,7 +91,7 @@ def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = 
     queue to train."""
     import signal
     import threading
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     from tqdm import tqdm
@@ -102,7 +103,11 @@ def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = 
     pool = ProcessPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(fn, *args) for args in calls]
-        return [f.result() for f in tqdm(futures, desc=desc, disable=None if progress else True)]
+        with tqdm(total=len(futures), desc=desc, disable=None if progress else True) as bar:
+            for f in as_completed(futures):  # as they end: a failure of any run stops the others now, not after
+                f.result()                    # every run submitted before it has ended
+                bar.update()
+        return [f.result() for f in futures]
     except BrokenProcessPool:
         _kill_workers(pool)
         raise RunFailed("a benchmark worker process died (killed by the system: out of memory?); the runs are "
@@ -226,6 +231,10 @@ def train_cli(run: Path, args: list[str]) -> float:
     args = ["train", *args, "--run-dir", str(run), "--no-progress"]
     t0 = time.time()
     code = cli(args)
+    if code in (130, 143):  # the run was interrupted (it said so above, and kept its checkpoints): so is the benchmark
+        from ..cli import Terminated
+
+        raise Terminated() if code == 143 else KeyboardInterrupt()
     if code != 0:
         raise RunFailed(f"the benchmark's run `genzoo {' '.join(args)}` failed (its error is above)", code)
     return time.time() - t0

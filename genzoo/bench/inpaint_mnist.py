@@ -54,13 +54,44 @@ def nearest_fill(train_x, y, mask, chunk: int = 10_000):
 
 
 def model_run(label: str, root: str, runs_dir: Path, quick: bool) -> Path:
-    """The parzen-mnist run of ``label``, trained now if it is missing."""
+    """The parzen-mnist run of ``label``: reused where it was trained on the MNIST files of ``root`` with its
+    recipe's model and training options as they are now (:func:`stale`), else trained (again) now, with a note
+    that says why (a run of an older recipe, or of other files, was scored under today's stamp)."""
+    import sys
+
     from . import parzen_mnist
+    from .common import configs_dir
 
     run = runs_dir / ("parzen-mnist-quick" if quick else "parzen-mnist") / label.lower()
-    if not (run / "model.safetensors").is_file():
+    why = "missing" if not (run / "model.safetensors").is_file() else stale(
+        run, configs_dir() / parzen_mnist.MODELS[label][0], root)
+    if why:
+        if why != "missing":
+            print(f"genzoo: note: {run} {why}: training it again", file=sys.stderr)
         parzen_mnist.train(label, root, str(run.parent), quick)
     return run
+
+
+def stale(run: Path, recipe_file: Path, root: str) -> str | None:
+    """Why ``run`` is not what ``genzoo train --config RECIPE --data-root ROOT`` trains now, or None: its MNIST
+    files are other ones (their recorded fingerprint), or its recorded model or training options (but its length,
+    which the quick benchmark sets) differ from the recipe's. A run without a readable run.json is stale too."""
+    from genzoo.cli import read_recipe
+    from genzoo.data import load_spec
+    from genzoo.errors import GenZooError
+    from genzoo.recipes import load_recipe
+
+    try:
+        recorded = read_recipe(run)
+        load_spec({**recorded["data"], "root": root}, "test")  # a DataError for other MNIST files
+        want = load_recipe(recipe_file)
+    except GenZooError as e:
+        return f"cannot be reused ({e})"
+    for table in ("model", "train"):
+        for key, value in want.get(table, {}).items():
+            if key not in ("steps", "epochs") and recorded[table].get(key) != value:
+                return f"was trained with {table}.{key} = {recorded[table].get(key)!r}, and {recipe_file.name} now says {value!r}"
+    return None
 
 
 def run(args) -> str:
