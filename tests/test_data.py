@@ -883,3 +883,35 @@ def test_float_images_on_the_255_grid_are_levels_as_their_uint8_twins_are(tmp_pa
     assert main(["train", "nice", "--data", str(tmp_path / "f32.npz"), "--steps", "1", "--no-progress",
                  "--run-dir", str(tmp_path / "r")]) == 0  # the flow's default dequantization now applies
     assert json.loads((tmp_path / "r" / "run.json").read_text())["recipe"]["data"]["dequantize"] is True
+
+
+def test_eight_bit_values_in_16_bit_files_and_black_ink_on_transparency_are_refused(tmp_path):
+    """A uint16 array of 0..255 saved by Pillow or OpenCV read as 0..65535: every image black, two levels. Black
+    glyphs on a transparent background composited over black: every image all zeros. Both trained without a word."""
+    from PIL import Image
+
+    from genzoo.data.images import read_image
+
+    pixels = [np.random.default_rng(i).integers(0, 256, (6, 6)) for i in range(12)]
+    (tmp_path / "w8").mkdir()
+    (tmp_path / "w16").mkdir()
+    for i, a in enumerate(pixels):
+        Image.fromarray(a.astype(np.uint16)).save(tmp_path / "w8" / f"{i:02d}.png")  # 8-bit values, 16-bit file
+        Image.fromarray(a.astype(np.uint16) * 257).save(tmp_path / "w16" / f"{i:02d}.png")  # a real 16-bit image
+    assert Image.open(tmp_path / "w8" / "00.png").mode.startswith("I;16")
+    with pytest.raises(DataError, match="no value of its 12 16-bit image.s. is above 255: 8-bit values in 16-bit files"):
+        load_dataset(str(tmp_path / "w8"))
+    with pytest.raises(DataError, match="00.png is 16-bit with no value above 2[0-9][0-9]: 8-bit values"):
+        read_image(tmp_path / "w8" / "00.png")  # one image (inpaint --image)
+    x = load_dataset(str(tmp_path / "w16"), "test").x  # a real 16-bit set reads as its 8-bit twin
+    assert float(x.max()) > 0.5 and len(x.unique()) > 2
+    Image.fromarray(np.zeros((6, 6), np.uint16)).save(tmp_path / "w16" / "black.png")  # one black image: fine
+    assert len(load_dataset(str(tmp_path / "w16"), "train")) > 0
+    ink = np.zeros((6, 6, 4), np.uint8)
+    ink[..., 3] = pixels[0]  # black ink, the picture in alpha
+    Image.fromarray(ink, "RGBA").save(tmp_path / "glyph.png")
+    with pytest.raises(DataError, match="black on a transparent background"):
+        read_image(tmp_path / "glyph.png")
+    ink[..., :3] = 255  # white ink on transparency: composited over black, the picture itself
+    Image.fromarray(ink, "RGBA").save(tmp_path / "glyph.png")
+    assert np.array_equal(np.asarray(read_image(tmp_path / "glyph.png").convert("L")), pixels[0].astype(np.uint8))

@@ -150,25 +150,38 @@ def image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
     return files, (labels if files else None), classes
 
 
-def _eight_bit(im, path: Path):
+#: why 16-bit images of values 1..255 are refused (8-bit values in 16-bit files: black, two levels, read as 0..65535)
+_EIGHT_IN_SIXTEEN = ("{what}: 8-bit values in 16-bit files, which genzoo reads as 0..65535 (almost black, two levels); "
+                     "save them with 8 bits (uint8)")
+
+
+def _eight_bit(im, path: Path, wide: list[int] | None = None):
     """``im`` with 8 bits per channel. Pillow's ``convert("L")`` clips a 16-bit grey image at 255 (almost every
-    pixel white), so 16-bit values are scaled to 0..255 instead; 32-bit and float images have no fixed range."""
+    pixel white), so 16-bit values are scaled to 0..255 instead; 32-bit and float images have no fixed range.
+    A 16-bit image's largest value goes into ``wide`` where given (a folder judges them together, :func:`load_folder`);
+    without it, an image whose values are all 1..255 is refused: 8-bit values saved in a 16-bit file (Pillow's
+    ``fromarray`` of a uint16 array, OpenCV), which read as 0..65535 would be two levels, black."""
     from PIL import Image
 
     if im.mode.startswith("I;16") or im.mode == "I":
         v = np.asarray(im).astype(np.int64)  # (H, W)
         if v.min() < 0 or v.max() > 65535:
             raise DataError(f"image file {path}: 32-bit values outside 0..65535; save it with 8 or 16 bits per channel")
+        if wide is not None:
+            wide.append(int(v.max()))
+        elif 0 < v.max() <= 255:
+            raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image file {path} is 16-bit with no value above {v.max()}"))
         return Image.fromarray(np.round(v / 257.0).astype(np.uint8), mode="L")  # 65535 / 257 = 255
     if im.mode == "F":
         raise DataError(f"image file {path}: floating-point pixels have no fixed range; save it with 8 or 16 bits per channel")
     return im
 
 
-def _opaque(im):
+def _opaque(im, path: Path | None = None):
     """``im`` without transparency, composited over black (MNIST's background). Pillow's ``convert("L")``
     and ``convert("RGB")`` drop the alpha channel, leaving whatever colour the transparent pixels hold
-    (often white, or noise), which is not what the picture shows."""
+    (often white, or noise), which is not what the picture shows. Black ink on a transparent background (icon
+    sets, font glyphs: the picture in the alpha channel alone) would be all black: a DataError naming ``path``."""
     from PIL import Image
 
     if im.mode == "P" and "transparency" in im.info or im.mode in ("PA", "La", "RGBa"):
@@ -178,6 +191,11 @@ def _opaque(im):
     gray = im.mode == "LA"
     im = im.convert("RGBA")
     out = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im).convert("RGB")
+    alpha = im.getchannel("A").getextrema()
+    if out.getextrema() == ((0, 0),) * 3 and alpha[0] != alpha[1]:
+        raise DataError(f"image file {path}: black on a transparent background (the picture is in its alpha channel "
+                        "alone): composited over black, as genzoo reads transparency, it is all black; save it as "
+                        "light ink on black, or without transparency")
     return out.convert("L") if gray else out
 
 
@@ -191,12 +209,12 @@ def _unpaletted(im):
     return im.convert("L" if grey else "RGB")
 
 
-def read_image(path: str | os.PathLike, what: str = "image file"):
+def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int] | None = None):
     """The image at ``path`` as a PIL image of 8 bits per channel without transparency (:func:`_eight_bit`,
     :func:`_opaque`), turned as its EXIF orientation says (as viewers show a phone's photo) and with a grey
     palette read as grey (:func:`_unpaletted`): how every image genzoo reads is read (data folders,
     ``inpaint --image``, masks). A :class:`DataError` naming the file if it cannot be read (beyond Pillow's
-    decompression-bomb limit of ``Image.MAX_IMAGE_PIXELS`` pixels too)."""
+    decompression-bomb limit of ``Image.MAX_IMAGE_PIXELS`` pixels too). ``wide``: see :func:`_eight_bit`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -209,7 +227,7 @@ def read_image(path: str | os.PathLike, what: str = "image file"):
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         why = str(e).splitlines()[0] if str(e) else "unreadable"
         raise DataError(f"{what} {path}: cannot be read ({type(e).__name__}: {why})") from None
-    return _unpaletted(_opaque(_eight_bit(img, path)))
+    return _unpaletted(_opaque(_eight_bit(img, path, wide), path))
 
 
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
@@ -243,9 +261,9 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     files, labels, _ = image_files(root)
     if not files:
         raise DataError(f"image folder {root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    images, size0, gray = [], None, True
+    images, size0, gray, wide = [], None, True, []
     for f in files:
-        img = read_image(f)
+        img = read_image(f, wide=wide)
         if size0 is None:
             size0 = img.size
         elif img.size != size0:
@@ -256,6 +274,9 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
             )
         gray = gray and img.mode in ("1", "L")
         images.append(img)
+    if wide and 0 < max(wide) <= 255:  # every 16-bit image of the folder: one dark image is no proof, all are
+        raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image folder {root}: no value of its {len(wide)} 16-bit "
+                                                      f"image(s) is above {max(wide)}"))
     c = want or (1 if gray else 3)
     arr = np.stack([np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8) for im in images])
     arr = arr[:, None] if c == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
