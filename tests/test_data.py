@@ -915,3 +915,35 @@ def test_eight_bit_values_in_16_bit_files_and_black_ink_on_transparency_are_refu
     ink[..., :3] = 255  # white ink on transparency: composited over black, the picture itself
     Image.fromarray(ink, "RGBA").save(tmp_path / "glyph.png")
     assert np.array_equal(np.asarray(read_image(tmp_path / "glyph.png").convert("L")), pixels[0].astype(np.uint8))
+
+
+def test_npz_arrays_under_their_other_usual_names(tmp_path):
+    """x_val / y_val were ignored without a word (no validation split; keep_best then said the file had none);
+    scikit-learn's X_train was told to "name the data array 'x'"; Keras's CIFAR labels (N, 1) were refused."""
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (30, 6, 6), dtype=np.uint8), rng.integers(0, 10, 30)
+    np.savez(tmp_path / "a.npz", X_train=x[:20], y_train=y[:20, None], X_val=x[20:25], y_val=y[20:25],
+             X_test=x[25:], y_test=y[25:])
+    valid = load_dataset(str(tmp_path / "a.npz"), "valid")
+    assert len(valid) == 5 and valid.y.tolist() == y[20:25].tolist()
+    assert load_dataset(str(tmp_path / "a.npz"), "train").y.tolist() == y[:20].tolist()
+    np.savez(tmp_path / "b.npz", X=x)  # one array under scikit-learn's capital: the 80/10/10 split
+    assert len(load_dataset(str(tmp_path / "b.npz"), "train")) == 24
+
+
+def test_a_prefixed_path_expands_the_home_folder(tmp_path, monkeypatch):
+    """`--data npz:~/x.npz` reached genzoo with its ~ (a shell expands it only at a word's start): 'not found'."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).random((20, 3)))
+    _write_pngs(tmp_path / "imgs", 10)
+    assert len(load_dataset("npz:~/x.npz")) == 16 and len(load_dataset("folder:~/imgs")) == 8
+
+
+def test_a_npy_whose_header_claims_a_huge_shape_is_a_data_error(tmp_path):
+    """A damaged .npy header claiming (4e11, 2) was reported as "out of memory: the sizes asked for ... do not fit",
+    blaming the user's options, with exit 1."""
+    np.save(tmp_path / "x.npy", np.zeros((4, 2)))
+    raw = (tmp_path / "x.npy").read_bytes()
+    (tmp_path / "x.npy").write_bytes(raw.replace(b"(4, 2)", b"(400000000000, 2)"))
+    with pytest.raises(DataError, match="does not hold|do not fit in memory"):
+        load_dataset(str(tmp_path / "x.npy"))

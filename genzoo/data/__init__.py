@@ -153,10 +153,10 @@ def _resolve(name: str | os.PathLike) -> tuple[str, str]:
     if not isinstance(name, (str, os.PathLike)):
         raise DataError(f"dataset name must be a string or a path, got {type(name).__name__}")
     s = os.fspath(name)
-    if s.startswith("npz:"):
-        return "npz", s[4:]
+    if s.startswith("npz:"):  # ~ expanded here: a shell expands it only at the start of a word
+        return "npz", os.path.expanduser(s[4:])
     if s.startswith("folder:"):
-        return "folder", s[7:]
+        return "folder", os.path.expanduser(s[7:])
     if s in _DATASETS:
         return "registered", s
     p = Path(s).expanduser()

@@ -368,6 +368,8 @@ def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
 
 
 def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
+    if a.shape == (n, 1):  # Keras's CIFAR labels
+        a = a[:, 0]
     if a.shape != (n,):
         raise DataError(f"{where} has shape {a.shape}, expected ({n},)")
     if a.dtype.kind == "f":
@@ -405,6 +407,9 @@ def _read_arrays(p: Path, label: str) -> dict[str, np.ndarray]:
         else:
             with loaded:
                 arrays = {k: loaded[k] for k in loaded.files}
+    except MemoryError:  # (numpy allocates the shape its header claims before it reads)
+        raise DataError(f"{label}: its arrays do not fit in memory, or a damaged header claims a shape the file does "
+                        "not hold") from None
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, RuntimeError, TypeError) as e:
         why = str(e).splitlines()[0] if str(e) else ""
         if "pickle" in why:  # numpy's reading of any file that is neither .npy nor .npz, or of object arrays
@@ -413,7 +418,24 @@ def _read_arrays(p: Path, label: str) -> dict[str, np.ndarray]:
         raise DataError(f"{label}: not a valid .npz/.npy file ({type(e).__name__}{': ' + why if why else ''})") from None
     if not arrays:
         raise DataError(f"{label}: contains no arrays")
-    return arrays
+    return _canonical_names(arrays)
+
+
+def _canonical_names(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``arrays`` with the other usual names of genzoo's arrays as genzoo's own, where that one is not there too:
+    scikit-learn's capitals (``X_train``, ``X``) and the short ``x_val`` / ``y_val`` (which were ignored: no
+    validation split, without a word).
+
+    >>> sorted(_canonical_names({"X_train": 1, "X_val": 2, "y_val": 3, "X_test": 4, "meta": 5}))
+    ['meta', 'x_test', 'x_train', 'x_valid', 'y_valid']
+    """
+    own = {"x", "y", *SPLIT_ARRAYS, *(f"y_{s}" for s in ("train", "valid", "test"))}
+    out = {}
+    for key, value in arrays.items():
+        name = key.lower()
+        name = name[:-4] + "_valid" if name in ("x_val", "y_val") else name
+        out[name if name in own and name not in arrays and name not in out else key] = value
+    return out
 
 
 def _data_array(arrays: dict[str, np.ndarray], label: str) -> tuple[str | None, np.ndarray | None]:
@@ -440,6 +462,7 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
       C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
     * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present (without ``x_valid``, as
       Keras's ``mnist.npz``, the validation split is empty), else a fixed permutation (seed 0) cut 80 / 10 / 10.
+      ``X_train`` (capitals) and ``x_val`` name the same arrays; labels may be (N,) or (N, 1).
 
     >>> import os, tempfile, numpy as np
     >>> p = os.path.join(tempfile.mkdtemp(), "data.npz")
