@@ -262,3 +262,14 @@ def test_bandwidths_of_tight_clusters_pass_and_duplicates_keep_a_median():
     m = genzoo.build("gmmn", data_shape=(2,))
     m.setup(dup, torch.Generator().manual_seed(0))
     assert float(m.bandwidths.min()) > 0
+
+
+def test_mmd_keeps_its_digits_for_data_far_from_the_origin():
+    """The matmul distances of data moved by 1e4 lost float32's digits: the MMD read 80% low, the GMMN's generator
+    collapsed to a point, and its logged valid_mmd2 read 0.33 where the truth was 3.1."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(200, 2, generator=g), torch.randn(200, 2, generator=g) * 0.5 + 1.0  # (200, 2) each
+    want = float(mmd2(x.double(), y.double(), [0.5, 1.0, 2.0]))
+    for shift in (0.0, 1e3, 1e4):
+        got = float(mmd2(x + shift, y + shift, [0.5, 1.0, 2.0]))
+        assert got == pytest.approx(want, rel=1e-3), shift
