@@ -419,4 +419,10 @@ def load_toy(name: str, density: ToyDensity, split: str = "train", *, n: int | N
     x, y = density.sample_labeled(size, split_generator(seed, split))  # (size, D)
     if not bool(torch.isfinite(x).all()):  # finite in float64, beyond float32's range (3.4e38)
         raise DataError(f"dataset '{name}': its options put points beyond float32's range (3.4e38); use smaller values")
+    scale, far = density.finest_scale(), float(x.abs().max())
+    if scale and far * 2.0**-23 > 0.01 * scale:  # float32's step there against the density's finest detail
+        raise DataError(f"dataset '{name}': its options put points up to {far:.3g} from the origin with detail of "
+                        f"{scale:.3g} (a mode's std, a curve's noise), which float32, in which genzoo holds data, rounds "
+                        f"in steps of {far * 2.0**-23:.2g}: the points would merge and every likelihood be of other "
+                        "data; use a smaller radius or scale, or a larger std or noise")
     return Dataset(name, split, x, y, levels=None, density=density)
