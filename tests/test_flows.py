@@ -314,6 +314,17 @@ def test_nice_setup_whitens_and_scales_the_shifts_to_the_data():
     torch.testing.assert_close(z.std(0), torch.full((6,), std_base), atol=0, rtol=0.05)
 
 
+def test_nice_setup_whitens_data_of_tiny_scale_too():
+    """The std floor of 1e-4 started NICE on data of std 1e-6 a hundred times too wide (7.9 nats short after
+    training); the floor is relative below unit scale."""
+    x, _ = _spread_data()
+    m = genzoo.build("nice", data_shape=(6,), hidden=(8,), n_couplings=4)
+    m.setup(x * 1e-6, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        z = m.encode(x * 1e-6)                                           # (n, 6)
+    torch.testing.assert_close(z.std(0), torch.full((6,), math.pi / math.sqrt(3)), atol=0, rtol=0.05)
+
+
 def test_nice_scaled_shifts_are_the_same_family_of_maps():
     """A NICE with scaled shifts and one without give the same log-likelihood when the last layers' weights
     are divided by the scale: a change of units of the nets' outputs, not of the model."""

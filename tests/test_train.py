@@ -810,3 +810,17 @@ def test_validation_and_evaluation_fork_the_generator_of_the_models_device(monke
     monkeypatch.setattr(torch.random, "fork_rng", lambda **kw: calls.append(kw) or contextlib.nullcontext())
     genzoo.base.forked_rng("cuda:1"), genzoo.base.forked_rng("cpu")
     assert calls == [{"devices": [1]}, {"devices": []}]
+
+
+def test_a_loss_that_is_not_finite_at_step_1_is_blamed_on_the_start_not_the_lr(tmp_path, capsys):
+    """A Gaussian VAE on a ring of radius 1,000 is NaN at step 1, before any update, and the message said 'try a
+    smaller lr' (lr 1e-8 failed the same way)."""
+    from genzoo.cli import main
+
+    rd = tmp_path / "r"
+    assert main(["train", "vae", "--data", "ring", "--set", "likelihood=gaussian", "--set", "data.radius=1000",
+                 "--set", "data.std=10", "--set", "data.n=500", "--set", "latent_dim=2", "--steps", "3",
+                 "--run-dir", str(rd), "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "at step 1, on the starting weights, so no lr helps" in err and "data reach 1.0" in err
+    assert "try a smaller lr" not in err

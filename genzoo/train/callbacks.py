@@ -60,11 +60,11 @@ class DivergenceGuard(Callback):
     history is checkpointed (``state.guard``), so a resumed run is watched as the uninterrupted one is.
 
     >>> from types import SimpleNamespace
-    >>> guard, state = DivergenceGuard(window=5), SimpleNamespace(step=1, run_dir=None, optimizers=[])
+    >>> guard, state = DivergenceGuard(window=5), SimpleNamespace(step=2, run_dir=None, optimizers=[])
     >>> guard.on_step_end(state, {"loss": float("nan")})
     Traceback (most recent call last):
     ...
-    genzoo.errors.TrainingDiverged: training diverged at step 1: loss is nan
+    genzoo.errors.TrainingDiverged: training diverged at step 2: loss is nan
     >>> for state.step in range(1, 6): guard.on_step_end(state, {"loss": 1.0})
     >>> for state.step in range(6, 8): guard.on_step_end(state, {"loss": 1e6})  # 2 of patience 3: let through
     >>> state.step = 8; guard.on_step_end(state, {"loss": 1e6})
@@ -84,7 +84,8 @@ class DivergenceGuard(Callback):
     def on_step_end(self, state, logs):
         loss = logs.get("loss", 0.0)
         if not math.isfinite(loss):
-            raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)}{_lr_hint(state)}")
+            raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)}"
+                                   + (_start_hint(state) if state.step == 1 else _lr_hint(state)))
         state.guard = {"recent": self.recent, "run": 0}
         if self.recent:
             typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
@@ -112,6 +113,16 @@ def run_plan(state) -> dict:
 def _lr_hint(state) -> str:
     """The advice at the end of a divergence message: an lr, where the model has one (EM has none)."""
     return " (try a smaller lr)" if getattr(state, "optimizers", None) else ""
+
+
+def _start_hint(state) -> str:
+    """The advice for a loss that is not finite at step 1, on the starting weights, where no lr helps: the data's
+    scale, where it is far from the unit scale the networks start at (a Gaussian VAE on a ring of radius 1,000)."""
+    x = getattr(getattr(state, "data", None), "x", None)
+    far = float(x.abs().max()) if isinstance(x, torch.Tensor) and x.numel() else None
+    scale = f" (the data reach {far:.3g})" if far is not None and not 1e-3 <= far <= 1e3 else ""
+    return (f" (at step 1, on the starting weights, so no lr helps; data far from unit scale{scale} can cause it: "
+            "standardise them)")
 
 
 def kept(run_dir) -> str:
