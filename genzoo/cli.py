@@ -610,9 +610,10 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
+        last_device = (record.get("resumed") or [record])[-1].get("device", device.type)  # (none: an older run)
         if (record.get("recipe") != json.loads(json.dumps(recipe)) or record.get("world_size", 1) != world_size
-                or record.get("device", device.type) != device.type):
-            record["recipe"], record["world_size"], record["device"] = recipe, world_size, device.type
+                or last_device != device.type):  # the first session's device stays at the top
+            record["recipe"], record["world_size"] = recipe, world_size
             record.setdefault("resumed", []).append({"command": ["genzoo", *args.argv], "world_size": world_size,
                                                      "device": device.type, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
             announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
@@ -1191,7 +1192,7 @@ def cmd_inpaint(args) -> int:
         y = truth = test.x[idx]
     if len(y) > MAX_PICTURE // 4:  # one panel of 4 rows of them
         raise ConfigError(f"inpaint draws its {len(y):,} images in one picture of 4 rows: give at most "
-                          f"{MAX_PICTURE // 4:,} (`genzoo bench inpaint-mnist` scores a whole test set)")
+                          f"{MAX_PICTURE // 4:,} (`genzoo bench inpaint-mnist` scores 1,000 test digits without pictures)")
     g = torch.Generator().manual_seed(args.seed)
     mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
     blend = args.blend or ("poisson" if method == "search" else "mask")

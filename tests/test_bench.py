@@ -112,6 +112,14 @@ def test_a_scratch_run_folder_is_removed_only_when_it_holds_nothing_but_a_run(tm
     fresh_run(run)  # was refused as "not a run's": the benchmark could not run twice into one folder
     assert not run.exists()
     run.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):  # a genzoo.save() folder: a model, not a benchmark's run
+        (run / name).write_text("{}")
+    with pytest.raises(ConfigError, match="nor the config.json and metrics.jsonl of genzoo.fit"):
+        fresh_run(run)
+    for name in ("config.json", "model.safetensors"):
+        (run / name).unlink()
+    run.rmdir()
+    run.mkdir(parents=True)
     (run / "notes.txt").write_text("mine")
     with pytest.raises(ConfigError, match="holds notes.txt, which is not a run's"):
         fresh_run(run)
@@ -268,6 +276,11 @@ def test_inpaint_mnist_reuses_a_parzen_run_only_of_its_recipe_and_files(tmp_path
     assert stale(run, recipe, str(mnist_root)) is None  # the recipe as it is, its length aside
     recipe.write_text(recipe.read_text().replace("latent_dim = 50", "latent_dim = 40"))
     assert "model.latent_dim = 50, and vae.toml now says 40" in stale(run, recipe, str(mnist_root))
+    shutil.copy(configs_dir() / "vae-mnist-binarized.toml", recipe)
+    recipe.write_text(recipe.read_text().replace("log_every = 100", "log_every = 50"))  # bookkeeping: no retraining
+    assert stale(run, recipe, str(mnist_root)) is None
+    recipe.write_text(recipe.read_text().replace("binarize = true", "dequantize = true"))
+    assert "data.dequantize = None" in stale(run, recipe, str(mnist_root))
     shutil.copy(configs_dir() / "vae-mnist-binarized.toml", recipe)
     record = json.loads((run / "run.json").read_text())
     record["recipe"]["data"]["content_fingerprint"] = "other files"  # as a run of inverted digits records

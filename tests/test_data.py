@@ -880,6 +880,14 @@ def test_float_images_on_the_255_grid_are_levels_as_their_uint8_twins_are(tmp_pa
     assert load_dataset(str(tmp_path / "grey.npz")).levels is None
     with pytest.raises(DataError, match="float images are levels only on v / 255"):
         load_dataset(str(tmp_path / "grey.npz"), dequantize=True)
+    np.savez(tmp_path / "f16.npz", x=(pixels / 255).astype(np.float16))  # float16 holds 254/255 to 0.12 of a level
+    assert torch.equal(load_dataset(str(tmp_path / "f16.npz"), "test").x, u8.x)
+    # one space for a file of split arrays: a test split off the grid made the training split's default
+    # dequantization refuse eval (and a valid split off it, training itself)
+    np.savez(tmp_path / "mixed.npz", x_train=pixels[:30] / 255.0, x_valid=pixels[30:35] / 255.0, x_test=grey[:5])
+    assert {load_dataset(str(tmp_path / "mixed.npz"), s).levels for s in ("train", "valid", "test")} == {None}
+    np.savez(tmp_path / "both.npz", x_train=pixels[:30] / 255.0, x_test=pixels[30:] / 255.0)
+    assert {load_dataset(str(tmp_path / "both.npz"), s).levels for s in ("train", "test")} == {256}
     assert main(["train", "nice", "--data", str(tmp_path / "f32.npz"), "--steps", "1", "--no-progress",
                  "--run-dir", str(tmp_path / "r")]) == 0  # the flow's default dequantization now applies
     assert json.loads((tmp_path / "r" / "run.json").read_text())["recipe"]["data"]["dequantize"] is True
@@ -912,6 +920,14 @@ def test_eight_bit_values_in_16_bit_files_and_black_ink_on_transparency_are_refu
     Image.fromarray(ink, "RGBA").save(tmp_path / "glyph.png")
     with pytest.raises(DataError, match="black on a transparent background"):
         read_image(tmp_path / "glyph.png")
+    (tmp_path / "glyphs").mkdir()
+    Image.fromarray(ink, "RGBA").save(tmp_path / "glyphs" / "a.png")
+    Image.fromarray(ink[::-1].copy(), "RGBA").save(tmp_path / "glyphs" / "b.png")
+    with pytest.raises(DataError, match="every image is black on a transparent background"):
+        load_dataset(str(tmp_path / "glyphs"))
+    sprite = np.full((6, 6, 4), 200, np.uint8)
+    Image.fromarray(sprite, "RGBA").save(tmp_path / "glyphs" / "c.png")  # one coloured image: a set of sprites, one
+    assert len(load_dataset(str(tmp_path / "glyphs"))) == 3               # of them black with a soft edge: no refusal
     ink[..., :3] = 255  # white ink on transparency: composited over black, the picture itself
     Image.fromarray(ink, "RGBA").save(tmp_path / "glyph.png")
     assert np.array_equal(np.asarray(read_image(tmp_path / "glyph.png").convert("L")), pixels[0].astype(np.uint8))
@@ -929,6 +945,8 @@ def test_npz_arrays_under_their_other_usual_names(tmp_path):
     assert load_dataset(str(tmp_path / "a.npz"), "train").y.tolist() == y[:20].tolist()
     np.savez(tmp_path / "b.npz", X=x)  # one array under scikit-learn's capital: the 80/10/10 split
     assert len(load_dataset(str(tmp_path / "b.npz"), "train")) == 24
+    np.savez(tmp_path / "c.npz", x=x, x_val=x[:5])  # beside one x, as before: the 80/10/10 split of x (runs trained
+    assert len(load_dataset(str(tmp_path / "c.npz"), "train")) == 24  # on it before found "changed since")
 
 
 def test_a_prefixed_path_expands_the_home_folder(tmp_path, monkeypatch):

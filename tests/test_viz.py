@@ -120,3 +120,22 @@ def test_points_that_are_not_finite_are_counted_in_the_picture(dims, monkeypatch
     assert any("4 of 100 not finite, not drawn" in t.get_text() for t in figures[0].axes[0].texts)
     plots.save_points(torch.full((2, dims), float("nan")), tmp_path / "q.png")  # a picture that says so, no error
     assert any("2 of 2 not finite, not drawn" in t.get_text() for t in figures[1].axes[0].texts)
+
+
+def test_a_histogram_keeps_every_mode_and_tiny_values_in_view(monkeypatch, tmp_path):
+    """Tukey's fences (the first view rule) hid a second mode of 20% of the points and drew only the 0 bar of 0/1
+    data; points near 1e-14 divided by a zero bin width."""
+    from genzoo.viz import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    g = torch.Generator().manual_seed(0)
+    plots.save_points(torch.cat([torch.randn(800, 1, generator=g), torch.randn(200, 1, generator=g) + 100]),
+                      tmp_path / "a.png")
+    plots.save_points(torch.tensor([[0.0], [1.0]] * 50), tmp_path / "b.png")
+    plots.save_points(torch.rand(100, 1, generator=g) * 1e-14, tmp_path / "c.png")
+    for fig in figures:
+        (ax,) = fig.axes
+        assert not ax.texts  # nothing outside the view
+        area = sum(p.get_height() * p.get_width() for p in ax.patches)
+        assert area == pytest.approx(1.0, rel=1e-5)  # every point in a bar

@@ -74,8 +74,8 @@ def model_run(label: str, root: str, runs_dir: Path, quick: bool) -> Path:
 
 def stale(run: Path, recipe_file: Path, root: str) -> str | None:
     """Why ``run`` is not what ``genzoo train --config RECIPE --data-root ROOT`` trains now, or None: its MNIST
-    files are other ones (their recorded fingerprint), or its recorded model or training options (but its length,
-    which the quick benchmark sets) differ from the recipe's. A run without a readable run.json is stale too."""
+    files are other ones (their recorded fingerprint), or its recorded model, data or training options differ from
+    the recipe's (but for :data:`BOOKKEEPING`). A run without a readable run.json is stale too."""
     from genzoo.cli import read_recipe
     from genzoo.data import load_spec
     from genzoo.errors import GenZooError
@@ -87,11 +87,16 @@ def stale(run: Path, recipe_file: Path, root: str) -> str | None:
         want = load_recipe(recipe_file)
     except GenZooError as e:
         return f"cannot be reused ({e})"
-    for table in ("model", "train"):
+    for table in ("model", "data", "train"):
         for key, value in want.get(table, {}).items():
-            if key not in ("steps", "epochs") and recorded[table].get(key) != value:
+            if key not in BOOKKEEPING and recorded[table].get(key) != value:
                 return f"was trained with {table}.{key} = {recorded[table].get(key)!r}, and {recipe_file.name} now says {value!r}"
     return None
+
+
+#: recipe keys that leave the trained model as it is (its length, which the quick benchmark sets, and the data's size
+#: and folder, which --quick and --data-root set), so a change of them retrains nothing
+BOOKKEEPING = ("steps", "epochs", "checkpoint_every", "sample_every", "log_every", "keep", "n", "root")
 
 
 def run(args) -> str:

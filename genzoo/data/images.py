@@ -177,11 +177,17 @@ def _eight_bit(im, path: Path, wide: list[int] | None = None):
     return im
 
 
-def _opaque(im, path: Path | None = None):
+_BLACK_INK = ("black on a transparent background (the picture in the alpha channel alone): composited over black, as "
+              "genzoo reads transparency, {it} all black; save {them} as light ink on black, or without transparency")
+
+
+def _opaque(im, path: Path | None = None, blank: list[Path] | None = None):
     """``im`` without transparency, composited over black (MNIST's background). Pillow's ``convert("L")``
     and ``convert("RGB")`` drop the alpha channel, leaving whatever colour the transparent pixels hold
     (often white, or noise), which is not what the picture shows. Black ink on a transparent background (icon
-    sets, font glyphs: the picture in the alpha channel alone) would be all black: a DataError naming ``path``."""
+    sets, font glyphs: the picture in the alpha channel alone) would be all black: ``path`` goes into ``blank``
+    where given (a folder judges its images together: one black sprite with a soft edge is a picture), else a
+    DataError naming it."""
     from PIL import Image
 
     if im.mode == "P" and "transparency" in im.info or im.mode in ("PA", "La", "RGBa"):
@@ -193,9 +199,9 @@ def _opaque(im, path: Path | None = None):
     out = Image.alpha_composite(Image.new("RGBA", im.size, (0, 0, 0, 255)), im).convert("RGB")
     alpha = im.getchannel("A").getextrema()
     if out.getextrema() == ((0, 0),) * 3 and alpha[0] != alpha[1]:
-        raise DataError(f"image file {path}: black on a transparent background (the picture is in its alpha channel "
-                        "alone): composited over black, as genzoo reads transparency, it is all black; save it as "
-                        "light ink on black, or without transparency")
+        if blank is None:
+            raise DataError(f"image file {path}: " + _BLACK_INK.format(it="it is", them="it"))
+        blank.append(path)
     return out.convert("L") if gray else out
 
 
@@ -209,12 +215,14 @@ def _unpaletted(im):
     return im.convert("L" if grey else "RGB")
 
 
-def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int] | None = None):
+def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int] | None = None,
+               blank: list[Path] | None = None):
     """The image at ``path`` as a PIL image of 8 bits per channel without transparency (:func:`_eight_bit`,
     :func:`_opaque`), turned as its EXIF orientation says (as viewers show a phone's photo) and with a grey
     palette read as grey (:func:`_unpaletted`): how every image genzoo reads is read (data folders,
     ``inpaint --image``, masks). A :class:`DataError` naming the file if it cannot be read (beyond Pillow's
-    decompression-bomb limit of ``Image.MAX_IMAGE_PIXELS`` pixels too). ``wide``: see :func:`_eight_bit`."""
+    decompression-bomb limit of ``Image.MAX_IMAGE_PIXELS`` pixels too). ``wide``: see :func:`_eight_bit`; ``blank``:
+    :func:`_opaque`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -227,7 +235,7 @@ def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         why = str(e).splitlines()[0] if str(e) else "unreadable"
         raise DataError(f"{what} {path}: cannot be read ({type(e).__name__}: {why})") from None
-    return _unpaletted(_opaque(_eight_bit(img, path, wide), path))
+    return _unpaletted(_opaque(_eight_bit(img, path, wide), path, blank))
 
 
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
@@ -261,9 +269,9 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     files, labels, _ = image_files(root)
     if not files:
         raise DataError(f"image folder {root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
-    images, size0, gray, wide = [], None, True, []
+    images, size0, gray, wide, blank = [], None, True, [], []
     for f in files:
-        img = read_image(f, wide=wide)
+        img = read_image(f, wide=wide, blank=blank)
         if size0 is None:
             size0 = img.size
         elif img.size != size0:
@@ -277,6 +285,8 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     if wide and 0 < max(wide) <= 255:  # every 16-bit image of the folder: one dark image is no proof, all are
         raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image folder {root}: no value of its {len(wide)} 16-bit "
                                                       f"image(s) is above {max(wide)}"))
+    if blank and len(blank) == len(files):  # every one: one black sprite among coloured ones is a picture
+        raise DataError(f"image folder {root}: every image is " + _BLACK_INK.format(it="each is", them="them"))
     c = want or (1 if gray else 3)
     arr = np.stack([np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8) for im in images])
     arr = arr[:, None] if c == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
@@ -309,24 +319,26 @@ def _as_nchw(a: np.ndarray, where: str) -> np.ndarray:
 SMALLEST_MAX_LEVEL = 32
 
 
-def _float_levels(a: np.ndarray) -> tuple[int | None, np.ndarray]:
-    """256 levels, with the values put exactly on them, for float images in [0, 1] that are all on ``v / 255``
-    (``x / 255.``, torchvision's ``ToTensor``; 0/1 images too), as the same pixels stored as uint8 are; else
-    (None, a): continuous. Read as continuous, such images skipped the model's default dequantization, and a
-    density on them scored as "continuous" (the same MNIST pixels: 1.27 bits/dim as float32, 7.67 as uint8).
+def _on_grid(a: np.ndarray) -> bool:
+    """Whether float images ``a`` in [0, 1] are all on ``v / 255`` (``x / 255.``, torchvision's ``ToTensor``; 0/1
+    images too), within the rounding of their own dtype (float16 holds 254/255 only to 0.12 of a level).
 
-    >>> _float_levels(np.array([[0.0, 1 / 255, 1.0]], np.float32))[0], _float_levels(np.array([[0.0, 0.3]]))[0]
-    (256, None)
+    >>> _on_grid(np.array([[0.0, 1 / 255, 1.0]], np.float32)), _on_grid(np.array([[0.0, 0.3]]))
+    (True, False)
+    >>> _on_grid((np.arange(256) / 255).astype(np.float16)[None])
+    True
     """
-    scaled = a * np.float32(255)  # (like a) within float32's rounding of whole numbers on the grid
-    whole = np.rint(scaled)
-    if np.abs(scaled - whole).max() <= 1e-3:
-        return 256, (whole / np.float32(255)).astype(np.float32)
-    return None, a
+    if a.dtype.kind != "f":
+        return False
+    tolerance = max(1e-3, 255 * 2 * float(np.finfo(a.dtype).eps))  # a level is 1 apart: far below half of it
+    scaled = a.astype(np.float32) * np.float32(255)  # (like a)
+    return bool(np.abs(scaled - np.rint(scaled)).max() <= tolerance)
 
 
-def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
-    """Validate one data array; return float32 x and its number of levels (None: continuous)."""
+def _convert_x(a: np.ndarray, where: str, on_grid: bool | None = None) -> tuple[torch.Tensor, int | None]:
+    """Validate one data array; return float32 x and its number of levels (None: continuous). Float images are 256
+    levels where they are on ``v / 255`` (:func:`_on_grid`; ``on_grid``: decided for the whole file, whose splits
+    must be in one space)."""
     if a.dtype.kind not in "biuf":
         raise DataError(f"{where} has non-numeric dtype {a.dtype}")
     if a.ndim == 0:
@@ -358,12 +370,17 @@ def _convert_x(a: np.ndarray, where: str) -> tuple[torch.Tensor, int | None]:
         levels, a = 2, a.astype(np.float32)
     else:
         check_float32_detail(a, where)
+        if image and on_grid is None:
+            on_grid = _on_grid(a)  # in its own dtype's rounding
         a = a.astype(np.float32)
         if image:
             lo, hi = float(a.min()), float(a.max())
             if lo < 0 or hi > 1:
                 raise DataError(f"{where} has image values in [{lo:.4g}, {hi:.4g}]; float images must lie in [0, 1] (or be uint8)")
-            levels, a = _float_levels(a)
+            if on_grid:  # 256 levels, as the same pixels stored as uint8 are, the values put exactly on them: read
+                # as continuous, such images skipped the model's default dequantization, and a density on them was
+                # scored as "continuous" (the same MNIST pixels: 1.27 bits/dim as float32, 7.67 as uint8)
+                levels, a = 256, (np.rint(a * np.float32(255)) / np.float32(255)).astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(a)), levels
 
 
@@ -430,6 +447,8 @@ def _canonical_names(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ['meta', 'x_test', 'x_train', 'x_valid', 'y_valid']
     """
     own = {"x", "y", *SPLIT_ARRAYS, *(f"y_{s}" for s in ("train", "valid", "test"))}
+    if any(k.lower() == "x" for k in arrays):  # one data array (x or X): other arrays beside it stay as they were
+        own = {"x", "y"}  # (x_val beside x was ignored, and a run trained so must still find the file unchanged)
     out = {}
     for key, value in arrays.items():
         name = key.lower()
@@ -481,12 +500,16 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
     split_keys = [k for k in arrays if k in SPLIT_ARRAYS]
     if split_keys:
         key = f"x_{split}"
+        # one space for the file: float splits are levels only where every one is (else the training split's
+        # default dequantization met a continuous test split, and eval refused the run)
+        floats = [arrays[k] for k in split_keys if arrays[k].dtype.kind == "f" and arrays[k].ndim >= 3]
+        on_grid = all(_on_grid(a) for a in floats) if floats else None
         if key == "x_valid" and key not in arrays and "x_train" in arrays:  # Keras's layout: no validation split
-            x, levels = _convert_x(arrays["x_train"], f"{label}: array 'x_train'")
+            x, levels = _convert_x(arrays["x_train"], f"{label}: array 'x_train'", on_grid)
             return Dataset(f"npz:{p.resolve()}", split, x[:0], None, levels=levels)
         if key not in arrays:
             raise DataError(f"{label}: has {', '.join(sorted(split_keys))} but no '{key}' for the {split} split")
-        x, levels = _convert_x(arrays[key], f"{label}: array '{key}'")
+        x, levels = _convert_x(arrays[key], f"{label}: array '{key}'", on_grid)
         ykey = f"y_{split}"
         y = _convert_y(arrays[ykey], len(x), f"{label}: array '{ykey}'") if ykey in arrays else None
     else:

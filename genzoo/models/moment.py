@@ -347,7 +347,8 @@ class GMMN(GenerativeModel):
         last.bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)) if len(self.data_shape) == 3 else mean)
 
     def check_batch_size(self, batch_size: int) -> None:
-        if batch_size < 2 and self.statistic == "moments":
+        """``batch_size`` per process: under torchrun the statistics are the global batch's (:meth:`loss`)."""
+        if batch_size * distributed.world()[1] < 2 and self.statistic == "moments":
             raise ConfigError("gmmn: statistic=moments compares covariances, which need batches of 2 or more examples")
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:

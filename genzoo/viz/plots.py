@@ -44,9 +44,9 @@ def _truth_grid(density, lo: tuple[float, float], hi: tuple[float, float]):
 
 
 def _view_1d(x: Tensor, density=None) -> tuple[float, float]:
-    """The x range of a 1-D histogram of the points ``x`` (N,): the true density's box where known, else the
-    points' range within Tukey's far-out fences (3 interquartile ranges beyond the quartiles), 10% wider either way
-    (a single outlier at 1e6 had put every other point in one bin).
+    """The x range of a 1-D histogram of the points ``x`` (N,): the true density's box where known, else the range
+    of the points within one core width of their core (the 1%..99% quantiles: a mode of any real share is in it),
+    10% wider either way. A single outlier at 1e6 had put every other point in one bin.
 
     >>> x = torch.cat([torch.linspace(0, 1, 999), torch.tensor([1e6])])
     >>> lo, hi = _view_1d(x)
@@ -56,11 +56,12 @@ def _view_1d(x: Tensor, density=None) -> tuple[float, float]:
     if density is not None and hasattr(density, "bounds"):
         (lo, hi), = density.bounds()
     else:
-        q1, q3 = torch.quantile(x.double(), torch.tensor([0.25, 0.75], dtype=torch.float64)).tolist()
-        fence = 3 * (q3 - q1)  # Tukey's "far out" fences: points beyond them are counted, not drawn
-        lo, hi = max(float(x.min()), q1 - fence), min(float(x.max()), q3 + fence)
+        xs = x.double().sort().values  # (N,)
+        core_lo, core_hi = (float(xs[round(q * (len(xs) - 1))]) for q in (0.01, 0.99))
+        span = core_hi - core_lo
+        lo, hi = max(float(xs[0]), core_lo - span), min(float(xs[-1]), core_hi + span)
     margin = 0.1 * (hi - lo) if hi > lo else 0.5 * max(1.0, abs(lo))
-    return round(lo - margin, 12), round(hi + margin, 12)
+    return lo - margin, hi + margin
 
 
 def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
@@ -84,7 +85,7 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
     if x.shape[1] == 1:
         lo, hi = _view_1d(x[:, 0], density)
         inside = x[:, 0][(x[:, 0] >= lo) & (x[:, 0] <= hi)]  # an outlier no longer squeezes the rest into one bin
-        width = (hi - lo) / 100
+        width = (hi - lo) / 100  # > 0: the view is never empty
         # (N,) weights 1 / (N * width): the bars' area is the share of all N points inside, as the density's is
         ax.hist(inside.numpy(), bins=100, range=(lo, hi), weights=torch.full_like(inside, 1 / (len(samples) * width)).numpy(),
                 alpha=0.6, label="samples")
