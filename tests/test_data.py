@@ -973,3 +973,14 @@ def test_toy_options_whose_points_float32_would_merge_are_refused():
     with pytest.raises(DataError, match="rounds in steps of 0.12: the points would merge"):
         load_dataset("ring", "test", radius=1e6)
     assert len(load_dataset("ring", "test", radius=1e4, std=1.0)) == 5000  # a step of 1e-3 against a std of 1: fine
+
+
+def test_an_object_array_beside_the_data_is_left_out_not_a_refusal_of_the_file(tmp_path):
+    """np.savez(f, x=..., y=..., meta=np.array({...}, dtype=object)) was refused whole as 'not a valid .npz of numeric
+    arrays', without naming meta; an object array where the data should be is named."""
+    x = np.random.default_rng(0).integers(0, 256, (20, 6, 6), dtype=np.uint8)
+    np.savez(tmp_path / "m.npz", x=x, y=np.arange(20) % 3, meta=np.array({"source": "scan"}, dtype=object))
+    assert len(load_dataset(str(tmp_path / "m.npz"))) == 16
+    np.savez(tmp_path / "o.npz", x=np.array([x[0], x[1][:3]], dtype=object))
+    with pytest.raises(DataError, match="array 'x' holds Python objects"):
+        load_dataset(str(tmp_path / "o.npz"))

@@ -417,13 +417,21 @@ def _read_arrays(p: Path, label: str) -> dict[str, np.ndarray]:
     if not (head.startswith(b"PK") or head == b"\x93NUMPY"):  # a zip archive (.npz) or numpy's .npy header
         raise DataError(f"{label}: not a .npz or .npy file (genzoo reads numpy's .npz/.npy arrays, or a folder of "
                         "images; convert other formats with numpy.savez)")
+    objects: list[str] = []
     try:
         loaded = np.load(p, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # a plain .npy file: its array is x
             arrays = {"x": loaded}
         else:
+            arrays = {}
             with loaded:
-                arrays = {k: loaded[k] for k in loaded.files}
+                for k in loaded.files:
+                    try:
+                        arrays[k] = loaded[k]
+                    except ValueError as e:  # an object array (metadata beside the data): left out, never unpickled
+                        if "pickle" not in str(e):
+                            raise
+                        objects.append(k)
     except MemoryError:  # (numpy allocates the shape its header claims before it reads)
         raise DataError(f"{label}: its arrays do not fit in memory, or a damaged header claims a shape the file does "
                         "not hold") from None
@@ -433,6 +441,10 @@ def _read_arrays(p: Path, label: str) -> dict[str, np.ndarray]:
             raise DataError(f"{label}: not a valid .npz/.npy file of numeric arrays (genzoo never loads pickled "
                             "Python objects)") from None
         raise DataError(f"{label}: not a valid .npz/.npy file ({type(e).__name__}{': ' + why if why else ''})") from None
+    wanted = [k for k in objects if k.lower() in ("x", "y", *SPLIT_ARRAYS) or k.lower().startswith("y_")]
+    if wanted or objects and not arrays:
+        raise DataError(f"{label}: array '{(wanted or objects)[0]}' holds Python objects, which genzoo never unpickles: "
+                        "save it as a numeric array")
     if not arrays:
         raise DataError(f"{label}: contains no arrays")
     return _canonical_names(arrays)
