@@ -432,14 +432,33 @@ class _ReaderMayGo:
         return getattr(self._stream, name)
 
 
-def cmd_train(args) -> int:
+@contextlib.contextmanager
+def sigterm_as_ctrl_c():
+    """Within the block, SIGTERM (``timeout``, Slurm, ``docker stop``) raises :class:`Terminated`, so it ends as
+    Ctrl-C does: one line, exit 143, checkpoints kept; the previous handler comes back after. Only the main thread
+    can set a handler: elsewhere, nothing changes."""
     import signal
     import threading
 
-    main_thread = threading.current_thread() is threading.main_thread()  # only there can a handler be set
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
-    # torch's import holds off Ctrl-C and SIGTERM (they act once it is done): one that cut it short left torch half
-    # loaded, and the way out, importing it again, died of a segfault or an abort instead of exiting 130 or 143
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler set outside Python, which cannot be restored
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _import_torch_whole() -> None:
+    """Import torch with Ctrl-C and SIGTERM held off until it is done (they act then): one that cut the import short
+    left torch half loaded, and the way out, importing it again, died of a segfault or an abort instead of exiting
+    130 or 143."""
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
     held = {signal.SIGINT, signal.SIGTERM} if main_thread and hasattr(signal, "pthread_sigmask") else set()
     if held:
         signal.pthread_sigmask(signal.SIG_BLOCK, held)
@@ -450,18 +469,21 @@ def cmd_train(args) -> int:
     finally:
         if held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _ReaderMayGo(sys.stdout), _ReaderMayGo(sys.stderr)
-    try:
-        with contextlib.ExitStack() as hold:  # the run's lock (rank 0), from before run.json to the end of training
-            return _train(args, hold)
-    finally:
-        sys.stdout, sys.stderr = streams
-        if main_thread and previous is not None:  # None: a handler set outside Python, which cannot be restored
-            signal.signal(signal.SIGTERM, previous)
-        from .train import distributed
 
-        distributed.close()  # on every way out, errors and Ctrl-C included
+
+def cmd_train(args) -> int:
+    with sigterm_as_ctrl_c():
+        _import_torch_whole()
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _ReaderMayGo(sys.stdout), _ReaderMayGo(sys.stderr)
+        try:
+            with contextlib.ExitStack() as hold:  # the run's lock (rank 0), from before run.json to the end of training
+                return _train(args, hold)
+        finally:
+            sys.stdout, sys.stderr = streams
+            from .train import distributed
+
+            distributed.close()  # on every way out, errors and Ctrl-C included
 
 
 def _train(args, hold: contextlib.ExitStack) -> int:
@@ -1248,16 +1270,8 @@ def cmd_bench(args) -> int:
     runs = Path(args.runs_dir)
     if blocked_by_file(runs):
         raise ConfigError(f"--runs-dir {runs}: that path, or a part of it, is a file, not a folder")
-    import signal
-    import threading
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # one line and 143, as train
-    try:
+    with sigterm_as_ctrl_c():  # one line and 143, as train (a benchmark that trains in this process was killed mute)
         return bench.main(args)
-    finally:
-        if main_thread and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 COMMANDS = {"models": cmd_models, "data": cmd_data, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,

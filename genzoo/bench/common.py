@@ -91,17 +91,18 @@ def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = 
     kills the running ones at once (the workers are this process's only children; SIGKILL, since a worker running
     ``genzoo train`` handles SIGTERM as the end of one run and would go on to the next), instead of waiting for the
     queue to train."""
-    import signal
-    import threading
+    from ..cli import sigterm_as_ctrl_c
+
+    with sigterm_as_ctrl_c():  # SIGTERM as Ctrl-C: workers killed
+        return _run_in_pool(fn, calls, jobs, desc, progress)
+
+
+def _run_in_pool(fn, calls: list[tuple], jobs: int, desc: str, progress: bool) -> list:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from concurrent.futures.process import BrokenProcessPool
 
     from tqdm import tqdm
 
-    from ..cli import _terminate
-
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None  # SIGTERM as Ctrl-C: workers killed
     pool = ProcessPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(fn, *args) for args in calls]
@@ -119,8 +120,6 @@ def run_parallel(fn, calls: list[tuple], jobs: int, desc: str, progress: bool = 
         raise
     finally:
         pool.shutdown(wait=True)
-        if main_thread and previous is not None:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def _kill_workers(pool) -> None:
