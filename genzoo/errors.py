@@ -9,7 +9,15 @@ from __future__ import annotations
 
 
 class GenZooError(Exception):
-    """Base class: a problem with the user's input, named in one line."""
+    """Base class: a problem with the user's input, named in one line; ``exit_code`` is the CLI's exit status.
+
+    >>> import genzoo
+    >>> try:
+    ...     genzoo.build("vea", data_shape=(2,))
+    ... except GenZooError as e:
+    ...     print(type(e).__name__, e.exit_code, str(e).split(";")[0])
+    ConfigError 2 unknown model 'vea' (did you mean 'vae'?)
+    """
 
     exit_code = 2
 
@@ -19,11 +27,27 @@ class ConfigError(GenZooError):
 
 
 class DataError(GenZooError):
-    """A missing, corrupt or malformed dataset (wrong shape, NaN, unreadable file)."""
+    """A missing, corrupt or malformed dataset (wrong shape, NaN, unreadable file).
+
+    >>> from genzoo.data import load_dataset
+    >>> try:
+    ...     load_dataset("ring", n=0)
+    ... except DataError as e:
+    ...     print(e)
+    n must be a positive integer, got 0
+    """
 
 
 class CheckpointError(GenZooError):
-    """A run directory or checkpoint that is missing, corrupt, or not genzoo's."""
+    """A run directory or checkpoint that is missing, corrupt, or not genzoo's.
+
+    >>> import genzoo, tempfile
+    >>> try:
+    ...     genzoo.load(tempfile.mkdtemp())
+    ... except CheckpointError as e:
+    ...     print(str(e).startswith("not a genzoo run: "), str(e).endswith(" has no config.json"))
+    True True
+    """
 
 
 class WriteError(GenZooError):
@@ -39,7 +63,11 @@ class GenZooWarning(UserWarning):
 
 
 class TrainingDiverged(GenZooError):
-    """The loss became NaN/inf or exploded; the last good checkpoint is kept."""
+    """The loss became NaN/inf or exploded; the last good checkpoint is kept. The CLI exits 3.
+
+    >>> TrainingDiverged("loss is nan").exit_code, DataError("x").exit_code
+    (3, 2)
+    """
 
     exit_code = 3
 

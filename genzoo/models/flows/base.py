@@ -73,6 +73,16 @@ class Flow(GenerativeModel):
     z (B, D), ``decode(z)`` x (B, *data_shape); ``sample`` draws z from the base and decodes it.
     Under bf16 autocast only the coupling networks run in bf16; every transform returns float32 values
     and log-determinants, so the likelihood is accumulated in float32.
+
+    >>> import genzoo
+    >>> from genzoo.base import Density, Invertible
+    >>> flow = genzoo.build("realnvp", data_shape=(3,), n_couplings=2, hidden=(8,))
+    >>> isinstance(flow, Flow) and isinstance(flow, Density) and isinstance(flow.transform, Invertible)
+    True
+    >>> x = torch.randn(5, 3)
+    >>> z, logdet = flow.transform(x)                        # (5, 3), (5,): data to latent, log|det J|
+    >>> torch.allclose(flow.log_prob(x), flow.prior.log_prob(z) + logdet, atol=1e-5)   # change of variables
+    True
     """
 
     transform: Transform
