@@ -49,7 +49,13 @@ def _out_dtype(x: Tensor) -> torch.dtype:
 
 
 class ToyDensity:
-    """A distribution on R^D that can be sampled and evaluated exactly (or by fine quadrature)."""
+    """A distribution on R^D that can be sampled and evaluated exactly (or by fine quadrature).
+
+    >>> d = ring(n_modes=4)                                  # a ToyDensity: samples, labels and the true log p
+    >>> x, y = d.sample_labeled(1000, torch.Generator().manual_seed(0))
+    >>> x.shape, y.shape, int(y.max()), bool(d.log_prob(x).isfinite().all())
+    (torch.Size([1000, 2]), torch.Size([1000]), 3, True)
+    """
 
     dim: int
 

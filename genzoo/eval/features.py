@@ -189,7 +189,14 @@ def extract(x: Tensor, name: str, batch_size: int = 500, progress: bool = False)
 
 
 def cache_dir() -> Path:
-    """Where reference statistics are cached: ``$GENZOO_CACHE``, else ``~/.cache/genzoo``."""
+    """Where reference statistics are cached: ``$GENZOO_CACHE``, else ``~/.cache/genzoo``.
+
+    >>> import os, tempfile
+    >>> before, os.environ["GENZOO_CACHE"] = os.environ.get("GENZOO_CACHE"), tempfile.mkdtemp()
+    >>> cache_dir() == Path(os.environ["GENZOO_CACHE"])
+    True
+    >>> _ = os.environ.pop("GENZOO_CACHE") if before is None else os.environ.update(GENZOO_CACHE=before)
+    """
     return Path(os.environ.get("GENZOO_CACHE") or "~/.cache/genzoo").expanduser()
 
 
