@@ -880,8 +880,11 @@ def test_float_images_on_the_255_grid_are_levels_as_their_uint8_twins_are(tmp_pa
     assert load_dataset(str(tmp_path / "grey.npz")).levels is None
     with pytest.raises(DataError, match="float images are levels only on v / 255"):
         load_dataset(str(tmp_path / "grey.npz"), dequantize=True)
-    np.savez(tmp_path / "f16.npz", x=(pixels / 255).astype(np.float16))  # float16 holds 254/255 to 0.12 of a level
+    np.savez(tmp_path / "f16.npz", x=(pixels / 255).astype(np.float16))  # float16 holds 254/255 to 0.06 of a level
     assert torch.equal(load_dataset(str(tmp_path / "f16.npz"), "test").x, u8.x)
+    off = ((pixels + 0.3) / 255).clip(0, 1).astype(np.float16)  # 0.3 of a level off the grid: continuous
+    np.savez(tmp_path / "f16off.npz", x=off)
+    assert load_dataset(str(tmp_path / "f16off.npz")).levels is None
     # one space for a file of split arrays: a test split off the grid made the training split's default
     # dequantization refuse eval (and a valid split off it, training itself)
     np.savez(tmp_path / "mixed.npz", x_train=pixels[:30] / 255.0, x_valid=pixels[30:35] / 255.0, x_test=grey[:5])
@@ -923,11 +926,16 @@ def test_eight_bit_values_in_16_bit_files_and_black_ink_on_transparency_are_refu
     (tmp_path / "glyphs").mkdir()
     Image.fromarray(ink, "RGBA").save(tmp_path / "glyphs" / "a.png")
     Image.fromarray(ink[::-1].copy(), "RGBA").save(tmp_path / "glyphs" / "b.png")
-    with pytest.raises(DataError, match="every image is black on a transparent background"):
+    with pytest.raises(DataError, match="2 of its 2 images are black on a transparent background"):
         load_dataset(str(tmp_path / "glyphs"))
     sprite = np.full((6, 6, 4), 200, np.uint8)
-    Image.fromarray(sprite, "RGBA").save(tmp_path / "glyphs" / "c.png")  # one coloured image: a set of sprites, one
-    assert len(load_dataset(str(tmp_path / "glyphs"))) == 3               # of them black with a soft edge: no refusal
+    Image.fromarray(sprite, "RGBA").save(tmp_path / "glyphs" / "c.png")  # 2 of 3 glyphs: still most
+    with pytest.raises(DataError, match="2 of its 3 images are black"):
+        load_dataset(str(tmp_path / "glyphs"))
+    for name in ("d", "e"):  # sprites, one of them black with a soft edge: a picture, no refusal
+        Image.fromarray(sprite, "RGBA").save(tmp_path / "glyphs" / f"{name}.png")
+    (tmp_path / "glyphs" / "a.png").unlink()
+    assert len(load_dataset(str(tmp_path / "glyphs"))) == 4
     ink[..., :3] = 255  # white ink on transparency: composited over black, the picture itself
     Image.fromarray(ink, "RGBA").save(tmp_path / "glyph.png")
     assert np.array_equal(np.asarray(read_image(tmp_path / "glyph.png").convert("L")), pixels[0].astype(np.uint8))
@@ -947,6 +955,8 @@ def test_npz_arrays_under_their_other_usual_names(tmp_path):
     assert len(load_dataset(str(tmp_path / "b.npz"), "train")) == 24
     np.savez(tmp_path / "c.npz", x=x, x_val=x[:5])  # beside one x, as before: the 80/10/10 split of x (runs trained
     assert len(load_dataset(str(tmp_path / "c.npz"), "train")) == 24  # on it before found "changed since")
+    np.savez(tmp_path / "d.npz", X=x, X_train=x[:20], X_test=x[20:])  # as its lower-case twin: its own splits
+    assert len(load_dataset(str(tmp_path / "d.npz"), "train")) == 20
 
 
 def test_a_prefixed_path_expands_the_home_folder(tmp_path, monkeypatch):
@@ -973,6 +983,12 @@ def test_toy_options_whose_points_float32_would_merge_are_refused():
     with pytest.raises(DataError, match="rounds in steps of 0.12: the points would merge"):
         load_dataset("ring", "test", radius=1e6)
     assert len(load_dataset("ring", "test", radius=1e4, std=1.0)) == 5000  # a step of 1e-3 against a std of 1: fine
+    # judged per mode from the options, not from the draw: a far mode of wide spread beside a near narrow one is fine,
+    # and every split of one setting is judged alike
+    assert len(load_dataset("mixture1d", "train", means=(0, 1e4), stds=(0.01, 100))) == 20_000
+    for split in ("train", "valid", "test"):
+        with pytest.raises(DataError, match="would merge"):
+            load_dataset("ring", split, radius=900.0)
 
 
 def test_an_object_array_beside_the_data_is_left_out_not_a_refusal_of_the_file(tmp_path):

@@ -58,7 +58,7 @@ def _not_a_runs(run_dir: Path) -> list[str]:
 def fresh_run(run_dir: Path) -> None:
     """Make ``run_dir``, the benchmark's own scratch run, ready for a new run: what an earlier benchmark left
     there is removed. A run being trained there now (:class:`RunLocked`), and a folder that is no run (no
-    ``run.json`` of `genzoo train`, no ``config.json`` and ``metrics.jsonl`` of :func:`genzoo.fit`) or holds anything a run does not (:func:`_not_a_runs`: a ConfigError) are left alone: a
+    ``run.json`` of `genzoo train`, no ``config.json`` of :func:`genzoo.fit` but a :func:`genzoo.save` folder's) or holds anything a run does not (:func:`_not_a_runs`: a ConfigError) are left alone: a
     benchmark removes no one else's work."""
     from ..io import locked_elsewhere
 
@@ -73,11 +73,15 @@ def fresh_run(run_dir: Path) -> None:
                         "in that folder: let it finish, or give another --runs-dir")
     foreign = _not_a_runs(run_dir)
     visible = [p for p in run_dir.iterdir() if not p.name.startswith(".")]
-    trained = (run_dir / "run.json").is_file() or all((run_dir / f).is_file() for f in ("config.json", "metrics.jsonl"))
+    # genzoo.fit writes config.json first and metrics.jsonl from its first log row; a genzoo.save() folder holds
+    # config.json and the weights alone (a model someone kept, not a run)
+    fit_run = (run_dir / "config.json").is_file() and (
+        (run_dir / "metrics.jsonl").is_file() or not (run_dir / "model.safetensors").is_file())
+    trained = (run_dir / "run.json").is_file() or fit_run
     if visible and not foreign and not trained:
         # pictures and such, or a genzoo.save() folder (config.json and weights), but not a run (`genzoo train` writes
         # run.json first, genzoo.fit config.json and metrics.jsonl)
-        foreign = [p.name for p in visible] + ["but no run.json, nor the config.json and metrics.jsonl of genzoo.fit"]
+        foreign = [p.name for p in visible] + ["but no run.json, nor a genzoo.fit run's config.json"]
     if foreign:
         raise ConfigError(f"{run_dir} holds {', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}, which is not "
                           "a run's; the benchmark writes its own run in that folder: move them, or give another --runs-dir")

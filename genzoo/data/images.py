@@ -285,8 +285,9 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     if wide and 0 < max(wide) <= 255:  # every 16-bit image of the folder: one dark image is no proof, all are
         raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image folder {root}: no value of its {len(wide)} 16-bit "
                                                       f"image(s) is above {max(wide)}"))
-    if blank and len(blank) == len(files):  # every one: one black sprite among coloured ones is a picture
-        raise DataError(f"image folder {root}: every image is " + _BLACK_INK.format(it="each is", them="them"))
+    if 2 * len(blank) > len(files):  # most: one black sprite with a soft edge among coloured ones is a picture
+        raise DataError(f"image folder {root}: {len(blank)} of its {len(files)} images are "
+                        + _BLACK_INK.format(it="each is", them="them") + f" (the first: {blank[0].name})")
     c = want or (1 if gray else 3)
     arr = np.stack([np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8) for im in images])
     arr = arr[:, None] if c == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
@@ -330,7 +331,9 @@ def _on_grid(a: np.ndarray) -> bool:
     """
     if a.dtype.kind != "f":
         return False
-    tolerance = max(1e-3, 255 * 2 * float(np.finfo(a.dtype).eps))  # a level is 1 apart: far below half of it
+    # twice the largest rounding of v / 255 in a's dtype, in levels (float16: 0.06 of a level, so 0.12; levels are 1
+    # apart), and at least 1e-3
+    tolerance = max(1e-3, 255 * float(np.finfo(a.dtype).eps) / 2)
     scaled = a.astype(np.float32) * np.float32(255)  # (like a)
     return bool(np.abs(scaled - np.rint(scaled)).max() <= tolerance)
 
@@ -459,8 +462,8 @@ def _canonical_names(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ['meta', 'x_test', 'x_train', 'x_valid', 'y_valid']
     """
     own = {"x", "y", *SPLIT_ARRAYS, *(f"y_{s}" for s in ("train", "valid", "test"))}
-    if any(k.lower() == "x" for k in arrays):  # one data array (x or X): other arrays beside it stay as they were
-        own = {"x", "y"}  # (x_val beside x was ignored, and a run trained so must still find the file unchanged)
+    if "x" in arrays:  # genzoo's own data array: the others beside it stay as they were, ignored (x_val beside x was,
+        own = {"x", "y"}  # and a run trained so must still find the file unchanged)
     out = {}
     for key, value in arrays.items():
         name = key.lower()

@@ -80,6 +80,11 @@ class ToyDensity:
         can resolve it; None where there is no such scale (uniform squares)."""
         return None
 
+    def detail(self) -> tuple[float, float] | None:
+        """(how far from the origin, the scale of its detail there) of the part of the density whose detail float32
+        holds worst (the largest ratio), from the options alone; None where there is no such scale."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(dim={self.dim})"
 
@@ -133,6 +138,11 @@ class GaussianMixtureDensity(ToyDensity):
 
     def finest_scale(self) -> float | None:
         return float(self._scale.min())
+
+    def detail(self) -> tuple[float, float] | None:
+        far = self.centres.abs().max(1).values + 4 * self._scale  # (K,) each mode's reach from the origin
+        k = int((far / self._scale).argmax())
+        return float(far[k]), float(self._scale[k])
 
     def bounds(self) -> list[tuple[float, float]]:
         pad = 4 * float(self._scale.max())
@@ -199,6 +209,9 @@ class CurveDensity(ToyDensity):
 
     def finest_scale(self) -> float | None:
         return float(self.noise) if self.noise > 0 else None
+
+    def detail(self) -> tuple[float, float] | None:
+        return (float(self.nodes.abs().max()) + 4 * self.noise, float(self.noise)) if self.noise > 0 else None
 
     def bounds(self) -> list[tuple[float, float]]:
         pad = 4 * self.noise
@@ -425,8 +438,8 @@ def load_toy(name: str, density: ToyDensity, split: str = "train", *, n: int | N
     x, y = density.sample_labeled(size, split_generator(seed, split))  # (size, D)
     if not bool(torch.isfinite(x).all()):  # finite in float64, beyond float32's range (3.4e38)
         raise DataError(f"dataset '{name}': its options put points beyond float32's range (3.4e38); use smaller values")
-    scale, far = density.finest_scale(), float(x.abs().max())
-    if scale and far * 2.0**-23 > 0.01 * scale:  # float32's step there against the density's finest detail
+    far, scale = density.detail() or (0.0, 1.0)  # from the options: every split and size is judged alike
+    if far * 2.0**-23 > 0.01 * scale:  # float32's step there against the density's detail there
         raise DataError(f"dataset '{name}': its options put points up to {far:.3g} from the origin with detail of "
                         f"{scale:.3g} (a mode's std, a curve's noise), which float32, in which genzoo holds data, rounds "
                         f"in steps of {far * 2.0**-23:.2g}: the points would merge and every likelihood be of other "

@@ -114,8 +114,9 @@ class NICE(Flow):
             h, _ = t(h)                                                # the logit and the flattening
         couplings = [t for t in pre if isinstance(t, Coupling)]
         std = h.std(0) if len(h) > 1 else torch.ones_like(h[0])          # one example has no spread
-        top = float(std.max())  # a floor relative below unit scale: 1e-4 made data of std 1e-6 start 100x too wide
-        mean, std = h.mean(0), std.clamp_min(1e-4 * min(1.0, top) if top > 0 else 1e-4)  # (D,) each
+        # 1e-4, and relative for data whose largest spread is under 0.1 (1e-4 made data of std 1e-6 start 100x too wide)
+        top = float(std.max())
+        mean, std = h.mean(0), std.clamp_min(1e-4 * min(1.0, top / 0.1) if top > 0 else 1e-4)  # (D,) each
         std_base = math.pi / math.sqrt(3) if self.base_name == "logistic" else 1.0
         unit = std / std_base                                         # (D,) the data's units per unit of z
         for c in couplings:
