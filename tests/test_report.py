@@ -147,13 +147,13 @@ def test_a_report_says_when_eval_json_scored_other_weights(tmp_path, capsys):
 def test_loss_curves_pair_only_terms_that_are_one_quantity(tmp_path, capsys):
     """M2's valid_loss (U(x) alone) was drawn as the 'valid' curve of its training loss (L + U + alpha CE), a third
     of it; a metrics.jsonl of validation terms only was 'a bug in genzoo'."""
-    from genzoo.viz.report import _panels, _valid_loss_is_training_loss
+    from genzoo.viz.report import _family, _panels
 
     assert _panels(["loss", "valid_loss"]) == [("loss", "valid_loss")]
     assert _panels(["loss", "unlabelled", "valid_loss", "valid_unlabelled"], same_loss=False) == [
         ("loss", None), ("unlabelled", "valid_unlabelled"), ("valid_loss", None)]
-    assert not _valid_loss_is_training_loss("ssvae") and _valid_loss_is_training_loss("vae")
-    assert _valid_loss_is_training_loss("not-a-model")
+    assert not _family("ssvae").valid_loss_is_training_loss and _family("vae").valid_loss_is_training_loss
+    assert _family("not-a-model").valid_loss_is_training_loss
     rd = tmp_path / "g"
     assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 0
     (rd / "metrics.jsonl").write_text('{"step": 1, "valid_loss": 1.5}\n{"step": 2, "valid_loss": 1.2}\n')
@@ -261,3 +261,18 @@ def test_a_run_folder_whose_name_is_not_utf8_stays_usable(tmp_path, capsys):
     page = (rd / "report.html").read_bytes()
     assert b"t\xe9 x" in page  # the folder's own bytes
     assert html.escape(shlex.quote(str(rd))).encode("utf-8", "surrogateescape") in page  # a command that pastes back
+
+
+def test_the_gmm_loss_curves_count_em_iterations(tmp_path, monkeypatch):
+    """The GMM's curves said "step" for what is one EM iteration over the whole set."""
+    import genzoo.viz.report as report
+
+    labels = []
+    real = report._curves
+    monkeypatch.setattr(report, "_curves", lambda run_dir, same, step="step": labels.append(step) or real(run_dir, same, step))
+    for name in ("gmm", "vae"):
+        rd = tmp_path / name
+        assert main(["train", name, "--data", "ring", "--steps", "2", "--set", "log_every=1", "--run-dir", str(rd),
+                     "--no-progress"] + (["--set", "likelihood=gaussian"] if name == "vae" else [])) == 0
+        assert main(["report", str(rd)]) == 0
+    assert labels == ["EM iteration", "step"]

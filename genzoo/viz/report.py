@@ -117,9 +117,10 @@ def _panels(keys: list[str], same_loss: bool = True) -> list[tuple[str, str | No
     return [(k, twins.get(k)) for k in train] + [(k, None) for k in alone]
 
 
-def _curves(run_dir: Path, same_loss: bool = True) -> bytes | None:
+def _curves(run_dir: Path, same_loss: bool = True, step: str = "step") -> bytes | None:
     """A PNG of every logged loss term against the step (training and validation; a validation term beside its
-    training twin, ``valid_loss`` beside ``loss`` only where they are one quantity, ``same_loss``), or None."""
+    training twin, ``valid_loss`` beside ``loss`` only where they are one quantity, ``same_loss``), or None;
+    ``step`` names the x axis (an EM iteration is a step of the GMM)."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
@@ -148,7 +149,7 @@ def _curves(run_dir: Path, same_loss: bool = True) -> bytes | None:
             ax.plot(*zip(*[(r["step"], r[twin]) for r in rows if twin in r]), "o-", ms=3, lw=1, label="valid")
             ax.legend(fontsize=7)
         ax.set_title(k, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
+        ax.set_xlabel(step, fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -157,15 +158,17 @@ def _curves(run_dir: Path, same_loss: bool = True) -> bytes | None:
     return buf.getvalue()
 
 
-def _valid_loss_is_training_loss(model_name: str) -> bool:
-    """The model family's :attr:`~genzoo.base.GenerativeModel.valid_loss_is_training_loss` (True for an unknown name)."""
+def _family(model_name: str):
+    """The model family's class, or the base class for an unknown name (its defaults: one validation loss that is
+    the training loss, steps of a gradient method)."""
+    from ..base import GenerativeModel
     from ..errors import GenZooError
     from ..registry import get
 
     try:
-        return get(model_name).valid_loss_is_training_loss
+        return get(model_name)
     except GenZooError:
-        return True
+        return GenerativeModel
 
 
 def _metrics_table(result: dict | None) -> str:
@@ -254,7 +257,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             f"{len(frames)} grid{'s' * (len(frames) != 1)}"
         parts += [f"<h2>Training evolution ({shown} from the same noise)</h2>",
                   _img(gif, "image/gif", "training evolution")]
-    curves = _curves(run_dir, _valid_loss_is_training_loss(name))
+    family = _family(name)
+    curves = _curves(run_dir, family.valid_loss_is_training_loss, "EM iteration" if family.full_batch else "step")
     if curves:
         parts += ["<h2>Loss curves</h2>", _img(curves, "image/png", "loss curves")]
     parts += ["<h2>Metrics</h2>"]
