@@ -276,3 +276,15 @@ def test_the_gmm_loss_curves_count_em_iterations(tmp_path, monkeypatch):
                      "--no-progress"] + (["--set", "likelihood=gaussian"] if name == "vae" else [])) == 0
         assert main(["report", str(rd)]) == 0
     assert labels == ["EM iteration", "step"]
+
+
+def test_loss_panels_wrap_into_rows_of_four(tmp_path):
+    """Every logged term was a panel of one row: M2's nine made a picture 29 inches wide."""
+    import json
+
+    from genzoo.viz.report import _curves
+
+    terms = {f"term{i}": float(i) for i in range(9)}
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, **terms}) + "\n" for s in (1, 2)))
+    w, h = Image.open(io.BytesIO(_curves(tmp_path))).size
+    assert w < 4.5 * 3.2 * 90 and h > 2.5 * 2.6 * 90  # 4 columns, 3 rows (at 90 dpi)

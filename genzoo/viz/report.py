@@ -117,6 +117,10 @@ def _panels(keys: list[str], same_loss: bool = True) -> list[tuple[str, str | No
     return [(k, twins.get(k)) for k in train] + [(k, None) for k in alone]
 
 
+#: loss panels a row of the report's curves holds
+MAX_PANELS_A_ROW = 4
+
+
 def _curves(run_dir: Path, same_loss: bool = True, step: str = "step") -> bytes | None:
     """A PNG of every logged loss term against the step (training and validation; a validation term beside its
     training twin, ``valid_loss`` beside ``loss`` only where they are one quantity, ``same_loss``), or None;
@@ -140,8 +144,12 @@ def _curves(run_dir: Path, same_loss: bool = True, step: str = "step") -> bytes 
 
     plt = pyplot()
     panels = _panels(keys, same_loss)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6), squeeze=False)
-    for ax, (k, twin) in zip(axes[0], panels):
+    cols = min(len(panels), MAX_PANELS_A_ROW)  # rows of at most 4: M2's 9 terms in one row made a page 29 inches wide
+    rows_n = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.6 * rows_n), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (k, twin) in zip(axes.flat, panels):
         pts = [(r["step"], r[k]) for r in rows if k in r]
         ax.plot(*zip(*pts), *(("o-",) if k.startswith("valid_") else ()), ms=3, lw=1,
                 label="valid" if k.startswith("valid_") else "train")
