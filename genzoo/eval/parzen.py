@@ -104,11 +104,9 @@ def parzen_log_prob(x: Tensor, samples: Tensor, sigma: float | Tensor, *, batch_
                   disable=None if progress else True):
         xb = x[i:i + batch_size].to(mu.device, torch.float64) - centre  # (B, D)
         xb_sq = (xb * xb).sum(1, keepdim=True)  # (B, 1)
-        if torch.finfo(torch.float32).eps * float(xb_sq.max() + mu64_sq.max()) > tolerance:
-            d2 = (xb_sq + mu64_sq - 2.0 * xb @ mu64.T).clamp_min(0)  # (B, S) float64
-        else:
-            xb = xb.float()
-            d2 = (xb_sq.float() + mu_sq - 2.0 * xb @ mu.T).clamp_min(0).double()  # (B, S)
+        wide = torch.finfo(torch.float32).eps * float(xb_sq.max() + mu64_sq.max()) > tolerance
+        xs, xs_sq, ms, ms_sq = (xb, xb_sq, mu64, mu64_sq) if wide else (xb.float(), xb_sq.float(), mu, mu_sq)
+        d2 = (xs_sq + ms_sq - 2.0 * xs @ ms.T).clamp_min(0).double()  # (B, S)
         lse = torch.stack([torch.logsumexp(d2 / (-2.0 * s * s), dim=1) for s in sig.tolist()])  # (K, B)
         out.append((lse - log_z[:, None]).cpu())  # (K, B)
     lp = torch.cat(out, dim=1)  # (K, N)
