@@ -122,7 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--recompute", action="store_true", help="evaluate again even where RUN/eval.json has the metrics")
     for q, default in ((e, "auto"), (c, "all")):
         q.add_argument("--metrics", default=default,
-                       help="comma-separated: nll, parzen, fid, kid, pr, dc, is, modes, error (ssvae's test error); "
+                       help="comma-separated: nll, parzen, fid, kid, pr, dc, is, modes, error (ssvae's classification error); "
                             "or auto (likelihoods, else Parzen; with modes and error where admitted) or all "
                             f"(everything the run admits); default {default}")
         q.add_argument("--split", default="test", choices=["train", "valid", "test"])
@@ -130,7 +130,9 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
         q.add_argument("-n", type=int, default=None,
                        help="evaluate on N examples of the split only: the first N (a random N for FID and the other feature metrics)")
-        q.add_argument("--batch-size", type=int, default=100)
+        q.add_argument("--batch-size", type=int, default=100,
+                       help="examples per batch for the bounds (default 100; their draws follow the batches, so another "
+                            "size gives another Monte Carlo estimate, within its standard error)")
         q.add_argument("--parzen-sigmas", type=_sigmas, default=None, metavar="S1,S2,...",
                        help="the Parzen window widths to choose from (default: Goodfellow et al.'s 10 from 0.1 to 1, made for "
                             "images in [0, 1]; e.g. 0.002,0.005,0.01,0.02 for the ring of std 0.01)")
@@ -931,14 +933,34 @@ def cmd_eval(args) -> int:
     result = _eval_run(args.run, args, args.metrics)
     print(format_result(result))
     if not args.no_write:
+        replaced = _other_settings(Path(args.run) / "eval.json", asked)
         try:
             atomic_write_json(Path(args.run) / "eval.json", {**result, "asked": asked})
         except WriteError as e:  # the results are printed above: say how to keep them from being lost next time
             raise WriteError(f"{e} (the results are printed above; --no-write skips the file)") from None
+        if replaced:  # compare keeps such a file; eval, asked for this run alone, replaces it, but says so
+            print(f"genzoo: note: replaced {Path(args.run) / 'eval.json'}, an evaluation of other settings "
+                  f"({replaced}); --no-write keeps a stored one", file=sys.stderr)
     return 0
 
 
+def _other_settings(cached: Path, asked: dict) -> str:
+    """How the evaluation stored in ``cached`` (RUN/eval.json) was asked otherwise than ``asked`` (``iwae_k 1000 ->
+    2, n None -> 5``); empty where there is none, it is unreadable or differs only in weights or genzoo's version."""
+    from .io import read_json
+
+    try:
+        mine = _asked(read_json(cached, "evaluation file")) if cached.is_file() else None
+    except CheckpointError:
+        return ""
+    if mine is None:
+        return ""
+    old, new = _settings(mine, "weights", "metrics_version"), _settings(asked, "weights", "metrics_version")
+    return ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+
+
 def cmd_compare(args) -> int:
+    from .data import load_spec
     from .eval.compare import compare_table, directions, write_table
     from .io import atomic_write_json
 
@@ -966,7 +988,8 @@ def cmd_compare(args) -> int:
     asked = {path: _compare_key(path, args) for path in args.runs}  # before the work: a run may train on meanwhile
     cached = {path: _cached_result(path, asked[path], args.recompute) for path in args.runs}  # None: to evaluate
     for path in (p for p, r in cached.items() if r is None):  # every run to evaluate, before the first one's work
-        _evaluable(path, args)  # a typo, no run, damaged weights: refused now, not after the others' work
+        # a typo, no run, damaged weights, a missing .npz or changed MNIST files: refused now, not after the others' work
+        load_spec(_evaluable(path, args)[1], args.split, nonempty=True)
         if args.output is not None and _replaceable(Path(path) / "eval.json", asked[path]):
             _check_eval_json(path)  # one it will keep (or reuse) may be read-only
     rows, kept = [], []
@@ -977,7 +1000,10 @@ def cmd_compare(args) -> int:
             # settings' evaluation (--no-write: nothing; a run none of whose metrics applies keeps its own)
             if args.output is not None and result["metrics"]:
                 if _replaceable(Path(path) / "eval.json", asked[path], result["metrics"]):
-                    atomic_write_json(Path(path) / "eval.json", result)
+                    try:  # (one judged kept before the work, as of other metrics, was not checked for writing)
+                        atomic_write_json(Path(path) / "eval.json", result)
+                    except WriteError as e:  # storing is a side effect: the table is the product
+                        print(f"genzoo: note: {e}: this table's figures for it are not stored", file=sys.stderr)
                 else:
                     kept.append(path)
         for metric, why in result.get("skipped", {}).items():
@@ -988,16 +1014,39 @@ def cmd_compare(args) -> int:
               "figures for it are not stored", file=sys.stderr)
     if not any(r["metrics"] for _, r in rows):
         raise ConfigError(f"none of the metrics asked ({args.metrics}) applies to any of these runs")
-    table = compare_table(rows)
+    labels = [_data_label(path, result, args) for path, result in rows]
+    table = compare_table(rows, labels)
+    if len(set(labels)) > 1:
+        print(f"genzoo: note: these runs were scored on different data ({', '.join(dict.fromkeys(labels))}): compare "
+              "a figure only with those of the same data", file=sys.stderr)
     iwae = any(str(r.get("nll_kind", "")).startswith("iwae") for r in table.records)
-    scored = (f"Scored on the {args.split} split ({'all its' if args.n is None else f'{args.n:,} of its'} examples; "
+    sizes = {r["likelihood"]["n"] for _, r in rows if isinstance(r.get("likelihood"), dict) and "n" in r["likelihood"]}
+    if args.n is None:
+        part = "all its"
+    elif sizes and max(sizes) < args.n:  # -n beyond the split's size
+        part = f"all its {max(sizes):,}" if len(sizes) == 1 else f"at most {args.n:,} of its"
+    else:
+        part = f"{args.n:,} of its"
+    scored = (f"Scored on the {args.split} split ({part} examples; "
               f"{args.n_samples:,} samples for the metrics of samples{f'; IWAE k = {args.iwae_k:,}' if iwae else ''}).")
+    for record in table.records:  # the CSV says what was scored, as the caption does
+        record.update(split=args.split, n=args.n, n_samples=args.n_samples, iwae_k=args.iwae_k if iwae else None)
     caption = f"{directions(table)} {scored}"
     print(f"{table.markdown}\n\n{caption}")
     if args.output:
         for f in write_table(table, args.output, caption):
             print(f"wrote {f}", file=sys.stderr)
     return 0
+
+
+def _data_label(path: str, result: dict, args) -> str:
+    """A compared run's data as the table names it (:func:`~genzoo.eval.compare.data_label`), from its recipe."""
+    from .eval.compare import data_label
+
+    try:
+        return data_label(_data_spec(path, None), args.split)
+    except GenZooError:  # no readable run.json: the data set the result names
+        return str(result.get("dataset", ""))
 
 
 def _replaceable(cached: Path, asked: dict, metrics: list[str] | None = None) -> bool:

@@ -477,3 +477,70 @@ def test_compare_replaces_only_what_its_result_covers_and_survives_damaged_recor
     capsys.readouterr()
     assert main(["compare", runs[0], "--n-samples", "500", "-o", str(tmp_path / "u"), "--no-progress"]) == 0
     assert main(["report", runs[0]]) == 0
+
+
+def test_compare_stores_what_it_can_checks_data_first_and_names_each_runs_data(tmp_path, capsys, monkeypatch):
+    """compare lost its table when an eval.json judged kept before the work turned out replaceable and unwritable;
+    found a later run's missing data only after evaluating the earlier runs; named runs on rings of std 0.01 and
+    0.05 both 'ring', under one "lower is better"; gave no NLL standard error; and its caption claimed -n 1000 of a
+    split of 300."""
+    import json
+
+    import genzoo.eval.metrics
+    import genzoo.io
+
+    runs = _ring_runs(tmp_path)
+    gmm = Path(runs[0])
+    assert main(["eval", runs[0], "--n-samples", "500", "--no-progress"]) == 0  # metrics auto: compare's all covers it
+    real_write = genzoo.io.atomic_write_json
+
+    def read_only(path, obj):
+        if Path(path) == gmm / "eval.json":
+            raise genzoo.errors.WriteError(f"cannot write {path}: Read-only file system")
+        return real_write(path, obj)
+
+    monkeypatch.setattr(genzoo.io, "atomic_write_json", read_only)
+    capsys.readouterr()
+    assert main(["compare", runs[0], "--n-samples", "500", "-o", str(tmp_path / "t"), "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert (tmp_path / "t.md").is_file() and "Read-only file system: this table's figures for it are not stored" in err
+    monkeypatch.undo()
+
+    np = pytest.importorskip("numpy")
+    npz = tmp_path / "pts.npz"
+    np.savez(npz, x=torch.randn(200, 2).numpy())
+    assert main(["train", "gmm", "--data", f"npz:{npz}", "--steps", "5", "--run-dir", str(tmp_path / "n"),
+                 "--no-progress"]) == 0
+    npz.unlink()
+    evaluated, evaluate = [], genzoo.eval.metrics.evaluate
+    monkeypatch.setattr("genzoo.eval.metrics.evaluate", lambda model, *a, **k: evaluated.append(1) or evaluate(model, *a, **k))
+    capsys.readouterr()
+    assert main(["compare", runs[1], str(tmp_path / "n"), "--recompute", "--no-write", "--no-progress"]) == 2
+    assert evaluated == [] and "pts.npz" in capsys.readouterr().err  # refused before the GAN's evaluation
+
+    wide = tmp_path / "wide"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "30", "--set", "n_components=8", "--set",
+                 "data.std=0.05", "--run-dir", str(wide), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["compare", runs[0], str(wide), "--metrics", "nll", "-n", "100000", "--no-write", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    rows = out.splitlines()[2:4]
+    assert "| gmm | ring |" in rows[0] and "| gmm | ring (std=0.05) |" in rows[1]
+    assert "scored on different data (ring, ring (std=0.05))" in err
+    assert " +- 0.0" in rows[0].split("|")[4] and "(exact, continuous)" in rows[0]  # the NLL's standard error
+    assert "(all its 5,000 examples;" in out  # not "100,000 of its"
+    assert main(["compare", runs[0], str(wide), "--metrics", "nll", "-o", str(tmp_path / "c"), "--no-progress"]) == 0
+    rec = (tmp_path / "c.csv").read_text().splitlines()
+    assert "nll_se" in rec[0] and "split" in rec[0] and ",ring (std=0.05)," in rec[2]
+
+
+def test_eval_says_when_it_replaces_an_evaluation_of_other_settings(tmp_path, capsys):
+    """eval replaced a stored evaluation of other settings (a full IWAE k=1000 by a quick -n 5) without a word."""
+    runs = _ring_runs(tmp_path)
+    assert main(["eval", runs[0], "--metrics", "nll", "--no-progress"]) == 0
+    assert "replaced" not in capsys.readouterr().err
+    assert main(["eval", runs[0], "--metrics", "nll", "--no-progress"]) == 0  # the same settings: no note
+    assert "replaced" not in capsys.readouterr().err
+    assert main(["eval", runs[0], "--metrics", "nll", "-n", "5", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "replaced" in err and "an evaluation of other settings (n None -> 5)" in err

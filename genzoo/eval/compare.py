@@ -10,7 +10,7 @@ has are left out.
 >>> print(compare_table(rows).markdown)
 | run | model | data | NLL nats (kind, space) | bits/dim |
 |---|---|---|---|---|
-| runs/a | gmm | ring | -1.500 (exact, continuous) | -1.0800 |
+| runs/a | gmm | ring | -1.500 +- 0.010 (exact, continuous) | -1.0800 |
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from .likelihood import format_stderr
 from .metrics import summary_row
 
 #: (key in summary_row, Markdown heading, format); which way is better: :data:`HIGHER_IS_BETTER`, :func:`directions`
@@ -37,7 +38,7 @@ COLUMNS = [
     ("modes", "modes", "{}"),
     ("high_quality", "high quality", "{:.3f}"),
     ("reverse_kl", "modes' reverse KL", "{:.3f}"),
-    ("error", "test error", "{:.4f}"),
+    ("error", "classification error", "{:.2%}"),  # of the split scored (the caption names it); the CSV: a fraction
 ]
 
 
@@ -64,7 +65,7 @@ class Table:
 
 
 #: the columns where a higher value is the better one (in the others, NLL, bits/dim, FID, KID, the modes' reverse KL
-#: and the test error, lower is)
+#: and the classification error, lower is)
 HIGHER_IS_BETTER = ("parzen_ll", "precision", "recall", "density", "coverage", "is", "modes", "high_quality")
 
 
@@ -85,22 +86,39 @@ def _cell(key: str, fmt: str | None, row: dict) -> str:
     if v is None:
         return ""
     if key == "nll":
-        return f"{v:.3f} ({row['nll_kind']}, {row['nll_space']})" if row.get("nll_space") else f"{v:.3f} ({row['nll_kind']})"
+        se = f" +- {format_stderr(row['nll_se'])}" if row.get("nll_se") is not None else ""
+        kind = f"{row['nll_kind']}, {row['nll_space']}" if row.get("nll_space") else row["nll_kind"]
+        return f"{v:.3f}{se} ({kind})"
     if key == "parzen_ll":
         edge = " (sigma at the grid's edge)" if row.get("parzen_sigma_at_edge") else ""
-        return f"{v:.3f} +- {row['parzen_se']:.3f}{edge}"  # nats: toy models differ by hundredths
+        return f"{v:.3f} +- {format_stderr(row['parzen_se'])}{edge}"  # nats: toy models differ by hundredths
     return fmt.format(v)
 
 
-def compare_table(results: list[tuple[str, dict]]) -> Table:
-    """A :class:`Table` from ``(run name, evaluate() result)`` pairs."""
+def data_label(spec: dict, split: str = "test") -> str:
+    """A run's data as the table names it: the data set and the options of its recipe that change what is scored
+    (not its folder or fingerprints, nor its size but where the training split is scored), so that runs scored on
+    different data are told apart.
+
+    >>> data_label({"name": "ring", "std": 0.05, "n": 50000}), data_label({"name": "mnist", "binarize": True, "root": "d"})
+    ('ring (std=0.05)', 'mnist (binarize=true)')
+    """
+    skip = {"name", "root", "split_fingerprint", "content_fingerprint"} | ({"n"} if split != "train" else set())
+    opts = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(spec.items()) if k not in skip]
+    return f"{spec.get('name', '')} ({', '.join(opts)})" if opts else str(spec.get("name", ""))
+
+
+def compare_table(results: list[tuple[str, dict]], data: list[str] | None = None) -> Table:
+    """A :class:`Table` from ``(run name, evaluate() result)`` pairs; ``data``: each run's data label
+    (:func:`data_label`; the result's data set name without it)."""
     summaries = [summary_row(r) for _, r in results]
+    data = data or [res.get("dataset", "") for _, res in results]
     keep = [(k, h, f) for k, h, f in COLUMNS if any(s.get(k) is not None for s in summaries)]
     header = ["run", "model", "data"] + [h for _, h, _ in keep]
     rows, records = [], []
-    for (name, res), s in zip(results, summaries):
-        rows.append([str(name), res.get("model", ""), res.get("dataset", "")] + [_cell(k, f, s) for k, _, f in keep])
-        records.append({"run": str(name), "model": res.get("model", ""), "data": res.get("dataset", ""), **s})
+    for (name, res), s, d in zip(results, summaries, data):
+        rows.append([str(name), res.get("model", ""), d] + [_cell(k, f, s) for k, _, f in keep])
+        records.append({"run": str(name), "model": res.get("model", ""), "data": d, **s})
     return Table(header, rows, records)
 
 

@@ -216,6 +216,7 @@ def summary_row(result: dict) -> dict:
     best = (next((r for r in rows if r["kind"] == "exact"), None) or next((r for r in rows if r["kind"].startswith("iwae")), None)
             or next((r for r in rows if r["kind"] == "elbo"), None))
     row["nll"] = best["nats"] if best else None
+    row["nll_se"] = best.get("stderr") if best else None
     row["nll_kind"] = best["kind"] if best else None
     row["nll_space"] = result["likelihood"].get("space") if best else None
     row["bits_per_dim"] = best["bits_per_dim"] if best else None
