@@ -1136,6 +1136,7 @@ def cmd_interpolate(args) -> int:
 
     from .apps.interpolate import arithmetic, check_latent_model, draw_prior, infer_latent, interpolate
     from .data import load_spec
+    from .data.transforms import level_centres, requantize
     from .io import record_picture, weights_stamp
     from .viz import save_grid
 
@@ -1168,13 +1169,20 @@ def cmd_interpolate(args) -> int:
     for i, j in args.between:  # all of them before the first row's projection
         if not (0 <= i < len(test) and 0 <= j < len(test)):
             raise ConfigError(f"--between indices must lie in 0..{len(test) - 1}, got {i} {j}")
+    # a model of dequantized data, (v + u) / L, reads the test images at their levels' centres (stored, at 0 and 1,
+    # a RealNVP's latents were 50-1,500x the prior's scale and the frames between them black), and what it
+    # makes of them is shown back on the levels, as eval scores its samples: the strips' ends are the test images
+    levels = test.levels if test is not None and test.dequantize and test.levels else None
+    seen = (lambda x: x) if levels is None else (lambda x: level_centres(x, levels))
+    shown = (lambda x: x) if levels is None else (lambda x: requantize(x.clamp(0, 1), levels))
     g = torch.Generator().manual_seed(args.seed)
     if args.arithmetic:
         m = re.fullmatch(r"\s*([\d,\s]+)-([\d,\s]+)\+([\d,\s]+)\s*", args.arithmetic)
         if not m:
             raise ConfigError(f"--arithmetic takes A-B+C with comma-separated test indices, got '{args.arithmetic}'")
         groups = [_indices(t, len(test)) for t in m.groups()]
-        _, images = arithmetic(model, *(test.x[idx] for idx in groups), generator=g)
+        _, images = arithmetic(model, *(seen(test.x[idx]) for idx in groups), generator=g)
+        images = shown(images)
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
@@ -1183,8 +1191,8 @@ def cmd_interpolate(args) -> int:
         return 0
     rows = []
     for i, j in args.between:
-        z = infer_latent(model, test.x[[i, j]], generator=g)
-        rows.append(interpolate(model, z[0].cpu(), z[1].cpu(), steps, kind))
+        z = infer_latent(model, seen(test.x[[i, j]]), generator=g)
+        rows.append(shown(interpolate(model, z[0].cpu(), z[1].cpu(), steps, kind)))
     for _ in range(pairs):
         z = draw_prior(model, 2, g)
         rows.append(interpolate(model, z[0], z[1], steps, kind))

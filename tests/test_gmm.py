@@ -12,6 +12,7 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from safetensors.torch import load_file, save_file
 
+import genzoo
 from genzoo.base import Batch, Density
 from genzoo.errors import ConfigError, DataError
 from genzoo.models.gmm import GaussianMixture
@@ -323,3 +324,16 @@ def test_a_full_batch_run_logs_its_whole_set_per_step_and_notes_the_options_it_i
         assert len(rows) == 20  # one row per EM iteration, by default
         rates.append([r["examples_per_s"] for r in rows])
     assert rates[0] == rates[1] and rates[0][-1] > 0  # not in the ratio 64 : 1000
+
+
+def test_a_singular_covariance_suggests_float64_only_to_a_float32_model():
+    """The error advised `--set dtype=float64` to a model that already was float64 (its Cholesky runs in float64)."""
+    from genzoo.data.dataset import Dataset
+
+    t = torch.linspace(0, 1, 200)
+    line = Dataset("line", "train", torch.stack([t, 2 * t], 1), None)  # (200, 2): every covariance singular
+    for dtype in ("float64", "float32"):
+        m = genzoo.build("gmm", data_shape=(2,), n_components=2, reg_covar=0.0, dtype=dtype)
+        with pytest.raises(DataError, match="not positive definite") as e:
+            genzoo.fit(m, line, steps=3, progress=False)
+        assert ("dtype=float64" in str(e.value)) == (dtype == "float32")

@@ -171,3 +171,26 @@ def test_generate_converts_latents_for_a_users_own_model():
     z = torch.randn(4, 3)
     out = generate(m, z)  # float32 latents for a float64 model: a torch error before
     assert out.dtype == torch.float32 and torch.equal(out, m.net(z.double()).float())
+
+
+def test_cli_interpolate_reads_a_dequantized_flows_test_images_at_their_levels_centres(tmp_path, monkeypatch):
+    """A flow of dequantized data, (v + u) / L, encoded the test images as stored, v / (L - 1), whose 0s and 1s it
+    never saw: RealNVP's logit sent them to +-13.8, the latents came out 150x the prior's scale (1,209 against
+    sqrt(64) = 8 here; 42,847 against 28 on MNIST, whose strips were black between their ends), and the strips'
+    ends were not the test images."""
+    import genzoo.viz
+    from genzoo.data.transforms import level_centres
+
+    rd = tmp_path / "rnvp"
+    assert main(["train", "realnvp", "--steps", "30", "--run-dir", str(rd), "--no-progress"]) == 0
+    model, test = genzoo.load(rd), load_dataset("digits", "test")
+    assert test.dequantize is False and test.levels == 17  # (the run's recipe dequantizes)
+    with torch.no_grad():
+        norm = lambda x: model.encode(x).flatten(1).norm(dim=1).median().item()
+        assert norm(level_centres(test.x[:8], 17)) < 2 * 8 < 100 * 8 < norm(test.x[:8])
+    got = []
+    monkeypatch.setattr(genzoo.viz, "save_grid", lambda x, *a, **k: got.append(x))
+    assert main(["interpolate", str(rd), "--between", "0", "1", "--pairs", "0", "--steps", "5"]) == 0
+    strip = got[0]  # (5, 1, 8, 8): the ends are the test images themselves, the frames between on their levels
+    assert torch.equal(strip[0], test.x[0]) and torch.equal(strip[-1], test.x[1])
+    assert torch.equal(strip, torch.round(strip * 16) / 16)

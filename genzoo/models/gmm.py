@@ -394,8 +394,8 @@ class GaussianMixture(GenerativeModel):
             if bool((info > 0).any()):
                 k = int((info > 0).nonzero()[0])
                 raise error(f"gmm: covariance of component {k} is not positive definite; increase reg_covar (now "
-                            f"{self.reg_covar:g}, in the data's units squared), standardise the data, or use "
-                            "--set dtype=float64")
+                            f"{self.reg_covar:g}, in the data's units squared)" + (", standardise the data, or use "
+                            "--set dtype=float64" if self.dtype != torch.float64 else " or standardise the data"))
             eye = torch.eye(self.dim, dtype=torch.float64, device=L.device)
             prec_chol = torch.linalg.solve_triangular(L, eye, upper=False).mT  # (K, D, D)  U = L^-T
         else:
