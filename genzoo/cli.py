@@ -1260,15 +1260,20 @@ def cmd_inpaint(args) -> int:
     if idle:
         raise ConfigError(f"{', '.join(idle)} tune{'s' * (len(idle) == 1)} the other method; this inpainting is by "
                           f"--method {method}" + (" (auto's choice for this model)" if args.method == "auto" else ""))
-    truth = None
+    truth, levels = None, None  # levels: of a model of dequantized data, whose search starts at their centres
     if args.image:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
+        if method == "search":
+            with contextlib.suppress(GenZooError):  # (a genzoo.save folder records no data)
+                spec = _data_spec(args.run, args.data_root)
+                levels = load_spec(spec, "test").levels if spec.get("dequantize") else None
     else:
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
         idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))
         if any(not 0 <= i < len(test) for i in idx):
             raise ConfigError(f"--test-index must lie in 0..{len(test) - 1}")
         y = truth = test.x[idx]
+        levels = test.levels if test.dequantize else None
     if len(y) > MAX_PICTURE // 4:  # one panel of 4 rows of them
         raise ConfigError(f"inpaint draws its {len(y):,} images in one picture of 4 rows: give at most "
                           f"{MAX_PICTURE // 4:,} (`genzoo bench inpaint-mnist` scores 1,000 test digits without pictures)")
@@ -1278,7 +1283,7 @@ def cmd_inpaint(args) -> int:
     if method == "search":
         out = inpaint(model, y, mask, lam=LAMBDA if args.lam is None else args.lam, steps=args.steps or STEPS,
                       restarts=args.restarts or RESTARTS, blend=blend, generator=g, precision=args.precision or "fp32",
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, levels=levels)
         made = "G(z*)"
     else:
         samples = args.samples or SAMPLES

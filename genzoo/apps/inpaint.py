@@ -50,6 +50,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..base import Density, evaluating
+from ..data.transforms import level_centres
 from ..errors import ConfigError, DataError
 from ..train import acceleration
 from .interpolate import check_latent_model, draw_prior
@@ -202,7 +203,7 @@ def _check_images(model, y: Tensor, mask: Tensor) -> Tensor:
 
 def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int = STEPS, lr: float = 0.03,
             restarts: int = RESTARTS, blend: str = "poisson", generator: torch.Generator | None = None,
-            precision: str = "fp32", progress: bool = False) -> dict:
+            precision: str = "fp32", progress: bool = False, levels: int | None = None) -> dict:
     """Fill the holes of images ``y`` (N, C, H, W) in [0, 1], ``mask`` (N or 1, C, H, W) 1 = known.
 
     Returns ``{"filled": blended (N, C, H, W), "generated": G(z*) (N, C, H, W), "z": (N, L)}``.
@@ -210,7 +211,9 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     mask): starts matter and steps past 300 do not, 6.95 / 8.06 / 8.62 / 9.09 dB from 2 / 4 / 8 / 16
     starts of 300 steps, 8.05 dB from 4 starts of 1,000.
     A flow's first start is its exact code of the image with each hole filled by the mean of its known
-    pixels (the hidden pixels are never read).
+    pixels (the hidden pixels are never read); ``levels``, for a model of dequantized data, encodes that image at
+    its levels' centres (:func:`~genzoo.data.transforms.level_centres`), as such a model never saw the stored 0s
+    and 1s (a RealNVP's logit sends them to +-13.8, its code far off the prior).
     ``precision="bf16"`` runs the search under bf16 autocast (models with ``autocast_safe``; the
     losses stay float32), see :mod:`genzoo.train.acceleration`. ``progress``: a bar over the steps.
     """
@@ -237,8 +240,11 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
                 z = draw_prior(model, N, generator).to(dev)  # (N, L)
                 if r == 0 and isinstance(model, Density) and hasattr(model, "encode"):
                     known_mean = (mask * y).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp_min(1)  # (N,) known pixels' mean
+                    start = mask * y + (1 - mask) * known_mean.reshape(N, 1, 1, 1)  # (N, C, H, W)
+                    if levels is not None:
+                        start = level_centres(start.clamp(0, 1), levels)
                     with torch.no_grad():
-                        z = model.encode(mask * y + (1 - mask) * known_mean.reshape(N, 1, 1, 1)).reshape(N, -1)
+                        z = model.encode(start).reshape(N, -1)
                 z = z.detach().requires_grad_(True)
                 opt = torch.optim.Adam([z], lr=lr)
                 for _ in range(steps):

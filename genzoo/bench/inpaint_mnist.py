@@ -106,6 +106,7 @@ def run(args) -> str:
 
     import genzoo
     from genzoo.apps.inpaint import inpaint, make_mask, model_draws, posterior_fill, psnr
+    from genzoo.cli import read_recipe
     from genzoo.data import load_dataset
 
     from .common import mnist_root
@@ -131,7 +132,9 @@ def run(args) -> str:
         score("nearest training image", m, nearest_fill(train.x, test.x, mask), mask, time.time() - t0)
     sigmas: dict[tuple[str, str], float] = {}
     for label in MODELS:
-        model = genzoo.load(model_run(label, root, Path(args.runs_dir), quick))
+        run = model_run(label, root, Path(args.runs_dir), quick)
+        model = genzoo.load(run)
+        levels = test.levels if read_recipe(Path(run))["data"].get("dequantize") else None  # the flow's search start
         t0 = time.time()
         bank = model_draws(model, 1000 if quick else SAMPLES, torch.Generator().manual_seed(0))  # (S, D)
         drawn = time.time() - t0
@@ -147,7 +150,7 @@ def run(args) -> str:
             filled = []
             for i in range(0, n, BATCH):
                 out = inpaint(model, test.x[i:i + BATCH], mask[i:i + BATCH], steps=steps, restarts=restarts,
-                              generator=torch.Generator().manual_seed(i), precision=precision)
+                              generator=torch.Generator().manual_seed(i), precision=precision, levels=levels)
                 filled.append(out["filled"])
             score(f"genzoo {label} (search)", m, torch.cat(filled), mask, time.time() - t0)
     lines = ["## Inpainting MNIST (`genzoo bench inpaint-mnist`)", "",
