@@ -704,8 +704,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                              if before is None else f"genzoo: {what} before the first checkpoint; what the "
                              f"run wrote in {run_dir} is removed\n")
         elif main_rank:
-            sys.stderr.write(f"genzoo: {what}; the checkpoints written so far are intact: continue with "
-                             f"`genzoo train --resume --run-dir {run_dir}`\n")
+            written = ("the checkpoints written so far are intact" if latest_checkpoint(run_dir) is not None
+                       else "no checkpoint was written yet")  # (a resume that restarted a run from its run.json)
+            sys.stderr.write(f"genzoo: {what}; {written}: continue with `genzoo train --resume --run-dir {run_dir}`\n")
         return 143 if isinstance(e, Terminated) else 130
     if main_rank:
         start = state.resumed_from or 0  # this session's steps, not the run's
@@ -715,6 +716,10 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             span = f" (steps {start + 1}-{state.step})" if start else ""
             done = state.step - start
             line = f"genzoo: {done} step{'s' * (done != 1)} in {time.time() - t0:.1f} s{span}; run in {run_dir}"
+            planned = state.planned_steps or state.step
+            if state.step < planned:  # the time budget (max_minutes) ended this session
+                line += (f"\ngenzoo: stopped by max_minutes={train.get('max_minutes'):g} with {planned - state.step:,} of "
+                         f"{planned:,} steps left: `genzoo train --resume --run-dir {run_dir}` goes on")
         print(line, file=sys.stderr)
         _density_picture(model, data, run_dir)
     if world_size > 1:

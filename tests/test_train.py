@@ -16,7 +16,7 @@ import genzoo
 import genzoo.train
 from genzoo import io
 from genzoo.data import load_dataset
-from genzoo.errors import TrainingDiverged
+from genzoo.errors import ConfigError, TrainingDiverged
 from genzoo.models.vae import VAE
 
 
@@ -824,3 +824,95 @@ def test_a_loss_that_is_not_finite_at_step_1_is_blamed_on_the_start_not_the_lr(t
     err = capsys.readouterr().err
     assert "at step 1, on the starting weights, so no lr helps" in err and "data reach 1.0" in err
     assert "try a smaller lr" not in err
+
+
+def test_resume_drops_best_weights_newer_than_its_checkpoint_and_refuses_another_lr_schedule(tmp_path):
+    """A run stopped after best/ was written but before its next checkpoint kept that best/ on resume (weights of steps
+    the resumed run drops, as it drops their metrics and grids); a resume with another lr schedule froze the lr at the
+    checkpoint's scheduled value (cosine -> constant: 5.3e-4 instead of 1e-3 for the rest of the run)."""
+    data, valid = load_dataset("digits", binarize=True), load_dataset("digits", "valid", binarize=True)
+    kw = dict(batch_size=50, checkpoint_every=50, log_every=1, progress=False, valid=valid, keep_best=True)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_model(), data, steps=100, run_dir=tmp_path, callbacks=[_StopAt(75)], **kw)
+    assert json.loads((tmp_path / "best" / "best.json").read_text())["step"] == 70  # (validated every 10 steps)
+    genzoo.fit(_model(), data, steps=60, run_dir=tmp_path, resume=True, **kw)
+    best = json.loads((tmp_path / "best" / "best.json").read_text())
+    assert best["step"] <= 60
+    assert best["step"] == min((r for r in map(json.loads, (tmp_path / "metrics.jsonl").read_text().splitlines())
+                                if "valid_loss" in r), key=lambda r: r["valid_loss"])["step"]
+    run = tmp_path / "sched"
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_model(), data, steps=100, run_dir=run, lr_schedule="cosine", callbacks=[_StopAt(50)], **kw)
+    with pytest.raises(ConfigError, match="lr_schedule 'cosine', now 'constant'"):
+        genzoo.fit(_model(), data, steps=100, run_dir=run, resume=True, **kw)
+    with pytest.raises(ConfigError, match="warmup_steps 0, now 10"):
+        genzoo.fit(_model(), data, steps=100, run_dir=run, resume=True, lr_schedule="cosine", warmup_steps=10, **kw)
+
+
+def test_epochs_are_not_rounded_up_past_a_whole_step_by_float_error(tmp_path):
+    """--epochs 1.1 at 100 steps an epoch made 111 steps (1.1 * 100 = 110.00000000000001 in floats)."""
+    data = load_dataset("ring", n=1000)
+    state = genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), data, epochs=1.1, batch_size=10,
+                       progress=False)
+    assert state.steps_per_epoch == 1 and state.step == 2  # EM: one step an epoch (1.1 epochs: 2 steps)
+    state = genzoo.fit(genzoo.build("nice", data_shape=(2,), hidden=(4,)), data, epochs=1.1, batch_size=10,
+                       progress=False)
+    assert state.steps_per_epoch == 100 and state.step == 110
+
+
+def test_no_sample_grid_of_weights_an_update_made_nan(tmp_path, monkeypatch):
+    """An update that left NaN weights while its loss was finite drew samples/step-N.png from them (all 64 'not
+    finite') before the checkpoint stopped the run; the README says nothing is written for the bad step."""
+    from genzoo.train import acceleration
+
+    step, calls = acceleration.training_step, []
+
+    def poisoned(model, *a, **k):  # the 20th update breaks a weight; its own loss is finite
+        logs = step(model, *a, **k)
+        calls.append(1)
+        if len(calls) == 20:
+            with torch.no_grad():
+                next(model.parameters()).fill_(float("nan"))
+        return logs
+
+    monkeypatch.setattr(acceleration, "training_step", poisoned)
+    data = load_dataset("digits", binarize=True)
+    with pytest.raises(TrainingDiverged, match="holds NaN/inf"):
+        genzoo.fit(_model(), data, steps=40, batch_size=50, run_dir=tmp_path, checkpoint_every=10, sample_every=10,
+                   progress=False)
+    assert sorted(p.name for p in (tmp_path / "samples").iterdir()) == ["step-00000010.png"]
+
+
+def test_the_mps_generator_is_checkpointed(monkeypatch):
+    """Checkpoints kept the CPU, data and CUDA generators, not MPS's, where the models draw their noise: every resumed
+    --device mps session drew the first session's noise again."""
+    from types import SimpleNamespace
+
+    from genzoo.train.loop import TrainState
+
+    got = []
+    monkeypatch.setattr(torch.mps, "get_rng_state", lambda: torch.tensor([7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.mps, "set_rng_state", lambda s: got.append(s))
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    state = TrainState(model=SimpleNamespace(device=torch.device("mps")), optimizers=[], data=None, total_steps=1,
+                       batch_size=1, seed=0)
+    rng = state.rng_state()
+    assert torch.equal(rng["mps"], torch.tensor([7], dtype=torch.uint8))
+    state.set_rng_state(rng)
+    assert len(got) == 1 and torch.equal(got[0], rng["mps"])
+
+
+def test_cli_says_when_the_time_budget_stopped_a_run(tmp_path, capsys):
+    """A session stopped by max_minutes ended with 'genzoo: 1 step in 1.0 s; run in RUN', not saying that the budget
+    had stopped it with steps left or how to go on."""
+    from genzoo.cli import main
+
+    rd = tmp_path / "mm"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "50", "--set", "max_minutes=1e-9", "--run-dir", str(rd),
+                 "--no-progress"]) == 0
+    assert f"stopped by max_minutes=1e-09 with 49 of 50 steps left: `genzoo train --resume --run-dir {rd}`" \
+        in capsys.readouterr().err
+    assert main(["train", "--resume", "--run-dir", str(rd), "--no-progress"]) == 0  # each session has the budget
+    assert "(steps 2-2)" in (err := capsys.readouterr().err) and "with 48 of 50 steps left" in err
+    assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "3", "--no-progress"]) == 0
+    assert "stopped by" not in capsys.readouterr().err  # the last step asked: nothing left

@@ -107,7 +107,9 @@ def run_plan(state) -> dict:
     data = state.data
     transform = "binarize" if getattr(data, "binarize", False) else "dequantize" if getattr(data, "dequantize", False) else None
     return {"seed": state.seed, "batch_size": state.batch_size, "examples": len(data),
-            "dataset": getattr(data, "name", None), "shape": list(getattr(data, "shape", ()) or ()), "transform": transform}
+            "dataset": getattr(data, "name", None), "shape": list(getattr(data, "shape", ()) or ()), "transform": transform,
+            # the optimizers' lr is checkpointed as scheduled: another schedule would freeze it at that value
+            "lr_schedule": state.lr_schedule, "warmup_steps": state.warmup_steps}
 
 
 def _lr_hint(state) -> str:
@@ -123,6 +125,22 @@ def _start_hint(state) -> str:
     scale = f" (the data reach {far:.3g})" if far is not None and not 1e-3 <= far <= 1e3 else ""
     return (f" (at step 1, on the starting weights, so no lr helps; data far from unit scale{scale} can cause it: "
             "standardise them)")
+
+
+def nonfinite_weight(model) -> str | None:
+    """The name of the first floating-point weight or buffer of ``model`` that holds NaN or inf, else None.
+
+    >>> import genzoo
+    >>> m = genzoo.build("nice", data_shape=(2,), hidden=(4,))
+    >>> nonfinite_weight(m) is None
+    True
+    >>> with torch.no_grad():
+    ...     next(m.parameters()).fill_(float("nan"))
+    >>> nonfinite_weight(m) == next(iter(m.state_dict()))
+    True
+    """
+    return next((name for name, t in model.state_dict().items()
+                 if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
 
 
 def kept(run_dir) -> str:
@@ -264,7 +282,11 @@ class BestWeights(Callback):
         # a resumed run goes on from the best it had; a new one starts afresh (and replaces an older best/)
         if state.step > 0 and (self.path / "best.json").is_file():
             try:
-                self.best = float(read_json(self.path / "best.json", "best-weights record")[self.KEY])
+                record = read_json(self.path / "best.json", "best-weights record")
+                self.best = float(record[self.KEY])
+                if int(record["step"]) > state.step:  # written after the checkpoint it resumes from: weights of
+                    shutil.rmtree(self.path)           # steps it drops (as the metrics and grids of those steps)
+                    self.best = math.inf
             except (GenZooError, KeyError, TypeError, ValueError):  # an unreadable record: the next validation
                 self.best = math.inf                                 # writes a fresh best
 
@@ -312,6 +334,8 @@ class SampleGrid(Callback):
 
     def on_step_end(self, state, logs):
         if state.step % self.every == 0 or state.step == state.total_steps:
+            if nonfinite_weight(state.model):  # an update that broke the weights (its loss was finite): no picture
+                return                          # of them; the checkpoint or the next step's loss stops the run
             self.dir.mkdir(parents=True, exist_ok=True)
             write_samples(state.model, self.dir / f"step-{state.step:08d}.png", self.n, seed=state.seed,
                           title=f"step {state.step}", density=getattr(state.data, "density", None))
@@ -371,10 +395,8 @@ class Checkpoint(Callback):
     def write(self, state):
         if state.step == self.last:
             return
-        for name, t in state.model.state_dict().items():
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise TrainingDiverged(f"training diverged at step {state.step}: '{name}' holds NaN/inf"
-                                       f"{kept(self.run_dir)}")
+        if name := nonfinite_weight(state.model):
+            raise TrainingDiverged(f"training diverged at step {state.step}: '{name}' holds NaN/inf{kept(self.run_dir)}")
         extra = {"partial_logs": state.partial_logs} if state.partial_logs else {}  # so a resumed run logs the same
         guard = getattr(state, "guard", None)
         if guard:  # ... and is watched the same

@@ -77,6 +77,9 @@ class TrainState:
     valid: object | None = None
     valid_logs: dict | None = None  # the newest validation losses, {"step": ..., "valid_loss": ...}
     partial_logs: dict | None = None  # the log terms summed since the last metrics row (checkpointed)
+    lr_schedule: str = "constant"  # fit's, recorded in each checkpoint: a resume must keep them
+    warmup_steps: int = 0
+    planned_steps: int | None = None  # the steps asked for (total_steps ends sooner where max_minutes stops the run)
     guard: dict | None = None  # the divergence guard's recent losses (checkpointed: a resumed run is not blind)
     resumed_from: int | None = None  # the checkpoint's step, on resume
     _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
@@ -107,6 +110,8 @@ class TrainState:
         rng = {"torch": torch.get_rng_state(), "data": self.data_generator.get_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state(self._cuda())
+        if self.model.device.type == "mps":  # the models draw their noise on their own device
+            rng["mps"] = torch.mps.get_rng_state()
         return rng
 
     def set_rng_state(self, rng: dict[str, torch.Tensor]) -> None:
@@ -114,6 +119,8 @@ class TrainState:
         self.data_generator.set_state(rng["data"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"], self._cuda())
+        if "mps" in rng and torch.backends.mps.is_available():
+            torch.mps.set_rng_state(rng["mps"])
 
 
 #: what a run writes before its first checkpoint: ``resume=True`` starts a run in a folder holding no more
@@ -209,8 +216,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
-    checkpoint in ``run_dir``, with the run's own seed, batch size and data (another is a ConfigError); the length,
-    intervals and speed options may change. ``valid`` (a Dataset) adds validation losses to the metrics (every
+    checkpoint in ``run_dir``, with the run's own seed, batch size, data, lr schedule and warm-up (another is a
+    ConfigError); the length, intervals and speed options may change. ``valid`` (a Dataset) adds validation losses to the metrics (every
     ``10 * log_every`` steps and at the end); ``keep_best=True`` then also keeps the weights of the lowest
     validation loss in ``run_dir/best/``, a run folder of its own (:class:`~genzoo.train.callbacks.BestWeights`),
     for models whose validation loss measures them (a ConfigError for the GANs, whose is the discriminator's).
@@ -282,7 +289,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         small = f" (the whole set of {len(data)} examples, as it is smaller)" if len(data) < batch_size else ""
         raise ConfigError(f"batch_size {global_batch}{small} must be a multiple of the {world_size} processes")
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=global_batch, seed=seed,
-                       run_dir=run_dir, valid=valid)
+                       run_dir=run_dir, valid=valid, lr_schedule=lr_schedule, warmup_steps=warmup_steps)
     try:
         model.check_batch_size(math.ceil(len(data) / world_size) if model.full_batch else state.batch_size // world_size)
     except ConfigError as e:
@@ -290,7 +297,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             raise
         raise ConfigError(f"{e}: the batch is the whole set of {len(data)} examples, which is smaller than batch_size "
                           f"{batch_size}") from None
-    state.total_steps = int(steps) if steps is not None else max(1, math.ceil(epochs * state.steps_per_epoch))
+    # (rounded first: 1.1 epochs of 100 steps are 110.00000000000001 in floats, which ceil made 111 steps)
+    state.total_steps = int(steps) if steps is not None else max(1, math.ceil(round(epochs * state.steps_per_epoch, 6)))
     device = model.device
     full_x = all_x = None
     if model.full_batch:  # the whole set, transformed once with a seed-fixed draw, every step
@@ -384,6 +392,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         model.train()
         try:
             planned, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
+            state.planned_steps = planned
             while state.step < state.total_steps:
                 if lr_schedule != "constant" or warmup_steps:
                     set_lr(state.optimizers, state.step, planned, cosine=lr_schedule == "cosine", warmup=warmup_steps)
