@@ -630,7 +630,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                                                      "device": device.type, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     if default_dir:
         run_dir = Path(distributed.rank0_value(str(run_dir)))  # the folder rank 0 claimed
-    announce = _Announce(f"genzoo: training {model.name} on {data.name} ({data.space}, {len(data)} examples, shape "
+    # eval's name for the space: a Bernoulli decoder's pixels off {0, 1} are not 'discrete-as-real' there
+    space = "bernoulli-on-grey" if getattr(model, "bernoulli_pixels", False) and data.space != "binarized" else data.space
+    announce = _Announce(f"genzoo: training {model.name} on {data.name} ({space}, {len(data)} examples, shape "
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it

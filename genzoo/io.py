@@ -246,11 +246,14 @@ PARAMETER_DTYPES = {"float64": torch.float64, "float16": torch.float16, "bfloat1
 
 def model_config(model) -> dict:
     """What ``config.json`` holds: the model's name and constructor arguments, the genzoo version, and the
-    parameters' dtype where it is not float32 (a ``model.double()``), so the model loads as it was saved."""
+    parameters' dtype where it is not float32 (a ``model.double()``), so the model loads as it was saved; a model
+    of buffers alone (the GMM) by its first floating-point buffer."""
     from . import __version__
 
     cfg = {"model": model.name, "genzoo_version": __version__, "config": model.config}
     p = next(model.parameters(), None)
+    if p is None:
+        p = next((b for b in model.buffers() if b.is_floating_point()), None)
     if p is not None and p.dtype in PARAMETER_DTYPES.values():
         cfg["parameter_dtype"] = str(p.dtype).removeprefix("torch.")
     return cfg

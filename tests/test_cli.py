@@ -424,3 +424,12 @@ def test_the_models_default_data_transform_yields_key_by_key(model, sets, space,
     assert main(["train", model, "--steps", "1", "--set", "data.n=64", *[a for s in sets for a in ("--set", s)],
                  "--run-dir", str(rd), "--no-progress"]) == 0
     assert load_spec(json.loads((rd / "run.json").read_text())["recipe"]["data"], "train").space == space
+
+
+def test_the_training_banner_names_the_space_as_eval_does(tmp_path, capsys):
+    """A Bernoulli VAE on grey levels was announced as 'discrete-as-real', which eval calls 'bernoulli-on-grey'."""
+    assert main(["train", "vae", "--set", "data.binarize=false", "--steps", "2", "--run-dir", str(tmp_path / "g"),
+                 "--no-progress"]) == 0
+    assert "on digits (bernoulli-on-grey, 1297 examples" in capsys.readouterr().err
+    assert main(["train", "vae", "--steps", "2", "--run-dir", str(tmp_path / "b"), "--no-progress"]) == 0
+    assert "on digits (binarized, 1297 examples" in capsys.readouterr().err
