@@ -13,10 +13,13 @@ alpha = 0.1 N. Every step here takes a batch of unlabelled examples (the whole t
 ignored) and a batch of ``labelled_batch`` of the ``labels`` kept examples, and minimises the per-example
 means ``labelled_weight`` mean L + mean U + alpha' mean CE. Divided by N_u, the paper's sums weigh mean L
 by N_l / N_u (0.002 for 100 labels of 50,000) and mean CE by 0.1 N / N_u ~ 0.1 if E_labelled is an average,
-or by 0.1 N N_l / N_u ~ 0.1 N_l if it is a sum over the labelled set (10 for 100 labels). The default
-alpha' = 0.1 N_l follows the second reading and labelled_weight = 1 gives the labelled bound the weight
-of the unlabelled one, so that the 100 labels shape p(x|y,z) and q(y|x) within a few epochs rather than
-the paper's thousands. (On MNIST with 100 labels and 2,000 steps, alpha' of 1 or 10 and labelled_weight
+or by 0.1 N N_l / N_u ~ 0.1 N_l if it is a sum over the labelled set (10 for 100 labels). The authors'
+code settles it for the first reading (dpkingma/nips14-ssl, ``learn_yz_x_ss.py``: each labelled example's
+log q(y|x) weighted by alpha N / N_l with alpha = 0.1, summed over the labelled set: 0.1 N times the mean).
+genzoo's default, alpha' = 0.1 N_l (the second reading's value) with labelled_weight = 1, is its own,
+empirical choice, not the paper's: it gives the labelled bound the weight of the unlabelled one and the
+classifier 100 times the paper's, so that the 100 labels shape p(x|y,z) and q(y|x) within a few epochs
+rather than the paper's thousands. (On MNIST with 100 labels and 2,000 steps, alpha' of 1 or 10 and labelled_weight
 of 0.05 or 1 gave errors within 2-3 points of each other: q(y|x) fits the 100 labels within ~1,000 steps
 whichever is used. The paper's own weights, alpha' = 0.1 and labelled_weight = 0.002, with the shared
 trunk below: 37.5% after 2,000 steps, 40% after 6,000 of a 10,000-step run.)
@@ -81,7 +84,7 @@ class SSVAE(GenerativeModel):
     """M2 with MLP networks: ``hidden`` sizes for the classifier, the encoder and the decoder,
     ``latent_dim`` for z, ``n_classes`` for y, ``labels`` (labelled examples kept, balanced per class),
     ``labelled_batch`` (labelled examples per step), ``alpha`` (weight of the classification term; 0 picks
-    0.1 N_l, genzoo's reading of the paper's 0.1 N after its rescaling (the module docstring); a term that
+    0.1 N_l, genzoo's default, which the module docstring compares with the paper's weights; a term that
     small but not 0, such as 1e-9, all but turns it off), ``lr`` (Adam). ``classifier_hidden`` and
     ``decoder_hidden`` override ``hidden`` for q(y|x) and p(x|y,z) (the decoder's default: ``hidden``
     reversed); ``y_every_layer`` feeds y to every layer of the decoder, not only its first;
@@ -97,8 +100,10 @@ class SSVAE(GenerativeModel):
 
     needs_labels = True
 
-    DEFAULT_NOTES = {"alpha": "0: 0.1 x labels, the paper's; a tiny value such as 1e-9 all but turns it off",
-                     "classifier_hidden": "None: hidden", "decoder_hidden": "None: hidden reversed"}
+    DEFAULT_NOTES = {"alpha": "0: 0.1 x labels, genzoo's default (the paper's code amounts to about 0.1 with "
+                              "labelled_weight = labels / N); a tiny value such as 1e-9 all but turns it off",
+                     "classifier_hidden": "None: hidden (none with shared_trunk)",
+                     "decoder_hidden": "None: hidden reversed"}
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 50, hidden: tuple[int, ...] = (500,),
                  activation: Literal["relu", "softplus", "elu", "tanh"] = "softplus", n_classes: int = 10,
@@ -113,6 +118,8 @@ class SSVAE(GenerativeModel):
                 raise ConfigError(f"ssvae: {name} must be >= {least}, got {value}")
         if labels < n_classes or labels % n_classes:
             raise ConfigError(f"ssvae: labels must be a positive multiple of n_classes ({n_classes}), got {labels}")
+        if batch_norm and labelled_batch < 2:  # batch statistics of one example: torch refuses them mid-step
+            raise ConfigError(f"ssvae: batch_norm needs labelled_batch >= 2, got {labelled_batch}")
         if alpha < 0 or labelled_weight < 0:
             raise ConfigError(f"ssvae: alpha and labelled_weight must be >= 0, got {alpha} and {labelled_weight}")
         if not (0 <= classifier_dropout < 1 and 0 <= classifier_input_dropout < 1):
@@ -144,7 +151,7 @@ class SSVAE(GenerativeModel):
             self.decoder = _ConditionedMLP([latent_dim, *dhidden, d], n_classes, activation)
         else:
             self.decoder = mlp([latent_dim + n_classes, *dhidden, d], activation)
-        self.y_every_layer = y_every_layer
+        self.y_every_layer, self.batch_norm = y_every_layer, batch_norm
         # the labelled subset, chosen by setup_labels and saved with the weights
         self.register_buffer("labelled_x", torch.zeros(labels, *self.data_shape))
         self.register_buffer("labelled_y", torch.zeros(labels, dtype=torch.long))
@@ -157,6 +164,10 @@ class SSVAE(GenerativeModel):
     @classmethod
     def defaults(cls, config: dict) -> dict:
         return {"data": {"name": "digits", "binarize": True}, "train": {"steps": 3000, "batch_size": 100}}
+
+    def check_batch_size(self, batch_size: int) -> None:
+        if self.batch_norm and batch_size < 2:  # (the unlabelled batches: one example has no batch statistics)
+            raise ConfigError("ssvae: batch_norm needs batches of 2 or more examples (per process under torchrun)")
 
     # -- the labelled subset ------------------------------------------------------------------------------
     #: weights written before ``labelled_binarize`` existed binarized their labelled examples whatever the data
@@ -390,7 +401,7 @@ class SSVAE(GenerativeModel):
         (B, K, *data_shape)."""
         z = self.encode(x).mean  # (B, L)
         B, K = x.shape[0], self.n_classes
-        ys = torch.arange(K, device=x.device).repeat(B)  # (B*K,)
+        ys = torch.arange(K, device=z.device).repeat(B)  # (B*K,) on the model's device, wherever x came from
         return self._decode(z.repeat_interleave(K, 0), ys).mean.reshape(B, K, *self.data_shape)
 
 
