@@ -814,6 +814,8 @@ def _density_picture(model, data, run_dir: Path) -> None:
     truth = getattr(data, "density", None)
     box = truth.bounds() if truth is not None else [(float(data.x[:, i].min()), float(data.x[:, i].max())) for i in range(2)]
     bounds = [(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo)) for lo, hi in box]
+    if model.outside_unit_interval(-1.0, 2.0) is not None:  # a density on [0, 1]^2 only (a flow's logit): drawn there
+        bounds = [(max(lo, 0.0), min(hi, 1.0)) for lo, hi in bounds]
     model.eval()
     save_density(model.log_prob, run_dir / "density.png", bounds, title=model.name, density=truth)
     print(f"genzoo: density picture in {run_dir / 'density.png'}", file=sys.stderr)

@@ -428,12 +428,13 @@ class Swap(Transform):
 
 
 class Permutation(Transform):
-    """A fixed permutation of features (vectors) or channels (images), random from ``seed`` or reversed
-    (``seed=None``); volume-preserving."""
+    """A fixed permutation of features (vectors) or channels (images): ``perm`` (output j is input ``perm[j]``),
+    or random from ``seed``, or reversed (neither); volume-preserving."""
 
-    def __init__(self, n: int, seed: int | None = None):
+    def __init__(self, n: int, seed: int | None = None, perm: Tensor | None = None):
         super().__init__()
-        perm = torch.arange(n - 1, -1, -1) if seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        if perm is None:
+            perm = torch.arange(n - 1, -1, -1) if seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(seed))
         self.register_buffer("perm", perm)
         self.register_buffer("inv", torch.argsort(perm), persistent=False)
 
@@ -509,7 +510,7 @@ class LULinear(Transform):
         return lower, upper
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        with torch.autocast(x.device.type, enabled=False):  # a bijection on the data itself: fp32 always
+        with torch.autocast(x.device.type, enabled=False):  # a bijection on the data itself: not under autocast
             lower, upper = self._lu()
             w = self.p @ lower @ upper                                        # (n, n)
             return x @ w.T, self.log_diag.sum().expand(x.shape[0])
@@ -517,9 +518,11 @@ class LULinear(Transform):
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
         with torch.autocast(y.device.type, enabled=False):
             lower, upper = self._lu()
-            h = (y @ self.p).T                                                # P^T y, (n, B)
-            h = torch.linalg.solve_triangular(lower, h, upper=False, unitriangular=True)
-            x = torch.linalg.solve_triangular(upper, h, upper=True).T         # (B, n)
+            # at least float32: the triangular solves have no half-precision kernel (a model cast to bf16)
+            work = torch.promote_types(y.dtype, torch.float32)
+            h = (y @ self.p).T.to(work)                                       # P^T y, (n, B)
+            h = torch.linalg.solve_triangular(lower.to(work), h, upper=False, unitriangular=True)
+            x = torch.linalg.solve_triangular(upper.to(work), h, upper=True).T.to(y.dtype)  # (B, n)
             return x, (-self.log_diag.sum()).expand(y.shape[0])
 
 
@@ -570,7 +573,8 @@ class Flatten(Transform):
 class Logit(Transform):
     """The logit pre-processing of data in [0, 1] (Dinh et al. 2016, Section 4.1; Papamakarios et al. 2017):
     ``y = logit(alpha + (1 - 2 alpha) x)`` with its log-Jacobian, so a flow's ``log_prob`` stays a density
-    on [0, 1]^D. See :func:`genzoo.data.transforms.logit_transform`.
+    on [0, 1]^D, less the flow's mass beyond ``[logit(alpha), logit(1 - alpha)]`` (whose draws the inverse clamps
+    onto 0 and 1). See :func:`genzoo.data.transforms.logit_transform`.
 
     >>> t = Logit(alpha=0.05)
     >>> y, ld = t(torch.full((1, 3), 0.5))                 # logit(0.5) = 0, slope (1 - 2 alpha) / (1/4)
