@@ -47,7 +47,7 @@ def train_one(div: str, steps: int, seed: int = 0) -> dict:
                          divergence=div, lr=LR)
     t0 = time.time()
     genzoo.fit(model, data, steps=steps, batch_size=BATCH, seed=seed, progress=False, lr_schedule="cosine")
-    mu, sigma = float(model.generator.mu.detach()), float(model.generator.log_sigma.detach().exp())
+    mu, sigma = (float(v) for v in model.gaussian())  # in data units (the networks see standardised data)
     emu, esigma, evalue = best_gaussian_1d(div, _mixture().log_prob, LO, HI)
     return {"div": div, "mu": mu, "sigma": sigma, "exact_mu": emu, "exact_sigma": esigma, "exact_value": evalue,
             "seconds": time.time() - t0}

@@ -163,12 +163,28 @@ class Adversarial(GenerativeModel):
         return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
 
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
-        """Vector data (arch "mlp"): the networks see it standardised per dimension, so one learning
-        rate suits a ring of radius 1 and a grid spanning [-4, 4] alike."""
-        if not self.is_image and self.arch == "mlp" and x.shape[0] > 1:
+        """Vector data (arch "mlp" and "affine"): the networks see it standardised per dimension, so one learning
+        rate suits a ring of radius 1 and a grid spanning [-4, 4] alike (the affine generator's mu and sigma are
+        then in those units: :meth:`gaussian` gives them in the data's; unstandardised, an affine f-GAN of data
+        centred at 20 ended at 0.08, its Adam steps of about the lr from 0)."""
+        if not self.is_image and self.arch in ("mlp", "affine") and x.shape[0] > 1:
             flat = x.reshape(x.shape[0], -1).to(self.data_loc)  # (N, D)
             self.data_loc.copy_(flat.mean(0))
             self.data_scale.copy_(flat.std(0).clamp_min(1e-6))
+
+    def gaussian(self) -> tuple[Tensor, Tensor]:
+        """The mean and std (D,) of the affine generator's Gaussian in data units (arch "affine" only).
+
+        >>> import genzoo
+        >>> m = genzoo.build("fgan", data_shape=(1,), latent_dim=1, arch="affine", hidden=(8,))
+        >>> m.setup(20 + 2 * torch.randn(1000, 1, generator=torch.Generator().manual_seed(0)), torch.Generator())
+        >>> [round(float(v), 1) for v in m.gaussian()]            # it starts at the data's mean and std
+        [20.1, 2.1]
+        """
+        if self.arch != "affine":
+            raise ConfigError(f"gaussian() is the affine generator's Gaussian; this {self.name} has arch={self.arch!r}")
+        g = self.generator
+        return (self.data_loc + self.data_scale * g.mu).detach(), (self.data_scale * g.log_sigma.exp()).detach()
 
     def generate(self, z: Tensor) -> Tensor:
         """G(z) in data space for latents z (..., B, latent_dim): (..., B, *data_shape); images in [0, 1]. With
@@ -432,13 +448,14 @@ class GAN(Adversarial):
 
     def discriminator_loss(self, real, fake):
         v_real, v_fake = self.critic(real), self.critic(fake)                 # (B,) logits each
-        t_real = torch.full_like(v_real, 1.0 - self.label_smoothing)          # one-sided smoothing
+        real_t = 1.0 - self.label_smoothing                                    # one-sided smoothing: fakes' target 0
+        t_real = torch.full_like(v_real, real_t)
         t_fake = torch.zeros_like(v_fake)
-        if self.label_flip > 0:
+        if self.label_flip > 0:  # the class flipped, then smoothed as its new class (1 - t would smooth fakes to s)
             flip_r = distributed.rand(*t_real.shape, device=t_real.device) < self.label_flip  # a slice under torchrun
             flip_f = distributed.rand(*t_fake.shape, device=t_fake.device) < self.label_flip
-            t_real = torch.where(flip_r, 1.0 - t_real, t_real)
-            t_fake = torch.where(flip_f, 1.0 - t_fake, t_fake)
+            t_real = torch.where(flip_r, torch.zeros_like(t_real), t_real)
+            t_fake = torch.where(flip_f, torch.full_like(t_fake, real_t), t_fake)
         # -E[t log D + (1 - t) log(1 - D)] on both batches, with D = sigmoid(v)
         loss = (F.binary_cross_entropy_with_logits(v_real, t_real)
                 + F.binary_cross_entropy_with_logits(v_fake, t_fake))
