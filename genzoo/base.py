@@ -71,6 +71,12 @@ class GenerativeModel(nn.Module):
     #: False where the validation loss does not measure the model (a GAN's is its discriminator's): ``keep_best``,
     #: which keeps the weights of its lowest value, is then refused
     best_by_valid_loss: ClassVar[bool] = True
+
+    @property
+    def min_loss_examples(self) -> int:
+        """The fewest examples :meth:`loss` takes: a validation split of fewer is no use (a packed GAN's pack, 2 for
+        covariances)."""
+        return 1
     #: what a placeholder default stands for (option -> note), shown by ``genzoo models NAME``
     DEFAULT_NOTES: ClassVar[dict[str, str]] = {}
     #: the default training step clips the gradient norm to this when > 0 (a model option where offered)

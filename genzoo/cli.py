@@ -576,6 +576,16 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         raise ConfigError("data_shape is not a model option: the shape comes from the data")
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
+    if valid is not None and len(valid) < model.min_loss_examples:  # (a folder of 10 images: 1 to validate on)
+        if train.get("keep_best"):
+            raise ConfigError(f"keep_best keeps the weights of the best validation loss, and the {len(valid)} "
+                              f"validation example(s) of {data.name} are fewer than a {model.name}'s loss takes "
+                              f"({model.min_loss_examples})")
+        if main_rank:
+            print(f"genzoo: note: the validation split of {data.name} holds {len(valid)} example"
+                  f"{'s' * (len(valid) != 1)}, fewer than a {model.name}'s loss takes ({model.min_loss_examples}): "
+                  "training without validation", file=sys.stderr)
+        valid = None
     # a run an older genzoo made with keep_best, which its family no longer takes: it goes on without (--resume
     # takes no --set to turn it off)
     dropped_best = bool(args.resume and train.get("keep_best") and not model.best_by_valid_loss)

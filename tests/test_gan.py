@@ -630,3 +630,23 @@ def test_every_adversarial_family_lists_the_shared_placeholder_notes(capsys):
     for name in ("gan", "wgan", "fgan"):
         main(["models", name])
         assert "(None: no average)" in capsys.readouterr().out
+
+
+def test_a_validation_split_too_small_for_the_loss_is_left_out_before_training(tmp_path, capsys):
+    """A packed GAN (or the GMMN's moments) with a 1-example validation split (a set of 10 splits 8/1/1) trained up
+    to its first validation and died there, "the loss needs at least pack (2) examples, got 1", its folder removed."""
+    import numpy as np
+
+    from genzoo.cli import main
+
+    np.savez(tmp_path / "ten.npz", x=np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32))
+    rd = tmp_path / "run"
+    assert main(["train", "gan", "--data", f"npz:{tmp_path / 'ten.npz'}", "--set", "pack=2", "--set", "hidden=[8]",
+                 "--batch-size", "4", "--steps", "12", "--set", "log_every=1", "--run-dir", str(rd),
+                 "--no-progress"]) == 0
+    assert "holds 1 example, fewer than a gan's loss takes (2): training without validation" in capsys.readouterr().err
+    assert (rd / "model.safetensors").is_file()
+    data = load_dataset(f"npz:{tmp_path / 'ten.npz'}")
+    with pytest.raises(DataError, match="holds 1 example, and a gmmn's loss takes at least 2"):
+        genzoo.fit(genzoo.build("gmmn", data_shape=(2,), statistic="moments", hidden=(8,)), data,
+                   valid=load_dataset(f"npz:{tmp_path / 'ten.npz'}", "valid"), steps=2, batch_size=4, progress=False)

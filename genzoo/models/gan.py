@@ -267,6 +267,10 @@ class Adversarial(GenerativeModel):
         """The generator's loss from the critic's raw scores of fresh fakes."""
         raise NotImplementedError
 
+    @property
+    def min_loss_examples(self) -> int:
+        return self.pack  # the discriminator judges whole packs
+
     def check_batch_size(self, batch_size: int) -> None:
         if batch_size % self.pack:  # PacGAN's discriminator judges whole groups: a remainder would be dropped
             raise ConfigError(f"batch_size {batch_size} (per process) must be a multiple of pack ({self.pack})")

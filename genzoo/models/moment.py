@@ -346,6 +346,10 @@ class GMMN(GenerativeModel):
         last = self.net[0][-1]
         last.bias.copy_(torch.logit(mean.clamp(1e-3, 1 - 1e-3)) if len(self.data_shape) == 3 else mean)
 
+    @property
+    def min_loss_examples(self) -> int:
+        return 2 if self.statistic == "moments" else 1  # a covariance of one example is none
+
     def check_batch_size(self, batch_size: int) -> None:
         """``batch_size`` per process: under torchrun the statistics are the global batch's (:meth:`loss`)."""
         if batch_size * distributed.world()[1] < 2 and self.statistic == "moments":

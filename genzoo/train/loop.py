@@ -252,6 +252,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         check_data(model, valid, "valid")
         if len(valid) == 0:
             raise DataError(f"the validation set '{valid.name}' is empty: give valid=None for no validation")
+        if len(valid) < model.min_loss_examples:  # found at the first validation, mid-run, before this check
+            raise DataError(f"the validation set '{valid.name}' holds {len(valid)} example{'s' * (len(valid) != 1)}, "
+                            f"and a {model.name}'s loss takes at least {model.min_loss_examples}: give valid=None for "
+                            "no validation")
     if model.needs_labels and data.y is None:
         raise DataError(f"{model.name} needs a training set with labels (e.g. digits or mnist); '{data.name}' has none")
     if len(data) == 0:
