@@ -170,6 +170,9 @@ class FDivergence:
     >>> t_p, t_q = d.optimal_critic(log_ratio(x_p)), d.optimal_critic(log_ratio(x_q))   # f'(p/q) = 1 + log p/q
     >>> round(d.objective(t_p, t_q).item(), 2)                     # the bound F <= D_f is tight there
     0.5
+
+    (``objective`` takes raw critic outputs v and applies ``g_f`` itself; KL's ``g_f`` is the identity, so its
+    T* is also the raw optimum. For the others pass the raw v* with g_f(v*) = T*, not T*.)
     """
 
     name: str
