@@ -1191,7 +1191,7 @@ def cmd_interpolate(args) -> int:
     # a model of dequantized data, (v + u) / L, reads the test images at their levels' centres (stored, at 0 and 1,
     # a RealNVP's latents were 50-1,500x the prior's scale and the frames between them black), and what it
     # makes of them is shown back on the levels, as eval scores its samples: the strips' ends are the test images
-    levels = test.levels if test is not None and test.dequantize and test.levels else None
+    levels = test.dequantized_levels if test is not None else None
     seen = (lambda x: x) if levels is None else (lambda x: level_centres(x, levels))
     shown = (lambda x: x) if levels is None else (lambda x: requantize(x.clamp(0, 1), levels))
     g = torch.Generator().manual_seed(args.seed)
@@ -1284,15 +1284,14 @@ def cmd_inpaint(args) -> int:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
         if method == "search":
             with contextlib.suppress(GenZooError):  # (a genzoo.save folder records no data)
-                spec = _data_spec(args.run, args.data_root)
-                levels = load_spec(spec, "test").levels if spec.get("dequantize") else None
+                levels = load_spec(_data_spec(args.run, args.data_root), "test").dequantized_levels
     else:
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
         idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))
         if any(not 0 <= i < len(test) for i in idx):
             raise ConfigError(f"--test-index must lie in 0..{len(test) - 1}")
         y = truth = test.x[idx]
-        levels = test.levels if test.dequantize else None
+        levels = test.dequantized_levels
     if len(y) > MAX_PICTURE // 4:  # one panel of 4 rows of them
         raise ConfigError(f"inpaint draws its {len(y):,} images in one picture of 4 rows: give at most "
                           f"{MAX_PICTURE // 4:,} (`genzoo bench inpaint-mnist` scores 1,000 test digits without pictures)")

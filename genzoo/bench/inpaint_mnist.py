@@ -134,7 +134,7 @@ def run(args) -> str:
     for label in MODELS:
         run = model_run(label, root, Path(args.runs_dir), quick)
         model = genzoo.load(run)
-        levels = test.levels if read_recipe(Path(run))["data"].get("dequantize") else None  # the flow's search start
+        levels = test.levels if read_recipe(Path(run))["data"].get("dequantize") else None  # (test: stored, as scored)
         t0 = time.time()
         bank = model_draws(model, 1000 if quick else SAMPLES, torch.Generator().manual_seed(0))  # (S, D)
         drawn = time.time() - t0

@@ -244,6 +244,13 @@ class Dataset:
         return self.x.dim() == 4
 
     @property
+    def dequantized_levels(self) -> int | None:
+        """The levels L where a model sees these data dequantized, (v + u) / L, else None: such a model reads the
+        stored images best at their levels' centres and its own outputs are put back on the levels
+        (:func:`~genzoo.data.transforms.level_centres`, :func:`~genzoo.data.transforms.requantize`)."""
+        return self.levels if self.dequantize and self.levels else None
+
+    @property
     def space(self) -> str:
         """What a model sees, for labelling likelihood units.
 
