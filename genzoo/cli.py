@@ -641,7 +641,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     if default_dir:
         run_dir = Path(distributed.rank0_value(str(run_dir)))  # the folder rank 0 claimed
     # eval's name for the space: a Bernoulli decoder's pixels off {0, 1} are not 'discrete-as-real' there
-    space = "bernoulli-on-grey" if getattr(model, "bernoulli_pixels", False) and data.space != "binarized" else data.space
+    space = data.space
+    if getattr(model, "bernoulli_pixels", False) and space != "binarized":  # 0/1 values stored as they are: binarized
+        space = "binarized" if bool(((data.x == 0) | (data.x == 1)).all()) else "bernoulli-on-grey"
     announce = _Announce(f"genzoo: training {model.name} on {data.name} ({space}, {len(data)} examples, shape "
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
@@ -975,7 +977,8 @@ def _other_settings(cached: Path, asked: dict) -> str:
     if mine is None:
         return ""
     old, new = _settings(mine, "weights", "metrics_version"), _settings(asked, "weights", "metrics_version")
-    return ", ".join(f"{k} {old.get(k)} -> {new.get(k)}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+    # (a setting an older genzoo did not record is not told as changed)
+    return ", ".join(f"{k} {old[k]} -> {new.get(k)}" for k in sorted(old) if old[k] != new.get(k))
 
 
 def cmd_compare(args) -> int:
@@ -1282,9 +1285,12 @@ def cmd_inpaint(args) -> int:
     truth, levels = None, None  # levels: of a model of dequantized data, whose search starts at their centres
     if args.image:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
-        if method == "search":
-            with contextlib.suppress(GenZooError):  # (a genzoo.save folder records no data)
+        if method == "search" and (Path(args.run) / "run.json").is_file():  # (a genzoo.save folder records no data)
+            try:
                 levels = load_spec(_data_spec(args.run, args.data_root), "test").dequantized_levels
+            except GenZooError as e:
+                print(f"genzoo: note: the run's data are not readable ({e}): a flow's search starts from the images "
+                      "as they are, not at the centres of levels it was trained on", file=sys.stderr)
     else:
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
         idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))

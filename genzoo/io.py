@@ -254,7 +254,8 @@ def model_config(model) -> dict:
     p = next(model.parameters(), None)
     if p is None:
         p = next((b for b in model.buffers() if b.is_floating_point()), None)
-    if p is not None and p.dtype in PARAMETER_DTYPES.values():
+    built = str(model.config.get("dtype", "float32"))  # what building from the config gives (the GMM's own option)
+    if p is not None and str(p.dtype).removeprefix("torch.") != built:  # cast since: a .double(), a float64 GMM's .float()
         cfg["parameter_dtype"] = str(p.dtype).removeprefix("torch.")
     return cfg
 
@@ -299,15 +300,15 @@ def build_from_config(directory: str | os.PathLike) -> GenerativeModel:
     cfg = read_json(directory / CONFIG, "model config")
     if "model" not in cfg or "genzoo_version" not in cfg or not isinstance(cfg.get("config"), dict):
         raise CheckpointError(f"{directory / CONFIG} is not a genzoo model config (no 'model'/'config'/'genzoo_version')")
-    dtype = cfg.get("parameter_dtype", "float32")
-    if dtype != "float32" and dtype not in PARAMETER_DTYPES:
+    dtype = cfg.get("parameter_dtype")
+    if dtype is not None and dtype != "float32" and dtype not in PARAMETER_DTYPES:
         raise CheckpointError(f"{directory / CONFIG}: unknown parameter_dtype {dtype!r} (known: float32, "
                               f"{', '.join(PARAMETER_DTYPES)})")
     try:
         model = build(cfg["model"], **cfg["config"])
     except ConfigError as e:
         raise CheckpointError(f"{directory / CONFIG}: {e}") from None
-    return model if dtype == "float32" else model.to(PARAMETER_DTYPES[dtype])
+    return model if dtype is None else model.to(PARAMETER_DTYPES.get(dtype, torch.float32))
 
 
 def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:

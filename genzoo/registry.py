@@ -194,9 +194,6 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
     if annotation is Any or annotation is inspect.Parameter.empty:
         return value
     if origin in (typing.Union, types.UnionType):
-        if type(None) in args and isinstance(value, str) and not value.strip() and any(
-                get_origin(a) is tuple for a in args):
-            return ()  # `--set classifier_hidden=` is no layers, as `--set hidden=` is, not the default (None)
         if type(None) in args and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))):
             return None
         errors = []

@@ -433,3 +433,7 @@ def test_the_training_banner_names_the_space_as_eval_does(tmp_path, capsys):
     assert "on digits (bernoulli-on-grey, 1297 examples" in capsys.readouterr().err
     assert main(["train", "vae", "--steps", "2", "--run-dir", str(tmp_path / "b"), "--no-progress"]) == 0
     assert "on digits (binarized, 1297 examples" in capsys.readouterr().err
+    np.savez(tmp_path / "bits.npz", x=np.random.default_rng(0).random((50, 6)) < 0.5)  # 0/1 as they are: binarized
+    assert main(["train", "vae", "--data", f"npz:{tmp_path / 'bits.npz'}", "--set", "data.binarize=false", "--steps",
+                 "2", "--run-dir", str(tmp_path / "v"), "--no-progress"]) == 0
+    assert "(binarized, 40 examples" in capsys.readouterr().err

@@ -199,6 +199,8 @@ def test_a_gmm_cast_to_float64_loads_as_float64(tmp_path):
     genzoo.save(m, tmp_path)
     back, x = genzoo.load(tmp_path), data.x[:500].double()
     assert back.dtype == torch.float64 and torch.equal(back.log_prob(x), m.log_prob(x))
+    genzoo.save(genzoo.build("gmm", data_shape=(2,), n_components=2, dtype="float64").float(), tmp_path / "f32")
+    assert genzoo.load(tmp_path / "f32").dtype == torch.float32  # the other way: built float64, cast to float32
 
 
 @pytest.mark.parametrize("kwargs, needle", [({}, "vae needs data_shape"),

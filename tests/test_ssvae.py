@@ -384,8 +384,7 @@ def test_setup_labels_taking_keyword_arguments_gets_the_space():
 
 def test_batch_norm_refuses_batches_of_one_and_analogies_follow_the_models_device(tmp_path, capsys):
     """batch_norm with a labelled or unlabelled batch of one ended mid-step in 'unexpected ValueError ... a bug in
-    genzoo' (exit 1); analogies built the classes on the images' device, not the model's; `--set classifier_hidden=`
-    gave the default 500 units where `--set hidden=` gives none."""
+    genzoo' (exit 1); analogies built the classes on the images' device, not the model's."""
     with pytest.raises(ConfigError, match="batch_norm needs labelled_batch >= 2"):
         genzoo.build("ssvae", data_shape=(1, 8, 8), batch_norm=True, labelled_batch=1)
     rd = tmp_path / "bn"
@@ -394,7 +393,7 @@ def test_batch_norm_refuses_batches_of_one_and_analogies_follow_the_models_devic
     assert "batch_norm needs batches of 2 or more" in capsys.readouterr().err and not rd.exists()
     m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), labels=20).eval().to("meta")
     assert m.analogies(torch.rand(3, 1, 8, 8)).shape == (3, 10, 1, 8, 8)  # a CPU batch for a model elsewhere
-    rd = tmp_path / "lin"
-    assert main(["train", "ssvae", "--set", "classifier_hidden=", "--steps", "1", "--run-dir", str(rd),
+    rd = tmp_path / "lin"  # (an empty value is the default, None: hidden; [] asks for no layers)
+    assert main(["train", "ssvae", "--set", "classifier_hidden=[]", "--steps", "1", "--run-dir", str(rd),
                  "--no-progress"]) == 0
     assert json.loads((rd / "config.json").read_text())["config"]["classifier_hidden"] == []

@@ -96,16 +96,34 @@ def _cell(key: str, fmt: str | None, row: dict) -> str:
 
 
 def data_label(spec: dict, split: str = "test") -> str:
-    """A run's data as the table names it: the data set and the options of its recipe that change what is scored
-    (not its folder or fingerprints, nor its size but where the training split is scored), so that runs scored on
-    different data are told apart.
+    """A run's data as the table names it: the data set and the options of its recipe, other than their defaults,
+    that change which points are scored (not its folder or fingerprints, nor its size but where the training split
+    is scored, nor binarization or dequantization, which the likelihood's space names and the sample metrics do
+    not see), so that runs scored on different data are told apart.
 
     >>> data_label({"name": "ring", "std": 0.05, "n": 50000}), data_label({"name": "mnist", "binarize": True, "root": "d"})
-    ('ring (std=0.05)', 'mnist (binarize=true)')
+    ('ring (std=0.05)', 'mnist')
+    >>> data_label({"name": "ring", "std": 0.01})                  # the default, written out
+    'ring'
     """
-    skip = {"name", "root", "split_fingerprint", "content_fingerprint"} | ({"n"} if split != "train" else set())
-    opts = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(spec.items()) if k not in skip]
+    from ..data import dataset_options
+    from ..errors import GenZooError
+
+    try:
+        defaults = dataset_options(str(spec.get("name", "")))
+    except GenZooError:  # a data set no longer known here: every option shown
+        defaults = {}
+    skip = {"name", "root", "split_fingerprint", "content_fingerprint", "binarize", "dequantize"}
+    skip |= {"n"} if split != "train" else set()
+    opts = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(spec.items())
+            if k not in skip and not (k in defaults and _same(defaults[k], v))]
     return f"{spec.get('name', '')} ({', '.join(opts)})" if opts else str(spec.get("name", ""))
+
+
+def _same(default, value) -> bool:
+    """Whether a recipe's ``value`` is the option's ``default`` (a list as stored in JSON against a tuple)."""
+    norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    return norm(default) == norm(value)
 
 
 def compare_table(results: list[tuple[str, dict]], data: list[str] | None = None) -> Table:

@@ -102,7 +102,7 @@ class SSVAE(GenerativeModel):
 
     DEFAULT_NOTES = {"alpha": "0: 0.1 x labels, genzoo's default (the paper's code amounts to about 0.1 with "
                               "labelled_weight = labels / N); a tiny value such as 1e-9 all but turns it off",
-                     "classifier_hidden": "None: hidden (none with shared_trunk)",
+                     "classifier_hidden": "None (or an empty value): hidden, none with shared_trunk; [] for none",
                      "decoder_hidden": "None: hidden reversed"}
 
     def __init__(self, *, data_shape: tuple[int, ...], latent_dim: int = 50, hidden: tuple[int, ...] = (500,),
