@@ -643,7 +643,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     # eval's name for the space: a Bernoulli decoder's pixels off {0, 1} are not 'discrete-as-real' there
     space = data.space
     if getattr(model, "bernoulli_pixels", False) and space != "binarized":  # 0/1 values stored as they are: binarized
-        space = "binarized" if bool(((data.x == 0) | (data.x == 1)).all()) else "bernoulli-on-grey"
+        from .eval.likelihood import bernoulli_space
+
+        space = bernoulli_space(data.x)
     announce = _Announce(f"genzoo: training {model.name} on {data.name} ({space}, {len(data)} examples, shape "
                          f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later

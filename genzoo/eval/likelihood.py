@@ -131,8 +131,7 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
         rows = []
         space = data.space  # what the data are; what the figures are also depends on the model's support:
         if bounds and getattr(model, "bernoulli_pixels", False):
-            binary = bool(((x == 0) | (x == 1)).all())
-            space = "binarized" if binary else "bernoulli-on-grey"  # a mass on {0,1}^D, on or off its support
+            space = bernoulli_space(x)  # a mass on {0,1}^D, on or off its support
         elif space == "binarized":
             space = "discrete-as-real"  # a density evaluated at the points of {0,1}^D is no mass there
         out = {"split": data.split, "dataset": data.name, "space": space, "levels": data.levels,
@@ -162,6 +161,16 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
                          "bits_per_dim": None})
             out["parzen"] = {**p, "sigma_chosen_on": valid.split}
     return out
+
+
+def bernoulli_space(x: torch.Tensor) -> str:
+    """The space a Bernoulli decoder's figures on ``x`` are in: ``binarized`` where every value is 0 or 1, else
+    ``bernoulli-on-grey``.
+
+    >>> bernoulli_space(torch.tensor([0.0, 1.0])), bernoulli_space(torch.tensor([0.0, 0.5]))
+    ('binarized', 'bernoulli-on-grey')
+    """
+    return "binarized" if bool(((x == 0) | (x == 1)).all()) else "bernoulli-on-grey"
 
 
 def format_stderr(se: float, digits: int = 3) -> str:

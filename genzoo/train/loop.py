@@ -395,11 +395,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             cb.on_start(state)
         model.train()
         try:
-            planned, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
-            state.planned_steps = planned
+            state.planned_steps, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
             while state.step < state.total_steps:
                 if lr_schedule != "constant" or warmup_steps:
-                    set_lr(state.optimizers, state.step, planned, cosine=lr_schedule == "cosine", warmup=warmup_steps)
+                    set_lr(state.optimizers, state.step, state.planned_steps, cosine=lr_schedule == "cosine", warmup=warmup_steps)
                 batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
                 logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
                 logs = distributed.mean_logs(logs)  # under torchrun: the global batch's terms, the same on every rank
