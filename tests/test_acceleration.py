@@ -306,3 +306,21 @@ def test_compiled_networks_keep_graph_caches_of_their_own(tmp_path, caplog):
         genzoo.fit(m, data, steps=3, batch_size=32, valid=data, run_dir=tmp_path / "r", sample_every=2, log_every=1,
                    progress=False, compile=True)
     assert not [r for r in caplog.records if "recompile_limit" in r.getMessage()]
+
+
+def test_speed_bench_leaves_the_bf16_rows_out_where_the_peaks_have_no_bf16(monkeypatch):
+    # a CPU that emulates bf16 (no AVX512-BF16 / AMX) has no bf16 peak measured: each family's table then
+    # has no bf16 row and no bf16 goal (they took most of `bench speed` there, 60x an fp32 product)
+    from genzoo.bench import speed
+    from genzoo.data import Dataset
+
+    assert speed.bf16_slowdown(n=64, repeats=1) > 0
+    monkeypatch.setattr(speed, "_alternate", lambda contenders, rounds: {k: [1.0] for k in contenders})
+    monkeypatch.setattr(speed, "_attach", lambda contenders, n_eval: None)
+    images = Dataset("mnist", "train", torch.randint(256, (64, 1, 28, 28)) / 255, None, levels=256)
+    fp32 = {"fp32": 1e11}
+    lines = "\n".join(speed.vae(images, 1, 1, fp32) + speed.realnvp(images, 1, 1, fp32) + speed.dcgan(images, 1, 1, fp32))
+    assert lines.count("| genzoo (fp32) |") == 3 and "genzoo (fp32, channels-last off)" in lines
+    assert "bf16" not in lines
+    lines = "\n".join(speed.dcgan(images, 1, 1, {"fp32": 1e11, "bf16": 2e11}))
+    assert "| genzoo (bf16) |" in lines and "genzoo (bf16) / plain loop (contiguous)" in lines

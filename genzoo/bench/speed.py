@@ -27,7 +27,9 @@ genzoo runs at its defaults (fp32; large linear layers on oneDNN; channels-last 
 DCGAN), again with bf16 autocast, and again with its linear layers on ``F.linear`` (the "fp32, F.linear"
 rows, which separate what the kernel choice gives from the rest). The machine's matmul peak (fp32 and
 bf16, 2048x2048 products; fp32 the faster of MKL and oneDNN) is measured first, and each row's achieved
-FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a share of it. The
+FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a share of it. On a CPU
+that emulates bf16 (a 512x512 bf16 product over ``BF16_MAX_SLOWDOWN`` times an fp32 one's time: no
+AVX512-BF16 or AMX) the bf16 rows are left out with a note; they would take most of the run. The
 peers are optional extras (pythae, normflows, zuko: ``pip install -c constraints.txt -e '.[bench]'``); a
 missing one leaves its row out with a note.
 """
@@ -50,6 +52,9 @@ DESCRIPTION = ("training and evaluation throughput of each family beside plain P
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("data_root",)
 ROUNDS, QUICK_ROUNDS = 5, 2
+#: a bf16 product this many times slower than fp32 means the CPU emulates bf16 (no AVX512-BF16 or AMX):
+#: its bf16 rows are left out (they would take most of the run and say nothing of the fast path)
+BF16_MAX_SLOWDOWN = 4.0
 F_LINEAR = "fp32, F.linear"  # the row label of genzoo with its linear layers on torch's F.linear (MKL), not oneDNN
 
 
@@ -86,6 +91,18 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     if dtype == torch.float32 and onednn_available():
         best = min(best, _best_time(lambda: linear(a, b), repeats))  # a @ b.T: the same n^3 products
     return 2 * n ** 3 / best
+
+
+def bf16_slowdown(n: int = 512, repeats: int = 3) -> float:
+    """How many times longer an n x n matrix product takes in bfloat16 than in float32 on this CPU: below 1
+    where bf16 is native (AVX512-BF16, AMX), tens where it is emulated.
+
+    >>> bf16_slowdown(n=64, repeats=1) > 0
+    True
+    """
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a16, b16 = a.bfloat16(), b.bfloat16()
+    return _best_time(lambda: a16 @ b16, repeats) / _best_time(lambda: a @ b, repeats)
 
 
 class _Loop:
@@ -279,6 +296,8 @@ def vae(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
 
     contenders = {}
     for label, precision, onednn in (("fp32", "fp32", True), ("bf16", "bf16", True), (F_LINEAR, "fp32", False)):
+        if precision not in peaks:
+            continue
         torch.manual_seed(0)
         m = genzoo.build("vae", data_shape=(1, 28, 28), latent_dim=20, hidden=(400,), lr=1e-3)
         contenders[f"genzoo ({label})"] = _Fit(m, mnist, batch, per, evaluate=lambda m=m: m.elbo(test, 1),
@@ -364,6 +383,8 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     for label, precision, kw, onednn in (("fp32", "fp32", like_peers, True), ("bf16", "bf16", like_peers, True),
                                          (F_LINEAR, "fp32", like_peers, False),
                                          ("fp32, random permutations, clipping", "fp32", {}, True)):
+        if precision not in peaks:
+            continue
         torch.manual_seed(0)
         m = genzoo.build("realnvp", data_shape=(d,), n_couplings=couplings, hidden=hidden, norm="none",
                          preprocess="logit", lr=1e-4, **kw)
@@ -409,7 +430,8 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     rates = _alternate(contenders, rounds)
     peers = [k for k in contenders if not k.startswith("genzoo")]
     goals = [(ours, p, 1.2) for ours in ("genzoo (fp32)", "genzoo (bf16)") for p in peers]
-    notes.append("genzoo (fp32) and (bf16) build the peers' model: halves swapped between couplings (normflows' "
+    built = "genzoo (fp32) and (bf16) build" if "bf16" in peaks else "genzoo (fp32) builds"
+    notes.append(f"{built} the peers' model: halves swapped between couplings (normflows' "
                  "`Permute(mode='swap')`; zuko alternates even and odd features), no gradient clipping; the last genzoo "
                  "row is its defaults for 784-D vectors, a random permutation between couplings and clipping at 100.")
     notes.append("evaluation: exact log-likelihood of 1,000 images (genzoo from [0, 1], with the logit's Jacobian).")
@@ -425,6 +447,8 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     contenders = {}
     for label, options in (("fp32", {}), ("bf16", {"precision": "bf16"}), (F_LINEAR, {"onednn": False}),
                            ("fp32, channels-last off", {"channels_last": False})):
+        if options.get("precision", "fp32") not in peaks:
+            continue
         torch.manual_seed(0)
         m = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz)
         contenders[f"genzoo ({label})"] = _Fit(m, mnist, batch, per, evaluate=lambda m=m: m.sample(1000), **options)
@@ -567,12 +591,18 @@ def run(args) -> str:
     root = mnist_root(args)
     mnist = load_dataset("mnist", "train", root=root, n=12800 if quick else None)
     test = load_dataset("mnist", "test", root=root)
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    slowdown = bf16_slowdown()
+    peaks = {"fp32": matmul_peak(torch.float32)}
+    if slowdown <= BF16_MAX_SLOWDOWN:
+        peaks["bf16"] = matmul_peak(torch.bfloat16)
+        bf16 = f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
+    else:
+        bf16 = (f"no bf16 rows: a 512 x 512 product takes {slowdown:.0f}x as long in bf16 as in fp32 here (this CPU "
+                "emulates bf16: no AVX512-BF16 or AMX)")
     lines = ["## Throughput beside the peers (`genzoo bench speed`)", "",
              f"Median of {rounds} alternating rounds per contender, {torch.get_num_threads()} threads. Matmul peak "
              f"of this machine (2048 x 2048): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s (the faster of MKL and "
-             f"oneDNN), bf16 {peaks['bf16'] / 1e9:.0f} "
-             "GFLOP/s; GFLOP/s counts the products of one training step (torch.utils.flop_counter).", ""]
+             f"oneDNN), {bf16}; GFLOP/s counts the products of one training step (torch.utils.flop_counter).", ""]
     lines += linear_layers(rounds)
     lines += vae(mnist, per * 5, rounds, peaks)
     lines += realnvp(mnist, per, rounds, peaks)
