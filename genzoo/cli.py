@@ -86,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     g = t.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="training steps")
     g.add_argument("--epochs", type=float, help="training epochs")
-    t.add_argument("--batch-size", type=int)
+    t.add_argument("--batch-size", type=int, help="examples per step (default: the model's, as `genzoo models MODEL` "
+                   "says, else 128)")
     t.add_argument("--config", help="TOML recipe (see configs/)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model, data or train option, e.g. --set latent_dim=8 (repeatable; a model's "
@@ -94,9 +95,10 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", help="where the run is written (default: runs/MODEL-DATA-TIME, with -2, -3, ... where "
                                      "a run started in the same second has it)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest checkpoint")
-    t.add_argument("--seed", type=_seed)
-    t.add_argument("--checkpoint-every", type=int)
-    t.add_argument("--sample-every", type=int)
+    t.add_argument("--seed", type=_seed, help="seed of the initial weights and the batches (default 0)")
+    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: the model's, else 1000)")
+    t.add_argument("--sample-every", type=int, help="steps between sample grids (default: the model's, else 500; "
+                   "0: none)")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if present)")
     t.add_argument("--precision", choices=["fp32", "bf16"],
                    help="fp32 (default) or bf16 autocast for the models that allow it (VAE, GANs, flows)")
@@ -337,7 +339,7 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     if args.data is not None and not args.data.strip():
         raise ConfigError("--data needs a dataset name, .npz file or image folder (see `genzoo data`)")
     if args.data:
-        recipe["data"]["name"] = args.data
+        _replace_recipe_data(recipe["data"], args.data, args.config)
     if args.data_root:
         recipe["data"]["root"] = str(Path(args.data_root).expanduser().resolve())
     for key in ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every"):
@@ -366,6 +368,25 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     train.update(recipe["train"])
     recipe["train"] = train
     return recipe, model_kw, transform
+
+
+def _replace_recipe_data(data: dict, name: str, recipe: str | None) -> None:
+    """``--data NAME`` in place of the recipe's dataset: the recipe's options of its own dataset that the new
+    one does not take are left out, with a note (``configs/gmm-ring.toml --data moons``: the ring's std)."""
+    from .data import COMMON_OPTIONS, dataset_options
+
+    old = data.get("name")
+    data["name"] = name
+    if old in (None, name):
+        return
+    try:
+        takes = dataset_options(name)
+    except GenZooError:
+        return  # a name that is no dataset: refused, in its own words, where the data is loaded
+    left = {k: data.pop(k) for k in list(data) if k != "name" and k not in COMMON_OPTIONS and k not in takes}
+    if left and os.environ.get("RANK", "0") == "0":  # (under torchrun: said once)
+        print(f"genzoo: note: --data {name} replaces the dataset {old} of the recipe {recipe}, and its options of "
+              f"{old} are left out: {', '.join(f'{k}={v}' for k, v in left.items())}", file=sys.stderr)
 
 
 def _typed_train(train: dict) -> dict:
@@ -1400,12 +1421,19 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("genzoo: terminated (SIGTERM)\n" if terminated else "genzoo: interrupted\n")
         return 143 if terminated else 130
     except Exception as e:  # never a bare traceback: name the failure in one line (GENZOO_DEBUG=1 shows it whole)
-        if os.environ.get("GENZOO_DEBUG"):
+        if os.environ.get("GENZOO_DEBUG", "0") not in ("", "0"):
             raise
         sys.stderr.write(f"genzoo: error: {_unexpected(e)}\n")
         return 1
     finally:
         warnings.showwarning = shown
+
+
+def _under_torchrun(distributed) -> bool:
+    try:
+        return distributed.launched_by_torchrun()
+    except ConfigError:  # a WORLD_SIZE that is no number: said where it is read
+        return False
 
 
 def _unexpected(e: Exception) -> str:
@@ -1416,8 +1444,8 @@ def _unexpected(e: Exception) -> str:
     if isinstance(e, OSError):
         return f"{e.strerror or text}{': ' + str(e.filename) if e.filename else ''}"
     distributed = sys.modules.get("genzoo.train.distributed")  # not imported: one process (and no half-loaded torch)
-
-    if distributed is not None and distributed.world()[1] > 1 and isinstance(e, RuntimeError):  # gloo / NCCL report a peer that exited as a RuntimeError
+    # (asked of torchrun's WORLD_SIZE, not of the process group: train has left the group by the time this runs)
+    if distributed is not None and isinstance(e, RuntimeError) and _under_torchrun(distributed):  # gloo / NCCL report a peer that exited as a RuntimeError
         short = text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."  # cut at a word
         return (f"{type(e).__name__} under torchrun: {short} (if another process of this run printed an error "
                 "first, that is the cause: it stopped, and this one lost it; else GENZOO_DEBUG=1 shows the traceback)")

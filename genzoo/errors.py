@@ -75,10 +75,11 @@ class TrainingDiverged(GenZooError):
 def did_you_mean(word: str, choices) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest choice, or ``""``.
 
-    >>> did_you_mean("latnt_dim", ["latent_dim", "hidden"])
-    " (did you mean 'latent_dim'?)"
+    >>> did_you_mean("latnt_dim", ["latent_dim", "hidden"]), did_you_mean("FULL", ["full", "diag"])
+    (" (did you mean 'latent_dim'?)", " (did you mean 'full'?)")
     """
     import difflib
 
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    folded = {str(c).casefold(): c for c in choices}  # 'FULL' is close to 'full'
+    close = difflib.get_close_matches(str(word).casefold(), list(folded), n=1, cutoff=0.6)
+    return f" (did you mean '{folded[close[0]]}'?)" if close else ""

@@ -45,6 +45,20 @@ def new_recipe(model: str | None = None) -> dict:
     return {"model": {"name": model} if model else {}, "data": {}, "train": {}}
 
 
+def belongs_elsewhere(name: str, model: str | None, here: str) -> str:
+    """Where ``name``, unknown in section ``here``, belongs instead, as a hint ('' if nowhere).
+
+    >>> belongs_elsewhere("lr", "vae", "train")
+    ' (lr belongs to the model: model.lr=... in --set, under [model] in a recipe)'
+    """
+    model_keys = options(model) if model else {k for m in list_models() for k in options(m)}
+    for section, keys, what in (("model", model_keys, "the model"), ("train", TRAIN_KEYS, "the training settings"),
+                                ("data", DATA_KEYS, "the data")):
+        if section != here and name in keys:
+            return f" ({name} belongs to {what}: {section}.{name}=... in --set, under [{section}] in a recipe)"
+    return ""
+
+
 def load_recipe(path: str | Path) -> dict:
     """Read a TOML recipe; unknown tables or training keys are errors."""
     path = Path(path)
@@ -65,11 +79,18 @@ def load_recipe(path: str | Path) -> dict:
     recipe = new_recipe()
     for k in SECTIONS:
         recipe[k].update(raw.get(k, {}))
-    for k in recipe["train"]:
-        if k not in TRAIN_KEYS:
-            raise ConfigError(f"recipe {path}: unknown [train] key '{k}'{did_you_mean(k, TRAIN_KEYS)}")
     if "name" in recipe["model"] and not isinstance(recipe["model"]["name"], str):
         raise ConfigError(f"recipe {path}: [model] name must be a model name in quotes, got {recipe['model']['name']!r}")
+    model = recipe["model"].get("name")
+    model = model if model in list_models() else None  # (an unknown name is refused with the model's build)
+    for k in recipe["train"]:
+        if k not in TRAIN_KEYS:
+            hint = belongs_elsewhere(k, model, "train") or did_you_mean(k, TRAIN_KEYS)
+            raise ConfigError(f"recipe {path}: unknown [train] key '{k}'{hint}")
+    model_keys = options(model) if model else {k for m in list_models() for k in options(m)}
+    for k in recipe["model"]:
+        if k != "name" and k not in model_keys and (hint := belongs_elsewhere(k, model, "model")):
+            raise ConfigError(f"recipe {path}: unknown [model] key '{k}'{hint}")
     if "steps" in recipe["train"] and "epochs" in recipe["train"]:
         raise ConfigError(f"recipe {path}: [train] gives both steps and epochs; keep one")
     if "data_shape" in recipe["model"]:
@@ -97,9 +118,11 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
             if section not in SECTIONS:
                 raise ConfigError(f"unknown --set section '{section}' in '{key}': use model., data. or train.")
             if section == "model" and name not in model_keys:
-                raise ConfigError(f"unknown --set key '{key}' for model '{model}'{did_you_mean(name, model_keys)}")
+                hint = belongs_elsewhere(name, model, "model") or did_you_mean(name, model_keys)
+                raise ConfigError(f"unknown --set key '{key}' for model '{model}'{hint}")
             if section == "train" and name not in TRAIN_KEYS:
-                raise ConfigError(f"unknown --set key '{key}'{did_you_mean(name, TRAIN_KEYS)}")
+                hint = belongs_elsewhere(name, model, "train") or did_you_mean(name, TRAIN_KEYS)
+                raise ConfigError(f"unknown --set key '{key}'{hint}")
             # data.* may also be dataset parameters (n_modes, std, ...): load_dataset checks them
         else:
             places = [s for s, keys in (("model", model_keys), ("train", TRAIN_KEYS), ("data", BARE_DATA_KEYS))

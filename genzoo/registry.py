@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
 import types
 import typing
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, get_args, get_origin
@@ -60,9 +61,13 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
             if p.kind is not inspect.Parameter.KEYWORD_ONLY:
                 raise TypeError(f"{cls.__name__}.__init__ must take keyword-only arguments ({p.name})")
         init = cls.__init__
+        hints: list[dict[str, Any]] = []  # the annotations, read on first use (they may name what the module defines later)
 
         @functools.wraps(init)
         def __init__(self, **kwargs):
+            if not hints:
+                hints.append(typing.get_type_hints(init))
+            kwargs = _checked(name, sig, hints[0], kwargs)
             bound = sig.bind(self, **kwargs)
             bound.apply_defaults()
             init(self, **kwargs)
@@ -75,6 +80,27 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
         return cls
 
     return decorate
+
+
+def _checked(name: str, sig: inspect.Signature, hints: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` of model ``name`` checked and converted to their annotations' types: an unknown option, a
+    value of the wrong type or out of its shared range (:func:`check_option`) is a :class:`ConfigError`.
+    Run by every registered constructor, so ``VAE(...)``, ``build("vae", ...)`` and ``load`` accept the same."""
+    params = [p for p in sig.parameters if p != "self"]
+    for k in kwargs:
+        if k not in params:
+            raise ConfigError(f"unknown option '{k}' for model '{name}'{did_you_mean(k, params)}")
+    kwargs = {k: coerce(v, hints.get(k, Any), f"{name}.{k}") for k, v in kwargs.items()}
+    if "data_shape" in params:
+        if "data_shape" not in kwargs:
+            raise ConfigError(f"{name} needs data_shape, the shape of one example, such as (2,) or (1, 28, 28)")
+        kwargs["data_shape"] = shape = tuple(kwargs["data_shape"])
+        if not 1 <= len(shape) <= 3 or any(s < 1 for s in shape):
+            raise ConfigError(f"{name}.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or "
+                              f"(1, 28, 28), got {shape}")
+    for k, v in kwargs.items():
+        check_option(name, k, v)
+    return kwargs
 
 
 def _plain(v: Any) -> Any:
@@ -116,26 +142,10 @@ def build(name: str, **kwargs: Any) -> GenerativeModel:
     """
     if not isinstance(name, str):
         raise ConfigError(f"the model is named by a string (see genzoo.list_models()), got {name!r}")
-    cls = get(name)
-    params = inspect.signature(cls.__init__).parameters
-    for k in kwargs:
-        if k not in params or k == "self":
-            valid = [p for p in params if p != "self"]
-            raise ConfigError(f"unknown option '{k}' for model '{name}'{did_you_mean(k, valid)}")
-    hints = typing.get_type_hints(cls.__init__)
-    kwargs = {k: coerce(v, hints.get(k, Any), f"{name}.{k}") for k, v in kwargs.items()}
-    if "data_shape" not in kwargs:
-        raise ConfigError(f"{name} needs data_shape, the shape of one example, such as (2,) or (1, 28, 28)")
-    kwargs["data_shape"] = tuple(kwargs["data_shape"])
-    if not 1 <= len(kwargs["data_shape"]) <= 3 or any(s < 1 for s in kwargs["data_shape"]):
-        raise ConfigError(f"{name}.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or "
-                          f"(1, 28, 28), got {kwargs['data_shape']}")
-    for k, v in kwargs.items():
-        check_option(name, k, v)
-    return cls(**kwargs)
+    return get(name)(**kwargs)  # the registered constructor checks the options (_checked)
 
 
-#: Ranges of the options several models share, checked by :func:`build` before a model sees them (so a bad
+#: Ranges of the options several models share, checked by every registered constructor before the model sees them (so a bad
 #: value is a one-line error, not an exception from deep inside torch); each model checks its other options.
 _RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rules: "[]" closed, "[)" half-open, "()" open
     **dict.fromkeys(["lr", "clip", "rejection_sharpness"], ("()", 0.0, math.inf)),
@@ -189,6 +199,9 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
     (64, 32)
     >>> coerce("3.0", int, "k"), coerce("1e3", int, "steps")  # whole numbers however written, as TOML's 3.0 is
     (3, 1000)
+    >>> coerce("0.5", tuple[float, float], "betas")
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: betas takes 2 values, got ['0.5']
     """
     origin, args = get_origin(annotation), get_args(annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
@@ -215,12 +228,16 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
             value = [s for s in value.strip().strip("()[]").split(",") if s.strip()]
         if not isinstance(value, (list, tuple)):
             value = [value]
+        if args and Ellipsis not in args:  # tuple[float, float]: exactly that many items
+            if len(value) != len(args):
+                raise ConfigError(f"{what} takes {len(args)} values, got {list(value)}")
+            return tuple(coerce(v, a, what) for v, a in zip(value, args))
         item = args[0] if args else Any
         return tuple(coerce(v, item, what) for v in value)
     try:
-        if annotation is bool:
-            if isinstance(value, bool):
-                return value
+        if annotation is bool:  # True/False, 1/0 (as --set's 1 and 0), NumPy's bools, or their words
+            if (isinstance(value, numbers.Integral) and value in (0, 1)) or getattr(value, "dtype", None) == "bool":
+                return bool(value)
             if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
                 return True
             if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):

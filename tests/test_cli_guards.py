@@ -167,6 +167,8 @@ def test_bad_training_input_is_refused_before_anything_is_written(tmp_path, caps
     ("realnvp", "alpha=2", "alpha must lie in (0, 0.5)"),
     ("fgan", "d_activation=foo", "bad value 'foo' for fgan.d_activation: choose one of relu, tanh"),
     ("planar", "n_layers=0", "planar.n_layers must be >= 1"),
+    ("nice", "betas=0.5", "nice.betas takes 2 values, got ['0.5']"),  # was an IndexError from inside Adam
+    ("gmm", "covariance=FULL", "(did you mean 'full'?)"),
 ])
 def test_bad_model_options_are_one_line_errors(tmp_path, capsys, model, option, needle):
     data = ["--data", "digits"] if model == "realnvp" else []
@@ -274,6 +276,9 @@ def test_unexpected_failures_are_one_line_unless_debugging(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "models", boom)
     code, _, err = run(capsys, "models")
     _one_error_line(code, err, "unexpected RuntimeError: something unforeseen", exit_code=1)
+    monkeypatch.setenv("GENZOO_DEBUG", "0")  # off, as unset
+    code, _, err = run(capsys, "models")
+    _one_error_line(code, err, "unexpected RuntimeError", exit_code=1)
     monkeypatch.setenv("GENZOO_DEBUG", "1")
     with pytest.raises(RuntimeError):
         main(["models"])
@@ -307,6 +312,35 @@ def test_bad_recipes_are_one_line_errors(tmp_path, capsys, text, needle):
     code, _, err = run(capsys, "train", "--config", _toml(tmp_path, text), "--run-dir", str(tmp_path / "r"), "--no-progress")
     _one_error_line(code, err, needle)
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("text, sets, needle", [
+    ('[model]\nname = "vae"\n[train]\nlr = 1e-4\n', [], "unknown [train] key 'lr' (lr belongs to the model: model.lr="),
+    ('[model]\nname = "vae"\nsteps = 5\n', [], "unknown [model] key 'steps' (steps belongs to the training settings"),
+    ('[model]\nname = "vae"\n', ["--set", "train.lr=1e-4"], "unknown --set key 'train.lr' (lr belongs to the model"),
+    ('[model]\nname = "vae"\n', ["--set", "model.binarize=0"], "(binarize belongs to the data: data.binarize="),
+])
+def test_a_key_in_the_wrong_section_names_its_own(tmp_path, capsys, text, sets, needle):
+    code, _, err = run(capsys, "train", "--config", _toml(tmp_path, text), "--run-dir", str(tmp_path / "r"),
+                       "--no-progress", "--steps", "1", *sets)
+    _one_error_line(code, err, needle)
+    assert not (tmp_path / "r").exists()
+
+
+def test_data_replacing_a_recipes_dataset_leaves_its_own_options_out(tmp_path, capsys):
+    # as configs/gmm-ring.toml's [data] std = 0.05, the ring's: moons has none (it was "moons has no option std")
+    recipe = _toml(tmp_path, '[model]\nname = "gmm"\nn_components = 2\n[data]\nname = "ring"\nstd = 0.07\nn = 200\n'
+                             '[train]\nsteps = 1\n')
+    code, _, err = run(capsys, "train", "--config", recipe, "--data", "moons", "--run-dir", str(tmp_path / "r"),
+                       "--no-progress")
+    assert code == 0, err
+    assert "--data moons replaces the dataset ring of the recipe" in err and "left out: std=0.07" in err
+    data = json.loads((tmp_path / "r" / "run.json").read_text())["recipe"]["data"]
+    assert data["name"] == "moons" and data["n"] == 200 and "std" not in data
+    code, _, err = run(capsys, "train", "--config", recipe, "--data", "grid", "--run-dir", str(tmp_path / "g"),
+                       "--no-progress")  # a dataset that takes std keeps it
+    assert code == 0 and "left out" not in err
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["recipe"]["data"]["std"] == 0.07
 
 
 def test_a_recipe_with_a_byte_order_mark_is_read(tmp_path, capsys):

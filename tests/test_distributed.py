@@ -43,6 +43,9 @@ SETUP = textwrap.dedent('''
         # clipping must see the global batch's gradient; M2's unlabelled noise must be a slice, not a copy
         "realnvp": lambda: genzoo.build("realnvp", data_shape=(2,), n_couplings=2, hidden=(16,), max_grad_norm=0.5),
         "ssvae": lambda: genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=20),
+        # the dropout masks of the unlabelled pass: the global batch's (they were one copy per rank)
+        "ssvae-dropout": lambda: genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(16,), labels=20,
+                                              classifier_dropout=0.2, classifier_input_dropout=0.2),
         # the MMD compares all pairs of the global batch (a shard's MMD trained another objective)
         "gmmn": lambda: genzoo.build("gmmn", data_shape=(2,), hidden=(16,)),
         "gmmn-moments": lambda: genzoo.build("gmmn", data_shape=(2,), hidden=(16,), statistic="moments"),
@@ -54,6 +57,7 @@ SETUP = textwrap.dedent('''
         "gmm": lambda: load_dataset("ring", n=256),
         "realnvp": lambda: load_dataset("ring", n=256),
         "ssvae": lambda: load_dataset("digits", binarize=True, n=256),
+        "ssvae-dropout": lambda: load_dataset("digits", binarize=True, n=256),
         "gmmn": lambda: load_dataset("ring", n=256),
         "gmmn-moments": lambda: load_dataset("ring", n=256),
     }
@@ -95,7 +99,8 @@ def _rows(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm", "realnvp", "ssvae", "gmmn", "gmmn-moments"])
+@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm", "realnvp", "ssvae", "ssvae-dropout", "gmmn",
+                                  "gmmn-moments"])
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.replace("from safetensors.torch import save_file\n", "from safetensors.torch import save_file\n" + SETUP))
@@ -172,7 +177,9 @@ def test_a_process_waiting_for_peers_that_never_come_says_so_and_stops_on_sigter
     assert not (tmp_path / "run").exists()
 
 
-def test_batch_must_divide_among_processes(tmp_path):
+def test_batch_must_divide_among_processes_and_every_process_trains_one_run(tmp_path):
+    """Also: fit in a script that seeded each process apart trained one model per process and saved rank 0's (now
+    rank 0's starting weights go to every rank, as DDP does); a rank given its own data or length was not told."""
     script = tmp_path / "w.py"
     script.write_text(textwrap.dedent('''
         import sys, torch, genzoo
@@ -180,24 +187,47 @@ def test_batch_must_divide_among_processes(tmp_path):
         from genzoo.errors import ConfigError
         from genzoo.train import distributed
         distributed.init(torch.device("cpu"))
+        rank = distributed.world()[0]
         errors = []
-        for model, n, batch in (("gan", 64, 31), ("gan", 3, 4), ("gmm", 1, 4)):
+        for model, n, batch, steps in (("gan", 64, 31, 1), ("gan", 3, 4, 1), ("gmm", 1, 4, 1),
+                                       ("gmm", 64 + rank, 32, 1), ("gmm", 64, 32, 1 + rank)):
             try:  # 3 examples < batch 4: the batch is the whole set, 3, which 2 processes cannot split
-                genzoo.fit(genzoo.build(model, data_shape=(2,)), load_dataset("ring", n=n), steps=1, batch_size=batch,
-                           progress=False)
+                genzoo.fit(genzoo.build(model, data_shape=(2,)), load_dataset("ring", n=n), steps=steps,
+                           batch_size=batch, progress=False)
             except ConfigError as e:
                 errors.append(str(e))
+        torch.manual_seed(rank)  # each process its own start
+        vae = genzoo.build("vae", data_shape=(2,), likelihood="gaussian", hidden=(8,), latent_dim=2)
+        genzoo.fit(vae, load_dataset("ring", n=64), steps=2, batch_size=32, progress=False)
+        flat = torch.cat([p.detach().flatten() for p in vae.parameters()])
+        every = [torch.empty_like(flat) for _ in range(2)]
+        torch.distributed.all_gather(every, flat)
+        errors.append(f"one model: {torch.equal(every[0], every[1])}")
         # one file per rank: two processes printing to one pipe interleave
-        open(f"{sys.argv[1]}/err{distributed.world()[0]}.txt", "w").write("\\n".join(errors))
+        open(f"{sys.argv[1]}/err{rank}.txt", "w").write("\\n".join(errors))
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     '''))
     proc = torchrun([str(script), str(tmp_path)], timeout=120)
+    differs = "under torchrun every process must be given the same data and settings, and its"
     for rank in (0, 1):
         err = tmp_path / f"err{rank}.txt"
         assert err.exists(), proc.stderr[-2000:]
         assert err.read_text().splitlines() == [
             "batch_size 31 must be a multiple of the 2 processes",
             "batch_size 3 (the whole set of 3 examples, as it is smaller) must be a multiple of the 2 processes",
-            "gmm trains on the whole set, and 1 examples cannot be split over 2 processes"]
+            "gmm trains on the whole set, and 1 examples cannot be split over 2 processes",
+            f"{differs} examples differs: rank 0: 64, rank 1: 65", f"{differs} steps differs: rank 0: 1, rank 1: 2",
+            "one model: True"]
+
+
+def test_fit_under_torchrun_needs_the_process_group(monkeypatch):
+    # without distributed.init every process trained the whole run alone (the second refused as "another process")
+    from genzoo.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError, match=r"under torchrun \(WORLD_SIZE=2\) .* call genzoo.train.distributed.init"):
+        genzoo.fit(genzoo.build("gmm", data_shape=(2,)), load_dataset("ring", n=64), steps=1, progress=False)
 
 
 def test_a_run_dir_given_to_rank_0_alone_trains_and_a_refusal_stops_every_rank(tmp_path):
@@ -286,7 +316,8 @@ def test_a_rank_that_lost_its_peer_says_so(monkeypatch):
 
     error = RuntimeError("[../third_party/gloo/gloo/transport/tcp/pair.cc:534] Connection closed by peer")
     assert "this is a bug" in _unexpected(error)  # alone, an unexpected error is what it is
-    monkeypatch.setattr(distributed, "world", lambda: (1, 2))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun's; train has left the process group when this runs: world() is
+    assert distributed.world() == (0, 1)   # (0, 1), which told the message it ran alone
     message = _unexpected(error)
     assert "under torchrun" in message and "another process of this run printed an error first" in message
 

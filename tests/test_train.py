@@ -916,3 +916,24 @@ def test_cli_says_when_the_time_budget_stopped_a_run(tmp_path, capsys):
     assert "(steps 2-2)" in (err := capsys.readouterr().err) and "with 48 of 50 steps left" in err
     assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "3", "--no-progress"]) == 0
     assert "stopped by" not in capsys.readouterr().err  # the last step asked: nothing left
+
+
+def test_fit_takes_numpy_numbers_as_python_ones(tmp_path):
+    # a sweep's np.int64 batch size hit the epoch order's seed arithmetic (OverflowError after config.json was
+    # written, so a retry was refused) and an np.int64 seed torch's manual_seed (TypeError)
+    import numpy as np
+
+    data = load_dataset("ring", n=200)
+
+    def trained(run_dir, **kw):
+        torch.manual_seed(0)
+        m = genzoo.build("vae", data_shape=(2,), likelihood="gaussian", hidden=(8,), latent_dim=2)
+        genzoo.fit(m, data, run_dir=run_dir, progress=False, **kw)
+        return m
+
+    ints = trained(tmp_path / "py", steps=4, batch_size=16, seed=3, checkpoint_every=2)
+    nps = trained(tmp_path / "np", steps=np.int64(4), batch_size=np.int64(16), seed=np.int64(3),
+                  checkpoint_every=np.int32(2), max_minutes=np.float64(5.0))
+    for a, b in zip(ints.state_dict().values(), nps.state_dict().values()):
+        assert torch.equal(a, b)
+    assert sorted(p.name for p in (tmp_path / "np" / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]

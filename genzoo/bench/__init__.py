@@ -189,7 +189,7 @@ def main(args) -> int:
     check_writable(runs, "--runs-dir")
     t0 = time.time()
     body = mod.run(args)
-    text = body.rstrip() + "\n\n" + stamp(args.name, time.time() - t0, ["genzoo", *sys.argv[1:]]) + "\n"
+    text = body.rstrip() + "\n\n" + stamp(args.name, time.time() - t0, ["genzoo", *getattr(args, "argv", sys.argv[1:])]) + "\n"
     print(text)
     if args.output and not args.quick:
         write_section(args.output, args.name, text)

@@ -218,17 +218,20 @@ class SSVAE(GenerativeModel):
     def _onehot(self, y: Tensor) -> Tensor:
         return F.one_hot(y, self.n_classes).to(self._zero.dtype)  # (..., K)
 
-    def class_logits(self, x: Tensor, features: Tensor | None = None) -> Tensor:
+    def class_logits(self, x: Tensor, features: Tensor | None = None, *, sliced: bool = False) -> Tensor:
         """Logits of q(y|x), (B, K); ``features``: ``self.trunk`` of the flattened x when already computed.
         In training mode the classifier's path alone sees ``classifier_input_dropout`` on the pixels (the
-        trunk then runs again on the masked x) and ``classifier_dropout`` on the features."""
+        trunk then runs again on the masked x) and ``classifier_dropout`` on the features. ``sliced``: x is this
+        rank's part of the global batch (the unlabelled pass under torchrun), whose masks are then the global
+        batch's (:func:`~genzoo.train.distributed.dropout`; alone, the same as F.dropout)."""
+        drop = distributed.dropout if sliced else F.dropout
         flat = self.check_input(x).reshape(x.shape[0], -1)
         if self.training and self.classifier_input_dropout > 0:
-            features = self.trunk(F.dropout(flat, self.classifier_input_dropout))
+            features = self.trunk(drop(flat, self.classifier_input_dropout))
         elif features is None:
             features = self.trunk(flat)
         if self.training and self.classifier_dropout > 0:
-            features = F.dropout(features, self.classifier_dropout)
+            features = drop(features, self.classifier_dropout)
         return self.classifier(features)
 
     def classify(self, x: Tensor) -> Tensor:
@@ -321,7 +324,7 @@ class SSVAE(GenerativeModel):
         x = self.check_input(x)
         B, K = x.shape[0], self.n_classes
         features = self.trunk(x.reshape(B, -1))  # computed once for the K classes
-        logits = self.class_logits(x, features) if logits is None else logits
+        logits = self.class_logits(x, features, sliced=True) if logits is None else logits
         log_q = F.log_softmax(logits, -1)  # (B, K)
         ys = torch.arange(K, device=x.device).repeat_interleave(B)  # (K*B,) class-major
         # the noise of the K*B rows, drawn as (K, B, L): under torchrun each rank takes its slice of the global

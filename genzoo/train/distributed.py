@@ -107,6 +107,44 @@ def rank0_value(value):
     return box[0]
 
 
+def check_same_everywhere(what: str, **settings) -> None:
+    """A ConfigError on every rank, naming the first of ``settings`` that differs between the ranks (one
+    all-gather; nothing alone): :func:`~genzoo.train.fit` assumes every process was given the same run.
+
+    >>> check_same_everywhere("fit", seed=0, examples=100)  # one process: nothing to compare
+    """
+    if world()[1] == 1:
+        return
+    every: list = [None] * world()[1]
+    dist.all_gather_object(every, settings)
+    for key in settings:
+        values = [s[key] for s in every]
+        if any(v != values[0] for v in values):
+            raise ConfigError(f"under torchrun every process must be given the same {what}, and its {key} differs: "
+                              f"{', '.join(f'rank {r}: {v}' for r, v in enumerate(values))}")
+
+
+def broadcast_from_rank0(tensors) -> None:
+    """Every rank's ``tensors`` set in place to rank 0's (as DistributedDataParallel does to a model's weights at
+    its start), so ranks that started from other weights (a script seeding each process apart) train one model."""
+    if world()[1] == 1:
+        return
+    for t in tensors:
+        buf = t.detach().contiguous()  # (a channels-last weight: sent in a contiguous copy)
+        dist.broadcast(buf.view(torch.uint8) if buf.dtype == torch.bool else buf, src=0)
+        if buf.data_ptr() != t.data_ptr():
+            t.detach().copy_(buf)
+
+
+def check_joined() -> None:
+    """A ConfigError where torchrun started this process among others and it has not joined their process group:
+    :func:`~genzoo.train.fit` would train the whole run once in every process."""
+    if launched_by_torchrun() and not (dist.is_available() and dist.is_initialized()):
+        raise ConfigError(f"under torchrun (WORLD_SIZE={os.environ['WORLD_SIZE']}) fit trains data-parallel once this "
+                          "process has joined the others: call genzoo.train.distributed.init(device) before fit "
+                          "(genzoo train does), or unset WORLD_SIZE to train in one process")
+
+
 def close() -> None:
     """Leave the process group, if this process joined one (local for gloo: no wait on a peer that died)."""
     if dist.is_available() and dist.is_initialized():
@@ -210,6 +248,24 @@ def randn(*shape: int, dim: int = 0, device=None, dtype=None, generator: torch.G
 def rand(*shape: int, dim: int = 0, device=None, dtype=None, generator: torch.Generator | None = None) -> Tensor:
     """:func:`randn`'s uniform twin."""
     return _global_draw(torch.rand, shape, dim, device=device, dtype=dtype, generator=generator)
+
+
+def dropout(t: Tensor, p: float, dim: int = 0) -> Tensor:
+    """``F.dropout(t, p)`` (training) for this rank's part of a global batch along ``dim``: the global batch's
+    mask, drawn from the same stream as F.dropout draws it (``bernoulli(1 - p) / (1 - p)``), and this rank's
+    slice of it, so the masks are a single process's rather than one copy per rank. Alone: F.dropout's own
+    output. For 0 <= p < 1.
+
+    >>> _ = torch.manual_seed(0); a = dropout(torch.ones(3, 4), 0.5)
+    >>> _ = torch.manual_seed(0); b = torch.nn.functional.dropout(torch.ones(3, 4), 0.5)
+    >>> torch.equal(a, b)
+    True
+    """
+    if p == 0:
+        return t
+    noise = _global_draw(lambda *shape, **kw: torch.empty(*shape, **kw).bernoulli_(1 - p), tuple(t.shape), dim,
+                         device=t.device, dtype=t.dtype)
+    return t * noise.div_(1 - p)
 
 
 def randn_like(t: Tensor, dim: int = 0) -> Tensor:

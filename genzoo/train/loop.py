@@ -182,6 +182,14 @@ def check_train_options(*, steps: int | None = None, epochs: float | None = None
         raise ConfigError(f"epochs must be at most 10^6, got {epochs}")
 
 
+def _checksum(x: torch.Tensor) -> int:
+    """An integer sum of the bits of ``x`` (float32, (N, ...)) that tells one data set from another: exact, so the
+    same on every machine whatever its summation order, and weighted by position (a shuffled copy differs)."""
+    bits = x.contiguous().view(torch.int32).reshape(len(x), -1)                    # (N, D)
+    rows = bits.sum(1, dtype=torch.int64)                                           # (N,)
+    return int((rows * torch.arange(1, len(x) + 1, device=x.device)).sum())
+
+
 def check_data(model: GenerativeModel, data, what: str = "data") -> None:
     """A DataError unless ``data`` is a genzoo Dataset of finite examples of the model's shape.
 
@@ -247,6 +255,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                         max_minutes=max_minutes)
     if steps is None and epochs is None:
         raise ConfigError("give exactly one of steps and epochs")
+    # NumPy's numbers (a sweep's np.arange) as Python's: torch's seeding and the epoch order take no np.int64
+    steps, epochs, batch_size, seed, checkpoint_every, sample_every, log_every, keep, warmup_steps, max_minutes = (
+        v.item() if isinstance(v, np.generic) else v for v in (steps, epochs, batch_size, seed, checkpoint_every,
+                                                               sample_every, log_every, keep, warmup_steps, max_minutes))
     check_data(model, data, "data")
     if valid is not None:
         check_data(model, valid, "valid")
@@ -277,6 +289,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError(f"run_dir {run_dir}: that path, or a part of it, is a file, not a folder")
     if resume and run_dir is None:
         raise CheckpointError("nothing to resume: resume=True needs a run_dir")
+    distributed.check_joined()
     rank, world_size = distributed.world()
     # A new run goes into a folder free of a run's files (but genzoo train's run.json, written just before);
     # resume=True with no checkpoint yet (a first launch, or a run killed before its first) starts the run where
@@ -303,6 +316,12 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                           f"{batch_size}") from None
     # (rounded first: 1.1 epochs of 100 steps are 110.00000000000001 in floats, which ceil made 111 steps)
     state.total_steps = int(steps) if steps is not None else max(1, math.ceil(round(epochs * state.steps_per_epoch, 6)))
+    # under torchrun: the same run everywhere (a rank given its own shard, seed or length trained another model,
+    # or waited for ever in an all-reduce the others never made)
+    if world_size > 1:
+        distributed.check_same_everywhere("data and settings", examples=len(data), data_checksum=_checksum(data.x),
+                                          seed=seed, batch_size=global_batch, steps=state.total_steps,
+                                          lr_schedule=lr_schedule, warmup_steps=warmup_steps)
     device = model.device
     full_x = all_x = None
     if model.full_batch:  # the whole set, transformed once with a seed-fixed draw, every step
@@ -367,6 +386,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 takes = "space" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
                 space = {"space": data.space} if takes else {}
                 model.setup_labels(data.x.to(device), data.y.to(device), state.data_generator, **space)
+        distributed.broadcast_from_rank0(model.state_dict().values())  # one model, whatever each rank was seeded
         if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
             acceleration.compile_networks(model)
     except BaseException:
