@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -585,9 +586,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     main_rank = rank == 0
 
     data = load_spec(recipe["data"], "train")
-    if transform and data.levels is not None:
+    if transform and data.levels is not None:  # the model's default transform of discrete data: the same examples
         recipe["data"].update(transform)
-        data = load_spec(recipe["data"], "train")
+        data = dataclasses.replace(data, **transform)  # (a folder's images decoded once, not again)
     valid = load_spec(recipe["data"], "valid")
     valid = valid if len(valid) else None  # a tiny user dataset may have no validation split
     if train.get("keep_best") and valid is None:

@@ -741,3 +741,24 @@ def test_a_reader_that_goes_away_does_not_cost_the_training_run(tmp_path):
                            "--run-dir", str(rd)], stdout=w, stderr=w, timeout=300).returncode
     os.close(w)
     assert code == 0 and (rd / "model.safetensors").is_file() and (rd / "run.json").is_file()
+
+
+def test_training_on_an_image_folder_decodes_it_once_per_split_read(tmp_path, capsys, monkeypatch):
+    # the model's default transform (the VAE binarizes) loaded the training split a second time: every image of
+    # the folder decoded three times before the first step (a folder of 200k JPEGs: minutes)
+    import numpy as np
+    from PIL import Image
+
+    from genzoo.data import images
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    decoded, read = [], images.read_image
+    monkeypatch.setattr(images, "read_image", lambda *a, **k: decoded.append(1) or read(*a, **k))
+    code, _, err = run(capsys, "train", "vae", "--data", str(folder), "--steps", "1", "--run-dir", str(tmp_path / "r"),
+                       "--no-progress")
+    assert code == 0, err
+    assert len(decoded) == 2 * 20  # the training split, then the validation split

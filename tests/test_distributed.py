@@ -189,11 +189,12 @@ def test_batch_must_divide_among_processes_and_every_process_trains_one_run(tmp_
         distributed.init(torch.device("cpu"))
         rank = distributed.world()[0]
         errors = []
-        for model, n, batch, steps in (("gan", 64, 31, 1), ("gan", 3, 4, 1), ("gmm", 1, 4, 1),
+        for model, n, batch, steps in (("gan", 64, 31, 1), ("gan", 3, 4, 1), ("gmm", 1, 4, 1), ("gan pack=4", 64, 12, 1),
                                        ("gmm", 64 + rank, 32, 1), ("gmm", 64, 32, 1 + rank)):
+            name, *pack = model.split(" pack=")
             try:  # 3 examples < batch 4: the batch is the whole set, 3, which 2 processes cannot split
-                genzoo.fit(genzoo.build(model, data_shape=(2,)), load_dataset("ring", n=n), steps=steps,
-                           batch_size=batch, progress=False)
+                genzoo.fit(genzoo.build(name, data_shape=(2,), **({"pack": int(pack[0])} if pack else {})),
+                           load_dataset("ring", n=n), steps=steps, batch_size=batch, progress=False)
             except ConfigError as e:
                 errors.append(str(e))
         torch.manual_seed(rank)  # each process its own start
@@ -217,6 +218,7 @@ def test_batch_must_divide_among_processes_and_every_process_trains_one_run(tmp_
             "batch_size 31 must be a multiple of the 2 processes",
             "batch_size 3 (the whole set of 3 examples, as it is smaller) must be a multiple of the 2 processes",
             "gmm trains on the whole set, and 1 examples cannot be split over 2 processes",
+            "batch_size 6 (per process) must be a multiple of pack (4) (batch_size 12 over 2 processes)",
             f"{differs} examples differs: rank 0: 64, rank 1: 65", f"{differs} steps differs: rank 0: 1, rank 1: 2",
             "one model: True"]
 

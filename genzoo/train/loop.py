@@ -310,6 +310,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     try:
         model.check_batch_size(math.ceil(len(data) / world_size) if model.full_batch else state.batch_size // world_size)
     except ConfigError as e:
+        if world_size > 1 and not model.full_batch:  # the batch the user gave, beside the part each process takes
+            raise ConfigError(f"{e} (batch_size {state.batch_size} over {world_size} processes)") from None
         if model.full_batch or batch_size <= len(data):
             raise
         raise ConfigError(f"{e}: the batch is the whole set of {len(data)} examples, which is smaller than batch_size "
