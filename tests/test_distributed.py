@@ -3,6 +3,7 @@ and rank 0 alone writes files."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -75,14 +76,27 @@ def torchrun(args: list[str], timeout: int, fresh=()) -> subprocess.CompletedPro
     other failure fails at once."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    first = _run_group(cmd, timeout, env)
     if first.returncode != 0 and "terminate called without an active exception" in first.stderr:
         for folder in fresh:
             shutil.rmtree(folder, ignore_errors=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        proc = _run_group(cmd, timeout, env)
         proc.stderr = f"[first try]\n{first.stderr[-2000:]}\n[retry]\n{proc.stderr}"  # both, should the retry fail
         return proc
     return first
+
+
+def _run_group(cmd: list[str], timeout: int, env: dict) -> subprocess.CompletedProcess:
+    """subprocess.run in a session of its own, killed whole at the timeout: torchrun's workers too (killing torchrun
+    alone left two hung workers behind for ever)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def single_process(name, run_dir):
@@ -153,7 +167,6 @@ def test_an_empty_world_size_is_unset(monkeypatch):
 def test_a_process_waiting_for_peers_that_never_come_says_so_and_stops_on_sigterm(tmp_path):
     """A WORLD_SIZE left in the environment made genzoo wait 30 minutes in gloo's rendezvous, silently, and its
     SIGTERM handler (Python's, which never runs while C++ waits) made timeout, Slurm and docker stop powerless."""
-    import signal
     import socket
     import time
 

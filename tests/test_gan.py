@@ -593,7 +593,7 @@ def test_affine_generator_is_for_vectors_and_range_messages(capsys):
         genzoo.build("gan", data_shape=(1, 8, 8), arch="affine", latent_dim=64)
     with pytest.raises(ConfigError, match=r"label_flip must be in \[0, 0\.5\)"):
         genzoo.build("gan", data_shape=(2,), label_flip=0.5)
-    with pytest.raises(ConfigError, match=r"^wgan\.betas must be two numbers"):
+    with pytest.raises(ConfigError, match=r"^wgan\.betas takes 2 values, got \[0\.5\]"):
         genzoo.build("wgan", data_shape=(2,), betas=(0.5,))
 
 

@@ -89,8 +89,6 @@ class Adversarial(GenerativeModel):
         super().__init__()
         if latent_dim < 1 or d_steps < 1 or pack < 1 or width < 1:
             raise ConfigError("latent_dim, d_steps, pack and width must be >= 1")
-        if len(betas) != 2:
-            raise ConfigError(f"{self.name}.betas must be two numbers, got {list(betas)}")
         if g_ema is not None and not 0 <= g_ema < 1:
             raise ConfigError(f"g_ema must be a decay in [0, 1) or None (off), got {g_ema}")
         if d_activation not in ACTIVATIONS:
