@@ -478,29 +478,69 @@ def test_download_failures_leave_no_partial_file(http_mirror, tmp_path):
 
 
 def test_download_keeps_mnist_files_that_read_right(tmp_path, monkeypatch):
-    """Recompressed or uncompressed copies of MNIST (another md5) are not fetched again; a wrong shape is."""
+    """Recompressed or uncompressed copies of MNIST (another md5) are not fetched again; a wrong shape is. (Zeros of
+    MNIST's shapes stand in for them, so checksums=None: with the default checksums their values are checked too,
+    test_download_refuses_files_of_mnists_names_that_are_not_mnist.)"""
     dest = tmp_path / "mnist"
     dest.mkdir()
     for i, (stem, shape) in enumerate(MNIST_SHAPES.items()):
         write_idx(dest / (stem + (".gz" if i % 2 else "")), np.zeros(shape, np.uint8))
-    assert download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5) == dest  # nothing fetched
+    get = functools.partial(download_mnist, mirrors=(_dead_url(),), checksums=None, progress=False, timeout=5)
+    assert get(dest) == dest  # nothing fetched
     write_idx(dest / "t10k-labels-idx1-ubyte.gz", np.zeros(9_999, np.uint8))
     with pytest.raises(DataError) as e:
-        download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
+        get(dest)
     assert "could not download t10k-labels-idx1-ubyte.gz" in one_line(e)
     write_idx(dest / "t10k-labels-idx1-ubyte.gz", np.zeros(10_000, np.uint8))
-    assert download_mnist(tmp_path, mirrors=(_dead_url(),), progress=False) == dest  # ROOT/mnist is read next
+    assert get(tmp_path) == dest  # ROOT/mnist is read next
     # a plain file the loader reads before the .gz: a download could not replace what is read
     (dest / "train-images-idx3-ubyte").write_bytes((dest / "train-images-idx3-ubyte").read_bytes()[:5000])
     monkeypatch.chdir(tmp_path)  # a relative root: the reason named the resolved path a second time
     with pytest.raises(DataError) as e:
-        download_mnist("mnist", mirrors=(_dead_url(),), progress=False, timeout=5)
+        get("mnist")
     assert ("mnist/train-images-idx3-ubyte is not MNIST's file (truncated: " in one_line(e)
             and "IDX file" not in str(e.value)
             and "the loader reads it before train-images-idx3-ubyte.gz: remove or rename it" in str(e.value))
     write_idx(dest / "train-images-idx3-ubyte", np.zeros((5, 28, 28), np.uint8))
     with pytest.raises(DataError, match=r"an array of shape \(5, 28, 28\), not \(60000, 28, 28\)"):
-        download_mnist(dest, mirrors=(_dead_url(),), progress=False, timeout=5)
+        get(dest)
+
+
+def test_download_without_checksums_replaces_a_truncated_gz(http_mirror, tmp_path):
+    """checksums=None kept any .gz already there, whatever it held: a truncated one of 1,000 bytes, and success."""
+    url, srv, requests = http_mirror
+    dest = tmp_path / "dest"
+    download_mnist(dest, mirrors=(url,), checksums=None, progress=False)
+    assert len(requests) == 4
+    lab = dest / "train-labels-idx1-ubyte.gz"
+    lab.write_bytes(lab.read_bytes()[:30])  # truncated
+    assert download_mnist(dest, mirrors=(url,), checksums=None, progress=False) == dest
+    assert "/train-labels-idx1-ubyte.gz" in requests[4:] and _md5s(dest) == _md5s(srv)  # fetched again, intact
+    # (the mirror's 12-image stand-ins are not of MNIST's shapes, so they are fetched again too: what checksums=None
+    # keeps is a file that reads as MNIST's array)
+
+
+def test_download_refuses_files_of_mnists_names_that_are_not_mnist(tmp_path):
+    """Random pixels (or Fashion-MNIST) in files of MNIST's names and shapes were kept and reported as MNIST: with
+    the default checksums, the decoded arrays are compared with MNIST's own (MNIST_ARRAYS), before any fetch."""
+    from genzoo.data.mnist import MNIST_ARRAYS
+
+    rng = np.random.default_rng(0)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    for stem, shape in MNIST_SHAPES.items():  # plain files: fast to write; the loader reads them as it reads .gz
+        write_idx(fake / stem, rng.integers(0, 10 if "labels" in stem else 256, shape, dtype=np.uint8))
+    with pytest.raises(DataError) as e:
+        download_mnist(fake, mirrors=(_dead_url(),), progress=False, timeout=5)
+    assert one_line(e).startswith("train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                                  f"t10k-labels-idx1-ubyte in {fake}: MNIST's file names and shapes, not MNIST's content")
+    fake.rename(tmp_path / "mnist")  # where the loader looks next
+    with pytest.raises(DataError, match="not MNIST's content"):
+        download_mnist(tmp_path, mirrors=(_dead_url(),), progress=False, timeout=5)
+    assert download_mnist(tmp_path, mirrors=(_dead_url(),), checksums=None, progress=False) == tmp_path / "mnist"
+    assert set(MNIST_ARRAYS) == set(MNIST_SHAPES)
+    if (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file():  # the shared copy: recompressed (other md5s), MNIST's arrays
+        assert download_mnist(MNIST_DIR, mirrors=(_dead_url(),), progress=False, timeout=5) == MNIST_DIR
 
 
 # -- the user's own data ----------------------------------------------------------------------
@@ -1000,3 +1040,151 @@ def test_an_object_array_beside_the_data_is_left_out_not_a_refusal_of_the_file(t
     np.savez(tmp_path / "o.npz", x=np.array([x[0], x[1][:3]], dtype=object))
     with pytest.raises(DataError, match="array 'x' holds Python objects"):
         load_dataset(str(tmp_path / "o.npz"))
+
+
+# -- audit a78: quadrature, byte order, 12-bit images, split arrays, a moved run's data ---------------------------
+
+
+@pytest.mark.parametrize("name,opts", [("spirals", {"noise": 0.001}), ("spirals", {"noise": 0.01, "radius": 20.0}),
+                                       ("moons", {"noise": 0.0005})])
+def test_curve_quadrature_follows_the_noise(name, opts):
+    """2000 nodes per curve whatever the noise: with nodes 9.5 x noise apart the "true density" was a string of bumps,
+    its mean log p 0.93 nats low on the spirals (0.017 on the moons); the nodes now lie within noise / 2."""
+    test = load_dataset(name, "test", n=1000, **opts)
+    d = test.density
+    gap = (d.nodes[1:d.n_quad] - d.nodes[:d.n_quad - 1]).norm(dim=1).max().item()  # along the first curve
+    assert gap <= toy.QUAD_GAP * d.noise
+    ref = load_dataset(name, "test", n=1000, n_quad=toy.MAX_QUAD, **opts).density  # converged
+    lp, lp_ref = d.log_prob(test.x).double(), ref.log_prob(test.x).double()
+    assert abs((lp - lp_ref).mean().item()) < 0.01 and (lp - lp_ref).abs().max().item() < 0.01
+    # blocks of nodes that cannot matter are left out: the same sum as over every node, on and off the curves
+    g = torch.Generator().manual_seed(0)
+    (x0, x1), (y0, y1) = d.bounds()
+    pts = torch.cat([test.x[:100].double(), torch.rand(100, 2, generator=g, dtype=torch.float64)
+                     * torch.tensor([x1 - x0, y1 - y0], dtype=torch.float64) + torch.tensor([x0, y0], dtype=torch.float64),
+                     torch.tensor([[0.0, 0.0], [50.0, -50.0]], dtype=torch.float64)])
+    direct = torch.stack([torch.logsumexp(d._log_w - ((p - d.nodes) ** 2).sum(1) / (2 * d.noise**2), 0) for p in pts])
+    assert torch.allclose(d._log_prob_blocks(pts), direct, rtol=1e-12, atol=1e-9)
+
+
+def test_curve_quadrature_defaults_and_refusals():
+    """The defaults keep their 2000 nodes (and their numbers); a given n_quad too coarse for the noise, or a noise
+    that would need more than MAX_QUAD nodes, is a one-line DataError that says what to do."""
+    assert load_dataset("spirals", n=5).density.n_quad == load_dataset("moons", n=5).density.n_quad == 2000
+    assert load_dataset("spirals", n=5, n_quad=800).density.n_quad == 800  # fine enough for noise 0.05: kept
+    assert load_dataset("spirals", n=5, n_quad=None).density.n_quad == 2000
+    with pytest.raises(DataError) as e:
+        load_dataset("spirals", n=5, noise=0.001, n_quad=2000)
+    assert one_line(e).startswith("n_quad=2,000 puts log_prob's quadrature nodes up to 0.0095 apart, more than 0.5 x "
+                                  "noise = 0.0005") and "use n_quad >= 38,281, or leave it out" in str(e.value)
+    with pytest.raises(DataError) as e:
+        load_dataset("moons", n=5, noise=0.0001)
+    assert "noise=0.0001 is too small for log_prob's quadrature" in one_line(e) and "n_quad=63,461" in str(e.value)
+    # moons at the default noise 0.1: the same numbers as the dense sum over the 2000 nodes of each moon gave
+    d = load_dataset("moons", n=5).density
+    x = torch.tensor([[0.0, 1.0], [1.0, -0.5], [0.5, 0.25]])
+    assert d.log_prob(x).tolist() == (d._log_prob_dense(x.double()) - math.log(2 * math.pi * 0.01)).float().tolist()
+
+
+def test_big_endian_and_long_double_data_get_the_float32_check(tmp_path):
+    """np.dtype('>f8') == np.float64 is False on a little-endian machine: big-endian float64 (MATLAB, Java, HDF5
+    conversions) and long doubles skipped the check, and 400 distinct values near 1e6 trained as 1."""
+    x = 1e6 + 0.01 * np.random.default_rng(0).standard_normal((400, 1))
+    msgs = []
+    for name, a in (("le", x), ("be", x.astype(">f8")), ("ld", x.astype(np.longdouble))):
+        np.savez(tmp_path / f"{name}.npz", x=a)
+        with pytest.raises(DataError) as e:
+            load_dataset(str(tmp_path / f"{name}.npz"))
+        msgs.append(one_line(e).split(": ", 2)[2])  # after "data file PATH: array 'x'"
+    assert msgs[0] == msgs[1] == msgs[2] and msgs[0].startswith("float64 values lose their detail in float32")
+    np.savez(tmp_path / "ok.npz", x=(x - 1e6).astype(">f8"))  # the cure: big-endian data read as before
+    assert len(load_dataset(str(tmp_path / "ok.npz")).x.unique()) == 320
+
+
+def test_ten_or_twelve_bit_values_in_16_bit_files_are_refused(tmp_path):
+    """A folder of 12-bit data (0..4095 in 16-bit PNGs, as scientific and machine-vision cameras write) read as
+    images in [0, 0.063] of 17 levels, without a word; an .npz of the same uint16 values is refused."""
+    from PIL import Image
+
+    from genzoo.data.images import read_image
+
+    (tmp_path / "b12").mkdir()
+    (tmp_path / "b16").mkdir()
+    for i in range(12):
+        a = np.random.default_rng(i).integers(0, 4096, (8, 8)).astype(np.uint16)
+        Image.fromarray(a).save(tmp_path / "b12" / f"{i:02d}.png")
+        Image.fromarray(a * 16).save(tmp_path / "b16" / f"{i:02d}.png")  # the cure: rescaled to 16 bits
+    assert Image.open(tmp_path / "b12" / "00.png").mode.startswith("I;16")
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "b12"))
+    assert "no value of its 12 16-bit image(s) is above 409" in one_line(e) and "10- or 12-bit values" in str(e.value)
+    with pytest.raises(DataError, match="00.png is 16-bit with no value above 40[0-9][0-9]: 10- or 12-bit values"):
+        read_image(tmp_path / "b12" / "00.png")  # one image (inpaint --image)
+    x = load_dataset(str(tmp_path / "b16"), "train").x
+    assert float(x.max()) > 0.9 and len(x.unique()) > 200
+
+
+def test_split_arrays_of_an_npz_must_agree(tmp_path):
+    """x_test was read only at eval: another shape failed there, after the training; uint8 beside floats was scored
+    on another scale (x / 255 against raw values) without a word. Now any split's load refuses, naming the arrays."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (200, 8, 8), dtype=np.uint8)
+    cases = {
+        "shape": (dict(x_train=img, x_test=rng.integers(0, 256, (50, 10, 10), dtype=np.uint8)),
+                  "arrays 'x_train' and 'x_test' hold examples of shapes (1, 8, 8) and (1, 10, 10)"),
+        "dtype": (dict(x_train=rng.normal(size=(200, 4)).astype(np.float32), x_test=img[:50, 0, :4]),
+                  "arrays 'x_train' (float32: continuous values) and 'x_test' (uint8: 256 levels) hold data of different"),
+        "grid": (dict(x_train=img, x_valid=img[:20], x_test=(img[:50] / 255 + 0.001).astype(np.float32)),
+                 "arrays 'x_train' (uint8: 256 levels) and 'x_test' (float32: continuous values)"),
+        "bool": (dict(x_train=img > 128, x_valid=img[:20]), "'x_train' (bool: 2 levels) and 'x_valid' (uint8: 256"),
+    }
+    for name, (arrays, needle) in cases.items():
+        np.savez(tmp_path / f"{name}.npz", **arrays)
+        for split in ("train", "test"):
+            with pytest.raises(DataError) as e:
+                load_dataset(str(tmp_path / f"{name}.npz"), split)
+            assert needle in one_line(e), name
+    np.savez(tmp_path / "ok.npz", x_train=img, x_valid=(img[:20] / 255).astype(np.float32),  # on v / 255: levels too
+             x_test=img[:50, None])  # (N, 1, H, W) beside (N, H, W): the same examples
+    assert [load_dataset(str(tmp_path / "ok.npz"), s).levels for s in ("train", "valid", "test")] == [256] * 3
+
+
+def test_a_runs_moved_folder_says_where_the_run_looks(tmp_path):
+    """A folder/.npz run whose data moved said only "not found", and --data-root (MNIST's folder) changed nothing."""
+    from genzoo.data import load_spec
+
+    _write_pngs(tmp_path / "imgs", 12)
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).normal(size=(20, 2)))
+    for name, what in (("imgs", "image folder"), ("d.npz", "data file")):
+        spec = typed_spec({"name": str(tmp_path / name)})
+        assert len(load_spec(spec, "test")) > 0
+        (tmp_path / name).rename(tmp_path / f"moved-{name}")
+        with pytest.raises(DataError) as e:
+            load_spec({**spec, "root": str(tmp_path / f"moved-{name}")}, "test")  # as eval --data-root sets it
+        assert one_line(e).startswith(f"{what} {tmp_path / name}: not found; a run reads its ")
+        assert "RUN/run.json" in str(e.value) and "--data-root is MNIST's folder only" in str(e.value)
+    with pytest.raises(DataError) as e:
+        load_dataset(str(tmp_path / "nowhere.npz"))  # no run: as before
+    assert one_line(e) == f"data file {tmp_path / 'nowhere.npz'}: not found"
+
+
+def test_png_transparency_counts_alike_for_grey_rgb_and_palette_images(tmp_path):
+    """A tRNS colour key was honoured for palette images only, and made a grey-palette image RGB: the same picture
+    read three ways ([0, 128, 255, 255] with 255 transparent), and a folder of grey palettes as 3 channels."""
+    from PIL import Image
+
+    from genzoo.data.images import read_image
+
+    v = np.array([[0, 128], [255, 255]], np.uint8)
+    Image.fromarray(v, "L").save(tmp_path / "l.png", transparency=255)
+    pal = Image.fromarray(v, "P")
+    pal.putpalette([i for g in range(256) for i in (g, g, g)])  # a grey palette
+    pal.save(tmp_path / "p.png", transparency=255)
+    Image.fromarray(np.repeat(v[..., None], 3, 2), "RGB").save(tmp_path / "rgb.png", transparency=(255, 255, 255))
+    got = {f: np.asarray(read_image(tmp_path / f).convert("L")).tolist() for f in ("l.png", "p.png", "rgb.png")}
+    assert got == {f: [[0, 128], [0, 0]] for f in got}  # the transparent white composited over black, each time
+    assert read_image(tmp_path / "p.png").mode == "L"
+    (tmp_path / "greyP").mkdir()
+    for i in range(10):
+        pal.save(tmp_path / "greyP" / f"{i}.png", transparency=0)
+    assert load_dataset(str(tmp_path / "greyP")).shape == (1, 2, 2)  # grey stays 1 channel

@@ -286,12 +286,27 @@ def typed_spec(spec: dict) -> dict:
     return out
 
 
+def _check_recorded_path(name: str) -> None:
+    """A DataError for a run's folder or .npz (recorded as ``folder:/ABS`` or ``npz:/ABS``, :func:`typed_spec`) that
+    is no longer there, saying where a run looks: ``--data-root`` moves MNIST's files only, so the message
+    "not found" alone sent users to it in vain."""
+    kind, _, path = name.partition(":")
+    if kind not in ("folder", "npz") or not os.path.isabs(path):
+        return
+    if (Path(path).is_dir() if kind == "folder" else Path(path).is_file()):
+        return
+    what = "image folder" if kind == "folder" else "data file"
+    raise DataError(f"{what} {path}: not found; a run reads its {'folder' if kind == 'folder' else '.npz'} at the "
+                    "path RUN/run.json records (data.name), and --data-root is MNIST's folder only: move the data "
+                    f"back, or set data.name in RUN/run.json to {kind}:NEW_PATH")
+
+
 def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     """The ``split`` of the dataset a run's data recipe describes (``name`` plus the keyword arguments
     of :func:`load_dataset`); the size limit ``n`` applies to the training split only. ``nonempty``: a
     DataError if the split has no examples (a data set of fewer than 10 puts them all in ``train``). A
     DataError too if a folder or .npz split 80/10/10 no longer matches the recipe's ``split_fingerprint``, or MNIST's
-    files its ``content_fingerprint``.
+    files its ``content_fingerprint``, or if a recorded folder or .npz is gone (saying where a run looks for it).
 
     >>> len(load_spec({"name": "ring", "n": 100}, "train")), len(load_spec({"name": "ring", "n": 100}, "test")) > 100
     (100, True)
@@ -303,6 +318,7 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     _check_recipe(spec)
     if split != "train":
         spec.pop("n", None)
+    _check_recorded_path(str(name))
     if recorded is not None:
         kind, target = _resolve(name)
         now = split_fingerprint(kind, target)

@@ -62,14 +62,19 @@ def check_float32_detail(a: np.ndarray, where: str) -> None:
     vary by 0.01 (float32's step there is 0.0625) collapses onto a few grid points, and a density fitted to them
     reports a likelihood of other data. Merges of values float32 cannot tell apart anyway (a rare reading, a
     near-constant feature, a million uniform draws) pass; so do values float32 holds exactly, and other dtypes.
+    Every float wider than float32 is checked: float64 in either byte order (``>f8``, as MATLAB, Java or HDF5
+    conversions write it, is not ``== np.float64`` on a little-endian machine) and ``np.longdouble``.
 
     >>> far = 1e6 + 0.01 * np.random.default_rng(0).standard_normal((200, 1))
     >>> check_float32_detail(np.concatenate([far, far - 1e6]), "x")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     genzoo.errors.DataError: x: float64 values lose their detail in float32, in which genzoo holds data (feature 0: 187 of 400 distinct values, near 1e+06, move by up to 0.024, ...); ...
+    >>> check_float32_detail(np.concatenate([far, far - 1e6]).astype(">f8"), "x")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    genzoo.errors.DataError: x: float64 values lose their detail in float32, ...
     >>> check_float32_detail(np.random.default_rng(0).random((100_000, 1)), "x")  # merges of neighbours 1e-8 apart
     """
-    if a.dtype != np.float64 or len(a) < 2:
+    if a.dtype.kind != "f" or a.dtype.itemsize <= 4 or len(a) < 2:  # float16/32 values are float32's own
         return
     flat = a.reshape(len(a), -1)  # (N, D)
     rounded = (flat != flat.astype(np.float32)).any(0)  # (D,): only these features need the sort below

@@ -153,6 +153,11 @@ def image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
 #: why 16-bit images of values 1..255 are refused (8-bit values in 16-bit files: black, two levels, read as 0..65535)
 _EIGHT_IN_SIXTEEN = ("{what}: 8-bit values in 16-bit files, which genzoo reads as 0..65535 (almost black, two levels); "
                      "save them with 8 bits (uint8)")
+#: a 16-bit image's largest value must reach this: below it, 10- or 12-bit data (scientific, medical and machine-vision
+#: cameras write 0..1023 or 0..4095 into 16-bit PNG/TIFF), which /257 would make images in [0, 0.063] of 17 levels
+SIXTEEN_BIT_LEAST_MAX = 4096
+_TWELVE_IN_SIXTEEN = ("{what}: 10- or 12-bit values in 16-bit files, which genzoo reads as 0..65535 (almost black, at "
+                      "most 17 levels); rescale them to 0..65535 (12 bits: x * 16) or save them with 8 bits (uint8)")
 
 
 def _eight_bit(im, path: Path, wide: list[int] | None = None):
@@ -160,7 +165,8 @@ def _eight_bit(im, path: Path, wide: list[int] | None = None):
     pixel white), so 16-bit values are scaled to 0..255 instead; 32-bit and float images have no fixed range.
     A 16-bit image's largest value goes into ``wide`` where given (a folder judges them together, :func:`load_folder`);
     without it, an image whose values are all 1..255 is refused: 8-bit values saved in a 16-bit file (Pillow's
-    ``fromarray`` of a uint16 array, OpenCV), which read as 0..65535 would be two levels, black."""
+    ``fromarray`` of a uint16 array, OpenCV), which read as 0..65535 would be two levels, black; so is one whose
+    largest value is below :data:`SIXTEEN_BIT_LEAST_MAX` (10- or 12-bit data: near-black, 17 levels)."""
     from PIL import Image
 
     if im.mode.startswith("I;16") or im.mode == "I":
@@ -171,6 +177,8 @@ def _eight_bit(im, path: Path, wide: list[int] | None = None):
             wide.append(int(v.max()))
         elif 0 < v.max() <= 255:
             raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image file {path} is 16-bit with no value above {v.max()}"))
+        elif 0 < v.max() < SIXTEEN_BIT_LEAST_MAX:
+            raise DataError(_TWELVE_IN_SIXTEEN.format(what=f"image file {path} is 16-bit with no value above {v.max()}"))
         return Image.fromarray(np.round(v / 257.0).astype(np.uint8), mode="L")  # 65535 / 257 = 255
     if im.mode == "F":
         raise DataError(f"image file {path}: floating-point pixels have no fixed range; save it with 8 or 16 bits per channel")
@@ -187,11 +195,13 @@ def _opaque(im, path: Path | None = None, blank: list[Path] | None = None):
     (often white, or noise), which is not what the picture shows. Black ink on a transparent background (icon
     sets, font glyphs: the picture in the alpha channel alone) would be all black: ``path`` goes into ``blank``
     where given (a folder judges its images together: one black sprite with a soft edge is a picture), else a
-    DataError naming it."""
+    DataError naming it. A PNG's tRNS chunk (``im.info["transparency"]``: a grey level, an RGB colour or palette
+    alphas) counts for grey, RGB and palette images alike, and a grey palette stays grey (1 channel)."""
     from PIL import Image
 
-    if im.mode == "P" and "transparency" in im.info or im.mode in ("PA", "La", "RGBa"):
-        im = im.convert("LA" if im.mode == "La" else "RGBA")
+    if "transparency" in im.info and im.mode in ("L", "RGB", "P") or im.mode in ("PA", "La", "RGBa"):
+        grey = im.mode in ("L", "La") or im.mode in ("P", "PA") and _grey_palette(im)
+        im = im.convert("LA" if grey else "RGBA")  # Pillow applies the tRNS colour key or palette alphas
     if im.mode not in ("LA", "RGBA"):
         return im
     gray = im.mode == "LA"
@@ -205,14 +215,18 @@ def _opaque(im, path: Path | None = None, blank: list[Path] | None = None):
     return out.convert("L") if gray else out
 
 
+def _grey_palette(im) -> bool:
+    """Whether every colour of palette image ``im``'s palette is a grey."""
+    palette = np.asarray(im.getpalette() or [], dtype=np.int64).reshape(-1, 3)  # (colours, RGB)
+    return bool((palette == palette[:, :1]).all())
+
+
 def _unpaletted(im):
     """A palette image as grey ("L") if every palette colour is a grey, else as "RGB": a grey-palette PNG (what
     optimisers such as pngquant write) is a grayscale image, not a colour one."""
     if im.mode != "P":
         return im
-    palette = np.asarray(im.getpalette() or [], dtype=np.int64).reshape(-1, 3)  # (colours, RGB)
-    grey = bool((palette == palette[:, :1]).all())
-    return im.convert("L" if grey else "RGB")
+    return im.convert("L" if _grey_palette(im) else "RGB")
 
 
 def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int] | None = None,
@@ -282,9 +296,10 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
             )
         gray = gray and img.mode in ("1", "L")
         images.append(img)
-    if wide and 0 < max(wide) <= 255:  # every 16-bit image of the folder: one dark image is no proof, all are
-        raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image folder {root}: no value of its {len(wide)} 16-bit "
-                                                      f"image(s) is above {max(wide)}"))
+    if wide and 0 < max(wide) < SIXTEEN_BIT_LEAST_MAX:  # every 16-bit image of the folder: one dark image is no
+        why = _EIGHT_IN_SIXTEEN if max(wide) <= 255 else _TWELVE_IN_SIXTEEN  # proof, all are
+        raise DataError(why.format(what=f"image folder {root}: no value of its {len(wide)} 16-bit image(s) is above "
+                                        f"{max(wide)}"))
     if 2 * len(blank) > len(files):  # most: one black sprite with a soft edge among coloured ones is a picture
         raise DataError(f"image folder {root}: {len(blank)} of its {len(files)} images are "
                         + _BLACK_INK.format(it="each is", them="them") + f" (the first: {blank[0].name})")
@@ -385,6 +400,44 @@ def _convert_x(a: np.ndarray, where: str, on_grid: bool | None = None) -> tuple[
                 # scored as "continuous" (the same MNIST pixels: 1.27 bits/dim as float32, 7.67 as uint8)
                 levels, a = 256, (np.rint(a * np.float32(255)) / np.float32(255)).astype(np.float32)
     return torch.from_numpy(np.ascontiguousarray(a)), levels
+
+
+def _example_kind(a: np.ndarray, where: str, on_grid: bool | None) -> tuple[tuple[int, ...], int | None] | None:
+    """(the shape of one example, the number of levels) of data array ``a`` as :func:`_convert_x` reads it, from its
+    dtype and shape alone (no pass over the values); None for an array it refuses anyway (it says why)."""
+    if a.dtype.kind not in "biuf" or a.ndim < 2:
+        return None
+    shape = _as_nchw(a, where).shape[1:]  # a view
+    image = len(shape) == 3
+    if a.dtype.kind == "b":
+        return shape, 2
+    if a.dtype.kind in "iu" and (image or a.dtype == np.uint8):
+        return shape, 256
+    return shape, (256 if a.dtype.kind == "f" and image and on_grid else None)
+
+
+def _check_splits_agree(arrays: dict[str, np.ndarray], label: str, on_grid: bool | None) -> None:
+    """A DataError naming two split arrays of an .npz whose examples differ in shape or in kind of values (levels
+    against continuous, 2 levels against 256): training reads x_train and x_valid, and x_test only at eval, where it
+    was refused after the training (another shape), or scored on another scale without a word (uint8 / 255 against
+    raw floats)."""
+    kinds = {k: kind for k in SPLIT_ARRAYS if k in arrays
+             and (kind := _example_kind(arrays[k], f"{label}: array '{k}'", on_grid)) is not None}
+    if len(kinds) < 2:
+        return
+    (first, (shape0, levels0)), *rest = kinds.items()
+
+    def says(key: str, levels: int | None) -> str:
+        return f"'{key}' ({arrays[key].dtype}: {'continuous values' if levels is None else f'{levels} levels'})"
+
+    for key, (shape, levels) in rest:
+        if shape != shape0:
+            raise DataError(f"{label}: arrays '{first}' and '{key}' hold examples of shapes {shape0} and {shape}; "
+                            "every split must hold examples of one shape")
+        if levels != levels0:
+            raise DataError(f"{label}: arrays {says(first, levels0)} and {says(key, levels)} hold data of different "
+                            "kinds, which would be read on different scales; save every split with one dtype (images: "
+                            "uint8, or floats in [0, 1])")
 
 
 def _convert_y(a: np.ndarray, n: int, where: str) -> torch.Tensor:
@@ -496,7 +549,8 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
       C in {1, 3} (H, W > 4 for the latter, which is transposed to NCHW).
     * Splits: arrays ``x_train`` / ``x_valid`` / ``x_test`` (and ``y_*``) if present (without ``x_valid``, as
       Keras's ``mnist.npz``, the validation split is empty), else a fixed permutation (seed 0) cut 80 / 10 / 10.
-      ``X_train`` (capitals) and ``x_val`` name the same arrays; labels may be (N,) or (N, 1).
+      ``X_train`` (capitals) and ``x_val`` name the same arrays; labels may be (N,) or (N, 1). The split arrays
+      must hold examples of one shape and one kind (the same levels, or all continuous), whichever split is read.
 
     >>> import os, tempfile, numpy as np
     >>> p = os.path.join(tempfile.mkdtemp(), "data.npz")
@@ -519,6 +573,7 @@ def load_npz(path: str | os.PathLike, split: str = "train", *, n: int | None = N
         # default dequantization met a continuous test split, and eval refused the run)
         floats = [arrays[k] for k in split_keys if arrays[k].dtype.kind == "f" and arrays[k].ndim >= 3]
         on_grid = all(_on_grid(a) for a in floats) if floats else None
+        _check_splits_agree(arrays, label, on_grid)  # whichever split is read: training stops before it starts
         if key == "x_valid" and key not in arrays and "x_train" in arrays:  # Keras's layout: no validation split
             x, levels = _convert_x(arrays["x_train"], f"{label}: array 'x_train'", on_grid)
             return Dataset(f"npz:{p.resolve()}", split, x[:0], None, levels=levels)

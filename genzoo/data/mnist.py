@@ -37,7 +37,7 @@ from .dataset import Dataset, arrays_digest, check_n, check_split, take_first
 
 __all__ = [
     "load_mnist", "download_mnist", "find_mnist", "read_idx", "write_idx",
-    "MNIST_FILES", "MNIST_MD5", "DEFAULT_MIRRORS", "ENV_VAR",
+    "MNIST_FILES", "MNIST_MD5", "MNIST_ARRAYS", "DEFAULT_MIRRORS", "ENV_VAR",
 ]
 
 ENV_VAR = "GENZOO_DATA"
@@ -56,6 +56,16 @@ MNIST_MD5 = {
     "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+#: arrays_digest(read_idx(file)) of each official file: its decoded array, which recompressing (or gunzipping) the file
+#: keeps. Computed from the four files of /work/shared/data/mnist (recompressed: their .gz md5s differ from MNIST_MD5),
+#: whose arrays are MNIST's: uint8 of the shapes below, label sums 267,236 and 44,434 (the official digit counts)
+MNIST_ARRAYS = {
+    "train-images-idx3-ubyte": "4121b60a879e4d0bd0556de1",
+    "train-labels-idx1-ubyte": "f2983f152d16d5ad00f7073a",
+    "t10k-images-idx3-ubyte": "2991edf860e5f4fbb64974a3",
+    "t10k-labels-idx1-ubyte": "c7d9e1e8572dab0a940e34a7",
 }
 
 #: the array each file holds
@@ -279,6 +289,18 @@ def _usable(d: Path, stem: str) -> bool:
         return False
 
 
+def _other_content(d: Path, stems: tuple[str, ...]) -> None:
+    """A DataError naming the files of ``d`` (those the loader reads: plain before ``.gz``) that read as MNIST's
+    arrays of the right shape but hold other values (:data:`MNIST_ARRAYS`): Fashion-MNIST (the same names, shapes
+    and format), edited files, noise. The download would keep them, and report them as MNIST."""
+    other = [path for stem in stems if (path := _file_in(d, stem)) is not None and _usable(d, stem)
+             and arrays_digest(read_idx(path)) != MNIST_ARRAYS[stem]]  # read_idx: parsed once, cached
+    if other:
+        raise DataError(f"{', '.join(p.name for p in other)} in {d}: MNIST's file names and shapes, not MNIST's "
+                        "content (another data set, such as Fashion-MNIST, or edited files); remove or rename them, "
+                        "then download again")
+
+
 def _md5(path: Path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
@@ -324,9 +346,12 @@ def download_mnist(
     place atomically with ``os.replace``. Files already present are skipped: a ``.gz`` matching its
     checksum, or a file (gzipped or not, recompressed, any checksum) that reads as the MNIST array of
     the right shape, in ``root`` or, when ``root`` holds none of them, in ``root/mnist`` (the loader's two
-    places). A plain (not gzipped) file that is not MNIST's is refused before anything is fetched: the
-    loader would read it, not the download. A file that no mirror delivers intact is a DataError naming
-    it and the last error; no partial file is left behind.
+    places); with the default ``checksums``, one whose decoded array is not MNIST's (:data:`MNIST_ARRAYS`:
+    Fashion-MNIST, noise of MNIST's shapes) is refused, naming it, before anything is fetched. With
+    ``checksums=None`` a present file is kept where it reads as an array of MNIST's shape, whatever its
+    values; a truncated or corrupt one is fetched again. A plain (not gzipped) file that is not MNIST's is
+    refused before anything is fetched: the loader would read it, not the download. A file that no mirror
+    delivers intact is a DataError naming it and the last error; no partial file is left behind.
     """
     dest = Path(root).expanduser()
     if dest.exists() and not dest.is_dir():
@@ -340,7 +365,10 @@ def download_mnist(
     if not mirrors:
         raise DataError("download_mnist needs at least one mirror URL")
     stems = tuple(MNIST_FILES.values())
+    official = checksums == MNIST_MD5  # MNIST's own: present files must hold its arrays (other checksums: other data)
     if not any(_file_in(dest, s) for s in stems) and all(_usable(dest / "mnist", s) for s in stems):
+        if official:
+            _other_content(dest / "mnist", stems)
         return dest / "mnist"  # it holds them, where the loader looks next
     for stem in stems:  # a plain file is read before the .gz: one that is not MNIST's would hide the download
         plain = dest / stem
@@ -351,12 +379,14 @@ def download_mnist(
                 why = str(e).removeprefix(f"IDX file {plain.resolve()}: ")  # read_idx names the resolved path
             raise DataError(f"{plain} is not MNIST's file ({why}) and the loader reads it before {stem}.gz: "
                             "remove or rename it, then download again")
+    if official:
+        _other_content(dest, stems)
     for stem in stems:
         name = stem + ".gz"
         target = dest / name
         want = None if checksums is None else checksums.get(name)
-        if target.is_file() and (want is None or _md5(target) == want) or _usable(dest, stem):
-            continue
+        if _usable(dest, stem) or want is not None and target.is_file() and _md5(target) == want:
+            continue  # (with no checksum, a .gz is kept only where it reads as MNIST's array: not a truncated one)
         part = dest / (name + ".part")
         last_error = "no mirror tried"
         for mirror in mirrors:

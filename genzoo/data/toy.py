@@ -40,8 +40,14 @@ __all__ = [
 
 #: default number of examples per split; ``n`` overrides it
 TOY_SIZES = {"train": 20_000, "valid": 5_000, "test": 5_000}
-#: the most quadrature nodes per curve (moons, spirals): log_prob holds a (2048, curves x MAX_QUAD) float64 block
+#: the most quadrature nodes per curve (moons, spirals): log_prob's time grows with curves x n_quad per point
 MAX_QUAD = 50_000
+#: the fewest quadrature nodes per curve that log_prob chooses (those of the defaults, which need fewer)
+DEFAULT_QUAD = 2000
+#: the largest gap between neighbouring quadrature nodes that log_prob allows, as a share of ``noise``
+QUAD_GAP = 0.5
+#: log_prob leaves out a block of nodes whose terms lie this many nats below a point's largest (e^-50 of it each)
+PRUNE_NATS = 50.0
 
 
 def _out_dtype(x: Tensor) -> torch.dtype:
@@ -163,21 +169,36 @@ class CurveDensity(ToyDensity):
     :meth:`log_prob` computes it by **midpoint quadrature** in ``s`` with ``n_quad`` nodes per
     curve, i.e. as the exact density of a mixture of ``n_quad`` Gaussians per curve (so it is a
     normalised density in its own right). With nodes much closer than ``noise`` the quadrature
-    error is negligible.
+    error is negligible: by Poisson summation, nodes ``h`` apart along a line give a relative error
+    near ``2 exp(-2 pi^2 noise^2 / h^2)``; with ``h`` > ``noise`` the density is a string of bumps
+    (noise 0.001 on the default spirals, 9.5 x noise apart at 2000 nodes: 0.93 nats low on average).
+
+    ``n_quad=None`` (the default) chooses the number of nodes: :data:`DEFAULT_QUAD`, or as many as
+    keep the largest gap between neighbouring nodes within :data:`QUAD_GAP` x ``noise`` (by the bound
+    above 2 exp(-8 pi^2), 1e-34 relative; the ends of the curves aside). A given ``n_quad`` that leaves wider gaps
+    is refused with the number needed, not raised in silence: it is a request for that density.
+    More than :data:`MAX_QUAD` nodes needed is a DataError (a larger noise, or shorter curves).
+
+    >>> spirals(noise=0.05).n_quad, spirals(noise=0.001).n_quad      # the defaults' 2000, or what the noise needs
+    (2000, 38281)
+    >>> spirals(noise=0.001, n_quad=2000)
+    Traceback (most recent call last):
+    genzoo.errors.DataError: n_quad=2,000 puts log_prob's quadrature nodes up to 0.0095 apart, more than 0.5 x noise = 0.0005: the density would be a string of bumps, not the one sampled; use n_quad >= 38,281, or leave it out (chosen from the noise)
     """
 
-    def __init__(self, curves: Sequence[Curve], noise: float, n_quad: int = 2000,
+    def __init__(self, curves: Sequence[Curve], noise: float, n_quad: int | None = None,
                  weights: Sequence[float] | None = None, power: float = 1.0):
         if not noise > 0 or not math.isfinite(noise):
             raise DataError(f"noise must be positive, got {noise}")
-        if not 1 <= n_quad <= MAX_QUAD:  # log_prob holds a (2048, curves x n_quad) float64 block
+        if n_quad is not None and not 1 <= n_quad <= MAX_QUAD:
             raise DataError(f"n_quad must be an integer in 1..{MAX_QUAD:,}, got {n_quad}")
         self.curves = list(curves)
         C = len(self.curves)
         w = torch.full((C,), 1.0 / C, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.weights = w / w.sum()  # (C,)
         self.noise = float(noise)
-        self.n_quad = int(n_quad)
+        self.n_quad = self._quad_nodes(n_quad)
+        self._block_cache: tuple[Tensor, ...] | None = None  # log_prob's blocks of nodes (_blocks), built at first use
         self.power = float(power)
         s = (torch.arange(self.n_quad, dtype=torch.float64) + 0.5) / self.n_quad  # (M,) midpoints
         log_ps = torch.log_softmax((self.power - 1) * torch.log(s), 0)  # (M,) quadrature weights of p(s)
@@ -195,17 +216,81 @@ class CurveDensity(ToyDensity):
             x[m] = curve(s[m])
         return (x + self.noise * eps).float(), label
 
+    def _quad_nodes(self, n_quad: int | None) -> int:
+        """The number of quadrature nodes per curve: ``n_quad``, or chosen (None), so that neighbouring nodes lie at
+        most :data:`QUAD_GAP` x ``noise`` apart; a DataError where ``n_quad``, or :data:`MAX_QUAD`, leaves them wider.
+        A node's gap to the next is ``|c'(s)| / n`` (to first order; a chord is no longer than its arc), so the
+        curves' largest speed, from chords at 4096 steps of ``s``, gives the number needed (plus 1%: the speed
+        between those steps, a spiral's at its very end, is up to 1/4096 of it higher)."""
+        probe = 4096
+        s = (torch.arange(probe + 1, dtype=torch.float64) + 0.5) / (probe + 1)  # (probe + 1,) midpoints, as the nodes
+        speed = max(float(c(s).diff(dim=0).norm(dim=1).max()) * (probe + 1) for c in self.curves)
+        need = max(1, math.ceil(1.01 * speed / (QUAD_GAP * self.noise)))
+        if need > MAX_QUAD:
+            raise DataError(f"noise={self.noise:g} is too small for log_prob's quadrature along these curves: nodes "
+                            f"{QUAD_GAP:g} x noise apart need n_quad={need:,} per curve, more than {MAX_QUAD:,}; use a "
+                            "larger noise, or shorter curves (a smaller radius, fewer turns)")
+        if n_quad is None:
+            return max(DEFAULT_QUAD, need)
+        if n_quad < need:
+            raise DataError(f"n_quad={n_quad:,} puts log_prob's quadrature nodes up to {speed / n_quad:.2g} apart, more "
+                            f"than {QUAD_GAP:g} x noise = {QUAD_GAP * self.noise:.2g}: the density would be a string of "
+                            f"bumps, not the one sampled; use n_quad >= {need:,}, or leave it out (chosen from the noise)")
+        return int(n_quad)
+
     def log_prob(self, x: Tensor, chunk: int = 2048) -> Tensor:
+        """Log-density in nats at ``x`` (n, D): every node's term for up to :data:`DEFAULT_QUAD` nodes per curve,
+        else those of the blocks of nodes that can matter (:meth:`_log_prob_blocks`, the same to float64's rounding)."""
         x64 = self._check(x)  # (n, D)
-        s2 = self.noise**2
-        const = -0.5 * self.dim * math.log(2 * math.pi * s2)
-        c2 = (self.nodes**2).sum(1)  # (CM,)
-        out = []
-        for xb in x64.split(chunk):
-            d2 = ((xb**2).sum(1, keepdim=True) - 2 * xb @ self.nodes.T + c2).clamp_min_(0)  # (b, CM)
-            out.append(torch.logsumexp(self._log_w - d2 / (2 * s2), dim=1) + const)  # (b,)
+        chunk = max(1, min(chunk, 2**23 // len(self.nodes)))  # blocks of (chunk, CM) float64: at most 64 MB each
+        terms = self._log_prob_dense if self.n_quad <= DEFAULT_QUAD else self._log_prob_blocks
+        out = [terms(xb) for xb in x64.split(chunk)]
         res = torch.cat(out) if out else x64.new_zeros(0)
-        return res.to(_out_dtype(x))  # (n,)
+        return (res - 0.5 * self.dim * math.log(2 * math.pi * self.noise**2)).to(_out_dtype(x))  # (n,)
+
+    def _log_prob_dense(self, xb: Tensor) -> Tensor:
+        """``logsumexp_j (log w_j - |x - c_j|^2 / (2 noise^2))`` over every node, for float64 points ``xb`` (b, D)."""
+        c2 = (self.nodes**2).sum(1)  # (CM,)
+        d2 = ((xb**2).sum(1, keepdim=True) - 2 * xb @ self.nodes.T + c2).clamp_min_(0)  # (b, CM)
+        return torch.logsumexp(self._log_w - d2 / (2 * self.noise**2), dim=1)  # (b,)
+
+    def _blocks(self) -> tuple[Tensor, ...]:
+        """The nodes in blocks of about sqrt(n_quad) neighbours along a curve: nodes (B, k, D), their log-weights
+        (B, k) (-inf for padding), each block's anchor (its middle node, (B, D)) with that node's log-weight (B,), its
+        radius about the anchor (B,) and its largest log-weight (B,). Built once."""
+        if self._block_cache is None:
+            C, M, D = len(self.curves), self.n_quad, self.dim
+            k = math.isqrt(M - 1) + 1
+            nb = -(-M // k)
+            pad = nb * k - M
+            nodes = self.nodes.reshape(C, M, D)
+            nodes = torch.cat([nodes, nodes[:, -1:].expand(C, pad, D)], 1).reshape(C * nb, k, D)  # (B, k, D)
+            log_w = self._log_w.reshape(C, M)
+            log_w = torch.cat([log_w, log_w.new_full((C, pad), -math.inf)], 1).reshape(C * nb, k)  # (B, k)
+            mid = torch.minimum(torch.tensor(k // 2), (M - 1 - torch.arange(nb) * k).clamp_min(0)).repeat(C)  # (B,)
+            rows = torch.arange(C * nb)
+            anchor, anchor_w = nodes[rows, mid], log_w[rows, mid]  # (B, D), (B,): real nodes
+            radius = (nodes - anchor[:, None]).norm(dim=2).max(1).values  # (B,)
+            self._block_cache = (nodes, log_w, anchor, anchor_w, radius, log_w.max(1).values)
+        return self._block_cache
+
+    def _log_prob_blocks(self, xb: Tensor) -> Tensor:
+        """:meth:`_log_prob_dense` from the blocks of nodes that can matter. An anchor's term is one of the sum's,
+        so ``m`` = the largest anchor term is a lower bound of the largest term; a block whose nodes all lie farther
+        from ``x`` than ``|x - anchor| - radius`` (the triangle inequality) has terms of at most ``w_max -
+        max(0, that)^2 / (2 noise^2)``; blocks where that is below ``m - PRUNE_NATS`` are left out, an error below
+        ``CM e^-PRUNE_NATS`` (1e-17) relative."""
+        nodes, log_w, anchor, anchor_w, radius, w_max = self._blocks()
+        s2 = self.noise**2
+        da = torch.cdist(xb, anchor, compute_mode="donot_use_mm_for_euclid_dist")  # (b, B), without cancellation
+        m = (anchor_w - da**2 / (2 * s2)).max(1, keepdim=True).values  # (b, 1)
+        near = w_max - (da - radius).clamp_min(0) ** 2 / (2 * s2) >= m - PRUNE_NATS  # (b, B)
+        i, j = near.nonzero(as_tuple=True)  # (P,) pairs of a point and a block that can matter
+        d2 = ((xb[i, None] - nodes[j]) ** 2).sum(2)  # (P, k)
+        pair = torch.logsumexp(log_w[j] - d2 / (2 * s2), dim=1)  # (P,)
+        top = xb.new_full((len(xb),), -math.inf).scatter_reduce(0, i, pair, "amax")  # (b,)
+        shift = torch.where(pair > -math.inf, pair - top[i], pair)  # (P,): -inf, not nan, for an empty pair
+        return top + torch.log(xb.new_zeros(len(xb)).index_add(0, i, shift.exp()))  # (b,)
 
     def finest_scale(self) -> float | None:
         return float(self.noise) if self.noise > 0 else None
@@ -341,12 +426,13 @@ def mixture1d(
     return GaussianMixtureDensity(centres, torch.tensor(stds, dtype=torch.float64), weights)
 
 
-def moons(noise: float = 0.1, n_quad: int = 2000) -> CurveDensity:
+def moons(noise: float = 0.1, n_quad: int | None = None) -> CurveDensity:
     """Two interleaving half circles, as scikit-learn's ``make_moons``, plus Gaussian noise.
 
     Upper moon ``(cos pi t, sin pi t)``, lower moon ``(1 - cos pi t, 0.5 - sin pi t)``,
     ``t ~ U[0, 1]``; labels are the moon (0 upper, 1 lower). ``log_prob`` is a midpoint
-    **quadrature** over ``t`` with ``n_quad`` nodes per moon (see :class:`CurveDensity`).
+    **quadrature** over ``t`` with ``n_quad`` nodes per moon (None: chosen from ``noise``, 2000 where
+    ``noise`` >= 0.0032; see :class:`CurveDensity`).
 
     >>> d = moons(noise=0.1)
     >>> x, moon = d.sample_labeled(4000, torch.Generator().manual_seed(0))   # (4000, 2), (4000,)
@@ -367,13 +453,14 @@ def moons(noise: float = 0.1, n_quad: int = 2000) -> CurveDensity:
     return CurveDensity([upper, lower], noise, n_quad)
 
 
-def spirals(noise: float = 0.05, turns: float = 1.5, radius: float = 2.0, n_quad: int = 2000) -> CurveDensity:
+def spirals(noise: float = 0.05, turns: float = 1.5, radius: float = 2.0, n_quad: int | None = None) -> CurveDensity:
     """Two interleaved Archimedean spirals (the second is the first turned by 180 degrees).
 
     The first arm is ``radius * s * (cos 2 pi turns s, sin 2 pi turns s)`` with ``s = sqrt(t)``,
     ``t ~ U[0, 1]`` (so points are roughly uniform along the arc, as in FFJORD's "2spirals"),
     plus Gaussian noise. Labels are the arm. ``log_prob`` is a midpoint **quadrature** over ``s``
-    (weights ``2 s``) with ``n_quad`` nodes per arm (see :class:`CurveDensity`).
+    (weights ``2 s``) with ``n_quad`` nodes per arm (None: chosen from ``noise``, 2000 for the
+    defaults; see :class:`CurveDensity`).
 
     >>> d = spirals(noise=0.05, radius=2.0)
     >>> x = d.sample(2000, torch.Generator().manual_seed(0))
