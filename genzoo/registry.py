@@ -228,7 +228,7 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
             value = [s for s in value.strip().strip("()[]").split(",") if s.strip()]
         if not isinstance(value, (list, tuple)):
             value = [value]
-        if args and Ellipsis not in args:  # tuple[float, float]: exactly that many items
+        if origin is tuple and args and Ellipsis not in args:  # tuple[float, float]: exactly that many items
             if len(value) != len(args):
                 raise ConfigError(f"{what} takes {len(args)} values, got {list(value)}")
             return tuple(coerce(v, a, what) for v, a in zip(value, args))
