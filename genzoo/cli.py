@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="draw samples from a trained run and save a picture")
     s.add_argument("run", help="run directory")
-    s.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    s.add_argument("-n", type=int, default=64, help=f"number of samples, 1..{MAX_PICTURE:,} (default 64)")
     s.add_argument("-o", "--output", default=None, help="PNG to write (default RUN/samples.png)")
     s.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
 
@@ -178,7 +178,8 @@ def _parser() -> argparse.ArgumentParser:
     n_.add_argument("--no-progress", action="store_true", help="no progress bar")
     r = sub.add_parser("report", help="one self-contained report.html (samples, evolution GIF, curves, metrics)")
     r.add_argument("run", help="run directory")
-    r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
+    r.add_argument("-o", "--output", help="HTML file to write, that one file alone (default RUN/report.html, with "
+                   "RUN/evolution.gif beside it)")
     b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md")
     b.add_argument("name", nargs="?", help="the benchmark (none: list them)")
     b.add_argument("--quick", action="store_true",
@@ -845,6 +846,7 @@ def _density_picture(model, data, run_dir: Path) -> None:
 
     if not isinstance(model, Density) or tuple(data.shape) != (2,):
         return
+    from .io import record_picture
     from .viz.plots import save_density
 
     truth = getattr(data, "density", None)
@@ -854,6 +856,7 @@ def _density_picture(model, data, run_dir: Path) -> None:
         bounds = [(max(lo, 0.0), min(hi, 1.0)) for lo, hi in bounds]
     model.eval()
     save_density(model.log_prob, run_dir / "density.png", bounds, title=model.name, density=truth)
+    record_picture(run_dir / "density.png", run_dir)  # the weights it shows: the report notes it when they change
     print(f"genzoo: density picture in {run_dir / 'density.png'}", file=sys.stderr)
 
 
@@ -911,7 +914,7 @@ def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path
 
 def cmd_sample(args) -> int:
     from .data import load_spec
-    from .eval.metrics import draw_finite
+    from .eval.metrics import draw, draw_finite
     from .io import record_picture, weights_stamp
     from .viz import save_samples
 
@@ -920,15 +923,17 @@ def cmd_sample(args) -> int:
     stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
     out = _output_path(args.output, args.run, "samples.png", ".png")
-    density = None
-    run_file = Path(args.run) / "run.json"
-    if run_file.is_file():
+    data = None
+    if (Path(args.run) / "run.json").is_file():
         try:
-            density = load_spec(read_recipe(Path(args.run))["data"], "test").density
+            data = load_spec(read_recipe(Path(args.run))["data"], "test")
         except GenZooError:
-            density = None  # the picture does without the true density
-    x = draw_finite(model, args.n, args.seed)  # in blocks; NaN or inf refused, not drawn as black or dropped
-    save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}", density=density)
+            data = None  # the picture does without the true density, and shows the samples as drawn
+    # in blocks; NaN or inf refused, not drawn as black or dropped; a model of dequantized data's on the data's
+    # levels, as eval scores them and interpolate shows them (drawn as they were, 256 greys where digits have 17)
+    x = draw_finite(model, args.n, args.seed) if data is None else draw(model, args.n, args.seed, data)
+    save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}",
+                 density=getattr(data, "density", None))
     record_picture(out, args.run, stamp)
     print(f"wrote {out}")
     return 0

@@ -288,3 +288,65 @@ def test_loss_panels_wrap_into_rows_of_four(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps({"step": s, **terms}) + "\n" for s in (1, 2)))
     w, h = Image.open(io.BytesIO(_curves(tmp_path))).size
     assert w < 4.5 * 3.2 * 90 and h > 2.5 * 2.6 * 90  # 4 columns, 3 rows (at 90 dpi)
+
+
+def test_a_density_picture_of_other_weights_is_never_shown_as_the_runs(tmp_path, monkeypatch):
+    """A resumed session stopped after a checkpoint (Ctrl-C, SIGTERM, divergence) left the previous session's
+    density.png, and the report showed it beside the newer samples without a word."""
+    import shutil
+
+    from genzoo.train.callbacks import Checkpoint
+
+    rd = tmp_path / "my run"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "4", "--set", "data.n=500", "--run-dir", str(rd),
+                 "--no-progress"]) == 0
+    assert main(["report", str(rd)]) == 0
+    assert "Density (model beside truth)" in (text := (rd / "report.html").read_text()) and "other weights" not in text
+    shutil.copy(rd / "density.png", tmp_path / "density-4.png")
+    write = Checkpoint.write
+
+    def stop_at_6(self, state):
+        write(self, state)
+        if state.step == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "write", stop_at_6)
+    assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "100", "--checkpoint-every", "2",
+                 "--no-progress"]) == 130
+    assert main(["report", str(rd)]) == 0
+    assert "Density (model beside truth)" not in (rd / "report.html").read_text()  # the step-4 picture went
+    shutil.copy(tmp_path / "density-4.png", rd / "density.png")  # put back: pictures.json says whose weights
+    assert main(["report", str(rd)]) == 0
+    assert ("Made from other weights than the run's: run <code>genzoo train --resume --run-dir "
+            "&#x27;" + str(rd) + "&#x27;</code> again.") in (rd / "report.html").read_text()
+
+
+def test_report_hints_name_the_run_quoted(tmp_path):
+    """The hints printed the run's path unquoted (``genzoo eval runs/my run`` cannot be pasted), and the one for
+    missing metrics said RUN."""
+    import json
+
+    rd = tmp_path / "a b"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 0
+    assert main(["report", str(rd)]) == 0
+    assert "No metrics yet: run <code>genzoo eval &#x27;" + str(rd) + "&#x27;</code>" in (rd / "report.html").read_text()
+    assert main(["sample", str(rd), "-n", "4"]) == 0
+    (rd / "pictures.json").write_text(json.dumps({"samples.png": ["x", 1, "0"]}))  # of other weights
+    assert main(["report", str(rd)]) == 0
+    assert "run <code>genzoo sample &#x27;" + str(rd) + "&#x27;</code> again" in (rd / "report.html").read_text()
+    from genzoo.viz.report import _metrics_table
+
+    assert "<code>genzoo eval &#x27;runs/my run&#x27;</code>" in _metrics_table(None, "runs/my run")
+
+
+def test_loss_curves_plot_only_numbers(tmp_path, capsys):
+    """A metrics.jsonl value edited into a dict or list was "an unexpected TypeError, a bug in genzoo" (exit 1), and
+    a string made that panel's axis categories."""
+    rd = tmp_path / "g"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 0
+    (rd / "metrics.jsonl").write_text('{"step": 1, "loss": 2}\n{"step": 2, "loss": {"a": 1}}\n{"step": 3, "loss": [1]}\n'
+                                      '{"step": 4, "loss": "abc", "valid_loss": 1.5}\n{"step": 5, "loss": 1.0}\n')
+    assert main(["report", str(rd)]) == 0 and "Loss curves" in (rd / "report.html").read_text()
+    from genzoo.viz.report import _points
+
+    assert _points([{"step": 4, "loss": "abc"}, {"step": 5, "loss": 1.0}, {"step": 6, "loss": True}], "loss") == ([5], [1.0])

@@ -22,11 +22,53 @@ def test_grid_layout_and_values():
     assert rgb.shape == (3 * (2 * 3 + 1), 3 * (2 * 3 + 1), 3)
 
 
-def test_uint8_images_are_read_as_0_to_255_and_nan_as_black():
+def test_uint8_images_are_read_as_0_to_255():
     levels = torch.tensor([0, 128, 255], dtype=torch.uint8).reshape(1, 1, 1, 3)
     assert image_grid(levels, pad=0)[0, :, 0].tolist() == [0, 128, 255]  # 128 was clipped to 255
-    nan = torch.full((1, 1, 1, 2), float("nan"))
-    assert image_grid(nan, pad=0)[0, :, 0].tolist() == [0, 0]
+
+
+def test_nonfinite_pixels_are_drawn_red_and_a_training_grid_warns_once(monkeypatch, tmp_path):
+    """NaN pixels were drawn black and inf white, with no word: a grid of a model that decodes some NaN looked like
+    dark or blank images (the 2-D scatters count such points in their picture)."""
+    import warnings
+    from types import SimpleNamespace
+
+    import genzoo
+    from genzoo.errors import GenZooWarning
+    from genzoo.train.callbacks import SampleGrid
+
+    x = torch.rand(4, 1, 2, 2)
+    x[0], x[1, 0, 0, 0] = float("nan"), float("inf")
+    a = image_grid(x, nrow=4, pad=0)  # (2, 8, 3): RGB for the mark
+    assert a.shape == (2, 8, 3) and a[:, :2].tolist() == [[[255, 0, 0]] * 2] * 2 and a[0, 2].tolist() == [255, 0, 0]
+    assert (a[:, 4:, 0] == a[:, 4:, 1]).all()  # the finite images stay grey
+    assert image_grid(torch.rand(2, 1, 2, 2)).shape[-1] == 1  # a finite grey grid stays one channel
+    gmm = genzoo.build("gmm", data_shape=(1, 4, 4))
+    monkeypatch.setattr(gmm, "sample", lambda n, generator=None: torch.full((n, 1, 4, 4), float("nan")))
+    cb = SampleGrid(tmp_path, every=1, n=9)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in (1, 2):
+            cb.on_step_end(SimpleNamespace(step=step, total_steps=2, seed=0, model=gmm, data=None), {})
+    said = [str(w.message) for w in caught if issubclass(w.category, GenZooWarning)]
+    assert len(said) == 1 and "9 of 9 samples have NaN or infinite pixels, drawn red" in said[0], said
+    grid = np.asarray(Image.open(tmp_path / "samples" / "step-00000002.png"))
+    assert grid.ndim == 3 and (grid == [255, 0, 0]).all(-1).sum() == 9 * 16 * 14 ** 2  # every pixel red (scaled 14x)
+
+
+def test_samples_of_a_dequantized_model_are_drawn_on_the_datas_levels(tmp_path):
+    """`genzoo sample` and the training grids drew (v + u) / L as sampled: 256 greys where the digits have 17, a
+    white pixel as 240..255, as eval and interpolate do not."""
+    from genzoo.cli import main
+
+    rd = tmp_path / "gmm"  # on the digits, dequantized (17 levels)
+    assert main(["train", "gmm", "--steps", "1", "--sample-every", "1", "--set", "data.n=200", "--set", "n_components=2",
+                 "--run-dir", str(rd), "--no-progress"]) == 0
+    assert main(["sample", str(rd), "-n", "16", "-o", str(tmp_path / "s.png")]) == 0
+    levels = {int(255 * v / 16 + 0.5) for v in range(17)} | {128}  # and the grey border
+    for png in (tmp_path / "s.png", rd / "samples" / "step-00000001.png"):
+        values = set(np.unique(np.asarray(Image.open(png))).tolist())
+        assert values <= levels, sorted(values - levels)[:10]
 
 
 @pytest.mark.parametrize("bad", [torch.rand(0, 1, 8, 8), torch.rand(3, 8, 8), torch.rand(2, 5, 8, 8), np.zeros((2, 1, 4, 4))])
@@ -139,3 +181,29 @@ def test_a_histogram_keeps_every_mode_and_tiny_values_in_view(monkeypatch, tmp_p
         assert not ax.texts  # nothing outside the view
         area = sum(p.get_height() * p.get_width() for p in ax.patches)
         assert area == pytest.approx(1.0, rel=1e-5)  # every point in a bar
+
+
+def _truth_panel(monkeypatch, tmp_path, density):
+    """The true density's panel of save_density over the box _density_picture draws: (map, extent)."""
+    from genzoo.viz import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    bounds = [(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo)) for lo, hi in density.bounds()]
+    plots.save_density(lambda x: torch.zeros(len(x)), tmp_path / "d.png", bounds, "m", density=density)  # a flat model
+    image = figures[0].axes[1].images[0]
+    return np.asarray(image.get_array()), image.get_extent()
+
+
+def test_the_density_picture_resolves_narrow_modes(monkeypatch, tmp_path):
+    """save_density drew the densities at the points of a fixed 200 x 200 grid: of 25 equal modes of std 0.01 the
+    weakest was drawn at 0.008 of the strongest, in the true density's panel too."""
+    from genzoo.data import load_dataset
+
+    truth = load_dataset("grid", std=0.01).density
+    m, (x0, x1, y0, y1) = _truth_panel(monkeypatch, tmp_path, truth)
+    n_y, n_x = m.shape
+    xs = x0 + (np.arange(n_x) + 0.5) * (x1 - x0) / n_x  # (n_x,) pixel centres; row 0 at the bottom
+    ys = y0 + (np.arange(n_y) + 0.5) * (y1 - y0) / n_y
+    peaks = [m[np.ix_(np.abs(ys - cy) < 0.1, np.abs(xs - cx) < 0.1)].max() for cx, cy in truth.centres.tolist()]
+    assert min(peaks) >= 0.5 * m.max(), min(peaks) / m.max()  # (0.008 on the fixed grid)

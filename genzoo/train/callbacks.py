@@ -331,25 +331,47 @@ class SampleGrid(Callback):
 
     def __init__(self, run_dir: Path, every: int, n: int = 64):
         self.dir, self.every, self.n = Path(run_dir) / "samples", every, n
+        self.warned = False
 
     def on_step_end(self, state, logs):
         if state.step % self.every == 0 or state.step == state.total_steps:
             if nonfinite_weight(state.model):  # an update that broke the weights (its loss was finite): no picture
                 return                          # of them; the checkpoint or the next step's loss stops the run
             self.dir.mkdir(parents=True, exist_ok=True)
-            write_samples(state.model, self.dir / f"step-{state.step:08d}.png", self.n, seed=state.seed,
-                          title=f"step {state.step}", density=getattr(state.data, "density", None))
+            path = self.dir / f"step-{state.step:08d}.png"
+            x = write_samples(state.model, path, self.n, seed=state.seed, title=f"step {state.step}",
+                              density=getattr(state.data, "density", None),
+                              levels=getattr(state.data, "dequantized_levels", None))
+            bad = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).sum())
+            if bad and not self.warned and x.dim() == 4:  # (a scatter counts them in its picture)
+                self.warned = True
+                warnings.warn(f"{path}: {bad} of {len(x)} samples have NaN or infinite pixels, drawn red (finite "
+                              "weights decode them: did a step overflow?)", GenZooWarning, stacklevel=2)
 
 
 @torch.no_grad()
-def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", density=None) -> torch.Tensor:
-    """Sample ``n`` from fixed noise (``seed``) and save a picture; global RNG untouched."""
+def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", density=None,
+                  levels: int | None = None) -> torch.Tensor:
+    """Sample ``n`` from fixed noise (``seed``) and save a picture; global RNG untouched. The samples of a model of
+    dequantized data, ``(v + u) / levels``, are drawn on the data's levels (:func:`~genzoo.data.transforms.requantize`),
+    as ``genzoo eval`` and ``interpolate`` show them; returned as drawn.
+
+    >>> import tempfile, genzoo
+    >>> gmm, path = genzoo.build("gmm", data_shape=(1, 4, 4)), Path(tempfile.mkdtemp()) / "g.png"
+    >>> x = write_samples(gmm, path, 4, levels=17)
+    >>> from PIL import Image; import numpy as np
+    >>> bool(np.isin(np.asarray(Image.open(path)), [round(255 * v / 16) for v in range(17)]).all())
+    True
+    """
+    from ..data.transforms import requantize
     from ..viz import save_samples
 
     with forked_rng(model.device):
         with evaluating(model):
             x = model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed))
-    save_samples(x, path, title=title, density=density)
+    finite = torch.isfinite(x)  # (n, *shape): non-finite values stay so, for the picture to mark
+    shown = x if not levels else torch.where(finite, requantize(x.clamp(0, 1), levels), x)
+    save_samples(shown, path, title=title, density=density)
     return x
 
 
@@ -376,7 +398,9 @@ class Checkpoint(Callback):
         (``.NAME.XXXX.tmp``); another process's temporary file (of a picture written into the run) stays. And the
         grids of steps after the checkpoint the run restarts from (as :class:`MetricsLogger` drops their log
         lines), with or without ``sample_every`` now: a run killed between checkpoints left them, and a resumed
-        run that ends earlier would show, in its report and GIF, samples of weights it does not have."""
+        run that ends earlier would show, in its report and GIF, samples of weights it does not have. And, on a
+        resume, the density picture (``genzoo train`` draws it when a session ends): a resumed session stopped
+        by Ctrl-C, SIGTERM or divergence left the previous one's, shown beside the newer samples."""
         root = self.run_dir / "checkpoints"
         if root.is_dir():
             for p in root.glob(".tmp-step-*"):
@@ -385,6 +409,8 @@ class Checkpoint(Callback):
         leftovers = [p for name in own for p in self.run_dir.glob(f".{name}.*.tmp")]
         leftovers += list((self.run_dir / "samples").glob(".step-*.png.*.tmp"))  # SampleGrid's grids only
         leftovers += [p for step, p in sample_grids(self.run_dir) if step > state.step]
+        if state.step > 0:
+            leftovers.append(self.run_dir / "density.png")
         for p in leftovers:
             p.unlink(missing_ok=True)
 

@@ -26,18 +26,23 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int
     """(N, C, H, W) in [0, 1] (or uint8 in 0..255) -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array.
 
     ``nrow`` is the number of images per row (default: about the square root of N); the border is grey (128).
+    NaN or infinite pixels (a diverging model's samples) are drawn red, a grey grid made RGB for it: black and
+    white, as they were drawn, passed for plausible pixels.
 
     >>> a = image_grid(torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)]), nrow=2)  # black, white
     >>> a.shape, a.dtype, a[1:3, 1:3, 0].tolist(), a[1:3, 4:6, 0].tolist(), int(a[0, 0, 0])
     ((4, 7, 1), dtype('uint8'), [[0, 0], [0, 0]], [[255, 255], [255, 255]], 128)
     >>> image_grid(torch.rand(5, 3, 4, 4), scale=2).shape               # 3 x 2 images, each pixel 2 x 2
     (22, 32, 3)
+    >>> image_grid(torch.tensor([[[[0.0, float("nan")]]]]), pad=0).tolist()  # RGB: a black pixel, a red one
+    [[[0, 0, 0], [255, 0, 0]]]
     """
     if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
         raise DataError(f"an image grid needs images (N, C, H, W) with N >= 1 and C = 1 or 3, got {got}")
     x = images.detach().cpu()
-    x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).nan_to_num(0.0).clamp(0, 1)  # (N, C, H, W)
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()  # (N, C, H, W)
+    x = _mark_nonfinite(x)  # (N, C or 3, H, W) in [0, 1]
     n, c, h, w = x.shape
     cols = nrow or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
@@ -50,6 +55,17 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int
     if scale > 1:
         arr = arr.repeat(scale, 0).repeat(scale, 1)
     return arr
+
+
+def _mark_nonfinite(x: Tensor) -> Tensor:
+    """(N, C, H, W) -> in [0, 1], with every pixel that is NaN or infinite in any channel red (3 channels then)."""
+    bad = ~torch.isfinite(x).all(1, keepdim=True)  # (N, 1, H, W)
+    x = x.nan_to_num(0.0).clamp(0, 1)
+    if not bad.any():
+        return x
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # (N, 3, H, W)
+    red = torch.tensor([1.0, 0.0, 0.0]).reshape(1, 3, 1, 1)
+    return torch.where(bad, red, x)
 
 
 def _png_bytes(arr: np.ndarray) -> bytes:

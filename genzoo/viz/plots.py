@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import os
 
 import torch
@@ -127,21 +128,48 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
     save_figure(fig, path)
 
 
+#: the most points a side the density picture evaluates (800 x 800, 16 points a pixel: 640,000 log-densities of the
+#: model, about 10 s for a RealNVP of 136,000 weights on one CPU thread; the default ring and grid take 4 a pixel)
+MAX_DENSITY_GRID = 800
+
+
 @torch.no_grad()
+def density_maps(log_prob, bounds: list[tuple[float, float]], density=None, n: int = 200) -> list[Tensor]:
+    """(n, n) maps, row 0 at the bottom, of ``exp(log_prob(x))`` over ``bounds`` [(x0, x1), (y0, y1)], then of the
+    true density when given: each pixel the highest value at k x k points of its cell, k chosen for a step of at most
+    the truth's narrowest scale (its ``finest_scale``, as :func:`_truth_grid`: a mode's peak is then drawn at least
+    exp(-1/4) = 0.78 of its height), at most :data:`MAX_DENSITY_GRID` points a side. On a fixed grid of n points,
+    equal modes of std 0.01 fell between them: the weakest of 25 was drawn at 0.008 of the strongest, in the true
+    density's panel too.
+
+    >>> from genzoo.data.toy import ring
+    >>> model, truth = density_maps(ring().log_prob, [(-1.2, 1.2), (-1.2, 1.2)], ring(), n=50)
+    >>> model.shape, torch.equal(model, truth)
+    (torch.Size([50, 50]), True)
+    """
+    (x0, x1), (y0, y1) = bounds
+    scale = getattr(density, "finest_scale", lambda: None)() if density is not None else None
+    k = 1 if not scale else max(1, min(MAX_DENSITY_GRID // n, math.ceil((max(x1 - x0, y1 - y0) / scale) / n)))
+    m = n * k
+    xs = x0 + (torch.arange(m) + 0.5) * (x1 - x0) / m  # (m,) the centres of m cells: each pixel holds k x k of them
+    ys = y0 + (torch.arange(m) + 0.5) * (y1 - y0) / m
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)                            # (m*m, 2)
+    fns = [log_prob] + ([density.log_prob] if density is not None else [])
+    return [torch.cat([f(c) for c in grid.split(8192)]).exp().reshape(n, k, n, k).amax((1, 3)).cpu() for f in fns]
+
+
 def save_density(log_prob, path: str | os.PathLike, bounds: list[tuple[float, float]], title: str = "",
                  density=None, n: int = 200) -> None:
     """Heat maps of a 2-D model density ``exp(log_prob(x))`` over ``bounds`` [(x0, x1), (y0, y1)], beside the
-    true density when known (same colour scale)."""
+    true density when known (same colour scale; :func:`density_maps`)."""
     plt = pyplot()
     (x0, x1), (y0, y1) = bounds
-    gx, gy = torch.meshgrid(torch.linspace(x0, x1, n), torch.linspace(y0, y1, n), indexing="xy")
-    grid = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)                           # (n*n, 2)
-    maps = [(f"{title} model".strip(), torch.cat([log_prob(c) for c in grid.split(8192)]).exp().reshape(n, n))]
-    if density is not None:
-        maps.append(("true density", density.log_prob(grid).exp().reshape(n, n)))
+    names = [f"{title} model".strip(), "true density"]
+    maps = list(zip(names, density_maps(log_prob, bounds, density, n)))
     vmax = max(float(m.max()) for _, m in maps)
     fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4), dpi=100, squeeze=False)
     for ax, (name, m) in zip(axes[0], maps):
-        ax.imshow(m.cpu().numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", vmin=0, vmax=vmax)
+        ax.imshow(m.numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", vmin=0, vmax=vmax)
         ax.set_title(name)
     save_figure(fig, path)

@@ -28,7 +28,7 @@ from ..io import (atomic_write_bytes, is_run_dir, loads, read_json, read_picture
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading, the command that makes
 #: it); ``RUN/pictures.json`` records the weights each was made from (:func:`~genzoo.io.record_picture`)
-EXTRA_PICTURES = [("density.png", "Density (model beside truth)", "train"),
+EXTRA_PICTURES = [("density.png", "Density (model beside truth)", "train --resume --run-dir RUN"),
                   ("interpolation.png", "Latent interpolation", "interpolate"),
                   ("arithmetic.png", "Latent vector arithmetic", "interpolate --arithmetic A-B+C"),
                   ("inpaint.png", "Inpainting: image, masked, filled, blended", "inpaint"),
@@ -117,6 +117,17 @@ def _panels(keys: list[str], same_loss: bool = True) -> list[tuple[str, str | No
     return [(k, twins.get(k)) for k in train] + [(k, None) for k in alone]
 
 
+def _points(rows: list[dict], key: str) -> tuple[list, list]:
+    """(steps, values) of the rows whose ``key`` is a number (bool aside): a value edited by hand into a string or a
+    dict made matplotlib plot categories, or raise ("a bug in genzoo").
+
+    >>> _points([{"step": 1, "loss": 2.0}, {"step": 2, "loss": "x"}, {"step": 3, "loss": {"a": 1}}, {"step": 4}], "loss")
+    ([1], [2.0])
+    """
+    pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and not isinstance(r[key], bool)]
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
 #: loss panels a row of the report's curves holds
 MAX_PANELS_A_ROW = 4
 
@@ -150,11 +161,10 @@ def _curves(run_dir: Path, same_loss: bool = True, step: str = "step") -> bytes 
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (k, twin) in zip(axes.flat, panels):
-        pts = [(r["step"], r[k]) for r in rows if k in r]
-        ax.plot(*zip(*pts), *(("o-",) if k.startswith("valid_") else ()), ms=3, lw=1,
+        ax.plot(*_points(rows, k), *(("o-",) if k.startswith("valid_") else ()), ms=3, lw=1,
                 label="valid" if k.startswith("valid_") else "train")
-        if twin:
-            ax.plot(*zip(*[(r["step"], r[twin]) for r in rows if twin in r]), "o-", ms=3, lw=1, label="valid")
+        if twin and _points(rows, twin)[0]:
+            ax.plot(*_points(rows, twin), "o-", ms=3, lw=1, label="valid")
             ax.legend(fontsize=7)
         ax.set_title(k, fontsize=9)
         ax.set_xlabel(step, fontsize=8)
@@ -179,10 +189,22 @@ def _family(model_name: str):
         return GenerativeModel
 
 
-def _metrics_table(result: dict | None) -> str:
-    """A run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval."""
+def _command(command: str, run_dir: str | os.PathLike) -> str:
+    """``genzoo COMMAND RUN`` as HTML code a shell takes back as it is pasted (the run's path quoted: a folder
+    named ``my run`` gave ``genzoo eval my run``); ``RUN`` in ``command`` is the run's place, else it comes last.
+
+    >>> _command("eval", "runs/my run"), _command("train --resume --run-dir RUN", "r&d")
+    ('<code>genzoo eval &#x27;runs/my run&#x27;</code>', '<code>genzoo train --resume --run-dir &#x27;r&amp;d&#x27;</code>')
+    """
+    run = shlex.quote(str(run_dir))
+    text = command.replace("RUN", run) if "RUN" in command.split() else f"{command} {run}"
+    return f"<code>genzoo {html.escape(text)}</code>"
+
+
+def _metrics_table(result: dict | None, run_dir: str | os.PathLike = "RUN") -> str:
+    """A run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval on ``run_dir``."""
     if result is None:
-        return "<p>No metrics yet: run <code>genzoo eval RUN</code> (or <code>--metrics all</code>) and report again.</p>"
+        return f"<p>No metrics yet: run {_command('eval', run_dir)} (or <code>--metrics all</code>) and report again.</p>"
     from ..eval.likelihood import format_stderr
     from ..eval.metrics import format_result
     if "metrics" not in result:  # an eval.json of an older genzoo: the likelihood report alone
@@ -241,7 +263,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     changed = asked.get("weights") is not None and not same_weights(asked["weights"], stamp)  # trained further since
     made = read_pictures_record(run_dir)
     try:
-        table = _metrics_table(result)
+        table = _metrics_table(result, run_dir)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{run_dir / 'eval.json'} is not a genzoo evaluation file ({type(e).__name__}: {e})") from None
     name = str(config.get("model", "model"))
@@ -273,15 +295,15 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if older or changed:
         why = ("the run's weights have changed since they were computed" if changed else
                "they were computed by an older genzoo, whose metrics have changed since")
-        parts.append(f'<p class="stale"><strong>These metrics may be out of date: {why}. Run <code>genzoo eval '
-                     f"{html.escape(str(run_dir))}</code> again.</strong></p>")
+        parts.append(f'<p class="stale"><strong>These metrics may be out of date: {why}. Run '
+                     f"{_command('eval', run_dir)} again.</strong></p>")
     parts.append(table)
     for file, heading, command in EXTRA_PICTURES:
         if (run_dir / file).is_file():
             parts.append(f"<h2>{html.escape(heading)}</h2>")
             if made.get(file) is not None and not same_weights(made[file], stamp):  # sample/inpaint/...: other weights
-                parts.append(f'<p class="stale"><strong>Made from other weights than the run\'s: run <code>genzoo '
-                             f"{command} {html.escape(str(run_dir))}</code> again.</strong></p>")
+                parts.append(f'<p class="stale"><strong>Made from other weights than the run\'s: run '
+                             f"{_command(command, run_dir)} again.</strong></p>")
             parts.append(_img((run_dir / file).read_bytes(), "image/png", file))
     parts.append(f'<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>')
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
