@@ -63,6 +63,10 @@ def _sigmas(text: str) -> list[float]:
     return values
 
 
+#: --data-root of the commands that read a run's data
+RUN_DATA_ROOT = "MNIST's folder, in place of the one recorded in the run (a folder or .npz run reads the path in its run.json)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genzoo", description="Deep generative models: one interface, one trainer, one CLI.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,7 +143,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--parzen-sigmas", type=_sigmas, default=None, metavar="S1,S2,...",
                        help="the Parzen window widths to choose from (default: Goodfellow et al.'s 10 from 0.1 to 1, made for "
                             "images in [0, 1]; e.g. 0.002,0.005,0.01,0.02 for the ring of std 0.01)")
-        q.add_argument("--data-root", help="MNIST's folder, in place of the one recorded in the run (a folder or .npz run reads the path in its run.json)")
+        q.add_argument("--data-root", help=RUN_DATA_ROOT)
         q.add_argument("--seed", type=_seed, default=0)
         q.add_argument("--no-progress", action="store_true")
     i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
@@ -152,7 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--steps", type=int, help="images per row, ends included (default 10)")
     i.add_argument("--kind", choices=["slerp", "lerp"], help="path (default slerp)")
     i.add_argument("-o", "--output", help="PNG to write (default RUN/interpolation.png or RUN/arithmetic.png)")
-    i.add_argument("--data-root", help="MNIST's folder, in place of the one recorded in the run (a folder or .npz run reads the path in its run.json)")
+    i.add_argument("--data-root", help=RUN_DATA_ROOT)
     i.add_argument("--seed", type=_seed, default=0, help="seed of the prior draws and latent inference (default 0)")
     n_ = sub.add_parser("inpaint", help="fill missing pixels by latent optimisation (Yeh et al. 2016) or by the posterior mean")
     n_.add_argument("run", help="run directory (a GAN, GMMN, VAE or flow trained on images)")
@@ -173,7 +177,7 @@ def _parser() -> argparse.ArgumentParser:
     n_.add_argument("--precision", choices=["fp32", "bf16"],
                     help="search: bf16 autocast (VAE, GAN, flows; 2-3x faster on CPUs with bf16; default fp32)")
     n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
-    n_.add_argument("--data-root", help="MNIST's folder, in place of the one recorded in the run (a folder or .npz run reads the path in its run.json)")
+    n_.add_argument("--data-root", help=RUN_DATA_ROOT)
     n_.add_argument("--seed", type=_seed, default=0, help="seed of the masks, starts and draws (default 0)")
     n_.add_argument("--no-progress", action="store_true", help="no progress bar")
     r = sub.add_parser("report", help="one self-contained report.html (samples, evolution GIF, curves, metrics)")

@@ -45,13 +45,18 @@ def new_recipe(model: str | None = None) -> dict:
     return {"model": {"name": model} if model else {}, "data": {}, "train": {}}
 
 
+def _model_keys(model: str | None):
+    """The options of ``model``, or of any model (None)."""
+    return options(model) if model else {k for m in list_models() for k in options(m)}
+
+
 def belongs_elsewhere(name: str, model: str | None, here: str) -> str:
     """Where ``name``, unknown in section ``here``, belongs instead, as a hint ('' if nowhere).
 
     >>> belongs_elsewhere("lr", "vae", "train")
     ' (lr belongs to the model: model.lr=... in --set, under [model] in a recipe)'
     """
-    model_keys = options(model) if model else {k for m in list_models() for k in options(m)}
+    model_keys = _model_keys(model)
     for section, keys, what in (("model", model_keys, "the model"), ("train", TRAIN_KEYS, "the training settings"),
                                 ("data", DATA_KEYS, "the data")):
         if section != here and name in keys:
@@ -87,7 +92,7 @@ def load_recipe(path: str | Path) -> dict:
         if k not in TRAIN_KEYS:
             hint = belongs_elsewhere(k, model, "train") or did_you_mean(k, TRAIN_KEYS)
             raise ConfigError(f"recipe {path}: unknown [train] key '{k}'{hint}")
-    model_keys = options(model) if model else {k for m in list_models() for k in options(m)}
+    model_keys = _model_keys(model)
     for k in recipe["model"]:
         if k != "name" and k not in model_keys and (hint := belongs_elsewhere(k, model, "model")):
             raise ConfigError(f"recipe {path}: unknown [model] key '{k}'{hint}")

@@ -328,13 +328,14 @@ def test_sigterm_to_a_benchmark_in_one_process_is_one_line_and_143(tmp_path, mni
     assert "terminated (SIGTERM)" in err and "failed" not in err
 
 
-def test_the_provenance_line_records_the_arguments_main_was_given(tmp_path, monkeypatch, capsys):
+def test_the_provenance_line_records_the_arguments_main_was_given(tmp_path, monkeypatch, capsys, mnist_root):
     # main([...]) from Python stamped sys.argv (here pytest's): "`genzoo`" alone, or pytest's own flags
     import genzoo.bench.vae_planar as vp
 
     monkeypatch.setattr(vp, "run", lambda args: "| a table |")
     monkeypatch.setattr(sys, "argv", ["python", "-c"])
     out = tmp_path / "B.md"
-    args = ["bench", "vae-planar", "--runs-dir", str(tmp_path / "runs"), "--output", str(out), "--no-progress"]
+    args = ["bench", "vae-planar", "--data-root", str(mnist_root), "--runs-dir", str(tmp_path / "runs"), "--output",
+            str(out), "--no-progress"]
     assert main(args) == 0
     assert f"`genzoo {' '.join(args)}`" in out.read_text()

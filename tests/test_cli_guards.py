@@ -328,15 +328,15 @@ def test_a_key_in_the_wrong_section_names_its_own(tmp_path, capsys, text, sets, 
 
 
 def test_data_replacing_a_recipes_dataset_leaves_its_own_options_out(tmp_path, capsys):
-    # as configs/gmm-ring.toml's [data] std = 0.05, the ring's: moons has none (it was "moons has no option std")
+    # as configs/gmm-ring.toml's [data] std = 0.05, the ring's: moons had none ("moons has no option std")
     recipe = _toml(tmp_path, '[model]\nname = "gmm"\nn_components = 2\n[data]\nname = "ring"\nstd = 0.07\nn = 200\n'
                              '[train]\nsteps = 1\n')
-    code, _, err = run(capsys, "train", "--config", recipe, "--data", "moons", "--run-dir", str(tmp_path / "r"),
+    code, _, err = run(capsys, "train", "--config", recipe, "--data", "checkerboard", "--run-dir", str(tmp_path / "r"),
                        "--no-progress")
     assert code == 0, err
-    assert "--data moons replaces the dataset ring of the recipe" in err and "left out: std=0.07" in err
+    assert "--data checkerboard replaces the dataset ring of the recipe" in err and "left out: std=0.07" in err
     data = json.loads((tmp_path / "r" / "run.json").read_text())["recipe"]["data"]
-    assert data["name"] == "moons" and data["n"] == 200 and "std" not in data
+    assert data["name"] == "checkerboard" and data["n"] == 200 and "std" not in data
     code, _, err = run(capsys, "train", "--config", recipe, "--data", "grid", "--run-dir", str(tmp_path / "g"),
                        "--no-progress")  # a dataset that takes std keeps it
     assert code == 0 and "left out" not in err

@@ -22,7 +22,7 @@ from genzoo.data import Dataset, dataset_options, download_mnist, list_datasets,
 from genzoo.data import toy
 from genzoo.data.mnist import MNIST_FILES, MNIST_SHAPES, _read_idx_cached, read_idx, write_idx
 from genzoo.data.transforms import dequantize, inverse_logit_transform, logit_transform
-from genzoo.errors import DataError
+from genzoo.errors import DataError, GenZooWarning
 
 MNIST_DIR = Path("/work/shared/data/mnist")
 needs_mnist = pytest.mark.skipif(not (MNIST_DIR / "train-images-idx3-ubyte.gz").is_file(), reason="MNIST files absent")
@@ -720,7 +720,7 @@ def test_bad_options_and_arguments_are_data_errors():
         (lambda: load_dataset("ring", n=5, seed=2**63), "the data seed must lie in 0 .. 2^63 - 1, got 9223372036854775808"),
         (lambda: typed_spec({"name": "ring", "seed": -1}), "got -1"),  # a new run's; an old run's still loads
         (lambda: load_dataset("mnist", root=123), "the data root must be a folder's path, got int 123"),
-        (lambda: load_dataset("moons", n=5, n_quad=10**9), "n_quad must be an integer in 1..50,000"),
+        (lambda: load_dataset("moons", n=5, n_quad=10**9), "n_quad must be an integer in 1..1,000,000"),
         (lambda: load_dataset("checkerboard", n=5, side=10**6), "side must be an integer in 1..4096"),
         (lambda: load_dataset("ring", n=5, std=1e300), "beyond float32's range"),
         (lambda: load_dataset("moons", n=3 * 10**9), "n=3,000,000,000 points; the toy sets draw at most 10,000,000"),
@@ -1054,7 +1054,7 @@ def test_curve_quadrature_follows_the_noise(name, opts):
     d = test.density
     gap = (d.nodes[1:d.n_quad] - d.nodes[:d.n_quad - 1]).norm(dim=1).max().item()  # along the first curve
     assert gap <= toy.QUAD_GAP * d.noise
-    ref = load_dataset(name, "test", n=1000, n_quad=toy.MAX_QUAD, **opts).density  # converged
+    ref = load_dataset(name, "test", n=1000, n_quad=50_000, **opts).density  # converged
     lp, lp_ref = d.log_prob(test.x).double(), ref.log_prob(test.x).double()
     assert abs((lp - lp_ref).mean().item()) < 0.01 and (lp - lp_ref).abs().max().item() < 0.01
     # blocks of nodes that cannot matter are left out: the same sum as over every node, on and off the curves
@@ -1068,18 +1068,19 @@ def test_curve_quadrature_follows_the_noise(name, opts):
 
 
 def test_curve_quadrature_defaults_and_refusals():
-    """The defaults keep their 2000 nodes (and their numbers); a given n_quad too coarse for the noise, or a noise
-    that would need more than MAX_QUAD nodes, is a one-line DataError that says what to do."""
+    """The defaults keep their 2000 nodes (and their numbers); a given n_quad too coarse for the noise is used with a
+    warning, a noise that would need more than MAX_QUAD nodes a one-line DataError; each says what to do."""
     assert load_dataset("spirals", n=5).density.n_quad == load_dataset("moons", n=5).density.n_quad == 2000
     assert load_dataset("spirals", n=5, n_quad=800).density.n_quad == 800  # fine enough for noise 0.05: kept
     assert load_dataset("spirals", n=5, n_quad=None).density.n_quad == 2000
+    with pytest.warns(GenZooWarning) as w:  # used as given (a run recorded with it loads), with a warning
+        assert load_dataset("spirals", n=5, noise=0.001, n_quad=2000).density.n_quad == 2000
+    message = " ".join(str(w[0].message).split())
+    assert message.startswith("n_quad=2,000 puts log_prob's quadrature nodes up to 0.0095 apart, more than 0.5 x "
+                              "noise = 0.0005") and "use n_quad >= 38,281, or leave it out" in message
     with pytest.raises(DataError) as e:
-        load_dataset("spirals", n=5, noise=0.001, n_quad=2000)
-    assert one_line(e).startswith("n_quad=2,000 puts log_prob's quadrature nodes up to 0.0095 apart, more than 0.5 x "
-                                  "noise = 0.0005") and "use n_quad >= 38,281, or leave it out" in str(e.value)
-    with pytest.raises(DataError) as e:
-        load_dataset("moons", n=5, noise=0.0001)
-    assert "noise=0.0001 is too small for log_prob's quadrature" in one_line(e) and "n_quad=63,461" in str(e.value)
+        load_dataset("moons", n=5, noise=1e-7)
+    assert "noise=1e-07 is too small for log_prob's quadrature" in one_line(e) and "more than 1,000,000" in str(e.value)
     # moons at the default noise 0.1: the same numbers as the dense sum over the 2000 nodes of each moon gave
     d = load_dataset("moons", n=5).density
     x = torch.tensor([[0.0, 1.0], [1.0, -0.5], [0.5, 0.25]])

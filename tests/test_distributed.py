@@ -87,14 +87,17 @@ def torchrun(args: list[str], timeout: int, fresh=()) -> subprocess.CompletedPro
 
 
 def _run_group(cmd: list[str], timeout: int, env: dict) -> subprocess.CompletedProcess:
-    """subprocess.run in a session of its own, killed whole at the timeout: torchrun's workers too (killing torchrun
-    alone left two hung workers behind for ever)."""
+    """subprocess.run, stopped at the timeout with its workers: SIGTERM, which torchrun passes on to them (killing
+    torchrun alone left two hung workers behind for ever), then SIGKILL to its session."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        proc.terminate()  # torchrun stops its workers (each in a process group of its own) on SIGTERM
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # not waited for again: a surviving worker holds the pipes open
+            os.killpg(proc.pid, signal.SIGKILL)
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
@@ -223,7 +226,7 @@ def test_batch_must_divide_among_processes_and_every_process_trains_one_run(tmp_
         torch.distributed.destroy_process_group()
     '''))
     proc = torchrun([str(script), str(tmp_path)], timeout=120)
-    differs = "under torchrun every process must be given the same data and settings, and its"
+    differs = "under torchrun every process must be given the same model, data and settings, and its"
     for rank in (0, 1):
         err = tmp_path / f"err{rank}.txt"
         assert err.exists(), proc.stderr[-2000:]

@@ -318,8 +318,8 @@ def load_spec(spec: dict, split: str, nonempty: bool = False) -> Dataset:
     _check_recipe(spec)
     if split != "train":
         spec.pop("n", None)
-    _check_recorded_path(str(name))
-    if recorded is not None:
+    if recorded is not None:  # a run's recipe (a new one's folder that is not there is named by the loader)
+        _check_recorded_path(str(name))
         kind, target = _resolve(name)
         now = split_fingerprint(kind, target)
         if now is not None and now != recorded:

@@ -252,17 +252,17 @@ def rand(*shape: int, dim: int = 0, device=None, dtype=None, generator: torch.Ge
 
 def dropout(t: Tensor, p: float, dim: int = 0) -> Tensor:
     """``F.dropout(t, p)`` (training) for this rank's part of a global batch along ``dim``: the global batch's
-    mask, drawn from the same stream as F.dropout draws it (``bernoulli(1 - p) / (1 - p)``), and this rank's
-    slice of it, so the masks are a single process's rather than one copy per rank. Alone: F.dropout's own
-    output. For 0 <= p < 1.
+    mask, drawn from the same stream as F.dropout draws it on the CPU (``bernoulli(1 - p) / (1 - p)``), and this
+    rank's slice of it, so the masks are a single process's rather than one copy per rank. Alone: F.dropout. For
+    0 <= p < 1.
 
     >>> _ = torch.manual_seed(0); a = dropout(torch.ones(3, 4), 0.5)
     >>> _ = torch.manual_seed(0); b = torch.nn.functional.dropout(torch.ones(3, 4), 0.5)
     >>> torch.equal(a, b)
     True
     """
-    if p == 0:
-        return t
+    if p == 0 or world()[1] == 1:
+        return torch.nn.functional.dropout(t, p)  # (alone: F.dropout itself, its fused kernel on CUDA included)
     noise = _global_draw(lambda *shape, **kw: torch.empty(*shape, **kw).bernoulli_(1 - p), tuple(t.shape), dim,
                          device=t.device, dtype=t.dtype)
     return t * noise.div_(1 - p)

@@ -186,7 +186,7 @@ def _checksum(x: torch.Tensor) -> int:
     """An integer sum of the bits of ``x`` (float32, (N, ...)) that tells one data set from another: exact, so the
     same on every machine whatever its summation order, and weighted by position (a shuffled copy differs)."""
     bits = x.contiguous().view(torch.int32).reshape(len(x), -1)                    # (N, D)
-    rows = bits.sum(1, dtype=torch.int64)                                           # (N,)
+    rows = torch.cat([b.sum(1, dtype=torch.int64) for b in bits.split(4096)])      # (N,), in blocks: no int64 copy
     return int((rows * torch.arange(1, len(x) + 1, device=x.device)).sum())
 
 
@@ -321,9 +321,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # under torchrun: the same run everywhere (a rank given its own shard, seed or length trained another model,
     # or waited for ever in an all-reduce the others never made)
     if world_size > 1:
-        distributed.check_same_everywhere("data and settings", examples=len(data), data_checksum=_checksum(data.x),
-                                          seed=seed, batch_size=global_batch, steps=state.total_steps,
-                                          lr_schedule=lr_schedule, warmup_steps=warmup_steps)
+        distributed.check_same_everywhere("model, data and settings", model=model.config, examples=len(data),
+                                          data_checksum=_checksum(data.x), seed=seed, batch_size=global_batch,
+                                          steps=state.total_steps, lr_schedule=lr_schedule, warmup_steps=warmup_steps)
     device = model.device
     full_x = all_x = None
     if model.full_batch:  # the whole set, transformed once with a seed-fixed draw, every step
