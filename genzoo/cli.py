@@ -931,8 +931,9 @@ def cmd_sample(args) -> int:
     if (Path(args.run) / "run.json").is_file():
         try:
             data = load_spec(read_recipe(Path(args.run))["data"], "test")
-        except GenZooError:
-            data = None  # the picture does without the true density, and shows the samples as drawn
+        except GenZooError as e:  # the picture does without the true density, and shows the samples as drawn
+            print(f"genzoo: note: the run's data cannot be read ({' '.join(str(e).split())}): samples as the model "
+                  "draws them, not put back on the data's levels, and no true density", file=sys.stderr)
     # in blocks; NaN or inf refused, not drawn as black or dropped; a model of dequantized data's on the data's
     # levels, as eval scores them and interpolate shows them (drawn as they were, 256 greys where digits have 17)
     x = draw_finite(model, args.n, args.seed) if data is None else draw(model, args.n, args.seed, data)

@@ -762,3 +762,19 @@ def test_training_on_an_image_folder_decodes_it_once_per_split_read(tmp_path, ca
                        "--no-progress")
     assert code == 0, err
     assert len(decoded) == 2 * 20  # the training split, then the validation split
+
+
+def test_sample_says_when_the_runs_data_cannot_be_read(tmp_path, capsys):
+    # the picture then shows the samples as drawn (not on the data's levels) and no truth: it did so without a word
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.random.default_rng(0).integers(0, 256, (40, 1, 4, 4), dtype=np.uint8))
+    run_dir = tmp_path / "r"
+    code, _, err = run(capsys, "train", "gmm", "--data", str(tmp_path / "d.npz"), "--steps", "1", "--set",
+                       "n_components=2", "--run-dir", str(run_dir), "--no-progress")
+    assert code == 0, err
+    code, _, err = run(capsys, "sample", str(run_dir), "-n", "4")
+    assert code == 0 and "note" not in err
+    (tmp_path / "d.npz").unlink()
+    code, _, err = run(capsys, "sample", str(run_dir), "-n", "4")
+    assert code == 0 and "genzoo: note: the run's data cannot be read" in err and "not put back on the data's levels" in err

@@ -213,6 +213,11 @@ def test_batch_must_divide_among_processes_and_every_process_trains_one_run(tmp_
                            load_dataset("ring", n=n), steps=steps, batch_size=batch, progress=False)
             except ConfigError as e:
                 errors.append(str(e))
+        try:
+            genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2 + rank), load_dataset("ring", n=64),
+                       steps=1, batch_size=32, progress=False)
+        except ConfigError as e:
+            errors.append(str(e))
         torch.manual_seed(rank)  # each process its own start
         vae = genzoo.build("vae", data_shape=(2,), likelihood="gaussian", hidden=(8,), latent_dim=2)
         genzoo.fit(vae, load_dataset("ring", n=64), steps=2, batch_size=32, progress=False)
@@ -236,6 +241,7 @@ def test_batch_must_divide_among_processes_and_every_process_trains_one_run(tmp_
             "gmm trains on the whole set, and 1 examples cannot be split over 2 processes",
             "batch_size 6 (per process) must be a multiple of pack (4) (batch_size 12 over 2 processes)",
             f"{differs} examples differs: rank 0: 64, rank 1: 65", f"{differs} steps differs: rank 0: 1, rank 1: 2",
+            f"{differs} model option n_components differs: rank 0: 2, rank 1: 3",
             "one model: True"]
 
 

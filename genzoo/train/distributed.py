@@ -119,6 +119,11 @@ def check_same_everywhere(what: str, **settings) -> None:
     dist.all_gather_object(every, settings)
     for key in settings:
         values = [s[key] for s in every]
+        if all(isinstance(v, dict) for v in values):  # a model's config: named by the first option that differs
+            differs = [k for k in dict.fromkeys(k for v in values for k in v) if any(v.get(k) != values[0].get(k)
+                                                                                    for v in values)]
+            if differs:
+                key, values = f"{key} option {differs[0]}", [v.get(differs[0]) for v in values]
         if any(v != values[0] for v in values):
             raise ConfigError(f"under torchrun every process must be given the same {what}, and its {key} differs: "
                               f"{', '.join(f'rank {r}: {v}' for r, v in enumerate(values))}")

@@ -6,6 +6,7 @@ import functools
 import io
 import math
 import os
+import time
 
 import torch
 from torch import Tensor
@@ -32,13 +33,31 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+#: the longest a picture spends on a true density, projected from 256 points: beyond it the picture leaves the truth
+#: out (a spiral of noise 4e-5 sums up to 10^6 quadrature nodes a curve: hours for a density picture's grid)
+TRUTH_BUDGET_S = 20.0
+
+
+def _affordable(density, lo, hi, n_points: int) -> bool:
+    """Whether ``density.log_prob`` at ``n_points`` points of the box ``lo``..``hi`` takes at most
+    :data:`TRUTH_BUDGET_S`, projected from its time at 256 points of the box (the cheap ones: a few ms)."""
+    lo, hi = torch.as_tensor(lo, dtype=torch.float32), torch.as_tensor(hi, dtype=torch.float32)
+    probe = lo + torch.rand(256, 2, generator=torch.Generator().manual_seed(0)) * (hi - lo)  # (256, 2)
+    t0 = time.perf_counter()
+    density.log_prob(probe)
+    return (time.perf_counter() - t0) * n_points / 256 <= TRUTH_BUDGET_S
+
+
 @functools.lru_cache(maxsize=4)
 def _truth_grid(density, lo: tuple[float, float], hi: tuple[float, float]):
     """The true density on a grid over the box ``lo``..``hi``, fine enough for its narrowest mode: a step of half
     its scale (the ring's std 0.01 fell between the points of a fixed 150 and vanished from the picture), 150 to
-    500 points a side; kept for the next picture of the same view (a run's sample grids share it)."""
+    500 points a side; kept for the next picture of the same view (a run's sample grids share it). None where that
+    would take over :data:`TRUTH_BUDGET_S` (the picture goes without it)."""
     scale, span = getattr(density, "finest_scale", lambda: None)(), max(hi[0] - lo[0], hi[1] - lo[1])
     n = 150 if not scale else min(500, max(150, int(2 * span / scale) + 1))
+    if not _affordable(density, lo, hi, n * n):
+        return None
     gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], n), torch.linspace(lo[1], hi[1], n), indexing="xy")
     lp = density.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(gx.shape)
     return gx.numpy(), gy.numpy(), lp.exp().numpy()
@@ -111,8 +130,9 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
         elif density is not None and x.shape[1] == 2:
             lo, hi = x[:, :2].min(0).values - 0.5, x[:, :2].max(0).values + 0.5  # (2,) each
         if density is not None and x.shape[1] == 2:
-            gx, gy, p = _truth_grid(density, tuple(lo.tolist()), tuple(hi.tolist()))
-            ax.contourf(gx, gy, p, levels=20, cmap="Blues")
+            truth = _truth_grid(density, tuple(lo.tolist()), tuple(hi.tolist()))
+            if truth is not None:
+                ax.contourf(*truth, levels=20, cmap="Blues")
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, c="crimson", alpha=0.6)
         if fixed:
             ax.set_xlim(float(lo[0]), float(hi[0]))
@@ -140,7 +160,8 @@ def density_maps(log_prob, bounds: list[tuple[float, float]], density=None, n: i
     the truth's narrowest scale (its ``finest_scale``, as :func:`_truth_grid`: a mode's peak is then drawn at least
     exp(-1/4) = 0.78 of its height), at most :data:`MAX_DENSITY_GRID` points a side. On a fixed grid of n points,
     equal modes of std 0.01 fell between them: the weakest of 25 was drawn at 0.008 of the strongest, in the true
-    density's panel too.
+    density's panel too. A truth that would take over :data:`TRUTH_BUDGET_S` so is drawn on the n x n grid, or,
+    over it there too, left out (one map).
 
     >>> from genzoo.data.toy import ring
     >>> model, truth = density_maps(ring().log_prob, [(-1.2, 1.2), (-1.2, 1.2)], ring(), n=50)
@@ -150,6 +171,9 @@ def density_maps(log_prob, bounds: list[tuple[float, float]], density=None, n: i
     (x0, x1), (y0, y1) = bounds
     scale = getattr(density, "finest_scale", lambda: None)() if density is not None else None
     k = 1 if not scale else max(1, min(MAX_DENSITY_GRID // n, math.ceil((max(x1 - x0, y1 - y0) / scale) / n)))
+    if density is not None and not _affordable(density, (x0, y0), (x1, y1), (n * k) ** 2):
+        k = 1  # a truth too slow to evaluate finely: on the n x n grid, or (over TRUTH_BUDGET_S there too) left out
+        density = density if _affordable(density, (x0, y0), (x1, y1), n * n) else None
     m = n * k
     xs = x0 + (torch.arange(m) + 0.5) * (x1 - x0) / m  # (m,) the centres of m cells: each pixel holds k x k of them
     ys = y0 + (torch.arange(m) + 0.5) * (y1 - y0) / m
@@ -167,6 +191,8 @@ def save_density(log_prob, path: str | os.PathLike, bounds: list[tuple[float, fl
     (x0, x1), (y0, y1) = bounds
     names = [f"{title} model".strip(), "true density"]
     maps = list(zip(names, density_maps(log_prob, bounds, density, n)))
+    if density is not None and len(maps) == 1:
+        maps[0] = (f"{names[0]} (true density left out: too slow to evaluate)", maps[0][1])
     vmax = max(float(m.max()) for _, m in maps)
     fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4), dpi=100, squeeze=False)
     for ax, (name, m) in zip(axes[0], maps):
