@@ -1230,7 +1230,7 @@ def cmd_interpolate(args) -> int:
     # makes of them is shown back on the levels, as eval scores its samples: the strips' ends are the test images
     levels = test.dequantized_levels if test is not None else None
     seen = (lambda x: x) if levels is None else (lambda x: level_centres(x, levels))
-    shown = (lambda x: x) if levels is None else (lambda x: requantize(x.clamp(0, 1), levels))
+    shown = (lambda x: x) if levels is None else (lambda x: requantize(x, levels))
     g = torch.Generator().manual_seed(args.seed)
     if args.arithmetic:
         m = re.fullmatch(r"\s*([\d,\s]+)-([\d,\s]+)\+([\d,\s]+)\s*", args.arithmetic)

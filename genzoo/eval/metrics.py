@@ -126,7 +126,7 @@ def draw(model, n: int, seed: int, data, batch_size: int = 1000) -> torch.Tensor
     the images they are scored against are stored."""
     x = draw_finite(model, n, seed, batch_size)
     if data.dequantized_levels:  # (vectors of levels too, from integer arrays)
-        return requantize(x.clamp(0, 1), data.dequantized_levels)
+        return requantize(x, data.dequantized_levels)
     return x.clamp(0, 1) if data.is_image else x  # (n, *shape)
 
 

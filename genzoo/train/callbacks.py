@@ -369,9 +369,7 @@ def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", den
     with forked_rng(model.device):
         with evaluating(model):
             x = model.sample(n, generator=torch.Generator(device=model.device).manual_seed(seed))
-    finite = torch.isfinite(x)  # (n, *shape): non-finite values stay so, for the picture to mark
-    shown = x if not levels else torch.where(finite, requantize(x.clamp(0, 1), levels), x)
-    save_samples(shown, path, title=title, density=density)
+    save_samples(requantize(x, levels) if levels else x, path, title=title, density=density)
     return x
 
 

@@ -38,14 +38,14 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 TRUTH_BUDGET_S = 20.0
 
 
-def _affordable(density, lo, hi, n_points: int) -> bool:
-    """Whether ``density.log_prob`` at ``n_points`` points of the box ``lo``..``hi`` takes at most
-    :data:`TRUTH_BUDGET_S`, projected from its time at 256 points of the box (the cheap ones: a few ms)."""
+def _affordable_points(density, lo, hi) -> float:
+    """How many points of the box ``lo``..``hi`` ``density.log_prob`` evaluates within :data:`TRUTH_BUDGET_S`,
+    projected from its time at 256 of them (the cheap densities: a few ms)."""
     lo, hi = torch.as_tensor(lo, dtype=torch.float32), torch.as_tensor(hi, dtype=torch.float32)
     probe = lo + torch.rand(256, 2, generator=torch.Generator().manual_seed(0)) * (hi - lo)  # (256, 2)
     t0 = time.perf_counter()
     density.log_prob(probe)
-    return (time.perf_counter() - t0) * n_points / 256 <= TRUTH_BUDGET_S
+    return TRUTH_BUDGET_S * 256 / max(time.perf_counter() - t0, 1e-9)
 
 
 @functools.lru_cache(maxsize=4)
@@ -56,7 +56,7 @@ def _truth_grid(density, lo: tuple[float, float], hi: tuple[float, float]):
     would take over :data:`TRUTH_BUDGET_S` (the picture goes without it)."""
     scale, span = getattr(density, "finest_scale", lambda: None)(), max(hi[0] - lo[0], hi[1] - lo[1])
     n = 150 if not scale else min(500, max(150, int(2 * span / scale) + 1))
-    if not _affordable(density, lo, hi, n * n):
+    if n * n > _affordable_points(density, lo, hi):
         return None
     gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], n), torch.linspace(lo[1], hi[1], n), indexing="xy")
     lp = density.log_prob(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)).reshape(gx.shape)
@@ -171,9 +171,9 @@ def density_maps(log_prob, bounds: list[tuple[float, float]], density=None, n: i
     (x0, x1), (y0, y1) = bounds
     scale = getattr(density, "finest_scale", lambda: None)() if density is not None else None
     k = 1 if not scale else max(1, min(MAX_DENSITY_GRID // n, math.ceil((max(x1 - x0, y1 - y0) / scale) / n)))
-    if density is not None and not _affordable(density, (x0, y0), (x1, y1), (n * k) ** 2):
+    if density is not None and (n * k) ** 2 > (affordable := _affordable_points(density, (x0, y0), (x1, y1))):
         k = 1  # a truth too slow to evaluate finely: on the n x n grid, or (over TRUTH_BUDGET_S there too) left out
-        density = density if _affordable(density, (x0, y0), (x1, y1), n * n) else None
+        density = density if n * n <= affordable else None
     m = n * k
     xs = x0 + (torch.arange(m) + 0.5) * (x1 - x0) / m  # (m,) the centres of m cells: each pixel holds k x k of them
     ys = y0 + (torch.arange(m) + 0.5) * (y1 - y0) / m

@@ -163,8 +163,8 @@ def _curves(run_dir: Path, same_loss: bool = True, step: str = "step") -> bytes 
     for ax, (k, twin) in zip(axes.flat, panels):
         ax.plot(*_points(rows, k), *(("o-",) if k.startswith("valid_") else ()), ms=3, lw=1,
                 label="valid" if k.startswith("valid_") else "train")
-        if twin and _points(rows, twin)[0]:
-            ax.plot(*_points(rows, twin), "o-", ms=3, lw=1, label="valid")
+        if twin and (valid := _points(rows, twin))[0]:
+            ax.plot(*valid, "o-", ms=3, lw=1, label="valid")
             ax.legend(fontsize=7)
         ax.set_title(k, fontsize=9)
         ax.set_xlabel(step, fontsize=8)
