@@ -932,8 +932,10 @@ def test_fit_takes_numpy_numbers_as_python_ones(tmp_path):
         return m
 
     ints = trained(tmp_path / "py", steps=4, batch_size=16, seed=3, checkpoint_every=2)
+    # and NumPy's bools (a mask's entry) are bools: np.True_ was refused as "not True or False"
     nps = trained(tmp_path / "np", steps=np.int64(4), batch_size=np.int64(16), seed=np.int64(3),
-                  checkpoint_every=np.int32(2), max_minutes=np.float64(5.0))
+                  checkpoint_every=np.int32(2), max_minutes=np.float64(5.0), resume=np.bool_(True),
+                  compile=np.bool_(False), channels_last=np.bool_(True))
     for a, b in zip(ints.state_dict().values(), nps.state_dict().values()):
         assert torch.equal(a, b)
     assert sorted(p.name for p in (tmp_path / "np" / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]

@@ -246,6 +246,13 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     loaded (:func:`genzoo.load`) or trained by an earlier ``fit`` trains on from its weights
     (:attr:`~genzoo.base.GenerativeModel.initialised`). Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
+    # NumPy's numbers and bools (a sweep's np.arange, a mask's entry) as Python's: torch's seeding and the epoch
+    # order take no np.int64, and np.True_ is no bool
+    (steps, epochs, batch_size, seed, checkpoint_every, sample_every, log_every, keep, warmup_steps, max_minutes, resume,
+     progress, compile, keep_best, channels_last) = (
+        v.item() if isinstance(v, np.generic) else v
+        for v in (steps, epochs, batch_size, seed, checkpoint_every, sample_every, log_every, keep, warmup_steps,
+                  max_minutes, resume, progress, compile, keep_best, channels_last))
     callbacks = _checked_arguments(model, callbacks, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                                    sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
                                    resume=resume, progress=progress, compile=compile, keep_best=keep_best,
@@ -255,10 +262,6 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                         max_minutes=max_minutes)
     if steps is None and epochs is None:
         raise ConfigError("give exactly one of steps and epochs")
-    # NumPy's numbers (a sweep's np.arange) as Python's: torch's seeding and the epoch order take no np.int64
-    steps, epochs, batch_size, seed, checkpoint_every, sample_every, log_every, keep, warmup_steps, max_minutes = (
-        v.item() if isinstance(v, np.generic) else v for v in (steps, epochs, batch_size, seed, checkpoint_every,
-                                                               sample_every, log_every, keep, warmup_steps, max_minutes))
     check_data(model, data, "data")
     if valid is not None:
         check_data(model, valid, "valid")
