@@ -156,6 +156,30 @@ def test_flat_linear_reads_channels_last_features_in_place():
     assert layer.weight.shape == (3, 150) and layer.weight.is_contiguous()  # the stored weight keeps NCHW order
 
 
+def test_channels_last_head_runs_its_module_hooks():
+    """flat_linear's channels-last product skips layer.__call__: a head with hooks (here a forward hook and
+    the hook-based spectral norm, whose pre-hook computes the weight) takes layer(x.flatten(1)), so the
+    hook fires once, weight_orig gets its gradient, and the values are NCHW's (audit a87, finding 2)."""
+    from genzoo.nn.dcgan import DCGANDiscriminator
+
+    x = torch.rand(4, 3, 16, 16)
+    out = {}
+    for cl in (False, True):
+        torch.manual_seed(0)
+        d = DCGANDiscriminator((3, 16, 16), width=8, norm="none")
+        head = torch.nn.utils.spectral_norm(d.net[-1])
+        calls = []
+        head.register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+        if cl:
+            d = d.to(memory_format=torch.channels_last)
+        y = d(x.contiguous(memory_format=torch.channels_last) if cl else x)  # (4,)
+        y.sum().backward()
+        assert calls == [(4, 16 * 4 * 4)]
+        assert head.weight_orig.grad is not None
+        out[cl] = y.detach(), head.weight_orig.grad
+    torch.testing.assert_close(out[True], out[False], rtol=1e-5, atol=1e-6)
+
+
 def test_gan_generator_step_reuses_the_discriminator_steps_sample():
     gan = genzoo.build("gan", data_shape=(2,), latent_dim=2, hidden=(8,))
     calls = []
@@ -324,3 +348,27 @@ def test_speed_bench_leaves_the_bf16_rows_out_where_the_peaks_have_no_bf16(monke
     assert "bf16" not in lines
     lines = "\n".join(speed.dcgan(images, 1, 1, {"fp32": 1e11, "bf16": 2e11}))
     assert "| genzoo (bf16) |" in lines and "genzoo (bf16) / plain loop (contiguous)" in lines
+
+
+def test_fit_without_compile_runs_a_compiled_model_eagerly_again():
+    # an earlier fit(compile=True) left the networks compiled for good: fit(compile=False) still ran them compiled
+    data = load_dataset("ring", n=256)
+    torch.manual_seed(0)
+    m = genzoo.build("vae", data_shape=(2,), likelihood="gaussian", hidden=(16,), latent_dim=2)
+    genzoo.fit(m, data, steps=2, batch_size=64, progress=False, compile=True)
+    assert "forward" in vars(m.encoder) and "forward" in vars(m.decoder)
+    genzoo.fit(m, data, steps=2, batch_size=64, progress=False, compile=False)
+    assert "forward" not in vars(m.encoder) and "forward" not in vars(m.decoder)
+    genzoo.fit(m, data, steps=2, batch_size=64, progress=False, compile=True)  # and compiled again
+    assert "forward" in vars(m.encoder)
+
+
+def test_no_compile_turns_compile_off_when_resuming(tmp_path):
+    # --compile could be turned on at --resume but not off: a compiled run resumed compiled, always
+    rd = tmp_path / "run"
+    assert main(["train", "vae", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 0
+    record = json.loads((rd / "run.json").read_text())
+    record["recipe"]["train"]["compile"] = True  # as `--compile` records it, without the compiling
+    (rd / "run.json").write_text(json.dumps(record))
+    assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "3", "--no-compile", "--no-progress"]) == 0
+    assert json.loads((rd / "run.json").read_text())["recipe"]["train"]["compile"] is False

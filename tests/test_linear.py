@@ -92,6 +92,46 @@ def test_plain_path_for_small_layers_other_dtypes_autocast_transforms_and_the_sw
     assert calls == [1]
 
 
+def test_torch_func_over_the_parameters_takes_f_linear():
+    """grad through functional_call and a vmap ensemble over stack_module_state: the transform wraps the
+    weight and bias, not the input, and gives the plain path's values (audit a87, finding 1)."""
+    from torch.func import functional_call, grad, stack_module_state, vmap
+
+    layers = [_pair(seed=s)[0] for s in (0, 1)]
+    x = torch.randn(8, 640)
+    params = {k: v.detach() for k, v in layers[0].named_parameters()}
+    stacked, _ = stack_module_state(layers)
+
+    def run():
+        g = grad(lambda p: functional_call(layers[0], p, (x,)).square().sum())(params)
+        return g, vmap(lambda p: functional_call(layers[0], p, (x,)))(stacked)  # (2, 8, 512)
+
+    (g, y) = run()
+    with use_onednn(False):
+        (g_ref, y_ref) = run()
+    assert y.shape == (2, 8, 512)
+    torch.testing.assert_close(y, y_ref)
+    for k in g_ref:
+        torch.testing.assert_close(g[k], g_ref[k])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_an_empty_batch_gets_zero_gradients_as_nn_linear_gives(bias):
+    """A (0, in) input: oneDNN makes no primitive for the weight gradient's zero inner size, so it
+    takes F.linear (audit a87, finding 3)."""
+    ours, ref = _pair(bias=bias)
+    for layer in (ours, ref):
+        x = torch.randn(0, 640, requires_grad=True)
+        y = layer(x)
+        assert y.shape == (0, 512)
+        y.sum().backward()
+        assert x.grad.shape == (0, 640)
+    torch.testing.assert_close(ours.weight.grad, torch.zeros(512, 640))
+    torch.testing.assert_close(ours.weight.grad, ref.weight.grad)
+    if bias:
+        torch.testing.assert_close(ours.bias.grad, ref.bias.grad)
+
+
 def test_state_dict_and_init_are_nn_linears():
     torch.manual_seed(3)
     a = Linear(700, 400)

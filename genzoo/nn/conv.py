@@ -10,6 +10,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as _module
 
 from ..errors import ConfigError
 from .linear import Linear, linear
@@ -27,6 +28,14 @@ def _nhwc(x: Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
+def _hooked(layer: nn.Module) -> bool:
+    """Whether calling ``layer`` would run any module hook: the test ``nn.Module._call_impl`` makes
+    before it skips them (torch/nn/modules/module.py)."""
+    return bool(layer._forward_pre_hooks or layer._forward_hooks or layer._backward_pre_hooks
+                or layer._backward_hooks or _module._global_forward_pre_hooks or _module._global_forward_hooks
+                or _module._global_backward_pre_hooks or _module._global_backward_hooks)
+
+
 def flat_linear(x: Tensor, layer: nn.Linear) -> Tensor:
     """``layer(x.flatten(1))`` for (B, C, H, W) features, read in place when they are channels-last.
 
@@ -38,13 +47,18 @@ def flat_linear(x: Tensor, layer: nn.Linear) -> Tensor:
     columns (out, C*H*W) are permuted to that order instead: the same function, no activation copy in
     either pass, and a channels-last gradient. The weight and checkpoint keep the NCHW order.
 
+    That product does not go through ``layer.__call__``, so a layer with module hooks (its own or
+    torch's global ones: a feature hook, or the hook-based ``nn.utils.spectral_norm``, ``weight_norm``
+    and ``prune``, which recompute ``weight`` in a forward pre-hook) takes ``layer(x.flatten(1))``
+    instead: the same values, with its hooks run, at the cost of the copy and slow backward above.
+
     >>> layer = nn.Linear(2 * 3 * 3, 4)
     >>> x = torch.randn(5, 2, 3, 3)
     >>> y = flat_linear(x.contiguous(memory_format=torch.channels_last), layer)
     >>> bool(torch.allclose(y, layer(x.flatten(1)), atol=1e-6))
     True
     """
-    if x.dim() != 4 or not _nhwc(x):
+    if x.dim() != 4 or not _nhwc(x) or _hooked(layer):
         return layer(x.flatten(1))
     c, h, w = x.shape[1:]
     weight = layer.weight.unflatten(1, (c, h, w)).permute(0, 2, 3, 1).flatten(1)  # (out, H*W*C)

@@ -10,9 +10,11 @@ forward sends a float32 CPU product to oneDNN through :class:`_OneDNNLinear`, wh
 runs its two products (the input's and the weight's gradients) on oneDNN. It does so only where the
 layer is large enough to gain (``in_features * out_features >= MIN_SIZE``: below that, the extra Python
 call costs more than the product saves) and takes ``F.linear`` everywhere else: other devices or
-dtypes, autocast (bf16), ``torch.compile`` tracing, ``torch.func`` transforms and forward-mode AD, a
-torch without oneDNN, or the switch off (:func:`use_onednn`, or ``GENZOO_ONEDNN_LINEAR=0`` in the
-environment, for a CPU whose BLAS is the faster one).
+dtypes, an empty batch, autocast (bf16), ``torch.compile`` tracing, forward-mode AD, anything run under
+a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``, ``jacrev`` ...), whether it is over the
+input or over the parameters (``functional_call``, ``stack_module_state`` ensembles), a torch without
+oneDNN, or the switch off (:func:`use_onednn`, or ``GENZOO_ONEDNN_LINEAR=0`` in the environment, for
+a CPU whose BLAS is the faster one).
 
 Results agree with ``F.linear`` to float32 rounding (the two libraries sum in different orders), and
 second derivatives (the WGAN-GP penalty) are taken through ordinary differentiable products.
@@ -94,18 +96,22 @@ class _OneDNNLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_b
 
 
-def _transformed(x: Tensor) -> bool:
-    """Whether ``x`` is under a torch.func transform (vmap, jvp, grad) or forward-mode AD is active: the
-    oneDNN Function has no batching or forward-mode rule, so those take ``F.linear``."""
-    return torch._C._functorch.is_functorch_wrapped_tensor(x) or forward_ad._current_level >= 0
+def _transformed() -> bool:
+    """Whether a torch.func transform (vmap, grad, jvp, jacrev ...) or forward-mode AD is active. Under a
+    transform ``autograd.Function.apply`` refuses a Function without ``setup_context``, as
+    :class:`_OneDNNLinear` is, whichever operand is wrapped (the input, or the weight and bias when the
+    transform is over the parameters): this is the test it makes (torch/autograd/function.py). The
+    Function has no forward-mode rule either. Both take ``F.linear``."""
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
 
 
 def _eligible(x: Tensor, weight: Tensor) -> bool:
-    return (_enabled and weight.shape[0] * weight.shape[1] >= MIN_SIZE and x.dim() >= 2
+    # x.numel() > 0: oneDNN makes no primitive for an empty batch's weight gradient (a zero inner size)
+    return (_enabled and weight.shape[0] * weight.shape[1] >= MIN_SIZE and x.dim() >= 2 and x.numel() > 0
             and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.device.type == "cpu" and weight.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-            and onednn_available() and not _transformed(x))
+            and onednn_available() and not _transformed())
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:

@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import types
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..base import Batch
-from ..errors import ConfigError
+from ..errors import ConfigError, GenZooWarning
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 
@@ -49,6 +50,34 @@ def check_precision(model: nn.Module, precision: str) -> None:
     if precision == "bf16" and not getattr(model, "autocast_safe", False):
         raise ConfigError(f"precision bf16: {type(model).__name__} keeps its own dtype (its accumulations are not "
                           "safe in bfloat16); use fp32")
+
+
+def bf16_emulated(device: torch.device) -> bool:
+    """Whether bf16 autocast on ``device`` runs emulated: a CPU without native bf16 (AVX512-BF16, AMX), by oneDNN's
+    own check, where bf16 products take many times as long as fp32's (60x for a 512 x 512 product on a 2-core AMD
+    EPYC with AVX2 only; :func:`genzoo.bench.speed.bf16_slowdown` measures it)."""
+    return device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def bf16_warning(device: torch.device) -> None:
+    """Warn (:class:`~genzoo.errors.GenZooWarning`) where bf16 runs emulated (:func:`bf16_emulated`)."""
+    if bf16_emulated(device):
+        warnings.warn("precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so torch emulates it and "
+                      "the run is many times slower than in fp32", GenZooWarning, stacklevel=3)
+
+
+def check_compile(device: torch.device) -> None:
+    """Raise ConfigError where ``torch.compile`` cannot build its kernels: on the CPU, inductor compiles C++ and
+    needs a compiler (g++, clang++ or $CXX), which it otherwise misses only at the first compiled step."""
+    if device.type != "cpu":
+        return
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception as e:  # InvalidCxxCompiler, or a torch without inductor
+        raise ConfigError(f"compile: torch.compile needs a C++ compiler on the CPU and found none ({type(e).__name__}): "
+                          "install g++ or set CXX, or leave compile off") from None
 
 
 def autocast(device: torch.device, precision: str):
@@ -94,6 +123,20 @@ def _own_forward(cls: type) -> Callable:
     return forward
 
 
+def _compiled(child: nn.Module) -> bool:
+    """Whether :func:`compile_networks` compiled ``child`` (its instance ``forward`` wraps a dynamo function)."""
+    forward = vars(child).get("forward")
+    return hasattr(getattr(forward, "__func__", None), "_torchdynamo_orig_callable")
+
+
+def eager_networks(model: nn.Module) -> None:
+    """Undo :func:`compile_networks`: every top-level network runs its class's ``forward`` again (``fit`` with
+    ``compile=False`` on a model an earlier ``fit(compile=True)`` compiled)."""
+    for child in model.children():
+        if _compiled(child):
+            del child.forward
+
+
 def compile_networks(model: nn.Module) -> None:
     """``torch.compile`` the ``forward`` of every top-level submodule that has parameters, in place (parameter
     names and checkpoints unchanged), each with its own graph cache (:func:`_own_forward`). The bound
@@ -101,7 +144,7 @@ def compile_networks(model: nn.Module) -> None:
     an ``nn.Sequential``, so each of its layers became a graph of its own (recompiled per shape, until dynamo's
     limit) and the activations ran eagerly."""
     for child in model.children():
-        if any(True for _ in child.parameters()) and "forward" not in vars(child):  # not twice (a second fit)
+        if any(True for _ in child.parameters()) and not _compiled(child):  # not twice (a second fit)
             # the class's function, compiled, bound to this module: a deepcopy binds it to the copy (whose own
             # weights it then uses), and pickling stores the method by name
             child.forward = types.MethodType(torch.compile(_own_forward(type(child))), child)

@@ -233,7 +233,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     first ramps it linearly from lr / warmup_steps up to lr (Goyal et al. 2017, Section 2.2);
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
     ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
-    and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`.
+    and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`; the model comes back in the layout
+    it trained in (channels-last: :func:`genzoo.save` stores it as any other, ``safetensors.torch.save_file`` wants
+    ``.contiguous()`` tensors) and compiled or not as ``compile`` says.
 
     A new run needs a ``run_dir`` free of a run's files (:data:`genzoo.io.RUN_FILES`, but ``run.json``, which
     ``genzoo train`` writes first); ``resume=True`` continues from its newest checkpoint or, where it has none
@@ -285,6 +287,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     acceleration.check_precision(model, precision)
+    if compile:  # before anything is written: inductor finds no C++ compiler only at the first compiled step
+        acceleration.check_compile(model.device)
+    if precision == "bf16":
+        acceleration.bf16_warning(model.device)
     if run_dir is not None and not str(run_dir).strip():
         raise ConfigError("run_dir needs a folder name (None: no run directory)")
     run_dir = Path(run_dir).expanduser() if run_dir is not None else None
@@ -394,6 +400,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         distributed.broadcast_from_rank0(model.state_dict().values())  # one model, whatever each rank was seeded
         if compile:  # after setup, whose one-off data-dependent pass (ActNorm's initialisation) would break the graph
             acceleration.compile_networks(model)
+        else:  # compiled by an earlier fit(compile=True): eager again
+            acceleration.eager_networks(model)
     except BaseException:
         hold.close()
         if before is not None:
