@@ -270,22 +270,65 @@ def test_inpaint_mnist_reuses_a_parzen_run_only_of_its_recipe_and_files(tmp_path
     from genzoo.bench.common import configs_dir, train_recipe
     from genzoo.bench.inpaint_mnist import stale
 
-    run, recipe = tmp_path / "vae", tmp_path / "vae.toml"
+    run, recipe, flags = tmp_path / "vae", tmp_path / "vae.toml", ["--steps", "1", "--set", "data.n=200"]
     shutil.copy(configs_dir() / "vae-mnist-binarized.toml", recipe)
-    train_recipe(str(recipe), run, str(mnist_root), ["--steps", "1", "--set", "data.n=200"])
-    assert stale(run, recipe, str(mnist_root)) is None  # the recipe as it is, its length aside
+    train_recipe(str(recipe), run, str(mnist_root), flags)
+    assert stale(run, recipe, str(mnist_root), flags) is None  # the recipe as it is, with the benchmark's flags
     recipe.write_text(recipe.read_text().replace("latent_dim = 50", "latent_dim = 40"))
-    assert "model.latent_dim = 50, and vae.toml now says 40" in stale(run, recipe, str(mnist_root))
+    assert "model.latent_dim = 50, and vae.toml now says 40" in stale(run, recipe, str(mnist_root), flags)
     shutil.copy(configs_dir() / "vae-mnist-binarized.toml", recipe)
     recipe.write_text(recipe.read_text().replace("log_every = 100", "log_every = 50"))  # bookkeeping: no retraining
-    assert stale(run, recipe, str(mnist_root)) is None
+    assert stale(run, recipe, str(mnist_root), flags) is None
     recipe.write_text(recipe.read_text().replace("binarize = true", "dequantize = true"))
-    assert "data.dequantize = None" in stale(run, recipe, str(mnist_root))
+    assert "data.dequantize = None" in stale(run, recipe, str(mnist_root), flags)
     shutil.copy(configs_dir() / "vae-mnist-binarized.toml", recipe)
     record = json.loads((run / "run.json").read_text())
     record["recipe"]["data"]["content_fingerprint"] = "other files"  # as a run of inverted digits records
     (run / "run.json").write_text(json.dumps(record))
-    assert "are not the ones the run recorded" in stale(run, recipe, str(mnist_root))
+    assert "are not the ones the run recorded" in stale(run, recipe, str(mnist_root), flags)
+
+
+def test_inpaint_mnist_reuses_no_parzen_run_trained_with_options_its_recipe_does_not_give(tmp_path, mnist_root):
+    """stale() walked only the keys the recipe file names: a run trained with --set pack=4, data.binarize=true (another
+    data space), --seed 3, another precision or 3 steps of the recipe's 30,000 was reused as parzen-mnist's."""
+    import json
+
+    from genzoo.bench.common import configs_dir, train_recipe
+    from genzoo.bench.inpaint_mnist import stale
+
+    recipe, root = configs_dir() / "gan-mnist-goodfellow2014.toml", str(mnist_root)
+    flags = ["--steps", "2", "--set", "data.n=200"]  # as parzen-mnist's quick flags, smaller
+    run = tmp_path / "packed"  # the audit's repro
+    train_recipe(recipe.name, run, root, [*flags, "--set", "pack=4", "--set", "data.binarize=true"])
+    assert stale(run, recipe, root) is not None
+    seeded = tmp_path / "seeded"
+    train_recipe(recipe.name, seeded, root, [*flags, "--seed", "3"])
+    assert stale(seeded, recipe, root) is not None
+    exact = tmp_path / "exact"
+    train_recipe(recipe.name, exact, root, flags)
+    assert stale(exact, recipe, root, flags) is None  # trained as parzen-mnist trains it: reused
+    assert stale(exact, recipe, root) is not None  # 2 steps on 200 images are not the recipe's 30,000 on all
+    assert "train.steps = 2, and `genzoo train --config gan-mnist-goodfellow2014.toml --steps 3" in stale(
+        exact, recipe, root, ["--steps", "3", "--set", "data.n=200"])  # shorter than the benchmark trains: stale
+    # the reasons, against the benchmark's own flags
+    assert "model.pack = 4, which `genzoo train --config gan-mnist-goodfellow2014.toml --steps 2" in stale(
+        run, recipe, root, flags)
+    record = json.loads((run / "run.json").read_text())
+    del record["recipe"]["model"]["pack"]  # the data space alone
+    (run / "run.json").write_text(json.dumps(record))
+    assert "data.binarize = True, which" in stale(run, recipe, root, flags)
+    why = stale(seeded, recipe, root, flags)
+    assert "train.seed = 3, and" in why and "trains with 0" in why
+    for key, value in (("precision", "bf16"), ("lr_schedule", "cosine"), ("batch_size", 50)):  # as run.json records them
+        record = json.loads((exact / "run.json").read_text())
+        record["recipe"]["train"][key] = value
+        (tmp_path / "edited").mkdir(exist_ok=True)
+        (tmp_path / "edited" / "run.json").write_text(json.dumps(record))
+        assert f"train.{key} = {value!r}" in stale(tmp_path / "edited", recipe, root, flags)
+    record = json.loads((exact / "run.json").read_text())
+    record["recipe"]["train"]["log_every"] = 7  # bookkeeping: the same model
+    (tmp_path / "edited" / "run.json").write_text(json.dumps(record))
+    assert stale(tmp_path / "edited", recipe, root, flags) is None
 
 
 def test_parzen_mnist_stores_what_compare_asks_so_its_printed_command_reuses_it(tmp_path, monkeypatch, capsys):
@@ -339,3 +382,145 @@ def test_the_provenance_line_records_the_arguments_main_was_given(tmp_path, monk
             str(out), "--no-progress"]
     assert main(args) == 0
     assert f"`genzoo {' '.join(args)}`" in out.read_text()
+
+
+def test_parzen_mnist_writes_each_runs_evaluation_as_soon_as_it_is_scored(tmp_path, monkeypatch):
+    """The five eval.json files were written only after all five runs had ended: one failed run lost the others'
+    evaluations (hours of scoring)."""
+    import json
+
+    import genzoo
+    import genzoo.bench.parzen_mnist as pm
+    import genzoo.cli as cli
+    import genzoo.eval.metrics as metrics
+
+    run = tmp_path / "gan"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 30}\n')
+    monkeypatch.setattr(pm, "train", lambda *a: (run, 1.0))  # the heavy parts: training, loading, scoring
+    monkeypatch.setattr(cli, "read_recipe", lambda r: {"data": {"name": "mnist"}})
+    monkeypatch.setattr(genzoo, "load", lambda r: None)
+    monkeypatch.setattr(metrics, "evaluate", lambda model, spec, **kw: {"parzen": {"ll": 1.0}, "asked_with": kw})
+    out = pm.train_and_score("GAN", "/nowhere", str(tmp_path), True)  # in the worker, before the next run ends
+    stored = json.loads((run / "eval.json").read_text())
+    assert stored == json.loads(json.dumps(out["result"])) and "asked" in stored
+    assert stored["asked_with"] == {"n": 300, "n_samples": 500, "iwae_k": 20, "metrics": "all", "progress": False}
+
+
+def _fake_parzen_results(tmp_path, quick):
+    from genzoo.bench.parzen_mnist import MODELS
+
+    n_samples, n_test = (500, 300) if quick else (10_000, 10_000)  # as evaluate records them
+    return [{"label": label, "run": str(tmp_path / label.lower()), "recipe": recipe, "seconds": 60.0, "steps": 30,
+             "result": {"parzen": {"ll": 100.0 - i, "stderr": 1.0, "sigma": 0.2, "n_samples": n_samples,
+                                   "n_test": n_test}}}
+            for i, (label, (recipe, _)) in enumerate(MODELS.items())]
+
+
+def test_parzen_mnist_quick_header_gives_the_sizes_it_used(tmp_path, monkeypatch):
+    """--quick said "10,000 samples ... over the 10,000 test images", "IWAE bound with k = 100" and compared its
+    30-step GAN with the paper's 225: it scores 500 samples on 300 test images with k = 20."""
+    import argparse
+    import types
+
+    import genzoo.bench.common as common
+    import genzoo.bench.parzen_mnist as pm
+    import genzoo.eval.compare as compare
+
+    for label in pm.MODELS:
+        (tmp_path / label.lower()).mkdir()
+    monkeypatch.setattr(common, "mnist_root", lambda args: "/nowhere")
+    monkeypatch.setattr(compare, "compare_table", lambda rows: types.SimpleNamespace(markdown="| table |"))
+    args = argparse.Namespace(quick=True, runs_dir=str(tmp_path), jobs=1, no_progress=True, data_root=None)
+    monkeypatch.setattr(pm, "run_parallel", lambda *a: _fake_parzen_results(tmp_path, True))
+    text = pm.run(args)
+    assert "then 500 samples scored" in text and "over the 300 MNIST test images" in text and "k = 20;" in text
+    assert "10,000 samples" not in text and "the paper's 225" not in text and "--iwae-k 20`" in text
+    monkeypatch.setattr(pm, "run_parallel", lambda *a: _fake_parzen_results(tmp_path, False))
+    text = pm.run(argparse.Namespace(**{**vars(args), "quick": False}))  # the full run's header as it was
+    assert "then 10,000 samples scored" in text and "over the 10,000 MNIST test images" in text
+    assert "k = 100;" in text and "below the paper's 225" in text and "--iwae-k 100`" in text
+
+
+def _eval_speed_text(monkeypatch, differ: bool, quick: bool = True) -> str:
+    import argparse
+
+    import genzoo.bench.eval_speed as es
+
+    values = {"fid": 1.0, "kid": 0.1, "kid_std": 0.01, "precision": 0.9, "recall": 0.9, "density": 0.9,
+              "coverage": 0.9, "is": 9.0, "parzen": 200.0}
+    public = {**values, "fid": 2.0 if differ else 1.0, "seconds": {"feature_metrics": 1.0, "parzen": 1.0}}
+    stages = [("reference features of the test set, empty cache", 2.0),
+              ("reference features of the test set, from the cache", 0.1), ("FID", 0.5)]
+    monkeypatch.setattr(es, "time_evaluation", lambda *a, **k: (stages, values, public))  # the timed work
+    return es.run(argparse.Namespace(quick=quick, data_root=None))
+
+
+def test_eval_speed_says_agree_only_when_the_staged_and_public_values_agree(monkeypatch):
+    """It printed "(the staged steps and the public calls agree)" and, on the next line, that they differed."""
+    text = _eval_speed_text(monkeypatch, differ=True)
+    assert "agree" not in text and "Values (the public calls): fid 2" in text and "differ in: fid." in text
+    assert "the staged steps and the public calls agree" in _eval_speed_text(monkeypatch, differ=False)
+
+
+def test_eval_speed_quick_header_gives_its_own_sizes_and_no_goal(monkeypatch):
+    """--quick was titled "10,000 samples against the MNIST test set" and judged by the 180 s goal of that size,
+    scoring the digits set's 1,297 training images against its 300 test images."""
+    from genzoo.data import load_dataset
+
+    n = len(load_dataset("digits", "train"))
+    text = _eval_speed_text(monkeypatch, differ=False)
+    assert f"## Evaluation cost: {n:,} samples against the digits test set" in text and "Goal" not in text
+
+
+def test_an_empty_genzoo_data_is_unset_and_a_bad_one_is_named(tmp_path, monkeypatch, mnist_root):
+    """GENZOO_DATA= (set, empty) made the benchmarks look for MNIST in the current directory instead of
+    shared/data/mnist beside the checkout; a wrong $GENZOO_DATA was not named as the folder's source."""
+    import argparse
+
+    import genzoo.bench.common as common
+    from genzoo.errors import DataError
+
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "mnist").symlink_to(mnist_root)
+    monkeypatch.setattr(common, "__file__", str(tmp_path / "checkout" / "genzoo" / "bench" / "common.py"))
+    monkeypatch.chdir(tmp_path)  # holds no MNIST files itself
+    monkeypatch.setenv("GENZOO_DATA", "")
+    args = argparse.Namespace(data_root=None)
+    assert common.mnist_root(args) == str(tmp_path / "shared" / "data" / "mnist")
+    monkeypatch.setenv("GENZOO_DATA", str(tmp_path / "checkout"))
+    with pytest.raises(DataError, match=r"^\$GENZOO_DATA=.*checkout: MNIST not found in"):
+        common.mnist_root(args)
+    with pytest.raises(DataError, match="^MNIST not found in"):  # --data-root wins, and is not called $GENZOO_DATA
+        common.mnist_root(argparse.Namespace(data_root=str(tmp_path / "checkout")))
+
+
+def test_flows_2d_writes_its_stacked_picture_atomically(tmp_path, monkeypatch):
+    """sheet.save(out) wrote the README's figure in place: an interrupted write left half a PNG."""
+    import genzoo.io
+    from PIL import Image
+
+    from genzoo.bench.flows_2d import stack_pictures
+
+    paths = []
+    for i, (w, h) in enumerate(((30, 20), (40, 10))):
+        Image.new("RGB", (w, h), (i * 100, 0, 0)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    written, atomic = [], genzoo.io.atomic_write_bytes
+    monkeypatch.setattr(genzoo.io, "atomic_write_bytes", lambda path, data: (written.append(path), atomic(path, data)))
+    out = stack_pictures(paths, tmp_path / "flows-ring.png")
+    assert written == [tmp_path / "flows-ring.png"]
+    with Image.open(out) as sheet:
+        assert sheet.size == (40, 30) and sheet.getpixel((0, 25)) == (100, 0, 0)
+
+
+def test_the_benchmark_list_names_each_ones_flags_defaults_and_quick_runs(capsys):
+    """`genzoo bench` said nothing of which options a benchmark reads: a user found out by being refused."""
+    assert main(["bench"]) == 0
+    out = capsys.readouterr().out
+    for name in BENCHES:
+        line = bench.flags_help(name)
+        assert line in out and all(f"--{k.replace('_', '-')}" in line for k in bench.get(name).FLAGS)
+    assert "--steps (default ring 10,000, grid 10,000), --seeds (default 5)" in bench.flags_help("modes")
+    assert bench.flags_help("vae-planar").endswith("--quick writes no runs")
+    assert bench.flags_help("parzen-mnist").endswith("--quick keeps its scratch runs in --runs-dir")

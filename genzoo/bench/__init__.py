@@ -1,7 +1,8 @@
 """Reproductions of published tables: ``genzoo bench NAME``, one small module per table.
 
 Each module under ``genzoo/bench/`` has a ``DESCRIPTION``, the ``FLAGS`` of ``genzoo bench`` it reads
-(any other given is refused, not ignored) and ``run(args) -> str`` returning its result as Markdown; the
+(any other given is refused, not ignored), their ``DEFAULTS`` in words where it has its own, ``QUICK_RUNS = True``
+where ``--quick`` keeps scratch runs in ``--runs-dir`` and ``run(args) -> str`` returning its result as Markdown; the
 harness adds what was run, where and when, prints it and writes it into ``BENCHMARKS.md`` between
 ``<!-- bench:NAME -->`` markers (replacing the previous result of the same benchmark, keeping everything
 else; markers that are unbalanced or doubled are refused before the run, so no text between them is lost).
@@ -141,6 +142,20 @@ def write_section(path: str | os.PathLike, name: str, markdown: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def flags_help(name: str) -> str:
+    """What ``genzoo bench NAME`` reads, each flag with its default, and whether ``--quick`` keeps runs: one line
+    (``genzoo bench`` lists it under each benchmark).
+
+    >>> flags_help("fgan-gaussian")
+    'reads --steps (default 4,000), --jobs (default the CPU count, at most 4); --quick writes no runs'
+    """
+    mod = get(name)
+    defaults = {"jobs": "the CPU count, at most 4", **getattr(mod, "DEFAULTS", {})}  # (--data-root: as --help says)
+    reads = ", ".join(_flags([k]) + (f" (default {defaults[k]})" if k in defaults else "") for k in mod.FLAGS)
+    quick = "keeps its scratch runs in --runs-dir" if getattr(mod, "QUICK_RUNS", False) else "writes no runs"
+    return f"reads {reads or 'none of --steps, --seeds, --minutes, --jobs, --data-root'}; --quick {quick}"
+
+
 def _flags(dests) -> str:
     """argparse dest names as the flags a user types: ``data_root`` -> ``--data-root``."""
     return ", ".join("--" + k.replace("_", "-") for k in dests)
@@ -171,7 +186,7 @@ def main(args) -> int:
         if given:
             raise ConfigError(f"name a benchmark to run with {_flags(given[:1])} (`genzoo bench` lists them)")
         for name in sorted(BENCHES):
-            print(f"{name:<16} {get(name).DESCRIPTION}")
+            print(f"{name:<16} {get(name).DESCRIPTION}\n{'':<16} {flags_help(name)}")
         return 0
     mod = get(args.name)
     check_options(args, mod)

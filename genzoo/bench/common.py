@@ -16,17 +16,24 @@ TABLE_HEAD = ("| model | parameters | steps | minutes | test log-likelihood (nat
 
 
 def mnist_root(args) -> str:
-    """``--data-root``, else ``$GENZOO_DATA``, else ``shared/data/mnist`` beside the genzoo checkout (not the
-    current directory); a DataError unless the four IDX files are there."""
+    """``--data-root``, else ``$GENZOO_DATA`` (set and not empty), else ``shared/data/mnist`` beside the genzoo
+    checkout (not the current directory); a DataError unless the four IDX files are there (naming $GENZOO_DATA
+    when the folder came from it)."""
     from ..data.mnist import find_mnist
 
-    root = getattr(args, "data_root", None) or os.environ.get("GENZOO_DATA")
+    given = getattr(args, "data_root", None) or None
+    root = given or os.environ.get("GENZOO_DATA") or None  # GENZOO_DATA= (empty) is unset, not the current directory
     if root is None:
         guess = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
         if not guess.is_dir():
             raise DataError("MNIST not found: give --data-root DIR (the four IDX files) or set GENZOO_DATA")
         root = str(guess)
-    find_mnist(root)  # before any work, not in each worker
+    try:
+        find_mnist(root)  # before any work, not in each worker
+    except DataError as e:
+        if given is None and root == os.environ.get("GENZOO_DATA"):
+            raise DataError(f"$GENZOO_DATA={root}: {e}") from None
+        raise
     return root
 
 

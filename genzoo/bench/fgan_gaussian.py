@@ -22,6 +22,8 @@ DIVS = ("kl", "reverse_kl", "js", "jeffrey", "pearson")
 MIXTURE = {"means": (-1.0, 1.5), "stds": (0.6, 0.9), "weights": (0.6, 0.4)}
 LO, HI = -15.0, 15.0
 STEPS, BATCH, LR = 4000, 1024, 2e-3
+#: the defaults of its FLAGS, in words (`genzoo bench` lists them)
+DEFAULTS = {"steps": f"{STEPS:,}"}
 TOLERANCE = 0.05
 ACT = "leaky_relu"  # tanh (the paper) saturates where T* = f'(p/q) runs to -inf in the tails (Jeffrey, reverse KL)
 

@@ -22,6 +22,8 @@ RECIPES = {
     "realnvp": ["n_couplings=32", "hidden=[128,128]", "lr=5e-4", "max_grad_norm=10", "mixing=linear"],
 }
 STEPS, BATCH, N_TEST = 8000, 256, 5000
+#: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick keeps its scratch runs
+DEFAULTS, QUICK_RUNS = {"steps": f"{STEPS:,}"}, True
 
 
 def one(model: str, dataset: str, steps: int, runs_dir: str) -> dict:
@@ -51,16 +53,27 @@ def one(model: str, dataset: str, steps: int, runs_dir: str) -> dict:
 
 
 def stack_pictures(paths: list[str], out: Path) -> Path:
-    """The density pictures of one data set, one model a row, stacked into one PNG (the README's figures)."""
+    """The density pictures of one data set, one model a row, stacked into one PNG (the README's figures), written
+    atomically as every other bench output (an interrupted write leaves the old picture, not half a new one)."""
+    import io
+
     from PIL import Image
 
-    images = [Image.open(p).convert("RGB") for p in paths]
-    sheet = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white")
-    top = 0
-    for img in images:
-        sheet.paste(img, (0, top))
-        top += img.height
-    sheet.save(out)
+    from ..io import atomic_write_bytes
+
+    images = []
+    for p in paths:
+        with Image.open(p) as img:  # (closed: the file handle is not left to the garbage collector)
+            images.append(img.convert("RGB"))
+    with Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), "white") as sheet:
+        top = 0
+        for img in images:
+            sheet.paste(img, (0, top))
+            top += img.height
+            img.close()
+        buf = io.BytesIO()
+        sheet.save(buf, format="PNG")
+    atomic_write_bytes(out, buf.getvalue())
     return out
 
 

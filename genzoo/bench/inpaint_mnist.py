@@ -31,6 +31,10 @@ MODELS = ("GAN", "VAE", "RealNVP")
 N_IMAGES, BATCH = 1000, 250
 #: model -> (Adam steps, starts, precision) of its search
 SEARCH = {"GAN": (STEPS, RESTARTS, "fp32"), "VAE": (STEPS, RESTARTS, "fp32"), "RealNVP": (100, 1, "bf16")}
+#: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick trains (or reuses) parzen-mnist's
+#: quick runs
+DEFAULTS = {"steps": ", ".join(f"{k} {v[0]}" for k, v in SEARCH.items())}
+QUICK_RUNS = True
 
 
 def nearest_fill(train_x, y, mask, chunk: int = 10_000):
@@ -54,9 +58,10 @@ def nearest_fill(train_x, y, mask, chunk: int = 10_000):
 
 
 def model_run(label: str, root: str, runs_dir: Path, quick: bool) -> Path:
-    """The parzen-mnist run of ``label``: reused where it was trained on the MNIST files of ``root`` with its
-    recipe's model and training options as they are now (:func:`stale`), else trained (again) now, with a note
-    that says why (a run of an older recipe, or of other files, was scored under today's stamp)."""
+    """The parzen-mnist run of ``label``: reused where it was trained on the MNIST files of ``root`` as
+    parzen-mnist trains it now (:func:`stale`: its recipe's model and training options, and the benchmark's own
+    flags), else trained (again) now, with a note that says why (a run of an older recipe, of other options or of
+    other files was scored under today's stamp)."""
     import sys
 
     from . import parzen_mnist
@@ -64,7 +69,7 @@ def model_run(label: str, root: str, runs_dir: Path, quick: bool) -> Path:
 
     run = runs_dir / ("parzen-mnist-quick" if quick else "parzen-mnist") / label.lower()
     why = "missing" if not (run / "model.safetensors").is_file() else stale(
-        run, configs_dir() / parzen_mnist.MODELS[label][0], root)
+        run, configs_dir() / parzen_mnist.MODELS[label][0], root, parzen_mnist.train_flags(label, quick))
     if why:
         if why != "missing":
             print(f"genzoo: note: {run} {why}: training it again", file=sys.stderr)
@@ -72,33 +77,57 @@ def model_run(label: str, root: str, runs_dir: Path, quick: bool) -> Path:
     return run
 
 
-def stale(run: Path, recipe_file: Path, root: str) -> str | None:
-    """Why ``run`` is not what ``genzoo train --config RECIPE --data-root ROOT`` trains now, or None: its MNIST
+def stale(run: Path, recipe_file: Path, root: str, flags: list[str] | tuple = ()) -> str | None:
+    """Why ``run`` is not what ``genzoo train --config RECIPE --data-root ROOT FLAGS`` trains now, or None: its MNIST
     files are other ones (their recorded fingerprint), or its recorded model, data or training options differ from
-    the recipe's (but for :data:`BOOKKEEPING`). A run without a readable run.json is stale too."""
-    from genzoo.cli import read_recipe
+    that command's, resolved as `genzoo train` resolves them (the defaults it fills into the train table included),
+    both ways: an option the run recorded and the command does not give (``pack = 4``, ``data.binarize``) counts as
+    one that differs. :data:`BOOKKEEPING` is left out. The length and the data's size are compared: a run trained for
+    fewer (or more) steps, or on fewer images, than parzen-mnist trains (its recipe with
+    :func:`~genzoo.bench.parzen_mnist.train_flags`) is another run. A run without a readable run.json is stale too."""
+    import json
+
+    from genzoo.cli import _resolve, _typed_train, parse, read_recipe
+    from genzoo.data import typed_spec
     from genzoo.data.mnist import mnist_fingerprint
     from genzoo.errors import GenZooError
     from genzoo.recipes import load_recipe
 
+    command = ["train", "--config", str(recipe_file), "--data-root", root, *flags]
     try:
         recorded = read_recipe(run)
-        want = load_recipe(recipe_file)
+        named = load_recipe(recipe_file)  # the keys the file itself names (for the note)
+        want, _, transform = _resolve(parse(command))  # as cmd_train: defaults < recipe < flags < --set
+        want["train"] = _typed_train(want["train"])
+        # MNIST is discrete, so genzoo train adds the model's default transform (binarize, dequantize) and records the
+        # data table typed (its numbers, its root, its files' fingerprint)
+        want["data"] = typed_spec({**want["data"], **transform})
     except GenZooError as e:
         return f"cannot be reused ({e})"
     content, now = recorded["data"].get("content_fingerprint"), mnist_fingerprint(root)  # (cached: no split loaded)
     if content is not None and now is not None and content != now:  # (as load_spec checks it)
         return f"cannot be reused (the MNIST files in {root} are not the ones the run recorded ({content}; now {now}))"
+    trains = f"`genzoo train --config {recipe_file.name}{' ' * bool(flags)}{' '.join(flags)}`"
     for table in ("model", "data", "train"):
-        for key, value in want.get(table, {}).items():
-            if key not in BOOKKEEPING and recorded[table].get(key) != value:
-                return f"was trained with {table}.{key} = {recorded[table].get(key)!r}, and {recipe_file.name} now says {value!r}"
+        # (the model table: the recipe's TOML values, typed as the model records them; the flags set no model key)
+        have, need = recorded[table], json.loads(json.dumps(want[table]))  # (tuples as run.json holds them: lists)
+        for key in [*need, *(k for k in have if k not in need)]:  # both ways
+            if key in BOOKKEEPING or have.get(key) == need.get(key):
+                continue
+            was = f"was trained with {table}.{key} = {have.get(key)!r}"
+            if key not in need:
+                return f"{was}, which {trains} does not set"
+            if named.get(table, {}).get(key, object()) == need[key]:  # the file's own value
+                return f"{was}, and {recipe_file.name} now says {need[key]!r}"
+            return f"{was}, and {trains} trains with {need[key]!r}"
     return None
 
 
-#: recipe keys that leave the trained model as it is (its length, which the quick benchmark sets, and the data's size
-#: and folder, which --quick and --data-root set), so a change of them retrains nothing
-BOOKKEEPING = ("steps", "epochs", "checkpoint_every", "sample_every", "log_every", "keep", "n", "root")
+#: recipe keys that leave the trained model as it is (how often it logged, sampled and kept checkpoints, where its
+#: data folder is, the MNIST files' fingerprints, checked on their own), so a change of them retrains nothing; the
+#: length (steps, epochs) and the data's size (n) are compared, against parzen-mnist's own flags
+BOOKKEEPING = ("checkpoint_every", "sample_every", "log_every", "keep", "root", "content_fingerprint",
+               "split_fingerprint")
 
 
 def run(args) -> str:

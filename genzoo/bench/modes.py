@@ -45,6 +45,8 @@ PER_DATASET = {"genzoo best: PacGAN4 + rejection sampling": {
 #: high-quality samples, no more modes; see BENCHMARKS.md)
 STEPS = {"ring": 10000, "grid": 10000}
 BATCH, N_SAMPLES, SEEDS = 256, 2500, 5
+#: the defaults of its FLAGS, in words (`genzoo bench` lists them)
+DEFAULTS = {"steps": ", ".join(f"{k} {v:,}" for k, v in STEPS.items()), "seeds": str(SEEDS)}
 
 PUBLISHED = [  # (model, ring modes, ring HQ %, ring KL, grid modes, grid HQ %, grid KL)
     ("VEEGAN (Srivastava et al. 2017)", "8.0", "52.9", "", "24.6", "40.0", ""),

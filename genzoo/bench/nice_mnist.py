@@ -19,12 +19,15 @@ DESCRIPTION = "NICE (paper architecture) on dequantized MNIST: test log-likeliho
 FLAGS = ("steps", "minutes", "data_root")
 PAPER_LL, BATCH = 1980.50, 200
 OPTIONS = {"n_couplings": 4, "hidden": (1000,) * 5, "base": "logistic"}
+#: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick keeps its scratch run
+MINUTES = 12.0
+DEFAULTS, QUICK_RUNS = {"steps": "what --minutes allows", "minutes": f"{MINUTES:g}"}, True
 
 
 def run(args) -> str:
     from .common import TABLE_HEAD, run_flow_on_mnist
 
-    minutes = args.minutes or 12.0
+    minutes = args.minutes or MINUTES
     rows, out = run_flow_on_mnist(args, "nice", OPTIONS, minutes, BATCH, "genzoo NICE", lr_schedule="constant")
     paper_bpd = (-PAPER_LL + 784 * math.log(256)) / (784 * math.log(2))
     lines = ["## NICE on MNIST (`genzoo bench nice-mnist`)", "",

@@ -14,12 +14,15 @@ DESCRIPTION = "RealNVP (multi-scale) on dequantized MNIST: bits/dim after a CPU 
 FLAGS = ("steps", "minutes", "data_root")
 BATCH = 64
 OPTIONS = {"n_scales": 2, "width": 32, "n_blocks": 2, "norm": "actnorm", "lr": 1e-3}
+#: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick keeps its scratch run
+MINUTES = 12.0
+DEFAULTS, QUICK_RUNS = {"steps": "what --minutes allows", "minutes": f"{MINUTES:g}"}, True
 
 
 def run(args) -> str:
     from .common import TABLE_HEAD, run_flow_on_mnist
 
-    minutes = args.minutes or 12.0
+    minutes = args.minutes or MINUTES
     rows, out = run_flow_on_mnist(args, "realnvp", OPTIONS, minutes, BATCH, "genzoo RealNVP (2 scales, width 32, 2 blocks)")
     lines = ["## RealNVP on MNIST (`genzoo bench realnvp-mnist`)", "",
              f"Same protocol as `nice-mnist` (dequantized test set, nats on [0, 1]^784, bits/dim on 256 levels); "
