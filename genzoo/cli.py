@@ -106,10 +106,12 @@ def _parser() -> argparse.ArgumentParser:
                    "0: none)")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if present)")
     t.add_argument("--precision", choices=["fp32", "bf16"],
-                   help="fp32 (default) or bf16 autocast for the models that allow it (VAE, GANs, flows)")
+                   help="fp32 (default) or bf16 autocast for the models that allow it (VAE, GANs, flows); "
+                   "faster on CPUs with native bf16 (AVX512-BF16, AMX) and recent GPUs, many times slower elsewhere")
     t.add_argument("--channels-last", choices=["auto", "on", "off"],
                    help="NHWC layout for convolutions (default auto: on for convolutional models)")
-    t.add_argument("--compile", action="store_true", default=None, help="torch.compile the model's networks")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the model's networks (--no-compile: eager, e.g. when resuming a compiled run)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="draw samples from a trained run and save a picture")
@@ -175,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     n_.add_argument("--restarts", type=int, help="search: random starts; the lowest loss wins (default 8)")
     n_.add_argument("--lam", type=float, help="search: weight of the perceptual / prior loss (default 0.003)")
     n_.add_argument("--precision", choices=["fp32", "bf16"],
-                    help="search: bf16 autocast (VAE, GAN, flows; 2-3x faster on CPUs with bf16; default fp32)")
+                    help="search: bf16 autocast (VAE, GAN, flows; 2-3x faster on CPUs with native bf16, many "
+                    "times slower on others; default fp32)")
     n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
     n_.add_argument("--data-root", help=RUN_DATA_ROOT)
     n_.add_argument("--seed", type=_seed, default=0, help="seed of the masks, starts and draws (default 0)")
@@ -187,7 +190,8 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md")
     b.add_argument("name", nargs="?", help="the benchmark (none: list them)")
     b.add_argument("--quick", action="store_true",
-                   help="a tiny version to check it runs: writes no table (its scratch runs go to --runs-dir)")
+                   help="a tiny version to check it runs: writes no table (`genzoo bench` says which keep scratch "
+                   "runs in --runs-dir)")
     b.add_argument("--seeds", type=int, help="seeds per configuration (default: the benchmark's)")
     b.add_argument("--steps", type=int, help="training steps per run (inpaint-mnist: Adam steps of each latent "
                    "search; default: the benchmark's)")
@@ -320,8 +324,8 @@ def _speed_flags(args, train: dict) -> None:
     """--precision, --channels-last and --compile into the recipe's [train] table."""
     if args.precision is not None:
         train["precision"] = args.precision
-    if args.compile:
-        train["compile"] = True
+    if args.compile is not None:
+        train["compile"] = args.compile
     if args.channels_last is not None:
         train.pop("channels_last", None)
         if args.channels_last != "auto":
@@ -866,13 +870,37 @@ def _density_picture(model, data, run_dir: Path) -> None:
 
 def read_recipe(run_dir: Path) -> dict:
     """The resolved recipe a run was trained with (its run.json), checked."""
-    from .io import read_json
+    from . import __version__
+    from .io import CONFIG, read_json
+    from .recipes import TRAIN_KEYS
 
-    run = read_json(Path(run_dir) / "run.json", "run file")
+    path = Path(run_dir) / "run.json"
+    if not path.exists() and (Path(run_dir) / CONFIG).is_file():
+        raise CheckpointError(f"{run_dir} is a saved model (genzoo.save), which records no data set: this needs the "
+                              "folder of a `genzoo train` run (inpaint takes --image FILE instead)")
+    run = read_json(path, "run file")
     recipe = run.get("recipe")
     if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k), dict) for k in ("model", "data", "train")):
-        raise CheckpointError(f"{Path(run_dir) / 'run.json'} is not a genzoo run file (no model/data/train recipe)")
+        raise CheckpointError(f"{path} is not a genzoo run file (no model/data/train recipe)")
+    if unknown := [k for k in recipe["train"] if k not in TRAIN_KEYS]:  # as a recipe file's (--resume dropped them)
+        version = run.get("genzoo_version")
+        newer = f" (written by genzoo {version}; this is {__version__})" if version not in (None, __version__) else ""
+        raise CheckpointError(f"{path}: unknown [train] key '{unknown[0]}'{did_you_mean(unknown[0], TRAIN_KEYS)}{newer}")
     return recipe
+
+
+def _run_levels(run: str, data_root: str | None, otherwise: str) -> int | None:
+    """The levels of a run's dequantized data (None: not dequantized, or a ``genzoo.save`` folder, which records no
+    data); where the data cannot be read, a note saying what is done ``otherwise``, and None."""
+    from .data import load_spec
+
+    if not (Path(run) / "run.json").is_file():
+        return None
+    try:
+        return load_spec(_data_spec(run, data_root), "test").dequantized_levels
+    except GenZooError as e:
+        print(f"genzoo: note: the run's data are not readable ({' '.join(str(e).split())}): {otherwise}", file=sys.stderr)
+        return None
 
 
 def _data_spec(run: str, data_root: str | None) -> dict:
@@ -1107,9 +1135,9 @@ def _data_label(path: str, result: dict, args) -> str:
 
 def _replaceable(cached: Path, asked: dict, metrics: list[str] | None = None) -> bool:
     """Whether ``compare`` may write its result (of ``metrics``, where known) over ``cached`` (RUN/eval.json): there
-    is none, it is damaged, or it holds the same settings (split, sizes, seed) for other weights, an older
-    genzoo's metrics or metrics that the new result all has too (an `eval` of `auto` under `compare`'s `all`);
-    never an evaluation a user asked with other settings (a full IWAE k=5000 run over by a quick -n 100)."""
+    is none, it is damaged, or it holds the same settings (split, sizes, seed) for other weights, another feature
+    classifier, an older genzoo's metrics or metrics that the new result all has too (an `eval` of `auto` under
+    `compare`'s `all`); never an evaluation a user asked with other settings (a full IWAE k=5000 run over by a quick -n 100)."""
     from .io import read_json
 
     if not cached.is_file():
@@ -1124,8 +1152,9 @@ def _replaceable(cached: Path, asked: dict, metrics: list[str] | None = None) ->
     had = old.get("metrics") if isinstance(old.get("metrics"), list) else None
     covered = mine.get("metrics") == asked.get("metrics") or (metrics is not None and had is not None
                                                                and set(had) <= set(metrics))
-    return _settings(mine, "weights", "metrics_version", "metrics") == _settings(asked, "weights", "metrics_version",
-                                                                                 "metrics") and covered
+    # (a result of another feature classifier, like one of other weights, is stale: replaced, not kept)
+    drop = ("weights", "metrics_version", "metrics", "classifier")
+    return _settings(mine, *drop) == _settings(asked, *drop) and covered
 
 
 def _asked(result) -> dict | None:
@@ -1163,16 +1192,26 @@ def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | No
 def _compare_key(path: str, args) -> dict:
     """What a cached RUN/eval.json must match for ``compare`` to reuse it: every flag that changes the results,
     the weights it scored (their file, size and content, so a run trained further is evaluated again; a run
-    still training is scored from its newest checkpoint), and the version of genzoo's metrics (results of an
-    older genzoo whose metrics changed since are not reused)."""
-    from .eval.metrics import METRICS_VERSION
+    still training is scored from its newest checkpoint), the version of genzoo's metrics (results of an
+    older genzoo whose metrics changed since are not reused) and, where feature metrics are asked of a run of
+    MNIST or digits, the sha256 of that classifier's weights (a retrained classifier changes every one of them)."""
+    from .eval import features
+    from .eval.metrics import FEATURE_METRICS, METRICS_VERSION
     from .io import weights_stamp
 
     metrics = args.metrics if args.metrics in ("auto", "all") else ",".join(
         sorted({m.strip() for m in str(args.metrics).split(",") if m.strip()}))  # "nll,parzen" = "parzen, nll"
-    return {"metrics": metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
-            "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root, "batch_size": args.batch_size,
-            "parzen_sigmas": args.parzen_sigmas, "weights": weights_stamp(path), "metrics_version": METRICS_VERSION}
+    key = {"metrics": metrics, "split": args.split, "n": args.n, "n_samples": args.n_samples,
+           "iwae_k": args.iwae_k, "seed": args.seed, "data_root": args.data_root, "batch_size": args.batch_size,
+           "parzen_sigmas": args.parzen_sigmas, "weights": weights_stamp(path), "metrics_version": METRICS_VERSION}
+    if metrics == "all" or set(metrics.split(",")) & set(FEATURE_METRICS):
+        try:
+            name = _data_spec(path, None).get("name")
+            if name in features.CLASSIFIERS:  # (16 hex digits of the hash: enough to tell weights apart)
+                key["classifier"] = f"{name} {features._weights_sha256(name)[:16]}"
+        except (GenZooError, OSError, AttributeError):
+            pass  # no readable run or classifier: the evaluation says why
+    return key
 
 
 def _indices(text: str, n: int) -> list[int]:
@@ -1219,16 +1258,19 @@ def cmd_interpolate(args) -> int:
         raise ConfigError(f"{pairs + len(args.between)} rows of {steps} images make more than {MAX_PICTURE:,} images, "
                           "the most one picture holds")
     out = _output_path(args.output, args.run, "arithmetic.png" if args.arithmetic else "interpolation.png", ".png")
-    test = None
+    test = levels = None
     if args.between or args.arithmetic:
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
+        levels = test.dequantized_levels
+    else:  # rows between prior draws: only the data's levels, to show them on (as sample does)
+        levels = _run_levels(args.run, args.data_root, "the rows are drawn as the model makes them, not put back on "
+                                                       "the data's levels")
     for i, j in args.between:  # all of them before the first row's projection
         if not (0 <= i < len(test) and 0 <= j < len(test)):
             raise ConfigError(f"--between indices must lie in 0..{len(test) - 1}, got {i} {j}")
     # a model of dequantized data, (v + u) / L, reads the test images at their levels' centres (stored, at 0 and 1,
     # a RealNVP's latents were 50-1,500x the prior's scale and the frames between them black), and what it
     # makes of them is shown back on the levels, as eval scores its samples: the strips' ends are the test images
-    levels = test.dequantized_levels if test is not None else None
     seen = (lambda x: x) if levels is None else (lambda x: level_centres(x, levels))
     shown = (lambda x: x) if levels is None else (lambda x: requantize(x, levels))
     g = torch.Generator().manual_seed(args.seed)
@@ -1251,7 +1293,7 @@ def cmd_interpolate(args) -> int:
         rows.append(shown(interpolate(model, z[0].cpu(), z[1].cpu(), steps, kind)))
     for _ in range(pairs):
         z = draw_prior(model, 2, g)
-        rows.append(interpolate(model, z[0], z[1], steps, kind))
+        rows.append(shown(interpolate(model, z[0], z[1], steps, kind)))
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
     save_grid(torch.cat(rows), out, nrow=steps, scale=2)
@@ -1287,6 +1329,7 @@ def cmd_inpaint(args) -> int:
     from .apps.interpolate import check_latent_model
     from .base import Density
     from .data import load_spec
+    from .data.transforms import requantize
     from .io import record_picture, weights_stamp
     from .viz import save_grid
 
@@ -1319,12 +1362,9 @@ def cmd_inpaint(args) -> int:
     truth, levels = None, None  # levels: of a model of dequantized data, whose search starts at their centres
     if args.image:
         y = torch.stack([_read_image(p, model.data_shape) for p in args.image])
-        if method == "search" and (Path(args.run) / "run.json").is_file():  # (a genzoo.save folder records no data)
-            try:
-                levels = load_spec(_data_spec(args.run, args.data_root), "test").dequantized_levels
-            except GenZooError as e:
-                print(f"genzoo: note: the run's data are not readable ({e}): a flow's search starts from the images "
-                      "as they are, not at the centres of levels it was trained on", file=sys.stderr)
+        if method == "search":
+            levels = _run_levels(args.run, args.data_root, "a flow's search starts from the images as they are, not "
+                                                           "at the centres of levels it was trained on")
     else:
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
         idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))
@@ -1350,7 +1390,10 @@ def cmd_inpaint(args) -> int:
         made = "posterior mean"
         print(f"posterior mean from {samples:,} draws, sigma {out['sigma']:.3g}, "
               f"effective sample size {float(out['ess'].median()):.1f} (median)")
-    panel = torch.cat([rgb(y), show_holes(y, mask), rgb(out["generated"]), rgb(out["filled"])])  # (4N, 3, H, W)
+    # G(z*) of a model of dequantized data shown on the data's levels, as sample shows its draws (the posterior
+    # mean is a mean of draws: between levels by nature)
+    made_x = requantize(out["generated"], levels) if levels and method == "search" else out["generated"]
+    panel = torch.cat([rgb(y), show_holes(y, mask), rgb(made_x), rgb(out["filled"])])  # (4N, 3, H, W)
     save_grid(panel, path, nrow=len(y), scale=2)
     record_picture(path, args.run, stamp)
     print(f"wrote {path} (rows: image, masked input with its holes in blue, {made}, {blend}-blended)")

@@ -2,7 +2,9 @@
 
 Nothing here unpickles: weights are safetensors, everything else is JSON. Every file is written to a
 temporary name in the same folder and renamed into place, and a checkpoint is a folder renamed
-into place whole, so an interrupted run never leaves a half-written file behind.
+into place whole, so an interrupted run never leaves a half-written file behind. A saved model's two files
+are two renames; :func:`save` marks both with the id of the save, so :func:`load` refuses the new weights beside
+the old config that a kill between the two leaves.
 
 >>> import tempfile, torch, genzoo
 >>> m = genzoo.build("gmm", data_shape=(2,), n_components=2)
@@ -16,9 +18,11 @@ into place whole, so an interrupted run never leaves a half-written file behind.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -47,7 +51,8 @@ _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by s
 os.umask(_UMASK)          # ... and put back at once
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and an atomic rename (fsynced); a file that
+    """Write ``data`` to ``path`` through a temporary file and an atomic rename (the file fsynced before it,
+    the folder after it where the system lets a folder be opened, so the rename survives a power cut); a file that
     cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was.
 
     >>> import os, tempfile
@@ -80,6 +85,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_dir(path.parent)  # the rename itself (POSIX; where a folder cannot be opened, as on Windows, nothing)
 
 
 #: what ``genzoo train`` and ``genzoo eval`` keep in a run directory: no ``-o``/``--output`` may write over them
@@ -120,8 +126,8 @@ def check_writable(folder: str | os.PathLike, flag: str) -> None:
 
 def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None = None) -> Path:
     """``path`` if a command may write a file there, else :class:`ConfigError` naming why: it is a folder,
-    its folder is missing, it is (or lies inside) one of a run's own files (:data:`RUN_FILES`), or its name
-    does not end in ``suffix`` (when given: the format written).
+    its folder is missing, it cannot be resolved (a symlink loop), it is (or lies inside) one of a run's own files
+    (:data:`RUN_FILES`), or its name does not end in ``suffix`` (when given: the format written).
 
     >>> import tempfile, genzoo
     >>> run = tempfile.mkdtemp(); genzoo.save(genzoo.build("gmm", data_shape=(2,)), run)
@@ -138,7 +144,10 @@ def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None =
         raise ConfigError(f"{flag} {p} is a folder: give a file name")
     if not p.parent.is_dir():
         raise ConfigError(f"output folder {p.parent} {'is a file' if p.parent.exists() else 'does not exist'}")
-    resolved = p.resolve()
+    try:
+        resolved = p.resolve()
+    except (RuntimeError, OSError) as e:  # a symlink loop (RuntimeError before Python 3.13, OSError since)
+        raise ConfigError(f"{flag} {p}: {e}") from None
     for up in resolved.parents:
         own = resolved.relative_to(up).parts[0]
         if own in RUN_FILES and is_run_dir(up):
@@ -150,42 +159,47 @@ def check_output(path: str | os.PathLike, flag: str = "-o", suffix: str | None =
     return p
 
 
-_NONFINITE = {"Infinity": float("inf"), "-Infinity": float("-inf"), "NaN": float("nan")}
-
-
-def _map_leaves(obj: Any, leaf) -> Any:
-    """``obj`` (JSON-like: dicts, lists, tuples and scalars) with ``leaf`` applied to every scalar."""
-    if isinstance(obj, dict):
-        return {k: _map_leaves(v, leaf) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_map_leaves(v, leaf) for v in obj]
-    return leaf(obj)
-
-
-def _name_nonfinite(v: Any) -> Any:
-    """A non-finite float as its name ("Infinity", "-Infinity", "NaN"); anything else as it is."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
-    return v
+#: a JSON string whole, with the ``:`` after it where it is a key (group 1, group 2), or outside strings a bare
+#: non-finite number as Python's json writes it: :func:`dumps` and :func:`loads` rewrite these tokens
+_TOKEN = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")(\s*:)?|-?Infinity|NaN')
+_NAMED = ('"NaN"', '"Infinity"', '"-Infinity"')  # a non-finite number as genzoo writes it
+#: a string value that reads as one of those names, as :func:`dumps` writes it: its first letter \u-escaped, which
+#: every JSON reader decodes to the same text and :func:`loads` tells from a number
+_ESCAPED = {n: f'"\\u{ord(n[1]):04x}{n[2:]}' for n in _NAMED}
 
 
 def dumps(obj: Any, indent: int | None = None) -> str:
     """Strict JSON (RFC 8259), which has no infinities or NaN: such floats are written as the strings
     "Infinity", "-Infinity" and "NaN", so jq, JavaScript and every other strict parser read genzoo's
-    files; :func:`loads` turns them back into floats.
+    files; :func:`loads` turns them back into floats. A string of the same text (a command's ``--run-dir NaN``)
+    is written with its first letter escaped (``"\\u004eaN"``, still "NaN" to every reader), so :func:`loads`
+    leaves it a string.
 
     >>> dumps({"reverse_kl": float("inf"), "loss": 1.5})
     '{"reverse_kl": "Infinity", "loss": 1.5}'
-    >>> loads(dumps({"reverse_kl": float("inf")}))
-    {'reverse_kl': inf}
+    >>> loads(dumps({"reverse_kl": float("inf"), "command": ["--run-dir", "NaN"]}))
+    {'reverse_kl': inf, 'command': ['--run-dir', 'NaN']}
     """
-    return json.dumps(_map_leaves(obj, _name_nonfinite), indent=indent, allow_nan=False)
+    def token(m: re.Match) -> str:
+        if m[1] is None:  # a bare NaN/Infinity token of json.dumps: a float, written as its name
+            return f'"{m[0]}"'
+        return m[0] if m[2] else _ESCAPED.get(m[1], m[1])  # a string: one that reads as a name escaped (not keys)
+
+    return _TOKEN.sub(token, json.dumps(obj, indent=indent))
 
 
 def loads(text: str) -> Any:
-    """JSON as :func:`dumps` writes it (the strings "Infinity", "-Infinity", "NaN" become floats); the bare
-    ``Infinity``/``NaN`` tokens of files written by older genzoo versions are read too."""
-    return _map_leaves(json.loads(text), lambda v: _NONFINITE.get(v, v) if isinstance(v, str) else v)
+    """JSON as :func:`dumps` writes it: the plain strings "Infinity", "-Infinity", "NaN" become floats (as in files of
+    every genzoo version), escaped ones stay strings; the bare ``Infinity``/``NaN`` tokens of files written by older
+    genzoo versions are read too. JSON nested too deeply for Python's parser is a ``json.JSONDecodeError``, as
+    other damage is."""
+    def token(m: re.Match) -> str:  # a plain "NaN" value as the bare token, which json.loads reads as a float
+        return m[1][1:-1] if m[1] in _NAMED and not m[2] else m[0]
+
+    try:
+        return json.loads(_TOKEN.sub(token, text))
+    except RecursionError:
+        raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -211,18 +225,44 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
-    atomic_write_bytes(path, safetensors_bytes(_tensors(tensors), metadata={"format": "pt"}))
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+                 ) -> None:
+    """Write ``tensors`` as safetensors with ``metadata`` (default ``{"format": "pt"}``). One key at most:
+    safetensors writes several in an order that changes between processes, and the same tensors must give the
+    same bytes (:func:`weights_stamp`)."""
+    atomic_write_bytes(path, safetensors_bytes(_tensors(tensors), metadata=metadata or {"format": "pt"}))
 
 
-def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def _digest(data: bytes = b"", path: Path | None = None) -> str:
+    """The BLAKE2b digest (16 bytes, hex) of ``data``, or of the file ``path`` read in blocks."""
+    import hashlib
+
+    digest = hashlib.blake2b(data, digest_size=16)
+    if path is not None:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def load_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[str, torch.Tensor]:
+    """The tensors of the safetensors file ``path``, or a :class:`CheckpointError` calling it ``what``."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"missing weights file {path}")
+        raise CheckpointError(f"missing {what} {path}")
     try:  # from bytes, as they are written: safetensors refuses a path that is not UTF-8 (an old archive's names)
         return load_tensors_bytes(path.read_bytes())
     except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"corrupt weights file {path}: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"corrupt {what} {path}: {str(e).splitlines()[0]}") from None
+
+
+def _save_id(path: Path) -> str | None:
+    """The ``save_id`` in the safetensors metadata of ``path`` (:func:`write_model`), or None: its header is an
+    8-byte little-endian length, then that many bytes of JSON."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta.get("save_id") if isinstance(meta, dict) else None
 
 
 def read_json(path: str | os.PathLike, what: str = "file") -> dict:
@@ -265,10 +305,11 @@ RUN_MARKS = ("run.json", CHECKPOINTS, "metrics.jsonl")
 
 
 def save(model, directory: str | os.PathLike) -> None:
-    """Write ``config.json`` (model name, constructor arguments, version) and ``model.safetensors``.
+    """Write ``config.json`` (model name, constructor arguments, version) and ``model.safetensors``, both marked
+    with the id of the save (:func:`write_model`).
 
-    A folder that holds a saved model is overwritten; a training run's folder (a ``run.json``,
-    ``checkpoints/`` or ``metrics.jsonl``) is refused: its weights belong to its training.
+    A folder that holds a saved model is overwritten (its other files are left alone); a training run's folder
+    (a ``run.json``, ``checkpoints/`` or ``metrics.jsonl``) is refused: its weights belong to its training.
     """
     if not (hasattr(model, "name") and isinstance(getattr(model, "config", None), dict)):
         raise ConfigError(f"save writes genzoo models (built by genzoo.build), not a {type(model).__name__}")
@@ -276,20 +317,35 @@ def save(model, directory: str | os.PathLike) -> None:
     if marks := [f for f in RUN_MARKS if (directory / f).exists()]:
         raise WriteError(f"cannot save into {directory}: it is a training run ({', '.join(marks)}), whose weights "
                          "its training writes; save into another folder")
-    write_model(model, directory)
+    write_model(model, directory, pair=True)
 
 
-def write_model(model, directory: Path) -> None:
-    """:func:`save` without the guard on runs: for the trainer, which writes its own run's weights."""
+def write_model(model, directory: Path, pair: bool = False) -> None:
+    """:func:`save` without the guard on runs: for the trainer, which writes its own run's weights.
+
+    Each file is renamed into place whole, but the two are two renames, the weights first. With ``pair``
+    (:func:`save`) both files carry the id of the save, ``save_id`` (the digest of the config written; in the
+    weights' safetensors metadata), so the new weights beside the old config that a kill between the two leaves
+    (another model's options, maybe of the same shapes) are refused by :func:`load`. A run needs none: its
+    config.json is the same from its start, and ``best/`` is replaced whole."""
     if blocked_by_file(directory):
         raise WriteError(f"cannot save into {directory}: that path, or a part of it, is a file, not a folder")
     directory.mkdir(parents=True, exist_ok=True)
-    save_tensors(directory / WEIGHTS, model.state_dict())
-    atomic_write_json(directory / CONFIG, model_config(model))
+    cfg, meta = model_config(model), None
+    if pair:  # the same config gives the same id: saving the same model twice writes the same bytes
+        cfg["save_id"] = _digest(dumps(cfg).encode())
+        meta = {"save_id": cfg["save_id"]}  # (in place of {"format": "pt"}: see save_tensors)
+    save_tensors(directory / WEIGHTS, model.state_dict(), meta)
+    atomic_write_json(directory / CONFIG, cfg)
 
 
 def build_from_config(directory: str | os.PathLike) -> GenerativeModel:
     """Rebuild the (untrained) model described by ``directory/config.json``."""
+    return _build(directory)[0]
+
+
+def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
+    """:func:`build_from_config`'s model, and the config.json it was built from."""
     from .registry import build
 
     directory = Path(directory)
@@ -301,14 +357,14 @@ def build_from_config(directory: str | os.PathLike) -> GenerativeModel:
     if "model" not in cfg or "genzoo_version" not in cfg or not isinstance(cfg.get("config"), dict):
         raise CheckpointError(f"{directory / CONFIG} is not a genzoo model config (no 'model'/'config'/'genzoo_version')")
     dtype = cfg.get("parameter_dtype")
-    if dtype is not None and dtype != "float32" and dtype not in PARAMETER_DTYPES:
+    if dtype is not None and (not isinstance(dtype, str) or (dtype != "float32" and dtype not in PARAMETER_DTYPES)):
         raise CheckpointError(f"{directory / CONFIG}: unknown parameter_dtype {dtype!r} (known: float32, "
                               f"{', '.join(PARAMETER_DTYPES)})")
     try:
         model = build(cfg["model"], **cfg["config"])
     except ConfigError as e:
         raise CheckpointError(f"{directory / CONFIG}: {e}") from None
-    return model if dtype is None else model.to(PARAMETER_DTYPES.get(dtype, torch.float32))
+    return (model if dtype is None else model.to(PARAMETER_DTYPES.get(dtype, torch.float32))), cfg
 
 
 def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
@@ -330,6 +386,10 @@ def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
         problems.append(f"{len(extra)} unexpected ({', '.join(extra[:3])}{', ...' * (len(extra) > 3)})")
     for k in (k for k in own if k in tensors and tensors[k].shape != own[k].shape):
         problems.append(f"{k} has shape {tuple(tensors[k].shape)} in the file, {tuple(own[k].shape)} in the model")
+        break
+    for k in (k for k in own if k in tensors and tensors[k].is_floating_point() != own[k].is_floating_point()):
+        # load_state_dict would cast: integers or booleans into float weights (genzoo never writes such a file)
+        problems.append(f"{k} is {str(tensors[k].dtype)[6:]} in the file, {str(own[k].dtype)[6:]} in the model")
         break
     if problems:
         raise CheckpointError(f"weights in {source} do not fit the model of config.json: {'; '.join(problems)}")
@@ -355,16 +415,10 @@ def weights_stamp(directory: str | os.PathLike) -> list | None:
     """Which weights :func:`load` would read from ``directory`` now: ``[path relative to it, size, BLAKE2b
     digest of the content]``, or None. ``eval.json`` records it, so ``compare`` and ``report`` can tell results
     of other weights (by content: a copied run, whose files have new times, holds the same ones)."""
-    import hashlib
-
     weights = weights_file(directory)
     if weights is None or not weights.is_file():
         return None
-    digest = hashlib.blake2b(digest_size=16)
-    with open(weights, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return [str(weights.relative_to(directory)), weights.stat().st_size, digest.hexdigest()]
+    return [str(weights.relative_to(directory)), weights.stat().st_size, _digest(path=weights)]
 
 
 def same_weights(a: list | None, b: list | None) -> bool:
@@ -390,10 +444,17 @@ def record_picture(path: str | os.PathLike, source: str | os.PathLike, stamp: li
         atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: stamp})
 
 
+#: what ``flock`` fails with where the file system does not do locks (Lustre mounted without ``-o flock``, some
+#: network mounts): no lock can be had there, and the work goes on without one
+NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
+
 @contextlib.contextmanager
 def _folder_locked(folder: Path):
     """Hold an exclusive ``flock`` on the folder itself for the block, waiting for another holder (a short
-    read-modify-write; no lock file is left behind). Where ``fcntl`` is missing (Windows), no lock."""
+    read-modify-write; no lock file is left behind). Where ``fcntl`` is missing (Windows) or the file system does
+    not lock (:data:`NO_LOCKS`), no lock, silently: it guards a record that only feeds a note; another error is a
+    :class:`WriteError`."""
     try:
         import fcntl
     except ImportError:
@@ -401,7 +462,11 @@ def _folder_locked(folder: Path):
         return
     fd = os.open(folder, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in NO_LOCKS:
+                raise WriteError(f"cannot lock the folder {folder}: {e.strerror or e}") from None
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -427,10 +492,13 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     """Load a model saved by :func:`save`, or the newest weights of a run directory, onto the device
     ``map_location`` (a ConfigError for one this torch cannot use), in eval mode.
 
-    A run killed before it finished has no ``model.safetensors`` yet; its latest checkpoint is used.
+    A run killed before it finished has no ``model.safetensors`` yet; its latest checkpoint is used. A
+    ``model.safetensors`` and a ``config.json`` of two saves (:func:`write_model`'s ``save_id``: a save cut short
+    between its two files) are a :class:`CheckpointError`; files without the id (a run's, an older genzoo's, weights
+    written by other means) are not checked.
     """
     directory = Path(directory)
-    model = build_from_config(directory)
+    model, cfg = _build(directory)
     for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
         weights = weights_file(directory)
         if weights is None:
@@ -442,6 +510,11 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
                 raise
             continue
         load_state(model, tensors, weights)
+        recorded = cfg.get("save_id")  # both files marked by save (write_model), but by two saves:
+        if recorded is not None and weights == directory / WEIGHTS and _save_id(weights) not in (None, recorded):
+            raise CheckpointError(f"{weights} and {directory / CONFIG} were written by two saves (another save_id: a "
+                                  "save cut short between its two files, or a file copied in); save the model again "
+                                  "(or delete save_id from config.json to load the two together)")
         return _moved(model, map_location)
     raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")
 
@@ -455,6 +528,7 @@ def _moved(model, device):
 
 
 _LOCKED: dict[Path, int] = {}  # lock file -> the thread of this process that holds it (run_lock is re-entrant)
+_UNLOCKABLE: set[Path] = set()  # lock files flock refused (NO_LOCKS) and warned about: once a process
 
 
 @contextlib.contextmanager
@@ -465,7 +539,8 @@ def run_lock(run_dir: str | os.PathLike):
     killed run never stays locked; the file is removed, still locked, when the block ends, and a process that
     locked a file just removed tries again on the new one. Re-entrant within a thread (``genzoo train`` holds
     it from before it writes run.json, ``fit`` again around training); another thread is refused. Where
-    ``fcntl`` is missing (Windows) there is no lock.
+    ``fcntl`` is missing (Windows) there is no lock; where the file system does not lock (:data:`NO_LOCKS`)
+    neither, with a :class:`GenZooWarning` (once a process); another error of ``flock`` is a :class:`WriteError`.
     """
     try:
         import fcntl
@@ -487,6 +562,15 @@ def run_lock(run_dir: str | os.PathLike):
             f.close()
             raise RunLocked(f"another process is training the run in {run_dir}: wait for it to end (two at once "
                             "would write over each other's checkpoints)") from None
+        except OSError as e:
+            if e.errno not in NO_LOCKS:
+                f.close()
+                raise WriteError(f"cannot lock the run's lock file {path}: {e.strerror or e}") from None
+            if path not in _UNLOCKABLE:
+                _UNLOCKABLE.add(path)
+                warnings.warn(f"cannot lock {path} ({e.strerror or e}): a second process training this run would "
+                              "not be stopped", GenZooWarning, stacklevel=3)
+            break  # go on unlocked; the file is removed at the end as a held one is
         try:  # the holder before may have removed the file between our open and our lock: lock the current one
             same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -576,7 +660,8 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
     """Write ``checkpoints/step-NNNNNNNN/`` atomically: the folder is filled under a temporary
     name and renamed into place, then all but the newest ``keep`` checkpoints are removed. ``rng`` holds the
     generator states ``"torch"`` and ``"data"`` (:func:`load_checkpoint` refuses a checkpoint without them);
-    ``state`` is JSON written beside ``step`` in ``state.json``. Returns the checkpoint's folder.
+    ``state`` is JSON written beside ``step`` in ``state.json``. Returns the checkpoint's folder. A checkpoint
+    that cannot be written (a full disk) is a :class:`WriteError` naming it and the newest one left intact.
 
     >>> import os, tempfile, genzoo
     >>> _ = torch.manual_seed(0); m = genzoo.build("nice", data_shape=(2,))
@@ -589,10 +674,11 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
     ('step-00000020', ['step-00000020'])
     """
     root = Path(run_dir) / CHECKPOINTS
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step:08d}-"))
+    tmp = None
     try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step:08d}-"))
         tmp.chmod(0o777 & ~_UMASK)  # mkdtemp makes 0700; give the folder the mode mkdir would
         save_tensors(tmp / WEIGHTS, model.state_dict())
         opt_tensors, opt_plain = {}, []
@@ -604,8 +690,17 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
         save_tensors(tmp / "state.safetensors", opt_tensors)
         atomic_write_json(tmp / "state.json", {"step": step, "optimizers": opt_plain, **state})
         replace_folder(tmp, final)  # over a checkpoint of the same step from an earlier attempt, if any
+    except (WriteError, OSError) as e:  # a full disk: say which checkpoint failed (not the temporary folder, gone)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        why = e.__context__ if isinstance(e, WriteError) and isinstance(e.__context__, OSError) else e  # (from None)
+        last = latest_checkpoint(run_dir)
+        raise WriteError(f"cannot write the checkpoint {final}: {getattr(why, 'strerror', None) or why}; " + (
+            f"the checkpoints written so far are intact: continue from {last.name} with `genzoo train --resume "
+            f"--run-dir {run_dir}`" if last is not None else "no checkpoint was written yet")) from None
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     for old in checkpoint_dirs(run_dir)[:-keep]:  # renamed out of the run first: a kill mid-removal leaves no
         gone = old.with_name(f".tmp-{old.name}-pruned")  # half-deleted step-N (the next start removes .tmp-step-*)
@@ -651,7 +746,7 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     """
     path = Path(path)
     load_state(model, load_tensors(path / WEIGHTS), path / WEIGHTS)
-    tensors = load_tensors(path / "state.safetensors")
+    tensors = load_tensors(path / "state.safetensors", "checkpoint state file (optimizer and RNG states)")
     state = read_json(path / "state.json", "checkpoint state")
     step = state.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import genzoo.eval.features as feat
 from genzoo.data import load_dataset
-from genzoo.errors import ConfigError, DataError
+from genzoo.errors import CheckpointError, ConfigError, DataError
 from genzoo.eval.features import (
     CLASSIFIERS, WEIGHTS_DIR, classifier_info, extract, feature_metrics, load_classifier, reference_stats,
 )
@@ -179,9 +179,10 @@ def test_feature_metrics_digits_real_and_degraded():
     noisy = (real + 0.3 * torch.randn(real.shape, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
     same = feature_metrics(real, "digits", kid_subset_size=100, progress=False)
     worse = feature_metrics(noisy, "digits", kid_subset_size=100, progress=False)
-    expected = {"fid", "kid", "kid_std", "precision", "recall", "density", "coverage", "is", "is_std",
-                "is_splits", "class_histogram", "n_fake", "n_real", "classifier", "classifier_accuracy"}
+    expected = {"fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall", "density", "coverage",
+                "is", "is_std", "is_splits", "class_histogram", "n_fake", "n_real", "classifier", "classifier_accuracy"}
     assert set(same) == expected
+    assert (same["kid_subsets"], same["kid_subset_size"]) == (100, 100)   # min(100 asked, half of 300)
     json.dumps(same)                                                # plain Python values only
     assert same["fid"] == pytest.approx(0, abs=1e-6) and same["density"] == pytest.approx(1.0)
     assert same["classifier"] == "digits" and same["classifier_accuracy"] == classifier_info("digits")["test_accuracy"]
@@ -225,12 +226,47 @@ def test_eval_speed_bench_times_the_same_computation_as_the_public_calls():
     (255 * torch.rand(10, 1, 8, 8), "digits", DataError, "values in [0, 1]"),
     (torch.full((10, 1, 8, 8), float("nan")), "digits", DataError, "NaN"),
     (torch.rand(4, 1, 8, 8), "digits", DataError, "more than k = 5 fake images"),
+    (torch.rand(5, 1, 8, 8), "digits", DataError, "pr and dc need more than k = 5 fake images, got 5"),
     (torch.rand(10, 1, 8, 8), "digts", ConfigError, "did you mean 'digits'"),
 ])
 def test_feature_metrics_errors_are_one_line(fake, name, error, needle):
     with pytest.raises(error) as e:
         feature_metrics(fake, name, progress=False)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_feature_metrics_without_pr_or_dc_take_fewer_than_k_images():
+    """The k-NN check stopped FID, KID and IS of 3 images (they need 2), citing a k they do not use."""
+    x = load_dataset("digits", "test").x
+    r = feature_metrics(x[:3], "digits", which=["fid"], progress=False)
+    assert r["fid"] > 0 and r["n_fake"] == 3 and "precision" not in r
+    assert feature_metrics(x[:2], "digits", which=["kid", "is"], kid_subsets=1, progress=False)["kid_subset_size"] == 2
+    with pytest.raises(DataError, match="at least 2 fake images, got 1"):
+        feature_metrics(x[:1], "digits", which=["fid"], progress=False)
+    with pytest.raises(DataError, match="more than k = 5 real images, got 5"):
+        feature_metrics(x[:50], "digits", which=["fid", "dc"], n_real=5, progress=False)
+    assert feature_metrics(x[:50], "digits", which=["fid"], n_real=2, progress=False)["n_real"] == 2
+
+
+def test_precision_of_blank_mnist_images_is_high_as_the_readme_warns(mnist_root):
+    """A documented property, not a wish: blank images fall inside the large k-NN balls of a few faint real digits,
+    so precision (and density) stay high while recall and coverage show the failure (README, feature metrics)."""
+    _mnist(str(mnist_root))                                         # the test statistics are cached
+    r = feature_metrics(torch.zeros(100, 1, 28, 28), "mnist", root=str(mnist_root), which=["pr", "dc"], progress=False)
+    assert r["precision"] > 0.9 and 0.3 < r["density"] < 1.0
+    assert r["recall"] < 0.01 and r["coverage"] < 0.01 and max(r["class_histogram"]) == 1.0
+
+
+def test_weights_that_do_not_match_their_record_are_refused(tmp_path, monkeypatch):
+    """New weights beside an old record (a retraining whose record was not written) were loaded silently."""
+    for suffix in (".safetensors", ".json"):
+        (tmp_path / f"digits-classifier{suffix}").write_bytes((WEIGHTS_DIR / f"digits-classifier{suffix}").read_bytes())
+    monkeypatch.setattr(feat, "WEIGHTS_DIR", tmp_path)
+    assert not load_classifier("digits").training                  # an intact pair loads
+    record = json.loads((tmp_path / "digits-classifier.json").read_text())
+    (tmp_path / "digits-classifier.json").write_text(json.dumps({**record, "weights_sha256": "0" * 64}))
+    with pytest.raises(CheckpointError, match="is not the classifier its record digits-classifier.json describes"):
+        load_classifier("digits")
 
 
 def test_feature_metrics_option_errors():

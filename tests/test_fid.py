@@ -6,7 +6,8 @@ import scipy.linalg
 import torch
 
 from genzoo.errors import DataError
-from genzoo.eval.fid import class_histogram, feature_stats, fid, frechet_distance, inception_score, kid
+from genzoo.eval.fid import (class_histogram, feature_stats, fid, frechet_distance, inception_score, kid,
+                              polynomial_mmd2)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,11 +29,11 @@ def _numpy_fid(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _numpy_mmd2(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD^2, cubic polynomial kernel, written out with explicit pair masks."""
-    d, m = x.shape[1], x.shape[0]
+    """Unbiased MMD^2 (Gretton et al. 2012, eq. 3), cubic polynomial kernel, written out with explicit pair masks:
+    the means over the pairs i != j within x (m (m - 1) of them) and within y (n (n - 1)), over all m n across."""
+    d, m, n = x.shape[1], x.shape[0], y.shape[0]
     k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
-    off = ~np.eye(m, dtype=bool)
-    return float(k(x, x)[off].mean() + k(y, y)[off].mean() - 2 * k(x, y).mean())
+    return float(k(x, x)[~np.eye(m, dtype=bool)].mean() + k(y, y)[~np.eye(n, dtype=bool)].mean() - 2 * k(x, y).mean())
 
 
 @pytest.mark.parametrize("shift,scale", [(0.0, 1.0), (0.3, 1.0), (0.0, 1.5), (1.0, 0.5)])
@@ -78,6 +79,15 @@ def test_kid_matches_numpy_on_the_same_subsets():
     assert std == pytest.approx(np.std(ref), abs=1e-3, rel=1e-6)
 
 
+@pytest.mark.parametrize("m,n", [(200, 50), (50, 200), (2, 3), (300, 300)])
+def test_polynomial_mmd2_of_sets_of_unequal_size_is_gretton_eq3(m, n):
+    """The cross term and y's term took m for n: 200 against 50 rows gave 0.76 for the unbiased 0.96."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(m, 8, generator=g), torch.randn(n, 8, generator=g) + 0.5
+    assert polynomial_mmd2(x, y) == pytest.approx(_numpy_mmd2(x.double().numpy(), y.double().numpy()), rel=1e-10)
+    assert polynomial_mmd2(x, y) == pytest.approx(polynomial_mmd2(y, x), rel=1e-10)   # symmetric
+
+
 def test_kid_subsets_of_a_small_set_vary():
     """Subsets of 1,000 of a 300-image set each took all 300: for two such sets every subset was the same, std 0."""
     a, b = _features(0, n=300), _features(1, n=300)
@@ -116,6 +126,8 @@ def test_class_histogram_from_labels_and_probs():
     (lambda: fid(torch.randn(10), torch.randn(10, 4)), "(N, F) matrix"),
     (lambda: fid(torch.full((5, 2), float("nan")), torch.randn(5, 2)), "NaN"),
     (lambda: kid(torch.randn(10, 3), torch.randn(10, 3), subset_size=1), "subset_size >= 2"),
+    (lambda: polynomial_mmd2(torch.randn(10, 3), torch.randn(10, 4)), "features of one width, got 3 and 4"),
+    (lambda: polynomial_mmd2(torch.randn(1, 3), torch.randn(10, 3)), "at least 2 rows"),
     (lambda: inception_score(torch.randn(10, 10)), "sum to 1"),
     (lambda: class_histogram(torch.tensor([0.5, 1.0])), "integer labels"),
     (lambda: class_histogram(torch.tensor([11])), "0..9"),

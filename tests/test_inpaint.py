@@ -11,7 +11,7 @@ import genzoo
 from genzoo.apps.inpaint import (HOLE_COLOUR, SAMPLES, choose_sigma, context_weights, effective_sample_size, inpaint,
                                  make_mask, model_draws, poisson_blend, posterior_fill, posterior_mean, psnr)
 from genzoo.cli import main
-from genzoo.errors import ConfigError, DataError
+from genzoo.errors import ConfigError, DataError, GenZooWarning
 
 
 def test_masks():
@@ -27,12 +27,14 @@ def test_mask_from_png_and_errors(tmp_path):
     a = np.full((16, 16), 255, np.uint8)
     a[:, :8] = 0  # black = missing
     Image.fromarray(a).save(tmp_path / "m.png")
-    m = make_mask(str(tmp_path / "m.png"), (1, 8, 8))
+    with pytest.warns(GenZooWarning, match="16x16 made 8x8"):  # resized, and said so
+        m = make_mask(str(tmp_path / "m.png"), (1, 8, 8))
     assert float(m[0, :, :4].sum()) == 0 and float(m[0, :, 4:].min()) == 1
     rgba = np.full((16, 16, 4), 255, np.uint8)
     rgba[:, :8, 3] = 0  # a painted mask: holes transparent (white underneath), read as black = missing
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "t.png")
-    assert torch.equal(make_mask(str(tmp_path / "t.png"), (1, 8, 8)), m)
+    with pytest.warns(GenZooWarning):
+        assert torch.equal(make_mask(str(tmp_path / "t.png"), (1, 8, 8)), m)
     for bad, needle in (("middle", "unknown mask"), ("random:1.5", "in \\(0, 1\\)"), ("random:x", "needs a number"),
                         ("random:0.0", "in \\(0, 1\\), the share of pixels missing, got 0.0")):  # no seed could help
         with pytest.raises(ConfigError, match=needle):
@@ -361,3 +363,34 @@ def test_a_dequantized_flows_search_starts_from_its_code_of_the_image_at_its_lev
         assert torch.allclose(z[17], model.encode(level_centres(start, 17)).flatten(1), atol=1e-4)
         assert torch.allclose(z[None], model.encode(start).flatten(1), atol=1e-4)
     assert (z[None].norm(dim=1) > 1.5 * z[17].norm(dim=1)).all()  # (untrained; a 30-step run: 150x)
+
+
+def test_a_mask_of_another_size_keeps_thin_holes_and_says_it_was_resized(tmp_path, capsys):
+    """A mask PNG of another size was resized silently with NEAREST: a 2-pixel hole of a 28x28 mask fell between the
+    sampled columns of an 8x8 model, and the error said the mask 'leaves nothing to fill'; a missing mask.tif was an
+    'unknown mask'."""
+    a = np.full((28, 28), 255, np.uint8)
+    a[:, 13:15] = 0  # columns 13-14 of 28: inside model columns 3 and 4 (3.5 source columns each)
+    Image.fromarray(a).save(tmp_path / "thin.png")
+    with pytest.warns(GenZooWarning, match=r"thin.png: 28x28 made 8x8, the model's images \(a pixel is missing where "
+                                           r"any part of it is\)$"):
+        m = make_mask(str(tmp_path / "thin.png"), (1, 8, 8))
+    assert (m[0, :, 3:5] == 0).all() and float(m[0, :, :3].min()) == 1 and float(m[0, :, 5:].min()) == 1
+    wide = np.full((2, 3), 255, np.uint8)
+    wide[0, 1] = 0  # upscaled 3x3 columns to 8: model columns touching source column 1 (1/3 to 2/3 of the width)
+    Image.fromarray(wide).save(tmp_path / "small.png")
+    with pytest.warns(GenZooWarning, match="3x2 made 8x8.*aspect ratio not kept"):
+        m = make_mask(str(tmp_path / "small.png"), (1, 8, 8))
+    assert m[0, :4].min(0).values.tolist() == [1, 1, 0, 0, 0, 0, 1, 1] and float(m[0, 4:].min()) == 1
+    Image.fromarray(np.full((28, 28), 255, np.uint8)).save(tmp_path / "white.png")
+    with pytest.warns(GenZooWarning), pytest.raises(ConfigError, match=r"white.png' \(28x28, resized to 8x8\) leaves "
+                                                                       "nothing to fill"):
+        make_mask(str(tmp_path / "white.png"), (1, 8, 8))
+    with pytest.raises(DataError, match=r"mask image .*mask.tif: cannot be read \(FileNotFoundError"):
+        make_mask(str(tmp_path / "mask.tif"), (1, 8, 8))
+    rd = tmp_path / "r"  # the command line says so too, as it does of an --image it resizes
+    assert main(["train", "vae", "--steps", "2", "--set", "data.n=64", "--run-dir", str(rd), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["inpaint", str(rd), "--mask", str(tmp_path / "thin.png"), "--test-index", "0", "--steps", "1",
+                 "--restarts", "1", "--no-progress", "-o", str(tmp_path / "p.png")]) == 0
+    assert "genzoo: warning: mask " in capsys.readouterr().err

@@ -194,3 +194,10 @@ def test_cli_interpolate_reads_a_dequantized_flows_test_images_at_their_levels_c
     strip = got[0]  # (5, 1, 8, 8): the ends are the test images themselves, the frames between on their levels
     assert torch.equal(strip[0], test.x[0]) and torch.equal(strip[-1], test.x[1])
     assert torch.equal(strip, torch.round(strip * 16) / 16)
+    # the rows between prior draws on the levels too (drawn as made, 175 greys where the digits have 17), and
+    # inpaint's G(z*) row
+    assert main(["interpolate", str(rd), "--pairs", "2", "--steps", "4"]) == 0
+    assert torch.equal(got[1], torch.round(got[1] * 16) / 16)
+    assert main(["inpaint", str(rd), "--method", "search", "--steps", "2", "--restarts", "1", "--no-progress"]) == 0
+    made = got[2][16:24]  # rows of 8: the images, the masked inputs, G(z*), the blend (RGB)
+    assert torch.equal(made, torch.round(made * 16) / 16)

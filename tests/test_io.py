@@ -363,3 +363,143 @@ def test_a_picture_records_the_stamp_it_was_given(tmp_path):
     assert main(["train", "gmm", "--steps", "2", "--run-dir", str(run), "--no-progress"]) == 0
     record_picture(run / "x.png", run, ["checkpoints/step-00000001/model.safetensors", 1, "ab"])
     assert read_pictures_record(run)["x.png"] == ["checkpoints/step-00000001/model.safetensors", 1, "ab"]
+
+
+def test_a_file_system_without_locks_trains_and_samples_with_a_warning(tmp_path, capsys, monkeypatch):
+    """Where flock fails (Lustre mounted without -o flock: ENOSYS), train failed ('Function not implemented', exit 1,
+    a run folder holding only .lock) and sample failed after writing its picture; another flock error named no file."""
+    import errno
+    import fcntl
+
+    from genzoo.cli import main
+
+    def no_flock(fd, op):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    run = tmp_path / "r"
+    assert main(["train", "vae", "--steps", "2", "--set", "data.n=64", "--run-dir", str(run), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("genzoo: warning: cannot lock")]
+    assert len(warned) == 1 and "a second process training this run would not be stopped" in warned[0], err
+    assert (run / "model.safetensors").is_file() and not (run / ".lock").exists()
+    assert main(["sample", str(run), "-n", "4", "-o", str(run / "s.png")]) == 0  # the record is kept unlocked
+    assert "s.png" in io.read_pictures_record(run)
+
+    def broken_flock(fd, op):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(fcntl, "flock", broken_flock)
+    with pytest.raises(WriteError, match=r"cannot lock the run's lock file .*\.lock: Input/output error"):
+        with io.run_lock(tmp_path / "r"):
+            pass
+
+
+def test_a_save_cut_short_between_its_two_files_does_not_load(tmp_path, monkeypatch):
+    """genzoo.save over a saved model of the same shapes renamed the weights, then config.json: a kill between the
+    two left b's weights beside a's config (activation relu, not tanh), which loaded and computed something else."""
+    a = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), activation="relu")
+    b = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), activation="tanh")
+    genzoo.save(a, tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")  # a user's file beside the model
+
+    def killed(path, obj):  # stands for a kill after the weights' rename, before the config's
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "atomic_write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.save(b, tmp_path)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="model.safetensors and .*config.json were written by two saves"):
+        genzoo.load(tmp_path)
+    genzoo.save(b, tmp_path)  # saved again whole: loads, the user's file left alone
+    assert genzoo.load(tmp_path).config["activation"] == "tanh" and (tmp_path / "notes.txt").read_text() == "mine"
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "config": {**cfg["config"], "activation": "relu"}}))
+    assert genzoo.load(tmp_path).config["activation"] == "relu"  # config.json edited by hand: its id is kept
+    io.save_tensors(tmp_path / "model.safetensors", a.state_dict())  # weights written by other means: no id
+    assert all(torch.equal(x, y) for x, y in zip(genzoo.load(tmp_path).state_dict().values(), a.state_dict().values()))
+    genzoo.save(a, tmp_path / "other")  # the weights of another save copied in: refused
+    (tmp_path / "model.safetensors").write_bytes((tmp_path / "other" / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match="written by two saves"):
+        genzoo.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "save_id"}))
+    genzoo.load(tmp_path)  # a config.json of an older genzoo: not checked
+
+
+def test_strings_that_read_as_non_finite_numbers_stay_strings(tmp_path):
+    """loads turned every string "NaN"/"Infinity" into a float: `--run-dir NaN` came back as nan in run.json's
+    command, and `genzoo report` printed a command that trains into another folder."""
+    back = io.loads(io.dumps({"command": ["--run-dir", "NaN"], "loss": float("nan"), "low": float("-inf")}))
+    assert back["command"] == ["--run-dir", "NaN"] and back["loss"] != back["loss"] and back["low"] == float("-inf")
+    text = io.dumps({"label": "Infinity", "rows": [1.0, float("inf")]}, indent=2)
+    assert json.loads(text) == {"label": "Infinity", "rows": [1.0, "Infinity"]}  # strict readers: the same text
+    assert io.loads(text) == {"label": "Infinity", "rows": [1.0, float("inf")]}
+    # files of older versions: every plain "NaN" string, and the bare tokens, are numbers
+    assert io.loads('{"loss": "NaN", "kl": Infinity, "rows": ["-Infinity"], "NaN": 1}')["rows"] == [float("-inf")]
+
+
+def test_weights_of_integers_for_float_parameters_do_not_fit(tmp_path):
+    """load_state checked shapes only: an int32 tensor (same byte size as float32) loaded into a float parameter by a
+    silent cast, and sample drew from weights of about 1e9."""
+    m = _vae()
+    genzoo.save(m, tmp_path)
+    state = m.state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    io.save_tensors(tmp_path / "model.safetensors", {**state, key: state[key].view(torch.int32)})
+    with pytest.raises(CheckpointError, match=rf"do not fit .*{key} is int32 in the file, float32 in the model"):
+        genzoo.load(tmp_path)
+
+
+def test_odd_inputs_are_one_line_errors(tmp_path):
+    """A list parameter_dtype, JSON nested 100,000 deep and an -o symlink loop were 'unexpected TypeError /
+    RecursionError / RuntimeError' (exit 1)."""
+    genzoo.save(_vae(), tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "parameter_dtype": ["float64"]}))
+    with pytest.raises(CheckpointError, match=r"unknown parameter_dtype \['float64'\]"):
+        genzoo.load(tmp_path)
+    (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match="corrupt model config .*nested too deeply"):
+        genzoo.load(tmp_path)
+    (tmp_path / "loop.png").symlink_to(tmp_path / "loop.png")
+    with pytest.raises(ConfigError, match=r"^-o .*loop.png: .*loop"):
+        io.check_output(tmp_path / "loop.png")
+
+
+def test_a_checkpoint_that_cannot_be_written_is_named_and_the_last_one_is_kept(tmp_path, monkeypatch):
+    """A full disk named the temporary folder, gone by then, and did not say that step 10's checkpoint is intact; a
+    damaged state.safetensors was called a 'weights file'."""
+    import errno
+    import os
+
+    m = _vae()
+    opts = m.configure_optimizers()
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    io.save_checkpoint(tmp_path, 10, m, opts, {}, rng)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(WriteError, match=r"^cannot write the checkpoint .*checkpoints/step-00000020: No space left on "
+                                         r"device; the checkpoints written so far are intact: continue from "
+                                         r"step-00000010 with `genzoo train --resume --run-dir "):
+        io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000010"]
+    (tmp_path / "checkpoints" / "step-00000010" / "state.safetensors").write_bytes(b"\x00" * 9)
+    with pytest.raises(CheckpointError, match="corrupt checkpoint state file") as e:
+        io.load_checkpoint(tmp_path / "checkpoints" / "step-00000010", _vae(), _vae().configure_optimizers())
+    assert "weights file" not in str(e.value)
+
+
+def test_a_file_written_is_made_durable_with_its_folder(tmp_path, monkeypatch):
+    """atomic_write_bytes fsynced the file but not the folder after the rename: a power cut could lose the rename."""
+    import os
+    import stat
+
+    synced, real = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)) or real(fd))
+    io.atomic_write_bytes(tmp_path / "f.txt", b"x")
+    assert synced == [False, True]  # the file, then its folder

@@ -199,6 +199,34 @@ def test_feature_metrics_compute_only_what_is_asked(tmp_path, monkeypatch):
         features.feature_metrics(fake, "digits", which=["fd"], progress=False)
 
 
+def test_compare_evaluates_again_after_the_feature_classifier_changes(tmp_path, capsys, monkeypatch):
+    """compare reused an eval.json's FID and precision after the classifier was retrained: its cache key held the
+    run's weights, not the classifier's."""
+    import genzoo.eval.metrics
+    from genzoo.eval import features
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    rd = tmp_path / "vae"
+    assert main(["train", "vae", "--steps", "5", "--run-dir", str(rd), "--no-progress", "--set", "latent_dim=2"]) == 0
+    args = ["compare", str(rd), "--metrics", "fid,pr", "--n-samples", "50", "-o", str(tmp_path / "t"), "--no-progress"]
+    assert main(args) == 0
+    shipped = "digits " + features._weights_sha256("digits")[:16]
+    assert json.loads((rd / "eval.json").read_text())["asked"]["classifier"] == shipped
+    evaluated, evaluate = [], genzoo.eval.metrics.evaluate
+    monkeypatch.setattr("genzoo.eval.metrics.evaluate", lambda model, *a, **k: evaluated.append(1) or evaluate(model, *a, **k))
+    assert main(args) == 0 and evaluated == []  # the same classifier: reused
+    monkeypatch.setattr(features, "_weights_sha256", lambda name: "f" * 64)  # a retrained classifier
+    capsys.readouterr()
+    assert main(args) == 0 and evaluated == [1]  # evaluated again ...
+    assert json.loads((rd / "eval.json").read_text())["asked"]["classifier"] == "digits " + "f" * 16  # ... and stored
+    assert "kept" not in capsys.readouterr().err
+    assert main(args) == 0 and evaluated == [1]  # then reused
+    assert main(["eval", str(rd), "--metrics", "nll", "--no-write", "--no-progress"]) == 0  # no feature metric: no hash
+    from genzoo.cli import _compare_key, _parser
+
+    assert "classifier" not in _compare_key(str(rd), _parser().parse_args(["eval", str(rd), "--metrics", "nll,parzen"]))
+
+
 def test_compare_table_escapes_a_bar_in_a_run_name_and_gives_parzen_in_thousandths():
     from genzoo.eval.compare import compare_table
 
@@ -261,8 +289,58 @@ def test_evaluation_sizes_and_data_spec_are_checked():
         evaluate(model, "ring")
     assert likelihood_report(model, ring, n=5, progress=False)["n"] == 5
     vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
-    with pytest.raises(ConfigError, match=r"n \(-n\) must be >= 2 for them, got 1"):  # was: 'n_real must be ...'
+    with pytest.raises(ConfigError, match=r"at least 2 of each, got n \(-n\) 1"):  # was: 'n_real must be ...'
         evaluate(vae, {"name": "digits"}, metrics="fid", n=1, n_samples=50, progress=False)
+
+
+def test_feature_metric_sizes_are_checked_before_any_work(tmp_path, monkeypatch):
+    """--metrics nll,pr --n-samples 5 computed the IWAE bound first (minutes on MNIST), then failed naming a k the
+    CLI has no flag for; -n 3 --metrics fid failed on that k although FID takes 2 images."""
+    import genzoo.eval.metrics as metrics_module
+
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    calls = []
+    with monkeypatch.context() as m:
+        m.setattr(metrics_module, "likelihood_report", lambda *a, **k: calls.append("likelihood") or {})
+        m.setattr(metrics_module, "draw", lambda *a, **k: calls.append("draw"))
+        with pytest.raises(ConfigError, match=r"k = 5 nearest neighbours: they need more than 5 samples and real "
+                                              r"images, got n_samples \(--n-samples\) 5$"):
+            evaluate(vae, {"name": "digits"}, metrics="nll,pr", n_samples=5, iwae_k=2000, progress=False)
+        with pytest.raises(ConfigError, match=r"got n \(-n\) 5$"):
+            evaluate(vae, {"name": "digits"}, metrics="nll,dc", n=5, n_samples=50, progress=False)
+        with pytest.raises(ConfigError, match=r"got n_samples \(--n-samples\) 3 and n \(-n\) 4$"):
+            evaluate(vae, {"name": "digits"}, metrics="fid,pr", n=4, n_samples=3, progress=False)
+    assert calls == []  # refused before the samples and the likelihood bounds
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    f = evaluate(vae, {"name": "digits"}, metrics="fid", n=3, n_samples=3, progress=False)["features"]
+    assert (f["n_fake"], f["n_real"]) == (3, 3) and f["fid"] > 0
+
+
+def _features_result(**features) -> dict:
+    f = {"classifier": "digits", "classifier_accuracy": 0.98, "n_fake": 600, "n_real": 300, "fid": 1.0, "kid": 0.1,
+         "kid_std": 0.01, "kid_subsets": 100, "kid_subset_size": 150, "precision": 0.5, "recall": 0.5,
+         "is": 9.0, "is_std": 0.1, "is_splits": 2,
+         "class_histogram": [0.1] * 10}
+    return {"split": "test", "features": {**f, **features}}
+
+
+def test_eval_prints_kid_and_is_spreads_as_such_and_notes_few_samples():
+    """KID's and IS's +- read as standard errors (the likelihoods' +- are); FID of 6 samples came without a caveat."""
+    from genzoo.eval.metrics import format_result
+
+    text = format_result(_features_result())
+    assert "KID 0.10000 (sd 0.01000 over 100 subsets of 150)" in text and "IS 9.000 (sd 0.100 over 2 parts)" in text
+    assert "+-" not in text
+    assert "(only 600 samples, fewer than 1,000: FID is biased high, KID and the k-NN figures noisy;" in text
+    older = _features_result(n_fake=2000)
+    del older["features"]["kid_subsets"]  # as an older genzoo stored it
+    text = format_result(older)
+    assert "KID 0.10000 (sd 0.01000 over subsets)" in text and "only" not in text
+    few_is = _features_result(n_fake=600, is_splits=1)
+    for key in ("fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall"):
+        del few_is["features"][key]
+    text = format_result(few_is)  # IS alone has its own note
+    assert "biased low below 1,000" in text and "only 600 samples" not in text
 
 
 def test_parzen_sigma_grid_and_the_split_it_is_chosen_on(ring_models, tmp_path, capsys):

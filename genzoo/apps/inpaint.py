@@ -41,6 +41,8 @@ tensor([[1., 1.]])
 from __future__ import annotations
 
 import math
+import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +53,7 @@ from tqdm.auto import tqdm
 
 from ..base import Density, evaluating
 from ..data.transforms import level_centres
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, GenZooWarning
 from ..train import acceleration
 from .interpolate import check_latent_model, draw_prior
 
@@ -66,9 +68,22 @@ SIGMAS = tuple(round(float(s), 4) for s in torch.logspace(-1.3, 0.3, 17))  # pos
 def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
     """A mask (C, H, W) of 1 = known, 0 = missing: ``center`` (the central half-size square), ``left``
     (the left half), ``random:P`` (each pixel missing with probability P, the same for every channel) or
-    the path of a PNG (white = known, black or transparent = missing; resized to H x W)."""
+    the path of an image (white = known, black or transparent = missing). An image of another size than H x W is
+    resized, with a :class:`GenZooWarning`: a pixel is missing where any part of its area is, so thin holes stay.
+
+    >>> import tempfile, warnings
+    >>> from PIL import Image
+    >>> a = np.full((28, 28), 255, np.uint8); a[:, 13:15] = 0             # a hole 2 pixels wide, for an 8x8 model
+    >>> path = f"{tempfile.mkdtemp()}/mask.png"; Image.fromarray(a).save(path)
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     m = make_mask(path, (1, 8, 8))
+    >>> m[0, 0].int().tolist(), str(w[0].message).split(": ")[1]     # columns 3 and 4 hold parts of the hole
+    ([1, 1, 1, 0, 0, 1, 1, 1], "28x28 made 8x8, the model's images (a pixel is missing where any part of it is)")
+    """
     C, H, W = shape
     m = torch.ones(1, H, W)
+    made = ""  # what the "leaves nothing" error says of a resized image
     if spec == "center":
         m[:, H // 4:H // 4 + H // 2, W // 4:W // 4 + W // 2] = 0
     elif spec == "left":
@@ -81,19 +96,32 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
         if not 0 < p < 1:  # P = 0 leaves nothing to fill whatever the seed
             raise ConfigError(f"mask 'random:P' needs P in (0, 1), the share of pixels missing, got {p}")
         m = (torch.rand(1, H, W, generator=generator) >= p).float()
-    elif spec and (Path(spec).suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp") or Path(spec).is_file()):
-        from PIL import Image
+    elif spec and (Path(spec).suffix[1:].isalpha() or "/" in spec or os.sep in spec or Path(spec).is_file()):
+        from ..data.images import read_image  # (a path that names no file: read_image says it is missing)
 
-        from ..data.images import read_image
-
-        img = read_image(spec, "mask image").convert("L").resize((W, H), Image.NEAREST)
-        m = torch.from_numpy((np.asarray(img) >= 128).astype(np.float32))[None]
+        known = np.asarray(read_image(spec, "mask image").convert("L")) >= 128  # (h, w)
+        h, w = known.shape
+        if (h, w) != (H, W):
+            known = _cover(_cover(known, H, 0), W, 1)  # known where all its area is
+            made = f" ({w}x{h}, resized to {W}x{H})"
+            warnings.warn(f"mask {spec}: {w}x{h} made {W}x{H}, the model's images (a pixel is missing where any part "
+                          f"of it is{'; aspect ratio not kept' if w * H != h * W else ''})", GenZooWarning, stacklevel=2)
+        m = torch.from_numpy(known.astype(np.float32))[None]
     else:
         raise ConfigError(f"unknown mask '{spec}': use center, left, random:P or a PNG file")
     if float(m.sum()) in (0.0, float(m.numel())):
         hint = ": a random draw, which another --seed or P changes" if spec.startswith("random:") else ""
-        raise ConfigError(f"mask '{spec}' leaves {'nothing known' if float(m.sum()) == 0 else 'nothing to fill'}{hint}")
+        raise ConfigError(f"mask '{spec}'{made} leaves {'nothing known' if float(m.sum()) == 0 else 'nothing to fill'}"
+                          f"{hint}")
     return m.expand(C, H, W).clone()
+
+
+def _cover(known: np.ndarray, n: int, axis: int) -> np.ndarray:
+    """``known`` (2-D, bool) resized to ``n`` along ``axis``: each new pixel spans a stretch 1/n of the axis and is
+    known only if every old pixel that stretch touches is (an area resize whose any hole makes a hole)."""
+    old = known.shape[axis]
+    spans = [(i * old // n, -(-(i + 1) * old // n)) for i in range(n)]  # [floor(i old/n), ceil((i+1) old/n))
+    return np.stack([known.take(range(a, b), axis).all(axis) for a, b in spans], axis)
 
 
 HOLE_COLOUR = (0.25, 0.35, 0.6)  # the holes in pictures: a blue no grey image holds, apart from the grid's grey
@@ -219,6 +247,8 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     """
     check_latent_model(model, "inpaint with")
     acceleration.check_precision(model, precision)
+    if precision == "bf16":
+        acceleration.bf16_warning(model.device)
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
     mask = _check_images(model, y, mask)

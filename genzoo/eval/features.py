@@ -35,14 +35,15 @@ from safetensors.torch import load as load_tensors_bytes
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
-from ..errors import ConfigError, DataError, WriteError, did_you_mean
+from ..errors import CheckpointError, ConfigError, DataError, WriteError, did_you_mean
 from ..io import atomic_write_bytes, load_tensors, read_json
 from .fid import class_histogram, feature_stats, frechet_distance, inception_score, kid
+from .fid import kid_subset_size as kid_rows  # (the name kid_subset_size is feature_metrics' argument)
 from .prdc import prdc
 
 __all__ = [
     "DigitClassifier", "CLASSIFIERS", "WEIGHTS_DIR", "classifier_info", "load_classifier", "check_images",
-    "extract", "reference_stats", "cache_dir", "feature_metrics",
+    "extract", "reference_stats", "cache_dir", "feature_metrics", "K", "min_images",
 ]
 
 #: the shipped classifiers, by the dataset they were trained on
@@ -113,12 +114,19 @@ def classifier_info(name: str) -> dict:
 
 
 def load_classifier(name: str) -> DigitClassifier:
-    """The shipped classifier ``name`` ("mnist" or "digits"), in eval mode, on the CPU (no pickle)."""
+    """The shipped classifier ``name`` ("mnist" or "digits"), in eval mode, on the CPU (no pickle); a
+    CheckpointError where the weights are not those its record names (``weights_sha256``: weights replaced
+    without their record)."""
     info = classifier_info(name)
     arch = dict(info["architecture"])
     arch["channels"] = tuple(arch["channels"])
     model = DigitClassifier(**arch)
-    model.load_state_dict(load_tensors(_weights_path(name)))
+    path = _weights_path(name)
+    tensors = load_tensors(path)
+    if "weights_sha256" in info and hashlib.sha256(path.read_bytes()).hexdigest() != info["weights_sha256"]:
+        raise CheckpointError(f"{path} is not the classifier its record {path.with_suffix('.json').name} describes "
+                              "(its sha256 differs): retrain it (python -m genzoo.eval.train_classifier) or restore both files")
+    model.load_state_dict(tensors)
     return model.eval()
 
 
@@ -252,6 +260,19 @@ def _positive_int(value: object, what: str, minimum: int = 1) -> int:
 
 #: the feature metrics by name (``pr``: precision and recall, ``dc``: density and coverage)
 WHICH = ("fid", "kid", "pr", "dc", "is")
+#: the neighbourhood size of precision/recall and density/coverage: 5, as Naeem et al. 2020 recommend (Kynkaanniemi
+#: et al. 2019's code uses 3: :func:`genzoo.eval.prdc.prdc`)
+K = 5
+
+
+def min_images(which: Collection[str], k: int = K) -> int:
+    """The fewest images, fake or real, that the feature metrics ``which`` take: more than ``k`` for ``pr`` and ``dc``
+    (a k-th nearest neighbour other than the point itself), else 2 (a covariance, a pair for KID).
+
+    >>> min_images(["fid", "is"]), min_images(["fid", "pr"])
+    (2, 6)
+    """
+    return k + 1 if {"pr", "dc"} & set(which) else 2
 
 
 def is_parts(n: int) -> int:
@@ -272,7 +293,7 @@ def feature_metrics(
     root: str | None = None,
     split: str = "test",
     n_real: int | None = None,
-    k: int = 5,
+    k: int = K,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     seed: int = 0,
@@ -288,9 +309,14 @@ def feature_metrics(
 
     * ``fid``: Frechet distance of the feature Gaussians (Heusel et al. 2017); near 0 for real data;
     * ``kid``, ``kid_std``: unbiased polynomial-kernel MMD^2 over ``kid_subsets`` random subsets of
-      ``kid_subset_size`` (Binkowski et al. 2018), drawn with ``seed``;
+      ``kid_subset_size`` (Binkowski et al. 2018), drawn with ``seed``; ``kid_std`` is their spread (not a
+      standard error), and ``kid_subsets``, ``kid_subset_size`` say what was used (the size is at most half
+      of the smaller set: :func:`~genzoo.eval.fid.kid_subset_size`);
     * ``precision``, ``recall`` (Kynkaanniemi et al. 2019) and ``density``, ``coverage`` (Naeem et al.
-      2020) with ``k`` nearest neighbours;
+      2020) with ``k`` nearest neighbours (5, as Naeem et al.; Kynkaanniemi et al. use 3). Precision, and
+      less so density, can be high for blank or collapsed images (blank MNIST images: precision 1.0, density
+      0.6, as they fall in the large balls of a few faint real digits): read them with recall, coverage and
+      the class histogram;
     * ``is``, ``is_std``: the Inception-Score analogue (Salimans et al. 2016) averaged over
       :func:`is_parts` parts: 10 parts of 1,000 samples or more, fewer parts for fewer samples;
     * ``class_histogram``: the share of each predicted digit among the fakes (empty bins: mode collapse).
@@ -322,8 +348,10 @@ def feature_metrics(
     if n_real is not None:
         n_real = _positive_int(n_real, "n_real", 2)
     x = check_images(fake, name)
-    if x.shape[0] <= k:
-        raise DataError(f"feature metrics need more than k = {k} fake images, got {x.shape[0]}")
+    need = min_images(which, k)  # k-NN balls need k + 1 images (pr, dc); a covariance 2
+    what = f"pr and dc need more than k = {k}" if need > 2 else "the feature metrics need at least 2"
+    if x.shape[0] < need:
+        raise DataError(f"{what} fake images, got {x.shape[0]}")
 
     ref = reference_stats(name, split, root, progress=progress)
     real = ref["features"]                                          # (N_real, F)
@@ -334,8 +362,8 @@ def feature_metrics(
         mu_r, sigma_r = feature_stats(real)
     else:
         mu_r, sigma_r = ref["mu"], ref["sigma"]
-    if real.shape[0] <= k:
-        raise DataError(f"feature metrics need more than k = {k} real images, got {real.shape[0]}")
+    if real.shape[0] < need:
+        raise DataError(f"{what} real images, got {real.shape[0]}")
 
     feats, probs = extract(x, name, progress=progress)              # (N, F), (N, 10)
     out: dict = {}
@@ -343,6 +371,8 @@ def feature_metrics(
         out["fid"] = frechet_distance(mu_r, sigma_r, *feature_stats(feats))
     if "kid" in which:
         out["kid"], out["kid_std"] = kid(real, feats, kid_subsets, kid_subset_size, torch.Generator().manual_seed(seed))
+        out["kid_subsets"] = kid_subsets
+        out["kid_subset_size"] = kid_rows(real.shape[0], feats.shape[0], kid_subsets, kid_subset_size)
     if "pr" in which or "dc" in which:  # one k-NN pass gives both pairs
         pr = prdc(real, feats, k)
         out.update({key: pr[key] for key in ("precision", "recall") if "pr" in which})

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..errors import DataError
 
-__all__ = ["frechet_distance", "feature_stats", "fid", "kid", "polynomial_mmd2", "inception_score", "class_histogram"]
+__all__ = ["frechet_distance", "feature_stats", "fid", "kid", "kid_subset_size", "polynomial_mmd2", "inception_score", "class_histogram"]
 
 
 def _as_features(x: Tensor, what: str) -> Tensor:
@@ -117,21 +117,40 @@ def fid(real_feats: Tensor, fake_feats: Tensor) -> float:
 
 
 def polynomial_mmd2(x: Tensor, y: Tensor) -> float:
-    """Unbiased MMD^2 between (m, F) ``x`` and (m, F) ``y`` with ``k(a, b) = (a.b / F + 1)^3``.
+    """Unbiased MMD^2 between (m, F) ``x`` and (n, F) ``y`` with ``k(a, b) = (a.b / F + 1)^3``.
 
-    ``MMD^2_u = sum_{i != j} [k(x_i, x_j) + k(y_i, y_j)] / (m (m - 1)) - 2 sum_{i, j} k(x_i, y_j) / m^2``
-    (Gretton et al. 2012, eq. 3, with the cross term over all pairs as in Binkowski et al. 2018 and
-    torch-fidelity).
+    ``MMD^2_u = sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (n (n - 1))
+    - 2 sum_{i, j} k(x_i, y_j) / (m n)`` (Gretton et al. 2012, eq. 3; for m = n the estimate of
+    Binkowski et al. 2018 and torch-fidelity). Needs m, n >= 2 and one width F, else a DataError.
 
     >>> polynomial_mmd2(torch.zeros(2, 1), torch.ones(2, 1))   # k = 1 within x, 8 within y, 1 across: 1 + 8 - 2
     7.0
+    >>> polynomial_mmd2(torch.zeros(3, 1), torch.ones(2, 1))   # sizes may differ: still 1 + 8 - 2
+    7.0
     """
-    m, d = x.shape
+    x, y = _as_features(x, "x"), _as_features(y, "y")   # (m, F), (n, F) float64, m, n >= 2
+    if x.shape[1] != y.shape[1]:
+        raise DataError(f"MMD^2 needs features of one width, got {x.shape[1]} and {y.shape[1]}")
+    (m, d), n = x.shape, y.shape[0]
     kxx = (x @ x.T / d + 1) ** 3                 # (m, m)
-    kyy = (y @ y.T / d + 1) ** 3                 # (m, m)
-    kxy = (x @ y.T / d + 1) ** 3                 # (m, m)
-    within = (kxx.sum() - kxx.diagonal().sum() + kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1))
-    return float(within - 2 * kxy.sum() / (m * m))
+    kyy = (y @ y.T / d + 1) ** 3                 # (n, n)
+    kxy = (x @ y.T / d + 1) ** 3                 # (m, n)
+    within_x = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))   # mean over the pairs i != j
+    within_y = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    return float(within_x + within_y - 2 * kxy.sum() / (m * n))
+
+
+def kid_subset_size(n_real: int, n_fake: int, subsets: int, subset_size: int) -> int:
+    """The rows ``m`` of each KID subset (:func:`kid`): ``min(subset_size, n_real, n_fake)``, and where there are
+    several subsets at most half of the smaller set (at least 2).
+
+    >>> kid_subset_size(10_000, 10_000, 100, 1000), kid_subset_size(300, 2000, 100, 1000), kid_subset_size(300, 2000, 1, 1000)
+    (1000, 150, 300)
+    """
+    m = min(subset_size, n_real, n_fake)
+    if subsets > 1:  # not (nearly) a whole set in every subset: at most half of it
+        m = max(2, min(m, min(n_real, n_fake) // 2))
+    return m
 
 
 def kid(
@@ -158,9 +177,7 @@ def kid(
         raise DataError(f"KID's subsets and subset_size are whole numbers, got {subsets!r} and {subset_size!r}")
     if subsets < 1 or subset_size < 2:
         raise DataError(f"KID needs subsets >= 1 and subset_size >= 2, got {subsets} and {subset_size}")
-    m = min(subset_size, real.shape[0], fake.shape[0])
-    if subsets > 1:  # not (nearly) a whole set in every subset: at most half of it
-        m = max(2, min(m, min(real.shape[0], fake.shape[0]) // 2))
+    m = kid_subset_size(real.shape[0], fake.shape[0], subsets, subset_size)
     mmds = torch.empty(subsets, dtype=torch.float64)   # (subsets,)
     for i in range(subsets):
         r = real[torch.randperm(real.shape[0], generator=generator)[:m]]   # (m, F)

@@ -37,7 +37,7 @@ from ..base import Density, LatentVariable, evaluating
 from ..data import load_spec
 from ..data.transforms import requantize
 from ..errors import ConfigError, DataError
-from .features import WHICH
+from .features import K, WHICH, min_images
 from .likelihood import check_eval_options, check_weights, format_stderr, likelihood_report
 from .parzen import check_sigmas
 
@@ -161,8 +161,14 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
                  "seconds": {}}
     if skipped:
         out["skipped"] = skipped
-    if set(chosen) & set(FEATURE_METRICS) and n is not None and n < 2:
-        raise ConfigError(f"the feature metrics compare sets of images: n (-n) must be >= 2 for them, got {n}")
+    asked_features = [m for m in chosen if m in FEATURE_METRICS]
+    if asked_features:  # the sizes the feature metrics take, checked before any work (an IWAE bound takes minutes)
+        need = min_images(asked_features)
+        bad = [f"{flag} {v}" for flag, v in (("n_samples (--n-samples)", n_samples), ("n (-n)", n)) if v is not None and v < need]
+        if bad:
+            what = (f"pr and dc compare k = {K} nearest neighbours: they need more than {K} samples and real images"
+                    if need > 2 else "the feature metrics compare sets of images: they need at least 2 of each")
+            raise ConfigError(f"{what}, got {' and '.join(bad)}")
     samples = None
     if set(chosen) - {"nll"}:
         t0 = time.time()
@@ -189,8 +195,7 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
 
         t0 = time.time()
         out["features"] = feature_metrics(samples, test.name, root=data_spec.get("root"), split=split,
-                                          n_real=n, seed=seed, which=[m for m in chosen if m in FEATURE_METRICS],
-                                          progress=progress)
+                                          n_real=n, seed=seed, which=asked_features, k=K, progress=progress)
         out["seconds"]["features"] = time.time() - t0
     if "modes" in chosen:
         from .modes import mode_coverage
@@ -253,14 +258,22 @@ def format_result(result: dict) -> str:
         f = result["features"]
         lines.append(f"features of genzoo's {f['classifier']} classifier ({100 * f['classifier_accuracy']:.2f}% test "
                      f"accuracy; {f['n_fake']:,} samples vs {f['n_real']:,} {result['split']} images):")
-        parts = {"fid": lambda: f"FID {f['fid']:.3f}", "kid": lambda: f"KID {f['kid']:.5f} +- {f['kid_std']:.5f}",
+        # KID's and IS's spread is over subsets or parts (ddof 0), not a standard error as the likelihoods' +-
+        subsets = f" over {f['kid_subsets']} subsets of {f['kid_subset_size']:,}" if "kid_subsets" in f else " over subsets"
+        parts = {"fid": lambda: f"FID {f['fid']:.3f}", "kid": lambda: f"KID {f['kid']:.5f} (sd {f['kid_std']:.5f}{subsets})",
                  "precision": lambda: f"precision {f['precision']:.3f}  recall {f['recall']:.3f}",
                  "density": lambda: f"density {f['density']:.3f}  coverage {f['coverage']:.3f}",
-                 "is": lambda: f"IS {f['is']:.3f} " + (f"+- {f['is_std']:.3f} ({f['is_splits']} parts)"
+                 "is": lambda: f"IS {f['is']:.3f} " + (f"(sd {f['is_std']:.3f} over {f['is_splits']} parts)"
                                                         if f.get("is_splits", 10) > 1 else
                                                         f"(one part of {f['n_fake']:,}: biased low below 1,000)"
                                                         if f["n_fake"] < 1000 else f"(one part of {f['n_fake']:,})")}
         lines.append("  " + "  ".join(text() for key, text in parts.items() if key in f))  # only the metrics asked for
+        noisy = [name for key, name in (("kid", "KID"), ("precision", "the k-NN figures"), ("density", "the k-NN figures"))
+                 if key in f]
+        caveats = ["FID is biased high"] * ("fid" in f) + [f"{' and '.join(dict.fromkeys(noisy))} noisy"] * bool(noisy)
+        if f["n_fake"] < 1000 and caveats:  # as the IS line says for IS
+            lines.append(f"  (only {f['n_fake']:,} samples, fewer than 1,000: {', '.join(caveats)}; compare runs "
+                         "scored with the same --n-samples)")
         lines.append("  class histogram of samples: " + " ".join(f"{100 * c:.1f}" for c in f["class_histogram"]) + " (%)")
     if "modes" in result:
         m = result["modes"]

@@ -216,7 +216,7 @@ def _metrics_table(result: dict | None, run_dir: str | os.PathLike = "RUN") -> s
     f = result.get("features", {})
     for key in ("fid", "kid", "precision", "recall", "density", "coverage", "is"):
         if key in f:
-            spread = f" +- {f['kid_std']:.4g}" if key == "kid" and "kid_std" in f else ""
+            spread = f" (sd {f['kid_std']:.4g} over subsets)" if key == "kid" and "kid_std" in f else ""  # not a s.e.
             rows.append((key.upper() if key in ("fid", "kid", "is") else key, "features", f"{f[key]:.4g}{spread}", ""))
     if "modes" in result:
         m = result["modes"]

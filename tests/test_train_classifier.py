@@ -1,0 +1,119 @@
+"""python -m genzoo.eval.train_classifier: the recipe of the shipped classifiers, its output folder and its record."""
+
+import hashlib
+import json
+import os
+import stat
+
+import pytest
+import torch
+
+import genzoo.eval.features as feat
+import genzoo.eval.train_classifier as tc
+from genzoo.errors import CheckpointError, WriteError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture
+def quick(monkeypatch):
+    """``train`` replaced by one that returns an untrained digits classifier at once; the calls are counted."""
+    calls = []
+
+    def train(name, root=None, log=print):
+        calls.append((name, root))
+        arch = tc.RECIPES[name]["architecture"]
+        model = feat.DigitClassifier(**{**arch, "channels": tuple(arch["channels"])}).eval()
+        return model, {"name": name, "architecture": arch, "test_accuracy": 0.1, "train_seconds": 0.0}
+
+    monkeypatch.setattr(tc, "train", train)
+    return calls
+
+
+def _one_line_error(capsys, *needles):
+    err = capsys.readouterr().err
+    assert err.startswith("train_classifier: error: ") and err.count("\n") == 1, err
+    assert all(n in err for n in needles), err
+
+
+def test_an_unwritable_out_is_refused_before_the_training(tmp_path, capsys, quick):
+    """--out naming a file trained the whole recipe (minutes), then ended in a FileExistsError traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert tc.main(["digits", "--out", str(afile)]) == 2
+    _one_line_error(capsys, "--out", "cannot make the folder")
+    assert tc.main(["digits", "--out", str(afile / "sub")]) == 2   # below a file
+    _one_line_error(capsys, "--out")
+    (tmp_path / "w" / "digits-classifier.json").mkdir(parents=True)  # a folder where the record goes
+    assert tc.main(["digits", "--out", str(tmp_path / "w")]) == 2
+    _one_line_error(capsys, "digits-classifier.json there is not a file")
+    assert quick == []                                              # never trained
+    assert tc.main(["digits", "--out", str(tmp_path / "new" / "deeper")]) == 0   # a missing folder is made
+    assert quick == [("digits", None)] and (tmp_path / "new" / "deeper" / "digits-classifier.json").is_file()
+
+
+def test_a_failed_write_is_one_line_and_leaves_no_new_weights_beside_an_old_record(tmp_path, capsys, quick, monkeypatch):
+    """The weights were written, then the record: a record that could not be written (a full disk) left new
+    weights beside the old record, whose sha256 and accuracy were then wrong."""
+    out = tmp_path / "w"
+    assert tc.main(["digits", "--out", str(out)]) == 0
+    old = {f: (out / f).read_bytes() for f in os.listdir(out)}
+    assert sorted(old) == ["digits-classifier.json", "digits-classifier.safetensors"]
+
+    def full_disk(path, obj):
+        raise WriteError(f"cannot write {path}: No space left on device")
+
+    for writer in ("atomic_write_bytes", "atomic_write_json"):      # the weights, then the record, cannot be written
+        torch.manual_seed(len(writer))                              # other initial weights: another file
+        with monkeypatch.context() as m:
+            m.setattr(tc, writer, full_disk)
+            assert tc.main(["digits", "--out", str(out)]) == 2
+        _one_line_error(capsys, "No space left on device")
+        assert {f: (out / f).read_bytes() for f in os.listdir(out)} == old, writer   # both old files, nothing stray
+
+    real_replace = os.replace
+
+    def rename_fails(src, dst):  # the very last step, the rename onto the record, fails: an OSError
+        if os.path.basename(dst) == "digits-classifier.json":
+            raise PermissionError(13, "Permission denied")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", rename_fails)
+    assert tc.main(["digits", "--out", str(out)]) == 2
+    _one_line_error(capsys, "Permission denied")
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert (out / "digits-classifier.json").read_bytes() == old["digits-classifier.json"]
+    assert (out / "digits-classifier.safetensors").read_bytes() != old["digits-classifier.safetensors"]
+    assert sorted(os.listdir(out)) == sorted(old)                   # no .new file left
+    monkeypatch.setattr(feat, "WEIGHTS_DIR", out)
+    with pytest.raises(CheckpointError, match="is not the classifier its record"):  # that pair is refused, not used
+        feat.load_classifier("digits")
+
+
+def test_data_root_is_an_alias_of_root(tmp_path, quick):
+    """The MNIST-not-found hint says --data-root; train_classifier only knew --root ("unrecognized arguments")."""
+    assert tc.main(["mnist", "--data-root", str(tmp_path / "data"), "--out", str(tmp_path / "w")]) == 0
+    assert tc.main(["mnist", "--root", str(tmp_path / "data"), "--out", str(tmp_path / "w")]) == 0
+    assert quick == [("mnist", str(tmp_path / "data"))] * 2
+
+
+def test_one_epoch_of_the_recipe_writes_weights_and_a_record_that_match(tmp_path, monkeypatch, capsys):
+    """The record names the CPU's instruction set (the weights depend on it) and the weights' sha256; the same
+    machine gives the same bytes twice."""
+    monkeypatch.setitem(tc.RECIPES["digits"], "epochs", 1)
+    shas = []
+    for run in ("a", "b"):
+        assert tc.main(["digits", "--out", str(tmp_path / run)]) == 0
+        weights = tmp_path / run / "digits-classifier.safetensors"
+        record = json.loads((tmp_path / run / "digits-classifier.json").read_text())
+        shas.append(hashlib.sha256(weights.read_bytes()).hexdigest())
+        assert record["weights_sha256"] == shas[-1]
+        assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and record["cpu"]
+        assert record["recipe"]["epochs"] == 1 and 0 < record["test_accuracy"] <= 1
+        for f in (weights, tmp_path / run / "digits-classifier.json"):
+            assert stat.S_IMODE(f.stat().st_mode) == 0o644
+        assert sorted(os.listdir(tmp_path / run)) == ["digits-classifier.json", "digits-classifier.safetensors"]
+    assert shas[0] == shas[1]
+    assert "test accuracy" in capsys.readouterr().out
+    monkeypatch.setattr(feat, "WEIGHTS_DIR", tmp_path / "a")        # a retrained classifier, from its own folder
+    assert not feat.load_classifier("digits").training
