@@ -304,3 +304,59 @@ def test_kde_from_a_generator_takes_priors_without_a_closed_form_mean():
     assert torch.equal(torch.get_rng_state(), before)  # the global stream untouched
     exact = torch.exp(logistic.log_prob(torch.tensor([0.0, 2.0])))
     assert torch.allclose(p.float(), exact, rtol=0.1)
+
+
+# ------------------------------------------------------------------------- heavy-tailed priors
+
+
+def test_heavy_tailed_priors_with_an_icdf_get_a_grid_that_resolves_them():
+    """Audit 94: the default grid spanned a Cauchy's 1e-9 quantiles (-+3.2e8) in 200,001 uniform points, a spacing of
+    3,183, and tanh(h) came out as 868 at x = 0 (truth 1/pi); log of a Pareto(1, 1) and of a half-Cauchy were off by
+    10^2 to 10^4. The grid is now uniform in the logit of the prior's quantile for such a prior."""
+    from torch.distributions import Cauchy, HalfCauchy, Pareto
+
+    x = torch.tensor([-0.9, -0.5, 0.0, 0.5, 0.9], dtype=F64)
+    cauchy = Cauchy(0.0, 1.0)
+    p = implicit_density(torch.tanh, cauchy, x)
+    want = 1 / (np.pi * (1 + np.arctanh(x.numpy()) ** 2) * (1 - x.numpy() ** 2))  # p_h(atanh x) / (1 - x^2)
+    assert rel_err(p, want) < 1e-6 and float(p[2]) == pytest.approx(1 / np.pi, rel=1e-6)  # measured 4e-8
+    x = torch.tensor([0.1, 1.0, 3.0, 10.0], dtype=F64)
+    p = implicit_density(torch.log, Pareto(1.0, 1.0), x)  # log of a Pareto(1, 1) is Exponential(1)
+    assert rel_err(p, np.exp(-x.numpy())) < 1e-6  # measured 1e-9
+    p = density_change_of_variables(torch.log, HalfCauchy(1.0), x)
+    ex = np.exp(x.numpy())
+    assert rel_err(p, 2 / (np.pi * (1 + ex**2)) * ex) < 1e-5  # measured 8e-7
+    # a range the caller gives is taken as it is: uniform in h
+    p = density_change_of_variables(torch.tanh, cauchy, torch.tensor([0.0], dtype=F64), h_range=(-2000, 2000))
+    assert float(p[0]) == pytest.approx(1 / np.pi, rel=1e-4)
+
+
+def test_light_tailed_priors_keep_the_uniform_grid():
+    """Normal, Laplace, exponential and uniform priors stay on the uniform h grid: the quantile grid is for a
+    prior whose 1e-9 quantiles lie far beyond its body."""
+    from torch.distributions import Cauchy, Exponential, Laplace
+
+    from genzoo.eval import implicit
+
+    for prior in (Normal(0.0, 1.0), Laplace(0.0, 1.0), Exponential(1.0), Uniform(0.0, 1.0)):
+        assert implicit._grid(torch.exp, prior, None, 1001).prior is prior
+    cauchy = Cauchy(0.0, 1.0)
+    g = implicit._grid(torch.tanh, cauchy, None, 1001)
+    assert g.prior is not cauchy and float(g.h.abs().max()) == pytest.approx(np.log(1e9), rel=1e-6)  # t = logit(q)
+
+
+def test_plot_takes_the_h_range_its_error_asks_for(tmp_path):
+    """Audit 94: for a prior without an icdf or a finite std the error says 'pass h_range=(lo, hi)', which
+    plot_implicit_density did not take (TypeError)."""
+    from PIL import Image
+    from torch.distributions import StudentT
+
+    out = tmp_path / "t2.png"
+    with pytest.raises(ConfigError, match="pass h_range"):
+        plot_implicit_density(torch.tanh, StudentT(2.0), out, n_samples=2_000)
+    plot_implicit_density(torch.tanh, StudentT(2.0), out, n_samples=2_000, h_range=(-50, 50), n_grid=20_001,
+                          generator=torch.Generator().manual_seed(0))
+    with Image.open(out) as im:
+        assert im.format == "PNG"
+    with pytest.raises(ConfigError, match="n_grid"):
+        plot_implicit_density(torch.tanh, StudentT(2.0), out, h_range=(-50, 50), n_grid=2)

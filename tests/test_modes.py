@@ -79,3 +79,34 @@ def test_options_are_keywords():
     with pytest.raises(DataError, match="threshold is a number of stds, got Tensor"):
         mode_coverage(torch.zeros(3, 1), c, 0.1, threshold=torch.tensor([0.5, 0.5]))
     assert mode_coverage(torch.zeros(3, 1), c, 0.1, threshold=2)["modes"] == 1
+
+
+def test_the_nearest_mode_is_nearest_in_its_own_stds():
+    """Audit 94: x = 1 is 10 std from a mode at 0 of std 0.1 and 1 std from a mode at 3 of std 2. The plain nearest
+    centre (0) rejected it; PacGAN's metric code measures the distance to each mode in that mode's std. The true
+    mixture scored 90% high quality (its ceiling in 1-D is 99.7%)."""
+    from genzoo.data.toy import mixture1d
+
+    r = mode_coverage(torch.tensor([[1.0]]), torch.tensor([[0.0], [3.0]]), torch.tensor([0.1, 2.0]))
+    assert r["high_quality"] == 1.0 and r["counts"] == [0, 1]
+    d = mixture1d(means=(0.0, 3.0), stds=(0.1, 2.0))
+    x = d.sample(20_000, torch.Generator().manual_seed(0))
+    r = mode_coverage(x, d.centres, d.std)
+    assert r["high_quality"] > 0.99 and r["modes"] == 2  # measured 0.9985
+
+
+def test_one_std_for_all_modes_keeps_the_plain_nearest_centre_bit_for_bit():
+    """The ring's and grid's figures (genzoo bench modes) must not move: with equal stds the counts are those of the
+    plain nearest centre within 3 std, on samples of the truth and on samples spread well past it."""
+    for d in (ring(), grid()):
+        g = torch.Generator().manual_seed(1)
+        x = d.sample(5000, g)
+        x = torch.cat([x, 1.3 * x + 0.05 * torch.randn(x.shape, generator=g, dtype=x.dtype)])
+        dist = torch.cdist(x.double(), d.centres.double())  # (N, K)
+        near_d, near = dist.min(1)
+        good = near_d <= 3 * d.std
+        r = mode_coverage(x, d.centres, d.std)
+        assert r["counts"] == torch.bincount(near[good], minlength=len(d.centres)).tolist()
+        assert r["high_quality"] == int(good.sum()) / len(x)
+        per_mode = mode_coverage(x, d.centres, torch.full((len(d.centres),), float(d.std)))  # (K,) equal stds
+        assert per_mode == r

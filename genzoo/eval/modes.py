@@ -4,8 +4,11 @@ Srivastava et al. 2017 (VEEGAN, Section 5.1) and Lin et al. 2018 (PacGAN, Sectio
 generator trained on a ring or grid of Gaussians by
 
 * **high-quality share**: the fraction of samples within ``threshold`` (3) standard deviations of
-  their nearest mode centre;
-* **modes captured**: the number of modes that are the nearest centre of at least one
+  their nearest mode centre, nearest in standard deviations: the distance to mode k is measured in
+  mode k's std, ``||x - c_k|| / std_k`` (PacGAN's metric code, ``sqrt(sum_j d_j^2 / var_j)``), so a
+  sample well inside a wide mode belongs to it even where a narrow mode's centre is closer (with
+  one std for all modes, as on the ring and grid, this is the plain nearest centre);
+* **modes captured**: the number of modes that are the nearest mode of at least one
   high-quality sample;
 * **reverse KL**: ``KL(p_hat || uniform) = sum_k p_k log(K p_k)`` where ``p_hat`` is the histogram
   of the high-quality samples over their nearest modes (``0 log 0 = 0``): 0 when every mode gets
@@ -42,6 +45,7 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, thre
     """Score (N, D) ``samples`` against (K, D) mode ``centres`` of isotropic std ``std`` (one for all
     modes, or (K,): one per mode, as in ``mixture1d``) and mixture ``weights`` (K,) (None: equal).
 
+    Each sample belongs to the mode nearest in that mode's stds; it is high quality within ``threshold`` of them.
     Returns ``{"modes", "n_modes", "high_quality", "reverse_kl", "counts"}``: modes captured, K, the
     high-quality share, the reverse KL of the mode histogram to the mixture's weights, and the number
     of high-quality samples per mode.
@@ -68,9 +72,12 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, thre
                         f"{w.tolist()}")
     finite = torch.isfinite(x).all(1)                                    # NaN samples are never high quality
     dist = torch.cdist(torch.where(finite[:, None], x, torch.zeros_like(x)), c)  # (N, K)
-    nearest_d, nearest = dist.min(1)                                      # (N,) each
     k = c.shape[0]
     stds = stds.expand(k)  # (K,)
+    # the nearest mode in its own stds, ||x - c_k|| / std_k (PacGAN's MetricLogger); with one std for all modes
+    # that is the plain nearest centre, taken as such so that the ring's and grid's figures stay bit for bit
+    _, nearest = (dist if bool((stds == stds[0]).all()) else dist / stds).min(1)  # (N,)
+    nearest_d = dist.gather(1, nearest[:, None]).squeeze(1)               # (N,)
     good = finite & (nearest_d <= threshold * stds[nearest])              # (N,)
     counts = torch.bincount(nearest[good], minlength=k)                  # (K,)
     n_good = int(good.sum())
