@@ -563,7 +563,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             raise ConfigError(f"--resume continues the run as recorded in its run.json: drop {', '.join(fixed)} "
                               "(--steps, --epochs, --data-root, --checkpoint-every, --sample-every and the speed "
                               "options may change)")
-        recipe, transform = read_recipe(run_dir), {}
+        recipe, transform = read_recipe(run_dir, train=True), {}  # (an unknown [train] key was dropped silently)
         lacks = [k for k in ("batch_size", "seed") if recipe["train"].get(k) is None]
         if lacks or (recipe["train"].get("steps") is None and recipe["train"].get("epochs") is None):
             raise CheckpointError(f"{run_dir / 'run.json'} does not record the run's {', '.join(lacks or ['steps or epochs'])}"
@@ -868,8 +868,10 @@ def _density_picture(model, data, run_dir: Path) -> None:
     print(f"genzoo: density picture in {run_dir / 'density.png'}", file=sys.stderr)
 
 
-def read_recipe(run_dir: Path) -> dict:
-    """The resolved recipe a run was trained with (its run.json), checked."""
+def read_recipe(run_dir: Path, train: bool = False) -> dict:
+    """The resolved recipe a run was trained with (its run.json), checked; with ``train`` (``--resume``, which trains
+    with it) its [train] table too, whose keys this genzoo must know (the other commands read only [model] and
+    [data], so a newer genzoo's run is still evaluated and drawn from)."""
     from . import __version__
     from .io import CONFIG, read_json
     from .recipes import TRAIN_KEYS
@@ -882,7 +884,7 @@ def read_recipe(run_dir: Path) -> dict:
     recipe = run.get("recipe")
     if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k), dict) for k in ("model", "data", "train")):
         raise CheckpointError(f"{path} is not a genzoo run file (no model/data/train recipe)")
-    if unknown := [k for k in recipe["train"] if k not in TRAIN_KEYS]:  # as a recipe file's (--resume dropped them)
+    if train and (unknown := [k for k in recipe["train"] if k not in TRAIN_KEYS]):  # as a recipe file's
         version = run.get("genzoo_version")
         newer = f" (written by genzoo {version}; this is {__version__})" if version not in (None, __version__) else ""
         raise CheckpointError(f"{path}: unknown [train] key '{unknown[0]}'{did_you_mean(unknown[0], TRAIN_KEYS)}{newer}")
@@ -976,9 +978,7 @@ def _evaluable(path: str, args):
     """The model and data recipe of a run to evaluate: a one-line error for a folder that is no run, damaged
     weights or a folder of ``genzoo.save`` (no run.json, so no data)."""
     model = _run(path, "evaluate")
-    if not (Path(path) / "run.json").is_file():
-        raise CheckpointError(f"{path} has no run.json: it was not written by `genzoo train`")
-    return model, _data_spec(path, args.data_root)
+    return model, _data_spec(path, args.data_root)  # (read_recipe names a genzoo.save folder as such)
 
 
 def _eval_run(path: str, args, metrics: str, strict: bool = True):

@@ -185,7 +185,8 @@ def dumps(obj: Any, indent: int | None = None) -> str:
             return f'"{m[0]}"'
         return m[0] if m[2] else _ESCAPED.get(m[1], m[1])  # a string: one that reads as a name escaped (not keys)
 
-    return _TOKEN.sub(token, json.dumps(obj, indent=indent))
+    text = json.dumps(obj, indent=indent)
+    return _TOKEN.sub(token, text) if "NaN" in text or "Infinity" in text else text  # (the regex only where needed)
 
 
 def loads(text: str) -> Any:
@@ -197,7 +198,8 @@ def loads(text: str) -> Any:
         return m[1][1:-1] if m[1] in _NAMED and not m[2] else m[0]
 
     try:
-        return json.loads(_TOKEN.sub(token, text))
+        obj = json.loads(text)  # first: damaged text fails here, and most text holds no name to convert
+        return json.loads(_TOKEN.sub(token, text)) if any(n in text for n in _NAMED) else obj
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", text, 0) from None
 
@@ -695,9 +697,11 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
             shutil.rmtree(tmp, ignore_errors=True)
         why = e.__context__ if isinstance(e, WriteError) and isinstance(e.__context__, OSError) else e  # (from None)
         last = latest_checkpoint(run_dir)
+        how = (f"`genzoo train --resume --run-dir {run_dir}`" if (Path(run_dir) / "run.json").is_file()
+               else f"fit(..., run_dir={str(run_dir)!r}, resume=True)")  # (a run of genzoo.fit has no run.json)
         raise WriteError(f"cannot write the checkpoint {final}: {getattr(why, 'strerror', None) or why}; " + (
-            f"the checkpoints written so far are intact: continue from {last.name} with `genzoo train --resume "
-            f"--run-dir {run_dir}`" if last is not None else "no checkpoint was written yet")) from None
+            f"the checkpoints written so far are intact: continue from {last.name} with {how}"
+            if last is not None else "no checkpoint was written yet")) from None
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Speed options of the training loop: bf16 autocast, channels-last, torch.compile, and the GAN's shared G(z)."""
 
 import json
+import types
 
 import pytest
 import torch
@@ -361,6 +362,18 @@ def test_fit_without_compile_runs_a_compiled_model_eagerly_again():
     assert "forward" not in vars(m.encoder) and "forward" not in vars(m.decoder)
     genzoo.fit(m, data, steps=2, batch_size=64, progress=False, compile=True)  # and compiled again
     assert "forward" in vars(m.encoder)
+    # a forward the user set on a network is theirs: neither compiled over nor taken off
+    calls = []
+
+    def mine(self, x):
+        calls.append(1)
+        return type(self).forward(self, x)
+
+    m.decoder.forward = types.MethodType(mine, m.decoder)
+    for compile in (True, False):
+        genzoo.fit(m, data, steps=2, batch_size=64, progress=False, compile=compile)
+        assert vars(m.decoder)["forward"].__func__ is mine and len(calls) >= 2
+        calls.clear()
 
 
 def test_no_compile_turns_compile_off_when_resuming(tmp_path):

@@ -329,6 +329,12 @@ def test_inpaint_mnist_reuses_no_parzen_run_trained_with_options_its_recipe_does
     record["recipe"]["train"]["log_every"] = 7  # bookkeeping: the same model
     (tmp_path / "edited" / "run.json").write_text(json.dumps(record))
     assert stale(tmp_path / "edited", recipe, root, flags) is None
+    # a run of an older genzoo, which did not record options added since, trained at their defaults: reused (the
+    # parzen-mnist runs behind BENCHMARKS' table have no keep_best, and were called stale for "keep_best = None")
+    for key in ("keep_best", "warmup_steps"):
+        del record["recipe"]["train"][key]
+    (tmp_path / "edited" / "run.json").write_text(json.dumps(record))
+    assert stale(tmp_path / "edited", recipe, root, flags) is None
 
 
 def test_parzen_mnist_stores_what_compare_asks_so_its_printed_command_reuses_it(tmp_path, monkeypatch, capsys):
@@ -524,3 +530,14 @@ def test_the_benchmark_list_names_each_ones_flags_defaults_and_quick_runs(capsys
     assert "--steps (default ring 10,000, grid 10,000), --seeds (default 5)" in bench.flags_help("modes")
     assert bench.flags_help("vae-planar").endswith("--quick writes no runs")
     assert bench.flags_help("parzen-mnist").endswith("--quick keeps its scratch runs in --runs-dir")
+
+
+def test_inpaint_mnist_searches_the_flow_in_fp32_where_bf16_is_emulated(monkeypatch):
+    # its RealNVP search ran in bf16 on every CPU: 6x as slow as fp32 where bf16 is emulated (AVX2 only)
+    from genzoo.bench import inpaint_mnist
+    from genzoo.train import acceleration
+
+    for emulated, precision in ((True, "fp32"), (False, "bf16")):
+        monkeypatch.setattr(acceleration, "bf16_emulated", lambda device, e=emulated: e)
+        settings = inpaint_mnist.search_settings()
+        assert settings["RealNVP"][2] == precision and settings["GAN"][2] == settings["VAE"][2] == "fp32"

@@ -820,6 +820,9 @@ def test_resume_refuses_a_train_key_it_does_not_know(capsys, tmp_path):
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "3", "--no-progress")
     assert code == 2 and "unknown [train] key 'lr_scheduel'" in err and "lr_schedule" in err and "9.0.0" in err, err
     assert _digest(rd) == before
+    # the commands that read only [model] and [data] still take the run
+    code, _, err = run(capsys, "sample", str(rd), "-n", "4", "-o", str(tmp_path / "s.png"))
+    assert code == 0 and "cannot be read" not in err, err
 
 
 def test_a_saved_model_folder_says_it_records_no_data(capsys, tmp_path):

@@ -482,9 +482,13 @@ def test_a_checkpoint_that_cannot_be_written_is_named_and_the_last_one_is_kept(t
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
+    # a run of genzoo.fit (no run.json, which `genzoo train --resume` needs) continues with fit(resume=True)
     with pytest.raises(WriteError, match=r"^cannot write the checkpoint .*checkpoints/step-00000020: No space left on "
                                          r"device; the checkpoints written so far are intact: continue from "
-                                         r"step-00000010 with `genzoo train --resume --run-dir "):
+                                         r"step-00000010 with fit\(\.\.\., run_dir=.*, resume=True\)"):
+        io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
+    (tmp_path / "run.json").write_text("{}")  # a run of genzoo train
+    with pytest.raises(WriteError, match=r"continue from step-00000010 with `genzoo train --resume --run-dir "):
         io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
     monkeypatch.undo()
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000010"]

@@ -10,7 +10,8 @@ the missing pixels, so the PSNR measures the fill). ``SEARCH`` gives each model'
 precision: the GAN and the VAE search at the library's defaults (``inpaint.STEPS`` and ``RESTARTS``,
 measured in :func:`genzoo.apps.inpaint.inpaint`'s docstring) in fp32; the flow, whose first start is its exact code of the image with each hole filled by
 the mean of its known pixels, 100 steps from that start alone under bf16 autocast (its convolutions are
-the cost: 2.7x faster than fp32 on an AVX512-BF16 CPU, the likelihood still in fp32).
+the cost: 2.7x faster than fp32 on an AVX512-BF16 CPU, the likelihood still in fp32; in fp32 on a CPU that
+emulates bf16, 6x as slow there: :func:`search_settings`).
 The posterior mean (:func:`genzoo.apps.inpaint.posterior_fill`): ``inpaint.SAMPLES`` draws of the
 model, sigma chosen on its own draws for each mask, then the mask blend.
 """
@@ -30,7 +31,20 @@ MASKS = {"center": "centre 14x14", "random:0.8": "random 80%"}
 MODELS = ("GAN", "VAE", "RealNVP")
 N_IMAGES, BATCH = 1000, 250
 #: model -> (Adam steps, starts, precision) of its search
+#: (RealNVP's in bf16, 2.7x as fast on an AVX512-BF16 CPU; in fp32 where bf16 is emulated: 6x as slow there)
 SEARCH = {"GAN": (STEPS, RESTARTS, "fp32"), "VAE": (STEPS, RESTARTS, "fp32"), "RealNVP": (100, 1, "bf16")}
+
+
+def search_settings() -> dict:
+    """:data:`SEARCH`, with fp32 for bf16 where this CPU emulates bf16 (:func:`~genzoo.train.acceleration.bf16_emulated`)."""
+    import torch
+
+    from genzoo.train.acceleration import bf16_emulated
+
+    slow = bf16_emulated(torch.device("cpu"))
+    return {k: (steps, starts, "fp32" if slow and p == "bf16" else p) for k, (steps, starts, p) in SEARCH.items()}
+
+
 #: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick trains (or reuses) parzen-mnist's
 #: quick runs
 DEFAULTS = {"steps": ", ".join(f"{k} {v[0]}" for k, v in SEARCH.items())}
@@ -87,7 +101,7 @@ def stale(run: Path, recipe_file: Path, root: str, flags: list[str] | tuple = ()
     :func:`~genzoo.bench.parzen_mnist.train_flags`) is another run. A run without a readable run.json is stale too."""
     import json
 
-    from genzoo.cli import _resolve, _typed_train, parse, read_recipe
+    from genzoo.cli import _resolve, _train_defaults, _typed_train, parse, read_recipe
     from genzoo.data import typed_spec
     from genzoo.data.mnist import mnist_fingerprint
     from genzoo.errors import GenZooError
@@ -111,6 +125,8 @@ def stale(run: Path, recipe_file: Path, root: str, flags: list[str] | tuple = ()
     for table in ("model", "data", "train"):
         # (the model table: the recipe's TOML values, typed as the model records them; the flags set no model key)
         have, need = recorded[table], json.loads(json.dumps(want[table]))  # (tuples as run.json holds them: lists)
+        if table == "train":  # an option an older genzoo did not record trained at fit's default, as --resume takes it
+            have = {**_train_defaults(), **have}
         for key in [*need, *(k for k in have if k not in need)]:  # both ways
             if key in BOOKKEEPING or have.get(key) == need.get(key):
                 continue
@@ -142,6 +158,7 @@ def run(args) -> str:
 
     root = mnist_root(args)
     quick = args.quick
+    search = search_settings()
     n = 20 if quick else N_IMAGES
     train = load_dataset("mnist", "train", root=root, n=2000 if quick else None)
     test = load_dataset("mnist", "test", root=root, n=n)
@@ -172,7 +189,7 @@ def run(args) -> str:
             out = posterior_fill(model, test.x, mask, bank=bank)
             score(f"genzoo {label} (posterior mean)", m, out["filled"], mask, drawn / len(masks) + time.time() - t0)
             sigmas[(label, m)] = out["sigma"]
-        steps, restarts, precision = SEARCH[label]
+        steps, restarts, precision = search[label]
         steps = 5 if quick else (args.steps or steps)
         for m, mask in masks.items():
             t0 = time.time()
@@ -186,7 +203,7 @@ def run(args) -> str:
              f"The first {n:,} test digits; PSNR in dB on the missing pixels (higher is better), mean +- standard error. "
              "genzoo's models search z with Adam (lambda 0.003: the GAN's discriminator, the VAE's prior, the "
              "flow's likelihood; " + "; ".join(f"{k} {5 if quick else (args.steps or v[0])} steps from {v[1]} "
-                                              f"start{'s' * (v[1] > 1)} in {v[2]}" for k, v in SEARCH.items())
+                                              f"start{'s' * (v[1] > 1)} in {v[2]}" for k, v in search.items())
              + ") and Poisson-blend G(z) into the known pixels; or fill the holes with the model's posterior mean "
              f"given the known pixels, from {1000 if quick else SAMPLES:,} of its draws (importance weights "
              "exp(-|known-pixel error|^2 / (2 sigma^2)), sigma chosen on the model's own draws: "

@@ -77,7 +77,7 @@ def check_compile(device: torch.device) -> None:
         get_cpp_compiler()
     except Exception as e:  # InvalidCxxCompiler, or a torch without inductor
         raise ConfigError(f"compile: torch.compile needs a C++ compiler on the CPU and found none ({type(e).__name__}): "
-                          "install g++ or set CXX, or leave compile off") from None
+                          "install g++ or set CXX, or leave compile off (--no-compile when resuming a compiled run)") from None
 
 
 def autocast(device: torch.device, precision: str):
@@ -123,17 +123,11 @@ def _own_forward(cls: type) -> Callable:
     return forward
 
 
-def _compiled(child: nn.Module) -> bool:
-    """Whether :func:`compile_networks` compiled ``child`` (its instance ``forward`` wraps a dynamo function)."""
-    forward = vars(child).get("forward")
-    return hasattr(getattr(forward, "__func__", None), "_torchdynamo_orig_callable")
-
-
 def eager_networks(model: nn.Module) -> None:
-    """Undo :func:`compile_networks`: every top-level network runs its class's ``forward`` again (``fit`` with
-    ``compile=False`` on a model an earlier ``fit(compile=True)`` compiled)."""
+    """Undo :func:`compile_networks`: every network it compiled runs its class's ``forward`` again (``fit`` with
+    ``compile=False`` on a model an earlier ``fit(compile=True)`` compiled); a ``forward`` a user set is kept."""
     for child in model.children():
-        if _compiled(child):
+        if getattr(vars(child).get("forward"), "genzoo_compiled", False):
             del child.forward
 
 
@@ -144,7 +138,10 @@ def compile_networks(model: nn.Module) -> None:
     an ``nn.Sequential``, so each of its layers became a graph of its own (recompiled per shape, until dynamo's
     limit) and the activations ran eagerly."""
     for child in model.children():
-        if any(True for _ in child.parameters()) and not _compiled(child):  # not twice (a second fit)
+        # not twice (a second fit), nor over a forward the user set on the instance
+        if any(True for _ in child.parameters()) and "forward" not in vars(child):
             # the class's function, compiled, bound to this module: a deepcopy binds it to the copy (whose own
             # weights it then uses), and pickling stores the method by name
-            child.forward = types.MethodType(torch.compile(_own_forward(type(child))), child)
+            compiled = torch.compile(_own_forward(type(child)))
+            compiled.genzoo_compiled = True  # what eager_networks takes off again
+            child.forward = types.MethodType(compiled, child)
