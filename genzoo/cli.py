@@ -879,7 +879,7 @@ def read_recipe(run_dir: Path, train: bool = False) -> dict:
     path = Path(run_dir) / "run.json"
     if not path.exists() and (Path(run_dir) / CONFIG).is_file():
         raise CheckpointError(f"{run_dir} is a saved model (genzoo.save), which records no data set: this needs the "
-                              "folder of a `genzoo train` run (inpaint takes --image FILE instead)")
+                              "folder of a `genzoo train` run")
     run = read_json(path, "run file")
     recipe = run.get("recipe")
     if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k), dict) for k in ("model", "data", "train")):
@@ -1366,6 +1366,9 @@ def cmd_inpaint(args) -> int:
             levels = _run_levels(args.run, args.data_root, "a flow's search starts from the images as they are, not "
                                                            "at the centres of levels it was trained on")
     else:
+        if not (Path(args.run) / "run.json").is_file() and (Path(args.run) / "config.json").is_file():
+            raise ConfigError(f"{args.run} is a saved model (genzoo.save), which records no test images: give --image "
+                              "FILE")
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)
         idx = args.test_index if args.test_index is not None else list(range(min(8, len(test))))
         if any(not 0 <= i < len(test) for i in idx):

@@ -374,6 +374,19 @@ def test_fit_without_compile_runs_a_compiled_model_eagerly_again():
         genzoo.fit(m, data, steps=2, batch_size=64, progress=False, compile=compile)
         assert vars(m.decoder)["forward"].__func__ is mine and len(calls) >= 2
         calls.clear()
+    # a compiled model pickled (torch.save) comes back with the class's forward bound on each network: compiled again
+    import io
+
+    from genzoo.train import acceleration
+
+    del m.decoder.forward
+    acceleration.compile_networks(m)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    back = torch.load(io.BytesIO(buf.getvalue()), weights_only=False)
+    assert getattr(vars(back.encoder)["forward"], "genzoo_compiled", False) is False  # (what pickling gives back)
+    acceleration.compile_networks(back)
+    assert vars(back.encoder)["forward"].genzoo_compiled and vars(back.decoder)["forward"].genzoo_compiled
 
 
 def test_no_compile_turns_compile_off_when_resuming(tmp_path):

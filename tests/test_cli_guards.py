@@ -831,4 +831,8 @@ def test_a_saved_model_folder_says_it_records_no_data(capsys, tmp_path):
     model = genzoo.build("vae", data_shape=(1, 8, 8), hidden=(16,), latent_dim=2)
     genzoo.save(model, tmp_path / "saved")
     code, _, err = run(capsys, "interpolate", str(tmp_path / "saved"), "--between", "0", "1", "--pairs", "0")
-    assert code == 2 and "saved model" in err and "records no data" in err, err
+    assert code == 2 and "saved model" in err and "records no data" in err and "--image" not in err, err
+    code, _, err = run(capsys, "eval", str(tmp_path / "saved"))
+    assert code == 2 and "saved model" in err and "--image" not in err, err
+    code, _, err = run(capsys, "inpaint", str(tmp_path / "saved"))  # inpaint can take images of the user's
+    assert code == 2 and "saved model" in err and "give --image FILE" in err, err

@@ -320,6 +320,9 @@ def test_heavy_tailed_priors_with_an_icdf_get_a_grid_that_resolves_them():
     p = implicit_density(torch.tanh, cauchy, x)
     want = 1 / (np.pi * (1 + np.arctanh(x.numpy()) ** 2) * (1 - x.numpy() ** 2))  # p_h(atanh x) / (1 - x^2)
     assert rel_err(p, want) < 1e-6 and float(p[2]) == pytest.approx(1 / np.pi, rel=1e-6)  # measured 4e-8
+    for n_grid in (10_000, 10_001):  # an even grid's points miss the peak at the median: it stayed uniform in h
+        p = density_change_of_variables(torch.tanh, cauchy, x, n_grid=n_grid)  # (99.9% off)
+        assert rel_err(p, want) < 1e-4, n_grid
     x = torch.tensor([0.1, 1.0, 3.0, 10.0], dtype=F64)
     p = implicit_density(torch.log, Pareto(1.0, 1.0), x)  # log of a Pareto(1, 1) is Exponential(1)
     assert rel_err(p, np.exp(-x.numpy())) < 1e-6  # measured 1e-9
@@ -339,10 +342,11 @@ def test_light_tailed_priors_keep_the_uniform_grid():
     from genzoo.eval import implicit
 
     for prior in (Normal(0.0, 1.0), Laplace(0.0, 1.0), Exponential(1.0), Uniform(0.0, 1.0)):
-        assert implicit._grid(torch.exp, prior, None, 1001).prior is prior
+        g = implicit._grid(torch.exp, prior, None, 1001)
+        assert (float(g.h[0]), float(g.h[-1])) == implicit._default_h_range(prior)  # a grid of h itself
     cauchy = Cauchy(0.0, 1.0)
     g = implicit._grid(torch.tanh, cauchy, None, 1001)
-    assert g.prior is not cauchy and float(g.h.abs().max()) == pytest.approx(np.log(1e9), rel=1e-6)  # t = logit(q)
+    assert float(g.h.abs().max()) == pytest.approx(np.log(1e9), rel=1e-6)  # a grid of t = logit(q)
 
 
 def test_plot_takes_the_h_range_its_error_asks_for(tmp_path):

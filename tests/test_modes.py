@@ -63,7 +63,8 @@ def test_nothing_near_any_mode_and_bad_input():
 
 def test_mode_coverage_refuses_meaningless_widths_and_centres():
     x = torch.zeros(5, 2)
-    for kwargs in ({"std": -0.1}, {"std": float("nan")}, {"std": 0.1, "threshold": -1.0}):
+    for kwargs in ({"std": -0.1}, {"std": float("nan")}, {"std": 0.1, "threshold": -1.0},
+                   {"std": [0.1, float("inf"), 0.1]}):  # an infinite std took every sample into its mode
         with pytest.raises(DataError, match="std > 0 and threshold > 0"):
             mode_coverage(x, torch.zeros(3, 2), **kwargs)
     with pytest.raises(DataError, match="shape \\(K, D\\)"):

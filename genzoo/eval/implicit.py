@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, SigmoidTransform, TransformedDistribution, Uniform
+from torch.distributions import Distribution
 
 from ..base import forked_rng
 from ..errors import ConfigError, DataError, did_you_mean
@@ -200,7 +200,7 @@ def _default_h_range(prior: Distribution) -> tuple[float, float]:
     """icdf(1e-9)..icdf(1 - 1e-9) (made symmetric about the median when it nearly is), or
     mean -+ 12 std cut to just inside the support."""
     try:
-        q = prior.icdf(torch.tensor([1e-9, 0.5, 1 - 1e-9], dtype=torch.float64))  # (3,)
+        q = prior.icdf(torch.tensor([_TAIL, 0.5, 1 - _TAIL], dtype=torch.float64))  # (3,)
         lo, med, hi = float(q[0]), float(q[1]), float(q[2])
         if math.isfinite(lo) and math.isfinite(hi) and lo < med < hi:
             if abs((med - lo) - (hi - med)) <= 1e-6 * (hi - lo):
@@ -236,7 +236,7 @@ class _Grid:
     y: Tensor  # (G,) f(h)
     fp: Tensor  # (G,) dy/dh (or dy/dt), central differences (fourth order inside)
     pieces: list[tuple[int, int, int]]  # (first grid index, last grid index, sign of f')
-    prior: Distribution  # the distribution of the grid's variable: the prior of h, or the logistic of t
+    density: Callable[[Tensor], Tensor]  # (K,) -> (K,) the density of the grid's variable: p_h, or the logistic p_t
 
 
 def _derivative(y: Tensor, h: Tensor) -> Tensor:
@@ -262,8 +262,10 @@ def _grid(f, prior: Distribution, h_range, n_grid: int) -> _Grid:
     c, w = (lo + hi) / 2, (hi - lo) / 2
     h = c + w * u  # (G,)
     h[0], h[-1] = lo, hi
-    grid, var = h, prior  # the grid's variable and its distribution
-    if h_range is None and float(_prior_density(prior, h).max()) * (hi - lo) > MAX_SPREAD:
+    grid, density = h, (lambda v: _prior_density(prior, v))  # the grid's variable and its density
+    median = _quantile(prior, torch.tensor([0.5], dtype=torch.float64))  # (1,) a Cauchy's peak, between the points
+    probe = h if median is None else torch.cat([h, median])  # of an even grid (which then missed it: 80, not 2e8)
+    if h_range is None and float(_prior_density(prior, probe).max()) * (hi - lo) > MAX_SPREAD:
         # a cell of 200,001 would hold over 0.1% of the prior's mass (a Cauchy: all of its body). Make the grid
         # uniform in t = logit(q), h = icdf(q) for the quantile q = sigmoid(t): t is logistic, p(t) = sigmoid(t)
         # sigmoid(-t), and p_x(x) = sum over {t : f(h(t)) = x} of p(t) / |d f(h(t)) / dt|, the same change of
@@ -272,7 +274,8 @@ def _grid(f, prior: Distribution, h_range, n_grid: int) -> _Grid:
         t = math.log((1 - _TAIL) / _TAIL) * u  # (G,) t = 0 (the median) exactly at the centre for odd n_grid
         hq = _quantile(prior, torch.sigmoid(t))  # (G,) or None
         if hq is not None:
-            grid, var, h = t, _logistic(), hq
+            grid, h = t, hq
+            density = lambda v: torch.sigmoid(v) * torch.sigmoid(-v)  # noqa: E731  p_t, the logistic density
     y = _evaluate(f, h)  # (G,)
     fp = _derivative(y, grid)  # (G,)
     sign = torch.sign(y[1:] - y[:-1]).to(torch.int8)  # (G-1,) per interval: +1 up, -1 down, 0 flat
@@ -280,13 +283,7 @@ def _grid(f, prior: Distribution, h_range, n_grid: int) -> _Grid:
     starts = torch.cat([torch.zeros(1, dtype=torch.long), cuts]).tolist()
     ends = torch.cat([cuts, torch.tensor([n_grid - 1])]).tolist()  # exclusive, in intervals
     pieces = [(a, b, int(sign[a])) for a, b in zip(starts, ends) if sign[a] != 0]
-    return _Grid(grid, y, fp, pieces, var)
-
-
-def _logistic() -> Distribution:
-    """The standard logistic distribution in float64: t = logit(q), q ~ U(0, 1)."""
-    unit = Uniform(torch.zeros((), dtype=torch.float64), torch.ones((), dtype=torch.float64))
-    return TransformedDistribution(unit, [SigmoidTransform().inv])
+    return _Grid(grid, y, fp, pieces, density)
 
 
 def _quantile(prior: Distribution, u: Tensor) -> Tensor | None:
@@ -343,7 +340,7 @@ def _density_from_grid(g: _Grid, x: Tensor) -> Tensor:
         j1 = torch.searchsorted(ys, xi).clamp(1, ys.shape[0] - 1)  # (K,) right end of the bracket
         j0 = j1 - 1  # (K,)
         hq, dq = _invert_cell(xi, ys[j0], ys[j1], hs[j0], hs[j1], fps[j0], fps[j1])  # (K,), (K,)
-        ph = _prior_density(g.prior, hq)  # (K,)
+        ph = g.density(hq)  # (K,)
         contrib = torch.where(ph > 0, ph / dq.abs(), torch.zeros_like(ph))  # (K,)
         dens[inside] += contrib
     return dens

@@ -101,8 +101,10 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
 #: taken for current ones: 2 since the likelihood space follows the model's support and the modes' reverse KL
 #: is to the mixture's weights; 3 since KID's subsets of a small set are half of it, not all of it; 4 since samples
 #: of a dequantizing model are scored on the data's levels, KID's subsets are at most half of the smaller set and IS's
-#: parts hold 1,000 samples or more; 5 since a Gaussian VAE of vectors is scored on its draws, not its decoder means
-METRICS_VERSION = 5
+#: parts hold 1,000 samples or more; 5 since a Gaussian VAE of vectors is scored on its draws, not its decoder means;
+#: 6 since a mixture of unequal stds puts a sample in the mode nearest in its own stds, and KID is unbiased for sets of
+#: unequal size
+METRICS_VERSION = 6
 
 
 @torch.no_grad()

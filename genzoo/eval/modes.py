@@ -60,8 +60,8 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, thre
     stds = torch.as_tensor(std, dtype=torch.float64).flatten().cpu()  # (1,) or (K,)
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):  # numpy's scalars too
         raise DataError(f"mode coverage's threshold is a number of stds, got {type(threshold).__name__}")
-    if not bool((stds > 0).all()) or not threshold > 0:  # NaN too
-        raise DataError(f"mode coverage needs std > 0 and threshold > 0, got std {std} and threshold {threshold}")
+    if not bool(((stds > 0) & (stds < math.inf)).all()) or not threshold > 0:  # NaN too; an infinite std takes all
+        raise DataError(f"mode coverage needs finite std > 0 and threshold > 0, got std {std} and threshold {threshold}")
     if stds.numel() not in (1, c.shape[0]):
         raise DataError(f"mode coverage needs one std or one per mode ({c.shape[0]}), got {stds.numel()}")
     if x.shape[1] != c.shape[1]:

@@ -138,8 +138,11 @@ def compile_networks(model: nn.Module) -> None:
     an ``nn.Sequential``, so each of its layers became a graph of its own (recompiled per shape, until dynamo's
     limit) and the activations ran eagerly."""
     for child in model.children():
-        # not twice (a second fit), nor over a forward the user set on the instance
-        if any(True for _ in child.parameters()) and "forward" not in vars(child):
+        # not twice (a second fit), nor over a forward the user set on the instance; one that is the class's own, as
+        # a compiled model pickled (torch.save) comes back, is no forward of the user's
+        forward = vars(child).get("forward")
+        if any(True for _ in child.parameters()) and (forward is None or getattr(forward, "__func__", None)
+                                                       is type(child).forward):
             # the class's function, compiled, bound to this module: a deepcopy binds it to the copy (whose own
             # weights it then uses), and pickling stores the method by name
             compiled = torch.compile(_own_forward(type(child)))
