@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="one table of the metrics of several runs (Markdown and CSV)")
     c.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     c.add_argument("-o", "--output", default=None,
-                   help="write OUTPUT.md and OUTPUT.csv, replacing them (default: compare, never over existing files)")
+                   help="write OUTPUT.md and OUTPUT.csv, replacing them; DIR/: DIR/compare.md and .csv (default: "
+                   "compare, never over existing files)")
     c.add_argument("--no-write", action="store_true", help="print the table only; write no file, no run's eval.json")
     c.add_argument("--recompute", action="store_true", help="evaluate again even where RUN/eval.json has the metrics")
     for q, default in ((e, "auto"), (c, "all")):
@@ -134,7 +135,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="comma-separated: nll, parzen, fid, kid, pr, dc, is, modes, error (ssvae's classification error); "
                             "or auto (likelihoods, else Parzen; with modes and error where admitted) or all "
                             f"(everything the run admits); default {default}")
-        q.add_argument("--split", default="test", choices=["train", "valid", "test"])
+        q.add_argument("--split", default="test", choices=["train", "valid", "test"],
+                       help="the split scored (default test)")
         q.add_argument("--n-samples", type=int, default=10_000, help="samples for Parzen, FID and the rest (default 10000)")
         q.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
         q.add_argument("-n", type=int, default=None,
@@ -146,8 +148,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="the Parzen window widths to choose from (default: Goodfellow et al.'s 10 from 0.1 to 1, made for "
                             "images in [0, 1]; e.g. 0.002,0.005,0.01,0.02 for the ring of std 0.01)")
         q.add_argument("--data-root", help=RUN_DATA_ROOT)
-        q.add_argument("--seed", type=_seed, default=0)
-        q.add_argument("--no-progress", action="store_true")
+        q.add_argument("--seed", type=_seed, default=0, help="seed of the samples and of the bounds' draws (default 0)")
+        q.add_argument("--no-progress", action="store_true", help="no progress bar")
     i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
     i.add_argument("run", help="run directory")
     i.add_argument("--pairs", type=int, help=f"rows of interpolations between prior draws (default {PAIRS})")
@@ -177,8 +179,8 @@ def _parser() -> argparse.ArgumentParser:
     n_.add_argument("--restarts", type=int, help="search: random starts; the lowest loss wins (default 8)")
     n_.add_argument("--lam", type=float, help="search: weight of the perceptual / prior loss (default 0.003)")
     n_.add_argument("--precision", choices=["fp32", "bf16"],
-                    help="search: bf16 autocast (VAE, GAN, flows; 2-3x faster on CPUs with native bf16, many "
-                    "times slower on others; default fp32)")
+                    help="search: bf16 autocast (VAE, GAN, flows; faster on CPUs with native bf16, many times "
+                    "slower on others; default fp32)")
     n_.add_argument("-o", "--output", help="PNG panel to write (default RUN/inpaint.png)")
     n_.add_argument("--data-root", help=RUN_DATA_ROOT)
     n_.add_argument("--seed", type=_seed, default=0, help="seed of the masks, starts and draws (default 0)")
@@ -561,8 +563,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                  if v is not None and v != []]
         if fixed:
             raise ConfigError(f"--resume continues the run as recorded in its run.json: drop {', '.join(fixed)} "
-                              "(--steps, --epochs, --data-root, --checkpoint-every, --sample-every and the speed "
-                              "options may change)")
+                              "(--steps, --epochs, --data-root, --checkpoint-every, --sample-every, the speed "
+                              "options, --device and --no-progress may change)")
         recipe, transform = read_recipe(run_dir, train=True), {}  # (an unknown [train] key was dropped silently)
         lacks = [k for k in ("batch_size", "seed") if recipe["train"].get(k) is None]
         if lacks or (recipe["train"].get("steps") is None and recipe["train"].get("epochs") is None):

@@ -52,6 +52,7 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
     ...     _ = m.training_step(genzoo.Batch(torch.tensor([[1.0], [1.0], [1.0], [0.0]])), opts)
     >>> round(float(torch.sigmoid(m.logit.detach())), 2)  # the share of heads
     0.75
+    >>> from genzoo.registry import _MODELS
     >>> del _MODELS["coin"]  # (this example's model leaves the registry)
     """
 

@@ -437,3 +437,14 @@ def test_the_training_banner_names_the_space_as_eval_does(tmp_path, capsys):
     assert main(["train", "vae", "--data", f"npz:{tmp_path / 'bits.npz'}", "--set", "data.binarize=false", "--steps",
                  "2", "--run-dir", str(tmp_path / "v"), "--no-progress"]) == 0
     assert "(binarized, 40 examples" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_help():
+    # eval's and compare's --split, --seed and --no-progress printed bare in --help
+    from genzoo.cli import _parser
+
+    parser = _parser()
+    commands = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    bare = [f"{name} {a.option_strings[0]}" for name, sub in commands.items() for a in sub._actions
+            if a.option_strings and a.help is None]
+    assert bare == []

@@ -193,8 +193,8 @@ def test_a_bad_run_dir_is_one_line(tmp_path, capsys, run_dir, needle):
 @pytest.mark.parametrize("args, needle", [
     (["sample", "{run}", "-n", "100000000"], "-n must be in 1..10,000"),
     (["sample", "{run}", "--seed", "-1"], "out of range"),
-    (["eval", "{run}", "--iwae-k", "100000000000"], "at most 1,000,000"),
-    (["eval", "{run}", "--n-samples", "100000000000"], "at most 1,000,000"),
+    (["eval", "{run}", "--iwae-k", "100000000000"], "iwae_k (--iwae-k) must be at most 1,000,000"),
+    (["eval", "{run}", "--n-samples", "100000000000"], "n_samples (--n-samples) must be at most 1,000,000"),
     (["interpolate", "{run}", "--pairs", "100000000"], "--pairs must be in 0..1000, got 100000000"),
     (["interpolate", "{run}", "--steps", "100000000"], "--steps must be in 2..100"),
     (["inpaint", "{run}", "--restarts", "100000000"], "--restarts must be in 1..1000, got 100000000"),

@@ -88,8 +88,9 @@ def check_eval_options(*, n: int | None = None, n_samples: int = 2, iwae_k: int 
     if n is not None and n < 1 or n_samples < 2 or iwae_k < 0 or batch_size < 1:
         raise ConfigError(f"n and batch_size must be >= 1, n_samples >= 2 and iwae_k >= 0 (-n, --n-samples, "
                           f"--iwae-k, --batch-size), got {sizes}")
-    if n_samples > 1_000_000 or iwae_k > 1_000_000:
-        raise ConfigError("n_samples and iwae_k (--n-samples, --iwae-k) must be at most 1,000,000")
+    for name, flag, v in (("n_samples", "--n-samples", n_samples), ("iwae_k", "--iwae-k", iwae_k)):
+        if v > 1_000_000:
+            raise ConfigError(f"{name} ({flag}) must be at most 1,000,000, got {v:,}")
 
 
 def check_weights(model, nothing_to: str = "evaluate") -> None:
