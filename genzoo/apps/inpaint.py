@@ -247,8 +247,6 @@ def inpaint(model, y: Tensor, mask: Tensor, *, lam: float = LAMBDA, steps: int =
     """
     check_latent_model(model, "inpaint with")
     acceleration.check_precision(model, precision)
-    if precision == "bf16":
-        acceleration.bf16_warning(model.device)
     if blend not in ("poisson", "mask"):
         raise ConfigError(f"unknown blend '{blend}': use poisson or mask")
     mask = _check_images(model, y, mask)

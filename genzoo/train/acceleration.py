@@ -42,7 +42,8 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def check_precision(model: nn.Module, precision: str) -> None:
-    """Raise ConfigError unless ``model`` can train at ``precision``."""
+    """Raise ConfigError unless ``model`` can train at ``precision``; warn (:func:`bf16_warning`) where its bf16
+    would run emulated."""
     if precision not in PRECISIONS:
         raise ConfigError(f"unknown precision '{precision}': use fp32 or bf16")
     if precision == "fp16":
@@ -50,6 +51,8 @@ def check_precision(model: nn.Module, precision: str) -> None:
     if precision == "bf16" and not getattr(model, "autocast_safe", False):
         raise ConfigError(f"precision bf16: {type(model).__name__} keeps its own dtype (its accumulations are not "
                           "safe in bfloat16); use fp32")
+    if precision == "bf16":
+        bf16_warning(getattr(model, "device", torch.device("cpu")), stacklevel=4)
 
 
 def bf16_emulated(device: torch.device) -> bool:
@@ -59,11 +62,11 @@ def bf16_emulated(device: torch.device) -> bool:
     return device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def bf16_warning(device: torch.device) -> None:
+def bf16_warning(device: torch.device, stacklevel: int = 3) -> None:
     """Warn (:class:`~genzoo.errors.GenZooWarning`) where bf16 runs emulated (:func:`bf16_emulated`)."""
     if bf16_emulated(device):
         warnings.warn("precision bf16: this CPU has no native bf16 (AVX512-BF16 or AMX), so torch emulates it and "
-                      "the run is many times slower than in fp32", GenZooWarning, stacklevel=3)
+                      "the run is many times slower than in fp32", GenZooWarning, stacklevel=stacklevel)
 
 
 def check_compile(device: torch.device) -> None:

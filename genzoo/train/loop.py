@@ -289,8 +289,6 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     acceleration.check_precision(model, precision)
     if compile:  # before anything is written: inductor finds no C++ compiler only at the first compiled step
         acceleration.check_compile(model.device)
-    if precision == "bf16":
-        acceleration.bf16_warning(model.device)
     if run_dir is not None and not str(run_dir).strip():
         raise ConfigError("run_dir needs a folder name (None: no run directory)")
     run_dir = Path(run_dir).expanduser() if run_dir is not None else None
