@@ -870,16 +870,23 @@ def _density_picture(model, data, run_dir: Path) -> None:
     print(f"genzoo: density picture in {run_dir / 'density.png'}", file=sys.stderr)
 
 
+def _saved_model(folder) -> bool:
+    """Whether ``folder`` holds a model of ``genzoo.save`` (a config.json and no run.json): no data recorded."""
+    from .io import CONFIG
+
+    return not (Path(folder) / "run.json").exists() and (Path(folder) / CONFIG).is_file()
+
+
 def read_recipe(run_dir: Path, train: bool = False) -> dict:
     """The resolved recipe a run was trained with (its run.json), checked; with ``train`` (``--resume``, which trains
     with it) its [train] table too, whose keys this genzoo must know (the other commands read only [model] and
     [data], so a newer genzoo's run is still evaluated and drawn from)."""
     from . import __version__
-    from .io import CONFIG, read_json
+    from .io import read_json
     from .recipes import TRAIN_KEYS
 
     path = Path(run_dir) / "run.json"
-    if not path.exists() and (Path(run_dir) / CONFIG).is_file():
+    if _saved_model(run_dir):
         raise CheckpointError(f"{run_dir} is a saved model (genzoo.save), which records no data set: this needs the "
                               "folder of a `genzoo train` run")
     run = read_json(path, "run file")
@@ -1368,7 +1375,7 @@ def cmd_inpaint(args) -> int:
             levels = _run_levels(args.run, args.data_root, "a flow's search starts from the images as they are, not "
                                                            "at the centres of levels it was trained on")
     else:
-        if not (Path(args.run) / "run.json").is_file() and (Path(args.run) / "config.json").is_file():
+        if _saved_model(args.run):
             raise ConfigError(f"{args.run} is a saved model (genzoo.save), which records no test images: give --image "
                               "FILE")
         test = load_spec(_data_spec(args.run, args.data_root), "test", nonempty=True)

@@ -270,9 +270,9 @@ def format_result(result: dict) -> str:
                                                         f"(one part of {f['n_fake']:,}: biased low below 1,000)"
                                                         if f["n_fake"] < 1000 else f"(one part of {f['n_fake']:,})")}
         lines.append("  " + "  ".join(text() for key, text in parts.items() if key in f))  # only the metrics asked for
-        noisy = [name for key, name in (("kid", "KID"), ("precision", "the k-NN figures"), ("density", "the k-NN figures"))
-                 if key in f]
-        caveats = ["FID is biased high"] * ("fid" in f) + [f"{' and '.join(dict.fromkeys(noisy))} noisy"] * bool(noisy)
+        noisy = [name for name, keys in (("KID", ("kid",)), ("the k-NN figures", ("precision", "density")))
+                 if any(k in f for k in keys)]
+        caveats = ["FID is biased high"] * ("fid" in f) + [f"{' and '.join(noisy)} noisy"] * bool(noisy)
         if f["n_fake"] < 1000 and caveats:  # as the IS line says for IS
             lines.append(f"  (only {f['n_fake']:,} samples, fewer than 1,000: {', '.join(caveats)}; compare runs "
                          "scored with the same --n-samples)")
