@@ -123,7 +123,8 @@ def load_classifier(name: str) -> DigitClassifier:
     model = DigitClassifier(**arch)
     path = _weights_path(name)
     tensors = load_tensors(path)
-    if "weights_sha256" in info and _weights_sha256(name) != info["weights_sha256"]:
+    # (the file as it is now, not _weights_sha256, which is cached per process: a classifier retrained since is new)
+    if "weights_sha256" in info and hashlib.sha256(path.read_bytes()).hexdigest() != info["weights_sha256"]:
         raise CheckpointError(f"{path} is not the classifier its record {path.with_suffix('.json').name} describes "
                               "(its sha256 differs): retrain it (python -m genzoo.eval.train_classifier) or restore both files")
     model.load_state_dict(tensors)
