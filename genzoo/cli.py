@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -189,7 +190,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("run", help="run directory")
     r.add_argument("-o", "--output", help="HTML file to write, that one file alone (default RUN/report.html, with "
                    "RUN/evolution.gif beside it)")
-    b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md")
+    b = sub.add_parser("bench", help="reproduce a published table; writes it to BENCHMARKS.md", add_help=False,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("-h", "--help", action=_BenchHelp, help="show this help message and exit (after a benchmark's "
+                   "name: what it measures and which flags it reads)")
     b.add_argument("name", nargs="?", help="the benchmark (none: list them)")
     b.add_argument("--quick", action="store_true",
                    help="a tiny version to check it runs: writes no table (`genzoo bench` says which keep scratch "
@@ -208,6 +212,19 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.commands = sub.choices  # name -> subcommand parser, for the "did you mean" of a mistyped flag
     return p
+
+
+class _BenchHelp(argparse._HelpAction):
+    """``genzoo bench NAME --help``: the help of ``bench`` with what NAME measures and which flags it reads."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .bench import BENCHES, flags_help, get
+
+        name = getattr(namespace, "name", None)
+        if name in BENCHES:
+            parser.epilog = "\n".join(textwrap.fill(t, 79, subsequent_indent="  ")
+                                       for t in (f"{name}: {get(name).DESCRIPTION}", flags_help(name)))
+        super().__call__(parser, namespace, values, option_string)
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:

@@ -532,6 +532,18 @@ def test_the_benchmark_list_names_each_ones_flags_defaults_and_quick_runs(capsys
     assert bench.flags_help("parzen-mnist").endswith("--quick keeps its scratch runs in --runs-dir")
 
 
+def test_bench_name_help_says_what_that_benchmark_measures_and_reads(capsys):
+    """`genzoo bench NAME --help` printed the generic help alone: not a word of NAME or of the flags it reads."""
+    with pytest.raises(SystemExit) as stop:
+        main(["bench", "modes", "--help"])
+    out = " ".join(capsys.readouterr().out.split())  # (wrapped to the terminal's width)
+    assert stop.value.code == 0 and "--quick" in out  # the generic help first
+    assert f"modes: {bench.get('modes').DESCRIPTION}" in out and bench.flags_help("modes") in out
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    assert "reads --" not in capsys.readouterr().out  # no name: no benchmark's
+
+
 def test_inpaint_mnist_searches_the_flow_in_fp32_where_bf16_is_emulated(monkeypatch):
     # its RealNVP search ran in bf16 on every CPU: 6x as slow as fp32 where bf16 is emulated (AVX2 only)
     from genzoo.bench import inpaint_mnist
