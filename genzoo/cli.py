@@ -206,7 +206,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--data-root", help="folder of the MNIST files (default: $GENZOO_DATA, else shared/data/mnist beside "
                    "the genzoo checkout)")
     b.add_argument("--jobs", type=int, help="runs in parallel (default: CPU count, at most 4)")
-    b.add_argument("--runs-dir", default="runs/bench", help="where the benchmark's runs and pictures go (default runs/bench)")
+    b.add_argument("--runs-dir", help="where the benchmark's runs and pictures go (default runs/bench; not for the "
+                   "benchmarks that write none: `genzoo bench` says which)")
     b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")
     b.add_argument("--no-write", action="store_true", help="print the table only (whatever --output says)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -1459,9 +1460,9 @@ def cmd_bench(args) -> int:
         check_output(args.output, "--output", suffix=".md")
         bench.read_markdown(args.output)
         check_writable(Path(args.output).resolve().parent, "--output")
-    runs = Path(args.runs_dir)
-    if blocked_by_file(runs):
-        raise ConfigError(f"--runs-dir {runs}: that path, or a part of it, is a file, not a folder")
+    if args.name is not None and bench.writes_runs(bench.get(args.name)):
+        if blocked_by_file(args.runs_dir or bench.RUNS_DIR):
+            raise ConfigError(f"--runs-dir {args.runs_dir or bench.RUNS_DIR}: that path, or a part of it, is a file, not a folder")
     with sigterm_as_ctrl_c():  # one line and 143, as train (a benchmark that trains in this process was killed mute)
         return bench.main(args)
 

@@ -22,8 +22,8 @@ from genzoo.errors import ConfigError, RunLocked
 def test_every_benchmark_runs_quick_and_writes_no_table(name, tmp_path, mnist_root, capsys):
     output = tmp_path / "BENCHMARKS.md"
     root = ["--data-root", str(mnist_root)] if "data_root" in bench.get(name).FLAGS else []
-    assert main(["bench", name, "--quick", *root, "--runs-dir", str(tmp_path / "runs"),
-                 "--output", str(output), "--no-progress"]) == 0
+    runs = ["--runs-dir", str(tmp_path / "runs")] if bench.writes_runs(bench.get(name)) else []
+    assert main(["bench", name, "--quick", *root, *runs, "--output", str(output), "--no-progress"]) == 0
     assert "|" in capsys.readouterr().out  # the table is printed
     assert not output.exists()
 
@@ -88,10 +88,10 @@ def test_options_a_benchmark_would_ignore_and_bad_inputs_are_refused(args, needl
 def test_no_write_wins_over_output_and_an_unwritable_output_folder_is_refused_first(tmp_path, capsys):
     out = tmp_path / "B.md"
     code, printed, _ = _bench(capsys, "fgan-gaussian", "--steps", "3", "--jobs", "1", "--no-write", "--output", str(out),
-                              "--runs-dir", str(tmp_path / "runs"), "--no-progress")
+                              "--no-progress")
     assert code == 0 and "f-GAN" in printed and not out.exists()
     # /proc takes no new files, even from root (whom permission bits do not stop): tried, not read off the mode
-    code, printed, err = _bench(capsys, "fgan-gaussian", "--steps", "3", "--output", "/proc/B.md",
+    code, printed, err = _bench(capsys, "modes", "--steps", "3", "--seeds", "1", "--output", "/proc/B.md",
                                 "--runs-dir", str(tmp_path / "runs2"))
     assert code == 2 and "--output /proc: cannot write there" in err and printed == ""
     assert not (tmp_path / "runs2").exists()
@@ -518,6 +518,19 @@ def test_flows_2d_writes_its_stacked_picture_atomically(tmp_path, monkeypatch):
     assert written == [tmp_path / "flows-ring.png"]
     with Image.open(out) as sheet:
         assert sheet.size == (40, 30) and sheet.getpixel((0, 25)) == (100, 0, 0)
+
+
+def test_a_benchmark_that_writes_no_runs_makes_no_runs_folder_and_takes_no_runs_dir(tmp_path, monkeypatch, capsys):
+    """fgan-gaussian, speed and eval-speed write nothing into --runs-dir, yet each made runs/bench where it ran
+    (a given --runs-dir was made and then ignored)."""
+    monkeypatch.chdir(tmp_path)
+    code, printed, _ = _bench(capsys, "fgan-gaussian", "--steps", "3", "--jobs", "1", "--no-write", "--no-progress")
+    assert code == 0 and "f-GAN" in printed and list(tmp_path.iterdir()) == []
+    for name in ("fgan-gaussian", "speed", "eval-speed"):
+        code, printed, err = _bench(capsys, name, "--quick", "--runs-dir", "elsewhere")
+        assert code == 2 and f"bench {name} writes no runs: it takes no --runs-dir" in err and printed == ""
+        assert bench.flags_help(name).endswith("writes no runs (no --runs-dir)")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_the_benchmark_list_names_each_ones_flags_defaults_and_quick_runs(capsys):

@@ -2,7 +2,7 @@
 
 Each module under ``genzoo/bench/`` has a ``DESCRIPTION``, the ``FLAGS`` of ``genzoo bench`` it reads
 (any other given is refused, not ignored), their ``DEFAULTS`` in words where it has its own, ``QUICK_RUNS = True``
-where ``--quick`` keeps scratch runs in ``--runs-dir`` and ``run(args) -> str`` returning its result as Markdown; the
+where ``--quick`` keeps scratch runs in ``--runs-dir``, ``RUNS = False`` where it writes nothing there, even in full, and ``run(args) -> str`` returning its result as Markdown; the
 harness adds what was run, where and when, prints it and writes it into ``BENCHMARKS.md`` between
 ``<!-- bench:NAME -->`` markers (replacing the previous result of the same benchmark, keeping everything
 else; markers that are unbalanced or doubled are refused before the run, so no text between them is lost).
@@ -27,6 +27,8 @@ from ..io import atomic_write_bytes, check_writable
 
 #: the options a benchmark may read (each module's FLAGS names those it does), as argparse's dest names
 TUNABLE = ("steps", "seeds", "minutes", "jobs", "data_root")
+#: the default of --runs-dir
+RUNS_DIR = "runs/bench"
 #: the default of --jobs: runs in parallel
 DEFAULT_JOBS = min(os.cpu_count() or 1, 4)
 
@@ -147,13 +149,19 @@ def flags_help(name: str) -> str:
     (``genzoo bench`` lists it under each benchmark).
 
     >>> flags_help("fgan-gaussian")
-    'reads --steps (default 4,000), --jobs (default the CPU count, at most 4); --quick writes no runs'
+    'reads --steps (default 4,000), --jobs (default the CPU count, at most 4); writes no runs (no --runs-dir)'
     """
     mod = get(name)
     defaults = {"jobs": "the CPU count, at most 4", **getattr(mod, "DEFAULTS", {})}  # (--data-root: as --help says)
     reads = ", ".join(_flags([k]) + (f" (default {defaults[k]})" if k in defaults else "") for k in mod.FLAGS)
     quick = "keeps its scratch runs in --runs-dir" if getattr(mod, "QUICK_RUNS", False) else "writes no runs"
-    return f"reads {reads or 'none of --steps, --seeds, --minutes, --jobs, --data-root'}; --quick {quick}"
+    reads = f"reads {reads or 'none of --steps, --seeds, --minutes, --jobs, --data-root'}"
+    return f"{reads}; {'--quick ' + quick if writes_runs(mod) else 'writes no runs (no --runs-dir)'}"
+
+
+def writes_runs(mod) -> bool:
+    """Whether benchmark module ``mod`` writes runs or pictures into ``--runs-dir`` (in full, at least)."""
+    return getattr(mod, "RUNS", True)
 
 
 def _flags(dests) -> str:
@@ -175,6 +183,10 @@ def check_options(args, mod) -> None:
     lengths = [k for k in given if k in ("steps", "seeds", "minutes")]
     if args.quick and lengths:
         raise ConfigError(f"--quick runs a fixed tiny version: it takes no {_flags(lengths)}")
+    if not writes_runs(mod) and getattr(args, "runs_dir", None) is not None:
+        raise ConfigError(f"bench {args.name} writes no runs: it takes no --runs-dir")
+    if writes_runs(mod) and getattr(args, "runs_dir", None) is None:
+        args.runs_dir = RUNS_DIR
     if args.jobs is None:
         args.jobs = DEFAULT_JOBS
 
@@ -196,12 +208,13 @@ def main(args) -> int:
         mnist_root(args)  # MNIST is there: checked before any work
     if args.output and not args.quick:
         check_markers(read_markdown(args.output), args.name, args.output)
-    runs = Path(args.runs_dir)
-    try:
-        runs.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise WriteError(f"--runs-dir {runs}: cannot make it ({e.strerror or e})") from None
-    check_writable(runs, "--runs-dir")
+    if writes_runs(mod):
+        runs = Path(args.runs_dir)
+        try:
+            runs.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise WriteError(f"--runs-dir {runs}: cannot make it ({e.strerror or e})") from None
+        check_writable(runs, "--runs-dir")
     t0 = time.time()
     body = mod.run(args)
     text = body.rstrip() + "\n\n" + stamp(args.name, time.time() - t0, ["genzoo", *getattr(args, "argv", sys.argv[1:])]) + "\n"

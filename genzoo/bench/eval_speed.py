@@ -20,6 +20,7 @@ from unittest import mock
 DESCRIPTION = "seconds to score 10,000 samples against MNIST's test set: features, FID, KID, PRDC, IS, Parzen at one sigma"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("data_root",)
+RUNS = False  # nothing written to --runs-dir
 
 GOAL_S = 180.0
 N_SAMPLES = 10_000

@@ -17,6 +17,7 @@ from .common import run_parallel
 DESCRIPTION = "one Gaussian fitted to a 1-D mixture with 5 f-divergences, against the exact minimisers (f-GAN)"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("steps", "jobs")
+RUNS = False  # nothing written to --runs-dir
 
 DIVS = ("kl", "reverse_kl", "js", "jeffrey", "pearson")
 MIXTURE = {"means": (-1.0, 1.5), "stds": (0.6, 0.9), "weights": (0.6, 0.4)}

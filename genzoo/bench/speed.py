@@ -51,6 +51,7 @@ DESCRIPTION = ("training and evaluation throughput of each family beside plain P
                "scikit-learn and NumPy (peers: pip install -c constraints.txt -e '.[bench]')")
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("data_root",)
+RUNS = False  # nothing written to --runs-dir
 ROUNDS, QUICK_ROUNDS = 5, 2
 #: a bf16 product this many times slower than fp32 means the CPU emulates bf16 (no AVX512-BF16 or AMX):
 #: its bf16 rows are left out (they would take most of the run and say nothing of the fast path)
