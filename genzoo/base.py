@@ -13,9 +13,12 @@ runtime-checkable protocols below, never by a class hierarchy: ``isinstance(mode
 The training contract, used by :func:`genzoo.fit` and nothing else:
 
 * ``configure_optimizers()`` returns the optimizers (an empty list for EM-fitted models);
+* ``check_training_data(x)`` refuses training data the model cannot learn from, on every new run (a loaded
+  or trained model's too, which skips ``setup``);
 * ``setup(x, generator)`` does data-dependent initialisation once, before step 0 (not on resume);
 * ``training_step(batch, optimizers)`` does one update and returns floats to log. The default
-  calls ``loss(batch.x)["loss"]``, then zero_grad / backward / (clip to ``max_grad_norm``) / step.
+  calls ``loss(batch.x)["loss"]``, then zero_grad / backward / (clip to ``max_grad_norm``) / step, with the
+  one optimizer ``configure_optimizers()`` returns (so a single-objective model writes those two).
   Adversarial models override it to alternate critic and generator updates; the GMM does an EM
   iteration with no optimizer.
 """
@@ -95,15 +98,33 @@ class GenerativeModel(nn.Module):
     # -- sampling ---------------------------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Draw ``n`` examples, shape (n, *data_shape)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines no sample(n, generator=None), which draws n examples")
 
     # -- training ---------------------------------------------------------------------------
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Return a dict with a scalar ``"loss"`` to minimise, plus any terms worth logging."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} defines no loss(x), which the default training_step "
+                                  "minimises (returning {'loss': a scalar tensor}), nor a training_step of its own")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers :meth:`training_step` takes; default none (an EM model's). The default training step
+        takes exactly one: a model that keeps it returns ``[torch.optim.Adam(self.parameters(), lr=...)]``, say."""
         return []
+
+    def check_training_data(self, x: Tensor) -> None:
+        """A DataError where the training data ``x`` (N, ...), as the batches see them, are no data the model can
+        learn from. :func:`~genzoo.fit` asks on every new run, before :meth:`setup`, and also where a loaded or
+        trained model (:attr:`initialised`) skips setup and the checks in it: a Bernoulli VAE trained on from
+        its weights took data in [-1, 1] and its loss went negative. Default: :meth:`check_pixels` (NaN or
+        infinite values; outside [0, 1] for a Bernoulli decoder or a flow's logit pre-processing); a family whose
+        setup refuses other data may override it.
+
+        >>> import torch, genzoo
+        >>> genzoo.build("vae", data_shape=(2,)).check_training_data(torch.tensor([[-1.0, 0.5]]))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: vae: a Bernoulli decoder scores pixels in [0, 1], got values in [-1, 0.5]; scale the data, or use --set likelihood=gaussian
+        """
+        self.check_pixels(x)
 
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Data-dependent initialisation from (a sample of) the training set; default: none."""
@@ -114,6 +135,10 @@ class GenerativeModel(nn.Module):
         binarization or dequantization); default: ignore them."""
 
     def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        """One update of ``loss(batch.x)["loss"]`` by the one optimizer :meth:`configure_optimizers` returns."""
+        if len(optimizers) != 1:  # (fit asks before it writes anything; this is for a loop of the user's)
+            raise ConfigError(f"{type(self).__name__}: the default training_step takes one optimizer, got "
+                              f"{len(optimizers)}: return [one optimizer] from configure_optimizers()")
         (opt,) = optimizers
         terms = self.loss(batch.x)
         opt.zero_grad(set_to_none=True)

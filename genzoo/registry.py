@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import math
 import numbers
+import re
 import types
 import typing
 from typing import TYPE_CHECKING, Any, Callable, Literal, TypeVar, get_args, get_origin
@@ -31,8 +33,22 @@ else:
 _MODELS: dict[str, type] = {}
 
 
+#: what a model name may be: it names the model in config.json, on the command line and in run folders
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+
 def register(name: str, description: str = "") -> Callable[[M], M]:
     """Class decorator: make ``cls`` buildable as ``name`` and record its arguments in ``config``.
+
+    ``name`` is 1 to 64 lower-case letters, digits, ``-`` and ``_``, starting with a letter, and not one another
+    class holds (the built-in families are loaded first, so a clash is refused whichever registers first; the same
+    class registered again, as a re-run notebook cell does, replaces itself). ``cls`` is a
+    :class:`~genzoo.base.GenerativeModel` whose ``__init__`` takes keyword-only arguments; ``description``, where
+    not given, is the first line of its docstring. Each option is converted to its annotation's type (an
+    unannotated one to its default's: a list back to a tuple, a NumPy number to Python's) and must be JSON data,
+    as ``config.json`` holds it. The shared ranges of :func:`check_option` (``lr > 0``, ``alpha >= 0``,
+    ``seed >= 0``, ...) apply to the options of the constructors genzoo defines, given or defaults; a user
+    model's options of the same names mean what that model says.
 
     >>> import torch, genzoo
     >>> @register("coin", "a biased coin: one Bernoulli logit")
@@ -52,31 +68,63 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
     ...     _ = m.training_step(genzoo.Batch(torch.tensor([[1.0], [1.0], [1.0], [0.0]])), opts)
     >>> round(float(torch.sigmoid(m.logit.detach())), 2)  # the share of heads
     0.75
+    >>> register("vae")(Coin)
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: model name 'vae' is taken by genzoo.models.vae.VAE
     >>> from genzoo.registry import _MODELS
     >>> del _MODELS["coin"]  # (this example's model leaves the registry)
     """
+    if not isinstance(name, str) or not isinstance(description, str):
+        raise TypeError(f"register takes a model name and a description, strings, got {name!r}, {description!r}")
+    if not _NAME.fullmatch(name):
+        raise ConfigError(f"model name {name!r}: 1 to 64 lower-case letters, digits, '-' and '_', starting with a "
+                          "letter (such as 'my-vae')")
 
     def decorate(cls: M) -> M:
+        from .base import GenerativeModel  # (here: `import genzoo` does not import torch)
+
+        if not (isinstance(cls, type) and issubclass(cls, GenerativeModel)):
+            raise TypeError(f"@register('{name}') takes a subclass of genzoo.GenerativeModel, got {cls!r}")
+        if not cls.__module__.startswith("genzoo.models"):  # (the built-ins, registering as genzoo.models loads,
+            _ensure_loaded()                                # would import themselves)
+        old = _MODELS.get(name)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ConfigError(f"model name '{name}' is taken by {old.__module__}.{old.__qualname__}")
         sig = inspect.signature(cls.__init__)
         for p in list(sig.parameters.values())[1:]:
             if p.kind is not inspect.Parameter.KEYWORD_ONLY:
                 raise TypeError(f"{cls.__name__}.__init__ must take keyword-only arguments ({p.name})")
         init = cls.__init__
+        # the shared ranges are genzoo's meanings of those names: for the constructors it defines (a subclass that
+        # keeps a built-in's __init__ too), not for a user's, whose `alpha` may well be negative
+        shared = getattr(inspect.unwrap(init), "__module__", "").startswith("genzoo.models")
         hints: list[dict[str, Any]] = []  # the annotations, read on first use (they may name what the module defines later)
 
         @functools.wraps(init)
         def __init__(self, **kwargs):
             if not hints:
-                hints.append(typing.get_type_hints(init))
+                try:
+                    hints.append(typing.get_type_hints(init))
+                except NameError as e:  # an annotation naming a function's local class, say
+                    raise TypeError(f"{cls.__name__}.__init__: an annotation cannot be resolved ({e})") from None
             kwargs = _checked(name, sig, hints[0], kwargs)
             bound = sig.bind(self, **kwargs)
             bound.apply_defaults()
+            config = dict(list(bound.arguments.items())[1:])
+            for k, v in config.items():  # the defaults too: config.json gives them back to load() as options
+                if shared:
+                    check_option(name, k, v)
+                try:
+                    json.dumps(_plain(v))
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{name}.{k}: config.json holds the options as JSON data, and {v!r} is not "
+                                      "(give a number, string, bool, None or a list of them)") from None
             init(self, **kwargs)
-            self.config = {k: _plain(v) for k, v in list(bound.arguments.items())[1:]}
+            self.config = {k: _plain(v) for k, v in config.items()}
 
         cls.__init__ = __init__
         cls.name = name
-        cls.description = description or (cls.__doc__ or "").strip().splitlines()[0]
+        cls.description = description or next(iter((cls.__doc__ or "").strip().splitlines()), "")
         _MODELS[name] = cls
         return cls
 
@@ -84,14 +132,16 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
 
 
 def _checked(name: str, sig: inspect.Signature, hints: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``kwargs`` of model ``name`` checked and converted to their annotations' types: an unknown option, a
-    value of the wrong type or out of its shared range (:func:`check_option`) is a :class:`ConfigError`.
-    Run by every registered constructor, so ``VAE(...)``, ``build("vae", ...)`` and ``load`` accept the same."""
+    """``kwargs`` of model ``name`` checked and converted to their annotations' types (an unannotated one to its
+    default's, :func:`_like_default`): an unknown option or a value of the wrong type is a :class:`ConfigError`.
+    Run by every registered constructor, so ``VAE(...)``, ``build("vae", ...)`` and ``load`` accept the same; the
+    constructor then checks every option, defaults included, for JSON and (genzoo's own) the shared ranges."""
     params = [p for p in sig.parameters if p != "self"]
     for k in kwargs:
         if k not in params:
             raise ConfigError(f"unknown option '{k}' for model '{name}'{did_you_mean(k, params)}")
-    kwargs = {k: coerce(v, hints.get(k, Any), f"{name}.{k}") for k, v in kwargs.items()}
+    kwargs = {k: coerce(v, hints[k], f"{name}.{k}") if k in hints else _like_default(v, sig.parameters[k].default)
+              for k, v in kwargs.items()}
     if "data_shape" in params:
         if "data_shape" not in kwargs:
             raise ConfigError(f"{name} needs data_shape, the shape of one example, such as (2,) or (1, 28, 28)")
@@ -99,9 +149,19 @@ def _checked(name: str, sig: inspect.Signature, hints: dict[str, Any], kwargs: d
         if not 1 <= len(shape) <= 3 or any(s < 1 for s in shape):
             raise ConfigError(f"{name}.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or "
                               f"(1, 28, 28), got {shape}")
-    for k, v in kwargs.items():
-        check_option(name, k, v)
     return kwargs
+
+
+def _like_default(value: Any, default: Any) -> Any:
+    """An unannotated option as config.json gives it back: a list where its default is a tuple (JSON has no
+    tuples) a tuple again, and NumPy's numbers Python's (JSON takes none of them)."""
+    if isinstance(value, list) and isinstance(default, tuple):
+        value = tuple(value)
+    if isinstance(value, (tuple, list)):
+        return (tuple if isinstance(value, tuple) else list)(_like_default(v, None) for v in value)
+    if type(value).__module__ == "numpy" and getattr(value, "shape", None) == ():
+        return value.item()
+    return value
 
 
 def _plain(v: Any) -> Any:
@@ -146,8 +206,9 @@ def build(name: str, **kwargs: Any) -> GenerativeModel:
     return get(name)(**kwargs)  # the registered constructor checks the options (_checked)
 
 
-#: Ranges of the options several models share, checked by every registered constructor before the model sees them (so a bad
-#: value is a one-line error, not an exception from deep inside torch); each model checks its other options.
+#: Ranges of the options several models share, checked by the constructors of genzoo's own models (under genzoo.models)
+#: before the model sees them (so a bad value is a one-line error, not an exception from deep inside torch), defaults
+#: too; each model checks its other options.
 _RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rules: "[]" closed, "[)" half-open, "()" open
     **dict.fromkeys(["lr", "clip", "rejection_sharpness"], ("()", 0.0, math.inf)),
     **dict.fromkeys(["eps", "weight_decay", "max_grad_norm", "reg_covar", "kl_weight", "gp_weight", "min_std",

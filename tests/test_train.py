@@ -939,3 +939,75 @@ def test_fit_takes_numpy_numbers_as_python_ones(tmp_path):
     for a, b in zip(ints.state_dict().values(), nps.state_dict().values()):
         assert torch.equal(a, b)
     assert sorted(p.name for p in (tmp_path / "np" / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+
+
+def test_a_user_model_on_the_default_training_step_is_refused_before_anything_is_written(tmp_path):
+    """The README's "single-objective models only write loss(x)": fit of such a model failed at step 1 with a bare
+    ValueError (0 optimizers to unpack), after config.json was written, so a retry in that run_dir was refused; a
+    model without loss failed with an empty NotImplementedError, one without sample at the first sample grid."""
+    from genzoo.registry import _MODELS, register
+
+    @register("point-noopt", "loss and sample, no configure_optimizers")
+    class NoOpt(genzoo.GenerativeModel):
+        def __init__(self, *, data_shape):
+            super().__init__()
+            self.data_shape, self.mu = tuple(data_shape), torch.nn.Parameter(torch.zeros(data_shape))
+
+        def loss(self, x):
+            return {"loss": (x - self.mu).square().sum(1).mean()}
+
+        def sample(self, n, generator=None):
+            return self.mu + self.randn((n, *self.data_shape), generator)
+
+    @register("point-noloss", "configure_optimizers and sample, no loss")
+    class NoLoss(NoOpt):
+        loss = genzoo.GenerativeModel.loss
+
+        def configure_optimizers(self):
+            return [torch.optim.Adam(self.parameters(), lr=0.1)]
+
+    @register("point-nosample", "loss and configure_optimizers, no sample")
+    class NoSample(NoLoss):
+        loss, sample = NoOpt.loss, genzoo.GenerativeModel.sample
+
+    ring, rd = load_dataset("ring", n=64), tmp_path / "r"
+    try:
+        cases = [(NoOpt, {}, r"^NoOpt: the default training_step takes one optimizer, and configure_optimizers\(\) "
+                              r"returned 0 optimizers"),
+                 (NoLoss, {}, r"^NoLoss defines neither loss\(x\) nor training_step"),
+                 (NoSample, {"sample_every": 1}, r"^sample_every=1 draws sample grids, and NoSample defines no sample")]
+        for cls, kw, needle in cases:
+            with pytest.raises(ConfigError, match=needle):
+                genzoo.fit(genzoo.build(cls.name, data_shape=(2,)), ring, steps=2, run_dir=rd, progress=False, **kw)
+            assert not rd.exists()
+        assert genzoo.fit(genzoo.build("point-nosample", data_shape=(2,)), ring, steps=2, run_dir=rd,
+                          progress=False).step == 2  # the retry, without sample grids
+        m = NoLoss(data_shape=(2,))
+        with pytest.raises(NotImplementedError, match=r"^NoLoss defines no loss\(x\)"):
+            m.loss(ring.x)
+        with pytest.raises(NotImplementedError, match=r"^NoSample defines no sample\(n, generator=None\)"):
+            NoSample(data_shape=(2,)).sample(2)
+        with pytest.raises(ConfigError, match="the default training_step takes one optimizer, got 0"):
+            NoSample(data_shape=(2,)).training_step(genzoo.Batch(ring.x), [])
+    finally:
+        for name in ("point-noopt", "point-noloss", "point-nosample"):
+            _MODELS.pop(name, None)
+
+
+def test_a_loaded_or_trained_model_is_refused_data_its_setup_would_have_refused(tmp_path):
+    """fit checked a Bernoulli VAE's [0, 1] in setup alone, which a loaded or trained model skips: it trained on
+    the ring's [-1, 1] and its loss went negative. A logit flow's check came at step 1, after config.json."""
+    ring = load_dataset("ring", n=64)
+    vae = genzoo.build("vae", data_shape=(2,), latent_dim=2, hidden=(8,))
+    genzoo.save(vae, tmp_path / "saved")
+    nice = genzoo.build("nice", data_shape=(2,), preprocess="logit", n_couplings=2, hidden=(8,))
+    nice.initialised = True  # as after an earlier fit
+    cases = [(genzoo.load(tmp_path / "saved"), r"^vae: a Bernoulli decoder scores pixels in \[0, 1\], got values in"),
+             (nice, r"^the logit pre-processing takes data in \[0, 1\]")]
+    for i, (m, needle) in enumerate(cases):
+        assert m.initialised
+        before = {k: v.clone() for k, v in m.state_dict().items()}
+        with pytest.raises(genzoo.DataError, match=needle):
+            genzoo.fit(m, ring, steps=2, run_dir=tmp_path / f"r{i}", progress=False)
+        assert not (tmp_path / f"r{i}").exists()
+        assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())

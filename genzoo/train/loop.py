@@ -246,7 +246,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     afterwards (``torch.random.fork_rng``, over the model's device too). The model comes back in eval mode, as
     :func:`genzoo.load` gives it, with no gradients (``.grad`` None). The model's data-dependent :meth:`~genzoo.base.GenerativeModel.setup` runs on a new model only: one
     loaded (:func:`genzoo.load`) or trained by an earlier ``fit`` trains on from its weights
-    (:attr:`~genzoo.base.GenerativeModel.initialised`). Returns the :class:`TrainState` (``.step``, ``.optimizers``, ...).
+    (:attr:`~genzoo.base.GenerativeModel.initialised`); its data check,
+    :meth:`~genzoo.base.GenerativeModel.check_training_data`, runs on every new run. Returns the
+    :class:`TrainState` (``.step``, ``.optimizers``, ...).
     """
     # NumPy's numbers and bools (a sweep's np.arange, a mask's entry) as Python's: torch's seeding and the epoch
     # order take no np.int64, and np.True_ is no bool
@@ -286,6 +288,16 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                           "best weights in")
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
+    # a user's model that keeps the base class's training_step defines what it calls (loss; one optimizer, below),
+    # and sample grids need sample: refused here, not by a bare error at step 1 or at the first grid, after
+    # config.json was written (over which a retry is refused)
+    base_step = type(model).training_step is GenerativeModel.training_step
+    if base_step and type(model).loss is GenerativeModel.loss:
+        raise ConfigError(f"{type(model).__name__} defines neither loss(x) nor training_step(batch, optimizers): the "
+                          "default training step minimises loss(x)['loss']")
+    if sample_every > 0 and run_dir is not None and type(model).sample is GenerativeModel.sample:
+        raise ConfigError(f"sample_every={sample_every} draws sample grids, and {type(model).__name__} defines no "
+                          "sample(n, generator=None): give sample_every=0")
     acceleration.check_precision(model, precision)
     if compile:  # before anything is written: inductor finds no C++ compiler only at the first compiled step
         acceleration.check_compile(model.device)
@@ -342,7 +354,11 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     channels_last = acceleration.use_channels_last(model, channels_last)
     if channels_last:
         acceleration.to_channels_last(model)
-    state.optimizers = model.configure_optimizers()
+    state.optimizers = opts = model.configure_optimizers()
+    if base_step and not (isinstance(opts, (list, tuple)) and len(opts) == 1):
+        got = f"{len(opts)} optimizers" if isinstance(opts, (list, tuple)) else f"a {type(opts).__name__}"
+        raise ConfigError(f"{type(model).__name__}: the default training_step takes one optimizer, and "
+                          f"configure_optimizers() returned {got}: return [one optimizer] (or write a training_step)")
     for opt in state.optimizers if world_size > 1 else ():
         distributed.average_gradients_before_step(opt)
     hold = contextlib.ExitStack()  # the run's lock (rank 0), from before its checkpoints are read to the end
@@ -385,10 +401,13 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             torch.manual_seed(seed)
             state.data_generator.manual_seed(seed)
             # setup sees the data as training batches will (binarized or dequantized), from its own seed
+            setup_x = (all_x if all_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2))).to(device)
+            # every new run: a loaded or trained model skips setup and its checks (a Bernoulli VAE's [0, 1])
+            model.check_training_data(setup_x)
             if not model.initialised:  # a loaded or trained model keeps its weights (a flow's setup re-initialises)
-                setup_x = (all_x if all_x is not None else data.transformed(torch.Generator().manual_seed(seed + 2))).to(device)
                 model.setup(setup_x, state.data_generator)
                 model.initialised = True
+            del setup_x  # (not held on the device through training)
             if data.y is not None:  # models that learn from labels keep what they need (M2: its labelled subset)
                 # the batches' space to models that take it (a family written to the 3-argument contract still works)
                 params = inspect.signature(model.setup_labels).parameters
