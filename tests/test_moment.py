@@ -273,3 +273,17 @@ def test_mmd_keeps_its_digits_for_data_far_from_the_origin():
     for shift in (0.0, 1e3, 1e4):
         got = float(mmd2(x + shift, y + shift, [0.5, 1.0, 2.0]))
         assert got == pytest.approx(want, rel=1e-3), shift
+
+
+def test_a_trained_gmmn_is_refused_image_data_its_sigmoid_cannot_reach(tmp_path):
+    """The [0, 1] check of image data sat in setup, which a trained (or loaded) GMMN skips: it trained on."""
+    from genzoo.data import Dataset
+
+    images = Dataset("unit", "train", torch.rand(16, 1, 4, 4), None)
+    m = genzoo.build("gmmn", data_shape=(1, 4, 4), latent_dim=2, hidden=(8,))
+    genzoo.fit(m, images, steps=1, batch_size=8, progress=False)
+    assert m.initialised
+    with pytest.raises(DataError, match=r"^gmmn: a sigmoid generator needs image data in \[0, 1\], got values in \[-0.9"):
+        genzoo.fit(m, Dataset("signed", "train", 2 * images.x - 1, None), steps=1, batch_size=8, run_dir=tmp_path / "r",
+                   progress=False)
+    assert not (tmp_path / "r").exists()

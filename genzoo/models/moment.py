@@ -330,13 +330,19 @@ class GMMN(GenerativeModel):
                             f"({lo:.3g}): the kernels are constant on the data and the MMD trains nothing; leave "
                             "bandwidths=() to set them from the data")
 
+    def check_training_data(self, x: Tensor) -> None:
+        """Besides NaN and infinities, image data outside [0, 1], which the sigmoid generator cannot reach (on every
+        new run: a trained GMMN, which skips :meth:`setup`, too)."""
+        super().check_training_data(x)
+        if len(self.data_shape) == 3 and (x.min() < 0 or x.max() > 1):
+            raise DataError(f"gmmn: a sigmoid generator needs image data in [0, 1], got values in "
+                            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
+
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """Bandwidths from the data (when not given); the output bias at the data mean (for images
         the logit of the mean pixel, as the VAE does), so training starts at the right place."""
-        if len(self.data_shape) == 3 and (x.min() < 0 or x.max() > 1):
-            raise DataError(f"gmmn: a sigmoid generator needs image data in [0, 1], got values in "
-                            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
+        self.check_training_data(x)  # (fit asked already; setup called directly asks here)
         if self.statistic == "mmd":
             if self.fixed_bandwidths:
                 self.check_bandwidths(x)
