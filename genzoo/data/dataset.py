@@ -159,7 +159,8 @@ class Dataset:
     :func:`check_float32_detail`): images (N, C, H, W) in [0, 1], vectors (N, D). ``levels`` is the number of
     discrete intensity levels of the raw data (images are stored as ``v / (levels - 1)``), or None
     for continuous data. At most one of ``binarize`` / ``dequantize`` is set; it is applied by
-    :meth:`batch` and :meth:`transformed`, never to ``x`` itself.
+    :meth:`batch` and :meth:`transformed`, never to ``x`` itself. ``classes``: the names of labels 0, 1, ...
+    where the data name them (a folder's class sub-folders), else None.
     """
 
     name: str
@@ -170,6 +171,7 @@ class Dataset:
     binarize: bool = False
     dequantize: bool = False
     density: ToyDensity | None = None
+    classes: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         check_split(self.split)
@@ -199,6 +201,11 @@ class Dataset:
                 raise DataError(f"dataset '{self.name}': y must hold class labels 0, 1, ..., got {int(self.y.min())}")
             if self.y.dtype != torch.int64:
                 self.y = self.y.to(torch.int64)
+        if self.classes is not None:
+            self.classes = tuple(str(c) for c in self.classes)
+            if self.y is not None and len(self.y) and int(self.y.max()) >= len(self.classes):
+                raise DataError(f"dataset '{self.name}': {len(self.classes)} class names, but y holds label "
+                                f"{int(self.y.max())}")
         if isinstance(self.levels, np.integer):
             self.levels = int(self.levels)
         if self.levels is not None and (not isinstance(self.levels, int) or isinstance(self.levels, bool) or self.levels < 2):

@@ -1,7 +1,7 @@
 """Image datasets that need no download: scikit-learn's 8x8 digits, and the user's own data.
 
 * :func:`load_digits` -- the UCI optical digits shipped inside scikit-learn (1,797 images).
-* :func:`load_folder` -- a folder of PNG / JPEG images (Pillow), optionally one sub-folder per class.
+* :func:`load_folder` -- a folder of PNG / JPEG / ... images (Pillow), optionally one sub-folder per class.
 * :func:`load_npz` -- a ``.npz`` file with an array ``x`` (and optional labels ``y``).
 
 Every problem with the user's files is a one-line :class:`~genzoo.errors.DataError`.
@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, GenZooWarning
 from .dataset import Dataset, arrays_digest, check_float32_detail, check_n, check_split, split_slices, take_first
 
 __all__ = ["load_digits", "load_folder", "load_npz", "DIGITS_SPLIT", "IMAGE_EXTENSIONS"]
@@ -30,7 +31,8 @@ __all__ = ["load_digits", "load_folder", "load_npz", "DIGITS_SPLIT", "IMAGE_EXTE
 DIGITS_SPLIT = {"train": (0, 1297), "valid": (1297, 1497), "test": (1497, 1797)}
 _DIGITS_PERM_SEED = 20_14  # fixed: the split never depends on the user's seed
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")  # a GIF: its first frame
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",  # a GIF: its first frame
+                    ".pgm", ".ppm", ".pbm", ".pnm")  # Netpbm, as torchvision's ImageFolder reads .pgm/.ppm
 
 
 # -- digits ---------------------------------------------------------------------------------
@@ -126,28 +128,65 @@ def _channels_option(channels: int | None, mode: str | None) -> int | None:
     return c
 
 
-def image_files(root: Path) -> tuple[list[Path], list[int] | None, list[str]]:
-    """Image files directly in ``root``; else one class per sub-folder (labels by sorted name). Hidden files
-    (``.name``: macOS's ``._name`` sidecars, editors' backups) are not images of the data set."""
+def _entries(d: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(image files, other files, sub-folders) directly in ``d``, each sorted by name. Hidden names (``.name``:
+    macOS's ``._name`` sidecars, editors' backups, ``.ipynb_checkpoints``) are not part of the data set."""
+    images, other, subs = [], [], []
+    with os.scandir(d) as entries:  # its file types come with the listing: no stat per file
+        for e in sorted(entries, key=lambda e: e.name):
+            if not e.name.startswith("."):
+                if e.is_dir():
+                    subs.append(d / e.name)
+                elif e.is_file():
+                    (images if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS else other).append(d / e.name)
+    return images, other, subs
 
-    def images_in(d: Path) -> list[Path]:
-        return sorted(p for p in d.iterdir()
-                      if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
 
-    files = images_in(root)
-    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and images_in(d))
-    if files and classes:
-        raise DataError(f"image folder {root}: holds {len(files)} image(s) of its own ({files[0].name}, ...) and class "
-                        f"sub-folders ({', '.join(classes[:3])}{', ...' if len(classes) > 3 else ''}); put every image "
-                        "in a class sub-folder, or point at a folder of one kind")
+def _holds_images(d: Path) -> bool:
+    """Whether folder ``d``, or a folder below it, holds an image file (hidden names left out)."""
+    for _, dirs, names in os.walk(d):
+        dirs[:] = [s for s in dirs if not s.startswith(".")]
+        if any(not s.startswith(".") and os.path.splitext(s)[1].lower() in IMAGE_EXTENSIONS for s in names):
+            return True
+    return False
+
+
+def _some(names: list[str]) -> str:
+    """The first three of ``names``, and ``...`` for more."""
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
+def image_files(root: Path, skipped: list[Path] | None = None) -> tuple[list[Path], list[int] | None, list[str]]:
+    """Image files directly in ``root`` (unlabelled); else one class per sub-folder, labels 0, 1, ... by sorted folder
+    name (as torchvision's ``ImageFolder``), returned as (files, labels, class names in label order). A class folder
+    that holds no images of its own, or sub-folders with images, is a DataError naming it: left out, it would move
+    the label of every class after it, and genzoo reads one level of folders (in a folder of images too, a
+    sub-folder with images is refused). Hidden files and folders are skipped; other files of an extension not in
+    :data:`IMAGE_EXTENSIONS` go into ``skipped`` where given."""
+    skipped = [] if skipped is None else skipped
+    files, other, subs = _entries(root)
+    skipped += other
     if files:
+        if mixed := [d.name for d in subs if _holds_images(d)]:
+            raise DataError(f"image folder {root}: holds {len(files)} image(s) of its own ({files[0].name}, ...) and "
+                            f"class sub-folders ({_some(mixed)}); put every image in a class sub-folder, or point at a "
+                            "folder of one kind")
         return files, None, []
-    files, labels = [], []
-    for k, c in enumerate(classes):
-        found = images_in(root / c)
+    labels: list[int] = []
+    for k, d in enumerate(subs):
+        found, loose, below = _entries(d)
+        if nested := [s.name + "/" for s in below if _holds_images(s)]:
+            raise DataError(f"image folder {root}: class folder {d.name} holds sub-folders with images "
+                            f"({_some(nested)}), which genzoo does not read (one level of class folders): put their "
+                            "images in the class folder, or point at the folder whose sub-folders are the classes")
+        if not found:
+            raise DataError(f"image folder {root}: class folder {d.name} holds no images "
+                            f"({', '.join(IMAGE_EXTENSIONS)}): remove it or fill it; labels follow the sorted folder "
+                            "names")
         files += found
         labels += [k] * len(found)
-    return files, (labels if files else None), classes
+        skipped += loose
+    return files, (labels if files else None), [d.name for d in subs]
 
 
 #: why 16-bit images of values 1..255 are refused (8-bit values in 16-bit files: black, two levels, read as 0..65535)
@@ -254,11 +293,14 @@ def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int
 
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
                 channels: int | None = None, mode: str | None = None) -> Dataset:
-    """A folder of PNG / JPEG / BMP / GIF / TIFF / WebP images of one size, x in [0, 1] with 256 levels.
+    """A folder of PNG / JPEG / BMP / GIF / TIFF / WebP / PGM / PPM images of one size, x in [0, 1] with 256 levels.
 
-    Images directly inside ``path`` are unlabelled; if there are none, each sub-folder holding
-    images is a class (labels 0, 1, ... by sorted sub-folder name); a folder with both is refused.
-    Hidden files (names starting with ``.``) are skipped; transparent pixels are composited over black.
+    Images directly inside ``path`` are unlabelled; if there are none, each sub-folder is a class (labels 0, 1, ...
+    by sorted sub-folder name, recorded in ``classes``: :func:`image_files`); a folder with both is refused, and so
+    is a class folder without images of its own or with image-holding sub-folders (one level of folders is read).
+    Hidden files and folders (names starting with ``.``) are skipped; other files not named as images
+    (:data:`IMAGE_EXTENSIONS`) too, with a :class:`~genzoo.errors.GenZooWarning`. Transparent pixels are
+    composited over black.
     ``channels`` (1 or 3) or ``mode`` (``"L"`` / ``"RGB"``) picks grayscale or colour; the default is 1
     if every image is grayscale, else 3. Split: a fixed permutation (seed 0) cut 80 / 10 / 10 into train / valid /
     test (every image goes to train when there are fewer than 10).
@@ -270,8 +312,8 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     ...     os.mkdir(os.path.join(d, c))
     ...     for i in range(5): Image.new("L", (4, 3), v).save(os.path.join(d, c, f"{i}.png"))
     >>> ds = load_folder(d)                               # 8 of the 10 in train; labels by sorted name: dog = 1
-    >>> len(ds), ds.shape, ds.levels, torch.equal(ds.x.flatten(1).mean(1), ds.y.float())
-    (8, (1, 3, 4), 256, True)
+    >>> len(ds), ds.shape, ds.levels, torch.equal(ds.x.flatten(1).mean(1), ds.y.float()), ds.classes
+    (8, (1, 3, 4), 256, True, ('cat', 'dog'))
     >>> len(load_folder(d, "valid")), len(load_folder(d, "test"))
     (1, 1)
     """
@@ -280,7 +322,8 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"image folder {root}: not found")
-    files, labels, _ = image_files(root)
+    skipped: list[Path] = []
+    files, labels, classes = image_files(root, skipped)
     if not files:
         raise DataError(f"image folder {root}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})")
     images, size0, gray, wide, blank = [], None, True, [], []
@@ -309,7 +352,11 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
     x = torch.from_numpy(arr.astype(np.float32) / 255.0)  # (N, C, H, W)
     y = None if labels is None else torch.tensor(labels, dtype=torch.int64)
     x, y = take_first(*_permuted_split(x, y, split), check_n(n))
-    return Dataset(f"folder:{root.resolve()}", split, x, y, levels=256)
+    if skipped:  # not silence: a .heic or .jp2 folder would lose its images without a word
+        warnings.warn(f"image folder {root}: {len(skipped)} file(s) skipped, not images by their extension "
+                      f"({skipped[0].relative_to(root)}{', ...' if len(skipped) > 1 else ''}); genzoo reads "
+                      f"{', '.join(IMAGE_EXTENSIONS)}", GenZooWarning, stacklevel=2)
+    return Dataset(f"folder:{root.resolve()}", split, x, y, levels=256, classes=classes or None)
 
 
 # -- .npz -----------------------------------------------------------------------------------
