@@ -219,17 +219,38 @@ def test_classifier_dropout_options_act_in_training_only():
         genzoo.build("ssvae", data_shape=(4,), classifier_dropout=1.0)
 
 
-def test_kl_weight_scales_the_kl_of_z_in_training_only():
+def test_kl_weight_scales_the_kl_of_z_in_the_training_step_only():
+    """kl_weight applied wherever the model was in train mode: a new model's labelled_bound and elbo were beta-bounds,
+    no bound on log p(x, y) or log p(x). The public bounds are the true ones in either mode; the training step's
+    terms (the model in train mode, as fit has it) weigh the KL by beta, in both bounds."""
     m = tiny(kl_weight=3.0)
     deterministic_encoder(m)  # z = mu, so log p(x|y,z) does not depend on the draw
+
+    def kl(x, y):
+        q = m.encode(x, y)
+        mu, sigma = q.base_dist.loc, q.base_dist.scale
+        return (0.5 * (mu**2 + sigma**2 - 1 - 2 * sigma.log())).sum(-1).detach()
+
     x, y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]]), torch.tensor([1, 0])
-    q = m.encode(x, y)
-    mu, sigma = q.base_dist.loc, q.base_dist.scale
-    kl = (0.5 * (mu**2 + sigma**2 - 1 - 2 * sigma.log())).sum(-1).detach()
-    m.eval()
-    np.testing.assert_allclose(m.labelled_bound(x, y).detach(), by_hand_labelled(m, x, y), rtol=1e-5)  # the true bound
+    for mode in (m.train, m.eval):  # the true bound in either mode
+        mode()
+        np.testing.assert_allclose(m.labelled_bound(x, y).detach(), by_hand_labelled(m, x, y), rtol=1e-5)
     m.train()
-    np.testing.assert_allclose(m.labelled_bound(x, y).detach(), by_hand_labelled(m, x, y) - 2.0 * kl, rtol=1e-5)
+    xs = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0], [0, 0, 1.0]])
+    m.setup_labels(xs, torch.tensor([0, 1, 0, 1]), torch.Generator().manual_seed(0))
+    torch.manual_seed(5)
+    idx = torch.randint(4, (2,))
+    xl, yl = torch.bernoulli(m.labelled_x[idx]), m.labelled_y[idx]
+    labelled = -(by_hand_labelled(m, xl, yl) - 2.0 * kl(xl, yl)).mean()  # beta = 3: two more KLs
+    q = torch.softmax(x @ m.classifier[-1].weight.detach().T + m.classifier[-1].bias.detach(), -1)  # (B, 2)
+    per_class = torch.stack([by_hand_labelled(m, x, torch.full((2,), c)) - 2.0 * kl(x, torch.full((2,), c))
+                             for c in (0, 1)], -1)  # (B, 2)
+    unlabelled = -((q * per_class).sum(-1) - (q * q.log()).sum(-1)).mean()
+    torch.manual_seed(5)
+    logs = m.training_step(Batch(x), [torch.optim.SGD(m.parameters(), lr=0.0)])
+    assert logs["labelled"] == pytest.approx(float(labelled), rel=1e-5)
+    assert logs["unlabelled"] == pytest.approx(float(unlabelled), rel=1e-5)
+    assert logs["unlabelled"] > -float(m.unlabelled_bound(x).mean().detach()) + 1  # the true bound is higher
     with pytest.raises(ConfigError, match="kl_weight"):
         genzoo.build("ssvae", data_shape=(4,), kl_weight=0.0)
 
@@ -349,10 +370,11 @@ def test_the_n_classes_hint_is_given_only_where_it_fits():
 def test_a_family_written_to_the_three_argument_setup_labels_still_trains():
     """fit passed the batches' space as a fourth argument to every model: a user's setup_labels(x, y, generator)
     failed with a TypeError."""
+    from genzoo.models.gmm import GaussianMixture  # (genzoo.models is imported lazily: not an attribute before)
     from genzoo.registry import _MODELS, register
 
     @register("labels3", "a GMM that counts its labels")
-    class Labels3(genzoo.models.gmm.GaussianMixture):
+    class Labels3(GaussianMixture):
         def setup_labels(self, x, y, generator):
             self.seen = len(y)
 
@@ -397,3 +419,79 @@ def test_batch_norm_refuses_batches_of_one_and_analogies_follow_the_models_devic
     assert main(["train", "ssvae", "--set", "classifier_hidden=[]", "--steps", "1", "--run-dir", str(rd),
                  "--no-progress"]) == 0
     assert json.loads((rd / "config.json").read_text())["config"]["classifier_hidden"] == []
+
+
+def test_bounds_and_classify_do_not_depend_on_the_models_mode():
+    """A new model is in train mode: elbo and labelled_bound weighed the KL by kl_weight and read batch statistics,
+    classify dropped features at random and moved batch norm's running statistics (a query changed the model).
+    They run in eval mode now, as iwae_bound and analogies do, and leave the mode and the statistics alone."""
+    torch.manual_seed(0)
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,), labels=20, batch_norm=True,
+                     shared_trunk=True, classifier_dropout=0.5, classifier_input_dropout=0.3, kl_weight=5.0)
+    assert m.training
+    x, y = torch.rand(64, 1, 8, 8).bernoulli(), torch.arange(64) % 10
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    queries = {"elbo": lambda: m.elbo(x), "unlabelled_bound": lambda: m.unlabelled_bound(x),
+               "labelled_bound": lambda: m.labelled_bound(x, y), "iwae_bound": lambda: m.iwae_bound(x, 3),
+               "classify": lambda: m.classify(x), "analogies": lambda: m.analogies(x[:2])}
+    got = {}
+    for mode in ("train", "eval"):
+        getattr(m, mode)()
+        for name, f in queries.items():
+            torch.manual_seed(5)
+            got[mode, name] = f().detach()
+        assert m.training == (mode == "train") and all(l.training == m.training for l in m.modules())
+    for name in queries:
+        assert torch.equal(got["train", name], got["eval", name]), name
+    torch.manual_seed(5)
+    assert torch.equal(m.train().classify(x), got["eval", "classify"])  # and again: no dropout
+    assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())  # running statistics untouched
+
+
+def test_labels_of_any_integer_dtype():
+    """uint8 (MNIST's raw labels), int32 (NumPy's on some platforms), int16 and int8 classes passed check_labels
+    and crashed inside one_hot ('only applicable to index tensor of type LongTensor'); sample took a bool y."""
+    m = tiny(n_classes=3, labels=6)
+    x, z, eps = torch.rand(4, 3).bernoulli(), torch.randn(4, 1), torch.randn(4, 1)
+    y = torch.tensor([0, 1, 2, 0])
+    ref = (m.encode(x, y).mean, m.labelled_bound(x, y, eps=eps), m.decode(z, y).mean,
+           m.sample(4, torch.Generator().manual_seed(0), y=y))
+    for dt in (torch.int32, torch.int16, torch.int8, torch.uint8):
+        yd = y.to(dt)
+        got = (m.encode(x, yd).mean, m.labelled_bound(x, yd, eps=eps), m.decode(z, yd).mean,
+               m.sample(4, torch.Generator().manual_seed(0), y=yd))
+        assert all(torch.equal(a, b) for a, b in zip(got, ref)), dt
+    assert torch.equal(m.sample(4, torch.Generator().manual_seed(0), y=np.array([0, 1, 2, 0], np.int32)), ref[3])
+    xs = torch.rand(30, 3).round()
+    labels = torch.arange(30) % 3
+    a, b = tiny(n_classes=3, labels=6), tiny(n_classes=3, labels=6)
+    a.setup_labels(xs, labels, torch.Generator().manual_seed(0))
+    b.setup_labels(xs, labels.to(torch.uint8), torch.Generator().manual_seed(0))
+    assert torch.equal(a.labelled_x, b.labelled_x) and torch.equal(a.labelled_y, b.labelled_y)
+    b.training_step(Batch(xs[:4]), b.configure_optimizers())
+    with pytest.raises(DataError, match="4 integer classes, got torch.bool"):
+        m.labelled_bound(x, torch.tensor([True, False, True, False]))
+    # sample's y is a ConfigError, as tests/test_io.py has it
+    with pytest.raises(ConfigError, match=r"y must hold 2 classes in 0\.\.2"):
+        m.sample(2, y=torch.tensor([True, False]))
+
+
+def test_a_second_fit_keeps_the_labelled_subset(tmp_path):
+    """fit drew a labelled subset on every run: a model trained on with another seed had seen twice the labels its
+    config says. The subset is kept (the data's space is taken afresh); reset_labels asks for a new draw."""
+    binary, grey = load_dataset("digits", binarize=True, n=300), load_dataset("digits", n=300)
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=20, labelled_batch=10)
+    genzoo.fit(m, binary, steps=1, seed=0, progress=False)
+    first = m.labelled_x.clone(), m.labelled_y.clone()
+    assert float(m.labelled_binarize) == 1.0
+    genzoo.fit(m, grey, steps=1, seed=1, progress=False)
+    assert torch.equal(m.labelled_x, first[0]) and torch.equal(m.labelled_y, first[1])
+    assert float(m.labelled_binarize) == 0.0  # fed as the new batches are
+    m.reset_labels()
+    genzoo.fit(m, binary, steps=1, seed=1, progress=False)
+    assert not torch.equal(m.labelled_x, first[0]) and float(m.labelled_binarize) == 1.0
+    assert torch.bincount(m.labelled_y, minlength=10).tolist() == [2] * 10
+    genzoo.save(m, tmp_path / "m")
+    back = genzoo.load(tmp_path / "m")  # a loaded model trains on with its own subset too
+    genzoo.fit(back, binary, steps=1, seed=2, progress=False)
+    assert torch.equal(back.labelled_x, m.labelled_x) and torch.equal(back.labelled_y, m.labelled_y)

@@ -39,15 +39,21 @@ wrong on ~70% of test digits, so the unlabelled bound had nothing to teach q(y|x
 
 Three more options, off by default and in training only, make that posterior a classifier:
 ``kl_weight`` (beta of Higgins et al. 2017, "beta-VAE", ICLR) multiplies KL(q(z|x,y) || p(z)) in both
-bounds, so that z's information costs more and the class goes into y (evaluation and the validation loss
-keep the true bound); ``classifier_dropout`` and ``classifier_input_dropout`` (Srivastava et al. 2014,
-JMLR 15) drop the features the classifier reads and the pixels of its own pass through the trunk, so that
-q(y|x) fits the 100 labels more slowly. ``configs/ssvae-mnist.toml`` (beta = 5, dropout 0.2 on the pixels
-and 0.5 on the features, Adam 4e-3, 15,000 steps) gives 11.17 +- 0.94% (3 seeds), under the paper's
-11.97 +- 1.71 (13.0 +- 0.3% at 6,000 steps); the pilots are in BENCHMARKS.md (``m2-mnist`` notes).
+bounds of the training step, so that z's information costs more and the class goes into y (the public
+bounds, evaluation and the validation loss keep the true bound, beta = 1); ``classifier_dropout`` and
+``classifier_input_dropout`` (Srivastava et al. 2014, JMLR 15) drop the features the classifier reads and
+the pixels of its own pass through the trunk, so that q(y|x) fits the 100 labels more slowly.
+``configs/ssvae-mnist.toml`` (beta = 5, dropout 0.2 on the pixels and 0.5 on the features, Adam 4e-3,
+15,000 steps) gives 11.17 +- 0.94% (3 seeds), under the paper's 11.97 +- 1.71 (13.0 +- 0.3% at 6,000
+steps); the pilots are in BENCHMARKS.md (``m2-mnist`` notes).
 
-The labelled subset is balanced (``labels / n_classes`` per class), chosen once from the training
-set by the run's seed, and kept in the checkpoint, so a resumed run trains on the same labels.
+The labelled subset is balanced (``labels / n_classes`` per class), chosen once, by the first run's seed from
+its training set, and kept with the weights: a resumed run, a second ``fit`` and a loaded model's ``fit`` train
+on the same labels (:meth:`SSVAE.reset_labels` asks the next one for a new draw).
+
+The public bounds (``elbo``, ``labelled_bound``, ``unlabelled_bound``, ``iwae_bound``) and ``classify`` run in
+eval mode whatever the model's (batch-norm running statistics, no dropout, beta = 1): a model just built
+(in train mode) gives the numbers a trained or loaded one would.
 
 >>> import torch, genzoo
 >>> m2 = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,), labels=20)
@@ -69,7 +75,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal
 
-from ..base import Batch, GenerativeModel
+from ..base import Batch, GenerativeModel, evaluating
 from ..errors import ConfigError, DataError
 from ..nn import mlp
 from ..nn.linear import Linear
@@ -94,7 +100,7 @@ class SSVAE(GenerativeModel):
     ``hidden[-1]`` units on the features and y); ``labelled_weight`` weighs the labelled bound;
     ``classifier_dropout`` and ``classifier_input_dropout`` drop (in training) the classifier's features
     and the pixels of its pass through the trunk (Srivastava et al. 2014); ``kl_weight`` multiplies the
-    KL of z in both bounds in training (beta, Higgins et al. 2017). See the module docstring."""
+    KL of z in both bounds of the training step (beta, Higgins et al. 2017). See the module docstring."""
 
     bernoulli_pixels = True  # p(x|y, z) is a mass on binary pixels
 
@@ -178,12 +184,22 @@ class SSVAE(GenerativeModel):
         """Keep ``labels / n_classes`` examples of each class of the training set (grey levels, kept as they are).
         They are treated as the unlabelled batches in ``space`` are (:attr:`genzoo.data.Dataset.space`):
         binarized afresh at every use for ``"binarized"``, fed as grey levels otherwise; dequantized data are
-        refused (a Bernoulli decoder gives them no likelihood)."""
+        refused (a Bernoulli decoder gives them no likelihood). A model that holds a subset already
+        (``labels_ready``: an earlier ``fit``, or loaded weights) keeps it and takes only ``space`` from the new
+        data, which must still be examples of ``data_shape`` with labels in 0..n_classes-1 (the kept examples are
+        not looked for in it): the model has then seen ``labels`` labelled examples, not one subset per ``fit``.
+        :meth:`reset_labels` first to draw a new one."""
         if space == "dequantized":
             raise ConfigError("ssvae: its Bernoulli decoder gives dequantized data no likelihood: train on binarized "
                               "pixels (data.binarize=true, data.dequantize=false) or on grey levels (both false)")
         self.check_pixels(x)
-        self.check_labels(y, x.shape[0], "training labels")
+        y = self.check_labels(y, x.shape[0], "training labels")
+        if not bool(self.labels_ready):  # a subset chosen already (an earlier fit, loaded weights) is kept
+            self._draw_labels(x, y, generator)
+        self.labelled_binarize.fill_(space == "binarized")
+
+    def _draw_labels(self, x: Tensor, y: Tensor, generator: torch.Generator) -> None:
+        """:meth:`setup_labels`' draw from checked examples and classes: ``labels / n_classes`` of each class."""
         per = self.labels // self.n_classes
         keep = []
         for c in range(self.n_classes):
@@ -201,11 +217,16 @@ class SSVAE(GenerativeModel):
         self.labelled_x.copy_(x[keep].to(self.labelled_x))
         self.labelled_y.copy_(y[keep].to(self.labelled_y))
         self.labels_ready.fill_(True)
-        self.labelled_binarize.fill_(space == "binarized")
 
-    def check_labels(self, y: Tensor, n: int, what: str = "y") -> None:
-        """A DataError unless ``y`` is an integer tensor (n,) of classes in 0..n_classes-1: a class beyond them
-        would be dropped from the labelled set without a word (or fail inside one_hot)."""
+    def reset_labels(self) -> None:
+        """Forget the labelled subset: the next ``fit`` (or :meth:`setup_labels`) draws a new one from its training
+        set. A model trained on from its weights otherwise keeps the subset it was first given."""
+        self.labels_ready.fill_(False)
+
+    def check_labels(self, y: Tensor, n: int, what: str = "y") -> Tensor:
+        """``y`` as int64, the index type one_hot takes (uint8 MNIST labels, int32 NumPy ones); a DataError unless
+        ``y`` is an integer tensor (n,) of classes in 0..n_classes-1: a class beyond them would be dropped from
+        the labelled set without a word (or fail inside one_hot)."""
         if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool \
                 or tuple(y.shape) != (n,):
             got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
@@ -213,6 +234,7 @@ class SSVAE(GenerativeModel):
         if n and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
             raise DataError(f"ssvae: {what} must lie in 0..{self.n_classes - 1} (n_classes={self.n_classes}), "
                             f"got {int(y.min())}..{int(y.max())}")
+        return y.long()
 
     # -- networks -----------------------------------------------------------------------------------------
     def _onehot(self, y: Tensor) -> Tensor:
@@ -235,8 +257,9 @@ class SSVAE(GenerativeModel):
         return self.classifier(features)
 
     def classify(self, x: Tensor) -> Tensor:
-        """The most probable class under q(y|x), (B,)."""
-        with torch.no_grad():
+        """The most probable class under q(y|x), (B,), in eval mode whatever the model's (no dropout, batch-norm
+        running statistics, left as they are)."""
+        with torch.no_grad(), evaluating(self):
             return self.class_logits(x).argmax(-1)
 
     def encode(self, x: Tensor, y: Tensor | None = None, features: Tensor | None = None) -> Distribution:
@@ -244,7 +267,7 @@ class SSVAE(GenerativeModel):
         ``self.trunk`` of the flattened x when already computed (x itself without ``shared_trunk``). ``y`` is
         checked as :meth:`labelled_bound` checks it (B integer classes in 0..n_classes-1, a DataError otherwise)."""
         if y is not None:
-            self.check_labels(y, self.check_input(x).shape[0])
+            y = self.check_labels(y, self.check_input(x).shape[0])
         return self._encode(x, y, features)
 
     def _encode(self, x: Tensor, y: Tensor | None = None, features: Tensor | None = None) -> Distribution:
@@ -269,7 +292,7 @@ class SSVAE(GenerativeModel):
         z = self.check_latent(z)
         if y is None:
             raise DataError("ssvae: decode(z, y) needs the classes y (B,) too: M2 decodes p(x|y, z)")
-        self.check_labels(y, z.shape[-2], "decode's y")
+        y = self.check_labels(y, z.shape[-2], "decode's y")
         return self._decode(z, y)
 
     def _decode(self, z: Tensor, y: Tensor) -> Distribution:
@@ -296,31 +319,38 @@ class SSVAE(GenerativeModel):
         return self._log_px(x, y, z) + self.prior.log_prob(z) - q.log_prob(z) - math.log(self.n_classes)  # log p(y) uniform
 
     def labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
-        """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B). ``eps``
+        """-L(x, y) (B,): the ELBO of log p(x, y) (eq. 6), KL in closed form (Kingma & Welling, App. B), in eval
+        mode whatever the model's (the training step's beta and batch statistics are not this bound's). ``eps``
         (B, L): the standard normal draws of z's reparameterisation (default: fresh ones)."""
         x = self.check_pixels(x)
-        self.check_labels(y, x.shape[0])
-        return self._labelled_bound(x, y, features, eps)
+        y = self.check_labels(y, x.shape[0])
+        with evaluating(self):
+            return self._labelled_bound(x, y, features, eps)
 
-    def _labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None) -> Tensor:
+    def _labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None,
+                        beta: float = 1.0) -> Tensor:
         """:meth:`labelled_bound` of a checked batch and classes (the unlabelled bound's enumeration, the
-        training step's labelled subset): no checks, no host syncs, on the training path."""
+        training step's labelled subset), in the model's mode: no checks, no host syncs, on the training path.
+        ``beta`` multiplies the KL of z (the training step's ``kl_weight``; 1: the bound itself)."""
         q = self._encode(x, y, features)
         mu, sigma = q.base_dist.loc, q.base_dist.scale
         z = q.rsample() if eps is None else mu + eps * sigma  # (B, L)
         log_px = self._log_px(x, y, z)  # (B,)
         kl = 0.5 * (mu.pow(2) + sigma.pow(2) - 1 - 2 * sigma.log()).sum(-1)  # (B,)
-        if self.training and self.kl_weight != 1:  # beta-VAE weight on z's KL, training only
-            kl = self.kl_weight * kl
+        if beta != 1:  # beta-VAE weight on z's KL (Higgins et al. 2017), the training step's only
+            kl = beta * kl
         return log_px - kl - math.log(self.n_classes)
 
     def unlabelled_bound(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
-        """-U(x) (B,): sum_y q(y|x) (-L(x, y)) + H(q(y|x)) (eq. 7), every class enumerated; ``x`` is checked
-        (:meth:`check_pixels`)."""
-        return self._unlabelled_bound(self.check_pixels(x), logits)
+        """-U(x) (B,): sum_y q(y|x) (-L(x, y)) + H(q(y|x)) (eq. 7), every class enumerated, in eval mode as
+        :meth:`labelled_bound`; ``x`` is checked (:meth:`check_pixels`)."""
+        x = self.check_pixels(x)
+        with evaluating(self):
+            return self._unlabelled_bound(x, logits)
 
-    def _unlabelled_bound(self, x: Tensor, logits: Tensor | None = None) -> Tensor:
-        """:meth:`unlabelled_bound` with only the shape checked (:meth:`check_input`): no host sync, for training."""
+    def _unlabelled_bound(self, x: Tensor, logits: Tensor | None = None, beta: float = 1.0) -> Tensor:
+        """:meth:`unlabelled_bound` with only the shape checked (:meth:`check_input`), in the model's mode, with
+        ``beta`` on the KL of z (:meth:`_labelled_bound`): no host sync, for training."""
         x = self.check_input(x)
         B, K = x.shape[0], self.n_classes
         features = self.trunk(x.reshape(B, -1))  # computed once for the K classes
@@ -331,7 +361,7 @@ class SSVAE(GenerativeModel):
         # batch's along B, so the draws are a single process's (which draws the same stream as (K*B, L))
         eps = distributed.randn(K, B, self.latent_dim, dim=1, device=x.device, dtype=x.dtype).reshape(K * B, -1)
         bounds = self._labelled_bound(x.repeat(K, *[1] * (x.dim() - 1)), ys, features.repeat(K, 1),
-                                      eps=eps).reshape(K, B).T  # (B, K)
+                                      eps=eps, beta=beta).reshape(K, B).T  # (B, K)
         q = log_q.exp()
         return (q * bounds).sum(-1) - (q * log_q).sum(-1)
 
@@ -342,9 +372,14 @@ class SSVAE(GenerativeModel):
     @torch.no_grad()
     def iwae_bound(self, x: Tensor, k: int) -> Tensor:
         """log p(x) >= E log sum_y (1/k) sum_i p(x, y, z_i) / q(z_i|x, y): an IWAE bound (Burda et al. 2015)
-        for each class, the classes summed exactly; (B,)."""
+        for each class, the classes summed exactly; (B,), in eval mode as :meth:`labelled_bound`."""
         x = self.check_pixels(x)
         k = self.check_count(k, "iwae_bound's k, the importance samples (k >= 1)")
+        with evaluating(self):
+            return self._iwae_bound(x, k)
+
+    def _iwae_bound(self, x: Tensor, k: int) -> Tensor:
+        """:meth:`iwae_bound` of a checked batch and count, in the model's mode."""
         B = x.shape[0]
         ys = [torch.full((B,), c, device=x.device) for c in range(self.n_classes)]
         z1 = self._zero.new_zeros(1, 1, self.latent_dim)  # one row, for the cost of a row (the genzoo.models.vae chunks)
@@ -362,7 +397,7 @@ class SSVAE(GenerativeModel):
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """The unlabelled objective alone (validation): mean U(x), logged as ``valid_loss`` and ``valid_unlabelled``
         (the training step's ``unlabelled`` is its twin; its ``loss`` has the labelled bound and alpha CE too)."""
-        u = -self._unlabelled_bound(x).mean()
+        u = -self._unlabelled_bound(x).mean()  # beta = 1: the true bound, whatever kl_weight
         return {"loss": u, "unlabelled": u.detach()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
@@ -375,9 +410,10 @@ class SSVAE(GenerativeModel):
         idx = torch.randint(self.labels, (self.labelled_batch,), device=self.labelled_y.device)  # global RNG: resumable
         xl, yl = self.labelled_x[idx], self.labelled_y[idx]  # (b, *shape), (b,)
         xl = torch.lerp(xl, torch.bernoulli(xl), self.labelled_binarize)  # dynamic binarization where the batches have it
-        labelled = -self._labelled_bound(xl, yl).mean()  # the labelled subset: checked by setup_labels
+        # in the model's (train) mode, with kl_weight on z's KL: the labelled subset was checked by setup_labels
+        labelled = -self._labelled_bound(xl, yl, beta=self.kl_weight).mean()
         ce = F.cross_entropy(self.class_logits(xl), yl)
-        unlabelled = -self._unlabelled_bound(batch.x).mean()
+        unlabelled = -self._unlabelled_bound(batch.x, beta=self.kl_weight).mean()
         loss = self.labelled_weight * labelled + unlabelled + self.alpha * ce
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -393,16 +429,19 @@ class SSVAE(GenerativeModel):
         if y is None:
             y = self.randint(self.n_classes, (n,), generator)                               # (n,)
         y = torch.as_tensor(y)
-        if y.shape != (n,) or y.is_floating_point() or bool(((y < 0) | (y >= self.n_classes)).any()):
-            raise ConfigError(f"ssvae: y must hold {n} classes in 0..{self.n_classes - 1}, got {y.tolist()}")
+        try:  # any integer dtype, as int64; bools, floats, other counts and classes refused
+            y = self.check_labels(y, n, "sample's y")
+        except DataError:  # a ConfigError, as sample's y always was
+            raise ConfigError(f"ssvae: y must hold {n} classes in 0..{self.n_classes - 1}, got {y.tolist()}") from None
         z = self.randn((n, self.latent_dim), generator, self._zero.dtype)                   # (n, L)
         return self._decode(z, y.to(self.device)).mean
 
     @torch.no_grad()
     def analogies(self, x: Tensor) -> Tensor:
         """The paper's Figure 1: z = E q(z|x) inferred from each image, decoded with every class:
-        (B, K, *data_shape)."""
-        z = self.encode(x).mean  # (B, L)
+        (B, K, *data_shape); in eval mode, as :meth:`classify`."""
+        with evaluating(self):
+            z = self.encode(x).mean  # (B, L); q(z|x,y)'s batch norm (p(x|y,z) has no mode-dependent layer)
         B, K = x.shape[0], self.n_classes
         ys = torch.arange(K, device=z.device).repeat(B)  # (B*K,) on the model's device, wherever x came from
         return self._decode(z.repeat_interleave(K, 0), ys).mean.reshape(B, K, *self.data_shape)
