@@ -277,6 +277,57 @@ def test_logit_transform_roundtrip_and_log_det():
     assert torch.allclose(ld[0], torch.logdet(jac))
 
 
+def test_dequantize_of_bfloat16_draws_the_full_noise():
+    """bfloat16 (8-bit mantissa) rounded v + u back to v at every level from 128 up: u was 0 on half the levels, its
+    mean 0.21, and the floor guarantee still held, so nothing said so. Half precision is dequantized in float32."""
+    v = torch.arange(256.0).repeat(100)  # (25600,)
+    for dtype in (torch.bfloat16, torch.float16):
+        d = dequantize((v / 255).to(dtype), 256, torch.Generator().manual_seed(0))
+        u = d.double() * 256 - v.double()
+        assert abs(u.mean().item() - 0.5) < 0.02 and abs(u[v >= 128].mean().item() - 0.5) < 0.02
+        assert d.dtype == torch.float32 and 0 <= u.min() and u.max() < 1
+
+
+def test_raw_levels_held_as_floats_are_refused_by_the_level_transforms():
+    """The raw levels 0..255 as floats (torch.from_numpy(a).float()) passed and were clamped, all but 0 to the top
+    level: dequantize, to_levels and level_centres gave almost-binary data without a word."""
+    from genzoo.data.transforms import level_centres, to_levels
+
+    raw = torch.tensor([[0.0, 1.0, 128.0, 255.0]])
+    for f in (dequantize, to_levels, level_centres):
+        with pytest.raises(DataError, match=r"got values in \[0, 255\]: divide raw levels v by 255 first"):
+            f(raw, 256)
+        with pytest.raises(DataError, match=r"in \[0, 1\], got values in \[-0.5, 0.5\]$"):  # no raw-levels hint
+            f(torch.tensor([-0.5, 0.5]), 256)
+        f(torch.tensor([-0.001, 1.001, float("nan")]), 256)  # within half a level of [0, 1]; NaN stays NaN
+        f(torch.zeros(0), 256)
+    assert to_levels(torch.tensor([1.001, -0.001]), 256).tolist() == [255.0, 0.0]
+
+
+def test_transform_nits_requantize_binarize_dequantize_and_logit():
+    """requantize(x, 1) divided by 0 (NaN); binarize of integer or bool 0/1 blamed the values for torch's missing
+    kernel; dequantize of a tensor that requires grad raised torch's out= error; logit_transform took alpha = 0
+    (inf at 0 and 1) and, in half precision, rounded 1 - 2 alpha to 1 (inf at x = 1)."""
+    from genzoo.data.transforms import binarize, requantize
+
+    with pytest.raises(DataError, match="levels must be an integer >= 2, got 1"):
+        requantize(torch.tensor([0.5]), 1)
+    for x in (torch.tensor([0, 1]), torch.tensor([False, True])):
+        assert binarize(x).tolist() == [0.0, 1.0]
+    with pytest.raises(DataError, match=r"binarize takes probabilities in \[0, 1\]"):
+        binarize(torch.tensor([0, 2]))
+    d = dequantize(torch.tensor([0.0, 1.0], requires_grad=True), 2)
+    assert not d.requires_grad and torch.equal((d * 2).floor(), torch.tensor([0.0, 1.0]))
+    with pytest.raises(DataError, match=r"alpha must lie in \(0, 0.5\), got 0"):
+        logit_transform(torch.zeros(1, 2), alpha=0.0)
+    x = torch.tensor([[0.0, 0.5, 0.996, 1.0]])
+    y32, ld32 = logit_transform(x)
+    for dtype in (torch.float16, torch.bfloat16):
+        y, ld = logit_transform(x.to(dtype))
+        assert y.dtype == ld.dtype == torch.float32 and torch.isfinite(y).all() and torch.isfinite(ld).all()
+        assert torch.allclose(y, logit_transform(x.to(dtype).float())[0]) and y[0, 3] == y32[0, 3]
+
+
 def test_dataset_record_validation():
     with pytest.raises(DataError):
         Dataset("d", "train", torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
@@ -728,7 +779,7 @@ def test_bad_options_and_arguments_are_data_errors():
         (lambda: load_dataset("mydata.csv"), "data file mydata.csv: not found"),
         (lambda: dequantize(torch.tensor([0, 255], dtype=torch.uint8), 256), "divide raw levels v by 255 first"),
         (lambda: dequantize(torch.zeros(2), 0), "levels must be an integer >= 2, got 0"),
-        (lambda: logit_transform(torch.zeros(1, 2), alpha=0.5), "alpha must lie in [0, 0.5), got 0.5"),
+        (lambda: logit_transform(torch.zeros(1, 2), alpha=0.5), "alpha must lie in (0, 0.5), got 0.5"),
         (lambda: logit_transform(torch.zeros(3)), "takes a batch (B, ...), got shape (3,)"),
         (lambda: Dataset("d", "train", torch.zeros(3, 2), None, binarize="no"), "binarize must be True or False"),
         (lambda: Dataset("d", "train", torch.zeros(3, 2), torch.tensor([0.5, 1.7, 2.2])), "not whole numbers"),

@@ -350,3 +350,27 @@ def test_loss_curves_plot_only_numbers(tmp_path, capsys):
     from genzoo.viz.report import _points
 
     assert _points([{"step": 4, "loss": "abc"}, {"step": 5, "loss": 1.0}, {"step": 6, "loss": True}], "loss") == ([5], [1.0])
+
+
+@pytest.mark.parametrize("lines", [
+    ['{"step": 9, "loss": 2.1399}'],                                                       # a run of <= log_every steps
+    ['{"step": 10, "loss": NaN}', '{"step": 20, "loss": 2.0}', '{"step": 30, "loss": NaN}']])  # a point between NaNs
+def test_a_training_curve_of_lone_points_is_drawn(lines, tmp_path):
+    """Training terms were drawn as lines alone: a series of one row (any run of up to log_every steps), or a
+    finite point between NaNs, drew nothing, and the panel was empty."""
+    import numpy as np
+
+    from genzoo.viz.report import _curves
+
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    png = np.asarray(Image.open(io.BytesIO(_curves(tmp_path))).convert("RGB")).astype(int)
+    blue = (np.abs(png - [0x1F, 0x77, 0xB4]).sum(-1) < 30).sum()  # matplotlib's first colour, the training curve's
+    assert blue >= 4, blue  # (no legend: no validation twin)
+
+
+def test_a_loss_term_named_with_dollars_is_drawn_as_written(tmp_path):
+    r"""A metrics.jsonl term with two '$' was read as mathtext: garbled, or ($\frac$) a ValueError at savefig."""
+    from genzoo.viz.report import _curves
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "$\\\\frac$": 1.0}\n{"step": 2, "$\\\\frac$": 0.5}\n')
+    Image.open(io.BytesIO(_curves(tmp_path))).load()

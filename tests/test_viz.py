@@ -1,5 +1,7 @@
 """Sample grids and point plots: layout, value mapping and one-line errors for what cannot be drawn."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -227,3 +229,148 @@ def test_a_true_density_too_slow_to_draw_is_left_out(monkeypatch, tmp_path):
     plots.save_points(torch.randn(50, 2) * 0.5, tmp_path / "p.png", density=truth)
     assert (tmp_path / "d.png").stat().st_size > 0 and (tmp_path / "p.png").stat().st_size > 0
     plots._truth_grid.cache_clear()
+
+
+def test_pictures_leave_pyplot_and_the_callers_backend_alone(monkeypatch, tmp_path):
+    """Every picture called matplotlib.use("Agg") through pyplot: a notebook's plt.show() showed nothing afterwards,
+    genzoo.fit's sample grids of 2-D data included. The pictures are bare figures now: pyplot is never imported."""
+    import json
+    import sys
+
+    import matplotlib
+    from torch.distributions import Normal
+
+    from genzoo.data.toy import ring
+    from genzoo.eval.implicit import plot_implicit_density
+    from genzoo.viz import plots
+    from genzoo.viz.report import _curves
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("matplotlib.use was called")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # import matplotlib.pyplot: an ImportError
+    monkeypatch.delattr(matplotlib, "pyplot", raising=False)  # (from matplotlib import pyplot, had it been imported)
+    save_samples(torch.randn(50, 2), tmp_path / "a.png", density=ring())
+    save_samples(torch.randn(50, 1), tmp_path / "b.png")
+    plots.save_density(ring().log_prob, tmp_path / "c.png", [(-1.2, 1.2), (-1.2, 1.2)], density=ring(), n=20)
+    plot_implicit_density(torch.exp, Normal(torch.tensor(0.0), torch.tensor(1.0)), tmp_path / "d.png", n_samples=200,
+                          generator=torch.Generator().manual_seed(0))
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+    assert _curves(tmp_path)[:8] == b"\x89PNG\r\n\x1a\n"
+    for f in "abcd":
+        Image.open(tmp_path / f"{f}.png").load()
+
+
+def test_a_picture_that_fails_leaves_no_figure_open(tmp_path):
+    """A picture that raised midway (a density whose log_prob fails) left its figure open in pyplot; an API caller
+    retrying in a loop got matplotlib's "More than 20 figures" warning."""
+    plt = pytest.importorskip("matplotlib.pyplot")
+
+    class Broken:
+        def bounds(self):
+            return [(-1.0, 1.0), (-1.0, 1.0)]
+
+        def log_prob(self, x):
+            raise ValueError("broken density")
+
+    before = plt.get_fignums()
+    for _ in range(3):
+        with pytest.raises(ValueError, match="broken density"):
+            save_points(torch.randn(20, 2), tmp_path / "p.png", density=Broken())
+    assert plt.get_fignums() == before and not (tmp_path / "p.png").exists()
+
+
+def test_an_unhashable_density_and_a_title_with_dollars_are_drawn(monkeypatch, tmp_path):
+    """The truth's cache took the density as its key: a plain @dataclass (unhashable) raised a TypeError. A title
+    with two '$' was read as mathtext: garbled, or (an unknown command) a ValueError at savefig."""
+    from dataclasses import dataclass
+
+    from genzoo.data.toy import ring
+    from genzoo.viz import plots
+
+    @dataclass
+    class D:
+        scale: float = 1.0
+
+        def bounds(self):
+            return ring().bounds()
+
+        def log_prob(self, x):
+            return ring().log_prob(x / self.scale)
+
+    figures = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or real(fig, path))
+    save_points(torch.randn(50, 2) * 0.5, tmp_path / "p.png", r"cost $\frac$ and a$b$", density=D())
+    save_points(torch.randn(50, 2) * 0.5, tmp_path / "q.png", density=D())  # again: computed afresh, no cache
+    plots.save_density(ring().log_prob, tmp_path / "d.png", [(-1.2, 1.2), (-1.2, 1.2)], r"$\frac$", n=20)
+    assert figures[0].axes[0].get_title() == r"cost $\frac$ and a$b$"
+    assert len(figures[0].axes[0].collections) > 1  # the truth's contours beneath the scatter
+    for f in ("p.png", "q.png", "d.png"):
+        Image.open(tmp_path / f).load()
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_a_nan_or_infinite_density_is_marked_and_the_scale_follows_the_finite_values(bad, monkeypatch, tmp_path):
+    """One NaN log-density made the shared colour scale NaN (a log-density over 88.7, exp's float32 limit, made it
+    inf): the model's panel was one flat colour and the true density's was blank, with no word why."""
+    from genzoo.data.toy import ring
+    from genzoo.viz import plots
+
+    truth = ring()
+
+    def model(x):  # the ring's density, but NaN (or beyond float32's exp) beyond x0 = 1.1
+        lp = truth.log_prob(x)
+        return torch.where(x[:, 0] > 1.1, torch.full_like(lp, float("nan") if bad == "nan" else 100.0), lp)
+
+    figures = []
+    real = plots.save_figure
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig) or real(fig, path))
+    plots.save_density(model, tmp_path / "d.png", [(-1.3, 1.3), (-1.3, 1.3)], "m", density=truth, n=60)
+    model_ax, truth_ax = figures[0].axes
+    vmax = truth_ax.images[0].norm.vmax
+    assert math.isfinite(vmax) and vmax == pytest.approx(float(np.nanmax(np.asarray(truth_ax.images[0].get_array()))))
+    png = np.asarray(Image.open(tmp_path / "d.png").convert("RGB"))
+    right = png[:, png.shape[1] // 2:].reshape(-1, 3)
+    assert len(np.unique(right, axis=0)) > 50  # the true density, drawn (its axes alone before)
+    marked = [t.get_text() for t in model_ax.texts]
+    assert len(marked) == 1 and marked[0].endswith(" of 3600 pixels not finite, drawn red") and not truth_ax.texts
+    n_bad = int(marked[0].split()[0])
+    assert 60 * 5 <= n_bad <= 60 * 8  # the columns beyond x0 = 1.1 (7 or so of 60)
+    assert ((png == [255, 0, 0]).all(-1)).sum() >= n_bad  # the marked pixels, red
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.int16, torch.uint8])
+def test_integer_images_of_any_dtype_are_levels_0_to_255(dtype):
+    """Only uint8 was divided by 255: an int64 image of levels 0..255 was clamped to [0, 1], all but 0 white."""
+    x = torch.tensor([0, 1, 128, 255], dtype=dtype).reshape(1, 1, 1, 4)
+    assert image_grid(x, pad=0)[0, :, 0].tolist() == [0, 1, 128, 255]
+    if dtype != torch.uint8:
+        with pytest.raises(DataError, match=r"integer images must hold levels 0..255, got values in -1..300"):
+            image_grid(torch.tensor([-1, 300], dtype=dtype).reshape(1, 1, 1, 2))
+    assert image_grid(torch.tensor([[[[False, True]]]]), pad=0)[0, :, 0].tolist() == [0, 255]  # bool: 0 and 1
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"nrow": -1}, "nrow must be an integer >= 1, got -1"), ({"nrow": 0}, "nrow must be an integer >= 1, got 0"),
+    ({"nrow": 2.5}, "nrow must be an integer >= 1, got 2.5"), ({"scale": 0}, "scale must be an integer >= 1, got 0"),
+    ({"scale": 2.5}, "scale must be an integer >= 1, got 2.5"), ({"pad": -1}, "pad must be an integer >= 0, got -1"),
+    ({"scale": True}, "scale must be an integer >= 1, got True")])
+def test_a_bad_grid_layout_is_a_one_line_error(kwargs, needle):
+    """nrow or pad of -1 ended in torch's RuntimeErrors, scale 2.5 was truncated, scale 0 was taken as 1 and nrow 0
+    as "about the square root"."""
+    with pytest.raises(DataError, match=needle):
+        image_grid(torch.rand(4, 1, 2, 2), **kwargs)
+    assert image_grid(torch.rand(4, 1, 2, 2), nrow=np.int64(4), pad=0, scale=np.int32(2)).shape == (4, 16, 1)
+
+
+def test_samples_that_are_no_tensor_or_empty_images_are_one_line_errors(tmp_path):
+    """save_samples of a numpy array raised an AttributeError, of 0 x 0 images a ZeroDivisionError; image_grid drew
+    0 x 0 images as a grid of border alone."""
+    with pytest.raises(DataError, match="save_samples takes a torch tensor of images .* got ndarray"):
+        save_samples(np.zeros((2, 1, 4, 4)), tmp_path / "a.png")
+    for shape in ((2, 1, 0, 0), (2, 1, 4, 0)):
+        with pytest.raises(DataError, match=r"an image grid needs images \(N, C, H, W\) with N, H, W >= 1"):
+            save_samples(torch.rand(shape), tmp_path / "b.png")
+    assert not list(tmp_path.iterdir())

@@ -34,20 +34,36 @@ __all__ = ["binarize", "dequantize", "to_levels", "logit_transform", "inverse_lo
 
 
 def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Dynamic binarization: a fresh ``Bernoulli(x)`` draw of every entry (x must lie in [0, 1])."""
+    """Dynamic binarization: a fresh ``Bernoulli(x)`` draw of every entry (x must lie in [0, 1]; integer or bool
+    0/1 come back as float32)."""
+    x = x if x.is_floating_point() else x.float()  # torch's bernoulli of ints: "not implemented for 'Long'"
     try:
         return torch.bernoulli(x, generator=generator)  # same shape as x, values {0., 1.}
     except RuntimeError as e:  # torch checks 0 <= x <= 1 itself
         raise DataError(f"binarize takes probabilities in [0, 1]: {str(e).splitlines()[0]}") from None
 
 
-def _check_levels(x: Tensor, levels: int) -> None:
-    """A DataError unless ``levels`` is an integer >= 2 and ``x`` holds floats (``v / (levels - 1)``, not raw ``v``)."""
+def _check_level_count(levels: int) -> None:
+    """A DataError unless ``levels`` is an integer >= 2."""
     if isinstance(levels, bool) or not isinstance(levels, int) or levels < 2:
         raise DataError(f"levels must be an integer >= 2, got {levels!r}")
+
+
+def _check_levels(x: Tensor, levels: int) -> None:
+    """A DataError unless ``levels`` is an integer >= 2 and ``x`` holds floats ``v / (levels - 1)``, not raw ``v``,
+    within half a level of [0, 1] (where rounding reaches an end level: raw levels 0..255 held as floats were
+    clamped, all but 0 to the top level, without a word). NaN is let through."""
+    _check_level_count(levels)
     if not x.is_floating_point():
         raise DataError(f"x must hold floats v / (levels - 1) in [0, 1], got {x.dtype}: divide raw levels v by "
                         f"{levels - 1} first")
+    if not x.numel():
+        return
+    lo, hi = (float(t) for t in torch.aminmax(x.detach()))  # one pass, one host sync (dequantize has one anyway)
+    half = 0.5 / (levels - 1)
+    if lo < -half or hi > 1 + half:
+        hint = f": divide raw levels v by {levels - 1} first" if hi > 1 + half else ""
+        raise DataError(f"x must hold v / (levels - 1) in [0, 1], got values in [{lo:g}, {hi:g}]{hint}")
 
 
 def to_levels(x: Tensor, levels: int) -> Tensor:
@@ -73,7 +89,7 @@ def requantize(x: Tensor, levels: int) -> Tensor:
     1)``, the inverse of :func:`dequantize`. Samples of a model of dequantized data, ``(v + u) / levels``, are
     compared with the stored images ``v / (levels - 1)`` this way (on 17 levels the shift between the two scales
     alone raised a perfect sampler's FID from 2.35 to 3.32). Values beyond [0, 1] go to the end levels; NaN and
-    infinite ones stay as they are (for a picture to mark them).
+    infinite ones stay as they are (for a picture to mark them). ``levels`` must be an integer >= 2.
 
     >>> v = torch.tensor([0.0, 1.0, 2.0]) / 2
     >>> torch.equal(requantize(dequantize(v, 3, torch.Generator().manual_seed(0)), 3), v)
@@ -81,6 +97,7 @@ def requantize(x: Tensor, levels: int) -> Tensor:
     >>> requantize(torch.tensor([-0.5, 1.5, float("inf")]), 3)
     tensor([0., 1., inf])
     """
+    _check_level_count(levels)  # (levels = 1 divided by 0: NaN everywhere)
     return torch.where(torch.isfinite(x), (x * levels).floor().clamp(0, levels - 1) / (levels - 1), x)
 
 
@@ -104,13 +121,16 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
 
     The result lies in ``[0, 1)`` and ``floor(result * levels) == v`` holds exactly: the few
     values that land within 1e-3 of a level boundary (where float32 rounding could push them
-    across) are recomputed in float64 and nudged back inside by one ulp.
+    across) are recomputed in float64 and nudged back inside by one ulp. Half-precision ``x``
+    (float16, bfloat16) is dequantized, and returned, in float32: bfloat16's 8-bit mantissa
+    rounded ``v + u`` back to ``v`` for every level from 128 up.
 
     >>> dequantize(torch.full((2, 2), 1.0), 2, torch.Generator().manual_seed(1)).lt(1).all().item()
     True
     """
     _check_levels(x, levels)
-    dtype = x.dtype if x.dtype != torch.float16 else torch.float32
+    x = x.detach()  # not differentiable (its levels are rounded), and torch's out= below refuses a graph
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     buf = _to_levels(x.to(dtype), levels)  # same shape as x: the levels v, as floats
     y = torch.rand(x.shape, generator=generator, dtype=dtype).add_(buf).div_(levels)  # (v + u) / levels
     frac = torch.mul(y, levels, out=buf).frac_()  # buffers reused in place: this runs on whole datasets
@@ -129,16 +149,20 @@ def logit_transform(x: Tensor, alpha: float = 1e-6) -> tuple[Tensor, Tensor]:
 
     RealNVP uses ``alpha = 0.05`` on CIFAR-10; ``1e-6`` suits MNIST (whose many pixels at 0 and 1 a flow
     after alpha = 0.05 puts partly beyond the map's range, so its density on [0, 1]^D then lacks that mass). Add the returned
-    log-determinant to the log-likelihood of ``y`` to get the log-likelihood of ``x``.
+    log-determinant to the log-likelihood of ``y`` to get the log-likelihood of ``x``. ``alpha`` must be positive
+    (at 0 a pixel of exactly 0 or 1 maps to -inf or inf, as :class:`~genzoo.models.flows.transforms.Logit` says).
+    Half-precision ``x`` (float16, bfloat16) is computed, and returned, in float32: there ``1 - 2 alpha`` rounds to
+    1, and x = 1 mapped to inf.
 
     >>> y, ld = logit_transform(torch.full((1, 3), 0.5))
     >>> y.abs().max().item() < 1e-6, round(ld.item(), 4)    # log 4 per dimension at x = 0.5
     (True, 4.1589)
     """
-    if not 0 <= alpha < 0.5:
-        raise DataError(f"alpha must lie in [0, 0.5), got {alpha}")
+    if not 0 < alpha < 0.5:
+        raise DataError(f"alpha must lie in (0, 0.5), got {alpha}")
     if x.dim() < 2:
         raise DataError(f"logit_transform takes a batch (B, ...), got shape {tuple(x.shape)}")
+    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     p = alpha + (1 - 2 * alpha) * x  # (B, ...)
     y = torch.log(p) - torch.log1p(-p)
     log_det = math.log1p(-2 * alpha) - torch.log(p) - torch.log1p(-p)  # (B, ...)

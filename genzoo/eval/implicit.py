@@ -571,11 +571,10 @@ def plot_implicit_density(f: Callable[[Tensor], Tensor], prior: Distribution, pa
 
     import numpy as np
 
-    from ..viz.plots import pyplot, save_figure
+    from ..viz.plots import figure, save_figure
 
-    plt = pyplot()
-
-    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=100)
+    fig = figure((5, 3.6), dpi=100)  # a bare figure: the caller's pyplot backend and figures left alone
+    ax = fig.subplots()
     ax.stairs(hist.numpy(), edges.numpy(), fill=True, alpha=0.35, color="tab:blue",
               label=f"histogram of {n_samples} samples f(h)")
     ax.plot(t.numpy(), curve.numpy(), color="tab:red", lw=1.6, label=f"p(x), {label}")

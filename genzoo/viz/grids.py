@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import math
+import numbers
 import os
 
 import numpy as np
@@ -23,11 +24,11 @@ from ..io import atomic_write_bytes
 
 
 def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
-    """(N, C, H, W) in [0, 1] (or uint8 in 0..255) -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array.
+    """(N, C, H, W) floats in [0, 1] (or integers in 0..255) -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array.
 
-    ``nrow`` is the number of images per row (default: about the square root of N); the border is grey (128).
-    NaN or infinite pixels (a diverging model's samples) are drawn red, a grey grid made RGB for it: black and
-    white, as they were drawn, passed for plausible pixels.
+    ``nrow`` is the number of images per row (default: about the square root of N); the border is grey (128), ``pad``
+    pixels wide; each pixel is drawn ``scale`` x ``scale``. NaN or infinite pixels (a diverging model's samples) are
+    drawn red, a grey grid made RGB for it: black and white, as they were drawn, passed for plausible pixels.
 
     >>> a = image_grid(torch.stack([torch.zeros(1, 2, 2), torch.ones(1, 2, 2)]), nrow=2)  # black, white
     >>> a.shape, a.dtype, a[1:3, 1:3, 0].tolist(), a[1:3, 4:6, 0].tolist(), int(a[0, 0, 0])
@@ -37,14 +38,25 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int
     >>> image_grid(torch.tensor([[[[0.0, float("nan")]]]]), pad=0).tolist()  # RGB: a black pixel, a red one
     [[[0, 0, 0], [255, 0, 0]]]
     """
-    if not isinstance(images, Tensor) or images.dim() != 4 or images.shape[0] == 0 or images.shape[1] not in (1, 3):
+    if (not isinstance(images, Tensor) or images.dim() != 4 or images.shape[1] not in (1, 3)
+            or 0 in images.shape[:1] + images.shape[2:]):
         got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-        raise DataError(f"an image grid needs images (N, C, H, W) with N >= 1 and C = 1 or 3, got {got}")
+        raise DataError(f"an image grid needs images (N, C, H, W) with N, H, W >= 1 and C = 1 or 3, got {got}")
+    # (a negative nrow or pad ended in torch's errors, scale 2.5 was truncated and nrow 0 taken as None)
+    for name, v, least in (("nrow", 1 if nrow is None else nrow, 1), ("scale", scale, 1), ("pad", pad, 0)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < least:
+            raise DataError(f"an image grid's {name} must be an integer >= {least}, got {v!r}")
+    pad, scale = int(pad), int(scale)
     x = images.detach().cpu()
-    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()  # (N, C, H, W)
-    x = _mark_nonfinite(x)  # (N, C or 3, H, W) in [0, 1]
+    if not x.is_floating_point() and x.dtype != torch.bool:
+        # levels 0..255 in any integer dtype, as in uint8 (an int64 128 was clamped to 1 and drawn white)
+        lo, hi = x.aminmax()
+        if lo < 0 or hi > 255:
+            raise DataError(f"integer images must hold levels 0..255, got values in {int(lo)}..{int(hi)}")
+        x = x.float() / 255
+    x = _mark_nonfinite(x.float())  # (N, C or 3, H, W) in [0, 1]
     n, c, h, w = x.shape
-    cols = nrow or math.ceil(math.sqrt(n))
+    cols = int(nrow or math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
     grid = torch.ones(c, rows * (h + pad) + pad, cols * (w + pad) + pad) * 0.5  # grey border
     for i in range(n):
@@ -81,7 +93,7 @@ def save_grid(images: Tensor, path: str | os.PathLike, nrow: int | None = None, 
 
 
 def save_samples(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
-    """A PNG for any samples: a grid for images, a scatter for 2-D points, a histogram for 1-D.
+    """A PNG for any samples (a tensor): a grid for images, a scatter for 2-D points, a histogram for 1-D.
 
     Images are scaled by ``56 // side`` (whole pixels), so small ones stay visible.
 
@@ -92,9 +104,12 @@ def save_samples(samples: Tensor, path: str | os.PathLike, title: str = "", dens
     >>> Image.open(p).size, (2 * (8 + 1) + 1) * 7
     ((133, 133), 133)
     """
+    if not isinstance(samples, Tensor):  # (a numpy array raised an AttributeError)
+        raise DataError(f"save_samples takes a torch tensor of images (N, C, H, W) or points (N, D), got "
+                        f"{type(samples).__name__}")
     if samples.dim() == 4:
         side = max(samples.shape[-2:])  # the longer side: a tall, narrow image is not scaled by its width
-        save_grid(samples, path, scale=max(1, 56 // side))
+        save_grid(samples, path, scale=max(1, 56 // max(side, 1)))  # (0 x 0 images: image_grid's error)
         return
     from .plots import save_points
 

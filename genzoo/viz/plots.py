@@ -1,4 +1,4 @@
-"""Matplotlib pictures of low-dimensional samples (headless: the Agg backend)."""
+"""Matplotlib pictures of low-dimensional samples (headless: bare figures, drawn by the Agg renderer)."""
 
 from __future__ import annotations
 
@@ -15,21 +15,20 @@ from ..errors import DataError
 from ..io import atomic_write_bytes
 
 
-def pyplot():
-    """matplotlib.pyplot on the headless Agg backend (imported on first use: it is slow to import)."""
-    import matplotlib
+def figure(figsize: tuple[float, float], dpi: float | None = None):
+    """A bare ``matplotlib.figure.Figure`` (imported on first use: matplotlib is slow to import), which saves to PNG
+    through Agg whatever the backend. pyplot is never touched: ``matplotlib.use("Agg")`` on every picture had
+    switched the caller's backend for good (a notebook's ``plt.show()`` then showed nothing), and a picture that
+    failed midway left its figure open in pyplot. A bare figure is freed as any object is: nothing to close."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(figsize=figsize, dpi=dpi)
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
-    """Write ``fig`` as a PNG atomically (never a half-written picture) and close it."""
+    """Write ``fig`` as a PNG atomically (never a half-written picture)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
-    pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -63,6 +62,16 @@ def _truth_grid(density, lo: tuple[float, float], hi: tuple[float, float]):
     return gx.numpy(), gy.numpy(), lp.exp().numpy()
 
 
+def _truth(density, lo: tuple[float, float], hi: tuple[float, float]):
+    """:func:`_truth_grid`, computed afresh for a density that cannot be a cache key (a plain ``@dataclass`` with
+    ``bounds`` and ``log_prob`` is unhashable: its picture raised a TypeError)."""
+    try:
+        hash(density)
+    except TypeError:
+        return _truth_grid.__wrapped__(density, lo, hi)
+    return _truth_grid(density, lo, hi)
+
+
 def _view_1d(x: Tensor, density=None) -> tuple[float, float]:
     """The x range of a 1-D histogram of the points ``x`` (N,): the true density's box where known, else the range
     of the points within one core width of their core (the 1%..99% quantiles: a mode of any real share is in it),
@@ -86,20 +95,21 @@ def _view_1d(x: Tensor, density=None) -> tuple[float, float]:
 
 def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", density=None) -> None:
     """Scatter (N, 2) points over the true density's contours when known; histogram (N, 1) points; of (N, D) points
-    with D > 2, scatter the first two coordinates (the axes and the title say so)."""
+    with D > 2, scatter the first two coordinates (the axes and the title say so). The title is drawn as it is
+    written (a ``$`` does not start mathtext)."""
     if not isinstance(samples, Tensor) or samples.dim() < 1 or samples.shape[0] == 0 or samples[0].numel() == 0:
         got = tuple(samples.shape) if isinstance(samples, Tensor) else type(samples).__name__
         raise DataError(f"a scatter or histogram needs N >= 1 points (N, D), got {got}")
-    plt = pyplot()
     x = samples.detach().float().cpu().reshape(samples.shape[0], -1)
     finite = torch.isfinite(x).all(1)  # (N,)
     n_bad, x = int((~finite).sum()), x[finite]  # NaN or inf points cannot be drawn: counted in the picture instead
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    fig = figure((4, 4), dpi=100)
+    ax = fig.subplots()
     if n_bad:  # (a training run's grid of a diverging model: the picture says so, and training goes on to its guard)
         ax.text(0.02, 0.90, f"{n_bad} of {len(samples)} not finite, not drawn", fontsize=7, color="crimson",
                 transform=ax.transAxes)
     if len(x) == 0:
-        ax.set_title(title)
+        ax.set_title(title, parse_math=False)
         save_figure(fig, path)
         return
     if x.shape[1] == 1:
@@ -130,7 +140,7 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
         elif density is not None and x.shape[1] == 2:
             lo, hi = x[:, :2].min(0).values - 0.5, x[:, :2].max(0).values + 0.5  # (2,) each
         if density is not None and x.shape[1] == 2:
-            truth = _truth_grid(density, tuple(lo.tolist()), tuple(hi.tolist()))
+            truth = _truth(density, tuple(lo.tolist()), tuple(hi.tolist()))
             if truth is not None:
                 ax.contourf(*truth, levels=20, cmap="Blues")
         ax.scatter(x[:, 0].numpy(), x[:, 1].numpy(), s=2, c="crimson", alpha=0.6)
@@ -144,7 +154,7 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
             ax.set_xlabel("x[0]")
             ax.set_ylabel("x[1]")
             title = f"{title}{' ' if title else ''}(x[0], x[1] of {x.shape[1]} dims)"
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)  # a model named "a$b$" was garbled, "$\frac$" raised at savefig
     save_figure(fig, path)
 
 
@@ -186,16 +196,25 @@ def density_maps(log_prob, bounds: list[tuple[float, float]], density=None, n: i
 def save_density(log_prob, path: str | os.PathLike, bounds: list[tuple[float, float]], title: str = "",
                  density=None, n: int = 200) -> None:
     """Heat maps of a 2-D model density ``exp(log_prob(x))`` over ``bounds`` [(x0, x1), (y0, y1)], beside the
-    true density when known (same colour scale; :func:`density_maps`)."""
-    plt = pyplot()
+    true density when known (same colour scale, up to the highest finite value; :func:`density_maps`). A pixel
+    whose cell holds a NaN or infinite value (a diverging model far from its data, a log-density beyond float32's
+    exp) is drawn red and counted on its panel: one NaN had made the shared scale NaN, the model's panel one flat
+    colour and the truth's blank."""
+    import matplotlib
+
     (x0, x1), (y0, y1) = bounds
     names = [f"{title} model".strip(), "true density"]
     maps = list(zip(names, density_maps(log_prob, bounds, density, n)))
     if density is not None and len(maps) == 1:
         maps[0] = (f"{names[0]} (true density left out: too slow to evaluate)", maps[0][1])
-    vmax = max(float(m.max()) for _, m in maps)
-    fig, axes = plt.subplots(1, len(maps), figsize=(4 * len(maps), 4), dpi=100, squeeze=False)
+    vmax = max((float(m[ok].max()) for _, m in maps if (ok := torch.isfinite(m)).any()), default=0.0)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="red")  # imshow masks NaN and inf as "bad"
+    fig = figure((4 * len(maps), 4), dpi=100)
+    axes = fig.subplots(1, len(maps), squeeze=False)
     for ax, (name, m) in zip(axes[0], maps):
-        ax.imshow(m.numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(name)
+        ax.imshow(m.numpy(), origin="lower", extent=(x0, x1, y0, y1), cmap=cmap, vmin=0, vmax=vmax)
+        if n_bad := int((~torch.isfinite(m)).sum()):
+            ax.text(0.02, 0.95, f"{n_bad} of {m.numel()} pixels not finite, drawn red", fontsize=7, color="crimson",
+                    va="top", transform=ax.transAxes, bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
+        ax.set_title(name, parse_math=False)
     save_figure(fig, path)

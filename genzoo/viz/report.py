@@ -151,29 +151,44 @@ def _curves(run_dir: Path, same_loss: bool = True, step: str = "step") -> bytes 
     keys = sorted({k for r in rows for k, v in r.items() if k not in skip and isinstance(v, (int, float))})
     if not keys:
         return None
-    from .plots import pyplot
+    from .plots import figure
 
-    plt = pyplot()
     panels = _panels(keys, same_loss)
     cols = min(len(panels), MAX_PANELS_A_ROW)  # rows of at most 4: M2's 9 terms in one row made a page 29 inches wide
     rows_n = -(-len(panels) // cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(3.2 * cols, 2.6 * rows_n), squeeze=False)
+    fig = figure((3.2 * cols, 2.6 * rows_n))  # a bare figure: the caller's pyplot backend and figures left alone
+    axes = fig.subplots(rows_n, cols, squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.set_visible(False)
     for ax, (k, twin) in zip(axes.flat, panels):
-        ax.plot(*_points(rows, k), *(("o-",) if k.startswith("valid_") else ()), ms=3, lw=1,
-                label="valid" if k.startswith("valid_") else "train")
+        steps, values = _points(rows, k)
+        # a training term's points with no finite neighbour get a marker: a line through one point draws nothing,
+        # and a run of up to log_every steps logs one row (its panels were empty)
+        lone = [] if k.startswith("valid_") else _lone(values)
+        ax.plot(steps, values, *(("o-",) if k.startswith("valid_") else ()), ms=3, lw=1,
+                label="valid" if k.startswith("valid_") else "train",
+                **({"marker": "o", "markevery": lone} if lone else {}))
         if twin and (valid := _points(rows, twin))[0]:
             ax.plot(*valid, "o-", ms=3, lw=1, label="valid")
             ax.legend(fontsize=7)
-        ax.set_title(k, fontsize=9)
+        ax.set_title(k, fontsize=9, parse_math=False)  # a term named with two "$" is not mathtext
         ax.set_xlabel(step, fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     return buf.getvalue()
+
+
+def _lone(values: list) -> list[int]:
+    """The indices of the finite ``values`` whose neighbours are missing or not finite: a line draws no segment
+    through them.
+
+    >>> _lone([2.0]), _lone([1.0, 2.0, float("nan"), 3.0, float("nan")]), _lone([1, 2])
+    ([0], [3], [])
+    """
+    ok = [v == v and abs(v) != float("inf") for v in values]  # not math.isfinite: it raises on an int beyond 1e308
+    return [i for i, f in enumerate(ok) if f and not (i > 0 and ok[i - 1]) and not (i + 1 < len(ok) and ok[i + 1])]
 
 
 def _family(model_name: str):
