@@ -337,3 +337,28 @@ def test_a_singular_covariance_suggests_float64_only_to_a_float32_model():
         with pytest.raises(DataError, match="not positive definite") as e:
             genzoo.fit(m, line, steps=3, progress=False)
         assert ("dtype=float64" in str(e.value)) == (dtype == "float32")
+
+
+def test_components_the_initialisation_gives_no_data_are_named_once():
+    """With fewer distinct points than K (integer data, repeated rows) k-means++ seeds repeated centres, whose
+    clusters come out empty; their components start (and stay) at weight ~1e-15 / N, and nothing said so, where
+    scikit-learn warns (a101 finding 5)."""
+    from genzoo.data.dataset import Dataset
+    from genzoo.errors import GenZooWarning
+
+    grid = torch.tensor([[i, j] for i in range(3) for j in range(3)], dtype=torch.float32)  # 9 distinct points
+    ints = Dataset("ints", "train", grid[torch.randint(9, (300,), generator=torch.Generator().manual_seed(0))], None)
+    m = genzoo.build("gmm", data_shape=(2,), n_components=12)
+    with pytest.warns(GenZooWarning, match=r"^gmm: n_components=12 but only 9 distinct points: 3 components get no "
+                                           r"data and start at weight ~0: use n_components <= 9$") as caught:
+        genzoo.fit(m, ints, steps=20, progress=False)
+    assert len(caught) == 1 and int((m.weights < 1e-10).sum()) == 3  # once, at setup, not per EM step
+    # enough distinct points, but a random init that picked a repeated row twice: a Lloyd cluster left empty
+    x = torch.cat([torch.zeros(100, 2), torch.tensor([[5.0, 0.0], [0.0, 5.0], [5.0, 5.0]])])
+    m = GaussianMixture(data_shape=(2,), n_components=3, init="random")
+    with pytest.warns(GenZooWarning, match=r"^gmm: n_components=3, and k-means left 1 cluster empty: 1 component gets "
+                                           r"no data and starts at weight ~0$"):
+        m.setup(x, torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every component with data: not a word
+        fitted(mixture_data(500, 2, 3, seed=0), steps=2, n_components=6)

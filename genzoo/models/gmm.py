@@ -6,7 +6,10 @@ E-step + M-step over the whole training set, computed in chunks of ``chunk_size`
 stays bounded, with the sufficient statistics (N_k, sum r x, sum r x x^T) accumulated in float64.
 Initialisation (``setup``) is k-means++ seeding plus at most 10 Lloyd iterations (an empty cluster keeps its
 centre), then one M-step from the hard assignments: scikit-learn's ``init_params="kmeans"`` in outline, whose
-KMeans runs to convergence and moves empty clusters.
+KMeans runs to convergence and moves empty clusters. A component left with no data (the data hold fewer
+distinct points than K, as integer data or repeated rows can) starts EM at a weight of about 1e-15 / N, where
+it stayed in every such run measured: ``setup`` warns (:class:`~genzoo.errors.GenZooWarning`), as
+scikit-learn's KMeans does.
 
 Parameters are buffers (saved with the state dict): ``weights`` (K,), ``means`` (K, D) and
 ``precisions_cholesky``, stored as scikit-learn stores ``precisions_cholesky_``: for "full" an
@@ -44,6 +47,7 @@ True
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -51,7 +55,7 @@ from torch import Tensor
 from torch.distributions import Categorical, Independent, MixtureSameFamily, MultivariateNormal, Normal
 
 from ..base import Batch, GenerativeModel
-from ..errors import ConfigError, DataError, GenZooError, TrainingDiverged
+from ..errors import ConfigError, DataError, GenZooError, GenZooWarning, TrainingDiverged
 from ..registry import register
 
 _LLOYD_ITERS = 10  # Lloyd refinements after the seeding (stops early once assignments settle)
@@ -275,7 +279,16 @@ class GaussianMixture(GenerativeModel):
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
         """k-means++ (or random) seeding, Lloyd refinement, then an M-step from hard assignments.
 
-        Every random draw uses ``generator``, so the result is a function of its state.
+        Every random draw uses ``generator``, so the result is a function of its state. A :class:`GenZooWarning`
+        names the components the initialisation gives no data (they start EM at weight ~0):
+
+        >>> import warnings
+        >>> m = GaussianMixture(data_shape=(1,), n_components=3)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     m.setup(torch.tensor([[0.0], [1.0]]).repeat(5, 1), torch.Generator().manual_seed(0))
+        >>> print(caught[0].message)
+        gmm: n_components=3 but only 2 distinct points: 1 component gets no data and starts at weight ~0: use n_components <= 2
         """
         x = self._flatten(x)  # (N, D)
         N, K = x.shape[0], self.n_components
@@ -297,6 +310,15 @@ class GaussianMixture(GenerativeModel):
             idx = torch.randperm(N, generator=generator, device=_gen_device(generator))[:K]  # (K,)
             centres = x[idx.to(x.device)]  # (K, D)
         centres, labels = self._lloyd(x, x_sq, center, centres)  # (K, D), (N,)
+        # a component with no data starts EM at weight ~1e-15 / N (and stays there): said once, here, not per EM step
+        if empty := K - int(torch.bincount(labels, minlength=K).count_nonzero()):
+            distinct = len(torch.unique(x, dim=0))  # (a sort of the data: only when a cluster is empty)
+            few, one = distinct < K, empty == 1
+            why = (f" but only {distinct} distinct points" if few else
+                   f", and k-means left {empty} cluster{'s' * (not one)} empty")
+            gets = f"{empty} component{' gets' if one else 's get'} no data and start{'s' * one} at weight ~0"
+            warnings.warn(f"gmm: n_components={K}{why}: {gets}" + (f": use n_components <= {distinct}" if few else ""),
+                          GenZooWarning, stacklevel=3)  # (3: setup's caller, past torch.no_grad's wrapper)
         nk, sum_d, sum_dd, _ = self._statistics(x, centres, labels=labels)
         self._m_step(nk, sum_d, sum_dd, centres, N, DataError)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import time
 import warnings
 from collections import deque
@@ -18,8 +19,8 @@ import torch
 
 from ..base import evaluating, forked_rng
 from ..errors import GenZooError, GenZooWarning, TrainingDiverged, WriteError
-from ..io import (CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, dumps, latest_checkpoint, read_json,
-                  replace_folder, restore_folder, sample_grids, save_checkpoint, write_model)
+from ..io import (CHECKPOINTS, CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, checkpoint_dirs, dumps,
+                  read_json, replace_folder, restore_folder, sample_grids, save_checkpoint, write_model)
 from . import distributed
 
 
@@ -57,7 +58,10 @@ class DivergenceGuard(Callback):
     the steps before it rather than taken for the typical one, while early training's own spikes pass (the
     32-coupling RealNVP on the ring spikes to 4e4-8e5 times its first losses between steps 30 and 45 in four
     seeds, and to about 1e7 times in a run through the CLI, then recovers). Its
-    history is checkpointed (``state.guard``), so a resumed run is watched as the uninterrupted one is.
+    history is checkpointed (``state.guard``), so a resumed run is watched as the uninterrupted one is; while it
+    counts a spike (``state.guard["run"] > 0``) :class:`Checkpoint` holds its writes back. At the last step it
+    also checks the weights (:func:`nonfinite_weight`): an update can break them with a finite loss, and a run
+    with no ``run_dir`` has no checkpoint to check them before ``fit`` returns them.
 
     >>> from types import SimpleNamespace
     >>> guard, state = DivergenceGuard(window=5), SimpleNamespace(step=2, run_dir=None, optimizers=[])
@@ -86,6 +90,10 @@ class DivergenceGuard(Callback):
         if not math.isfinite(loss):
             raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)}"
                                    + (_start_hint(state) if state.step == 1 else _lr_hint(state)))
+        # once a run, first among the callbacks, so nothing is written of broken weights (loop: step == total_steps)
+        model, last = getattr(state, "model", None), state.step == getattr(state, "total_steps", None)
+        if last and model is not None and (name := nonfinite_weight(model)):
+            raise _broken_weights(state.step, name, state.run_dir)
         state.guard = {"recent": self.recent, "run": 0}
         if self.recent:
             typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
@@ -113,8 +121,13 @@ def run_plan(state) -> dict:
 
 
 def _lr_hint(state) -> str:
-    """The advice at the end of a divergence message: an lr, where the model has one (EM has none)."""
-    return " (try a smaller lr)" if getattr(state, "optimizers", None) else ""
+    """The advice at the end of a divergence message: an lr, where the model has one (EM has none). A resumed run
+    takes its lr from the checkpoint (and ``genzoo train --resume`` refuses ``--set``): a new run can change it."""
+    if not getattr(state, "optimizers", None):
+        return ""
+    if getattr(state, "resumed_from", None):
+        return " (a resumed run keeps the lr its checkpoint holds: start a new run with a smaller lr)"
+    return " (try a smaller lr)"
 
 
 def _start_hint(state) -> str:
@@ -143,12 +156,31 @@ def nonfinite_weight(model) -> str | None:
                  if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
 
 
+def _broken_weights(step: int, name: str, run_dir) -> TrainingDiverged:
+    """The error for weights an update left holding NaN or inf (``name``: :func:`nonfinite_weight`'s)."""
+    return TrainingDiverged(f"training diverged at step {step}: '{name}' holds NaN/inf{kept(run_dir)}")
+
+
+def _in_spike(checkpoint: Path) -> bool:
+    """Whether ``checkpoint`` was written while the guard counted a loss spike (its state.json's ``guard.run`` > 0):
+    only a run's final checkpoint can be (:class:`Checkpoint`), and a run resumed from it may diverge."""
+    try:
+        return int(read_json(checkpoint / "state.json", "checkpoint state").get("guard", {}).get("run", 0)) > 0
+    except (GenZooError, AttributeError, TypeError, ValueError):  # unreadable: a resume sets it aside, not this
+        return False
+
+
 def kept(run_dir) -> str:
-    """The tail of a divergence message: which checkpoint survives."""
+    """The tail of a divergence message: the newest checkpoint written outside a loss spike, which survives."""
     if run_dir is None:
         return ""
-    ck = latest_checkpoint(run_dir)
-    return f"; the last good checkpoint is kept: {ck}" if ck else "; no checkpoint was written yet"
+    dirs = checkpoint_dirs(run_dir)
+    good = next((ck for ck in reversed(dirs) if not _in_spike(ck)), None)
+    if good is not None:
+        return f"; the last good checkpoint is kept: {good}"
+    if dirs:  # a run whose first checkpoint was its final one, written mid-spike, resumed and diverged
+        return f"; no checkpoint from before the loss exploded is kept ({dirs[-1].name} was written as it did)"
+    return "; no checkpoint was written yet"
 
 
 class MetricsLogger(Callback):
@@ -267,7 +299,13 @@ class BestWeights(Callback):
     the parameters of the best validation score (BENCHMARKS.md). The folder holds ``config.json``,
     ``model.safetensors``, ``best.json`` (step and loss) and a copy of the run's ``run.json``, so it is a
     run of its own for ``genzoo eval``, ``sample``, ``interpolate`` and ``compare``. It is filled under a
-    temporary name and swapped in by renames: an interrupted write leaves the previous best."""
+    temporary name and swapped in by renames: an interrupted write leaves the previous best.
+
+    The best so far (``state.best``: step and loss) is recorded in each checkpoint, so a resumed run goes on from
+    the best its checkpoint knew. A ``best/`` written after that checkpoint holds weights of steps the resumed run
+    drops: it is removed, and where it had replaced the checkpoint's best, whose weights are then gone, a warning
+    says so; a later validation must still beat that loss to be written (a resumed run that takes another path,
+    shorter or on another device, does not crown a worse step)."""
 
     KEY = "valid_loss"
 
@@ -279,16 +317,37 @@ class BestWeights(Callback):
     def on_start(self, state):
         shutil.rmtree(self.tmp, ignore_errors=True)
         restore_folder(self.path)  # killed between the two renames of a swap: the old best is the complete one
-        # a resumed run goes on from the best it had; a new one starts afresh (and replaces an older best/)
-        if state.step > 0 and (self.path / "best.json").is_file():
+        self.best, state.best = math.inf, None
+        if state.step == 0:  # a new run starts afresh (and replaces an older best/)
+            return
+        known = self._record(_checkpoint_state(self.run_dir, state.step).get("best"))  # what its checkpoint knew
+        record = None
+        if (self.path / "best.json").is_file():
             try:
-                record = read_json(self.path / "best.json", "best-weights record")
-                self.best = float(record[self.KEY])
-                if int(record["step"]) > state.step:  # written after the checkpoint it resumes from: weights of
-                    shutil.rmtree(self.path)           # steps it drops (as the metrics and grids of those steps)
-                    self.best = math.inf
-            except (GenZooError, KeyError, TypeError, ValueError):  # an unreadable record: the next validation
-                self.best = math.inf                                 # writes a fresh best
+                record = self._record(read_json(self.path / "best.json", "best-weights record"))
+            except GenZooError:
+                pass
+            if record is None:  # an unreadable record: the next validation writes a fresh best
+                return
+        if record is not None and record[0] <= state.step:  # (then the checkpoint's own record)
+            known = record
+        elif record is not None:  # written after the checkpoint: weights of steps it drops (as their metrics, grids)
+            shutil.rmtree(self.path)
+            if known is not None:  # that best/ had replaced the checkpoint's: its weights are gone
+                warnings.warn(f"the best weights of step {known[0]} ({self.KEY} {known[1]:.6g}) are gone: {self.path} "
+                              f"held those of step {record[0]}, after the checkpoint of step {state.step} this run "
+                              f"goes on from, and is removed; it is written again when a validation beats "
+                              f"{known[1]:.6g}", GenZooWarning, stacklevel=2)
+        if known is not None:
+            self.best, state.best = known[1], {"step": known[0], self.KEY: known[1]}
+
+    def _record(self, record) -> tuple[int, float] | None:
+        """(step, loss) of a record ``{"step": ..., KEY: ...}`` (best.json's, a checkpoint's), or None for another."""
+        try:
+            step, loss = int(record["step"]), float(record[self.KEY])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return (step, loss) if math.isfinite(loss) else None
 
     def on_step_end(self, state, logs):
         valid = state.valid_logs
@@ -298,6 +357,7 @@ class BestWeights(Callback):
         if loss is not None and math.isfinite(loss) and loss < self.best:
             self.best = loss
             self.write(state, loss)
+            state.best = {"step": state.step, self.KEY: loss}  # for the checkpoints (written after this)
 
     def write(self, state, loss: float) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -311,6 +371,15 @@ class BestWeights(Callback):
             shutil.rmtree(self.tmp, ignore_errors=True)
             restore_folder(self.path)
             raise
+
+
+def _checkpoint_state(run_dir: Path, step: int) -> dict:
+    """The state.json of the run's checkpoint of ``step`` (on resume, the one it goes on from), or {}."""
+    try:
+        saved = read_json(Path(run_dir) / CHECKPOINTS / f"step-{step:08d}" / "state.json", "checkpoint state")
+    except GenZooError:
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 class SampleGrid(Callback):
@@ -377,6 +446,12 @@ class Checkpoint(Callback):
     """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``. :func:`genzoo.fit` adds
     it (``checkpoint_every``, ``keep``) when it has a ``run_dir``.
 
+    A checkpoint due while the divergence guard counts a loss spike (``state.guard["run"] > 0``: it lets
+    ``patience - 1`` exploding steps through before it stops the run) is written at the next ordinary step
+    instead, so a run that diverges keeps its last good checkpoint. A run that ends inside a spike (its last
+    step, or ``max_minutes``) still writes its final checkpoint, the weights ``fit`` returns, with the spike
+    recorded for a resumed run's guard, and prunes none: the good ones before it stay.
+
     >>> import os, tempfile, genzoo
     >>> from genzoo.data import load_dataset
     >>> run, gmm = tempfile.mkdtemp(), genzoo.build("gmm", data_shape=(2,), n_components=4)
@@ -388,7 +463,7 @@ class Checkpoint(Callback):
 
     def __init__(self, run_dir: Path, every: int, keep: int = 3):
         self.run_dir, self.every, self.keep = Path(run_dir), max(1, every), keep
-        self.last = -1
+        self.last, self.held = -1, False
 
     def on_start(self, state):
         """Remove what writes cut short by a kill left: the temporary folders of checkpoints being written or
@@ -413,20 +488,29 @@ class Checkpoint(Callback):
             p.unlink(missing_ok=True)
 
     def on_step_end(self, state, logs):
-        if state.step % self.every == 0 or state.step == state.total_steps:
+        final = state.step == state.total_steps
+        if not (state.step % self.every == 0 or final or self.held):
+            return
+        guard = getattr(state, "guard", None)
+        self.held = bool(guard and guard["run"]) and not final  # a spike's weights: the next ordinary step's instead
+        if not self.held:
             self.write(state)
 
     def write(self, state):
         if state.step == self.last:
             return
         if name := nonfinite_weight(state.model):
-            raise TrainingDiverged(f"training diverged at step {state.step}: '{name}' holds NaN/inf{kept(self.run_dir)}")
+            raise _broken_weights(state.step, name, self.run_dir)
         extra = {"partial_logs": state.partial_logs} if state.partial_logs else {}  # so a resumed run logs the same
         guard = getattr(state, "guard", None)
         if guard:  # ... and is watched the same
             extra["guard"] = {"recent": list(guard["recent"]), "run": guard["run"]}
+        if best := getattr(state, "best", None):  # BestWeights': a resumed run goes on from it
+            extra["best"] = dict(best)
+        spike = bool(guard and guard["run"])  # (the final one only): pruning would drop good ones for it
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
-                        {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(), keep=self.keep)
+                        {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(),
+                        keep=sys.maxsize if spike else self.keep)
         self.last = state.step
 
 

@@ -1,0 +1,126 @@
+"""The training callbacks around a loss spike, a lost best and broken final weights (genzoo/train/callbacks.py)."""
+
+import json
+
+import pytest
+import torch
+
+import genzoo
+import genzoo.train.callbacks as callbacks
+from genzoo import io
+from genzoo.data import load_dataset
+from genzoo.errors import GenZooWarning, TrainingDiverged
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+RING = dict(batch_size=64, progress=False)
+
+
+def _nice():
+    torch.manual_seed(0)
+    return genzoo.build("nice", data_shape=(2,), hidden=(8,))
+
+
+def _reporting(model, losses: dict[int, float], start: int = 0):
+    """``model``, reporting ``losses[step]`` as its loss at those steps (its updates unchanged): a loss explosion
+    for the guard to count. ``start``: the step a resumed run goes on from."""
+    step, done = type(model).training_step, [start]
+
+    def training_step(self, batch, optimizers):
+        logs = step(self, batch, optimizers)
+        done[0] += 1
+        return {**logs, "loss": losses[done[0]]} if done[0] in losses else logs
+
+    model.training_step = training_step.__get__(model)
+    return model
+
+
+def _steps_and_spikes(run):
+    """[(step, the guard's spike count)] of each checkpoint of ``run``, oldest first."""
+    return [(int(ck.name[5:]), json.loads((ck / "state.json").read_text())["guard"]["run"])
+            for ck in io.checkpoint_dirs(run)]
+
+
+def test_a_checkpoint_due_in_a_loss_spike_is_written_at_the_next_ordinary_step(tmp_path):
+    """The guard lets 2 exploding steps through before it stops a run; Checkpoint wrote on them, the error called
+    such a checkpoint 'the last good checkpoint', and keep=2 pruned the good ones for them (a101 finding 1)."""
+    data = load_dataset("ring", n=512)
+    with pytest.raises(TrainingDiverged, match=r"step 8: loss 1e\+12 exploded for 3 steps .*the last good checkpoint "
+                                               r"is kept: .*step-00000005 \(try a smaller lr\)"):
+        genzoo.fit(_reporting(_nice(), dict.fromkeys(range(6, 21), 1e12)), data, steps=20, run_dir=tmp_path / "a",
+                   checkpoint_every=1, keep=2, **RING)
+    assert _steps_and_spikes(tmp_path / "a") == [(4, 0), (5, 0)]
+    # a spike that passes: the checkpoint due at step 5 is written at step 7, the first ordinary step after it
+    genzoo.fit(_reporting(_nice(), {5: 1e12, 6: 1e12}), data, steps=12, run_dir=tmp_path / "b", checkpoint_every=5,
+               keep=5, **RING)
+    assert _steps_and_spikes(tmp_path / "b") == [(7, 0), (10, 0), (12, 0)]
+
+
+def test_a_run_that_ends_in_a_spike_keeps_its_good_checkpoint_and_a_resume_names_it(tmp_path):
+    """A run ending inside a spike writes its final checkpoint (the weights fit returns), with the spike recorded,
+    and prunes nothing for it (keep=1 deleted the good one); resumed, the guard goes on counting, and the error
+    names the good checkpoint and a cure a resume allows (--set is refused on --resume)."""
+    data, run = load_dataset("ring", n=512), tmp_path / "r"
+    state = genzoo.fit(_reporting(_nice(), {11: 1e12, 12: 1e12}), data, steps=12, run_dir=run, checkpoint_every=5,
+                       keep=1, **RING)
+    assert state.step == 12 and _steps_and_spikes(run) == [(10, 0), (12, 2)]
+    with pytest.raises(TrainingDiverged, match=r"step 13: loss 1e\+12 exploded for 3 steps .*the last good checkpoint "
+                                               r"is kept: .*step-00000010 \(a resumed run keeps the lr its checkpoint "
+                                               r"holds: start a new run with a smaller lr\)$"):
+        genzoo.fit(_reporting(_nice(), {13: 1e12}, start=12), data, steps=14, run_dir=run, resume=True,
+                   checkpoint_every=5, keep=1, **RING)
+    assert [s for s, _ in _steps_and_spikes(run)] == [10, 12]
+
+
+def test_a_resume_that_lost_the_best_weights_says_so_and_crowns_no_worse_step(tmp_path, monkeypatch):
+    """best/ written after the checkpoint a resume goes on from was removed, and the resumed run started from no
+    best: a shorter resumed run made its worse step 35 the best, where metrics.jsonl shows step 20 lower
+    (a101 finding 2). The checkpoint now records the best it knew."""
+    losses, real = iter([5.0, 1.0, 3.0, 0.5, 2.0, 0.5, 4.0]), callbacks.validation_losses
+    monkeypatch.setattr(callbacks, "validation_losses", lambda *a: {**real(*a), "valid_loss": next(losses)})
+    data, valid, run = load_dataset("ring", n=512), load_dataset("ring", "valid", n=256), tmp_path / "r"
+    kw = dict(valid=valid, log_every=1, checkpoint_every=30, keep_best=True, run_dir=run, **RING)  # validated every 10
+
+    class StopAt45(genzoo.train.Callback):
+        def on_step_end(self, state, logs):
+            if state.step == 45:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_nice(), data, steps=50, callbacks=[StopAt45()], **kw)
+    assert io.read_json(run / "best" / "best.json")["step"] == 40  # after the checkpoint of step 30
+    with pytest.warns(GenZooWarning, match=r"the best weights of step 20 \(valid_loss 1\) are gone: .*best held those "
+                                           r"of step 40, after the checkpoint of step 30 .* beats 1$"):
+        genzoo.fit(_nice(), data, steps=35, resume=True, **kw)  # validated at 35: 2.0, not crowned
+    assert not (run / "best").exists()
+    assert json.loads((run / "checkpoints" / "step-00000035" / "state.json").read_text())["best"] == \
+        {"step": 20, "valid_loss": 1.0}  # carried on by a checkpoint with no better best of its own
+    genzoo.fit(_nice(), data, steps=50, resume=True, **kw)  # validated at 40: 0.5, crowned; at 50: 4.0
+    assert {k: v for k, v in io.read_json(run / "best" / "best.json").items() if k != "epoch"} == \
+        {"step": 40, "valid_loss": 0.5}
+
+
+def test_fit_without_a_run_dir_checks_the_final_weights_once(monkeypatch):
+    """With no run_dir there is no checkpoint to check the weights: fit handed back weights the last update broke
+    (its loss finite), and log_prob gave NaN (a101 finding 4)."""
+    checks, real = [], callbacks.nonfinite_weight
+    monkeypatch.setattr(callbacks, "nonfinite_weight", lambda m: checks.append(1) or real(m))
+    data = load_dataset("ring", n=256)
+    genzoo.fit(_nice(), data, steps=5, **RING)
+    assert len(checks) == 1  # the cost: once a run
+
+    m = _nice()
+    step = type(m).training_step
+
+    def breaks_at_5(self, batch, optimizers):
+        logs = step(self, batch, optimizers)
+        self.done = getattr(self, "done", 0) + 1
+        if self.done == 5:
+            with torch.no_grad():
+                next(self.parameters()).fill_(float("inf"))
+        return logs
+
+    m.training_step = breaks_at_5.__get__(m)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 5: 'transform\.transforms\.1\.net\.0\."
+                                               r"weight' holds NaN/inf$"):
+        genzoo.fit(m, data, steps=5, **RING)
