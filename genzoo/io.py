@@ -292,6 +292,12 @@ def model_config(model) -> dict:
     of buffers alone (the GMM) by its first floating-point buffer."""
     from . import __version__
 
+    for k, v in model.config.items():  # (a user model may take a callable or a module: in memory, not in config.json)
+        try:
+            json.dumps(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{model.name}.{k}: config.json holds a model's options as JSON data, and {v!r} is not "
+                              "(a number, string, bool, None or a list of them): this model cannot be saved") from None
     cfg = {"model": model.name, "genzoo_version": __version__, "config": model.config}
     p = next(model.parameters(), None)
     if p is None:
@@ -330,10 +336,10 @@ def write_model(model, directory: Path, pair: bool = False) -> None:
     weights' safetensors metadata), so the new weights beside the old config that a kill between the two leaves
     (another model's options, maybe of the same shapes) are refused by :func:`load`. A run needs none: its
     config.json is the same from its start, and ``best/`` is replaced whole."""
+    cfg, meta = model_config(model), None  # (first: a config JSON cannot hold is refused before the folder is made)
     if blocked_by_file(directory):
         raise WriteError(f"cannot save into {directory}: that path, or a part of it, is a file, not a folder")
     directory.mkdir(parents=True, exist_ok=True)
-    cfg, meta = model_config(model), None
     if pair:  # the same config gives the same id: saving the same model twice writes the same bytes
         cfg["save_id"] = _digest(dumps(cfg).encode())
         meta = {"save_id": cfg["save_id"]}  # (in place of {"format": "pt"}: see save_tensors)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import math
 import numbers
 import re
@@ -34,19 +33,20 @@ _MODELS: dict[str, type] = {}
 
 
 #: what a model name may be: it names the model in config.json, on the command line and in run folders
-_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
 def register(name: str, description: str = "") -> Callable[[M], M]:
     """Class decorator: make ``cls`` buildable as ``name`` and record its arguments in ``config``.
 
-    ``name`` is 1 to 64 lower-case letters, digits, ``-`` and ``_``, starting with a letter, and not one another
+    ``name`` is 1 to 64 letters, digits, ``-`` and ``_``, starting with a letter, and not one another
     class holds (the built-in families are loaded first, so a clash is refused whichever registers first; the same
     class registered again, as a re-run notebook cell does, replaces itself). ``cls`` is a
     :class:`~genzoo.base.GenerativeModel` whose ``__init__`` takes keyword-only arguments; ``description``, where
     not given, is the first line of its docstring. Each option is converted to its annotation's type (an
-    unannotated one to its default's: a list back to a tuple, a NumPy number to Python's) and must be JSON data,
-    as ``config.json`` holds it. The shared ranges of :func:`check_option` (``lr > 0``, ``alpha >= 0``,
+    unannotated one to its default's: a list back to a tuple, a NumPy number to Python's); one that is no JSON
+    data (a callable, a module) builds a model for use in memory, which :func:`genzoo.save` and ``fit`` with a
+    ``run_dir`` refuse (:func:`genzoo.io.model_config`). The shared ranges of :func:`check_option` (``lr > 0``, ``alpha >= 0``,
     ``seed >= 0``, ...) apply to the options of the constructors genzoo defines, given or defaults; a user
     model's options of the same names mean what that model says.
 
@@ -77,8 +77,8 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
     if not isinstance(name, str) or not isinstance(description, str):
         raise TypeError(f"register takes a model name and a description, strings, got {name!r}, {description!r}")
     if not _NAME.fullmatch(name):
-        raise ConfigError(f"model name {name!r}: 1 to 64 lower-case letters, digits, '-' and '_', starting with a "
-                          "letter (such as 'my-vae')")
+        raise ConfigError(f"model name {name!r}: 1 to 64 letters, digits, '-' and '_', starting with a letter (such "
+                          "as 'my-vae')")
 
     def decorate(cls: M) -> M:
         from .base import GenerativeModel  # (here: `import genzoo` does not import torch)
@@ -111,14 +111,9 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
             bound = sig.bind(self, **kwargs)
             bound.apply_defaults()
             config = dict(list(bound.arguments.items())[1:])
-            for k, v in config.items():  # the defaults too: config.json gives them back to load() as options
-                if shared:
+            if shared:  # the defaults too: config.json gives them back to load() as options
+                for k, v in config.items():
                     check_option(name, k, v)
-                try:
-                    json.dumps(_plain(v))
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{name}.{k}: config.json holds the options as JSON data, and {v!r} is not "
-                                      "(give a number, string, bool, None or a list of them)") from None
             init(self, **kwargs)
             self.config = {k: _plain(v) for k, v in config.items()}
 

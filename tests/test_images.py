@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genzoo.data import Dataset, load_dataset, typed_spec
-from genzoo.data.images import load_folder
+from genzoo.data.images import SYSTEM_FOLDERS, load_folder
 from genzoo.errors import DataError, GenZooWarning
 
 
@@ -137,3 +137,16 @@ def test_a_run_of_a_folder_records_the_netpbm_images(tmp_path):
     _fill(tmp_path / "f", 4, 0)
     _fill(tmp_path / "f", 5, 0, "pgm")
     assert typed_spec({"name": str(tmp_path / "f")})["split_fingerprint"].startswith("9 images")
+
+
+@pytest.mark.parametrize("folder", sorted(SYSTEM_FOLDERS))
+def test_system_folders_beside_the_classes_are_not_classes(tmp_path, folder):
+    """A macOS zip's __MACOSX/ (of ._ sidecars), lost+found/ or __pycache__/ beside the class folders was read past
+    before the empty-class rule; then each was refused as an empty class, and a run of such a folder could not be
+    evaluated."""
+    for k, name in enumerate("ab"):
+        _fill(tmp_path / name, 10, 100 * k)
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "._0.png" if folder == "__MACOSX" else tmp_path / folder / "x.pyc").write_bytes(b"\x00")
+    ds = load_dataset(str(tmp_path))
+    assert ds.classes == ("a", "b") and _values_by_label(ds) == {0: 0, 1: 100}

@@ -347,7 +347,7 @@ def test_integer_images_of_any_dtype_are_levels_0_to_255(dtype):
     x = torch.tensor([0, 1, 128, 255], dtype=dtype).reshape(1, 1, 1, 4)
     assert image_grid(x, pad=0)[0, :, 0].tolist() == [0, 1, 128, 255]
     if dtype != torch.uint8:
-        with pytest.raises(DataError, match=r"integer images must hold levels 0..255, got values in -1..300"):
+        with pytest.raises(DataError, match=r"integer images must hold levels 0..255 \(or 0/1\), got values in -1..300"):
             image_grid(torch.tensor([-1, 300], dtype=dtype).reshape(1, 1, 1, 2))
     assert image_grid(torch.tensor([[[[False, True]]]]), pad=0)[0, :, 0].tolist() == [0, 255]  # bool: 0 and 1
 
@@ -374,3 +374,12 @@ def test_samples_that_are_no_tensor_or_empty_images_are_one_line_errors(tmp_path
         with pytest.raises(DataError, match=r"an image grid needs images \(N, C, H, W\) with N, H, W >= 1"):
             save_samples(torch.rand(shape), tmp_path / "b.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_integer_images_of_0_and_1_alone_are_binary():
+    """Read as levels 0..255 (f49e61c's rule for integers), an int 0/1 mask was drawn near-black: black and white
+    again, as before it; uint8 is levels whatever its values."""
+    mask = torch.tensor([[[[0, 1], [1, 0]]]], dtype=torch.int64)
+    assert image_grid(mask, pad=0)[..., 0].tolist() == [[0, 255], [255, 0]]
+    assert image_grid(mask * 2, pad=0)[..., 0].tolist() == [[0, 2], [2, 0]]  # levels, once any is above 1
+    assert image_grid(mask.to(torch.uint8), pad=0)[..., 0].tolist() == [[0, 1], [1, 0]]

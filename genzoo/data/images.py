@@ -128,13 +128,19 @@ def _channels_option(channels: int | None, mode: str | None) -> int | None:
     return c
 
 
+#: folders that systems and tools put beside the data, never a class: a macOS zip's __MACOSX (of ._name sidecars),
+#: ext4's lost+found, Python's __pycache__ (torchvision refuses the first as an empty class; genzoo read past them)
+SYSTEM_FOLDERS = frozenset({"__MACOSX", "lost+found", "__pycache__"})
+
+
 def _entries(d: Path) -> tuple[list[Path], list[Path], list[Path]]:
     """(image files, other files, sub-folders) directly in ``d``, each sorted by name. Hidden names (``.name``:
-    macOS's ``._name`` sidecars, editors' backups, ``.ipynb_checkpoints``) are not part of the data set."""
+    macOS's ``._name`` sidecars, editors' backups, ``.ipynb_checkpoints``) and :data:`SYSTEM_FOLDERS` are not part
+    of the data set."""
     images, other, subs = [], [], []
     with os.scandir(d) as entries:  # its file types come with the listing: no stat per file
         for e in sorted(entries, key=lambda e: e.name):
-            if not e.name.startswith("."):
+            if not e.name.startswith(".") and not (e.name in SYSTEM_FOLDERS and e.is_dir()):
                 if e.is_dir():
                     subs.append(d / e.name)
                 elif e.is_file():
@@ -145,7 +151,7 @@ def _entries(d: Path) -> tuple[list[Path], list[Path], list[Path]]:
 def _holds_images(d: Path) -> bool:
     """Whether folder ``d``, or a folder below it, holds an image file (hidden names left out)."""
     for _, dirs, names in os.walk(d):
-        dirs[:] = [s for s in dirs if not s.startswith(".")]
+        dirs[:] = [s for s in dirs if not s.startswith(".") and s not in SYSTEM_FOLDERS]
         if any(not s.startswith(".") and os.path.splitext(s)[1].lower() in IMAGE_EXTENSIONS for s in names):
             return True
     return False

@@ -24,7 +24,8 @@ from ..io import atomic_write_bytes
 
 
 def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int = 1) -> np.ndarray:
-    """(N, C, H, W) floats in [0, 1] (or integers in 0..255) -> (rows*(H+pad)+pad, cols*(W+pad)+pad, C) uint8 array.
+    """(N, C, H, W) floats in [0, 1] (or integers in 0..255; other than uint8, of 0 and 1 alone: binary) -> (rows*(H+pad)+pad, cols*(W+pad)+pad,
+    C) uint8 array.
 
     ``nrow`` is the number of images per row (default: about the square root of N); the border is grey (128), ``pad``
     pixels wide; each pixel is drawn ``scale`` x ``scale``. NaN or infinite pixels (a diverging model's samples) are
@@ -49,11 +50,12 @@ def image_grid(images: Tensor, nrow: int | None = None, pad: int = 1, scale: int
     pad, scale = int(pad), int(scale)
     x = images.detach().cpu()
     if not x.is_floating_point() and x.dtype != torch.bool:
-        # levels 0..255 in any integer dtype, as in uint8 (an int64 128 was clamped to 1 and drawn white)
+        # levels 0..255 in any integer dtype, as in uint8 (an int64 128 was clamped to 1 and drawn white); but an
+        # int tensor of 0s and 1s alone is binary (a mask, binarized samples), drawn black and white as it always was
         lo, hi = x.aminmax()
         if lo < 0 or hi > 255:
-            raise DataError(f"integer images must hold levels 0..255, got values in {int(lo)}..{int(hi)}")
-        x = x.float() / 255
+            raise DataError(f"integer images must hold levels 0..255 (or 0/1), got values in {int(lo)}..{int(hi)}")
+        x = x.float() / (255 if hi > 1 or x.dtype == torch.uint8 else 1)
     x = _mark_nonfinite(x.float())  # (N, C or 3, H, W) in [0, 1]
     n, c, h, w = x.shape
     cols = int(nrow or math.ceil(math.sqrt(n)))
