@@ -566,3 +566,207 @@ def test_inpaint_mnist_searches_the_flow_in_fp32_where_bf16_is_emulated(monkeypa
         monkeypatch.setattr(acceleration, "bf16_emulated", lambda device, e=emulated: e)
         settings = inpaint_mnist.search_settings()
         assert settings["RealNVP"][2] == precision and settings["GAN"][2] == settings["VAE"][2] == "fp32"
+
+
+def test_speed_parzen_times_numpy_in_float32_in_turn_and_reuses_the_timed_results(monkeypatch):
+    """Audit a100: the "NumPy float32" reference ran SciPy's log-sum-exp in float64 (most of its time: genzoo looked
+    1.5x faster where a float32 NumPy is 2x faster); NumPy, genzoo and the protocol were timed one after the other,
+    not in turn; the agreement recomputed both a fifth time; --quick ran the full 10,000 x 10,000."""
+    import types
+
+    import numpy as np
+    import scipy.special
+    import torch
+
+    import genzoo.eval.parzen as gp
+    from genzoo.bench import speed
+
+    calls, dtypes, lse = [], set(), scipy.special.logsumexp
+
+    def numpy_lse(a, *args, **kw):  # one call per block of 500 points: one "numpy" entry per run
+        dtypes.add(a.dtype)
+        if not calls or calls[-1] != "numpy":
+            calls.append("numpy")
+        return lse(a, *args, **kw)
+
+    def genzoo_parzen(x, mu, sigma, **kw):
+        calls.append(("genzoo", tuple(x.shape), tuple(mu.shape)))
+        return torch.zeros(len(x), dtype=torch.float64)
+
+    monkeypatch.setattr(scipy.special, "logsumexp", numpy_lse)
+    monkeypatch.setattr(gp, "parzen_log_prob", genzoo_parzen)
+    monkeypatch.setattr(gp, "parzen_protocol", lambda *a, **k: calls.append("protocol"))
+    g = torch.Generator().manual_seed(0)
+    train, test = (types.SimpleNamespace(x=torch.rand(n, 1, 4, 4, generator=g)) for n in (2500, 1200))
+    text = "\n".join(speed.parzen(train, test, n=1000, rounds=2))
+    assert dtypes == {np.dtype("float32")}
+    assert calls == ["numpy", ("genzoo", (1000, 16), (1000, 16)), "protocol"] * 2  # in turn, and no fifth call
+    assert "| NumPy + SciPy log-sum-exp, float32 throughout |" in text and "(best of 2)" in text
+    assert "### Parzen windows (1,000 test images, 1,000 kernels, 784-D)" in text and "goal" not in text
+
+
+def test_speed_em_evaluates_scikit_learn_as_genzoo_and_times_both_alike(monkeypatch):
+    """Audit a100: scikit-learn's evaluation was one cold call against genzoo's best of 3 after a warm-up; its
+    iterations were the mean of iterations 3 to 2 + iters, genzoo's the median of all of them."""
+    import torch
+
+    from genzoo.bench import speed
+    from genzoo.data import Dataset
+
+    images = Dataset("mnist", "train", torch.rand(1500, 1, 8, 8, generator=torch.Generator().manual_seed(0)), None,
+                     levels=256)
+    seconds = iter([1.0, 3.0, 5.0, 5.0, 0.1, 0.2, 0.3, 0.6])  # scikit-learn's fits of 2 and 6, genzoo's 6 iterations
+    monkeypatch.setattr(speed, "_timed", lambda fn: (fn(), next(seconds))[1])
+    evaluated = []
+    monkeypatch.setattr(speed, "_eval_rate", lambda fn, n, repeats=3: (evaluated.append(n), fn(), 1.0)[2])
+    text = "\n".join(speed.em(images, quick=True))
+    assert evaluated == [1500, 1500]
+    assert "| genzoo (float32, float64 statistics) | 0.300 |" in text and "| scikit-learn (float64) | 0.500 |" in text
+    assert "s per iteration (mean of iterations 3 to 6)" in text and "points/s (best of 3)" in text
+    assert "**1.667x**" in text
+
+
+def test_speed_linear_layers_time_the_two_kernels_in_turn(monkeypatch):
+    """Audit a100: every F.linear repeat ran, then every oneDNN repeat: the two did not share the machine's drift."""
+    import types
+
+    import torch.nn.functional as F
+
+    import genzoo.nn.linear as lin
+    from genzoo.bench import speed
+
+    if not lin.onednn_available():
+        pytest.skip("this torch has no oneDNN")
+    order, onednn = [], lin._OneDNNLinear
+    monkeypatch.setattr(speed, "F", types.SimpleNamespace(linear=lambda *a: (order.append("F"), F.linear(*a))[1]))
+    monkeypatch.setattr(lin, "_OneDNNLinear", types.SimpleNamespace(
+        apply=lambda *a: (order.append("oneDNN"), onednn.apply(*a))[1]))
+    lines = speed.linear_layers(2, shapes=((16, 20, 40),))
+    runs = [k for i, k in enumerate(order) if i == 0 or order[i - 1] != k]
+    assert len(order) == 60 and runs == ["F", "oneDNN"] * 3  # a warm-up round each, then 2 rounds of 10 in turn
+    assert "the best of 2 rounds of 10, F.linear and oneDNN in turn" in "\n".join(lines)
+
+
+def test_speed_dcgan_says_genzoo_skips_the_discriminators_weight_gradients(monkeypatch):
+    """Audit a100: genzoo's generator update freezes D, so it computes 147.5 MFLOP per image against the plain loop's
+    160.8: 1.09x of the ratio, which the notes did not mention."""
+    import torch
+
+    from genzoo.bench import speed
+    from genzoo.data import Dataset
+
+    def attach(contenders, n_eval):  # the two counts the note compares
+        for k in ("genzoo (fp32)", "plain loop (contiguous)"):
+            contenders[k].flops_per_example = speed._flops(contenders[k].step) / contenders[k].batch
+
+    monkeypatch.setattr(speed, "_alternate", lambda contenders, rounds: {k: [1.0] for k in contenders})
+    monkeypatch.setattr(speed, "_attach", attach)
+    images = Dataset("mnist", "train", torch.rand(128, 1, 28, 28), None, levels=256)
+    text = "\n".join(speed.dcgan(images, 1, 1, {"fp32": 1e11}))
+    assert "computes no discriminator weight gradients there" in text
+    assert "147.5 against 160.8 MFLOP per image" in text and "1.09x of the ratio" in text
+
+
+def test_speed_a_peer_that_fails_to_import_is_named_with_its_error_and_the_vae_scores_test_images(monkeypatch):
+    """Audit a100: an installed peer that failed to import was "not installed (pip install pythae)", an error other
+    than ImportError ended the bench with a traceback, and the VAE's "2,000 test images" were training images."""
+    import importlib.abc
+    import sys
+    import types
+
+    import torch
+
+    from genzoo.bench import speed
+    from genzoo.data import Dataset
+
+    class Clash(importlib.abc.MetaPathFinder):  # zuko raises an AttributeError as it is imported (a version clash)
+        def find_spec(self, name, path=None, target=None):
+            if name == "zuko":
+                raise AttributeError("module 'torch' has no attribute 'gone'")
+            return None
+
+    for k in [k for k in sys.modules if k.split(".")[0] == "zuko"]:
+        monkeypatch.delitem(sys.modules, k)
+    monkeypatch.setattr(sys, "meta_path", [Clash(), *sys.meta_path])
+    monkeypatch.setitem(sys.modules, "pythae", types.ModuleType("pythae"))  # installed ...
+    monkeypatch.setitem(sys.modules, "pythae.models", None)  # ... and a module of it fails
+    monkeypatch.setitem(sys.modules, "normflows", None)  # not installed
+    evaluated = []
+    monkeypatch.setattr(speed, "_alternate", lambda contenders, rounds: {k: [1.0] for k in contenders})
+    monkeypatch.setattr(speed, "_attach", lambda contenders, n_eval: evaluated.append(n_eval))
+    images = Dataset("mnist", "train", torch.randint(256, (64, 1, 28, 28)) / 255, None, levels=256)
+    held_out = Dataset("mnist", "test", torch.randint(256, (48, 1, 28, 28)) / 255, None, levels=256)
+    text = "\n".join(speed.vae(images, 1, 1, {"fp32": 1e11}, held_out) + speed.realnvp(images, 1, 1, {"fp32": 1e11}))
+    assert ("- pythae could not be imported (ModuleNotFoundError: import of pythae.models halted; None in "
+            "sys.modules): its row is left out.") in text
+    assert ("- normflows is not installed (`pip install -c constraints.txt -e '.[bench]'` installs the peers): its "
+            "row is left out.") in text
+    assert "- zuko could not be imported (AttributeError: module 'torch' has no attribute 'gone')" in text
+    assert "pythae is not installed" not in text and "| zuko" not in text and "| normflows" not in text
+    assert evaluated[0] == 48 and "of 48 test images" in text
+
+
+def test_speed_ratios_are_judged_as_printed():
+    """Audit a100: 1.198 printed "**1.20x** (goal >= 1.2x: missed)"."""
+    import types
+
+    from genzoo.bench import speed
+
+    contenders = {k: types.SimpleNamespace(precision="fp32") for k in ("genzoo (fp32)", "plain")}
+    for ratio, shown in ((1.198, "**1.198x** (goal >= 1.2x: missed)"), (1.19996, "**1.200x** (goal >= 1.2x: met)")):
+        lines = speed._table("T", "examples", contenders, {"genzoo (fp32)": [ratio, ratio], "plain": [1.0, 1.0]},
+                             {"fp32": 1e11}, [("genzoo (fp32)", "plain", 1.2)], [])
+        assert f"- genzoo (fp32) / plain: {shown}" in lines
+    assert lines[2].startswith("| implementation | training examples/s (median of 2 rounds) | min - max | "
+                               "evaluation examples/s (best of 3) |")
+
+
+def test_speed_matmul_peak_times_onednn_whatever_genzoos_switch_says(monkeypatch):
+    """Audit a100: with GENZOO_ONEDNN_LINEAR=0 the "faster of MKL and oneDNN" peak timed MKL twice."""
+    import torch
+
+    import genzoo.nn.linear as lin
+    from genzoo.bench import speed
+
+    if not lin.onednn_available():
+        pytest.skip("this torch has no oneDNN")
+    calls, op = [], lin._OP
+    monkeypatch.setattr(lin, "_OP", lambda *a: (calls.append(1), op(*a))[1])
+    with lin.use_onednn(False):
+        assert speed.matmul_peak(torch.float32, n=512, repeats=1) > 0
+    assert calls
+
+
+def test_speed_header_names_the_cpu_its_threads_and_the_settings_and_quick_scores_parzen_small(monkeypatch):
+    """Audit a100: "1 threads"; nothing said the bench times the CPU on a machine with a GPU, nor that genzoo's rows
+    run oneDNN under GENZOO_ONEDNN_LINEAR=0; --quick ran Parzen at 10,000 x 10,000; the VAE was scored on training
+    images."""
+    import argparse
+
+    import torch
+
+    import genzoo.bench.common as common
+    import genzoo.data
+    import genzoo.nn.linear as lin
+    from genzoo.bench import speed
+
+    calls = {}
+    monkeypatch.setattr(common, "mnist_root", lambda args: "nowhere")
+    monkeypatch.setattr(genzoo.data, "load_dataset", lambda name, split, root=None, n=None: split)
+    monkeypatch.setattr(speed, "bf16_slowdown", lambda: 50.0)
+    monkeypatch.setattr(speed, "matmul_peak", lambda dtype: 1e11)
+    for name in ("linear_layers", "vae", "realnvp", "dcgan", "em", "parzen"):
+        monkeypatch.setattr(speed, name, lambda *a, name=name: (calls.__setitem__(name, a), [])[1])
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100")
+    monkeypatch.setattr(lin, "_enabled", False)
+    text = speed.run(argparse.Namespace(quick=True, data_root=None))
+    assert "On the CPU, 1 thread. Training rates: the median of 2 alternating rounds" in text
+    assert "A GPU is available (NVIDIA H100) but not timed: this benchmark runs on the CPU only" in text
+    assert "GENZOO_ONEDNN_LINEAR=0 is set: genzoo's rows still run its large linear layers on oneDNN" in text
+    assert calls["parzen"] == ("train", "test", 2000) and calls["vae"][-1] == "test"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(lin, "_enabled", True)
+    text = speed.run(argparse.Namespace(quick=False, data_root=None))
+    assert "GPU" not in text and "GENZOO_ONEDNN_LINEAR" not in text and calls["parzen"][-1] == 10_000

