@@ -531,6 +531,9 @@ def test_a_benchmark_that_writes_no_runs_makes_no_runs_folder_and_takes_no_runs_
         assert code == 2 and f"bench {name} writes no runs: it takes no --runs-dir" in err and printed == ""
         assert bench.flags_help(name).endswith("writes no runs (no --runs-dir)")
     assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(bench.get("modes"), "run", lambda args: "| table |")  # a --quick that writes no runs either
+    code, printed, _ = _bench(capsys, "modes", "--quick", "--no-write")
+    assert code == 0 and "| table |" in printed and list(tmp_path.iterdir()) == []
 
 
 def test_the_benchmark_list_names_each_ones_flags_defaults_and_quick_runs(capsys):

@@ -68,7 +68,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{os.cpu_count()} x {cpu}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    return (f"{os.cpu_count()} x {cpu}, torch {torch.__version__} ({torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}), "
             f"Python {platform.python_version()}")
 
 
@@ -159,9 +159,10 @@ def flags_help(name: str) -> str:
     return f"{reads}; {'--quick ' + quick if writes_runs(mod) else 'writes no runs (no --runs-dir)'}"
 
 
-def writes_runs(mod) -> bool:
-    """Whether benchmark module ``mod`` writes runs or pictures into ``--runs-dir`` (in full, at least)."""
-    return getattr(mod, "RUNS", True)
+def writes_runs(mod, quick: bool = False) -> bool:
+    """Whether benchmark module ``mod`` writes runs or pictures into ``--runs-dir`` (in full, at least; with
+    ``quick``, in its ``--quick`` version)."""
+    return getattr(mod, "RUNS", True) and (not quick or getattr(mod, "QUICK_RUNS", False))
 
 
 def _flags(dests) -> str:
@@ -208,7 +209,7 @@ def main(args) -> int:
         mnist_root(args)  # MNIST is there: checked before any work
     if args.output and not args.quick:
         check_markers(read_markdown(args.output), args.name, args.output)
-    if writes_runs(mod):
+    if writes_runs(mod, args.quick):  # (not made for a --quick that writes none)
         runs = Path(args.runs_dir)
         try:
             runs.mkdir(parents=True, exist_ok=True)
