@@ -72,6 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genzoo", description="Deep generative models: one interface, one trainer, one CLI.",
                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     from . import __version__
+    from .recipes import TRAIN_KEYS
 
     p.add_argument("--version", action="version", version=f"genzoo {__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -92,12 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     g = t.add_mutually_exclusive_group()
     g.add_argument("--steps", type=int, help="training steps")
     g.add_argument("--epochs", type=float, help="training epochs")
+    t.add_argument("--max-minutes", type=float, metavar="M",
+                   help="a time budget: stop after M minutes of training, with a checkpoint (--resume goes on); "
+                   "with --resume, the budget of this session and the later ones (0: none)")
     t.add_argument("--batch-size", type=int, help="examples per step (default: the model's, as `genzoo models MODEL` "
                    "says, else 128)")
     t.add_argument("--config", help="TOML recipe (see configs/)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a model, data or train option, e.g. --set latent_dim=8 (repeatable; a model's "
-                        "options: genzoo models MODEL; a dataset's: genzoo data)")
+                        "options: genzoo models MODEL; a dataset's: genzoo data; the train keys: "
+                        f"{', '.join(TRAIN_KEYS)})")
     t.add_argument("--run-dir", help="where the run is written (default: runs/MODEL-DATA-TIME, with -2, -3, ... where "
                                      "a run started in the same second has it)")
     t.add_argument("--resume", action="store_true", help="continue the run in --run-dir from its newest checkpoint")
@@ -352,6 +357,14 @@ def _speed_flags(args, train: dict) -> None:
             train["channels_last"] = args.channels_last == "on"
 
 
+def _budget_flag(args, train: dict) -> None:
+    """--max-minutes into the recipe's [train] table (0: no budget, so a resumed session can drop the run's)."""
+    if args.max_minutes == 0:
+        train.pop("max_minutes", None)
+    elif args.max_minutes is not None:
+        train["max_minutes"] = args.max_minutes
+
+
 def _resolve(args) -> tuple[dict, dict, dict]:
     """(recipe, model options, the model's default data transform): the model's defaults < the
     recipe < the flags < --set. The transform applies only to discrete data (see cmd_train)."""
@@ -376,6 +389,7 @@ def _resolve(args) -> tuple[dict, dict, dict]:
         if getattr(args, key) is not None:
             recipe["train"][key] = getattr(args, key)
     _speed_flags(args, recipe["train"])
+    _budget_flag(args, recipe["train"])
     if args.steps is not None:
         recipe["train"].pop("epochs", None)
     if args.epochs is not None:
@@ -425,7 +439,8 @@ def _typed_train(train: dict) -> dict:
     from .registry import coerce
 
     out = dict(train)
-    for key in ("steps", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep", "warmup_steps"):
+    for key in ("steps", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "valid_every", "keep",
+                "warmup_steps"):
         if out.get(key) is not None:
             out[key] = coerce(out[key], int, f"train.{key}")
     for key in ("epochs", "max_minutes"):
@@ -449,6 +464,15 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum, frame):
     raise Terminated()
+
+
+def _terminate_after_step(signum, frame):
+    """``genzoo train``'s SIGTERM: while fit runs its steps, the first one asks it to stop after the current step
+    with a checkpoint of it (a scheduler's grace period is for this; raised mid-step, it lost the steps since the
+    last checkpoint, and a run before its first); otherwise, or a second time, it stops at once as Ctrl-C does."""
+    loop = sys.modules.get("genzoo.train.loop")  # (not imported in a signal handler)
+    if loop is None or not loop.request_stop():
+        raise Terminated()
 
 
 class _ReaderMayGo:
@@ -486,17 +510,19 @@ class _ReaderMayGo:
 
 
 @contextlib.contextmanager
-def sigterm_as_ctrl_c():
+def sigterm_as_ctrl_c(after_step: bool = False):
     """Within the block, SIGTERM (``timeout``, Slurm, ``docker stop``) raises :class:`Terminated`, so it ends as
-    Ctrl-C does: one line, exit 143, checkpoints kept; the previous handler comes back after. Only the main thread
-    can set a handler: elsewhere, nothing changes."""
+    Ctrl-C does: one line, exit 143, checkpoints kept; the previous handler comes back after. With ``after_step``
+    (``train``), a first SIGTERM while :func:`~genzoo.fit` runs its steps stops it after the current one instead
+    (:func:`~genzoo.train.loop.request_stop`); not for ``bench``, whose code goes on after ``fit`` returns. Only
+    the main thread can set a handler: elsewhere, nothing changes."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate_after_step if after_step else _terminate)
     try:
         yield
     finally:
@@ -525,7 +551,7 @@ def _import_torch_whole() -> None:
 
 
 def cmd_train(args) -> int:
-    with sigterm_as_ctrl_c():
+    with sigterm_as_ctrl_c(after_step=True):
         _import_torch_whole()
         streams = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _ReaderMayGo(sys.stdout), _ReaderMayGo(sys.stderr)
@@ -581,8 +607,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                  if v is not None and v != []]
         if fixed:
             raise ConfigError(f"--resume continues the run as recorded in its run.json: drop {', '.join(fixed)} "
-                              "(--steps, --epochs, --data-root, --checkpoint-every, --sample-every, the speed "
-                              "options, --device and --no-progress may change)")
+                              "(--steps, --epochs, --max-minutes, --data-root, --checkpoint-every, --sample-every, "
+                              "the speed options, --device and --no-progress may change)")
         recipe, transform = read_recipe(run_dir, train=True), {}  # (an unknown [train] key was dropped silently)
         lacks = [k for k in ("batch_size", "seed") if recipe["train"].get(k) is None]
         if lacks or (recipe["train"].get("steps") is None and recipe["train"].get("epochs") is None):
@@ -594,18 +620,19 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if args.epochs is not None:
             recipe["train"]["epochs"], recipe["train"]["steps"] = args.epochs, None
         # what changes neither the model nor its data may change on resume: where the data files are now,
-        # how often to write, and the speed options
+        # how often to write, the speed options, and the time budget (a session's, as its length is)
         if args.data_root:
             recipe["data"]["root"] = str(Path(args.data_root).expanduser().resolve())
         for key in ("checkpoint_every", "sample_every"):
             if getattr(args, key) is not None:
                 recipe["train"][key] = getattr(args, key)
         _speed_flags(args, recipe["train"])  # fit() refuses a length the run has already reached
+        _budget_flag(args, recipe["train"])
     else:
         recipe, model_kw, transform = _resolve(args)
     train = recipe["train"] = _typed_train(recipe["train"])
-    check_train_options(**{k: train.get(k) for k in ("steps", "batch_size", "seed", "checkpoint_every",
-                                                      "sample_every", "log_every", "keep", "warmup_steps", "max_minutes")},
+    check_train_options(**{k: train.get(k) for k in ("steps", "batch_size", "seed", "checkpoint_every", "sample_every",
+                                                      "log_every", "valid_every", "keep", "warmup_steps", "max_minutes")},
                         epochs=train.get("epochs") if train.get("steps") is None else None)
     seed = train.get("seed") or 0
     device = _device(args.device)
@@ -686,7 +713,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         hold.enter_context(run_lock(run_dir))
         if not args.resume:
             _check_new_run(run_dir)  # again, under the lock: another process may have started a run here just now
-            atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe,
+            # a labelled folder's class names in label order (top level: the data recipe holds dataset options)
+            named = {"classes": list(data.classes)} if data.classes else {}
+            atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe, **named,
                                                      "command": ["genzoo", *args.argv], "world_size": world_size,
                                                      "device": device.type, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
     if default_dir:
@@ -697,8 +726,10 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         from .eval.likelihood import bernoulli_space
 
         space = bernoulli_space(data.x)
+    # a labelled folder's labels by class folder: the mapping is seen, not guessed
+    classes = f"; {len(data.classes)} classes: {_class_names(data.classes)}" if data.classes and data.y is not None else ""
     announce = _Announce(f"genzoo: training {model.name} on {data.name} ({space}, {len(data)} examples, shape "
-                         f"{data.shape}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
+                         f"{data.shape}{classes}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
         last_device = (record.get("resumed") or [record])[-1].get("device", device.type)  # (none: an older run)
@@ -708,6 +739,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             record.setdefault("resumed", []).append({"command": ["genzoo", *args.argv], "world_size": world_size,
                                                      "device": device.type, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
             announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
+        if data.classes and "classes" not in record:  # a run of a genzoo that did not record them
+            record["classes"] = list(data.classes)
+            announce.then = lambda: atomic_write_json(run_dir / "run.json", record)
     if dropped_best:
         announce.line += (f"\ngenzoo: note: {run_dir} was made with keep_best, which a {model.name} no longer takes (its "
                           "validation loss is its discriminator's): best/ stays as it was, and the run goes on without")
@@ -746,8 +780,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                           "examples: each batch is the whole set")
     t0 = time.time()
     try:
-        given = {k: train[k] for k in ("batch_size", "checkpoint_every", "sample_every", "log_every", "keep")
-                 if train.get(k) is not None}  # the others: fit's defaults
+        given = {k: train[k] for k in ("batch_size", "checkpoint_every", "sample_every", "log_every", "valid_every",
+                                       "keep") if train.get(k) is not None}  # the others: fit's defaults
         state = fit(model, data, callbacks=[announce] if main_rank else [], steps=steps, epochs=epochs, seed=seed,
                     run_dir=run_dir, resume=args.resume, valid=valid, progress=not args.no_progress,
                     lr_schedule=train.get("lr_schedule", "constant"), warmup_steps=train.get("warmup_steps") or 0,
@@ -775,7 +809,10 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                        else "no checkpoint was written yet")  # (a resume that restarted a run from its run.json)
             sys.stderr.write(f"genzoo: {what}; {written}: continue with `genzoo train --resume --run-dir {run_dir}`\n")
         return 143 if isinstance(e, Terminated) else 130
-    if main_rank:
+    if main_rank and state.stopping:  # SIGTERM: fit stopped after a step, and wrote its checkpoint
+        print(f"genzoo: terminated (SIGTERM) after step {state.step:,}, whose checkpoint is written: continue with "
+              f"`genzoo train --resume --run-dir {run_dir}`", file=sys.stderr)
+    elif main_rank:
         start = state.resumed_from or 0  # this session's steps, not the run's
         if start and state.step == start:
             line = f"genzoo: no steps left: wrote the final weights of step {state.step}"
@@ -791,7 +828,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         _density_picture(model, data, run_dir)
     if world_size > 1:
         torch.distributed.barrier()  # rank 0's files are written before any process exits
-    return 0
+    return 143 if state.stopping else 0
 
 
 def _check_new_run(run_dir: Path) -> None:
@@ -847,6 +884,21 @@ def _remove_new(run_dir: Path, before: set[Path] | None) -> None:
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
+
+
+def _class_names(classes) -> str:
+    """Labels by class name for the training banner, the middle of a long list (ImageNet's 1,000) and of a long name
+    left out.
+
+    >>> _class_names(["cat", "dog"])
+    '0=cat, 1=dog'
+    >>> _class_names([str(i) for i in range(12)])
+    '0=0, 1=1, 2=2, 3=3, 4=4, 5=5, 6=6, 7=7, ..., 11=11'
+    >>> _class_names(["a_rather_long_class_folder_name"])
+    '0=a_rather_long_cla...'
+    """
+    named = [f"{i}={n if len(n) <= 20 else n[:17] + '...'}" for i, n in enumerate(classes)]
+    return ", ".join(named if len(named) <= 10 else [*named[:8], "...", named[-1]])
 
 
 class _Announce:

@@ -34,8 +34,8 @@ from pathlib import Path
 from .errors import ConfigError, did_you_mean
 from .registry import list_models, options
 
-TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "keep",
-              "lr_schedule", "warmup_steps", "max_minutes", "precision", "channels_last", "compile", "keep_best")
+TRAIN_KEYS = ("steps", "epochs", "batch_size", "seed", "checkpoint_every", "sample_every", "log_every", "valid_every",
+              "keep", "lr_schedule", "warmup_steps", "max_minutes", "precision", "channels_last", "compile", "keep_best")
 DATA_KEYS = ("name", "root", "binarize", "dequantize", "n")
 BARE_DATA_KEYS = ("binarize", "dequantize", "n")  # a bare --set key; name and root take data. (name= is a slip)
 SECTIONS = ("model", "data", "train")

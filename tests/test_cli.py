@@ -448,3 +448,78 @@ def test_every_option_of_every_command_has_help():
     bare = [f"{name} {a.option_strings[0]}" for name, sub in commands.items() for a in sub._actions
             if a.option_strings and a.help is None]
     assert bare == []
+
+
+def test_a_time_budget_from_the_command_line_and_on_resume(tmp_path, capsys):
+    """The time budget was `--set max_minutes=M` alone, named in no --help, and a resume (which refuses --set)
+    could neither give nor change one: --max-minutes, allowed on --resume and recorded as --steps is there."""
+    rd = tmp_path / "mm"
+    code, _, err = run(capsys, "train", "vae", "--steps", "50", "--max-minutes", "1e-9", "--set", "hidden=16",
+                       "--run-dir", str(rd), "--no-progress")
+    assert code == 0 and "stopped by max_minutes=1e-09 with 49 of 50 steps left" in err, err
+    record = json.loads((rd / "run.json").read_text())
+    assert record["recipe"]["train"]["max_minutes"] == 1e-9 and "resumed" not in record
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--max-minutes", "2e-9", "--no-progress")
+    assert code == 0 and "stopped by max_minutes=2e-09 with 48 of 50 steps left" in err, err
+    record = json.loads((rd / "run.json").read_text())  # a later plain --resume keeps it, as it keeps --steps
+    assert record["recipe"]["train"]["max_minutes"] == 2e-9 and "--max-minutes" in record["resumed"][-1]["command"]
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--max-minutes", "0", "--no-progress")
+    assert code == 0 and "max_minutes" not in err and "(steps 3-50)" in err, err  # 0: no budget
+    assert "max_minutes" not in json.loads((rd / "run.json").read_text())["recipe"]["train"]
+    code, _, err = run(capsys, "train", "vae", "--steps", "5", "--max-minutes", "-1", "--run-dir", str(tmp_path / "n"))
+    assert code == 2 and "max_minutes must be a positive number, got -1.0" in err
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--set", "seed=1")
+    assert code == 2 and "--max-minutes" in err  # named among what a resume may change
+
+
+def test_the_set_help_names_every_train_key(capsys):
+    from genzoo.recipes import TRAIN_KEYS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--max-minutes M" in text
+    assert all(key in text.split("the train keys:")[1] for key in TRAIN_KEYS)
+    assert {"log_every", "valid_every", "keep", "lr_schedule", "warmup_steps", "max_minutes", "keep_best"} <= set(TRAIN_KEYS)
+
+
+def test_the_validation_cadence_is_a_train_key(tmp_path, capsys):
+    """Validation came every 10 log rows whatever the user wanted (log_every=1: a validation pass every 10 steps)."""
+    from genzoo.recipes import apply_sets, load_recipe, new_recipe
+
+    rd = tmp_path / "v"
+    code, _, err = run(capsys, "train", "vae", "--steps", "12", "--set", "log_every=2", "--set", "valid_every=6",
+                       "--set", "hidden=16", "--run-dir", str(rd), "--no-progress")
+    assert code == 0, err
+    rows = [json.loads(line) for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if "valid_loss" in r] == [6, 12] and len(rows) == 6
+    assert json.loads((rd / "run.json").read_text())["recipe"]["train"]["valid_every"] == 6
+    code, _, err = run(capsys, "train", "vae", "--steps", "12", "--set", "valid_every=5", "--run-dir", str(tmp_path / "x"))
+    assert code == 2 and "valid_every must be a multiple of log_every (10), got 5" in err and not (tmp_path / "x").exists()
+    assert apply_sets(new_recipe("vae"), ["valid_every=20"])["train"]["valid_every"] == "20"
+    (tmp_path / "r.toml").write_text('[model]\nname = "vae"\n[train]\nvalid_every = 100\n')
+    assert load_recipe(tmp_path / "r.toml")["train"]["valid_every"] == 100
+
+
+def test_a_labelled_folder_names_its_classes_in_the_banner_and_run_json(tmp_path, capsys):
+    """Which folder became which label was recorded nowhere (an empty class folder moved every later label)."""
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog", "zebra_with_a_very_long_folder_name"):
+        (tmp_path / "img" / c).mkdir(parents=True)
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (6, 6), dtype=np.uint8)).save(tmp_path / "img" / c / f"{i}.png")
+    rd = tmp_path / "run"
+    code, _, err = run(capsys, "train", "gmm", "--data", str(tmp_path / "img"), "--steps", "2", "--run-dir", str(rd),
+                       "--no-progress", "--set", "n_components=2")
+    assert code == 0 and "shape (1, 6, 6); 3 classes: 0=cat, 1=dog, 2=zebra_with_a_very...) ->" in err, err
+    record = json.loads((rd / "run.json").read_text())
+    assert record["classes"] == ["cat", "dog", "zebra_with_a_very_long_folder_name"]
+    del record["classes"]  # a run of a genzoo that did not record them: resumed, and recorded then
+    (rd / "run.json").write_text(json.dumps(record))
+    for command in (["eval", str(rd), "--no-write", "--metrics", "nll"], ["sample", str(rd), "-n", "4"],
+                    ["train", "--resume", "--run-dir", str(rd), "--steps", "3", "--no-progress"]):
+        code, _, err = run(capsys, *command)
+        assert code == 0, (command, err)
+    assert json.loads((rd / "run.json").read_text())["classes"] == ["cat", "dog", "zebra_with_a_very_long_folder_name"]
+    code, _, err = run(capsys, "train", "gmm", "--steps", "2", "--run-dir", str(tmp_path / "d"), "--no-progress")
+    assert code == 0 and "classes" not in err and "classes" not in json.loads((tmp_path / "d" / "run.json").read_text())

@@ -185,8 +185,9 @@ def kept(run_dir) -> str:
 
 class MetricsLogger(Callback):
     """Append the mean of each logged term over ``every`` steps to ``metrics.jsonl`` (and to
-    TensorBoard when it is installed). Validation losses join when a ``valid`` set is given.
-    :func:`genzoo.fit` adds it (``log_every``) when it has a ``run_dir``.
+    TensorBoard when it is installed). Validation losses join the rows every ``valid_every`` steps (a multiple
+    of ``every``; default ``10 * every``) and at the end, when a ``valid`` set is given.
+    :func:`genzoo.fit` adds it (``log_every``, ``valid_every``) when it has a ``run_dir``.
 
     >>> import os, tempfile, genzoo
     >>> from genzoo.data import load_dataset
@@ -206,7 +207,7 @@ class MetricsLogger(Callback):
 
     def on_start(self, state):
         self._truncate(state.step)
-        self.valid_every = self.valid_every or max(self.every, 10 * self.every)
+        self.valid_every = self.valid_every or 10 * self.every
         self.t0, self.step0 = time.time(), state.step
         partial = getattr(state, "partial_logs", None) or {}  # resumed between two rows: the sums kept
         self.sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
@@ -446,11 +447,12 @@ class Checkpoint(Callback):
     """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``. :func:`genzoo.fit` adds
     it (``checkpoint_every``, ``keep``) when it has a ``run_dir``.
 
-    A checkpoint due while the divergence guard counts a loss spike (``state.guard["run"] > 0``: it lets
-    ``patience - 1`` exploding steps through before it stops the run) is written at the next ordinary step
+    A run asked to stop (:func:`~genzoo.train.loop.request_stop`: ``state.stopping``) writes one of the step it
+    stops after. A checkpoint due while the divergence guard counts a loss spike (``state.guard["run"] > 0``: it
+    lets ``patience - 1`` exploding steps through before it stops the run) is written at the next ordinary step
     instead, so a run that diverges keeps its last good checkpoint. A run that ends inside a spike (its last
-    step, or ``max_minutes``) still writes its final checkpoint, the weights ``fit`` returns, with the spike
-    recorded for a resumed run's guard, and prunes none: the good ones before it stay.
+    step, ``max_minutes`` or a stop request) still writes its final checkpoint, the weights ``fit`` returns, with
+    the spike recorded for a resumed run's guard, and prunes none: the good ones before it stay.
 
     >>> import os, tempfile, genzoo
     >>> from genzoo.data import load_dataset
@@ -488,7 +490,7 @@ class Checkpoint(Callback):
             p.unlink(missing_ok=True)
 
     def on_step_end(self, state, logs):
-        final = state.step == state.total_steps
+        final = state.step == state.total_steps or getattr(state, "stopping", False)  # (request_stop: the last one)
         if not (state.step % self.every == 0 or final or self.held):
             return
         guard = getattr(state, "guard", None)

@@ -82,6 +82,7 @@ class TrainState:
     planned_steps: int | None = None  # the steps asked for (total_steps ends sooner where max_minutes stops the run)
     guard: dict | None = None  # the divergence guard's recent losses (checkpointed: a resumed run is not blind)
     resumed_from: int | None = None  # the checkpoint's step, on resume
+    stopping: bool = False  # asked to stop (request_stop) after this step: its checkpoint, no final weights
     _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -128,12 +129,13 @@ BEFORE_FIRST_CHECKPOINT = ("config.json", "metrics.jsonl", "samples", "checkpoin
 
 
 def default_callbacks(run_dir: Path | None, *, checkpoint_every: int, sample_every: int, log_every: int,
-                      progress: bool, keep: int = 3, keep_best: bool = False) -> list[Callback]:
+                      progress: bool, keep: int = 3, keep_best: bool = False,
+                      valid_every: int | None = None) -> list[Callback]:
     """The guard first (so nothing is written for a diverged step), then logs (and the best weights by the
     validation loss they log), pictures, checkpoints."""
     cbs: list[Callback] = [DivergenceGuard()]
     if run_dir is not None:
-        cbs.append(MetricsLogger(run_dir, every=log_every))
+        cbs.append(MetricsLogger(run_dir, every=log_every, valid_every=valid_every))
         if keep_best:
             cbs.append(BestWeights(run_dir))
         if sample_every > 0:
@@ -147,18 +149,22 @@ def default_callbacks(run_dir: Path | None, *, checkpoint_every: int, sample_eve
 def check_train_options(*, steps: int | None = None, epochs: float | None = None, batch_size: int | None = None,
                         seed: int | None = None, checkpoint_every: int | None = None, sample_every: int | None = None,
                         log_every: int | None = None, keep: int | None = None, warmup_steps: int | None = None,
-                        max_minutes: float | None = None) -> None:
+                        max_minutes: float | None = None, valid_every: int | None = None) -> None:
     """Raise :class:`ConfigError` naming the first of :func:`fit`'s numbers out of range (None: not given).
 
     >>> check_train_options(steps=100, batch_size=64)
     >>> check_train_options(steps=0)
     Traceback (most recent call last):
     genzoo.errors.ConfigError: steps must be >= 1, got 0
+    >>> check_train_options(log_every=10, valid_every=25)
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: valid_every must be a multiple of log_every (10), got 25: validation losses are written in the metrics rows
     """
     if steps is not None and epochs is not None:
         raise ConfigError("give exactly one of steps and epochs")
     whole = {"steps": steps, "batch_size": batch_size, "checkpoint_every": checkpoint_every, "log_every": log_every,
-             "keep": keep, "sample_every": sample_every, "warmup_steps": warmup_steps, "seed": seed}
+             "keep": keep, "sample_every": sample_every, "warmup_steps": warmup_steps, "seed": seed,
+             "valid_every": valid_every}
     for name, value in whole.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
@@ -167,10 +173,14 @@ def check_train_options(*, steps: int | None = None, epochs: float | None = None
             raise ConfigError(f"{name} must be a number, got {value!r}")
     at_least = {"steps": (steps, 1), "batch_size": (batch_size, 1), "checkpoint_every": (checkpoint_every, 1),
                 "log_every": (log_every, 1), "keep": (keep, 1), "sample_every": (sample_every, 0),
-                "warmup_steps": (warmup_steps, 0), "seed": (seed, 0)}
+                "warmup_steps": (warmup_steps, 0), "seed": (seed, 0), "valid_every": (valid_every, 1)}
     for name, (value, low) in at_least.items():
         if value is not None and value < low:
             raise ConfigError(f"{name} must be >= {low}, got {value}" + (" (0: no sample grids)" * (name == "sample_every")))
+    # validation losses join a metrics row: a validation step between two rows would be skipped
+    if valid_every is not None and log_every is not None and valid_every % log_every:
+        raise ConfigError(f"valid_every must be a multiple of log_every ({log_every}), got {valid_every}: "
+                          "validation losses are written in the metrics rows")
     if seed is not None and seed >= 2**63:
         raise ConfigError(f"seed must be below 2^63, got {seed}")
     if steps is not None and steps > 10**9:  # a typo, not a plan: it would run for years
@@ -218,20 +228,23 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         callbacks: tuple[Callback, ...] | list[Callback] = (), progress: bool = True, keep: int = 3,
         lr_schedule: str = "constant", warmup_steps: int = 0, max_minutes: float | None = None,
         precision: str = "fp32", channels_last: bool | None = None, compile: bool = False,
-        keep_best: bool = False) -> TrainState:
+        keep_best: bool = False, valid_every: int | None = None) -> TrainState:
     """Train ``model`` on ``data`` (a :class:`genzoo.data.Dataset`) for ``steps`` or ``epochs``.
 
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
     checkpoint in ``run_dir``, with the run's own seed, batch size, data, lr schedule and warm-up (another is a
-    ConfigError); the length, intervals and speed options may change. ``valid`` (a Dataset) adds validation losses to the metrics (every
-    ``10 * log_every`` steps and at the end); ``keep_best=True`` then also keeps the weights of the lowest
+    ConfigError); the length, intervals and speed options may change. ``valid`` (a Dataset) adds validation
+    losses to the metrics rows every ``valid_every`` steps (default ``10 * log_every``; a multiple of
+    ``log_every``) and at the end; ``keep_best=True`` then also keeps the weights of the lowest
     validation loss in ``run_dir/best/``, a run folder of its own (:class:`~genzoo.train.callbacks.BestWeights`),
     for models whose validation loss measures them (a ConfigError for the GANs, whose is the discriminator's).
     ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps; ``warmup_steps``
     first ramps it linearly from lr / warmup_steps up to lr (Goyal et al. 2017, Section 2.2);
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
+    :func:`request_stop` (``genzoo train`` calls it on SIGTERM) ends it after the current step, with a checkpoint
+    of that step and no final weights (``state.stopping``); ``fit`` itself sets no signal handler.
     ``precision`` ("fp32" or "bf16" autocast), ``channels_last`` (None: on for convolutional models)
     and ``compile`` are the speed options of :mod:`genzoo.train.acceleration`; the model comes back in the layout
     it trained in (channels-last: :func:`genzoo.save` stores it as any other, ``safetensors.torch.save_file`` wants
@@ -253,17 +266,17 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # NumPy's numbers and bools (a sweep's np.arange, a mask's entry) as Python's: torch's seeding and the epoch
     # order take no np.int64, and np.True_ is no bool
     (steps, epochs, batch_size, seed, checkpoint_every, sample_every, log_every, keep, warmup_steps, max_minutes, resume,
-     progress, compile, keep_best, channels_last) = (
+     progress, compile, keep_best, channels_last, valid_every) = (
         v.item() if isinstance(v, np.generic) else v
         for v in (steps, epochs, batch_size, seed, checkpoint_every, sample_every, log_every, keep, warmup_steps,
-                  max_minutes, resume, progress, compile, keep_best, channels_last))
+                  max_minutes, resume, progress, compile, keep_best, channels_last, valid_every))
     callbacks = _checked_arguments(model, callbacks, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                                    sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
                                    resume=resume, progress=progress, compile=compile, keep_best=keep_best,
                                    channels_last=channels_last)
     check_train_options(steps=steps, epochs=epochs, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                         sample_every=sample_every, log_every=log_every, keep=keep, warmup_steps=warmup_steps,
-                        max_minutes=max_minutes)
+                        max_minutes=max_minutes, valid_every=valid_every)
     if steps is None and epochs is None:
         raise ConfigError("give exactly one of steps and epochs")
     check_data(model, data, "data")
@@ -440,32 +453,62 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
 
         cbs = default_callbacks(writes, checkpoint_every=checkpoint_every, sample_every=sample_every,
                                 log_every=log_every, progress=progress and rank == 0, keep=keep,
-                                keep_best=keep_best) + list(callbacks)
+                                keep_best=keep_best, valid_every=valid_every) + list(callbacks)
         for cb in cbs:
             cb.on_start(state)
         model.train()
         try:
             state.planned_steps, deadline = state.total_steps, time.time() + 60 * max_minutes if max_minutes else math.inf
+            _stop.update(listening=True, asked=False)
             while state.step < state.total_steps:
                 if lr_schedule != "constant" or warmup_steps:
                     set_lr(state.optimizers, state.step, state.planned_steps, cosine=lr_schedule == "cosine", warmup=warmup_steps)
                 batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
                 logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
-                logs = distributed.mean_logs(logs)  # under torchrun: the global batch's terms, the same on every rank
+                # under torchrun: the global batch's terms, the same on every rank; and a stop request rides on
+                # that all-reduce (no other per step), so every rank stops after the same step
+                if world_size > 1:
+                    logs = distributed.mean_logs({**logs, _STOP: float(_stop["asked"])})
+                asked = logs.pop(_STOP) > 0 if world_size > 1 else _stop["asked"]
                 state.step += 1
                 # the time budget is spent: this step is the last one (decided together under torchrun)
                 if max_minutes and distributed.any_rank(time.time() > deadline):
                     state.total_steps = state.step
+                state.stopping = asked and state.step < state.total_steps  # (Checkpoint writes this step's)
                 for cb in cbs:
                     cb.on_step_end(state, logs)
+                if state.stopping:
+                    break
         finally:
+            _stop.update(listening=False, asked=False)
             for cb in cbs:
                 cb.on_end(state)
             for opt in state.optimizers:  # the model comes back without the last step's gradients (a copy of it)
                 opt.zero_grad(set_to_none=True)
-        if writes is not None:
+        if writes is not None and not state.stopping:  # (stopped: an unfinished run, whose newest checkpoint it is)
             write_model(model, writes)  # the run's own weights: save() refuses a run folder
     return state
+
+
+#: a stop request (:func:`request_stop`): ``listening`` while :func:`fit` runs its steps
+_stop = {"listening": False, "asked": False}
+_STOP = "_stop_requested"  # its key in the logs all-reduced under torchrun
+
+
+def request_stop() -> bool:
+    """Ask the :func:`fit` running its steps to stop after the current one, with a checkpoint of that step (a
+    consistent state: a resume goes on as the uninterrupted run) and without final weights, the run being
+    unfinished: ``genzoo train``'s SIGTERM handler calls it, as a scheduler's grace period is for this. Safe
+    in a signal handler. False where no ``fit`` runs its steps, or one was asked already: the caller then stops
+    at once (a second SIGTERM).
+
+    >>> request_stop()  # no fit running
+    False
+    """
+    if not _stop["listening"] or _stop["asked"]:
+        return False
+    _stop["asked"] = True
+    return True
 
 
 def _checked_arguments(model, callbacks, *, resume, progress, compile, keep_best, channels_last, **numbers) -> list:
