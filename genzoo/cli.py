@@ -1512,7 +1512,7 @@ def cmd_bench(args) -> int:
         check_output(args.output, "--output", suffix=".md")
         bench.read_markdown(args.output)
         check_writable(Path(args.output).resolve().parent, "--output")
-    if args.name is not None and bench.writes_runs(bench.get(args.name)):
+    if args.name is not None and bench.writes_runs(bench.get(args.name), args.quick):
         if blocked_by_file(args.runs_dir or bench.RUNS_DIR):
             raise ConfigError(f"--runs-dir {args.runs_dir or bench.RUNS_DIR}: that path, or a part of it, is a file, not a folder")
     with sigterm_as_ctrl_c():  # one line and 143, as train (a benchmark that trains in this process was killed mute)

@@ -151,6 +151,12 @@ def test_unannotated_options_come_back_from_config_json_as_they_went_in(tmp_path
             sizes = hidden + (2,)  # a tuple default, as a user writes it
             self.net = torch.nn.Linear(sizes[0], sizes[-1])
 
+        def loss(self, x):
+            return {"loss": self.net(torch.cat([x] * 4, 1)[:, :self.net.in_features]).square().mean()}
+
+        def configure_optimizers(self):
+            return [torch.optim.SGD(self.parameters(), lr=0.1)]
+
     m = genzoo.build("untyped", data_shape=(2,), scale=np.float32(0.5), hidden=[np.int64(4)])
     assert m.config == {"data_shape": [2], "hidden": [4], "scale": 0.5, "dtype": "float32"}
     assert type(m.config["scale"]) is float and type(m.config["hidden"][0]) is int
@@ -162,10 +168,14 @@ def test_unannotated_options_come_back_from_config_json_as_they_went_in(tmp_path
     # saving it is a one-line error (it was a bare TypeError), before anything is written
     m = genzoo.build("untyped", data_shape=(2,), dtype=torch.float32)
     assert m.config["dtype"] is torch.float32
-    with pytest.raises(ConfigError, match=r"^untyped.dtype: config.json holds a model's options as JSON data, "
-                                          r"and torch.float32 is not .*: this model cannot be saved$"):
-        genzoo.save(m, tmp_path / "t")
-    assert not (tmp_path / "t").exists()
+    for write in (lambda: genzoo.save(m, tmp_path / "t"),
+                  lambda: genzoo.fit(m, genzoo.data.load_dataset("ring", n=16), steps=1, run_dir=tmp_path / "t",
+                                     progress=False)):
+        with pytest.raises(ConfigError, match=r"^untyped.dtype: config.json holds a model's options as JSON data, "
+                                              r"and torch.float32 is not .*: this model cannot be saved$"):
+            write()
+        assert not (tmp_path / "t").exists()
+    assert genzoo.fit(m, genzoo.data.load_dataset("ring", n=16), steps=1, progress=False).step == 1  # in memory
 
 
 def test_an_annotation_that_cannot_be_resolved_is_a_one_line_error():

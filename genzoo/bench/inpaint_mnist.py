@@ -142,7 +142,7 @@ def stale(run: Path, recipe_file: Path, root: str, flags: list[str] | tuple = ()
 #: recipe keys that leave the trained model as it is (how often it logged, sampled and kept checkpoints, where its
 #: data folder is, the MNIST files' fingerprints, checked on their own), so a change of them retrains nothing; the
 #: length (steps, epochs) and the data's size (n) are compared, against parzen-mnist's own flags
-BOOKKEEPING = ("checkpoint_every", "sample_every", "log_every", "keep", "root", "content_fingerprint",
+BOOKKEEPING = ("checkpoint_every", "sample_every", "log_every", "valid_every", "keep", "root", "content_fingerprint",
                "split_fingerprint")
 
 

@@ -84,6 +84,10 @@ class DivergenceGuard(Callback):
         saved = getattr(state, "guard", None) or {}  # resumed: the history the checkpoint kept
         self.recent.extend(float(v) for v in saved.get("recent", []))
         self.run = int(saved.get("run", 0))
+        # tensors non-finite before any step are so by design (an attention mask's -inf): the weight checks (this
+        # one at the last step, Checkpoint's) look at the others
+        model = getattr(state, "model", None)
+        state.nonfinite_at_start = frozenset() if model is None else frozenset(_nonfinite(model))
 
     def on_step_end(self, state, logs):
         loss = logs.get("loss", 0.0)
@@ -92,7 +96,7 @@ class DivergenceGuard(Callback):
                                    + (_start_hint(state) if state.step == 1 else _lr_hint(state)))
         # once a run, first among the callbacks, so nothing is written of broken weights (loop: step == total_steps)
         model, last = getattr(state, "model", None), state.step == getattr(state, "total_steps", None)
-        if last and model is not None and (name := nonfinite_weight(model)):
+        if last and model is not None and (name := nonfinite_weight(model, getattr(state, "nonfinite_at_start", ()))):
             raise _broken_weights(state.step, name, state.run_dir)
         state.guard = {"recent": self.recent, "run": 0}
         if self.recent:
@@ -140,8 +144,9 @@ def _start_hint(state) -> str:
             "standardise them)")
 
 
-def nonfinite_weight(model) -> str | None:
-    """The name of the first floating-point weight or buffer of ``model`` that holds NaN or inf, else None.
+def nonfinite_weight(model, exempt=()) -> str | None:
+    """The name of the first floating-point weight or buffer of ``model`` that holds NaN or inf, else None; the names
+    in ``exempt`` (those non-finite by design, before training) are not looked at.
 
     >>> import genzoo
     >>> m = genzoo.build("nice", data_shape=(2,), hidden=(4,))
@@ -152,8 +157,13 @@ def nonfinite_weight(model) -> str | None:
     >>> nonfinite_weight(m)
     'transform.transforms.1.net.0.weight'
     """
-    return next((name for name, t in model.state_dict().items()
-                 if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    return next(_nonfinite(model, exempt), None)
+
+
+def _nonfinite(model, exempt=()):
+    """The names of ``model``'s floating-point weights and buffers that hold NaN or inf, but for ``exempt``."""
+    return (name for name, t in model.state_dict().items()
+            if name not in exempt and t.is_floating_point() and not bool(torch.isfinite(t).all()))
 
 
 def _broken_weights(step: int, name: str, run_dir) -> TrainingDiverged:
@@ -176,6 +186,9 @@ def kept(run_dir) -> str:
         return ""
     dirs = checkpoint_dirs(run_dir)
     good = next((ck for ck in reversed(dirs) if not _in_spike(ck)), None)
+    if good is not None and good != dirs[-1]:  # a run that ended inside a spike, resumed: --resume takes the newest
+        return (f"; the last good checkpoint is kept: {good} (--resume goes on from {dirs[-1].name}, written during "
+                f"the spike: move that aside to go on from {good.name})")
     if good is not None:
         return f"; the last good checkpoint is kept: {good}"
     if dirs:  # a run whose first checkpoint was its final one, written mid-spike, resumed and diverged
@@ -501,7 +514,7 @@ class Checkpoint(Callback):
     def write(self, state):
         if state.step == self.last:
             return
-        if name := nonfinite_weight(state.model):
+        if name := nonfinite_weight(state.model, getattr(state, "nonfinite_at_start", ())):
             raise _broken_weights(state.step, name, self.run_dir)
         extra = {"partial_logs": state.partial_logs} if state.partial_logs else {}  # so a resumed run logs the same
         guard = getattr(state, "guard", None)
@@ -510,6 +523,10 @@ class Checkpoint(Callback):
         if best := getattr(state, "best", None):  # BestWeights': a resumed run goes on from it
             extra["best"] = dict(best)
         spike = bool(guard and guard["run"])  # (the final one only): pruning would drop good ones for it
+        if spike:  # the run's final weights are a spike's: said, not left to a resume that diverges at once
+            warnings.warn(f"the run ends inside a loss spike ({guard['run']} step(s) far above the typical loss): its "
+                          f"final weights and checkpoint step-{state.step:08d} are the spike's; the checkpoints before "
+                          "it are kept", GenZooWarning, stacklevel=2)
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
                         {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(),
                         keep=sys.maxsize if spike else self.keep)

@@ -83,6 +83,8 @@ class TrainState:
     guard: dict | None = None  # the divergence guard's recent losses (checkpointed: a resumed run is not blind)
     resumed_from: int | None = None  # the checkpoint's step, on resume
     stopping: bool = False  # asked to stop (request_stop) after this step: its checkpoint, no final weights
+    best: dict | None = None  # the best validation so far, {"step", "valid_loss"} (BestWeights; checkpointed)
+    nonfinite_at_start: frozenset = frozenset()  # tensors NaN/inf by design before any step (the weight checks skip)
     _order: tuple[int, torch.Tensor] | None = field(default=None, repr=False)
 
     @property
@@ -311,6 +313,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if sample_every > 0 and run_dir is not None and type(model).sample is GenerativeModel.sample:
         raise ConfigError(f"sample_every={sample_every} draws sample grids, and {type(model).__name__} defines no "
                           "sample(n, generator=None): give sample_every=0")
+    if run_dir is not None:  # its config.json: options JSON cannot hold (a user's callable) refused before any work
+        model_config(model)
     acceleration.check_precision(model, precision)
     if compile:  # before anything is written: inductor finds no C++ compiler only at the first compiled step
         acceleration.check_compile(model.device)
