@@ -650,3 +650,121 @@ def test_a_validation_split_too_small_for_the_loss_is_left_out_before_training(t
     with pytest.raises(DataError, match="holds 1 example, and a gmmn's loss takes at least 2"):
         genzoo.fit(genzoo.build("gmmn", data_shape=(2,), statistic="moments", hidden=(8,)), data,
                    valid=load_dataset(f"npz:{tmp_path / 'ten.npz'}", "valid"), steps=2, batch_size=4, progress=False)
+
+
+@pytest.mark.parametrize("name,kw", [("gan", {}), ("wgan", {"d_steps": 1}), ("fgan", {})])
+def test_an_exception_in_the_generator_update_leaves_the_discriminator_trainable(name, kw):
+    """The generator's update set requires_grad False on every D parameter and back to True after it, with no
+    finally: a Ctrl-C or an OOM in between left D frozen (gan and fgan: every later step a RuntimeError; wgan-gp: D's
+    weights silently got no gradient)."""
+    m = genzoo.build(name, data_shape=(2,), hidden=(8,), **kw)
+    opts, x = m.configure_optimizers(), torch.randn(32, 2)
+
+    def interrupted(v):
+        raise KeyboardInterrupt
+
+    m.generator_loss = interrupted
+    with pytest.raises(KeyboardInterrupt):
+        m.training_step(genzoo.Batch(x), opts)
+    del m.generator_loss  # the class's again
+    assert all(p.requires_grad for p in m.discriminator.parameters())
+    before = [p.detach().clone() for p in m.discriminator.parameters()]
+    assert "g_loss" in m.training_step(genzoo.Batch(x), opts)
+    assert all(p.grad is not None for p in m.discriminator.parameters())  # D's update reached every weight
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.discriminator.parameters()))
+
+
+def test_a_frozen_discriminator_layer_stays_frozen_and_no_discriminator_gradient_is_computed_for_g():
+    """The generator's update set requires_grad True on every D parameter after it, unfreezing a layer the user froze
+    (then trained, as it sits in D's optimizer). The flags now come back as they were; and the generator's update
+    still computes no D weight gradient: each D parameter's gradient is computed once a step (in D's update)."""
+    m = genzoo.build("gan", data_shape=(2,), hidden=(8, 8))
+    first = m.discriminator[1][0]  # (Flatten, MLP, Flatten): the MLP's first Linear
+    first.requires_grad_(False)
+    frozen = [p.detach().clone() for p in first.parameters()]
+    opts, x = m.configure_optimizers(), torch.randn(32, 2)
+    calls = []
+    for p in m.discriminator.parameters():
+        if p.requires_grad:
+            p.register_hook(lambda g: calls.append(1))
+    for _ in range(3):
+        assert "g_loss" in m.training_step(genzoo.Batch(x), opts)
+    assert not any(p.requires_grad for p in first.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(frozen, first.parameters()))
+    trainable = sum(p.requires_grad for p in m.discriminator.parameters())
+    assert len(calls) == 3 * trainable
+
+
+F64 = [("gan", (2,), {}), ("gan", (2,), {"arch": "affine"}), ("wgan", (2,), {"d_steps": 2}),
+       ("wgan", (2,), {"penalty": "clip", "d_steps": 2}), ("fgan", (2,), {}),
+       ("gan", (2,), {"rejection": True, "g_ema": 0.9, "pack": 2, "label_flip": 0.1, "instance_noise": 0.1}),
+       ("gan", (1, 8, 8), {"arch": "dcgan", "width": 8}), ("wgan", (1, 8, 8), {"arch": "dcgan", "width": 8})]
+
+
+@pytest.mark.parametrize("name,shape,kw", F64)
+def test_a_float64_adversarial_model_trains_scores_and_samples(name, shape, kw):
+    """z was drawn in float32 whatever the model's dtype: a .double() GAN, WGAN or f-GAN failed in fit and loss() with
+    'mat1 and mat2 must have the same dtype' (the rejector with g_ema too), though float64 models train elsewhere."""
+    data = load_dataset("ring", n=64) if len(shape) == 1 else load_dataset("digits", n=64)
+    m = genzoo.build(name, data_shape=shape, hidden=(16,), **kw).double()
+    genzoo.fit(m, data, steps=4, batch_size=16, progress=False)
+    assert all(p.dtype == torch.float64 for p in m.parameters())
+    loss = m.loss(data.x[:16])["loss"]
+    assert loss.dtype == torch.float64 and math.isfinite(float(loss.detach()))
+    assert m.sample(4, torch.Generator().manual_seed(0)).dtype == torch.float64
+
+
+def test_a_4x4_dcgan_needs_two_values_per_batch_norm_channel(tmp_path):
+    """On 4x4 images, G's first batch norm and D's see (H/4)(W/4) = 1 value per channel of each example (of each pack
+    for D): a batch of 1, or as many examples as ``pack``, failed in training with torch's 'Expected more than 1 value
+    per channel' (the CLI's 'unexpected ValueError'). Now a ConfigError before anything is written."""
+    def refused(name, batch, shape=(1, 4, 4), **kw):
+        m = genzoo.build(name, data_shape=shape, arch="dcgan", width=4, **kw)
+        try:
+            m.check_batch_size(batch)
+        except ConfigError:
+            return True
+        m.training_step(genzoo.Batch(torch.rand(batch, *shape)), m.configure_optimizers())  # which then trains
+        return False
+
+    assert refused("gan", 1) and not refused("gan", 2) and not refused("gan", 1, shape=(1, 8, 4))
+    assert refused("gan", 2, pack=2) and not refused("gan", 4, pack=2)
+    assert refused("fgan", 1) and refused("wgan", 3, pack=3, penalty="clip", d_steps=1)
+    assert refused("wgan", 1, d_steps=1) and not refused("wgan", 2, pack=2, d_steps=1)  # a layer-norm critic: G alone
+    assert not refused("gan", 2, pack=2, d_norm="layer")
+    data = load_dataset("digits", n=32)
+    data.x = data.x[..., ::2, ::2]  # (N, 1, 4, 4)
+    with pytest.raises(ConfigError, match=r"4x4 images .* must be 4 or more \(2 packs of 2"):
+        genzoo.fit(genzoo.build("gan", data_shape=(1, 4, 4), arch="dcgan", width=4, pack=2), data, steps=2,
+                   batch_size=2, progress=False, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_sampling_a_dcgan_in_train_mode_is_eval_mode_sampling():
+    """sample() ran in the module's mode: after build (train mode) a DCGAN's samples were normalised by their own batch
+    statistics, depended on n, and overwrote G's running statistics. It now samples in eval mode, as the flows do;
+    training still runs G in train mode."""
+    m = genzoo.build("gan", data_shape=(1, 8, 8), arch="dcgan", width=4, g_ema=0.5)
+    opts, x = m.configure_optimizers(), torch.rand(16, 1, 8, 8)
+    m.training_step(genzoo.Batch(x), opts)
+    bn = m.generator.net[2]
+    state = {k: v.clone() for k, v in m.state_dict().items()}
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    a = m.sample(4, g())
+    assert m.training and all(mod.training for mod in m.modules())
+    assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
+    assert torch.equal(a, m.eval().sample(4, g()))  # the averaged generator on running statistics
+    m.train().training_step(genzoo.Batch(x), opts)
+    assert int(bn.num_batches_tracked) == int(state["generator.net.2.num_batches_tracked"]) + 1  # G(z) in train mode
+
+
+def test_gaussian_is_the_one_samples_come_from_with_g_ema():
+    """gaussian() read the trained generator while sample() draws from the averaged one under g_ema."""
+    data = load_dataset("mixture1d", n=1000, means=[18.0, 22.0], stds=[1.0, 1.0])
+    m = genzoo.build("fgan", data_shape=(1,), latent_dim=1, arch="affine", hidden=(8,), lr=0.05, g_ema=0.8)
+    genzoo.fit(m, data, steps=5, batch_size=64, progress=False)
+    mean, std = m.gaussian()
+    z = torch.randn(6, 1)
+    assert torch.allclose(m.eval().generate(z), mean + std * z)
+    g = m.generator
+    assert not torch.allclose(mean, m.data_loc + m.data_scale * g.mu.detach())  # the trained one is elsewhere

@@ -171,7 +171,8 @@ class Adversarial(GenerativeModel):
             self.data_scale.copy_(flat.std(0).clamp_min(1e-6))
 
     def gaussian(self) -> tuple[Tensor, Tensor]:
-        """The mean and std (D,) of the affine generator's Gaussian in data units (arch "affine" only).
+        """The mean and std (D,) of the affine generator's Gaussian in data units (arch "affine" only): with
+        ``g_ema``, the averaged generator's, which :meth:`sample` draws from.
 
         >>> import genzoo
         >>> m = genzoo.build("fgan", data_shape=(1,), latent_dim=1, arch="affine", hidden=(8,))
@@ -181,7 +182,7 @@ class Adversarial(GenerativeModel):
         """
         if self.arch != "affine":
             raise ConfigError(f"gaussian() is the affine generator's Gaussian; this {self.name} has arch={self.arch!r}")
-        g = self.generator
+        g = self.generator if self.generator_ema is None else self.generator_ema
         return (self.data_loc + self.data_scale * g.mu).detach(), (self.data_scale * g.log_sigma.exp()).detach()
 
     def generate(self, z: Tensor) -> Tensor:
@@ -216,15 +217,19 @@ class Adversarial(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` draws G(z), z ~ N(0, I), in data space (n, *data_shape), without a graph."""
+        """``n`` draws G(z), z ~ N(0, I), in data space (n, *data_shape), without a graph. In eval mode whatever
+        the model's mode, as the flows sample: batch norm on its running statistics (left as they are, and a draw
+        independent of ``n``), and with ``g_ema`` the averaged generator. :meth:`generate` follows the mode."""
         n = self.check_count(n)
         z = self.randn((n, self.latent_dim), generator)  # (n, L), drawn on the generator's device
-        return self.generate(z)
+        with evaluating(self):  # the mode comes back after an error too
+            return self.generate(z)
 
     # -- the networks in their own space ----------------------------------------------------
     def _fake(self, n: int) -> Tensor:
         """n generated examples in network space ([-1, 1] for images), with gradients to G."""
-        z = distributed.randn(n, self.latent_dim, device=self._zero.device)  # (n, L); under torchrun, a slice
+        z = distributed.randn(n, self.latent_dim, device=self._zero.device,
+                              dtype=self._zero.dtype)  # (n, L) in the model's dtype; under torchrun, a slice
         return self.generator(z).to(z.dtype).reshape(n, *self.data_shape)  # fp32 under autocast
 
     def _to_net(self, x: Tensor) -> Tensor:
@@ -270,8 +275,20 @@ class Adversarial(GenerativeModel):
         return self.pack  # the discriminator judges whole packs
 
     def check_batch_size(self, batch_size: int) -> None:
+        """``batch_size`` per process: a multiple of ``pack``. A DCGAN of 4x4 images batch-normalises (H/4) x (W/4)
+        = 1 value per channel of each example, in G's first layer over the batch and in a batch-norm D over its
+        ``batch_size / pack`` packs: each needs 2 or more ("Expected more than 1 value per channel")."""
         if batch_size % self.pack:  # PacGAN's discriminator judges whole groups: a remainder would be dropped
             raise ConfigError(f"batch_size {batch_size} (per process) must be a multiple of pack ({self.pack})")
+        if self.arch == "dcgan" and self.data_shape[1:] == (4, 4):
+            d_bn = any(isinstance(m, nn.BatchNorm2d) for m in self.discriminator.modules())
+            least = 2 * self.pack if d_bn else 2  # G: 2 examples; a batch-norm D: 2 packs
+            if batch_size < least:
+                packs = f" ({least // self.pack} packs of {self.pack} for its batch-norm discriminator)" if (
+                    d_bn and self.pack > 1) else ""
+                raise ConfigError(f"{self.name}: arch=dcgan on 4x4 images batch-normalises one value per channel of "
+                                  f"each example, so batch_size (per process) must be {least} or more{packs}, "
+                                  f"got {batch_size}")
 
     def after_discriminator_step(self) -> None:
         """Hook after each discriminator update (WGAN: weight clipping)."""
@@ -281,7 +298,7 @@ class Adversarial(GenerativeModel):
         n = batch.x.shape[0] // self.pack * self.pack
         if n == 0:
             raise ConfigError(f"batch_size must be at least pack ({self.pack})")
-        real = self._to_net(batch.x[:n])                                  # (n, ...)
+        real = self._to_net(batch.x[:n].to(self._zero.dtype))              # (n, ...), in the model's dtype
         g_turn = (int(self.updates) + 1) % self.d_steps == 0               # the generator updates after this
         reuse = g_turn and not self.g_fresh_noise
         if reuse:  # one G(z) serves both updates, as in the DCGAN reference loop: D sees it detached
@@ -306,19 +323,24 @@ class Adversarial(GenerativeModel):
         out = {"loss": float(d_loss.detach()), "d_loss": float(d_loss.detach())}
         out.update({k: float(v.detach()) for k, v in logs.items()})
         if g_turn:
-            for p in self.discriminator.parameters():  # no discriminator gradients in the generator's update
+            # no discriminator weight gradients in the generator's update: D frozen, which spares them in a compiled
+            # D's backward too (backward(inputs=G's) does not: its compiled backward computes them all)
+            flags = [(p, p.requires_grad) for p in self.discriminator.parameters()]
+            for p, _ in flags:
                 p.requires_grad_(False)
-            fake = fake_g if reuse else self._fake(n)                     # (n, ...), with G's graph
-            if sigma > 0:
-                fake = fake + sigma * distributed.randn_like(fake)
-            g_loss = self.generator_loss(self.critic(fake))
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
+            try:
+                fake = fake_g if reuse else self._fake(n)                 # (n, ...), with G's graph
+                if sigma > 0:
+                    fake = fake + sigma * distributed.randn_like(fake)
+                g_loss = self.generator_loss(self.critic(fake))
+                opt_g.zero_grad(set_to_none=True)
+                g_loss.backward()
+                opt_g.step()
+            finally:
+                for p, flag in flags:  # as they were, after an error too: a layer the user froze stays frozen
+                    p.requires_grad_(flag)
             if self.generator_ema is not None:
                 self.update_ema()
-            for p in self.discriminator.parameters():
-                p.requires_grad_(True)
             out["g_loss"] = float(g_loss.detach())
         return out
 
@@ -414,7 +436,8 @@ class GAN(Adversarial):
         its fakes replace G's here: against G's, the accepted samples would follow p_ema p_data / p_G."""
         if self.generator_ema is not None:
             with torch.no_grad(), evaluating(self.generator_ema):
-                z = distributed.randn(fake.shape[0], self.latent_dim, device=fake.device)    # (B, L)
+                z = distributed.randn(fake.shape[0], self.latent_dim, device=fake.device,
+                                      dtype=self._zero.dtype)                                  # (B, L)
                 fake = self.generator_ema(z).to(fake.dtype).reshape(fake.shape)              # (B, ...)
             if self.input_noise_now > 0:  # the instance noise the reals carry in this step: both sides alike
                 fake = fake + self.input_noise_now * distributed.randn_like(fake)
