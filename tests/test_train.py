@@ -275,6 +275,15 @@ def test_a_second_sigterm_stops_at_once_and_ctrl_c_is_unchanged(tmp_path):
                     signal.raise_signal(sig)
 
     data = load_dataset("digits", binarize=True)
+    # Python's own SIGINT handler, as in a terminal (a job started in the background by a shell ignores SIGINT)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _second_sigterm(data, Signals, Terminated, sigterm_as_ctrl_c)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _second_sigterm(data, Signals, Terminated, sigterm_as_ctrl_c):
     for sigs, caught in (((signal.SIGTERM, signal.SIGTERM), Terminated), ((signal.SIGINT,), KeyboardInterrupt)):
         with sigterm_as_ctrl_c(after_step=True), pytest.raises(caught) as e:
             genzoo.fit(_model(), data, steps=20, batch_size=50, progress=False, callbacks=[Signals(*sigs)])
