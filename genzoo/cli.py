@@ -469,9 +469,15 @@ def _terminate(signum, frame):
 def _terminate_after_step(signum, frame):
     """``genzoo train``'s SIGTERM: while fit runs its steps, the first one asks it to stop after the current step
     with a checkpoint of it (a scheduler's grace period is for this; raised mid-step, it lost the steps since the
-    last checkpoint, and a run before its first); otherwise, or a second time, it stops at once as Ctrl-C does."""
+    last checkpoint, and a run before its first); otherwise, or a second time, it stops at once as Ctrl-C does
+    (under torchrun a second one while the stop is pending is ignored: each worker gets the scheduler's and the
+    agent's copy)."""
     loop = sys.modules.get("genzoo.train.loop")  # (not imported in a signal handler)
-    if loop is None or not loop.request_stop():
+    if loop is None:
+        raise Terminated()
+    # under torchrun a scheduler's SIGTERM to every process (Slurm, systemd) comes twice, from it and forwarded by
+    # torchrun's agent: the second is no "stop at once" there (the agent kills what is left 30 s on anyway)
+    if not loop.request_stop() and not (loop.stop_pending() and "TORCHELASTIC_RUN_ID" in os.environ):
         raise Terminated()
 
 

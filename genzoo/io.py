@@ -297,7 +297,8 @@ def model_config(model) -> dict:
             json.dumps(v)
         except (TypeError, ValueError):
             raise ConfigError(f"{model.name}.{k}: config.json holds a model's options as JSON data, and {v!r} is not "
-                              "(a number, string, bool, None or a list of them): this model cannot be saved") from None
+                              "(a number, string, bool, None or a list of them): this model cannot be saved (it trains and samples in "
+                              "memory: fit without a run_dir)") from None
     cfg = {"model": model.name, "genzoo_version": __version__, "config": model.config}
     p = next(model.parameters(), None)
     if p is None:

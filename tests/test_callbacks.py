@@ -62,7 +62,8 @@ def test_a_run_that_ends_in_a_spike_keeps_its_good_checkpoint_and_a_resume_names
     names the good checkpoint and a cure a resume allows (--set is refused on --resume)."""
     data, run = load_dataset("ring", n=512), tmp_path / "r"
     with pytest.warns(GenZooWarning, match=r"^the run ends inside a loss spike \(2 step\(s\) .*checkpoint "
-                                           r"step-00000012 are the spike's; the checkpoints before it are kept$"):
+                                           r"step-00000012 are the spike's; the checkpoints before it are kept "
+                                           r"\(step-00000010 the newest\)$"):
         state = genzoo.fit(_reporting(_nice(), {11: 1e12, 12: 1e12}), data, steps=12, run_dir=run, checkpoint_every=5,
                            keep=1, **RING)
     assert state.step == 12 and _steps_and_spikes(run) == [(10, 0), (12, 2)]
@@ -174,4 +175,8 @@ def test_a_buffer_non_finite_by_design_is_not_taken_for_divergence(tmp_path, mas
 
     m.training_step = breaks_at_4.__get__(m)
     with pytest.raises(TrainingDiverged, match=r"^training diverged at step 4: 'mu' holds NaN/inf$"):
+        genzoo.fit(m, data, steps=4, **RING)
+    m = masked(data_shape=(2,))  # a parameter NaN from the start is no design (review 105): refused as before
+    m.register_parameter("unused", torch.nn.Parameter(torch.full((1,), float("nan"))))
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 4: 'unused' holds NaN/inf$"):
         genzoo.fit(m, data, steps=4, **RING)

@@ -297,6 +297,25 @@ def _second_sigterm(data, Signals, Terminated, sigterm_as_ctrl_c):
         genzoo.fit(_model(), data, steps=20, batch_size=50, progress=False, callbacks=[Signals(signal.SIGTERM)])
 
 
+def test_under_torchrun_a_second_sigterm_while_the_stop_is_pending_is_ignored(monkeypatch):
+    """A scheduler's SIGTERM to every process reaches each torchrun worker twice (directly, and forwarded by the
+    agent): taken for "a second SIGTERM", it stopped every worker at once, losing a run before its first checkpoint
+    (review 105). Outside torchrun a second one still stops at once (the test above)."""
+    from genzoo.cli import sigterm_as_ctrl_c
+
+    class Twice(genzoo.train.Callback):
+        def on_step_end(self, state, logs):
+            if state.step == 3:
+                signal.raise_signal(signal.SIGTERM)
+                signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job")
+    with sigterm_as_ctrl_c(after_step=True):
+        state = genzoo.fit(_model(), load_dataset("digits", binarize=True), steps=20, batch_size=50, progress=False,
+                           callbacks=[Twice()])
+    assert state.stopping and state.step == 4
+
+
 def test_valid_every_sets_the_validation_cadence(tmp_path):
     """Validation came every 10 log rows, fixed (log_every=1: a pass over the validation set every 10 steps)."""
     data, valid = load_dataset("ring", n=512), load_dataset("ring", "valid", n=256)

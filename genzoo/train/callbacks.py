@@ -84,10 +84,11 @@ class DivergenceGuard(Callback):
         saved = getattr(state, "guard", None) or {}  # resumed: the history the checkpoint kept
         self.recent.extend(float(v) for v in saved.get("recent", []))
         self.run = int(saved.get("run", 0))
-        # tensors non-finite before any step are so by design (an attention mask's -inf): the weight checks (this
+        # buffers non-finite before any step are so by design (an attention mask's -inf): the weight checks (this
         # one at the last step, Checkpoint's) look at the others
         model = getattr(state, "model", None)
-        state.nonfinite_at_start = frozenset() if model is None else frozenset(_nonfinite(model))
+        buffers = set() if model is None else {n for n, _ in model.named_buffers()}  # (a NaN parameter is no design)
+        state.nonfinite_at_start = frozenset(n for n in (_nonfinite(model) if model is not None else ()) if n in buffers)
 
     def on_step_end(self, state, logs):
         loss = logs.get("loss", 0.0)
@@ -523,10 +524,13 @@ class Checkpoint(Callback):
         if best := getattr(state, "best", None):  # BestWeights': a resumed run goes on from it
             extra["best"] = dict(best)
         spike = bool(guard and guard["run"])  # (the final one only): pruning would drop good ones for it
-        if spike:  # the run's final weights are a spike's: said, not left to a resume that diverges at once
+        if spike:  # the run's last weights are a spike's: said, not left to a resume that diverges at once
+            before = [ck.name for ck in checkpoint_dirs(self.run_dir)]
+            weights = "checkpoint" if getattr(state, "stopping", False) else "final weights and checkpoint"
             warnings.warn(f"the run ends inside a loss spike ({guard['run']} step(s) far above the typical loss): its "
-                          f"final weights and checkpoint step-{state.step:08d} are the spike's; the checkpoints before "
-                          "it are kept", GenZooWarning, stacklevel=2)
+                          f"{weights} step-{state.step:08d} are the spike's; "
+                          + (f"the checkpoints before it are kept ({before[-1]} the newest)" if before else
+                             "no checkpoint before it was written"), GenZooWarning, stacklevel=2)
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
                         {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(),
                         keep=sys.maxsize if spike else self.keep)

@@ -515,6 +515,11 @@ def request_stop() -> bool:
     return True
 
 
+def stop_pending() -> bool:
+    """Whether a :func:`request_stop` waits for the running step to end."""
+    return _stop["listening"] and _stop["asked"]
+
+
 def _checked_arguments(model, callbacks, *, resume, progress, compile, keep_best, channels_last, **numbers) -> list:
     """``callbacks`` as a list, after a ConfigError for what :func:`check_train_options` does not see: a model
     genzoo did not build, a number given as None, a switch that is not a bool (``"off"`` would be True), callbacks
