@@ -20,7 +20,7 @@ from torch.autograd.functional import jacobian
 
 import genzoo
 from genzoo.data import load_dataset
-from genzoo.errors import ConfigError, DataError
+from genzoo.errors import ConfigError, DataError, GenZooWarning
 from genzoo.io import load_tensors, save_tensors
 from genzoo.models.flows import Logistic
 from genzoo.models.flows.nice import coupling_net
@@ -265,7 +265,7 @@ def test_an_initialised_actnorm_flow_compiles_to_one_graph_and_fit_compiles_afte
 
     from genzoo.train import acceleration
 
-    data = load_dataset("digits", n=64)
+    data = load_dataset("digits", n=64, dequantize=True)  # (undequantized: a warning of its constant pixels)
     m = genzoo.build("realnvp", data_shape=(1, 8, 8), norm="actnorm", n_scales=1, n_couplings=2, width=8, n_blocks=1)
     seen = []
     monkeypatch.setattr(acceleration, "compile_networks",  # what fit(compile=True) finds when it compiles
@@ -766,6 +766,7 @@ def test_trained_moons_flow_is_normalised_and_its_samples_fit_its_density(moons_
     ("planar", {"data_shape": (1, 4, 4)}),
     ("planar", {"data_shape": (4, 4)}),
     ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 3}),          # 4x4 halves twice at most
+    ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 2}),          # twice leaves a 1x1 last block
     ("realnvp", {"data_shape": (1, 6, 6), "n_scales": 2}),          # 6 is not divisible by 4
     ("realnvp", {"data_shape": (1, 4, 4), "n_scales": 0}),
     ("realnvp", {"data_shape": (2, 3)}),                              # neither vectors nor images
@@ -903,7 +904,7 @@ def test_what_a_flow_cannot_score_or_invert_is_a_one_line_error(tmp_path):
         genzoo.build("realnvp", data_shape=(1, 8, 8), alpha=0.0)
     with pytest.raises(ConfigError, match="even height and width"):
         Squeeze()(torch.rand(1, 1, 7, 7))
-    with pytest.raises(ConfigError, match="norm=batch needs batches of 2"):  # a variance of 0: +5.8 nats/dim
+    with pytest.raises(ConfigError, match="norm=batch needs batches of 3"):  # a variance of 0: +5.8 nats/dim
         genzoo.fit(genzoo.build("realnvp", data_shape=(2,), norm="batch"), load_dataset("moons", n=64), steps=2,
                    batch_size=1, progress=False, run_dir=tmp_path / "r")
     assert not (tmp_path / "r").exists()
@@ -1078,3 +1079,124 @@ def test_a_half_precision_realnvp_with_linear_mixing_samples():
         m = genzoo.build("realnvp", data_shape=(4,), hidden=(8,), n_couplings=3, mixing="linear").to(dtype).eval()
         x = m.sample(3, torch.Generator().manual_seed(0))
         assert x.dtype == dtype and x.shape == (3, 4) and bool(torch.isfinite(x).all())
+
+
+# ================================================================================================
+# Audit a102 (and h73's finding 5)
+# ================================================================================================
+def _with_constant(n: int, d: int, cols: tuple[int, ...], value: float = 0.1) -> torch.Tensor:
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(0))
+    x[:, list(cols)] = value  # (0.1: its mean rounds off it, as most values' do)
+    return x
+
+
+@pytest.mark.parametrize("name", ["planar", "nice", "realnvp"])
+def test_fit_refuses_vector_data_with_a_constant_feature(name, tmp_path):
+    """A constant feature makes a continuous density unbounded: a vector RealNVP diverged at step 3-5 blaming the lr
+    (ActNorm's 1e6 scale on it, compounded), a planar flow reported +1,117 nats, NICE trained on without a word."""
+    from genzoo.data import Dataset
+
+    x = _with_constant(300, 4, (1,))
+    m = genzoo.build(name, data_shape=(4,))
+    with pytest.raises(DataError, match=r"feature 1 \(1 of 4\) is constant in the training data.*drop it, or add noise"):
+        genzoo.fit(m, Dataset("c", "train", x, None), steps=5, batch_size=64, progress=False, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists() and not m.initialised
+    with pytest.raises(DataError, match=r"features 0, 2 \(2 of 5\) are constant.*drop them"):
+        genzoo.build(name, data_shape=(5,)).check_training_data(_with_constant(50, 5, (0, 2), value=-3.0))
+    genzoo.build(name, data_shape=(4,)).check_training_data(x[:, [0, 2, 3, 0]])  # spread everywhere: accepted
+
+
+def test_image_flows_warn_of_constant_pixels_and_not_of_dequantized_ones():
+    """Undequantized digits (constant border pixels, the 'discrete-as-real' space) train, with a warning."""
+    import warnings
+
+    for name, kw in (("realnvp", {"n_scales": 1, "width": 4, "n_blocks": 1}), ("nice", {"hidden": (8,)})):
+        raw = load_dataset("digits", n=64)
+        with pytest.warns(GenZooWarning, match=r"11 of 64 pixels are constant in the training data.*dequantize"):
+            genzoo.fit(genzoo.build(name, data_shape=(1, 8, 8), **kw), raw, steps=2, batch_size=32, progress=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            genzoo.fit(genzoo.build(name, data_shape=(1, 8, 8), **kw), load_dataset("digits", n=64, dequantize=True),
+                       steps=2, batch_size=32, progress=False)
+
+
+def test_cli_refuses_a_constant_column_in_one_line(tmp_path, capsys):
+    from genzoo.cli import main
+
+    np.savez(tmp_path / "c.npz", x=_with_constant(400, 4, (1,), value=2.0).numpy())
+    rd = tmp_path / "run"
+    assert main(["train", "realnvp", "--data", f"npz:{tmp_path / 'c.npz'}", "--steps", "5", "--set", "hidden=[8]",
+                 "--run-dir", str(rd), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "feature 1 (1 of 4) is constant" in err and "lr" not in err and len(err.strip().splitlines()) == 1
+    assert not rd.exists()
+
+
+def test_actnorm_leaves_a_constant_feature_at_scale_one():
+    """log_scale was log(1e-6) on a feature of no spread, which is still constant after it, so each of a vector
+    RealNVP's 5 ActNorms scaled it by 1e6 again (+69 nats at the start); the first updates overflowed."""
+    x = _with_constant(256, 4, (1,))
+    a = ActNorm((4,))
+    y, _ = a(x)
+    with torch.no_grad():
+        assert float(a.log_scale[1]) == 0.0 and float(a.loc[1]) == pytest.approx(0.1)
+        assert (y[:, 1].abs() < 1e-6).all() and torch.allclose(a.log_scale[[0, 2, 3]].exp(), x[:, [0, 2, 3]].std(0))
+    m = genzoo.build("realnvp", data_shape=(4,), hidden=(32,), n_couplings=4)  # trained through the API, no fit
+    opt = m.configure_optimizers()
+    losses = [m.training_step(genzoo.Batch(x), opt)["loss"] for _ in range(20)]
+    assert all(math.isfinite(v) for v in losses) and abs(losses[0]) < 10, losses  # 5.2 nats (old: -64)
+    assert all(bool(p.isfinite().all()) for p in m.parameters())
+
+
+def test_vector_batch_norm_refuses_batches_of_two_and_images_take_them(tmp_path):
+    """Two examples normalise every feature to +-1 (each statistic averages 2 values): the moons' loss fell to -9.3
+    nats, the test NLL rose to 125. An image statistic averages batch x H x W values (>= 2 x 2)."""
+    vec = genzoo.build("realnvp", data_shape=(2,), norm="batch", hidden=(8,), n_couplings=2)
+    with pytest.raises(ConfigError, match=r"norm=batch needs batches of 3 or more examples on vectors .*\+-1"):
+        genzoo.fit(vec, load_dataset("moons", n=64), steps=2, batch_size=2, progress=False, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    vec.check_batch_size(3)
+    image = genzoo.build("realnvp", data_shape=(1, 8, 8), norm="batch", n_scales=2, width=4, n_blocks=1)
+    image.check_batch_size(2)  # 2 x 2 x 2 values per statistic in the last block
+    with pytest.raises(ConfigError, match="batches of 2 or more examples on images"):
+        image.check_batch_size(1)
+    genzoo.build("realnvp", data_shape=(2,), norm="actnorm").check_batch_size(1)
+
+
+@pytest.mark.parametrize("shape, n_scales, hint", [((1, 4, 4), 2, "use n_scales <= 1"), ((1, 8, 8), 3, "use n_scales <= 2"),
+                                                   ((3, 2, 2), 1, "flatten them to vectors")])
+def test_realnvp_refuses_a_last_block_of_1x1(shape, n_scales, hint):
+    """A 1x1 checkerboard is all True or all False: half the last block's couplings changed nothing (their nets got
+    no gradient), the other half saw only zeros (h73, finding 5)."""
+    with pytest.raises(ConfigError, match=rf"n_scales={n_scales} brings .* to 1x1 in the last block.*{hint}"):
+        genzoo.build("realnvp", data_shape=shape, n_scales=n_scales)
+    genzoo.build("realnvp", data_shape=shape[:1] + (shape[1], 2 * shape[2]), n_scales=n_scales)  # 1x2: both parities
+
+
+def test_planar_decode_is_differentiable_in_z():
+    """decode solved each layer by a no-grad bisection: no gradient reached z (autograd.grad raised; with
+    allow_unused a silent zero). One Newton step in the graph gives the implicit function's gradient."""
+    torch.manual_seed(0)
+    m = genzoo.build("planar", data_shape=(2,), n_layers=3)
+    m.setup(torch.randn(256, 2) * 2, torch.Generator().manual_seed(0))
+    perturb(m, 0.5)
+    m = m.double().eval()
+    z = torch.randn(4, 2, dtype=F64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: m.decode(v), (z,))
+    with torch.no_grad():
+        plain = m.decode(z)
+    torch.testing.assert_close(m.decode(z), plain, atol=1e-12, rtol=0)  # the step moves the root by rounding only
+    torch.testing.assert_close(m.encode(plain), z.detach(), atol=1e-12, rtol=0)
+    jd = jacobian(lambda v: m.decode(v[None])[0], z[0].detach())
+    je = jacobian(lambda v: m.encode(v[None])[0], plain[0])
+    torch.testing.assert_close(jd @ je, torch.eye(2, dtype=F64), atol=1e-10, rtol=0)
+    # per-example parameters (the VAE's planar posterior): y, u, w, b all get the implicit function's gradient
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(3, 2, generator=g, dtype=F64)
+    u = constrain_u(torch.randn(3, 2, generator=g, dtype=F64), w)
+    args = (torch.randn(3, 2, generator=g, dtype=F64), u, w, torch.randn(3, generator=g, dtype=F64))
+    assert torch.autograd.gradcheck(planar_inverse, tuple(a.requires_grad_() for a in args))
+    m32 = genzoo.build("planar", data_shape=(2,), n_layers=3).eval()
+    z32 = torch.randn(5, 2, requires_grad=True)
+    (grad,) = torch.autograd.grad(m32.decode(z32).sum(), z32)
+    assert grad.dtype == torch.float32 and bool(grad.isfinite().all()) and grad.abs().sum() > 0

@@ -8,6 +8,7 @@ A flow is a :class:`~genzoo.base.Density` (``log_prob``) and a :class:`~genzoo.b
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Literal
 
 import torch
@@ -16,7 +17,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, constraints
 
 from ...base import GenerativeModel, evaluating
-from ...errors import ConfigError, DataError
+from ...errors import ConfigError, DataError, GenZooWarning
 from .transforms import ActNorm, BatchNorm, Logit, Transform
 
 Base = Literal["normal", "logistic"]
@@ -150,7 +151,19 @@ class Flow(GenerativeModel):
         return z.reshape(x.shape[0], -1), ld
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log-density (B,) in nats: log p_base(f(x)) + log|det df/dx|."""
+        """Exact log-density (B,) in nats: log p_base(f(x)) + log|det df/dx|, in eval mode (:func:`genzoo.fit` and
+        :func:`genzoo.load` return the model so; genzoo's evaluation, sampling and apps use it). In training mode, the
+        one :func:`genzoo.build` and ``.train()`` leave, it is the training loss's term: a batch-norm flow normalises
+        by the batch's own statistics, so an example's value depends on the others in its batch, and moves its
+        running averages, even under ``torch.no_grad()``; an ActNorm not yet initialised takes its scale from this
+        batch. Call ``model.eval()`` first for a density.
+
+        >>> import genzoo
+        >>> flow = genzoo.build("realnvp", data_shape=(2,), norm="batch", n_couplings=2, hidden=(8,)).eval()
+        >>> x = torch.randn(4, 2)
+        >>> torch.allclose(flow.log_prob(x[:1]), flow.log_prob(x)[:1])     # eval: each example alone
+        True
+        """
         z, ld = self.forward_and_log_det(x)
         return self.prior.log_prob(z) + ld
 
@@ -180,6 +193,36 @@ class Flow(GenerativeModel):
             return self.decode(self._draw_base(n, generator))
 
     # -- training ---------------------------------------------------------------------------------
+    def check_training_data(self, x: Tensor) -> None:
+        """Besides NaN, infinities and the logit's [0, 1]: features of no spread in the training data ``x`` (N, ...),
+        along which a continuous density is unbounded (the flow can shrink them without limit). On vectors a
+        DataError (a RealNVP diverged within 5 steps, a planar flow reported +1,117 nats; a constant column is
+        dropped at no loss). On images a warning: each pixel of undequantized levels is such a point mass already
+        (the 'discrete-as-real' space eval labels), a constant one (a digit's border) its extreme, and an image
+        keeps every pixel.
+
+        >>> import genzoo
+        >>> genzoo.build("planar", data_shape=(3,)).check_training_data(torch.tensor([[0.0, 1, 2], [1, 1, 3]]))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: planar: feature 1 (1 of 3) is constant in the training data, where a continuous density is unbounded: drop it, or add noise to the data (data.dequantize=true for discrete levels)
+        """
+        super().check_training_data(x)
+        if x.shape[0] < 2:  # (one example has no spread in any feature)
+            return
+        lo, hi = x.detach().flatten(1).aminmax(dim=0)                                # (D,) each
+        const = (lo == hi).nonzero().flatten().tolist()
+        k, d = len(const), lo.numel()
+        if k and len(self.data_shape) == 1:
+            which = ", ".join(map(str, const[:5])) + (", ..." if k > 5 else "")
+            raise DataError(f"{self.name}: feature{'s' * (k > 1)} {which} ({k} of {d}) {'are' if k > 1 else 'is'} "
+                            "constant in the training data, where a continuous density is unbounded: drop "
+                            f"{'them' if k > 1 else 'it'}, or add noise to the data (data.dequantize=true for discrete "
+                            "levels)")
+        if k:
+            warnings.warn(f"{self.name}: {k} of {d} pixels are constant in the training data, where a density is "
+                          "unbounded: its NLL is no likelihood of these data; dequantize them (data.dequantize=true) "
+                          "for one", GenZooWarning, stacklevel=2)
+
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Mean negative log-likelihood in nats per example."""
         nll = -self.log_prob(x)                                                   # (B,)

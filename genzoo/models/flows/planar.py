@@ -1,7 +1,7 @@
 """Planar flows as a density model (Rezende & Mohamed 2015, Section 4.1).
 
 K planar layers ``x -> x + u_k tanh(w_k'x + b_k)`` map data to the base (standard normal, or logistic). ``log_prob`` is in
-closed form; sampling inverts each layer by a 1-D root search along ``w_k`` (see
+closed form; sampling inverts each layer by a 1-D root search along ``w_k``, ``decode`` differentiable in z (see
 :func:`~genzoo.models.flows.transforms.planar_inverse`). The same layers, with parameters produced by
 an encoder, make the VAE posterior ``genzoo train vae --set posterior_flow=planar``.
 

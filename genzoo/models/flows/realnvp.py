@@ -72,13 +72,18 @@ def _norm(kind: Norm, shape: tuple[int, ...]) -> list[Transform]:
 
 class MultiScale(Transform):
     """The multi-scale RealNVP transform on (C, H, W) images; the output is flat (B, C H W): the factored
-    halves of every scale, then the last block's output."""
+    halves of every scale, then the last block's output. H and W must be divisible by ``2 ** n_scales`` (each
+    squeeze halves them), and the last block larger than 1x1, where a checkerboard is all True or all False."""
 
     def __init__(self, shape: tuple[int, int, int], n_scales: int, width: int, n_blocks: int, norm: Norm):
         super().__init__()
         c, h, w = shape
         if h % (2 ** n_scales) or w % (2 ** n_scales):
             raise ConfigError(f"realnvp: {n_scales} scales need H and W divisible by {2 ** n_scales}, got {h}x{w}")
+        if h == w == 2 ** n_scales:  # a 1x1 checkerboard is all True (no change) or all False (the net sees zeros)
+            fewer = f"use n_scales <= {n_scales - 1}" if n_scales > 1 else "flatten them to vectors"
+            raise ConfigError(f"realnvp: n_scales={n_scales} brings {h}x{w} images to 1x1 in the last block, whose "
+                              f"checkerboard couplings change nothing there or see nothing: {fewer}")
 
         def couplings(s: tuple[int, int, int], masks: list[Tensor]) -> list[Transform]:
             out: list[Transform] = []
@@ -211,10 +216,18 @@ class RealNVP(Flow):
         return idle
 
     def check_batch_size(self, batch_size: int) -> None:
-        # a variance of one example is 0 (log-det -> inf); on images one image's own statistics per channel are no
-        # invertible map (two degrees of freedom per channel gone): the loss fell to -625 nats, the test NLL 5e29
-        if self.norm == "batch" and batch_size < 2:
-            raise ConfigError("realnvp: norm=batch needs batches of 2 or more examples (or norm=actnorm)")
+        """``batch_size`` per process. With ``norm="batch"`` each statistic averages ``batch_size`` values on vectors:
+        one has a variance of 0 (log-det -> inf), two are normalised to +-1 in every feature (the loss fell to -9
+        nats on the moons, the test NLL rose to 125), so 3 at least. On images it averages ``batch_size`` x H x W
+        values (H x W >= 2 in the last block: see :class:`MultiScale`), but one image's own statistics per channel
+        are no invertible map (two degrees of freedom per channel gone: the loss fell to -625 nats, the test NLL
+        5e29), so 2 at least."""
+        least = 2 if self.image else 3
+        if self.norm == "batch" and batch_size < least:
+            why = "one image's statistics are its own" if self.image else "two examples normalise every feature to +-1"
+            raise ConfigError(f"realnvp: norm=batch needs batches of {least} or more examples on "
+                              f"{'images' if self.image else 'vectors'} ({why}; per process under torchrun), "
+                              "or norm=actnorm")
 
     def _latent_shape(self, z: Tensor) -> Tensor:
         return z if self.image else z.reshape(z.shape[0], *self.data_shape)

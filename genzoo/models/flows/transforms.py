@@ -119,11 +119,12 @@ def planar(z: Tensor, u: Tensor, w: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return y, torch.log(det.abs().clamp_min(1e-12))
 
 
-@torch.no_grad()
 def planar_inverse(y: Tensor, u: Tensor, w: Tensor, b: Tensor, iters: int = 60) -> Tensor:
     """Solve ``y = z + u tanh(w'z + b)`` for z. Along w the map is the scalar, increasing
     ``g(a) = a + (w'u) tanh(a + b)`` of ``a = w'z``, with ``a`` within ``|w'u|`` of ``w'y``: bisection
-    in float64 finds it to machine precision, then ``z = y - u tanh(a + b)``.
+    in float64 (without gradients) finds it to machine precision, then ``z = y - u tanh(a + b)``. One Newton step
+    from that root, ``a - (g(a) - w'y) / g'(a)``, taken in the graph, makes z differentiable in y, u, w and b: its
+    value is the root's (to float64 rounding), its gradient the implicit function's.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> w, u, b = torch.randn(3, generator=g), torch.randn(3, generator=g), torch.tensor(0.5)
@@ -135,12 +136,15 @@ def planar_inverse(y: Tensor, u: Tensor, w: Tensor, b: Tensor, iters: int = 60) 
     """
     yd, ud, wd, bd = y.double(), u.double(), w.double(), torch.as_tensor(b).double()
     wy, wu = (yd * wd).sum(-1), (wd * ud).sum(-1).expand(y.shape[0])  # (B,) each
-    lo, hi = wy - wu.abs() - 1e-6, wy + wu.abs() + 1e-6                 # (B,) brackets
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        above = mid + wu * torch.tanh(mid + bd) > wy
-        hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
-    a = 0.5 * (lo + hi)                                                  # (B,)
+    with torch.no_grad():
+        lo, hi = wy - wu.abs() - 1e-6, wy + wu.abs() + 1e-6             # (B,) brackets
+        for _ in range(iters):
+            mid = 0.5 * (lo + hi)
+            above = mid + wu * torch.tanh(mid + bd) > wy
+            hi, lo = torch.where(above, mid, hi), torch.where(above, lo, mid)
+        a = 0.5 * (lo + hi)                                              # (B,)
+    h = torch.tanh(a + bd)
+    a = a - (a + wu * h - wy) / (1 + wu * (1 - h.pow(2)))                # (B,) the Newton step: slope > 0 for w'u > -1
     return (yd - ud * torch.tanh(a + bd).unsqueeze(-1)).to(y.dtype)
 
 
@@ -300,7 +304,8 @@ def _reduce_dims(x: Tensor) -> list[int]:
 
 class ActNorm(Transform):
     """Activation normalisation (Kingma & Dhariwal 2018, Glow, Section 3.1): ``y = (x - loc) * exp(-log_scale)``
-    per channel, initialised from the first batch it sees so that y has zero mean and unit variance.
+    per channel, initialised from the first batch it sees so that y has zero mean and unit variance (a channel
+    constant in that batch is centred and keeps the scale 1).
 
     >>> _ = torch.manual_seed(0)
     >>> a, x = ActNorm((2,)), torch.randn(100, 2) * 3 + 1
@@ -333,8 +338,11 @@ class ActNorm(Transform):
         dims = _reduce_dims(x)
         if x.numel() // x.shape[1] < 2 or not bool(torch.isfinite(x).all()):  # no spread, or NaN: wait for a
             return                                                              # real batch
+        std = x.std(dims)
         self.loc.copy_(x.mean(dims).reshape(self.loc.shape))
-        self.log_scale.copy_(x.std(dims).clamp_min(1e-6).log().reshape(self.log_scale.shape))
+        # a channel of no spread keeps the scale 1: 1e6 there compounded over the ActNorms a constant feature passes
+        # (still 0 after each), 1e30 after five, which the first steps' updates overflowed
+        self.log_scale.copy_(torch.where(std > 0, std.clamp_min(1e-6).log(), 0.0).reshape(self.log_scale.shape))
         self.initialized.fill_(True)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
