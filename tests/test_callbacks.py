@@ -35,6 +35,22 @@ def _reporting(model, losses: dict[int, float], start: int = 0):
     return model
 
 
+def _breaking(model, at: int, tensor, value: float):
+    """``model``, whose update of step ``at`` leaves ``tensor(model)`` filled with ``value`` (its loss finite)."""
+    step, done = type(model).training_step, [0]
+
+    def training_step(self, batch, optimizers):
+        logs = step(self, batch, optimizers)
+        done[0] += 1
+        if done[0] == at:
+            with torch.no_grad():
+                tensor(self).fill_(value)
+        return logs
+
+    model.training_step = training_step.__get__(model)
+    return model
+
+
 def _steps_and_spikes(run):
     """[(step, the guard's spike count)] of each checkpoint of ``run``, oldest first."""
     return [(int(ck.name[5:]), json.loads((ck / "state.json").read_text())["guard"]["run"])
@@ -115,18 +131,7 @@ def test_fit_without_a_run_dir_checks_the_final_weights_once(monkeypatch):
     genzoo.fit(_nice(), data, steps=5, **RING)
     assert len(checks) == 1  # the cost: once a run
 
-    m = _nice()
-    step = type(m).training_step
-
-    def breaks_at_5(self, batch, optimizers):
-        logs = step(self, batch, optimizers)
-        self.done = getattr(self, "done", 0) + 1
-        if self.done == 5:
-            with torch.no_grad():
-                next(self.parameters()).fill_(float("inf"))
-        return logs
-
-    m.training_step = breaks_at_5.__get__(m)
+    m = _breaking(_nice(), 5, lambda m: next(m.parameters()), float("inf"))
     with pytest.raises(TrainingDiverged, match=r"^training diverged at step 5: 'transform\.transforms\.1\.net\.0\."
                                                r"weight' holds NaN/inf$"):
         genzoo.fit(m, data, steps=5, **RING)
@@ -161,19 +166,9 @@ def test_a_buffer_non_finite_by_design_is_not_taken_for_divergence(tmp_path, mas
     steps (review 104); the tensors non-finite before the first step are left out, the others still checked."""
     data = load_dataset("ring", n=256)
     assert genzoo.fit(masked(data_shape=(2,)), data, steps=4, **RING).step == 4
-    assert genzoo.fit(masked(data_shape=(2,)), data, steps=4, run_dir=tmp_path / "r", checkpoint_every=2, sample_every=0, **RING).step == 4
-    m = masked(data_shape=(2,))
-    step = type(m).training_step
-
-    def breaks_at_4(self, batch, optimizers):
-        logs = step(self, batch, optimizers)
-        self.done = getattr(self, "done", 0) + 1
-        if self.done == 4:
-            with torch.no_grad():
-                self.mu.fill_(float("nan"))
-        return logs
-
-    m.training_step = breaks_at_4.__get__(m)
+    assert genzoo.fit(masked(data_shape=(2,)), data, steps=4, run_dir=tmp_path / "r", checkpoint_every=2,
+                      sample_every=0, **RING).step == 4
+    m = _breaking(masked(data_shape=(2,)), 4, lambda m: m.mu, float("nan"))
     with pytest.raises(TrainingDiverged, match=r"^training diverged at step 4: 'mu' holds NaN/inf$"):
         genzoo.fit(m, data, steps=4, **RING)
     m = masked(data_shape=(2,))  # a parameter NaN from the start is no design (review 105): refused as before
