@@ -204,7 +204,7 @@ class Flow(GenerativeModel):
         >>> import genzoo
         >>> genzoo.build("planar", data_shape=(3,)).check_training_data(torch.tensor([[0.0, 1, 2], [1, 1, 3]]))
         Traceback (most recent call last):
-        genzoo.errors.DataError: planar: feature 1 (1 of 3) is constant in the training data, where a continuous density is unbounded: drop it, or add noise to the data (data.dequantize=true for discrete levels)
+        genzoo.errors.DataError: planar: feature 1 (1 of 3) is constant in the training data, where a continuous density is unbounded: drop it, or add noise to the data (or, for data of discrete levels, keep data.dequantize on)
         """
         super().check_training_data(x)
         if x.shape[0] < 2:  # (one example has no spread in any feature)
@@ -216,8 +216,8 @@ class Flow(GenerativeModel):
             which = ", ".join(map(str, const[:5])) + (", ..." if k > 5 else "")
             raise DataError(f"{self.name}: feature{'s' * (k > 1)} {which} ({k} of {d}) {'are' if k > 1 else 'is'} "
                             "constant in the training data, where a continuous density is unbounded: drop "
-                            f"{'them' if k > 1 else 'it'}, or add noise to the data (data.dequantize=true for discrete "
-                            "levels)")
+                            f"{'them' if k > 1 else 'it'}, or add noise to the data (or, for data of discrete levels, keep "
+                            "data.dequantize on)")
         if k:
             warnings.warn(f"{self.name}: {k} of {d} pixels are constant in the training data, where a density is "
                           "unbounded: its NLL is no likelihood of these data; dequantize them (data.dequantize=true) "
