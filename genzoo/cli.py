@@ -738,16 +738,17 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                          f"{data.shape}{classes}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
+        before = json.dumps(record)
         last_device = (record.get("resumed") or [record])[-1].get("device", device.type)  # (none: an older run)
         if (record.get("recipe") != json.loads(json.dumps(recipe)) or record.get("world_size", 1) != world_size
                 or last_device != device.type):  # the first session's device stays at the top
             record["recipe"], record["world_size"] = recipe, world_size
             record.setdefault("resumed", []).append({"command": ["genzoo", *args.argv], "world_size": world_size,
                                                      "device": device.type, "time": time.strftime("%Y-%m-%d %H:%M:%S")})
-            announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
         if data.classes and "classes" not in record:  # a run of a genzoo that did not record them
             record["classes"] = list(data.classes)
-            announce.then = lambda: atomic_write_json(run_dir / "run.json", record)
+        if json.dumps(record) != before:
+            announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
     if dropped_best:
         announce.line += (f"\ngenzoo: note: {run_dir} was made with keep_best, which a {model.name} no longer takes (its "
                           "validation loss is its discriminator's): best/ stays as it was, and the run goes on without")
@@ -976,18 +977,24 @@ def read_recipe(run_dir: Path, train: bool = False) -> dict:
     return recipe
 
 
-def _run_levels(run: str, data_root: str | None, otherwise: str) -> int | None:
-    """The levels of a run's dequantized data (None: not dequantized, or a ``genzoo.save`` folder, which records no
-    data); where the data cannot be read, a note saying what is done ``otherwise``, and None."""
+def _run_data(run: str, data_root: str | None, otherwise: str):
+    """A run's test split (None for a ``genzoo.save`` folder, which records no data); where the data cannot be
+    read, a note saying what is done ``otherwise``, and None."""
     from .data import load_spec
 
     if not (Path(run) / "run.json").is_file():
         return None
     try:
-        return load_spec(_data_spec(run, data_root), "test").dequantized_levels
+        return load_spec(_data_spec(run, data_root), "test")
     except GenZooError as e:
-        print(f"genzoo: note: the run's data are not readable ({' '.join(str(e).split())}): {otherwise}", file=sys.stderr)
+        print(f"genzoo: note: the run's data cannot be read ({' '.join(str(e).split())}): {otherwise}", file=sys.stderr)
         return None
+
+
+def _run_levels(run: str, data_root: str | None, otherwise: str) -> int | None:
+    """The levels of a run's dequantized data (None: not dequantized, no data recorded, or unreadable: :func:`_run_data`)."""
+    data = _run_data(run, data_root, otherwise)
+    return None if data is None else data.dequantized_levels
 
 
 def _data_spec(run: str, data_root: str | None) -> dict:
@@ -1032,7 +1039,6 @@ def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path
 
 
 def cmd_sample(args) -> int:
-    from .data import load_spec
     from .eval.metrics import draw, draw_finite
     from .io import record_picture, weights_stamp
     from .viz import save_samples
@@ -1042,13 +1048,9 @@ def cmd_sample(args) -> int:
     stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
     out = _output_path(args.output, args.run, "samples.png", ".png")
-    data = None
-    if (Path(args.run) / "run.json").is_file():
-        try:
-            data = load_spec(read_recipe(Path(args.run))["data"], "test")
-        except GenZooError as e:  # the picture does without the true density, and shows the samples as drawn
-            print(f"genzoo: note: the run's data cannot be read ({' '.join(str(e).split())}): samples as the model "
-                  "draws them, not put back on the data's levels, and no true density", file=sys.stderr)
+    # (unreadable: the picture does without the true density, and shows the samples as drawn)
+    data = _run_data(args.run, None, "samples as the model draws them, not put back on the data's levels, and no "
+                     "true density")
     # in blocks; NaN or inf refused, not drawn as black or dropped; a model of dequantized data's on the data's
     # levels, as eval scores them and interpolate shows them (drawn as they were, 256 greys where digits have 17)
     x = draw_finite(model, args.n, args.seed) if data is None else draw(model, args.n, args.seed, data)

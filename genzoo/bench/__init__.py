@@ -60,15 +60,13 @@ def machine() -> str:
     """One line: CPU model and count, torch version and threads."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{os.cpu_count()} x {cpu}, torch {torch.__version__} ({torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}), "
+    from ..eval.train_classifier import cpu_model
+
+    cpu = cpu_model()
+    if cpu == "unknown":
+        cpu = platform.processor() or platform.machine()
+    threads = torch.get_num_threads()
+    return (f"{os.cpu_count()} x {cpu}, torch {torch.__version__} ({threads} thread{'s' * (threads != 1)}), "
             f"Python {platform.python_version()}")
 
 
@@ -154,7 +152,7 @@ def flags_help(name: str) -> str:
     mod = get(name)
     defaults = {"jobs": "the CPU count, at most 4", **getattr(mod, "DEFAULTS", {})}  # (--data-root: as --help says)
     reads = ", ".join(_flags([k]) + (f" (default {defaults[k]})" if k in defaults else "") for k in mod.FLAGS)
-    quick = "keeps its scratch runs in --runs-dir" if getattr(mod, "QUICK_RUNS", False) else "writes no runs"
+    quick = "keeps its scratch runs in --runs-dir" if writes_runs(mod, quick=True) else "writes no runs"
     reads = f"reads {reads or 'none of --steps, --seeds, --minutes, --jobs, --data-root'}"
     return f"{reads}; {'--quick ' + quick if writes_runs(mod) else 'writes no runs (no --runs-dir)'}"
 

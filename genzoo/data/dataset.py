@@ -283,7 +283,7 @@ class Dataset:
             return T.binarize(x, generator=generator)
         if self.dequantize:
             assert self.levels is not None
-            return T.dequantize(x, self.levels, generator=generator)
+            return T._dequantize(x, self.levels, generator)  # (x checked in __post_init__: no pass per batch)
         return x
 
     def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -129,6 +129,12 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
     True
     """
     _check_levels(x, levels)
+    return _dequantize(x, levels, generator)
+
+
+def _dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
+    """:func:`dequantize` of ``x`` known to be floats on the levels' range (a :class:`~genzoo.data.Dataset`'s,
+    checked when it was built): without the pass over ``x`` that checks it, on the per-batch path."""
     x = x.detach()  # not differentiable (its levels are rounded), and torch's out= below refuses a graph
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     buf = _to_levels(x.to(dtype), levels)  # same shape as x: the levels v, as floats

@@ -313,8 +313,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if sample_every > 0 and run_dir is not None and type(model).sample is GenerativeModel.sample:
         raise ConfigError(f"sample_every={sample_every} draws sample grids, and {type(model).__name__} defines no "
                           "sample(n, generator=None): give sample_every=0")
-    if run_dir is not None:  # its config.json: options JSON cannot hold (a user's callable) refused before any work
-        model_config(model)
+    # its config.json, written once the run folder is made: options JSON cannot hold (a user's callable) refused now
+    config = model_config(model) if run_dir is not None else None
     acceleration.check_precision(model, precision)
     if compile:  # before anything is written: inductor finds no C++ compiler only at the first compiled step
         acceleration.check_compile(model.device)
@@ -453,7 +453,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 # a run trained further than it was: its old final weights are not its weights any more, so
                 # load() and eval take the newest checkpoint until this one ends and writes its own
                 (writes / WEIGHTS).unlink(missing_ok=True)
-            atomic_write_json(writes / "config.json", model_config(model))
+            atomic_write_json(writes / "config.json", config)
 
         cbs = default_callbacks(writes, checkpoint_every=checkpoint_every, sample_every=sample_every,
                                 log_every=log_every, progress=progress and rank == 0, keep=keep,
