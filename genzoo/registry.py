@@ -309,8 +309,10 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
                 return int(f)
             return int(value)
         if annotation is float:
-            if isinstance(value, bool) or math.isnan(out := float(value)):
+            if isinstance(value, bool):
                 raise ValueError
+            if math.isnan(out := float(value)):
+                raise ConfigError(f"bad value {value!r} for {what}: expected a number, not NaN")
             return out
         if annotation is str:
             return str(value)

@@ -106,6 +106,8 @@ def _npz(path, x):
     (["train", "vae", "--set", "=3"], "--set takes key=value, got '=3' (no key)"),
     (["train", "vae", "--stpes", "5"], "unrecognized arguments: --stpes 5 (did you mean '--steps'?)"),
     (["bench", "speed", "--quik"], "--quik (did you mean '--quick'?)"),
+    (["train", "vae", "--max-minutes", "nan"], "bad value nan for train.max_minutes: expected a number, not NaN"),
+    (["train", "vae", "--set", "lr=nan"], "bad value 'nan' for vae.lr: expected a number, not NaN"),
     (["sample", "/no/run", "--metrics", "x"], "unrecognized arguments: --metrics x (see `genzoo sample --help`)"),
 ])
 def test_bad_input_one_line_exit_2(capsys, args, needle):
