@@ -211,6 +211,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--data-root", help="folder of the MNIST files (default: $GENZOO_DATA, else shared/data/mnist beside "
                    "the genzoo checkout)")
     b.add_argument("--jobs", type=int, help="runs in parallel (default: CPU count, at most 4)")
+    b.add_argument("--device", help="where to time, for the benchmarks that read it (speed): cpu (default), cuda, "
+                   "cuda:N or auto")
     b.add_argument("--runs-dir", help="where the benchmark's runs and pictures go (default runs/bench; not for the "
                    "benchmarks that write none: `genzoo bench` says which)")
     b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")

@@ -120,3 +120,40 @@ def test_validation_and_evaluation_leave_the_devices_generator_alone(device):
 
     likelihood_report(model, data, iwae_k=2, progress=False)
     assert torch.equal(torch.cuda.get_rng_state(device), before)
+
+
+def test_bench_speed_times_the_vae_on_the_device_and_names_the_gpu(device, monkeypatch):
+    """Issue 7: `genzoo bench speed --device cuda`, its VAE family at the quick size (MNIST-shaped random grey levels,
+    the other families and the CPU tables left out): every row's training and evaluation rates are positive, and the
+    header names the GPU and its peak."""
+    import argparse
+    import re
+
+    import genzoo.bench.common as common
+    import genzoo.data
+    from genzoo.bench import speed
+    from genzoo.data import Dataset
+
+    def mnist_like(split, n):
+        g = torch.Generator().manual_seed(0 if split == "train" else 1)
+        x = torch.randint(0, 256, (n, 1, 28, 28), generator=g).float() / 255
+        return Dataset("mnist", split, x, None, levels=256)
+
+    sets = {"train": mnist_like("train", 2048), "test": mnist_like("test", 512)}
+    monkeypatch.setattr(common, "mnist_root", lambda args: "nowhere")
+    monkeypatch.setattr(genzoo.data, "load_dataset", lambda name, split, root=None, n=None: sets[split])
+    for name in ("linear_layers", "realnvp", "dcgan", "em", "parzen"):
+        monkeypatch.setattr(speed, name, lambda *a, **k: [])
+    text = speed.run(argparse.Namespace(quick=True, data_root=None, device=str(device)))
+    header = text.splitlines()[2]
+    if device.type == "cuda":
+        assert f"on {device} ({torch.cuda.get_device_name(device)})" in header
+        assert re.search(r"Matmul peak of this GPU \(8192 x 8192\): fp32 [\d,]+ GFLOP/s", header)
+    else:
+        assert header.startswith("On the CPU")
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| genzoo") or line.startswith("| plain")
+            or line.startswith("| pythae")]
+    assert any(r[1].strip() == "genzoo (fp32)" for r in rows) and any(r[1].startswith(" plain") for r in rows)
+    for row in rows:
+        training, evaluation = (float(row[i].replace(",", "")) for i in (2, 4))
+        assert training > 0 and evaluation > 0, row

@@ -26,7 +26,7 @@ from ..errors import ConfigError, WriteError, did_you_mean
 from ..io import atomic_write_bytes, check_writable
 
 #: the options a benchmark may read (each module's FLAGS names those it does), as argparse's dest names
-TUNABLE = ("steps", "seeds", "minutes", "jobs", "data_root")
+TUNABLE = ("steps", "seeds", "minutes", "jobs", "data_root", "device")
 #: the default of --runs-dir
 RUNS_DIR = "runs/bench"
 #: the default of --jobs: runs in parallel
@@ -153,7 +153,7 @@ def flags_help(name: str) -> str:
     defaults = {"jobs": "the CPU count, at most 4", **getattr(mod, "DEFAULTS", {})}  # (--data-root: as --help says)
     reads = ", ".join(_flags([k]) + (f" (default {defaults[k]})" if k in defaults else "") for k in mod.FLAGS)
     quick = "keeps its scratch runs in --runs-dir" if writes_runs(mod, quick=True) else "writes no runs"
-    reads = f"reads {reads or 'none of --steps, --seeds, --minutes, --jobs, --data-root'}"
+    reads = f"reads {reads or 'none of ' + _flags(TUNABLE)}"
     return f"{reads}; {'--quick ' + quick if writes_runs(mod) else 'writes no runs (no --runs-dir)'}"
 
 
@@ -205,8 +205,9 @@ def main(args) -> int:
         from .common import mnist_root
 
         mnist_root(args)  # MNIST is there: checked before any work
+    section = mod.section(args) if hasattr(mod, "section") else args.name  # (speed: one for the CPU, one for a GPU)
     if args.output and not args.quick:
-        check_markers(read_markdown(args.output), args.name, args.output)
+        check_markers(read_markdown(args.output), section, args.output)
     if writes_runs(mod, args.quick):  # (not made for a --quick that writes none)
         runs = Path(args.runs_dir)
         try:
@@ -219,6 +220,6 @@ def main(args) -> int:
     text = body.rstrip() + "\n\n" + stamp(args.name, time.time() - t0, ["genzoo", *getattr(args, "argv", sys.argv[1:])]) + "\n"
     print(text)
     if args.output and not args.quick:
-        write_section(args.output, args.name, text)
+        write_section(args.output, section, text)
         print(f"written to {args.output}", file=sys.stderr)
     return 0

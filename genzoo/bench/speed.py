@@ -1,8 +1,9 @@
 """Training and evaluation throughput of every family beside the reference implementations, in one process.
 
-Each family is timed on the CPU, on MNIST-size data with the same architecture and batch size as its peers,
-in alternating rounds (so every contender sees the same machine) and reported as the median training rate
-(evaluation: the best of 3 calls after a warm-up):
+Each family is timed on the CPU (with ``--device cuda`` the VAE, RealNVP and DCGAN on a GPU: below), on
+MNIST-size data with the same architecture and batch size as its peers, in alternating rounds (so every
+contender sees the same machine) and reported as the median training rate (evaluation: the best of 3 calls
+after a warm-up):
 
 * **VAE**, 784-400-20 MLP, Bernoulli decoder on grey levels, batch 128, Adam 1e-3: genzoo's ``fit``
   against the plain PyTorch reference (pytorch/examples ``vae/main.py``: a ``DataLoader`` converting
@@ -36,7 +37,16 @@ AVX512-BF16 or AMX) the bf16 rows are left out with a note; they would take most
 peers are optional extras (pythae, normflows, zuko: ``pip install -c constraints.txt -e '.[bench]'``); a
 missing one, or one that fails to import, leaves its row out with a note (which gives the error).
 
-There is no ``--device``: a GPU, where there is one, is not timed (the header says so).
+``--device`` (default ``cpu``; ``cuda``, ``cuda:N`` or ``auto``, resolved and refused as ``genzoo train``'s is;
+``mps`` is refused) puts the VAE, RealNVP and DCGAN rows on a CUDA GPU: genzoo's models are moved there before
+``fit``, the plain loops' and the peers' modules too, and each of their batches is moved as the reference
+scripts move theirs (``x.to(device)``). Every timer waits for the device (:func:`_sync`) before it reads the
+clock. The peak is then the GPU's (8192 x 8192 products, cuBLAS; fp32 under torch's TF32 setting, off by
+default for matrix products, which the header gives), with bf16 rows where the GPU has native bf16 (compute
+capability 8.0 on; the CPU's emulation check is not run); the header names the GPU, and there are no
+"fp32, F.linear" rows (genzoo's linear layers take F.linear on a GPU). The linear-layer, EM and Parzen tables
+stay CPU measurements (oneDNN, scikit-learn and NumPy run on the CPU only), which the header says. Without
+``--device`` a GPU the machine has is not timed (the header says so).
 """
 
 from __future__ import annotations
@@ -54,9 +64,11 @@ from genzoo.nn import linear as linear_module
 from genzoo.nn.linear import MIN_SIZE, linear, onednn_available, use_onednn
 
 DESCRIPTION = ("training and evaluation throughput of each family beside plain PyTorch, pythae, normflows, zuko, "
-               "scikit-learn and NumPy (peers: pip install -c constraints.txt -e '.[bench]')")
+               "scikit-learn and NumPy, on the CPU (--device cuda: the VAE, RealNVP and DCGAN on a GPU; peers: "
+               "pip install -c constraints.txt -e '.[bench]')")
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
-FLAGS = ("data_root",)
+FLAGS = ("data_root", "device")
+DEFAULTS = {"device": "cpu"}
 RUNS = False  # nothing written to --runs-dir
 ROUNDS, QUICK_ROUNDS = 5, 2
 EVAL_REPEATS = 3  # evaluation rates: the best of this many calls, after a warm-up
@@ -67,6 +79,15 @@ BENCH_EXTRAS = "pip install -c constraints.txt -e '.[bench]'"  # the peers, at t
 #: its bf16 rows are left out (they would take most of the run and say nothing of the fast path)
 BF16_MAX_SLOWDOWN = 4.0
 F_LINEAR = "fp32, F.linear"  # the row label of genzoo with its linear layers on torch's F.linear (MKL), not oneDNN
+PEAK_SIZE, CUDA_PEAK_SIZE = 2048, 8192  # the matmul peak's n x n products: a GPU's 2048 product is over in microseconds
+CPU = torch.device("cpu")
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (CUDA runs asynchronously): every timer calls it before reading the
+    clock. Nothing on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 # -- timing ---------------------------------------------------------------------------------------------
@@ -81,9 +102,10 @@ def _alternate(contenders: dict, rounds: int) -> dict[str, list[float]]:
     return rates
 
 
-def _alternate_times(fns: dict, rounds: int, warm: bool = True) -> tuple[dict[str, list[float]], dict]:
+def _alternate_times(fns: dict, rounds: int, warm: bool = True,
+                     device: torch.device = CPU) -> tuple[dict[str, list[float]], dict]:
     """Seconds of each call of ``fns``' functions, called in turn ``rounds`` times (after one untimed call each
-    where ``warm``), and each one's last result."""
+    where ``warm``), and each one's last result; ``device`` is where they run (its work waited for)."""
     if warm:
         for fn in fns.values():
             fn()
@@ -91,8 +113,10 @@ def _alternate_times(fns: dict, rounds: int, warm: bool = True) -> tuple[dict[st
     last = {}
     for _ in range(rounds):
         for name, fn in fns.items():
+            _sync(device)
             t0 = time.perf_counter()
             last[name] = fn()
+            _sync(device)
             times[name].append(time.perf_counter() - t0)
     return times, last
 
@@ -117,13 +141,15 @@ def _flops(step) -> float:
     return float(counter.get_total_flops())
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """Best FLOP/s of an n x n matrix product in ``dtype`` on this machine's threads: ``a @ b`` (MKL for
-    float32, oneDNN for bfloat16) and, in float32, oneDNN's product too (whatever ``GENZOO_ONEDNN_LINEAR``
-    says), whichever is faster."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    best = _best_time(lambda: a @ b, repeats)
-    if dtype == torch.float32 and onednn_available():
+def matmul_peak(dtype: torch.dtype, n: int | None = None, repeats: int = 10, device: torch.device = CPU) -> float:
+    """Best FLOP/s of an n x n matrix product in ``dtype`` (n: ``PEAK_SIZE``, on CUDA ``CUDA_PEAK_SIZE``) on
+    ``device``: on the CPU's threads ``a @ b`` (MKL for float32, oneDNN for bfloat16) and, in float32, oneDNN's
+    product too (whatever ``GENZOO_ONEDNN_LINEAR`` says), whichever is faster; on a GPU ``a @ b`` (cuBLAS, with
+    TF32 as torch's setting says)."""
+    n = n or (CUDA_PEAK_SIZE if device.type == "cuda" else PEAK_SIZE)
+    a, b = (torch.randn(n, n, dtype=dtype, device=device) for _ in range(2))
+    best = _best_time(lambda: a @ b, repeats, device)
+    if dtype == torch.float32 and device.type == "cpu" and onednn_available():
         with use_onednn(True):
             best = min(best, _best_time(lambda: linear(a, b), repeats))  # a @ b.T: the same n^3 products
     return 2 * n ** 3 / best
@@ -142,40 +168,48 @@ def bf16_slowdown(n: int = 512, repeats: int = 3) -> float:
 
 
 class _Loop:
-    """A contender that times ``per`` calls of ``step`` (each one batch of ``batch`` examples); ``onednn``
-    is the :func:`~genzoo.nn.linear.use_onednn` switch its rounds and evaluation run under (it matters
-    only where genzoo's networks are used: genzoo's rows, and the DCGAN plain loop on genzoo's networks)."""
+    """A contender that times ``per`` calls of ``step`` (each one batch of ``batch`` examples) on ``device``;
+    ``onednn`` is the :func:`~genzoo.nn.linear.use_onednn` switch its rounds and evaluation run under (it matters
+    only where genzoo's networks are used on the CPU: genzoo's rows, and the DCGAN plain loop on genzoo's
+    networks)."""
 
-    def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32", onednn: bool = True):
+    def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32", onednn: bool = True,
+                 device: torch.device = CPU):
         self.step, self.batch, self.per, self.evaluate, self.precision = step, batch, per, evaluate, precision
-        self.onednn = onednn
+        self.onednn, self.device = onednn, device
 
     def round(self) -> float:
         with use_onednn(self.onednn):
             return self._round()
 
     def _round(self) -> float:
+        _sync(self.device)
         t0 = time.perf_counter()
         for _ in range(self.per):
             self.step()
+        _sync(self.device)
         return self.batch * self.per / (time.perf_counter() - t0)
 
 
 class _Fit(_Loop):
-    """genzoo's own trainer: ``fit`` for ``warm + per`` steps, timed from step ``warm`` to the end."""
+    """genzoo's own trainer: ``fit`` for ``warm + per`` steps, timed from step ``warm`` to the end, on the model's
+    device (moved there before: ``fit`` trains where the model is)."""
 
     def __init__(self, model, data, batch: int, per: int, evaluate=None, warm: int = 3, onednn: bool = True,
                  **options):
         from genzoo.train.callbacks import Callback
 
         clock = self.clock = {}
+        timed, device = (warm, warm + per), model.device
 
         class Clock(Callback):
             def on_step_end(self, state, logs):
-                clock[state.step] = time.perf_counter()
+                if state.step in timed:  # (a wait at these two steps alone: the others run as fit runs them)
+                    _sync(device)
+                    clock[state.step] = time.perf_counter()
 
         self.model, self.data, self.options, self.warm, self.callback = model, data, options, warm, Clock()
-        super().__init__(self._one_step, batch, per, evaluate, options.get("precision", "fp32"), onednn)
+        super().__init__(self._one_step, batch, per, evaluate, options.get("precision", "fp32"), onednn, device)
 
     def _round(self) -> float:
         import genzoo
@@ -189,16 +223,17 @@ class _Fit(_Loop):
         from genzoo.base import Batch
         from genzoo.train import acceleration
 
-        x = self.data.batch(torch.arange(self.batch), torch.Generator().manual_seed(0))
+        x = self.data.batch(torch.arange(self.batch), torch.Generator().manual_seed(0)).to(self.device)
         self.model.train()  # fit hands the model back in eval mode
-        acceleration.training_step(self.model, Batch(x), self.model.configure_optimizers(), torch.device("cpu"),
+        acceleration.training_step(self.model, Batch(x), self.model.configure_optimizers(), self.device,
                                    self.precision, acceleration.use_channels_last(self.model, self.options.get("channels_last")))
 
 
-def _eval_rate(fn, n: int, repeats: int = EVAL_REPEATS) -> float:
-    """Examples per second of ``fn()`` (which handles ``n`` examples), best of ``repeats``, no gradients."""
+def _eval_rate(fn, n: int, repeats: int = EVAL_REPEATS, device: torch.device = CPU) -> float:
+    """Examples per second of ``fn()`` (which handles ``n`` examples on ``device``), best of ``repeats``, no
+    gradients."""
     with torch.no_grad():
-        return n / _best_time(fn, repeats)
+        return n / _best_time(fn, repeats, device)
 
 
 def _version(package: str) -> str:
@@ -207,16 +242,18 @@ def _version(package: str) -> str:
     return version(package)
 
 
-def _timed(fn) -> float:
+def _timed(fn, device: torch.device = CPU) -> float:
+    _sync(device)
     t0 = time.perf_counter()
     fn()
+    _sync(device)
     return time.perf_counter() - t0
 
 
-def _best_time(fn, repeats: int) -> float:
-    """The shortest of ``repeats`` timed calls of ``fn``, after one untimed warm-up call."""
+def _best_time(fn, repeats: int, device: torch.device = CPU) -> float:
+    """The shortest of ``repeats`` timed calls of ``fn`` (its work on ``device``), after one untimed warm-up call."""
     fn()
-    return min(_timed(fn) for _ in range(repeats))
+    return min(_timed(fn, device) for _ in range(repeats))
 
 
 def _table(title: str, unit: str, contenders: dict, rates: dict, peaks: dict, goals: dict, notes: list[str]) -> list[str]:
@@ -247,7 +284,7 @@ def _attach(contenders: dict, n_eval: int):
     for c in contenders.values():
         c.flops_per_example = _flops(c.step) / c.batch
         with use_onednn(c.onednn):
-            c.eval_rate = _eval_rate(c.evaluate, n_eval) if c.evaluate else None
+            c.eval_rate = _eval_rate(c.evaluate, n_eval, device=c.device) if c.evaluate else None
 
 
 def _loader(images_u8: torch.Tensor, batch: int, to_float):
@@ -311,13 +348,14 @@ def linear_layers(repeats: int, shapes=LINEAR_SHAPES) -> list[str]:
 
 
 # -- the families -----------------------------------------------------------------------------------------
-def vae(mnist, per: int, rounds: int, peaks: dict, test_images=None) -> list[str]:
-    """The VAE's table; evaluation on the first 2,000 of ``test_images`` (None: of ``mnist``, said so)."""
+def vae(mnist, per: int, rounds: int, peaks: dict, test_images=None, device: torch.device = CPU) -> list[str]:
+    """The VAE's table, every contender on ``device``; evaluation on the first 2,000 of ``test_images`` (None: of
+    ``mnist``, said so)."""
     import genzoo
 
     batch, notes = 128, []
     u8 = (mnist.x * 255).round().to(torch.uint8)                                   # (N, 1, 28, 28)
-    test = (mnist if test_images is None else test_images).x[:2000]
+    test = (mnist if test_images is None else test_images).x[:2000].to(device)
 
     class Plain(nn.Module):  # pytorch/examples vae/main.py
         def __init__(self):
@@ -338,25 +376,26 @@ def vae(mnist, per: int, rounds: int, peaks: dict, test_images=None) -> list[str
 
     contenders = {}
     for label, precision, onednn in (("fp32", "fp32", True), ("bf16", "bf16", True), (F_LINEAR, "fp32", False)):
-        if precision not in peaks:
+        if precision not in peaks or label == F_LINEAR and device.type != "cpu":
             continue
         torch.manual_seed(0)
-        m = genzoo.build("vae", data_shape=(1, 28, 28), latent_dim=20, hidden=(400,), lr=1e-3)
+        m = genzoo.build("vae", data_shape=(1, 28, 28), latent_dim=20, hidden=(400,), lr=1e-3).to(device)
         contenders[f"genzoo ({label})"] = _Fit(m, mnist, batch, per, evaluate=lambda m=m: m.elbo(test, 1),
                                                precision=precision, onednn=onednn)
-    plain = Plain()
+    plain = Plain().to(device)
     opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
     batches = _loader(u8, batch, lambda im: im.float().div(255))
 
     def plain_step():
-        x = next(batches)
+        x = next(batches).to(device)
         opt.zero_grad()
         loss = plain_loss(plain, x)
         loss.backward()
         loss.item()
         opt.step()
 
-    contenders["plain PyTorch (pytorch/examples)"] = _Loop(plain_step, batch, per, lambda: plain_loss(plain, test))
+    contenders["plain PyTorch (pytorch/examples)"] = _Loop(plain_step, batch, per, lambda: plain_loss(plain, test),
+                                                           device=device)
     try:
         from pythae.models import VAE, VAEConfig
         from pythae.models.base.base_utils import ModelOutput
@@ -382,17 +421,18 @@ def vae(mnist, per: int, rounds: int, peaks: dict, test_images=None) -> list[str
                 return ModelOutput(reconstruction=torch.sigmoid(self.fc4(F.relu(self.fc3(z)))).reshape(-1, 1, 28, 28))
 
         py = VAE(VAEConfig(input_dim=(1, 28, 28), latent_dim=20, reconstruction_loss="bce"),
-                 encoder=Encoder(), decoder=Decoder())
+                 encoder=Encoder(), decoder=Decoder()).to(device)
         py_opt = torch.optim.Adam(py.parameters(), lr=1e-3)
 
         def pythae_step():
-            loss = py({"data": next(batches)}).loss
+            loss = py({"data": next(batches).to(device)}).loss
             py_opt.zero_grad()
             loss.backward()
             loss.item()
             py_opt.step()
 
-        contenders[f"pythae {_version('pythae')}"] = _Loop(pythae_step, batch, per, lambda: py({"data": test}).loss)
+        contenders[f"pythae {_version('pythae')}"] = _Loop(pythae_step, batch, per, lambda: py({"data": test}).loss,
+                                                           device=device)
     _attach(contenders, len(test))
     rates = _alternate(contenders, rounds)
     peers = [k for k in contenders if not k.startswith("genzoo")]
@@ -404,7 +444,8 @@ def vae(mnist, per: int, rounds: int, peaks: dict, test_images=None) -> list[str
     return _table("VAE (784-400-20, batch 128)", "examples", contenders, rates, peaks, goals, notes)
 
 
-def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
+def realnvp(mnist, per: int, rounds: int, peaks: dict, device: torch.device = CPU) -> list[str]:
+    """The 784-D RealNVP's table, every contender on ``device``."""
     import genzoo
     from genzoo.data import Dataset
     from genzoo.data.transforms import logit_transform
@@ -413,11 +454,11 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     flat = Dataset("mnist-784", "train", mnist.x[:20000].flatten(1), None, levels=256, dequantize=True)
     x01 = flat.transformed(torch.Generator().manual_seed(0))                      # (N, 784) dequantized
     x = logit_transform(x01, 1e-6)[0]                                              # (N, 784) logits
-    test = x[:1000]
+    test, test01 = x[:1000].to(device), x01[:1000].to(device)
     g = torch.Generator().manual_seed(0)
 
     def batch_of_logits():
-        return x[torch.randint(len(x), (batch,), generator=g)]
+        return x[torch.randint(len(x), (batch,), generator=g)].to(device)
 
     contenders = {}
     # the peers' model and loop: their halves swapped between couplings, Adam without gradient clipping;
@@ -426,13 +467,13 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     for label, precision, kw, onednn in (("fp32", "fp32", like_peers, True), ("bf16", "bf16", like_peers, True),
                                          (F_LINEAR, "fp32", like_peers, False),
                                          ("fp32, random permutations, clipping", "fp32", {}, True)):
-        if precision not in peaks:
+        if precision not in peaks or label == F_LINEAR and device.type != "cpu":
             continue
         torch.manual_seed(0)
         m = genzoo.build("realnvp", data_shape=(d,), n_couplings=couplings, hidden=hidden, norm="none",
-                         preprocess="logit", lr=1e-4, **kw)
+                         preprocess="logit", lr=1e-4, **kw).to(device)
         contenders[f"genzoo ({label})"] = _Fit(m, flat, batch, per, precision=precision, onednn=onednn,
-                                               evaluate=lambda m=m: m.log_prob(x01[:1000]))
+                                               evaluate=lambda m=m: m.log_prob(test01))
     try:
         import normflows as nf
     except Exception as e:
@@ -443,7 +484,7 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
         for _ in range(couplings):
             layers += [nf.flows.AffineCouplingBlock(nf.nets.MLP([d // 2, *hidden, d], init_zeros=True)),
                        nf.flows.Permute(d, mode="swap")]
-        nfm = nf.NormalizingFlow(nf.distributions.DiagGaussian(d, trainable=False), layers)
+        nfm = nf.NormalizingFlow(nf.distributions.DiagGaussian(d, trainable=False), layers).to(device)
         nf_opt = torch.optim.Adam(nfm.parameters(), lr=1e-4, fused=True)
 
         def nf_step():
@@ -452,14 +493,15 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
             loss.backward()
             nf_opt.step()
 
-        contenders[f"normflows {_version('normflows')}"] = _Loop(nf_step, batch, per, lambda: nfm.log_prob(test))
+        contenders[f"normflows {_version('normflows')}"] = _Loop(nf_step, batch, per, lambda: nfm.log_prob(test),
+                                                                 device=device)
     try:
         import zuko
     except Exception as e:
         notes.append(_peer_note("zuko", e))
     else:
         torch.manual_seed(0)
-        zm = zuko.flows.RealNVP(d, transforms=couplings, hidden_features=hidden)
+        zm = zuko.flows.RealNVP(d, transforms=couplings, hidden_features=hidden).to(device)
         z_opt = torch.optim.Adam(zm.parameters(), lr=1e-4, fused=True)
 
         def zuko_step():
@@ -468,7 +510,8 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
             loss.backward()
             z_opt.step()
 
-        contenders[f"zuko {_version('zuko')}"] = _Loop(zuko_step, batch, per, lambda: zm().log_prob(test))
+        contenders[f"zuko {_version('zuko')}"] = _Loop(zuko_step, batch, per, lambda: zm().log_prob(test),
+                                                       device=device)
     _attach(contenders, len(test))
     rates = _alternate(contenders, rounds)
     peers = [k for k in contenders if not k.startswith("genzoo")]
@@ -483,7 +526,8 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
                   contenders, rates, peaks, goals, notes)
 
 
-def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
+def dcgan(mnist, per: int, rounds: int, peaks: dict, device: torch.device = CPU) -> list[str]:
+    """The DCGAN's table, every contender on ``device``."""
     import genzoo
 
     batch, nz = 64, 100
@@ -491,14 +535,14 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
     contenders = {}
     for label, options in (("fp32", {}), ("bf16", {"precision": "bf16"}), (F_LINEAR, {"onednn": False}),
                            ("fp32, channels-last off", {"channels_last": False})):
-        if options.get("precision", "fp32") not in peaks:
+        if options.get("precision", "fp32") not in peaks or label == F_LINEAR and device.type != "cpu":
             continue
         torch.manual_seed(0)
-        m = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz)
+        m = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz).to(device)
         contenders[f"genzoo ({label})"] = _Fit(m, mnist, batch, per, evaluate=lambda m=m: m.sample(1000), **options)
     for layout in ("contiguous", "channels-last"):
         torch.manual_seed(0)
-        ref = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz)
+        ref = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz).to(device)
         net_g, net_d = ref.generator, nn.Sequential(ref.discriminator, nn.Sigmoid())
         fmt = torch.channels_last if layout == "channels-last" else torch.contiguous_format
         net_g.to(memory_format=fmt), net_d.to(memory_format=fmt)
@@ -508,12 +552,12 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
         batches = _loader(u8, batch, lambda im: im.float().div(255).sub(0.5).div(0.5))
 
         def plain_step(net_g=net_g, net_d=net_d, opt_d=opt_d, opt_g=opt_g, batches=batches, fmt=fmt):
-            real = next(batches).contiguous(memory_format=fmt)  # pytorch/examples dcgan/main.py
+            real = next(batches).to(device).contiguous(memory_format=fmt)  # pytorch/examples dcgan/main.py
             net_d.zero_grad()
-            label = torch.full((batch,), 1.0)
+            label = torch.full((batch,), 1.0, device=device)
             err_real = crit(net_d(real).view(-1), label)
             err_real.backward()
-            fake = net_g(torch.randn(batch, nz))
+            fake = net_g(torch.randn(batch, nz, device=device))
             label.fill_(0.0)
             err_fake = crit(net_d(fake.detach()).view(-1), label)
             err_fake.backward()
@@ -527,7 +571,8 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict) -> list[str]:
 
         # genzoo's networks, run as nn.Linear would (F.linear): the reference loop, not genzoo's kernels
         contenders[f"plain loop ({layout})"] = _Loop(plain_step, batch, per,
-                                                     lambda net_g=net_g: net_g(torch.randn(1000, nz)), onednn=False)
+                                                     lambda net_g=net_g: net_g(torch.randn(1000, nz, device=device)),
+                                                     onednn=False, device=device)
     _attach(contenders, 1000)
     rates = _alternate(contenders, rounds)
     goals = [(ours, "plain loop (contiguous)", 1.15) for ours in ("genzoo (fp32)", "genzoo (bf16)")]
@@ -646,42 +691,80 @@ def parzen(mnist, test_images, n: int = PARZEN_SIZE, rounds: int = PARZEN_ROUNDS
             "last round's results.", ""]
 
 
+def resolve_device(name: str | None) -> torch.device:
+    """``--device`` as ``genzoo train`` resolves and refuses it (None: the CPU); a ConfigError for ``mps``, which this
+    benchmark does not time (its timers wait for CUDA only)."""
+    from genzoo.cli import _device
+    from genzoo.errors import ConfigError
+
+    device = _device(name or "cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"bench speed times the CPU or a CUDA GPU, not --device {name}")
+    return device
+
+
+def section(args) -> str:
+    """The BENCHMARKS.md section a run writes: ``speed`` on the CPU, ``speed-cuda`` on a GPU (so neither replaces
+    the other)."""
+    return "speed-cuda" if resolve_device(args.device).type == "cuda" else "speed"
+
+
 def run(args) -> str:
     from genzoo.data import load_dataset
 
     from .common import mnist_root
 
+    device = resolve_device(args.device)  # first: a GPU asked for and missing is an error before any work
+    cuda = device.type == "cuda"
     quick = args.quick
     rounds, per = (QUICK_ROUNDS, 3) if quick else (ROUNDS, 20)
     root = mnist_root(args)
     mnist = load_dataset("mnist", "train", root=root, n=12800 if quick else None)
     test = load_dataset("mnist", "test", root=root)
-    slowdown = bf16_slowdown()
-    peaks = {"fp32": matmul_peak(torch.float32)}
-    if slowdown <= BF16_MAX_SLOWDOWN:
+    peaks = {"fp32": matmul_peak(torch.float32, device=device)}
+    if cuda:  # native bf16 from compute capability 8.0 (Ampere) on; torch emulates it on older GPUs
+        if torch.cuda.get_device_capability(device) >= (8, 0):
+            peaks["bf16"] = matmul_peak(torch.bfloat16, device=device)
+            bf16 = f"bf16 {peaks['bf16'] / 1e9:,.0f} GFLOP/s"
+        else:
+            bf16 = "no bf16 rows: this GPU has no native bf16 (compute capability below 8.0)"
+    elif (slowdown := bf16_slowdown()) <= BF16_MAX_SLOWDOWN:
         peaks["bf16"] = matmul_peak(torch.bfloat16)
         bf16 = f"bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s"
     else:
         bf16 = (f"no bf16 rows: a 512 x 512 product takes {slowdown:.0f}x as long in bf16 as in fp32 here (this CPU "
                 "emulates bf16: no AVX512-BF16 or AMX)")
     threads = torch.get_num_threads()
-    lines = ["## Throughput beside the peers (`genzoo bench speed`)", "",
-             f"On the CPU, {threads} thread{'s' if threads != 1 else ''}. Training rates: the median of {rounds} "
-             f"alternating rounds per contender, after a warm-up round each; evaluation rates: the best of "
-             f"{EVAL_REPEATS} calls after a warm-up; EM and Parzen say their own. Matmul peak of this machine "
-             f"(2048 x 2048): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s (the faster of MKL and oneDNN), {bf16}; GFLOP/s "
-             "counts the products of one training step (torch.utils.flop_counter)."]
-    if not linear_module._enabled:
+    threads = f"{threads} thread{'s' if threads != 1 else ''}"
+    stats = (f"Training rates: the median of {rounds} alternating rounds per contender, after a warm-up round each; "
+             f"evaluation rates: the best of {EVAL_REPEATS} calls after a warm-up; EM and Parzen say their own.")
+    if cuda:
+        tf32 = {True: "on", False: "off"}
+        lines = ["## Throughput beside the peers on a GPU (`genzoo bench speed --device cuda`)", "",
+                 f"The VAE, RealNVP and DCGAN on {device} ({torch.cuda.get_device_name(device)}), torch "
+                 f"{torch.__version__}, CUDA {torch.version.cuda}; the linear-layer, EM and Parzen tables on the CPU, "
+                 f"{threads} (they time oneDNN, scikit-learn and NumPy, which run there only). {stats} Matmul peak of "
+                 f"this GPU ({CUDA_PEAK_SIZE} x {CUDA_PEAK_SIZE}): fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s (TF32 "
+                 f"{tf32[bool(torch.backends.cuda.matmul.allow_tf32)]} for matrix products, "
+                 f"{tf32[bool(torch.backends.cudnn.allow_tf32)]} for cuDNN's convolutions), {bf16}; GFLOP/s counts the "
+                 "products of one training step (torch.utils.flop_counter). No 'fp32, F.linear' rows: genzoo's linear "
+                 "layers take F.linear on a GPU."]
+    else:
+        lines = ["## Throughput beside the peers (`genzoo bench speed`)", "",
+                 f"On the CPU, {threads}. {stats} Matmul peak of this machine "
+                 f"({PEAK_SIZE} x {PEAK_SIZE}): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s (the faster of MKL and oneDNN), "
+                 f"{bf16}; GFLOP/s counts the products of one training step (torch.utils.flop_counter)."]
+    if not linear_module._enabled and not cuda:  # (a GPU's rows take F.linear whatever it says)
         lines[-1] += (" GENZOO_ONEDNN_LINEAR=0 is set: genzoo's rows still run its large linear layers on oneDNN "
                       f"(genzoo's default); the '{F_LINEAR}' rows are genzoo as this setting runs it.")
-    if torch.cuda.is_available():
+    if not cuda and torch.cuda.is_available():
         lines[-1] += (f" A GPU is available ({torch.cuda.get_device_name()}) but not timed: this benchmark runs "
-                      "on the CPU only (it has no --device).")
+                      "on the CPU unless given --device cuda.")
     lines.append("")
     lines += linear_layers(rounds)
-    lines += vae(mnist, per * 5, rounds, peaks, test)
-    lines += realnvp(mnist, per, rounds, peaks)
-    lines += dcgan(mnist, per, rounds, peaks)
+    lines += vae(mnist, per * 5, rounds, peaks, test, device=device)
+    lines += realnvp(mnist, per, rounds, peaks, device=device)
+    lines += dcgan(mnist, per, rounds, peaks, device=device)
     lines += em(mnist, quick)
     lines += parzen(mnist, test, QUICK_PARZEN_SIZE if quick else PARZEN_SIZE)
     return "\n".join(lines)
