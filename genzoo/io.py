@@ -376,8 +376,10 @@ def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
     return (model if dtype is None else model.to(PARAMETER_DTYPES.get(dtype, torch.float32))), cfg
 
 
-def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """``model.load_state_dict(tensors)``, or a one-line :class:`CheckpointError` naming what does not fit.
+def load_state(model, tensors: dict[str, torch.Tensor], source: Path, what: str = "this model") -> None:
+    """``model.load_state_dict(tensors)``, or a one-line :class:`CheckpointError` naming what does not fit
+    ``what`` (the model, as the message names it: :func:`load`'s is built from the folder's config.json; a
+    checkpoint's is the caller's, :func:`genzoo.fit`'s on resume).
 
     A module's ``state_defaults`` (a dict, buffer name -> factory such as ``torch.ones``) names buffers that
     weights written before the buffer existed may lack: those are filled in, so older runs load unchanged."""
@@ -401,12 +403,12 @@ def load_state(model, tensors: dict[str, torch.Tensor], source: Path) -> None:
         problems.append(f"{k} is {str(tensors[k].dtype)[6:]} in the file, {str(own[k].dtype)[6:]} in the model")
         break
     if problems:
-        raise CheckpointError(f"weights in {source} do not fit the model of config.json: {'; '.join(problems)}")
+        raise CheckpointError(f"weights in {source} do not fit {what}: {'; '.join(problems)}")
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as e:
         first = " ".join(str(e).split())[:300]
-        raise CheckpointError(f"weights in {source} do not fit the model: {first}") from None
+        raise CheckpointError(f"weights in {source} do not fit {what}: {first}") from None
     model.initialised = True  # a run's or a saved model's weights: fit trains on from them
 
 
@@ -518,7 +520,7 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
             if weights.parent.exists():  # corrupt, not pruned while being read
                 raise
             continue
-        load_state(model, tensors, weights)
+        load_state(model, tensors, weights, f"the model of {directory / CONFIG}")
         recorded = cfg.get("save_id")  # both files marked by save (write_model), but by two saves:
         if recorded is not None and weights == directory / WEIGHTS and _save_id(weights) not in (None, recorded):
             raise CheckpointError(f"{weights} and {directory / CONFIG} were written by two saves (another save_id: a "

@@ -65,8 +65,9 @@ def belongs_elsewhere(name: str, model: str | None, here: str) -> str:
 
 
 def load_recipe(path: str | Path) -> dict:
-    """Read a TOML recipe; unknown tables or training keys are errors."""
-    path = Path(path)
+    """Read a TOML recipe (``~`` is the home folder: ``--config=~/x.toml`` leaves it to us); unknown tables or
+    training keys are errors."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
     try:

@@ -160,6 +160,55 @@ def test_a_half_set_torchrun_environment_is_one_line(monkeypatch, env, needle):
         distributed.init(torch.device("cpu"))
 
 
+_HAND_SET = {"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29558"}
+
+
+@pytest.mark.parametrize("env, needle", [({"RANK": " "}, "WORLD_SIZE=2 but RANK not set"),
+                                         ({"MASTER_ADDR": "", "MASTER_PORT": ""}, "but MASTER_ADDR, MASTER_PORT not set"),
+                                         ({"RANK": "x"}, "RANK='x' is not a process number of WORLD_SIZE=2, 0 to 1: "),
+                                         ({"RANK": "2"}, "RANK='2' is not a process number of WORLD_SIZE=2, 0 to 1: "),
+                                         ({"RANK": "-1"}, "RANK='-1' is not a process number"),
+                                         ({"MASTER_PORT": "abc"}, "MASTER_PORT='abc' is not a port number, 1 to 65535"),
+                                         ({"MASTER_PORT": "70000"}, "MASTER_PORT='70000' is not a port number"),
+                                         ({"LOCAL_RANK": "x"}, "LOCAL_RANK='x' is not a process number on this machine")])
+def test_hand_set_torchrun_variables_are_checked_before_the_wait(monkeypatch, env, needle):
+    """Empty or malformed RANK / MASTER_ADDR / MASTER_PORT were 'unexpected ValueError ... a bug in genzoo', and a
+    RANK out of range waited silently for gloo's 30 minutes (a104 #3)."""
+    import re
+
+    from genzoo.errors import ConfigError
+    from genzoo.train import distributed
+
+    def join(*a, **k):
+        raise AssertionError("init_process_group called")
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", join)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # LOCAL_RANK is read on CUDA
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: None)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    for k, v in {**_HAND_SET, **env}.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        distributed.init(torch.device("cuda" if "LOCAL_RANK" in env else "cpu"))
+
+
+def test_every_hand_set_rank_says_that_it_waits(monkeypatch, capsys):
+    """RANK 0 alone said so: a stale RANK=1 waited silently (a104 #3); under torchrun none says it."""
+    from genzoo.train import distributed
+
+    joined = []
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda backend, **kw: joined.append(backend))
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    for k, v in {**_HAND_SET, "RANK": "1", "LOCAL_RANK": ""}.items():
+        monkeypatch.setenv(k, v)
+    distributed.init(torch.device("cpu"))
+    assert "WORLD_SIZE=2 in the environment: waiting for the other processes at 127.0.0.1:29558 as RANK=1 (unset " \
+           "WORLD_SIZE" in capsys.readouterr().err
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
+    distributed.init(torch.device("cpu"))
+    assert capsys.readouterr().err == "" and joined == ["gloo", "gloo"]
+
+
 def test_an_empty_world_size_is_unset(monkeypatch):
     from genzoo.train import distributed
 

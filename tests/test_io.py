@@ -507,3 +507,19 @@ def test_a_file_written_is_made_durable_with_its_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(stat.S_ISDIR(os.fstat(fd).st_mode)) or real(fd))
     io.atomic_write_bytes(tmp_path / "f.txt", b"x")
     assert synced == [False, True]  # the file, then its folder
+
+
+def test_weights_that_do_not_fit_name_the_model_they_were_loaded_into(tmp_path):
+    """A checkpoint's weights that did not fit the caller's model (fit(resume=True) given one of other shapes) were
+    said not to fit "the model of config.json", which still held the weights' own shapes (a104 #2)."""
+    m, other = _vae(), genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=5, hidden=(16,))
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    path = io.save_checkpoint(tmp_path / "run", 2, m, m.configure_optimizers(), {}, rng)
+    with pytest.raises(CheckpointError, match=r"step-00000002/model\.safetensors do not fit this model: ") as e:
+        io.load_checkpoint(path, other, other.configure_optimizers())
+    assert "config.json" not in str(e.value)
+    # load builds its model from the folder's config.json: that one is named
+    genzoo.save(m, tmp_path / "saved")
+    io.save_tensors(tmp_path / "saved" / "model.safetensors", other.state_dict())
+    with pytest.raises(CheckpointError, match=r"do not fit the model of .*saved/config\.json: "):
+        genzoo.load(tmp_path / "saved")

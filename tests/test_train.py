@@ -554,6 +554,16 @@ def test_run_dir_expands_the_home_folder_and_a_recipe_may_not_give_data_shape(tm
     assert "[model] data_shape is not an option: the shape comes from the data" in capsys.readouterr().err
 
 
+def test_a_recipe_path_expands_the_home_folder(tmp_path, monkeypatch):
+    """--config=~/x.toml (after '=' the shell leaves ~ as it is) was 'recipe not found: ~/x.toml' (a104 #5)."""
+    from genzoo.recipes import load_recipe
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.toml").write_text('[model]\nname = "gmm"\n[data]\nname = "ring"\n')
+    assert load_recipe("~/x.toml")["model"]["name"] == "gmm" and not (tmp_path / "~").exists()
+
+
 def test_fit_into_a_folder_with_checkpoints_needs_resume(tmp_path):
     digits = load_dataset("digits", binarize=True)
     genzoo.fit(_model(), digits, steps=4, checkpoint_every=2, run_dir=tmp_path, progress=False)
@@ -615,6 +625,88 @@ def test_one_process_at_a_time_trains_a_run(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_run_locked_elsewhere_stops_every_rank_alike(tmp_path, monkeypatch, rank):
+    """Under torchrun rank 0 alone takes the run's lock on resume: its RunLocked stopped rank 0, and the other ranks
+    went on to their next collective and died with the lost-peer line (a104 #1). Rank 0's outcome is now shared
+    (distributed.rank0_value, a stand-in here that gives rank 0's values) and every rank raises it."""
+    from genzoo.train import distributed
+
+    data = load_dataset("ring", n=64)
+    kw = dict(steps=2, batch_size=32, checkpoint_every=1, progress=False, run_dir=tmp_path)
+    genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), data, **kw)
+    shared, rank0 = [], iter([None, genzoo.errors.RunLocked(f"another process is training the run in {tmp_path}")])
+
+    def rank0_value(value):  # what the broadcast gives each rank: rank 0's own value, or (rank 1) rank 0's
+        shared.append(value)
+        return value if rank == 0 else next(rank0)
+
+    monkeypatch.setattr(distributed, "world", lambda: (rank, 2))
+    monkeypatch.setattr(distributed, "rank0_value", rank0_value)
+    monkeypatch.setattr(distributed, "any_rank", bool)
+    monkeypatch.setattr(distributed, "check_same_everywhere", lambda *a, **k: None)
+    other = _LockedElsewhere(tmp_path) if rank == 0 else None
+    try:
+        with pytest.raises(genzoo.errors.RunLocked, match="another process is training the run"):
+            genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), data, resume=True, **{**kw, "steps": 4})
+    finally:
+        if other is not None:
+            other.release()
+    if rank == 0:  # rank 0's RunLocked went to the others
+        assert [type(v).__name__ for v in shared] == ["NoneType", "RunLocked"]
+    assert io.latest_checkpoint(tmp_path).name == "step-00000002"
+
+
+def _ring_vae(**options):
+    torch.manual_seed(0)
+    return genzoo.build("vae", **{"data_shape": (2,), "likelihood": "gaussian", "latent_dim": 2, "hidden": (8,),
+                                  **options})
+
+
+def test_resume_refuses_a_model_of_other_options_than_the_run(tmp_path):
+    """fit(resume=True) trained the checkpoint's weights on under any model whose shapes fit (another activation,
+    n_samples, lr) and wrote its options into config.json, which then rebuilt the run's checkpoints so; a model of
+    other shapes was refused as weights that "do not fit the model of config.json", which held them (a104 #2)."""
+    data, run = load_dataset("ring", n=256), tmp_path / "run"
+    kw = dict(batch_size=32, run_dir=run, progress=False, checkpoint_every=2)
+    genzoo.fit(_ring_vae(), data, steps=4, **kw)
+    before = (run / "config.json").read_bytes()
+    for options, needle in (({"activation": "tanh", "n_samples": 5}, "its activation is 'relu' (its config.json), this "
+                                                                       "model's 'tanh': resume with the run's model"),
+                            ({"lr": 0.5}, "its lr is 0.001 (its config.json), this model's 0.5"),
+                            ({"hidden": (16,)}, "its hidden is [8] (its config.json), this model's [16]")):
+        model = _ring_vae(**options)
+        weights = {k: v.clone() for k, v in model.state_dict().items()}
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            genzoo.fit(model, data, steps=6, resume=True, **kw)
+        assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())  # handed back as it came
+    assert (run / "config.json").read_bytes() == before and io.latest_checkpoint(run).name == "step-00000004"
+    assert not (run / ".lock").exists() and not (run / "checkpoints" / "step-00000006").exists()
+    # the run's own options (a list for a tuple is the same option), or the run's model as load gives it: trained on
+    same = genzoo.build("vae", data_shape=[2], likelihood="gaussian", latent_dim=2, hidden=[8], lr=1e-3)
+    assert genzoo.fit(same, data, steps=6, resume=True, **kw).step == 6
+    assert genzoo.fit(genzoo.load(run), data, steps=8, resume=True, **kw).step == 8
+    assert (run / "config.json").read_bytes() == before
+
+
+def test_resume_refuses_a_run_json_whose_model_was_edited(tmp_path, capsys):
+    """`genzoo train --resume` builds the model from run.json's [model] table: an edited activation trained the
+    checkpoint's weights on as another model and rewrote config.json (a104 #2)."""
+    from genzoo.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "vae", "--steps", "2", "--checkpoint-every", "1", "--set", "hidden=[8]", "--set",
+                 "latent_dim=2", "--run-dir", str(run), "--no-progress"]) == 0
+    record = json.loads((run / "run.json").read_text())
+    record["recipe"]["model"]["activation"] = "tanh"
+    (run / "run.json").write_text(json.dumps(record))
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", str(run), "--steps", "4", "--no-progress"]) == 2
+    assert "its activation is 'relu' (its config.json), this model's 'tanh'" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files
+
+
 def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(tmp_path):
     import warnings
 
@@ -638,11 +730,15 @@ def test_resume_sets_a_damaged_checkpoint_aside_and_resumes_from_the_one_before(
         assert torch.equal(m.state_dict()[k], v), k
     steps = [json.loads(line)["step"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert steps == sorted(set(steps)) and steps[-1] == 10
-    # nothing loads (weights that do not fit fail every checkpoint alike): the newest one's error, nothing moved
+    # nothing loads (weights that do not fit fail every checkpoint alike): the newest one's error, nothing moved; a
+    # model of other options than config.json's is refused before (with config.json gone, the weights refuse it)
     other = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(32,))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        with pytest.raises(genzoo.errors.CheckpointError, match="step-00000010.* do not fit"):
+        with pytest.raises(genzoo.errors.ConfigError, match="its latent_dim is 4 .* this model's 3"):
+            genzoo.fit(other, digits, steps=12, run_dir=tmp_path / "run", resume=True, **kw)
+        (tmp_path / "run" / "config.json").unlink()
+        with pytest.raises(genzoo.errors.CheckpointError, match="step-00000010.* do not fit this model: "):
             genzoo.fit(other, digits, steps=12, run_dir=tmp_path / "run", resume=True, **kw)
     assert len(io.checkpoint_dirs(tmp_path / "run")) == 3 and not (tmp_path / "run" / ".lock").exists()
 

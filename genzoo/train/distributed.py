@@ -194,23 +194,50 @@ def _default_signals():
                 signal.signal(s, handler)
 
 
+def _env_int(name: str, low: int, high: int | None, what: str, default: int | None = None) -> int:
+    """The whole number in the environment variable ``name`` (torchrun's; empty: unset, ``default``), or a one-line
+    ConfigError naming it and its value where it is not one in ``low .. high`` (``what`` says which).
+
+    >>> os.environ["GENZOO_TEST_PORT"] = "http"
+    >>> _env_int("GENZOO_TEST_PORT", 1, 65535, "a port number, 1 to 65535")
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: GENZOO_TEST_PORT='http' is not a port number, 1 to 65535: start a distributed run with torchrun, which sets it (README), or unset WORLD_SIZE to train in one process
+    >>> del os.environ["GENZOO_TEST_PORT"]
+    """
+    value = os.environ.get(name, "").strip()
+    if not value and default is not None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        n = None
+    if n is None or n < low or (high is not None and n > high):
+        raise ConfigError(f"{name}={os.environ.get(name, '')!r} is not {what}: start a distributed run with torchrun, "
+                          "which sets it (README), or unset WORLD_SIZE to train in one process")
+    return n
+
+
 def init(device: torch.device) -> tuple[int, int]:
     """Join torchrun's process group (once): NCCL for CUDA tensors (gloo beside it for CPU ones) on GPUs, gloo
     otherwise. Returns (rank, world)."""
     if launched_by_torchrun() and not dist.is_initialized():
         if not dist.is_available():
             raise ConfigError("this torch build has no torch.distributed: cannot run under torchrun")
-        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+        size = int(os.environ["WORLD_SIZE"])
+        missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k, "").strip()]  # empty: unset
         if missing:
             raise ConfigError(f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: start a "
                               "distributed run with torchrun (README), or unset WORLD_SIZE")
+        rank = _env_int("RANK", 0, size - 1, f"a process number of WORLD_SIZE={size}, 0 to {size - 1}")
+        _env_int("MASTER_PORT", 1, 65535, "a port number, 1 to 65535")
         if device.type == "mps":
             raise ConfigError("--device mps does not run under torchrun (gloo cannot all-reduce MPS tensors): use "
                               "--device cpu, or one process")
         # on GPUs NCCL for the tensors on them, gloo for the small CPU ones (the logged terms, stop decisions)
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
-            local, n_gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            local = _env_int("LOCAL_RANK", 0, None, "a process number on this machine, 0 or more", default=0)
+            n_gpus = torch.cuda.device_count()
             if device.index is not None:
                 raise ConfigError(f"--device {device}: under torchrun each process takes the GPU of its LOCAL_RANK; "
                                   "give --device cuda")
@@ -218,10 +245,10 @@ def init(device: torch.device) -> tuple[int, int]:
                 raise ConfigError(f"torchrun started process {local} of this machine, and torch sees {n_gpus} CUDA "
                                   f"device(s): one GPU per process (--nproc_per_node={n_gpus}, or --device cpu)")
             torch.cuda.set_device(local)
-        if "TORCHELASTIC_RUN_ID" not in os.environ and os.environ.get("RANK") == "0":  # set by hand, or stale
+        if "TORCHELASTIC_RUN_ID" not in os.environ:  # set by hand, or stale: every rank says why it waits
             print(f"genzoo: WORLD_SIZE={os.environ['WORLD_SIZE']} in the environment: waiting for the other "
-                  f"processes at {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} (unset WORLD_SIZE to train "
-                  "in one process)", file=sys.stderr, flush=True)
+                  f"processes at {os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']} as RANK={rank} (unset "
+                  "WORLD_SIZE to train in one process)", file=sys.stderr, flush=True)
         with _default_signals():
             dist.init_process_group(backend)
     return world()

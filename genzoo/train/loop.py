@@ -35,9 +35,9 @@ import numpy as np
 import torch
 
 from ..base import Batch, GenerativeModel, forked_rng
-from ..errors import CheckpointError, ConfigError, DataError
-from ..io import (WEIGHTS, atomic_write_json, blocked_by_file, latest_checkpoint, load_newest_checkpoint, model_config,
-                  run_files_in, run_lock, set_aside_damaged, write_model)
+from ..errors import CheckpointError, ConfigError, DataError, GenZooError
+from ..io import (CONFIG, WEIGHTS, atomic_write_json, blocked_by_file, dumps, latest_checkpoint, load_newest_checkpoint,
+                  loads, model_config, read_json, run_files_in, run_lock, set_aside_damaged, write_model)
 from . import acceleration, distributed
 from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
 
@@ -236,12 +236,13 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
-    checkpoint in ``run_dir``, with the run's own seed, batch size, data, lr schedule and warm-up (another is a
-    ConfigError); the length, intervals and speed options may change. ``valid`` (a Dataset) adds validation
-    losses to the metrics rows every ``valid_every`` steps (default ``10 * log_every``; a multiple of
-    ``log_every``) and at the end; ``keep_best=True`` then also keeps the weights of the lowest
-    validation loss in ``run_dir/best/``, a run folder of its own (:class:`~genzoo.train.callbacks.BestWeights`),
-    for models whose validation loss measures them (a ConfigError for the GANs, whose is the discriminator's).
+    checkpoint in ``run_dir``, with the run's own model (the options of its ``config.json``), seed, batch size, data,
+    lr schedule and warm-up (another is a ConfigError); the length, intervals and speed options may change.
+    ``valid`` (a Dataset) adds validation losses to the metrics rows every ``valid_every`` steps (default
+    ``10 * log_every``; a multiple of ``log_every``) and at the end; ``keep_best=True`` then also keeps the weights of
+    the lowest validation loss in ``run_dir/best/``, a run folder of its own
+    (:class:`~genzoo.train.callbacks.BestWeights`), for models whose validation loss measures them (a ConfigError for
+    the GANs, whose is the discriminator's).
     ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps; ``warmup_steps``
     first ramps it linearly from lr / warmup_steps up to lr (Goyal et al. 2017, Section 2.2);
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
@@ -386,8 +387,17 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # a refused resume hands the caller's model back as it came, not holding the run's weights
     before = ({k: v.detach().clone() for k, v in model.state_dict().items()}, model.initialised) if resume else None
     try:
-        if resume and run_dir is not None and rank == 0 and run_dir.is_dir():
-            hold.enter_context(run_lock(run_dir))
+        if resume:  # rank 0 locks the run and compares the model with the run's; every rank stops alike
+            problem = None
+            if rank == 0:
+                try:
+                    if run_dir.is_dir():
+                        hold.enter_context(run_lock(run_dir))
+                    problem = _model_change(run_dir, config)
+                except GenZooError as e:  # RunLocked: another process trains the run; a lock file it cannot make
+                    problem = e
+            if (problem := distributed.rank0_value(problem)) is not None:
+                raise problem if isinstance(problem, GenZooError) else ConfigError(problem)
         loaded = load_newest_checkpoint(run_dir, model, state.optimizers) if (resume and run_dir is not None) else None
         ckpt, saved, rng, damaged = loaded if loaded else (None, None, None, [])
         if resume and run_dir is not None and world_size > 1:  # each rank read the folder itself: the same point?
@@ -557,6 +567,46 @@ def _new_run_problem(run_dir: Path, resume: bool) -> str | None:
         return (f"nothing to resume: {run_dir} has no checkpoint, and holds {', '.join(held)}, which a run does not "
                 "write before its first")
     return f"{run_dir} already holds {', '.join(held)} (files a run writes): give an empty or new run_dir"
+
+
+def _model_change(run_dir: Path, config: dict) -> str | None:
+    """Why ``resume=True`` may not train the run in ``run_dir`` on with the model whose config.json is ``config``
+    (:func:`~genzoo.io.model_config`): the first option in which it differs from the run's config.json, the model
+    its checkpoints' weights were trained as (another activation, objective or lr would train them on as another
+    model, and config.json, written again, would rebuild every checkpoint so); None where they agree, where the run
+    has no checkpoint yet (it starts again, as the model given), or where its config.json is gone or unreadable
+    (written again from the model). Options the run's config.json lacks (added by a later genzoo) are not compared.
+
+    >>> import tempfile, genzoo
+    >>> d = Path(tempfile.mkdtemp())
+    >>> (d / "checkpoints" / "step-00000004").mkdir(parents=True)
+    >>> atomic_write_json(d / "config.json", model_config(genzoo.build("nice", data_shape=(2,))))
+    >>> _model_change(d, model_config(genzoo.build("nice", data_shape=[2])))  # tuples and lists alike
+    >>> _model_change(d, model_config(genzoo.build("nice", data_shape=(2,), lr=0.01))).split("trained: ")[1][:52]
+    "its lr is 0.001 (its config.json), this model's 0.01"
+    """
+    path = run_dir / CONFIG
+    if latest_checkpoint(run_dir) is None or not path.is_file():
+        return None
+    try:
+        ran = read_json(path, "model config")
+    except (CheckpointError, OSError):
+        return None
+    now = loads(dumps(config))  # as config.json holds it: lists for tuples, NaN and infinities as floats
+
+    def same(a, b) -> bool:
+        return a == b or dumps(a) == dumps(b)  # (a NaN option is the same NaN)
+
+    was = ran.get("config") if isinstance(ran.get("config"), dict) else {}
+    changed = [("model", ran.get("model"), now["model"])] if ran.get("model") != now["model"] else []
+    changed += [(k, v, now["config"][k]) for k, v in was.items() if k in now["config"] and not same(v, now["config"][k])]
+    if not changed:
+        return None
+    key, old, new = changed[0]
+    return (f"resume=True continues the run in {run_dir} as it was trained: its {key} is {old!r} (its config.json), "
+            f"this model's {new!r}: resume with the run's model (genzoo.load(run_dir) gives it; `genzoo train --resume` "
+            "builds it from run.json's [model] table, which must keep the run's options), or use another run_dir for a "
+            "new run")
 
 
 def set_lr(optimizers, step: int, total: int, cosine: bool = True, warmup: int = 0) -> None:
