@@ -144,17 +144,22 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--split", default="test", choices=["train", "valid", "test"],
                        help="the split scored (default test)")
         q.add_argument("--n-samples", type=int, default=10_000, help="samples for Parzen, FID and the rest (default 10000)")
-        q.add_argument("--iwae-k", type=int, default=5000, help="importance samples for the IWAE bound (default 5000)")
+        q.add_argument("--iwae-k", type=int, default=5000,
+                       help="importance samples for the IWAE bound (default 5000; 0: the ELBO alone)")
         q.add_argument("-n", type=int, default=None,
                        help="evaluate on N examples of the split only: the first N (a random N for FID and the other feature metrics)")
         q.add_argument("--batch-size", type=int, default=100,
-                       help="examples per batch for the bounds (default 100; their draws follow the batches, so another "
-                            "size gives another Monte Carlo estimate, within its standard error)")
+                       help="examples per batch for the exact log_prob and the bounds (default 100; the bounds' draws "
+                            "follow the batches, so another size gives another Monte Carlo estimate, within its standard "
+                            "error)")
         q.add_argument("--parzen-sigmas", type=_sigmas, default=None, metavar="S1,S2,...",
                        help="the Parzen window widths to choose from (default: Goodfellow et al.'s 10 from 0.1 to 1, made for "
                             "images in [0, 1]; e.g. 0.002,0.005,0.01,0.02 for the ring of std 0.01)")
         q.add_argument("--data-root", help=RUN_DATA_ROOT)
-        q.add_argument("--seed", type=_seed, default=0, help="seed of the samples and of the bounds' draws (default 0)")
+        q.add_argument("--seed", type=_seed, default=0,
+                       help="seed of the samples, the bounds' draws and the test set's binarization or dequantization "
+                            "noise (so a likelihood of binarized or dequantized data, an exact NLL too, moves with it, "
+                            "within its standard error; default 0)")
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
     i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
     i.add_argument("run", help="run directory")
@@ -1103,17 +1108,42 @@ def cmd_eval(args) -> int:
         _check_eval_json(args.run)
     asked = _compare_key(args.run, args)  # before the work: a run still training may write newer weights meanwhile
     result = _eval_run(args.run, args, args.metrics)
+    weights = _weights_scored(args.run, asked["weights"])
     print(format_result(result))
+    _note_checkpoint(args.run, weights)
     if not args.no_write:
         replaced = _other_settings(Path(args.run) / "eval.json", asked)
         try:
-            atomic_write_json(Path(args.run) / "eval.json", {**result, "asked": asked})
+            atomic_write_json(Path(args.run) / "eval.json", {**result, "weights": weights, "asked": asked})
         except WriteError as e:  # the results are printed above: say how to keep them from being lost next time
             raise WriteError(f"{e} (the results are printed above; --no-write skips the file)") from None
         if replaced:  # compare keeps such a file; eval, asked for this run alone, replaces it, but says so
             print(f"genzoo: note: replaced {Path(args.run) / 'eval.json'}, an evaluation of other settings "
                   f"({replaced}); --no-write keeps a stored one", file=sys.stderr)
     return 0
+
+
+def _weights_scored(path: str, stamp) -> str | None:
+    """Which weights of the run ``path`` are scored (:func:`~genzoo.eval.compare.weights_label`: ``final``, or
+    ``checkpoint step 710 of 20,000``), from ``stamp``, the :func:`~genzoo.io.weights_stamp` of
+    :func:`_compare_key` (the file :func:`~genzoo.io.load` reads), and the length its run.json plans."""
+    from .eval.compare import weights_label
+
+    try:
+        train = read_recipe(Path(path))["train"]
+    except (GenZooError, OSError):  # a saved model (no run.json: no checkpoints either) or an unreadable one
+        train = None
+    return weights_label(stamp, train)
+
+
+def _note_checkpoint(path: str, weights: str | None) -> None:
+    """One note on stderr where the weights scored (:func:`_weights_scored`) are a checkpoint's."""
+    from .eval.compare import FINAL
+    from .io import WEIGHTS
+
+    if weights not in (None, FINAL):
+        print(f"genzoo: note: {path} has no final {WEIGHTS} (a run stopped before its end, or still training): "
+              f"scored its {weights}", file=sys.stderr)
 
 
 def _other_settings(cached: Path, asked: dict) -> str:
@@ -1134,7 +1164,7 @@ def _other_settings(cached: Path, asked: dict) -> str:
 
 def cmd_compare(args) -> int:
     from .data import load_spec
-    from .eval.compare import compare_table, directions, write_table
+    from .eval.compare import compare_table, directions, scored_caption, write_table
     from .io import atomic_write_json
 
     if len({Path(r).resolve() for r in args.runs}) != len(args.runs):
@@ -1167,8 +1197,9 @@ def cmd_compare(args) -> int:
             _check_eval_json(path)  # one it will keep (or reuse) may be read-only
     rows, kept = [], []
     for path, result in cached.items():
+        weights = _weights_scored(path, asked[path]["weights"])  # (a cached result's: the same content, checked)
         if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
-            result = {**_eval_run(path, args, args.metrics, strict=False), "asked": asked[path]}
+            result = {**_eval_run(path, args, args.metrics, strict=False), "weights": weights, "asked": asked[path]}
             # stored as each run is done (a later run's failure loses none of it), where it replaces no other
             # settings' evaluation (--no-write: nothing; a run none of whose metrics applies keeps its own)
             if args.output is not None and result["metrics"]:
@@ -1181,7 +1212,8 @@ def cmd_compare(args) -> int:
                     kept.append(path)
         for metric, why in result.get("skipped", {}).items():
             print(f"genzoo: note: {path}: no {metric}: {why}", file=sys.stderr)
-        rows.append((path, result))
+        _note_checkpoint(path, weights)  # and its row is marked
+        rows.append((path, {**result, "weights": weights}))
     for path in kept:
         print(f"genzoo: note: {Path(path) / 'eval.json'} holds an evaluation of other settings, kept: this table's "
               "figures for it are not stored", file=sys.stderr)
@@ -1192,19 +1224,13 @@ def cmd_compare(args) -> int:
     if len(set(labels)) > 1:
         print(f"genzoo: note: these runs were scored on different data ({', '.join(dict.fromkeys(labels))}): compare "
               "a figure only with those of the same data", file=sys.stderr)
-    iwae = any(str(r.get("nll_kind", "")).startswith("iwae") for r in table.records)
-    sizes = {r["likelihood"]["n"] for _, r in rows if isinstance(r.get("likelihood"), dict) and "n" in r["likelihood"]}
-    if args.n is None:
-        part = "all its"
-    elif sizes and max(sizes) < args.n:  # -n beyond the split's size
-        part = f"all its {max(sizes):,}" if len(sizes) == 1 else f"at most {args.n:,} of its"
-    else:
-        part = f"{args.n:,} of its"
-    scored = (f"Scored on the {args.split} split ({part} examples; "
-              f"{args.n_samples:,} samples for the metrics of samples{f'; IWAE k = {args.iwae_k:,}' if iwae else ''}).")
-    for record in table.records:  # the CSV says what was scored, as the caption does
-        record.update(split=args.split, n=args.n, n_samples=args.n_samples, iwae_k=args.iwae_k if iwae else None)
-    caption = f"{directions(table)} {scored}"
+    spaces = list(dict.fromkeys(r["nll_space"] for r in table.records if r.get("nll_space")))
+    if len(spaces) > 1:  # the data column leaves binarization and dequantization to the NLL's space
+        print(f"genzoo: note: these likelihoods are in different spaces ({', '.join(spaces)}): compare NLL and "
+              "bits/dim only within one space", file=sys.stderr)
+    # what was scored, as each run scored it (an -n beyond a split, or one no figure takes, is not repeated); the CSV's
+    # n, n_samples and iwae_k are each run's
+    caption = f"{directions(table)} {scored_caption(table, args.split, args.n)}"
     print(f"{table.markdown}\n\n{caption}")
     if args.output:
         for f in write_table(table, args.output, caption):

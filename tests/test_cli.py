@@ -452,6 +452,20 @@ def test_every_option_of_every_command_has_help():
     assert bare == []
 
 
+def test_eval_and_compare_help_say_what_seed_batch_size_and_iwae_k_also_do():
+    """--seed also draws the test set's binarization and dequantization noise (an exact NLL of dequantized data moves
+    with it), --batch-size batches the exact log_prob too, and --iwae-k 0 gives the ELBO alone: the help said none."""
+    from genzoo.cli import _parser
+
+    commands = next(a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name in ("eval", "compare"):
+        helps = {a.option_strings[0]: a.help for a in commands[name]._actions
+                 if a.option_strings}
+        assert "binarization or dequantization noise" in helps["--seed"] and "exact NLL too" in helps["--seed"]
+        assert "the exact log_prob and the bounds" in helps["--batch-size"]
+        assert "0: the ELBO alone" in helps["--iwae-k"]
+
+
 def test_a_time_budget_from_the_command_line_and_on_resume(tmp_path, capsys):
     """The time budget was `--set max_minutes=M` alone, named in no --help, and a resume (which refuses --set)
     could neither give nor change one: --max-minutes, allowed on --resume and recorded as --steps is there."""

@@ -4,6 +4,7 @@ These cases came from fuzzing every command's flags (2026-11-22): each one print
 over a run's own files, or exited 0 on input it should refuse.
 """
 
+import csv
 import hashlib
 import json
 import os
@@ -836,3 +837,54 @@ def test_a_saved_model_folder_says_it_records_no_data(capsys, tmp_path):
     assert code == 2 and "saved model" in err and "--image" not in err, err
     code, _, err = run(capsys, "inpaint", str(tmp_path / "saved"))  # inpaint can take images of the user's
     assert code == 2 and "saved model" in err and "give --image FILE" in err, err
+
+
+def test_a_run_without_final_weights_says_it_is_scored_from_its_checkpoint(vae_run, tmp_path, capsys):
+    """A run stopped before its end (or still training) was scored from its newest checkpoint with nothing saying so,
+    in eval's output, eval.json or compare's table, where it sat unmarked beside finished runs."""
+    rd, fin = tmp_path / "killed", tmp_path / "fin"
+    for folder in (rd, fin):
+        shutil.copytree(vae_run, folder)
+        (folder / "eval.json").unlink(missing_ok=True)
+    (rd / "model.safetensors").unlink()  # as a run killed after its checkpoint of step 20 of a planned 40
+    recipe = json.loads((rd / "run.json").read_text())
+    recipe["recipe"]["train"]["steps"] = 40
+    (rd / "run.json").write_text(json.dumps(recipe))
+    quick = ["--metrics", "nll", "-n", "20", "--iwae-k", "2", "--no-progress"]
+    code, _, err = run(capsys, "eval", str(rd), *quick)
+    assert code == 0, err
+    assert err.count("\n") == 1 and f"genzoo: note: {rd} has no final model.safetensors" in err
+    assert err.rstrip().endswith("scored its checkpoint step 20 of 40"), err
+    stored = json.loads((rd / "eval.json").read_text())
+    assert stored["weights"] == "checkpoint step 20 of 40"
+    assert stored["asked"]["weights"][0] == str(Path("checkpoints", "step-00000020", "model.safetensors"))
+    code, _, err = run(capsys, "eval", str(fin), *quick)
+    assert code == 0 and err == "" and json.loads((fin / "eval.json").read_text())["weights"] == "final"
+    code, out, err = run(capsys, "compare", str(rd), str(fin), *quick, "-o", str(tmp_path / "t"))  # eval.json reused
+    assert code == 0, err
+    rows = out.splitlines()[2:4]
+    assert rows[0].startswith(f"| {rd} (checkpoint step 20 of 40) | vae |") and rows[1].startswith(f"| {fin} | vae |")
+    assert "scored its checkpoint step 20 of 40" in err
+    with open(tmp_path / "t.csv") as f:
+        recs = list(csv.DictReader(f))
+    assert [r["run"] for r in recs] == [str(rd), str(fin)]
+    assert [r["weights"] for r in recs] == ["checkpoint step 20 of 40", "final"]
+
+
+def test_compare_notes_likelihoods_of_other_spaces_and_captions_what_was_scored(vae_run, tmp_path, capsys):
+    """A binarized VAE's 0.5 bits/dim sat beside a dequantized GMM's 2.7 with no word; the caption named samples
+    when none were drawn and repeated an -n beyond the split."""
+    gmm = tmp_path / "gmm"
+    assert main(["train", "gmm", "--steps", "3", "--run-dir", str(gmm), "--no-progress", "--set", "n_components=2",
+                 "--set", "covariance=diag"]) == 0  # the digits, dequantized
+    capsys.readouterr()
+    code, out, err = run(capsys, "compare", str(vae_run), str(gmm), "--metrics", "nll", "-n", "20", "--iwae-k", "2",
+                         "--no-write", "--no-progress")
+    assert code == 0, err
+    assert "(iwae-2, binarized)" in out and "(exact, dequantized)" in out and "different data" not in err
+    assert ("genzoo: note: these likelihoods are in different spaces (binarized, dequantized): compare NLL and "
+            "bits/dim only within one space") in err
+    assert out.rstrip().endswith("Scored on the test split (20 of its examples; IWAE k = 2).")  # no samples drawn
+    code, out, err = run(capsys, "compare", str(gmm), "--metrics", "nll", "-n", "100000", "--no-write", "--no-progress")
+    assert code == 0 and "different spaces" not in err and "IWAE" not in out
+    assert out.rstrip().endswith("Scored on the test split (all its 300 examples).") and "100,000" not in out

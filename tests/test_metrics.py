@@ -610,7 +610,7 @@ def test_compare_stores_what_it_can_checks_data_first_and_names_each_runs_data(t
     assert data_label({"name": "ring", "std": 0.01}) == "ring"  # a default written out is the same data
     assert data_label({"name": "digits", "dequantize": True}) == data_label({"name": "digits", "binarize": True})
     assert " +- 0.0" in rows[0].split("|")[4] and "(exact, continuous)" in rows[0]  # the NLL's standard error
-    assert "(all its 5,000 examples;" in out  # not "100,000 of its"
+    assert "(all its 5,000 examples)." in out  # not "100,000 of its", nor samples, which no metric asked drew
     assert main(["compare", runs[0], str(wide), "--metrics", "nll", "-o", str(tmp_path / "c"), "--no-progress"]) == 0
     rec = (tmp_path / "c.csv").read_text().splitlines()
     assert "nll_se" in rec[0] and "split" in rec[0] and ",ring (std=0.05)," in rec[2]
@@ -633,3 +633,44 @@ def test_eval_says_when_it_replaces_an_evaluation_of_other_settings(tmp_path, ca
     (Path(runs[0]) / "eval.json").write_text(json.dumps(stored))
     assert main(["eval", runs[0], "--metrics", "nll", "-n", "5", "--no-progress"]) == 0
     assert "replaced" not in capsys.readouterr().err
+
+
+def test_the_compare_caption_and_csv_give_what_each_run_scored_not_the_flags():
+    """compare's caption said "100,000 of its examples" of an M2 whose error was scored on 300 test examples (and of a
+    feature metric's 300 real images), named samples where no metric of samples was in the table, and its CSV
+    copied -n, --n-samples and --iwae-k onto every row, a GAN's and a flow's too."""
+    from genzoo.eval.compare import compare_table, scored_caption
+
+    m2 = {"model": "ssvae", "split": "test", "n_samples": 10_000, "error": {"error": 0.15, "n": 300}}
+    table = compare_table([("m2", m2)])
+    caption = scored_caption(table, "test", 100_000)
+    assert caption == "Scored on the test split (all its 300 examples)." and "100,000" not in caption
+    gan = {"model": "gan", "split": "test", "n_samples": 500, "features": {"fid": 3.0, "n_real": 300}}
+    flow = {"model": "realnvp", "split": "test", "n_samples": 500, "likelihood": {"n": 300, "space": "dequantized",
+            "rows": [{"kind": "exact", "nats": 91.2, "stderr": 0.6, "bits_per_dim": 2.05}]}}
+    vae = {"model": "vae", "split": "test", "n_samples": 500, "likelihood": {"n": 300, "space": "binarized", "rows": [
+        {"kind": "elbo", "nats": 24.0, "stderr": 0.2, "bits_per_dim": 0.54},
+        {"kind": "iwae-10", "nats": 23.9, "stderr": 0.2, "bits_per_dim": 0.53}]}}
+    table = compare_table([("gan", gan), ("flow", flow), ("vae", vae)])
+    assert scored_caption(table, "test", 5000) == ("Scored on the test split (all its 300 examples; 500 samples for "
+                                                   "the metrics of samples; IWAE k = 10).")
+    assert [(r["n"], r["n_samples"], r["iwae_k"]) for r in table.records] == [(300, 500, None), (300, None, None),
+                                                                            (300, None, 10)]
+    rows = list(csv.DictReader(table.csv.splitlines()))
+    assert [(r["n_samples"], r["iwae_k"]) for r in rows] == [("500", ""), ("", ""), ("", "10")]  # blank: no such figure
+
+
+def test_a_header_names_no_space_without_a_density_row_and_a_default_mixture_weighting_is_the_same_data(ring_models):
+    """A GAN's Parzen table was headed 'space: ...' (of no figure of its own); mixture1d with weights=0.5,0.5, its
+    default of equal weights written out, was named other data than the default."""
+    from genzoo.eval.compare import data_label
+    from genzoo.eval.likelihood import format_table
+
+    gmm, gan, _ = ring_models
+    sampler = evaluate(gan, {"name": "ring"}, metrics="parzen", n_samples=500, progress=False)
+    assert format_table(sampler["likelihood"]).splitlines()[0] == "ring test (n=5000, D=2)"
+    density = evaluate(gmm, {"name": "ring"}, metrics="nll", n=50, progress=False)
+    assert format_table(density["likelihood"]).splitlines()[0] == "ring test (n=50, D=2, space: continuous)"
+    assert data_label({"name": "mixture1d", "weights": [0.5, 0.5]}) == data_label({"name": "mixture1d"}) == "mixture1d"
+    assert data_label({"name": "mixture1d", "weights": [1, 1]}) == "mixture1d"
+    assert data_label({"name": "mixture1d", "weights": [0.25, 0.75]}) == "mixture1d (weights=[0.25, 0.75])"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,28 +117,140 @@ def data_label(spec: dict, split: str = "test") -> str:
     skip = {"name", "root", "split_fingerprint", "content_fingerprint", "binarize", "dequantize"}
     skip |= {"n"} if split != "train" else set()
     opts = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(spec.items())
-            if k not in skip and not (k in defaults and _same(defaults[k], v))]
+            if k not in skip and not (k in defaults and _same(defaults[k], v, k))]
     return f"{spec.get('name', '')} ({', '.join(opts)})" if opts else str(spec.get("name", ""))
 
 
-def _same(default, value) -> bool:
-    """Whether a recipe's ``value`` is the option's ``default`` (a list as stored in JSON against a tuple)."""
+def _same(default, value, key: str = "") -> bool:
+    """Whether a recipe's ``value`` is the option's ``default`` (a list as stored in JSON against a tuple; a mixture's
+    ``weights``, which the toy sets take as proportions with None for equal ones, once normalised).
+
+    >>> _same(None, [0.5, 0.5], "weights"), _same(None, [1, 3], "weights"), _same((0.25, 0.75), [1, 3], "weights")
+    (True, False, True)
+    """
     norm = lambda v: list(v) if isinstance(v, (list, tuple)) else v  # noqa: E731
+    if key == "weights" and isinstance(value, (list, tuple)) and value:
+        base = [1.0] * len(value) if default is None else default
+        try:
+            a, b = [float(w) for w in base], [float(w) for w in value]
+            if len(a) == len(b) and sum(a) > 0 and sum(b) > 0:
+                return all(math.isclose(x / sum(a), y / sum(b), rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b))
+        except (TypeError, ValueError):
+            pass
     return norm(default) == norm(value)
 
 
 def compare_table(results: list[tuple[str, dict]], data: list[str] | None = None) -> Table:
     """A :class:`Table` from ``(run name, evaluate() result)`` pairs; ``data``: each run's data label
-    (:func:`data_label`; the result's data set name without it)."""
+    (:func:`data_label`; the result's data set name without it). A result whose ``"weights"``
+    (:func:`weights_label`) are a checkpoint's has them beside its run's name; the records (the CSV) hold them, the
+    split, and what each run scored (:func:`scored`).
+
+    >>> killed = {"model": "vae", "weights": "checkpoint step 710 of 20,000", "split": "test", "error": {"error": 0.1, "n": 300}}
+    >>> t = compare_table([("runs/k", killed)])
+    >>> t.rows[0][0], {k: t.records[0][k] for k in ("weights", "split", "n", "n_samples", "iwae_k")}
+    ('runs/k (checkpoint step 710 of 20,000)', {'weights': 'checkpoint step 710 of 20,000', 'split': 'test', 'n': 300, 'n_samples': None, 'iwae_k': None})
+    """
     summaries = [summary_row(r) for _, r in results]
     data = data or [res.get("dataset", "") for _, res in results]
     keep = [(k, h, f) for k, h, f in COLUMNS if any(s.get(k) is not None for s in summaries)]
     header = ["run", "model", "data"] + [h for _, h, _ in keep]
     rows, records = [], []
     for (name, res), s, d in zip(results, summaries, data):
-        rows.append([str(name), res.get("model", ""), d] + [_cell(k, f, s) for k, _, f in keep])
-        records.append({"run": str(name), "model": res.get("model", ""), "data": d, **s})
+        weights = res.get("weights")
+        run = f"{name} ({weights})" if weights not in (None, FINAL) else str(name)
+        rows.append([run, res.get("model", ""), d] + [_cell(k, f, s) for k, _, f in keep])
+        records.append({"run": str(name), "model": res.get("model", ""), "data": d, **s, "weights": weights,
+                        "split": res.get("split"), **scored(res, s)})
     return Table(header, rows, records)
+
+
+#: the columns of metrics of the model's samples (the rest, the likelihoods and the classification error, score the
+#: split's examples alone)
+SAMPLE_COLUMNS = tuple(k for k, _, _ in COLUMNS if k not in ("nll", "bits_per_dim", "error"))
+
+
+def scored(result: dict, row: dict | None = None) -> dict:
+    """What one :func:`~genzoo.eval.metrics.evaluate` result scored, as its figures were computed (not as a flag
+    asked): ``n``, the split's examples (of the likelihoods and Parzen, else of the classification error, else the
+    feature metrics' real images), ``n_samples`` where a metric of samples is among its figures and ``iwae_k`` where
+    its NLL figure (``row``: its :func:`~genzoo.eval.metrics.summary_row`) is an IWAE bound; None where it has no such
+    figure.
+
+    >>> scored({"n_samples": 500, "likelihood": {"n": 300, "rows": [{"kind": "iwae-10", "nats": 2.0, "bits_per_dim": 1.0}]}})
+    {'n': 300, 'n_samples': None, 'iwae_k': 10}
+    >>> scored({"n_samples": 500, "features": {"fid": 3.0, "n_real": 300}})
+    {'n': 300, 'n_samples': 500, 'iwae_k': None}
+    """
+    row = summary_row(result) if row is None else row
+    sizes = [(result.get(key) or {}).get(field) for key, field in (("likelihood", "n"), ("error", "n"),
+                                                                     ("features", "n_real"))]
+    kind = str(row.get("nll_kind") or "")
+    return {"n": next((v for v in sizes if v is not None), None),
+            "n_samples": result.get("n_samples") if any(row.get(k) is not None for k in SAMPLE_COLUMNS) else None,
+            "iwae_k": int(kind[5:]) if kind.startswith("iwae-") and kind[5:].isdigit() else None}
+
+
+def scored_caption(table: Table, split: str, n: int | None = None) -> str:
+    """The sentence below a table saying what was scored (``n``: the ``-n`` asked, None for every example), from what
+    its runs scored (:func:`scored`): the split's examples where a figure scored them, the samples where a metric of
+    samples is among the figures, the IWAE k where a figure is an IWAE bound.
+
+    >>> t = Table([], [], [{"n": 300, "n_samples": None, "iwae_k": None}])
+    >>> scored_caption(t, "test", 100_000), scored_caption(t, "test", 300)   # an -n beyond the split: what was scored
+    ('Scored on the test split (all its 300 examples).', 'Scored on the test split (300 of its examples).')
+    >>> scored_caption(Table([], [], [{"n": None, "n_samples": 500, "iwae_k": None}]), "test")
+    'Scored on the test split (500 samples for the metrics of samples).'
+    """
+    def values(key):
+        return sorted({r[key] for r in table.records if r.get(key) is not None})
+
+    sizes, parts = values("n"), []
+    if len(sizes) == 1:
+        parts.append(f"all its {sizes[0]:,} examples" if n is None or sizes[0] < n else f"{sizes[0]:,} of its examples")
+    elif sizes:  # runs of data sets of other sizes
+        parts.append("all its examples" if n is None or max(sizes) < n else f"at most {n:,} of its examples")
+    if samples := values("n_samples"):
+        parts.append(f"{' or '.join(f'{v:,}' for v in samples)} samples for the metrics of samples")
+    if ks := values("iwae_k"):
+        parts.append(f"IWAE k = {' or '.join(f'{v:,}' for v in ks)}")
+    return f"Scored on the {split} split" + (f" ({'; '.join(parts)})." if parts else ".")
+
+
+#: :func:`weights_label` of a folder's own final weights
+FINAL = "final"
+
+
+def weights_label(stamp, train: dict | None = None) -> str | None:
+    """Which weights an evaluation scored, from their :func:`genzoo.io.weights_stamp` (the file that
+    :func:`genzoo.io.weights_file` picks, as :func:`genzoo.io.load` does): :data:`FINAL` for the folder's own
+    ``model.safetensors``; for a checkpoint's (a run stopped before its end, or still training, has no final weights)
+    ``checkpoint step N``, with the planned length where the run's ``[train]`` recipe ``train`` records it; None
+    where ``stamp`` names no weights.
+
+    >>> ckpt = ["checkpoints/step-00000710/model.safetensors", 305104, "aab4"]
+    >>> weights_label(ckpt, {"steps": 20000}), weights_label(ckpt, {"epochs": 2.5}), weights_label(ckpt)
+    ('checkpoint step 710 of 20,000', 'checkpoint step 710 (of 2.5 epochs)', 'checkpoint step 710')
+    >>> weights_label(["model.safetensors", 305104, "aab4"], {"steps": 20000}), weights_label(None)
+    ('final', None)
+    """
+    from ..io import CHECKPOINTS, WEIGHTS
+
+    if not isinstance(stamp, (list, tuple)) or not stamp or not isinstance(stamp[0], str):
+        return None
+    parts = Path(stamp[0]).parts
+    if parts == (WEIGHTS,):
+        return FINAL
+    if len(parts) != 3 or parts[0] != CHECKPOINTS or not parts[1].startswith("step-") or not parts[1][5:].isdigit():
+        return None
+    label = f"checkpoint step {int(parts[1][5:]):,}"
+    train = train if isinstance(train, dict) else {}
+    steps, epochs = train.get("steps"), train.get("epochs")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:
+        return f"{label} of {steps:,}"
+    if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) and epochs > 0:
+        return f"{label} (of {epochs:g} epochs)"
+    return label
 
 
 def write_table(table: Table, prefix: str | Path, caption: str = "") -> list[Path]:

@@ -184,14 +184,16 @@ def format_stderr(se: float, digits: int = 3) -> str:
 
 
 def format_table(report: dict) -> str:
-    """A plain-text table of a likelihood report."""
-    head = f"{report['dataset']} {report['split']} (n={report['n']}, D={report['dims']}, space: {report['space']})"
+    """A plain-text table of a likelihood report; its header names the space only where a row is in it (Parzen's
+    scores the points as given)."""
+    kinds = {r["kind"] for r in report["rows"]}
+    own = bool(kinds - {"parzen"})  # the model scored a density or bound of its own (a GAN's table is Parzen's alone)
+    space = f", space: {report['space']}" if own else ""
+    head = f"{report['dataset']} {report['split']} (n={report['n']}, D={report['dims']}{space})"
     lines = [head, f"{'metric':<22} {'kind':<12} {'nats/example':>14} {'+-':>7} {'bits/dim':>9}"]
     for r in report["rows"]:
         bpd = "n/a" if r["bits_per_dim"] is None else f"{r['bits_per_dim']:.4f}"
         lines.append(f"{r['metric']:<22} {r['kind']:<12} {r['nats']:>14.3f} {format_stderr(r['stderr']):>7} {bpd:>9}")
-    kinds = {r["kind"] for r in report["rows"]}
-    own = bool(kinds - {"parzen"})  # the model scored a density or bound of its own (a GAN's table is Parzen's alone)
     if own and report["space"] == "discrete-as-real":
         lines.append("note: a density scored on discrete values (grey levels not dequantized, or binarized pixels): "
                      "not a likelihood of the discrete data")
