@@ -67,7 +67,9 @@ class GenerativeModel(nn.Module):
     #: likelihoods only on 0/1 data (:meth:`check_pixels`, the ``bernoulli-on-grey`` space)
     bernoulli_pixels: bool = False
     #: False where :meth:`loss` (the validation loss, ``valid_loss``) is not the training step's ``loss`` (M2: U(x)
-    #: alone, its objective has labelled terms): the report does not draw the two on one panel
+    #: alone, its objective has labelled terms) or not comparable with it (the GMMN's sqrt(MMD_b^2), whose bias
+    #: shrinks with the batch, at 2,000 validation examples against the training batch): the report does not draw
+    #: the two on one panel (the other terms keep their ``valid_`` twins beside them)
     valid_loss_is_training_loss: ClassVar[bool] = True
     #: constructor arguments, set by ``@register``
     config: dict

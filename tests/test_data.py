@@ -1240,3 +1240,57 @@ def test_png_transparency_counts_alike_for_grey_rgb_and_palette_images(tmp_path)
     for i in range(10):
         pal.save(tmp_path / "greyP" / f"{i}.png", transparency=0)
     assert load_dataset(str(tmp_path / "greyP")).shape == (1, 2, 2)  # grey stays 1 channel
+
+
+# -- audit a106's nits ------------------------------------------------------------------------------------
+def test_toy_split_streams_of_seeds_from_2_to_32_do_not_collide_with_smaller_seeds():
+    """SeedSequence([seed, split]) pads its words with zeros, so seed 2^32 + 5's train split ([5, 1, 0]) was seed 5's
+    valid split ([5, 1]), and 2 x 2^32 + 5's train split seed 5's test split. Every other draw is kept: a recorded
+    run of a seed below 2^32 (or of another large one) draws the same data."""
+    assert not torch.equal(load_dataset("ring", "valid", seed=5).x, load_dataset("ring", "train", n=5000, seed=2**32 + 5).x)
+    assert not torch.equal(load_dataset("ring", "test", seed=5).x, load_dataset("ring", "train", n=5000, seed=2**33 + 5).x)
+
+    def old(seed, split):  # the layout every recorded draw used
+        s = np.random.SeedSequence([seed % 2**63, ("train", "valid", "test").index(split)]).generate_state(2, np.uint32)
+        return int(s[0]) << 32 | int(s[1])
+
+    for seed in (0, 5, 2**32 - 1, 3 * 2**32 + 5, 2**63 - 1, -1):
+        for split in ("train", "valid", "test"):
+            assert toy.split_generator(seed, split).initial_seed() == old(seed, split), (seed, split)
+    assert toy.split_generator(7, "train").initial_seed() == 8949336737714337537  # as stored before the fix
+    d = toy.ring()
+    want, _ = d.sample_labeled(300, torch.Generator().manual_seed(old(7, "train")))
+    assert torch.equal(load_dataset("ring", "train", n=300, seed=7).x, want)  # bit for bit
+    streams = {toy.split_generator(hi * 2**32 + lo, split).initial_seed()
+               for hi in range(4) for lo in (0, 5) for split in ("train", "valid", "test")}
+    assert len(streams) == 4 * 2 * 3
+
+
+def test_a_data_root_that_is_a_file_says_so(tmp_path, monkeypatch):
+    """--data-root FILE advised `genzoo data download mnist --root FILE`, which refuses a file."""
+    f = tmp_path / "train-images-idx3-ubyte.gz"
+    f.write_bytes(b"not a folder")
+    with pytest.raises(DataError) as e:
+        load_dataset("mnist", root=str(f))
+    assert one_line(e) == f"--data-root {f} is a file: give the folder that holds MNIST's four files"
+    monkeypatch.setenv("GENZOO_DATA", str(f))
+    with pytest.raises(DataError, match=r"^\$GENZOO_DATA .* is a file: give the folder"):
+        load_dataset("mnist")
+
+
+def test_integer_levels_and_labels_beyond_int64_are_refused():
+    """uint8 levels 0..255 with levels=256 were kept as values up to 255 (dequantize said "not on the grid v / 255");
+    float labels of 1e20 passed as whole numbers and became int64 -9223372036854775808."""
+    levels = torch.tensor([[[[0, 128], [255, 7]]]], dtype=torch.uint8).repeat(3, 1, 1, 1)  # (3, 1, 2, 2)
+    for kw in ({}, {"dequantize": True}):
+        with pytest.raises(DataError) as e:
+            Dataset("d", "train", levels, None, levels=256, **kw)
+        assert one_line(e) == ("dataset 'd': x holds integer levels up to 255 (uint8), and a Dataset with levels holds "
+                               "v / (levels - 1) in [0, 1]: give x / 255")
+    assert torch.equal(Dataset("d", "train", levels / 255, None, levels=256, dequantize=True).x, levels / 255)
+    assert Dataset("d", "train", torch.tensor([[0, 1], [1, 1]]), None, levels=2).x.dtype == torch.float32  # 0/1: fine
+    assert Dataset("d", "train", torch.tensor([[0, 9], [1, 1]]), None).levels is None  # integer vectors, no levels
+    with pytest.raises(DataError) as e:
+        Dataset("d", "train", torch.zeros(3, 2), torch.tensor([0.0, 1e20, 1.0]))
+    assert one_line(e) == "dataset 'd': y must hold class labels 0, 1, ..., got 1e+20, beyond int64's range"
+    assert Dataset("d", "train", torch.zeros(2, 2), torch.tensor([0.0, 2.0**62])).y.tolist() == [0, 2**62]

@@ -151,6 +151,11 @@ def take_first(x: Tensor, y: Tensor | None, n: int | None) -> tuple[Tensor, Tens
     return x[:n], (None if y is None else y[:n])
 
 
+def _is_integer(t: Tensor) -> bool:
+    """Whether ``t`` holds integers (bool aside)."""
+    return not (t.is_floating_point() or t.is_complex() or t.dtype == torch.bool)
+
+
 @dataclass(repr=False, eq=False)
 class Dataset:
     """One split of a dataset, in memory.
@@ -179,9 +184,12 @@ class Dataset:
             raise DataError(f"dataset '{self.name}': x must be a torch.Tensor, got {type(self.x).__name__}")
         if self.x.dim() < 2:
             raise DataError(f"dataset '{self.name}': x must have shape (N, ...), got {tuple(self.x.shape)}")
+        integer = None  # the dtype of integer x, converted below
         if self.x.dtype != torch.float32:
             if self.x.dtype == torch.float64:
                 check_float32_detail(self.x.detach().cpu().numpy(), f"dataset '{self.name}'")
+            elif _is_integer(self.x):
+                integer = str(self.x.dtype).removeprefix("torch.")
             self.x = self.x.to(torch.float32)
         for flag in ("binarize", "dequantize"):
             if not isinstance(getattr(self, flag), (bool, np.bool_)):
@@ -197,6 +205,9 @@ class Dataset:
             if fractional:
                 raise DataError(f"dataset '{self.name}': y must hold integer class labels, got {self.y.dtype} values "
                                 "that are not whole numbers")
+            if self.y.is_floating_point() and len(self.y) and float(self.y.max()) >= 2**63:  # int64 wrapped it negative
+                raise DataError(f"dataset '{self.name}': y must hold class labels 0, 1, ..., got {float(self.y.max()):.4g}, "
+                                "beyond int64's range")
             if len(self.y) and int(self.y.min()) < 0:
                 raise DataError(f"dataset '{self.name}': y must hold class labels 0, 1, ..., got {int(self.y.min())}")
             if self.y.dtype != torch.int64:
@@ -210,6 +221,11 @@ class Dataset:
             self.levels = int(self.levels)
         if self.levels is not None and (not isinstance(self.levels, int) or isinstance(self.levels, bool) or self.levels < 2):
             raise DataError(f"dataset '{self.name}': levels must be an integer >= 2 or None, got {self.levels!r}")
+        if integer and self.levels is not None and self.x.numel() and float(self.x.max()) > 1:
+            # x is taken as the values it holds (converted to float32, not scaled, as float64 is): levels 0 .. 255 left
+            # so were read as images of values up to 255 (dequantize said "not on the grid v / 255")
+            raise DataError(f"dataset '{self.name}': x holds integer levels up to {float(self.x.max()):.0f} ({integer}), "
+                            f"and a Dataset with levels holds v / (levels - 1) in [0, 1]: give x / {self.levels - 1}")
         if self.binarize and self.dequantize:
             raise DataError("binarize and dequantize cannot be used together: choose one")
         if self.binarize and self.x.numel():

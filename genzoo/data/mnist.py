@@ -193,11 +193,14 @@ def find_mnist(root: str | os.PathLike | None = None, stems: tuple[str, ...] = t
     ...
     genzoo.errors.DataError: MNIST not found in /nonexistent or /nonexistent/mnist (/nonexistent lacks train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); `genzoo data download mnist --root /nonexistent` fetches it
     """
+    given = "--data-root"
     if root is None:
-        root = os.environ.get(ENV_VAR) or None
+        root, given = os.environ.get(ENV_VAR) or None, f"${ENV_VAR}"
         if root is None:
             raise DataError(f"MNIST not found: {_NOT_FOUND_HINT}")
     base = Path(root).expanduser()
+    if base.is_file():  # (a download into it is refused too)
+        raise DataError(f"{given} {base} is a file: give the folder that holds MNIST's four files")
     for d in (base, base / "mnist"):
         found = {s: _file_in(d, s) for s in stems}
         if all(found.values()):

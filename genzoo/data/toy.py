@@ -497,7 +497,16 @@ def split_generator(seed: int, split: str) -> torch.Generator:
     >>> torch.rand(1, generator=a).item() != torch.rand(1, generator=b).item()
     True
     """
-    state = np.random.SeedSequence([int(seed) % 2**63, SPLITS.index(check_split(split))]).generate_state(2, np.uint32)
+    seed, index = int(seed) % 2**63, SPLITS.index(check_split(split))
+    if index == 0 and 1 <= seed >> 32 < len(SPLITS):
+        # the entropy [seed, 0] is the words [lo, hi, 0], which SeedSequence pads to [lo, hi] (the train split of seed
+        # 2^32 + l was the valid split of seed l, 2 x 2^32 + l's its test split): these draws alone take the spawn key,
+        # which numpy appends after padding the entropy to 4 words, a layout no [seed, index] gives. Every other draw
+        # is unchanged.
+        sequence = np.random.SeedSequence(seed, spawn_key=(index,))
+    else:
+        sequence = np.random.SeedSequence([seed, index])
+    state = sequence.generate_state(2, np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
