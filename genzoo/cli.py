@@ -401,7 +401,11 @@ def _resolve(args) -> tuple[dict, dict, dict]:
         recipe["train"].pop("epochs", None)
     if args.epochs is not None:
         recipe["train"].pop("steps", None)
-    recipe = apply_sets(recipe, args.set)
+    named = [v.strip() for k, _, v in (s.partition("=") for s in args.set if "=" in s) if k.strip() == "data.name"]
+    if named and named[-1]:  # the last one wins, as in apply_sets (which refuses an empty one)
+        _replace_recipe_data(recipe["data"], named[-1], args.config, given=f"--set data.name={named[-1]}")
+    recipe = apply_sets(recipe, args.set)  # (after: a data option --set gives beside the name is the user's)
+    args.default_batch = "batch_size" not in recipe["train"]  # for train's word on a batch the processes cannot split
     model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
     defaults = cls.defaults(model_kw)
     recipe["data"].setdefault("name", defaults["data"]["name"])
@@ -421,9 +425,10 @@ def _resolve(args) -> tuple[dict, dict, dict]:
     return recipe, model_kw, transform
 
 
-def _replace_recipe_data(data: dict, name: str, recipe: str | None) -> None:
-    """``--data NAME`` in place of the recipe's dataset: the recipe's options of its own dataset that the new
-    one does not take are left out, with a note (``configs/gmm-ring.toml --data moons``: the ring's std)."""
+def _replace_recipe_data(data: dict, name: str, recipe: str | None, given: str | None = None) -> None:
+    """``--data NAME`` (or ``--set data.name=NAME``, ``given``) in place of the recipe's dataset: the recipe's
+    options of its own dataset that the new one does not take are left out, with a note
+    (``configs/gmm-ring.toml --data moons``: the ring's std)."""
     from .data import COMMON_OPTIONS, dataset_options
 
     old = data.get("name")
@@ -435,9 +440,19 @@ def _replace_recipe_data(data: dict, name: str, recipe: str | None) -> None:
     except GenZooError:
         return  # a name that is no dataset: refused, in its own words, where the data is loaded
     left = {k: data.pop(k) for k in list(data) if k != "name" and k not in COMMON_OPTIONS and k not in takes}
-    if left and os.environ.get("RANK", "0") == "0":  # (under torchrun: said once)
-        print(f"genzoo: note: --data {name} replaces the dataset {old} of the recipe {recipe}, and its options of "
-              f"{old} are left out: {', '.join(f'{k}={v}' for k, v in left.items())}", file=sys.stderr)
+    if left and not _other_rank():  # (under torchrun: said once)
+        print(f"genzoo: note: {given or '--data ' + name} replaces the dataset {old} of the recipe {recipe}, and its "
+              f"options of {old} are left out: {', '.join(f'{k}={v}' for k, v in left.items())}", file=sys.stderr)
+
+
+def _other_rank() -> bool:
+    """Whether this process is a rank above 0 of a run on several processes, by torchrun's variables (read before
+    the process group is joined, which checks them): its notes and warnings are rank 0's too, said once there."""
+    try:
+        several = int(os.environ.get("WORLD_SIZE", "").strip() or 1) > 1
+    except ValueError:  # refused where train joins the group
+        several = False
+    return several and os.environ.get("RANK", "0").strip() not in ("", "0")
 
 
 def _typed_train(train: dict) -> dict:
@@ -569,7 +584,8 @@ def cmd_train(args) -> int:
         streams = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _ReaderMayGo(sys.stdout), _ReaderMayGo(sys.stderr)
         try:
-            with contextlib.ExitStack() as hold:  # the run's lock (rank 0), from before run.json to the end of training
+            with contextlib.ExitStack() as hold:  # the run's lock (rank 0) from before run.json, and the warnings
+                # filter of ranks > 0, to the end of training
                 return _train(args, hold)
         finally:
             sys.stdout, sys.stderr = streams
@@ -579,17 +595,23 @@ def cmd_train(args) -> int:
 
 
 def _train(args, hold: contextlib.ExitStack) -> int:
+    import warnings
+
     import torch
 
     from .data import load_spec, typed_spec
 
     from . import __version__
     from .base import Density, LatentVariable
+    from .errors import GenZooWarning
     from .io import atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json, run_lock
     from .registry import build
     from .train import distributed, fit
     from .train.loop import check_train_options
 
+    if _other_rank():  # under torchrun a warning is every rank's (bf16 emulated, a damaged checkpoint): rank 0 says it
+        hold.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore", GenZooWarning)
     if args.run_dir is not None and not args.run_dir.strip():
         raise ConfigError("--run-dir needs a folder name")
     run_dir = Path(args.run_dir).expanduser() if args.run_dir else None  # --run-dir=~/x: the shell leaves ~ there
@@ -613,8 +635,9 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                 raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*), and holds "
                                       f"{', '.join(later)}, which a run does not write before its first; its files are "
                                       "left as they are")
-            print(f"genzoo: note: {run_dir} stopped before its first checkpoint: starting it again from its run.json",
-                  file=sys.stderr)
+            if not _other_rank():  # (under torchrun: said once)
+                print(f"genzoo: note: {run_dir} stopped before its first checkpoint: starting it again from its "
+                      "run.json", file=sys.stderr)
         fixed = [f for f, v in (("MODEL", args.model), ("--config", args.config), ("--data", args.data),
                                 ("--set", args.set), ("--seed", args.seed), ("--batch-size", args.batch_size))
                  if v is not None and v != []]
@@ -667,6 +690,11 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         raise ConfigError("data_shape is not a model option: the shape comes from the data")
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
+    batch = train.get("batch_size")
+    if (world_size > 1 and getattr(args, "default_batch", False) and not model.full_batch and batch
+            and batch <= len(data) and batch % world_size):  # (fit refuses it too, without knowing it was no one's)
+        raise ConfigError(f"batch_size {batch} (the default: none was given) must be a multiple of the {world_size} "
+                          f"processes: give --batch-size, a multiple of {world_size}")
     if valid is not None and len(valid) < model.min_loss_examples:  # (a folder of 10 images: 1 to validate on)
         if train.get("keep_best"):
             raise ConfigError(f"keep_best keeps the weights of the best validation loss, and the {len(valid)} "
@@ -713,26 +741,34 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     before = set(run_dir.iterdir()) if run_dir.is_dir() and not default_dir else None
     if world_size > 1:
         torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes into it
-    if main_rank:
+    problem = None  # rank 0's failure here (the folder, the lock, run.json) stops every rank with its own line,
+    if main_rank:   # not the others with a lost peer in their next collective
         try:
-            if default_dir:
-                run_dir = _claim_new_folder(run_dir)
-            else:
-                run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise WriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
-        # the lock before anything is written: a second `train` into this folder is refused (RunLocked) before it
-        # writes or removes anything of the run that holds it
-        hold.enter_context(run_lock(run_dir))
-        if not args.resume:
-            _check_new_run(run_dir)  # again, under the lock: another process may have started a run here just now
-            # a labelled folder's class names in label order (top level: the data recipe holds dataset options)
-            named = {"classes": list(data.classes)} if data.classes else {}
-            atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe, **named,
-                                                     "command": ["genzoo", *args.argv], "world_size": world_size,
-                                                     "device": device.type, "created": time.strftime("%Y-%m-%d %H:%M:%S")})
-    if default_dir:
-        run_dir = Path(distributed.rank0_value(str(run_dir)))  # the folder rank 0 claimed
+            try:
+                if default_dir:
+                    run_dir = _claim_new_folder(run_dir)
+                else:
+                    run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise WriteError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
+            # the lock before anything is written: a second `train` into this folder is refused (RunLocked) before
+            # it writes or removes anything of the run that holds it
+            hold.enter_context(run_lock(run_dir))
+            if not args.resume:
+                _check_new_run(run_dir)  # again, under the lock: another process may have started a run here just now
+                # a labelled folder's class names in label order (top level: the data recipe holds dataset options)
+                named = {"classes": list(data.classes)} if data.classes else {}
+                atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe, **named,
+                                                         "command": ["genzoo", *args.argv], "world_size": world_size,
+                                                         "device": device.type,
+                                                         "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        except GenZooError as e:
+            problem = e
+    problem, claimed = distributed.rank0_value((problem, str(run_dir)))  # on every rank: rank 0's failure, or the
+    if default_dir:                                                        # folder it claimed
+        run_dir = Path(claimed)
+    if problem is not None:
+        raise problem
     # eval's name for the space: a Bernoulli decoder's pixels off {0, 1} are not 'discrete-as-real' there
     space = data.space
     if getattr(model, "bernoulli_pixels", False) and space != "binarized":  # 0/1 values stored as they are: binarized
@@ -963,11 +999,12 @@ def _saved_model(folder) -> bool:
 
 def read_recipe(run_dir: Path, train: bool = False) -> dict:
     """The resolved recipe a run was trained with (its run.json), checked; with ``train`` (``--resume``, which trains
-    with it) its [train] table too, whose keys this genzoo must know (the other commands read only [model] and
-    [data], so a newer genzoo's run is still evaluated and drawn from)."""
+    with it) its [train] table and its [model] table's options too, which this genzoo must know (the other commands
+    read only [model]'s name and [data], so a newer genzoo's run is still evaluated and drawn from)."""
     from . import __version__
     from .io import read_json
     from .recipes import TRAIN_KEYS
+    from .registry import options
 
     path = Path(run_dir) / "run.json"
     if _saved_model(run_dir):
@@ -977,10 +1014,22 @@ def read_recipe(run_dir: Path, train: bool = False) -> dict:
     recipe = run.get("recipe")
     if not isinstance(recipe, dict) or not all(isinstance(recipe.get(k), dict) for k in ("model", "data", "train")):
         raise CheckpointError(f"{path} is not a genzoo run file (no model/data/train recipe)")
-    if train and (unknown := [k for k in recipe["train"] if k not in TRAIN_KEYS]):  # as a recipe file's
-        version = run.get("genzoo_version")
-        newer = f" (written by genzoo {version}; this is {__version__})" if version not in (None, __version__) else ""
+    if not train:
+        return recipe
+    version = run.get("genzoo_version")
+    newer = f" (written by genzoo {version}; this is {__version__})" if version not in (None, __version__) else ""
+    if unknown := [k for k in recipe["train"] if k not in TRAIN_KEYS]:  # as a recipe file's
         raise CheckpointError(f"{path}: unknown [train] key '{unknown[0]}'{did_you_mean(unknown[0], TRAIN_KEYS)}{newer}")
+    name = recipe["model"].get("name")
+    if not isinstance(name, str):
+        return recipe  # (refused where the model is built, which says what names a model)
+    try:  # a newer genzoo's model or option, or an edit: named with the file (build would name neither)
+        known = options(name)
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}{newer}") from None
+    if unknown := [k for k in recipe["model"] if k not in ("name", "data_shape", *known)]:  # (data_shape: said in train)
+        raise CheckpointError(f"{path}: unknown [model] option '{unknown[0]}' for model '{name}'"
+                              f"{did_you_mean(unknown[0], known)}{newer}")
     return recipe
 
 
@@ -1619,8 +1668,9 @@ def _unexpected(e: Exception) -> str:
     # (asked of torchrun's WORLD_SIZE, not of the process group: train has left the group by the time this runs)
     if distributed is not None and isinstance(e, RuntimeError) and _under_torchrun(distributed):  # gloo / NCCL report a peer that exited as a RuntimeError
         short = text if len(text) <= 200 else text[:200].rsplit(" ", 1)[0] + " ..."  # cut at a word
-        return (f"{type(e).__name__} under torchrun: {short} (if another process of this run printed an error "
-                "first, that is the cause: it stopped, and this one lost it; else GENZOO_DEBUG=1 shows the traceback)")
+        return (f"{type(e).__name__} under torchrun: {short} (if another process of this run printed an error, "
+                "before or after this line, that is the cause: it stopped, and this one lost it; else GENZOO_DEBUG=1 "
+                "shows the traceback)")
     return (f"unexpected {type(e).__name__}: {text[:300]} (this is a bug in genzoo or an input it does not check; "
             "GENZOO_DEBUG=1 shows the traceback)")
 

@@ -888,3 +888,162 @@ def test_compare_notes_likelihoods_of_other_spaces_and_captions_what_was_scored(
     code, out, err = run(capsys, "compare", str(gmm), "--metrics", "nll", "-n", "100000", "--no-write", "--no-progress")
     assert code == 0 and "different spaces" not in err and "IWAE" not in out
     assert out.rstrip().endswith("Scored on the test split (all its 300 examples).") and "100,000" not in out
+
+
+def test_set_data_name_replacing_a_recipes_dataset_leaves_its_own_options_out(tmp_path, capsys):
+    """`--set data.name=moons` on configs/gmm-ring.toml kept the ring's std and blamed moons ("dataset 'moons' has
+    no option 'std'"), where `--data moons` left it out with a note (a104 #4)."""
+    recipe = _toml(tmp_path, '[model]\nname = "gmm"\nn_components = 2\n[data]\nname = "ring"\nstd = 0.07\nn = 200\n'
+                             '[train]\nsteps = 1\n')
+    code, _, err = run(capsys, "train", "--config", recipe, "--set", "data.name=ring", "--set", "data.name=checkerboard",
+                       "--run-dir", str(tmp_path / "r"), "--no-progress")  # the last one wins
+    assert code == 0, err
+    assert (f"genzoo: note: --set data.name=checkerboard replaces the dataset ring of the recipe {recipe}, and its "
+            "options of ring are left out: std=0.07") in err
+    data = json.loads((tmp_path / "r" / "run.json").read_text())["recipe"]["data"]
+    assert data["name"] == "checkerboard" and data["n"] == 200 and "std" not in data
+    # a dataset option given beside the name is the user's own: still refused, as the new dataset's
+    code, _, err = run(capsys, "train", "--config", recipe, "--set", "data.name=checkerboard", "--set", "data.std=0.1",
+                       "--run-dir", str(tmp_path / "u"), "--no-progress")
+    assert code == 2 and err.splitlines()[-1].startswith("genzoo: error: dataset 'checkerboard' has no option 'std'")
+    assert not (tmp_path / "u").exists()
+
+
+def _ranks(monkeypatch, rank, world_size, rank0=None):
+    """`genzoo train` as rank ``rank`` of ``world_size`` processes, in this process: the process group, its barrier
+    and fit stood in for; rank0_value gives rank 0's values (``rank0(value)``, on ranks above 0). Returns what went
+    through rank0_value."""
+    import genzoo.train
+    from genzoo.train import distributed
+
+    shared = []
+
+    def rank0_value(value):
+        shared.append(value)
+        return value if rank == 0 or rank0 is None else rank0(value)
+
+    def fit(*args, **kwargs):
+        raise RuntimeError("fit was called")
+
+    monkeypatch.setattr(distributed, "init", lambda device: (rank, world_size))
+    monkeypatch.setattr(distributed, "rank0_value", rank0_value)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: None)
+    monkeypatch.setattr(genzoo.train, "fit", fit)
+    return shared
+
+
+@pytest.fixture
+def gmm_run(tmp_path):
+    """A small GMM run with checkpoints (EM: fast)."""
+    rd = tmp_path / "gmm"
+    assert main(["train", "gmm", "--data", "ring", "--set", "data.n=64", "--set", "n_components=2", "--steps", "2",
+                 "--checkpoint-every", "1", "--run-dir", str(rd), "--no-progress"]) == 0
+    return rd
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_failure_of_rank_0_alone_in_train_stops_every_rank_with_its_line(gmm_run, monkeypatch, capsys, rank):
+    """Rank 0 alone makes the run folder, takes its lock and writes run.json: its RunLocked (a --resume while another
+    job trains the run) or WriteError stopped rank 0 only, and the others died in their next collective with the
+    lost-peer line, printed before the cause (a104 #1). Rank 0's failure now reaches every rank."""
+    import fcntl
+
+    capsys.readouterr()
+    holder = open(gmm_run / ".lock", "a")
+    fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another job trains the run
+    before = _digest(gmm_run)
+    from genzoo.errors import RunLocked, WriteError
+
+    locked = RunLocked(f"another process is training the run in {gmm_run}: wait for it to end")
+    try:
+        shared = _ranks(monkeypatch, rank, 2, rank0=lambda value: (locked, value[1]))
+        code, _, err = run(capsys, "train", "--resume", "--run-dir", str(gmm_run), "--steps", "4", "--no-progress")
+    finally:
+        fcntl.flock(holder, fcntl.LOCK_UN)
+        holder.close()
+    _one_error_line(code, err, f"another process is training the run in {gmm_run}")
+    assert _digest(gmm_run) == before
+    if rank == 0:  # its RunLocked went to the others
+        assert [type(v[0]).__name__ for v in shared if isinstance(v, tuple)] == ["RunLocked"]
+    # a folder rank 0 cannot make: its WriteError on every rank, and nothing else shared or written
+    out = "/proc/genzoo-cannot-be-made"
+    cannot = WriteError(f"cannot create the run folder {out}: No such file or directory")
+    shared = _ranks(monkeypatch, rank, 2, rank0=lambda value: value if value is None else (cannot, value[1]))
+    code, _, err = run(capsys, "train", "gmm", "--data", "ring", "--set", "data.n=64", "--steps", "2", "--run-dir", out,
+                       "--no-progress")
+    _one_error_line(code, err, f"cannot create the run folder {out}: No such file or directory")
+    if rank == 0:
+        assert [type(v[0]).__name__ for v in shared if isinstance(v, tuple)] == ["WriteError"]
+
+
+def test_notes_and_warnings_of_train_are_said_once_under_torchrun(tmp_path, monkeypatch, capsys):
+    """Every process printed the 'stopped before its first checkpoint' note and the bf16 warning (a104 #5b): only
+    rank 0 says them now."""
+    import warnings
+
+    import genzoo.train
+    from genzoo.errors import GenZooWarning, WriteError
+    from genzoo.train import distributed
+
+    rd = tmp_path / "early"
+    assert main(["train", "gmm", "--data", "ring", "--set", "data.n=64", "--steps", "2", "--run-dir", str(rd),
+                 "--no-progress", "--checkpoint-every", "2"]) == 0
+    shutil.rmtree(rd / "checkpoints")  # what a kill -9 before the first checkpoint leaves
+    for name in ("model.safetensors", "density.png", "pictures.json"):
+        (rd / name).unlink(missing_ok=True)
+    capsys.readouterr()
+
+    def fit(*args, **kwargs):
+        warnings.warn("precision bf16: emulated here", GenZooWarning)
+        raise WriteError("stand-in fit stops here")
+
+    monkeypatch.setattr(distributed, "rank0_value", lambda value: value)
+    monkeypatch.setattr(torch.distributed, "barrier", lambda *a, **k: None)
+    monkeypatch.setattr(genzoo.train, "fit", fit)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", GenZooWarning)  # (not once per place: each rank's is seen or not by itself)
+        filters = list(warnings.filters)
+        for rank in ("1", "0"):
+            monkeypatch.setenv("RANK", rank)
+            monkeypatch.setattr(distributed, "init", lambda device, rank=rank: (int(rank), 2))
+            code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--no-progress")
+            assert code == 2 and err.endswith("genzoo: error: stand-in fit stops here\n"), err
+            said = ("stopped before its first checkpoint: starting it again" in err,
+                    "genzoo: warning: precision bf16: emulated here" in err)
+            assert said == ((True, True) if rank == "0" else (False, False)), (rank, err)
+            assert warnings.filters == filters  # ignored within train only
+
+
+def test_a_default_batch_the_processes_cannot_split_says_to_give_one(tmp_path, monkeypatch, capsys):
+    """"batch_size 128 must be a multiple of the 3 processes": 128 was the default, which the user never gave
+    (a104 #5c)."""
+    _ranks(monkeypatch, 0, 3)
+    code, _, err = run(capsys, "train", "vae", "--steps", "1", "--run-dir", str(tmp_path / "r"), "--no-progress")
+    _one_error_line(code, err, "batch_size 128 (the default: none was given) must be a multiple of the 3 processes: "
+                               "give --batch-size, a multiple of 3")
+    assert not (tmp_path / "r").exists()
+    for given in (["--batch-size", "128"], ["--set", "batch_size=128"]):  # the user's own: fit's word (stood in for)
+        code, _, err = run(capsys, "train", "vae", "--steps", "1", "--run-dir", str(tmp_path / "g"), "--no-progress",
+                           *given)
+        assert code == 1 and "fit was called" in err, err
+        assert not (tmp_path / "g").exists()  # (a run that never started leaves nothing)
+
+
+def test_resume_names_run_json_for_a_model_option_it_does_not_know(vae_run, tmp_path, capsys):
+    """An unknown [model] key of run.json at --resume said "unknown option 'foo' for model 'vae'", naming neither
+    run.json nor the genzoo that wrote it, as its [train] keys do (a104 #5d)."""
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    original = json.loads((rd / "run.json").read_text())
+    for edit, needle in ((lambda m: m.update(latnt_dim=3), "unknown [model] option 'latnt_dim' for model 'vae' (did "
+                                                          "you mean 'latent_dim'?) (written by genzoo 9.0.0; this is "),
+                         (lambda m: m.update(name="vae3"), "unknown model 'vae3'")):
+        record = json.loads(json.dumps(original))
+        edit(record["recipe"]["model"])
+        record["genzoo_version"] = "9.0.0"
+        (rd / "run.json").write_text(json.dumps(record))
+        before = _digest(rd)
+        code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "30", "--no-progress")
+        _one_error_line(code, err, f"{rd / 'run.json'}: {needle}")
+        assert "9.0.0" in err and _digest(rd) == before

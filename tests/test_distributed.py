@@ -392,7 +392,28 @@ def test_a_rank_that_lost_its_peer_says_so(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # torchrun's; train has left the process group when this runs: world() is
     assert distributed.world() == (0, 1)   # (0, 1), which told the message it ran alone
     message = _unexpected(error)
-    assert "under torchrun" in message and "another process of this run printed an error first" in message
+    # (its line may come before or after this one: a rank that loses its peer may print first, a104 #1)
+    assert "under torchrun" in message and "another process of this run printed an error, before or after this " \
+                                           "line, that is the cause" in message
+
+
+def test_a_batch_the_processes_cannot_split_on_resume_says_it_is_the_runs(tmp_path, monkeypatch):
+    """On resume the batch size is the run's (genzoo train --resume refuses --batch-size): "batch_size 32 must be a
+    multiple of the 3 processes" left only another process count, unsaid (a104 #5c)."""
+    from genzoo.errors import ConfigError
+    from genzoo.train import distributed
+
+    monkeypatch.setattr(distributed, "world", lambda: (0, 3))
+    monkeypatch.setattr(distributed, "check_joined", lambda: None)
+    monkeypatch.setattr(distributed, "rank0_value", lambda value: value)
+    data = load_dataset("ring", n=64)
+    for resume, tail in ((True, ": a resume keeps the run's batch size, so run on a number of processes that divides "
+                                "it"), (False, "")):
+        with pytest.raises(ConfigError) as e:
+            genzoo.fit(genzoo.build("vae", data_shape=(2,), likelihood="gaussian", hidden=(8,)), data, steps=2,
+                       batch_size=32, run_dir=tmp_path / "run", resume=resume, progress=False)
+        assert str(e.value) == f"batch_size 32 must be a multiple of the 3 processes{tail}"
+    assert not (tmp_path / "run").exists()
 
 
 def test_gpu_runs_join_with_gloo_beside_nccl(monkeypatch):

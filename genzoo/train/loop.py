@@ -341,7 +341,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     global_batch = min(batch_size, len(data))  # a set smaller than the batch is the batch
     if world_size > 1 and not model.full_batch and global_batch % world_size:
         small = f" (the whole set of {len(data)} examples, as it is smaller)" if len(data) < batch_size else ""
-        raise ConfigError(f"batch_size {global_batch}{small} must be a multiple of the {world_size} processes")
+        fixed = ": a resume keeps the run's batch size, so run on a number of processes that divides it"
+        raise ConfigError(f"batch_size {global_batch}{small} must be a multiple of the {world_size} processes"
+                          f"{fixed if resume else ''}")
     state = TrainState(model=model, optimizers=[], data=data, total_steps=0, batch_size=global_batch, seed=seed,
                        run_dir=run_dir, valid=valid, lr_schedule=lr_schedule, warmup_steps=warmup_steps)
     try:
