@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=64, help=f"number of samples, 1..{MAX_PICTURE:,} (default 64)")
     s.add_argument("-o", "--output", default=None, help="PNG to write (default RUN/samples.png)")
     s.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
+    s.add_argument("--data-root", help=RUN_DATA_ROOT + "; read for the data's levels and value range only")
 
     e = sub.add_parser("eval", help="every metric a run admits (likelihoods, Parzen, FID...); writes RUN/eval.json")
     e.add_argument("run", help="run directory")
@@ -1105,7 +1106,7 @@ def cmd_sample(args) -> int:
     model = _run(args.run)
     out = _output_path(args.output, args.run, "samples.png", ".png")
     # (unreadable: the picture does without the true density, and shows the samples as drawn)
-    data = _run_data(args.run, None, "samples as the model draws them, not put back on the data's levels, and no "
+    data = _run_data(args.run, args.data_root, "samples as the model draws them, not put back on the data's levels, and no "
                      "true density")
     # in blocks; NaN or inf refused, not drawn as black or dropped; a model of dequantized data's on the data's
     # levels, as eval scores them and interpolate shows them (drawn as they were, 256 greys where digits have 17)
@@ -1409,9 +1410,6 @@ def cmd_interpolate(args) -> int:
                                 ("--kind", args.kind)) if v is not None]
         if strip:
             raise ConfigError(f"--arithmetic makes its own picture: give it without {', '.join(strip)}")
-    elif args.data_root and not args.between:
-        raise ConfigError("--data-root is for the test images of --between and --arithmetic; rows between prior draws "
-                          "read no data")
     steps = 10 if args.steps is None else args.steps
     pairs, kind = PAIRS if args.pairs is None else args.pairs, args.kind or "slerp"
     if not 2 <= steps <= 100:

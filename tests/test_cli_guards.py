@@ -1047,3 +1047,25 @@ def test_resume_names_run_json_for_a_model_option_it_does_not_know(vae_run, tmp_
         code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "30", "--no-progress")
         _one_error_line(code, err, f"{rd / 'run.json'}: {needle}")
         assert "9.0.0" in err and _digest(rd) == before
+
+
+def test_a_moved_mnist_folder_is_given_to_sample_and_interpolate_with_data_root(capsys, tmp_path, mnist_root):
+    # the note "the run's data cannot be read (MNIST not found in ...)" named a fix neither command took: sample had
+    # no --data-root, and interpolate refused it for rows between prior draws ("read no data"), which read the levels
+    old, new = tmp_path / "mnistA", tmp_path / "mnistB"
+    old.mkdir()
+    for f in mnist_root.iterdir():
+        (old / f.name).symlink_to(f)
+    rd = tmp_path / "run"
+    code, _, err = run(capsys, "train", "vae", "--data", "mnist", "--data-root", str(old), "--set", "data.n=40",
+                       "--set", "hidden=8", "--set", "latent_dim=2", "--steps", "1", "--run-dir", str(rd),
+                       "--no-progress")
+    assert code == 0, err
+    old.rename(new)
+    code, _, err = run(capsys, "sample", str(rd), "-n", "4", "-o", str(tmp_path / "s.png"))
+    assert code == 0 and "cannot be read" in err, err
+    code, _, err = run(capsys, "sample", str(rd), "-n", "4", "-o", str(tmp_path / "s.png"), "--data-root", str(new))
+    assert code == 0 and "cannot be read" not in err, err
+    code, _, err = run(capsys, "interpolate", str(rd), "--pairs", "1", "--steps", "2", "-o", str(tmp_path / "i.png"),
+                       "--data-root", str(new))
+    assert code == 0 and "cannot be read" not in err, err
