@@ -1272,7 +1272,7 @@ def test_a_data_root_that_is_a_file_says_so(tmp_path, monkeypatch):
     f.write_bytes(b"not a folder")
     with pytest.raises(DataError) as e:
         load_dataset("mnist", root=str(f))
-    assert one_line(e) == f"--data-root {f} is a file: give the folder that holds MNIST's four files"
+    assert one_line(e) == f"MNIST's folder {f} is a file: give the folder that holds MNIST's four files"
     monkeypatch.setenv("GENZOO_DATA", str(f))
     with pytest.raises(DataError, match=r"^\$GENZOO_DATA .* is a file: give the folder"):
         load_dataset("mnist")

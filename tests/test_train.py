@@ -674,8 +674,10 @@ def test_resume_refuses_a_model_of_other_options_than_the_run(tmp_path):
     for options, needle in (({"activation": "tanh", "n_samples": 5}, "its activation is 'relu' (its config.json), this "
                                                                        "model's 'tanh': resume with the run's model"),
                             ({"lr": 0.5}, "its lr is 0.001 (its config.json), this model's 0.5"),
-                            ({"hidden": (16,)}, "its hidden is [8] (its config.json), this model's [16]")):
-        model = _ring_vae(**options)
+                            ({"hidden": (16,)}, "its hidden is [8] (its config.json), this model's [16]"),
+                            ({"double": True}, "its parameter dtype is 'float32' (its config.json), this model's "
+                                               "'float64'")):  # (review 108)
+        model = _ring_vae(**options) if "double" not in options else _ring_vae().double()
         weights = {k: v.clone() for k, v in model.state_dict().items()}
         with pytest.raises(ConfigError, match=re.escape(needle)):
             genzoo.fit(model, data, steps=6, resume=True, **kw)

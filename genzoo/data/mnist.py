@@ -193,7 +193,7 @@ def find_mnist(root: str | os.PathLike | None = None, stems: tuple[str, ...] = t
     ...
     genzoo.errors.DataError: MNIST not found in /nonexistent or /nonexistent/mnist (/nonexistent lacks train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz]); `genzoo data download mnist --root /nonexistent` fetches it
     """
-    given = "--data-root"
+    given = "MNIST's folder"  # (--data-root, a run's recorded root or a caller's)
     if root is None:
         root, given = os.environ.get(ENV_VAR) or None, f"${ENV_VAR}"
         if root is None:

@@ -160,8 +160,8 @@ def compare_table(results: list[tuple[str, dict]], data: list[str] | None = None
         weights = res.get("weights")
         run = f"{name} ({weights})" if weights not in (None, FINAL) else str(name)
         rows.append([run, res.get("model", ""), d] + [_cell(k, f, s) for k, _, f in keep])
-        records.append({"run": str(name), "model": res.get("model", ""), "data": d, **s, "weights": weights,
-                        "split": res.get("split"), **scored(res, s)})
+        records.append({"run": str(name), "model": res.get("model", ""), "data": d, **s, "split": res.get("split"),
+                        **scored(res, s), "weights": weights})  # (weights last: the older columns keep their places)
     return Table(header, rows, records)
 
 

@@ -160,9 +160,20 @@ def mmd2(x: Tensor, y: Tensor, bandwidths: Tensor | Sequence[float], unbiased: b
     """
     sigmas = _floats(bandwidths)                              # once: no device sync per block
     _check_mmd_args(x, y, sigmas, unbiased)
-    kxx, kyy, kxy = _kernel_blocks(x, y, sigmas)              # (N, N), (M, M), (N, M)
+    return _estimate(*_kernel_blocks(x, y, sigmas), len(sigmas), unbiased)
+
+
+def _subsample(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """A random ``k`` of the examples ``x`` (N, ...) (all of them where N <= k), flattened, in float64: (n', D)."""
+    n = x.shape[0]
+    idx = torch.randperm(n, generator=generator)[:k] if n > k else torch.arange(n)
+    return x[idx.to(x.device)].reshape(len(idx), -1).double()
+
+
+def _estimate(kxx: Tensor, kyy: Tensor, kxy: Tensor, s: int, unbiased: bool) -> Tensor:
+    """MMD_b^2 or MMD_u^2 (:func:`mmd2`) from the kernel blocks of a sum of ``s`` kernels (:func:`_kernel_blocks`)."""
     if unbiased:
-        n, m, s = x.shape[0], y.shape[0], len(sigmas)  # k(a, a) = S exactly on the diagonal (its distances are exactly 0)
+        n, m = kxx.shape[0], kyy.shape[0]  # k(a, a) = S exactly on the diagonal (its distances are exactly 0)
         return (kxx.sum() - s * n) / (n * (n - 1)) + (kyy.sum() - s * m) / (m * (m - 1)) - 2 * kxy.mean()
     return kxx.mean() + kyy.mean() - 2 * kxy.mean()
 
@@ -334,9 +345,7 @@ class GMMN(GenerativeModel):
     @staticmethod
     def pair_distances(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The pairwise Euclidean distances of (up to ``MEDIAN_SUBSAMPLE`` of) ``x`` (N, ...), N >= 2: (n'(n'-1)/2,)."""
-        n = x.shape[0]
-        idx = torch.randperm(n, generator=generator)[:MEDIAN_SUBSAMPLE] if n > MEDIAN_SUBSAMPLE else torch.arange(n)
-        return torch.pdist(x[idx.to(x.device)].reshape(len(idx), -1).double())
+        return torch.pdist(_subsample(x, MEDIAN_SUBSAMPLE, generator))
 
     @classmethod
     def median_distance(cls, x: Tensor, generator: torch.Generator | None = None) -> float:
@@ -368,8 +377,8 @@ class GMMN(GenerativeModel):
         is untouched):
 
         * a DataError where every one is over 1,000 times the data's largest pairwise distance among (up to 1,000)
-          examples: every kernel is then about 1 on the data, the MMD and its gradient vanish, and the generator
-          learns nothing;
+          examples, or under 1/1,000 of its smallest nonzero one: every kernel is then about 1 on the data, or about
+          0 but between equal points, the MMD and its gradient vanish, and the generator learns nothing;
         * a :class:`~genzoo.errors.GenZooWarning` where none lies between: each is that wide, or so narrow that its
           kernel is under 1e-3 at the median nearest-neighbour distance d_nn of ``NN_SUBSAMPLE`` examples (a
           training batch), exp(-d_nn^2 / (2 sigma^2)) < 1e-3: the kernels vanish between distinct examples of a
@@ -383,13 +392,14 @@ class GMMN(GenerativeModel):
         d = d[d > 0]
         if not len(d):
             return
-        hi, sigmas = float(d.max()), self.bandwidths.tolist()
+        lo, hi, sigmas = float(d.min()), float(d.max()), self.bandwidths.tolist()
         shown = ", ".join(f"{s:.3g}" for s in sigmas)
         wide = [s > 1e3 * hi for s in sigmas]
-        if all(wide):
+        if all(w or s < 1e-3 * lo for s, w in zip(sigmas, wide)):
             raise DataError(f"gmmn: every kernel bandwidth ({shown}) is over 1,000 times the data's largest "
-                            f"pairwise distance ({hi:.3g}): the kernels are constant on the data and the MMD trains "
-                            "nothing; leave bandwidths=() to set them from the data")
+                            f"pairwise distance ({hi:.3g}) or under 1/1,000 of its smallest ({lo:.3g}): the kernels are "
+                            "constant on the data and the MMD trains nothing; leave bandwidths=() to set them from the "
+                            "data")
         d_nn = self.nn_distance(x, torch.Generator().manual_seed(0))
         narrow = [s for s, w in zip(sigmas, wide) if not w and math.exp(-d_nn**2 / (2 * s**2)) < 1e-3]
         if len(narrow) + sum(wide) == len(sigmas):  # (exp underflows to 0.0 for the narrowest: no error)
@@ -413,9 +423,7 @@ class GMMN(GenerativeModel):
         >>> GMMN.nn_distance(torch.tensor([[0.0], [2.0], [5.0]]))                 # neighbours at 2, 2, 3
         2.0
         """
-        n = x.shape[0]
-        idx = torch.randperm(n, generator=generator)[:NN_SUBSAMPLE] if n > NN_SUBSAMPLE else torch.arange(n)
-        a = x[idx.to(x.device)].reshape(len(idx), -1).double()   # (n', D)
+        a = _subsample(x, NN_SUBSAMPLE, generator)               # (n', D)
         d = torch.cdist(a, a).fill_diagonal_(math.inf)            # (n', n')
         return float(d.min(1).values.median())                  # (the lower median, as median_distance's)
 
@@ -477,14 +485,10 @@ class GMMN(GenerativeModel):
         if not any(sigmas):  # neither given nor set by setup() (a bare model): from this batch
             self.set_bandwidths(x)
             sigmas = self.bandwidths.tolist()
-        kxx, kyy, kxy = _kernel_blocks(x, g, sigmas)  # (checked: x by check_input, the sigmas as options or by setup)
-        mxx, myy, mxy = kxx.mean(), kyy.mean(), kxy.mean()
-        d2 = mxx + myy - 2 * mxy  # biased V-statistic, >= 0: Gretton et al. 2012 eq. 5, Li et al. 2015 eqs. 1-2
-        # logged: the unbiased U-statistic, from the same block means (no second pass over the blocks): a within-sample
-        # mean of B^2 pairs holds B diagonal terms of exactly S, left out
-        b, s = x.shape[0], len(sigmas)
-        with torch.no_grad():  # (a few scalar operations, ~25 us on a CPU: 1% of a step of 128)
-            u2 = ((mxx + myy) * b - 2 * s) / (b - 1) - 2 * mxy
+        blocks = _kernel_blocks(x, g, sigmas)  # (checked: x by check_input, the sigmas as options or by setup)
+        d2 = _estimate(*blocks, len(sigmas), False)  # biased V-statistic, >= 0: Gretton et al. 2012 eq. 5, Li et al. eqs. 1-2
+        with torch.no_grad():  # logged: the unbiased U-statistic of the same kernel blocks (no second kernel pass)
+            u2 = _estimate(*blocks, len(sigmas), True)
         # Li et al. 2015, Section 3: minimise sqrt(MMD^2), whose gradient does not vanish as MMD -> 0
         return {"loss": distributed.global_loss(d2.clamp_min(1e-12).sqrt()), "mmd2": u2}
 

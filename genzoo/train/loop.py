@@ -602,6 +602,8 @@ def _model_change(run_dir: Path, config: dict) -> str | None:
     was = ran.get("config") if isinstance(ran.get("config"), dict) else {}
     changed = [("model", ran.get("model"), now["model"])] if ran.get("model") != now["model"] else []
     changed += [(k, v, now["config"][k]) for k, v in was.items() if k in now["config"] and not same(v, now["config"][k])]
+    if ran.get("parameter_dtype") != now.get("parameter_dtype"):  # a model.double() against the run's float32 (review 108)
+        changed.append(("parameter dtype", ran.get("parameter_dtype", "float32"), now.get("parameter_dtype", "float32")))
     if not changed:
         return None
     key, old, new = changed[0]
