@@ -175,3 +175,14 @@ def test_a_buffer_non_finite_by_design_is_not_taken_for_divergence(tmp_path, mas
     m.register_parameter("unused", torch.nn.Parameter(torch.full((1,), float("nan"))))
     with pytest.raises(TrainingDiverged, match=r"^training diverged at step 4: 'unused' holds NaN/inf$"):
         genzoo.fit(m, data, steps=4, **RING)
+
+
+def test_a_resume_keeps_a_metrics_line_of_an_integer_past_pythons_digit_limit(tmp_path):
+    """Such a line raised a plain ValueError from json.loads ('a bug in genzoo') on --resume; it is damage like any
+    other line that is no row: kept as it is, with a warning, and the rows up to the checkpoint's step kept."""
+    huge = '{"step": 2, "loss": 1' + "0" * 5000 + "}"
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "loss": 2.0}\n' + huge + '\n{"step": 3, "loss": 1.0}\n{"step": 9, "loss": 0.5}\n')
+    with pytest.warns(GenZooWarning, match="line 2 is not a metrics row"):
+        callbacks.MetricsLogger(tmp_path)._truncate(5)
+    assert path.read_text().splitlines() == ['{"step": 1, "loss": 2.0}', huge, '{"step": 3, "loss": 1.0}']

@@ -394,3 +394,36 @@ def test_a_mask_of_another_size_keeps_thin_holes_and_says_it_was_resized(tmp_pat
     assert main(["inpaint", str(rd), "--mask", str(tmp_path / "thin.png"), "--test-index", "0", "--steps", "1",
                  "--restarts", "1", "--no-progress", "-o", str(tmp_path / "p.png")]) == 0
     assert "genzoo: warning: mask " in capsys.readouterr().err
+
+
+def test_the_center_mask_is_centred_for_every_size():
+    """The hole started at H // 4: off centre for H = 4k + 3 (7x7: one row above it, three below; 3x3: the top-left
+    pixel)."""
+    for H in range(2, 41):
+        for W in range(2, 41):
+            hole = make_mask("center", (1, H, W))[0] == 0
+            rows, cols = hole.any(1).nonzero().flatten(), hole.any(0).nonzero().flatten()
+            assert int(hole.sum()) == (H // 2) * (W // 2) and len(rows) == H // 2 and len(cols) == W // 2
+            assert abs(int(rows[0]) - (H - 1 - int(rows[-1]))) <= 1 and abs(int(cols[0]) - (W - 1 - int(cols[-1]))) <= 1
+    for n in (8, 28):  # the sizes of the digits and MNIST: the same mask as before
+        old = torch.ones(1, n, n)
+        old[:, n // 4:n // 4 + n // 2, n // 4:n // 4 + n // 2] = 0
+        assert torch.equal(make_mask("center", (1, n, n)), old)
+    assert make_mask("center", (1, 3, 3))[0].int().tolist() == [[1, 1, 1], [1, 0, 1], [1, 1, 1]]
+
+
+def test_a_mask_of_black_ink_on_transparency_or_of_greys_is_named_as_a_mask(tmp_path):
+    """A hole layer saved as black on a transparent background got an image's advice ('save it as light ink on
+    black'); grey mask pixels were thresholded at 128 without a word."""
+    ink = np.zeros((8, 8, 4), np.uint8)
+    ink[2:6, 2:6, 3] = 255  # the holes painted black, the rest transparent: every pixel black or transparent
+    Image.fromarray(ink, mode="RGBA").save(tmp_path / "ink.png")
+    with pytest.raises(ConfigError, match=r"^mask .*ink.png: every pixel is black or transparent \(missing\); "
+                                          r"white = known$"):
+        make_mask(str(tmp_path / "ink.png"), (1, 8, 8))
+    soft = np.full((8, 8), 255, np.uint8)
+    soft[:, :4], soft[:, 3:5] = 0, (100, 200)  # a soft edge: 100 missing, 200 known
+    Image.fromarray(soft).save(tmp_path / "soft.png")
+    with pytest.warns(GenZooWarning, match="soft.png: grey values thresholded at 128"):
+        m = make_mask(str(tmp_path / "soft.png"), (1, 8, 8))
+    assert m[0, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]

@@ -201,3 +201,78 @@ def test_cli_interpolate_reads_a_dequantized_flows_test_images_at_their_levels_c
     assert main(["inpaint", str(rd), "--method", "search", "--steps", "2", "--restarts", "1", "--no-progress"]) == 0
     made = got[2][16:24]  # rows of 8: the images, the masked inputs, G(z*), the blend (RGB)
     assert torch.equal(made, torch.round(made * 16) / 16)
+
+
+class _Prior:
+    """A user's model as draw_prior sees it: a latent size and a prior (audit 107)."""
+
+    name, latent_dim = "mine", 3
+
+    def __init__(self, prior):
+        self.prior = prior
+
+
+def test_draw_prior_draws_the_priors_own_parameters():
+    """draw_prior looked only at the prior's type: any Normal was drawn as N(0, I) (a prior N(3, 0.1^2) came out of
+    mean 0, std 1) and anything else as the standard logistic (a Uniform(-1, 1) prior: 53% of draws outside it)."""
+    from torch.distributions import Cauchy, Independent, MultivariateNormal, Normal, Uniform
+
+    from genzoo.apps.interpolate import draw_prior
+
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    z = draw_prior(_Prior(Independent(Normal(torch.full((3,), 3.0), torch.full((3,), 0.1)), 1)), 10_000, g())
+    assert z.shape == (10_000, 3) and abs(float(z.mean()) - 3) < 0.01 and abs(float(z.std()) - 0.1) < 0.01
+    z = draw_prior(_Prior(Independent(Uniform(-torch.ones(3), torch.ones(3)), 1)), 10_000, g())
+    assert float(z.abs().max()) < 1 and float(z.min()) < -0.99 and float(z.max()) > 0.99
+    z = draw_prior(_Prior(Normal(torch.zeros(3), 2.0)), 10_000, g())  # a plain Normal, a scalar scale broadcast
+    assert abs(float(z.std()) - 2) < 0.05
+    assert torch.isfinite(draw_prior(_Prior(Independent(Cauchy(torch.zeros(3), torch.ones(3)), 1)), 1000, g())).all()
+    with pytest.raises(ConfigError, match=r"mine's prior MultivariateNormal cannot be drawn"):
+        draw_prior(_Prior(MultivariateNormal(torch.zeros(3), torch.eye(3))), 4, g())
+    with pytest.raises(ConfigError, match=r"Independent\(Normal\) does not give latents of shape \(3,\)"):
+        draw_prior(_Prior(Independent(Normal(torch.zeros(4), torch.full((4,), 2.0)), 1)), 4, g())
+    # genzoo's own priors, standard normal and logistic, drawn bit for bit as before
+    gan = genzoo.build("gan", data_shape=(1, 8, 8), latent_dim=4, hidden=(8,))
+    assert torch.equal(draw_prior(gan, 5, g()), torch.randn(5, 4, generator=g()))
+    nice = genzoo.build("nice", data_shape=(2,), hidden=(8,), base="logistic")
+    u = torch.rand(5, 2, generator=g()).clamp(1e-6, 1 - 1e-6)
+    assert torch.equal(draw_prior(nice, 5, g()), torch.log(u) - torch.log1p(-u))
+
+
+def test_projection_pulls_towards_the_models_own_prior():
+    """The projection's pull was prior_weight |z|^2 / 2 whatever the prior: towards 0 for a prior N(3, 0.1^2)."""
+    from torch import nn
+    from torch.distributions import Independent, Normal
+
+    class Flat(nn.Module):  # a generator whose image says nothing of z: the pull alone moves it
+        name, data_shape, latent_dim = "flat", (2,), 3
+
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(3, 2))
+
+        device = property(lambda self: self.w.device)
+        prior = property(lambda self: Independent(Normal(torch.full((3,), 3.0), torch.full((3,), 0.1)), 1))
+
+        def check_input(self, x):
+            return x
+
+        def generate(self, z):
+            return z @ self.w
+
+    z = infer_latent(Flat(), torch.zeros(4, 2), steps=50, lr=0.05, restarts=1, prior_weight=1.0,
+                     generator=torch.Generator().manual_seed(0))
+    assert (z - 3).abs().max() < 0.2
+
+
+def test_the_projection_leaves_the_callers_generator_where_it_was():
+    """The projection's starts advanced the caller's generator, so `interpolate`'s prior rows of a GAN or GMMN, drawn
+    from it after the projections of --between, changed with --between (a VAE's and a flow's did not)."""
+    from genzoo.apps.interpolate import draw_prior
+
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    gan = genzoo.build("gan", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    infer_latent(gan, torch.rand(2, 1, 8, 8), steps=2, restarts=2, generator=g)
+    assert torch.equal(g.get_state(), state)  # the prior rows drawn next are those drawn without the projection
+    assert torch.equal(draw_prior(gan, 2, g), draw_prior(gan, 2, torch.Generator().manual_seed(0)))

@@ -374,3 +374,55 @@ def test_a_loss_term_named_with_dollars_is_drawn_as_written(tmp_path):
 
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "$\\\\frac$": 1.0}\n{"step": 2, "$\\\\frac$": 0.5}\n')
     Image.open(io.BytesIO(_curves(tmp_path))).load()
+
+
+
+def test_the_report_says_which_weights_the_run_holds(run, tmp_path):
+    """The report headlined the newest grid's step beside a checkpoint's older weights without a word, and a run
+    without weights got a 'run genzoo eval' hint that fails (audit 107)."""
+    import re
+    import shutil
+
+    rd = tmp_path / "run"
+    shutil.copytree(run, rd)
+    (rd / "metrics.jsonl").unlink()  # (no curves to draw: a faster report)
+    said = lambda: re.search(r'<p class="meta" id="weights">(.*?)</p>', write_report(rd).read_text())[1]  # noqa: E731
+    assert said() == "weights: final (step 60)"
+    (rd / "model.safetensors").unlink()  # killed after the grid of step 60, its newest checkpoint of step 40
+    (rd / "checkpoints" / "step-00000060").rename(rd / "checkpoints" / "step-00000040")
+    assert said() == (
+        "weights: newest checkpoint, step 40 (no final weights: stopped before its end, or still training; "
+        f"<code>genzoo train --resume --run-dir {rd}</code> continues); the newest sample grid, of step 60, shows "
+        "later weights than these")
+    shutil.rmtree(rd / "checkpoints")
+    (rd / "eval.json").unlink()
+    assert said() == "weights: none yet (stopped before its first checkpoint, or still training)"
+    text = (rd / "report.html").read_text()
+    assert "No metrics: no weights yet (stopped before its first checkpoint, or still training)." in text
+    assert "genzoo eval" not in text
+
+def test_a_run_without_sample_grids_is_told_how_to_make_samples(run, tmp_path):
+    """A run trained with --sample-every 0 got a report without a picture of the model and no hint."""
+    import json
+    import shutil
+
+    rd = tmp_path / "run"
+    shutil.copytree(run, rd)
+    shutil.rmtree(rd / "samples")
+    (rd / "metrics.jsonl").unlink()  # (no curves to draw: a faster report)
+    recorded = json.loads((rd / "run.json").read_text())
+    recorded["recipe"]["train"]["sample_every"] = 0
+    (rd / "run.json").write_text(json.dumps(recorded))
+    assert (f"<p>No sample grids (trained with --sample-every 0): <code>genzoo sample {rd}</code> makes samples.png, "
+            "which the report shows.</p>") in write_report(rd).read_text()
+    assert main(["sample", str(rd), "-n", "4"]) == 0
+    text = write_report(rd).read_text()
+    assert "No sample grids" not in text and "<h2>Samples (genzoo sample)</h2>" in text
+
+def test_an_integer_past_pythons_digit_limit_in_metrics_is_a_damaged_line(tmp_path):
+    """A metrics.jsonl integer of over 4,300 digits raised a plain ValueError: 'a bug in genzoo' (exit 1)."""
+    from genzoo.viz.report import _curves
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1' + "0" * 5000 + '}\n'
+                                            '{"step": 3, "loss": 1.0}\n')
+    Image.open(io.BytesIO(_curves(tmp_path))).load()

@@ -68,7 +68,8 @@ SIGMAS = tuple(round(float(s), 4) for s in torch.logspace(-1.3, 0.3, 17))  # pos
 def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
     """A mask (C, H, W) of 1 = known, 0 = missing: ``center`` (the central half-size square), ``left``
     (the left half), ``random:P`` (each pixel missing with probability P, the same for every channel) or
-    the path of an image (white = known, black or transparent = missing). An image of another size than H x W is
+    the path of an image (white = known, black or transparent = missing; grey thresholded at 128, with a
+    :class:`GenZooWarning`; an image all black or transparent is a ConfigError). An image of another size than H x W is
     resized, with a :class:`GenZooWarning`: a pixel is missing where any part of its area is, so thin holes stay.
 
     >>> import tempfile, warnings
@@ -84,8 +85,9 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
     C, H, W = shape
     m = torch.ones(1, H, W)
     made = ""  # what the "leaves nothing" error says of a resized image
-    if spec == "center":
-        m[:, H // 4:H // 4 + H // 2, W // 4:W // 4 + W // 2] = 0
+    if spec == "center":  # H // 2 x W // 2, its margins differing by at most 1 (H // 4 put 7x7's hole at rows 1-3)
+        top, left = (H - H // 2) // 2, (W - W // 2) // 2
+        m[:, top:top + H // 2, left:left + W // 2] = 0
     elif spec == "left":
         m[:, :, :W // 2] = 0
     elif spec.startswith("random:"):
@@ -99,7 +101,14 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
     elif spec and (Path(spec).suffix[1:].isalpha() or "/" in spec or os.sep in spec or Path(spec).is_file()):
         from ..data.images import read_image  # (a path that names no file: read_image says it is missing)
 
-        known = np.asarray(read_image(spec, "mask image").convert("L")) >= 128  # (h, w)
+        blank: list = []  # black ink on a transparent layer: for a mask, every pixel a hole (not an image's advice)
+        grey = np.asarray(read_image(spec, "mask image", blank=blank).convert("L"))  # (h, w)
+        if blank:
+            raise ConfigError(f"mask {spec}: every pixel is black or transparent (missing); white = known")
+        if ((grey > 0) & (grey < 255)).any():
+            warnings.warn(f"mask {spec}: grey values thresholded at 128 (128 and above known, below missing)",
+                          GenZooWarning, stacklevel=2)
+        known = grey >= 128
         h, w = known.shape
         if (h, w) != (H, W):
             known = _cover(_cover(known, H, 0), W, 1)  # known where all its area is

@@ -25,6 +25,7 @@ torch.Size([5, 1, 8, 8])
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -77,14 +78,62 @@ def check_latent_model(model, task: str = "interpolate in") -> None:
 
 
 def draw_prior(model, n: int, generator: torch.Generator | None = None) -> Tensor:
-    """``n`` latents (n, L) from the model's prior (standard normal, or the standard logistic of NICE),
-    on the CPU, reproducibly from ``generator``."""
+    """``n`` latents (n, L) from the model's prior, on the CPU, reproducibly from ``generator``: a Normal as
+    ``loc + scale * eps`` (eps standard normal), genzoo's :class:`~genzoo.models.flows.base.Logistic` (NICE's) as
+    ``loc + scale * logit(u)`` and any other prior with an inverse cdf (a Uniform) as ``icdf(u)``, u uniform (kept
+    1e-6 from 0 and 1). A prior of none of these kinds is a :class:`ConfigError` naming it. The standard normal and
+    logistic, genzoo's own priors, are drawn as eps and logit(u) themselves.
+
+    >>> from torch.distributions import Independent, Normal, Uniform
+    >>> class Mine:                                       # a user's model: N(3, 0.1^2) on two latents ...
+    ...     latent_dim, prior = 2, Independent(Normal(torch.full((2,), 3.0), torch.full((2,), 0.1)), 1)
+    >>> z = draw_prior(Mine(), 10_000, torch.Generator().manual_seed(0))
+    >>> z.shape, round(float(z.mean()), 2), round(float(z.std()), 2)
+    (torch.Size([10000, 2]), 3.0, 0.1)
+    >>> Mine.prior = Independent(Uniform(-torch.ones(2), torch.ones(2)), 1)   # ... or Yeh et al.'s U(-1, 1)
+    >>> bool(draw_prior(Mine(), 10_000).abs().max() < 1)
+    True
+    """
+    from ..models.flows.base import Logistic
+
     prior = model.prior
-    base = prior.base_dist if hasattr(prior, "base_dist") else prior
+    base = prior
+    while isinstance(base, torch.distributions.Independent):
+        base = base.base_dist
+    shape = (n, model.latent_dim)
+    name = f"{getattr(model, 'name', type(model).__name__)}'s prior {_named(prior)}"
     if isinstance(base, torch.distributions.Normal):
-        return torch.randn(n, model.latent_dim, generator=generator)
-    u = torch.rand(n, model.latent_dim, generator=generator).clamp(1e-6, 1 - 1e-6)
-    return torch.log(u) - torch.log1p(-u)  # the logistic's inverse cdf
+        z, affine = torch.randn(shape, generator=generator), (base.loc, base.scale)
+    else:
+        u = torch.rand(shape, generator=generator).clamp(1e-6, 1 - 1e-6)
+        if isinstance(base, Logistic):
+            z, affine = torch.log(u) - torch.log1p(-u), (base.loc, base.scale)  # the standard logistic's inverse cdf
+        else:
+            affine = None
+            try:
+                z = base.icdf(u.to(getattr(model, "device", "cpu"))).cpu()
+            except NotImplementedError:
+                raise ConfigError(f"{name} cannot be drawn from here: the latent apps draw a Normal, a Logistic or a "
+                                  "prior with an inverse cdf (icdf)") from None
+            except RuntimeError:  # parameters that do not broadcast to (n, L)
+                z = None
+    if affine is not None:
+        loc, scale = (t.detach().cpu() for t in affine)
+        if not (bool((loc == 0).all()) and bool((scale == 1).all())):  # the standard ones: eps as drawn, bit for bit
+            try:
+                fits = torch.broadcast_shapes(loc.shape, scale.shape, shape) == shape
+            except RuntimeError:
+                fits = False
+            z = loc + scale * z if fits else None
+    if z is None or tuple(z.shape) != shape:
+        raise ConfigError(f"{name} does not give latents of shape ({model.latent_dim},) (latent_dim)")
+    return z
+
+
+def _named(d) -> str:
+    """A distribution's kind, as an error names it: ``Independent(Uniform)``."""
+    inner = getattr(d, "base_dist", None)
+    return f"{type(d).__name__}({_named(inner)})" if inner is not None else type(d).__name__
 
 
 @torch.no_grad()
@@ -111,8 +160,11 @@ def infer_latent(model, x: Tensor, *, steps: int = 300, lr: float = 0.05, restar
     """Latents (B, L) for data ``x`` (B, *data_shape).
 
     VAE: the mean of q(z|x) (pushed through the planar maps when the posterior is a flow). Flow: f(x),
-    exact. GAN/GMMN: argmin_z ||G(z) - x||^2 + prior_weight ||z||^2 / 2 (a weak pull towards the prior's
-    mass), by Adam from ``restarts`` prior draws with a cosine-annealed step, keeping each example's best.
+    exact. GAN/GMMN: argmin_z ||G(z) - x||^2 - prior_weight log p(z) (a weak pull towards the prior's mass:
+    ||z||^2 / 2 for N(0, I)), by Adam from ``restarts`` prior draws with a cosine-annealed step, keeping each
+    example's best. The starts come from a generator of their own, seeded with ``generator``'s seed + 1, so
+    ``generator`` is not advanced (``genzoo interpolate`` draws its prior rows from it after the projections of
+    ``--between``) and each call with it starts from the same draws.
 
     >>> import genzoo
     >>> _ = torch.manual_seed(0); x = torch.randn(3, 2)
@@ -150,6 +202,9 @@ def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_we
              generator: torch.Generator | None) -> Tensor:
     """Gradient descent on z for each example, from several starts (the model's weights stay fixed)."""
     B = x.shape[0]
+    if generator is not None:  # the starts' own generator: the caller's is left where it was
+        generator = torch.Generator().manual_seed((generator.initial_seed() + 1) % 2 ** 64)
+    prior = model.prior
     flags = [(p, p.requires_grad) for p in model.parameters()]
     for p, _ in flags:
         p.requires_grad_(False)
@@ -162,7 +217,7 @@ def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_we
             for _ in range(steps):
                 opt.zero_grad()
                 err = ((model.generate(z) - x) ** 2).reshape(B, -1).sum(1)  # (B,)
-                (err + prior_weight * (z * z).sum(1) / 2).sum().backward()
+                (err + prior_weight * _neg_log_prior(prior, z)).sum().backward()
                 opt.step()
                 sched.step()
             with torch.no_grad():
@@ -176,6 +231,15 @@ def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_we
     finally:
         for p, flag in flags:  # as they were: a parameter the user froze stays frozen
             p.requires_grad_(flag)
+
+
+def _neg_log_prior(prior, z: Tensor) -> Tensor:
+    """-log p(z) (B,), the projection's pull; NaN where the prior refuses z (a diverged search's NaN, a point outside
+    a Uniform's support): a constant there, so the pull drops out and ||G(z) - x||^2 alone moves z."""
+    try:
+        return -prior.log_prob(z)
+    except ValueError:  # torch's argument validation
+        return torch.full_like(z[:, 0], math.nan)
 
 
 def arithmetic(model, a: Tensor, b: Tensor, c: Tensor, **infer) -> tuple[Tensor, Tensor]:

@@ -246,7 +246,7 @@ class MetricsLogger(Callback):
         for i, line in enumerate(lines):
             try:
                 row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's 4,300 digits
                 row = None
             if isinstance(row, dict):
                 if not isinstance(row.get("step", 0), (int, float)) or row.get("step", 0) <= step:

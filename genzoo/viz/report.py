@@ -23,8 +23,8 @@ import shlex
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import (atomic_write_bytes, is_run_dir, loads, read_json, read_pictures_record, same_weights, sample_grids,
-                  weights_stamp)
+from ..io import (WEIGHTS, atomic_write_bytes, is_run_dir, latest_checkpoint, loads, read_json, read_pictures_record,
+                  same_weights, sample_grids, weights_file, weights_stamp)
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading, the command that makes
 #: it); ``RUN/pictures.json`` records the weights each was made from (:func:`~genzoo.io.record_picture`)
@@ -143,7 +143,7 @@ def _curves(run_dir: Path, same_loss: bool = True, step: str = "step") -> bytes 
     for line in path.read_text(errors="replace").splitlines():
         try:  # a line cut short by a killed run, or edited by hand, is left out of the curves
             row = loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # a JSONDecodeError, or an integer past Python's 4,300 digits
             continue
         if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
             rows.append(row)
@@ -216,8 +216,11 @@ def _command(command: str, run_dir: str | os.PathLike) -> str:
     return f"<code>genzoo {html.escape(text)}</code>"
 
 
-def _metrics_table(result: dict | None, run_dir: str | os.PathLike = "RUN") -> str:
-    """A run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval on ``run_dir``."""
+def _metrics_table(result: dict | None, run_dir: str | os.PathLike = "RUN", weights: bool = True) -> str:
+    """A run's eval.json as an HTML table (every number it holds), or a hint to run genzoo eval on ``run_dir`` (where
+    it has ``weights`` to score: eval refuses a run without them)."""
+    if result is None and not weights:
+        return f"<p>No metrics: no weights yet ({NO_WEIGHTS}).</p>"
     if result is None:
         return f"<p>No metrics yet: run {_command('eval', run_dir)} (or <code>--metrics all</code>) and report again.</p>"
     from ..eval.likelihood import format_stderr
@@ -253,6 +256,31 @@ def _metrics_table(result: dict | None, run_dir: str | os.PathLike = "RUN") -> s
     return table + f"<details><summary>as printed by genzoo eval</summary><pre>{html.escape(format_result(result))}</pre></details>"
 
 
+#: why a run has no weights (a model file or a checkpoint), as the report says it
+NO_WEIGHTS = "stopped before its first checkpoint, or still training"
+
+
+def _weights_line(run_dir: Path, newest_grid: int | None) -> str:
+    """The report's line on the weights that ``genzoo sample``, ``eval``, ``interpolate`` and ``inpaint`` use
+    (:func:`~genzoo.io.weights_file`'s choice): the final ones, or the newest checkpoint's of a run stopped before its
+    end or still training, or none; and whether the newest sample grid (of step ``newest_grid``) is of later
+    weights than those. The step of final weights is their run's newest checkpoint's (training writes one at its
+    last step; a saved model has none)."""
+    weights = weights_file(run_dir)
+    if weights is None:
+        return f"weights: none yet ({NO_WEIGHTS})"
+    ckpt = latest_checkpoint(run_dir)
+    step = int(ckpt.name[5:]) if ckpt is not None else None
+    if weights == run_dir / WEIGHTS:
+        line = "weights: final" + (f" (step {step:,})" if step is not None else "")
+    else:
+        line = (f"weights: newest checkpoint, step {step:,} (no final weights: stopped before its end, or still "
+                f"training; {_command('train --resume --run-dir RUN', run_dir)} continues)")
+    if newest_grid is not None and step is not None and newest_grid > step:
+        line += f"; the newest sample grid, of step {newest_grid:,}, shows later weights than these"
+    return line
+
+
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
 img{image-rendering:pixelated;max-width:100%;border:1px solid #eee}table{border-collapse:collapse}
@@ -277,8 +305,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     stamp = weights_stamp(run_dir)
     changed = asked.get("weights") is not None and not same_weights(asked["weights"], stamp)  # trained further since
     made = read_pictures_record(run_dir)
+    grids = sample_grids(run_dir)
+    weights_line, has_weights = _weights_line(run_dir, grids[-1][0] if grids else None), weights_file(run_dir) is not None
     try:
-        table = _metrics_table(result, run_dir)
+        table = _metrics_table(result, run_dir, weights=has_weights)
     except (AttributeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{run_dir / 'eval.json'} is not a genzoo evaluation file ({type(e).__name__}: {e})") from None
     name = str(config.get("model", "model"))
@@ -290,10 +320,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                 + (f" on {int(run['world_size'])} processes" if isinstance(run.get("world_size"), int)
                    and run["world_size"] > 1 else "")
                 if isinstance(run.get("command"), list) else "")
-             + (f"; created {html.escape(str(run['created']))}" if run.get("created") else "") + "</p>"]
-    frames = _frames(run_dir)
+             + (f"; created {html.escape(str(run['created']))}" if run.get("created") else "") + "</p>",
+             f'<p class="meta" id="weights">{weights_line}</p>']
+    frames = [p for _, p in grids]
     if frames:
-        parts += [f"<h2>Samples at step {int(frames[-1].stem.split('-')[1]):,}</h2>",
+        parts += [f"<h2>Samples at step {grids[-1][0]:,}</h2>",
                   _img(frames[-1].read_bytes(), "image/png", "samples")]
         gif = _gif(run_dir)
         if out is None:  # the report in the run: the animation beside it too (a report elsewhere writes one file)
@@ -302,6 +333,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             f"{len(frames)} grid{'s' * (len(frames) != 1)}"
         parts += [f"<h2>Training evolution ({shown} from the same noise)</h2>",
                   _img(gif, "image/gif", "training evolution")]
+    elif not (run_dir / "samples.png").is_file() and has_weights:  # (samples.png: shown below, as genzoo sample's)
+        train = recipe.get("train") if isinstance(recipe.get("train"), dict) else {}
+        why = " (trained with --sample-every 0)" if train.get("sample_every") == 0 else ""
+        parts.append(f"<p>No sample grids{why}: {_command('sample', run_dir)} makes samples.png, which the report "
+                     "shows.</p>")
     family = _family(name)
     curves = _curves(run_dir, family.valid_loss_is_training_loss, "EM iteration" if family.full_batch else "step")
     if curves:
