@@ -582,7 +582,6 @@ def test_a_report_written_elsewhere_writes_nothing_into_the_run(vae_run, tmp_pat
     (["interpolate", "{run}", "--arithmetic", "1-2+3", "--pairs", "6"], "give it without --pairs"),
     (["interpolate", "{run}", "--arithmetic", "1-2+3", "--steps", "0"], "give it without --steps"),
     (["interpolate", "{run}", "--steps", "0", "--pairs", "1"], "--steps must be in 2..100, got 0"),
-    (["interpolate", "{run}", "--data-root", "/nowhere"], "--data-root is for the test images of --between"),
     (["interpolate", "{run}", "--pairs", "1000", "--steps", "100"], "1000 rows of 100 images make more than 10,000"),
 ])
 def test_options_that_would_be_ignored_are_refused(args, needle, vae_run, tmp_path, capsys):
