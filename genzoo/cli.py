@@ -1543,7 +1543,7 @@ def cmd_inpaint(args) -> int:
     g = torch.Generator().manual_seed(args.seed)
     mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
     if Path(args.mask).is_file():  # a mask drawn the other way round (white = hole, OpenCV's and LaMa's) shows here
-        missing, total = int((mask[0] == 0).sum()), mask[0].numel()
+        missing, total = int((mask[0] == 0).any(0).sum()), mask[0][0].numel()  # pixels, not channel values
         print(f"mask {args.mask}: {missing:,} of {total:,} pixels missing ({100 * missing / total:.0f}%; white = known, "
               "black or transparent = missing)")
     blend = args.blend or ("poisson" if method == "search" else "mask")

@@ -391,7 +391,7 @@ def test_the_report_says_which_weights_the_run_holds(run, tmp_path):
     (rd / "model.safetensors").unlink()  # killed after the grid of step 60, its newest checkpoint of step 40
     (rd / "checkpoints" / "step-00000060").rename(rd / "checkpoints" / "step-00000040")
     assert said() == (
-        "weights: newest checkpoint, step 40 (no final weights: stopped before its end, or still training; "
+        "weights: newest checkpoint, step 40 (no final weights: still training, or stopped before its end, which "
         f"<code>genzoo train --resume --run-dir {rd}</code> continues); the newest sample grid, of step 60, shows "
         "later weights than these")
     shutil.rmtree(rd / "checkpoints")
@@ -400,6 +400,25 @@ def test_the_report_says_which_weights_the_run_holds(run, tmp_path):
     text = (rd / "report.html").read_text()
     assert "No metrics: no weights yet (stopped before its first checkpoint, or still training)." in text
     assert "genzoo eval" not in text
+
+
+def test_the_report_of_a_best_folder_names_its_weights_and_offers_no_sample_hint(run, tmp_path):
+    """RUN/best read "weights: final", and its hint `genzoo sample RUN/best` is refused there (review 109)."""
+    import json
+    import re
+    import shutil
+
+    rd = tmp_path / "best"
+    shutil.copytree(run, rd)
+    shutil.rmtree(rd / "samples")
+    shutil.rmtree(rd / "checkpoints")
+    (rd / "metrics.jsonl").unlink()
+    (rd / "best.json").write_text(json.dumps({"step": 40, "valid_loss": 1.0}))
+    text = write_report(rd).read_text()
+    assert re.search(r'<p class="meta" id="weights">(.*?)</p>', text)[1] == ("weights: those of the lowest "
+                                                                            "validation loss (step 40)")
+    assert "No sample grids" not in text
+
 
 def test_a_run_without_sample_grids_is_told_how_to_make_samples(run, tmp_path):
     """A run trained with --sample-every 0 got a report without a picture of the model and no hint."""

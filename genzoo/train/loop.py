@@ -602,8 +602,9 @@ def _model_change(run_dir: Path, config: dict) -> str | None:
     was = ran.get("config") if isinstance(ran.get("config"), dict) else {}
     changed = [("model", ran.get("model"), now["model"])] if ran.get("model") != now["model"] else []
     changed += [(k, v, now["config"][k]) for k, v in was.items() if k in now["config"] and not same(v, now["config"][k])]
-    if ran.get("parameter_dtype") != now.get("parameter_dtype"):  # a model.double() against the run's float32 (review 108)
-        changed.append(("parameter dtype", ran.get("parameter_dtype", "float32"), now.get("parameter_dtype", "float32")))
+    dtypes = [c.get("parameter_dtype") or str((c.get("config") or {}).get("dtype", "float32")) for c in (ran, now)]
+    if dtypes[0] != dtypes[1]:  # a model.double() against the run's float32 (review 108; a GMM's own dtype option too)
+        changed.append(("parameter dtype", *dtypes))
     if not changed:
         return None
     key, old, new = changed[0]

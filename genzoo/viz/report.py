@@ -269,16 +269,27 @@ def _weights_line(run_dir: Path, newest_grid: int | None) -> str:
     weights = weights_file(run_dir)
     if weights is None:
         return f"weights: none yet ({NO_WEIGHTS})"
+    if _is_best(run_dir):  # a run's best/ (review 109: it read "final")
+        try:
+            step = read_json(run_dir / "best.json", "best-weights record").get("step")
+        except (CheckpointError, OSError, AttributeError):
+            step = None
+        return "weights: those of the lowest validation loss" + (f" (step {step:,})" if isinstance(step, int) else "")
     ckpt = latest_checkpoint(run_dir)
     step = int(ckpt.name[5:]) if ckpt is not None else None
     if weights == run_dir / WEIGHTS:
         line = "weights: final" + (f" (step {step:,})" if step is not None else "")
     else:
-        line = (f"weights: newest checkpoint, step {step:,} (no final weights: stopped before its end, or still "
-                f"training; {_command('train --resume --run-dir RUN', run_dir)} continues)")
+        line = (f"weights: newest checkpoint, step {step:,} (no final weights: still training, or stopped before its "
+                f"end, which {_command('train --resume --run-dir RUN', run_dir)} continues)")
     if newest_grid is not None and step is not None and newest_grid > step:
         line += f"; the newest sample grid, of step {newest_grid:,}, shows later weights than these"
     return line
+
+
+def _is_best(run_dir: Path) -> bool:
+    """Whether ``run_dir`` is a run's ``best/`` (:class:`~genzoo.train.callbacks.BestWeights`)."""
+    return (run_dir / "best.json").is_file()
 
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -333,7 +344,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             f"{len(frames)} grid{'s' * (len(frames) != 1)}"
         parts += [f"<h2>Training evolution ({shown} from the same noise)</h2>",
                   _img(gif, "image/gif", "training evolution")]
-    elif not (run_dir / "samples.png").is_file() and has_weights:  # (samples.png: shown below, as genzoo sample's)
+    elif not (run_dir / "samples.png").is_file() and has_weights and not _is_best(run_dir):  # (samples.png: shown
+        # below, as genzoo sample's; a best/ folder, which training rewrites, takes no samples.png of sample's)
         train = recipe.get("train") if isinstance(recipe.get("train"), dict) else {}
         why = " (trained with --sample-every 0)" if train.get("sample_every") == 0 else ""
         parts.append(f"<p>No sample grids{why}: {_command('sample', run_dir)} makes samples.png, which the report "
