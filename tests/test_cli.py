@@ -321,7 +321,8 @@ def test_run_json_records_model_and_data_options_typed(tmp_path):
 CONFIGS = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.toml"))
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+@pytest.mark.parametrize("config", [pytest.param(c, marks=pytest.mark.slow) if c.stem == "realnvp-mnist" else c
+                                    for c in CONFIGS], ids=[c.stem for c in CONFIGS])  # (realnvp-mnist's 25 s: -m slow)
 def test_every_shipped_recipe_trains_a_step(config, tmp_path, mnist_root):
     """Each configs/*.toml parses, builds its model on its data and takes a training step (on 256 examples)."""
     rd = tmp_path / config.stem

@@ -116,8 +116,8 @@ def _rows(run_dir):
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("name", ["vae", "gan", "wgan", "gmm", "realnvp", "ssvae", "ssvae-dropout", "gmmn",
-                                  "gmmn-moments"])
+@pytest.mark.parametrize("name", ["vae", "gan", "gmm", *(pytest.param(n, marks=pytest.mark.slow) for n in (  # the
+    "wgan", "realnvp", "ssvae", "ssvae-dropout", "gmmn", "gmmn-moments"))])  # rest in -m slow: the suite's 10 minutes
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path, name):
     script = tmp_path / "worker.py"
     script.write_text(WORKER.replace("from safetensors.torch import save_file\n", "from safetensors.torch import save_file\n" + SETUP))

@@ -161,7 +161,7 @@ def _train_on_ring(statistic: str, seed: int, **options):
     return x, mode_coverage(x, d.centres, d.std)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow)])  # (a second seed: in -m slow)
 def test_mmd_covers_all_eight_modes(seed):
     x, r = _train_on_ring("mmd", seed)
     assert r["modes"] == 8, r
