@@ -242,6 +242,7 @@ def test_a_process_waiting_for_peers_that_never_come_says_so_and_stops_on_sigter
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # (a torchrun edge case of 12-16 s: in -m slow, for the suite's 10 minutes)
 def test_batch_must_divide_among_processes_and_every_process_trains_one_run(tmp_path):
     """Also: fit in a script that seeded each process apart trained one model per process and saved rank 0's (now
     rank 0's starting weights go to every rank, as DDP does); a rank given its own data or length was not told."""
@@ -355,6 +356,7 @@ def test_cli_under_torchrun_writes_one_run(tmp_path):
     assert record["world_size"] == 1 and record["resumed"][-1]["world_size"] == 1
 
 
+@pytest.mark.slow  # (a torchrun edge case of 12-16 s: in -m slow, for the suite's 10 minutes)
 def test_a_time_budget_ends_every_process_at_the_same_step(tmp_path):
     """Each rank compared the clock with its own deadline: one stopped a step early and the other waited in its
     next all-reduce for ever."""
@@ -433,6 +435,7 @@ def test_gpu_runs_join_with_gloo_beside_nccl(monkeypatch):
     assert seen == ["cpu:gloo,cuda:nccl", "gloo"]
 
 
+@pytest.mark.slow  # (a torchrun edge case of 12-16 s: in -m slow, for the suite's 10 minutes)
 def test_ranks_that_find_different_checkpoints_stop_together(tmp_path):
     """Each rank resumed from the newest checkpoint it saw: with a run folder that is not the same on every node,
     rank 0 trained on from step 4 and rank 1 from step 2, averaging the gradients of two different models, wrote
