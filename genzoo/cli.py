@@ -449,9 +449,11 @@ def _replace_recipe_data(data: dict, name: str, recipe: str | None, given: str |
 def _other_rank() -> bool:
     """Whether this process is a rank above 0 of a run on several processes, by torchrun's variables (read before
     the process group is joined, which checks them): its notes and warnings are rank 0's too, said once there."""
+    from .train import distributed
+
     try:
-        several = int(os.environ.get("WORLD_SIZE", "").strip() or 1) > 1
-    except ValueError:  # refused where train joins the group
+        several = distributed.launched_by_torchrun()
+    except ConfigError:  # refused where train joins the group
         several = False
     return several and os.environ.get("RANK", "0").strip() not in ("", "0")
 
