@@ -455,7 +455,11 @@ def _other_rank() -> bool:
         several = distributed.launched_by_torchrun()
     except ConfigError:  # refused where train joins the group
         several = False
-    return several and os.environ.get("RANK", "0").strip() not in ("", "0")
+    try:
+        rank = int(os.environ.get("RANK", "") or 0)  # RANK=00 is rank 0, as init reads it
+    except ValueError:  # refused where train joins the group
+        rank = 0
+    return several and rank != 0
 
 
 def _typed_train(train: dict) -> dict:
