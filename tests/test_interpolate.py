@@ -265,6 +265,24 @@ def test_projection_pulls_towards_the_models_own_prior():
     assert (z - 3).abs().max() < 0.2
 
 
+def test_a_row_the_prior_refuses_leaves_the_other_rows_their_pull():
+    """One diverged row (NaN) or one outside a Uniform's support made the whole batch's -log p(z) NaN, so every row's
+    search lost the prior's pull for that step."""
+    from torch.distributions import Independent, Normal, Uniform
+
+    from genzoo.apps.interpolate import _neg_log_prior
+
+    for prior, bad in ((Independent(Normal(torch.zeros(2), torch.ones(2)), 1), [float("nan"), 0.0]),
+                       (Independent(Uniform(-torch.ones(2), torch.ones(2)), 1), [2.0, 0.0])):
+        z = torch.tensor([[0.5, -0.5], bad, [0.1, 0.2]], requires_grad=True)  # (3, 2): row 1 refused
+        pull = _neg_log_prior(prior, z)  # (3,)
+        assert torch.isnan(pull[1])
+        assert torch.allclose(pull[[0, 2]], -prior.log_prob(z.detach()[[0, 2]]))
+        if isinstance(prior.base_dist, Normal):  # (a Uniform's log-density is flat: no gradient)
+            pull[[0, 2]].sum().backward()
+            assert torch.allclose(z.grad[[0, 2]], z.detach()[[0, 2]])  # d(|z|^2 / 2)/dz: the pull is there
+
+
 def test_the_projection_leaves_the_callers_generator_where_it_was():
     """The projection's starts advanced the caller's generator, so `interpolate`'s prior rows of a GAN or GMMN, drawn
     from it after the projections of --between, changed with --between (a VAE's and a flow's did not)."""

@@ -234,12 +234,15 @@ def _project(model, x: Tensor, *, steps: int, lr: float, restarts: int, prior_we
 
 
 def _neg_log_prior(prior, z: Tensor) -> Tensor:
-    """-log p(z) (B,), the projection's pull; NaN where the prior refuses z (a diverged search's NaN, a point outside
-    a Uniform's support): a constant there, so the pull drops out and ||G(z) - x||^2 alone moves z."""
+    """-log p(z) (B,), the projection's pull; NaN in the rows whose z the prior refuses (a diverged search's NaN, a
+    point outside a Uniform's support): a constant there, so in those rows alone the pull drops out and
+    ||G(z) - x||^2 alone moves z."""
     try:
         return -prior.log_prob(z)
-    except ValueError:  # torch's argument validation
-        return torch.full_like(z[:, 0], math.nan)
+    except ValueError:  # torch's argument validation, of the whole batch: row by row, to keep the others' pull
+        if len(z) == 1:
+            return torch.full_like(z[:, 0], math.nan)
+        return torch.cat([_neg_log_prior(prior, row) for row in z.split(1)])  # (B,)
 
 
 def arithmetic(model, a: Tensor, b: Tensor, c: Tensor, **infer) -> tuple[Tensor, Tensor]:
