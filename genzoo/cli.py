@@ -158,9 +158,10 @@ def _parser() -> argparse.ArgumentParser:
                             "images in [0, 1]; e.g. 0.002,0.005,0.01,0.02 for the ring of std 0.01)")
         q.add_argument("--data-root", help=RUN_DATA_ROOT)
         q.add_argument("--seed", type=_seed, default=0,
-                       help="seed of the samples, the bounds' draws and the test set's binarization or dequantization "
+                       help="seed of the samples, the bounds' draws, the test set's binarization or dequantization "
                             "noise (so a likelihood of binarized or dequantized data, an exact NLL too, moves with it, "
-                            "within its standard error; default 0)")
+                            "within its standard error), KID's subsets and the random -n real images of the feature "
+                            "metrics (default 0)")
         q.add_argument("--no-progress", action="store_true", help="no progress bar")
     i = sub.add_parser("interpolate", help="latent interpolation strips or vector arithmetic from a trained run")
     i.add_argument("run", help="run directory")
@@ -1296,12 +1297,12 @@ def cmd_compare(args) -> int:
 
 def _data_label(path: str, result: dict, args) -> str:
     """A compared run's data as the table names it (:func:`~genzoo.eval.compare.data_label`), from its recipe."""
-    from .eval.compare import data_label
+    from .eval.compare import binarized_label, data_label
 
     try:
-        return data_label(_data_spec(path, None), args.split)
+        return data_label(_data_spec(path, None), args.split, result)
     except GenZooError:  # no readable run.json: the data set the result names
-        return str(result.get("dataset", ""))
+        return binarized_label(str(result.get("dataset", "")), result)
 
 
 def _replaceable(cached: Path, asked: dict, metrics: list[str] | None = None) -> bool:

@@ -467,6 +467,16 @@ def test_eval_and_compare_help_say_what_seed_batch_size_and_iwae_k_also_do():
         assert "0: the ELBO alone" in helps["--iwae-k"]
 
 
+def test_eval_and_compare_seed_help_names_kids_subsets_and_the_random_real_images():
+    """--seed also draws KID's subsets and the random -n real images of the feature metrics: the help said neither."""
+    from genzoo.cli import _parser
+
+    commands = next(a for a in _parser()._actions if a.__class__.__name__ == "_SubParsersAction").choices
+    for name in ("eval", "compare"):
+        seed = next(a.help for a in commands[name]._actions if "--seed" in a.option_strings)
+        assert "KID's subsets" in seed and "random -n real images of the feature metrics" in seed
+
+
 def test_a_time_budget_from_the_command_line_and_on_resume(tmp_path, capsys):
     """The time budget was `--set max_minutes=M` alone, named in no --help, and a resume (which refuses --set)
     could neither give nor change one: --max-minutes, allowed on --resume and recorded as --steps is there."""

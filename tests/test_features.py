@@ -180,11 +180,13 @@ def test_feature_metrics_digits_real_and_degraded():
     same = feature_metrics(real, "digits", kid_subset_size=100, progress=False)
     worse = feature_metrics(noisy, "digits", kid_subset_size=100, progress=False)
     expected = {"fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall", "density", "coverage",
-                "is", "is_std", "is_splits", "class_histogram", "n_fake", "n_real", "classifier", "classifier_accuracy"}
+                "is", "is_std", "is_splits", "class_histogram", "n_fake", "n_real", "real_binarized", "classifier",
+                "classifier_accuracy"}
     assert set(same) == expected
     assert (same["kid_subsets"], same["kid_subset_size"]) == (100, 100)   # min(100 asked, half of 300)
     json.dumps(same)                                                # plain Python values only
     assert same["fid"] == pytest.approx(0, abs=1e-6) and same["density"] == pytest.approx(1.0)
+    assert same["real_binarized"] is False                          # grey test images
     assert same["classifier"] == "digits" and same["classifier_accuracy"] == classifier_info("digits")["test_accuracy"]
     assert worse["fid"] > 10 and worse["kid"] > same["kid"] and worse["precision"] < same["precision"]
     assert len(same["class_histogram"]) == 10 and sum(same["class_histogram"]) == pytest.approx(1.0)
@@ -274,3 +276,37 @@ def test_feature_metrics_option_errors():
         feature_metrics(torch.rand(10, 1, 8, 8), "digits", k=0)
     with pytest.raises(ConfigError, match="kid_subset_size"):
         feature_metrics(torch.rand(10, 1, 8, 8), "digits", kid_subset_size=1)
+
+
+def test_binarized_references_are_the_seeded_draw_eval_scores_under_their_own_cache_key(tmp_path, monkeypatch):
+    """Samples of a model of binarized digits were compared with the grey test images: a perfect sampler of the
+    binarized data (binarized training images) scored FID 41.8. With binarize=True they meet the test split's
+    Bernoulli draw from the seed, the one `genzoo eval --seed` scores a likelihood on, cached apart from the grey."""
+    from genzoo.data.transforms import binarize
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path))
+    fake = binarize(load_dataset("digits", "train").x, generator=torch.Generator().manual_seed(1))   # (1297, 1, 8, 8)
+    grey = feature_metrics(fake, "digits", which=["fid"], progress=False)
+    binary = feature_metrics(fake, "digits", which=["fid"], binarize=True, seed=3, progress=False)
+    assert grey["fid"] > 30 and not grey["real_binarized"]
+    assert binary["fid"] < 8 and binary["real_binarized"] is True and binary["n_real"] == 300
+    names = sorted(p.name for p in (tmp_path / "reference").iterdir())
+    assert len(names) == 2 and names[0].startswith("digits-test-") and names[1].startswith("digits-test-binarized-")
+    drawn = load_dataset("digits", "test", binarize=True).transformed(torch.Generator().manual_seed(3))
+    feats, _ = extract(drawn, "digits")
+    monkeypatch.setattr(feat, "extract", lambda *a, **k: pytest.fail("the cache should have been read"))
+    assert torch.allclose(reference_stats("digits", "test", binarize=True, seed=3)["features"], feats)
+
+
+def test_a_missing_classifier_weights_file_is_a_one_line_error_with_a_hint(tmp_path, monkeypatch):
+    """A record without its .safetensors gave a bare FileNotFoundError (from the weights' hash in the cache key)."""
+    (tmp_path / "digits-classifier.json").write_bytes((WEIGHTS_DIR / "digits-classifier.json").read_bytes())
+    monkeypatch.setattr(feat, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(feat, "_weights_sha256", functools.lru_cache(feat._weights_sha256.__wrapped__))  # a fresh cache
+    for call in (lambda: feat._weights_sha256("digits"), lambda: load_classifier("digits"),
+                 lambda: feature_metrics(torch.rand(10, 1, 8, 8), "digits", which=["fid"], progress=False)):
+        with pytest.raises(CheckpointError) as e:
+            call()
+        msg = str(e.value)
+        assert "missing classifier weights" in msg and "digits-classifier.safetensors" in msg and "\n" not in msg
+        assert "restore both digits-classifier files" in msg and "python -m genzoo.eval.train_classifier digits" in msg

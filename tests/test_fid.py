@@ -169,3 +169,13 @@ def test_inception_score_parts_follow_the_authors_boundaries():
         scores.append(np.exp(rel_entr(part, part.mean(0, keepdims=True)).sum(1).mean()))
     mean, std = inception_score(p, splits=10)
     assert mean == pytest.approx(np.mean(scores), rel=1e-12) and std == pytest.approx(np.std(scores), rel=1e-9)
+
+
+@pytest.mark.parametrize("splits", [2.5, True, "2", None])
+def test_inception_score_splits_must_be_a_whole_number(splits):
+    """splits=2.5 raised a bare TypeError and splits=True was taken as one part; KID checks its integers already."""
+    p = torch.eye(10).repeat(10, 1).double()
+    with pytest.raises(DataError) as e:
+        inception_score(p, splits=splits)
+    assert "splits is a whole number" in str(e.value) and "\n" not in str(e.value)
+    assert inception_score(p, splits=np.int64(2)) == pytest.approx((10.0, 0.0))  # a NumPy integer is one

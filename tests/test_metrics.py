@@ -674,3 +674,60 @@ def test_a_header_names_no_space_without_a_density_row_and_a_default_mixture_wei
     assert data_label({"name": "mixture1d", "weights": [0.5, 0.5]}) == data_label({"name": "mixture1d"}) == "mixture1d"
     assert data_label({"name": "mixture1d", "weights": [1, 1]}) == "mixture1d"
     assert data_label({"name": "mixture1d", "weights": [0.25, 0.75]}) == "mixture1d (weights=[0.25, 0.75])"
+
+
+def test_samples_of_a_model_of_binarized_images_are_scored_against_binarized_test_images(tmp_path, monkeypatch):
+    """A GAN of binarized digits was scored against the grey test images: a perfect sampler of the binarized data
+    got FID 41.8 and density 0.15, with nothing said. A VAE's or M2's samples are grey decoder means: they still are."""
+    import genzoo.eval.metrics as metrics_module
+    from genzoo.data.transforms import binarize
+    from genzoo.eval.metrics import format_result
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    perfect = binarize(load_dataset("digits", "train").x, generator=torch.Generator().manual_seed(1))  # (1297, ...)
+    monkeypatch.setattr(metrics_module, "draw", lambda model, n, seed, data, *a: perfect[:n])
+    gan, vae = genzoo.build("gan", data_shape=(1, 8, 8)), genzoo.build("vae", data_shape=(1, 8, 8))
+    binary = {"name": "digits", "binarize": True}
+    out = evaluate(gan, binary, metrics="fid,dc", n_samples=1297, seed=2, progress=False)
+    f = out["features"]
+    assert f["real_binarized"] is True and f["fid"] < 8 and f["density"] > 0.8  # against grey images: 41.8, 0.15
+    assert "1,297 samples vs 300 binarized test images" in format_result(out)
+    for model, spec in ((vae, binary), (gan, {"name": "digits"})):  # decoder means; a run of grey images
+        f = evaluate(model, spec, metrics="fid", n_samples=1297, seed=2, progress=False)["features"]
+        assert f["real_binarized"] is False and f["fid"] > 30
+
+
+def test_eval_notes_few_real_images_naming_the_side():
+    """-n 8 scored FID, KID and precision against 8 real images without a word: the caveat saw the samples only."""
+    from genzoo.eval.metrics import format_result
+
+    text = format_result(_features_result(n_fake=2000, n_real=8))
+    assert ("(only 8 test images (-n): FID is biased high, KID and the k-NN figures noisy; compare runs scored with "
+            "the same -n)") in text
+    text = format_result(_features_result(n_fake=600, n_real=50))
+    assert "(only 600 samples, fewer than 1,000, and 50 test images (-n): FID is biased high," in text
+    assert "the same --n-samples and -n)" in text
+    assert "only" not in format_result(_features_result(n_fake=2000, n_real=300))  # a default digits run: no note
+
+
+def test_compare_marks_runs_scored_against_binarized_test_images(tmp_path, capsys, monkeypatch):
+    """`compare` named a GAN of binarized digits and one of grey digits both "digits", though their feature metrics
+    met other test images; eval.json did not say which."""
+    from genzoo.eval.compare import compare_table, data_label
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    runs = [str(tmp_path / "bin"), str(tmp_path / "grey")]
+    for rd, data in zip(runs, (["--set", "data.binarize=true"], [])):
+        assert main(["train", "gan", "--data", "digits", "--steps", "2", "--run-dir", rd, "--no-progress",
+                     "--sample-every", "0", *data]) == 0
+    flags = ["--metrics", "fid", "--n-samples", "20", "--no-progress"]
+    assert main(["eval", runs[0], *flags]) == 0
+    assert "20 samples vs 300 binarized test images" in capsys.readouterr().out
+    assert json.loads((Path(runs[0]) / "eval.json").read_text())["features"]["real_binarized"] is True
+    assert main(["compare", *runs, *flags, "--no-write"]) == 0
+    out, err = capsys.readouterr()
+    assert f"| {runs[0]} | gan | digits (binarized) |" in out and f"| {runs[1]} | gan | digits |" in out
+    assert "scored on different data (digits (binarized), digits)" in err
+    res = {"model": "gan", "dataset": "ring", "features": {"fid": 1.0, "real_binarized": True}}
+    assert compare_table([("r", res)]).rows[0][2] == "ring (binarized)"  # no labels given: the result's data set
+    assert data_label({"name": "ring", "std": 0.05}, result=res) == "ring (std=0.05, binarized)"

@@ -96,16 +96,21 @@ def _cell(key: str, fmt: str | None, row: dict) -> str:
     return fmt.format(v)
 
 
-def data_label(spec: dict, split: str = "test") -> str:
+def data_label(spec: dict, split: str = "test", result: dict | None = None) -> str:
     """A run's data as the table names it: the data set and the options of its recipe, other than their defaults,
     that change which points are scored (not its folder or fingerprints, nor its size but where the training split
-    is scored, nor binarization or dequantization, which the likelihood's space names and the sample metrics do
-    not see), so that runs scored on different data are told apart.
+    is scored), so that runs scored on different data are told apart. Binarization and dequantization are left to the
+    likelihood's space: Parzen scores the images as stored, and the feature metrics compare a VAE's or M2's decoder
+    means with them too; but where ``result`` (the run's :func:`~genzoo.eval.metrics.evaluate` result) compared
+    samples with binarized test images (a GAN's or GMMN's of binarized images), ``binarized`` joins the options
+    (:func:`binarized_label`).
 
     >>> data_label({"name": "ring", "std": 0.05, "n": 50000}), data_label({"name": "mnist", "binarize": True, "root": "d"})
     ('ring (std=0.05)', 'mnist')
     >>> data_label({"name": "ring", "std": 0.01})                  # the default, written out
     'ring'
+    >>> data_label({"name": "digits", "binarize": True}, result={"features": {"fid": 3.0, "real_binarized": True}})
+    'digits (binarized)'
     """
     from ..data import dataset_options
     from ..errors import GenZooError
@@ -118,7 +123,22 @@ def data_label(spec: dict, split: str = "test") -> str:
     skip |= {"n"} if split != "train" else set()
     opts = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(spec.items())
             if k not in skip and not (k in defaults and _same(defaults[k], v, k))]
-    return f"{spec.get('name', '')} ({', '.join(opts)})" if opts else str(spec.get("name", ""))
+    label = f"{spec.get('name', '')} ({', '.join(opts)})" if opts else str(spec.get("name", ""))
+    return binarized_label(label, result)
+
+
+def binarized_label(label: str, result: dict | None) -> str:
+    """``label`` with ``binarized`` among its options where ``result``'s feature metrics compared the samples with
+    binarized test images (``real_binarized``): their figures are not comparable with those against grey images.
+
+    >>> r = {"features": {"real_binarized": True}}
+    >>> binarized_label("digits", r), binarized_label("ring (std=0.05)", r), binarized_label("digits", {})
+    ('digits (binarized)', 'ring (std=0.05, binarized)', 'digits')
+    """
+    features = (result or {}).get("features") if isinstance(result, dict) else None
+    if not (isinstance(features, dict) and features.get("real_binarized")):
+        return label
+    return f"{label[:-1]}, binarized)" if label.endswith(")") else f"{label} (binarized)"
 
 
 def _same(default, value, key: str = "") -> bool:
@@ -142,9 +162,9 @@ def _same(default, value, key: str = "") -> bool:
 
 def compare_table(results: list[tuple[str, dict]], data: list[str] | None = None) -> Table:
     """A :class:`Table` from ``(run name, evaluate() result)`` pairs; ``data``: each run's data label
-    (:func:`data_label`; the result's data set name without it). A result whose ``"weights"``
-    (:func:`weights_label`) are a checkpoint's has them beside its run's name; the records (the CSV) hold them, the
-    split, and what each run scored (:func:`scored`).
+    (:func:`data_label`; the result's data set name without it, marked as :func:`binarized_label` does). A result
+    whose ``"weights"`` (:func:`weights_label`) are a checkpoint's has them beside its run's name; the records (the
+    CSV) hold them, the split, and what each run scored (:func:`scored`).
 
     >>> killed = {"model": "vae", "weights": "checkpoint step 710 of 20,000", "split": "test", "error": {"error": 0.1, "n": 300}}
     >>> t = compare_table([("runs/k", killed)])
@@ -152,7 +172,7 @@ def compare_table(results: list[tuple[str, dict]], data: list[str] | None = None
     ('runs/k (checkpoint step 710 of 20,000)', {'weights': 'checkpoint step 710 of 20,000', 'split': 'test', 'n': 300, 'n_samples': None, 'iwae_k': None})
     """
     summaries = [summary_row(r) for _, r in results]
-    data = data or [res.get("dataset", "") for _, res in results]
+    data = data or [binarized_label(str(res.get("dataset", "")), res) for _, res in results]
     keep = [(k, h, f) for k, h, f in COLUMNS if any(s.get(k) is not None for s in summaries)]
     header = ["run", "model", "data"] + [h for _, h, _ in keep]
     rows, records = [], []

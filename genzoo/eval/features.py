@@ -13,7 +13,9 @@ beside any table (the ``classifier`` and ``classifier_accuracy`` entries of the 
 
 Features of the real split are computed once and cached (:func:`reference_stats`) in
 ``$GENZOO_CACHE``, else ``~/.cache/genzoo``, under a key made of the data's contents and the
-classifier weights' hash, so new data or new weights never meet stale statistics.
+classifier weights' hash, so new data or new weights never meet stale statistics. Samples of a model
+trained on binarized images that are not decoder means (a GAN's, a GMMN's) are compared with a seeded
+binarized draw of the split (``binarize=True``), cached under its own key.
 
 >>> load_classifier("digits").features(torch.zeros(2, 1, 8, 8)).shape
 torch.Size([2, 64])
@@ -43,7 +45,7 @@ from .prdc import prdc
 
 __all__ = [
     "DigitClassifier", "CLASSIFIERS", "WEIGHTS_DIR", "classifier_info", "load_classifier", "check_images",
-    "extract", "reference_stats", "cache_dir", "feature_metrics", "K", "min_images",
+    "extract", "reference_images", "reference_stats", "cache_dir", "feature_metrics", "K", "min_images",
 ]
 
 #: the shipped classifiers, by the dataset they were trained on
@@ -103,6 +105,15 @@ def _weights_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{_check_name(name)}-classifier.safetensors"
 
 
+def _weights_bytes(name: str) -> bytes:
+    """The bytes of classifier ``name``'s weights file, or a one-line CheckpointError where it is missing."""
+    path = _weights_path(name)
+    if not path.is_file():
+        raise CheckpointError(f"missing classifier weights {path}: restore both {name}-classifier files from genzoo's "
+                              f"package or repository, or retrain it (python -m genzoo.eval.train_classifier {name})")
+    return path.read_bytes()
+
+
 def classifier_info(name: str) -> dict:
     """The JSON record of a shipped classifier: architecture, recipe, torch version, accuracy, command.
 
@@ -122,9 +133,10 @@ def load_classifier(name: str) -> DigitClassifier:
     arch["channels"] = tuple(arch["channels"])
     model = DigitClassifier(**arch)
     path = _weights_path(name)
+    raw = _weights_bytes(name)
     tensors = load_tensors(path)
     # (the file as it is now, not _weights_sha256, which is cached per process: a classifier retrained since is new)
-    if "weights_sha256" in info and hashlib.sha256(path.read_bytes()).hexdigest() != info["weights_sha256"]:
+    if "weights_sha256" in info and hashlib.sha256(raw).hexdigest() != info["weights_sha256"]:
         raise CheckpointError(f"{path} is not the classifier its record {path.with_suffix('.json').name} describes "
                               "(its sha256 differs): retrain it (python -m genzoo.eval.train_classifier) or restore both files")
     model.load_state_dict(tensors)
@@ -138,7 +150,7 @@ def _shared_classifier(name: str) -> DigitClassifier:
 
 @functools.lru_cache(maxsize=len(CLASSIFIERS))
 def _weights_sha256(name: str) -> str:
-    return hashlib.sha256(_weights_path(name).read_bytes()).hexdigest()
+    return hashlib.sha256(_weights_bytes(name)).hexdigest()
 
 
 def check_images(x: Tensor, name: str) -> Tensor:
@@ -209,37 +221,55 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GENZOO_CACHE") or "~/.cache/genzoo").expanduser()
 
 
-def _cache_file(name: str, split: str, x: Tensor) -> Path:
-    h = hashlib.sha256(f"{_CACHE_FORMAT}|{name}|{split}|{_weights_sha256(name)}|{tuple(x.shape)}|".encode())
-    h.update(x.contiguous().numpy())        # the data itself: new files or another split never hit
-    return cache_dir() / "reference" / f"{name}-{split}-{h.hexdigest()[:24]}.safetensors"
+def _cache_file(name: str, split: str, x: Tensor, binarized: bool = False) -> Path:
+    which = f"{split}-binarized" if binarized else split  # (grey references keep the keys they always had)
+    h = hashlib.sha256(f"{_CACHE_FORMAT}|{name}|{which}|{_weights_sha256(name)}|{tuple(x.shape)}|".encode())
+    h.update(x.contiguous().numpy())        # the data itself: new files, another split or another draw never hit
+    return cache_dir() / "reference" / f"{name}-{which}-{h.hexdigest()[:24]}.safetensors"
 
 
-def reference_stats(name: str, split: str = "test", root: str | None = None, progress: bool = False) -> dict[str, Tensor]:
-    """Features of the real ``split`` of dataset ``name`` under its classifier, cached on disk.
+def reference_images(name: str, split: str = "test", root: str | None = None, binarize: bool = False,
+                     seed: int = 0) -> Tensor:
+    """The real ``split`` of classifier ``name``'s dataset (N, 1, S, S): the grey images, or with ``binarize`` one
+    Bernoulli draw of them from ``seed``, the draw ``genzoo eval --seed`` scores a likelihood of binarized data on
+    (:meth:`genzoo.data.Dataset.transformed`, as :func:`~genzoo.eval.likelihood.likelihood_report`).
 
-    Returns float64 tensors ``{"features": (N, F), "probs": (N, 10), "mu": (F,), "sigma": (F, F)}``.
-    ``root`` is where MNIST lives (as for :func:`genzoo.data.load_dataset`). The cache file lives
-    in :func:`cache_dir` under a key hashed from the split's pixels and the classifier weights; it is
-    written to a temporary file and renamed into place, and an unreadable one is recomputed. When the
-    cache folder cannot be written, the statistics are returned with a warning.
+    >>> x = reference_images("digits", binarize=True, seed=3)
+    >>> x.unique().tolist(), torch.equal(x, reference_images("digits", binarize=True, seed=3)), x.shape
+    ([0.0, 1.0], True, torch.Size([300, 1, 8, 8]))
     """
     from ..data import load_dataset
 
-    data = load_dataset(classifier_info(name)["dataset"], split, root=root)
-    path = _cache_file(name, split, data.x)
+    data = load_dataset(classifier_info(name)["dataset"], split, root=root, binarize=binarize)
+    return data.transformed(torch.Generator().manual_seed(seed)) if binarize else data.x
+
+
+def reference_stats(name: str, split: str = "test", root: str | None = None, progress: bool = False, *,
+                    binarize: bool = False, seed: int = 0) -> dict[str, Tensor]:
+    """Features of the real ``split`` of dataset ``name`` under its classifier, cached on disk.
+
+    Returns float64 tensors ``{"features": (N, F), "probs": (N, 10), "mu": (F,), "sigma": (F, F)}``.
+    ``root`` is where MNIST lives (as for :func:`genzoo.data.load_dataset`); with ``binarize``, of the split's
+    binarized draw from ``seed`` (:func:`reference_images`). The cache file lives
+    in :func:`cache_dir` under a key hashed from the split's pixels, whether they are binarized, and the classifier
+    weights; it is written to a temporary file and renamed into place, and an unreadable one is recomputed. When the
+    cache folder cannot be written, the statistics are returned with a warning.
+    """
+    x = reference_images(name, split, root, binarize, seed)         # (N, 1, S, S)
+    path = _cache_file(name, split, x, binarize)
     if path.is_file():
         try:
             stored = load_tensors_bytes(path.read_bytes())  # (bytes: safetensors refuses a path that is not UTF-8)
             return {k: v.double() for k, v in stored.items()}
         except (SafetensorError, OSError, ValueError):
             pass  # corrupt or truncated by hand: recompute and overwrite
-    feats, probs = extract(data.x, name, progress=progress)   # (N, F), (N, 10)
+    feats, probs = extract(x, name, progress=progress)        # (N, F), (N, 10)
     mu, sigma = feature_stats(feats)
     stats = {"features": feats, "probs": probs, "mu": mu, "sigma": sigma}
     # the features are float32 activations: storing them as float32 loses nothing
     stored = {"features": feats.float(), "probs": probs, "mu": mu, "sigma": sigma}
-    meta = {"format": _CACHE_FORMAT, "classifier": name, "split": split, "n": str(feats.shape[0])}
+    meta = {"format": _CACHE_FORMAT, "classifier": name, "split": split, "n": str(feats.shape[0]),
+            "binarized": str(bool(binarize)).lower()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, safetensors_bytes({k: v.contiguous() for k, v in stored.items()}, metadata=meta))
@@ -294,6 +324,7 @@ def feature_metrics(
     root: str | None = None,
     split: str = "test",
     n_real: int | None = None,
+    binarize: bool = False,
     k: int = K,
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
@@ -305,8 +336,9 @@ def feature_metrics(
 
     ``fake`` is (N, 1, S, S) in [0, 1], with S the classifier's side (28 for "mnist", 8 for
     "digits"). It is compared with the real ``split`` of the classifier's dataset (``n_real`` of its
-    images drawn at random with ``seed`` when given, else all; ``root`` locates MNIST), through the
-    features of the shipped classifier ``name``:
+    images drawn at random with ``seed`` when given, else all; ``root`` locates MNIST; with ``binarize``, a
+    Bernoulli draw of them from ``seed``, for samples of a model of binarized images: :func:`reference_images`),
+    through the features of the shipped classifier ``name``:
 
     * ``fid``: Frechet distance of the feature Gaussians (Heusel et al. 2017); near 0 for real data;
     * ``kid``, ``kid_std``: unbiased polynomial-kernel MMD^2 over ``kid_subsets`` random subsets of
@@ -323,7 +355,8 @@ def feature_metrics(
     * ``class_histogram``: the share of each predicted digit among the fakes (empty bins: mode collapse).
 
     ``which`` names the metrics to compute (``fid``, ``kid``, ``pr``, ``dc``, ``is``; default all); the
-    others are left out of the result, and the class histogram is always there. Also ``n_fake``, ``n_real``, ``classifier`` and ``classifier_accuracy`` (its test accuracy).
+    others are left out of the result, and the class histogram is always there. Also ``n_fake``, ``n_real``,
+    ``real_binarized`` (``binarize``), ``classifier`` and ``classifier_accuracy`` (its test accuracy, on grey images).
     All values are plain Python numbers.
 
     >>> import os, tempfile
@@ -354,7 +387,8 @@ def feature_metrics(
     if x.shape[0] < need:
         raise DataError(f"{what} fake images, got {x.shape[0]}")
 
-    ref = reference_stats(name, split, root, progress=progress)
+    binarize = bool(binarize)
+    ref = reference_stats(name, split, root, progress=progress, binarize=binarize, seed=seed)
     real = ref["features"]                                          # (N_real, F)
     if n_real is not None and n_real < real.shape[0]:
         # a random subset, not the first n_real: MNIST's test set is ordered by writer population
@@ -386,6 +420,7 @@ def feature_metrics(
         "class_histogram": class_histogram(probs).tolist(),
         "n_fake": int(x.shape[0]),
         "n_real": int(real.shape[0]),
+        "real_binarized": binarize,
         "classifier": name,
         "classifier_accuracy": float(classifier_info(name)["test_accuracy"]),
     }

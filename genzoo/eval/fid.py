@@ -212,6 +212,8 @@ def inception_score(probs: Tensor, splits: int = 10) -> tuple[float, float]:
     (10.0, 0.0)
     """
     p = _as_probs(probs)                                            # (N, K)
+    if not isinstance(splits, numbers.Integral) or isinstance(splits, bool):
+        raise DataError(f"the inception score's splits is a whole number, got {splits!r}")
     if not 1 <= splits <= p.shape[0]:
         raise DataError(f"inception score needs 1 <= splits <= N = {p.shape[0]}, got {splits}")
     scores = []

@@ -15,7 +15,9 @@ Metrics by name (``--metrics``):
 
 ``"auto"`` is ``nll`` where admitted, else ``parzen``, plus ``modes`` and ``error`` where admitted; ``"all"`` is
 every admitted metric. Samples are drawn once (``n_samples``, seed ``seed``) and shared by the
-sample-based metrics; images are clipped to [0, 1], the data space.
+sample-based metrics; images are clipped to [0, 1], the data space. The feature metrics compare samples of a
+model of binarized images with the test images binarized as the likelihoods score them, unless the samples are
+decoder means (:func:`samples_are_means`), which are grey.
 
 >>> import genzoo
 >>> from genzoo.data import load_dataset
@@ -103,8 +105,21 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
 #: of a dequantizing model are scored on the data's levels, KID's subsets are at most half of the smaller set and IS's
 #: parts hold 1,000 samples or more; 5 since a Gaussian VAE of vectors is scored on its draws, not its decoder means;
 #: 6 since a mixture of unequal stds puts a sample in the mode nearest in its own stds, and KID is unbiased for sets of
-#: unequal size
-METRICS_VERSION = 6
+#: unequal size; 7 since the feature metrics compare samples (not decoder means) of a model of binarized images with
+#: binarized test images
+METRICS_VERSION = 7
+
+
+def samples_are_means(model) -> bool:
+    """Whether ``model``'s samples of images are decoder means E[x|z], grey even for a model of binarized images: its
+    ``samples_are_means`` where it says, else whether it is a latent-variable model (the VAE and M2, whose ``sample``
+    returns the means for images). Other samplers (GAN, WGAN, f-GAN, GMMN, GMM, flows) draw images like the data.
+
+    >>> import genzoo
+    >>> [samples_are_means(genzoo.build(name, data_shape=(1, 8, 8))) for name in ("vae", "ssvae", "gan", "gmmn")]
+    [True, True, False, False]
+    """
+    return bool(getattr(model, "samples_are_means", isinstance(model, LatentVariable)))
 
 
 @torch.no_grad()
@@ -139,7 +154,9 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     data recipe: name, root, binarize/dequantize, dataset options).
 
     ``n`` limits the likelihoods, Parzen and the test error to the first ``n`` examples of the split, and the
-    feature metrics to a random ``n`` of them (seeded: MNIST's test set is ordered by writer population).
+    feature metrics to a random ``n`` of them (seeded: MNIST's test set is ordered by writer population). Where the
+    data are binarized and the samples are not decoder means (:func:`samples_are_means`), the feature metrics compare
+    them with the split's binarized draw from ``seed``, the one the likelihoods score (``real_binarized``).
     Parzen chooses its sigma from ``parzen_sigmas`` (default :data:`genzoo.eval.parzen.SIGMAS`, made for
     images in [0, 1]) on the validation split, or on the training split when ``split="valid"``.
 
@@ -196,8 +213,9 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
         from .features import feature_metrics
 
         t0 = time.time()
-        out["features"] = feature_metrics(samples, test.name, root=data_spec.get("root"), split=split,
-                                          n_real=n, seed=seed, which=asked_features, k=K, progress=progress)
+        binarize = bool(test.binarize) and not samples_are_means(model)  # draws of binary images: binary references
+        out["features"] = feature_metrics(samples, test.name, root=data_spec.get("root"), split=split, n_real=n,
+                                          binarize=binarize, seed=seed, which=asked_features, k=K, progress=progress)
         out["seconds"]["features"] = time.time() - t0
     if "modes" in chosen:
         from .modes import mode_coverage
@@ -241,6 +259,32 @@ def summary_row(result: dict) -> dict:
     return row
 
 
+#: below this many real images (``-n``) the feature metrics' note says FID is biased high and the others noisy: real
+#: digits training images against n real test ones score FID 86.8 at n = 8, 11.5 at 50, 2.3 at all 300
+FEW_REAL = 100
+
+
+def _few_images_note(f: dict, split: str) -> str:
+    """The caveat of a feature-metrics result ``f`` scored on few samples (fewer than 1,000, as the IS line says for
+    IS) or few real images (fewer than :data:`FEW_REAL`, from ``-n``), naming the side; "" where neither, or where
+    only IS is asked (its own line says).
+
+    >>> _few_images_note({"fid": 1.0, "n_fake": 2000, "n_real": 8}, "test")
+    'only 8 test images (-n): FID is biased high; compare runs scored with the same -n'
+    >>> _few_images_note({"fid": 1.0, "n_fake": 2000, "n_real": 300}, "test")
+    ''
+    """
+    noisy = [name for name, keys in (("KID", ("kid",)), ("the k-NN figures", ("precision", "density")))
+             if any(k in f for k in keys)]
+    caveats = ["FID is biased high"] * ("fid" in f) + [f"{' and '.join(noisy)} noisy"] * bool(noisy)
+    few = [(f"{f['n_fake']:,} samples, fewer than 1,000", "--n-samples")] * (f["n_fake"] < 1000)
+    few += [(f"{f['n_real']:,} {split} images (-n)", "-n")] * (f["n_real"] < FEW_REAL)
+    if not (few and caveats):
+        return ""
+    return (f"only {', and '.join(what for what, _ in few)}: {', '.join(caveats)}; compare runs scored with the same "
+            f"{' and '.join(flag for _, flag in few)}")
+
+
 def format_result(result: dict) -> str:
     """The plain-text lines of an :func:`evaluate` result (the likelihood table first)."""
     from .likelihood import format_table
@@ -258,8 +302,9 @@ def format_result(result: dict) -> str:
                      f"nats/example of the points as given, sigma {p['sigma']:.4g}{chosen} from {p['n_samples']:,} samples{edge}")
     if "features" in result:
         f = result["features"]
+        real = f"{'binarized ' * bool(f.get('real_binarized'))}{result['split']} images"  # (grey where not said)
         lines.append(f"features of genzoo's {f['classifier']} classifier ({100 * f['classifier_accuracy']:.2f}% test "
-                     f"accuracy; {f['n_fake']:,} samples vs {f['n_real']:,} {result['split']} images):")
+                     f"accuracy; {f['n_fake']:,} samples vs {f['n_real']:,} {real}):")
         # KID's and IS's spread is over subsets or parts (ddof 0), not a standard error as the likelihoods' +-
         subsets = f" over {f['kid_subsets']} subsets of {f['kid_subset_size']:,}" if "kid_subsets" in f else " over subsets"
         parts = {"fid": lambda: f"FID {f['fid']:.3f}", "kid": lambda: f"KID {f['kid']:.5f} (sd {f['kid_std']:.5f}{subsets})",
@@ -270,12 +315,8 @@ def format_result(result: dict) -> str:
                                                         f"(one part of {f['n_fake']:,}: biased low below 1,000)"
                                                         if f["n_fake"] < 1000 else f"(one part of {f['n_fake']:,})")}
         lines.append("  " + "  ".join(text() for key, text in parts.items() if key in f))  # only the metrics asked for
-        noisy = [name for name, keys in (("KID", ("kid",)), ("the k-NN figures", ("precision", "density")))
-                 if any(k in f for k in keys)]
-        caveats = ["FID is biased high"] * ("fid" in f) + [f"{' and '.join(noisy)} noisy"] * bool(noisy)
-        if f["n_fake"] < 1000 and caveats:  # as the IS line says for IS
-            lines.append(f"  (only {f['n_fake']:,} samples, fewer than 1,000: {', '.join(caveats)}; compare runs "
-                         "scored with the same --n-samples)")
+        if note := _few_images_note(f, result["split"]):
+            lines.append(f"  ({note})")
         lines.append("  class histogram of samples: " + " ".join(f"{100 * c:.1f}" for c in f["class_histogram"]) + " (%)")
     if "modes" in result:
         m = result["modes"]
