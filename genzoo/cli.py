@@ -1602,7 +1602,7 @@ def cmd_bench(args) -> int:
         raise ConfigError(f"--jobs {args.jobs} is more than the {os.cpu_count() or 1} CPUs here: each job is a training process")
     if args.no_write or args.quick:  # --quick writes no table
         args.output = None
-    if args.output is not None:
+    if args.name is not None and args.output is not None:  # (the list writes none: bench.main refuses a given one)
         check_output(args.output, "--output", suffix=".md")
         bench.read_markdown(args.output)
         check_writable(Path(args.output).resolve().parent, "--output")

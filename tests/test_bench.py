@@ -21,8 +21,10 @@ from genzoo.errors import ConfigError, RunLocked
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_every_benchmark_runs_quick_and_writes_no_table(name, tmp_path, mnist_root, capsys):
     output = tmp_path / "BENCHMARKS.md"
-    root = ["--data-root", str(mnist_root)] if "data_root" in bench.get(name).FLAGS else []
-    runs = ["--runs-dir", str(tmp_path / "runs")] if bench.writes_runs(bench.get(name)) else []
+    mod = bench.get(name)
+    reads = "data_root" in mod.FLAGS and getattr(mod, "QUICK_DATA_ROOT", True)  # (eval-speed --quick: the digits)
+    root = ["--data-root", str(mnist_root)] if reads else []
+    runs = ["--runs-dir", str(tmp_path / "runs")] if bench.writes_runs(mod) else []
     assert main(["bench", name, "--quick", *root, *runs, "--output", str(output), "--no-progress"]) == 0
     assert "|" in capsys.readouterr().out  # the table is printed
     assert not output.exists()
@@ -924,3 +926,210 @@ def test_speed_on_a_gpu_writes_its_own_section_and_keeps_the_cpu_table(monkeypat
     assert _bench(capsys, "speed", "--output", str(out))[0] == 0  # a CPU run replaces the CPU table alone
     text = out.read_text()
     assert "the CPU table" not in text and "<!-- bench:speed -->\ntable on None" in text and "table on cuda" in text
+
+
+def _git_checkout(tmp_path, monkeypatch):
+    """A git repository standing in for genzoo's checkout (bench.commit reads the folder above genzoo/bench)."""
+    repo = tmp_path / "repo"
+    (repo / "genzoo" / "bench").mkdir(parents=True)
+    (repo / "genzoo" / "bench" / "__init__.py").write_text("")
+    (repo / "README.md").write_text("one\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "x"], check=True)
+    monkeypatch.setattr(bench, "__file__", str(repo / "genzoo" / "bench" / "__init__.py"))
+    return repo, git, lambda: subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                             text=True).stdout.strip()
+
+
+def test_the_stamp_names_the_commit_and_time_the_run_started_from_and_what_moved_during_it(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """The commit and time were read after the run: a commit made during a run of an hour was credited with its
+    result, and not even marked +dirty (BENCHMARKS.md's flows-2d stamp was mended by hand)."""
+    import types
+
+    repo, git, head = _git_checkout(tmp_path, monkeypatch)
+    start = head()
+
+    def run(args):  # the main session commits while the benchmark runs
+        (repo / "README.md").write_text("two\n")
+        subprocess.run([*git, "commit", "-qam", "during the run"], check=True)
+        return "| table |"
+
+    mod = bench.get("fgan-gaussian")
+    monkeypatch.setattr(mod, "run", run)
+    clock = iter([1577880000.0, 1577880000.0 + 86400 * 3])  # 2020-01-01 12:00 UTC, the run ends 3 days later
+    monkeypatch.setattr(bench, "time", types.SimpleNamespace(time=lambda: next(clock), strftime=time.strftime,
+                                                             localtime=time.localtime))
+    code, printed, _ = _bench(capsys, "fgan-gaussian", "--jobs", "1", "--no-write")
+    assert code == 0 and f"commit {start} (HEAD moved to {head()} during the run), " in printed
+    assert time.strftime("%Y-%m-%d %H:%M", time.localtime(1577880000.0)) in printed and "259200 s on" in printed
+
+    def edit(args):  # an edit of the uncommitted changes: the same commit, +dirty before and after
+        (repo / "README.md").write_text("four\n")
+        return "| table |"
+
+    (repo / "README.md").write_text("three\n")
+    monkeypatch.setattr(mod, "run", edit)
+    monkeypatch.setattr(bench, "time", time)
+    code, printed, _ = _bench(capsys, "fgan-gaussian", "--jobs", "1", "--no-write")
+    assert code == 0 and f"commit {head()}+dirty (the uncommitted changes were edited during the run), " in printed
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["modes", "--seeds", str(10**20)], "--seeds must be at most 1000 (each seed trains every configuration again), "
+                                        "got 100,000,000,000,000,000,000"),
+    (["m2-mnist", "--seeds", "50000", "--data-root", "{mnist}"], "--seeds must be at most 1000"),
+    (["modes", "--steps", "2000000000"], "--steps must be at most 10^9 (the most a run may take), got 2,000,000,000"),
+    (["nice-mnist", "--minutes", "1e300", "--data-root", "{mnist}"], "--minutes must be at most 100,000 (about 70 days"),
+])
+def test_a_run_length_too_long_to_be_meant_is_refused_before_any_work(args, needle, monkeypatch, capsys, mnist_root):
+    """--seeds 10^20 built its job list until memory ran out ("out of memory: ... (samples, widths, batch)");
+    --steps 2*10^9 was refused by each worker, later; --minutes 1e300 after 35 s of work, naming `steps` and a
+    number of 300 digits."""
+    name = args[0]
+    monkeypatch.setattr(bench.get(name), "run", lambda a: pytest.fail("the benchmark ran"))
+    code, printed, err = _bench(capsys, *[a.replace("{mnist}", str(mnist_root)) for a in args], "--no-write")
+    assert code == 2 and needle in err and err.count("\n") == 1 and printed == ""
+
+
+def test_a_budget_that_plans_more_steps_than_a_run_may_take_names_minutes(tmp_path, monkeypatch):
+    """A budget within the cap, on a model fast enough to plan over 10^9 steps, was refused as `steps must be at
+    most 10^9` (the user gave --minutes)."""
+    import argparse
+
+    import types
+
+    import genzoo.bench.common as common
+    import genzoo.data
+
+    monkeypatch.setattr(common, "mnist_root", lambda args: "/nowhere")
+    monkeypatch.setattr(genzoo.data, "load_dataset", lambda *a, **k: types.SimpleNamespace(shape=(1, 4, 4)))
+    monkeypatch.setattr(common, "steps_in", lambda *a, **k: 2 * 10**9)
+    args = argparse.Namespace(quick=False, steps=None, runs_dir=str(tmp_path), no_progress=True, data_root=None)
+    with pytest.raises(ConfigError, match=r"^--minutes 60 allows 2,000,000,000 steps, more than the 10\^9"):
+        common.run_flow_on_mnist(args, "nice", {"n_couplings": 2, "hidden": (8,)}, 60.0, 16, "t")
+
+
+def test_the_stamp_of_a_benchmark_of_one_thread_runs_says_so_not_the_waiting_process_threads(monkeypatch, capsys):
+    """fgan-gaussian's stamp said "(2 threads)" under OMP_NUM_THREADS=2, for runs that each set one thread."""
+    import argparse
+
+    import torch
+
+    monkeypatch.setattr(bench.get("fgan-gaussian"), "run", lambda args: "| table |")
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        code, printed, _ = _bench(capsys, "fgan-gaussian", "--jobs", "1", "--no-write")
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0 and "(1 thread per run, --jobs 1), Python" in printed and "2 threads" not in printed
+    assert bench.run_threads(bench.get("vae-planar"), argparse.Namespace(jobs=4)) == "1 thread per run, --jobs 2"
+    assert bench.run_threads(bench.get("nice-mnist"), argparse.Namespace(jobs=4)) is None  # trains in this process
+    for name in BENCHES:  # each benchmark whose runs set one thread says so
+        mod = bench.get(name)
+        source = open(mod.__file__).read()
+        assert ("torch.set_num_threads(1)" in source and "run_parallel(" in source) == hasattr(mod, "THREADS_PER_RUN"), name
+
+
+def test_the_list_reads_no_output_and_options_given_without_a_name_are_refused(tmp_path, monkeypatch, capsys):
+    """`genzoo bench` checked the default ./BENCHMARKS.md: a file there that is not UTF-8 stopped the list; --runs-dir,
+    --output and --no-write without a name were silently ignored (the run-length flags were refused)."""
+    from genzoo.cli import parse
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "BENCHMARKS.md").write_bytes(b"\xff\xfe")
+    code, printed, err = _bench(capsys)
+    assert code == 0 and "\nmodes " in printed and err == ""
+    for flag, value in (("--runs-dir", "x"), ("--output", "/nonexistent/x.md"), ("--no-write", None)):
+        code, printed, err = _bench(capsys, flag, *([value] if value else []))
+        assert code == 2 and err == f"genzoo: error: name a benchmark to run with {flag} (`genzoo bench` lists them)\n"
+        assert printed == ""
+    assert parse(["bench"]).output == bench.OUTPUT  # the default, which the list does not call given
+
+
+def test_eval_speed_quick_takes_no_data_root_and_says_one_thread(monkeypatch, capsys):
+    """--quick scores the digits and silently ignored --data-root, even one that does not exist; its header said
+    "1 torch threads"."""
+    import torch
+
+    import genzoo.bench.eval_speed as es
+
+    monkeypatch.setattr(es, "run", lambda args: pytest.fail("the benchmark ran"))
+    code, printed, err = _bench(capsys, "eval-speed", "--quick", "--data-root", "/nonexistent/mnist", "--no-progress")
+    assert code == 2 and "bench eval-speed --quick runs on the digits, not MNIST: it takes no --data-root" in err
+    monkeypatch.undo()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        text = _eval_speed_text(monkeypatch, differ=False)
+    finally:
+        torch.set_num_threads(before)
+    assert "features, 1 torch thread." in text
+
+
+def test_modes_with_fewer_than_five_steps_writes_the_pictures_its_footer_names_and_one_seed_is_one(tmp_path,
+                                                                                                   monkeypatch):
+    """--steps 4 passed sample_every=0 (no samples/ folder) under a footer naming samples/step-*.png; --seeds 1
+    said "mean +- std over 1 seeds"."""
+    import argparse
+
+    import genzoo
+    import genzoo.bench.modes as modes
+
+    asked = {}
+
+    def fit(*a, **k):
+        asked.update(k)
+        raise KeyboardInterrupt  # what it was asked is all this test needs
+
+    monkeypatch.setattr(genzoo, "fit", fit)
+    with pytest.raises(KeyboardInterrupt):
+        modes.one_run("GAN, minimax loss", "ring", 0, 4, str(tmp_path))
+    assert asked["sample_every"] == 1 and asked["run_dir"] is not None
+    fake = [{"label": label, "dataset": ds, "seed": 0, "seconds": 1.0, "modes": 8, "n_modes": 8, "high_quality": 0.9,
+             "reverse_kl": 0.1} for ds in modes.DATASETS for label in modes.RECIPES]
+    monkeypatch.setattr(modes, "run_parallel", lambda *a: fake)
+    text = modes.run(argparse.Namespace(quick=False, seeds=1, steps=4, runs_dir=str(tmp_path), jobs=1, no_progress=True))
+    assert "scored per run; one seed; each run trains 4 (ring)" in text and "1 seeds" not in text
+    assert "/samples/step-*.png` (training evolution" in text
+
+
+@pytest.mark.parametrize("before, blank", [(b"intro  \r\n\r\n\r\n", b""), (b"intro  ", b"\n\n"),
+                                           (b"intro  \n", b"\n"), (b"intro\n\n", b"")])
+def test_appending_a_section_keeps_the_text_before_it_byte_for_byte(before, blank, tmp_path):
+    """The text before a new section was rstripped: the trailing spaces of its last line (a Markdown line break)
+    and its blank lines were lost. Now it is kept as it is, and the section follows a blank line."""
+    out = tmp_path / "B.md"
+    out.write_bytes(before)
+    bench.write_section(out, "modes", "x")
+    nl = b"\r\n" if b"\r\n" in before else b"\n"
+    assert out.read_bytes() == before + blank + nl.join([b"<!-- bench:modes -->", b"x", b"<!-- /bench:modes -->", b""])
+
+
+def test_flows_2d_and_nice_mnist_write_the_footers_benchmarks_md_was_mended_to(monkeypatch):
+    """The next run would have lost two hand edits inside the markers: flows-2d's RUNS/ footer (it wrote the run's
+    own folder, /tmp/bc-runs/...) and nice-mnist's docs/ copy of its samples."""
+    import argparse
+    from pathlib import Path
+
+    import genzoo.bench.common as common
+    import genzoo.bench.flows_2d as flows
+    import genzoo.bench.nice_mnist as nice
+
+    fake = [{"model": m, "dataset": d, "ll": -1.0, "true": -1.0, "gap": 0.0, "gap_se": 0.0, "seconds": 1.0,
+             "picture": "p.png"} for d in flows.DATASETS for m in flows.RECIPES]
+    monkeypatch.setattr(flows, "run_parallel", lambda *a: fake)
+    monkeypatch.setattr(flows, "stack_pictures", lambda paths, out: out)
+    args = argparse.Namespace(quick=False, steps=None, runs_dir="/tmp/bc-runs", jobs=1, no_progress=True)
+    assert flows.run(args).endswith(  # BENCHMARKS.md's line, word for word
+        "Density pictures (model beside truth): `RUNS/flows-2d/MODEL-SET/density.png`; the three models stacked per set "
+        "in `RUNS/flows-2d/flows-SET.png`, copied to `docs/flows-SET.png` for the README (RUNS: `--runs-dir`, default "
+        "`runs/bench`).")
+    out = {"ll": 1900.0, "seconds": 600.0, "run_dir": Path("/tmp/bc-runs/nice-mnist"), "n_test": 10_000}
+    monkeypatch.setattr(common, "run_flow_on_mnist", lambda *a, **k: (["| row |"], out))
+    text = nice.run(argparse.Namespace(quick=False, minutes=None, steps=2000, runs_dir="/tmp/bc-runs"))
+    assert text.endswith("samples in `docs/nice-mnist-samples.png` (the run's `RUNS/nice-mnist/samples-final.png`, "
+                         "copied for the README; RUNS: `--runs-dir`, default `runs/bench`).")

@@ -2,8 +2,11 @@
 
 Each module under ``genzoo/bench/`` has a ``DESCRIPTION``, the ``FLAGS`` of ``genzoo bench`` it reads
 (any other given is refused, not ignored), their ``DEFAULTS`` in words where it has its own, ``QUICK_RUNS = True``
-where ``--quick`` keeps scratch runs in ``--runs-dir``, ``RUNS = False`` where it writes nothing there, even in full, and ``run(args) -> str`` returning its result as Markdown; the
-harness adds what was run, where and when, prints it and writes it into ``BENCHMARKS.md`` between
+where ``--quick`` keeps scratch runs in ``--runs-dir``, ``RUNS = False`` where it writes nothing there, even in full,
+``THREADS_PER_RUN = 1`` where its runs train in worker processes of one thread each (the stamp says so, not the
+threads of the process that waits for them), ``MAX_JOBS`` where it runs fewer at a time than ``--jobs`` may ask,
+``QUICK_DATA_ROOT = False`` where ``--quick`` reads no MNIST (so takes no ``--data-root``), and ``run(args) -> str``
+returning its result as Markdown; the harness adds what was run, where and when, prints it and writes it into ``BENCHMARKS.md`` between
 ``<!-- bench:NAME -->`` markers (replacing the previous result of the same benchmark, keeping everything
 else; markers that are unbalanced or doubled are refused before the run, so no text between them is lost).
 
@@ -13,6 +16,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import platform
@@ -29,6 +33,14 @@ from ..io import atomic_write_bytes, check_writable
 TUNABLE = ("steps", "seeds", "minutes", "jobs", "data_root", "device")
 #: the default of --runs-dir
 RUNS_DIR = "runs/bench"
+#: the default of --output
+OUTPUT = "BENCHMARKS.md"
+#: the most --seeds: each seed trains every configuration of the benchmark again
+MAX_SEEDS = 1000
+#: the most steps a run may take (genzoo.fit refuses more), and so the most --steps
+MAX_STEPS = 10**9
+#: the most --minutes (about 70 days): longer budgets are typos, and would plan more than MAX_STEPS steps
+MAX_MINUTES = 100_000
 #: the default of --jobs: runs in parallel
 DEFAULT_JOBS = min(os.cpu_count() or 1, 4)
 
@@ -56,8 +68,9 @@ def get(name: str):
     return importlib.import_module(f"{__name__}.{BENCHES[name]}")
 
 
-def machine() -> str:
-    """One line: CPU model and count, torch version and threads."""
+def machine(threads: str | None = None) -> str:
+    """One line: CPU model and count, torch version and threads (``threads`` when given: the benchmarks whose runs
+    train in worker processes say how many threads each had, not this process's)."""
     import torch
 
     from ..eval.train_classifier import cpu_model
@@ -65,9 +78,25 @@ def machine() -> str:
     cpu = cpu_model()
     if cpu == "unknown":
         cpu = platform.processor() or platform.machine()
-    threads = torch.get_num_threads()
-    return (f"{os.cpu_count()} x {cpu}, torch {torch.__version__} ({threads} thread{'s' * (threads != 1)}), "
-            f"Python {platform.python_version()}")
+    if threads is None:
+        n = torch.get_num_threads()
+        threads = f"{n} thread{'s' * (n != 1)}"
+    return f"{os.cpu_count()} x {cpu}, torch {torch.__version__} ({threads}), Python {platform.python_version()}"
+
+
+def run_threads(mod, args) -> str | None:
+    """The threads of the stamp for a benchmark whose runs train in worker processes (``THREADS_PER_RUN``), with the
+    runs it trains at a time; None for one that trains in this process.
+
+    >>> import argparse
+    >>> run_threads(get("modes"), argparse.Namespace(jobs=2))
+    '1 thread per run, --jobs 2'
+    """
+    n = getattr(mod, "THREADS_PER_RUN", None)
+    if n is None:
+        return None
+    jobs = min(args.jobs, getattr(mod, "MAX_JOBS", args.jobs))
+    return f"{n} thread{'s' * (n != 1)} per run, --jobs {jobs}"
 
 
 def commit() -> str:
@@ -88,13 +117,48 @@ def commit() -> str:
     return (sha + ("+dirty" if dirty else "")) or "unknown"
 
 
-def stamp(name: str, seconds: float, command: list[str] | None = None) -> str:
-    """The provenance line under a benchmark's table."""
+def checkout() -> tuple[str, str]:
+    """:func:`commit` and a digest of the uncommitted changes to tracked files ('' when there are none), read before
+    and after a run: a commit, or an edit, made while a benchmark ran is named in its stamp."""
+    label = commit()
+    if not label.endswith("+dirty"):
+        return label, ""
+    try:
+        diff = subprocess.run(["git", "diff", "HEAD", "--no-ext-diff", "--no-color", "--binary"],
+                              cwd=Path(__file__).resolve().parents[2], capture_output=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return label, ""
+    return label, hashlib.sha1(diff).hexdigest()
+
+
+def provenance(before: tuple[str, str], after: tuple[str, str]) -> str:
+    """The commit a stamp names: the one the run started from, and what changed while it ran.
+
+    >>> provenance(("592f870", ""), ("5a37fc0+dirty", "ab"))
+    '592f870 (HEAD moved to 5a37fc0+dirty during the run)'
+    >>> provenance(("5a37fc0+dirty", "ab"), ("5a37fc0+dirty", "cd"))
+    '5a37fc0+dirty (the uncommitted changes were edited during the run)'
+    """
+    if before == after:
+        return before[0]
+    if before[0].split("+")[0] != after[0].split("+")[0]:
+        return f"{before[0]} (HEAD moved to {after[0]} during the run)"
+    if before[0] != after[0]:  # the same commit, made dirty or clean
+        return f"{before[0]} ({after[0]} at the end of the run)"
+    return f"{before[0]} (the uncommitted changes were edited during the run)"
+
+
+def stamp(name: str, seconds: float, command: list[str] | None = None, *, commit_label: str | None = None,
+          started: float | None = None, threads: str | None = None) -> str:
+    """The provenance line under a benchmark's table: the command, genzoo's version, the commit (``commit_label``:
+    the one the run started from, see :func:`provenance`; else read now), when it started (``started``, a
+    ``time.time()``; else now), how long it took and the machine."""
     from .. import __version__
 
     cmd = " ".join(command or ["genzoo", "bench", name])
-    return (f"`{cmd}`: genzoo {__version__}, commit {commit()}, {time.strftime('%Y-%m-%d %H:%M')}, "
-            f"{seconds:.0f} s on {machine()}.")
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
+    return (f"`{cmd}`: genzoo {__version__}, commit {commit_label or commit()}, {when}, "
+            f"{seconds:.0f} s on {machine(threads)}.")
 
 
 def read_markdown(path: str | os.PathLike) -> str:
@@ -138,7 +202,11 @@ def write_section(path: str | os.PathLike, name: str, markdown: str) -> None:
     body = markdown.strip().replace("\r\n", "\n").replace("\n", nl)
     block = f"<!-- bench:{name} -->{nl}{body}{nl}<!-- /bench:{name} -->"
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + nl + nl + block + nl
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:  # appended after a blank line; the text before it kept as it is (trailing spaces are a Markdown line break)
+        ends = "" if not text or text.endswith(("\n\n", "\n\r\n")) else nl if text.endswith("\n") else nl + nl
+        text = text + ends + block + nl
     atomic_write_bytes(path, text.encode())
 
 
@@ -169,13 +237,30 @@ def _flags(dests) -> str:
 
 
 def check_options(args, mod) -> None:
-    """A ConfigError for an option the benchmark does not read, ``--steps`` with ``--minutes``, or a run length
-    given with ``--quick``; the default ``--jobs`` filled in."""
+    """A ConfigError for an option the benchmark does not read, ``--steps`` with ``--minutes``, a run length
+    given with ``--quick`` or too long to be meant; the default ``--jobs`` filled in.
+
+    >>> import argparse
+    >>> check_options(argparse.Namespace(name="modes", seeds=50_000, steps=None, minutes=None, jobs=None,
+    ...                                  data_root=None, device=None, quick=False), get("modes"))
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: --seeds must be at most 1000 (each seed trains every configuration again), got 50,000
+    """
     given = [k for k in TUNABLE if getattr(args, k, None) is not None]
     unused = [k for k in given if k not in mod.FLAGS]
     if unused:
         raise ConfigError(f"bench {args.name} does not use {_flags(unused)} (of {_flags(TUNABLE)} it reads "
                           f"{_flags(mod.FLAGS) or 'none'})")
+    if getattr(args, "seeds", None) is not None and args.seeds > MAX_SEEDS:  # each seed queues every run again
+        raise ConfigError(f"--seeds must be at most {MAX_SEEDS} (each seed trains every configuration again), "
+                          f"got {args.seeds:,}")
+    if getattr(args, "steps", None) is not None and args.steps > MAX_STEPS:  # refused here, not by each run later
+        raise ConfigError(f"--steps must be at most 10^9 (the most a run may take), got {args.steps:,}")
+    if getattr(args, "minutes", None) is not None and args.minutes > MAX_MINUTES:
+        raise ConfigError(f"--minutes must be at most {MAX_MINUTES:,} (about 70 days: a longer budget would plan more "
+                          f"than the 10^9 steps a run may take), got {args.minutes:g}")
+    if args.quick and getattr(args, "data_root", None) is not None and not getattr(mod, "QUICK_DATA_ROOT", True):
+        raise ConfigError(f"bench {args.name} --quick runs on the digits, not MNIST: it takes no --data-root")
     if "steps" in given and "minutes" in given:  # --minutes only chooses the number of steps
         raise ConfigError("--steps and --minutes both set the run's length: give one (--minutes times a few steps "
                           "and picks the number that fits the budget)")
@@ -192,8 +277,10 @@ def check_options(args, mod) -> None:
 
 def main(args) -> int:
     """``genzoo bench [NAME]``: list the benchmarks, or run one and write its table."""
-    if args.name is None:
+    if args.name is None:  # (cmd_bench sets --output to None for --no-write and --quick, refused here by name)
         given = [k for k in TUNABLE if getattr(args, k, None) is not None] + (["quick"] if args.quick else [])
+        given += ["runs_dir"] * (getattr(args, "runs_dir", None) is not None) + ["no_write"] * bool(
+            getattr(args, "no_write", False)) + ["output"] * (getattr(args, "output", None) not in (None, OUTPUT))
         if given:
             raise ConfigError(f"name a benchmark to run with {_flags(given[:1])} (`genzoo bench` lists them)")
         for name in sorted(BENCHES):
@@ -201,7 +288,7 @@ def main(args) -> int:
         return 0
     mod = get(args.name)
     check_options(args, mod)
-    if "data_root" in mod.FLAGS and not args.quick:  # (eval-speed's quick version runs on the digits)
+    if "data_root" in mod.FLAGS and not args.quick:  # (a --quick run reads it, if at all, when it starts)
         from .common import mnist_root
 
         mnist_root(args)  # MNIST is there: checked before any work
@@ -215,9 +302,12 @@ def main(args) -> int:
         except OSError as e:
             raise WriteError(f"--runs-dir {runs}: cannot make it ({e.strerror or e})") from None
         check_writable(runs, "--runs-dir")
-    t0 = time.time()
+    before, t0 = checkout(), time.time()  # the code that runs: a commit made during a long run is not it
     body = mod.run(args)
-    text = body.rstrip() + "\n\n" + stamp(args.name, time.time() - t0, ["genzoo", *getattr(args, "argv", sys.argv[1:])]) + "\n"
+    seconds, after = time.time() - t0, checkout()
+    text = body.rstrip() + "\n\n" + stamp(args.name, seconds, ["genzoo", *getattr(args, "argv", sys.argv[1:])],
+                                          commit_label=provenance(before, after), started=t0,
+                                          threads=run_threads(mod, args)) + "\n"
     print(text)
     if args.output and not args.quick:
         write_section(args.output, section, text)

@@ -21,6 +21,7 @@ DESCRIPTION = "seconds to score 10,000 samples against MNIST's test set: feature
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("data_root",)
 RUNS = False  # nothing written to --runs-dir
+QUICK_DATA_ROOT = False  # --quick scores the digits: no MNIST, no --data-root
 
 GOAL_S = 180.0
 N_SAMPLES = 10_000
@@ -98,10 +99,11 @@ def run(args) -> str:
     end_to_end = sum(public["seconds"].values())
     data = "MNIST" if name == "mnist" else name
     goal = not args.quick  # the budget is for the full size: --quick's digits have none
+    threads = torch.get_num_threads()
     lines = [f"## Evaluation cost: {n:,} samples against the {data} test set (`genzoo bench eval-speed`)", "",
              f"{n:,} {data} training images stand in for the samples and are scored "
              f"against the {len(test):,} test images with the `{name}` classifier's features, "
-             f"{torch.get_num_threads()} torch threads." + (f" Goal: at most {GOAL_S:.0f} s." if goal else ""), "",
+             f"{threads} torch thread{'s' * (threads != 1)}." + (f" Goal: at most {GOAL_S:.0f} s." if goal else ""), "",
              "| stage | seconds |", "|---|---|"]
     lines += [f"| {label} | {s:.2f} |" for label, s in stages]
     lines += [f"| **all, first run (test features computed)** | **{first:.1f}** |",

@@ -17,6 +17,8 @@ from .common import run_parallel
 DESCRIPTION = "one Gaussian fitted to a 1-D mixture with 5 f-divergences, against the exact minimisers (f-GAN)"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("steps", "jobs")
+#: each run trains in a worker process of one thread (the stamp says so, with --jobs)
+THREADS_PER_RUN = 1
 RUNS = False  # nothing written to --runs-dir
 
 DIVS = ("kl", "reverse_kl", "js", "jeffrey", "pearson")

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import RUNS_DIR
 from .common import run_parallel
 
 DESCRIPTION = "planar, NICE and RealNVP on moons, ring and checkerboard via the CLI: test log-likelihood vs the truth"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("steps", "jobs")
+#: each run trains in a worker process of one thread (the stamp says so, with --jobs)
+THREADS_PER_RUN = 1
 DATASETS = ("moons", "ring", "checkerboard")
 #: model -> the --set options of its 2-D recipe
 RECIPES = {
@@ -100,6 +103,8 @@ def run(args) -> str:
     for d in DATASETS:  # one figure per set, the models in RECIPES order
         stack_pictures([r["picture"] for m in RECIPES for r in results if r["model"] == m and r["dataset"] == d],
                        Path(runs_dir) / f"flows-{d}.png")
-    lines += ["", f"Density pictures (model beside truth): `{runs_dir}/MODEL-SET/density.png`; the three models "
-              f"stacked per set in `{runs_dir}/flows-SET.png` (copied to `docs/` for the README)."]
+    here = f"RUNS/{Path(runs_dir).name}"  # RUNS, not this run's folder: the table is read where that is not
+    lines += ["", f"Density pictures (model beside truth): `{here}/MODEL-SET/density.png`; the three models stacked per "
+              f"set in `{here}/flows-SET.png`" + ("" if args.quick else ", copied to `docs/flows-SET.png` for the README")
+              + f" (RUNS: `--runs-dir`, default `{RUNS_DIR}`)."]
     return "\n".join(lines)

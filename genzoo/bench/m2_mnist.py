@@ -16,6 +16,8 @@ from .common import run_parallel
 DESCRIPTION = "semi-supervised M2 with 100 labels on MNIST: test error over 3 seeds vs 11.97%"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("steps", "seeds", "jobs", "data_root")
+#: each run trains in a worker process of one thread (the stamp says so, with --jobs)
+THREADS_PER_RUN = 1
 SEEDS, PAPER = 3, [("M2 (Kingma et al. 2014)", "11.97 +- 1.71"), ("M1+M2 (Kingma et al. 2014)", "3.33 +- 0.14")]
 #: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick keeps its scratch runs
 DEFAULTS, QUICK_RUNS = {"steps": "configs/ssvae-mnist.toml's", "seeds": str(SEEDS)}, True

@@ -18,6 +18,8 @@ from .common import fresh_run, run_parallel
 DESCRIPTION = "modes captured / high-quality share / reverse KL on the 2-D ring and grid (VEEGAN, PacGAN)"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("steps", "seeds", "jobs")
+#: each run trains in a worker process of one thread (the stamp says so, with --jobs)
+THREADS_PER_RUN = 1
 
 DATASETS = {"ring": "ring of 8 (radius 1, std 0.01)", "grid": "5x5 grid (spacing 2, std 0.05)"}
 
@@ -75,7 +77,7 @@ def one_run(label: str, dataset: str, seed: int, steps: int, runs_dir: str | Non
         fresh_run(run_dir)
     t0 = time.time()
     genzoo.fit(model, data, steps=steps, batch_size=BATCH, seed=seed, progress=False, lr_schedule="cosine",
-               run_dir=run_dir, sample_every=steps // 5 if run_dir else 0, checkpoint_every=steps)
+               run_dir=run_dir, sample_every=max(1, steps // 5) if run_dir else 0, checkpoint_every=steps)
     seconds = time.time() - t0
     model.eval()
     x = model.sample(N_SAMPLES, generator=torch.Generator().manual_seed(10_000 + seed))
@@ -112,7 +114,8 @@ def run(args) -> str:
     results = run_parallel(one_run, [(label, ds, seed, steps[ds], runs_dir) for label, ds, seed in jobs], args.jobs,
                            "bench modes", not args.no_progress)
     lines = [f"## Mode collapse on 2-D mixtures (`genzoo bench modes`)", "",
-             f"{N_SAMPLES:,} samples scored per run; mean +- std over {seeds} seeds; each run trains "
+             f"{N_SAMPLES:,} samples scored per run; "
+             + (f"mean +- std over {seeds} seeds" if seeds > 1 else "one seed") + "; each run trains "
              + " / ".join(f"{steps[d]:,} ({d})" for d in DATASETS)
              + f" discriminator updates of batch {BATCH} with a cosine learning rate. High quality: within 3 std of "
              "the nearest centre (at most 98.9% even for the true mixture in 2-D, more after rejection); a mode "

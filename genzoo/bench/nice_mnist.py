@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+from . import RUNS_DIR
+
 DESCRIPTION = "NICE (paper architecture) on dequantized MNIST: test log-likelihood vs 1980.50 nats"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("steps", "minutes", "data_root")
@@ -38,6 +40,9 @@ def run(args) -> str:
     lines += rows
     lines.append(f"| NICE, Dinh et al. 2014 (Table 2; 1,500 epochs on a GPU) | same | | | {PAPER_LL:.2f} | {paper_bpd:.2f} |")
     gap = PAPER_LL - out["ll"]
+    run = f"`RUNS/{out['run_dir'].name}/samples-final.png`"  # RUNS: the table is read where that folder is not
+    where = f"{run} (" if args.quick else f"`docs/nice-mnist-samples.png` (the run's {run}, copied for the README; "
     lines += ["", f"genzoo is {abs(gap):.1f} nats {'below' if gap > 0 else 'above'} the paper after "
-                  f"{out['seconds'] / 60:.1f} minutes of CPU; samples in `{out['run_dir']}/samples-final.png`."]
+                  f"{out['seconds'] / 60:.1f} minutes of CPU; samples in {where}RUNS: `--runs-dir`, default "
+                  f"`{RUNS_DIR}`)."]
     return "\n".join(lines)

@@ -17,6 +17,8 @@ from .common import run_parallel
 DESCRIPTION = "Parzen log-likelihood on MNIST (Goodfellow et al. 2014, Table 1): GAN, GMMN, VAE, GMM, flow"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("jobs", "data_root")
+#: each run trains in a worker process of one thread (the stamp says so, with --jobs)
+THREADS_PER_RUN = 1
 
 #: label -> (recipe in configs/, extra CLI flags); each trains on one CPU thread
 MODELS = {

@@ -18,6 +18,10 @@ from .common import fresh_run, run_parallel
 DESCRIPTION = "VAE vs VAE + 10 planar posterior maps on binarized MNIST: test ELBO (Rezende & Mohamed 2015)"
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("steps", "jobs", "data_root")
+#: each run trains in a worker process of one thread (the stamp says so, with --jobs)
+THREADS_PER_RUN = 1
+#: runs at a time, whatever --jobs asks (there are two)
+MAX_JOBS = 2
 STEPS, BATCH, LATENT, HIDDEN, IWAE_K = 30000, 100, 40, (400,), 200
 VARIANTS = {"Gaussian q(z|x)": {}, "planar flow q(z|x), K = 10": {"posterior_flow": "planar", "flow_length": 10}}
 PAPER = [("diagonal Gaussian (DLGM)", "89.9"), ("planar K = 10", "87.5"), ("planar K = 80", "85.1")]
@@ -62,7 +66,7 @@ def run(args) -> str:
     runs = None if args.quick else Path(args.runs_dir) / "vae-planar"
     calls = [(label, root, steps, str(runs / f"k{v.get('flow_length', 0)}") if runs else None, args.quick)
              for label, v in VARIANTS.items()]
-    results = run_parallel(one, calls, max(1, min(args.jobs, 2)), "bench vae-planar", not args.no_progress)
+    results = run_parallel(one, calls, max(1, min(args.jobs, MAX_JOBS)), "bench vae-planar", not args.no_progress)
     lines = ["## Planar-flow VAE posterior on MNIST (`genzoo bench vae-planar`)", "",
              f"Dynamically binarized MNIST, MLP 784-{HIDDEN[0]}-{LATENT} VAE, {steps:,} steps of {BATCH} "
              f"({steps * BATCH / (1000 if args.quick else 50_000):.0f} epochs), cosine Adam 1e-3; test set of {results[0]['n']:,} images "
