@@ -336,8 +336,15 @@ def write_model(model, directory: Path, pair: bool = False) -> None:
     (:func:`save`) both files carry the id of the save, ``save_id`` (the digest of the config written; in the
     weights' safetensors metadata), so the new weights beside the old config that a kill between the two leaves
     (another model's options, maybe of the same shapes) are refused by :func:`load`. A run needs none: its
-    config.json is the same from its start, and ``best/`` is replaced whole."""
+    config.json is the same from its start, and ``best/`` is replaced whole.
+
+    A model not set up yet (not :attr:`~genzoo.base.GenerativeModel.initialised`: built and saved before any
+    ``fit``) is recorded so, ``"initialised": false`` in config.json, for :func:`load` to give it back as such, so
+    that ``fit`` sets it up as a new model (the GMM's k-means, the GAN's data standardisation); a set-up model's
+    config.json holds no such key, as before."""
     cfg, meta = model_config(model), None  # (first: a config JSON cannot hold is refused before the folder is made)
+    if not getattr(model, "initialised", True):  # (only then: the files of set-up models stay byte for byte)
+        cfg["initialised"] = False
     if blocked_by_file(directory):
         raise WriteError(f"cannot save into {directory}: that path, or a part of it, is a file, not a folder")
     directory.mkdir(parents=True, exist_ok=True)
@@ -503,6 +510,14 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
     """Load a model saved by :func:`save`, or the newest weights of a run directory, onto the device
     ``map_location`` (a ConfigError for one this torch cannot use), in eval mode.
 
+    The model is :attr:`~genzoo.base.GenerativeModel.initialised` (``fit`` trains on from its weights) unless
+    it was saved before it was set up (:func:`write_model`'s ``"initialised": false``), as it was in memory:
+
+    >>> import tempfile, genzoo
+    >>> d = tempfile.mkdtemp(); genzoo.save(genzoo.build("gmm", data_shape=(2,)), d)   # built, never fitted
+    >>> genzoo.load(d).initialised
+    False
+
     A run killed before it finished has no ``model.safetensors`` yet; its latest checkpoint is used. A
     ``model.safetensors`` and a ``config.json`` of two saves (:func:`write_model`'s ``save_id``: a save cut short
     between its two files) are a :class:`CheckpointError`; files without the id (a run's, an older genzoo's, weights
@@ -521,6 +536,8 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
                 raise
             continue
         load_state(model, tensors, weights, f"the model of {directory / CONFIG}")
+        if weights == directory / WEIGHTS:  # a checkpoint's weights were set up and trained by fit
+            model.initialised = _saved_initialised(cfg, directory)
         recorded = cfg.get("save_id")  # both files marked by save (write_model), but by two saves:
         if recorded is not None and weights == directory / WEIGHTS and _save_id(weights) not in (None, recorded):
             raise CheckpointError(f"{weights} and {directory / CONFIG} were written by two saves (another save_id: a "
@@ -528,6 +545,15 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
                                   "(or delete save_id from config.json to load the two together)")
         return _moved(model, map_location)
     raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")
+
+
+def _saved_initialised(cfg: dict, directory: Path) -> bool:
+    """config.json's ``initialised`` record (:func:`write_model`): False for a model saved before it was set up,
+    True where the key is absent (every set-up model's file, and those of genzoo versions before the record)."""
+    value = cfg.get("initialised", True)
+    if not isinstance(value, bool):
+        raise CheckpointError(f"{directory / CONFIG}: initialised is {value!r}, not true or false")
+    return value
 
 
 def _moved(model, device):

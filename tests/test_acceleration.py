@@ -398,3 +398,18 @@ def test_no_compile_turns_compile_off_when_resuming(tmp_path):
     (rd / "run.json").write_text(json.dumps(record))
     assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "3", "--no-compile", "--no-progress"]) == 0
     assert json.loads((rd / "run.json").read_text())["recipe"]["train"]["compile"] is False
+
+
+def test_compile_on_a_model_with_nothing_to_compile_needs_no_compiler(monkeypatch):
+    """compile=True on the GMM (no networks: EM updates buffers) still asked for a C++ compiler, refusing the run on a
+    machine without one, and imported inductor (5 s) to compile nothing (a108 #4). A model with networks is still
+    refused without one (tests/test_cli_guards.py)."""
+    import sys
+
+    monkeypatch.setenv("CXX", "/nonexistent/g++")  # read by inductor's config when first imported ...
+    if "torch._inductor.config" in sys.modules:  # ... or set there where it was imported already
+        monkeypatch.setattr(sys.modules["torch._inductor.config"].cpp, "cxx", ("/nonexistent/g++",))
+    data = load_dataset("ring", split="train", n=200)
+    m = genzoo.build("gmm", data_shape=(2,), n_components=2)
+    state = genzoo.fit(m, data, steps=2, progress=False, compile=True)
+    assert state.step == 2 and m.initialised

@@ -362,3 +362,67 @@ def test_components_the_initialisation_gives_no_data_are_named_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every component with data: not a word
         fitted(mixture_data(500, 2, 3, seed=0), steps=2, n_components=6)
+
+
+def test_a_feature_constant_in_vector_data_is_named_with_the_nats_reg_covar_adds():
+    """A constant feature's variance is the floor reg_covar in every component, so it added -0.5 log(2 pi reg_covar)
+    (5.99 nats at 1e-6) to the "exact" log-likelihood per example, with no word; the flows refuse such data
+    (a108 #2)."""
+    from genzoo.data.dataset import Dataset
+    from genzoo.errors import GenZooWarning
+
+    x = torch.cat([torch.randn(60, 2, generator=torch.Generator().manual_seed(0)), torch.full((60, 1), 3.0)], 1)
+    m = genzoo.build("gmm", data_shape=(3,), n_components=2)
+    with pytest.warns(GenZooWarning, match=r"^gmm: feature 2 \(1 of 3\) is constant in the training data: every "
+                                           r"component gives it variance reg_covar=1e-06, which adds 5\.99 nats per "
+                                           r"example to the log-likelihood .*: drop it, or add noise") as caught:
+        genzoo.fit(m, Dataset("const", "train", x, None), steps=2, progress=False)
+    assert len(caught) == 1  # once, at setup
+    fits = []
+    for cols in (x, x[:, :2]):  # the same fit with and without the constant feature: 5.99 nats apart
+        fits.append(GaussianMixture(data_shape=(cols.shape[1],), n_components=2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fits[-1].setup(cols, torch.Generator().manual_seed(0))
+    gain = float(fits[0].log_prob(x).double().mean() - fits[1].log_prob(x[:, :2]).double().mean())
+    assert gain == pytest.approx(-0.5 * math.log(2 * math.pi * 1e-6), abs=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # images: a constant pixel is what reg_covar is for; reg_covar=0 refuses it
+        GaussianMixture(data_shape=(1, 2, 2), n_components=2).setup(x[:, [0, 1, 2, 2]].reshape(60, 1, 2, 2),
+                                                                    torch.Generator().manual_seed(0))
+        with pytest.raises(DataError, match="reg_covar"):
+            GaussianMixture(data_shape=(3,), n_components=2, reg_covar=0.0).setup(x, torch.Generator().manual_seed(0))
+
+
+def test_a_component_with_no_more_examples_than_dimensions_is_named_with_the_cures_that_help():
+    """A component holding no more examples than dimensions has a singular covariance whatever the scale or dtype,
+    yet the message advised standardising or float64 (the digits recipe at reg_covar=0: 63 examples in 64-D) and
+    not fewer components or diagonal covariances (a108 #3)."""
+    g = torch.Generator().manual_seed(0)
+    few = torch.randn(3, 4, generator=g) - 10
+    few[:, 3] = -10.0  # (exactly singular on every BLAS: a coordinate constant within the cluster)
+    x = torch.cat([torch.randn(30, 4, generator=g) + 10, few])  # 3 points in 4-D
+    m = GaussianMixture(data_shape=(4,), n_components=2, reg_covar=0.0)
+    with pytest.raises(DataError, match=r"^gmm: component 1 holds 3 examples \(by responsibility\) for 4 dimensions, so "
+                                        r"its covariance is singular: give reg_covar > 0, use fewer components \(now "
+                                        r"n_components=2\), or --set covariance=diag$"):
+        m.setup(x, g)
+    for cure in ({"n_components": 1}, {"reg_covar": 1e-6}):
+        GaussianMixture(data_shape=(4,), **{"n_components": 2, "reg_covar": 0.0, **cure}).setup(x, g)
+
+
+def test_a_reg_covar_whose_precision_overflows_the_dtype_is_refused():
+    """reg_covar=1e-300 in float32 stored an infinite precision, and EM's first step failed as a NaN loss blamed
+    on the data's scale (a108 nit)."""
+    with pytest.raises(ConfigError, match=r"^gmm: reg_covar=1e-300 is below the smallest normal float32 \(1\.18e-38\), "
+                                          r"and its precision 1/reg_covar would overflow: give reg_covar >= 1\.18e-38, "
+                                          r"or --set dtype=float64$"):
+        GaussianMixture(data_shape=(2,), reg_covar=1e-300)
+    with pytest.raises(ConfigError, match=r"gmm.*reg_covar=1e-40 is below the smallest normal float32"):
+        genzoo.build("gmm", data_shape=(2,), reg_covar=1e-40)
+    from genzoo.errors import GenZooWarning
+
+    m = GaussianMixture(data_shape=(2,), n_components=2, reg_covar=1e-300, dtype="float64")  # float64 holds it
+    with pytest.warns(GenZooWarning, match=r"feature 1 .* adds 344 nats per example"):
+        m.setup(torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]).repeat(4, 1), torch.Generator().manual_seed(0))
+    assert torch.isfinite(m.precisions_cholesky).all()

@@ -523,3 +523,37 @@ def test_weights_that_do_not_fit_name_the_model_they_were_loaded_into(tmp_path):
     io.save_tensors(tmp_path / "saved" / "model.safetensors", other.state_dict())
     with pytest.raises(CheckpointError, match=r"do not fit the model of .*saved/config\.json: "):
         genzoo.load(tmp_path / "saved")
+
+
+def test_a_model_saved_before_setup_is_set_up_by_fit(tmp_path):
+    """load marked every model read from a file as set up, so fit skipped setup on a GMM saved before its fit: EM from
+    K identical components never breaks the symmetry (one Gaussian copied 8 times), and a GAN kept data_loc 0 and
+    data_scale 1 (its vector data unstandardised), with no word (a108 #1)."""
+    from genzoo.data import load_dataset
+    from genzoo.data.dataset import Dataset
+
+    ring = load_dataset("ring", split="train", n=400)
+    genzoo.save(genzoo.build("gmm", data_shape=(2,), n_components=8), tmp_path / "gmm")
+    gmm = genzoo.load(tmp_path / "gmm")
+    genzoo.fit(gmm, ring, steps=20, progress=False)
+    assert len(torch.unique(gmm.means.round(decimals=4), dim=0)) == 8  # k-means ran (1 distinct mean before)
+    assert json.loads((tmp_path / "gmm" / "config.json").read_text())["initialised"] is False
+    assert not genzoo.load(tmp_path / "gmm").initialised
+    genzoo.save(gmm, tmp_path / "fitted")  # set up: no record (files as before), and it loads as set up
+    assert "initialised" not in json.loads((tmp_path / "fitted" / "config.json").read_text())
+    assert genzoo.load(tmp_path / "fitted").initialised
+    shifted = Dataset("shifted", "train", 5 + 2 * ring.x, None)  # mean about 5, std about 1.4
+    torch.manual_seed(0)
+    genzoo.save(genzoo.build("gan", data_shape=(2,), hidden=(8,), latent_dim=2), tmp_path / "gan")
+    gan = genzoo.load(tmp_path / "gan")
+    genzoo.fit(gan, shifted, steps=1, batch_size=64, progress=False)
+    assert (gan.data_loc - 5).abs().max() < 0.5 and (gan.data_scale - 1).abs().min() > 0.2  # standardised
+
+
+def test_a_damaged_initialised_record_is_a_checkpoint_error(tmp_path):
+    genzoo.save(genzoo.build("gmm", data_shape=(2,)), tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["initialised"] = "no"
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"config\.json: initialised is 'no', not true or false"):
+        genzoo.load(tmp_path)

@@ -1215,6 +1215,7 @@ def test_a_loaded_or_trained_model_is_refused_data_its_setup_would_have_refused(
     the ring's [-1, 1] and its loss went negative. A logit flow's check came at step 1, after config.json."""
     ring = load_dataset("ring", n=64)
     vae = genzoo.build("vae", data_shape=(2,), latent_dim=2, hidden=(8,))
+    vae.initialised = True  # as after an earlier fit (a model saved before its setup loads as not set up)
     genzoo.save(vae, tmp_path / "saved")
     nice = genzoo.build("nice", data_shape=(2,), preprocess="logit", n_couplings=2, hidden=(8,))
     nice.initialised = True  # as after an earlier fit

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, WriteError, did_you_mean
 from ..io import atomic_write_bytes, check_writable
+from ..train.loop import MAX_STEPS  # (genzoo.fit refuses more: so the most --steps)
 
 #: the options a benchmark may read (each module's FLAGS names those it does), as argparse's dest names
 TUNABLE = ("steps", "seeds", "minutes", "jobs", "data_root", "device")
@@ -37,8 +38,6 @@ RUNS_DIR = "runs/bench"
 OUTPUT = "BENCHMARKS.md"
 #: the most --seeds: each seed trains every configuration of the benchmark again
 MAX_SEEDS = 1000
-#: the most steps a run may take (genzoo.fit refuses more), and so the most --steps
-MAX_STEPS = 10**9
 #: the most --minutes (about 70 days): longer budgets are typos, and would plan more than MAX_STEPS steps
 MAX_MINUTES = 100_000
 #: the default of --jobs: runs in parallel

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, GenZooError, RunLocked
+from ..train.loop import MAX_STEPS
 
 #: the header of the flow-on-MNIST tables (one row per model from :func:`run_flow_on_mnist`)
 TABLE_HEAD = ("| model | parameters | steps | minutes | test log-likelihood (nats) | bits/dim |", "|---|---|---|---|---|---|")
@@ -209,7 +210,7 @@ def run_flow_on_mnist(args, name: str, options: dict, minutes: float, batch: int
     torch.manual_seed(0)
     model = genzoo.build(name, data_shape=train.shape, **options)
     steps = 20 if args.quick else (args.steps or steps_in(model, train, minutes, batch))
-    if steps > 10**9:  # (--minutes is capped before the run; a model this fast could still plan more)
+    if steps > MAX_STEPS:  # (--minutes is capped before the run; a model this fast could still plan more)
         raise ConfigError(f"--minutes {minutes:g} allows {steps:,} steps, more than the 10^9 a run may take: give fewer")
     run_dir = Path(args.runs_dir) / f"{name}-mnist{'-quick' if args.quick else ''}"  # --quick runs every line too
     fresh_run(run_dir)

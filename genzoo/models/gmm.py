@@ -9,7 +9,9 @@ centre), then one M-step from the hard assignments: scikit-learn's ``init_params
 KMeans runs to convergence and moves empty clusters. A component left with no data (the data hold fewer
 distinct points than K, as integer data or repeated rows can) starts EM at a weight of about 1e-15 / N, where
 it stayed in every such run measured: ``setup`` warns (:class:`~genzoo.errors.GenZooWarning`), as
-scikit-learn's KMeans does.
+scikit-learn's KMeans does. It warns too of a feature constant in vector training data, whose variance is then
+``reg_covar`` in every component, so that its share of the log-likelihood is set by ``reg_covar`` (the flows refuse
+such data; scikit-learn takes it silently).
 
 Parameters are buffers (saved with the state dict): ``weights`` (K,), ``means`` (K, D) and
 ``precisions_cholesky``, stored as scikit-learn stores ``precisions_cholesky_``: for "full" an
@@ -72,9 +74,11 @@ class GaussianMixture(GenerativeModel):
         n_components: number of mixture components K.
         covariance: "full" (K, D, D) or "diag" (K, D) covariances.
         reg_covar: added to the diagonal of every covariance after each M-step (a variance
-            floor, as scikit-learn's ``reg_covar``); keeps constant pixels finite.
-        init: "kmeans++" seeding or "random" (K distinct random examples) for the centres,
-            each followed by a few Lloyd iterations and an M-step from the hard assignments.
+            floor, as scikit-learn's ``reg_covar``); keeps constant pixels finite. At least ``dtype``'s smallest
+            normal number (or 0), whose precision 1 / reg_covar it can hold.
+        init: "kmeans++" seeding or "random" (the examples at K distinct random indices: repeated rows can give
+            equal centres) for the centres, each followed by a few Lloyd iterations and an M-step from the hard
+            assignments.
         chunk_size: rows per chunk in the E-step / statistics; bounds memory to O(chunk * D).
         dtype: computation and storage dtype of the parameters.
     """
@@ -108,6 +112,7 @@ class GaussianMixture(GenerativeModel):
             raise ConfigError(f"gmm: chunk_size must be an integer >= 1, got {chunk_size}")
         if dtype not in ("float32", "float64"):
             raise ConfigError(f"gmm: dtype must be 'float32' or 'float64', got {dtype!r}")
+        _check_reg_covar(float(reg_covar), dtype)
         self.data_shape = data_shape
         self.n_components = K = int(n_components)
         self.covariance_type = covariance
@@ -319,8 +324,40 @@ class GaussianMixture(GenerativeModel):
             gets = f"{empty} component{' gets' if one else 's get'} no data and start{'s' * one} at weight ~0"
             warnings.warn(f"gmm: n_components={K}{why}: {gets}" + (f": use n_components <= {distinct}" if few else ""),
                           GenZooWarning, stacklevel=3)  # (3: setup's caller, past torch.no_grad's wrapper)
+        self._warn_constant_features(x)
         nk, sum_d, sum_dd, _ = self._statistics(x, centres, labels=labels)
         self._m_step(nk, sum_d, sum_dd, centres, N, DataError)
+
+    def _warn_constant_features(self, x: Tensor) -> None:
+        """A :class:`GenZooWarning` naming the features of vector data ``x`` (N, D) that are constant in the training
+        data. Every component gives such a feature the variance ``reg_covar`` (its sample variance is 0), so each adds
+        log N(c | c, reg_covar) = -0.5 log(2 pi reg_covar) nats per example to the log-likelihood (5.99 at 1e-6),
+        a figure set by ``reg_covar``, not by the data. The flows refuse such data
+        (:meth:`~genzoo.models.flows.base.Flow.check_training_data`); scikit-learn takes it, and so does the GMM,
+        saying so. Images are left alone: a constant pixel (a digit's border) is what ``reg_covar`` is for.
+
+        >>> m = GaussianMixture(data_shape=(3,), n_components=1)
+        >>> x = torch.tensor([[0.0, 1, 2], [1, 1, 3], [2, 1, 5]])
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     m.setup(x, torch.Generator().manual_seed(0))
+        >>> print(caught[0].message)
+        gmm: feature 1 (1 of 3) is constant in the training data: every component gives it variance reg_covar=1e-06, which adds 5.99 nats per example to the log-likelihood (-0.5 log(2 pi reg_covar): set by reg_covar, not by the data): drop it, or add noise to the data
+        """
+        if len(self.data_shape) != 1 or x.shape[0] < 2 or self.reg_covar == 0:  # (0: the M-step refuses it)
+            return
+        lo, hi = x.aminmax(dim=0)  # (D,) each
+        const = (lo == hi).nonzero().flatten().tolist()
+        if not (k := len(const)):
+            return
+        which = ", ".join(map(str, const[:5])) + (", ..." if k > 5 else "")
+        nats = -0.5 * math.log(2 * math.pi * self.reg_covar)  # log N(c | c, reg_covar), per example and feature
+        warnings.warn(f"gmm: feature{'s' * (k > 1)} {which} ({k} of {self.dim}) {'are' if k > 1 else 'is'} constant in "
+                      f"the training data: every component gives {'them' if k > 1 else 'it'} variance "
+                      f"reg_covar={self.reg_covar:g}, which adds {nats:.3g} nats per example{' for each' * (k > 1)} to "
+                      "the log-likelihood (-0.5 log(2 pi reg_covar): set by reg_covar, not by the data): drop "
+                      f"{'them' if k > 1 else 'it'}, or add noise to the data", GenZooWarning, stacklevel=4)
 
     def _sq_dist(self, x: Tensor, x_sq: Tensor, center: Tensor, c: Tensor) -> Tensor:
         """Squared Euclidean distances of every row of x (N, D) to c (m, D) -> (N, m)."""
@@ -415,9 +452,7 @@ class GaussianMixture(GenerativeModel):
             L, info = torch.linalg.cholesky_ex(cov)  # (K, D, D)
             if bool((info > 0).any()):
                 k = int((info > 0).nonzero()[0])
-                raise error(f"gmm: covariance of component {k} is not positive definite; increase reg_covar (now "
-                            f"{self.reg_covar:g}, in the data's units squared)" + (", standardise the data, or use "
-                            "--set dtype=float64" if self.dtype != torch.float64 else " or standardise the data"))
+                raise error(self._not_positive_definite(k, float(nk[k])))
             eye = torch.eye(self.dim, dtype=torch.float64, device=L.device)
             prec_chol = torch.linalg.solve_triangular(L, eye, upper=False).mT  # (K, D, D)  U = L^-T
         else:
@@ -431,6 +466,21 @@ class GaussianMixture(GenerativeModel):
         self.weights.copy_(weights)
         self.means.copy_(means)
         self.precisions_cholesky.copy_(prec_chol)
+
+    def _not_positive_definite(self, k: int, nk: float) -> str:
+        """The message for component ``k``'s covariance, of effective count ``nk``, that Cholesky refused. A component
+        that holds no more examples (by responsibility) than dimensions has a singular sample covariance (rank at
+        most nk - 1), whatever the data's scale or the dtype: only the floor, fewer components or diagonal
+        covariances help (scikit-learn's message for it: "decrease the number of components")."""
+        reg = f"now {self.reg_covar:g}, in the data's units squared"
+        if nk <= self.dim:
+            floor = "give reg_covar > 0" if self.reg_covar == 0 else f"increase reg_covar ({reg})"
+            return (f"gmm: component {k} holds {nk:.3g} examples (by responsibility) for {self.dim} dimensions, so its "
+                    f"covariance is singular: {floor}, use fewer components (now n_components={self.n_components}), "
+                    "or --set covariance=diag")
+        return (f"gmm: covariance of component {k} is not positive definite; increase reg_covar ({reg})"
+                + (", standardise the data, or use --set dtype=float64" if self.dtype != torch.float64
+                   else " or standardise the data"))
 
     @torch.no_grad()
     def training_step(self, batch: Batch, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
@@ -456,6 +506,17 @@ class GaussianMixture(GenerativeModel):
         if math.isfinite(ll):
             self._m_step(nk, sum_d, sum_dd, shift, N, TrainingDiverged)  # M-step
         return {"loss": -ll, "log_likelihood": ll}
+
+
+def _check_reg_covar(reg_covar: float, dtype: str) -> None:
+    """A ConfigError for a positive ``reg_covar`` below ``dtype``'s smallest normal number: the precision
+    1 / reg_covar of a constant feature would overflow to inf in the model's buffers (``precisions`` squares
+    the stored 1 / sqrt(var)), and EM's first step then failed as a NaN loss blamed on the data's scale."""
+    tiny = torch.finfo(getattr(torch, dtype)).tiny
+    if 0 < reg_covar < tiny:
+        wider = ", or --set dtype=float64" if dtype == "float32" and reg_covar >= torch.finfo(torch.float64).tiny else ""
+        raise ConfigError(f"gmm: reg_covar={reg_covar:g} is below the smallest normal {dtype} ({tiny:.3g}), and its "
+                          f"precision 1/reg_covar would overflow: give reg_covar >= {tiny:.3g}{wider}")
 
 
 def _gen_device(generator: torch.Generator | None) -> torch.device | None:

@@ -134,18 +134,28 @@ def eager_networks(model: nn.Module) -> None:
             del child.forward
 
 
+def networks(model: nn.Module) -> list[nn.Module]:
+    """The networks :func:`compile_networks` compiles: the top-level submodules that have parameters (none for the
+    GMM, whose EM updates buffers).
+
+    >>> import genzoo
+    >>> len(networks(genzoo.build("gmm", data_shape=(2,)))), len(networks(genzoo.build("gan", data_shape=(2,))))
+    (0, 2)
+    """
+    return [child for child in model.children() if any(True for _ in child.parameters())]
+
+
 def compile_networks(model: nn.Module) -> None:
     """``torch.compile`` the ``forward`` of every top-level submodule that has parameters, in place (parameter
     names and checkpoints unchanged), each with its own graph cache (:func:`_own_forward`). The bound
     ``forward``, not ``Module.compile()``: that compiles the call machinery, through which dynamo does not trace
     an ``nn.Sequential``, so each of its layers became a graph of its own (recompiled per shape, until dynamo's
     limit) and the activations ran eagerly."""
-    for child in model.children():
+    for child in networks(model):
         # not twice (a second fit), nor over a forward the user set on the instance; one that is the class's own, as
         # a compiled model pickled (torch.save) comes back, is no forward of the user's
         forward = vars(child).get("forward")
-        if any(True for _ in child.parameters()) and (forward is None or getattr(forward, "__func__", None)
-                                                       is type(child).forward):
+        if forward is None or getattr(forward, "__func__", None) is type(child).forward:
             # the class's function, compiled, bound to this module: a deepcopy binds it to the copy (whose own
             # weights it then uses), and pickling stores the method by name
             compiled = torch.compile(_own_forward(type(child)))

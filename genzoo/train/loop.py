@@ -43,6 +43,8 @@ from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, Metri
 
 
 LR_SCHEDULES = ("constant", "cosine")
+#: the most steps a run may take: more is a typo, not a plan (it would run for years)
+MAX_STEPS = 10**9
 
 
 @dataclass
@@ -185,7 +187,7 @@ def check_train_options(*, steps: int | None = None, epochs: float | None = None
                           "validation losses are written in the metrics rows")
     if seed is not None and seed >= 2**63:
         raise ConfigError(f"seed must be below 2^63, got {seed}")
-    if steps is not None and steps > 10**9:  # a typo, not a plan: it would run for years
+    if steps is not None and steps > MAX_STEPS:
         raise ConfigError(f"steps must be at most 10^9, got {steps}")
     for name, value in (("epochs", epochs), ("max_minutes", max_minutes)):
         if value is not None and not (value > 0 and math.isfinite(value)):
@@ -317,6 +319,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # its config.json, written once the run folder is made: options JSON cannot hold (a user's callable) refused now
     config = model_config(model) if run_dir is not None else None
     acceleration.check_precision(model, precision)
+    # an EM model has no networks: compiling nothing asked for a C++ compiler and imported inductor (5 s)
+    compile = compile and bool(acceleration.networks(model))
     if compile:  # before anything is written: inductor finds no C++ compiler only at the first compiled step
         acceleration.check_compile(model.device)
     if run_dir is not None and not str(run_dir).strip():
