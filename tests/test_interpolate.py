@@ -272,8 +272,9 @@ def test_a_row_the_prior_refuses_leaves_the_other_rows_their_pull():
 
     from genzoo.apps.interpolate import _neg_log_prior
 
-    for prior, bad in ((Independent(Normal(torch.zeros(2), torch.ones(2)), 1), [float("nan"), 0.0]),
-                       (Independent(Uniform(-torch.ones(2), torch.ones(2)), 1), [2.0, 0.0])):
+    check = {"validate_args": True}  # (importing torch._dynamo turns torch's default validation off for the process)
+    for prior, bad in ((Independent(Normal(torch.zeros(2), torch.ones(2), **check), 1, **check), [float("nan"), 0.0]),
+                       (Independent(Uniform(-torch.ones(2), torch.ones(2), **check), 1, **check), [2.0, 0.0])):
         z = torch.tensor([[0.5, -0.5], bad, [0.1, 0.2]], requires_grad=True)  # (3, 2): row 1 refused
         pull = _neg_log_prior(prior, z)  # (3,)
         assert torch.isnan(pull[1])
