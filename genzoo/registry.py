@@ -205,8 +205,8 @@ def build(name: str, **kwargs: Any) -> GenerativeModel:
 #: before the model sees them (so a bad value is a one-line error, not an exception from deep inside torch), defaults
 #: too; each model checks its other options.
 _RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rules: "[]" closed, "[)" half-open, "()" open
-    **dict.fromkeys(["lr", "clip", "rejection_sharpness"], ("()", 0.0, math.inf)),
-    **dict.fromkeys(["eps", "weight_decay", "max_grad_norm", "reg_covar", "kl_weight", "gp_weight", "min_std",
+    **dict.fromkeys(["lr", "clip", "rejection_sharpness", "kl_weight"], ("()", 0.0, math.inf)),
+    **dict.fromkeys(["eps", "weight_decay", "max_grad_norm", "reg_covar", "gp_weight", "min_std",
                      "instance_noise", "labelled_weight", "alpha"], ("[)", 0.0, math.inf)),
     **dict.fromkeys(["latent_dim", "width", "n_couplings", "n_blocks", "n_layers", "n_scales", "n_components",
                      "n_classes", "n_samples", "d_steps", "pack", "flow_length", "labelled_batch", "chunk_size", "labels",

@@ -414,6 +414,7 @@ def test_batch_norm_refuses_batches_of_one_and_analogies_follow_the_models_devic
                  str(rd), "--no-progress"]) == 2
     assert "batch_norm needs batches of 2 or more" in capsys.readouterr().err and not rd.exists()
     m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,), labels=20).eval().to("meta")
+    m.check_pixels = m.check_input  # a meta tensor holds no values to check (on a real device analogies checks them)
     assert m.analogies(torch.rand(3, 1, 8, 8)).shape == (3, 10, 1, 8, 8)  # a CPU batch for a model elsewhere
     rd = tmp_path / "lin"  # (an empty value is the default, None: hidden; [] asks for no layers)
     assert main(["train", "ssvae", "--set", "classifier_hidden=[]", "--steps", "1", "--run-dir", str(rd),
@@ -433,7 +434,8 @@ def test_bounds_and_classify_do_not_depend_on_the_models_mode():
     state = {k: v.clone() for k, v in m.state_dict().items()}
     queries = {"elbo": lambda: m.elbo(x), "unlabelled_bound": lambda: m.unlabelled_bound(x),
                "labelled_bound": lambda: m.labelled_bound(x, y), "iwae_bound": lambda: m.iwae_bound(x, 3),
-               "classify": lambda: m.classify(x), "analogies": lambda: m.analogies(x[:2])}
+               "classify": lambda: m.classify(x), "analogies": lambda: m.analogies(x[:2]),
+               "encode": lambda: m.encode(x).mean, "encode(x, y)": lambda: m.encode(x, y).mean}
     got = {}
     for mode in ("train", "eval"):
         getattr(m, mode)()
@@ -446,6 +448,37 @@ def test_bounds_and_classify_do_not_depend_on_the_models_mode():
     torch.manual_seed(5)
     assert torch.equal(m.train().classify(x), got["eval", "classify"])  # and again: no dropout
     assert all(torch.equal(v, state[k]) for k, v in m.state_dict().items())  # running statistics untouched
+    # encode ran in the model's mode (a98 #10's fix left it out): batch statistics, moved running statistics,
+    # and torch's bare ValueError for one example in train mode
+    m.train()
+    assert m.encode(x[:1]).batch_shape == (1,) and m.encode(x[:1], y[:1]).batch_shape == (1,)
+    assert m.training and all(torch.equal(v, state[k]) for k, v in m.state_dict().items())
+
+
+def test_classify_encode_and_analogies_check_pixels_as_the_bounds_do():
+    """classify, encode and analogies took uint8 images of 0..255 (a plausible but wrong error rate) and NaN images
+    (all "class 0", NaN latents) without a word, while the bounds refused them with a one-line DataError."""
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), labels=20)
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0)).bernoulli()
+    nan = x.clone()
+    nan[1, 0, 2, 2] = float("nan")
+    y = torch.tensor([0, 1, 2])
+    queries = {"classify": m.classify, "encode": m.encode, "encode(x, y)": lambda x: m.encode(x, y),
+               "analogies": m.analogies, "elbo": m.elbo}
+    for name, f in queries.items():
+        with pytest.raises(DataError, match=r"ssvae: a Bernoulli decoder scores pixels in \[0, 1\], got values in \[0, 255\]"):
+            f((x * 255).to(torch.uint8))
+        with pytest.raises(DataError, match="ssvae: examples with NaN or infinite values"):
+            f(nan)
+        f(x)  # images in [0, 1] are taken
+    assert m.classify(x.to(torch.uint8)).shape == (3,)  # 0/1 integer images are fine
+
+
+def test_kl_weight_states_one_range():
+    """kl_weight=-1 was refused as 'must be >= 0', then 0 as 'must be > 0' (the shared ranges had it half-open)."""
+    for bad in (-1.0, 0.0):
+        with pytest.raises(ConfigError, match=r"kl_weight must be > 0, got"):
+            genzoo.build("ssvae", data_shape=(4,), kl_weight=bad)
 
 
 def test_labels_of_any_integer_dtype():

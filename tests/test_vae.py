@@ -308,6 +308,33 @@ def test_empty_batches_and_nan_data_are_data_errors():
                 f(nan.nan_to_num(nan=math.inf))
 
 
+def test_encode_checks_pixels_as_the_bounds_do():
+    """encode (and so infer_latent) took uint8 images of 0..255 (|z| up to ~50) and NaN images (NaN latents) without
+    a word, while the bounds refused them with a one-line DataError. A Gaussian decoder takes any finite values."""
+    from genzoo.apps import infer_latent
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    nan = x.clone()
+    nan[1, 0, 2, 2] = float("nan")
+    ber = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    gau = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,), likelihood="gaussian")
+    for f in (ber.encode, lambda x: infer_latent(ber, x)):
+        with pytest.raises(genzoo.DataError, match=r"vae: a Bernoulli decoder scores pixels in \[0, 1\], got values in \[0, 25\d\]; scale the data"):
+            f((x * 255).to(torch.uint8))
+    for f in (ber.encode, gau.encode, lambda x: infer_latent(gau, x)):
+        with pytest.raises(genzoo.DataError, match="vae: examples with NaN or infinite values"):
+            f(nan)
+    assert torch.isfinite(gau.encode(x * 255).mean).all() and ber.encode(x).batch_shape == (3,)
+
+
+def test_the_gaussian_scale_is_the_decoders_output_for_each_z():
+    """As the docstring now says (it said 'a learned per-pixel scale floored at min_std'): the scale is an output of
+    the decoder for each z, softplus(.) + min_std (> min_std), not one parameter per pixel."""
+    m = genzoo.build("vae", data_shape=(2,), latent_dim=2, hidden=(8,), likelihood="gaussian", min_std=0.1)
+    scale = m.decode(torch.randn(5, 2, generator=torch.Generator().manual_seed(0))).base_dist.scale  # (5, 2)
+    assert (scale > 0.1).all() and not torch.allclose(scale, scale[:1].expand_as(scale))  # varies with z
+
+
 def test_elbo_checks_n_samples():
     m = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
     x = torch.rand(2, 1, 8, 8).bernoulli()

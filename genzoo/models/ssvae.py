@@ -51,9 +51,11 @@ The labelled subset is balanced (``labels / n_classes`` per class), chosen once,
 its training set, and kept with the weights: a resumed run, a second ``fit`` and a loaded model's ``fit`` train
 on the same labels (:meth:`SSVAE.reset_labels` asks the next one for a new draw).
 
-The public bounds (``elbo``, ``labelled_bound``, ``unlabelled_bound``, ``iwae_bound``) and ``classify`` run in
-eval mode whatever the model's (batch-norm running statistics, no dropout, beta = 1): a model just built
-(in train mode) gives the numbers a trained or loaded one would.
+The public bounds (``elbo``, ``labelled_bound``, ``unlabelled_bound``, ``iwae_bound``), ``classify``, ``encode``
+and ``analogies`` run in eval mode whatever the model's (batch-norm running statistics, no dropout, beta = 1): a
+model just built (in train mode) gives the numbers a trained or loaded one would. They check their images as
+the bounds do (:meth:`~genzoo.base.GenerativeModel.check_pixels`): NaN, or pixels outside [0, 1] such as uint8
+images of 0..255, are a DataError.
 
 >>> import torch, genzoo
 >>> m2 = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,), labels=20)
@@ -258,17 +260,24 @@ class SSVAE(GenerativeModel):
 
     def classify(self, x: Tensor) -> Tensor:
         """The most probable class under q(y|x), (B,), in eval mode whatever the model's (no dropout, batch-norm
-        running statistics, left as they are)."""
+        running statistics, left as they are). ``x`` is checked as the bounds check it (:meth:`check_pixels`:
+        NaN, or pixels outside [0, 1], are a DataError)."""
+        x = self.check_pixels(x)
         with torch.no_grad(), evaluating(self):
             return self.class_logits(x).argmax(-1)
 
     def encode(self, x: Tensor, y: Tensor | None = None, features: Tensor | None = None) -> Distribution:
         """q(z|x, y), batch (B,), event (latent_dim,); without ``y``, the classifier's choice. ``features``:
         ``self.trunk`` of the flattened x when already computed (x itself without ``shared_trunk``). ``y`` is
-        checked as :meth:`labelled_bound` checks it (B integer classes in 0..n_classes-1, a DataError otherwise)."""
+        checked as :meth:`labelled_bound` checks it (B integer classes in 0..n_classes-1, a DataError otherwise),
+        and ``x`` as the bounds check it (:meth:`check_pixels`). In eval mode whatever the model's, as
+        :meth:`classify` (batch-norm running statistics, left as they are; no dropout): the training step reads
+        :meth:`_encode`, in its own mode."""
+        x = self.check_pixels(x)
         if y is not None:
-            y = self.check_labels(y, self.check_input(x).shape[0])
-        return self._encode(x, y, features)
+            y = self.check_labels(y, x.shape[0])
+        with evaluating(self):
+            return self._encode(x, y, features)
 
     def _encode(self, x: Tensor, y: Tensor | None = None, features: Tensor | None = None) -> Distribution:
         """:meth:`encode` with classes ``y`` that need no check (the bounds' own enumeration, the labelled subset)."""
@@ -439,9 +448,8 @@ class SSVAE(GenerativeModel):
     @torch.no_grad()
     def analogies(self, x: Tensor) -> Tensor:
         """The paper's Figure 1: z = E q(z|x) inferred from each image, decoded with every class:
-        (B, K, *data_shape); in eval mode, as :meth:`classify`."""
-        with evaluating(self):
-            z = self.encode(x).mean  # (B, L); q(z|x,y)'s batch norm (p(x|y,z) has no mode-dependent layer)
+        (B, K, *data_shape); in eval mode, and ``x`` checked, as :meth:`encode`."""
+        z = self.encode(x).mean  # (B, L); in eval mode (p(x|y,z) has no mode-dependent layer)
         B, K = x.shape[0], self.n_classes
         ys = torch.arange(K, device=z.device).repeat(B)  # (B*K,) on the model's device, wherever x came from
         return self._decode(z.repeat_interleave(K, 0), ys).mean.reshape(B, K, *self.data_shape)

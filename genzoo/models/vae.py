@@ -110,8 +110,9 @@ class VAE(GenerativeModel):
 
     Arguments: ``latent_dim`` (size of z), ``hidden`` (MLP hidden sizes, mirrored in the decoder;
     idle with ``arch="conv"``), ``arch`` ("mlp" or "conv"), ``activation`` (the nonlinearity of both
-    networks, MLP or conv), ``likelihood`` ("bernoulli" for binary data, "gaussian" for continuous data
-    with a learned per-pixel scale floored at ``min_std``), ``n_samples`` (S reparameterised samples per
+    networks, MLP or conv), ``likelihood`` ("bernoulli" for binary data, "gaussian" for continuous data: a
+    per-pixel scale that the decoder outputs with the mean for each z, softplus(.) + ``min_std``, not one
+    learned parameter per pixel), ``n_samples`` (S reparameterised samples per
     example in the training ELBO), ``lr`` (Adam), ``posterior_flow`` ("none" or "planar") and
     ``flow_length`` (K planar maps, amortised: the encoder outputs them).
     Under bf16 autocast the networks' outputs are cast to float32, so the KL, the planar log-dets and
@@ -199,7 +200,10 @@ class VAE(GenerativeModel):
     def encode(self, x: Tensor) -> Distribution:
         """q(z|x), batch shape (B,), event shape (latent_dim,): N(mu, sigma^2), or with a planar posterior
         that Gaussian pushed through the K planar maps (a ``TransformedDistribution``: ``rsample`` and
-        ``log_prob`` work; its mean has no closed form, use ``encode(x).base_dist.mean`` for mu).
+        ``log_prob`` work; its mean has no closed form, use ``encode(x).base_dist.mean`` for mu). ``x`` is
+        checked as the bounds check it (:meth:`~genzoo.base.GenerativeModel.check_pixels`: NaN or infinite
+        values, and for a Bernoulli decoder pixels outside [0, 1], such as uint8 images of 0..255, are a
+        DataError); the training step reads the encoder without that check.
 
         >>> import genzoo
         >>> _ = torch.manual_seed(0)
@@ -211,7 +215,7 @@ class VAE(GenerativeModel):
         >>> torch.allclose(q.log_prob(q.mean), -sigma.log().sum(1) - 2 * math.log(2 * math.pi))
         True
         """
-        mu, log_sigma, maps = self._posterior(self.check_input(x))
+        mu, log_sigma, maps = self._posterior(self.check_pixels(x))
         q0 = Independent(Normal(mu, log_sigma.exp(), validate_args=False), 1)
         if not maps:
             return q0
