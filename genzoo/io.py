@@ -1,8 +1,9 @@
 """Saving and loading: ``config.json`` + ``model.safetensors``, checkpoints, atomic writes.
 
-Nothing here unpickles: weights are safetensors, everything else is JSON. Every file is written to a
-temporary name in the same folder and renamed into place, and a checkpoint is a folder renamed
-into place whole, so an interrupted run never leaves a half-written file behind. A saved model's two files
+Nothing here unpickles: weights are safetensors, everything else is JSON. Every file but the rows appended to
+``metrics.jsonl`` (and TensorBoard's events) is written to a temporary name in the same folder and renamed into
+place, and a checkpoint is a folder renamed into place whole, so an interrupted run never leaves a half-written
+file behind (at most a last metrics row cut short, which is skipped when read). A saved model's two files
 are two renames; :func:`save` marks both with the id of the save, so :func:`load` refuses the new weights beside
 the old config that a kill between the two leaves.
 
@@ -67,8 +68,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     if path.is_symlink():  # write through the link, as open() would, not over it
         path = path.resolve()
+    stem = path.name  # the temporary name is 14 bytes longer: a name near NAME_MAX (255 bytes) is cut for it
+    while len(os.fsencode(stem)) > 200:
+        stem = stem[:-1]
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=".tmp")
     except OSError as e:
         raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     try:
@@ -192,8 +196,13 @@ def dumps(obj: Any, indent: int | None = None) -> str:
 def loads(text: str) -> Any:
     """JSON as :func:`dumps` writes it: the plain strings "Infinity", "-Infinity", "NaN" become floats (as in files of
     every genzoo version), escaped ones stay strings; the bare ``Infinity``/``NaN`` tokens of files written by older
-    genzoo versions are read too. JSON nested too deeply for Python's parser is a ``json.JSONDecodeError``, as
-    other damage is."""
+    genzoo versions are read too. JSON nested too deeply for Python's parser, or holding an integer of more digits
+    than Python reads (4,300: ``sys.get_int_max_str_digits``), is a ``json.JSONDecodeError``, as other damage is.
+
+    >>> loads('{"a": 1' + "0" * 5000 + '}')
+    Traceback (most recent call last):
+    json.decoder.JSONDecodeError: an integer of more than 4,300 digits
+    """
     def token(m: re.Match) -> str:  # a plain "NaN" value as the bare token, which json.loads reads as a float
         return m[1][1:-1] if m[1] in _NAMED and not m[2] else m[0]
 
@@ -202,6 +211,14 @@ def loads(text: str) -> Any:
         return json.loads(_TOKEN.sub(token, text)) if any(n in text for n in _NAMED) else obj
     except RecursionError:
         raise json.JSONDecodeError("nested too deeply", text, 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError:  # int(str) past Python's limit: a plain ValueError, which every caller took for a bug
+        import sys
+
+        error = json.JSONDecodeError(f"an integer of more than {sys.get_int_max_str_digits():,} digits", text, 0)
+        error.args = (error.msg,)  # (no position: json does not say where the number is)
+        raise error from None
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
@@ -248,13 +265,23 @@ def _digest(data: bytes = b"", path: Path | None = None) -> str:
 
 
 def load_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[str, torch.Tensor]:
-    """The tensors of the safetensors file ``path``, or a :class:`CheckpointError` calling it ``what``."""
+    """The tensors of the safetensors file ``path``, or a :class:`CheckpointError` calling it ``what`` (missing,
+    or damaged: a read error of the disk too). A file this process may not read is no damage: its
+    ``PermissionError`` is raised as it is, so that a resume stops rather than set the checkpoint aside."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"missing {what} {path}")
     try:  # from bytes, as they are written: safetensors refuses a path that is not UTF-8 (an old archive's names)
-        return load_tensors_bytes(path.read_bytes())
-    except (SafetensorError, OSError, ValueError) as e:
+        data = path.read_bytes()
+    except FileNotFoundError:  # removed since (a checkpoint pruned by a run still training: load() takes the next)
+        raise CheckpointError(f"missing {what} {path}") from None
+    except PermissionError:
+        raise
+    except OSError as e:  # EIO: a disk fault
+        raise CheckpointError(f"corrupt {what} {path}: {e.strerror or e}") from None
+    try:
+        return load_tensors_bytes(data)
+    except (SafetensorError, ValueError) as e:
         raise CheckpointError(f"corrupt {what} {path}: {str(e).splitlines()[0]}") from None
 
 
@@ -272,7 +299,8 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     if not path.is_file():
         raise CheckpointError(f"missing {what} {path}")
     try:
-        obj = loads(path.read_text())
+        # a byte-order mark, as some editors write (PowerShell 5, old Notepad), is no error, as in a recipe
+        obj = loads(path.read_text(encoding="utf-8").removeprefix("\ufeff"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"corrupt {what} {path}: {e}") from None
     if not isinstance(obj, dict):
@@ -336,18 +364,14 @@ def write_model(model, directory: Path, pair: bool = False) -> None:
     (:func:`save`) both files carry the id of the save, ``save_id`` (the digest of the config written; in the
     weights' safetensors metadata), so the new weights beside the old config that a kill between the two leaves
     (another model's options, maybe of the same shapes) are refused by :func:`load`. A run needs none: its
-    config.json is the same from its start, and ``best/`` is replaced whole.
-
-    A model not set up yet (not :attr:`~genzoo.base.GenerativeModel.initialised`: built and saved before any
-    ``fit``) is recorded so, ``"initialised": false`` in config.json, for :func:`load` to give it back as such, so
-    that ``fit`` sets it up as a new model (the GMM's k-means, the GAN's data standardisation); a set-up model's
-    config.json holds no such key, as before."""
+    config.json is the same from its start, and ``best/`` is replaced whole."""
     cfg, meta = model_config(model), None  # (first: a config JSON cannot hold is refused before the folder is made)
-    if not getattr(model, "initialised", True):  # (only then: the files of set-up models stay byte for byte)
-        cfg["initialised"] = False
     if blocked_by_file(directory):
         raise WriteError(f"cannot save into {directory}: that path, or a part of it, is a file, not a folder")
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot create the folder {directory}: {e.strerror or e}") from None
     if pair:  # the same config gives the same id: saving the same model twice writes the same bytes
         cfg["save_id"] = _digest(dumps(cfg).encode())
         meta = {"save_id": cfg["save_id"]}  # (in place of {"format": "pt"}: see save_tensors)
@@ -368,7 +392,12 @@ def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
     if not directory.is_dir():
         raise CheckpointError(f"not a genzoo run: {directory} is not a directory")
     if not (directory / CONFIG).is_file():
-        raise CheckpointError(f"not a genzoo run: {directory} has no {CONFIG}")
+        hint = ""
+        if directory.parent.name == CHECKPOINTS and directory.name.startswith("step-") and directory.name[5:].isdigit():
+            run = directory.parent.parent  # a checkpoint: its run's config.json describes its weights
+            hint = (f": it is a checkpoint of the run in {run}, which its commands take whole (its newest weights); to "
+                    f"use this checkpoint's, copy {run / CONFIG} into it")
+        raise CheckpointError(f"not a genzoo run: {directory} has no {CONFIG}{hint}")
     cfg = read_json(directory / CONFIG, "model config")
     if "model" not in cfg or "genzoo_version" not in cfg or not isinstance(cfg.get("config"), dict):
         raise CheckpointError(f"{directory / CONFIG} is not a genzoo model config (no 'model'/'config'/'genzoo_version')")
@@ -378,8 +407,12 @@ def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
                               f"{', '.join(PARAMETER_DTYPES)})")
     try:
         model = build(cfg["model"], **cfg["config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{directory / CONFIG}: {e}") from None
+    except ConfigError as e:  # an option of a newer genzoo, or an edit: the version that wrote it named, as run.json's
+        from . import __version__
+
+        version = cfg["genzoo_version"]
+        newer = f" (written by genzoo {version}; this is {__version__})" if version not in (None, __version__) else ""
+        raise CheckpointError(f"{directory / CONFIG}: {e}{newer}") from None
     return (model if dtype is None else model.to(PARAMETER_DTYPES.get(dtype, torch.float32))), cfg
 
 
@@ -506,23 +539,23 @@ def blocked_by_file(path: str | os.PathLike) -> bool:
     return any(p.exists() and not p.is_dir() for p in (path, *path.parents))
 
 
-def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu") -> GenerativeModel:
+def load(directory: str | os.PathLike, map_location: str | torch.device | int = "cpu") -> GenerativeModel:
     """Load a model saved by :func:`save`, or the newest weights of a run directory, onto the device
-    ``map_location`` (a ConfigError for one this torch cannot use), in eval mode.
-
-    The model is :attr:`~genzoo.base.GenerativeModel.initialised` (``fit`` trains on from its weights) unless
-    it was saved before it was set up (:func:`write_model`'s ``"initialised": false``), as it was in memory:
-
-    >>> import tempfile, genzoo
-    >>> d = tempfile.mkdtemp(); genzoo.save(genzoo.build("gmm", data_shape=(2,)), d)   # built, never fitted
-    >>> genzoo.load(d).initialised
-    False
+    ``map_location`` (a ConfigError for one this torch cannot use, for ``"meta"``, which holds no weights, and for
+    what is no device: a dtype), in eval mode.
 
     A run killed before it finished has no ``model.safetensors`` yet; its latest checkpoint is used. A
     ``model.safetensors`` and a ``config.json`` of two saves (:func:`write_model`'s ``save_id``: a save cut short
     between its two files) are a :class:`CheckpointError`; files without the id (a run's, an older genzoo's, weights
     written by other means) are not checked.
     """
+    device = map_location.type if isinstance(map_location, torch.device) else map_location
+    if isinstance(device, bool) or not isinstance(device, (str, int)):  # a dtype cast the model without a word
+        raise ConfigError(f"map_location is the device to load onto (\"cpu\", \"cuda\", \"cuda:1\", a torch.device or a "
+                          f"GPU's index), not {map_location!r}" + (": cast the loaded model with .to(dtype)" *
+                                                                   isinstance(map_location, torch.dtype)))
+    if isinstance(device, str) and device.split(":")[0].strip() == "meta":
+        raise ConfigError("map_location 'meta' gives a model without weights: load onto a device (\"cpu\", \"cuda\")")
     directory = Path(directory)
     model, cfg = _build(directory)
     for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
@@ -536,8 +569,6 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
                 raise
             continue
         load_state(model, tensors, weights, f"the model of {directory / CONFIG}")
-        if weights == directory / WEIGHTS:  # a checkpoint's weights were set up and trained by fit
-            model.initialised = _saved_initialised(cfg, directory)
         recorded = cfg.get("save_id")  # both files marked by save (write_model), but by two saves:
         if recorded is not None and weights == directory / WEIGHTS and _save_id(weights) not in (None, recorded):
             raise CheckpointError(f"{weights} and {directory / CONFIG} were written by two saves (another save_id: a "
@@ -545,15 +576,6 @@ def load(directory: str | os.PathLike, map_location: str | torch.device = "cpu")
                                   "(or delete save_id from config.json to load the two together)")
         return _moved(model, map_location)
     raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")
-
-
-def _saved_initialised(cfg: dict, directory: Path) -> bool:
-    """config.json's ``initialised`` record (:func:`write_model`): False for a model saved before it was set up,
-    True where the key is absent (every set-up model's file, and those of genzoo versions before the record)."""
-    value = cfg.get("initialised", True)
-    if not isinstance(value, bool):
-        raise CheckpointError(f"{directory / CONFIG}: initialised is {value!r}, not true or false")
-    return value
 
 
 def _moved(model, device):
@@ -578,20 +600,28 @@ def run_lock(run_dir: str | os.PathLike):
     it from before it writes run.json, ``fit`` again around training); another thread is refused. Where
     ``fcntl`` is missing (Windows) there is no lock; where the file system does not lock (:data:`NO_LOCKS`)
     neither, with a :class:`GenZooWarning` (once a process); another error of ``flock`` is a :class:`WriteError`.
+    A ``.lock`` that is a symlink is a :class:`WriteError` too: the file locked, then removed, is the name in the
+    run folder, never what a link points at (a folder shared with others must not make training remove a file).
     """
     try:
         import fcntl
     except ImportError:
         yield
         return
-    path = (Path(run_dir) / ".lock").resolve()
+    path = Path(run_dir).resolve() / ".lock"  # the folder resolved (a symlinked run shares its lock), not the file
     if _LOCKED.get(path) == threading.get_ident():  # held by this thread: `genzoo train` around fit
         yield
         return
     while True:
-        try:
-            f = open(path, "a")
+        try:  # never through a symlink (O_NOFOLLOW where the system has it; the look before, where it has not)
+            if path.is_symlink():
+                raise OSError(errno.ELOOP, "a symlink")
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+            f = os.fdopen(os.open(path, flags, 0o666), "a")
         except OSError as e:
+            if path.is_symlink():
+                raise WriteError(f"the run's lock file {path} is a symlink: remove it (training makes its own, and "
+                                 "removes it at the end)") from None
             raise WriteError(f"cannot write the run's lock file {path}: {e.strerror or e}") from None
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -609,7 +639,7 @@ def run_lock(run_dir: str | os.PathLike):
                               "not be stopped", GenZooWarning, stacklevel=3)
             break  # go on unlocked; the file is removed at the end as a held one is
         try:  # the holder before may have removed the file between our open and our lock: lock the current one
-            same = os.fstat(f.fileno()).st_ino == os.stat(path).st_ino
+            same = os.fstat(f.fileno()).st_ino == os.lstat(path).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -695,7 +725,7 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, state: dict,
                     rng: dict[str, torch.Tensor], keep: int = 3) -> Path:
     """Write ``checkpoints/step-NNNNNNNN/`` atomically: the folder is filled under a temporary
-    name and renamed into place, then all but the newest ``keep`` checkpoints are removed. ``rng`` holds the
+    name and renamed into place, then all but the newest ``keep`` (at least 1) checkpoints are removed. ``rng`` holds the
     generator states ``"torch"`` and ``"data"`` (:func:`load_checkpoint` refuses a checkpoint without them);
     ``state`` is JSON written beside ``step`` in ``state.json``. Returns the checkpoint's folder. A checkpoint
     that cannot be written (a full disk) is a :class:`WriteError` naming it and the newest one left intact.
@@ -710,6 +740,8 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
     >>> path.name, sorted(os.listdir(os.path.join(run, "checkpoints")))   # step 10 pruned
     ('step-00000020', ['step-00000020'])
     """
+    if keep < 1:  # (0 kept them all; -1 removed each one as soon as it was written)
+        raise ConfigError(f"keep must be >= 1, got {keep}: the newest checkpoint is always kept")
     root = Path(run_dir) / CHECKPOINTS
     final = root / f"step-{step:08d}"
     tmp = None

@@ -550,3 +550,30 @@ def test_a_labelled_folder_names_its_classes_in_the_banner_and_run_json(tmp_path
     assert json.loads((rd / "run.json").read_text())["classes"] == ["cat", "dog", "zebra_with_a_very_long_folder_name"]
     code, _, err = run(capsys, "train", "gmm", "--steps", "2", "--run-dir", str(tmp_path / "d"), "--no-progress")
     assert code == 0 and "classes" not in err and "classes" not in json.loads((tmp_path / "d" / "run.json").read_text())
+
+
+def _tiny_run(capsys, rd):
+    """A `genzoo train` run in a tenth of a second: checkpoints at steps 1 and 2, no sample grids."""
+    assert run(capsys, "train", "vae", "--steps", "2", "--checkpoint-every", "1", "--sample-every", "0", "--set",
+               "data.n=64", "--set", "latent_dim=2", "--set", "hidden=[8]", "--run-dir", str(rd), "--no-progress")[0] == 0
+
+
+def test_eval_rewrites_an_eval_json_holding_an_integer_past_pythons_digit_limit(tmp_path, capsys):
+    """eval printed its results, then failed reading the old eval.json ('unexpected ValueError ... a bug in
+    genzoo', exit 1): the results just computed were lost."""
+    rd = tmp_path / "vae"
+    _tiny_run(capsys, rd)
+    (rd / "eval.json").write_text('{"huge": ' + "9" * 5000 + "}")
+    code, _, err = run(capsys, "eval", str(rd), "--iwae-k", "2", "-n", "50", "--no-progress")
+    assert code == 0, err
+    assert "huge" not in json.loads((rd / "eval.json").read_text())
+
+
+def test_a_checkpoint_folder_given_to_sample_or_eval_says_how_to_use_it(tmp_path, capsys):
+    rd = tmp_path / "vae"
+    _tiny_run(capsys, rd)
+    step = rd / "checkpoints" / "step-00000001"
+    for command in (["sample", str(step), "-n", "4", "-o", str(tmp_path / "s.png")], ["eval", str(step)]):
+        code, _, err = run(capsys, *command)
+        assert code == 2 and err.count("\n") == 1, err
+        assert f"it is a checkpoint of the run in {rd}" in err and f"copy {rd / 'config.json'} into it" in err

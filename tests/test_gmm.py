@@ -426,3 +426,20 @@ def test_a_reg_covar_whose_precision_overflows_the_dtype_is_refused():
     with pytest.warns(GenZooWarning, match=r"feature 1 .* adds 344 nats per example"):
         m.setup(torch.tensor([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]]).repeat(4, 1), torch.Generator().manual_seed(0))
     assert torch.isfinite(m.precisions_cholesky).all()
+
+
+def test_a_mixture_saved_before_its_fit_is_refused_by_fit_not_trained_as_one_gaussian(tmp_path):
+    """load marks weights read from a file as trained, so fit skipped the k-means setup of a GMM saved before its fit,
+    and EM from K equal components never separates them: one Gaussian copied 8 times, without a word (a108 #1)."""
+    from genzoo.data import load_dataset
+
+    ring = load_dataset("ring", split="train", n=400)
+    genzoo.save(genzoo.build("gmm", data_shape=(2,), n_components=8), tmp_path / "built")
+    with pytest.raises(ConfigError, match=r"^gmm: its 8 components are as built, all equal .* fit a new model"):
+        genzoo.fit(genzoo.load(tmp_path / "built"), ring, steps=2, progress=False)
+    for covariance in ("full", "diag"):  # set up (by hand, or by fit), it trains
+        m = genzoo.build("gmm", data_shape=(2,), n_components=8, covariance=covariance)
+        m.setup(ring.x, torch.Generator().manual_seed(0))
+        genzoo.save(m, tmp_path / covariance)
+        genzoo.fit(genzoo.load(tmp_path / covariance), ring, steps=2, progress=False)
+    assert not genzoo.build("gmm", data_shape=(2,), n_components=1)._as_built()  # one component: nothing to separate

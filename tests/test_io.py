@@ -525,35 +525,137 @@ def test_weights_that_do_not_fit_name_the_model_they_were_loaded_into(tmp_path):
         genzoo.load(tmp_path / "saved")
 
 
-def test_a_model_saved_before_setup_is_set_up_by_fit(tmp_path):
-    """load marked every model read from a file as set up, so fit skipped setup on a GMM saved before its fit: EM from
-    K identical components never breaks the symmetry (one Gaussian copied 8 times), and a GAN kept data_loc 0 and
-    data_scale 1 (its vector data unstandardised), with no word (a108 #1)."""
-    from genzoo.data import load_dataset
-    from genzoo.data.dataset import Dataset
 
-    ring = load_dataset("ring", split="train", n=400)
-    genzoo.save(genzoo.build("gmm", data_shape=(2,), n_components=8), tmp_path / "gmm")
-    gmm = genzoo.load(tmp_path / "gmm")
-    genzoo.fit(gmm, ring, steps=20, progress=False)
-    assert len(torch.unique(gmm.means.round(decimals=4), dim=0)) == 8  # k-means ran (1 distinct mean before)
-    assert json.loads((tmp_path / "gmm" / "config.json").read_text())["initialised"] is False
-    assert not genzoo.load(tmp_path / "gmm").initialised
-    genzoo.save(gmm, tmp_path / "fitted")  # set up: no record (files as before), and it loads as set up
-    assert "initialised" not in json.loads((tmp_path / "fitted" / "config.json").read_text())
-    assert genzoo.load(tmp_path / "fitted").initialised
-    shifted = Dataset("shifted", "train", 5 + 2 * ring.x, None)  # mean about 5, std about 1.4
-    torch.manual_seed(0)
-    genzoo.save(genzoo.build("gan", data_shape=(2,), hidden=(8,), latent_dim=2), tmp_path / "gan")
-    gan = genzoo.load(tmp_path / "gan")
-    genzoo.fit(gan, shifted, steps=1, batch_size=64, progress=False)
-    assert (gan.data_loc - 5).abs().max() < 0.5 and (gan.data_scale - 1).abs().min() > 0.2  # standardised
+HUGE = "9" * 5000  # an integer of more digits than Python's int(str) reads (4,300)
 
 
-def test_a_damaged_initialised_record_is_a_checkpoint_error(tmp_path):
-    genzoo.save(genzoo.build("gmm", data_shape=(2,)), tmp_path)
-    cfg = json.loads((tmp_path / "config.json").read_text())
-    cfg["initialised"] = "no"
-    (tmp_path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"config\.json: initialised is 'no', not true or false"):
+def test_an_integer_past_pythons_digit_limit_is_a_damaged_file_not_a_bug(tmp_path):
+    """json.loads raises a plain ValueError for it, which read_json let through: 'unexpected ValueError ... a bug
+    in genzoo' from report, sample, eval (after its work) and --resume (instead of setting the checkpoint aside)."""
+    (tmp_path / "run.json").write_text('{"huge": ' + HUGE + ', "a": 1}')
+    with pytest.raises(CheckpointError, match=r"^corrupt run file .*run.json: an integer of more than 4,300 digits$"):
+        io.read_json(tmp_path / "run.json", "run file")
+    with pytest.raises(json.JSONDecodeError):
+        io.loads("[" + HUGE + "]")
+    assert io.loads('["' + HUGE + '"]') == [HUGE]  # a string of digits is no number
+
+
+def test_an_unreadable_weights_file_is_not_called_corrupt(tmp_path, monkeypatch):
+    """A model.safetensors this process may not read (EACCES: a run trained under sudo, root-squashed NFS) was a
+    CheckpointError 'corrupt weights file', which a resume takes for damage and sets aside."""
+    from pathlib import Path
+
+    genzoo.save(_vae(), tmp_path)
+    real = Path.read_bytes
+
+    def denied(self):
+        if self.name == "model.safetensors":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(PermissionError):
         genzoo.load(tmp_path)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+    with pytest.raises(CheckpointError, match="corrupt weights file .*Input/output error"):  # a disk fault is damage
+        genzoo.load(tmp_path)
+
+
+def test_a_lock_file_that_is_a_symlink_is_refused_and_its_target_kept(tmp_path):
+    """run_lock resolved RUN/.lock itself: a .lock -> victim made training lock, then delete, the victim."""
+    run, victim = tmp_path / "run", tmp_path / "victim.txt"
+    run.mkdir()
+    victim.write_text("precious")
+    (run / ".lock").symlink_to(victim)
+    with pytest.raises(WriteError, match=r"^the run's lock file .*\.lock is a symlink: remove it"):
+        with io.run_lock(run):
+            pass
+    assert not io.locked_elsewhere(run)  # (no lock can be had: nothing holds one)
+    assert victim.read_text() == "precious" and (run / ".lock").is_symlink()
+    victim.unlink()  # a dangling link: nothing is made where it points
+    with pytest.raises(WriteError, match="is a symlink"):
+        with io.run_lock(run):
+            pass
+    assert not victim.exists()
+    (run / ".lock").unlink()
+    (tmp_path / "linked").symlink_to(run)  # a symlinked run folder shares the lock of the folder it names
+    with io.run_lock(tmp_path / "linked"):
+        assert (run / ".lock").is_file() and io.locked_elsewhere(run) is False  # (this thread holds it: re-entrant)
+    assert not (run / ".lock").exists()
+
+
+def test_a_byte_order_mark_is_no_damage(tmp_path):
+    """run.json, config.json and eval.json saved by an editor that writes a UTF-8 BOM (PowerShell 5, old Notepad)
+    were 'corrupt', though a recipe with one is read."""
+    genzoo.save(_vae(), tmp_path)
+    cfg = tmp_path / "config.json"
+    cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes())
+    assert genzoo.load(tmp_path).name == "vae"
+    (tmp_path / "eval.json").write_bytes(b"\xef\xbb\xbf" + '{"nll": 1.5, "note": "\u00e9"}'.encode())
+    assert io.read_json(tmp_path / "eval.json") == {"nll": 1.5, "note": "\u00e9"}
+
+
+def test_a_name_near_the_longest_a_folder_takes_is_written(tmp_path):
+    """The temporary name is 14 bytes longer than the file's: a name of 242 to 255 bytes was 'File name too long'."""
+    for name in ("a" * 251 + ".png", "\u00e9" * 125 + ".png"):  # 255 and 254 bytes
+        io.atomic_write_bytes(tmp_path / name, b"x")
+        assert (tmp_path / name).read_bytes() == b"x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a" * 251 + ".png", "\u00e9" * 125 + ".png"])
+
+
+def test_a_folder_that_cannot_be_made_is_a_write_error(tmp_path, monkeypatch):
+    """save into a new folder under a read-only one raised a raw PermissionError, not a genzoo error."""
+    from pathlib import Path
+
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(WriteError, match=r"^cannot create the folder .*new: Permission denied$"):
+        genzoo.save(_vae(), tmp_path / "new")
+
+
+def test_save_checkpoint_keeps_at_least_the_newest(tmp_path):
+    """keep=0 kept every checkpoint, keep=-1 removed each one as it was written (its returned path included)."""
+    m = genzoo.build("nice", data_shape=(2,), n_couplings=2, hidden=(8,))
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    for keep in (0, -1):
+        with pytest.raises(ConfigError, match=f"^keep must be >= 1, got {keep}"):
+            io.save_checkpoint(tmp_path, 1, m, [torch.optim.Adam(m.parameters())], {}, rng, keep=keep)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_config_of_another_genzoo_with_an_unknown_option_names_its_version(tmp_path):
+    genzoo.save(_vae(), tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["config"]["newopt"] = 1
+    cfg.pop("save_id")
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "genzoo_version": "9.0.0"}))
+    with pytest.raises(CheckpointError, match=r"unknown option 'newopt' .*\(written by genzoo 9\.0\.0; this is "
+                                              + genzoo.__version__.replace(".", r"\.") + r"\)$"):
+        genzoo.load(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(cfg))  # this genzoo's: no version said
+    with pytest.raises(CheckpointError, match=r"unknown option 'newopt'") as e:
+        genzoo.load(tmp_path)
+    assert "written by" not in str(e.value)
+
+
+def test_a_checkpoint_folder_given_as_a_run_says_how_to_use_it(tmp_path):
+    step = tmp_path / "run" / "checkpoints" / "step-00000010"
+    step.mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"has no config.json: it is a checkpoint of the run in .*run, which its "
+                                              r"commands take whole .*copy .*run/config.json into it$"):
+        genzoo.load(step)
+    with pytest.raises(CheckpointError, match=r"has no config.json$"):  # another folder: no hint
+        genzoo.load(tmp_path / "run")
+
+
+def test_load_refuses_a_dtype_or_meta_for_its_device(tmp_path):
+    """genzoo.load(d, torch.float16) gave a float16 model and load(d, "meta") one without weights, without a word."""
+    genzoo.save(_vae(), tmp_path)
+    with pytest.raises(ConfigError, match=r"^map_location is the device to load onto .*not torch.float16: cast"):
+        genzoo.load(tmp_path, torch.float16)
+    for meta in ("meta", torch.device("meta")):
+        with pytest.raises(ConfigError, match="^map_location 'meta' gives a model without weights"):
+            genzoo.load(tmp_path, meta)
+    assert genzoo.load(tmp_path, torch.device("cpu")).device.type == "cpu"

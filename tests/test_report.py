@@ -445,3 +445,36 @@ def test_an_integer_past_pythons_digit_limit_in_metrics_is_a_damaged_line(tmp_pa
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1' + "0" * 5000 + '}\n'
                                             '{"step": 3, "loss": 1.0}\n')
     Image.open(io.BytesIO(_curves(tmp_path))).load()
+
+
+def _tiny_run(rd):
+    """A `genzoo train` run in a tenth of a second: checkpoints at steps 1 and 2, no sample grids."""
+    assert main(["train", "vae", "--steps", "2", "--checkpoint-every", "1", "--sample-every", "0", "--set", "data.n=64",
+                 "--set", "latent_dim=2", "--set", "hidden=[8]", "--run-dir", str(rd), "--no-progress"]) == 0
+
+
+def test_a_lone_surrogate_in_run_json_is_escaped_not_a_crash(tmp_path, capsys):
+    """A run.json holding "\\ud800" (valid JSON; a hand edit or another tool) made report fail to encode the page:
+    'unexpected UnicodeEncodeError ... a bug in genzoo'."""
+    import json
+
+    rd = tmp_path / "vae"
+    _tiny_run(rd)
+    text = (rd / "run.json").read_text()
+    (rd / "run.json").write_text(text.replace('"command": [', '"command": ["\\ud800", ', 1))
+    assert "\ud800" in json.loads((rd / "run.json").read_text())["command"]
+    capsys.readouterr()
+    assert main(["report", str(rd)]) == 0, capsys.readouterr().err
+    assert b"\\ud800" in (rd / "report.html").read_bytes()
+
+
+def test_a_run_json_with_a_byte_order_mark_resumes(tmp_path, capsys):
+    """run.json saved by an editor that writes a UTF-8 BOM (PowerShell 5, Notepad before 2019) was 'corrupt'."""
+    rd = tmp_path / "vae"
+    _tiny_run(rd)
+    (rd / "run.json").write_bytes(b"\xef\xbb\xbf" + (rd / "run.json").read_bytes())
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "3", "--no-progress"]) == 0, capsys.readouterr().err
+    from genzoo.io import latest_checkpoint
+
+    assert latest_checkpoint(rd).name == "step-00000003"

@@ -1215,7 +1215,6 @@ def test_a_loaded_or_trained_model_is_refused_data_its_setup_would_have_refused(
     the ring's [-1, 1] and its loss went negative. A logit flow's check came at step 1, after config.json."""
     ring = load_dataset("ring", n=64)
     vae = genzoo.build("vae", data_shape=(2,), latent_dim=2, hidden=(8,))
-    vae.initialised = True  # as after an earlier fit (a model saved before its setup loads as not set up)
     genzoo.save(vae, tmp_path / "saved")
     nice = genzoo.build("nice", data_shape=(2,), preprocess="logit", n_couplings=2, hidden=(8,))
     nice.initialised = True  # as after an earlier fit
@@ -1228,3 +1227,90 @@ def test_a_loaded_or_trained_model_is_refused_data_its_setup_would_have_refused(
             genzoo.fit(m, ring, steps=2, run_dir=tmp_path / f"r{i}", progress=False)
         assert not (tmp_path / f"r{i}").exists()
         assert all(torch.equal(v, before[k]) for k, v in m.state_dict().items())
+
+
+def _ring_gmm_run(run, steps=4):
+    """A tiny run with checkpoints at steps 2 and 4 (the GMM's EM on the ring: milliseconds a step)."""
+    ring = load_dataset("ring", n=128)
+    genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), ring, steps=steps, run_dir=run,
+               checkpoint_every=2, progress=False)
+    return ring
+
+
+def test_resume_sets_aside_a_checkpoint_whose_state_holds_an_integer_past_pythons_digit_limit(tmp_path):
+    """json.loads raises a plain ValueError for it: the resume stopped with 'unexpected ValueError' instead of
+    setting the damaged checkpoint aside, as the README says of damaged checkpoints."""
+    run = tmp_path / "run"
+    ring = _ring_gmm_run(run)
+    state = run / "checkpoints" / "step-00000004" / "state.json"
+    state.write_text('{"huge": ' + "9" * 5000 + ", " + state.read_text()[1:])
+    with pytest.warns(genzoo.errors.GenZooWarning, match=r"corrupt checkpoint state .*step-00000004/state.json: an "
+                                                         r"integer of more than 4,300 digits; set aside .*resuming from step-00000002"):
+        state = genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), ring, steps=6, run_dir=run,
+                           checkpoint_every=2, progress=False, resume=True)
+    assert state.resumed_from == 2 and state.step == 6
+    assert (run / "checkpoints" / ".damaged-step-00000004").is_dir()
+
+
+def test_an_unreadable_newest_checkpoint_stops_the_resume_and_is_not_set_aside(tmp_path, monkeypatch):
+    """A model.safetensors this process may not read (EACCES) was 'corrupt': set aside, and the run trained on from
+    the checkpoint before it, its newer progress dropped without a word from the user."""
+    import warnings
+
+    run = tmp_path / "run"
+    ring = _ring_gmm_run(run)
+    real = Path.read_bytes
+
+    def denied(self):
+        if self.parent.name == "step-00000004" and self.name == "model.safetensors":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(PermissionError):
+            genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), ring, steps=6, run_dir=run,
+                       checkpoint_every=2, progress=False, resume=True)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002", "step-00000004"]
+    assert not list((run / "checkpoints").glob(".damaged-*")) and not (run / ".lock").exists()
+
+
+def test_an_optimizer_holding_a_tensor_lr_is_refused_before_any_step(tmp_path):
+    """torch takes Adam(lr=torch.tensor(...)); state.json cannot hold it: the run trained to its first checkpoint,
+    then failed with a bare TypeError, leaving config.json and metrics.jsonl, over which a retry was refused."""
+    from genzoo.registry import _MODELS, register
+
+    @register("point-tensor-lr", "an Adam with a tensor lr")
+    class TensorLR(genzoo.GenerativeModel):
+        def __init__(self, *, data_shape):
+            super().__init__()
+            self.data_shape, self.mu = tuple(data_shape), torch.nn.Parameter(torch.zeros(data_shape))
+
+        def loss(self, x):
+            return {"loss": (x - self.mu).square().mean()}
+
+        def configure_optimizers(self):
+            return [torch.optim.Adam(self.parameters(), lr=torch.tensor(1e-2))]
+
+    ring, rd = load_dataset("ring", n=64), tmp_path / "r"
+    try:
+        m = genzoo.build("point-tensor-lr", data_shape=(2,))
+        with pytest.raises(ConfigError, match=r"^optimizer 0's param group holds lr as a Tensor, which a checkpoint "
+                                              r"\(state.json\) cannot hold: give a float$"):
+            genzoo.fit(m, ring, steps=4, run_dir=rd, checkpoint_every=2, progress=False)
+        assert not rd.exists() and torch.equal(m.mu, torch.zeros(2))  # no step taken, nothing written
+        assert genzoo.fit(m, ring, steps=2, progress=False).step == 2  # in memory (no checkpoint): as before
+    finally:
+        _MODELS.pop("point-tensor-lr", None)
+
+
+def test_fit_that_cannot_make_its_run_folder_is_a_write_error(tmp_path, monkeypatch):
+    """fit into a new folder under a read-only one raised a raw PermissionError, not a genzoo error."""
+    def denied(self, *a, **k):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", denied)
+    with pytest.raises(genzoo.errors.WriteError, match=r"^cannot create the run folder .*new: Permission denied$"):
+        genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=64), steps=2,
+                   run_dir=tmp_path / "new", progress=False)

@@ -492,6 +492,10 @@ class GaussianMixture(GenerativeModel):
         """
         from ..train.distributed import all_reduce_sum
 
+        if self._as_built():
+            raise ConfigError(f"gmm: its {self.n_components} components are as built, all equal (a model saved before "
+                              "its fit, and loaded: fit trains loaded weights on, without the k-means setup), and EM "
+                              "never separates equal components: fit a new model, or call setup(x, generator) first")
         x = self._flatten(batch.x)  # (N, D), this rank's shard under torchrun
         shift = self.means.clone()  # (K, D)  statistics about the old means: no cancellation
         nk, sum_d, sum_dd, total_ll = self._statistics(x, shift)  # E-step
@@ -506,6 +510,17 @@ class GaussianMixture(GenerativeModel):
         if math.isfinite(ll):
             self._m_step(nk, sum_d, sum_dd, shift, N, TrainingDiverged)  # M-step
         return {"loss": -ll, "log_likelihood": ll}
+
+
+    def _as_built(self) -> bool:
+        """Whether the K > 1 components are still the constructor's (equal weights, means 0, unit precisions), which
+        EM cannot tell apart: every E-step gives each the same responsibilities, every M-step the same parameters
+        (one Gaussian copied K times). ``setup`` (k-means) moves them; a model saved before it and loaded skips it."""
+        if self.n_components == 1 or self.means.any():
+            return False
+        eye = torch.eye(self.dim, dtype=self.means.dtype, device=self.means.device)
+        unit = eye if self.covariance_type == "full" else eye.diagonal()  # (D, D) or (D,)
+        return bool((self.precisions_cholesky == unit).all() and (self.weights == self.weights[0]).all())
 
 
 def _check_reg_covar(reg_covar: float, dtype: str) -> None:

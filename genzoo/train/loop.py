@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ..base import Batch, GenerativeModel, forked_rng
-from ..errors import CheckpointError, ConfigError, DataError, GenZooError
+from ..errors import CheckpointError, ConfigError, DataError, GenZooError, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_json, blocked_by_file, dumps, latest_checkpoint, load_newest_checkpoint,
                   loads, model_config, read_json, run_files_in, run_lock, set_aside_damaged, write_model)
 from . import acceleration, distributed
@@ -383,6 +383,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         got = f"{len(opts)} optimizers" if isinstance(opts, (list, tuple)) else f"a {type(opts).__name__}"
         raise ConfigError(f"{type(model).__name__}: the default training_step takes one optimizer, and "
                           f"configure_optimizers() returned {got}: return [one optimizer] (or write a training_step)")
+    if run_dir is not None:  # a checkpoint's state.json holds the param groups: what JSON cannot hold refused now, not
+        _check_param_groups(opts)  # by a bare TypeError at the first checkpoint, after config.json was written
     for opt in state.optimizers if world_size > 1 else ():
         distributed.average_gradients_before_step(opt)
     hold = contextlib.ExitStack()  # the run's lock (rank 0), from before its checkpoints are read to the end
@@ -463,7 +465,10 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     writes = run_dir if rank == 0 else None  # rank 0 alone writes files
     with hold:
         if writes is not None:
-            writes.mkdir(parents=True, exist_ok=True)
+            try:
+                writes.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise WriteError(f"cannot create the run folder {writes}: {e.strerror or e}") from None
             hold.enter_context(run_lock(writes))  # one process at a time trains a run (re-entrant: held on resume)
             if ckpt is not None and state.step < state.total_steps:
                 # a run trained further than it was: its old final weights are not its weights any more, so
@@ -556,6 +561,29 @@ def _checked_arguments(model, callbacks, *, resume, progress, compile, keep_best
         raise ConfigError(f"callbacks must have on_start, on_step_end and on_end (genzoo.train.Callback); "
                           f"{', '.join(bad)} has not")
     return callbacks
+
+
+def _check_param_groups(optimizers) -> None:
+    """A ConfigError naming the first value of an optimizer's param groups that a checkpoint's state.json cannot
+    hold (torch takes ``lr=torch.tensor(1e-3)``), checked before the first step.
+
+    >>> p = [torch.nn.Parameter(torch.zeros(2))]
+    >>> _check_param_groups([torch.optim.Adam(p, lr=1e-3)])
+    >>> _check_param_groups([torch.optim.Adam(p, lr=torch.tensor(1e-3))])
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: optimizer 0's param group holds lr as a Tensor, which a checkpoint (state.json) cannot hold: give a float
+    """
+    for i, opt in enumerate(optimizers):
+        for group in opt.state_dict()["param_groups"]:
+            for key, value in group.items():
+                try:
+                    dumps(value)
+                except (TypeError, ValueError):
+                    tensor = isinstance(value, torch.Tensor) or (isinstance(value, (list, tuple)) and any(
+                        isinstance(v, torch.Tensor) for v in value))
+                    raise ConfigError(f"optimizer {i}'s param group holds {key} as {'a Tensor' if tensor else repr(value)}, "
+                                      "which a checkpoint (state.json) cannot hold: give "
+                                      f"{'a float' if tensor else 'numbers'}") from None
 
 
 def _new_run_problem(run_dir: Path, resume: bool) -> str | None:

@@ -372,5 +372,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
     out = Path(out) if out else run_dir / "report.html"
-    atomic_write_bytes(out, doc.encode("utf-8", "surrogateescape"))  # a folder name's bytes that are not UTF-8, kept
+    try:
+        data = doc.encode("utf-8", "surrogateescape")  # a folder name's bytes that are not UTF-8, kept
+    except UnicodeEncodeError:  # a lone surrogate no name's bytes give (a run.json edited to hold "\ud800"): escaped
+        data = doc.encode("utf-8", "backslashreplace")
+    atomic_write_bytes(out, data)
     return out
