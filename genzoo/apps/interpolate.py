@@ -239,10 +239,15 @@ def _neg_log_prior(prior, z: Tensor) -> Tensor:
     ||G(z) - x||^2 alone moves z."""
     try:
         return -prior.log_prob(z)
-    except ValueError:  # torch's argument validation, of the whole batch: row by row, to keep the others' pull
-        if len(z) == 1:
+    except ValueError:  # torch's argument validation, of the whole batch: the refused rows stand in for one taken
+        try:
+            ok = prior.support.check(z)  # (B,)
+        except NotImplementedError:
+            ok = torch.zeros_like(z[:, 0], dtype=torch.bool)
+        if not bool(ok.any()):
             return torch.full_like(z[:, 0], math.nan)
-        return torch.cat([_neg_log_prior(prior, row) for row in z.split(1)])  # (B,)
+        safe = torch.where(ok[:, None], z, z[ok][:1].detach())  # (B, L): the others' pull as it was
+        return torch.where(ok, -prior.log_prob(safe), math.nan)  # (B,)
 
 
 def arithmetic(model, a: Tensor, b: Tensor, c: Tensor, **infer) -> tuple[Tensor, Tensor]:
