@@ -1126,10 +1126,11 @@ def test_flows_2d_and_nice_mnist_write_the_footers_benchmarks_md_was_mended_to(m
     args = argparse.Namespace(quick=False, steps=None, runs_dir="/tmp/bc-runs", jobs=1, no_progress=True)
     assert flows.run(args).endswith(  # BENCHMARKS.md's line, word for word
         "Density pictures (model beside truth): `RUNS/flows-2d/MODEL-SET/density.png`; the three models stacked per set "
-        "in `RUNS/flows-2d/flows-SET.png`, copied to `docs/flows-SET.png` for the README (RUNS: `--runs-dir`, default "
-        "`runs/bench`).")
+        "in `RUNS/flows-2d/flows-SET.png`; the README shows `docs/flows-SET.png`, copies made by hand: copy these over "
+        "them (RUNS: `--runs-dir`, default `runs/bench`).")  # (the run copies nothing: review 110)
     out = {"ll": 1900.0, "seconds": 600.0, "run_dir": Path("/tmp/bc-runs/nice-mnist"), "n_test": 10_000}
     monkeypatch.setattr(common, "run_flow_on_mnist", lambda *a, **k: (["| row |"], out))
     text = nice.run(argparse.Namespace(quick=False, minutes=None, steps=2000, runs_dir="/tmp/bc-runs"))
-    assert text.endswith("samples in `docs/nice-mnist-samples.png` (the run's `RUNS/nice-mnist/samples-final.png`, "
-                         "copied for the README; RUNS: `--runs-dir`, default `runs/bench`).")
+    assert text.endswith("samples in `RUNS/nice-mnist/samples-final.png` (the README shows "
+                         "`docs/nice-mnist-samples.png`, a copy made by hand: copy this over it; RUNS: `--runs-dir`, "
+                         "default `runs/bench`).")

@@ -105,6 +105,6 @@ def run(args) -> str:
                        Path(runs_dir) / f"flows-{d}.png")
     here = f"RUNS/{Path(runs_dir).name}"  # RUNS, not this run's folder: the table is read where that is not
     lines += ["", f"Density pictures (model beside truth): `{here}/MODEL-SET/density.png`; the three models stacked per "
-              f"set in `{here}/flows-SET.png`" + ("" if args.quick else ", copied to `docs/flows-SET.png` for the README")
+              f"set in `{here}/flows-SET.png`" + ("" if args.quick else "; the README shows `docs/flows-SET.png`, copies made by hand: copy these over them")
               + f" (RUNS: `--runs-dir`, default `{RUNS_DIR}`)."]
     return "\n".join(lines)

@@ -41,7 +41,7 @@ def run(args) -> str:
     lines.append(f"| NICE, Dinh et al. 2014 (Table 2; 1,500 epochs on a GPU) | same | | | {PAPER_LL:.2f} | {paper_bpd:.2f} |")
     gap = PAPER_LL - out["ll"]
     run = f"`RUNS/{out['run_dir'].name}/samples-final.png`"  # RUNS: the table is read where that folder is not
-    where = f"{run} (" if args.quick else f"`docs/nice-mnist-samples.png` (the run's {run}, copied for the README; "
+    where = f"{run} (" if args.quick else f"{run} (the README shows `docs/nice-mnist-samples.png`, a copy made by hand: copy this over it; "
     lines += ["", f"genzoo is {abs(gap):.1f} nats {'below' if gap > 0 else 'above'} the paper after "
                   f"{out['seconds'] / 60:.1f} minutes of CPU; samples in {where}RUNS: `--runs-dir`, default "
                   f"`{RUNS_DIR}`)."]
