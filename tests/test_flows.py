@@ -1201,3 +1201,14 @@ def test_planar_decode_is_differentiable_in_z():
     z32 = torch.randn(5, 2, requires_grad=True)
     (grad,) = torch.autograd.grad(m32.decode(z32).sum(), z32)
     assert grad.dtype == torch.float32 and bool(grad.isfinite().all()) and grad.abs().sum() > 0
+
+
+def test_the_masks_refuse_a_parity_other_than_0_or_1():
+    """parity=2 gave checkerboard and alternating an all-False mask (a coupling that changes nothing) and channel_mask
+    parity 1's (audit a112, 4)."""
+    for make in (lambda p: checkerboard((1, 2, 2), p), lambda p: channel_mask((4, 1, 1), p),
+                 lambda p: alternating(4, p)):
+        for bad in (2, -1):
+            with pytest.raises(ConfigError, match=f"^a mask's parity is 0 or 1, got {bad}$"):
+                make(bad)
+        assert bool(make(0).any()) and bool(make(1).any()) and not bool((make(0) & make(1)).any())

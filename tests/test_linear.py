@@ -1,4 +1,5 @@
-"""genzoo.nn.Linear: oneDNN products on the CPU, the same values and gradients as nn.Linear."""
+"""genzoo.nn.Linear: oneDNN products on the CPU, the same values and gradients as nn.Linear; graph capture
+(TorchScript, torch.fx) of it and of the conv networks; flat_linear's heads; the nn helpers' errors."""
 
 import pytest
 import torch
@@ -188,3 +189,150 @@ def test_training_on_the_onednn_path_repeats_and_resumes_bitwise(tmp_path, monke
     genzoo.fit(c, data, steps=6, run_dir=tmp_path, resume=True, **kw)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k]) and torch.equal(v, c.state_dict()[k]), k
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_torchscript_tracing_scripting_and_fx_take_f_linear(monkeypatch):
+    """jit.trace (and the TorchScript ONNX exporter on it) crashed on a layer large enough for oneDNN ("unsupported
+    input list type: Scalar?"); jit.script on any genzoo MLP (the global switch) and fx.symbolic_trace too (a
+    Proxy's shape compared in _eligible). Each now records aten's linear and gives the eager values (audit a112, 1)."""
+    from torch import fx
+
+    from genzoo.nn import mlp
+
+    torch.manual_seed(0)
+    big, small = mlp([640, 512, 3]), mlp([64, 32, 3])
+    xb, xs = torch.randn(4, 640), torch.randn(4, 64)
+    traced = torch.jit.trace(big, xb)
+    assert "aten::linear" in str(traced.inlined_graph) and "mkldnn" not in str(traced.inlined_graph)
+    torch.testing.assert_close(traced(xb), big(xb), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.jit.script(small)(xs), small(xs), rtol=0, atol=0)
+    for net, x in ((big, xb), (small, xs)):
+        graph = fx.symbolic_trace(net)
+        torch.testing.assert_close(graph(x), net(x), rtol=1e-5, atol=1e-5)
+    calls = _onednn_calls(monkeypatch)
+    big(xb)  # eager: still oneDNN
+    assert calls
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_conv_networks_trace_under_fx_and_jit_with_their_checkpoint_names(channels_last):
+    """Their forwards sliced the Sequential (self.net[:-2](x)): a slice is a new Sequential, not a submodule, and
+    fx.symbolic_trace raised NameError even with oneDNN off (audit a112, 1). They now call the installed layers:
+    the eager values are bitwise those of running the slices, and the state_dict keys are unchanged."""
+    from torch import fx
+
+    from genzoo.nn import ConvDecoder, ConvEncoder
+    from genzoo.nn.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    torch.manual_seed(0)
+    img, z = torch.randn(3, 1, 8, 8).contiguous(memory_format=fmt), torch.randn(3, 5)
+    nets = {"enc": (ConvEncoder((1, 8, 8), 4, channels=(4, 8)), img, 2, -2),
+            "dec": (ConvDecoder(5, (1, 8, 8), channels=(8, 4)), z, 3, 3),
+            "g": (DCGANGenerator(5, (1, 8, 8), width=4), z, 2, 2),
+            "d": (DCGANDiscriminator((1, 8, 8), width=4, norm="none"), img, 2, -2)}
+    keys = {"enc": ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.5.weight", "net.5.bias"],
+            "dec": ["net.0.weight", "net.0.bias", "net.3.weight", "net.3.bias", "net.5.weight", "net.5.bias"],
+            "g": ["net.0.weight", "net.2.weight", "net.2.bias", "net.2.running_mean", "net.2.running_var",
+                  "net.2.num_batches_tracked", "net.4.weight", "net.5.weight", "net.5.bias", "net.5.running_mean",
+                  "net.5.running_var", "net.5.num_batches_tracked", "net.7.weight", "net.7.bias"],
+            "d": ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.6.weight", "net.6.bias"]}
+    for name, (net, x, _, _) in nets.items():
+        net.eval().to(memory_format=fmt)
+        assert list(net.state_dict()) == keys[name], name
+        y = net(x)
+        torch.testing.assert_close(fx.symbolic_trace(net)(x), y, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(torch.jit.trace(net, x)(x), y, rtol=1e-6, atol=1e-6)
+    enc, d = nets["enc"][0], nets["d"][0]  # the old forwards, by slicing
+    from genzoo.nn.conv import flat_linear, layout_of
+    assert torch.equal(enc(img), flat_linear(enc.net[:-2](img), enc.net[-1]))
+    assert torch.equal(d(img), flat_linear(d.net[:-2](img), d.net[-1]).squeeze(-1))
+    dec, g = nets["dec"][0], nets["g"][0]
+    assert torch.equal(dec(z), dec.net[3:](layout_of(dec.net[:3](z), dec.net[3])))
+    assert torch.equal(g(z), g.net[2:](layout_of(g.net[:2](z), g.net[4])))
+
+
+def test_use_onednn_is_per_thread():
+    """The switch was one global: two threads' overlapping use_onednn(False) blocks (A enters, B enters, A leaves,
+    B leaves) gave B oneDNN inside its block after A left, and left oneDNN off for the whole process after both
+    (audit a112, 2). Each thread now has its own setting, a thread outside any block the process default."""
+    import threading
+
+    x, w = torch.randn(4, 640), torch.randn(512, 640)
+    assert lin._eligible(x, w)
+    ev = {k: threading.Event() for k in ("a_in", "b_in", "a_out")}
+    seen = {}
+
+    def a():
+        with use_onednn(False):
+            ev["a_in"].set()
+            ev["b_in"].wait(5)
+            seen["a"] = lin._eligible(x, w)
+        ev["a_out"].set()
+
+    def b():
+        ev["a_in"].wait(5)
+        seen["b_outside"] = lin._eligible(x, w)  # A's block is not B's
+        with use_onednn(False):
+            ev["b_in"].set()
+            ev["a_out"].wait(5)
+            seen["b"] = lin._eligible(x, w)
+            with use_onednn(True):
+                seen["b_nested"] = lin._eligible(x, w)
+            seen["b_after_nested"] = lin._eligible(x, w)
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == {"a": False, "b_outside": True, "b": False, "b_nested": True, "b_after_nested": False}
+    assert lin._eligible(x, w)  # this thread, and the process default, as they were
+
+
+def test_flat_linear_honours_a_heads_own_forward_and_takes_any_head():
+    """Channels-last flat_linear computed linear(x, head.weight, head.bias) whatever the head: a subclass's own
+    forward was skipped (other values than NCHW) and a head without .weight raised AttributeError (audit a112, 3)."""
+    from genzoo.nn.dcgan import DCGANDiscriminator
+
+    class Shifted(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) + 100.0
+
+    class ShiftedOurs(Linear):
+        def forward(self, x):
+            return super().forward(x) + 100.0
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 8, 8)
+    for make in (lambda old: Shifted(old.in_features, 1), lambda old: ShiftedOurs(old.in_features, 1),
+                 lambda old: nn.Sequential(nn.Dropout(0.0), old)):
+        d = DCGANDiscriminator((1, 8, 8), width=4).eval()
+        old = d.net[-1]
+        head = make(old)
+        if not isinstance(head, nn.Sequential):
+            head.load_state_dict(old.state_dict())
+        d.net[-1] = head
+        nchw = d(x)
+        d.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(d(x.contiguous(memory_format=torch.channels_last)), nchw, rtol=1e-6, atol=1e-6)
+        if not isinstance(head, nn.Sequential):
+            assert nchw.min() > 90  # the head's own forward ran
+
+
+def test_the_nn_helpers_refuse_an_unknown_activation_and_short_channels_in_one_line():
+    """A bare KeyError: 'swish' and an IndexError (audit a112, 4)."""
+    from genzoo.errors import ConfigError
+    from genzoo.nn import ConvDecoder, ConvEncoder, mlp
+
+    choices = "choose one of relu, tanh, leaky_relu, elu, softplus, gelu"
+    for make in (lambda: mlp([4, 3, 2], activation="swish"), lambda: mlp([4, 2], activation="swish"),
+                 lambda: ConvEncoder((1, 8, 8), 4, activation="swish"),
+                 lambda: ConvDecoder(4, (1, 8, 8), activation="swish")):
+        with pytest.raises(ConfigError, match=f"^unknown activation 'swish': {choices}$"):
+            make()
+    for make in (lambda: ConvEncoder((1, 8, 8), 4, channels=(8,)), lambda: ConvDecoder(4, (1, 8, 8), channels=(8,))):
+        with pytest.raises(ConfigError, match=r"channels needs 2 numbers, got \(8,\)$"):
+            make()

@@ -10,17 +10,33 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.fx import Proxy as _Proxy
 from torch.nn.modules import module as _module
 
 from ..errors import ConfigError
 from .linear import Linear, linear
-from .mlp import ACTIVATIONS
+from .mlp import activation_class
 
 
 def _check(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) != 3 or shape[1] % 4 or shape[2] % 4:
         raise ConfigError(f"the conv architecture needs images (C, H, W) with H and W divisible by 4, got {tuple(shape)}")
     return shape[0], shape[1], shape[2]
+
+
+def _channels(channels: tuple[int, ...]) -> tuple[int, int]:
+    if len(channels) != 2:
+        raise ConfigError(f"the conv architecture has two convolutions: channels needs 2 numbers, got {tuple(channels)}")
+    return channels[0], channels[1]
+
+
+def _run(layers, x: Tensor) -> Tensor:
+    """``x`` through ``layers`` in turn, as ``nn.Sequential`` runs them. The networks here call their installed
+    layers so rather than slicing their Sequential (``self.net[:-2](x)``): a slice is a new Sequential that is
+    not a submodule, which ``torch.fx`` cannot trace."""
+    for layer in layers:
+        x = layer(x)
+    return x
 
 
 def _nhwc(x: Tensor) -> bool:
@@ -34,6 +50,9 @@ def _hooked(layer: nn.Module) -> bool:
     return bool(layer._forward_pre_hooks or layer._forward_hooks or layer._backward_pre_hooks
                 or layer._backward_hooks or _module._global_forward_pre_hooks or _module._global_forward_hooks
                 or _module._global_backward_pre_hooks or _module._global_backward_hooks)
+
+
+_PLAIN_FORWARDS = (nn.Linear.forward, Linear.forward)  # heads that compute linear(x, weight, bias) and nothing else
 
 
 def flat_linear(x: Tensor, layer: nn.Linear) -> Tensor:
@@ -50,7 +69,10 @@ def flat_linear(x: Tensor, layer: nn.Linear) -> Tensor:
     That product does not go through ``layer.__call__``, so a layer with module hooks (its own or
     torch's global ones: a feature hook, or the hook-based ``nn.utils.spectral_norm``, ``weight_norm``
     and ``prune``, which recompute ``weight`` in a forward pre-hook) takes ``layer(x.flatten(1))``
-    instead: the same values, with its hooks run, at the cost of the copy and slow backward above.
+    instead: the same values, with its hooks run, at the cost of the copy and slow backward above. So
+    does a head whose ``forward`` is not ``nn.Linear``'s or :class:`~genzoo.nn.linear.Linear`'s (a subclass
+    that overrides it, or another module: the product here would skip what it adds), and a ``torch.fx``
+    trace, whose ``x`` has no layout.
 
     >>> layer = nn.Linear(2 * 3 * 3, 4)
     >>> x = torch.randn(5, 2, 3, 3)
@@ -58,7 +80,8 @@ def flat_linear(x: Tensor, layer: nn.Linear) -> Tensor:
     >>> bool(torch.allclose(y, layer(x.flatten(1)), atol=1e-6))
     True
     """
-    if x.dim() != 4 or not _nhwc(x) or _hooked(layer):
+    if (isinstance(x, _Proxy) or type(layer).forward not in _PLAIN_FORWARDS or x.dim() != 4 or not _nhwc(x)
+            or _hooked(layer)):
         return layer(x.flatten(1))
     c, h, w = x.shape[1:]
     weight = layer.weight.unflatten(1, (c, h, w)).permute(0, 2, 3, 1).flatten(1)  # (out, H*W*C)
@@ -69,8 +92,11 @@ def layout_of(x: Tensor, conv: nn.Module) -> Tensor:
     """``x`` (B, C, H, W) in the memory layout of ``conv``'s weight (channels-last after
     ``model.to(memory_format=torch.channels_last)``). Reshaping a projection into an image gives NCHW;
     converted here, the batch norm and activation between it and ``conv`` run in the convolution's
-    layout, so their backward gets its gradient in the layout they saved (see :func:`flat_linear`)."""
+    layout, so their backward gets its gradient in the layout they saved (see :func:`flat_linear`). Under a
+    ``torch.fx`` trace (Proxies, which have no layout) ``x`` as it is: the layout changes no value."""
     weight = conv.weight
+    if isinstance(x, _Proxy) or isinstance(weight, _Proxy):
+        return x
     if weight.dim() == 4 and _nhwc(weight) and x.dim() == 4:
         return x.contiguous(memory_format=torch.channels_last)
     return x
@@ -86,7 +112,8 @@ class ConvEncoder(nn.Module):
     def __init__(self, in_shape: tuple[int, ...], out_dim: int, channels: tuple[int, int] = (32, 64), activation: str = "relu"):
         super().__init__()
         c, h, w = _check(in_shape)
-        act = ACTIVATIONS[activation]
+        channels = _channels(channels)
+        act = activation_class(activation)
         self.net = nn.Sequential(
             nn.Conv2d(c, channels[0], 4, stride=2, padding=1), act(),            # (B, c0, H/2, W/2)
             nn.Conv2d(channels[0], channels[1], 4, stride=2, padding=1), act(),  # (B, c1, H/4, W/4)
@@ -95,7 +122,8 @@ class ConvEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return flat_linear(self.net[:-2](x), self.net[-1])  # (B, out_dim)
+        *body, _, head = self.net                 # the convolutions, the Flatten, the linear layer
+        return flat_linear(_run(body, x), head)  # (B, out_dim)
 
 
 class ConvDecoder(nn.Module):
@@ -109,7 +137,8 @@ class ConvDecoder(nn.Module):
                  activation: str = "relu", out_channels: int | None = None):
         super().__init__()
         c, h, w = _check(out_shape)
-        act = ACTIVATIONS[activation]
+        channels = _channels(channels)
+        act = activation_class(activation)
         self.start = (channels[0], h // 4, w // 4)
         self.net = nn.Sequential(
             Linear(in_dim, math.prod(self.start)), act(),
@@ -119,5 +148,6 @@ class ConvDecoder(nn.Module):
         )
 
     def forward(self, z: Tensor) -> Tensor:
-        h = layout_of(self.net[:3](z), self.net[3])  # (B, c0, H/4, W/4), in the convolutions' layout
-        return self.net[3:](h)                       # (B, C, H, W)
+        layers = list(self.net)
+        h = layout_of(_run(layers[:3], z), layers[3])  # (B, c0, H/4, W/4), in the convolutions' layout
+        return _run(layers[3:], h)                     # (B, C, H, W)

@@ -24,7 +24,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
-from .conv import _check, flat_linear, layout_of
+from .conv import _check, _run, flat_linear, layout_of
 from .linear import Linear
 
 
@@ -47,8 +47,9 @@ class DCGANGenerator(nn.Module):
         _init_dcgan(self)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = layout_of(self.net[:2](z), self.net[4])  # (B, 2w, H/4, W/4), in the convolutions' layout
-        return self.net[2:](h)                       # (B, C, H, W)
+        layers = list(self.net)
+        h = layout_of(_run(layers[:2], z), layers[4])  # (B, 2w, H/4, W/4), in the convolutions' layout
+        return _run(layers[2:], h)                     # (B, C, H, W)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -78,7 +79,8 @@ class DCGANDiscriminator(nn.Module):
         _init_dcgan(self)
 
     def forward(self, x: Tensor) -> Tensor:
-        return flat_linear(self.net[:-2](x), self.net[-1]).squeeze(-1)  # (B, 1) -> (B,)
+        *body, _, head = self.net                            # the convolutions, the Flatten, the linear output
+        return flat_linear(_run(body, x), head).squeeze(-1)  # (B, 1) -> (B,)
 
 
 def _init_dcgan(module: nn.Module) -> None:

@@ -12,9 +12,11 @@ layer is large enough to gain (``in_features * out_features >= MIN_SIZE``: below
 call costs more than the product saves) and takes ``F.linear`` everywhere else: other devices or
 dtypes, an empty batch, autocast (bf16), ``torch.compile`` tracing, forward-mode AD, anything run under
 a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``, ``jacrev`` ...), whether it is over the
-input or over the parameters (``functional_call``, ``stack_module_state`` ensembles), a torch without
-oneDNN, or the switch off (:func:`use_onednn`, or ``GENZOO_ONEDNN_LINEAR=0`` in the environment, for
-a CPU whose BLAS is the faster one).
+input or over the parameters (``functional_call``, ``stack_module_state`` ensembles), TorchScript
+(``torch.jit.script``, and ``torch.jit.trace`` with the ONNX exporter built on it), ``torch.fx`` symbolic
+tracing (``symbolic_trace`` and the tools on it: FX quantization, torchvision's feature extractor), a
+torch without oneDNN, or the switch off (:func:`use_onednn`, or ``GENZOO_ONEDNN_LINEAR=0`` in the
+environment, for a CPU whose BLAS is the faster one). A traced or scripted graph holds ``aten::linear``.
 
 Results agree with ``F.linear`` to float32 rounding (the two libraries sum in different orders), and
 second derivatives (the WGAN-GP penalty) are taken through ordinary differentiable products.
@@ -30,15 +32,25 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd import forward_ad
+from torch.fx import Proxy as _Proxy
 
 MIN_SIZE = 2 ** 18  # in_features * out_features from which oneDNN pays, measured on 2 cores (BENCHMARKS.md)
 
+#: the process default: whether a thread outside any :func:`use_onednn` block takes oneDNN (the environment's say)
 _enabled = os.environ.get("GENZOO_ONEDNN_LINEAR", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class _Switch(threading.local):
+    enabled: bool | None = None  # this thread's use_onednn setting; None: the process default, _enabled
+
+
+_switch = _Switch()
 
 
 def _onednn_op():
@@ -49,6 +61,8 @@ def _onednn_op():
 
 
 _OP = _onednn_op()
+# torch.jit.is_tracing() without its is_scripting() test (always False in Python): a fifth of the cost, per call
+_is_tracing = getattr(torch._C, "_is_tracing", torch.jit.is_tracing)
 
 
 def onednn_available() -> bool:
@@ -58,13 +72,16 @@ def onednn_available() -> bool:
 
 @contextlib.contextmanager
 def use_onednn(enabled: bool):
-    """Within the block, :class:`Linear` layers use oneDNN (``True``) or ``F.linear`` (``False``)."""
-    global _enabled
-    before, _enabled = _enabled, bool(enabled)
+    """Within the block, :class:`Linear` layers use oneDNN (``True``) or ``F.linear`` (``False``).
+
+    The setting is the calling thread's, as torch's grad mode is: blocks in other threads, overlapping or
+    not, neither see nor change it, and a thread started inside the block gets the process default
+    (``GENZOO_ONEDNN_LINEAR``). Blocks nest; each restores what its thread had before it."""
+    before, _switch.enabled = _switch.enabled, bool(enabled)
     try:
         yield
     finally:
-        _enabled = before
+        _switch.enabled = before
 
 
 def _product(a: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
@@ -106,16 +123,26 @@ def _transformed() -> bool:
 
 
 def _eligible(x: Tensor, weight: Tensor) -> bool:
+    if torch.compiler.is_compiling():  # first, so that dynamo does not trace the thread-local and torch._C tests below
+        return False
+    on = _switch.enabled
+    if not (_enabled if on is None else on):
+        return False
+    # torch.jit.trace records aten ops, not the Function's; under torch.fx the operands are Proxies, whose
+    # shapes cannot be compared (and would put Python control flow into the graph)
+    if _is_tracing() or isinstance(x, _Proxy) or isinstance(weight, _Proxy):
+        return False
     # x.numel() > 0: oneDNN makes no primitive for an empty batch's weight gradient (a zero inner size)
-    return (_enabled and weight.shape[0] * weight.shape[1] >= MIN_SIZE and x.dim() >= 2 and x.numel() > 0
+    return (weight.shape[0] * weight.shape[1] >= MIN_SIZE and x.dim() >= 2 and x.numel() > 0
             and x.dtype == torch.float32 and weight.dtype == torch.float32
             and x.device.type == "cpu" and weight.device.type == "cpu"
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling()
-            and onednn_available() and not _transformed())
+            and not torch.is_autocast_enabled("cpu") and onednn_available() and not _transformed())
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear`` on oneDNN where that is faster (see the module docstring), else ``F.linear`` itself."""
+    if torch.jit.is_scripting():  # TorchScript compiles this branch alone: the rest is Python it cannot script
+        return F.linear(x, weight, bias)
     if not _eligible(x, weight):
         return F.linear(x, weight, bias)
     lead = x.shape[:-1]

@@ -15,9 +15,18 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
+
+def _parity(parity: int) -> int:
+    if parity not in (0, 1):  # 2 gave checkerboard and alternating an all-False mask, channel_mask parity 1's
+        raise ConfigError(f"a mask's parity is 0 or 1, got {parity!r}")
+    return int(parity)
+
 
 def checkerboard(shape: tuple[int, int, int], parity: int = 0) -> Tensor:
     """(C, H, W) mask, True where (row + column) % 2 == parity, the same in every channel."""
+    parity = _parity(parity)
     c, h, w = shape
     ij = torch.arange(h).unsqueeze(1) + torch.arange(w).unsqueeze(0)  # (H, W)
     return ((ij % 2) == parity).unsqueeze(0).expand(c, h, w).clone()
@@ -25,6 +34,7 @@ def checkerboard(shape: tuple[int, int, int], parity: int = 0) -> Tensor:
 
 def channel_mask(shape: tuple[int, int, int], parity: int = 0) -> Tensor:
     """(C, H, W) mask, True on the first half of the channels (parity 0) or the second (parity 1)."""
+    parity = _parity(parity)
     c, h, w = shape
     first = torch.arange(c) < c // 2                                 # (C,)
     keep = first if parity == 0 else ~first
@@ -34,4 +44,5 @@ def channel_mask(shape: tuple[int, int, int], parity: int = 0) -> Tensor:
 def alternating(dim: int, parity: int = 0) -> Tensor:
     """(D,) mask, True on the even (parity 0) or odd (parity 1) indices: NICE's partition (Dinh et al. 2014,
     Section 5.1)."""
+    parity = _parity(parity)
     return (torch.arange(dim) % 2) == parity
