@@ -127,7 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_seed, default=0, help="seed of the draws (default 0)")
     s.add_argument("--data-root", help=RUN_DATA_ROOT + "; read for the data's levels and value range only")
 
-    e = sub.add_parser("eval", help="every metric a run admits (likelihoods, Parzen, FID...); writes RUN/eval.json")
+    e = sub.add_parser("eval", help="score a run: its likelihood, else Parzen (--metrics all: every metric it admits, FID...); "
+                                       "writes RUN/eval.json")
     e.add_argument("run", help="run directory")
     e.add_argument("--no-write", action="store_true", help="print the results only, no RUN/eval.json (a read-only run)")
     c = sub.add_parser("compare", help="one table of the metrics of several runs (Markdown and CSV)")

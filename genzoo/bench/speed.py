@@ -63,8 +63,8 @@ from torch import nn
 from genzoo.nn import linear as linear_module
 from genzoo.nn.linear import MIN_SIZE, linear, onednn_available, use_onednn
 
-DESCRIPTION = ("training and evaluation throughput of each family beside plain PyTorch, pythae, normflows, zuko, "
-               "scikit-learn and NumPy, on the CPU (--device cuda: the VAE, RealNVP and DCGAN on a GPU; peers: "
+DESCRIPTION = ("training and evaluation throughput of the VAE, RealNVP, DCGAN, EM and Parzen beside plain PyTorch, "
+               "pythae, normflows, zuko, scikit-learn and NumPy, on the CPU (--device cuda: the VAE, RealNVP and DCGAN on a GPU; peers: "
                "pip install -c constraints.txt -e '.[bench]')")
 #: the flags of `genzoo bench` this benchmark reads (others given are refused), as argparse dest names
 FLAGS = ("data_root", "device")

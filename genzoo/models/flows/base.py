@@ -220,8 +220,8 @@ class Flow(GenerativeModel):
                             "data.dequantize on)")
         if k:
             warnings.warn(f"{self.name}: {k} of {d} pixels are constant in the training data, where a density is "
-                          "unbounded: its NLL is no likelihood of these data; dequantize them (data.dequantize=true) "
-                          "for one", GenZooWarning, stacklevel=2)
+                          "unbounded: its NLL is no likelihood of these data; dequantize them (data.dequantize=true, "
+                          "in place of data.binarize=true where that is on) for one", GenZooWarning, stacklevel=2)
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         """Mean negative log-likelihood in nats per example."""
