@@ -404,11 +404,13 @@ def test_compile_on_a_model_with_nothing_to_compile_needs_no_compiler(monkeypatc
     """compile=True on the GMM (no networks: EM updates buffers) still asked for a C++ compiler, refusing the run on a
     machine without one, and imported inductor (5 s) to compile nothing (a108 #4). A model with networks is still
     refused without one (tests/test_cli_guards.py)."""
-    import sys
+    from genzoo.errors import ConfigError
+    from genzoo.train import acceleration
 
-    monkeypatch.setenv("CXX", "/nonexistent/g++")  # read by inductor's config when first imported ...
-    if "torch._inductor.config" in sys.modules:  # ... or set there where it was imported already
-        monkeypatch.setattr(sys.modules["torch._inductor.config"].cpp, "cxx", ("/nonexistent/g++",))
+    def no_compiler(device):  # a machine without g++ (patching inductor's config.cpp.cxx broke it for later tests)
+        raise ConfigError("compile: torch.compile needs a C++ compiler on the CPU and found none")
+
+    monkeypatch.setattr(acceleration, "check_compile", no_compiler)
     data = load_dataset("ring", split="train", n=200)
     m = genzoo.build("gmm", data_shape=(2,), n_components=2)
     state = genzoo.fit(m, data, steps=2, progress=False, compile=True)
