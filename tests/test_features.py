@@ -181,8 +181,8 @@ def test_feature_metrics_digits_real_and_degraded():
     worse = feature_metrics(noisy, "digits", kid_subset_size=100, progress=False)
     expected = {"fid", "kid", "kid_std", "kid_subsets", "kid_subset_size", "precision", "recall", "density", "coverage",
                 "is", "is_std", "is_splits", "class_histogram", "n_fake", "n_real", "real_binarized", "classifier",
-                "classifier_accuracy"}
-    assert set(same) == expected
+                "classifier_accuracy", "k"}
+    assert set(same) == expected and same["k"] == 5                 # the k-NN figures' k is recorded
     assert (same["kid_subsets"], same["kid_subset_size"]) == (100, 100)   # min(100 asked, half of 300)
     json.dumps(same)                                                # plain Python values only
     assert same["fid"] == pytest.approx(0, abs=1e-6) and same["density"] == pytest.approx(1.0)

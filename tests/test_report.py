@@ -241,6 +241,18 @@ def test_the_metrics_table_says_what_it_scored(run):
     assert f"Scored on the test split of digits; likelihoods on {n:,} examples." in _metrics_table(result)
 
 
+def test_the_metrics_table_says_the_images_were_binarized():
+    """Feature metrics against the binarized test draw (``real_binarized``) were reported as "against N images",
+    where `genzoo eval` prints "binarized test images": the figures are not comparable with grey ones."""
+    from genzoo.viz.report import _metrics_table
+
+    feats = {"fid": 3.0, "n_real": 300, "n_fake": 1000, "class_histogram": [0.1] * 10, "classifier": "digits", "classifier_accuracy": 0.99}
+    result = {"split": "test", "metrics": ["fid"], "n_samples": 1000, "features": feats}
+    assert "1,000 samples against 300 images." in _metrics_table(result)
+    result["features"] = {**feats, "real_binarized": True}
+    assert "1,000 samples against 300 binarized images." in _metrics_table(result)
+
+
 def test_a_run_folder_whose_name_is_not_utf8_stays_usable(tmp_path, capsys):
     """A run in a folder named in Latin-1 trained, then every command called its weights "corrupt" (safetensors
     refuses such a path) and `report` failed to encode the name, "a bug in genzoo"."""

@@ -346,7 +346,7 @@ def feature_metrics(
       standard error), and ``kid_subsets``, ``kid_subset_size`` say what was used (the size is at most half
       of the smaller set: :func:`~genzoo.eval.fid.kid_subset_size`);
     * ``precision``, ``recall`` (Kynkaanniemi et al. 2019) and ``density``, ``coverage`` (Naeem et al.
-      2020) with ``k`` nearest neighbours (5, as Naeem et al.; Kynkaanniemi et al. use 3). Precision, and
+      2020) with ``k`` nearest neighbours (5, as Naeem et al.; Kynkaanniemi et al. use 3; recorded as ``k``). Precision, and
       less so density, can be high for blank or collapsed images (blank MNIST images: precision 1.0, density
       0.6, as they fall in the large balls of a few faint real digits): read them with recall, coverage and
       the class histogram;
@@ -412,6 +412,7 @@ def feature_metrics(
         pr = prdc(real, feats, k)
         out.update({key: pr[key] for key in ("precision", "recall") if "pr" in which})
         out.update({key: pr[key] for key in ("density", "coverage") if "dc" in which})
+        out["k"] = k  # the k-NN radii's k: precision, recall, density and coverage move with it
     if "is" in which:
         out["is_splits"] = is_parts(x.shape[0])
         out["is"], out["is_std"] = inception_score(probs, splits=out["is_splits"])

@@ -251,7 +251,8 @@ def _metrics_table(result: dict | None, run_dir: str | os.PathLike = "RUN", weig
     if isinstance(result.get("likelihood"), dict) and "n" in result["likelihood"]:
         scored.append(f"likelihoods on {result['likelihood']['n']:,} examples")
     if f and result.get("n_samples"):
-        scored.append(f"features of {result['n_samples']:,} samples against {f.get('n_real', 0):,} images")
+        real = "binarized images" if f.get("real_binarized") else "images"  # (as genzoo eval prints it)
+        scored.append(f"features of {result['n_samples']:,} samples against {f.get('n_real', 0):,} {real}")
     table = f'<p class="meta">Scored on {html.escape("; ".join(scored))}.</p>' + table
     return table + f"<details><summary>as printed by genzoo eval</summary><pre>{html.escape(format_result(result))}</pre></details>"
 
