@@ -39,7 +39,8 @@ def test_metrics_admitted_and_auto(ring_models):
 
 
 @pytest.mark.parametrize("metrics, needle", [
-    ("nll", "no likelihood or bound"), ("fid", "MNIST or digits"), ("bogus", "unknown metric 'bogus'"), ("", "no metrics"),
+    ("nll", "no likelihood or bound"), ("fid", "MNIST or digits"), ("bogus", "unknown metric 'bogus': choose"), ("", "no metrics"),
+    ("nll,pzrzen", "unknown metric 'pzrzen' \\(did you mean 'parzen'\\?\\)"),
 ])
 def test_metrics_that_do_not_apply_are_one_line_errors(ring_models, metrics, needle):
     _, gan, test = ring_models

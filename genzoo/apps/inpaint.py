@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 
 from ..base import Density, evaluating
 from ..data.transforms import level_centres
-from ..errors import ConfigError, DataError, GenZooWarning
+from ..errors import ConfigError, DataError, GenZooWarning, did_you_mean
 from ..train import acceleration
 from .interpolate import check_latent_model, draw_prior
 
@@ -117,7 +117,8 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
                           f"of it is{'; aspect ratio not kept' if w * H != h * W else ''})", GenZooWarning, stacklevel=2)
         m = torch.from_numpy(known.astype(np.float32))[None]
     else:
-        raise ConfigError(f"unknown mask '{spec}': use center, left, random:P or a PNG file")
+        close = did_you_mean(spec.split(":")[0], ["center", "left", "random"])
+        raise ConfigError(f"unknown mask '{spec}'{close}: use center, left, random:P or a PNG file")
     if float(m.sum()) in (0.0, float(m.numel())):
         hint = ": a random draw, which another --seed or P changes" if spec.startswith("random:") else ""
         raise ConfigError(f"mask '{spec}'{made} leaves {'nothing known' if float(m.sum()) == 0 else 'nothing to fill'}"

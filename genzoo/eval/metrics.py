@@ -38,7 +38,7 @@ import torch
 from ..base import Density, LatentVariable, evaluating
 from ..data import load_spec
 from ..data.transforms import requantize
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, did_you_mean
 from .features import K, WHICH, min_images
 from .likelihood import check_eval_options, check_weights, format_stderr, likelihood_report
 from .parzen import check_sigmas
@@ -81,7 +81,8 @@ def applicable(metrics: str | list[str], model, data) -> tuple[list[str], dict[s
         if m in ("auto", "all"):
             raise ConfigError(f"'{m}' stands alone: give --metrics {m}, or name the metrics one by one")
         if m not in METRICS:
-            raise ConfigError(f"unknown metric '{m}': choose from {', '.join(METRICS)}, auto or all")
+            raise ConfigError(f"unknown metric '{m}'{did_you_mean(m, METRICS)}: choose from {', '.join(METRICS)}, "
+                              "auto or all")
         if m not in ok:
             skipped[m] = {"nll": f"{model.name} has no likelihood or bound (it is a sampler: use parzen)",
                           "modes": f"dataset '{data.name}' has no known mode centres",
