@@ -91,7 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="dataset name, .npz file or image folder (default: the model's, e.g. digits)")
     t.add_argument("--data-root", help="folder of the dataset files (MNIST); default: $GENZOO_DATA")
     g = t.add_mutually_exclusive_group()
-    g.add_argument("--steps", type=int, help="training steps")
+    g.add_argument("--steps", type=int, help="training steps (default: the model's, as `genzoo models MODEL` says)")
     g.add_argument("--epochs", type=float, help="training epochs")
     t.add_argument("--max-minutes", type=float, metavar="M",
                    help="a time budget: stop after M minutes of training, with a checkpoint (--resume goes on); "
