@@ -65,13 +65,20 @@ LOG4 = math.log(4.0)
 # --------------------------------------------------------------------------------------------
 
 class _LambertWExp(torch.autograd.Function):
-    """``w = W(exp(a))``: Newton's method without a graph, derivative ``w / (1 + w)`` attached."""
+    """``w = W(exp(a))``: Newton's method without a graph, derivative ``w / (1 + w)`` attached.
+
+    In the form ``torch.func`` takes (``forward`` without ctx, ``setup_context``): ``grad``, ``vmap``,
+    ``jacrev``, ``jacfwd``/``hessian`` (by :meth:`jvp`) and ``torch.autograd.forward_ad`` run through it.
+    """
 
     @staticmethod
-    def forward(ctx, a: Tensor) -> Tensor:
-        w = _lambert_w_exp_solve(a)  # same shape as a
-        ctx.save_for_backward(w)
-        return w
+    def forward(a: Tensor) -> Tensor:
+        return _lambert_w_exp_solve(a)  # same shape as a
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[Tensor], output: Tensor) -> None:
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
@@ -79,6 +86,17 @@ class _LambertWExp(torch.autograd.Function):
         # dW(e^a)/da = w / (1 + w) (differentiate w + log w = a); built from the saved output, so
         # a create_graph backward differentiates it again correctly.
         return grad * w / (1 + w)
+
+    @staticmethod
+    def jvp(ctx, tangent: Tensor) -> Tensor:
+        (w,) = ctx.saved_tensors
+        return tangent * w / (1 + w)  # the same derivative, forward mode
+
+    @staticmethod
+    def vmap(info, in_dims: tuple[int | None], a: Tensor) -> tuple[Tensor, int | None]:
+        # elementwise, so the batched input is solved as it is (generate_vmap_rule cannot trace the solver:
+        # its Newton loop stops on a data-dependent bool)
+        return _LambertWExp.apply(a), in_dims[0]
 
 
 @torch.no_grad()
@@ -209,12 +227,38 @@ class FDivergence:
     def __repr__(self) -> str:
         return f"FDivergence({self.name!r}, {self.title!r})"
 
+    def __reduce_ex__(self, protocol):
+        """One of :data:`DIVERGENCES` pickles as its name (its fields are lambdas, which pickle cannot
+        store), so that ``torch.save`` of an f-GAN works and loads the registry's own object; any
+        other pickles field by field.
+
+        >>> import pickle
+        >>> pickle.loads(pickle.dumps(get("jeffrey"))) is get("jeffrey")
+        True
+        """
+        if DIVERGENCES.get(self.name) is self:
+            return get, (self.name,)
+        return super().__reduce_ex__(protocol)
+
 
 def _jeffrey_conjugate(t: Tensor) -> Tensor:
-    # Nowozin et al. 2016, Table 6: f*(t) = W(e^{1-t}) + 1/W(e^{1-t}) + t - 2; with
-    # w + log w = 1 - t, 1/w = exp(t - 1 + w), computed without forming e^{1-t}.
+    """Nowozin et al. 2016, Table 6: ``f*(t) = w + 1/w + t - 2`` with ``w = W(e^{1-t})``.
+
+    For ``t < 1`` (``w > W(1) = 0.567``) the equal ``1/w - log w - 1`` (from ``log w = 1 - t - w``), which
+    does not cancel ``w ~ -t`` against ``t``: the published form kept 7e-3 of its value in float32 at
+    t = -1e7, and 0 of its gradient 1/w at t = -1e8. For ``t >= 1`` the published form, with
+    ``1/w = exp(t - 1 + w)`` (no overflow of e^{1-t}; w itself underflows to 0 for large t).
+
+    >>> t = torch.tensor([-1e8, -1e6, 0.0, 20.0])
+    >>> torch.allclose(_jeffrey_conjugate(t), _jeffrey_conjugate(t.double()).float(), rtol=1e-6, atol=0)
+    True
+    """
     w = lambert_w_exp(1 - t)  # same shape as t
-    return w + torch.exp(t - 1 + w) + t - 2
+    low = t < 1
+    wl = torch.where(low, w, 1.0)  # the branch not taken guarded: w = 0 would make 1/w and log w infinite
+    inner = 1 / wl - torch.log(wl) - 1  # t < 1
+    outer = w + torch.exp(t - 1 + w) + t - 2  # t >= 1, Table 6 as published
+    return torch.where(low, inner, outer)
 
 
 def _kl_integrand(lp: Tensor, lq: Tensor) -> Tensor:

@@ -250,3 +250,59 @@ def test_jeffrey_conjugate_is_finite_and_differentiable():
     (grad,) = torch.autograd.grad(y.sum(), t)
     # d f*/dt = argmax u = 1 / W(e^{1-t})
     torch.testing.assert_close(grad, 1 / dv.lambert_w_exp(1 - t.detach()), rtol=1e-10, atol=0.0)
+
+
+# -- audit a116 ---------------------------------------------------------------------------------------------------
+def test_jeffrey_conjugate_runs_under_torch_func_transforms():
+    """torch.func grad, vmap, jacrev and hessian, and forward-mode AD, failed through the Jeffrey conjugate (a116 #3):
+    the Lambert W Function was in the old style (forward(ctx, ...), no setup_context, vmap rule or jvp)."""
+    from torch import func
+    from torch.autograd import forward_ad
+
+    d = dv.get("jeffrey")
+    t = torch.tensor([-1e6, -30.0, -1.0, 0.0, 0.5, 1.0, 2.0, 30.0], dtype=D64)
+    tg = t.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(d.conjugate(tg).sum(), tg, create_graph=True)   # f*'(t) = 1 / W(e^{1-t})
+    (want2,) = torch.autograd.grad(want.sum(), tg)                                 # f*''(t), elementwise
+    assert torch.equal(func.grad(lambda s: d.conjugate(s).sum())(t), want.detach())
+    assert torch.equal(func.vmap(d.conjugate)(t[:, None])[:, 0], d.conjugate(t))
+    assert torch.equal(func.vmap(dv.lambert_w_exp)(t[:, None])[:, 0], dv.lambert_w_exp(t))
+    assert torch.equal(func.jacrev(d.conjugate)(t), torch.diag(want.detach()))
+    torch.testing.assert_close(func.hessian(lambda s: d.conjugate(s).sum())(t), torch.diag(want2), rtol=1e-12, atol=0)
+    torch.testing.assert_close(func.vmap(func.grad(lambda s: d.conjugate(s)))(t), want.detach(), rtol=1e-15, atol=0)
+    with forward_ad.dual_level():
+        out = dv.lambert_w_exp(forward_ad.make_dual(1 - t, torch.ones_like(t)))
+        w, dw = forward_ad.unpack_dual(out)
+    assert torch.equal(w, dv.lambert_w_exp(1 - t)) and torch.equal(dw, w * 1 / (1 + w))
+
+
+def test_jeffrey_conjugate_keeps_its_digits_in_float32_for_very_negative_t():
+    """f*(t) = w + 1/w + t - 2 cancelled w ~ -t against t: in float32 7e-3 of f* wrong at t = -1e7, 7e-2 at -1e8 and
+    its gradient 1/w = 1e-8 read 0 there (a116 N1). The equal 1/w - log w - 1 (log w = 1 - t - w) is used for t < 1."""
+    d = dv.get("jeffrey")
+    t64 = torch.tensor([-1e8, -1e7, -1e6, -1e4, -30.0, -1.0, 0.0, 0.5, 0.999, 1.0, 2.0, 30.0], dtype=D64)
+    t32 = t64.float().requires_grad_(True)
+    ref = d.conjugate(t64)
+    y32 = d.conjugate(t32)
+    torch.testing.assert_close(y32.detach().double(), ref, rtol=1e-6, atol=1e-7)
+    (g32,) = torch.autograd.grad(y32.sum(), t32)
+    torch.testing.assert_close(g32.double(), 1 / dv.lambert_w_exp(1 - t64), rtol=1e-6, atol=0)  # f*'(t) = 1/W
+    # the published form, in float64 over the normal range, where its cancellation is harmless: the two agree tightly
+    t = torch.linspace(-30, 30, 601, dtype=D64)
+    w = dv.lambert_w_exp(1 - t)
+    torch.testing.assert_close(d.conjugate(t), w + 1 / w + t - 2, rtol=1e-13, atol=1e-15)
+    assert float(ref[6]) == 0.0 and d.conjugate_of_activation(t64).equal(ref)  # f*(0) = 0: W(e) = 1 exactly
+
+
+def test_fdivergences_pickle_by_name():
+    """An FDivergence of the registry pickles as its name (its fields are lambdas) and comes back as the registry's
+    own object (a116 #2); another pickles field by field (no recursion into the name rule)."""
+    import copy
+    import pickle
+
+    for key in KEYS:
+        d = dv.get(key)
+        assert pickle.loads(pickle.dumps(d)) is d and copy.deepcopy(d) is d
+    mine = dv.FDivergence("kl", "mine", torch.exp, torch.exp, torch.exp, torch.exp, torch.exp)  # not the registry's
+    back = pickle.loads(pickle.dumps(mine))
+    assert back is not dv.get("kl") and back == mine

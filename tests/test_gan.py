@@ -768,3 +768,76 @@ def test_gaussian_is_the_one_samples_come_from_with_g_ema():
     assert torch.allclose(m.eval().generate(z), mean + std * z)
     g = m.generator
     assert not torch.allclose(mean, m.data_loc + m.data_scale * g.mu.detach())  # the trained one is elsewhere
+
+
+# -- audit a116 ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", ["gan", "wgan", "fgan"])
+@pytest.mark.parametrize("arch", ["mlp", "dcgan"])
+def test_the_gan_family_refuses_image_data_its_tanh_generator_cannot_reach(name, arch):
+    """The GAN family trained on images outside [0, 1] without a word (a116 #1): its networks see 2x - 1 and the
+    generator ends in tanh, so samples lie in [0, 1] whatever the data (a DCGAN on digits in [-1, 1]: data mean -0.39,
+    samples 0.41). Refused in one line as the GMMN's sigmoid does; vector data take any range."""
+    m = genzoo.build(name, data_shape=(1, 8, 8), arch=arch, width=4, hidden=(8,))
+    for bad, shown in ((torch.full((2, 1, 8, 8), -1.0), "[-1, -1]"), (255 * torch.rand(2, 1, 8, 8), "[")):
+        with pytest.raises(DataError) as e:
+            m.check_training_data(bad)
+        msg = str(e.value)
+        assert "\n" not in msg and msg.startswith(f"{name}: a tanh generator draws images in [0, 1]"), msg
+        assert shown in msg and msg.endswith("scale the images to [0, 1]")
+    m.check_training_data(torch.rand(4, 1, 8, 8))  # images in [0, 1]: fine
+    if arch == "mlp":  # vectors are standardised for the networks and have no bounded output: any range
+        genzoo.build(name, data_shape=(3,), hidden=(8,)).check_training_data(10 * torch.randn(16, 3) - 50)
+
+
+def test_fit_of_a_gan_on_signed_images_is_refused_before_anything_is_written(tmp_path):
+    """Through fit, on a new model and on a trained one (which skips setup), before the run directory is made."""
+    from genzoo.data import Dataset
+
+    signed = Dataset("signed", "train", 2 * torch.rand(16, 1, 8, 8) - 1, None)
+    fresh = genzoo.build("gan", data_shape=(1, 8, 8), arch="dcgan", width=4)
+    with pytest.raises(DataError, match=r"^gan: a tanh generator draws images in \[0, 1\] .* got values in \[-1, 1\]; scale"):
+        genzoo.fit(fresh, signed, steps=1, batch_size=8, run_dir=tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    m = genzoo.build("wgan", data_shape=(1, 8, 8), arch="dcgan", width=4)
+    m.initialised = True  # as genzoo.load or a finished fit leaves it: setup (and any check in it) is skipped
+    with pytest.raises(DataError, match=r"^wgan: a tanh generator"):
+        genzoo.fit(m, signed, steps=1, batch_size=8, run_dir=tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("divergence", ["kl", "reverse_kl", "pearson", "hellinger", "js", "jeffrey", "gan"])
+def test_torch_save_of_an_fgan_loads_back(divergence):
+    """torch.save(model) of every f-GAN failed with a PicklingError on the lambdas of its FDivergence (a116 #2): it now
+    pickles by name and loads as the registry's own object."""
+    import io
+
+    from genzoo import divergences
+
+    kw = {"arch": "dcgan", "data_shape": (1, 8, 8), "width": 4} if divergence == "jeffrey" else {"data_shape": (2,)}
+    m = genzoo.build("fgan", divergence=divergence, hidden=(8,), **kw)
+    buf = io.BytesIO()
+    torch.save(m, buf)
+    buf.seek(0)
+    back = torch.load(buf, weights_only=False)
+    assert back.div is divergences.get(divergence)
+    state, got = m.state_dict(), back.state_dict()
+    assert state.keys() == got.keys() and all(torch.equal(state[k], got[k]) for k in state)
+
+
+def test_the_readme_calls_the_affine_generator_a_diagonal_gaussian():
+    """The README said arch="affine" fits "one Gaussian" to vectors (a116 N3): x = mu + sigma z elementwise is one with a
+    diagonal covariance, which cannot represent correlated data."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    start = readme.index('`"affine"` (x = mu + sigma z')
+    said = " ".join(readme[start:readme.index(")", readme.index("images are refused", start))].split())
+    assert "diagonal covariance" in said, said
+    # what it says: samples of an affine generator are uncorrelated, per-dimension mu and sigma
+    m = genzoo.build("fgan", data_shape=(2,), latent_dim=2, arch="affine", hidden=(8,))
+    x = torch.randn(4000, 2) @ torch.tensor([[1.0, 0.9], [0.0, 0.4]])  # correlation 0.91
+    m.setup(x, torch.Generator().manual_seed(0))
+    mean, std = m.gaussian()
+    assert mean.shape == std.shape == (2,)
+    s = m.sample(20000, torch.Generator().manual_seed(0))
+    assert abs(float(torch.corrcoef(s.T)[0, 1])) < 0.05

@@ -395,3 +395,28 @@ def test_mmd2_refuses_what_it_cannot_compute_in_one_line(call, error, needle):
     with pytest.raises(error) as e:
         call(torch.randn(5, 3))
     assert "\n" not in str(e.value) and str(e.value).startswith("mmd2: ") and needle in str(e.value)
+
+
+# -- audit a116 ---------------------------------------------------------------------------------------------------
+def test_mmd2_and_moment_gaps_take_integer_examples():
+    """mmd2 and moment_gaps of integer tensors (counts, uint8 pixels) failed in torch ("mean(): could not infer output
+    dtype ... Got: Long", a116 N2); they are converted to the default float, as check_input converts them."""
+    x = torch.randint(0, 5, (6, 3))
+    y = torch.randint(0, 5, (7, 3)).to(torch.uint8)
+    for unbiased in (False, True):
+        got = mmd2(x, y, [1.0, 2.0], unbiased=unbiased)
+        assert got.dtype == torch.float32 and torch.equal(got, mmd2(x.float(), y.float(), [1.0, 2.0], unbiased=unbiased))
+    gaps, want = moment_gaps(x, y), moment_gaps(x.float(), y.float())
+    assert all(a.dtype == torch.float32 and torch.equal(a, b) for a, b in zip(gaps, want))
+
+
+def test_mmd2_and_moment_gaps_compute_in_the_wider_dtype_in_either_order():
+    """mmd2(x_float32, y_float64) computed in float32 and mmd2(x_float64, y_float32) in float64 (a116 N2): both now
+    promote to float64."""
+    x, y = torch.randn(20, 2, dtype=torch.float64), torch.randn(30, 2, dtype=torch.float64) + 0.5
+    for a, b in ((x.float(), y), (x, y.float())):
+        got = mmd2(a, b, [0.5, 1.0])
+        assert got.dtype == torch.float64
+        assert torch.equal(got, mmd2(a.double(), b.double(), [0.5, 1.0]))
+        gaps = moment_gaps(a, b)
+        assert all(g.dtype == torch.float64 and torch.equal(g, w) for g, w in zip(gaps, moment_gaps(a.double(), b.double())))

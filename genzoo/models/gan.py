@@ -45,7 +45,14 @@ assert set(get_args(Divergence)) == set(divergences.DIVERGENCES), "keep Divergen
 
 
 class Affine(nn.Module):
-    """x = mu + sigma * z elementwise: the one-Gaussian generator of Nowozin et al. 2016, Section 4."""
+    """x = mu + sigma * z elementwise: the one-Gaussian generator of Nowozin et al. 2016, Section 4, a Gaussian with
+    a diagonal covariance diag(sigma^2) (per-dimension mu and sigma), which cannot represent correlated data.
+
+    >>> g = Affine(2)
+    >>> x = g(torch.randn(100_000, 2, generator=torch.Generator().manual_seed(0)))
+    >>> abs(float(torch.corrcoef(x.detach().T)[0, 1])) < 0.01
+    True
+    """
 
     def __init__(self, dim: int):
         super().__init__()
@@ -60,9 +67,10 @@ class Adversarial(GenerativeModel):
     """Generator, discriminator and the alternating update; subclasses give the losses.
 
     Shared arguments: ``latent_dim``; ``arch`` ("mlp", "dcgan" for images, "affine" for the
-    x = mu + sigma z generator); ``hidden`` (MLP hidden sizes of both networks); ``width`` (DCGAN
-    channels); ``d_norm`` (the DCGAN discriminator's normalisation); ``d_activation`` (the nonlinearity
-    of the MLP discriminator, a name in ``genzoo.nn.ACTIVATIONS``; the DCGAN one uses leaky ReLU);
+    x = mu + sigma z generator, a Gaussian with a diagonal covariance); ``hidden`` (MLP hidden sizes of
+    both networks); ``width`` (DCGAN channels); ``d_norm`` (the DCGAN discriminator's normalisation);
+    ``d_activation`` (the nonlinearity of the MLP discriminator, a name in ``genzoo.nn.ACTIVATIONS``; the
+    DCGAN one uses leaky ReLU);
     ``d_steps`` (k discriminator
     updates per generator update); ``pack`` (PacGAN, Lin et al. 2018: the discriminator judges
     ``pack`` samples at once); ``lr`` and ``betas`` (Adam) for both networks; ``g_hidden`` (the MLP
@@ -209,6 +217,21 @@ class Adversarial(GenerativeModel):
             ema[name].lerp_(p, 1.0 - self.g_ema)
         for name, b in self.generator.named_buffers():
             ema[name].copy_(b)
+
+    def outside_unit_interval(self, lo: float, hi: float) -> str | None:
+        """Image data outside [0, 1] (in [lo, hi]): the tanh generator draws only there, so it could never match them
+        (:meth:`~genzoo.base.GenerativeModel.check_pixels` asks, from the one pass :meth:`check_training_data` makes,
+        on every new run: a trained or loaded model too). Vector data take any range (standardised, no bounded output).
+
+        >>> import genzoo
+        >>> genzoo.build("gan", data_shape=(1, 4, 4)).check_training_data(torch.full((2, 1, 4, 4), -1.0))
+        Traceback (most recent call last):
+        genzoo.errors.DataError: gan: a tanh generator draws images in [0, 1] (its networks see 2x - 1), got values in [-1, -1]; scale the images to [0, 1]
+        """
+        if not self.is_image:
+            return None
+        return (f"{self.name}: a tanh generator draws images in [0, 1] (its networks see 2x - 1), got values in "
+                f"[{lo:.3g}, {hi:.3g}]; scale the images to [0, 1]")
 
     def _from_net(self, x: Tensor) -> Tensor:
         if self.is_image:

@@ -148,7 +148,8 @@ def mmd2(x: Tensor, y: Tensor, bandwidths: Tensor | Sequence[float], unbiased: b
     Unbiased (U-statistic; Gretton et al. 2012, Lemma 6, eq. 3): the within-sample sums leave out
     i = j and divide by N(N-1) and M(M-1); its expectation is the population MMD^2, so it can be < 0.
     ``bandwidths`` are the sigma_s of :func:`gaussian_kernel`: one or more, each > 0 and finite (a ConfigError
-    otherwise); ``x`` and ``y`` must hold examples of the same size (a DataError otherwise).
+    otherwise); ``x`` and ``y`` must hold examples of the same size (a DataError otherwise). It is computed in the
+    wider of their two dtypes, whichever comes first (integers as the default float).
 
     >>> x, y = torch.tensor([[0.0], [1.0]]), torch.tensor([[0.0]])
     >>> round(float(mmd2(x, y, torch.tensor([1.0]))), 4)   # (2 + 2e^-1/2)/4 - 2(1 + e^-1/2)/2 + 1
@@ -160,7 +161,17 @@ def mmd2(x: Tensor, y: Tensor, bandwidths: Tensor | Sequence[float], unbiased: b
     """
     sigmas = _floats(bandwidths)                              # once: no device sync per block
     _check_mmd_args(x, y, sigmas, unbiased)
+    x, y = _common_float(x, y)
     return _estimate(*_kernel_blocks(x, y, sigmas), len(sigmas), unbiased)
+
+
+def _common_float(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``x`` and ``y`` in one floating dtype, the wider of the two (float32 with float64: float64, in either order),
+    integer ones (counts, uint8 pixels) as the default float, as :meth:`~genzoo.base.GenerativeModel.check_input`
+    converts them; a no-op (the same tensors, gradients kept) where both are already so."""
+    dtypes = [t.dtype if t.is_floating_point() else torch.get_default_dtype() for t in (x, y)]
+    dtype = torch.promote_types(*dtypes)
+    return x.to(dtype), y.to(dtype)
 
 
 def _subsample(x: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
@@ -216,13 +227,14 @@ def _kernel_blocks(x: Tensor, y: Tensor, sigmas: list[float]) -> tuple[Tensor, T
 def moment_gaps(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     """|mean_x - mean_y|^2 and |Cov_x - Cov_y|_F^2 of (N, ...) and (M, ...) samples, two scalars.
 
-    Covariances with the 1/(n-1) normalisation; the examples are flattened to D numbers.
+    Covariances with the 1/(n-1) normalisation; the examples are flattened to D numbers, computed in the wider
+    of the two dtypes (integers as the default float).
 
     >>> x, y = torch.tensor([[1.0, 0.0], [-1.0, 0.0]]), torch.zeros(2, 2)
     >>> [round(float(t), 4) for t in moment_gaps(x, y)]     # Cov_x = diag(2, 0)
     [0.0, 4.0]
     """
-    x, y = x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1).to(x.dtype)  # (N, D), (M, D)
+    x, y = _common_float(x.reshape(x.shape[0], -1), y.reshape(y.shape[0], -1))  # (N, D), (M, D)
     if x.shape[0] < 2 or y.shape[0] < 2:
         raise DataError("a covariance needs at least 2 examples in each sample")
     mx, my = x.mean(0), y.mean(0)                                          # (D,)
@@ -427,13 +439,14 @@ class GMMN(GenerativeModel):
         d = torch.cdist(a, a).fill_diagonal_(math.inf)            # (n', n')
         return float(d.min(1).values.median())                  # (the lower median, as median_distance's)
 
-    def check_training_data(self, x: Tensor) -> None:
-        """Besides NaN and infinities, image data outside [0, 1], which the sigmoid generator cannot reach (on every
-        new run: a trained GMMN, which skips :meth:`setup`, too)."""
-        super().check_training_data(x)
-        if len(self.data_shape) == 3 and (x.min() < 0 or x.max() > 1):
-            raise DataError(f"gmmn: a sigmoid generator needs image data in [0, 1], got values in "
-                            f"[{float(x.min()):.3g}, {float(x.max()):.3g}]")
+    def outside_unit_interval(self, lo: float, hi: float) -> str | None:
+        """Image data outside [0, 1] (in [lo, hi]), which the sigmoid generator cannot reach: refused besides NaN and
+        infinities by :meth:`~genzoo.base.GenerativeModel.check_training_data` (one pass, :meth:`check_pixels`) on
+        every new run (a trained GMMN, which skips :meth:`setup`, too). Vector data take any range."""
+        if len(self.data_shape) != 3:
+            return None
+        return (f"gmmn: a sigmoid generator needs image data in [0, 1], got values in [{lo:.3g}, {hi:.3g}]; "
+                "scale the images to [0, 1]")
 
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
