@@ -786,7 +786,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         space = bernoulli_space(data.x)
     # a labelled folder's labels by class folder: the mapping is seen, not guessed
     classes = f"; {len(data.classes)} classes: {_class_names(data.classes)}" if data.classes and data.y is not None else ""
-    announce = _Announce(f"genzoo: training {model.name} on {data.name} ({space}, {len(data)} examples, shape "
+    announce = _Announce(f"genzoo: training {model.name} on {data.name} ({space}, {len(data)} example{'s' * (len(data) != 1)}, shape "
                          f"{data.shape}{classes}) -> {run_dir}" + (f" on {world_size} processes" if world_size > 1 else ""))
     if args.resume and main_rank:  # a new length or checkpoint interval is the run's from now on: a later
         record = read_json(run_dir / "run.json", "run file")  # plain --resume continues with it
@@ -1478,7 +1478,7 @@ def _read_image(path: str, shape: tuple[int, ...]):
     import torch
     from PIL import Image
 
-    from .data.images import read_image
+    from .data.images import convert_image, read_image
 
     C, H, W = shape
     img = read_image(path, "--image")
@@ -1486,7 +1486,7 @@ def _read_image(path: str, shape: tuple[int, ...]):
     if img.size != (W, H) or img.mode != mode:
         print(f"genzoo: note: {path}: {img.width}x{img.height} {img.mode} made {W}x{H} {mode}, the model's images "
               "(bilinear, aspect ratio not kept)", file=sys.stderr)
-    img = img.convert(mode).resize((W, H), Image.BILINEAR)
+    img = convert_image(img, mode, path, "--image").resize((W, H), Image.BILINEAR)
     a = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(a[None] if C == 1 else a.transpose(2, 0, 1).copy())
 

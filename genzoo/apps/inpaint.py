@@ -99,10 +99,10 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
             raise ConfigError(f"mask 'random:P' needs P in (0, 1), the share of pixels missing, got {p}")
         m = (torch.rand(1, H, W, generator=generator) >= p).float()
     elif spec and (Path(spec).suffix[1:].isalpha() or "/" in spec or os.sep in spec or Path(spec).is_file()):
-        from ..data.images import read_image  # (a path that names no file: read_image says it is missing)
+        from ..data.images import convert_image, read_image  # (a path that names no file: read_image says so)
 
         blank: list = []  # black ink on a transparent layer: for a mask, every pixel a hole (not an image's advice)
-        grey = np.asarray(read_image(spec, "mask image", blank=blank).convert("L"))  # (h, w)
+        grey = np.asarray(convert_image(read_image(spec, "mask image", blank=blank), "L", spec, "mask image"))  # (h, w)
         if blank:
             raise ConfigError(f"mask {spec}: every pixel is black or transparent (missing); white = known")
         if ((grey > 0) & (grey < 255)).any():

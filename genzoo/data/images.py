@@ -25,14 +25,15 @@ import torch
 from ..errors import DataError, GenZooWarning
 from .dataset import Dataset, arrays_digest, check_float32_detail, check_n, check_split, split_slices, take_first
 
-__all__ = ["load_digits", "load_folder", "load_npz", "DIGITS_SPLIT", "IMAGE_EXTENSIONS"]
+__all__ = ["load_digits", "load_folder", "load_npz", "convert_image", "DIGITS_SPLIT", "IMAGE_EXTENSIONS"]
 
 #: sizes of the fixed digits split (train / valid / test), in permutation order
 DIGITS_SPLIT = {"train": (0, 1297), "valid": (1297, 1497), "test": (1497, 1797)}
 _DIGITS_PERM_SEED = 20_14  # fixed: the split never depends on the user's seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",  # a GIF: its first frame
-                    ".pgm", ".ppm", ".pbm", ".pnm")  # Netpbm, as torchvision's ImageFolder reads .pgm/.ppm
+                    ".pgm", ".ppm", ".pbm", ".pnm",  # Netpbm, as torchvision's ImageFolder reads .pgm/.ppm
+                    ".jfif", ".jpe")  # JPEG under the names browsers and old Windows tools save it with
 
 
 # -- digits ---------------------------------------------------------------------------------
@@ -90,8 +91,9 @@ def split_fingerprint(kind: str, path: str | os.PathLike) -> str | None:
     try:
         if kind == "folder":
             files, h = image_files(p)[0], hashlib.blake2b(digest_size=12)
-            for f in files:
-                h.update(f.relative_to(p).as_posix().encode() + b"\0")
+            for f in files:  # the name's own bytes: a name that is not UTF-8 (a Latin-1 caf\xe9.png) holds
+                # surrogate escapes, which str.encode() refuses; for UTF-8 names the bytes are the same
+                h.update(os.fsencode(f.relative_to(p).as_posix()) + b"\0")
             return f"{len(files)} images, names blake2b {h.hexdigest()}"
         st = p.stat()
         return _npz_fingerprint(str(p.resolve()), st.st_mtime_ns, st.st_size)
@@ -133,10 +135,12 @@ def _channels_option(channels: int | None, mode: str | None) -> int | None:
 SYSTEM_FOLDERS = frozenset({"__MACOSX", "lost+found", "__pycache__"})
 
 
-def _entries(d: Path) -> tuple[list[Path], list[Path], list[Path]]:
+def _entries(d: Path, root: Path | None = None) -> tuple[list[Path], list[Path], list[Path]]:
     """(image files, other files, sub-folders) directly in ``d``, each sorted by name. Hidden names (``.name``:
     macOS's ``._name`` sidecars, editors' backups, ``.ipynb_checkpoints``) and :data:`SYSTEM_FOLDERS` are not part
-    of the data set."""
+    of the data set. A symbolic link whose target is missing is a DataError naming it (from ``root``, the image
+    folder): neither a file nor a folder, it was left out without a word, and as a class folder it moved every later
+    label, as an empty class folder did (:func:`image_files`)."""
     images, other, subs = [], [], []
     with os.scandir(d) as entries:  # its file types come with the listing: no stat per file
         for e in sorted(entries, key=lambda e: e.name):
@@ -145,6 +149,15 @@ def _entries(d: Path) -> tuple[list[Path], list[Path], list[Path]]:
                     subs.append(d / e.name)
                 elif e.is_file():
                     (images if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS else other).append(d / e.name)
+                elif e.is_symlink() and not os.path.exists(e.path):  # (is_dir and is_file follow links: dangling)
+                    root = d if root is None else root
+                    try:
+                        target = os.readlink(e.path)
+                    except OSError:
+                        target = "?"
+                    raise DataError(f"image folder {root}: {(d / e.name).relative_to(root).as_posix()} is a symbolic "
+                                    f"link to {target}, which does not exist (a drive not mounted?): restore its "
+                                    "target or remove the link (left out, it would change the data without a word)")
     return images, other, subs
 
 
@@ -167,10 +180,11 @@ def image_files(root: Path, skipped: list[Path] | None = None) -> tuple[list[Pat
     name (as torchvision's ``ImageFolder``), returned as (files, labels, class names in label order). A class folder
     that holds no images of its own, or sub-folders with images, is a DataError naming it: left out, it would move
     the label of every class after it, and genzoo reads one level of folders (in a folder of images too, a
-    sub-folder with images is refused). Hidden files and folders are skipped; other files of an extension not in
-    :data:`IMAGE_EXTENSIONS` go into ``skipped`` where given."""
+    sub-folder with images is refused); so is a symbolic link whose target is missing, file or folder. Hidden files
+    and folders are skipped; other files of an extension not in :data:`IMAGE_EXTENSIONS` go into ``skipped`` where
+    given."""
     skipped = [] if skipped is None else skipped
-    files, other, subs = _entries(root)
+    files, other, subs = _entries(root, root)
     skipped += other
     if files:
         if mixed := [d.name for d in subs if _holds_images(d)]:
@@ -180,7 +194,7 @@ def image_files(root: Path, skipped: list[Path] | None = None) -> tuple[list[Pat
         return files, None, []
     labels: list[int] = []
     for k, d in enumerate(subs):
-        found, loose, below = _entries(d)
+        found, loose, below = _entries(d, root)
         if nested := [s.name + "/" for s in below if _holds_images(s)]:
             raise DataError(f"image folder {root}: class folder {d.name} holds sub-folders with images "
                             f"({_some(nested)}), which genzoo does not read (one level of class folders): put their "
@@ -205,28 +219,73 @@ _TWELVE_IN_SIXTEEN = ("{what}: 10- or 12-bit values in 16-bit files, which genzo
                       "most 17 levels); rescale them to 0..65535 (12 bits: x * 16) or save them with 8 bits (uint8)")
 
 
-def _eight_bit(im, path: Path, wide: list[int] | None = None):
+def _judge_sixteen(top: int, path: Path, wide: list[int] | None) -> None:
+    """A 16-bit image's largest value ``top`` into ``wide`` where given (a folder judges its images together), else
+    the DataError of :func:`_eight_bit` for 8-, 10- or 12-bit values in a 16-bit file."""
+    if wide is not None:
+        wide.append(top)
+    elif 0 < top <= 255:
+        raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image file {path} is 16-bit with no value above {top}"))
+    elif 0 < top < SIXTEEN_BIT_LEAST_MAX:
+        raise DataError(_TWELVE_IN_SIXTEEN.format(what=f"image file {path} is 16-bit with no value above {top}"))
+
+
+def _rawmode(im) -> str:
+    """How Pillow decodes the opened, not yet loaded, image ``im`` (its first tile's raw mode: ``"RGB;16B"`` for a
+    16-bit RGB PNG, ``"L;4"`` for a 4-bit grey one); "" where it does not say. ``load()`` clears the tiles."""
+    for t in getattr(im, "tile", None) or ():
+        raw = t.args[0] if isinstance(t.args, tuple) and t.args else t.args
+        return raw if isinstance(raw, str) else ""
+    return ""
+
+
+#: raw modes of 16-bit colour and grey+alpha files (PNG, TIFF), which Pillow decodes into 8-bit RGB / RGBA by keeping
+#: each value's high byte (LA;16B: R = G = B = the grey); premultiplied RGBa;16 is left out (its high bytes are no
+#: bound of the values), and so is CMYK;16 (ink: 0..255 in 16 bits reads white, not black)
+_SIXTEEN_COLOUR = ("RGB;16B", "RGB;16L", "RGB;16N", "RGBA;16B", "RGBA;16L", "RGBA;16N", "RGBX;16B", "RGBX;16L",
+                   "RGBX;16N", "LA;16B")
+
+
+def _eight_bit(im, path: Path, wide: list[int] | None = None, raw: str = ""):
     """``im`` with 8 bits per channel. Pillow's ``convert("L")`` clips a 16-bit grey image at 255 (almost every
     pixel white), so 16-bit values are scaled to 0..255 instead; 32-bit and float images have no fixed range.
     A 16-bit image's largest value goes into ``wide`` where given (a folder judges them together, :func:`load_folder`);
     without it, an image whose values are all 1..255 is refused: 8-bit values saved in a 16-bit file (Pillow's
     ``fromarray`` of a uint16 array, OpenCV), which read as 0..65535 would be two levels, black; so is one whose
-    largest value is below :data:`SIXTEEN_BIT_LEAST_MAX` (10- or 12-bit data: near-black, 17 levels)."""
+    largest value is below :data:`SIXTEEN_BIT_LEAST_MAX` (10- or 12-bit data: near-black, 17 levels).
+
+    16-bit colour files (``raw``, the file's raw mode, :func:`_rawmode`, in :data:`_SIXTEEN_COLOUR`) are judged
+    alike: Pillow hands them over already narrowed to their high bytes, so their largest value is taken as the
+    largest the high bytes allow (``hi * 256 + 255``: exact for the 4096 bound; an all-black file counts as 0..255),
+    the alpha channel left out; a 16-bit grey+alpha file stays grey (1 channel). A PNG's transparent grey level
+    (tRNS) is in the file's bit depth: for 16-bit grey it is matched on the 16-bit values, for 2- and 4-bit grey
+    scaled as Pillow scales the pixels (each was ignored: the colour matched no pixel)."""
     from PIL import Image
 
     if im.mode.startswith("I;16") or im.mode == "I":
         v = np.asarray(im).astype(np.int64)  # (H, W)
         if v.min() < 0 or v.max() > 65535:
             raise DataError(f"image file {path}: 32-bit values outside 0..65535; save it with 8 or 16 bits per channel")
-        if wide is not None:
-            wide.append(int(v.max()))
-        elif 0 < v.max() <= 255:
-            raise DataError(_EIGHT_IN_SIXTEEN.format(what=f"image file {path} is 16-bit with no value above {v.max()}"))
-        elif 0 < v.max() < SIXTEEN_BIT_LEAST_MAX:
-            raise DataError(_TWELVE_IN_SIXTEEN.format(what=f"image file {path} is 16-bit with no value above {v.max()}"))
-        return Image.fromarray(np.round(v / 257.0).astype(np.uint8), mode="L")  # 65535 / 257 = 255
+        _judge_sixteen(int(v.max()), path, wide)
+        out = Image.fromarray(np.round(v / 257.0).astype(np.uint8), mode="L")  # 65535 / 257 = 255
+        key = im.info.get("transparency")
+        if isinstance(key, int):  # matched before the scaling, which merges 257 values into one (fromarray drops it)
+            out = Image.merge("LA", (out, Image.fromarray(np.where(v == key, 0, 255).astype(np.uint8), mode="L")))
+        return out
     if im.mode == "F":
         raise DataError(f"image file {path}: floating-point pixels have no fixed range; save it with 8 or 16 bits per channel")
+    if raw in _SIXTEEN_COLOUR and im.mode in ("RGB", "RGBA"):
+        grey = raw.startswith("LA")
+        hi = max(top for _, top in im.getextrema()[:1 if grey else 3])  # (alpha left out)
+        _judge_sixteen(hi * 256 + 255, path, wide)
+        if grey:
+            return Image.merge("LA", (im.getchannel("R"), im.getchannel("A")))
+        key = im.info.get("transparency")
+        if isinstance(key, tuple):  # a 16-bit tRNS colour against the high bytes: the 256 values of each (nearest)
+            im.info["transparency"] = tuple(c >> 8 for c in key)
+        return im
+    if raw in ("L;2", "L;4") and isinstance(im.info.get("transparency"), int):  # Pillow scales the pixels to 0..255
+        im.info["transparency"] *= 85 if raw == "L;2" else 17
     return im
 
 
@@ -241,11 +300,11 @@ def _opaque(im, path: Path | None = None, blank: list[Path] | None = None):
     sets, font glyphs: the picture in the alpha channel alone) would be all black: ``path`` goes into ``blank``
     where given (a folder judges its images together: one black sprite with a soft edge is a picture), else a
     DataError naming it. A PNG's tRNS chunk (``im.info["transparency"]``: a grey level, an RGB colour or palette
-    alphas) counts for grey, RGB and palette images alike, and a grey palette stays grey (1 channel)."""
+    alphas) counts for 1-bit and grey, RGB and palette images alike, and a grey palette stays grey (1 channel)."""
     from PIL import Image
 
-    if "transparency" in im.info and im.mode in ("L", "RGB", "P") or im.mode in ("PA", "La", "RGBa"):
-        grey = im.mode in ("L", "La") or im.mode in ("P", "PA") and _grey_palette(im)
+    if "transparency" in im.info and im.mode in ("1", "L", "RGB", "P") or im.mode in ("PA", "La", "RGBa"):
+        grey = im.mode in ("1", "L", "La") or im.mode in ("P", "PA") and _grey_palette(im)
         im = im.convert("LA" if grey else "RGBA")  # Pillow applies the tRNS colour key or palette alphas
     if im.mode not in ("LA", "RGBA"):
         return im
@@ -279,13 +338,15 @@ def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int
     """The image at ``path`` as a PIL image of 8 bits per channel without transparency (:func:`_eight_bit`,
     :func:`_opaque`), turned as its EXIF orientation says (as viewers show a phone's photo) and with a grey
     palette read as grey (:func:`_unpaletted`): how every image genzoo reads is read (data folders,
-    ``inpaint --image``, masks). A :class:`DataError` naming the file if it cannot be read (beyond Pillow's
-    decompression-bomb limit of ``Image.MAX_IMAGE_PIXELS`` pixels too). ``wide``: see :func:`_eight_bit`; ``blank``:
-    :func:`_opaque`."""
+    ``inpaint --image``, masks). A :class:`DataError` naming the file if it cannot be read (beyond twice Pillow's
+    decompression-bomb limit ``Image.MAX_IMAGE_PIXELS`` too; Pillow only warns between once and twice it).
+    ``wide``: see :func:`_eight_bit`; ``blank``: :func:`_opaque`. The mode may still be one that Pillow converts
+    to RGB only (CIE L*a*b*): make it grey or RGB with :func:`convert_image`."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
+            raw = _rawmode(im)  # before load(), which forgets it: a 16-bit colour file reads as 8-bit RGB
             im.load()
             try:
                 img = ImageOps.exif_transpose(im)  # a copy, turned upright
@@ -294,7 +355,29 @@ def read_image(path: str | os.PathLike, what: str = "image file", wide: list[int
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         why = str(e).splitlines()[0] if str(e) else "unreadable"
         raise DataError(f"{what} {path}: cannot be read ({type(e).__name__}: {why})") from None
-    return _unpaletted(_opaque(_eight_bit(img, path, wide), path, blank))
+    return _unpaletted(_opaque(_eight_bit(img, path, wide, raw), path, blank))
+
+
+def convert_image(img, mode: str, path: str | os.PathLike, what: str = "image file"):
+    """``img`` (from :func:`read_image`) converted to ``mode`` ("L" or "RGB"), through RGB where Pillow converts
+    the image's mode to RGB alone (a CIE L*a*b* TIFF, from Photoshop or a scanner: "conversion from LAB to RGB not
+    supported" when made grey); a one-line DataError naming ``what`` ``path`` for a mode it cannot convert at all.
+    Every conversion of a read image to grey or RGB goes through it (data folders, ``inpaint --image``, masks).
+
+    >>> from PIL import Image
+    >>> lab = Image.new("RGB", (2, 2), (255, 255, 255)).convert("LAB")
+    >>> convert_image(lab, "L", "white.tif").getpixel((0, 0))
+    255
+    """
+    try:
+        return img.convert(mode)
+    except ValueError:
+        pass
+    try:
+        return img.convert("RGB").convert(mode)
+    except ValueError as e:
+        raise DataError(f"{what} {path}: its {img.mode} pixels cannot be converted to {mode} ({e}); save it as RGB or "
+                        "grayscale") from None
 
 
 def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None = None,
@@ -353,14 +436,15 @@ def load_folder(path: str | os.PathLike, split: str = "train", *, n: int | None 
         raise DataError(f"image folder {root}: {len(blank)} of its {len(files)} images are "
                         + _BLACK_INK.format(it="each is", them="them") + f" (the first: {blank[0].name})")
     c = want or (1 if gray else 3)
-    arr = np.stack([np.asarray(im.convert("L" if c == 1 else "RGB"), dtype=np.uint8) for im in images])
+    arr = np.stack([np.asarray(convert_image(im, "L" if c == 1 else "RGB", f), dtype=np.uint8)
+                    for im, f in zip(images, files)])
     arr = arr[:, None] if c == 1 else arr.transpose(0, 3, 1, 2)  # (N, C, H, W)
     x = torch.from_numpy(arr.astype(np.float32) / 255.0)  # (N, C, H, W)
     y = None if labels is None else torch.tensor(labels, dtype=torch.int64)
     x, y = take_first(*_permuted_split(x, y, split), check_n(n))
     if skipped:  # not silence: a .heic or .jp2 folder would lose its images without a word
         warnings.warn(f"image folder {root}: {len(skipped)} file(s) skipped, not images by their extension "
-                      f"({skipped[0].relative_to(root)}{', ...' if len(skipped) > 1 else ''}); genzoo reads "
+                      f"({_some([f.relative_to(root).as_posix() for f in skipped])}); genzoo reads "
                       f"{', '.join(IMAGE_EXTENSIONS)}", GenZooWarning, stacklevel=2)
     return Dataset(f"folder:{root.resolve()}", split, x, y, levels=256, classes=classes or None)
 
