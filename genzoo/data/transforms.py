@@ -158,11 +158,14 @@ def logit_transform(x: Tensor, alpha: float = 1e-6) -> tuple[Tensor, Tensor]:
     log-determinant to the log-likelihood of ``y`` to get the log-likelihood of ``x``. ``alpha`` must be positive
     (at 0 a pixel of exactly 0 or 1 maps to -inf or inf, as :class:`~genzoo.models.flows.transforms.Logit` says).
     Half-precision ``x`` (float16, bfloat16) is computed, and returned, in float32: there ``1 - 2 alpha`` rounds to
-    1, and x = 1 mapped to inf.
+    1, and x = 1 mapped to inf. ``1 - p`` is computed as ``alpha + (1 - 2 alpha)(1 - x)``, exact near x = 1, where
+    ``log1p(-p)`` of float32 ``p = 1 - 1e-6`` was 3% off (0.013 nats per pixel at x = 1): the map is odd about 1/2.
 
     >>> y, ld = logit_transform(torch.full((1, 3), 0.5))
     >>> y.abs().max().item() < 1e-6, round(ld.item(), 4)    # log 4 per dimension at x = 0.5
     (True, 4.1589)
+    >>> (logit_transform(torch.ones(1, 1))[0] + logit_transform(torch.zeros(1, 1))[0]).abs().item() < 1e-5
+    True
     """
     if not 0 < alpha < 0.5:
         raise DataError(f"alpha must lie in (0, 0.5), got {alpha}")
@@ -170,8 +173,10 @@ def logit_transform(x: Tensor, alpha: float = 1e-6) -> tuple[Tensor, Tensor]:
         raise DataError(f"logit_transform takes a batch (B, ...), got shape {tuple(x.shape)}")
     x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     p = alpha + (1 - 2 * alpha) * x  # (B, ...)
-    y = torch.log(p) - torch.log1p(-p)
-    log_det = math.log1p(-2 * alpha) - torch.log(p) - torch.log1p(-p)  # (B, ...)
+    q = alpha + (1 - 2 * alpha) * (1 - x)  # (B, ...) 1 - p, without the rounding of p near 1
+    log_p, log_q = torch.log(p), torch.log(q)
+    y = log_p - log_q  # (B, ...) logit(p) (Dinh et al. 2017, Section 4.1)
+    log_det = math.log1p(-2 * alpha) - log_p - log_q  # (B, ...) log dy/dx = log(1 - 2 alpha) - log p - log(1 - p)
     return y, log_det.flatten(1).sum(1)  # (B, ...), (B,)
 
 

@@ -602,8 +602,10 @@ class Logit(Transform):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         # the flows check the range where data enter (Flow._check, their setup): here, a host sync every step would
-        # be done twice, and would break a compiled graph
-        return logit_transform(x, self.alpha)
+        # be done twice, and would break a compiled graph. Half-precision x is mapped in float32 (logit_transform): y
+        # goes back to x's dtype for the next layer's weights (a bf16 model), the log-det stays float32
+        y, ld = logit_transform(x, self.alpha)
+        return y.to(x.dtype), ld
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
         x = inverse_logit_transform(y, self.alpha)
