@@ -106,6 +106,7 @@ def test_a_scratch_run_folder_is_removed_only_when_it_holds_nothing_but_a_run(tm
 
     run = tmp_path / "modes" / "ring-gan-seed0"
     (run / "checkpoints" / "step-00000001").mkdir(parents=True)
+    (run / "checkpoints" / ".diverged-step-00000002").mkdir()  # the checkpoint a divergence set aside
     for name in ("config.json", "run.json", "metrics.jsonl", "scored-samples.png", ".lock", "report.html", "evolution.gif"):
         (run / name).write_text("{}")
     fresh_run(run)  # a benchmark's earlier run: removed

@@ -1,6 +1,8 @@
 """The training callbacks around a loss spike, a lost best and broken final weights (genzoo/train/callbacks.py)."""
 
 import json
+import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,13 +61,17 @@ def _steps_and_spikes(run):
 
 def test_a_checkpoint_due_in_a_loss_spike_is_written_at_the_next_ordinary_step(tmp_path):
     """The guard lets 2 exploding steps through before it stops a run; Checkpoint wrote on them, the error called
-    such a checkpoint 'the last good checkpoint', and keep=2 pruned the good ones for them (a101 finding 1)."""
+    such a checkpoint 'the last good checkpoint', and keep=2 pruned the good ones for them (a101 finding 1). The
+    loss of step 6 is that of step 5's weights: that checkpoint is set aside, step 4's is the good one (a118 #1)."""
     data = load_dataset("ring", n=512)
     with pytest.raises(TrainingDiverged, match=r"step 8: loss 1e\+12 exploded for 3 steps .*the last good checkpoint "
-                                               r"is kept: .*step-00000005 \(try a smaller lr\)"):
+                                               r"is kept: .*step-00000004 \(step-00000005 holds the weights whose loss "
+                                               r"broke at step 6: set aside as \.diverged-step-00000005, so --resume "
+                                               r"goes on from step-00000004\) \(try a smaller lr\)$"):
         genzoo.fit(_reporting(_nice(), dict.fromkeys(range(6, 21), 1e12)), data, steps=20, run_dir=tmp_path / "a",
                    checkpoint_every=1, keep=2, **RING)
-    assert _steps_and_spikes(tmp_path / "a") == [(4, 0), (5, 0)]
+    assert _steps_and_spikes(tmp_path / "a") == [(3, 0), (4, 0)]
+    assert (tmp_path / "a" / "checkpoints" / ".diverged-step-00000005").is_dir()
     # a spike that passes: the checkpoint due at step 5 is written at step 7, the first ordinary step after it
     genzoo.fit(_reporting(_nice(), {5: 1e12, 6: 1e12}), data, steps=12, run_dir=tmp_path / "b", checkpoint_every=5,
                keep=5, **RING)
@@ -75,23 +81,25 @@ def test_a_checkpoint_due_in_a_loss_spike_is_written_at_the_next_ordinary_step(t
 def test_a_run_that_ends_in_a_spike_keeps_its_good_checkpoint_and_a_resume_names_it(tmp_path):
     """A run ending inside a spike writes its final checkpoint (the weights fit returns), with the spike recorded,
     and prunes nothing for it (keep=1 deleted the good one); resumed, the guard goes on counting, and the error
-    names the good checkpoint and a cure a resume allows (--set is refused on --resume)."""
+    names the good checkpoint and a cure a resume allows (--set is refused on --resume). Step 10's weights gave the
+    spike's first loss (step 11): they are no good either, and step 5's is kept while step 10's awaits that loss."""
     data, run = load_dataset("ring", n=512), tmp_path / "r"
     with pytest.warns(GenZooWarning, match=r"^the run ends inside a loss spike \(2 step\(s\) .*checkpoint "
                                            r"step-00000012 are the spike's; the checkpoints before it are kept "
                                            r"\(step-00000010 the newest\)$"):
         state = genzoo.fit(_reporting(_nice(), {11: 1e12, 12: 1e12}), data, steps=12, run_dir=run, checkpoint_every=5,
                            keep=1, **RING)
-    assert state.step == 12 and _steps_and_spikes(run) == [(10, 0), (12, 2)]
+    assert state.step == 12 and _steps_and_spikes(run) == [(5, 0), (10, 0), (12, 2)]
     # (review 104: the message named step 10 alone, and --resume, which takes the newest, diverged again)
     with pytest.raises(TrainingDiverged, match=r"step 13: loss 1e\+12 exploded for 3 steps .*the last good checkpoint "
-                                               r"is kept: .*step-00000010 \(--resume goes on from step-00000012, "
-                                               r"written during the spike: move that aside to go on from "
-                                               r"step-00000010\) \(a resumed run keeps the lr its checkpoint "
-                                               r"holds: start a new run with a smaller lr\)$"):
+                                               r"is kept: .*step-00000005 \(step-00000010, step-00000012 hold weights "
+                                               r"of step 10 on, whose loss broke at step 11: set aside as "
+                                               r"\.diverged-step-\*, so --resume goes on from step-00000005\) \(a "
+                                               r"resumed run keeps the lr its checkpoint holds: start a new run with a "
+                                               r"smaller lr\)$"):
         genzoo.fit(_reporting(_nice(), {13: 1e12}, start=12), data, steps=14, run_dir=run, resume=True,
                    checkpoint_every=5, keep=1, **RING)
-    assert [s for s, _ in _steps_and_spikes(run)] == [10, 12]
+    assert [s for s, _ in _steps_and_spikes(run)] == [5]
 
 
 def test_a_resume_that_lost_the_best_weights_says_so_and_crowns_no_worse_step(tmp_path, monkeypatch):
@@ -186,3 +194,59 @@ def test_a_resume_keeps_a_metrics_line_of_an_integer_past_pythons_digit_limit(tm
     with pytest.warns(GenZooWarning, match="line 2 is not a metrics row"):
         callbacks.MetricsLogger(tmp_path)._truncate(5)
     assert path.read_text().splitlines() == ['{"step": 1, "loss": 2.0}', huge, '{"step": 3, "loss": 1.0}']
+
+
+def test_the_checkpoint_whose_weights_broke_the_loss_is_set_aside_and_a_resume_goes_on_from_a_good_one(tmp_path):
+    """The loss logged at step k is that of the checkpoint of step k - 1: the error called the checkpoint just
+    before a NaN or an explosion 'the last good checkpoint' (its weights score NaN or 1e31 on the training digits),
+    keep pruned the good one before it, and --resume went on from it and diverged again at once (a118 #1)."""
+    data = load_dataset("digits")
+
+    def vae(lr=1e-3):
+        torch.manual_seed(0)
+        return genzoo.build("vae", data_shape=data.shape, hidden=(32,), lr=lr)
+
+    kw = dict(checkpoint_every=1, log_every=1, batch_size=64, progress=False)
+    with pytest.raises(TrainingDiverged) as e:  # the audit's case: its loss breaks at step 2
+        genzoo.fit(vae(lr=0.5), data, steps=20, run_dir=tmp_path / "a", keep=10, **kw)
+    assert "the last good checkpoint" not in str(e.value)
+    assert "; no checkpoint from before the loss broke is kept (step-00000001 holds the weights whose loss broke at " \
+           "step 2: set aside as .diverged-step-00000001)" in str(e.value)
+    assert io.latest_checkpoint(tmp_path / "a") is None  # nothing a resume, eval or sample would take
+
+    class FastAfter5(genzoo.train.Callback):  # (after step 5's checkpoint is written: it holds lr 1e-3)
+        def on_step_end(self, state, logs):
+            if state.step == 5:
+                for group in state.optimizers[0].param_groups:
+                    group["lr"] = 0.5
+
+    run = tmp_path / "b"
+    with pytest.raises(TrainingDiverged, match=r"the last good checkpoint is kept: (\S+) \(step-00000006 holds the "
+                                               r"weights whose loss broke at step 7: set aside") as e:
+        genzoo.fit(vae(), data, steps=20, run_dir=run, keep=1, callbacks=[FastAfter5()], **kw)
+    good = Path(e.value.args[0].split("is kept: ")[1].split(" ")[0])
+    assert good.name == "step-00000005" and io.checkpoint_dirs(run) == [good]  # kept by keep=1
+    model = vae()
+    io.load_checkpoint(good, model, model.configure_optimizers())
+    with torch.no_grad():
+        assert math.isfinite(float(model.eval().loss(data.transformed(torch.Generator().manual_seed(0)))["loss"]))
+    state = genzoo.fit(vae(), data, steps=10, run_dir=run, resume=True, keep=1, **kw)
+    assert state.resumed_from == 5 and state.step == 10 and io.checkpoint_dirs(run)[-1].name == "step-00000010"
+
+
+def test_the_progress_bar_shows_the_mean_of_the_terms_that_matter():
+    """It showed the current step's first three terms: for a GAN loss and d_loss, the same number, and never g_loss
+    (a118 minor note); and its docstring said 'running loss'."""
+    from types import SimpleNamespace
+
+    bar, state = callbacks.ProgressBar(), SimpleNamespace(total_steps=20, step=0, model=SimpleNamespace(name="gan"))
+    bar.on_start(state)
+    shown = []
+    bar.bar.set_postfix = lambda postfix, refresh=True: shown.append(dict(postfix))
+    for state.step in range(1, 21):  # a GAN's terms, g_loss on every other step (d_steps=2)
+        loss = float(state.step)
+        bar.on_step_end(state, {"loss": loss, "d_loss": loss, "d_real": 0.5, "d_fake": 0.25,
+                                **({"g_loss": 2.0 * state.step} if state.step % 2 else {})})
+    bar.on_end(state)
+    assert shown == [{"loss": "5.5", "g_loss": "10", "d_real": "0.5"},  # means over steps 1-10 (g_loss: 1, 3, ... 9)
+                     {"loss": "15.5", "g_loss": "30", "d_real": "0.5"}]

@@ -334,6 +334,58 @@ def test_a_run_dir_given_to_rank_0_alone_trains_and_a_refusal_stops_every_rank(t
         assert out.read_text().splitlines() == ["trained", "checkpoints of a run"]
 
 
+RANK_SETTINGS = textwrap.dedent('''
+    import sys, torch, genzoo
+    from genzoo.data import load_dataset
+    from genzoo.errors import GenZooError
+    from genzoo.train import distributed
+    distributed.init(torch.device("cpu"))
+    rank, out = distributed.world()[0], sys.argv[1]
+    data, valid = load_dataset("ring", n=64), load_dataset("ring", "valid", n=32)
+    cases = {  # run_dir: rank 0's alone (it alone writes)
+        "max_minutes": lambda d: dict(max_minutes=60 if rank == 0 else None),
+        "resume": lambda d: dict(resume=rank == 0, run_dir=d if rank == 0 else None),
+        "keep_best": lambda d: dict(keep_best=True, valid=valid, run_dir=d if rank == 0 else None),
+        "resume_dir": lambda d: dict(resume=True, run_dir=d if rank == 0 else None),
+    }
+    lines = []
+    for name in sys.argv[2:]:
+        try:
+            genzoo.fit(genzoo.build("nice", data_shape=(2,), hidden=(8,)), data, steps=2, batch_size=32, log_every=1,
+                       progress=False, **cases[name](f"{out}/{name}"))
+            lines.append(f"{name}: trained")
+        except GenZooError as e:
+            lines.append(f"{name}: {type(e).__name__}: {e}")
+    open(f"{out}/out{rank}.txt", "w").write("\\n".join(lines))
+    torch.distributed.barrier()  # both ranks done before the group goes away (gloo aborts a peer torn down mid-call)
+    torch.distributed.destroy_process_group()
+''')
+
+
+@pytest.mark.slow  # (17-19 s, 9 of them torchrun's start: in -m slow, for the suite's 10 minutes)
+def test_settings_that_decide_collective_calls_or_rank_0_alone_are_checked_so_every_rank_stops_alike(tmp_path):
+    """max_minutes (the deadline's all-reduce) and resume (its broadcasts) differing between ranks aborted in gloo
+    ('Is there a distributed collective mismatch?'), not compared as seed and steps are (a118 #2); keep_best with
+    the run_dir on rank 0 alone, which alone validates and writes, was refused on rank 1, blaming its run_dir, and
+    hung under try/except; resume=True with it on rank 0 alone said 'nothing to resume' on rank 1 alone (a118 #3)."""
+    script = tmp_path / "w.py"
+    script.write_text(RANK_SETTINGS)
+    cases = ["max_minutes", "resume", "keep_best", "resume_dir"]
+    proc = torchrun([str(script), str(tmp_path), *cases], timeout=120, fresh=[tmp_path / c for c in cases])
+    differs = "ConfigError: under torchrun every process must be given the same model, data and settings, and its"
+    for rank in (0, 1):
+        out = tmp_path / f"out{rank}.txt"
+        assert out.exists(), proc.stderr[-2000:]
+        assert out.read_text().splitlines() == [
+            f"max_minutes: {differs} max_minutes differs: rank 0: 60, rank 1: None",
+            f"resume: {differs} resume differs: rank 0: True, rank 1: False",
+            "keep_best: trained",
+            "resume_dir: CheckpointError: nothing to resume: resume=True needs a run_dir on every process (each reads "
+            "the checkpoint it goes on from)"]
+    assert (tmp_path / "keep_best" / "best" / "best.json").is_file()  # rank 0's validation, its best weights
+    assert not (tmp_path / "max_minutes").exists() and not (tmp_path / "resume").exists()  # refused before writing
+
+
 def test_cli_under_torchrun_writes_one_run(tmp_path):
     run_dir = tmp_path / "run"
     proc = torchrun(["-m", "genzoo", "train", "vae", "--steps", "4", "--batch-size", "32", "--run-dir", str(run_dir),
@@ -408,6 +460,7 @@ def test_a_batch_the_processes_cannot_split_on_resume_says_it_is_the_runs(tmp_pa
     monkeypatch.setattr(distributed, "world", lambda: (0, 3))
     monkeypatch.setattr(distributed, "check_joined", lambda: None)
     monkeypatch.setattr(distributed, "rank0_value", lambda value: value)
+    monkeypatch.setattr(distributed, "any_rank", bool)  # (the resume's run_dir, decided by every rank)
     data = load_dataset("ring", n=64)
     for resume, tail in ((True, ": a resume keeps the run's batch size, so run on a number of processes that divides "
                                 "it"), (False, "")):

@@ -426,6 +426,18 @@ def test_keep_best_needs_a_validation_set_and_a_run_dir(tmp_path):
     assert not (tmp_path / "best").exists()
 
 
+def test_valid_without_a_run_dir_is_refused_in_one_line(tmp_path):
+    """Validation losses go into the metrics rows, written with a run_dir alone: fit(valid=...) without one computed
+    none and said nothing (a118 #6), where keep_best refuses the same in one line."""
+    data, valid = load_dataset("ring", n=256), load_dataset("ring", "valid", n=64)
+    with pytest.raises(ConfigError, match=r"^valid= needs a run_dir: the validation losses go into its metrics rows "
+                                          r"\(metrics.jsonl\); give run_dir=, or leave valid out$"):
+        genzoo.fit(genzoo.build("nice", data_shape=(2,), hidden=(8,)), data, steps=2, valid=valid, progress=False)
+    state = genzoo.fit(genzoo.build("nice", data_shape=(2,), hidden=(8,)), data, steps=2, valid=valid, progress=False,
+                       run_dir=tmp_path / "r")
+    assert state.valid_logs["step"] == 2 and "valid_loss" in state.valid_logs
+
+
 def test_keep_best_resumes_past_an_unreadable_record(tmp_path):
     from genzoo.train.callbacks import BestWeights
 

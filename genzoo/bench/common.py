@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, GenZooError, RunLocked
+from ..train.callbacks import DIVERGED
 from ..train.loop import MAX_STEPS
 
 #: the header of the flow-on-MNIST tables (one row per model from :func:`run_flow_on_mnist`)
@@ -43,9 +44,9 @@ def _not_a_runs(run_dir: Path) -> list[str]:
     hidden lock and temporary files) would not hold, as paths relative to it; the folders a run writes are looked into."""
     from ..io import RUN_FILES
 
-    def hidden_ours(name: str) -> bool:  # .lock, .NAME.XXXX.tmp, .genzoo-write-test-*, .tmp-*, .old-*, .damaged-*
+    def hidden_ours(name: str) -> bool:  # .lock, .NAME.XXXX.tmp, .genzoo-write-test-*, .tmp-*, .old-*, .damaged-*,
         return name == ".lock" or name.endswith(".tmp") or name.startswith((".genzoo-write-test-", ".tmp-", ".old-",
-                                                                            ".damaged-"))
+                                                                            ".damaged-", DIVERGED))  # .diverged-*
 
     inside = {  # what each folder of a run holds
         "samples": lambda n: (n.startswith("step-") and n.endswith(".png")) or hidden_ours(n),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -63,6 +64,11 @@ class DivergenceGuard(Callback):
     also checks the weights (:func:`nonfinite_weight`): an update can break them with a finite loss, and a run
     with no ``run_dir`` has no checkpoint to check them before ``fit`` returns them.
 
+    The loss logged at step k is that of the weights before update k, the checkpoint of step k - 1's: where the
+    loss first breaks at step s (NaN, or the first of the exploding steps; a NaN that ends a spike the guard was
+    counting, the spike's first step), the checkpoints from step s - 1 on hold the weights that broke it. The
+    error names the newest checkpoint before them as the last good one, and sets them aside (:func:`kept`).
+
     >>> from types import SimpleNamespace
     >>> guard, state = DivergenceGuard(window=5), SimpleNamespace(step=2, run_dir=None, optimizers=[])
     >>> guard.on_step_end(state, {"loss": float("nan")})
@@ -92,13 +98,14 @@ class DivergenceGuard(Callback):
 
     def on_step_end(self, state, logs):
         loss = logs.get("loss", 0.0)
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}{kept(state.run_dir)}"
+        if not math.isfinite(loss):  # (first broken: this step's loss, or the first of the spike it ends)
+            raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}"
+                                   f"{kept(state.run_dir, state.step - self.run)}"
                                    + (_start_hint(state) if state.step == 1 else _lr_hint(state)))
         # once a run, first among the callbacks, so nothing is written of broken weights (loop: step == total_steps)
         model, last = getattr(state, "model", None), state.step == getattr(state, "total_steps", None)
         if last and model is not None and (name := nonfinite_weight(model, getattr(state, "nonfinite_at_start", ()))):
-            raise _broken_weights(state.step, name, state.run_dir)
+            raise _broken_weights(state.step, name, state.run_dir, state.step + 1 - self.run)
         state.guard = {"recent": self.recent, "run": 0}
         if self.recent:
             typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
@@ -106,9 +113,10 @@ class DivergenceGuard(Callback):
             if abs(loss) > bar * (typical + 1.0):
                 self.run += 1
                 state.guard["run"] = self.run
-                if self.run >= self.patience:
+                if self.run >= self.patience:  # (the loss broke at the first of the run's steps)
                     raise TrainingDiverged(f"training diverged at step {state.step}: loss {loss:.3g} exploded for "
-                                           f"{self.run} steps (typical {typical:.3g}){kept(state.run_dir)}{_lr_hint(state)}")
+                                           f"{self.run} steps (typical {typical:.3g})"
+                                           f"{kept(state.run_dir, state.step - self.run + 1)}{_lr_hint(state)}")
                 return
         self.run = 0
         self.recent.append(loss)
@@ -167,34 +175,69 @@ def _nonfinite(model, exempt=()):
             if name not in exempt and t.is_floating_point() and not bool(torch.isfinite(t).all()))
 
 
-def _broken_weights(step: int, name: str, run_dir) -> TrainingDiverged:
-    """The error for weights an update left holding NaN or inf (``name``: :func:`nonfinite_weight`'s)."""
-    return TrainingDiverged(f"training diverged at step {step}: '{name}' holds NaN/inf{kept(run_dir)}")
+def _broken_weights(step: int, name: str, run_dir, first_bad: int | None = None) -> TrainingDiverged:
+    """The error for weights an update left holding NaN or inf (``name``: :func:`nonfinite_weight`'s); ``first_bad``
+    as :func:`kept` takes it (the next step's, where no spike was counted: every checkpoint written is good)."""
+    return TrainingDiverged(f"training diverged at step {step}: '{name}' holds NaN/inf{kept(run_dir, first_bad)}")
 
 
-def _in_spike(checkpoint: Path) -> bool:
-    """Whether ``checkpoint`` was written while the guard counted a loss spike (its state.json's ``guard.run`` > 0):
-    only a run's final checkpoint can be (:class:`Checkpoint`), and a run resumed from it may diverge."""
-    try:
-        return int(read_json(checkpoint / "state.json", "checkpoint state").get("guard", {}).get("run", 0)) > 0
-    except (GenZooError, AttributeError, TypeError, ValueError):  # unreadable: a resume sets it aside, not this
-        return False
+#: where :func:`kept` moves a checkpoint whose weights broke the loss (``checkpoints/.diverged-step-N``)
+DIVERGED = ".diverged-"
 
 
-def kept(run_dir) -> str:
-    """The tail of a divergence message: the newest checkpoint written outside a loss spike, which survives."""
+def kept(run_dir, first_bad: int | None = None) -> str:
+    """The tail of a divergence message: the last good checkpoint, the newest whose weights gave an ordinary loss.
+
+    The loss logged at step k is that of the weights before update k, the checkpoint of step k - 1's: where the
+    loss broke first at step ``first_bad`` (None: no loss broke, every checkpoint is good), the checkpoints of
+    step ``first_bad - 1`` on hold the weights that broke it. Rank 0 sets those aside as
+    ``checkpoints/.diverged-step-N``, so ``resume`` (which goes on from the newest checkpoint), ``eval`` and
+    ``sample`` take the good one, and the tail names both. :class:`Checkpoint` keeps one checkpoint beyond its
+    ``keep`` until the step after the newest has passed the guard, so a good one survives ``keep=1``.
+
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> for step in (4, 5, 6):
+    ...     (run / CHECKPOINTS / f"step-{step:08d}").mkdir(parents=True)
+    >>> kept(run, first_bad=7).split("kept: ")[1].replace(str(run), "RUN")     # NaN at step 7: step 6's weights gave it
+    'RUN/checkpoints/step-00000005 (step-00000006 holds the weights whose loss broke at step 7: set aside as .diverged-step-00000006, so --resume goes on from step-00000005)'
+    >>> [ck.name for ck in checkpoint_dirs(run)]
+    ['step-00000004', 'step-00000005']
+    """
     if run_dir is None:
         return ""
     dirs = checkpoint_dirs(run_dir)
-    good = next((ck for ck in reversed(dirs) if not _in_spike(ck)), None)
-    if good is not None and good != dirs[-1]:  # a run that ended inside a spike, resumed: --resume takes the newest
-        return (f"; the last good checkpoint is kept: {good} (--resume goes on from {dirs[-1].name}, written during "
-                f"the spike: move that aside to go on from {good.name})")
-    if good is not None:
+    if not dirs:
+        return "; no checkpoint was written yet"
+    cut = math.inf if first_bad is None else first_bad - 2  # the checkpoints up to it gave ordinary losses
+    good = next((ck for ck in reversed(dirs) if int(ck.name[5:]) <= cut), None)
+    bad = [ck for ck in dirs if int(ck.name[5:]) > cut]
+    if not bad:
         return f"; the last good checkpoint is kept: {good}"
-    if dirs:  # a run whose first checkpoint was its final one, written mid-spike, resumed and diverged
-        return f"; no checkpoint from before the loss exploded is kept ({dirs[-1].name} was written as it did)"
-    return "; no checkpoint was written yet"
+    names = ", ".join(ck.name for ck in bad)
+    one = len(bad) == 1
+    held = (f"{names} holds the weights whose loss broke at step {first_bad}" if one and int(bad[0].name[5:]) == cut + 1
+            else f"{names} {'holds' if one else 'hold'} weights of step {first_bad - 1} on, whose loss broke at step "
+                 f"{first_bad}")
+    moved = True
+    if distributed.is_main():  # (rank 0 alone writes; the other ranks say what it does)
+        for ck in bad:
+            try:
+                shutil.rmtree(ck.with_name(DIVERGED + ck.name), ignore_errors=True)  # an earlier try's, of this step
+                os.rename(ck, ck.with_name(DIVERGED + ck.name))
+            except OSError:  # (a read-only folder): said, and left where a resume finds it
+                moved = False
+                break
+    if not moved:  # (those not moved, of a try cut short)
+        left = ", ".join(ck.name for ck in bad if ck.is_dir())
+        return (f"; the last good checkpoint is kept: {good} ({held}; --resume goes on from the newest: move "
+                f"{left} aside to go on from {good.name})" if good is not None else
+                f"; no checkpoint from before the loss broke is kept ({held})")
+    where = f"{DIVERGED}{bad[0].name}" if len(bad) == 1 else f"{DIVERGED}step-*"
+    if good is None:
+        return f"; no checkpoint from before the loss broke is kept ({held}: set aside as {where})"
+    return (f"; the last good checkpoint is kept: {good} ({held}: set aside as {where}, so --resume goes on from "
+            f"{good.name})")
 
 
 class MetricsLogger(Callback):
@@ -458,8 +501,9 @@ def write_samples(model, path: Path, n: int, seed: int = 0, title: str = "", den
 
 
 class Checkpoint(Callback):
-    """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep``. :func:`genzoo.fit` adds
-    it (``checkpoint_every``, ``keep``) when it has a ``run_dir``.
+    """Atomic checkpoints every ``every`` steps and at the end; keeps the newest ``keep`` (and one more while the
+    newest awaits the next step's loss, below). :func:`genzoo.fit` adds it (``checkpoint_every``, ``keep``) when it
+    has a ``run_dir``.
 
     A run asked to stop (:func:`~genzoo.train.loop.request_stop`: ``state.stopping``) writes one of the step it
     stops after. A checkpoint due while the divergence guard counts a loss spike (``state.guard["run"] > 0``: it
@@ -467,6 +511,12 @@ class Checkpoint(Callback):
     instead, so a run that diverges keeps its last good checkpoint. A run that ends inside a spike (its last
     step, ``max_minutes`` or a stop request) still writes its final checkpoint, the weights ``fit`` returns, with
     the spike recorded for a resumed run's guard, and prunes none: the good ones before it stay.
+
+    A checkpoint's weights are proven good only by the next step's loss (the loss logged at step k is that of
+    the weights before update k): until a step after the newest checkpoint has passed the divergence guard
+    outside a spike, one checkpoint more than ``keep`` stays, so a run that diverges at the next step still has
+    a good one (:func:`kept`), even with ``keep=1``. A run that ends (its last step, ``max_minutes``, a stop
+    request) keeps the newest ``keep``.
 
     >>> import os, tempfile, genzoo
     >>> from genzoo.data import load_dataset
@@ -480,6 +530,8 @@ class Checkpoint(Callback):
     def __init__(self, run_dir: Path, every: int, keep: int = 3):
         self.run_dir, self.every, self.keep = Path(run_dir), max(1, every), keep
         self.last, self.held = -1, False
+        self.unproven = False  # the newest checkpoint waits for the next step's loss: one more than keep is kept
+        self.spike_final = False  # the final checkpoint was written inside a spike: nothing pruned for it
 
     def on_start(self, state):
         """Remove what writes cut short by a kill left: the temporary folders of checkpoints being written or
@@ -502,23 +554,36 @@ class Checkpoint(Callback):
             leftovers.append(self.run_dir / "density.png")
         for p in leftovers:
             p.unlink(missing_ok=True)
+        self.unproven = state.step > 0  # a resumed run's checkpoint (and the one before it) as its session left them
 
     def on_step_end(self, state, logs):
+        guard = getattr(state, "guard", None)
+        spike = bool(guard and guard["run"])
+        if self.unproven and not spike:  # this step's ordinary loss proves the newest checkpoint's weights (or later
+            _prune(self.run_dir, self.keep)  # ones, after a spike that passed): the spare before it can go
+            self.unproven = False
         final = state.step == state.total_steps or getattr(state, "stopping", False)  # (request_stop: the last one)
         if not (state.step % self.every == 0 or final or self.held):
             return
-        guard = getattr(state, "guard", None)
-        self.held = bool(guard and guard["run"]) and not final  # a spike's weights: the next ordinary step's instead
+        self.held = spike and not final  # a spike's weights: the next ordinary step's instead
         if not self.held:
             self.write(state)
+
+    def on_end(self, state):
+        # a run that ended (not one stopped by an error) keeps the newest keep: its final checkpoint has no next step
+        # to prove it here, and one written inside a spike prunes none
+        ended = state.step == state.total_steps or getattr(state, "stopping", False)
+        if self.unproven and ended and self.last == state.step and not self.spike_final:
+            _prune(self.run_dir, self.keep)
+            self.unproven = False
 
     def write(self, state):
         if state.step == self.last:
             return
-        if name := nonfinite_weight(state.model, getattr(state, "nonfinite_at_start", ())):
-            raise _broken_weights(state.step, name, self.run_dir)
-        extra = {"partial_logs": state.partial_logs} if state.partial_logs else {}  # so a resumed run logs the same
         guard = getattr(state, "guard", None)
+        if name := nonfinite_weight(state.model, getattr(state, "nonfinite_at_start", ())):  # (their loss: the next
+            raise _broken_weights(state.step, name, self.run_dir, state.step + 1 - (guard["run"] if guard else 0))
+        extra = {"partial_logs": state.partial_logs} if state.partial_logs else {}  # so a resumed run logs the same
         if guard:  # ... and is watched the same
             extra["guard"] = {"recent": list(guard["recent"]), "run": guard["run"]}
         if best := getattr(state, "best", None):  # BestWeights': a resumed run goes on from it
@@ -533,31 +598,67 @@ class Checkpoint(Callback):
                              "no checkpoint before it was written"), GenZooWarning, stacklevel=2)
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
                         {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(),
-                        keep=sys.maxsize if spike else self.keep)
-        self.last = state.step
+                        keep=sys.maxsize if spike else self.keep + 1)  # (+1: the one before it, until it is proven)
+        self.last, self.unproven, self.spike_final = state.step, True, spike
+
+
+def _prune(run_dir: Path, keep: int) -> None:
+    """Remove all but the newest ``keep`` checkpoints of ``run_dir``, as :func:`~genzoo.io.save_checkpoint` does:
+    each renamed out of the run first, so a kill mid-removal leaves no half-deleted ``step-N``."""
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        gone = old.with_name(f".tmp-{old.name}-pruned")  # (the next start removes .tmp-step-*)
+        try:
+            os.rename(old, gone)
+        except OSError:
+            continue
+        shutil.rmtree(gone, ignore_errors=True)
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over steps with the running loss (quiet when stderr is not a terminal).
+    """A tqdm bar over steps (quiet when stderr is not a terminal) showing, every 10 steps, the mean over those
+    steps of the loss and of the next two terms the model logs: a term that only repeats the loss (a GAN's
+    d_loss) is left out, and the generator's ``g_loss`` comes first (a term logged on some steps only, as g_loss
+    with ``d_steps`` > 1, is averaged over those).
 
     >>> from types import SimpleNamespace
     >>> bar, state = ProgressBar(), SimpleNamespace(total_steps=10, step=4, model=SimpleNamespace(name="gmm"))
     >>> bar.on_start(state)                                 # a resumed run's bar starts at its step
     >>> bar.bar.total, bar.bar.n
     (10, 4)
+    >>> for state.step in range(5, 11):                     # a GAN's terms; g_loss on every other step
+    ...     bar.on_step_end(state, {"loss": 1.0, "d_loss": 1.0, "d_real": 0.5, **({"g_loss": 2.0} if state.step % 2
+    ...                                                                         else {})})
+    >>> bar.shown
+    {'loss': '1', 'g_loss': '2', 'd_real': '0.5'}
     >>> bar.on_end(state)
     """
+
+    EVERY = 10
 
     def on_start(self, state):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=state.total_steps, initial=state.step, desc=state.model.name, unit="step",
                         dynamic_ncols=True, disable=None)
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.news: set[str] = set()  # the terms that ever differed from the loss (not a copy of it)
+        self.shown: dict[str, str] = {}
 
     def on_step_end(self, state, logs):
         self.bar.update(1)
-        if state.step % 10 == 0:
-            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(logs.items())[:3]}, refresh=False)
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+            if k != "loss" and v != logs.get("loss"):
+                self.news.add(k)
+        if state.step % self.EVERY == 0:
+            # the loss, then g_loss, then the model's order (sorted is stable)
+            keys = sorted((k for k in self.sums if k == "loss" or k in self.news),
+                          key=lambda k: (k != "loss", k != "g_loss"))
+            self.shown = {k: f"{self.sums[k] / self.counts[k]:.4g}" for k in keys[:3]}
+            self.bar.set_postfix(self.shown, refresh=False)
+            self.sums, self.counts = {}, {}
 
     def on_end(self, state):
         self.bar.close()

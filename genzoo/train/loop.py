@@ -241,7 +241,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     checkpoint in ``run_dir``, with the run's own model (the options of its ``config.json``), seed, batch size, data,
     lr schedule and warm-up (another is a ConfigError); the length, intervals and speed options may change.
     ``valid`` (a Dataset) adds validation losses to the metrics rows every ``valid_every`` steps (default
-    ``10 * log_every``; a multiple of ``log_every``) and at the end; ``keep_best=True`` then also keeps the weights of
+    ``10 * log_every``; a multiple of ``log_every``) and at the end (so it needs a ``run_dir``: a ConfigError
+    without one); ``keep_best=True`` then also keeps the weights of
     the lowest validation loss in ``run_dir/best/``, a run folder of its own
     (:class:`~genzoo.train.callbacks.BestWeights`), for models whose validation loss measures them (a ConfigError for
     the GANs, whose is the discriminator's).
@@ -267,6 +268,25 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     (:attr:`~genzoo.base.GenerativeModel.initialised`); its data check,
     :meth:`~genzoo.base.GenerativeModel.check_training_data`, runs on every new run. Returns the
     :class:`TrainState` (``.step``, ``.optimizers``, ...).
+
+    A second ``fit`` of a model (without ``resume``) is a new run from its weights: its steps count from 0 again,
+    with fresh optimizers, so with the same ``seed`` it takes the same batches in the same order and draws the same
+    noise as the first (ten ``fit(steps=100)`` in a row train on the first 100 batches ten times). Pass another
+    ``seed`` to each, or train in a ``run_dir`` and go on with ``resume=True``, which keeps the order, the noise
+    and the optimizers' state. (The streams are seeded alike from ``seed``: torch's global generator, which the
+    model's noise comes from, and the data generator of binarization and dequantization start in one state, and for
+    seed 0 so does epoch 0's order, seeded ``seed * 1000003 + epoch``: they are not independent draws.)
+
+    >>> import genzoo
+    >>> from genzoo.data import load_dataset
+    >>> data, nice = load_dataset("ring", n=256), genzoo.build("nice", data_shape=(2,), hidden=(8,))
+    >>> firsts = []
+    >>> class FirstBatch(Callback):                # the examples of the run's first batch
+    ...     def on_start(self, state): firsts.append(state.epoch_order(0)[:4].tolist())
+    >>> for seed in (0, 0, 1):             # a second fit with seed 0 starts seed 0's order again; seed 1 another
+    ...     _ = fit(nice, data, steps=2, batch_size=64, seed=seed, callbacks=[FirstBatch()], progress=False)
+    >>> firsts[0] == firsts[1], firsts[0] == firsts[2]
+    (True, False)
     """
     # NumPy's numbers and bools (a sweep's np.arange, a mask's entry) as Python's: torch's seeding and the epoch
     # order take no np.int64, and np.True_ is no bool
@@ -301,9 +321,6 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
         raise ConfigError(f"keep_best keeps the weights of the lowest validation loss, and a {model.name}'s is its "
                           "discriminator's loss, which does not measure its samples: leave keep_best off (`genzoo "
                           "eval` scores the final weights)")
-    if keep_best and (valid is None or run_dir is None):
-        raise ConfigError("keep_best needs a validation set (valid=) and a run directory (run_dir=) to keep the "
-                          "best weights in")
     if lr_schedule not in LR_SCHEDULES:
         raise ConfigError(f"unknown lr_schedule '{lr_schedule}': use {' or '.join(LR_SCHEDULES)}")
     # a user's model that keeps the base class's training_step defines what it calls (loss; one optimizer, below),
@@ -328,17 +345,30 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     run_dir = Path(run_dir).expanduser() if run_dir is not None else None
     if run_dir is not None and blocked_by_file(run_dir):
         raise ConfigError(f"run_dir {run_dir}: that path, or a part of it, is a file, not a folder")
-    if resume and run_dir is None:
-        raise CheckpointError("nothing to resume: resume=True needs a run_dir")
     distributed.check_joined()
     rank, world_size = distributed.world()
+    # every rank reads the checkpoint it goes on from: decided together, so that all stop alike (one that raised
+    # alone left the others waiting in their next collective call)
+    if distributed.any_rank(resume and run_dir is None):
+        raise CheckpointError("nothing to resume: resume=True needs a run_dir" + (
+            " on every process (each reads the checkpoint it goes on from)" if world_size > 1 else ""))
     # A new run goes into a folder free of a run's files (but genzoo train's run.json, written just before);
     # resume=True with no checkpoint yet (a first launch, or a run killed before its first) starts the run where
     # there is nothing but what a run writes before its first checkpoint. Rank 0 looks, before it writes
-    # anything, and every rank (with a run_dir or not) stops alike.
-    problem = _new_run_problem(run_dir, resume) if rank == 0 and run_dir is not None else None
+    # anything, and every rank (with a run_dir or not) stops alike. Validation and the best weights are rank 0's
+    # too (it alone validates and writes: the other ranks may have no run_dir), so their needs are checked there.
+    problem = None
+    if rank == 0:
+        if keep_best and (valid is None or run_dir is None):
+            problem = ConfigError("keep_best needs a validation set (valid=) and a run directory (run_dir=) to keep "
+                                  "the best weights in")
+        elif valid is not None and run_dir is None:  # (MetricsLogger computes them, with a run_dir alone)
+            problem = ConfigError("valid= needs a run_dir: the validation losses go into its metrics rows "
+                                  "(metrics.jsonl); give run_dir=, or leave valid out")
+        elif run_dir is not None and (why := _new_run_problem(run_dir, resume)) is not None:
+            problem = (CheckpointError if resume else ConfigError)(why)
     if (problem := distributed.rank0_value(problem)) is not None:
-        raise (CheckpointError if resume else ConfigError)(problem)
+        raise problem
     if world_size > 1 and model.full_batch and len(data) < world_size:
         raise ConfigError(f"{model.name} trains on the whole set, and {len(data)} examples cannot be split over "
                           f"{world_size} processes")
@@ -364,9 +394,12 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     # under torchrun: the same run everywhere (a rank given its own shard, seed or length trained another model,
     # or waited for ever in an all-reduce the others never made)
     if world_size > 1:
+        # (max_minutes and resume decide collective calls of their own: the deadline's all-reduce each step, the
+        # resume's broadcasts; a mismatch aborted in gloo)
         distributed.check_same_everywhere("model, data and settings", model=model.config, examples=len(data),
                                           data_checksum=_checksum(data.x), seed=seed, batch_size=global_batch,
-                                          steps=state.total_steps, lr_schedule=lr_schedule, warmup_steps=warmup_steps)
+                                          steps=state.total_steps, lr_schedule=lr_schedule, warmup_steps=warmup_steps,
+                                          max_minutes=max_minutes, resume=resume)
     device = model.device
     full_x = all_x = None
     if model.full_batch:  # the whole set, transformed once with a seed-fixed draw, every step
