@@ -364,3 +364,131 @@ def test_plot_takes_the_h_range_its_error_asks_for(tmp_path):
         assert im.format == "PNG"
     with pytest.raises(ConfigError, match="n_grid"):
         plot_implicit_density(torch.tanh, StudentT(2.0), out, h_range=(-50, 50), n_grid=2)
+
+
+# ------------------------------------------------------------------------- audit 120
+
+
+def _no_warning(fn):
+    """fn() with every warning raised as an error."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return fn()
+
+
+def test_priors_without_an_icdf_singular_at_a_bound_get_a_grid_from_a_numerical_cdf():
+    """Audit 120: a prior without an icdf kept the uniform grid on mean -+ 12 std although one cell held too much
+    of its mass: sqrt(h), h ~ Chi2(1), the half-normal, was 50% off at x = 0.001, 28% at 0.01, and log(h),
+    h ~ Gamma(0.1), 538% at x = -10; silently."""
+    from torch.distributions import Beta, Chi2
+
+    x = torch.tensor([0.001, 0.005, 0.01, 0.03, 0.5, 1.0, 3.0], dtype=F64)
+    p = _no_warning(lambda: implicit_density(torch.sqrt, Chi2(torch.tensor(1.0, dtype=F64)), x))
+    assert rel_err(p, 2 * stats.norm.pdf(x.numpy())) < 1e-6  # measured 1.5e-9
+    x = torch.linspace(-60, 2, 311, dtype=F64)
+    p = _no_warning(lambda: implicit_density(torch.log, Gamma(torch.tensor(0.1, dtype=F64), 1.0), x))
+    assert rel_err(p, stats.gamma(0.1).pdf(np.exp(x.numpy())) * np.exp(x.numpy())) < 1e-6  # measured 1e-11
+    x = torch.tensor([1e-4, 1e-3, 0.01, 0.5, 0.99], dtype=F64)
+    p = _no_warning(lambda: implicit_density(torch.sqrt, Beta(torch.tensor(0.5, dtype=F64), 0.5), x))
+    assert rel_err(p, stats.beta(0.5, 0.5).pdf(x.numpy() ** 2) * 2 * x.numpy()) < 1e-6  # measured 4e-9
+
+
+def test_heavy_tails_without_an_icdf_are_not_cut_at_12_std():
+    """Audit 120: mass beyond mean -+ 12 std was dropped: atan of a StudentT(2.5) was 0 at x = 1.55 (truth 0.0054),
+    log of an InverseGamma(2.5, 1) 0 at x = 3, log of a FisherSnedecor(4, 5) 0 at x = 4."""
+    from torch.distributions import FisherSnedecor, InverseGamma, StudentT
+
+    x = torch.tensor([0.0, 1.0, 1.54, 1.55, 1.565], dtype=F64)
+    t = np.tan(x.numpy())
+    p = _no_warning(lambda: implicit_density(torch.atan, StudentT(torch.tensor(2.5, dtype=F64)), x))
+    assert rel_err(p, stats.t(2.5).pdf(t) * (1 + t**2)) < 1e-6  # measured 8e-10
+    x = torch.tensor([-2.0, 0.0, 2.6, 3.0, 4.0], dtype=F64)
+    e = np.exp(x.numpy())
+    p = _no_warning(lambda: implicit_density(torch.log, InverseGamma(torch.tensor(2.5, dtype=F64), 1.0), x))
+    assert rel_err(p, stats.invgamma(2.5).pdf(e) * e) < 1e-6  # measured 7e-12
+    p = _no_warning(lambda: implicit_density(torch.log, FisherSnedecor(torch.tensor(4.0, dtype=F64), 5.0), x))
+    assert rel_err(p, stats.f(4, 5).pdf(e) * e) < 1e-6  # measured 6e-12
+
+
+def test_a_prior_no_default_grid_resolves_is_warned_of():
+    """Beta(0.05, 0.05) piles 7% of its mass closer to 1 than float64 resolves; a VonMises's log_prob is periodic on
+    the real line (its support): no grid holds either's mass, and a GenZooWarning says so."""
+    from torch.distributions import Beta, VonMises
+
+    from genzoo.errors import GenZooWarning
+
+    beta = r"does not resolve Beta \(the grid holds 0\.\d+ of its mass\).* pass h_range"
+    with pytest.warns(GenZooWarning, match=beta):
+        implicit_density(lambda h: h, Beta(torch.tensor(0.05, dtype=F64), 0.05), torch.tensor([0.5], dtype=F64))
+    with pytest.warns(GenZooWarning, match="does not resolve VonMises"):
+        implicit_density(torch.sin, VonMises(torch.tensor(0.0, dtype=F64), 1.0), torch.tensor([0.5], dtype=F64))
+    p = _no_warning(lambda: implicit_density(torch.sin, VonMises(torch.tensor(0.0, dtype=F64), 1.0),
+                                             torch.tensor([0.5], dtype=F64), h_range=(-np.pi, np.pi)))
+    assert float(p[0]) > 0  # a range the caller gives is taken as it is
+
+
+def test_priors_with_an_icdf_give_the_results_they_gave():
+    """The icdf path is unchanged by audit 120's grid for priors without one: the values of the code before it."""
+    from torch.distributions import Cauchy
+
+    x = torch.tensor([-0.9, -0.3, 0.0, 0.2, 0.7], dtype=F64)
+    before = {
+        "tanh_cauchy": ["0x1.0ece84d8a419ep-1", "0x1.46defcc8f3c2dp-2", "0x1.45f306dcab0d4p-2",
+                        "0x1.462067d42e7f5p-2", "0x1.6cbfa825de136p-2"],
+        "exp_normal": ["0x1.20592db0a3808p-2", "0x1.41472a71096f8p-1", "0x1.9884533d50823p-2",
+                       "0x1.41472a710b172p-3", "0x1.1933e62ced729p-7"],
+        "cubic_normal": ["0x1.0b519edfb2cb2p-5", "0x1.2bb01f06e4d1cp-1", "0x1.760d6348b1638p-2",
+                         "0x1.a3b6ac38782e7p-2", "0x1.9dd411cf0e473p-5"],
+    }
+    got = {
+        "tanh_cauchy": implicit_density(torch.tanh, Cauchy(0.0, 1.0), x),
+        "exp_normal": implicit_density(torch.exp, Normal(0.0, 1.0), torch.tensor([0.1, 0.5, 1.0, 2.0, 7.0], dtype=F64)),
+        "cubic_normal": implicit_density(lambda h: h**3 - h, Normal(0.5, 2.0), x),
+    }
+    for k, v in got.items():
+        want = torch.tensor([float.fromhex(b) for b in before[k]], dtype=F64)
+        torch.testing.assert_close(v, want, rtol=1e-12, atol=0, msg=k)
+
+
+def _bn_net(dtype):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(1, 16), nn.BatchNorm1d(16), nn.Tanh(), nn.Linear(16, 1)).to(dtype)
+    with torch.no_grad():  # running statistics of its own, far from the grid's
+        net(2 + 3 * torch.randn(4096, 1, dtype=dtype))
+    return net.train()
+
+
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_a_module_is_evaluated_in_eval_mode_and_left_as_it_was(dtype):
+    """Audit 120: a module was called in whatever mode it was in. A train-mode batch norm normalised each chunk of
+    grid points by the chunk's own statistics (another function: 0.45 against 0 at x = -1), and a float64 one had
+    its running statistics overwritten by the grid's."""
+    net = _bn_net(dtype)
+    state = copy.deepcopy(net.state_dict())
+    x = torch.linspace(-1, 1, 9, dtype=F64)
+    p = implicit_density(net, Normal(0.0, 1.0), x, n_grid=20_001)
+    kde = implicit_density(net, Normal(0.0, 1.0), x, method="kde", n_samples=2_000,
+                           generator=torch.Generator().manual_seed(0))
+    assert all(m.training for m in net.modules())  # its mode back
+    assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())  # its buffers untouched
+    evaluated = copy.deepcopy(net).eval()
+    assert torch.equal(p, implicit_density(evaluated, Normal(0.0, 1.0), x, n_grid=20_001))  # the eval-mode density
+    assert torch.equal(kde, implicit_density(evaluated, Normal(0.0, 1.0), x, method="kde", n_samples=2_000,
+                                             generator=torch.Generator().manual_seed(0)))
+
+
+def test_flat_pieces_of_f_are_warned_of_with_their_point_mass():
+    """Audit 120: relu and clamp are constant on intervals of h; their point masses (0.5 at x = 0; 0.159 at each of
+    -1 and 1) were dropped with no word. The density is of x's continuous part, and a GenZooWarning gives the mass
+    left out."""
+    from genzoo.errors import GenZooWarning
+
+    x = torch.linspace(-3, 6, 9001, dtype=F64)
+    with pytest.warns(GenZooWarning, match=r"f is constant on h in \[-5\.99\d*, 0\]: x = 0 has probability 0\.5,"):
+        p = implicit_density(torch.relu, Normal(0.0, 1.0), x)
+    assert float(torch.trapezoid(p, x)) == pytest.approx(0.5, abs=1e-3)  # the continuous part
+    with pytest.warns(GenZooWarning, match=r"x = -?1 has probability 0\.159.*2 flat runs leave out 0\.317 in all"):
+        density_change_of_variables(lambda h: h.clamp(-1, 1), Normal(0.0, 1.0), x)
+    _no_warning(lambda: implicit_density(torch.exp, Normal(0.0, 1.0), torch.tensor([1.0], dtype=F64)))

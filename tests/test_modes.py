@@ -111,3 +111,20 @@ def test_one_std_for_all_modes_keeps_the_plain_nearest_centre_bit_for_bit():
         assert r["high_quality"] == int(good.sum()) / len(x)
         per_mode = mode_coverage(x, d.centres, torch.full((len(d.centres),), float(d.std)))  # (K,) equal stds
         assert per_mode == r
+
+
+def test_non_finite_centres_and_arguments_that_are_not_numbers_give_one_line_errors():
+    """Audit 120: a NaN or infinite centre was taken (its cdist column made every sample's nearest distance NaN: 0
+    modes, KL inf, even for a sample right on the finite centre), and a str std or samples gave a bare TypeError."""
+    x = torch.zeros(3, 2)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(DataError, match="mode centres must be finite, got 1 of 2"):
+            mode_coverage(x, torch.tensor([[bad, 0.0], [0.0, 0.0]]), 1.0)
+    for args, kwargs, what in (((x, torch.zeros(2, 2), "a"), {}, "std"),
+                               (("ab", torch.zeros(2, 2), 1.0), {}, "samples"),
+                               ((x, [["a", "b"]], 1.0), {}, "mode centres"),
+                               ((x, torch.zeros(2, 2), 1.0), {"weights": "ab"}, "weights")):
+        with pytest.raises(DataError, match=f"mode coverage's {what} must be numbers") as e:
+            mode_coverage(*args, **kwargs)
+        assert "\n" not in str(e.value)
+    assert mode_coverage(x, torch.zeros(1, 2), 1.0)["modes"] == 1  # finite: as before

@@ -32,14 +32,15 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..base import forked_rng
-from ..errors import ConfigError, DataError, did_you_mean
+from ..errors import ConfigError, DataError, GenZooWarning, did_you_mean
 
 __all__ = [
     "density_change_of_variables",
@@ -60,6 +61,13 @@ _CHUNK = 1 << 16  # grid points per call of f
 MAX_SPREAD = 200.0
 _TAIL = 1e-9  # the default grid spans the prior's 1e-9 and 1 - 1e-9 quantiles
 _KDE_BLOCK = 1 << 22  # query x sample pairs per log-sum-exp block (32 MiB in float64)
+# a prior without an icdf keeps the uniform default grid (mean -+ 12 std) while the grid's trapezoid of p_h is within
+# this of 1 (Gamma(2): 1e-7), else takes a grid from a numerical CDF (_mapped_grid); where no grid holds the mass to
+# _UNRESOLVED (or spreads it wider than MAX_SPREAD) a GenZooWarning says so
+_MASS_TOL, _UNRESOLVED = 1e-6, 1e-5
+_AUX = (1 << 18) + 1, (1 << 16) + 1  # points of the numerical CDF's two auxiliary grids
+_ULPS = 64  # the mapped grid's steps in h stay above this many float64 ulps of h (f(h) would have flat runs)
+_ATOM = 1e-6  # flat runs of f holding more of the prior's mass than this are warned of (point masses left out)
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -130,9 +138,50 @@ def _float64_module(f):
         return f
 
 
+@contextmanager
+def _as_generator(f):
+    """f ready to be called as a generator samples: an nn.Module in eval mode (dropout off, batch norm on its
+    running statistics, so that f(h) depends on h alone and not on the batch it is in), under ``torch.no_grad``.
+    The caller's module comes back as it was: a float32 one is evaluated through a float64 copy; a float64 one in
+    place, its ``training`` flags and buffers restored afterwards (a train-mode batch norm would have taken the
+    grid's statistics as its running ones)."""
+    g = _float64_module(f)
+    if not isinstance(g, nn.Module):
+        with torch.no_grad():
+            yield g
+        return
+    if g is not f:  # a copy of the caller's module: nothing to restore
+        g.eval()
+        with torch.no_grad():
+            yield g
+        return
+    modes = [(m, m.training) for m in f.modules()]
+    owners = {name: f.get_submodule(name.rpartition(".")[0]) for name, _ in f.named_buffers()}
+    saved = {name: (b, b.detach().clone()) for name, b in f.named_buffers()}
+    try:
+        f.eval()
+        with torch.no_grad():
+            yield f
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        with torch.no_grad():
+            for name, (b, value) in saved.items():
+                owner, attr = owners[name], name.rpartition(".")[2]
+                if getattr(owner, attr, None) is not b:  # replaced by a new tensor: put the caller's back
+                    owner._buffers[attr] = b
+                b.copy_(value)
+
+
 def _evaluate(f: Callable[[Tensor], Tensor], h: Tensor) -> Tensor:
-    """f at h (N,) float64 -> (N,) float64, accepting f on (N,) or (N, 1), float64 or float32."""
-    f = _float64_module(f)
+    """f at h (N,) float64 -> (N,) float64, accepting f on (N,) or (N, 1), float64 or float32; an nn.Module in
+    eval mode, left as it was (:func:`_as_generator`)."""
+    with _as_generator(f) as g:
+        return _evaluate_plain(g, h)  # (N,)
+
+
+def _evaluate_plain(f: Callable[[Tensor], Tensor], h: Tensor) -> Tensor:
+    """:func:`_evaluate` for f as it is: (N,) -> (N,) float64."""
     n = h.shape[0]
     column_first = isinstance(f, nn.Module)
     shapes = [(-1, 1), (-1,)] if column_first else [(-1,), (-1, 1)]
@@ -198,7 +247,8 @@ def _prior_density(prior: Distribution, h: Tensor) -> Tensor:
 
 def _default_h_range(prior: Distribution) -> tuple[float, float]:
     """icdf(1e-9)..icdf(1 - 1e-9) (made symmetric about the median when it nearly is), or
-    mean -+ 12 std cut to just inside the support."""
+    mean -+ 12 std cut to just inside the support (which :func:`_grid` checks holds the prior's
+    mass, and replaces by a numerical CDF's grid where it does not: :func:`_mapped_grid`)."""
     try:
         q = prior.icdf(torch.tensor([_TAIL, 0.5, 1 - _TAIL], dtype=torch.float64))  # (3,)
         lo, med, hi = float(q[0]), float(q[1]), float(q[2])
@@ -232,11 +282,16 @@ def _default_h_range(prior: Distribution) -> tuple[float, float]:
 
 @dataclass
 class _Grid:
-    h: Tensor  # (G,) the grid, uniform: of h, or of t = logit(q) for h = icdf(q) (a heavy-tailed prior)
+    h: Tensor  # (G,) the grid, uniform: of h, of t = logit(q) for h = icdf(q) (a heavy-tailed prior), or of s for
+    #            h = H(s) (_Map: a prior without an icdf whose uniform grid in h would not hold its mass)
     y: Tensor  # (G,) f(h)
-    fp: Tensor  # (G,) dy/dh (or dy/dt), central differences (fourth order inside)
+    fp: Tensor  # (G,) dy/dh (or dy/dt, dy/ds), central differences (fourth order inside)
     pieces: list[tuple[int, int, int]]  # (first grid index, last grid index, sign of f')
-    density: Callable[[Tensor], Tensor]  # (K,) -> (K,) the density of the grid's variable: p_h, or the logistic p_t
+    density: Callable[[Tensor], Tensor]  # (K,) -> (K,) the density of the grid's variable: p_h, the logistic p_t, or
+    #                                      p_s(s) = p_h(H(s)) H'(s)
+    atoms: list[tuple[float, float, float, float]] = field(default_factory=list)  # per flat run of f: (x, its
+    #                                      probability, h from, h to), the point masses the density leaves out
+    note: str | None = None  # where the default grid does not resolve the prior: the warning that says so
 
 
 def _derivative(y: Tensor, h: Tensor) -> Tensor:
@@ -247,6 +302,141 @@ def _derivative(y: Tensor, h: Tensor) -> Tensor:
         step = (h[-1] - h[0]) / (h.shape[0] - 1)
         fp[2:-2] = (y[:-4] - 8 * y[1:-3] + 8 * y[3:-1] - y[4:]) / (12 * step)  # (G-4,)
     return fp
+
+
+def _bound(prior: Distribution, name: str) -> float | None:
+    """The support's finite lower or upper bound, or None."""
+    v = getattr(prior.support, name, None)
+    try:
+        v = None if v is None else float(v)
+    except (TypeError, ValueError, RuntimeError):
+        return None
+    return v if v is not None and math.isfinite(v) else None
+
+
+@dataclass
+class _Map:
+    """h = H(s): an increasing analytic map of s onto the prior's support. ``a + w sinh(s)`` on the real line, ``a +
+    w exp(s)`` above a lower bound a, ``b - w exp(-s)`` below an upper bound b, ``a + (b - a) sigmoid(s)`` between
+    the two. A uniform grid of s is geometric towards a bound (where Chi2(1)'s and Gamma(0.1)'s densities are
+    singular) and along a tail (StudentT(2.5)'s), and s has the density p_s(s) = p_h(H(s)) H'(s), exact: the change
+    of variables runs through s as it does through t = logit(q) for a prior with an icdf."""
+    kind: str  # "real", "lower", "upper" or "interval"
+    a: float
+    b: float
+    w: float  # the scale (b - a between two bounds)
+    s_min: float  # H is finite and strictly inside the support on [s_min, s_max]
+    s_max: float
+
+    def h(self, s: Tensor) -> Tensor:  # (K,) -> (K,)
+        if self.kind == "real":
+            return self.a + self.w * torch.sinh(s)
+        if self.kind == "lower":
+            return self.a + self.w * torch.exp(s)
+        if self.kind == "upper":
+            return self.b - self.w * torch.exp(-s)
+        # the nearer bound plus a distance, so that h keeps its digits near either bound
+        return torch.where(s <= 0, self.a + self.w * torch.sigmoid(s), self.b - self.w * torch.sigmoid(-s))
+
+    def log_dh(self, s: Tensor) -> Tensor:  # log H'(s) (K,) -> (K,)
+        if self.kind == "real":  # log cosh s
+            return math.log(self.w) + s.abs() + torch.log1p(torch.exp(-2 * s.abs())) - math.log(2)
+        if self.kind == "lower":
+            return math.log(self.w) + s
+        if self.kind == "upper":
+            return math.log(self.w) - s
+        return math.log(self.w) + nn.functional.logsigmoid(s) + nn.functional.logsigmoid(-s)
+
+    def density(self, prior: Distribution, s: Tensor) -> Tensor:
+        """p_s(s) = p_h(H(s)) H'(s) (K,) -> (K,) float64; zero where H(s) is outside the support, and where log_prob
+        is not finite strictly inside it (it overflows at h = 1e-300 for an InverseGamma, and a float32 Gamma rounds
+        such an h to 0): p_s, which the mass checks sum, is negligible there for any prior the grid can resolve."""
+        h = self.h(s)  # (K,)
+        ok = torch.isfinite(h) & prior.support.check(h)  # (K,)
+        dens = torch.zeros_like(s)  # (K,)
+        if ok.any():
+            dens[ok] = (prior.log_prob(h[ok]).to(torch.float64) + self.log_dh(s[ok])).exp()
+        return torch.where(torch.isfinite(dens), dens, torch.zeros_like(dens))  # (K,)
+
+
+def _map_for(prior: Distribution, mean: float, std: float) -> _Map:
+    """The :class:`_Map` for the prior's support, scaled by its mean and std."""
+    eps, big, tiny = torch.finfo(torch.float64).eps, 1e300, 1e-300
+    lo, hi = _bound(prior, "lower_bound"), _bound(prior, "upper_bound")
+    if lo is not None and hi is not None:
+        w = hi - lo
+        return _Map("interval", lo, hi, w, math.log(max(4 * eps * abs(lo), tiny) / w),
+                    -math.log(max(4 * eps * abs(hi), tiny) / w))
+    if lo is not None:
+        w = mean - lo if mean > lo else std
+        return _Map("lower", lo, math.inf, w, math.log(max(4 * eps * abs(lo), tiny) / w), math.log(big / w))
+    if hi is not None:
+        w = hi - mean if mean < hi else std
+        return _Map("upper", -math.inf, hi, w, -math.log(big / w), -math.log(max(4 * eps * abs(hi), tiny) / w))
+    s_max = math.log(2 * big) - math.log(std)  # asinh(1e300 / std)
+    return _Map("real", mean, math.inf, std, -s_max, s_max)
+
+
+def _interp(q: Tensor, s: Tensor, targets: list[float]) -> list[float]:
+    """s at the values ``targets`` of the non-decreasing q (A,), by linear interpolation."""
+    t = torch.tensor(targets, dtype=torch.float64)  # (T,)
+    j1 = torch.searchsorted(q, t).clamp(1, q.shape[0] - 1)  # (T,)
+    j0 = j1 - 1  # (T,)
+    dq = q[j1] - q[j0]  # (T,)
+    frac = torch.where(dq > 0, (t - q[j0]) / torch.where(dq > 0, dq, torch.ones_like(dq)), torch.zeros_like(t))
+    return (s[j0] + frac.clamp(0, 1) * (s[j1] - s[j0])).tolist()
+
+
+def _mapped_grid(prior: Distribution, u: Tensor, mean: float, std: float) -> tuple[Tensor, Tensor, Callable, float,
+                                                                                    float] | str:
+    """The default grid of a prior without an icdf from a numerical CDF: uniform in s (:class:`_Map`) between the
+    s where the CDF, a cumulative trapezoid of p_s, reaches 1e-9 and 1 - 1e-9 (a first auxiliary grid of 2**18 cells
+    over all of s finds the mass, a second of 2**16 over the 1e-13 quantiles of the first places the grid), trimmed
+    where H's steps would be under 64 ulps of h (towards a bound b != 0, where h runs out of digits). Returns (s
+    (G,), H(s) (G,), p_s, the grid's mass, its spread max p_s * (s_hi - s_lo)), or a string: why there is none."""
+    mp = _map_for(prior, mean, std)
+    if not mp.s_min < mp.s_max:
+        return "its support is too narrow for float64"
+    s = torch.linspace(mp.s_min, mp.s_max, _AUX[0], dtype=torch.float64)  # (A,)
+    for n_next in (*_AUX[1:], None):
+        p = mp.density(prior, s)  # (A,)
+        cdf = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumulative_trapezoid(p, s)])  # (A,)
+        total = float(cdf[-1])
+        if not (math.isfinite(total) and total > 0):
+            return f"its density integrates to {total:.3g} over its support"
+        q = cdf / total  # (A,) the numerical CDF, non-decreasing
+        if n_next is not None:
+            i0 = max(int(torch.searchsorted(q, torch.tensor(1e-13, dtype=torch.float64))) - 2, 0)
+            i1 = min(int(torch.searchsorted(q, torch.tensor(1 - 1e-13, dtype=torch.float64))) + 2, s.shape[0] - 1)
+            s = torch.linspace(float(s[i0]), float(s[i1]), n_next, dtype=torch.float64)  # (A,)
+    s_lo, s_med, s_hi = _interp(q, s, [_TAIL, 0.5, 1 - _TAIL])
+    if mp.kind == "real" and abs(s_lo + s_hi) <= 1e-6 * (s_hi - s_lo):
+        s_hi = max(-s_lo, s_hi)  # a prior symmetric about its mean: the mean exactly at the centre of an odd grid
+        s_lo = -s_hi
+    hs, log_dh = mp.h(s), mp.log_dh(s)  # (A,), (A,)
+    i_med = int(torch.searchsorted(s, torch.tensor(s_med, dtype=torch.float64)).clamp(0, s.shape[0] - 1))
+    eps = torch.finfo(torch.float64).eps
+    for _ in range(4):  # trimming shortens the grid, and so its steps: check again
+        ds = (s_hi - s_lo) / (u.shape[0] - 1)
+        fine = torch.isfinite(hs) & (log_dh.exp() * ds >= _ULPS * eps * hs.abs())  # (A,)
+        if not bool(fine[i_med]):
+            return "its body is narrower than float64 resolves at its location"
+        bad_lo = (~fine[:i_med]).nonzero()
+        bad_hi = (~fine[i_med:]).nonzero()
+        lo_t = max(s_lo, float(s[int(bad_lo.max()) + 1])) if bad_lo.numel() else s_lo
+        hi_t = min(s_hi, float(s[i_med + int(bad_hi.min()) - 1])) if bad_hi.numel() else s_hi
+        if (lo_t, hi_t) == (s_lo, s_hi):
+            break
+        s_lo, s_hi = lo_t, hi_t
+    grid = (s_lo + s_hi) / 2 + (s_hi - s_lo) / 2 * u  # (G,)
+    grid[0], grid[-1] = s_lo, s_hi
+    dens = mp.density(prior, grid)  # (G,)
+    mass = float(torch.trapezoid(dens, grid))
+    return grid, mp.h(grid), (lambda v: mp.density(prior, v)), mass, float(dens.max()) * (s_hi - s_lo)
+
+
+def _resolves(mass: float, spread: float) -> bool:
+    return abs(mass - 1) <= _UNRESOLVED and spread <= MAX_SPREAD
 
 
 def _grid(f, prior: Distribution, h_range, n_grid: int) -> _Grid:
@@ -265,7 +455,9 @@ def _grid(f, prior: Distribution, h_range, n_grid: int) -> _Grid:
     grid, density = h, (lambda v: _prior_density(prior, v))  # the grid's variable and its density
     median = _quantile(prior, torch.tensor([0.5], dtype=torch.float64))  # (1,) a Cauchy's peak, between the points
     probe = h if median is None else torch.cat([h, median])  # of an even grid (which then missed it: 80, not 2e8)
-    if h_range is None and float(_prior_density(prior, probe).max()) * (hi - lo) > MAX_SPREAD:
+    probe_density = _prior_density(prior, probe)  # (G,) or (G+1,)
+    spread = float(probe_density.max()) * (hi - lo)
+    if h_range is None and spread > MAX_SPREAD:
         # a cell of 200,001 would hold over 0.1% of the prior's mass (a Cauchy: all of its body). Make the grid
         # uniform in t = logit(q), h = icdf(q) for the quantile q = sigmoid(t): t is logistic, p(t) = sigmoid(t)
         # sigmoid(-t), and p_x(x) = sum over {t : f(h(t)) = x} of p(t) / |d f(h(t)) / dt|, the same change of
@@ -276,14 +468,55 @@ def _grid(f, prior: Distribution, h_range, n_grid: int) -> _Grid:
         if hq is not None:
             grid, h = t, hq
             density = lambda v: torch.sigmoid(v) * torch.sigmoid(-v)  # noqa: E731  p_t, the logistic density
+    note = None
+    no_icdf = _quantile(prior, torch.tensor([_TAIL, 0.5, 1 - _TAIL], dtype=torch.float64)) is None
+    if h_range is None and grid is h and no_icdf:
+        # no icdf: mean -+ 12 std. Check that the grid holds the prior's mass (trapezoid of p_h on it): a singular
+        # bound (Chi2(1): 1.128, Gamma(0.1): 38.6) or a heavy tail beyond 12 std (StudentT(2.5): 0.99962) does not,
+        # and then takes the grid of a numerical CDF instead (_mapped_grid)
+        mass = float(torch.trapezoid(probe_density[:n_grid], h))
+        if abs(mass - 1) > _MASS_TOL or spread > MAX_SPREAD:
+            mapped = _mapped_grid(prior, u, float(prior.mean), float(prior.stddev))
+            why = mapped if isinstance(mapped, str) else None
+            if why is None:
+                m_grid, m_h, m_density, m_mass, m_spread = mapped
+                if _resolves(m_mass, m_spread) or abs(m_mass - 1) < abs(mass - 1):
+                    grid, h, density, mass, spread = m_grid, m_h, m_density, m_mass, m_spread
+                why = f"the grid holds {mass:.6g} of its mass" if abs(mass - 1) > _UNRESOLVED else \
+                    f"one of its {n_grid} cells holds up to {spread / n_grid:.2g} of its mass"
+            if why is not None and not _resolves(mass, spread):
+                note = (f"the default h grid does not resolve {type(prior).__name__} ({why}) and it has no icdf: "
+                        "the density may be wrong; pass h_range and n_grid, or reparametrise")
     y = _evaluate(f, h)  # (G,)
     fp = _derivative(y, grid)  # (G,)
     sign = torch.sign(y[1:] - y[:-1]).to(torch.int8)  # (G-1,) per interval: +1 up, -1 down, 0 flat
     cuts = (sign[1:] != sign[:-1]).nonzero().flatten() + 1  # (R-1,) first interval of each new run
     starts = torch.cat([torch.zeros(1, dtype=torch.long), cuts]).tolist()
     ends = torch.cat([cuts, torch.tensor([n_grid - 1])]).tolist()  # exclusive, in intervals
-    pieces = [(a, b, int(sign[a])) for a, b in zip(starts, ends) if sign[a] != 0]
-    return _Grid(grid, y, fp, pieces, density)
+    run_sign = sign[starts].tolist()  # the sign of each run (a Python list: indexing the tensor per run took seconds
+    #                                   for a noisy f's 100,000 runs)
+    pieces = [(a, b, sg) for a, b, sg in zip(starts, ends, run_sign) if sg != 0]
+    atoms = []
+    if 0 in run_sign:
+        # f constant on a run of cells (relu, clamp): x = f there is a point mass, the prior's mass of the run
+        d = density(grid).nan_to_num(nan=0.0, posinf=0.0)  # (G,)
+        cell = torch.cat([torch.zeros(1, dtype=torch.float64),
+                          ((d[1:] + d[:-1]) / 2 * (grid[1:] - grid[:-1])).cumsum(0)])  # (G,) mass up to each point
+        atoms = [(float(y[a]), float(cell[b] - cell[a]), float(h[a]), float(h[b]))
+                 for a, b, sg in zip(starts, ends, run_sign) if sg == 0]
+    return _Grid(grid, y, fp, pieces, density, atoms, note)
+
+
+def _warn_grid(g: _Grid, stacklevel: int) -> None:
+    """The grid's warnings (GenZooWarning): a prior it does not resolve, and the point masses of flat runs of f."""
+    if g.note is not None:
+        warnings.warn(g.note, GenZooWarning, stacklevel=stacklevel + 1)
+    total = sum(m for _, m, _, _ in g.atoms)
+    if total > _ATOM:
+        x, m, h0, h1 = max(g.atoms, key=lambda a: a[1])
+        more = f"; {len(g.atoms)} flat runs leave out {total:.3g} in all" if len(g.atoms) > 1 else ""
+        warnings.warn(f"f is constant on h in [{h0:.6g}, {h1:.6g}]: x = {x:.6g} has probability {m:.3g}, which the "
+                      f"density (of x's continuous part) leaves out{more}", GenZooWarning, stacklevel=stacklevel + 1)
 
 
 def _quantile(prior: Distribution, u: Tensor) -> Tensor | None:
@@ -355,7 +588,10 @@ def density_change_of_variables(f: Callable[[Tensor], Tensor], prior: Distributi
 
     ``f`` is elementwise, torch -> torch, on (N,) or (N, 1) tensors (an ``nn.Module`` such as
     ``nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1))`` is fine); it is called under
-    ``torch.no_grad`` in float64 (a float32 module is evaluated through a float64 copy).
+    ``torch.no_grad`` in float64 (a float32 module is evaluated through a float64 copy). A module is
+    evaluated in eval mode, as a generator samples (dropout off, batch norm on its running statistics:
+    in train mode f(h) would depend on the batch of grid points h is in), and comes back as it was:
+    its ``training`` flags and buffers are restored.
     ``prior`` is a continuous distribution over scalars. f is evaluated on ``n_grid`` uniform points
     of ``h_range`` (default: the prior's 1e-9 and 1 - 1e-9 quantiles, or mean -+ 12 std when it has
     no icdf), split where the sign of f's increments changes, inverted by interpolation on
@@ -363,6 +599,12 @@ def density_change_of_variables(f: Callable[[Tensor], Tensor], prior: Distributi
     p(x) = sum_i p_h(h_i(x)) / |f'(h_i(x))| with f' by fourth-order central differences on the
     grid, interpolated within a cell. Points x outside f's range get 0; at a stationary grid point
     (x = 0 for h**2) the density is inf.
+
+    The density is that of x's continuous part. Where f is constant on an interval of h (relu for
+    h < 0, clamp), x has a point mass, the prior's mass of that interval, which no density shows: it
+    is left out, and a :class:`~genzoo.errors.GenZooWarning` gives its probability (where the flat
+    runs hold more than 1e-6 of the prior's mass). Within about two grid cells of a kink (relu at
+    h = 0) the density is approximate (the stencil straddles it).
 
     A heavy tail: where one cell of 200,001 on the default range would hold more than 0.1% of the
     prior's mass (max p_h * (hi - lo) > 200; a Cauchy's 1e-9 quantiles lie at -+3e8, which puts its
@@ -373,6 +615,32 @@ def density_change_of_variables(f: Callable[[Tensor], Tensor], prior: Distributi
     power-law tail the cells are even in log h. (A log-normal of sigma 1 takes it too: 0.13%. At a
     stationary point the density is then very large rather than inf, as rounding leaves the
     derivative a hair from 0.)
+
+    A prior without an icdf (Gamma, Chi2, Beta, StudentT, InverseGamma, FisherSnedecor) keeps the
+    uniform grid on mean -+ 12 std where that grid holds its mass (the trapezoid of p_h over it is
+    within 1e-6 of 1: Gamma(2)). Where it does not (a singular density at a bound, Chi2(1)'s
+    or Gamma(0.1)'s, or a tail beyond 12 std, StudentT(2.5)'s), the grid is uniform in s for
+    h = H(s), an analytic map onto the support (sinh on the real line, exp towards one bound, the
+    logistic between two), between the s where a numerical CDF of p_s(s) = p_h(H(s)) H'(s) (a
+    cumulative trapezoid) reaches 1e-9 and 1 - 1e-9; p(x) = sum_i p_s(s_i) / |d f(H(s)) / ds|.
+    Where neither grid holds the prior's mass to 1e-5 (Beta(0.05, 0.05), whose mass piles up
+    closer to 1 than float64 resolves; a VonMises, whose log_prob is periodic on the real line), a
+    GenZooWarning says so: pass ``h_range`` and ``n_grid``, or reparametrise.
+
+    >>> from torch.distributions import Chi2, Normal
+    >>> x = torch.tensor([0.01, 1.0], dtype=torch.float64)
+    >>> p = density_change_of_variables(torch.sqrt, Chi2(torch.tensor(1.0, dtype=torch.float64)), x)
+    >>> want = 2 * torch.exp(-x**2 / 2) / math.sqrt(2 * math.pi)   # the half-normal: no icdf, singular at h = 0
+    >>> bool(torch.allclose(p, want, rtol=1e-6))
+    True
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     p = density_change_of_variables(torch.relu, Normal(0.0, 1.0), x)  # half the mass at x = 0
+    >>> round(p[1].item(), 6)                                         # phi(1): the continuous part
+    0.241971
+    >>> print(str(caught[0].message).split(": ")[1])
+    x = 0 has probability 0.5, which the density (of x's continuous part) leaves out
 
     Accuracy with a float64 f on the default grid: the relative error is about
     spacing**2 * |f'''(h) / f'(h)| / 8 (from interpolating f' within a cell). Measured on x in
@@ -388,6 +656,7 @@ def density_change_of_variables(f: Callable[[Tensor], Tensor], prior: Distributi
         warnings.warn(f"f splits the h grid into {len(g.pieces)} monotone pieces: it looks noisy or "
                       "low-precision; the change of variables is unreliable (try method='kde')",
                       RuntimeWarning, stacklevel=2)
+    _warn_grid(g, stacklevel=2)
     return _density_from_grid(g, xv).to(_out_dtype(x))  # (M,)
 
 
@@ -526,16 +795,28 @@ def implicit_density(f: Callable[[Tensor], Tensor], prior: Distribution, x, meth
     f splits the grid into more than 1000 monotone pieces (a noisy f, or a float32 f too coarse
     to differentiate on the grid), then the KDE. Returns (M,) in x's dtype.
 
+    As in :func:`density_change_of_variables`: an ``nn.Module`` f is evaluated in eval mode (for the
+    KDE's draws too) and left as it was; the density is that of x's continuous part (a flat piece of
+    f, a point mass, is warned of); and a prior that the default grid cannot resolve is warned of
+    (:class:`~genzoo.errors.GenZooWarning`).
+
     >>> from torch.distributions import Normal
     >>> x = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
     >>> p = implicit_density(torch.exp, Normal(0.0, 1.0), x)        # exp of a standard normal: the log-normal
     >>> want = torch.exp(-x.log() ** 2 / 2) / (x * math.sqrt(2 * math.pi))
     >>> bool(torch.allclose(p, want, rtol=1e-3))
     True
+    >>> _ = torch.manual_seed(0)
+    >>> net = nn.Sequential(nn.Linear(1, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1)).double()  # train mode
+    >>> before = {k: v.clone() for k, v in net.state_dict().items()}
+    >>> p = implicit_density(net, Normal(0.0, 1.0), x, n_grid=2_001)  # as net.eval() would sample
+    >>> net.training, all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    (True, True)
     """
     xv = _vector("x", x)  # (M,)
     g = _auto_grid(f, prior, method, h_range, n_grid)
     if g is not None:
+        _warn_grid(g, stacklevel=2)
         return _density_from_grid(g, xv).to(_out_dtype(x))  # (M,)
     _check_n("n_samples", n_samples)
     xs = _evaluate(f, _sample_h(prior, n_samples, generator))  # (n_samples,)
@@ -556,6 +837,8 @@ def plot_implicit_density(f: Callable[[Tensor], Tensor], prior: Distribution, pa
     """
     _check_n("n_samples", n_samples)
     g = _auto_grid(f, prior, method, h_range, n_grid)
+    if g is not None:
+        _warn_grid(g, stacklevel=2)
     xs = _evaluate(f, _sample_h(prior, n_samples, generator))  # (n_samples,)
     q = torch.quantile(xs, torch.tensor([0.005, 0.995], dtype=torch.float64))  # (2,)
     lo, hi = float(q[0]), float(q[1])

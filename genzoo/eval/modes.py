@@ -39,6 +39,19 @@ from torch import Tensor
 from ..errors import DataError
 
 
+def _numbers(value, what: str, dtype: torch.dtype | None = None) -> Tensor:
+    """``value`` as a real tensor (a tensor, NumPy array, number or nested list of them), or a one-line DataError
+    naming ``what`` (a string or a list of strings was a bare ``TypeError: new(): invalid data type 'str'``)."""
+    try:
+        t = torch.as_tensor(value, dtype=dtype)
+    except (TypeError, ValueError, RuntimeError):
+        raise DataError(f"mode coverage's {what} must be numbers (a tensor or array), got {type(value).__name__} "
+                        f"{str(value)[:40]!r}") from None
+    if t.is_complex():
+        raise DataError(f"mode coverage's {what} must be real numbers, got dtype {t.dtype}")
+    return t
+
+
 @torch.no_grad()
 def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, threshold: float = 3.0,
                   weights: Tensor | None = None) -> dict:
@@ -48,16 +61,28 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, thre
     Each sample belongs to the mode nearest in that mode's stds; it is high quality within ``threshold`` of them.
     Returns ``{"modes", "n_modes", "high_quality", "reverse_kl", "counts"}``: modes captured, K, the
     high-quality share, the reverse KL of the mode histogram to the mixture's weights, and the number
-    of high-quality samples per mode.
+    of high-quality samples per mode. Arguments that are not numbers, and centres that are not finite,
+    are refused in one line (:class:`~genzoo.errors.DataError`).
+
+    >>> r = mode_coverage(torch.tensor([[0.1], [5.0]]), torch.tensor([[0.0], [1.0]]), 0.1)
+    >>> r["modes"], r["high_quality"], r["counts"]       # 0.1 is 1 std from mode 0; 5.0 is near no mode
+    (1, 0.5, [1, 0])
+    >>> mode_coverage(torch.zeros(3, 1), torch.tensor([[float("nan")], [0.0]]), 1.0)
+    Traceback (most recent call last):
+    ...
+    genzoo.errors.DataError: mode centres must be finite, got 1 of 2 with NaN or infinite coordinates
     """
-    samples = torch.as_tensor(samples)
+    samples = _numbers(samples, "samples")
     if samples.dim() == 0 or samples.shape[0] == 0:
         raise DataError("mode coverage needs at least one sample")
     x = samples.detach().double().cpu().reshape(samples.shape[0], -1)  # (N, D)
-    c = torch.as_tensor(centres).detach().double().cpu()                 # (K, D)
+    c = _numbers(centres, "mode centres").detach().double().cpu()        # (K, D)
     if c.dim() != 2 or c.shape[0] == 0:
         raise DataError(f"mode centres must have shape (K, D) with K >= 1, got {tuple(c.shape)}")
-    stds = torch.as_tensor(std, dtype=torch.float64).flatten().cpu()  # (1,) or (K,)
+    if not bool(torch.isfinite(c).all()):  # a NaN centre's cdist column made every sample's nearest distance NaN
+        bad = int((~torch.isfinite(c).all(1)).sum())
+        raise DataError(f"mode centres must be finite, got {bad} of {c.shape[0]} with NaN or infinite coordinates")
+    stds = _numbers(std, "std", torch.float64).flatten().cpu()  # (1,) or (K,)
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real):  # numpy's scalars too
         raise DataError(f"mode coverage's threshold is a number of stds, got {type(threshold).__name__}")
     if not bool(((stds > 0) & (stds < math.inf)).all()) or not threshold > 0:  # NaN too; an infinite std takes all
@@ -66,7 +91,7 @@ def mode_coverage(samples: Tensor, centres: Tensor, std: float | Tensor, *, thre
         raise DataError(f"mode coverage needs one std or one per mode ({c.shape[0]}), got {stds.numel()}")
     if x.shape[1] != c.shape[1]:
         raise DataError(f"samples have {x.shape[1]} dimensions but the mode centres {c.shape[1]}")
-    w = None if weights is None else torch.as_tensor(weights, dtype=torch.float64).flatten().cpu()  # (K,)
+    w = None if weights is None else _numbers(weights, "weights", torch.float64).flatten().cpu()  # (K,)
     if w is not None and (w.shape != (c.shape[0],) or not bool((w >= 0).all()) or not 0 < float(w.sum()) < math.inf):
         raise DataError(f"mode coverage needs {c.shape[0]} non-negative mode weights with a positive sum, got "
                         f"{w.tolist()}")
