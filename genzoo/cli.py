@@ -13,6 +13,7 @@ import dataclasses
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 import textwrap
@@ -63,6 +64,11 @@ def _sigmas(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"invalid widths '{text}': give one or more finite numbers > 0")
     return values
 
+
+#: the defaults of eval's and compare's settings that a metric may leave unused (the notes on idle ones name those
+#: given otherwise)
+EVAL_DEFAULTS = {"n": None, "n_samples": 10_000, "iwae_k": 5000, "batch_size": 100, "parzen_sigmas": None,
+                 "data_root": None}
 
 #: --data-root of the commands that read a run's data
 RUN_DATA_ROOT = "MNIST's folder, in place of the one recorded in the run (a folder or .npz run reads the path in its run.json)"
@@ -117,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--channels-last", choices=["auto", "on", "off"],
                    help="NHWC layout for convolutions (default auto: on for convolutional models)")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model's networks (--no-compile: eager, e.g. when resuming a compiled run)")
+                   help="torch.compile the model's networks (default off: eager; --no-compile turns off a recipe's, "
+                   "e.g. when resuming a compiled run)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="draw samples from a trained run and save a picture")
@@ -145,12 +152,13 @@ def _parser() -> argparse.ArgumentParser:
                             f"(everything the run admits); default {default}")
         q.add_argument("--split", default="test", choices=["train", "valid", "test"],
                        help="the split scored (default test)")
-        q.add_argument("--n-samples", type=int, default=10_000, help="samples for Parzen, FID and the rest (default 10000)")
-        q.add_argument("--iwae-k", type=int, default=5000,
+        q.add_argument("--n-samples", type=int, default=EVAL_DEFAULTS["n_samples"],
+                       help="samples for Parzen, FID and the rest (default 10000)")
+        q.add_argument("--iwae-k", type=int, default=EVAL_DEFAULTS["iwae_k"],
                        help="importance samples for the IWAE bound (default 5000; 0: the ELBO alone)")
         q.add_argument("-n", type=int, default=None,
                        help="evaluate on N examples of the split only: the first N (a random N for FID and the other feature metrics)")
-        q.add_argument("--batch-size", type=int, default=100,
+        q.add_argument("--batch-size", type=int, default=EVAL_DEFAULTS["batch_size"],
                        help="examples per batch for the exact log_prob and the bounds (default 100; the bounds' draws "
                             "follow the batches, so another size gives another Monte Carlo estimate, within its standard "
                             "error)")
@@ -237,6 +245,11 @@ class _BenchHelp(argparse._HelpAction):
         from .bench import BENCHES, flags_help, get
 
         name = getattr(namespace, "name", None)
+        if name is not None and name not in BENCHES:  # a typo: said, not the help of no benchmark with exit 0
+            try:
+                get(name)
+            except GenZooError as e:
+                parser.error(str(e))
         if name in BENCHES:
             parser.epilog = "\n".join(textwrap.fill(t, 79, subsequent_indent="  ")
                                        for t in (f"{name}: {get(name).DESCRIPTION}", flags_help(name)))
@@ -477,6 +490,8 @@ def _typed_train(train: dict) -> dict:
     for key in ("epochs", "max_minutes"):
         if out.get(key) is not None:
             out[key] = coerce(out[key], float, f"train.{key}")
+            if not math.isfinite(out[key]):  # (a positive number, yet none a run can reach)
+                raise ConfigError(f"{key} must be a finite positive number, got {out[key]}")
     for key in ("compile", "keep_best"):
         if out.get(key) is not None:
             out[key] = coerce(out[key], bool, f"train.{key}")
@@ -567,29 +582,46 @@ def sigterm_as_ctrl_c(after_step: bool = False):
             signal.signal(signal.SIGTERM, previous)
 
 
-def _import_torch_whole() -> None:
-    """Import torch with Ctrl-C and SIGTERM held off until it is done (they act then): one that cut the import short
-    left torch half loaded, and the way out, importing it again, died of a segfault or an abort instead of exiting
-    130 or 143."""
+#: what every command imports first, whole (:func:`_import_whole`): torch, numpy, and what train joins processes with
+HEAVY_IMPORTS = ("numpy", "torch", "genzoo.train.distributed")
+#: what a dataset's loader imports beyond :data:`HEAVY_IMPORTS` (scikit-learn's digits: scipy, sklearn), imported
+#: whole where a command reads that dataset
+DATA_IMPORTS = {"digits": ("scipy", "sklearn.datasets")}
+
+
+def _import_whole(*modules: str) -> None:
+    """Import ``modules`` (default :data:`HEAVY_IMPORTS`) with Ctrl-C and SIGTERM held off until it is done (they act
+    then): one that cut the import short left torch half loaded, and the way out, importing it again, died of a
+    segfault or an abort instead of exiting 130 or 143; one inside scikit-learn's import (``eval`` of a digits run)
+    was lost in numpy's half-made module, and the command died later of 'a bug in genzoo' (a RecursionError)."""
+    import importlib
     import signal
     import threading
 
+    modules = modules or HEAVY_IMPORTS
+    if all(m in sys.modules for m in modules):
+        return
     main_thread = threading.current_thread() is threading.main_thread()
     held = {signal.SIGINT, signal.SIGTERM} if main_thread and hasattr(signal, "pthread_sigmask") else set()
     if held:
         signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        import torch  # noqa: F401
-
-        from .train import distributed  # noqa: F401
+        for name in modules:
+            importlib.import_module(name)
     finally:
         if held:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
+def _import_for_data(name) -> None:
+    """:func:`_import_whole` of what the loader of the dataset ``name`` imports (:data:`DATA_IMPORTS`)."""
+    if isinstance(name, str) and name in DATA_IMPORTS:
+        _import_whole(*DATA_IMPORTS[name])
+
+
 def cmd_train(args) -> int:
     with sigterm_as_ctrl_c(after_step=True):
-        _import_torch_whole()
+        _import_whole()
         streams = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _ReaderMayGo(sys.stdout), _ReaderMayGo(sys.stderr)
         try:
@@ -616,7 +648,6 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     from .io import atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json, run_lock
     from .registry import build
     from .train import distributed, fit
-    from .train.loop import check_train_options
 
     if _other_rank():  # under torchrun a warning is every rank's (bf16 emulated, a damaged checkpoint): rank 0 says it
         hold.enter_context(warnings.catch_warnings())
@@ -632,7 +663,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if latest_checkpoint(run_dir) is None:
             if (run_dir / "best.json").is_file():  # RUN/best: kept weights with run.json's copy, not a run
                 raise CheckpointError(f"{run_dir} holds the best weights of the run in {run_dir.parent}, not a run of "
-                                      f"its own: resume that (--run-dir {run_dir.parent})")
+                                      f"its own: resume that (--run-dir {_quoted(run_dir.parent)})")
             if locked_elsewhere(run_dir):
                 raise RunLocked(f"another process is training the run in {run_dir}: wait for it to end")
             # stopped before its first checkpoint (kill -9, the OOM killer, a preempted job): started again from
@@ -659,6 +690,16 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if lacks or (recipe["train"].get("steps") is None and recipe["train"].get("epochs") is None):
             raise CheckpointError(f"{run_dir / 'run.json'} does not record the run's {', '.join(lacks or ['steps or epochs'])}"
                                   " (in recipe.train): it was edited, or not written by `genzoo train`")
+        # its values checked before the flags' are put in, so a bad one is named as run.json's (those a flag
+        # replaces aside: the flag's value is checked, and recorded, in their place)
+        given = {k for k in ("steps", "epochs", "checkpoint_every", "sample_every", "max_minutes")
+                 if getattr(args, k) is not None}
+        given |= {"steps", "epochs"} if given & {"steps", "epochs"} else set()
+        try:
+            _check_train(_typed_train({k: v for k, v in recipe["train"].items() if k not in given}))
+        except ConfigError as e:
+            raise CheckpointError(f"{run_dir / 'run.json'}: {e} (in recipe.train: it was edited, or not written by "
+                                  "`genzoo train`)") from None
         model_kw = {k: v for k, v in recipe["model"].items() if k != "name"}
         if args.steps is not None:
             recipe["train"]["steps"], recipe["train"]["epochs"] = args.steps, None
@@ -666,7 +707,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             recipe["train"]["epochs"], recipe["train"]["steps"] = args.epochs, None
         # what changes neither the model nor its data may change on resume: where the data files are now,
         # how often to write, the speed options, and the time budget (a session's, as its length is)
-        if args.data_root:
+        if args.data_root is not None and _reads_root(recipe["data"].get("name"), "--data-root"):
             recipe["data"]["root"] = str(Path(args.data_root).expanduser().resolve())
         for key in ("checkpoint_every", "sample_every"):
             if getattr(args, key) is not None:
@@ -675,10 +716,14 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         _budget_flag(args, recipe["train"])
     else:
         recipe, model_kw, transform = _resolve(args)
+        if recipe["data"].get("root") is not None and not _reads_root(recipe["data"]["name"], "--data-root" if
+                                                                       args.data_root is not None else "data.root"):
+            del recipe["data"]["root"]  # not recorded in run.json as if it were read
     train = recipe["train"] = _typed_train(recipe["train"])
-    check_train_options(**{k: train.get(k) for k in ("steps", "batch_size", "seed", "checkpoint_every", "sample_every",
-                                                      "log_every", "valid_every", "keep", "warmup_steps", "max_minutes")},
-                        epochs=train.get("epochs") if train.get("steps") is None else None)
+    _check_train(train)
+    # a run folder in the image folder it trains on: its pictures would be read as images (a class folder beside
+    # loose images, or a new class), so eval, sample and --resume would refuse the data, or score others
+    _check_outside_images(run_dir, recipe["data"].get("name"), args.resume)
     seed = train.get("seed") or 0
     device = _device(args.device)
     rank, world_size = distributed.init(device)  # under torchrun: join the process group
@@ -686,6 +731,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         device = torch.device("cuda", torch.cuda.current_device())
     main_rank = rank == 0
 
+    _import_for_data(recipe["data"].get("name"))
     data = load_spec(recipe["data"], "train")
     if transform and data.levels is not None:  # the model's default transform of discrete data: the same examples
         recipe["data"].update(transform)
@@ -729,9 +775,13 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     if default_dir:
         stamp = distributed.rank0_value(time.strftime("%Y%m%d-%H%M%S"))  # one folder, whatever each clock says
         run_dir = Path("runs") / f"{model.name}-{Path(str(data.name)).stem}-{stamp}"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
-    if blocked_by_file(run_dir.parent):
+    if blocked_by_file(run_dir):
+        if default_dir:  # (no --run-dir was given: not named as if it were)
+            file = next(p for p in reversed([run_dir, *run_dir.parents]) if p.exists() and not p.is_dir())
+            raise ConfigError(f"the default run folder {run_dir}: {file} is a file, not a folder; give --run-dir, or "
+                              "run from another folder")
+        if run_dir.exists():
+            raise ConfigError(f"--run-dir {run_dir} is a file, not a folder")
         raise ConfigError(f"--run-dir {run_dir}: a part of that path is a file, not a folder")
     if not args.resume and not default_dir:  # rank 0 looks, before it writes run.json; every process stops with it
         problem = None
@@ -866,11 +916,12 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         elif main_rank:
             written = ("the checkpoints written so far are intact" if latest_checkpoint(run_dir) is not None
                        else "no checkpoint was written yet")  # (a resume that restarted a run from its run.json)
-            sys.stderr.write(f"genzoo: {what}; {written}: continue with `genzoo train --resume --run-dir {run_dir}`\n")
+            sys.stderr.write(f"genzoo: {what}; {written}: continue with `genzoo train --resume --run-dir "
+                             f"{_quoted(run_dir)}`\n")
         return 143 if isinstance(e, Terminated) else 130
     if main_rank and state.stopping:  # SIGTERM: fit stopped after a step, and wrote its checkpoint
         print(f"genzoo: terminated (SIGTERM) after step {state.step:,}, whose checkpoint is written: continue with "
-              f"`genzoo train --resume --run-dir {run_dir}`", file=sys.stderr)
+              f"`genzoo train --resume --run-dir {_quoted(run_dir)}`", file=sys.stderr)
     elif main_rank:
         start = state.resumed_from or 0  # this session's steps, not the run's
         if start and state.step == start:
@@ -882,12 +933,79 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             planned = state.planned_steps or state.step
             if state.step < planned:  # the time budget (max_minutes) ended this session
                 line += (f"\ngenzoo: stopped by max_minutes={train.get('max_minutes'):g} with {planned - state.step:,} of "
-                         f"{planned:,} steps left: `genzoo train --resume --run-dir {run_dir}` goes on")
+                         f"{planned:,} steps left: `genzoo train --resume --run-dir {_quoted(run_dir)}` goes on")
         print(line, file=sys.stderr)
-        _density_picture(model, data, run_dir)
+        try:  # a picture of a finished run: its failure is no failure of the run (exit 0, the run is whole)
+            _density_picture(model, data, run_dir)
+        except (GenZooError, OSError) as e:
+            print(f"genzoo: warning: the run is complete, but its density picture is not: {' '.join(str(e).split())}",
+                  file=sys.stderr)
     if world_size > 1:
         torch.distributed.barrier()  # rank 0's files are written before any process exits
     return 143 if state.stopping else 0
+
+
+def _quoted(path) -> str:
+    """``path`` as a shell takes it, for the commands a message gives to paste (a run folder with a space).
+
+    >>> _quoted(Path("runs/my run")), _quoted(Path("runs/vae"))
+    ("'runs/my run'", 'runs/vae')
+    """
+    return shlex.quote(str(path))
+
+
+def _check_train(train: dict) -> None:
+    """:func:`~genzoo.train.loop.check_train_options` of a typed [train] table (:func:`_typed_train`)."""
+    from .train.loop import check_train_options
+
+    check_train_options(**{k: train.get(k) for k in ("steps", "batch_size", "seed", "checkpoint_every", "sample_every",
+                                                      "log_every", "valid_every", "keep", "warmup_steps", "max_minutes")},
+                        epochs=train.get("epochs") if train.get("steps") is None else None)
+
+
+def _reads_root(name, given: str) -> bool:
+    """Whether the dataset ``name`` (a recipe's data.name) reads files from a data root (MNIST's folder); where it
+    does not, a note that ``given`` (``--data-root``, ``data.root``) is unused (rank 0's alone under torchrun)."""
+    from .eval.metrics import ROOT_DATASETS
+
+    if name in ROOT_DATASETS:
+        return True
+    if not _other_rank():
+        print(f"genzoo: note: {given} is unused: {_no_root_why(name)}", file=sys.stderr)
+    return False
+
+
+def _no_root_why(name) -> str:
+    """Why the dataset ``name`` reads nothing from a data root, for the notes on an unused one."""
+    if str(name).startswith(("folder:", "npz:")):
+        return (f"{name} is read at that path, and a data root is the folder of MNIST's files (its run.json records "
+                "the path: data.name)")
+    return f"{name} reads no files from it (it is the folder of MNIST's files)"
+
+
+def _check_outside_images(run_dir: Path | None, name, resume: bool) -> None:
+    """A ConfigError if the run folder ``run_dir`` (None: the default one, under ./runs) is, or lies inside, the image
+    folder ``name`` (a recipe's data.name) it trains on, symbolic links resolved: its sample grids would become
+    images of that folder. Before anything is written; on ``resume``, a run already there is told to move out."""
+    from .data import _resolve
+
+    try:
+        kind, target = _resolve(name)
+    except (GenZooError, TypeError):
+        return  # no such data: refused, in its own words, where it is loaded
+    if kind != "folder":
+        return
+    images = Path(target).expanduser().resolve()
+    where = (run_dir if run_dir is not None else Path("runs") / "new").resolve()
+    if where != images and images not in where.parents:
+        return
+    if resume:
+        raise ConfigError(f"the run {run_dir} lies inside the image folder {images} it trains on, which reads the "
+                          "run's pictures as images of its own (and refuses itself as data): move the run out of "
+                          "that folder, then resume it at its new place")
+    given = f"--run-dir {run_dir}" if run_dir is not None else "the default run folder runs/ (of this folder)"
+    raise ConfigError(f"{given} lies inside the image folder {images} the run trains on, whose images its pictures "
+                      f"would join: give --run-dir outside it{' (or run from another folder)' * (run_dir is None)}")
 
 
 def _check_new_run(run_dir: Path) -> None:
@@ -904,7 +1022,7 @@ def _check_new_run(run_dir: Path) -> None:
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
     if "run.json" in held and "model.safetensors" not in held and _records_a_run(run_dir / "run.json"):  # --resume's
         raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: start it again "
-                          f"with `genzoo train --resume --run-dir {run_dir}`, or choose another --run-dir")
+                          f"with `genzoo train --resume --run-dir {_quoted(run_dir)}`, or choose another --run-dir")
     raise ConfigError(f"{run_dir} already holds {', '.join(held)} (files a run writes, which a new run would write "
                       "over): choose an empty folder or another --run-dir")
 
@@ -1062,11 +1180,18 @@ def _run_levels(run: str, data_root: str | None, otherwise: str) -> int | None:
     return None if data is None else data.dequantized_levels
 
 
-def _data_spec(run: str, data_root: str | None) -> dict:
-    """A run's recorded data recipe, with ``--data-root`` applied when given."""
+def _data_spec(run: str, data_root: str | None, note: bool = True) -> dict:
+    """A run's recorded data recipe, with ``--data-root`` applied when given and read by its data (MNIST); with
+    ``note``, a note where it is not (eval and compare say it with the other settings their metrics leave unused).
+    Its loader's imports are made whole here (:func:`_import_for_data`), before a Ctrl-C may cut them short."""
+    from .eval.metrics import ROOT_DATASETS
+
     spec = dict(read_recipe(Path(run))["data"])
-    if data_root:
+    _import_for_data(spec.get("name"))
+    if data_root is not None and spec.get("name") in ROOT_DATASETS:
         spec["root"] = str(Path(data_root).expanduser().resolve())
+    elif data_root is not None and note:
+        print(f"genzoo: note: --data-root is unused: {_no_root_why(spec.get('name'))}", file=sys.stderr)
     return spec
 
 
@@ -1130,7 +1255,7 @@ def _evaluable(path: str, args):
     """The model and data recipe of a run to evaluate: a one-line error for a folder that is no run, damaged
     weights or a folder of ``genzoo.save`` (no run.json, so no data)."""
     model = _run(path, "evaluate")
-    return model, _data_spec(path, args.data_root)  # (read_recipe names a genzoo.save folder as such)
+    return model, _data_spec(path, args.data_root, note=False)  # (read_recipe names a genzoo.save folder as such)
 
 
 def _eval_run(path: str, args, metrics: str, strict: bool = True):
@@ -1169,6 +1294,8 @@ def cmd_eval(args) -> int:
     weights = _weights_scored(args.run, asked["weights"])
     print(format_result(result))
     _note_checkpoint(args.run, weights)
+    _note_unused(args, [result])
+    asked = _used(asked, result)  # recorded without what no metric read: compare then reuses it whatever those were
     if not args.no_write:
         replaced = _other_settings(Path(args.run) / "eval.json", asked)
         try:
@@ -1210,14 +1337,54 @@ def _other_settings(cached: Path, asked: dict) -> str:
     from .io import read_json
 
     try:
-        mine = _asked(read_json(cached, "evaluation file")) if cached.is_file() else None
+        stored = read_json(cached, "evaluation file") if cached.is_file() else None
     except CheckpointError:
         return ""
+    mine = _asked(stored)
     if mine is None:
         return ""
-    old, new = _settings(mine, "weights", "metrics_version"), _settings(asked, "weights", "metrics_version")
-    # (a setting an older genzoo did not record is not told as changed)
-    return ", ".join(f"{k} {old[k]} -> {new.get(k)}" for k in sorted(old) if old[k] != new.get(k))
+    old = _settings(mine, "weights", "metrics_version", *_unused(stored))
+    new = _settings(asked, "weights", "metrics_version")
+    # (a setting an older genzoo did not record, or one either evaluation left unused, is not told as changed)
+    return ", ".join(f"{k} {old[k]} -> {new[k]}" for k in sorted(old) if k in new and old[k] != new[k])
+
+
+#: eval's and compare's settings that a result's metrics may leave unused (:func:`_unused`): their flags, and why
+UNUSED_WHY = {
+    "parzen_sigmas": ("--parzen-sigmas", "no Parzen estimate is computed (--metrics parzen asks for one)"),
+    "iwae_k": ("--iwae-k", "no IWAE bound is computed (a VAE's or M2's likelihood has one; an exact likelihood, or "
+               "none, has not)"),
+    "n_samples": ("--n-samples", "none of the metrics computed draws samples"),
+    "batch_size": ("--batch-size", "it batches the likelihoods (nll), which are not computed"),
+    "n": ("-n", "the metrics computed score samples alone"),
+    "data_root": ("--data-root", "the data read no files from it (it is the folder of MNIST's files; a folder or .npz "
+                  "run reads the path its run.json records)"),
+}
+
+
+def _unused(result) -> set[str]:
+    """The keys of :func:`_compare_key` that no metric of the evaluation ``result`` read
+    (:func:`~genzoo.eval.metrics.unused_settings`; none where it does not say its metrics)."""
+    from .eval.metrics import unused_settings
+
+    return {"data_root" if k == "root" else k for k in unused_settings(result)}
+
+
+def _used(asked: dict, result) -> dict:
+    """``asked`` (:func:`_compare_key`) without the settings ``result``'s metrics left unused: what an eval.json
+    records, so that a later evaluation that gives them otherwise (an idle ``--iwae-k`` of a flow) reuses it."""
+    unused = _unused(result)
+    return {k: v for k, v in asked.items() if k not in unused}
+
+
+def _note_unused(args, results: list[dict]) -> None:
+    """One note per setting given otherwise than its default that none of ``results`` read (eval: its one result;
+    compare: every run's), saying why."""
+    unused = set.intersection(*(_unused(r) for r in results)) if results else set()
+    who = " by every run here" if len(results) > 1 else ""
+    for key, (flag, why) in UNUSED_WHY.items():
+        if key in unused and getattr(args, key) != EVAL_DEFAULTS[key]:
+            print(f"genzoo: note: {flag} is unused{who}: {why}", file=sys.stderr)
 
 
 def cmd_compare(args) -> int:
@@ -1246,6 +1413,14 @@ def cmd_compare(args) -> int:
             args.output = str(Path(args.output).with_suffix(""))
         for suffix in (".md", ".csv"):
             check_output(f"{args.output}{suffix}", "-o")
+        # tried for writing before any evaluation (hours, with the defaults), as the other commands' outputs are
+        from .io import check_writable
+
+        folder = Path(f"{args.output}.md").resolve().parent
+        try:
+            check_writable(folder, "the default output's folder, the current one," if default else "-o")
+        except WriteError as e:
+            raise WriteError(f"{e}; give -o NAME elsewhere" if default else str(e)) from None
     asked = {path: _compare_key(path, args) for path in args.runs}  # before the work: a run may train on meanwhile
     cached = {path: _cached_result(path, asked[path], args.recompute) for path in args.runs}  # None: to evaluate
     for path in (p for p, r in cached.items() if r is None):  # every run to evaluate, before the first one's work
@@ -1257,7 +1432,8 @@ def cmd_compare(args) -> int:
     for path, result in cached.items():
         weights = _weights_scored(path, asked[path]["weights"])  # (a cached result's: the same content, checked)
         if result is None:  # a metric named that this run does not admit leaves its cell blank, with a note
-            result = {**_eval_run(path, args, args.metrics, strict=False), "weights": weights, "asked": asked[path]}
+            result = _eval_run(path, args, args.metrics, strict=False)
+            result = {**result, "weights": weights, "asked": _used(asked[path], result)}
             # stored as each run is done (a later run's failure loses none of it), where it replaces no other
             # settings' evaluation (--no-write: nothing; a run none of whose metrics applies keeps its own)
             if args.output is not None and result["metrics"]:
@@ -1275,6 +1451,7 @@ def cmd_compare(args) -> int:
     for path in kept:
         print(f"genzoo: note: {Path(path) / 'eval.json'} holds an evaluation of other settings, kept: this table's "
               "figures for it are not stored", file=sys.stderr)
+    _note_unused(args, [r for _, r in rows])
     if not any(r["metrics"] for _, r in rows):
         raise ConfigError(f"none of the metrics asked ({args.metrics}) applies to any of these runs")
     labels = [_data_label(path, result, args) for path, result in rows]
@@ -1325,8 +1502,9 @@ def _replaceable(cached: Path, asked: dict, metrics: list[str] | None = None) ->
     had = old.get("metrics") if isinstance(old.get("metrics"), list) else None
     covered = mine.get("metrics") == asked.get("metrics") or (metrics is not None and had is not None
                                                                and set(had) <= set(metrics))
-    # (a result of another feature classifier, like one of other weights, is stale: replaced, not kept)
-    drop = ("weights", "metrics_version", "metrics", "classifier")
+    # (a result of another feature classifier, like one of other weights, is stale: replaced, not kept; a setting
+    # none of its metrics read holds nothing of it)
+    drop = ("weights", "metrics_version", "metrics", "classifier", *_unused(old))
     return _settings(mine, *drop) == _settings(asked, *drop) and covered
 
 
@@ -1357,8 +1535,10 @@ def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | No
     from .io import same_weights
 
     mine = _asked(old)
-    # the same settings, and the same weights by content (a checkpoint's, then the final file's: the same)
-    same = mine is not None and _settings(mine, "weights") == _settings(asked, "weights")
+    # the same settings, those its metrics left unused aside (the same ones a new evaluation leaves unused: the same
+    # metrics asked of the same weights), and the same weights by content (a checkpoint's, then the final file's)
+    unused = _unused(old)
+    same = mine is not None and _settings(mine, "weights", *unused) == _settings(asked, "weights", *unused)
     return old if same and same_weights(mine.get("weights"), asked["weights"]) else None
 
 
@@ -1583,11 +1763,29 @@ def cmd_inpaint(args) -> int:
 def cmd_report(args) -> int:
     from .viz.report import write_report
 
+    from .io import CONFIG, is_run_dir
+
     if not Path(args.run).is_dir():
         raise CheckpointError(f"not a genzoo run: {args.run} is not a directory")
+    if not is_run_dir(args.run):  # before the default output's check, whose "give -o" led nowhere here
+        raise CheckpointError(f"not a genzoo run: {args.run} has no {CONFIG} beside weights, checkpoints or a "
+                              f"run.json{_in_a_run(Path(args.run))}")
     out = _output_path(args.output, args.run, "report.html", ".html")
     print(f"wrote {write_report(args.run, out if args.output is not None else None)}")
     return 0
+
+
+def _in_a_run(folder: Path) -> str:
+    """Where ``folder`` lies in a run (its checkpoint, its samples/), the hint to give the run itself; else ""."""
+    from .io import CHECKPOINTS, is_run_dir
+
+    plain = folder.name not in ("", ".", "..") and ".." not in folder.parts  # its parents as given, else as resolved
+    for up in ([folder.parent, folder.parent.parent] if plain else list(folder.resolve().parents)[:2]):
+        if is_run_dir(up):
+            what = ("a checkpoint" if folder.name.startswith("step-") and folder.parent.name == CHECKPOINTS
+                    else f"{folder.name}/" if up == folder.parent else "a folder")
+            return f": it is {what} of the run in {up}, which the report takes whole: genzoo report {_quoted(up)}"
+    return ""
 
 
 def cmd_bench(args) -> int:
@@ -1624,14 +1822,37 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     (file or sys.stderr).write(f"genzoo: warning: {' '.join(str(message).split())}\n")
 
 
+#: the options of a path, a spec or a recipe, by argparse dest, that an empty value (an unset shell variable, as in
+#: ``--config "$RECIPE"``) would turn off without a word: what each needs (--data, --run-dir, -o, --device and --mask
+#: say it where they are read)
+NOT_BLANK = {"config": "a recipe file (a TOML file, see configs/)", "data_root": "a folder (of MNIST's files)",
+             "root": "a folder to download into", "runs_dir": "a folder", "arithmetic": "A-B+C test indices, e.g. "
+             "1,2,3-4,5,6+7,8,9", "image": "an image file"}
+
+
+def _check_not_blank(args) -> None:
+    """A ConfigError for an option of :data:`NOT_BLANK` given as an empty string (or blanks)."""
+    for dest, what in NOT_BLANK.items():
+        value = getattr(args, dest, None)
+        if any(not str(v).strip() for v in (value if isinstance(value, list) else [value]) if v is not None):
+            flag = "--" + dest.replace("_", "-")
+            raise ConfigError(f"{flag} needs {what}, got an empty value")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``genzoo`` command line ``argv`` (default ``sys.argv[1:]``); return its exit status.
+
+    >>> main(["train", "vae", "--config", ""])
+    2
+    """
     import warnings
 
-    args = parse(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)  # what run.json records: main([...]) from Python too
     shown = warnings.showwarning
     warnings.showwarning = _one_line_warning  # a warning on the command line is one line too, with no source line
     try:
+        args = parse(argv)  # (in the try: a Ctrl-C while it imports is one line, as later)
+        args.argv = list(sys.argv[1:] if argv is None else argv)  # what run.json records: main([...]) from Python too
+        _check_not_blank(args)
         world = os.environ.get("WORLD_SIZE", "").strip()
         try:  # read as train reads it (which refuses what is not a whole number)
             several = int(world) > 1
@@ -1640,7 +1861,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("train", "models", "data") and several:  # each would do the whole work and write it
             raise ConfigError(f"only `genzoo train` runs on several processes (WORLD_SIZE={world}): run `genzoo "
                               f"{args.command}` as one process (without torchrun, or with WORLD_SIZE unset)")
-        return COMMANDS[args.command](args)
+        # SIGTERM ends every command as Ctrl-C does, in one line (exit 143; train and bench stop in their own ways);
+        # torch and numpy imported whole, with both signals held off (a Ctrl-C inside numpy's import was lost there)
+        with sigterm_as_ctrl_c():
+            _import_whole()
+            return COMMANDS[args.command](args)
     except GenZooError as e:
         sys.stderr.write(f"genzoo: error: {e}\n")
         return e.exit_code
@@ -1651,6 +1876,11 @@ def main(argv: list[str] | None = None) -> int:
         terminated = isinstance(e, Terminated)
         sys.stderr.write("genzoo: terminated (SIGTERM)\n" if terminated else "genzoo: interrupted\n")
         return 143 if terminated else 130
+    except PermissionError as e:  # a recipe, run file or folder this user may not read or write: the user's to fix
+        where = e.filename or " ".join(str(e).split())
+        sys.stderr.write(f"genzoo: error: permission denied: {where} (its permissions, or its folder's, do not let "
+                         "this user use it: change them, or run as its owner)\n")
+        return 2
     except Exception as e:  # never a bare traceback: name the failure in one line (GENZOO_DEBUG=1 shows it whole)
         if os.environ.get("GENZOO_DEBUG", "0") not in ("", "0"):
             raise

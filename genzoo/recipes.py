@@ -66,8 +66,16 @@ def belongs_elsewhere(name: str, model: str | None, here: str) -> str:
 
 def load_recipe(path: str | Path) -> dict:
     """Read a TOML recipe (``~`` is the home folder: ``--config=~/x.toml`` leaves it to us); unknown tables or
-    training keys are errors."""
+    training keys are errors, and so is a recipe that is a folder or cannot be read.
+
+    >>> import tempfile
+    >>> load_recipe(tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    genzoo.errors.ConfigError: recipe ... is a folder, not a TOML file: give the recipe's file, e.g. .../NAME.toml
+    """
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise ConfigError(f"recipe {path} is a folder, not a TOML file: give the recipe's file, e.g. {path}/NAME.toml")
     if not path.is_file():
         raise ConfigError(f"recipe not found: {path}")
     try:
@@ -75,6 +83,8 @@ def load_recipe(path: str | Path) -> dict:
         raw = tomllib.loads(text.removeprefix("\ufeff"))  # a byte-order mark, as some editors write, is no error
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"recipe {path} is not valid TOML: {e}") from None
+    except OSError as e:  # unreadable (its permissions): the user's to fix, as a data file's
+        raise ConfigError(f"recipe {path}: cannot be read ({e.strerror or e})") from None
     for k in raw:
         if k not in SECTIONS and not isinstance(raw[k], dict):  # a key before any table
             raise ConfigError(f"recipe {path}: '{k}' stands outside any table: put it under [model], [data] or [train]")
@@ -152,6 +162,8 @@ def apply_sets(recipe: dict, sets: list[str]) -> dict:
             raise ConfigError("the model is chosen by `genzoo train MODEL`, not by --set")
         if section == "data" and name == "name" and not value:
             raise ConfigError("--set data.name needs a dataset name, .npz file or image folder (see `genzoo data`)")
+        if section == "data" and name == "root" and not value:  # as --data-root "" (an unset variable), not "."
+            raise ConfigError("--set data.root needs a folder (of MNIST's files)")
         if section == "train" and name in ("steps", "epochs"):  # the length --set gives replaces any other
             lengths.add(name)
             if lengths == {"steps", "epochs"}:

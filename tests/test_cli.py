@@ -577,3 +577,9 @@ def test_a_checkpoint_folder_given_to_sample_or_eval_says_how_to_use_it(tmp_path
         code, _, err = run(capsys, *command)
         assert code == 2 and err.count("\n") == 1, err
         assert f"it is a checkpoint of the run in {rd}" in err and f"copy {rd / 'config.json'} into it" in err
+
+
+def test_a_recipe_that_is_a_folder_is_named_as_such(tmp_path, capsys):
+    """`--config configs` said 'recipe not found: configs', of a folder that is there."""
+    code, _, err = run(capsys, "train", "--config", str(tmp_path), "--steps", "1")
+    assert code == 2 and err.count("\n") == 1 and f"recipe {tmp_path} is a folder, not a TOML file" in err, err

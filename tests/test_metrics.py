@@ -129,7 +129,8 @@ def test_cli_compare_writes_markdown_and_csv_and_reuses_eval_json(tmp_path, caps
     assert evaluated == ["gmm", "gan", "gmm", "gmm"] and (tmp_path / "gmm" / "eval.json").read_bytes() == written
 
     def read_only(folder, flag):
-        raise genzoo.errors.WriteError(f"{flag} {folder}: cannot write there (Read-only file system)")
+        if Path(folder).resolve() != tmp_path.resolve():  # the runs' folders (the table's, -o's, is checked too)
+            raise genzoo.errors.WriteError(f"{flag} {folder}: cannot write there (Read-only file system)")
 
     monkeypatch.setattr("genzoo.io.check_writable", read_only)  # a run on a read-only disk: its cache is enough
     assert main(["compare", runs[0], "--metrics", "nll,parzen", "--n-samples", "1000", "-o", str(tmp_path / "t4"),
@@ -732,3 +733,34 @@ def test_compare_marks_runs_scored_against_binarized_test_images(tmp_path, capsy
     res = {"model": "gan", "dataset": "ring", "features": {"fid": 1.0, "real_binarized": True}}
     assert compare_table([("r", res)]).rows[0][2] == "ring (binarized)"  # no labels given: the result's data set
     assert data_label({"name": "ring", "std": 0.05}, result=res) == "ring (std=0.05, binarized)"
+
+
+def test_eval_notes_the_settings_its_metrics_leave_unused_and_compare_reuses_it_whatever_they_were(tmp_path, capsys,
+                                                                                                    monkeypatch):
+    """eval took an idle --iwae-k, --parzen-sigmas, --n-samples or --data-root without a word and recorded it in
+    eval.json: a compare with other values of it (its defaults) evaluated the run again (IWAE k=5000 on MNIST: tens
+    of minutes)."""
+    import genzoo.cli
+
+    rd = tmp_path / "gmm"
+    assert main(["train", "gmm", "--data", "digits", "--steps", "2", "--set", "n_components=2", "--sample-every", "0",
+                 "--run-dir", str(rd), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(rd), "--metrics", "nll", "--iwae-k", "77", "--parzen-sigmas", "0.2", "--n-samples", "50",
+                 "--data-root", str(tmp_path), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    for flag in ("--iwae-k", "--parzen-sigmas", "--n-samples", "--data-root"):  # a GMM's exact NLL: none read
+        assert f"genzoo: note: {flag} is unused: " in err, err
+    assert "--batch-size" not in err and "-n is" not in err  # (at their defaults: not told)
+    stored = json.loads((rd / "eval.json").read_text())
+    assert not {"iwae_k", "parzen_sigmas", "n_samples", "data_root"} & set(stored["asked"])
+    assert stored["asked"]["batch_size"] == 100 and stored["asked"]["n"] is None  # what the NLL read
+    monkeypatch.setattr(genzoo.cli, "_eval_run", lambda *a, **k: pytest.fail("evaluated again"))
+    assert main(["compare", str(rd), "--metrics", "nll", "--no-write", "--no-progress"]) == 0
+    stored["asked"].update(iwae_k=77, parzen_sigmas=[0.2], n_samples=50, data_root=str(tmp_path))
+    (rd / "eval.json").write_text(json.dumps(stored))  # as this genzoo wrote it before: every setting recorded
+    assert main(["compare", str(rd), "--metrics", "nll", "--iwae-k", "9", "--no-write", "--no-progress"]) == 0
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(["eval", str(rd), "--metrics", "nll", "--no-progress"]) == 0
+    assert "replaced" not in capsys.readouterr().err  # only settings no metric read differ: no other settings

@@ -47,6 +47,8 @@ FEATURE_METRICS = WHICH  # fid, kid, pr, dc, is
 METRICS = ("nll", "parzen", *FEATURE_METRICS, "modes", "error")
 #: datasets with a shipped classifier for the feature metrics
 FEATURE_SETS = ("mnist", "digits")
+#: the datasets that read files from a data root (``data_spec["root"]``, ``--data-root``): MNIST's folder
+ROOT_DATASETS = ("mnist",)
 
 
 def admitted(model, data) -> list[str]:
@@ -109,6 +111,32 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
 #: unequal size; 7 since the feature metrics compare samples (not decoder means) of a model of binarized images with
 #: binarized test images
 METRICS_VERSION = 7
+
+
+def unused_settings(result: dict) -> set[str]:
+    """The settings of :func:`evaluate` that none of the metrics of its ``result`` read (an ``eval.json`` of any
+    genzoo): ``parzen_sigmas`` without Parzen; ``iwae_k`` without an ELBO row (no likelihood, or an exact one: a
+    flow's, a GMM's); ``n_samples`` where no metric draws samples (nll, error); ``batch_size`` without nll; ``n``
+    where only samples are scored (modes); and ``root``, the data spec's, where the data read no files from it
+    (:data:`ROOT_DATASETS`). ``genzoo eval`` records the others alone, and ``compare`` compares them alone, so an
+    idle setting forces no evaluation again; a result that does not say its metrics leaves none out.
+
+    >>> sorted(unused_settings({"metrics": ["nll", "modes"], "dataset": "ring", "likelihood": {"rows": [{"kind": "exact"}]}}))
+    ['iwae_k', 'parzen_sigmas', 'root']
+    >>> sorted(unused_settings({"metrics": ["nll"], "dataset": "mnist", "likelihood": {"rows": [{"kind": "elbo"}]}}))
+    ['n_samples', 'parzen_sigmas']
+    >>> unused_settings({"metrics": "nll"})
+    set()
+    """
+    metrics = result.get("metrics") if isinstance(result, dict) else None
+    if not isinstance(metrics, list):
+        return set()
+    rows = (result.get("likelihood") or {}).get("rows") if isinstance(result.get("likelihood"), dict) else None
+    bounds = any(isinstance(r, dict) and r.get("kind") == "elbo" for r in rows or [])  # (the IWAE bound's beside it)
+    unused = {"parzen_sigmas": "parzen" not in metrics, "iwae_k": not bounds,
+              "n_samples": not set(metrics) - {"nll", "error"}, "batch_size": "nll" not in metrics,
+              "n": not set(metrics) - {"modes"}, "root": result.get("dataset") not in ROOT_DATASETS}
+    return {k for k, idle in unused.items() if idle}
 
 
 def samples_are_means(model) -> bool:

@@ -202,6 +202,8 @@ def save_density(log_prob, path: str | os.PathLike, bounds: list[tuple[float, fl
     colour and the truth's blank."""
     import matplotlib
 
+    # a box of no width (data with a constant feature) widened about its value: matplotlib warned of identical limits
+    bounds = [(lo, hi) if hi > lo else (lo - 0.5 * max(abs(lo), 1.0), hi + 0.5 * max(abs(hi), 1.0)) for lo, hi in bounds]
     (x0, x1), (y0, y1) = bounds
     names = [f"{title} model".strip(), "true density"]
     maps = list(zip(names, density_maps(log_prob, bounds, density, n)))
