@@ -62,6 +62,23 @@ def test_evaluate_uses_the_same_parzen_protocol_and_samples(ring_models):
     assert sum(out["modes"]["counts"]) == round(out["modes"]["high_quality"] * 1500)
 
 
+def test_mode_coverage_scores_the_protocols_2500_samples_and_says_so(ring_models):
+    """eval scored modes on all --n-samples (10,000 by default), where VEEGAN, PacGAN and `genzoo bench modes` score
+    2,500; one high-quality sample captures a mode, so more samples capture more modes (5.7 -> 7.55 of 8)."""
+    from genzoo.eval.metrics import draw_finite, format_result
+    from genzoo.eval.modes import mode_coverage
+
+    gmm, _, test = ring_models
+    out = evaluate(gmm, {"name": "ring"}, metrics="modes", n_samples=4000, seed=5, progress=False)
+    assert out["modes"]["n_samples"] == 2500 and sum(out["modes"]["counts"]) <= 2500
+    first = draw_finite(gmm, 4000, 5)[:2500]  # evaluate's draw, its first 2,500
+    ref = mode_coverage(first, test.density.centres, test.density.std)
+    assert out["modes"]["counts"] == ref["counts"] and out["modes"]["high_quality"] == ref["high_quality"]
+    assert "reverse KL" in (line := format_result(out).splitlines()[-1]) and line.endswith("(2,500 samples)")
+    few = evaluate(gmm, {"name": "ring"}, metrics="modes", n_samples=100, seed=5, progress=False)
+    assert few["modes"]["n_samples"] == 100 and format_result(few).endswith("(100 samples)")
+
+
 def test_summary_row_prefers_exact_then_iwae_then_elbo():
     rows = [{"kind": "elbo", "nats": 3.0, "bits_per_dim": 1.0}, {"kind": "iwae-50", "nats": 2.0, "bits_per_dim": 0.5}]
     assert summary_row({"likelihood": {"rows": rows}})["nll_kind"] == "iwae-50"

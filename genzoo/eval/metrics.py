@@ -109,8 +109,8 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
 #: parts hold 1,000 samples or more; 5 since a Gaussian VAE of vectors is scored on its draws, not its decoder means;
 #: 6 since a mixture of unequal stds puts a sample in the mode nearest in its own stds, and KID is unbiased for sets of
 #: unequal size; 7 since the feature metrics compare samples (not decoder means) of a model of binarized images with
-#: binarized test images
-METRICS_VERSION = 7
+#: binarized test images; 8 since mode coverage scores the protocol's 2,500 samples, not all of ``n_samples``
+METRICS_VERSION = 8
 
 
 def unused_settings(result: dict) -> set[str]:
@@ -247,10 +247,12 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
                                           binarize=binarize, seed=seed, which=asked_features, k=K, progress=progress)
         out["seconds"]["features"] = time.time() - t0
     if "modes" in chosen:
-        from .modes import mode_coverage
+        from .modes import SAMPLES, mode_coverage
 
-        out["modes"] = mode_coverage(samples, test.density.centres, test.density.std, weights=getattr(test.density, "weights", None))
+        scored = samples[:SAMPLES]  # (<= 2500, ...) the protocol's count: modes captured grows with the number scored
+        out["modes"] = mode_coverage(scored, test.density.centres, test.density.std, weights=getattr(test.density, "weights", None))
         out["modes"]["counts"] = [int(c) for c in out["modes"]["counts"]]
+        out["modes"]["n_samples"] = int(scored.shape[0])
     if "error" in chosen:
         x, y = (test.x, test.y) if n is None else (test.x[:n], test.y[:n])
         with evaluating(model):
@@ -349,8 +351,9 @@ def format_result(result: dict) -> str:
         lines.append("  class histogram of samples: " + " ".join(f"{100 * c:.1f}" for c in f["class_histogram"]) + " (%)")
     if "modes" in result:
         m = result["modes"]
+        scored = f" ({m['n_samples']:,} samples)" if "n_samples" in m else ""
         lines.append(f"modes captured {m['modes']}/{m['n_modes']}, high quality {100 * m['high_quality']:.1f}%, "
-                     f"reverse KL {m['reverse_kl']:.3f}")
+                     f"reverse KL {m['reverse_kl']:.3f}{scored}")
     if "error" in result:
         e = result["error"]
         inputs = f" ({e['inputs']})" if "inputs" in e else ""
