@@ -249,6 +249,27 @@ def test_a_broken_symbolic_link_is_refused_not_dropped(tmp_path, where):
     assert len(load_folder(data)) > 0
 
 
+def test_a_broken_link_of_another_extension_is_skipped_with_the_note(tmp_path):
+    """A dangling README.txt refused the whole folder, where a README.txt file is skipped with a note: no image,
+    nor a class folder, it is no part of the data."""
+    data = tmp_path / "data"
+    _fill(data, 12, 50)
+    _dangling(data / "README.txt", tmp_path / "gone" / "notes.txt")
+    with pytest.warns(GenZooWarning, match=r"1 file\(s\) skipped.*README.txt"):
+        assert len(load_folder(data)) > 0
+
+
+def test_the_raw_mode_is_read_from_the_tiles_of_every_pillow():
+    """Pillow 10's tiles are plain tuples (11's a NamedTuple with .args): reading t.args failed every image read."""
+    from types import SimpleNamespace
+
+    from genzoo.data.images import _rawmode
+
+    for tile in (("zip", (0, 0, 1, 1), 0, "RGB;16B"), ("zip", (0, 0, 1, 1), 0, ("RGB;16B", 0, 1))):
+        assert _rawmode(SimpleNamespace(tile=[tile])) == "RGB;16B"  # a plain tuple; its args a mode or a tuple
+    assert _rawmode(SimpleNamespace(tile=[])) == "" and _rawmode(SimpleNamespace()) == ""
+
+
 # -- bit depths, transparency, modes ------------------------------------------------------------------------------
 
 

@@ -38,7 +38,8 @@ def test_mask_from_png_and_errors(tmp_path):
     for bad, needle in (("middle", "unknown mask"), ("random:1.5", "in \\(0, 1\\)"), ("random:x", "needs a number"),
                         ("random:0.0", "in \\(0, 1\\), the share of pixels missing, got 0.0"),  # no seed could help
                         ("centre", "unknown mask 'centre' \\(did you mean 'center'\\?\\)"),
-                        ("rnadom:0.5", "did you mean 'random'")):
+                        ("rnadom:0.5", "did you mean 'random'"), ("random", "needs the share of pixels missing: "
+                                                                       "random:P, e.g. random:0.5")):
         with pytest.raises(ConfigError, match=needle):
             make_mask(bad, (1, 8, 8))
     with pytest.raises(ConfigError, match="nothing to fill: a random draw"):

@@ -90,6 +90,8 @@ def make_mask(spec: str, shape: tuple[int, ...], generator: torch.Generator | No
         m[:, top:top + H // 2, left:left + W // 2] = 0
     elif spec == "left":
         m[:, :, :W // 2] = 0
+    elif spec == "random":  # (did-you-mean would suggest the word itself)
+        raise ConfigError("mask 'random' needs the share of pixels missing: random:P, e.g. random:0.5")
     elif spec.startswith("random:"):
         try:
             p = float(spec.split(":", 1)[1])

@@ -139,8 +139,9 @@ def _entries(d: Path, root: Path | None = None) -> tuple[list[Path], list[Path],
     """(image files, other files, sub-folders) directly in ``d``, each sorted by name. Hidden names (``.name``:
     macOS's ``._name`` sidecars, editors' backups, ``.ipynb_checkpoints``) and :data:`SYSTEM_FOLDERS` are not part
     of the data set. A symbolic link whose target is missing is a DataError naming it (from ``root``, the image
-    folder): neither a file nor a folder, it was left out without a word, and as a class folder it moved every later
-    label, as an empty class folder did (:func:`image_files`)."""
+    folder) where it would be data, an image by its extension or (none) a class folder: neither a file nor a folder,
+    it was left out without a word, and as a class folder it moved every later label, as an empty class folder did
+    (:func:`image_files`); one of another extension (``notes.txt``) is among the other files, skipped with a note."""
     images, other, subs = [], [], []
     with os.scandir(d) as entries:  # its file types come with the listing: no stat per file
         for e in sorted(entries, key=lambda e: e.name):
@@ -150,6 +151,10 @@ def _entries(d: Path, root: Path | None = None) -> tuple[list[Path], list[Path],
                 elif e.is_file():
                     (images if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS else other).append(d / e.name)
                 elif e.is_symlink() and not os.path.exists(e.path):  # (is_dir and is_file follow links: dangling)
+                    ext = os.path.splitext(e.name)[1].lower()
+                    if ext and ext not in IMAGE_EXTENSIONS:  # no image, nor a class folder: skipped, with the note
+                        other.append(d / e.name)
+                        continue
                     root = d if root is None else root
                     try:
                         target = os.readlink(e.path)
@@ -233,8 +238,9 @@ def _judge_sixteen(top: int, path: Path, wide: list[int] | None) -> None:
 def _rawmode(im) -> str:
     """How Pillow decodes the opened, not yet loaded, image ``im`` (its first tile's raw mode: ``"RGB;16B"`` for a
     16-bit RGB PNG, ``"L;4"`` for a 4-bit grey one); "" where it does not say. ``load()`` clears the tiles."""
-    for t in getattr(im, "tile", None) or ():
-        raw = t.args[0] if isinstance(t.args, tuple) and t.args else t.args
+    for t in getattr(im, "tile", None) or ():  # (codec, extents, offset, args): Pillow 11's _Tile, 10's plain tuple
+        args = t[3] if len(t) > 3 else None
+        raw = args[0] if isinstance(args, tuple) and args else args
         return raw if isinstance(raw, str) else ""
     return ""
 
