@@ -669,8 +669,11 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             # stopped before its first checkpoint (kill -9, the OOM killer, a preempted job): started again from
             # run.json's recipe, as fit(resume=True) does; what it wrote before is replaced, other files left alone
             from .io import run_files_in
+            from .train.callbacks import nothing_to_resume
             from .train.loop import BEFORE_FIRST_CHECKPOINT
 
+            if why := nothing_to_resume(run_dir):  # diverged: every checkpoint it wrote was set aside
+                raise CheckpointError(f"{why}; its files are left as they are")
             if later := [f for f in run_files_in(run_dir) if f not in ("run.json", *BEFORE_FIRST_CHECKPOINT)]:
                 raise CheckpointError(f"nothing to resume: {run_dir} has no checkpoint (checkpoints/step-*), and holds "
                                       f"{', '.join(later)}, which a run does not write before its first; its files are "
@@ -901,6 +904,13 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         raise
     except Exception as e:  # a user error, or one genzoo does not foresee (out of memory): a run that never
         if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # started leaves nothing behind
+            from .train.callbacks import set_aside
+
+            if isinstance(e, TrainingDiverged) and set_aside(run_dir):  # (kept() said where they went: not removed)
+                what = run_dir if before is None else f"what the run wrote in {run_dir}"
+                best = " (best/ holds the weights of its lowest validation loss)" if (run_dir / "best").is_dir() else ""
+                raise TrainingDiverged(f"{e}; {what} is kept{best}, but nothing in it can be resumed: start a new run "
+                                       "in another --run-dir with a smaller lr or other settings") from None
             _remove_new(run_dir, before)
             if isinstance(e, TrainingDiverged):  # it did start: say where its metrics went
                 raise TrainingDiverged(f"{e}; {run_dir if before is None else 'what the run wrote in ' + str(run_dir)} "

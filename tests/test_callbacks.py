@@ -11,7 +11,7 @@ import genzoo
 import genzoo.train.callbacks as callbacks
 from genzoo import io
 from genzoo.data import load_dataset
-from genzoo.errors import GenZooWarning, TrainingDiverged
+from genzoo.errors import CheckpointError, GenZooWarning, TrainingDiverged
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -250,3 +250,63 @@ def test_the_progress_bar_shows_the_mean_of_the_terms_that_matter():
     bar.on_end(state)
     assert shown == [{"loss": "5.5", "g_loss": "10", "d_real": "0.5"},  # means over steps 1-10 (g_loss: 1, 3, ... 9)
                      {"loss": "15.5", "g_loss": "30", "d_real": "0.5"}]
+
+
+def test_a_divergence_raised_by_the_em_step_itself_sets_aside_the_checkpoint_that_gave_it(tmp_path):
+    """The GMM's M-step raises TrainingDiverged inside training_step, before the guard: the error named no
+    checkpoint, the one whose weights gave the failing E-step stayed the newest (a resume failed again at once),
+    and the lazy pruning left keep + 1 checkpoints (r111 #2). The loss of step 28 is step 27's weights'."""
+    data, run = load_dataset("ring", n=200), tmp_path / "gmm"
+    kw = dict(steps=100, seed=1, run_dir=run, checkpoint_every=1, keep=2, progress=False)
+
+    def gmm():
+        return genzoo.build("gmm", data_shape=(2,), n_components=12, reg_covar=0.0)
+
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 28: gmm: component \d+ holds .* singular: "
+                                               r".*; the last good checkpoint is kept: \S+step-00000026 \("
+                                               r"step-00000027 holds the weights whose loss broke at step 28: set "
+                                               r"aside as \.diverged-step-00000027, so --resume goes on from "
+                                               r"step-00000026\)$"):
+        genzoo.fit(gmm(), data, **kw)
+    assert [ck.name for ck in io.checkpoint_dirs(run)] == ["step-00000025", "step-00000026"]  # keep, not keep + 1
+    assert (run / "checkpoints" / ".diverged-step-00000027").is_dir()
+    state = genzoo.fit(genzoo.load(run), data, **{**kw, "steps": 27}, resume=True)
+    assert state.resumed_from == 26 and state.step == 27
+
+
+def test_the_last_steps_weight_check_inside_a_spike_sets_aside_the_checkpoint_of_the_spikes_first_loss(tmp_path):
+    """Broken weights at the last step, inside a spike the guard counts, took the checkpoint whose weights gave the
+    spike's first loss for the last good one (first bad step one too late, r111 #3), where a NaN ending the same
+    spike sets it aside."""
+    model, done = _breaking(_nice(), 12, lambda m: next(m.parameters()), float("nan")), [0]
+    breaking = model.training_step
+
+    def training_step(batch, optimizers):  # and the losses of steps 11 and 12 explode (2 of patience 3)
+        logs = breaking(batch, optimizers)
+        done[0] += 1
+        return {**logs, "loss": 1e12} if done[0] in (11, 12) else logs
+
+    model.training_step, run = training_step, tmp_path / "r"
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 12: '.*' holds NaN/inf; the last good "
+                                               r"checkpoint is kept: \S+step-00000009 \(step-00000010 holds the "
+                                               r"weights whose loss broke at step 11: set aside as "
+                                               r"\.diverged-step-00000010"):
+        genzoo.fit(model, load_dataset("ring", n=512), steps=12, run_dir=run, checkpoint_every=1, keep=10, **RING)
+    assert io.latest_checkpoint(run).name == "step-00000009"
+
+
+def test_a_resume_of_a_run_whose_every_checkpoint_was_set_aside_says_so_and_does_not_start_it_again(tmp_path):
+    """A finished run trained further, diverging before its first new checkpoint, had its only checkpoint set aside
+    (and its final weights gone): fit(resume=True) then started it again from step 0 silently, as a run killed
+    before its first checkpoint (r111 #5)."""
+    data, run = load_dataset("ring", n=512), tmp_path / "r"
+    genzoo.fit(_nice(), data, steps=5, run_dir=run, checkpoint_every=5, keep=1, **RING)
+    with pytest.raises(TrainingDiverged, match=r"set aside as \.diverged-step-00000005\)"):
+        genzoo.fit(_reporting(genzoo.load(run), {6: float("nan")}, start=5), data, steps=10, run_dir=run, resume=True,
+                   checkpoint_every=5, keep=1, **RING)
+    rows = (run / "metrics.jsonl").read_text()
+    with pytest.raises(CheckpointError, match=r"^nothing to resume: \S+ has no checkpoint left: its training diverged, "
+                                              r"and the checkpoints it wrote were set aside .*\(checkpoints/\.diverged-"
+                                              r"step-00000005\).*: start a new run"):
+        genzoo.fit(_nice(), data, steps=10, run_dir=run, resume=True, checkpoint_every=5, keep=1, **RING)
+    assert (run / "metrics.jsonl").read_text() == rows and io.checkpoint_dirs(run) == []

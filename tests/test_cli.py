@@ -583,3 +583,38 @@ def test_a_recipe_that_is_a_folder_is_named_as_such(tmp_path, capsys):
     """`--config configs` said 'recipe not found: configs', of a folder that is there."""
     code, _, err = run(capsys, "train", "--config", str(tmp_path), "--steps", "1")
     assert code == 2 and err.count("\n") == 1 and f"recipe {tmp_path} is a folder, not a TOML file" in err, err
+
+
+def test_a_new_run_whose_checkpoints_were_set_aside_after_a_divergence_is_kept_not_removed(tmp_path, capsys):
+    """Its only checkpoint set aside as .diverged-step-1, the new run was then removed whole, while the message
+    named the folder it set it aside in (r111 #4): it is kept, and the message says what to do; a resume of it says
+    why there is nothing to resume rather than start it again from step 0 (r111 #5)."""
+    rd = tmp_path / "vae"
+    code, _, err = run(capsys, "train", "vae", "--data", "digits", "--set", "lr=0.5", "--set", "hidden=[32]", "--steps",
+                       "20", "--checkpoint-every", "1", "--batch-size", "64", "--run-dir", str(rd), "--no-progress")
+    assert code == 3 and "set aside as .diverged-step-00000001) (try a smaller lr); " in err, err
+    assert err.rstrip().endswith(f"{rd} is kept, but nothing in it can be resumed: start a new run in another --run-dir "
+                                 "with a smaller lr or other settings") and "is removed" not in err, err
+    assert (rd / "checkpoints" / ".diverged-step-00000001").is_dir() and (rd / "run.json").is_file()
+    files = sorted(p.relative_to(rd) for p in rd.rglob("*"))
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--no-progress")
+    assert code == 2 and "nothing to resume" in err and ".diverged-step-00000001" in err, err
+    assert "stopped before its first checkpoint" not in err and sorted(p.relative_to(rd) for p in rd.rglob("*")) == files
+
+
+def test_a_resume_that_diverges_before_its_first_checkpoint_is_not_later_restarted_from_step_0(tmp_path, capsys):
+    """A finished run of one checkpoint trained further with --resume diverged before its first new checkpoint, and
+    its checkpoint was set aside: the next --resume said it 'stopped before its first checkpoint' and started it
+    again from step 0, cutting metrics.jsonl back (r111 #5)."""
+    rd = tmp_path / "vae"
+    assert run(capsys, "train", "vae", "--data", "digits", "--set", "lr=0.5", "--set", "hidden=[32]", "--set",
+               "train.keep=1", "--steps", "1", "--checkpoint-every", "1", "--batch-size", "64", "--run-dir", str(rd),
+               "--no-progress")[0] == 0
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "20", "--no-progress")
+    assert code == 3 and "set aside as .diverged-step-00000001" in err, err
+    rows = (rd / "metrics.jsonl").read_text()
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "20", "--no-progress")
+    assert code == 2 and "stopped before its first checkpoint" not in err, err
+    assert (f"nothing to resume: {rd} has no checkpoint left: its training diverged, and the checkpoints it wrote were "
+            "set aside as holding the weights that broke its loss (checkpoints/.diverged-step-00000001)") in err, err
+    assert "start a new run" in err and (rd / "metrics.jsonl").read_text() == rows

@@ -102,11 +102,8 @@ class DivergenceGuard(Callback):
             raise TrainingDiverged(f"training diverged at step {state.step}: loss is {loss}"
                                    f"{kept(state.run_dir, state.step - self.run)}"
                                    + (_start_hint(state) if state.step == 1 else _lr_hint(state)))
-        # once a run, first among the callbacks, so nothing is written of broken weights (loop: step == total_steps)
-        model, last = getattr(state, "model", None), state.step == getattr(state, "total_steps", None)
-        if last and model is not None and (name := nonfinite_weight(model, getattr(state, "nonfinite_at_start", ()))):
-            raise _broken_weights(state.step, name, state.run_dir, state.step + 1 - self.run)
         state.guard = {"recent": self.recent, "run": 0}
+        spike = False
         if self.recent:
             typical = sorted(abs(v) for v in self.recent)[len(self.recent) // 2]
             bar = self.factor if len(self.recent) == self.recent.maxlen else self.early
@@ -117,9 +114,16 @@ class DivergenceGuard(Callback):
                     raise TrainingDiverged(f"training diverged at step {state.step}: loss {loss:.3g} exploded for "
                                            f"{self.run} steps (typical {typical:.3g})"
                                            f"{kept(state.run_dir, state.step - self.run + 1)}{_lr_hint(state)}")
-                return
-        self.run = 0
-        self.recent.append(loss)
+                spike = True
+        if not spike:
+            self.run = 0
+            self.recent.append(loss)
+        # once a run, first among the callbacks, so nothing is written of broken weights (loop: step == total_steps);
+        # after this step's spike test, so that self.run counts it: the loss broke at the next step (their loss), or
+        # at the first step of the spike counted (as Checkpoint.write has it)
+        model, last = getattr(state, "model", None), state.step == getattr(state, "total_steps", None)
+        if last and model is not None and (name := nonfinite_weight(model, getattr(state, "nonfinite_at_start", ()))):
+            raise _broken_weights(state.step, name, state.run_dir, state.step + 1 - self.run)
 
 
 def run_plan(state) -> dict:
@@ -183,6 +187,31 @@ def _broken_weights(step: int, name: str, run_dir, first_bad: int | None = None)
 
 #: where :func:`kept` moves a checkpoint whose weights broke the loss (``checkpoints/.diverged-step-N``)
 DIVERGED = ".diverged-"
+
+
+def set_aside(run_dir) -> list[Path]:
+    """The checkpoints of ``run_dir`` that :func:`kept` set aside (``checkpoints/.diverged-step-N``), oldest first.
+
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> (run / CHECKPOINTS / ".diverged-step-00000003").mkdir(parents=True)
+    >>> [ck.name for ck in set_aside(run)], set_aside(run / "none")
+    (['.diverged-step-00000003'], [])
+    """
+    folder = Path(run_dir) / CHECKPOINTS
+    return sorted(p for p in folder.glob(DIVERGED + "step-*") if p.is_dir()) if folder.is_dir() else []
+
+
+def nothing_to_resume(run_dir) -> str | None:
+    """Why a run with no checkpoint but set-aside ones (:func:`set_aside`) is not to be started again, else None:
+    every checkpoint it wrote held weights whose loss broke, so a resume has nothing to go on from, and starting
+    it again from step 0 would replay the same divergence."""
+    if not (gone := set_aside(run_dir)):
+        return None
+    names = gone[0].name if len(gone) == 1 else f"{gone[0].name} to {gone[-1].name}"
+    return (f"nothing to resume: {run_dir} has no checkpoint left: its training diverged, and the checkpoints it "
+            f"wrote were set aside as holding the weights that broke its loss ({CHECKPOINTS}/{names}), which going on "
+            "from would diverge again: start a new run (another run folder) with a smaller lr or other settings")
 
 
 def kept(run_dir, first_bad: int | None = None) -> str:

@@ -35,11 +35,12 @@ import numpy as np
 import torch
 
 from ..base import Batch, GenerativeModel, forked_rng
-from ..errors import CheckpointError, ConfigError, DataError, GenZooError, WriteError
+from ..errors import CheckpointError, ConfigError, DataError, GenZooError, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_json, blocked_by_file, dumps, latest_checkpoint, load_newest_checkpoint,
                   loads, model_config, read_json, run_files_in, run_lock, set_aside_damaged, write_model)
 from . import acceleration, distributed
-from .callbacks import BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid
+from .callbacks import (BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid,
+                        _lr_hint, kept, nothing_to_resume)
 
 
 LR_SCHEDULES = ("constant", "cosine")
@@ -522,7 +523,12 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 if lr_schedule != "constant" or warmup_steps:
                     set_lr(state.optimizers, state.step, state.planned_steps, cosine=lr_schedule == "cosine", warmup=warmup_steps)
                 batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
-                logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
+                try:
+                    logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
+                except TrainingDiverged as e:  # raised by the step itself (EM's M-step): the guard's rule, as the
+                    # loss of step k is that of checkpoint k - 1's weights, which gave this failing step
+                    raise TrainingDiverged(f"training diverged at step {state.step + 1}: {e}"
+                                           f"{kept(state.run_dir, state.step + 1)}{_lr_hint(state)}") from None
                 # under torchrun: the global batch's terms, the same on every rank; and a stop request rides on
                 # that all-reduce (no other per step), so every rank stops after the same step
                 if world_size > 1:
@@ -623,6 +629,8 @@ def _new_run_problem(run_dir: Path, resume: bool) -> str | None:
     """Why :func:`fit` may not train in ``run_dir`` (rank 0's look, before anything is written), or None."""
     if resume and latest_checkpoint(run_dir) is not None:
         return None  # a run to continue
+    if resume and (why := nothing_to_resume(run_dir)):  # every checkpoint set aside: not a run killed before its first
+        return why
     allowed = {"run.json", *(BEFORE_FIRST_CHECKPOINT if resume else ())}
     held = [f for f in run_files_in(run_dir) if f not in allowed]
     if not held:
