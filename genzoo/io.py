@@ -773,14 +773,20 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, st
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for old in checkpoint_dirs(run_dir)[:-keep]:  # renamed out of the run first: a kill mid-removal leaves no
-        gone = old.with_name(f".tmp-{old.name}-pruned")  # half-deleted step-N (the next start removes .tmp-step-*)
+    prune_checkpoints(run_dir, keep)
+    return final
+
+
+def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
+    """Remove all but the newest ``keep`` (>= 1) checkpoints of ``run_dir``: each renamed out of the run first, so
+    a kill mid-removal leaves no half-deleted ``step-N`` (the next start removes ``.tmp-step-*``)."""
+    for old in checkpoint_dirs(run_dir)[:-keep]:
+        gone = old.with_name(f".tmp-{old.name}-pruned")
         try:
             os.rename(old, gone)
         except OSError:
             continue
         shutil.rmtree(gone, ignore_errors=True)
-    return final
 
 
 def _match_layouts(opt: torch.optim.Optimizer) -> None:

@@ -21,7 +21,8 @@ import torch
 from ..base import evaluating, forked_rng
 from ..errors import GenZooError, GenZooWarning, TrainingDiverged, WriteError
 from ..io import (CHECKPOINTS, CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, checkpoint_dirs, dumps,
-                  read_json, replace_folder, restore_folder, sample_grids, save_checkpoint, write_model)
+                  prune_checkpoints, read_json, replace_folder, restore_folder, sample_grids, save_checkpoint,
+                  write_model)
 from . import distributed
 
 
@@ -589,7 +590,7 @@ class Checkpoint(Callback):
         guard = getattr(state, "guard", None)
         spike = bool(guard and guard["run"])
         if self.unproven and not spike:  # this step's ordinary loss proves the newest checkpoint's weights (or later
-            _prune(self.run_dir, self.keep)  # ones, after a spike that passed): the spare before it can go
+            prune_checkpoints(self.run_dir, self.keep)  # ones, after a spike that passed): the spare before it can go
             self.unproven = False
         final = state.step == state.total_steps or getattr(state, "stopping", False)  # (request_stop: the last one)
         if not (state.step % self.every == 0 or final or self.held):
@@ -603,7 +604,7 @@ class Checkpoint(Callback):
         # to prove it here, and one written inside a spike prunes none
         ended = state.step == state.total_steps or getattr(state, "stopping", False)
         if self.unproven and ended and self.last == state.step and not self.spike_final:
-            _prune(self.run_dir, self.keep)
+            prune_checkpoints(self.run_dir, self.keep)
             self.unproven = False
 
     def write(self, state):
@@ -631,16 +632,6 @@ class Checkpoint(Callback):
         self.last, self.unproven, self.spike_final = state.step, True, spike
 
 
-def _prune(run_dir: Path, keep: int) -> None:
-    """Remove all but the newest ``keep`` checkpoints of ``run_dir``, as :func:`~genzoo.io.save_checkpoint` does:
-    each renamed out of the run first, so a kill mid-removal leaves no half-deleted ``step-N``."""
-    for old in checkpoint_dirs(run_dir)[:-keep]:
-        gone = old.with_name(f".tmp-{old.name}-pruned")  # (the next start removes .tmp-step-*)
-        try:
-            os.rename(old, gone)
-        except OSError:
-            continue
-        shutil.rmtree(gone, ignore_errors=True)
 
 
 class ProgressBar(Callback):
