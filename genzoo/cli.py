@@ -1009,6 +1009,8 @@ def _check_outside_images(run_dir: Path | None, name, resume: bool) -> None:
     where = (run_dir if run_dir is not None else Path("runs") / "new").resolve()
     if where != images and images not in where.parents:
         return
+    if any(part.startswith(".") for part in where.relative_to(images).parts):  # hidden: the loader skips it
+        return
     if resume:
         raise ConfigError(f"the run {run_dir} lies inside the image folder {images} it trains on, which reads the "
                           "run's pictures as images of its own (and refuses itself as data): move the run out of "
@@ -1887,7 +1889,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("genzoo: terminated (SIGTERM)\n" if terminated else "genzoo: interrupted\n")
         return 143 if terminated else 130
     except PermissionError as e:  # a recipe, run file or folder this user may not read or write: the user's to fix
-        where = e.filename or " ".join(str(e).split())
+        if os.environ.get("GENZOO_DEBUG", "0") not in ("", "0"):
+            raise
+        where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+        where = where or " ".join(str(e).split())
         sys.stderr.write(f"genzoo: error: permission denied: {where} (its permissions, or its folder's, do not let "
                          "this user use it: change them, or run as its owner)\n")
         return 2

@@ -1107,6 +1107,10 @@ def test_a_run_folder_inside_the_image_folder_it_trains_on_is_refused_before_any
                                                              "train": {"steps": 1, "batch_size": 8, "seed": 0}}}))
     code, _, err = run(capsys, "train", "--resume", "--run-dir", "old", "--no-progress")
     assert code == 2 and "move the run out of that folder" in err.splitlines()[-1], err
+    shutil.rmtree(run_dir)
+    # a hidden run folder in it is no part of the data (the loader skips hidden names): not refused (r112 #5)
+    code, _, err = run(capsys, "train", "vae", "--data", str(images), "--run-dir", str(images / ".run"), *flags)
+    assert code == 0, err
 
 
 def _probe_module(tmp_path, monkeypatch, name):

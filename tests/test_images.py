@@ -257,6 +257,16 @@ def test_a_broken_link_of_another_extension_is_skipped_with_the_note(tmp_path):
     _dangling(data / "README.txt", tmp_path / "gone" / "notes.txt")
     with pytest.warns(GenZooWarning, match=r"1 file\(s\) skipped.*README.txt"):
         assert len(load_folder(data)) > 0
+    classes = tmp_path / "classes"  # beside class folders, a dotted name may have been one: refused (r112 #2)
+    _fill(classes / "a", 10, 0)
+    _fill(classes / "c", 10, 255)
+    _dangling(classes / "b.v1", tmp_path / "gone" / "b.v1")
+    with pytest.raises(DataError, match="b.v1 is a symbolic link"):
+        load_folder(classes)
+    _dangling(classes / "a" / "notes.txt", tmp_path / "gone" / "notes.txt")  # in a class folder: no class
+    (classes / "b.v1").unlink()
+    with pytest.warns(GenZooWarning, match="notes.txt"):
+        assert list(load_folder(classes).classes) == ["a", "c"]
 
 
 def test_the_raw_mode_is_read_from_the_tiles_of_every_pillow():

@@ -141,8 +141,9 @@ def _entries(d: Path, root: Path | None = None) -> tuple[list[Path], list[Path],
     of the data set. A symbolic link whose target is missing is a DataError naming it (from ``root``, the image
     folder) where it would be data, an image by its extension or (none) a class folder: neither a file nor a folder,
     it was left out without a word, and as a class folder it moved every later label, as an empty class folder did
-    (:func:`image_files`); one of another extension (``notes.txt``) is among the other files, skipped with a note."""
-    images, other, subs = [], [], []
+    (:func:`image_files`); one of another extension (``notes.txt``) is among the other files, skipped with a note,
+    but where it stands beside class folders (``b.v1``, which may have been one)."""
+    images, other, subs, dangling = [], [], [], []
     with os.scandir(d) as entries:  # its file types come with the listing: no stat per file
         for e in sorted(entries, key=lambda e: e.name):
             if not e.name.startswith(".") and not (e.name in SYSTEM_FOLDERS and e.is_dir()):
@@ -152,18 +153,25 @@ def _entries(d: Path, root: Path | None = None) -> tuple[list[Path], list[Path],
                     (images if os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS else other).append(d / e.name)
                 elif e.is_symlink() and not os.path.exists(e.path):  # (is_dir and is_file follow links: dangling)
                     ext = os.path.splitext(e.name)[1].lower()
-                    if ext and ext not in IMAGE_EXTENSIONS:  # no image, nor a class folder: skipped, with the note
-                        other.append(d / e.name)
+                    if ext and ext not in IMAGE_EXTENSIONS:  # no image (a class folder b.v1 where classes are read)
+                        dangling.append(d / e.name)
                         continue
-                    root = d if root is None else root
-                    try:
-                        target = os.readlink(e.path)
-                    except OSError:
-                        target = "?"
-                    raise DataError(f"image folder {root}: {(d / e.name).relative_to(root).as_posix()} is a symbolic "
-                                    f"link to {target}, which does not exist (a drive not mounted?): restore its "
-                                    "target or remove the link (left out, it would change the data without a word)")
+                    _refuse_dangling(d / e.name, d if root is None else root)
+    if dangling and subs and (root is None or d == root):  # among class folders: it may have been one
+        _refuse_dangling(dangling[0], d)
+    other += dangling  # else skipped, with the note
     return images, other, subs
+
+
+def _refuse_dangling(link: Path, root: Path) -> None:
+    """The DataError for a symbolic link whose target is missing, where it would be data."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    raise DataError(f"image folder {root}: {link.relative_to(root).as_posix()} is a symbolic link to {target}, which "
+                    "does not exist (a drive not mounted?): restore its target or remove the link (left out, it would "
+                    "change the data without a word)")
 
 
 def _holds_images(d: Path) -> bool:

@@ -221,6 +221,8 @@ def scored_caption(table: Table, split: str, n: int | None = None) -> str:
     ('Scored on the test split (all its 300 examples).', 'Scored on the test split (300 of its examples).')
     >>> scored_caption(Table([], [], [{"n": None, "n_samples": 500, "iwae_k": None}]), "test")
     'Scored on the test split (500 samples for the metrics of samples).'
+    >>> scored_caption(Table([], [], [{"n": None, "n_samples": 10_000, "iwae_k": None, "modes": "8/8"}]), "test")
+    'Scored on the test split (10,000 samples for the metrics of samples, mode coverage on the first 2,500).'
     """
     def values(key):
         return sorted({r[key] for r in table.records if r.get(key) is not None})
@@ -231,7 +233,12 @@ def scored_caption(table: Table, split: str, n: int | None = None) -> str:
     elif sizes:  # runs of data sets of other sizes
         parts.append("all its examples" if n is None or max(sizes) < n else f"at most {n:,} of its examples")
     if samples := values("n_samples"):
-        parts.append(f"{' or '.join(f'{v:,}' for v in samples)} samples for the metrics of samples")
+        from .modes import SAMPLES  # mode coverage scores the protocol's first 2,500 of them
+
+        modes = sorted({min(SAMPLES, r["n_samples"]) for r in table.records if r.get("modes") is not None
+                        and r.get("n_samples") is not None})
+        of = f", mode coverage on the first {' or '.join(f'{v:,}' for v in modes)}" if modes else ""
+        parts.append(f"{' or '.join(f'{v:,}' for v in samples)} samples for the metrics of samples{of}")
     if ks := values("iwae_k"):
         parts.append(f"IWAE k = {' or '.join(f'{v:,}' for v in ks)}")
     return f"Scored on the {split} split" + (f" ({'; '.join(parts)})." if parts else ".")

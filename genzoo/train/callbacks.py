@@ -632,8 +632,6 @@ class Checkpoint(Callback):
         self.last, self.unproven, self.spike_final = state.step, True, spike
 
 
-
-
 class ProgressBar(Callback):
     """A tqdm bar over steps (quiet when stderr is not a terminal) showing, every 10 steps, the mean over those
     steps of the loss and of the next two terms the model logs: a term that only repeats the loss (a GAN's

@@ -37,7 +37,8 @@ import torch
 from ..base import Batch, GenerativeModel, forked_rng
 from ..errors import CheckpointError, ConfigError, DataError, GenZooError, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_json, blocked_by_file, dumps, latest_checkpoint, load_newest_checkpoint,
-                  loads, model_config, read_json, run_files_in, run_lock, set_aside_damaged, write_model)
+                  loads, model_config, prune_checkpoints, read_json, run_files_in, run_lock, set_aside_damaged,
+                  write_model)
 from . import acceleration, distributed
 from .callbacks import (BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid,
                         _lr_hint, kept, nothing_to_resume)
@@ -525,10 +526,15 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 batch = full_batch(full_x, data) if full_x is not None else next_batch(state, device)
                 try:
                     logs = acceleration.training_step(model, batch, state.optimizers, device, precision, channels_last)
-                except TrainingDiverged as e:  # raised by the step itself (EM's M-step): the guard's rule, as the
-                    # loss of step k is that of checkpoint k - 1's weights, which gave this failing step
-                    raise TrainingDiverged(f"training diverged at step {state.step + 1}: {e}"
-                                           f"{kept(state.run_dir, state.step + 1)}{_lr_hint(state)}") from None
+                except TrainingDiverged as e:  # raised by the step itself (EM's M-step failed): the newest
+                    # checkpoint's weights gave a finite loss (its E-step), so it is kept as the last good one, and the
+                    # spare beside it pruned; but a resume from it takes the failing step again (EM is deterministic)
+                    if writes is not None:
+                        prune_checkpoints(writes, keep)
+                    again = (f" (a resume from it takes step {state.step + 1} again: fit anew with other settings)"
+                             if state.run_dir is not None and latest_checkpoint(state.run_dir) is not None else "")
+                    raise TrainingDiverged(f"training diverged at step {state.step + 1}: {e}{kept(state.run_dir)}"
+                                           f"{again}{_lr_hint(state)}") from None
                 # under torchrun: the global batch's terms, the same on every rank; and a stop request rides on
                 # that all-reduce (no other per step), so every rank stops after the same step
                 if world_size > 1:
