@@ -1249,6 +1249,7 @@ def cmd_sample(args) -> int:
         raise ConfigError(f"-n must be in 1..{MAX_PICTURE:,} (one picture), got {args.n}")
     stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
+    _note_checkpoint(args.run, _weights_scored(args.run, stamp), "used")  # (as eval says it)
     out = _output_path(args.output, args.run, "samples.png", ".png")
     # (unreadable: the picture does without the true density, and shows the samples as drawn)
     data = _run_data(args.run, args.data_root, "samples as the model draws them, not put back on the data's levels, and no "
@@ -1333,14 +1334,15 @@ def _weights_scored(path: str, stamp) -> str | None:
     return weights_label(stamp, train)
 
 
-def _note_checkpoint(path: str, weights: str | None) -> None:
-    """One note on stderr where the weights scored (:func:`_weights_scored`) are a checkpoint's."""
+def _note_checkpoint(path: str, weights: str | None, used: str = "scored") -> None:
+    """One note on stderr where the weights ``used`` (scored, or drawn from: :func:`_weights_scored`) are a
+    checkpoint's."""
     from .eval.compare import FINAL
     from .io import WEIGHTS
 
     if weights not in (None, FINAL):
         print(f"genzoo: note: {path} has no final {WEIGHTS} (a run stopped before its end, or still training): "
-              f"scored its {weights}", file=sys.stderr)
+              f"{used} its {weights}", file=sys.stderr)
 
 
 def _other_settings(cached: Path, asked: dict) -> str:
@@ -1602,6 +1604,7 @@ def cmd_interpolate(args) -> int:
 
     stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
+    _note_checkpoint(args.run, _weights_scored(args.run, stamp), "used")  # (as eval says it)
     check_latent_model(model)
     if len(model.data_shape) != 3:
         raise ConfigError(f"interpolation pictures need image data; this {model.name} models vectors of shape {model.data_shape}")
@@ -1707,6 +1710,7 @@ def cmd_inpaint(args) -> int:
         raise ConfigError(f"--sigma must be a finite number > 0, got {args.sigma}")
     stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
     model = _run(args.run)
+    _note_checkpoint(args.run, _weights_scored(args.run, stamp), "used")  # (as eval says it)
     path = _output_path(args.output, args.run, "inpaint.png", ".png")
     inputs = [*(args.image or []), *([args.mask] if Path(args.mask).suffix else [])]  # files, not mask keywords
     if any(Path(f).resolve() == path.resolve() for f in inputs):

@@ -868,6 +868,11 @@ def test_a_run_without_final_weights_says_it_is_scored_from_its_checkpoint(vae_r
         recs = list(csv.DictReader(f))
     assert [r["run"] for r in recs] == [str(rd), str(fin)]
     assert [r["weights"] for r in recs] == ["checkpoint step 20 of 40", "final"]
+    # sample, interpolate and inpaint drew from that checkpoint without a word (a121 #3)
+    for cmd in (["sample", str(rd), "-n", "4"], ["interpolate", str(rd)], ["inpaint", str(rd), "--steps", "2",
+                                                                           "--restarts", "1"]):
+        code, _, err = run(capsys, *cmd, "-o", str(tmp_path / f"{cmd[0]}.png"))
+        assert code == 0 and f"{rd} has no final model.safetensors" in err and "used its checkpoint step 20 of 40" in err, err
 
 
 def test_compare_notes_likelihoods_of_other_spaces_and_captions_what_was_scored(vae_run, tmp_path, capsys):

@@ -137,6 +137,8 @@ def test_a_report_says_when_eval_json_scored_other_weights(tmp_path, capsys):
     assert main(["report", rd]) == 0
     text = (tmp_path / "gmm" / "report.html").read_text()
     assert "These metrics may be out of date: the run's weights have changed since they were computed" in text
+    # the advice repeats eval's flags: a plain `genzoo eval` would replace the nll evaluation by the default one
+    assert f"Run <code>genzoo eval --metrics nll {rd}</code> again." in text
     # the pictures of genzoo sample / interpolate / inpaint were embedded as the run's without a word
     assert f"Made from other weights than the run's: run <code>genzoo sample {rd}</code> again." in text
     assert main(["sample", rd, "-n", "50"]) == 0

@@ -204,6 +204,30 @@ def _family(model_name: str):
         return GenerativeModel
 
 
+#: eval's flags and their defaults, for the command that evaluates a run again as it was (:func:`_eval_again`)
+EVAL_FLAGS = {"metrics": ("--metrics", "auto"), "split": ("--split", "test"), "n": ("-n", None),
+              "n_samples": ("--n-samples", 10_000), "iwae_k": ("--iwae-k", 5000), "seed": ("--seed", 0),
+              "batch_size": ("--batch-size", 100), "parzen_sigmas": ("--parzen-sigmas", None)}
+
+
+def _eval_again(asked: dict) -> str:
+    """``eval`` with the flags of the evaluation ``asked`` recorded (eval.json's ``asked``) where they are not the
+    defaults: the report's advice to evaluate again, which a plain ``genzoo eval`` would answer with the default
+    metrics, replacing FID and the rest of an ``--metrics all`` evaluation.
+
+    >>> _eval_again({"metrics": "all", "split": "test", "n": 500, "parzen_sigmas": [0.1, 0.2], "seed": 0})
+    'eval --metrics all -n 500 --parzen-sigmas 0.1,0.2'
+    """
+    flags = []
+    for key, (flag, default) in EVAL_FLAGS.items():
+        value = asked.get(key, default)
+        if value is None or value == default:
+            continue
+        value = ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else value
+        flags.append(f"{flag} {shlex.quote(str(value))}")
+    return " ".join(["eval", *flags])
+
+
 def _command(command: str, run_dir: str | os.PathLike) -> str:
     """``genzoo COMMAND RUN`` as HTML code a shell takes back as it is pasted (the run's path quoted: a folder
     named ``my run`` gave ``genzoo eval my run``); ``RUN`` in ``command`` is the run's place, else it comes last.
@@ -360,7 +384,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         why = ("the run's weights have changed since they were computed" if changed else
                "they were computed by an older genzoo, whose metrics have changed since")
         parts.append(f'<p class="stale"><strong>These metrics may be out of date: {why}. Run '
-                     f"{_command('eval', run_dir)} again.</strong></p>")
+                     f"{_command(_eval_again(asked), run_dir)} again.</strong></p>")
     parts.append(table)
     for file, heading, command in EXTRA_PICTURES:
         if (run_dir / file).is_file():
