@@ -66,7 +66,7 @@ def _sigmas(text: str) -> list[float]:
 
 
 #: the defaults of eval's and compare's settings that a metric may leave unused (the notes on idle ones name those
-#: given otherwise)
+#: given otherwise; the report's advice to evaluate again leaves them out)
 EVAL_DEFAULTS = {"n": None, "n_samples": 10_000, "iwae_k": 5000, "batch_size": 100, "parzen_sigmas": None,
                  "data_root": None}
 

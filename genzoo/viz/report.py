@@ -204,10 +204,9 @@ def _family(model_name: str):
         return GenerativeModel
 
 
-#: eval's flags and their defaults, for the command that evaluates a run again as it was (:func:`_eval_again`)
-EVAL_FLAGS = {"metrics": ("--metrics", "auto"), "split": ("--split", "test"), "n": ("-n", None),
-              "n_samples": ("--n-samples", 10_000), "iwae_k": ("--iwae-k", 5000), "seed": ("--seed", 0),
-              "batch_size": ("--batch-size", 100), "parzen_sigmas": ("--parzen-sigmas", None)}
+#: eval's flags by the name eval.json's ``asked`` records them under (:func:`_eval_again`)
+EVAL_FLAGS = {"metrics": "--metrics", "split": "--split", "n": "-n", "n_samples": "--n-samples", "iwae_k": "--iwae-k",
+              "seed": "--seed", "batch_size": "--batch-size", "parzen_sigmas": "--parzen-sigmas"}
 
 
 def _eval_again(asked: dict) -> str:
@@ -218,10 +217,13 @@ def _eval_again(asked: dict) -> str:
     >>> _eval_again({"metrics": "all", "split": "test", "n": 500, "parzen_sigmas": [0.1, 0.2], "seed": 0})
     'eval --metrics all -n 500 --parzen-sigmas 0.1,0.2'
     """
+    from ..cli import EVAL_DEFAULTS  # (the defaults of genzoo eval's flags, once)
+
+    defaults = {"metrics": "auto", "split": "test", "seed": 0, **EVAL_DEFAULTS}
     flags = []
-    for key, (flag, default) in EVAL_FLAGS.items():
-        value = asked.get(key, default)
-        if value is None or value == default:
+    for key, flag in EVAL_FLAGS.items():
+        value = asked.get(key, defaults[key])
+        if value is None or value == defaults[key]:
             continue
         value = ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else value
         flags.append(f"{flag} {shlex.quote(str(value))}")
