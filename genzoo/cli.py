@@ -1387,8 +1387,7 @@ def _unused(result) -> set[str]:
 def _used(asked: dict, result) -> dict:
     """``asked`` (:func:`_compare_key`) without the settings ``result``'s metrics left unused: what an eval.json
     records, so that a later evaluation that gives them otherwise (an idle ``--iwae-k`` of a flow) reuses it."""
-    unused = _unused(result)
-    return {k: v for k, v in asked.items() if k not in unused}
+    return _settings(asked, *_unused(result))
 
 
 def _note_unused(args, results: list[dict]) -> None:
