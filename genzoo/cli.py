@@ -904,7 +904,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         raise
     except Exception as e:  # a user error, or one genzoo does not foresee (out of memory): a run that never
         if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # started leaves nothing behind
-            from .train.callbacks import set_aside
+            from .io import set_aside
 
             if isinstance(e, TrainingDiverged) and set_aside(run_dir):  # (kept() said where they went: not removed)
                 what = run_dir if before is None else f"what the run wrote in {run_dir}"
@@ -1318,6 +1318,7 @@ def cmd_eval(args) -> int:
         if replaced:  # compare keeps such a file; eval, asked for this run alone, replaces it, but says so
             print(f"genzoo: note: replaced {Path(args.run) / 'eval.json'}, an evaluation of other settings "
                   f"({replaced}); --no-write keeps a stored one", file=sys.stderr)
+        print(f"wrote {Path(args.run) / 'eval.json'}", file=sys.stderr)  # as compare names its files
     return 0
 
 
@@ -1405,8 +1406,10 @@ def cmd_compare(args) -> int:
     from .eval.compare import compare_table, directions, scored_caption, write_table
     from .io import atomic_write_json
 
-    if len({Path(r).resolve() for r in args.runs}) != len(args.runs):
-        raise ConfigError("a run is named twice")
+    first: dict[Path, int] = {}  # each run's folder -> where it was first named
+    for i, r in enumerate(args.runs):
+        if (j := first.setdefault(Path(r).resolve(), i)) != i:
+            raise ConfigError(f"a run is named twice: {args.runs[j]}" + f" (as {r})" * (args.runs[j] != r))
     if args.no_write and args.output is not None:
         raise ConfigError("give -o or --no-write, not both")
     default = not args.no_write and args.output is None

@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
 CHECKPOINTS = "checkpoints"
+#: where a divergence moves a checkpoint whose weights broke the loss (``checkpoints/.diverged-step-N``;
+#: :func:`~genzoo.train.callbacks.kept`)
+DIVERGED = ".diverged-"
 
 
 # -- atomic writes ------------------------------------------------------------------------------
@@ -539,6 +542,17 @@ def blocked_by_file(path: str | os.PathLike) -> bool:
     return any(p.exists() and not p.is_dir() for p in (path, *path.parents))
 
 
+def _why_no_weights(directory: Path) -> str:
+    """The tail of :func:`load`'s message for a model folder with no weights: why a run's has none."""
+    if gone := set_aside(directory):
+        return (f": its training diverged, and the checkpoints it wrote were set aside as holding the weights that "
+                f"broke its loss ({CHECKPOINTS}/{gone[-1].name})")
+    if (directory / "run.json").is_file():
+        return (" yet: its run has not reached its first checkpoint (every checkpoint_every steps; its metrics.jsonl "
+                "shows how far it is)")
+    return ""
+
+
 def load(directory: str | os.PathLike, map_location: str | torch.device | int = "cpu") -> GenerativeModel:
     """Load a model saved by :func:`save`, or the newest weights of a run directory, onto the device
     ``map_location`` (a ConfigError for one this torch cannot use, for ``"meta"``, which holds no weights, and for
@@ -561,7 +575,7 @@ def load(directory: str | os.PathLike, map_location: str | torch.device | int = 
     for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
         weights = weights_file(directory)
         if weights is None:
-            raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint")
+            raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint{_why_no_weights(directory)}")
         try:
             tensors = load_tensors(weights)
         except CheckpointError:
@@ -720,6 +734,20 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """
     dirs = checkpoint_dirs(run_dir)
     return dirs[-1] if dirs else None
+
+
+def set_aside(run_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoints of ``run_dir`` that a divergence set aside (``checkpoints/.diverged-step-N``;
+    :func:`~genzoo.train.callbacks.kept`), oldest first.
+
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp())
+    >>> (run / CHECKPOINTS / ".diverged-step-00000003").mkdir(parents=True)
+    >>> [ck.name for ck in set_aside(run)], set_aside(run / "none")
+    (['.diverged-step-00000003'], [])
+    """
+    folder = Path(run_dir) / CHECKPOINTS
+    return sorted(p for p in folder.glob(DIVERGED + "step-*") if p.is_dir()) if folder.is_dir() else []
 
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model, optimizers, state: dict,

@@ -494,7 +494,7 @@ def test_a_time_budget_from_the_command_line_and_on_resume(tmp_path, capsys):
     assert code == 0 and "max_minutes" not in err and "(steps 3-50)" in err, err  # 0: no budget
     assert "max_minutes" not in json.loads((rd / "run.json").read_text())["recipe"]["train"]
     code, _, err = run(capsys, "train", "vae", "--steps", "5", "--max-minutes", "-1", "--run-dir", str(tmp_path / "n"))
-    assert code == 2 and "max_minutes must be a positive number, got -1.0" in err
+    assert code == 2 and "max_minutes must be a positive, finite number, got -1.0" in err
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--set", "seed=1")
     assert code == 2 and "--max-minutes" in err  # named among what a resume may change
 

@@ -135,8 +135,8 @@ def test_resume_asks_for_more_steps_than_done(vae_run, tmp_path, capsys):
 @pytest.mark.parametrize("flags, needle", [
     (["--steps", "0"], "steps must be >= 1"),
     (["--steps", "-3"], "steps must be >= 1"),
-    (["--epochs", "0"], "epochs must be a positive number"),
-    (["--epochs", "-1"], "epochs must be a positive number"),
+    (["--epochs", "0"], "epochs must be a positive, finite number"),
+    (["--epochs", "-1"], "epochs must be a positive, finite number"),
     (["--steps", "5", "--checkpoint-every", "-1"], "checkpoint_every must be >= 1"),
     (["--steps", "5", "--sample-every", "-1"], "sample_every must be >= 0"),
     (["--steps", "5", "--batch-size", "0"], "batch_size must be >= 1"),
@@ -852,13 +852,15 @@ def test_a_run_without_final_weights_says_it_is_scored_from_its_checkpoint(vae_r
     quick = ["--metrics", "nll", "-n", "20", "--iwae-k", "2", "--no-progress"]
     code, _, err = run(capsys, "eval", str(rd), *quick)
     assert code == 0, err
-    assert err.count("\n") == 1 and f"genzoo: note: {rd} has no final model.safetensors" in err
-    assert err.rstrip().endswith("scored its checkpoint step 20 of 40"), err
+    note, wrote = err.splitlines()
+    assert note.startswith(f"genzoo: note: {rd} has no final model.safetensors") and wrote == f"wrote {rd / 'eval.json'}"
+    assert note.endswith("scored its checkpoint step 20 of 40"), err
     stored = json.loads((rd / "eval.json").read_text())
     assert stored["weights"] == "checkpoint step 20 of 40"
     assert stored["asked"]["weights"][0] == str(Path("checkpoints", "step-00000020", "model.safetensors"))
     code, _, err = run(capsys, "eval", str(fin), *quick)
-    assert code == 0 and err == "" and json.loads((fin / "eval.json").read_text())["weights"] == "final"
+    assert code == 0 and err == f"wrote {fin / 'eval.json'}\n"
+    assert json.loads((fin / "eval.json").read_text())["weights"] == "final"
     code, out, err = run(capsys, "compare", str(rd), str(fin), *quick, "-o", str(tmp_path / "t"))  # eval.json reused
     assert code == 0, err
     rows = out.splitlines()[2:4]

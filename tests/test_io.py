@@ -63,6 +63,22 @@ def test_load_errors(tmp_path):
         genzoo.load(tmp_path)
 
 
+def test_load_of_a_run_without_weights_says_why_it_has_none(tmp_path):
+    plain, live, diverged = (tmp_path / n for n in ("plain", "live", "diverged"))
+    for d in (plain, live, diverged):
+        genzoo.save(_vae(), d)
+        (d / "model.safetensors").unlink()
+    (live / "run.json").write_text("{}")  # a run still before its first checkpoint
+    (diverged / "run.json").write_text("{}")
+    (diverged / "checkpoints" / ".diverged-step-00000007").mkdir(parents=True)
+    with pytest.raises(CheckpointError, match=r"has no model.safetensors and no checkpoint$"):
+        genzoo.load(plain)
+    with pytest.raises(CheckpointError, match=r"no checkpoint yet: its run has not reached its first checkpoint"):
+        genzoo.load(live)
+    with pytest.raises(CheckpointError, match=r"diverged.*set aside.*checkpoints/.diverged-step-00000007\)"):
+        genzoo.load(diverged)
+
+
 def test_checkpoint_round_trip_restores_optimizer(tmp_path):
     m = _vae()
     (opt,) = m.configure_optimizers()
@@ -300,6 +316,9 @@ def test_m2_samples_of_given_classes_are_checked():
         with pytest.raises(ConfigError, match=r"y must hold 3 classes in 0\.\.9"):
             model.sample(3, y=torch.tensor(y))
     assert model.sample(3, y=torch.tensor([0, 5, 9])).shape == (3, 1, 8, 8)
+    with pytest.raises(ConfigError) as e:  # a long y named by its type and shape, not written out
+        model.sample(5000, y=torch.full((5000,), 10))
+    assert str(e.value) == "ssvae: y must hold 5000 classes in 0..9, got torch.int64 (5000,)"
 
 
 def test_pictures_drawn_into_one_run_at_once_are_all_recorded(tmp_path, monkeypatch):

@@ -269,8 +269,11 @@ def test_compare_gives_the_modes_reverse_kl():
 def test_cli_compare_bad_input(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "not a genzoo run" in capsys.readouterr().err
-    assert main(["compare", "a", "a"]) == 2
+    capsys.readouterr()
+    assert main(["compare", "a", "b", "a"]) == 2
+    assert capsys.readouterr().err.strip() == "genzoo: error: a run is named twice: a"
     assert main(["compare", "a", "./a/"]) == 2  # the same run named twice
+    assert capsys.readouterr().err.strip() == "genzoo: error: a run is named twice: a (as ./a/)"
 
 
 def test_feature_metrics_of_a_digits_model_through_the_cli(tmp_path, capsys, monkeypatch):

@@ -528,3 +528,12 @@ def test_a_second_fit_keeps_the_labelled_subset(tmp_path):
     back = genzoo.load(tmp_path / "m")  # a loaded model trains on with its own subset too
     genzoo.fit(back, binary, steps=1, seed=2, progress=False)
     assert torch.equal(back.labelled_x, m.labelled_x) and torch.equal(back.labelled_y, m.labelled_y)
+
+
+def test_labels_on_another_device_than_the_model_are_moved_to_it_as_x_and_z_are():
+    """A CUDA model's CPU labels (a dataset's y) met the one-hot's cat on the wrong device in decode, encode and
+    labelled_bound; torch's meta device stands in for CUDA (decode makes no host sync)."""
+    m = genzoo.build("ssvae", data_shape=(1, 8, 8), latent_dim=4, hidden=(32,), labels=20).to("meta")
+    y = torch.tensor([0, 1], dtype=torch.uint8)
+    assert m.check_labels(y, 2).device.type == "meta" and m.check_labels(y, 2).dtype == torch.int64
+    assert m.decode(torch.randn(2, 4), y).mean.shape == (2, 1, 8, 8)

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, GenZooError, RunLocked
-from ..train.callbacks import DIVERGED
 from ..train.loop import MAX_STEPS
 
 #: the header of the flow-on-MNIST tables (one row per model from :func:`run_flow_on_mnist`)
@@ -42,7 +41,7 @@ def mnist_root(args) -> str:
 def _not_a_runs(run_dir: Path) -> list[str]:
     """What in ``run_dir`` a genzoo run (``genzoo train``'s files, the pictures genzoo and the benchmarks write, their
     hidden lock and temporary files) would not hold, as paths relative to it; the folders a run writes are looked into."""
-    from ..io import RUN_FILES
+    from ..io import DIVERGED, RUN_FILES
 
     def hidden_ours(name: str) -> bool:  # .lock, .NAME.XXXX.tmp, .genzoo-write-test-*, .tmp-*, .old-*, .damaged-*,
         return name == ".lock" or name.endswith(".tmp") or name.startswith((".genzoo-write-test-", ".tmp-", ".old-",

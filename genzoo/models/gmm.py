@@ -473,12 +473,13 @@ class GaussianMixture(GenerativeModel):
         most nk - 1), whatever the data's scale or the dtype: only the floor, fewer components or diagonal
         covariances help (scikit-learn's message for it: "decrease the number of components")."""
         reg = f"now {self.reg_covar:g}, in the data's units squared"
-        if nk <= self.dim:
-            floor = "give reg_covar > 0" if self.reg_covar == 0 else f"increase reg_covar ({reg})"
+        floor = "give reg_covar > 0" if self.reg_covar == 0 else f"increase reg_covar ({reg})"
+        if nk <= self.dim:  # diagonal covariances need two examples: one has zero variance in every direction
             return (f"gmm: component {k} holds {nk:.3g} examples (by responsibility) for {self.dim} dimensions, so its "
-                    f"covariance is singular: {floor}, use fewer components (now n_components={self.n_components}), "
-                    "or --set covariance=diag")
-        return (f"gmm: covariance of component {k} is not positive definite; increase reg_covar ({reg})"
+                    f"covariance is singular: {floor}" + (", use fewer components (now n_components="
+                    f"{self.n_components}), or --set covariance=diag" if nk >= 2 else " or use fewer components "
+                    f"(now n_components={self.n_components})"))
+        return (f"gmm: covariance of component {k} is not positive definite; {floor}"
                 + (", standardise the data, or use --set dtype=float64" if self.dtype != torch.float64
                    else " or standardise the data"))
 

@@ -195,7 +195,7 @@ class SSVAE(GenerativeModel):
             raise ConfigError("ssvae: its Bernoulli decoder gives dequantized data no likelihood: train on binarized "
                               "pixels (data.binarize=true, data.dequantize=false) or on grey levels (both false)")
         self.check_pixels(x)
-        y = self.check_labels(y, x.shape[0], "training labels")
+        y = self.check_labels(y, x.shape[0], "training labels").to(x.device)  # the subset is drawn beside x
         if not bool(self.labels_ready):  # a subset chosen already (an earlier fit, loaded weights) is kept
             self._draw_labels(x, y, generator)
         self.labelled_binarize.fill_(space == "binarized")
@@ -226,7 +226,8 @@ class SSVAE(GenerativeModel):
         self.labels_ready.fill_(False)
 
     def check_labels(self, y: Tensor, n: int, what: str = "y") -> Tensor:
-        """``y`` as int64, the index type one_hot takes (uint8 MNIST labels, int32 NumPy ones); a DataError unless
+        """``y`` as int64 on the model's device (a CUDA model's CPU labels moved, as :meth:`check_input` moves x),
+        the index type one_hot takes (uint8 MNIST labels, int32 NumPy ones); a DataError unless
         ``y`` is an integer tensor (n,) of classes in 0..n_classes-1: a class beyond them would be dropped from
         the labelled set without a word (or fail inside one_hot)."""
         if not isinstance(y, Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool \
@@ -236,7 +237,7 @@ class SSVAE(GenerativeModel):
         if n and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
             raise DataError(f"ssvae: {what} must lie in 0..{self.n_classes - 1} (n_classes={self.n_classes}), "
                             f"got {int(y.min())}..{int(y.max())}")
-        return y.long()
+        return y.to(self.device, torch.long)
 
     # -- networks -----------------------------------------------------------------------------------------
     def _onehot(self, y: Tensor) -> Tensor:
@@ -334,7 +335,7 @@ class SSVAE(GenerativeModel):
         x = self.check_pixels(x)
         y = self.check_labels(y, x.shape[0])
         with evaluating(self):
-            return self._labelled_bound(x, y, features, eps)
+            return self._labelled_bound(x, y, features, None if eps is None else eps.to(x))
 
     def _labelled_bound(self, x: Tensor, y: Tensor, features: Tensor | None = None, eps: Tensor | None = None,
                         beta: float = 1.0) -> Tensor:
@@ -440,10 +441,11 @@ class SSVAE(GenerativeModel):
         y = torch.as_tensor(y)
         try:  # any integer dtype, as int64; bools, floats, other counts and classes refused
             y = self.check_labels(y, n, "sample's y")
-        except DataError:  # a ConfigError, as sample's y always was
-            raise ConfigError(f"ssvae: y must hold {n} classes in 0..{self.n_classes - 1}, got {y.tolist()}") from None
+        except DataError:  # a ConfigError, as sample's y always was; a long y by its type and shape alone
+            got = y.tolist() if y.numel() <= 16 else f"{y.dtype} {tuple(y.shape)}"
+            raise ConfigError(f"ssvae: y must hold {n} classes in 0..{self.n_classes - 1}, got {got}") from None
         z = self.randn((n, self.latent_dim), generator, self._zero.dtype)                   # (n, L)
-        return self._decode(z, y.to(self.device)).mean
+        return self._decode(z, y).mean
 
     @torch.no_grad()
     def analogies(self, x: Tensor) -> Tensor:

@@ -20,9 +20,9 @@ import torch
 
 from ..base import evaluating, forked_rng
 from ..errors import GenZooError, GenZooWarning, TrainingDiverged, WriteError
-from ..io import (CHECKPOINTS, CONFIG, WEIGHTS, atomic_write_bytes, atomic_write_json, checkpoint_dirs, dumps,
+from ..io import (CHECKPOINTS, CONFIG, DIVERGED, WEIGHTS, atomic_write_bytes, atomic_write_json, checkpoint_dirs, dumps,
                   prune_checkpoints, read_json, replace_folder, restore_folder, sample_grids, save_checkpoint,
-                  write_model)
+                  set_aside, write_model)
 from . import distributed
 
 
@@ -184,23 +184,6 @@ def _broken_weights(step: int, name: str, run_dir, first_bad: int | None = None)
     """The error for weights an update left holding NaN or inf (``name``: :func:`nonfinite_weight`'s); ``first_bad``
     as :func:`kept` takes it (the next step's, where no spike was counted: every checkpoint written is good)."""
     return TrainingDiverged(f"training diverged at step {step}: '{name}' holds NaN/inf{kept(run_dir, first_bad)}")
-
-
-#: where :func:`kept` moves a checkpoint whose weights broke the loss (``checkpoints/.diverged-step-N``)
-DIVERGED = ".diverged-"
-
-
-def set_aside(run_dir) -> list[Path]:
-    """The checkpoints of ``run_dir`` that :func:`kept` set aside (``checkpoints/.diverged-step-N``), oldest first.
-
-    >>> import tempfile
-    >>> run = Path(tempfile.mkdtemp())
-    >>> (run / CHECKPOINTS / ".diverged-step-00000003").mkdir(parents=True)
-    >>> [ck.name for ck in set_aside(run)], set_aside(run / "none")
-    (['.diverged-step-00000003'], [])
-    """
-    folder = Path(run_dir) / CHECKPOINTS
-    return sorted(p for p in folder.glob(DIVERGED + "step-*") if p.is_dir()) if folder.is_dir() else []
 
 
 def nothing_to_resume(run_dir) -> str | None:

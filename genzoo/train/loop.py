@@ -193,7 +193,7 @@ def check_train_options(*, steps: int | None = None, epochs: float | None = None
         raise ConfigError(f"steps must be at most 10^9, got {steps}")
     for name, value in (("epochs", epochs), ("max_minutes", max_minutes)):
         if value is not None and not (value > 0 and math.isfinite(value)):
-            raise ConfigError(f"{name} must be a positive number, got {value}")
+            raise ConfigError(f"{name} must be a positive, finite number, got {value}")
     if epochs is not None and epochs > 10**6:
         raise ConfigError(f"epochs must be at most 10^6, got {epochs}")
 
