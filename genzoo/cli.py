@@ -1326,22 +1326,23 @@ def _weights_scored(path: str, stamp) -> str | None:
     """Which weights of the run ``path`` are scored (:func:`~genzoo.eval.compare.weights_label`: ``final``, or
     ``checkpoint step 710 of 20,000``), from ``stamp``, the :func:`~genzoo.io.weights_stamp` of
     :func:`_compare_key` (the file :func:`~genzoo.io.load` reads), and the length its run.json plans."""
-    from .eval.compare import weights_label
+    from .eval.compare import FINAL, best_label, weights_label
 
     try:
         train = read_recipe(Path(path))["train"]
     except (GenZooError, OSError):  # a saved model (no run.json: no checkpoints either) or an unreadable one
         train = None
-    return weights_label(stamp, train)
+    label = weights_label(stamp, train)
+    return (best_label(path) or label) if label == FINAL else label  # a run's best/ holds no final weights
 
 
 def _note_checkpoint(path: str, weights: str | None, used: str = "scored") -> None:
     """One note on stderr where the weights ``used`` (scored, or drawn from: :func:`_weights_scored`) are a
     checkpoint's."""
-    from .eval.compare import FINAL
+    from .eval.compare import CHECKPOINT
     from .io import WEIGHTS
 
-    if weights not in (None, FINAL):
+    if weights is not None and weights.startswith(CHECKPOINT):  # (not final, nor a run's best/ weights)
         print(f"genzoo: note: {path} has no final {WEIGHTS} (a run stopped before its end, or still training): "
               f"{used} its {weights}", file=sys.stderr)
 

@@ -563,6 +563,21 @@ def test_a_default_output_inside_best_is_refused_like_an_explicit_one(command, d
     assert code == 0 and out.is_file(), err
 
 
+def test_the_weights_of_a_best_folder_are_labelled_as_the_best_not_as_final(vae_run, tmp_path, capsys):
+    """eval.json and compare's table called RUN/best's weights "final" (its model.safetensors), as a finished run's."""
+    best = tmp_path / "run" / "best"
+    best.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "run.json"):  # as training's BestWeights writes it
+        shutil.copy(vae_run / name, best / name)
+    (best / "best.json").write_text(json.dumps({"step": 15, "epoch": 0.3, "valid_loss": 30.5}))
+    quick = ["--metrics", "nll", "-n", "20", "--iwae-k", "2", "--no-progress"]
+    code, _, err = run(capsys, "eval", str(best), *quick)
+    assert code == 0 and err == f"wrote {best / 'eval.json'}\n", err  # no note of a checkpoint's weights
+    assert json.loads((best / "eval.json").read_text())["weights"] == "lowest validation loss, step 15"
+    code, out, err = run(capsys, "compare", str(best), *quick, "--no-write")
+    assert code == 0 and f"| {best} (lowest validation loss, step 15) | vae |" in out, err
+
+
 def test_a_report_written_elsewhere_writes_nothing_into_the_run(vae_run, tmp_path, capsys):
     rd = tmp_path / "run"
     shutil.copytree(vae_run, rd)

@@ -430,7 +430,7 @@ def test_the_report_of_a_best_folder_names_its_weights_and_offers_no_sample_hint
     (rd / "best.json").write_text(json.dumps({"step": 40, "valid_loss": 1.0}))
     text = write_report(rd).read_text()
     assert re.search(r'<p class="meta" id="weights">(.*?)</p>', text)[1] == ("weights: those of the lowest "
-                                                                            "validation loss (step 40)")
+                                                                            "validation loss, step 40")
     assert "No sample grids" not in text
 
 

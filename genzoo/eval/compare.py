@@ -248,6 +248,34 @@ def scored_caption(table: Table, split: str, n: int | None = None) -> str:
 FINAL = "final"
 
 
+BEST = "lowest validation loss"
+CHECKPOINT = "checkpoint step"
+
+
+def best_label(folder) -> str | None:
+    """Where ``folder`` is a run's ``best/`` (its ``best.json``: :class:`~genzoo.train.callbacks.BestWeights`), the
+    label of its weights, :data:`BEST` with their step where the record gives it; else None. Its own
+    ``model.safetensors`` are not a run's final weights (:func:`weights_label` alone would call them so).
+
+    >>> import json, tempfile
+    >>> best = Path(tempfile.mkdtemp()); none = best_label(best)
+    >>> _ = (best / "best.json").write_text(json.dumps({"step": 7000, "epoch": 1.5, "valid_loss": 99.1}))
+    >>> none, best_label(best)
+    (None, 'lowest validation loss, step 7,000')
+    """
+    from ..errors import CheckpointError
+    from ..io import read_json
+
+    record = Path(folder) / "best.json"
+    if not record.is_file():
+        return None
+    try:
+        step = read_json(record, "best-weights record").get("step")
+    except (CheckpointError, OSError, AttributeError):  # damaged, or not a dict: the weights are still the best's
+        step = None
+    return BEST + (f", step {step:,}" if isinstance(step, int) and not isinstance(step, bool) else "")
+
+
 def weights_label(stamp, train: dict | None = None) -> str | None:
     """Which weights an evaluation scored, from their :func:`genzoo.io.weights_stamp` (the file that
     :func:`genzoo.io.weights_file` picks, as :func:`genzoo.io.load` does): :data:`FINAL` for the folder's own
@@ -270,7 +298,7 @@ def weights_label(stamp, train: dict | None = None) -> str | None:
         return FINAL
     if len(parts) != 3 or parts[0] != CHECKPOINTS or not parts[1].startswith("step-") or not parts[1][5:].isdigit():
         return None
-    label = f"checkpoint step {int(parts[1][5:]):,}"
+    label = f"{CHECKPOINT} {int(parts[1][5:]):,}"
     train = train if isinstance(train, dict) else {}
     steps, epochs = train.get("steps"), train.get("epochs")
     if isinstance(steps, int) and not isinstance(steps, bool) and steps > 0:

@@ -293,15 +293,13 @@ def _weights_line(run_dir: Path, newest_grid: int | None) -> str:
     end or still training, or none; and whether the newest sample grid (of step ``newest_grid``) is of later
     weights than those. The step of final weights is their run's newest checkpoint's (training writes one at its
     last step; a saved model has none)."""
+    from ..eval.compare import best_label
+
     weights = weights_file(run_dir)
     if weights is None:
         return f"weights: none yet ({NO_WEIGHTS})"
-    if _is_best(run_dir):  # a run's best/ (review 109: it read "final")
-        try:
-            step = read_json(run_dir / "best.json", "best-weights record").get("step")
-        except (CheckpointError, OSError, AttributeError):
-            step = None
-        return "weights: those of the lowest validation loss" + (f" (step {step:,})" if isinstance(step, int) else "")
+    if (best := best_label(run_dir)) is not None:  # a run's best/ (review 109: it read "final")
+        return f"weights: those of the {best}"
     ckpt = latest_checkpoint(run_dir)
     step = int(ckpt.name[5:]) if ckpt is not None else None
     if weights == run_dir / WEIGHTS:
