@@ -186,6 +186,22 @@ def test_a_histogram_keeps_every_mode_and_tiny_values_in_view(monkeypatch, tmp_p
         assert area == pytest.approx(1.0, rel=1e-5)  # every point in a bar
 
 
+def test_a_histogram_of_points_a_few_float32_ulps_apart_or_near_its_limit_is_drawn(monkeypatch, tmp_path):
+    """A nearly collapsed 1-D generator's samples (2 +- 1e-6) made numpy refuse float32 bins ("too many bins for
+    data range"), which stopped genzoo sample and the training run whose sample grid it was (a123 #1)."""
+    from genzoo.viz import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: figures.append(fig))
+    g = torch.Generator().manual_seed(0)
+    plots.save_points(2.0 + 1e-6 * torch.randn(1000, 1, generator=g), tmp_path / "a.png")
+    plots.save_points(torch.cat([torch.zeros(5, 1), torch.full((5, 1), 3.4e38)]), tmp_path / "b.png")
+    for fig in figures:
+        (ax,) = fig.axes
+        assert not ax.texts  # nothing outside the view
+        assert sum(p.get_height() * p.get_width() for p in ax.patches) == pytest.approx(1.0, rel=1e-5)
+
+
 def _truth_panel(monkeypatch, tmp_path, density):
     """The true density's panel of save_density over the box _density_picture draws: (map, extent)."""
     from genzoo.viz import plots

@@ -114,7 +114,9 @@ def save_points(samples: Tensor, path: str | os.PathLike, title: str = "", densi
         return
     if x.shape[1] == 1:
         lo, hi = _view_1d(x[:, 0], density)
-        inside = x[:, 0][(x[:, 0] >= lo) & (x[:, 0] <= hi)]  # an outlier no longer squeezes the rest into one bin
+        # in float64: numpy takes the bins' edges in the data's dtype, and a float32 view a few ulps wide (a collapsed
+        # generator's samples) has "too many bins for data range"
+        inside = x[:, 0].double()[(x[:, 0] >= lo) & (x[:, 0] <= hi)]  # an outlier no longer squeezes the rest into one bin
         width = (hi - lo) / 100  # > 0: the view is never empty
         # (N,) weights 1 / (N * width): the bars' area is the share of all N points inside, as the density's is
         ax.hist(inside.numpy(), bins=100, range=(lo, hi), weights=torch.full_like(inside, 1 / (len(samples) * width)).numpy(),
