@@ -396,7 +396,7 @@ def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
         raise CheckpointError(f"not a genzoo run: {directory} is not a directory")
     if not (directory / CONFIG).is_file():
         hint = ""
-        if directory.parent.name == CHECKPOINTS and directory.name.startswith("step-") and directory.name[5:].isdigit():
+        if directory.parent.name == CHECKPOINTS and _is_step(directory.name):
             run = directory.parent.parent  # a checkpoint: its run's config.json describes its weights
             hint = (f": it is a checkpoint of the run in {run}, which its commands take whole (its newest weights); to "
                     f"use this checkpoint's, copy {run / CONFIG} into it")
@@ -561,7 +561,8 @@ def load(directory: str | os.PathLike, map_location: str | torch.device | int = 
     A run killed before it finished has no ``model.safetensors`` yet; its latest checkpoint is used. A
     ``model.safetensors`` and a ``config.json`` of two saves (:func:`write_model`'s ``save_id``: a save cut short
     between its two files) are a :class:`CheckpointError`; files without the id (a run's, an older genzoo's, weights
-    written by other means) are not checked.
+    written by other means) are not checked. The caller's random number generator is left as it was (building
+    the model draws its initial weights).
     """
     device = map_location.type if isinstance(map_location, torch.device) else map_location
     if isinstance(device, bool) or not isinstance(device, (str, int)):  # a dtype cast the model without a word
@@ -571,7 +572,10 @@ def load(directory: str | os.PathLike, map_location: str | torch.device | int = 
     if isinstance(device, str) and device.split(":")[0].strip() == "meta":
         raise ConfigError("map_location 'meta' gives a model without weights: load onto a device (\"cpu\", \"cuda\")")
     directory = Path(directory)
-    model, cfg = _build(directory)
+    # building draws random initial weights, which the saved ones replace: under a fork of the CPU's generator (the
+    # model is built there), so the caller's draws after a load are those it seeded (the weights are the same)
+    with torch.random.fork_rng(devices=[]):
+        model, cfg = _build(directory)
     for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
         weights = weights_file(directory)
         if weights is None:
@@ -582,12 +586,14 @@ def load(directory: str | os.PathLike, map_location: str | torch.device | int = 
             if weights.parent.exists():  # corrupt, not pruned while being read
                 raise
             continue
-        load_state(model, tensors, weights, f"the model of {directory / CONFIG}")
-        recorded = cfg.get("save_id")  # both files marked by save (write_model), but by two saves:
+        # both files marked by save (write_model), but by two saves: checked (from the header alone) before the
+        # weights are fitted, or a save cut short over a model of other shapes would say they "do not fit"
+        recorded = cfg.get("save_id")
         if recorded is not None and weights == directory / WEIGHTS and _save_id(weights) not in (None, recorded):
             raise CheckpointError(f"{weights} and {directory / CONFIG} were written by two saves (another save_id: a "
                                   "save cut short between its two files, or a file copied in); save the model again "
                                   "(or delete save_id from config.json to load the two together)")
+        load_state(model, tensors, weights, f"the model of {directory / CONFIG}")
         return _moved(model, map_location)
     raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")
 
@@ -704,12 +710,18 @@ def _unflatten_optimizer(i: int, tensors: dict[str, torch.Tensor], plain: dict) 
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
+def _is_step(name: str) -> bool:
+    """Whether ``name`` is a checkpoint folder's: ``step-`` and ASCII digits (str.isdigit alone takes '²', which
+    int() refuses, and other scripts' digits, '١٢' read as 12: no name genzoo writes)."""
+    return name.startswith("step-") and name[5:].isascii() and name[5:].isdigit()
+
+
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
     """Complete checkpoints of a run, oldest first (temporary folders are ignored)."""
     root = Path(run_dir) / CHECKPOINTS
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-") and p.name[5:].isdigit()]
+    found = [p for p in root.iterdir() if p.is_dir() and _is_step(p.name)]
     return sorted(found, key=lambda p: int(p.name[5:]))
 
 
@@ -856,7 +868,7 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     step = state.get("step")
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"{path / 'state.json'} is corrupt: its step is {step!r}, not a count of steps")
-    if path.name.startswith("step-") and path.name[5:].isdigit() and int(path.name[5:]) != step:
+    if _is_step(path.name) and int(path.name[5:]) != step:
         raise CheckpointError(f"{path / 'state.json'} is corrupt: it says step {step}, its folder step {int(path.name[5:])}")
     plain = state.pop("optimizers", [])
     if not isinstance(plain, list):
@@ -931,13 +943,22 @@ def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str,
 def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers
                            ) -> tuple[Path, dict, dict[str, torch.Tensor], list[tuple[Path, CheckpointError]]] | None:
     """:func:`load_checkpoint` from the newest checkpoint of ``run_dir`` that loads, and the newer ones that did
-    not with their errors; None if it has none.
+    not with their errors; None if it has none. A checkpoint set aside by a :func:`replace_folder` cut short is
+    put back first.
 
     Writes are atomic, so a damaged checkpoint comes from outside (a disk fault, a partial copy): the one before
     it is tried, and the caller sets the damaged ones aside (:func:`set_aside_damaged`) once it goes on from the
     one that loaded. If none loads, the newest one's error is raised (weights that do not fit the model fail
     every checkpoint alike).
     """
+    # the resuming run's look at its checkpoints (rank 0 holds its lock): a save_checkpoint killed between the renames
+    # of replace_folder left step N's checkpoint as .old-step-N, put back here (restore_folder; removed where a new
+    # step-N is in). Not in checkpoint_dirs: a reader (load, eval) could catch a live run between the two renames
+    root = Path(run_dir) / CHECKPOINTS
+    for old in root.glob(".old-step-*") if root.is_dir() else ():
+        if _is_step(old.name[5:]):
+            with contextlib.suppress(OSError):  # (another process of a torchrun run, reading the folder too, did it)
+                restore_folder(old.with_name(old.name[5:]))
     errors = []
     for path in reversed(checkpoint_dirs(run_dir)):
         try:

@@ -41,10 +41,11 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
 
     ``name`` is 1 to 64 letters, digits, ``-`` and ``_``, starting with a letter, and not one another
     class holds (the built-in families are loaded first, so a clash is refused whichever registers first; the same
-    class registered again, as a re-run notebook cell does, replaces itself). ``cls`` is a
-    :class:`~genzoo.base.GenerativeModel` whose ``__init__`` takes keyword-only arguments; ``description``, where
-    not given, is the first line of its docstring. Each option is converted to its annotation's type (an
-    unannotated one to its default's: a list back to a tuple, a NumPy number to Python's); one that is no JSON
+    class registered again, as a re-run notebook cell does, replaces itself; a class has one name, so an alias is a
+    subclass). ``cls`` is a :class:`~genzoo.base.GenerativeModel` whose ``__init__`` takes keyword-only arguments;
+    ``description``, where not given, is the first line of its docstring. Each option is converted to its
+    annotation's type (an unannotated one to its default's: a list back to a tuple, a NumPy number to Python's;
+    ``data_shape`` always to a tuple of ints); one that is no JSON
     data (a callable, a module) builds a model for use in memory, which :func:`genzoo.save` and ``fit`` with a
     ``run_dir`` refuse (:func:`genzoo.io.model_config`). The shared ranges of :func:`check_option` (``lr > 0``, ``alpha >= 0``,
     ``seed >= 0``, ...) apply to the options of the constructors genzoo defines, given or defaults; a user
@@ -90,6 +91,12 @@ def register(name: str, description: str = "") -> Callable[[M], M]:
         old = _MODELS.get(name)
         if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
             raise ConfigError(f"model name '{name}' is taken by {old.__module__}.{old.__qualname__}")
+        # a class has one name (cls.name): under a second, the models built under the first would take it, and
+        # config.json would record it
+        other = next((k for k, c in _MODELS.items() if c is cls and k != name), None)
+        if other is not None:
+            raise ConfigError(f"{cls.__name__} is registered as '{other}' already: for the alias '{name}', "
+                              f"register a subclass (class Alias({cls.__name__}): pass)")
         sig = inspect.signature(cls.__init__)
         for p in list(sig.parameters.values())[1:]:
             if p.kind is not inspect.Parameter.KEYWORD_ONLY:
@@ -140,10 +147,14 @@ def _checked(name: str, sig: inspect.Signature, hints: dict[str, Any], kwargs: d
     if "data_shape" in params:
         if "data_shape" not in kwargs:
             raise ConfigError(f"{name} needs data_shape, the shape of one example, such as (2,) or (1, 28, 28)")
-        kwargs["data_shape"] = shape = tuple(kwargs["data_shape"])
+        # whatever its annotation (none, in register's example): sizes as Python ints, for the checks below and JSON
+        kwargs["data_shape"] = shape = coerce(kwargs["data_shape"], tuple[int, ...], f"{name}.data_shape")
         if not 1 <= len(shape) <= 3 or any(s < 1 for s in shape):
             raise ConfigError(f"{name}.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or "
                               f"(1, 28, 28), got {shape}")
+    for k in params:  # (sig.bind's "missing a required argument" was a bare TypeError, uncaught by load)
+        if k not in kwargs and sig.parameters[k].default is inspect.Parameter.empty:
+            raise ConfigError(f"{name} needs option '{k}' (it has no default)")
     return kwargs
 
 
@@ -208,9 +219,10 @@ _RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rul
     **dict.fromkeys(["lr", "clip", "rejection_sharpness", "kl_weight"], ("()", 0.0, math.inf)),
     **dict.fromkeys(["eps", "weight_decay", "max_grad_norm", "reg_covar", "gp_weight", "min_std",
                      "instance_noise", "labelled_weight", "alpha"], ("[)", 0.0, math.inf)),
+    # sizes and counts: below 2^31, past any real model's (one past int64 was a torch TypeError and a C++ stack dump)
     **dict.fromkeys(["latent_dim", "width", "n_couplings", "n_blocks", "n_layers", "n_scales", "n_components",
                      "n_classes", "n_samples", "d_steps", "pack", "flow_length", "labelled_batch", "chunk_size", "labels",
-                     "hidden", "g_hidden", "decoder_hidden", "classifier_hidden"], ("[)", 1, math.inf)),
+                     "hidden", "g_hidden", "decoder_hidden", "classifier_hidden"], ("[)", 1, 2**31)),
     "label_flip": ("[)", 0.0, 0.5),  # at 0.5 the targets would be coin flips
     **dict.fromkeys(["betas", "g_ema", "label_smoothing", "classifier_dropout",
                      "classifier_input_dropout"], ("[)", 0.0, 1.0)),
@@ -240,6 +252,8 @@ def check_option(model: str, key: str, value: Any) -> None:
             if hi == math.inf:
                 need = f"a finite number {'>=' if rule[0] == '[' else '>'} {lo:g}" if v == math.inf else \
                     f"{'>=' if rule[0] == '[' else '>'} {lo:g}"
+            elif hi == 2**31:  # a size: its cap said apart (no model reaches it)
+                need = f">= {lo:g}" if not low_ok else "below 2^31 (a size no model reaches)"
             else:
                 need = f"in {rule[0]}{lo:g}, {'2^63' if hi == 2**63 else f'{hi:g}'}{rule[1]}"
             if isinstance(value, (tuple, list)):
@@ -276,8 +290,9 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
                 errors.append(str(e))
         raise ConfigError(errors[0] if errors else f"bad value {value!r} for {what}")
     if origin is Literal:
-        if value in args:
-            return value
+        # stripped as an int's or a float's string is (int() and float() ignore the spaces): TOML's " gaussian"
+        if (v := value.strip() if isinstance(value, str) else value) in args:
+            return v
         hint = did_you_mean(value, [str(a) for a in args]) if isinstance(value, str) else ""
         raise ConfigError(f"bad value {value!r} for {what}: choose one of {', '.join(map(str, args))}{hint}")
     if origin in (tuple, list):
@@ -295,19 +310,22 @@ def coerce(value: Any, annotation: Any, what: str) -> Any:
         if annotation is bool:  # True/False, 1/0 (as --set's 1 and 0), NumPy's bools, or their words
             if (isinstance(value, numbers.Integral) and value in (0, 1)) or getattr(value, "dtype", None) == "bool":
                 return bool(value)
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
+            word = value.strip().lower() if isinstance(value, str) else None  # " true" too, as int's " 4 "
+            if word in ("true", "1", "yes", "on"):
                 return True
-            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            if word in ("false", "0", "no", "off"):
                 return False
             raise ValueError
         if annotation is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            if isinstance(value, bool) or str(getattr(value, "dtype", "")) in ("bool", "torch.bool"):
+                raise ValueError  # True is no count, nor NumPy's or torch's True
+            if isinstance(value, numbers.Integral) or (isinstance(value, str) and not any(c in value for c in ".eE")):
+                return int(value)
+            # the rest ("1e4", 3.0, np.float32, a tensor, Fraction, Decimal) is an int if whole, as int() would
+            # truncate 4.5 to 4; and below 2^53, float's exact ints (the float 1e20 may stand for another number)
+            if not (f := float(value)).is_integer() or abs(f) >= 2**53:
                 raise ValueError
-            if isinstance(value, str) and ("e" in value.lower() or "." in value):  # 1e4 and 3.0 are ints; 1.5e0,
-                if not (f := float(value)).is_integer() or abs(f) >= 2**53:          # 2.5 and 1e400 are not (nor
-                    raise ValueError                                                  # 1e20: past float's exact ints)
-                return int(f)
-            return int(value)
+            return int(f)
         if annotation is float:
             if isinstance(value, bool):
                 raise ValueError

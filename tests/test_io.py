@@ -678,3 +678,84 @@ def test_load_refuses_a_dtype_or_meta_for_its_device(tmp_path):
         with pytest.raises(ConfigError, match="^map_location 'meta' gives a model without weights"):
             genzoo.load(tmp_path, meta)
     assert genzoo.load(tmp_path, torch.device("cpu")).device.type == "cpu"
+
+
+def test_a_save_cut_short_over_a_model_of_other_shapes_says_two_saves(tmp_path, monkeypatch):
+    """load fitted the weights before it compared the save ids: new weights of other shapes beside the old config
+    were "do not fit", not the message written for a save cut short between its two files."""
+    genzoo.save(genzoo.build("vae", data_shape=(4,), latent_dim=2, hidden=(8,)), tmp_path)
+
+    def killed(path, obj):  # a kill after the weights' rename, before the config's
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "atomic_write_json", killed)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.save(genzoo.build("vae", data_shape=(4,), latent_dim=3, hidden=(8,)), tmp_path)
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="model.safetensors and .*config.json were written by two saves"):
+        genzoo.load(tmp_path)
+
+
+def test_a_step_folder_of_non_ascii_digits_is_no_checkpoint(tmp_path):
+    """str.isdigit takes '²' (int() refuses it: checkpoint_dirs crashed with a ValueError) and '١٢' (read as step 12)."""
+    m = _vae()
+    genzoo.save(m, tmp_path)
+    (tmp_path / "model.safetensors").unlink()  # a run's folder with no final weights: load takes its newest checkpoint
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    good = io.save_checkpoint(tmp_path, 3, m, m.configure_optimizers(), {}, rng)
+    for name in ("step-²", "step-١٢"):
+        (tmp_path / "checkpoints" / name).mkdir()
+    assert io.checkpoint_dirs(tmp_path) == [good] and io.latest_checkpoint(tmp_path) == good
+    assert genzoo.load(tmp_path).config == m.config
+    odd = tmp_path / "checkpoints" / "step-²"  # a copy under such a name: no step to compare with state.json's
+    odd.rmdir()
+    odd.mkdir()
+    for f in good.iterdir():
+        (odd / f.name).write_bytes(f.read_bytes())
+    assert io.load_checkpoint(odd, _vae(), _vae().configure_optimizers())[0]["step"] == 3
+    with pytest.raises(CheckpointError, match=r"has no config.json$"):  # not called a checkpoint of the run
+        genzoo.load(odd)
+
+
+def test_load_leaves_the_callers_random_numbers_as_they_were(tmp_path):
+    """Building the model drew its random initial weights from the global generator: a seed set before a load
+    gave other draws after it, which depended on the model's architecture."""
+    m = _vae()
+    genzoo.save(m, tmp_path)
+    torch.manual_seed(0)
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    back = genzoo.load(tmp_path)
+    assert torch.equal(torch.rand(3), want)
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), m.state_dict().values()))
+
+
+def test_a_checkpoint_set_aside_by_a_replace_cut_short_is_put_back_on_resume(tmp_path, monkeypatch):
+    """save_checkpoint over a checkpoint of the same step sets the old one aside as .old-step-N before renaming the
+    new one in: a kill between the two renames left .old-step-N, which nothing restored, so the run's checkpoint of
+    step N was gone (a resume took the one before) and the folder stayed forever."""
+    m = _vae()
+    opts = m.configure_optimizers()
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    for step in (10, 20):
+        io.save_checkpoint(tmp_path, step, m, opts, {}, rng)
+    real, renames = io.os.rename, []
+
+    def killed(src, dst):  # the old step-20 set aside, then a kill before the new one is renamed in
+        renames.append(dst)
+        if len(renames) == 2:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    monkeypatch.setattr(io.os, "rename", killed)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
+    monkeypatch.undo()
+    root = tmp_path / "checkpoints"
+    assert sorted(p.name for p in root.iterdir()) == [".old-step-00000020", "step-00000010"]
+    ckpt, state, _, damaged = io.load_newest_checkpoint(tmp_path, _vae(), _vae().configure_optimizers())
+    assert ckpt.name == "step-00000020" and state["step"] == 20 and not damaged
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000010", "step-00000020"]
+    (root / ".old-step-00000010").mkdir()  # beside a checkpoint that took its place: removed
+    io.load_newest_checkpoint(tmp_path, _vae(), _vae().configure_optimizers())
+    assert sorted(p.name for p in root.iterdir()) == ["step-00000010", "step-00000020"]

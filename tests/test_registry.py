@@ -1,16 +1,20 @@
 """The registry's contract with user models: names, clashes, descriptions, option ranges and config.json."""
 
+import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
+from fractions import Fraction
+from typing import Literal
 
 import numpy as np
 import pytest
 import torch
 
 import genzoo
-from genzoo.errors import ConfigError
-from genzoo.registry import _MODELS, register
+from genzoo.errors import CheckpointError, ConfigError
+from genzoo.registry import _MODELS, coerce, register
 
 
 @pytest.fixture(autouse=True)
@@ -192,3 +196,116 @@ def test_an_annotation_that_cannot_be_resolved_is_a_one_line_error():
     make()
     with pytest.raises(TypeError, match=r"^LocalAnn.__init__: an annotation cannot be resolved \(name 'Cfg'"):
         genzoo.build("localann", data_shape=(2,))
+
+
+def _coin(name="coin"):
+    """register's docstring example: ``data_shape`` unannotated."""
+    @register(name, "a biased coin")
+    class Coin(genzoo.GenerativeModel):
+        def __init__(self, *, data_shape, logit: float = 0.0):
+            super().__init__()
+            self.data_shape, self.logit = data_shape, torch.nn.Parameter(torch.tensor(logit))
+
+    return Coin
+
+
+@pytest.mark.parametrize("bad", [np.float32(4.5), torch.tensor(4.5), Fraction(9, 2), Decimal("4.5"), np.float64(4.5),
+                                 np.bool_(True), torch.tensor(True)], ids=repr)
+def test_an_int_option_refuses_every_non_integer(bad):
+    """Only a Python float was refused: np.float32(4.5), a 0-d tensor, Fraction(9, 2) and Decimal('4.5') became 4,
+    and NumPy's True 1 (Python's True was refused); the items of a tuple[int, ...] option alike."""
+    with pytest.raises(ConfigError, match=r"^bad value .* for vae.latent_dim: expected int$"):
+        genzoo.build("vae", data_shape=(2,), latent_dim=bad)
+    with pytest.raises(ConfigError, match=r"^bad value .* for vae.hidden: expected int$"):
+        genzoo.build("vae", data_shape=(2,), hidden=(8, bad))
+
+
+def test_an_int_option_takes_whole_numbers_of_any_type():
+    for whole in (np.float32(4.0), torch.tensor(4), torch.tensor(4.0), Fraction(8, 2), Decimal("4"), np.int64(4), 4.0):
+        config = genzoo.build("vae", data_shape=(2,), latent_dim=whole, hidden=(whole,)).config
+        assert (config["latent_dim"], config["hidden"]) == (4, [4]) and type(config["latent_dim"]) is int, whole
+    assert coerce(float(2**52), int, "k") == 2**52
+    with pytest.raises(ConfigError, match=r"^bad value 9007199254740992.0 for k: expected int$"):
+        coerce(float(2**53), int, "k")  # past float's exact ints, as the string '1e20' is
+
+
+@pytest.mark.parametrize("model, options", [("vae", {"latent_dim": 10**20}), ("vae", {"hidden": (8, 2**31)}),
+                                            ("gmm", {"n_components": 10**20}), ("vae", {"latent_dim": 1e20})])
+def test_a_size_past_any_model_is_a_one_line_error(model, options, tmp_path):
+    """Sizes had no upper bound: 10**20 reached torch, a bare TypeError with a C++ stack dump (the float 1e20 of a
+    TOML recipe or a hand-edited config.json too, which the string '1e20' was refused as)."""
+    with pytest.raises(ConfigError, match=r"^(.* must be below 2\^31 \(a size no model reaches\)|bad value 1e\+20 "
+                                          r".*: expected int)") as e:
+        genzoo.build(model, data_shape=(2,), **options)
+    assert "\n" not in str(e.value)
+    genzoo.save(genzoo.build(model, data_shape=(2,)), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["config"].update(options)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="config.json: "):
+        genzoo.load(tmp_path)
+
+
+def test_a_size_keeps_its_lower_bound_message():
+    with pytest.raises(ConfigError, match=r"^vae.latent_dim must be >= 1, got 0$"):
+        genzoo.build("vae", data_shape=(2,), latent_dim=0)
+    assert genzoo.build("gmm", data_shape=(2,), n_components=2**10).config["n_components"] == 2**10
+
+
+@pytest.mark.parametrize("bad", [(2.5,), ("a",), np.array([2]), (True,)], ids=repr)
+def test_an_unannotated_data_shape_is_sizes_as_ints(bad, tmp_path):
+    """register's own example leaves data_shape unannotated, and it was only tuple()'d: (2.5,) was accepted,
+    ('a',) a bare TypeError, and NumPy sizes made a model that save called unsaveable."""
+    _coin()
+    with pytest.raises(ConfigError, match=r"^bad value .* for coin.data_shape: expected int$"):
+        genzoo.build("coin", data_shape=bad)
+    m = genzoo.build("coin", data_shape=[np.int64(2)])
+    assert m.config["data_shape"] == [2] and type(m.config["data_shape"][0]) is int
+    genzoo.save(m, tmp_path)
+    assert genzoo.load(tmp_path).config == m.config
+
+
+def test_a_required_option_left_out_is_a_one_line_error(tmp_path):
+    """An option without a default, not given, was a bare TypeError from sig.bind (uncaught by load too)."""
+    @register("tails", "a coin with a required logit")
+    class Tails(genzoo.GenerativeModel):
+        def __init__(self, *, data_shape, logit: float):
+            super().__init__()
+            self.data_shape, self.logit = tuple(data_shape), torch.nn.Parameter(torch.tensor(logit))
+
+    with pytest.raises(ConfigError, match=r"^tails needs option 'logit' \(it has no default\)$"):
+        genzoo.build("tails", data_shape=(1,))
+    genzoo.save(genzoo.build("tails", data_shape=(1,), logit=0.5), tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["config"]["logit"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"tails needs option 'logit'"):
+        genzoo.load(tmp_path)
+
+
+def test_a_class_registers_under_one_name():
+    """cls.name is per class: registering a class under a second name renamed the models built under the first
+    (config.json recorded the second)."""
+    coin = _coin("heads")
+    with pytest.raises(ConfigError, match=r"^Coin is registered as 'heads' already: for the alias 'heads2', register "
+                                          r"a subclass \(class Alias\(Coin\): pass\)$"):
+        register("heads2")(coin)
+    assert "heads2" not in _MODELS and genzoo.build("heads", data_shape=(2,)).name == "heads"
+    assert register("heads")(coin) is coin  # the same name again (a module reloaded) still registers
+    assert genzoo.build("heads", data_shape=(2,)).config == {"data_shape": [2], "logit": 0.0}
+
+    class Alias(coin):
+        pass
+
+    register("heads2")(Alias)
+    assert genzoo.build("heads2", data_shape=(2,)).name == "heads2"
+    assert genzoo.build("heads", data_shape=(2,)).name == "heads"
+
+
+def test_bool_and_literal_strings_are_stripped_as_numbers_are():
+    """' 4 ' was 4 for an int, but ' true' for a bool and ' gaussian' for a Literal were refused (TOML keeps them)."""
+    assert coerce(" true ", bool, "b") is True and coerce("off\n", bool, "b") is False
+    assert coerce(" gaussian", Literal["bernoulli", "gaussian"], "vae.likelihood") == "gaussian"
+    assert genzoo.build("vae", data_shape=(2,), likelihood=" gaussian ").config["likelihood"] == "gaussian"
+    with pytest.raises(ConfigError, match=r"^bad value ' gauss' for vae.likelihood: choose one of bernoulli, gaussian"):
+        genzoo.build("vae", data_shape=(2,), likelihood=" gauss")
