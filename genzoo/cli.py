@@ -1240,6 +1240,14 @@ def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path
     return path
 
 
+def _remake(args) -> list[str] | None:
+    """The command line that ran (``args.argv``, which :func:`main` sets), the run's path as ``RUN``: what
+    :func:`~genzoo.io.record_picture` keeps for the report to give back, flags and all, when the picture is of other
+    weights than its run's."""
+    argv = getattr(args, "argv", None)
+    return None if argv is None else ["RUN" if word == args.run else word for word in argv]
+
+
 def cmd_sample(args) -> int:
     from .eval.metrics import draw, draw_finite
     from .io import record_picture, weights_stamp
@@ -1259,7 +1267,7 @@ def cmd_sample(args) -> int:
     x = draw_finite(model, args.n, args.seed) if data is None else draw(model, args.n, args.seed, data)
     save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}",
                  density=getattr(data, "density", None))
-    record_picture(out, args.run, stamp)
+    record_picture(out, args.run, stamp, _remake(args))
     print(f"wrote {out}")
     return 0
 
@@ -1652,7 +1660,7 @@ def cmd_interpolate(args) -> int:
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
-        record_picture(out, args.run, stamp)
+        record_picture(out, args.run, stamp, _remake(args))
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
         return 0
     rows = []
@@ -1665,7 +1673,7 @@ def cmd_interpolate(args) -> int:
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
     save_grid(torch.cat(rows), out, nrow=steps, scale=2)
-    record_picture(out, args.run, stamp)
+    record_picture(out, args.run, stamp, _remake(args))
     print(f"wrote {out} ({len(rows)} row{'s' * (len(rows) != 1)} of {steps}, {kind})")
     return 0
 
@@ -1771,7 +1779,7 @@ def cmd_inpaint(args) -> int:
     made_x = requantize(out["generated"], levels) if levels and method == "search" else out["generated"]
     panel = torch.cat([rgb(y), show_holes(y, mask), rgb(made_x), rgb(out["filled"])])  # (4N, 3, H, W)
     save_grid(panel, path, nrow=len(y), scale=2)
-    record_picture(path, args.run, stamp)
+    record_picture(path, args.run, stamp, _remake(args))
     print(f"wrote {path} (rows: image, masked input with its holes in blue, {made}, {blend}-blended)")
     if truth is not None:
         p = psnr(out["filled"], truth, 1 - mask)

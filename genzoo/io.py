@@ -483,19 +483,39 @@ def same_weights(a: list | None, b: list | None) -> bool:
     return ok(a) and ok(b) and list(a)[1:] == list(b)[1:]
 
 
-def record_picture(path: str | os.PathLike, source: str | os.PathLike, stamp: list | None = None) -> None:
+def record_picture(path: str | os.PathLike, source: str | os.PathLike, stamp: list | None = None,
+                   command: list[str] | None = None) -> None:
     """Note in ``RUN/pictures.json`` which weights (``stamp``: :func:`weights_stamp` of the run ``source``, taken
     before they were loaded, as a run still training may write newer ones meanwhile; now where not given) the
-    picture ``path`` that ``genzoo sample``, ``interpolate`` or ``inpaint`` wrote into a run was made from, so
-    that ``genzoo report`` can say when they are not the run's (trained further since, or another run's). Nothing
-    for a picture outside a run."""
+    picture ``path`` that ``genzoo sample``, ``interpolate`` or ``inpaint`` wrote into a run was made from, and
+    the ``command`` line that made it (its arguments after ``genzoo``, the run's path as ``RUN``), so that ``genzoo
+    report`` can say when they are not the run's (trained further since, or another run's) and how to make it again
+    with its own flags. Nothing for a picture outside a run."""
     run_dir = Path(path).resolve().parent
     if not is_run_dir(run_dir):
         return
     stamp = weights_stamp(source) if stamp is None else stamp
+    entry = {"weights": stamp, "command": None if command is None else [str(t) for t in command]}
     with _folder_locked(run_dir):  # two commands drawing into one run at once: neither record is lost
         made = read_pictures_record(run_dir)
-        atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: stamp})
+        atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: entry})
+
+
+def picture_source(entry: Any) -> tuple[Any, list[str] | None]:
+    """A ``pictures.json`` entry (:func:`record_picture`) as (its weights' stamp, its command or None); an older
+    genzoo's entry is the stamp alone, and a damaged command is None (it only feeds a note).
+
+    >>> picture_source({"weights": ["model.safetensors", 4, "ab"], "command": ["sample", "RUN", "-n", "16"]})
+    (['model.safetensors', 4, 'ab'], ['sample', 'RUN', '-n', '16'])
+    >>> picture_source(["model.safetensors", 4, "ab"])
+    (['model.safetensors', 4, 'ab'], None)
+    """
+    if not isinstance(entry, dict):
+        return entry, None
+    command = entry.get("command")
+    if not (isinstance(command, list) and command and all(isinstance(t, str) for t in command)):
+        command = None
+    return entry.get("weights"), command
 
 
 #: what ``flock`` fails with where the file system does not do locks (Lustre mounted without ``-o flock``, some

@@ -381,7 +381,8 @@ def test_a_picture_records_the_stamp_it_was_given(tmp_path):
     run = tmp_path / "r"
     assert main(["train", "gmm", "--steps", "2", "--run-dir", str(run), "--no-progress"]) == 0
     record_picture(run / "x.png", run, ["checkpoints/step-00000001/model.safetensors", 1, "ab"])
-    assert read_pictures_record(run)["x.png"] == ["checkpoints/step-00000001/model.safetensors", 1, "ab"]
+    assert read_pictures_record(run)["x.png"] == {"weights": ["checkpoints/step-00000001/model.safetensors", 1, "ab"],
+                                                  "command": None}
 
 
 def test_a_file_system_without_locks_trains_and_samples_with_a_warning(tmp_path, capsys, monkeypatch):

@@ -353,6 +353,25 @@ def test_report_hints_name_the_run_quoted(tmp_path):
     assert "<code>genzoo eval &#x27;runs/my run&#x27;</code>" in _metrics_table(None, "runs/my run")
 
 
+def test_a_stale_pictures_hint_gives_back_the_command_that_made_it(tmp_path):
+    """The hint to make a picture of other weights again was its command's bare name: a picture of 9 samples with
+    seed 3 was to be made again as 64 with seed 0, and `interpolate --arithmetic A-B+C` could not be pasted."""
+    import json
+
+    rd = tmp_path / "a b"
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(rd), "--no-progress"]) == 0
+    assert main(["sample", str(rd), "-n", "9", "--seed", "3"]) == 0
+    record = json.loads((rd / "pictures.json").read_text())["samples.png"]
+    assert record["command"] == ["sample", "RUN", "-n", "9", "--seed", "3"], record
+    assert main(["train", "--resume", "--run-dir", str(rd), "--steps", "4", "--no-progress"]) == 0  # new weights
+    assert main(["report", str(rd)]) == 0
+    page = (rd / "report.html").read_text()
+    assert "run <code>genzoo sample &#x27;" + str(rd) + "&#x27; -n 9 --seed 3</code> again" in page
+    (rd / "pictures.json").write_text(json.dumps({"samples.png": ["x", 1, "0"]}))  # an older genzoo's record
+    assert main(["report", str(rd)]) == 0
+    assert "run <code>genzoo sample &#x27;" + str(rd) + "&#x27;</code> again" in (rd / "report.html").read_text()
+
+
 def test_loss_curves_plot_only_numbers(tmp_path, capsys):
     """A metrics.jsonl value edited into a dict or list was "an unexpected TypeError, a bug in genzoo" (exit 1), and
     a string made that panel's axis categories."""

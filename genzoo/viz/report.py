@@ -23,11 +23,12 @@ import shlex
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import (WEIGHTS, atomic_write_bytes, is_run_dir, latest_checkpoint, loads, read_json, read_pictures_record,
-                  same_weights, sample_grids, weights_file, weights_stamp)
+from ..io import (WEIGHTS, atomic_write_bytes, is_run_dir, latest_checkpoint, loads, picture_source, read_json,
+                  read_pictures_record, same_weights, sample_grids, weights_file, weights_stamp)
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading, the command that makes
-#: it); ``RUN/pictures.json`` records the weights each was made from (:func:`~genzoo.io.record_picture`)
+#: it); ``RUN/pictures.json`` records the weights each was made from and the command line that made it, with its
+#: flags, which the report gives in place of this one (:func:`~genzoo.io.record_picture`)
 EXTRA_PICTURES = [("density.png", "Density (model beside truth)", "train --resume --run-dir RUN"),
                   ("interpolation.png", "Latent interpolation", "interpolate"),
                   ("arithmetic.png", "Latent vector arithmetic", "interpolate --arithmetic A-B+C"),
@@ -230,15 +231,19 @@ def _eval_again(asked: dict) -> str:
     return " ".join(["eval", *flags])
 
 
-def _command(command: str, run_dir: str | os.PathLike) -> str:
+def _command(command: str | list[str], run_dir: str | os.PathLike) -> str:
     """``genzoo COMMAND RUN`` as HTML code a shell takes back as it is pasted (the run's path quoted: a folder
     named ``my run`` gave ``genzoo eval my run``); ``RUN`` in ``command`` is the run's place, else it comes last.
+    A list is a recorded command line (:func:`~genzoo.io.record_picture`), each of its words quoted.
 
     >>> _command("eval", "runs/my run"), _command("train --resume --run-dir RUN", "r&d")
     ('<code>genzoo eval &#x27;runs/my run&#x27;</code>', '<code>genzoo train --resume --run-dir &#x27;r&amp;d&#x27;</code>')
+    >>> _command(["interpolate", "RUN", "--arithmetic", "1-2+3 "], "r")
+    '<code>genzoo interpolate r --arithmetic &#x27;1-2+3 &#x27;</code>'
     """
     run = shlex.quote(str(run_dir))
-    text = command.replace("RUN", run) if "RUN" in command.split() else f"{command} {run}"
+    words = command.split() if isinstance(command, str) else [shlex.quote(w) for w in command]
+    text = " ".join(run if w == "RUN" else w for w in words) if "RUN" in words else f"{' '.join(words)} {run}"
     return f"<code>genzoo {html.escape(text)}</code>"
 
 
@@ -389,9 +394,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     for file, heading, command in EXTRA_PICTURES:
         if (run_dir / file).is_file():
             parts.append(f"<h2>{html.escape(heading)}</h2>")
-            if made.get(file) is not None and not same_weights(made[file], stamp):  # sample/inpaint/...: other weights
+            weights, remake = picture_source(made.get(file))  # remake: the command line that made it, its flags too
+            if weights is not None and not same_weights(weights, stamp):  # sample/inpaint/...: other weights
                 parts.append(f'<p class="stale"><strong>Made from other weights than the run\'s: run '
-                             f"{_command(command, run_dir)} again.</strong></p>")
+                             f"{_command(remake or command, run_dir)} again.</strong></p>")
             parts.append(_img((run_dir / file).read_bytes(), "image/png", file))
     parts.append(f'<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>')
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
