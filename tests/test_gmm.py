@@ -411,7 +411,7 @@ def test_a_component_with_no_more_examples_than_dimensions_is_named_with_the_cur
         GaussianMixture(data_shape=(4,), **{"n_components": 2, "reg_covar": 0.0, **cure}).setup(x, g)
     # one example has zero variance in every direction: diagonal covariances are no cure for it (a125 #3)
     one = torch.cat([torch.zeros(1, 2), torch.randn(50, 2, generator=g) + 50]).double()
-    with pytest.raises(DataError, match=r"holds 1 examples .* singular: give reg_covar > 0 or use fewer components "
+    with pytest.raises(DataError, match=r"holds 1 example .* singular: give reg_covar > 0 or use fewer components "
                                         r"\(now n_components=2\)$"):
         GaussianMixture(data_shape=(2,), n_components=2, reg_covar=0.0, dtype="float64").setup(one, g)
 

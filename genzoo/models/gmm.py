@@ -475,7 +475,7 @@ class GaussianMixture(GenerativeModel):
         reg = f"now {self.reg_covar:g}, in the data's units squared"
         floor = "give reg_covar > 0" if self.reg_covar == 0 else f"increase reg_covar ({reg})"
         if nk <= self.dim:  # diagonal covariances need two examples: one has zero variance in every direction
-            return (f"gmm: component {k} holds {nk:.3g} examples (by responsibility) for {self.dim} dimensions, so its "
+            return (f"gmm: component {k} holds {nk:.3g} example{'s' * (f'{nk:.3g}' != '1')} (by responsibility) for {self.dim} dimensions, so its "
                     f"covariance is singular: {floor}" + (", use fewer components (now n_components="
                     f"{self.n_components}), or --set covariance=diag" if nk >= 2 else " or use fewer components "
                     f"(now n_components={self.n_components})"))
