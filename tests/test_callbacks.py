@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -260,11 +261,16 @@ def test_a_divergence_raised_by_the_em_step_itself_names_the_newest_checkpoint_a
     data, run = load_dataset("ring", n=200), tmp_path / "gmm"
     kw = dict(steps=100, seed=1, run_dir=run, checkpoint_every=1, keep=2, progress=False)
     gmm = genzoo.build("gmm", data_shape=(2,), n_components=12, reg_covar=0.0)
-    with pytest.raises(TrainingDiverged, match=r"^training diverged at step 28: gmm: component \d+ holds .* singular: "
-                                               r".*; the last good checkpoint is kept: \S+step-00000027 \(a resume "
-                                               r"from it takes step 28 again: fit anew with other settings\)$"):
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at step (\d+): gmm: component \d+ holds .* "
+                                               r"singular: .*; the last good checkpoint is kept: \S+step-(\d+) \(a "
+                                               r"resume from it takes step (\d+) again: fit anew with other settings\)$"
+                       ) as e:
         genzoo.fit(gmm, data, **kw)
-    assert [ck.name for ck in io.checkpoint_dirs(run)] == ["step-00000026", "step-00000027"]  # keep, not keep + 1
+    # the step EM collapses a component at moves with the CPU's rounding (28 on an AMD EPYC, 27 on a Xeon)
+    step, kept, again = map(int, re.match(r"^training diverged at step (\d+):.*step-(\d+) .*takes step (\d+) ",
+                                          str(e.value)).groups())
+    assert step > 10 and kept == step - 1 and again == step, str(e.value)
+    assert [ck.name for ck in io.checkpoint_dirs(run)] == [f"step-{step - 2:08d}", f"step-{step - 1:08d}"]  # keep, not keep + 1
     assert not list((run / "checkpoints").glob(".diverged-*"))
     assert math.isfinite(float(genzoo.load(run).log_prob(data.x).mean()))  # its weights are sound
 

@@ -449,7 +449,9 @@ def test_priors_with_an_icdf_give_the_results_they_gave():
     }
     for k, v in got.items():
         want = torch.tensor([float.fromhex(b) for b in before[k]], dtype=F64)
-        torch.testing.assert_close(v, want, rtol=1e-12, atol=0, msg=k)
+        # 1e-10: erfinv's and exp's last bits differ between CPUs (4e-12 on an AVX512 Xeon against the AMD EPYC that
+        # wrote these), where the method itself is 4e-10 from the true log-normal density
+        torch.testing.assert_close(v, want, rtol=1e-10, atol=0, msg=k)
 
 
 def _bn_net(dtype):

@@ -140,7 +140,7 @@ def test_a_report_says_when_eval_json_scored_other_weights(tmp_path, capsys):
     # the advice repeats eval's flags: a plain `genzoo eval` would replace the nll evaluation by the default one
     assert f"Run <code>genzoo eval --metrics nll {rd}</code> again." in text
     # the pictures of genzoo sample / interpolate / inpaint were embedded as the run's without a word
-    assert f"Made from other weights than the run's: run <code>genzoo sample {rd}</code> again." in text
+    assert f"Made from other weights than the run's: run <code>genzoo sample {rd} -n 50</code> again." in text
     assert main(["sample", rd, "-n", "50"]) == 0
     assert main(["report", rd]) == 0
     assert "Made from other weights" not in (tmp_path / "gmm" / "report.html").read_text()
