@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 
 import pytest
 import torch
@@ -310,3 +311,120 @@ def test_a_missing_classifier_weights_file_is_a_one_line_error_with_a_hint(tmp_p
         msg = str(e.value)
         assert "missing classifier weights" in msg and "digits-classifier.safetensors" in msg and "\n" not in msg
         assert "restore both digits-classifier files" in msg and "python -m genzoo.eval.train_classifier digits" in msg
+
+
+# -- audit a128 F4, F5, F6, F8: records and weights that do not fit, the cache, extract's batch size -----------
+
+
+def _copy_classifier(tmp_path, monkeypatch, record: dict | None = None, tensors: dict | None = None) -> dict:
+    """The digits classifier's two files in tmp_path, which becomes WEIGHTS_DIR: the record (or ``record``) and the
+    weights (or ``tensors``, with the record's weights_sha256 set to theirs). Returns the record written."""
+    from safetensors.torch import save as safetensors_bytes
+
+    blob = (WEIGHTS_DIR / "digits-classifier.safetensors").read_bytes()
+    if tensors is not None:
+        blob = safetensors_bytes(tensors, metadata={"format": "pt"})
+    record = {**classifier_info("digits"), "weights_sha256": hashlib.sha256(blob).hexdigest()} if record is None else record
+    (tmp_path / "digits-classifier.safetensors").write_bytes(blob)
+    (tmp_path / "digits-classifier.json").write_text(json.dumps(record))
+    monkeypatch.setattr(feat, "WEIGHTS_DIR", tmp_path)
+    return record
+
+
+_HINT = r"restore both digits-classifier files from genzoo's package or repository, or retrain it \(python -m genzoo\.eval\.train_classifier digits\)"
+
+
+def test_tensors_that_do_not_fit_the_records_architecture_are_a_checkpoint_error(tmp_path, monkeypatch):
+    """Tensors missing from the weights, or of the wrong shape for the record's architecture, gave `genzoo eval` an
+    "unexpected RuntimeError: Error(s) in loading state_dict ..." of several lines."""
+    from safetensors.torch import load_file
+
+    tensors, info = load_file(WEIGHTS_DIR / "digits-classifier.safetensors"), classifier_info("digits")
+    weights = re.escape(str(tmp_path / "digits-classifier.safetensors"))
+    does_not_fit = rf"^{weights} does not fit its record digits-classifier\.json"
+    _copy_classifier(tmp_path, monkeypatch, tensors={k: v for k, v in tensors.items() if k != "head.bias"})
+    with pytest.raises(CheckpointError, match=rf"{does_not_fit} \(missing head\.bias\): {_HINT}$"):
+        load_classifier("digits")
+    _copy_classifier(tmp_path, monkeypatch, tensors={**tensors, "extra": torch.zeros(1)})
+    with pytest.raises(CheckpointError, match=rf"{does_not_fit} \(unexpected extra\): {_HINT}$"):
+        load_classifier("digits")
+    # the shipped weights (their sha256 in the record) under another architecture
+    _copy_classifier(tmp_path, monkeypatch, record={**info, "architecture": {**info["architecture"], "n_classes": 5}})
+    with pytest.raises(CheckpointError, match=rf"{does_not_fit} \(shapes head\.bias \(10,\) for \(5,\), "
+                                              rf"head\.weight \(10, 64\) for \(5, 64\)\): {_HINT}$"):
+        load_classifier("digits")
+    _copy_classifier(tmp_path, monkeypatch, record={**info, "architecture": {**info["architecture"], "depth": 3}})
+    with pytest.raises(CheckpointError, match=rf"{does_not_fit} \(.*'depth'\): {_HINT}$"):
+        load_classifier("digits")
+
+
+@pytest.mark.parametrize("key", ["dataset", "architecture", "test_accuracy", "weights_sha256"])
+def test_a_record_without_a_key_genzoo_reads_is_a_checkpoint_error(tmp_path, monkeypatch, key):
+    """A record without `dataset` or `architecture` gave "unexpected KeyError: 'dataset'"; one without `weights_sha256`
+    skipped the check of the weights, which then loaded whatever they were."""
+    record = {k: v for k, v in classifier_info("digits").items() if k != key}
+    _copy_classifier(tmp_path, monkeypatch, record=record)
+    msg = rf"^classifier record {re.escape(str(tmp_path / 'digits-classifier.json'))} lacks a valid {key}: {_HINT}$"
+    for call in (lambda: load_classifier("digits"),
+                 lambda: feature_metrics(torch.rand(10, 1, 8, 8), "digits", which=["fid"], progress=False)):
+        with pytest.raises(CheckpointError, match=msg):
+            call()
+
+
+def test_the_weights_hashed_are_the_weights_loaded(tmp_path, monkeypatch):
+    """The sha256 was of one read of the file and the tensors came from a second: weights replaced in between (a
+    train_classifier writing into the package) loaded unchecked."""
+    from safetensors.torch import load_file, save_file
+
+    _copy_classifier(tmp_path, monkeypatch)
+    original = load_file(tmp_path / "digits-classifier.safetensors")
+    read = feat._weights_bytes
+
+    def read_then_replaced(name):  # the file is replaced by other weights just after the read that is hashed
+        raw = read(name)
+        save_file({k: v + 1 for k, v in original.items()}, tmp_path / "digits-classifier.safetensors")
+        return raw
+
+    monkeypatch.setattr(feat, "_weights_bytes", read_then_replaced)
+    model = load_classifier("digits")
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())
+
+
+@pytest.mark.parametrize("damage", ["no features", "10 rows", "other width", "no mu", "NaN sigma", "an extra key"])
+def test_a_cached_reference_file_with_missing_or_misshapen_tensors_is_recomputed(tmp_path, monkeypatch, damage):
+    """A cache file without `features` gave "unexpected KeyError: 'features'"; one with features cut to 10 rows
+    scored KID against 10 images and FID against the stored mu and sigma of all 300."""
+    from safetensors.torch import save as safetensors_bytes
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path))
+    first = reference_stats("digits", "test")
+    (path,) = (tmp_path / "reference").iterdir()
+    stored = {k: v.clone() for k, v in first.items()}
+    if damage == "no features":
+        del stored["features"]
+    elif damage == "10 rows":
+        stored["features"] = stored["features"][:10]
+    elif damage == "other width":
+        stored["features"], stored["mu"], stored["sigma"] = stored["features"][:, :8], stored["mu"][:8], stored["sigma"][:8, :8]
+    elif damage == "no mu":
+        del stored["mu"]
+    elif damage == "NaN sigma":
+        stored["sigma"][0, 0] = float("nan")
+    else:
+        stored["x"] = torch.zeros(1)
+    path.write_bytes(safetensors_bytes({k: v.contiguous() for k, v in stored.items()}))
+    calls = []
+    real_extract = feat.extract
+    monkeypatch.setattr(feat, "extract", lambda *a, **k: calls.append(1) or real_extract(*a, **k))
+    again = reference_stats("digits", "test")
+    assert calls == [1] and set(again) == set(first) and all(torch.equal(first[k], again[k]) for k in first)
+    calls.clear()
+    reference_stats("digits", "test")                               # rewritten whole: read back, not recomputed
+    assert calls == []
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5, True, "2"])
+def test_extract_batch_size_must_be_a_positive_integer(batch_size):
+    """batch_size=0 gave "ValueError: range() arg 3 must not be zero", -1 "torch.cat(): expected a non-empty list"."""
+    with pytest.raises(ConfigError, match=rf"^batch_size must be an integer >= 1, got {re.escape(repr(batch_size))}$"):
+        extract(torch.rand(3, 1, 8, 8), "digits", batch_size=batch_size)

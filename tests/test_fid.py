@@ -179,3 +179,95 @@ def test_inception_score_splits_must_be_a_whole_number(splits):
         inception_score(p, splits=splits)
     assert "splits is a whole number" in str(e.value) and "\n" not in str(e.value)
     assert inception_score(p, splits=np.int64(2)) == pytest.approx((10.0, 0.0))  # a NumPy integer is one
+
+
+# -- audit a128: overflow, scale, input types (F1, F2, F7, F10) --------------------------------------------------
+
+_Z = torch.randn(10, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+_KERNEL_OVERFLOW = (r"^KID/MMD\^2 overflows float64: the features are too large for the cubic kernel \(x\.y / F \+ 1\)\^3 "
+                    r"\(largest \|x\| \S+\); rescale them$")
+
+
+def test_kid_of_features_too_large_for_the_cubic_kernel_is_a_one_line_error():
+    """Finite features past |x| ~ 1e50 overflowed the cubic kernel: polynomial_mmd2 gave NaN and kid (nan, nan)."""
+    with pytest.raises(DataError, match=_KERNEL_OVERFLOW):
+        polynomial_mmd2(_Z * 1e110, _Z * 1.1e110)
+    with pytest.raises(DataError, match=_KERNEL_OVERFLOW):
+        kid(_Z * 1e110, _Z * 1.1e110, subsets=3)
+
+
+def test_kid_std_of_large_but_finite_mmds_does_not_overflow():
+    """MMDs near 1e179 are finite, but their squares in the std overflowed: kid gave std = inf."""
+    import statistics
+
+    a, b = _Z * 1e30, _Z * 1.1e30
+    mean, std = kid(a, b, subsets=3, generator=torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)  # replay the documented draws: real then fake, randperm[:m] (m = 5)
+    ref = [polynomial_mmd2(a[torch.randperm(10, generator=g)[:5]], b[torch.randperm(10, generator=g)[:5]]) for _ in range(3)]
+    assert mean == pytest.approx(statistics.fmean(ref), rel=1e-12) and std == pytest.approx(statistics.pstdev(ref), rel=1e-9)
+    assert 0 < std < float("inf")
+
+
+def test_fid_of_large_finite_features_is_computed_on_a_common_scale():
+    """Covariances near 1e220 are finite, but eigh failed on them: a bare LinAlgError. FID(sX, sY) = s^2 FID(X, Y)."""
+    base = fid(_Z, 1.1 * _Z)
+    assert fid(_Z * 1e110, _Z * 1.1e110) == pytest.approx(1e220 * base, rel=1e-9)
+    assert frechet_distance(*feature_stats(_Z * 1e110), *feature_stats(_Z * 1.1e110)) == pytest.approx(1e220 * base, rel=1e-9)
+    assert fid(_Z * 1e150, _Z * 1.1e150) == pytest.approx(1e300 * base, rel=1e-9)   # covariances ~1e300: fine too
+    assert fid(_Z * 2.0**-600, _Z * 1.1 * 2.0**-600) == pytest.approx(2.0**-1200 * base, rel=1e-9)
+    with pytest.raises(DataError, match=r"^the Frechet distance overflows float64 \(largest \|x\| \S+\); rescale the features$"):
+        fid(_Z * 1e160, _Z * 1.1e160)                        # the true FID, ~4e318, is past float64's range
+    with pytest.raises(DataError, match=r"^the covariance of the features overflows float64 \(largest \|x\| \S+\); rescale them$"):
+        feature_stats(_Z * 1e160)                            # was a covariance of inf, returned silently
+
+
+def test_an_eigendecomposition_that_fails_is_a_one_line_data_error(monkeypatch):
+    def fails(*args, **kwargs):
+        raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge\nmore")
+
+    monkeypatch.setattr(torch.linalg, "eigvalsh", fails)
+    with pytest.raises(DataError, match=r"^Frechet distance: the eigendecomposition of the covariances failed "
+                                        r"\(linalg\.eigh: The algorithm failed to converge\)$"):
+        fid(_Z, 1.1 * _Z)
+
+
+def test_the_psd_check_of_frechet_distance_is_relative():
+    """An eigenvalue of -0.5 against a largest of 1 was refused, but -5e-7 against 1e-6 accepted (absolute floor)."""
+    s_bad = torch.diag(torch.tensor([1e-6, -5e-7], dtype=torch.float64))
+    eye, zeros = torch.eye(2, dtype=torch.float64), torch.zeros(2)
+    with pytest.raises(DataError, match=r"^Frechet distance needs positive semi-definite covariances, got an eigenvalue "
+                                        r"-5e-07 \(largest 1e-06\)$"):
+        frechet_distance(zeros, s_bad, zeros, 1e-6 * eye)
+    with pytest.raises(DataError, match=r"^Frechet distance needs positive semi-definite covariances, got an eigenvalue "
+                                        r"-0\.5 \(largest 1\)$"):
+        frechet_distance(zeros, s_bad * 1e6, zeros, eye)
+    assert frechet_distance(zeros, 0 * eye, torch.ones(2), 0 * eye) == 2.0                      # zero covariances pass
+    assert frechet_distance(zeros, 1e-12 * eye, zeros, 4e-12 * eye) == pytest.approx(2e-12, rel=1e-9)  # tiny ones too
+
+
+@pytest.mark.parametrize("call,msg", [
+    (lambda: class_histogram(torch.full((3, 10), float("nan"))), r"class probabilities contain NaN or infinite values"),
+    (lambda: class_histogram(torch.tensor([True, False])),
+     r"class histogram needs \(N,\) integer labels or \(N, K\) probabilities, got booleans \(2,\)"),
+    (lambda: class_histogram(torch.ones(3, 2, dtype=torch.bool), n_classes=2),
+     r"class histogram needs \(N,\) integer labels or \(N, K\) probabilities, got booleans \(3, 2\)"),
+    (lambda: class_histogram(torch.tensor([0]), n_classes=0), r"class histogram needs a whole number n_classes >= 1, got 0"),
+    (lambda: class_histogram(torch.tensor([0]), n_classes=True), r"class histogram needs a whole number n_classes >= 1, got True"),
+    (lambda: class_histogram(torch.tensor([1 + 0j])), r"class probabilities or labels must be real numbers, got torch\.complex64"),
+    (lambda: fid(torch.randn(10, 4, dtype=torch.cfloat), torch.randn(10, 4)),
+     r"real features must be real numbers, got torch\.complex64"),
+    (lambda: kid(torch.randn(10, 4), torch.randn(10, 4, dtype=torch.cdouble)),
+     r"fake features must be real numbers, got torch\.complex128"),
+    (lambda: fid("abc", torch.randn(10, 4)),
+     r"real features must be a tensor of real numbers, got str \(new\(\): invalid data type 'str'\)"),
+    (lambda: inception_score("abc"),
+     r"class probabilities must be a tensor of real numbers, got str \(new\(\): invalid data type 'str'\)"),
+    (lambda: frechet_distance(torch.zeros(2), torch.eye(2, dtype=torch.cfloat), torch.zeros(2), torch.eye(2)),
+     r"the covariances must be real numbers, got torch\.complex64"),
+    (lambda: fid(torch.zeros(5, 0), torch.zeros(5, 0)), r"real features have no columns: a \(N, F\) matrix needs F >= 1"),
+])
+def test_bad_inputs_are_one_line_data_errors(call, msg):
+    """NaN probabilities counted as class 0, booleans as labels 1 and 0, complex features lost their imaginary part
+    with only a warning, and a str gave a bare TypeError."""
+    with pytest.raises(DataError, match=f"^{msg}$"):
+        call()

@@ -24,7 +24,8 @@ def quick(monkeypatch):
         calls.append((name, root))
         arch = tc.RECIPES[name]["architecture"]
         model = feat.DigitClassifier(**{**arch, "channels": tuple(arch["channels"])}).eval()
-        return model, {"name": name, "architecture": arch, "test_accuracy": 0.1, "train_seconds": 0.0}
+        # (the keys of train's record that genzoo reads back: classifier_info refuses a record without them)
+        return model, {"name": name, "dataset": name, "architecture": arch, "test_accuracy": 0.1, "train_seconds": 0.0}
 
     monkeypatch.setattr(tc, "train", train)
     return calls
@@ -117,3 +118,27 @@ def test_one_epoch_of_the_recipe_writes_weights_and_a_record_that_match(tmp_path
     assert "test accuracy" in capsys.readouterr().out
     monkeypatch.setattr(feat, "WEIGHTS_DIR", tmp_path / "a")        # a retrained classifier, from its own folder
     assert not feat.load_classifier("digits").training
+
+
+def test_a_new_out_is_removed_again_when_the_data_are_missing(tmp_path, capsys):
+    """--out NEW with MNIST missing gave a good one-line error but left NEW behind, empty (made before the data load)."""
+    missing = tmp_path / "no-mnist"
+    assert tc.main(["mnist", "--root", str(missing), "--out", str(tmp_path / "new" / "deeper")]) == 2
+    _one_line_error(capsys, "MNIST not found in", str(missing))
+    assert sorted(os.listdir(tmp_path)) == []                       # neither new/deeper nor new is left
+    (tmp_path / "kept").mkdir()                                     # a folder that was there before stays
+    assert tc.main(["mnist", "--root", str(missing), "--out", str(tmp_path / "kept" / "new")]) == 2
+    _one_line_error(capsys, "MNIST not found in")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["kept"]
+
+
+def test_a_new_out_is_kept_once_something_is_written_into_it(tmp_path, capsys, quick, monkeypatch):
+    """Only empty folders are removed: a failure after a file was written leaves that file, and its folder."""
+    def record_fails(path, obj):
+        (tmp_path / "new" / "note").write_text("x")                  # something else in the new folder
+        raise WriteError(f"cannot write {path}: No space left on device")
+
+    monkeypatch.setattr(tc, "atomic_write_json", record_fails)
+    assert tc.main(["digits", "--out", str(tmp_path / "new")]) == 2
+    _one_line_error(capsys, "No space left on device")
+    assert sorted(os.listdir(tmp_path / "new")) == ["note"]

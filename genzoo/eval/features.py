@@ -38,7 +38,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from ..errors import CheckpointError, ConfigError, DataError, WriteError, did_you_mean
-from ..io import atomic_write_bytes, load_tensors, read_json
+from ..io import atomic_write_bytes, read_json
 from .fid import class_histogram, feature_stats, frechet_distance, inception_score, kid
 from .fid import kid_subset_size as kid_rows  # (the name kid_subset_size is feature_metrics' argument)
 from .prdc import prdc
@@ -114,32 +114,68 @@ def _weights_bytes(name: str) -> bytes:
     return path.read_bytes()
 
 
+#: what every classifier record holds, and of which type (train_classifier writes them all)
+_RECORD_KEYS = {"dataset": str, "architecture": dict, "test_accuracy": (int, float), "weights_sha256": str}
+
+
+def _restore_hint(name: str) -> str:
+    return (f"restore both {name}-classifier files from genzoo's package or repository, or retrain it "
+            f"(python -m genzoo.eval.train_classifier {name})")
+
+
 def classifier_info(name: str) -> dict:
-    """The JSON record of a shipped classifier: architecture, recipe, torch version, accuracy, command.
+    """The JSON record of a shipped classifier: architecture, recipe, torch version, accuracy, command; a one-line
+    CheckpointError where it lacks one of ``dataset``, ``architecture`` (with ``image_size``), ``test_accuracy``
+    or ``weights_sha256``.
 
     >>> info = classifier_info("digits")
     >>> info["architecture"]["image_size"], info["test_accuracy"] > 0.95
     (8, True)
     """
-    return read_json(WEIGHTS_DIR / f"{_check_name(name)}-classifier.json", "classifier record")
+    path = WEIGHTS_DIR / f"{_check_name(name)}-classifier.json"
+    info = read_json(path, "classifier record")
+    # checked here, where every caller reads it: a key missing was a bare KeyError deep in feature_metrics
+    bad = [k for k, t in _RECORD_KEYS.items() if not isinstance(info.get(k), t) or isinstance(info.get(k), bool)]
+    if not bad and not isinstance(info["architecture"].get("image_size"), int):
+        bad = ["architecture.image_size"]
+    if bad:
+        raise CheckpointError(f"classifier record {path} lacks a valid {', '.join(bad)}: {_restore_hint(name)}")
+    return info
 
 
 def load_classifier(name: str) -> DigitClassifier:
-    """The shipped classifier ``name`` ("mnist" or "digits"), in eval mode, on the CPU (no pickle); a
+    """The shipped classifier ``name`` ("mnist" or "digits"), in eval mode, on the CPU (no pickle); a one-line
     CheckpointError where the weights are not those its record names (``weights_sha256``: weights replaced
-    without their record)."""
-    info = classifier_info(name)
-    arch = dict(info["architecture"])
-    arch["channels"] = tuple(arch["channels"])
-    model = DigitClassifier(**arch)
+    without their record), where the record has no ``weights_sha256``, or where the tensors do not fit the
+    record's architecture."""
+    info = classifier_info(name)                 # (weights_sha256 is required: no record skips the check)
     path = _weights_path(name)
+    record = path.with_suffix(".json").name
+    # one read, hashed and parsed: the bytes checked are the bytes loaded, even if the file is replaced meanwhile
+    # (not _weights_sha256, which is cached per process: a classifier retrained since is new)
     raw = _weights_bytes(name)
-    tensors = load_tensors(path)
-    # (the file as it is now, not _weights_sha256, which is cached per process: a classifier retrained since is new)
-    if "weights_sha256" in info and hashlib.sha256(raw).hexdigest() != info["weights_sha256"]:
-        raise CheckpointError(f"{path} is not the classifier its record {path.with_suffix('.json').name} describes "
+    if hashlib.sha256(raw).hexdigest() != info["weights_sha256"]:
+        raise CheckpointError(f"{path} is not the classifier its record {record} describes "
                               "(its sha256 differs): retrain it (python -m genzoo.eval.train_classifier) or restore both files")
-    model.load_state_dict(tensors)
+    try:
+        tensors = load_tensors_bytes(raw)
+        arch = dict(info["architecture"])
+        if "channels" in arch:
+            arch["channels"] = tuple(arch["channels"])
+        model = DigitClassifier(**arch)
+        # the names and shapes checked first: load_state_dict's own message spans several lines
+        want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in tensors.items()}
+        if got != want:
+            missing, extra = sorted(want.keys() - got.keys()), sorted(got.keys() - want.keys())
+            shapes = [f"{k} {got[k]} for {want[k]}" for k in sorted(want.keys() & got.keys()) if got[k] != want[k]]
+            raise ValueError("; ".join(
+                [f"missing {', '.join(missing)}"] * bool(missing) + [f"unexpected {', '.join(extra)}"] * bool(extra)
+                + [f"shapes {', '.join(shapes)}"] * bool(shapes)))
+        model.load_state_dict(tensors)
+    except (SafetensorError, TypeError, ValueError, RuntimeError, ConfigError) as e:
+        why = " ".join(str(e).split()) or type(e).__name__   # one line
+        raise CheckpointError(f"{path} does not fit its record {record} ({why}): {_restore_hint(name)}") from None
     return model.eval()
 
 
@@ -185,7 +221,8 @@ def check_images(x: Tensor, name: str) -> Tensor:
 def extract(x: Tensor, name: str, batch_size: int = 500, progress: bool = False) -> tuple[Tensor, Tensor]:
     """Features (N, F) and class probabilities (N, 10), float64, of images ``x`` (N, 1, S, S) in [0, 1].
 
-    The classifier runs in eval mode (no dropout) under ``no_grad``, ``batch_size`` images at a time.
+    The classifier runs in eval mode (no dropout) under ``no_grad``, ``batch_size`` images at a time (an integer
+    >= 1, else a ConfigError).
 
     >>> x = torch.rand(5, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     >>> feats, probs = extract(x, "digits", batch_size=2)
@@ -196,6 +233,7 @@ def extract(x: Tensor, name: str, batch_size: int = 500, progress: bool = False)
     """
     from tqdm.auto import tqdm
 
+    batch_size = _positive_int(batch_size, "batch_size")  # 0 or -1 gave bare ValueErrors from range() or torch.cat
     x = check_images(x, name)
     model = _shared_classifier(name)
     feats, probs = [], []
@@ -244,6 +282,18 @@ def reference_images(name: str, split: str = "test", root: str | None = None, bi
     return data.transformed(torch.Generator().manual_seed(seed)) if binarize else data.x
 
 
+def _fits(stored: dict[str, Tensor], n: int, arch: dict) -> bool:
+    """Whether cached statistics are whole: the four tensors, features (n, F) with F the classifier's width,
+    probs (n, K), mu (F,), sigma (F, F), all finite. (A file edited by hand, with a key missing or features cut to
+    10 rows, gave a KeyError or scored against 10 images while the FID used the stored mu and sigma of all.)"""
+    if set(stored) != {"features", "probs", "mu", "sigma"}:
+        return False
+    f, k = int(arch.get("features", 128)), int(arch.get("n_classes", 10))
+    shapes = {"features": (n, f), "probs": (n, k), "mu": (f,), "sigma": (f, f)}
+    return all(tuple(stored[key].shape) == shape and stored[key].is_floating_point() and bool(torch.isfinite(stored[key]).all())
+               for key, shape in shapes.items())
+
+
 def reference_stats(name: str, split: str = "test", root: str | None = None, progress: bool = False, *,
                     binarize: bool = False, seed: int = 0) -> dict[str, Tensor]:
     """Features of the real ``split`` of dataset ``name`` under its classifier, cached on disk.
@@ -252,17 +302,19 @@ def reference_stats(name: str, split: str = "test", root: str | None = None, pro
     ``root`` is where MNIST lives (as for :func:`genzoo.data.load_dataset`); with ``binarize``, of the split's
     binarized draw from ``seed`` (:func:`reference_images`). The cache file lives
     in :func:`cache_dir` under a key hashed from the split's pixels, whether they are binarized, and the classifier
-    weights; it is written to a temporary file and renamed into place, and an unreadable one is recomputed. When the
-    cache folder cannot be written, the statistics are returned with a warning.
+    weights; it is written to a temporary file and renamed into place, and one that is unreadable, lacks one of the
+    four tensors, or holds tensors of other shapes (another count of images, another width) or non-finite values is
+    recomputed. When the cache folder cannot be written, the statistics are returned with a warning.
     """
     x = reference_images(name, split, root, binarize, seed)         # (N, 1, S, S)
     path = _cache_file(name, split, x, binarize)
     if path.is_file():
         try:
             stored = load_tensors_bytes(path.read_bytes())  # (bytes: safetensors refuses a path that is not UTF-8)
-            return {k: v.double() for k, v in stored.items()}
-        except (SafetensorError, OSError, ValueError):
-            pass  # corrupt or truncated by hand: recompute and overwrite
+            if _fits(stored, x.shape[0], classifier_info(name)["architecture"]):
+                return {k: v.double() for k, v in stored.items()}
+        except (SafetensorError, OSError, ValueError, TypeError):
+            pass  # corrupt, truncated or edited by hand: recompute and overwrite
     feats, probs = extract(x, name, progress=progress)        # (N, F), (N, 10)
     mu, sigma = feature_stats(feats)
     stats = {"features": feats, "probs": probs, "mu": mu, "sigma": sigma}

@@ -34,13 +34,37 @@ from ..errors import DataError
 __all__ = ["frechet_distance", "feature_stats", "fid", "kid", "kid_subset_size", "polynomial_mmd2", "inception_score", "class_histogram"]
 
 
+def _as_tensor(x: object, what: str) -> Tensor:
+    """``x`` as a CPU tensor of real numbers (any dtype), or a one-line DataError."""
+    try:
+        t = torch.as_tensor(x).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as e:  # a str, ragged lists, objects: torch's own message, one line
+        raise DataError(f"{what} must be a tensor of real numbers, got {type(x).__name__} ({str(e).splitlines()[0]})") from None
+    if t.is_complex():  # a cast to float64 would drop the imaginary part with only a warning
+        raise DataError(f"{what} must be real numbers, got {t.dtype}")
+    return t
+
+
+def _as_float64(x: object, what: str) -> Tensor:
+    """``x`` as a float64 CPU tensor, or a one-line DataError (:func:`_as_tensor`)."""
+    return _as_tensor(x, what).to(torch.float64)
+
+
+def _pow2_scale(m: float) -> float:
+    """A power of two ``c`` with ``c <= m < 2 c`` (1 for ``m = 0``): dividing by it is exact (no rounding), so a
+    computation on ``x / c`` gives the same bits as one on ``x`` wherever neither overflows."""
+    return math.ldexp(1.0, math.frexp(m)[1] - 1) if m > 0 else 1.0
+
+
 def _as_features(x: Tensor, what: str) -> Tensor:
     """(N, F) float64 CPU copy of a feature matrix, or a one-line DataError."""
-    x = torch.as_tensor(x).detach().to("cpu", torch.float64)
+    x = _as_float64(x, what)
     if x.ndim != 2:
         raise DataError(f"{what} must be a (N, F) matrix of features, got shape {tuple(x.shape)}")
     if x.shape[0] < 2:
         raise DataError(f"{what} needs at least 2 rows, got {x.shape[0]}")
+    if x.shape[1] < 1:  # (a distance between sets of no features has no meaning; the scales below need one)
+        raise DataError(f"{what} have no columns: a (N, F) matrix needs F >= 1")
     if not torch.isfinite(x).all():
         raise DataError(f"{what} contain NaN or infinite values")
     return x
@@ -62,6 +86,8 @@ def feature_stats(feats: Tensor) -> tuple[Tensor, Tensor]:
     mu = x.mean(0)                               # (F,)
     xc = x - mu                                  # (N, F)
     sigma = xc.T @ xc / (x.shape[0] - 1)         # (F, F), as numpy.cov
+    if not torch.isfinite(sigma).all():          # finite features past ~1e154: their squares overflow
+        raise DataError(f"the covariance of the features overflows float64 (largest |x| {float(x.abs().max()):.3g}); rescale them")
     return mu, sigma
 
 
@@ -78,42 +104,65 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
     et al. 2017, eq. 6). ``S1 S2`` is not symmetric, so instead of ``scipy.linalg.sqrtm`` (complex
     round-off, failures on singular covariances) the trace is taken through the similar, symmetric
     PSD matrix ``S1^(1/2) S2 S1^(1/2)``: ``tr((S1 S2)^(1/2)) = sum_i sqrt(lambda_i)`` over its
-    eigenvalues, clamped at 0. Computed in float64; never negative.
+    eigenvalues, clamped at 0. Computed in float64 on a common power-of-two scale (exact: covariances near 1e220 are
+    finite but defeat eigh); never negative. A covariance with an eigenvalue below -1e-6 times its largest is not
+    PSD, and that, a failed eigendecomposition or a distance past float64's range are one-line DataErrors.
 
     >>> import torch
     >>> s = torch.eye(3)
     >>> frechet_distance(torch.zeros(3), s, torch.ones(3), 4 * s)   # 3 + 3 + 12 - 2 * 6
     6.0
     """
-    mu1, mu2 = (torch.as_tensor(m).detach().to("cpu", torch.float64).reshape(-1) for m in (mu1, mu2))
-    s1, s2 = (torch.as_tensor(s).detach().to("cpu", torch.float64) for s in (sigma1, sigma2))
+    mu1, mu2 = (_as_float64(m, "the means").reshape(-1) for m in (mu1, mu2))
+    s1, s2 = (_as_float64(s, "the covariances") for s in (sigma1, sigma2))
     f = mu1.shape[0]
-    if mu2.shape[0] != f or s1.shape != (f, f) or s2.shape != (f, f):
+    if f < 1 or mu2.shape[0] != f or s1.shape != (f, f) or s2.shape != (f, f):
         raise DataError(
-            f"Frechet distance needs means (F,) and covariances (F, F) of one width, got "
+            f"Frechet distance needs means (F,) and covariances (F, F) of one width F >= 1, got "
             f"{tuple(mu1.shape)}, {tuple(s1.shape)}, {tuple(mu2.shape)}, {tuple(s2.shape)}"
         )
     if not all(bool(torch.isfinite(t).all()) for t in (mu1, mu2, s1, s2)):
         raise DataError("Frechet distance of means or covariances with NaN or infinite values")
-    for s in (s1, s2):  # a covariance is PSD; round-off may leave eigenvalues a little below 0
-        w = torch.linalg.eigvalsh((s + s.T) / 2)                 # (F,)
-        if float(w.min()) < -1e-6 * max(float(w.abs().max()), 1.0):
-            raise DataError(f"Frechet distance needs positive semi-definite covariances, got an eigenvalue {float(w.min()):.4g}")
-    root1 = _psd_sqrt(s1)                                        # (F, F)
-    m = root1 @ ((s2 + s2.T) / 2) @ root1                        # (F, F) symmetric PSD
-    tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
-    d2 = (mu1 - mu2).square().sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean
-    return max(float(d2), 0.0)
+    # one common scale c: d^2(mu / c, S / c^2) = d^2(mu, S) / c^2 (every term is quadratic in the features), so
+    # covariances near 1e220, finite but too large for eigh to converge, give the right value rather than a LinAlgError
+    c = _pow2_scale(max(float(mu1.abs().max()), float(mu2.abs().max()), math.sqrt(float(s1.abs().max())),
+                        math.sqrt(float(s2.abs().max()))))
+    mu1, mu2, s1, s2 = mu1 / c, mu2 / c, s1 / c / c, s2 / c / c
+    try:
+        for s in (s1, s2):  # a covariance is PSD; round-off may leave eigenvalues a little below 0
+            w = torch.linalg.eigvalsh((s + s.T) / 2)                 # (F,)
+            # relative to the matrix's own largest eigenvalue: the same defect is refused at every scale
+            if float(w.min()) < -1e-6 * float(w.abs().max()):
+                raise DataError(f"Frechet distance needs positive semi-definite covariances, got an eigenvalue "
+                                f"{float(w.min()) * c * c:.4g} (largest {float(w.abs().max()) * c * c:.4g})")
+        root1 = _psd_sqrt(s1)                                        # (F, F)
+        m = root1 @ ((s2 + s2.T) / 2) @ root1                        # (F, F) symmetric PSD
+        tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
+    except torch.linalg.LinAlgError as e:  # eigh did not converge (an ill-conditioned matrix): the user's data
+        raise DataError(f"Frechet distance: the eigendecomposition of the covariances failed ({str(e).splitlines()[0]})") from None
+    d2 = max(float((mu1 - mu2).square().sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean), 0.0) * c * c
+    if not math.isfinite(d2):  # the distance itself is past float64's range (~1.8e308)
+        raise DataError(f"the Frechet distance overflows float64 (means or standard deviations up to {c:.3g}); rescale the features")
+    return d2
 
 
 def fid(real_feats: Tensor, fake_feats: Tensor) -> float:
     """Frechet Inception Distance between two (N, F) feature sets (Heusel et al. 2017).
 
-    "Inception" is a name only: genzoo scores digit images with its own classifier's features.
+    "Inception" is a name only: genzoo scores digit images with its own classifier's features. Computed on a common
+    power-of-two scale of the two sets (exact), so features up to float64's range give the right value, or a
+    DataError where the distance itself is past it.
     """
     real, fake = _as_features(real_feats, "real features"), _as_features(fake_feats, "fake features")
     _same_width(real, fake)
-    return frechet_distance(*feature_stats(real), *feature_stats(fake))
+    # FID(X / c, Y / c) = FID(X, Y) / c^2 (Heusel et al. 2017, eq. 6 is quadratic in the features): on a common
+    # power-of-two scale (exact) the covariances of features past ~1e154 do not overflow
+    largest = max(float(real.abs().max()), float(fake.abs().max()))
+    c = _pow2_scale(largest)
+    d2 = frechet_distance(*feature_stats(real / c), *feature_stats(fake / c)) * c * c
+    if not math.isfinite(d2):  # the distance itself is past float64's range (~1.8e308)
+        raise DataError(f"the Frechet distance overflows float64 (largest |x| {largest:.3g}); rescale the features")
+    return d2
 
 
 def polynomial_mmd2(x: Tensor, y: Tensor) -> float:
@@ -121,7 +170,8 @@ def polynomial_mmd2(x: Tensor, y: Tensor) -> float:
 
     ``MMD^2_u = sum_{i != j} k(x_i, x_j) / (m (m - 1)) + sum_{i != j} k(y_i, y_j) / (n (n - 1))
     - 2 sum_{i, j} k(x_i, y_j) / (m n)`` (Gretton et al. 2012, eq. 3; for m = n the estimate of
-    Binkowski et al. 2018 and torch-fidelity). Needs m, n >= 2 and one width F, else a DataError.
+    Binkowski et al. 2018 and torch-fidelity). Needs m, n >= 2 and one width F, else a DataError; so is a
+    result that overflows float64 (features past |x| ~ 1e50, too large for the cubic kernel).
 
     >>> polynomial_mmd2(torch.zeros(2, 1), torch.ones(2, 1))   # k = 1 within x, 8 within y, 1 across: 1 + 8 - 2
     7.0
@@ -137,7 +187,13 @@ def polynomial_mmd2(x: Tensor, y: Tensor) -> float:
     kxy = (x @ y.T / d + 1) ** 3                 # (m, n)
     within_x = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))   # mean over the pairs i != j
     within_y = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
-    return float(within_x + within_y - 2 * kxy.sum() / (m * n))
+    out = float(within_x + within_y - 2 * kxy.sum() / (m * n))
+    # the cubic kernel of finite features overflows past |x| ~ 1e50 (inf, and inf - inf = NaN); KID is not
+    # scale-invariant, so rescaling here would change the figure: the user must
+    if not math.isfinite(out):
+        raise DataError(f"KID/MMD^2 overflows float64: the features are too large for the cubic kernel (x.y / F + 1)^3 "
+                        f"(largest |x| {max(float(x.abs().max()), float(y.abs().max())):.3g}); rescale them")
+    return out
 
 
 def kid_subset_size(n_real: int, n_fake: int, subsets: int, subset_size: int) -> int:
@@ -169,7 +225,8 @@ def kid(
     same rows of it (the digits' 300 test images), and ``std`` would show only the other set's variation
     (nothing at all for two sets of that size). The mean is unbiased for any ``m``, so it can be
     slightly negative when the sets match; ``std`` is the spread over subsets (ddof 0, as torch-fidelity),
-    not a standard error.
+    not a standard error. Features too large for the cubic kernel (past |x| ~ 1e50) are a DataError
+    (:func:`polynomial_mmd2`): KID is not scale-invariant, so they are not rescaled.
     """
     real, fake = _as_features(real_feats, "real features"), _as_features(fake_feats, "fake features")
     _same_width(real, fake)
@@ -183,11 +240,13 @@ def kid(
         r = real[torch.randperm(real.shape[0], generator=generator)[:m]]   # (m, F)
         f = fake[torch.randperm(fake.shape[0], generator=generator)[:m]]   # (m, F)
         mmds[i] = polynomial_mmd2(r, f)
-    return float(mmds.mean()), float(mmds.std(correction=0))
+    # on a power-of-two scale (exact): the squares in the std of MMDs past ~1e154 would overflow
+    c = _pow2_scale(float(mmds.abs().max()))
+    return float(mmds.div(c).mean()) * c, float(mmds.div(c).std(correction=0)) * c
 
 
 def _as_probs(probs: Tensor) -> Tensor:
-    p = torch.as_tensor(probs).detach().to("cpu", torch.float64)
+    p = _as_float64(probs, "class probabilities")
     if p.ndim != 2 or p.shape[0] < 1:
         raise DataError(f"class probabilities must be a (N, K) matrix, got shape {tuple(p.shape)}")
     if not torch.isfinite(p).all() or (p < 0).any() or not torch.allclose(p.sum(1), torch.ones(()).double(), atol=1e-4):
@@ -230,17 +289,25 @@ def class_histogram(probs_or_labels: Tensor, n_classes: int = 10) -> Tensor:
     """Share of each class (K,) float64 among (N,) integer labels or the argmax of (N, K) probabilities.
 
     A sampler that covers every digit gives about 1/K in each bin (the real test sets do); an empty
-    or dominant bin is a sign of mode collapse.
+    or dominant bin is a sign of mode collapse. Booleans, complex numbers, NaN or infinite probabilities and
+    ``n_classes < 1`` are a DataError.
 
     >>> class_histogram(torch.tensor([3, 3, 1, 3]), n_classes=4).tolist()
     [0.0, 0.25, 0.0, 0.75]
     """
-    t = torch.as_tensor(probs_or_labels).detach().cpu()
+    if not isinstance(n_classes, numbers.Integral) or isinstance(n_classes, bool) or n_classes < 1:
+        # (n_classes = 0 passed on to a "labels must lie in 0..-1" error)
+        raise DataError(f"class histogram needs a whole number n_classes >= 1, got {n_classes!r}")
+    t = _as_tensor(probs_or_labels, "class probabilities or labels")   # complex refused: argmax would fail on it
+    if t.dtype == torch.bool:  # True/False are no class labels (they were counted as 1 and 0)
+        raise DataError(f"class histogram needs (N,) integer labels or (N, K) probabilities, got booleans {tuple(t.shape)}")
     if t.ndim == 2:
         if t.shape[1] != n_classes:
             raise DataError(f"class probabilities have {t.shape[1]} columns, expected {n_classes}")
+        if t.is_floating_point() and not torch.isfinite(t).all():  # argmax of a NaN row is 0: counted as class 0
+            raise DataError("class probabilities contain NaN or infinite values")
         labels = t.argmax(1)                                       # (N,)
-    elif t.ndim == 1 and not t.is_floating_point() and not t.is_complex():
+    elif t.ndim == 1 and not t.is_floating_point():
         labels = t.long()                                          # (N,)
     else:
         raise DataError(f"class histogram needs (N,) integer labels or (N, K) probabilities, got {t.dtype} {tuple(t.shape)}")

@@ -9,7 +9,8 @@ threaded and seeded, then measures accuracy on the ``valid`` and ``test`` splits
 never sees) and writes ``{name}-classifier.safetensors`` and ``{name}-classifier.json`` (the
 architecture, this recipe, versions, the CPU and its vector instruction set, accuracies, the weights'
 sha256 and the command) into ``--out`` (default: the package's weights folder, over the shipped
-classifier). ``--out`` is created and tried for writing before the training; the record is written
+classifier). ``--out`` is created and tried for writing before the training, and the folders made for it are
+removed again, where still empty, should the run fail (missing data, say); the record is written
 last (:func:`save_classifier`).
 
 The weights reproduce bit for bit only on the same torch build and the same CPU instruction set
@@ -166,6 +167,24 @@ def check_out(out: str | Path, name: str) -> Path:
     return out
 
 
+def _missing_folders(out: Path) -> list[Path]:
+    """The folders :func:`check_out` will make for ``out``, deepest first: ``out`` and its parents that do not exist."""
+    made, p = [], out.absolute()
+    while not os.path.lexists(p) and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) where they are empty; stop at the first that is not (or is gone)."""
+    for f in folders:
+        try:
+            f.rmdir()  # an empty folder only: never anything written into it
+        except OSError:
+            return
+
+
 def save_classifier(model: DigitClassifier, record: dict, out: str | Path) -> tuple[Path, Path]:
     """Write ``{name}-classifier.safetensors`` and ``.json`` (the record, with the weights' sha256) into the folder
     ``out``, record last: the record goes to a temporary file, the weights replace the old ones atomically, then
@@ -197,16 +216,23 @@ def main(argv: list[str] | None = None) -> int:
                    help="folder to write the weights and record to (default: %(default)s, over the shipped classifier; "
                    "give another folder: a retrained classifier changes every feature metric)")
     args = p.parse_args(argv)
+    # a new --out whose run fails (MNIST not found, checked only once the folder is made) leaves no empty folder behind
+    made = _missing_folders(Path(args.out))
+    done = False
     try:
         out = check_out(args.out, args.name)  # before the training (minutes), not after it
         model, record = train(args.name, args.root)
         weights, info = save_classifier(model, record, out)
+        done = True
     except GenZooError as e:
         print(f"train_classifier: error: {e}", file=sys.stderr)
         return e.exit_code
     except OSError as e:  # a chmod or rename that failed: one line, as the GenZooErrors
         print(f"train_classifier: error: cannot write into {args.out}: {e.strerror or e}", file=sys.stderr)
         return 2
+    finally:
+        if not done:  # (also on Ctrl-C or an unexpected error)
+            _remove_empty(made)
     print(f"test accuracy {record['test_accuracy']:.4f} in {record['train_seconds']} s; wrote {weights} and {info}")
     return 0
 
