@@ -12,6 +12,7 @@ import genzoo
 from genzoo.cli import main
 from genzoo.data import load_dataset
 from genzoo.errors import ConfigError, DataError
+from genzoo.eval.likelihood import likelihood_report, stream_seed
 from genzoo.eval.metrics import evaluate, resolve_metrics, summary_row
 from genzoo.eval.parzen import parzen_protocol
 
@@ -54,7 +55,7 @@ def test_evaluate_uses_the_same_parzen_protocol_and_samples(ring_models):
     assert out["model"] == "gan" and out["metrics"] == ["parzen", "modes"]
     (row,) = out["likelihood"]["rows"]  # a sampler's only likelihood figure, labelled as an estimate
     assert row["kind"] == "parzen" and row["nats"] == -out["parzen"]["ll"] and row["bits_per_dim"] is None
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(stream_seed(3, "samples"))  # evaluate's samples: a stream of seed 3's own
     gan.eval()
     samples = torch.cat([gan.sample(1000, generator=g), gan.sample(500, generator=g)])
     ref = parzen_protocol(samples, load_dataset("ring", "valid").x, test.x, progress=False)
@@ -71,7 +72,7 @@ def test_mode_coverage_scores_the_protocols_2500_samples_and_says_so(ring_models
     gmm, _, test = ring_models
     out = evaluate(gmm, {"name": "ring"}, metrics="modes", n_samples=4000, seed=5, progress=False)
     assert out["modes"]["n_samples"] == 2500 and sum(out["modes"]["counts"]) <= 2500
-    first = draw_finite(gmm, 4000, 5)[:2500]  # evaluate's draw, its first 2,500
+    first = draw_finite(gmm, 4000, stream_seed(5, "samples"))[:2500]  # evaluate's draw, its first 2,500
     ref = mode_coverage(first, test.density.centres, test.density.std)
     assert out["modes"]["counts"] == ref["counts"] and out["modes"]["high_quality"] == ref["high_quality"]
     assert "reverse KL" in (line := format_result(out).splitlines()[-1]) and line.endswith("(2,500 samples)")
@@ -378,7 +379,7 @@ def test_parzen_sigma_grid_and_the_split_it_is_chosen_on(ring_models, tmp_path, 
     one = evaluate(gmm, {"name": "ring"}, metrics="parzen", n_samples=1000, parzen_sigmas=[0.01], progress=False)
     assert not one["parzen"]["sigma_at_edge"]  # one sigma given: no grid to widen
     on_valid = evaluate(gmm, {"name": "ring"}, metrics="parzen", split="valid", n_samples=1000, seed=3, progress=False)
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(stream_seed(3, "samples"))
     gmm.eval()
     ref = parzen_protocol(gmm.sample(1000, generator=g), load_dataset("ring", "train").x, load_dataset("ring", "valid").x,
                           progress=False)
@@ -784,3 +785,26 @@ def test_eval_notes_the_settings_its_metrics_leave_unused_and_compare_reuses_it_
     capsys.readouterr()
     assert main(["eval", str(rd), "--metrics", "nll", "--no-progress"]) == 0
     assert "replaced" not in capsys.readouterr().err  # only settings no metric read differ: no other settings
+
+
+def test_the_bounds_noise_and_the_samples_are_not_drawn_from_the_test_sets_uniforms():
+    """The global generator (the ELBO's and IWAE's noise) and the test set's binarization generator were both seeded
+    with seed: the first latent noise of test example 0 was Box-Muller of the uniforms that binarized its pixels, and
+    evaluate's samples' latents those that binarized the real images they are compared with (audit 127 #3)."""
+    vae = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    test = load_dataset("digits", "test", binarize=True)
+    uniforms = torch.rand(64, generator=torch.Generator().manual_seed(4))  # the binarization's first uniforms
+    states, elbo = [], vae.elbo
+
+    def spy(x):
+        states.append(torch.get_rng_state())
+        return elbo(x)
+
+    vae.elbo = spy
+    likelihood_report(vae, test, iwae_k=0, seed=4, n=10, progress=False)
+    probe = torch.Generator()
+    probe.set_state(states[0])
+    assert not torch.equal(torch.rand(64, generator=probe), uniforms)  # the ELBO's noise comes from another stream
+    samples_seed = stream_seed(4, "samples")
+    assert len({4, samples_seed, stream_seed(4, "bounds")}) == 3 and samples_seed < 2**63
+    assert not torch.equal(torch.rand(64, generator=torch.Generator().manual_seed(samples_seed)), uniforms)

@@ -38,10 +38,29 @@ import math
 import numbers
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ..base import Density, LatentVariable, evaluating, forked_rng
 from ..errors import ConfigError, DataError
+
+#: the evaluation's random streams besides the test set's own draw (its binarization and dequantization noise, from
+#: ``torch.Generator().manual_seed(seed)``): the ELBO's and IWAE's samples, and the model's samples
+STREAMS = ("bounds", "samples")
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of the evaluation's ``stream`` (:data:`STREAMS`), derived from ``seed`` (``SeedSequence([seed,
+    i])``): independent of the test set's draw from ``seed`` itself. Seeded alike, both Mersenne Twisters gave the
+    same words, so the ELBO's noise of test example 0 was Box-Muller of the very uniforms that binarized its first
+    pixels, and a fake sample's latents of those that binarized the real images it is compared with (the bound
+    E[log mean w] <= log p(x) and KID's unbiasedness take the draws independent of x).
+
+    >>> stream_seed(0, "bounds") != stream_seed(0, "samples") != 0, stream_seed(3, "bounds") == stream_seed(3, "bounds")
+    (True, True)
+    """
+    state = np.random.SeedSequence([int(seed) % 2**63, 1 + STREAMS.index(stream)]).generate_state(2, np.uint32)
+    return int(state[0]) << 31 | int(state[1]) >> 1  # below 2^63
 
 
 def to_bits_per_dim(nll_nats: float, dims: int, space: str, levels: int | None) -> tuple[float, float]:
@@ -116,14 +135,16 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
     :func:`genzoo.eval.parzen.parzen_protocol` on ``samples``, else ``n_samples`` fresh draws), which
     scores the raw test points, so it has no bits/dim (``None``) and its details go to ``"parzen"``;
     ``parzen_sigmas`` is the grid its sigma is chosen from (default: Goodfellow et al.'s,
-    :data:`genzoo.eval.parzen.SIGMAS`). Stochastic parts (binarizing the test set, dequantization
-    noise, ELBO and IWAE samples) use ``seed``; the ELBO and IWAE samples are drawn batch after batch,
-    so another ``batch_size`` gives another Monte Carlo estimate (within its standard error).
+    :data:`genzoo.eval.parzen.SIGMAS`). Stochastic parts use ``seed``: the test set's binarization and
+    dequantization noise ``torch.Generator().manual_seed(seed)``, the ELBO and IWAE samples and the model's
+    samples streams derived from it (:func:`stream_seed`), independent of the test set's; the ELBO and IWAE samples
+    are drawn batch after batch, so another ``batch_size`` gives another Monte Carlo estimate (within its standard
+    error).
     """
     check_eval_options(n=n, n_samples=n_samples, iwae_k=iwae_k, batch_size=batch_size)
     check_weights(model)
     with evaluating(model), forked_rng(model.device):  # the device's too: manual_seed reseeds it
-        torch.manual_seed(seed)
+        torch.manual_seed(stream_seed(seed, "bounds"))  # the ELBO's and IWAE's noise: not the test set's uniforms
         x = data.transformed(torch.Generator().manual_seed(seed))
         if n is not None:
             x = x[:n]
@@ -155,7 +176,7 @@ def likelihood_report(model, data, *, iwae_k: int = 5000, batch_size: int = 100,
             from .parzen import parzen_protocol
 
             if samples is None:
-                samples = draw(model, n_samples, seed, data)
+                samples = draw(model, n_samples, stream_seed(seed, "samples"), data)  # (as evaluate draws them)
             grid = {} if parzen_sigmas is None else {"sigmas": parzen_sigmas}
             p = parzen_protocol(samples.to(model.device), valid.x, data.x[:n], progress=progress, **grid)
             rows.append({"metric": "-LL (Parzen, raw)", "kind": "parzen", "nats": -p["ll"], "stderr": p["stderr"],

@@ -14,7 +14,8 @@ Metrics by name (``--metrics``):
 * ``error``: the test classification error of models that classify (the semi-supervised M2).
 
 ``"auto"`` is ``nll`` where admitted, else ``parzen``, plus ``modes`` and ``error`` where admitted; ``"all"`` is
-every admitted metric. Samples are drawn once (``n_samples``, seed ``seed``) and shared by the
+every admitted metric. Samples are drawn once (``n_samples``, from ``seed``'s samples stream:
+:func:`~genzoo.eval.likelihood.stream_seed`) and shared by the
 sample-based metrics; images are clipped to [0, 1], the data space. The feature metrics compare samples of a
 model of binarized images with the test images binarized as the likelihoods score them, unless the samples are
 decoder means (:func:`samples_are_means`), which are grey.
@@ -40,7 +41,7 @@ from ..data import load_spec
 from ..data.transforms import requantize
 from ..errors import ConfigError, DataError, did_you_mean
 from .features import K, WHICH, min_images
-from .likelihood import check_eval_options, check_weights, format_stderr, likelihood_report
+from .likelihood import check_eval_options, check_weights, format_stderr, likelihood_report, stream_seed
 from .parzen import check_sigmas
 
 FEATURE_METRICS = WHICH  # fid, kid, pr, dc, is
@@ -109,8 +110,9 @@ def resolve_metrics(metrics: str | list[str], model, data) -> list[str]:
 #: parts hold 1,000 samples or more; 5 since a Gaussian VAE of vectors is scored on its draws, not its decoder means;
 #: 6 since a mixture of unequal stds puts a sample in the mode nearest in its own stds, and KID is unbiased for sets of
 #: unequal size; 7 since the feature metrics compare samples (not decoder means) of a model of binarized images with
-#: binarized test images; 8 since mode coverage scores the protocol's 2,500 samples, not all of ``n_samples``
-METRICS_VERSION = 8
+#: binarized test images; 8 since mode coverage scores the protocol's 2,500 samples, not all of ``n_samples``; 9 since
+#: the bounds' noise and the samples are drawn from streams of their own, not from the test set's binarization uniforms
+METRICS_VERSION = 9
 
 
 def unused_settings(result: dict) -> set[str]:
@@ -220,7 +222,8 @@ def evaluate(model, data_spec: dict, *, metrics: str | list[str] = "auto", split
     samples = None
     if set(chosen) - {"nll"}:
         t0 = time.time()
-        samples = draw(model, n_samples, seed, test)
+        # from a stream of their own: the binarized test images they are compared with are drawn from seed itself
+        samples = draw(model, n_samples, stream_seed(seed, "samples"), test)
         out["seconds"]["sampling"] = time.time() - t0
     if {"nll", "parzen"} & set(chosen):
         t0 = time.time()
