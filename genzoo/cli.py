@@ -1485,7 +1485,7 @@ def cmd_compare(args) -> int:
         print(f"genzoo: note: these runs were scored on different data ({', '.join(dict.fromkeys(labels))}): compare "
               "a figure only with those of the same data", file=sys.stderr)
     spaces = list(dict.fromkeys(r["nll_space"] for r in table.records if r.get("nll_space")))
-    if len(spaces) > 1:  # the data column leaves binarization and dequantization to the NLL's space
+    if len(spaces) > 1:  # the NLL's space names dequantization (and binarization, where it says it)
         print(f"genzoo: note: these likelihoods are in different spaces ({', '.join(spaces)}): compare NLL and "
               "bits/dim only within one space", file=sys.stderr)
     # what was scored, as each run scored it (an -n beyond a split, or one no figure takes, is not repeated); the CSV's
@@ -1546,7 +1546,8 @@ def _settings(asked: dict, *drop: str) -> dict:
 
 def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | None:
     """``RUN/eval.json`` if it holds what ``compare`` asks (``asked``: :func:`_compare_key`), else None (a corrupt
-    one with a note: it is evaluated again and written over)."""
+    one, unparsable or of figures that do not read as an evaluation's, with a note: it is evaluated again and written
+    over)."""
     from .io import read_json
 
     cached = Path(path) / "eval.json"
@@ -1564,7 +1565,23 @@ def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | No
     # metrics asked of the same weights), and the same weights by content (a checkpoint's, then the final file's)
     unused = _unused(old)
     same = mine is not None and _settings(mine, "weights", *unused) == _settings(asked, "weights", *unused)
-    return old if same and same_weights(mine.get("weights"), asked["weights"]) else None
+    if not (same and same_weights(mine.get("weights"), asked["weights"])):
+        return None
+    # the right settings, but its figures must read as compare reads them: a hand-edited or damaged file ("likelihood":
+    # null, a row without "nats") stopped compare with an "unexpected KeyError"; it is evaluated again, as one that
+    # does not parse is
+    from .eval.compare import compare_table
+
+    try:
+        compare_table([(path, old)])
+        if not isinstance(old.get("metrics"), list) or not isinstance(old.get("skipped", {}), dict):
+            raise TypeError("'metrics' is not a list or 'skipped' not an object")
+    except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:
+        what = f"no {e}" if isinstance(e, KeyError) else str(e).splitlines()[0] if str(e) else type(e).__name__
+        print(f"genzoo: note: corrupt evaluation file {cached}: its figures do not read as an evaluation's ({what}); "
+              "evaluating again", file=sys.stderr)
+        return None
+    return old
 
 
 def _compare_key(path: str, args) -> dict:

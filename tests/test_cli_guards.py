@@ -1370,3 +1370,55 @@ def test_a_density_picture_that_cannot_be_made_is_a_warning_of_a_finished_run(tm
         warnings.simplefilter("error")
         save_density(lambda x: -(x ** 2).sum(1), tmp_path / "d.png", [(-1.0, 1.0), (2.0, 2.0)])
     assert (tmp_path / "d.png").is_file()
+
+
+@pytest.mark.parametrize("damage", ["likelihood none", "row without nats", "skipped a list"])
+def test_compare_evaluates_again_a_cached_eval_json_that_parses_but_lacks_fields(vae_run, tmp_path, capsys, damage):
+    """a127 #2: an eval.json of the settings asked with "likelihood": null (or a row without "nats") stopped compare
+    with "unexpected AttributeError" (KeyError), where one that does not parse is evaluated again with a note."""
+    rd = tmp_path / "run"
+    shutil.copytree(vae_run, rd)
+    flags = ["--metrics", "nll", "--iwae-k", "2", "-n", "20", "--no-progress"]
+    code, good, err = run(capsys, "compare", str(rd), *flags, "-o", str(tmp_path / "t"))
+    assert code == 0 and (rd / "eval.json").is_file(), err
+    good_json = (rd / "eval.json").read_text()
+    stored = json.loads(good_json)
+    if damage == "likelihood none":
+        stored["likelihood"] = None
+    elif damage == "row without nats":
+        del stored["likelihood"]["rows"][-1]["nats"]  # the IWAE bound's, the figure compare shows
+    else:
+        stored["skipped"] = []
+    (rd / "eval.json").write_text(json.dumps(stored))
+    code, out, err = run(capsys, "compare", str(rd), *flags, "-o", str(tmp_path / "t"))
+    assert code == 0 and "unexpected" not in err, err
+    note = [line for line in err.splitlines() if "eval.json" in line]
+    assert len(note) == 1 and note[0].startswith(f"genzoo: note: corrupt evaluation file {rd / 'eval.json'}: its "
+                                                 "figures do not read as an evaluation's (") and note[0].endswith(
+        "); evaluating again"), err
+    assert out == good  # the same table: evaluated again with the same seed
+    again = {k: v for k, v in json.loads((rd / "eval.json").read_text()).items() if k != "seconds"}
+    assert again == {k: v for k, v in json.loads(good_json).items() if k != "seconds"}  # written over, as it was
+    code, _, err = run(capsys, "compare", str(rd), *flags, "--no-write")
+    assert code == 0 and "eval.json" not in err, err  # and reused from then on
+
+
+def test_compare_says_runs_of_the_default_seed_or_binarized_digits_are_the_same_or_other_data(tmp_path, capsys):
+    """a127 #1 and #9: a ring run with data.seed=0 written out was "scored on different data" than one without;
+    a GMM of binarized digits and one of grey digits were both "digits", with no note."""
+    quick = ["--steps", "3", "--no-progress", "--sample-every", "0"]
+    for name, extra in (("ring", []), ("ring0", ["--set", "data.seed=0", "--set", "data.n=2000"])):
+        assert main(["train", "gmm", "--data", "ring", "--run-dir", str(tmp_path / name), *quick, *extra]) == 0
+    for name, data in (("bin", "data.binarize=true"), ("grey", "data.dequantize=false")):
+        assert main(["train", "gmm", "--data", "digits", "--set", data, "--set", "n_components=2", "--set",
+                     "covariance=diag", "--run-dir", str(tmp_path / name), *quick]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "compare", str(tmp_path / "ring"), str(tmp_path / "ring0"), "--metrics", "nll",
+                         "-n", "100", "--no-write", "--no-progress")
+    assert code == 0 and "different data" not in err, err
+    assert f"| {tmp_path / 'ring0'} | gmm | ring |" in out
+    code, out, err = run(capsys, "compare", str(tmp_path / "bin"), str(tmp_path / "grey"), "--metrics", "nll",
+                         "--no-write", "--no-progress")
+    assert code == 0, err
+    assert f"| {tmp_path / 'bin'} | gmm | digits (binarized) |" in out and f"| {tmp_path / 'grey'} | gmm | digits |" in out
+    assert "genzoo: note: these runs were scored on different data (digits (binarized), digits)" in err

@@ -157,3 +157,26 @@ def test_bench_speed_times_the_vae_on_the_device_and_names_the_gpu(device, monke
     for row in rows:
         training, evaluation = (float(row[i].replace(",", "")) for i in (2, 4))
         assert training > 0 and evaluation > 0, row
+
+
+def test_dequantize_and_binarize_draw_on_the_tensors_device(device):
+    """a127 #6: dequantize drew its noise on the CPU whatever x's device: a CUDA tensor met torch's bare "Expected all
+    tensors to be on the same device", where binarize (torch.bernoulli) drew on the GPU. Both draw on x's device,
+    from a generator on it where given; a generator of another device is one DataError."""
+    from genzoo.data.transforms import binarize, dequantize
+    from genzoo.errors import DataError
+
+    x = (torch.arange(256.0) / 255).reshape(4, 64).to(device)  # every level of 256
+    for generator in (None, torch.Generator(device=device).manual_seed(0)):
+        d = dequantize(x, 256, generator)
+        assert d.device == x.device and d.dtype == torch.float32
+        assert torch.equal(torch.floor(d * 256).cpu(), torch.arange(256.0).reshape(4, 64)) and bool((d < 1).all())
+        b = binarize(x, generator)
+        assert b.device == x.device and set(b.unique().tolist()) <= {0.0, 1.0}
+        assert b[0, 0] == 0 and b[-1, -1] == 1  # the ends of [0, 1]: no draw
+    same = [dequantize(x, 256, torch.Generator(device=device).manual_seed(3)) for _ in range(2)]
+    assert torch.equal(*same)  # the device's generator: reproducible
+    if device.type != "cpu":
+        for name, call in (("dequantize", lambda g: dequantize(x, 256, g)), ("binarize", lambda g: binarize(x, g))):
+            with pytest.raises(DataError, match=rf"^{name}: a generator on cpu for a tensor on {device.type}"):
+                call(torch.Generator().manual_seed(0))

@@ -37,7 +37,7 @@ from .toy import ToyDensity
 
 __all__ = [
     "Dataset", "ToyDensity", "SPLITS", "load_dataset", "load_spec", "list_datasets", "dataset_options",
-    "download_mnist", "DEFAULT_MIRRORS", "MNIST_MD5", "read_idx", "COMMON_OPTIONS",
+    "download_mnist", "DEFAULT_MIRRORS", "MNIST_MD5", "read_idx", "COMMON_OPTIONS", "is_toy",
 ]
 
 
@@ -46,6 +46,7 @@ class _Entry:
     load: Callable[..., Dataset]  # load(split, n=, seed=, root=, **params)
     description: str
     params: dict[str, tuple[Any, Any]]  # option -> (type hint, default)
+    toy: bool = False  # a toy set: drawn, so the data seed changes its points (:func:`is_toy`)
 
 
 def _params_of(fn: Callable, skip: tuple[str, ...] = ()) -> dict[str, tuple[Any, Any]]:
@@ -61,7 +62,7 @@ def _toy_entry(name: str, factory: Callable[..., ToyDensity], description: str) 
     def load(split: str, *, n: int | None, seed: int, root: str | None, **params: Any) -> Dataset:
         return toy.load_toy(name, factory(**params), split, n=n, seed=seed)
 
-    return _Entry(load, description, _params_of(factory))
+    return _Entry(load, description, _params_of(factory), toy=True)
 
 
 _DATASETS: dict[str, _Entry] = {
@@ -112,6 +113,17 @@ def dataset_options(name: str) -> dict[str, Any]:
     if kind == "npz":
         return {}
     return {k: d for k, (_, d) in _DATASETS[target].params.items()}
+
+
+def is_toy(name: str) -> bool:
+    """Whether ``name`` is a registered toy set, whose points the data ``seed`` draws (it changes nothing of the
+    others: digits, MNIST, .npz files and folders).
+
+    >>> is_toy("ring"), is_toy("digits"), is_toy("npz:/data/x.npz")
+    (True, False, False)
+    """
+    entry = _DATASETS.get(name) if isinstance(name, str) else None
+    return bool(entry and entry.toy)
 
 
 # -- option values from the command line ----------------------------------------------------

@@ -15,6 +15,7 @@ caller's ``torch.Generator`` so that training is reproducible.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -184,6 +185,8 @@ class Dataset:
             raise DataError(f"dataset '{self.name}': x must be a torch.Tensor, got {type(self.x).__name__}")
         if self.x.dim() < 2:
             raise DataError(f"dataset '{self.name}': x must have shape (N, ...), got {tuple(self.x.shape)}")
+        if math.prod(self.x.shape[1:]) == 0:  # an example of no values: no model takes it (a bare error deep in one)
+            raise DataError(f"dataset '{self.name}': x has examples of no values (shape {tuple(self.x.shape)})")
         integer = None  # the dtype of integer x, converted below
         if self.x.dtype != torch.float32:
             if self.x.dtype == torch.float64:

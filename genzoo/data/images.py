@@ -514,6 +514,8 @@ def _convert_x(a: np.ndarray, where: str, on_grid: bool | None = None) -> tuple[
         raise DataError(f"{where} is a single number, not an array of examples")
     if len(a) == 0:
         raise DataError(f"{where} is empty")
+    if a.size == 0:  # (N, 0) or (N, H, 0): the checks below take a max or min of no values (numpy: a bare ValueError)
+        raise DataError(f"{where} has examples of no values (shape {a.shape})")
     if a.dtype.kind == "f":
         if np.isnan(a).any():
             raise DataError(f"{where} contains NaN")

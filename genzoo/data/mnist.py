@@ -93,10 +93,13 @@ _IDX_CODES = {np.dtype(v).newbyteorder("=").str: k for k, v in _IDX_DTYPES.items
 
 
 def _gunzip(raw: bytes, path: Path) -> bytes:
-    """Every member of a gzip file, concatenated (as gunzip does: ``cat a.gz b.gz`` is a valid gzip file); a
-    DataError for a corrupt or truncated member or for bytes after the last member that are not one."""
+    """Every member of a gzip file, concatenated (as gunzip does: ``cat a.gz b.gz`` is a valid gzip file, and zero
+    bytes after the last member are padding); a DataError for a corrupt or truncated member or for other bytes after
+    the last member that are not one."""
     out, rest = [], raw
     while rest:
+        if rest[:1] == b"\0" and not rest.strip(b"\0"):  # zero padding after the last member (a tape's or a block
+            break  # device's copy): gunzip ignores it ("trailing zero bytes ignored"), as gzip.decompress does
         if rest[:2] != b"\x1f\x8b":
             raise DataError(f"IDX file {path}: {len(rest)} bytes after the gzip data that are not gzip data")
         d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # zlib directly: faster than the gzip module

@@ -22,6 +22,7 @@ from it with independent, fixed seeds derived from ``seed`` and the split name.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Callable, Sequence
 
@@ -189,8 +190,8 @@ class CurveDensity(ToyDensity):
                  weights: Sequence[float] | None = None, power: float = 1.0):
         if not noise > 0 or not math.isfinite(noise):
             raise DataError(f"noise must be positive, got {noise}")
-        if n_quad is not None and not 1 <= n_quad <= MAX_QUAD:
-            raise DataError(f"n_quad must be an integer in 1..{MAX_QUAD:,}, got {n_quad}")
+        if n_quad is not None and not (_count(n_quad) and 1 <= n_quad <= MAX_QUAD):  # 2.5 was truncated to 2
+            raise DataError(f"n_quad must be an integer in 1..{MAX_QUAD:,}, got {n_quad!r}")
         self.curves = list(curves)
         C = len(self.curves)
         w = torch.full((C,), 1.0 / C, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
@@ -322,8 +323,8 @@ class CheckerboardDensity(ToyDensity):
     """
 
     def __init__(self, side: int = 4, size: float = 4.0):
-        if not 1 <= side <= 4096:  # side^2 cells
-            raise DataError(f"checkerboard side must be an integer in 1..4096, got {side}")
+        if not (_count(side) and 1 <= side <= 4096):  # side^2 cells (side=2.5 was truncated to 2)
+            raise DataError(f"checkerboard side must be an integer in 1..4096, got {side!r}")
         if not size > 0 or not math.isfinite(size):
             raise DataError(f"checkerboard size must be positive, got {size}")
         self.dim = 2
@@ -369,6 +370,12 @@ class CheckerboardDensity(ToyDensity):
 # -- factories ------------------------------------------------------------------------------
 
 
+def _count(value) -> bool:
+    """Whether ``value`` is an integer (NumPy's too), not a bool: a count of modes, squares or nodes. A fraction was
+    taken silently (``ring(n_modes=2.5)``: 3 modes unevenly spaced; ``grid(side=2.5)``: a grid off the origin)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
 def _positive(name: str, value: float) -> None:
     if not value > 0 or not math.isfinite(value):
         raise DataError(f"{name} must be positive, got {value}")
@@ -381,8 +388,9 @@ def _finite(name: str, *values: float) -> None:
 
 def ring(n_modes: int = 8, radius: float = 1.0, std: float = 0.01) -> GaussianMixtureDensity:
     """Equal mixture of ``n_modes`` Gaussians with centres on a circle, the first at angle 0."""
-    if not 1 <= n_modes <= 2**24:  # torch.multinomial draws from at most 2^24 categories
-        raise DataError(f"n_modes must be an integer in 1..2^24, got {n_modes}")
+    if not (_count(n_modes) and 1 <= n_modes <= 2**24):  # torch.multinomial draws from at most 2^24 categories
+        raise DataError(f"n_modes must be an integer in 1..2^24, got {n_modes!r}")
+    n_modes = int(n_modes)
     _positive("std", std)
     _finite("radius", radius)
     angle = 2 * math.pi * torch.arange(n_modes, dtype=torch.float64) / n_modes  # (K,)
@@ -395,8 +403,9 @@ def grid(side: int = 5, spacing: float = 2.0, std: float = 0.05) -> GaussianMixt
 
     Centres are ``spacing * (i - (side - 1) / 2)`` per axis; mode ``k = i * side + j``.
     """
-    if not 1 <= side <= 2**12:  # side^2 modes, drawn by torch.multinomial from at most 2^24 categories
-        raise DataError(f"side must be an integer in 1..4096, got {side}")
+    if not (_count(side) and 1 <= side <= 2**12):  # side^2 modes: torch.multinomial draws from at most 2^24 categories
+        raise DataError(f"side must be an integer in 1..4096, got {side!r}")
+    side = int(side)
     _positive("std", std)
     _finite("spacing", spacing)
     ax = spacing * (torch.arange(side, dtype=torch.float64) - (side - 1) / 2)  # (side,)

@@ -33,9 +33,21 @@ from ..errors import DataError
 __all__ = ["binarize", "dequantize", "to_levels", "logit_transform", "inverse_logit_transform"]
 
 
+def _check_generator(x: Tensor, generator: torch.Generator | None, what: str) -> None:
+    """A DataError where ``generator`` lives on another device than ``x``: torch draws a tensor's noise from a
+    generator of its own device only (a bare RuntimeError, or binarize's "[0, 1]" message, before)."""
+    if generator is None:
+        return
+    g, d = generator.device, x.device
+    if g.type != d.type or (g.index is not None and d.index is not None and g.index != d.index):
+        raise DataError(f"{what}: a generator on {g} for a tensor on {d}: pass a generator on the tensor's device "
+                        "(torch.Generator(device=x.device)), or move the tensor")
+
+
 def binarize(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Dynamic binarization: a fresh ``Bernoulli(x)`` draw of every entry (x must lie in [0, 1]; integer or bool
-    0/1 come back as float32)."""
+    """Dynamic binarization: a fresh ``Bernoulli(x)`` draw of every entry, on ``x``'s device (x must lie in [0, 1];
+    integer or bool 0/1 come back as float32). ``generator``, where given, must be on ``x``'s device."""
+    _check_generator(x, generator, "binarize")
     x = x if x.is_floating_point() else x.float()  # torch's bernoulli of ints: "not implemented for 'Long'"
     try:
         return torch.bernoulli(x, generator=generator)  # same shape as x, values {0., 1.}
@@ -68,7 +80,7 @@ def _check_levels(x: Tensor, levels: int) -> None:
 
 def to_levels(x: Tensor, levels: int) -> Tensor:
     """The integer levels ``v = round(x * (levels - 1))`` of data stored as ``v / (levels - 1)`` (whole numbers in
-    ``x``'s float dtype, clamped to ``0 .. levels - 1``).
+    ``x``'s float dtype, float32 for half-precision ``x``, clamped to ``0 .. levels - 1``).
 
     >>> to_levels(torch.tensor([0.0, 0.5, 1.0, 0.26]), 3).tolist()      # 0.26 * 2 = 0.52 rounds to 1
     [0.0, 1.0, 2.0, 1.0]
@@ -81,6 +93,9 @@ def to_levels(x: Tensor, levels: int) -> Tensor:
 
 def _to_levels(x: Tensor, levels: int) -> Tensor:
     """:func:`to_levels` with its arguments already checked (on dequantize's per-batch path)."""
+    # float16 / bfloat16 in float32: float16 holds levels only up to 65,504 (the clamp to 65,535 raised a bare torch
+    # RuntimeError), bfloat16 whole numbers only up to 256
+    x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     return torch.round(x * (levels - 1)).clamp_(0, levels - 1)
 
 
@@ -105,6 +120,7 @@ def level_centres(x: Tensor, levels: int) -> Tensor:
     """The middle of each level's dequantization interval, ``(v + 1/2) / levels``, of ``x = v / (levels - 1)``: where a
     model of dequantized data (:func:`dequantize`) reads a stored image best. The stored values themselves reach 0 and
     1, which such a model never saw (RealNVP's logit sends them to +-13.8 and its latents far off the prior).
+    Half-precision ``x`` (float16, bfloat16) is computed, and returned, in float32.
 
     >>> level_centres(torch.tensor([0.0, 0.5, 1.0]), 3) * 6          # (2 v + 1) / 6 for v = 0, 1, 2
     tensor([1., 3., 5.])
@@ -123,12 +139,14 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
     values that land within 1e-3 of a level boundary (where float32 rounding could push them
     across) are recomputed in float64 and nudged back inside by one ulp. Half-precision ``x``
     (float16, bfloat16) is dequantized, and returned, in float32: bfloat16's 8-bit mantissa
-    rounded ``v + u`` back to ``v`` for every level from 128 up.
+    rounded ``v + u`` back to ``v`` for every level from 128 up. The noise is drawn on ``x``'s
+    device, from ``generator`` where given (which must be on that device).
 
     >>> dequantize(torch.full((2, 2), 1.0), 2, torch.Generator().manual_seed(1)).lt(1).all().item()
     True
     """
     _check_levels(x, levels)
+    _check_generator(x, generator, "dequantize")
     return _dequantize(x, levels, generator)
 
 
@@ -138,7 +156,8 @@ def _dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None
     x = x.detach()  # not differentiable (its levels are rounded), and torch's out= below refuses a graph
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     buf = _to_levels(x.to(dtype), levels)  # same shape as x: the levels v, as floats
-    y = torch.rand(x.shape, generator=generator, dtype=dtype).add_(buf).div_(levels)  # (v + u) / levels
+    # on x's device: drawn on the CPU, the noise of a CUDA tensor met buf there in a bare torch RuntimeError
+    y = torch.rand(x.shape, generator=generator, dtype=dtype, device=x.device).add_(buf).div_(levels)  # (v+u) / L
     frac = torch.mul(y, levels, out=buf).frac_()  # buffers reused in place: this runs on whole datasets
     near = frac.sub_(0.5).abs_() > 0.5 - 1e-3  # within 1e-3 of a boundary: rounding may have crossed it
     if bool(near.any()):

@@ -99,32 +99,70 @@ def _cell(key: str, fmt: str | None, row: dict) -> str:
 def data_label(spec: dict, split: str = "test", result: dict | None = None) -> str:
     """A run's data as the table names it: the data set and the options of its recipe, other than their defaults,
     that change which points are scored (not its folder or fingerprints, nor its size but where the training split
-    is scored), so that runs scored on different data are told apart. Binarization and dequantization are left to the
-    likelihood's space: Parzen scores the images as stored, and the feature metrics compare a VAE's or M2's decoder
-    means with them too; but where ``result`` (the run's :func:`~genzoo.eval.metrics.evaluate` result) compared
-    samples with binarized test images (a GAN's or GMMN's of binarized images), ``binarized`` joins the options
-    (:func:`binarized_label`).
+    is scored, nor the data seed but of a toy set, the only ones it draws), so that runs scored on different data are
+    told apart. Binarization and dequantization are left to the likelihood's space: Parzen scores the images as
+    stored, and the feature metrics compare a VAE's or M2's decoder means with them too; but where ``result`` (the
+    run's :func:`~genzoo.eval.metrics.evaluate` result) compared samples with binarized test images (a GAN's or
+    GMMN's of binarized images), or scored a likelihood on binarized draws in a space other than ``binarized`` (a
+    density's, ``discrete-as-real`` as grey levels are), ``binarized`` joins the options (:func:`binarized_label`).
 
     >>> data_label({"name": "ring", "std": 0.05, "n": 50000}), data_label({"name": "mnist", "binarize": True, "root": "d"})
     ('ring (std=0.05)', 'mnist')
-    >>> data_label({"name": "ring", "std": 0.01})                  # the default, written out
-    'ring'
+    >>> data_label({"name": "ring", "std": 0.01, "seed": 0}), data_label({"name": "digits", "seed": 3})  # defaults; idle
+    ('ring', 'digits')
     >>> data_label({"name": "digits", "binarize": True}, result={"features": {"fid": 3.0, "real_binarized": True}})
     'digits (binarized)'
+    >>> density = {"likelihood": {"space": "discrete-as-real", "rows": [{"kind": "exact", "nats": 88.2}]}}
+    >>> data_label({"name": "digits", "binarize": True}, result=density), data_label({"name": "digits"}, result=density)
+    ('digits (binarized)', 'digits')
     """
-    from ..data import dataset_options
+    from ..data import dataset_options, is_toy
     from ..errors import GenZooError
 
+    name = str(spec.get("name", ""))
     try:
-        defaults = dataset_options(str(spec.get("name", "")))
+        defaults = dataset_options(name)
     except GenZooError:  # a data set no longer known here: every option shown
         defaults = {}
+    # load_dataset's own keywords have defaults too (a recipe may write seed=0 out: the same draws)
+    defaults = {"seed": 0, "n": None, **defaults}
     skip = {"name", "root", "split_fingerprint", "content_fingerprint", "binarize", "dequantize"}
     skip |= {"n"} if split != "train" else set()
+    skip |= {"seed"} if not is_toy(name) else set()  # the seed draws the toy sets alone: digits (seed=3) is digits
     opts = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(spec.items())
             if k not in skip and not (k in defaults and _same(defaults[k], v, k))]
-    label = f"{spec.get('name', '')} ({', '.join(opts)})" if opts else str(spec.get("name", ""))
+    label = f"{name} ({', '.join(opts)})" if opts else name
+    if _binarizes(spec) and _nll_space(result) not in (None, "binarized"):
+        # a density scored binarized draws: its space (discrete-as-real) is that of grey levels, which it did not score
+        return _with_binarized(label)
     return binarized_label(label, result)
+
+
+def _binarizes(spec: dict) -> bool:
+    """Whether a data recipe binarizes (``binarize`` as :func:`~genzoo.data.load_dataset` reads it: a recipe's
+    ``"true"`` too); False where it does not read as a bool."""
+    from ..errors import GenZooError
+    from ..registry import coerce
+
+    try:
+        return bool(coerce(spec.get("binarize") or False, bool, "binarize"))
+    except GenZooError:
+        return False
+
+
+def _nll_space(result) -> str | None:
+    """The space of ``result``'s likelihood figures where the model scored one of its own (not Parzen's alone, which
+    scores the images as stored), else None; None too for a result whose likelihood does not read as one."""
+    lik = result.get("likelihood") if isinstance(result, dict) else None
+    rows = lik.get("rows") if isinstance(lik, dict) else None
+    own = isinstance(rows, list) and any(isinstance(r, dict) and r.get("kind") != "parzen" for r in rows)
+    space = lik.get("space") if own else None
+    return space if isinstance(space, str) else None
+
+
+def _with_binarized(label: str) -> str:
+    """``label`` with ``binarized`` among its options."""
+    return f"{label[:-1]}, binarized)" if label.endswith(")") else f"{label} (binarized)"
 
 
 def binarized_label(label: str, result: dict | None) -> str:
@@ -138,7 +176,7 @@ def binarized_label(label: str, result: dict | None) -> str:
     features = (result or {}).get("features") if isinstance(result, dict) else None
     if not (isinstance(features, dict) and features.get("real_binarized")):
         return label
-    return f"{label[:-1]}, binarized)" if label.endswith(")") else f"{label} (binarized)"
+    return _with_binarized(label)
 
 
 def _same(default, value, key: str = "") -> bool:
