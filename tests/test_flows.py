@@ -299,7 +299,7 @@ def _spread_data(n=4000, d=6):
     return 0.5 + spread * torch.rand(n, d, generator=torch.Generator().manual_seed(1)), spread
 
 
-def test_nice_setup_whitens_and_scales_the_shifts_to_the_data():
+def test_nice_setup_standardises_and_scales_the_shifts_to_the_data():
     x, _ = _spread_data()
     m = genzoo.build("nice", data_shape=(6,), hidden=(8,), n_couplings=4)
     m.setup(x, torch.Generator().manual_seed(0))
@@ -309,12 +309,12 @@ def test_nice_setup_whitens_and_scales_the_shifts_to_the_data():
     for c in couplings:  # the fixed shift scale of each coupling is the data's spread over the base's
         torch.testing.assert_close(c.shift_scale, unit[c.idx_b], rtol=0.05, atol=0)
     with torch.no_grad():
-        z = m.encode(x)                                                  # (n, 6): whitened at the start
+        z = m.encode(x)                                                  # (n, 6): standardised at the start
     torch.testing.assert_close(z.mean(0), torch.zeros(6), atol=0.05, rtol=0)
     torch.testing.assert_close(z.std(0), torch.full((6,), std_base), atol=0, rtol=0.05)
 
 
-def test_nice_setup_whitens_data_of_tiny_scale_too():
+def test_nice_setup_standardises_data_of_tiny_scale_too():
     """The std floor of 1e-4 started NICE on data of std 1e-6 a hundred times too wide (7.9 nats short after
     training); the floor is relative below unit scale."""
     x, _ = _spread_data()
@@ -1346,3 +1346,20 @@ def test_float32_log_prob_matches_float64_on_undequantized_digits():
     assert float(diff.mean()) < 1e-3 and float(diff.max()) < 2e-3, (float(diff.mean()), float(diff.max()))
     (y1, ld1), (y0, ld0) = logit_transform(torch.ones(1, 1)), logit_transform(torch.zeros(1, 1))
     assert abs(float(y1 + y0)) < 1e-5 and abs(float(ld1 - ld0)) < 1e-5
+
+
+@pytest.mark.parametrize("mixing", ["linear", "permutation"])
+def test_a_realnvp_follows_the_default_dtype_whatever_its_mixing(mixing):
+    """LULinear kept its weights in float32 whatever the default dtype: under float64 a RealNVP with linear mixing was
+    half float32, half float64, and its first forward a bare "double != float" RuntimeError (audit 130 #1)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        m = genzoo.build("realnvp", data_shape=(4,), mixing=mixing).eval()
+        x = torch.rand(8, 4, generator=torch.Generator().manual_seed(0))
+    finally:
+        torch.set_default_dtype(old)
+    assert {t.dtype for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()} == {torch.float64}
+    assert torch.isfinite(m.log_prob(x)).all()
+    z = m.encode(x)
+    assert (m.decode(z) - x).abs().max() < 1e-12

@@ -42,15 +42,15 @@ class NICE(Flow):
     and odd indices, each with an MLP of ``hidden`` sizes and ``activation``; a final diagonal scaling;
     ``base`` logistic (the paper) or normal. ``preprocess="logit"`` puts the logit transform (and its
     Jacobian) first, on ``alpha + (1 - 2 alpha) x`` (``alpha`` keeps 0 and 1 finite; idle without it).
-    ``data_init`` starts the flow at a whitening of the data and, with ``scaled_shifts``, expresses each
-    coupling's shift in units of the data's spread (see :meth:`setup`; without ``data_init`` the units stay 1).
+    ``data_init`` starts the flow at a per-dimension standardisation of the data and, with ``scaled_shifts``,
+    expresses each coupling's shift in units of the data's spread (see :meth:`setup`; without ``data_init`` the units stay 1).
     Adam with the paper's settings is the default: lr 1e-3, eps 1e-4, momentum 0.9 and "beta2 = 0.01", which in
     the first Adam paper's convention (1 - decay) is a second-moment decay of 0.99 here (``lr``, ``eps``,
     ``betas``); ``weight_decay`` is Adam's L2 penalty, ``max_grad_norm`` clips the gradient norm (0: off).
 
     >>> m = NICE(data_shape=(4,), n_couplings=4, hidden=(16,))
     >>> x = torch.randn(6, 4)
-    >>> m.setup(x, torch.Generator().manual_seed(0))            # a whitening of the data to start from
+    >>> m.setup(x, torch.Generator().manual_seed(0))            # the data standardised per dimension to start from
     >>> with torch.no_grad():
     ...     float((m.decode(m.encode(x)) - x).abs().max()) < 1e-5     # additive couplings invert exactly
     True
@@ -90,8 +90,8 @@ class NICE(Flow):
 
     @torch.no_grad()
     def setup(self, x: Tensor, generator: torch.Generator) -> None:
-        """With ``data_init`` (genzoo's addition, not in the paper): start the flow at a whitening of the
-        data. The couplings start as the identity (zero last layers), so h = x before the scaling: the
+        """With ``data_init`` (genzoo's addition, not in the paper): start the flow at a per-dimension
+        standardisation (centring, scaling; not a decorrelation) of the data. The couplings start as the identity (zero last layers), so h = x before the scaling: the
         biases of the first two couplings' last layers remove each dimension's mean (every dimension is
         transformed by one of them; with ``n_couplings=1`` only the half it transforms is centred) and the scaling starts at ``std_base / std(h)`` per dimension. Without
         it the scaling starts at 1, and Adam needs thousands of steps to move it to the ~100x that MNIST's

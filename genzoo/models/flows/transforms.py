@@ -505,12 +505,13 @@ class LULinear(Transform):
         q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))   # (n, n) orthogonal
         p, lower, upper = torch.linalg.lu(q)
         diag = upper.diagonal()
-        self.register_buffer("p", p.float())
-        self.register_buffer("sign", diag.sign().float())
+        dt = torch.get_default_dtype()  # decomposed in float64, kept in the default dtype as nn.Linear's weights are
+        self.register_buffer("p", p.to(dt))
+        self.register_buffer("sign", diag.sign().to(dt))
         self.register_buffer("eye", torch.eye(n), persistent=False)
-        self.lower = nn.Parameter(lower.tril(-1).float())
-        self.upper = nn.Parameter(upper.triu(1).float())
-        self.log_diag = nn.Parameter(diag.abs().log().float())
+        self.lower = nn.Parameter(lower.tril(-1).to(dt))
+        self.upper = nn.Parameter(upper.triu(1).to(dt))
+        self.log_diag = nn.Parameter(diag.abs().log().to(dt))
 
     def _lu(self) -> tuple[Tensor, Tensor]:
         lower = self.lower.tril(-1) + self.eye
