@@ -690,7 +690,11 @@ def run_lock(run_dir: str | os.PathLike):
         yield
     finally:
         _LOCKED.pop(path, None)
-        path.unlink(missing_ok=True)  # while still locked: the next process locks a new file
+        # while still locked: the next process locks a new file. A folder gone read-only (a remount after an I/O
+        # error) refuses it: the lock dies with f anyway, and that error must not replace the one unwinding (a
+        # "permission denied: RUN/.lock" in place of "cannot write RUN/model.safetensors")
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
         f.close()
 
 

@@ -311,3 +311,35 @@ def test_a_resume_of_a_run_whose_every_checkpoint_was_set_aside_says_so_and_does
                                               r"step-00000005\).*: start a new run"):
         genzoo.fit(_nice(), data, steps=10, run_dir=run, resume=True, checkpoint_every=5, keep=1, **RING)
     assert (run / "metrics.jsonl").read_text() == rows and io.checkpoint_dirs(run) == []
+
+
+def test_a_resume_with_no_steps_left_prunes_the_final_checkpoints_spare(tmp_path, monkeypatch):
+    """The final checkpoint is written with keep + 1 and pruned to keep in on_end: a session killed between the two,
+    resumed with no steps left, pruned nothing (it wrote no checkpoint), so keep + 1 stayed for good (audit 129 #4)."""
+    data, run = load_dataset("ring", n=512), tmp_path / "r"
+    real = callbacks.Checkpoint.on_end
+
+    def killed(self, state):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.Checkpoint, "on_end", killed)
+    with pytest.raises(KeyboardInterrupt):
+        genzoo.fit(_nice(), data, steps=8, run_dir=run, checkpoint_every=2, keep=2, **RING)
+    assert [ck.name for ck in io.checkpoint_dirs(run)] == ["step-00000004", "step-00000006", "step-00000008"]
+    monkeypatch.setattr(callbacks.Checkpoint, "on_end", real)
+    assert genzoo.fit(genzoo.load(run), data, steps=8, run_dir=run, resume=True, checkpoint_every=2, keep=2,
+                      **RING).step == 8
+    assert [ck.name for ck in io.checkpoint_dirs(run)] == ["step-00000006", "step-00000008"]
+
+
+def test_a_metrics_file_that_cannot_be_read_on_resume_is_a_one_line_write_error(tmp_path):
+    """metrics.jsonl replaced by a folder: the resume stopped with a bare IsADirectoryError (exit 1), where the
+    appends' failures are WriteErrors naming the file (audit 129 #6)."""
+    from genzoo.errors import WriteError
+
+    data, run = load_dataset("ring", n=512), tmp_path / "r"
+    genzoo.fit(_nice(), data, steps=4, run_dir=run, checkpoint_every=2, keep=2, **RING)
+    (run / "metrics.jsonl").unlink()
+    (run / "metrics.jsonl").mkdir()
+    with pytest.raises(WriteError, match=r"^cannot read \S+metrics.jsonl: Is a directory$"):
+        genzoo.fit(genzoo.load(run), data, steps=6, run_dir=run, resume=True, checkpoint_every=2, keep=2, **RING)

@@ -1,5 +1,6 @@
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -760,3 +761,21 @@ def test_a_checkpoint_set_aside_by_a_replace_cut_short_is_put_back_on_resume(tmp
     (root / ".old-step-00000010").mkdir()  # beside a checkpoint that took its place: removed
     io.load_newest_checkpoint(tmp_path, _vae(), _vae().configure_optimizers())
     assert sorted(p.name for p in root.iterdir()) == ["step-00000010", "step-00000020"]
+
+
+def test_a_lock_that_cannot_be_removed_does_not_hide_the_error_that_ended_the_run(tmp_path, monkeypatch):
+    """A run folder gone read-only: the final weights failed, then removing .lock failed, and the user saw
+    "permission denied: RUN/.lock" in place of the WriteError that ended the run (audit 129 #1)."""
+    real = Path.unlink
+
+    def refused(self, missing_ok=False):
+        if self.name == ".lock":
+            raise PermissionError(1, "Operation not permitted", str(self))
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(WriteError, match=r"^cannot write model.safetensors$"):
+        with io.run_lock(tmp_path):
+            raise WriteError("cannot write model.safetensors")
+    with io.run_lock(tmp_path):  # and a clean end leaves no error either
+        pass

@@ -1326,3 +1326,41 @@ def test_fit_that_cannot_make_its_run_folder_is_a_write_error(tmp_path, monkeypa
     with pytest.raises(genzoo.errors.WriteError, match=r"^cannot create the run folder .*new: Permission denied$"):
         genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=64), steps=2,
                    run_dir=tmp_path / "new", progress=False)
+
+
+def test_validation_of_a_model_without_loss_is_refused_before_anything_is_written(tmp_path):
+    """A model with its own training_step and no loss(x) trained until its first validation, after config.json and
+    metrics.jsonl were written (a retry there refused), and the error said it had no training_step (audit 129 #2)."""
+    from genzoo.registry import _MODELS, register
+
+    @register("point-ownstep", "its own training_step and sample, no loss")
+    class OwnStep(genzoo.GenerativeModel):
+        def __init__(self, *, data_shape):
+            super().__init__()
+            self.data_shape, self.mu = tuple(data_shape), torch.nn.Parameter(torch.zeros(data_shape))
+
+        def configure_optimizers(self):
+            return [torch.optim.SGD(self.parameters(), lr=0.1)]
+
+        def training_step(self, batch, optimizers):
+            (opt,) = optimizers
+            opt.zero_grad()
+            loss = (batch.x - self.mu).square().sum(1).mean()
+            loss.backward()
+            opt.step()
+            return {"loss": float(loss.detach())}
+
+        def sample(self, n, generator=None):
+            return self.mu + self.randn((n, *self.data_shape), generator)
+
+    ring, rd = load_dataset("ring", n=64), tmp_path / "r"
+    try:
+        with pytest.raises(ConfigError, match=r"^valid= logs validation losses from loss\(x\), which OwnStep does not "
+                                              r"define: give valid=None, or define loss\(x\)$"):
+            genzoo.fit(genzoo.build("point-ownstep", data_shape=(2,)), ring, steps=4, valid=ring, valid_every=2,
+                       log_every=2, run_dir=rd, progress=False)
+        assert not rd.exists()
+        assert genzoo.fit(genzoo.build("point-ownstep", data_shape=(2,)), ring, steps=4, run_dir=rd,
+                          progress=False).step == 4  # without validation it trains (its own step needs no loss)
+    finally:
+        _MODELS.pop("point-ownstep", None)

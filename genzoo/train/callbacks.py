@@ -296,7 +296,10 @@ class MetricsLogger(Callback):
         as it is, with a warning: the rows after it are the run's history."""
         if not self.path.exists():
             return
-        data = self.path.read_bytes()  # bytes: a damaged line need not be UTF-8, and is kept byte for byte
+        try:
+            data = self.path.read_bytes()  # bytes: a damaged line need not be UTF-8, and is kept byte for byte
+        except OSError as e:  # a folder in its place, no permission: one line (exit 2), as the appends say it
+            raise WriteError(f"cannot read {self.path}: {e.strerror or e}") from None
         lines = data.splitlines()
         keep = []
         for i, line in enumerate(lines):
@@ -586,7 +589,11 @@ class Checkpoint(Callback):
         # a run that ended (not one stopped by an error) keeps the newest keep: its final checkpoint has no next step
         # to prove it here, and one written inside a spike prunes none
         ended = state.step == state.total_steps or getattr(state, "stopping", False)
-        if self.unproven and ended and self.last == state.step and not self.spike_final:
+        # or a resumed session with no steps left: the newest is the final checkpoint of the session that wrote it,
+        # stopped before this prune (a kill in its last callbacks), whose keep + 1 would otherwise stay for good
+        guard = getattr(state, "guard", None)
+        idle = self.last == -1 and state.step == state.total_steps and not (guard and guard["run"])
+        if self.unproven and ended and (self.last == state.step or idle) and not self.spike_final:
             prune_checkpoints(self.run_dir, self.keep)
             self.unproven = False
 

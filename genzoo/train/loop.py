@@ -240,7 +240,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     With ``run_dir``, writes ``config.json``, ``metrics.jsonl``, ``checkpoints/`` (every
     ``checkpoint_every`` steps and at the end), ``samples/`` (every ``sample_every`` steps, from
     fixed noise) and the final ``model.safetensors``. ``resume=True`` continues from the newest
-    checkpoint in ``run_dir``, with the run's own model (the options of its ``config.json``), seed, batch size, data,
+    checkpoint in ``run_dir`` (and where it has none yet, a first launch or a run killed before its first, starts
+    the run there: a mistyped ``run_dir`` trains from step 0), with the run's own model (the options of its ``config.json``), seed, batch size, data,
     lr schedule and warm-up (another is a ConfigError); the length, intervals and speed options may change.
     ``valid`` (a Dataset) adds validation losses to the metrics rows every ``valid_every`` steps (default
     ``10 * log_every``; a multiple of ``log_every``) and at the end (so it needs a ``run_dir``: a ConfigError
@@ -249,7 +250,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     (:class:`~genzoo.train.callbacks.BestWeights`), for models whose validation loss measures them (a ConfigError for
     the GANs, whose is the discriminator's).
     ``lr_schedule="cosine"`` anneals every optimizer's lr to 0 over the planned steps; ``warmup_steps``
-    first ramps it linearly from lr / warmup_steps up to lr (Goyal et al. 2017, Section 2.2);
+    multiplies it by a linear ramp from 1 / warmup_steps to 1 (Goyal et al. 2017, Section 2.2): with the cosine,
+    which runs from step 0, the lr peaks at the warm-up's end below lr, at lr (1 + cos(pi W / T)) / 2 (W / T = 1%:
+    0.9998 lr; 1/3: 0.75 lr);
     ``max_minutes`` ends training (with a final checkpoint) once that much wall time has passed.
     :func:`request_stop` (``genzoo train`` calls it on SIGTERM) ends it after the current step, with a checkpoint
     of that step and no final weights (``state.stopping``); ``fit`` itself sets no signal handler.
@@ -332,6 +335,9 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
     if base_step and type(model).loss is GenerativeModel.loss:
         raise ConfigError(f"{type(model).__name__} defines neither loss(x) nor training_step(batch, optimizers): the "
                           "default training step minimises loss(x)['loss']")
+    if valid is not None and type(model).loss is GenerativeModel.loss:  # (its own training_step needs no loss)
+        raise ConfigError(f"valid= logs validation losses from loss(x), which {type(model).__name__} does not define: "
+                          "give valid=None, or define loss(x)")
     if sample_every > 0 and run_dir is not None and type(model).sample is GenerativeModel.sample:
         raise ConfigError(f"sample_every={sample_every} draws sample grids, and {type(model).__name__} defines no "
                           "sample(n, generator=None): give sample_every=0")
@@ -696,7 +702,9 @@ def _model_change(run_dir: Path, config: dict) -> str | None:
 def set_lr(optimizers, step: int, total: int, cosine: bool = True, warmup: int = 0) -> None:
     """Set every group's lr from its ``initial_lr`` and the step alone (so resume is exact):
     the cosine schedule lr_0 * (1 + cos(pi * step / total)) / 2 (Loshchilov & Hutter 2017, no restarts),
-    times the linear warm-up min(1, (step + 1) / warmup) (Goyal et al. 2017) where ``warmup`` > 0.
+    times the linear warm-up min(1, (step + 1) / warmup) (Goyal et al. 2017) where ``warmup`` > 0. The two factors
+    multiply from step 0 (the cosine does not wait for the warm-up's end), so with both the lr peaks below lr_0, at
+    lr_0 (1 + cos(pi warmup / total)) / 2; kept so, as a resumed run's lr must be the one it was trained with.
     """
     factor = 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1))) if cosine else 1.0
     if warmup > 0:
