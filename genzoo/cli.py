@@ -1841,7 +1841,8 @@ def cmd_bench(args) -> int:
             raise ConfigError(f"--{key} must be >= 1")
     if args.minutes is not None and not (args.minutes > 0 and math.isfinite(args.minutes)):
         raise ConfigError("--minutes must be > 0 (and finite)")
-    if args.jobs is not None and args.jobs > (os.cpu_count() or 1):
+    reads_jobs = args.name is None or "jobs" in bench.get(args.name).FLAGS  # (else refused as unused, and so said)
+    if args.jobs is not None and reads_jobs and args.jobs > (os.cpu_count() or 1):
         raise ConfigError(f"--jobs {args.jobs} is more than the {os.cpu_count() or 1} CPUs here: each job is a training process")
     if args.no_write or args.quick:  # --quick writes no table
         args.output = None

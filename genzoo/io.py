@@ -496,7 +496,7 @@ def record_picture(path: str | os.PathLike, source: str | os.PathLike, stamp: li
         return
     stamp = weights_stamp(source) if stamp is None else stamp
     entry = {"weights": stamp, "command": None if command is None else [str(t) for t in command]}
-    with _folder_locked(run_dir):  # two commands drawing into one run at once: neither record is lost
+    with folder_locked(run_dir):  # two commands drawing into one run at once: neither record is lost
         made = read_pictures_record(run_dir)
         atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: entry})
 
@@ -524,11 +524,11 @@ NO_LOCKS = {errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.E
 
 
 @contextlib.contextmanager
-def _folder_locked(folder: Path):
+def folder_locked(folder: Path):
     """Hold an exclusive ``flock`` on the folder itself for the block, waiting for another holder (a short
-    read-modify-write; no lock file is left behind). Where ``fcntl`` is missing (Windows) or the file system does
-    not lock (:data:`NO_LOCKS`), no lock, silently: it guards a record that only feeds a note; another error is a
-    :class:`WriteError`."""
+    read-modify-write of a file in it: ``pictures.json``, a benchmarks file; no lock file is left behind). Where
+    ``fcntl`` is missing (Windows) or the file system does not lock (:data:`NO_LOCKS`), no lock, silently; another
+    error is a :class:`WriteError`."""
     try:
         import fcntl
     except ImportError:

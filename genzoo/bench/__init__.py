@@ -21,13 +21,14 @@ import importlib
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from ..errors import ConfigError, WriteError, did_you_mean
-from ..io import atomic_write_bytes, check_writable
+from ..io import atomic_write_bytes, check_writable, folder_locked
 from ..train.loop import MAX_STEPS  # (genzoo.fit refuses more: so the most --steps)
 
 #: the options a benchmark may read (each module's FLAGS names those it does), as argparse's dest names
@@ -154,7 +155,7 @@ def stamp(name: str, seconds: float, command: list[str] | None = None, *, commit
     ``time.time()``; else now), how long it took and the machine."""
     from .. import __version__
 
-    cmd = " ".join(command or ["genzoo", "bench", name])
+    cmd = shlex.join(command or ["genzoo", "bench", name])  # pasted back as it ran: a path with a space quoted
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
     return (f"`{cmd}`: genzoo {__version__}, commit {commit_label or commit()}, {when}, "
             f"{seconds:.0f} s on {machine(threads)}.")
@@ -193,20 +194,23 @@ def check_markers(text: str, name: str, path: str | os.PathLike) -> None:
 
 
 def write_section(path: str | os.PathLike, name: str, markdown: str) -> None:
-    """Put ``markdown`` between this benchmark's markers in ``path``, replacing the old result."""
+    """Put ``markdown`` between this benchmark's markers in ``path``, replacing the old result. The file is read,
+    changed and replaced under a lock on its folder (:func:`~genzoo.io.folder_locked`): two benchmarks that finish
+    together each keep their section (the second replace dropped the first's)."""
     path = Path(path)
-    text = read_markdown(path)
-    check_markers(text, name, path)  # again: the file may have been edited during the run
-    nl = "\r\n" if "\r\n" in text else "\n"  # the file's own line endings
-    body = markdown.strip().replace("\r\n", "\n").replace("\n", nl)
-    block = f"<!-- bench:{name} -->{nl}{body}{nl}<!-- /bench:{name} -->"
-    pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text)
-    else:  # appended after a blank line; the text before it kept as it is (trailing spaces are a Markdown line break)
-        ends = "" if not text or text.endswith(("\n\n", "\n\r\n")) else nl if text.endswith("\n") else nl + nl
-        text = text + ends + block + nl
-    atomic_write_bytes(path, text.encode())
+    with folder_locked(path.resolve().parent):
+        text = read_markdown(path)
+        check_markers(text, name, path)  # again: the file may have been edited during the run
+        nl = "\r\n" if "\r\n" in text else "\n"  # the file's own line endings
+        body = markdown.strip().replace("\r\n", "\n").replace("\n", nl)
+        block = f"<!-- bench:{name} -->{nl}{body}{nl}<!-- /bench:{name} -->"
+        pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda _: block, text)
+        else:  # appended after a blank line; the text before it kept as it is (trailing spaces: a Markdown line break)
+            ends = "" if not text or text.endswith(("\n\n", "\n\r\n")) else nl if text.endswith("\n") else nl + nl
+            text = text + ends + block + nl
+        atomic_write_bytes(path, text.encode())
 
 
 def flags_help(name: str) -> str:
@@ -268,6 +272,8 @@ def check_options(args, mod) -> None:
         raise ConfigError(f"--quick runs a fixed tiny version: it takes no {_flags(lengths)}")
     if not writes_runs(mod) and getattr(args, "runs_dir", None) is not None:
         raise ConfigError(f"bench {args.name} writes no runs: it takes no --runs-dir")
+    if args.quick and not writes_runs(mod, quick=True) and getattr(args, "runs_dir", None) is not None:
+        raise ConfigError(f"bench {args.name} --quick writes no runs: it takes no --runs-dir")
     if writes_runs(mod) and getattr(args, "runs_dir", None) is None:
         args.runs_dir = RUNS_DIR
     if args.jobs is None:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from ..eval.modes import SAMPLES
+from . import RUNS_DIR
 from .common import fresh_run, run_parallel
 
 DESCRIPTION = "modes captured / high-quality share / reverse KL on the 2-D ring and grid (VEEGAN, PacGAN)"
@@ -145,7 +146,9 @@ def run(args) -> str:
     for r in results:
         lines.append(f"- {r['dataset']}, {r['label']}, seed {r['seed']}: {r['modes']}/{r['n_modes']}, "
                      f"{100 * r['high_quality']:.1f}%, {r['reverse_kl']:.3f}")
-    if runs_dir:
-        lines += ["", f"Pictures: `{runs_dir}/*/scored-samples.png` (the scored samples over the true density) "
-                      f"and `{runs_dir}/*/samples/step-*.png` (training evolution from fixed noise)."]
+    if runs_dir:  # RUNS, not this run's folder: the table is read where that is not
+        here = f"RUNS/{Path(runs_dir).name}"
+        lines += ["", f"Pictures: `{here}/*/scored-samples.png` (the scored samples over the true density) "
+                      f"and `{here}/*/samples/step-*.png` (training evolution from fixed noise; RUNS: `--runs-dir`, "
+                      f"default `{RUNS_DIR}`)."]
     return "\n".join(lines)

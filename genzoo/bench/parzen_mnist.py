@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import RUNS_DIR
 from .common import run_parallel
 
 DESCRIPTION = "Parzen log-likelihood on MNIST (Goodfellow et al. 2014, Table 1): GAN, GMMN, VAE, GMM, flow"
@@ -139,8 +140,9 @@ def run(args) -> str:
                   "likelihood figure beside it.", ""]
     table = compare_table([(f"genzoo {r['label']}", r["result"]) for r in results])
     lines += ["### Every metric, one table (`genzoo compare`)", "",
-              "The same runs through `genzoo compare " + " ".join(f"{runs_dir}/{m.lower()}" for m in MODELS)
-              + " " + " ".join(compare_flags(args.quick)) + "` (which reads the evaluations this benchmark stored): "
+              "The same runs through `genzoo compare " + " ".join(f"RUNS/{Path(runs_dir).name}/{m.lower()}" for m in MODELS)
+              + " " + " ".join(compare_flags(args.quick)) + f"` (RUNS: `--runs-dir`, default `{RUNS_DIR}`; it reads "
+              "the evaluations this benchmark stored): "
               f"the best likelihood figure each admits with its kind and data space (exact NLL; IWAE bound with "
               f"k = {sizes(args.quick)['iwae_k']:,}; lower is better), the Parzen estimate, and the metrics of "
               "genzoo's MNIST classifier's features (FID, KID: lower is better; precision, recall, density, coverage, "

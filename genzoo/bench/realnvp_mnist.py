@@ -20,6 +20,7 @@ DEFAULTS, QUICK_RUNS = {"steps": "what --minutes allows", "minutes": f"{MINUTES:
 
 
 def run(args) -> str:
+    from . import RUNS_DIR
     from .common import TABLE_HEAD, run_flow_on_mnist
 
     minutes = args.minutes or MINUTES
@@ -30,5 +31,7 @@ def run(args) -> str:
              *TABLE_HEAD]
     lines += rows
     lines.append("| RealNVP / Glow as listed by Grathwohl et al. 2019, Table 2 (GPU, days) | | | | | 1.06 / 1.05 |")
-    lines += ["", f"Samples in `{out['run_dir']}/samples-final.png`; NICE's row is in the `nice-mnist` table."]
+    # RUNS, not this run's folder (as nice-mnist's table): the table is read where that folder is not
+    lines += ["", f"Samples in `RUNS/{out['run_dir'].name}/samples-final.png` (RUNS: `--runs-dir`, default "
+                  f"`{RUNS_DIR}`); NICE's row is in the `nice-mnist` table."]
     return "\n".join(lines)
