@@ -324,8 +324,8 @@ def cmd_data(args) -> int:
         for name, desc in list_datasets().items():
             opts = ", ".join(f"{k}={v}" for k, v in dataset_options(name).items())
             print(f"{name:<14} {desc}" + (f"\n{'':<14} options (--set data.KEY=VALUE): {opts}" if opts else ""))
-        print("or a .npz/.npy file (array x, optional labels y) or a folder of PNG/JPEG/BMP/GIF/TIFF/WebP images (one class per "
-              "sub-folder, if any; options channels, mode): --data PATH (or npz:PATH, folder:PATH)")
+        print("or a .npz/.npy file (array x, optional labels y) or a folder of PNG/JPEG/BMP/GIF/TIFF/WebP/Netpbm images "
+              "(one class per sub-folder, if any; options channels, mode): --data PATH (or npz:PATH, folder:PATH)")
         print("every dataset also takes (--set data.KEY=VALUE): "
               + "; ".join(f"{k}: {what}" for k, what in COMMON_OPTIONS.items()))
         return 0

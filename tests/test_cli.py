@@ -237,6 +237,7 @@ def test_data_list_names_every_datasets_options(capsys):
     common = out.splitlines()[-1]
     assert common.startswith("every dataset also takes (--set data.KEY=VALUE): n: ")
     assert all(f"; {k}: " in common for k in ("binarize", "dequantize", "seed", "root"))
+    assert "PNG/JPEG/BMP/GIF/TIFF/WebP/Netpbm images" in out  # every family the loader reads (audit 132: no Netpbm)
 
 
 def test_data_download_needs_a_folder(capsys, monkeypatch, tmp_path):
