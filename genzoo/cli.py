@@ -1241,11 +1241,23 @@ def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path
 
 
 def _remake(args) -> list[str] | None:
-    """The command line that ran (``args.argv``, which :func:`main` sets), the run's path as ``RUN``: what
+    """The command line that ran (``args.argv``, which :func:`main` sets), the run argument as ``RUN``: what
     :func:`~genzoo.io.record_picture` keeps for the report to give back, flags and all, when the picture is of other
-    weights than its run's."""
+    weights than its run's. Only the word argparse took as the run: a flag's value equal to it stays (a run named
+    ``9`` of ``sample 9 -n 9``)."""
+    import contextlib
+    from io import StringIO
+
     argv = getattr(args, "argv", None)
-    return None if argv is None else ["RUN" if word == args.run else word for word in argv]
+    if argv is None:
+        return None
+    for i, word in enumerate(argv):
+        if word == args.run:
+            trial = [*argv[:i], "\0RUN", *argv[i + 1:]]
+            with contextlib.redirect_stderr(StringIO()), contextlib.suppress(SystemExit):  # (a flag's value: refused)
+                if parse(trial).run == "\0RUN":
+                    return [*argv[:i], "RUN", *argv[i + 1:]]
+    return list(argv)
 
 
 def cmd_sample(args) -> int:
@@ -1570,10 +1582,10 @@ def _cached_result(path: str, asked: dict, recompute: bool = False) -> dict | No
     # the right settings, but its figures must read as compare reads them: a hand-edited or damaged file ("likelihood":
     # null, a row without "nats") stopped compare with an "unexpected KeyError"; it is evaluated again, as one that
     # does not parse is
-    from .eval.compare import compare_table
+    from .eval.compare import compare_table, scored_caption
 
     try:
-        compare_table([(path, old)])
+        scored_caption(compare_table([(path, old)]), asked.get("split", "test"), asked.get("n"))  # (as cmd_compare)
         if not isinstance(old.get("metrics"), list) or not isinstance(old.get("skipped", {}), dict):
             raise TypeError("'metrics' is not a list or 'skipped' not an object")
     except (KeyError, TypeError, AttributeError, ValueError, IndexError) as e:

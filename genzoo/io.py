@@ -534,7 +534,10 @@ def folder_locked(folder: Path):
     except ImportError:
         yield
         return
-    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as e:  # the folder gone or unreadable meanwhile: one line, as a lock that fails
+        raise WriteError(f"cannot lock the folder {folder}: {e.strerror or e}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)

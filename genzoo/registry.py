@@ -149,9 +149,9 @@ def _checked(name: str, sig: inspect.Signature, hints: dict[str, Any], kwargs: d
             raise ConfigError(f"{name} needs data_shape, the shape of one example, such as (2,) or (1, 28, 28)")
         # whatever its annotation (none, in register's example): sizes as Python ints, for the checks below and JSON
         kwargs["data_shape"] = shape = coerce(kwargs["data_shape"], tuple[int, ...], f"{name}.data_shape")
-        if not 1 <= len(shape) <= 3 or any(s < 1 for s in shape):
-            raise ConfigError(f"{name}.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or "
-                              f"(1, 28, 28), got {shape}")
+        if not 1 <= len(shape) <= 3 or any(not 1 <= s < 2**31 for s in shape):  # (10**20: a torch TypeError)
+            raise ConfigError(f"{name}.data_shape: the shape of one example, 1 to 3 sizes from 1 to below 2^31 such as "
+                              f"(2,) or (1, 28, 28), got {shape}")
     for k in params:  # (sig.bind's "missing a required argument" was a bare TypeError, uncaught by load)
         if k not in kwargs and sig.parameters[k].default is inspect.Parameter.empty:
             raise ConfigError(f"{name} needs option '{k}' (it has no default)")
@@ -205,7 +205,7 @@ def build(name: str, **kwargs: Any) -> GenerativeModel:
 
     >>> build("vae", data_shape=(0,))
     Traceback (most recent call last):
-    genzoo.errors.ConfigError: vae.data_shape: the shape of one example, 1 to 3 sizes >= 1 such as (2,) or (1, 28, 28), got (0,)
+    genzoo.errors.ConfigError: vae.data_shape: the shape of one example, 1 to 3 sizes from 1 to below 2^31 such as (2,) or (1, 28, 28), got (0,)
     """
     if not isinstance(name, str):
         raise ConfigError(f"the model is named by a string (see genzoo.list_models()), got {name!r}")

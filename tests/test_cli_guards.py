@@ -1372,7 +1372,7 @@ def test_a_density_picture_that_cannot_be_made_is_a_warning_of_a_finished_run(tm
     assert (tmp_path / "d.png").is_file()
 
 
-@pytest.mark.parametrize("damage", ["likelihood none", "row without nats", "skipped a list"])
+@pytest.mark.parametrize("damage", ["likelihood none", "row without nats", "skipped a list", "n a string"])
 def test_compare_evaluates_again_a_cached_eval_json_that_parses_but_lacks_fields(vae_run, tmp_path, capsys, damage):
     """a127 #2: an eval.json of the settings asked with "likelihood": null (or a row without "nats") stopped compare
     with "unexpected AttributeError" (KeyError), where one that does not parse is evaluated again with a note."""
@@ -1387,8 +1387,10 @@ def test_compare_evaluates_again_a_cached_eval_json_that_parses_but_lacks_fields
         stored["likelihood"] = None
     elif damage == "row without nats":
         del stored["likelihood"]["rows"][-1]["nats"]  # the IWAE bound's, the figure compare shows
-    else:
+    elif damage == "skipped a list":
         stored["skipped"] = []
+    else:  # read by the caption below the table (r113 F5: "unexpected ValueError")
+        stored["likelihood"]["n"] = "x"
     (rd / "eval.json").write_text(json.dumps(stored))
     code, out, err = run(capsys, "compare", str(rd), *flags, "-o", str(tmp_path / "t"))
     assert code == 0 and "unexpected" not in err, err

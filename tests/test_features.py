@@ -428,3 +428,22 @@ def test_extract_batch_size_must_be_a_positive_integer(batch_size):
     """batch_size=0 gave "ValueError: range() arg 3 must not be zero", -1 "torch.cat(): expected a non-empty list"."""
     with pytest.raises(ConfigError, match=rf"^batch_size must be an integer >= 1, got {re.escape(repr(batch_size))}$"):
         extract(torch.rand(3, 1, 8, 8), "digits", batch_size=batch_size)
+
+
+def test_the_real_subset_and_kids_subsets_are_not_drawn_from_the_binarizations_stream(monkeypatch, tmp_path):
+    """After 8788d8c the bounds and the samples had streams of their own, but the real images' subset and KID's
+    subsets were still drawn from a generator seeded with seed itself, as the binarization's (r113 F7)."""
+    import genzoo.eval.features as features
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path))
+    seen, real_kid = [], features.kid
+
+    def spy(real, fake, subsets, size, generator):
+        seen.append(generator.get_state())
+        return real_kid(real, fake, subsets, size, generator)
+
+    monkeypatch.setattr(features, "kid", spy)
+    x = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    features.feature_metrics(x, "digits", which=["kid"], kid_subset_size=20, n_real=100, seed=2, progress=False)
+    binarization = torch.Generator().manual_seed(2).get_state()
+    assert len(seen) == 1 and not torch.equal(seen[0], binarization)

@@ -214,7 +214,8 @@ def test_fid_of_large_finite_features_is_computed_on_a_common_scale():
     assert fid(_Z * 1e110, _Z * 1.1e110) == pytest.approx(1e220 * base, rel=1e-9)
     assert frechet_distance(*feature_stats(_Z * 1e110), *feature_stats(_Z * 1.1e110)) == pytest.approx(1e220 * base, rel=1e-9)
     assert fid(_Z * 1e150, _Z * 1.1e150) == pytest.approx(1e300 * base, rel=1e-9)   # covariances ~1e300: fine too
-    assert fid(_Z * 2.0**-600, _Z * 1.1 * 2.0**-600) == pytest.approx(2.0**-1200 * base, rel=1e-9)
+    # (2^-300, not 2^-600: 2^-1200 is 0.0 in float64, which any FID below 1e-12 would have matched)
+    assert fid(_Z * 2.0**-300, _Z * 1.1 * 2.0**-300) == pytest.approx(2.0**-600 * base, rel=1e-9)
     with pytest.raises(DataError, match=r"^the Frechet distance overflows float64 \(largest \|x\| \S+\); rescale the features$"):
         fid(_Z * 1e160, _Z * 1.1e160)                        # the true FID, ~4e318, is past float64's range
     with pytest.raises(DataError, match=r"^the covariance of the features overflows float64 \(largest \|x\| \S+\); rescale them$"):
@@ -271,3 +272,15 @@ def test_bad_inputs_are_one_line_data_errors(call, msg):
     with only a warning, and a str gave a bare TypeError."""
     with pytest.raises(DataError, match=f"^{msg}$"):
         call()
+
+
+def test_frechet_distance_of_means_far_larger_than_the_spreads_keeps_the_covariance_term():
+    """One scale for means and covariances (r113 F4): beside means of 1e100 the covariances I and 4I fell below
+    float64's resolution, and the distance came out 15 for the true 3 (tr I + tr 4I - 2 tr 2I in 3-D)."""
+    eye = torch.eye(3, dtype=torch.float64)
+    mu = torch.full((3,), 1e100, dtype=torch.float64)
+    assert frechet_distance(mu, eye, mu, 4 * eye) == pytest.approx(3.0, rel=1e-12)  # 3 + 12 - 2 * 6
+    far = mu.clone()
+    far[0] += 2e84  # a mean gap (float64 rounds it to the ulps of 1e100) whose square swamps the covariance term
+    gap = float(far[0] - mu[0])
+    assert gap > 1e84 and frechet_distance(mu, eye, far, 4 * eye) == pytest.approx(gap**2 + 3.0, rel=1e-12)

@@ -779,3 +779,11 @@ def test_a_lock_that_cannot_be_removed_does_not_hide_the_error_that_ended_the_ru
             raise WriteError("cannot write model.safetensors")
     with io.run_lock(tmp_path):  # and a clean end leaves no error either
         pass
+
+
+def test_a_folder_gone_before_its_lock_is_a_write_error(tmp_path):
+    """folder_locked opened the folder outside its error handling (r113 F9): a benchmarks folder removed during a run
+    was "unexpected FileNotFoundError"."""
+    with pytest.raises(WriteError, match=r"^cannot lock the folder \S+gone: No such file or directory$"):
+        with io.folder_locked(tmp_path / "gone"):
+            pass

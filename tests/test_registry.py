@@ -309,3 +309,10 @@ def test_bool_and_literal_strings_are_stripped_as_numbers_are():
     assert genzoo.build("vae", data_shape=(2,), likelihood=" gaussian ").config["likelihood"] == "gaussian"
     with pytest.raises(ConfigError, match=r"^bad value ' gauss' for vae.likelihood: choose one of bernoulli, gaussian"):
         genzoo.build("vae", data_shape=(2,), likelihood=" gauss")
+
+
+def test_a_data_shape_past_any_model_is_a_one_line_error():
+    """data_shape had no upper bound (r113 F1): (10**20,) reached torch, a bare TypeError with a C++ stack dump."""
+    with pytest.raises(ConfigError, match=r"^vae.data_shape: the shape of one example, 1 to 3 sizes from 1 to below "
+                                          r"2\^31 such as \(2,\) or \(1, 28, 28\), got \(100000000000000000000,\)$"):
+        genzoo.build("vae", data_shape=(10**20,))

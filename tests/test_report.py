@@ -511,3 +511,15 @@ def test_a_run_json_with_a_byte_order_mark_resumes(tmp_path, capsys):
     from genzoo.io import latest_checkpoint
 
     assert latest_checkpoint(rd).name == "step-00000003"
+
+
+def test_a_recorded_command_keeps_flag_values_equal_to_the_runs_name(tmp_path, monkeypatch):
+    """Every word equal to the run's path became RUN (r113 F8): `sample 9 -n 9 --seed 9` of a run named 9 was to be
+    remade as `sample RUN -n RUN --seed RUN`."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", "9", "--no-progress"]) == 0
+    assert main(["sample", "-n", "9", "9", "--seed", "9"]) == 0
+    record = json.loads((tmp_path / "9" / "pictures.json").read_text())["samples.png"]
+    assert record["command"] == ["sample", "-n", "9", "RUN", "--seed", "9"], record

@@ -50,6 +50,7 @@ def time_evaluation(samples, test_x, name: str, root: str | None, *, sigma: floa
 
     from ..eval.features import extract, feature_metrics, is_parts, reference_stats
     from ..eval.fid import class_histogram, feature_stats, frechet_distance, inception_score, kid
+    from ..eval.likelihood import stream_seed
     from ..eval.parzen import parzen_log_prob
     from ..eval.prdc import prdc
 
@@ -61,7 +62,7 @@ def time_evaluation(samples, test_x, name: str, root: str | None, *, sigma: floa
         fid = _timed(stages, "FID", lambda: frechet_distance(ref["mu"], ref["sigma"], *feature_stats(feats)))
         kid_mean, kid_std = _timed(stages, f"KID ({kid_subsets} subsets of {kid_subset_size:,})",
                                    lambda: kid(ref["features"], feats, kid_subsets, kid_subset_size,
-                                               torch.Generator().manual_seed(seed)))
+                                               torch.Generator().manual_seed(stream_seed(seed, "subsets"))))
         pr = _timed(stages, f"precision, recall, density, coverage (k = {k})", lambda: prdc(ref["features"], feats, k))
         (is_mean, _), _ = _timed(stages, "IS and class histogram",
                                  lambda: (inception_score(probs, is_parts(len(probs))), class_histogram(probs)))

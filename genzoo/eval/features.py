@@ -41,6 +41,7 @@ from ..errors import CheckpointError, ConfigError, DataError, WriteError, did_yo
 from ..io import atomic_write_bytes, read_json
 from .fid import class_histogram, feature_stats, frechet_distance, inception_score, kid
 from .fid import kid_subset_size as kid_rows  # (the name kid_subset_size is feature_metrics' argument)
+from .likelihood import stream_seed
 from .prdc import prdc
 
 __all__ = [
@@ -388,13 +389,14 @@ def feature_metrics(
 
     ``fake`` is (N, 1, S, S) in [0, 1], with S the classifier's side (28 for "mnist", 8 for
     "digits"). It is compared with the real ``split`` of the classifier's dataset (``n_real`` of its
-    images drawn at random with ``seed`` when given, else all; ``root`` locates MNIST; with ``binarize``, a
+    images drawn at random from ``seed``'s subsets stream when given, else all; ``root`` locates MNIST; with ``binarize``, a
     Bernoulli draw of them from ``seed``, for samples of a model of binarized images: :func:`reference_images`),
     through the features of the shipped classifier ``name``:
 
     * ``fid``: Frechet distance of the feature Gaussians (Heusel et al. 2017); near 0 for real data;
     * ``kid``, ``kid_std``: unbiased polynomial-kernel MMD^2 over ``kid_subsets`` random subsets of
-      ``kid_subset_size`` (Binkowski et al. 2018), drawn with ``seed``; ``kid_std`` is their spread (not a
+      ``kid_subset_size`` (Binkowski et al. 2018), drawn from ``seed``'s subsets stream
+      (:func:`~genzoo.eval.likelihood.stream_seed`); ``kid_std`` is their spread (not a
       standard error), and ``kid_subsets``, ``kid_subset_size`` say what was used (the size is at most half
       of the smaller set: :func:`~genzoo.eval.fid.kid_subset_size`);
     * ``precision``, ``recall`` (Kynkaanniemi et al. 2019) and ``density``, ``coverage`` (Naeem et al.
@@ -442,9 +444,11 @@ def feature_metrics(
     binarize = bool(binarize)
     ref = reference_stats(name, split, root, progress=progress, binarize=binarize, seed=seed)
     real = ref["features"]                                          # (N_real, F)
+    # the real subset, then KID's subsets, from one stream of their own: not the binarization's uniforms (seed itself)
+    subsets = torch.Generator().manual_seed(stream_seed(seed, "subsets"))
     if n_real is not None and n_real < real.shape[0]:
         # a random subset, not the first n_real: MNIST's test set is ordered by writer population
-        keep = torch.randperm(real.shape[0], generator=torch.Generator().manual_seed(seed))[:n_real]
+        keep = torch.randperm(real.shape[0], generator=subsets)[:n_real]
         real = real[keep.sort().values]
         mu_r, sigma_r = feature_stats(real)
     else:
@@ -457,7 +461,7 @@ def feature_metrics(
     if "fid" in which:
         out["fid"] = frechet_distance(mu_r, sigma_r, *feature_stats(feats))
     if "kid" in which:
-        out["kid"], out["kid_std"] = kid(real, feats, kid_subsets, kid_subset_size, torch.Generator().manual_seed(seed))
+        out["kid"], out["kid_std"] = kid(real, feats, kid_subsets, kid_subset_size, subsets)
         out["kid_subsets"] = kid_subsets
         out["kid_subset_size"] = kid_rows(real.shape[0], feats.shape[0], kid_subsets, kid_subset_size)
     if "pr" in which or "dc" in which:  # one k-NN pass gives both pairs

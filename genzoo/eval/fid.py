@@ -123,11 +123,14 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
         )
     if not all(bool(torch.isfinite(t).all()) for t in (mu1, mu2, s1, s2)):
         raise DataError("Frechet distance of means or covariances with NaN or infinite values")
-    # one common scale c: d^2(mu / c, S / c^2) = d^2(mu, S) / c^2 (every term is quadratic in the features), so
-    # covariances near 1e220, finite but too large for eigh to converge, give the right value rather than a LinAlgError
-    c = _pow2_scale(max(float(mu1.abs().max()), float(mu2.abs().max()), math.sqrt(float(s1.abs().max())),
-                        math.sqrt(float(s2.abs().max()))))
-    mu1, mu2, s1, s2 = mu1 / c, mu2 / c, s1 / c / c, s2 / c / c
+    # the two parts on scales of their own (powers of two: exact): |mu1 - mu2|^2 / m^2 and the covariances' terms, which
+    # scale as S / c^2, so covariances near 1e220, finite but too large for eigh to converge, give the right value
+    # rather than a LinAlgError; one scale for both underflowed S where the means are far larger (1e100: 15 for 3)
+    dm = mu1 - mu2                                                    # (F,)
+    m_scale = _pow2_scale(float(dm.abs().max()))
+    mean_term = float((dm / m_scale).square().sum()) * m_scale * m_scale
+    c = _pow2_scale(math.sqrt(max(float(s1.abs().max()), float(s2.abs().max()))))
+    s1, s2 = s1 / c / c, s2 / c / c
     try:
         for s in (s1, s2):  # a covariance is PSD; round-off may leave eigenvalues a little below 0
             w = torch.linalg.eigvalsh((s + s.T) / 2)                 # (F,)
@@ -140,9 +143,10 @@ def frechet_distance(mu1: Tensor, sigma1: Tensor, mu2: Tensor, sigma2: Tensor) -
         tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum()
     except torch.linalg.LinAlgError as e:  # eigh did not converge (an ill-conditioned matrix): the user's data
         raise DataError(f"Frechet distance: the eigendecomposition of the covariances failed ({str(e).splitlines()[0]})") from None
-    d2 = max(float((mu1 - mu2).square().sum() + torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean), 0.0) * c * c
+    d2 = mean_term + max(float(torch.trace(s1) + torch.trace(s2) - 2 * tr_covmean), 0.0) * c * c
     if not math.isfinite(d2):  # the distance itself is past float64's range (~1.8e308)
-        raise DataError(f"the Frechet distance overflows float64 (means or standard deviations up to {c:.3g}); rescale the features")
+        raise DataError(f"the Frechet distance overflows float64 (a mean gap up to {m_scale:.3g}, standard deviations up to "
+                        f"{c:.3g}); rescale the features")
     return d2
 
 

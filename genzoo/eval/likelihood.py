@@ -45,8 +45,9 @@ from ..base import Density, LatentVariable, evaluating, forked_rng
 from ..errors import ConfigError, DataError
 
 #: the evaluation's random streams besides the test set's own draw (its binarization and dequantization noise, from
-#: ``torch.Generator().manual_seed(seed)``): the ELBO's and IWAE's samples, and the model's samples
-STREAMS = ("bounds", "samples")
+#: ``torch.Generator().manual_seed(seed)``): the ELBO's and IWAE's samples, the model's samples, and the feature
+#: metrics' choice of real images and KID's subsets
+STREAMS = ("bounds", "samples", "subsets")
 
 
 def stream_seed(seed: int, stream: str) -> int:

@@ -17,8 +17,10 @@ tested against), computed with ``torch.cdist`` in row chunks so that memory stay
 (about ``chunk x max(N, M)`` distances at a time) rather than three full N x M matrices. The four are
 invariant to a translation and a common scale of both sets, so the distances are taken between features centred
 on the real mean and divided by one common scale: the fast ``|a|^2 + |b|^2 - 2ab`` form then neither loses the
-k-NN radii of features far from the origin to cancellation (``prdc`` does: density off by 5 to 7% at an offset
-of 1e4 and a spread of 1e-3) nor overflows for large ones (all distances inf past ~1e154). As in
+k-NN radii of one cluster far from the origin to cancellation (``prdc`` does: density off by 5 to 7% at an offset
+of 1e4 and a spread of 1e-3) nor overflows for large features (all distances inf past ~1e154). Clusters far from
+each other and from their mean (two at +-1e5 of spread 1e-3) still lose their radii to it: such features need
+centring per cluster, or ``torch.cdist``'s exact mode. As in
 ``prdc``, a ball is open (``d < NND_k``; the papers write ``<=``, which differs only on ties): a
 real set without duplicate points scored against itself then has density exactly 1, since each ball holds
 its centre and ``k - 1`` neighbours (a point with ``k`` or more copies has radius 0 and an empty ball).
