@@ -371,6 +371,16 @@ def test_a_record_without_a_key_genzoo_reads_is_a_checkpoint_error(tmp_path, mon
             call()
 
 
+@pytest.mark.parametrize("side", [True, 0, -8, 8.0, "8", None])
+def test_a_record_whose_image_size_is_no_size_is_a_checkpoint_error(tmp_path, monkeypatch, side):
+    """`"image_size": true` passed the check (a bool is an int to Python) and built 1x1 inputs for the classifier."""
+    info = classifier_info("digits")
+    _copy_classifier(tmp_path, monkeypatch, record={**info, "architecture": {**info["architecture"], "image_size": side}})
+    msg = rf"^classifier record {re.escape(str(tmp_path / 'digits-classifier.json'))} lacks a valid architecture\.image_size"
+    with pytest.raises(CheckpointError, match=msg):
+        load_classifier("digits")
+
+
 def test_the_weights_hashed_are_the_weights_loaded(tmp_path, monkeypatch):
     """The sha256 was of one read of the file and the tensors came from a second: weights replaced in between (a
     train_classifier writing into the package) loaded unchecked."""

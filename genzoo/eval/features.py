@@ -137,7 +137,8 @@ def classifier_info(name: str) -> dict:
     info = read_json(path, "classifier record")
     # checked here, where every caller reads it: a key missing was a bare KeyError deep in feature_metrics
     bad = [k for k, t in _RECORD_KEYS.items() if not isinstance(info.get(k), t) or isinstance(info.get(k), bool)]
-    if not bad and not isinstance(info["architecture"].get("image_size"), int):
+    side = info["architecture"].get("image_size") if not bad else None
+    if not bad and (not isinstance(side, int) or isinstance(side, bool) or side < 1):  # (True is an int to Python)
         bad = ["architecture.image_size"]
     if bad:
         raise CheckpointError(f"classifier record {path} lacks a valid {', '.join(bad)}: {_restore_hint(name)}")
