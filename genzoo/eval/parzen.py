@@ -52,7 +52,7 @@ _EXP_FLOOR = -87.0
 
 def check_sigmas(sigmas) -> Tensor:
     """``sigmas`` (a float, sequence or tensor) as a float64 (K,) tensor; a DataError unless K >= 1 and each is
-    finite and > 0.
+    finite, at least 1e-150 and at most 1e150 (sigma^2 stays a float64).
 
     >>> check_sigmas([0.01, 0.03])
     tensor([0.0100, 0.0300], dtype=torch.float64)
@@ -65,6 +65,8 @@ def check_sigmas(sigmas) -> Tensor:
         raise DataError(f"Parzen needs one or more finite sigmas > 0, got {sig.tolist()}")
     if not bool(torch.isfinite(1 / (2 * sig * sig)).all()):  # sigma^2 underflows to 0: 0/0 in the kernel
         raise DataError(f"Parzen sigmas must be at least 1e-150 (sigma^2 is taken), got {sig.min().item():g}")
+    if not bool(torch.isfinite(sig * sig * 200).all()):  # sigma^2 overflows (its 1% tolerance took 2 sigma^2 * 100)
+        raise DataError(f"Parzen sigmas must be at most 1e150 (sigma^2 is taken), got {sig.max().item():g}")
     return sig
 
 
