@@ -808,3 +808,12 @@ def test_the_bounds_noise_and_the_samples_are_not_drawn_from_the_test_sets_unifo
     samples_seed = stream_seed(4, "samples")
     assert len({4, samples_seed, stream_seed(4, "bounds")}) == 3 and samples_seed < 2**63
     assert not torch.equal(torch.rand(64, generator=torch.Generator().manual_seed(samples_seed)), uniforms)
+
+
+def test_bits_per_dim_of_dequantized_data_adds_log_levels():
+    """Dequantized data's NLL adds D log L nats for L levels (Theis et al. 2016; RealNVP's bits/dim): log(L - 1)
+    passed the range check that was the only unit test."""
+    from genzoo.eval.likelihood import to_bits_per_dim
+    nats, bpd = to_bits_per_dim(0.0, 64, "dequantized", 17)
+    assert nats == pytest.approx(64 * math.log(17)) and bpd == pytest.approx(math.log2(17))
+    assert to_bits_per_dim(0.0, 64, "continuous", None) == (0.0, 0.0)

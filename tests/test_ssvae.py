@@ -537,3 +537,22 @@ def test_labels_on_another_device_than_the_model_are_moved_to_it_as_x_and_z_are(
     y = torch.tensor([0, 1], dtype=torch.uint8)
     assert m.check_labels(y, 2).device.type == "meta" and m.check_labels(y, 2).dtype == torch.int64
     assert m.decode(torch.randn(2, 4), y).mean.shape == (2, 1, 8, 8)
+
+
+def test_m2_labelled_bound_uses_the_gaussian_kl_with_sigma_squared():
+    """M2's labelled bound (Kingma et al. 2014, eq. 6) with a q(z|x,y) of sigma far from 0 and 1 against torch's
+    closed-form KL: a KL with sigma in place of sigma^2 passed the test whose sigma was e^-30."""
+    torch.manual_seed(0)
+    m = genzoo.build("ssvae", data_shape=(3,), latent_dim=2, hidden=(), n_classes=2, labels=4, labelled_batch=2)
+    with torch.no_grad():                      # sigma of q(z|x,y) well away from 0 and 1
+        m.encoder[-1].bias[2:] = torch.tensor([0.7, -0.9])
+    m.eval()
+    x = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 1.0]])
+    y = torch.tensor([1, 0])
+    eps = torch.randn(2, 2)
+    q = m.encode(x, y)
+    sigma = q.base_dist.scale
+    assert ((sigma - 1).abs() > 0.2).all()     # sigma^2 and sigma differ here
+    z = q.base_dist.loc + eps * sigma
+    want = m.decode(z, y).log_prob(x) + math.log(0.5) - torch.distributions.kl_divergence(q, m.prior)
+    torch.testing.assert_close(m.labelled_bound(x, y, eps=eps).detach(), want.detach(), rtol=1e-5, atol=1e-5)

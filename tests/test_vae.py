@@ -402,3 +402,18 @@ def test_iwae_chunks_are_sized_by_the_decoders_activations(monkeypatch):
         chunked = model.iwae_bound(xs, 2000)
         monkeypatch.undo()
         assert torch.allclose(whole, chunked, atol=0.3), (model.name, whole, chunked)  # Monte Carlo: 0.1 apart
+
+
+@pytest.mark.parametrize("flow", ["none", "planar"])
+def test_elbo_of_s_samples_averages_the_draws(flow):
+    """The ELBO of S samples is the mean of S one-sample ELBOs, not their sum (every other test drew S = 1,
+    where the two agree), with and without the planar posterior's log-dets."""
+    torch.manual_seed(0)
+    m = genzoo.build("vae", data_shape=(6,), latent_dim=2, hidden=(8,), posterior_flow=flow, flow_length=2)
+    m = m.double()
+    x = torch.rand(4, 6, dtype=torch.float64).bernoulli()
+    with torch.no_grad():
+        one = torch.stack([m.elbo(x, n_samples=1) for _ in range(400)])     # (400, B)
+        many = m.elbo(x, n_samples=400)                                      # (B,)
+    se = one.std(0) / math.sqrt(400)
+    assert ((many - one.mean(0)).abs() < 6 * se + 1e-3).all(), (many, one.mean(0), se)
