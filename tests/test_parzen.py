@@ -53,10 +53,16 @@ def test_sigma_selection_recovers_the_sigma_of_a_known_parzen_model(true_index):
 
 
 def test_protocol_uses_the_first_validation_points_and_scores_the_test_set():
+    """Three sets of other spreads, so that each picks another sigma: the first 1,000 validation points (0.22),
+    all 1,500 of them (1.0) and the test set (1.0). Sets from one distribution let a window chosen on the test set,
+    Goodfellow et al.'s leak, or on every validation point through (audit 134)."""
     g = torch.Generator().manual_seed(3)
-    samples, valid, test = torch.randn(800, 3, generator=g), torch.randn(1500, 3, generator=g), torch.randn(400, 3, generator=g)
+    samples = torch.randn(800, 3, generator=g)
+    valid = torch.cat([0.5 * torch.randn(1000, 3, generator=g), 4 * torch.randn(500, 3, generator=g)])
+    test = 2 * torch.randn(400, 3, generator=g)
     out = parzen_protocol(samples, valid, test, n_valid=1000, progress=False)
     sigma, _ = select_sigma(samples, valid[:1000])
+    assert sigma == pytest.approx(float(SIGMAS[3])) and select_sigma(samples, valid)[0] == select_sigma(samples, test)[0] == 1.0
     assert out["sigma"] == sigma and out["n_test"] == 400 and out["n_samples"] == 800
     lp = parzen_log_prob(test, samples, sigma)
     assert out["ll"] == pytest.approx(float(lp.mean()))
