@@ -231,6 +231,8 @@ def _parser() -> argparse.ArgumentParser:
                    "cuda:N or auto")
     b.add_argument("--runs-dir", help="where the benchmark's runs and pictures go (default runs/bench; not for the "
                    "benchmarks that write none: `genzoo bench` says which)")
+    b.add_argument("--fresh", action="store_true", help="train every run, reusing none that an earlier invocation "
+                   "finished with the same settings (the default reuses those: `genzoo bench` says which benchmarks do)")
     b.add_argument("--output", default="BENCHMARKS.md", help="Markdown file to write the table into (default BENCHMARKS.md)")
     b.add_argument("--no-write", action="store_true", help="print the table only (whatever --output says)")
     b.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -1079,7 +1079,8 @@ def test_the_stamp_of_a_benchmark_of_one_thread_runs_says_so_not_the_waiting_pro
     for name in BENCHES:  # each benchmark whose runs set one thread says so
         mod = bench.get(name)
         source = open(mod.__file__).read()
-        assert ("torch.set_num_threads(1)" in source and "run_parallel(" in source) == hasattr(mod, "THREADS_PER_RUN"), name
+        parallel = "run_parallel(" in source or "run_reusing(" in source  # (run_reusing: run_parallel of the rest)
+        assert ("torch.set_num_threads(1)" in source and parallel) == hasattr(mod, "THREADS_PER_RUN"), name
 
 
 def test_the_list_reads_no_output_and_options_given_without_a_name_are_refused(tmp_path, monkeypatch, capsys):
@@ -1182,3 +1183,153 @@ def test_flows_2d_and_nice_mnist_write_the_footers_benchmarks_md_was_mended_to(m
     assert text.endswith("samples in `RUNS/nice-mnist/samples-final.png` (the README shows "
                          "`docs/nice-mnist-samples.png`, a copy made by hand: copy this over it; RUNS: `--runs-dir`, "
                          "default `runs/bench`).")
+
+
+def _two_modes_runs(monkeypatch):
+    """`genzoo bench modes` cut to two runs (two recipes on the ring, one seed) trained in this process, one after
+    the other, with seconds of 0 (tables comparable); (the labels trained, in order; the labels whose run raises
+    Ctrl-C)."""
+    import types
+
+    import genzoo.bench.modes as modes
+
+    best = next(iter(modes.PER_DATASET))
+    monkeypatch.setattr(modes, "DATASETS", {"ring": modes.DATASETS["ring"]})
+    monkeypatch.setattr(modes, "RECIPES", {k: modes.RECIPES[k] for k in ("GAN, minimax loss", best)})
+    monkeypatch.setattr(modes, "time", types.SimpleNamespace(time=lambda: 0.0))
+    import genzoo.viz.plots as plots  # the scatter plots of the samples (matplotlib: most of a tiny run's time)
+    monkeypatch.setattr(plots, "save_points", lambda x, path, title="", density=None: open(path, "wb").write(
+        b"points " + x.numpy().tobytes()))
+    monkeypatch.setattr(modes, "run_parallel", lambda fn, calls, jobs, desc, progress=True: [fn(*c) for c in calls])
+    trained, fail, real = [], set(), modes.one_run
+
+    def counted(label, *args):
+        trained.append(label)
+        if label in fail:
+            raise KeyboardInterrupt
+        return real(label, *args)
+
+    monkeypatch.setattr(modes, "one_run", counted)
+    return trained, fail
+
+
+def _modes(capsys, runs, *extra):
+    code = main(["bench", "modes", "--steps", "2", "--seeds", "1", "--runs-dir", str(runs), "--no-write",
+                 "--no-progress", *extra])
+    out = capsys.readouterr()
+    table = [line for line in out.out.splitlines() if not line.startswith(("Reused:", "`genzoo bench"))]
+    return code, out.out, out.err, "\n".join(table).rstrip()
+
+
+def test_an_interrupted_benchmark_reuses_the_runs_it_finished_and_trains_only_the_rest(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (or a failure, a power cut) after some runs had finished lost them all: the next invocation's
+    fresh_run removed every run folder and trained every run again."""
+    trained, fail = _two_modes_runs(monkeypatch)
+    gan, best = "GAN, minimax loss", next(iter(bench.get("modes").PER_DATASET))
+    runs = tmp_path / "runs"
+    first = runs / "modes" / "ring-gan-minimax-loss-seed0"
+    fail.add(best)  # the second run is interrupted, the first has finished
+    code, out, err, _ = _modes(capsys, runs)
+    assert code == 130 and trained == [gan, best] and (first / "bench.json").is_file()
+    assert not (runs / "modes" / "ring-genzoo-best-seed0" / "bench.json").exists()
+    kept = {p: p.stat().st_mtime_ns for p in first.rglob("*") if p.is_file() and p.name != ".lock"}
+    fail.clear()
+    trained.clear()
+    code, out, err, resumed = _modes(capsys, runs)
+    assert code == 0 and trained == [best]  # the finished run is not trained again
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
+    assert "reusing 1 of 2 runs" in err and "\nReused: 1 of 2 runs, finished by an earlier invocation" in out
+    assert "the other 1 was trained in this invocation" in out
+    trained.clear()
+    code, out, err, whole = _modes(capsys, tmp_path / "other")  # one uninterrupted invocation
+    assert code == 0 and trained == [gan, best] and "Reused" not in out and "reusing" not in err
+    assert resumed == whole  # the same table
+    trained.clear()
+    code, out, err, again = _modes(capsys, runs)  # all finished: none trained
+    assert code == 0 and trained == [] and again == whole and "Reused: 2 of 2 runs" in out and "none was trained" in out
+    code, out, err, fresh = _modes(capsys, runs, "--fresh")  # --fresh: every run trained (its folder removed first)
+    assert code == 0 and trained == [gan, best] and fresh == whole and "Reused" not in out
+
+
+def test_a_changed_setting_or_code_or_a_damaged_record_or_run_trains_it_again(tmp_path, monkeypatch, capsys):
+    from genzoo.bench import common
+
+    trained, _ = _two_modes_runs(monkeypatch)
+    gan, best = "GAN, minimax loss", next(iter(bench.get("modes").PER_DATASET))
+    runs = tmp_path / "runs"
+    assert _modes(capsys, runs)[0] == 0 and trained == [gan, best]
+    trained.clear()
+    code, out, err, _ = _modes(capsys, runs, "--steps", "3")  # another setting: both trained
+    assert code == 0 and trained == [gan, best] and "Reused" not in out
+    assert err.count("was finished with steps 2, and this invocation asks 3: training it again") == 2
+    folder = runs / "modes" / "ring-gan-minimax-loss-seed0"
+    (folder / "bench.json").write_text('{"format": 1, "key": ')  # a record cut short
+    (runs / "modes" / "ring-genzoo-best-seed0" / "scored-samples.png").write_bytes(b"other")
+    trained.clear()
+    code, out, err, _ = _modes(capsys, runs, "--steps", "3")
+    assert code == 0 and trained == [gan, best] and "Reused" not in out
+    assert "seed0 cannot be reused (corrupt benchmark record" in err and "holds no scored-samples.png as its run" in err
+    (folder / "model.safetensors").write_bytes(b"not weights")  # the weights: damaged
+    trained.clear()
+    code, out, err, _ = _modes(capsys, runs, "--steps", "3")
+    assert code == 0 and trained == [gan] and "holds other weights than the ones its run finished with" in err
+    assert "Reused: 1 of 2 runs" in out
+    monkeypatch.setattr(common, "code_digest", lambda: "edited")  # genzoo's code changed since
+    trained.clear()
+    code, out, err, _ = _modes(capsys, runs, "--steps", "3")
+    assert code == 0 and trained == [gan, best] and err.count("was finished by other code") == 2
+
+
+def _saved_run_or_fail(seed: int, run: str) -> dict:
+    """A benchmark's run, in a worker process: seed 1 fails after seed 0 has finished (one job)."""
+    import genzoo
+
+    if seed == 1:
+        raise ValueError("run 1 failed")
+    genzoo.save(genzoo.build("gmm", data_shape=(2,)), run)
+    return {"seed": seed, "run": run, "inf": float("inf")}
+
+
+def test_each_run_keeps_its_record_from_its_worker_as_it_finishes_and_quick_keeps_none(tmp_path, monkeypatch):
+    import argparse
+
+    from genzoo.bench import common
+
+    monkeypatch.chdir(tmp_path)
+    ledger = common.ledger(argparse.Namespace(quick=False, fresh=False), "test")
+    runs = [tmp_path / "runs" / f"seed{s}" for s in range(2)]
+
+    def go(fn, folders):
+        return common.run_reusing(fn, [(s, str(r)) for s, r in enumerate(folders)], 1, "test", False, ledger=ledger,
+                                  runs=folders, settings=[{"seed": s} for s in range(2)])
+
+    with pytest.raises(ValueError, match="run 1 failed"):
+        go(_saved_run_or_fail, runs)
+    assert (runs[0] / "bench.json").is_file() and not runs[1].exists()  # written by the worker, before the failure
+    relative = [r.relative_to(tmp_path) for r in runs]  # the same folders, named otherwise
+    kept = {p: p.stat().st_mtime_ns for p in runs[0].iterdir()}
+    with pytest.raises(ValueError, match="run 1 failed"):  # seed 0 is not run again: seed 1 is
+        go(_saved_run_or_fail, relative)
+    assert {p: p.stat().st_mtime_ns for p in runs[0].iterdir() if p.name != ".lock"} == kept
+    record, why = common.stored_record(relative[0], ledger.key({"seed": 0}))
+    assert why is None and record["result"] == {"seed": 0, "run": str(relative[0]), "inf": math.inf}
+    edited = common.Ledger("test", {"code": "the code as the invocation started"}, "c0ffee", False)
+    common.run_reusing(_saved_run_or_fail, [(0, str(tmp_path / "edited"))], 1, "test", False, ledger=edited,
+                       runs=[tmp_path / "edited"], settings=[{"seed": 0}], parallel=lambda fn, calls, *a: [
+                           fn(*c) for c in calls])
+    assert not (tmp_path / "edited" / "bench.json").exists()  # its code was edited while it ran: which trained it?
+    assert common.ledger(argparse.Namespace(quick=True), "test") is None  # --quick: as before, no record kept
+    calls = []
+    results, note = common.run_reusing(abs, [(-2,), (3,)], 1, "test", False, ledger=None, runs=[], settings=[],
+                                       parallel=lambda *a: (calls.append(a), [2, 3])[1])
+    assert results == [2, 3] and note == "" and calls[0][0] is abs  # run_parallel itself, nothing recorded
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["fgan-gaussian", "--fresh"], "bench fgan-gaussian reuses no runs: it takes no --fresh"),
+    (["modes", "--quick", "--fresh"], "--quick trains every run afresh and keeps none for reuse: it takes no --fresh"),
+    (["--fresh"], "name a benchmark to run with --fresh"),
+])
+def test_fresh_is_refused_where_no_run_would_be_reused(args, needle, capsys):
+    code, printed, err = _bench(capsys, *args)
+    assert code == 2 and needle in err and err.count("\n") == 1 and printed == ""

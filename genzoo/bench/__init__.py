@@ -5,7 +5,9 @@ Each module under ``genzoo/bench/`` has a ``DESCRIPTION``, the ``FLAGS`` of ``ge
 where ``--quick`` keeps scratch runs in ``--runs-dir``, ``RUNS = False`` where it writes nothing there, even in full,
 ``THREADS_PER_RUN = 1`` where its runs train in worker processes of one thread each (the stamp says so, not the
 threads of the process that waits for them), ``MAX_JOBS`` where it runs fewer at a time than ``--jobs`` may ask,
-``QUICK_DATA_ROOT = False`` where ``--quick`` reads no MNIST (so takes no ``--data-root``), and ``run(args) -> str``
+``QUICK_DATA_ROOT = False`` where ``--quick`` reads no MNIST (so takes no ``--data-root``), ``REUSES_RUNS = True``
+where a full run reuses the runs an earlier invocation finished with the same settings (``--fresh``: none; see
+:func:`genzoo.bench.common.run_reusing`), and ``run(args) -> str``
 returning its result as Markdown; the harness adds what was run, where and when, prints it and writes it into ``BENCHMARKS.md`` between
 ``<!-- bench:NAME -->`` markers (replacing the previous result of the same benchmark, keeping everything
 else; markers that are unbalanced or doubled are refused before the run, so no text between them is lost).
@@ -225,7 +227,13 @@ def flags_help(name: str) -> str:
     reads = ", ".join(_flags([k]) + (f" (default {defaults[k]})" if k in defaults else "") for k in mod.FLAGS)
     quick = "keeps its scratch runs in --runs-dir" if writes_runs(mod, quick=True) else "writes no runs"
     reads = f"reads {reads or 'none of ' + _flags(TUNABLE)}"
-    return f"{reads}; {'--quick ' + quick if writes_runs(mod) else 'writes no runs (no --runs-dir)'}"
+    reuses = "; reuses the runs an earlier invocation finished with the same settings (--fresh: none)" * reuses_runs(mod)
+    return f"{reads}{reuses}; {'--quick ' + quick if writes_runs(mod) else 'writes no runs (no --runs-dir)'}"
+
+
+def reuses_runs(mod) -> bool:
+    """Whether benchmark module ``mod`` reuses, in full, the runs an earlier invocation finished (``--fresh``: none)."""
+    return writes_runs(mod) and getattr(mod, "REUSES_RUNS", False)
 
 
 def writes_runs(mod, quick: bool = False) -> bool:
@@ -274,6 +282,10 @@ def check_options(args, mod) -> None:
         raise ConfigError(f"bench {args.name} writes no runs: it takes no --runs-dir")
     if args.quick and not writes_runs(mod, quick=True) and getattr(args, "runs_dir", None) is not None:
         raise ConfigError(f"bench {args.name} --quick writes no runs: it takes no --runs-dir")
+    if getattr(args, "fresh", False) and not reuses_runs(mod):
+        raise ConfigError(f"bench {args.name} reuses no runs: it takes no --fresh")
+    if getattr(args, "fresh", False) and args.quick:
+        raise ConfigError("--quick trains every run afresh and keeps none for reuse: it takes no --fresh")
     if writes_runs(mod) and getattr(args, "runs_dir", None) is None:
         args.runs_dir = RUNS_DIR
     if args.jobs is None:
@@ -286,6 +298,7 @@ def main(args) -> int:
         given = [k for k in TUNABLE if getattr(args, k, None) is not None] + (["quick"] if args.quick else [])
         given += ["runs_dir"] * (getattr(args, "runs_dir", None) is not None) + ["no_write"] * bool(
             getattr(args, "no_write", False)) + ["output"] * (getattr(args, "output", None) not in (None, OUTPUT))
+        given += ["fresh"] * bool(getattr(args, "fresh", False))
         if given:
             raise ConfigError(f"name a benchmark to run with {_flags(given[:1])} (`genzoo bench` lists them)")
         for name in sorted(BENCHES):

@@ -3,14 +3,23 @@ likelihood" with :func:`genzoo.eval.likelihood.likelihood_report`."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import shutil
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, DataError, GenZooError, RunLocked
 from ..train.loop import MAX_STEPS
+
+#: what a benchmark's run folder holds once its run has finished: the run's result and what determined it
+#: (:func:`run_reusing`)
+RECORD = "bench.json"
+#: the form of that record; another one is not reused
+RECORD_FORMAT = 1
 
 #: the header of the flow-on-MNIST tables (one row per model from :func:`run_flow_on_mnist`)
 TABLE_HEAD = ("| model | parameters | steps | minutes | test log-likelihood (nats) | bits/dim |", "|---|---|---|---|---|---|")
@@ -53,7 +62,7 @@ def _not_a_runs(run_dir: Path) -> list[str]:
         "best": lambda n: n in ("config.json", "model.safetensors", "best.json", "run.json") or hidden_ours(n),
         "tensorboard": lambda n: n.startswith("events.out.tfevents."),
     }
-    ours = (*RUN_FILES, "report.html", "evolution.gif")
+    ours = (*RUN_FILES, "report.html", "evolution.gif", RECORD)
     foreign = []
     for p in sorted(run_dir.iterdir()):
         if p.name in inside and p.is_dir() and not p.is_symlink():
@@ -140,6 +149,220 @@ def _kill_workers(pool) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for worker in multiprocessing.active_children():
         worker.kill()
+
+
+# -- reusing the runs an earlier invocation finished ---------------------------------------------------------------
+def code_digest() -> str:
+    """A BLAKE2b of the files of the genzoo package and of the recipes (``configs/``) the benchmarks train from, by
+    content: the code a run was trained and scored by. (Not the git commit: a commit of the docs or the tests
+    changes no run, and an uncommitted edit of the code, which leaves the commit as it was, may.)"""
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.blake2b(digest_size=16)
+    for root in (package, package.parent / "configs"):
+        if not root.is_dir():
+            continue
+        for p in sorted(root.rglob("*")):
+            if "__pycache__" in p.parts or p.suffix in (".pyc", ".pyo") or not p.is_file():
+                continue
+            name, data = p.relative_to(package.parent).as_posix().encode(), p.read_bytes()
+            digest.update(len(name).to_bytes(8, "little") + name + len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
+
+
+def mnist_key(root: str) -> str | None:
+    """What a run's key records of the MNIST files in ``root``: their content (not the folder's name)."""
+    from ..data.mnist import mnist_fingerprint
+
+    return mnist_fingerprint(root)
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """How one invocation of benchmark ``bench`` reuses the runs an earlier one finished (:func:`run_reusing`):
+    ``base``, what every run's key holds beside its own settings (genzoo's version, the code's digest, the torch and
+    Python versions, the CPU); ``commit``, the checkout's commit its records name; ``fresh``, reuse none (--fresh)."""
+    bench: str
+    base: dict
+    commit: str
+    fresh: bool
+
+    def key(self, settings: dict) -> dict:
+        """Everything that determines a run of ``settings``, as its record holds it (JSON: tuples are lists)."""
+        from ..io import dumps, loads
+
+        return loads(dumps({"format": RECORD_FORMAT, "benchmark": self.bench, **self.base, "run": settings}))
+
+
+def ledger(args, bench: str) -> Ledger | None:
+    """The :class:`Ledger` of this invocation of ``bench``; None for ``--quick``, which trains every run afresh and
+    keeps no record (as before)."""
+    if args.quick:
+        return None
+    import platform
+
+    import torch
+
+    from .. import __version__
+    from ..eval.train_classifier import cpu_model
+    from . import commit
+
+    base = {"genzoo": __version__, "code": code_digest(), "torch": torch.__version__,
+            "python": platform.python_version(), "cpu": f"{os.cpu_count()} x {cpu_model()}"}
+    return Ledger(bench, base, commit(), bool(getattr(args, "fresh", False)))
+
+
+def run_reusing(fn, calls: list[tuple], jobs: int, desc: str, progress: bool, *, ledger: Ledger | None,
+                runs: list, settings: list[dict], files: tuple[str, ...] = (), parallel=None) -> tuple[list, str]:
+    """:func:`run_parallel` of ``fn`` over ``calls``, where call ``i`` trains (and scores) the run in folder
+    ``runs[i]`` that ``settings[i]`` determine, and returns its result (a JSON dict): a run that an earlier
+    invocation finished with the same key (:meth:`Ledger.key`), whose folder still holds the weights it finished
+    with (and loads) and the ``files`` its result names (pictures, eval.json) as they were, is not trained again:
+    its stored result (seconds included) is returned. Each run trained now writes its record (:data:`RECORD`)
+    into its folder as soon as it has finished, so a later failure, Ctrl-C or power cut loses no finished run.
+    Anything else (no record, another key, a damaged record or run) is trained as before (``fn`` calls
+    :func:`fresh_run`), with a note that says why where there was a record. Without a ``ledger`` (``--quick``, no
+    runs folder) this is :func:`run_parallel`. Returns (the results in the order of ``calls``, the Markdown line
+    that says how many runs were reused and from which commit; "" where none was). ``parallel``: what runs them
+    (the benchmark module's :func:`run_parallel`)."""
+    parallel = parallel or run_parallel
+    if ledger is None:
+        return parallel(fn, calls, jobs, desc, progress), ""
+    runs = [Path(r) for r in runs]
+    keys = [ledger.key(s) for s in settings]
+    results: list = [None] * len(calls)
+    kept = {}
+    for i, (run, key) in enumerate(zip(runs, keys)):
+        record, why = (None, None) if ledger.fresh else stored_record(run, key, files)
+        if why:
+            print(f"genzoo: note: {run} {why}: training it again", file=sys.stderr)
+        if record is not None:
+            kept[i], results[i] = record, record["result"]
+    todo = [i for i in range(len(calls)) if i not in kept]
+    if kept:
+        print(f"genzoo: note: reusing {len(kept)} of {len(calls)} runs that an earlier `genzoo bench {ledger.bench}` "
+              f"finished with these settings; training {len(todo)} (--fresh trains them all)", file=sys.stderr)
+    if todo:
+        done = parallel(_train_and_record, [(fn, str(runs[i]), keys[i], tuple(files), ledger.commit, *calls[i])
+                                            for i in todo], jobs, desc, progress)
+        for i, r in zip(todo, done):
+            results[i] = r
+    return results, reuse_note(list(kept.values()), len(calls))
+
+
+def _train_and_record(fn, run: str, key: dict, files: tuple[str, ...], commit: str, *args) -> dict:
+    """``fn(*args)``, the run in folder ``run`` trained and scored, then its record written there (in the worker:
+    at once, not when every run has ended)."""
+    result = fn(*args)
+    if code_digest() != key.get("code"):  # genzoo's files or configs/ edited while it ran: which code trained it?
+        print(f"genzoo: note: {run}: genzoo's code changed while it ran: its result is not kept for reuse",
+              file=sys.stderr)
+    else:
+        keep_record(Path(run), key, result, files, commit)
+    return result
+
+
+def keep_record(run: Path, key: dict, result: dict, files: tuple[str, ...] = (), commit: str = "unknown") -> None:
+    """Write the record of the finished run in ``run`` (:data:`RECORD`, atomically, strict JSON): its key, its
+    result, the weights :func:`genzoo.load` reads there and the ``files`` its result names, by content, the commit
+    and the time. One that cannot be written is a warning, not an error: the result is in hand, the run is only not
+    reusable."""
+    from ..errors import WriteError
+    from ..io import _digest, atomic_write_json, weights_stamp
+
+    try:
+        record = {"format": RECORD_FORMAT, "key": key, "result": result, "weights": weights_stamp(run),
+                  "files": {name: _digest(path=run / name) for name in files}, "commit": commit,
+                  "finished": time.strftime("%Y-%m-%d %H:%M"), "run": str(run)}
+        atomic_write_json(run / RECORD, record)
+    except (WriteError, OSError, TypeError, ValueError) as e:
+        print(f"genzoo: warning: {run}: cannot keep its record ({e}): a later invocation trains it again",
+              file=sys.stderr)
+
+
+def stored_record(run: Path, key: dict, files: tuple[str, ...] = ()) -> tuple[dict | None, str | None]:
+    """(the record of the finished run in ``run``, None) where it can be reused for ``key``; else (None, why), or
+    (None, None) where there is no record to speak of (no folder, no record: a run never finished; a run being
+    trained there now, which :func:`fresh_run` refuses)."""
+    from ..io import _digest, locked_elsewhere, read_json, same_weights, weights_stamp
+
+    path = run / RECORD
+    if run.is_symlink() or not run.is_dir() or path.is_symlink() or not path.is_file() or locked_elsewhere(run):
+        return None, None
+    try:
+        record = read_json(path, "benchmark record")
+    except (GenZooError, OSError) as e:
+        return None, f"cannot be reused ({e})"
+    if not (record.get("format") == RECORD_FORMAT and isinstance(record.get("key"), dict)
+            and isinstance(record.get("result"), dict) and isinstance(record.get("files"), dict)):
+        return None, f"cannot be reused (its record {path} is damaged, or of another genzoo)"
+    if record["key"] != key:
+        return None, _differs(record["key"], key)
+    if not same_weights(record.get("weights"), weights_stamp(run)):
+        return None, "holds other weights than the ones its run finished with"
+    for name in files:
+        try:
+            same = (run / name).is_file() and _digest(path=run / name) == record["files"].get(name)
+        except OSError:
+            same = False
+        if not same:
+            return None, f"holds no {name} as its run finished with it"
+    try:
+        from .. import load
+
+        load(run)
+    except Exception as e:  # whatever the fault, a run that does not load is trained again
+        said = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return None, f"cannot be reused (its weights do not load: {said})"
+    result, old = record["result"], record.get("run")
+    if isinstance(old, str) and old != str(run):  # the folder named otherwise (moved, given absolute): its paths
+        result = {k: str(run) + v[len(old):] if isinstance(v, str) and (v == old or v.startswith(old + os.sep)) else v
+                  for k, v in result.items()}
+    return {**record, "result": result}, None
+
+
+def _differs(have: dict, want: dict, where: str = "") -> str:
+    """Why a record of key ``have`` is not one of key ``want``, in words: the first setting that differs.
+
+    >>> _differs({"run": {"steps": 8000}}, {"run": {"steps": 200}})
+    'was finished with steps 8000, and this invocation asks 200'
+    """
+    import json
+
+    def said(v) -> str:
+        text = json.dumps(v)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    for k in [*want, *(k for k in have if k not in want)]:
+        a, b = have.get(k), want.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            return _differs(a, b, "" if k == "run" else f"{where}{k}.")
+        if k == "code" and not where:
+            return "was finished by other code (genzoo's files or configs/ have changed since)"
+        return f"was finished with {where}{k} {said(a)}, and this invocation asks {said(b)}"
+    return "was finished with other settings"
+
+
+def reuse_note(records: list[dict], total: int) -> str:
+    """The line under a benchmark's table that says how many of its ``total`` runs were reused, from which commit
+    and when (their seconds were measured then, not in this invocation); "" where none was.
+
+    >>> reuse_note([{"commit": "592f870", "finished": "2026-01-02 10:00"}], 9)
+    'Reused: 1 of 9 runs, finished by an earlier invocation with the same settings (commit 592f870, 2026-01-02 10:00): their results and seconds were measured then; the other 8 were trained in this invocation (`--fresh` trains every run).'
+    """
+    if not records:
+        return ""
+    commits = sorted({str(r.get("commit") or "unknown") for r in records})
+    times = sorted(r["finished"] for r in records if isinstance(r.get("finished"), str))
+    when = (f", {times[0]}" + (f" to {times[-1]}" if times[-1] != times[0] else "")) if times else ""
+    rest = total - len(records)
+    trained = "none was" if not rest else f"the other {rest} {'was' if rest == 1 else 'were'}"
+    return (f"Reused: {len(records)} of {total} runs, finished by an earlier invocation with the same settings "
+            f"(commit{'s' * (len(commits) > 1)} {', '.join(commits)}{when}): their results and seconds were measured "
+            f"then; {trained} trained in this invocation (`--fresh` trains every run).")
 
 
 class RunFailed(GenZooError):

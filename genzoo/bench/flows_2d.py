@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import RUNS_DIR
+from . import RUNS_DIR, common
 from .common import run_parallel
 
 DESCRIPTION = "planar, NICE and RealNVP on moons, ring and checkerboard via the CLI: test log-likelihood vs the truth"
@@ -27,6 +27,17 @@ RECIPES = {
 STEPS, BATCH, N_TEST = 8000, 256, 5000
 #: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick keeps its scratch runs
 DEFAULTS, QUICK_RUNS = {"steps": f"{STEPS:,}"}, True
+#: a full run reuses the runs an earlier invocation finished with the same settings (common.run_reusing)
+REUSES_RUNS = True
+
+
+def train_args(model: str, dataset: str, steps: int) -> list[str]:
+    """The arguments of `genzoo train` for one run (its --run-dir aside)."""
+    args = [model, "--data", dataset, "--steps", str(steps), "--batch-size", str(BATCH),
+            "--set", "lr_schedule=cosine", "--set", "data.n=50000"]
+    for kv in RECIPES[model]:
+        args += ["--set", kv]
+    return args
 
 
 def one(model: str, dataset: str, steps: int, runs_dir: str) -> dict:
@@ -39,11 +50,7 @@ def one(model: str, dataset: str, steps: int, runs_dir: str) -> dict:
 
     torch.set_num_threads(1)
     run = Path(runs_dir) / f"{model}-{dataset}"
-    args = [model, "--data", dataset, "--steps", str(steps), "--batch-size", str(BATCH),
-            "--set", "lr_schedule=cosine", "--set", "data.n=50000"]
-    for kv in RECIPES[model]:
-        args += ["--set", kv]
-    seconds = train_cli(run, args)
+    seconds = train_cli(run, train_args(model, dataset, steps))
     m = genzoo.load(run).eval()
     test = load_dataset(dataset, "test", n=N_TEST)
     with torch.no_grad():
@@ -84,8 +91,11 @@ def run(args) -> str:
     steps = 200 if args.quick else (args.steps or STEPS)
     runs_dir = str(Path(args.runs_dir) / ("flows-2d-quick" if args.quick else "flows-2d"))
     jobs = [(m, d) for d in DATASETS for m in RECIPES]
-    results = run_parallel(one, [(m, d, steps, runs_dir) for m, d in jobs], args.jobs, "bench flows-2d",
-                           not args.no_progress)
+    results, reused = common.run_reusing(
+        one, [(m, d, steps, runs_dir) for m, d in jobs], args.jobs, "bench flows-2d", not args.no_progress,
+        ledger=common.ledger(args, "flows-2d"), runs=[Path(runs_dir) / f"{m}-{d}" for m, d in jobs],
+        settings=[{"model": m, "dataset": d, "steps": steps, "train": train_args(m, d, steps), "n_test": N_TEST}
+                  for m, d in jobs], files=("density.png",), parallel=run_parallel)
     lines = ["## Flows on 2-D toy sets (`genzoo bench flows-2d`)", "",
              f"Each run is `genzoo train MODEL --data SET --steps {steps} --batch-size {BATCH} --set lr_schedule=cosine "
              f"--set data.n=50000` (50,000 training points) with the options below; test log-likelihood on {N_TEST:,} "
@@ -107,4 +117,5 @@ def run(args) -> str:
     lines += ["", f"Density pictures (model beside truth): `{here}/MODEL-SET/density.png`; the three models stacked per "
               f"set in `{here}/flows-SET.png`" + ("" if args.quick else "; the README shows `docs/flows-SET.png`, copies made by hand: copy these over them")
               + f" (RUNS: `--runs-dir`, default `{RUNS_DIR}`)."]
+    lines += ["", reused] * bool(reused)
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import io
 import statistics
 from pathlib import Path
 
+from . import common
 from .common import run_parallel
 
 DESCRIPTION = "semi-supervised M2 with 100 labels on MNIST: test error over 3 seeds vs 11.97%"
@@ -21,6 +22,10 @@ THREADS_PER_RUN = 1
 SEEDS, PAPER = 3, [("M2 (Kingma et al. 2014)", "11.97 +- 1.71"), ("M1+M2 (Kingma et al. 2014)", "3.33 +- 0.14")]
 #: the defaults of its FLAGS, in words (`genzoo bench` lists them); --quick keeps its scratch runs
 DEFAULTS, QUICK_RUNS = {"steps": "configs/ssvae-mnist.toml's", "seeds": str(SEEDS)}, True
+#: a full run reuses the runs an earlier invocation finished with the same settings (common.run_reusing)
+REUSES_RUNS = True
+#: its recipe in configs/
+RECIPE = "ssvae-mnist.toml"
 
 
 def one(seed: int, root: str, runs_dir: str, steps: int | None, quick: bool) -> dict:
@@ -35,7 +40,7 @@ def one(seed: int, root: str, runs_dir: str, steps: int | None, quick: bool) -> 
     run = Path(runs_dir) / f"seed{seed}"
     extra = ["--seed", str(seed)]
     extra += ["--steps", "20", "--set", "data.n=2000"] if quick else (["--steps", str(steps)] if steps else [])
-    seconds = train_recipe("ssvae-mnist.toml", run, root, extra)
+    seconds = train_recipe(RECIPE, run, root, extra)
     command = ["eval", str(run), "--metrics", "error", "--no-progress"] + (["-n", "500"] if quick else [])
     with contextlib.redirect_stdout(io.StringIO()):  # its table: the benchmark prints its own
         code = cli(command)
@@ -52,8 +57,12 @@ def run(args) -> str:
     root = mnist_root(args)
     seeds = 2 if args.quick else (args.seeds or SEEDS)
     runs_dir = str(Path(args.runs_dir) / ("m2-mnist-quick" if args.quick else "m2-mnist"))
-    results = run_parallel(one, [(s, root, runs_dir, args.steps, args.quick) for s in range(seeds)], args.jobs,
-                           "bench m2-mnist", not args.no_progress)
+    ledger = common.ledger(args, "m2-mnist")  # (None for --quick: trains every run, as before)
+    results, reused = common.run_reusing(
+        one, [(s, root, runs_dir, args.steps, args.quick) for s in range(seeds)], args.jobs, "bench m2-mnist",
+        not args.no_progress, ledger=ledger, runs=[Path(runs_dir) / f"seed{s}" for s in range(seeds)],
+        settings=[{"seed": s, "steps": args.steps, "recipe": RECIPE, "mnist": common.mnist_key(root)}
+                  for s in range(seeds)] if ledger else [], files=("eval.json",), parallel=run_parallel)
     errs = [100 * r["error"] for r in results]
     spread = f" +- {statistics.stdev(errs):.2f}" if len(errs) > 1 else ""  # one seed has no spread
     lines = ["## Semi-supervised M2 on MNIST, 100 labels (`genzoo bench m2-mnist`)", "",
@@ -65,4 +74,5 @@ def run(args) -> str:
              f"{statistics.fmean(r['seconds'] for r in results) / 60:.1f} |"]
     lines += [f"| {name}, as published | {err} | | |" for name, err in PAPER]
     lines += ["", "Per seed: " + ", ".join(f"seed {r['seed']} {100 * r['error']:.2f}%" for r in results) + "."]
+    lines += ["", reused] * bool(reused)
     return "\n".join(lines)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from ..eval.modes import SAMPLES
-from . import RUNS_DIR
+from . import RUNS_DIR, common
 from .common import fresh_run, run_parallel
 
 DESCRIPTION = "modes captured / high-quality share / reverse KL on the 2-D ring and grid (VEEGAN, PacGAN)"
@@ -49,6 +49,8 @@ PER_DATASET = {"genzoo best: PacGAN4 + rejection sampling": {
 #: high-quality samples, no more modes; see BENCHMARKS.md)
 STEPS = {"ring": 10000, "grid": 10000}
 BATCH, N_SAMPLES, SEEDS = 256, SAMPLES, 5  # 2,500 samples scored, as in the papers
+#: a full run reuses the runs an earlier invocation finished with the same settings (common.run_reusing)
+REUSES_RUNS = True
 #: the defaults of its FLAGS, in words (`genzoo bench` lists them)
 DEFAULTS = {"steps": ", ".join(f"{k} {v:,}" for k, v in STEPS.items()), "seeds": str(SEEDS)}
 
@@ -56,6 +58,18 @@ PUBLISHED = [  # (model, ring modes, ring HQ %, ring KL, grid modes, grid HQ %, 
     ("VEEGAN (Srivastava et al. 2017)", "8.0", "52.9", "", "24.6", "40.0", ""),
     ("PacGAN4 (Lin et al. 2018)", "7.8 +- 0.1", "95.2 +- 0.6", "0.08 +- 0.01", "24.8 +- 0.2", "94.2 +- 0.4", "0.05 +- 0.01"),
 ]
+
+
+def recipe(label: str, dataset: str) -> tuple[str, dict]:
+    """(model, options) of recipe ``label`` on ``dataset``."""
+    name, options = RECIPES[label]
+    return name, {**options, **PER_DATASET.get(label, {}).get(dataset, {})}
+
+
+def run_folder(runs_dir: str, label: str, dataset: str, seed: int) -> Path:
+    """The run folder of one recipe, dataset and seed."""
+    slug = label.split(":")[0].replace(",", "").replace(" ", "-").lower()
+    return Path(runs_dir) / f"{dataset}-{slug}-seed{seed}"
 
 
 def one_run(label: str, dataset: str, seed: int, steps: int, runs_dir: str | None) -> dict:
@@ -67,15 +81,13 @@ def one_run(label: str, dataset: str, seed: int, steps: int, runs_dir: str | Non
     from genzoo.eval.modes import mode_coverage
 
     torch.set_num_threads(1)
-    name, options = RECIPES[label]
-    options = {**options, **PER_DATASET.get(label, {}).get(dataset, {})}
+    name, options = recipe(label, dataset)
     data = load_dataset(dataset)
     torch.manual_seed(seed)
     model = genzoo.build(name, data_shape=data.shape, **options)
     run_dir = None
     if runs_dir is not None:
-        slug = label.split(":")[0].replace(",", "").replace(" ", "-").lower()
-        run_dir = Path(runs_dir) / f"{dataset}-{slug}-seed{seed}"
+        run_dir = run_folder(runs_dir, label, dataset, seed)
         fresh_run(run_dir)
     t0 = time.time()
     genzoo.fit(model, data, steps=steps, batch_size=BATCH, seed=seed, progress=False, lr_schedule="cosine",
@@ -112,9 +124,13 @@ def run(args) -> str:
     # the longest runs first, so that the pool's last minutes are not one long run alone
     jobs = sorted(((label, ds, seed) for ds in DATASETS for label in RECIPES for seed in range(seeds)),
                   key=lambda j: -steps[j[1]])
-    results = []
-    results = run_parallel(one_run, [(label, ds, seed, steps[ds], runs_dir) for label, ds, seed in jobs], args.jobs,
-                           "bench modes", not args.no_progress)
+    results, reused = common.run_reusing(
+        one_run, [(label, ds, seed, steps[ds], runs_dir) for label, ds, seed in jobs], args.jobs, "bench modes",
+        not args.no_progress, ledger=common.ledger(args, "modes") if runs_dir else None,
+        runs=[run_folder(runs_dir, label, ds, seed) for label, ds, seed in jobs] if runs_dir else [],
+        settings=[{"label": label, "dataset": ds, "seed": seed, "steps": steps[ds], "batch": BATCH,
+                   "n_samples": N_SAMPLES, "model": recipe(label, ds)[0], "options": recipe(label, ds)[1]}
+                  for label, ds, seed in jobs], files=("scored-samples.png",), parallel=run_parallel)
     lines = [f"## Mode collapse on 2-D mixtures (`genzoo bench modes`)", "",
              f"{N_SAMPLES:,} samples scored per run; "
              + (f"mean +- std over {seeds} seeds" if seeds > 1 else "one seed") + "; each run trains "
@@ -151,4 +167,5 @@ def run(args) -> str:
         lines += ["", f"Pictures: `{here}/*/scored-samples.png` (the scored samples over the true density) "
                       f"and `{here}/*/samples/step-*.png` (training evolution from fixed noise; RUNS: `--runs-dir`, "
                       f"default `{RUNS_DIR}`)."]
+    lines += ["", reused] * bool(reused)
     return "\n".join(lines)

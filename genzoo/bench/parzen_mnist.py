@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import RUNS_DIR
+from . import RUNS_DIR, common
 from .common import run_parallel
 
 DESCRIPTION = "Parzen log-likelihood on MNIST (Goodfellow et al. 2014, Table 1): GAN, GMMN, VAE, GMM, flow"
@@ -36,6 +36,8 @@ GOAL = 225.0
 IWAE_K = 100
 #: --quick keeps its scratch runs (inpaint-mnist --quick reuses them)
 QUICK_RUNS = True
+#: a full run reuses the runs an earlier invocation finished with the same settings (common.run_reusing)
+REUSES_RUNS = True
 
 
 def sizes(quick: bool) -> dict:
@@ -111,8 +113,13 @@ def run(args) -> str:
 
     root = mnist_root(args)
     runs_dir = str(Path(args.runs_dir) / ("parzen-mnist-quick" if args.quick else "parzen-mnist"))
-    results = run_parallel(train_and_score, [(label, root, runs_dir, args.quick) for label in MODELS], args.jobs,
-                           "bench parzen-mnist", not args.no_progress)
+    ledger = common.ledger(args, "parzen-mnist")  # (None for --quick: trains every run, as before)
+    results, reused = common.run_reusing(
+        train_and_score, [(label, root, runs_dir, args.quick) for label in MODELS], args.jobs, "bench parzen-mnist",
+        not args.no_progress, ledger=ledger, runs=[Path(runs_dir) / label.lower() for label in MODELS],
+        settings=[{"label": label, "recipe": MODELS[label][0], "flags": train_flags(label, args.quick),
+                   "sizes": sizes(args.quick), "compare": compare_flags(args.quick), "mnist": common.mnist_key(root)}
+                  for label in MODELS] if ledger else [], files=("eval.json",), parallel=run_parallel)
     ranked = sorted(results, key=lambda r: -r["result"]["parzen"]["ll"])
     scored = ranked[0]["result"]["parzen"]  # the sizes the run used, as evaluate recorded them
     lines = ["## Parzen-window log-likelihood on MNIST (`genzoo bench parzen-mnist`)", "",
@@ -149,4 +156,5 @@ def run(args) -> str:
               "IS: higher is better). For scale, 10,000 real training images score FID 1.41, precision 0.937, recall 0.942, "
               "density 0.928, coverage 0.939 against the test set, whose IS is 9.78.", "",
               table.markdown]
+    lines += ["", reused] * bool(reused)
     return "\n".join(lines)

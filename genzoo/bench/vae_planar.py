@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import common
 from .common import fresh_run, run_parallel
 
 DESCRIPTION = "VAE vs VAE + 10 planar posterior maps on binarized MNIST: test ELBO (Rezende & Mohamed 2015)"
@@ -27,6 +28,8 @@ VARIANTS = {"Gaussian q(z|x)": {}, "planar flow q(z|x), K = 10": {"posterior_flo
 PAPER = [("diagonal Gaussian (DLGM)", "89.9"), ("planar K = 10", "87.5"), ("planar K = 80", "85.1")]
 #: the defaults of its FLAGS, in words (`genzoo bench` lists them)
 DEFAULTS = {"steps": f"{STEPS:,}", "jobs": "the CPU count, at most 2"}
+#: a full run reuses the runs an earlier invocation finished with the same settings (common.run_reusing)
+REUSES_RUNS = True
 
 
 def one(label: str, root: str, steps: int, run_dir: str | None, quick: bool) -> dict:
@@ -66,7 +69,13 @@ def run(args) -> str:
     runs = None if args.quick else Path(args.runs_dir) / "vae-planar"
     calls = [(label, root, steps, str(runs / f"k{v.get('flow_length', 0)}") if runs else None, args.quick)
              for label, v in VARIANTS.items()]
-    results = run_parallel(one, calls, max(1, min(args.jobs, MAX_JOBS)), "bench vae-planar", not args.no_progress)
+    ledger = common.ledger(args, "vae-planar") if runs else None  # (None for --quick, which keeps no runs)
+    results, reused = common.run_reusing(
+        one, calls, max(1, min(args.jobs, MAX_JOBS)), "bench vae-planar", not args.no_progress, ledger=ledger,
+        runs=[c[3] for c in calls], settings=[
+            {"label": label, "options": v, "steps": steps, "batch": BATCH, "latent": LATENT, "hidden": HIDDEN,
+             "iwae_k": IWAE_K, "mnist": common.mnist_key(root)} for label, v in VARIANTS.items()] if ledger else [],
+        parallel=run_parallel)
     lines = ["## Planar-flow VAE posterior on MNIST (`genzoo bench vae-planar`)", "",
              f"Dynamically binarized MNIST, MLP 784-{HIDDEN[0]}-{LATENT} VAE, {steps:,} steps of {BATCH} "
              f"({steps * BATCH / (1000 if args.quick else 50_000):.0f} epochs), cosine Adam 1e-3; test set of {results[0]['n']:,} images "
@@ -81,4 +90,5 @@ def run(args) -> str:
               "Rezende & Mohamed 2015 (Table 2, deep latent Gaussian models, -ln p(x) <=, by importance sampling with "
               f"200 draws of q: compare with minus the IWAE column, k = {IWAE_K}): "
               + "; ".join(f"{a} {b}" for a, b in PAPER) + "."]
+    lines += ["", reused] * bool(reused)
     return "\n".join(lines)
