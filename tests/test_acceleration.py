@@ -220,8 +220,9 @@ def test_cli_precision_is_recorded_and_refused_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "g").exists()  # a run that never started leaves no folder
 
 
-@pytest.mark.slow
 def test_compile_trains_to_the_same_weights():
+    """torch.compile (inductor) trains a VAE to the eager weights: the one compile check of the default run (4-9 s,
+    the compiler's own start; the other three are `slow`), so CI sees a compiled step that goes wrong (audit 134)."""
     data = load_dataset("ring", n=256)
     out = []
     for compile in (False, True):
