@@ -158,9 +158,22 @@ def stamp(name: str, seconds: float, command: list[str] | None = None, *, commit
     from .. import __version__
 
     cmd = shlex.join(command or ["genzoo", "bench", name])  # pasted back as it ran: a path with a space quoted
-    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(started))
-    return (f"`{cmd}`: genzoo {__version__}, commit {commit_label or commit()}, {when}, "
+    when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started))  # (the zone: a reader elsewhere)
+    return (f"{code_span(cmd)}: genzoo {__version__}, commit {commit_label or commit()}, {when}, "
             f"{seconds:.0f} s on {machine(threads)}.")
+
+
+def code_span(text: str) -> str:
+    """``text`` as a Markdown inline code span: fenced by one backtick more than its longest run of them (CommonMark
+    6.1), with spaces inside where it starts or ends with one, so an argument holding a backtick does not end it.
+
+    >>> code_span("genzoo bench modes"), code_span("a`b")
+    ('`genzoo bench modes`', '``a`b``')
+    """
+    runs = [len(r) for r in re.findall(r"`+", text)]
+    fence = "`" * (max(runs, default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def read_markdown(path: str | os.PathLike) -> str:

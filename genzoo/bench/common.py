@@ -274,7 +274,7 @@ def keep_record(run: Path, key: dict, result: dict, files: tuple[str, ...] = (),
     try:
         record = {"format": RECORD_FORMAT, "key": key, "result": result, "weights": weights_stamp(run),
                   "files": {name: _digest(path=run / name) for name in files}, "commit": commit,
-                  "finished": time.strftime("%Y-%m-%d %H:%M"), "run": str(run)}
+                  "finished": time.strftime("%Y-%m-%d %H:%M %Z"), "run": str(run)}
         atomic_write_json(run / RECORD, record)
     except (WriteError, OSError, TypeError, ValueError) as e:
         print(f"genzoo: warning: {run}: cannot keep its record ({e}): a later invocation trains it again",
