@@ -269,10 +269,15 @@ def test_a_file_that_is_not_numpy_is_named_as_such(tmp_path, capsys):
 
 
 def test_unexpected_failures_are_one_line_unless_debugging(monkeypatch, capsys):
+    """GENZOO_DEBUG=1 lets the failure itself through, traceback and all. A bare ``pytest.raises(RuntimeError)``
+    took any RuntimeError (audit 134 F8), such as the one-line message raised anew in its place."""
     from genzoo import cli
 
+    raised = []
+
     def boom(args):
-        raise RuntimeError("something\nunforeseen")
+        raised.append(RuntimeError("something\nunforeseen"))
+        raise raised[-1]
 
     monkeypatch.setitem(cli.COMMANDS, "models", boom)
     code, _, err = run(capsys, "models")
@@ -281,8 +286,9 @@ def test_unexpected_failures_are_one_line_unless_debugging(monkeypatch, capsys):
     code, _, err = run(capsys, "models")
     _one_error_line(code, err, "unexpected RuntimeError", exit_code=1)
     monkeypatch.setenv("GENZOO_DEBUG", "1")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^something\nunforeseen$") as e:
         main(["models"])
+    assert e.value is raised[-1] and len(raised) == 3
 
 
 def test_an_unlabelled_set_for_m2_is_refused_before_training_starts(tmp_path, capsys):

@@ -73,9 +73,10 @@ def test_mode_coverage_refuses_meaningless_widths_and_centres():
 
 def test_options_are_keywords():
     """The README gave (samples, centres, std, weights=None): weights passed fourth became the threshold and failed
-    inside torch ('Boolean value of Tensor ... is ambiguous')."""
+    inside torch ('Boolean value of Tensor ... is ambiguous'). The TypeError is Python's, of the signature: a bare
+    ``pytest.raises(TypeError)`` also took one raised inside by a fourth positional parameter (audit 134 F8)."""
     c = torch.tensor([[0.0], [10.0]])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"takes 3 positional arguments but 4 were given"):
         mode_coverage(torch.zeros(3, 1), c, 0.1, torch.tensor([0.5, 0.5]))
     with pytest.raises(DataError, match="threshold is a number of stds, got Tensor"):
         mode_coverage(torch.zeros(3, 1), c, 0.1, threshold=torch.tensor([0.5, 0.5]))
