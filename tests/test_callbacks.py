@@ -4,6 +4,7 @@ import json
 import math
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -343,3 +344,52 @@ def test_a_metrics_file_that_cannot_be_read_on_resume_is_a_one_line_write_error(
     (run / "metrics.jsonl").mkdir()
     with pytest.raises(WriteError, match=r"^cannot read \S+metrics.jsonl: Is a directory$"):
         genzoo.fit(genzoo.load(run), data, steps=6, run_dir=run, resume=True, checkpoint_every=2, keep=2, **RING)
+
+
+# -- audit 135 (mutation testing): each test below kills a mutant the suite let through ----------
+
+
+def _guard(window=5, **kw):
+    from genzoo.train.callbacks import DivergenceGuard
+
+    return DivergenceGuard(window=window, **kw), SimpleNamespace(step=0, run_dir=None, optimizers=[])
+
+
+def _feed(guard, state, losses):
+    for loss in losses:
+        state.step += 1
+        guard.on_step_end(state, {"loss": loss})
+
+
+def test_divergence_guard_measures_against_the_median_not_the_largest_recent_loss():
+    """DivergenceGuard: 'factor times the median absolute loss of the last window ordinary steps (plus one)'. One
+    large ordinary loss (1e3 among 1s) must not raise the bar: 1e5 three times is 5e4 x (median 1 + 1) and stops
+    training; measured against the largest recent loss (1e3) it would pass."""
+    guard, state = _guard()
+    _feed(guard, state, [1.0, 1.0, 1.0, 1.0, 1e3])  # early bar 1e10: all ordinary
+    with pytest.raises(TrainingDiverged, match="exploded for 3 steps"):
+        _feed(guard, state, [1e5, 1e5, 1e5])
+
+
+def test_divergence_guard_bar_is_plus_one_for_losses_near_zero():
+    """The bar is factor x (median + 1): a loss history at 0 (a GAN's, a well-fit model's in some units) must not
+    make every nonzero loss an explosion."""
+    guard, state = _guard()
+    _feed(guard, state, [0.0] * 5 + [0.5] * 5)  # 0.5 < 1e4 x (0 + 1)
+
+
+def test_best_weights_are_rewritten_only_when_the_validation_loss_improves(tmp_path):
+    """BestWeights: best/ is 'rewritten each time it improves'; a later step that only ties the best loss is no
+    improvement, so best.json keeps the earlier step (early stopping's choice: the first minimum)."""
+    import json
+
+    from genzoo.train.callbacks import BestWeights
+
+    bw = BestWeights(tmp_path)
+    state = SimpleNamespace(model=_nice(), step=0, epoch=0.0, best=None, valid_logs=None)
+    bw.on_start(state)
+    for step, loss in ((10, 2.0), (20, 1.0), (30, 1.0), (40, 1.5)):
+        state.step, state.valid_logs = step, {"step": step, "valid_loss": loss}
+        bw.on_step_end(state, {})
+    assert json.loads((tmp_path / "best" / "best.json").read_text())["step"] == 20
+    assert state.best == {"step": 20, "valid_loss": 1.0}

@@ -1446,3 +1446,45 @@ def test_toy_samples_follow_their_own_log_prob(name, one_thread):
     bins, nodes = GOF_CASES[name]
     p = _chi_square_p(load_dataset(name, "test", n=10).density, bins=bins, nodes=nodes)
     assert p > 1e-4, f"{name}: samples do not follow log_prob (chi-square p = {p:.3g})"
+
+
+# -- audit 135 (mutation testing): each test below kills a mutant the suite let through ----------
+
+
+def _idx_root(tmp_path, labels):
+    from genzoo.data.mnist import write_idx
+
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((len(labels), 28, 28), np.uint8))
+    write_idx(tmp_path / "train-labels-idx1-ubyte", np.asarray(labels, np.uint8))
+    return tmp_path
+
+
+def test_an_idx_label_of_ten_is_no_digit(tmp_path):
+    """_images_and_labels: a label outside 0..9 is a DataError; 10, the first past the digits, included."""
+    from genzoo.data.mnist import load_mnist
+
+    with pytest.raises(DataError, match="label 10 is not a digit"):
+        load_mnist("train", root=_idx_root(tmp_path, [0, 1, 2, 3, 4, 10]))
+
+
+def test_levels_accept_values_within_half_a_level_of_the_range():
+    """_check_levels: x = v / (levels - 1) is accepted within half a level, 0.5 / (levels - 1), of [0, 1]: on 3
+    levels 1.2 rounds to the top level (2) and -0.2 to 0; 1.3 is refused."""
+    from genzoo.data.transforms import to_levels
+
+    assert to_levels(torch.tensor([-0.2, 1.2]), 3).tolist() == [0.0, 2.0]
+    with pytest.raises(DataError, match="v / \\(levels - 1\\)"):
+        to_levels(torch.tensor([1.3]), 3)
+
+
+def test_checkerboard_of_ffjords_size_has_density_one_over_its_black_area():
+    """CheckerboardDensity(side=4, size=8), FFJORD's board on [-4, 4]^2: 8 black squares of side 2, so the density
+    is 1/32 on them (log 32 lower than the default board's; the docstring's 'log 4 higher' the other way), and it
+    integrates to 1. The default board (unit squares) cannot tell the area from the count of squares."""
+    from genzoo.data.toy import checkerboard
+
+    d = checkerboard(side=4, size=8.0)
+    lp = d.log_prob(torch.tensor([[-3.0, -3.0]]))
+    assert float(lp) == pytest.approx(-math.log(32))
+    g = torch.cartesian_prod(torch.linspace(-4.95, 4.95, 100), torch.linspace(-4.95, 4.95, 100))  # step 0.1
+    assert float(d.log_prob(g).exp().sum() * 0.01) == pytest.approx(1.0, abs=1e-6)

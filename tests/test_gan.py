@@ -865,3 +865,69 @@ def test_wgan_critic_loss_is_minus_the_wasserstein_estimate():
     loss, logs = m.discriminator_loss(torch.tensor([[3.0], [1.0]]), torch.tensor([[-1.0], [0.0]]))
     assert float(logs["wasserstein"]) == pytest.approx(2.0 - (-0.5))
     assert float(loss) == pytest.approx(-2.5)          # the critic descends -W: it raises real scores over fake ones
+
+
+# -- audit 135 (mutation testing): each test below kills a mutant the suite let through ----------
+
+
+class _Fn(torch.nn.Module):
+    """A function as a module (a model's networks are modules)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, v):
+        return self.fn(v)
+
+
+def test_dcgan_init_follows_radford_et_al():
+    """_init_dcgan: conv weights N(0, 0.02) and batch-norm scales N(1, 0.02), shifts 0 (the PyTorch DCGAN example);
+    the discriminator's LeakyReLU slope is 0.2 (Radford et al. 2016, Section 3)."""
+    from torch import nn
+
+    from genzoo.nn.dcgan import DCGANDiscriminator, DCGANGenerator
+
+    torch.manual_seed(0)
+    g, d = DCGANGenerator(16, (1, 16, 16), width=64), DCGANDiscriminator((1, 16, 16), width=64)
+    bn = torch.cat([m.weight.detach() for m in g.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert float(bn.mean()) == pytest.approx(1.0, abs=0.01) and float(bn.std()) == pytest.approx(0.02, rel=0.2)
+    conv = torch.cat([m.weight.detach().flatten() for m in d.modules() if isinstance(m, nn.Conv2d)])
+    assert float(conv.std()) == pytest.approx(0.02, rel=0.05)
+    slopes = {m.negative_slope for m in d.modules() if isinstance(m, nn.LeakyReLU)}
+    assert slopes == {0.2}
+
+
+def test_the_gradient_penalty_of_a_pack_is_on_the_norm_over_the_pack():
+    """pack = m: the critic's output for a pack has one gradient over the pack's m examples, whose norm enters (norm
+    - 1)^2. For a linear critic f(v) = a . v of the packed vector, the penalty is (|a| - 1)^2 whatever eps."""
+    torch.manual_seed(0)
+    m = genzoo.build("wgan", data_shape=(3,), pack=2, hidden=(16,))
+    a = torch.tensor([0.3, -0.4, 0.5, 0.1, 0.2, -0.6])
+    m.discriminator = torch.nn.Linear(6, 1, bias=False)
+    with torch.no_grad():
+        m.discriminator.weight.copy_(a[None])
+    gp = m.gradient_penalty(torch.randn(8, 3), torch.randn(8, 3))
+    assert float(gp) == pytest.approx((float(a.norm()) - 1) ** 2, rel=1e-5)
+
+
+def test_pacgan_packs_consecutive_examples():
+    """critic with pack = m concatenates consecutive examples (rows 0-1, 2-3, ...) along the features."""
+    m = genzoo.build("gan", data_shape=(2,), pack=2)
+    seen = []
+    m.discriminator = _Fn(lambda v: (seen.append(v), v.sum(1))[1])
+    x = torch.arange(8.0).reshape(4, 2)
+    m.critic(x)
+    assert torch.equal(seen[0], torch.tensor([[0.0, 1, 2, 3], [4, 5, 6, 7]]))
+
+
+def test_rejection_sampling_sets_m_by_a_percentile_so_a_few_outlying_logits_do_not_decide():
+    """GAN.sample: M is the 99th percentile of the first proposals' logits 'rather than their maximum, which a few
+    outliers would set'. A rejector scoring 50 on the 0.6% of proposals with z_0 > 2.5 and 0 elsewhere leaves M = 0, so
+    every proposal is kept and the samples are the proposals' N(0, 1); M = 50 would keep only the outliers."""
+    torch.manual_seed(0)
+    m = genzoo.build("gan", data_shape=(2,), rejection=True).eval()
+    m.rejector = _Fn(lambda v: 50.0 * (v[:, 0] > 2.5).float())
+    m.__dict__["sampler"] = lambda z: z[:, :2]  # (an instance attribute: the method is a class attribute)
+    x = m._to_net(m.sample(500, torch.Generator().manual_seed(0)))
+    assert abs(float(x[:, 0].mean())) < 0.2 and float(x[:, 0].std()) == pytest.approx(1.0, abs=0.15)

@@ -435,3 +435,88 @@ def test_a_mask_of_black_ink_on_transparency_or_of_greys_is_named_as_a_mask(tmp_
     with pytest.warns(GenZooWarning, match="soft.png: grey values thresholded at 128"):
         m = make_mask(str(tmp_path / "soft.png"), (1, 8, 8))
     assert m[0, 0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+# -- audit 135 (mutation testing): each test below kills a mutant the suite let through ----------
+
+
+class _ConstGenerator(torch.nn.Module):
+    """x = sigmoid(z_0) in every pixel of a 1x4x4 image: its best fit of known pixels under L1 is their median."""
+
+    name, data_shape, latent_dim = "const", (1, 4, 4), 1
+
+    def __init__(self):
+        super().__init__()
+        self._p = torch.nn.Parameter(torch.zeros(1))
+
+    @property
+    def device(self):
+        return self._p.device
+
+    @property
+    def prior(self):
+        from torch.distributions import Independent, Normal
+
+        return Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
+
+    def generate(self, z):
+        return torch.sigmoid(z[:, :1]).reshape(-1, 1, 1, 1).expand(-1, 1, 4, 4)
+
+
+def _median_case():
+    y = torch.full((1, 1, 4, 4), 0.2)
+    y[0, 0, 0, :] = 0.9              # 4 of the 12 known pixels at 0.9, 8 at 0.2: median 0.2, mean 0.433
+    mask = torch.ones(1, 1, 4, 4)
+    mask[..., 1:3, 1:3] = 0          # the 2x2 centre missing; every known pixel's 7x7 window weighs 4/49
+    return y, mask
+
+
+def test_inpaints_contextual_loss_is_l1_so_the_fill_is_the_known_pixels_median():
+    """Yeh et al. eq. 2: L_c = ||W (G(z) - y)||_1. With equal weights and G(z) one grey level, the L1 optimum is the
+    known pixels' median (0.2), the L2 one their mean (0.43)."""
+    from genzoo.apps.inpaint import inpaint
+
+    y, mask = _median_case()
+    out = inpaint(_ConstGenerator(), y, mask, lam=0.0, steps=300, restarts=2, blend="mask",
+                  generator=torch.Generator().manual_seed(0))
+    assert float(out["generated"].mean()) == pytest.approx(0.2, abs=0.03)
+
+
+def test_inpaint_keeps_the_restart_with_the_lowest_loss():
+    """inpaint: 'several random starts; the lowest final loss wins'. With one step per start, the fill of 8 starts
+    is at least as close (in the L1 contextual loss) as that of the first start alone, drawn from the same stream."""
+    from genzoo.apps.inpaint import context_weights, inpaint
+
+    y, mask = _median_case()
+    w = context_weights(mask)
+
+    def loss(k):
+        out = inpaint(_ConstGenerator(), y, mask, lam=0.0, steps=1, restarts=k, blend="mask",
+                      generator=torch.Generator().manual_seed(1))
+        return float((w * (out["generated"] - y)).abs().sum())
+
+    assert loss(8) < loss(1)
+
+
+def test_inpaints_gan_realism_term_is_log_of_one_minus_d():
+    """_prior_loss for a GAN is Yeh et al.'s eq. 3, log(1 - D(G(z))), minimised towards images D calls real:
+    against sigmoid of the discriminator's logit, computed by hand."""
+    from genzoo.apps.inpaint import _prior_loss
+
+    torch.manual_seed(0)
+    gan = genzoo.build("gan", data_shape=(2,)).eval()
+    x = torch.randn(6, 2)
+    with torch.no_grad():
+        d = torch.sigmoid(gan.discriminator(gan._to_net(x)).reshape(-1))
+        assert torch.allclose(_prior_loss(gan, None, x), torch.log1p(-d), atol=1e-6)
+
+
+def test_inpaints_flow_prior_is_nats_per_dimension():
+    """_prior_loss of a flow: -log p(x) per dimension (module docstring), so lambda weighs it as for a 1-D term."""
+    from genzoo.apps.inpaint import _prior_loss
+
+    torch.manual_seed(0)
+    nice = genzoo.build("nice", data_shape=(1, 2, 2), hidden=(8,)).eval()
+    x = torch.rand(3, 1, 2, 2)
+    with torch.no_grad():
+        assert torch.allclose(_prior_loss(nice, None, x), -nice.log_prob(x) / 4)

@@ -1,4 +1,5 @@
 """Latent paths, latent inference for each family, vector arithmetic, and `genzoo interpolate`."""
+import math
 
 import numpy as np
 import pytest
@@ -295,3 +296,18 @@ def test_the_projection_leaves_the_callers_generator_where_it_was():
     infer_latent(gan, torch.rand(2, 1, 8, 8), steps=2, restarts=2, generator=g)
     assert torch.equal(g.get_state(), state)  # the prior rows drawn next are those drawn without the projection
     assert torch.equal(draw_prior(gan, 2, g), draw_prior(gan, 2, torch.Generator().manual_seed(0)))
+
+
+# -- audit 135 (mutation testing): each test below kills a mutant the suite let through ----------
+
+
+def test_slerp_of_close_ends_stays_on_the_great_circle():
+    """slerp falls back to lerp only for (anti)parallel ends, where the great circle is undefined: ends 5 degrees
+    apart in a plane follow the arc (the rotation by t omega), with the norm kept to 1e-9, not the chord."""
+    from genzoo.apps.interpolate import slerp
+
+    w = math.radians(5)
+    z0, z1 = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([math.cos(w), math.sin(w)], dtype=torch.float64)
+    t = torch.linspace(0, 1, 5, dtype=torch.float64)
+    ref = torch.stack([torch.cos(t * w), torch.sin(t * w)], 1)
+    assert torch.allclose(slerp(z0, z1, t), ref, atol=1e-12)

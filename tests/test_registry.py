@@ -316,3 +316,13 @@ def test_a_data_shape_past_any_model_is_a_one_line_error():
     with pytest.raises(ConfigError, match=r"^vae.data_shape: the shape of one example, 1 to 3 sizes from 1 to below "
                                           r"2\^31 such as \(2,\) or \(1, 28, 28\), got \(100000000000000000000,\)$"):
         genzoo.build("vae", data_shape=(10**20,))
+
+
+# -- audit 135 (mutation testing): each test below kills a mutant the suite let through ----------
+
+
+def test_bool_options_take_on_and_off():
+    """coerce's bool words: true/false, 1/0, yes/no, on/off."""
+    from genzoo.registry import coerce
+
+    assert [coerce(w, bool, "b") for w in ("on", "off", "yes", "no", "1", "0")] == [True, False, True, False, True, False]

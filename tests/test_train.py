@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -1364,3 +1366,94 @@ def test_validation_of_a_model_without_loss_is_refused_before_anything_is_writte
                           progress=False).step == 4  # without validation it trains (its own step needs no loss)
     finally:
         _MODELS.pop("point-ownstep", None)
+
+
+# -- audit 135 (mutation testing): each test below kills a mutant the suite let through ----------
+
+
+def _nice():
+    return genzoo.build("nice", data_shape=(2,), hidden=(8,))
+
+
+def test_max_minutes_is_minutes_of_wall_time():
+    """fit's docstring: ``max_minutes`` ends training once that much wall time has passed. Steps made slow (20 ms)
+    by a callback under a budget of 0.3 s (1/200 min) must run about 15 steps and at least 0.3 s, not stop after the
+    first step as a budget read in seconds (0.005 s) does."""
+
+    class Slow(genzoo.train.Callback):
+        def on_step_end(self, state, logs):
+            time.sleep(0.02)
+
+    t0 = time.time()
+    state = genzoo.fit(_nice(), load_dataset("ring", n=256), steps=10_000, batch_size=64, progress=False,
+                       max_minutes=0.3 / 60, callbacks=[Slow()])
+    elapsed = time.time() - t0
+    assert 2 <= state.step < 10_000 and state.total_steps == state.step  # (about 15 steps; fewer on a loaded machine)
+    assert elapsed >= 0.3
+
+
+def test_each_epoch_takes_its_own_permutation():
+    """loop.py's docstring: the batch order of epoch e is randperm(N) seeded by (seed, e). The batches of epoch 1
+    must be that epoch's order (a reshuffle), not epoch 0's again; and each epoch shows every example once."""
+    from genzoo.train.loop import TrainState, next_batch
+
+    data = load_dataset("ring", n=256)
+    state = TrainState(model=_nice(), optimizers=[], data=data, total_steps=8, batch_size=64, seed=3)
+    seen = []
+    for step in range(8):
+        state.step = step
+        seen.append(next_batch(state, torch.device("cpu")).x)
+    rows = {tuple(r.tolist()) for r in data.x}
+    for e in (0, 1):
+        epoch = torch.cat(seen[4 * e:4 * e + 4])
+        assert {tuple(r.tolist()) for r in epoch} == rows and len(epoch) == 256  # every example once
+        assert torch.equal(epoch, data.x[state.epoch_order(e)])
+    assert not torch.equal(torch.cat(seen[:4]), torch.cat(seen[4:]))
+
+
+def test_a_stop_asked_at_the_last_step_still_writes_the_final_weights(tmp_path):
+    """A request_stop() that arrives during the last step leaves nothing unfinished: the run ends as planned, with
+    its final model.safetensors and ``state.stopping`` False (a stop is 'after this step' and there is none)."""
+    from genzoo.train.loop import request_stop
+
+    class StopBeforeLast(genzoo.train.Callback):
+        def on_step_end(self, state, logs):
+            if state.step == 2:
+                request_stop()  # read after step 3, the last
+
+    state = genzoo.fit(_nice(), load_dataset("ring", n=256), steps=3, batch_size=64, progress=False,
+                       run_dir=tmp_path / "run", callbacks=[StopBeforeLast()])
+    assert state.step == 3 and not state.stopping
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_metrics_rows_average_each_term_over_the_steps_since_the_last_row(tmp_path):
+    """MetricsLogger: each row holds the mean of each logged term over the steps since the previous row, and the
+    last row (step 5 of log_every=2) the mean of its one step, checked against the per-step losses recorded."""
+    import json
+
+    per_step = []
+
+    class Rec(genzoo.train.Callback):
+        def on_step_end(self, state, logs):
+            per_step.append(logs["loss"])
+
+    genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=4), load_dataset("ring", n=500), steps=5,
+               run_dir=tmp_path / "run", log_every=2, progress=False, callbacks=[Rec()])
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["step"] for r in rows] == [2, 4, 5]
+    expected = [np.mean(per_step[0:2]), np.mean(per_step[2:4]), per_step[4]]
+    np.testing.assert_allclose([r["loss"] for r in rows], expected, rtol=1e-12)
+
+
+def test_global_loss_keeps_the_value_and_multiplies_the_gradient_by_the_world_size(monkeypatch):
+    """distributed.global_loss: 'the value is unchanged', with N times its gradient (each rank's gradient flows
+    through its own slice only; the optimizer hook's mean over the N ranks then gives the global gradient)."""
+    from genzoo.train import distributed
+
+    monkeypatch.setattr(distributed, "world", lambda: (0, 2))
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    loss = (x ** 2).sum()
+    out = distributed.global_loss(loss)
+    (g,) = torch.autograd.grad(out, x)
+    assert float(out.detach()) == float(loss.detach()) and torch.equal(g, 2 * (2 * x.detach()))
