@@ -1479,8 +1479,8 @@ def test_levels_accept_values_within_half_a_level_of_the_range():
 
 def test_checkerboard_of_ffjords_size_has_density_one_over_its_black_area():
     """CheckerboardDensity(side=4, size=8), FFJORD's board on [-4, 4]^2: 8 black squares of side 2, so the density
-    is 1/32 on them (log 32 lower than the default board's; the docstring's 'log 4 higher' the other way), and it
-    integrates to 1. The default board (unit squares) cannot tell the area from the count of squares."""
+    is 1/32 on them (log 4 below the default board's 1/8, as its docstring says) and it integrates to 1. The
+    default board (unit squares) cannot tell the area from the count of squares."""
     from genzoo.data.toy import checkerboard
 
     d = checkerboard(side=4, size=8.0)
