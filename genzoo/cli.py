@@ -650,6 +650,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     from .io import atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json, run_lock
     from .registry import build
     from .train import distributed, fit
+    from .train.loop import RunFolderGone
 
     if _other_rank():  # under torchrun a warning is every rank's (bf16 emulated, a damaged checkpoint): rank 0 says it
         hold.enter_context(warnings.catch_warnings())
@@ -822,10 +823,14 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                 _check_new_run(run_dir)  # again, under the lock: another process may have started a run here just now
                 # a labelled folder's class names in label order (top level: the data recipe holds dataset options)
                 named = {"classes": list(data.classes)} if data.classes else {}
-                atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe, **named,
-                                                         "command": ["genzoo", *args.argv], "world_size": world_size,
-                                                         "device": device.type,
-                                                         "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                try:
+                    atomic_write_json(run_dir / "run.json", {"genzoo_version": __version__, "recipe": recipe, **named,
+                                                             "command": ["genzoo", *args.argv], "world_size": world_size,
+                                                             "device": device.type,
+                                                             "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                except WriteError:  # a full disk: the folder made here (or what was made in the one given) goes again
+                    _remove_new(run_dir, before)
+                    raise
         except GenZooError as e:
             problem = e
     problem, claimed = distributed.rank0_value((problem, str(run_dir)))  # on every rank: rank 0's failure, or the
@@ -904,6 +909,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                     keep_best=bool(train.get("keep_best", False)), **given)
     except RunLocked:  # another process's run: not ours to clean up
         raise
+    except RunFolderGone:  # (what is at run_dir now, if anything, is not this run's to remove)
+        raise
     except Exception as e:  # a user error, or one genzoo does not foresee (out of memory): a run that never
         if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # started leaves nothing behind
             from .io import set_aside
@@ -917,6 +924,11 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             if isinstance(e, TrainingDiverged):  # it did start: say where its metrics went
                 raise TrainingDiverged(f"{e}; {run_dir if before is None else 'what the run wrote in ' + str(run_dir)} "
                                        "is removed") from None
+        # a full disk at a write but a checkpoint's (whose error says this itself): nothing of the run is lost
+        if main_rank and isinstance(e, WriteError) and "--resume" not in str(e) and \
+                (last := latest_checkpoint(run_dir)) is not None:
+            raise WriteError(f"{e}; the checkpoints written so far are intact: continue from {last.name} with "
+                             f"`genzoo train --resume --run-dir {_quoted(run_dir)}`") from None
         raise
     except KeyboardInterrupt as e:
         what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
@@ -1264,7 +1276,7 @@ def _remake(args) -> list[str] | None:
 
 def cmd_sample(args) -> int:
     from .eval.metrics import draw, draw_finite
-    from .io import record_picture, weights_stamp
+    from .io import weights_stamp
     from .viz import save_samples
 
     if not 1 <= args.n <= MAX_PICTURE:
@@ -1281,9 +1293,21 @@ def cmd_sample(args) -> int:
     x = draw_finite(model, args.n, args.seed) if data is None else draw(model, args.n, args.seed, data)
     save_samples(x, out, title=f"{model.name}: {args.n} sample{'s' * (args.n != 1)}",
                  density=getattr(data, "density", None))
-    record_picture(out, args.run, stamp, _remake(args))
+    _record_picture(out, args.run, stamp, _remake(args))
     print(f"wrote {out}")
     return 0
+
+
+def _record_picture(path: Path, run, stamp, command) -> None:
+    """:func:`~genzoo.io.record_picture` after the picture is written: where pictures.json cannot be written (a full
+    disk), a warning, as the density picture of ``train`` is one: the picture asked for is whole, and exit 0."""
+    from .io import record_picture
+
+    try:
+        record_picture(path, run, stamp, command)
+    except (GenZooError, OSError) as e:
+        print(f"genzoo: warning: wrote {path}, but could not record which weights made it ({' '.join(str(e).split())}): "
+              "the report will not know its source", file=sys.stderr)
 
 
 def _evaluable(path: str, args):
@@ -1641,7 +1665,7 @@ def cmd_interpolate(args) -> int:
     from .apps.interpolate import arithmetic, check_latent_model, draw_prior, infer_latent, interpolate
     from .data import load_spec
     from .data.transforms import level_centres, requantize
-    from .io import record_picture, weights_stamp
+    from .io import weights_stamp
     from .viz import save_grid
 
     stamp = weights_stamp(args.run)  # before the work: a run still training may write newer weights meanwhile
@@ -1691,7 +1715,7 @@ def cmd_interpolate(args) -> int:
         exemplars = [test.x[idx].mean(0) for idx in groups]  # what each concept's images average to
         top = torch.cat([torch.stack(exemplars), torch.zeros_like(exemplars[0])[None]])  # A, B, C, blank
         save_grid(torch.cat([top, images]), out, nrow=4, scale=2)
-        record_picture(out, args.run, stamp, _remake(args))
+        _record_picture(out, args.run, stamp, _remake(args))
         print(f"wrote {out} (top: the exemplars' mean images A, B, C; bottom: G(z_A), G(z_B), G(z_C), G(z_A - z_B + z_C))")
         return 0
     rows = []
@@ -1704,7 +1728,7 @@ def cmd_interpolate(args) -> int:
     if not rows:
         raise ConfigError("nothing to draw: give --pairs N >= 1, --between I J or --arithmetic")
     save_grid(torch.cat(rows), out, nrow=steps, scale=2)
-    record_picture(out, args.run, stamp, _remake(args))
+    _record_picture(out, args.run, stamp, _remake(args))
     print(f"wrote {out} ({len(rows)} row{'s' * (len(rows) != 1)} of {steps}, {kind})")
     return 0
 
@@ -1737,7 +1761,7 @@ def cmd_inpaint(args) -> int:
     from .base import Density
     from .data import load_spec
     from .data.transforms import requantize
-    from .io import record_picture, weights_stamp
+    from .io import weights_stamp
     from .viz import save_grid
 
     if args.steps is not None and not 1 <= args.steps <= 100_000:
@@ -1810,7 +1834,7 @@ def cmd_inpaint(args) -> int:
     made_x = requantize(out["generated"], levels) if levels and method == "search" else out["generated"]
     panel = torch.cat([rgb(y), show_holes(y, mask), rgb(made_x), rgb(out["filled"])])  # (4N, 3, H, W)
     save_grid(panel, path, nrow=len(y), scale=2)
-    record_picture(path, args.run, stamp, _remake(args))
+    _record_picture(path, args.run, stamp, _remake(args))
     print(f"wrote {path} (rows: image, masked input with its holes in blue, {made}, {blend}-blended)")
     if truth is not None:
         p = psnr(out["filled"], truth, 1 - mask)

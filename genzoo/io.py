@@ -68,6 +68,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     Traceback (most recent call last):
     genzoo.errors.WriteError: cannot write .../missing/note.txt: No such file or directory
     """
+    _commit(*_stage(path, data))
+
+
+def _stage(path: str | os.PathLike, data: bytes) -> tuple[str, Path]:
+    """The first half of :func:`atomic_write_bytes`: ``data`` written and fsynced to a temporary file beside
+    ``path``; returns (the temporary file, the path it is for) for :func:`_commit`. A :class:`WriteError` leaves
+    nothing behind."""
     path = Path(path)
     if path.is_symlink():  # write through the link, as open() would, not over it
         path = path.resolve()
@@ -85,12 +92,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp, path
+
+
+def _commit(tmp: str, path: Path) -> None:
+    """The second half of :func:`atomic_write_bytes`: the file :func:`_stage` wrote renamed into place (removed if
+    that fails), and the rename made durable."""
+    try:
+        os.replace(tmp, path)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise WriteError(f"cannot write {path}: {e.strerror or e}") from None
         raise
     _fsync_dir(path.parent)  # the rename itself (POSIX; where a folder cannot be opened, as on Windows, nothing)
 
@@ -363,7 +382,9 @@ def save(model, directory: str | os.PathLike) -> None:
 def write_model(model, directory: Path, pair: bool = False) -> None:
     """:func:`save` without the guard on runs: for the trainer, which writes its own run's weights.
 
-    Each file is renamed into place whole, but the two are two renames, the weights first. With ``pair``
+    Both files are written to temporary names first, then renamed into place, the weights first: a file that
+    cannot be written (a full disk) leaves the folder's files as they were, and only a kill between the two renames
+    mixes two saves. With ``pair``
     (:func:`save`) both files carry the id of the save, ``save_id`` (the digest of the config written; in the
     weights' safetensors metadata), so the new weights beside the old config that a kill between the two leaves
     (another model's options, maybe of the same shapes) are refused by :func:`load`. A run needs none: its
@@ -378,8 +399,19 @@ def write_model(model, directory: Path, pair: bool = False) -> None:
     if pair:  # the same config gives the same id: saving the same model twice writes the same bytes
         cfg["save_id"] = _digest(dumps(cfg).encode())
         meta = {"save_id": cfg["save_id"]}  # (in place of {"format": "pt"}: see save_tensors)
-    save_tensors(directory / WEIGHTS, model.state_dict(), meta)
-    atomic_write_json(directory / CONFIG, cfg)
+    # both files on disk before either is renamed: a full disk at the second leaves the folder's old pair as it was
+    weights = _stage(directory / WEIGHTS, safetensors_bytes(_tensors(model.state_dict()), metadata=meta or {"format": "pt"}))
+    try:
+        config = _stage(directory / CONFIG, (dumps(cfg, indent=2) + "\n").encode())
+    except BaseException:
+        Path(weights[0]).unlink(missing_ok=True)
+        raise
+    try:
+        _commit(*weights)
+    except BaseException:
+        Path(config[0]).unlink(missing_ok=True)
+        raise
+    _commit(*config)
 
 
 def build_from_config(directory: str | os.PathLike) -> GenerativeModel:

@@ -1430,3 +1430,115 @@ def test_compare_says_runs_of_the_default_seed_or_binarized_digits_are_the_same_
     assert code == 0, err
     assert f"| {tmp_path / 'bin'} | gmm | digits (binarized) |" in out and f"| {tmp_path / 'grey'} | gmm | digits |" in out
     assert "genzoo: note: these runs were scored on different data (digits (binarized), digits)" in err
+
+
+def test_a_run_folder_removed_mid_run_stops_the_run_instead_of_rebuilding_it(tmp_path, capsys, monkeypatch):
+    """A run folder removed (rm -rf, or moved away) mid-run was made anew, partly, by the next checkpoint or grid,
+    and training "succeeded" in a folder without its run.json or history, which neither --resume nor eval took
+    (a136 F1)."""
+    from genzoo.train import callbacks as cb
+
+    real = cb.Checkpoint.on_step_end
+
+    def removed_after_step_10(self, state, logs):
+        real(self, state, logs)
+        if state.step == 10:
+            shutil.move(str(self.run_dir), str(tmp_path / "moved"))
+
+    monkeypatch.setattr(cb.Checkpoint, "on_step_end", removed_after_step_10)
+    rd = tmp_path / "run"
+    code, _, err = run(capsys, "train", "vae", "--steps", "20", "--checkpoint-every", "5", "--sample-every", "5",
+                       "--run-dir", str(rd), "--no-progress", "--set", "latent_dim=2", "--set", "hidden=16")
+    _one_error_line(code, err.splitlines()[-1] + "\n", f"the run folder {rd} was removed, moved away or replaced")
+    assert not rd.exists()  # not made anew
+    assert (tmp_path / "moved" / "checkpoints" / "step-00000010").is_dir()  # the moved run as it was: resumable
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(tmp_path / "moved"), "--no-progress")
+    assert code == 0, err
+
+
+def test_a_samples_folder_that_cannot_be_made_is_a_write_error(vae_run, tmp_path, capsys):
+    """samples/ with a file in its place was 'File exists: RUN/samples', exit 1 (an unexpected error) (a136 F2)."""
+    rd = tmp_path / "vae"
+    shutil.copytree(vae_run, rd)
+    shutil.rmtree(rd / "samples")
+    (rd / "samples").write_text("x")
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "30", "--no-progress")
+    _one_error_line(code, err.splitlines()[-1] + "\n", f"cannot create the folder {rd / 'samples'}: File exists")
+    assert "checkpoints written so far are intact" in err and "--resume" in err
+
+
+def test_a_full_disk_outside_the_checkpoints_says_they_are_intact(tmp_path, capsys, monkeypatch):
+    """A full disk at the metrics, a grid, the final weights or best/ said only 'cannot write PATH', not that the
+    checkpoints are intact and --resume goes on; best/'s named its temporary folder (a136 F4)."""
+    from genzoo import io as gio
+    from genzoo.train import callbacks as cb
+
+    real = cb.write_samples
+
+    def full_at_step_10(model, path, *a, **kw):
+        if path.name == "step-00000010.png":
+            raise gio.WriteError(f"cannot write {path}: No space left on device")
+        return real(model, path, *a, **kw)
+
+    monkeypatch.setattr(cb, "write_samples", full_at_step_10)
+    rd = tmp_path / "run"
+    args = ("--checkpoint-every", "5", "--sample-every", "5", "--no-progress", "--set", "latent_dim=2",
+            "--set", "hidden=16")
+    code, _, err = run(capsys, "train", "vae", "--steps", "20", "--run-dir", str(rd), *args)
+    monkeypatch.undo()
+    assert code == 2 and "No space left on device; the checkpoints written so far are intact: continue from " \
+        f"step-00000005 with `genzoo train --resume --run-dir {rd}`" in err, err
+    # best/: named as itself
+    def full(model, folder):
+        raise gio.WriteError(f"cannot write {folder / 'model.safetensors'}: No space left on device")
+
+    monkeypatch.setattr(cb, "write_model", full)
+    rd = tmp_path / "best"
+    code, _, err = run(capsys, "train", "vae", "--steps", "20", "--run-dir", str(rd), *args, "--set", "keep_best=true",
+                       "--set", "valid_every=5", "--set", "log_every=5")
+    assert code == 2 and f"cannot write the best weights {rd / 'best'}: No space left on device" in err, err
+    assert ".tmp-best" not in err
+
+
+@pytest.mark.parametrize("command", [["sample", "{run}", "-n", "4"],
+                                     ["interpolate", "{run}", "--pairs", "1", "--steps", "3"]])
+def test_a_picture_whose_record_cannot_be_written_is_a_warning(vae_run, tmp_path, capsys, monkeypatch, command):
+    """sample/interpolate wrote the picture, then failed on pictures.json with exit 2 (a136 F6)."""
+    from genzoo import io as gio
+
+    rd = tmp_path / "vae"
+    shutil.copytree(vae_run, rd)
+
+    def full(path, obj):
+        if Path(path).name == "pictures.json":
+            raise gio.WriteError(f"cannot write {path}: No space left on device")
+        return real(path, obj)
+
+    real = gio.atomic_write_json
+    monkeypatch.setattr(gio, "atomic_write_json", full)
+    code, out, err = run(capsys, *[a.format(run=rd) for a in command])
+    assert code == 0, err
+    assert "genzoo: warning: wrote " in err and "could not record which weights made it" in err and \
+        "No space left on device" in err, err
+    assert "wrote " in out and not (rd / "pictures.json").exists()
+
+
+def test_a_train_that_cannot_write_run_json_removes_the_folder_it_made(tmp_path, capsys, monkeypatch):
+    """A full disk at run.json left the empty run folder the command had just made (a136 F7)."""
+    from genzoo import io as gio
+
+    real = gio.atomic_write_json
+
+    def full(path, obj):
+        if Path(path).name == "run.json":
+            raise gio.WriteError(f"cannot write {path}: No space left on device")
+        return real(path, obj)
+
+    monkeypatch.setattr(gio, "atomic_write_json", full)
+    rd = tmp_path / "new" / "run"
+    code, _, err = run(capsys, "train", "vae", "--steps", "5", "--run-dir", str(rd), "--no-progress")
+    _one_error_line(code, err, "run.json: No space left on device")
+    assert not rd.exists()
+    monkeypatch.chdir(tmp_path)  # the default runs/MODEL-DATA-TIME folder too
+    code, _, err = run(capsys, "train", "vae", "--steps", "5", "--no-progress")
+    assert code == 2 and list((tmp_path / "runs").iterdir()) == [], err

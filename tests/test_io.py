@@ -423,6 +423,19 @@ def test_a_file_system_without_locks_trains_and_samples_with_a_warning(tmp_path,
             pass
 
 
+def _kill_between_the_renames(monkeypatch):
+    """Make the next save stop as a kill after the weights' rename, before the config's."""
+    renames, commit = [], io._commit
+
+    def killed(tmp, path):
+        renames.append(path.name)
+        if len(renames) == 2:
+            raise KeyboardInterrupt
+        commit(tmp, path)
+
+    monkeypatch.setattr(io, "_commit", killed)
+
+
 def test_a_save_cut_short_between_its_two_files_does_not_load(tmp_path, monkeypatch):
     """genzoo.save over a saved model of the same shapes renamed the weights, then config.json: a kill between the
     two left b's weights beside a's config (activation relu, not tanh), which loaded and computed something else."""
@@ -431,10 +444,7 @@ def test_a_save_cut_short_between_its_two_files_does_not_load(tmp_path, monkeypa
     genzoo.save(a, tmp_path)
     (tmp_path / "notes.txt").write_text("mine")  # a user's file beside the model
 
-    def killed(path, obj):  # stands for a kill after the weights' rename, before the config's
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(io, "atomic_write_json", killed)
+    _kill_between_the_renames(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         genzoo.save(b, tmp_path)
     monkeypatch.undo()
@@ -453,6 +463,32 @@ def test_a_save_cut_short_between_its_two_files_does_not_load(tmp_path, monkeypa
         genzoo.load(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in cfg.items() if k != "save_id"}))
     genzoo.load(tmp_path)  # a config.json of an older genzoo: not checked
+
+
+def test_a_save_over_a_model_that_fails_at_its_second_file_leaves_the_old_model(tmp_path, monkeypatch):
+    """genzoo.save renamed the new weights into place, then wrote config.json: a full disk at the second file left
+    the new weights beside the old config, which load refused, and the old model was gone (a136 F3)."""
+    import errno
+    import os
+
+    a = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=4, hidden=(16,))
+    b = genzoo.build("vae", data_shape=(1, 8, 8), latent_dim=3, hidden=(16,))
+    genzoo.save(a, tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real, written = os.fsync, []
+
+    def full_at_the_config(fd):  # the weights fit, config.json does not
+        written.append(fd)
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", full_at_the_config)
+    with pytest.raises(WriteError, match=r"cannot write .*config\.json: No space left on device"):
+        genzoo.save(b, tmp_path)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary file left either
+    assert genzoo.load(tmp_path).config["latent_dim"] == 4
 
 
 def test_strings_that_read_as_non_finite_numbers_stay_strings(tmp_path):
@@ -694,10 +730,7 @@ def test_a_save_cut_short_over_a_model_of_other_shapes_says_two_saves(tmp_path, 
     were "do not fit", not the message written for a save cut short between its two files."""
     genzoo.save(genzoo.build("vae", data_shape=(4,), latent_dim=2, hidden=(8,)), tmp_path)
 
-    def killed(path, obj):  # a kill after the weights' rename, before the config's
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(io, "atomic_write_json", killed)
+    _kill_between_the_renames(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         genzoo.save(genzoo.build("vae", data_shape=(4,), latent_dim=3, hidden=(8,)), tmp_path)
     monkeypatch.undo()

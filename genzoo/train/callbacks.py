@@ -282,13 +282,27 @@ class MetricsLogger(Callback):
         partial = getattr(state, "partial_logs", None) or {}  # resumed between two rows: the sums kept
         self.sums = {k: float(v) for k, v in partial.get("sums", {}).items()}
         self.counts = {k: int(v) for k, v in partial.get("counts", {}).items()}
+        self.tb = None
         try:  # optional: only when tensorboard is installed
             from torch.utils.tensorboard import SummaryWriter
-
-            # purge_step: a resumed run's TensorBoard drops the events after its checkpoint, as metrics.jsonl its lines
-            self.tb = SummaryWriter(str(self.path.parent / "tensorboard"), purge_step=state.step + 1 if state.step else None)
         except Exception:
+            return
+        _quiet_tensorboard_threads()
+        # purge_step: a resumed run's TensorBoard drops the events after its checkpoint, as metrics.jsonl its lines
+        self.tb = self._tensorboard(lambda: SummaryWriter(str(self.path.parent / "tensorboard"),
+                                                          purge_step=state.step + 1 if state.step else None))
+
+    def _tensorboard(self, call):
+        """``call()`` (a TensorBoard write), or, where it fails (a full disk, an events file that cannot be written:
+        its writer thread's error surfaces here), one warning and no TensorBoard from then on: it mirrors
+        metrics.jsonl, which is the run's record, and stops no run."""
+        try:
+            return call()
+        except Exception as e:
             self.tb = None
+            warnings.warn(f"TensorBoard logging stopped: cannot write {self.path.parent / 'tensorboard'}: "
+                          f"{getattr(e, 'strerror', None) or e} (metrics.jsonl holds every row)", GenZooWarning,
+                          stacklevel=3)
 
     def _truncate(self, step: int) -> None:
         """On resume, drop the rows written after the checkpoint we restart from, and a last line cut by a kill
@@ -342,16 +356,38 @@ class MetricsLogger(Callback):
         except OSError as e:  # a full disk, a folder gone read-only: one line, the checkpoints so far intact
             raise WriteError(f"cannot write {self.path}: {e.strerror or e}") from None
         if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    self.tb.add_scalar(k, v, state.step)
+            def add(tb=self.tb):
+                for k, v in row.items():
+                    if k != "step" and isinstance(v, (int, float)):
+                        tb.add_scalar(k, v, state.step)
+                tb.flush()  # now: its writer thread's failure is seen here, at this row
+
+            self._tensorboard(add)  # (self.tb None once it failed)
         self.sums, self.counts = {}, {}
         state.partial_logs = None
         self.t0, self.step0 = time.time(), state.step
 
     def on_end(self, state):
         if self.tb is not None:
-            self.tb.close()
+            tb, self.tb = self.tb, None
+            self._tensorboard(tb.close)
+
+
+def _quiet_tensorboard_threads() -> None:
+    """Keep Python from printing the traceback of TensorBoard's writer thread when its write fails: the thread
+    keeps the error, which the next write raises in training's thread, where :class:`MetricsLogger` warns of it."""
+    import threading
+
+    hook = threading.excepthook
+    if getattr(hook, "genzoo", False):
+        return
+
+    def quiet(args):
+        if type(args.thread).__name__ != "_AsyncWriterThread" or not issubclass(args.exc_type, Exception):
+            hook(args)
+
+    quiet.genzoo = True
+    threading.excepthook = quiet
 
 
 @torch.no_grad()
@@ -441,9 +477,12 @@ class BestWeights(Callback):
                 shutil.copyfile(self.run_dir / "run.json", self.tmp / "run.json")
             atomic_write_json(self.tmp / "best.json", {"step": state.step, "epoch": round(state.epoch, 4), self.KEY: loss})
             replace_folder(self.tmp, self.path)
-        except BaseException:  # Ctrl-C or a full disk mid-write: the previous best stays, nothing half-written
+        except BaseException as e:  # Ctrl-C or a full disk mid-write: the previous best stays, nothing half-written
             shutil.rmtree(self.tmp, ignore_errors=True)
             restore_folder(self.path)
+            if isinstance(e, (WriteError, OSError)):  # named as best/, not as the temporary folder, gone by now
+                why = e.strerror if isinstance(e, OSError) and e.strerror else str(e).rpartition(": ")[2]
+                raise WriteError(f"cannot write the best weights {self.path}: {why}") from None
             raise
 
 
@@ -480,7 +519,10 @@ class SampleGrid(Callback):
         if state.step % self.every == 0 or state.step == state.total_steps:
             if nonfinite_weight(state.model):  # an update that broke the weights (its loss was finite): no picture
                 return                          # of them; the checkpoint or the next step's loss stops the run
-            self.dir.mkdir(parents=True, exist_ok=True)
+            try:  # (not its parents: a run folder removed mid-run is not made anew, partly, here)
+                self.dir.mkdir(exist_ok=True)
+            except OSError as e:  # a file in its place, no inodes left: one line, as the other run files
+                raise WriteError(f"cannot create the folder {self.dir}: {e.strerror or e}") from None
             path = self.dir / f"step-{state.step:08d}.png"
             x = write_samples(state.model, path, self.n, seed=state.seed, title=f"step {state.step}",
                               density=getattr(state.data, "density", None),

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -511,6 +512,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             except OSError as e:
                 raise WriteError(f"cannot create the run folder {writes}: {e.strerror or e}") from None
             hold.enter_context(run_lock(writes))  # one process at a time trains a run (re-entrant: held on resume)
+            folder = _identity(writes)  # checked after each step's writes: a folder removed or moved away is said
             if ckpt is not None and state.step < state.total_steps:
                 # a run trained further than it was: its old final weights are not its weights any more, so
                 # load() and eval take the newest checkpoint until this one ends and writes its own
@@ -551,8 +553,15 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 if max_minutes and distributed.any_rank(time.time() > deadline):
                     state.total_steps = state.step
                 state.stopping = asked and state.step < state.total_steps  # (Checkpoint writes this step's)
-                for cb in cbs:
-                    cb.on_step_end(state, logs)
+                try:
+                    for cb in cbs:
+                        cb.on_step_end(state, logs)
+                except WriteError:  # a write that failed because the run folder is gone: that said, not the write
+                    if writes is not None:
+                        _check_folder(writes, folder)
+                    raise
+                if writes is not None:
+                    _check_folder(writes, folder)
                 if state.stopping:
                     break
         finally:
@@ -562,8 +571,32 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
             for opt in state.optimizers:  # the model comes back without the last step's gradients (a copy of it)
                 opt.zero_grad(set_to_none=True)
         if writes is not None and not state.stopping:  # (stopped: an unfinished run, whose newest checkpoint it is)
+            _check_folder(writes, folder)  # (write_model would make a folder gone anew)
             write_model(model, writes)  # the run's own weights: save() refuses a run folder
     return state
+
+
+class RunFolderGone(WriteError):
+    """The run folder was removed, moved away or replaced while :func:`fit` trained in it."""
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """The (device, inode) of ``folder``, or None where it is gone."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _check_folder(folder: Path, identity: tuple[int, int] | None) -> None:
+    """A :class:`RunFolderGone` unless ``folder`` is still the folder of ``identity`` (:func:`_identity` at the
+    start): a run folder removed (``rm -rf``) or moved away mid-run was made anew, partly, by the next write (a
+    checkpoint's ``mkdir``), and the run ended "successfully" in a folder without its run.json and history."""
+    if _identity(folder) != identity:
+        raise RunFolderGone(f"the run folder {folder} was removed, moved away or replaced during training: training "
+                            "stopped rather than write a partial run there (the checkpoints written before went "
+                            "with the folder)") from None
 
 
 #: a stop request (:func:`request_stop`): ``listening`` while :func:`fit` runs its steps
