@@ -4,6 +4,7 @@ harness refuses what would lose text or runs, and options a benchmark would igno
 import math
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -1012,7 +1013,7 @@ def test_the_stamp_names_the_commit_and_time_the_run_started_from_and_what_moved
                                                              localtime=time.localtime))
     code, printed, _ = _bench(capsys, "fgan-gaussian", "--jobs", "1", "--no-write")
     assert code == 0 and f"commit {start} (HEAD moved to {head()} during the run), " in printed
-    assert time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(1577880000.0)) in printed and "259200 s on" in printed
+    assert time.strftime("%Y-%m-%d %H:%M %z", time.localtime(1577880000.0)) in printed and "259200 s on" in printed
 
     def edit(args):  # an edit of the uncommitted changes: the same commit, +dirty before and after
         (repo / "README.md").write_text("four\n")
@@ -1336,10 +1337,10 @@ def test_fresh_is_refused_where_no_run_would_be_reused(args, needle, capsys):
 
 
 def test_the_stamp_names_its_time_zone_and_quotes_a_backtick():
-    """The stamp's time had no zone (a reader elsewhere took it for local time), and an argument holding a backtick
+    """The stamp's time had no zone (a reader elsewhere took it for local time; now its UTC offset), and an argument holding a backtick
     ended the stamp's inline code span early, leaving the rest of the command as Markdown."""
     line = bench.stamp("modes", 12.0, ["genzoo", "bench", "modes", "--runs-dir", "a`b"], commit_label="abc1234",
                        started=1577880000.0)
     assert line.startswith("``genzoo bench modes --runs-dir 'a`b'``: genzoo ")
-    assert f", {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(1577880000.0))}, 12 s on " in line
-    assert time.strftime("%Z", time.localtime(1577880000.0))  # a zone is named
+    assert f", {time.strftime('%Y-%m-%d %H:%M %z', time.localtime(1577880000.0))}, 12 s on " in line
+    assert re.search(r", 20\d\d-\d\d-\d\d \d\d:\d\d [+-]\d{4}, ", line)  # the UTC offset, not a zone's name (CST)

@@ -420,6 +420,7 @@ def test_a_tensorboard_writer_that_fails_is_a_warning_and_training_goes_on(tmp_p
             raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=FullWriter))
+    monkeypatch.setattr(callbacks, "_tensorboard_raises", lambda: True)  # (a tensorboard of 2.12 or later)
     monkeypatch.setattr(threading, "excepthook", threading.excepthook)  # (the quiet hook is undone after the test)
     gmm = genzoo.build("gmm", data_shape=(2,), n_components=2)
     with pytest.warns(GenZooWarning, match=r"TensorBoard logging stopped: cannot write .*tensorboard: No space left "
@@ -444,3 +445,28 @@ def test_a_tensorboard_writer_that_fails_is_a_warning_and_training_goes_on(tmp_p
     threading.excepthook(types.SimpleNamespace(thread=named(), exc_type=OSError))
     threading.excepthook(types.SimpleNamespace(thread=threading.Thread(), exc_type=OSError))
     assert len(printed) == 1 and hook is not None
+
+
+def test_a_tensorboard_before_2_12_is_not_used(tmp_path, monkeypatch):
+    """Before tensorboard 2.12 a writer thread that failed died, and the flush of each metrics row then waited for it
+    for ever, with its traceback filtered: such a tensorboard is not used, with a warning (review 114)."""
+    import sys
+    import types
+
+    class Writer:  # would hang: never opened
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("an old tensorboard was used")
+
+    real = callbacks._tensorboard_raises
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    monkeypatch.setattr(callbacks, "_tensorboard_raises", lambda: False)
+    with pytest.warns(GenZooWarning, match=r"^TensorBoard logging is off: it needs tensorboard 2\.12 or later"):
+        state = genzoo.fit(genzoo.build("gmm", data_shape=(2,), n_components=2), load_dataset("ring", n=200), steps=2,
+                           run_dir=tmp_path, log_every=1, progress=False)
+    assert state.step == 2 and not (tmp_path / "tensorboard").exists()
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.11.2")
+    assert real() is False
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "2.18.0")
+    assert real() is True

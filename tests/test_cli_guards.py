@@ -1432,17 +1432,21 @@ def test_compare_says_runs_of_the_default_seed_or_binarized_digits_are_the_same_
     assert "genzoo: note: these runs were scored on different data (digits (binarized), digits)" in err
 
 
-def test_a_run_folder_removed_mid_run_stops_the_run_instead_of_rebuilding_it(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_a_run_folder_removed_mid_run_stops_the_run_instead_of_rebuilding_it(tmp_path, capsys, monkeypatch, when):
     """A run folder removed (rm -rf, or moved away) mid-run was made anew, partly, by the next checkpoint or grid,
     and training "succeeded" in a folder without its run.json or history, which neither --resume nor eval took
-    (a136 F1)."""
+    (a136 F1); removed just before a checkpoint of the same step, the checkpoint's mkdir(parents=True) still made
+    RUN/checkpoints/step-N anew (review 114)."""
     from genzoo.train import callbacks as cb
 
     real = cb.Checkpoint.on_step_end
 
     def removed_after_step_10(self, state, logs):
+        if state.step == 10 and when == "before":
+            shutil.move(str(self.run_dir), str(tmp_path / "moved"))
         real(self, state, logs)
-        if state.step == 10:
+        if state.step == 10 and when == "after":
             shutil.move(str(self.run_dir), str(tmp_path / "moved"))
 
     monkeypatch.setattr(cb.Checkpoint, "on_step_end", removed_after_step_10)
@@ -1451,7 +1455,8 @@ def test_a_run_folder_removed_mid_run_stops_the_run_instead_of_rebuilding_it(tmp
                        "--run-dir", str(rd), "--no-progress", "--set", "latent_dim=2", "--set", "hidden=16")
     _one_error_line(code, err.splitlines()[-1] + "\n", f"the run folder {rd} was removed, moved away or replaced")
     assert not rd.exists()  # not made anew
-    assert (tmp_path / "moved" / "checkpoints" / "step-00000010").is_dir()  # the moved run as it was: resumable
+    newest = "step-00000010" if when == "after" else "step-00000005"
+    assert sorted(p.name for p in (tmp_path / "moved" / "checkpoints").iterdir())[-1] == newest  # as it was: resumable
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(tmp_path / "moved"), "--no-progress")
     assert code == 0, err
 

@@ -114,6 +114,8 @@ def test_a_sigma_whose_square_underflows_is_refused_and_a_nan_mean_never_wins():
     with pytest.raises(DataError, match=r"^Parzen sigmas must be at most 1e150 \(sigma\^2 is taken\), got 1e\+155$"):
         parzen_log_prob(torch.rand(5, 3), torch.rand(7, 3), 1e155)  # (was a bare OverflowError from sigma^2)
     assert torch.isfinite(parzen_log_prob(torch.rand(5, 3), torch.rand(7, 3), [1e-150, 1e150])).all()
+    with pytest.raises(DataError, match="at most 1e150"):
+        check_sigmas([9e152])  # (the bound is the one the message says, not where sigma^2 * 200 overflows)
     samples, valid = torch.randn(50, 2), torch.randn(20, 2)
     sigma, means = select_sigma(samples, valid, torch.tensor([0.5, 1.0]))
     assert sigma in (0.5, 1.0)

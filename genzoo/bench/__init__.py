@@ -158,7 +158,7 @@ def stamp(name: str, seconds: float, command: list[str] | None = None, *, commit
     from .. import __version__
 
     cmd = shlex.join(command or ["genzoo", "bench", name])  # pasted back as it ran: a path with a space quoted
-    when = time.strftime("%Y-%m-%d %H:%M %Z", time.localtime(started))  # (the zone: a reader elsewhere)
+    when = time.strftime("%Y-%m-%d %H:%M %z", time.localtime(started))  # (the UTC offset: a reader elsewhere)
     return (f"{code_span(cmd)}: genzoo {__version__}, commit {commit_label or commit()}, {when}, "
             f"{seconds:.0f} s on {machine(threads)}.")
 

@@ -209,7 +209,9 @@ def ledger(args, bench: str) -> Ledger | None:
     from . import commit
 
     base = {"genzoo": __version__, "code": code_digest(), "torch": torch.__version__,
-            "python": platform.python_version(), "cpu": f"{os.cpu_count()} x {cpu_model()}"}
+            "python": platform.python_version(), "cpu": f"{os.cpu_count()} x {cpu_model()}",
+            # the linear layers' kernel (genzoo.nn.linear), which moves the results in their last bits and the seconds
+            "onednn_linear": os.environ.get("GENZOO_ONEDNN_LINEAR")}
     return Ledger(bench, base, commit(), bool(getattr(args, "fresh", False)))
 
 
@@ -274,7 +276,7 @@ def keep_record(run: Path, key: dict, result: dict, files: tuple[str, ...] = (),
     try:
         record = {"format": RECORD_FORMAT, "key": key, "result": result, "weights": weights_stamp(run),
                   "files": {name: _digest(path=run / name) for name in files}, "commit": commit,
-                  "finished": time.strftime("%Y-%m-%d %H:%M %Z"), "run": str(run)}
+                  "finished": time.strftime("%Y-%m-%d %H:%M %z"), "run": str(run)}
         atomic_write_json(run / RECORD, record)
     except (WriteError, OSError, TypeError, ValueError) as e:
         print(f"genzoo: warning: {run}: cannot keep its record ({e}): a later invocation trains it again",

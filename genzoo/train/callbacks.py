@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -287,6 +288,11 @@ class MetricsLogger(Callback):
             from torch.utils.tensorboard import SummaryWriter
         except Exception:
             return
+        if not _tensorboard_raises():
+            warnings.warn("TensorBoard logging is off: it needs tensorboard 2.12 or later (an older one's writer thread "
+                          "dies on a write error and a later flush waits for it for ever); metrics.jsonl holds every row",
+                          GenZooWarning, stacklevel=2)
+            return
         _quiet_tensorboard_threads()
         # purge_step: a resumed run's TensorBoard drops the events after its checkpoint, as metrics.jsonl its lines
         self.tb = self._tensorboard(lambda: SummaryWriter(str(self.path.parent / "tensorboard"),
@@ -371,6 +377,22 @@ class MetricsLogger(Callback):
         if self.tb is not None:
             tb, self.tb = self.tb, None
             self._tensorboard(tb.close)
+
+
+def _tensorboard_raises() -> bool:
+    """Whether the installed tensorboard's writer thread hands its errors to the next write (2.12 and later,
+    tensorboard#6168), which :class:`MetricsLogger` turns into a warning; before, the thread died and a flush hung.
+
+    >>> isinstance(_tensorboard_raises(), bool)
+    True
+    """
+    try:
+        from importlib.metadata import version
+
+        major, minor = (int(part) for part in re.findall(r"\d+", version("tensorboard"))[:2])
+    except Exception:  # not installed, or a version that does not read as numbers: not known to raise
+        return False
+    return (major, minor) >= (2, 12)
 
 
 def _quiet_tensorboard_threads() -> None:
@@ -658,6 +680,10 @@ class Checkpoint(Callback):
                           f"{weights} step-{state.step:08d} are the spike's; "
                           + (f"the checkpoints before it are kept ({before[-1]} the newest)" if before else
                              "no checkpoint before it was written"), GenZooWarning, stacklevel=2)
+        try:  # (not its parents, as save_checkpoint would: a run folder removed mid-run is not made anew, partly)
+            (self.run_dir / CHECKPOINTS).mkdir(exist_ok=True)
+        except OSError as e:
+            raise WriteError(f"cannot create the folder {self.run_dir / CHECKPOINTS}: {e.strerror or e}") from None
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
                         {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(),
                         keep=sys.maxsize if spike else self.keep + 1)  # (+1: the one before it, until it is proven)
