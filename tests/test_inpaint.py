@@ -455,8 +455,6 @@ class _ConstGenerator(torch.nn.Module):
 
     @property
     def prior(self):
-        from torch.distributions import Independent, Normal
-
         return Independent(Normal(torch.zeros(1), torch.ones(1)), 1)
 
     def generate(self, z):
