@@ -1344,3 +1344,14 @@ def test_the_stamp_names_its_time_zone_and_quotes_a_backtick():
     assert line.startswith("``genzoo bench modes --runs-dir 'a`b'``: genzoo ")
     assert f", {time.strftime('%Y-%m-%d %H:%M %z', time.localtime(1577880000.0))}, 12 s on " in line
     assert re.search(r", 20\d\d-\d\d-\d\d \d\d:\d\d [+-]\d{4}, ", line)  # the UTC offset, not a zone's name (CST)
+
+
+def test_m2_mnists_key_holds_the_steps_it_trains_whether_given_or_the_recipes():
+    """The key held `--steps` as typed: `--steps 15000`, the recipe's own length, did not reuse the runs of a default
+    invocation, nor the reverse (review 114)."""
+    from genzoo.bench import m2_mnist
+    from genzoo.recipes import load_recipe
+
+    own = load_recipe(bench.common.configs_dir() / m2_mnist.RECIPE)["train"]["steps"]
+    assert m2_mnist.recipe_steps(None) == m2_mnist.recipe_steps(own) == own
+    assert m2_mnist.recipe_steps(20) == 20

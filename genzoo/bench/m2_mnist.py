@@ -51,6 +51,16 @@ def one(seed: int, root: str, runs_dir: str, steps: int | None, quick: bool) -> 
     return {"seed": seed, "error": result["error"]["error"], "seconds": seconds, "steps": steps_done, "run": str(run)}
 
 
+def recipe_steps(steps: int | None) -> int | None:
+    """The steps a full run trains: ``--steps``, else the recipe's own, so that a run's key is the same either way
+    (`--steps 15000` reuses the runs of a default invocation, and the reverse)."""
+    if steps:
+        return steps
+    from genzoo.recipes import load_recipe
+
+    return load_recipe(common.configs_dir() / RECIPE).get("train", {}).get("steps")
+
+
 def run(args) -> str:
     from .common import mnist_root
 
@@ -61,7 +71,7 @@ def run(args) -> str:
     results, reused = common.run_reusing(
         one, [(s, root, runs_dir, args.steps, args.quick) for s in range(seeds)], args.jobs, "bench m2-mnist",
         not args.no_progress, ledger=ledger, runs=[Path(runs_dir) / f"seed{s}" for s in range(seeds)],
-        settings=[{"seed": s, "steps": args.steps, "recipe": RECIPE, "mnist": common.mnist_key(root)}
+        settings=[{"seed": s, "steps": recipe_steps(args.steps), "recipe": RECIPE, "mnist": common.mnist_key(root)}
                   for s in range(seeds)] if ledger else [], files=("eval.json",), parallel=run_parallel)
     errs = [100 * r["error"] for r in results]
     spread = f" +- {statistics.stdev(errs):.2f}" if len(errs) > 1 else ""  # one seed has no spread
