@@ -379,6 +379,15 @@ class MetricsLogger(Callback):
             self._tensorboard(tb.close)
 
 
+def _run_subfolder(folder: Path) -> None:
+    """Make ``folder`` (samples/, checkpoints/) inside a run folder, but not its parents: a run folder removed
+    mid-run is not made anew, partly, here (fit says it is gone). A file in its place, no inodes left: one line."""
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError as e:
+        raise WriteError(f"cannot create the folder {folder}: {e.strerror or e}") from None
+
+
 def _tensorboard_raises() -> bool:
     """Whether the installed tensorboard's writer thread hands its errors to the next write (2.12 and later,
     tensorboard#6168), which :class:`MetricsLogger` turns into a warning; before, the thread died and a flush hung.
@@ -541,10 +550,7 @@ class SampleGrid(Callback):
         if state.step % self.every == 0 or state.step == state.total_steps:
             if nonfinite_weight(state.model):  # an update that broke the weights (its loss was finite): no picture
                 return                          # of them; the checkpoint or the next step's loss stops the run
-            try:  # (not its parents: a run folder removed mid-run is not made anew, partly, here)
-                self.dir.mkdir(exist_ok=True)
-            except OSError as e:  # a file in its place, no inodes left: one line, as the other run files
-                raise WriteError(f"cannot create the folder {self.dir}: {e.strerror or e}") from None
+            _run_subfolder(self.dir)
             path = self.dir / f"step-{state.step:08d}.png"
             x = write_samples(state.model, path, self.n, seed=state.seed, title=f"step {state.step}",
                               density=getattr(state.data, "density", None),
@@ -680,10 +686,7 @@ class Checkpoint(Callback):
                           f"{weights} step-{state.step:08d} are the spike's; "
                           + (f"the checkpoints before it are kept ({before[-1]} the newest)" if before else
                              "no checkpoint before it was written"), GenZooWarning, stacklevel=2)
-        try:  # (not its parents, as save_checkpoint would: a run folder removed mid-run is not made anew, partly)
-            (self.run_dir / CHECKPOINTS).mkdir(exist_ok=True)
-        except OSError as e:
-            raise WriteError(f"cannot create the folder {self.run_dir / CHECKPOINTS}: {e.strerror or e}") from None
+        _run_subfolder(self.run_dir / CHECKPOINTS)  # (before save_checkpoint, which would make the run folder too)
         save_checkpoint(self.run_dir, state.step, state.model, state.optimizers,
                         {"epoch": state.epoch, **run_plan(state), **extra}, state.rng_state(),
                         keep=sys.maxsize if spike else self.keep + 1)  # (+1: the one before it, until it is proven)
