@@ -281,19 +281,24 @@ def test_speed_bench_counts_flops_and_times_genzoos_trainer():
     assert speed.matmul_peak(torch.float32, n=128, repeats=2) > 1e6
 
 
-def test_speed_bench_counts_onednn_products_and_tables_the_linear_kernels():
+def test_speed_bench_counts_onednn_products_and_tables_the_linear_kernels(monkeypatch):
     from genzoo.bench import speed
     from genzoo.nn import Linear
+    from genzoo.nn import linear as lin
     from genzoo.nn.linear import onednn_available
 
     if not onednn_available():
         pytest.skip("this torch has no oneDNN")
+    monkeypatch.setattr(lin, "_enabled", True)  # (the default on an AMD CPU)
 
     big = Linear(640, 512)  # large enough for genzoo's oneDNN path, which the flop counter cannot see
     assert speed._flops(lambda: big(torch.randn(8, 640))) == 2 * 8 * 640 * 512
     lines = speed.linear_layers(1, shapes=((16, 640, 512), (16, 20, 40)))
     rows = [r for r in lines if r.startswith("| 16 x")]
     assert len(rows) == 2 and rows[0].endswith("| oneDNN |") and rows[1].endswith("| F.linear |")
+    monkeypatch.setattr(lin, "_enabled", False)  # (the default elsewhere): genzoo takes F.linear for every shape
+    lines = speed.linear_layers(1, shapes=((16, 640, 512),))
+    assert [r for r in lines if r.startswith("| 16 x")][0].endswith("| F.linear |")
 
 
 @pytest.mark.slow

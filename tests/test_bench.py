@@ -819,15 +819,46 @@ def test_speed_header_names_the_cpu_its_threads_and_the_settings_and_quick_score
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100")
     monkeypatch.setattr(lin, "_enabled", False)
+    monkeypatch.delenv("GENZOO_ONEDNN_LINEAR", raising=False)
+    monkeypatch.setattr(lin, "cpu_vendor", lambda: "GenuineIntel")
     text = speed.run(argparse.Namespace(quick=True, data_root=None, device=None))
     assert "On the CPU, 1 thread. Training rates: the median of 2 alternating rounds" in text
     assert "A GPU is available (NVIDIA H100) but not timed: this benchmark runs on the CPU unless given --device cuda" in text
-    assert "GENZOO_ONEDNN_LINEAR=0 is set: genzoo's rows still run its large linear layers on oneDNN" in text
+    assert ("genzoo's large linear layers run on F.linear (MKL) here (genzoo's default for this CPU's maker, "
+            "GenuineIntel); its 'fp32, oneDNN' rows run them on oneDNN.") in text
     assert calls["parzen"] == ("train", "test", 2000) and calls["vae"][-1] == "test"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(lin, "_enabled", True)
+    monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", "1")
     text = speed.run(argparse.Namespace(quick=False, data_root=None, device=None))
-    assert "GPU" not in text and "GENZOO_ONEDNN_LINEAR" not in text and calls["parzen"][-1] == 10_000
+    assert "GPU" not in text and calls["parzen"][-1] == 10_000
+    assert ("genzoo's large linear layers run on oneDNN here (GENZOO_ONEDNN_LINEAR=1); its 'fp32, F.linear' rows run "
+            "them on F.linear.") in text
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_speed_genzoos_rows_run_its_default_linear_kernel_and_one_row_the_other(onednn, monkeypatch):
+    """genzoo's default linear kernel depends on the CPU (oneDNN on AMD, F.linear elsewhere): its fp32 and bf16 rows
+    ran oneDNN whatever the default, so on an Intel CPU they timed a kernel genzoo does not run there."""
+    import torch
+
+    import genzoo.nn.linear as lin
+    from genzoo.bench import speed
+    from genzoo.data import Dataset
+
+    monkeypatch.setattr(lin, "_enabled", onednn)
+    seen = {}
+    monkeypatch.setattr(speed, "_alternate", lambda contenders, rounds: (seen.update(contenders),
+                                                                          {k: [1.0] for k in contenders})[1])
+    monkeypatch.setattr(speed, "_attach", lambda contenders, n_eval: None)
+    images = Dataset("mnist", "train", torch.randint(256, (64, 1, 28, 28)) / 255, None, levels=256)
+    for family in (speed.vae, speed.realnvp, speed.dcgan):
+        seen.clear()
+        text = "\n".join(family(images, 1, 1, {"fp32": 1e11, "bf16": 2e11}))
+        other, absent = ("genzoo (fp32, F.linear)", "genzoo (fp32, oneDNN)")[::1 if onednn else -1]
+        assert seen["genzoo (fp32)"].onednn is onednn and seen["genzoo (bf16)"].onednn is onednn
+        assert seen[other].onednn is (not onednn) and f"| {other} |" in text and absent not in seen
+        assert all(v.onednn is onednn for k, v in seen.items() if k.startswith("genzoo") and k != other)
 
 
 def _fake_speed_run(monkeypatch, device, cuda: bool):
@@ -885,7 +916,13 @@ def test_speed_cpu_default_header_is_unchanged_but_for_the_no_device_sentence(mo
               "warm-up round each; evaluation rates: the best of 3 calls after a warm-up; EM and Parzen say their "
               "own. Matmul peak of this machine (2048 x 2048): fp32 100 GFLOP/s (the faster of MKL and oneDNN), "
               "no bf16 rows: a 512 x 512 product takes 50x as long in bf16 as in fp32 here (this CPU emulates bf16: "
-              "no AVX512-BF16 or AMX); GFLOP/s counts the products of one training step (torch.utils.flop_counter).")
+              "no AVX512-BF16 or AMX); GFLOP/s counts the products of one training step (torch.utils.flop_counter). "
+              "genzoo's large linear layers run on oneDNN here (GENZOO_ONEDNN_LINEAR=1); its 'fp32, F.linear' rows run "
+              "them on F.linear.")
+    import genzoo.nn.linear as lin
+
+    monkeypatch.setattr(lin, "_enabled", True)
+    monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", "1")
     for device in (None, "cpu"):
         text, calls, peaks = _fake_speed_run(monkeypatch, device, cuda=False)
         assert text.splitlines()[2] == header

@@ -12,6 +12,54 @@ from genzoo.nn.linear import Linear, use_onednn
 pytestmark = pytest.mark.skipif(not lin.onednn_available(), reason="this torch has no oneDNN")
 
 
+@pytest.fixture(autouse=True)
+def _onednn_on_by_default(monkeypatch):
+    """These tests are of the oneDNN path, which is the process default on an AMD CPU only (onednn_default)."""
+    monkeypatch.setattr(lin, "_enabled", True)
+
+
+@pytest.mark.parametrize("setting, vendor, on", [("", "AuthenticAMD", True), ("auto", "AuthenticAMD", True),
+                                                 ("", "GenuineIntel", False), (" Auto ", None, None),
+                                                 ("0", "AuthenticAMD", False), ("off", "AuthenticAMD", False),
+                                                 ("1", "GenuineIntel", True), ("YES", "GenuineIntel", True)])
+def test_the_default_kernel_is_oneDNN_on_amd_and_f_linear_elsewhere_unless_the_environment_says(setting, vendor, on,
+                                                                                               monkeypatch):
+    """Measured (BENCHMARKS.md, speed notes of 2026-12-07): oneDNN's products are the faster on an AMD EPYC, MKL's on
+    an Intel Xeon (a VAE step 1.26x, RealNVP 1.11x faster on F.linear there); oneDNN was the default everywhere."""
+    monkeypatch.setattr(lin, "cpu_vendor", lambda: vendor)
+    assert lin.onednn_default(setting) is bool(on)  # (None: a CPU whose maker cannot be read takes F.linear)
+    monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", setting)
+    assert lin.onednn_default() is bool(on)
+
+
+def test_a_mistyped_setting_is_refused_and_the_import_warns_once_and_takes_auto(monkeypatch):
+    from genzoo.errors import GenZooWarning
+
+    with pytest.raises(ValueError, match=r"^GENZOO_ONEDNN_LINEAR='of': use 1 \(oneDNN\), 0 \(F.linear\) or auto"):
+        lin.onednn_default("of")
+    monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", "of")
+    for vendor in ("AuthenticAMD", "GenuineIntel"):
+        monkeypatch.setattr(lin, "cpu_vendor", lambda: vendor)
+        with pytest.warns(GenZooWarning, match="GENZOO_ONEDNN_LINEAR='of'.*; taking auto$"):
+            assert lin._environment_default() is (vendor == "AuthenticAMD")
+
+
+def test_cpu_vendor_reads_proc_cpuinfo_else_the_platform(monkeypatch, tmp_path):
+    import builtins
+    import platform
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654\n")
+    real_open = builtins.open
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: real_open(info if f == "/proc/cpuinfo" else f, *a, **k))
+    assert lin.cpu_vendor() == "AuthenticAMD"
+    info.unlink()  # no /proc (Windows, macOS): platform.processor() has it on Windows, not on macOS
+    monkeypatch.setattr(platform, "processor", lambda: "Intel64 Family 6 Model 143 Stepping 8, GenuineIntel")
+    assert lin.cpu_vendor() == "GenuineIntel"
+    monkeypatch.setattr(platform, "processor", lambda: "arm")
+    assert lin.cpu_vendor() is None
+
+
 def _pair(n_in=640, n_out=512, bias=True, seed=0):
     """A genzoo Linear and an nn.Linear with the same weights."""
     torch.manual_seed(seed)

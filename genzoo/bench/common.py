@@ -206,12 +206,14 @@ def ledger(args, bench: str) -> Ledger | None:
 
     from .. import __version__
     from ..eval.train_classifier import cpu_model
+    from ..nn import linear
     from . import commit
 
     base = {"genzoo": __version__, "code": code_digest(), "torch": torch.__version__,
             "python": platform.python_version(), "cpu": f"{os.cpu_count()} x {cpu_model()}",
-            # the linear layers' kernel (genzoo.nn.linear), which moves the results in their last bits and the seconds
-            "onednn_linear": os.environ.get("GENZOO_ONEDNN_LINEAR")}
+            # the linear layers' kernel as this process runs them (genzoo.nn.linear.onednn_default: the environment's
+            # GENZOO_ONEDNN_LINEAR, else the CPU's maker), which moves the results in their last bits and the seconds
+            "onednn_linear": linear._enabled}
     return Ledger(bench, base, commit(), bool(getattr(args, "fresh", False)))
 
 

@@ -52,6 +52,7 @@ stay CPU measurements (oneDNN, scikit-learn and NumPy run on the CPU only), whic
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 import warnings
@@ -79,6 +80,7 @@ BENCH_EXTRAS = "pip install -c constraints.txt -e '.[bench]'"  # the peers, at t
 #: its bf16 rows are left out (they would take most of the run and say nothing of the fast path)
 BF16_MAX_SLOWDOWN = 4.0
 F_LINEAR = "fp32, F.linear"  # the row label of genzoo with its linear layers on torch's F.linear (MKL), not oneDNN
+ONEDNN = "fp32, oneDNN"  # ... and on oneDNN, where its default here (genzoo.nn.linear.onednn_default) is F.linear
 PEAK_SIZE, CUDA_PEAK_SIZE = 2048, 8192  # the matmul peak's n x n products: a GPU's 2048 product is over in microseconds
 CPU = torch.device("cpu")
 
@@ -169,14 +171,14 @@ def bf16_slowdown(n: int = 512, repeats: int = 3) -> float:
 
 class _Loop:
     """A contender that times ``per`` calls of ``step`` (each one batch of ``batch`` examples) on ``device``;
-    ``onednn`` is the :func:`~genzoo.nn.linear.use_onednn` switch its rounds and evaluation run under (it matters
-    only where genzoo's networks are used on the CPU: genzoo's rows, and the DCGAN plain loop on genzoo's
-    networks)."""
+    ``onednn`` is the :func:`~genzoo.nn.linear.use_onednn` switch its rounds and evaluation run under, None for
+    genzoo's default on this CPU (it matters only where genzoo's networks are used on the CPU: genzoo's rows, and the
+    DCGAN plain loop on genzoo's networks)."""
 
-    def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32", onednn: bool = True,
+    def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32", onednn: bool | None = None,
                  device: torch.device = CPU):
         self.step, self.batch, self.per, self.evaluate, self.precision = step, batch, per, evaluate, precision
-        self.onednn, self.device = onednn, device
+        self.onednn, self.device = linear_module._enabled if onednn is None else onednn, device
 
     def round(self) -> float:
         with use_onednn(self.onednn):
@@ -195,7 +197,7 @@ class _Fit(_Loop):
     """genzoo's own trainer: ``fit`` for ``warm + per`` steps, timed from step ``warm`` to the end, on the model's
     device (moved there before: ``fit`` trains where the model is)."""
 
-    def __init__(self, model, data, batch: int, per: int, evaluate=None, warm: int = 3, onednn: bool = True,
+    def __init__(self, model, data, batch: int, per: int, evaluate=None, warm: int = 3, onednn: bool | None = None,
                  **options):
         from genzoo.train.callbacks import Callback
 
@@ -229,10 +231,16 @@ class _Fit(_Loop):
                                    self.precision, acceleration.use_channels_last(self.model, self.options.get("channels_last")))
 
 
+def _other_kernel() -> tuple[str, bool]:
+    """The row of genzoo with its linear layers on the kernel its default does not take here, and that kernel's
+    :func:`~genzoo.nn.linear.use_onednn` switch: 'fp32, F.linear' where genzoo takes oneDNN, else 'fp32, oneDNN'."""
+    return (F_LINEAR, False) if linear_module._enabled else (ONEDNN, True)
+
+
 def _left_out(label: str, precision: str, peaks: dict, device: torch.device) -> bool:
-    """Whether a genzoo row is not run: its precision has no peak here (bf16 emulated), or it is the 'fp32, F.linear'
-    row on a GPU (where genzoo's linear layers take F.linear anyway)."""
-    return precision not in peaks or (label == F_LINEAR and device.type != "cpu")
+    """Whether a genzoo row is not run: its precision has no peak here (bf16 emulated), or it is the other linear
+    kernel's row on a GPU (where genzoo's linear layers take F.linear anyway)."""
+    return precision not in peaks or (label in (F_LINEAR, ONEDNN) and device.type != "cpu")
 
 
 def _eval_rate(fn, n: int, repeats: int = EVAL_REPEATS, device: torch.device = CPU) -> float:
@@ -344,14 +352,13 @@ def linear_layers(repeats: int, shapes=LINEAR_SHAPES) -> list[str]:
 
         times, _ = _alternate_times({"F.linear": ten(F.linear), "oneDNN": ten(_OneDNNLinear.apply)}, repeats)
         plain, ours = min(times["F.linear"]) / 10, min(times["oneDNN"]) / 10
-        takes = "oneDNN" if n_in * n_out >= MIN_SIZE else "F.linear"
+        takes = "oneDNN" if n_in * n_out >= MIN_SIZE and linear_module._enabled else "F.linear"
         lines.append(f"| {batch} x {n_in} -> {n_out} | {1e3 * plain:.3f} | {1e3 * ours:.3f} | {plain / ours:.2f}x "
                      f"| {takes} |")
     lines += ["", f"- one forward and backward (input, weight and bias gradients), the best of {repeats} rounds of 10, "
-              f"F.linear and oneDNN in turn; genzoo's layers take oneDNN from "
-              f"in x out >= {MIN_SIZE:,} weights (`genzoo.nn.linear.MIN_SIZE`), below which the extra Python call "
-              "costs more than the product saves; `GENZOO_ONEDNN_LINEAR=0` keeps them on F.linear. The "
-              "'fp32, F.linear' rows below are genzoo with that switch off.", ""]
+              f"F.linear and oneDNN in turn; where oneDNN is on (by default on an AMD CPU; `GENZOO_ONEDNN_LINEAR=1` "
+              f"or `0` says otherwise), genzoo's layers take it from in x out >= {MIN_SIZE:,} weights "
+              "(`genzoo.nn.linear.MIN_SIZE`), below which the extra Python call costs more than the product saves.", ""]
     return lines
 
 
@@ -382,8 +389,8 @@ def vae(mnist, per: int, rounds: int, peaks: dict, test_images=None, device: tor
         return (F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
                 - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
 
-    contenders = {}
-    for label, precision, onednn in (("fp32", "fp32", True), ("bf16", "bf16", True), (F_LINEAR, "fp32", False)):
+    contenders, ours = {}, linear_module._enabled  # genzoo's rows: its linear kernel as it runs here, then the other
+    for label, precision, onednn in (("fp32", "fp32", ours), ("bf16", "bf16", ours), (_other_kernel()[0], "fp32", not ours)):
         if _left_out(label, precision, peaks, device):
             continue
         torch.manual_seed(0)
@@ -471,10 +478,10 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict, device: torch.device = CP
     contenders = {}
     # the peers' model and loop: their halves swapped between couplings, Adam without gradient clipping;
     # then genzoo's own defaults (random permutations, clipping at 100), which do a little more per step
-    like_peers = {"mixing": "swap", "max_grad_norm": 0.0}
-    for label, precision, kw, onednn in (("fp32", "fp32", like_peers, True), ("bf16", "bf16", like_peers, True),
-                                         (F_LINEAR, "fp32", like_peers, False),
-                                         ("fp32, random permutations, clipping", "fp32", {}, True)):
+    like_peers, ours = {"mixing": "swap", "max_grad_norm": 0.0}, linear_module._enabled
+    for label, precision, kw, onednn in (("fp32", "fp32", like_peers, ours), ("bf16", "bf16", like_peers, ours),
+                                         (_other_kernel()[0], "fp32", like_peers, not ours),
+                                         ("fp32, random permutations, clipping", "fp32", {}, ours)):
         if _left_out(label, precision, peaks, device):
             continue
         torch.manual_seed(0)
@@ -541,7 +548,8 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict, device: torch.device = CPU)
     batch, nz = 64, 100
     u8 = (mnist.x * 255).round().to(torch.uint8)
     contenders = {}
-    for label, options in (("fp32", {}), ("bf16", {"precision": "bf16"}), (F_LINEAR, {"onednn": False}),
+    other, other_on = _other_kernel()
+    for label, options in (("fp32", {}), ("bf16", {"precision": "bf16"}), (other, {"onednn": other_on}),
                            ("fp32, channels-last off", {"channels_last": False})):
         if _left_out(label, options.get("precision", "fp32"), peaks, device):
             continue
@@ -713,6 +721,15 @@ def resolve_device(name: str | None) -> torch.device:
     return device
 
 
+def kernel_note() -> str:
+    """Which linear kernel genzoo's rows run on this CPU, and why (genzoo.nn.linear.onednn_default)."""
+    setting = os.environ.get("GENZOO_ONEDNN_LINEAR", "").strip()
+    why = (f"GENZOO_ONEDNN_LINEAR={setting}" if setting.lower() not in ("", "auto")
+           else f"genzoo's default for this CPU's maker, {linear_module.cpu_vendor() or 'unknown'}")
+    kernel, other = ("oneDNN", "F.linear") if linear_module._enabled else ("F.linear (MKL)", "oneDNN")
+    return (f"genzoo's large linear layers run on {kernel} here ({why}); its 'fp32, {other}' rows run them on {other}.")
+
+
 def section(args) -> str:
     """The BENCHMARKS.md section a run writes: ``speed`` on the CPU, ``speed-cuda`` on a GPU (so neither replaces
     the other)."""
@@ -757,16 +774,15 @@ def run(args) -> str:
                  f"this GPU ({CUDA_PEAK_SIZE} x {CUDA_PEAK_SIZE}): fp32 {peaks['fp32'] / 1e9:,.0f} GFLOP/s (TF32 "
                  f"{tf32[bool(torch.backends.cuda.matmul.allow_tf32)]} for matrix products, "
                  f"{tf32[bool(torch.backends.cudnn.allow_tf32)]} for cuDNN's convolutions), {bf16}; GFLOP/s counts the "
-                 "products of one training step (torch.utils.flop_counter). No 'fp32, F.linear' rows: genzoo's linear "
-                 "layers take F.linear on a GPU."]
+                 "products of one training step (torch.utils.flop_counter). No rows of genzoo on another linear kernel: "
+                 "its linear layers take F.linear on a GPU."]
     else:
         lines = ["## Throughput beside the peers (`genzoo bench speed`)", "",
                  f"On the CPU, {threads}. {stats} Matmul peak of this machine "
                  f"({PEAK_SIZE} x {PEAK_SIZE}): fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s (the faster of MKL and oneDNN), "
                  f"{bf16}; GFLOP/s counts the products of one training step (torch.utils.flop_counter)."]
-    if not linear_module._enabled and not cuda:  # (a GPU's rows take F.linear whatever it says)
-        lines[-1] += (" GENZOO_ONEDNN_LINEAR=0 is set: genzoo's rows still run its large linear layers on oneDNN "
-                      f"(genzoo's default); the '{F_LINEAR}' rows are genzoo as this setting runs it.")
+    if not cuda:  # (a GPU's rows take F.linear whatever it says)
+        lines[-1] += " " + kernel_note()
     if not cuda and torch.cuda.is_available():
         lines[-1] += (f" A GPU is available ({torch.cuda.get_device_name()}) but not timed: this benchmark runs "
                       "on the CPU unless given --device cuda.")

@@ -1,22 +1,27 @@
-"""A linear layer whose float32 CPU products run on oneDNN, where they are faster than the BLAS call.
+"""A linear layer whose float32 CPU products run on oneDNN, on the CPUs where that is faster than the BLAS call.
 
 ``torch.nn.functional.linear`` on a CPU float32 tensor calls the BLAS torch was built with (MKL in
-the PyTorch wheels). On this project's machines (2 cores of an AMD EPYC with AVX-512) MKL's sgemm
-runs the forward products of a 784-D RealNVP's couplings at 140-165 GFLOP/s and oneDNN's matrix
-product, the library torch already uses for convolutions, at 185-200 GFLOP/s; the backward products
-gain less (``genzoo bench speed`` times both on each layer shape of its models, BENCHMARKS.md).
-:class:`Linear` is ``nn.Linear`` with the same parameters, initialisation and checkpoint names; its
-forward sends a float32 CPU product to oneDNN through :class:`_OneDNNLinear`, whose backward also
-runs its two products (the input's and the weight's gradients) on oneDNN. It does so only where the
-layer is large enough to gain (``in_features * out_features >= MIN_SIZE``: below that, the extra Python
-call costs more than the product saves) and takes ``F.linear`` everywhere else: other devices or
+the PyTorch wheels). Which of MKL and oneDNN (the library torch already uses for convolutions) is
+faster depends on the CPU's maker, and ``genzoo bench speed`` times both on each layer shape of
+genzoo's models (BENCHMARKS.md):
+- on 2 cores of an AMD EPYC with AVX-512, MKL's sgemm ran the forward products of a 784-D RealNVP's
+  couplings at 140-165 GFLOP/s and oneDNN's at 185-200 GFLOP/s (whole training steps: RealNVP 1.09-1.16x,
+  NICE 1.13x faster on oneDNN);
+- on 2 cores of an Intel Xeon with AVX-512 and AMX, MKL was the faster on every shape (oneDNN 0.53-0.96x;
+  whole training steps on oneDNN: VAE 0.79x, RealNVP 0.90x, DCGAN 0.98x).
+So the default (:func:`onednn_default`) is oneDNN on an AMD CPU (``AuthenticAMD``) and ``F.linear`` on any
+other; ``GENZOO_ONEDNN_LINEAR=1`` or ``0`` in the environment overrides it, and :func:`use_onednn` switches
+it within a block. :class:`Linear` is ``nn.Linear`` with the same parameters, initialisation and checkpoint
+names; where oneDNN is on, its forward sends a float32 CPU product to oneDNN through :class:`_OneDNNLinear`,
+whose backward also runs its two products (the input's and the weight's gradients) on oneDNN. It does so only
+where the layer is large enough to gain (``in_features * out_features >= MIN_SIZE``: below that, the extra
+Python call costs more than the product saves) and takes ``F.linear`` everywhere else: other devices or
 dtypes, an empty batch, autocast (bf16), ``torch.compile`` tracing, forward-mode AD, anything run under
 a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``, ``jacrev`` ...), whether it is over the
 input or over the parameters (``functional_call``, ``stack_module_state`` ensembles), TorchScript
 (``torch.jit.script``, and ``torch.jit.trace`` with the ONNX exporter built on it), ``torch.fx`` symbolic
 tracing (``symbolic_trace`` and the tools on it: FX quantization, torchvision's feature extractor), a
-torch without oneDNN, or the switch off (:func:`use_onednn`, or ``GENZOO_ONEDNN_LINEAR=0`` in the
-environment, for a CPU whose BLAS is the faster one). A traced or scripted graph holds ``aten::linear``.
+torch without oneDNN, or the switch off. A traced or scripted graph holds ``aten::linear``.
 
 Results agree with ``F.linear`` to float32 rounding (the two libraries sum in different orders), and
 second derivatives (the WGAN-GP penalty) are taken through ordinary differentiable products.
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import threading
 
 import torch
@@ -42,8 +48,55 @@ from torch.fx import Proxy as _Proxy
 
 MIN_SIZE = 2 ** 18  # in_features * out_features from which oneDNN pays, measured on 2 cores (BENCHMARKS.md)
 
-#: the process default: whether a thread outside any :func:`use_onednn` block takes oneDNN (the environment's say)
-_enabled = os.environ.get("GENZOO_ONEDNN_LINEAR", "1").strip().lower() not in ("0", "false", "no", "off")
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def cpu_vendor() -> str | None:
+    """The CPU maker's id, such as ``"GenuineIntel"`` or ``"AuthenticAMD"`` (``vendor_id`` in ``/proc/cpuinfo`` on
+    Linux, else the end of :func:`platform.processor` on Windows), or None where neither says (macOS, ARM)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    found = [v for v in ("GenuineIntel", "AuthenticAMD") if v in platform.processor()]
+    return found[0] if found else None
+
+
+def onednn_default(setting: str | None = None, vendor: str | None = None) -> bool:
+    """Whether :class:`Linear` layers take oneDNN outside any :func:`use_onednn` block: ``setting`` (by default
+    ``GENZOO_ONEDNN_LINEAR`` from the environment) if it is one of 1/true/yes/on or 0/false/no/off, else (unset,
+    empty or ``auto``) by measurement, oneDNN on an AMD CPU and ``F.linear`` on any other (the module docstring).
+
+    >>> onednn_default("0"), onednn_default("on"), onednn_default("auto", "AuthenticAMD"), onednn_default("", "GenuineIntel")
+    (False, True, True, False)
+    """
+    setting = os.environ.get("GENZOO_ONEDNN_LINEAR", "") if setting is None else setting
+    word = setting.strip().lower()
+    if word in _ON or word in _OFF:
+        return word in _ON
+    if word not in ("", "auto"):
+        raise ValueError(f"GENZOO_ONEDNN_LINEAR={setting!r}: use 1 (oneDNN), 0 (F.linear) or auto "
+                         "(oneDNN on an AMD CPU, F.linear on others)")
+    return (cpu_vendor() if vendor is None else vendor) == "AuthenticAMD"
+
+
+def _environment_default() -> bool:
+    try:
+        return onednn_default()
+    except ValueError as e:  # a mistyped setting: said once, and the measured default taken
+        import warnings
+
+        from ..errors import GenZooWarning
+
+        warnings.warn(f"{e}; taking auto", GenZooWarning, stacklevel=2)
+        return onednn_default("auto")
+
+
+#: the process default: whether a thread outside any :func:`use_onednn` block takes oneDNN (:func:`onednn_default`)
+_enabled = _environment_default()
 
 
 class _Switch(threading.local):
@@ -76,7 +129,7 @@ def use_onednn(enabled: bool):
 
     The setting is the calling thread's, as torch's grad mode is: blocks in other threads, overlapping or
     not, neither see nor change it, and a thread started inside the block gets the process default
-    (``GENZOO_ONEDNN_LINEAR``). Blocks nest; each restores what its thread had before it."""
+    (:func:`onednn_default`). Blocks nest; each restores what its thread had before it."""
     before, _switch.enabled = _switch.enabled, bool(enabled)
     try:
         yield
@@ -140,7 +193,7 @@ def _eligible(x: Tensor, weight: Tensor) -> bool:
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``F.linear`` on oneDNN where that is faster (see the module docstring), else ``F.linear`` itself."""
+    """``F.linear`` on oneDNN where that is switched on and pays (see the module docstring), else ``F.linear`` itself."""
     if torch.jit.is_scripting():  # TorchScript compiles this branch alone: the rest is Python it cannot script
         return F.linear(x, weight, bias)
     if not _eligible(x, weight):
@@ -151,7 +204,7 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 class Linear(nn.Linear):
-    """``nn.Linear`` whose large float32 CPU products run on oneDNN; same parameters and state_dict."""
+    """``nn.Linear`` whose large float32 CPU products run on oneDNN where it is on; same parameters and state_dict."""
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
