@@ -818,9 +818,10 @@ def test_speed_header_names_the_cpu_its_threads_and_the_settings_and_quick_score
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100")
-    monkeypatch.setattr(lin, "_enabled", False)
     monkeypatch.delenv("GENZOO_ONEDNN_LINEAR", raising=False)
     monkeypatch.setattr(lin, "cpu_vendor", lambda: "GenuineIntel")
+    monkeypatch.setattr(lin, "_enabled", False)
+    monkeypatch.setattr(lin, "_reason", lin._environment_default()[1])
     text = speed.run(argparse.Namespace(quick=True, data_root=None, device=None))
     assert "On the CPU, 1 thread. Training rates: the median of 2 alternating rounds" in text
     assert "A GPU is available (NVIDIA H100) but not timed: this benchmark runs on the CPU unless given --device cuda" in text
@@ -828,8 +829,10 @@ def test_speed_header_names_the_cpu_its_threads_and_the_settings_and_quick_score
             "GenuineIntel); its 'fp32, oneDNN' rows run them on oneDNN.") in text
     assert calls["parzen"] == ("train", "test", 2000) and calls["vae"][-1] == "test"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(lin, "_enabled", True)
     monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", "1")
+    monkeypatch.setattr(lin, "_enabled", True)
+    monkeypatch.setattr(lin, "_reason", lin._environment_default()[1])
+    monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", "0")  # (changed after the import: the kernel and its reason stay)
     text = speed.run(argparse.Namespace(quick=False, data_root=None, device=None))
     assert "GPU" not in text and calls["parzen"][-1] == 10_000
     assert ("genzoo's large linear layers run on oneDNN here (GENZOO_ONEDNN_LINEAR=1); its 'fp32, F.linear' rows run "
@@ -922,7 +925,7 @@ def test_speed_cpu_default_header_is_unchanged_but_for_the_no_device_sentence(mo
     import genzoo.nn.linear as lin
 
     monkeypatch.setattr(lin, "_enabled", True)
-    monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", "1")
+    monkeypatch.setattr(lin, "_reason", "GENZOO_ONEDNN_LINEAR=1")
     for device in (None, "cpu"):
         text, calls, peaks = _fake_speed_run(monkeypatch, device, cuda=False)
         assert text.splitlines()[2] == header

@@ -41,7 +41,22 @@ def test_a_mistyped_setting_is_refused_and_the_import_warns_once_and_takes_auto(
     for vendor in ("AuthenticAMD", "GenuineIntel"):
         monkeypatch.setattr(lin, "cpu_vendor", lambda: vendor)
         with pytest.warns(GenZooWarning, match="GENZOO_ONEDNN_LINEAR='of'.*; taking auto$"):
-            assert lin._environment_default() is (vendor == "AuthenticAMD")
+            assert lin._environment_default() == (vendor == "AuthenticAMD", f"genzoo's default for this CPU's maker, "
+                                                  f"{vendor}: GENZOO_ONEDNN_LINEAR='of' is not 1, 0 or auto")
+
+
+@pytest.mark.parametrize("setting, reason", [(None, "genzoo's default for this CPU's maker, unknown"),
+                                             (" auto", "genzoo's default for this CPU's maker, unknown"),
+                                             (" Off ", "GENZOO_ONEDNN_LINEAR=Off")])
+def test_the_default_says_why_it_was_taken(setting, reason, monkeypatch):
+    """bench speed's header gives this reason: it re-read the environment, and named a rejected setting as the
+    reason (review r115 F1)."""
+    monkeypatch.setattr(lin, "cpu_vendor", lambda: None)
+    if setting is None:
+        monkeypatch.delenv("GENZOO_ONEDNN_LINEAR", raising=False)
+    else:
+        monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", setting)
+    assert lin._environment_default() == (False, reason)
 
 
 def test_cpu_vendor_reads_proc_cpuinfo_else_the_platform(monkeypatch, tmp_path):

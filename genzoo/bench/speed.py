@@ -52,7 +52,6 @@ stay CPU measurements (oneDNN, scikit-learn and NumPy run on the CPU only), whic
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 import warnings
@@ -723,11 +722,9 @@ def resolve_device(name: str | None) -> torch.device:
 
 def kernel_note() -> str:
     """Which linear kernel genzoo's rows run on this CPU, and why (genzoo.nn.linear.onednn_default)."""
-    setting = os.environ.get("GENZOO_ONEDNN_LINEAR", "").strip()
-    why = (f"GENZOO_ONEDNN_LINEAR={setting}" if setting.lower() not in ("", "auto")
-           else f"genzoo's default for this CPU's maker, {linear_module.cpu_vendor() or 'unknown'}")
     kernel, other = ("oneDNN", "F.linear") if linear_module._enabled else ("F.linear (MKL)", "oneDNN")
-    return (f"genzoo's large linear layers run on {kernel} here ({why}); its 'fp32, {other}' rows run them on {other}.")
+    return (f"genzoo's large linear layers run on {kernel} here ({linear_module._reason}); its 'fp32, {other}' rows "
+            f"run them on {other}.")
 
 
 def section(args) -> str:

@@ -83,20 +83,26 @@ def onednn_default(setting: str | None = None, vendor: str | None = None) -> boo
     return (cpu_vendor() if vendor is None else vendor) == "AuthenticAMD"
 
 
-def _environment_default() -> bool:
+def _environment_default() -> tuple[bool, str]:
+    """The process default (:func:`onednn_default` of the environment) and why, in words: the setting that decided it,
+    or the CPU's maker."""
+    setting = os.environ.get("GENZOO_ONEDNN_LINEAR", "")
+    maker = f"genzoo's default for this CPU's maker, {cpu_vendor() or 'unknown'}"
     try:
-        return onednn_default()
+        on = onednn_default(setting)
     except ValueError as e:  # a mistyped setting: said once, and the measured default taken
         import warnings
 
         from ..errors import GenZooWarning
 
         warnings.warn(f"{e}; taking auto", GenZooWarning, stacklevel=2)
-        return onednn_default("auto")
+        return onednn_default("auto"), f"{maker}: GENZOO_ONEDNN_LINEAR={setting!r} is not 1, 0 or auto"
+    return on, (maker if setting.strip().lower() in ("", "auto") else f"GENZOO_ONEDNN_LINEAR={setting.strip()}")
 
 
-#: the process default: whether a thread outside any :func:`use_onednn` block takes oneDNN (:func:`onednn_default`)
-_enabled = _environment_default()
+#: the process default: whether a thread outside any :func:`use_onednn` block takes oneDNN (:func:`onednn_default`),
+#: and why (the setting or the CPU's maker), decided once as genzoo is imported
+_enabled, _reason = _environment_default()
 
 
 class _Switch(threading.local):
