@@ -1395,3 +1395,69 @@ def test_m2_mnists_key_holds_the_steps_it_trains_whether_given_or_the_recipes():
     own = load_recipe(bench.common.configs_dir() / m2_mnist.RECIPE)["train"]["steps"]
     assert m2_mnist.recipe_steps(None) == m2_mnist.recipe_steps(own) == own
     assert m2_mnist.recipe_steps(20) == 20
+
+
+def test_speed_left_out_drops_the_other_kernels_row_on_a_gpu_only():
+    """Review r115 F3: on a GPU genzoo's linear layers take F.linear whatever the kernel switch says, so neither
+    other-kernel row ('fp32, F.linear' on an AMD CPU, 'fp32, oneDNN' elsewhere) is timed there."""
+    import torch
+
+    from genzoo.bench import speed
+
+    cuda, cpu, peaks = torch.device("cuda"), torch.device("cpu"), {"fp32": 1.0}
+    for label in (speed.F_LINEAR, speed.ONEDNN):
+        assert speed._left_out(label, "fp32", peaks, cuda) and not speed._left_out(label, "fp32", peaks, cpu)
+    assert not speed._left_out("fp32", "fp32", peaks, cuda) and speed._left_out("bf16", "bf16", peaks, cpu)
+
+
+def test_the_bench_ledger_key_holds_the_linear_kernel_this_process_runs(monkeypatch):
+    """Review r115 F3: the key held the environment's GENZOO_ONEDNN_LINEAR (unset and =1 on an AMD CPU were two keys
+    for one kernel); it holds the kernel genzoo takes, false where this torch cannot run oneDNN (F2)."""
+    import argparse
+
+    import genzoo.nn.linear as lin
+    from genzoo.bench import common
+
+    monkeypatch.setenv("GENZOO_ONEDNN_LINEAR", "1")
+    for on, available, expected in ((True, True, True), (False, True, False), (True, False, False)):
+        monkeypatch.setattr(lin, "_enabled", on)
+        monkeypatch.setattr(lin, "onednn_available", lambda available=available: available)
+        assert common.ledger(argparse.Namespace(quick=False, fresh=False), "t").base["onednn_linear"] is expected
+
+
+def test_speed_without_onednn_in_torch_says_f_linear_and_times_no_other_kernel_row(monkeypatch):
+    """Review r115 F2: with oneDNN switched off in torch the header said the layers ran on oneDNN and an 'fp32,
+    F.linear' row timed the 'fp32' row's kernel again under another name."""
+    import torch
+
+    import genzoo.nn.linear as lin
+    from genzoo.bench import speed
+    from genzoo.data import Dataset
+
+    monkeypatch.setattr(lin, "_enabled", True)
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    assert not lin.onednn_in_use() and speed._other_kernel() == (None, False)
+    assert speed.kernel_note() == ("genzoo's linear layers run on F.linear: this torch has no oneDNN (or it is "
+                                   "switched off in torch).")
+    seen = {}
+    monkeypatch.setattr(speed, "_alternate", lambda contenders, rounds: (seen.update(contenders),
+                                                                          {k: [1.0] for k in contenders})[1])
+    monkeypatch.setattr(speed, "_attach", lambda contenders, n_eval: None)
+    images = Dataset("mnist", "train", torch.randint(256, (64, 1, 28, 28)) / 255, None, levels=256)
+    speed.vae(images, 1, 1, {"fp32": 1e11})
+    assert {k for k in seen if k.startswith("genzoo")} == {"genzoo (fp32)"} and seen["genzoo (fp32)"].onednn is False
+
+
+def test_a_mistyped_linear_kernel_setting_is_one_warning_line_and_the_command_runs(tmp_path):
+    """Review r115 F3/F4: the import warns (GenZooWarning, one CLI line) and takes auto, never a traceback; a
+    benchmark's forked workers do not say it again."""
+    env = {**os.environ, "GENZOO_ONEDNN_LINEAR": "of"}
+    r = subprocess.run([sys.executable, "-m", "genzoo", "models"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr.count("GENZOO_ONEDNN_LINEAR") == 1
+    assert r.stderr.startswith("genzoo: warning: GENZOO_ONEDNN_LINEAR='of': use 1 (oneDNN), 0 (F.linear) or auto")
+    (tmp_path / "work.py").write_text("def twice(x):\n    import genzoo.nn.linear\n\n    return 2 * x\n")
+    code = ("from genzoo.bench.common import run_parallel\nfrom work import twice\n"
+            "print(run_parallel(twice, [(4,), (4.5,)], 2, 'x', False))\n")
+    r = subprocess.run([sys.executable, "-c", code], env={**env, "PYTHONPATH": str(tmp_path)}, capture_output=True,
+                       text=True, cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout.strip() == "[8, 9.0]" and r.stderr.count("GENZOO_ONEDNN_LINEAR='of'") == 1

@@ -62,17 +62,23 @@ def test_the_default_says_why_it_was_taken(setting, reason, monkeypatch):
 def test_cpu_vendor_reads_proc_cpuinfo_else_the_platform(monkeypatch, tmp_path):
     import builtins
     import platform
+    import types
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654\n")
     real_open = builtins.open
     monkeypatch.setattr(builtins, "open", lambda f, *a, **k: real_open(info if f == "/proc/cpuinfo" else f, *a, **k))
     assert lin.cpu_vendor() == "AuthenticAMD"
+    info.write_bytes(b"processor\t: 0\nBogoMIPS\t: \xff\nCPU implementer\t: 0x41\n")  # ARM Linux: no vendor_id
+    asked = []
+    monkeypatch.setattr(platform, "processor", lambda: asked.append(1) or "Intel64 Family 6 Model 143, GenuineIntel")
+    assert lin.cpu_vendor() is None and not asked  # (elsewhere than on Windows it runs `uname -p`: no maker there)
     info.unlink()  # no /proc (Windows, macOS): platform.processor() has it on Windows, not on macOS
-    monkeypatch.setattr(platform, "processor", lambda: "Intel64 Family 6 Model 143 Stepping 8, GenuineIntel")
+    assert lin.cpu_vendor() is None and not asked
+    monkeypatch.setattr(lin, "sys", types.SimpleNamespace(platform="win32"))
     assert lin.cpu_vendor() == "GenuineIntel"
-    monkeypatch.setattr(platform, "processor", lambda: "arm")
-    assert lin.cpu_vendor() is None
+    monkeypatch.setattr(platform, "processor", lambda: "AMD64 Family 25 Model 1 Stepping 1, AuthenticAMD")
+    assert lin.cpu_vendor() == "AuthenticAMD"
 
 
 def _pair(n_in=640, n_out=512, bias=True, seed=0):

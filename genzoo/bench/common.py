@@ -124,6 +124,9 @@ def _run_in_pool(fn, calls: list[tuple], jobs: int, desc: str, progress: bool) -
 
     from tqdm import tqdm
 
+    from ..nn import linear  # noqa: F401  (its kernel decided, and a mistyped GENZOO_ONEDNN_LINEAR said, once: here,
+    #                             not again in each forked worker)
+
     pool = ProcessPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(fn, *args) for args in calls]
@@ -213,7 +216,7 @@ def ledger(args, bench: str) -> Ledger | None:
             "python": platform.python_version(), "cpu": f"{os.cpu_count()} x {cpu_model()}",
             # the linear layers' kernel as this process runs them (genzoo.nn.linear.onednn_default: the environment's
             # GENZOO_ONEDNN_LINEAR, else the CPU's maker), which moves the results in their last bits and the seconds
-            "onednn_linear": linear._enabled}
+            "onednn_linear": linear.onednn_in_use()}
     return Ledger(bench, base, commit(), bool(getattr(args, "fresh", False)))
 
 

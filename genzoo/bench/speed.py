@@ -27,9 +27,10 @@ after a warm-up):
 A first table times the forward and backward of each linear layer shape of these models in float32:
 torch's ``F.linear`` (MKL) against the oneDNN products that ``genzoo.nn.Linear`` takes, in turn.
 
-genzoo runs at its defaults (fp32; large linear layers on oneDNN; channels-last for the convolutional
-DCGAN), again with bf16 autocast, and again with its linear layers on ``F.linear`` (the "fp32, F.linear"
-rows, which separate what the kernel choice gives from the rest). The machine's matmul peak (fp32 and
+genzoo runs at its defaults (fp32; its large linear layers on the kernel ``genzoo.nn.linear.onednn_default``
+picks for this CPU, oneDNN on an AMD CPU and ``F.linear`` (MKL) on others; channels-last for the convolutional
+DCGAN), again with bf16 autocast, and again with its linear layers on the other kernel (the "fp32, F.linear" or
+"fp32, oneDNN" rows, which the header names: they separate what the kernel choice gives from the rest). The machine's matmul peak (fp32 and
 bf16, 2048x2048 products; fp32 the faster of MKL and oneDNN) is measured first, and each row's achieved
 FLOP/s (products counted by ``torch.utils.flop_counter`` on one step) is given as a share of it. On a CPU
 that emulates bf16 (a 512x512 bf16 product over ``BF16_MAX_SLOWDOWN`` times an fp32 one's time: no
@@ -44,7 +45,7 @@ scripts move theirs (``x.to(device)``). Every timer waits for the device (:func:
 clock. The peak is then the GPU's (8192 x 8192 products, cuBLAS; fp32 under torch's TF32 setting, off by
 default for matrix products, which the header gives), with bf16 rows where the GPU has native bf16 (compute
 capability 8.0 on; the CPU's emulation check is not run); the header names the GPU, and there are no
-"fp32, F.linear" rows (genzoo's linear layers take F.linear on a GPU). The linear-layer, EM and Parzen tables
+rows of genzoo on the other linear kernel (its linear layers take F.linear on a GPU). The linear-layer, EM and Parzen tables
 stay CPU measurements (oneDNN, scikit-learn and NumPy run on the CPU only), which the header says. Without
 ``--device`` a GPU the machine has is not timed (the header says so).
 """
@@ -177,7 +178,7 @@ class _Loop:
     def __init__(self, step, batch: int, per: int, evaluate=None, precision: str = "fp32", onednn: bool | None = None,
                  device: torch.device = CPU):
         self.step, self.batch, self.per, self.evaluate, self.precision = step, batch, per, evaluate, precision
-        self.onednn, self.device = linear_module._enabled if onednn is None else onednn, device
+        self.onednn, self.device = linear_module.onednn_in_use() if onednn is None else onednn, device
 
     def round(self) -> float:
         with use_onednn(self.onednn):
@@ -230,10 +231,13 @@ class _Fit(_Loop):
                                    self.precision, acceleration.use_channels_last(self.model, self.options.get("channels_last")))
 
 
-def _other_kernel() -> tuple[str, bool]:
+def _other_kernel() -> tuple[str | None, bool]:
     """The row of genzoo with its linear layers on the kernel its default does not take here, and that kernel's
-    :func:`~genzoo.nn.linear.use_onednn` switch: 'fp32, F.linear' where genzoo takes oneDNN, else 'fp32, oneDNN'."""
-    return (F_LINEAR, False) if linear_module._enabled else (ONEDNN, True)
+    :func:`~genzoo.nn.linear.use_onednn` switch: 'fp32, F.linear' where genzoo takes oneDNN, else 'fp32, oneDNN';
+    no row (None) where this torch cannot run oneDNN."""
+    if not onednn_available():
+        return None, False
+    return (F_LINEAR, False) if linear_module.onednn_in_use() else (ONEDNN, True)
 
 
 def _left_out(label: str, precision: str, peaks: dict, device: torch.device) -> bool:
@@ -351,7 +355,7 @@ def linear_layers(repeats: int, shapes=LINEAR_SHAPES) -> list[str]:
 
         times, _ = _alternate_times({"F.linear": ten(F.linear), "oneDNN": ten(_OneDNNLinear.apply)}, repeats)
         plain, ours = min(times["F.linear"]) / 10, min(times["oneDNN"]) / 10
-        takes = "oneDNN" if n_in * n_out >= MIN_SIZE and linear_module._enabled else "F.linear"
+        takes = "oneDNN" if n_in * n_out >= MIN_SIZE and linear_module.onednn_in_use() else "F.linear"
         lines.append(f"| {batch} x {n_in} -> {n_out} | {1e3 * plain:.3f} | {1e3 * ours:.3f} | {plain / ours:.2f}x "
                      f"| {takes} |")
     lines += ["", f"- one forward and backward (input, weight and bias gradients), the best of {repeats} rounds of 10, "
@@ -388,9 +392,9 @@ def vae(mnist, per: int, rounds: int, peaks: dict, test_images=None, device: tor
         return (F.binary_cross_entropy(recon, x.view(-1, 784), reduction="sum")
                 - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp()))
 
-    contenders, ours = {}, linear_module._enabled  # genzoo's rows: its linear kernel as it runs here, then the other
+    contenders, ours = {}, linear_module.onednn_in_use()  # genzoo's rows: its linear kernel as it runs here, then the other
     for label, precision, onednn in (("fp32", "fp32", ours), ("bf16", "bf16", ours), (_other_kernel()[0], "fp32", not ours)):
-        if _left_out(label, precision, peaks, device):
+        if label is None or _left_out(label, precision, peaks, device):
             continue
         torch.manual_seed(0)
         m = genzoo.build("vae", data_shape=(1, 28, 28), latent_dim=20, hidden=(400,), lr=1e-3).to(device)
@@ -477,11 +481,11 @@ def realnvp(mnist, per: int, rounds: int, peaks: dict, device: torch.device = CP
     contenders = {}
     # the peers' model and loop: their halves swapped between couplings, Adam without gradient clipping;
     # then genzoo's own defaults (random permutations, clipping at 100), which do a little more per step
-    like_peers, ours = {"mixing": "swap", "max_grad_norm": 0.0}, linear_module._enabled
+    like_peers, ours = {"mixing": "swap", "max_grad_norm": 0.0}, linear_module.onednn_in_use()
     for label, precision, kw, onednn in (("fp32", "fp32", like_peers, ours), ("bf16", "bf16", like_peers, ours),
                                          (_other_kernel()[0], "fp32", like_peers, not ours),
                                          ("fp32, random permutations, clipping", "fp32", {}, ours)):
-        if _left_out(label, precision, peaks, device):
+        if label is None or _left_out(label, precision, peaks, device):
             continue
         torch.manual_seed(0)
         m = genzoo.build("realnvp", data_shape=(d,), n_couplings=couplings, hidden=hidden, norm="none",
@@ -550,7 +554,7 @@ def dcgan(mnist, per: int, rounds: int, peaks: dict, device: torch.device = CPU)
     other, other_on = _other_kernel()
     for label, options in (("fp32", {}), ("bf16", {"precision": "bf16"}), (other, {"onednn": other_on}),
                            ("fp32, channels-last off", {"channels_last": False})):
-        if _left_out(label, options.get("precision", "fp32"), peaks, device):
+        if label is None or _left_out(label, options.get("precision", "fp32"), peaks, device):
             continue
         torch.manual_seed(0)
         m = genzoo.build("gan", data_shape=(1, 28, 28), arch="dcgan", latent_dim=nz).to(device)
@@ -722,7 +726,9 @@ def resolve_device(name: str | None) -> torch.device:
 
 def kernel_note() -> str:
     """Which linear kernel genzoo's rows run on this CPU, and why (genzoo.nn.linear.onednn_default)."""
-    kernel, other = ("oneDNN", "F.linear") if linear_module._enabled else ("F.linear (MKL)", "oneDNN")
+    if not onednn_available():
+        return "genzoo's linear layers run on F.linear: this torch has no oneDNN (or it is switched off in torch)."
+    kernel, other = ("oneDNN", "F.linear") if linear_module.onednn_in_use() else ("F.linear (MKL)", "oneDNN")
     return (f"genzoo's large linear layers run on {kernel} here ({linear_module._reason}); its 'fp32, {other}' rows "
             f"run them on {other}.")
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import threading
 
 import torch
@@ -53,14 +54,17 @@ _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 def cpu_vendor() -> str | None:
     """The CPU maker's id, such as ``"GenuineIntel"`` or ``"AuthenticAMD"`` (``vendor_id`` in ``/proc/cpuinfo`` on
-    Linux, else the end of :func:`platform.processor` on Windows), or None where neither says (macOS, ARM)."""
+    Linux, else the end of :func:`platform.processor` on Windows), or None where neither says (macOS, ARM Linux;
+    elsewhere than on Windows ``platform.processor`` runs ``uname -p``, which never names the maker)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", errors="replace") as f:
             for line in f:
                 if line.startswith("vendor_id"):
                     return line.split(":", 1)[1].strip() or None
     except OSError:
         pass
+    if sys.platform != "win32":
+        return None
     found = [v for v in ("GenuineIntel", "AuthenticAMD") if v in platform.processor()]
     return found[0] if found else None
 
@@ -68,7 +72,8 @@ def cpu_vendor() -> str | None:
 def onednn_default(setting: str | None = None, vendor: str | None = None) -> bool:
     """Whether :class:`Linear` layers take oneDNN outside any :func:`use_onednn` block: ``setting`` (by default
     ``GENZOO_ONEDNN_LINEAR`` from the environment) if it is one of 1/true/yes/on or 0/false/no/off, else (unset,
-    empty or ``auto``) by measurement, oneDNN on an AMD CPU and ``F.linear`` on any other (the module docstring).
+    empty or ``auto``) by measurement, oneDNN on an AMD CPU and ``F.linear`` on any other (the module docstring; a
+    maker not measured, such as Hygon's Zen-based CPUs, ``HygonGenuine``, takes ``F.linear``).
 
     >>> onednn_default("0"), onednn_default("on"), onednn_default("auto", "AuthenticAMD"), onednn_default("", "GenuineIntel")
     (False, True, True, False)
@@ -127,6 +132,12 @@ _is_tracing = getattr(torch._C, "_is_tracing", torch.jit.is_tracing)
 def onednn_available() -> bool:
     """Whether this torch has oneDNN's linear product and oneDNN is switched on in torch."""
     return _OP is not None and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+
+
+def onednn_in_use() -> bool:
+    """Whether large float32 CPU products outside any :func:`use_onednn` block run on oneDNN here: the process default
+    is oneDNN (:func:`onednn_default`) and this torch can run it."""
+    return _enabled and onednn_available()
 
 
 @contextlib.contextmanager
