@@ -1057,7 +1057,7 @@ def _records_a_run(path: Path) -> bool:
     """Whether ``path`` is a run.json that ``genzoo train`` wrote (a recipe in it), not a user's file of that name."""
     try:
         record = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # (brackets nested past the recursion limit: not genzoo's either)
         return False
     return isinstance(record, dict) and isinstance(record.get("recipe"), dict)
 

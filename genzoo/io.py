@@ -311,7 +311,7 @@ def _save_id(path: Path) -> str | None:
     """The ``save_id`` in the safetensors metadata of ``path`` (:func:`write_model`), or None: its header is an
     8-byte little-endian length, then that many bytes of JSON."""
     with open(path, "rb") as f:
-        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+        header = loads(f.read(int.from_bytes(f.read(8), "little")).decode("utf-8", "replace"))
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return meta.get("save_id") if isinstance(meta, dict) else None
 

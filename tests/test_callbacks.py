@@ -196,6 +196,11 @@ def test_a_resume_keeps_a_metrics_line_of_an_integer_past_pythons_digit_limit(tm
     with pytest.warns(GenZooWarning, match="line 2 is not a metrics row"):
         callbacks.MetricsLogger(tmp_path)._truncate(5)
     assert path.read_text().splitlines() == ['{"step": 1, "loss": 2.0}', huge, '{"step": 3, "loss": 1.0}']
+    deep = "[" * 100_000 + "]" * 100_000  # brackets past the recursion limit: a RecursionError (audit a137 F2)
+    path.write_text('{"step": 1, "loss": 2.0}\n' + deep + '\n{"step": 9, "loss": 0.5}\n')
+    with pytest.warns(GenZooWarning, match="line 2 is not a metrics row"):
+        callbacks.MetricsLogger(tmp_path)._truncate(5)
+    assert path.read_text().splitlines() == ['{"step": 1, "loss": 2.0}', deep]
 
 
 def test_the_checkpoint_whose_weights_broke_the_loss_is_set_aside_and_a_resume_goes_on_from_a_good_one(tmp_path):

@@ -65,6 +65,32 @@ def test_gif_of_many_grids_is_evenly_subsampled(run, tmp_path, monkeypatch):
     assert gif.n_frames == 4
     write_report(rd)
     assert "Training evolution (4 of 10 grids from the same noise)" in (rd / "report.html").read_text()
+    monkeypatch.setattr(report, "MAX_GIF_FRAMES", 200)  # a pixel budget of 3 frames of the largest grid
+    monkeypatch.setattr(report, "MAX_GIF_PIXELS", 3 * max(w * h for w, h in (Image.open(p).size for p in
+                                                                             (rd / "samples").glob("step-*.png"))))
+    assert Image.open(io.BytesIO(report._gif(rd))).n_frames == 3
+    write_report(rd)
+    assert "Training evolution (3 of 10 grids from the same noise)" in (rd / "report.html").read_text()
+
+
+def test_a_sample_grid_past_any_genzoo_writes_is_refused_before_its_pixels_are_decoded(tmp_path):
+    """A foreign run's 1-bit PNG of 9,400 pixels a side is 32 KB on disk and 265 MB decoded: 20 of them took 8.4 GB
+    and 95 s of `genzoo report` (audit a137 F4)."""
+    from PIL import Image
+
+    import genzoo.viz.report as report
+
+    (tmp_path / "samples").mkdir()
+    Image.new("L", (8, 8), 0).save(tmp_path / "samples" / "step-00000001.png")
+    Image.new("1", (9400, 10), 1).save(tmp_path / "samples" / "step-00000002.png")
+    decoded = []
+    real = Image.Image.convert
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Image.Image, "convert", lambda im, *a, **k: decoded.append(im.size) or real(im, *a, **k))
+        with pytest.raises(CheckpointError, match=r"^sample grid .*step-00000002.png is 9400 x 10 pixels, more than "
+                                                  r"the 4096 a side of any genzoo writes: remove it or train again$"):
+            report._gif(tmp_path)
+    assert decoded == []
 
 
 def test_gif_frames_of_other_sizes_are_padded_not_resized(tmp_path):

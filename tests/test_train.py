@@ -530,6 +530,9 @@ def test_a_new_run_never_writes_over_a_saved_model_or_a_users_files(tmp_path, ca
     assert "already holds run.json, metrics.jsonl (files a run writes" in capsys.readouterr().err
     assert (user / "run.json").read_text() == '{"my": "own"}' and sorted(p.name for p in user.iterdir()) == \
         ["metrics.jsonl", "notes.txt", "run.json"]
+    (user / "run.json").write_text("[" * 100_000 + "]" * 100_000)  # past the recursion limit: 'a bug' (a137 F3)
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(user), "--no-progress"]) == 2
+    assert "already holds run.json, metrics.jsonl (files a run writes" in capsys.readouterr().err
     (user / "run.json").unlink()
     (user / "metrics.jsonl").unlink()
     assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(user), "--no-progress"]) == 0

@@ -325,8 +325,8 @@ class MetricsLogger(Callback):
         for i, line in enumerate(lines):
             try:
                 row = json.loads(line)
-            except ValueError:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's 4,300 digits
-                row = None
+            except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, an integer past Python's
+                row = None                         # 4,300 digits, brackets nested past the recursion limit
             if isinstance(row, dict):
                 if not isinstance(row.get("step", 0), (int, float)) or row.get("step", 0) <= step:
                     keep.append(line)

@@ -41,12 +41,22 @@ def _frames(run_dir: Path) -> list[Path]:
     return [p for _, p in sample_grids(run_dir)]
 
 
-def _open_frame(path: Path):
+#: the widest or tallest sample grid a GIF takes (training's are a few hundred pixels a side; a PNG of one colour
+#: 9,400 pixels square is 32 KB on disk and 265 MB once decoded), and the most pixels its frames may hold in all,
+#: each padded to the largest: past that the GIF shows fewer grids, evenly spaced
+MAX_FRAME_SIDE, MAX_GIF_PIXELS = 4096, 100_000_000
+
+
+def _open_frame(path: Path, size_only: bool = False):
+    """The grid at ``path`` in RGB, or only its (width, height), read from the header without decoding the pixels."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            return im.convert("RGB")
+            if max(im.size) > MAX_FRAME_SIDE:
+                raise CheckpointError(f"sample grid {path} is {im.width} x {im.height} pixels, more than the "
+                                      f"{MAX_FRAME_SIDE} a side of any genzoo writes: remove it or train again")
+            return im.size if size_only else im.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise CheckpointError(f"sample grid {path} cannot be read ({type(e).__name__}): remove it or train again") from None
 
@@ -64,14 +74,23 @@ def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
 MAX_GIF_FRAMES = 200
 
 
+def _shown(frames: list[Path]) -> list[Path]:
+    """The grids a GIF shows: all, or evenly spaced ones (the first and the last among them) where there are more than
+    :data:`MAX_GIF_FRAMES` or their pixels, each padded to the largest, would pass :data:`MAX_GIF_PIXELS`."""
+    sizes = [_open_frame(p, size_only=True) for p in frames]  # (headers only: no pixels decoded yet)
+    padded = max(w for w, _ in sizes) * max(h for _, h in sizes)
+    most = max(2, min(MAX_GIF_FRAMES, MAX_GIF_PIXELS // padded))  # 5,000 grids of a long run would take gigabytes
+    if len(frames) <= most:
+        return frames
+    return [frames[round(i * (len(frames) - 1) / (most - 1))] for i in range(most)]
+
+
 def _gif(run_dir: Path, ms_per_frame: int = 400) -> bytes:
-    """The bytes of :func:`evolution_gif`'s animation: every grid, or :data:`MAX_GIF_FRAMES` evenly spaced ones."""
+    """The bytes of :func:`evolution_gif`'s animation: every grid, or evenly spaced ones (:func:`_shown`)."""
     frames = _frames(run_dir)
     if not frames:
         raise CheckpointError(f"{run_dir} has no sample grids (samples/step-*.png): train with --sample-every N")
-    if len(frames) > MAX_GIF_FRAMES:  # 5,000 grids of a long run would take gigabytes
-        frames = [frames[round(i * (len(frames) - 1) / (MAX_GIF_FRAMES - 1))] for i in range(MAX_GIF_FRAMES)]
-    images = [_open_frame(p) for p in frames]
+    images = [_open_frame(p) for p in _shown(frames)]
     images = _padded(images)
     buf = io.BytesIO()
     durations = [ms_per_frame] * (len(images) - 1) + [3 * ms_per_frame]
@@ -370,8 +389,8 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
         gif = _gif(run_dir)
         if out is None:  # the report in the run: the animation beside it too (a report elsewhere writes one file)
             atomic_write_bytes(run_dir / "evolution.gif", gif)
-        shown = f"{min(len(frames), MAX_GIF_FRAMES)} of {len(frames)} grids" if len(frames) > MAX_GIF_FRAMES else \
-            f"{len(frames)} grid{'s' * (len(frames) != 1)}"
+        n = len(_shown(frames))
+        shown = f"{n} of {len(frames)} grids" if n < len(frames) else f"{n} grid{'s' * (n != 1)}"
         parts += [f"<h2>Training evolution ({shown} from the same noise)</h2>",
                   _img(gif, "image/gif", "training evolution")]
     elif not (run_dir / "samples.png").is_file() and has_weights and not _is_best(run_dir):  # (samples.png: shown
