@@ -311,7 +311,13 @@ def _save_id(path: Path) -> str | None:
     """The ``save_id`` in the safetensors metadata of ``path`` (:func:`write_model`), or None: its header is an
     8-byte little-endian length, then that many bytes of JSON."""
     with open(path, "rb") as f:
-        header = loads(f.read(int.from_bytes(f.read(8), "little")).decode("utf-8", "replace"))
+        n = int.from_bytes(f.read(8), "little")
+        if not 0 < n <= path.stat().st_size - 8:  # damaged: loading the file says so
+            return None
+        try:
+            header = loads(f.read(n).decode("utf-8", "replace"))
+        except ValueError:
+            return None
     meta = header.get("__metadata__") if isinstance(header, dict) else None
     return meta.get("save_id") if isinstance(meta, dict) else None
 
@@ -440,6 +446,8 @@ def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
     if dtype is not None and (not isinstance(dtype, str) or (dtype != "float32" and dtype not in PARAMETER_DTYPES)):
         raise CheckpointError(f"{directory / CONFIG}: unknown parameter_dtype {dtype!r} (known: float32, "
                               f"{', '.join(PARAMETER_DTYPES)})")
+    if (weights := weights_file(directory)) is not None:
+        _refuse_weights_that_cannot_fit(directory, cfg, weights)
     try:
         model = build(cfg["model"], **cfg["config"])
     except ConfigError as e:  # an option of a newer genzoo, or an edit: the version that wrote it named, as run.json's
@@ -451,20 +459,68 @@ def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
     return (model if dtype is None else model.to(PARAMETER_DTYPES.get(dtype, torch.float32))), cfg
 
 
-def load_state(model, tensors: dict[str, torch.Tensor], source: Path, what: str = "this model") -> None:
-    """``model.load_state_dict(tensors)``, or a one-line :class:`CheckpointError` naming what does not fit
-    ``what`` (the model, as the message names it: :func:`load`'s is built from the folder's config.json; a
-    checkpoint's is the caller's, :func:`genzoo.fit`'s on resume).
+#: torch's dtypes by the names a safetensors header gives them
+_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+           "BOOL": torch.bool}
 
-    A module's ``state_defaults`` (a dict, buffer name -> factory such as ``torch.ones``) names buffers that
-    weights written before the buffer existed may lack: those are filled in, so older runs load unchanged."""
+
+def _header_tensors(path: Path) -> dict[str, torch.Tensor] | None:
+    """The tensors of the safetensors file ``path`` as meta tensors (no memory) of their shapes, floating point or not,
+    from its header alone; None where the header cannot be read (loading the file then says what is wrong)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if not 0 < n <= path.stat().st_size - 8:
+                return None
+            header = loads(f.read(n).decode("utf-8"))
+        return {k: torch.empty([int(d) for d in v["shape"]], device="meta", dtype=_DTYPES[v["dtype"]])
+                for k, v in header.items() if k != "__metadata__"}
+    except Exception:  # (anything amiss: the full read's error is the one to give)
+        return None
+
+
+def _check_save_id(directory: Path, cfg: dict, weights: Path) -> None:
+    """Both files marked by save (:func:`write_model`), but by two saves: a :class:`CheckpointError`, from the header
+    alone, before the weights are fitted (or a save cut short over a model of other shapes would "not fit")."""
+    recorded = cfg.get("save_id")
+    if recorded is not None and weights == directory / WEIGHTS and _save_id(weights) not in (None, recorded):
+        raise CheckpointError(f"{weights} and {directory / CONFIG} were written by two saves (another save_id: a "
+                              "save cut short between its two files, or a file copied in); save the model again "
+                              "(or delete save_id from config.json to load the two together)")
+
+
+def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -> None:
+    """The model config.json describes, built on the meta device (its sizes, no memory), against the names and shapes
+    in the header of ``weights``: a :class:`CheckpointError` (as :func:`load_state`'s) before the real build, which
+    allocates and initialises every weight (a 200-byte config.json asking for ``hidden=[50000000]`` took 13 GB before
+    the shapes were compared; audit a137). A model whose construction needs real tensors (data-dependent setup)
+    raises on the meta device and is checked after its build, as before."""
+    from .registry import build
+
+    _check_save_id(directory, cfg, weights)
+    tensors = _header_tensors(weights)
+    if tensors is None:
+        return
+    try:
+        with torch.device("meta"), warnings.catch_warnings():  # (the real build gives any warning, once)
+            warnings.simplefilter("ignore")
+            meta = build(cfg["model"], **cfg["config"])  # (draws no random numbers: initialising meta tensors is free)
+    except Exception:  # an unknown option (the real build says so) or a construction the meta device cannot run
+        return  # (NICE's and a vector RealNVP's couplings read their masks' values: checked after the build)
+    if problems := _fit_problems(meta, tensors):
+        raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: {'; '.join(problems)}")
+
+
+def _fit_problems(model, tensors: dict[str, torch.Tensor]) -> list[str]:
+    """What of ``tensors`` does not fit ``model``'s state: missing and unexpected names, the first shape and the first
+    kind (floating point or not) that differ. ``tensors`` gains the buffers of ``state_defaults`` it lacks."""
     own = model.state_dict()
-    tensors = dict(tensors)
     for prefix, module in model.named_modules():
         for name, factory in getattr(module, "state_defaults", {}).items():
             key = f"{prefix}.{name}" if prefix else name
             if key in own and key not in tensors:
-                tensors[key] = factory(own[key].shape, dtype=own[key].dtype)
+                tensors[key] = factory(own[key].shape, dtype=own[key].dtype, device=own[key].device)
     problems = []
     if missing := [k for k in own if k not in tensors]:
         problems.append(f"{len(missing)} tensor(s) missing ({', '.join(missing[:3])}{', ...' * (len(missing) > 3)})")
@@ -477,7 +533,18 @@ def load_state(model, tensors: dict[str, torch.Tensor], source: Path, what: str 
         # load_state_dict would cast: integers or booleans into float weights (genzoo never writes such a file)
         problems.append(f"{k} is {str(tensors[k].dtype)[6:]} in the file, {str(own[k].dtype)[6:]} in the model")
         break
-    if problems:
+    return problems
+
+
+def load_state(model, tensors: dict[str, torch.Tensor], source: Path, what: str = "this model") -> None:
+    """``model.load_state_dict(tensors)``, or a one-line :class:`CheckpointError` naming what does not fit
+    ``what`` (the model, as the message names it: :func:`load`'s is built from the folder's config.json; a
+    checkpoint's is the caller's, :func:`genzoo.fit`'s on resume).
+
+    A module's ``state_defaults`` (a dict, buffer name -> factory such as ``torch.ones``) names buffers that
+    weights written before the buffer existed may lack: those are filled in, so older runs load unchanged."""
+    tensors = dict(tensors)
+    if problems := _fit_problems(model, tensors):
         raise CheckpointError(f"weights in {source} do not fit {what}: {'; '.join(problems)}")
     try:
         model.load_state_dict(tensors, strict=True)
@@ -641,13 +708,7 @@ def load(directory: str | os.PathLike, map_location: str | torch.device | int = 
             if weights.parent.exists():  # corrupt, not pruned while being read
                 raise
             continue
-        # both files marked by save (write_model), but by two saves: checked (from the header alone) before the
-        # weights are fitted, or a save cut short over a model of other shapes would say they "do not fit"
-        recorded = cfg.get("save_id")
-        if recorded is not None and weights == directory / WEIGHTS and _save_id(weights) not in (None, recorded):
-            raise CheckpointError(f"{weights} and {directory / CONFIG} were written by two saves (another save_id: a "
-                                  "save cut short between its two files, or a file copied in); save the model again "
-                                  "(or delete save_id from config.json to load the two together)")
+        _check_save_id(directory, cfg, weights)
         load_state(model, tensors, weights, f"the model of {directory / CONFIG}")
         return _moved(model, map_location)
     raise CheckpointError(f"{directory}: its checkpoints changed while being read (a run still training?); try again")

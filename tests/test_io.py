@@ -1,5 +1,6 @@
 import json
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -513,6 +514,29 @@ def test_weights_of_integers_for_float_parameters_do_not_fit(tmp_path):
     io.save_tensors(tmp_path / "model.safetensors", {**state, key: state[key].view(torch.int32)})
     with pytest.raises(CheckpointError, match=rf"do not fit .*{key} is int32 in the file, float32 in the model"):
         genzoo.load(tmp_path)
+
+
+@pytest.mark.parametrize("name, option, value", [("vae", "hidden", [2 ** 31 - 1]), ("gan", "latent_dim", 10 ** 9),
+                                                  ("gmm", "data_shape", [10 ** 5])])
+def test_a_config_asking_for_sizes_the_weights_lack_is_refused_before_it_is_built(name, option, value, tmp_path,
+                                                                                  monkeypatch):
+    """load built and initialised the model config.json describes, then compared its shapes with the weights: a
+    200-byte config.json asking for hidden=[50000000] took 13 GB first, and [2**31 - 1] was 'out of memory' (audit
+    a137 F1). The sizes are compared on the meta device, from the weights file's header: no weight is allocated."""
+    from genzoo import registry
+
+    torch.manual_seed(0)
+    genzoo.save(registry.build(name, data_shape=(2,)), tmp_path)
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["config"][option] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    devices, build = [], registry.build
+    monkeypatch.setattr(registry, "build", lambda *a, **k: devices.append(torch.empty(0).device.type) or build(*a, **k))
+    with pytest.raises(CheckpointError, match=rf"^weights in {re.escape(str(tmp_path / 'model.safetensors'))} do not "
+                                              rf"fit the model of {re.escape(str(tmp_path / 'config.json'))}: .* has "
+                                              r"shape \(.*\) in the file, \(.*\) in the model"):
+        genzoo.load(tmp_path)
+    assert devices == ["meta"]  # built on the meta device only
 
 
 def test_odd_inputs_are_one_line_errors(tmp_path):
