@@ -860,7 +860,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         if data.classes and "classes" not in record:  # a run of a genzoo that did not record them
             record["classes"] = list(data.classes)
         if json.dumps(record) != before:
-            announce.then = lambda: atomic_write_json(run_dir / "run.json", record)  # once training starts
+            announce.then = lambda: atomic_write_json(run_dir / "run.json", record, own=True)  # once training starts
     if dropped_best:
         announce.line += (f"\ngenzoo: note: {run_dir} was made with keep_best, which a {model.name} no longer takes (its "
                           "validation loss is its discriminator's): best/ stays as it was, and the run goes on without")
@@ -1358,7 +1358,7 @@ def cmd_eval(args) -> int:
     if not args.no_write:
         replaced = _other_settings(Path(args.run) / "eval.json", asked)
         try:
-            atomic_write_json(Path(args.run) / "eval.json", {**result, "weights": weights, "asked": asked})
+            atomic_write_json(Path(args.run) / "eval.json", {**result, "weights": weights, "asked": asked}, own=True)
         except WriteError as e:  # the results are printed above: say how to keep them from being lost next time
             raise WriteError(f"{e} (the results are printed above; --no-write skips the file)") from None
         if replaced:  # compare keeps such a file; eval, asked for this run alone, replaces it, but says so
@@ -1502,7 +1502,7 @@ def cmd_compare(args) -> int:
             if args.output is not None and result["metrics"]:
                 if _replaceable(Path(path) / "eval.json", asked[path], result["metrics"]):
                     try:  # (one judged kept before the work, as of other metrics, was not checked for writing)
-                        atomic_write_json(Path(path) / "eval.json", result)
+                        atomic_write_json(Path(path) / "eval.json", result, own=True)
                     except WriteError as e:  # storing is a side effect: the table is the product
                         print(f"genzoo: note: {e}: this table's figures for it are not stored", file=sys.stderr)
                 else:

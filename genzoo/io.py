@@ -54,10 +54,11 @@ DIVERGED = ".diverged-"
 _UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it) ...
 os.umask(_UMASK)          # ... and put back at once
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, own: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file and an atomic rename (the file fsynced before it,
     the folder after it where the system lets a folder be opened, so the rename survives a power cut); a file that
-    cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was.
+    cannot be written raises :class:`WriteError` and leaves whatever was at ``path`` as it was. A symlink at ``path``
+    is written through, but for ``own=True`` (a file genzoo keeps in a run folder), where it is refused.
 
     >>> import os, tempfile
     >>> d = tempfile.mkdtemp(); p = os.path.join(d, "note.txt")
@@ -68,14 +69,26 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     Traceback (most recent call last):
     genzoo.errors.WriteError: cannot write .../missing/note.txt: No such file or directory
     """
-    _commit(*_stage(path, data))
+    _commit(*_stage(path, data, own))
 
 
-def _stage(path: str | os.PathLike, data: bytes) -> tuple[str, Path]:
+def refuse_link(path: Path) -> None:
+    """A :class:`WriteError` where ``path``, a file genzoo keeps in a run folder, is a symlink: a run folder made by
+    someone else (a tarball or a repository keeps links) could point ``eval.json`` at any file of the user running
+    ``genzoo eval`` on it (audit a137). The link is named, never followed."""
+    if path.is_symlink():
+        raise WriteError(f"{path} is a symlink (to {os.readlink(path)}): genzoo writes a run's own files in the run "
+                         "folder, never through a link; remove the link")
+
+
+def _stage(path: str | os.PathLike, data: bytes, own: bool = False) -> tuple[str, Path]:
     """The first half of :func:`atomic_write_bytes`: ``data`` written and fsynced to a temporary file beside
     ``path``; returns (the temporary file, the path it is for) for :func:`_commit`. A :class:`WriteError` leaves
-    nothing behind."""
+    nothing behind. A symlink at ``path`` is written through, as open() would, unless ``path`` is a run's ``own``
+    file (:func:`refuse_link`)."""
     path = Path(path)
+    if own:
+        refuse_link(path)
     if path.is_symlink():  # write through the link, as open() would, not over it
         path = path.resolve()
     stem = path.name  # the temporary name is 14 bytes longer: a name near NAME_MAX (255 bytes) is cut for it
@@ -243,7 +256,7 @@ def loads(text: str) -> Any:
         raise error from None
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+def atomic_write_json(path: str | os.PathLike, obj: Any, own: bool = False) -> None:
     """Write ``obj`` to ``path`` as indented strict JSON (:func:`dumps`: infinities and NaN as strings), through
     :func:`atomic_write_bytes`; :func:`loads` reads it back.
 
@@ -258,7 +271,7 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     >>> loads(Path(p).read_text())
     {'loss': inf, 'step': 3}
     """
-    atomic_write_bytes(path, (dumps(obj, indent=2) + "\n").encode())
+    atomic_write_bytes(path, (dumps(obj, indent=2) + "\n").encode(), own)
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -597,7 +610,7 @@ def record_picture(path: str | os.PathLike, source: str | os.PathLike, stamp: li
     entry = {"weights": stamp, "command": None if command is None else [str(t) for t in command]}
     with folder_locked(run_dir):  # two commands drawing into one run at once: neither record is lost
         made = read_pictures_record(run_dir)
-        atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: entry})
+        atomic_write_json(run_dir / "pictures.json", {**made, Path(path).name: entry}, own=True)
 
 
 def picture_source(entry: Any) -> tuple[Any, list[str] | None]:

@@ -1547,3 +1547,38 @@ def test_a_train_that_cannot_write_run_json_removes_the_folder_it_made(tmp_path,
     monkeypatch.chdir(tmp_path)  # the default runs/MODEL-DATA-TIME folder too
     code, _, err = run(capsys, "train", "vae", "--steps", "5", "--no-progress")
     assert code == 2 and list((tmp_path / "runs").iterdir()) == [], err
+
+
+def test_a_runs_own_files_that_are_symlinks_are_never_written_through(tmp_path, capsys):
+    """A run folder from someone else (a tarball keeps links) pointed eval.json, pictures.json and report.html at
+    files outside it, and `genzoo eval`, `sample` and `report` replaced those files (audit a137 F9): the link is
+    refused in one line, its target left as it was."""
+    from genzoo.cli import main
+
+    run, outside = tmp_path / "run", tmp_path / "outside"
+    outside.mkdir()
+    assert main(["train", "gmm", "--data", "ring", "--steps", "2", "--run-dir", str(run), "--no-progress"]) == 0
+    for name in ("eval.json", "pictures.json", "report.html", "evolution.gif"):
+        (outside / name).write_text("precious")
+        (run / name).unlink(missing_ok=True)
+        (run / name).symlink_to(outside / name)
+    capsys.readouterr()
+    assert main(["eval", str(run), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genzoo: error: {run / 'eval.json'} is a symlink (to {outside / 'eval.json'}): genzoo "
+                          "writes a run's own files in the run folder, never through a link; remove the link")
+    assert err.count("\n") == 1
+    assert main(["sample", str(run), "-n", "4", "-o", str(run / "samples.png")]) == 0  # (the record: a warning)
+    assert "pictures.json is a symlink" in capsys.readouterr().err
+    (run / "eval.json").unlink()  # (the report reads it: a link to a file that is no evaluation is another error)
+    assert main(["report", str(run)]) == 2 and "evolution.gif is a symlink" in capsys.readouterr().err
+    (run / "evolution.gif").unlink()
+    assert main(["report", str(run)]) == 2 and "report.html is a symlink" in capsys.readouterr().err
+    assert all((outside / n).read_text() == "precious" for n in ("eval.json", "pictures.json", "report.html",
+                                                                  "evolution.gif"))
+    (run / "report.html").unlink()
+    (run / "metrics.jsonl").rename(outside / "metrics.jsonl")
+    (run / "metrics.jsonl").symlink_to(outside / "metrics.jsonl")
+    kept = (outside / "metrics.jsonl").read_bytes()
+    assert main(["train", "--resume", "--run-dir", str(run), "--steps", "4", "--no-progress"]) == 2
+    assert "metrics.jsonl is a symlink" in capsys.readouterr().err and (outside / "metrics.jsonl").read_bytes() == kept

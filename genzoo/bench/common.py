@@ -282,7 +282,7 @@ def keep_record(run: Path, key: dict, result: dict, files: tuple[str, ...] = (),
         record = {"format": RECORD_FORMAT, "key": key, "result": result, "weights": weights_stamp(run),
                   "files": {name: _digest(path=run / name) for name in files}, "commit": commit,
                   "finished": time.strftime("%Y-%m-%d %H:%M %z"), "run": str(run)}
-        atomic_write_json(run / RECORD, record)
+        atomic_write_json(run / RECORD, record, own=True)
     except (WriteError, OSError, TypeError, ValueError) as e:
         print(f"genzoo: warning: {run}: cannot keep its record ({e}): a later invocation trains it again",
               file=sys.stderr)

@@ -91,7 +91,7 @@ def train_and_score(label: str, root: str, runs_dir: str, quick: bool) -> dict:
     model = genzoo.load(run)
     spec = read_recipe(run)["data"]
     result = {**evaluate(model, spec, metrics="all", **sizes(quick), progress=False), "asked": asked}
-    atomic_write_json(Path(run) / "eval.json", result)
+    atomic_write_json(Path(run) / "eval.json", result, own=True)
     return {"label": label, "run": str(run), "recipe": MODELS[label][0], "seconds": seconds, "steps": model_steps(run),
             "result": result}
 

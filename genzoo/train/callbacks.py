@@ -22,8 +22,8 @@ import torch
 from ..base import evaluating, forked_rng
 from ..errors import GenZooError, GenZooWarning, TrainingDiverged, WriteError
 from ..io import (CHECKPOINTS, CONFIG, DIVERGED, WEIGHTS, atomic_write_bytes, atomic_write_json, checkpoint_dirs, dumps,
-                  prune_checkpoints, read_json, replace_folder, restore_folder, sample_grids, save_checkpoint,
-                  set_aside, write_model)
+                  prune_checkpoints, read_json, refuse_link, replace_folder, restore_folder, sample_grids,
+                  save_checkpoint, set_aside, write_model)
 from . import distributed
 
 
@@ -277,6 +277,7 @@ class MetricsLogger(Callback):
         self.tb = None
 
     def on_start(self, state):
+        refuse_link(self.path)  # (its rows are appended: open() would follow a link out of the run)
         self._truncate(state.step)
         self.valid_every = self.valid_every or 10 * self.every
         self.t0, self.step0 = time.time(), state.step
@@ -336,7 +337,7 @@ class MetricsLogger(Callback):
                 warnings.warn(f"{self.path}: line {i + 1} is not a metrics row (damaged?): kept as it is", GenZooWarning,
                               stacklevel=2)
                 keep.append(line)
-        atomic_write_bytes(self.path, b"\n".join(keep) + b"\n" if keep else b"")
+        atomic_write_bytes(self.path, b"\n".join(keep) + b"\n" if keep else b"", own=True)
 
     def on_step_end(self, state, logs):
         for k, v in logs.items():  # a term logged on some steps only (a GAN's g_loss) is averaged over those

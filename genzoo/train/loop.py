@@ -517,7 +517,7 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 # a run trained further than it was: its old final weights are not its weights any more, so
                 # load() and eval take the newest checkpoint until this one ends and writes its own
                 (writes / WEIGHTS).unlink(missing_ok=True)
-            atomic_write_json(writes / "config.json", config)
+            atomic_write_json(writes / "config.json", config, own=True)
 
         cbs = default_callbacks(writes, checkpoint_every=checkpoint_every, sample_every=sample_every,
                                 log_every=log_every, progress=progress and rank == 0, keep=keep,

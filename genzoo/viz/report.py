@@ -65,8 +65,8 @@ def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = No
     """``RUN/evolution.gif``: the fixed-noise sample grids of ``RUN/samples/`` in step order, the last one
     held three times as long. Raises CheckpointError when the run has no sample grids."""
     run_dir = Path(run_dir)
-    out = Path(out) if out else run_dir / "evolution.gif"
-    atomic_write_bytes(out, _gif(run_dir, ms_per_frame))
+    own, out = out is None, Path(out) if out else run_dir / "evolution.gif"
+    atomic_write_bytes(out, _gif(run_dir, ms_per_frame), own=own)
     return out
 
 
@@ -388,7 +388,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
                   _img(frames[-1].read_bytes(), "image/png", "samples")]
         gif = _gif(run_dir)
         if out is None:  # the report in the run: the animation beside it too (a report elsewhere writes one file)
-            atomic_write_bytes(run_dir / "evolution.gif", gif)
+            atomic_write_bytes(run_dir / "evolution.gif", gif, own=True)
         n = len(_shown(frames))
         shown = f"{n} of {len(frames)} grids" if n < len(frames) else f"{n} grid{'s' * (n != 1)}"
         parts += [f"<h2>Training evolution ({shown} from the same noise)</h2>",
@@ -421,10 +421,10 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     parts.append(f'<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>')
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
-    out = Path(out) if out else run_dir / "report.html"
+    own, out = out is None, Path(out) if out else run_dir / "report.html"
     try:
         data = doc.encode("utf-8", "surrogateescape")  # a folder name's bytes that are not UTF-8, kept
     except UnicodeEncodeError:  # a lone surrogate no name's bytes give (a run.json edited to hold "\ud800"): escaped
         data = doc.encode("utf-8", "backslashreplace")
-    atomic_write_bytes(out, data)
+    atomic_write_bytes(out, data, own=own)
     return out
