@@ -299,6 +299,25 @@ def _digest(data: bytes = b"", path: Path | None = None) -> str:
     return digest.hexdigest()
 
 
+def _extent_problem(path: Path) -> str | None:
+    """Whether the safetensors file ``path`` is not as long as its header says, from its first bytes alone: an 8 GB
+    file of zeros (sparse: no disk space) was read whole, then 'out of memory' (audit a137 F7). None where the
+    length fits or the header cannot be read (reading the file then says what is wrong)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            if size >= 8 and not 0 < n <= min(size - 8, 100 << 20):  # (safetensors' own limit: 100 MB of header)
+                return f"its header length, {n:,} bytes, does not fit a file of {size:,}"
+            header = json.loads(f.read(n))
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except Exception:  # (anything amiss: the full read's error is the one to give)
+        return None
+    if 8 + n + end != size:
+        return f"its header describes {8 + n + end:,} bytes, the file holds {size:,}"
+    return None
+
+
 def load_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[str, torch.Tensor]:
     """The tensors of the safetensors file ``path``, or a :class:`CheckpointError` calling it ``what`` (missing,
     or damaged: a read error of the disk too). A file this process may not read is no damage: its
@@ -306,6 +325,8 @@ def load_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[st
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"missing {what} {path}")
+    if problem := _extent_problem(path):  # before the whole file is read into memory
+        raise CheckpointError(f"corrupt {what} {path}: {problem}")
     try:  # from bytes, as they are written: safetensors refuses a path that is not UTF-8 (an old archive's names)
         data = path.read_bytes()
     except FileNotFoundError:  # removed since (a checkpoint pruned by a run still training: load() takes the next)
@@ -1010,13 +1031,39 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
         raise CheckpointError(f"{path} holds {len(plain)} optimizer states, the model has {len(optimizers)}")
     for i, opt in enumerate(optimizers):
         try:
-            opt.load_state_dict(_unflatten_optimizer(i, tensors, plain[i]))
+            saved = _unflatten_optimizer(i, tensors, plain[i])
+            _check_groups(path, i, saved["param_groups"], opt.param_groups)
+            opt.load_state_dict(saved)
         except (ValueError, KeyError, RuntimeError, TypeError, AttributeError, IndexError) as e:
             raise CheckpointError(f"optimizer state in {path} does not fit: {' '.join(str(e).split())[:200]}") from None
         _match_layouts(opt)
     rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}
     _check_checkpoint(path, model, optimizers, state, rng)
     return state, rng
+
+
+#: the settings of an optimizer's parameter group that training moves (lr schedules), which a checkpoint restores;
+#: every other setting is the model's (its config builds the optimizer) and must be the same in the checkpoint
+_MOVED_BY_TRAINING = {"params", "lr", "initial_lr"}
+
+
+def _check_groups(path: Path, i: int, saved, live: list[dict]) -> None:
+    """A :class:`CheckpointError` where a checkpoint's parameter groups of optimizer ``i`` set what the model's own
+    optimizer (``live``, fresh from its config) sets otherwise: ``load_state_dict`` takes every setting of the
+    file, and an edited ``maximize: true`` trained the loss from 2.3 up to 541 and replaced the good checkpoints,
+    ``amsgrad`` or a missing ``lr`` crashed at the first step (audit a137 F10). Settings the file lacks or the
+    optimizer does not know (another torch's) are left to torch."""
+    if not isinstance(saved, list) or len(saved) != len(live) or not all(isinstance(g, dict) for g in saved):
+        return  # (load_state_dict says it does not fit)
+    for group, own in zip(saved, live):
+        if "lr" not in group:
+            raise CheckpointError(f"checkpoint {path} is damaged: optimizer {i}'s parameter group has no lr")
+        for key in sorted((group.keys() & own.keys()) - _MOVED_BY_TRAINING):
+            # (JSON has no tuples: betas come back as a list, and stay one in an optimizer an earlier try loaded)
+            value, expected = (tuple(v) if isinstance(v, list) else v for v in (group[key], own[key]))
+            if value != expected or type(value) is not type(expected) and not isinstance(expected, float):
+                raise CheckpointError(f"checkpoint {path} is damaged: optimizer {i}'s {key} is {group[key]!r}, where "
+                                      f"the model's optimizer has {expected!r}")
 
 
 #: what each optimizer genzoo uses keeps for a parameter once it has stepped (the first step reads them all)
@@ -1062,14 +1109,21 @@ def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str,
             torch.Generator().set_state(rng[key])
         except (KeyError, RuntimeError, TypeError) as e:
             raise bad(f"its RNG state '{key}' {'is missing' if isinstance(e, KeyError) else 'is not one torch takes'}") from None
+    def real(v) -> bool:  # a number float() takes (a JSON integer of 400 digits is a Real that overflows it)
+        try:
+            return isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v) is not None
+        except OverflowError:
+            return False
+
     logs = state.get("partial_logs")
     if logs is not None and not (isinstance(logs, dict) and all(
-            isinstance(logs.get(k, {}), dict) and all(isinstance(v, numbers.Real) for v in logs.get(k, {}).values())
+            isinstance(logs.get(k, {}), dict) and all(real(v) for v in logs.get(k, {}).values())
             for k in ("sums", "counts"))):
         raise bad("its partial_logs are not the logger's sums and counts")
     guard = state.get("guard")
     if guard is not None and not (isinstance(guard, dict) and isinstance(guard.get("recent", []), list) and all(
-            isinstance(v, numbers.Real) for v in guard.get("recent", [])) and isinstance(guard.get("run", 0), int)):
+            real(v) for v in guard.get("recent", [])) and isinstance(guard.get("run", 0), int)
+            and not isinstance(guard.get("run", 0), bool) and guard.get("run", 0) >= 0):
         raise bad("its guard record is not the divergence guard's")
 
 
@@ -1110,9 +1164,23 @@ def set_aside_damaged(damaged: list[tuple[Path, CheckpointError]], resumed_from:
     out of the run's way), with a :class:`GenZooWarning`."""
     for bad, e in damaged:
         aside = bad.with_name(f".damaged-{bad.name}")
-        shutil.rmtree(aside, ignore_errors=True)
+        remove(aside)  # (a stray file or link of that name blocked every resume: 'Not a directory'; audit a137 F6)
         os.rename(bad, aside)
         warnings.warn(f"{e}; set aside as {aside}, resuming from {resumed_from.name}", GenZooWarning, stacklevel=2)
+
+
+def remove(path: Path, ignore_errors: bool = True) -> None:
+    """Remove the folder, file or symlink at ``path``: a link itself, never what it points at (``shutil.rmtree``
+    refuses a link to a folder, and ignoring that left it in the way of the next rename: a ``best/`` moved to another
+    disk and linked back stopped every later session at its second new best; audit a137 F8)."""
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        elif path.exists():
+            shutil.rmtree(path)
+    except OSError:
+        if not ignore_errors:
+            raise
 
 
 def replace_folder(tmp: Path, final: Path) -> None:
@@ -1120,12 +1188,12 @@ def replace_folder(tmp: Path, final: Path) -> None:
     as ``.old-NAME`` until the new one is in, then removed, so a kill at any moment leaves a complete folder
     under one of the two names (:func:`restore_folder` puts it back)."""
     old = final.with_name(f".old-{final.name}")
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
+    if final.exists() or final.is_symlink():
+        remove(old)
         os.rename(final, old)
     os.rename(tmp, final)
     _fsync_dir(final.parent)
-    shutil.rmtree(old, ignore_errors=True)
+    remove(old)
 
 
 def restore_folder(final: Path) -> None:
@@ -1134,7 +1202,7 @@ def restore_folder(final: Path) -> None:
     old = final.with_name(f".old-{final.name}")
     if old.is_dir():
         if final.exists():
-            shutil.rmtree(old, ignore_errors=True)
+            remove(old)
         else:
             os.rename(old, final)
 

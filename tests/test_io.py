@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 import re
 from pathlib import Path
@@ -8,7 +9,7 @@ import torch
 
 import genzoo
 from genzoo import io
-from genzoo.errors import CheckpointError, ConfigError, WriteError
+from genzoo.errors import CheckpointError, ConfigError, GenZooWarning, WriteError
 
 
 def _vae():
@@ -851,3 +852,62 @@ def test_a_folder_gone_before_its_lock_is_a_write_error(tmp_path):
     with pytest.raises(WriteError, match=r"^cannot lock the folder \S+gone: No such file or directory$"):
         with io.folder_locked(tmp_path / "gone"):
             pass
+
+
+def test_folders_replaced_or_set_aside_over_links_and_stray_files_leave_what_links_point_at(tmp_path):
+    """A best/ moved to another disk and linked back: the first new best renamed the link to .old-best, which
+    rmtree would not remove, and every later one failed with 'Not a directory'; a stray file or link named
+    .damaged-step-N blocked every resume the same way (audit a137 F6, F8). Links are removed, never followed."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "best").symlink_to(outside, target_is_directory=True)
+    for n in range(3):
+        tmp = run / f".tmp-best-{n}"
+        tmp.mkdir()
+        (tmp / "w.txt").write_text(str(n))
+        io.replace_folder(tmp, run / "best")
+        assert not (run / "best").is_symlink() and (run / "best" / "w.txt").read_text() == str(n)
+        assert sorted(p.name for p in run.iterdir()) == ["best"]
+    assert (outside / "keep.txt").read_text() == "precious"
+    checkpoints = run / "checkpoints"
+    checkpoints.mkdir()
+    for stray in ("file", "link"):
+        bad = checkpoints / "step-00000004"
+        bad.mkdir()
+        aside = checkpoints / ".damaged-step-00000004"
+        if stray == "file":
+            aside.write_text("x")
+        else:
+            aside.symlink_to(outside, target_is_directory=True)
+        with pytest.warns(GenZooWarning, match="damaged; set aside as"):
+            io.set_aside_damaged([(bad, CheckpointError("damaged"))], checkpoints / "step-00000002")
+        assert aside.is_dir() and not aside.is_symlink() and not bad.exists()
+        io.remove(aside)
+    assert (outside / "keep.txt").read_text() == "precious"
+
+
+def test_a_weights_file_longer_or_shorter_than_its_header_says_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """An 8 GB model.safetensors of zeros (a sparse file: no disk space) was read into memory whole, 44 s and then
+    'out of memory' (audit a137 F7): the header's length and the data it describes are checked against the file's
+    size first."""
+    genzoo.save(_vae(), tmp_path)
+    weights = tmp_path / "model.safetensors"
+    good = weights.read_bytes()
+    reads = []
+    real = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda self: reads.append(self.name) or real(self))
+    os.truncate(weights, 2 ** 31)  # the genuine file, then zeros to 2 GB (sparse)
+    with pytest.raises(CheckpointError, match=rf"^corrupt weights file {re.escape(str(weights))}: its header describes "
+                                              rf"{len(good):,} bytes, the file holds 2,147,483,648$"):
+        genzoo.load(tmp_path)
+    with open(weights, "r+b") as f:  # a header length of zero, as a file of zeros has
+        f.write(bytes(8))
+    with pytest.raises(CheckpointError, match=r"its header length, 0 bytes, does not fit a file of 2,147,483,648$"):
+        genzoo.load(tmp_path)
+    assert "model.safetensors" not in reads
+    weights.write_bytes(good[:-4])  # cut short: the same check
+    with pytest.raises(CheckpointError, match=rf"header describes {len(good):,} bytes, the file holds {len(good) - 4:,}"):
+        genzoo.load(tmp_path)

@@ -579,3 +579,28 @@ def test_a_recorded_command_keeps_flag_values_equal_to_the_runs_name(tmp_path, m
     assert main(["sample", "-n", "9", "9", "--seed", "9"]) == 0
     record = json.loads((tmp_path / "9" / "pictures.json").read_text())["samples.png"]
     assert record["command"] == ["sample", "-n", "9", "RUN", "--seed", "9"], record
+
+
+def test_an_eval_json_with_an_overflowing_number_or_odd_asked_values_is_damage_not_a_bug(run, tmp_path, capsys):
+    """A 401-digit integer for a likelihood (an OverflowError where a float was formatted) and asked.parzen_sigmas
+    of strings and objects (formatted with :g in the advice to evaluate again) made `genzoo report` end as 'a bug in
+    genzoo' (audit a137 F5)."""
+    import json
+    import shutil
+
+    from genzoo.io import dumps
+
+    rd = tmp_path / "run"
+    shutil.copytree(run, rd)
+    good = json.loads((run / "eval.json").read_text())
+    row = next(r for r in good["likelihood"]["rows"] if "nats" in r)
+    row["nats"] = 10 ** 400
+    (rd / "eval.json").write_text(dumps(good))
+    assert main(["report", str(rd)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"genzoo: error: {rd / 'eval.json'} is not a genzoo evaluation file (OverflowError: ")
+    good = json.loads((run / "eval.json").read_text())
+    good["asked"] = {**good["asked"], "metrics_version": -1, "parzen_sigmas": ["x", {"a": 1}, 0.25]}
+    (rd / "eval.json").write_text(dumps(good))
+    assert main(["report", str(rd)]) == 0
+    assert "--parzen-sigmas" in (rd / "report.html").read_text() and ",0.25" in (rd / "report.html").read_text()

@@ -928,7 +928,10 @@ def _nan_weights(d):
     io.save_tensors(d / "model.safetensors", t)
 
 
-def _edit_state(**changes):
+_NO = object()  # (a setting deleted from the checkpoint's parameter group)
+
+
+def _edit_state(group=None, **changes):
     def edit(d):
         state = json.loads((d / "state.json").read_text())
         for k, v in changes.items():
@@ -936,6 +939,11 @@ def _edit_state(**changes):
                 state["optimizers"][0]["param_groups"][0]["lr"] = v
             else:
                 state[k] = v
+        for k, v in (group or {}).items():  # the first optimizer's parameter group
+            if v is _NO:
+                del state["optimizers"][0]["param_groups"][0][k]
+            else:
+                state["optimizers"][0]["param_groups"][0][k] = v
         (d / "state.json").write_text(json.dumps(state))
     return edit
 
@@ -953,6 +961,15 @@ def _rng_of_another_kind(d):
     (_edit_state(lr="fast"), "lr is 'fast'"),
     (_edit_state(partial_logs=[1]), "partial_logs"),
     (_edit_state(guard=5), "guard record"),
+    # a 400-digit integer is a JSON number that float() overflows on (audit a137 F11: 'a bug in genzoo')
+    (_edit_state(guard={"recent": [1.0, 10 ** 400], "run": 0}), "guard record"),
+    (_edit_state(partial_logs={"sums": {"loss": 10 ** 400}, "counts": {"loss": 1}}), "partial_logs"),
+    # settings of the model's optimizer (audit a137 F10): maximize trained uphill with exit 0, amsgrad and a missing
+    # lr crashed at the first step as 'a bug in genzoo'
+    (_edit_state(group={"maximize": True}), "optimizer 0's maximize is True, where the model's optimizer has False"),
+    (_edit_state(group={"amsgrad": True}), "optimizer 0's amsgrad is True"),
+    (_edit_state(group={"betas": [5, -3]}), "optimizer 0's betas is [5, -3], where the model's optimizer has (0.9, "),
+    (_edit_state(group={"lr": _NO}), "optimizer 0's parameter group has no lr"),
     (_rng_of_another_kind, "RNG state 'data' is not one torch takes"),
 ])
 def test_a_checkpoint_damaged_in_ways_that_parse_is_set_aside_too(tmp_path, damage, needle):

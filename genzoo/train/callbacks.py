@@ -22,7 +22,7 @@ import torch
 from ..base import evaluating, forked_rng
 from ..errors import GenZooError, GenZooWarning, TrainingDiverged, WriteError
 from ..io import (CHECKPOINTS, CONFIG, DIVERGED, WEIGHTS, atomic_write_bytes, atomic_write_json, checkpoint_dirs, dumps,
-                  prune_checkpoints, read_json, refuse_link, replace_folder, restore_folder, sample_grids,
+                  prune_checkpoints, read_json, refuse_link, remove, replace_folder, restore_folder, sample_grids,
                   save_checkpoint, set_aside, write_model)
 from . import distributed
 
@@ -237,7 +237,7 @@ def kept(run_dir, first_bad: int | None = None) -> str:
     if distributed.is_main():  # (rank 0 alone writes; the other ranks say what it does)
         for ck in bad:
             try:
-                shutil.rmtree(ck.with_name(DIVERGED + ck.name), ignore_errors=True)  # an earlier try's, of this step
+                remove(ck.with_name(DIVERGED + ck.name))  # an earlier try's, of this step
                 os.rename(ck, ck.with_name(DIVERGED + ck.name))
             except OSError:  # (a read-only folder): said, and left where a resume finds it
                 moved = False
@@ -474,7 +474,7 @@ class BestWeights(Callback):
         if record is not None and record[0] <= state.step:  # (then the checkpoint's own record)
             known = record
         elif record is not None:  # written after the checkpoint: weights of steps it drops (as their metrics, grids)
-            shutil.rmtree(self.path)
+            remove(self.path, ignore_errors=False)  # (a best/ that is a link: the link, not its folder)
             if known is not None:  # that best/ had replaced the checkpoint's: its weights are gone
                 warnings.warn(f"the best weights of step {known[0]} ({self.KEY} {known[1]:.6g}) are gone: {self.path} "
                               f"held those of step {record[0]}, after the checkpoint of step {state.step} this run "

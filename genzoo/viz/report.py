@@ -245,7 +245,9 @@ def _eval_again(asked: dict) -> str:
         value = asked.get(key, defaults[key])
         if value is None or value == defaults[key]:
             continue
-        value = ",".join(f"{v:g}" for v in value) if isinstance(value, (list, tuple)) else value
+        if isinstance(value, (list, tuple)):  # (sigmas: numbers; anything else in an edited file as it is)
+            value = ",".join(f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) and
+                             abs(v) < 1e300 else str(v) for v in value)
         flags.append(f"{flag} {shlex.quote(str(value))}")
     return " ".join(["eval", *flags])
 
@@ -369,7 +371,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     weights_line, has_weights = _weights_line(run_dir, grids[-1][0] if grids else None), weights_file(run_dir) is not None
     try:
         table = _metrics_table(result, run_dir, weights=has_weights)
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
+    except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as e:  # (a 400-digit integer)
         raise CheckpointError(f"{run_dir / 'eval.json'} is not a genzoo evaluation file ({type(e).__name__}: {e})") from None
     name = str(config.get("model", "model"))
     recipe = run.get("recipe") if isinstance(run.get("recipe"), dict) else {}
