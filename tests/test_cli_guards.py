@@ -1514,10 +1514,10 @@ def test_a_picture_whose_record_cannot_be_written_is_a_warning(vae_run, tmp_path
     rd = tmp_path / "vae"
     shutil.copytree(vae_run, rd)
 
-    def full(path, obj):
+    def full(path, obj, own=False):
         if Path(path).name == "pictures.json":
             raise gio.WriteError(f"cannot write {path}: No space left on device")
-        return real(path, obj)
+        return real(path, obj, own)
 
     real = gio.atomic_write_json
     monkeypatch.setattr(gio, "atomic_write_json", full)

@@ -600,10 +600,10 @@ def test_compare_stores_what_it_can_checks_data_first_and_names_each_runs_data(t
     assert main(["eval", runs[0], "--n-samples", "500", "--no-progress"]) == 0  # metrics auto: compare's all covers it
     real_write = genzoo.io.atomic_write_json
 
-    def read_only(path, obj):
+    def read_only(path, obj, own=False):
         if Path(path) == gmm / "eval.json":
             raise genzoo.errors.WriteError(f"cannot write {path}: Read-only file system")
-        return real_write(path, obj)
+        return real_write(path, obj, own)
 
     monkeypatch.setattr(genzoo.io, "atomic_write_json", read_only)
     capsys.readouterr()
