@@ -459,8 +459,9 @@ def build_from_config(directory: str | os.PathLike) -> GenerativeModel:
     return _build(directory)[0]
 
 
-def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
-    """:func:`build_from_config`'s model, and the config.json it was built from."""
+def _build(directory: str | os.PathLike, loading: bool = False) -> tuple[GenerativeModel, dict]:
+    """:func:`build_from_config`'s model, and the config.json it was built from. ``loading`` (:func:`load`): the
+    weights are found, and their header read and compared with the config, before the model is built."""
     from .registry import build
 
     directory = Path(directory)
@@ -480,8 +481,11 @@ def _build(directory: str | os.PathLike) -> tuple[GenerativeModel, dict]:
     if dtype is not None and (not isinstance(dtype, str) or (dtype != "float32" and dtype not in PARAMETER_DTYPES)):
         raise CheckpointError(f"{directory / CONFIG}: unknown parameter_dtype {dtype!r} (known: float32, "
                               f"{', '.join(PARAMETER_DTYPES)})")
-    if (weights := weights_file(directory)) is not None:
-        _refuse_weights_that_cannot_fit(directory, cfg, weights)
+    weights = weights_file(directory)
+    if loading and weights is None:  # (said before the build: config.json may ask for any size)
+        raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint{_why_no_weights(directory)}")
+    if loading and weights is not None:
+        _refuse_weights_that_cannot_fit(directory, cfg, weights, loading)
     try:
         model = build(cfg["model"], **cfg["config"])
     except ConfigError as e:  # an option of a newer genzoo, or an edit: the version that wrote it named, as run.json's
@@ -508,7 +512,8 @@ def _header_tensors(path: Path) -> dict[str, torch.Tensor] | None:
             if not 0 < n <= path.stat().st_size - 8:
                 return None
             header = loads(f.read(n).decode("utf-8"))
-        return {k: torch.empty([int(d) for d in v["shape"]], device="meta", dtype=_DTYPES[v["dtype"]])
+        return {k: torch.empty([int(d) for d in v["shape"]], device="meta", dtype=_DTYPES.get(
+            v["dtype"], torch.float32 if v["dtype"].startswith(("F", "BF")) else torch.int64))  # (F8_E4M3 ...: a kind)
                 for k, v in header.items() if k != "__metadata__"}
     except Exception:  # (anything amiss: the full read's error is the one to give)
         return None
@@ -524,16 +529,24 @@ def _check_save_id(directory: Path, cfg: dict, weights: Path) -> None:
                               "(or delete save_id from config.json to load the two together)")
 
 
-def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -> None:
+def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path, loading: bool = False) -> None:
     """The model config.json describes, built on the meta device (its sizes, no memory), against the names and shapes
     in the header of ``weights``: a :class:`CheckpointError` (as :func:`load_state`'s) before the real build, which
     allocates and initialises every weight (a 200-byte config.json asking for ``hidden=[50000000]`` took 13 GB before
     the shapes were compared; audit a137). A model whose construction needs real tensors (data-dependent setup)
-    raises on the meta device and is checked after its build, as before."""
+    raises on the meta device and is checked after its build, as before. ``loading``: a header that cannot be read is
+    the weights file's error now (:func:`load_tensors`), not after the build (review r116 F3)."""
     from .registry import build
 
     _check_save_id(directory, cfg, weights)
     tensors = _header_tensors(weights)
+    if tensors is None and loading:
+        try:  # its error, or (a header only this reader did not take) its tensors' shapes
+            tensors = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in load_tensors(weights).items()}
+        except CheckpointError:
+            if weights.exists():  # (pruned while read, a run still training: load takes the next checkpoint)
+                raise
+            return
     if tensors is None:
         return
     try:
@@ -603,7 +616,7 @@ def weights_stamp(directory: str | os.PathLike) -> list | None:
     digest of the content]``, or None. ``eval.json`` records it, so ``compare`` and ``report`` can tell results
     of other weights (by content: a copied run, whose files have new times, holds the same ones)."""
     weights = weights_file(directory)
-    if weights is None or not weights.is_file():
+    if weights is None or not weights.is_file() or _extent_problem(weights):  # (damaged: not hashed, gigabytes of it)
         return None
     return [str(weights.relative_to(directory)), weights.stat().st_size, _digest(path=weights)]
 
@@ -731,7 +744,7 @@ def load(directory: str | os.PathLike, map_location: str | torch.device | int = 
     # building draws random initial weights, which the saved ones replace: under a fork of the CPU's generator (the
     # model is built there), so the caller's draws after a load are those it seeded (the weights are the same)
     with torch.random.fork_rng(devices=[]):
-        model, cfg = _build(directory)
+        model, cfg = _build(directory, loading=True)
     for _ in range(3):  # a run still training may prune the checkpoint just chosen: take the next newest
         weights = weights_file(directory)
         if weights is None:
@@ -1042,28 +1055,46 @@ def load_checkpoint(path: str | os.PathLike, model, optimizers) -> tuple[dict, d
     return state, rng
 
 
-#: the settings of an optimizer's parameter group that training moves (lr schedules), which a checkpoint restores;
-#: every other setting is the model's (its config builds the optimizer) and must be the same in the checkpoint
-_MOVED_BY_TRAINING = {"params", "lr", "initial_lr"}
+#: the numeric settings of an optimizer's parameter group and the ranges a run's own can take: a schedule (genzoo's lr
+#: schedules, a user's callback moving the weight decay or Adam's betas) moves them, so a checkpoint restores them
+_RANGES = {"lr": (0.0, math.inf), "initial_lr": (0.0, math.inf), "eps": (0.0, math.inf),
+           "weight_decay": (0.0, math.inf), "momentum": (0.0, math.inf), "alpha": (0.0, 1.0), "betas": (0.0, 1.0)}
 
 
 def _check_groups(path: Path, i: int, saved, live: list[dict]) -> None:
-    """A :class:`CheckpointError` where a checkpoint's parameter groups of optimizer ``i`` set what the model's own
-    optimizer (``live``, fresh from its config) sets otherwise: ``load_state_dict`` takes every setting of the
-    file, and an edited ``maximize: true`` trained the loss from 2.3 up to 541 and replaced the good checkpoints,
-    ``amsgrad`` or a missing ``lr`` crashed at the first step (audit a137 F10). Settings the file lacks or the
-    optimizer does not know (another torch's) are left to torch."""
+    """A :class:`CheckpointError` where a checkpoint's parameter groups of optimizer ``i`` are not what training
+    writes: ``load_state_dict`` takes every setting of the file, and an edited ``maximize: true`` trained the loss
+    from 2.3 up to 541 with exit 0 and replaced the good checkpoints, a negative lr did the same, ``amsgrad`` or a
+    missing ``lr`` crashed at the first step (audit a137 F10, review r116). A setting of kind (the booleans and
+    choices: maximize, amsgrad, differentiable ...) must be the model's fresh optimizer's (``live``, built from its
+    config), since no training changes it, but for the implementation's (``fused``, ``foreach``: a checkpoint of an
+    older genzoo has ``fused: null``); a number must be finite and in the range any run's can take
+    (:data:`_RANGES`: lr and eps not negative, betas in [0, 1) ...), since schedules move those. Settings the file lacks
+    or the optimizer does not know (another torch's) are left to torch."""
     if not isinstance(saved, list) or len(saved) != len(live) or not all(isinstance(g, dict) for g in saved):
         return  # (load_state_dict says it does not fit)
+
+    def bad(key, value, why):
+        return CheckpointError(f"checkpoint {path} is damaged: optimizer {i}'s {key} is {value!r}{why}")
+
     for group, own in zip(saved, live):
         if "lr" not in group:
             raise CheckpointError(f"checkpoint {path} is damaged: optimizer {i}'s parameter group has no lr")
-        for key in sorted((group.keys() & own.keys()) - _MOVED_BY_TRAINING):
-            # (JSON has no tuples: betas come back as a list, and stay one in an optimizer an earlier try loaded)
-            value, expected = (tuple(v) if isinstance(v, list) else v for v in (group[key], own[key]))
-            if value != expected or type(value) is not type(expected) and not isinstance(expected, float):
-                raise CheckpointError(f"checkpoint {path} is damaged: optimizer {i}'s {key} is {group[key]!r}, where "
-                                      f"the model's optimizer has {expected!r}")
+        for key in sorted(group.keys() & (own.keys() | {"initial_lr"}) - {"params"}):
+            value = group[key]
+            if key in _RANGES:
+                low, high = _RANGES[key]
+
+                def within(v) -> bool:  # (betas below 1: Adam divides by 1 - beta^t)
+                    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                            and low <= v <= high and not (key == "betas" and v == 1.0))
+
+                ok = (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(within, value))
+                      if key == "betas" else within(value) and not (key == "initial_lr" and value == 0))
+                if not ok:
+                    raise bad(key, value, f", not a number in [{low:g}, {high:g}{')' if key == 'betas' else ']'}")
+            elif key in own and key not in ("fused", "foreach") and (value != own[key] or type(value) is not type(own[key])):
+                raise bad(key, value, f", where the model's optimizer has {own[key]!r}")
 
 
 #: what each optimizer genzoo uses keeps for a parameter once it has stepped (the first step reads them all)

@@ -73,7 +73,7 @@ def test_gif_of_many_grids_is_evenly_subsampled(run, tmp_path, monkeypatch):
     assert "Training evolution (3 of 10 grids from the same noise)" in (rd / "report.html").read_text()
 
 
-def test_a_sample_grid_past_any_genzoo_writes_is_refused_before_its_pixels_are_decoded(tmp_path):
+def test_a_sample_grid_of_more_pixels_than_a_gif_takes_is_refused_before_its_pixels_are_decoded(tmp_path):
     """A foreign run's 1-bit PNG of 9,400 pixels a side is 32 KB on disk and 265 MB decoded: 20 of them took 8.4 GB
     and 95 s of `genzoo report` (audit a137 F4)."""
     from PIL import Image
@@ -82,13 +82,13 @@ def test_a_sample_grid_past_any_genzoo_writes_is_refused_before_its_pixels_are_d
 
     (tmp_path / "samples").mkdir()
     Image.new("L", (8, 8), 0).save(tmp_path / "samples" / "step-00000001.png")
-    Image.new("1", (9400, 10), 1).save(tmp_path / "samples" / "step-00000002.png")
+    Image.new("1", (9400, 9400), 1).save(tmp_path / "samples" / "step-00000002.png")
     decoded = []
     real = Image.Image.convert
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Image.Image, "convert", lambda im, *a, **k: decoded.append(im.size) or real(im, *a, **k))
-        with pytest.raises(CheckpointError, match=r"^sample grid .*step-00000002.png is 9400 x 10 pixels, more than "
-                                                  r"the 4096 a side of any genzoo writes: remove it or train again$"):
+        with pytest.raises(CheckpointError, match=r"^sample grid .*step-00000002.png is 9400 x 9400 pixels, more than "
+                                                  r"the 50,000,000 a GIF takes: remove it or train again$"):
             report._gif(tmp_path)
     assert decoded == []
 

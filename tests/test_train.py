@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -968,8 +969,12 @@ def _rng_of_another_kind(d):
     # lr crashed at the first step as 'a bug in genzoo'
     (_edit_state(group={"maximize": True}), "optimizer 0's maximize is True, where the model's optimizer has False"),
     (_edit_state(group={"amsgrad": True}), "optimizer 0's amsgrad is True"),
-    (_edit_state(group={"betas": [5, -3]}), "optimizer 0's betas is [5, -3], where the model's optimizer has (0.9, "),
+    (_edit_state(group={"betas": [5, -3]}), "optimizer 0's betas is [5, -3], not a number in [0, 1)"),
     (_edit_state(group={"lr": _NO}), "optimizer 0's parameter group has no lr"),
+    # a negative lr is maximize by another name; an initial_lr of no number crashed the schedule (review r116 F2)
+    (_edit_state(group={"lr": -0.05}), "optimizer 0's lr is -0.05, not a number in [0, inf]"),
+    (_edit_state(group={"initial_lr": "abc"}), "optimizer 0's initial_lr is 'abc', not a number in [0, inf]"),
+    (_edit_state(group={"weight_decay": -10}), "optimizer 0's weight_decay is -10, not a number in [0, inf]"),
     (_rng_of_another_kind, "RNG state 'data' is not one torch takes"),
 ])
 def test_a_checkpoint_damaged_in_ways_that_parse_is_set_aside_too(tmp_path, damage, needle):
@@ -1478,3 +1483,26 @@ def test_global_loss_keeps_the_value_and_multiplies_the_gradient_by_the_world_si
     out = distributed.global_loss(loss)
     (g,) = torch.autograd.grad(out, x)
     assert float(out.detach()) == float(loss.detach()) and torch.equal(g, 2 * (2 * x.detach()))
+
+
+def test_a_checkpoint_whose_optimizer_settings_a_callback_moved_resumes_from_itself(tmp_path):
+    """Review r116 F1: a callback (or a torch scheduler in one) that schedules the weight decay or Adam's betas
+    wrote checkpoints the optimizer check called damaged: the resume went back to a checkpoint from before the
+    change and set the newer ones aside. Numbers in their range are a run's own; only settings of kind must be the
+    model's."""
+    from genzoo.train.callbacks import Callback
+
+    class Decay(Callback):
+        def on_step_end(self, state, logs):
+            if state.step >= 3:
+                for group in state.optimizers[0].param_groups:
+                    group["weight_decay"], group["betas"] = 1e-4, (0.8, 0.99)
+
+    digits = load_dataset("digits", binarize=True)
+    kw = dict(batch_size=50, seed=2, checkpoint_every=2, progress=False, callbacks=[Decay()])
+    genzoo.fit(_model(), digits, steps=8, run_dir=tmp_path / "run", **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", genzoo.errors.GenZooWarning)  # nothing set aside
+        state = genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw)
+    assert state.step == 10 and state.resumed_from == 8
+    assert not list((tmp_path / "run" / "checkpoints").glob(".damaged-*"))

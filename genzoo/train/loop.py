@@ -38,8 +38,8 @@ import torch
 from ..base import Batch, GenerativeModel, forked_rng
 from ..errors import CheckpointError, ConfigError, DataError, GenZooError, TrainingDiverged, WriteError
 from ..io import (CONFIG, WEIGHTS, atomic_write_json, blocked_by_file, dumps, latest_checkpoint, load_newest_checkpoint,
-                  loads, model_config, prune_checkpoints, read_json, run_files_in, run_lock, set_aside_damaged,
-                  write_model)
+                  loads, model_config, prune_checkpoints, read_json, refuse_link, run_files_in, run_lock,
+                  set_aside_damaged, write_model)
 from . import acceleration, distributed
 from .callbacks import (BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid,
                         _lr_hint, kept, nothing_to_resume)
@@ -513,6 +513,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 raise WriteError(f"cannot create the run folder {writes}: {e.strerror or e}") from None
             hold.enter_context(run_lock(writes))  # one process at a time trains a run (re-entrant: held on resume)
             folder = _identity(writes)  # checked after each step's writes: a folder removed or moved away is said
+            for own in ("config.json", "metrics.jsonl"):  # a link among the run's files: refused before any is touched
+                refuse_link(writes / own)
             if ckpt is not None and state.step < state.total_steps:
                 # a run trained further than it was: its old final weights are not its weights any more, so
                 # load() and eval take the newest checkpoint until this one ends and writes its own

@@ -41,10 +41,10 @@ def _frames(run_dir: Path) -> list[Path]:
     return [p for _, p in sample_grids(run_dir)]
 
 
-#: the widest or tallest sample grid a GIF takes (training's are a few hundred pixels a side; a PNG of one colour
-#: 9,400 pixels square is 32 KB on disk and 265 MB once decoded), and the most pixels its frames may hold in all,
-#: each padded to the largest: past that the GIF shows fewer grids, evenly spaced
-MAX_FRAME_SIDE, MAX_GIF_PIXELS = 4096, 100_000_000
+#: the most pixels of one sample grid a GIF takes (a PNG of one colour 9,400 pixels square is 32 KB on disk and 265 MB
+#: once decoded; training's grids of 520 x 520 images are 4,169 pixels square, 17 M), and the most its frames may hold
+#: in all, each padded to the largest: past that the GIF shows fewer grids, evenly spaced
+MAX_FRAME_PIXELS, MAX_GIF_PIXELS = 50_000_000, 100_000_000
 
 
 def _open_frame(path: Path, size_only: bool = False):
@@ -53,9 +53,9 @@ def _open_frame(path: Path, size_only: bool = False):
 
     try:
         with Image.open(path) as im:
-            if max(im.size) > MAX_FRAME_SIDE:
+            if im.width * im.height > MAX_FRAME_PIXELS:
                 raise CheckpointError(f"sample grid {path} is {im.width} x {im.height} pixels, more than the "
-                                      f"{MAX_FRAME_SIDE} a side of any genzoo writes: remove it or train again")
+                                      f"{MAX_FRAME_PIXELS:,} a GIF takes: remove it or train again")
             return im.size if size_only else im.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise CheckpointError(f"sample grid {path} cannot be read ({type(e).__name__}): remove it or train again") from None
