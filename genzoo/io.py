@@ -309,9 +309,13 @@ def _extent_problem(path: Path) -> str | None:
             n = int.from_bytes(f.read(8), "little")
             if size >= 8 and not 0 < n <= min(size - 8, 100 << 20):  # (safetensors' own limit: 100 MB of header)
                 return f"its header length, {n:,} bytes, does not fit a file of {size:,}"
-            header = json.loads(f.read(n))
+            text = f.read(n)
+        try:
+            header = json.loads(text)
+        except (ValueError, RecursionError):  # (not read whole: a sparse file of gigabytes was, and hashed)
+            return "its header is not JSON"
         end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-    except Exception:  # (anything amiss: the full read's error is the one to give)
+    except Exception:  # (anything else amiss: the full read's error is the one to give)
         return None
     if 8 + n + end != size:
         return f"its header describes {8 + n + end:,} bytes, the file holds {size:,}"
@@ -497,10 +501,10 @@ def _build(directory: str | os.PathLike, loading: bool = False) -> tuple[Generat
     return (model if dtype is None else model.to(PARAMETER_DTYPES.get(dtype, torch.float32))), cfg
 
 
-#: torch's dtypes by the names a safetensors header gives them
-_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-           "BOOL": torch.bool}
+#: torch's dtypes by the names a safetensors header gives them (another name: the header is not read here)
+_SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                       "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                       "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2}
 
 
 def _header_tensors(path: Path) -> dict[str, torch.Tensor] | None:
@@ -512,9 +516,16 @@ def _header_tensors(path: Path) -> dict[str, torch.Tensor] | None:
             if not 0 < n <= path.stat().st_size - 8:
                 return None
             header = loads(f.read(n).decode("utf-8"))
-        return {k: torch.empty([int(d) for d in v["shape"]], device="meta", dtype=_DTYPES.get(
-            v["dtype"], torch.float32 if v["dtype"].startswith(("F", "BF")) else torch.int64))  # (F8_E4M3 ...: a kind)
-                for k, v in header.items() if k != "__metadata__"}
+        out = {}
+        for k, v in header.items():
+            if k == "__metadata__":
+                continue
+            t = torch.empty([int(d) for d in v["shape"]], device="meta", dtype=_SAFETENSORS_DTYPES[v["dtype"]])
+            begin, end = (int(o) for o in v["data_offsets"])
+            if end - begin != t.numel() * t.element_size():  # a header whose shapes lie about the bytes
+                return None
+            out[k] = t
+        return out
     except Exception:  # (anything amiss: the full read's error is the one to give)
         return None
 
@@ -539,12 +550,14 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path, l
     from .registry import build
 
     _check_save_id(directory, cfg, weights)
+    if loading and (problem := _extent_problem(weights)):
+        raise CheckpointError(f"corrupt weights file {weights}: {problem}")
     tensors = _header_tensors(weights)
     if tensors is None and loading:
         try:  # its error, or (a header only this reader did not take) its tensors' shapes
             tensors = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in load_tensors(weights).items()}
         except CheckpointError:
-            if weights.exists():  # (pruned while read, a run still training: load takes the next checkpoint)
+            if weights.parent.exists():  # (its folder pruned while read, a run still training: load takes the next)
                 raise
             return
     if tensors is None:
@@ -1074,8 +1087,8 @@ def _check_groups(path: Path, i: int, saved, live: list[dict]) -> None:
     if not isinstance(saved, list) or len(saved) != len(live) or not all(isinstance(g, dict) for g in saved):
         return  # (load_state_dict says it does not fit)
 
-    def bad(key, value, why):
-        return CheckpointError(f"checkpoint {path} is damaged: optimizer {i}'s {key} is {value!r}{why}")
+    def bad(key, shown: str, why):
+        return CheckpointError(f"checkpoint {path} is damaged: optimizer {i}'s {key} is {shown}{why}")
 
     for group, own in zip(saved, live):
         if "lr" not in group:
@@ -1086,20 +1099,31 @@ def _check_groups(path: Path, i: int, saved, live: list[dict]) -> None:
                 low, high = _RANGES[key]
 
                 def within(v) -> bool:  # (betas below 1: Adam divides by 1 - beta^t)
-                    return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                            and low <= v <= high and not (key == "betas" and v == 1.0))
+                    try:  # (a JSON integer of 400 digits overflows float)
+                        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+                                and low <= v <= high and not (key == "betas" and v == 1.0))
+                    except OverflowError:
+                        return False
 
                 ok = (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(within, value))
-                      if key == "betas" else within(value) and not (key == "initial_lr" and value == 0))
+                      if key == "betas" else within(value))
                 if not ok:
-                    raise bad(key, value, f", not a number in [{low:g}, {high:g}{')' if key == 'betas' else ']'}")
+                    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+                    raise bad(key, shown, f", not a number in [{low:g}, {high:g}{')' if key == 'betas' else ']'}")
             elif key in own and key not in ("fused", "foreach") and (value != own[key] or type(value) is not type(own[key])):
-                raise bad(key, value, f", where the model's optimizer has {own[key]!r}")
+                raise bad(key, repr(value)[:40], f", where the model's optimizer has {own[key]!r}")
 
 
 #: what each optimizer genzoo uses keeps for a parameter once it has stepped (the first step reads them all)
 _OPTIMIZER_STATE = {"Adam": ("step", "exp_avg", "exp_avg_sq"), "AdamW": ("step", "exp_avg", "exp_avg_sq"),
                     "RMSprop": ("step", "square_avg")}
+
+
+def _positive(v) -> bool:
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) > 0
+    except OverflowError:
+        return True
 
 
 def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str, torch.Tensor]) -> None:
@@ -1123,8 +1147,12 @@ def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str,
             if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and
                     all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in betas)):
                 raise bad(f"optimizer {i}'s betas are {betas!r}")
+            needs = _OPTIMIZER_STATE.get(type(opt).__name__, ()) + tuple(  # (and what its settings make it keep)
+                k for k, on in (("momentum_buffer", _positive(group.get("momentum", 0))),
+                                ("grad_avg", group.get("centered") is True),
+                                ("max_exp_avg_sq", group.get("amsgrad") is True)) if on)
             for p in group["params"]:
-                lacks = [k for k in _OPTIMIZER_STATE.get(type(opt).__name__, ()) if opt.state.get(p) and k not in opt.state[p]]
+                lacks = [k for k in needs if opt.state.get(p) and k not in opt.state[p]]
                 if lacks:
                     raise bad(f"optimizer {i}'s state of a parameter lacks {', '.join(lacks)}")
                 for key, v in opt.state.get(p, {}).items():

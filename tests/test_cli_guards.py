@@ -1582,3 +1582,4 @@ def test_a_runs_own_files_that_are_symlinks_are_never_written_through(tmp_path, 
     kept = (outside / "metrics.jsonl").read_bytes()
     assert main(["train", "--resume", "--run-dir", str(run), "--steps", "4", "--no-progress"]) == 2
     assert "metrics.jsonl is a symlink" in capsys.readouterr().err and (outside / "metrics.jsonl").read_bytes() == kept
+    assert (run / "model.safetensors").is_file()  # refused before the resume touched the run (review r116 F4)

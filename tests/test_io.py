@@ -547,6 +547,11 @@ def test_a_config_asking_for_sizes_the_weights_lack_is_refused_before_it_is_buil
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="has no model.safetensors and no checkpoint"):
         genzoo.load(tmp_path)
+    # a header whose shapes lie about their bytes (review r117): the file's own error, before any build
+    header = json.dumps({"w": {"dtype": "F32", "shape": [10 ** 6, 10 ** 3], "data_offsets": [0, 8]}}).encode()
+    (tmp_path / "model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + bytes(8))
+    with pytest.raises(CheckpointError, match="^corrupt weights file "):
+        genzoo.load(tmp_path)
     assert devices == []
 
 
@@ -921,3 +926,7 @@ def test_a_weights_file_longer_or_shorter_than_its_header_says_is_refused_before
     weights.write_bytes(good[:-4])  # cut short: the same check
     with pytest.raises(CheckpointError, match=rf"header describes {len(good):,} bytes, the file holds {len(good) - 4:,}"):
         genzoo.load(tmp_path)
+    weights.write_bytes((16).to_bytes(8, "little") + b"{" * 16 + bytes(2 ** 20))  # a header that is not JSON
+    with pytest.raises(CheckpointError, match=r"^corrupt weights file .*: its header is not JSON$"):
+        genzoo.load(tmp_path)
+    assert "model.safetensors" not in reads and io.weights_stamp(tmp_path) is None  # (nor hashed)

@@ -975,6 +975,7 @@ def _rng_of_another_kind(d):
     (_edit_state(group={"lr": -0.05}), "optimizer 0's lr is -0.05, not a number in [0, inf]"),
     (_edit_state(group={"initial_lr": "abc"}), "optimizer 0's initial_lr is 'abc', not a number in [0, inf]"),
     (_edit_state(group={"weight_decay": -10}), "optimizer 0's weight_decay is -10, not a number in [0, inf]"),
+    (_edit_state(group={"lr": 10 ** 400}), "optimizer 0's lr is 1000000000000000000000000000000000000..., not a number"),
     (_rng_of_another_kind, "RNG state 'data' is not one torch takes"),
 ])
 def test_a_checkpoint_damaged_in_ways_that_parse_is_set_aside_too(tmp_path, damage, needle):
@@ -1506,3 +1507,21 @@ def test_a_checkpoint_whose_optimizer_settings_a_callback_moved_resumes_from_its
         state = genzoo.fit(_model(), digits, steps=10, run_dir=tmp_path / "run", resume=True, **kw)
     assert state.step == 10 and state.resumed_from == 8
     assert not list((tmp_path / "run" / "checkpoints").glob(".damaged-*"))
+
+
+def test_an_rmsprop_checkpoint_given_momentum_without_its_buffers_is_damaged(tmp_path):
+    """Review r117: a WGAN's RMSprop checkpoint edited to momentum 0.5 passed the range check and crashed at the
+    first step as 'a bug in genzoo' (KeyError: 'momentum_buffer'); what a setting makes the optimizer keep is
+    required, and the checkpoint before it is used."""
+    ring = load_dataset("ring", n=256)
+    kw = dict(batch_size=64, checkpoint_every=2, progress=False)
+
+    def wgan():
+        torch.manual_seed(0)
+        return genzoo.build("wgan", data_shape=(2,), latent_dim=2, hidden=(16,))
+
+    genzoo.fit(wgan(), ring, steps=4, run_dir=tmp_path / "run", **kw)
+    _edit_state(group={"momentum": 0.5})(tmp_path / "run" / "checkpoints" / "step-00000004")
+    with pytest.warns(genzoo.errors.GenZooWarning, match=r"optimizer 0's state of a parameter lacks momentum_buffer.*"
+                                                         r"resuming from step-00000002"):
+        assert genzoo.fit(wgan(), ring, steps=6, run_dir=tmp_path / "run", resume=True, **kw).step == 6

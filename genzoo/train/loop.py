@@ -443,6 +443,8 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 try:
                     if run_dir.is_dir():
                         hold.enter_context(run_lock(run_dir))
+                        for own in ("config.json", "metrics.jsonl"):  # a link among the run's files: refused before
+                            refuse_link(run_dir / own)             # anything of the run is read or touched
                     problem = _model_change(run_dir, config)
                 except GenZooError as e:  # RunLocked: another process trains the run; a lock file it cannot make
                     problem = e
