@@ -299,22 +299,38 @@ def _digest(data: bytes = b"", path: Path | None = None) -> str:
     return digest.hexdigest()
 
 
+class _HeaderProblem(ValueError):
+    """A safetensors header that cannot be read from the file's first bytes (the message says why)."""
+
+
+def _read_header(path: Path) -> tuple[int, int, dict]:
+    """(the file's size, its header's length, the header) of the safetensors file ``path``: an 8-byte little-endian
+    length, then that many bytes of JSON. A length that does not fit the file, or a header that is not JSON, is a
+    :class:`_HeaderProblem`, found without reading the rest of the file; OSError as it comes."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        if size >= 8 and not 0 < n <= min(size - 8, 100 << 20):  # (safetensors' own limit: 100 MB of header)
+            raise _HeaderProblem(f"its header length, {n:,} bytes, does not fit a file of {size:,}")
+        text = f.read(n)
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError):
+        raise _HeaderProblem("its header is not JSON") from None
+    if not isinstance(header, dict):
+        raise _HeaderProblem("its header is not a JSON object")
+    return size, n, header
+
+
 def _extent_problem(path: Path) -> str | None:
     """Whether the safetensors file ``path`` is not as long as its header says, from its first bytes alone: an 8 GB
     file of zeros (sparse: no disk space) was read whole, then 'out of memory' (audit a137 F7). None where the
-    length fits or the header cannot be read (reading the file then says what is wrong)."""
+    length fits or the header cannot be read otherwise (reading the file then says what is wrong)."""
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if size >= 8 and not 0 < n <= min(size - 8, 100 << 20):  # (safetensors' own limit: 100 MB of header)
-                return f"its header length, {n:,} bytes, does not fit a file of {size:,}"
-            text = f.read(n)
-        try:
-            header = json.loads(text)
-        except (ValueError, RecursionError):  # (not read whole: a sparse file of gigabytes was, and hashed)
-            return "its header is not JSON"
+        size, n, header = _read_header(path)
         end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+    except _HeaderProblem as e:  # (not read whole: a sparse file of gigabytes was, and hashed)
+        return str(e)
     except Exception:  # (anything else amiss: the full read's error is the one to give)
         return None
     if 8 + n + end != size:
@@ -346,17 +362,13 @@ def load_tensors(path: str | os.PathLike, what: str = "weights file") -> dict[st
 
 
 def _save_id(path: Path) -> str | None:
-    """The ``save_id`` in the safetensors metadata of ``path`` (:func:`write_model`), or None: its header is an
-    8-byte little-endian length, then that many bytes of JSON."""
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        if not 0 < n <= path.stat().st_size - 8:  # damaged: loading the file says so
-            return None
-        try:
-            header = loads(f.read(n).decode("utf-8", "replace"))
-        except ValueError:
-            return None
-    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    """The ``save_id`` in the safetensors metadata of ``path`` (:func:`write_model`), or None (also for a header that
+    cannot be read: loading the file says what is wrong)."""
+    try:
+        header = _read_header(path)[2]
+    except _HeaderProblem:
+        return None
+    meta = header.get("__metadata__")
     return meta.get("save_id") if isinstance(meta, dict) else None
 
 
@@ -485,11 +497,10 @@ def _build(directory: str | os.PathLike, loading: bool = False) -> tuple[Generat
     if dtype is not None and (not isinstance(dtype, str) or (dtype != "float32" and dtype not in PARAMETER_DTYPES)):
         raise CheckpointError(f"{directory / CONFIG}: unknown parameter_dtype {dtype!r} (known: float32, "
                               f"{', '.join(PARAMETER_DTYPES)})")
-    weights = weights_file(directory)
-    if loading and weights is None:  # (said before the build: config.json may ask for any size)
-        raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint{_why_no_weights(directory)}")
-    if loading and weights is not None:
-        _refuse_weights_that_cannot_fit(directory, cfg, weights, loading)
+    if loading:  # said before the build: config.json may ask for any size
+        if (weights := weights_file(directory)) is None:
+            raise CheckpointError(f"{directory} has no {WEIGHTS} and no checkpoint{_why_no_weights(directory)}")
+        _refuse_weights_that_cannot_fit(directory, cfg, weights)
     try:
         model = build(cfg["model"], **cfg["config"])
     except ConfigError as e:  # an option of a newer genzoo, or an edit: the version that wrote it named, as run.json's
@@ -511,13 +522,8 @@ def _header_tensors(path: Path) -> dict[str, torch.Tensor] | None:
     """The tensors of the safetensors file ``path`` as meta tensors (no memory) of their shapes, floating point or not,
     from its header alone; None where the header cannot be read (loading the file then says what is wrong)."""
     try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 0 < n <= path.stat().st_size - 8:
-                return None
-            header = loads(f.read(n).decode("utf-8"))
         out = {}
-        for k, v in header.items():
+        for k, v in _read_header(path)[2].items():
             if k == "__metadata__":
                 continue
             t = torch.empty([int(d) for d in v["shape"]], device="meta", dtype=_SAFETENSORS_DTYPES[v["dtype"]])
@@ -540,28 +546,26 @@ def _check_save_id(directory: Path, cfg: dict, weights: Path) -> None:
                               "(or delete save_id from config.json to load the two together)")
 
 
-def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path, loading: bool = False) -> None:
+def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -> None:
     """The model config.json describes, built on the meta device (its sizes, no memory), against the names and shapes
     in the header of ``weights``: a :class:`CheckpointError` (as :func:`load_state`'s) before the real build, which
     allocates and initialises every weight (a 200-byte config.json asking for ``hidden=[50000000]`` took 13 GB before
     the shapes were compared; audit a137). A model whose construction needs real tensors (data-dependent setup)
-    raises on the meta device and is checked after its build, as before. ``loading``: a header that cannot be read is
-    the weights file's error now (:func:`load_tensors`), not after the build (review r116 F3)."""
+    raises on the meta device and is checked after its build, as before. A header that cannot be read is the weights
+    file's error now (:func:`load_tensors`), not after the build (review r116 F3)."""
     from .registry import build
 
     _check_save_id(directory, cfg, weights)
-    if loading and (problem := _extent_problem(weights)):
+    if problem := _extent_problem(weights):
         raise CheckpointError(f"corrupt weights file {weights}: {problem}")
     tensors = _header_tensors(weights)
-    if tensors is None and loading:
+    if tensors is None:
         try:  # its error, or (a header only this reader did not take) its tensors' shapes
             tensors = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in load_tensors(weights).items()}
         except CheckpointError:
             if weights.parent.exists():  # (its folder pruned while read, a run still training: load takes the next)
                 raise
             return
-    if tensors is None:
-        return
     try:
         with torch.device("meta"), warnings.catch_warnings():  # (the real build gives any warning, once)
             warnings.simplefilter("ignore")
@@ -1099,11 +1103,8 @@ def _check_groups(path: Path, i: int, saved, live: list[dict]) -> None:
                 low, high = _RANGES[key]
 
                 def within(v) -> bool:  # (betas below 1: Adam divides by 1 - beta^t)
-                    try:  # (a JSON integer of 400 digits overflows float)
-                        return (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
-                                and low <= v <= high and not (key == "betas" and v == 1.0))
-                    except OverflowError:
-                        return False
+                    x = _number(v)
+                    return x is not None and math.isfinite(x) and low <= x <= high and not (key == "betas" and x == 1.0)
 
                 ok = (isinstance(value, (list, tuple)) and len(value) == 2 and all(map(within, value))
                       if key == "betas" else within(value))
@@ -1119,11 +1120,17 @@ _OPTIMIZER_STATE = {"Adam": ("step", "exp_avg", "exp_avg_sq"), "AdamW": ("step",
                     "RMSprop": ("step", "square_avg")}
 
 
-def _positive(v) -> bool:
+def _number(v) -> float | None:
+    """``v`` as a float where it is a real number that float() takes, else None (a bool, a string, a JSON integer of
+    400 digits, which overflows float)."""
+    import numbers
+
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return None
     try:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) > 0
+        return float(v)
     except OverflowError:
-        return True
+        return None
 
 
 def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str, torch.Tensor]) -> None:
@@ -1148,7 +1155,7 @@ def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str,
                     all(isinstance(b, numbers.Real) and not isinstance(b, bool) for b in betas)):
                 raise bad(f"optimizer {i}'s betas are {betas!r}")
             needs = _OPTIMIZER_STATE.get(type(opt).__name__, ()) + tuple(  # (and what its settings make it keep)
-                k for k, on in (("momentum_buffer", _positive(group.get("momentum", 0))),
+                k for k, on in (("momentum_buffer", (_number(group.get("momentum", 0)) or 0) > 0),
                                 ("grad_avg", group.get("centered") is True),
                                 ("max_exp_avg_sq", group.get("amsgrad") is True)) if on)
             for p in group["params"]:
@@ -1169,10 +1176,7 @@ def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str,
         except (KeyError, RuntimeError, TypeError) as e:
             raise bad(f"its RNG state '{key}' {'is missing' if isinstance(e, KeyError) else 'is not one torch takes'}") from None
     def real(v) -> bool:  # a number float() takes (a JSON integer of 400 digits is a Real that overflows it)
-        try:
-            return isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v) is not None
-        except OverflowError:
-            return False
+        return _number(v) is not None
 
     logs = state.get("partial_logs")
     if logs is not None and not (isinstance(logs, dict) and all(

@@ -515,8 +515,6 @@ def fit(model: GenerativeModel, data, *, steps: int | None = None, epochs: float
                 raise WriteError(f"cannot create the run folder {writes}: {e.strerror or e}") from None
             hold.enter_context(run_lock(writes))  # one process at a time trains a run (re-entrant: held on resume)
             folder = _identity(writes)  # checked after each step's writes: a folder removed or moved away is said
-            for own in ("config.json", "metrics.jsonl"):  # a link among the run's files: refused before any is touched
-                refuse_link(writes / own)
             if ckpt is not None and state.step < state.total_steps:
                 # a run trained further than it was: its old final weights are not its weights any more, so
                 # load() and eval take the newest checkpoint until this one ends and writes its own

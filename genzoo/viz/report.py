@@ -85,12 +85,15 @@ def _shown(frames: list[Path]) -> list[Path]:
     return [frames[round(i * (len(frames) - 1) / (most - 1))] for i in range(most)]
 
 
-def _gif(run_dir: Path, ms_per_frame: int = 400) -> bytes:
-    """The bytes of :func:`evolution_gif`'s animation: every grid, or evenly spaced ones (:func:`_shown`)."""
-    frames = _frames(run_dir)
-    if not frames:
-        raise CheckpointError(f"{run_dir} has no sample grids (samples/step-*.png): train with --sample-every N")
-    images = [_open_frame(p) for p in _shown(frames)]
+def _gif(run_dir: Path, ms_per_frame: int = 400, shown: list[Path] | None = None) -> bytes:
+    """The bytes of :func:`evolution_gif`'s animation: every grid, or evenly spaced ones (``shown``, else
+    :func:`_shown` of the run's grids)."""
+    if shown is None:
+        frames = _frames(run_dir)
+        if not frames:
+            raise CheckpointError(f"{run_dir} has no sample grids (samples/step-*.png): train with --sample-every N")
+        shown = _shown(frames)
+    images = [_open_frame(p) for p in shown]
     images = _padded(images)
     buf = io.BytesIO()
     durations = [ms_per_frame] * (len(images) - 1) + [3 * ms_per_frame]
@@ -388,10 +391,11 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     if frames:
         parts += [f"<h2>Samples at step {grids[-1][0]:,}</h2>",
                   _img(frames[-1].read_bytes(), "image/png", "samples")]
-        gif = _gif(run_dir)
+        shown_frames = _shown(frames)
+        gif = _gif(run_dir, shown=shown_frames)
         if out is None:  # the report in the run: the animation beside it too (a report elsewhere writes one file)
             atomic_write_bytes(run_dir / "evolution.gif", gif, own=True)
-        n = len(_shown(frames))
+        n = len(shown_frames)
         shown = f"{n} of {len(frames)} grids" if n < len(frames) else f"{n} grid{'s' * (n != 1)}"
         parts += [f"<h2>Training evolution ({shown} from the same noise)</h2>",
                   _img(gif, "image/gif", "training evolution")]
