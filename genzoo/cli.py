@@ -647,7 +647,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     from . import __version__
     from .base import Density, LatentVariable
     from .errors import GenZooWarning
-    from .io import atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json, run_lock
+    from .io import (atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json,
+                     refuse_a_recipe_no_checkpoint_fits, run_lock)
     from .registry import build
     from .train import distributed, fit
     from .train.loop import RunFolderGone
@@ -749,6 +750,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                           "validation split")
     if "data_shape" in model_kw:  # a run.json edited so
         raise ConfigError("data_shape is not a model option: the shape comes from the data")
+    if args.resume:  # run.json may ask for any size: compared with the checkpoints' weights before it is allocated
+        refuse_a_recipe_no_checkpoint_fits(run_dir, recipe["model"]["name"], {"data_shape": data.shape, **model_kw})
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)
     batch = train.get("batch_size")

@@ -550,11 +550,10 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
     """The model config.json describes, built on the meta device (its sizes, no memory), against the names and shapes
     in the header of ``weights``: a :class:`CheckpointError` (as :func:`load_state`'s) before the real build, which
     allocates and initialises every weight (a 200-byte config.json asking for ``hidden=[50000000]`` took 13 GB before
-    the shapes were compared; audit a137). A model whose construction needs real tensors (data-dependent setup)
-    raises on the meta device and is checked after its build, as before. A header that cannot be read is the weights
-    file's error now (:func:`load_tensors`), not after the build (review r116 F3)."""
-    from .registry import build
-
+    the shapes were compared; audit a137). Every family builds on the meta device (the flows' couplings compute
+    their index buffers from masks made on the CPU); a construction that raises there is checked after its build.
+    A header that cannot be read is the weights file's error now (:func:`load_tensors`), not after the build (review
+    r116 F3)."""
     _check_save_id(directory, cfg, weights)
     if problem := _extent_problem(weights):
         raise CheckpointError(f"corrupt weights file {weights}: {problem}")
@@ -566,14 +565,43 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
             if weights.parent.exists():  # (its folder pruned while read, a run still training: load takes the next)
                 raise
             return
+    meta = _meta_build(cfg["model"], cfg["config"])
+    if meta is not None and (problems := _fit_problems(meta, tensors)):
+        raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: {'; '.join(problems)}")
+
+
+def _meta_build(name: str, options: dict):
+    """The model ``build(name, **options)`` gives, on the meta device: its sizes without their memory (and without
+    drawing random numbers: initialising meta tensors is free); None where the build raises (an unknown option,
+    which the real build then says) or where a construction needs real tensors."""
+    from .registry import build
+
     try:
         with torch.device("meta"), warnings.catch_warnings():  # (the real build gives any warning, once)
             warnings.simplefilter("ignore")
-            meta = build(cfg["model"], **cfg["config"])  # (draws no random numbers: initialising meta tensors is free)
-    except Exception:  # an unknown option (the real build says so) or a construction the meta device cannot run
-        return  # (NICE's and a vector RealNVP's couplings read their masks' values: checked after the build)
-    if problems := _fit_problems(meta, tensors):
-        raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: {'; '.join(problems)}")
+            return build(name, **options)
+    except Exception:
+        return None
+
+
+def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, options: dict) -> None:
+    """Before ``genzoo train --resume`` builds the model of a run's recipe (run.json), that model built on the meta
+    device against the weights of the run's checkpoints, from their headers: a :class:`CheckpointError` where it fits
+    none of them whose header reads, so a run.json asking for any size is refused before it is allocated (a run folder
+    is data; audit a137 F1, by resume). Checkpoints whose header cannot be read are left to
+    :func:`load_newest_checkpoint`, which sets the damaged ones aside; a run without one is not checked."""
+    run_dir, first = Path(run_dir), None
+    meta = _meta_build(name, options)
+    for ckpt in reversed(checkpoint_dirs(run_dir)) if meta is not None else ():
+        weights = ckpt / WEIGHTS
+        if not weights.is_file() or _extent_problem(weights) or (tensors := _header_tensors(weights)) is None:
+            continue
+        if not (problems := _fit_problems(meta, tensors)):
+            return
+        first = first or f"{weights}: {'; '.join(problems)}"
+    if first:
+        raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of its checkpoints ({first}):"
+                              " run.json was edited, or the checkpoints are another run's")
 
 
 def _fit_problems(model, tensors: dict[str, torch.Tensor]) -> list[str]:

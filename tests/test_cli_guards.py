@@ -1076,6 +1076,41 @@ def test_resume_names_run_json_for_a_model_option_it_does_not_know(vae_run, tmp_
         assert "9.0.0" in err and _digest(rd) == before
 
 
+@pytest.mark.parametrize("model, option, value", [("vae", "hidden", [100_000]), ("nice", "hidden", [20_000])])
+def test_resume_of_a_run_json_asking_for_sizes_its_checkpoints_lack_builds_nothing(model, option, value, tmp_path,
+                                                                                   capsys, monkeypatch):
+    """`train --resume` built the model of run.json's recipe before a checkpoint's shapes were compared: a run folder
+    from elsewhere whose run.json and config.json ask for hidden=[50000000] took its gigabytes first (audit a137 F1's
+    memory bomb, by resume; load was mended, and NICE's and a vector RealNVP's couplings could not be built on the meta
+    device at all). The recipe is built on the meta device and compared with the checkpoints' headers first."""
+    from genzoo import registry
+
+    rd = tmp_path / "run"
+    assert main(["train", model, "--steps", "4", "--checkpoint-every", "2", "--run-dir", str(rd), "--no-progress",
+                 "--set", "hidden=8"]) == 0
+    capsys.readouterr()
+    def ask(size):  # run.json's recipe and config.json alike, as one run's files
+        for name in ("run.json", "config.json"):
+            record = json.loads((rd / name).read_text())
+            (record["recipe"]["model"] if name == "run.json" else record["config"])[option] = size
+            (rd / name).write_text(json.dumps(record))
+
+    ask(value)
+    before, devices, build = _digest(rd), [], registry.build
+    monkeypatch.setattr(registry, "build", lambda *a, **k: devices.append(torch.empty(0).device.type) or build(*a, **k))
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
+    _one_error_line(code, err, f"the model of {rd / 'run.json'} does not fit the weights of its checkpoints "
+                               f"({rd / 'checkpoints' / 'step-00000004' / 'model.safetensors'}: ")
+    assert "run.json was edited, or the checkpoints are another run's" in err and "has shape" in err
+    assert devices == ["meta"] and _digest(rd) == before  # built on the meta device only; the run as it was
+    # one checkpoint that fits is enough (the newest may be damaged: load_newest_checkpoint sets it aside)
+    ask([8])
+    (rd / "checkpoints" / "step-00000004" / "model.safetensors").write_bytes(bytes(8))
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
+    assert code == 0 and "set aside as" in err, err
+    assert (rd / "checkpoints" / "step-00000008").is_dir()
+
+
 def test_a_moved_mnist_folder_is_given_to_sample_and_interpolate_with_data_root(capsys, tmp_path, mnist_root):
     # the note "the run's data cannot be read (MNIST not found in ...)" named a fix neither command took: sample had
     # no --data-root, and interpolate refused it for rows between prior draws ("read no data"), which read the levels

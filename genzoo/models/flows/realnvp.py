@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ...errors import ConfigError
-from ...nn.masks import channel_mask, checkerboard
+from ...nn.masks import CPU, channel_mask, checkerboard
 from ...registry import register
 from .base import Base, Flow
 from .nice import coupling_net
@@ -181,7 +181,7 @@ class RealNVP(Flow):
             layers += _norm(norm, (d,))
             n_a = d // 2
             perms = alternating_permutations(d, n_couplings - 1, seed) if mixing == "permutation" and d > 2 else []
-            mask = torch.arange(d) < n_a                                 # (D,): the first half conditions
+            mask = torch.arange(d, device=CPU) < n_a                     # (D,): the first half conditions
             for i in range(n_couplings):
                 layers += [Coupling(mask, coupling_net(n_a, tuple(hidden), 2 * (d - n_a))), *_norm(norm, (d,))]
                 if i < n_couplings - 1 and mixing == "linear":  # a learned linear map, from a random rotation
@@ -255,11 +255,11 @@ def alternating_permutations(d: int, count: int, seed: int) -> list[Tensor]:
     for _ in range(100):
         perms = []
         for _ in range(count):
-            transformed = n_a + torch.randperm(d - n_a, generator=g)                      # (d - n_a,)
-            perms.append(torch.cat([transformed, torch.randperm(n_a, generator=g)]))      # (d,)
-        where = torch.arange(d)  # where[f]: the position of feature f before each coupling
-        conditions = torch.zeros(d, dtype=torch.bool)
-        transformed = torch.zeros(d, dtype=torch.bool)
+            transformed = n_a + torch.randperm(d - n_a, generator=g, device=CPU)                # (d - n_a,)
+            perms.append(torch.cat([transformed, torch.randperm(n_a, generator=g, device=CPU)]))  # (d,)
+        where = torch.arange(d, device=CPU)  # where[f]: the position of feature f before each coupling
+        conditions = torch.zeros(d, dtype=torch.bool, device=CPU)
+        transformed = torch.zeros(d, dtype=torch.bool, device=CPU)
         for i in range(count + 1):
             conditions |= where < n_a
             transformed |= where >= n_a

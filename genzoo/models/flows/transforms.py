@@ -30,6 +30,13 @@ __all__ = ["Transform", "Compose", "Planar", "planar", "planar_inverse", "constr
            "DiagonalScaling", "ActNorm", "BatchNorm", "Swap", "Permutation", "LULinear", "Squeeze", "Flatten", "Logit"]
 
 
+def _to_build_device(t: Tensor) -> Tensor:
+    """``t``, computed on the CPU from values (a mask's indices, a permutation, a rotation), on the device the build
+    puts new tensors on (a ``with torch.device(...)`` block's; the meta device in :func:`genzoo.load`'s size check,
+    whose own tensors hold no values to compute from). A tensor given on another device stays there."""
+    return t.to(torch.empty(0).device) if t.device.type == "cpu" else t
+
+
 def _sum_event(t: Tensor) -> Tensor:
     """Sum every dimension but the batch one: (B, ...) -> (B,)."""
     return t.flatten(1).sum(1)
@@ -211,7 +218,7 @@ class Coupling(Transform):
         self.additive = additive
         self.vector = mask.dim() == 1
         self.net = net
-        self.register_buffer("mask", mask)
+        self.register_buffer("mask", _to_build_device(mask))  # (its indices computed from the values given)
         if shift_scale and not (additive and self.vector):
             raise ValueError("shift_scale is for additive couplings on vectors")
         self.state_defaults = {"shift_scale": torch.ones} if shift_scale else {}  # filled in by io.load_state
@@ -219,9 +226,9 @@ class Coupling(Transform):
             idx_a, idx_b = mask.nonzero().squeeze(1), (~mask).nonzero().squeeze(1)
             # a mask that is a prefix (A = the first |A| features) needs no gather: slices and a cat
             self.prefix = int(idx_a.numel()) if bool(mask[:idx_a.numel()].all()) else 0
-            self.register_buffer("idx_a", idx_a, persistent=False)
-            self.register_buffer("idx_b", idx_b, persistent=False)
-            self.register_buffer("order", torch.argsort(torch.cat([idx_a, idx_b])), persistent=False)
+            self.register_buffer("idx_a", _to_build_device(idx_a), persistent=False)
+            self.register_buffer("idx_b", _to_build_device(idx_b), persistent=False)
+            self.register_buffer("order", _to_build_device(torch.argsort(torch.cat([idx_a, idx_b]))), persistent=False)
             n_out = idx_b.numel()
             self.log_scale_bound = nn.Parameter(torch.zeros(n_out)) if not additive else None
             self.register_buffer("shift_scale", torch.ones(n_out) if shift_scale else None)  # (|B|,) or None
@@ -441,10 +448,11 @@ class Permutation(Transform):
 
     def __init__(self, n: int, seed: int | None = None, perm: Tensor | None = None):
         super().__init__()
-        if perm is None:
-            perm = torch.arange(n - 1, -1, -1) if seed is None else torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        self.register_buffer("perm", perm)
-        self.register_buffer("inv", torch.argsort(perm), persistent=False)
+        if perm is None:  # on the CPU, where its seeded generator draws (then on the build's device)
+            perm = (torch.arange(n - 1, -1, -1, device="cpu") if seed is None else
+                    torch.randperm(n, generator=torch.Generator().manual_seed(seed), device="cpu"))
+        self.register_buffer("perm", _to_build_device(perm))
+        self.register_buffer("inv", _to_build_device(torch.argsort(perm)), persistent=False)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -502,16 +510,17 @@ class LULinear(Transform):
     def __init__(self, n: int, seed: int = 0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64))   # (n, n) orthogonal
+        # drawn and decomposed on the CPU in float64, kept on the build's device in the default dtype as nn.Linear's
+        q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64, device="cpu"))  # (n, n) orthogonal
         p, lower, upper = torch.linalg.lu(q)
         diag = upper.diagonal()
-        dt = torch.get_default_dtype()  # decomposed in float64, kept in the default dtype as nn.Linear's weights are
-        self.register_buffer("p", p.to(dt))
-        self.register_buffer("sign", diag.sign().to(dt))
+        dt = torch.get_default_dtype()
+        self.register_buffer("p", _to_build_device(p.to(dt)))
+        self.register_buffer("sign", _to_build_device(diag.sign().to(dt)))
         self.register_buffer("eye", torch.eye(n), persistent=False)
-        self.lower = nn.Parameter(lower.tril(-1).to(dt))
-        self.upper = nn.Parameter(upper.triu(1).to(dt))
-        self.log_diag = nn.Parameter(diag.abs().log().to(dt))
+        self.lower = nn.Parameter(_to_build_device(lower.tril(-1).to(dt)))
+        self.upper = nn.Parameter(_to_build_device(upper.triu(1).to(dt)))
+        self.log_diag = nn.Parameter(_to_build_device(diag.abs().log().to(dt)))
 
     def _lu(self) -> tuple[Tensor, Tensor]:
         lower = self.lower.tril(-1) + self.eye
