@@ -571,14 +571,16 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
 
 
 def _meta_build(name: str, options: dict):
-    """The model ``build(name, **options)`` gives, on the meta device: its sizes without their memory (and without
-    drawing random numbers: initialising meta tensors is free); None where the build raises (an unknown option,
-    which the real build then says) or where a construction needs real tensors."""
+    """The model ``build(name, **options)`` gives, on the meta device: its sizes without their memory; None where the
+    build raises (an unknown option, which the real build then says) or where a construction needs real tensors.
+    torch's random state is left as it was (a few values are drawn on the CPU: a planar layer's, a permutation).
+    Models avoid ``torch.randn``, ``normal_`` and ``torch.eye`` in a meta build: their meta versions are Python
+    references whose first call imports torch._dynamo, which added 2-3 s to every load of a GMM or planar flow."""
     from .registry import build
 
     try:
-        with torch.device("meta"), warnings.catch_warnings():  # (the real build gives any warning, once)
-            warnings.simplefilter("ignore")
+        with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # (the real build gives any warning, once)
             return build(name, **options)
     except Exception:
         return None

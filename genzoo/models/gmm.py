@@ -125,7 +125,9 @@ class GaussianMixture(GenerativeModel):
         self.register_buffer("weights", torch.full((K,), 1.0 / K, dtype=dt))  # (K,)
         self.register_buffer("means", torch.zeros(K, D, dtype=dt))  # (K, D)
         if covariance == "full":
-            self.register_buffer("precisions_cholesky", torch.eye(D, dtype=dt).repeat(K, 1, 1))  # (K, D, D)
+            # identities, not torch.eye: on the meta device of load's size check that imports torch._dynamo (2-3 s)
+            self.register_buffer("precisions_cholesky", torch.zeros(K, D, D, dtype=dt))  # (K, D, D)
+            self.precisions_cholesky.diagonal(dim1=1, dim2=2).fill_(1.0)
         else:
             self.register_buffer("precisions_cholesky", torch.ones(K, D, dtype=dt))  # (K, D)
 

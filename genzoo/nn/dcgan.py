@@ -86,6 +86,8 @@ class DCGANDiscriminator(nn.Module):
 def _init_dcgan(module: nn.Module) -> None:
     """Weights from N(0, 0.02) (Radford et al. 2016, Section 4); batch-norm scales from N(1, 0.02) and
     shifts 0, as in the PyTorch DCGAN example's ``weights_init`` (the paper gives no batch-norm init)."""
+    if any(p.is_meta for p in module.parameters()):  # a meta build (genzoo.io's size check): no values to draw, and
+        return                                       # normal_ on the meta device imports torch._dynamo (2-3 s)
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.02)

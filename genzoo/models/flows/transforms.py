@@ -169,8 +169,9 @@ class Planar(Transform):
 
     def __init__(self, dim: int, init_scale: float = 0.1):
         super().__init__()
-        self.u = nn.Parameter(torch.randn(dim) * init_scale)
-        self.w = nn.Parameter(torch.randn(dim) * init_scale)
+        # drawn and scaled on the CPU: on the meta device of load's size check, randn and * import torch._dynamo (2-3 s)
+        self.u = nn.Parameter(_to_build_device(torch.randn(dim, device="cpu") * init_scale))
+        self.w = nn.Parameter(_to_build_device(torch.randn(dim, device="cpu") * init_scale))
         self.b = nn.Parameter(torch.zeros(()))
         # m(0) = 0 (constrain_u): the layer starts near the identity. With the paper's m, w'u_hat = -0.31 at u ~ 0:
         # every layer started contracting along w, 32 layers at a log-det of about -11 nats, with early loss spikes
@@ -510,14 +511,15 @@ class LULinear(Transform):
     def __init__(self, n: int, seed: int = 0):
         super().__init__()
         g = torch.Generator().manual_seed(seed)
-        # drawn and decomposed on the CPU in float64, kept on the build's device in the default dtype as nn.Linear's
+        # drawn and decomposed on the CPU in float64, kept on the build's device in the default dtype as nn.Linear's;
+        # on the CPU in a meta build too (genzoo.io's size check): meta linalg and eye import torch._dynamo (1.8 s)
         q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64, device="cpu"))  # (n, n) orthogonal
         p, lower, upper = torch.linalg.lu(q)
         diag = upper.diagonal()
         dt = torch.get_default_dtype()
         self.register_buffer("p", _to_build_device(p.to(dt)))
         self.register_buffer("sign", _to_build_device(diag.sign().to(dt)))
-        self.register_buffer("eye", torch.eye(n), persistent=False)
+        self.register_buffer("eye", _to_build_device(torch.eye(n, device="cpu")), persistent=False)
         self.lower = nn.Parameter(_to_build_device(lower.tril(-1).to(dt)))
         self.upper = nn.Parameter(_to_build_device(upper.triu(1).to(dt)))
         self.log_diag = nn.Parameter(_to_build_device(diag.abs().log().to(dt)))
