@@ -588,22 +588,38 @@ def _meta_build(name: str, options: dict):
 
 def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, options: dict) -> None:
     """Before ``genzoo train --resume`` builds the model of a run's recipe (run.json), that model built on the meta
-    device against the weights of the run's checkpoints, from their headers: a :class:`CheckpointError` where it fits
-    none of them whose header reads, so a run.json asking for any size is refused before it is allocated (a run folder
-    is data; audit a137 F1, by resume). Checkpoints whose header cannot be read are left to
-    :func:`load_newest_checkpoint`, which sets the damaged ones aside; a run without one is not checked."""
-    run_dir, first = Path(run_dir), None
+    device and compared with the run: a :class:`ConfigError` where an option differs from the run's config.json (as
+    ``fit`` says it: a changed data shape is named), a :class:`CheckpointError` where it fits none of the checkpoints'
+    weights, from their headers; where no header reads, the newest checkpoint's own error (the resume could load none
+    of them). So a run.json asking for any size is refused before its weights are allocated (a run folder is data;
+    audit a137 F1, by resume; review r118 F1, F2). One checkpoint that fits is enough: the damaged ones newer than it
+    are set aside by :func:`load_newest_checkpoint`. A run without a checkpoint is not checked."""
+    from .train.loop import _model_change  # (the loop imports this module)
+
+    run_dir, first, read = Path(run_dir), None, False
     meta = _meta_build(name, options)
-    for ckpt in reversed(checkpoint_dirs(run_dir)) if meta is not None else ():
+    checkpoints = list(reversed(checkpoint_dirs(run_dir))) if meta is not None else []
+    if checkpoints and (why := _model_change(run_dir, model_config(meta))):
+        raise ConfigError(why)
+    for ckpt in checkpoints:
         weights = ckpt / WEIGHTS
         if not weights.is_file() or _extent_problem(weights) or (tensors := _header_tensors(weights)) is None:
             continue
+        read = True
         if not (problems := _fit_problems(meta, tensors)):
             return
         first = first or f"{weights}: {'; '.join(problems)}"
     if first:
         raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of its checkpoints ({first}):"
                               " run.json was edited, or the checkpoints are another run's")
+    for ckpt in checkpoints if not read else ():  # none read: the newest one's error (a header only this reader
+        if ckpt.exists():                         # refused: its shapes, from the full read the resume would do)
+            tensors = {k: torch.empty(v.shape, dtype=v.dtype, device="meta")
+                       for k, v in load_tensors(ckpt / WEIGHTS).items()}
+            if problems := _fit_problems(meta, tensors):
+                raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of "
+                                      f"{ckpt / WEIGHTS}: {'; '.join(problems)}")
+            return
 
 
 def _fit_problems(model, tensors: dict[str, torch.Tensor]) -> list[str]:

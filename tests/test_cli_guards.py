@@ -1103,6 +1103,26 @@ def test_resume_of_a_run_json_asking_for_sizes_its_checkpoints_lack_builds_nothi
                                f"({rd / 'checkpoints' / 'step-00000004' / 'model.safetensors'}: ")
     assert "run.json was edited, or the checkpoints are another run's" in err and "has shape" in err
     assert devices == ["meta"] and _digest(rd) == before  # built on the meta device only; the run as it was
+    # no checkpoint's header reads: the newest one's error, still before any build (review r118 F1: it was built)
+    kept = {c: (c / "model.safetensors").read_bytes() for c in (rd / "checkpoints").iterdir()}
+    for c in kept:
+        (c / "model.safetensors").write_bytes(bytes(8))
+    devices.clear()
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
+    _one_error_line(code, err, f"corrupt weights file {rd / 'checkpoints' / 'step-00000004' / 'model.safetensors'}: ")
+    assert devices == ["meta"]
+    for c, data in kept.items():
+        (c / "model.safetensors").write_bytes(data)
+    # run.json alone edited to another size: named by config.json's option, as fit names it (review r118 F2: a data
+    # shape changed by the data was called an edit of run.json)
+    record = json.loads((rd / "run.json").read_text())
+    record["recipe"]["model"][option] = [8]
+    (rd / "run.json").write_text(json.dumps(record))
+    devices.clear()
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
+    _one_error_line(code, err, f"continues the run in {rd} as it was trained: its {option} is {value} (its config.json), "
+                               f"this model's [8]")
+    assert devices == ["meta"]
     # one checkpoint that fits is enough (the newest may be damaged: load_newest_checkpoint sets it aside)
     ask([8])
     (rd / "checkpoints" / "step-00000004" / "model.safetensors").write_bytes(bytes(8))
