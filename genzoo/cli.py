@@ -750,7 +750,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
                           "validation split")
     if "data_shape" in model_kw:  # a run.json edited so
         raise ConfigError("data_shape is not a model option: the shape comes from the data")
-    if args.resume:  # run.json may ask for any size: compared with the checkpoints' weights before it is allocated
+    if args.resume:  # run.json may ask for any size: compared with config.json and the checkpoints before it is built
         refuse_a_recipe_no_checkpoint_fits(run_dir, recipe["model"]["name"], {"data_shape": data.shape, **model_kw})
     torch.manual_seed(seed)
     model = build(recipe["model"]["name"], data_shape=data.shape, **model_kw).to(device)

@@ -573,9 +573,10 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
 def _meta_build(name: str, options: dict):
     """The model ``build(name, **options)`` gives, on the meta device: its sizes without their memory; None where the
     build raises (an unknown option, which the real build then says) or where a construction needs real tensors.
-    torch's random state is left as it was (a few values are drawn on the CPU: a planar layer's, a permutation).
-    Models avoid ``torch.randn``, ``normal_`` and ``torch.eye`` in a meta build: their meta versions are Python
-    references whose first call imports torch._dynamo, which added 2-3 s to every load of a GMM or planar flow."""
+    torch's random state is left as it was (genzoo's models draw nothing there; a model of the user's might). They
+    make shapes only in a meta build where ``torch.randn``, ``normal_``, ``torch.eye`` or linalg would run: the meta
+    versions are Python references whose first call imports torch._dynamo (2-3 s added to every load of a GMM or a
+    planar flow), and values computed on the CPU instead would be as large as the config asks."""
     from .registry import build
 
     try:
@@ -593,12 +594,23 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
     weights, from their headers; where no header reads, the newest checkpoint's own error (the resume could load none
     of them). So a run.json asking for any size is refused before its weights are allocated (a run folder is data;
     audit a137 F1, by resume; review r118 F1, F2). One checkpoint that fits is enough: the damaged ones newer than it
-    are set aside by :func:`load_newest_checkpoint`. A run without a checkpoint is not checked."""
+    are set aside by :func:`load_newest_checkpoint`. A run without a checkpoint is not checked. Links at config.json
+    and metrics.jsonl are refused first, as ``fit`` refuses them. Every process of a torchrun run checks alike, before
+    rank 0 takes the run's lock: a run another process trains is read (never written) here, and said locked after
+    (review r119 F2; a lock taken by rank 0 alone here would stop it without the others, a104 #1)."""
     from .train.loop import _model_change  # (the loop imports this module)
 
     run_dir, first, read = Path(run_dir), None, False
+    for own in (CONFIG, "metrics.jsonl"):  # as fit refuses them, before anything of the run is read (review r119 F2)
+        refuse_link(run_dir / own)
     meta = _meta_build(name, options)
-    checkpoints = list(reversed(checkpoint_dirs(run_dir))) if meta is not None else []
+    # the folders load_newest_checkpoint takes: a step-N, or the .old-step-N a save cut short left (it renames that back
+    # under the run's lock, after this check; review r119 F3: a run of .old-step-N folders alone was built unchecked)
+    root, steps = run_dir / CHECKPOINTS, {d.name: d for d in checkpoint_dirs(run_dir)}
+    for old in root.glob(".old-step-*") if root.is_dir() else ():
+        if _is_step(old.name[5:]) and old.is_dir():
+            steps.setdefault(old.name[5:], old)
+    checkpoints = sorted(steps.values(), key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True) if meta else []
     if checkpoints and (why := _model_change(run_dir, model_config(meta))):
         raise ConfigError(why)
     for ckpt in checkpoints:

@@ -1103,6 +1103,26 @@ def test_resume_of_a_run_json_asking_for_sizes_its_checkpoints_lack_builds_nothi
                                f"({rd / 'checkpoints' / 'step-00000004' / 'model.safetensors'}: ")
     assert "run.json was edited, or the checkpoints are another run's" in err and "has shape" in err
     assert devices == ["meta"] and _digest(rd) == before  # built on the meta device only; the run as it was
+    # checkpoints a save cut short left as .old-step-N, which the resume renames back: compared too (review r119 F3;
+    # a run killed so has no final weights yet)
+    (rd / "model.safetensors").rename(rd / "final.bin")
+    for c in list((rd / "checkpoints").iterdir()):
+        c.rename(c.with_name(f".old-{c.name}"))
+    devices.clear()
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
+    _one_error_line(code, err.splitlines(keepends=True)[-1], f"the model of {rd / 'run.json'} does not fit the weights "
+                    f"of its checkpoints ({rd / 'checkpoints' / '.old-step-00000004' / 'model.safetensors'}: ")
+    assert devices == ["meta"]
+    for c in list((rd / "checkpoints").iterdir()):
+        c.rename(c.with_name(c.name[5:]))
+    (rd / "final.bin").rename(rd / "model.safetensors")
+    # a link at config.json: refused first, as fit refuses it (review r119 F2: config.json was read through it)
+    (rd / "config.json").rename(rd / "config-copy.json")
+    (rd / "config.json").symlink_to(rd / "config-copy.json")
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
+    _one_error_line(code, err, f"{rd / 'config.json'} is a symlink")
+    (rd / "config.json").unlink()
+    (rd / "config-copy.json").rename(rd / "config.json")
     # no checkpoint's header reads: the newest one's error, still before any build (review r118 F1: it was built)
     kept = {c: (c / "model.safetensors").read_bytes() for c in (rd / "checkpoints").iterdir()}
     for c in kept:

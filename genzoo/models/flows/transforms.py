@@ -169,9 +169,11 @@ class Planar(Transform):
 
     def __init__(self, dim: int, init_scale: float = 0.1):
         super().__init__()
-        # drawn and scaled on the CPU: on the meta device of load's size check, randn and * import torch._dynamo (2-3 s)
-        self.u = nn.Parameter(_to_build_device(torch.randn(dim, device="cpu") * init_scale))
-        self.w = nn.Parameter(_to_build_device(torch.randn(dim, device="cpu") * init_scale))
+        if torch.empty(0).device.type == "meta":  # genzoo.io's size check: the shapes (meta randn and * would import
+            u, w = torch.empty(dim), torch.empty(dim)  # torch._dynamo, 2-3 s a load)
+        else:
+            u, w = torch.randn(dim) * init_scale, torch.randn(dim) * init_scale
+        self.u, self.w = nn.Parameter(u), nn.Parameter(w)
         self.b = nn.Parameter(torch.zeros(()))
         # m(0) = 0 (constrain_u): the layer starts near the identity. With the paper's m, w'u_hat = -0.31 at u ~ 0:
         # every layer started contracting along w, 32 layers at a log-det of about -11 nats, with early loss spikes
@@ -511,19 +513,23 @@ class LULinear(Transform):
     def __init__(self, n: int, seed: int = 0):
         super().__init__()
         dt = torch.get_default_dtype()
-        if torch.empty(0).device.type == "meta":  # genzoo.io's size check: the shapes (meta linalg would import
-            p, sign, lower, upper, log_diag = (torch.empty(s, dtype=dt) for s in [(n, n), (n,), (n, n), (n, n), (n,)])
-        else:                                     # torch._dynamo, and decomposing on the CPU took 0.1 s a layer)
-            # drawn and decomposed on the CPU in float64, kept on the build's device in the default dtype
+        # genzoo.io's size check builds on the meta device: the shapes only there (meta linalg and eye would import
+        # torch._dynamo, 2-3 s a load, and nothing n x n is made on the CPU for a data_shape a config.json asks for);
+        # elsewhere drawn and decomposed on the CPU in float64, kept on the build's device in the default dtype
+        if torch.empty(0).device.type == "meta":
+            p, sign, lower, upper, log_diag, eye = (torch.empty(s, dtype=dt)
+                                                    for s in [(n, n), (n,), (n, n), (n, n), (n,), (n, n)])
+        else:
             g = torch.Generator().manual_seed(seed)
             q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=torch.float64, device="cpu"))  # (n, n) orthogonal
             p, lower, upper = torch.linalg.lu(q)
             diag = upper.diagonal()
             p, sign, lower, upper, log_diag = (t.to(dt) for t in (p, diag.sign(), lower.tril(-1), upper.triu(1),
                                                                    diag.abs().log()))
+            eye = torch.eye(n, device="cpu")
         self.register_buffer("p", _to_build_device(p))
         self.register_buffer("sign", _to_build_device(sign))
-        self.register_buffer("eye", _to_build_device(torch.eye(n, device="cpu")), persistent=False)
+        self.register_buffer("eye", _to_build_device(eye), persistent=False)
         self.lower = nn.Parameter(_to_build_device(lower))
         self.upper = nn.Parameter(_to_build_device(upper))
         self.log_diag = nn.Parameter(_to_build_device(log_diag))
