@@ -610,7 +610,8 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
     for old in root.glob(".old-step-*") if root.is_dir() else ():
         if _is_step(old.name[5:]) and old.is_dir():
             steps.setdefault(old.name[5:], old)
-    checkpoints = sorted(steps.values(), key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True) if meta else []
+    checkpoints = (sorted(steps.values(), key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True)
+                   if meta is not None else [])
     if checkpoints and (why := _model_change(run_dir, model_config(meta))):
         raise ConfigError(why)
     for ckpt in checkpoints:
