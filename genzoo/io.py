@@ -560,7 +560,7 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
     tensors = _header_tensors(weights)
     if tensors is None:
         try:  # its error, or (a header only this reader did not take) its tensors' shapes
-            tensors = {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in load_tensors(weights).items()}
+            tensors = _shapes_read_whole(weights)
         except CheckpointError:
             if weights.parent.exists():  # (its folder pruned while read, a run still training: load takes the next)
                 raise
@@ -568,6 +568,12 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
     meta = _meta_build(cfg["model"], cfg["config"])
     if meta is not None and (problems := _fit_problems(meta, tensors)):
         raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: {'; '.join(problems)}")
+
+
+def _shapes_read_whole(weights: Path) -> dict[str, torch.Tensor]:
+    """The tensors of ``weights`` as meta tensors of their shapes, from reading the file whole (:func:`load_tensors`:
+    its :class:`CheckpointError`), where :func:`_header_tensors` did not take the header."""
+    return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in load_tensors(weights).items()}
 
 
 def _meta_build(name: str, options: dict):
@@ -603,15 +609,15 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
     run_dir, first, read = Path(run_dir), None, False
     for own in (CONFIG, "metrics.jsonl"):  # as fit refuses them, before anything of the run is read (review r119 F2)
         refuse_link(run_dir / own)
-    meta = _meta_build(name, options)
+    if (meta := _meta_build(name, options)) is None:
+        return  # (an unknown option, which the real build says, or a construction the meta device cannot run)
     # the folders load_newest_checkpoint takes: a step-N, or the .old-step-N a save cut short left (it renames that back
     # under the run's lock, after this check; review r119 F3: a run of .old-step-N folders alone was built unchecked)
-    root, steps = run_dir / CHECKPOINTS, {d.name: d for d in checkpoint_dirs(run_dir)}
-    for old in root.glob(".old-step-*") if root.is_dir() else ():
-        if _is_step(old.name[5:]) and old.is_dir():
+    steps = {d.name: d for d in checkpoint_dirs(run_dir)}
+    for old in _cut_short_checkpoints(run_dir):
+        if old.is_dir():
             steps.setdefault(old.name[5:], old)
-    checkpoints = (sorted(steps.values(), key=lambda d: int(d.name.rsplit("-", 1)[1]), reverse=True)
-                   if meta is not None else [])
+    checkpoints = [steps[k] for k in sorted(steps, key=lambda k: int(k[5:]), reverse=True)]
     if checkpoints and (why := _model_change(run_dir, model_config(meta))):
         raise ConfigError(why)
     for ckpt in checkpoints:
@@ -627,9 +633,7 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
                               " run.json was edited, or the checkpoints are another run's")
     for ckpt in checkpoints if not read else ():  # none read: the newest one's error (a header only this reader
         if ckpt.exists():                         # refused: its shapes, from the full read the resume would do)
-            tensors = {k: torch.empty(v.shape, dtype=v.dtype, device="meta")
-                       for k, v in load_tensors(ckpt / WEIGHTS).items()}
-            if problems := _fit_problems(meta, tensors):
+            if problems := _fit_problems(meta, _shapes_read_whole(ckpt / WEIGHTS)):
                 raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of "
                                       f"{ckpt / WEIGHTS}: {'; '.join(problems)}")
             return
@@ -1249,6 +1253,13 @@ def _check_checkpoint(path: Path, model, optimizers, state: dict, rng: dict[str,
         raise bad("its guard record is not the divergence guard's")
 
 
+def _cut_short_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """The ``checkpoints/.old-step-N`` a :func:`replace_folder` killed between its renames left of step N's checkpoint
+    (:func:`load_newest_checkpoint` puts them back)."""
+    root = Path(run_dir) / CHECKPOINTS
+    return [old for old in root.glob(".old-step-*") if _is_step(old.name[5:])] if root.is_dir() else []
+
+
 def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers
                            ) -> tuple[Path, dict, dict[str, torch.Tensor], list[tuple[Path, CheckpointError]]] | None:
     """:func:`load_checkpoint` from the newest checkpoint of ``run_dir`` that loads, and the newer ones that did
@@ -1263,11 +1274,9 @@ def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers
     # the resuming run's look at its checkpoints (rank 0 holds its lock): a save_checkpoint killed between the renames
     # of replace_folder left step N's checkpoint as .old-step-N, put back here (restore_folder; removed where a new
     # step-N is in). Not in checkpoint_dirs: a reader (load, eval) could catch a live run between the two renames
-    root = Path(run_dir) / CHECKPOINTS
-    for old in root.glob(".old-step-*") if root.is_dir() else ():
-        if _is_step(old.name[5:]):
-            with contextlib.suppress(OSError):  # (another process of a torchrun run, reading the folder too, did it)
-                restore_folder(old.with_name(old.name[5:]))
+    for old in _cut_short_checkpoints(run_dir):
+        with contextlib.suppress(OSError):  # (another process of a torchrun run, reading the folder too, did it)
+            restore_folder(old.with_name(old.name[5:]))
     errors = []
     for path in reversed(checkpoint_dirs(run_dir)):
         try:

@@ -30,11 +30,16 @@ __all__ = ["Transform", "Compose", "Planar", "planar", "planar_inverse", "constr
            "DiagonalScaling", "ActNorm", "BatchNorm", "Swap", "Permutation", "LULinear", "Squeeze", "Flatten", "Logit"]
 
 
+def _build_device() -> torch.device:
+    """The device a build puts new tensors on (a ``with torch.device(...)`` block's; the meta device in
+    :func:`genzoo.load`'s size check, whose tensors hold no values to compute from)."""
+    return torch.empty(0).device
+
+
 def _to_build_device(t: Tensor) -> Tensor:
-    """``t``, computed on the CPU from values (a mask's indices, a permutation, a rotation), on the device the build
-    puts new tensors on (a ``with torch.device(...)`` block's; the meta device in :func:`genzoo.load`'s size check,
-    whose own tensors hold no values to compute from). A tensor given on another device stays there."""
-    return t.to(torch.empty(0).device) if t.device.type == "cpu" else t
+    """``t``, computed on the CPU from values (a mask's indices, a permutation, a rotation), on the
+    :func:`_build_device`. A tensor given on another device stays there."""
+    return t.to(_build_device()) if t.device.type == "cpu" else t
 
 
 def _sum_event(t: Tensor) -> Tensor:
@@ -169,7 +174,7 @@ class Planar(Transform):
 
     def __init__(self, dim: int, init_scale: float = 0.1):
         super().__init__()
-        if torch.empty(0).device.type == "meta":  # genzoo.io's size check: the shapes (meta randn and * would import
+        if _build_device().type == "meta":  # genzoo.io's size check: the shapes (meta randn and * would import
             u, w = torch.empty(dim), torch.empty(dim)  # torch._dynamo, 2-3 s a load)
         else:
             u, w = torch.randn(dim) * init_scale, torch.randn(dim) * init_scale
@@ -516,7 +521,7 @@ class LULinear(Transform):
         # genzoo.io's size check builds on the meta device: the shapes only there (meta linalg and eye would import
         # torch._dynamo, 2-3 s a load, and nothing n x n is made on the CPU for a data_shape a config.json asks for);
         # elsewhere drawn and decomposed on the CPU in float64, kept on the build's device in the default dtype
-        if torch.empty(0).device.type == "meta":
+        if _build_device().type == "meta":
             p, sign, lower, upper, log_diag, eye = (torch.empty(s, dtype=dt)
                                                     for s in [(n, n), (n,), (n, n), (n, n), (n,), (n, n)])
         else:
