@@ -647,8 +647,8 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     from . import __version__
     from .base import Density, LatentVariable
     from .errors import GenZooWarning
-    from .io import (atomic_write_json, blocked_by_file, latest_checkpoint, locked_elsewhere, read_json,
-                     refuse_a_recipe_no_checkpoint_fits, run_lock)
+    from .io import (atomic_write_json, blocked_by_file, holds_checkpoint, latest_checkpoint, locked_elsewhere,
+                     read_json, refuse_a_recipe_no_checkpoint_fits, run_lock)
     from .registry import build
     from .train import distributed, fit
     from .train.loop import RunFolderGone
@@ -664,7 +664,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
             raise ConfigError("--resume needs --run-dir DIR (the run to continue)")
         if not (run_dir / "run.json").is_file():
             raise CheckpointError(f"nothing to resume: {run_dir} has no run.json")
-        if latest_checkpoint(run_dir) is None:
+        if not holds_checkpoint(run_dir):  # (a save cut short left .old-step-N alone: fit puts it back, goes on)
             if (run_dir / "best.json").is_file():  # RUN/best: kept weights with run.json's copy, not a run
                 raise CheckpointError(f"{run_dir} holds the best weights of the run in {run_dir.parent}, not a run of "
                                       f"its own: resume that (--run-dir {_quoted(run_dir.parent)})")
@@ -915,7 +915,7 @@ def _train(args, hold: contextlib.ExitStack) -> int:
     except RunFolderGone:  # (what is at run_dir now, if anything, is not this run's to remove)
         raise
     except Exception as e:  # a user error, or one genzoo does not foresee (out of memory): a run that never
-        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:  # started leaves nothing behind
+        if main_rank and not args.resume and not holds_checkpoint(run_dir):  # started leaves nothing behind
             from .io import set_aside
 
             if isinstance(e, TrainingDiverged) and set_aside(run_dir):  # (kept() said where they went: not removed)
@@ -935,13 +935,13 @@ def _train(args, hold: contextlib.ExitStack) -> int:
         raise
     except KeyboardInterrupt as e:
         what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
-        if main_rank and not args.resume and latest_checkpoint(run_dir) is None:
+        if main_rank and not args.resume and not holds_checkpoint(run_dir):
             _remove_new(run_dir, before)
             sys.stderr.write(f"genzoo: {what} before the first checkpoint; {run_dir} is removed\n"
                              if before is None else f"genzoo: {what} before the first checkpoint; what the "
                              f"run wrote in {run_dir} is removed\n")
         elif main_rank:
-            written = ("the checkpoints written so far are intact" if latest_checkpoint(run_dir) is not None
+            written = ("the checkpoints written so far are intact" if holds_checkpoint(run_dir)
                        else "no checkpoint was written yet")  # (a resume that restarted a run from its run.json)
             sys.stderr.write(f"genzoo: {what}; {written}: continue with `genzoo train --resume --run-dir "
                              f"{_quoted(run_dir)}`\n")
@@ -1040,14 +1040,14 @@ def _check_outside_images(run_dir: Path | None, name, resume: bool) -> None:
 def _check_new_run(run_dir: Path) -> None:
     """A ConfigError if ``run_dir`` already holds a run, or any file a run writes (a new run may go into an empty
     folder, or a user's folder of other files, which it leaves alone)."""
-    from .io import latest_checkpoint, locked_elsewhere, run_files_in
+    from .io import holds_checkpoint, locked_elsewhere, run_files_in
 
     held = run_files_in(run_dir)
     if not held:
         return
     if locked_elsewhere(run_dir):  # not stopped: being trained, maybe before its first checkpoint
         raise RunLocked(f"another process is training the run in {run_dir}: choose another --run-dir")
-    if latest_checkpoint(run_dir) is not None:
+    if holds_checkpoint(run_dir):
         raise ConfigError(f"{run_dir} already holds a run: continue it with --resume, or choose another --run-dir")
     if "run.json" in held and "model.safetensors" not in held and _records_a_run(run_dir / "run.json"):  # --resume's
         raise ConfigError(f"{run_dir} already holds a run that stopped before its first checkpoint: start it again "

@@ -1260,6 +1260,20 @@ def _cut_short_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     return [old for old in root.glob(".old-step-*") if _is_step(old.name[5:])] if root.is_dir() else []
 
 
+def holds_checkpoint(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a checkpoint to go on from: a complete ``checkpoints/step-N``, or one a save cut
+    short between its renames left as ``.old-step-N`` (which a resume puts back): a run with either is not one
+    that stopped before its first checkpoint, and nothing of it may be removed as a run that never started.
+
+    >>> import tempfile
+    >>> run = Path(tempfile.mkdtemp()); before = holds_checkpoint(run)
+    >>> (run / "checkpoints" / ".old-step-00000004").mkdir(parents=True)
+    >>> before, latest_checkpoint(run), holds_checkpoint(run)
+    (False, None, True)
+    """
+    return latest_checkpoint(run_dir) is not None or bool(_cut_short_checkpoints(run_dir))
+
+
 def load_newest_checkpoint(run_dir: str | os.PathLike, model, optimizers
                            ) -> tuple[Path, dict, dict[str, torch.Tensor], list[tuple[Path, CheckpointError]]] | None:
     """:func:`load_checkpoint` from the newest checkpoint of ``run_dir`` that loads, and the newer ones that did
@@ -1322,7 +1336,12 @@ def replace_folder(tmp: Path, final: Path) -> None:
     if final.exists() or final.is_symlink():
         remove(old)
         os.rename(final, old)
-    os.rename(tmp, final)
+    try:
+        os.rename(tmp, final)
+    except BaseException:  # (a full disk, Ctrl-C): the old folder back under its name, not left as .old-NAME
+        with contextlib.suppress(OSError):
+            restore_folder(final)
+        raise
     _fsync_dir(final.parent)
     remove(old)
 

@@ -651,6 +651,25 @@ def test_a_run_killed_before_its_first_checkpoint_is_started_again_by_resume(tmp
     assert rows == [10, 20]  # the first attempt's rows replaced, not doubled
 
 
+
+def test_a_run_whose_checkpoints_a_save_cut_short_left_aside_is_continued_not_said_to_start_again(tmp_path, capsys):
+    """A save over a checkpoint of the same step killed between its two renames leaves checkpoints/.old-step-N, which
+    a resume puts back and goes on from: the CLI still said '... stopped before its first checkpoint: starting it again
+    from its run.json' and then trained steps 5-8, and a new train into the folder advised that restart."""
+    rd = tmp_path / "run"
+    assert main(["train", "vae", "--steps", "4", "--checkpoint-every", "2", "--run-dir", str(rd), "--no-progress",
+                 "--set", "hidden=8"]) == 0
+    (rd / "model.safetensors").unlink()  # killed: no final weights
+    for c in list((rd / "checkpoints").iterdir()):
+        c.rename(c.with_name(f".old-{c.name}"))
+    capsys.readouterr()
+    code, _, err = run(capsys, "train", "vae", "--steps", "4", "--run-dir", str(rd))
+    _one_error_line(code, err, f"{rd} already holds a run: continue it with --resume")
+    code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
+    assert code == 0 and "stopped before its first checkpoint" not in err and "(steps 5-8)" in err, err
+    rows = [json.loads(line)["step"] for line in (rd / "metrics.jsonl").read_text().splitlines()]
+    assert rows == [4, 8] and not list((rd / "checkpoints").glob(".old-*"))  # the row of step 4 kept, then 8
+
 def test_only_train_runs_under_torchrun_and_idle_channels_last_is_noted(tmp_path, capsys, monkeypatch):
     """`genzoo eval` under torchrun evaluated once per process and each wrote eval.json; --channels-last on an MLP
     was accepted without a word (the GMM's was noted)."""

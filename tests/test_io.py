@@ -890,6 +890,7 @@ def test_a_checkpoint_set_aside_by_a_replace_cut_short_is_put_back_on_resume(tmp
         real(src, dst)
 
     monkeypatch.setattr(io.os, "rename", killed)
+    monkeypatch.setattr(io, "restore_folder", lambda final: None)  # a kill -9 runs no code: nothing puts it back
     with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
     monkeypatch.undo()
@@ -902,6 +903,32 @@ def test_a_checkpoint_set_aside_by_a_replace_cut_short_is_put_back_on_resume(tmp
     io.load_newest_checkpoint(tmp_path, _vae(), _vae().configure_optimizers())
     assert sorted(p.name for p in root.iterdir()) == ["step-00000010", "step-00000020"]
 
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_replace_that_fails_between_its_renames_puts_the_old_checkpoint_back(tmp_path, monkeypatch, error):
+    """An error or Ctrl-C at the rename of the new folder left the old checkpoint of that step as .old-step-N until
+    a resume: a reader (load, eval) of the run saw one checkpoint fewer, and a new run whose only checkpoint it was
+    counted as one that never started, whose folder `genzoo train` removes."""
+    m = _vae()
+    opts = m.configure_optimizers()
+    rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
+    io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
+    before = (tmp_path / "checkpoints" / "step-00000020" / "model.safetensors").read_bytes()
+    real, renames = io.os.rename, []
+
+    def failing(src, dst):  # the old step-20 set aside, then the new one's rename fails
+        renames.append(dst)
+        if len(renames) == 2:
+            raise error
+        real(src, dst)
+
+    monkeypatch.setattr(io.os, "rename", failing)
+    with pytest.raises((WriteError, KeyboardInterrupt)):
+        io.save_checkpoint(tmp_path, 20, m, opts, {}, rng)
+    monkeypatch.undo()
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000020"]
+    assert (tmp_path / "checkpoints" / "step-00000020" / "model.safetensors").read_bytes() == before
 
 def test_a_lock_that_cannot_be_removed_does_not_hide_the_error_that_ended_the_run(tmp_path, monkeypatch):
     """A run folder gone read-only: the final weights failed, then removing .lock failed, and the user saw

@@ -707,6 +707,15 @@ def test_resume_refuses_a_model_of_other_options_than_the_run(tmp_path):
     assert genzoo.fit(same, data, steps=6, resume=True, **kw).step == 6
     assert genzoo.fit(genzoo.load(run), data, steps=8, resume=True, **kw).step == 8
     assert (run / "config.json").read_bytes() == before
+    # its checkpoints all as a save cut short leaves them (.old-step-N, which the resume puts back): compared too
+    # (the comparison was skipped as for a run with no checkpoint yet, and the lr of the model given went on)
+    (run / "model.safetensors").unlink()
+    for c in list((run / "checkpoints").iterdir()):
+        c.rename(c.with_name(f".old-{c.name}"))
+    with pytest.raises(ConfigError, match=re.escape("its lr is 0.001 (its config.json), this model's 0.5")):
+        genzoo.fit(_ring_vae(lr=0.5), data, steps=10, resume=True, **kw)
+    assert genzoo.fit(_ring_vae(), data, steps=10, resume=True, **kw).step == 10
+    assert (run / "config.json").read_bytes() == before
 
 
 def test_resume_refuses_a_run_json_whose_model_was_edited(tmp_path, capsys):

@@ -37,9 +37,9 @@ import torch
 
 from ..base import Batch, GenerativeModel, forked_rng
 from ..errors import CheckpointError, ConfigError, DataError, GenZooError, TrainingDiverged, WriteError
-from ..io import (CONFIG, WEIGHTS, atomic_write_json, blocked_by_file, dumps, latest_checkpoint, load_newest_checkpoint,
-                  loads, model_config, prune_checkpoints, read_json, refuse_link, run_files_in, run_lock,
-                  set_aside_damaged, write_model)
+from ..io import (CONFIG, WEIGHTS, atomic_write_json, blocked_by_file, dumps, holds_checkpoint, latest_checkpoint,
+                  load_newest_checkpoint, loads, model_config, prune_checkpoints, read_json, refuse_link, run_files_in,
+                  run_lock, set_aside_damaged, write_model)
 from . import acceleration, distributed
 from .callbacks import (BestWeights, Callback, Checkpoint, DivergenceGuard, MetricsLogger, ProgressBar, SampleGrid,
                         _lr_hint, kept, nothing_to_resume)
@@ -674,15 +674,15 @@ def _check_param_groups(optimizers) -> None:
 
 def _new_run_problem(run_dir: Path, resume: bool) -> str | None:
     """Why :func:`fit` may not train in ``run_dir`` (rank 0's look, before anything is written), or None."""
-    if resume and latest_checkpoint(run_dir) is not None:
-        return None  # a run to continue
+    if resume and holds_checkpoint(run_dir):
+        return None  # a run to continue (from a checkpoint a save cut short left as .old-step-N too)
     if resume and (why := nothing_to_resume(run_dir)):  # every checkpoint set aside: not a run killed before its first
         return why
     allowed = {"run.json", *(BEFORE_FIRST_CHECKPOINT if resume else ())}
     held = [f for f in run_files_in(run_dir) if f not in allowed]
     if not held:
         return None
-    if latest_checkpoint(run_dir) is not None:
+    if holds_checkpoint(run_dir):
         return (f"{run_dir} already holds checkpoints of a run: resume=True continues it; give another run_dir for "
                 "a new run")
     if resume:
@@ -708,7 +708,7 @@ def _model_change(run_dir: Path, config: dict) -> str | None:
     "its lr is 0.001 (its config.json), this model's 0.01"
     """
     path = run_dir / CONFIG
-    if latest_checkpoint(run_dir) is None or not path.is_file():
+    if not holds_checkpoint(run_dir) or not path.is_file():
         return None
     try:
         ran = read_json(path, "model config")
