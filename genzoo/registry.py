@@ -216,8 +216,9 @@ def build(name: str, **kwargs: Any) -> GenerativeModel:
 #: before the model sees them (so a bad value is a one-line error, not an exception from deep inside torch), defaults
 #: too; each model checks its other options.
 _RANGES: dict[str, tuple[str, float, float]] = {  # name: (rule, low, high); rules: "[]" closed, "[)" half-open, "()" open
-    **dict.fromkeys(["lr", "clip", "rejection_sharpness", "kl_weight"], ("()", 0.0, math.inf)),
-    **dict.fromkeys(["eps", "weight_decay", "max_grad_norm", "reg_covar", "gp_weight", "min_std",
+    # Adam's eps too: at 0 a weight whose gradient is exactly 0 (behind a zero-initialised layer) steps by 0 / 0 = NaN
+    **dict.fromkeys(["lr", "clip", "rejection_sharpness", "kl_weight", "eps"], ("()", 0.0, math.inf)),
+    **dict.fromkeys(["weight_decay", "max_grad_norm", "reg_covar", "gp_weight", "min_std",
                      "instance_noise", "labelled_weight", "alpha"], ("[)", 0.0, math.inf)),
     # sizes and counts: below 2^31, past any real model's (one past int64 was a torch TypeError and a C++ stack dump)
     **dict.fromkeys(["latent_dim", "width", "n_couplings", "n_blocks", "n_layers", "n_scales", "n_components",

@@ -161,7 +161,8 @@ def test_bad_training_input_is_refused_before_anything_is_written(tmp_path, caps
 
 @pytest.mark.parametrize("model, option, needle", [
     ("gan", "betas=[2,3]", "gan.betas: every item must be in [0, 1)"),
-    ("nice", "eps=-1", "nice.eps must be >= 0"),
+    ("nice", "eps=-1", "nice.eps must be > 0"),
+    ("nice", "eps=0", "nice.eps must be > 0, got 0.0"),  # was 'training diverged at step 2 ... (try a smaller lr)'
     ("nice", "n_couplings=0", "nice.n_couplings must be >= 1"),
     ("realnvp", "width=0", "realnvp.width must be >= 1"),
     ("realnvp", "n_blocks=0", "realnvp.n_blocks must be >= 1"),
