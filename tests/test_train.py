@@ -1090,6 +1090,11 @@ def test_a_loss_that_is_not_finite_at_step_1_is_blamed_on_the_start_not_the_lr(t
     err = capsys.readouterr().err
     assert "at step 1, on the starting weights, so no lr helps" in err and "data reach 1.0" in err
     assert "try a smaller lr" not in err
+    # data of unit scale: an option far out of scale is named as a cause too (it said 'standardise them' alone)
+    assert main(["train", "gmm", "--data", "ring", "--set", "reg_covar=1e300", "--steps", "3", "--run-dir", str(rd),
+                 "--no-progress"]) == 3
+    err = capsys.readouterr().err
+    assert "so no lr helps; an option of the model far out of scale, or data far from unit scale, can cause it)" in err
 
 
 def test_resume_drops_best_weights_newer_than_its_checkpoint_and_refuses_another_lr_schedule(tmp_path):

@@ -151,12 +151,15 @@ def _lr_hint(state) -> str:
 
 def _start_hint(state) -> str:
     """The advice for a loss that is not finite at step 1, on the starting weights, where no lr helps: the data's
-    scale, where it is far from the unit scale the networks start at (a Gaussian VAE on a ring of radius 1,000)."""
+    scale, where it is far from the unit scale the networks start at (a Gaussian VAE on a ring of radius 1,000);
+    else an option of the model far out of scale as well (a GMM's reg_covar 1e300, a GAN's instance_noise 1e300)."""
     x = getattr(getattr(state, "data", None), "x", None)
     far = float(x.abs().max()) if isinstance(x, torch.Tensor) and x.numel() else None
-    scale = f" (the data reach {far:.3g})" if far is not None and not 1e-3 <= far <= 1e3 else ""
-    return (f" (at step 1, on the starting weights, so no lr helps; data far from unit scale{scale} can cause it: "
-            "standardise them)")
+    if far is not None and not 1e-3 <= far <= 1e3:
+        return (f" (at step 1, on the starting weights, so no lr helps; data far from unit scale (the data reach "
+                f"{far:.3g}) can cause it: standardise them)")
+    return (" (at step 1, on the starting weights, so no lr helps; an option of the model far out of scale, or data "
+            "far from unit scale, can cause it)")
 
 
 def nonfinite_weight(model, exempt=()) -> str | None:
