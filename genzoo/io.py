@@ -791,11 +791,25 @@ def blocked_by_file(path: str | os.PathLike) -> bool:
     return any(p.exists() and not p.is_dir() for p in (path, *path.parents))
 
 
+def cut_short_note(directory: str | os.PathLike) -> str | None:
+    """For a run whose newest checkpoint a save cut short left as ``checkpoints/.old-step-N`` (a kill between the
+    renames of :func:`replace_folder`), which readers do not take and a resume puts back: a note saying so, else None
+    (also while another process trains the run, whose save may be between its renames this instant)."""
+    cut = _cut_short_checkpoints(directory)
+    if not cut or locked_elsewhere(directory):
+        return None
+    newest = max(cut, key=lambda p: int(p.name[len(".old-step-"):]))
+    return (f"its newest checkpoint was left as {CHECKPOINTS}/{newest.name} by a save cut short between two renames "
+            f"(a kill): `genzoo train --resume --run-dir {directory}` puts it back and goes on")
+
+
 def _why_no_weights(directory: Path) -> str:
     """The tail of :func:`load`'s message for a model folder with no weights: why a run's has none."""
     if gone := set_aside(directory):
         return (f": its training diverged, and the checkpoints it wrote were set aside as holding the weights that "
                 f"broke its loss ({CHECKPOINTS}/{gone[-1].name})")
+    if note := cut_short_note(directory):
+        return f": {note}"
     if (directory / "run.json").is_file():
         return (" yet: its run has not reached its first checkpoint (every checkpoint_every steps; its metrics.jsonl "
                 "shows how far it is)")
@@ -1257,7 +1271,7 @@ def _cut_short_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
     """The ``checkpoints/.old-step-N`` a :func:`replace_folder` killed between its renames left of step N's checkpoint
     (:func:`load_newest_checkpoint` puts them back)."""
     root = Path(run_dir) / CHECKPOINTS
-    return [old for old in root.glob(".old-step-*") if _is_step(old.name[5:])] if root.is_dir() else []
+    return [old for old in root.glob(".old-step-*") if _is_step(old.name[5:]) and old.is_dir()] if root.is_dir() else []
 
 
 def holds_checkpoint(run_dir: str | os.PathLike) -> bool:
@@ -1335,11 +1349,12 @@ def replace_folder(tmp: Path, final: Path) -> None:
     old = final.with_name(f".old-{final.name}")
     if final.exists() or final.is_symlink():
         remove(old)
-        os.rename(final, old)
     try:
+        if final.exists() or final.is_symlink():
+            os.rename(final, old)
         os.rename(tmp, final)
-    except BaseException:  # (a full disk, Ctrl-C): the old folder back under its name, not left as .old-NAME
-        with contextlib.suppress(OSError):
+    except BaseException:  # (a full disk; Ctrl-C, raised after the rename it lands in): the old folder back under
+        with contextlib.suppress(OSError):  # its name, not left as .old-NAME
             restore_folder(final)
         raise
     _fsync_dir(final.parent)

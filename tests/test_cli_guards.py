@@ -6,6 +6,7 @@ over a run's own files, or exited 0 on input it should refuse.
 
 import csv
 import hashlib
+import html
 import json
 import os
 import shutil
@@ -666,6 +667,14 @@ def test_a_run_whose_checkpoints_a_save_cut_short_left_aside_is_continued_not_sa
     capsys.readouterr()
     code, _, err = run(capsys, "train", "vae", "--steps", "4", "--run-dir", str(rd))
     _one_error_line(code, err, f"{rd} already holds a run: continue it with --resume")
+    # the readers do not take it (a live run's save may be between its renames), and say why, not "not reached its
+    # first checkpoint" (review r120 F2)
+    said = (f"its newest checkpoint was left as checkpoints/.old-step-00000004 by a save cut short between two "
+            f"renames (a kill): `genzoo train --resume --run-dir {rd}` puts it back and goes on")
+    code, _, err = run(capsys, "eval", str(rd))
+    _one_error_line(code, err, f"{rd} has no model.safetensors and no checkpoint: {said}")
+    assert main(["report", str(rd), "-o", str(tmp_path / "r.html")]) == 0
+    assert f"weights: none to read ({html.escape(said)})" in (tmp_path / "r.html").read_text()
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
     assert code == 0 and "stopped before its first checkpoint" not in err and "(steps 5-8)" in err, err
     rows = [json.loads(line)["step"] for line in (rd / "metrics.jsonl").read_text().splitlines()]

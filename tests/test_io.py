@@ -905,11 +905,14 @@ def test_a_checkpoint_set_aside_by_a_replace_cut_short_is_put_back_on_resume(tmp
 
 
 
-@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
-def test_a_replace_that_fails_between_its_renames_puts_the_old_checkpoint_back(tmp_path, monkeypatch, error):
+@pytest.mark.parametrize("error, at, done", [(OSError(28, "No space left on device"), 2, False),
+                                             (KeyboardInterrupt(), 2, False),
+                                             (KeyboardInterrupt(), 1, True)])  # raised after the rename (review r120)
+def test_a_replace_that_fails_between_its_renames_puts_the_old_checkpoint_back(tmp_path, monkeypatch, error, at, done):
     """An error or Ctrl-C at the rename of the new folder left the old checkpoint of that step as .old-step-N until
     a resume: a reader (load, eval) of the run saw one checkpoint fewer, and a new run whose only checkpoint it was
-    counted as one that never started, whose folder `genzoo train` removes."""
+    counted as one that never started, whose folder `genzoo train` removes. Python raises a Ctrl-C after the system
+    call it lands in, so one at the first rename, the old folder's, comes once it is set aside."""
     m = _vae()
     opts = m.configure_optimizers()
     rng = {"torch": torch.get_rng_state(), "data": torch.Generator().get_state()}
@@ -917,11 +920,13 @@ def test_a_replace_that_fails_between_its_renames_puts_the_old_checkpoint_back(t
     before = (tmp_path / "checkpoints" / "step-00000020" / "model.safetensors").read_bytes()
     real, renames = io.os.rename, []
 
-    def failing(src, dst):  # the old step-20 set aside, then the new one's rename fails
+    def failing(src, dst):  # rename number `at` fails (before it is made, or once it is: `done`)
         renames.append(dst)
-        if len(renames) == 2:
+        if len(renames) == at and not done:
             raise error
         real(src, dst)
+        if len(renames) == at:
+            raise error
 
     monkeypatch.setattr(io.os, "rename", failing)
     with pytest.raises((WriteError, KeyboardInterrupt)):
@@ -929,6 +934,8 @@ def test_a_replace_that_fails_between_its_renames_puts_the_old_checkpoint_back(t
     monkeypatch.undo()
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step-00000020"]
     assert (tmp_path / "checkpoints" / "step-00000020" / "model.safetensors").read_bytes() == before
+    (tmp_path / "checkpoints" / ".old-step-00000030").write_text("a user's file")  # no folder: no checkpoint
+    assert io._cut_short_checkpoints(tmp_path) == []
 
 def test_a_lock_that_cannot_be_removed_does_not_hide_the_error_that_ended_the_run(tmp_path, monkeypatch):
     """A run folder gone read-only: the final weights failed, then removing .lock failed, and the user saw

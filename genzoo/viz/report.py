@@ -23,8 +23,8 @@ import shlex
 from pathlib import Path
 
 from ..errors import CheckpointError
-from ..io import (WEIGHTS, atomic_write_bytes, is_run_dir, latest_checkpoint, loads, picture_source, read_json,
-                  read_pictures_record, same_weights, sample_grids, weights_file, weights_stamp)
+from ..io import (WEIGHTS, atomic_write_bytes, cut_short_note, is_run_dir, latest_checkpoint, loads, picture_source,
+                  read_json, read_pictures_record, same_weights, sample_grids, weights_file, weights_stamp)
 
 #: pictures other commands leave in a run directory, shown when present: (file, heading, the command that makes
 #: it); ``RUN/pictures.json`` records the weights each was made from and the command line that made it, with its
@@ -326,6 +326,8 @@ def _weights_line(run_dir: Path, newest_grid: int | None) -> str:
 
     weights = weights_file(run_dir)
     if weights is None:
+        if note := cut_short_note(run_dir):  # (the line is HTML: the note names the run's folder)
+            return f"weights: none to read ({html.escape(note)})"
         return f"weights: none yet ({NO_WEIGHTS})"
     if (best := best_label(run_dir)) is not None:  # a run's best/ (review 109: it read "final")
         return f"weights: those of the {best}"
