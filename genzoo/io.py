@@ -565,7 +565,12 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
             if weights.parent.exists():  # (its folder pruned while read, a run still training: load takes the next)
                 raise
             return
-    meta = _meta_build(cfg["model"], cfg["config"])
+    try:
+        meta = _meta_build(cfg["model"], cfg["config"], most=_tensor_budget(len(tensors)))
+    except _Oversized:
+        raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: it makes more than "
+                              f"{_tensor_budget(len(tensors)):,} weights and buffers before it is whole, and the file "
+                              f"holds {len(tensors):,} tensors") from None
     if meta is not None and (problems := _fit_problems(meta, tensors)):
         raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: {'; '.join(problems)}")
 
@@ -576,21 +581,53 @@ def _shapes_read_whole(weights: Path) -> dict[str, torch.Tensor]:
     return {k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in load_tensors(weights).items()}
 
 
-def _meta_build(name: str, options: dict):
+class _Oversized(Exception):
+    """A meta build stopped at its budget of tensors (:func:`_meta_build`'s ``most``)."""
+
+
+def _tensor_budget(n_tensors: int) -> int:
+    """How many parameters and buffers a model whose weights file holds ``n_tensors`` tensors may register while it is
+    built: every family registers at most 1.8 per tensor of its state (RealNVP's index buffers; not saved), so 4 per
+    tensor, and some to spare, refuses no model that fits the file."""
+    return 4 * n_tensors + 256
+
+
+def _meta_build(name: str, options: dict, most: int | None = None):
     """The model ``build(name, **options)`` gives, on the meta device: its sizes without their memory; None where the
     build raises (an unknown option, which the real build then says) or where a construction needs real tensors.
     torch's random state is left as it was (genzoo's models draw nothing there; a model of the user's might). They
     make shapes only in a meta build where ``torch.randn``, ``normal_``, ``torch.eye`` or linalg would run: the meta
     versions are Python references whose first call imports torch._dynamo (2-3 s added to every load of a GMM or a
-    planar flow), and values computed on the CPU instead would be as large as the config asks."""
+    planar flow), and values computed on the CPU instead would be as large as the config asks.
+
+    ``most``: :class:`_Oversized` once the build has registered more parameters and buffers than that (torch's global
+    registration hooks, for the build alone), so a config asking for 10^6 couplings is refused after a few hundred of
+    them, not after the minutes and gigabytes of Python objects its whole meta build takes (review r118 F3)."""
+    from torch.nn.modules.module import register_module_buffer_registration_hook as on_buffer
+    from torch.nn.modules.module import register_module_parameter_registration_hook as on_parameter
+
     from .registry import build
 
+    count = 0
+
+    def counted(*_) -> None:
+        nonlocal count
+        count += 1
+        if count > most:
+            raise _Oversized
+
+    hooks = [on_parameter(counted), on_buffer(counted)] if most is not None else []
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (the real build gives any warning, once)
             return build(name, **options)
+    except _Oversized:
+        raise
     except Exception:
         return None
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, options: dict) -> None:
@@ -606,37 +643,43 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
     (review r119 F2; a lock taken by rank 0 alone here would stop it without the others, a104 #1)."""
     from .train.loop import _model_change  # (the loop imports this module)
 
-    run_dir, first, read = Path(run_dir), None, False
+    run_dir = Path(run_dir)
     for own in (CONFIG, "metrics.jsonl"):  # as fit refuses them, before anything of the run is read (review r119 F2)
         refuse_link(run_dir / own)
-    if (meta := _meta_build(name, options)) is None:
-        return  # (an unknown option, which the real build says, or a construction the meta device cannot run)
     # the folders load_newest_checkpoint takes: a step-N, or the .old-step-N a save cut short left (it renames that back
     # under the run's lock, after this check; review r119 F3: a run of .old-step-N folders alone was built unchecked)
     steps = {d.name: d for d in checkpoint_dirs(run_dir)}
     for old in _cut_short_checkpoints(run_dir):
-        if old.is_dir():
-            steps.setdefault(old.name[5:], old)
+        steps.setdefault(old.name[5:], old)
     checkpoints = [steps[k] for k in sorted(steps, key=lambda k: int(k[5:]), reverse=True)]
-    if checkpoints and (why := _model_change(run_dir, model_config(meta))):
+    if not checkpoints:
+        return  # (the run starts again from its recipe, as fit does)
+    headers = [(ckpt / WEIGHTS, tensors) for ckpt in checkpoints if (ckpt / WEIGHTS).is_file()
+               and not _extent_problem(ckpt / WEIGHTS) and (tensors := _header_tensors(ckpt / WEIGHTS)) is not None]
+    for ckpt in checkpoints if not headers else ():  # none read: the newest one's error (a header only this reader
+        if ckpt.exists():                           # refused: its shapes, from the full read the resume would do)
+            headers = [(ckpt / WEIGHTS, _shapes_read_whole(ckpt / WEIGHTS))]
+            break
+    most = _tensor_budget(max(len(tensors) for _, tensors in headers)) if headers else None
+    try:
+        meta = _meta_build(name, options, most)
+    except _Oversized:
+        raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of its checkpoints: it "
+                              f"makes more than {most:,} weights and buffers before it is whole, more than 4 for each "
+                              "tensor any of them holds: run.json was edited, or the checkpoints are another run's"
+                              ) from None
+    if meta is None:
+        return  # (an unknown option, which the real build says, or a construction the meta device cannot run)
+    if why := _model_change(run_dir, model_config(meta)):
         raise ConfigError(why)
-    for ckpt in checkpoints:
-        weights = ckpt / WEIGHTS
-        if not weights.is_file() or _extent_problem(weights) or (tensors := _header_tensors(weights)) is None:
-            continue
-        read = True
+    first = None
+    for weights, tensors in headers:
         if not (problems := _fit_problems(meta, tensors)):
             return
         first = first or f"{weights}: {'; '.join(problems)}"
     if first:
         raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of its checkpoints ({first}):"
                               " run.json was edited, or the checkpoints are another run's")
-    for ckpt in checkpoints if not read else ():  # none read: the newest one's error (a header only this reader
-        if ckpt.exists():                         # refused: its shapes, from the full read the resume would do)
-            if problems := _fit_problems(meta, _shapes_read_whole(ckpt / WEIGHTS)):
-                raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of "
-                                      f"{ckpt / WEIGHTS}: {'; '.join(problems)}")
-            return
 
 
 def _fit_problems(model, tensors: dict[str, torch.Tensor]) -> list[str]:

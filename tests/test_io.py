@@ -556,6 +556,39 @@ def test_a_config_asking_for_sizes_the_weights_lack_is_refused_before_it_is_buil
     assert devices == []
 
 
+@pytest.mark.parametrize("name, option, value", [("nice", "n_couplings", 10 ** 6), ("realnvp", "n_couplings", 10 ** 6),
+                                                  ("planar", "n_layers", 10 ** 7), ("vae", "hidden", [4] * 100_000)])
+def test_a_config_asking_for_more_layers_than_the_weights_hold_is_refused_early_in_its_meta_build(
+        name, option, value, tmp_path, monkeypatch):
+    """The meta build that compares config.json with the weights made every layer config.json asked for first: Python
+    objects, 17-40 s and up to 1.1 GB for 20,000 couplings, a million out of memory (review r118 F3). It stops once it
+    has registered 4 weights and buffers for each tensor of the file, plus 256."""
+    from genzoo import registry
+
+    torch.manual_seed(0)
+    genzoo.save(registry.build(name, data_shape=(2,)), tmp_path)
+    n_tensors = len(genzoo.io.load_tensors(tmp_path / "model.safetensors"))
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    cfg["config"][option] = value
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    made, init = [0], torch.nn.Module.__init__
+
+    def counted(self, *args, **kwargs):
+        made[0] += 1
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Module, "__init__", counted)
+    with pytest.raises(CheckpointError, match=rf"do not fit the model of .*config.json: it makes more than "
+                                              rf"{4 * n_tensors + 256:,} weights and buffers before it is whole, and "
+                                              rf"the file holds {n_tensors:,} tensors$"):
+        genzoo.load(tmp_path)
+    assert made[0] < 3 * (4 * n_tensors + 256)  # modules (activations too) made before the refusal: hundreds, not millions
+    monkeypatch.undo()
+    cfg["config"][option] = 2 if option != "hidden" else [4] * 2  # a model of other layers: refused by its names
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="unexpected|missing"):
+        genzoo.load(tmp_path)
+
 @pytest.mark.parametrize("name, shape, options", [
     ("nice", (12,), {}), ("realnvp", (12,), {}), ("realnvp", (12,), {"mixing": "linear"}),
     ("realnvp", (2,), {"mixing": "permutation"}), ("realnvp", (1, 8, 8), {"norm": "actnorm"}), ("planar", (3,), {}),
