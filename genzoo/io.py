@@ -608,13 +608,14 @@ def _meta_build(name: str, options: dict, most: int | None = None):
 
     from .registry import build
 
-    count = 0
+    count, builder = 0, threading.get_ident()
 
-    def counted(*_) -> None:
+    def counted(*_) -> None:  # (the hooks are global: another thread's modules are neither counted nor stopped)
         nonlocal count
-        count += 1
-        if count > most:
-            raise _Oversized
+        if threading.get_ident() == builder:
+            count += 1
+            if count > most:
+                raise _Oversized
 
     hooks = [on_parameter(counted), on_buffer(counted)] if most is not None else []
     try:

@@ -589,6 +589,30 @@ def test_a_config_asking_for_more_layers_than_the_weights_hold_is_refused_early_
     with pytest.raises(CheckpointError, match="unexpected|missing"):
         genzoo.load(tmp_path)
 
+
+def test_the_meta_builds_budget_counts_and_stops_its_own_thread_only(tmp_path, monkeypatch):
+    """The budget's registration hooks are global to the process: another thread making modules while a load checks
+    its config must neither be counted against the load nor stopped by it."""
+    import threading
+
+    from genzoo import registry
+
+    genzoo.save(registry.build("gmm", data_shape=(2,)), tmp_path)  # 3 tensors: a budget of 268
+    build, other = registry.build, {}
+
+    def with_a_thread_beside(*args, **kwargs):
+        def make():
+            other["net"] = torch.nn.Sequential(*[torch.nn.Linear(2, 2) for _ in range(1000)])  # 2,000 parameters
+
+        t = threading.Thread(target=make)
+        t.start()
+        t.join()
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "build", with_a_thread_beside)
+    assert isinstance(genzoo.load(tmp_path), type(build("gmm", data_shape=(2,))))
+    assert len(other["net"]) == 1000
+
 @pytest.mark.parametrize("name, shape, options", [
     ("nice", (12,), {}), ("realnvp", (12,), {}), ("realnvp", (12,), {"mixing": "linear"}),
     ("realnvp", (2,), {"mixing": "permutation"}), ("realnvp", (1, 8, 8), {"norm": "actnorm"}), ("planar", (3,), {}),
