@@ -666,8 +666,8 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
         meta = _meta_build(name, options, most)
     except _Oversized:
         raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of its checkpoints: it "
-                              f"makes more than {most:,} weights and buffers before it is whole, more than 4 for each "
-                              "tensor any of them holds: run.json was edited, or the checkpoints are another run's"
+                              f"makes more than {most:,} weights and buffers before it is whole, 4 for each tensor "
+                              "of the largest of them and 256: run.json was edited, or the checkpoints are another run's"
                               ) from None
     if meta is None:
         return  # (an unknown option, which the real build says, or a construction the meta device cannot run)
@@ -1391,10 +1391,10 @@ def replace_folder(tmp: Path, final: Path) -> None:
     as ``.old-NAME`` until the new one is in, then removed, so a kill at any moment leaves a complete folder
     under one of the two names (:func:`restore_folder` puts it back)."""
     old = final.with_name(f".old-{final.name}")
-    if final.exists() or final.is_symlink():
+    if there := final.exists() or final.is_symlink():
         remove(old)
     try:
-        if final.exists() or final.is_symlink():
+        if there:
             os.rename(final, old)
         os.rename(tmp, final)
     except BaseException:  # (a full disk; Ctrl-C, raised after the rename it lands in): the old folder back under

@@ -694,8 +694,8 @@ def test_resume_of_a_run_json_asking_for_a_million_couplings_is_refused_early_in
     before = _digest(rd)
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
     _one_error_line(code, err, f"the model of {rd / 'run.json'} does not fit the weights of its checkpoints: it makes "
-                               "more than 356 weights and buffers before it is whole, more than 4 for each tensor any of "
-                               "them holds: run.json was edited, or the checkpoints are another run's")
+                               "more than 356 weights and buffers before it is whole, 4 for each tensor of the largest of "
+                               "them and 256: run.json was edited, or the checkpoints are another run's")
     assert _digest(rd) == before
 
 def test_only_train_runs_under_torchrun_and_idle_channels_last_is_noted(tmp_path, capsys, monkeypatch):
