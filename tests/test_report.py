@@ -536,6 +536,23 @@ def test_an_integer_past_pythons_digit_limit_in_metrics_is_a_damaged_line(tmp_pa
     assert [line.get_xydata().tolist() for line in ax.lines] == [[[1, 2.0], [3, 1.0]]]  # step 2 left out
 
 
+def test_an_integer_past_the_float_range_in_metrics_is_drawn_as_infinite_not_a_crash(tmp_path, monkeypatch):
+    """A metrics.jsonl integer of 400 digits (within Python's digit limit, past the float range) reached matplotlib,
+    whose float conversion raised OverflowError: 'unexpected OverflowError ... a bug in genzoo', exit 1 (audit a138
+    F1). Its value is infinite (not drawn), and a step past the range too; the other points are drawn."""
+    from genzoo.viz.report import _curves
+
+    figures = _drawn(monkeypatch)
+    big = "1" + "0" * 400
+    (tmp_path / "metrics.jsonl").write_text(f'{{"step": 1, "loss": 2.0}}\n{{"step": 2, "loss": {big}}}\n'
+                                            f'{{"step": 3, "loss": 1.0}}\n{{"step": {big}, "loss": 0.5}}\n')
+    Image.open(io.BytesIO(_curves(tmp_path))).load()
+    (fig,) = figures
+    (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+    assert [line.get_xydata().tolist() for line in ax.lines] == [[[1, 2.0], [2, float("inf")], [3, 1.0],
+                                                                  [float("inf"), 0.5]]]
+
+
 def _tiny_run(rd):
     """A `genzoo train` run in a tenth of a second: checkpoints at steps 1 and 2, no sample grids."""
     assert main(["train", "vae", "--steps", "2", "--checkpoint-every", "1", "--sample-every", "0", "--set", "data.n=64",

@@ -18,6 +18,7 @@ import base64
 import html
 import io
 import json
+import math
 import os
 import shlex
 from pathlib import Path
@@ -141,14 +142,28 @@ def _panels(keys: list[str], same_loss: bool = True) -> list[tuple[str, str | No
 
 
 def _points(rows: list[dict], key: str) -> tuple[list, list]:
-    """(steps, values) of the rows whose ``key`` is a number (bool aside): a value edited by hand into a string or a
-    dict made matplotlib plot categories, or raise ("a bug in genzoo").
+    """(steps, values) of the rows whose ``key`` is a number (bool aside), as floats: a value edited by hand into a
+    string or a dict made matplotlib plot categories, or raise ("a bug in genzoo").
 
     >>> _points([{"step": 1, "loss": 2.0}, {"step": 2, "loss": "x"}, {"step": 3, "loss": {"a": 1}}, {"step": 4}], "loss")
-    ([1], [2.0])
+    ([1.0], [2.0])
     """
-    pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and not isinstance(r[key], bool)]
+    pts = [(_float(r["step"]), _float(r[key])) for r in rows
+           if isinstance(r.get(key), (int, float)) and not isinstance(r[key], bool)]
     return [s for s, _ in pts], [v for _, v in pts]
+
+
+def _float(v: int | float) -> float:
+    """``v`` as a float, an integer past the float range as an infinity (matplotlib's float conversion raised on a
+    value of 10^400 edited into metrics.jsonl: audit a138 F1).
+
+    >>> _float(3), _float(10 ** 400), _float(-10 ** 400)
+    (3.0, inf, -inf)
+    """
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 #: loss panels a row of the report's curves holds
