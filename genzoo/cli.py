@@ -1241,8 +1241,9 @@ def _run(path: str, nothing_to: str = "draw from"):
 def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path:
     """``-o`` checked (:func:`~genzoo.io.check_output`), or the command's default file in the run checked the same
     way, and its folder tried for writing, before any work: a read-only run, or ``RUN/best`` (which training
-    replaces whole, pictures and all) is refused here, not after the work."""
-    from .io import check_writable
+    replaces whole, pictures and all) is refused here, not after the work, and so is a default file that is a
+    symlink (``-o LINK`` writes through it, as open() would)."""
+    from .io import check_writable, refuse_link
 
     if given is not None:
         path = check_output(given, suffix=suffix)
@@ -1250,6 +1251,7 @@ def _output_path(given: str | None, run: str, default: str, suffix: str) -> Path
         return path
     path = Path(run) / default
     try:
+        refuse_link(path)  # the run's own picture: never written through a link (a run folder from elsewhere; a138 F2)
         check_output(path, "the default output", suffix=suffix)
         check_writable(path.resolve().parent, "the default output's folder")
     except GenZooError as e:

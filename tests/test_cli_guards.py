@@ -1705,3 +1705,44 @@ def test_a_runs_own_files_that_are_symlinks_are_never_written_through(tmp_path, 
     assert main(["train", "--resume", "--run-dir", str(run), "--steps", "4", "--no-progress"]) == 2
     assert "metrics.jsonl is a symlink" in capsys.readouterr().err and (outside / "metrics.jsonl").read_bytes() == kept
     assert (run / "model.safetensors").is_file()  # refused before the resume touched the run (review r116 F4)
+
+
+def test_a_runs_default_pictures_that_are_symlinks_are_never_written_through_nor_embedded(tmp_path, capsys):
+    """samples.png, interpolation.png and inpaint.png, the pictures sample, interpolate and inpaint write into the run
+    by default, and the density.png training draws, were written through links (a run folder from elsewhere pointed
+    them at the user's files), and `genzoo report` embedded any file such a link pointed at in base64, a secret key
+    included, and 50 MB of a non-image whole (audit a138 F2, F3)."""
+    rd, outside = tmp_path / "run", tmp_path / "outside"
+    outside.mkdir()
+    assert main(["train", "vae", "--steps", "2", "--run-dir", str(rd), "--no-progress", "--set", "hidden=[8]"]) == 0
+    for name in ("samples.png", "interpolation.png", "inpaint.png"):
+        (outside / name).write_text("precious")
+        (rd / name).symlink_to(outside / name)
+    capsys.readouterr()
+    for command in (["sample", str(rd), "-n", "4"], ["interpolate", str(rd), "--pairs", "1", "--steps", "3"],
+                    ["inpaint", str(rd), "--steps", "2", "--restarts", "1"]):
+        name = {"sample": "samples.png", "interpolate": "interpolation.png", "inpaint": "inpaint.png"}[command[0]]
+        code, _, err = run(capsys, *command)
+        _one_error_line(code, err, f"{rd / name} is a symlink (to {outside / name}): genzoo writes a run's own files "
+                                   "in the run folder, never through a link; remove the link; give -o FILE")
+    assert all((outside / n).read_text() == "precious" for n in ("samples.png", "interpolation.png", "inpaint.png"))
+    (outside / "inpaint.png").write_text("SECRET-KEY-0123456789")
+    (rd / "interpolation.png").unlink()
+    (rd / "interpolation.png").write_bytes(bytes(100_000))  # no image
+    assert main(["report", str(rd)]) == 0
+    text = (rd / "report.html").read_text()
+    assert f"inpaint.png is not shown: it is a symlink (to {html.escape(str(outside / 'inpaint.png'))})" in text
+    assert "interpolation.png is not shown: it cannot be read as an image (UnidentifiedImageError)" in text
+    assert "SECRET" not in text and "U0VDUkVU" not in text  # (nor "SECRET" in base64)
+    assert "A" * 10_000 not in text  # (the 100,000 zero bytes in base64)
+    # a flow's density.png on the ring, drawn after training: a resume removes the link when it starts, as the old
+    # picture, and draws its own; the link's target is kept
+    ring = tmp_path / "ring"
+    assert main(["train", "planar", "--data", "ring", "--steps", "2", "--checkpoint-every", "2", "--run-dir", str(ring),
+                 "--no-progress"]) == 0
+    (ring / "density.png").unlink()
+    (outside / "density.png").write_text("precious")
+    (ring / "density.png").symlink_to(outside / "density.png")
+    capsys.readouterr()
+    assert main(["train", "--resume", "--run-dir", str(ring), "--steps", "4", "--no-progress"]) == 0
+    assert (outside / "density.png").read_text() == "precious" and not (ring / "density.png").is_symlink()

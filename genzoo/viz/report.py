@@ -62,6 +62,26 @@ def _open_frame(path: Path, size_only: bool = False):
         raise CheckpointError(f"sample grid {path} cannot be read ({type(e).__name__}): remove it or train again") from None
 
 
+def _extra_picture(path: Path) -> tuple[bytes | None, str | None]:
+    """The bytes of a picture another command left in the run (``samples.png``, ``inpaint.png`` ...) for the report to
+    embed, or None and why not: a link (a run folder from elsewhere could point it at any file of the user, which the
+    report, made to be shared, would carry in base64: audit a138 F3), a file that is no PNG, or one of more than
+    :data:`MAX_FRAME_PIXELS` pixels (50 MB of zeros made a 67 MB report)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if path.is_symlink():
+        return None, f"it is a symlink (to {os.readlink(path)}), and the report embeds only the run's own files"
+    try:
+        with Image.open(path) as im:
+            if im.format != "PNG":
+                return None, f"it is no PNG (a {im.format} image)"
+            if im.width * im.height > MAX_FRAME_PIXELS:
+                return None, f"it is {im.width} x {im.height} pixels, more than the {MAX_FRAME_PIXELS:,} a report shows"
+        return path.read_bytes(), None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        return None, f"it cannot be read as an image ({type(e).__name__})"
+
+
 def evolution_gif(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, ms_per_frame: int = 400) -> Path:
     """``RUN/evolution.gif``: the fixed-noise sample grids of ``RUN/samples/`` in step order, the last one
     held three times as long. Raises CheckpointError when the run has no sample grids."""
@@ -440,7 +460,9 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
             if weights is not None and not same_weights(weights, stamp):  # sample/inpaint/...: other weights
                 parts.append(f'<p class="stale"><strong>Made from other weights than the run\'s: run '
                              f"{_command(remake or command, run_dir)} again.</strong></p>")
-            parts.append(_img((run_dir / file).read_bytes(), "image/png", file))
+            picture, why_not = _extra_picture(run_dir / file)
+            parts.append(_img(picture, "image/png", file) if picture is not None else
+                         f'<p class="stale">{html.escape(file)} is not shown: {html.escape(why_not)}.</p>')
     parts.append(f'<h2>Configuration</h2><pre>{html.escape(json.dumps(config, indent=2))}</pre>')
     doc = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>genzoo: {html.escape(name)}</title>'
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
