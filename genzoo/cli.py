@@ -1760,8 +1760,8 @@ def _read_image(path: str, shape: tuple[int, ...]):
 def cmd_inpaint(args) -> int:
     import torch
 
-    from .apps.inpaint import (LAMBDA, MAX_LAMBDA, RESTARTS, SAMPLES, STEPS, inpaint, make_mask, posterior_fill, psnr,
-                               rgb, show_holes)
+    from .apps.inpaint import (LAMBDA, MAX_LAMBDA, RESTARTS, SAMPLES, STEPS, inpaint, is_mask_file, make_mask,
+                               posterior_fill, psnr, rgb, show_holes)
     from .apps.interpolate import check_latent_model
     from .base import Density
     from .data import load_spec
@@ -1783,7 +1783,7 @@ def cmd_inpaint(args) -> int:
     model = _run(args.run)
     _note_checkpoint(args.run, _weights_scored(args.run, stamp), "used")  # (as eval says it)
     path = _output_path(args.output, args.run, "inpaint.png", ".png")
-    inputs = [*(args.image or []), *([args.mask] if Path(args.mask).suffix else [])]  # files, not mask keywords
+    inputs = [*(args.image or []), *([args.mask] if is_mask_file(args.mask) else [])]  # files, not mask keywords
     if any(Path(f).resolve() == path.resolve() for f in inputs):
         raise ConfigError(f"{path} is an input of this command (--image or --mask): the picture would replace it; "
                           "give -o another file")
@@ -1817,7 +1817,7 @@ def cmd_inpaint(args) -> int:
                           f"{MAX_PICTURE // 4:,} (`genzoo bench inpaint-mnist` scores 1,000 test digits without pictures)")
     g = torch.Generator().manual_seed(args.seed)
     mask = torch.stack([make_mask(args.mask, model.data_shape, g) for _ in range(len(y))])  # (N, C, H, W)
-    if Path(args.mask).is_file():  # a mask drawn the other way round (white = hole, OpenCV's and LaMa's) shows here
+    if is_mask_file(args.mask):  # a mask drawn the other way round (white = hole, OpenCV's and LaMa's) shows here
         missing, total = int((mask[0] == 0).any(0).sum()), mask[0][0].numel()  # pixels, not channel values
         print(f"mask {args.mask}: {missing:,} of {total:,} pixels missing ({100 * missing / total:.0f}%; white = known, "
               "black or transparent = missing)")

@@ -292,7 +292,9 @@ def test_inpaint_refuses_images_and_masks_outside_their_range():
     torch.manual_seed(0)
     model = genzoo.build("gan", data_shape=(1, 4, 4), latent_dim=2, hidden=(8,))
     y, mask = torch.rand(2, 1, 4, 4), (torch.rand(1, 1, 4, 4) > 0.5).float()
-    for args, needle in (((y * 255, mask), "must lie in \\[0, 1\\]"), ((y, mask * 255), "mask values must lie"),
+    for args, needle in (((y * 255, mask), "must lie in \\[0, 1\\]"),
+                         ((y, mask * 255), r"mask values must be 0 or 1 \(1 = known, 0 = hole\) \(8-bit masks: divide"),
+                         ((y, mask * 0.7), r"mask values must be 0 or 1 \(1 = known, 0 = hole\)$"),  # soft: a138 F5
                          ((y, torch.ones(3, 1, 4, 4)), "does not fit images")):
         for fill in (inpaint, posterior_fill):
             with pytest.raises(DataError, match=needle):
@@ -368,7 +370,7 @@ def test_a_dequantized_flows_search_starts_from_its_code_of_the_image_at_its_lev
     assert (z[None].norm(dim=1) > 1.5 * z[17].norm(dim=1)).all()  # (untrained; a 30-step run: 150x)
 
 
-def test_a_mask_of_another_size_keeps_thin_holes_and_says_it_was_resized(tmp_path, capsys):
+def test_a_mask_of_another_size_keeps_thin_holes_and_says_it_was_resized(tmp_path, capsys, monkeypatch):
     """A mask PNG of another size was resized silently with NEAREST: a 2-pixel hole of a 28x28 mask fell between the
     sampled columns of an 8x8 model, and the error said the mask 'leaves nothing to fill'; a missing mask.tif was an
     'unknown mask'."""
@@ -402,6 +404,12 @@ def test_a_mask_of_another_size_keeps_thin_holes_and_says_it_was_resized(tmp_pat
     with pytest.warns(GenZooWarning, match="made 8x8"):
         missing = int((make_mask(str(tmp_path / "thin.png"), (1, 8, 8)) == 0).sum())
     assert f"thin.png: {missing} of 64 pixels missing ({100 * missing / 64:.0f}%; white = known" in printed.out
+    # a keyword is no file, whatever the working folder holds: a file named center there was described (a138 F4)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "center").write_bytes(b"")
+    assert main(["inpaint", str(rd), "--mask", "center", "--test-index", "0", "--steps", "1", "--restarts", "1",
+                 "--no-progress", "-o", str(tmp_path / "p.png")]) == 0
+    assert "pixels missing" not in capsys.readouterr().out
 
 
 def test_the_center_mask_is_centred_for_every_size():
