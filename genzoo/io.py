@@ -24,6 +24,7 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import stat
 import tempfile
@@ -587,9 +588,29 @@ class _Oversized(Exception):
 
 def _tensor_budget(n_tensors: int) -> int:
     """How many parameters and buffers a model whose weights file holds ``n_tensors`` tensors may register while it is
-    built: every family registers at most 1.8 per tensor of its state (RealNVP's index buffers; not saved), so 4 per
-    tensor, and some to spare, refuses no model that fits the file."""
-    return 4 * n_tensors + 256
+    built: at most 2.0 per tensor of its state in every family and option (RealNVP's index buffers, not saved; 2.33 for
+    a NICE file from before its shift_scale buffer; review r121 F4), so 8 per tensor and 256 to spare refuse no model
+    that fits the file, and stop a config asking for millions of layers after a few hundred."""
+    return 8 * n_tensors + 256
+
+
+#: the budget of the meta build running in this thread, if any (:func:`_count_registration`)
+_BUDGET = threading.local()
+
+
+def _count_registration(*_) -> None:
+    """torch's global parameter and buffer registration hook, added once at import (adding and removing it for each
+    build changed torch's hook dicts while other threads iterated them: "OrderedDict mutated during iteration" in
+    their module code; review r121 F3): counts against the budget of a meta build in this thread only."""
+    most = getattr(_BUDGET, "most", None)
+    if most is not None:
+        _BUDGET.count += 1
+        if _BUDGET.count > most:
+            raise _Oversized
+
+
+torch.nn.modules.module.register_module_parameter_registration_hook(_count_registration)
+torch.nn.modules.module.register_module_buffer_registration_hook(_count_registration)
 
 
 def _meta_build(name: str, options: dict, most: int | None = None):
@@ -600,24 +621,12 @@ def _meta_build(name: str, options: dict, most: int | None = None):
     versions are Python references whose first call imports torch._dynamo (2-3 s added to every load of a GMM or a
     planar flow), and values computed on the CPU instead would be as large as the config asks.
 
-    ``most``: :class:`_Oversized` once the build has registered more parameters and buffers than that (torch's global
-    registration hooks, for the build alone), so a config asking for 10^6 couplings is refused after a few hundred of
-    them, not after the minutes and gigabytes of Python objects its whole meta build takes (review r118 F3)."""
-    from torch.nn.modules.module import register_module_buffer_registration_hook as on_buffer
-    from torch.nn.modules.module import register_module_parameter_registration_hook as on_parameter
-
+    ``most``: :class:`_Oversized` once the build has registered more parameters and buffers than that (counted by
+    :func:`_count_registration` in this thread), so a config asking for 10^6 couplings is refused after a few hundred
+    of them, not after the minutes and gigabytes of Python objects its whole meta build takes (review r118 F3)."""
     from .registry import build
 
-    count, builder = 0, threading.get_ident()
-
-    def counted(*_) -> None:  # (the hooks are global: another thread's modules are neither counted nor stopped)
-        nonlocal count
-        if threading.get_ident() == builder:
-            count += 1
-            if count > most:
-                raise _Oversized
-
-    hooks = [on_parameter(counted), on_buffer(counted)] if most is not None else []
+    _BUDGET.most, _BUDGET.count = most, 0
     try:
         with torch.random.fork_rng(devices=[]), torch.device("meta"), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # (the real build gives any warning, once)
@@ -627,8 +636,7 @@ def _meta_build(name: str, options: dict, most: int | None = None):
     except Exception:
         return None
     finally:
-        for hook in hooks:
-            hook.remove()
+        _BUDGET.most = None
 
 
 def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, options: dict) -> None:
@@ -666,7 +674,7 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
         meta = _meta_build(name, options, most)
     except _Oversized:
         raise CheckpointError(f"the model of {run_dir / 'run.json'} does not fit the weights of its checkpoints: it "
-                              f"makes more than {most:,} weights and buffers before it is whole, 4 for each tensor "
+                              f"makes more than {most:,} weights and buffers before it is whole, 8 for each tensor "
                               "of the largest of them and 256: run.json was edited, or the checkpoints are another run's"
                               ) from None
     if meta is None:
@@ -844,7 +852,7 @@ def cut_short_note(directory: str | os.PathLike) -> str | None:
         return None
     newest = max(cut, key=lambda p: int(p.name[len(".old-step-"):]))
     return (f"its newest checkpoint was left as {CHECKPOINTS}/{newest.name} by a save cut short between two renames "
-            f"(a kill): `genzoo train --resume --run-dir {directory}` puts it back and goes on")
+            f"(a kill): `genzoo train --resume --run-dir {shlex.quote(str(directory))}` puts it back and goes on")
 
 
 def _why_no_weights(directory: Path) -> str:

@@ -683,7 +683,7 @@ def test_a_run_whose_checkpoints_a_save_cut_short_left_aside_is_continued_not_sa
 
 def test_resume_of_a_run_json_asking_for_a_million_couplings_is_refused_early_in_its_meta_build(tmp_path, capsys):
     """The meta build of run.json's recipe made every coupling it asked for before the comparison (20,000: 17-40 s and
-    up to 1.1 GB; review r118 F3): it stops at 4 weights and buffers per tensor of the largest checkpoint, plus 256."""
+    up to 1.1 GB; review r118 F3): it stops at 8 weights and buffers per tensor of the largest checkpoint, plus 256."""
     rd = tmp_path / "run"
     assert main(["train", "nice", "--data", "ring", "--steps", "4", "--checkpoint-every", "2", "--run-dir", str(rd),
                  "--no-progress", "--set", "hidden=[8]"]) == 0
@@ -694,7 +694,7 @@ def test_resume_of_a_run_json_asking_for_a_million_couplings_is_refused_early_in
     before = _digest(rd)
     code, _, err = run(capsys, "train", "--resume", "--run-dir", str(rd), "--steps", "8", "--no-progress")
     _one_error_line(code, err, f"the model of {rd / 'run.json'} does not fit the weights of its checkpoints: it makes "
-                               "more than 356 weights and buffers before it is whole, 4 for each tensor of the largest of "
+                               "more than 456 weights and buffers before it is whole, 8 for each tensor of the largest of "
                                "them and 256: run.json was edited, or the checkpoints are another run's")
     assert _digest(rd) == before
 
@@ -1693,9 +1693,11 @@ def test_a_runs_own_files_that_are_symlinks_are_never_written_through(tmp_path, 
     assert main(["sample", str(run), "-n", "4", "-o", str(run / "samples.png")]) == 0  # (the record: a warning)
     assert "pictures.json is a symlink" in capsys.readouterr().err
     (run / "eval.json").unlink()  # (the report reads it: a link to a file that is no evaluation is another error)
+    assert main(["report", str(run)]) == 2 and "report.html is a symlink" in capsys.readouterr().err  # (before the work)
+    (run / "report.html").unlink()
     assert main(["report", str(run)]) == 2 and "evolution.gif is a symlink" in capsys.readouterr().err
     (run / "evolution.gif").unlink()
-    assert main(["report", str(run)]) == 2 and "report.html is a symlink" in capsys.readouterr().err
+    (run / "report.html").symlink_to(outside / "report.html")
     assert all((outside / n).read_text() == "precious" for n in ("eval.json", "pictures.json", "report.html",
                                                                   "evolution.gif"))
     (run / "report.html").unlink()

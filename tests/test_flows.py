@@ -789,6 +789,13 @@ def test_bad_configuration_raises_config_error(name, kw):
         genzoo.build(name, **kw)
 
 
+def test_a_huge_n_scales_is_refused_before_its_power_is_computed():
+    """n_scales = 10^6 computed 2^(10^6) and then failed to write it into its message (Python's 4,300-digit limit):
+    'unexpected ValueError', exit 1; 10^9 took 24 s and 660 MB (review r121 F2)."""
+    with pytest.raises(ConfigError, match=r"^realnvp: 1000000 scales need H and W divisible by 2\^1000000, got 8x8$"):
+        genzoo.build("realnvp", data_shape=(1, 8, 8), n_scales=10 ** 6)
+
+
 def test_log_prob_on_wrong_shape_raises_data_error(model_key):
     """Data of another shape, a list or an empty batch are a DataError, as for every family (the flows gave a
     ConfigError for a shape, an AttributeError for a list and torch errors for an empty batch)."""

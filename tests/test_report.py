@@ -553,6 +553,36 @@ def test_an_integer_past_the_float_range_in_metrics_is_drawn_as_infinite_not_a_c
                                                                   [float("inf"), 0.5]]]
 
 
+def test_the_report_embeds_the_pixels_of_the_run_s_own_pictures_only(tmp_path):
+    """The newest training grid was embedded byte for byte through a link (any image of the user's, a JPEG labelled
+    PNG), and a picture's bytes after its image were embedded whole (a 40 MB report): the report embeds the pixels of
+    the run's own grids and pictures, re-encoded as PNG, and leaves linked grids out (review r121 F6, F7)."""
+    import base64
+    import re
+
+    from genzoo.viz.report import write_report
+
+    rd = tmp_path / "run"
+    assert main(["train", "vae", "--steps", "4", "--sample-every", "2", "--set", "data.n=64", "--set", "hidden=[8]",
+                 "--run-dir", str(rd), "--no-progress"]) == 0
+    newest = sorted((rd / "samples").glob("step-*.png"))[-1]
+    Image.new("RGB", (40, 40), (200, 10, 10)).save(tmp_path / "private.jpg", "JPEG")
+    newest.unlink()
+    newest.symlink_to(tmp_path / "private.jpg")
+    Image.new("RGB", (12, 12), (1, 2, 3)).save(rd / "samples.png")
+    with open(rd / "samples.png", "ab") as f:
+        f.write(b"SECRET-APPENDED" + bytes(100_000))
+    text = write_report(rd).read_text()
+    shown = {alt: base64.b64decode(data) for alt, data in
+             re.findall(r'<img alt="([^"]*)" src="data:image/png;base64,([^"]*)"', text)}
+    assert b"SECRET" not in b"".join(shown.values()) and "A" * 1000 not in text
+    with Image.open(io.BytesIO(shown["samples.png"])) as im:
+        assert im.format == "PNG" and im.size == (12, 12) and im.convert("RGB").getpixel((0, 0)) == (1, 2, 3)
+    with Image.open(io.BytesIO(shown["samples"])) as im:  # the newest grid that is the run's own, not the link
+        assert im.format == "PNG" and im.size != (40, 40)
+    assert "Samples at step 2</h2>" in text
+
+
 def _tiny_run(rd):
     """A `genzoo train` run in a tenth of a second: checkpoints at steps 1 and 2, no sample grids."""
     assert main(["train", "vae", "--steps", "2", "--checkpoint-every", "1", "--sample-every", "0", "--set", "data.n=64",

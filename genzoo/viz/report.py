@@ -37,9 +37,23 @@ EXTRA_PICTURES = [("density.png", "Density (model beside truth)", "train --resum
                   ("samples.png", "Samples (genzoo sample)", "sample")]
 
 
+def _own_grids(run_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the sample grids ``samples/step-NNNNNNNN.png`` that training wrote, by step
+    (:func:`~genzoo.io.sample_grids`), links left out: the report and its GIF show the run's own files only (a link
+    there put any image of the user's into a report made to be shared; review r121 F6)."""
+    return [(step, p) for step, p in sample_grids(run_dir) if not p.is_symlink()]
+
+
 def _frames(run_dir: Path) -> list[Path]:
-    """The sample grids ``samples/step-NNNNNNNN.png`` that training wrote, by step (:func:`~genzoo.io.sample_grids`)."""
-    return [p for _, p in sample_grids(run_dir)]
+    """The paths of :func:`_own_grids`."""
+    return [p for _, p in _own_grids(run_dir)]
+
+
+def _png(image) -> bytes:
+    """A Pillow image as PNG bytes: what the report embeds of a picture, its pixels and nothing else of its file."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 #: the most pixels of one sample grid a GIF takes (a PNG of one colour 9,400 pixels square is 32 KB on disk and 265 MB
@@ -63,10 +77,11 @@ def _open_frame(path: Path, size_only: bool = False):
 
 
 def _extra_picture(path: Path) -> tuple[bytes | None, str | None]:
-    """The bytes of a picture another command left in the run (``samples.png``, ``inpaint.png`` ...) for the report to
-    embed, or None and why not: a link (a run folder from elsewhere could point it at any file of the user, which the
+    """A picture another command left in the run (``samples.png``, ``inpaint.png`` ...) as the PNG bytes of its pixels
+    for the report to embed (nothing else of the file: bytes after its image made a report of any size; review r121
+    F7), or None and why not: a link (a run folder from elsewhere could point it at any file of the user, which the
     report, made to be shared, would carry in base64: audit a138 F3), a file that is no PNG, or one of more than
-    :data:`MAX_FRAME_PIXELS` pixels (50 MB of zeros made a 67 MB report)."""
+    :data:`MAX_FRAME_PIXELS` pixels."""
     from PIL import Image, UnidentifiedImageError
 
     if path.is_symlink():
@@ -77,7 +92,7 @@ def _extra_picture(path: Path) -> tuple[bytes | None, str | None]:
                 return None, f"it is no PNG (a {im.format} image)"
             if im.width * im.height > MAX_FRAME_PIXELS:
                 return None, f"it is {im.width} x {im.height} pixels, more than the {MAX_FRAME_PIXELS:,} a report shows"
-        return path.read_bytes(), None
+            return _png(im), None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         return None, f"it cannot be read as an image ({type(e).__name__})"
 
@@ -407,7 +422,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     stamp = weights_stamp(run_dir)
     changed = asked.get("weights") is not None and not same_weights(asked["weights"], stamp)  # trained further since
     made = read_pictures_record(run_dir)
-    grids = sample_grids(run_dir)
+    grids = _own_grids(run_dir)
     weights_line, has_weights = _weights_line(run_dir, grids[-1][0] if grids else None), weights_file(run_dir) is not None
     try:
         table = _metrics_table(result, run_dir, weights=has_weights)
@@ -427,7 +442,7 @@ def write_report(run_dir: str | os.PathLike, out: str | os.PathLike | None = Non
     frames = [p for _, p in grids]
     if frames:
         parts += [f"<h2>Samples at step {grids[-1][0]:,}</h2>",
-                  _img(frames[-1].read_bytes(), "image/png", "samples")]
+                  _img(_png(_open_frame(frames[-1])), "image/png", "samples")]  # (its pixels, as a PNG)
         shown_frames = _shown(frames)
         gif = _gif(run_dir, shown=shown_frames)
         if out is None:  # the report in the run: the animation beside it too (a report elsewhere writes one file)

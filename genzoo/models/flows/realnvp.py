@@ -39,7 +39,8 @@ from ...nn.masks import CPU, channel_mask, checkerboard
 from ...registry import register
 from .base import Base, Flow
 from .nice import coupling_net
-from .transforms import ActNorm, BatchNorm, Compose, Coupling, Logit, LULinear, Permutation, Squeeze, Swap, Transform
+from .transforms import (ActNorm, BatchNorm, Compose, Coupling, Logit, LULinear, Permutation, Squeeze, Swap, Transform,
+                         _build_device)
 
 Norm = Literal["actnorm", "batch", "none"]
 
@@ -67,7 +68,9 @@ class ResidualNet(nn.Module):
 
 
 def _norm(kind: Norm, shape: tuple[int, ...]) -> list[Transform]:
-    return {"actnorm": [ActNorm(shape)], "batch": [BatchNorm(shape)], "none": []}[kind]
+    """The normalisation layer ``kind`` names, alone (not both made and one kept: io's size check counts what a build
+    registers)."""
+    return [ActNorm(shape)] if kind == "actnorm" else [BatchNorm(shape)] if kind == "batch" else []
 
 
 class MultiScale(Transform):
@@ -78,6 +81,8 @@ class MultiScale(Transform):
     def __init__(self, shape: tuple[int, int, int], n_scales: int, width: int, n_blocks: int, norm: Norm):
         super().__init__()
         c, h, w = shape
+        if n_scales >= min(h, w).bit_length():  # before 2 ** n_scales: a config asking for 10^6 scales (review r121 F2)
+            raise ConfigError(f"realnvp: {n_scales} scales need H and W divisible by 2^{n_scales}, got {h}x{w}")
         if h % (2 ** n_scales) or w % (2 ** n_scales):
             raise ConfigError(f"realnvp: {n_scales} scales need H and W divisible by {2 ** n_scales}, got {h}x{w}")
         if h == w == 2 ** n_scales:  # a 1x1 checkerboard is all True (no change) or all False (the net sees zeros)
@@ -180,7 +185,10 @@ class RealNVP(Flow):
                 raise ConfigError(f"realnvp needs n_couplings >= 1, got {n_couplings}")
             layers += _norm(norm, (d,))
             n_a = d // 2
-            perms = alternating_permutations(d, n_couplings - 1, seed) if mixing == "permutation" and d > 2 else []
+            # drawn in a real build only: a meta build (io's size check) needs their shape, and n_couplings draws made
+            # before any coupling registers could not be stopped by its budget (review r121 F1)
+            drawn = mixing == "permutation" and d > 2 and _build_device().type != "meta"
+            perms = alternating_permutations(d, n_couplings - 1, seed) if drawn else []
             mask = torch.arange(d, device=CPU) < n_a                     # (D,): the first half conditions
             for i in range(n_couplings):
                 layers += [Coupling(mask, coupling_net(n_a, tuple(hidden), 2 * (d - n_a))), *_norm(norm, (d,))]
@@ -189,7 +197,7 @@ class RealNVP(Flow):
                 elif i < n_couplings - 1 and mixing == "swap":  # the halves exchanged (normflows' "swap")
                     layers.append(Swap(d, n_a))
                 elif i < n_couplings - 1:  # a fixed permutation: reversal in 2-D, random (from seed) above
-                    layers.append(Permutation(d, perm=None if d == 2 else perms[i]))
+                    layers.append(Permutation(d, perm=perms[i] if perms else None))  # (None: reversed)
         else:
             raise ConfigError(f"realnvp works on vectors (D,) or images (C, H, W), got examples of shape {self.data_shape}")
         self.image = image
