@@ -1391,11 +1391,12 @@ def _note_checkpoint(path: str, weights: str | None, used: str = "scored") -> No
     """One note on stderr where the weights ``used`` (scored, or drawn from: :func:`_weights_scored`) are a
     checkpoint's."""
     from .eval.compare import CHECKPOINT
-    from .io import WEIGHTS
+    from .io import WEIGHTS, cut_short_note
 
     if weights is not None and weights.startswith(CHECKPOINT):  # (not final, nor a run's best/ weights)
+        newer = cut_short_note(path)  # (a newer checkpoint a save cut short left aside)
         print(f"genzoo: note: {path} has no final {WEIGHTS} (a run stopped before its end, or still training): "
-              f"{used} its {weights}", file=sys.stderr)
+              f"{used} its {weights}" + (f"; {newer}" if newer else ""), file=sys.stderr)
 
 
 def _other_settings(cached: Path, asked: dict) -> str:

@@ -846,8 +846,12 @@ def blocked_by_file(path: str | os.PathLike) -> bool:
 def cut_short_note(directory: str | os.PathLike) -> str | None:
     """For a run whose newest checkpoint a save cut short left as ``checkpoints/.old-step-N`` (a kill between the
     renames of :func:`replace_folder`), which readers do not take and a resume puts back: a note saying so, else None
-    (also while another process trains the run, whose save may be between its renames this instant)."""
+    (also where a complete checkpoint of a later step is there, and while another process trains the run, whose save
+    may be between its renames this instant)."""
     cut = _cut_short_checkpoints(directory)
+    last = latest_checkpoint(directory)
+    if last is not None:  # (a reader takes that one: only a newer .old-step-N is worth a word; review r121 F9)
+        cut = [p for p in cut if int(p.name[len(".old-step-"):]) > int(last.name[len("step-"):])]
     if not cut or locked_elsewhere(directory):
         return None
     newest = max(cut, key=lambda p: int(p.name[len(".old-step-"):]))

@@ -679,6 +679,12 @@ def test_a_run_whose_checkpoints_a_save_cut_short_left_aside_is_continued_not_sa
     assert code == 0 and "stopped before its first checkpoint" not in err and "(steps 5-8)" in err, err
     rows = [json.loads(line)["step"] for line in (rd / "metrics.jsonl").read_text().splitlines()]
     assert rows == [4, 8] and not list((rd / "checkpoints").glob(".old-*"))  # the row of step 4 kept, then 8
+    # beside an older complete checkpoint, which the readers take: the note says a newer one waits (review r121 F9)
+    (rd / "model.safetensors").unlink()
+    (rd / "checkpoints" / "step-00000008").rename(rd / "checkpoints" / ".old-step-00000008")
+    code, _, err = run(capsys, "eval", str(rd), "--no-progress")
+    assert code == 0 and "scored its checkpoint step 6 of 8; its newest checkpoint was left as " \
+                         "checkpoints/.old-step-00000008 by a save cut short" in err, err
 
 
 def test_resume_of_a_run_json_asking_for_a_million_couplings_is_refused_early_in_its_meta_build(tmp_path, capsys):

@@ -388,6 +388,8 @@ def _weights_line(run_dir: Path, newest_grid: int | None) -> str:
     else:
         line = (f"weights: newest checkpoint, step {step:,} (no final weights: still training, or stopped before its "
                 f"end, which {_command('train --resume --run-dir RUN', run_dir)} continues)")
+        if note := cut_short_note(run_dir):  # a newer checkpoint, left aside by a save cut short
+            line += f"; {html.escape(note)}"
     if newest_grid is not None and step is not None and newest_grid > step:
         line += f"; the newest sample grid, of step {newest_grid:,}, shows later weights than these"
     return line
