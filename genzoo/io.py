@@ -566,12 +566,13 @@ def _refuse_weights_that_cannot_fit(directory: Path, cfg: dict, weights: Path) -
             if weights.parent.exists():  # (its folder pruned while read, a run still training: load takes the next)
                 raise
             return
+    most = _tensor_budget(len(tensors))
     try:
-        meta = _meta_build(cfg["model"], cfg["config"], most=_tensor_budget(len(tensors)))
+        meta = _meta_build(cfg["model"], cfg["config"], most=most)
     except _Oversized:
         raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: it makes more than "
-                              f"{_tensor_budget(len(tensors)):,} weights and buffers before it is whole, and the file "
-                              f"holds {len(tensors):,} tensors") from None
+                              f"{most:,} weights and buffers before it is whole, and the file holds {len(tensors):,} "
+                              "tensors") from None
     if meta is not None and (problems := _fit_problems(meta, tensors)):
         raise CheckpointError(f"weights in {weights} do not fit the model of {directory / CONFIG}: {'; '.join(problems)}")
 
@@ -657,10 +658,10 @@ def refuse_a_recipe_no_checkpoint_fits(run_dir: str | os.PathLike, name: str, op
         refuse_link(run_dir / own)
     # the folders load_newest_checkpoint takes: a step-N, or the .old-step-N a save cut short left (it renames that back
     # under the run's lock, after this check; review r119 F3: a run of .old-step-N folders alone was built unchecked)
-    steps = {d.name: d for d in checkpoint_dirs(run_dir)}
+    steps = {_step_of(d): d for d in checkpoint_dirs(run_dir)}
     for old in _cut_short_checkpoints(run_dir):
-        steps.setdefault(old.name[5:], old)
-    checkpoints = [steps[k] for k in sorted(steps, key=lambda k: int(k[5:]), reverse=True)]
+        steps.setdefault(_step_of(old), old)
+    checkpoints = [steps[k] for k in sorted(steps, reverse=True)]
     if not checkpoints:
         return  # (the run starts again from its recipe, as fit does)
     headers = [(ckpt / WEIGHTS, tensors) for ckpt in checkpoints if (ckpt / WEIGHTS).is_file()
@@ -848,13 +849,11 @@ def cut_short_note(directory: str | os.PathLike) -> str | None:
     renames of :func:`replace_folder`), which readers do not take and a resume puts back: a note saying so, else None
     (also where a complete checkpoint of a later step is there, and while another process trains the run, whose save
     may be between its renames this instant)."""
-    cut = _cut_short_checkpoints(directory)
-    last = latest_checkpoint(directory)
-    if last is not None:  # (a reader takes that one: only a newer .old-step-N is worth a word; review r121 F9)
-        cut = [p for p in cut if int(p.name[len(".old-step-"):]) > int(last.name[len("step-"):])]
+    last = latest_checkpoint(directory)  # (a reader takes that one: only a newer .old-step-N is worth a word; r121 F9)
+    cut = [p for p in _cut_short_checkpoints(directory) if last is None or _step_of(p) > _step_of(last)]
     if not cut or locked_elsewhere(directory):
         return None
-    newest = max(cut, key=lambda p: int(p.name[len(".old-step-"):]))
+    newest = max(cut, key=_step_of)
     return (f"its newest checkpoint was left as {CHECKPOINTS}/{newest.name} by a save cut short between two renames "
             f"(a kill): `genzoo train --resume --run-dir {shlex.quote(str(directory))}` puts it back and goes on")
 
@@ -1031,6 +1030,11 @@ def _is_step(name: str) -> bool:
     """Whether ``name`` is a checkpoint folder's: ``step-`` and ASCII digits (str.isdigit alone takes '²', which
     int() refuses, and other scripts' digits, '١٢' read as 12: no name genzoo writes)."""
     return name.startswith("step-") and name[5:].isascii() and name[5:].isdigit()
+
+
+def _step_of(checkpoint: Path) -> int:
+    """The step of a checkpoint folder, ``step-N`` or the ``.old-step-N`` a save cut short left."""
+    return int(checkpoint.name.rpartition("-")[2])
 
 
 def checkpoint_dirs(run_dir: str | os.PathLike) -> list[Path]:
